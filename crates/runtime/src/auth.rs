@@ -1,0 +1,379 @@
+//! Caller authentication: every RPC but health and reflection needs
+//! `authorization: Bearer <key>`.
+//!
+//! Keys are configured as SHA-256 hashes (hex) in a TOML file, each with a name, scopes and the
+//! accounts it may touch:
+//!
+//! ```toml
+//! [[keys]]
+//! name = "operator"
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//! scopes = ["admin"]          # or any of: accounts, profiles, credentials, signin, imports, notifications
+//! accounts = ["*"]            # or account ids
+//! ```
+//!
+//! The [`AuthLayer`] resolves the key to a [`Caller`], checks the scope that the called gRPC
+//! service needs, and puts the caller in the request extensions, where handlers read it with
+//! [`caller`]. Which account a call may touch is decided by the handlers, which know the account.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::{Either, Ready, ready};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tonic::Status;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// The scope that grants every other scope.
+pub const ADMIN_SCOPE: &str = "admin";
+
+/// The scope a call to `path` (`/package.Service/Method`) needs; `None` for calls every caller
+/// may make without a key (health, reflection).
+pub fn required_scope(path: &str) -> Option<&'static str> {
+    let service = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    if service == "grpc.health.v1.Health" || service.starts_with("grpc.reflection.") {
+        return None;
+    }
+    Some(match service {
+        "roster.identity.v1.AccountService" => "accounts",
+        "roster.identity.v1.ProfileService" => "profiles",
+        "roster.identity.v1.CredentialService" if path.ends_with("/VerifyPassword") => "signin",
+        "roster.identity.v1.CredentialService" => "credentials",
+        "roster.imports.v1.ImportService" => "imports",
+        "roster.notification.v1.NotificationService" => "notifications",
+        _ => ADMIN_SCOPE,
+    })
+}
+
+/// Which accounts a caller may touch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountAccess {
+    All,
+    Only(HashSet<Uuid>),
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The key's configured name, for logs.
+    pub name: String,
+    scopes: HashSet<String>,
+    accounts: AccountAccess,
+}
+
+impl Caller {
+    /// A caller with every scope on every account, for the suite's own calls between services.
+    pub fn internal(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            scopes: HashSet::from([ADMIN_SCOPE.to_owned()]),
+            accounts: AccountAccess::All,
+        }
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.contains(ADMIN_SCOPE) || self.scopes.contains(scope)
+    }
+
+    /// True when the caller may touch this account's data.
+    pub fn may_access(&self, account: Uuid) -> bool {
+        match &self.accounts {
+            AccountAccess::All => true,
+            AccountAccess::Only(accounts) => accounts.contains(&account),
+        }
+    }
+
+    /// The accounts this caller is limited to, or `None` when it may touch all.
+    pub fn account_limit(&self) -> Option<&HashSet<Uuid>> {
+        match &self.accounts {
+            AccountAccess::All => None,
+            AccountAccess::Only(accounts) => Some(accounts),
+        }
+    }
+
+    /// PERMISSION_DENIED unless the caller may touch `account`. For requests that name an
+    /// account; objects reached by their own id answer NOT_FOUND instead (see DESIGN.md §8).
+    pub fn require_account(&self, account: Uuid) -> Result<(), ApiError> {
+        if self.may_access(account) {
+            Ok(())
+        } else {
+            Err(ApiError::PermissionDenied {
+                reason: "ACCOUNT_NOT_PERMITTED",
+                message: "the caller key may not act on this account".into(),
+            })
+        }
+    }
+}
+
+/// The authenticated caller of a request (put there by [`AuthLayer`]).
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<Caller, ApiError> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ApiError::Unauthenticated {
+            message: "missing caller".into(),
+        })
+}
+
+#[derive(Debug, Deserialize)]
+struct KeysFile {
+    #[serde(default)]
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    name: String,
+    sha256: String,
+    scopes: Vec<String>,
+    accounts: Vec<String>,
+}
+
+/// A problem in the keys file.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    #[error("keys file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("keys file {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// The configured caller keys, by SHA-256 hash.
+#[derive(Clone, Debug, Default)]
+pub struct KeyRing {
+    by_hash: HashMap<[u8; 32], Caller>,
+}
+
+impl KeyRing {
+    /// Reads a keys file (see the module documentation for the format).
+    pub fn load(path: &Path) -> Result<Self, KeyRingError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| KeyRingError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| KeyRingError::Invalid {
+            path: display,
+            message,
+        })
+    }
+
+    /// Parses the TOML text of a keys file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: KeysFile = toml_from_str(text)?;
+        let mut ring = KeyRing::default();
+        for (index, entry) in file.keys.into_iter().enumerate() {
+            let at = format!("keys[{index}] ({})", entry.name);
+            let digest: [u8; 32] = hex::decode(entry.sha256.trim())
+                .ok()
+                .and_then(|bytes| bytes.try_into().ok())
+                .ok_or_else(|| format!("{at}: sha256 must be 64 hexadecimal characters"))?;
+            let accounts = if entry.accounts.iter().any(|account| account == "*") {
+                AccountAccess::All
+            } else {
+                AccountAccess::Only(
+                    entry
+                        .accounts
+                        .iter()
+                        .map(|account| {
+                            Uuid::parse_str(account).map_err(|_| {
+                                format!("{at}: account {account:?} is neither \"*\" nor a UUID")
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
+            };
+            let caller = Caller {
+                name: entry.name,
+                scopes: entry.scopes.into_iter().collect(),
+                accounts,
+            };
+            if ring.by_hash.insert(digest, caller).is_some() {
+                return Err(format!("{at}: the same key hash appears twice"));
+            }
+        }
+        Ok(ring)
+    }
+
+    /// Adds a key given in plain text (the embedded suite and tests).
+    pub fn insert_plaintext(
+        &mut self,
+        key: &str,
+        name: &str,
+        scopes: &[&str],
+        accounts: AccountAccess,
+    ) {
+        self.by_hash.insert(
+            hash_key(key),
+            Caller {
+                name: name.to_owned(),
+                scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+                accounts,
+            },
+        );
+    }
+
+    /// The caller holding `key`, if any.
+    pub fn authenticate(&self, key: &str) -> Option<&Caller> {
+        self.by_hash.get(&hash_key(key))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// SHA-256 of a key, as stored in the keys file.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// SHA-256 of a key as the lowercase hex that the keys file holds.
+pub fn hash_key_hex(key: &str) -> String {
+    hex::encode(hash_key(key))
+}
+
+fn toml_from_str(text: &str) -> Result<KeysFile, String> {
+    config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .build()
+        .and_then(|config| config.try_deserialize())
+        .map_err(|error| error.to_string())
+}
+
+/// Tower layer that authenticates every call but health and reflection.
+#[derive(Clone)]
+pub struct AuthLayer {
+    keys: Arc<KeyRing>,
+}
+
+impl AuthLayer {
+    pub fn new(keys: Arc<KeyRing>) -> Self {
+        Self { keys }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Auth {
+            inner,
+            keys: self.keys.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] builds.
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    keys: Arc<KeyRing>,
+}
+
+impl<S, B, R> tower::Service<http::Request<B>> for Auth<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Either<Ready<Result<Self::Response, Self::Error>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let Some(scope) = required_scope(request.uri().path()) else {
+            return Either::Right(self.inner.call(request));
+        };
+        match authorize(&self.keys, request.headers(), scope) {
+            Ok(caller) => {
+                tracing::Span::current().record("caller", caller.name.as_str());
+                request.extensions_mut().insert(caller);
+                Either::Right(self.inner.call(request))
+            }
+            Err(error) => Either::Left(ready(Ok(Status::from(error).into_http()))),
+        }
+    }
+}
+
+fn authorize(keys: &KeyRing, headers: &http::HeaderMap, scope: &str) -> Result<Caller, ApiError> {
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthenticated {
+            message: "missing `authorization: Bearer <key>` metadata".into(),
+        })?;
+    let key = value
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .ok_or_else(|| ApiError::Unauthenticated {
+            message: "the authorization metadata must be `Bearer <key>`".into(),
+        })?;
+    let caller = keys
+        .authenticate(key)
+        .ok_or_else(|| ApiError::Unauthenticated {
+            message: "unknown caller key".into(),
+        })?;
+    if !caller.has_scope(scope) {
+        return Err(ApiError::PermissionDenied {
+            reason: "SCOPE_MISSING",
+            message: format!("the caller key lacks the `{scope}` scope"),
+        });
+    }
+    Ok(caller.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_and_reflection_need_no_key() {
+        assert_eq!(required_scope("/grpc.health.v1.Health/Check"), None);
+        assert_eq!(
+            required_scope("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"),
+            None
+        );
+        assert_eq!(
+            required_scope("/roster.identity.v1.CredentialService/VerifyPassword"),
+            Some("signin")
+        );
+    }
+
+    #[test]
+    fn keys_file_is_parsed_and_checked() {
+        let account = Uuid::new_v4();
+        let ring = KeyRing::parse(&format!(
+            "[[keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscopes = [\"profiles\"]\naccounts = [\"{account}\"]\n",
+            hash_key_hex("secret")
+        ))
+        .unwrap();
+        let caller = ring.authenticate("secret").expect("known key");
+        assert!(caller.has_scope("profiles"));
+        assert!(!caller.has_scope("accounts"));
+        assert!(caller.may_access(account));
+        assert!(!caller.may_access(Uuid::new_v4()));
+        assert!(ring.authenticate("other").is_none());
+
+        let error = KeyRing::parse(
+            "[[keys]]\nname = \"bad\"\nsha256 = \"xyz\"\nscopes = []\naccounts = [\"*\"]\n",
+        )
+        .unwrap_err();
+        assert!(error.contains("sha256"), "{error}");
+    }
+}

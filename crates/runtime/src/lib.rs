@@ -1,0 +1,22 @@
+//! The shared runtime of Roster's services: everything each of them needs exactly once.
+//!
+//! - [`settings`]: layered configuration (defaults → optional file → `ROSTER_<SERVICE>__<KEY>`).
+//! - [`telemetry`]: `tracing` with pretty or JSON output and optional OTLP export.
+//! - [`server`]: the tonic server bootstrap with health, reflection, tower layers and graceful
+//!   shutdown.
+//! - [`auth`]: bearer-key authentication of callers, with scopes and account limits.
+//! - [`error`]: the one mapping from domain failures to `tonic::Status` with rich details.
+//! - [`db`]: database connections (SQLite or PostgreSQL through sea-orm) and migrations.
+
+pub mod auth;
+pub mod db;
+pub mod error;
+pub mod server;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use auth::{Caller, KeyRing};
+pub use error::ApiError;
+pub use settings::{CommonSettings, Service};
+pub use shutdown::Shutdown;

@@ -1,0 +1,266 @@
+//! The server bootstrap every Roster service runs.
+//!
+//! It reads top to bottom: bind → health and reflection → tower layers (tracing span with a
+//! request id, load shedding over a global concurrency limit, authentication) → serve until the
+//! shutdown signal → drain. On shutdown, health turns NOT_SERVING first, the server stops
+//! accepting after the configured drain delay, in-flight calls get the grace period to finish.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tracing::Instrument;
+
+use crate::auth::{AuthLayer, KeyRing};
+use crate::settings::CommonSettings;
+use crate::shutdown::Shutdown;
+
+/// Limits and timings of one gRPC server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen_addr: SocketAddr,
+    pub request_timeout: Duration,
+    pub concurrency_limit: usize,
+    pub max_header_list_bytes: u32,
+    /// Time between health turning NOT_SERVING and the listener closing, for load balancers.
+    pub drain_delay: Duration,
+    /// Time in-flight calls get to finish once the listener is closed.
+    pub shutdown_grace: Duration,
+    pub db_health_interval: Duration,
+}
+
+impl From<&CommonSettings> for ServerConfig {
+    fn from(settings: &CommonSettings) -> Self {
+        Self {
+            listen_addr: settings.listen_addr,
+            request_timeout: settings.request_timeout(),
+            concurrency_limit: settings.concurrency_limit,
+            max_header_list_bytes: settings.max_header_list_bytes,
+            drain_delay: Duration::from_secs(settings.drain_seconds),
+            shutdown_grace: settings.shutdown_grace(),
+            db_health_interval: settings.db_health_interval(),
+        }
+    }
+}
+
+/// The gRPC services one server hosts, with their names for per-service health.
+#[derive(Default)]
+pub struct ServiceSet {
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+}
+
+impl ServiceSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a generated tonic server (already configured with message limits and compression).
+    pub fn add<S>(&mut self, service: S) -> &mut Self
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Error = std::convert::Infallible,
+                Response = http::Response<tonic::body::Body>,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// The fully qualified names of the hosted services.
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+}
+
+/// A server that is accepting calls.
+pub struct RunningServer {
+    /// The bound address (useful when the configured port was 0).
+    pub local_addr: SocketAddr,
+    /// The health reporter, for tests and for services that flip their own status.
+    pub health: HealthReporter,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// Waits until the server has stopped (after the shutdown signal and the drain).
+    pub async fn stopped(self) -> anyhow::Result<()> {
+        self.task.await??;
+        Ok(())
+    }
+}
+
+/// Binds `config.listen_addr` and serves `services` until `shutdown` fires.
+///
+/// When `database` is given, its reachability drives the health status: NOT_SERVING while a
+/// ping fails, SERVING again once it answers.
+pub async fn serve(
+    config: ServerConfig,
+    services: ServiceSet,
+    keys: Arc<KeyRing>,
+    database: Option<DatabaseConnection>,
+    shutdown: Shutdown,
+) -> anyhow::Result<RunningServer> {
+    let listener = TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot bind {}: {error}", config.listen_addr))?;
+    let local_addr = listener.local_addr()?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let names: Vec<&'static str> = services.names.clone();
+    set_status(&health, &names, ServingStatus::Serving).await;
+    if let Some(database) = database {
+        tokio::spawn(watch_database(
+            database,
+            health.clone(),
+            names.clone(),
+            config.db_health_interval,
+            shutdown.clone(),
+        ));
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let mut routes = services.routes;
+    routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let layers = tower::ServiceBuilder::new()
+        .load_shed()
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+            config.concurrency_limit,
+        ))
+        .layer(AuthLayer::new(keys));
+
+    let signal = {
+        let health = health.clone();
+        let names = names.clone();
+        let shutdown = shutdown.clone();
+        let drain_delay = config.drain_delay;
+        async move {
+            shutdown.wait().await;
+            set_status(&health, &names, ServingStatus::NotServing).await;
+            tracing::info!(?drain_delay, "health is NOT_SERVING; draining");
+            tokio::time::sleep(drain_delay).await;
+        }
+    };
+    let server = tonic::transport::Server::builder()
+        .timeout(config.request_timeout)
+        .http2_max_header_list_size(config.max_header_list_bytes)
+        .trace_fn(call_span)
+        .layer(layers)
+        .add_routes(routes.routes())
+        .serve_with_incoming_shutdown(incoming, signal);
+
+    let grace = config.shutdown_grace;
+    let task = tokio::spawn(
+        async move {
+            tokio::pin!(server);
+            tokio::select! {
+                result = &mut server => result,
+                () = async { shutdown.wait().await; tokio::time::sleep(grace).await; } => {
+                    // The drain delay is part of the wait above: calls still running when the
+                    // grace period ends are cut off.
+                    tokio::time::timeout(Duration::from_millis(50), &mut server)
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::warn!(?grace, "grace period over; abandoning in-flight calls");
+                            Ok(())
+                        })
+                }
+            }
+        }
+        .instrument(tracing::info_span!("server", addr = %local_addr)),
+    );
+    tracing::info!(addr = %local_addr, services = ?names, "serving");
+    Ok(RunningServer {
+        local_addr,
+        health,
+        task,
+    })
+}
+
+async fn set_status(health: &HealthReporter, names: &[&str], status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in names {
+        health.set_service_status(*name, status).await;
+    }
+}
+
+async fn watch_database(
+    database: DatabaseConnection,
+    health: HealthReporter,
+    names: Vec<&'static str>,
+    interval: Duration,
+    shutdown: Shutdown,
+) {
+    let mut reachable = true;
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let ping = tokio::time::timeout(interval.max(Duration::from_secs(1)), database.ping()).await;
+        let now_reachable = matches!(ping, Ok(Ok(())));
+        if now_reachable != reachable && !shutdown.is_triggered() {
+            reachable = now_reachable;
+            if reachable {
+                tracing::info!("database reachable again; health is SERVING");
+                set_status(&health, &names, ServingStatus::Serving).await;
+            } else {
+                tracing::error!("database unreachable; health is NOT_SERVING");
+                set_status(&health, &names, ServingStatus::NotServing).await;
+            }
+        }
+    }
+}
+
+/// The span of one call: method, request id (the caller's `x-request-id` or a new one), the
+/// caller's name once authenticated, and the caller's W3C trace context as parent.
+fn call_span(request: &http::Request<()>) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| !value.is_empty() && value.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let span = tracing::info_span!(
+        "grpc",
+        otel.kind = "server",
+        rpc.method = %request.uri().path(),
+        request_id = %request_id,
+        caller = tracing::field::Empty,
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&crate::telemetry::HeaderExtractor(request.headers()))
+    });
+    let _ = span.set_parent(parent);
+    span
+}
