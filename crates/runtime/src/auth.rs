@@ -223,6 +223,11 @@ impl KeyRing {
         );
     }
 
+    /// Adds every key of `other`.
+    pub fn extend(&mut self, other: KeyRing) {
+        self.by_hash.extend(other.by_hash);
+    }
+
     /// The caller holding `key`, if any.
     pub fn authenticate(&self, key: &str) -> Option<&Caller> {
         self.by_hash.get(&hash_key(key))
@@ -310,11 +315,12 @@ where
 }
 
 fn authorize(keys: &KeyRing, headers: &http::HeaderMap, scope: &str) -> Result<Caller, ApiError> {
-    let value = headers
-        .get(http::header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthenticated {
-            message: "missing `authorization: Bearer <key>` metadata".into(),
-        })?;
+    let value =
+        headers
+            .get(http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthenticated {
+                message: "missing `authorization: Bearer <key>` metadata".into(),
+            })?;
     let key = value
         .to_str()
         .ok()

@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn sqlite_paths_are_found() {
-        assert_eq!(sqlite_path("sqlite://var/identity.db?mode=rwc"), Some("var/identity.db"));
+        assert_eq!(
+            sqlite_path("sqlite://var/identity.db?mode=rwc"),
+            Some("var/identity.db")
+        );
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://localhost/x"), None);
     }

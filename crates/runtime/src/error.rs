@@ -257,15 +257,18 @@ mod tests {
         ])
         .into();
         assert_eq!(status.code(), Code::InvalidArgument);
-        let bad_request = status.get_details_bad_request().expect("BadRequest details");
+        let bad_request = status
+            .get_details_bad_request()
+            .expect("BadRequest details");
         assert_eq!(bad_request.field_violations.len(), 2);
     }
 
     #[test]
     fn internal_errors_hide_their_text() {
-        let status: Status =
-            ApiError::internal(std::io::Error::other("relation \"profiles\" does not exist"))
-                .into();
+        let status: Status = ApiError::internal(std::io::Error::other(
+            "relation \"profiles\" does not exist",
+        ))
+        .into();
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("profiles"));
     }

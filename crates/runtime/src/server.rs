@@ -135,14 +135,19 @@ pub async fn serve(
         ));
     }
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    // Reflection lists only what this server hosts, though it can describe every Roster type.
+    let reflection = || {
+        let mut builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in &names {
+            builder = builder.with_service_name(*name);
+        }
+        builder
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
 
     let mut routes = services.routes;
     routes
@@ -151,6 +156,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha);
 
     let layers = tower::ServiceBuilder::new()
+        .map_response(message_limit_is_resource_exhausted)
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.concurrency_limit,
@@ -205,6 +211,26 @@ pub async fn serve(
     })
 }
 
+/// tonic reports a request message over the size limit as OUT_OF_RANGE; the gRPC status-code
+/// specification (and every other gRPC implementation) says RESOURCE_EXHAUSTED. Roster's own
+/// handlers never answer OUT_OF_RANGE, so the rewrite touches only tonic's decode refusal.
+fn message_limit_is_resource_exhausted(
+    mut response: http::Response<tonic::body::Body>,
+) -> http::Response<tonic::body::Body> {
+    let headers = response.headers_mut();
+    let out_of_range = headers
+        .get("grpc-status")
+        .is_some_and(|status| status == "11");
+    let too_large = headers.get("grpc-message").is_some_and(|message| {
+        let message = String::from_utf8_lossy(message.as_bytes());
+        message.contains("too large") || message.contains("too%20large")
+    });
+    if out_of_range && too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
+}
+
 async fn set_status(health: &HealthReporter, names: &[&str], status: ServingStatus) {
     health.set_service_status("", status).await;
     for name in names {
@@ -225,7 +251,8 @@ async fn watch_database(
             () = shutdown.wait() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        let ping = tokio::time::timeout(interval.max(Duration::from_secs(1)), database.ping()).await;
+        let ping =
+            tokio::time::timeout(interval.max(Duration::from_secs(1)), database.ping()).await;
         let now_reachable = matches!(ping, Ok(Ok(())));
         if now_reachable != reachable && !shutdown.is_triggered() {
             reachable = now_reachable;
@@ -263,4 +290,32 @@ fn call_span(request: &http::Request<()>) -> tracing::Span {
     });
     let _ = span.set_parent(parent);
     span
+}
+
+/// Opens the service's database and, when configured, applies its pending migrations.
+pub async fn open_database<M: sea_orm_migration::MigratorTrait>(
+    settings: &CommonSettings,
+) -> anyhow::Result<DatabaseConnection> {
+    let database = crate::db::connect(&settings.database_url, settings.db_max_connections)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot open the database: {error}"))?;
+    if settings.migrate_on_start {
+        crate::db::migrate::<M>(&database)
+            .await
+            .map_err(|error| anyhow::anyhow!("migrations failed: {error}"))?;
+    }
+    Ok(database)
+}
+
+/// Wraps a generated tonic server with the configured message-size limit (enforced after
+/// decompression) and gzip support.
+#[macro_export]
+macro_rules! grpc_service {
+    ($server:ty, $service:expr, $settings:expr) => {
+        <$server>::new($service)
+            .max_decoding_message_size($settings.max_message_bytes)
+            .max_encoding_message_size($settings.max_message_bytes)
+            .accept_compressed(::tonic::codec::CompressionEncoding::Gzip)
+            .send_compressed(::tonic::codec::CompressionEncoding::Gzip)
+    };
 }

@@ -22,7 +22,11 @@ pub enum Service {
 }
 
 impl Service {
-    pub const ALL: [Service; 3] = [Service::Identity, Service::BulkImport, Service::Notification];
+    pub const ALL: [Service; 3] = [
+        Service::Identity,
+        Service::BulkImport,
+        Service::Notification,
+    ];
 
     /// The name used on the command line and in logs: `identity`, `bulk-import`, `notification`.
     pub fn name(self) -> &'static str {
@@ -58,7 +62,9 @@ impl Service {
 
     /// Parses a command-line service name.
     pub fn parse(name: &str) -> Option<Service> {
-        Service::ALL.into_iter().find(|service| service.name() == name)
+        Service::ALL
+            .into_iter()
+            .find(|service| service.name() == name)
     }
 }
 
@@ -204,7 +210,10 @@ impl Loader {
     }
 
     /// Deserializes the service's table, naming the offending key on failure.
-    fn deserialize<T: DeserializeOwned>(&self, values: &serde_json::Value) -> Result<T, SettingsError> {
+    fn deserialize<T: DeserializeOwned>(
+        &self,
+        values: &serde_json::Value,
+    ) -> Result<T, SettingsError> {
         serde_path_to_error::deserialize(values).map_err(|error| {
             let path = error.path().to_string();
             SettingsError::Key {

@@ -1,0 +1,139 @@
+//! The `roster` binary under SIGTERM: health turns NOT_SERVING, the call in flight completes,
+//! and the process exits 0 within the grace period.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use roster_proto::identity::v1::CreateAccountRequest;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use roster_runtime::auth::hash_key_hex;
+use roster_tests::{authed, connect};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const KEY: &str = "shutdown-test-key";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let database_url = format!("sqlite://{}/identity.db?mode=rwc", dir.path().display());
+    let keys_file = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys_file,
+        format!(
+            "[[keys]]\nname = \"test\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\naccounts = [\"*\"]\n",
+            hash_key_hex(KEY)
+        ),
+    )
+    .expect("keys file");
+    let port = free_port();
+    let grace = Duration::from_secs(15);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
+        .args(["serve", "identity"])
+        .env("ROSTER_IDENTITY__LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("ROSTER_IDENTITY__DATABASE_URL", &database_url)
+        .env("ROSTER_IDENTITY__KEYS_FILE", &keys_file)
+        .env(
+            "ROSTER_IDENTITY__SHUTDOWN_GRACE_SECONDS",
+            grace.as_secs().to_string(),
+        )
+        .env("ROSTER_IDENTITY__DRAIN_SECONDS", "1")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("roster starts");
+    let channel = connect(format!("127.0.0.1:{port}").parse().expect("address")).await;
+    let mut health = HealthClient::new(channel.clone());
+    let status = |response: tonic_health::pb::HealthCheckResponse| {
+        ServingStatus::try_from(response.status).expect("known status")
+    };
+    let check = HealthCheckRequest {
+        service: String::new(),
+    };
+    assert_eq!(
+        status(
+            health
+                .check(check.clone())
+                .await
+                .expect("health")
+                .into_inner()
+        ),
+        ServingStatus::Serving
+    );
+
+    // Hold SQLite's write lock so the next write waits inside the server: a slow call.
+    let mut options = ConnectOptions::new(database_url.clone());
+    options.max_connections(1).min_connections(1);
+    let blocker = Database::connect(options).await.expect("second connection");
+    blocker
+        .execute_unprepared("BEGIN EXCLUSIVE")
+        .await
+        .expect("write lock");
+    let mut accounts = AccountServiceClient::new(channel.clone());
+    let slow_call = tokio::spawn(async move {
+        accounts
+            .create_account(authed(
+                KEY,
+                CreateAccountRequest {
+                    request_id: "slow".into(),
+                    display_name: "Slow Ltd".into(),
+                    password_policy_preset: 0,
+                },
+            ))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!slow_call.is_finished(), "the call waits for the lock");
+
+    let signalled = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+
+    let mut saw_not_serving = false;
+    while signalled.elapsed() < Duration::from_secs(1) {
+        if let Ok(response) = health.check(check.clone()).await
+            && status(response.into_inner()) == ServingStatus::NotServing
+        {
+            saw_not_serving = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(saw_not_serving, "health turns NOT_SERVING after SIGTERM");
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    blocker
+        .execute_unprepared("ROLLBACK")
+        .await
+        .expect("unlock");
+    let account = slow_call
+        .await
+        .expect("task")
+        .expect("the call in flight completes")
+        .into_inner()
+        .account
+        .expect("an account");
+    assert_eq!(account.display_name, "Slow Ltd");
+
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("task")
+        .expect("exit status");
+    assert!(exit.success(), "roster exits 0, got {exit:?}");
+    assert!(
+        signalled.elapsed() < grace,
+        "exits within the grace period, took {:?}",
+        signalled.elapsed()
+    );
+}

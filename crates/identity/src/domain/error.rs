@@ -1,0 +1,84 @@
+//! What can go wrong in identity, in the domain's own words. `api` maps each case to a gRPC
+//! status once.
+
+/// Why a username cannot be taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// A profile holds it now.
+    Taken,
+    /// It was held before; usernames are never reused.
+    Retired,
+    /// Its UTS #39 skeleton equals that of a username held now or before.
+    Confusable,
+    /// It is not a valid username.
+    Invalid,
+}
+
+impl Refusal {
+    /// The stable `ErrorInfo.reason`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Taken => "USERNAME_TAKEN",
+            Refusal::Retired => "USERNAME_RETIRED",
+            Refusal::Confusable => "USERNAME_CONFUSABLE",
+            Refusal::Invalid => "USERNAME_INVALID",
+        }
+    }
+
+    /// A sentence for the caller. Never says by whom or in which account.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Taken => {
+                "this username is in use on the platform (usernames are unique across all accounts)"
+            }
+            Refusal::Retired => {
+                "this username was used before on the platform and can never be used again"
+            }
+            Refusal::Confusable => {
+                "this username looks like one that is or was in use on the platform"
+            }
+            Refusal::Invalid => "this is not a valid username",
+        }
+    }
+}
+
+/// One invalid field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub description: String,
+}
+
+impl Violation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// A failed identity operation.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("invalid input: {0:?}")]
+    Invalid(Vec<Violation>),
+    #[error("username refused: {refusal:?}")]
+    UsernameRefused { refusal: Refusal, detail: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("stale etag")]
+    StaleEtag,
+    #[error("{0}")]
+    Precondition(String),
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl IdentityError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        IdentityError::Invalid(vec![Violation::new(field, description)])
+    }
+}

@@ -1,0 +1,7 @@
+//! Pure types and rules of identity: no gRPC, no SQL.
+
+pub mod email;
+pub mod error;
+pub mod fields;
+pub mod policy;
+pub mod username;

@@ -1,0 +1,99 @@
+//! Accounts and their password policies.
+
+use chrono::{DateTime, Utc};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use uuid::Uuid;
+
+use super::Store;
+use super::entities::account;
+use crate::domain::error::IdentityError;
+use crate::domain::policy::PasswordPolicy;
+
+/// An account as stored.
+#[derive(Clone, Debug)]
+pub struct AccountRecord {
+    pub id: Uuid,
+    pub display_name: String,
+    pub policy: PasswordPolicy,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl TryFrom<account::Model> for AccountRecord {
+    type Error = IdentityError;
+
+    fn try_from(model: account::Model) -> Result<Self, IdentityError> {
+        let policy = serde_json::from_str(&model.password_policy).map_err(|error| {
+            IdentityError::Corrupt(format!("password policy of {}: {error}", model.id))
+        })?;
+        Ok(Self {
+            id: model.id,
+            display_name: model.display_name,
+            policy,
+            created_at: model.created_at,
+            updated_at: model.updated_at,
+            version: model.version,
+        })
+    }
+}
+
+impl Store {
+    /// Inserts a new account.
+    pub async fn create_account(
+        &self,
+        conn: &impl ConnectionTrait,
+        display_name: &str,
+        policy: &PasswordPolicy,
+    ) -> Result<AccountRecord, IdentityError> {
+        let now = Utc::now();
+        let model = account::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            display_name: Set(display_name.to_owned()),
+            password_policy: Set(serde_json::to_string(policy)
+                .map_err(|error| IdentityError::Corrupt(error.to_string()))?),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        }
+        .insert(conn)
+        .await?;
+        model.try_into()
+    }
+
+    /// One account, if it exists.
+    pub async fn account(&self, id: Uuid) -> Result<Option<AccountRecord>, IdentityError> {
+        account::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(TryInto::try_into)
+            .transpose()
+    }
+
+    /// Accounts in creation order after `after`, limited to `only` when given.
+    pub async fn list_accounts(
+        &self,
+        after: Option<Uuid>,
+        only: Option<Vec<Uuid>>,
+        limit: u64,
+    ) -> Result<Vec<AccountRecord>, IdentityError> {
+        let mut query = account::Entity::find().order_by_asc(account::Column::Id);
+        if let Some(after) = after {
+            query = query.filter(account::Column::Id.gt(after));
+        }
+        if let Some(only) = only {
+            query = query.filter(account::Column::Id.is_in(only));
+        }
+        query
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(TryInto::try_into)
+            .collect()
+    }
+}

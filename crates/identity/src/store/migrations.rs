@@ -1,0 +1,298 @@
+//! Identity's schema, one migration per change, applied in order.
+
+use sea_orm_migration::prelude::*;
+
+/// Identity's migrations.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateCoreTables)]
+    }
+}
+
+#[derive(DeriveIden)]
+enum Accounts {
+    Table,
+    Id,
+    DisplayName,
+    PasswordPolicy,
+    CreatedAt,
+    UpdatedAt,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum Profiles {
+    Table,
+    Id,
+    AccountId,
+    FirstName,
+    LastName,
+    Email,
+    EmailSearch,
+    Username,
+    CanonicalUsername,
+    JobTitle,
+    Department,
+    Locale,
+    TimeZone,
+    Status,
+    CreatedAt,
+    UpdatedAt,
+    DeletedAt,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum UsernameRegistry {
+    Table,
+    Canonical,
+    Skeleton,
+    Username,
+    ProfileId,
+    AccountId,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum IdempotencyKeys {
+    Table,
+    Scope,
+    RequestId,
+    Response,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ProfileRoles {
+    Table,
+    ProfileId,
+    Role,
+}
+
+#[derive(DeriveIden)]
+enum Extensions {
+    Table,
+    AccountId,
+    Number,
+    ProfileId,
+    Kind,
+    CreatedAt,
+}
+
+struct CreateCoreTables;
+
+impl MigrationName for CreateCoreTables {
+    fn name(&self) -> &str {
+        "m20261125_000001_create_core_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateCoreTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Accounts::Table)
+                    .col(ColumnDef::new(Accounts::Id).uuid().not_null().primary_key())
+                    .col(ColumnDef::new(Accounts::DisplayName).string().not_null())
+                    .col(ColumnDef::new(Accounts::PasswordPolicy).text().not_null())
+                    .col(timestamp(Accounts::CreatedAt))
+                    .col(timestamp(Accounts::UpdatedAt))
+                    .col(ColumnDef::new(Accounts::Version).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Profiles::Table)
+                    .col(ColumnDef::new(Profiles::Id).uuid().not_null().primary_key())
+                    .col(ColumnDef::new(Profiles::AccountId).uuid().not_null())
+                    .col(ColumnDef::new(Profiles::FirstName).string().not_null())
+                    .col(ColumnDef::new(Profiles::LastName).string().not_null())
+                    .col(ColumnDef::new(Profiles::Email).string().not_null())
+                    .col(ColumnDef::new(Profiles::EmailSearch).string().not_null())
+                    .col(ColumnDef::new(Profiles::Username).string().not_null())
+                    .col(
+                        ColumnDef::new(Profiles::CanonicalUsername)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Profiles::JobTitle).string().null())
+                    .col(ColumnDef::new(Profiles::Department).string().null())
+                    .col(ColumnDef::new(Profiles::Locale).string().null())
+                    .col(ColumnDef::new(Profiles::TimeZone).string().null())
+                    .col(ColumnDef::new(Profiles::Status).string().not_null())
+                    .col(timestamp(Profiles::CreatedAt))
+                    .col(timestamp(Profiles::UpdatedAt))
+                    .col(
+                        ColumnDef::new(Profiles::DeletedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(ColumnDef::new(Profiles::Version).big_integer().not_null())
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(Profiles::Table, Profiles::AccountId)
+                            .to(Accounts::Table, Accounts::Id),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("profiles_account_id")
+                    .table(Profiles::Table)
+                    .col(Profiles::AccountId)
+                    .col(Profiles::Id)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("profiles_account_email")
+                    .table(Profiles::Table)
+                    .col(Profiles::AccountId)
+                    .col(Profiles::EmailSearch)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("profiles_canonical_username")
+                    .table(Profiles::Table)
+                    .col(Profiles::CanonicalUsername)
+                    .to_owned(),
+            )
+            .await?;
+
+        // The username registry: one row per canonical username ever held, never deleted or
+        // reassigned. Both unique indexes compare bytes: the canonical form and the UTS #39
+        // skeleton are computed by the application, so no database collation is involved.
+        manager
+            .create_table(
+                Table::create()
+                    .table(UsernameRegistry::Table)
+                    .col(
+                        ColumnDef::new(UsernameRegistry::Canonical)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(UsernameRegistry::Skeleton)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(UsernameRegistry::Username)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(UsernameRegistry::ProfileId)
+                            .uuid()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(UsernameRegistry::AccountId)
+                            .uuid()
+                            .not_null(),
+                    )
+                    .col(timestamp(UsernameRegistry::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("username_registry_skeleton")
+                    .table(UsernameRegistry::Table)
+                    .col(UsernameRegistry::Skeleton)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(IdempotencyKeys::Table)
+                    .col(ColumnDef::new(IdempotencyKeys::Scope).string().not_null())
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::RequestId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(IdempotencyKeys::Response)
+                            .binary()
+                            .not_null(),
+                    )
+                    .col(timestamp(IdempotencyKeys::CreatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(IdempotencyKeys::Scope)
+                            .col(IdempotencyKeys::RequestId),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(ProfileRoles::Table)
+                    .col(ColumnDef::new(ProfileRoles::ProfileId).uuid().not_null())
+                    .col(ColumnDef::new(ProfileRoles::Role).string().not_null())
+                    .primary_key(
+                        Index::create()
+                            .col(ProfileRoles::ProfileId)
+                            .col(ProfileRoles::Role),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Extensions::Table)
+                    .col(ColumnDef::new(Extensions::AccountId).uuid().not_null())
+                    .col(ColumnDef::new(Extensions::Number).string().not_null())
+                    .col(ColumnDef::new(Extensions::ProfileId).uuid().not_null())
+                    .col(ColumnDef::new(Extensions::Kind).string().not_null())
+                    .col(timestamp(Extensions::CreatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(Extensions::AccountId)
+                            .col(Extensions::Number),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("extensions_profile")
+                    .table(Extensions::Table)
+                    .col(Extensions::ProfileId)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+fn timestamp(column: impl IntoIden) -> ColumnDef {
+    ColumnDef::new(column)
+        .timestamp_with_time_zone()
+        .not_null()
+        .to_owned()
+}

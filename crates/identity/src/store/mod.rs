@@ -1,0 +1,98 @@
+//! Identity's persistence: sea-orm entities, queries and migrations. The only module that knows
+//! SQL.
+
+mod accounts;
+pub mod entities;
+mod migrations;
+
+pub use accounts::AccountRecord;
+pub use migrations::Migrator;
+
+use prost::Message;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, TransactionTrait,
+};
+
+use crate::domain::error::IdentityError;
+use entities::idempotency_key;
+
+/// Handle on identity's database.
+#[derive(Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+impl Store {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Runs `work` in a transaction, once per `(scope, request_id)` (AIP-155): a repeated
+    /// request returns the first response, encoded when it was produced, and writes nothing.
+    /// An empty `request_id` runs `work` without that guarantee. Two concurrent twins both
+    /// run `work`; the one whose key lands first commits and the other is rolled back and
+    /// answers with the winner's response.
+    pub async fn idempotent<R, F>(
+        &self,
+        scope: &str,
+        request_id: &str,
+        work: F,
+    ) -> Result<R, IdentityError>
+    where
+        R: Message + Default,
+        F: AsyncFnOnce(&DatabaseTransaction) -> Result<R, IdentityError>,
+    {
+        if !request_id.is_empty()
+            && let Some(stored) = self.stored_response::<R>(scope, request_id).await?
+        {
+            return Ok(stored);
+        }
+        let txn = self.db.begin().await?;
+        let response = work(&txn).await?;
+        if !request_id.is_empty() {
+            let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+                scope: Set(scope.to_owned()),
+                request_id: Set(request_id.to_owned()),
+                response: Set(response.encode_to_vec()),
+                created_at: Set(chrono::Utc::now()),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    idempotency_key::Column::Scope,
+                    idempotency_key::Column::RequestId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+            if inserted == 0 {
+                txn.rollback().await?;
+                return self
+                    .stored_response::<R>(scope, request_id)
+                    .await?
+                    .ok_or_else(|| IdentityError::Corrupt("idempotency key vanished".into()));
+            }
+        }
+        txn.commit().await?;
+        Ok(response)
+    }
+
+    async fn stored_response<R: Message + Default>(
+        &self,
+        scope: &str,
+        request_id: &str,
+    ) -> Result<Option<R>, IdentityError> {
+        let Some(row) =
+            idempotency_key::Entity::find_by_id((scope.to_owned(), request_id.to_owned()))
+                .one(&self.db)
+                .await?
+        else {
+            return Ok(None);
+        };
+        R::decode(row.response.as_slice())
+            .map(Some)
+            .map_err(|error| IdentityError::Corrupt(format!("stored response: {error}")))
+    }
+}

@@ -1,0 +1,335 @@
+//! Roster's test harness: starts any service in-process on an ephemeral port against a fresh
+//! database — a SQLite file in a temporary directory, or a PostgreSQL database created for the
+//! test on `ROSTER_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! and dropped afterwards. Tests talk to it with real gRPC clients over real sockets.
+//!
+//! When PostgreSQL is unreachable, PostgreSQL tests are skipped with a warning — except under
+//! `CI=true`, where they fail.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_runtime::auth::AccountAccess;
+use roster_runtime::server::RunningServer;
+use roster_runtime::settings::LogFormat;
+use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
+use sea_orm::{ConnectionTrait, Database};
+use tonic::transport::Channel;
+
+/// The key with every scope on every account that each test server accepts.
+pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// The database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database that disappears with this value.
+pub struct TestDatabase {
+    pub url: String,
+    pub backend: Backend,
+    postgres: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("ROSTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
+impl TestDatabase {
+    /// Creates a fresh database, or `None` when PostgreSQL is wanted but unreachable outside CI.
+    pub async fn create(backend: Backend) -> Option<TestDatabase> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temporary directory");
+                let url = format!("sqlite://{}/roster.db?mode=rwc", dir.path().display());
+                Some(TestDatabase {
+                    url,
+                    backend,
+                    postgres: None,
+                    _dir: Some(dir),
+                })
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let admin = match Database::connect(&admin_url).await {
+                    Ok(admin) => admin,
+                    Err(error) if !in_ci() => {
+                        eprintln!(
+                            "WARNING: PostgreSQL test skipped: {admin_url} is unreachable ({error}); \
+                             set ROSTER_TEST_POSTGRES_URL. Under CI=true this fails."
+                        );
+                        return None;
+                    }
+                    Err(error) => panic!("PostgreSQL at {admin_url} is unreachable: {error}"),
+                };
+                let name = format!("roster_test_{}", uuid::Uuid::new_v4().simple());
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("CREATE DATABASE");
+                let _ = admin.close().await;
+                let mut url =
+                    url::Url::parse(&admin_url).expect("ROSTER_TEST_POSTGRES_URL is a URL");
+                url.set_path(&name);
+                Some(TestDatabase {
+                    url: url.to_string(),
+                    backend,
+                    postgres: Some((admin_url, name)),
+                    _dir: None,
+                })
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, name)) = self.postgres.take() else {
+            return;
+        };
+        // Drop runs outside any runtime guarantee, so the cleanup gets a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("cleanup runtime");
+            runtime.block_on(async move {
+                if let Ok(admin) = Database::connect(&admin_url).await {
+                    let _ = admin
+                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A caller key for a test server.
+#[derive(Clone, Debug)]
+pub struct TestKey {
+    pub key: String,
+    pub scopes: Vec<&'static str>,
+    pub accounts: AccountAccess,
+}
+
+impl TestKey {
+    /// A key with `scopes` limited to `accounts`.
+    pub fn limited(key: &str, scopes: &[&'static str], accounts: &[uuid::Uuid]) -> Self {
+        Self {
+            key: key.to_owned(),
+            scopes: scopes.to_vec(),
+            accounts: AccountAccess::Only(accounts.iter().copied().collect()),
+        }
+    }
+}
+
+/// Settings the harness starts services with; tests change fields before `start`.
+pub fn test_settings(service: Service, database_url: &str) -> CommonSettings {
+    CommonSettings {
+        listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        database_url: database_url.to_owned(),
+        migrate_on_start: true,
+        log_format: LogFormat::Pretty,
+        shutdown_grace_seconds: 5,
+        drain_seconds: 0,
+        request_timeout_seconds: 30,
+        concurrency_limit: 256,
+        max_message_bytes: 4 * 1024 * 1024,
+        max_header_list_bytes: 16 * 1024,
+        keys_file: None,
+        db_health_interval_seconds: 1,
+        db_max_connections: match service {
+            // Many connections let concurrency tests reach PostgreSQL at once.
+            _ if database_url.starts_with("postgres") => 60,
+            _ => 8,
+        },
+    }
+}
+
+/// A service running in this process.
+pub struct TestServer {
+    pub service: Service,
+    pub addr: SocketAddr,
+    pub settings: CommonSettings,
+    pub database: Arc<TestDatabase>,
+    keys: Vec<TestKey>,
+    shutdown: Shutdown,
+    server: Option<RunningServer>,
+}
+
+impl TestServer {
+    /// Starts `service` on a fresh database of `backend`; `None` when the backend is skipped.
+    pub async fn spawn(service: Service, backend: Backend) -> Option<TestServer> {
+        let database = Arc::new(TestDatabase::create(backend).await?);
+        let settings = test_settings(service, &database.url);
+        Some(Self::start(service, settings, database, Vec::new()).await)
+    }
+
+    /// Starts `service` with these settings on `database`, accepting [`ADMIN_KEY`] and `keys`.
+    pub async fn start(
+        service: Service,
+        settings: CommonSettings,
+        database: Arc<TestDatabase>,
+        keys: Vec<TestKey>,
+    ) -> TestServer {
+        let mut ring = KeyRing::default();
+        ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
+        for key in &keys {
+            ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
+        }
+        let ring = Arc::new(ring);
+        let shutdown = Shutdown::new();
+        let server = match service {
+            Service::Identity => {
+                roster_identity::start(&settings, identity_settings(), ring, shutdown.clone()).await
+            }
+            Service::BulkImport => {
+                roster_bulk_import::start(
+                    &settings,
+                    roster_bulk_import::Settings {},
+                    ring,
+                    shutdown.clone(),
+                )
+                .await
+            }
+            Service::Notification => {
+                roster_notification::start(
+                    &settings,
+                    roster_notification::Settings {},
+                    ring,
+                    shutdown.clone(),
+                )
+                .await
+            }
+        }
+        .expect("test server starts");
+        TestServer {
+            service,
+            addr: server.local_addr,
+            settings,
+            database,
+            keys,
+            shutdown,
+            server: Some(server),
+        }
+    }
+
+    /// Stops this server and starts the service again on the same database, with `keys`.
+    pub async fn restart_with_keys(mut self, keys: Vec<TestKey>) -> TestServer {
+        self.stop().await;
+        let mut settings = self.settings.clone();
+        settings.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self::start(self.service, settings, self.database.clone(), keys).await
+    }
+
+    /// Stops this server and starts it again on the same database with the same keys.
+    pub async fn restart(self) -> TestServer {
+        let keys = self.keys.clone();
+        self.restart_with_keys(keys).await
+    }
+
+    /// Triggers shutdown and waits for the server to stop.
+    pub async fn stop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(server) = self.server.take() {
+            server.stopped().await.expect("server stops cleanly");
+        }
+    }
+
+    /// The backend this server runs on.
+    pub fn backend(&self) -> Backend {
+        self.database.backend
+    }
+
+    /// A channel to this server.
+    pub async fn channel(&self) -> Channel {
+        connect(self.addr).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// The identity settings tests use.
+pub fn identity_settings() -> roster_identity::Settings {
+    roster_identity::Settings {}
+}
+
+/// Connects to a server, retrying briefly while it starts.
+pub async fn connect(addr: SocketAddr) -> Channel {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .expect("endpoint")
+        .timeout(Duration::from_secs(60));
+    for _ in 0..50 {
+        if let Ok(channel) = endpoint.connect().await {
+            return channel;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("cannot connect to {addr}");
+}
+
+/// A request carrying `authorization: Bearer <key>`.
+pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {key}").parse().expect("ascii key"),
+    );
+    request
+}
+
+/// The `ErrorInfo.reason` of a status, if any.
+pub fn reason(status: &tonic::Status) -> Option<String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().map(|info| info.reason)
+}
+
+/// The directory holding the workspace's built binaries (for tests that run processes).
+pub fn binary(name: &str) -> PathBuf {
+    let mut dir = std::env::current_exe().expect("test executable path");
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+/// Runs a test body once per backend: `both_backends!(async fn name(backend) { … })` expands
+/// to the tests `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn run($backend: $crate::Backend) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                run($crate::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                run($crate::Backend::Postgres).await
+            }
+        }
+    )*};
+}
