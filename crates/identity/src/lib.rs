@@ -44,7 +44,7 @@ pub async fn start(
         ))
         .add(roster_runtime::grpc_service!(
             CredentialServiceServer<api::CredentialApi>,
-            api::CredentialApi::new(store),
+            api::CredentialApi,
             common
         ));
     serve(

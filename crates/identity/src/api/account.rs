@@ -3,7 +3,7 @@
 use roster_proto::identity::v1::account_service_server::AccountService;
 use roster_proto::identity::v1::{
     CreateAccountRequest, CreateAccountResponse, GetAccountRequest, GetAccountResponse,
-    ListAccountsRequest, ListAccountsResponse,
+    GetPasswordPolicyRequest, GetPasswordPolicyResponse, ListAccountsRequest, ListAccountsResponse,
 };
 use roster_runtime::ApiError;
 use roster_runtime::auth::caller;
@@ -122,6 +122,26 @@ impl AccountService for AccountApi {
         Ok(Response::new(ListAccountsResponse {
             accounts,
             next_page_token,
+        }))
+    }
+
+    async fn get_password_policy(
+        &self,
+        request: Request<GetPasswordPolicyRequest>,
+    ) -> Result<Response<GetPasswordPolicyResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = convert::parse_id("account_id", &request.get_ref().account_id)?;
+        caller.require_account(id)?;
+        let record = self
+            .store
+            .account(id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or(ApiError::NotFound {
+                resource: "account",
+            })?;
+        Ok(Response::new(GetPasswordPolicyResponse {
+            policy: Some(convert::policy(&record)),
         }))
     }
 }

@@ -9,7 +9,7 @@ use roster_runtime::error::FieldViolation;
 use uuid::Uuid;
 
 use crate::domain::error::IdentityError;
-use crate::domain::policy::{PasswordPolicy, Preset};
+use crate::domain::policy::Preset;
 use crate::store::AccountRecord;
 
 pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
@@ -103,9 +103,10 @@ pub fn preset_from_proto(value: i32) -> Result<Preset, ApiError> {
     }
 }
 
-pub fn policy(account_id: Uuid, policy: &PasswordPolicy, version: i64) -> pb::PasswordPolicy {
+pub fn policy(account: &AccountRecord) -> pb::PasswordPolicy {
+    let policy = &account.policy;
     pb::PasswordPolicy {
-        account_id: account_id.to_string(),
+        account_id: account.id.to_string(),
         preset: match policy.preset {
             Preset::Default => pb::PasswordPolicyPreset::Default,
             Preset::Nist => pb::PasswordPolicyPreset::Nist,
@@ -121,20 +122,29 @@ pub fn policy(account_id: Uuid, policy: &PasswordPolicy, version: i64) -> pb::Pa
         history_count: policy.history_count,
         forbid_common: policy.forbid_common,
         min_strength_score: policy.min_strength_score,
-        etag: etag(version),
-        update_time: None,
+        etag: etag(account.version),
+        update_time: Some(timestamp(account.updated_at)),
     }
 }
 
 impl From<IdentityError> for ApiError {
     fn from(error: IdentityError) -> Self {
         match error {
-            IdentityError::Invalid(violations) => ApiError::invalid_fields(
-                violations
+            IdentityError::Invalid(violations) => ApiError::InvalidArgument {
+                // An invalid username is worth its own reason, so callers can offer another.
+                reason: if violations
+                    .iter()
+                    .any(|violation| violation.field == "username")
+                {
+                    "USERNAME_INVALID"
+                } else {
+                    "INVALID_ARGUMENT"
+                },
+                violations: violations
                     .into_iter()
                     .map(|violation| FieldViolation::new(violation.field, violation.description))
                     .collect(),
-            ),
+            },
             IdentityError::UsernameRefused { refusal, detail } => {
                 use crate::domain::error::Refusal;
                 match refusal {
@@ -159,5 +169,81 @@ impl From<IdentityError> for ApiError {
             IdentityError::Database(error) => ApiError::internal(error),
             IdentityError::Corrupt(message) => ApiError::internal(message),
         }
+    }
+}
+
+pub fn profile_status(status: &str) -> pb::ProfileStatus {
+    match status {
+        crate::store::ACTIVE => pb::ProfileStatus::Active,
+        crate::store::SUSPENDED => pb::ProfileStatus::Suspended,
+        crate::store::DELETED => pb::ProfileStatus::Deleted,
+        _ => pb::ProfileStatus::Unspecified,
+    }
+}
+
+pub fn role_name(role: pb::Role) -> Option<&'static str> {
+    match role {
+        pb::Role::Unspecified => None,
+        pb::Role::AccountAdministrator => Some("account_administrator"),
+        pb::Role::ContactCenterAgent => Some("contact_center_agent"),
+        pb::Role::ContactCenterSupervisor => Some("contact_center_supervisor"),
+        pb::Role::StandardUser => Some("standard_user"),
+    }
+}
+
+fn role_from_name(name: &str) -> pb::Role {
+    [
+        pb::Role::AccountAdministrator,
+        pb::Role::ContactCenterAgent,
+        pb::Role::ContactCenterSupervisor,
+        pb::Role::StandardUser,
+    ]
+    .into_iter()
+    .find(|role| role_name(*role) == Some(name))
+    .unwrap_or(pb::Role::Unspecified)
+}
+
+fn extension_kind(kind: &str) -> pb::ExtensionKind {
+    match kind {
+        "physical" => pb::ExtensionKind::Physical,
+        "virtual" => pb::ExtensionKind::Virtual,
+        _ => pb::ExtensionKind::Unspecified,
+    }
+}
+
+pub fn profile(record: &crate::store::ProfileRecord) -> pb::Profile {
+    let model = &record.profile;
+    let mut roles: Vec<i32> = record
+        .roles
+        .iter()
+        .map(|role| role_from_name(role) as i32)
+        .collect();
+    roles.sort_unstable();
+    pb::Profile {
+        id: model.id.to_string(),
+        account_id: model.account_id.to_string(),
+        first_name: model.first_name.clone(),
+        last_name: model.last_name.clone(),
+        email: model.email.clone(),
+        username: model.username.clone(),
+        canonical_username: model.canonical_username.clone(),
+        job_title: model.job_title.clone().unwrap_or_default(),
+        department: model.department.clone().unwrap_or_default(),
+        locale: model.locale.clone().unwrap_or_default(),
+        time_zone: model.time_zone.clone().unwrap_or_default(),
+        status: profile_status(&model.status) as i32,
+        roles,
+        extensions: record
+            .extensions
+            .iter()
+            .map(|(number, kind)| pb::Extension {
+                number: number.clone(),
+                kind: extension_kind(kind) as i32,
+            })
+            .collect(),
+        create_time: Some(timestamp(model.created_at)),
+        update_time: Some(timestamp(model.updated_at)),
+        delete_time: model.deleted_at.map(timestamp),
+        etag: etag(model.version),
     }
 }

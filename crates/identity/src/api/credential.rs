@@ -1,18 +1,8 @@
-//! CredentialService handlers.
+//! CredentialService handlers. Its RPCs answer UNIMPLEMENTED until passwords land.
 
 use roster_proto::identity::v1::credential_service_server::CredentialService;
 
-use crate::store::Store;
-
-/// CredentialService over the identity store.
-pub struct CredentialApi {
-    store: Store,
-}
-
-impl CredentialApi {
-    pub fn new(store: Store) -> Self {
-        Self { store }
-    }
-}
+/// CredentialService.
+pub struct CredentialApi;
 
 impl CredentialService for CredentialApi {}

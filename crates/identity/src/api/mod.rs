@@ -2,6 +2,7 @@
 //! result. Thin by design.
 
 mod account;
+mod batch;
 mod convert;
 mod credential;
 mod profile;

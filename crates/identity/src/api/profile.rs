@@ -1,8 +1,22 @@
 //! ProfileService handlers.
 
+use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_server::ProfileService;
+use roster_runtime::auth::caller;
+use roster_runtime::{ApiError, Caller};
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
 
-use crate::store::Store;
+use super::convert;
+use crate::domain::error::{IdentityError, Refusal};
+use crate::domain::profile::{ProfileFields, RawProfile};
+use crate::domain::username::{Username, canonical_prefix};
+use crate::store::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Store};
+
+/// Most items in one batch call.
+pub const MAX_BATCH: usize = 1000;
+/// Most suggestions CheckUsername returns.
+const MAX_SUGGESTIONS: usize = 5;
 
 /// ProfileService over the identity store.
 pub struct ProfileApi {
@@ -15,4 +29,540 @@ impl ProfileApi {
     }
 }
 
-impl ProfileService for ProfileApi {}
+/// NOT_FOUND for a profile that does not exist or that the caller may not see: the two are
+/// indistinguishable by design.
+fn profile_not_found() -> IdentityError {
+    IdentityError::NotFound("profile")
+}
+
+/// The profile if it exists and the caller may see it.
+async fn visible_profile(
+    store: &Store,
+    conn: &impl sea_orm::ConnectionTrait,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<ProfileRecord, IdentityError> {
+    store
+        .profile(conn, id)
+        .await?
+        .filter(|record| caller.may_access(record.profile.account_id))
+        .ok_or_else(profile_not_found)
+}
+
+fn check_etag(record: &ProfileRecord, etag: &str) -> Result<(), ApiError> {
+    match convert::parse_etag("etag", etag)? {
+        Some(version) if version != record.profile.version => Err(ApiError::stale_etag()),
+        _ => Ok(()),
+    }
+}
+
+fn refusal_to_proto(refusal: Refusal) -> pb::UsernameRefusal {
+    match refusal {
+        Refusal::Taken => pb::UsernameRefusal::Taken,
+        Refusal::Retired => pb::UsernameRefusal::Retired,
+        Refusal::Confusable => pb::UsernameRefusal::Confusable,
+        Refusal::Invalid => pb::UsernameRefusal::Invalid,
+    }
+}
+
+/// The paths UpdateProfile accepts.
+const UPDATABLE: [&str; 9] = [
+    "first_name",
+    "last_name",
+    "email",
+    "username",
+    "job_title",
+    "department",
+    "locale",
+    "time_zone",
+    "status",
+];
+
+#[tonic::async_trait]
+impl ProfileService for ProfileApi {
+    async fn create_profile(
+        &self,
+        request: Request<pb::CreateProfileRequest>,
+    ) -> Result<Response<pb::CreateProfileResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        caller.require_account(account_id)?;
+        convert::check_request_id(&request.request_id)?;
+        let fields = ProfileFields::parse(RawProfile {
+            first_name: &request.first_name,
+            last_name: &request.last_name,
+            email: &request.email,
+            username: &request.username,
+            job_title: &request.job_title,
+            department: &request.department,
+            locale: &request.locale,
+            time_zone: &request.time_zone,
+        })
+        .map_err(ApiError::from)?;
+        let scope = format!("{}:CreateProfile", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let record = store.create_profile(txn, account_id, &fields).await?;
+                Ok(pb::CreateProfileResponse {
+                    profile: Some(convert::profile(&record)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<pb::GetProfileRequest>,
+    ) -> Result<Response<pb::GetProfileResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = convert::parse_id("id", &request.get_ref().id)?;
+        let record = visible_profile(&self.store, self.store.connection(), &caller, id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetProfileResponse {
+            profile: Some(convert::profile(&record)),
+        }))
+    }
+
+    async fn list_profiles(
+        &self,
+        request: Request<pb::ListProfilesRequest>,
+    ) -> Result<Response<pb::ListProfilesResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        caller.require_account(account_id)?;
+        let limit = convert::page_size(request.page_size)?;
+        let after = convert::parse_page_token(&request.page_token)?;
+        let status = match pb::ProfileStatus::try_from(request.status) {
+            Ok(pb::ProfileStatus::Unspecified) => None,
+            Ok(pb::ProfileStatus::Active) => Some(ACTIVE),
+            Ok(pb::ProfileStatus::Suspended) => Some(SUSPENDED),
+            Ok(pb::ProfileStatus::Deleted) => Some(DELETED),
+            Err(_) => return Err(ApiError::invalid("status", "is not a ProfileStatus").into()),
+        };
+        let role = match pb::Role::try_from(request.role) {
+            Ok(role) => convert::role_name(role).map(str::to_owned),
+            Err(_) => return Err(ApiError::invalid("role", "is not a Role").into()),
+        };
+        let filter = ProfileFilter {
+            status,
+            username_prefix: Some(canonical_prefix(&request.username_prefix))
+                .filter(|prefix| !prefix.is_empty()),
+            email_prefix: Some(request.email_prefix.trim().to_lowercase())
+                .filter(|prefix| !prefix.is_empty()),
+            role,
+        };
+        let records = self
+            .store
+            .list_profiles(account_id, &filter, after, limit + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = records.len() as u64 > limit;
+        let page = &records[..records.len().min(limit as usize)];
+        Ok(Response::new(pb::ListProfilesResponse {
+            profiles: page.iter().map(convert::profile).collect(),
+            next_page_token: match page.last() {
+                Some(last) if more => convert::page_token(last.profile.id),
+                _ => String::new(),
+            },
+        }))
+    }
+
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let changes = request
+            .profile
+            .ok_or_else(|| ApiError::invalid("profile", "is required"))?;
+        let id = convert::parse_id("profile.id", &changes.id)?;
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        if paths.is_empty() {
+            return Err(ApiError::invalid(
+                "update_mask",
+                format!("must name the fields to change: {}", UPDATABLE.join(", ")),
+            )
+            .into());
+        }
+        let unknown: Vec<_> = paths
+            .iter()
+            .filter(|path| !UPDATABLE.contains(&path.as_str()))
+            .map(|path| {
+                roster_runtime::error::FieldViolation::new(
+                    "update_mask",
+                    format!(
+                        "{path:?} cannot be updated; updatable: {}",
+                        UPDATABLE.join(", ")
+                    ),
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::invalid_fields(unknown).into());
+        }
+        let new_status = if paths.iter().any(|path| path == "status") {
+            match pb::ProfileStatus::try_from(changes.status) {
+                Ok(pb::ProfileStatus::Active) => Some(ACTIVE),
+                Ok(pb::ProfileStatus::Suspended) => Some(SUSPENDED),
+                _ => {
+                    return Err(ApiError::invalid(
+                        "profile.status",
+                        "must be PROFILE_STATUS_ACTIVE or PROFILE_STATUS_SUSPENDED (DeleteProfile deletes)",
+                    )
+                    .into());
+                }
+            }
+        } else {
+            None
+        };
+        let masked = |path: &str| paths.iter().any(|candidate| candidate == path);
+        let scope = format!("{}:UpdateProfile", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let current = visible_profile(store, txn, &caller, id).await?;
+                if current.profile.status == DELETED {
+                    return Err(IdentityError::Precondition(
+                        "the profile is deleted and cannot change".into(),
+                    ));
+                }
+                if let Some(version) =
+                    convert::parse_etag("profile.etag", &changes.etag).map_err(|_| {
+                        IdentityError::invalid("profile.etag", "is not an etag returned by Roster")
+                    })?
+                    && version != current.profile.version
+                {
+                    return Err(IdentityError::StaleEtag);
+                }
+                let old = &current.profile;
+                let pick = |path: &str, new: &'_ str, old: &'_ str| -> String {
+                    if masked(path) { new } else { old }.to_owned()
+                };
+                let first_name = pick("first_name", &changes.first_name, &old.first_name);
+                let last_name = pick("last_name", &changes.last_name, &old.last_name);
+                let email = pick("email", &changes.email, &old.email);
+                let username = if masked("username") {
+                    changes.username.clone()
+                } else {
+                    old.username.clone()
+                };
+                let job_title = pick(
+                    "job_title",
+                    &changes.job_title,
+                    old.job_title.as_deref().unwrap_or(""),
+                );
+                let department = pick(
+                    "department",
+                    &changes.department,
+                    old.department.as_deref().unwrap_or(""),
+                );
+                let locale = pick(
+                    "locale",
+                    &changes.locale,
+                    old.locale.as_deref().unwrap_or(""),
+                );
+                let time_zone = pick(
+                    "time_zone",
+                    &changes.time_zone,
+                    old.time_zone.as_deref().unwrap_or(""),
+                );
+                if masked("username") && username.trim().is_empty() {
+                    return Err(IdentityError::invalid("profile.username", "is required"));
+                }
+                let fields = ProfileFields::parse(RawProfile {
+                    first_name: &first_name,
+                    last_name: &last_name,
+                    email: &email,
+                    username: &username,
+                    job_title: &job_title,
+                    department: &department,
+                    locale: &locale,
+                    time_zone: &time_zone,
+                })?;
+                let status = new_status.unwrap_or(old.status.as_str()).to_owned();
+                let record = store
+                    .update_profile(txn, &current, &fields, &status)
+                    .await?;
+                Ok(pb::UpdateProfileResponse {
+                    profile: Some(convert::profile(&record)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
+    }
+
+    async fn delete_profile(
+        &self,
+        request: Request<pb::DeleteProfileRequest>,
+    ) -> Result<Response<pb::DeleteProfileResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let id = convert::parse_id("id", &request.id)?;
+        convert::parse_etag("etag", &request.etag)?;
+        let scope = format!("{}:DeleteProfile", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let current = visible_profile(store, txn, &caller, id).await?;
+                check_etag(&current, &request.etag).map_err(|_| IdentityError::StaleEtag)?;
+                let record = if current.profile.status == DELETED {
+                    current
+                } else {
+                    store.delete_profile(txn, &current).await?
+                };
+                Ok(pb::DeleteProfileResponse {
+                    profile: Some(convert::profile(&record)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
+    }
+
+    async fn check_username(
+        &self,
+        request: Request<pb::CheckUsernameRequest>,
+    ) -> Result<Response<pb::CheckUsernameResponse>, Status> {
+        let request = request.into_inner();
+        let username = match Username::parse(&request.username) {
+            Ok(username) => username,
+            Err(error) => {
+                return Ok(Response::new(pb::CheckUsernameResponse {
+                    available: false,
+                    canonical: String::new(),
+                    reason: pb::UsernameRefusal::Invalid as i32,
+                    message: error.description(),
+                    suggestions: self
+                        .suggestions(&request, None)
+                        .await
+                        .map_err(ApiError::from)?,
+                }));
+            }
+        };
+        let standing = self
+            .store
+            .standings(self.store.connection(), &[&username])
+            .await
+            .map_err(ApiError::from)?
+            .pop()
+            .flatten();
+        let response = match standing {
+            None => pb::CheckUsernameResponse {
+                available: true,
+                canonical: username.canonical().to_owned(),
+                reason: pb::UsernameRefusal::Unspecified as i32,
+                message: String::new(),
+                suggestions: Vec::new(),
+            },
+            Some(standing) => pb::CheckUsernameResponse {
+                available: false,
+                canonical: username.canonical().to_owned(),
+                reason: refusal_to_proto(standing.refusal) as i32,
+                message: standing.refusal.message().to_owned(),
+                suggestions: self
+                    .suggestions(&request, Some(&username))
+                    .await
+                    .map_err(ApiError::from)?,
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn batch_check_usernames(
+        &self,
+        request: Request<pb::BatchCheckUsernamesRequest>,
+    ) -> Result<Response<pb::BatchCheckUsernamesResponse>, Status> {
+        let caller = caller(&request)?;
+        let usernames = request.into_inner().usernames;
+        if usernames.is_empty() || usernames.len() > MAX_BATCH {
+            return Err(ApiError::invalid(
+                "usernames",
+                format!("must hold 1 to {MAX_BATCH} usernames"),
+            )
+            .into());
+        }
+        let parsed: Vec<_> = usernames.iter().map(|raw| Username::parse(raw)).collect();
+        let valid: Vec<&Username> = parsed
+            .iter()
+            .filter_map(|result| result.as_ref().ok())
+            .collect();
+        let mut standings = self
+            .store
+            .standings(self.store.connection(), &valid)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter();
+        let checks = usernames
+            .into_iter()
+            .zip(parsed)
+            .map(|(raw, parsed)| match parsed {
+                Err(error) => pb::UsernameCheck {
+                    username: raw,
+                    available: false,
+                    canonical: String::new(),
+                    reason: pb::UsernameRefusal::Invalid as i32,
+                    message: error.description(),
+                    holder_profile_id: String::new(),
+                },
+                Ok(username) => {
+                    let standing = standings.next().flatten();
+                    pb::UsernameCheck {
+                        username: raw,
+                        available: standing.is_none(),
+                        canonical: username.canonical().to_owned(),
+                        reason: standing.map_or(pb::UsernameRefusal::Unspecified, |s| {
+                            refusal_to_proto(s.refusal)
+                        }) as i32,
+                        message: standing
+                            .map(|s| s.refusal.message().to_owned())
+                            .unwrap_or_default(),
+                        holder_profile_id: standing
+                            .and_then(|s| s.holder)
+                            .filter(|(_, account)| caller.may_access(*account))
+                            .map(|(profile, _)| profile.to_string())
+                            .unwrap_or_default(),
+                    }
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::BatchCheckUsernamesResponse { checks }))
+    }
+
+    async fn batch_get_profiles(
+        &self,
+        request: Request<pb::BatchGetProfilesRequest>,
+    ) -> Result<Response<pb::BatchGetProfilesResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        caller.require_account(account_id)?;
+        if request.ids.is_empty() || request.ids.len() > MAX_BATCH {
+            return Err(ApiError::invalid("ids", format!("must hold 1 to {MAX_BATCH} ids")).into());
+        }
+        let ids: Vec<Uuid> = request
+            .ids
+            .iter()
+            .filter_map(|id| Uuid::parse_str(id).ok())
+            .collect();
+        let found: std::collections::HashMap<Uuid, ProfileRecord> = self
+            .store
+            .profiles_by_ids(self.store.connection(), &ids)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .filter(|record| record.profile.account_id == account_id)
+            .map(|record| (record.profile.id, record))
+            .collect();
+        let mut profiles = Vec::new();
+        let mut missing_ids = Vec::new();
+        for raw in request.ids {
+            match Uuid::parse_str(&raw).ok().and_then(|id| found.get(&id)) {
+                Some(record) => profiles.push(convert::profile(record)),
+                None => missing_ids.push(raw),
+            }
+        }
+        Ok(Response::new(pb::BatchGetProfilesResponse {
+            profiles,
+            missing_ids,
+        }))
+    }
+
+    async fn batch_upsert_profiles(
+        &self,
+        request: Request<pb::BatchUpsertProfilesRequest>,
+    ) -> Result<Response<pb::BatchUpsertProfilesResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        caller.require_account(account_id)?;
+        if request.items.is_empty() || request.items.len() > MAX_BATCH {
+            return Err(
+                ApiError::invalid("items", format!("must hold 1 to {MAX_BATCH} items")).into(),
+            );
+        }
+        let results = super::batch::upsert(&self.store, &caller, account_id, request.items)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::BatchUpsertProfilesResponse { results }))
+    }
+}
+
+impl ProfileApi {
+    /// Up to five usernames that are free now, built from the email's local part and the names.
+    async fn suggestions(
+        &self,
+        request: &pb::CheckUsernameRequest,
+        refused: Option<&Username>,
+    ) -> Result<Vec<String>, IdentityError> {
+        let domain = request
+            .email
+            .rsplit_once('@')
+            .or_else(|| request.username.rsplit_once('@'))
+            .map(|(_, domain)| domain.trim().to_lowercase());
+        let local = request
+            .email
+            .rsplit_once('@')
+            .map(|(local, _)| local.trim().to_owned())
+            .or_else(|| {
+                refused.map(|username| {
+                    username
+                        .as_str()
+                        .rsplit_once('@')
+                        .map_or(username.as_str(), |(local, _)| local)
+                        .to_owned()
+                })
+            });
+        let first = request.first_name.trim().to_lowercase();
+        let last = request.last_name.trim().to_lowercase();
+        let mut stems: Vec<String> = Vec::new();
+        if !first.is_empty() && !last.is_empty() {
+            stems.push(format!("{first}.{last}"));
+            stems.push(format!("{first}{last}"));
+            if let Some(initial) = first.chars().next() {
+                stems.push(format!("{initial}.{last}"));
+            }
+        }
+        stems.extend(local.filter(|local| !local.is_empty()));
+        let mut candidates: Vec<String> = Vec::new();
+        for suffix in std::iter::once(String::new()).chain((2..=9).map(|n| n.to_string())) {
+            for stem in &stems {
+                let candidate = match &domain {
+                    Some(domain) if !domain.is_empty() => format!("{stem}{suffix}@{domain}"),
+                    _ => format!("{stem}{suffix}"),
+                };
+                candidates.push(candidate);
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some(refused) = refused {
+            seen.insert(refused.canonical().to_owned());
+        }
+        let usernames: Vec<Username> = candidates
+            .iter()
+            .filter_map(|candidate| Username::parse(candidate).ok())
+            .filter(|username| seen.insert(username.canonical().to_owned()))
+            .collect();
+        let refs: Vec<&Username> = usernames.iter().collect();
+        let standings = self.store.standings(self.store.connection(), &refs).await?;
+        Ok(usernames
+            .iter()
+            .zip(standings)
+            .filter(|(_, standing)| standing.is_none())
+            .map(|(username, _)| username.as_str().to_owned())
+            .take(MAX_SUGGESTIONS)
+            .collect())
+    }
+}

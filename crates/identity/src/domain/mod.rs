@@ -4,4 +4,5 @@ pub mod email;
 pub mod error;
 pub mod fields;
 pub mod policy;
+pub mod profile;
 pub mod username;

@@ -50,7 +50,7 @@ impl Store {
         display_name: &str,
         policy: &PasswordPolicy,
     ) -> Result<AccountRecord, IdentityError> {
-        let now = Utc::now();
+        let now = crate::store::now();
         let model = account::ActiveModel {
             id: Set(Uuid::now_v7()),
             display_name: Set(display_name.to_owned()),

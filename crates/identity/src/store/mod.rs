@@ -2,17 +2,21 @@
 //! SQL.
 
 mod accounts;
+mod batch;
 pub mod entities;
 mod migrations;
+mod profiles;
 
 pub use accounts::AccountRecord;
 pub use migrations::Migrator;
+pub use profiles::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Standing};
 
 use prost::Message;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, TransactionTrait,
 };
+use sea_orm::{ConnectionTrait, DbBackend};
 
 use crate::domain::error::IdentityError;
 use entities::idempotency_key;
@@ -26,6 +30,11 @@ pub struct Store {
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
+    }
+
+    /// The pool, for reads outside a transaction.
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     /// Runs `work` in a transaction, once per `(scope, request_id)` (AIP-155): a repeated
@@ -55,7 +64,7 @@ impl Store {
                 scope: Set(scope.to_owned()),
                 request_id: Set(request_id.to_owned()),
                 response: Set(response.encode_to_vec()),
-                created_at: Set(chrono::Utc::now()),
+                created_at: Set(now()),
             })
             .on_conflict(
                 OnConflict::columns([
@@ -95,4 +104,16 @@ impl Store {
             .map(Some)
             .map_err(|error| IdentityError::Corrupt(format!("stored response: {error}")))
     }
+}
+
+/// True when the connection is PostgreSQL (row locks and SKIP LOCKED exist there).
+pub(crate) fn is_postgres(conn: &impl ConnectionTrait) -> bool {
+    conn.get_database_backend() == DbBackend::Postgres
+}
+
+/// The current time at the precision both databases keep (microseconds), so a value returned
+/// at creation equals the value read back later.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
 }

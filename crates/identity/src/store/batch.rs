@@ -1,0 +1,174 @@
+//! Set-based statements for batch calls: a batch of up to 1,000 profiles costs a handful of
+//! statements, not a round trip per row.
+
+use std::collections::{HashMap, HashSet};
+
+use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    TransactionTrait, TryInsertResult,
+};
+use uuid::Uuid;
+
+use super::entities::{idempotency_key, profile, username_registry};
+use super::profiles::registry_row;
+use super::{ProfileRecord, Store};
+use crate::domain::error::IdentityError;
+use crate::domain::username::Username;
+
+/// Rows per multi-row statement: stays far below SQLite's and PostgreSQL's bind-parameter caps.
+const CHUNK: usize = 200;
+
+impl Store {
+    pub async fn begin(&self) -> Result<DatabaseTransaction, IdentityError> {
+        Ok(self.db.begin().await?)
+    }
+
+    /// The stored responses of the keys under `scope` that were answered before.
+    pub async fn stored_responses(
+        &self,
+        conn: &impl ConnectionTrait,
+        scope: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Vec<u8>>, IdentityError> {
+        let mut stored = HashMap::new();
+        for chunk in keys.chunks(CHUNK) {
+            for row in idempotency_key::Entity::find()
+                .filter(idempotency_key::Column::Scope.eq(scope))
+                .filter(idempotency_key::Column::RequestId.is_in(chunk.iter().cloned()))
+                .all(conn)
+                .await?
+            {
+                stored.insert(row.request_id, row.response);
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Records responses under `scope`; keys recorded already are left as they are.
+    pub async fn store_responses(
+        &self,
+        txn: &DatabaseTransaction,
+        scope: &str,
+        responses: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), IdentityError> {
+        let now = crate::store::now();
+        for chunk in responses.chunks(CHUNK) {
+            let rows = chunk
+                .iter()
+                .map(|(key, response)| idempotency_key::ActiveModel {
+                    scope: sea_orm::ActiveValue::Set(scope.to_owned()),
+                    request_id: sea_orm::ActiveValue::Set(key.clone()),
+                    response: sea_orm::ActiveValue::Set(response.clone()),
+                    created_at: sea_orm::ActiveValue::Set(now),
+                });
+            idempotency_key::Entity::insert_many(rows)
+                .on_conflict(OnConflict::new().do_nothing().to_owned())
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The profiles among `ids`, locked for update until the transaction ends (PostgreSQL;
+    /// SQLite serialises writers anyway).
+    pub async fn lock_profiles(
+        &self,
+        txn: &DatabaseTransaction,
+        ids: &[Uuid],
+    ) -> Result<Vec<ProfileRecord>, IdentityError> {
+        let mut records = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(CHUNK) {
+            let mut query =
+                profile::Entity::find().filter(profile::Column::Id.is_in(chunk.iter().copied()));
+            if crate::store::is_postgres(txn) {
+                query = query.lock_exclusive();
+            }
+            let models = query.all(txn).await?;
+            records.extend(self.with_assignments(txn, models).await?);
+        }
+        Ok(records)
+    }
+
+    /// Registers many usernames at once; returns the canonical forms that were registered.
+    /// The others were registered by someone else first (possibly a concurrent transaction).
+    pub async fn reserve_usernames(
+        &self,
+        txn: &DatabaseTransaction,
+        account_id: Uuid,
+        usernames: &[(&Username, Uuid)],
+    ) -> Result<HashSet<String>, IdentityError> {
+        let mut registered = HashSet::new();
+        for chunk in usernames.chunks(CHUNK) {
+            let rows = chunk
+                .iter()
+                .map(|(username, profile_id)| registry_row(username, *profile_id, account_id));
+            let result = username_registry::Entity::insert_many(rows)
+                .on_conflict(OnConflict::new().do_nothing().to_owned())
+                .try_insert()
+                .exec_with_returning_many(txn)
+                .await?;
+            if let TryInsertResult::Inserted(models) = result {
+                registered.extend(models.into_iter().map(|model| model.canonical));
+            }
+        }
+        Ok(registered)
+    }
+
+    /// Inserts new profiles.
+    pub async fn insert_profiles(
+        &self,
+        txn: &DatabaseTransaction,
+        models: &[profile::Model],
+    ) -> Result<(), IdentityError> {
+        for chunk in models.chunks(CHUNK) {
+            profile::Entity::insert_many(chunk.iter().cloned().map(profile::ActiveModel::from))
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes new values over locked profiles, one `UPDATE … SET col = CASE id …` per chunk.
+    pub async fn update_profiles(
+        &self,
+        txn: &DatabaseTransaction,
+        models: &[profile::Model],
+    ) -> Result<(), IdentityError> {
+        for chunk in models.chunks(CHUNK / 2) {
+            let ids: Vec<Uuid> = chunk.iter().map(|model| model.id).collect();
+            let column = |col: profile::Column, value: &dyn Fn(&profile::Model) -> SimpleExpr| {
+                let mut case = CaseStatement::new();
+                for model in chunk {
+                    case = case.case(Expr::col(profile::Column::Id).eq(model.id), value(model));
+                }
+                let case: SimpleExpr = case.finally(Expr::col(col)).into();
+                (col, case)
+            };
+            let text = |value: &str| Expr::val(value.to_owned());
+            let optional = |value: &Option<String>| Expr::val(value.clone());
+            let statement = Query::update()
+                .table(profile::Entity)
+                .values([
+                    column(profile::Column::FirstName, &|m| text(&m.first_name)),
+                    column(profile::Column::LastName, &|m| text(&m.last_name)),
+                    column(profile::Column::Email, &|m| text(&m.email)),
+                    column(profile::Column::EmailSearch, &|m| text(&m.email_search)),
+                    column(profile::Column::Username, &|m| text(&m.username)),
+                    column(profile::Column::CanonicalUsername, &|m| {
+                        text(&m.canonical_username)
+                    }),
+                    column(profile::Column::JobTitle, &|m| optional(&m.job_title)),
+                    column(profile::Column::Department, &|m| optional(&m.department)),
+                    column(profile::Column::Locale, &|m| optional(&m.locale)),
+                    column(profile::Column::TimeZone, &|m| optional(&m.time_zone)),
+                    column(profile::Column::UpdatedAt, &|m| Expr::val(m.updated_at)),
+                    column(profile::Column::Version, &|m| Expr::val(m.version)),
+                ])
+                .and_where(Expr::col(profile::Column::Id).is_in(ids))
+                .to_owned();
+            txn.execute(&statement).await?;
+        }
+        Ok(())
+    }
+}
