@@ -205,13 +205,9 @@ impl TestServer {
                 .await
             }
             Service::Notification => {
-                roster_notification::start(
-                    &settings,
-                    roster_notification::Settings {},
-                    ring,
-                    shutdown.clone(),
-                )
-                .await
+                let mail_dir = std::env::temp_dir().join("roster-test-mail");
+                let notification = notification_settings(&format!("file://{}", mail_dir.display()));
+                roster_notification::start(&settings, notification, ring, shutdown.clone()).await
             }
         }
         .expect("test server starts");
@@ -262,6 +258,56 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.trigger();
+    }
+}
+
+/// The notification settings tests use: mail to `mail_url`, workers that poll often, short
+/// leases and retries measured in milliseconds, so delivery tests finish quickly.
+pub fn notification_settings(mail_url: &str) -> roster_notification::Settings {
+    roster_notification::Settings {
+        mail_url: roster_notification::MailUrl::new(mail_url),
+        from_address: "Roster Tests <no-reply@roster.test>".to_owned(),
+        message_id_domain: "roster.test".to_owned(),
+        workers: 2,
+        batch_size: 8,
+        poll_interval_millis: 50,
+        lease_seconds: 10,
+        smtp_timeout_seconds: 5,
+        max_attempts: 5,
+        retry_base_millis: 100,
+        retry_max_millis: 500,
+        ..roster_notification::Settings::default()
+    }
+}
+
+impl TestServer {
+    /// Starts the notification service with `notification` settings (its mail server, retry
+    /// timings) on `database`, accepting [`ADMIN_KEY`] and `keys`.
+    pub async fn start_notification(
+        settings: CommonSettings,
+        notification: roster_notification::Settings,
+        database: Arc<TestDatabase>,
+        keys: Vec<TestKey>,
+    ) -> TestServer {
+        let mut ring = KeyRing::default();
+        ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
+        for key in &keys {
+            ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
+        }
+        let shutdown = Shutdown::new();
+        let server =
+            roster_notification::start(&settings, notification, Arc::new(ring), shutdown.clone())
+                .await
+                .expect("notification test server starts");
+        TestServer {
+            service: Service::Notification,
+            addr: server.local_addr,
+            settings,
+            database,
+            keys,
+            shutdown,
+            server: Some(server),
+        }
     }
 }
 

@@ -28,7 +28,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     for service in Service::ALL {
         let mut keys = KeyRing::default();
         keys.insert_plaintext(&key, "operator", &["admin"], AccountAccess::All);
-        let loader = Loader::new(service).default_value(
+        let mut loader = Loader::new(service).default_value(
             "database_url",
             format!(
                 "sqlite://{}/{}.db?mode=rwc",
@@ -36,6 +36,11 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
                 service.config_key()
             ),
         );
+        if service == Service::Notification {
+            // No mail server needed: the delivery workers write one .eml per email here.
+            loader =
+                loader.default_value("mail_url", format!("file://{}", mail_dir(&dir).display()));
+        }
         let (_, server) = crate::launch::start(service, loader, keys, shutdown.clone()).await?;
         servers.push((service, server));
     }
@@ -49,6 +54,11 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
         tracing::info!(service = service.name(), "stopped");
     }
     Ok(())
+}
+
+/// Where the embedded suite's emails land, one `<notification id>.eml` each.
+fn mail_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("mail")
 }
 
 /// Reads the operator key from `<dir>/operator.key`, creating it (mode 0600) on first start.
@@ -127,6 +137,8 @@ Roster is running (embedded default; data in {dir}).
   bulk-import   localhost:{imports}
   notification  localhost:{notification}
 
+Emails are written to {mail_dir} (one .eml per message).
+
 Operator key (also in {dir}/operator.key):
   export ROSTER_KEY={key}
 Demo account: {account_id}
@@ -137,9 +149,11 @@ Try:
   grpcurl -plaintext -H "authorization: Bearer $ROSTER_KEY" -d '{{"account_id":"{account_id}","first_name":"Ada","last_name":"Lovelace","email":"ada@example.com"}}' localhost:{identity} roster.identity.v1.ProfileService/CreateProfile
   grpcurl -plaintext -H "authorization: Bearer $ROSTER_KEY" -d '{{"account_id":"{account_id}"}}' localhost:{identity} roster.identity.v1.ProfileService/ListProfiles
   grpcurl -plaintext -H "authorization: Bearer $ROSTER_KEY" -d '{{"username":"ada@example.com"}}' localhost:{identity} roster.identity.v1.ProfileService/CheckUsername
+  grpcurl -plaintext -H "authorization: Bearer $ROSTER_KEY" -d '{{"request_id":"demo-welcome-1","account_id":"{account_id}","recipient":"ada@example.com","template":"welcome","locale":"fr","variables":{{"first_name":"Ada","username":"ada@example.com"}},"account_display_name":"Demo Company"}}' localhost:{notification} roster.notification.v1.NotificationService/SendEmail
 
 Stop with Ctrl-C.
 "#,
-        dir = dir.display()
+        dir = dir.display(),
+        mail_dir = mail_dir(dir).display()
     );
 }

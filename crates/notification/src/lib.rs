@@ -1,39 +1,90 @@
-//! The notification service: durable email delivery over SMTP.
+//! The notification service: email that is never lost. `SendEmail` writes the message to a
+//! durable queue and returns; delivery workers claim due messages under a lease, render them
+//! (HTML and plain text, per locale) and send them over SMTP or into a mail directory, retrying
+//! temporary failures with backoff. Any number of replicas may share one database.
+//!
+//! `api` decodes gRPC requests and maps results; `domain` holds the pure rules (request checks,
+//! delivery states, retry policy, templates); `store` is the only place that knows SQL;
+//! `delivery` runs the workers and the mail transports.
 
 pub mod api;
+pub mod delivery;
+pub mod domain;
+pub mod settings;
 pub mod store;
 
 use std::sync::Arc;
 
+use anyhow::Context;
 use roster_proto::notification::v1::notification_service_server::NotificationServiceServer;
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
 use roster_runtime::{CommonSettings, KeyRing, Shutdown};
-use serde::Deserialize;
+use tokio::sync::Notify;
 
-/// Settings of the notification service (`ROSTER_NOTIFICATION__<KEY>`).
-#[derive(Clone, Debug, Deserialize)]
-pub struct Settings {}
+pub use settings::{MailUrl, Settings};
 
-/// Opens the database and serves NotificationService until `shutdown` fires.
+use delivery::Delivery;
+use delivery::transport::Mailer;
+use domain::retry::RetryPolicy;
+use domain::templates::Templates;
+
+/// Opens the database, starts the delivery workers and serves NotificationService until
+/// `shutdown` fires; the workers stop on the same signal.
 pub async fn start(
     common: &CommonSettings,
-    _settings: Settings,
+    settings: Settings,
     keys: Arc<KeyRing>,
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {
+    settings.validate()?;
+    let templates = Arc::new(
+        Templates::load(settings.template_dir.as_deref()).context("loading email templates")?,
+    );
+    let mailer = Mailer::from_settings(&settings)?;
+    let from = settings
+        .from_address
+        .parse()
+        .context("from_address is not a mailbox")?;
     let database = open_database::<store::Migrator>(common).await?;
+    let store = store::Store::new(database.clone());
+    let wake = Arc::new(Notify::new());
+
+    let delivery = Arc::new(Delivery {
+        store: store.clone(),
+        templates: templates.clone(),
+        mailer,
+        from,
+        retry: RetryPolicy {
+            base: std::time::Duration::from_millis(settings.retry_base_millis),
+            max: std::time::Duration::from_millis(settings.retry_max_millis),
+            max_attempts: settings.max_attempts,
+        },
+        lease: settings.lease(),
+        batch_size: u64::from(settings.batch_size),
+        poll_interval: settings.poll_interval(),
+        wake: wake.clone(),
+    });
+    tracing::info!(
+        mail_url = %settings.mail_url.redacted(),
+        workers = settings.workers,
+        locales = ?templates.locales(),
+        "notification delivery configured"
+    );
+
     let mut services = ServiceSet::new();
     services.add(roster_runtime::grpc_service!(
         NotificationServiceServer<api::NotificationApi>,
-        api::NotificationApi,
+        api::NotificationApi::new(store, templates, wake, settings.message_id_domain.clone()),
         common
     ));
-    serve(
+    let server = serve(
         ServerConfig::from(common),
         services,
         keys,
         Some(database),
-        shutdown,
+        shutdown.clone(),
     )
-    .await
+    .await?;
+    delivery.spawn_workers(settings.workers, &shutdown);
+    Ok(server)
 }

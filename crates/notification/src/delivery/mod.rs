@@ -1,0 +1,224 @@
+//! The delivery workers: tokio tasks that claim due messages, render and send them, and record
+//! each attempt, until the shutdown signal.
+//!
+//! One pass of a worker ([`Delivery::run_once`]) claims a batch under a lease and sends the
+//! batch's messages concurrently, so one slow or failing message never holds up the others; the
+//! loop turns "queue empty" into a wait that a new `SendEmail` on this instance cuts short.
+//! Failures are never dropped: every attempt is recorded, temporary failures come back after a
+//! backoff, permanent ones end FAILED with the server's reply.
+
+pub mod transport;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use roster_runtime::Shutdown;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::domain::retry::{AfterFailure, Failure, RetryPolicy};
+use crate::domain::templates::{RenderInput, Template, Templates};
+use crate::store::{self, Finished, Outcome, Store, notification};
+use transport::{Mailer, SendFailure};
+
+/// What one pass of a worker found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutionOutcome {
+    /// It claimed and processed messages; there may be more.
+    Worked,
+    /// Nothing was due.
+    QueueEmpty,
+}
+
+/// Everything the workers of one instance share.
+pub struct Delivery {
+    pub store: Store,
+    pub templates: Arc<Templates>,
+    pub mailer: Mailer,
+    pub from: Mailbox,
+    pub retry: RetryPolicy,
+    pub lease: Duration,
+    pub batch_size: u64,
+    pub poll_interval: Duration,
+    /// Signalled by `SendEmail`, so an idle worker starts at once instead of at its next poll.
+    pub wake: Arc<Notify>,
+}
+
+impl Delivery {
+    /// Starts `count` workers that run until `shutdown` fires.
+    pub fn spawn_workers(self: &Arc<Self>, count: usize, shutdown: &Shutdown) {
+        let instance = uuid::Uuid::new_v4().simple().to_string();
+        for index in 0..count {
+            let owner = format!("{}/{index}", &instance[..12]);
+            let delivery = self.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(
+                async move { delivery.run(owner, shutdown).await }
+                    .instrument(tracing::info_span!("delivery_worker", worker = index)),
+            );
+        }
+    }
+
+    async fn run(&self, owner: String, shutdown: Shutdown) {
+        tracing::debug!(%owner, "delivery worker started");
+        while !shutdown.is_triggered() {
+            match self.run_once(&owner).await {
+                Ok(ExecutionOutcome::Worked) => continue,
+                Ok(ExecutionOutcome::QueueEmpty) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "claiming messages failed; trying again shortly");
+                }
+            }
+            tokio::select! {
+                () = shutdown.wait() => break,
+                () = tokio::time::sleep(self.poll_interval) => {}
+                () = self.wake.notified() => {}
+            }
+        }
+        tracing::debug!(%owner, "delivery worker stopped");
+    }
+
+    /// Claims one batch of due messages as `owner` and delivers them.
+    pub async fn run_once(&self, owner: &str) -> Result<ExecutionOutcome, sea_orm::DbErr> {
+        let now = store::now();
+        let lease_until =
+            now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        let claimed = self
+            .store
+            .claim(owner, now, lease_until, self.batch_size)
+            .await?;
+        if claimed.is_empty() {
+            return Ok(ExecutionOutcome::QueueEmpty);
+        }
+        futures::future::join_all(
+            claimed
+                .into_iter()
+                .map(|message| self.deliver(owner, message)),
+        )
+        .await;
+        Ok(ExecutionOutcome::Worked)
+    }
+
+    /// One attempt at one claimed message, recorded whatever happens.
+    async fn deliver(&self, owner: &str, message: notification::Model) {
+        let started_at = store::now();
+        let attempt = u32::try_from(message.attempts).unwrap_or(u32::MAX);
+        let outcome = if attempt > self.retry.max_attempts {
+            // The previous attempt's worker stopped before recording it (its lease ran out):
+            // that attempt counted, and it was the last one allowed.
+            Outcome::Failed {
+                error: format!(
+                    "gave up after {} attempts; the last one did not finish (its worker stopped)",
+                    attempt - 1
+                ),
+                smtp_code: None,
+            }
+        } else {
+            match self.attempt(&message).await {
+                Ok(()) => Outcome::Sent,
+                Err(failure) => self.after_failure(attempt, failure),
+            }
+        };
+        match &outcome {
+            Outcome::Sent => tracing::info!(notification = %message.id, attempt, "sent"),
+            Outcome::Retry {
+                error,
+                next_attempt_at,
+                ..
+            } => tracing::warn!(
+                notification = %message.id, attempt, %error, %next_attempt_at,
+                "delivery failed; will retry"
+            ),
+            Outcome::Failed { error, .. } => {
+                tracing::error!(notification = %message.id, attempt, %error, "delivery failed for good")
+            }
+        }
+        self.record(Finished {
+            id: message.id,
+            owner,
+            number: message.attempts,
+            outcome,
+            started_at,
+            finished_at: store::now(),
+        })
+        .await;
+    }
+
+    fn after_failure(&self, attempt: u32, failure: SendFailure) -> Outcome {
+        let error = failure.failure.text();
+        match self
+            .retry
+            .after_failure(attempt, &failure.failure, &mut rand::rng())
+        {
+            AfterFailure::RetryAfter(delay) => Outcome::Retry {
+                next_attempt_at: store::now()
+                    + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+                error,
+                smtp_code: failure.smtp_code,
+            },
+            AfterFailure::GiveUp => Outcome::Failed {
+                error,
+                smtp_code: failure.smtp_code,
+            },
+        }
+    }
+
+    /// Renders and sends. Anything wrong with the stored message itself is permanent.
+    async fn attempt(&self, message: &notification::Model) -> Result<(), SendFailure> {
+        let permanent = |text: String| SendFailure {
+            failure: Failure::Permanent(text),
+            smtp_code: None,
+        };
+        let template = Template::parse(&message.template)
+            .ok_or_else(|| permanent(format!("unknown template {:?}", message.template)))?;
+        let variables: BTreeMap<String, String> = serde_json::from_str(&message.variables)
+            .map_err(|error| permanent(format!("stored variables: {error}")))?;
+        let rendered = self
+            .templates
+            .render(&RenderInput {
+                template,
+                locale: &message.locale,
+                account_display_name: &message.account_display_name,
+                recipient: &message.recipient,
+                variables: &variables,
+            })
+            .map_err(|error| permanent(format!("template: {error}")))?;
+        let to = message
+            .recipient
+            .parse()
+            .map_err(|error| permanent(format!("recipient: {error}")))?;
+        let email = transport::build_message(&self.from, to, &message.message_id, rendered)
+            .map_err(|error| permanent(format!("building the message: {error}")))?;
+        self.mailer.send(message.id, email).await
+    }
+
+    /// Records an attempt, retrying briefly while the database is unreachable: an unrecorded
+    /// success would be sent again once the lease runs out.
+    async fn record(&self, finished: Finished<'_>) {
+        const TRIES: u32 = 5;
+        for try_number in 1..=TRIES {
+            match self.store.finish(finished.clone()).await {
+                Ok(true) => return,
+                Ok(false) => {
+                    tracing::warn!(
+                        notification = %finished.id,
+                        "lease lost before the attempt was recorded; another worker owns it now"
+                    );
+                    return;
+                }
+                Err(error) if try_number < TRIES => {
+                    tracing::warn!(notification = %finished.id, %error, "recording the attempt failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(try_number))).await;
+                }
+                Err(error) => {
+                    tracing::error!(
+                        notification = %finished.id, %error,
+                        "recording the attempt failed; the message is retried when its lease ends"
+                    );
+                }
+            }
+        }
+    }
+}

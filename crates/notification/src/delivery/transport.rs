@@ -1,0 +1,257 @@
+//! The mail transports, chosen by the `mail_url` setting, and the building of the MIME message.
+//!
+//! - `smtp://[user:pass@]host[:port]` — plain SMTP (port 25); add `?tls=required` for STARTTLS
+//!   that must succeed (port 587 by default) or `?tls=opportunistic` for STARTTLS when offered.
+//! - `smtps://[user:pass@]host[:port]` — SMTP over implicit TLS (port 465 by default).
+//! - `file://DIR` — one `<notification id>.eml` per message in `DIR`, the embedded default.
+//!
+//! These are lettre's URL conventions. SMTP connections are pooled; TLS is rustls with the
+//! system's trust store. A whole delivery is bounded by the SMTP timeout, which the settings keep
+//! below the lease, so a stuck send is never handed to a second worker while it might still
+//! complete.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use uuid::Uuid;
+
+use crate::domain::retry::Failure;
+use crate::domain::templates::RenderedEmail;
+use crate::settings::Settings;
+
+/// A delivery attempt's failure, with the SMTP reply code when the server gave one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendFailure {
+    pub failure: Failure,
+    pub smtp_code: Option<u16>,
+}
+
+/// Where messages go.
+#[derive(Clone)]
+pub enum Mailer {
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        timeout: Duration,
+    },
+    Files(PathBuf),
+}
+
+impl std::fmt::Debug for Mailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Mailer::Smtp { timeout, .. } => f
+                .debug_struct("Smtp")
+                .field("timeout", timeout)
+                .finish_non_exhaustive(),
+            Mailer::Files(dir) => f.debug_tuple("Files").field(dir).finish(),
+        }
+    }
+}
+
+impl Mailer {
+    /// Builds the transport the settings name. Nothing connects yet: a mail server that is down
+    /// at start only makes the first attempts retry.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let url = settings.mail_url.as_str();
+        if let Some(dir) = url.strip_prefix("file://") {
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("creating the mail directory {}", dir.display()))?;
+            return Ok(Mailer::Files(dir));
+        }
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .with_context(|| format!("mail_url {}", settings.mail_url.redacted()))?
+            .timeout(Some(settings.smtp_timeout()))
+            .pool_config(PoolConfig::new().max_size(settings.smtp_pool_size));
+        if let Some(path) = &settings.mail_password_file {
+            let password = std::fs::read_to_string(path)
+                .with_context(|| format!("reading mail_password_file {}", path.display()))?;
+            let user = url::Url::parse(url)
+                .map(|url| url.username().to_owned())
+                .unwrap_or_default();
+            anyhow::ensure!(
+                !user.is_empty(),
+                "mail_password_file is set but mail_url names no user"
+            );
+            builder = builder.credentials(Credentials::new(user, password.trim_end().to_owned()));
+        }
+        Ok(Mailer::Smtp {
+            transport: builder.build(),
+            timeout: settings.smtp_timeout(),
+        })
+    }
+
+    /// Delivers `message`, the email of notification `id`.
+    pub async fn send(&self, id: Uuid, message: Message) -> Result<(), SendFailure> {
+        match self {
+            Mailer::Smtp { transport, timeout } => {
+                match tokio::time::timeout(*timeout, transport.send(message)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(error)) => Err(classify(&error)),
+                    Err(_) => Err(SendFailure {
+                        failure: Failure::Temporary(format!(
+                            "no answer from the mail server within {}s",
+                            timeout.as_secs()
+                        )),
+                        smtp_code: None,
+                    }),
+                }
+            }
+            Mailer::Files(dir) => write_eml(dir, id, &message.formatted())
+                .await
+                .map_err(|error| SendFailure {
+                    failure: Failure::Temporary(format!("writing to {}: {error}", dir.display())),
+                    smtp_code: None,
+                }),
+        }
+    }
+}
+
+/// SMTP 5xx is permanent; 4xx, connection, TLS and protocol errors may pass on a later try.
+fn classify(error: &lettre::transport::smtp::Error) -> SendFailure {
+    let code = error.status().map(u16::from);
+    // The server's reply text travels as the error's source; lettre's own text only names the
+    // kind of error.
+    let reply = std::error::Error::source(error)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let text = match code {
+        Some(code) if !reply.is_empty() => format!("{code} {reply}"),
+        _ => error.to_string(),
+    };
+    let failure = if error.is_permanent() {
+        Failure::Permanent(text)
+    } else {
+        Failure::Temporary(text)
+    };
+    SendFailure {
+        failure,
+        smtp_code: code,
+    }
+}
+
+/// Writes `<dir>/<id>.eml` through a temporary file, so a reader never sees half a message and a
+/// repeated attempt replaces the file instead of adding a second one.
+async fn write_eml(dir: &std::path::Path, id: Uuid, bytes: &[u8]) -> std::io::Result<()> {
+    let partial = dir.join(format!(".{id}.eml.partial"));
+    tokio::fs::write(&partial, bytes).await?;
+    tokio::fs::rename(&partial, dir.join(format!("{id}.eml"))).await
+}
+
+/// The MIME message of a rendered email: `multipart/alternative` with the plain-text part first
+/// and the HTML part second, the stable `Message-ID`, and `Auto-Submitted: auto-generated` so
+/// that vacation responders stay quiet (RFC 3834).
+pub fn build_message(
+    from: &Mailbox,
+    to: lettre::Address,
+    message_id: &str,
+    email: RenderedEmail,
+) -> Result<Message, lettre::error::Error> {
+    Message::builder()
+        .message_id(Some(message_id.to_owned()))
+        .from(from.clone())
+        .to(Mailbox::new(None, to))
+        .subject(email.subject)
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_owned(),
+        ))
+        .multipart(MultiPart::alternative_plain_html(email.text, email.html))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_both_parts_and_the_stable_message_id() {
+        let message = build_message(
+            &"Roster <no-reply@example.com>".parse().unwrap(),
+            "ada@example.com".parse().unwrap(),
+            "<0b6f3f0e-6a52-4f7e-9a53-2b1c7f0d9e11@roster>",
+            RenderedEmail {
+                subject: "Réinitialisez votre mot de passe".into(),
+                text: "Bonjour Ada".into(),
+                html: "<p>Bonjour Ada</p>".into(),
+            },
+        )
+        .unwrap();
+        let formatted = String::from_utf8(message.formatted()).unwrap();
+        assert!(formatted.contains("Message-ID: <0b6f3f0e-6a52-4f7e-9a53-2b1c7f0d9e11@roster>"));
+        assert!(formatted.contains("multipart/alternative"));
+        assert!(formatted.contains("text/plain"));
+        assert!(formatted.contains("text/html"));
+        assert!(formatted.contains("Auto-Submitted: auto-generated"));
+    }
+
+    #[tokio::test]
+    async fn the_file_transport_writes_one_eml_per_notification() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings {
+            mail_url: format!("file://{}", dir.path().display()).as_str().into(),
+            ..Settings::default()
+        };
+        let mailer = Mailer::from_settings(&settings).unwrap();
+        let id = Uuid::new_v4();
+        let message = || {
+            build_message(
+                &settings.from_address.parse().unwrap(),
+                "ada@example.com".parse().unwrap(),
+                &format!("<{id}@roster>"),
+                RenderedEmail {
+                    subject: "Hi".into(),
+                    text: "Hello".into(),
+                    html: "<p>Hello</p>".into(),
+                },
+            )
+            .unwrap()
+        };
+        mailer.send(id, message()).await.unwrap();
+        mailer.send(id, message()).await.unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files, vec![format!("{id}.eml")]);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_temporary_failure() {
+        // Nothing listens on a port that was just released.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let settings = Settings {
+            mail_url: format!("smtp://127.0.0.1:{port}").as_str().into(),
+            smtp_timeout_seconds: 5,
+            ..Settings::default()
+        };
+        let mailer = Mailer::from_settings(&settings).unwrap();
+        let id = Uuid::new_v4();
+        let message = build_message(
+            &settings.from_address.parse().unwrap(),
+            "ada@example.com".parse().unwrap(),
+            &format!("<{id}@roster>"),
+            RenderedEmail {
+                subject: "Hi".into(),
+                text: "Hello".into(),
+                html: "<p>Hello</p>".into(),
+            },
+        )
+        .unwrap();
+        let failure = mailer.send(id, message).await.unwrap_err();
+        assert!(
+            matches!(failure.failure, Failure::Temporary(_)),
+            "{failure:?}"
+        );
+        assert_eq!(failure.smtp_code, None);
+    }
+}

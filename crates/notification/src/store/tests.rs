@@ -1,0 +1,222 @@
+//! The queue's invariants on SQLite: one claim per message, leases that expire, results
+//! recorded only by the lease holder, idempotent enqueue.
+
+use std::time::Duration;
+
+use super::*;
+
+async fn store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/notification.db?mode=rwc", dir.path().display());
+    let db = roster_runtime::db::connect(&url, 4).await.unwrap();
+    roster_runtime::db::migrate::<Migrator>(&db).await.unwrap();
+    (Store::new(db), dir)
+}
+
+fn new_notification() -> NewNotification {
+    let id = Uuid::now_v7();
+    NewNotification {
+        id,
+        account_id: Uuid::new_v4(),
+        recipient: "ada@example.com".into(),
+        template: "welcome".into(),
+        locale: "en".into(),
+        requested_locale: "en-GB".into(),
+        variables: r#"{"first_name":"Ada","username":"ada"}"#.into(),
+        account_display_name: "Acme".into(),
+        message_id: format!("<{id}@roster>"),
+    }
+}
+
+fn later(seconds: i64) -> DateTime<Utc> {
+    now() + chrono::Duration::seconds(seconds)
+}
+
+async fn enqueue(store: &Store, request_id: &str) -> notification::Model {
+    match store
+        .enqueue("caller", request_id, new_notification())
+        .await
+        .unwrap()
+    {
+        Enqueued::Created(model) => model,
+        Enqueued::Replayed(model) => panic!("unexpected replay of {}", model.id),
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_request_id_returns_the_first_notification() {
+    let (store, _dir) = store().await;
+    let first = enqueue(&store, "r-1").await;
+    let again = store
+        .enqueue("caller", "r-1", new_notification())
+        .await
+        .unwrap();
+    assert!(matches!(again, Enqueued::Replayed(model) if model.id == first.id));
+    // Another caller's identical request id is its own.
+    let other = store
+        .enqueue("other-caller", "r-1", new_notification())
+        .await
+        .unwrap();
+    assert!(matches!(other, Enqueued::Created(model) if model.id != first.id));
+}
+
+#[tokio::test]
+async fn a_message_is_claimed_once_until_its_lease_runs_out() {
+    let (store, _dir) = store().await;
+    let queued = enqueue(&store, "r-1").await;
+    let claimed = store.claim("a", now(), later(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, queued.id);
+    assert_eq!(claimed[0].state, "SENDING");
+    assert_eq!(claimed[0].attempts, 1);
+    assert!(
+        store
+            .claim("b", now(), later(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Worker "a" died: after its lease another worker takes the message, as attempt 2.
+    let reclaimed = store.claim("b", later(61), later(120), 10).await.unwrap();
+    assert_eq!(reclaimed.len(), 1);
+    assert_eq!(reclaimed[0].attempts, 2);
+    assert_eq!(reclaimed[0].lease_owner.as_deref(), Some("b"));
+
+    // The old owner can no longer record a result; the new one can.
+    let finished = |owner| Finished {
+        id: queued.id,
+        owner,
+        number: 2,
+        outcome: Outcome::Sent,
+        started_at: now(),
+        finished_at: now(),
+    };
+    assert!(!store.finish(finished("a")).await.unwrap());
+    assert!(store.finish(finished("b")).await.unwrap());
+    let sent = store.find(queued.id).await.unwrap().unwrap();
+    assert_eq!(sent.state, "SENT");
+    assert_eq!(sent.variables, "{}", "secrets are dropped once sent");
+    assert!(sent.lease_owner.is_none());
+    let history = store.attempts(queued.id).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].worker, "b");
+}
+
+#[tokio::test]
+async fn a_retrying_message_waits_for_its_time() {
+    let (store, _dir) = store().await;
+    let queued = enqueue(&store, "r-1").await;
+    store.claim("a", now(), later(60), 10).await.unwrap();
+    let recorded = store
+        .finish(Finished {
+            id: queued.id,
+            owner: "a",
+            number: 1,
+            outcome: Outcome::Retry {
+                next_attempt_at: later(30),
+                error: "421 4.3.0 try later".into(),
+                smtp_code: Some(421),
+            },
+            started_at: now(),
+            finished_at: now(),
+        })
+        .await
+        .unwrap();
+    assert!(recorded);
+    let retrying = store.find(queued.id).await.unwrap().unwrap();
+    assert_eq!(retrying.state, "RETRYING");
+    assert_eq!(retrying.last_error.as_deref(), Some("421 4.3.0 try later"));
+    assert!(
+        store
+            .claim("a", now(), later(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .claim("a", later(31), later(90), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store.attempts(queued.id).await.unwrap()[0].smtp_code,
+        Some(421)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_workers_never_share_a_message() {
+    let (store, _dir) = store().await;
+    for index in 0..60 {
+        enqueue(&store, &format!("r-{index}")).await;
+    }
+    let workers = (0..6).map(|worker| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store
+                    .claim(&format!("w{worker}"), now(), later(60), 4)
+                    .await
+                    .unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|model| model.id));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 60);
+    assert_eq!(distinct.len(), 60);
+}
+
+#[tokio::test]
+async fn lists_are_newest_first_and_page_without_gaps() {
+    let (store, _dir) = store().await;
+    let account = Uuid::new_v4();
+    let mut ids = Vec::new();
+    for index in 0..5 {
+        let mut new = new_notification();
+        new.account_id = account;
+        let Enqueued::Created(model) = store
+            .enqueue("caller", &format!("r-{index}"), new)
+            .await
+            .unwrap()
+        else {
+            panic!("created");
+        };
+        ids.push(model.id);
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list(account, None, cursor, 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        cursor = page.last().map(|last| Cursor {
+            created_at: last.created_at,
+            id: last.id,
+        });
+        seen.extend(page.into_iter().map(|model| model.id));
+    }
+    assert_eq!(seen, ids);
+    assert!(
+        store
+            .list(account, Some(DeliveryState::Sent), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,837 @@
+//! Notification end to end: `SendEmail` over gRPC, delivery by the service's own workers to a
+//! real SMTP server listening on TCP (aiosmtpd, `tests/support/smtp_server.py`, with AUTH), and
+//! what callers read back. Deliveries are counted from the SMTP server's records by Message-ID,
+//! never from logs.
+//!
+//! The SMTP server needs `python3` with `aiosmtpd` (`.ci/run` installs it). Without it these
+//! tests are skipped with a warning, except under `CI=true`, where they fail.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
+use roster_proto::notification::v1::{
+    GetNotificationRequest, ListNotificationsRequest, Notification, NotificationState,
+    SendEmailRequest,
+};
+use roster_runtime::Service;
+use roster_tests::{
+    ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, authed, both_backends,
+    notification_settings, reason, test_settings,
+};
+use tonic::Code;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+const SMTP_USER: &str = "roster";
+const SMTP_PASSWORD: &str = "s3cret";
+const RESET_URL: &str = "https://id.example.com/reset#token=Zm9v&account=acme";
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
+/// The aiosmtpd server process, on a fixed port across restarts, recording into a directory.
+struct SmtpServer {
+    port: u16,
+    records: tempfile::TempDir,
+    options: Vec<String>,
+    child: Option<std::process::Child>,
+}
+
+impl SmtpServer {
+    /// Starts a server with extra options (`--reject ADDR`, `--tempfail ADDR`); `None` when
+    /// aiosmtpd is unavailable outside CI.
+    async fn start(options: &[&str]) -> Option<SmtpServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = SmtpServer {
+            port,
+            records: tempfile::tempdir().expect("records directory"),
+            options: options.iter().map(|option| (*option).to_owned()).collect(),
+            child: None,
+        };
+        server.launch().await.then_some(server)
+    }
+
+    async fn launch(&mut self) -> bool {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/smtp_server.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(&script)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--dir")
+            .arg(self.records.path())
+            .arg("--auth")
+            .arg(format!("{SMTP_USER}:{SMTP_PASSWORD}"))
+            .args(&self.options)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // The first line says the server accepts connections (or EOF: it could not start).
+        let first_line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                .map(|_| line)
+        });
+        match tokio::time::timeout(Duration::from_secs(30), first_line).await {
+            Ok(Ok(Ok(line))) if line.starts_with("READY") => {
+                self.child = Some(child);
+                true
+            }
+            other => {
+                let _ = child.kill();
+                let _ = child.wait();
+                assert!(
+                    !in_ci(),
+                    "the aiosmtpd test server did not start: {other:?}"
+                );
+                eprintln!(
+                    "WARNING: notification SMTP test skipped: the aiosmtpd server did not start \
+                     ({other:?}); install it with `python3 -m pip install aiosmtpd`. \
+                     Under CI=true this fails."
+                );
+                false
+            }
+        }
+    }
+
+    /// Kills the server: every connection drops and new ones are refused.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SMTP server stops");
+            child.wait().expect("SMTP server exits");
+        }
+    }
+
+    /// Starts the server again on the same port.
+    async fn restart(&mut self) {
+        assert!(self.launch().await, "the SMTP server restarts");
+    }
+
+    /// The transport URL, with authentication.
+    fn url(&self) -> String {
+        format!("smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{}", self.port)
+    }
+
+    /// Every message the server accepted.
+    fn records(&self) -> Vec<serde_json::Value> {
+        std::fs::read_dir(self.records.path())
+            .expect("records directory")
+            .map(|entry| entry.expect("entry").path())
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "json")
+            })
+            .map(|path| {
+                serde_json::from_slice(&std::fs::read(&path).expect("record")).expect("JSON")
+            })
+            .collect()
+    }
+
+    /// How many times each Message-ID was received.
+    fn deliveries(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for record in self.records() {
+            *counts
+                .entry(record["message_id"].as_str().unwrap_or_default().to_owned())
+                .or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Starts the notification service on a fresh database of `backend`, mailing to `mail_url`.
+async fn notification_server(
+    backend: Backend,
+    settings: roster_notification::Settings,
+    keys: Vec<TestKey>,
+) -> Option<TestServer> {
+    let database = Arc::new(TestDatabase::create(backend).await?);
+    let common = test_settings(Service::Notification, &database.url);
+    Some(TestServer::start_notification(common, settings, database, keys).await)
+}
+
+async fn client(server: &TestServer) -> NotificationServiceClient<Channel> {
+    NotificationServiceClient::new(server.channel().await)
+}
+
+fn reset_request(
+    request_id: &str,
+    account: Uuid,
+    recipient: &str,
+    locale: &str,
+) -> SendEmailRequest {
+    SendEmailRequest {
+        request_id: request_id.to_owned(),
+        account_id: account.to_string(),
+        recipient: recipient.to_owned(),
+        template: "password_reset".to_owned(),
+        locale: locale.to_owned(),
+        variables: HashMap::from([
+            ("first_name".to_owned(), "Ada".to_owned()),
+            ("reset_url".to_owned(), RESET_URL.to_owned()),
+            ("expire_time".to_owned(), "2026-11-25T15:30:00Z".to_owned()),
+        ]),
+        account_display_name: "Acme Corp".to_owned(),
+    }
+}
+
+fn welcome_request(request_id: &str, account: Uuid, recipient: &str) -> SendEmailRequest {
+    SendEmailRequest {
+        request_id: request_id.to_owned(),
+        account_id: account.to_string(),
+        recipient: recipient.to_owned(),
+        template: "welcome".to_owned(),
+        locale: "en".to_owned(),
+        variables: HashMap::from([
+            ("first_name".to_owned(), "Grace".to_owned()),
+            ("username".to_owned(), "grace".to_owned()),
+        ]),
+        account_display_name: "Acme Corp".to_owned(),
+    }
+}
+
+async fn send(
+    client: &mut NotificationServiceClient<Channel>,
+    request: SendEmailRequest,
+) -> Notification {
+    client
+        .send_email(authed(ADMIN_KEY, request))
+        .await
+        .expect("SendEmail")
+        .into_inner()
+        .notification
+        .expect("a notification")
+}
+
+async fn get(client: &mut NotificationServiceClient<Channel>, id: &str) -> Notification {
+    client
+        .get_notification(authed(
+            ADMIN_KEY,
+            GetNotificationRequest {
+                notification_id: id.to_owned(),
+            },
+        ))
+        .await
+        .expect("GetNotification")
+        .into_inner()
+        .notification
+        .expect("a notification")
+}
+
+/// An account's notifications by id (at most 1,000).
+async fn by_id(
+    client: &mut NotificationServiceClient<Channel>,
+    account: Uuid,
+) -> HashMap<String, Notification> {
+    client
+        .list_notifications(authed(
+            ADMIN_KEY,
+            ListNotificationsRequest {
+                account_id: account.to_string(),
+                page_size: 1000,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("ListNotifications")
+        .into_inner()
+        .notifications
+        .into_iter()
+        .map(|notification| (notification.id.clone(), notification))
+        .collect()
+}
+
+/// Polls `GetNotification` until `done` holds, failing after `limit`.
+async fn wait_for(
+    client: &mut NotificationServiceClient<Channel>,
+    id: &str,
+    limit: Duration,
+    done: impl Fn(&Notification) -> bool,
+) -> Notification {
+    let start = Instant::now();
+    loop {
+        let notification = get(client, id).await;
+        if done(&notification) {
+            return notification;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "notification {id} did not get there in {limit:?}: {notification:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn state(notification: &Notification) -> NotificationState {
+    NotificationState::try_from(notification.state).expect("known state")
+}
+
+fn is(expected: NotificationState) -> impl Fn(&Notification) -> bool {
+    move |notification| state(notification) == expected
+}
+
+fn message_id(notification: &Notification) -> String {
+    format!("<{}@roster.test>", notification.id)
+}
+
+both_backends! {
+    async fn send_email_reports_every_invalid_field(backend) {
+        let Some(server) = TestServer::spawn(Service::Notification, backend).await else { return };
+        let mut client = client(&server).await;
+        let status = client
+            .send_email(authed(
+                ADMIN_KEY,
+                SendEmailRequest {
+                    request_id: String::new(),
+                    account_id: "acme".to_owned(),
+                    recipient: "Ada <ada@example.com>".to_owned(),
+                    template: "password_reset".to_owned(),
+                    locale: "not a locale".to_owned(),
+                    variables: HashMap::from([
+                        ("reset_url".to_owned(), "javascript:alert(1)".to_owned()),
+                        ("expire_time".to_owned(), "tomorrow".to_owned()),
+                    ]),
+                    account_display_name: String::new(),
+                },
+            ))
+            .await
+            .expect_err("invalid request");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        use tonic_types::StatusExt;
+        let fields: HashSet<String> = status
+            .get_details_bad_request()
+            .expect("BadRequest details")
+            .field_violations
+            .into_iter()
+            .map(|violation| violation.field)
+            .collect();
+        for field in [
+            "request_id",
+            "account_id",
+            "recipient",
+            "locale",
+            "variables[first_name]",
+            "variables[reset_url]",
+            "variables[expire_time]",
+            "account_display_name",
+        ] {
+            assert!(fields.contains(field), "{field} missing from {fields:?}");
+        }
+
+        let unknown = client
+            .send_email(authed(
+                ADMIN_KEY,
+                SendEmailRequest {
+                    template: "newsletter".to_owned(),
+                    ..welcome_request("r-1", Uuid::new_v4(), "ada@example.com")
+                },
+            ))
+            .await
+            .expect_err("unknown template");
+        assert_eq!(unknown.code(), Code::InvalidArgument);
+        assert!(unknown.message().contains("password_reset"), "{}", unknown.message());
+    }
+
+    async fn a_key_limited_to_one_account_cannot_reach_another(backend) {
+        let account_a = Uuid::new_v4();
+        let account_b = Uuid::new_v4();
+        let limited = TestKey::limited("key-a", &["notifications"], &[account_a]);
+        let mail = tempfile::tempdir().unwrap();
+        let settings = notification_settings(&format!("file://{}", mail.path().display()));
+        let Some(server) = notification_server(backend, settings, vec![limited]).await else { return };
+        let mut client = client(&server).await;
+        let of_b = send(&mut client, welcome_request("b-1", account_b, "b@example.com")).await;
+
+        let denied = client
+            .send_email(authed("key-a", welcome_request("a-1", account_b, "b@example.com")))
+            .await
+            .expect_err("another account");
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert_eq!(reason(&denied).as_deref(), Some("ACCOUNT_NOT_PERMITTED"));
+        let denied = client
+            .list_notifications(authed(
+                "key-a",
+                ListNotificationsRequest { account_id: account_b.to_string(), ..Default::default() },
+            ))
+            .await
+            .expect_err("another account's list");
+        assert_eq!(denied.code(), Code::PermissionDenied);
+
+        // B's notification by id is indistinguishable from one that does not exist.
+        let get_as_a = |id: String| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .get_notification(authed("key-a", GetNotificationRequest { notification_id: id }))
+                    .await
+                    .expect_err("not visible")
+            }
+        };
+        let hidden = get_as_a(of_b.id.clone()).await;
+        let missing = get_as_a(Uuid::now_v7().to_string()).await;
+        assert_eq!(hidden.code(), Code::NotFound);
+        assert_eq!(hidden.code(), missing.code());
+        assert_eq!(hidden.message(), missing.message());
+        assert_eq!(hidden.details(), missing.details());
+
+        let own = client
+            .send_email(authed("key-a", welcome_request("a-1", account_a, "a@example.com")))
+            .await
+            .expect("own account")
+            .into_inner()
+            .notification
+            .unwrap();
+        let read = client
+            .get_notification(authed("key-a", GetNotificationRequest { notification_id: own.id.clone() }))
+            .await
+            .expect("own notification")
+            .into_inner()
+            .notification
+            .unwrap();
+        assert_eq!(read.id, own.id);
+    }
+
+    async fn lists_page_newest_first_and_filter_by_state(backend) {
+        let mail = tempfile::tempdir().unwrap();
+        // No workers: everything stays QUEUED while the pages are read.
+        let settings = roster_notification::Settings {
+            workers: 0,
+            ..notification_settings(&format!("file://{}", mail.path().display()))
+        };
+        let Some(server) = notification_server(backend, settings, Vec::new()).await else { return };
+        let mut client = client(&server).await;
+        let account = Uuid::new_v4();
+        let mut sent = Vec::new();
+        for index in 0..5 {
+            let request = welcome_request(&format!("r-{index}"), account, "grace@example.com");
+            sent.push(send(&mut client, request).await.id);
+        }
+        send(&mut client, welcome_request("other", Uuid::new_v4(), "x@example.com")).await;
+        sent.reverse();
+
+        let list = |page_token: String, state: NotificationState| {
+            let mut client = client.clone();
+            async move {
+                client
+                    .list_notifications(authed(
+                        ADMIN_KEY,
+                        ListNotificationsRequest {
+                            account_id: account.to_string(),
+                            page_size: 2,
+                            page_token,
+                            state: state as i32,
+                        },
+                    ))
+                    .await
+            }
+        };
+        let mut seen = Vec::new();
+        let mut token = String::new();
+        let mut pages = 0;
+        loop {
+            let page = list(token, NotificationState::Unspecified).await.expect("page").into_inner();
+            pages += 1;
+            seen.extend(page.notifications.into_iter().map(|notification| notification.id));
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, sent, "newest first, each once");
+
+        let queued = list(String::new(), NotificationState::Queued).await.unwrap().into_inner();
+        assert_eq!(queued.notifications.len(), 2);
+        assert!(queued.notifications.iter().all(|notification| state(notification) == NotificationState::Queued));
+        assert!(queued.notifications.iter().all(|notification| notification.message_id.is_empty()));
+        let sent_only = list(String::new(), NotificationState::Sent).await.unwrap().into_inner();
+        assert!(sent_only.notifications.is_empty());
+
+        // A token belongs to its filter.
+        let wrong = list(queued.next_page_token, NotificationState::Unspecified)
+            .await
+            .expect_err("token of another filter");
+        assert_eq!(wrong.code(), Code::InvalidArgument);
+        let garbage = list("not-a-token".to_owned(), NotificationState::Unspecified)
+            .await
+            .expect_err("garbage token");
+        assert_eq!(garbage.code(), Code::InvalidArgument);
+    }
+
+    async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend) {
+        let Some(smtp) = SmtpServer::start(&[]).await else { return };
+        let Some(server) = notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await else { return };
+        let mut client = client(&server).await;
+        let account = Uuid::new_v4();
+        let request = reset_request("outbox-42", account, "ada@example.com", "en");
+        // Concurrent twins as well as a later repeat.
+        let twins = futures::future::join_all((0..8).map(|_| {
+            let mut client = client.clone();
+            let request = request.clone();
+            async move { send(&mut client, request).await.id }
+        }))
+        .await;
+        let first = twins[0].clone();
+        assert!(twins.iter().all(|id| *id == first), "{twins:?}");
+
+        let sent = wait_for(&mut client, &first, Duration::from_secs(20), is(NotificationState::Sent)).await;
+        let again = send(&mut client, request).await;
+        assert_eq!(again.id, first);
+        assert_eq!(state(&again), NotificationState::Sent, "a repeat returns the current state");
+        assert_eq!(sent.attempts, 1);
+        assert_eq!(sent.message_id, message_id(&sent));
+        assert!(sent.sent_time.is_some());
+
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(by_id(&mut client, account).await.len(), 1);
+        let deliveries = smtp.deliveries();
+        assert_eq!(deliveries.get(&sent.message_id), Some(&1), "{deliveries:?}");
+        assert_eq!(deliveries.len(), 1);
+    }
+
+    async fn a_permanent_rejection_fails_at_once_and_the_next_message_goes_out(backend) {
+        let Some(smtp) = SmtpServer::start(&["--reject", "gone@example.com"]).await else { return };
+        let Some(server) = notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await else { return };
+        let mut client = client(&server).await;
+        let account = Uuid::new_v4();
+        let rejected = send(&mut client, welcome_request("r-1", account, "gone@example.com")).await;
+        let accepted = send(&mut client, welcome_request("r-2", account, "grace@example.com")).await;
+
+        let failed = wait_for(&mut client, &rejected.id, Duration::from_secs(20), is(NotificationState::Failed)).await;
+        assert_eq!(failed.attempts, 1, "5xx is not retried");
+        assert!(failed.last_error.starts_with("550"), "{}", failed.last_error);
+        assert!(failed.last_error.contains("mailbox unavailable"), "{}", failed.last_error);
+        assert!(failed.next_attempt_time.is_none());
+
+        let sent = wait_for(&mut client, &accepted.id, Duration::from_secs(20), is(NotificationState::Sent)).await;
+        assert!(sent.last_error.is_empty());
+        let deliveries = smtp.deliveries();
+        assert_eq!(deliveries.get(&message_id(&sent)), Some(&1));
+        assert!(!deliveries.contains_key(&message_id(&failed)));
+    }
+
+    async fn an_smtp_outage_is_retried_until_the_server_returns(backend) {
+        let Some(mut smtp) = SmtpServer::start(&[]).await else { return };
+        smtp.stop();
+        let settings = roster_notification::Settings {
+            max_attempts: 1000,
+            retry_base_millis: 100,
+            retry_max_millis: 400,
+            ..notification_settings(&smtp.url())
+        };
+        let Some(server) = notification_server(backend, settings, Vec::new()).await else { return };
+        let mut client = client(&server).await;
+        let account = Uuid::new_v4();
+        let mut ids = Vec::new();
+        for index in 0..20 {
+            ids.push(send(&mut client, welcome_request(&format!("r-{index}"), account, "grace@example.com")).await.id);
+        }
+
+        // While the server is down every message fails, again and again, and waits its turn.
+        let start = Instant::now();
+        loop {
+            let all = by_id(&mut client, account).await;
+            let retried = all
+                .values()
+                .filter(|notification| notification.attempts >= 2 && !notification.last_error.is_empty())
+                .count();
+            assert!(
+                all.values().all(|notification| state(notification) != NotificationState::Sent),
+                "nothing is sent while the server is down"
+            );
+            if retried == ids.len() {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "not all retried: {all:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let retrying = wait_for(&mut client, &ids[0], Duration::from_secs(10), is(NotificationState::Retrying)).await;
+        assert!(retrying.next_attempt_time.is_some());
+
+        smtp.restart().await;
+        for id in &ids {
+            let sent = wait_for(&mut client, id, Duration::from_secs(20), is(NotificationState::Sent)).await;
+            assert!(sent.attempts >= 2);
+            assert!(!sent.last_error.is_empty(), "the outage's error stays readable");
+        }
+        let deliveries = smtp.deliveries();
+        assert_eq!(deliveries.len(), ids.len());
+        assert!(deliveries.values().all(|count| *count == 1), "{deliveries:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn temporary_rejections_are_retried_up_to_the_limit_then_fail() {
+    let Some(smtp) = SmtpServer::start(&["--tempfail", "busy@example.com"]).await else {
+        return;
+    };
+    let settings = roster_notification::Settings {
+        max_attempts: 3,
+        ..notification_settings(&smtp.url())
+    };
+    let Some(server) = notification_server(Backend::Sqlite, settings, Vec::new()).await else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let account = Uuid::new_v4();
+    let busy = send(
+        &mut client,
+        welcome_request("r-1", account, "busy@example.com"),
+    )
+    .await;
+    let fine = send(
+        &mut client,
+        welcome_request("r-2", account, "grace@example.com"),
+    )
+    .await;
+
+    let retrying = wait_for(
+        &mut client,
+        &busy.id,
+        Duration::from_secs(20),
+        |notification| state(notification) == NotificationState::Retrying,
+    )
+    .await;
+    assert!(retrying.last_error.starts_with("451"), "{retrying:?}");
+    let failed = wait_for(
+        &mut client,
+        &busy.id,
+        Duration::from_secs(20),
+        is(NotificationState::Failed),
+    )
+    .await;
+    assert_eq!(failed.attempts, 3);
+    assert!(
+        failed.last_error.starts_with("451"),
+        "{}",
+        failed.last_error
+    );
+    wait_for(
+        &mut client,
+        &fine.id,
+        Duration::from_secs(20),
+        is(NotificationState::Sent),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_password_reset_email_renders_in_each_locale_with_both_parts_and_the_link() {
+    let Some(smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    let Some(server) = notification_server(
+        Backend::Sqlite,
+        notification_settings(&smtp.url()),
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let account = Uuid::new_v4();
+    // requested locale → rendered locale, a word of its subject, a phrase of its body
+    let cases = [
+        ("en", "en", "password", "Hello Ada"),
+        ("fr", "fr", "mot de passe", "Bonjour Ada"),
+        ("de", "de", "Passwort", "Hallo Ada"),
+        ("fr-CA", "fr", "mot de passe", "Bonjour Ada"),
+        ("de-AT", "de", "Passwort", "Hallo Ada"),
+        ("es-MX", "en", "password", "Hello Ada"),
+        ("", "en", "password", "Hello Ada"),
+    ];
+    let mut queued = Vec::new();
+    for (index, (requested, ..)) in cases.iter().enumerate() {
+        let request = reset_request(
+            &format!("reset-{index}"),
+            account,
+            &format!("user{index}@example.com"),
+            requested,
+        );
+        queued.push(send(&mut client, request).await);
+    }
+    let records: HashMap<String, serde_json::Value> = {
+        for notification in &queued {
+            wait_for(
+                &mut client,
+                &notification.id,
+                Duration::from_secs(20),
+                is(NotificationState::Sent),
+            )
+            .await;
+        }
+        smtp.records()
+            .into_iter()
+            .map(|record| (record["message_id"].as_str().unwrap().to_owned(), record))
+            .collect()
+    };
+    for ((requested, rendered, subject_word, greeting), notification) in cases.iter().zip(&queued) {
+        assert_eq!(notification.locale, *rendered, "{requested:?}");
+        let record = &records[&message_id(notification)];
+        let at = format!("locale {requested:?}");
+        assert_eq!(record["content_type"], "multipart/alternative", "{at}");
+        assert_eq!(
+            record["rcpt_tos"],
+            serde_json::json!([notification.recipient]),
+            "{at}"
+        );
+        assert_eq!(record["auto_submitted"], "auto-generated", "{at}");
+        let subject = record["subject"].as_str().unwrap();
+        assert!(subject.contains(subject_word), "{at}: {subject}");
+        assert!(subject.contains("Acme Corp"), "{at}: {subject}");
+        let text = record["text"].as_str().expect("a text/plain part");
+        assert!(text.contains(greeting), "{at}: {text}");
+        assert!(text.contains(RESET_URL), "{at}: the link in the text part");
+        assert!(text.contains("2026-11-25 15:30 UTC"), "{at}: {text}");
+        assert!(text.contains("Acme Corp"), "{at}: the account's name");
+        let html = record["html"].as_str().expect("a text/html part");
+        assert!(
+            html.contains(&format!("<html lang=\"{rendered}\">")),
+            "{at}"
+        );
+        assert!(html.contains(greeting), "{at}: {html}");
+        let links: Vec<&str> = record["html_links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|link| link.as_str().unwrap())
+            .collect();
+        assert!(links.contains(&RESET_URL), "{at}: {links:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_file_transport_writes_one_eml_per_notification() {
+    let mail = tempfile::tempdir().unwrap();
+    let settings = notification_settings(&format!("file://{}", mail.path().display()));
+    let Some(server) = notification_server(Backend::Sqlite, settings, Vec::new()).await else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let queued = send(
+        &mut client,
+        welcome_request("r-1", Uuid::new_v4(), "grace@example.com"),
+    )
+    .await;
+    assert_eq!(state(&queued), NotificationState::Queued);
+    let sent = wait_for(
+        &mut client,
+        &queued.id,
+        Duration::from_secs(20),
+        is(NotificationState::Sent),
+    )
+    .await;
+    let eml = std::fs::read_to_string(mail.path().join(format!("{}.eml", sent.id))).expect("eml");
+    assert!(eml.contains(&format!("Message-ID: {}", message_id(&sent))));
+    assert!(eml.contains("Subject: Welcome to Acme Corp"));
+    assert!(eml.contains("To: grace@example.com"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_emails_over_three_instances_are_each_delivered_exactly_once() {
+    const EMAILS: usize = 1000;
+    let Some(smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let database = Arc::new(database);
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        let common = test_settings(Service::Notification, &database.url);
+        instances.push(
+            TestServer::start_notification(
+                common,
+                notification_settings(&smtp.url()),
+                database.clone(),
+                Vec::new(),
+            )
+            .await,
+        );
+    }
+    let mut clients = Vec::new();
+    for instance in &instances {
+        clients.push(client(instance).await);
+    }
+    let account = Uuid::new_v4();
+    let started = Instant::now();
+    let ids: Vec<String> = futures::stream::iter(0..EMAILS)
+        .map(|index| {
+            let mut client = clients[index % clients.len()].clone();
+            let request = welcome_request(
+                &format!("bulk-{index}"),
+                account,
+                &format!("user{index}@example.com"),
+            );
+            async move { send(&mut client, request).await.id }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), EMAILS);
+    eprintln!("{EMAILS} SendEmail calls took {:?}", started.elapsed());
+
+    let mut client = clients[0].clone();
+    loop {
+        let all = by_id(&mut client, account).await;
+        let sent = all
+            .values()
+            .filter(|notification| state(notification) == NotificationState::Sent)
+            .count();
+        if sent == EMAILS {
+            assert!(all.values().all(|notification| notification.attempts == 1));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "only {sent} of {EMAILS} sent"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("all {EMAILS} delivered after {:?}", started.elapsed());
+
+    let deliveries = smtp.deliveries();
+    let expected: HashSet<String> = ids.iter().map(|id| format!("<{id}@roster.test>")).collect();
+    assert_eq!(deliveries.len(), EMAILS);
+    assert_eq!(deliveries.keys().cloned().collect::<HashSet<_>>(), expected);
+    let duplicates: Vec<_> = deliveries
+        .iter()
+        .filter(|(_, count)| **count != 1)
+        .collect();
+    assert!(
+        duplicates.is_empty(),
+        "delivered more than once: {duplicates:?}"
+    );
+
+    // The instances shared the work: the attempt history names their workers.
+    use roster_notification::store::attempt;
+    use sea_orm::EntityTrait;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    let attempts = attempt::Entity::find().all(&db).await.unwrap();
+    assert_eq!(attempts.len(), EMAILS);
+    let mut per_instance: HashMap<String, usize> = HashMap::new();
+    for attempt in &attempts {
+        let instance = attempt.worker.split('/').next().unwrap_or_default();
+        *per_instance.entry(instance.to_owned()).or_insert(0) += 1;
+    }
+    eprintln!("deliveries per instance: {per_instance:?}");
+    assert!(per_instance.len() >= 2, "{per_instance:?}");
+    let _ = db.close().await;
+}
