@@ -164,6 +164,10 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub settings: CommonSettings,
     pub database: Arc<TestDatabase>,
+    /// Where identity's reset page listens (identity only).
+    pub reset_addr: Option<SocketAddr>,
+    /// The settings identity was started with (identity only).
+    pub identity: roster_identity::Settings,
     keys: Vec<TestKey>,
     shutdown: Shutdown,
     server: Option<RunningServer>,
@@ -184,6 +188,18 @@ impl TestServer {
         database: Arc<TestDatabase>,
         keys: Vec<TestKey>,
     ) -> TestServer {
+        Self::start_with(service, settings, identity_settings(), database, keys).await
+    }
+
+    /// [`TestServer::start`] with identity's own settings (used when `service` is identity).
+    pub async fn start_with(
+        service: Service,
+        settings: CommonSettings,
+        identity: roster_identity::Settings,
+        database: Arc<TestDatabase>,
+        keys: Vec<TestKey>,
+    ) -> TestServer {
+        let mut reset_addr = None;
         let mut ring = KeyRing::default();
         ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
         for key in &keys {
@@ -193,7 +209,12 @@ impl TestServer {
         let shutdown = Shutdown::new();
         let server = match service {
             Service::Identity => {
-                roster_identity::start(&settings, identity_settings(), ring, shutdown.clone()).await
+                let started =
+                    roster_identity::start_all(&settings, identity.clone(), ring, shutdown.clone())
+                        .await
+                        .expect("identity starts");
+                reset_addr = started.reset_addr;
+                Ok(started.server)
             }
             Service::BulkImport => {
                 roster_bulk_import::start(
@@ -216,6 +237,8 @@ impl TestServer {
             addr: server.local_addr,
             settings,
             database,
+            reset_addr,
+            identity,
             keys,
             shutdown,
             server: Some(server),
@@ -227,7 +250,15 @@ impl TestServer {
         self.stop().await;
         let mut settings = self.settings.clone();
         settings.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::start(self.service, settings, self.database.clone(), keys).await
+        let identity = self.identity.clone();
+        Self::start_with(
+            self.service,
+            settings,
+            identity,
+            self.database.clone(),
+            keys,
+        )
+        .await
     }
 
     /// Stops this server and starts it again on the same database with the same keys.
@@ -304,6 +335,8 @@ impl TestServer {
             addr: server.local_addr,
             settings,
             database,
+            reset_addr: None,
+            identity: identity_settings(),
             keys,
             shutdown,
             server: Some(server),
@@ -313,7 +346,10 @@ impl TestServer {
 
 /// The identity settings tests use.
 pub fn identity_settings() -> roster_identity::Settings {
-    roster_identity::Settings {}
+    roster_identity::Settings {
+        reset_http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..roster_identity::Settings::default()
+    }
 }
 
 /// Connects to a server, retrying briefly while it starts.

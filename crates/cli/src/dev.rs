@@ -36,6 +36,17 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
                 service.config_key()
             ),
         );
+        if service == Service::Identity {
+            // The outbox relay hands emails to the notification service of this same process;
+            // reset links point at the reset page identity serves on port 8080.
+            loader = loader
+                .default_value(
+                    "notification_url",
+                    format!("http://127.0.0.1:{}", Service::Notification.default_port()),
+                )
+                .default_value("notification_key", key.clone())
+                .default_value("reset_base_url", "http://localhost:8080/reset");
+        }
         if service == Service::Notification {
             // No mail server needed: the delivery workers write one .eml per email here.
             loader =

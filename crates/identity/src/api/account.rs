@@ -4,13 +4,15 @@ use roster_proto::identity::v1::account_service_server::AccountService;
 use roster_proto::identity::v1::{
     CreateAccountRequest, CreateAccountResponse, GetAccountRequest, GetAccountResponse,
     GetPasswordPolicyRequest, GetPasswordPolicyResponse, ListAccountsRequest, ListAccountsResponse,
+    PasswordPolicy as PolicyMessage, UpdatePasswordPolicyRequest, UpdatePasswordPolicyResponse,
 };
 use roster_runtime::ApiError;
 use roster_runtime::auth::caller;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::domain::policy::PasswordPolicy;
+use crate::domain::error::IdentityError;
+use crate::domain::policy::{PasswordPolicy, Preset};
 use crate::store::Store;
 
 /// AccountService over the identity store.
@@ -144,4 +146,124 @@ impl AccountService for AccountApi {
             policy: Some(convert::policy(&record)),
         }))
     }
+
+    async fn update_password_policy(
+        &self,
+        request: Request<UpdatePasswordPolicyRequest>,
+    ) -> Result<Response<UpdatePasswordPolicyResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let changes = request
+            .policy
+            .ok_or_else(|| ApiError::invalid("policy", "is required"))?;
+        let id = convert::parse_id("policy.account_id", &changes.account_id)?;
+        caller.require_account(id)?;
+        let expected = convert::parse_etag("policy.etag", &changes.etag)?;
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        if paths.is_empty() {
+            return Err(ApiError::invalid(
+                "update_mask",
+                format!(
+                    "must name the fields to change: {}",
+                    POLICY_FIELDS.join(", ")
+                ),
+            )
+            .into());
+        }
+        if let Some(unknown) = paths
+            .iter()
+            .find(|path| !POLICY_FIELDS.contains(&path.as_str()))
+        {
+            return Err(ApiError::invalid(
+                "update_mask",
+                format!(
+                    "{unknown:?} is not a policy field; fields: {}",
+                    POLICY_FIELDS.join(", ")
+                ),
+            )
+            .into());
+        }
+        let preset = if paths.iter().any(|path| path == "preset") {
+            Some(convert::preset_from_proto(changes.preset).map_err(|_| {
+                ApiError::invalid(
+                    "policy.preset",
+                    "must be PASSWORD_POLICY_PRESET_DEFAULT or PASSWORD_POLICY_PRESET_NIST",
+                )
+            })?)
+        } else {
+            None
+        };
+        let scope = format!("{}:UpdatePasswordPolicy", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let account = store
+                    .account_in(txn, id)
+                    .await?
+                    .ok_or(IdentityError::NotFound("account"))?;
+                if expected.is_some_and(|version| version != account.version) {
+                    return Err(IdentityError::StaleEtag);
+                }
+                let policy = apply_policy_mask(&account.policy, preset, &paths, &changes);
+                policy.validate().map_err(IdentityError::Invalid)?;
+                let updated = store.update_policy(txn, &account, &policy).await?;
+                Ok(UpdatePasswordPolicyResponse {
+                    policy: Some(convert::policy(&updated)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
+    }
+}
+
+/// The policy fields UpdatePasswordPolicy accepts in its mask.
+const POLICY_FIELDS: [&str; 11] = [
+    "preset",
+    "min_length",
+    "max_length",
+    "min_uppercase",
+    "min_lowercase",
+    "min_digits",
+    "min_symbols",
+    "forbid_personal_info",
+    "history_count",
+    "forbid_common",
+    "min_strength_score",
+];
+
+/// The policy after a masked update: a named preset first replaces every rule, then each
+/// other named field is set, which makes the policy CUSTOM.
+fn apply_policy_mask(
+    current: &PasswordPolicy,
+    preset: Option<Preset>,
+    paths: &[String],
+    changes: &PolicyMessage,
+) -> PasswordPolicy {
+    let mut policy = preset.map_or_else(|| current.clone(), PasswordPolicy::from_preset);
+    let mut customised = false;
+    for path in paths {
+        customised |= path != "preset";
+        match path.as_str() {
+            "min_length" => policy.min_length = changes.min_length,
+            "max_length" => policy.max_length = changes.max_length,
+            "min_uppercase" => policy.min_uppercase = changes.min_uppercase,
+            "min_lowercase" => policy.min_lowercase = changes.min_lowercase,
+            "min_digits" => policy.min_digits = changes.min_digits,
+            "min_symbols" => policy.min_symbols = changes.min_symbols,
+            "forbid_personal_info" => policy.forbid_personal_info = changes.forbid_personal_info,
+            "history_count" => policy.history_count = changes.history_count,
+            "forbid_common" => policy.forbid_common = changes.forbid_common,
+            "min_strength_score" => policy.min_strength_score = changes.min_strength_score,
+            _ => {}
+        }
+    }
+    if customised {
+        policy.preset = Preset::Custom;
+    }
+    policy
 }

@@ -1,8 +1,216 @@
-//! CredentialService handlers. Its RPCs answer UNIMPLEMENTED until passwords land.
+//! CredentialService handlers.
 
+use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::credential_service_server::CredentialService;
+use roster_runtime::ApiError;
+use roster_runtime::auth::caller;
+use roster_runtime::error::FieldViolation;
+use secrecy::SecretString;
+use tonic::{Request, Response, Status};
 
-/// CredentialService.
-pub struct CredentialApi;
+use super::convert;
+use crate::domain::error::IdentityError;
+use crate::domain::policy::Rule;
+use crate::hashing::HashError;
+use crate::passwords::{INVALID_TOKEN, PasswordError, Passwords};
+use crate::store::AccountRecord;
 
-impl CredentialService for CredentialApi {}
+/// CredentialService over the password operations.
+pub struct CredentialApi {
+    passwords: Passwords,
+}
+
+impl CredentialApi {
+    pub fn new(passwords: Passwords) -> Self {
+        Self { passwords }
+    }
+
+    async fn account(&self, id: uuid::Uuid) -> Result<AccountRecord, ApiError> {
+        self.passwords
+            .store()
+            .account(id)
+            .await?
+            .ok_or(ApiError::NotFound {
+                resource: "account",
+            })
+    }
+}
+
+fn rule(rule: Rule) -> pb::PasswordRule {
+    pb::PasswordRule {
+        code: rule.code.to_owned(),
+        description: rule.description,
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(error: PasswordError) -> Self {
+        match error {
+            PasswordError::InvalidToken => ApiError::FailedPrecondition {
+                reason: "RESET_TOKEN_INVALID",
+                message: INVALID_TOKEN.to_owned(),
+                subject: "token".to_owned(),
+            },
+            PasswordError::Policy(rules) => ApiError::InvalidArgument {
+                reason: "PASSWORD_POLICY",
+                violations: rules
+                    .into_iter()
+                    .map(|rule| {
+                        FieldViolation::new(
+                            "new_password",
+                            format!("{}: {}", rule.code, rule.description),
+                        )
+                    })
+                    .collect(),
+            },
+            PasswordError::Throttled(wait) => ApiError::ResourceExhausted {
+                reason: "SIGNIN_THROTTLED",
+                message: "too many failed sign-ins for this username; retry later".into(),
+                retry_after: Some(wait),
+            },
+            PasswordError::Hashing(HashError::Busy) => ApiError::ResourceExhausted {
+                reason: "PASSWORD_WORKERS_BUSY",
+                message: "every password worker is busy; retry shortly".into(),
+                retry_after: Some(std::time::Duration::from_millis(200)),
+            },
+            PasswordError::Hashing(error) => ApiError::internal(error),
+            PasswordError::Identity(error) => error.into(),
+        }
+    }
+}
+
+fn secret(field: &str, value: String) -> Result<SecretString, ApiError> {
+    if value.is_empty() {
+        return Err(ApiError::invalid(field, "is required"));
+    }
+    // Far above any policy's maximum; stops megabyte passwords before they reach argon2.
+    if value.chars().count() > 4096 {
+        return Err(ApiError::invalid(field, "is longer than 4096 characters"));
+    }
+    Ok(SecretString::from(value))
+}
+
+#[tonic::async_trait]
+impl CredentialService for CredentialApi {
+    async fn get_password_requirements(
+        &self,
+        request: Request<pb::GetPasswordRequirementsRequest>,
+    ) -> Result<Response<pb::GetPasswordRequirementsResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = convert::parse_id("account_id", &request.get_ref().account_id)?;
+        caller.require_account(id)?;
+        let account = self.account(id).await?;
+        Ok(Response::new(pb::GetPasswordRequirementsResponse {
+            rules: account.policy.rules().into_iter().map(rule).collect(),
+        }))
+    }
+
+    async fn check_password(
+        &self,
+        request: Request<pb::CheckPasswordRequest>,
+    ) -> Result<Response<pb::CheckPasswordResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        caller.require_account(account_id)?;
+        let password = secret("password", request.password)?;
+        let account = self.account(account_id).await?;
+        let profile = if request.profile_id.is_empty() {
+            None
+        } else {
+            let id = convert::parse_id("profile_id", &request.profile_id)?;
+            Some(
+                self.passwords
+                    .store()
+                    .profile(self.passwords.store().connection(), id)
+                    .await
+                    .map_err(ApiError::from)?
+                    .filter(|record| record.profile.account_id == account_id)
+                    .ok_or(ApiError::NotFound {
+                        resource: "profile",
+                    })?,
+            )
+        };
+        let violations = self
+            .passwords
+            .check(&account, profile.as_ref(), &password)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::CheckPasswordResponse {
+            acceptable: violations.is_empty(),
+            violations: violations.into_iter().map(rule).collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn send_password_reset(
+        &self,
+        request: Request<pb::SendPasswordResetRequest>,
+    ) -> Result<Response<pb::SendPasswordResetResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let id = convert::parse_id("profile_id", &request.profile_id)?;
+        let store = self.passwords.store();
+        let scope = format!("{}:SendPasswordReset", caller.name);
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let profile = store
+                    .profile(txn, id)
+                    .await?
+                    .filter(|record| caller.may_access(record.profile.account_id))
+                    .ok_or(IdentityError::NotFound("profile"))?;
+                let account = store
+                    .account(profile.profile.account_id)
+                    .await?
+                    .ok_or(IdentityError::NotFound("profile"))?;
+                let issued = self.passwords.issue_reset(txn, &account, &profile).await?;
+                Ok(pb::SendPasswordResetResponse {
+                    profile_id: issued.profile_id.to_string(),
+                    email: issued.email,
+                    expire_time: Some(convert::timestamp(issued.expires_at)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn complete_password_reset(
+        &self,
+        request: Request<pb::CompletePasswordResetRequest>,
+    ) -> Result<Response<pb::CompletePasswordResetResponse>, Status> {
+        caller(&request)?;
+        let request = request.into_inner();
+        let password = secret("new_password", request.new_password)?;
+        self.passwords
+            .complete_reset(&request.token, password)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::CompletePasswordResetResponse {}))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_password(
+        &self,
+        request: Request<pb::VerifyPasswordRequest>,
+    ) -> Result<Response<pb::VerifyPasswordResponse>, Status> {
+        caller(&request)?;
+        let request = request.into_inner();
+        let password = secret("password", request.password)?;
+        let verified = self
+            .passwords
+            .verify(&request.username, password)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(match verified {
+            Some(record) => pb::VerifyPasswordResponse {
+                verified: true,
+                profile_id: record.profile.id.to_string(),
+                account_id: record.profile.account_id.to_string(),
+            },
+            None => pb::VerifyPasswordResponse::default(),
+        }))
+    }
+}

@@ -3,6 +3,7 @@
 pub mod email;
 pub mod error;
 pub mod fields;
+pub mod outbox;
 pub mod policy;
 pub mod profile;
 pub mod username;

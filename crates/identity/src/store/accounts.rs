@@ -67,8 +67,17 @@ impl Store {
 
     /// One account, if it exists.
     pub async fn account(&self, id: Uuid) -> Result<Option<AccountRecord>, IdentityError> {
+        self.account_in(&self.db, id).await
+    }
+
+    /// One account, read through `conn` (a transaction, for read-modify-write).
+    pub async fn account_in(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: Uuid,
+    ) -> Result<Option<AccountRecord>, IdentityError> {
         account::Entity::find_by_id(id)
-            .one(&self.db)
+            .one(conn)
             .await?
             .map(TryInto::try_into)
             .transpose()
@@ -95,5 +104,41 @@ impl Store {
             .into_iter()
             .map(TryInto::try_into)
             .collect()
+    }
+}
+
+impl Store {
+    /// Replaces an account's password policy if the account is still at `version`.
+    pub async fn update_policy(
+        &self,
+        conn: &impl ConnectionTrait,
+        account: &AccountRecord,
+        policy: &PasswordPolicy,
+    ) -> Result<AccountRecord, IdentityError> {
+        use sea_orm::sea_query::Expr;
+        let updated_at = super::now();
+        let result = account::Entity::update_many()
+            .col_expr(
+                account::Column::PasswordPolicy,
+                Expr::val(
+                    serde_json::to_string(policy)
+                        .map_err(|error| IdentityError::Corrupt(error.to_string()))?,
+                ),
+            )
+            .col_expr(account::Column::UpdatedAt, Expr::val(updated_at))
+            .col_expr(account::Column::Version, Expr::val(account.version + 1))
+            .filter(account::Column::Id.eq(account.id))
+            .filter(account::Column::Version.eq(account.version))
+            .exec(conn)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(IdentityError::StaleEtag);
+        }
+        Ok(AccountRecord {
+            policy: policy.clone(),
+            updated_at,
+            version: account.version + 1,
+            ..account.clone()
+        })
     }
 }

@@ -7,7 +7,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateCoreTables)]
+        vec![Box::new(CreateCoreTables), Box::new(CreateCredentialTables)]
     }
 }
 
@@ -284,6 +284,210 @@ impl MigrationTrait for CreateCoreTables {
                     .name("extensions_profile")
                     .table(Extensions::Table)
                     .col(Extensions::ProfileId)
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Credentials {
+    Table,
+    ProfileId,
+    Hash,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum PasswordHistory {
+    Table,
+    Id,
+    ProfileId,
+    Hash,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum ResetTokens {
+    Table,
+    TokenHash,
+    ProfileId,
+    ExpiresAt,
+    UsedAt,
+    RevokedAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Outbox {
+    Table,
+    Id,
+    Payload,
+    Attempts,
+    NextAttemptAt,
+    LeaseOwner,
+    LeaseUntil,
+    LastError,
+    DeliveredAt,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum SigninThrottle {
+    Table,
+    Canonical,
+    Failures,
+    LastFailureAt,
+    LockedUntil,
+}
+
+struct CreateCredentialTables;
+
+impl MigrationName for CreateCredentialTables {
+    fn name(&self) -> &str {
+        "m20261125_000002_create_credential_tables"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateCredentialTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Credentials::Table)
+                    .col(
+                        ColumnDef::new(Credentials::ProfileId)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Credentials::Hash).string().not_null())
+                    .col(timestamp(Credentials::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(PasswordHistory::Table)
+                    .col(
+                        ColumnDef::new(PasswordHistory::Id)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(PasswordHistory::ProfileId).uuid().not_null())
+                    .col(ColumnDef::new(PasswordHistory::Hash).string().not_null())
+                    .col(timestamp(PasswordHistory::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("password_history_profile")
+                    .table(PasswordHistory::Table)
+                    .col(PasswordHistory::ProfileId)
+                    .col(PasswordHistory::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
+        // Reset tokens are stored only as their SHA-256 hash.
+        manager
+            .create_table(
+                Table::create()
+                    .table(ResetTokens::Table)
+                    .col(
+                        ColumnDef::new(ResetTokens::TokenHash)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(ResetTokens::ProfileId).uuid().not_null())
+                    .col(timestamp(ResetTokens::ExpiresAt))
+                    .col(
+                        ColumnDef::new(ResetTokens::UsedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ResetTokens::RevokedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(timestamp(ResetTokens::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("reset_tokens_profile")
+                    .table(ResetTokens::Table)
+                    .col(ResetTokens::ProfileId)
+                    .to_owned(),
+            )
+            .await?;
+        // Emails to hand to the notification service, written in the same transaction as the
+        // change that causes them (transactional outbox).
+        manager
+            .create_table(
+                Table::create()
+                    .table(Outbox::Table)
+                    .col(ColumnDef::new(Outbox::Id).uuid().not_null().primary_key())
+                    .col(ColumnDef::new(Outbox::Payload).text().not_null())
+                    .col(ColumnDef::new(Outbox::Attempts).integer().not_null())
+                    .col(timestamp(Outbox::NextAttemptAt))
+                    .col(ColumnDef::new(Outbox::LeaseOwner).string().null())
+                    .col(
+                        ColumnDef::new(Outbox::LeaseUntil)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(ColumnDef::new(Outbox::LastError).text().null())
+                    .col(
+                        ColumnDef::new(Outbox::DeliveredAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(timestamp(Outbox::CreatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("outbox_pending")
+                    .table(Outbox::Table)
+                    .col(Outbox::DeliveredAt)
+                    .col(Outbox::NextAttemptAt)
+                    .to_owned(),
+            )
+            .await?;
+        // Failed sign-ins per canonical username (known or not, so the throttle itself reveals
+        // nothing about which usernames exist).
+        manager
+            .create_table(
+                Table::create()
+                    .table(SigninThrottle::Table)
+                    .col(
+                        ColumnDef::new(SigninThrottle::Canonical)
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(SigninThrottle::Failures)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(timestamp(SigninThrottle::LastFailureAt))
+                    .col(
+                        ColumnDef::new(SigninThrottle::LockedUntil)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
                     .to_owned(),
             )
             .await

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod batch;
+mod credentials;
 pub mod entities;
 mod migrations;
 mod profiles;

@@ -437,3 +437,21 @@ fn prefix_pattern(prefix: &str) -> LikeExpr {
     pattern.push('%');
     LikeExpr::new(pattern).escape('\\')
 }
+
+impl Store {
+    /// The profile holding `canonical` now, if any (deleted profiles hold nothing).
+    pub async fn active_holder(
+        &self,
+        canonical: &str,
+    ) -> Result<Option<ProfileRecord>, IdentityError> {
+        let model = profile::Entity::find()
+            .filter(profile::Column::CanonicalUsername.eq(canonical))
+            .filter(profile::Column::Status.ne(DELETED))
+            .one(&self.db)
+            .await?;
+        Ok(self
+            .with_assignments(&self.db, model.into_iter().collect())
+            .await?
+            .pop())
+    }
+}

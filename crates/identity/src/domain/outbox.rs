@@ -1,0 +1,18 @@
+//! Emails identity asks the notification service to send, as written to its outbox.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One email to hand to NotificationService.SendEmail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEmail {
+    pub account_id: Uuid,
+    pub account_display_name: String,
+    pub recipient: String,
+    /// `password_reset` or `password_changed`.
+    pub template: String,
+    pub locale: String,
+    pub variables: BTreeMap<String, String>,
+}

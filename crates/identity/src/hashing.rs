@@ -1,0 +1,284 @@
+//! Password hashing on a bounded pool of worker threads, off the async executor.
+//!
+//! argon2id is deliberately slow and memory-hard; running it on tokio's workers would stall
+//! every other call. The pool has a fixed number of threads and a bounded queue: when both are
+//! full, a call fails at once with [`HashError::Busy`] (RESOURCE_EXHAUSTED) instead of queueing
+//! without bound. The caller's tracing span is carried to the worker.
+
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::oneshot;
+
+/// argon2id cost and pool size.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default)]
+pub struct HashingSettings {
+    /// Memory cost in KiB (OWASP minimum: 19 MiB).
+    pub memory_kib: u32,
+    /// Passes over memory (OWASP minimum: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP minimum: 1).
+    pub parallelism: u32,
+    /// Worker threads; 0 means one per core.
+    pub workers: usize,
+    /// Hashes waiting for a worker before calls are refused.
+    pub queue: usize,
+}
+
+impl Default for HashingSettings {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+            workers: 0,
+            queue: 64,
+        }
+    }
+}
+
+/// Why hashing did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    #[error("every password worker is busy and the queue is full")]
+    Busy,
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
+
+/// The result of verifying a password against a stored hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verification {
+    pub matches: bool,
+    /// The stored hash uses weaker parameters than configured now.
+    pub needs_rehash: bool,
+}
+
+enum Job {
+    Hash(SecretString, oneshot::Sender<Result<String, HashError>>),
+    Verify(
+        SecretString,
+        String,
+        oneshot::Sender<Result<Verification, HashError>>,
+    ),
+}
+
+/// Handle on the hashing pool; cheap to clone.
+#[derive(Clone)]
+pub struct Hasher {
+    jobs: SyncSender<(Job, tracing::Span)>,
+    params: Params,
+    /// Verified against when a username is unknown, so both refusals cost the same.
+    dummy: Arc<String>,
+}
+
+impl Hasher {
+    /// Starts the worker threads.
+    pub fn start(settings: &HashingSettings) -> Result<Self, HashError> {
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            None,
+        )
+        .map_err(|error| HashError::Failed(error.to_string()))?;
+        let workers = if settings.workers == 0 {
+            std::thread::available_parallelism().map_or(2, usize::from)
+        } else {
+            settings.workers
+        };
+        let (jobs, receiver) = sync_channel(settings.queue.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..workers {
+            let receiver = receiver.clone();
+            let params = params.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || work(&receiver, &params))
+                .map_err(|error| HashError::Failed(error.to_string()))?;
+        }
+        let dummy = hash_now(
+            &argon(&params),
+            &SecretString::from("a password nobody has".to_owned()),
+        )?;
+        Ok(Self {
+            jobs,
+            params,
+            dummy: Arc::new(dummy),
+        })
+    }
+
+    /// A PHC string of `password` with the configured parameters.
+    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Hash(password, reply))?;
+        answer
+            .await
+            .map_err(|_| HashError::Failed("worker stopped".into()))?
+    }
+
+    /// Checks `password` against the stored PHC string.
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        phc: String,
+    ) -> Result<Verification, HashError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Verify(password, phc, reply))?;
+        answer
+            .await
+            .map_err(|_| HashError::Failed("worker stopped".into()))?
+    }
+
+    /// Spends one verification's worth of work and answers "no match".
+    pub async fn verify_dummy(&self, password: SecretString) -> Result<(), HashError> {
+        self.verify(password, self.dummy.as_ref().clone())
+            .await
+            .map(|_| ())
+    }
+
+    /// The configured memory cost, for tests and benchmarks.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    fn submit(&self, job: Job) -> Result<(), HashError> {
+        match self.jobs.try_send((job, tracing::Span::current())) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(HashError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(HashError::Failed("pool stopped".into())),
+        }
+    }
+}
+
+fn argon(params: &Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+}
+
+fn hash_now(argon: &Argon2<'_>, password: &SecretString) -> Result<String, HashError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
+        .map_err(|error| HashError::Failed(error.to_string()))?;
+    argon
+        .hash_password(password.expose_secret().as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|error| HashError::Failed(error.to_string()))
+}
+
+fn verify_now(
+    argon: &Argon2<'_>,
+    configured: &Params,
+    password: &SecretString,
+    phc: &str,
+) -> Result<Verification, HashError> {
+    let parsed = PasswordHash::new(phc).map_err(|error| HashError::Failed(error.to_string()))?;
+    let matches = argon
+        .verify_password(password.expose_secret().as_bytes(), &parsed)
+        .is_ok();
+    let needs_rehash = match Params::try_from(&parsed) {
+        Ok(stored) => {
+            parsed.algorithm.as_str() != "argon2id"
+                || stored.m_cost() < configured.m_cost()
+                || stored.t_cost() < configured.t_cost()
+                || stored.p_cost() < configured.p_cost()
+        }
+        Err(_) => true,
+    };
+    Ok(Verification {
+        matches,
+        needs_rehash,
+    })
+}
+
+fn work(receiver: &Mutex<Receiver<(Job, tracing::Span)>>, params: &Params) {
+    let argon = argon(params);
+    loop {
+        // The lock is held only while taking the next job.
+        let next = receiver.lock().map(|receiver| receiver.recv());
+        let Ok(Ok((job, span))) = next else {
+            return;
+        };
+        let _entered = span.enter();
+        match job {
+            Job::Hash(password, reply) => {
+                let _ = reply.send(hash_now(&argon, &password));
+            }
+            Job::Verify(password, phc, reply) => {
+                let _ = reply.send(verify_now(&argon, params, &password, &phc));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small() -> HashingSettings {
+        HashingSettings {
+            memory_kib: 1024,
+            iterations: 1,
+            workers: 1,
+            queue: 1,
+            ..HashingSettings::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn hashes_verify_and_weaker_ones_ask_for_rehash() {
+        let weak = Hasher::start(&small()).unwrap();
+        let phc = weak
+            .hash(SecretString::from("s3cret!".to_owned()))
+            .await
+            .unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        let strong = Hasher::start(&HashingSettings {
+            memory_kib: 2048,
+            ..small()
+        })
+        .unwrap();
+        let check = strong
+            .verify(SecretString::from("s3cret!".to_owned()), phc.clone())
+            .await
+            .unwrap();
+        assert_eq!(
+            check,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
+        let wrong = weak
+            .verify(SecretString::from("nope".to_owned()), phc)
+            .await
+            .unwrap();
+        assert!(!wrong.matches && !wrong.needs_rehash);
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_refuses_at_once() {
+        let hasher = Hasher::start(&HashingSettings {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            ..small()
+        })
+        .unwrap();
+        let calls: Vec<_> = (0..8)
+            .map(|_| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move { hasher.hash(SecretString::from("x".to_owned())).await })
+            })
+            .collect();
+        let results = futures::future::join_all(calls).await;
+        assert!(
+            results
+                .iter()
+                .any(|result| matches!(result, Ok(Err(HashError::Busy)))),
+            "one worker and a queue of one cannot take eight hashes at once"
+        );
+    }
+}

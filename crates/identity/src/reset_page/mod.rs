@@ -1,0 +1,215 @@
+//! The password-reset page, served by identity over HTTP on its own port.
+//!
+//! Plain HTML, a little JavaScript and CSS, all served from here (no framework, no third-party
+//! asset), under a strict Content-Security-Policy. The token arrives in the URL fragment, which
+//! browsers never send to a server; the page's script reads it and posts it in request bodies,
+//! so it appears in no URL, access log or Referer. Nothing here logs a token or a password.
+
+use std::net::SocketAddr;
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use roster_runtime::Shutdown;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+use crate::domain::policy::{Personal, Rule};
+use crate::passwords::{INVALID_TOKEN, PasswordError, Passwords};
+
+const PAGE: &str = include_str!("index.html");
+const SCRIPT: &str = include_str!("app.js");
+const STYLE: &str = include_str!("app.css");
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                   img-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Binds `addr` and serves the page until `shutdown` fires; returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    passwords: Passwords,
+    shutdown: Shutdown,
+) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot bind the reset page to {addr}: {error}"))?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/reset", get(|| asset(PAGE, "text/html; charset=utf-8")))
+        .route(
+            "/reset/app.js",
+            get(|| asset(SCRIPT, "text/javascript; charset=utf-8")),
+        )
+        .route(
+            "/reset/app.css",
+            get(|| asset(STYLE, "text/css; charset=utf-8")),
+        )
+        .route("/reset/api/requirements", post(requirements))
+        .route("/reset/api/check", post(check))
+        .route("/reset/api/complete", post(complete))
+        .layer(axum::middleware::map_response(secure_headers))
+        .with_state(passwords);
+    tokio::spawn(async move {
+        let stopped = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await;
+        if let Err(error) = stopped {
+            tracing::error!(%error, "reset page stopped");
+        }
+    });
+    tracing::info!(addr = %local, "reset page serving");
+    Ok(local)
+}
+
+async fn asset(body: &'static str, content_type: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("content-security-policy", CSP),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("cache-control", "no-store"),
+        ("cross-origin-opener-policy", "same-origin"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct TokenBody {
+    token: String,
+}
+
+#[derive(Deserialize)]
+struct PasswordBody {
+    token: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct RuleView {
+    code: &'static str,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct Answer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rules: Option<Vec<RuleView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    violations: Option<Vec<RuleView>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn views(rules: Vec<Rule>) -> Vec<RuleView> {
+    rules
+        .into_iter()
+        .map(|rule| RuleView {
+            code: rule.code,
+            description: rule.description,
+        })
+        .collect()
+}
+
+fn answer(status: StatusCode, answer: Answer) -> Response {
+    (status, Json(answer)).into_response()
+}
+
+fn error(failure: PasswordError) -> Response {
+    let (status, message) = match failure {
+        PasswordError::InvalidToken => (StatusCode::GONE, INVALID_TOKEN.to_owned()),
+        PasswordError::Policy(rules) => {
+            return answer(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Answer {
+                    rules: None,
+                    violations: Some(views(rules)),
+                    error: None,
+                },
+            );
+        }
+        PasswordError::Hashing(crate::hashing::HashError::Busy) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The service is busy. Please try again in a moment.".to_owned(),
+        ),
+        other => {
+            tracing::error!(error = %other, "reset page failure");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong. Please try again later.".to_owned(),
+            )
+        }
+    };
+    answer(
+        status,
+        Answer {
+            rules: None,
+            violations: None,
+            error: Some(message),
+        },
+    )
+}
+
+async fn requirements(State(passwords): State<Passwords>, Json(body): Json<TokenBody>) -> Response {
+    match passwords.token_owner(&body.token).await {
+        Ok((account, _)) => answer(
+            StatusCode::OK,
+            Answer {
+                rules: Some(views(account.policy.rules())),
+                violations: None,
+                error: None,
+            },
+        ),
+        Err(failure) => error(failure),
+    }
+}
+
+/// The rules a candidate fails as it is typed: every rule but the history, which costs an
+/// argon2 verification per stored password and is checked on submit.
+async fn check(State(passwords): State<Passwords>, Json(body): Json<PasswordBody>) -> Response {
+    match passwords.token_owner(&body.token).await {
+        Ok((account, profile)) => {
+            let personal = Personal {
+                username: &profile.profile.username,
+                first_name: &profile.profile.first_name,
+                last_name: &profile.profile.last_name,
+                email: &profile.profile.email,
+            };
+            answer(
+                StatusCode::OK,
+                Answer {
+                    rules: None,
+                    violations: Some(views(account.policy.check(&body.password, personal))),
+                    error: None,
+                },
+            )
+        }
+        Err(failure) => error(failure),
+    }
+}
+
+async fn complete(State(passwords): State<Passwords>, Json(body): Json<PasswordBody>) -> Response {
+    match passwords
+        .complete_reset(&body.token, SecretString::from(body.password))
+        .await
+    {
+        Ok(()) => answer(
+            StatusCode::OK,
+            Answer {
+                rules: None,
+                violations: None,
+                error: None,
+            },
+        ),
+        Err(failure) => error(failure),
+    }
+}

@@ -1,0 +1,416 @@
+//! Passwords over gRPC: per-account policy, checking candidates, admin-triggered reset and
+//! sign-in verification, on SQLite and PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use roster_runtime::Service;
+use roster_tests::{ADMIN_KEY, Backend, TestServer, authed, both_backends, reason};
+use sea_orm::{ConnectionTrait, Database, Statement};
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_types::StatusExt;
+
+const STRONG: &str = "Violet-Tundra-84-Lantern";
+
+struct Fixture {
+    server: TestServer,
+    accounts: AccountServiceClient<Channel>,
+    profiles: ProfileServiceClient<Channel>,
+    credentials: CredentialServiceClient<Channel>,
+    account: pb::Account,
+    profile: pb::Profile,
+}
+
+async fn fixture_with(server: TestServer, preset: pb::PasswordPolicyPreset) -> Fixture {
+    let channel = server.channel().await;
+    let mut accounts = AccountServiceClient::new(channel.clone());
+    let mut profiles = ProfileServiceClient::new(channel.clone());
+    let credentials = CredentialServiceClient::new(channel);
+    let account = accounts
+        .create_account(authed(
+            ADMIN_KEY,
+            pb::CreateAccountRequest {
+                display_name: "Acme".into(),
+                password_policy_preset: preset as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .account
+        .unwrap();
+    let profile = profiles
+        .create_profile(authed(
+            ADMIN_KEY,
+            pb::CreateProfileRequest {
+                account_id: account.id.clone(),
+                first_name: "Ada".into(),
+                last_name: "Lovelace".into(),
+                email: "ada@example.com".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    Fixture {
+        server,
+        accounts,
+        profiles,
+        credentials,
+        account,
+        profile,
+    }
+}
+
+async fn fixture(backend: Backend) -> Option<Fixture> {
+    let server = TestServer::spawn(Service::Identity, backend).await?;
+    Some(fixture_with(server, pb::PasswordPolicyPreset::Default).await)
+}
+
+/// The token of the newest reset email in identity's outbox, as the notification service
+/// would receive it.
+async fn newest_reset_token(server: &TestServer) -> String {
+    let db = Database::connect(&server.database.url).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT payload FROM outbox ORDER BY created_at DESC, id DESC",
+        ))
+        .await
+        .unwrap();
+    for row in rows {
+        let payload: String = row.try_get("", "payload").unwrap();
+        let email: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        if email["template"] == "password_reset" {
+            let url = email["variables"]["reset_url"].as_str().unwrap();
+            return url.split_once("#token=").unwrap().1.to_owned();
+        }
+    }
+    panic!("no reset email in the outbox");
+}
+
+impl Fixture {
+    async fn send_reset(&mut self, request_id: &str) -> pb::SendPasswordResetResponse {
+        self.credentials
+            .send_password_reset(authed(
+                ADMIN_KEY,
+                pb::SendPasswordResetRequest {
+                    request_id: request_id.into(),
+                    profile_id: self.profile.id.clone(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    async fn complete(&mut self, token: &str, password: &str) -> Result<(), tonic::Status> {
+        self.credentials
+            .complete_password_reset(authed(
+                ADMIN_KEY,
+                pb::CompletePasswordResetRequest {
+                    token: token.into(),
+                    new_password: password.into(),
+                },
+            ))
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_password(&mut self, password: &str) {
+        self.send_reset("").await;
+        let token = newest_reset_token(&self.server).await;
+        self.complete(&token, password).await.expect("password set");
+    }
+
+    async fn verify(
+        &mut self,
+        username: &str,
+        password: &str,
+    ) -> Result<pb::VerifyPasswordResponse, tonic::Status> {
+        self.credentials
+            .verify_password(authed(
+                ADMIN_KEY,
+                pb::VerifyPasswordRequest {
+                    username: username.into(),
+                    password: password.into(),
+                },
+            ))
+            .await
+            .map(|response| response.into_inner())
+    }
+}
+
+both_backends! {
+    async fn policies_read_update_and_refuse_impossible_values(backend) {
+        let Some(mut f) = fixture(backend).await else { return };
+        let policy = f.accounts
+            .get_password_policy(authed(ADMIN_KEY, pb::GetPasswordPolicyRequest { account_id: f.account.id.clone() }))
+            .await.unwrap().into_inner().policy.unwrap();
+        assert_eq!(policy.preset, pb::PasswordPolicyPreset::Default as i32);
+        assert_eq!((policy.min_length, policy.min_digits, policy.history_count), (12, 1, 5));
+
+        let nist = f.accounts
+            .update_password_policy(authed(ADMIN_KEY, pb::UpdatePasswordPolicyRequest {
+                policy: Some(pb::PasswordPolicy {
+                    account_id: f.account.id.clone(),
+                    preset: pb::PasswordPolicyPreset::Nist as i32,
+                    etag: policy.etag.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["preset".into()] }),
+                request_id: String::new(),
+            }))
+            .await.unwrap().into_inner().policy.unwrap();
+        assert_eq!((nist.preset, nist.min_length, nist.min_uppercase), (pb::PasswordPolicyPreset::Nist as i32, 15, 0));
+
+        let stale = f.accounts
+            .update_password_policy(authed(ADMIN_KEY, pb::UpdatePasswordPolicyRequest {
+                policy: Some(pb::PasswordPolicy { account_id: f.account.id.clone(), min_length: 20, etag: policy.etag.clone(), ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["min_length".into()] }),
+                request_id: String::new(),
+            }))
+            .await.unwrap_err();
+        assert_eq!(stale.code(), Code::Aborted);
+
+        let invalid = f.accounts
+            .update_password_policy(authed(ADMIN_KEY, pb::UpdatePasswordPolicyRequest {
+                policy: Some(pb::PasswordPolicy { account_id: f.account.id.clone(), min_length: 4, max_length: 10, ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["min_length".into(), "max_length".into()] }),
+                request_id: String::new(),
+            }))
+            .await.unwrap_err();
+        assert_eq!(invalid.code(), Code::InvalidArgument);
+        let fields: Vec<String> = invalid.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
+        assert!(fields.contains(&"policy.min_length".to_owned()) && fields.contains(&"policy.max_length".to_owned()), "{fields:?}");
+
+        let custom = f.accounts
+            .update_password_policy(authed(ADMIN_KEY, pb::UpdatePasswordPolicyRequest {
+                policy: Some(pb::PasswordPolicy { account_id: f.account.id.clone(), min_length: 20, ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["min_length".into()] }),
+                request_id: String::new(),
+            }))
+            .await.unwrap().into_inner().policy.unwrap();
+        assert_eq!((custom.preset, custom.min_length), (pb::PasswordPolicyPreset::Custom as i32, 20));
+    }
+
+    async fn requirements_are_sentences_and_checks_name_every_failed_rule(backend) {
+        let Some(mut f) = fixture(backend).await else { return };
+        let rules = f.credentials
+            .get_password_requirements(authed(ADMIN_KEY, pb::GetPasswordRequirementsRequest { account_id: f.account.id.clone() }))
+            .await.unwrap().into_inner().rules;
+        let sentences: Vec<&str> = rules.iter().map(|r| r.description.as_str()).collect();
+        assert!(sentences.contains(&"At least 12 characters"), "{sentences:?}");
+        assert!(sentences.contains(&"At least 1 symbol (a character that is not a letter, digit or space)"));
+
+        let (credentials, account_id, profile_id) = (f.credentials.clone(), f.account.id.clone(), f.profile.id.clone());
+        let check = |password: &str| {
+            let mut credentials = credentials.clone();
+            let request = pb::CheckPasswordRequest {
+                account_id: account_id.clone(),
+                profile_id: profile_id.clone(),
+                password: password.into(),
+            };
+            async move {
+                let response = credentials.check_password(authed(ADMIN_KEY, request)).await.unwrap().into_inner();
+                (response.acceptable, response.violations.into_iter().map(|v| v.code).collect::<Vec<_>>())
+            }
+        };
+        assert_eq!(check("abc").await.1, vec!["MIN_LENGTH", "MIN_UPPERCASE", "MIN_DIGITS", "MIN_SYMBOLS"]);
+        assert!(check("Lovelace-2024-xyz").await.1.contains(&"CONTAINS_PERSONAL_INFO".to_owned()));
+        assert!(check("P@ssw0rd").await.1.contains(&"COMMON".to_owned()));
+        assert_eq!(check(STRONG).await, (true, vec![]));
+        f.set_password(STRONG).await;
+        assert_eq!(check(STRONG).await.1, vec!["REUSED"]);
+    }
+
+    async fn reset_sets_a_password_once_and_every_bad_token_looks_the_same(backend) {
+        let Some(mut f) = fixture(backend).await else { return };
+        let sent = f.send_reset("reset-1").await;
+        assert_eq!(sent.profile_id, f.profile.id);
+        assert_eq!(sent.email, "ada@example.com");
+        let expires = sent.expire_time.unwrap().seconds;
+        let in_an_hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 3600;
+        assert!((expires - in_an_hour).abs() < 60);
+        let token = newest_reset_token(&f.server).await;
+        assert_eq!(token.len(), 43, "256 bits, base64url");
+
+        // The replayed request returns the same answer and issues no second token.
+        assert_eq!(f.send_reset("reset-1").await, sent);
+        assert_eq!(newest_reset_token(&f.server).await, token);
+
+        // Only the hash is stored.
+        let db = Database::connect(&f.server.database.url).await.unwrap();
+        let stored: Vec<String> = db
+            .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT token_hash FROM reset_tokens"))
+            .await.unwrap().into_iter().map(|row| row.try_get("", "token_hash").unwrap()).collect();
+        assert!(!stored.contains(&token));
+        assert!(stored.contains(&roster_identity::passwords::token_hash(&token)));
+
+        let weak = f.complete(&token, "short").await.unwrap_err();
+        assert_eq!(weak.code(), Code::InvalidArgument);
+        assert_eq!(reason(&weak).as_deref(), Some("PASSWORD_POLICY"));
+        let violations: Vec<String> = weak.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.description).collect();
+        assert!(violations.iter().any(|v| v.starts_with("MIN_LENGTH")), "{violations:?}");
+        assert!(violations.iter().any(|v| v.starts_with("MIN_DIGITS")), "{violations:?}");
+
+        f.complete(&token, STRONG).await.unwrap();
+        assert!(f.verify("ADA@example.com", STRONG).await.unwrap().verified);
+
+        let used = f.complete(&token, "Another-Strong-77-pass").await.unwrap_err();
+        let unknown = f.complete("not-a-token", "Another-Strong-77-pass").await.unwrap_err();
+        f.send_reset("").await;
+        let first = newest_reset_token(&f.server).await;
+        f.send_reset("").await;
+        let superseded = f.complete(&first, "Another-Strong-77-pass").await.unwrap_err();
+        for status in [&used, &unknown, &superseded] {
+            assert_eq!(status.code(), Code::FailedPrecondition);
+            assert_eq!(reason(status).as_deref(), Some("RESET_TOKEN_INVALID"));
+        }
+        assert_eq!(used.message(), unknown.message());
+        assert_eq!(used.details(), unknown.details());
+        assert_eq!(superseded.message(), unknown.message());
+    }
+
+    async fn reset_links_expire(backend) {
+        let Some(database) = roster_tests::TestDatabase::create(backend).await else { return };
+        let database = std::sync::Arc::new(database);
+        let settings = roster_tests::test_settings(Service::Identity, &database.url);
+        let identity = roster_identity::Settings {
+            reset_token_ttl_seconds: 1,
+            ..roster_tests::identity_settings()
+        };
+        let server = TestServer::start_with(Service::Identity, settings, identity, database, Vec::new()).await;
+        let mut f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
+        f.send_reset("").await;
+        let token = newest_reset_token(&f.server).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let expired = f.complete(&token, STRONG).await.unwrap_err();
+        assert_eq!(expired.code(), Code::FailedPrecondition);
+        assert_eq!(reason(&expired).as_deref(), Some("RESET_TOKEN_INVALID"));
+    }
+
+    async fn verification_refuses_alike_and_throttles(backend) {
+        let Some(mut f) = fixture(backend).await else { return };
+        f.set_password(STRONG).await;
+        let ok = f.verify("ada@example.com", STRONG).await.unwrap();
+        assert!(ok.verified);
+        assert_eq!((ok.profile_id.as_str(), ok.account_id.as_str()), (f.profile.id.as_str(), f.account.id.as_str()));
+
+        let wrong = f.verify("ada@example.com", "Wrong-Password-1").await.unwrap();
+        let unknown = f.verify("nobody@example.com", "Wrong-Password-1").await.unwrap();
+        assert!(!wrong.verified);
+        assert_eq!(wrong, unknown, "a wrong password and an unknown user look the same");
+
+        for _ in 0..4 {
+            assert!(!f.verify("ada@example.com", "Wrong-Password-1").await.unwrap().verified);
+        }
+        let throttled = f.verify("ada@example.com", STRONG).await.unwrap_err();
+        assert_eq!(throttled.code(), Code::ResourceExhausted);
+        let retry = throttled.get_details_retry_info().expect("RetryInfo").retry_delay.expect("a delay");
+        assert!(retry > Duration::ZERO && retry <= Duration::from_secs(30), "{retry:?}");
+    }
+
+    async fn suspended_and_deleted_profiles_never_verify(backend) {
+        let Some(mut f) = fixture(backend).await else { return };
+        f.set_password(STRONG).await;
+        f.profiles
+            .update_profile(authed(ADMIN_KEY, pb::UpdateProfileRequest {
+                profile: Some(pb::Profile { id: f.profile.id.clone(), status: pb::ProfileStatus::Suspended as i32, ..Default::default() }),
+                update_mask: Some(prost_types::FieldMask { paths: vec!["status".into()] }),
+                request_id: String::new(),
+            }))
+            .await.unwrap();
+        assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
+        f.profiles
+            .delete_profile(authed(ADMIN_KEY, pb::DeleteProfileRequest { id: f.profile.id.clone(), ..Default::default() }))
+            .await.unwrap();
+        assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
+    }
+
+    async fn older_hashes_are_upgraded_on_the_next_verify(backend) {
+        let Some(database) = roster_tests::TestDatabase::create(backend).await else { return };
+        let database = std::sync::Arc::new(database);
+        let settings = roster_tests::test_settings(Service::Identity, &database.url);
+        let weak = roster_identity::Settings {
+            hashing: roster_identity::hashing::HashingSettings { memory_kib: 8 * 1024, iterations: 1, ..Default::default() },
+            ..roster_tests::identity_settings()
+        };
+        let server = TestServer::start_with(Service::Identity, settings, weak, database, Vec::new()).await;
+        let mut f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
+        f.set_password(STRONG).await;
+        let read_hash = |url: String| async move {
+            let db = Database::connect(&url).await.unwrap();
+            let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT hash FROM credentials")).await.unwrap().unwrap();
+            row.try_get::<String>("", "hash").unwrap()
+        };
+        assert!(read_hash(f.server.database.url.clone()).await.contains("m=8192,t=1,p=1"));
+
+        let mut server = f.server;
+        server.identity = roster_tests::identity_settings();
+        let server = server.restart().await;
+        let mut credentials = CredentialServiceClient::new(server.channel().await);
+        let verified = credentials
+            .verify_password(authed(ADMIN_KEY, pb::VerifyPasswordRequest { username: "ada@example.com".into(), password: STRONG.into() }))
+            .await.unwrap().into_inner();
+        assert!(verified.verified);
+        let upgraded = read_hash(server.database.url.clone()).await;
+        assert!(upgraded.contains("m=19456,t=2,p=1"), "{upgraded}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn check_username_answers_promptly_while_verification_is_saturated() {
+    let Some(mut f) = fixture(Backend::Sqlite).await else {
+        return;
+    };
+    f.set_password(STRONG).await;
+    let idle_started = Instant::now();
+    let check = pb::CheckUsernameRequest {
+        username: "someone@example.com".into(),
+        ..Default::default()
+    };
+    f.profiles
+        .check_username(authed(ADMIN_KEY, check.clone()))
+        .await
+        .unwrap();
+    let idle = idle_started.elapsed();
+
+    let load: Vec<_> = (0..64)
+        .map(|n| {
+            let mut credentials = f.credentials.clone();
+            tokio::spawn(async move {
+                let _ = credentials
+                    .verify_password(authed(
+                        ADMIN_KEY,
+                        pb::VerifyPasswordRequest {
+                            username: format!("user{n}@example.com"),
+                            password: "Wrong-Password-1".into(),
+                        },
+                    ))
+                    .await;
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let busy_started = Instant::now();
+    f.profiles
+        .check_username(authed(ADMIN_KEY, check))
+        .await
+        .unwrap();
+    let busy = busy_started.elapsed();
+    futures::future::join_all(load).await;
+    // A generous bound: argon2 runs on its own threads, so the executor stays free.
+    assert!(
+        busy < Duration::from_millis(500) + idle * 10,
+        "idle {idle:?}, under load {busy:?}"
+    );
+}
