@@ -1,12 +1,12 @@
 //! The `roster` binary under SIGTERM: health turns NOT_SERVING, the call in flight completes,
 //! and the process exits 0 within the grace period.
 
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1::CreateAccountRequest;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_runtime::auth::hash_key_hex;
 use roster_tests::{authed, connect};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 use tonic_health::pb::HealthCheckRequest;
@@ -15,41 +15,28 @@ use tonic_health::pb::health_client::HealthClient;
 
 const KEY: &str = "shutdown-test-key";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let database_url = format!("sqlite://{}/identity.db?mode=rwc", dir.path().display());
     let keys_file = dir.path().join("keys.toml");
-    std::fs::write(
-        &keys_file,
-        format!(
-            "[[keys]]\nname = \"test\"\nsha256 = \"{}\"\nscopes = [\"admin\"]\naccounts = [\"*\"]\n",
-            hash_key_hex(KEY)
-        ),
-    )
-    .expect("keys file");
-    let port = free_port();
+    common::write_admin_keys_file(&keys_file, KEY);
+    let port = common::free_port();
     let grace = Duration::from_secs(15);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roster"))
-        .args(["serve", "identity"])
-        .env("ROSTER_IDENTITY__LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("ROSTER_IDENTITY__DATABASE_URL", &database_url)
-        .env("ROSTER_IDENTITY__KEYS_FILE", &keys_file)
-        .env(
-            "ROSTER_IDENTITY__SHUTDOWN_GRACE_SECONDS",
-            grace.as_secs().to_string(),
-        )
-        .env("ROSTER_IDENTITY__DRAIN_SECONDS", "1")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("roster starts");
+    let mut child = common::serve(
+        "identity",
+        &[
+            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ("DATABASE_URL", database_url.clone()),
+            ("KEYS_FILE", keys_file.display().to_string()),
+            ("SHUTDOWN_GRACE_SECONDS", grace.as_secs().to_string()),
+            ("DRAIN_SECONDS", "1".to_owned()),
+            (
+                "RESET_HTTP_ADDR",
+                format!("127.0.0.1:{}", common::free_port()),
+            ),
+        ],
+    );
     let channel = connect(format!("127.0.0.1:{port}").parse().expect("address")).await;
     let mut health = HealthClient::new(channel.clone());
     let status = |response: tonic_health::pb::HealthCheckResponse| {
@@ -94,11 +81,7 @@ async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
     assert!(!slow_call.is_finished(), "the call waits for the lock");
 
     let signalled = Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(killed.success());
+    common::signal(&child, "TERM");
 
     let mut saw_not_serving = false;
     while signalled.elapsed() < Duration::from_secs(1) {

@@ -97,5 +97,8 @@
     }
   });
 
+  // A link pasted into this same tab only changes the fragment: load it afresh.
+  window.addEventListener("hashchange", () => window.location.reload());
+
   start();
 })();
