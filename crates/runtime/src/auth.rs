@@ -28,6 +28,7 @@ use tonic::Status;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::ratelimit::RateLimiter;
 
 /// The scope that grants every other scope.
 pub const ADMIN_SCOPE: &str = "admin";
@@ -256,15 +257,17 @@ fn toml_from_str(text: &str) -> Result<KeysFile, String> {
         .map_err(|error| error.to_string())
 }
 
-/// Tower layer that authenticates every call but health and reflection.
+/// Tower layer that authenticates every call but health and reflection, and limits each
+/// caller's rate.
 #[derive(Clone)]
 pub struct AuthLayer {
     keys: Arc<KeyRing>,
+    limiter: Arc<RateLimiter>,
 }
 
 impl AuthLayer {
-    pub fn new(keys: Arc<KeyRing>) -> Self {
-        Self { keys }
+    pub fn new(keys: Arc<KeyRing>, limiter: Arc<RateLimiter>) -> Self {
+        Self { keys, limiter }
     }
 }
 
@@ -275,6 +278,7 @@ impl<S> tower::Layer<S> for AuthLayer {
         Auth {
             inner,
             keys: self.keys.clone(),
+            limiter: self.limiter.clone(),
         }
     }
 }
@@ -284,6 +288,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 pub struct Auth<S> {
     inner: S,
     keys: Arc<KeyRing>,
+    limiter: Arc<RateLimiter>,
 }
 
 impl<S, B, R> tower::Service<http::Request<B>> for Auth<S>
@@ -303,7 +308,17 @@ where
         let Some(scope) = required_scope(request.uri().path()) else {
             return Either::Right(self.inner.call(request));
         };
-        match authorize(&self.keys, request.headers(), scope) {
+        let admitted = authorize(&self.keys, request.headers(), scope).and_then(|caller| {
+            self.limiter
+                .admit(&caller.name)
+                .map(|()| caller)
+                .map_err(|wait| ApiError::ResourceExhausted {
+                    reason: "RATE_LIMITED",
+                    message: "too many calls from this caller key; slow down".into(),
+                    retry_after: Some(wait),
+                })
+        });
+        match admitted {
             Ok(caller) => {
                 tracing::Span::current().record("caller", caller.name.as_str());
                 request.extensions_mut().insert(caller);

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod db;
 pub mod error;
+pub mod ratelimit;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -20,6 +20,7 @@ use tonic_health::server::HealthReporter;
 use tracing::Instrument;
 
 use crate::auth::{AuthLayer, KeyRing};
+use crate::ratelimit::RateLimiter;
 use crate::settings::CommonSettings;
 use crate::shutdown::Shutdown;
 
@@ -35,6 +36,10 @@ pub struct ServerConfig {
     /// Time in-flight calls get to finish once the listener is closed.
     pub shutdown_grace: Duration,
     pub db_health_interval: Duration,
+    /// Calls per second each caller key may make on average (0: no limit).
+    pub rate_limit_per_second: u32,
+    /// Calls a caller key may make at once before the average applies.
+    pub rate_limit_burst: u32,
 }
 
 impl From<&CommonSettings> for ServerConfig {
@@ -47,6 +52,8 @@ impl From<&CommonSettings> for ServerConfig {
             drain_delay: Duration::from_secs(settings.drain_seconds),
             shutdown_grace: settings.shutdown_grace(),
             db_health_interval: settings.db_health_interval(),
+            rate_limit_per_second: settings.rate_limit_per_second,
+            rate_limit_burst: settings.rate_limit_burst,
         }
     }
 }
@@ -161,7 +168,13 @@ pub async fn serve(
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
             config.concurrency_limit,
         ))
-        .layer(AuthLayer::new(keys));
+        .layer(AuthLayer::new(
+            keys,
+            Arc::new(RateLimiter::new(
+                config.rate_limit_per_second,
+                config.rate_limit_burst,
+            )),
+        ));
 
     let signal = {
         let health = health.clone();

@@ -108,6 +108,11 @@ pub struct CommonSettings {
     pub db_health_interval_seconds: u64,
     /// Largest number of pooled database connections.
     pub db_max_connections: u32,
+    /// Calls per second each caller key may make on average; beyond, RESOURCE_EXHAUSTED
+    /// (0: no limit).
+    pub rate_limit_per_second: u32,
+    /// Calls a caller key may make at once before the average applies.
+    pub rate_limit_burst: u32,
 }
 
 impl CommonSettings {
@@ -183,7 +188,9 @@ impl Loader {
             .set_default(key("max_message_bytes"), 8 * 1024 * 1024)?
             .set_default(key("max_header_list_bytes"), 16 * 1024)?
             .set_default(key("db_health_interval_seconds"), 2)?
-            .set_default(key("db_max_connections"), 16)?;
+            .set_default(key("db_max_connections"), 16)?
+            .set_default(key("rate_limit_per_second"), 1000)?
+            .set_default(key("rate_limit_burst"), 2000)?;
         for (name, value) in &self.overrides {
             builder = builder.set_default(key(name), value.as_str())?;
         }
