@@ -413,6 +413,21 @@ mod tests {
         assert!(sentences.contains(&"Must not be one of your last 5 passwords"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Evaluation never panics, is deterministic, and the length rules agree with a count
+        /// of code points, whatever the input.
+        #[test]
+        fn evaluation_is_total_and_consistent(password in "\\PC{0,40}", min in 8u32..40) {
+            let policy = PasswordPolicy { min_length: min, ..PasswordPolicy::from_preset(Preset::Default) };
+            let first = codes(&policy, &password);
+            proptest::prop_assert_eq!(&first, &codes(&policy, &password));
+            let short = (password.chars().count() as u32) < min;
+            proptest::prop_assert_eq!(first.contains(&"MIN_LENGTH"), short);
+        }
+    }
+
     #[test]
     fn impossible_policies_are_refused() {
         let policy = PasswordPolicy {
