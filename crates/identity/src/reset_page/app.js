@@ -46,7 +46,7 @@
       const item = document.createElement("li");
       item.dataset.code = rule.code;
       item.textContent = rule.description;
-      item.className = password.value === "" || unmet.has(rule.code) ? "unmet" : "met";
+      item.className = password.value === "" ? "pending" : unmet.has(rule.code) ? "unmet" : "met";
       return item;
     }));
     const same = password.value === confirm.value;
