@@ -1,9 +1,21 @@
-//! The bulk-import service: the spreadsheet workflow.
+//! The bulk-import service: the spreadsheet workflow of DESIGN.md §5.
+//!
+//! `api` decodes gRPC requests and maps results; `domain` holds the pure rules (encodings, CSV
+//! reading and writing, columns, what becomes of each row); `store` is the only place that knows
+//! SQL; `jobs` runs validation and the apply in the background, one replica per import at a
+//! time through a lease in the database; `identity` is the client of identity's batch calls,
+//! the only way bulk-import reads or writes profiles.
 
 pub mod api;
+pub mod domain;
+pub mod identity;
+pub mod jobs;
 pub mod store;
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use roster_proto::imports::v1::import_service_server::ImportServiceServer;
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
@@ -11,21 +23,172 @@ use roster_runtime::{CommonSettings, KeyRing, Shutdown};
 use serde::Deserialize;
 
 /// Settings of the bulk-import service (`ROSTER_BULK_IMPORT__<KEY>`).
-#[derive(Clone, Debug, Deserialize)]
-pub struct Settings {}
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Where identity serves gRPC, e.g. `http://identity:50051`.
+    pub identity_url: String,
+    /// The key bulk-import calls identity with (needs the `profiles` scope). Secret: from the
+    /// environment (`ROSTER_BULK_IMPORT__IDENTITY_KEY`) or `identity_key_file`.
+    pub identity_key: String,
+    /// A file holding the key, for secrets mounted as files.
+    pub identity_key_file: Option<PathBuf>,
+    /// Largest accepted file, in bytes.
+    pub max_file_bytes: u64,
+    /// Longest cell, in characters.
+    pub max_field_chars: usize,
+    /// Longest row, in bytes (a longer one is a file error: usually a quote left open).
+    pub max_row_bytes: usize,
+    /// How long an import that is not submitted lives before it is purged.
+    pub import_ttl_seconds: u64,
+    /// How long a replica's claim on an import lasts without a heartbeat.
+    pub lease_seconds: u64,
+    /// How often a worker looks for work.
+    pub poll_interval_millis: u64,
+    /// How often expired imports are purged.
+    pub purge_interval_seconds: u64,
+    /// Imports one replica works on at once.
+    pub max_jobs: usize,
+    /// Rows per validation batch (1 to 1000).
+    pub validate_batch_size: usize,
+    /// Rows per BatchUpsertProfiles call (1 to 1000).
+    pub apply_batch_size: usize,
+    /// Attempts of an identity call that fails transiently before the job gives up.
+    pub identity_attempts: u32,
+}
 
-/// Opens the database and serves ImportService until `shutdown` fires.
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            identity_url: "http://127.0.0.1:50051".to_owned(),
+            identity_key: String::new(),
+            identity_key_file: None,
+            max_file_bytes: 512 * 1024 * 1024,
+            max_field_chars: 1000,
+            max_row_bytes: 1024 * 1024,
+            import_ttl_seconds: 7 * 24 * 3600,
+            lease_seconds: 30,
+            poll_interval_millis: 1000,
+            purge_interval_seconds: 300,
+            max_jobs: 2,
+            validate_batch_size: 1000,
+            apply_batch_size: 500,
+            identity_attempts: 8,
+        }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("identity_url", &self.identity_url)
+            .field("identity_key", &"<redacted>")
+            .field("identity_key_file", &self.identity_key_file)
+            .field("max_file_bytes", &self.max_file_bytes)
+            .field("import_ttl_seconds", &self.import_ttl_seconds)
+            .field("lease_seconds", &self.lease_seconds)
+            .field("max_jobs", &self.max_jobs)
+            .field("validate_batch_size", &self.validate_batch_size)
+            .field("apply_batch_size", &self.apply_batch_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// The key to call identity with: `identity_key`, or the contents of `identity_key_file`.
+    fn identity_key(&self) -> anyhow::Result<String> {
+        match &self.identity_key_file {
+            Some(path) if self.identity_key.is_empty() => std::fs::read_to_string(path)
+                .map(|key| key.trim().to_owned())
+                .map_err(|error| {
+                    anyhow::anyhow!(
+                        "ROSTER_BULK_IMPORT__IDENTITY_KEY_FILE {}: {error}",
+                        path.display()
+                    )
+                }),
+            _ => Ok(self.identity_key.trim().to_owned()),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let batch = 1..=identity::MAX_BATCH;
+        anyhow::ensure!(
+            batch.contains(&self.validate_batch_size),
+            "ROSTER_BULK_IMPORT__VALIDATE_BATCH_SIZE must be 1 to 1000"
+        );
+        anyhow::ensure!(
+            batch.contains(&self.apply_batch_size),
+            "ROSTER_BULK_IMPORT__APPLY_BATCH_SIZE must be 1 to 1000"
+        );
+        anyhow::ensure!(
+            self.lease_seconds >= 1,
+            "ROSTER_BULK_IMPORT__LEASE_SECONDS must be at least 1"
+        );
+        anyhow::ensure!(
+            self.max_field_chars >= 1 && self.max_row_bytes >= 4096,
+            "ROSTER_BULK_IMPORT__MAX_FIELD_CHARS must be at least 1 and \
+             ROSTER_BULK_IMPORT__MAX_ROW_BYTES at least 4096"
+        );
+        Ok(())
+    }
+}
+
+/// Opens the database, starts this replica's import worker and serves ImportService until
+/// `shutdown` fires.
 pub async fn start(
     common: &CommonSettings,
-    _settings: Settings,
+    settings: Settings,
     keys: Arc<KeyRing>,
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {
+    settings.validate()?;
+    let identity_key = settings.identity_key()?;
+    if identity_key.is_empty() {
+        tracing::warn!(
+            "ROSTER_BULK_IMPORT__IDENTITY_KEY is not set: identity will refuse bulk-import's calls"
+        );
+    }
+    let identity = identity::Identity::new(
+        &settings.identity_url,
+        &identity_key,
+        common.request_timeout(),
+    )?;
     let database = open_database::<store::Migrator>(common).await?;
+    let store = store::Store::new(database.clone());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    jobs::Worker::new(
+        store.clone(),
+        identity.clone(),
+        jobs::JobConfig {
+            lease: Duration::from_secs(settings.lease_seconds),
+            poll_interval: Duration::from_millis(settings.poll_interval_millis.max(10)),
+            purge_interval: Duration::from_secs(settings.purge_interval_seconds.max(1)),
+            max_jobs: settings.max_jobs.max(1),
+            validate_batch: settings.validate_batch_size,
+            apply_batch: settings.apply_batch_size,
+            max_field_chars: settings.max_field_chars,
+            max_row_bytes: settings.max_row_bytes,
+            identity_attempts: settings.identity_attempts.max(1),
+        },
+        wake.clone(),
+        shutdown.clone(),
+    )
+    .spawn();
+    let api = api::ImportApi::new(
+        store,
+        identity,
+        api::ApiConfig {
+            max_file_bytes: settings.max_file_bytes,
+            import_ttl: Duration::from_secs(settings.import_ttl_seconds),
+            watch_interval: Duration::from_millis(250),
+        },
+        wake,
+        shutdown.clone(),
+    );
     let mut services = ServiceSet::new();
     services.add(roster_runtime::grpc_service!(
         ImportServiceServer<api::ImportApi>,
-        api::ImportApi,
+        api,
         common
     ));
     serve(

@@ -1,0 +1,235 @@
+//! Bulk-import's client of identity's ProfileService: the batch calls that validation and the
+//! apply are made of, and the listing the template is made from.
+//!
+//! Calls carry bulk-import's own key (configured as `identity_key`) and the current trace
+//! context, so one import is one trace across both services. Identity alone decides whether a
+//! username is free; this client only asks.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::domain::rows::{CurrentProfile, UpsertFields, UsernameVerdict};
+
+/// The most items identity takes in one batch call.
+pub const MAX_BATCH: usize = 1000;
+
+/// A connection to identity.
+#[derive(Clone)]
+pub struct Identity {
+    client: ProfileServiceClient<Channel>,
+    authorization: Option<MetadataValue<Ascii>>,
+}
+
+impl Identity {
+    /// A client of identity at `url` (e.g. `http://identity:50051`) calling with `key`. The
+    /// connection is made on first use, so bulk-import starts while identity is still starting.
+    pub fn new(url: &str, key: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|error| anyhow::anyhow!("identity_url {url:?} is not a URL: {error}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(timeout)
+            .tcp_nodelay(true);
+        let authorization = if key.is_empty() {
+            None
+        } else {
+            Some(
+                format!("Bearer {key}")
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("identity_key must be printable ASCII"))?,
+            )
+        };
+        Ok(Self {
+            client: ProfileServiceClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(64 * 1024 * 1024)
+                .max_encoding_message_size(64 * 1024 * 1024),
+            authorization,
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        roster_runtime::telemetry::inject_context(&mut request);
+        request
+    }
+
+    /// One page of an account's current (not deleted) profiles, and the next page's token.
+    pub async fn list_profiles(
+        &self,
+        account_id: &str,
+        page_token: String,
+    ) -> Result<(Vec<CurrentProfile>, String), Status> {
+        let response = self
+            .client
+            .clone()
+            .list_profiles(self.request(pb::ListProfilesRequest {
+                account_id: account_id.to_owned(),
+                page_size: MAX_BATCH as i32,
+                page_token,
+                ..Default::default()
+            }))
+            .await?
+            .into_inner();
+        Ok((
+            response.profiles.into_iter().map(current).collect(),
+            response.next_page_token,
+        ))
+    }
+
+    /// The profiles of `account_id` among `ids` (at most [`MAX_BATCH`]), by id. Ids of other
+    /// accounts are simply absent, exactly like unknown ones.
+    pub async fn profiles(
+        &self,
+        account_id: &str,
+        ids: Vec<String>,
+    ) -> Result<HashMap<String, CurrentProfile>, Status> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let response = self
+            .client
+            .clone()
+            .batch_get_profiles(self.request(pb::BatchGetProfilesRequest {
+                account_id: account_id.to_owned(),
+                ids,
+            }))
+            .await?
+            .into_inner();
+        Ok(response
+            .profiles
+            .into_iter()
+            .map(|profile| (profile.id.clone(), current(profile)))
+            .collect())
+    }
+
+    /// Identity's verdict on each username (at most [`MAX_BATCH`]), in order.
+    pub async fn check_usernames(
+        &self,
+        usernames: Vec<String>,
+    ) -> Result<Vec<UsernameVerdict>, Status> {
+        if usernames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let response = self
+            .client
+            .clone()
+            .batch_check_usernames(self.request(pb::BatchCheckUsernamesRequest { usernames }))
+            .await?
+            .into_inner();
+        Ok(response
+            .checks
+            .into_iter()
+            .map(|check| UsernameVerdict {
+                available: check.available,
+                canonical: check.canonical,
+                reason: match pb::UsernameRefusal::try_from(check.reason) {
+                    Ok(pb::UsernameRefusal::Taken) => "USERNAME_TAKEN",
+                    Ok(pb::UsernameRefusal::Retired) => "USERNAME_RETIRED",
+                    Ok(pb::UsernameRefusal::Confusable) => "USERNAME_CONFUSABLE",
+                    Ok(pb::UsernameRefusal::Invalid) => "USERNAME_INVALID",
+                    _ => "",
+                }
+                .to_owned(),
+                message: check.message,
+                holder_profile_id: check.holder_profile_id,
+            })
+            .collect())
+    }
+
+    /// Writes a batch (at most [`MAX_BATCH`]), each item on its idempotency key.
+    pub async fn upsert(
+        &self,
+        account_id: &str,
+        items: Vec<(String, UpsertFields)>,
+    ) -> Result<Vec<pb::ProfileUpsertResult>, Status> {
+        let items = items
+            .into_iter()
+            .map(|(key, fields)| pb::ProfileUpsert {
+                idempotency_key: key,
+                id: fields.id,
+                first_name: fields.first_name,
+                last_name: fields.last_name,
+                email: fields.email,
+                username: fields.username,
+                job_title: fields.job_title,
+                department: fields.department,
+                locale: fields.locale,
+                time_zone: fields.time_zone,
+                ..Default::default()
+            })
+            .collect();
+        Ok(self
+            .client
+            .clone()
+            .batch_upsert_profiles(self.request(pb::BatchUpsertProfilesRequest {
+                account_id: account_id.to_owned(),
+                items,
+            }))
+            .await?
+            .into_inner()
+            .results)
+    }
+}
+
+fn current(profile: pb::Profile) -> CurrentProfile {
+    CurrentProfile {
+        deleted: profile.status == pb::ProfileStatus::Deleted as i32,
+        id: profile.id,
+        first_name: profile.first_name,
+        last_name: profile.last_name,
+        email: profile.email,
+        username: profile.username,
+        canonical_username: profile.canonical_username,
+        job_title: profile.job_title,
+        department: profile.department,
+        locale: profile.locale,
+        time_zone: profile.time_zone,
+    }
+}
+
+/// True for failures that may pass when the call is made again.
+pub fn is_transient(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable
+            | Code::DeadlineExceeded
+            | Code::ResourceExhausted
+            | Code::Aborted
+            | Code::Unknown
+            | Code::Internal
+            | Code::Cancelled
+    )
+}
+
+/// The canonical name of a gRPC code, as written in reports: `ALREADY_EXISTS`.
+pub fn code_name(code: i32) -> &'static str {
+    match Code::from_i32(code) {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

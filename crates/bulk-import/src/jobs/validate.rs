@@ -1,0 +1,290 @@
+//! Validation: the uploaded file, read piece by piece from the database, becomes staged rows,
+//! each planned in batches through identity's batch calls. Then rows that claim the same
+//! username, or name the same profile, are made errors that name each other, and the import
+//! is VALIDATED with its counts — or INVALID when the file as a whole cannot be read.
+//!
+//! Memory holds one piece of the file and one batch of rows, whatever the file's size. An
+//! interrupted validation starts again from the first row.
+
+use std::collections::{HashMap, HashSet};
+
+use tonic::Code;
+
+use super::{Job, JobError};
+use crate::domain::columns::{Layout, parse_header};
+use crate::domain::encoding::TextEncoding;
+use crate::domain::reader::{Next, RecordReader};
+use crate::domain::rows::{
+    CleanRow, PlannedRow, RowError, clean_row, draft, finish, internal_id, values_by_header,
+};
+use crate::store::entities::{import, row};
+
+pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError> {
+    let store = &job.context.store;
+    let config = &job.context.config;
+    store.restart_validation(job.import_id).await?;
+    let Some(encoding) = import.encoding.as_deref().and_then(TextEncoding::parse) else {
+        return invalid(job, "the upload did not complete".into()).await;
+    };
+    let mut reader = RecordReader::new(encoding, config.max_row_bytes);
+    let mut next_chunk = 0;
+    let mut layout: Option<Layout> = None;
+    let mut columns_json = String::new();
+    let mut batch: Vec<CleanRow> = Vec::with_capacity(config.validate_batch);
+    loop {
+        job.check()?;
+        let next = match reader.next_record() {
+            Ok(next) => next,
+            Err(message) => return invalid(job, message).await,
+        };
+        match next {
+            Next::NeedInput => match store.chunk(job.import_id, next_chunk).await? {
+                Some(data) => {
+                    reader.push(&data);
+                    next_chunk += 1;
+                }
+                None => reader.finish(),
+            },
+            Next::Record(record) => match &layout {
+                None => match parse_header(&record.cells) {
+                    Ok(found) => {
+                        columns_json = serde_json::to_string(
+                            &found
+                                .columns()
+                                .iter()
+                                .map(|column| column.header())
+                                .collect::<Vec<_>>(),
+                        )
+                        .unwrap_or_default();
+                        layout = Some(found);
+                    }
+                    Err(message) => return invalid(job, message).await,
+                },
+                Some(layout) => {
+                    if let Some(row) = clean_row(layout, &record, config.max_field_chars) {
+                        batch.push(row);
+                    }
+                    if batch.len() >= config.validate_batch {
+                        let rows = std::mem::take(&mut batch);
+                        stage(job, &import, rows, &columns_json).await?;
+                    }
+                }
+            },
+            Next::End => break,
+        }
+    }
+    if layout.is_none() {
+        return invalid(job, "the file has no header row".into()).await;
+    }
+    stage(job, &import, batch, &columns_json).await?;
+    mark_repeats(job, row::Column::Claim).await?;
+    mark_repeats(job, row::Column::ProfileId).await?;
+    let counts = store.action_counts(job.import_id).await?;
+    if !store
+        .finish_validation(
+            job.import_id,
+            &job.context.owner,
+            job.lease_ms(),
+            Ok(counts),
+        )
+        .await?
+    {
+        return Err(JobError::LeaseLost);
+    }
+    tracing::info!(
+        rows = counts.total,
+        errors = counts.error,
+        "import validated"
+    );
+    Ok(())
+}
+
+async fn invalid(job: &Job, message: String) -> Result<(), JobError> {
+    let message: String = message.chars().take(1024).collect();
+    tracing::info!(%message, "import is invalid");
+    if job
+        .context
+        .store
+        .finish_validation(
+            job.import_id,
+            &job.context.owner,
+            job.lease_ms(),
+            Err(message),
+        )
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(JobError::LeaseLost)
+    }
+}
+
+/// Plans a batch of rows through identity and stages them.
+async fn stage(
+    job: &Job,
+    import: &import::Model,
+    rows: Vec<CleanRow>,
+    columns_json: &str,
+) -> Result<(), JobError> {
+    let account_id = import.account_id.to_string();
+    let identity = &job.context.identity;
+    let ids: Vec<String> = rows
+        .iter()
+        .filter_map(|row| internal_id(row)?.ok())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let profiles = match job
+        .call("BatchGetProfiles", || {
+            identity.profiles(&account_id, ids.clone())
+        })
+        .await
+    {
+        Ok(profiles) => profiles,
+        Err(JobError::Identity(status)) => return refused_by_identity(job, status).await,
+        Err(other) => return Err(other),
+    };
+    let drafts: Vec<_> = rows.into_iter().map(|row| draft(row, &profiles)).collect();
+    let usernames: Vec<String> = drafts
+        .iter()
+        .filter_map(|draft| draft.username.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let verdicts = match job
+        .call("BatchCheckUsernames", || {
+            identity.check_usernames(usernames.clone())
+        })
+        .await
+    {
+        Ok(verdicts) => verdicts,
+        Err(JobError::Identity(status)) => return refused_by_identity(job, status).await,
+        Err(other) => return Err(other),
+    };
+    let verdicts: HashMap<&String, _> = usernames.iter().zip(verdicts).collect();
+    let models: Vec<row::Model> = drafts
+        .into_iter()
+        .map(|draft| {
+            let verdict = draft.username.as_ref().and_then(|name| verdicts.get(name));
+            staged(job.import_id, finish(draft, verdict))
+        })
+        .collect();
+    if job
+        .context
+        .store
+        .stage_rows(
+            job.import_id,
+            &job.context.owner,
+            job.lease_ms(),
+            models,
+            columns_json,
+        )
+        .await?
+    {
+        Ok(())
+    } else {
+        Err(JobError::LeaseLost)
+    }
+}
+
+/// Identity refused the calls themselves (not a row): the import cannot be validated.
+async fn refused_by_identity(job: &Job, status: tonic::Status) -> Result<(), JobError> {
+    if status.code() == Code::NotFound {
+        invalid(job, "the account does not exist".into()).await?;
+    } else {
+        invalid(
+            job,
+            format!(
+                "identity refused the validation calls ({}); ask the operator to check \
+                 bulk-import's identity key",
+                crate::identity::code_name(status.code() as i32)
+            ),
+        )
+        .await?;
+    }
+    Err(JobError::Ended)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn staged(import_id: uuid::Uuid, row: PlannedRow) -> row::Model {
+    row::Model {
+        import_id,
+        row_number: row.row_number,
+        action: row.action.code(),
+        profile_id: row.profile_id,
+        claim: row.claim,
+        cells: json(&values_by_header(&row.values)),
+        changes: json(&row.changes),
+        errors: json(&row.errors),
+        notes: json(&row.notes),
+        outcome: 0,
+        outcome_message: String::new(),
+        applied_by: None,
+    }
+}
+
+/// Rows sharing a username (or an Internal ID) become errors that name each other: the
+/// first names the second, every other names the first.
+async fn mark_repeats(job: &Job, column: row::Column) -> Result<(), JobError> {
+    let store = &job.context.store;
+    let (header, what) = match column {
+        row::Column::Claim => ("Username", "the same username"),
+        _ => (
+            "Internal ID",
+            "the same Internal ID; a profile may appear once",
+        ),
+    };
+    let mut after: Option<(String, i64)> = None;
+    // The value, its first row, and whether a second was seen.
+    let mut group: Option<(String, i64, bool)> = None;
+    loop {
+        job.check()?;
+        let page = store
+            .repeated_values(job.import_id, column, after.clone(), 1000)
+            .await?;
+        let Some(last) = page.last().cloned() else {
+            return Ok(());
+        };
+        for (value, row_number) in page {
+            match &mut group {
+                Some((current, first, second_seen)) if *current == value => {
+                    if !*second_seen {
+                        *second_seen = true;
+                        let first = *first;
+                        add_error(job, first, header, what, row_number).await?;
+                    }
+                    let first = group.as_ref().map(|g| g.1).unwrap_or_default();
+                    add_error(job, row_number, header, what, first).await?;
+                }
+                _ => group = Some((value, row_number, false)),
+            }
+        }
+        after = Some(last);
+    }
+}
+
+async fn add_error(
+    job: &Job,
+    row_number: i64,
+    header: &str,
+    what: &str,
+    other: i64,
+) -> Result<(), JobError> {
+    let store = &job.context.store;
+    let Some(row) = store.row(job.import_id, row_number).await? else {
+        return Ok(());
+    };
+    let mut errors: Vec<RowError> = serde_json::from_str(&row.errors).unwrap_or_default();
+    errors.push(RowError {
+        column: header.to_owned(),
+        reason: "DUPLICATE_IN_FILE".to_owned(),
+        message: format!("row {other} has {what}"),
+    });
+    store
+        .set_row_errors(job.import_id, row_number, &json(&errors))
+        .await?;
+    Ok(())
+}

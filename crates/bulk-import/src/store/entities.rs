@@ -1,0 +1,123 @@
+//! sea-orm entities of bulk-import's tables. Times are milliseconds since the Unix epoch, so
+//! that lease and expiry comparisons read the same on SQLite and PostgreSQL.
+
+pub mod import {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "imports")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub account_id: Uuid,
+        pub file_name: String,
+        /// `ImportState` code.
+        pub state: i32,
+        /// `UTF-8` or `Windows-1252`, once the upload is complete.
+        pub encoding: Option<String>,
+        /// The template headers the file has, in file order (JSON array), once validated.
+        pub columns: Option<String>,
+        pub file_bytes: i64,
+        pub total_row_count: i64,
+        pub create_count: i64,
+        pub update_count: i64,
+        pub unchanged_count: i64,
+        pub error_count: i64,
+        pub applied_count: i64,
+        pub failed_count: i64,
+        pub error_message: String,
+        /// `<caller>:<request_id>` of the creating request, unique.
+        pub request_key: Option<String>,
+        pub submit_request_id: Option<String>,
+        pub cancel_request_id: Option<String>,
+        /// The caller key's name that created the import.
+        pub created_by: String,
+        pub created_at: i64,
+        pub updated_at: i64,
+        pub expire_at: Option<i64>,
+        pub version: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod chunk {
+    use sea_orm::entity::prelude::*;
+
+    /// A piece of an uploaded file, kept until validation has read it.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_chunks")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub import_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub seq: i32,
+        pub data: Vec<u8>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod row {
+    use sea_orm::entity::prelude::*;
+
+    /// One staged data row: the plan made by validation and the outcome of the apply.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_rows")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub import_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub row_number: i64,
+        /// `RowAction` code.
+        pub action: i32,
+        pub profile_id: Option<String>,
+        /// The canonical username the row would take (same-username-twice detection).
+        pub claim: Option<String>,
+        /// Cell values by template header (JSON object).
+        pub cells: String,
+        /// JSON arrays.
+        pub changes: String,
+        pub errors: String,
+        pub notes: String,
+        /// `RowOutcome` code.
+        pub outcome: i32,
+        pub outcome_message: String,
+        /// The lease owner that recorded the outcome.
+        pub applied_by: Option<String>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod lease {
+    use sea_orm::entity::prelude::*;
+
+    /// Which replica works on an import: one owner at a time, until `expires_at`, renewed by
+    /// heartbeats. An expired lease may be claimed by any replica.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_leases")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub import_id: Uuid,
+        pub owner: Option<String>,
+        pub expires_at: i64,
+        pub heartbeat_at: i64,
+        /// How many times the import was claimed (1 unless a replica died or stopped).
+        pub claims: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,0 +1,276 @@
+//! Bulk-import's schema, one migration per change, applied in order.
+
+use sea_orm_migration::prelude::*;
+
+/// Bulk-import's migrations.
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateImportTables)]
+    }
+}
+
+#[derive(DeriveIden)]
+enum Imports {
+    Table,
+    Id,
+    AccountId,
+    FileName,
+    State,
+    Encoding,
+    Columns,
+    FileBytes,
+    TotalRowCount,
+    CreateCount,
+    UpdateCount,
+    UnchangedCount,
+    ErrorCount,
+    AppliedCount,
+    FailedCount,
+    ErrorMessage,
+    RequestKey,
+    SubmitRequestId,
+    CancelRequestId,
+    CreatedBy,
+    CreatedAt,
+    UpdatedAt,
+    ExpireAt,
+    Version,
+}
+
+#[derive(DeriveIden)]
+enum ImportChunks {
+    Table,
+    ImportId,
+    Seq,
+    Data,
+}
+
+#[derive(DeriveIden)]
+enum ImportRows {
+    Table,
+    ImportId,
+    RowNumber,
+    Action,
+    ProfileId,
+    Claim,
+    Cells,
+    Changes,
+    Errors,
+    Notes,
+    Outcome,
+    OutcomeMessage,
+    AppliedBy,
+}
+
+#[derive(DeriveIden)]
+enum ImportLeases {
+    Table,
+    ImportId,
+    Owner,
+    ExpiresAt,
+    HeartbeatAt,
+    Claims,
+}
+
+struct CreateImportTables;
+
+impl MigrationName for CreateImportTables {
+    fn name(&self) -> &str {
+        "m20261201_000001_create_import_tables"
+    }
+}
+
+fn count(column: Imports) -> ColumnDef {
+    ColumnDef::new(column)
+        .big_integer()
+        .not_null()
+        .default(0)
+        .to_owned()
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for CreateImportTables {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Imports::Table)
+                    .col(ColumnDef::new(Imports::Id).uuid().not_null().primary_key())
+                    .col(ColumnDef::new(Imports::AccountId).uuid().not_null())
+                    .col(ColumnDef::new(Imports::FileName).string().not_null())
+                    .col(ColumnDef::new(Imports::State).integer().not_null())
+                    .col(ColumnDef::new(Imports::Encoding).string().null())
+                    .col(ColumnDef::new(Imports::Columns).text().null())
+                    .col(count(Imports::FileBytes))
+                    .col(count(Imports::TotalRowCount))
+                    .col(count(Imports::CreateCount))
+                    .col(count(Imports::UpdateCount))
+                    .col(count(Imports::UnchangedCount))
+                    .col(count(Imports::ErrorCount))
+                    .col(count(Imports::AppliedCount))
+                    .col(count(Imports::FailedCount))
+                    .col(ColumnDef::new(Imports::ErrorMessage).text().not_null())
+                    .col(ColumnDef::new(Imports::RequestKey).string().null())
+                    .col(ColumnDef::new(Imports::SubmitRequestId).string().null())
+                    .col(ColumnDef::new(Imports::CancelRequestId).string().null())
+                    .col(ColumnDef::new(Imports::CreatedBy).string().not_null())
+                    .col(ColumnDef::new(Imports::CreatedAt).big_integer().not_null())
+                    .col(ColumnDef::new(Imports::UpdatedAt).big_integer().not_null())
+                    .col(ColumnDef::new(Imports::ExpireAt).big_integer().null())
+                    .col(ColumnDef::new(Imports::Version).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("imports_request_key")
+                    .table(Imports::Table)
+                    .col(Imports::RequestKey)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("imports_account")
+                    .table(Imports::Table)
+                    .col(Imports::AccountId)
+                    .col(Imports::Id)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("imports_expire_at")
+                    .table(Imports::Table)
+                    .col(Imports::ExpireAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportChunks::Table)
+                    .col(ColumnDef::new(ImportChunks::ImportId).uuid().not_null())
+                    .col(ColumnDef::new(ImportChunks::Seq).integer().not_null())
+                    .col(ColumnDef::new(ImportChunks::Data).blob().not_null())
+                    .primary_key(
+                        Index::create()
+                            .col(ImportChunks::ImportId)
+                            .col(ImportChunks::Seq),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportRows::Table)
+                    .col(ColumnDef::new(ImportRows::ImportId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(ImportRows::RowNumber)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ImportRows::Action).integer().not_null())
+                    .col(ColumnDef::new(ImportRows::ProfileId).string().null())
+                    .col(ColumnDef::new(ImportRows::Claim).string().null())
+                    .col(ColumnDef::new(ImportRows::Cells).text().not_null())
+                    .col(ColumnDef::new(ImportRows::Changes).text().not_null())
+                    .col(ColumnDef::new(ImportRows::Errors).text().not_null())
+                    .col(ColumnDef::new(ImportRows::Notes).text().not_null())
+                    .col(
+                        ColumnDef::new(ImportRows::Outcome)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(ColumnDef::new(ImportRows::OutcomeMessage).text().not_null())
+                    .col(ColumnDef::new(ImportRows::AppliedBy).string().null())
+                    .primary_key(
+                        Index::create()
+                            .col(ImportRows::ImportId)
+                            .col(ImportRows::RowNumber),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        for (name, columns) in [
+            (
+                "import_rows_action",
+                vec![
+                    ImportRows::ImportId,
+                    ImportRows::Action,
+                    ImportRows::RowNumber,
+                ],
+            ),
+            (
+                "import_rows_claim",
+                vec![ImportRows::ImportId, ImportRows::Claim],
+            ),
+            (
+                "import_rows_profile",
+                vec![ImportRows::ImportId, ImportRows::ProfileId],
+            ),
+        ] {
+            let mut index = Index::create();
+            index.name(name).table(ImportRows::Table);
+            for column in columns {
+                index.col(column);
+            }
+            manager.create_index(index.to_owned()).await?;
+        }
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportLeases::Table)
+                    .col(
+                        ColumnDef::new(ImportLeases::ImportId)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(ImportLeases::Owner).string().null())
+                    .col(
+                        ColumnDef::new(ImportLeases::ExpiresAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportLeases::HeartbeatAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportLeases::Claims)
+                            .big_integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        for table in [
+            ImportLeases::Table.into_iden(),
+            ImportRows::Table.into_iden(),
+            ImportChunks::Table.into_iden(),
+            Imports::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
+        Ok(())
+    }
+}

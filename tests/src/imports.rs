@@ -1,0 +1,405 @@
+//! Bulk import in the harness: identity and bulk-import started together (bulk-import's
+//! settings carry identity's address and the key it calls identity with), client helpers for
+//! the import flow, and generators of test spreadsheets (made in the test, never committed).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use roster_proto::identity::v1 as id;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use roster_proto::imports::v1 as pb;
+use roster_proto::imports::v1::import_service_client::ImportServiceClient;
+use roster_runtime::auth::AccountAccess;
+use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
+use tonic::transport::Channel;
+
+use crate::{ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, authed, test_settings};
+
+/// The key bulk-import calls identity with in tests (identity accepts it with the `profiles`
+/// scope on every account).
+pub const IMPORT_IDENTITY_KEY: &str = "test-bulk-import-to-identity";
+
+/// The bulk-import settings tests use: identity at `identity` (none: nothing to call), short
+/// leases and polling so the background work is quick to observe.
+pub fn import_settings(identity: Option<SocketAddr>) -> roster_bulk_import::Settings {
+    roster_bulk_import::Settings {
+        identity_url: match identity {
+            Some(addr) => format!("http://{addr}"),
+            None => "http://127.0.0.1:9".to_owned(),
+        },
+        identity_key: IMPORT_IDENTITY_KEY.to_owned(),
+        lease_seconds: 3,
+        poll_interval_millis: 100,
+        purge_interval_seconds: 1,
+        apply_batch_size: 200,
+        identity_attempts: 3,
+        ..roster_bulk_import::Settings::default()
+    }
+}
+
+/// The key identity must accept for bulk-import's calls.
+pub fn identity_key_for_imports() -> TestKey {
+    TestKey {
+        key: IMPORT_IDENTITY_KEY.to_owned(),
+        scopes: vec!["profiles"],
+        accounts: AccountAccess::All,
+    }
+}
+
+impl TestServer {
+    /// Starts bulk-import with `import` settings on `database`, accepting [`ADMIN_KEY`] and
+    /// `keys`.
+    pub async fn start_bulk_import(
+        settings: CommonSettings,
+        import: roster_bulk_import::Settings,
+        database: Arc<TestDatabase>,
+        keys: Vec<TestKey>,
+    ) -> TestServer {
+        let mut ring = KeyRing::default();
+        ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
+        for key in &keys {
+            ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
+        }
+        let shutdown = Shutdown::new();
+        let server = roster_bulk_import::start(&settings, import, Arc::new(ring), shutdown.clone())
+            .await
+            .expect("bulk-import test server starts");
+        TestServer {
+            service: Service::BulkImport,
+            addr: server.local_addr,
+            settings,
+            database,
+            reset_addr: None,
+            identity: crate::identity_settings(),
+            keys,
+            shutdown,
+            server: Some(server),
+        }
+    }
+}
+
+/// Identity and bulk-import, each on its own fresh database of one backend.
+pub struct ImportSuite {
+    pub identity: TestServer,
+    pub imports: TestServer,
+    /// The settings bulk-import was started with (for more replicas).
+    pub import_settings: roster_bulk_import::Settings,
+}
+
+impl ImportSuite {
+    /// Starts both services; `None` when the backend is skipped.
+    pub async fn start(backend: Backend) -> Option<ImportSuite> {
+        Self::start_with(backend, |_| {}, Vec::new()).await
+    }
+
+    /// Starts both services, with `adjust` applied to bulk-import's settings and `keys`
+    /// accepted by bulk-import besides [`ADMIN_KEY`].
+    pub async fn start_with(
+        backend: Backend,
+        adjust: impl FnOnce(&mut roster_bulk_import::Settings),
+        keys: Vec<TestKey>,
+    ) -> Option<ImportSuite> {
+        let identity_db = Arc::new(TestDatabase::create(backend).await?);
+        let identity = TestServer::start(
+            Service::Identity,
+            test_settings(Service::Identity, &identity_db.url),
+            identity_db,
+            vec![identity_key_for_imports()],
+        )
+        .await;
+        let import_db = Arc::new(TestDatabase::create(backend).await?);
+        let mut settings = import_settings(Some(identity.addr));
+        adjust(&mut settings);
+        let imports = TestServer::start_bulk_import(
+            test_settings(Service::BulkImport, &import_db.url),
+            settings.clone(),
+            import_db,
+            keys,
+        )
+        .await;
+        Some(ImportSuite {
+            identity,
+            imports,
+            import_settings: settings,
+        })
+    }
+
+    /// Another bulk-import replica on the same database.
+    pub async fn replica(&self) -> TestServer {
+        let mut settings = self.imports.settings.clone();
+        settings.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        TestServer::start_bulk_import(
+            settings,
+            self.import_settings.clone(),
+            self.imports.database.clone(),
+            self.imports.keys.clone(),
+        )
+        .await
+    }
+
+    pub async fn import_client(&self) -> ImportServiceClient<Channel> {
+        ImportServiceClient::new(self.imports.channel().await)
+            .max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    pub async fn profile_client(&self) -> ProfileServiceClient<Channel> {
+        ProfileServiceClient::new(self.identity.channel().await)
+    }
+
+    /// Creates an account in identity and returns its id.
+    pub async fn account(&self, name: &str) -> String {
+        create_account(&self.identity.channel().await, name).await
+    }
+}
+
+/// Creates an account through AccountService and returns its id.
+pub async fn create_account(identity: &Channel, name: &str) -> String {
+    AccountServiceClient::new(identity.clone())
+        .create_account(authed(
+            ADMIN_KEY,
+            id::CreateAccountRequest {
+                request_id: String::new(),
+                display_name: name.to_owned(),
+                password_policy_preset: 0,
+            },
+        ))
+        .await
+        .expect("account created")
+        .into_inner()
+        .account
+        .expect("account")
+        .id
+}
+
+/// Every current profile of an account, through ListProfiles paging.
+pub async fn all_profiles(identity: &Channel, account_id: &str) -> Vec<id::Profile> {
+    let mut client = ProfileServiceClient::new(identity.clone());
+    let mut profiles = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_profiles(authed(
+                ADMIN_KEY,
+                id::ListProfilesRequest {
+                    account_id: account_id.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("ListProfiles")
+            .into_inner();
+        profiles.extend(page.profiles);
+        if page.next_page_token.is_empty() {
+            return profiles;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// Uploads `content` inline (CreateImport).
+pub async fn create_import(
+    client: &mut ImportServiceClient<Channel>,
+    key: &str,
+    account_id: &str,
+    content: Vec<u8>,
+) -> Result<pb::Import, tonic::Status> {
+    client
+        .create_import(authed(
+            key,
+            pb::CreateImportRequest {
+                request_id: String::new(),
+                account_id: account_id.to_owned(),
+                file_name: "people.csv".to_owned(),
+                content,
+            },
+        ))
+        .await
+        .map(|response| response.into_inner().import.expect("import"))
+}
+
+/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport).
+pub async fn upload_import(
+    client: &mut ImportServiceClient<Channel>,
+    key: &str,
+    account_id: &str,
+    content: &[u8],
+    chunk_bytes: usize,
+) -> Result<pb::Import, tonic::Status> {
+    use pb::upload_import_request::Content;
+    let mut messages = vec![pb::UploadImportRequest {
+        content: Some(Content::Header(pb::UploadImportHeader {
+            account_id: account_id.to_owned(),
+            request_id: String::new(),
+            file_name: "people.csv".to_owned(),
+        })),
+    }];
+    messages.extend(
+        content
+            .chunks(chunk_bytes)
+            .map(|chunk| pb::UploadImportRequest {
+                content: Some(Content::Chunk(chunk.to_vec())),
+            }),
+    );
+    client
+        .upload_import(authed(key, tonic::codegen::tokio_stream::iter(messages)))
+        .await
+        .map(|response| response.into_inner().import.expect("import"))
+}
+
+/// Polls GetImport until the import is in one of `states`, failing after `timeout`.
+pub async fn wait_for_state(
+    client: &mut ImportServiceClient<Channel>,
+    import_id: &str,
+    states: &[pb::ImportState],
+    timeout: Duration,
+) -> pb::Import {
+    let started = Instant::now();
+    loop {
+        let import = client
+            .get_import(authed(
+                ADMIN_KEY,
+                pb::GetImportRequest {
+                    import_id: import_id.to_owned(),
+                },
+            ))
+            .await
+            .expect("GetImport")
+            .into_inner()
+            .import
+            .expect("import");
+        if states.iter().any(|state| *state as i32 == import.state) {
+            return import;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "import {import_id} did not reach {states:?} within {timeout:?}: {import:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every row of an import with `filter`, through ListImportRows paging.
+pub async fn all_rows(
+    client: &mut ImportServiceClient<Channel>,
+    import_id: &str,
+    filter: pb::ImportRowFilter,
+) -> Vec<pb::ImportRow> {
+    let mut rows = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_import_rows(authed(
+                ADMIN_KEY,
+                pb::ListImportRowsRequest {
+                    import_id: import_id.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                    filter: filter as i32,
+                },
+            ))
+            .await
+            .expect("ListImportRows")
+            .into_inner();
+        rows.extend(page.rows);
+        if page.next_page_token.is_empty() {
+            return rows;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// The template's bytes.
+pub async fn download_template(
+    client: &mut ImportServiceClient<Channel>,
+    account_id: &str,
+) -> Vec<u8> {
+    let stream = client
+        .download_template(authed(
+            ADMIN_KEY,
+            pb::DownloadTemplateRequest {
+                account_id: account_id.to_owned(),
+            },
+        ))
+        .await
+        .expect("DownloadTemplate")
+        .into_inner();
+    collect(stream, |piece: pb::DownloadTemplateResponse| piece.chunk).await
+}
+
+/// The report's bytes.
+pub async fn download_report(
+    client: &mut ImportServiceClient<Channel>,
+    import_id: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let stream = client
+        .download_report(authed(
+            ADMIN_KEY,
+            pb::DownloadReportRequest {
+                import_id: import_id.to_owned(),
+            },
+        ))
+        .await?
+        .into_inner();
+    Ok(collect(stream, |piece: pb::DownloadReportResponse| piece.chunk).await)
+}
+
+async fn collect<T>(mut stream: tonic::Streaming<T>, chunk: impl Fn(T) -> Vec<u8>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while let Some(piece) = stream.message().await.expect("stream piece") {
+        bytes.extend(chunk(piece));
+    }
+    bytes
+}
+
+/// Parses CSV bytes (BOM and CRLF allowed) into rows of cells, for assertions.
+pub fn parse_csv(bytes: &[u8]) -> Vec<Vec<String>> {
+    let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 CSV");
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                chars.next();
+                cell.push('"');
+            }
+            (true, '"') => quoted = false,
+            (true, c) => cell.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => row.push(std::mem::take(&mut cell)),
+            (false, '\r') => {}
+            (false, '\n') => {
+                row.push(std::mem::take(&mut cell));
+                rows.push(std::mem::take(&mut row));
+            }
+            (false, c) => cell.push(c),
+        }
+    }
+    if !cell.is_empty() || !row.is_empty() {
+        row.push(cell);
+        rows.push(row);
+    }
+    rows
+}
+
+/// A CSV file (template header, CRLF) of `count` new people whose emails and usernames start
+/// with `prefix`: `First{n},Last{n},{prefix}{n}@example.com`.
+pub fn people_csv(prefix: &str, count: usize) -> Vec<u8> {
+    let mut file = String::with_capacity(count * 80);
+    file.push_str(
+        "Internal ID,First Name,Last Name,Email Address,Username,Job Title,Department,Locale,Time Zone\r\n",
+    );
+    for n in 0..count {
+        file.push_str(&format!(
+            ",First{n},Last{n},{prefix}{n}@example.com,,Engineer,R&D,en-GB,Europe/London\r\n"
+        ));
+    }
+    file.into_bytes()
+}
