@@ -6,6 +6,10 @@
 //! When PostgreSQL is unreachable, PostgreSQL tests are skipped with a warning — except under
 //! `CI=true`, where they fail.
 
+pub mod imports;
+
+pub use imports::{ImportSuite, import_settings};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -220,13 +224,8 @@ impl TestServer {
                 Ok(started.server)
             }
             Service::BulkImport => {
-                roster_bulk_import::start(
-                    &settings,
-                    roster_bulk_import::Settings {},
-                    ring,
-                    shutdown.clone(),
-                )
-                .await
+                roster_bulk_import::start(&settings, import_settings(None), ring, shutdown.clone())
+                    .await
             }
             Service::Notification => {
                 let mail_dir = std::env::temp_dir().join("roster-test-mail");
