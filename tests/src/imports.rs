@@ -162,7 +162,7 @@ pub async fn create_account(identity: &Channel, name: &str) -> String {
             id::CreateAccountRequest {
                 request_id: String::new(),
                 display_name: name.to_owned(),
-                password_policy_preset: 0,
+                ..Default::default()
             },
         ))
         .await

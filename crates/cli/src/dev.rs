@@ -25,6 +25,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let mut servers = Vec::new();
+    let mut identity_port = None;
     for service in Service::ALL {
         let mut keys = KeyRing::default();
         keys.insert_plaintext(&key, "operator", &["admin"], AccountAccess::All);
@@ -52,7 +53,19 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
             loader =
                 loader.default_value("mail_url", format!("file://{}", mail_dir(&dir).display()));
         }
+        if service == Service::BulkImport
+            && let Some(port) = identity_port
+        {
+            // Bulk-import writes profiles through the identity server started just before it,
+            // with the operator key.
+            loader = loader
+                .default_value("identity_url", format!("http://127.0.0.1:{port}"))
+                .default_value("identity_key", key.clone());
+        }
         let (_, server) = crate::launch::start(service, loader, keys, shutdown.clone()).await?;
+        if service == Service::Identity {
+            identity_port = Some(server.local_addr.port());
+        }
         servers.push((service, server));
     }
 

@@ -4,8 +4,10 @@
 //!   under `./var` (the embedded default).
 //! - `roster serve <service>` runs one service (production, one per container).
 //! - `roster migrate <service>` applies one service's migrations and exits (a Kubernetes Job).
+//! - `roster import template|upload|submit|report` drives a bulk import.
 
 mod dev;
+mod import;
 mod launch;
 
 use std::path::PathBuf;
@@ -47,6 +49,8 @@ enum Command {
         #[arg(long, env = "ROSTER_CONFIG_FILE")]
         config: Option<PathBuf>,
     },
+    /// Bulk import: template, upload (with preview), submit --watch, report.
+    Import(import::ImportArgs),
 }
 
 fn parse_service(name: &str) -> Result<Service, String> {
@@ -74,6 +78,7 @@ fn main() -> ExitCode {
             Command::Migrate { service, config } => {
                 launch::migrate(service, config.as_deref()).await
             }
+            Command::Import(args) => import::run(args).await,
         }
     });
     match result {
