@@ -66,7 +66,7 @@ fn bulk_import_env(
         ("IDENTITY_KEY", ADMIN_KEY.to_owned()),
         ("LEASE_SECONDS", "3".to_owned()),
         ("POLL_INTERVAL_MILLIS", "200".to_owned()),
-        ("APPLY_BATCH_SIZE", "500".to_owned()),
+        ("APPLY_BATCH_SIZE", "1000".to_owned()),
         ("MAX_MESSAGE_BYTES", (16 * 1024 * 1024).to_string()),
     ]
     .into_iter()
