@@ -5,10 +5,21 @@
 //! - `roster serve <service>` runs one service (production, one per container).
 //! - `roster migrate <service>` applies one service's migrations and exits (a Kubernetes Job).
 //! - `roster import template|upload|submit|report` drives a bulk import.
+//! - `roster accounts|profiles|usernames|passwords|notifications …` are the operator commands:
+//!   gRPC calls to running services, printed as tables or, with `--json`, as JSON.
+//! - `roster keys new|hash` make caller keys and their keys-file entries, offline.
 
+mod accounts;
+mod client;
 mod dev;
 mod import;
+mod keys;
 mod launch;
+mod notifications;
+mod output;
+mod passwords;
+mod profiles;
+mod usernames;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,6 +30,8 @@ use roster_runtime::Service;
 #[derive(Parser)]
 #[command(name = "roster", version, about = "Roster: user profiles behind gRPC")]
 struct Cli {
+    #[command(flatten)]
+    client: client::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +64,24 @@ enum Command {
     },
     /// Bulk import: template, upload (with preview), submit --watch, report.
     Import(import::ImportArgs),
+    /// Accounts and their password policies.
+    #[command(subcommand)]
+    Accounts(accounts::Command),
+    /// User profiles.
+    #[command(subcommand)]
+    Profiles(profiles::Command),
+    /// Username availability.
+    #[command(subcommand)]
+    Usernames(usernames::Command),
+    /// Password requirements, checks, resets and verification.
+    #[command(subcommand)]
+    Passwords(passwords::Command),
+    /// Email notifications and their delivery.
+    #[command(subcommand)]
+    Notifications(notifications::Command),
+    /// Caller keys for the keys file (offline).
+    #[command(subcommand)]
+    Keys(keys::Command),
 }
 
 fn parse_service(name: &str) -> Result<Service, String> {
@@ -61,6 +92,7 @@ fn parse_service(name: &str) -> Result<Service, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json = cli.client.json;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,6 +104,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let client = client::Client::new(cli.client);
         match cli.command {
             Command::Dev { dir } => dev::run(&dir).await,
             Command::Serve { service, config } => launch::serve(service, config.as_deref()).await,
@@ -79,12 +112,18 @@ fn main() -> ExitCode {
                 launch::migrate(service, config.as_deref()).await
             }
             Command::Import(args) => import::run(args).await,
+            Command::Accounts(command) => accounts::run(command, &client).await,
+            Command::Profiles(command) => profiles::run(command, &client).await,
+            Command::Usernames(command) => usernames::run(command, &client).await,
+            Command::Passwords(command) => passwords::run(command, &client).await,
+            Command::Notifications(command) => notifications::run(command, &client).await,
+            Command::Keys(command) => keys::run(command, client.json()),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("roster: {error:#}");
+            client::report(&error, json);
             ExitCode::FAILURE
         }
     }

@@ -1,0 +1,422 @@
+//! `roster accounts`: create, read and list accounts, and read or change an account's password
+//! policy (AccountService on identity).
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use prost_types::FieldMask;
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use roster_runtime::Service;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::client::{Client, RequestIdArg};
+use crate::output::{self, Paging};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create an account.
+    Create {
+        /// Name shown to users, e.g. in emails (1 to 200 characters).
+        #[arg(long)]
+        name: String,
+        /// Password-policy preset; the server's default is `default`.
+        #[arg(long, value_enum)]
+        preset: Option<Preset>,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+    /// Show one account.
+    Get {
+        /// The account's id.
+        id: String,
+    },
+    /// List the accounts the caller key may see, oldest first.
+    List {
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Read or change an account's password policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Show an account's password policy.
+    Get {
+        /// The account's id.
+        account: String,
+    },
+    /// Change an account's password policy: only the rules named by flags change.
+    Set {
+        /// The account's id.
+        account: String,
+        #[command(flatten)]
+        changes: PolicyChanges,
+        /// Change the policy only if it still has this etag (default: the etag read just
+        /// before the change).
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+}
+
+/// A password-policy preset.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Preset {
+    /// Length 12 to 128, upper, lower, digit and symbol, no personal information, history 5.
+    Default,
+    /// NIST SP 800-63B: length 15 to 128, no composition rules.
+    Nist,
+}
+
+impl Preset {
+    fn proto(self) -> pb::PasswordPolicyPreset {
+        match self {
+            Preset::Default => pb::PasswordPolicyPreset::Default,
+            Preset::Nist => pb::PasswordPolicyPreset::Nist,
+        }
+    }
+}
+
+/// One flag per policy field; each one given is put in the update mask.
+#[derive(clap::Args, Debug)]
+pub struct PolicyChanges {
+    /// Reset every rule to this preset (applied before the other flags).
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
+    /// Minimum length, 8 to 128.
+    #[arg(long)]
+    min_length: Option<u32>,
+    /// Maximum length, 64 to 1024.
+    #[arg(long)]
+    max_length: Option<u32>,
+    /// Minimum number of upper-case letters, 0 to 16.
+    #[arg(long)]
+    min_uppercase: Option<u32>,
+    /// Minimum number of lower-case letters, 0 to 16.
+    #[arg(long)]
+    min_lowercase: Option<u32>,
+    /// Minimum number of digits, 0 to 16.
+    #[arg(long)]
+    min_digits: Option<u32>,
+    /// Minimum number of symbols, 0 to 16.
+    #[arg(long)]
+    min_symbols: Option<u32>,
+    /// Refuse passwords containing the username, names or the email's local part.
+    #[arg(long, value_name = "BOOL")]
+    forbid_personal_info: Option<bool>,
+    /// Refuse the last N passwords, 0 (off) to 24.
+    #[arg(long)]
+    history_count: Option<u32>,
+    /// Refuse common and breached passwords.
+    #[arg(long, value_name = "BOOL")]
+    forbid_common: Option<bool>,
+    /// Minimum strength score, 0 (off) to 4.
+    #[arg(long)]
+    min_strength_score: Option<u32>,
+}
+
+impl PolicyChanges {
+    /// Writes the given values into `policy` and returns the update mask's paths.
+    fn apply(&self, policy: &mut pb::PasswordPolicy) -> Vec<String> {
+        let mut paths = Vec::new();
+        if let Some(preset) = self.preset {
+            policy.preset = preset.proto() as i32;
+            paths.push("preset".to_owned());
+        }
+        let numbers = [
+            ("min_length", self.min_length, &mut policy.min_length),
+            ("max_length", self.max_length, &mut policy.max_length),
+            (
+                "min_uppercase",
+                self.min_uppercase,
+                &mut policy.min_uppercase,
+            ),
+            (
+                "min_lowercase",
+                self.min_lowercase,
+                &mut policy.min_lowercase,
+            ),
+            ("min_digits", self.min_digits, &mut policy.min_digits),
+            ("min_symbols", self.min_symbols, &mut policy.min_symbols),
+            (
+                "history_count",
+                self.history_count,
+                &mut policy.history_count,
+            ),
+            (
+                "min_strength_score",
+                self.min_strength_score,
+                &mut policy.min_strength_score,
+            ),
+        ];
+        for (path, value, field) in numbers {
+            if let Some(value) = value {
+                *field = value;
+                paths.push(path.to_owned());
+            }
+        }
+        let flags = [
+            (
+                "forbid_personal_info",
+                self.forbid_personal_info,
+                &mut policy.forbid_personal_info,
+            ),
+            (
+                "forbid_common",
+                self.forbid_common,
+                &mut policy.forbid_common,
+            ),
+        ];
+        for (path, value, field) in flags {
+            if let Some(value) = value {
+                *field = value;
+                paths.push(path.to_owned());
+            }
+        }
+        paths
+    }
+}
+
+pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
+    let mut accounts = AccountServiceClient::new(client.channel(Service::Identity).await?);
+    match command {
+        Command::Create {
+            name,
+            preset,
+            request_id,
+        } => {
+            let request_id = request_id.get();
+            // Settings this command has no flag for keep the server's defaults.
+            #[allow(clippy::needless_update)]
+            let message = pb::CreateAccountRequest {
+                request_id: request_id.clone(),
+                display_name: name,
+                password_policy_preset: preset.map_or(0, |preset| preset.proto() as i32),
+                ..Default::default()
+            };
+            let response = client
+                .call(
+                    "roster.identity.v1.AccountService/CreateAccount",
+                    Some(&request_id),
+                    message,
+                    async |request| accounts.create_account(request).await,
+                )
+                .await?;
+            let account = response.account.context("the server returned no account")?;
+            show_account(client, &account)
+        }
+        Command::Get { id } => {
+            let response = client
+                .call(
+                    "roster.identity.v1.AccountService/GetAccount",
+                    None,
+                    pb::GetAccountRequest { id },
+                    async |request| accounts.get_account(request).await,
+                )
+                .await?;
+            let account = response.account.context("the server returned no account")?;
+            show_account(client, &account)
+        }
+        Command::List { paging } => {
+            let (items, next) = output::pages(&paging, "accounts", async |page_token| {
+                let response = client
+                    .call(
+                        "roster.identity.v1.AccountService/ListAccounts",
+                        None,
+                        pb::ListAccountsRequest {
+                            page_size: paging.page_size,
+                            page_token,
+                        },
+                        async |request| accounts.clone().list_accounts(request).await,
+                    )
+                    .await?;
+                Ok((response.accounts, response.next_page_token))
+            })
+            .await?;
+            if client.json() {
+                return output::print_json(&json!({
+                    "accounts": items.iter().map(account_json).collect::<Vec<_>>(),
+                    "next_page_token": next,
+                }));
+            }
+            if items.is_empty() {
+                println!("No accounts.");
+            } else {
+                println!(
+                    "{}",
+                    output::table(
+                        &["id", "display name", "created"],
+                        items.iter().map(|account| {
+                            [
+                                account.id.clone(),
+                                account.display_name.clone(),
+                                output::time(account.create_time.as_ref()),
+                            ]
+                        }),
+                    )
+                );
+            }
+            output::more_hint(&next);
+            Ok(())
+        }
+        Command::Policy(PolicyCommand::Get { account }) => {
+            let policy = read_policy(client, &mut accounts, account).await?;
+            show_policy(client, &policy, &[])
+        }
+        Command::Policy(PolicyCommand::Set {
+            account,
+            changes,
+            etag,
+            request_id,
+        }) => {
+            let before = read_policy(client, &mut accounts, account).await?;
+            let mut policy = before.clone();
+            let paths = changes.apply(&mut policy);
+            if paths.is_empty() {
+                anyhow::bail!(
+                    "nothing to change: pass --preset or a rule flag such as --min-length (see --help)"
+                );
+            }
+            policy.etag = etag.unwrap_or(before.etag.clone());
+            let request_id = request_id.get();
+            let response = client
+                .call(
+                    "roster.identity.v1.AccountService/UpdatePasswordPolicy",
+                    Some(&request_id),
+                    pb::UpdatePasswordPolicyRequest {
+                        policy: Some(policy),
+                        update_mask: Some(FieldMask { paths }),
+                        request_id: request_id.clone(),
+                    },
+                    async |request| accounts.update_password_policy(request).await,
+                )
+                .await?;
+            let after = response.policy.context("the server returned no policy")?;
+            let changed = policy_rows(&before)
+                .into_iter()
+                .zip(policy_rows(&after))
+                .filter(|((_, old), (_, new))| old != new)
+                .map(|((field, old), (_, new))| (field, old, new))
+                .collect::<Vec<_>>();
+            show_policy(client, &after, &changed)
+        }
+    }
+}
+
+async fn read_policy(
+    client: &Client,
+    accounts: &mut AccountServiceClient<Channel>,
+    account_id: String,
+) -> anyhow::Result<pb::PasswordPolicy> {
+    client
+        .call(
+            "roster.identity.v1.AccountService/GetPasswordPolicy",
+            None,
+            pb::GetPasswordPolicyRequest { account_id },
+            async |request| accounts.get_password_policy(request).await,
+        )
+        .await?
+        .policy
+        .context("the server returned no policy")
+}
+
+pub fn account_json(account: &pb::Account) -> Value {
+    json!({
+        "id": account.id,
+        "display_name": account.display_name,
+        "create_time": output::json_time(account.create_time.as_ref()),
+        "update_time": output::json_time(account.update_time.as_ref()),
+        "etag": account.etag,
+    })
+}
+
+fn show_account(client: &Client, account: &pb::Account) -> anyhow::Result<()> {
+    if client.json() {
+        return output::print_json(&json!({ "account": account_json(account) }));
+    }
+    println!(
+        "{}",
+        output::details(&[
+            ("id", account.id.clone()),
+            ("display name", account.display_name.clone()),
+            ("created", output::time(account.create_time.as_ref())),
+            ("updated", output::time(account.update_time.as_ref())),
+            ("etag", account.etag.clone()),
+        ])
+    );
+    Ok(())
+}
+
+fn preset_name(policy: &pb::PasswordPolicy) -> String {
+    output::short_enum(
+        policy.preset,
+        "PASSWORD_POLICY_PRESET_",
+        |preset: pb::PasswordPolicyPreset| preset.as_str_name(),
+    )
+}
+
+/// The policy's rules as table rows, in the order of the message.
+fn policy_rows(policy: &pb::PasswordPolicy) -> Vec<(&'static str, String)> {
+    vec![
+        ("preset", preset_name(policy)),
+        ("min length", policy.min_length.to_string()),
+        ("max length", policy.max_length.to_string()),
+        ("min uppercase", policy.min_uppercase.to_string()),
+        ("min lowercase", policy.min_lowercase.to_string()),
+        ("min digits", policy.min_digits.to_string()),
+        ("min symbols", policy.min_symbols.to_string()),
+        (
+            "forbid personal info",
+            output::yes_no(policy.forbid_personal_info),
+        ),
+        ("history count", policy.history_count.to_string()),
+        ("forbid common", output::yes_no(policy.forbid_common)),
+        ("min strength score", policy.min_strength_score.to_string()),
+    ]
+}
+
+fn policy_json(policy: &pb::PasswordPolicy) -> Value {
+    json!({
+        "account_id": policy.account_id,
+        "preset": output::enum_name(policy.preset, |preset: pb::PasswordPolicyPreset| preset.as_str_name()),
+        "min_length": policy.min_length,
+        "max_length": policy.max_length,
+        "min_uppercase": policy.min_uppercase,
+        "min_lowercase": policy.min_lowercase,
+        "min_digits": policy.min_digits,
+        "min_symbols": policy.min_symbols,
+        "forbid_personal_info": policy.forbid_personal_info,
+        "history_count": policy.history_count,
+        "forbid_common": policy.forbid_common,
+        "min_strength_score": policy.min_strength_score,
+        "etag": policy.etag,
+        "update_time": output::json_time(policy.update_time.as_ref()),
+    })
+}
+
+fn show_policy(
+    client: &Client,
+    policy: &pb::PasswordPolicy,
+    changed: &[(&str, String, String)],
+) -> anyhow::Result<()> {
+    if client.json() {
+        return output::print_json(&json!({ "policy": policy_json(policy) }));
+    }
+    if !changed.is_empty() {
+        println!("Changed:");
+        for (field, old, new) in changed {
+            println!("  {field}: {old} → {new}");
+        }
+        println!();
+    }
+    let mut rows = vec![("account", policy.account_id.clone())];
+    rows.extend(policy_rows(policy));
+    rows.push(("updated", output::time(policy.update_time.as_ref())));
+    rows.push(("etag", policy.etag.clone()));
+    println!("{}", output::details(&rows));
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! What every operator command shares: where the services are, the caller key, the deadline,
+//! request and trace ids, and how a failed call is shown.
+//!
+//! Each call carries `authorization: Bearer <key>`, a `grpc-timeout`, an `x-request-id` (the
+//! AIP-155 idempotency key for calls with side effects, so the servers' logs show the same id)
+//! and a W3C `traceparent`, so the call's spans on every service share a trace id the CLI knows.
+//! When a call fails, [`report`] prints the gRPC code, the `ErrorInfo` reason, every `BadRequest`
+//! field violation and every `PreconditionFailure`, with the request and trace ids — as text, or
+//! as one JSON document on stderr under `--json`.
+
+use std::fmt;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use roster_runtime::Service;
+use serde_json::{Value, json};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+use tonic_types::StatusExt;
+
+/// The flags every operator command takes. They are global: they may come before or after the
+/// subcommand. No `Debug`: it would print the key.
+#[derive(clap::Args, Clone)]
+#[command(next_help_heading = "Connection and output")]
+pub struct ClientArgs {
+    /// Address of the identity service: host:port or http://host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_IDENTITY_ADDR",
+        default_value = "localhost:50051",
+        value_name = "ADDR"
+    )]
+    pub identity_addr: String,
+    /// Address of the bulk-import service: host:port or http://host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_BULK_IMPORT_ADDR",
+        default_value = "localhost:50052",
+        value_name = "ADDR"
+    )]
+    pub bulk_import_addr: String,
+    /// Address of the notification service: host:port or http://host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_NOTIFICATION_ADDR",
+        default_value = "localhost:50053",
+        value_name = "ADDR"
+    )]
+    pub notification_addr: String,
+    /// Caller key, sent as `authorization: Bearer <key>`. Prefer the environment variable: a
+    /// flag shows in the process list and the shell history.
+    // A plain string, checked when a call needs it: an empty ROSTER_KEY counts as none, and
+    // `roster keys` works whatever the variable holds.
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+    /// Print one JSON document on stdout; failures as one JSON document on stderr.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Deadline of each call, e.g. 30s, 500ms, 2m (a plain number is seconds).
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_TIMEOUT",
+        default_value = "30s",
+        value_parser = parse_duration,
+        value_name = "DURATION"
+    )]
+    pub timeout: Duration,
+    /// Print each call's method, request id and trace id on stderr.
+    #[arg(long, global = true)]
+    pub verbose: bool,
+}
+
+/// Parses `30s`, `500ms`, `2m`, `1h` or a plain number of seconds.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{value:?} is not a duration such as 30s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => number,
+        "ms" => number / 1000.0,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?}: use ms, s, m or h")),
+    };
+    if !(seconds > 0.0 && seconds.is_finite()) {
+        return Err("the duration must be positive".into());
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `--request-id` on every command with side effects.
+#[derive(clap::Args, Clone, Debug)]
+pub struct RequestIdArg {
+    /// Idempotency key (AIP-155): repeating the command with the same id returns the first
+    /// result and does nothing twice. Default: a new UUID, printed when the outcome is unknown.
+    #[arg(long, value_parser = parse_request_id, value_name = "ID")]
+    pub request_id: Option<String>,
+}
+
+impl RequestIdArg {
+    /// The given request id, or a new one.
+    pub fn get(&self) -> String {
+        self.request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+    }
+}
+
+fn parse_request_id(value: &str) -> Result<String, String> {
+    if value.is_empty() || value.len() > 128 || !value.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("a request id is 1 to 128 printable ASCII characters".into());
+    }
+    Ok(value.to_owned())
+}
+
+/// The connection settings of one `roster` invocation.
+pub struct Client {
+    args: ClientArgs,
+}
+
+impl Client {
+    pub fn new(args: ClientArgs) -> Self {
+        Self { args }
+    }
+
+    /// True under `--json`.
+    pub fn json(&self) -> bool {
+        self.args.json
+    }
+
+    /// A channel to `service`, connected now so that an unreachable address is reported as
+    /// such, naming the flag and the variable that set it.
+    pub async fn channel(&self, service: Service) -> anyhow::Result<Channel> {
+        self.key()?;
+        let (addr, flag, variable) = match service {
+            Service::Identity => (
+                &self.args.identity_addr,
+                "--identity-addr",
+                "ROSTER_IDENTITY_ADDR",
+            ),
+            Service::BulkImport => (
+                &self.args.bulk_import_addr,
+                "--bulk-import-addr",
+                "ROSTER_BULK_IMPORT_ADDR",
+            ),
+            Service::Notification => (
+                &self.args.notification_addr,
+                "--notification-addr",
+                "ROSTER_NOTIFICATION_ADDR",
+            ),
+        };
+        let uri = if addr.contains("://") {
+            addr.clone()
+        } else {
+            format!("http://{addr}")
+        };
+        let endpoint = Endpoint::from_shared(uri.clone())
+            .with_context(|| format!("{flag} {addr:?} is not an address (host:port)"))?
+            .connect_timeout(self.args.timeout.min(Duration::from_secs(10)));
+        endpoint.connect().await.with_context(|| {
+            format!(
+                "cannot reach {} at {uri} (set {flag} or {variable})",
+                service.name()
+            )
+        })
+    }
+
+    fn key(&self) -> anyhow::Result<&str> {
+        let key = self
+            .args
+            .key
+            .as_deref()
+            .map(str::trim)
+            .filter(|key| !key.is_empty())
+            .context(
+                "no caller key: set ROSTER_KEY or pass --key (`roster dev` writes one to \
+                 var/operator.key)",
+            )?;
+        if !key.chars().all(|c| c.is_ascii_graphic()) {
+            anyhow::bail!(
+                "the caller key (ROSTER_KEY or --key) must be printable ASCII without spaces"
+            );
+        }
+        Ok(key)
+    }
+
+    /// Makes one call: `method` is the gRPC path without the leading slash, `request_id` the
+    /// call's idempotency key when it has side effects (`None` for reads, which get a fresh
+    /// `x-request-id`). A failure comes back as an [`RpcFailure`].
+    pub async fn call<T, R>(
+        &self,
+        method: &'static str,
+        request_id: Option<&str>,
+        message: T,
+        send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
+    ) -> anyhow::Result<R> {
+        let ids = CallIds {
+            request_id: request_id
+                .map(str::to_owned)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            trace_id: hex::encode(rand::random::<[u8; 16]>()),
+        };
+        if self.args.verbose {
+            eprintln!(
+                "→ {method}  request-id {}  trace-id {}",
+                ids.request_id, ids.trace_id
+            );
+        }
+        let mut request = tonic::Request::new(message);
+        request.set_timeout(self.args.timeout);
+        let metadata = request.metadata_mut();
+        metadata.insert(
+            "authorization",
+            format!("Bearer {}", self.key()?)
+                .parse()
+                .context("the caller key is not a valid header value")?,
+        );
+        metadata.insert(
+            "x-request-id",
+            ids.request_id.parse().context("invalid request id")?,
+        );
+        let span_id = hex::encode(rand::random::<[u8; 8]>());
+        metadata.insert(
+            "traceparent",
+            format!("00-{}-{span_id}-01", ids.trace_id)
+                .parse()
+                .context("invalid traceparent")?,
+        );
+        // The server gives up at the deadline sent as grpc-timeout; this bound covers a server
+        // or network that never answers at all.
+        let answer =
+            tokio::time::timeout(self.args.timeout + Duration::from_secs(1), send(request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Status::deadline_exceeded(format!(
+                        "no answer within --timeout {:?}",
+                        self.args.timeout
+                    )))
+                });
+        match answer {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => Err(RpcFailure {
+                method,
+                status,
+                request_id: ids.request_id,
+                trace_id: ids.trace_id,
+                mutating: request_id.is_some(),
+            }
+            .into()),
+        }
+    }
+}
+
+struct CallIds {
+    request_id: String,
+    trace_id: String,
+}
+
+/// A call that the server (or the transport) refused.
+#[derive(Debug)]
+pub struct RpcFailure {
+    pub method: &'static str,
+    pub status: Status,
+    pub request_id: String,
+    pub trace_id: String,
+    /// True for calls with side effects, whose outcome is unknown after a transport failure.
+    pub mutating: bool,
+}
+
+impl fmt::Display for RpcFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.method,
+            code_name(self.status.code()),
+            self.status.message()
+        )
+    }
+}
+
+impl std::error::Error for RpcFailure {}
+
+/// The canonical name of a gRPC code, as in the gRPC specification.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// What to tell the operator beyond the server's message.
+fn hints(failure: Option<&RpcFailure>, status: &Status) -> Vec<String> {
+    let mut hints = Vec::new();
+    let unknown_outcome = matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+    );
+    if let Some(failure) = failure.filter(|failure| failure.mutating && unknown_outcome) {
+        hints.push(format!(
+            "the outcome is unknown: repeat the command with --request-id {} to retry without \
+             doing it twice",
+            failure.request_id
+        ));
+    }
+    match status.code() {
+        // The CLI cancels nothing itself: a CANCELLED call is the server giving up at the
+        // deadline the CLI sent.
+        Code::DeadlineExceeded | Code::Cancelled => {
+            hints.push("raise --timeout if the call needs longer".into())
+        }
+        Code::Unauthenticated => hints.push("check the caller key (ROSTER_KEY or --key)".into()),
+        _ => {}
+    }
+    hints
+}
+
+/// Prints a failed command's error on stderr: as text, or under `--json` as one JSON document
+/// `{"error": {...}}`. gRPC failures show their code, reason, field and precondition violations.
+pub fn report(error: &anyhow::Error, json: bool) {
+    let failure = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<RpcFailure>());
+    let status = failure.map(|failure| &failure.status).or_else(|| {
+        error
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<Status>())
+    });
+    if json {
+        eprintln!("{}", error_json(error, failure, status));
+        return;
+    }
+    eprintln!("roster: {}", summary(error));
+    let Some(status) = status else {
+        return;
+    };
+    let details = status.get_error_details();
+    if let Some(info) = details.error_info() {
+        eprintln!("  reason: {}", info.reason);
+    }
+    if let Some(bad_request) = details.bad_request() {
+        for violation in &bad_request.field_violations {
+            eprintln!(
+                "  invalid field {}: {}",
+                violation.field, violation.description
+            );
+        }
+    }
+    if let Some(precondition) = details.precondition_failure() {
+        for violation in &precondition.violations {
+            eprintln!(
+                "  precondition {} failed for {:?}: {}",
+                violation.r#type, violation.subject, violation.description
+            );
+        }
+    }
+    if let Some(delay) = details.retry_info().and_then(|info| info.retry_delay) {
+        eprintln!("  retry after {:.1}s", delay.as_secs_f64());
+    }
+    if let Some(failure) = failure {
+        eprintln!(
+            "  request id {}, trace id {}",
+            failure.request_id, failure.trace_id
+        );
+    }
+    for hint in hints(failure, status) {
+        eprintln!("  {hint}");
+    }
+}
+
+/// The error chain on one line, as `{:#}` prints it, except that a gRPC failure with field
+/// violations leaves them to the lines that follow instead of repeating them all.
+fn summary(error: &anyhow::Error) -> String {
+    error
+        .chain()
+        .map(|cause| match cause.downcast_ref::<RpcFailure>() {
+            Some(failure) => {
+                let invalid = failure
+                    .status
+                    .get_error_details()
+                    .bad_request()
+                    .map_or(0, |bad_request| bad_request.field_violations.len());
+                if invalid == 0 {
+                    failure.to_string()
+                } else {
+                    format!(
+                        "{}: {}: {invalid} invalid field(s)",
+                        failure.method,
+                        code_name(failure.status.code())
+                    )
+                }
+            }
+            None => cause.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+fn error_json(
+    error: &anyhow::Error,
+    failure: Option<&RpcFailure>,
+    status: Option<&Status>,
+) -> Value {
+    let mut body = json!({ "message": format!("{error:#}") });
+    if let Some(status) = status {
+        let details = status.get_error_details();
+        let info = details.error_info();
+        body["code"] = json!(code_name(status.code()));
+        body["status_message"] = json!(status.message());
+        body["reason"] = json!(info.map(|info| info.reason.clone()));
+        body["domain"] = json!(info.map(|info| info.domain.clone()));
+        body["metadata"] = json!(info.map(|info| info.metadata.clone()).unwrap_or_default());
+        body["field_violations"] = details
+            .bad_request()
+            .map(|bad_request| {
+                bad_request
+                    .field_violations
+                    .iter()
+                    .map(|violation| {
+                        json!({ "field": violation.field, "description": violation.description })
+                    })
+                    .collect()
+            })
+            .unwrap_or_else(|| json!([]));
+        body["precondition_violations"] = details
+            .precondition_failure()
+            .map(|precondition| {
+                precondition
+                    .violations
+                    .iter()
+                    .map(|violation| {
+                        json!({
+                            "type": violation.r#type,
+                            "subject": violation.subject,
+                            "description": violation.description,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_else(|| json!([]));
+        body["retry_delay_seconds"] = json!(
+            details
+                .retry_info()
+                .and_then(|info| info.retry_delay)
+                .map(|delay| delay.as_secs_f64())
+        );
+        body["hints"] = json!(hints(failure, status));
+    }
+    if let Some(failure) = failure {
+        body["method"] = json!(failure.method);
+        body["request_id"] = json!(failure.request_id);
+        body["trace_id"] = json!(failure.trace_id);
+    }
+    json!({ "error": body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        crate::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_take_the_usual_units() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3d").is_err());
+    }
+}

@@ -1,0 +1,339 @@
+//! `roster notifications`: queue an email, read one's delivery state, list an account's, and
+//! watch one until it is sent or has failed (NotificationService on notification).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use roster_proto::identity::v1::GetAccountRequest;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use roster_proto::notification::v1 as pb;
+use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
+use roster_runtime::Service;
+use serde_json::{Value, json};
+use tonic::transport::Channel;
+
+use crate::client::{Client, RequestIdArg, parse_duration};
+use crate::output::{self, Paging};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Queue an email from a template; it is delivered in the background.
+    Send {
+        /// The account the email is sent on behalf of.
+        #[arg(long)]
+        account: String,
+        /// The recipient's email address.
+        #[arg(long)]
+        to: String,
+        /// Template: password_reset, password_changed, welcome, or any the server knows.
+        #[arg(long)]
+        template: String,
+        /// BCP 47 locale to render in; default en.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        locale: String,
+        /// A template variable, NAME=VALUE; repeatable.
+        #[arg(long = "var", value_name = "NAME=VALUE")]
+        vars: Vec<String>,
+        /// The account's name as shown in the email; default: read from identity.
+        #[arg(long)]
+        account_name: Option<String>,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+    /// Show one notification's delivery state.
+    Get {
+        /// The notification's id.
+        id: String,
+    },
+    /// List an account's notifications, newest first.
+    List {
+        /// The account whose notifications to list.
+        #[arg(long)]
+        account: String,
+        /// Only notifications in this state.
+        #[arg(long, value_enum)]
+        state: Option<State>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Poll a notification until it is SENT (exit 0) or FAILED (exit 1), with a spinner.
+    Watch {
+        /// The notification's id.
+        id: String,
+        /// Time between polls.
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: Duration,
+    },
+}
+
+/// A notification's delivery state.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum State {
+    Queued,
+    Sending,
+    Sent,
+    Retrying,
+    Failed,
+}
+
+impl State {
+    fn proto(self) -> pb::NotificationState {
+        match self {
+            State::Queued => pb::NotificationState::Queued,
+            State::Sending => pb::NotificationState::Sending,
+            State::Sent => pb::NotificationState::Sent,
+            State::Retrying => pb::NotificationState::Retrying,
+            State::Failed => pb::NotificationState::Failed,
+        }
+    }
+}
+
+fn parse_vars(vars: &[String]) -> anyhow::Result<HashMap<String, String>> {
+    let mut variables = HashMap::new();
+    for var in vars {
+        let (name, value) = var
+            .split_once('=')
+            .with_context(|| format!("--var {var:?}: expected NAME=VALUE"))?;
+        if variables
+            .insert(name.to_owned(), value.to_owned())
+            .is_some()
+        {
+            anyhow::bail!("--var names {name} twice");
+        }
+    }
+    Ok(variables)
+}
+
+pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
+    let channel = client.channel(Service::Notification).await?;
+    let mut notifications = NotificationServiceClient::new(channel);
+    match command {
+        Command::Send {
+            account,
+            to,
+            template,
+            locale,
+            vars,
+            account_name,
+            request_id,
+        } => {
+            let variables = parse_vars(&vars)?;
+            let account_display_name = match account_name {
+                Some(name) => name,
+                None => account_display_name(client, &account).await?,
+            };
+            let request_id = request_id.get();
+            let response = client
+                .call(
+                    "roster.notification.v1.NotificationService/SendEmail",
+                    Some(&request_id),
+                    pb::SendEmailRequest {
+                        request_id: request_id.clone(),
+                        account_id: account,
+                        recipient: to,
+                        template,
+                        locale,
+                        variables,
+                        account_display_name,
+                    },
+                    async |request| notifications.send_email(request).await,
+                )
+                .await?;
+            show(client, &notification_of(response.notification)?)
+        }
+        Command::Get { id } => {
+            let notification = get(client, &mut notifications, &id).await?;
+            show(client, &notification)
+        }
+        Command::List {
+            account,
+            state,
+            paging,
+        } => {
+            let (items, next) = output::pages(&paging, "notifications", async |page_token| {
+                let response = client
+                    .call(
+                        "roster.notification.v1.NotificationService/ListNotifications",
+                        None,
+                        pb::ListNotificationsRequest {
+                            account_id: account.clone(),
+                            page_size: paging.page_size,
+                            page_token,
+                            state: state.map_or(0, |state| state.proto() as i32),
+                        },
+                        async |request| notifications.clone().list_notifications(request).await,
+                    )
+                    .await?;
+                Ok((response.notifications, response.next_page_token))
+            })
+            .await?;
+            if client.json() {
+                return output::print_json(&json!({
+                    "notifications": items.iter().map(notification_json).collect::<Vec<_>>(),
+                    "next_page_token": next,
+                }));
+            }
+            if items.is_empty() {
+                println!("No notifications.");
+            } else {
+                println!(
+                    "{}",
+                    output::table(
+                        &[
+                            "id",
+                            "recipient",
+                            "template",
+                            "state",
+                            "attempts",
+                            "created"
+                        ],
+                        items.iter().map(|notification| {
+                            [
+                                notification.id.clone(),
+                                notification.recipient.clone(),
+                                notification.template.clone(),
+                                state_name(notification.state),
+                                notification.attempts.to_string(),
+                                output::time(notification.create_time.as_ref()),
+                            ]
+                        }),
+                    )
+                );
+            }
+            output::more_hint(&next);
+            Ok(())
+        }
+        Command::Watch { id, interval } => {
+            let progress = output::spinner(format!("notification {id}"));
+            let notification = loop {
+                let notification = get(client, &mut notifications, &id).await?;
+                let state = pb::NotificationState::try_from(notification.state).ok();
+                if matches!(
+                    state,
+                    Some(pb::NotificationState::Sent | pb::NotificationState::Failed)
+                ) {
+                    break notification;
+                }
+                let mut message = format!(
+                    "{}: {}, {} attempt(s)",
+                    notification.recipient,
+                    state_name(notification.state),
+                    notification.attempts
+                );
+                if !notification.last_error.is_empty() {
+                    message.push_str(&format!("; last error: {}", notification.last_error));
+                }
+                progress.set_message(message);
+                tokio::time::sleep(interval).await;
+            };
+            progress.finish_and_clear();
+            show(client, &notification)?;
+            if notification.state == pb::NotificationState::Failed as i32 {
+                anyhow::bail!(
+                    "notification {} failed after {} attempt(s): {}",
+                    notification.id,
+                    notification.attempts,
+                    notification.last_error
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The account's display name, from identity, for emails sent without --account-name.
+async fn account_display_name(client: &Client, account: &str) -> anyhow::Result<String> {
+    let mut accounts = AccountServiceClient::new(client.channel(Service::Identity).await?);
+    let response = client
+        .call(
+            "roster.identity.v1.AccountService/GetAccount",
+            None,
+            GetAccountRequest {
+                id: account.to_owned(),
+            },
+            async |request| accounts.get_account(request).await,
+        )
+        .await
+        .context("reading the account's display name (or pass --account-name)")?;
+    Ok(response
+        .account
+        .context("the server returned no account")?
+        .display_name)
+}
+
+async fn get(
+    client: &Client,
+    notifications: &mut NotificationServiceClient<Channel>,
+    id: &str,
+) -> anyhow::Result<pb::Notification> {
+    let response = client
+        .call(
+            "roster.notification.v1.NotificationService/GetNotification",
+            None,
+            pb::GetNotificationRequest {
+                notification_id: id.to_owned(),
+            },
+            async |request| notifications.get_notification(request).await,
+        )
+        .await?;
+    notification_of(response.notification)
+}
+
+fn notification_of(notification: Option<pb::Notification>) -> anyhow::Result<pb::Notification> {
+    notification.context("the server returned no notification")
+}
+
+fn state_name(state: i32) -> String {
+    output::short_enum(
+        state,
+        "NOTIFICATION_STATE_",
+        |state: pb::NotificationState| state.as_str_name(),
+    )
+}
+
+fn notification_json(notification: &pb::Notification) -> Value {
+    json!({
+        "id": notification.id,
+        "account_id": notification.account_id,
+        "recipient": notification.recipient,
+        "template": notification.template,
+        "locale": notification.locale,
+        "state": output::enum_name(notification.state, |state: pb::NotificationState| state.as_str_name()),
+        "attempts": notification.attempts,
+        "last_error": notification.last_error,
+        "message_id": notification.message_id,
+        "create_time": output::json_time(notification.create_time.as_ref()),
+        "update_time": output::json_time(notification.update_time.as_ref()),
+        "next_attempt_time": output::json_time(notification.next_attempt_time.as_ref()),
+        "sent_time": output::json_time(notification.sent_time.as_ref()),
+    })
+}
+
+fn show(client: &Client, notification: &pb::Notification) -> anyhow::Result<()> {
+    if client.json() {
+        return output::print_json(&json!({ "notification": notification_json(notification) }));
+    }
+    println!(
+        "{}",
+        output::details(&[
+            ("id", notification.id.clone()),
+            ("account", notification.account_id.clone()),
+            ("recipient", notification.recipient.clone()),
+            ("template", notification.template.clone()),
+            ("locale", notification.locale.clone()),
+            ("state", state_name(notification.state)),
+            ("attempts", notification.attempts.to_string()),
+            ("last error", notification.last_error.clone()),
+            ("message id", notification.message_id.clone()),
+            ("created", output::time(notification.create_time.as_ref())),
+            (
+                "next attempt",
+                output::time(notification.next_attempt_time.as_ref())
+            ),
+            ("sent", output::time(notification.sent_time.as_ref())),
+        ])
+    );
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! How operator commands meet the terminal: aligned tables for people, one JSON document for
+//! scripts, progress on stderr (only when stderr is a terminal) while long listings page through,
+//! and secrets read from stdin or a prompt that does not echo, never from the command line.
+//!
+//! JSON mirrors the gRPC response message with the `.proto` field names, enums by their full
+//! names (`PROFILE_STATUS_ACTIVE`) and timestamps in RFC 3339, so a script written against the
+//! CLI reads like one written against `grpcurl`.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use comfy_table::{Table, presets};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use prost_types::Timestamp;
+use serde_json::Value;
+
+/// Prints a JSON document on stdout.
+pub fn print_json(value: &Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// A table with a header row and no borders, like `kubectl get`.
+pub fn table<R: IntoIterator<Item = String>>(
+    header: &[&str],
+    rows: impl IntoIterator<Item = R>,
+) -> String {
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_header(header.iter().map(|name| name.to_uppercase()))
+        .add_rows(
+            rows.into_iter()
+                .map(|row| row.into_iter().collect::<Vec<_>>()),
+        );
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    table.trim_fmt()
+}
+
+/// One resource as `field  value` lines.
+pub fn details(rows: &[(&str, String)]) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING).add_rows(
+        rows.iter()
+            .map(|(field, value)| vec![format!("{field}:"), value.clone()]),
+    );
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 1));
+    }
+    table.trim_fmt()
+}
+
+fn datetime(timestamp: &Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
+}
+
+/// A timestamp for a table: RFC 3339 to the second, empty when unset.
+pub fn time(timestamp: Option<&Timestamp>) -> String {
+    timestamp
+        .and_then(datetime)
+        .map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+/// A timestamp for JSON: RFC 3339 with its full precision, `null` when unset.
+pub fn json_time(timestamp: Option<&Timestamp>) -> Value {
+    timestamp
+        .and_then(datetime)
+        .map(|time| Value::String(time.to_rfc3339_opts(SecondsFormat::AutoSi, true)))
+        .unwrap_or(Value::Null)
+}
+
+/// An enum value's full name (`PROFILE_STATUS_ACTIVE`), or its number when this build does not
+/// know it.
+pub fn enum_name<E: TryFrom<i32>>(value: i32, name: impl Fn(E) -> &'static str) -> String {
+    E::try_from(value)
+        .map(|known| name(known).to_owned())
+        .unwrap_or_else(|_| value.to_string())
+}
+
+/// An enum value for a table: its name without `prefix`, lower-cased (`active`).
+pub fn short_enum<E: TryFrom<i32>>(
+    value: i32,
+    prefix: &str,
+    name: impl Fn(E) -> &'static str,
+) -> String {
+    let full = enum_name(value, name);
+    full.strip_prefix(prefix)
+        .map(str::to_lowercase)
+        .unwrap_or(full)
+}
+
+/// `yes` or `no`.
+pub fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.to_owned()
+}
+
+/// A spinner with a message on stderr, drawn only when stderr is a terminal.
+pub fn spinner(message: impl Into<String>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.set_message(message.into());
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Reads a secret such as a password or a key (`what` names it): from a prompt without echo
+/// when stdin is a terminal, otherwise the first line of stdin, line break dropped.
+pub fn read_secret(what: &str) -> anyhow::Result<String> {
+    let secret = if std::io::stdin().is_terminal() {
+        rpassword::prompt_password(format!("{what}: "))?
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line
+    };
+    let secret = secret.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        anyhow::bail!("no {what} given: pipe it on stdin or type it at the prompt");
+    }
+    Ok(secret)
+}
+
+/// Paging flags of every list command.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Paging {
+    /// Fetch every page, not only the first (progress on stderr when it is a terminal).
+    #[arg(long)]
+    pub all: bool,
+    /// Items per call, 1 to 1000.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub page_size: i32,
+    /// Continue an earlier listing from its next page token.
+    #[arg(
+        long,
+        default_value = "",
+        hide_default_value = true,
+        value_name = "TOKEN"
+    )]
+    pub page_token: String,
+}
+
+/// Fetches the first page, or every page under `--all`, counting on a spinner. `fetch` takes a
+/// page token and returns the page's items and the next token. Returns the items and the token
+/// of the page after them (empty when there is none).
+pub async fn pages<T>(
+    paging: &Paging,
+    noun: &str,
+    mut fetch: impl AsyncFnMut(String) -> anyhow::Result<(Vec<T>, String)>,
+) -> anyhow::Result<(Vec<T>, String)> {
+    let progress = if paging.all {
+        spinner(format!("fetching {noun}"))
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut items = Vec::new();
+    let mut token = paging.page_token.clone();
+    loop {
+        let (page, next) = fetch(token).await?;
+        items.extend(page);
+        progress.set_message(format!("{} {noun} fetched", items.len()));
+        if !paging.all || next.is_empty() {
+            progress.finish_and_clear();
+            return Ok((items, next));
+        }
+        token = next;
+    }
+}
+
+/// Tells, on stderr, how to get the rest of a listing that stopped after one page.
+pub fn more_hint(next_page_token: &str) {
+    if !next_page_token.is_empty() {
+        eprintln!("(more: repeat with --page-token {next_page_token}, or use --all)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_align_columns_without_trailing_space() {
+        let text = table(
+            &["id", "name"],
+            [
+                vec!["1".to_owned(), "Acme".to_owned()],
+                vec!["22".to_owned(), "B".to_owned()],
+            ],
+        );
+        assert_eq!(text, "ID  NAME\n1   Acme\n22  B");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_in_utc() {
+        let timestamp = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 0,
+        };
+        assert_eq!(time(Some(&timestamp)), "2023-11-14T22:13:20Z");
+        assert_eq!(time(None), "");
+        assert_eq!(json_time(None), Value::Null);
+    }
+}

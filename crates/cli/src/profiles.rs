@@ -1,0 +1,535 @@
+//! `roster profiles`: create, read, list, change and delete user profiles (ProfileService on
+//! identity). Changes name their fields (`--set field=value`), which become the update mask,
+//! and carry the etag of the profile as read, so a concurrent change is refused, not lost.
+
+use anyhow::Context as _;
+use clap::{Subcommand, ValueEnum};
+use prost_types::FieldMask;
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use roster_runtime::Service;
+use serde_json::{Value, json};
+
+use crate::client::{Client, RequestIdArg};
+use crate::output::{self, Paging};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a profile.
+    Create {
+        /// The account to create the profile in.
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        first_name: String,
+        #[arg(long)]
+        last_name: String,
+        #[arg(long)]
+        email: String,
+        /// Username; default: the email address.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        username: String,
+        #[arg(long, default_value = "", hide_default_value = true)]
+        job_title: String,
+        #[arg(long, default_value = "", hide_default_value = true)]
+        department: String,
+        /// BCP 47 language tag, e.g. en-GB.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        locale: String,
+        /// IANA time zone, e.g. Europe/Paris.
+        #[arg(long, default_value = "", hide_default_value = true)]
+        time_zone: String,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+    /// Show one profile (deleted ones too).
+    Get {
+        /// The profile's id.
+        id: String,
+    },
+    /// List an account's profiles in creation order (deleted ones only with --status deleted).
+    List {
+        /// The account whose profiles to list.
+        #[arg(long)]
+        account: String,
+        /// Only profiles in this state; default: every profile that is not deleted.
+        #[arg(long, value_enum)]
+        status: Option<Status>,
+        /// Only usernames starting with this (compared in canonical form).
+        #[arg(long, default_value = "", hide_default_value = true)]
+        username_prefix: String,
+        /// Only email addresses starting with this (case-insensitive).
+        #[arg(long, default_value = "", hide_default_value = true)]
+        email_prefix: String,
+        /// Only profiles holding this role.
+        #[arg(long, value_enum)]
+        role: Option<RoleArg>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Change fields of a profile: --set first_name=Ada --set job_title= (empty clears).
+    Update {
+        /// The profile's id.
+        id: String,
+        /// FIELD=VALUE, repeatable. Fields: first_name, last_name, email, username, job_title,
+        /// department, locale, time_zone, status (active or suspended).
+        #[arg(long = "set", value_name = "FIELD=VALUE", required = true)]
+        set: Vec<String>,
+        /// Change the profile only if it still has this etag (default: the etag read just
+        /// before the change).
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+    /// Delete a profile (soft): it stays readable and its username is never given again.
+    Delete {
+        /// The profile's id.
+        id: String,
+        /// Delete only if the profile still has this etag.
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+}
+
+/// A profile's lifecycle state.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Status {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl Status {
+    fn proto(self) -> pb::ProfileStatus {
+        match self {
+            Status::Active => pb::ProfileStatus::Active,
+            Status::Suspended => pb::ProfileStatus::Suspended,
+            Status::Deleted => pb::ProfileStatus::Deleted,
+        }
+    }
+}
+
+/// A role a profile can hold.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RoleArg {
+    AccountAdministrator,
+    ContactCenterAgent,
+    ContactCenterSupervisor,
+    StandardUser,
+}
+
+impl RoleArg {
+    fn proto(self) -> pb::Role {
+        match self {
+            RoleArg::AccountAdministrator => pb::Role::AccountAdministrator,
+            RoleArg::ContactCenterAgent => pb::Role::ContactCenterAgent,
+            RoleArg::ContactCenterSupervisor => pb::Role::ContactCenterSupervisor,
+            RoleArg::StandardUser => pb::Role::StandardUser,
+        }
+    }
+}
+
+/// The fields `update --set` accepts, as the update mask names them.
+const UPDATABLE: [&str; 9] = [
+    "first_name",
+    "last_name",
+    "email",
+    "username",
+    "job_title",
+    "department",
+    "locale",
+    "time_zone",
+    "status",
+];
+
+/// Parses the `--set FIELD=VALUE` arguments into mask paths, writing the values into `profile`.
+fn apply_sets(sets: &[String], profile: &mut pb::Profile) -> anyhow::Result<Vec<String>> {
+    let mut paths: Vec<String> = Vec::new();
+    for set in sets {
+        let (field, value) = set
+            .split_once('=')
+            .with_context(|| format!("--set {set:?}: expected FIELD=VALUE"))?;
+        let field = field.trim().replace('-', "_");
+        if !UPDATABLE.contains(&field.as_str()) {
+            anyhow::bail!(
+                "--set {set:?}: {field:?} cannot be changed; fields: {}",
+                UPDATABLE.join(", ")
+            );
+        }
+        if paths.contains(&field) {
+            anyhow::bail!("--set names {field} twice");
+        }
+        let value = value.to_owned();
+        match field.as_str() {
+            "first_name" => profile.first_name = value,
+            "last_name" => profile.last_name = value,
+            "email" => profile.email = value,
+            "username" => profile.username = value,
+            "job_title" => profile.job_title = value,
+            "department" => profile.department = value,
+            "locale" => profile.locale = value,
+            "time_zone" => profile.time_zone = value,
+            _ => {
+                profile.status = match value.to_ascii_lowercase().as_str() {
+                    "active" => pb::ProfileStatus::Active,
+                    "suspended" => pb::ProfileStatus::Suspended,
+                    _ => anyhow::bail!(
+                        "--set status={value}: a status is active or suspended (delete with \
+                         `roster profiles delete`)"
+                    ),
+                } as i32
+            }
+        }
+        paths.push(field);
+    }
+    Ok(paths)
+}
+
+pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
+    let mut profiles = ProfileServiceClient::new(client.channel(Service::Identity).await?);
+    match command {
+        Command::Create {
+            account,
+            first_name,
+            last_name,
+            email,
+            username,
+            job_title,
+            department,
+            locale,
+            time_zone,
+            request_id,
+        } => {
+            let request_id = request_id.get();
+            let message = pb::CreateProfileRequest {
+                request_id: request_id.clone(),
+                account_id: account,
+                first_name,
+                last_name,
+                email,
+                username,
+                job_title,
+                department,
+                locale,
+                time_zone,
+            };
+            let response = client
+                .call(
+                    "roster.identity.v1.ProfileService/CreateProfile",
+                    Some(&request_id),
+                    message,
+                    async |request| profiles.create_profile(request).await,
+                )
+                .await?;
+            show_profile(client, &profile_of(response.profile)?, &[])
+        }
+        Command::Get { id } => {
+            let profile = get(client, &mut profiles, id).await?;
+            show_profile(client, &profile, &[])
+        }
+        Command::List {
+            account,
+            status,
+            username_prefix,
+            email_prefix,
+            role,
+            paging,
+        } => {
+            let (items, next) = output::pages(&paging, "profiles", async |page_token| {
+                let message = pb::ListProfilesRequest {
+                    account_id: account.clone(),
+                    page_size: paging.page_size,
+                    page_token,
+                    status: status.map_or(0, |status| status.proto() as i32),
+                    username_prefix: username_prefix.clone(),
+                    email_prefix: email_prefix.clone(),
+                    role: role.map_or(0, |role| role.proto() as i32),
+                };
+                let response = client
+                    .call(
+                        "roster.identity.v1.ProfileService/ListProfiles",
+                        None,
+                        message,
+                        async |request| profiles.clone().list_profiles(request).await,
+                    )
+                    .await?;
+                Ok((response.profiles, response.next_page_token))
+            })
+            .await?;
+            if client.json() {
+                return output::print_json(&json!({
+                    "profiles": items.iter().map(profile_json).collect::<Vec<_>>(),
+                    "next_page_token": next,
+                }));
+            }
+            if items.is_empty() {
+                println!("No profiles.");
+            } else {
+                println!(
+                    "{}",
+                    output::table(
+                        &["id", "username", "name", "email", "status", "roles"],
+                        items.iter().map(|profile| {
+                            [
+                                profile.id.clone(),
+                                profile.username.clone(),
+                                format!("{} {}", profile.first_name, profile.last_name),
+                                profile.email.clone(),
+                                status_name(profile.status),
+                                roles(profile),
+                            ]
+                        }),
+                    )
+                );
+            }
+            output::more_hint(&next);
+            Ok(())
+        }
+        Command::Update {
+            id,
+            set,
+            etag,
+            request_id,
+        } => {
+            let before = get(client, &mut profiles, id).await?;
+            let mut profile = before.clone();
+            let paths = apply_sets(&set, &mut profile)?;
+            profile.etag = etag.unwrap_or(before.etag.clone());
+            let request_id = request_id.get();
+            let response = client
+                .call(
+                    "roster.identity.v1.ProfileService/UpdateProfile",
+                    Some(&request_id),
+                    pb::UpdateProfileRequest {
+                        profile: Some(profile),
+                        update_mask: Some(FieldMask {
+                            paths: paths.clone(),
+                        }),
+                        request_id: request_id.clone(),
+                    },
+                    async |request| profiles.update_profile(request).await,
+                )
+                .await?;
+            let after = profile_of(response.profile)?;
+            let changed = paths
+                .iter()
+                .map(|path| {
+                    (
+                        path.clone(),
+                        field_value(&before, path),
+                        field_value(&after, path),
+                    )
+                })
+                .collect::<Vec<_>>();
+            show_profile(client, &after, &changed)
+        }
+        Command::Delete {
+            id,
+            etag,
+            request_id,
+        } => {
+            let request_id = request_id.get();
+            let response = client
+                .call(
+                    "roster.identity.v1.ProfileService/DeleteProfile",
+                    Some(&request_id),
+                    pb::DeleteProfileRequest {
+                        id,
+                        etag: etag.unwrap_or_default(),
+                        request_id: request_id.clone(),
+                    },
+                    async |request| profiles.delete_profile(request).await,
+                )
+                .await?;
+            let profile = profile_of(response.profile)?;
+            if client.json() {
+                return output::print_json(&json!({ "profile": profile_json(&profile) }));
+            }
+            println!(
+                "Deleted profile {} ({}); the username {:?} stays retired and is never given again.",
+                profile.id, profile.email, profile.username
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn get(
+    client: &Client,
+    profiles: &mut ProfileServiceClient<tonic::transport::Channel>,
+    id: String,
+) -> anyhow::Result<pb::Profile> {
+    let response = client
+        .call(
+            "roster.identity.v1.ProfileService/GetProfile",
+            None,
+            pb::GetProfileRequest { id },
+            async |request| profiles.get_profile(request).await,
+        )
+        .await?;
+    profile_of(response.profile)
+}
+
+fn profile_of(profile: Option<pb::Profile>) -> anyhow::Result<pb::Profile> {
+    profile.context("the server returned no profile")
+}
+
+fn status_name(status: i32) -> String {
+    output::short_enum(status, "PROFILE_STATUS_", |status: pb::ProfileStatus| {
+        status.as_str_name()
+    })
+}
+
+fn roles(profile: &pb::Profile) -> String {
+    profile
+        .roles
+        .iter()
+        .map(|role| output::short_enum(*role, "ROLE_", |role: pb::Role| role.as_str_name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn extensions(profile: &pb::Profile) -> String {
+    profile
+        .extensions
+        .iter()
+        .map(|extension| {
+            let kind = output::short_enum(
+                extension.kind,
+                "EXTENSION_KIND_",
+                |kind: pb::ExtensionKind| kind.as_str_name(),
+            );
+            format!("{} ({kind})", extension.number)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The value of an updatable field, for showing old → new.
+fn field_value(profile: &pb::Profile, path: &str) -> String {
+    match path {
+        "first_name" => profile.first_name.clone(),
+        "last_name" => profile.last_name.clone(),
+        "email" => profile.email.clone(),
+        "username" => profile.username.clone(),
+        "job_title" => profile.job_title.clone(),
+        "department" => profile.department.clone(),
+        "locale" => profile.locale.clone(),
+        "time_zone" => profile.time_zone.clone(),
+        "status" => status_name(profile.status),
+        _ => String::new(),
+    }
+}
+
+pub fn profile_json(profile: &pb::Profile) -> Value {
+    json!({
+        "id": profile.id,
+        "account_id": profile.account_id,
+        "first_name": profile.first_name,
+        "last_name": profile.last_name,
+        "email": profile.email,
+        "username": profile.username,
+        "canonical_username": profile.canonical_username,
+        "job_title": profile.job_title,
+        "department": profile.department,
+        "locale": profile.locale,
+        "time_zone": profile.time_zone,
+        "status": output::enum_name(profile.status, |status: pb::ProfileStatus| status.as_str_name()),
+        "roles": profile
+            .roles
+            .iter()
+            .map(|role| output::enum_name(*role, |role: pb::Role| role.as_str_name()))
+            .collect::<Vec<_>>(),
+        "extensions": profile
+            .extensions
+            .iter()
+            .map(|extension| json!({
+                "number": extension.number,
+                "kind": output::enum_name(extension.kind, |kind: pb::ExtensionKind| kind.as_str_name()),
+            }))
+            .collect::<Vec<_>>(),
+        "create_time": output::json_time(profile.create_time.as_ref()),
+        "update_time": output::json_time(profile.update_time.as_ref()),
+        "delete_time": output::json_time(profile.delete_time.as_ref()),
+        "etag": profile.etag,
+    })
+}
+
+fn show_profile(
+    client: &Client,
+    profile: &pb::Profile,
+    changed: &[(String, String, String)],
+) -> anyhow::Result<()> {
+    if client.json() {
+        return output::print_json(&json!({ "profile": profile_json(profile) }));
+    }
+    if !changed.is_empty() {
+        println!("Changed:");
+        for (field, old, new) in changed {
+            println!("  {field}: {old:?} → {new:?}");
+        }
+        println!();
+    }
+    println!(
+        "{}",
+        output::details(&[
+            ("id", profile.id.clone()),
+            ("account", profile.account_id.clone()),
+            ("username", profile.username.clone()),
+            ("canonical", profile.canonical_username.clone()),
+            ("first name", profile.first_name.clone()),
+            ("last name", profile.last_name.clone()),
+            ("email", profile.email.clone()),
+            ("job title", profile.job_title.clone()),
+            ("department", profile.department.clone()),
+            ("locale", profile.locale.clone()),
+            ("time zone", profile.time_zone.clone()),
+            ("status", status_name(profile.status)),
+            ("roles", roles(profile)),
+            ("extensions", extensions(profile)),
+            ("created", output::time(profile.create_time.as_ref())),
+            ("updated", output::time(profile.update_time.as_ref())),
+            ("deleted", output::time(profile.delete_time.as_ref())),
+            ("etag", profile.etag.clone()),
+        ])
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_become_mask_paths_and_values() {
+        let mut profile = pb::Profile::default();
+        let paths = apply_sets(
+            &[
+                "first-name=Ada".to_owned(),
+                "job_title=".to_owned(),
+                "status=Suspended".to_owned(),
+            ],
+            &mut profile,
+        )
+        .expect("valid sets");
+        assert_eq!(paths, ["first_name", "job_title", "status"]);
+        assert_eq!(profile.first_name, "Ada");
+        assert_eq!(profile.status, pb::ProfileStatus::Suspended as i32);
+    }
+
+    #[test]
+    fn unknown_repeated_or_malformed_sets_are_refused() {
+        let mut profile = pb::Profile::default();
+        for sets in [
+            vec!["id=x".to_owned()],
+            vec!["email".to_owned()],
+            vec!["email=a@b.c".to_owned(), "email=d@e.f".to_owned()],
+            vec!["status=deleted".to_owned()],
+        ] {
+            assert!(apply_sets(&sets, &mut profile).is_err(), "{sets:?}");
+        }
+    }
+}
