@@ -7,6 +7,7 @@
 //! `CI=true`, where they fail.
 
 pub mod imports;
+pub mod smtp;
 
 pub use imports::{ImportSuite, import_settings};
 

@@ -7,8 +7,6 @@
 //! tests are skipped with a warning, except under `CI=true`, where they fail.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +17,7 @@ use roster_proto::notification::v1::{
     SendEmailRequest,
 };
 use roster_runtime::Service;
+use roster_tests::smtp::SmtpServer;
 use roster_tests::{
     ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, authed, both_backends,
     notification_settings, reason, test_settings,
@@ -27,132 +26,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-const SMTP_USER: &str = "roster";
-const SMTP_PASSWORD: &str = "s3cret";
 const RESET_URL: &str = "https://id.example.com/reset#token=Zm9v&account=acme";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
-}
-
-/// The aiosmtpd server process, on a fixed port across restarts, recording into a directory.
-struct SmtpServer {
-    port: u16,
-    records: tempfile::TempDir,
-    options: Vec<String>,
-    child: Option<std::process::Child>,
-}
-
-impl SmtpServer {
-    /// Starts a server with extra options (`--reject ADDR`, `--tempfail ADDR`); `None` when
-    /// aiosmtpd is unavailable outside CI.
-    async fn start(options: &[&str]) -> Option<SmtpServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = SmtpServer {
-            port,
-            records: tempfile::tempdir().expect("records directory"),
-            options: options.iter().map(|option| (*option).to_owned()).collect(),
-            child: None,
-        };
-        server.launch().await.then_some(server)
-    }
-
-    async fn launch(&mut self) -> bool {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/smtp_server.py");
-        let mut child = std::process::Command::new("python3")
-            .arg(&script)
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--dir")
-            .arg(self.records.path())
-            .arg("--auth")
-            .arg(format!("{SMTP_USER}:{SMTP_PASSWORD}"))
-            .args(&self.options)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let stdout = child.stdout.take().expect("piped stdout");
-        // The first line says the server accepts connections (or EOF: it could not start).
-        let first_line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-                .map(|_| line)
-        });
-        match tokio::time::timeout(Duration::from_secs(30), first_line).await {
-            Ok(Ok(Ok(line))) if line.starts_with("READY") => {
-                self.child = Some(child);
-                true
-            }
-            other => {
-                let _ = child.kill();
-                let _ = child.wait();
-                assert!(
-                    !in_ci(),
-                    "the aiosmtpd test server did not start: {other:?}"
-                );
-                eprintln!(
-                    "WARNING: notification SMTP test skipped: the aiosmtpd server did not start \
-                     ({other:?}); install it with `python3 -m pip install aiosmtpd`. \
-                     Under CI=true this fails."
-                );
-                false
-            }
-        }
-    }
-
-    /// Kills the server: every connection drops and new ones are refused.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("SMTP server stops");
-            child.wait().expect("SMTP server exits");
-        }
-    }
-
-    /// Starts the server again on the same port.
-    async fn restart(&mut self) {
-        assert!(self.launch().await, "the SMTP server restarts");
-    }
-
-    /// The transport URL, with authentication.
-    fn url(&self) -> String {
-        format!("smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{}", self.port)
-    }
-
-    /// Every message the server accepted.
-    fn records(&self) -> Vec<serde_json::Value> {
-        std::fs::read_dir(self.records.path())
-            .expect("records directory")
-            .map(|entry| entry.expect("entry").path())
-            .filter(|path| {
-                path.extension()
-                    .is_some_and(|extension| extension == "json")
-            })
-            .map(|path| {
-                serde_json::from_slice(&std::fs::read(&path).expect("record")).expect("JSON")
-            })
-            .collect()
-    }
-
-    /// How many times each Message-ID was received.
-    fn deliveries(&self) -> HashMap<String, usize> {
-        let mut counts = HashMap::new();
-        for record in self.records() {
-            *counts
-                .entry(record["message_id"].as_str().unwrap_or_default().to_owned())
-                .or_insert(0) += 1;
-        }
-        counts
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Starts the notification service on a fresh database of `backend`, mailing to `mail_url`.
 async fn notification_server(

@@ -418,12 +418,17 @@ async fn check_username_answers_promptly_while_verification_is_saturated() {
 #[tokio::test]
 async fn the_reset_page_is_served_under_a_strict_content_security_policy() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(server) = TestServer::spawn(Service::Identity, Backend::Sqlite).await else { return };
+    let Some(server) = TestServer::spawn(Service::Identity, Backend::Sqlite).await else {
+        return;
+    };
     let addr = server.reset_addr.expect("the reset page is on");
     for path in ["/reset", "/reset/app.js", "/reset/app.css"] {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream
-            .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
             .await
             .unwrap();
         let mut response = String::new();
@@ -431,10 +436,16 @@ async fn the_reset_page_is_served_under_a_strict_content_security_policy() {
         let (head, body) = response.split_once("\r\n\r\n").unwrap();
         let head = head.to_lowercase();
         assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
-        assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{path}: {head}");
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+            "{path}: {head}"
+        );
         assert!(head.contains("referrer-policy: no-referrer"));
         assert!(head.contains("x-frame-options: deny"));
         // No third-party asset: every URL the page names is its own.
-        assert!(!body.contains("https://") && !body.contains("//cdn"), "{path} loads from elsewhere");
+        assert!(
+            !body.contains("https://") && !body.contains("//cdn"),
+            "{path} loads from elsewhere"
+        );
     }
 }

@@ -1,0 +1,800 @@
+//! Fault injection: the suite as separate processes — two replicas of each service — on a
+//! PostgreSQL of the test's own and a real SMTP server, under a mixed workload while processes
+//! are killed with SIGKILL and restarted, PostgreSQL is restarted once and the SMTP server is
+//! stopped for a while. Afterwards the invariants are checked by queries:
+//!
+//! - no two profiles hold one canonical username; no retired username was taken again;
+//! - every acknowledged create exists;
+//! - every import row was applied exactly once;
+//! - every accepted email was delivered, and no Message-ID twice;
+//! - health went NOT_SERVING while the database was down and SERVING after, with no restart.
+//!
+//! `ROSTER_FAULT_SECONDS` sets the workload's duration (default 30; longer by hand).
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use roster_proto::identity::v1 as id;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use roster_proto::imports::v1 as imports;
+use roster_proto::imports::v1::import_service_client::ImportServiceClient;
+use roster_tests::smtp::SmtpServer;
+use roster_tests::{ADMIN_KEY, authed};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A PostgreSQL server of this test's own, so restarting it disturbs no other test.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let dir = tempfile::Builder::new()
+            .prefix("roster-faults-pg")
+            .tempdir()
+            .expect("temporary directory");
+        let port = common::free_port();
+        run(
+            "chown",
+            &["-R", "postgres:postgres", &dir.path().display().to_string()],
+        );
+        as_postgres(&[
+            &format!("{PG_BIN}/initdb"),
+            "-D",
+            &dir.path().join("data").display().to_string(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        let postgres = PrivatePostgres { dir, port };
+        postgres.up();
+        postgres
+    }
+
+    fn up(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300",
+            self.port,
+            self.dir.path().display()
+        );
+        as_postgres(&[
+            &format!("{PG_BIN}/pg_ctl"),
+            "-D",
+            &self.dir.path().join("data").display().to_string(),
+            "-o",
+            &options,
+            "-l",
+            &self.dir.path().join("log").display().to_string(),
+            "-w",
+            "start",
+        ]);
+    }
+
+    fn down(&self) {
+        as_postgres(&[
+            &format!("{PG_BIN}/pg_ctl"),
+            "-D",
+            &self.dir.path().join("data").display().to_string(),
+            "-m",
+            "fast",
+            "-w",
+            "stop",
+        ]);
+    }
+
+    fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    fn create_database(&self, name: &str) {
+        run(
+            "psql",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-c",
+                &format!("CREATE DATABASE {name}"),
+            ],
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--", &format!("{PG_BIN}/pg_ctl"), "-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn run(program: &str, args: &[&str]) {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .expect("command runs");
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn as_postgres(args: &[&str]) {
+    let mut all = vec!["-u", "postgres", "--"];
+    all.extend_from_slice(args);
+    run("runuser", &all);
+}
+
+/// One `roster serve <service>` process that the test can kill and start again.
+struct Replica {
+    service: &'static str,
+    port: u16,
+    env: Vec<(&'static str, String)>,
+    log: PathBuf,
+    child: Child,
+}
+
+impl Replica {
+    fn start(
+        service: &'static str,
+        port: u16,
+        env: Vec<(&'static str, String)>,
+        logs: &Path,
+    ) -> Replica {
+        let log = logs.join(format!("{service}-{port}.log"));
+        let child = spawn(service, &env, &log);
+        Replica {
+            service,
+            port,
+            env,
+            log,
+            child,
+        }
+    }
+
+    fn kill_and_restart(&mut self) {
+        common::signal(&self.child, "KILL");
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(300));
+        self.child = spawn(self.service, &self.env, &self.log);
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn(service: &str, env: &[(&'static str, String)], log: &Path) -> Child {
+    let prefix = format!("ROSTER_{}__", service.replace('-', "_").to_uppercase());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .args(["serve", service])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (key, value) in env {
+        command.env(format!("{prefix}{key}"), value);
+    }
+    command.spawn().expect("roster starts")
+}
+
+fn lazy_channel(url: &str) -> Channel {
+    Endpoint::from_shared(url.to_owned())
+        .expect("endpoint")
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .connect_lazy()
+}
+
+async fn health(url: &str) -> Option<ServingStatus> {
+    let mut client = HealthClient::new(lazy_channel(url));
+    let response = tokio::time::timeout(
+        Duration::from_secs(2),
+        client.check(HealthCheckRequest {
+            service: String::new(),
+        }),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    ServingStatus::try_from(response.into_inner().status).ok()
+}
+
+async fn wait_health(url: &str, wanted: ServingStatus, within: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if health(url).await == Some(wanted) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+/// Repeats a call while the suite is unavailable (a replica being restarted).
+async fn retry<T, F, Fut>(mut call: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let started = Instant::now();
+    loop {
+        match call().await {
+            Ok(value) => return value,
+            Err(_) if started.elapsed() < Duration::from_secs(60) => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(status) => panic!("gave up after a minute: {status:?}"),
+        }
+    }
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .expect("a row")
+        .try_get::<i64>("", "n")
+        .expect("a count")
+}
+
+/// A small deterministic pseudo-random sequence (the test needs no cryptographic quality).
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % below as u64) as usize
+    }
+}
+
+#[derive(Default)]
+struct Acknowledged {
+    created: Vec<(String, String)>,
+    deleted: HashSet<String>,
+    resets: usize,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_suite_keeps_its_invariants_under_faults() {
+    let seconds: u64 = std::env::var("ROSTER_FAULT_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let Some(mut smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    let postgres = PrivatePostgres::start();
+    for name in ["identity", "imports", "notification"] {
+        postgres.create_database(name);
+    }
+    let work = tempfile::tempdir().expect("work directory");
+    let keys_file = work.path().join("keys.toml");
+    common::write_admin_keys_file(&keys_file, ADMIN_KEY);
+    let keys = keys_file.display().to_string();
+
+    for (service, database) in [
+        ("identity", "identity"),
+        ("bulk-import", "imports"),
+        ("notification", "notification"),
+    ] {
+        let status = Command::new(env!("CARGO_BIN_EXE_roster"))
+            .args(["migrate", service])
+            .env(
+                format!(
+                    "ROSTER_{}__DATABASE_URL",
+                    service.replace('-', "_").to_uppercase()
+                ),
+                postgres.url(database),
+            )
+            .stdout(Stdio::null())
+            .status()
+            .expect("migrate runs");
+        assert!(status.success(), "{service} migrations");
+    }
+
+    let common_env = |database: &str, port: u16| {
+        vec![
+            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ("DATABASE_URL", postgres.url(database)),
+            ("MIGRATE_ON_START", "false".to_owned()),
+            ("KEYS_FILE", keys.clone()),
+            ("DB_HEALTH_INTERVAL_SECONDS", "1".to_owned()),
+            ("DB_MAX_CONNECTIONS", "8".to_owned()),
+            ("SHUTDOWN_GRACE_SECONDS", "2".to_owned()),
+        ]
+    };
+    let notification_ports = [common::free_port(), common::free_port()];
+    let identity_ports = [common::free_port(), common::free_port()];
+    let import_ports = [common::free_port(), common::free_port()];
+    let mut replicas = Vec::new();
+    for (n, port) in notification_ports.iter().enumerate() {
+        let mut env = common_env("notification", *port);
+        env.extend([
+            ("MAIL_URL", smtp.url()),
+            ("POLL_INTERVAL_MILLIS", "100".to_owned()),
+            ("LEASE_SECONDS", "10".to_owned()),
+            ("SMTP_TIMEOUT_SECONDS", "3".to_owned()),
+            ("MAX_ATTEMPTS", "1000".to_owned()),
+            ("RETRY_BASE_MILLIS", "200".to_owned()),
+            ("RETRY_MAX_MILLIS", "1000".to_owned()),
+            ("MESSAGE_ID_DOMAIN", format!("faults{n}.test")),
+        ]);
+        replicas.push(Replica::start("notification", *port, env, work.path()));
+    }
+    for (n, port) in identity_ports.iter().enumerate() {
+        let mut env = common_env("identity", *port);
+        env.extend([
+            (
+                "RESET_HTTP_ADDR",
+                format!("127.0.0.1:{}", common::free_port()),
+            ),
+            (
+                "NOTIFICATION_URL",
+                format!("http://127.0.0.1:{}", notification_ports[n]),
+            ),
+            ("NOTIFICATION_KEY", ADMIN_KEY.to_owned()),
+            ("HASHING__MEMORY_KIB", "8192".to_owned()),
+            ("HASHING__ITERATIONS", "1".to_owned()),
+        ]);
+        replicas.push(Replica::start("identity", *port, env, work.path()));
+    }
+    for (n, port) in import_ports.iter().enumerate() {
+        let mut env = common_env("imports", *port);
+        env.extend([
+            (
+                "IDENTITY_URL",
+                format!("http://127.0.0.1:{}", identity_ports[n]),
+            ),
+            ("IDENTITY_KEY", ADMIN_KEY.to_owned()),
+            ("LEASE_SECONDS", "3".to_owned()),
+            ("POLL_INTERVAL_MILLIS", "200".to_owned()),
+        ]);
+        replicas.push(Replica::start("bulk-import", *port, env, work.path()));
+    }
+    for replica in &replicas {
+        assert!(
+            wait_health(
+                &replica.url(),
+                ServingStatus::Serving,
+                Duration::from_secs(60)
+            )
+            .await,
+            "{} on {} did not become healthy; log: {}",
+            replica.service,
+            replica.port,
+            std::fs::read_to_string(&replica.log).unwrap_or_default()
+        );
+    }
+    let identity_urls: Vec<String> = identity_ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    let import_urls: Vec<String> = import_ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+
+    let accounts: Vec<String> = {
+        let mut ids = Vec::new();
+        for name in ["North", "South"] {
+            let url = identity_urls[0].clone();
+            let account = retry(|| {
+                let url = url.clone();
+                async move {
+                    AccountServiceClient::new(lazy_channel(&url))
+                        .create_account(authed(
+                            ADMIN_KEY,
+                            id::CreateAccountRequest {
+                                request_id: format!("account-{name}"),
+                                display_name: name.into(),
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                }
+            })
+            .await;
+            ids.push(account.into_inner().account.unwrap().id);
+        }
+        ids
+    };
+
+    // The bulk import, submitted up front so it applies while processes die.
+    let import_rows = 400;
+    let import = {
+        let url = import_urls[0].clone();
+        let account = accounts[0].clone();
+        retry(|| {
+            let (url, account) = (url.clone(), account.clone());
+            async move {
+                ImportServiceClient::new(lazy_channel(&url))
+                    .create_import(authed(
+                        ADMIN_KEY,
+                        imports::CreateImportRequest {
+                            request_id: "fault-import".into(),
+                            account_id: account,
+                            file_name: "people.csv".into(),
+                            content: roster_tests::imports::people_csv("imported", import_rows),
+                        },
+                    ))
+                    .await
+            }
+        })
+        .await
+        .into_inner()
+        .import
+        .unwrap()
+    };
+    let mut importer = ImportServiceClient::new(lazy_channel(&import_urls[1]));
+    roster_tests::imports::wait_for_state(
+        &mut importer,
+        &import.id,
+        &[imports::ImportState::Validated],
+        Duration::from_secs(90),
+    )
+    .await;
+    retry(|| {
+        let mut importer = importer.clone();
+        let id = import.id.clone();
+        async move {
+            importer
+                .submit_import(authed(
+                    ADMIN_KEY,
+                    imports::SubmitImportRequest {
+                        import_id: id,
+                        request_id: "fault-submit".into(),
+                    },
+                ))
+                .await
+        }
+    })
+    .await;
+
+    // The workload: creates with colliding usernames, renames, deletes and resets, against
+    // either identity replica, while the chaos below runs.
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut workers = Vec::new();
+    for worker in 0..4u64 {
+        let acknowledged = acknowledged.clone();
+        let identity_urls = identity_urls.clone();
+        let accounts = accounts.clone();
+        workers.push(tokio::spawn(async move {
+            let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ (worker + 1));
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let channel = lazy_channel(&identity_urls[dice.next(2)]);
+                let mut profiles = ProfileServiceClient::new(channel.clone());
+                let known: Vec<(String, String)> = acknowledged.lock().unwrap().created.clone();
+                match dice.next(10) {
+                    0..=5 => {
+                        let username = format!("shared{}@faults.example", dice.next(300));
+                        let result = profiles
+                            .create_profile(authed(
+                                ADMIN_KEY,
+                                id::CreateProfileRequest {
+                                    request_id: format!("w{worker}-c{n}"),
+                                    account_id: accounts[dice.next(2)].clone(),
+                                    first_name: "Fay".into(),
+                                    last_name: "Ult".into(),
+                                    email: format!("w{worker}n{n}@faults.example"),
+                                    username,
+                                    ..Default::default()
+                                },
+                            ))
+                            .await;
+                        if let Ok(response) = result {
+                            let profile = response.into_inner().profile.unwrap();
+                            acknowledged
+                                .lock()
+                                .unwrap()
+                                .created
+                                .push((profile.id, profile.canonical_username));
+                        }
+                    }
+                    6 | 7 if !known.is_empty() => {
+                        let (profile_id, _) = known[dice.next(known.len())].clone();
+                        let _ = profiles
+                            .update_profile(authed(
+                                ADMIN_KEY,
+                                id::UpdateProfileRequest {
+                                    profile: Some(id::Profile {
+                                        id: profile_id,
+                                        username: format!(
+                                            "renamed{}@faults.example",
+                                            dice.next(60)
+                                        ),
+                                        ..Default::default()
+                                    }),
+                                    update_mask: Some(prost_types::FieldMask {
+                                        paths: vec!["username".into()],
+                                    }),
+                                    request_id: format!("w{worker}-u{n}"),
+                                },
+                            ))
+                            .await;
+                    }
+                    8 if !known.is_empty() => {
+                        let (profile_id, _) = known[dice.next(known.len())].clone();
+                        if profiles
+                            .delete_profile(authed(
+                                ADMIN_KEY,
+                                id::DeleteProfileRequest {
+                                    id: profile_id.clone(),
+                                    request_id: format!("w{worker}-d{n}"),
+                                    ..Default::default()
+                                },
+                            ))
+                            .await
+                            .is_ok()
+                        {
+                            acknowledged.lock().unwrap().deleted.insert(profile_id);
+                        }
+                    }
+                    _ if !known.is_empty() => {
+                        let (profile_id, _) = known[dice.next(known.len())].clone();
+                        if CredentialServiceClient::new(channel)
+                            .send_password_reset(authed(
+                                ADMIN_KEY,
+                                id::SendPasswordResetRequest {
+                                    request_id: format!("w{worker}-r{n}"),
+                                    profile_id,
+                                },
+                            ))
+                            .await
+                            .is_ok()
+                        {
+                            acknowledged.lock().unwrap().resets += 1;
+                        }
+                    }
+                    _ => {}
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+
+    // The chaos: SIGKILL and restart random replicas; restart PostgreSQL once, watching health
+    // on processes that are not restarted meanwhile; stop the SMTP server for a while.
+    let mut dice = Dice(0x2545_F491_4F6C_DD1D);
+    let mut kills = 0;
+    let mut saw_not_serving = false;
+    let mut saw_serving_again = false;
+    let mut postgres_restarted = false;
+    let mut smtp_stopped = false;
+    let started = Instant::now();
+    while Instant::now() < deadline {
+        let elapsed = started.elapsed().as_secs();
+        if !postgres_restarted && elapsed >= seconds / 3 {
+            postgres_restarted = true;
+            let watched: Vec<(String, u32)> = replicas.iter().map(|r| (r.url(), r.pid())).collect();
+            postgres.down();
+            let mut all_down = true;
+            for (url, _) in &watched {
+                all_down &=
+                    wait_health(url, ServingStatus::NotServing, Duration::from_secs(15)).await;
+            }
+            saw_not_serving = all_down;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            postgres.up();
+            let mut all_up = true;
+            for (url, _) in &watched {
+                all_up &= wait_health(url, ServingStatus::Serving, Duration::from_secs(30)).await;
+            }
+            let same_processes = watched
+                .iter()
+                .zip(&replicas)
+                .all(|((_, pid), replica)| *pid == replica.pid());
+            saw_serving_again = all_up && same_processes;
+            continue;
+        }
+        if !smtp_stopped && elapsed >= seconds / 2 {
+            smtp_stopped = true;
+            smtp.stop();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            smtp.restart().await;
+            continue;
+        }
+        let victim = dice.next(replicas.len());
+        replicas[victim].kill_and_restart();
+        kills += 1;
+        tokio::time::sleep(Duration::from_millis(1500 + dice.next(1500) as u64)).await;
+    }
+    for worker in workers {
+        worker.await.expect("workload task");
+    }
+    assert!(
+        saw_not_serving,
+        "health went NOT_SERVING while PostgreSQL was down"
+    );
+    assert!(
+        saw_serving_again,
+        "health came back to SERVING without a process restart"
+    );
+
+    // Let the suite settle: the import finishes, the outbox and the email queue drain.
+    for replica in &replicas {
+        assert!(
+            wait_health(
+                &replica.url(),
+                ServingStatus::Serving,
+                Duration::from_secs(60)
+            )
+            .await
+        );
+    }
+    let finished = roster_tests::imports::wait_for_state(
+        &mut importer,
+        &import.id,
+        &[
+            imports::ImportState::Completed,
+            imports::ImportState::CompletedWithErrors,
+        ],
+        Duration::from_secs(120),
+    )
+    .await;
+    let identity_db = Database::connect(postgres.url("identity")).await.unwrap();
+    let notification_db = Database::connect(postgres.url("notification"))
+        .await
+        .unwrap();
+    let settled = Instant::now();
+    loop {
+        let outbox = count(
+            &identity_db,
+            "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL",
+        )
+        .await;
+        let queued = count(
+            &notification_db,
+            "SELECT COUNT(*) AS n FROM notifications WHERE state <> 'SENT'",
+        )
+        .await;
+        if outbox == 0 && queued == 0 {
+            break;
+        }
+        assert!(
+            settled.elapsed() < Duration::from_secs(120),
+            "emails stuck: outbox {outbox}, queue {queued}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Usernames: one holder per canonical username; every holder registered it itself.
+    assert_eq!(
+        count(
+            &identity_db,
+            "SELECT COUNT(*) AS n FROM (SELECT canonical_username FROM profiles \
+            WHERE status <> 'deleted' GROUP BY canonical_username HAVING COUNT(*) > 1) AS d"
+        )
+        .await,
+        0,
+        "two profiles hold one canonical username"
+    );
+    assert_eq!(
+        count(
+            &identity_db,
+            "SELECT COUNT(*) AS n FROM profiles p LEFT JOIN username_registry r \
+            ON r.canonical = p.canonical_username WHERE r.profile_id IS DISTINCT FROM p.id"
+        )
+        .await,
+        0,
+        "a profile holds a username registered to another (a retired name was reused)"
+    );
+    // Every acknowledged create exists.
+    let (created, deleted, resets) = {
+        let acknowledged = acknowledged.lock().unwrap();
+        (
+            acknowledged.created.clone(),
+            acknowledged.deleted.len(),
+            acknowledged.resets,
+        )
+    };
+    assert!(!created.is_empty(), "the workload created profiles");
+    let existing: HashSet<String> = identity_db
+        .query_all_raw(Statement::from_string(
+            identity_db.get_database_backend(),
+            "SELECT CAST(id AS TEXT) AS id FROM profiles",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.try_get::<String>("", "id").unwrap())
+        .collect();
+    for (profile_id, _) in &created {
+        assert!(
+            existing.contains(profile_id),
+            "acknowledged profile {profile_id} is missing"
+        );
+    }
+    // Every import row applied exactly once.
+    assert_eq!(
+        finished.state,
+        imports::ImportState::Completed as i32,
+        "{finished:?}"
+    );
+    assert_eq!(
+        count(
+            &identity_db,
+            "SELECT COUNT(*) AS n FROM profiles WHERE email LIKE 'imported%@example.com'"
+        )
+        .await,
+        import_rows as i64,
+        "every import row applied once"
+    );
+    assert_eq!(
+        count(
+            &identity_db,
+            "SELECT COUNT(*) AS n FROM (SELECT email FROM profiles WHERE email LIKE 'imported%' \
+            GROUP BY email HAVING COUNT(*) > 1) AS d"
+        )
+        .await,
+        0
+    );
+    // Every accepted email delivered, none twice under one Message-ID.
+    let deliveries: HashMap<String, usize> = smtp.deliveries();
+    let twice: Vec<_> = deliveries.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    let sent = count(
+        &notification_db,
+        "SELECT COUNT(*) AS n FROM notifications WHERE state = 'SENT'",
+    )
+    .await;
+    assert!(sent as usize >= resets, "{sent} sent < {resets} accepted");
+    assert_eq!(
+        deliveries.len(),
+        sent as usize,
+        "every sent notification reached the SMTP server"
+    );
+    eprintln!(
+        "faults: {seconds} s, {kills} processes killed, PostgreSQL and SMTP restarted; \
+         {} creates, {} deletes and {} resets acknowledged, {import_rows} rows imported, \
+         {sent} emails delivered once each",
+        created.len(),
+        deleted,
+        resets
+    );
+}
