@@ -202,3 +202,238 @@ both_backends! {
         assert_eq!(after, b_profile);
     }
 }
+
+/// Passes protobuf bytes through untouched, so any method can be called without its types.
+#[derive(Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, Self::Error> {
+        use prost::bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// Every method of every Roster service, read from the descriptor set that reflection serves,
+/// so a new RPC is covered the day it is added.
+fn every_method() -> Vec<(Service, String)> {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(roster_proto::FILE_DESCRIPTOR_SET).unwrap();
+    let mut methods = Vec::new();
+    for file in set.file {
+        let package = file.package.clone().unwrap_or_default();
+        let service = match package.as_str() {
+            "roster.identity.v1" => Service::Identity,
+            "roster.imports.v1" => Service::BulkImport,
+            "roster.notification.v1" => Service::Notification,
+            _ => continue,
+        };
+        for definition in file.service {
+            for method in &definition.method {
+                methods.push((
+                    service,
+                    format!("/{package}.{}/{}", definition.name(), method.name()),
+                ));
+            }
+        }
+    }
+    methods
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rpc_of_every_service_needs_a_key() {
+    let methods = every_method();
+    assert!(
+        methods.len() >= 30,
+        "the descriptor set lists every RPC: {methods:?}"
+    );
+    for service in [
+        Service::Identity,
+        Service::BulkImport,
+        Service::Notification,
+    ] {
+        let Some(server) = TestServer::spawn(service, roster_tests::Backend::Sqlite).await else {
+            return;
+        };
+        let channel = server.channel().await;
+        for (_, path) in methods.iter().filter(|(owner, _)| *owner == service) {
+            for key in [None, Some("not-a-key")] {
+                let mut grpc = tonic::client::Grpc::new(channel.clone());
+                grpc.ready().await.unwrap();
+                let mut request = tonic::Request::new(tokio_stream::iter(vec![Vec::new()]));
+                if let Some(key) = key {
+                    request
+                        .metadata_mut()
+                        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+                }
+                let status = grpc
+                    .streaming(
+                        request,
+                        http::uri::PathAndQuery::from_maybe_shared(path.clone()).unwrap(),
+                        RawCodec,
+                    )
+                    .await
+                    .expect_err("refused without a valid key");
+                assert_eq!(
+                    status.code(),
+                    Code::Unauthenticated,
+                    "{path} with {key:?}: {status:?}"
+                );
+            }
+        }
+    }
+}
+
+both_backends! {
+    async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend) {
+        use roster_proto::imports::v1 as im;
+        use roster_proto::imports::v1::import_service_client::ImportServiceClient;
+        let Some(suite) = roster_tests::ImportSuite::start_with(backend, |_| {}, Vec::new()).await else { return };
+        let identity = suite.identity.channel().await;
+        let a = roster_tests::imports::create_account(&identity, "A").await;
+        let b = roster_tests::imports::create_account(&identity, "B").await;
+        let mut admin = ImportServiceClient::new(suite.imports.channel().await);
+        let b_import = roster_tests::imports::create_import(&mut admin, ADMIN_KEY, &b, roster_tests::imports::people_csv("bee", 3))
+            .await
+            .unwrap();
+        let imports = suite
+            .imports
+            .restart_with_keys(vec![TestKey::limited(KEY_A, &["imports"], &[a.parse().unwrap()])])
+            .await;
+        let mut client = ImportServiceClient::new(imports.channel().await);
+        let nobody = uuid::Uuid::now_v7().to_string();
+
+        let denied = [
+            client.create_import(authed(KEY_A, im::CreateImportRequest {
+                account_id: b.clone(),
+                file_name: "x.csv".into(),
+                content: roster_tests::imports::people_csv("x", 1),
+                ..Default::default()
+            })).await.map(|_| ()),
+            client.list_imports(authed(KEY_A, im::ListImportsRequest { account_id: b.clone(), ..Default::default() })).await.map(|_| ()),
+            match client.download_template(authed(KEY_A, im::DownloadTemplateRequest { account_id: b.clone() })).await {
+                Ok(response) => {
+                    let mut stream = response.into_inner();
+                    stream.message().await.map(|_| ())
+                }
+                Err(status) => Err(status),
+            },
+            client.upload_import(authed(KEY_A, tokio_stream::iter(vec![im::UploadImportRequest {
+                content: Some(im::upload_import_request::Content::Header(im::UploadImportHeader {
+                    account_id: b.clone(),
+                    file_name: "x.csv".into(),
+                    ..Default::default()
+                })),
+            }]))).await.map(|_| ()),
+        ];
+        for (n, result) in denied.into_iter().enumerate() {
+            let status = result.expect_err("refused");
+            assert_eq!(status.code(), Code::PermissionDenied, "call {n}: {status:?}");
+        }
+
+        macro_rules! same_as_nonexistent {
+            ($call:ident, $request:expr) => {{
+                let request = $request;
+                let theirs = client.clone().$call(authed(KEY_A, request(b_import.id.clone()))).await.map(|_| ()).unwrap_err();
+                let missing = client.clone().$call(authed(KEY_A, request(nobody.clone()))).await.map(|_| ()).unwrap_err();
+                assert_eq!(theirs.code(), Code::NotFound, "{}", stringify!($call));
+                assert_eq!(observable(&theirs), observable(&missing), "{}", stringify!($call));
+            }};
+        }
+        same_as_nonexistent!(get_import, |id| im::GetImportRequest { import_id: id });
+        same_as_nonexistent!(list_import_rows, |id| im::ListImportRowsRequest { import_id: id, ..Default::default() });
+        same_as_nonexistent!(submit_import, |id| im::SubmitImportRequest { import_id: id, request_id: String::new() });
+        same_as_nonexistent!(cancel_import, |id| im::CancelImportRequest { import_id: id, request_id: String::new() });
+        same_as_nonexistent!(watch_import, |id| im::WatchImportRequest { import_id: id });
+        same_as_nonexistent!(download_report, |id| im::DownloadReportRequest { import_id: id });
+
+        // Nothing of B's import changed.
+        let after = ImportServiceClient::new(imports.channel().await)
+            .get_import(authed(ADMIN_KEY, im::GetImportRequest { import_id: b_import.id.clone() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .import
+            .unwrap();
+        assert_ne!(after.state, im::ImportState::Cancelled as i32);
+        assert_ne!(after.state, im::ImportState::Applying as i32);
+    }
+
+    async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backend) {
+        use roster_proto::notification::v1 as nt;
+        use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
+        let Some(database) = roster_tests::TestDatabase::create(backend).await else { return };
+        let (a, b) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        let mail = tempfile::tempdir().unwrap();
+        let server = TestServer::start_notification(
+            roster_tests::test_settings(Service::Notification, &database.url),
+            roster_tests::notification_settings(&format!("file://{}", mail.path().display())),
+            std::sync::Arc::new(database),
+            vec![TestKey::limited(KEY_A, &["notifications"], &[a])],
+        )
+        .await;
+        let mut client = NotificationServiceClient::new(server.channel().await);
+        let email = |account: uuid::Uuid| nt::SendEmailRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            account_id: account.to_string(),
+            recipient: "someone@example.com".into(),
+            template: "welcome".into(),
+            locale: "en".into(),
+            variables: [("first_name".to_owned(), "Sam".to_owned()), ("username".to_owned(), "sam".to_owned())].into(),
+            account_display_name: "B".into(),
+        };
+        let theirs = client.send_email(authed(ADMIN_KEY, email(b))).await.unwrap().into_inner().notification.unwrap();
+        client.send_email(authed(KEY_A, email(a))).await.expect("its own account is fine");
+
+        let denied = client.send_email(authed(KEY_A, email(b))).await.unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        let denied = client
+            .list_notifications(authed(KEY_A, nt::ListNotificationsRequest { account_id: b.to_string(), ..Default::default() }))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        let get = |id: String| {
+            let mut client = client.clone();
+            async move { client.get_notification(authed(KEY_A, nt::GetNotificationRequest { notification_id: id })).await.unwrap_err() }
+        };
+        let hidden = get(theirs.id.clone()).await;
+        assert_eq!(hidden.code(), Code::NotFound);
+        assert_eq!(observable(&hidden), observable(&get(uuid::Uuid::now_v7().to_string()).await));
+    }
+}
