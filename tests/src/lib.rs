@@ -163,6 +163,11 @@ pub fn test_settings(service: Service, database_url: &str) -> CommonSettings {
         // Load tests push thousands of calls through one key; the limit has a test of its own.
         rate_limit_per_second: 0,
         rate_limit_burst: 0,
+        // Every test server serves its metrics on a port of its own.
+        metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        tls_cert_file: None,
+        tls_key_file: None,
+        tls_client_ca_file: None,
     }
 }
 
@@ -287,6 +292,46 @@ impl TestServer {
     pub async fn channel(&self) -> Channel {
         connect(self.addr).await
     }
+
+    /// Where this server's `GET /metrics` answers.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.server
+            .as_ref()
+            .and_then(|server| server.metrics_addr)
+            .expect("the test server serves metrics")
+    }
+}
+
+/// The response of `GET /metrics` on `addr`: its `Content-Type` and the Prometheus text.
+pub async fn scrape_metrics(addr: SocketAddr) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("metrics endpoint accepts");
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .expect("request sent");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .await
+        .expect("response read");
+    let response = String::from_utf8(response).expect("UTF-8 response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let content_type = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (content_type, body.to_owned())
 }
 
 impl Drop for TestServer {

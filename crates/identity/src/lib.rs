@@ -12,6 +12,7 @@ pub mod reset_page;
 pub mod store;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
@@ -33,12 +34,23 @@ pub struct Settings {
     pub reset_base_url: String,
     /// How long a reset link works.
     pub reset_token_ttl_seconds: u64,
-    /// NotificationService address; unset keeps emails in the outbox until it is set.
+    /// NotificationService address: one URL, or several separated by commas, balanced across
+    /// (a host name is re-resolved, so a headless Service's name reaches every replica); unset
+    /// keeps emails in the outbox until it is set. `https://` URLs use TLS.
     pub notification_url: Option<String>,
     /// Key identity presents to NotificationService (a secret; from the environment).
     pub notification_key: Option<String>,
     /// Deadline of one call to NotificationService.
     pub notification_timeout_seconds: u64,
+    /// CA certificates (PEM) NotificationService's certificate must chain to; system roots
+    /// when unset.
+    pub notification_tls_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) identity presents to NotificationService for mutual TLS.
+    pub notification_tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `notification_tls_cert_file`.
+    pub notification_tls_key_file: Option<PathBuf>,
+    /// Name NotificationService's certificate carries, when not the URL's host.
+    pub notification_tls_domain: Option<String>,
     /// Failed sign-ins of one username before it is throttled.
     pub signin_max_failures: u32,
     /// First throttle delay; it doubles with every further failure.
@@ -57,6 +69,10 @@ impl Default for Settings {
             notification_url: None,
             notification_key: None,
             notification_timeout_seconds: 10,
+            notification_tls_ca_file: None,
+            notification_tls_cert_file: None,
+            notification_tls_key_file: None,
+            notification_tls_domain: None,
             signin_max_failures: 5,
             signin_lock_seconds: 30,
             signin_max_lock_seconds: 900,

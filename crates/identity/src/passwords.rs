@@ -294,5 +294,6 @@ fn email(
             .clone()
             .unwrap_or_else(|| "en".to_owned()),
         variables,
+        trace_context: roster_runtime::telemetry::TraceContext::current(),
     }
 }

@@ -5,6 +5,11 @@
 //! row's id is the `request_id` of SendEmail: a row sent twice (a crash between the send and
 //! the mark) is deduplicated by the notification service. Delivery is at least once, and an
 //! email is never lost: a row leaves the outbox only after NotificationService accepted it.
+//!
+//! The calls go through the runtime's [`Client`]: balanced over every notification replica,
+//! with a deadline, retried on UNAVAILABLE (SendEmail is idempotent through its request id),
+//! optionally over TLS. Each row carries the trace context of the request that wrote it, and
+//! the relay's span is its child, so a reset email's delivery is part of the reset's trace.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,7 +17,8 @@ use std::time::Duration;
 use roster_proto::notification::v1::SendEmailRequest;
 use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Shutdown;
-use tonic::transport::{Channel, Endpoint};
+use roster_runtime::client::{Client, ClientConfig, ClientTls, idempotent};
+use tracing::Instrument;
 
 use crate::Settings;
 use crate::domain::outbox::OutboxEmail;
@@ -34,15 +40,22 @@ pub fn spawn(store: Store, settings: &Settings, shutdown: Shutdown) -> anyhow::R
         tracing::warn!("no notification_url: emails stay in the outbox until one is configured");
         return Ok(());
     };
-    let timeout = Duration::from_secs(settings.notification_timeout_seconds.max(1));
-    let channel = Endpoint::from_shared(url)?
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .connect_lazy();
+    let config = ClientConfig::new("notification", &url)
+        .key(settings.notification_key.clone())
+        .timeout(Duration::from_secs(
+            settings.notification_timeout_seconds.max(1),
+        ))
+        .tls(ClientTls {
+            ca_file: settings.notification_tls_ca_file.clone(),
+            cert_file: settings.notification_tls_cert_file.clone(),
+            key_file: settings.notification_tls_key_file.clone(),
+            domain: settings.notification_tls_domain.clone(),
+        });
+    let client = Client::new(config)
+        .map_err(|error| anyhow::anyhow!("notification_url {url:?}: {error}"))?;
     let relay = Relay {
         store,
-        client: NotificationServiceClient::new(channel),
-        key: settings.notification_key.clone(),
+        client: NotificationServiceClient::new(client),
         owner: format!("identity-{}", uuid::Uuid::new_v4()),
     };
     tokio::spawn(relay.run(shutdown));
@@ -51,8 +64,7 @@ pub fn spawn(store: Store, settings: &Settings, shutdown: Shutdown) -> anyhow::R
 
 struct Relay {
     store: Store,
-    client: NotificationServiceClient<Channel>,
-    key: Option<String>,
+    client: NotificationServiceClient<Client>,
     owner: String,
 }
 
@@ -86,9 +98,21 @@ impl Relay {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(outbox_id = %row.id))]
     async fn relay(&mut self, row: outbox::Model) {
-        let result = match serde_json::from_str::<OutboxEmail>(&row.payload) {
+        let email = serde_json::from_str::<OutboxEmail>(&row.payload);
+        let span = tracing::info_span!("outbox relay", outbox_id = %row.id);
+        if let Ok(email) = &email {
+            email.trace_context.set_parent_of(&span);
+        }
+        self.relay_in(row, email).instrument(span).await;
+    }
+
+    async fn relay_in(
+        &mut self,
+        row: outbox::Model,
+        email: Result<OutboxEmail, serde_json::Error>,
+    ) {
+        let result = match email {
             Ok(email) => self.send(row.id, email).await,
             Err(error) => Err(format!("unreadable outbox payload: {error}")),
         };
@@ -108,7 +132,7 @@ impl Relay {
     }
 
     async fn send(&mut self, id: uuid::Uuid, email: OutboxEmail) -> Result<(), String> {
-        let mut request = tonic::Request::new(SendEmailRequest {
+        let request = idempotent(tonic::Request::new(SendEmailRequest {
             request_id: id.to_string(),
             account_id: email.account_id.to_string(),
             recipient: email.recipient,
@@ -116,14 +140,7 @@ impl Relay {
             locale: email.locale,
             variables: email.variables.into_iter().collect::<HashMap<_, _>>(),
             account_display_name: email.account_display_name,
-        });
-        if let Some(key) = &self.key {
-            let value = format!("Bearer {key}")
-                .parse()
-                .map_err(|_| "notification_key is not valid metadata".to_owned())?;
-            request.metadata_mut().insert("authorization", value);
-        }
-        roster_runtime::telemetry::inject_context(&mut request);
+        }));
         self.client
             .send_email(request)
             .await

@@ -72,6 +72,7 @@ pub async fn start(
     );
 
     let mut services = ServiceSet::new();
+    watch_queue(services.metrics(), store.clone());
     services.add(roster_runtime::grpc_service!(
         NotificationServiceServer<api::NotificationApi>,
         api::NotificationApi::new(store, templates, wake, settings.message_id_domain.clone()),
@@ -87,4 +88,32 @@ pub async fn start(
     .await?;
     delivery.spawn_workers(settings.workers, &shutdown);
     Ok(server)
+}
+
+/// The queue's depth and the age of its oldest undelivered message, read when Prometheus
+/// scrapes: a growing age means the mail server refuses or the workers are stuck.
+fn watch_queue(metrics: &roster_runtime::metrics::Metrics, store: store::Store) {
+    let depth = metrics.gauge(
+        "roster_notification_queue_depth",
+        "Emails not delivered yet: queued, being sent or waiting for a retry",
+    );
+    let age = metrics.gauge_f64(
+        "roster_notification_queue_oldest_age_seconds",
+        "Age of the oldest email not delivered yet (0 when none waits)",
+    );
+    metrics.on_scrape(move || {
+        let (store, depth, age) = (store.clone(), depth.clone(), age.clone());
+        async move {
+            match store.queue_stats().await {
+                Ok((count, oldest)) => {
+                    depth.set(i64::try_from(count).unwrap_or(i64::MAX));
+                    let waited = oldest.map_or(0.0, |oldest| {
+                        (store::now() - oldest).num_milliseconds().max(0) as f64 / 1000.0
+                    });
+                    age.set(waited);
+                }
+                Err(error) => tracing::warn!(%error, "queue metrics not read"),
+            }
+        }
+    });
 }

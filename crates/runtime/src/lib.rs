@@ -4,13 +4,18 @@
 //! - [`telemetry`]: `tracing` with pretty or JSON output and optional OTLP export.
 //! - [`server`]: the tonic server bootstrap with health, reflection, tower layers and graceful
 //!   shutdown.
+//! - [`metrics`]: the Prometheus endpoint, gRPC call metrics and the services' own series.
+//! - [`client`]: calls to another Roster service: balanced, with deadlines, retries of
+//!   idempotent calls, the caller key, trace context and optional TLS.
 //! - [`auth`]: bearer-key authentication of callers, with scopes and account limits.
 //! - [`error`]: the one mapping from domain failures to `tonic::Status` with rich details.
 //! - [`db`]: database connections (SQLite or PostgreSQL through sea-orm) and migrations.
 
 pub mod auth;
+pub mod client;
 pub mod db;
 pub mod error;
+pub mod metrics;
 pub mod ratelimit;
 pub mod server;
 pub mod settings;

@@ -1,11 +1,13 @@
 //! The server bootstrap every Roster service runs.
 //!
-//! It reads top to bottom: bind → health and reflection → tower layers (tracing span with a
-//! request id, load shedding over a global concurrency limit, authentication) → serve until the
-//! shutdown signal → drain. On shutdown, health turns NOT_SERVING first, the server stops
-//! accepting after the configured drain delay, in-flight calls get the grace period to finish.
+//! It reads top to bottom: bind → TLS → health and reflection → metrics endpoint → tower layers
+//! (tracing span with a request id and the caller's trace context, call metrics, load shedding
+//! over a global concurrency limit, authentication) → serve until the shutdown signal → drain.
+//! On shutdown, health turns NOT_SERVING first, the server stops accepting after the configured
+//! drain delay, in-flight calls get the grace period to finish.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +17,13 @@ use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::Instrument;
 
 use crate::auth::{AuthLayer, KeyRing};
+use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::settings::CommonSettings;
 use crate::shutdown::Shutdown;
@@ -40,6 +44,39 @@ pub struct ServerConfig {
     pub rate_limit_per_second: u32,
     /// Calls a caller key may make at once before the average applies.
     pub rate_limit_burst: u32,
+    /// Where `GET /metrics` is served; `None` turns the endpoint off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// TLS (and mutual TLS) of the gRPC listener; `None` serves plain HTTP/2.
+    pub tls: Option<ServerTls>,
+}
+
+/// The PEM files of a TLS server.
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// When set, clients must present a certificate signed by one of these CAs.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+impl ServerTls {
+    /// Reads the files into tonic's TLS configuration (rustls, ring provider).
+    pub fn load(&self) -> anyhow::Result<ServerTlsConfig> {
+        let read = |path: &PathBuf, what: &str| {
+            std::fs::read(path)
+                .map_err(|error| anyhow::anyhow!("cannot read {what} {}: {error}", path.display()))
+        };
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
+            read(&self.cert_file, "tls_cert_file")?,
+            read(&self.key_file, "tls_key_file")?,
+        ));
+        if let Some(ca) = &self.client_ca_file {
+            config = config
+                .client_ca_root(Certificate::from_pem(read(ca, "tls_client_ca_file")?))
+                .client_auth_optional(false);
+        }
+        Ok(config)
+    }
 }
 
 impl From<&CommonSettings> for ServerConfig {
@@ -54,20 +91,37 @@ impl From<&CommonSettings> for ServerConfig {
             db_health_interval: settings.db_health_interval(),
             rate_limit_per_second: settings.rate_limit_per_second,
             rate_limit_burst: settings.rate_limit_burst,
+            metrics_addr: settings.metrics_addr,
+            tls: match (&settings.tls_cert_file, &settings.tls_key_file) {
+                (Some(cert_file), Some(key_file)) => Some(ServerTls {
+                    cert_file: cert_file.clone(),
+                    key_file: key_file.clone(),
+                    client_ca_file: settings.tls_client_ca_file.clone(),
+                }),
+                _ => None,
+            },
         }
     }
 }
 
-/// The gRPC services one server hosts, with their names for per-service health.
+/// The gRPC services one server hosts, with their names for per-service health, and the
+/// server's metrics registry.
 #[derive(Default)]
 pub struct ServiceSet {
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    metrics: Metrics,
 }
 
 impl ServiceSet {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The metrics registry this server exposes on `/metrics`, for the service's own series
+    /// (gauges refreshed on scrape, import progress).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Adds a generated tonic server (already configured with message limits and compression).
@@ -101,13 +155,21 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     /// The health reporter, for tests and for services that flip their own status.
     pub health: HealthReporter,
+    /// Where `GET /metrics` answers, when the endpoint is on.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The server's metrics registry.
+    pub metrics: Metrics,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    metrics_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
     /// Waits until the server has stopped (after the shutdown signal and the drain).
     pub async fn stopped(self) -> anyhow::Result<()> {
         self.task.await??;
+        if let Some(task) = self.metrics_task {
+            let _ = task.await;
+        }
         Ok(())
     }
 }
@@ -128,10 +190,12 @@ pub async fn serve(
         .map_err(|error| anyhow::anyhow!("cannot bind {}: {error}", config.listen_addr))?;
     let local_addr = listener.local_addr()?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let tls = config.tls.as_ref().map(ServerTls::load).transpose()?;
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let names: Vec<&'static str> = services.names.clone();
     set_status(&health, &names, ServingStatus::Serving).await;
+    let database_for_metrics = database.clone();
     if let Some(database) = database {
         tokio::spawn(watch_database(
             database,
@@ -162,7 +226,52 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
+    let metrics = services.metrics;
+    let methods = {
+        let mut hosted = names.clone();
+        hosted.extend([
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ]);
+        crate::metrics::hosted_methods(
+            &[
+                roster_proto::FILE_DESCRIPTOR_SET,
+                tonic_health::pb::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            ],
+            &hosted,
+        )
+    };
+    if let Some(database) = &database_for_metrics {
+        metrics.watch_pool(database);
+    }
+    let (metrics_addr, metrics_task) = match config.metrics_addr {
+        Some(addr) => {
+            let stop = {
+                let shutdown = shutdown.clone();
+                let drain_delay = config.drain_delay;
+                async move {
+                    shutdown.wait().await;
+                    tokio::time::sleep(drain_delay).await;
+                }
+            };
+            // Metrics are for watching the service, never a reason for it not to serve: an
+            // address already in use is logged and the service runs without the endpoint.
+            match crate::metrics::serve(addr, metrics.clone(), stop).await {
+                Ok((bound, task)) => (Some(bound), Some(task)),
+                Err(error) => {
+                    tracing::error!(%addr, %error, "metrics endpoint is off: cannot bind");
+                    (None, None)
+                }
+            }
+        }
+        None => (None, None),
+    };
+
     let layers = tower::ServiceBuilder::new()
+        .layer(metrics.layer(methods))
         .map_response(message_limit_is_resource_exhausted)
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -188,7 +297,11 @@ pub async fn serve(
             tokio::time::sleep(drain_delay).await;
         }
     };
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .timeout(config.request_timeout)
         .http2_max_header_list_size(config.max_header_list_bytes)
         .trace_fn(call_span)
@@ -216,11 +329,21 @@ pub async fn serve(
         }
         .instrument(tracing::info_span!("server", addr = %local_addr)),
     );
-    tracing::info!(addr = %local_addr, services = ?names, "serving");
+    tracing::info!(
+        addr = %local_addr,
+        tls = config.tls.is_some(),
+        mutual_tls = config.tls.as_ref().is_some_and(|tls| tls.client_ca_file.is_some()),
+        metrics = ?metrics_addr,
+        services = ?names,
+        "serving"
+    );
     Ok(RunningServer {
         local_addr,
         health,
+        metrics_addr,
+        metrics,
         task,
+        metrics_task,
     })
 }
 
@@ -280,8 +403,9 @@ async fn watch_database(
     }
 }
 
-/// The span of one call: method, request id (the caller's `x-request-id` or a new one), the
-/// caller's name once authenticated, and the caller's W3C trace context as parent.
+/// The span of one call, named `package.Service/Method` as OpenTelemetry's RPC conventions
+/// have it: the request id (the caller's `x-request-id` or a new one), the caller's name once
+/// authenticated, the status code once answered, and the caller's W3C trace context as parent.
 fn call_span(request: &http::Request<()>) -> tracing::Span {
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let request_id = request
@@ -291,12 +415,19 @@ fn call_span(request: &http::Request<()>) -> tracing::Span {
         .filter(|value| !value.is_empty() && value.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let path = request.uri().path();
+    let name = path.trim_start_matches('/');
+    let (service, method) = name.split_once('/').unwrap_or((name, ""));
     let span = tracing::info_span!(
         "grpc",
+        otel.name = %name,
         otel.kind = "server",
-        rpc.method = %request.uri().path(),
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
         request_id = %request_id,
         caller = tracing::field::Empty,
+        rpc.grpc.status_code = tracing::field::Empty,
     );
     let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&crate::telemetry::HeaderExtractor(request.headers()))

@@ -60,6 +60,17 @@ impl Service {
         }
     }
 
+    /// The default port of the Prometheus endpoint: 9091, 9092, 9093, one per service, so the
+    /// embedded suite (`roster dev`, all three in one process) serves three endpoints side by
+    /// side. In a container, where one service runs, the manifests set 9090.
+    pub fn default_metrics_port(self) -> u16 {
+        match self {
+            Service::Identity => 9091,
+            Service::BulkImport => 9092,
+            Service::Notification => 9093,
+        }
+    }
+
     /// Parses a command-line service name.
     pub fn parse(name: &str) -> Option<Service> {
         Service::ALL
@@ -113,6 +124,17 @@ pub struct CommonSettings {
     pub rate_limit_per_second: u32,
     /// Calls a caller key may make at once before the average applies.
     pub rate_limit_burst: u32,
+    /// Address of the Prometheus text endpoint (`GET /metrics`, plain HTTP); `off` turns it off.
+    /// Defaults to `0.0.0.0:9091` (identity), `:9092` (bulk-import), `:9093` (notification).
+    #[serde(deserialize_with = "optional_addr")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// PEM certificate chain the gRPC server presents; with `tls_key_file`, turns TLS on.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file` (a secret: mount it from a Secret).
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that sign client certificates; when set, every client must present
+    /// one (mutual TLS). Needs `tls_cert_file`.
+    pub tls_client_ca_file: Option<PathBuf>,
 }
 
 impl CommonSettings {
@@ -127,6 +149,23 @@ impl CommonSettings {
     pub fn db_health_interval(&self) -> Duration {
         Duration::from_secs(self.db_health_interval_seconds.max(1))
     }
+}
+
+/// Reads an optional socket address: empty or `off` is none.
+fn optional_addr<'de, D>(deserializer: D) -> Result<Option<SocketAddr>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = Option::<String>::deserialize(deserializer)?.unwrap_or_default();
+    let text = text.trim();
+    if text.is_empty() || text.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not an address like 0.0.0.0:9090 or `off`"
+        ))
+    })
 }
 
 /// A configuration problem found at start.
@@ -190,7 +229,11 @@ impl Loader {
             .set_default(key("db_health_interval_seconds"), 2)?
             .set_default(key("db_max_connections"), 16)?
             .set_default(key("rate_limit_per_second"), 1000)?
-            .set_default(key("rate_limit_burst"), 2000)?;
+            .set_default(key("rate_limit_burst"), 2000)?
+            .set_default(
+                key("metrics_addr"),
+                format!("0.0.0.0:{}", self.service.default_metrics_port()),
+            )?;
         for (name, value) in &self.overrides {
             builder = builder.set_default(key(name), value.as_str())?;
         }
@@ -261,6 +304,21 @@ impl CommonSettings {
         if self.db_max_connections == 0 {
             return Err(invalid("db_max_connections", "must be at least 1"));
         }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => {
+                return Err(invalid("tls_key_file", "must be set with tls_cert_file"));
+            }
+            (None, Some(_)) => {
+                return Err(invalid("tls_cert_file", "must be set with tls_key_file"));
+            }
+            _ => {}
+        }
+        if self.tls_client_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return Err(invalid(
+                "tls_client_ca_file",
+                "mutual TLS needs tls_cert_file and tls_key_file",
+            ));
+        }
         Ok(())
     }
 }
@@ -298,6 +356,45 @@ mod tests {
             .unwrap();
         assert_eq!(common.concurrency_limit, 7);
         assert_eq!(common.listen_addr.port(), 50052);
+    }
+
+    #[test]
+    fn metrics_ports_differ_per_service_and_can_be_turned_off() {
+        let dir = std::env::temp_dir().join(format!("roster-settings-m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<u16> = Service::ALL
+            .into_iter()
+            .map(|service| {
+                let (common, _) = Loader::new(service).load::<Nothing>().unwrap();
+                common.metrics_addr.expect("on by default").port()
+            })
+            .collect();
+        assert_eq!(ports, [9091, 9092, 9093]);
+
+        let file = dir.join("off.toml");
+        std::fs::write(&file, "[identity]\nmetrics_addr = \"off\"\n").unwrap();
+        let (common, _) = Loader::new(Service::Identity)
+            .file(Some(&file))
+            .load::<Nothing>()
+            .unwrap();
+        assert_eq!(common.metrics_addr, None);
+    }
+
+    #[test]
+    fn tls_key_without_certificate_is_refused() {
+        let dir = std::env::temp_dir().join(format!("roster-settings-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tls.toml");
+        std::fs::write(&file, "[notification]\ntls_key_file = \"/k.pem\"\n").unwrap();
+        let error = Loader::new(Service::Notification)
+            .file(Some(&file))
+            .load::<Nothing>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("ROSTER_NOTIFICATION__TLS_CERT_FILE"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,11 +1,21 @@
 //! Logging and tracing: `tracing` with pretty output in development and JSON in production, and
 //! OpenTelemetry export over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. W3C trace
-//! context is the propagation format, so a trace continues across every gRPC hop.
+//! context is the propagation format, so a trace continues across every gRPC hop: the server
+//! bootstrap makes each call's span a child of the caller's context, and the
+//! [`client`](crate::client) puts the current context on every outgoing call.
+//!
+//! Work that leaves the request — an outbox row relayed later, an import applied by a worker —
+//! carries the context in its database row as a [`TraceContext`], and the background task makes
+//! its span a child of it with [`TraceContext::set_parent_of`]. So one password reset, or one
+//! bulk import, is one trace even though its parts run in other tasks, later.
+
+use std::collections::BTreeMap;
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use serde::{Deserialize, Serialize};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
@@ -123,4 +133,117 @@ pub fn inject_context<T>(request: &mut tonic::Request<T>) {
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.inject_context(&context, &mut MetadataInjector(request.metadata_mut()));
     });
+}
+
+/// Writes W3C trace context into outgoing HTTP/gRPC headers.
+pub struct HeaderInjector<'a>(pub &'a mut http::HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            http::HeaderName::from_bytes(key.as_bytes()),
+            http::HeaderValue::try_from(value),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
+}
+
+/// Puts `span`'s trace context on outgoing headers.
+pub fn inject_span_context(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut HeaderInjector(headers));
+    });
+}
+
+/// A trace context saved for later: the W3C `traceparent` (and `tracestate`) of the span that
+/// was current when it was taken. It serializes as a small JSON object, to be stored with work
+/// that a background task does later (an outbox row, an import job), so that task's spans join
+/// the trace of the request that caused the work. Empty when no trace was being recorded.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TraceContext(BTreeMap<String, String>);
+
+impl TraceContext {
+    /// The context of the current span.
+    pub fn current() -> Self {
+        Self::of(&tracing::Span::current())
+    }
+
+    /// The context of `span`.
+    pub fn of(span: &tracing::Span) -> Self {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let context = span.context();
+        let mut carrier = std::collections::HashMap::new();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&context, &mut carrier);
+        });
+        Self(carrier.into_iter().collect())
+    }
+
+    /// True when there is no context to continue (tracing was off when it was taken).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The W3C `traceparent` value, e.g. `00-<trace id>-<span id>-01`.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.0.get("traceparent").map(String::as_str)
+    }
+
+    /// A context from a stored W3C `traceparent` value (for a text column).
+    pub fn from_traceparent(traceparent: impl Into<String>) -> Self {
+        Self(BTreeMap::from([(
+            "traceparent".to_owned(),
+            traceparent.into(),
+        )]))
+    }
+
+    /// Makes `span` a child of this context; does nothing when the context is empty.
+    pub fn set_parent_of(&self, span: &tracing::Span) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if self.is_empty() {
+            return;
+        }
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&StoredExtractor(&self.0))
+        });
+        let _ = span.set_parent(parent);
+    }
+}
+
+struct StoredExtractor<'a>(&'a BTreeMap<String, String>);
+
+impl Extractor for StoredExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_context_round_trips_through_json() {
+        let context = TraceContext::from_traceparent(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        );
+        let json = serde_json::to_string(&context).unwrap();
+        assert_eq!(
+            json,
+            r#"{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<TraceContext>(&json).unwrap(),
+            context
+        );
+        assert!(TraceContext::default().is_empty());
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use roster_runtime::telemetry::TraceContext;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -15,4 +16,7 @@ pub struct OutboxEmail {
     pub template: String,
     pub locale: String,
     pub variables: BTreeMap<String, String>,
+    /// The trace of the request that wrote the row, which the relay's span continues.
+    #[serde(default, skip_serializing_if = "TraceContext::is_empty")]
+    pub trace_context: TraceContext,
 }

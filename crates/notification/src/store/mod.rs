@@ -351,6 +351,34 @@ impl Store {
             .all(&self.db)
             .await
     }
+
+    /// How many messages are not delivered yet (queued, being sent or waiting for a retry), and
+    /// when the oldest of them was queued: the queue's depth and age, for the metrics.
+    pub async fn queue_stats(&self) -> Result<(u64, Option<DateTime<Utc>>), DbErr> {
+        use notification::Column;
+        use sea_orm::PaginatorTrait;
+        let undelivered = || {
+            notification::Entity::find().filter(
+                Column::State.is_in(
+                    [
+                        DeliveryState::Queued,
+                        DeliveryState::Sending,
+                        DeliveryState::Retrying,
+                    ]
+                    .map(DeliveryState::as_str),
+                ),
+            )
+        };
+        let depth = undelivered().count(&self.db).await?;
+        let oldest = undelivered()
+            .select_only()
+            .column(Column::CreatedAt)
+            .order_by_asc(Column::CreatedAt)
+            .into_tuple::<DateTime<Utc>>()
+            .one(&self.db)
+            .await?;
+        Ok((depth, oldest))
+    }
 }
 
 /// Messages a worker may take now.

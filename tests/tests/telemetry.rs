@@ -1,0 +1,252 @@
+//! One password reset is one trace: identity's SendPasswordReset, the outbox relay that runs
+//! later in a background task, and notification's SendEmail export their spans over OTLP to a
+//! real in-process trace collector, and all of them carry the same trace id.
+//!
+//! Telemetry installs a process-global subscriber once, so this file holds a single test and
+//! runs as its own test binary: the process is this test's alone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use roster_runtime::settings::LogFormat;
+use roster_runtime::{Service, telemetry};
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, identity_settings};
+use tonic::transport::server::TcpIncoming;
+
+/// One exported span, as the collector received it.
+#[derive(Clone, Debug)]
+struct ReceivedSpan {
+    name: String,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_span_id: Vec<u8>,
+    kind: SpanKind,
+    attributes: HashMap<String, String>,
+}
+
+/// The OTLP/gRPC trace collector: keeps every span it is sent.
+#[derive(Clone, Default)]
+struct Collector {
+    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let mut spans = self.spans.lock().unwrap();
+        for resource in request.into_inner().resource_spans {
+            for scope in resource.scope_spans {
+                for span in scope.spans {
+                    let attributes = span
+                        .attributes
+                        .iter()
+                        .filter_map(|attribute| {
+                            let value = match attribute.value.as_ref()?.value.as_ref()? {
+                                Value::StringValue(text) => text.clone(),
+                                Value::IntValue(number) => number.to_string(),
+                                other => format!("{other:?}"),
+                            };
+                            Some((attribute.key.clone(), value))
+                        })
+                        .collect();
+                    spans.push(ReceivedSpan {
+                        name: span.name,
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: span.parent_span_id,
+                        kind: SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
+                        attributes,
+                    });
+                }
+            }
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Collector {
+    fn named(&self, name: &str, kind: SpanKind) -> Vec<ReceivedSpan> {
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|span| span.name == name && span.kind == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+#[test]
+fn a_password_reset_is_one_trace_through_identity_and_notification() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("collector port");
+    let collector_addr = listener.local_addr().unwrap();
+    // SAFETY: no other thread exists yet; the runtime and the exporter start after this.
+    unsafe {
+        std::env::set_var(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{collector_addr}"),
+        );
+        // Export batches every 100 ms instead of every 5 s.
+        std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let collector = Collector::default();
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(collector.clone()))
+                .serve_with_incoming(TcpIncoming::from(listener)),
+        );
+        let _telemetry = telemetry::init("roster-telemetry-test", LogFormat::Pretty);
+
+        let notification = TestServer::spawn(Service::Notification, Backend::Sqlite)
+            .await
+            .expect("SQLite is always there");
+        let database = Arc::new(
+            TestDatabase::create(Backend::Sqlite)
+                .await
+                .expect("SQLite is always there"),
+        );
+        let identity = TestServer::start_with(
+            Service::Identity,
+            roster_tests::test_settings(Service::Identity, &database.url),
+            roster_identity::Settings {
+                notification_url: Some(format!("http://{}", notification.addr)),
+                notification_key: Some(ADMIN_KEY.to_owned()),
+                ..identity_settings()
+            },
+            database,
+            Vec::new(),
+        )
+        .await;
+
+        let channel = identity.channel().await;
+        let account = AccountServiceClient::new(channel.clone())
+            .create_account(authed(
+                ADMIN_KEY,
+                pb::CreateAccountRequest {
+                    display_name: "Traced Ltd".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("account")
+            .into_inner()
+            .account
+            .expect("an account");
+        let profile = ProfileServiceClient::new(channel.clone())
+            .create_profile(authed(
+                ADMIN_KEY,
+                pb::CreateProfileRequest {
+                    account_id: account.id,
+                    first_name: "Ada".into(),
+                    last_name: "Lovelace".into(),
+                    email: "ada@example.com".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("profile")
+            .into_inner()
+            .profile
+            .expect("a profile");
+        CredentialServiceClient::new(channel)
+            .send_password_reset(authed(
+                ADMIN_KEY,
+                pb::SendPasswordResetRequest {
+                    request_id: "traced-reset".into(),
+                    profile_id: profile.id,
+                },
+            ))
+            .await
+            .expect("reset sent");
+
+        let reset_name = "roster.identity.v1.CredentialService/SendPasswordReset";
+        let send_name = "roster.notification.v1.NotificationService/SendEmail";
+        let mut waited = Duration::ZERO;
+        while collector.named(send_name, SpanKind::Server).is_empty()
+            || collector.named(reset_name, SpanKind::Server).is_empty()
+        {
+            assert!(
+                waited < Duration::from_secs(30),
+                "no SendEmail server span arrived; spans: {:?}",
+                collector
+                    .spans
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|span| &span.name)
+                    .collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            waited += Duration::from_millis(100);
+        }
+
+        let resets = collector.named(reset_name, SpanKind::Server);
+        assert_eq!(resets.len(), 1, "{resets:?}");
+        let reset = &resets[0];
+        assert_eq!(
+            reset.attributes.get("rpc.service").map(String::as_str),
+            Some("roster.identity.v1.CredentialService")
+        );
+        assert_eq!(
+            reset
+                .attributes
+                .get("rpc.grpc.status_code")
+                .map(String::as_str),
+            Some("0")
+        );
+        let trace = &reset.trace_id;
+
+        // The relay ran later, in its own task, yet continues the reset's trace.
+        let relays = collector.named("outbox relay", SpanKind::Internal);
+        let relay = relays
+            .iter()
+            .find(|span| &span.trace_id == trace)
+            .unwrap_or_else(|| panic!("the relay joins the reset's trace: {relays:?}"));
+        assert!(!relay.parent_span_id.is_empty());
+
+        // Identity's client span for SendEmail, a child of the relay's span...
+        let clients = collector.named(send_name, SpanKind::Client);
+        assert_eq!(clients.len(), 1, "{clients:?}");
+        let client = &clients[0];
+        assert_eq!(
+            client.attributes.get("peer.service").map(String::as_str),
+            Some("notification")
+        );
+        assert_eq!(&client.trace_id, trace);
+        assert_eq!(client.parent_span_id, relay.span_id);
+        // ...and notification's server span, a child of it: one trace across both services.
+        let servers = collector.named(send_name, SpanKind::Server);
+        assert_eq!(servers.len(), 1, "{servers:?}");
+        let server = &servers[0];
+        assert_eq!(
+            server.attributes.get("rpc.service").map(String::as_str),
+            Some("roster.notification.v1.NotificationService")
+        );
+        assert_eq!(&server.trace_id, trace);
+        assert_eq!(server.parent_span_id, client.span_id);
+    });
+}
