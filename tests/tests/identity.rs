@@ -16,7 +16,7 @@ async fn create_account(channel: &Channel, name: &str) -> String {
             pb::CreateAccountRequest {
                 request_id: String::new(),
                 display_name: name.into(),
-                password_policy_preset: 0,
+                ..Default::default()
             },
         ))
         .await

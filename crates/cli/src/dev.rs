@@ -122,7 +122,7 @@ async fn demo_account(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<S
     let mut request = tonic::Request::new(CreateAccountRequest {
         request_id: DEMO_ACCOUNT_REQUEST_ID.to_owned(),
         display_name: "Demo Company".to_owned(),
-        password_policy_preset: 0,
+        ..Default::default()
     });
     request
         .metadata_mut()

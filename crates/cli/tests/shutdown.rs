@@ -72,7 +72,7 @@ async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
                 CreateAccountRequest {
                     request_id: "slow".into(),
                     display_name: "Slow Ltd".into(),
-                    password_policy_preset: 0,
+                    ..Default::default()
                 },
             ))
             .await

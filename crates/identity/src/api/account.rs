@@ -4,14 +4,17 @@ use roster_proto::identity::v1::account_service_server::AccountService;
 use roster_proto::identity::v1::{
     CreateAccountRequest, CreateAccountResponse, GetAccountRequest, GetAccountResponse,
     GetPasswordPolicyRequest, GetPasswordPolicyResponse, ListAccountsRequest, ListAccountsResponse,
-    PasswordPolicy as PolicyMessage, UpdatePasswordPolicyRequest, UpdatePasswordPolicyResponse,
+    PasswordPolicy as PolicyMessage, UpdateAccountRequest, UpdateAccountResponse,
+    UpdatePasswordPolicyRequest, UpdatePasswordPolicyResponse,
 };
 use roster_runtime::ApiError;
 use roster_runtime::auth::caller;
+use roster_runtime::error::FieldViolation;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::domain::error::IdentityError;
+use crate::domain::assignment::ExtensionBounds;
+use crate::domain::error::{IdentityError, Violation};
 use crate::domain::policy::{PasswordPolicy, Preset};
 use crate::store::Store;
 
@@ -42,23 +45,29 @@ impl AccountService for AccountApi {
             .into());
         }
         convert::check_request_id(&request.request_id)?;
-        let display_name = request.display_name.trim();
-        let length = display_name.chars().count();
-        if length == 0 || length > 200 || display_name.chars().any(char::is_control) {
-            return Err(ApiError::invalid(
-                "display_name",
-                "must be 1 to 200 characters without control characters",
-            )
-            .into());
-        }
+        let display_name = display_name("display_name", &request.display_name)?;
         let policy = PasswordPolicy::from_preset(convert::preset_from_proto(
             request.password_policy_preset,
         )?);
+        let bounds = extension_bounds(
+            "",
+            match request.extension_min_length {
+                0 => ExtensionBounds::DEFAULT_MIN,
+                given => given,
+            },
+            match request.extension_max_length {
+                0 => ExtensionBounds::DEFAULT_MAX,
+                given => given,
+            },
+        )
+        .map_err(ApiError::from)?;
         let scope = format!("{}:CreateAccount", caller.name);
         let store = &self.store;
         let response = store
             .idempotent(&scope, &request.request_id, async |txn| {
-                let record = store.create_account(txn, display_name, &policy).await?;
+                let record = store
+                    .create_account(txn, display_name, &policy, bounds)
+                    .await?;
                 Ok(CreateAccountResponse {
                     account: Some(convert::account(&record)),
                 })
@@ -89,6 +98,95 @@ impl AccountService for AccountApi {
         Ok(Response::new(GetAccountResponse {
             account: Some(convert::account(&record)),
         }))
+    }
+
+    async fn update_account(
+        &self,
+        request: Request<UpdateAccountRequest>,
+    ) -> Result<Response<UpdateAccountResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let changes = request
+            .account
+            .ok_or_else(|| ApiError::invalid("account", "is required"))?;
+        let id = convert::parse_id("account.id", &changes.id)?;
+        let expected = convert::parse_etag("account.etag", &changes.etag)?;
+        let paths = request
+            .update_mask
+            .map(|mask| mask.paths)
+            .unwrap_or_default();
+        if paths.is_empty() {
+            return Err(ApiError::invalid(
+                "update_mask",
+                format!(
+                    "must name the fields to change: {}",
+                    ACCOUNT_FIELDS.join(", ")
+                ),
+            )
+            .into());
+        }
+        let unknown: Vec<_> = paths
+            .iter()
+            .filter(|path| !ACCOUNT_FIELDS.contains(&path.as_str()))
+            .map(|path| {
+                FieldViolation::new(
+                    "update_mask",
+                    format!(
+                        "{path:?} cannot be updated; updatable: {}",
+                        ACCOUNT_FIELDS.join(", ")
+                    ),
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::invalid_fields(unknown).into());
+        }
+        let masked = |path: &str| paths.iter().any(|candidate| candidate == path);
+        let new_name = if masked("display_name") {
+            Some(display_name("account.display_name", &changes.display_name)?.to_owned())
+        } else {
+            None
+        };
+        // Another account is NOT_FOUND, like one that does not exist (as GetAccount).
+        if !caller.may_access(id) {
+            return Err(ApiError::NotFound {
+                resource: "account",
+            }
+            .into());
+        }
+        let scope = format!("{}:UpdateAccount", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let account = store
+                    .account_in(txn, id)
+                    .await?
+                    .ok_or(IdentityError::NotFound("account"))?;
+                if expected.is_some_and(|version| version != account.version) {
+                    return Err(IdentityError::StaleEtag);
+                }
+                let current = account.extension_bounds;
+                let min = if masked("extension_min_length") {
+                    changes.extension_min_length
+                } else {
+                    current.min()
+                };
+                let max = if masked("extension_max_length") {
+                    changes.extension_max_length
+                } else {
+                    current.max()
+                };
+                let bounds = extension_bounds("account.", min, max)?;
+                let name = new_name.as_deref().unwrap_or(&account.display_name);
+                let updated = store.update_account(txn, &account, name, bounds).await?;
+                Ok(UpdateAccountResponse {
+                    account: Some(convert::account(&updated)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
     }
 
     async fn list_accounts(
@@ -219,6 +317,43 @@ impl AccountService for AccountApi {
             .map_err(ApiError::from)?;
         Ok(Response::new(response))
     }
+}
+
+/// The account fields UpdateAccount accepts in its mask.
+const ACCOUNT_FIELDS: [&str; 3] = [
+    "display_name",
+    "extension_min_length",
+    "extension_max_length",
+];
+
+/// A display name: 1 to 200 characters without control characters, trimmed.
+fn display_name<'a>(field: &str, input: &'a str) -> Result<&'a str, ApiError> {
+    let name = input.trim();
+    let length = name.chars().count();
+    if length == 0 || length > 200 || name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "must be 1 to 200 characters without control characters",
+        ));
+    }
+    Ok(name)
+}
+
+/// Extension bounds from a request; violations name `prefix` + the field.
+fn extension_bounds(prefix: &str, min: u32, max: u32) -> Result<ExtensionBounds, IdentityError> {
+    ExtensionBounds::new(min, max).map_err(|violations| {
+        IdentityError::Invalid(
+            violations
+                .into_iter()
+                .map(|violation| {
+                    Violation::new(
+                        format!("{prefix}{}", violation.field),
+                        violation.description,
+                    )
+                })
+                .collect(),
+        )
+    })
 }
 
 /// The policy fields UpdatePasswordPolicy accepts in its mask.

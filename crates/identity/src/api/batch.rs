@@ -1,6 +1,15 @@
 //! BatchUpsertProfiles: up to 1,000 creates and updates of one account in one transaction,
 //! each item on its own idempotency key and with its own result. Items fail alone: a refused
-//! username or an invalid field fails that item, and the others go through.
+//! username, an invalid field or an extension number held by another profile fails that item,
+//! and the others go through.
+//!
+//! An item with `set_assignments` replaces the profile's roles and extensions with the ones it
+//! lists. Items are decided in order, as if they were sent one after another: of two items
+//! claiming one extension number the first wins, and a number that an earlier item frees can be
+//! taken by a later one. The database has the last word (the unique indexes of the username
+//! registry and of `extensions`): when a concurrent transaction takes a username or number
+//! between the reads and the writes of this batch, the whole batch is rolled back and decided
+//! again on fresh reads, so every item is still answered on its own.
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,24 +17,64 @@ use chrono::Utc;
 use prost::Message;
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Caller;
+use sea_orm::DatabaseTransaction;
 use tonic::Code;
 use uuid::Uuid;
 
 use super::convert;
-use crate::domain::error::{IdentityError, Refusal};
+use crate::domain::assignment::{Extension, ExtensionBounds, ExtensionNumber, Role};
+use crate::domain::error::{IdentityError, Refusal, Violation};
 use crate::domain::profile::{ProfileFields, RawProfile};
 use crate::domain::username::Username;
 use crate::store::entities::profile;
-use crate::store::{DELETED, ProfileRecord, Store};
+use crate::store::{DELETED, ProfileRecord, Store, extension_rows, role_names};
+
+/// How often a batch is decided again after losing a race to a concurrent transaction.
+const ATTEMPTS: usize = 3;
+
+/// The roles and extensions an item sets, replacing the profile's.
+#[derive(Clone, Debug)]
+struct Assignments {
+    /// Sorted, each once.
+    roles: Vec<Role>,
+    /// Sorted by number, each number once.
+    extensions: Vec<Extension>,
+}
+
+impl Assignments {
+    /// True when `record` holds exactly these roles and extensions.
+    fn held_by(&self, record: &ProfileRecord) -> bool {
+        role_names(&self.roles) == record.roles
+            && extension_rows(&self.extensions) == record.extensions
+    }
+}
 
 /// What becomes of one item.
 enum Plan {
     /// Answered before under the same key: the stored result.
     Replay(pb::ProfileUpsertResult),
     Failed(IdentityError),
-    Create(ProfileFields),
-    Update(ProfileRecord, ProfileFields),
+    Create(ProfileFields, Option<Assignments>),
+    Update(ProfileRecord, ProfileFields, Option<Assignments>),
     Unchanged(ProfileRecord),
+}
+
+impl Plan {
+    /// The assignments an item sets and the extensions its profile holds now.
+    fn assignments(&self) -> Option<(&Assignments, &[(String, String)])> {
+        match self {
+            Plan::Create(_, Some(assignments)) => Some((assignments, &[])),
+            Plan::Update(record, _, Some(assignments)) => Some((assignments, &record.extensions)),
+            _ => None,
+        }
+    }
+}
+
+/// One try at a batch.
+enum Attempt {
+    Done(Vec<pb::ProfileUpsertResult>),
+    /// A concurrent transaction took a username or extension number after this one read it.
+    LostRace,
 }
 
 pub async fn upsert(
@@ -35,15 +84,32 @@ pub async fn upsert(
     items: Vec<pb::ProfileUpsert>,
 ) -> Result<Vec<pb::ProfileUpsertResult>, IdentityError> {
     let scope = format!("{}:BatchUpsertProfiles:{account_id}", caller.name);
-    let txn = store.begin().await?;
-    if !store.account_exists(&txn, account_id).await? {
-        return Err(IdentityError::NotFound("account"));
+    for _ in 0..ATTEMPTS {
+        if let Attempt::Done(results) = attempt(store, &scope, account_id, &items).await? {
+            return Ok(results);
+        }
     }
+    Err(IdentityError::Contention(
+        "concurrent calls kept taking the usernames or extensions of this batch; retry it".into(),
+    ))
+}
+
+async fn attempt(
+    store: &Store,
+    scope: &str,
+    account_id: Uuid,
+    items: &[pb::ProfileUpsert],
+) -> Result<Attempt, IdentityError> {
+    let txn = store.begin().await?;
+    let account = store
+        .account_in(&txn, account_id)
+        .await?
+        .ok_or(IdentityError::NotFound("account"))?;
     let keys: Vec<String> = items
         .iter()
         .map(|item| item.idempotency_key.clone())
         .collect();
-    let stored = store.stored_responses(&txn, &scope, &keys).await?;
+    let stored = store.stored_responses(&txn, scope, &keys).await?;
     let targets: Vec<Uuid> = items
         .iter()
         .filter(|item| !stored.contains_key(&item.idempotency_key))
@@ -57,6 +123,14 @@ pub async fn upsert(
         .map(|record| (record.profile.id, record))
         .collect();
 
+    // Profiles that more than one item names: none of those items may set assignments, which
+    // are decided against the profile as it was before the batch.
+    let mut named = HashSet::new();
+    let shared_ids: HashSet<Uuid> = items
+        .iter()
+        .filter_map(|item| Uuid::parse_str(&item.id).ok())
+        .filter(|id| !named.insert(*id))
+        .collect();
     let mut seen_keys = HashSet::new();
     let mut plans: Vec<Plan> = items
         .iter()
@@ -68,7 +142,14 @@ pub async fn upsert(
                         Plan::Failed(IdentityError::Corrupt(format!("stored result: {error}")))
                     });
             }
-            plan(item, &current, &mut seen_keys).unwrap_or_else(Plan::Failed)
+            plan(
+                item,
+                &current,
+                account.extension_bounds,
+                &mut seen_keys,
+                &shared_ids,
+            )
+            .unwrap_or_else(Plan::Failed)
         })
         .collect();
 
@@ -106,55 +187,101 @@ pub async fn upsert(
         }
     }
 
-    // Register the usernames; one that a concurrent transaction registered first fails its item.
-    let mut new_ids: Vec<Option<Uuid>> = Vec::with_capacity(plans.len());
-    let mut claims: Vec<(&Username, Uuid)> = Vec::new();
-    for plan in &plans {
-        let id = match plan {
-            Plan::Create(_) => Some(Uuid::now_v7()),
-            Plan::Update(record, _) => Some(record.profile.id),
-            _ => None,
-        };
-        if let (Some(username), Some(id)) = (new_username(plan), id) {
-            claims.push((username, id));
-        }
-        new_ids.push(id);
-    }
-    let registered = store.reserve_usernames(&txn, account_id, &claims).await?;
-    let lost: Vec<String> = claims
+    let ids: Vec<Option<Uuid>> = plans
         .iter()
-        .map(|(username, _)| username.canonical().to_owned())
-        .filter(|canonical| !registered.contains(canonical))
+        .map(|plan| match plan {
+            Plan::Create(..) => Some(Uuid::now_v7()),
+            Plan::Update(record, ..) => Some(record.profile.id),
+            _ => None,
+        })
         .collect();
-    drop(claims);
-    for plan in plans.iter_mut() {
-        if new_username(plan)
-            .is_some_and(|username| lost.contains(&username.canonical().to_owned()))
-        {
-            *plan = Plan::Failed(refused(Refusal::Taken));
+    decide_extensions(store, &txn, account_id, &mut plans, &ids).await?;
+
+    // Register the usernames. One that a concurrent transaction registered first invalidates
+    // the decisions above: decide again.
+    let claims: Vec<(&Username, Uuid)> = plans
+        .iter()
+        .zip(&ids)
+        .filter_map(|(plan, id)| Some((new_username(plan)?, (*id)?)))
+        .collect();
+    let registered = store.reserve_usernames(&txn, account_id, &claims).await?;
+    if claims.len() != registered.len() {
+        return Ok(Attempt::LostRace);
+    }
+
+    // Assignments: numbers are freed before they are claimed, so one can change hands.
+    let mut released = Vec::new();
+    let mut claimed: Vec<(Uuid, &Extension)> = Vec::new();
+    let mut role_sets = Vec::new();
+    for (plan, id) in plans.iter().zip(&ids) {
+        let (Some((assignments, held)), Some(id)) = (plan.assignments(), *id) else {
+            continue;
+        };
+        let keeps = |number: &str, kind: &str| {
+            assignments
+                .extensions
+                .iter()
+                .any(|wanted| wanted.number.as_str() == number && wanted.kind.as_str() == kind)
+        };
+        released.extend(
+            held.iter()
+                .filter(|(number, kind)| !keeps(number, kind))
+                .map(|(number, _)| (id, number.clone())),
+        );
+        claimed.extend(
+            assignments
+                .extensions
+                .iter()
+                .filter(|wanted| {
+                    !held.iter().any(|(number, kind)| {
+                        number == wanted.number.as_str() && kind == wanted.kind.as_str()
+                    })
+                })
+                .map(|wanted| (id, wanted)),
+        );
+        let held_roles = match plan {
+            Plan::Update(record, ..) => record.roles.clone(),
+            _ => Vec::new(),
+        };
+        if role_names(&assignments.roles) != held_roles {
+            role_sets.push((id, assignments.roles.clone()));
         }
     }
+    store
+        .release_extensions(&txn, account_id, &released)
+        .await?;
+    let taken = store.claim_extensions(&txn, account_id, &claimed).await?;
+    if taken.len() != claimed.len() {
+        return Ok(Attempt::LostRace);
+    }
+    store.replace_roles(&txn, &role_sets).await?;
 
     let now = crate::store::now();
     let mut inserts = Vec::new();
     let mut updates = Vec::new();
     let mut records: Vec<Option<(pb::UpsertOutcome, ProfileRecord)>> =
         Vec::with_capacity(plans.len());
-    for (plan, id) in plans.iter().zip(&new_ids) {
+    for (plan, id) in plans.iter().zip(&ids) {
         let record = match (plan, id) {
-            (Plan::Create(fields), Some(id)) => {
+            (Plan::Create(fields, assignments), Some(id)) => {
                 let model = new_model(*id, account_id, fields, now);
                 inserts.push(model.clone());
                 Some((
                     pb::UpsertOutcome::Created,
                     ProfileRecord {
                         profile: model,
-                        roles: Vec::new(),
-                        extensions: Vec::new(),
+                        roles: assignments
+                            .as_ref()
+                            .map(|a| role_names(&a.roles))
+                            .unwrap_or_default(),
+                        extensions: assignments
+                            .as_ref()
+                            .map(|a| extension_rows(&a.extensions))
+                            .unwrap_or_default(),
                     },
                 ))
             }
-            (Plan::Update(current, fields), _) => {
+            (Plan::Update(current, fields, assignments), _) => {
                 let mut model = new_model(current.profile.id, account_id, fields, now);
                 model.status = current.profile.status.clone();
                 model.created_at = current.profile.created_at;
@@ -165,7 +292,13 @@ pub async fn upsert(
                     pb::UpsertOutcome::Updated,
                     ProfileRecord {
                         profile: model,
-                        ..current.clone()
+                        roles: assignments
+                            .as_ref()
+                            .map_or_else(|| current.roles.clone(), |a| role_names(&a.roles)),
+                        extensions: assignments.as_ref().map_or_else(
+                            || current.extensions.clone(),
+                            |a| extension_rows(&a.extensions),
+                        ),
                     },
                 ))
             }
@@ -200,16 +333,83 @@ pub async fn upsert(
         };
         results.push(result);
     }
-    store.store_responses(&txn, &scope, to_store).await?;
+    store.store_responses(&txn, scope, to_store).await?;
     txn.commit().await?;
-    Ok(results)
+    Ok(Attempt::Done(results))
+}
+
+/// Decides, item by item in order, whether each item that sets extensions may hold them: a
+/// number held by a profile other than the item's fails the item with EXTENSION_TAKEN; an
+/// item that goes through takes its numbers and frees the ones it drops, for the items after
+/// it.
+async fn decide_extensions(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    account_id: Uuid,
+    plans: &mut [Plan],
+    ids: &[Option<Uuid>],
+) -> Result<(), IdentityError> {
+    let wanted: HashSet<String> = plans
+        .iter()
+        .filter_map(Plan::assignments)
+        .flat_map(|(assignments, _)| {
+            assignments
+                .extensions
+                .iter()
+                .map(|wanted| wanted.number.as_str().to_owned())
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<String> = wanted.into_iter().collect();
+    let mut holders = store.extension_holders(txn, account_id, &wanted).await?;
+    for (plan, id) in plans.iter_mut().zip(ids) {
+        let (Some((assignments, held)), Some(id)) = (plan.assignments(), *id) else {
+            continue;
+        };
+        let taken = assignments.extensions.iter().find(|wanted| {
+            holders
+                .get(wanted.number.as_str())
+                .is_some_and(|holder| *holder != id)
+        });
+        if let Some(taken) = taken {
+            let number = taken.number.as_str().to_owned();
+            *plan = Plan::Failed(IdentityError::ExtensionTaken { number });
+            continue;
+        }
+        let freed: Vec<String> = held
+            .iter()
+            .map(|(number, _)| number.clone())
+            .filter(|number| {
+                !assignments
+                    .extensions
+                    .iter()
+                    .any(|wanted| wanted.number.as_str() == number)
+            })
+            .collect();
+        let taking: Vec<String> = assignments
+            .extensions
+            .iter()
+            .map(|wanted| wanted.number.as_str().to_owned())
+            .collect();
+        for number in freed {
+            holders.remove(&number);
+        }
+        for number in taking {
+            holders.insert(number, id);
+        }
+    }
+    Ok(())
 }
 
 /// Decides what to do with one item that was not answered before.
 fn plan(
     item: &pb::ProfileUpsert,
     current: &HashMap<Uuid, ProfileRecord>,
+    bounds: ExtensionBounds,
     seen_keys: &mut HashSet<String>,
+    shared_ids: &HashSet<Uuid>,
 ) -> Result<Plan, IdentityError> {
     let key = &item.idempotency_key;
     if key.is_empty() || key.len() > 128 {
@@ -224,11 +424,6 @@ fn plan(
             "appears twice in this batch",
         ));
     }
-    if item.set_assignments {
-        return Err(IdentityError::Precondition(
-            "roles and extensions cannot be set through BatchUpsertProfiles yet".into(),
-        ));
-    }
     let existing = if item.id.is_empty() {
         None
     } else {
@@ -237,6 +432,13 @@ fn plan(
         if record.profile.status == DELETED {
             return Err(IdentityError::Precondition(
                 "the profile is deleted and cannot change".into(),
+            ));
+        }
+        if item.set_assignments && shared_ids.contains(&id) {
+            return Err(IdentityError::invalid(
+                "id",
+                "another item of this batch names this profile too; an item that sets roles \
+                 and extensions must be the only one for its profile",
             ));
         }
         Some(record)
@@ -254,19 +456,95 @@ fn plan(
         department: &item.department,
         locale: &item.locale,
         time_zone: &item.time_zone,
-    })?;
+    });
+    let assignments = requested_assignments(item, existing, bounds);
+    let (fields, assignments) = match (fields, assignments) {
+        (Ok(fields), Ok(assignments)) => (fields, assignments),
+        // Every violation at once; with field errors the reason is INVALID_FIELDS.
+        (
+            Err(IdentityError::Invalid(mut violations)),
+            Err(
+                IdentityError::Invalid(more)
+                | IdentityError::ExtensionInvalid(more)
+                | IdentityError::RoleInvalid(more),
+            ),
+        ) => {
+            violations.extend(more);
+            return Err(IdentityError::Invalid(violations));
+        }
+        (Err(error), _) | (_, Err(error)) => return Err(error),
+    };
     Ok(match existing {
-        None => Plan::Create(fields),
-        Some(record) if same_fields(&record.profile, &fields) => Plan::Unchanged(record.clone()),
-        Some(record) => Plan::Update(record.clone(), fields),
+        None => Plan::Create(fields, assignments),
+        Some(record)
+            if same_fields(&record.profile, &fields)
+                && assignments.as_ref().is_none_or(|a| a.held_by(record)) =>
+        {
+            Plan::Unchanged(record.clone())
+        }
+        Some(record) => Plan::Update(record.clone(), fields, assignments),
     })
+}
+
+/// The roles and extensions an item sets, if it sets them. New numbers must be within the
+/// account's bounds; numbers the profile holds already are kept whatever the bounds.
+fn requested_assignments(
+    item: &pb::ProfileUpsert,
+    existing: Option<&ProfileRecord>,
+    bounds: ExtensionBounds,
+) -> Result<Option<Assignments>, IdentityError> {
+    if !item.set_assignments {
+        if item.roles.is_empty() && item.extensions.is_empty() {
+            return Ok(None);
+        }
+        return Err(IdentityError::invalid(
+            "set_assignments",
+            "roles or extensions are given but set_assignments is false; set it to apply them",
+        ));
+    }
+    let held = |number: &ExtensionNumber| {
+        existing.is_some_and(|record| {
+            record
+                .extensions
+                .iter()
+                .any(|(held, _)| held == number.as_str())
+        })
+    };
+    let mut violations = Vec::new();
+    let mut extensions: Vec<Extension> = Vec::new();
+    for (index, given) in item.extensions.iter().enumerate() {
+        let field = format!("extensions[{index}]");
+        match convert::parse_extension(&field, given, bounds, held) {
+            Ok(extension) if extensions.iter().any(|e| e.number == extension.number) => {
+                violations.push(Violation::new(
+                    format!("{field}.number"),
+                    format!("{} appears twice in this item", extension.number),
+                ));
+            }
+            Ok(extension) => extensions.push(extension),
+            Err(more) => violations.extend(more),
+        }
+    }
+    match convert::parse_roles("roles", &item.roles) {
+        Err(IdentityError::RoleInvalid(mut role_violations)) if !violations.is_empty() => {
+            role_violations.extend(violations);
+            Err(IdentityError::Invalid(role_violations))
+        }
+        Err(error) => Err(error),
+        Ok(_) if !violations.is_empty() => Err(IdentityError::ExtensionInvalid(violations)),
+        Ok(mut roles) => {
+            roles.sort();
+            extensions.sort();
+            Ok(Some(Assignments { roles, extensions }))
+        }
+    }
 }
 
 /// The username an item must register, if any.
 fn new_username(plan: &Plan) -> Option<&Username> {
     match plan {
-        Plan::Create(fields) => Some(&fields.username),
-        Plan::Update(record, fields)
+        Plan::Create(fields, _) => Some(&fields.username),
+        Plan::Update(record, fields, _)
             if fields.username.canonical() != record.profile.canonical_username =>
         {
             Some(&fields.username)

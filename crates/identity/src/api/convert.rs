@@ -8,7 +8,8 @@ use roster_runtime::ApiError;
 use roster_runtime::error::FieldViolation;
 use uuid::Uuid;
 
-use crate::domain::error::IdentityError;
+use crate::domain::assignment::{Extension, ExtensionBounds, ExtensionKind, ExtensionNumber, Role};
+use crate::domain::error::{IdentityError, Violation};
 use crate::domain::policy::Preset;
 use crate::store::AccountRecord;
 
@@ -87,6 +88,8 @@ pub fn account(record: &AccountRecord) -> pb::Account {
         create_time: Some(timestamp(record.created_at)),
         update_time: Some(timestamp(record.updated_at)),
         etag: etag(record.version),
+        extension_min_length: record.extension_bounds.min(),
+        extension_max_length: record.extension_bounds.max(),
     }
 }
 
@@ -159,6 +162,25 @@ impl From<IdentityError> for ApiError {
                     },
                 }
             }
+            IdentityError::ExtensionInvalid(violations) => ApiError::InvalidArgument {
+                reason: "EXTENSION_INVALID",
+                violations: field_violations(violations),
+            },
+            IdentityError::RoleInvalid(violations) => ApiError::InvalidArgument {
+                reason: "ROLE_INVALID",
+                violations: field_violations(violations),
+            },
+            IdentityError::ExtensionTaken { number } => ApiError::AlreadyExists {
+                reason: "EXTENSION_TAKEN",
+                message: format!(
+                    "extension {number} is held by another profile of this account; unassign it there first"
+                ),
+                metadata: HashMap::from([("number".to_owned(), number)]),
+            },
+            IdentityError::Contention(message) => ApiError::Aborted {
+                reason: "CONCURRENT_CHANGE",
+                message,
+            },
             IdentityError::NotFound(resource) => ApiError::NotFound { resource },
             IdentityError::StaleEtag => ApiError::stale_etag(),
             IdentityError::Precondition(message) => ApiError::FailedPrecondition {
@@ -172,6 +194,13 @@ impl From<IdentityError> for ApiError {
     }
 }
 
+fn field_violations(violations: Vec<Violation>) -> Vec<FieldViolation> {
+    violations
+        .into_iter()
+        .map(|violation| FieldViolation::new(violation.field, violation.description))
+        .collect()
+}
+
 pub fn profile_status(status: &str) -> pb::ProfileStatus {
     match status {
         crate::store::ACTIVE => pb::ProfileStatus::Active,
@@ -181,33 +210,105 @@ pub fn profile_status(status: &str) -> pb::ProfileStatus {
     }
 }
 
-pub fn role_name(role: pb::Role) -> Option<&'static str> {
+/// The domain role of a protobuf role; `None` for UNSPECIFIED.
+pub fn role(role: pb::Role) -> Option<Role> {
     match role {
         pb::Role::Unspecified => None,
-        pb::Role::AccountAdministrator => Some("account_administrator"),
-        pb::Role::ContactCenterAgent => Some("contact_center_agent"),
-        pb::Role::ContactCenterSupervisor => Some("contact_center_supervisor"),
-        pb::Role::StandardUser => Some("standard_user"),
+        pb::Role::AccountAdministrator => Some(Role::AccountAdministrator),
+        pb::Role::ContactCenterAgent => Some(Role::ContactCenterAgent),
+        pb::Role::ContactCenterSupervisor => Some(Role::ContactCenterSupervisor),
+        pb::Role::StandardUser => Some(Role::StandardUser),
     }
 }
 
-fn role_from_name(name: &str) -> pb::Role {
-    [
-        pb::Role::AccountAdministrator,
-        pb::Role::ContactCenterAgent,
-        pb::Role::ContactCenterSupervisor,
-        pb::Role::StandardUser,
-    ]
-    .into_iter()
-    .find(|role| role_name(*role) == Some(name))
-    .unwrap_or(pb::Role::Unspecified)
+/// The roles a request names, each once. Every value that is not a role is a violation of
+/// `field[i]`.
+pub fn parse_roles(field: &str, values: &[i32]) -> Result<Vec<Role>, IdentityError> {
+    let mut roles = Vec::new();
+    let mut violations = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        match pb::Role::try_from(*value).ok().and_then(role) {
+            Some(role) if !roles.contains(&role) => roles.push(role),
+            Some(_) => {}
+            None => violations.push(Violation::new(
+                format!("{field}[{index}]"),
+                format!(
+                    "{value} is not a role; roles are ROLE_ACCOUNT_ADMINISTRATOR, \
+                     ROLE_CONTACT_CENTER_AGENT, ROLE_CONTACT_CENTER_SUPERVISOR and ROLE_STANDARD_USER"
+                ),
+            )),
+        }
+    }
+    if violations.is_empty() {
+        Ok(roles)
+    } else {
+        Err(IdentityError::RoleInvalid(violations))
+    }
 }
 
-fn extension_kind(kind: &str) -> pb::ExtensionKind {
-    match kind {
-        "physical" => pb::ExtensionKind::Physical,
-        "virtual" => pb::ExtensionKind::Virtual,
-        _ => pb::ExtensionKind::Unspecified,
+/// An extension a request gives, its number checked against the account's `bounds` unless
+/// `held` says the profile holds it already (held numbers are kept whatever the bounds).
+/// Violations name `field.number` and `field.kind`; a number's always names the bounds.
+pub fn parse_extension(
+    field: &str,
+    extension: &pb::Extension,
+    bounds: ExtensionBounds,
+    held: impl Fn(&ExtensionNumber) -> bool,
+) -> Result<Extension, Vec<Violation>> {
+    let mut violations = Vec::new();
+    let number = ExtensionNumber::parse(&extension.number)
+        .map_err(|error| {
+            format!(
+                "{error}; this account's extensions have {}",
+                bounds.describe()
+            )
+        })
+        .and_then(|number| {
+            if held(&number) {
+                Ok(number)
+            } else {
+                bounds.admit(&number).map(|()| number)
+            }
+        })
+        .map_err(|error| violations.push(Violation::new(format!("{field}.number"), error)))
+        .ok();
+    let kind = extension_kind(extension.kind);
+    if kind.is_none() {
+        violations.push(Violation::new(
+            format!("{field}.kind"),
+            "must be EXTENSION_KIND_PHYSICAL or EXTENSION_KIND_VIRTUAL",
+        ));
+    }
+    match (number, kind) {
+        (Some(number), Some(kind)) => Ok(Extension { number, kind }),
+        _ => Err(violations),
+    }
+}
+
+fn role_to_proto(name: &str) -> pb::Role {
+    match Role::from_name(name) {
+        Some(Role::AccountAdministrator) => pb::Role::AccountAdministrator,
+        Some(Role::ContactCenterAgent) => pb::Role::ContactCenterAgent,
+        Some(Role::ContactCenterSupervisor) => pb::Role::ContactCenterSupervisor,
+        Some(Role::StandardUser) => pb::Role::StandardUser,
+        None => pb::Role::Unspecified,
+    }
+}
+
+/// The domain kind of a protobuf extension kind; `None` for UNSPECIFIED or an unknown value.
+pub fn extension_kind(kind: i32) -> Option<ExtensionKind> {
+    match pb::ExtensionKind::try_from(kind) {
+        Ok(pb::ExtensionKind::Physical) => Some(ExtensionKind::Physical),
+        Ok(pb::ExtensionKind::Virtual) => Some(ExtensionKind::Virtual),
+        Ok(pb::ExtensionKind::Unspecified) | Err(_) => None,
+    }
+}
+
+fn extension_kind_to_proto(name: &str) -> pb::ExtensionKind {
+    match ExtensionKind::from_name(name) {
+        Some(ExtensionKind::Physical) => pb::ExtensionKind::Physical,
+        Some(ExtensionKind::Virtual) => pb::ExtensionKind::Virtual,
+        None => pb::ExtensionKind::Unspecified,
     }
 }
 
@@ -216,7 +317,7 @@ pub fn profile(record: &crate::store::ProfileRecord) -> pb::Profile {
     let mut roles: Vec<i32> = record
         .roles
         .iter()
-        .map(|role| role_from_name(role) as i32)
+        .map(|role| role_to_proto(role) as i32)
         .collect();
     roles.sort_unstable();
     pb::Profile {
@@ -238,7 +339,7 @@ pub fn profile(record: &crate::store::ProfileRecord) -> pb::Profile {
             .iter()
             .map(|(number, kind)| pb::Extension {
                 number: number.clone(),
-                kind: extension_kind(kind) as i32,
+                kind: extension_kind_to_proto(kind) as i32,
             })
             .collect(),
         create_time: Some(timestamp(model.created_at)),

@@ -161,7 +161,7 @@ impl CredentialService for CredentialApi {
                     .filter(|record| caller.may_access(record.profile.account_id))
                     .ok_or(IdentityError::NotFound("profile"))?;
                 let account = store
-                    .account(profile.profile.account_id)
+                    .account_in(txn, profile.profile.account_id)
                     .await?
                     .ok_or(IdentityError::NotFound("profile"))?;
                 let issued = self.passwords.issue_reset(txn, &account, &profile).await?;

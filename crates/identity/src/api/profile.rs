@@ -8,7 +8,8 @@ use tonic::{Request, Response, Status};
 use uuid::Uuid;
 
 use super::convert;
-use crate::domain::error::{IdentityError, Refusal};
+use crate::domain::assignment::{ExtensionNumber, Role};
+use crate::domain::error::{IdentityError, Refusal, Violation};
 use crate::domain::profile::{ProfileFields, RawProfile};
 use crate::domain::username::{Username, canonical_prefix};
 use crate::store::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Store};
@@ -47,6 +48,43 @@ async fn visible_profile(
         .await?
         .filter(|record| caller.may_access(record.profile.account_id))
         .ok_or_else(profile_not_found)
+}
+
+/// The profile an assignment call changes: locked until the transaction ends, visible to the
+/// caller, not deleted, and at the version `expected` names (when it names one).
+async fn changeable_profile(
+    store: &Store,
+    txn: &sea_orm::DatabaseTransaction,
+    caller: &Caller,
+    id: Uuid,
+    expected: Option<i64>,
+) -> Result<ProfileRecord, IdentityError> {
+    let current = store
+        .lock_profile(txn, id)
+        .await?
+        .filter(|record| caller.may_access(record.profile.account_id))
+        .ok_or_else(profile_not_found)?;
+    if current.profile.status == DELETED {
+        return Err(IdentityError::Precondition(
+            "the profile is deleted; its roles and extensions cannot change".into(),
+        ));
+    }
+    if expected.is_some_and(|version| version != current.profile.version) {
+        return Err(IdentityError::StaleEtag);
+    }
+    Ok(current)
+}
+
+/// The roles an AssignRoles or UnassignRoles call names: at least one, each a role.
+fn requested_roles(values: &[i32]) -> Result<Vec<Role>, ApiError> {
+    if values.is_empty() {
+        return Err(IdentityError::RoleInvalid(vec![Violation::new(
+            "roles",
+            "must name at least one role",
+        )])
+        .into());
+    }
+    Ok(convert::parse_roles("roles", values)?)
 }
 
 fn check_etag(record: &ProfileRecord, etag: &str) -> Result<(), ApiError> {
@@ -146,7 +184,7 @@ impl ProfileService for ProfileApi {
             Err(_) => return Err(ApiError::invalid("status", "is not a ProfileStatus").into()),
         };
         let role = match pb::Role::try_from(request.role) {
-            Ok(role) => convert::role_name(role).map(str::to_owned),
+            Ok(role) => convert::role(role).map(|role| role.as_str().to_owned()),
             Err(_) => return Err(ApiError::invalid("role", "is not a Role").into()),
         };
         let filter = ProfileFilter {
@@ -497,6 +535,129 @@ impl ProfileService for ProfileApi {
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::BatchUpsertProfilesResponse { results }))
+    }
+
+    async fn assign_roles(
+        &self,
+        request: Request<pb::AssignRolesRequest>,
+    ) -> Result<Response<pb::AssignRolesResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let id = convert::parse_id("profile_id", &request.profile_id)?;
+        let expected = convert::parse_etag("etag", &request.etag)?;
+        let roles = requested_roles(&request.roles)?;
+        let scope = format!("{}:AssignRoles", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let current = changeable_profile(store, txn, &caller, id, expected).await?;
+                let record = store.add_roles(txn, &current, &roles).await?;
+                Ok(pb::AssignRolesResponse {
+                    profile: Some(convert::profile(&record)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
+    }
+
+    async fn unassign_roles(
+        &self,
+        request: Request<pb::UnassignRolesRequest>,
+    ) -> Result<Response<pb::UnassignRolesResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let id = convert::parse_id("profile_id", &request.profile_id)?;
+        let expected = convert::parse_etag("etag", &request.etag)?;
+        let roles = requested_roles(&request.roles)?;
+        let scope = format!("{}:UnassignRoles", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let current = changeable_profile(store, txn, &caller, id, expected).await?;
+                let record = store.remove_roles(txn, &current, &roles).await?;
+                Ok(pb::UnassignRolesResponse {
+                    profile: Some(convert::profile(&record)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
+    }
+
+    async fn assign_extension(
+        &self,
+        request: Request<pb::AssignExtensionRequest>,
+    ) -> Result<Response<pb::AssignExtensionResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let id = convert::parse_id("profile_id", &request.profile_id)?;
+        let expected = convert::parse_etag("etag", &request.etag)?;
+        let extension = request
+            .extension
+            .ok_or_else(|| ApiError::invalid("extension", "is required"))?;
+        let scope = format!("{}:AssignExtension", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let current = changeable_profile(store, txn, &caller, id, expected).await?;
+                let account = store
+                    .account_in(txn, current.profile.account_id)
+                    .await?
+                    .ok_or(IdentityError::NotFound("account"))?;
+                let held = |number: &ExtensionNumber| {
+                    current
+                        .extensions
+                        .iter()
+                        .any(|(held, _)| held == number.as_str())
+                };
+                let wanted = convert::parse_extension(
+                    "extension",
+                    &extension,
+                    account.extension_bounds,
+                    held,
+                )
+                .map_err(IdentityError::ExtensionInvalid)?;
+                let record = store.assign_extension(txn, &current, &wanted).await?;
+                Ok(pb::AssignExtensionResponse {
+                    profile: Some(convert::profile(&record)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
+    }
+
+    async fn unassign_extension(
+        &self,
+        request: Request<pb::UnassignExtensionRequest>,
+    ) -> Result<Response<pb::UnassignExtensionResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        convert::check_request_id(&request.request_id)?;
+        let id = convert::parse_id("profile_id", &request.profile_id)?;
+        let expected = convert::parse_etag("etag", &request.etag)?;
+        let number = ExtensionNumber::parse(&request.number).map_err(|error| {
+            ApiError::from(IdentityError::ExtensionInvalid(vec![Violation::new(
+                "number", error,
+            )]))
+        })?;
+        let scope = format!("{}:UnassignExtension", caller.name);
+        let store = &self.store;
+        let response = store
+            .idempotent(&scope, &request.request_id, async |txn| {
+                let current = changeable_profile(store, txn, &caller, id, expected).await?;
+                let record = store.unassign_extension(txn, &current, &number).await?;
+                Ok(pb::UnassignExtensionResponse {
+                    profile: Some(convert::profile(&record)),
+                })
+            })
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(response))
     }
 }
 

@@ -65,12 +65,24 @@ pub enum IdentityError {
     Invalid(Vec<Violation>),
     #[error("username refused: {refusal:?}")]
     UsernameRefused { refusal: Refusal, detail: String },
+    /// An extension number or kind that cannot be given (reason EXTENSION_INVALID).
+    #[error("invalid extension: {0:?}")]
+    ExtensionInvalid(Vec<Violation>),
+    /// A role outside the fixed set (reason ROLE_INVALID).
+    #[error("invalid role: {0:?}")]
+    RoleInvalid(Vec<Violation>),
+    /// Another profile of the account holds this extension number.
+    #[error("extension {number} is held by another profile")]
+    ExtensionTaken { number: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("stale etag")]
     StaleEtag,
     #[error("{0}")]
     Precondition(String),
+    /// Concurrent changes kept winning; the caller may retry.
+    #[error("{0}")]
+    Contention(String),
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
     #[error("stored data is corrupt: {0}")]

@@ -1,5 +1,6 @@
 //! Pure types and rules of identity: no gRPC, no SQL.
 
+pub mod assignment;
 pub mod email;
 pub mod error;
 pub mod fields;

@@ -1,4 +1,4 @@
-//! Accounts and their password policies.
+//! Accounts, their password policies and their extension bounds.
 
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::Store;
 use super::entities::account;
+use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
 use crate::domain::policy::PasswordPolicy;
 
@@ -19,6 +20,8 @@ pub struct AccountRecord {
     pub id: Uuid,
     pub display_name: String,
     pub policy: PasswordPolicy,
+    /// How many digits new extension numbers may have.
+    pub extension_bounds: ExtensionBounds,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
@@ -31,10 +34,21 @@ impl TryFrom<account::Model> for AccountRecord {
         let policy = serde_json::from_str(&model.password_policy).map_err(|error| {
             IdentityError::Corrupt(format!("password policy of {}: {error}", model.id))
         })?;
+        let extension_bounds = u32::try_from(model.extension_min_length)
+            .ok()
+            .zip(u32::try_from(model.extension_max_length).ok())
+            .and_then(|(min, max)| ExtensionBounds::new(min, max).ok())
+            .ok_or_else(|| {
+                IdentityError::Corrupt(format!(
+                    "extension bounds of {}: {} to {}",
+                    model.id, model.extension_min_length, model.extension_max_length
+                ))
+            })?;
         Ok(Self {
             id: model.id,
             display_name: model.display_name,
             policy,
+            extension_bounds,
             created_at: model.created_at,
             updated_at: model.updated_at,
             version: model.version,
@@ -49,6 +63,7 @@ impl Store {
         conn: &impl ConnectionTrait,
         display_name: &str,
         policy: &PasswordPolicy,
+        extension_bounds: ExtensionBounds,
     ) -> Result<AccountRecord, IdentityError> {
         let now = crate::store::now();
         let model = account::ActiveModel {
@@ -59,6 +74,8 @@ impl Store {
             created_at: Set(now),
             updated_at: Set(now),
             version: Set(1),
+            extension_min_length: Set(extension_bounds.min() as i32),
+            extension_max_length: Set(extension_bounds.max() as i32),
         }
         .insert(conn)
         .await?;
@@ -136,6 +153,50 @@ impl Store {
         }
         Ok(AccountRecord {
             policy: policy.clone(),
+            updated_at,
+            version: account.version + 1,
+            ..account.clone()
+        })
+    }
+}
+
+impl Store {
+    /// Replaces an account's display name and extension bounds if the account is still at
+    /// `account.version`. Nothing is written when both are unchanged.
+    pub async fn update_account(
+        &self,
+        conn: &impl ConnectionTrait,
+        account: &AccountRecord,
+        display_name: &str,
+        extension_bounds: ExtensionBounds,
+    ) -> Result<AccountRecord, IdentityError> {
+        use sea_orm::sea_query::Expr;
+        if account.display_name == display_name && account.extension_bounds == extension_bounds {
+            return Ok(account.clone());
+        }
+        let updated_at = super::now();
+        let result = account::Entity::update_many()
+            .col_expr(account::Column::DisplayName, Expr::val(display_name))
+            .col_expr(
+                account::Column::ExtensionMinLength,
+                Expr::val(extension_bounds.min() as i32),
+            )
+            .col_expr(
+                account::Column::ExtensionMaxLength,
+                Expr::val(extension_bounds.max() as i32),
+            )
+            .col_expr(account::Column::UpdatedAt, Expr::val(updated_at))
+            .col_expr(account::Column::Version, Expr::val(account.version + 1))
+            .filter(account::Column::Id.eq(account.id))
+            .filter(account::Column::Version.eq(account.version))
+            .exec(conn)
+            .await?;
+        if result.rows_affected == 0 {
+            return Err(IdentityError::StaleEtag);
+        }
+        Ok(AccountRecord {
+            display_name: display_name.to_owned(),
+            extension_bounds,
             updated_at,
             version: account.version + 1,
             ..account.clone()

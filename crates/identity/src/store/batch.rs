@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait, OnConflict, Query, SimpleExpr};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait, TryInsertResult,
+    TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -20,10 +20,6 @@ use crate::domain::username::Username;
 const CHUNK: usize = 200;
 
 impl Store {
-    pub async fn begin(&self) -> Result<DatabaseTransaction, IdentityError> {
-        Ok(self.db.begin().await?)
-    }
-
     /// The stored responses of the keys under `scope` that were answered before.
     pub async fn stored_responses(
         &self,

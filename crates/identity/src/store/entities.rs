@@ -14,6 +14,10 @@ pub mod account {
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
         pub version: i64,
+        /// Fewest digits of a new extension number.
+        pub extension_min_length: i32,
+        /// Most digits of a new extension number.
+        pub extension_max_length: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

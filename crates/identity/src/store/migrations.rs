@@ -7,7 +7,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateCoreTables), Box::new(CreateCredentialTables)]
+        vec![
+            Box::new(CreateCoreTables),
+            Box::new(CreateCredentialTables),
+            Box::new(AddAccountExtensionBounds),
+        ]
     }
 }
 
@@ -20,6 +24,8 @@ enum Accounts {
     CreatedAt,
     UpdatedAt,
     Version,
+    ExtensionMinLength,
+    ExtensionMaxLength,
 }
 
 #[derive(DeriveIden)]
@@ -491,6 +497,36 @@ impl MigrationTrait for CreateCredentialTables {
                     .to_owned(),
             )
             .await
+    }
+}
+
+struct AddAccountExtensionBounds;
+
+impl MigrationName for AddAccountExtensionBounds {
+    fn name(&self) -> &str {
+        "m20261125_000003_account_extension_bounds"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddAccountExtensionBounds {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one thing at a time. Existing accounts get
+        // the defaults (2 to 8 digits).
+        for (column, default) in [
+            (Accounts::ExtensionMinLength, 2),
+            (Accounts::ExtensionMaxLength, 8),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Accounts::Table)
+                        .add_column(ColumnDef::new(column).integer().not_null().default(default))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! SQL.
 
 mod accounts;
+mod assignments;
 mod batch;
 mod credentials;
 pub mod entities;
@@ -9,13 +10,15 @@ mod migrations;
 mod profiles;
 
 pub use accounts::AccountRecord;
+pub use assignments::{extension_rows, role_names};
 pub use migrations::Migrator;
 pub use profiles::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Standing};
 
 use prost::Message;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, TransactionTrait,
+    ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, SqliteTransactionMode,
+    TransactionOptions, TransactionTrait,
 };
 use sea_orm::{ConnectionTrait, DbBackend};
 
@@ -42,7 +45,8 @@ impl Store {
     /// request returns the first response, encoded when it was produced, and writes nothing.
     /// An empty `request_id` runs `work` without that guarantee. Two concurrent twins both
     /// run `work`; the one whose key lands first commits and the other is rolled back and
-    /// answers with the winner's response.
+    /// answers with the winner's response, also when the winner's change made its own `work`
+    /// fail.
     pub async fn idempotent<R, F>(
         &self,
         scope: &str,
@@ -58,8 +62,21 @@ impl Store {
         {
             return Ok(stored);
         }
-        let txn = self.db.begin().await?;
-        let response = work(&txn).await?;
+        let txn = self.begin().await?;
+        let response = match work(&txn).await {
+            Ok(response) => response,
+            Err(error) => {
+                txn.rollback().await?;
+                // A concurrent twin may have committed first, changing what `work` saw (a
+                // stale etag now, a number held already): the twin's response is the answer.
+                if !request_id.is_empty()
+                    && let Some(stored) = self.stored_response::<R>(scope, request_id).await?
+                {
+                    return Ok(stored);
+                }
+                return Err(error);
+            }
+        };
         if !request_id.is_empty() {
             let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
                 scope: Set(scope.to_owned()),
@@ -87,6 +104,20 @@ impl Store {
         }
         txn.commit().await?;
         Ok(response)
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`), waiting out the busy timeout behind other writers: a deferred transaction
+    /// that read first would instead fail with SQLITE_BUSY when it tries to write after another
+    /// writer committed. PostgreSQL ignores the mode.
+    pub async fn begin(&self) -> Result<DatabaseTransaction, IdentityError> {
+        Ok(self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?)
     }
 
     async fn stored_response<R: Message + Default>(

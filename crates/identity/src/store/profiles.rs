@@ -391,7 +391,7 @@ impl Store {
     }
 
     /// Writes `new` over `old` if nobody changed it in between (optimistic concurrency).
-    async fn write_version(
+    pub(super) async fn write_version(
         &self,
         txn: &DatabaseTransaction,
         old: &profile::Model,
