@@ -320,4 +320,41 @@ mod tests {
         let error = read_all(TextEncoding::Utf8, &[b"a\tb\tc\n"]).unwrap_err();
         assert!(error.contains("separated by tabs"), "{error}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever the cells hold (delimiters, quotes, line breaks, formula starts) and however
+        /// the file is cut into pieces, what the template writer writes reads back unchanged.
+        #[test]
+        fn written_files_read_back_cell_for_cell(
+            rows in proptest::collection::vec(
+                proptest::collection::vec("[ -~\\n\\r\\t,;\"éß€]{0,12}", 3),
+                1..8,
+            ),
+            piece in 1usize..9,
+        ) {
+            let mut out = crate::domain::csv_out::CsvOut::new();
+            out.row(["a", "b", "c"]);
+            for row in &rows {
+                out.row(row.iter().map(String::as_str));
+            }
+            let file = out.take(0).unwrap_or_default();
+            let chunks: Vec<&[u8]> = file.chunks(piece).collect();
+            let records = read_all(TextEncoding::Utf8, &chunks).expect("readable");
+            let read: Vec<Vec<String>> = records[1..]
+                .iter()
+                .map(|record| record.cells.iter().map(|cell| crate::domain::cells::unescape_formula(cell).to_owned()).collect())
+                .collect();
+            proptest::prop_assert_eq!(read, rows);
+        }
+
+        /// Arbitrary bytes never panic the reader: they read or give a file error.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), piece in 1usize..17) {
+            let chunks: Vec<&[u8]> = bytes.chunks(piece).collect();
+            let _ = read_all(TextEncoding::Utf8, &chunks);
+            let _ = read_all(TextEncoding::Windows1252, &chunks);
+        }
+    }
 }
