@@ -218,6 +218,11 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
                 .map(String::as_str),
             Some("0")
         );
+        // Authentication ran inside the call's span and named the caller on it.
+        assert_eq!(
+            reset.attributes.get("caller").map(String::as_str),
+            Some("test-admin")
+        );
         let trace = &reset.trace_id;
 
         // The relay ran later, in its own task, yet continues the reset's trace.

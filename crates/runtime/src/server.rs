@@ -195,8 +195,9 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     let names: Vec<&'static str> = services.names.clone();
     set_status(&health, &names, ServingStatus::Serving).await;
-    let database_for_metrics = database.clone();
+    let metrics = services.metrics;
     if let Some(database) = database {
+        metrics.watch_pool(&database);
         tokio::spawn(watch_database(
             database,
             health.clone(),
@@ -226,27 +227,6 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
 
-    let metrics = services.metrics;
-    let methods = {
-        let mut hosted = names.clone();
-        hosted.extend([
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-            "grpc.reflection.v1alpha.ServerReflection",
-        ]);
-        crate::metrics::hosted_methods(
-            &[
-                roster_proto::FILE_DESCRIPTOR_SET,
-                tonic_health::pb::FILE_DESCRIPTOR_SET,
-                tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-            ],
-            &hosted,
-        )
-    };
-    if let Some(database) = &database_for_metrics {
-        metrics.watch_pool(database);
-    }
     let (metrics_addr, metrics_task) = match config.metrics_addr {
         Some(addr) => {
             let stop = {
@@ -271,7 +251,7 @@ pub async fn serve(
     };
 
     let layers = tower::ServiceBuilder::new()
-        .layer(metrics.layer(methods))
+        .layer(metrics.layer(hosted_methods(&names)))
         .map_response(message_limit_is_resource_exhausted)
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -345,6 +325,26 @@ pub async fn serve(
         task,
         metrics_task,
     })
+}
+
+/// The `/package.Service/Method` paths a server hosting `names` answers, besides health and
+/// reflection: what the call metrics label by name.
+fn hosted_methods(names: &[&'static str]) -> std::collections::HashSet<String> {
+    let mut hosted = names.to_vec();
+    hosted.extend([
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ]);
+    crate::metrics::hosted_methods(
+        &[
+            roster_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ],
+        &hosted,
+    )
 }
 
 /// tonic reports a request message over the size limit as OUT_OF_RANGE; the gRPC status-code
