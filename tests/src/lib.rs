@@ -463,3 +463,127 @@ macro_rules! both_backends {
         }
     )*};
 }
+
+/// An in-process OpenTelemetry collector for trace tests: the OTLP/gRPC trace service, keeping
+/// every span it is sent. A test points `OTEL_EXPORTER_OTLP_ENDPOINT` at it before
+/// `telemetry::init`, in a test binary of its own (the subscriber is process-global).
+pub mod otlp {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    pub use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+
+    /// One exported span, as the collector received it.
+    #[derive(Clone, Debug)]
+    pub struct ReceivedSpan {
+        pub name: String,
+        pub kind: SpanKind,
+        pub trace_id: Vec<u8>,
+        pub span_id: Vec<u8>,
+        pub parent_span_id: Vec<u8>,
+        /// String and integer attributes, as text.
+        pub attributes: HashMap<String, String>,
+    }
+
+    impl ReceivedSpan {
+        pub fn attribute(&self, key: &str) -> Option<&str> {
+            self.attributes.get(key).map(String::as_str)
+        }
+    }
+
+    /// The spans received so far.
+    #[derive(Clone, Default)]
+    pub struct Collector {
+        spans: Arc<Mutex<Vec<ReceivedSpan>>>,
+    }
+
+    impl Collector {
+        /// Serves the trace service on `listener` (bound before the runtime started, so the
+        /// endpoint could be set while the process had one thread).
+        pub fn serve(listener: std::net::TcpListener) -> Collector {
+            let collector = Collector::default();
+            listener
+                .set_nonblocking(true)
+                .expect("non-blocking listener");
+            let listener =
+                tokio::net::TcpListener::from_std(listener).expect("listener in the runtime");
+            tokio::spawn(
+                tonic::transport::Server::builder()
+                    .add_service(TraceServiceServer::new(collector.clone()))
+                    .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+            );
+            collector
+        }
+
+        /// Every span received so far.
+        pub fn spans(&self) -> Vec<ReceivedSpan> {
+            self.spans.lock().expect("spans lock").clone()
+        }
+
+        /// The spans named `name` of `kind`.
+        pub fn named(&self, name: &str, kind: SpanKind) -> Vec<ReceivedSpan> {
+            self.spans()
+                .into_iter()
+                .filter(|span| span.name == name && span.kind == kind)
+                .collect()
+        }
+
+        /// Waits until `done` holds for the spans received, failing after `timeout`.
+        pub async fn wait_until(&self, timeout: Duration, done: impl Fn(&Collector) -> bool) {
+            let started = Instant::now();
+            while !done(self) {
+                let names: Vec<String> = self.spans().into_iter().map(|span| span.name).collect();
+                assert!(
+                    started.elapsed() < timeout,
+                    "the expected spans did not arrive; received: {names:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let mut spans = self.spans.lock().expect("spans lock");
+            for resource in request.into_inner().resource_spans {
+                for scope in resource.scope_spans {
+                    for span in scope.spans {
+                        let attributes = span
+                            .attributes
+                            .iter()
+                            .filter_map(|attribute| {
+                                let value = match attribute.value.as_ref()?.value.as_ref()? {
+                                    Value::StringValue(text) => text.clone(),
+                                    Value::IntValue(number) => number.to_string(),
+                                    other => format!("{other:?}"),
+                                };
+                                Some((attribute.key.clone(), value))
+                            })
+                            .collect();
+                        spans.push(ReceivedSpan {
+                            name: span.name,
+                            kind: SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
+                            trace_id: span.trace_id,
+                            span_id: span.span_id,
+                            parent_span_id: span.parent_span_id,
+                            attributes,
+                        });
+                    }
+                }
+            }
+            Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+        }
+    }
+}

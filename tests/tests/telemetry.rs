@@ -5,92 +5,17 @@
 //! Telemetry installs a process-global subscriber once, so this file holds a single test and
 //! runs as its own test binary: the process is this test's alone.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::settings::LogFormat;
 use roster_runtime::{Service, telemetry};
+use roster_tests::otlp::{Collector, SpanKind};
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, identity_settings};
-use tonic::transport::server::TcpIncoming;
-
-/// One exported span, as the collector received it.
-#[derive(Clone, Debug)]
-struct ReceivedSpan {
-    name: String,
-    trace_id: Vec<u8>,
-    span_id: Vec<u8>,
-    parent_span_id: Vec<u8>,
-    kind: SpanKind,
-    attributes: HashMap<String, String>,
-}
-
-/// The OTLP/gRPC trace collector: keeps every span it is sent.
-#[derive(Clone, Default)]
-struct Collector {
-    spans: Arc<Mutex<Vec<ReceivedSpan>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
-        for resource in request.into_inner().resource_spans {
-            for scope in resource.scope_spans {
-                for span in scope.spans {
-                    let attributes = span
-                        .attributes
-                        .iter()
-                        .filter_map(|attribute| {
-                            let value = match attribute.value.as_ref()?.value.as_ref()? {
-                                Value::StringValue(text) => text.clone(),
-                                Value::IntValue(number) => number.to_string(),
-                                other => format!("{other:?}"),
-                            };
-                            Some((attribute.key.clone(), value))
-                        })
-                        .collect();
-                    spans.push(ReceivedSpan {
-                        name: span.name,
-                        trace_id: span.trace_id,
-                        span_id: span.span_id,
-                        parent_span_id: span.parent_span_id,
-                        kind: SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified),
-                        attributes,
-                    });
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-impl Collector {
-    fn named(&self, name: &str, kind: SpanKind) -> Vec<ReceivedSpan> {
-        self.spans
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|span| span.name == name && span.kind == kind)
-            .cloned()
-            .collect()
-    }
-}
 
 #[test]
 fn a_password_reset_is_one_trace_through_identity_and_notification() {
@@ -111,14 +36,7 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let collector = Collector::default();
-        listener.set_nonblocking(true).unwrap();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(collector.clone()))
-                .serve_with_incoming(TcpIncoming::from(listener)),
-        );
+        let collector = Collector::serve(listener);
         let _telemetry = telemetry::init("roster-telemetry-test", LogFormat::Pretty);
 
         let notification = TestServer::spawn(Service::Notification, Backend::Sqlite)
@@ -185,44 +103,23 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
 
         let reset_name = "roster.identity.v1.CredentialService/SendPasswordReset";
         let send_name = "roster.notification.v1.NotificationService/SendEmail";
-        let mut waited = Duration::ZERO;
-        while collector.named(send_name, SpanKind::Server).is_empty()
-            || collector.named(reset_name, SpanKind::Server).is_empty()
-        {
-            assert!(
-                waited < Duration::from_secs(30),
-                "no SendEmail server span arrived; spans: {:?}",
-                collector
-                    .spans
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .map(|span| &span.name)
-                    .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            waited += Duration::from_millis(100);
-        }
+        collector
+            .wait_until(Duration::from_secs(30), |collector| {
+                !collector.named(send_name, SpanKind::Server).is_empty()
+                    && !collector.named(reset_name, SpanKind::Server).is_empty()
+            })
+            .await;
 
         let resets = collector.named(reset_name, SpanKind::Server);
         assert_eq!(resets.len(), 1, "{resets:?}");
         let reset = &resets[0];
         assert_eq!(
-            reset.attributes.get("rpc.service").map(String::as_str),
+            reset.attribute("rpc.service"),
             Some("roster.identity.v1.CredentialService")
         );
-        assert_eq!(
-            reset
-                .attributes
-                .get("rpc.grpc.status_code")
-                .map(String::as_str),
-            Some("0")
-        );
+        assert_eq!(reset.attribute("rpc.grpc.status_code"), Some("0"));
         // Authentication ran inside the call's span and named the caller on it.
-        assert_eq!(
-            reset.attributes.get("caller").map(String::as_str),
-            Some("test-admin")
-        );
+        assert_eq!(reset.attribute("caller"), Some("test-admin"));
         let trace = &reset.trace_id;
 
         // The relay ran later, in its own task, yet continues the reset's trace.
@@ -237,10 +134,7 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         let clients = collector.named(send_name, SpanKind::Client);
         assert_eq!(clients.len(), 1, "{clients:?}");
         let client = &clients[0];
-        assert_eq!(
-            client.attributes.get("peer.service").map(String::as_str),
-            Some("notification")
-        );
+        assert_eq!(client.attribute("peer.service"), Some("notification"));
         assert_eq!(&client.trace_id, trace);
         assert_eq!(client.parent_span_id, relay.span_id);
         // ...and notification's server span, a child of it: one trace across both services.
@@ -248,7 +142,7 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         assert_eq!(servers.len(), 1, "{servers:?}");
         let server = &servers[0];
         assert_eq!(
-            server.attributes.get("rpc.service").map(String::as_str),
+            server.attribute("rpc.service"),
             Some("roster.notification.v1.NotificationService")
         );
         assert_eq!(&server.trace_id, trace);
