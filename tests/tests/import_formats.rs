@@ -208,9 +208,9 @@ both_backends! {
         let mut imports = suite.import_client().await;
         let template = download_template(&mut imports, &account).await;
         let text = String::from_utf8(template.clone()).unwrap();
-        assert!(text.contains(",'=1+2,\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",,\r\n"), "{text}");
-        assert!(text.contains(",'+33 1 23 45,'-,,\r\n"), "{text}");
-        assert!(text.contains(",'@team,''=already quoted,,\r\n"), "{text}");
+        assert!(text.contains(",'=1+2,\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",,,,\r\n"), "{text}");
+        assert!(text.contains(",'+33 1 23 45,'-,,,,\r\n"), "{text}");
+        assert!(text.contains(",'@team,''=already quoted,,,,\r\n"), "{text}");
         for line in text.lines().skip(1) {
             for cell in line.split(',') {
                 assert!(!cell.starts_with(['=', '+', '-', '@']), "unescaped cell {cell:?} in {line:?}");

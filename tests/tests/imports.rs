@@ -74,7 +74,7 @@ both_backends! {
         let mut imports = suite.import_client().await;
 
         let template = download_template(&mut imports, &account).await;
-        assert!(template.starts_with(b"\xEF\xBB\xBFInternal ID,First Name,Last Name,Email Address,Username,Job Title,Department,Locale,Time Zone\r\n"));
+        assert!(template.starts_with(b"\xEF\xBB\xBFInternal ID,First Name,Last Name,Email Address,Username,Job Title,Department,Locale,Time Zone,Extensions,Roles\r\n"));
         let rows = parse_csv(&template);
         assert_eq!(rows.len(), 3, "header and one row per profile: {rows:?}");
         assert!(rows.iter().any(|row| row[0] == ada.id && row[5] == "Analyst"));

@@ -14,6 +14,7 @@ use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
+use crate::domain::assignments::{Extension, ExtensionKind, Role};
 use crate::domain::rows::{CurrentProfile, UpsertFields, UsernameVerdict};
 
 /// The most items identity takes in one batch call.
@@ -165,7 +166,23 @@ impl Identity {
                 department: fields.department,
                 locale: fields.locale,
                 time_zone: fields.time_zone,
-                ..Default::default()
+                roles: fields
+                    .roles
+                    .into_iter()
+                    .map(|role| role_to_pb(role) as i32)
+                    .collect(),
+                extensions: fields
+                    .extensions
+                    .into_iter()
+                    .map(|extension| pb::Extension {
+                        number: extension.number,
+                        kind: match extension.kind {
+                            ExtensionKind::Physical => pb::ExtensionKind::Physical,
+                            ExtensionKind::Virtual => pb::ExtensionKind::Virtual,
+                        } as i32,
+                    })
+                    .collect(),
+                set_assignments: fields.set_assignments,
             })
             .collect();
         Ok(self
@@ -181,7 +198,39 @@ impl Identity {
     }
 }
 
+fn role_to_pb(role: Role) -> pb::Role {
+    match role {
+        Role::AccountAdministrator => pb::Role::AccountAdministrator,
+        Role::ContactCenterAgent => pb::Role::ContactCenterAgent,
+        Role::ContactCenterSupervisor => pb::Role::ContactCenterSupervisor,
+        Role::StandardUser => pb::Role::StandardUser,
+    }
+}
+
 fn current(profile: pb::Profile) -> CurrentProfile {
+    let roles = profile
+        .roles
+        .iter()
+        .filter_map(|role| match pb::Role::try_from(*role) {
+            Ok(pb::Role::AccountAdministrator) => Some(Role::AccountAdministrator),
+            Ok(pb::Role::ContactCenterAgent) => Some(Role::ContactCenterAgent),
+            Ok(pb::Role::ContactCenterSupervisor) => Some(Role::ContactCenterSupervisor),
+            Ok(pb::Role::StandardUser) => Some(Role::StandardUser),
+            _ => None,
+        })
+        .collect();
+    let extensions = profile
+        .extensions
+        .iter()
+        .map(|extension| Extension {
+            number: extension.number.clone(),
+            kind: if extension.kind == pb::ExtensionKind::Virtual as i32 {
+                ExtensionKind::Virtual
+            } else {
+                ExtensionKind::Physical
+            },
+        })
+        .collect();
     CurrentProfile {
         deleted: profile.status == pb::ProfileStatus::Deleted as i32,
         id: profile.id,
@@ -194,7 +243,9 @@ fn current(profile: pb::Profile) -> CurrentProfile {
         department: profile.department,
         locale: profile.locale,
         time_zone: profile.time_zone,
+        ..CurrentProfile::default()
     }
+    .with_assignments(roles, extensions)
 }
 
 /// True for failures that may pass when the call is made again.

@@ -20,11 +20,14 @@ pub enum Column {
     Department,
     Locale,
     TimeZone,
+    Extensions,
+    Roles,
 }
 
 impl Column {
-    /// Every column, in template order.
-    pub const ALL: [Column; 9] = [
+    /// Every column, in template order. Extensions and Roles hold several values separated
+    /// by `;` (see [`super::assignments`]).
+    pub const ALL: [Column; 11] = [
         Column::InternalId,
         Column::FirstName,
         Column::LastName,
@@ -34,6 +37,8 @@ impl Column {
         Column::Department,
         Column::Locale,
         Column::TimeZone,
+        Column::Extensions,
+        Column::Roles,
     ];
 
     /// Columns a file must have: without them no row can create a profile.
@@ -51,6 +56,8 @@ impl Column {
             Column::Department => "Department",
             Column::Locale => "Locale",
             Column::TimeZone => "Time Zone",
+            Column::Extensions => "Extensions",
+            Column::Roles => "Roles",
         }
     }
 

@@ -81,7 +81,7 @@ mod tests {
         assert_eq!(
             text,
             "\u{feff}Internal ID,First Name,Last Name,Email Address,Username,Job Title,\
-             Department,Locale,Time Zone\r\n,'=cmd,\"a,b\",\"multi\nline\"\r\n"
+             Department,Locale,Time Zone,Extensions,Roles\r\n,'=cmd,\"a,b\",\"multi\nline\"\r\n"
         );
         assert!(out.take(1).is_none());
     }

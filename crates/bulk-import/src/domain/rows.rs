@@ -7,7 +7,7 @@
 //! reads identity's answer (BatchCheckUsernames) — bulk-import never decides whether a
 //! username is free — and settles the action.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use roster_identity::domain::email::EmailAddress;
 use roster_identity::domain::error::IdentityError;
@@ -15,6 +15,9 @@ use roster_identity::domain::profile::{ProfileFields, RawProfile};
 use roster_identity::domain::username::Username;
 use serde::{Deserialize, Serialize};
 
+use super::assignments::{
+    Extension, Role, extensions_cell, parse_extensions, parse_roles, resolve, roles_cell,
+};
 use super::cells::{clean_cell, lost_leading_zeros};
 use super::columns::{Column, Layout, Slot};
 use super::reader::Record;
@@ -34,6 +37,14 @@ pub struct CurrentProfile {
     pub locale: String,
     pub time_zone: String,
     pub deleted: bool,
+    /// Roles held.
+    pub roles: BTreeSet<Role>,
+    /// Extensions held, by number.
+    pub extensions: Vec<Extension>,
+    /// The Roles cell for `roles`.
+    pub roles_cell: String,
+    /// The Extensions cell for `extensions`.
+    pub extensions_cell: String,
 }
 
 impl CurrentProfile {
@@ -49,7 +60,18 @@ impl CurrentProfile {
             Column::Department => &self.department,
             Column::Locale => &self.locale,
             Column::TimeZone => &self.time_zone,
+            Column::Extensions => &self.extensions_cell,
+            Column::Roles => &self.roles_cell,
         }
+    }
+
+    /// Sets the profile's assignments and the cells that show them.
+    pub fn with_assignments(mut self, roles: BTreeSet<Role>, extensions: Vec<Extension>) -> Self {
+        self.roles_cell = roles_cell(&roles);
+        self.extensions_cell = extensions_cell(&extensions);
+        self.roles = roles;
+        self.extensions = extensions;
+        self
     }
 }
 
@@ -222,6 +244,10 @@ pub struct Draft {
     pub username: Option<String>,
     /// The username comes from the email address (the Username cell is empty).
     username_from_email: bool,
+    /// The roles the Roles cell gives, when the file has the column and the cell is valid.
+    roles: Option<BTreeSet<Role>>,
+    /// The extensions the Extensions cell gives (kinds resolved), likewise.
+    extensions: Option<Vec<Extension>>,
 }
 
 /// Prepares a row: matches its Internal ID among `profiles` (by id) and checks its fields.
@@ -339,6 +365,34 @@ pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft
         Some(username_cell)
     };
     let username = candidate.filter(|candidate| Username::parse(candidate).is_ok());
+    let roles = match given(Column::Roles).map(parse_roles) {
+        None => None,
+        Some(Ok(roles)) => Some(roles),
+        Some(Err(problems)) => {
+            for problem in problems {
+                row.errors
+                    .push(RowError::new(Some(Column::Roles), "ROLE_INVALID", problem));
+            }
+            None
+        }
+    };
+    let extensions = match given(Column::Extensions).map(parse_extensions) {
+        None => None,
+        Some(Ok(entries)) => Some(resolve(
+            &entries,
+            current.map_or(&[][..], |profile| &profile.extensions),
+        )),
+        Some(Err(problems)) => {
+            for problem in problems {
+                row.errors.push(RowError::new(
+                    Some(Column::Extensions),
+                    "EXTENSION_INVALID",
+                    problem,
+                ));
+            }
+            None
+        }
+    };
     if let Some(profile) = current {
         for column in Column::ALL {
             if let Some(new) = given(column)
@@ -362,6 +416,8 @@ pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft
         fields,
         username,
         username_from_email,
+        roles,
+        extensions,
     }
 }
 
@@ -402,6 +458,8 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
         target,
         fields,
         username_from_email,
+        roles,
+        extensions,
         ..
     } = draft;
     let current = match &target {
@@ -435,10 +493,31 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
                 .push(RowError::new(Some(Column::Username), reason, message));
         }
     }
-    let changes = match (current, &fields) {
+    let mut changes = match (current, &fields) {
         (Some(profile), Some(fields)) => diff(profile, fields),
         _ => Vec::new(),
     };
+    // Assignments compare as sets: order and spelling in the cell do not matter.
+    if let Some(profile) = current {
+        if let Some(extensions) = &extensions
+            && *extensions != profile.extensions
+        {
+            changes.push(FieldChange {
+                column: Column::Extensions.header().to_owned(),
+                old_value: profile.extensions_cell.clone(),
+                new_value: extensions_cell(extensions),
+            });
+        }
+        if let Some(roles) = &roles
+            && *roles != profile.roles
+        {
+            changes.push(FieldChange {
+                column: Column::Roles.header().to_owned(),
+                old_value: profile.roles_cell.clone(),
+                new_value: roles_cell(roles),
+            });
+        }
+    }
     let action = match &target {
         _ if !row.errors.is_empty() => RowAction::Error,
         Target::Refused => RowAction::Error,
@@ -504,6 +583,11 @@ pub struct UpsertFields {
     pub department: String,
     pub locale: String,
     pub time_zone: String,
+    /// True when the file has the Extensions or Roles column: `roles` and `extensions` are
+    /// then the profile's complete new assignments.
+    pub set_assignments: bool,
+    pub roles: Vec<Role>,
+    pub extensions: Vec<Extension>,
 }
 
 /// Builds a row's write from its stored values and, for an update, the profile as it is now.
@@ -518,6 +602,28 @@ pub fn upsert_fields(
             _ => String::new(),
         }
     };
+    // A column the file lacks keeps the profile's assignments (none for a create). Cells were
+    // checked at validation; anything unreadable now is left out.
+    let set_assignments =
+        values.contains_key(&Column::Roles) || values.contains_key(&Column::Extensions);
+    let held_roles = || {
+        current
+            .map(|profile| profile.roles.clone())
+            .unwrap_or_default()
+    };
+    let held_extensions = current.map_or(&[][..], |profile| &profile.extensions);
+    let roles = match values.get(&Column::Roles) {
+        Some(cell) => parse_roles(cell).unwrap_or_else(|_| held_roles()),
+        None if set_assignments => held_roles(),
+        None => BTreeSet::new(),
+    };
+    let extensions = match values.get(&Column::Extensions) {
+        Some(cell) => parse_extensions(cell)
+            .map(|entries| resolve(&entries, held_extensions))
+            .unwrap_or_else(|_| held_extensions.to_vec()),
+        None if set_assignments => held_extensions.to_vec(),
+        None => Vec::new(),
+    };
     UpsertFields {
         id: current
             .map(|profile| profile.id.clone())
@@ -530,6 +636,9 @@ pub fn upsert_fields(
         department: value(Column::Department),
         locale: value(Column::Locale),
         time_zone: value(Column::TimeZone),
+        set_assignments,
+        roles: roles.into_iter().collect(),
+        extensions,
     }
 }
 
@@ -731,10 +840,72 @@ mod tests {
     #[test]
     fn blank_rows_are_skipped_and_nameless_cells_reported() {
         assert!(clean_row(&layout(), &record(&["", " ", ""]), 10).is_none());
-        let mut cells: Vec<&str> = vec!["", "A", "B", "a@example.com", "", "", "", "", ""];
+        let mut cells: Vec<&str> = vec!["", "A", "B", "a@example.com", "", "", "", "", "", "", ""];
         cells.push("stray");
         let row = clean_row(&layout(), &record(&cells), 100).unwrap();
         assert_eq!(row.errors[0].reason, "EXTRA_CELL");
+    }
+
+    #[test]
+    fn assignments_diff_as_sets_and_unknown_roles_are_row_errors() {
+        use crate::domain::assignments::{Extension, ExtensionKind};
+        let held = ada().with_assignments(
+            BTreeSet::from([Role::StandardUser, Role::ContactCenterAgent]),
+            vec![Extension {
+                number: "0101".into(),
+                kind: ExtensionKind::Virtual,
+            }],
+        );
+        let profiles = HashMap::from([(held.id.clone(), held.clone())]);
+        let plan = |extensions: &str, roles: &str| {
+            let cells = [
+                held.id.as_str(),
+                "Ada",
+                "Lovelace",
+                "ada@example.com",
+                "",
+                "0042",
+                "",
+                "",
+                "",
+                extensions,
+                roles,
+            ];
+            let row = clean_row(&layout(), &record(&cells), 1000).unwrap();
+            finish(draft(row, &profiles), None)
+        };
+        let same = plan("0101", "Standard User; contact-center-agent");
+        assert_eq!(same.action, RowAction::Unchanged, "{same:?}");
+        let changed = plan("0101;0102:virtual", "standard_user");
+        assert_eq!(changed.action, RowAction::Update);
+        assert_eq!(
+            changed.changes,
+            vec![
+                FieldChange {
+                    column: "Extensions".into(),
+                    old_value: "0101:virtual".into(),
+                    new_value: "0101:virtual;0102:virtual".into(),
+                },
+                FieldChange {
+                    column: "Roles".into(),
+                    old_value: "contact_center_agent;standard_user".into(),
+                    new_value: "standard_user".into(),
+                },
+            ]
+        );
+        let wrong = plan("", "root");
+        assert_eq!(wrong.action, RowAction::Error);
+        assert_eq!(wrong.errors[0].column, "Roles");
+        assert_eq!(wrong.errors[0].reason, "ROLE_INVALID");
+        let values = BTreeMap::from([(Column::Extensions, "0101;7".to_owned())]);
+        let fields = upsert_fields(&values, Some(&held));
+        assert!(fields.set_assignments);
+        assert_eq!(
+            fields.roles,
+            vec![Role::ContactCenterAgent, Role::StandardUser]
+        );
+        assert_eq!(fields.extensions.len(), 2);
+        assert!(!upsert_fields(&BTreeMap::new(), Some(&held)).set_assignments);
     }
 
     #[test]

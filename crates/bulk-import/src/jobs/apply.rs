@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use roster_proto::identity::v1 as pb;
 
 use super::{Job, JobError};
+use crate::domain::columns::Column;
 use crate::domain::rows::{upsert_fields, values_by_column};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 use crate::identity::code_name;
@@ -154,7 +155,16 @@ async fn write_batch(
 /// `ALREADY_EXISTS (USERNAME_TAKEN): this username is in use on the platform …`, with every
 /// invalid field; never more than 1024 characters.
 fn failure_message(result: &pb::ProfileUpsertResult) -> String {
-    let mut message = format!("{} ", code_name(result.error_code));
+    // A refused assignment names its column, as a row error of the preview does.
+    let column = match result.error_reason.as_str() {
+        "EXTENSION_TAKEN" | "EXTENSION_INVALID" => Some(Column::Extensions),
+        "ROLE_INVALID" => Some(Column::Roles),
+        _ => None,
+    };
+    let mut message = column
+        .map(|column| format!("{}: ", column.header()))
+        .unwrap_or_default();
+    message.push_str(&format!("{} ", code_name(result.error_code)));
     if !result.error_reason.is_empty() {
         message.push_str(&format!("({}) ", result.error_reason));
     }
