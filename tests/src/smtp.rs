@@ -20,7 +20,8 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Starts a server with extra options (`--reject ADDR`, `--tempfail ADDR`); `None` when
+    /// Starts a server with extra options (`--reject ADDR`, `--tempfail ADDR`, and for TLS
+    /// `--tls-cert FILE --tls-key FILE` with `--starttls` or `--implicit-tls`); `None` when
     /// aiosmtpd is unavailable outside CI.
     pub async fn start(options: &[&str]) -> Option<SmtpServer> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -97,7 +98,25 @@ impl SmtpServer {
         format!("smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{}", self.port)
     }
 
-    /// Every message the server accepted.
+    /// The STARTTLS-required transport URL (for a `--starttls` server), with authentication,
+    /// naming the host `localhost` as its certificate does.
+    pub fn starttls_url(&self) -> String {
+        format!(
+            "smtp://{SMTP_USER}:{SMTP_PASSWORD}@localhost:{}?tls=required",
+            self.port
+        )
+    }
+
+    /// The implicit-TLS transport URL (for an `--implicit-tls` server), with authentication,
+    /// naming the host `localhost` as its certificate does.
+    pub fn smtps_url(&self) -> String {
+        format!(
+            "smtps://{SMTP_USER}:{SMTP_PASSWORD}@localhost:{}",
+            self.port
+        )
+    }
+
+    /// Every message the server accepted; each record's `tls` says whether its session was TLS.
     pub fn records(&self) -> Vec<serde_json::Value> {
         std::fs::read_dir(self.records.path())
             .expect("records directory")

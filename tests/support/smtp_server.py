@@ -6,7 +6,11 @@ It listens on 127.0.0.1:PORT and records every message it accepts as one JSON fi
 logs. Each record holds the envelope, the Message-ID and the parsed MIME parts (the HTML part's
 link targets too). Chosen recipients are refused: --reject ADDR answers RCPT with a permanent
 550, --tempfail ADDR with a temporary 451. --auth USER:PASS requires SMTP AUTH (PLAIN or LOGIN;
-no TLS, this is loopback only).
+by default without TLS, this is loopback only).
+
+TLS, with --tls-cert FILE --tls-key FILE (PEM): --starttls offers STARTTLS and refuses every
+command but EHLO/NOOP/QUIT/STARTTLS before it; --implicit-tls wraps the listener itself in TLS
+(smtps). Each record says whether its session ran over TLS ("tls") and which version.
 
 It prints "READY <port>" once it accepts connections, and stops on SIGTERM or SIGINT; the test
 kills it and starts it again on the same port to play a mail server outage.
@@ -19,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 import threading
 import time
@@ -57,6 +62,8 @@ class Recorder:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        # After STARTTLS or on an implicit-TLS listener the transport is a TLS one.
+        ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         text = None
         html = None
@@ -85,6 +92,8 @@ class Recorder:
             "html": html,
             "html_links": links,
             "received_at": time.time(),
+            "tls": ssl_object is not None,
+            "tls_version": ssl_object.version() if ssl_object is not None else None,
         }
         name = uuid.uuid4().hex
         partial = os.path.join(self.directory, f".{name}.partial")
@@ -101,7 +110,14 @@ def main():
     parser.add_argument("--reject", action="append", default=[], help="answer 550 for ADDR")
     parser.add_argument("--tempfail", action="append", default=[], help="answer 451 for ADDR")
     parser.add_argument("--auth", help="USER:PASS that clients must authenticate with")
+    parser.add_argument("--tls-cert", help="PEM certificate chain of the server")
+    parser.add_argument("--tls-key", help="PEM private key of the server")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--starttls", action="store_true", help="offer and require STARTTLS")
+    mode.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte")
     args = parser.parse_args()
+    if (args.starttls or args.implicit_tls) != bool(args.tls_cert and args.tls_key):
+        parser.error("--starttls/--implicit-tls need --tls-cert and --tls-key, and vice versa")
     os.makedirs(args.dir, exist_ok=True)
 
     options = {}
@@ -125,11 +141,21 @@ def main():
             "authenticator": authenticate,
         }
 
+    controller_options = {}
+    if args.tls_cert:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.starttls:
+            options.update(tls_context=context, require_starttls=True)
+        else:
+            controller_options["ssl_context"] = context
+
     controller = Controller(
         Recorder(args.dir, args.reject, args.tempfail),
         hostname="127.0.0.1",
         port=args.port,
         ready_timeout=30,
+        **controller_options,
         **options,
     )
     controller.start()

@@ -62,6 +62,10 @@ pub struct Settings {
     pub mail_url: MailUrl,
     /// A file holding the SMTP password (a mounted secret); it replaces the URL's password.
     pub mail_password_file: Option<PathBuf>,
+    /// A PEM file of CA certificate(s) to trust, in addition to the system roots, for the TLS of
+    /// `smtps://` and `smtp://…?tls=required|opportunistic` (a private mail relay). Setting it
+    /// with a `mail_url` without TLS is refused at start.
+    pub mail_ca_file: Option<PathBuf>,
     /// The `From` mailbox, e.g. `Roster <no-reply@example.com>`.
     pub from_address: String,
     /// The right-hand side of every `Message-ID: <notification id@domain>`.
@@ -94,6 +98,7 @@ impl Default for Settings {
         Self {
             mail_url: MailUrl::new("file://var/mail"),
             mail_password_file: None,
+            mail_ca_file: None,
             from_address: "Roster <no-reply@roster.localhost>".to_owned(),
             message_id_domain: "roster".to_owned(),
             template_dir: None,

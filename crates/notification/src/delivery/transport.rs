@@ -6,7 +6,7 @@
 //! - `file://DIR` — one `<notification id>.eml` per message in `DIR`, the embedded default.
 //!
 //! These are lettre's URL conventions. SMTP connections are pooled; TLS is rustls with the
-//! system's trust store. A whole delivery is bounded by the SMTP timeout, which the settings keep
+//! system's trust store, plus the CA certificate(s) of `mail_ca_file` when set (a private relay). A whole delivery is bounded by the SMTP timeout, which the settings keep
 //! below the lease, so a stuck send is never handed to a second worker while it might still
 //! complete.
 
@@ -18,6 +18,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use uuid::Uuid;
 
@@ -69,6 +70,9 @@ impl Mailer {
             .with_context(|| format!("mail_url {}", settings.mail_url.redacted()))?
             .timeout(Some(settings.smtp_timeout()))
             .pool_config(PoolConfig::new().max_size(settings.smtp_pool_size));
+        if let Some(path) = &settings.mail_ca_file {
+            builder = builder.tls(tls_trusting(url, path)?);
+        }
         if let Some(path) = &settings.mail_password_file {
             let password = std::fs::read_to_string(path)
                 .with_context(|| format!("reading mail_password_file {}", path.display()))?;
@@ -111,6 +115,43 @@ impl Mailer {
                 }),
         }
     }
+}
+
+/// The TLS mode `url` asks for (as lettre's `from_url` reads it), trusting the PEM CA
+/// certificate(s) in `ca_file` besides the system roots. A URL without TLS is refused: the CA
+/// file would silently go unused.
+fn tls_trusting(url: &str, ca_file: &std::path::Path) -> anyhow::Result<Tls> {
+    let parsed = url::Url::parse(url).context("mail_url is not a URL")?;
+    let host = parsed
+        .host_str()
+        .context("mail_url names no host")?
+        .to_owned();
+    let tls = parsed
+        .query_pairs()
+        .find(|(key, _)| key == "tls")
+        .map(|(_, value)| value.into_owned());
+    let mode: fn(TlsParameters) -> Tls = match (parsed.scheme(), tls.as_deref()) {
+        ("smtps", _) => Tls::Wrapper,
+        ("smtp", Some("required")) => Tls::Required,
+        ("smtp", Some("opportunistic")) => Tls::Opportunistic,
+        _ => anyhow::bail!(
+            "mail_ca_file is set but mail_url uses no TLS (use smtps:// or smtp://…?tls=required)"
+        ),
+    };
+    let pem = std::fs::read(ca_file)
+        .with_context(|| format!("reading mail_ca_file {}", ca_file.display()))?;
+    anyhow::ensure!(
+        String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----"),
+        "mail_ca_file {} holds no PEM certificate",
+        ca_file.display()
+    );
+    let certificate = Certificate::from_pem(&pem)
+        .with_context(|| format!("mail_ca_file {}", ca_file.display()))?;
+    let parameters = TlsParameters::builder(host)
+        .add_root_certificate(certificate)
+        .build()
+        .context("building the TLS parameters")?;
+    Ok(mode(parameters))
 }
 
 /// SMTP 5xx is permanent; 4xx, connection, TLS and protocol errors may pass on a later try.
@@ -168,6 +209,26 @@ pub fn build_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ca_file_needs_a_tls_url_and_a_pem_certificate() {
+        let missing = std::path::Path::new("/nonexistent/roster-ca.pem");
+        let error = tls_trusting("smtp://mail.example.com:25", missing).unwrap_err();
+        assert!(error.to_string().contains("uses no TLS"), "{error:#}");
+        let error = tls_trusting("smtps://mail.example.com", missing).unwrap_err();
+        assert!(
+            error.to_string().contains("reading mail_ca_file"),
+            "{error:#}"
+        );
+        let not_pem = std::env::temp_dir().join(format!("roster-not-a-ca-{}.pem", Uuid::new_v4()));
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let error = tls_trusting("smtp://mail.example.com?tls=required", &not_pem).unwrap_err();
+        let _ = std::fs::remove_file(&not_pem);
+        assert!(
+            error.to_string().contains("holds no PEM certificate"),
+            "{error:#}"
+        );
+    }
 
     #[test]
     fn messages_carry_both_parts_and_the_stable_message_id() {
