@@ -26,7 +26,7 @@ use crate::store::entities::outbox;
 use crate::store::{Store, now};
 
 /// How long a claimed row stays with one relay before another may take it.
-const LEASE: Duration = Duration::from_secs(60);
+const LEASE: Duration = Duration::from_secs(30);
 /// How often the outbox is looked at when idle.
 const POLL: Duration = Duration::from_millis(500);
 /// Rows sent per round.
