@@ -1,0 +1,246 @@
+//! CreateProfile: profiles/s and latency at several concurrencies, next to pgbench running the
+//! equivalent two-insert transaction (username row + profile row) on the same database.
+//!
+//! A second pgbench script replays the statements one CreateProfile call actually sends (the
+//! idempotency lookup, the account check, both inserts and the idempotency key), which splits
+//! the gap to the target into "more SQL per call" and "time spent in the service"; one more
+//! Roster run without a `request_id` shows what idempotency costs.
+
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use roster_tests::{ADMIN_KEY, authed};
+
+use crate::load::{self, Load, Outcome, status_text};
+use crate::report::{Report, Row, Verdict, percent};
+use crate::suite::{self, Options, observed};
+use crate::tools;
+
+const SCENARIO: &str = "CreateProfile";
+
+/// The `(canonical, profile id)` expressions of a pgbench transaction: a unique username from
+/// the client id and two random numbers, and a profile id derived from it.
+const NAME: &str = "'pgb-' || CAST(:client_id AS text) || '-' || CAST(:a AS text) || '-' \
+                    || CAST(:b AS text) || '@bench.example'";
+
+fn variables() -> &'static str {
+    "\\set a random(1, 2147483647)\n\\set b random(1, 2147483647)\n"
+}
+
+fn registry_insert(account: &str, on_conflict: bool) -> String {
+    format!(
+        "INSERT INTO username_registry (canonical, skeleton, username, profile_id, account_id, \
+         created_at) VALUES ({NAME}, {NAME}, {NAME}, md5({NAME})::uuid, '{account}', now()){};\n",
+        if on_conflict {
+            " ON CONFLICT DO NOTHING"
+        } else {
+            ""
+        }
+    )
+}
+
+fn profile_insert(account: &str) -> String {
+    format!(
+        "INSERT INTO profiles (id, account_id, first_name, last_name, email, email_search, \
+         username, canonical_username, job_title, department, locale, time_zone, status, \
+         created_at, updated_at, deleted_at, version) VALUES (md5({NAME})::uuid, '{account}', \
+         'Ada', 'Lovelace', {NAME}, {NAME}, {NAME}, {NAME}, NULL, NULL, NULL, NULL, 'active', \
+         now(), now(), NULL, 1);\n"
+    )
+}
+
+/// The baseline of issue 9: one transaction with the username row and the profile row.
+pub fn two_insert_script(account: &str) -> String {
+    format!(
+        "{}BEGIN;\n{}{}COMMIT;\n",
+        variables(),
+        registry_insert(account, false),
+        profile_insert(account)
+    )
+}
+
+/// The statements one CreateProfile call with a `request_id` sends, in order.
+fn roster_statements_script(account: &str) -> String {
+    let request_id =
+        "CAST(:client_id AS text) || '-' || CAST(:a AS text) || '-' || CAST(:b AS text)";
+    // A stored CreateProfileResponse is about 200 bytes.
+    let response = "decode(repeat('ab', 200), 'hex')";
+    format!(
+        "{}SELECT scope, request_id, response, created_at FROM idempotency_keys \
+         WHERE scope = 'bench/CreateProfile' AND request_id = {request_id} LIMIT 1;\n\
+         BEGIN;\n\
+         SELECT id FROM accounts WHERE id = '{account}' LIMIT 1;\n\
+         {}{}\
+         INSERT INTO idempotency_keys (scope, request_id, response, created_at) \
+         VALUES ('bench/CreateProfile', {request_id}, {response}, now()) \
+         ON CONFLICT (scope, request_id) DO NOTHING;\n\
+         COMMIT;\n",
+        variables(),
+        registry_insert(account, true),
+        profile_insert(account)
+    )
+}
+
+pub async fn run(
+    options: &Options,
+    concurrencies: &[usize],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let server = suite::identity(options, roster_tests::identity_settings(), Vec::new()).await?;
+    let channels = suite::channels(server.addr, options.connections).await;
+    let account = suite::create_account(channels[0].clone()).await?;
+    let url = server.database.url.clone();
+    let baseline = two_insert_script(&account);
+    let mut at_32 = None;
+
+    for &concurrency in concurrencies {
+        let load = Load {
+            concurrency,
+            warmup: options.warmup,
+            duration: options.duration,
+        };
+        let (outcome, usage, peak) =
+            observed(None, create_profiles(&channels, &account, load, true)).await;
+        let roster = Row {
+            usage: Some(usage),
+            peak_rss_mib: peak,
+            ..Row::from_outcome(
+                SCENARIO,
+                "Roster CreateProfile",
+                concurrency,
+                "profiles/s",
+                &outcome,
+            )
+        };
+        report.add(roster);
+
+        let (pgbench, usage, _) = observed(
+            None,
+            tools::pgbench(
+                &url,
+                &baseline,
+                concurrency,
+                options.warmup,
+                options.duration,
+            ),
+        )
+        .await;
+        let pgbench = pgbench?;
+        report.add(Row {
+            usage: Some(usage),
+            ..Row::from_outcome(
+                SCENARIO,
+                "pgbench 2-insert transaction",
+                concurrency,
+                "txn/s",
+                &pgbench,
+            )
+        });
+        let ratio = outcome.rate() / pgbench.rate();
+        report.note(format!(
+            "CreateProfile at concurrency {concurrency}: {} of pgbench",
+            percent(ratio)
+        ));
+        if concurrency == 32 {
+            at_32 = Some((outcome, pgbench));
+        }
+    }
+
+    if let Some((roster, pgbench)) = at_32 {
+        let ratio = roster.rate() / pgbench.rate();
+        report.verdict(Verdict {
+            what: "CreateProfile vs pgbench, c=32".into(),
+            measured: percent(ratio),
+            target: "≥ 60 %".into(),
+            met: Some(ratio >= 0.60),
+        });
+        let p99 = roster.quantile_ms(0.99);
+        report.verdict(Verdict {
+            what: "CreateProfile p99, c=32".into(),
+            measured: format!("{p99:.1} ms"),
+            target: "< 50 ms".into(),
+            met: Some(p99 < 50.0),
+        });
+
+        // Where the gap comes from: the SQL a call really sends, and idempotency's share.
+        let load = Load {
+            concurrency: 32,
+            warmup: options.warmup,
+            duration: options.duration,
+        };
+        let (statements, usage, _) = observed(
+            None,
+            tools::pgbench(
+                &url,
+                &roster_statements_script(&account),
+                32,
+                options.warmup,
+                options.duration,
+            ),
+        )
+        .await;
+        report.add(Row {
+            usage: Some(usage),
+            ..Row::from_outcome(
+                SCENARIO,
+                "pgbench replaying CreateProfile's 7 statements",
+                32,
+                "txn/s",
+                &statements?,
+            )
+        });
+        let (outcome, usage, peak) =
+            observed(None, create_profiles(&channels, &account, load, false)).await;
+        report.add(Row {
+            usage: Some(usage),
+            peak_rss_mib: peak,
+            ..Row::from_outcome(
+                SCENARIO,
+                "Roster CreateProfile without request_id",
+                32,
+                "profiles/s",
+                &outcome,
+            )
+        });
+    }
+    Ok(())
+}
+
+/// CreateProfile in a closed loop, each call a new username; with `request_id` as callers are
+/// asked to send one (AIP-155), or without.
+async fn create_profiles(
+    channels: &[tonic::transport::Channel],
+    account: &str,
+    load: Load,
+    with_request_id: bool,
+) -> Outcome {
+    let clients: Vec<_> = channels
+        .iter()
+        .cloned()
+        .map(ProfileServiceClient::new)
+        .collect();
+    let account = account.to_owned();
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    load::run(load, move |n| {
+        let mut client = clients[n as usize % clients.len()].clone();
+        let request = pb::CreateProfileRequest {
+            account_id: account.clone(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            email: format!("p{}-{n}@bench.example", &tag[..8]),
+            request_id: if with_request_id {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        };
+        async move {
+            client
+                .create_profile(authed(ADMIN_KEY, request))
+                .await
+                .map(drop)
+                .map_err(|status| status_text(&status))
+        }
+    })
+    .await
+}
