@@ -93,8 +93,8 @@ struct Cli {
     /// Longest wait for one import's validation, and for its apply, in seconds.
     #[arg(long, default_value_t = 300)]
     import_timeout: u64,
-    /// Diagnostic: run ANALYZE on identity's database every this many seconds during an
-    /// import's apply (0: never, as in production without autovacuum).
+    /// Diagnostic: run ANALYZE on identity's and bulk-import's databases every this many
+    /// seconds during an import's apply (0: never).
     #[arg(long, default_value_t = 0)]
     import_analyze_every: u64,
     /// The `roster` binary bulk-import runs from (default: next to this one).

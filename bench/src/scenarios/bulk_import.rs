@@ -52,8 +52,9 @@ pub struct ImportOptions {
     pub roster_bin: PathBuf,
     /// Longest wait for validation, and for the apply.
     pub timeout: Duration,
-    /// Diagnostic: run `ANALYZE` on identity's database this often during the apply, to show
-    /// what planner statistics change (this machine's PostgreSQL runs without autovacuum).
+    /// Diagnostic: run `ANALYZE` on identity's and bulk-import's databases this often during
+    /// the apply, to show what planner statistics change (this machine's PostgreSQL runs
+    /// without autovacuum).
     pub analyze_every: Option<Duration>,
 }
 
@@ -424,14 +425,17 @@ async fn import(
     }
 
     let analyze = import_options.analyze_every.map(|every| {
-        let url = identity.database.url.clone();
+        let urls = [identity.database.url.clone(), database.url.clone()];
         tokio::spawn(async move {
-            let Ok(db) = suite::connect_database(&url).await else {
-                return;
-            };
+            let mut databases = Vec::new();
+            for url in &urls {
+                databases.extend(suite::connect_database(url).await);
+            }
             loop {
                 tokio::time::sleep(every).await;
-                let _ = db.execute_unprepared("ANALYZE").await;
+                for db in &databases {
+                    let _ = db.execute_unprepared("ANALYZE").await;
+                }
             }
         })
     });
