@@ -731,7 +731,7 @@ both_backends! {
             pb::ProfileUpsert { roles: vec![42], ..item("k8", "", "new8@example.com", &[], &[]) },
             item("k9", &holder.id, "holder@example.com", &[], &["200"]),
         ];
-        let request = pb::BatchUpsertProfilesRequest { account_id: account.clone(), items };
+        let request = pb::BatchUpsertProfilesRequest { account_id: account.clone(), items, send_welcome_emails: false };
         let results = profiles
             .batch_upsert_profiles(authed(ADMIN_KEY, request.clone()))
             .await
@@ -810,6 +810,7 @@ both_backends! {
                     item("take-300", "", "late@example.com", &[], &["300"]),
                     item("twice-9", &holder.id, "holder@example.com", &[], &["201"]),
                 ],
+                send_welcome_emails: false,
             }))
             .await
             .unwrap()

@@ -403,7 +403,7 @@ both_backends! {
             item("k7", &foreign.id, "foreign@example.com", ""),
             item("k8", "", "dup@example.com", "new1@example.com"),
         ];
-        let request = pb::BatchUpsertProfilesRequest { account_id: account.clone(), items };
+        let request = pb::BatchUpsertProfilesRequest { account_id: account.clone(), items, send_welcome_emails: false };
         let results = profiles
             .batch_upsert_profiles(authed(ADMIN_KEY, request.clone()))
             .await

@@ -129,7 +129,7 @@ both_backends! {
         assert_eq!(by_row(&rows, 6).action, pb::ImportRowAction::Unchanged as i32, "sets compare equal");
 
         imports
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new() }))
+            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
             .await
             .unwrap();
         let done = wait_for_state(&mut imports, &created.id, &[pb::ImportState::CompletedWithErrors], WAIT).await;
@@ -160,7 +160,7 @@ both_backends! {
         let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes()).await.unwrap();
         wait_for_state(&mut imports, &created.id, &[pb::ImportState::Validated], WAIT).await;
         imports
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new() }))
+            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
             .await
             .unwrap();
         wait_for_state(&mut imports, &created.id, &[pb::ImportState::Completed], WAIT).await;
@@ -171,7 +171,7 @@ both_backends! {
         let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes()).await.unwrap();
         wait_for_state(&mut imports, &created.id, &[pb::ImportState::Validated], WAIT).await;
         imports
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new() }))
+            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
             .await
             .unwrap();
         wait_for_state(&mut imports, &created.id, &[pb::ImportState::Completed], WAIT).await;

@@ -44,6 +44,7 @@ async fn submit_and_wait(suite: &ImportSuite, import_id: &str) -> pb::Import {
             pb::SubmitImportRequest {
                 import_id: import_id.to_owned(),
                 request_id: String::new(),
+                send_welcome_emails: false,
             },
         ))
         .await

@@ -151,6 +151,7 @@ both_backends! {
             .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest {
                 import_id: created.id.clone(),
                 request_id: "submit-1".into(),
+                send_welcome_emails: false,
             }))
             .await
             .unwrap()
@@ -163,6 +164,7 @@ both_backends! {
             .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest {
                 import_id: created.id.clone(),
                 request_id: "submit-1".into(),
+                send_welcome_emails: false,
             }))
             .await
             .expect("a repeated request id returns the import");
@@ -217,7 +219,7 @@ both_backends! {
         // Someone elsewhere on the platform takes row 3's username before the submit.
         create_profile(&suite, &other, "Quick", "late1@example.com", "", "").await;
         imports
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new() }))
+            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
             .await
             .unwrap();
         let done = wait_for_state(&mut imports, &created.id, &[pb::ImportState::CompletedWithErrors], WAIT).await;
@@ -255,7 +257,7 @@ both_backends! {
             .unwrap();
         assert_eq!(cancelled.state, pb::ImportState::Cancelled as i32);
         let refused = imports
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new() }))
+            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
             .await
             .unwrap_err();
         assert_eq!(refused.code(), Code::FailedPrecondition);
@@ -318,7 +320,7 @@ both_backends! {
         let created = upload_import(&mut first_client, ADMIN_KEY, &account, &people_csv("pair", 1500), 64 * 1024).await.unwrap();
         wait_for_state(&mut second_client, &created.id, &[pb::ImportState::Validated], WAIT).await;
         second_client
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new() }))
+            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
             .await
             .unwrap();
         let done = wait_for_state(&mut first_client, &created.id, &[pb::ImportState::Completed], WAIT).await;

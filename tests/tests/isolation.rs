@@ -92,6 +92,7 @@ both_backends! {
             })).await.map(|_| ()),
             profiles.batch_upsert_profiles(authed(KEY_A, pb::BatchUpsertProfilesRequest {
                 account_id: b.clone(),
+                send_welcome_emails: false,
                 items: vec![pb::ProfileUpsert {
                     idempotency_key: "x".into(),
                     id: b_profile.id.clone(),
@@ -157,6 +158,7 @@ both_backends! {
         let upsert = profiles
             .batch_upsert_profiles(authed(KEY_A, pb::BatchUpsertProfilesRequest {
                 account_id: a.clone(),
+                send_welcome_emails: false,
                 items: vec![pb::ProfileUpsert {
                     idempotency_key: "steal".into(),
                     id: b_profile.id.clone(),
@@ -378,7 +380,7 @@ both_backends! {
         }
         same_as_nonexistent!(get_import, |id| im::GetImportRequest { import_id: id });
         same_as_nonexistent!(list_import_rows, |id| im::ListImportRowsRequest { import_id: id, ..Default::default() });
-        same_as_nonexistent!(submit_import, |id| im::SubmitImportRequest { import_id: id, request_id: String::new() });
+        same_as_nonexistent!(submit_import, |id| im::SubmitImportRequest { import_id: id, request_id: String::new(), send_welcome_emails: false });
         same_as_nonexistent!(cancel_import, |id| im::CancelImportRequest { import_id: id, request_id: String::new() });
         same_as_nonexistent!(watch_import, |id| im::WatchImportRequest { import_id: id });
         same_as_nonexistent!(download_report, |id| im::DownloadReportRequest { import_id: id });

@@ -447,6 +447,7 @@ async fn import(
             pb::SubmitImportRequest {
                 import_id: id.clone(),
                 request_id: uuid::Uuid::new_v4().to_string(),
+                send_welcome_emails: false,
             },
         ))
         .await

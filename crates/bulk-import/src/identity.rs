@@ -1,17 +1,18 @@
 //! Bulk-import's client of identity's ProfileService: the batch calls that validation and the
 //! apply are made of, and the listing the template is made from.
 //!
-//! Calls carry bulk-import's own key (configured as `identity_key`) and the current trace
-//! context, so one import is one trace across both services. Identity alone decides whether a
-//! username is free; this client only asks.
+//! Calls go through the runtime's [`Client`]: bulk-import's own key (configured as
+//! `identity_key`), a deadline on every call, balancing over every identity replica, optional
+//! TLS/mTLS, and the current trace context, so one import is one trace across the services.
+//! Every call here is marked idempotent — the reads trivially, BatchUpsertProfiles through its
+//! per-item idempotency keys — so the client retries them when identity is UNAVAILABLE.
+//! Identity alone decides whether a username is free; this client only asks.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::transport::{Channel, Endpoint};
+use roster_runtime::client::{Client, ClientConfig, idempotent};
 use tonic::{Code, Request, Status};
 
 use crate::domain::assignments::{Extension, ExtensionKind, Role};
@@ -20,48 +21,31 @@ use crate::domain::rows::{CurrentProfile, UpsertFields, UsernameVerdict};
 /// The most items identity takes in one batch call.
 pub const MAX_BATCH: usize = 1000;
 
+/// The largest message either side sends: a batch of 1,000 profiles with their assignments.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
 /// A connection to identity.
 #[derive(Clone)]
 pub struct Identity {
-    client: ProfileServiceClient<Channel>,
-    authorization: Option<MetadataValue<Ascii>>,
+    client: ProfileServiceClient<Client>,
 }
 
 impl Identity {
-    /// A client of identity at `url` (e.g. `http://identity:50051`) calling with `key`. The
-    /// connection is made on first use, so bulk-import starts while identity is still starting.
-    pub fn new(url: &str, key: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|error| anyhow::anyhow!("identity_url {url:?} is not a URL: {error}"))?
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(timeout)
-            .tcp_nodelay(true);
-        let authorization = if key.is_empty() {
-            None
-        } else {
-            Some(
-                format!("Bearer {key}")
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("identity_key must be printable ASCII"))?,
-            )
-        };
+    /// A client of identity as `config` says. Connections are made on first use, so
+    /// bulk-import starts while identity is still starting.
+    pub fn new(config: ClientConfig) -> anyhow::Result<Self> {
+        let urls = config.urls.join(", ");
+        let client = Client::new(config)
+            .map_err(|error| anyhow::anyhow!("identity_url {urls:?}: {error}"))?;
         Ok(Self {
-            client: ProfileServiceClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(64 * 1024 * 1024)
-                .max_encoding_message_size(64 * 1024 * 1024),
-            authorization,
+            client: ProfileServiceClient::new(client)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         })
     }
 
     fn request<T>(&self, message: T) -> Request<T> {
-        let mut request = Request::new(message);
-        if let Some(authorization) = &self.authorization {
-            request
-                .metadata_mut()
-                .insert("authorization", authorization.clone());
-        }
-        roster_runtime::telemetry::inject_context(&mut request);
-        request
+        idempotent(Request::new(message))
     }
 
     /// One page of an account's current (not deleted) profiles, and the next page's token.
@@ -147,11 +131,13 @@ impl Identity {
             .collect())
     }
 
-    /// Writes a batch (at most [`MAX_BATCH`]), each item on its idempotency key.
+    /// Writes a batch (at most [`MAX_BATCH`]), each item on its idempotency key; with
+    /// `send_welcome_emails`, identity emails each profile it creates.
     pub async fn upsert(
         &self,
         account_id: &str,
         items: Vec<(String, UpsertFields)>,
+        send_welcome_emails: bool,
     ) -> Result<Vec<pb::ProfileUpsertResult>, Status> {
         let items = items
             .into_iter()
@@ -191,6 +177,7 @@ impl Identity {
             .batch_upsert_profiles(self.request(pb::BatchUpsertProfilesRequest {
                 account_id: account_id.to_owned(),
                 items,
+                send_welcome_emails,
             }))
             .await?
             .into_inner()

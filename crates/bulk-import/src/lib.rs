@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::imports::v1::import_service_server::ImportServiceServer;
+use roster_runtime::client::{ClientConfig, ClientTls};
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
 use roster_runtime::{CommonSettings, KeyRing, Shutdown};
 use serde::Deserialize;
@@ -26,13 +27,26 @@ use serde::Deserialize;
 #[derive(Clone, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    /// Where identity serves gRPC, e.g. `http://identity:50051`.
+    /// Where identity serves gRPC, e.g. `http://identity:50051`: one URL or several separated
+    /// by commas. Calls are balanced over every address the names resolve to (a headless
+    /// Service's pods); `https://` speaks TLS.
     pub identity_url: String,
     /// The key bulk-import calls identity with (needs the `profiles` scope). Secret: from the
     /// environment (`ROSTER_BULK_IMPORT__IDENTITY_KEY`) or `identity_key_file`.
     pub identity_key: String,
     /// A file holding the key, for secrets mounted as files.
     pub identity_key_file: Option<PathBuf>,
+    /// Deadline of one call to identity, retries on UNAVAILABLE included.
+    pub identity_timeout_seconds: u64,
+    /// PEM CA certificate(s) identity's certificate must chain to (`https://` URLs); the
+    /// system's roots when unset.
+    pub identity_tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate chain presented to identity (mutual TLS).
+    pub identity_tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `identity_tls_cert_file`.
+    pub identity_tls_key_file: Option<PathBuf>,
+    /// Name identity's certificate must carry, when it differs from the URL's host.
+    pub identity_tls_domain: Option<String>,
     /// Largest accepted file, in bytes.
     pub max_file_bytes: u64,
     /// Longest cell, in characters.
@@ -63,6 +77,11 @@ impl Default for Settings {
             identity_url: "http://127.0.0.1:50051".to_owned(),
             identity_key: String::new(),
             identity_key_file: None,
+            identity_timeout_seconds: 30,
+            identity_tls_ca_file: None,
+            identity_tls_cert_file: None,
+            identity_tls_key_file: None,
+            identity_tls_domain: None,
             max_file_bytes: 512 * 1024 * 1024,
             max_field_chars: 1000,
             max_row_bytes: 1024 * 1024,
@@ -84,6 +103,11 @@ impl fmt::Debug for Settings {
             .field("identity_url", &self.identity_url)
             .field("identity_key", &"<redacted>")
             .field("identity_key_file", &self.identity_key_file)
+            .field("identity_timeout_seconds", &self.identity_timeout_seconds)
+            .field("identity_tls_ca_file", &self.identity_tls_ca_file)
+            .field("identity_tls_cert_file", &self.identity_tls_cert_file)
+            .field("identity_tls_key_file", &self.identity_tls_key_file)
+            .field("identity_tls_domain", &self.identity_tls_domain)
             .field("max_file_bytes", &self.max_file_bytes)
             .field("import_ttl_seconds", &self.import_ttl_seconds)
             .field("lease_seconds", &self.lease_seconds)
@@ -108,6 +132,25 @@ impl Settings {
                 }),
             _ => Ok(self.identity_key.trim().to_owned()),
         }
+    }
+
+    /// How bulk-import calls identity.
+    fn identity_client(&self) -> anyhow::Result<ClientConfig> {
+        let key = self.identity_key()?;
+        if key.is_empty() {
+            tracing::warn!(
+                "ROSTER_BULK_IMPORT__IDENTITY_KEY is not set: identity will refuse bulk-import's calls"
+            );
+        }
+        Ok(ClientConfig::new("identity", &self.identity_url)
+            .key(Some(key))
+            .timeout(Duration::from_secs(self.identity_timeout_seconds.max(1)))
+            .tls(ClientTls {
+                ca_file: self.identity_tls_ca_file.clone(),
+                cert_file: self.identity_tls_cert_file.clone(),
+                key_file: self.identity_tls_key_file.clone(),
+                domain: self.identity_tls_domain.clone(),
+            }))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -142,19 +185,12 @@ pub async fn start(
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {
     settings.validate()?;
-    let identity_key = settings.identity_key()?;
-    if identity_key.is_empty() {
-        tracing::warn!(
-            "ROSTER_BULK_IMPORT__IDENTITY_KEY is not set: identity will refuse bulk-import's calls"
-        );
-    }
-    let identity = identity::Identity::new(
-        &settings.identity_url,
-        &identity_key,
-        common.request_timeout(),
-    )?;
+    let identity = identity::Identity::new(settings.identity_client()?)?;
     let database = open_database::<store::Migrator>(common).await?;
     let store = store::Store::new(database.clone());
+    let mut services = ServiceSet::new();
+    let progress = services.metrics().import_progress();
+    watch_imports(services.metrics(), &progress, store.clone());
     let wake = Arc::new(tokio::sync::Notify::new());
     jobs::Worker::new(
         store.clone(),
@@ -170,6 +206,7 @@ pub async fn start(
             max_row_bytes: settings.max_row_bytes,
             identity_attempts: settings.identity_attempts.max(1),
         },
+        progress,
         wake.clone(),
         shutdown.clone(),
     )
@@ -185,7 +222,6 @@ pub async fn start(
         wake,
         shutdown.clone(),
     );
-    let mut services = ServiceSet::new();
     services.add(roster_runtime::grpc_service!(
         ImportServiceServer<api::ImportApi>,
         api,
@@ -199,4 +235,28 @@ pub async fn start(
         shutdown,
     )
     .await
+}
+
+/// Imports per state, counted in the database when Prometheus scrapes (`roster_imports`): an
+/// import stuck in VALIDATING or APPLYING shows there, whichever replica holds it.
+fn watch_imports(
+    metrics: &roster_runtime::metrics::Metrics,
+    progress: &roster_runtime::metrics::ImportProgress,
+    store: store::Store,
+) {
+    let progress = progress.clone();
+    metrics.on_scrape(move || {
+        let (store, progress) = (store.clone(), progress.clone());
+        async move {
+            match store.imports_by_state().await {
+                Ok(counts) => {
+                    for state in domain::state::ImportState::ALL {
+                        let imports = counts.get(&state).copied().unwrap_or(0);
+                        progress.set_jobs(state.name(), imports);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "import metrics not read"),
+            }
+        }
+    });
 }

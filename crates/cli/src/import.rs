@@ -66,6 +66,9 @@ enum ImportCommand {
         /// Follow the apply with a progress bar until it ends.
         #[arg(long)]
         watch: bool,
+        /// Send each user the import creates the welcome email.
+        #[arg(long)]
+        welcome_emails: bool,
     },
     /// Download the per-row report.
     Report {
@@ -99,7 +102,11 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
             account,
             request_id,
         } => client.upload(&file, account, request_id).await,
-        ImportCommand::Submit { import_id, watch } => client.submit(import_id, watch).await,
+        ImportCommand::Submit {
+            import_id,
+            watch,
+            welcome_emails,
+        } => client.submit(import_id, watch, welcome_emails).await,
         ImportCommand::Report { import_id, output } => client.report(import_id, output).await,
     }
 }
@@ -226,10 +233,16 @@ impl Client {
         Ok(())
     }
 
-    async fn submit(mut self, import_id: String, watch: bool) -> anyhow::Result<()> {
+    async fn submit(
+        mut self,
+        import_id: String,
+        watch: bool,
+        send_welcome_emails: bool,
+    ) -> anyhow::Result<()> {
         let request = self.request(pb::SubmitImportRequest {
             import_id: import_id.clone(),
             request_id: format!("roster-cli-submit-{import_id}"),
+            send_welcome_emails,
         })?;
         let import = self
             .imports

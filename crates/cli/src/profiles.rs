@@ -39,6 +39,9 @@ pub enum Command {
         /// IANA time zone, e.g. Europe/Paris.
         #[arg(long, default_value = "", hide_default_value = true)]
         time_zone: String,
+        /// Send the new user the welcome email (first name and username).
+        #[arg(long)]
+        welcome_email: bool,
         #[command(flatten)]
         request_id: RequestIdArg,
     },
@@ -201,6 +204,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             department,
             locale,
             time_zone,
+            welcome_email,
             request_id,
         } => {
             let request_id = request_id.get();
@@ -215,6 +219,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 department,
                 locale,
                 time_zone,
+                send_welcome_email: welcome_email,
             };
             let response = client
                 .call(

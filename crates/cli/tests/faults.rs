@@ -486,6 +486,7 @@ async fn the_suite_keeps_its_invariants_under_faults() {
                     imports::SubmitImportRequest {
                         import_id: id,
                         request_id: "fault-submit".into(),
+                        send_welcome_emails: false,
                     },
                 ))
                 .await

@@ -137,6 +137,7 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
             pb::SubmitImportRequest {
                 import_id: created.id.clone(),
                 request_id: "submit".into(),
+                send_welcome_emails: false,
             },
         ))
         .await

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod domain;
+pub mod emails;
 pub mod hashing;
 pub mod passwords;
 pub mod relay;

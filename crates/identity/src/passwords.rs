@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::Settings;
 use crate::domain::error::IdentityError;
-use crate::domain::outbox::OutboxEmail;
 use crate::domain::policy::{Personal, Rule};
 use crate::domain::username::Username;
+use crate::emails;
 use crate::hashing::{HashError, Hasher};
 use crate::store::{ACTIVE, AccountRecord, DELETED, ProfileRecord, Store, now};
 
@@ -128,7 +128,10 @@ impl Passwords {
             ("expire_time".to_owned(), expires_at.to_rfc3339()),
         ]);
         self.store
-            .enqueue_email(txn, &email(account, profile, "password_reset", variables))
+            .enqueue_email(
+                txn,
+                &emails::to_profile(account, profile, "password_reset", variables),
+            )
             .await?;
         Ok(IssuedReset {
             profile_id: profile.profile.id,
@@ -189,7 +192,7 @@ impl Passwords {
         self.store
             .enqueue_email(
                 &txn,
-                &email(&account, &profile, "password_changed", variables),
+                &emails::to_profile(&account, &profile, "password_changed", variables),
             )
             .await?;
         txn.commit().await.map_err(IdentityError::from)?;
@@ -275,25 +278,4 @@ impl Passwords {
 /// SHA-256 of a reset token, as stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-fn email(
-    account: &AccountRecord,
-    profile: &ProfileRecord,
-    template: &str,
-    variables: BTreeMap<String, String>,
-) -> OutboxEmail {
-    OutboxEmail {
-        account_id: account.id,
-        account_display_name: account.display_name.clone(),
-        recipient: profile.profile.email.clone(),
-        template: template.to_owned(),
-        locale: profile
-            .profile
-            .locale
-            .clone()
-            .unwrap_or_else(|| "en".to_owned()),
-        variables,
-        trace_context: roster_runtime::telemetry::TraceContext::current(),
-    }
 }

@@ -36,6 +36,7 @@ pub fn import(model: &import::Model) -> pb::Import {
         update_time: Some(timestamp(model.updated_at)),
         expire_time: model.expire_at.map(timestamp),
         etag: format!("v{}", model.version),
+        send_welcome_emails: model.welcome_emails,
     }
 }
 

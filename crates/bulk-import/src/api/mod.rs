@@ -14,6 +14,7 @@ use std::time::Duration;
 use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_server::ImportService;
 use roster_runtime::auth::caller;
+use roster_runtime::telemetry::TraceContext;
 use roster_runtime::{ApiError, Caller, Shutdown};
 use tokio::sync::Notify;
 use tonic::{Request, Response, Status, Streaming};
@@ -112,6 +113,8 @@ impl ImportApi {
             updated_at: now,
             expire_at: Some(now + self.config.import_ttl.as_millis() as i64),
             version: 1,
+            trace_context: stored_trace_context(),
+            welcome_emails: false,
         }
     }
 
@@ -150,6 +153,17 @@ impl ImportApi {
             .import(import_id)
             .await?
             .ok_or_else(convert::not_found)
+    }
+}
+
+/// The current request's trace context as stored on an import, for its background work to
+/// continue the trace; empty when no trace is recorded.
+fn stored_trace_context() -> String {
+    let context = TraceContext::current();
+    if context.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&context).unwrap_or_default()
     }
 }
 
@@ -403,7 +417,12 @@ impl ImportService for ImportApi {
         self.visible(&caller, id).await?;
         let model = match self
             .store
-            .submit(id, &request.request_id)
+            .submit(
+                id,
+                &request.request_id,
+                request.send_welcome_emails,
+                &stored_trace_context(),
+            )
             .await
             .map_err(ApiError::from)?
         {

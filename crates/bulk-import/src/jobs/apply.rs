@@ -20,7 +20,6 @@ use crate::store::{RowResult, state_of};
 
 pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError> {
     let store = &job.context.store;
-    let account_id = import.account_id.to_string();
     let mut after = 0i64;
     loop {
         job.check()?;
@@ -41,7 +40,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
         let Some(last) = rows.last().map(|row| row.row_number) else {
             break;
         };
-        let results = match write_batch(job, &account_id, &rows).await {
+        let results = match write_batch(job, &import, &rows).await {
             Ok(results) => results,
             Err(JobError::Identity(status)) => {
                 let message = format!(
@@ -68,6 +67,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
         {
             return Err(JobError::LeaseLost);
         }
+        count_outcomes(job, &results);
         after = last;
     }
     if !store
@@ -80,13 +80,25 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
     Ok(())
 }
 
+/// Counts a recorded batch's rows as `applied` or `failed` for the metrics endpoint.
+fn count_outcomes(job: &Job, results: &[RowResult]) {
+    let failed = results
+        .iter()
+        .filter(|result| result.outcome == RowOutcome::Failed)
+        .count() as u64;
+    let progress = &job.context.progress;
+    progress.rows_processed("applied", results.len() as u64 - failed);
+    progress.rows_processed("failed", failed);
+}
+
 /// Writes one batch and says what became of each row.
 async fn write_batch(
     job: &Job,
-    account_id: &str,
+    import: &import::Model,
     rows: &[row::Model],
 ) -> Result<Vec<RowResult>, JobError> {
     let identity = &job.context.identity;
+    let account_id = &import.account_id.to_string();
     // An update takes the profile's value as it is now for each column the file lacks.
     let update_ids: Vec<String> = rows
         .iter()
@@ -119,7 +131,7 @@ async fn write_batch(
         .collect();
     let results = job
         .call("BatchUpsertProfiles", || {
-            identity.upsert(account_id, items.clone())
+            identity.upsert(account_id, items.clone(), import.welcome_emails)
         })
         .await?;
     let by_key: HashMap<String, pb::ProfileUpsertResult> = results

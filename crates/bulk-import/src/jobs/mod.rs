@@ -17,9 +17,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use roster_runtime::Shutdown;
+use roster_runtime::metrics::ImportProgress;
+use roster_runtime::telemetry::TraceContext;
 use sea_orm::DbErr;
 use tokio::sync::{Notify, Semaphore};
 use tonic::Status;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::domain::state::ImportState;
@@ -82,6 +85,8 @@ pub(crate) struct Context {
     /// This replica's lease owner name, unique per process start.
     pub owner: String,
     pub shutdown: Shutdown,
+    /// Where rows processed are counted, for the metrics endpoint.
+    pub progress: ImportProgress,
 }
 
 /// One claimed import.
@@ -145,6 +150,7 @@ impl Worker {
         store: Store,
         identity: Identity,
         config: JobConfig,
+        progress: ImportProgress,
         wake: Arc<Notify>,
         shutdown: Shutdown,
     ) -> Self {
@@ -162,6 +168,7 @@ impl Worker {
                 config,
                 owner,
                 shutdown,
+                progress,
             }),
             wake,
             slots,
@@ -259,8 +266,7 @@ async fn run_job(context: Arc<Context>, import_id: Uuid) {
         import_id,
         lost,
     };
-    let span = tracing::info_span!("import_job", %import_id, owner = %context.owner);
-    let result = tracing::Instrument::instrument(work(&job), span).await;
+    let result = work(&job).await;
     heartbeat.abort();
     match result {
         Ok(()) | Err(JobError::Ended) => {}
@@ -286,14 +292,37 @@ async fn work(job: &Job) -> Result<(), JobError> {
         store.drop_lease(job.import_id).await?;
         return Ok(());
     };
-    match state_of(&import) {
-        ImportState::Validating => validate::run(job, import).await,
-        ImportState::Applying => apply::run(job, import).await,
+    let state = state_of(&import);
+    let name = match state {
+        ImportState::Validating => "import validation",
+        ImportState::Applying => "import apply",
         _ => {
             store.drop_lease(job.import_id).await?;
-            Ok(())
+            return Ok(());
         }
+    };
+    // The work continues the trace of the request that created the import, however much
+    // later and on whichever replica it runs.
+    let span = tracing::info_span!(
+        "import_job",
+        otel.name = name,
+        import_id = %job.import_id,
+        owner = %job.context.owner,
+    );
+    stored_trace_context(&import).set_parent_of(&span);
+    match state {
+        ImportState::Validating => validate::run(job, import).instrument(span).await,
+        _ => apply::run(job, import).instrument(span).await,
     }
+}
+
+/// The trace context stored on `import`; empty when none was recorded (or it is unreadable:
+/// a trace is a diagnostic, never a reason to fail the work).
+fn stored_trace_context(import: &crate::store::entities::import::Model) -> TraceContext {
+    if import.trace_context.is_empty() {
+        return TraceContext::default();
+    }
+    serde_json::from_str(&import.trace_context).unwrap_or_default()
 }
 
 async fn heartbeat(context: Arc<Context>, import_id: Uuid, lost: Arc<AtomicBool>) {

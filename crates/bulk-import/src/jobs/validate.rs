@@ -169,6 +169,7 @@ async fn stage(
             staged(job.import_id, finish(draft, verdict))
         })
         .collect();
+    let staged_rows = models.len() as u64;
     if job
         .context
         .store
@@ -181,6 +182,9 @@ async fn stage(
         )
         .await?
     {
+        job.context
+            .progress
+            .rows_processed("validated", staged_rows);
         Ok(())
     } else {
         Err(JobError::LeaseLost)

@@ -7,7 +7,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateImportTables)]
+        vec![Box::new(CreateImportTables), Box::new(AddTraceAndWelcome)]
     }
 }
 
@@ -37,6 +37,8 @@ enum Imports {
     UpdatedAt,
     ExpireAt,
     Version,
+    TraceContext,
+    WelcomeEmails,
 }
 
 #[derive(DeriveIden)]
@@ -272,5 +274,48 @@ impl MigrationTrait for CreateImportTables {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The trace an import's background work continues, and whether its new profiles get a
+/// welcome email.
+struct AddTraceAndWelcome;
+
+impl MigrationName for AddTraceAndWelcome {
+    fn name(&self) -> &str {
+        "m20261201_000002_import_trace_and_welcome"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddTraceAndWelcome {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one thing at a time.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Imports::Table)
+                    .add_column(
+                        ColumnDef::new(Imports::TraceContext)
+                            .text()
+                            .not_null()
+                            .default(""),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Imports::Table)
+                    .add_column(
+                        ColumnDef::new(Imports::WelcomeEmails)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -195,11 +195,15 @@ impl Store {
         txn.commit().await
     }
 
-    /// Starts the apply of a VALIDATED import that has not expired.
+    /// Starts the apply of a VALIDATED import that has not expired, sending welcome emails to
+    /// the profiles it creates when `welcome_emails`. An import created while no trace was
+    /// recorded takes `trace_context`, the submit's, for its apply.
     pub async fn submit(
         &self,
         import_id: Uuid,
         request_id: &str,
+        welcome_emails: bool,
+        trace_context: &str,
     ) -> Result<Result<import::Model, Refused>, DbErr> {
         let txn = self.db.begin().await?;
         let now = now_millis();
@@ -226,6 +230,15 @@ impl Store {
                 Expr::value(Some(request_id.to_owned()).filter(|id| !id.is_empty())),
             )
             .col_expr(import::Column::ExpireAt, Expr::value(Option::<i64>::None))
+            .col_expr(import::Column::WelcomeEmails, Expr::value(welcome_emails))
+            .col_expr(
+                import::Column::TraceContext,
+                Expr::value(if current.trace_context.is_empty() {
+                    trace_context
+                } else {
+                    current.trace_context.as_str()
+                }),
+            )
             .col_expr(import::Column::UpdatedAt, Expr::value(now))
             .col_expr(
                 import::Column::Version,
@@ -566,6 +579,29 @@ impl Store {
             }
         }
         Ok(counts)
+    }
+
+    /// How many imports are in each state now (states without any are absent).
+    pub async fn imports_by_state(&self) -> Result<HashMap<ImportState, i64>, DbErr> {
+        #[derive(FromQueryResult)]
+        struct Counted {
+            state: i32,
+            imports: i64,
+        }
+        let counted = import::Entity::find()
+            .select_only()
+            .column(import::Column::State)
+            .column_as(import::Column::Id.count(), "imports")
+            .group_by(import::Column::State)
+            .into_model::<Counted>()
+            .all(&self.db)
+            .await?;
+        Ok(counted
+            .into_iter()
+            .filter_map(|Counted { state, imports }| {
+                Some((ImportState::from_code(state)?, imports))
+            })
+            .collect())
     }
 
     /// Ends validation: VALIDATED with the counts and an expiry, or INVALID with a message.

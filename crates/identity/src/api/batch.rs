@@ -26,6 +26,7 @@ use crate::domain::assignment::{Extension, ExtensionBounds, ExtensionNumber, Rol
 use crate::domain::error::{IdentityError, Refusal, Violation};
 use crate::domain::profile::{ProfileFields, RawProfile};
 use crate::domain::username::Username;
+use crate::emails;
 use crate::store::entities::profile;
 use crate::store::{DELETED, ProfileRecord, Store, extension_rows, role_names};
 
@@ -82,10 +83,13 @@ pub async fn upsert(
     caller: &Caller,
     account_id: Uuid,
     items: Vec<pb::ProfileUpsert>,
+    send_welcome_emails: bool,
 ) -> Result<Vec<pb::ProfileUpsertResult>, IdentityError> {
     let scope = format!("{}:BatchUpsertProfiles:{account_id}", caller.name);
     for _ in 0..ATTEMPTS {
-        if let Attempt::Done(results) = attempt(store, &scope, account_id, &items).await? {
+        if let Attempt::Done(results) =
+            attempt(store, &scope, account_id, &items, send_welcome_emails).await?
+        {
             return Ok(results);
         }
     }
@@ -99,6 +103,7 @@ async fn attempt(
     scope: &str,
     account_id: Uuid,
     items: &[pb::ProfileUpsert],
+    send_welcome_emails: bool,
 ) -> Result<Attempt, IdentityError> {
     let txn = store.begin().await?;
     let account = store
@@ -309,6 +314,15 @@ async fn attempt(
     }
     store.insert_profiles(&txn, &inserts).await?;
     store.update_profiles(&txn, &updates).await?;
+    if send_welcome_emails {
+        let welcomes: Vec<_> = records
+            .iter()
+            .flatten()
+            .filter(|(outcome, _)| *outcome == pb::UpsertOutcome::Created)
+            .map(|(_, record)| emails::welcome(&account, record))
+            .collect();
+        store.enqueue_emails(&txn, &welcomes).await?;
+    }
 
     let mut results = Vec::with_capacity(plans.len());
     let mut to_store = Vec::new();

@@ -12,6 +12,7 @@ use crate::domain::assignment::{ExtensionNumber, Role};
 use crate::domain::error::{IdentityError, Refusal, Violation};
 use crate::domain::profile::{ProfileFields, RawProfile};
 use crate::domain::username::{Username, canonical_prefix};
+use crate::emails;
 use crate::store::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Store};
 
 /// Most items in one batch call.
@@ -143,6 +144,15 @@ impl ProfileService for ProfileApi {
         let response = store
             .idempotent(&scope, &request.request_id, async |txn| {
                 let record = store.create_profile(txn, account_id, &fields).await?;
+                if request.send_welcome_email {
+                    let account = store
+                        .account_in(txn, account_id)
+                        .await?
+                        .ok_or(IdentityError::NotFound("account"))?;
+                    store
+                        .enqueue_email(txn, &emails::welcome(&account, &record))
+                        .await?;
+                }
                 Ok(pb::CreateProfileResponse {
                     profile: Some(convert::profile(&record)),
                 })
@@ -531,9 +541,15 @@ impl ProfileService for ProfileApi {
                 ApiError::invalid("items", format!("must hold 1 to {MAX_BATCH} items")).into(),
             );
         }
-        let results = super::batch::upsert(&self.store, &caller, account_id, request.items)
-            .await
-            .map_err(ApiError::from)?;
+        let results = super::batch::upsert(
+            &self.store,
+            &caller,
+            account_id,
+            request.items,
+            request.send_welcome_emails,
+        )
+        .await
+        .map_err(ApiError::from)?;
         Ok(Response::new(pb::BatchUpsertProfilesResponse { results }))
     }
 

@@ -12,7 +12,7 @@ pub struct OutboxEmail {
     pub account_id: Uuid,
     pub account_display_name: String,
     pub recipient: String,
-    /// `password_reset` or `password_changed`.
+    /// `password_reset`, `password_changed` or `welcome`.
     pub template: String,
     pub locale: String,
     pub variables: BTreeMap<String, String>,

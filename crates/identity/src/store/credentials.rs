@@ -171,22 +171,29 @@ impl Store {
         email: &OutboxEmail,
     ) -> Result<Uuid, IdentityError> {
         let id = Uuid::now_v7();
-        let at = now();
-        outbox::Entity::insert(outbox::ActiveModel {
-            id: Set(id),
-            payload: Set(serde_json::to_string(email)
-                .map_err(|error| IdentityError::Corrupt(error.to_string()))?),
-            attempts: Set(0),
-            next_attempt_at: Set(at),
-            lease_owner: Set(None),
-            lease_until: Set(None),
-            last_error: Set(None),
-            delivered_at: Set(None),
-            created_at: Set(at),
-        })
-        .exec_without_returning(txn)
-        .await?;
+        outbox::Entity::insert(outbox_row(id, email)?)
+            .exec_without_returning(txn)
+            .await?;
         Ok(id)
+    }
+
+    /// Writes many emails to the outbox, in the caller's transaction, a few statements for all.
+    pub async fn enqueue_emails(
+        &self,
+        txn: &DatabaseTransaction,
+        emails: &[OutboxEmail],
+    ) -> Result<(), IdentityError> {
+        // Nine columns a row: far below SQLite's and PostgreSQL's bind-parameter caps.
+        for chunk in emails.chunks(200) {
+            let rows = chunk
+                .iter()
+                .map(|email| outbox_row(Uuid::now_v7(), email))
+                .collect::<Result<Vec<_>, _>>()?;
+            outbox::Entity::insert_many(rows)
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Leases up to `limit` due outbox rows to `owner` until `lease_until`. A row whose lease
@@ -307,4 +314,21 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// A new outbox row `id` holding `email`, due now.
+fn outbox_row(id: Uuid, email: &OutboxEmail) -> Result<outbox::ActiveModel, IdentityError> {
+    let at = now();
+    Ok(outbox::ActiveModel {
+        id: Set(id),
+        payload: Set(serde_json::to_string(email)
+            .map_err(|error| IdentityError::Corrupt(error.to_string()))?),
+        attempts: Set(0),
+        next_attempt_at: Set(at),
+        lease_owner: Set(None),
+        lease_until: Set(None),
+        last_error: Set(None),
+        delivered_at: Set(None),
+        created_at: Set(at),
+    })
 }
