@@ -101,10 +101,22 @@ impl ImportSuite {
         adjust: impl FnOnce(&mut roster_bulk_import::Settings),
         keys: Vec<TestKey>,
     ) -> Option<ImportSuite> {
+        Self::start_with_identity(backend, crate::identity_settings(), adjust, keys).await
+    }
+
+    /// [`ImportSuite::start_with`], identity started with `identity_settings` (e.g. a
+    /// notification address for its outbox relay).
+    pub async fn start_with_identity(
+        backend: Backend,
+        identity_settings: roster_identity::Settings,
+        adjust: impl FnOnce(&mut roster_bulk_import::Settings),
+        keys: Vec<TestKey>,
+    ) -> Option<ImportSuite> {
         let identity_db = Arc::new(TestDatabase::create(backend).await?);
-        let identity = TestServer::start(
+        let identity = TestServer::start_with(
             Service::Identity,
             test_settings(Service::Identity, &identity_db.url),
+            identity_settings,
             identity_db,
             vec![identity_key_for_imports()],
         )

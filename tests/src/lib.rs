@@ -7,6 +7,7 @@
 //! `CI=true`, where they fail.
 
 pub mod imports;
+pub mod pki;
 pub mod smtp;
 
 pub use imports::{ImportSuite, import_settings};
@@ -165,6 +166,7 @@ pub fn test_settings(service: Service, database_url: &str) -> CommonSettings {
         rate_limit_burst: 0,
         // Every test server serves its metrics on a port of its own.
         metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        health_addr: None,
         tls_cert_file: None,
         tls_key_file: None,
         tls_client_ca_file: None,
@@ -388,6 +390,65 @@ impl TestServer {
             keys,
             shutdown,
             server: Some(server),
+        }
+    }
+}
+
+/// A notification service on `backend` delivering into a file mail drop of its own (one
+/// `.eml` per message), for tests that follow an email from identity's outbox to the mail.
+pub struct MailDrop {
+    pub notification: TestServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl MailDrop {
+    /// Starts notification; `None` when the backend is skipped.
+    pub async fn start(backend: Backend) -> Option<MailDrop> {
+        let dir = tempfile::tempdir().expect("mail directory");
+        let database = Arc::new(TestDatabase::create(backend).await?);
+        let notification = TestServer::start_notification(
+            test_settings(Service::Notification, &database.url),
+            notification_settings(&format!("file://{}", dir.path().display())),
+            database,
+            Vec::new(),
+        )
+        .await;
+        Some(MailDrop { notification, dir })
+    }
+
+    /// Identity settings whose outbox relay hands emails to this notification service.
+    pub fn identity_settings(&self) -> roster_identity::Settings {
+        roster_identity::Settings {
+            notification_url: Some(format!("http://{}", self.notification.addr)),
+            notification_key: Some(ADMIN_KEY.to_owned()),
+            ..identity_settings()
+        }
+    }
+
+    /// The messages delivered so far, as written (headers and body).
+    pub fn messages(&self) -> Vec<String> {
+        let mut messages: Vec<String> = std::fs::read_dir(self.dir.path())
+            .map(|entries| {
+                entries
+                    .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                    .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
+                    .filter_map(|path| std::fs::read_to_string(path).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        messages.sort();
+        messages
+    }
+
+    /// Waits up to `timeout` until `count` messages were delivered, then returns them.
+    pub async fn wait_for(&self, count: usize, timeout: Duration) -> Vec<String> {
+        let start = std::time::Instant::now();
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count || start.elapsed() > timeout {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The Prometheus endpoint of each service, scraped after real calls: calls by method and
-//! status code (from headers and from trailers), latency histograms, the database pool, and the
-//! notification queue's depth and age.
+//! status code (from headers and from trailers), latency histograms, the database pool, the
+//! notification queue's depth and age, and bulk-import's rows processed and imports by state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,9 +10,11 @@ use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::identity::v1::{
     CreateAccountRequest, GetAccountRequest, GetProfileRequest, ListAccountsRequest,
 };
+use roster_proto::imports::v1 as im;
 use roster_proto::notification::v1::SendEmailRequest;
 use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Service;
+use roster_tests::imports::{ImportSuite, create_import, people_csv, wait_for_state};
 use roster_tests::{
     ADMIN_KEY, TestDatabase, TestServer, authed, both_backends, notification_settings,
     scrape_metrics, test_settings,
@@ -26,6 +28,8 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         value.trim().parse().ok()
     })
 }
+
+const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn handled(service: &str, method: &str, code: &str) -> String {
     format!(
@@ -188,5 +192,44 @@ both_backends! {
             "{text}"
         );
         assert!(!text.contains("GetProfile"), "{text}");
+    }
+
+    async fn metrics_show_import_rows_processed_and_imports_by_state(backend) {
+        let Some(suite) = ImportSuite::start(backend).await else {
+            return;
+        };
+        let account = suite.account("Metrics Imports Ltd").await;
+        let mut imports = suite.import_client().await;
+        // Three new people and one row in error (no email address).
+        let mut file = people_csv("metrics", 3);
+        file.extend_from_slice(b",Nobody,Nowhere,,,,,,\r\n");
+        let created = create_import(&mut imports, ADMIN_KEY, &account, file).await.unwrap();
+        wait_for_state(&mut imports, &created.id, &[im::ImportState::Validated], WAIT).await;
+
+        let (_, text) = scrape_metrics(suite.imports.metrics_addr()).await;
+        assert_eq!(sample(&text, "roster_import_rows_processed_total{state=\"validated\"}"), Some(4.0), "{text}");
+        assert_eq!(sample(&text, "roster_imports{state=\"VALIDATED\"}"), Some(1.0), "{text}");
+        assert_eq!(sample(&text, "roster_imports{state=\"APPLYING\"}"), Some(0.0), "{text}");
+
+        imports
+            .submit_import(authed(ADMIN_KEY, im::SubmitImportRequest {
+                import_id: created.id.clone(),
+                request_id: String::new(),
+                send_welcome_emails: false,
+            }))
+            .await
+            .unwrap();
+        wait_for_state(&mut imports, &created.id, &[im::ImportState::CompletedWithErrors], WAIT).await;
+
+        let (_, text) = scrape_metrics(suite.imports.metrics_addr()).await;
+        assert_eq!(sample(&text, "roster_import_rows_processed_total{state=\"applied\"}"), Some(3.0), "{text}");
+        assert_eq!(sample(&text, "roster_import_rows_processed_total{state=\"failed\"}"), Some(0.0), "{text}");
+        assert_eq!(sample(&text, "roster_imports{state=\"VALIDATED\"}"), Some(0.0), "{text}");
+        assert_eq!(sample(&text, "roster_imports{state=\"COMPLETED_WITH_ERRORS\"}"), Some(1.0), "{text}");
+        assert_eq!(
+            sample(&text, &handled("roster.imports.v1.ImportService", "SubmitImport", "OK")),
+            Some(1.0),
+            "{text}"
+        );
     }
 }

@@ -14,15 +14,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
 use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_proto::notification::v1::{
     GetNotificationRequest, Notification, NotificationState, SendEmailRequest,
 };
 use roster_runtime::Service;
+use roster_tests::pki::{CertFiles, TestCa};
 use roster_tests::smtp::SmtpServer;
 use roster_tests::{
     ADMIN_KEY, Backend, TestDatabase, TestServer, authed, notification_settings, test_settings,
@@ -30,55 +27,27 @@ use roster_tests::{
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// A throwaway CA and a server certificate it issued for `localhost` and `127.0.0.1`, as PEM
-/// files in a temporary directory.
+/// A throwaway CA and the certificate it issued the SMTP server.
 struct Pki {
-    dir: tempfile::TempDir,
+    ca: TestCa,
+    server: CertFiles,
 }
 
 impl Pki {
     fn generate() -> Pki {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "Roster test mail CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-            .expect("CA certificate");
-
-        let mut server_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("server params");
-        server_params
-            .distinguished_name
-            .push(DnType::CommonName, "localhost");
-        server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let server_key = KeyPair::generate().expect("server key");
-        let server_cert = server_params
-            .signed_by(&server_key, &ca)
-            .expect("server certificate");
-
-        let dir = tempfile::tempdir().expect("PKI directory");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write CA");
-        std::fs::write(dir.path().join("server.pem"), server_cert.pem()).expect("write cert");
-        std::fs::write(dir.path().join("server.key"), server_key.serialize_pem())
-            .expect("write key");
-        Pki { dir }
+        let ca = TestCa::new("mail");
+        let server = ca.server("smtp-server");
+        Pki { ca, server }
     }
 
     fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
+        self.ca.ca_file()
     }
 
     /// Starts the SMTP server with this certificate in `mode` (`--starttls`/`--implicit-tls`).
     async fn smtp_server(&self, mode: &str) -> Option<SmtpServer> {
-        let cert = self.path("server.pem");
-        let key = self.path("server.key");
+        let cert = self.server.cert.display().to_string();
+        let key = self.server.key.display().to_string();
         SmtpServer::start(&["--tls-cert", &cert, "--tls-key", &key, mode]).await
     }
 }

@@ -265,8 +265,9 @@ pub struct ImportProgress {
 }
 
 impl ImportProgress {
-    /// Counts `rows` more rows that reached `state` (`validated`, `created`, `updated`,
-    /// `unchanged`, `error`, …): `roster_import_rows_processed_total{state}`.
+    /// Counts `rows` more rows that reached `state` — bulk-import reports `validated` (staged
+    /// with their preview), `applied` and `failed` (written, or refused, by identity):
+    /// `roster_import_rows_processed_total{state}`.
     pub fn rows_processed(&self, state: &str, rows: u64) {
         self.rows
             .get_or_create(&[("state", state.to_owned())])
