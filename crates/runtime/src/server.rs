@@ -1,8 +1,9 @@
 //! The server bootstrap every Roster service runs.
 //!
-//! It reads top to bottom: bind → TLS → health and reflection → metrics endpoint → tower layers
-//! (tracing span with a request id and the caller's trace context, call metrics, load shedding
-//! over a global concurrency limit, authentication) → serve until the shutdown signal → drain.
+//! It reads top to bottom: bind → TLS → health and reflection → metrics endpoint → plaintext
+//! health listener → tower layers (tracing span with a request id and the caller's trace
+//! context, call metrics, load shedding over a global concurrency limit, authentication) → serve
+//! until the shutdown signal → drain.
 //! On shutdown, health turns NOT_SERVING first, the server stops accepting after the configured
 //! drain delay, in-flight calls get the grace period to finish.
 
@@ -46,6 +47,9 @@ pub struct ServerConfig {
     pub rate_limit_burst: u32,
     /// Where `GET /metrics` is served; `None` turns the endpoint off.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where a plaintext listener serves `grpc.health.v1.Health` alone, for kubelet probes when
+    /// the main port speaks TLS; `None` turns it off.
+    pub health_addr: Option<SocketAddr>,
     /// TLS (and mutual TLS) of the gRPC listener; `None` serves plain HTTP/2.
     pub tls: Option<ServerTls>,
 }
@@ -92,6 +96,7 @@ impl From<&CommonSettings> for ServerConfig {
             rate_limit_per_second: settings.rate_limit_per_second,
             rate_limit_burst: settings.rate_limit_burst,
             metrics_addr: settings.metrics_addr,
+            health_addr: settings.health_addr,
             tls: match (&settings.tls_cert_file, &settings.tls_key_file) {
                 (Some(cert_file), Some(key_file)) => Some(ServerTls {
                     cert_file: cert_file.clone(),
@@ -157,16 +162,22 @@ pub struct RunningServer {
     pub health: HealthReporter,
     /// Where `GET /metrics` answers, when the endpoint is on.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the plaintext health listener answers, when it is on.
+    pub health_addr: Option<SocketAddr>,
     /// The server's metrics registry.
     pub metrics: Metrics,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_task: Option<JoinHandle<()>>,
+    health_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
 impl RunningServer {
     /// Waits until the server has stopped (after the shutdown signal and the drain).
     pub async fn stopped(self) -> anyhow::Result<()> {
         self.task.await??;
+        if let Some(task) = self.health_task {
+            task.await??;
+        }
         if let Some(task) = self.metrics_task {
             let _ = task.await;
         }
@@ -221,6 +232,9 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
+    // The health listener's probes must see what the main port's clients see: both serve the one
+    // reporter.
+    let health_only = health_service.clone();
     let mut routes = services.routes;
     routes
         .add_service(health_service)
@@ -246,6 +260,41 @@ pub async fn serve(
                     (None, None)
                 }
             }
+        }
+        None => (None, None),
+    };
+
+    // Unlike metrics, the health listener is what the probes ask: a pod that cannot serve it would
+    // be restarted in a loop, so a failed bind stops the start with the reason.
+    let (health_addr, health_task) = match config.health_addr {
+        Some(addr) => {
+            let listener = TcpListener::bind(addr)
+                .await
+                .map_err(|error| anyhow::anyhow!("cannot bind health_addr {addr}: {error}"))?;
+            let bound = listener.local_addr()?;
+            let stop = {
+                let shutdown = shutdown.clone();
+                let drain_delay = config.drain_delay;
+                async move {
+                    shutdown.wait().await;
+                    tokio::time::sleep(drain_delay).await;
+                }
+            };
+            // No TLS, no authentication, no reflection, none of the service RPCs: any other path
+            // is UNIMPLEMENTED.
+            let server = tonic::transport::Server::builder()
+                .timeout(config.request_timeout)
+                .http2_max_header_list_size(config.max_header_list_bytes)
+                .add_service(health_only)
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop,
+                );
+            let task = tokio::spawn(
+                until_grace_ends(server, shutdown.clone(), config.shutdown_grace)
+                    .instrument(tracing::info_span!("health", addr = %bound)),
+            );
+            (Some(bound), Some(task))
         }
         None => (None, None),
     };
@@ -289,31 +338,16 @@ pub async fn serve(
         .add_routes(routes.routes())
         .serve_with_incoming_shutdown(incoming, signal);
 
-    let grace = config.shutdown_grace;
     let task = tokio::spawn(
-        async move {
-            tokio::pin!(server);
-            tokio::select! {
-                result = &mut server => result,
-                () = async { shutdown.wait().await; tokio::time::sleep(grace).await; } => {
-                    // The drain delay is part of the wait above: calls still running when the
-                    // grace period ends are cut off.
-                    tokio::time::timeout(Duration::from_millis(50), &mut server)
-                        .await
-                        .unwrap_or_else(|_| {
-                            tracing::warn!(?grace, "grace period over; abandoning in-flight calls");
-                            Ok(())
-                        })
-                }
-            }
-        }
-        .instrument(tracing::info_span!("server", addr = %local_addr)),
+        until_grace_ends(server, shutdown, config.shutdown_grace)
+            .instrument(tracing::info_span!("server", addr = %local_addr)),
     );
     tracing::info!(
         addr = %local_addr,
         tls = config.tls.is_some(),
         mutual_tls = config.tls.as_ref().is_some_and(|tls| tls.client_ca_file.is_some()),
         metrics = ?metrics_addr,
+        health = ?health_addr,
         services = ?names,
         "serving"
     );
@@ -321,10 +355,34 @@ pub async fn serve(
         local_addr,
         health,
         metrics_addr,
+        health_addr,
         metrics,
         task,
         metrics_task,
+        health_task,
     })
+}
+
+/// Runs `server` until it has drained, or until the grace period after the shutdown signal is
+/// over: calls still running then (a health `Watch` stream, a slow call) are cut off.
+async fn until_grace_ends(
+    server: impl Future<Output = Result<(), tonic::transport::Error>>,
+    shutdown: Shutdown,
+    grace: Duration,
+) -> Result<(), tonic::transport::Error> {
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result,
+        () = async { shutdown.wait().await; tokio::time::sleep(grace).await; } => {
+            // The drain delay is part of the wait above.
+            tokio::time::timeout(Duration::from_millis(50), &mut server)
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::warn!(?grace, "grace period over; abandoning in-flight calls");
+                    Ok(())
+                })
+        }
+    }
 }
 
 /// The `/package.Service/Method` paths a server hosting `names` answers, besides health and

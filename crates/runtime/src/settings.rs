@@ -128,6 +128,14 @@ pub struct CommonSettings {
     /// Defaults to `0.0.0.0:9091` (identity), `:9092` (bulk-import), `:9093` (notification).
     #[serde(deserialize_with = "optional_addr")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Address of a second gRPC listener, always plaintext, that serves `grpc.health.v1.Health`
+    /// and nothing else: the same statuses as the main port (NOT_SERVING while the database is
+    /// unreachable and while draining), no service RPCs, no reflection, no authentication.
+    /// It exists for kubelet's native gRPC probes, which speak plaintext and present no client
+    /// certificate, so they cannot reach a main port that speaks TLS or mutual TLS. `off` (the
+    /// default) turns it off; it must differ from `listen_addr` and `metrics_addr`.
+    #[serde(deserialize_with = "optional_addr")]
+    pub health_addr: Option<SocketAddr>,
     /// PEM certificate chain the gRPC server presents; with `tls_key_file`, turns TLS on.
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file` (a secret: mount it from a Secret).
@@ -233,7 +241,8 @@ impl Loader {
             .set_default(
                 key("metrics_addr"),
                 format!("0.0.0.0:{}", self.service.default_metrics_port()),
-            )?;
+            )?
+            .set_default(key("health_addr"), "off")?;
         for (name, value) in &self.overrides {
             builder = builder.set_default(key(name), value.as_str())?;
         }
@@ -319,8 +328,33 @@ impl CommonSettings {
                 "mutual TLS needs tls_cert_file and tls_key_file",
             ));
         }
+        if let Some(health) = self.health_addr {
+            let others = [
+                ("listen_addr", Some(self.listen_addr)),
+                ("metrics_addr", self.metrics_addr),
+            ];
+            for (name, other) in others {
+                if let Some(other) = other.filter(|other| same_socket(health, *other)) {
+                    return Err(invalid(
+                        "health_addr",
+                        &format!(
+                            "{health} clashes with {name} ({other}): the plaintext health \
+                             listener needs a port of its own"
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
+}
+
+/// Whether two listeners would fight over one socket: the same port (not 0, which picks a free
+/// one) on the same address, or on any address when either binds them all.
+fn same_socket(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 #[cfg(test)]
@@ -378,6 +412,102 @@ mod tests {
             .load::<Nothing>()
             .unwrap();
         assert_eq!(common.metrics_addr, None);
+    }
+
+    /// Loads `service` from a file holding `toml`.
+    fn load_file(
+        service: Service,
+        name: &str,
+        toml: &str,
+    ) -> Result<(CommonSettings, Nothing), SettingsError> {
+        let dir =
+            std::env::temp_dir().join(format!("roster-settings-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        Loader::new(service).file(Some(&file)).load::<Nothing>()
+    }
+
+    #[test]
+    fn health_addr_is_off_by_default_and_reads_off_empty_or_an_address() {
+        let (common, _) = Loader::new(Service::Identity).load::<Nothing>().unwrap();
+        assert_eq!(common.health_addr, None);
+        for (name, value) in [
+            ("health-off", "off"),
+            ("health-empty", ""),
+            ("health-upper", "OFF"),
+        ] {
+            let (common, _) = load_file(
+                Service::Identity,
+                name,
+                &format!("[identity]\nhealth_addr = \"{value}\"\n"),
+            )
+            .unwrap();
+            assert_eq!(common.health_addr, None, "{value:?}");
+        }
+        let (common, _) = load_file(
+            Service::BulkImport,
+            "health-on",
+            "[bulk_import]\nhealth_addr = \"0.0.0.0:8086\"\n",
+        )
+        .unwrap();
+        assert_eq!(common.health_addr, Some("0.0.0.0:8086".parse().unwrap()));
+
+        let error = load_file(
+            Service::BulkImport,
+            "health-bad",
+            "[bulk_import]\nhealth_addr = \"8086\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("ROSTER_BULK_IMPORT__HEALTH_ADDR"), "{error}");
+    }
+
+    #[test]
+    fn health_addr_clashing_with_the_grpc_or_metrics_address_is_refused() {
+        let clashes = [
+            (
+                "health-grpc",
+                "health_addr = \"0.0.0.0:50053\"",
+                "listen_addr",
+            ),
+            (
+                "health-grpc-ip",
+                "health_addr = \"127.0.0.1:50053\"",
+                "listen_addr",
+            ),
+            (
+                "health-metrics",
+                "health_addr = \"0.0.0.0:9093\"",
+                "metrics_addr",
+            ),
+            (
+                "health-metrics-set",
+                "health_addr = \"10.0.0.1:9090\"\nmetrics_addr = \"0.0.0.0:9090\"",
+                "metrics_addr",
+            ),
+        ];
+        for (name, lines, clash) in clashes {
+            let error = load_file(
+                Service::Notification,
+                name,
+                &format!("[notification]\n{lines}\n"),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                error.contains("ROSTER_NOTIFICATION__HEALTH_ADDR") && error.contains(clash),
+                "{lines}: {error}"
+            );
+        }
+
+        let (common, _) = load_file(
+            Service::Notification,
+            "health-own-port",
+            "[notification]\nhealth_addr = \"0.0.0.0:8086\"\nmetrics_addr = \"off\"\n",
+        )
+        .unwrap();
+        assert_eq!(common.health_addr.map(|addr| addr.port()), Some(8086));
     }
 
     #[test]
