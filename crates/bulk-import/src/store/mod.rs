@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
     EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
@@ -695,25 +695,9 @@ impl Store {
             return Ok(false);
         }
         let (mut applied, mut failed) = (0i64, 0i64);
-        for result in results {
-            let mut update = row::Entity::update_many()
-                .col_expr(row::Column::Outcome, Expr::value(result.outcome.code()))
-                .col_expr(
-                    row::Column::OutcomeMessage,
-                    Expr::value(result.message.as_str()),
-                )
-                .col_expr(row::Column::AppliedBy, Expr::value(owner))
-                .filter(row::Column::ImportId.eq(import_id))
-                .filter(row::Column::RowNumber.eq(result.row_number))
-                .filter(
-                    row::Column::Outcome
-                        .is_in([RowOutcome::Pending.code(), RowOutcome::Skipped.code()]),
-                );
-            if let Some(profile_id) = &result.profile_id {
-                update = update.col_expr(row::Column::ProfileId, Expr::value(profile_id.as_str()));
-            }
-            if update.exec(&txn).await?.rows_affected == 1 {
-                match result.outcome {
+        for chunk in results.chunks(OUTCOME_CHUNK) {
+            for outcome in record_outcome_chunk(&txn, import_id, owner, chunk).await? {
+                match RowOutcome::from_code(outcome) {
                     RowOutcome::Applied => applied += 1,
                     RowOutcome::Failed => failed += 1,
                     _ => {}
@@ -828,6 +812,66 @@ impl Store {
 }
 
 /// The state of a stored import (an unknown code reads as FAILED, never as a live state).
+/// Row outcomes recorded per statement (four bound values each).
+const OUTCOME_CHUNK: usize = 200;
+
+/// Records `results` with one `UPDATE … FROM (VALUES …)`, for rows still pending (or skipped
+/// by a cancel); returns the outcome codes of the rows it changed.
+async fn record_outcome_chunk(
+    txn: &DatabaseTransaction,
+    import_id: Uuid,
+    owner: &str,
+    results: &[RowResult],
+) -> Result<Vec<i32>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Recorded {
+        outcome: i32,
+    }
+    let backend = txn.get_database_backend();
+    let placeholder = |index: usize| match backend {
+        DbBackend::Postgres => format!("${index}"),
+        _ => "?".to_owned(),
+    };
+    // Bound in the order the placeholders appear: the owner, the rows, the import.
+    let mut values: Vec<sea_orm::Value> = vec![owner.into()];
+    let mut rows = Vec::with_capacity(results.len());
+    for result in results {
+        let first = values.len() + 1;
+        values.push(result.row_number.into());
+        values.push(result.outcome.code().into());
+        values.push(result.message.as_str().into());
+        values.push(result.profile_id.clone().into());
+        rows.push(format!(
+            "({}, {}, {}, {})",
+            placeholder(first),
+            placeholder(first + 1),
+            placeholder(first + 2),
+            placeholder(first + 3)
+        ));
+    }
+    values.push(import_id.into());
+    let sql = format!(
+        "UPDATE import_rows SET outcome = given.column2, outcome_message = given.column3, \
+         applied_by = {owner}, profile_id = COALESCE(given.column4, import_rows.profile_id) \
+         FROM (VALUES {rows}) AS given \
+         WHERE import_rows.import_id = {import} AND import_rows.row_number = given.column1 \
+         AND import_rows.outcome IN ({pending}, {skipped}) \
+         RETURNING import_rows.outcome",
+        owner = placeholder(1),
+        rows = rows.join(", "),
+        import = placeholder(values.len()),
+        pending = RowOutcome::Pending.code(),
+        skipped = RowOutcome::Skipped.code(),
+    );
+    let statement = sea_orm::Statement::from_sql_and_values(backend, sql, values);
+    Ok(Recorded::find_by_statement(statement)
+        .all(txn)
+        .await?
+        .into_iter()
+        .map(|recorded| recorded.outcome)
+        .collect())
+}
+
 pub fn state_of(model: &import::Model) -> ImportState {
     ImportState::from_code(model.state).unwrap_or(ImportState::Failed)
 }

@@ -21,20 +21,49 @@ const CHUNK: usize = 200;
 
 impl Store {
     /// The stored responses of the keys under `scope` that were answered before.
+    ///
+    /// The keys are joined as a `VALUES` list, one primary-key lookup each, rather than tested
+    /// with `request_id IN (…)`: every key of one caller's batches shares the scope, and
+    /// PostgreSQL, lacking statistics on a young table (or with a generic plan), plans the `IN`
+    /// form as a scan of the whole scope with `request_id` as a filter, so each lookup read
+    /// every key stored before (185 ms for 200 keys among 300,000; the join: 1.5 ms).
     pub async fn stored_responses(
         &self,
         conn: &impl ConnectionTrait,
         scope: &str,
         keys: &[String],
     ) -> Result<HashMap<String, Vec<u8>>, IdentityError> {
+        use sea_orm::FromQueryResult;
+
+        #[derive(FromQueryResult)]
+        struct Stored {
+            request_id: String,
+            response: Vec<u8>,
+        }
+        let backend = conn.get_database_backend();
+        let placeholder = |index: usize| match backend {
+            sea_orm::DbBackend::Postgres => format!("${index}"),
+            _ => "?".to_owned(),
+        };
         let mut stored = HashMap::new();
         for chunk in keys.chunks(CHUNK) {
-            for row in idempotency_key::Entity::find()
-                .filter(idempotency_key::Column::Scope.eq(scope))
-                .filter(idempotency_key::Column::RequestId.is_in(chunk.iter().cloned()))
-                .all(conn)
-                .await?
-            {
+            // Bound in the order the placeholders appear: the keys, then the scope.
+            let rows = (1..=chunk.len())
+                .map(|index| format!("({})", placeholder(index)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT k.request_id, k.response FROM (VALUES {rows}) AS wanted \
+                 JOIN idempotency_keys k ON k.scope = {} AND k.request_id = wanted.column1",
+                placeholder(chunk.len() + 1)
+            );
+            let values = chunk
+                .iter()
+                .cloned()
+                .chain(std::iter::once(scope.to_owned()))
+                .map(sea_orm::Value::from);
+            let statement = sea_orm::Statement::from_sql_and_values(backend, sql, values);
+            for row in Stored::find_by_statement(statement).all(conn).await? {
                 stored.insert(row.request_id, row.response);
             }
         }
