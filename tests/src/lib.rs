@@ -560,6 +560,40 @@ pub mod otlp {
         }
     }
 
+    /// Runs `test` on a new runtime with trace export on: OTLP goes to a [`Collector`] served
+    /// in-process, batches leave every 100 ms, and the process-global subscriber is installed.
+    /// Call it once, from a `#[test]` alone in its test binary, before any other thread exists.
+    pub fn traced<F, Fut>(test: F)
+    where
+        F: FnOnce(Collector) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("collector port");
+        let collector_addr = listener.local_addr().expect("collector address");
+        // SAFETY: the caller promises a single-threaded process; the runtime and the exporter
+        // start after this.
+        unsafe {
+            std::env::set_var(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://{collector_addr}"),
+            );
+            std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let collector = Collector::serve(listener);
+            let _telemetry = roster_runtime::telemetry::init(
+                "roster-telemetry-test",
+                roster_runtime::settings::LogFormat::Pretty,
+            );
+            test(collector).await;
+        });
+    }
+
     /// The spans received so far.
     #[derive(Clone, Default)]
     pub struct Collector {

@@ -12,33 +12,13 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
-use roster_runtime::settings::LogFormat;
-use roster_runtime::{Service, telemetry};
-use roster_tests::otlp::{Collector, SpanKind};
+use roster_runtime::Service;
+use roster_tests::otlp::{SpanKind, traced};
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, identity_settings};
 
 #[test]
 fn a_password_reset_is_one_trace_through_identity_and_notification() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("collector port");
-    let collector_addr = listener.local_addr().unwrap();
-    // SAFETY: no other thread exists yet; the runtime and the exporter start after this.
-    unsafe {
-        std::env::set_var(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://{collector_addr}"),
-        );
-        // Export batches every 100 ms instead of every 5 s.
-        std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let collector = Collector::serve(listener);
-        let _telemetry = telemetry::init("roster-telemetry-test", LogFormat::Pretty);
-
+    traced(async |collector| {
         let notification = TestServer::spawn(Service::Notification, Backend::Sqlite)
             .await
             .expect("SQLite is always there");

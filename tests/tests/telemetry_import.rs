@@ -9,10 +9,8 @@
 use std::time::Duration;
 
 use roster_proto::imports::v1 as pb;
-use roster_runtime::settings::LogFormat;
-use roster_runtime::telemetry;
 use roster_tests::imports::{ImportSuite, create_import, wait_for_state};
-use roster_tests::otlp::{Collector, ReceivedSpan, SpanKind};
+use roster_tests::otlp::{Collector, ReceivedSpan, SpanKind, traced};
 use roster_tests::{ADMIN_KEY, Backend, MailDrop, authed};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -35,26 +33,7 @@ fn one_in(collector: &Collector, trace: &[u8], name: &str, kind: SpanKind) -> Re
 
 #[test]
 fn a_bulk_import_is_one_trace_through_bulk_import_identity_and_notification() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("collector port");
-    let collector_addr = listener.local_addr().unwrap();
-    // SAFETY: no other thread exists yet; the runtime and the exporter start after this.
-    unsafe {
-        std::env::set_var(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://{collector_addr}"),
-        );
-        // Export batches every 100 ms instead of every 5 s.
-        std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let collector = Collector::serve(listener);
-        let _telemetry = telemetry::init("roster-telemetry-test", LogFormat::Pretty);
-
+    traced(async |collector| {
         let mail = MailDrop::start(Backend::Sqlite)
             .await
             .expect("SQLite is always there");

@@ -235,7 +235,10 @@ fn current(profile: pb::Profile) -> CurrentProfile {
     .with_assignments(roles, extensions)
 }
 
-/// True for failures that may pass when the call is made again.
+/// True for failures that may pass when the call is made again later. A job pauses and makes
+/// such a call again (up to `identity_attempts` times), beyond the client's own quick retries
+/// of UNAVAILABLE, to ride out an identity restart, a rate limit or a lost race: safe, since
+/// every call here only reads or writes each item on its idempotency key.
 pub fn is_transient(status: &Status) -> bool {
     matches!(
         status.code(),
@@ -249,25 +252,7 @@ pub fn is_transient(status: &Status) -> bool {
     )
 }
 
-/// The canonical name of a gRPC code, as written in reports: `ALREADY_EXISTS`.
+/// The canonical name of a gRPC code number, as written in reports: `ALREADY_EXISTS`.
 pub fn code_name(code: i32) -> &'static str {
-    match Code::from_i32(code) {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
+    roster_runtime::metrics::code_name(Code::from_i32(code))
 }
