@@ -559,23 +559,21 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::AssignRolesResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
-        let id = convert::parse_id("profile_id", &request.profile_id)?;
-        let expected = convert::parse_etag("etag", &request.etag)?;
+        let change = ProfileChange::parse(
+            &caller,
+            "AssignRoles",
+            &request.request_id,
+            &request.profile_id,
+            &request.etag,
+        )?;
         let roles = requested_roles(&request.roles)?;
-        let scope = format!("{}:AssignRoles", caller.name);
         let store = &self.store;
-        let response = store
-            .idempotent(&scope, &request.request_id, async |txn| {
-                let current = changeable_profile(store, txn, &caller, id, expected).await?;
-                let record = store.add_roles(txn, &current, &roles).await?;
-                Ok(pb::AssignRolesResponse {
-                    profile: Some(convert::profile(&record)),
-                })
-            })
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(response))
+        self.change_profile(
+            change,
+            async |txn, current| store.add_roles(txn, current, &roles).await,
+            |profile| pb::AssignRolesResponse { profile },
+        )
+        .await
     }
 
     async fn unassign_roles(
@@ -584,23 +582,21 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::UnassignRolesResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
-        let id = convert::parse_id("profile_id", &request.profile_id)?;
-        let expected = convert::parse_etag("etag", &request.etag)?;
+        let change = ProfileChange::parse(
+            &caller,
+            "UnassignRoles",
+            &request.request_id,
+            &request.profile_id,
+            &request.etag,
+        )?;
         let roles = requested_roles(&request.roles)?;
-        let scope = format!("{}:UnassignRoles", caller.name);
         let store = &self.store;
-        let response = store
-            .idempotent(&scope, &request.request_id, async |txn| {
-                let current = changeable_profile(store, txn, &caller, id, expected).await?;
-                let record = store.remove_roles(txn, &current, &roles).await?;
-                Ok(pb::UnassignRolesResponse {
-                    profile: Some(convert::profile(&record)),
-                })
-            })
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(response))
+        self.change_profile(
+            change,
+            async |txn, current| store.remove_roles(txn, current, &roles).await,
+            |profile| pb::UnassignRolesResponse { profile },
+        )
+        .await
     }
 
     async fn assign_extension(
@@ -609,17 +605,20 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::AssignExtensionResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
-        let id = convert::parse_id("profile_id", &request.profile_id)?;
-        let expected = convert::parse_etag("etag", &request.etag)?;
+        let change = ProfileChange::parse(
+            &caller,
+            "AssignExtension",
+            &request.request_id,
+            &request.profile_id,
+            &request.etag,
+        )?;
         let extension = request
             .extension
             .ok_or_else(|| ApiError::invalid("extension", "is required"))?;
-        let scope = format!("{}:AssignExtension", caller.name);
         let store = &self.store;
-        let response = store
-            .idempotent(&scope, &request.request_id, async |txn| {
-                let current = changeable_profile(store, txn, &caller, id, expected).await?;
+        self.change_profile(
+            change,
+            async |txn, current| {
                 let account = store
                     .account_in(txn, current.profile.account_id)
                     .await?
@@ -637,14 +636,11 @@ impl ProfileService for ProfileApi {
                     held,
                 )
                 .map_err(IdentityError::ExtensionInvalid)?;
-                let record = store.assign_extension(txn, &current, &wanted).await?;
-                Ok(pb::AssignExtensionResponse {
-                    profile: Some(convert::profile(&record)),
-                })
-            })
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(response))
+                store.assign_extension(txn, current, &wanted).await
+            },
+            |profile| pb::AssignExtensionResponse { profile },
+        )
+        .await
     }
 
     async fn unassign_extension(
@@ -653,31 +649,89 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::UnassignExtensionResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
-        let id = convert::parse_id("profile_id", &request.profile_id)?;
-        let expected = convert::parse_etag("etag", &request.etag)?;
+        let change = ProfileChange::parse(
+            &caller,
+            "UnassignExtension",
+            &request.request_id,
+            &request.profile_id,
+            &request.etag,
+        )?;
         let number = ExtensionNumber::parse(&request.number).map_err(|error| {
             ApiError::from(IdentityError::ExtensionInvalid(vec![Violation::new(
                 "number", error,
             )]))
         })?;
-        let scope = format!("{}:UnassignExtension", caller.name);
+        let store = &self.store;
+        self.change_profile(
+            change,
+            async |txn, current| store.unassign_extension(txn, current, &number).await,
+            |profile| pb::UnassignExtensionResponse { profile },
+        )
+        .await
+    }
+}
+
+/// One call that changes a profile's roles or extensions.
+struct ProfileChange<'a> {
+    caller: &'a Caller,
+    /// The RPC's name: with the caller's, the scope of its request ids.
+    method: &'static str,
+    request_id: &'a str,
+    id: Uuid,
+    /// The etag's version, when the caller sent one.
+    expected: Option<i64>,
+}
+
+impl<'a> ProfileChange<'a> {
+    /// Reads the request id, the profile id and the etag that every such call carries.
+    fn parse(
+        caller: &'a Caller,
+        method: &'static str,
+        request_id: &'a str,
+        profile_id: &str,
+        etag: &str,
+    ) -> Result<Self, ApiError> {
+        convert::check_request_id(request_id)?;
+        Ok(Self {
+            caller,
+            method,
+            request_id,
+            id: convert::parse_id("profile_id", profile_id)?,
+            expected: convert::parse_etag("etag", etag)?,
+        })
+    }
+}
+
+impl ProfileApi {
+    /// Runs a [`ProfileChange`]: a repeated request id answers the first response; otherwise
+    /// the profile — the caller's, not deleted, at the expected etag — is locked and `change`
+    /// makes its new record in the same transaction, which `respond` wraps.
+    async fn change_profile<R>(
+        &self,
+        call: ProfileChange<'_>,
+        change: impl AsyncFnOnce(
+            &sea_orm::DatabaseTransaction,
+            &ProfileRecord,
+        ) -> Result<ProfileRecord, IdentityError>,
+        respond: impl FnOnce(Option<pb::Profile>) -> R,
+    ) -> Result<Response<R>, Status>
+    where
+        R: prost::Message + Default,
+    {
+        let scope = format!("{}:{}", call.caller.name, call.method);
         let store = &self.store;
         let response = store
-            .idempotent(&scope, &request.request_id, async |txn| {
-                let current = changeable_profile(store, txn, &caller, id, expected).await?;
-                let record = store.unassign_extension(txn, &current, &number).await?;
-                Ok(pb::UnassignExtensionResponse {
-                    profile: Some(convert::profile(&record)),
-                })
+            .idempotent(&scope, call.request_id, async |txn| {
+                let current =
+                    changeable_profile(store, txn, call.caller, call.id, call.expected).await?;
+                let record = change(txn, &current).await?;
+                Ok(respond(Some(convert::profile(&record))))
             })
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(response))
     }
-}
 
-impl ProfileApi {
     /// Up to five usernames that are free now, built from the email's local part and the names.
     async fn suggestions(
         &self,
