@@ -7,14 +7,20 @@
 //! When a call fails, [`report`] prints the gRPC code, the `ErrorInfo` reason, every `BadRequest`
 //! field violation and every `PreconditionFailure`, with the request and trace ids — as text, or
 //! as one JSON document on stderr under `--json`.
+//!
+//! [`Client::channel`] is the one place that turns an address and the `--tls-*` options into a
+//! connection, for every command: plaintext `http://`, or TLS (mutual TLS with a client
+//! certificate) when the address says `https://` or any TLS option is set.
 
+use std::error::Error as _;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use roster_runtime::Service;
 use serde_json::{Value, json};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
 
@@ -23,7 +29,7 @@ use tonic_types::StatusExt;
 #[derive(clap::Args, Clone)]
 #[command(next_help_heading = "Connection and output")]
 pub struct ClientArgs {
-    /// Address of the identity service: host:port or http://host:port.
+    /// Address of the identity service: host:port, http://host:port or https://host:port.
     #[arg(
         long,
         global = true,
@@ -32,7 +38,7 @@ pub struct ClientArgs {
         value_name = "ADDR"
     )]
     pub identity_addr: String,
-    /// Address of the bulk-import service: host:port or http://host:port.
+    /// Address of the bulk-import service: host:port, http://host:port or https://host:port.
     #[arg(
         long,
         global = true,
@@ -41,7 +47,7 @@ pub struct ClientArgs {
         value_name = "ADDR"
     )]
     pub bulk_import_addr: String,
-    /// Address of the notification service: host:port or http://host:port.
+    /// Address of the notification service: host:port, http://host:port or https://host:port.
     #[arg(
         long,
         global = true,
@@ -78,6 +84,173 @@ pub struct ClientArgs {
     /// Print each call's method, request id and trace id on stderr.
     #[arg(long, global = true)]
     pub verbose: bool,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS towards the services. Any of these options turns TLS on for every service (an address
+/// without scheme then means `https://`); an `https://` address turns it on for its service.
+/// An empty value counts as unset, like an empty `ROSTER_KEY`.
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(next_help_heading = "TLS")]
+pub struct TlsArgs {
+    /// PEM file of the CA certificates the servers' certificates must chain to (default: the
+    /// system's roots).
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_TLS_CA_FILE",
+        value_name = "FILE",
+        value_parser = any_path()
+    )]
+    tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; goes with --tls-key-file.
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_TLS_CERT_FILE",
+        value_name = "FILE",
+        value_parser = any_path()
+    )]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file.
+    #[arg(
+        long,
+        global = true,
+        env = "ROSTER_TLS_KEY_FILE",
+        value_name = "FILE",
+        value_parser = any_path()
+    )]
+    tls_key_file: Option<PathBuf>,
+    /// Name the server's certificate must carry when it differs from the address's host, e.g.
+    /// `identity.roster.svc` when port-forwarding to localhost.
+    #[arg(long, global = true, env = "ROSTER_TLS_DOMAIN", value_name = "NAME")]
+    tls_domain: Option<String>,
+}
+
+/// Any path, the empty one included (clap's own path parser refuses it), so that an empty
+/// variable reaches [`TlsArgs`] and counts as unset.
+fn any_path() -> impl clap::builder::TypedValueParser<Value = PathBuf> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::OsStringValueParser::new().map(PathBuf::from)
+}
+
+fn non_empty(path: &Option<PathBuf>) -> Option<&Path> {
+    path.as_deref().filter(|path| !path.as_os_str().is_empty())
+}
+
+impl TlsArgs {
+    fn ca_file(&self) -> Option<&Path> {
+        non_empty(&self.tls_ca_file)
+    }
+
+    fn cert_file(&self) -> Option<&Path> {
+        non_empty(&self.tls_cert_file)
+    }
+
+    fn key_file(&self) -> Option<&Path> {
+        non_empty(&self.tls_key_file)
+    }
+
+    fn domain(&self) -> Option<&str> {
+        self.tls_domain
+            .as_deref()
+            .filter(|domain| !domain.is_empty())
+    }
+
+    /// The TLS options that are set, as flags (for messages).
+    fn set_flags(&self) -> Vec<&'static str> {
+        [
+            ("--tls-ca-file", self.ca_file().is_some()),
+            ("--tls-cert-file", self.cert_file().is_some()),
+            ("--tls-key-file", self.key_file().is_some()),
+            ("--tls-domain", self.domain().is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(flag, set)| set.then_some(flag))
+        .collect()
+    }
+
+    /// Reads the files into tonic's TLS configuration.
+    fn config(&self) -> anyhow::Result<ClientTlsConfig> {
+        let mut config = ClientTlsConfig::new();
+        config = match self.ca_file() {
+            Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca, "--tls-ca-file")?)),
+            None => config.with_native_roots(),
+        };
+        match (self.cert_file(), self.key_file()) {
+            (Some(cert), Some(key)) => {
+                config = config.identity(Identity::from_pem(
+                    read(cert, "--tls-cert-file")?,
+                    read(key, "--tls-key-file")?,
+                ));
+            }
+            (None, None) => {}
+            _ => anyhow::bail!(
+                "--tls-cert-file (ROSTER_TLS_CERT_FILE) and --tls-key-file (ROSTER_TLS_KEY_FILE) \
+                 go together: set both to present a client certificate, or neither"
+            ),
+        }
+        if let Some(domain) = self.domain() {
+            config = config.domain_name(domain);
+        }
+        Ok(config)
+    }
+
+    /// What to check when a call breaks in the connection rather than being answered: a TLS
+    /// server closes a plaintext connection, and a mutual-TLS server one without a client
+    /// certificate (or with one it does not trust) once the handshake is over, so these
+    /// surface on the first call, not when connecting.
+    fn connection_hint(&self) -> &'static str {
+        if self.cert_file().is_some() {
+            "the connection broke during the call: check that the service trusts the CA that \
+             signed --tls-cert-file"
+        } else {
+            "the connection broke during the call: a service serving TLS needs an https:// \
+             address or --tls-ca-file, and one serving mutual TLS (the production overlay) also \
+             --tls-cert-file and --tls-key-file"
+        }
+    }
+}
+
+fn read(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))
+}
+
+/// Whether to speak TLS to `addr`, and the URI to connect to: an `https://` address or any TLS
+/// option means TLS, and an address without scheme takes the scheme that fits.
+fn resolve_uri(addr: &str, flag: &str, tls: &TlsArgs) -> anyhow::Result<(String, bool)> {
+    let set = tls.set_flags();
+    match addr.split_once("://") {
+        None => Ok(if set.is_empty() {
+            (format!("http://{addr}"), false)
+        } else {
+            (format!("https://{addr}"), true)
+        }),
+        Some(("https", _)) => Ok((addr.to_owned(), true)),
+        Some(("http", rest)) if !set.is_empty() => anyhow::bail!(
+            "{flag} {addr} is a plaintext address but {} asks for TLS: use https://{rest} (or \
+             no scheme), or drop the TLS options",
+            set.join(", ")
+        ),
+        Some(("http", _)) => Ok((addr.to_owned(), false)),
+        Some(_) => anyhow::bail!("{flag} {addr:?}: the scheme must be http:// or https://"),
+    }
+}
+
+/// The endpoint of the service at `addr` (set by `flag`), with TLS when the address or the TLS
+/// options ask for it. Not connected yet; nothing is sent before the options are checked.
+fn endpoint(addr: &str, flag: &str, tls: &TlsArgs) -> anyhow::Result<Endpoint> {
+    let (uri, use_tls) = resolve_uri(addr, flag, tls)?;
+    let endpoint = Endpoint::from_shared(uri)
+        .with_context(|| format!("{flag} {addr:?} is not an address (host:port)"))?;
+    if !use_tls {
+        return Ok(endpoint);
+    }
+    endpoint.tls_config(tls.config()?).context(
+        "the TLS options are not usable: --tls-ca-file, --tls-cert-file and --tls-key-file take \
+         PEM files, --tls-domain a DNS name or an IP address",
+    )
 }
 
 /// Parses `30s`, `500ms`, `2m`, `1h` or a plain number of seconds.
@@ -164,23 +337,19 @@ impl Client {
                 "ROSTER_NOTIFICATION_ADDR",
             ),
         };
-        let uri = if addr.contains("://") {
-            addr.clone()
-        } else {
-            format!("http://{addr}")
-        };
-        let endpoint = Endpoint::from_shared(uri.clone())
-            .with_context(|| format!("{flag} {addr:?} is not an address (host:port)"))?
+        let endpoint = endpoint(addr, flag, &self.args.tls)?
             .connect_timeout(self.args.timeout.min(Duration::from_secs(10)));
         endpoint.connect().await.with_context(|| {
             format!(
-                "cannot reach {} at {uri} (set {flag} or {variable})",
-                service.name()
+                "cannot reach {} at {} (set {flag} or {variable})",
+                service.name(),
+                endpoint.uri()
             )
         })
     }
 
-    fn key(&self) -> anyhow::Result<&str> {
+    /// The caller key, checked.
+    pub fn key(&self) -> anyhow::Result<&str> {
         let key = self
             .args
             .key
@@ -256,6 +425,11 @@ impl Client {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => Err(RpcFailure {
                 method,
+                // A status the server sent has no source; one made from a transport error has.
+                connection_hint: status
+                    .source()
+                    .is_some()
+                    .then(|| self.args.tls.connection_hint()),
                 status,
                 request_id: ids.request_id,
                 trace_id: ids.trace_id,
@@ -280,6 +454,8 @@ pub struct RpcFailure {
     pub trace_id: String,
     /// True for calls with side effects, whose outcome is unknown after a transport failure.
     pub mutating: bool,
+    /// What to check when the call broke in the connection instead of being answered.
+    pub connection_hint: Option<&'static str>,
 }
 
 impl fmt::Display for RpcFailure {
@@ -333,10 +509,14 @@ fn hints(failure: Option<&RpcFailure>, status: &Status) -> Vec<String> {
             failure.request_id
         ));
     }
+    let connection_hint = failure.and_then(|failure| failure.connection_hint);
+    if let Some(hint) = connection_hint {
+        hints.push(hint.into());
+    }
     match status.code() {
-        // The CLI cancels nothing itself: a CANCELLED call is the server giving up at the
-        // deadline the CLI sent.
-        Code::DeadlineExceeded | Code::Cancelled => {
+        // The CLI cancels nothing itself: a CANCELLED answer is the server giving up at the
+        // deadline the CLI sent (a broken connection is CANCELLED too, with its own hint).
+        Code::DeadlineExceeded | Code::Cancelled if connection_hint.is_none() => {
             hints.push("raise --timeout if the call needs longer".into())
         }
         Code::Unauthenticated => hints.push("check the caller key (ROSTER_KEY or --key)".into()),
@@ -492,6 +672,36 @@ mod tests {
     fn the_command_line_is_well_formed() {
         use clap::CommandFactory;
         crate::Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_https_address_or_a_tls_option_means_tls_and_a_bare_address_follows() {
+        let plain = TlsArgs::default();
+        let ca = TlsArgs {
+            tls_ca_file: Some("ca.pem".into()),
+            ..TlsArgs::default()
+        };
+        let resolve = |addr: &str, tls: &TlsArgs| resolve_uri(addr, "--identity-addr", tls);
+        assert_eq!(
+            resolve("localhost:50051", &plain).unwrap(),
+            ("http://localhost:50051".to_owned(), false)
+        );
+        assert_eq!(
+            resolve("localhost:50051", &ca).unwrap(),
+            ("https://localhost:50051".to_owned(), true)
+        );
+        assert_eq!(
+            resolve("https://identity:50051", &plain).unwrap(),
+            ("https://identity:50051".to_owned(), true)
+        );
+        let error = resolve("http://identity:50051", &ca)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("--identity-addr") && error.contains("--tls-ca-file"),
+            "{error}"
+        );
+        assert!(resolve("ftp://identity:50051", &plain).is_err());
     }
 
     #[test]

@@ -10,9 +10,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_client::ImportServiceClient;
+use roster_runtime::Service;
 use tonic::transport::Channel;
 
 /// The largest piece of a file sent in one UploadImport message.
@@ -20,25 +21,8 @@ const UPLOAD_CHUNK_BYTES: usize = 1024 * 1024;
 /// How many row errors `upload` prints.
 const ERRORS_SHOWN: usize = 20;
 
-#[derive(Args)]
-pub struct ImportArgs {
-    /// bulk-import's gRPC address.
-    #[arg(
-        long,
-        env = "ROSTER_IMPORTS_ADDR",
-        default_value = "http://localhost:50052",
-        global = true
-    )]
-    addr: String,
-    /// The caller key (needs the `imports` scope).
-    #[arg(long, env = "ROSTER_KEY", hide_env_values = true, global = true)]
-    key: Option<String>,
-    #[command(subcommand)]
-    command: ImportCommand,
-}
-
 #[derive(Subcommand)]
-enum ImportCommand {
+pub enum Command {
     /// Download the account's CSV template (its current profiles).
     Template {
         /// The account (UUID).
@@ -80,34 +64,27 @@ enum ImportCommand {
     },
 }
 
-/// Runs one `roster import` command.
-pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let key = args
-        .key
-        .filter(|key| !key.is_empty())
-        .context("no caller key: pass --key or set ROSTER_KEY")?;
-    let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())
-        .with_context(|| format!("{} is not a gRPC address", args.addr))?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach bulk-import at {}", args.addr))?;
+/// Runs one `roster import` command against bulk-import at `--bulk-import-addr`, connected
+/// like every other command (TLS options included).
+pub async fn run(command: Command, connection: &crate::client::Client) -> anyhow::Result<()> {
+    let channel = connection.channel(Service::BulkImport).await?;
     let client = Client {
         imports: ImportServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
-        key,
+        key: connection.key()?.to_owned(),
     };
-    match args.command {
-        ImportCommand::Template { account, output } => client.template(account, output).await,
-        ImportCommand::Upload {
+    match command {
+        Command::Template { account, output } => client.template(account, output).await,
+        Command::Upload {
             file,
             account,
             request_id,
         } => client.upload(&file, account, request_id).await,
-        ImportCommand::Submit {
+        Command::Submit {
             import_id,
             watch,
             welcome_emails,
         } => client.submit(import_id, watch, welcome_emails).await,
-        ImportCommand::Report { import_id, output } => client.report(import_id, output).await,
+        Command::Report { import_id, output } => client.report(import_id, output).await,
     }
 }
 

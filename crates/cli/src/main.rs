@@ -63,7 +63,8 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Bulk import: template, upload (with preview), submit --watch, report.
-    Import(import::ImportArgs),
+    #[command(subcommand)]
+    Import(import::Command),
     /// Accounts and their password policies.
     #[command(subcommand)]
     Accounts(accounts::Command),
@@ -111,7 +112,7 @@ fn main() -> ExitCode {
             Command::Migrate { service, config } => {
                 launch::migrate(service, config.as_deref()).await
             }
-            Command::Import(args) => import::run(args).await,
+            Command::Import(command) => import::run(command, &client).await,
             Command::Accounts(command) => accounts::run(command, &client).await,
             Command::Profiles(command) => profiles::run(command, &client).await,
             Command::Usernames(command) => usernames::run(command, &client).await,
