@@ -28,6 +28,10 @@ pub struct HashingSettings {
     pub workers: usize,
     /// Hashes waiting for a worker before calls are refused.
     pub queue: usize,
+    /// Niceness of the worker threads (0 to 19; Linux). Above 0, the executor's threads and the
+    /// database preempt hashing, so other calls stay prompt while verification saturates the
+    /// cores, and hashing still takes every idle cycle.
+    pub nice: i32,
 }
 
 impl Default for HashingSettings {
@@ -38,6 +42,7 @@ impl Default for HashingSettings {
             parallelism: 1,
             workers: 0,
             queue: 64,
+            nice: 10,
         }
     }
 }
@@ -94,12 +99,16 @@ impl Hasher {
         };
         let (jobs, receiver) = sync_channel(settings.queue.max(1));
         let receiver = Arc::new(Mutex::new(receiver));
+        let nice = settings.nice.clamp(0, 19);
         for index in 0..workers {
             let receiver = receiver.clone();
             let params = params.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{index}"))
-                .spawn(move || work(&receiver, &params))
+                .spawn(move || {
+                    lower_priority(nice);
+                    work(&receiver, &params)
+                })
                 .map_err(|error| HashError::Failed(error.to_string()))?;
         }
         let dummy = hash_now(
@@ -263,6 +272,26 @@ fn verify_now(
     })
 }
 
+/// Sets the calling thread's niceness to `nice`. On Linux niceness belongs to each thread, so
+/// this leaves the rest of the process as it is; elsewhere it does nothing.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: both calls only read their integer arguments; `gettid` cannot fail.
+        let result = unsafe {
+            let thread = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, thread as libc::id_t, nice)
+        };
+        if result != 0 {
+            let error = std::io::Error::last_os_error();
+            tracing::warn!(%error, nice, "hashing thread keeps its priority");
+        }
+    }
+}
+
 fn work(receiver: &Mutex<Receiver<(Job, tracing::Span)>>, params: &Params) {
     let mut scratch = Scratch::default();
     loop {
@@ -373,6 +402,39 @@ mod tests {
         let scrypt = "$scrypt$ln=16,r=8,p=1$aM15713r3Xsvxbi31lqr1Q$nFNh2CVHVjNldFVKDHDlm4CbdRSCdEBsjjJxD+iCs5E";
         let check = verify_now(&mut scratch, &params, &password, scrypt).unwrap();
         assert!(!check.matches && check.needs_rehash);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn hashing_threads_run_at_the_configured_niceness() {
+        let hasher = Hasher::start(&HashingSettings {
+            workers: 2,
+            nice: 7,
+            ..small()
+        })
+        .unwrap();
+        hasher
+            .hash(SecretString::from("x".to_owned()))
+            .await
+            .unwrap();
+        // /proc/self/task/<tid>/stat: "<tid> (<name>) <state> …", niceness the 19th field.
+        // Other tests of this process may run pools of their own, at the default niceness.
+        let niceness = |stat: &str| -> i32 {
+            let fields = stat.split_once(") ").unwrap().1;
+            fields.split(' ').nth(16).unwrap().parse().unwrap()
+        };
+        let at_seven = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .map(|task| std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap())
+            .filter(|stat| stat.contains("(argon2-") && niceness(stat) == 7)
+            .count();
+        assert_eq!(at_seven, 2, "both hashing threads run at niceness 7");
+        let own = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        assert_eq!(
+            niceness(&own),
+            0,
+            "the test's own thread keeps its priority"
+        );
     }
 
     #[tokio::test]
