@@ -233,6 +233,28 @@ pub async fn create_import(
         .map(|response| response.into_inner().import.expect("import"))
 }
 
+/// Submits a VALIDATED import as [`ADMIN_KEY`], with or without welcome emails.
+pub async fn submit_import(
+    client: &mut ImportServiceClient<Channel>,
+    import_id: &str,
+    send_welcome_emails: bool,
+) -> pb::Import {
+    client
+        .submit_import(authed(
+            ADMIN_KEY,
+            pb::SubmitImportRequest {
+                import_id: import_id.to_owned(),
+                request_id: String::new(),
+                send_welcome_emails,
+            },
+        ))
+        .await
+        .expect("SubmitImport")
+        .into_inner()
+        .import
+        .expect("import")
+}
+
 /// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport).
 pub async fn upload_import(
     client: &mut ImportServiceClient<Channel>,

@@ -15,7 +15,7 @@ use roster_runtime::Service;
 use roster_runtime::client::{Client, ClientConfig, ClientTls};
 use roster_tests::imports::{
     create_import, download_template, identity_key_for_imports, import_settings, parse_csv,
-    people_csv, wait_for_state,
+    people_csv, submit_import, wait_for_state,
 };
 use roster_tests::pki::TestCa;
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, test_settings};
@@ -112,17 +112,7 @@ async fn bulk_import_validates_and_applies_through_identity_over_mutual_tls() {
     )
     .await;
     assert_eq!(validated.create_count, 3, "{validated:?}");
-    imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: "tls-submit".into(),
-                send_welcome_emails: false,
-            },
-        ))
-        .await
-        .expect("submitted");
+    submit_import(&mut imports, &created.id, false).await;
     let done = wait_for_state(
         &mut imports,
         &created.id,

@@ -14,7 +14,9 @@ use roster_proto::imports::v1 as im;
 use roster_proto::notification::v1::SendEmailRequest;
 use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Service;
-use roster_tests::imports::{ImportSuite, create_import, people_csv, wait_for_state};
+use roster_tests::imports::{
+    ImportSuite, create_import, people_csv, submit_import, wait_for_state,
+};
 use roster_tests::{
     ADMIN_KEY, TestDatabase, TestServer, authed, both_backends, notification_settings,
     scrape_metrics, test_settings,
@@ -211,14 +213,7 @@ both_backends! {
         assert_eq!(sample(&text, "roster_imports{state=\"VALIDATED\"}"), Some(1.0), "{text}");
         assert_eq!(sample(&text, "roster_imports{state=\"APPLYING\"}"), Some(0.0), "{text}");
 
-        imports
-            .submit_import(authed(ADMIN_KEY, im::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            }))
-            .await
-            .unwrap();
+        submit_import(&mut imports, &created.id, false).await;
         wait_for_state(&mut imports, &created.id, &[im::ImportState::CompletedWithErrors], WAIT).await;
 
         let (_, text) = scrape_metrics(suite.imports.metrics_addr()).await;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use roster_proto::imports::v1 as pb;
-use roster_tests::imports::{ImportSuite, create_import, wait_for_state};
+use roster_tests::imports::{ImportSuite, create_import, submit_import, wait_for_state};
 use roster_tests::otlp::{Collector, ReceivedSpan, SpanKind, traced};
 use roster_tests::{ADMIN_KEY, Backend, MailDrop, authed};
 
@@ -61,17 +61,7 @@ fn a_bulk_import_is_one_trace_through_bulk_import_identity_and_notification() {
             WAIT,
         )
         .await;
-        imports
-            .submit_import(authed(
-                ADMIN_KEY,
-                pb::SubmitImportRequest {
-                    import_id: created.id.clone(),
-                    request_id: "traced-submit".into(),
-                    send_welcome_emails: true,
-                },
-            ))
-            .await
-            .expect("submitted");
+        submit_import(&mut imports, &created.id, true).await;
         wait_for_state(
             &mut imports,
             &created.id,

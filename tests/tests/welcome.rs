@@ -10,7 +10,9 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::imports::v1 as im;
 use roster_runtime::Service;
-use roster_tests::imports::{ImportSuite, create_account, create_import, wait_for_state};
+use roster_tests::imports::{
+    ImportSuite, create_account, create_import, submit_import, wait_for_state,
+};
 use roster_tests::{
     ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, authed, both_backends, test_settings,
 };
@@ -202,17 +204,7 @@ both_backends! {
         let mut imports = suite.import_client().await;
         let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes()).await.unwrap();
         wait_for_state(&mut imports, &created.id, &[im::ImportState::Validated], WAIT).await;
-        let submitted = imports
-            .submit_import(authed(ADMIN_KEY, im::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: "submit".into(),
-                send_welcome_emails: true,
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .import
-            .unwrap();
+        let submitted = submit_import(&mut imports, &created.id, true).await;
         assert!(submitted.send_welcome_emails);
         let done = wait_for_state(&mut imports, &created.id, &[im::ImportState::Completed], WAIT).await;
         assert_eq!((done.applied_count, done.failed_count), (3, 0), "{done:?}");
@@ -232,14 +224,7 @@ both_backends! {
         let file = b"First Name,Last Name,Email Address\r\nAda,Lovelace,ada@example.com\r\n".to_vec();
         let created = create_import(&mut imports, ADMIN_KEY, &account, file).await.unwrap();
         wait_for_state(&mut imports, &created.id, &[im::ImportState::Validated], WAIT).await;
-        imports
-            .submit_import(authed(ADMIN_KEY, im::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            }))
-            .await
-            .unwrap();
+        submit_import(&mut imports, &created.id, false).await;
         let done = wait_for_state(&mut imports, &created.id, &[im::ImportState::Completed], WAIT).await;
         assert!(!done.send_welcome_emails);
         assert_eq!(done.applied_count, 1);

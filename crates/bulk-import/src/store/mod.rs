@@ -663,26 +663,37 @@ impl Store {
 
     // ----- apply -----
 
-    /// The next rows to write, in file order, after `after`.
+    /// The rows still to write whose numbers are above `after` and at most `upto`, in file
+    /// order.
     pub async fn pending_rows(
         &self,
         import_id: Uuid,
         after: i64,
-        limit: u64,
+        upto: i64,
     ) -> Result<Vec<row::Model>, DbErr> {
         row::Entity::find()
             .filter(row::Column::ImportId.eq(import_id))
             .filter(row::Column::RowNumber.gt(after))
+            .filter(row::Column::RowNumber.lte(upto))
             .filter(row::Column::Action.is_in([RowAction::Create.code(), RowAction::Update.code()]))
             .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
             .order_by_asc(row::Column::RowNumber)
-            .limit(limit)
             .all(&self.db)
             .await
     }
 
-    /// Records a batch's outcomes and moves the counters on, if `owner` still holds the lease.
-    /// Rows that already have an outcome keep it, so nothing is counted twice.
+    /// The highest row number staged for an import; none when it has no rows.
+    pub async fn last_row_number(&self, import_id: Uuid) -> Result<Option<i64>, DbErr> {
+        row::Entity::find()
+            .select_only()
+            .column_as(row::Column::RowNumber.max(), "last")
+            .filter(row::Column::ImportId.eq(import_id))
+            .into_tuple::<Option<i64>>()
+            .one(&self.db)
+            .await
+            .map(Option::flatten)
+    }
+
     pub async fn record_outcomes(
         &self,
         import_id: Uuid,
@@ -832,7 +843,7 @@ async fn record_outcome_chunk(
         DbBackend::Postgres => format!("${index}"),
         _ => "?".to_owned(),
     };
-    // Bound in the order the placeholders appear: the owner, the rows, the import.
+    // Bound in the order the placeholders appear: the owner, the rows, the import, the range.
     let mut values: Vec<sea_orm::Value> = vec![owner.into()];
     let mut rows = Vec::with_capacity(results.len());
     for result in results {
@@ -849,17 +860,26 @@ async fn record_outcome_chunk(
             placeholder(first + 3)
         ));
     }
+    // The rows' range bounds the statement's reads whatever plan the database picks: joined
+    // on the import alone, it was planned (without statistics) as a scan of all its rows.
+    let first = results.iter().map(|result| result.row_number).min();
+    let last = results.iter().map(|result| result.row_number).max();
     values.push(import_id.into());
+    values.push(first.unwrap_or(0).into());
+    values.push(last.unwrap_or(0).into());
     let sql = format!(
         "UPDATE import_rows SET outcome = given.column2, outcome_message = given.column3, \
          applied_by = {owner}, profile_id = COALESCE(given.column4, import_rows.profile_id) \
          FROM (VALUES {rows}) AS given \
          WHERE import_rows.import_id = {import} AND import_rows.row_number = given.column1 \
+         AND import_rows.row_number BETWEEN {first} AND {last} \
          AND import_rows.outcome IN ({pending}, {skipped}) \
          RETURNING import_rows.outcome",
         owner = placeholder(1),
         rows = rows.join(", "),
-        import = placeholder(values.len()),
+        import = placeholder(values.len() - 2),
+        first = placeholder(values.len() - 1),
+        last = placeholder(values.len()),
         pending = RowOutcome::Pending.code(),
         skipped = RowOutcome::Skipped.code(),
     );
