@@ -11,7 +11,7 @@ use std::time::Duration;
 use roster_proto::imports::v1 as pb;
 use roster_tests::imports::{ImportSuite, create_import, submit_import, wait_for_state};
 use roster_tests::otlp::{Collector, ReceivedSpan, SpanKind, traced};
-use roster_tests::{ADMIN_KEY, Backend, MailDrop, authed};
+use roster_tests::{ADMIN_KEY, Backend, MailDrop};
 
 const WAIT: Duration = Duration::from_secs(60);
 
