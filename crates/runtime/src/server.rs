@@ -243,14 +243,7 @@ pub async fn serve(
 
     let (metrics_addr, metrics_task) = match config.metrics_addr {
         Some(addr) => {
-            let stop = {
-                let shutdown = shutdown.clone();
-                let drain_delay = config.drain_delay;
-                async move {
-                    shutdown.wait().await;
-                    tokio::time::sleep(drain_delay).await;
-                }
-            };
+            let stop = drained(shutdown.clone(), config.drain_delay);
             // Metrics are for watching the service, never a reason for it not to serve: an
             // address already in use is logged and the service runs without the endpoint.
             match crate::metrics::serve(addr, metrics.clone(), stop).await {
@@ -272,14 +265,7 @@ pub async fn serve(
                 .await
                 .map_err(|error| anyhow::anyhow!("cannot bind health_addr {addr}: {error}"))?;
             let bound = listener.local_addr()?;
-            let stop = {
-                let shutdown = shutdown.clone();
-                let drain_delay = config.drain_delay;
-                async move {
-                    shutdown.wait().await;
-                    tokio::time::sleep(drain_delay).await;
-                }
-            };
+            let stop = drained(shutdown.clone(), config.drain_delay);
             // No TLS, no authentication, no reflection, none of the service RPCs: any other path
             // is UNIMPLEMENTED.
             let server = tonic::transport::Server::builder()
@@ -361,6 +347,13 @@ pub async fn serve(
         metrics_task,
         health_task,
     })
+}
+
+/// Resolves once the shutdown signal has fired and the drain delay after it has passed, as the
+/// main port stops taking calls: when the metrics and health listeners close.
+async fn drained(shutdown: Shutdown, drain_delay: Duration) {
+    shutdown.wait().await;
+    tokio::time::sleep(drain_delay).await;
 }
 
 /// Runs `server` until it has drained, or until the grace period after the shutdown signal is
