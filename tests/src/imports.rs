@@ -185,6 +185,33 @@ pub async fn create_account(identity: &Channel, name: &str) -> String {
         .id
 }
 
+/// Creates a profile named `first_name last_name` with `email` (the username) in `account_id`
+/// through ProfileService.
+pub async fn create_profile(
+    identity: &Channel,
+    account_id: &str,
+    first_name: &str,
+    last_name: &str,
+    email: &str,
+) -> id::Profile {
+    ProfileServiceClient::new(identity.clone())
+        .create_profile(authed(
+            ADMIN_KEY,
+            id::CreateProfileRequest {
+                account_id: account_id.to_owned(),
+                first_name: first_name.to_owned(),
+                last_name: last_name.to_owned(),
+                email: email.to_owned(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("profile created")
+        .into_inner()
+        .profile
+        .expect("profile")
+}
+
 /// Every current profile of an account, through ListProfiles paging.
 pub async fn all_profiles(identity: &Channel, account_id: &str) -> Vec<id::Profile> {
     let mut client = ProfileServiceClient::new(identity.clone());

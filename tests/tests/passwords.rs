@@ -8,6 +8,7 @@ use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
+use roster_tests::imports::create_profile;
 use roster_tests::{ADMIN_KEY, Backend, TestServer, authed, both_backends, reason};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::Code;
@@ -28,8 +29,8 @@ struct Fixture {
 async fn fixture_with(server: TestServer, preset: pb::PasswordPolicyPreset) -> Fixture {
     let channel = server.channel().await;
     let mut accounts = AccountServiceClient::new(channel.clone());
-    let mut profiles = ProfileServiceClient::new(channel.clone());
-    let credentials = CredentialServiceClient::new(channel);
+    let profiles = ProfileServiceClient::new(channel.clone());
+    let credentials = CredentialServiceClient::new(channel.clone());
     let account = accounts
         .create_account(authed(
             ADMIN_KEY,
@@ -44,22 +45,7 @@ async fn fixture_with(server: TestServer, preset: pb::PasswordPolicyPreset) -> F
         .into_inner()
         .account
         .unwrap();
-    let profile = profiles
-        .create_profile(authed(
-            ADMIN_KEY,
-            pb::CreateProfileRequest {
-                account_id: account.id.clone(),
-                first_name: "Ada".into(),
-                last_name: "Lovelace".into(),
-                email: "ada@example.com".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .profile
-        .unwrap();
+    let profile = create_profile(&channel, &account.id, "Ada", "Lovelace", "ada@example.com").await;
     Fixture {
         server,
         accounts,

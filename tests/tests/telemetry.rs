@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
+use roster_tests::imports::{create_account, create_profile};
 use roster_tests::otlp::{SpanKind, traced};
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, identity_settings};
 
@@ -41,35 +40,9 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         .await;
 
         let channel = identity.channel().await;
-        let account = AccountServiceClient::new(channel.clone())
-            .create_account(authed(
-                ADMIN_KEY,
-                pb::CreateAccountRequest {
-                    display_name: "Traced Ltd".into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("account")
-            .into_inner()
-            .account
-            .expect("an account");
-        let profile = ProfileServiceClient::new(channel.clone())
-            .create_profile(authed(
-                ADMIN_KEY,
-                pb::CreateProfileRequest {
-                    account_id: account.id,
-                    first_name: "Ada".into(),
-                    last_name: "Lovelace".into(),
-                    email: "ada@example.com".into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("profile")
-            .into_inner()
-            .profile
-            .expect("a profile");
+        let account = create_account(&channel, "Traced Ltd").await;
+        let profile =
+            create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
         CredentialServiceClient::new(channel)
             .send_password_reset(authed(
                 ADMIN_KEY,

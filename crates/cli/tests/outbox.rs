@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::notification::v1::ListNotificationsRequest;
 use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Service;
+use roster_tests::imports::{create_account, create_profile};
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, connect};
 use sea_orm::{ConnectionTrait, Database, Statement};
 
@@ -68,35 +67,8 @@ async fn a_reset_email_survives_identity_being_killed_before_the_relay() {
     // Identity runs while the notification service is down: the email waits in the outbox.
     let mut identity = common::serve("identity", &identity_env);
     let channel = connect(format!("127.0.0.1:{identity_port}").parse().unwrap()).await;
-    let account = AccountServiceClient::new(channel.clone())
-        .create_account(authed(
-            ADMIN_KEY,
-            pb::CreateAccountRequest {
-                display_name: "Acme".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .account
-        .unwrap();
-    let profile = ProfileServiceClient::new(channel.clone())
-        .create_profile(authed(
-            ADMIN_KEY,
-            pb::CreateProfileRequest {
-                account_id: account.id.clone(),
-                first_name: "Ada".into(),
-                last_name: "Lovelace".into(),
-                email: "ada@example.com".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .profile
-        .unwrap();
+    let account = create_account(&channel, "Acme").await;
+    let profile = create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
     CredentialServiceClient::new(channel)
         .send_password_reset(authed(
             ADMIN_KEY,
@@ -150,7 +122,7 @@ async fn a_reset_email_survives_identity_being_killed_before_the_relay() {
         .list_notifications(authed(
             ADMIN_KEY,
             ListNotificationsRequest {
-                account_id: account.id.clone(),
+                account_id: account.clone(),
                 ..Default::default()
             },
         ))

@@ -2,26 +2,20 @@
 //! file mail drop, its link, requirements shown unmet for a weak password and met for a strong
 //! one, success, the link refused afterwards, and sign-in with the new password.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
+use roster_tests::imports::{create_account, create_profile};
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed};
 
 const STRONG: &str = "Violet-Tundra-84-Lantern";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
 
 /// The reset link in the plain-text part of the only email in `dir`.
 async fn reset_link_from_mail_drop(dir: &Path) -> String {
@@ -96,7 +90,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_user_resets_the_password_in_a_real_browser() {
-    let driver_port = free_port();
+    let driver_port = common::free_port();
     let Some(mut driver) = chromedriver(driver_port) else {
         return;
     };
@@ -111,7 +105,7 @@ async fn a_user_resets_the_password_in_a_real_browser() {
         Vec::new(),
     )
     .await;
-    let reset_port = free_port();
+    let reset_port = common::free_port();
     let identity_db = Arc::new(TestDatabase::create(Backend::Sqlite).await.unwrap());
     let identity = TestServer::start_with(
         Service::Identity,
@@ -129,35 +123,8 @@ async fn a_user_resets_the_password_in_a_real_browser() {
     .await;
 
     let channel = identity.channel().await;
-    let account = AccountServiceClient::new(channel.clone())
-        .create_account(authed(
-            ADMIN_KEY,
-            pb::CreateAccountRequest {
-                display_name: "Acme".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .account
-        .unwrap();
-    let profile = ProfileServiceClient::new(channel.clone())
-        .create_profile(authed(
-            ADMIN_KEY,
-            pb::CreateProfileRequest {
-                account_id: account.id.clone(),
-                first_name: "Ada".into(),
-                last_name: "Lovelace".into(),
-                email: "ada@example.com".into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .profile
-        .unwrap();
+    let account = create_account(&channel, "Acme").await;
+    let profile = create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
     let mut credentials = CredentialServiceClient::new(channel);
     credentials
         .send_password_reset(authed(
