@@ -37,8 +37,8 @@ imports_wait() { # import id, wanted state
 
 template=$(imports_call DownloadTemplate "{\"account_id\":\"$ACCOUNT\"}") || fail "DownloadTemplate: $template"
 imports_join_chunks <<<"$template" >"$WORK/template.csv"
-head -c 3 "$WORK/template.csv" | od -An -tx1 | grep -q "ef bb bf" || fail "the template has no UTF-8 BOM"
-head -1 "$WORK/template.csv" | grep -q $'Internal ID,First Name,Last Name,Email Address,Username,Job Title,Department,Locale,Time Zone,Extensions,Roles\r' \
+head -c 3 "$WORK/template.csv" | od -An -tx1 | grep "ef bb bf" >/dev/null || fail "the template has no UTF-8 BOM"
+head -1 "$WORK/template.csv" | grep $'Internal ID,First Name,Last Name,Email Address,Username,Job Title,Department,Locale,Time Zone,Extensions,Roles\r' >/dev/null \
   || fail "template header: $(head -1 "$WORK/template.csv")"
 echo "ok   DownloadTemplate: BOM, CRLF and the header row"
 
