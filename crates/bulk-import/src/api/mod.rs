@@ -113,7 +113,7 @@ impl ImportApi {
             updated_at: now,
             expire_at: Some(now + self.config.import_ttl.as_millis() as i64),
             version: 1,
-            trace_context: stored_trace_context(),
+            trace_context: current_traceparent(),
             welcome_emails: false,
         }
     }
@@ -156,15 +156,13 @@ impl ImportApi {
     }
 }
 
-/// The current request's trace context as stored on an import, for its background work to
+/// The current request's W3C `traceparent`, stored on an import for its background work to
 /// continue the trace; empty when no trace is recorded.
-fn stored_trace_context() -> String {
-    let context = TraceContext::current();
-    if context.is_empty() {
-        String::new()
-    } else {
-        serde_json::to_string(&context).unwrap_or_default()
-    }
+fn current_traceparent() -> String {
+    TraceContext::current()
+        .traceparent()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[tonic::async_trait]
@@ -421,7 +419,7 @@ impl ImportService for ImportApi {
                 id,
                 &request.request_id,
                 request.send_welcome_emails,
-                &stored_trace_context(),
+                &current_traceparent(),
             )
             .await
             .map_err(ApiError::from)?

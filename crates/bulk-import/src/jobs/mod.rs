@@ -309,20 +309,13 @@ async fn work(job: &Job) -> Result<(), JobError> {
         import_id = %job.import_id,
         owner = %job.context.owner,
     );
-    stored_trace_context(&import).set_parent_of(&span);
+    if !import.trace_context.is_empty() {
+        TraceContext::from_traceparent(import.trace_context.clone()).set_parent_of(&span);
+    }
     match state {
         ImportState::Validating => validate::run(job, import).instrument(span).await,
         _ => apply::run(job, import).instrument(span).await,
     }
-}
-
-/// The trace context stored on `import`; empty when none was recorded (or it is unreadable:
-/// a trace is a diagnostic, never a reason to fail the work).
-fn stored_trace_context(import: &crate::store::entities::import::Model) -> TraceContext {
-    if import.trace_context.is_empty() {
-        return TraceContext::default();
-    }
-    serde_json::from_str(&import.trace_context).unwrap_or_default()
 }
 
 async fn heartbeat(context: Arc<Context>, import_id: Uuid, lost: Arc<AtomicBool>) {

@@ -36,8 +36,8 @@ pub mod import {
         pub updated_at: i64,
         pub expire_at: Option<i64>,
         pub version: i64,
-        /// The W3C trace context (JSON) of the request that created the import; its
-        /// validation and apply continue that trace. Empty when tracing was off.
+        /// The W3C `traceparent` of the request that created the import; its validation and
+        /// apply continue that trace. Empty when tracing was off.
         pub trace_context: String,
         /// Whether the profiles the apply creates get a welcome email (set by SubmitImport).
         pub welcome_emails: bool,

@@ -197,7 +197,7 @@ impl Store {
 
     /// Starts the apply of a VALIDATED import that has not expired, sending welcome emails to
     /// the profiles it creates when `welcome_emails`. An import created while no trace was
-    /// recorded takes `trace_context`, the submit's, for its apply.
+    /// recorded takes `trace_context` (the submit's `traceparent`) for its apply.
     pub async fn submit(
         &self,
         import_id: Uuid,
