@@ -8,6 +8,7 @@
 
 pub mod imports;
 pub mod pki;
+pub mod raw;
 pub mod smtp;
 
 pub use imports::{ImportSuite, import_settings};
@@ -501,10 +502,27 @@ pub fn binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Runs a test body once per backend: `both_backends!(async fn name(backend) { … })` expands
-/// to the tests `name::sqlite` and `name::postgres`.
+/// Runs a test once per backend: `both_backends!(name, other)` over ordinary
+/// `async fn name(backend: Backend)` functions (or, in older tests, over bodies written inside
+/// the macro: `both_backends!(async fn name(backend) { … })`) expands to the tests
+/// `name::sqlite` and `name::postgres`.
 #[macro_export]
 macro_rules! both_backends {
+    // Ordinary `async fn name(backend: Backend)` functions, which rustfmt formats: one test
+    // module per function, named like it, with a test per backend.
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name($crate::Backend::Postgres).await
+            }
+        }
+    )+};
     ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
         mod $name {
             #[allow(unused_imports)]

@@ -6,7 +6,7 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
-use roster_tests::{ADMIN_KEY, TestKey, TestServer, authed, both_backends};
+use roster_tests::{ADMIN_KEY, TestKey, TestServer, authed, both_backends, raw};
 use tonic::Code;
 
 const KEY_A: &str = "key-for-account-a";
@@ -205,82 +205,9 @@ both_backends! {
     }
 }
 
-/// Passes protobuf bytes through untouched, so any method can be called without its types.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Self::Error> {
-        use prost::bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, Self::Error> {
-        use prost::bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
-}
-
-/// Every method of every Roster service, read from the descriptor set that reflection serves,
-/// so a new RPC is covered the day it is added.
-fn every_method() -> Vec<(Service, String)> {
-    use prost::Message;
-    let set = prost_types::FileDescriptorSet::decode(roster_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let mut methods = Vec::new();
-    for file in set.file {
-        let package = file.package.clone().unwrap_or_default();
-        let service = match package.as_str() {
-            "roster.identity.v1" => Service::Identity,
-            "roster.imports.v1" => Service::BulkImport,
-            "roster.notification.v1" => Service::Notification,
-            _ => continue,
-        };
-        for definition in file.service {
-            for method in &definition.method {
-                methods.push((
-                    service,
-                    format!("/{package}.{}/{}", definition.name(), method.name()),
-                ));
-            }
-        }
-    }
-    methods
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_of_every_service_needs_a_key() {
-    let methods = every_method();
+    let methods = raw::every_method();
     assert!(
         methods.len() >= 30,
         "the descriptor set lists every RPC: {methods:?}"
@@ -296,20 +223,7 @@ async fn every_rpc_of_every_service_needs_a_key() {
         let channel = server.channel().await;
         for (_, path) in methods.iter().filter(|(owner, _)| *owner == service) {
             for key in [None, Some("not-a-key")] {
-                let mut grpc = tonic::client::Grpc::new(channel.clone());
-                grpc.ready().await.unwrap();
-                let mut request = tonic::Request::new(tokio_stream::iter(vec![Vec::new()]));
-                if let Some(key) = key {
-                    request
-                        .metadata_mut()
-                        .insert("authorization", format!("Bearer {key}").parse().unwrap());
-                }
-                let status = grpc
-                    .streaming(
-                        request,
-                        http::uri::PathAndQuery::from_maybe_shared(path.clone()).unwrap(),
-                        RawCodec,
-                    )
+                let status = raw::call(&channel, path, key, Vec::new())
                     .await
                     .expect_err("refused without a valid key");
                 assert_eq!(

@@ -91,6 +91,8 @@ impl Fixture {
                 pb::SendPasswordResetRequest {
                     request_id: request_id.into(),
                     profile_id: self.profile.id.clone(),
+                    email: self.profile.email.clone(),
+                    etag: String::new(),
                 },
             ))
             .await
@@ -435,3 +437,189 @@ async fn the_reset_page_is_served_under_a_strict_content_security_policy() {
         );
     }
 }
+
+/// A limit that one test can count up to: with the defaults a lock would be 5 failures.
+const MAX_FAILURES: u32 = 5;
+
+/// Two identity replicas on one database, each as `roster serve identity` runs it.
+async fn two_replicas(backend: Backend) -> Option<(TestServer, TestServer)> {
+    let database = std::sync::Arc::new(roster_tests::TestDatabase::create(backend).await?);
+    let identity = roster_identity::Settings {
+        signin_max_failures: MAX_FAILURES,
+        ..roster_tests::identity_settings()
+    };
+    let start = || {
+        TestServer::start_with(
+            Service::Identity,
+            roster_tests::test_settings(Service::Identity, &database.url),
+            identity.clone(),
+            database.clone(),
+            Vec::new(),
+        )
+    };
+    let first = start().await;
+    let second = start().await;
+    Some((first, second))
+}
+
+async fn concurrent_guesses_never_outrun_the_throttle(backend: Backend) {
+    let Some((first, second)) = two_replicas(backend).await else {
+        return;
+    };
+    let mut f = fixture_with(first, pb::PasswordPolicyPreset::Default).await;
+    f.set_password(STRONG).await;
+    let channels = [f.server.channel().await, second.channel().await];
+
+    // 64 wrong guesses at once, half through each replica.
+    let guesses = (0..64).map(|n| {
+        let mut credentials = CredentialServiceClient::new(channels[n % 2].clone());
+        async move {
+            credentials
+                .verify_password(authed(
+                    ADMIN_KEY,
+                    pb::VerifyPasswordRequest {
+                        username: "ada@example.com".into(),
+                        password: format!("Wrong-Guess-{n}"),
+                    },
+                ))
+                .await
+        }
+    });
+    let results = futures::future::join_all(guesses).await;
+    let evaluated = results.iter().filter(|result| result.is_ok()).count();
+    for result in &results {
+        match result {
+            Ok(response) => assert!(!response.get_ref().verified),
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                assert!(
+                    matches!(
+                        reason(status).as_deref(),
+                        Some("SIGNIN_THROTTLED" | "PASSWORD_WORKERS_BUSY")
+                    ),
+                    "{status:?}"
+                );
+            }
+        }
+    }
+    assert!(
+        evaluated <= MAX_FAILURES as usize,
+        "{evaluated} of 64 concurrent guesses were evaluated; the limit is {MAX_FAILURES}"
+    );
+
+    // The right password after them is throttled on both replicas.
+    for channel in &channels {
+        let throttled = CredentialServiceClient::new(channel.clone())
+            .verify_password(authed(
+                ADMIN_KEY,
+                pb::VerifyPasswordRequest {
+                    username: "ada@example.com".into(),
+                    password: STRONG.into(),
+                },
+            ))
+            .await
+            .expect_err("throttled");
+        assert_eq!(reason(&throttled).as_deref(), Some("SIGNIN_THROTTLED"));
+    }
+}
+
+async fn a_reset_goes_only_to_the_address_the_admin_confirmed(backend: Backend) {
+    let Some(mut f) = fixture(backend).await else {
+        return;
+    };
+    let confirmed = f.profile.clone();
+    let send = |email: &str, etag: &str| pb::SendPasswordResetRequest {
+        request_id: String::new(),
+        profile_id: confirmed.id.clone(),
+        email: email.into(),
+        etag: etag.into(),
+    };
+    let outbox_resets = |url: String| async move {
+        let db = Database::connect(&url).await.unwrap();
+        db.query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT payload FROM outbox",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|row| {
+            row.try_get::<String>("", "payload")
+                .unwrap()
+                .contains("password_reset")
+        })
+        .count()
+    };
+
+    // Without the confirmed address: refused, naming the field.
+    let missing = f
+        .credentials
+        .send_password_reset(authed(ADMIN_KEY, send("", "")))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::InvalidArgument);
+    let violations = missing.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(violations[0].field, "email");
+
+    // Another admin changes the address after the first one confirmed it.
+    f.profiles
+        .update_profile(authed(
+            ADMIN_KEY,
+            pb::UpdateProfileRequest {
+                profile: Some(pb::Profile {
+                    id: confirmed.id.clone(),
+                    email: "mallory@evil.example".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["email".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let changed = f
+        .credentials
+        .send_password_reset(authed(ADMIN_KEY, send(&confirmed.email, "")))
+        .await
+        .unwrap_err();
+    assert_eq!(changed.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&changed).as_deref(), Some("PROFILE_CHANGED"));
+    let failure = changed.get_details_precondition_failure().unwrap();
+    assert_eq!(failure.violations[0].subject, "email");
+    assert!(!changed.message().contains("mallory"), "{changed:?}");
+
+    // The confirmed etag is stale too, even with the new address.
+    let stale = f
+        .credentials
+        .send_password_reset(authed(
+            ADMIN_KEY,
+            send("mallory@evil.example", &confirmed.etag),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&stale).as_deref(), Some("PROFILE_CHANGED"));
+    let failure = stale.get_details_precondition_failure().unwrap();
+    assert_eq!(failure.violations[0].subject, "etag");
+    assert_eq!(
+        outbox_resets(f.server.database.url.clone()).await,
+        0,
+        "nothing was sent"
+    );
+
+    // Confirmed anew (in another case): sent, to that address.
+    let sent = f
+        .credentials
+        .send_password_reset(authed(ADMIN_KEY, send("MALLORY@evil.example", "")))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(sent.email, "mallory@evil.example");
+    assert_eq!(outbox_resets(f.server.database.url.clone()).await, 1);
+}
+
+both_backends!(
+    concurrent_guesses_never_outrun_the_throttle,
+    a_reset_goes_only_to_the_address_the_admin_confirmed,
+);

@@ -49,6 +49,8 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
                 pb::SendPasswordResetRequest {
                     request_id: "traced-reset".into(),
                     profile_id: profile.id,
+                    email: profile.email,
+                    etag: String::new(),
                 },
             ))
             .await

@@ -291,6 +291,7 @@ async fn set_up_passwords(
                 ADMIN_KEY,
                 pb::SendPasswordResetRequest {
                     profile_id: profile.id.clone(),
+                    email: profile.email.clone(),
                     ..Default::default()
                 },
             ))

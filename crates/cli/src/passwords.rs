@@ -3,9 +3,12 @@
 //! identity). Passwords are read from stdin or a prompt without echo, never from arguments; a
 //! reset prints where the email goes and when its link expires, never the token.
 
+use std::io::IsTerminal;
+
 use clap::Subcommand;
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
 use serde_json::json;
 
@@ -29,10 +32,17 @@ pub enum Command {
         profile: String,
     },
     /// Email a profile's owner a single-use link to set a new password. The current password
-    /// keeps working until the reset is completed.
+    /// keeps working until the reset is completed. Shows the profile and asks before sending;
+    /// identity refuses the reset when the profile changed since it was shown.
     Reset {
         /// The profile's id.
         profile: String,
+        /// The email address the link must go to: refused when the profile's address is another.
+        #[arg(long)]
+        email: Option<String>,
+        /// Send without asking (scripts); needs --email, the address confirmed beforehand.
+        #[arg(long, requires = "email")]
+        yes: bool,
         #[command(flatten)]
         request_id: RequestIdArg,
     },
@@ -94,8 +104,14 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
         }
         Command::Reset {
             profile,
+            email,
+            yes,
             request_id,
         } => {
+            let (email, etag) = match (yes, email) {
+                (true, Some(email)) => (email, String::new()),
+                (_, email) => confirm_reset(client, profile.clone(), email).await?,
+            };
             let request_id = request_id.get();
             let response = client
                 .call(
@@ -104,6 +120,8 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     pb::SendPasswordResetRequest {
                         request_id: request_id.clone(),
                         profile_id: profile,
+                        email,
+                        etag,
                     },
                     async |request| credentials.send_password_reset(request).await,
                 )
@@ -160,6 +178,52 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Shows the profile a reset would go to and asks the operator to confirm its address; the
+/// address and etag shown are what identity then checks, so a change in between is refused.
+async fn confirm_reset(
+    client: &Client,
+    id: String,
+    expected_email: Option<String>,
+) -> anyhow::Result<(String, String)> {
+    let mut profiles = ProfileServiceClient::new(client.channel(Service::Identity).await?);
+    let profile = crate::profiles::get(client, &mut profiles, id).await?;
+    if let Some(expected) = &expected_email
+        && !expected.trim().eq_ignore_ascii_case(&profile.email)
+    {
+        anyhow::bail!(
+            "profile {} has the email address {}, not {}; nothing was sent",
+            profile.id,
+            profile.email,
+            expected.trim()
+        );
+    }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "a reset needs confirmation: run it at a terminal, or pass --yes with --email {}",
+            profile.email
+        );
+    }
+    eprintln!(
+        "{}",
+        output::details(&[
+            ("profile", profile.id.clone()),
+            (
+                "name",
+                format!("{} {}", profile.first_name, profile.last_name)
+            ),
+            ("username", profile.username.clone()),
+            ("email", profile.email.clone()),
+        ])
+    );
+    eprint!("Send a password reset link to {}? [y/N] ", profile.email);
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes" | "YES") {
+        anyhow::bail!("not confirmed; nothing was sent");
+    }
+    Ok((profile.email, profile.etag))
 }
 
 fn rules_json(rules: &[pb::PasswordRule]) -> Vec<serde_json::Value> {

@@ -362,7 +362,8 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
     }
 }
 
-async fn get(
+/// The profile `id`, through GetProfile.
+pub async fn get(
     client: &Client,
     profiles: &mut ProfileServiceClient<tonic::transport::Channel>,
     id: String,

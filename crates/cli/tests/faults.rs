@@ -589,16 +589,30 @@ async fn the_suite_keeps_its_invariants_under_faults() {
                     }
                     _ if !known.is_empty() => {
                         let (profile_id, _) = known[dice.next(known.len())].clone();
-                        if CredentialServiceClient::new(channel)
-                            .send_password_reset(authed(
+                        // As an admin does: look the profile up, confirm its address, send.
+                        let shown = profiles
+                            .get_profile(authed(
                                 ADMIN_KEY,
-                                id::SendPasswordResetRequest {
-                                    request_id: format!("w{worker}-r{n}"),
-                                    profile_id,
+                                id::GetProfileRequest {
+                                    id: profile_id.clone(),
                                 },
                             ))
                             .await
-                            .is_ok()
+                            .ok()
+                            .and_then(|response| response.into_inner().profile);
+                        if let Some(shown) = shown
+                            && CredentialServiceClient::new(channel)
+                                .send_password_reset(authed(
+                                    ADMIN_KEY,
+                                    id::SendPasswordResetRequest {
+                                        request_id: format!("w{worker}-r{n}"),
+                                        profile_id,
+                                        email: shown.email,
+                                        etag: shown.etag,
+                                    },
+                                ))
+                                .await
+                                .is_ok()
                         {
                             acknowledged.lock().unwrap().resets += 1;
                         }

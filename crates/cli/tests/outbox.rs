@@ -75,6 +75,8 @@ async fn a_reset_email_survives_identity_being_killed_before_the_relay() {
             pb::SendPasswordResetRequest {
                 request_id: "reset-once".into(),
                 profile_id: profile.id.clone(),
+                email: profile.email.clone(),
+                etag: String::new(),
             },
         ))
         .await

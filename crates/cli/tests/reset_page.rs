@@ -132,6 +132,8 @@ async fn a_user_resets_the_password_in_a_real_browser() {
             pb::SendPasswordResetRequest {
                 request_id: "browser-reset".into(),
                 profile_id: profile.id.clone(),
+                email: profile.email.clone(),
+                etag: String::new(),
             },
         ))
         .await

@@ -13,10 +13,11 @@ use uuid::Uuid;
 use crate::Settings;
 use crate::domain::error::IdentityError;
 use crate::domain::policy::{Personal, Rule};
-use crate::domain::username::Username;
+use crate::domain::username::{Username, UsernameError};
 use crate::emails;
 use crate::hashing::{HashError, Hasher};
-use crate::store::{ACTIVE, AccountRecord, DELETED, ProfileRecord, Store, now};
+use crate::store::{ACTIVE, AccountRecord, DELETED, LockSchedule, ProfileRecord, Store, now};
+use roster_runtime::Caller;
 
 /// The one message every unusable reset token gets: unknown, expired, used or superseded.
 pub const INVALID_TOKEN: &str =
@@ -78,7 +79,10 @@ impl Passwords {
             last_name: &record.profile.last_name,
             email: &record.profile.email,
         });
-        let mut violations = account.policy.check(password.expose_secret(), personal);
+        // The strength estimator can take tens of milliseconds on a long password.
+        let mut violations = roster_runtime::work::cpu_bound(|| {
+            account.policy.check(password.expose_secret(), personal)
+        });
         if let (Some(record), Some(rule)) = (profile, account.policy.reused_rule()) {
             let history = self
                 .store
@@ -199,27 +203,64 @@ impl Passwords {
         Ok(())
     }
 
-    /// Checks a sign-in. `Ok(None)` for every refusal alike — unknown username, wrong password,
-    /// suspended or deleted profile — each costing one argon2 verification. A username with
-    /// too many recent failures is throttled, also for the right password.
+    /// Checks a sign-in by `caller`. `Ok(None)` for every refusal alike — unknown username, wrong
+    /// password, suspended or deleted profile, a profile of an account the caller may not act
+    /// on — each costing one argon2 verification. A username with too many recent failures is
+    /// throttled, also for the right password.
+    ///
+    /// The throttle counts each attempt before its password is checked (see
+    /// [`Store::admit_signin_attempt`]), so concurrent guesses cannot outrun it. Attempts of a key
+    /// limited to some accounts on a username held outside them count against that key alone:
+    /// such a key can neither verify nor lock out another account's user, and sees exactly what
+    /// it sees for a username nobody holds.
     pub async fn verify(
         &self,
+        caller: &Caller,
         username: &str,
         password: SecretString,
     ) -> Result<Option<ProfileRecord>, PasswordError> {
-        let Ok(username) = Username::parse(username) else {
-            self.hasher.verify_dummy(password).await?;
-            return Ok(None);
+        let username = match Username::parse(username) {
+            Ok(username) => username,
+            // Over-long input is refused before any work: the limit is no secret.
+            Err(error) if error.code() == UsernameError::TOO_LONG => {
+                return Err(PasswordError::Identity(IdentityError::invalid(
+                    "username",
+                    error.description(),
+                )));
+            }
+            Err(_) => {
+                self.hasher.verify_dummy(password).await?;
+                return Ok(None);
+            }
         };
         let canonical = username.canonical();
-        if let Some(throttle) = self.store.signin_throttle(canonical).await?
-            && let Some(until) = throttle.locked_until
-            && until > now()
+        let holder = self
+            .store
+            .active_holder(canonical)
+            .await?
+            .filter(|record| caller.may_access(record.profile.account_id));
+        let key = throttle_key(caller, canonical, holder.is_some());
+        let schedule = LockSchedule::starting_now(
+            self.settings.signin_max_failures,
+            chrono::Duration::seconds(self.settings.signin_lock_seconds.min(i64::MAX as u64) as i64),
+            chrono::Duration::seconds(
+                self.settings.signin_max_lock_seconds.min(i64::MAX as u64) as i64
+            ),
+        );
+        if self
+            .store
+            .admit_signin_attempt(&key, &schedule)
+            .await?
+            .is_none()
         {
-            let wait = (until - now()).to_std().unwrap_or_default();
+            let wait = self
+                .store
+                .signin_locked_until(&key)
+                .await?
+                .and_then(|until| (until - now()).to_std().ok())
+                .unwrap_or_default();
             return Err(PasswordError::Throttled(wait.max(Duration::from_secs(1))));
         }
-        let holder = self.store.active_holder(canonical).await?;
         let stored = match &holder {
             Some(record) if record.profile.status == ACTIVE => {
                 self.store
@@ -230,15 +271,13 @@ impl Passwords {
         };
         let (Some(record), Some(stored)) = (holder, stored) else {
             self.hasher.verify_dummy(password).await?;
-            self.record_failure(canonical).await?;
             return Ok(None);
         };
         let verification = self.hasher.verify(password.clone(), stored.clone()).await?;
         if !verification.matches {
-            self.record_failure(canonical).await?;
             return Ok(None);
         }
-        self.store.clear_signin_failures(canonical).await?;
+        self.store.clear_signin_failures(&key).await?;
         if verification.needs_rehash {
             match self.hasher.hash(password).await {
                 Ok(upgraded) => {
@@ -251,27 +290,16 @@ impl Passwords {
         }
         Ok(Some(record))
     }
+}
 
-    async fn record_failure(&self, canonical: &str) -> Result<(), PasswordError> {
-        let failures = self
-            .store
-            .signin_throttle(canonical)
-            .await?
-            .map_or(0, |throttle| throttle.failures)
-            + 1;
-        let excess = failures - self.settings.signin_max_failures as i32;
-        let locked_until = (excess >= 0).then(|| {
-            let delay = self
-                .settings
-                .signin_lock_seconds
-                .saturating_mul(1 << excess.min(20))
-                .min(self.settings.signin_max_lock_seconds);
-            now() + chrono::Duration::seconds(delay as i64)
-        });
-        self.store
-            .record_signin_failure(canonical, failures, locked_until)
-            .await?;
-        Ok(())
+/// The throttle row an attempt counts against: the canonical username, shared by every caller
+/// that may see its holder; for a key limited to some accounts, a row of that key's own for
+/// every username it may not see (held elsewhere, or by nobody — the two must look the same).
+/// Canonical usernames hold no white space, so the space keeps the two kinds apart.
+fn throttle_key(caller: &Caller, canonical: &str, holder_visible: bool) -> String {
+    match caller.account_limit() {
+        Some(_) if !holder_visible => format!("key:{} {canonical}", caller.name),
+        _ => canonical.to_owned(),
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`auth`]: bearer-key authentication of callers, with scopes and account limits.
 //! - [`error`]: the one mapping from domain failures to `tonic::Status` with rich details.
 //! - [`db`]: database connections (SQLite or PostgreSQL through sea-orm) and migrations.
+//! - [`work`]: CPU-bound work of a call, kept off the async executor.
 
 pub mod auth;
 pub mod client;
@@ -21,6 +22,7 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod work;
 
 pub use auth::{Caller, KeyRing};
 pub use error::ApiError;

@@ -144,7 +144,10 @@ async fn stage(
         Err(JobError::Identity(status)) => return refused_by_identity(job, status).await,
         Err(other) => return Err(other),
     };
-    let drafts: Vec<_> = rows.into_iter().map(|row| draft(row, &profiles)).collect();
+    // Checking a batch of rows is CPU work: off the executor, so the server's calls go on.
+    let drafts: Vec<_> = roster_runtime::work::cpu_bound(|| {
+        rows.into_iter().map(|row| draft(row, &profiles)).collect()
+    });
     let usernames: Vec<String> = drafts
         .iter()
         .filter_map(|draft| draft.username.clone())

@@ -137,26 +137,29 @@ async fn attempt(
         .filter(|id| !named.insert(*id))
         .collect();
     let mut seen_keys = HashSet::new();
-    let mut plans: Vec<Plan> = items
-        .iter()
-        .map(|item| {
-            if let Some(response) = stored.get(&item.idempotency_key) {
-                return pb::ProfileUpsertResult::decode(response.as_slice())
-                    .map(Plan::Replay)
-                    .unwrap_or_else(|error| {
-                        Plan::Failed(IdentityError::Corrupt(format!("stored result: {error}")))
-                    });
-            }
-            plan(
-                item,
-                &current,
-                account.extension_bounds,
-                &mut seen_keys,
-                &shared_ids,
-            )
-            .unwrap_or_else(Plan::Failed)
-        })
-        .collect();
+    // Parsing a thousand items is CPU work: off the executor.
+    let mut plans: Vec<Plan> = roster_runtime::work::cpu_bound(|| {
+        items
+            .iter()
+            .map(|item| {
+                if let Some(response) = stored.get(&item.idempotency_key) {
+                    return pb::ProfileUpsertResult::decode(response.as_slice())
+                        .map(Plan::Replay)
+                        .unwrap_or_else(|error| {
+                            Plan::Failed(IdentityError::Corrupt(format!("stored result: {error}")))
+                        });
+                }
+                plan(
+                    item,
+                    &current,
+                    account.extension_bounds,
+                    &mut seen_keys,
+                    &shared_ids,
+                )
+                .unwrap_or_else(Plan::Failed)
+            })
+            .collect()
+    });
 
     // Usernames to register: every create, and updates whose canonical form changes. Within
     // the batch the first claim wins, as it would have in sequence.

@@ -44,6 +44,27 @@ pub fn parse_id(field: &str, value: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(value).map_err(|_| ApiError::invalid(field, "is not a UUID"))
 }
 
+/// Refuses every field of `fields` (name, value, most bytes) whose value is longer than its
+/// bound, all of them in one error. For fields that are only compared or searched, never
+/// stored: bounded before any normalisation or folding runs over them.
+pub fn check_lengths(fields: &[(&str, &str, usize)]) -> Result<(), ApiError> {
+    let violations: Vec<FieldViolation> = fields
+        .iter()
+        .filter(|(_, value, max)| value.len() > *max)
+        .map(|(field, value, max)| {
+            FieldViolation::new(
+                *field,
+                format!("is {} bytes long; at most {max} are allowed", value.len()),
+            )
+        })
+        .collect();
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_fields(violations))
+    }
+}
+
 /// Checks a request id (AIP-155): up to 128 printable ASCII characters; empty means none.
 pub fn check_request_id(request_id: &str) -> Result<(), ApiError> {
     if request_id.len() > 128 || !request_id.chars().all(|c| c.is_ascii_graphic()) {
@@ -187,6 +208,11 @@ impl From<IdentityError> for ApiError {
                 reason: "FAILED_PRECONDITION",
                 message,
                 subject: String::new(),
+            },
+            IdentityError::Changed { field, message } => ApiError::FailedPrecondition {
+                reason: "PROFILE_CHANGED",
+                message,
+                subject: field.to_owned(),
             },
             IdentityError::Database(error) => ApiError::internal(error),
             IdentityError::Corrupt(message) => ApiError::internal(message),

@@ -9,11 +9,12 @@ use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::domain::email::EmailAddress;
 use crate::domain::error::IdentityError;
 use crate::domain::policy::Rule;
 use crate::hashing::HashError;
 use crate::passwords::{INVALID_TOKEN, PasswordError, Passwords};
-use crate::store::AccountRecord;
+use crate::store::{AccountRecord, ProfileRecord};
 
 /// CredentialService over the password operations.
 pub struct CredentialApi {
@@ -83,11 +84,49 @@ fn secret(field: &str, value: String) -> Result<SecretString, ApiError> {
     if value.is_empty() {
         return Err(ApiError::invalid(field, "is required"));
     }
-    // Far above any policy's maximum; stops megabyte passwords before they reach argon2.
-    if value.chars().count() > 4096 {
+    // Far above any policy's maximum; stops megabyte passwords before they reach argon2. Bytes
+    // first, so that not even the count of characters runs over a huge value.
+    if value.len() > 4 * 4096 || value.chars().count() > 4096 {
         return Err(ApiError::invalid(field, "is longer than 4096 characters"));
     }
     Ok(SecretString::from(value))
+}
+
+/// The address an admin confirmed before asking for a reset, in stored form.
+fn confirmed_email(value: &str) -> Result<EmailAddress, ApiError> {
+    if value.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "email",
+            "is required: the email address the reset link goes to, as the admin confirmed it",
+        ));
+    }
+    EmailAddress::parse(value).map_err(|error| ApiError::invalid("email", error.to_string()))
+}
+
+/// Refuses a reset for a profile that changed since the admin confirmed it: a link must never
+/// go to an address nobody confirmed.
+fn still_as_confirmed(
+    profile: &ProfileRecord,
+    confirmed: &EmailAddress,
+    expected: Option<i64>,
+) -> Result<(), IdentityError> {
+    if expected.is_some_and(|version| version != profile.profile.version) {
+        return Err(IdentityError::Changed {
+            field: "etag",
+            message: "the profile changed since it was confirmed; look it up again and confirm \
+                      its email address before sending a reset"
+                .into(),
+        });
+    }
+    if profile.profile.email.to_lowercase() != confirmed.as_str().to_lowercase() {
+        return Err(IdentityError::Changed {
+            field: "email",
+            message: "the profile's email address is no longer the one confirmed; look the \
+                      profile up again and confirm its address before sending a reset"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -151,15 +190,20 @@ impl CredentialService for CredentialApi {
         let request = request.into_inner();
         convert::check_request_id(&request.request_id)?;
         let id = convert::parse_id("profile_id", &request.profile_id)?;
+        let confirmed = confirmed_email(&request.email)?;
+        let expected = convert::parse_etag("etag", &request.etag)?;
         let store = self.passwords.store();
         let scope = format!("{}:SendPasswordReset", caller.name);
         let response = store
             .idempotent(&scope, &request.request_id, async |txn| {
+                // Locked, so that no change of the address can commit between this check and
+                // the token's email.
                 let profile = store
-                    .profile(txn, id)
+                    .lock_profile(txn, id)
                     .await?
                     .filter(|record| caller.may_access(record.profile.account_id))
                     .ok_or(IdentityError::NotFound("profile"))?;
+                still_as_confirmed(&profile, &confirmed, expected)?;
                 let account = store
                     .account_in(txn, profile.profile.account_id)
                     .await?
@@ -196,12 +240,12 @@ impl CredentialService for CredentialApi {
         &self,
         request: Request<pb::VerifyPasswordRequest>,
     ) -> Result<Response<pb::VerifyPasswordResponse>, Status> {
-        caller(&request)?;
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let password = secret("password", request.password)?;
         let verified = self
             .passwords
-            .verify(&request.username, password)
+            .verify(&caller, &request.username, password)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(match verified {

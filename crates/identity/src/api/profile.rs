@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use super::convert;
 use crate::domain::assignment::{ExtensionNumber, Role};
+use crate::domain::email;
 use crate::domain::error::{IdentityError, Refusal, Violation};
+use crate::domain::fields::{MAX_NAME_LENGTH, max_input_bytes};
 use crate::domain::profile::{ProfileFields, RawProfile};
 use crate::domain::username::{Username, canonical_prefix};
 use crate::emails;
@@ -197,10 +199,12 @@ impl ProfileService for ProfileApi {
             Ok(role) => convert::role(role).map(|role| role.as_str().to_owned()),
             Err(_) => return Err(ApiError::invalid("role", "is not a Role").into()),
         };
+        convert::check_lengths(&[("email_prefix", &request.email_prefix, 4 * email::MAX_LENGTH)])?;
+        let username_prefix = canonical_prefix(&request.username_prefix)
+            .map_err(|error| ApiError::invalid("username_prefix", error.description()))?;
         let filter = ProfileFilter {
             status,
-            username_prefix: Some(canonical_prefix(&request.username_prefix))
-                .filter(|prefix| !prefix.is_empty()),
+            username_prefix: Some(username_prefix).filter(|prefix| !prefix.is_empty()),
             email_prefix: Some(request.email_prefix.trim().to_lowercase())
                 .filter(|prefix| !prefix.is_empty()),
             role,
@@ -385,6 +389,20 @@ impl ProfileService for ProfileApi {
         request: Request<pb::CheckUsernameRequest>,
     ) -> Result<Response<pb::CheckUsernameResponse>, Status> {
         let request = request.into_inner();
+        // The names and email only seed suggestions; bounded like the fields they stand for.
+        convert::check_lengths(&[
+            ("email", &request.email, 4 * email::MAX_LENGTH),
+            (
+                "first_name",
+                &request.first_name,
+                max_input_bytes(MAX_NAME_LENGTH),
+            ),
+            (
+                "last_name",
+                &request.last_name,
+                max_input_bytes(MAX_NAME_LENGTH),
+            ),
+        ])?;
         let username = match Username::parse(&request.username) {
             Ok(username) => username,
             Err(error) => {
@@ -442,7 +460,9 @@ impl ProfileService for ProfileApi {
             )
             .into());
         }
-        let parsed: Vec<_> = usernames.iter().map(|raw| Username::parse(raw)).collect();
+        let parsed: Vec<_> = roster_runtime::work::cpu_bound(|| {
+            usernames.iter().map(|raw| Username::parse(raw)).collect()
+        });
         let valid: Vec<&Username> = parsed
             .iter()
             .filter_map(|result| result.as_ref().ok())
@@ -458,7 +478,11 @@ impl ProfileService for ProfileApi {
             .zip(parsed)
             .map(|(raw, parsed)| match parsed {
                 Err(error) => pb::UsernameCheck {
-                    username: raw,
+                    username: if raw.len() > crate::domain::username::MAX_INPUT_BYTES {
+                        String::new()
+                    } else {
+                        raw
+                    },
                     available: false,
                     canonical: String::new(),
                     reason: pb::UsernameRefusal::Invalid as i32,
@@ -738,10 +762,14 @@ impl ProfileApi {
         request: &pb::CheckUsernameRequest,
         refused: Option<&Username>,
     ) -> Result<Vec<String>, IdentityError> {
+        // A username over the input bound seeds nothing: it was refused unread.
+        let typed = Some(request.username.as_str())
+            .filter(|username| username.len() <= crate::domain::username::MAX_INPUT_BYTES)
+            .unwrap_or_default();
         let domain = request
             .email
             .rsplit_once('@')
-            .or_else(|| request.username.rsplit_once('@'))
+            .or_else(|| typed.rsplit_once('@'))
             .map(|(_, domain)| domain.trim().to_lowercase());
         let local = request
             .email

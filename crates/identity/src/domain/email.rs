@@ -42,6 +42,13 @@ pub struct EmailAddress {
 impl EmailAddress {
     /// Checks `input` and puts it in its stored form (see the module doc).
     pub fn parse(input: &str) -> Result<Self, EmailError> {
+        // Bounded before anything looks at the characters: IDNA mapping and NFC never run over
+        // more than four bytes per allowed byte.
+        if input.len() > 4 * MAX_LENGTH {
+            return Err(EmailError::TooLong {
+                length: input.len(),
+            });
+        }
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Err(EmailError::Empty);

@@ -80,6 +80,13 @@ pub enum IdentityError {
     StaleEtag,
     #[error("{0}")]
     Precondition(String),
+    /// The subject no longer matches what the caller confirmed (reason PROFILE_CHANGED); `field`
+    /// names what differs.
+    #[error("{message}")]
+    Changed {
+        field: &'static str,
+        message: String,
+    },
     /// Concurrent changes kept winning; the caller may retry.
     #[error("{0}")]
     Contention(String),

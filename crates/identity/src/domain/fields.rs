@@ -22,6 +22,8 @@ pub const MAX_NAME_LENGTH: usize = 100;
 /// The most characters a locale may have: room for a language, script, region, variants and a
 /// short extension (RFC 5646 §4.4.1 asks for at least 35).
 pub const MAX_LOCALE_LENGTH: usize = 64;
+/// The most characters a time zone name may have; the longest IANA name has 32.
+pub const MAX_TIME_ZONE_LENGTH: usize = 64;
 
 /// A field that failed to parse, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,8 +108,35 @@ impl fmt::Display for OptionalText {
     }
 }
 
+/// The most bytes a text field of `max_length` characters may arrive in, checked before it is
+/// trimmed or normalised: room for every character to be a base letter with several combining
+/// marks (NFC composes them), far below what would make normalising it cost anything.
+pub const fn max_input_bytes(max_length: usize) -> usize {
+    16 * max_length
+}
+
+/// Refuses an input of more than `max_bytes` bytes, naming the field, without echoing it.
+fn bounded<'a>(
+    field_label: &str,
+    input: &'a str,
+    max_bytes: usize,
+    max_length: usize,
+) -> Result<&'a str, FieldError> {
+    if input.len() > max_bytes {
+        return Err(FieldError::new(
+            field_label,
+            format!(
+                "{field_label} is {} bytes long; at most {max_length} characters are allowed.",
+                input.len()
+            ),
+        ));
+    }
+    Ok(input)
+}
+
 /// Trims, puts in NFC, and checks the length and characters of a free-text field.
 fn clean_text(field_label: &str, input: &str, max_length: usize) -> Result<String, FieldError> {
+    let input = bounded(field_label, input, max_input_bytes(max_length), max_length)?;
     let text: String = input.trim().nfc().collect();
     let length = text.chars().count();
     if length > max_length {
@@ -149,6 +178,7 @@ impl Locale {
     /// Parses a locale: `None` when empty or blank. The POSIX separator `_` (`en_GB`) is accepted
     /// for `-`, and every subtag must be registered with IANA, so `english` is refused.
     pub fn parse(input: &str) -> Result<Option<Self>, FieldError> {
+        let input = bounded(Self::FIELD, input, 4 * MAX_LOCALE_LENGTH, MAX_LOCALE_LENGTH)?;
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Ok(None);
@@ -193,6 +223,12 @@ impl TimeZone {
     /// Parses an IANA time zone name: `None` when empty or blank. The name is matched ignoring
     /// ASCII case (`europe/paris`), and kept in the database's own spelling (`Europe/Paris`).
     pub fn parse(input: &str) -> Result<Option<Self>, FieldError> {
+        let input = bounded(
+            Self::FIELD,
+            input,
+            4 * MAX_TIME_ZONE_LENGTH,
+            MAX_TIME_ZONE_LENGTH,
+        )?;
         let trimmed = input.trim();
         if trimmed.is_empty() {
             return Ok(None);

@@ -44,6 +44,14 @@ use unicode_security::mixed_script::AugmentedScriptSet;
 /// since the username defaults to the email address.
 pub const MAX_LENGTH: usize = 254;
 
+/// The most bytes a username may arrive in: four per code point of the longest canonical form.
+/// Checked before anything else, so that no normalisation ever runs over a huge input (NFKC
+/// expands some characters 18×).
+pub const MAX_INPUT_BYTES: usize = 4 * MAX_LENGTH;
+
+/// The most code points the first NFKC of a username may produce before it is refused unread.
+const MAX_NFKC_LENGTH: usize = 4 * MAX_LENGTH;
+
 /// The `ErrorInfo` reason every [`UsernameError`] maps to.
 pub const INVALID_REASON: &str = "USERNAME_INVALID";
 
@@ -58,12 +66,22 @@ pub struct Username {
 impl Username {
     /// Checks `input` against the rules of DESIGN §4 and derives its canonical form and skeleton.
     pub fn parse(input: &str) -> Result<Self, UsernameError> {
+        if input.len() > MAX_INPUT_BYTES {
+            return Err(UsernameError::InputTooLong { bytes: input.len() });
+        }
         let display = input.trim();
         if display.is_empty() {
             return Err(UsernameError::Empty);
         }
         check_characters(display)?;
-        let nfkc: String = display.nfkc().collect();
+        // NFKC expands some characters 18× (U+FDFA): stop normalising once the result is longer
+        // than any username's could be. Case folding and the second NFKC shrink a string to no
+        // less than half (a capital and a combining mark that compose once folded), so past
+        // 4 × MAX_LENGTH the canonical form is too long for certain.
+        let nfkc: String = display.nfkc().take(MAX_NFKC_LENGTH + 1).collect();
+        if nfkc.chars().count() > MAX_NFKC_LENGTH {
+            return Err(UsernameError::ExpandsTooFar);
+        }
         let canonical = fold_and_normalize(&nfkc);
         if canonical.is_empty() {
             return Err(UsernameError::Empty);
@@ -109,9 +127,13 @@ impl fmt::Display for Username {
 
 /// Maps a prefix typed into a list filter the way [`Username::parse`] maps a username, so that
 /// it can be compared with canonical forms. A prefix may be any string: no rule refuses it, and
-/// an empty or blank prefix maps to the empty string (which matches every username).
-pub fn canonical_prefix(input: &str) -> String {
-    fold_and_normalize(&input.trim().nfkc().collect::<String>())
+/// an empty or blank prefix maps to the empty string (which matches every username). A prefix
+/// longer than any username is refused before it is normalised.
+pub fn canonical_prefix(input: &str) -> Result<String, UsernameError> {
+    if input.len() > MAX_INPUT_BYTES {
+        return Err(UsernameError::InputTooLong { bytes: input.len() });
+    }
+    Ok(fold_and_normalize(&input.trim().nfkc().collect::<String>()))
 }
 
 /// Full case folding, NFKC, then trimming: the steps that the canonical form and the skeleton
@@ -177,6 +199,20 @@ pub enum UsernameError {
         /// Code points in the canonical form.
         length: usize,
     },
+    /// Characters whose compatibility forms are so long (U+FDFA becomes 18 characters) that
+    /// the normalised username would be far over [`MAX_LENGTH`]; refused before folding.
+    #[error(
+        "The username is longer than 254 characters once normalised: some of its characters stand for several letters each."
+    )]
+    ExpandsTooFar,
+    /// More than [`MAX_INPUT_BYTES`] bytes as given, refused before any normalisation.
+    #[error(
+        "The username is {bytes} bytes long; a username has at most 254 characters ({MAX_INPUT_BYTES} bytes)."
+    )]
+    InputTooLong {
+        /// Bytes of the input (UTF-8).
+        bytes: usize,
+    },
     /// White space between other characters.
     #[error(
         "The username contains white space ({}); a username is a single word without spaces.",
@@ -217,6 +253,9 @@ pub enum UsernameError {
 }
 
 impl UsernameError {
+    /// The [`code`](Self::code) of every refusal for length.
+    pub const TOO_LONG: &'static str = "TOO_LONG";
+
     /// The `ErrorInfo` reason: [`INVALID_REASON`] for every variant.
     pub fn reason(&self) -> &'static str {
         INVALID_REASON
@@ -227,7 +266,9 @@ impl UsernameError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Empty => "EMPTY",
-            Self::TooLong { .. } => "TOO_LONG",
+            Self::TooLong { .. } | Self::InputTooLong { .. } | Self::ExpandsTooFar => {
+                Self::TOO_LONG
+            }
             Self::WhiteSpace(_) => "WHITE_SPACE",
             Self::Control(_) => "CONTROL_CHARACTER",
             Self::Format(_) => "FORMAT_CHARACTER",
@@ -409,19 +450,34 @@ mod tests {
     }
 
     #[test]
-    fn canonical_prefix_maps_like_usernames_and_refuses_nothing() {
-        assert_eq!(canonical_prefix("  ＡＬ"), "al");
-        assert_eq!(canonical_prefix("STRA"), "stra");
-        assert_eq!(canonical_prefix("Straß"), "strass");
-        assert_eq!(canonical_prefix("   "), "");
-        assert_eq!(canonical_prefix("a b\u{200D}"), "a b\u{200D}");
+    fn canonical_prefix_maps_like_usernames_and_refuses_only_overlong_input() {
+        let prefix = |input: &str| canonical_prefix(input).unwrap();
+        assert_eq!(prefix("  ＡＬ"), "al");
+        assert_eq!(prefix("STRA"), "stra");
+        assert_eq!(prefix("Straß"), "strass");
+        assert_eq!(prefix("   "), "");
+        assert_eq!(prefix("a b\u{200D}"), "a b\u{200D}");
+        let huge = canonical_prefix(&"\u{FDFA}".repeat(1_000_000)).unwrap_err();
+        assert_eq!(huge.code(), UsernameError::TOO_LONG);
+    }
+
+    #[test]
+    fn input_over_the_byte_bound_or_expanding_too_far_is_refused_unread() {
+        let huge = Username::parse(&"\u{FDFA}".repeat(1_000_000)).unwrap_err();
+        assert_eq!(huge, UsernameError::InputTooLong { bytes: 3_000_000 });
+        // Under the byte bound, but NFKC would make 18 characters of each.
+        let expanding = Username::parse(&"\u{FDFA}".repeat(MAX_INPUT_BYTES / 3)).unwrap_err();
+        assert_eq!(expanding, UsernameError::ExpandsTooFar);
+        assert_eq!(expanding.code(), UsernameError::TOO_LONG);
+        // A long name that stays within the limit once normalised is still accepted.
+        assert!(Username::parse(&"ａ".repeat(MAX_LENGTH)).is_ok());
     }
 
     #[test]
     fn canonical_mapping_is_idempotent_for_every_single_code_point() {
         for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
-            let once = canonical_prefix(c.encode_utf8(&mut [0; 4]));
-            assert_eq!(canonical_prefix(&once), once, "{}", code_point(&c));
+            let once = canonical_prefix(c.encode_utf8(&mut [0; 4])).unwrap();
+            assert_eq!(canonical_prefix(&once).unwrap(), once, "{}", code_point(&c));
         }
     }
 
@@ -449,7 +505,7 @@ mod tests {
                     again.as_ref().map(Username::canonical),
                     Ok(username.canonical())
                 );
-                prop_assert_eq!(canonical_prefix(username.canonical()), username.canonical());
+                prop_assert_eq!(canonical_prefix(username.canonical()).unwrap(), username.canonical());
             }
         }
 

@@ -11,6 +11,7 @@ mod profiles;
 
 pub use accounts::AccountRecord;
 pub use assignments::{extension_rows, role_names};
+pub use credentials::LockSchedule;
 pub use migrations::Migrator;
 pub use profiles::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Standing};
 
