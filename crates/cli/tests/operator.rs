@@ -70,7 +70,13 @@ impl Operator {
 
     /// Runs `roster args…` with the admin key, feeding `stdin`.
     async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+        self.run_program(env!("CARGO_BIN_EXE_roster"), args, stdin)
+            .await
+    }
+
+    /// Runs `program args…` with the environment of a `roster` run, feeding `stdin`.
+    async fn run_program(&self, program: &str, args: &[&str], stdin: &str) -> Run {
+        let mut command = Command::new(program);
         command
             .args(args)
             .env("ROSTER_KEY", ADMIN_KEY)
@@ -109,6 +115,27 @@ impl Operator {
 
     async fn run(&self, args: &[&str]) -> Run {
         self.run_with_stdin(args, "").await
+    }
+
+    /// Runs `roster args…` with a terminal for its standard streams (util-linux `script`
+    /// makes one), typing `input` at it; what the terminal showed is `stdout`.
+    async fn run_at_terminal(&self, args: &[&str], input: &str) -> Run {
+        let command_line = std::iter::once(env!("CARGO_BIN_EXE_roster"))
+            .chain(args.iter().copied())
+            .map(|word| format!("'{word}'"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let script = [
+            "--quiet",
+            "--return",
+            "--command",
+            &command_line,
+            "/dev/null",
+        ];
+        let mut run = self.run_program("script", &script, input).await;
+        // The terminal joins the two streams.
+        run.stdout.push_str(&std::mem::take(&mut run.stderr));
+        run
     }
 
     /// Creates an account and returns its id.
@@ -433,6 +460,26 @@ async fn newest_reset_token(server: &TestServer) -> String {
     panic!("no reset email in the outbox");
 }
 
+/// How many reset emails identity's outbox holds.
+async fn reset_emails(identity: &TestServer) -> usize {
+    let db = Database::connect(&identity.database.url)
+        .await
+        .expect("identity's database");
+    db.query_all_raw(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT payload FROM outbox",
+    ))
+    .await
+    .expect("outbox rows")
+    .into_iter()
+    .filter(|row| {
+        row.try_get::<String>("", "payload")
+            .expect("payload")
+            .contains("\"password_reset\"")
+    })
+    .count()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_reset_prints_profile_email_and_expiry_but_never_the_token() {
     let operator = Operator::identity().await;
@@ -442,7 +489,82 @@ async fn a_password_reset_prints_profile_email_and_expiry_but_never_the_token() 
         .await;
     let id = profile["id"].as_str().expect("profile id");
 
-    let table = operator.run(&["passwords", "reset", id]).await.ok();
+    // Without a terminal to confirm at, a reset needs --yes with the confirmed address.
+    let unconfirmed = operator.run(&["passwords", "reset", id]).await.failed();
+    assert!(
+        unconfirmed
+            .stderr
+            .contains("pass --yes with --email grace@example.com"),
+        "{}",
+        unconfirmed.stderr
+    );
+    // An address that is not the profile's is refused before anything is asked or sent, by
+    // the CLI when it can look the profile up, and by identity when told --yes.
+    let wrong = operator
+        .run(&["passwords", "reset", id, "--email", "eve@example.com"])
+        .await
+        .failed();
+    assert!(
+        wrong.stderr.contains("not eve@example.com"),
+        "{}",
+        wrong.stderr
+    );
+    let refused = operator
+        .run(&[
+            "passwords",
+            "reset",
+            id,
+            "--yes",
+            "--email",
+            "eve@example.com",
+        ])
+        .await
+        .failed();
+    assert!(
+        refused.stderr.contains("PROFILE_CHANGED"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(reset_emails(&operator.identity).await, 0);
+
+    // At a terminal the profile is shown and the operator answers.
+    let declined = operator
+        .run_at_terminal(&["passwords", "reset", id], "n\n")
+        .await
+        .failed();
+    assert!(
+        declined.stdout.contains("grace@example.com"),
+        "{}",
+        declined.stdout
+    );
+    assert!(
+        declined.stdout.contains("Send a password reset link"),
+        "{}",
+        declined.stdout
+    );
+    assert_eq!(reset_emails(&operator.identity).await, 0);
+    let confirmed = operator
+        .run_at_terminal(&["passwords", "reset", id], "y\n")
+        .await
+        .ok();
+    assert!(
+        confirmed.stdout.contains("Password reset email queued"),
+        "{}",
+        confirmed.stdout
+    );
+    assert_eq!(reset_emails(&operator.identity).await, 1);
+
+    let table = operator
+        .run(&[
+            "passwords",
+            "reset",
+            id,
+            "--yes",
+            "--email",
+            "GRACE@example.com",
+        ])
+        .await
+        .ok();
     assert!(
         table.stdout.contains(&format!("profile: {id}")),
         "{}",
@@ -458,7 +580,15 @@ async fn a_password_reset_prints_profile_email_and_expiry_but_never_the_token() 
     assert!(!table.stdout.contains(&token) && !table.stderr.contains(&token));
 
     let json = operator
-        .run(&["--json", "passwords", "reset", id])
+        .run(&[
+            "--json",
+            "passwords",
+            "reset",
+            id,
+            "--yes",
+            "--email",
+            "grace@example.com",
+        ])
         .await
         .ok();
     let token = newest_reset_token(&operator.identity).await;
