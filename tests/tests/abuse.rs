@@ -235,6 +235,7 @@ async fn a_huge_username_is_refused_at_once_while_health_answers(backend: Backen
                         ADMIN_KEY,
                         pb::BatchCheckUsernamesRequest {
                             usernames: vec![username, "ada@example.com".into()],
+                            seeds: Vec::new(),
                         },
                     ))
                     .await
@@ -381,7 +382,10 @@ async fn the_costliest_batches_and_passwords_are_answered_promptly() {
         &channel,
         profiles.batch_check_usernames(authed(
             ADMIN_KEY,
-            pb::BatchCheckUsernamesRequest { usernames },
+            pb::BatchCheckUsernamesRequest {
+                usernames,
+                seeds: Vec::new(),
+            },
         )),
     )
     .await;

@@ -506,3 +506,208 @@ async fn concurrent_creates_of_one_username_admit_exactly_one() {
         .unwrap();
     assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1);
 }
+
+/// Asserts that every suggestion is free now (CheckUsername says available) and none looks
+/// like an address other than `own_email`.
+async fn assert_free_and_not_anyones_address(
+    profiles: &mut ProfileServiceClient<Channel>,
+    suggestions: &[String],
+    own_email: &str,
+) {
+    assert!(!suggestions.is_empty(), "suggestions arrive");
+    assert!(suggestions.len() <= 5, "{suggestions:?}");
+    for suggestion in suggestions {
+        assert!(
+            !suggestion.contains('@') || suggestion.eq_ignore_ascii_case(own_email),
+            "{suggestion} reads as somebody's address"
+        );
+        let check = profiles
+            .check_username(authed(
+                ADMIN_KEY,
+                pb::CheckUsernameRequest {
+                    username: suggestion.clone(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(check.available, "suggestion {suggestion} is not free");
+    }
+}
+
+/// The error's ErrorInfo metadata.
+fn metadata(status: &tonic::Status) -> std::collections::HashMap<String, String> {
+    use tonic_types::StatusExt;
+    status.get_details_error_info().expect("ErrorInfo").metadata
+}
+
+async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_ones(
+    backend: Backend,
+) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let channel = server.channel().await;
+    let elsewhere = create_account(&channel, "Elsewhere").await;
+    let account = create_account(&channel, "Acme").await;
+    // Another account holds ada@example.com and ada.lovelace.
+    create(&mut profiles, person(&elsewhere, "ada@example.com", ""))
+        .await
+        .unwrap();
+    create(
+        &mut profiles,
+        person(&elsewhere, "al@example.com", "ada.lovelace"),
+    )
+    .await
+    .unwrap();
+    let ada = |username: &str| pb::CreateProfileRequest {
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        ..person(&account, "ada@example.com", username)
+    };
+
+    // CreateProfile, username defaulted from the email.
+    let status = create(&mut profiles, ada("")).await.unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert_eq!(reason(&status).as_deref(), Some("USERNAME_TAKEN"));
+    assert!(
+        status.message().contains("the email address stood in"),
+        "{}",
+        status.message()
+    );
+    let info = metadata(&status);
+    assert_eq!(info["username_defaulted"], "true");
+    let suggestions: Vec<String> = info["suggestions"].split(',').map(str::to_owned).collect();
+    assert!(
+        !suggestions.contains(&"ada.lovelace".to_owned()),
+        "taken elsewhere: {suggestions:?}"
+    );
+    assert_eq!(suggestions[0], "ada.lovelace2");
+    assert!(
+        status.message().contains(&suggestions.join(", ")),
+        "{}",
+        status.message()
+    );
+    assert_free_and_not_anyones_address(&mut profiles, &suggestions, "ada@example.com").await;
+
+    // CreateProfile, username chosen: the user's own address comes first when it is free.
+    let own = pb::CreateProfileRequest {
+        email: "ada.l@acme.example".into(),
+        ..ada("ada.lovelace")
+    };
+    let status = create(&mut profiles, own).await.unwrap_err();
+    let info = metadata(&status);
+    assert_eq!(info["username_defaulted"], "false");
+    assert!(
+        !status.message().contains("stood in"),
+        "{}",
+        status.message()
+    );
+    let suggestions: Vec<String> = info["suggestions"].split(',').map(str::to_owned).collect();
+    assert_eq!(suggestions[0], "ada.l@acme.example");
+    assert_free_and_not_anyones_address(&mut profiles, &suggestions, "ada.l@acme.example").await;
+
+    // UpdateProfile to a taken username.
+    let mine = create(&mut profiles, ada("ada.l")).await.unwrap();
+    let status = profiles
+        .update_profile(authed(
+            ADMIN_KEY,
+            pb::UpdateProfileRequest {
+                profile: Some(pb::Profile {
+                    id: mine.id.clone(),
+                    username: "ADA.LOVELACE".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["username".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&status).as_deref(), Some("USERNAME_TAKEN"));
+    let suggestions: Vec<String> = metadata(&status)["suggestions"]
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    assert_free_and_not_anyones_address(&mut profiles, &suggestions, "ada@example.com").await;
+
+    // BatchUpsertProfiles items, defaulted and chosen.
+    let results = profiles
+        .batch_upsert_profiles(authed(
+            ADMIN_KEY,
+            pb::BatchUpsertProfilesRequest {
+                account_id: account.clone(),
+                items: vec![
+                    pb::ProfileUpsert {
+                        idempotency_key: "defaulted".into(),
+                        first_name: "Ada".into(),
+                        last_name: "Lovelace".into(),
+                        email: "ada@example.com".into(),
+                        ..Default::default()
+                    },
+                    pb::ProfileUpsert {
+                        idempotency_key: "chosen".into(),
+                        first_name: "Ada".into(),
+                        last_name: "Lovelace".into(),
+                        email: "ada.b@acme.example".into(),
+                        username: "ada.lovelace".into(),
+                        ..Default::default()
+                    },
+                ],
+                send_welcome_emails: false,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let (defaulted, chosen) = (&results[0], &results[1]);
+    assert_eq!(defaulted.error_reason, "USERNAME_TAKEN");
+    assert!(defaulted.username_defaulted);
+    assert!(
+        defaulted.error_message.contains("stood in"),
+        "{}",
+        defaulted.error_message
+    );
+    assert_free_and_not_anyones_address(
+        &mut profiles,
+        &defaulted.username_suggestions,
+        "ada@example.com",
+    )
+    .await;
+    assert_eq!(chosen.error_reason, "USERNAME_TAKEN");
+    assert!(!chosen.username_defaulted);
+    assert_eq!(chosen.username_suggestions[0], "ada.b@acme.example");
+    assert_free_and_not_anyones_address(
+        &mut profiles,
+        &chosen.username_suggestions,
+        "ada.b@acme.example",
+    )
+    .await;
+
+    // BatchCheckUsernames with seeds.
+    let checks = profiles
+        .batch_check_usernames(authed(
+            ADMIN_KEY,
+            pb::BatchCheckUsernamesRequest {
+                usernames: vec!["ada@example.com".into(), "free.name".into()],
+                seeds: vec![pb::SuggestionSeeds {
+                    first_name: "Ada".into(),
+                    last_name: "Lovelace".into(),
+                    email: "ada@example.com".into(),
+                }],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .checks;
+    assert_free_and_not_anyones_address(&mut profiles, &checks[0].suggestions, "ada@example.com")
+        .await;
+    assert!(checks[1].available && checks[1].suggestions.is_empty());
+}
+
+both_backends!(every_username_refusal_says_where_the_name_came_from_and_offers_free_ones);

@@ -359,3 +359,91 @@ async fn malformed_ids_are_invalid_arguments() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status).as_deref(), Some("INVALID_ARGUMENT"));
 }
+
+/// The free usernames a row error offers after its `free: `.
+fn offered(message: &str) -> Vec<String> {
+    message
+        .split_once("free: ")
+        .map(|(_, list)| list.split(", ").map(str::to_owned).collect())
+        .unwrap_or_default()
+}
+
+async fn a_refused_username_in_a_row_offers_free_ones(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let elsewhere = suite.account("Elsewhere").await;
+    create_profile(&suite, &elsewhere, "Grace", "grace@example.com", "", "").await;
+    create_profile(
+        &suite,
+        &elsewhere,
+        "Ghost",
+        "g@example.com",
+        "grace.hopper",
+        "",
+    )
+    .await;
+    let mut imports = suite.import_client().await;
+    let file = "First Name,Last Name,Email Address,Username\r\n\
+                Grace,Hopper,grace@example.com,\r\n\
+                Grace,Hopper,gh@navy.example,grace.hopper\r\n";
+    let created = create_import(&mut imports, ADMIN_KEY, &account, file.as_bytes().to_vec())
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+
+    let defaulted = &by_row(&rows, 2).errors[0];
+    assert_eq!(
+        (defaulted.column.as_str(), defaulted.reason.as_str()),
+        ("Username", "USERNAME_TAKEN")
+    );
+    assert!(
+        defaulted.message.contains("the Username cell is empty"),
+        "{defaulted:?}"
+    );
+    let chosen = &by_row(&rows, 3).errors[0];
+    assert_eq!(chosen.reason, "USERNAME_TAKEN");
+    for (error, own) in [
+        (defaulted, "grace@example.com"),
+        (chosen, "gh@navy.example"),
+    ] {
+        let suggestions = offered(&error.message);
+        assert!(!suggestions.is_empty(), "{error:?}");
+        assert!(
+            !suggestions.contains(&"grace.hopper".to_owned()),
+            "{suggestions:?}"
+        );
+        let checks = suite
+            .profile_client()
+            .await
+            .batch_check_usernames(authed(
+                ADMIN_KEY,
+                id::BatchCheckUsernamesRequest {
+                    usernames: suggestions.clone(),
+                    seeds: Vec::new(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+            .checks;
+        for (suggestion, check) in suggestions.iter().zip(checks) {
+            assert!(check.available, "{suggestion} is not free");
+            assert!(
+                !suggestion.contains('@') || suggestion == own,
+                "{suggestion}"
+            );
+        }
+    }
+    assert_eq!(offered(&chosen.message)[0], "gh@navy.example");
+}
+
+both_backends!(a_refused_username_in_a_row_offers_free_ones);

@@ -177,6 +177,7 @@ both_backends! {
         let checks = profiles
             .batch_check_usernames(authed(KEY_A, pb::BatchCheckUsernamesRequest {
                 usernames: vec![b_profile.username.clone()],
+                seeds: Vec::new(),
             }))
             .await
             .unwrap()

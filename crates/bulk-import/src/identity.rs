@@ -100,15 +100,30 @@ impl Identity {
     /// Identity's verdict on each username (at most [`MAX_BATCH`]), in order.
     pub async fn check_usernames(
         &self,
-        usernames: Vec<String>,
+        usernames: Vec<(String, crate::domain::rows::SuggestionSeeds)>,
     ) -> Result<Vec<UsernameVerdict>, Status> {
         if usernames.is_empty() {
             return Ok(Vec::new());
         }
+        let (usernames, seeds) = usernames
+            .into_iter()
+            .map(|(username, seeds)| {
+                (
+                    username,
+                    pb::SuggestionSeeds {
+                        first_name: seeds.first_name,
+                        last_name: seeds.last_name,
+                        email: seeds.email,
+                    },
+                )
+            })
+            .unzip();
         let response = self
             .client
             .clone()
-            .batch_check_usernames(self.request(pb::BatchCheckUsernamesRequest { usernames }))
+            .batch_check_usernames(
+                self.request(pb::BatchCheckUsernamesRequest { usernames, seeds }),
+            )
             .await?
             .into_inner();
         Ok(response
@@ -127,6 +142,7 @@ impl Identity {
                 .to_owned(),
                 message: check.message,
                 holder_profile_id: check.holder_profile_id,
+                suggestions: check.suggestions,
             })
             .collect())
     }

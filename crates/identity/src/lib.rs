@@ -11,6 +11,7 @@ pub mod passwords;
 pub mod relay;
 pub mod reset_page;
 pub mod store;
+pub mod suggest;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -87,6 +87,8 @@ pub struct UsernameVerdict {
     pub message: String,
     /// The holder, when the caller may see it.
     pub holder_profile_id: String,
+    /// Free usernames identity offers instead, when it refused this one.
+    pub suggestions: Vec<String>,
 }
 
 /// One problem of a row.
@@ -248,6 +250,33 @@ pub struct Draft {
     roles: Option<BTreeSet<Role>>,
     /// The extensions the Extensions cell gives (kinds resolved), likewise.
     extensions: Option<Vec<Extension>>,
+}
+
+/// What identity builds suggestions for a refused username from: the row's names and email.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SuggestionSeeds {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+}
+
+impl Draft {
+    /// The names and email identity builds username suggestions from, as the row gives them.
+    pub fn seeds(&self) -> SuggestionSeeds {
+        let cell = |column: Column| self.row.values.get(&column).cloned().unwrap_or_default();
+        match &self.fields {
+            Some(fields) => SuggestionSeeds {
+                first_name: fields.first_name.clone(),
+                last_name: fields.last_name.clone(),
+                email: fields.email.as_str().to_owned(),
+            },
+            None => SuggestionSeeds {
+                first_name: cell(Column::FirstName),
+                last_name: cell(Column::LastName),
+                email: cell(Column::EmailAddress),
+            },
+        }
+    }
 }
 
 /// Prepares a row: matches its Internal ID among `profiles` (by id) and checks its fields.
@@ -481,14 +510,18 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
             } else {
                 verdict.reason.as_str()
             };
-            let message = if username_from_email {
+            let mut message = if username_from_email {
                 format!(
-                    "the Username cell is empty, so the email address is the username, and {}",
+                    "the Username cell is empty, so the email address is the username, and {}; fill in a Username",
                     verdict.message
                 )
             } else {
                 verdict.message.clone()
             };
+            if !verdict.suggestions.is_empty() {
+                message.push_str("; free: ");
+                message.push_str(&verdict.suggestions.join(", "));
+            }
             row.errors
                 .push(RowError::new(Some(Column::Username), reason, message));
         }

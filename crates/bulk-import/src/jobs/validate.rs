@@ -14,6 +14,7 @@ use super::{Job, JobError};
 use crate::domain::columns::{Layout, parse_header};
 use crate::domain::encoding::TextEncoding;
 use crate::domain::reader::{Next, RecordReader};
+use crate::domain::rows::SuggestionSeeds;
 use crate::domain::rows::{
     CleanRow, PlannedRow, RowError, clean_row, draft, finish, internal_id, values_by_header,
 };
@@ -148,11 +149,13 @@ async fn stage(
     let drafts: Vec<_> = roster_runtime::work::cpu_bound(|| {
         rows.into_iter().map(|row| draft(row, &profiles)).collect()
     });
-    let usernames: Vec<String> = drafts
+    // Each username once, with the names and email of the first row that asks for it (from
+    // which identity builds suggestions when it refuses the name).
+    let mut asked = HashSet::new();
+    let usernames: Vec<(String, SuggestionSeeds)> = drafts
         .iter()
-        .filter_map(|draft| draft.username.clone())
-        .collect::<HashSet<_>>()
-        .into_iter()
+        .filter_map(|draft| Some((draft.username.clone()?, draft.seeds())))
+        .filter(|(username, _)| asked.insert(username.clone()))
         .collect();
     let verdicts = match job
         .call("BatchCheckUsernames", || {
@@ -164,7 +167,11 @@ async fn stage(
         Err(JobError::Identity(status)) => return refused_by_identity(job, status).await,
         Err(other) => return Err(other),
     };
-    let verdicts: HashMap<&String, _> = usernames.iter().zip(verdicts).collect();
+    let verdicts: HashMap<&String, _> = usernames
+        .iter()
+        .map(|(username, _)| username)
+        .zip(verdicts)
+        .collect();
     let models: Vec<row::Model> = drafts
         .into_iter()
         .map(|draft| {

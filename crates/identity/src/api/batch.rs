@@ -25,10 +25,11 @@ use super::convert;
 use crate::domain::assignment::{Extension, ExtensionBounds, ExtensionNumber, Role};
 use crate::domain::error::{IdentityError, Refusal, Violation};
 use crate::domain::profile::{ProfileFields, RawProfile};
+use crate::domain::suggestions::Seeds;
 use crate::domain::username::Username;
-use crate::emails;
 use crate::store::entities::profile;
 use crate::store::{DELETED, ProfileRecord, Store, extension_rows, role_names};
+use crate::{emails, suggest};
 
 /// How often a batch is decided again after losing a race to a concurrent transaction.
 const ATTEMPTS: usize = 3;
@@ -87,9 +88,10 @@ pub async fn upsert(
 ) -> Result<Vec<pb::ProfileUpsertResult>, IdentityError> {
     let scope = format!("{}:BatchUpsertProfiles:{account_id}", caller.name);
     for _ in 0..ATTEMPTS {
-        if let Attempt::Done(results) =
+        if let Attempt::Done(mut results) =
             attempt(store, &scope, account_id, &items, send_welcome_emails).await?
         {
+            suggest_for_refused(store, &items, &mut results).await;
             return Ok(results);
         }
     }
@@ -609,9 +611,59 @@ fn new_model(
 }
 
 fn refused(refusal: Refusal) -> IdentityError {
-    IdentityError::UsernameRefused {
-        refusal,
-        detail: refusal.message().to_owned(),
+    IdentityError::username_refused(refusal)
+}
+
+/// Fills the suggestions of every item whose username was refused as taken, retired or
+/// confusable, with one registry lookup for the whole batch. Without them (the lookup failed)
+/// the refusals stand as they are.
+async fn suggest_for_refused(
+    store: &Store,
+    items: &[pb::ProfileUpsert],
+    results: &mut [pb::ProfileUpsertResult],
+) {
+    let refused: Vec<(usize, Refusal, Option<Username>)> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, result)| result.username_suggestions.is_empty())
+        .filter_map(|(index, result)| {
+            let refusal = Refusal::from_reason(&result.error_reason)?;
+            (refusal != Refusal::Invalid).then_some(index).map(|index| {
+                let item = &items[index];
+                let typed = if item.username.trim().is_empty() {
+                    &item.email
+                } else {
+                    &item.username
+                };
+                (index, refusal, Username::parse(typed).ok())
+            })
+        })
+        .collect();
+    if refused.is_empty() {
+        return;
+    }
+    let seeds: Vec<Seeds> = refused
+        .iter()
+        .map(|(index, _, username)| Seeds {
+            first_name: &items[*index].first_name,
+            last_name: &items[*index].last_name,
+            email: &items[*index].email,
+            refused: username.as_ref(),
+        })
+        .collect();
+    let lists = match suggest::free_usernames(store, &seeds).await {
+        Ok(lists) => lists,
+        Err(error) => {
+            tracing::warn!(%error, "username suggestions unavailable");
+            return;
+        }
+    };
+    for ((index, refusal, _), suggestions) in refused.iter().zip(lists) {
+        let defaulted = items[*index].username.trim().is_empty();
+        let result = &mut results[*index];
+        result.username_defaulted = defaulted;
+        result.error_message = refusal.explain(defaulted, &suggestions);
+        result.username_suggestions = suggestions;
     }
 }
 
@@ -649,5 +701,6 @@ fn failure(key: &str, error: IdentityError) -> pb::ProfileUpsertResult {
         },
         error_message: message,
         field_errors,
+        ..Default::default()
     }
 }

@@ -169,17 +169,25 @@ impl From<IdentityError> for ApiError {
                     .map(|violation| FieldViolation::new(violation.field, violation.description))
                     .collect(),
             },
-            IdentityError::UsernameRefused { refusal, detail } => {
+            IdentityError::UsernameRefused {
+                refusal,
+                defaulted,
+                suggestions,
+            } => {
                 use crate::domain::error::Refusal;
+                let message = refusal.explain(defaulted, &suggestions);
                 match refusal {
                     Refusal::Invalid => ApiError::InvalidArgument {
                         reason: refusal.reason(),
-                        violations: vec![FieldViolation::new("username", detail)],
+                        violations: vec![FieldViolation::new("username", message)],
                     },
                     _ => ApiError::AlreadyExists {
                         reason: refusal.reason(),
-                        message: refusal.message().to_owned(),
-                        metadata: HashMap::new(),
+                        message,
+                        metadata: HashMap::from([
+                            ("username_defaulted".to_owned(), defaulted.to_string()),
+                            ("suggestions".to_owned(), suggestions.join(",")),
+                        ]),
                     },
                 }
             }

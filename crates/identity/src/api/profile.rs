@@ -13,14 +13,13 @@ use crate::domain::email;
 use crate::domain::error::{IdentityError, Refusal, Violation};
 use crate::domain::fields::{MAX_NAME_LENGTH, max_input_bytes};
 use crate::domain::profile::{ProfileFields, RawProfile};
+use crate::domain::suggestions::Seeds;
 use crate::domain::username::{Username, canonical_prefix};
-use crate::emails;
 use crate::store::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Store};
+use crate::{emails, suggest};
 
 /// Most items in one batch call.
 pub const MAX_BATCH: usize = 1000;
-/// Most suggestions CheckUsername returns.
-const MAX_SUGGESTIONS: usize = 5;
 
 /// ProfileService over the identity store.
 pub struct ProfileApi {
@@ -159,8 +158,22 @@ impl ProfileService for ProfileApi {
                     profile: Some(convert::profile(&record)),
                 })
             })
-            .await
-            .map_err(ApiError::from)?;
+            .await;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                let seeds = Seeds {
+                    first_name: &request.first_name,
+                    last_name: &request.last_name,
+                    email: &request.email,
+                    refused: Some(&fields.username),
+                };
+                let error = error.defaulted(request.username.trim().is_empty());
+                return Err(
+                    ApiError::from(suggest::with_suggestions(store, error, seeds).await).into(),
+                );
+            }
+        };
         Ok(Response::new(response))
     }
 
@@ -350,9 +363,35 @@ impl ProfileService for ProfileApi {
                     profile: Some(convert::profile(&record)),
                 })
             })
-            .await
-            .map_err(ApiError::from)?;
-        Ok(Response::new(response))
+            .await;
+        match response {
+            Ok(response) => Ok(Response::new(response)),
+            Err(error @ IdentityError::UsernameRefused { .. }) => {
+                // Suggestions from the names and email the profile would have had.
+                let current = visible_profile(store, store.connection(), &caller, id)
+                    .await
+                    .map_err(ApiError::from)?;
+                let pick = |path: &str, new: &'_ str, old: &'_ str| -> String {
+                    if masked(path) { new } else { old }.to_owned()
+                };
+                let first_name = pick(
+                    "first_name",
+                    &changes.first_name,
+                    &current.profile.first_name,
+                );
+                let last_name = pick("last_name", &changes.last_name, &current.profile.last_name);
+                let email = pick("email", &changes.email, &current.profile.email);
+                let refused = Username::parse(&changes.username).ok();
+                let seeds = Seeds {
+                    first_name: &first_name,
+                    last_name: &last_name,
+                    email: &email,
+                    refused: refused.as_ref(),
+                };
+                Err(ApiError::from(suggest::with_suggestions(store, error, seeds).await).into())
+            }
+            Err(error) => Err(ApiError::from(error).into()),
+        }
     }
 
     async fn delete_profile(
@@ -452,7 +491,8 @@ impl ProfileService for ProfileApi {
         request: Request<pb::BatchCheckUsernamesRequest>,
     ) -> Result<Response<pb::BatchCheckUsernamesResponse>, Status> {
         let caller = caller(&request)?;
-        let usernames = request.into_inner().usernames;
+        let request = request.into_inner();
+        let (usernames, seeds) = (request.usernames, request.seeds);
         if usernames.is_empty() || usernames.len() > MAX_BATCH {
             return Err(ApiError::invalid(
                 "usernames",
@@ -460,6 +500,41 @@ impl ProfileService for ProfileApi {
             )
             .into());
         }
+        if seeds.len() > usernames.len() {
+            return Err(ApiError::invalid(
+                "seeds",
+                "holds more entries than usernames; give at most one per username",
+            )
+            .into());
+        }
+        let bounds: Vec<(String, &str, usize)> = seeds
+            .iter()
+            .enumerate()
+            .flat_map(|(index, seed)| {
+                [
+                    (
+                        format!("seeds[{index}].first_name"),
+                        seed.first_name.as_str(),
+                        max_input_bytes(MAX_NAME_LENGTH),
+                    ),
+                    (
+                        format!("seeds[{index}].last_name"),
+                        seed.last_name.as_str(),
+                        max_input_bytes(MAX_NAME_LENGTH),
+                    ),
+                    (
+                        format!("seeds[{index}].email"),
+                        seed.email.as_str(),
+                        4 * email::MAX_LENGTH,
+                    ),
+                ]
+            })
+            .collect();
+        let bounds: Vec<(&str, &str, usize)> = bounds
+            .iter()
+            .map(|(field, value, max)| (field.as_str(), *value, *max))
+            .collect();
+        convert::check_lengths(&bounds)?;
         let parsed: Vec<_> = roster_runtime::work::cpu_bound(|| {
             usernames.iter().map(|raw| Username::parse(raw)).collect()
         });
@@ -473,9 +548,9 @@ impl ProfileService for ProfileApi {
             .await
             .map_err(ApiError::from)?
             .into_iter();
-        let checks = usernames
+        let mut checks: Vec<pb::UsernameCheck> = usernames
             .into_iter()
-            .zip(parsed)
+            .zip(parsed.iter())
             .map(|(raw, parsed)| match parsed {
                 Err(error) => pb::UsernameCheck {
                     username: if raw.len() > crate::domain::username::MAX_INPUT_BYTES {
@@ -488,6 +563,7 @@ impl ProfileService for ProfileApi {
                     reason: pb::UsernameRefusal::Invalid as i32,
                     message: error.description(),
                     holder_profile_id: String::new(),
+                    suggestions: Vec::new(),
                 },
                 Ok(username) => {
                     let standing = standings.next().flatten();
@@ -506,10 +582,40 @@ impl ProfileService for ProfileApi {
                             .filter(|(_, account)| caller.may_access(*account))
                             .map(|(profile, _)| profile.to_string())
                             .unwrap_or_default(),
+                        suggestions: Vec::new(),
                     }
                 }
             })
             .collect();
+        // Suggestions for every refused username that came with seeds: one lookup for all.
+        let wanted: Vec<(usize, Seeds)> = seeds
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| {
+                let check = &checks[*index];
+                !check.available && check.reason != pb::UsernameRefusal::Invalid as i32
+            })
+            .map(|(index, seed)| {
+                (
+                    index,
+                    Seeds {
+                        first_name: &seed.first_name,
+                        last_name: &seed.last_name,
+                        email: &seed.email,
+                        refused: parsed[index].as_ref().ok(),
+                    },
+                )
+            })
+            .collect();
+        if !wanted.is_empty() {
+            let all: Vec<Seeds> = wanted.iter().map(|(_, seeds)| *seeds).collect();
+            let lists = suggest::free_usernames(&self.store, &all)
+                .await
+                .map_err(ApiError::from)?;
+            for ((index, _), suggestions) in wanted.iter().zip(lists) {
+                checks[*index].suggestions = suggestions;
+            }
+        }
         Ok(Response::new(pb::BatchCheckUsernamesResponse { checks }))
     }
 
@@ -756,72 +862,21 @@ impl ProfileApi {
         Ok(Response::new(response))
     }
 
-    /// Up to five usernames that are free now, built from the email's local part and the names.
+    /// Up to five free usernames for a CheckUsername request (see [`crate::suggest`]).
     async fn suggestions(
         &self,
         request: &pb::CheckUsernameRequest,
         refused: Option<&Username>,
     ) -> Result<Vec<String>, IdentityError> {
-        // A username over the input bound seeds nothing: it was refused unread.
-        let typed = Some(request.username.as_str())
-            .filter(|username| username.len() <= crate::domain::username::MAX_INPUT_BYTES)
-            .unwrap_or_default();
-        let domain = request
-            .email
-            .rsplit_once('@')
-            .or_else(|| typed.rsplit_once('@'))
-            .map(|(_, domain)| domain.trim().to_lowercase());
-        let local = request
-            .email
-            .rsplit_once('@')
-            .map(|(local, _)| local.trim().to_owned())
-            .or_else(|| {
-                refused.map(|username| {
-                    username
-                        .as_str()
-                        .rsplit_once('@')
-                        .map_or(username.as_str(), |(local, _)| local)
-                        .to_owned()
-                })
-            });
-        let first = request.first_name.trim().to_lowercase();
-        let last = request.last_name.trim().to_lowercase();
-        let mut stems: Vec<String> = Vec::new();
-        if !first.is_empty() && !last.is_empty() {
-            stems.push(format!("{first}.{last}"));
-            stems.push(format!("{first}{last}"));
-            if let Some(initial) = first.chars().next() {
-                stems.push(format!("{initial}.{last}"));
-            }
-        }
-        stems.extend(local.filter(|local| !local.is_empty()));
-        let mut candidates: Vec<String> = Vec::new();
-        for suffix in std::iter::once(String::new()).chain((2..=9).map(|n| n.to_string())) {
-            for stem in &stems {
-                let candidate = match &domain {
-                    Some(domain) if !domain.is_empty() => format!("{stem}{suffix}@{domain}"),
-                    _ => format!("{stem}{suffix}"),
-                };
-                candidates.push(candidate);
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        if let Some(refused) = refused {
-            seen.insert(refused.canonical().to_owned());
-        }
-        let usernames: Vec<Username> = candidates
-            .iter()
-            .filter_map(|candidate| Username::parse(candidate).ok())
-            .filter(|username| seen.insert(username.canonical().to_owned()))
-            .collect();
-        let refs: Vec<&Username> = usernames.iter().collect();
-        let standings = self.store.standings(self.store.connection(), &refs).await?;
-        Ok(usernames
-            .iter()
-            .zip(standings)
-            .filter(|(_, standing)| standing.is_none())
-            .map(|(username, _)| username.as_str().to_owned())
-            .take(MAX_SUGGESTIONS)
-            .collect())
+        let seeds = Seeds {
+            first_name: &request.first_name,
+            last_name: &request.last_name,
+            email: &request.email,
+            refused,
+        };
+        Ok(suggest::free_usernames(&self.store, &[seeds])
+            .await?
+            .pop()
+            .unwrap_or_default())
     }
 }

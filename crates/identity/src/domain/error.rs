@@ -15,6 +15,18 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The refusal whose [`reason`](Self::reason) this is.
+    pub fn from_reason(reason: &str) -> Option<Refusal> {
+        [
+            Refusal::Taken,
+            Refusal::Retired,
+            Refusal::Confusable,
+            Refusal::Invalid,
+        ]
+        .into_iter()
+        .find(|refusal| refusal.reason() == reason)
+    }
+
     /// The stable `ErrorInfo.reason`.
     pub fn reason(self) -> &'static str {
         match self {
@@ -63,8 +75,15 @@ impl Violation {
 pub enum IdentityError {
     #[error("invalid input: {0:?}")]
     Invalid(Vec<Violation>),
+    /// The username cannot be taken; `defaulted` when it was not given but taken from the email
+    /// address, with free `suggestions` when the refusal went back to the caller through
+    /// [`IdentityError::with_suggestions`].
     #[error("username refused: {refusal:?}")]
-    UsernameRefused { refusal: Refusal, detail: String },
+    UsernameRefused {
+        refusal: Refusal,
+        defaulted: bool,
+        suggestions: Vec<String>,
+    },
     /// An extension number or kind that cannot be given (reason EXTENSION_INVALID).
     #[error("invalid extension: {0:?}")]
     ExtensionInvalid(Vec<Violation>),
@@ -99,5 +118,52 @@ pub enum IdentityError {
 impl IdentityError {
     pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
         IdentityError::Invalid(vec![Violation::new(field, description)])
+    }
+
+    /// The refusal of a username, before anything is known of how it was chosen.
+    pub fn username_refused(refusal: Refusal) -> Self {
+        IdentityError::UsernameRefused {
+            refusal,
+            defaulted: false,
+            suggestions: Vec::new(),
+        }
+    }
+
+    /// The refusal of a username that the caller left empty (the email address stood in).
+    pub fn defaulted(self, by_default: bool) -> Self {
+        match self {
+            IdentityError::UsernameRefused {
+                refusal,
+                suggestions,
+                ..
+            } => IdentityError::UsernameRefused {
+                refusal,
+                defaulted: by_default,
+                suggestions,
+            },
+            other => other,
+        }
+    }
+}
+
+impl Refusal {
+    /// The sentence for a refused username, saying where it came from and what is free.
+    pub fn explain(self, defaulted: bool, suggestions: &[String]) -> String {
+        let mut sentence = if defaulted {
+            format!(
+                "the username was not given, so the email address stood in for it, and {}",
+                self.message()
+            )
+        } else {
+            self.message().to_owned()
+        };
+        if defaulted {
+            sentence.push_str("; give the profile a username");
+        }
+        if !suggestions.is_empty() {
+            sentence.push_str("; free: ");
+            sentence.push_str(&suggestions.join(", "));
+        }
+        sentence
     }
 }

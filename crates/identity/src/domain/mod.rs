@@ -7,4 +7,5 @@ pub mod fields;
 pub mod outbox;
 pub mod policy;
 pub mod profile;
+pub mod suggestions;
 pub mod username;

@@ -276,10 +276,7 @@ impl Store {
             .pop()
             .flatten()
             .map_or(Refusal::Taken, |standing| standing.refusal);
-        Err(IdentityError::UsernameRefused {
-            refusal,
-            detail: refusal.message().to_owned(),
-        })
+        Err(IdentityError::username_refused(refusal))
     }
 
     /// Creates a profile and registers its username.
