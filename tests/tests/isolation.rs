@@ -6,7 +6,7 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
-use roster_tests::{ADMIN_KEY, TestKey, TestServer, authed, both_backends};
+use roster_tests::{ADMIN_KEY, RawCodec, TestKey, TestServer, authed, both_backends};
 use tonic::Code;
 
 const KEY_A: &str = "key-for-account-a";
@@ -202,53 +202,6 @@ both_backends! {
             .profile
             .unwrap();
         assert_eq!(after, b_profile);
-    }
-}
-
-/// Passes protobuf bytes through untouched, so any method can be called without its types.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), Self::Error> {
-        use prost::bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, Self::Error> {
-        use prost::bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
     }
 }
 
