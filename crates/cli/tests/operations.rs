@@ -135,12 +135,14 @@ both_backends! {
         let channel = identity.channel().await;
         // More than a pipe holds (64 KiB), so the writer is still writing when `head` leaves.
         let name = "A company whose name fills the column ".repeat(4);
-        let mut creates = tokio::task::JoinSet::new();
-        for n in 0..400 {
-            let (channel, name) = (channel.clone(), format!("{name}{n}"));
-            creates.spawn(async move { create_account(&channel, &name).await });
+        for batch in 0..20 {
+            let mut creates = tokio::task::JoinSet::new();
+            for n in 0..20 {
+                let (channel, name) = (channel.clone(), format!("{name}{batch}-{n}"));
+                creates.spawn(async move { create_account(&channel, &name).await });
+            }
+            creates.join_all().await;
         }
-        creates.join_all().await;
         let env = [
             ("ROSTER_KEY".to_owned(), ADMIN_KEY.to_owned()),
             ("ROSTER_IDENTITY_ADDR".to_owned(), identity.addr.to_string()),
