@@ -582,25 +582,29 @@ pub fn report(error: &anyhow::Error, json: bool) {
 /// The error chain on one line, each cause once ([`chain_text`]), except that a gRPC failure
 /// with field violations leaves them to the lines that follow instead of repeating them all.
 fn summary(error: &anyhow::Error) -> String {
-    chain_text(error.chain().map(|cause| match cause.downcast_ref::<RpcFailure>() {
-            Some(failure) => {
-                let invalid = failure
-                    .status
-                    .get_error_details()
-                    .bad_request()
-                    .map_or(0, |bad_request| bad_request.field_violations.len());
-                if invalid == 0 {
-                    failure.to_string()
-                } else {
-                    format!(
-                        "{}: {}: {invalid} invalid field(s)",
-                        failure.method,
-                        code_name(failure.status.code())
-                    )
+    chain_text(
+        error
+            .chain()
+            .map(|cause| match cause.downcast_ref::<RpcFailure>() {
+                Some(failure) => {
+                    let invalid = failure
+                        .status
+                        .get_error_details()
+                        .bad_request()
+                        .map_or(0, |bad_request| bad_request.field_violations.len());
+                    if invalid == 0 {
+                        failure.to_string()
+                    } else {
+                        format!(
+                            "{}: {}: {invalid} invalid field(s)",
+                            failure.method,
+                            code_name(failure.status.code())
+                        )
+                    }
                 }
-            }
-            None => cause.to_string(),
-        }))
+                None => cause.to_string(),
+            }),
+    )
 }
 
 fn error_json(

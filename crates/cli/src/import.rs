@@ -201,7 +201,9 @@ impl Client {
                     };
                     output::outln!(
                         "  row {}{column} {}: {}",
-                        row.row_number, error.reason, error.message
+                        row.row_number,
+                        error.reason,
+                        error.message
                     )?;
                 }
             }
@@ -238,7 +240,9 @@ impl Client {
         print_preview(&import)?;
         output::outln!(
             "applied {}, failed {}; the report: roster import report {}",
-            import.applied_count, import.failed_count, import.id
+            import.applied_count,
+            import.failed_count,
+            import.id
         )?;
         if import.state == pb::ImportState::Failed as i32 {
             anyhow::bail!("the apply failed: {}", import.error_message);

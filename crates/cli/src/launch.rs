@@ -53,7 +53,9 @@ pub async fn start(
     }
     let keys = Arc::new(keys);
     match settings {
-        Settings::Identity(settings) => roster_identity::start(common, settings, keys, shutdown).await,
+        Settings::Identity(settings) => {
+            roster_identity::start(common, settings, keys, shutdown).await
+        }
         Settings::BulkImport(settings) => {
             roster_bulk_import::start(common, settings, keys, shutdown).await
         }

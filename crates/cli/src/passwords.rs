@@ -155,7 +155,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     ])
                 )?;
             } else {
-                output::outln!("Not verified: unknown username, wrong password or inactive profile.")?;
+                output::outln!(
+                    "Not verified: unknown username, wrong password or inactive profile."
+                )?;
             }
             Ok(())
         }

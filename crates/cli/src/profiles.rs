@@ -355,7 +355,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             }
             output::outln!(
                 "Deleted profile {} ({}); the username {:?} stays retired and is never given again.",
-                profile.id, profile.email, profile.username
+                profile.id,
+                profile.email,
+                profile.username
             )?;
             Ok(())
         }

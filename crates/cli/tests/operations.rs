@@ -40,7 +40,10 @@ fn text(bytes: &[u8]) -> String {
 
 /// `ROSTER_<SERVICE>__DATABASE_URL=url`.
 fn database_env(service: Service, url: &str) -> Vec<(String, String)> {
-    vec![(format!("{}DATABASE_URL", service.env_prefix()), url.to_owned())]
+    vec![(
+        format!("{}DATABASE_URL", service.env_prefix()),
+        url.to_owned(),
+    )]
 }
 
 /// The health of `service` ("" for the server as a whole) on `server`.
@@ -274,7 +277,10 @@ async fn a_misspelt_configuration_key_stops_the_service_at_start() {
         "[identity]\nlisten_adr = \"127.0.0.1:0\"\n\n[notifcation]\nworkers = 1\n",
     )
     .unwrap();
-    let run = serve(&[], &["serve", "identity", "--config", file.to_str().unwrap()]);
+    let run = serve(
+        &[],
+        &["serve", "identity", "--config", file.to_str().unwrap()],
+    );
     let stderr = text(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(
@@ -300,7 +306,10 @@ async fn a_misspelt_configuration_key_stops_the_service_at_start() {
         stderr.contains("did you mean ROSTER_IDENTITY__DATABASE_URL?"),
         "{stderr}"
     );
-    assert!(!dir.path().join("var").exists(), "the default database was made");
+    assert!(
+        !dir.path().join("var").exists(),
+        "the default database was made"
+    );
 
     // A port where an address belongs says what an address looks like.
     let run = serve(&[("METRICS_ADDR", "9090")], &["serve", "identity"]);
@@ -308,7 +317,8 @@ async fn a_misspelt_configuration_key_stops_the_service_at_start() {
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("ROSTER_IDENTITY__METRICS_ADDR")
-            && stderr.contains("\"9090\" is a port, not an address: write IP:port, like 0.0.0.0:9090"),
+            && stderr
+                .contains("\"9090\" is a port, not an address: write IP:port, like 0.0.0.0:9090"),
         "{stderr}"
     );
 }
@@ -321,10 +331,17 @@ async fn a_database_error_says_its_cause_once() {
     let missing = format!("roster_missing_{}", uuid::Uuid::new_v4().simple());
     let (server, _) = database.url.rsplit_once('/').expect("a database URL");
     let url = format!("{server}/{missing}");
-    let run = roster(&["migrate", "identity"], &database_env(Service::Identity, &url)).await;
+    let run = roster(
+        &["migrate", "identity"],
+        &database_env(Service::Identity, &url),
+    )
+    .await;
     let stderr = text(&run.stderr);
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     let cause = format!("database \"{missing}\" does not exist");
     assert_eq!(stderr.matches(&cause).count(), 1, "{stderr}");
-    assert!(stderr.starts_with("roster: cannot open the database: "), "{stderr}");
+    assert!(
+        stderr.starts_with("roster: cannot open the database: "),
+        "{stderr}"
+    );
 }

@@ -103,7 +103,10 @@ impl fmt::Debug for Settings {
             )
             .field("notification_key_file", &self.notification_key_file)
             .field("notification_tls_ca_file", &self.notification_tls_ca_file)
-            .field("notification_tls_cert_file", &self.notification_tls_cert_file)
+            .field(
+                "notification_tls_cert_file",
+                &self.notification_tls_cert_file,
+            )
             .field("notification_tls_key_file", &self.notification_tls_key_file)
             .field("notification_tls_domain", &self.notification_tls_domain)
             .field("signin_max_failures", &self.signin_max_failures)

@@ -202,7 +202,8 @@ impl Relay {
                          {REFUSED_PAUSE:?}"
                     );
                 }
-                let retry_at = now() + chrono::Duration::from_std(REFUSED_PAUSE).unwrap_or_default();
+                let retry_at =
+                    now() + chrono::Duration::from_std(REFUSED_PAUSE).unwrap_or_default();
                 (
                     Handed::Refused,
                     self.store.outbox_refused(row.id, &error, retry_at).await,

@@ -82,7 +82,7 @@ pub fn decode_failure(message: &str, error: &prost::DecodeError) -> Status {
     if !message.ends_with("Request") {
         return Status::internal(format!("invalid response {message}: {}", failure.text()));
     }
-    tracing::debug!(message, error = %failure.text(), "request not decoded");
+    tracing::debug!(request = message, error = %failure.text(), "request not decoded");
     let mut details = ErrorDetails::new();
     details.set_error_info("INVALID_ARGUMENT", "roster", HashMap::new());
     let text = match failure.fields() {
@@ -120,8 +120,9 @@ impl DecodeFailure {
             let Some((message, field)) = head.split_once('.') else {
                 break;
             };
-            let identifier =
-                |name: &str| !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+            let identifier = |name: &str| {
+                !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_')
+            };
             if !identifier(message) || !identifier(field) {
                 break;
             }
@@ -193,7 +194,10 @@ mod tests {
             .field_violations;
         assert_eq!(violations.len(), 1);
         assert_eq!(violations[0].field, "first_name");
-        assert!(violations[0].description.contains("UTF-8"), "{violations:?}");
+        assert!(
+            violations[0].description.contains("UTF-8"),
+            "{violations:?}"
+        );
     }
 
     #[test]
@@ -203,7 +207,10 @@ mod tests {
             .expect_err("truncated");
         let status = decode_failure(crate::identity::v1::GetProfileRequest::NAME, &error);
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-        assert!(status.message().starts_with("invalid request:"), "{status:?}");
+        assert!(
+            status.message().starts_with("invalid request:"),
+            "{status:?}"
+        );
         let status = decode_failure(crate::identity::v1::GetProfileResponse::NAME, &error);
         assert_eq!(status.code(), Code::Internal, "{status:?}");
     }

@@ -142,10 +142,7 @@ struct KeyEntry {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
     #[error("keys file {path}: {error}")]
-    Read {
-        path: String,
-        error: std::io::Error,
-    },
+    Read { path: String, error: std::io::Error },
     #[error("keys file {path}: {message}")]
     Invalid { path: String, message: String },
 }

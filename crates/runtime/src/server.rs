@@ -216,7 +216,7 @@ pub async fn serve(
         Some(database) => {
             metrics.watch_pool(database.connection());
             let mut watch = DatabaseWatch::new(database, health.clone(), names.clone());
-            watch.check(config.db_health_interval).await;
+            watch.check(config.db_health_interval, &shutdown).await;
             tokio::spawn(watch.run(config.db_health_interval, shutdown.clone()));
         }
         None => set_status(&health, &names, ServingStatus::Serving).await,
@@ -467,21 +467,20 @@ impl DatabaseWatch {
                 () = shutdown.wait() => return,
                 () = tokio::time::sleep(interval) => {}
             }
-            if shutdown.is_triggered() {
-                return;
-            }
-            self.check(interval).await;
+            self.check(interval, &shutdown).await;
         }
     }
 
-    /// Pings the database, reads its schema state, and reports a change.
-    async fn check(&mut self, interval: Duration) {
+    /// Pings the database, reads its schema state, and reports a change — unless the shutdown
+    /// has begun, whose NOT_SERVING stands.
+    async fn check(&mut self, interval: Duration, shutdown: &Shutdown) {
         let timeout = interval.max(Duration::from_secs(1));
         let database = self.database.clone();
         let probe = async move {
             database.connection().ping().await?;
             database.schema().await
         };
+        let mut failure = None;
         let readiness = match tokio::time::timeout(timeout, probe).await {
             Ok(Ok(schema)) => {
                 if !schema.unknown.is_empty() && !self.ahead_logged {
@@ -501,21 +500,25 @@ impl DatabaseWatch {
                 }
             }
             Ok(Err(error)) => {
-                tracing::debug!(%error, "database check failed");
+                failure = Some(error.to_string());
                 Readiness::Unreachable
             }
-            Err(_) => Readiness::Unreachable,
+            Err(_) => {
+                failure = Some(format!("no answer within {timeout:?}"));
+                Readiness::Unreachable
+            }
         };
-        if self.reported.as_ref() == Some(&readiness) {
+        if self.reported.as_ref() == Some(&readiness) || shutdown.is_triggered() {
             return;
         }
         let first = self.reported.is_none();
         match &readiness {
             Readiness::Ready if first => {}
             Readiness::Ready => tracing::info!("database ready again; health is SERVING"),
-            Readiness::Unreachable => {
-                tracing::error!("database unreachable; health is NOT_SERVING")
-            }
+            Readiness::Unreachable => tracing::error!(
+                error = failure.as_deref().unwrap_or_default(),
+                "database unreachable; health is NOT_SERVING"
+            ),
             Readiness::SchemaBehind { pending } => tracing::error!(
                 ?pending,
                 "the database schema lacks migrations of this binary; health is NOT_SERVING \

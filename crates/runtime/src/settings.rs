@@ -463,7 +463,10 @@ impl Loader {
             });
         }
 
-        let services: Vec<&str> = Service::ALL.iter().map(|service| service.config_key()).collect();
+        let services: Vec<&str> = Service::ALL
+            .iter()
+            .map(|service| service.config_key())
+            .collect();
         if let Some(path) = &self.file {
             use config::Source as _;
             let top = config::File::from(path.as_path())
@@ -586,7 +589,8 @@ fn nearest<'a>(key: &str, candidates: impl Iterator<Item = &'a str>) -> Option<S
         .filter_map(|candidate| {
             let lower = candidate.to_lowercase();
             let distance = strsim::damerau_levenshtein(&key, &lower);
-            let extends = lower.starts_with(&format!("{key}_")) || lower.ends_with(&format!("_{key}"));
+            let extends =
+                lower.starts_with(&format!("{key}_")) || lower.ends_with(&format!("_{key}"));
             (distance <= limit || extends).then_some((distance, candidate))
         })
         .min()
@@ -848,14 +852,14 @@ mod tests {
 
     #[test]
     fn a_port_where_an_address_belongs_says_what_an_address_looks_like() {
-        for toml in ["metrics_addr = 9090", "metrics_addr = \"9090\"", "listen_addr = 50051"] {
-            let error = load_file(
-                Service::Identity,
-                "port",
-                &format!("[identity]\n{toml}\n"),
-            )
-            .unwrap_err()
-            .to_string();
+        for toml in [
+            "metrics_addr = 9090",
+            "metrics_addr = \"9090\"",
+            "listen_addr = 50051",
+        ] {
+            let error = load_file(Service::Identity, "port", &format!("[identity]\n{toml}\n"))
+                .unwrap_err()
+                .to_string();
             assert!(
                 error.contains("is a port, not an address: write IP:port, like 0.0.0.0:"),
                 "{toml}: {error}"
@@ -878,7 +882,7 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused_as_written_with_the_nearest_known_one() {
-        #[derive(Debug, Deserialize, Serialize)]
+        #[derive(Debug, Default, Deserialize, Serialize)]
         #[serde(default)]
         struct Own {
             notification_url: Option<String>,
@@ -888,14 +892,6 @@ mod tests {
         #[serde(default)]
         struct Nested {
             memory_kib: u32,
-        }
-        impl Default for Own {
-            fn default() -> Self {
-                Own {
-                    notification_url: None,
-                    hashing: Nested::default(),
-                }
-            }
         }
 
         let error = Loader::new(Service::Identity)
@@ -938,7 +934,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("ROSTER_NOTIFCATION__WORKERS: did you mean ROSTER_NOTIFICATION__WORKERS?"),
+            error.contains(
+                "ROSTER_NOTIFCATION__WORKERS: did you mean ROSTER_NOTIFICATION__WORKERS?"
+            ),
             "{error}"
         );
 
@@ -980,7 +978,10 @@ mod tests {
         let secret = |value: Option<&str>, file: Option<&Path>| {
             super::secret(Service::Identity, "notification_key", value, file)
         };
-        assert_eq!(secret(Some("value"), None).unwrap().as_deref(), Some("value"));
+        assert_eq!(
+            secret(Some("value"), None).unwrap().as_deref(),
+            Some("value")
+        );
         assert_eq!(
             secret(None, Some(&file)).unwrap().as_deref(),
             Some("from-the-file")
