@@ -1,6 +1,8 @@
 //! Compiles every `.proto` file under the workspace's `proto/` directory with protox (pure Rust,
 //! no system `protoc`) and generates prost messages and tonic services from the result. The
-//! encoded file descriptor set is kept for gRPC server reflection.
+//! encoded file descriptor set is kept for gRPC server reflection. Services and clients use
+//! `crate::codec::RosterCodec`: prost's encoding, with requests that do not decode answered as
+//! INVALID_ARGUMENT.
 
 use std::path::{Path, PathBuf};
 
@@ -28,7 +30,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         // RPCs a service does not implement yet answer UNIMPLEMENTED.
         .generate_default_stubs(true)
-        .compile_fds(descriptors)?;
+        // A request that does not decode is INVALID_ARGUMENT, not tonic's INTERNAL; the codec
+        // tells requests from responses by the message's name (prost::Name).
+        .codec_path("crate::codec::RosterCodec")
+        .compile_fds_with_config(descriptors, {
+            let mut config = tonic_prost_build::Config::new();
+            config.enable_type_names();
+            config
+        })?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ pub mod raw;
 pub mod smtp;
 
 pub use imports::{ImportSuite, import_settings};
+pub use raw::{RawCodec, raw_unary};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

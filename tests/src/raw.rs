@@ -5,7 +5,8 @@
 use roster_runtime::Service;
 use tonic::transport::Channel;
 
-/// Passes protobuf bytes through untouched, so any method can be called without its types.
+/// Passes protobuf bytes through untouched, so any method can be called without its types, or
+/// with bytes its types would never encode.
 #[derive(Clone, Copy, Default)]
 pub struct RawCodec;
 
@@ -76,6 +77,27 @@ pub fn every_method() -> Vec<(Service, String)> {
         }
     }
     methods
+}
+
+/// Calls the unary method at `path` (`/package.Service/Method`) with `message` as its request's
+/// bytes, as `key`; returns the response's bytes.
+pub async fn raw_unary(
+    channel: &Channel,
+    key: &str,
+    path: &'static str,
+    message: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    grpc.unary(
+        crate::authed(key, message),
+        http::uri::PathAndQuery::from_static(path),
+        RawCodec,
+    )
+    .await
+    .map(tonic::Response::into_inner)
 }
 
 /// Calls `path` with one request message of `bytes` (a stream of one message, which every kind

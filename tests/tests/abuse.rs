@@ -1,5 +1,5 @@
 //! Abuse at the transport and in the fields: floods from one caller key, oversized metadata,
-//! strings built to make normalisation expensive.
+//! requests that are not valid protobuf, strings built to make normalisation expensive.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use roster_runtime::Service;
 use roster_tests::imports::create_account;
 use roster_tests::{
     ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, authed, both_backends, raw,
+    raw_unary,
 };
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
@@ -504,5 +505,70 @@ async fn the_costliest_batches_and_passwords_are_answered_promptly() {
             health < Duration::from_millis(100),
             "health waited {health:?}"
         );
+    }
+}
+
+both_backends! {
+    async fn a_request_that_does_not_decode_is_invalid_argument_naming_the_field(backend) {
+        let Some(server) = TestServer::spawn(Service::Identity, backend).await else { return };
+        let channel = server.channel().await;
+        let account = roster_tests::imports::create_account(&channel, "Acme").await;
+
+        // A CreateProfileRequest whose account_id (field 2) is right and whose first_name
+        // (field 3) holds a byte that is never UTF-8.
+        let mut request = vec![0x12, account.len() as u8];
+        request.extend_from_slice(account.as_bytes());
+        request.extend_from_slice(&[0x1a, 0x03, b'A', 0xff, b'a']);
+        let status = raw_unary(
+            &channel,
+            ADMIN_KEY,
+            "/roster.identity.v1.ProfileService/CreateProfile",
+            request,
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(
+            status.message(),
+            "invalid request: field `CreateProfileRequest.first_name`: invalid string value: \
+             data is not UTF-8 encoded"
+        );
+        let violations = status.get_details_bad_request().expect("BadRequest").field_violations;
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].field, "first_name");
+
+        // A GetAccountRequest cut off inside its id: a length of 36 with 4 bytes behind it.
+        let status = raw_unary(
+            &channel,
+            ADMIN_KEY,
+            "/roster.identity.v1.AccountService/GetAccount",
+            [&[0x0a, 36][..], &account.as_bytes()[..4]].concat(),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().starts_with("invalid request: field `GetAccountRequest.id`: "),
+            "{status:?}"
+        );
+
+        // A message cut off inside its first field's tag: prost knows no field to name.
+        let status = raw_unary(
+            &channel,
+            ADMIN_KEY,
+            "/roster.identity.v1.AccountService/GetAccount",
+            vec![0x80],
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert!(
+            status.message().starts_with("invalid request: not a valid GetAccountRequest: "),
+            "{status:?}"
+        );
+
+        // Nothing was created, and well-formed calls are served as before.
+        let profiles = roster_tests::imports::all_profiles(&channel, &account).await;
+        assert!(profiles.is_empty(), "{profiles:?}");
     }
 }

@@ -20,11 +20,12 @@ use std::time::Duration;
 use roster_proto::imports::v1::import_service_server::ImportServiceServer;
 use roster_runtime::client::{ClientConfig, ClientTls};
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
-use roster_runtime::{CommonSettings, KeyRing, Shutdown};
-use serde::Deserialize;
+use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
+use serde::{Deserialize, Serialize};
 
-/// Settings of the bulk-import service (`ROSTER_BULK_IMPORT__<KEY>`).
-#[derive(Clone, Deserialize)]
+/// Settings of the bulk-import service (`ROSTER_BULK_IMPORT__<KEY>`). (`Serialize` lists the
+/// keys it reads, to tell unknown ones; the `Debug` form hides the key.)
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// Where identity serves gRPC, e.g. `http://identity:50051`: one URL or several separated
@@ -119,29 +120,23 @@ impl fmt::Debug for Settings {
 }
 
 impl Settings {
-    /// The key to call identity with: `identity_key`, or the contents of `identity_key_file`.
-    fn identity_key(&self) -> anyhow::Result<String> {
-        match &self.identity_key_file {
-            Some(path) if self.identity_key.is_empty() => std::fs::read_to_string(path)
-                .map(|key| key.trim().to_owned())
-                .map_err(|error| {
-                    anyhow::anyhow!(
-                        "ROSTER_BULK_IMPORT__IDENTITY_KEY_FILE {}: {error}",
-                        path.display()
-                    )
-                }),
-            _ => Ok(self.identity_key.trim().to_owned()),
-        }
-    }
-
-    /// How bulk-import calls identity.
+    /// How bulk-import calls identity, with `identity_key` or the contents of
+    /// `identity_key_file`. Without either, identity would refuse every call, and bulk-import
+    /// does not start.
     fn identity_client(&self) -> anyhow::Result<ClientConfig> {
-        let key = self.identity_key()?;
-        if key.is_empty() {
-            tracing::warn!(
-                "ROSTER_BULK_IMPORT__IDENTITY_KEY is not set: identity will refuse bulk-import's calls"
-            );
-        }
+        let key = roster_runtime::settings::secret(
+            Service::BulkImport,
+            "identity_key",
+            Some(&self.identity_key),
+            self.identity_key_file.as_deref(),
+        )?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "bulk-import has no key to call identity with: set \
+                 ROSTER_BULK_IMPORT__IDENTITY_KEY or ROSTER_BULK_IMPORT__IDENTITY_KEY_FILE to a \
+                 key identity accepts (scope `profiles`)"
+            )
+        })?;
         Ok(ClientConfig::new("identity", &self.identity_url)
             .key(Some(key))
             .timeout(Duration::from_secs(self.identity_timeout_seconds.max(1)))
@@ -187,7 +182,7 @@ pub async fn start(
     settings.validate()?;
     let identity = identity::Identity::new(settings.identity_client()?)?;
     let database = open_database::<store::Migrator>(common).await?;
-    let store = store::Store::new(database.clone());
+    let store = store::Store::new(database.connection().clone());
     let mut services = ServiceSet::new();
     let progress = services.metrics().import_progress();
     watch_imports(services.metrics(), &progress, store.clone());

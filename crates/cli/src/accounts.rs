@@ -244,9 +244,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 }));
             }
             if items.is_empty() {
-                println!("No accounts.");
+                output::outln!("No accounts.")?;
             } else {
-                println!(
+                output::outln!(
                     "{}",
                     output::table(
                         &["id", "display name", "created"],
@@ -258,7 +258,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                             ]
                         }),
                     )
-                );
+                )?;
             }
             output::more_hint(&next);
             Ok(())
@@ -338,7 +338,7 @@ fn show_account(client: &Client, account: &pb::Account) -> anyhow::Result<()> {
     if client.json() {
         return output::print_json(&json!({ "account": account_json(account) }));
     }
-    println!(
+    output::outln!(
         "{}",
         output::details(&[
             ("id", account.id.clone()),
@@ -347,7 +347,7 @@ fn show_account(client: &Client, account: &pb::Account) -> anyhow::Result<()> {
             ("updated", output::time(account.update_time.as_ref())),
             ("etag", account.etag.clone()),
         ])
-    );
+    )?;
     Ok(())
 }
 
@@ -407,16 +407,16 @@ fn show_policy(
         return output::print_json(&json!({ "policy": policy_json(policy) }));
     }
     if !changed.is_empty() {
-        println!("Changed:");
+        output::outln!("Changed:")?;
         for (field, old, new) in changed {
-            println!("  {field}: {old} → {new}");
+            output::outln!("  {field}: {old} → {new}")?;
         }
-        println!();
+        output::outln!()?;
     }
     let mut rows = vec![("account", policy.account_id.clone())];
     rows.extend(policy_rows(policy));
     rows.push(("updated", output::time(policy.update_time.as_ref())));
     rows.push(("etag", policy.etag.clone()));
-    println!("{}", output::details(&rows));
+    output::outln!("{}", output::details(&rows))?;
     Ok(())
 }

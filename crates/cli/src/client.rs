@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use roster_runtime::Service;
+use roster_runtime::error::chain_text;
 use serde_json::{Value, json};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
@@ -578,32 +579,32 @@ pub fn report(error: &anyhow::Error, json: bool) {
     }
 }
 
-/// The error chain on one line, as `{:#}` prints it, except that a gRPC failure with field
-/// violations leaves them to the lines that follow instead of repeating them all.
+/// The error chain on one line, each cause once ([`chain_text`]), except that a gRPC failure
+/// with field violations leaves them to the lines that follow instead of repeating them all.
 fn summary(error: &anyhow::Error) -> String {
-    error
-        .chain()
-        .map(|cause| match cause.downcast_ref::<RpcFailure>() {
-            Some(failure) => {
-                let invalid = failure
-                    .status
-                    .get_error_details()
-                    .bad_request()
-                    .map_or(0, |bad_request| bad_request.field_violations.len());
-                if invalid == 0 {
-                    failure.to_string()
-                } else {
-                    format!(
-                        "{}: {}: {invalid} invalid field(s)",
-                        failure.method,
-                        code_name(failure.status.code())
-                    )
+    chain_text(
+        error
+            .chain()
+            .map(|cause| match cause.downcast_ref::<RpcFailure>() {
+                Some(failure) => {
+                    let invalid = failure
+                        .status
+                        .get_error_details()
+                        .bad_request()
+                        .map_or(0, |bad_request| bad_request.field_violations.len());
+                    if invalid == 0 {
+                        failure.to_string()
+                    } else {
+                        format!(
+                            "{}: {}: {invalid} invalid field(s)",
+                            failure.method,
+                            code_name(failure.status.code())
+                        )
+                    }
                 }
-            }
-            None => cause.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(": ")
+                None => cause.to_string(),
+            }),
+    )
 }
 
 fn error_json(
@@ -611,7 +612,7 @@ fn error_json(
     failure: Option<&RpcFailure>,
     status: Option<&Status>,
 ) -> Value {
-    let mut body = json!({ "message": format!("{error:#}") });
+    let mut body = json!({ "message": chain_text(error.chain().map(ToString::to_string)) });
     if let Some(status) = status {
         let details = status.get_error_details();
         let info = details.error_info();

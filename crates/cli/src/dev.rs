@@ -11,6 +11,8 @@ use roster_runtime::auth::AccountAccess;
 use roster_runtime::settings::{Loader, LogFormat};
 use roster_runtime::{KeyRing, Service, Shutdown, telemetry};
 
+use crate::output;
+
 /// The request id that makes the demo account's creation idempotent across restarts.
 const DEMO_ACCOUNT_REQUEST_ID: &str = "roster-dev-demo-account";
 
@@ -62,7 +64,9 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
                 .default_value("identity_url", format!("http://127.0.0.1:{port}"))
                 .default_value("identity_key", key.clone());
         }
-        let (_, server) = crate::launch::start(service, loader, keys, shutdown.clone()).await?;
+        let (common, settings) = crate::launch::load(service, loader)?;
+        let server =
+            crate::launch::start(service, &common, settings, keys, shutdown.clone()).await?;
         if service == Service::Identity {
             identity_port = Some(server.local_addr.port());
         }
@@ -71,7 +75,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
 
     let identity_addr = servers[0].1.local_addr;
     let account_id = demo_account(identity_addr, &key).await?;
-    print_welcome(&key, &account_id, &dir, &servers);
+    print_welcome(&key, &account_id, &dir, &servers)?;
 
     for (service, server) in servers {
         server.stopped().await?;
@@ -142,7 +146,7 @@ fn print_welcome(
     account_id: &str,
     dir: &Path,
     servers: &[(Service, roster_runtime::server::RunningServer)],
-) {
+) -> anyhow::Result<()> {
     let port = |service: Service| {
         servers
             .iter()
@@ -153,7 +157,7 @@ fn print_welcome(
     let identity = port(Service::Identity);
     let imports = port(Service::BulkImport);
     let notification = port(Service::Notification);
-    println!(
+    output::outln!(
         r#"
 Roster is running (embedded default; data in {dir}).
 
@@ -179,5 +183,5 @@ Stop with Ctrl-C.
 "#,
         dir = dir.display(),
         mail_dir = mail_dir(dir).display()
-    );
+    )
 }

@@ -16,6 +16,8 @@ use roster_proto::imports::v1::import_service_client::ImportServiceClient;
 use roster_runtime::Service;
 use tonic::transport::Channel;
 
+use crate::output;
+
 /// The largest piece of a file sent in one UploadImport message.
 const UPLOAD_CHUNK_BYTES: usize = 1024 * 1024;
 /// How many row errors `upload` prints.
@@ -175,7 +177,7 @@ impl Client {
             .context("no import returned")?;
         eprintln!("uploaded as import {}; validating…", import.id);
         let import = self.follow(&import.id, false).await?;
-        print_preview(&import);
+        print_preview(&import)?;
         if import.state == pb::ImportState::Validated as i32 && import.error_count > 0 {
             let request = self.request(pb::ListImportRowsRequest {
                 import_id: import.id.clone(),
@@ -189,7 +191,7 @@ impl Client {
                 .await?
                 .into_inner()
                 .rows;
-            println!("first errors:");
+            output::outln!("first errors:")?;
             for row in rows {
                 for error in row.errors {
                     let column = if error.column.is_empty() {
@@ -197,15 +199,17 @@ impl Client {
                     } else {
                         format!(" [{}]", error.column)
                     };
-                    println!(
+                    output::outln!(
                         "  row {}{column} {}: {}",
-                        row.row_number, error.reason, error.message
-                    );
+                        row.row_number,
+                        error.reason,
+                        error.message
+                    )?;
                 }
             }
         }
         if import.state == pb::ImportState::Validated as i32 {
-            println!("submit with: roster import submit {} --watch", import.id);
+            output::outln!("submit with: roster import submit {} --watch", import.id)?;
         }
         Ok(())
     }
@@ -229,15 +233,17 @@ impl Client {
             .import
             .context("no import returned")?;
         if !watch {
-            println!("import {} is {}", import.id, state_name(import.state));
+            output::outln!("import {} is {}", import.id, state_name(import.state))?;
             return Ok(());
         }
         let import = self.follow(&import_id, true).await?;
-        print_preview(&import);
-        println!(
+        print_preview(&import)?;
+        output::outln!(
             "applied {}, failed {}; the report: roster import report {}",
-            import.applied_count, import.failed_count, import.id
-        );
+            import.applied_count,
+            import.failed_count,
+            import.id
+        )?;
         if import.state == pb::ImportState::Failed as i32 {
             anyhow::bail!("the apply failed: {}", import.error_message);
         }
@@ -289,19 +295,19 @@ fn state_name(state: i32) -> String {
         .unwrap_or_else(|_| format!("state {state}"))
 }
 
-fn print_preview(import: &pb::Import) {
-    println!("import {} is {}", import.id, state_name(import.state));
+fn print_preview(import: &pb::Import) -> anyhow::Result<()> {
+    output::outln!("import {} is {}", import.id, state_name(import.state))?;
     if !import.error_message.is_empty() {
-        println!("  {}", import.error_message);
+        output::outln!("  {}", import.error_message)?;
     }
-    println!(
+    output::outln!(
         "  rows {}: create {}, update {}, unchanged {}, errors {}",
         import.total_row_count,
         import.create_count,
         import.update_count,
         import.unchanged_count,
         import.error_count
-    );
+    )
 }
 
 /// Standard output or a file.
@@ -324,7 +330,7 @@ impl Sink {
 
     fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         match self {
-            Sink::Stdout(out) => out.write_all(bytes)?,
+            Sink::Stdout(out) => out.write_all(bytes).map_err(output::stdout_error)?,
             Sink::File(_, file) => file.write_all(bytes)?,
         }
         Ok(())
@@ -332,7 +338,7 @@ impl Sink {
 
     fn done(self, what: &str) -> anyhow::Result<()> {
         match self {
-            Sink::Stdout(mut out) => out.flush()?,
+            Sink::Stdout(mut out) => out.flush().map_err(output::stdout_error)?,
             Sink::File(path, file) => {
                 file.sync_all()?;
                 eprintln!("{what} written to {}", path.display());

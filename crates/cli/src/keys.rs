@@ -62,11 +62,11 @@ pub fn run(command: Command, json: bool) -> anyhow::Result<()> {
                     "stanza": stanza,
                 }));
             }
-            println!(
+            output::outln!(
                 "New caller key {name:?}. It is shown only now: hand it to the caller through \
                  your secret store.\n\n  {key}\n\nAdd this entry to the keys file (the roster-keys \
                  Secret's keys.toml):\n\n{stanza}"
-            );
+            )?;
             Ok(())
         }
         Command::Hash => {
@@ -76,7 +76,7 @@ pub fn run(command: Command, json: bool) -> anyhow::Result<()> {
             if json {
                 return output::print_json(&json!({ "sha256": sha256 }));
             }
-            println!("{sha256}");
+            output::outln!("{sha256}")?;
             Ok(())
         }
     }

@@ -123,6 +123,14 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `roster … | head`: the reader has what it wanted; a message would only be noise.
+        Err(error)
+            if error
+                .chain()
+                .any(|cause| cause.is::<output::ClosedStdout>()) =>
+        {
+            ExitCode::from(output::CLOSED_STDOUT_EXIT_CODE)
+        }
         Err(error) => {
             client::report(&error, json);
             ExitCode::FAILURE

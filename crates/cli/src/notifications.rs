@@ -176,9 +176,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 }));
             }
             if items.is_empty() {
-                println!("No notifications.");
+                output::outln!("No notifications.")?;
             } else {
-                println!(
+                output::outln!(
                     "{}",
                     output::table(
                         &[
@@ -200,7 +200,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                             ]
                         }),
                     )
-                );
+                )?;
             }
             output::more_hint(&next);
             Ok(())
@@ -315,7 +315,7 @@ fn show(client: &Client, notification: &pb::Notification) -> anyhow::Result<()> 
     if client.json() {
         return output::print_json(&json!({ "notification": notification_json(notification) }));
     }
-    println!(
+    output::outln!(
         "{}",
         output::details(&[
             ("id", notification.id.clone()),
@@ -334,6 +334,6 @@ fn show(client: &Client, notification: &pb::Notification) -> anyhow::Result<()> 
             ),
             ("sent", output::time(notification.sent_time.as_ref())),
         ])
-    );
+    )?;
     Ok(())
 }

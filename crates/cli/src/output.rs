@@ -5,8 +5,13 @@
 //! JSON mirrors the gRPC response message with the `.proto` field names, enums by their full
 //! names (`PROFILE_STATUS_ACTIVE`) and timestamps in RFC 3339, so a script written against the
 //! CLI reads like one written against `grpcurl`.
+//!
+//! Everything for stdout goes through [`outln!`] (or [`stdout_error`]): when the reader of a
+//! pipe has gone (`roster accounts list | head -1`), the command stops quietly with the exit
+//! code of a process killed by SIGPIPE, as other command-line tools do, instead of panicking.
 
-use std::io::IsTerminal;
+use std::fmt;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -15,10 +20,55 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use prost_types::Timestamp;
 use serde_json::Value;
 
+/// Writes a line on stdout: `outln!("…", args)?` where `println!` would panic on a closed pipe.
+macro_rules! outln {
+    () => {
+        $crate::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+pub(crate) use outln;
+
+/// The exit code of a command whose stdout was closed under it: 128 + SIGPIPE, what a shell
+/// reports for a process the signal killed.
+pub const CLOSED_STDOUT_EXIT_CODE: u8 = 141;
+
+/// Stdout was closed while the command wrote to it: nobody reads any more, so nothing is said.
+#[derive(Debug)]
+pub struct ClosedStdout;
+
+impl fmt::Display for ClosedStdout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for ClosedStdout {}
+
+/// Writes `text` and a line break on stdout, at once (not held in a buffer to fail later).
+pub fn write_line(text: fmt::Arguments<'_>) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_fmt(text)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush())
+        .map_err(stdout_error)
+}
+
+/// An error writing to stdout: [`ClosedStdout`] when the pipe's reader has gone.
+pub fn stdout_error(error: std::io::Error) -> anyhow::Error {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        anyhow::Error::new(ClosedStdout)
+    } else {
+        anyhow::Error::new(error).context("cannot write to stdout")
+    }
+}
+
 /// Prints a JSON document on stdout.
 pub fn print_json(value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    outln!("{}", serde_json::to_string_pretty(value)?)
 }
 
 /// A table with a header row and no borders, like `kubectl get`.

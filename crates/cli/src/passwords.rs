@@ -71,7 +71,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             if client.json() {
                 return output::print_json(&json!({ "rules": rules_json(&response.rules) }));
             }
-            println!("{}", rules_table(&response.rules));
+            output::outln!("{}", rules_table(&response.rules))?;
             Ok(())
         }
         Command::Check { account, profile } => {
@@ -95,10 +95,10 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 }));
             }
             if response.acceptable {
-                println!("Acceptable: the password satisfies every rule.");
+                output::outln!("Acceptable: the password satisfies every rule.")?;
             } else {
-                println!("Not acceptable; it fails these rules:");
-                println!("{}", rules_table(&response.violations));
+                output::outln!("Not acceptable; it fails these rules:")?;
+                output::outln!("{}", rules_table(&response.violations))?;
             }
             Ok(())
         }
@@ -133,14 +133,14 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     "expire_time": output::json_time(response.expire_time.as_ref()),
                 }));
             }
-            println!(
+            output::outln!(
                 "Password reset email queued; the link in it is for the recipient only.\n{}",
                 output::details(&[
                     ("profile", response.profile_id),
                     ("email", response.email),
                     ("expires", output::time(response.expire_time.as_ref())),
                 ])
-            );
+            )?;
             Ok(())
         }
         Command::Verify { username } => {
@@ -164,16 +164,18 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 }));
             }
             if response.verified {
-                println!(
+                output::outln!(
                     "{}",
                     output::details(&[
                         ("verified", output::yes_no(true)),
                         ("profile", response.profile_id),
                         ("account", response.account_id),
                     ])
-                );
+                )?;
             } else {
-                println!("Not verified: unknown username, wrong password or inactive profile.");
+                output::outln!(
+                    "Not verified: unknown username, wrong password or inactive profile."
+                )?;
             }
             Ok(())
         }

@@ -271,9 +271,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 }));
             }
             if items.is_empty() {
-                println!("No profiles.");
+                output::outln!("No profiles.")?;
             } else {
-                println!(
+                output::outln!(
                     "{}",
                     output::table(
                         &["id", "username", "name", "email", "status", "roles"],
@@ -288,7 +288,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                             ]
                         }),
                     )
-                );
+                )?;
             }
             output::more_hint(&next);
             Ok(())
@@ -353,10 +353,12 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             if client.json() {
                 return output::print_json(&json!({ "profile": profile_json(&profile) }));
             }
-            println!(
+            output::outln!(
                 "Deleted profile {} ({}); the username {:?} stays retired and is never given again.",
-                profile.id, profile.email, profile.username
-            );
+                profile.id,
+                profile.email,
+                profile.username
+            )?;
             Ok(())
         }
     }
@@ -473,13 +475,13 @@ fn show_profile(
         return output::print_json(&json!({ "profile": profile_json(profile) }));
     }
     if !changed.is_empty() {
-        println!("Changed:");
+        output::outln!("Changed:")?;
         for (field, old, new) in changed {
-            println!("  {field}: {old:?} → {new:?}");
+            output::outln!("  {field}: {old:?} → {new:?}")?;
         }
-        println!();
+        output::outln!()?;
     }
-    println!(
+    output::outln!(
         "{}",
         output::details(&[
             ("id", profile.id.clone()),
@@ -501,7 +503,7 @@ fn show_profile(
             ("deleted", output::time(profile.delete_time.as_ref())),
             ("etag", profile.etag.clone()),
         ])
-    );
+    )?;
     Ok(())
 }
 

@@ -70,7 +70,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
         );
         format!("{short}: {}", response.message)
     };
-    println!(
+    output::outln!(
         "{}",
         output::details(&[
             ("username", username),
@@ -79,6 +79,6 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             ("reason", reason),
             ("suggestions", response.suggestions.join(", ")),
         ])
-    );
+    )?;
     Ok(())
 }

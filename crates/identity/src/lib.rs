@@ -13,6 +13,7 @@ pub mod reset_page;
 pub mod store;
 pub mod suggest;
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,16 +22,19 @@ use roster_proto::identity::v1::account_service_server::AccountServiceServer;
 use roster_proto::identity::v1::credential_service_server::CredentialServiceServer;
 use roster_proto::identity::v1::profile_service_server::ProfileServiceServer;
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
-use roster_runtime::{CommonSettings, KeyRing, Shutdown};
-use serde::Deserialize;
+use roster_runtime::settings::SettingsError;
+use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
+use serde::{Deserialize, Serialize};
 
-/// Settings of the identity service (`ROSTER_IDENTITY__<KEY>`).
-#[derive(Clone, Debug, Deserialize)]
+/// Settings of the identity service (`ROSTER_IDENTITY__<KEY>`). (`Serialize` lists the keys it
+/// reads, to tell unknown ones; the `Debug` form hides the key.)
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// argon2id cost and pool (`ROSTER_IDENTITY__HASHING__MEMORY_KIB`, …).
     pub hashing: hashing::HashingSettings,
-    /// Where the password-reset page listens; unset turns the page off.
+    /// Where the password-reset page listens; `off` turns the page off.
+    #[serde(deserialize_with = "roster_runtime::settings::optional_address")]
     pub reset_http_addr: Option<SocketAddr>,
     /// Public URL of the reset page: links are built from it, never from request headers.
     pub reset_base_url: String,
@@ -40,8 +44,11 @@ pub struct Settings {
     /// (a host name is re-resolved, so a headless Service's name reaches every replica); unset
     /// keeps emails in the outbox until it is set. `https://` URLs use TLS.
     pub notification_url: Option<String>,
-    /// Key identity presents to NotificationService (a secret; from the environment).
+    /// Key identity presents to NotificationService (a secret; from the environment), needed
+    /// when `notification_url` is set.
     pub notification_key: Option<String>,
+    /// A file holding that key, for a Secret mounted as a file (instead of `notification_key`).
+    pub notification_key_file: Option<PathBuf>,
     /// Deadline of one call to NotificationService.
     pub notification_timeout_seconds: u64,
     /// CA certificates (PEM) NotificationService's certificate must chain to; system roots
@@ -70,6 +77,7 @@ impl Default for Settings {
             reset_token_ttl_seconds: 3600,
             notification_url: None,
             notification_key: None,
+            notification_key_file: None,
             notification_timeout_seconds: 10,
             notification_tls_ca_file: None,
             notification_tls_cert_file: None,
@@ -79,6 +87,44 @@ impl Default for Settings {
             signin_lock_seconds: 30,
             signin_max_lock_seconds: 900,
         }
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("hashing", &self.hashing)
+            .field("reset_http_addr", &self.reset_http_addr)
+            .field("reset_base_url", &self.reset_base_url)
+            .field("reset_token_ttl_seconds", &self.reset_token_ttl_seconds)
+            .field("notification_url", &self.notification_url)
+            .field(
+                "notification_key",
+                &self.notification_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("notification_key_file", &self.notification_key_file)
+            .field("notification_tls_ca_file", &self.notification_tls_ca_file)
+            .field(
+                "notification_tls_cert_file",
+                &self.notification_tls_cert_file,
+            )
+            .field("notification_tls_key_file", &self.notification_tls_key_file)
+            .field("notification_tls_domain", &self.notification_tls_domain)
+            .field("signin_max_failures", &self.signin_max_failures)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Settings {
+    /// The key to call NotificationService with: `notification_key`, or the contents of
+    /// `notification_key_file`.
+    pub fn notification_key(&self) -> Result<Option<String>, SettingsError> {
+        roster_runtime::settings::secret(
+            Service::Identity,
+            "notification_key",
+            self.notification_key.as_deref(),
+            self.notification_key_file.as_deref(),
+        )
     }
 }
 
@@ -107,16 +153,21 @@ pub async fn start_all(
     keys: Arc<KeyRing>,
     shutdown: Shutdown,
 ) -> anyhow::Result<Started> {
+    let relay = relay::RelayConfig::from_settings(&settings)?;
     let database = open_database::<store::Migrator>(common).await?;
-    let store = store::Store::new(database.clone());
+    let store = store::Store::new(database.connection().clone());
     let hasher = hashing::Hasher::start(&settings.hashing)?;
     let passwords = passwords::Passwords::new(store.clone(), hasher, settings.clone());
-    relay::spawn(store.clone(), &settings, shutdown.clone())?;
+    let mut services = ServiceSet::new();
+    if let Some(relay) = relay {
+        relay.spawn(store.clone(), services.metrics(), shutdown.clone());
+    } else {
+        tracing::warn!("no notification_url: emails stay in the outbox until one is configured");
+    }
     let reset_addr = match settings.reset_http_addr {
         Some(addr) => Some(reset_page::serve(addr, passwords.clone(), shutdown.clone()).await?),
         None => None,
     };
-    let mut services = ServiceSet::new();
     services
         .add(roster_runtime::grpc_service!(
             AccountServiceServer<api::AccountApi>,

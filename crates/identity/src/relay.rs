@@ -10,6 +10,12 @@
 //! with a deadline, retried on UNAVAILABLE (SendEmail is idempotent through its request id),
 //! optionally over TLS. Each row carries the trace context of the request that wrote it, and
 //! the relay's span is its child, so a reset email's delivery is part of the reset's trace.
+//!
+//! A relay that could never deliver does not start: a `notification_url` without a key to call
+//! with stops identity at start. A key that NotificationService refuses (UNAUTHENTICATED,
+//! PERMISSION_DENIED) is a configuration error, not a passing failure: it is logged as one, counted
+//! in `roster_outbox_relay_refused_total`, and the relay pauses without counting the attempt,
+//! so the emails go out within a pause once the key is fixed.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -18,6 +24,9 @@ use roster_proto::notification::v1::SendEmailRequest;
 use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Shutdown;
 use roster_runtime::client::{Client, ClientConfig, ClientTls, idempotent};
+use roster_runtime::metrics::Metrics;
+use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
+use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::Settings;
@@ -29,43 +38,89 @@ use crate::store::{Store, now};
 const LEASE: Duration = Duration::from_secs(30);
 /// How often the outbox is looked at when idle.
 const POLL: Duration = Duration::from_millis(500);
+/// How long the relay waits after NotificationService refused its key.
+const REFUSED_PAUSE: Duration = Duration::from_secs(30);
 /// Rows sent per round.
 const BATCH: u64 = 20;
 /// Longest wait between two attempts of one row.
 const MAX_BACKOFF_SECONDS: u64 = 3600;
 
-/// Starts the relay when a notification address is configured.
-pub fn spawn(store: Store, settings: &Settings, shutdown: Shutdown) -> anyhow::Result<()> {
-    let Some(url) = settings.notification_url.clone() else {
-        tracing::warn!("no notification_url: emails stay in the outbox until one is configured");
-        return Ok(());
-    };
-    let config = ClientConfig::new("notification", &url)
-        .key(settings.notification_key.clone())
-        .timeout(Duration::from_secs(
-            settings.notification_timeout_seconds.max(1),
-        ))
-        .tls(ClientTls {
-            ca_file: settings.notification_tls_ca_file.clone(),
-            cert_file: settings.notification_tls_cert_file.clone(),
-            key_file: settings.notification_tls_key_file.clone(),
-            domain: settings.notification_tls_domain.clone(),
-        });
-    let client = Client::new(config)
-        .map_err(|error| anyhow::anyhow!("notification_url {url:?}: {error}"))?;
-    let relay = Relay {
-        store,
-        client: NotificationServiceClient::new(client),
-        owner: format!("identity-{}", uuid::Uuid::new_v4()),
-    };
-    tokio::spawn(relay.run(shutdown));
-    Ok(())
+/// A relay ready to start: its client is built and its key is there.
+pub struct RelayConfig {
+    client: Client,
+}
+
+impl RelayConfig {
+    /// The relay `settings` describe; `None` when no `notification_url` is set. A URL without
+    /// a key (`notification_key` or `notification_key_file`) is refused: every email would be.
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<RelayConfig>> {
+        let Some(url) = settings
+            .notification_url
+            .clone()
+            .filter(|url| !url.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let Some(key) = settings.notification_key()? else {
+            anyhow::bail!(
+                "ROSTER_IDENTITY__NOTIFICATION_URL is set but identity has no key to call \
+                 NotificationService with: set ROSTER_IDENTITY__NOTIFICATION_KEY or \
+                 ROSTER_IDENTITY__NOTIFICATION_KEY_FILE to a key notification accepts (scope \
+                 `notifications`)"
+            );
+        };
+        let config = ClientConfig::new("notification", &url)
+            .key(Some(key))
+            .timeout(Duration::from_secs(
+                settings.notification_timeout_seconds.max(1),
+            ))
+            .tls(ClientTls {
+                ca_file: settings.notification_tls_ca_file.clone(),
+                cert_file: settings.notification_tls_cert_file.clone(),
+                key_file: settings.notification_tls_key_file.clone(),
+                domain: settings.notification_tls_domain.clone(),
+            });
+        let client = Client::new(config)
+            .map_err(|error| anyhow::anyhow!("notification_url {url:?}: {error}"))?;
+        Ok(Some(RelayConfig { client }))
+    }
+
+    /// Starts relaying; `metrics` gets the count of refused hand-overs.
+    pub fn spawn(self, store: Store, metrics: &Metrics, shutdown: Shutdown) {
+        let refused = Counter::default();
+        metrics.register(
+            "roster_outbox_relay_refused",
+            "Outbox emails NotificationService refused for identity's key (UNAUTHENTICATED or \
+             PERMISSION_DENIED): a configuration error, retried after a pause",
+            refused.clone(),
+        );
+        let relay = Relay {
+            store,
+            client: NotificationServiceClient::new(self.client),
+            owner: format!("identity-{}", uuid::Uuid::new_v4()),
+            refused,
+            refusing: false,
+        };
+        tokio::spawn(relay.run(shutdown));
+    }
 }
 
 struct Relay {
     store: Store,
     client: NotificationServiceClient<Client>,
     owner: String,
+    /// Hand-overs refused for the key.
+    refused: Counter,
+    /// Whether the last hand-over was refused for the key (logged once per spell).
+    refusing: bool,
+}
+
+/// What became of one row.
+enum Handed {
+    Over,
+    Failed,
+    /// NotificationService refused the key: the rest of the round would be refused too.
+    Refused,
 }
 
 impl Relay {
@@ -83,55 +138,95 @@ impl Relay {
                     Vec::new()
                 }
             };
-            let idle = claimed.is_empty();
+            let mut pause = claimed.is_empty().then_some(POLL);
+            // Rows left unsent by a refusal keep their lease and come back when it ends.
             for row in claimed {
-                self.relay(row).await;
-            }
-            if idle {
-                tokio::select! {
-                    () = shutdown.wait() => return,
-                    () = tokio::time::sleep(POLL) => {}
+                if let Handed::Refused = self.relay(row).await {
+                    pause = Some(REFUSED_PAUSE);
+                    break;
                 }
-            } else if shutdown.is_triggered() {
-                return;
+            }
+            match pause {
+                Some(pause) => tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(pause) => {}
+                },
+                None if shutdown.is_triggered() => return,
+                None => {}
             }
         }
     }
 
-    async fn relay(&mut self, row: outbox::Model) {
+    async fn relay(&mut self, row: outbox::Model) -> Handed {
         let email = serde_json::from_str::<OutboxEmail>(&row.payload);
         let span = tracing::info_span!("outbox relay", outbox_id = %row.id);
         if let Ok(email) = &email {
             email.trace_context.set_parent_of(&span);
         }
-        self.relay_in(row, email).instrument(span).await;
+        self.relay_in(row, email).instrument(span).await
     }
 
     async fn relay_in(
         &mut self,
         row: outbox::Model,
         email: Result<OutboxEmail, serde_json::Error>,
-    ) {
+    ) -> Handed {
         let result = match email {
-            Ok(email) => self.send(row.id, email).await,
-            Err(error) => Err(format!("unreadable outbox payload: {error}")),
+            Ok(email) => self.send(row.id, email).await.map_err(|status| {
+                let refused = matches!(
+                    status.code(),
+                    Code::Unauthenticated | Code::PermissionDenied
+                );
+                let error = format!("{:?}: {}", status.code(), status.message());
+                (error, refused)
+            }),
+            Err(error) => Err((format!("unreadable outbox payload: {error}"), false)),
         };
-        let outcome = match result {
-            Ok(()) => self.store.outbox_delivered(row.id).await,
-            Err(error) => {
+        let (handed, outcome) = match result {
+            Ok(()) => {
+                if self.refusing {
+                    self.refusing = false;
+                    tracing::info!("NotificationService accepts identity's key again");
+                }
+                (Handed::Over, self.store.outbox_delivered(row.id).await)
+            }
+            Err((error, true)) => {
+                self.refused.inc();
+                if !self.refusing {
+                    self.refusing = true;
+                    tracing::error!(
+                        %error,
+                        "NotificationService refused identity's key: a configuration error, not \
+                         a passing one; check ROSTER_IDENTITY__NOTIFICATION_KEY (or _FILE) against \
+                         notification's keys file. Emails wait in the outbox, tried again every \
+                         {REFUSED_PAUSE:?}"
+                    );
+                }
+                let retry_at =
+                    now() + chrono::Duration::from_std(REFUSED_PAUSE).unwrap_or_default();
+                (
+                    Handed::Refused,
+                    self.store.outbox_refused(row.id, &error, retry_at).await,
+                )
+            }
+            Err((error, false)) => {
                 let backoff = backoff(row.attempts);
                 tracing::warn!(%error, attempts = row.attempts + 1, ?backoff, "email not handed over; will retry");
                 let retry_at = now() + chrono::Duration::from_std(backoff).unwrap_or_default();
-                self.store.outbox_failed(row.id, &error, retry_at).await
+                (
+                    Handed::Failed,
+                    self.store.outbox_failed(row.id, &error, retry_at).await,
+                )
             }
         };
         if let Err(error) = outcome {
             // The lease runs out and the row is tried again; the request id deduplicates.
             tracing::warn!(%error, "outbox row not updated");
         }
+        handed
     }
 
-    async fn send(&mut self, id: uuid::Uuid, email: OutboxEmail) -> Result<(), String> {
+    async fn send(&mut self, id: uuid::Uuid, email: OutboxEmail) -> Result<(), Status> {
         let request = idempotent(tonic::Request::new(SendEmailRequest {
             request_id: id.to_string(),
             account_id: email.account_id.to_string(),
@@ -141,11 +236,7 @@ impl Relay {
             variables: email.variables.into_iter().collect::<HashMap<_, _>>(),
             account_display_name: email.account_display_name,
         }));
-        self.client
-            .send_email(request)
-            .await
-            .map(|_| ())
-            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))
+        self.client.send_email(request).await.map(|_| ())
     }
 }
 

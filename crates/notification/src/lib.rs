@@ -46,7 +46,7 @@ pub async fn start(
         .parse()
         .context("from_address is not a mailbox")?;
     let database = open_database::<store::Migrator>(common).await?;
-    let store = store::Store::new(database.clone());
+    let store = store::Store::new(database.connection().clone());
     let wake = Arc::new(Notify::new());
 
     let delivery = Arc::new(Delivery {

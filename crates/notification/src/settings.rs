@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use roster_runtime::Service;
 use roster_runtime::settings::SettingsError;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Where emails go: `smtp://[user:pass@]host[:port][?tls=required|opportunistic]`,
 /// `smtps://[user:pass@]host[:port]` (implicit TLS) or `file://DIR` (one `.eml` per message).
 ///
 /// The URL may carry a password, so its `Debug` form hides it.
-#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct MailUrl(String);
 
@@ -54,8 +54,9 @@ impl From<&str> for MailUrl {
     }
 }
 
-/// Settings of the notification service (`ROSTER_NOTIFICATION__<KEY>`).
-#[derive(Clone, Debug, Deserialize)]
+/// Settings of the notification service (`ROSTER_NOTIFICATION__<KEY>`). (`Serialize` lists the
+/// keys it reads, to tell unknown ones.)
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// The transport, by URL (see [`MailUrl`]). Default `file://var/mail`.

@@ -3,6 +3,8 @@
 
 #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
 
+pub mod codec;
+
 /// The encoded `FileDescriptorSet` of every Roster `.proto` file (well-known types included).
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/roster_descriptor.bin"));

@@ -137,14 +137,12 @@ struct KeyEntry {
     accounts: Vec<String>,
 }
 
-/// A problem in the keys file.
+/// A problem in the keys file. (The I/O error is in the message, so it is no `source`: a report
+/// of the chain would print it twice.)
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
-    #[error("keys file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("keys file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("keys file {path}: {message}")]
     Invalid { path: String, message: String },
 }
@@ -159,9 +157,9 @@ impl KeyRing {
     /// Reads a keys file (see the module documentation for the format).
     pub fn load(path: &Path) -> Result<Self, KeyRingError> {
         let display = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| KeyRingError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| KeyRingError::Read {
             path: display.clone(),
-            source,
+            error,
         })?;
         Self::parse(&text).map_err(|message| KeyRingError::Invalid {
             path: display,

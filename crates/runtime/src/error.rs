@@ -87,9 +87,10 @@ pub enum ApiError {
     /// The RPC exists in the contract but is not served by this build.
     #[error("{method} is not implemented")]
     Unimplemented { method: &'static str },
-    /// A bug or an infrastructure failure. The source is logged, never returned.
+    /// A bug or an infrastructure failure. The cause is logged, never returned. (It is in the
+    /// message, so it is no `source` as well: a report of the chain would print it twice.)
     #[error("internal error: {0}")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Internal(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl ApiError {
@@ -229,6 +230,27 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+/// `messages` — an error's and its causes', outermost first — joined with ": ", each cause once.
+/// Many errors end their message with their source's (thiserror's `#[error("…: {0}")]` on a
+/// `#[source]`, as sea-orm and sqlx write theirs), so printing the whole chain would say a cause
+/// twice or three times (`database "x" does not exist: database "x" does not exist`); a message
+/// that the one kept before it already holds is left out.
+pub fn chain_text(messages: impl IntoIterator<Item = String>) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    for message in messages {
+        if message.is_empty() || kept.last().is_some_and(|last| last.contains(&message)) {
+            continue;
+        }
+        kept.push(message);
+    }
+    kept.join(": ")
+}
+
+/// [`chain_text`] of `error` and its sources.
+pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
+    chain_text(std::iter::successors(Some(error), |error| error.source()).map(ToString::to_string))
+}
+
 /// The current OpenTelemetry trace id, or the tracing span id when no trace is exported.
 pub fn current_trace_id() -> String {
     use opentelemetry::trace::TraceContextExt;
@@ -271,6 +293,28 @@ mod tests {
         .into();
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("profiles"));
+    }
+
+    #[test]
+    fn each_cause_is_reported_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("error returned from database: {0}")]
+        struct Driver(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("Connection Error: {0}")]
+        struct Connection(#[source] Driver);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot migrate")]
+        struct Migrate(#[source] Connection);
+
+        let error = Migrate(Connection(Driver(std::io::Error::other(
+            "database \"x\" does not exist",
+        ))));
+        assert_eq!(
+            report(&error),
+            "cannot migrate: Connection Error: error returned from database: database \"x\" \
+             does not exist"
+        );
     }
 
     #[test]

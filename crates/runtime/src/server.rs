@@ -6,13 +6,17 @@
 //! until the shutdown signal → drain.
 //! On shutdown, health turns NOT_SERVING first, the server stops accepting after the configured
 //! drain delay, in-flight calls get the grace period to finish.
+//!
+//! Health is SERVING only while the server can work: its database answers and its schema holds
+//! every migration of this binary. A server started on a database that `roster migrate` has not
+//! migrated yet (`migrate_on_start = false`) is NOT_SERVING, so Kubernetes routes no call to it,
+//! and turns SERVING on its own once the migrations are in.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::server::NamedService;
@@ -24,6 +28,7 @@ use tonic_health::server::HealthReporter;
 use tracing::Instrument;
 
 use crate::auth::{AuthLayer, KeyRing};
+use crate::db::ServiceDatabase;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::settings::CommonSettings;
@@ -187,13 +192,14 @@ impl RunningServer {
 
 /// Binds `config.listen_addr` and serves `services` until `shutdown` fires.
 ///
-/// When `database` is given, its reachability drives the health status: NOT_SERVING while a
-/// ping fails, SERVING again once it answers.
+/// When `database` is given, it drives the health status, checked before the server reports
+/// itself and then every `db_health_interval`: NOT_SERVING while a ping fails or while the
+/// schema lacks some of the service's migrations, SERVING once both are right.
 pub async fn serve(
     config: ServerConfig,
     services: ServiceSet,
     keys: Arc<KeyRing>,
-    database: Option<DatabaseConnection>,
+    database: Option<ServiceDatabase>,
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {
     let listener = TcpListener::bind(config.listen_addr)
@@ -205,17 +211,15 @@ pub async fn serve(
 
     let (health, health_service) = tonic_health::server::health_reporter();
     let names: Vec<&'static str> = services.names.clone();
-    set_status(&health, &names, ServingStatus::Serving).await;
     let metrics = services.metrics;
-    if let Some(database) = database {
-        metrics.watch_pool(&database);
-        tokio::spawn(watch_database(
-            database,
-            health.clone(),
-            names.clone(),
-            config.db_health_interval,
-            shutdown.clone(),
-        ));
+    match database {
+        Some(database) => {
+            metrics.watch_pool(database.connection());
+            let mut watch = DatabaseWatch::new(database, health.clone(), names.clone());
+            watch.check(config.db_health_interval, &shutdown).await;
+            tokio::spawn(watch.run(config.db_health_interval, shutdown.clone()));
+        }
+        None => set_status(&health, &names, ServingStatus::Serving).await,
     }
 
     // Reflection lists only what this server hosts, though it can describe every Roster type.
@@ -425,32 +429,109 @@ async fn set_status(health: &HealthReporter, names: &[&str], status: ServingStat
     }
 }
 
-async fn watch_database(
-    database: DatabaseConnection,
+/// What the health status follows: whether the database answers, and whether its schema holds
+/// every migration of this binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Readiness {
+    Ready,
+    Unreachable,
+    SchemaBehind { pending: Vec<String> },
+}
+
+/// Keeps the health status in step with the database, logging each change once.
+struct DatabaseWatch {
+    database: ServiceDatabase,
     health: HealthReporter,
     names: Vec<&'static str>,
-    interval: Duration,
-    shutdown: Shutdown,
-) {
-    let mut reachable = true;
-    loop {
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(interval) => {}
+    /// The state last reported; `None` before the first check.
+    reported: Option<Readiness>,
+    /// Whether the schema was found ahead of this binary already (it is logged once).
+    ahead_logged: bool,
+}
+
+impl DatabaseWatch {
+    fn new(database: ServiceDatabase, health: HealthReporter, names: Vec<&'static str>) -> Self {
+        Self {
+            database,
+            health,
+            names,
+            reported: None,
+            ahead_logged: false,
         }
-        let ping =
-            tokio::time::timeout(interval.max(Duration::from_secs(1)), database.ping()).await;
-        let now_reachable = matches!(ping, Ok(Ok(())));
-        if now_reachable != reachable && !shutdown.is_triggered() {
-            reachable = now_reachable;
-            if reachable {
-                tracing::info!("database reachable again; health is SERVING");
-                set_status(&health, &names, ServingStatus::Serving).await;
-            } else {
-                tracing::error!("database unreachable; health is NOT_SERVING");
-                set_status(&health, &names, ServingStatus::NotServing).await;
+    }
+
+    /// Checks every `interval` until shutdown (when health belongs to the drain).
+    async fn run(mut self, interval: Duration, shutdown: Shutdown) {
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                () = tokio::time::sleep(interval) => {}
             }
+            self.check(interval, &shutdown).await;
         }
+    }
+
+    /// Pings the database, reads its schema state, and reports a change — unless the shutdown
+    /// has begun, whose NOT_SERVING stands.
+    async fn check(&mut self, interval: Duration, shutdown: &Shutdown) {
+        let timeout = interval.max(Duration::from_secs(1));
+        let database = self.database.clone();
+        let probe = async move {
+            database.connection().ping().await?;
+            database.schema().await
+        };
+        let mut failure = None;
+        let readiness = match tokio::time::timeout(timeout, probe).await {
+            Ok(Ok(schema)) => {
+                if !schema.unknown.is_empty() && !self.ahead_logged {
+                    self.ahead_logged = true;
+                    tracing::warn!(
+                        unknown = ?schema.unknown,
+                        "the database schema has migrations this binary does not know (a newer \
+                         version migrated it); serving"
+                    );
+                }
+                if schema.is_behind() {
+                    Readiness::SchemaBehind {
+                        pending: schema.pending,
+                    }
+                } else {
+                    Readiness::Ready
+                }
+            }
+            Ok(Err(error)) => {
+                failure = Some(error.to_string());
+                Readiness::Unreachable
+            }
+            Err(_) => {
+                failure = Some(format!("no answer within {timeout:?}"));
+                Readiness::Unreachable
+            }
+        };
+        if self.reported.as_ref() == Some(&readiness) || shutdown.is_triggered() {
+            return;
+        }
+        let first = self.reported.is_none();
+        match &readiness {
+            Readiness::Ready if first => {}
+            Readiness::Ready => tracing::info!("database ready again; health is SERVING"),
+            Readiness::Unreachable => tracing::error!(
+                error = failure.as_deref().unwrap_or_default(),
+                "database unreachable; health is NOT_SERVING"
+            ),
+            Readiness::SchemaBehind { pending } => tracing::error!(
+                ?pending,
+                "the database schema lacks migrations of this binary; health is NOT_SERVING \
+                 until `roster migrate` has applied them"
+            ),
+        }
+        let status = if readiness == Readiness::Ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        set_status(&self.health, &self.names, status).await;
+        self.reported = Some(readiness);
     }
 }
 
@@ -487,10 +568,11 @@ fn call_span(request: &http::Request<()>) -> tracing::Span {
     span
 }
 
-/// Opens the service's database and, when configured, applies its pending migrations.
-pub async fn open_database<M: sea_orm_migration::MigratorTrait>(
+/// Opens the service's database and, when configured, applies its pending migrations. The
+/// result, given to [`serve`], makes health follow the schema against `M`.
+pub async fn open_database<M: sea_orm_migration::MigratorTrait + 'static>(
     settings: &CommonSettings,
-) -> anyhow::Result<DatabaseConnection> {
+) -> anyhow::Result<ServiceDatabase> {
     let database = crate::db::connect(&settings.database_url, settings.db_max_connections)
         .await
         .map_err(|error| anyhow::anyhow!("cannot open the database: {error}"))?;
@@ -499,7 +581,7 @@ pub async fn open_database<M: sea_orm_migration::MigratorTrait>(
             .await
             .map_err(|error| anyhow::anyhow!("migrations failed: {error}"))?;
     }
-    Ok(database)
+    Ok(ServiceDatabase::new::<M>(database))
 }
 
 /// Wraps a generated tonic server with the configured message-size limit (enforced after

@@ -38,11 +38,36 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Libraries whose info lines only repeat what Roster logs itself, quieted to warnings unless
+/// `RUST_LOG` names them: PostgreSQL's notices (`relation "seaql_migrations" already exists,
+/// skipping` on every start) and sea-orm-migration's progress lines, which
+/// [`db::migrate`](crate::db::migrate) replaces by one line saying what it applied.
+const QUIET_TARGETS: [&str; 2] = ["sqlx::postgres::notice", "sea_orm_migration"];
+
+/// The log filter: `RUST_LOG` (default `info`), with [`QUIET_TARGETS`] at `warn` unless it names
+/// them.
+fn log_filter() -> EnvFilter {
+    let directives = std::env::var("RUST_LOG").unwrap_or_default();
+    let mut filter = EnvFilter::try_new(&directives)
+        .ok()
+        .filter(|_| !directives.trim().is_empty())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    for target in QUIET_TARGETS {
+        let root = target.split("::").next().unwrap_or(target);
+        if !directives.contains(root)
+            && let Ok(directive) = format!("{target}=warn").parse()
+        {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
+}
+
 /// Installs the global subscriber. `RUST_LOG` filters (default `info`). Safe to call more than
 /// once in one process (tests, the embedded suite): later calls keep the first subscriber.
 pub fn init(service_name: &str, format: LogFormat) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = log_filter;
     let fmt_layer = match format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_target(false)

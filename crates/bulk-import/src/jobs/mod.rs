@@ -62,7 +62,7 @@ impl JobConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("database: {0}")]
-    Database(#[from] DbErr),
+    Database(DbErr),
     /// Another replica holds the lease now (or the import was cancelled).
     #[error("the lease was lost")]
     LeaseLost,
@@ -75,6 +75,14 @@ pub enum JobError {
     /// The import reached a final state early (e.g. INVALID); nothing is left to do.
     #[error("the job ended early")]
     Ended,
+}
+
+// Not `#[from]`: the message holds the database's, so it is no `source` too (a report of the
+// chain would print it twice).
+impl From<DbErr> for JobError {
+    fn from(error: DbErr) -> Self {
+        JobError::Database(error)
+    }
 }
 
 /// What every job of a replica shares.

@@ -110,9 +110,17 @@ pub enum IdentityError {
     #[error("{0}")]
     Contention(String),
     #[error("database: {0}")]
-    Database(#[from] sea_orm::DbErr),
+    Database(sea_orm::DbErr),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+}
+
+// Not `#[from]`: the message holds the database's, so it is no `source` too (a report of the
+// chain would print it twice).
+impl From<sea_orm::DbErr> for IdentityError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        IdentityError::Database(error)
+    }
 }
 
 impl IdentityError {

@@ -255,10 +255,32 @@ impl Store {
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> Result<(), IdentityError> {
+        self.outbox_retry(id, error, retry_at, 1).await
+    }
+
+    /// Records a hand-over that NotificationService refused for identity's key: a
+    /// configuration error, so it is not counted as an attempt (the backoff does not grow while
+    /// the key is being fixed). The row is due again at `retry_at`.
+    pub async fn outbox_refused(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<(), IdentityError> {
+        self.outbox_retry(id, error, retry_at, 0).await
+    }
+
+    async fn outbox_retry(
+        &self,
+        id: Uuid,
+        error: &str,
+        retry_at: DateTime<Utc>,
+        attempts: i32,
+    ) -> Result<(), IdentityError> {
         outbox::Entity::update_many()
             .col_expr(
                 outbox::Column::Attempts,
-                Expr::col(outbox::Column::Attempts).add(1),
+                Expr::col(outbox::Column::Attempts).add(attempts),
             )
             .col_expr(outbox::Column::LastError, Expr::val(Some(error.to_owned())))
             .col_expr(outbox::Column::NextAttemptAt, Expr::val(retry_at))

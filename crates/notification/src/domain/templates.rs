@@ -128,16 +128,17 @@ pub struct RenderedEmail {
     pub html: String,
 }
 
-/// A template that is missing, does not compile or does not render.
+/// A template that is missing, does not compile or does not render. Each message holds
+/// minijinja's (which names the line), so the error is no `source` as well: a report of the
+/// chain would print it twice.
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("template directory {path}: {message}")]
     Directory { path: String, message: String },
-    #[error("template {name}: {source}")]
+    #[error("template {name}: {error}")]
     Syntax {
         name: String,
-        #[source]
-        source: minijinja::Error,
+        error: minijinja::Error,
     },
     #[error("locale {locale} of template {template} lacks {file}")]
     Incomplete {
@@ -145,11 +146,10 @@ pub enum TemplateError {
         locale: String,
         file: String,
     },
-    #[error("rendering {name}: {source}")]
+    #[error("rendering {name}: {error}")]
     Render {
         name: String,
-        #[source]
-        source: minijinja::Error,
+        error: minijinja::Error,
     },
 }
 
@@ -227,22 +227,22 @@ impl Templates {
             .trim_blocks(true)
             .lstrip_blocks(true)
             .build()
-            .map_err(|source| TemplateError::Syntax {
+            .map_err(|error| TemplateError::Syntax {
                 name: "syntax".to_owned(),
-                source,
+                error,
             })?;
         env.set_syntax(syntax);
         for (name, source) in BUILTIN {
             env.add_template(name, source)
-                .map_err(|source| TemplateError::Syntax {
+                .map_err(|error| TemplateError::Syntax {
                     name: (*name).to_owned(),
-                    source,
+                    error,
                 })?;
         }
         if let Some(dir) = dir {
             for (name, source) in read_dir_templates(dir)? {
                 env.add_template_owned(name.clone(), source)
-                    .map_err(|source| TemplateError::Syntax { name, source })?;
+                    .map_err(|error| TemplateError::Syntax { name, error })?;
             }
         }
         let templates = Self { env };
@@ -299,7 +299,7 @@ impl Templates {
             self.env
                 .get_template(&name)
                 .and_then(|template| template.render(&context))
-                .map_err(|source| TemplateError::Render { name, source })
+                .map_err(|error| TemplateError::Render { name, error })
         };
         let subject = render(input.template.subject_file(locale))?;
         Ok(RenderedEmail {

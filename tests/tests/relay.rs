@@ -1,0 +1,172 @@
+//! The outbox relay's key, on SQLite and PostgreSQL: read from a file as well as from a value,
+//! required when a notification address is set, and — when NotificationService refuses it —
+//! treated as the configuration error it is: counted, logged, and the email kept without
+//! spending its attempts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use roster_runtime::{KeyRing, Service, Shutdown};
+use roster_tests::imports::create_account;
+use roster_tests::{
+    ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, authed, both_backends,
+    identity_settings, scrape_metrics, test_settings,
+};
+use sea_orm::{ConnectionTrait, Database, Statement};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Identity on a fresh database of `backend`, with `settings`.
+async fn identity(backend: Backend, settings: roster_identity::Settings) -> Option<TestServer> {
+    let database = Arc::new(TestDatabase::create(backend).await?);
+    Some(
+        TestServer::start_with(
+            Service::Identity,
+            test_settings(Service::Identity, &database.url),
+            settings,
+            database,
+            Vec::new(),
+        )
+        .await,
+    )
+}
+
+/// Creates a profile with a welcome email, which identity writes to its outbox.
+async fn welcome(identity: &TestServer, email: &str) {
+    let channel = identity.channel().await;
+    let account = create_account(&channel, "Relay Ltd").await;
+    ProfileServiceClient::new(channel)
+        .create_profile(authed(
+            ADMIN_KEY,
+            pb::CreateProfileRequest {
+                account_id: account,
+                first_name: "Grace".to_owned(),
+                last_name: "Hopper".to_owned(),
+                email: email.to_owned(),
+                send_welcome_email: true,
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("profile created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_url_without_a_key_stops_identity_at_start() {
+    let database = TestDatabase::create(Backend::Sqlite)
+        .await
+        .expect("SQLite is always there");
+    let common = test_settings(Service::Identity, &database.url);
+    let start = |settings: roster_identity::Settings| {
+        let common = common.clone();
+        async move {
+            roster_identity::start(
+                &common,
+                settings,
+                Arc::new(KeyRing::default()),
+                Shutdown::new(),
+            )
+            .await
+            .err()
+            .map(|error| format!("{error:#}"))
+        }
+    };
+    let notification_url = Some("http://127.0.0.1:9".to_owned());
+
+    let error = start(roster_identity::Settings {
+        notification_url: notification_url.clone(),
+        ..identity_settings()
+    })
+    .await
+    .expect("refused without a key");
+    assert!(
+        error.contains("ROSTER_IDENTITY__NOTIFICATION_KEY")
+            && error.contains("ROSTER_IDENTITY__NOTIFICATION_KEY_FILE"),
+        "{error}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notification.key");
+    std::fs::write(&file, "a-key\n").unwrap();
+    let error = start(roster_identity::Settings {
+        notification_url,
+        notification_key: Some("another-key".to_owned()),
+        notification_key_file: Some(file),
+        ..identity_settings()
+    })
+    .await
+    .expect("refused with two keys");
+    assert!(
+        error.contains("ROSTER_IDENTITY__NOTIFICATION_KEY: set together with")
+            && error.contains("ROSTER_IDENTITY__NOTIFICATION_KEY_FILE"),
+        "{error}"
+    );
+}
+
+both_backends! {
+    async fn the_relay_reads_its_key_from_notification_key_file(backend) {
+        let Some(mail) = MailDrop::start(backend).await else { return };
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("notification.key");
+        // As a Secret mounted as a file holds it: with a line break.
+        std::fs::write(&file, format!("{ADMIN_KEY}\n")).unwrap();
+        let settings = roster_identity::Settings {
+            notification_key: None,
+            notification_key_file: Some(file),
+            ..mail.identity_settings()
+        };
+        let Some(identity) = identity(backend, settings).await else { return };
+        welcome(&identity, "grace@example.com").await;
+        let messages = mail.wait_for(1, WAIT).await;
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        assert!(messages[0].contains("To: grace@example.com"), "{}", messages[0]);
+    }
+
+    async fn a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept(backend) {
+        let Some(mail) = MailDrop::start(backend).await else { return };
+        let settings = roster_identity::Settings {
+            notification_key: Some("a-key-notification-does-not-know".to_owned()),
+            ..mail.identity_settings()
+        };
+        let Some(identity) = identity(backend, settings).await else { return };
+        welcome(&identity, "grace@example.com").await;
+
+        let started = std::time::Instant::now();
+        let refused = loop {
+            let (_, text) = scrape_metrics(identity.metrics_addr()).await;
+            let refused = text
+                .lines()
+                .find_map(|line| line.strip_prefix("roster_outbox_relay_refused_total "))
+                .map(|value| value.trim().parse::<f64>().expect("a number"));
+            match refused {
+                Some(count) if count >= 1.0 => break count,
+                _ if started.elapsed() > WAIT => panic!("no refusal counted:\n{text}"),
+                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        // One refusal pauses the relay: the email is not sent again and again meanwhile.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (_, text) = scrape_metrics(identity.metrics_addr()).await;
+        assert!(
+            text.contains(&format!("roster_outbox_relay_refused_total {refused}")),
+            "the relay kept calling:\n{text}"
+        );
+
+        assert!(mail.messages().is_empty());
+        let db = Database::connect(&identity.database.url).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT attempts, last_error, delivered_at IS NULL AS waiting FROM outbox",
+            ))
+            .await
+            .unwrap()
+            .expect("the email is in the outbox");
+        assert_eq!(row.try_get::<i32>("", "attempts").unwrap(), 0);
+        assert!(row.try_get::<bool>("", "waiting").unwrap());
+        let error = row.try_get::<Option<String>>("", "last_error").unwrap().unwrap_or_default();
+        assert!(error.contains("Unauthenticated"), "{error}");
+    }
+}
