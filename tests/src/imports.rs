@@ -140,13 +140,37 @@ impl ImportSuite {
 
     /// Another bulk-import replica on the same database.
     pub async fn replica(&self) -> TestServer {
+        self.import_replica(self.imports.keys.clone()).await
+    }
+
+    /// Another bulk-import replica on the same database, calling the same identity, accepting
+    /// [`ADMIN_KEY`] and `keys`.
+    pub async fn import_replica(&self, keys: Vec<TestKey>) -> TestServer {
         let mut settings = self.imports.settings.clone();
         settings.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
         TestServer::start_bulk_import(
             settings,
             self.import_settings.clone(),
             self.imports.database.clone(),
-            self.imports.keys.clone(),
+            keys,
+        )
+        .await
+    }
+
+    /// Another identity replica on identity's database, with the same settings, accepting
+    /// [`ADMIN_KEY`], bulk-import's key and `keys` (for keys made once the accounts they are
+    /// limited to exist; bulk-import keeps calling the first replica).
+    pub async fn identity_replica(&self, keys: Vec<TestKey>) -> TestServer {
+        let mut settings = self.identity.settings.clone();
+        settings.listen_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let mut accepted = vec![identity_key_for_imports()];
+        accepted.extend(keys);
+        TestServer::start_with(
+            Service::Identity,
+            settings,
+            self.identity.identity.clone(),
+            self.identity.database.clone(),
+            accepted,
         )
         .await
     }

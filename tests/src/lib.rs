@@ -487,6 +487,42 @@ pub fn authed<T>(key: &str, message: T) -> tonic::Request<T> {
     request
 }
 
+/// Every email in identity's outbox, newest first, as written there (JSON: `account_id`,
+/// `recipient`, `template`, `variables`, …) and as the notification service would receive it.
+pub async fn outbox_emails(identity: &TestServer) -> Vec<serde_json::Value> {
+    use sea_orm::Statement;
+    let db = Database::connect(&identity.database.url)
+        .await
+        .expect("identity's database");
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT payload FROM outbox ORDER BY created_at DESC, id DESC",
+        ))
+        .await
+        .expect("outbox rows");
+    let _ = db.close().await;
+    rows.into_iter()
+        .map(|row| {
+            let payload: String = row.try_get("", "payload").expect("outbox payload");
+            serde_json::from_str(&payload).expect("outbox payload is JSON")
+        })
+        .collect()
+}
+
+/// The token of the newest reset email in identity's outbox.
+pub async fn newest_reset_token(identity: &TestServer) -> String {
+    outbox_emails(identity)
+        .await
+        .into_iter()
+        .find(|email| email["template"] == "password_reset")
+        .and_then(|email| {
+            let url = email["variables"]["reset_url"].as_str()?.to_owned();
+            Some(url.split_once("#token=")?.1.to_owned())
+        })
+        .expect("a reset email with a token in the outbox")
+}
+
 /// The `ErrorInfo.reason` of a status, if any.
 pub fn reason(status: &tonic::Status) -> Option<String> {
     use tonic_types::StatusExt;

@@ -9,7 +9,9 @@ use roster_proto::identity::v1::credential_service_client::CredentialServiceClie
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
 use roster_tests::imports::create_profile;
-use roster_tests::{ADMIN_KEY, Backend, TestServer, authed, both_backends, reason};
+use roster_tests::{
+    ADMIN_KEY, Backend, TestServer, authed, both_backends, newest_reset_token, reason,
+};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -59,28 +61,6 @@ async fn fixture_with(server: TestServer, preset: pb::PasswordPolicyPreset) -> F
 async fn fixture(backend: Backend) -> Option<Fixture> {
     let server = TestServer::spawn(Service::Identity, backend).await?;
     Some(fixture_with(server, pb::PasswordPolicyPreset::Default).await)
-}
-
-/// The token of the newest reset email in identity's outbox, as the notification service
-/// would receive it.
-async fn newest_reset_token(server: &TestServer) -> String {
-    let db = Database::connect(&server.database.url).await.unwrap();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT payload FROM outbox ORDER BY created_at DESC, id DESC",
-        ))
-        .await
-        .unwrap();
-    for row in rows {
-        let payload: String = row.try_get("", "payload").unwrap();
-        let email: serde_json::Value = serde_json::from_str(&payload).unwrap();
-        if email["template"] == "password_reset" {
-            let url = email["variables"]["reset_url"].as_str().unwrap();
-            return url.split_once("#token=").unwrap().1.to_owned();
-        }
-    }
-    panic!("no reset email in the outbox");
 }
 
 impl Fixture {

@@ -144,9 +144,13 @@ impl Passwords {
         })
     }
 
-    /// The account and profile a usable token belongs to.
+    /// The account and profile a usable token belongs to, when `caller` may act on that
+    /// account. A token of another account's profile is invalid to a caller limited to some
+    /// accounts, exactly like a token that does not exist: such a caller can neither set that
+    /// password nor learn that the token is live.
     pub async fn token_owner(
         &self,
+        caller: &Caller,
         token: &str,
     ) -> Result<(AccountRecord, ProfileRecord), PasswordError> {
         let conn = self.store.connection();
@@ -160,6 +164,7 @@ impl Passwords {
             .profile(conn, profile_id)
             .await?
             .filter(|record| record.profile.status != DELETED)
+            .filter(|record| caller.may_access(record.profile.account_id))
             .ok_or(PasswordError::InvalidToken)?;
         let account = self
             .store
@@ -169,14 +174,16 @@ impl Passwords {
         Ok((account, profile))
     }
 
-    /// Sets a new password with a reset token: the token is used up, every other token of the
-    /// profile revoked, the history extended and a "password changed" email queued.
+    /// Sets a new password with a reset token, for `caller` (see [`Passwords::token_owner`]):
+    /// the token is used up, every other token of the profile revoked, the history extended and
+    /// a "password changed" email queued.
     pub async fn complete_reset(
         &self,
+        caller: &Caller,
         token: &str,
         password: SecretString,
     ) -> Result<(), PasswordError> {
-        let (account, profile) = self.token_owner(token).await?;
+        let (account, profile) = self.token_owner(caller, token).await?;
         let violations = self.check(&account, Some(&profile), &password).await?;
         if !violations.is_empty() {
             return Err(PasswordError::Policy(violations));

@@ -122,11 +122,12 @@ async fn attempt(
         .filter(|item| !stored.contains_key(&item.idempotency_key))
         .filter_map(|item| Uuid::parse_str(&item.id).ok())
         .collect();
+    // Only the batch's own account: an id of another account's profile is neither locked nor
+    // found, exactly like an id nothing holds.
     let current: HashMap<Uuid, ProfileRecord> = store
-        .lock_profiles(&txn, &targets)
+        .lock_profiles(&txn, &targets, Some(&HashSet::from([account_id])))
         .await?
         .into_iter()
-        .filter(|record| record.profile.account_id == account_id)
         .map(|record| (record.profile.id, record))
         .collect();
 

@@ -199,9 +199,8 @@ impl CredentialService for CredentialApi {
                 // Locked, so that no change of the address can commit between this check and
                 // the token's email.
                 let profile = store
-                    .lock_profile(txn, id)
+                    .lock_profile(txn, id, caller.account_limit())
                     .await?
-                    .filter(|record| caller.may_access(record.profile.account_id))
                     .ok_or(IdentityError::NotFound("profile"))?;
                 still_as_confirmed(&profile, &confirmed, expected)?;
                 let account = store
@@ -225,11 +224,11 @@ impl CredentialService for CredentialApi {
         &self,
         request: Request<pb::CompletePasswordResetRequest>,
     ) -> Result<Response<pb::CompletePasswordResetResponse>, Status> {
-        caller(&request)?;
+        let caller = caller(&request)?;
         let request = request.into_inner();
         let password = secret("new_password", request.new_password)?;
         self.passwords
-            .complete_reset(&request.token, password)
+            .complete_reset(&caller, &request.token, password)
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(pb::CompletePasswordResetResponse {}))

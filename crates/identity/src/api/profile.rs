@@ -62,9 +62,8 @@ async fn changeable_profile(
     expected: Option<i64>,
 ) -> Result<ProfileRecord, IdentityError> {
     let current = store
-        .lock_profile(txn, id)
+        .lock_profile(txn, id, caller.account_limit())
         .await?
-        .filter(|record| caller.may_access(record.profile.account_id))
         .ok_or_else(profile_not_found)?;
     if current.profile.status == DELETED {
         return Err(IdentityError::Precondition(

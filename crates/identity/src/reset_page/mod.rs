@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use roster_runtime::Shutdown;
+use roster_runtime::{Caller, Shutdown};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -26,6 +26,11 @@ const STYLE: &str = include_str!("app.css");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The page acts for whoever holds a link: a token names its one profile, of any account.
+fn holder() -> Caller {
+    Caller::internal("reset-page")
+}
 
 /// Binds `addr` and serves the page until `shutdown` fires; returns the bound address.
 pub async fn serve(
@@ -160,7 +165,7 @@ fn error(failure: PasswordError) -> Response {
 }
 
 async fn requirements(State(passwords): State<Passwords>, Json(body): Json<TokenBody>) -> Response {
-    match passwords.token_owner(&body.token).await {
+    match passwords.token_owner(&holder(), &body.token).await {
         Ok((account, _)) => answer(
             StatusCode::OK,
             Answer {
@@ -176,7 +181,7 @@ async fn requirements(State(passwords): State<Passwords>, Json(body): Json<Token
 /// The rules a candidate fails as it is typed: every rule but the history, which costs an
 /// argon2 verification per stored password and is checked on submit.
 async fn check(State(passwords): State<Passwords>, Json(body): Json<PasswordBody>) -> Response {
-    match passwords.token_owner(&body.token).await {
+    match passwords.token_owner(&holder(), &body.token).await {
         Ok((account, profile)) => {
             let personal = Personal {
                 username: &profile.profile.username,
@@ -199,7 +204,7 @@ async fn check(State(passwords): State<Passwords>, Json(body): Json<PasswordBody
 
 async fn complete(State(passwords): State<Passwords>, Json(body): Json<PasswordBody>) -> Response {
     match passwords
-        .complete_reset(&body.token, SecretString::from(body.password))
+        .complete_reset(&holder(), &body.token, SecretString::from(body.password))
         .await
     {
         Ok(()) => answer(

@@ -56,14 +56,16 @@ pub fn role_names<'a>(roles: impl IntoIterator<Item = &'a Role>) -> Vec<String> 
 }
 
 impl Store {
-    /// One profile, locked for change until the transaction ends (PostgreSQL; a SQLite write
-    /// transaction holds the whole database already).
+    /// One profile, if it belongs to `accounts` (`None`: to any account), locked for change
+    /// until the transaction ends (PostgreSQL; a SQLite write transaction holds the whole
+    /// database already). A profile of another account is neither returned nor locked.
     pub async fn lock_profile(
         &self,
         txn: &DatabaseTransaction,
         id: Uuid,
+        accounts: Option<&HashSet<Uuid>>,
     ) -> Result<Option<ProfileRecord>, IdentityError> {
-        Ok(self.lock_profiles(txn, &[id]).await?.pop())
+        Ok(self.lock_profiles(txn, &[id], accounts).await?.pop())
     }
 
     /// Gives `current` every role of `roles` it lacks. Unchanged (same version) when it holds

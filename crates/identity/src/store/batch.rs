@@ -100,17 +100,24 @@ impl Store {
         Ok(())
     }
 
-    /// The profiles among `ids`, locked for update until the transaction ends (PostgreSQL;
-    /// SQLite serialises writers anyway).
+    /// The profiles among `ids` that belong to `accounts` (`None`: to any account), locked
+    /// for update until the transaction ends (PostgreSQL; SQLite serialises writers anyway).
+    ///
+    /// The accounts are part of the statement, so a caller never locks — and so never holds
+    /// up — a profile of an account it may not act on, whatever ids it names.
     pub async fn lock_profiles(
         &self,
         txn: &DatabaseTransaction,
         ids: &[Uuid],
+        accounts: Option<&HashSet<Uuid>>,
     ) -> Result<Vec<ProfileRecord>, IdentityError> {
         let mut records = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let mut query =
                 profile::Entity::find().filter(profile::Column::Id.is_in(chunk.iter().copied()));
+            if let Some(accounts) = accounts {
+                query = query.filter(profile::Column::AccountId.is_in(accounts.iter().copied()));
+            }
             if crate::store::is_postgres(txn) {
                 query = query.lock_exclusive();
             }
