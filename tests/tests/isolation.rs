@@ -680,6 +680,12 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
             vec![probe(Of::Username, GlobalWithoutHolder, |_, username| {
                 pb::BatchCheckUsernamesRequest {
                     usernames: vec![username.into()],
+                    // Suggestions are global like the verdict: A's key gets what the admin's does.
+                    seeds: vec![pb::SuggestionSeeds {
+                        first_name: "Bea".into(),
+                        last_name: "Bell".into(),
+                        email: String::new(),
+                    }],
                 }
             })],
         ),
@@ -1580,6 +1586,7 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
             KEY_A,
             pb::BatchCheckUsernamesRequest {
                 usernames: vec![world.ann.username.clone(), world.bea.username.clone()],
+                seeds: Vec::new(),
             },
         ))
         .await

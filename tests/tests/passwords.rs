@@ -428,10 +428,16 @@ async fn two_replicas(backend: Backend) -> Option<(TestServer, TestServer)> {
         signin_max_failures: MAX_FAILURES,
         ..roster_tests::identity_settings()
     };
+    // Pools small enough that two replicas and the tests beside them stay within PostgreSQL's
+    // max_connections: a refused connection would be an INTERNAL, not the throttle's answer.
+    let settings = roster_runtime::CommonSettings {
+        db_max_connections: 12,
+        ..roster_tests::test_settings(Service::Identity, &database.url)
+    };
     let start = || {
         TestServer::start_with(
             Service::Identity,
-            roster_tests::test_settings(Service::Identity, &database.url),
+            settings.clone(),
             identity.clone(),
             database.clone(),
             Vec::new(),
