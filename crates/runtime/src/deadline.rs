@@ -39,7 +39,11 @@ pub fn client_streaming_methods(descriptor_sets: &[&[u8]]) -> HashSet<String> {
                 } else {
                     format!("{package}.{}", service.name())
                 };
-                for method in service.method.iter().filter(|method| method.client_streaming()) {
+                for method in service
+                    .method
+                    .iter()
+                    .filter(|method| method.client_streaming())
+                {
                     methods.insert(format!("/{full}/{}", method.name()));
                 }
             }
@@ -187,7 +191,11 @@ mod tests {
         let started = std::time::Instant::now();
         let response = answer(&layer, Duration::from_secs(5), get).await;
         assert_eq!(grpc_status(&response), Some("4"), "DEADLINE_EXCEEDED");
-        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
         let response = answer(&layer, Duration::from_millis(10), get).await;
         assert_eq!(grpc_status(&response), Some("0"));
     }
