@@ -255,10 +255,13 @@ impl Upload {
         }
     }
 
-    /// Fails the import with `reason` and deletes its pieces, now.
+    /// Fails the import with `reason` and deletes its pieces, now. The work runs as a task of
+    /// its own: a broken connection drops the call right after its stream fails, and the
+    /// clean-up must outlive it.
     pub async fn fail(&mut self, reason: &str) {
         self.pending = false;
-        abort(&self.store, self.import_id, reason).await;
+        let (store, import_id, reason) = (self.store.clone(), self.import_id, reason.to_owned());
+        let _ = tokio::spawn(async move { abort(&store, import_id, &reason).await }).await;
     }
 
     /// The file is complete and handed on: nothing to undo any more.
