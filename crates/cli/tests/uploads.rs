@@ -84,8 +84,8 @@ async fn roster(suite: &ImportSuite, args: &[&str]) -> Run {
     .expect("the blocking task completes")
 }
 
-/// Writes a CSV of at least `bytes` bytes: the template header and rows of new people with
-/// long, valid cells (about 450 bytes a row).
+/// Writes a CSV of at least `bytes` bytes: the template header and rows of new people whose
+/// cells are long but valid (about 690 bytes a row); returns the number of rows.
 fn write_big_csv(path: &Path, bytes: u64) -> u64 {
     let mut file = std::io::BufWriter::new(std::fs::File::create(path).expect("CSV file"));
     file.write_all(
@@ -93,13 +93,15 @@ fn write_big_csv(path: &Path, bytes: u64) -> u64 {
     )
     .unwrap();
     let first = "Firstname".repeat(10);
-    let last = "Lastname".repeat(11);
+    let last = "Lastname".repeat(12);
+    let local = "big.upload.person".repeat(3);
+    let domain = ["a".repeat(60), "b".repeat(60), "c".repeat(60)].join(".");
     let title = "Senior Principal Engineer ".repeat(3);
     let department = "Research and Development ".repeat(3);
     let (mut written, mut rows) = (0u64, 0u64);
     while written < bytes {
         let row = format!(
-            ",{first}{rows},{last},big.upload.person.{rows}@example.com,,{},{},en-GB,Europe/London\r\n",
+            ",{first},{last},{local}{rows}@{domain}.example,,{},{},en-GB,America/Argentina/Buenos_Aires\r\n",
             title.trim_end(),
             department.trim_end(),
         );
@@ -129,6 +131,7 @@ both_backends! {
 
         let run = roster(&suite, &["import", "upload", path.to_str().unwrap(), "--account", &account]).await.ok();
         let uploaded_after = run.uploaded_after.expect("the upload was reported");
+        eprintln!("{rows} rows uploaded after {uploaded_after:?}");
         assert!(
             uploaded_after > Duration::from_secs(2),
             "the upload ({uploaded_after:?}) outlasted the 2 s request timeout"
