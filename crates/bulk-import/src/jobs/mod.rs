@@ -282,7 +282,8 @@ impl Worker {
 pub async fn sweep_uploads(store: &Store, idle: Duration) -> Result<Vec<Uuid>, DbErr> {
     let before = now_millis() - idle.as_millis() as i64;
     let reason = format!(
-        "the upload was abandoned: nothing was received for more than {} s (the client or the          server receiving it stopped); upload the file again",
+        "the upload was abandoned: nothing was received for more than {} s (the client or the \
+         server receiving it stopped); upload the file again",
         idle.as_secs()
     );
     let mut failed = Vec::new();
