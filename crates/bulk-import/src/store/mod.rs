@@ -13,8 +13,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, EntityTrait, FromQueryResult, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -224,14 +223,6 @@ impl Store {
             .limit(limit)
             .into_tuple()
             .all(&self.db)
-            .await
-    }
-
-    /// How many pieces of an import's file are stored (for tests and operators).
-    pub async fn chunk_count(&self, import_id: Uuid) -> Result<u64, DbErr> {
-        chunk::Entity::find()
-            .filter(chunk::Column::ImportId.eq(import_id))
-            .count(&self.db)
             .await
     }
 
