@@ -112,6 +112,18 @@ impl ImportSuite {
         adjust: impl FnOnce(&mut roster_bulk_import::Settings),
         keys: Vec<TestKey>,
     ) -> Option<ImportSuite> {
+        Self::start_configured(backend, identity_settings, |_| {}, adjust, keys).await
+    }
+
+    /// [`ImportSuite::start_with_identity`], with `server` applied to bulk-import's server
+    /// settings (e.g. a short `request_timeout_seconds`).
+    pub async fn start_configured(
+        backend: Backend,
+        identity_settings: roster_identity::Settings,
+        server: impl FnOnce(&mut CommonSettings),
+        adjust: impl FnOnce(&mut roster_bulk_import::Settings),
+        keys: Vec<TestKey>,
+    ) -> Option<ImportSuite> {
         let identity_db = Arc::new(TestDatabase::create(backend).await?);
         let identity = TestServer::start_with(
             Service::Identity,
@@ -124,13 +136,10 @@ impl ImportSuite {
         let import_db = Arc::new(TestDatabase::create(backend).await?);
         let mut settings = import_settings(Some(identity.addr));
         adjust(&mut settings);
-        let imports = TestServer::start_bulk_import(
-            test_settings(Service::BulkImport, &import_db.url),
-            settings.clone(),
-            import_db,
-            keys,
-        )
-        .await;
+        let mut common = test_settings(Service::BulkImport, &import_db.url);
+        server(&mut common);
+        let imports =
+            TestServer::start_bulk_import(common, settings.clone(), import_db, keys).await;
         Some(ImportSuite {
             identity,
             imports,
@@ -487,4 +496,206 @@ pub fn people_csv(prefix: &str, count: usize) -> Vec<u8> {
         ));
     }
     file.into_bytes()
+}
+
+/// An UploadImport stream the test writes to piece by piece: the header is sent at once, then
+/// whatever chunks the test sends; the server's answer comes when the test ends the stream, or
+/// earlier when the server ends the upload.
+pub struct OpenUpload {
+    sender: Option<tokio::sync::mpsc::Sender<pb::UploadImportRequest>>,
+    call: tokio::task::JoinHandle<Result<pb::Import, tonic::Status>>,
+}
+
+impl OpenUpload {
+    /// Opens an upload into `account_id` as `key`; with `deadline`, the call carries it as
+    /// `grpc-timeout`.
+    pub async fn start(
+        channel: Channel,
+        key: &str,
+        account_id: &str,
+        deadline: Option<Duration>,
+    ) -> OpenUpload {
+        use pb::upload_import_request::Content;
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        sender
+            .send(pb::UploadImportRequest {
+                content: Some(Content::Header(pb::UploadImportHeader {
+                    account_id: account_id.to_owned(),
+                    request_id: String::new(),
+                    file_name: "people.csv".to_owned(),
+                })),
+            })
+            .await
+            .expect("the header is queued");
+        let mut request = authed(
+            key,
+            tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(receiver),
+        );
+        if let Some(deadline) = deadline {
+            request.set_timeout(deadline);
+        }
+        let call = tokio::spawn(async move {
+            ImportServiceClient::new(channel)
+                .upload_import(request)
+                .await
+                .map(|response| response.into_inner().import.expect("import"))
+        });
+        OpenUpload {
+            sender: Some(sender),
+            call,
+        }
+    }
+
+    /// Sends the next chunk; false when the call is over (the server ended it).
+    pub async fn send(&self, chunk: &[u8]) -> bool {
+        use pb::upload_import_request::Content;
+        let Some(sender) = &self.sender else {
+            return false;
+        };
+        sender
+            .send(pb::UploadImportRequest {
+                content: Some(Content::Chunk(chunk.to_vec())),
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Ends the stream and returns the server's answer.
+    pub async fn finish(mut self) -> Result<pb::Import, tonic::Status> {
+        self.sender = None;
+        self.call.await.expect("the upload call completes")
+    }
+
+    /// Waits for the server's answer while the stream stays open (the client still there but
+    /// sending nothing), failing after `timeout`.
+    pub async fn answer_while_open(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<pb::Import, tonic::Status> {
+        tokio::time::timeout(timeout, &mut self.call)
+            .await
+            .expect("the server answers while the stream is open")
+            .expect("the upload call completes")
+    }
+}
+
+/// A TCP relay in front of a server, so that a test can cut a client's connection the way a
+/// dying client or a broken network does: both sockets close, mid-call.
+pub struct Relay {
+    pub addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    /// Relays every connection made to [`Relay::addr`] to `target`.
+    pub async fn start(target: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("relay port");
+        let addr = listener.local_addr().expect("relay address");
+        let task = tokio::spawn(async move {
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut client, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Relay { addr, task }
+    }
+
+    /// Closes every relayed connection at once, and accepts no more.
+    pub async fn cut(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// The id of the account's one import in state UPLOADING that has stored at least `chunks`
+/// pieces, waiting up to `timeout` for it.
+pub async fn uploading_import(
+    client: &mut ImportServiceClient<Channel>,
+    database: &TestDatabase,
+    account_id: &str,
+    chunks: u64,
+    timeout: Duration,
+) -> String {
+    let started = Instant::now();
+    loop {
+        let imports = client
+            .list_imports(authed(
+                ADMIN_KEY,
+                pb::ListImportsRequest {
+                    account_id: account_id.to_owned(),
+                    state: pb::ImportState::Uploading as i32,
+                    ..Default::default()
+                },
+            ))
+            .await
+            .expect("ListImports")
+            .into_inner()
+            .imports;
+        if let [import] = imports.as_slice()
+            && stored_chunks(database, &import.id).await >= chunks
+        {
+            return import.id.clone();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "no UPLOADING import with {chunks} stored pieces within {timeout:?}: {imports:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How many pieces of an import's file bulk-import's database holds (`import_chunks` rows).
+pub async fn stored_chunks(database: &TestDatabase, import_id: &str) -> u64 {
+    use roster_bulk_import::store::entities::chunk;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let import_id = uuid::Uuid::parse_str(import_id).expect("an import id");
+    let connection = sea_orm::Database::connect(&database.url)
+        .await
+        .expect("the import database opens");
+    let count = chunk::Entity::find()
+        .filter(chunk::Column::ImportId.eq(import_id))
+        .count(&connection)
+        .await
+        .expect("chunks counted");
+    let _ = connection.close().await;
+    count
+}
+
+/// A new import of `account_id` as UploadImport creates it (state UPLOADING, nothing stored),
+/// for tests that write the state a crashed replica leaves behind through the store.
+pub fn new_upload(account_id: uuid::Uuid) -> roster_bulk_import::store::entities::import::Model {
+    let now = roster_bulk_import::store::now_millis();
+    roster_bulk_import::store::entities::import::Model {
+        id: uuid::Uuid::now_v7(),
+        account_id,
+        file_name: "people.csv".to_owned(),
+        state: pb::ImportState::Uploading as i32,
+        encoding: None,
+        columns: None,
+        file_bytes: 0,
+        total_row_count: 0,
+        create_count: 0,
+        update_count: 0,
+        unchanged_count: 0,
+        error_count: 0,
+        applied_count: 0,
+        failed_count: 0,
+        error_message: String::new(),
+        request_key: None,
+        submit_request_id: None,
+        cancel_request_id: None,
+        created_by: "test".to_owned(),
+        created_at: now,
+        updated_at: now,
+        expire_at: Some(now + 7 * 24 * 3600 * 1000),
+        version: 1,
+        trace_context: String::new(),
+        welcome_emails: false,
+    }
 }

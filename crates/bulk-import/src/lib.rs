@@ -62,6 +62,12 @@ pub struct Settings {
     pub poll_interval_millis: u64,
     /// How often expired imports are purged.
     pub purge_interval_seconds: u64,
+    /// An upload that receives no chunk for this long is aborted: FAILED, its data removed.
+    /// The sweep applies the same bound to uploads whose replica died.
+    pub upload_idle_timeout_seconds: u64,
+    /// How often each replica looks for abandoned uploads (UPLOADING, nothing received for
+    /// longer than the idle timeout) and fails them, removing their data.
+    pub upload_sweep_interval_seconds: u64,
     /// Imports one replica works on at once.
     pub max_jobs: usize,
     /// Rows per validation batch (1 to 1000).
@@ -90,6 +96,8 @@ impl Default for Settings {
             lease_seconds: 30,
             poll_interval_millis: 1000,
             purge_interval_seconds: 300,
+            upload_idle_timeout_seconds: 60,
+            upload_sweep_interval_seconds: 60,
             max_jobs: 2,
             validate_batch_size: 1000,
             apply_batch_size: 500,
@@ -112,6 +120,14 @@ impl fmt::Debug for Settings {
             .field("max_file_bytes", &self.max_file_bytes)
             .field("import_ttl_seconds", &self.import_ttl_seconds)
             .field("lease_seconds", &self.lease_seconds)
+            .field(
+                "upload_idle_timeout_seconds",
+                &self.upload_idle_timeout_seconds,
+            )
+            .field(
+                "upload_sweep_interval_seconds",
+                &self.upload_sweep_interval_seconds,
+            )
             .field("max_jobs", &self.max_jobs)
             .field("validate_batch_size", &self.validate_batch_size)
             .field("apply_batch_size", &self.apply_batch_size)
@@ -163,6 +179,14 @@ impl Settings {
             "ROSTER_BULK_IMPORT__LEASE_SECONDS must be at least 1"
         );
         anyhow::ensure!(
+            self.upload_idle_timeout_seconds >= 1,
+            "ROSTER_BULK_IMPORT__UPLOAD_IDLE_TIMEOUT_SECONDS must be at least 1"
+        );
+        anyhow::ensure!(
+            self.upload_sweep_interval_seconds >= 1,
+            "ROSTER_BULK_IMPORT__UPLOAD_SWEEP_INTERVAL_SECONDS must be at least 1"
+        );
+        anyhow::ensure!(
             self.max_field_chars >= 1 && self.max_row_bytes >= 4096,
             "ROSTER_BULK_IMPORT__MAX_FIELD_CHARS must be at least 1 and \
              ROSTER_BULK_IMPORT__MAX_ROW_BYTES at least 4096"
@@ -194,6 +218,8 @@ pub async fn start(
             lease: Duration::from_secs(settings.lease_seconds),
             poll_interval: Duration::from_millis(settings.poll_interval_millis.max(10)),
             purge_interval: Duration::from_secs(settings.purge_interval_seconds.max(1)),
+            upload_idle_timeout: Duration::from_secs(settings.upload_idle_timeout_seconds),
+            upload_sweep_interval: Duration::from_secs(settings.upload_sweep_interval_seconds),
             max_jobs: settings.max_jobs.max(1),
             validate_batch: settings.validate_batch_size,
             apply_batch: settings.apply_batch_size,
@@ -212,6 +238,7 @@ pub async fn start(
         api::ApiConfig {
             max_file_bytes: settings.max_file_bytes,
             import_ttl: Duration::from_secs(settings.import_ttl_seconds),
+            upload_idle_timeout: Duration::from_secs(settings.upload_idle_timeout_seconds),
             watch_interval: Duration::from_millis(250),
         },
         wake,

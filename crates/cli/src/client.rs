@@ -369,14 +369,39 @@ impl Client {
         Ok(key)
     }
 
-    /// Makes one call: `method` is the gRPC path without the leading slash, `request_id` the
-    /// call's idempotency key when it has side effects (`None` for reads, which get a fresh
-    /// `x-request-id`). A failure comes back as an [`RpcFailure`].
+    /// Makes one call with the `--timeout` deadline: `method` is the gRPC path without the
+    /// leading slash, `request_id` the call's idempotency key when it has side effects (`None`
+    /// for reads, which get a fresh `x-request-id`). A failure comes back as an [`RpcFailure`].
     pub async fn call<T, R>(
         &self,
         method: &'static str,
         request_id: Option<&str>,
         message: T,
+        send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
+    ) -> anyhow::Result<R> {
+        self.invoke(method, request_id, message, Some(self.args.timeout), send)
+            .await
+    }
+
+    /// [`Client::call`] without a deadline, for a call that lasts as long as its data: an
+    /// upload streams a file of any size, a watch follows an import to its end. Such calls end
+    /// by their own rules (the server's idle timeout and size limit), never at `--timeout`.
+    pub async fn call_unbounded<T, R>(
+        &self,
+        method: &'static str,
+        request_id: Option<&str>,
+        message: T,
+        send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
+    ) -> anyhow::Result<R> {
+        self.invoke(method, request_id, message, None, send).await
+    }
+
+    async fn invoke<T, R>(
+        &self,
+        method: &'static str,
+        request_id: Option<&str>,
+        message: T,
+        deadline: Option<Duration>,
         send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
     ) -> anyhow::Result<R> {
         let ids = CallIds {
@@ -392,7 +417,9 @@ impl Client {
             );
         }
         let mut request = tonic::Request::new(message);
-        request.set_timeout(self.args.timeout);
+        if let Some(deadline) = deadline {
+            request.set_timeout(deadline);
+        }
         let metadata = request.metadata_mut();
         metadata.insert(
             "authorization",
@@ -411,17 +438,21 @@ impl Client {
                 .parse()
                 .context("invalid traceparent")?,
         );
-        // The server gives up at the deadline sent as grpc-timeout; this bound covers a server
-        // or network that never answers at all.
-        let answer =
-            tokio::time::timeout(self.args.timeout + Duration::from_secs(1), send(request))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Status::deadline_exceeded(format!(
-                        "no answer within --timeout {:?}",
-                        self.args.timeout
-                    )))
-                });
+        let started = std::time::Instant::now();
+        let answer = match deadline {
+            // The server gives up at the deadline sent as grpc-timeout; this bound covers a
+            // server or network that never answers at all.
+            Some(deadline) => {
+                tokio::time::timeout(deadline + Duration::from_secs(1), send(request))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Status::deadline_exceeded(format!(
+                            "no answer within --timeout {deadline:?}"
+                        )))
+                    })
+            }
+            None => send(request).await,
+        };
         match answer {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => Err(RpcFailure {
@@ -435,6 +466,7 @@ impl Client {
                 request_id: ids.request_id,
                 trace_id: ids.trace_id,
                 mutating: request_id.is_some(),
+                deadline_passed: deadline.is_some_and(|deadline| started.elapsed() >= deadline),
             }
             .into()),
         }
@@ -457,6 +489,9 @@ pub struct RpcFailure {
     pub mutating: bool,
     /// What to check when the call broke in the connection instead of being answered.
     pub connection_hint: Option<&'static str>,
+    /// True when the call had a `--timeout` deadline and it passed: only then can a longer
+    /// one help.
+    pub deadline_passed: bool,
 }
 
 impl fmt::Display for RpcFailure {
@@ -514,12 +549,21 @@ fn hints(failure: Option<&RpcFailure>, status: &Status) -> Vec<String> {
     if let Some(hint) = connection_hint {
         hints.push(hint.into());
     }
+    let deadline_passed = failure.is_some_and(|failure| failure.deadline_passed);
     match status.code() {
-        // The CLI cancels nothing itself: a CANCELLED answer is the server giving up at the
-        // deadline the CLI sent (a broken connection is CANCELLED too, with its own hint).
-        Code::DeadlineExceeded | Code::Cancelled if connection_hint.is_none() => {
+        // The CLI cancels nothing itself: a CANCELLED answer past the deadline is the server
+        // giving up at the deadline the CLI sent (a broken connection is CANCELLED too, with
+        // its own hint). Before it, or without one, a longer --timeout changes nothing.
+        Code::DeadlineExceeded | Code::Cancelled
+            if connection_hint.is_none() && deadline_passed =>
+        {
             hints.push("raise --timeout if the call needs longer".into())
         }
+        Code::DeadlineExceeded if connection_hint.is_none() && failure.is_some() => hints.push(
+            "the service ended the call at its own time limit (its request_timeout_seconds), \
+             not at --timeout"
+                .into(),
+        ),
         Code::Unauthenticated => hints.push("check the caller key (ROSTER_KEY or --key)".into()),
         _ => {}
     }

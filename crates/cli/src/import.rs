@@ -5,18 +5,27 @@
 //!   prints the preview: the counts and the first row errors.
 //! - `roster import submit IMPORT_ID --watch` starts the apply and follows it with a progress bar.
 //! - `roster import report IMPORT_ID -o report.csv` downloads the per-row report.
+//! - `roster import list --account ID [--state S]` lists the account's imports, newest first.
+//! - `roster import cancel IMPORT_ID` cancels an import that has not finished (an upload left
+//!   UPLOADING included, whose stored data goes at once).
+//!
+//! Every call goes through [`crate::client::Client`]: the reads and the cancel carry the
+//! `--timeout` deadline; the upload and the watch carry none, since they last as long as their
+//! data (the server bounds an upload by its size limit and idle timeout).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_client::ImportServiceClient;
 use roster_runtime::Service;
+use serde_json::{Value, json};
 use tonic::transport::Channel;
 
-use crate::output;
+use crate::client::RequestIdArg;
+use crate::output::{self, Paging};
 
 /// The largest piece of a file sent in one UploadImport message.
 const UPLOAD_CHUNK_BYTES: usize = 1024 * 1024;
@@ -64,6 +73,55 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// List an account's imports, newest first.
+    List {
+        /// The account (UUID).
+        #[arg(long)]
+        account: String,
+        /// Only imports in this state.
+        #[arg(long, value_enum)]
+        state: Option<State>,
+        #[command(flatten)]
+        paging: Paging,
+    },
+    /// Cancel an import that has not finished: an upload (its stored data is deleted), a
+    /// validation, a preview waiting for submit, or an apply (rows applied stay applied).
+    Cancel {
+        /// The import (UUID).
+        import_id: String,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+}
+
+/// An import's state, as `roster import list --state` takes it.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum State {
+    Uploading,
+    Validating,
+    Validated,
+    Invalid,
+    Applying,
+    Completed,
+    CompletedWithErrors,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    fn proto(self) -> pb::ImportState {
+        match self {
+            State::Uploading => pb::ImportState::Uploading,
+            State::Validating => pb::ImportState::Validating,
+            State::Validated => pb::ImportState::Validated,
+            State::Invalid => pb::ImportState::Invalid,
+            State::Applying => pb::ImportState::Applying,
+            State::Completed => pb::ImportState::Completed,
+            State::CompletedWithErrors => pb::ImportState::CompletedWithErrors,
+            State::Failed => pb::ImportState::Failed,
+            State::Cancelled => pb::ImportState::Cancelled,
+        }
+    }
 }
 
 /// Runs one `roster import` command against bulk-import at `--bulk-import-addr`, connected
@@ -72,7 +130,7 @@ pub async fn run(command: Command, connection: &crate::client::Client) -> anyhow
     let channel = connection.channel(Service::BulkImport).await?;
     let client = Client {
         imports: ImportServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024),
-        key: connection.key()?.to_owned(),
+        connection,
     };
     match command {
         Command::Template { account, output } => client.template(account, output).await,
@@ -87,29 +145,35 @@ pub async fn run(command: Command, connection: &crate::client::Client) -> anyhow
             welcome_emails,
         } => client.submit(import_id, watch, welcome_emails).await,
         Command::Report { import_id, output } => client.report(import_id, output).await,
+        Command::List {
+            account,
+            state,
+            paging,
+        } => client.list(account, state, paging).await,
+        Command::Cancel {
+            import_id,
+            request_id,
+        } => client.cancel(import_id, request_id.get()).await,
     }
 }
 
-struct Client {
+struct Client<'a> {
     imports: ImportServiceClient<Channel>,
-    key: String,
+    connection: &'a crate::client::Client,
 }
 
-impl Client {
-    fn request<T>(&self, message: T) -> anyhow::Result<tonic::Request<T>> {
-        let mut request = tonic::Request::new(message);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.key)
-                .parse()
-                .context("the key must be printable ASCII")?,
-        );
-        Ok(request)
-    }
-
-    async fn template(mut self, account_id: String, output: Option<PathBuf>) -> anyhow::Result<()> {
-        let request = self.request(pb::DownloadTemplateRequest { account_id })?;
-        let mut stream = self.imports.download_template(request).await?.into_inner();
+impl Client<'_> {
+    async fn template(self, account_id: String, output: Option<PathBuf>) -> anyhow::Result<()> {
+        let mut imports = self.imports.clone();
+        let mut stream = self
+            .connection
+            .call_unbounded(
+                "roster.imports.v1.ImportService/DownloadTemplate",
+                None,
+                pb::DownloadTemplateRequest { account_id },
+                async |request| imports.download_template(request).await,
+            )
+            .await?;
         let mut sink = Sink::open(output.as_deref())?;
         while let Some(piece) = stream.message().await? {
             sink.write(&piece.chunk)?;
@@ -117,14 +181,113 @@ impl Client {
         sink.done("template")
     }
 
-    async fn report(mut self, import_id: String, output: Option<PathBuf>) -> anyhow::Result<()> {
-        let request = self.request(pb::DownloadReportRequest { import_id })?;
-        let mut stream = self.imports.download_report(request).await?.into_inner();
+    async fn report(self, import_id: String, output: Option<PathBuf>) -> anyhow::Result<()> {
+        let mut imports = self.imports.clone();
+        let mut stream = self
+            .connection
+            .call_unbounded(
+                "roster.imports.v1.ImportService/DownloadReport",
+                None,
+                pb::DownloadReportRequest { import_id },
+                async |request| imports.download_report(request).await,
+            )
+            .await?;
         let mut sink = Sink::open(output.as_deref())?;
         while let Some(piece) = stream.message().await? {
             sink.write(&piece.chunk)?;
         }
         sink.done("report")
+    }
+
+    async fn list(
+        self,
+        account_id: String,
+        state: Option<State>,
+        paging: Paging,
+    ) -> anyhow::Result<()> {
+        let (items, next) = output::pages(&paging, "imports", async |page_token| {
+            let mut imports = self.imports.clone();
+            let response = self
+                .connection
+                .call(
+                    "roster.imports.v1.ImportService/ListImports",
+                    None,
+                    pb::ListImportsRequest {
+                        account_id: account_id.clone(),
+                        page_size: paging.page_size,
+                        page_token,
+                        state: state.map_or(0, |state| state.proto() as i32),
+                    },
+                    async |request| imports.list_imports(request).await,
+                )
+                .await?;
+            Ok((response.imports, response.next_page_token))
+        })
+        .await?;
+        if self.connection.json() {
+            return output::print_json(&json!({
+                "imports": items.iter().map(import_json).collect::<Vec<_>>(),
+                "next_page_token": next,
+            }));
+        }
+        if items.is_empty() {
+            output::outln!("No imports.")?;
+        } else {
+            output::outln!(
+                "{}",
+                output::table(
+                    &[
+                        "id", "file", "state", "rows", "errors", "created", "message"
+                    ],
+                    items.iter().map(|import| {
+                        [
+                            import.id.clone(),
+                            import.file_name.clone(),
+                            short_state(import.state),
+                            import.total_row_count.to_string(),
+                            import.error_count.to_string(),
+                            output::time(import.create_time.as_ref()),
+                            import.error_message.clone(),
+                        ]
+                    }),
+                )
+            )?;
+        }
+        output::more_hint(&next);
+        Ok(())
+    }
+
+    async fn cancel(self, import_id: String, request_id: String) -> anyhow::Result<()> {
+        let mut imports = self.imports.clone();
+        let import = self
+            .connection
+            .call(
+                "roster.imports.v1.ImportService/CancelImport",
+                Some(&request_id),
+                pb::CancelImportRequest {
+                    import_id,
+                    request_id: request_id.clone(),
+                },
+                async |request| imports.cancel_import(request).await,
+            )
+            .await?
+            .import
+            .context("the server returned no import")?;
+        if self.connection.json() {
+            return output::print_json(&json!({ "import": import_json(&import) }));
+        }
+        output::outln!(
+            "{}",
+            output::details(&[
+                ("id", import.id.clone()),
+                ("file", import.file_name.clone()),
+                ("state", short_state(import.state)),
+                ("rows", import.total_row_count.to_string()),
+                ("applied", import.applied_count.to_string()),
+                ("updated", output::time(import.update_time.as_ref())),
+            ])
+        )?;
+        Ok(())
     }
 
     async fn upload(
@@ -146,7 +309,7 @@ impl Client {
             .send(pb::UploadImportRequest {
                 content: Some(Content::Header(pb::UploadImportHeader {
                     account_id,
-                    request_id,
+                    request_id: request_id.clone(),
                     file_name,
                 })),
             })
@@ -168,28 +331,37 @@ impl Client {
                 }
             }
         });
-        let request = self.request(tokio_stream::wrappers::ReceiverStream::new(receiver))?;
-        let uploaded = self.imports.upload_import(request).await;
+        let mut imports = self.imports.clone();
+        let uploaded = self
+            .connection
+            .call_unbounded(
+                "roster.imports.v1.ImportService/UploadImport",
+                Some(request_id.as_str()).filter(|id| !id.is_empty()),
+                tokio_stream::wrappers::ReceiverStream::new(receiver),
+                async |request| imports.upload_import(request).await,
+            )
+            .await;
         reading.await?.context("reading the file")?;
-        let import = uploaded?
-            .into_inner()
-            .import
-            .context("no import returned")?;
+        let import = uploaded?.import.context("no import returned")?;
         eprintln!("uploaded as import {}; validating…", import.id);
         let import = self.follow(&import.id, false).await?;
         print_preview(&import)?;
         if import.state == pb::ImportState::Validated as i32 && import.error_count > 0 {
-            let request = self.request(pb::ListImportRowsRequest {
-                import_id: import.id.clone(),
-                page_size: ERRORS_SHOWN as i32,
-                filter: pb::ImportRowFilter::Errors as i32,
-                ..Default::default()
-            })?;
+            let mut imports = self.imports.clone();
             let rows = self
-                .imports
-                .list_import_rows(request)
+                .connection
+                .call(
+                    "roster.imports.v1.ImportService/ListImportRows",
+                    None,
+                    pb::ListImportRowsRequest {
+                        import_id: import.id.clone(),
+                        page_size: ERRORS_SHOWN as i32,
+                        filter: pb::ImportRowFilter::Errors as i32,
+                        ..Default::default()
+                    },
+                    async |request| imports.list_import_rows(request).await,
+                )
                 .await?
-                .into_inner()
                 .rows;
             output::outln!("first errors:")?;
             for row in rows {
@@ -220,16 +392,21 @@ impl Client {
         watch: bool,
         send_welcome_emails: bool,
     ) -> anyhow::Result<()> {
-        let request = self.request(pb::SubmitImportRequest {
-            import_id: import_id.clone(),
-            request_id: format!("roster-cli-submit-{import_id}"),
-            send_welcome_emails,
-        })?;
+        let request_id = format!("roster-cli-submit-{import_id}");
+        let mut imports = self.imports.clone();
         let import = self
-            .imports
-            .submit_import(request)
+            .connection
+            .call(
+                "roster.imports.v1.ImportService/SubmitImport",
+                Some(&request_id),
+                pb::SubmitImportRequest {
+                    import_id: import_id.clone(),
+                    request_id: request_id.clone(),
+                    send_welcome_emails,
+                },
+                async |request| imports.submit_import(request).await,
+            )
             .await?
-            .into_inner()
             .import
             .context("no import returned")?;
         if !watch {
@@ -252,10 +429,18 @@ impl Client {
 
     /// Follows WatchImport to its end; with `bar`, shows the apply's progress.
     async fn follow(&mut self, import_id: &str, bar: bool) -> anyhow::Result<pb::Import> {
-        let request = self.request(pb::WatchImportRequest {
-            import_id: import_id.to_owned(),
-        })?;
-        let mut stream = self.imports.watch_import(request).await?.into_inner();
+        let mut imports = self.imports.clone();
+        let mut stream = self
+            .connection
+            .call_unbounded(
+                "roster.imports.v1.ImportService/WatchImport",
+                None,
+                pb::WatchImportRequest {
+                    import_id: import_id.to_owned(),
+                },
+                async |request| imports.watch_import(request).await,
+            )
+            .await?;
         let progress = bar.then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -282,6 +467,36 @@ impl Client {
         }
         last.context("the watch ended without news")
     }
+}
+
+/// An import's state for a table: `validated`, `completed_with_errors`.
+fn short_state(state: i32) -> String {
+    output::short_enum(state, "IMPORT_STATE_", |state: pb::ImportState| {
+        state.as_str_name()
+    })
+}
+
+/// An import as JSON: the `.proto` field names, the state by its full name, RFC 3339 times.
+fn import_json(import: &pb::Import) -> Value {
+    json!({
+        "id": import.id,
+        "account_id": import.account_id,
+        "file_name": import.file_name,
+        "state": output::enum_name(import.state, |state: pb::ImportState| state.as_str_name()),
+        "total_row_count": import.total_row_count,
+        "create_count": import.create_count,
+        "update_count": import.update_count,
+        "unchanged_count": import.unchanged_count,
+        "error_count": import.error_count,
+        "applied_count": import.applied_count,
+        "failed_count": import.failed_count,
+        "error_message": import.error_message,
+        "create_time": output::json_time(import.create_time.as_ref()),
+        "update_time": output::json_time(import.update_time.as_ref()),
+        "expire_time": output::json_time(import.expire_time.as_ref()),
+        "etag": import.etag,
+        "send_welcome_emails": import.send_welcome_emails,
+    })
 }
 
 fn state_name(state: i32) -> String {

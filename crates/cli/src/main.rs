@@ -4,7 +4,7 @@
 //!   under `./var` (the embedded default).
 //! - `roster serve <service>` runs one service (production, one per container).
 //! - `roster migrate <service>` applies one service's migrations and exits (a Kubernetes Job).
-//! - `roster import template|upload|submit|report` drives a bulk import.
+//! - `roster import template|upload|submit|report|list|cancel` drives a bulk import.
 //! - `roster accounts|profiles|usernames|passwords|notifications …` are the operator commands:
 //!   gRPC calls to running services, printed as tables or, with `--json`, as JSON.
 //! - `roster keys new|hash` make caller keys and their keys-file entries, offline.
@@ -62,7 +62,7 @@ enum Command {
         #[arg(long, env = "ROSTER_CONFIG_FILE")]
         config: Option<PathBuf>,
     },
-    /// Bulk import: template, upload (with preview), submit --watch, report.
+    /// Bulk import: template, upload (with preview), submit --watch, report, list, cancel.
     #[command(subcommand)]
     Import(import::Command),
     /// Accounts and their password policies.

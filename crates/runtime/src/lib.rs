@@ -4,6 +4,7 @@
 //! - [`telemetry`]: `tracing` with pretty or JSON output and optional OTLP export.
 //! - [`server`]: the tonic server bootstrap with health, reflection, tower layers and graceful
 //!   shutdown.
+//! - [`deadline`]: the server's deadline, kept off calls whose request is a stream (uploads).
 //! - [`metrics`]: the Prometheus endpoint, gRPC call metrics and the services' own series.
 //! - [`client`]: calls to another Roster service: balanced, with deadlines, retries of
 //!   idempotent calls, the caller key, trace context and optional TLS.
@@ -15,6 +16,7 @@
 pub mod auth;
 pub mod client;
 pub mod db;
+pub mod deadline;
 pub mod error;
 pub mod metrics;
 pub mod ratelimit;

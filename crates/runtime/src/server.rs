@@ -2,8 +2,8 @@
 //!
 //! It reads top to bottom: bind → TLS → health and reflection → metrics endpoint → plaintext
 //! health listener → tower layers (tracing span with a request id and the caller's trace
-//! context, call metrics, load shedding over a global concurrency limit, authentication) → serve
-//! until the shutdown signal → drain.
+//! context, call metrics, the server's deadline (not on request streams), load shedding over a
+//! global concurrency limit, authentication) → serve until the shutdown signal → drain.
 //! On shutdown, health turns NOT_SERVING first, the server stops accepting after the configured
 //! drain delay, in-flight calls get the grace period to finish.
 //!
@@ -29,6 +29,7 @@ use tracing::Instrument;
 
 use crate::auth::{AuthLayer, KeyRing};
 use crate::db::ServiceDatabase;
+use crate::deadline::DeadlineLayer;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::settings::CommonSettings;
@@ -291,6 +292,9 @@ pub async fn serve(
 
     let layers = tower::ServiceBuilder::new()
         .layer(metrics.layer(hosted_methods(&names)))
+        // The server's deadline, for every call but those whose request is a stream (uploads);
+        // a deadline the client sends is enforced by tonic on every call.
+        .layer(DeadlineLayer::new(config.request_timeout, &DESCRIPTOR_SETS))
         .map_response(message_limit_is_resource_exhausted)
         .load_shed()
         .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
@@ -321,7 +325,6 @@ pub async fn serve(
         builder = builder.tls_config(tls)?;
     }
     let server = builder
-        .timeout(config.request_timeout)
         .http2_max_header_list_size(config.max_header_list_bytes)
         .trace_fn(call_span)
         .layer(layers)
@@ -391,16 +394,16 @@ fn hosted_methods(names: &[&'static str]) -> std::collections::HashSet<String> {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     ]);
-    crate::metrics::hosted_methods(
-        &[
-            roster_proto::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ],
-        &hosted,
-    )
+    crate::metrics::hosted_methods(&DESCRIPTOR_SETS, &hosted)
 }
+
+/// The descriptors of every method a server may host: Roster's, health's and reflection's.
+const DESCRIPTOR_SETS: [&[u8]; 4] = [
+    roster_proto::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
 
 /// tonic reports a request message over the size limit as OUT_OF_RANGE; the gRPC status-code
 /// specification (and every other gRPC implementation) says RESOURCE_EXHAUSTED. Roster's own

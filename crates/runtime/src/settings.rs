@@ -113,7 +113,8 @@ pub struct CommonSettings {
     /// How long health reports NOT_SERVING before the listener closes (0 on Kubernetes, where
     /// the preStop pause does this).
     pub drain_seconds: u64,
-    /// Upper bound of any one call.
+    /// Upper bound of one call whose request is a single message (unary or server streaming,
+    /// until its response starts). Calls with a request stream (uploads) have their own limits.
     pub request_timeout_seconds: u64,
     /// Calls served at once; further calls are refused with RESOURCE_EXHAUSTED.
     pub concurrency_limit: usize,

@@ -7,6 +7,7 @@
 
 mod convert;
 mod streams;
+mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +27,6 @@ use crate::identity::Identity;
 use crate::store::entities::import;
 use crate::store::{Refused, Store, now_millis, state_of};
 
-/// The largest piece of a file kept as one database row.
-const STORED_CHUNK_BYTES: usize = 1024 * 1024;
-
 /// A server stream as the generated ImportService trait takes it.
 type BoxStream<T> =
     std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -42,6 +40,8 @@ pub struct ApiConfig {
     pub import_ttl: Duration,
     /// How often WatchImport looks at the import.
     pub watch_interval: Duration,
+    /// How long an upload may receive nothing before it is aborted.
+    pub upload_idle_timeout: Duration,
 }
 
 /// ImportService over the bulk-import store.
@@ -118,36 +118,41 @@ impl ImportApi {
         }
     }
 
-    fn too_large(&self) -> ApiError {
-        ApiError::ResourceExhausted {
-            reason: "FILE_TOO_LARGE",
-            message: format!(
-                "the file is larger than the {} bytes this server accepts",
-                self.config.max_file_bytes
-            ),
-            retry_after: None,
+    fn upload_limits(&self) -> upload::Limits {
+        upload::Limits {
+            max_file_bytes: self.config.max_file_bytes,
+            idle_timeout: self.config.upload_idle_timeout,
         }
     }
 
-    /// Ends an upload and hands the file to the workers.
+    /// Ends a complete upload and hands the file to the workers; a failure to record that
+    /// fails the import.
     async fn finish_upload(
         &self,
+        mut upload: upload::Upload,
         import_id: Uuid,
         sniffer: Sniffer,
     ) -> Result<import::Model, ApiError> {
         let bytes = sniffer.len() as i64;
-        match sniffer.finish() {
+        let finished = match sniffer.finish() {
             Ok(encoding) => {
                 self.store
                     .finish_upload(import_id, bytes, Ok(encoding.name()))
-                    .await?
+                    .await
             }
             Err(message) => {
                 self.store
                     .finish_upload(import_id, bytes, Err(&message))
-                    .await?
+                    .await
             }
+        };
+        if let Err(error) = finished {
+            upload
+                .fail("the upload failed: the complete file could not be recorded; upload it again")
+                .await;
+            return Err(error.into());
         }
+        upload.finished();
         self.wake.notify_one();
         self.store
             .import(import_id)
@@ -207,7 +212,7 @@ impl ImportService for ImportApi {
             return Err(ApiError::invalid_fields(violations).into());
         }
         if request.content.len() as u64 > self.config.max_file_bytes {
-            return Err(self.too_large().into());
+            return Err(upload::too_large(self.config.max_file_bytes).into());
         }
         let model = self.new_import(&caller, account_id, &request.file_name, &request.request_id);
         let (model, created) = self
@@ -220,15 +225,9 @@ impl ImportService for ImportApi {
                 import: Some(convert::import(&model)),
             }));
         }
-        let mut sniffer = Sniffer::new();
-        for (seq, piece) in request.content.chunks(STORED_CHUNK_BYTES).enumerate() {
-            sniffer.feed(piece);
-            self.store
-                .append_chunk(model.id, seq as i32, piece.to_vec())
-                .await
-                .map_err(ApiError::from)?;
-        }
-        let model = self.finish_upload(model.id, sniffer).await?;
+        let mut upload = upload::Upload::start(self.store.clone(), model.id, self.upload_limits());
+        let sniffer = upload.store_all(&request.content).await?;
+        let model = self.finish_upload(upload, model.id, sniffer).await?;
         Ok(Response::new(pb::CreateImportResponse {
             import: Some(convert::import(&model)),
         }))
@@ -238,21 +237,9 @@ impl ImportService for ImportApi {
         &self,
         request: Request<Streaming<pb::UploadImportRequest>>,
     ) -> Result<Response<pb::UploadImportResponse>, Status> {
-        use pb::upload_import_request::Content;
         let caller = caller(&request)?;
         let mut stream = request.into_inner();
-        let header = match stream.message().await? {
-            Some(pb::UploadImportRequest {
-                content: Some(Content::Header(header)),
-            }) => header,
-            _ => {
-                return Err(ApiError::invalid(
-                    "header",
-                    "the first message must carry the header (account_id, request_id, file_name)",
-                )
-                .into());
-            }
-        };
+        let header = upload::header(&mut stream, self.upload_limits(), &self.shutdown).await?;
         let account_id = convert::parse_id("header.account_id", &header.account_id)?;
         caller.require_account(account_id)?;
         convert::check_request_id("header.request_id", &header.request_id)?;
@@ -268,50 +255,9 @@ impl ImportService for ImportApi {
                 import: Some(convert::import(&model)),
             }));
         }
-        let import_id = model.id;
-        let received: Result<Sniffer, ApiError> = async {
-            let mut sniffer = Sniffer::new();
-            let mut seq = 0i32;
-            while let Some(message) = stream.message().await.map_err(|status| {
-                ApiError::invalid(
-                    "chunk",
-                    format!("the upload broke off: {}", status.message()),
-                )
-            })? {
-                let chunk = match message.content {
-                    Some(Content::Chunk(chunk)) => chunk,
-                    _ => {
-                        return Err(ApiError::invalid(
-                            "header",
-                            "only the first message may carry the header; later ones carry chunks",
-                        ));
-                    }
-                };
-                if sniffer.len() + chunk.len() as u64 > self.config.max_file_bytes {
-                    return Err(self.too_large());
-                }
-                for piece in chunk.chunks(STORED_CHUNK_BYTES) {
-                    sniffer.feed(piece);
-                    self.store
-                        .append_chunk(import_id, seq, piece.to_vec())
-                        .await?;
-                    seq += 1;
-                }
-            }
-            Ok(sniffer)
-        }
-        .await;
-        let sniffer = match received {
-            Ok(sniffer) => sniffer,
-            Err(error) => {
-                // Nothing of a broken upload is kept.
-                if let Err(purge) = self.store.purge(import_id).await {
-                    tracing::error!(%import_id, error = %purge, "removing a broken upload failed");
-                }
-                return Err(error.into());
-            }
-        };
-        let model = self.finish_upload(import_id, sniffer).await?;
+        let mut upload = upload::Upload::start(self.store.clone(), model.id, self.upload_limits());
+        let sniffer = upload.receive(&mut stream, &self.shutdown).await?;
+        let model = self.finish_upload(upload, model.id, sniffer).await?;
         Ok(Response::new(pb::UploadImportResponse {
             import: Some(convert::import(&model)),
         }))

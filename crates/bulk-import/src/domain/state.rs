@@ -1,7 +1,8 @@
 //! The life cycle of an import and of each of its rows.
 //!
-//! `UPLOADING → VALIDATING → VALIDATED | INVALID`; `VALIDATED → APPLYING → COMPLETED |
-//! COMPLETED_WITH_ERRORS | FAILED`; `CANCELLED` from any state before the end of APPLYING.
+//! `UPLOADING → VALIDATING → VALIDATED | INVALID`; `UPLOADING → FAILED` when the upload ends
+//! before its file is complete; `VALIDATED → APPLYING → COMPLETED | COMPLETED_WITH_ERRORS |
+//! FAILED`; `CANCELLED` from any state before the end of APPLYING.
 //! The stored codes are the protobuf enum numbers, so the two can never drift apart silently.
 
 /// Where an import is in its life cycle.

@@ -1,5 +1,5 @@
-//! The background work on imports: validation after an upload, the apply after a submit, and
-//! the purge of expired imports.
+//! The background work on imports: validation after an upload, the apply after a submit, the
+//! sweep of abandoned uploads and the purge of expired imports.
 //!
 //! Every replica runs one [`Worker`]. It finds imports whose lease is free or expired and
 //! claims one with a conditional UPDATE, so exactly one replica works on an import at a time.
@@ -8,6 +8,12 @@
 //! stops renewing: once its lease expires another replica — or the same one restarted —
 //! claims the import and carries on from the progress in the database. Shutdown stops the
 //! work between batches and gives the lease back at once.
+//!
+//! An upload is received by the replica that serves its call, which fails it when the client
+//! stops sending or goes away. When that replica dies instead, the upload stays UPLOADING with
+//! the pieces it stored: every replica's sweep fails such uploads once they have received
+//! nothing for longer than the idle timeout, and deletes their pieces. A conditional UPDATE
+//! decides each one, so replicas sweeping at the same moment fail it once.
 
 mod apply;
 mod validate;
@@ -38,6 +44,10 @@ pub struct JobConfig {
     pub poll_interval: Duration,
     /// How often expired imports are looked for.
     pub purge_interval: Duration,
+    /// How long an upload may receive nothing before it counts as abandoned.
+    pub upload_idle_timeout: Duration,
+    /// How often abandoned uploads are looked for.
+    pub upload_sweep_interval: Duration,
     /// Imports one replica works on at once.
     pub max_jobs: usize,
     /// Rows per validation batch (identity's batch calls take up to 1000).
@@ -196,12 +206,21 @@ impl Worker {
     async fn run(self) {
         let context = &self.context;
         let mut last_purge = 0i64;
+        let mut last_sweep = 0i64;
         tracing::info!(owner = %context.owner, "import worker started");
         loop {
             if let Err(error) = self.claim_work().await {
                 tracing::error!(%error, "looking for import work failed");
             }
             let now = now_millis();
+            if now - last_sweep >= context.config.upload_sweep_interval.as_millis() as i64 {
+                last_sweep = now;
+                if let Err(error) =
+                    sweep_uploads(&context.store, context.config.upload_idle_timeout).await
+                {
+                    tracing::error!(%error, "sweeping abandoned uploads failed");
+                }
+            }
             if now - last_purge >= context.config.purge_interval.as_millis() as i64 {
                 last_purge = now;
                 if let Err(error) = self.purge().await {
@@ -263,6 +282,31 @@ impl Worker {
             tracing::info!(%import_id, "expired import purged");
         }
         Ok(())
+    }
+}
+
+/// Fails every upload that received nothing for longer than the idle timeout, deleting its
+/// pieces; returns the imports this call failed (another replica may have failed others).
+pub async fn sweep_uploads(store: &Store, idle: Duration) -> Result<Vec<Uuid>, DbErr> {
+    let before = now_millis() - idle.as_millis() as i64;
+    let reason = format!(
+        "the upload was abandoned: nothing was received for more than {} s (the client or the \
+         server receiving it stopped); upload the file again",
+        idle.as_secs()
+    );
+    let mut failed = Vec::new();
+    loop {
+        let stale = store.stale_uploads(before, 100).await?;
+        let batch = stale.len();
+        for import_id in stale {
+            if store.abort_upload(import_id, &reason, Some(before)).await? {
+                tracing::info!(%import_id, "abandoned upload failed and its data removed");
+                failed.push(import_id);
+            }
+        }
+        if batch < 100 {
+            return Ok(failed);
+        }
     }
 }
 

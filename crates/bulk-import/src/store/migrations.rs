@@ -7,7 +7,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateImportTables), Box::new(AddTraceAndWelcome)]
+        vec![
+            Box::new(CreateImportTables),
+            Box::new(AddTraceAndWelcome),
+            Box::new(IndexUploadsByActivity),
+        ]
     }
 }
 
@@ -314,6 +318,32 @@ impl MigrationTrait for AddTraceAndWelcome {
                             .not_null()
                             .default(false),
                     )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// The sweep of abandoned uploads looks for UPLOADING imports by their last activity, on every
+/// replica every sweep interval: an index keeps that from reading every import.
+struct IndexUploadsByActivity;
+
+impl MigrationName for IndexUploadsByActivity {
+    fn name(&self) -> &str {
+        "m20261215_000003_index_uploads_by_activity"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for IndexUploadsByActivity {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(
+                Index::create()
+                    .name("imports_state_updated_at")
+                    .table(Imports::Table)
+                    .col(Imports::State)
+                    .col(Imports::UpdatedAt)
                     .to_owned(),
             )
             .await

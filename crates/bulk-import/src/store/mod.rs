@@ -19,6 +19,9 @@ use uuid::Uuid;
 
 pub use migrations::Migrator;
 
+/// The longest `error_message` stored, in characters (as the API documents it).
+const MAX_MESSAGE_CHARS: usize = 1024;
+
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 use entities::{chunk, import, lease, row};
 
@@ -135,20 +138,92 @@ impl Store {
         query.all(&self.db).await
     }
 
+    /// Stores the next piece of an import's file and records that the upload is alive (its
+    /// `updated_at`, which the sweep of abandoned uploads reads). False, storing nothing, when
+    /// the import is no longer UPLOADING: cancelled, or failed by a sweep meanwhile. The check
+    /// and the insert are one transaction behind the import row's update, so no piece can land
+    /// after [`Store::abort_upload`] removed the others.
     pub async fn append_chunk(
         &self,
         import_id: Uuid,
         seq: i32,
         data: Vec<u8>,
-    ) -> Result<(), DbErr> {
+    ) -> Result<bool, DbErr> {
+        let txn = self.db.begin().await?;
+        let alive = import::Entity::update_many()
+            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
+            .filter(import::Column::Id.eq(import_id))
+            .filter(import::Column::State.eq(ImportState::Uploading.code()))
+            .exec(&txn)
+            .await?
+            .rows_affected
+            == 1;
+        if !alive {
+            txn.rollback().await?;
+            return Ok(false);
+        }
         chunk::Entity::insert(chunk::ActiveModel {
             import_id: Set(import_id),
             seq: Set(seq),
             data: Set(data),
         })
-        .exec_without_returning(&self.db)
-        .await
-        .map(|_| ())
+        .exec_without_returning(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends an upload that will not complete: FAILED with `reason`, and every piece of its file
+    /// deleted, in one transaction. Only an import still UPLOADING changes — and, with
+    /// `idle_before`, only one that received nothing since then — through one conditional
+    /// UPDATE, so of several replicas (or a replica and the uploading call) racing, exactly one
+    /// ends it. True when this call did.
+    pub async fn abort_upload(
+        &self,
+        import_id: Uuid,
+        reason: &str,
+        idle_before: Option<i64>,
+    ) -> Result<bool, DbErr> {
+        let txn = self.db.begin().await?;
+        let reason: String = reason.chars().take(MAX_MESSAGE_CHARS).collect();
+        let mut update = import::Entity::update_many()
+            .col_expr(
+                import::Column::State,
+                Expr::value(ImportState::Failed.code()),
+            )
+            .col_expr(import::Column::ErrorMessage, Expr::value(reason))
+            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
+            .col_expr(
+                import::Column::Version,
+                Expr::col(import::Column::Version).add(1),
+            )
+            .filter(import::Column::Id.eq(import_id))
+            .filter(import::Column::State.eq(ImportState::Uploading.code()));
+        if let Some(before) = idle_before {
+            update = update.filter(import::Column::UpdatedAt.lt(before));
+        }
+        if update.exec(&txn).await?.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        delete_chunks(&txn, import_id).await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// UPLOADING imports that received nothing since `before` (milliseconds): abandoned by a
+    /// client, or by a replica that died while receiving them.
+    pub async fn stale_uploads(&self, before: i64, limit: u64) -> Result<Vec<Uuid>, DbErr> {
+        import::Entity::find()
+            .select_only()
+            .column(import::Column::Id)
+            .filter(import::Column::State.eq(ImportState::Uploading.code()))
+            .filter(import::Column::UpdatedAt.lt(before))
+            .order_by_asc(import::Column::UpdatedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await
     }
 
     /// The `seq`th piece of an import's file.
@@ -160,20 +235,21 @@ impl Store {
     }
 
     /// Ends the upload: VALIDATING with the encoding found (and a lease for the workers to
-    /// claim), or INVALID with what was wrong.
+    /// claim), or INVALID with what was wrong. False, changing nothing, when the import is no
+    /// longer UPLOADING (cancelled meanwhile).
     pub async fn finish_upload(
         &self,
         import_id: Uuid,
         file_bytes: i64,
         result: Result<&str, &str>,
-    ) -> Result<(), DbErr> {
+    ) -> Result<bool, DbErr> {
         let txn = self.db.begin().await?;
         let now = now_millis();
         let (state, encoding, message) = match result {
             Ok(encoding) => (ImportState::Validating, Some(encoding.to_owned()), ""),
             Err(message) => (ImportState::Invalid, None, message),
         };
-        import::Entity::update_many()
+        let updated = import::Entity::update_many()
             .col_expr(import::Column::State, Expr::value(state.code()))
             .col_expr(import::Column::Encoding, Expr::value(encoding))
             .col_expr(import::Column::FileBytes, Expr::value(file_bytes))
@@ -187,12 +263,17 @@ impl Store {
             .filter(import::Column::State.eq(ImportState::Uploading.code()))
             .exec(&txn)
             .await?;
+        if updated.rows_affected != 1 {
+            txn.rollback().await?;
+            return Ok(false);
+        }
         if state == ImportState::Validating {
             insert_lease(&txn, import_id).await?;
         } else {
             delete_chunks(&txn, import_id).await?;
         }
-        txn.commit().await
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Starts the apply of a VALIDATED import that has not expired, sending welcome emails to
