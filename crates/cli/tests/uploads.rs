@@ -311,6 +311,7 @@ fn serve_bulk_import(port: u16, database_url: &str, keys: &Path, log: &Path) -> 
         ("METRICS_ADDR", "off".to_owned()),
         // Nothing is validated here: identity is never called.
         ("IDENTITY_URL", "http://127.0.0.1:9".to_owned()),
+        ("IDENTITY_KEY", "unused-identity-key".to_owned()),
         ("UPLOAD_IDLE_TIMEOUT_SECONDS", "2".to_owned()),
         ("UPLOAD_SWEEP_INTERVAL_SECONDS", "3".to_owned()),
     ];

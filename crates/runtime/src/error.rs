@@ -219,8 +219,62 @@ impl From<ApiError> for Status {
             | ApiError::Unauthenticated { message }
             | ApiError::Unavailable { message } => message,
         };
-        Status::with_error_details(code, message, details)
+        deterministic(Status::with_error_details(code, message, details))
     }
+}
+
+/// The same status with its `ErrorInfo.metadata` encoded in key order. tonic-types keeps the
+/// metadata in a `HashMap`, whose order differs from one status to the next; so that two
+/// answers that say the same thing are the same bytes (a refusal of another account's object
+/// must be byte-identical to that of an object that does not exist), the entries are written
+/// sorted.
+fn deterministic(status: Status) -> Status {
+    use prost::Message;
+    use prost::encoding::{WireType, encode_key, encode_varint, string};
+    const ERROR_INFO: &str = "type.googleapis.com/google.rpc.ErrorInfo";
+    let Ok(mut decoded) = tonic_types::pb::Status::decode(status.details()) else {
+        return status;
+    };
+    let mut changed = false;
+    for any in &mut decoded.details {
+        if any.type_url != ERROR_INFO {
+            continue;
+        }
+        let Ok(info) = tonic_types::pb::ErrorInfo::decode(any.value.as_slice()) else {
+            continue;
+        };
+        if info.metadata.len() < 2 {
+            continue;
+        }
+        let mut entries: Vec<(&String, &String)> = info.metadata.iter().collect();
+        entries.sort();
+        let mut bytes = Vec::new();
+        if !info.reason.is_empty() {
+            string::encode(1, &info.reason, &mut bytes);
+        }
+        if !info.domain.is_empty() {
+            string::encode(2, &info.domain, &mut bytes);
+        }
+        for (key, value) in entries {
+            encode_key(3, WireType::LengthDelimited, &mut bytes);
+            encode_varint(
+                (string::encoded_len(1, key) + string::encoded_len(2, value)) as u64,
+                &mut bytes,
+            );
+            string::encode(1, key, &mut bytes);
+            string::encode(2, value, &mut bytes);
+        }
+        any.value = bytes;
+        changed = true;
+    }
+    if !changed {
+        return status;
+    }
+    Status::with_details(
+        status.code(),
+        status.message().to_owned(),
+        decoded.encode_to_vec().into(),
+    )
 }
 
 /// Database errors are internal: their text is logged, never returned.
@@ -315,6 +369,27 @@ mod tests {
             "cannot migrate: Connection Error: error returned from database: database \"x\" \
              does not exist"
         );
+    }
+
+    #[test]
+    fn error_info_metadata_is_the_same_bytes_every_time() {
+        let status = || -> Status {
+            ApiError::AlreadyExists {
+                reason: "USERNAME_TAKEN",
+                message: "taken".into(),
+                metadata: (0..8)
+                    .map(|n| (format!("key{n}"), format!("value{n}")))
+                    .collect(),
+            }
+            .into()
+        };
+        let first = status();
+        for _ in 0..20 {
+            assert_eq!(status().details(), first.details());
+        }
+        let info = first.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.metadata.len(), 8);
+        assert_eq!(info.metadata["key3"], "value3");
     }
 
     #[test]
