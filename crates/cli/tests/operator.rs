@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use roster_runtime::KeyRing;
 use roster_runtime::Service;
 use roster_runtime::auth::hash_key_hex;
-use roster_tests::{ADMIN_KEY, Backend, TestServer};
+use roster_tests::{ADMIN_KEY, Backend, TestServer, newest_reset_token, outbox_emails};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::Value;
 
@@ -433,51 +433,13 @@ async fn a_refused_username_shows_its_reason_and_suggestions() {
     assert_eq!(free["available"], true, "a suggestion is free: {free}");
 }
 
-/// The token of the newest reset email in identity's outbox.
-async fn newest_reset_token(server: &TestServer) -> String {
-    let db = Database::connect(&server.database.url)
-        .await
-        .expect("test database");
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT payload FROM outbox ORDER BY created_at DESC, id DESC",
-        ))
-        .await
-        .expect("outbox rows");
-    for row in rows {
-        let payload: String = row.try_get("", "payload").expect("payload");
-        let email: Value = serde_json::from_str(&payload).expect("JSON payload");
-        if email["template"] == "password_reset" {
-            let url = email["variables"]["reset_url"].as_str().expect("reset_url");
-            return url
-                .split_once("#token=")
-                .expect("token in fragment")
-                .1
-                .to_owned();
-        }
-    }
-    panic!("no reset email in the outbox");
-}
-
 /// How many reset emails identity's outbox holds.
 async fn reset_emails(identity: &TestServer) -> usize {
-    let db = Database::connect(&identity.database.url)
+    outbox_emails(identity)
         .await
-        .expect("identity's database");
-    db.query_all_raw(Statement::from_string(
-        db.get_database_backend(),
-        "SELECT payload FROM outbox",
-    ))
-    .await
-    .expect("outbox rows")
-    .into_iter()
-    .filter(|row| {
-        row.try_get::<String>("", "payload")
-            .expect("payload")
-            .contains("\"password_reset\"")
-    })
-    .count()
+        .iter()
+        .filter(|email| email["template"] == "password_reset")
+        .count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
