@@ -8,7 +8,6 @@ use roster_runtime::KeyRing;
 use roster_runtime::Service;
 use roster_runtime::auth::hash_key_hex;
 use roster_tests::{ADMIN_KEY, Backend, TestServer, newest_reset_token, outbox_emails};
-use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::Value;
 
 /// What one `roster` run printed, and how it ended.
