@@ -223,11 +223,14 @@ pub async fn serve(
         None => set_status(&health, &names, ServingStatus::Serving).await,
     }
 
-    // Reflection lists only what this server hosts, though it can describe every Roster type.
+    // Reflection lists only what this server hosts, though it can describe every Roster type
+    // and the google.rpc error details (ErrorInfo, BadRequest, …), so that grpcurl prints a
+    // refusal's details as JSON instead of raw bytes.
     let reflection = || {
         let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(roster_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .with_service_name("grpc.health.v1.Health");
         for name in &names {
             builder = builder.with_service_name(*name);
