@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by .ci/smoke with ACCOUNT, KEY and WORK set: grpcurl reads Roster's rich error details
 # through reflection (google.rpc.ErrorInfo, BadRequest), not as raw bytes.
 
