@@ -56,27 +56,10 @@ impl tonic::codec::Decoder for RawCodec {
 /// Every method of every Roster service, read from the descriptor set that reflection serves,
 /// so a new RPC is covered the day it is added.
 pub fn every_method() -> Vec<(Service, String)> {
-    use prost::Message;
-    let set = prost_types::FileDescriptorSet::decode(roster_proto::FILE_DESCRIPTOR_SET).unwrap();
-    let mut methods = Vec::new();
-    for file in set.file {
-        let package = file.package.clone().unwrap_or_default();
-        let service = match package.as_str() {
-            "roster.identity.v1" => Service::Identity,
-            "roster.imports.v1" => Service::BulkImport,
-            "roster.notification.v1" => Service::Notification,
-            _ => continue,
-        };
-        for definition in file.service {
-            for method in &definition.method {
-                methods.push((
-                    service,
-                    format!("/{package}.{}/{}", definition.name(), method.name()),
-                ));
-            }
-        }
-    }
-    methods
+    methods()
+        .into_iter()
+        .map(|method| (method.service, method.path))
+        .collect()
 }
 
 /// Calls the unary method at `path` (`/package.Service/Method`) with `message` as its request's
