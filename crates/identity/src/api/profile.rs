@@ -291,6 +291,10 @@ impl ProfileService for ProfileApi {
             None
         };
         let masked = |path: &str| paths.iter().any(|candidate| candidate == path);
+        // The value a field takes: the request's when the mask names it, else the current one.
+        let pick = |path: &str, new: &'_ str, old: &'_ str| -> String {
+            if masked(path) { new } else { old }.to_owned()
+        };
         let scope = format!("{}:UpdateProfile", caller.name);
         let store = &self.store;
         let response = store
@@ -310,9 +314,6 @@ impl ProfileService for ProfileApi {
                     return Err(IdentityError::StaleEtag);
                 }
                 let old = &current.profile;
-                let pick = |path: &str, new: &'_ str, old: &'_ str| -> String {
-                    if masked(path) { new } else { old }.to_owned()
-                };
                 let first_name = pick("first_name", &changes.first_name, &old.first_name);
                 let last_name = pick("last_name", &changes.last_name, &old.last_name);
                 let email = pick("email", &changes.email, &old.email);
@@ -370,9 +371,6 @@ impl ProfileService for ProfileApi {
                 let current = visible_profile(store, store.connection(), &caller, id)
                     .await
                     .map_err(ApiError::from)?;
-                let pick = |path: &str, new: &'_ str, old: &'_ str| -> String {
-                    if masked(path) { new } else { old }.to_owned()
-                };
                 let first_name = pick(
                     "first_name",
                     &changes.first_name,
