@@ -3,8 +3,10 @@
 //! test on `ROSTER_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
 //! and dropped afterwards. Tests talk to it with real gRPC clients over real sockets.
 //!
-//! When PostgreSQL is unreachable, PostgreSQL tests are skipped with a warning — except under
-//! `CI=true`, where they fail.
+//! A test whose outside requirement is missing (PostgreSQL unreachable, no aiosmtpd, no
+//! chromedriver) cannot test anything; it says so through [`not_run`], which fails it under
+//! `CI=true` and otherwise records its name and the reason for `scripts/test` to list in the
+//! run's summary.
 
 pub mod imports;
 pub mod pki;
@@ -53,6 +55,42 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
 }
 
+/// Says that the running test cannot test anything here, because of `reason` (what is missing
+/// and how to provide it); the caller then returns at once.
+///
+/// Under `CI=true` this fails the test: CI provides everything. Otherwise the test passes
+/// without testing, so this writes its name and the reason to the directory named by
+/// `ROSTER_TEST_NOT_RUN` (set by `scripts/test`, which lists them after the run by name) and
+/// prints the reason to standard error.
+pub fn not_run(reason: &str) {
+    assert!(!in_ci(), "{reason}");
+    let test = current_test_name();
+    eprintln!("NOT RUN: {test}: {reason}");
+    if let Some(dir) = std::env::var_os("ROSTER_TEST_NOT_RUN") {
+        let file = PathBuf::from(dir).join(test.replace(['/', ' '], "_"));
+        std::fs::write(&file, format!("{test}\t{reason}\n"))
+            .unwrap_or_else(|error| panic!("write {}: {error}", file.display()));
+    }
+}
+
+/// The running test as nextest names it: `<binary> <path::in::binary>`. libtest runs each test
+/// on a thread named after it, and tokio's test runtime drives the test body on that thread.
+fn current_test_name() -> String {
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .map(|stem| match stem.rsplit_once('-') {
+            // Cargo names test executables `<target>-<16 hex digits>`.
+            Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                name.to_owned()
+            }
+            _ => stem,
+        })
+        .unwrap_or_else(|| "?".to_owned());
+    let thread = std::thread::current();
+    format!("{binary} {}", thread.name().unwrap_or("?"))
+}
+
 impl TestDatabase {
     /// Creates a fresh database, or `None` when PostgreSQL is wanted but unreachable outside CI.
     pub async fn create(backend: Backend) -> Option<TestDatabase> {
@@ -69,16 +107,20 @@ impl TestDatabase {
             }
             Backend::Postgres => {
                 let admin_url = postgres_admin_url();
-                let admin = match Database::connect(&admin_url).await {
+                // A server that is not there is known in seconds, not after the pool's 30 s.
+                let mut options = sea_orm::ConnectOptions::new(admin_url.clone());
+                options
+                    .acquire_timeout(Duration::from_secs(5))
+                    .sqlx_logging(false);
+                let admin = match Database::connect(options).await {
                     Ok(admin) => admin,
-                    Err(error) if !in_ci() => {
-                        eprintln!(
-                            "WARNING: PostgreSQL test skipped: {admin_url} is unreachable ({error}); \
-                             set ROSTER_TEST_POSTGRES_URL. Under CI=true this fails."
-                        );
+                    Err(error) => {
+                        not_run(&format!(
+                            "PostgreSQL at {admin_url} is unreachable ({error}); start it or set \
+                             ROSTER_TEST_POSTGRES_URL"
+                        ));
                         return None;
                     }
-                    Err(error) => panic!("PostgreSQL at {admin_url} is unreachable: {error}"),
                 };
                 let name = format!("roster_test_{}", uuid::Uuid::new_v4().simple());
                 admin

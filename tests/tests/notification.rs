@@ -3,8 +3,8 @@
 //! what callers read back. Deliveries are counted from the SMTP server's records by Message-ID,
 //! never from logs.
 //!
-//! The SMTP server needs `python3` with `aiosmtpd` (`.ci/run` installs it). Without it these
-//! tests are skipped with a warning, except under `CI=true`, where they fail.
+//! The SMTP server needs `python3` with `aiosmtpd` (`scripts/test` provides it). Without it these
+//! tests say they did not run ([`roster_tests::not_run`]), and fail under `CI=true`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
