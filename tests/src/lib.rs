@@ -8,6 +8,7 @@
 //! `CI=true` and otherwise records its name and the reason for `scripts/test` to list in the
 //! run's summary.
 
+pub mod clients;
 pub mod imports;
 pub mod pki;
 pub mod raw;
@@ -78,10 +79,15 @@ pub fn not_run(reason: &str) {
 fn current_test_name() -> String {
     let binary = std::env::current_exe()
         .ok()
-        .and_then(|exe| exe.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
+        .and_then(|exe| {
+            exe.file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
         .map(|stem| match stem.rsplit_once('-') {
             // Cargo names test executables `<target>-<16 hex digits>`.
-            Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some((name, hash))
+                if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
                 name.to_owned()
             }
             _ => stem,
