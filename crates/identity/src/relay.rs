@@ -369,3 +369,25 @@ fn backoff(attempts: i32) -> Duration {
     let jitter = rand::random::<f64>() * 0.5 + 0.75;
     Duration::from_secs_f64(seconds as f64 * jitter)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_map_to_the_bounded_failure_reasons() {
+        assert_eq!(Failure::of(Code::Unavailable).reason(), "unavailable");
+        assert_eq!(
+            Failure::of(Code::DeadlineExceeded).reason(),
+            "deadline_exceeded"
+        );
+        assert_eq!(Failure::of(Code::PermissionDenied).reason(), "refused");
+        assert_eq!(Failure::of(Code::InvalidArgument).reason(), "rejected");
+        assert_eq!(Failure::of(Code::Internal).reason(), "rejected");
+        let reasons: std::collections::HashSet<&str> = Failure::ALL
+            .iter()
+            .map(|failure| failure.reason())
+            .collect();
+        assert_eq!(reasons.len(), Failure::ALL.len(), "reasons are distinct");
+    }
+}

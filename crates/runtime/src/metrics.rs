@@ -412,11 +412,6 @@ impl HostedMethods {
         self.methods.get(path).map(|(grpc_type, _)| *grpc_type)
     }
 
-    /// The paths of the hosted methods.
-    pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.methods.keys().map(String::as_str)
-    }
-
     fn labels(&self, path: &str) -> MethodLabels {
         self.methods
             .get(path)
@@ -858,7 +853,7 @@ mod tests {
             ],
         );
         assert!(methods.contains("/roster.notification.v1.NotificationService/SendEmail"));
-        assert!(!methods.paths().any(|method| method.contains("identity")));
+        assert!(!methods.contains("/roster.identity.v1.ProfileService/GetProfile"));
         for (method, grpc_type) in [
             ("SubmitImport", GrpcType::Unary),
             ("UploadImport", GrpcType::ClientStream),
