@@ -159,6 +159,7 @@ pub async fn start_all(
     let hasher = hashing::Hasher::start(&settings.hashing)?;
     let passwords = passwords::Passwords::new(store.clone(), hasher, settings.clone());
     let mut services = ServiceSet::new();
+    relay::watch_outbox(services.metrics(), store.clone());
     if let Some(relay) = relay {
         relay.spawn(store.clone(), services.metrics(), shutdown.clone());
     } else {

@@ -14,8 +14,16 @@
 //! A relay that could never deliver does not start: a `notification_url` without a key to call
 //! with stops identity at start. A key that NotificationService refuses (UNAUTHENTICATED,
 //! PERMISSION_DENIED) is a configuration error, not a passing failure: it is logged as one, counted
-//! in `roster_outbox_relay_refused_total`, and the relay pauses without counting the attempt,
-//! so the emails go out within a pause once the key is fixed.
+//! in `roster_outbox_relay_refused_total` (a name kept for the alerts written on it) and as a
+//! `refused` failure, and the relay pauses without counting the attempt, so the emails go out
+//! within a pause once the key is fixed.
+//!
+//! The outbox is watched on identity's metrics endpoint whether a relay runs or not:
+//! `roster_identity_outbox_depth` and `roster_identity_outbox_oldest_age_seconds` are read from
+//! the database when Prometheus scrapes, so an age that keeps growing shows a relay that is stuck,
+//! failing or not running at all; `roster_identity_outbox_relay_failures_total{reason}` counts
+//! the relay's failures by a bounded reason (`unavailable`, `deadline_exceeded`, `refused`,
+//! `rejected`, `unreadable_payload`, `database`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -26,6 +34,7 @@ use roster_runtime::Shutdown;
 use roster_runtime::client::{Client, ClientConfig, ClientTls, idempotent};
 use roster_runtime::metrics::Metrics;
 use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
+use roster_runtime::metrics::prometheus_client::metrics::family::Family;
 use tonic::{Code, Status};
 use tracing::Instrument;
 
@@ -44,6 +53,111 @@ const REFUSED_PAUSE: Duration = Duration::from_secs(30);
 const BATCH: u64 = 20;
 /// Longest wait between two attempts of one row.
 const MAX_BACKOFF_SECONDS: u64 = 3600;
+
+/// Why the relay failed: the `reason` of `roster_identity_outbox_relay_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// NotificationService could not be reached, or answered UNAVAILABLE (after the client's
+    /// own retries): `unavailable`.
+    Unavailable,
+    /// It did not answer within `notification_timeout_seconds`: `deadline_exceeded`.
+    DeadlineExceeded,
+    /// It refused identity's key (UNAUTHENTICATED, PERMISSION_DENIED): `refused`.
+    Refused,
+    /// It answered another error (an email it does not accept): `rejected`.
+    Rejected,
+    /// The outbox row could not be decoded: `unreadable_payload`.
+    UnreadablePayload,
+    /// The outbox could not be read, or a row's outcome not recorded: `database`.
+    Database,
+}
+
+impl Failure {
+    const ALL: [Failure; 6] = [
+        Failure::Unavailable,
+        Failure::DeadlineExceeded,
+        Failure::Refused,
+        Failure::Rejected,
+        Failure::UnreadablePayload,
+        Failure::Database,
+    ];
+
+    /// The failure of a SendEmail that ended with `code`.
+    fn of(code: Code) -> Self {
+        match code {
+            Code::Unavailable | Code::Cancelled => Failure::Unavailable,
+            Code::DeadlineExceeded => Failure::DeadlineExceeded,
+            Code::Unauthenticated | Code::PermissionDenied => Failure::Refused,
+            _ => Failure::Rejected,
+        }
+    }
+
+    fn reason(self) -> &'static str {
+        match self {
+            Failure::Unavailable => "unavailable",
+            Failure::DeadlineExceeded => "deadline_exceeded",
+            Failure::Refused => "refused",
+            Failure::Rejected => "rejected",
+            Failure::UnreadablePayload => "unreadable_payload",
+            Failure::Database => "database",
+        }
+    }
+}
+
+type ReasonLabels = [(&'static str, &'static str); 1];
+
+/// The relay's failures, by reason; every reason is there from the start (at 0), so that an
+/// alert on its increase sees the first failure.
+#[derive(Clone)]
+struct Failures(Family<ReasonLabels, Counter>);
+
+impl Failures {
+    fn register(metrics: &Metrics) -> Self {
+        let family = Family::<ReasonLabels, Counter>::default();
+        for failure in Failure::ALL {
+            family.get_or_create_owned(&[("reason", failure.reason())]);
+        }
+        metrics.register(
+            "roster_identity_outbox_relay_failures",
+            "Outbox emails the relay failed to hand over to NotificationService, and outbox \
+             reads and updates that failed, by reason",
+            family.clone(),
+        );
+        Self(family)
+    }
+
+    fn count(&self, failure: Failure) {
+        self.0.get_or_create(&[("reason", failure.reason())]).inc();
+    }
+}
+
+/// Reports the outbox on `metrics`: how many emails wait to be handed over and how long the
+/// oldest of them has waited, read from the database when Prometheus scrapes (so the age keeps
+/// growing while the relay is stuck, whatever the relay is doing).
+pub fn watch_outbox(metrics: &Metrics, store: Store) {
+    let depth = metrics.gauge(
+        "roster_identity_outbox_depth",
+        "Outbox emails not handed over to NotificationService yet",
+    );
+    let age = metrics.gauge_f64(
+        "roster_identity_outbox_oldest_age_seconds",
+        "Age of the oldest outbox email not handed over yet, in seconds (0 when none waits)",
+    );
+    metrics.on_scrape(move || {
+        let (store, depth, age) = (store.clone(), depth.clone(), age.clone());
+        async move {
+            match store.outbox_stats().await {
+                Ok((count, oldest)) => {
+                    depth.set(i64::try_from(count).unwrap_or(i64::MAX));
+                    age.set(oldest.map_or(0.0, |oldest| {
+                        (now() - oldest).num_milliseconds().max(0) as f64 / 1000.0
+                    }));
+                }
+                Err(error) => tracing::warn!(%error, "outbox metrics not read"),
+            }
+        }
+    });
+}
 
 /// A relay ready to start: its client is built and its key is there.
 pub struct RelayConfig {
@@ -85,8 +199,9 @@ impl RelayConfig {
         Ok(Some(RelayConfig { client }))
     }
 
-    /// Starts relaying; `metrics` gets the count of refused hand-overs.
+    /// Starts relaying; `metrics` gets the counts of failed and refused hand-overs.
     pub fn spawn(self, store: Store, metrics: &Metrics, shutdown: Shutdown) {
+        let failures = Failures::register(metrics);
         let refused = Counter::default();
         metrics.register(
             "roster_outbox_relay_refused",
@@ -99,6 +214,7 @@ impl RelayConfig {
             client: NotificationServiceClient::new(self.client),
             owner: format!("identity-{}", uuid::Uuid::new_v4()),
             refused,
+            failures,
             refusing: false,
         };
         tokio::spawn(relay.run(shutdown));
@@ -111,6 +227,8 @@ struct Relay {
     owner: String,
     /// Hand-overs refused for the key.
     refused: Counter,
+    /// Failures, by reason.
+    failures: Failures,
     /// Whether the last hand-over was refused for the key (logged once per spell).
     refusing: bool,
 }
@@ -134,6 +252,7 @@ impl Relay {
             {
                 Ok(rows) => rows,
                 Err(error) => {
+                    self.failures.count(Failure::Database);
                     tracing::warn!(%error, "outbox unreadable; retrying");
                     Vec::new()
                 }
@@ -173,15 +292,17 @@ impl Relay {
     ) -> Handed {
         let result = match email {
             Ok(email) => self.send(row.id, email).await.map_err(|status| {
-                let refused = matches!(
-                    status.code(),
-                    Code::Unauthenticated | Code::PermissionDenied
-                );
                 let error = format!("{:?}: {}", status.code(), status.message());
-                (error, refused)
+                (error, Failure::of(status.code()))
             }),
-            Err(error) => Err((format!("unreadable outbox payload: {error}"), false)),
+            Err(error) => Err((
+                format!("unreadable outbox payload: {error}"),
+                Failure::UnreadablePayload,
+            )),
         };
+        if let Err((_, failure)) = &result {
+            self.failures.count(*failure);
+        }
         let (handed, outcome) = match result {
             Ok(()) => {
                 if self.refusing {
@@ -190,7 +311,7 @@ impl Relay {
                 }
                 (Handed::Over, self.store.outbox_delivered(row.id).await)
             }
-            Err((error, true)) => {
+            Err((error, Failure::Refused)) => {
                 self.refused.inc();
                 if !self.refusing {
                     self.refusing = true;
@@ -209,7 +330,7 @@ impl Relay {
                     self.store.outbox_refused(row.id, &error, retry_at).await,
                 )
             }
-            Err((error, false)) => {
+            Err((error, _)) => {
                 let backoff = backoff(row.attempts);
                 tracing::warn!(%error, attempts = row.attempts + 1, ?backoff, "email not handed over; will retry");
                 let retry_at = now() + chrono::Duration::from_std(backoff).unwrap_or_default();
@@ -220,6 +341,7 @@ impl Relay {
             }
         };
         if let Err(error) = outcome {
+            self.failures.count(Failure::Database);
             // The lease runs out and the row is tried again; the request id deduplicates.
             tracing::warn!(%error, "outbox row not updated");
         }
@@ -246,4 +368,26 @@ fn backoff(attempts: i32) -> Duration {
     let seconds = base.min(MAX_BACKOFF_SECONDS);
     let jitter = rand::random::<f64>() * 0.5 + 0.75;
     Duration::from_secs_f64(seconds as f64 * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_codes_map_to_the_bounded_failure_reasons() {
+        assert_eq!(Failure::of(Code::Unavailable).reason(), "unavailable");
+        assert_eq!(
+            Failure::of(Code::DeadlineExceeded).reason(),
+            "deadline_exceeded"
+        );
+        assert_eq!(Failure::of(Code::PermissionDenied).reason(), "refused");
+        assert_eq!(Failure::of(Code::InvalidArgument).reason(), "rejected");
+        assert_eq!(Failure::of(Code::Internal).reason(), "rejected");
+        let reasons: std::collections::HashSet<&str> = Failure::ALL
+            .iter()
+            .map(|failure| failure.reason())
+            .collect();
+        assert_eq!(reasons.len(), Failure::ALL.len(), "reasons are distinct");
+    }
 }

@@ -48,6 +48,7 @@ pub async fn start(
     let database = open_database::<store::Migrator>(common).await?;
     let store = store::Store::new(database.connection().clone());
     let wake = Arc::new(Notify::new());
+    let mut services = ServiceSet::new();
 
     let delivery = Arc::new(Delivery {
         store: store.clone(),
@@ -63,6 +64,7 @@ pub async fn start(
         batch_size: u64::from(settings.batch_size),
         poll_interval: settings.poll_interval(),
         wake: wake.clone(),
+        counters: delivery::DeliveryCounters::register(services.metrics()),
     });
     tracing::info!(
         mail_url = %settings.mail_url.redacted(),
@@ -71,7 +73,6 @@ pub async fn start(
         "notification delivery configured"
     );
 
-    let mut services = ServiceSet::new();
     watch_queue(services.metrics(), store.clone());
     services.add(roster_runtime::grpc_service!(
         NotificationServiceServer<api::NotificationApi>,

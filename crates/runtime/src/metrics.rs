@@ -1,24 +1,36 @@
 //! Prometheus metrics: one registry per server, exposed as the Prometheus text format on
 //! `GET /metrics` (plain HTTP on `metrics_addr`).
 //!
-//! Every server has, from the bootstrap:
+//! The gRPC series are those of go-grpc-middleware's Prometheus provider (formerly
+//! go-grpc-prometheus), with the same names, labels and label values, so its Grafana dashboards
+//! and alert rules work on Roster unchanged:
 //!
-//! - `grpc_server_handled_total{grpc_service, grpc_method, grpc_code}`: finished calls by
-//!   method and status code. The code is read from the response headers (an error answered at
-//!   once) or from the trailers (every streamed response, and every success); a call whose
-//!   client went away or whose deadline passed counts as `CANCELLED`.
-//! - `grpc_server_handling_seconds{grpc_service, grpc_method}`: latency histogram, from the
-//!   request until the status was sent (for a streaming response, until its end).
+//! - `grpc_server_started_total{grpc_type, grpc_service, grpc_method}`: calls started.
+//! - `grpc_server_handled_total{grpc_type, grpc_service, grpc_method, grpc_code}`: calls
+//!   finished, by status code. The code is read from the response headers (an error answered at
+//!   once) or from the trailers (every streamed response, and every success); a call whose client
+//!   went away or whose deadline passed before the status was sent counts as `Canceled`.
+//! - `grpc_server_msg_received_total{grpc_type, grpc_service, grpc_method}` and
+//!   `grpc_server_msg_sent_total{…}`: messages read from the request and written to the response,
+//!   counted from the gRPC message framing of the bodies (a unary call that fails sends none).
+//! - `grpc_server_handling_seconds{grpc_type, grpc_service, grpc_method}`: a histogram of the time
+//!   from the request until the status was sent (for a streaming call, until the stream ended),
+//!   in the provider's default buckets.
 //! - `roster_db_pool_connections`, `roster_db_pool_idle_connections`,
 //!   `roster_db_pool_max_connections`: the database pool's use.
 //!
-//! Methods that the server does not host are counted as `unknown`, so a caller cannot grow the
-//! series without bound. A service adds its own series through the [`Metrics`] handle of its
+//! `grpc_type` is `unary`, `client_stream`, `server_stream` or `bidi_stream`, read from the
+//! method's descriptor; `grpc_service` is the full service name (`roster.identity.v1.ProfileService`);
+//! `grpc_code` is the code as grpc-go spells it (`OK`, `NotFound`, `Unavailable`, …). A path the
+//! server does not host is counted with `unknown` for type, service and method, so a caller
+//! cannot grow the series without bound.
+//!
+//! A service adds its own series through the [`Metrics`] handle of its
 //! [`ServiceSet`](crate::server::ServiceSet): gauges whose value is read from the database when
-//! Prometheus scrapes ([`Metrics::on_scrape`]), and the import progress counters
-//! ([`Metrics::import_progress`]).
+//! Prometheus scrapes ([`Metrics::on_scrape`]), counters ([`Metrics::counter`],
+//! [`Metrics::register`]) and the import progress series ([`Metrics::import_progress`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -49,10 +61,14 @@ type ScrapeHook = Arc<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>;
 /// their fresh values.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Latency buckets, in seconds: from a cache hit to a slow batch call.
-const LATENCY_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+/// Latency buckets, in seconds: Prometheus' default buckets, which go-grpc-middleware's
+/// `grpc_server_handling_seconds` uses, so quantiles compare across a fleet of mixed servers.
+const LATENCY_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+
+/// The label value of every part of a call to a path the server does not host.
+const UNKNOWN: &str = "unknown";
 
 /// One server's metrics registry. Cheap to clone; clones share the registry.
 #[derive(Clone)]
@@ -63,22 +79,53 @@ pub struct Metrics {
 struct Inner {
     registry: Mutex<Registry>,
     hooks: Mutex<Vec<ScrapeHook>>,
-    calls: Family<CallLabels, Counter>,
-    latency: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    grpc: GrpcSeries,
     imports: OnceLock<ImportProgress>,
+}
+
+/// The gRPC call series (see the module documentation).
+#[derive(Clone)]
+struct GrpcSeries {
+    started: Family<MethodLabels, Counter>,
+    handled: Family<CallLabels, Counter>,
+    received: Family<MethodLabels, Counter>,
+    sent: Family<MethodLabels, Counter>,
+    handling: Family<MethodLabels, Histogram, fn() -> Histogram>,
+}
+
+/// The labels naming a method: what every gRPC series but `grpc_server_handled_total` has.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    grpc_type: &'static str,
+    grpc_service: String,
+    grpc_method: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
+    grpc_type: &'static str,
     grpc_service: String,
     grpc_method: String,
     grpc_code: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MethodLabels {
-    grpc_service: String,
-    grpc_method: String,
+impl MethodLabels {
+    fn unknown() -> Self {
+        Self {
+            grpc_type: UNKNOWN,
+            grpc_service: UNKNOWN.to_owned(),
+            grpc_method: UNKNOWN.to_owned(),
+        }
+    }
+
+    fn with_code(&self, code: Code) -> CallLabels {
+        CallLabels {
+            grpc_type: self.grpc_type,
+            grpc_service: self.grpc_service.clone(),
+            grpc_method: self.grpc_method.clone(),
+            grpc_code: grpc_code_label(code),
+        }
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -100,27 +147,44 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// A registry holding the gRPC call series.
     pub fn new() -> Self {
-        let calls = Family::<CallLabels, Counter>::default();
-        let latency = Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(
-            latency_histogram,
-        );
+        let grpc = GrpcSeries {
+            started: Family::default(),
+            handled: Family::default(),
+            received: Family::default(),
+            sent: Family::default(),
+            handling: Family::new_with_constructor(latency_histogram),
+        };
         let mut registry = Registry::default();
         registry.register(
+            "grpc_server_started",
+            "RPCs started on the server",
+            grpc.started.clone(),
+        );
+        registry.register(
             "grpc_server_handled",
-            "gRPC calls finished, by method and status code",
-            calls.clone(),
+            "RPCs completed on the server, whatever their status code",
+            grpc.handled.clone(),
+        );
+        registry.register(
+            "grpc_server_msg_received",
+            "RPC messages received by the server",
+            grpc.received.clone(),
+        );
+        registry.register(
+            "grpc_server_msg_sent",
+            "RPC messages sent by the server",
+            grpc.sent.clone(),
         );
         registry.register(
             "grpc_server_handling_seconds",
-            "Time from a gRPC call's request to its status, by method",
-            latency.clone(),
+            "Time from an RPC's request to its status (for a stream, to its end), in seconds",
+            grpc.handling.clone(),
         );
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
                 hooks: Mutex::new(Vec::new()),
-                calls,
-                latency,
+                grpc,
                 imports: OnceLock::new(),
             }),
         }
@@ -133,6 +197,13 @@ impl Metrics {
             .lock()
             .expect("metrics registry lock")
             .register(name, help, metric);
+    }
+
+    /// A new counter under `name` (exposed as `name_total`).
+    pub fn counter(&self, name: &str, help: &str) -> Counter {
+        let counter = Counter::default();
+        self.register(name, help, counter.clone());
+        counter
     }
 
     /// A new integer gauge under `name`.
@@ -148,7 +219,6 @@ impl Metrics {
         self.register(name, help, gauge.clone());
         gauge
     }
-
     /// Runs `hook` before every scrape, so gauges read from the database (queue depth, jobs per
     /// state) are fresh when Prometheus reads them. A hook slower than a few seconds is left
     /// behind and its gauges keep their last values.
@@ -229,31 +299,12 @@ impl Metrics {
         text
     }
 
-    /// The tower layer that counts and times the calls of a server hosting `methods`
-    /// (`/package.Service/Method` paths).
-    pub fn layer(&self, methods: HashSet<String>) -> GrpcMetricsLayer {
+    /// The tower layer that counts and times the calls of a server hosting `methods`.
+    pub fn layer(&self, methods: HostedMethods) -> GrpcMetricsLayer {
         GrpcMetricsLayer {
             metrics: self.clone(),
             methods: Arc::new(methods),
         }
-    }
-
-    fn record(&self, service: &str, method: &str, code: Code, elapsed: Duration) {
-        self.inner
-            .calls
-            .get_or_create(&CallLabels {
-                grpc_service: service.to_owned(),
-                grpc_method: method.to_owned(),
-                grpc_code: code_name(code),
-            })
-            .inc();
-        self.inner
-            .latency
-            .get_or_create(&MethodLabels {
-                grpc_service: service.to_owned(),
-                grpc_method: method.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
     }
 }
 
@@ -311,11 +362,69 @@ fn pool_use(database: &DatabaseConnection) -> Option<PoolUse> {
     }
 }
 
-/// The `/package.Service/Method` paths of `services` found in the encoded file descriptor sets.
-pub fn hosted_methods(descriptor_sets: &[&[u8]], services: &[&str]) -> HashSet<String> {
+/// How a method streams, as go-grpc-middleware's `grpc_type` label names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GrpcType {
+    Unary,
+    ClientStream,
+    ServerStream,
+    BidiStream,
+}
+
+impl GrpcType {
+    /// The type of a method whose request (`client_streaming`) and response
+    /// (`server_streaming`) are, or are not, streams.
+    pub fn of(client_streaming: bool, server_streaming: bool) -> Self {
+        match (client_streaming, server_streaming) {
+            (false, false) => Self::Unary,
+            (true, false) => Self::ClientStream,
+            (false, true) => Self::ServerStream,
+            (true, true) => Self::BidiStream,
+        }
+    }
+
+    /// The label value: `unary`, `client_stream`, `server_stream`, `bidi_stream`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unary => "unary",
+            Self::ClientStream => "client_stream",
+            Self::ServerStream => "server_stream",
+            Self::BidiStream => "bidi_stream",
+        }
+    }
+}
+
+/// The methods a server hosts, by `/package.Service/Method` path, with their streaming type:
+/// what the call series label by name. Any other path is counted as `unknown`.
+#[derive(Clone, Debug, Default)]
+pub struct HostedMethods {
+    methods: HashMap<String, (GrpcType, MethodLabels)>,
+}
+
+impl HostedMethods {
+    /// Whether `path` is a hosted method.
+    pub fn contains(&self, path: &str) -> bool {
+        self.methods.contains_key(path)
+    }
+
+    /// The streaming type of the hosted method at `path`.
+    pub fn grpc_type(&self, path: &str) -> Option<GrpcType> {
+        self.methods.get(path).map(|(grpc_type, _)| *grpc_type)
+    }
+
+    fn labels(&self, path: &str) -> MethodLabels {
+        self.methods
+            .get(path)
+            .map_or_else(MethodLabels::unknown, |(_, labels)| labels.clone())
+    }
+}
+
+/// The methods of `services` found in the encoded file descriptor sets, with the streaming type
+/// their descriptors declare.
+pub fn hosted_methods(descriptor_sets: &[&[u8]], services: &[&str]) -> HostedMethods {
     use prost::Message;
     let services: HashSet<&str> = services.iter().copied().collect();
-    let mut methods = HashSet::new();
+    let mut methods = HashMap::new();
     for encoded in descriptor_sets {
         let Ok(set) = prost_types::FileDescriptorSet::decode(*encoded) else {
             continue;
@@ -332,12 +441,19 @@ pub fn hosted_methods(descriptor_sets: &[&[u8]], services: &[&str]) -> HashSet<S
                     continue;
                 }
                 for method in &service.method {
-                    methods.insert(format!("/{full}/{}", method.name()));
+                    let grpc_type =
+                        GrpcType::of(method.client_streaming(), method.server_streaming());
+                    let labels = MethodLabels {
+                        grpc_type: grpc_type.as_str(),
+                        grpc_service: full.clone(),
+                        grpc_method: method.name().to_owned(),
+                    };
+                    methods.insert(format!("/{full}/{}", method.name()), (grpc_type, labels));
                 }
             }
         }
     }
-    methods
+    HostedMethods { methods }
 }
 
 /// Serves `GET /metrics` on `addr` until `stop` completes.
@@ -377,7 +493,7 @@ pub async fn serve(
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
     metrics: Metrics,
-    methods: Arc<HashSet<String>>,
+    methods: Arc<HostedMethods>,
 }
 
 impl<S> tower::Layer<S> for GrpcMetricsLayer {
@@ -397,18 +513,19 @@ impl<S> tower::Layer<S> for GrpcMetricsLayer {
 pub struct GrpcMetricsService<S> {
     inner: S,
     metrics: Metrics,
-    methods: Arc<HashSet<String>>,
+    methods: Arc<HostedMethods>,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for GrpcMetricsService<S>
+impl<S> tower::Service<http::Request<tonic::body::Body>> for GrpcMetricsService<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
-        + Clone
+    S: tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+        > + Clone
         + Send
         + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    B: Send + 'static,
 {
     type Response = http::Response<tonic::body::Body>;
     type Error = BoxError;
@@ -418,32 +535,37 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let path = request.uri().path();
-        let (service, method) = if self.methods.contains(path) {
-            let (service, method) = path[1..].split_once('/').unwrap_or((path, ""));
-            (service.to_owned(), method.to_owned())
-        } else {
-            ("unknown".to_owned(), "unknown".to_owned())
-        };
-        let metrics = self.metrics.clone();
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let labels = self.methods.labels(request.uri().path());
+        let series = &self.metrics.inner.grpc;
+        series.started.get_or_create(&labels).inc();
+        let received = series.received.get_or_create_owned(&labels);
+        let sent = series.sent.get_or_create_owned(&labels);
+        let request = request.map(|body| {
+            tonic::body::Body::new(CountedRequest {
+                inner: body,
+                messages: MessageCounter::default(),
+                received,
+            })
+        });
+        let series = series.clone();
         // The service made ready by `poll_ready` goes into the future; tonic enters the call's
         // span only while polling it, so the inner layers (authentication, which records the
         // caller on the span) are called from inside the future, where the span is current.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
-            // Dropped unfinished (deadline passed, client gone): counted as CANCELLED.
+            // Dropped unfinished (deadline passed, client gone): counted as Canceled.
             let mut call = Call {
-                metrics,
-                service,
-                method,
+                series,
+                labels,
                 started: Instant::now(),
                 span: tracing::Span::current(),
                 finished: false,
             };
             match inner.call(request).await {
                 Ok(response) => match status_in(response.headers()) {
+                    // A status in the headers is a response without messages.
                     Some(code) => {
                         call.finish(code);
                         Ok(response)
@@ -451,6 +573,8 @@ where
                     None => Ok(response.map(|body| {
                         tonic::body::Body::new(ObservedBody {
                             inner: body,
+                            messages: MessageCounter::default(),
+                            sent,
                             call: Some(call),
                         })
                     })),
@@ -472,9 +596,8 @@ where
 
 /// One call being measured.
 struct Call {
-    metrics: Metrics,
-    service: String,
-    method: String,
+    series: GrpcSeries,
+    labels: MethodLabels,
     started: Instant,
     span: tracing::Span,
     finished: bool,
@@ -485,8 +608,14 @@ impl Call {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        self.metrics
-            .record(&self.service, &self.method, code, self.started.elapsed());
+        self.series
+            .handled
+            .get_or_create(&self.labels.with_code(code))
+            .inc();
+        self.series
+            .handling
+            .get_or_create(&self.labels)
+            .observe(self.started.elapsed().as_secs_f64());
         self.span.record("rpc.grpc.status_code", code as i32);
     }
 }
@@ -497,9 +626,93 @@ impl Drop for Call {
     }
 }
 
-/// A response body that reports the status in its trailers when it ends.
+/// Counts the messages of a gRPC body from its framing: each message is a compression flag, a
+/// four-byte big-endian length and that many bytes, however the body's frames split them.
+#[derive(Debug, Default)]
+struct MessageCounter {
+    /// How many bytes of the current message's five-byte prefix were read.
+    prefix_read: usize,
+    /// The length bytes of the current message's prefix.
+    length: [u8; 4],
+    /// Bytes of the current message's payload still to come (after a complete prefix).
+    payload_left: usize,
+}
+
+impl MessageCounter {
+    /// Reads `data`, the next bytes of the body; returns how many messages it completed.
+    fn feed(&mut self, mut data: &[u8]) -> u64 {
+        let mut completed = 0;
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let skipped = self.payload_left.min(data.len());
+                self.payload_left -= skipped;
+                data = &data[skipped..];
+                if self.payload_left == 0 {
+                    completed += 1;
+                }
+                continue;
+            }
+            // The compression flag is byte 0 of the prefix; the length follows.
+            if self.prefix_read > 0 {
+                self.length[self.prefix_read - 1] = data[0];
+            }
+            self.prefix_read += 1;
+            data = &data[1..];
+            if self.prefix_read == 5 {
+                self.prefix_read = 0;
+                self.payload_left = u32::from_be_bytes(self.length) as usize;
+                if self.payload_left == 0 {
+                    completed += 1;
+                }
+            }
+        }
+        completed
+    }
+}
+
+/// A request body that counts the messages the server reads from it.
+struct CountedRequest {
+    inner: tonic::body::Body,
+    messages: MessageCounter,
+    received: Counter,
+}
+
+impl http_body::Body for CountedRequest {
+    type Data = Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            let completed = this.messages.feed(data);
+            if completed > 0 {
+                this.received.inc_by(completed);
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that counts the messages sent and reports the status in its trailers when
+/// it ends.
 struct ObservedBody {
     inner: tonic::body::Body,
+    messages: MessageCounter,
+    sent: Counter,
     call: Option<Call>,
 }
 
@@ -514,9 +727,17 @@ impl http_body::Body for ObservedBody {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         let code = match &polled {
-            Poll::Ready(Some(Ok(frame))) => frame
-                .trailers_ref()
-                .map(|trailers| status_in(trailers).unwrap_or(Code::Unknown)),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let completed = this.messages.feed(data);
+                    if completed > 0 {
+                        this.sent.inc_by(completed);
+                    }
+                }
+                frame
+                    .trailers_ref()
+                    .map(|trailers| status_in(trailers).unwrap_or(Code::Unknown))
+            }
             Poll::Ready(Some(Err(status))) => Some(status.code()),
             // A gRPC response that ends without a status is a broken one.
             Poll::Ready(None) => Some(Code::Unknown),
@@ -545,7 +766,33 @@ fn status_in(headers: &http::HeaderMap) -> Option<Code> {
     Some(Code::from_bytes(value.as_bytes()))
 }
 
-/// The canonical upper-case name of a status code, as other gRPC implementations label it.
+/// The name of a status code in the `grpc_code` label: as grpc-go's `codes.Code` prints it,
+/// which go-grpc-middleware's series and the alert rules written for them use (`OK`,
+/// `Canceled`, `InvalidArgument`, `Unavailable`, …).
+pub fn grpc_code_label(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// The canonical upper-case name of a status code, as the gRPC specification writes it
+/// (`NOT_FOUND`): the spelling of bulk-import's reports and of log lines, not of the metrics.
 pub fn code_name(code: Code) -> &'static str {
     match code {
         Code::Ok => "OK",
@@ -597,12 +844,88 @@ mod tests {
     }
 
     #[test]
-    fn hosted_methods_come_from_the_descriptors() {
+    fn hosted_methods_and_their_streaming_type_come_from_the_descriptors() {
+        let methods = hosted_methods(
+            &[roster_proto::FILE_DESCRIPTOR_SET],
+            &[
+                "roster.notification.v1.NotificationService",
+                "roster.imports.v1.ImportService",
+            ],
+        );
+        assert!(methods.contains("/roster.notification.v1.NotificationService/SendEmail"));
+        assert!(!methods.contains("/roster.identity.v1.ProfileService/GetProfile"));
+        for (method, grpc_type) in [
+            ("SubmitImport", GrpcType::Unary),
+            ("UploadImport", GrpcType::ClientStream),
+            ("DownloadTemplate", GrpcType::ServerStream),
+            ("WatchImport", GrpcType::ServerStream),
+        ] {
+            assert_eq!(
+                methods.grpc_type(&format!("/roster.imports.v1.ImportService/{method}")),
+                Some(grpc_type),
+                "{method}"
+            );
+        }
+        let reflection = hosted_methods(
+            &[tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET],
+            &["grpc.reflection.v1.ServerReflection"],
+        );
+        assert_eq!(
+            reflection.grpc_type("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            Some(GrpcType::BidiStream)
+        );
+    }
+
+    #[test]
+    fn unhosted_paths_share_one_label_set() {
         let methods = hosted_methods(
             &[roster_proto::FILE_DESCRIPTOR_SET],
             &["roster.notification.v1.NotificationService"],
         );
-        assert!(methods.contains("/roster.notification.v1.NotificationService/SendEmail"));
-        assert!(!methods.iter().any(|method| method.contains("identity")));
+        for path in [
+            "/evil.Service/Anything",
+            "/roster.identity.v1.ProfileService/GetProfile",
+            "/",
+            "",
+        ] {
+            assert_eq!(methods.labels(path), MethodLabels::unknown(), "{path}");
+        }
+    }
+
+    /// `count` messages of `size` bytes each, framed as gRPC frames them.
+    fn framed(sizes: &[usize]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for size in sizes {
+            body.push(0);
+            body.extend_from_slice(&u32::try_from(*size).unwrap().to_be_bytes());
+            body.extend(std::iter::repeat_n(7u8, *size));
+        }
+        body
+    }
+
+    #[test]
+    fn messages_are_counted_however_the_frames_split_them() {
+        let body = framed(&[0, 3, 300, 1, 70_000]);
+        for split in [1, 2, 4, 5, 6, 7, 64, 1000, body.len()] {
+            let mut counter = MessageCounter::default();
+            let total: u64 = body.chunks(split).map(|chunk| counter.feed(chunk)).sum();
+            assert_eq!(total, 5, "split every {split} bytes");
+        }
+        let mut counter = MessageCounter::default();
+        assert_eq!(
+            counter.feed(&body[..body.len() - 1]),
+            4,
+            "the last one is not complete"
+        );
+        assert_eq!(counter.feed(&body[body.len() - 1..]), 1);
+    }
+
+    #[test]
+    fn codes_are_labelled_as_grpc_go_prints_them() {
+        assert_eq!(grpc_code_label(Code::Ok), "OK");
+        assert_eq!(grpc_code_label(Code::Cancelled), "Canceled");
+        assert_eq!(grpc_code_label(Code::Unavailable), "Unavailable");
+        assert_eq!(grpc_code_label(Code::DeadlineExceeded), "DeadlineExceeded");
+        assert_eq!(code_name(Code::NotFound), "NOT_FOUND");
     }
 }

@@ -388,9 +388,9 @@ async fn until_grace_ends(
     }
 }
 
-/// The `/package.Service/Method` paths a server hosting `names` answers, besides health and
-/// reflection: what the call metrics label by name.
-fn hosted_methods(names: &[&'static str]) -> std::collections::HashSet<String> {
+/// The methods a server hosting `names` answers, besides health and reflection, with their
+/// streaming types: what the call metrics label by name.
+fn hosted_methods(names: &[&'static str]) -> crate::metrics::HostedMethods {
     let mut hosted = names.to_vec();
     hosted.extend([
         "grpc.health.v1.Health",

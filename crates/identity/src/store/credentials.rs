@@ -292,6 +292,22 @@ impl Store {
         Ok(())
     }
 
+    /// How many outbox emails were not handed over yet, and when the oldest of them was
+    /// written: the outbox's depth and age, for the metrics.
+    pub async fn outbox_stats(&self) -> Result<(u64, Option<DateTime<Utc>>), IdentityError> {
+        use sea_orm::PaginatorTrait;
+        let waiting = || outbox::Entity::find().filter(outbox::Column::DeliveredAt.is_null());
+        let depth = waiting().count(&self.db).await?;
+        let oldest = waiting()
+            .select_only()
+            .column(outbox::Column::CreatedAt)
+            .order_by_asc(outbox::Column::CreatedAt)
+            .into_tuple::<DateTime<Utc>>()
+            .one(&self.db)
+            .await?;
+        Ok((depth, oldest))
+    }
+
     /// When the sign-in lock of `key` ends, if it is locked now.
     pub async fn signin_locked_until(
         &self,

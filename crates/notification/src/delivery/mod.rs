@@ -6,6 +6,10 @@
 //! loop turns "queue empty" into a wait that a new `SendEmail` on this instance cuts short.
 //! Failures are never dropped: every attempt is recorded, temporary failures come back after a
 //! backoff, permanent ones end FAILED with the server's reply.
+//!
+//! Each attempt's outcome is counted on the metrics endpoint ([`DeliveryCounters`]):
+//! `roster_notification_messages_sent_total`, `roster_notification_messages_retrying_total` and
+//! `roster_notification_messages_failed_total`.
 
 pub mod transport;
 
@@ -15,6 +19,8 @@ use std::time::Duration;
 
 use lettre::message::Mailbox;
 use roster_runtime::Shutdown;
+use roster_runtime::metrics::Metrics;
+use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -32,6 +38,46 @@ pub enum ExecutionOutcome {
     QueueEmpty,
 }
 
+/// What the attempts of this instance came to, counted as each attempt ends (whether or not its
+/// outcome could be recorded, so `sent` counts what the mail server accepted).
+#[derive(Clone, Debug)]
+pub struct DeliveryCounters {
+    /// Messages the mail server accepted.
+    pub sent: Counter,
+    /// Attempts that failed temporarily, after which the message waits for a retry (RETRYING).
+    pub retrying: Counter,
+    /// Messages that failed for good (FAILED): a permanent refusal, or the last attempt.
+    pub failed: Counter,
+}
+
+impl DeliveryCounters {
+    /// The counters, registered on `metrics`.
+    pub fn register(metrics: &Metrics) -> Self {
+        Self {
+            sent: metrics.counter(
+                "roster_notification_messages_sent",
+                "Emails the mail server accepted",
+            ),
+            retrying: metrics.counter(
+                "roster_notification_messages_retrying",
+                "Delivery attempts that failed temporarily; the email waits for a retry",
+            ),
+            failed: metrics.counter(
+                "roster_notification_messages_failed",
+                "Emails that failed for good: refused permanently, or out of attempts",
+            ),
+        }
+    }
+
+    fn count(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Sent => self.sent.inc(),
+            Outcome::Retry { .. } => self.retrying.inc(),
+            Outcome::Failed { .. } => self.failed.inc(),
+        };
+    }
+}
+
 /// Everything the workers of one instance share.
 pub struct Delivery {
     pub store: Store,
@@ -44,6 +90,8 @@ pub struct Delivery {
     pub poll_interval: Duration,
     /// Signalled by `SendEmail`, so an idle worker starts at once instead of at its next poll.
     pub wake: Arc<Notify>,
+    /// What the attempts came to, for the metrics endpoint.
+    pub counters: DeliveryCounters,
 }
 
 impl Delivery {
@@ -135,6 +183,7 @@ impl Delivery {
                 tracing::error!(notification = %message.id, attempt, %error, "delivery failed for good")
             }
         }
+        self.counters.count(&outcome);
         self.record(Finished {
             id: message.id,
             owner,
