@@ -115,11 +115,14 @@ pub fn init(service_name: &str, format: LogFormat) -> TelemetryGuard {
             .with_filter(filter())
     });
 
-    // Spans only, never events, and whatever RUST_LOG says: a call's trace id is known even
-    // when its span is not logged, for the INTERNAL errors that quote it.
+    // Spans only (the ones that carry trace ids are at info), never events, whatever RUST_LOG
+    // says: a call's trace id is known even when its span is not logged, for the INTERNAL
+    // errors that quote it.
     let trace_ids = TraceIdLayer.with_filter(
-        tracing_subscriber::filter::filter_fn(|metadata| metadata.is_span())
-            .with_max_level_hint(tracing::Level::INFO),
+        tracing_subscriber::filter::filter_fn(|metadata| {
+            metadata.is_span() && *metadata.level() <= tracing::Level::INFO
+        })
+        .with_max_level_hint(tracing::Level::INFO),
     );
     let installed = tracing_subscriber::registry()
         .with(trace_ids)
@@ -298,9 +301,8 @@ pub fn adopt_trace_id(span: &tracing::Span, parent: &opentelemetry::Context) -> 
             started
         }
     };
-    let trace_id = trace_id.to_string();
-    span.record(TRACE_ID_FIELD, trace_id.as_str());
-    trace_id
+    span.record(TRACE_ID_FIELD, tracing::field::display(trace_id));
+    trace_id.to_string()
 }
 
 fn new_trace_id() -> TraceId {
@@ -414,7 +416,10 @@ impl TraceContext {
         let parent = TraceContextPropagator::new().extract(&StoredExtractor(&self.0));
         let span_context = parent.span().span_context().clone();
         if span_context.is_valid() {
-            span.record(TRACE_ID_FIELD, span_context.trace_id().to_string().as_str());
+            span.record(
+                TRACE_ID_FIELD,
+                tracing::field::display(span_context.trace_id()),
+            );
         }
         let _ = span.set_parent(parent);
     }
