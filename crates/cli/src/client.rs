@@ -392,8 +392,9 @@ impl Client {
     }
 
     /// [`Client::call`] without a deadline, for a call that lasts as long as its data: an
-    /// upload streams a file of any size, a watch follows an import to its end. Such calls end
-    /// by their own rules (the server's idle timeout and size limit), never at `--timeout`.
+    /// upload streams a file of any size. Such calls end by their own rules (the server's idle
+    /// timeout and size limit), never at `--timeout`; so do server streams ([`Client::stream`]),
+    /// a watch following an import to its end.
     pub async fn call_unbounded<T, R>(
         &self,
         method: &'static str,

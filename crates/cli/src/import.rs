@@ -439,17 +439,18 @@ impl Client<'_> {
         }
         let import = self.follow(&import_id, true).await?;
         if self.connection.json() {
-            return output::print_message(&pb::GetImportResponse {
-                import: Some(import),
-            });
+            output::print_message(&pb::GetImportResponse {
+                import: Some(import.clone()),
+            })?;
+        } else {
+            print_preview(&import)?;
+            output::outln!(
+                "applied {}, failed {}; the report: roster import report {}",
+                import.applied_count,
+                import.failed_count,
+                import.id
+            )?;
         }
-        print_preview(&import)?;
-        output::outln!(
-            "applied {}, failed {}; the report: roster import report {}",
-            import.applied_count,
-            import.failed_count,
-            import.id
-        )?;
         if import.state == pb::ImportState::Failed as i32 {
             anyhow::bail!("the apply failed: {}", import.error_message);
         }
