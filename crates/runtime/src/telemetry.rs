@@ -411,11 +411,11 @@ impl TraceContext {
     /// [`TRACE_ID_FIELD`] (when `span` declares that field); does nothing when the context is
     /// empty.
     pub fn set_parent_of(&self, span: &tracing::Span) {
+        use opentelemetry::propagation::TextMapPropagator as _;
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         if self.is_empty() {
             return;
         }
-        use opentelemetry::propagation::TextMapPropagator as _;
         let parent = TraceContextPropagator::new().extract(&StoredExtractor(&self.0));
         let span_context = parent.span().span_context().clone();
         if span_context.is_valid() {
