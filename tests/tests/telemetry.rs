@@ -1,6 +1,7 @@
 //! One password reset is one trace: identity's SendPasswordReset, the outbox relay that runs
 //! later in a background task, and notification's SendEmail export their spans over OTLP to a
-//! real in-process trace collector, and all of them carry the same trace id.
+//! real in-process trace collector, and all of them carry the same trace id: the caller's,
+//! from its `traceparent`, which the call's span also records as its `trace_id` field.
 //!
 //! Telemetry installs a process-global subscriber once, so this file holds a single test and
 //! runs as its own test binary: the process is this test's alone.
@@ -43,16 +44,25 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         let account = create_account(&channel, "Traced Ltd").await;
         let profile =
             create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
+        // The caller's W3C trace context, as the `roster` CLI sends it.
+        let callers_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        let mut request = authed(
+            ADMIN_KEY,
+            pb::SendPasswordResetRequest {
+                request_id: "traced-reset".into(),
+                profile_id: profile.id,
+                email: profile.email,
+                etag: String::new(),
+            },
+        );
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{callers_trace}-00f067aa0ba902b7-01")
+                .parse()
+                .expect("ASCII"),
+        );
         CredentialServiceClient::new(channel)
-            .send_password_reset(authed(
-                ADMIN_KEY,
-                pb::SendPasswordResetRequest {
-                    request_id: "traced-reset".into(),
-                    profile_id: profile.id,
-                    email: profile.email,
-                    etag: String::new(),
-                },
-            ))
+            .send_password_reset(request)
             .await
             .expect("reset sent");
 
@@ -76,6 +86,10 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         // Authentication ran inside the call's span and named the caller on it.
         assert_eq!(reset.attribute("caller"), Some("test-admin"));
         let trace = &reset.trace_id;
+        // The caller's trace is the one exported, and the one the call's log lines carry.
+        let hex: String = trace.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(hex, callers_trace);
+        assert_eq!(reset.attribute("trace_id"), Some(callers_trace));
 
         // The relay ran later, in its own task, yet continues the reset's trace.
         let relays = collector.named("outbox relay", SpanKind::Internal);

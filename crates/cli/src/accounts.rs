@@ -7,7 +7,6 @@ use prost_types::FieldMask;
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_runtime::Service;
-use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 use crate::client::{Client, RequestIdArg};
@@ -206,8 +205,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| accounts.create_account(request).await,
                 )
                 .await?;
-            let account = response.account.context("the server returned no account")?;
-            show_account(client, &account)
+            output::show(client.json(), &response, |response| {
+                show_account(response.account.as_ref())
+            })
         }
         Command::Get { id } => {
             let response = client
@@ -218,8 +218,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| accounts.get_account(request).await,
                 )
                 .await?;
-            let account = response.account.context("the server returned no account")?;
-            show_account(client, &account)
+            output::show(client.json(), &response, |response| {
+                show_account(response.account.as_ref())
+            })
         }
         Command::List { paging } => {
             let (items, next) = output::pages(&paging, "accounts", async |page_token| {
@@ -237,35 +238,38 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 Ok((response.accounts, response.next_page_token))
             })
             .await?;
-            if client.json() {
-                return output::print_json(&json!({
-                    "accounts": items.iter().map(account_json).collect::<Vec<_>>(),
-                    "next_page_token": next,
-                }));
-            }
-            if items.is_empty() {
-                output::outln!("No accounts.")?;
-            } else {
-                output::outln!(
-                    "{}",
-                    output::table(
-                        &["id", "display name", "created"],
-                        items.iter().map(|account| {
-                            [
-                                account.id.clone(),
-                                account.display_name.clone(),
-                                output::time(account.create_time.as_ref()),
-                            ]
-                        }),
-                    )
-                )?;
-            }
-            output::more_hint(&next);
-            Ok(())
+            let response = pb::ListAccountsResponse {
+                accounts: items,
+                next_page_token: next,
+            };
+            output::show(client.json(), &response, |response| {
+                if response.accounts.is_empty() {
+                    output::outln!("No accounts.")?;
+                } else {
+                    output::outln!(
+                        "{}",
+                        output::table(
+                            &["id", "display name", "extension digits", "created"],
+                            response.accounts.iter().map(|account| {
+                                [
+                                    account.id.clone(),
+                                    account.display_name.clone(),
+                                    extension_digits(account),
+                                    output::time(account.create_time.as_ref()),
+                                ]
+                            }),
+                        )
+                    )?;
+                }
+                output::more_hint(&response.next_page_token);
+                Ok(())
+            })
         }
         Command::Policy(PolicyCommand::Get { account }) => {
-            let policy = read_policy(client, &mut accounts, account).await?;
-            show_policy(client, &policy, &[])
+            let response = read_policy(client, &mut accounts, account).await?;
+            output::show(client.json(), &response, |response| {
+                show_policy(policy_of(response.policy.as_ref())?, &[])
+            })
         }
         Command::Policy(PolicyCommand::Set {
             account,
@@ -273,7 +277,13 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             etag,
             request_id,
         }) => {
-            let before = read_policy(client, &mut accounts, account).await?;
+            let before = policy_of(
+                read_policy(client, &mut accounts, account)
+                    .await?
+                    .policy
+                    .as_ref(),
+            )?
+            .clone();
             let mut policy = before.clone();
             let paths = changes.apply(&mut policy);
             if paths.is_empty() {
@@ -295,14 +305,16 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| accounts.update_password_policy(request).await,
                 )
                 .await?;
-            let after = response.policy.context("the server returned no policy")?;
-            let changed = policy_rows(&before)
-                .into_iter()
-                .zip(policy_rows(&after))
-                .filter(|((_, old), (_, new))| old != new)
-                .map(|((field, old), (_, new))| (field, old, new))
-                .collect::<Vec<_>>();
-            show_policy(client, &after, &changed)
+            output::show(client.json(), &response, |response| {
+                let after = policy_of(response.policy.as_ref())?;
+                let changed = policy_rows(&before)
+                    .into_iter()
+                    .zip(policy_rows(after))
+                    .filter(|((_, old), (_, new))| old != new)
+                    .map(|((field, old), (_, new))| (field, old, new))
+                    .collect::<Vec<_>>();
+                show_policy(after, &changed)
+            })
         }
     }
 }
@@ -311,7 +323,7 @@ async fn read_policy(
     client: &Client,
     accounts: &mut AccountServiceClient<Channel>,
     account_id: String,
-) -> anyhow::Result<pb::PasswordPolicy> {
+) -> anyhow::Result<pb::GetPasswordPolicyResponse> {
     client
         .call(
             "roster.identity.v1.AccountService/GetPasswordPolicy",
@@ -319,30 +331,29 @@ async fn read_policy(
             pb::GetPasswordPolicyRequest { account_id },
             async |request| accounts.get_password_policy(request).await,
         )
-        .await?
-        .policy
-        .context("the server returned no policy")
+        .await
 }
 
-pub fn account_json(account: &pb::Account) -> Value {
-    json!({
-        "id": account.id,
-        "display_name": account.display_name,
-        "create_time": output::json_time(account.create_time.as_ref()),
-        "update_time": output::json_time(account.update_time.as_ref()),
-        "etag": account.etag,
-    })
+fn policy_of(policy: Option<&pb::PasswordPolicy>) -> anyhow::Result<&pb::PasswordPolicy> {
+    policy.context("the server returned no policy")
 }
 
-fn show_account(client: &Client, account: &pb::Account) -> anyhow::Result<()> {
-    if client.json() {
-        return output::print_json(&json!({ "account": account_json(account) }));
-    }
+/// The digits an extension number given in the account may have, as `2–8`.
+fn extension_digits(account: &pb::Account) -> String {
+    format!(
+        "{}–{}",
+        account.extension_min_length, account.extension_max_length
+    )
+}
+
+fn show_account(account: Option<&pb::Account>) -> anyhow::Result<()> {
+    let account = account.context("the server returned no account")?;
     output::outln!(
         "{}",
         output::details(&[
             ("id", account.id.clone()),
             ("display name", account.display_name.clone()),
+            ("extension digits", extension_digits(account)),
             ("created", output::time(account.create_time.as_ref())),
             ("updated", output::time(account.update_time.as_ref())),
             ("etag", account.etag.clone()),
@@ -379,33 +390,10 @@ fn policy_rows(policy: &pb::PasswordPolicy) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn policy_json(policy: &pb::PasswordPolicy) -> Value {
-    json!({
-        "account_id": policy.account_id,
-        "preset": output::enum_name(policy.preset, |preset: pb::PasswordPolicyPreset| preset.as_str_name()),
-        "min_length": policy.min_length,
-        "max_length": policy.max_length,
-        "min_uppercase": policy.min_uppercase,
-        "min_lowercase": policy.min_lowercase,
-        "min_digits": policy.min_digits,
-        "min_symbols": policy.min_symbols,
-        "forbid_personal_info": policy.forbid_personal_info,
-        "history_count": policy.history_count,
-        "forbid_common": policy.forbid_common,
-        "min_strength_score": policy.min_strength_score,
-        "etag": policy.etag,
-        "update_time": output::json_time(policy.update_time.as_ref()),
-    })
-}
-
 fn show_policy(
-    client: &Client,
     policy: &pb::PasswordPolicy,
     changed: &[(&str, String, String)],
 ) -> anyhow::Result<()> {
-    if client.json() {
-        return output::print_json(&json!({ "policy": policy_json(policy) }));
-    }
     if !changed.is_empty() {
         output::outln!("Changed:")?;
         for (field, old, new) in changed {

@@ -3,10 +3,14 @@
 //!
 //! Each call carries `authorization: Bearer <key>`, a `grpc-timeout`, an `x-request-id` (the
 //! AIP-155 idempotency key for calls with side effects, so the servers' logs show the same id)
-//! and a W3C `traceparent`, so the call's spans on every service share a trace id the CLI knows.
+//! and a W3C `traceparent`. One command is one trace: all its calls share one trace id (each
+//! call a span id of its own), which the servers adopt, log on every line of the call and quote
+//! in INTERNAL errors, with or without trace export.
 //! When a call fails, [`report`] prints the gRPC code, the `ErrorInfo` reason, every `BadRequest`
-//! field violation and every `PreconditionFailure`, with the request and trace ids — as text, or
-//! as one JSON document on stderr under `--json`.
+//! field violation and every `PreconditionFailure`, with the method and the request and trace
+//! ids — as text, or as one JSON document on stderr under `--json`, its `details` generated from
+//! the `google.rpc` descriptors as the responses are. A server stream that fails midway is
+//! reported the same way ([`Streaming`]).
 //!
 //! [`Client::channel`] is the one place that turns an address and the `--tls-*` options into a
 //! connection, for every command: plaintext `http://`, or TLS (mutual TLS with a client
@@ -20,7 +24,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use roster_runtime::Service;
 use roster_runtime::error::chain_text;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -302,14 +306,18 @@ fn parse_request_id(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
-/// The connection settings of one `roster` invocation.
+/// The connection settings of one `roster` invocation, and the trace its calls belong to.
 pub struct Client {
     args: ClientArgs,
+    trace_id: String,
 }
 
 impl Client {
     pub fn new(args: ClientArgs) -> Self {
-        Self { args }
+        Self {
+            args,
+            trace_id: new_trace_id(),
+        }
     }
 
     /// True under `--json`.
@@ -384,8 +392,9 @@ impl Client {
     }
 
     /// [`Client::call`] without a deadline, for a call that lasts as long as its data: an
-    /// upload streams a file of any size, a watch follows an import to its end. Such calls end
-    /// by their own rules (the server's idle timeout and size limit), never at `--timeout`.
+    /// upload streams a file of any size. Such calls end by their own rules (the server's idle
+    /// timeout and size limit), never at `--timeout`; so do server streams ([`Client::stream`]),
+    /// a watch following an import to its end.
     pub async fn call_unbounded<T, R>(
         &self,
         method: &'static str,
@@ -396,6 +405,27 @@ impl Client {
         self.invoke(method, request_id, message, None, send).await
     }
 
+    /// Opens a server stream without a deadline (it lasts as long as its data); a failure while
+    /// it streams is reported like one of the call itself.
+    pub async fn stream<T, M>(
+        &self,
+        method: &'static str,
+        message: T,
+        send: impl AsyncFnOnce(
+            tonic::Request<T>,
+        ) -> Result<tonic::Response<tonic::Streaming<M>>, Status>,
+    ) -> anyhow::Result<Streaming<M>> {
+        let (stream, ids) = self
+            .invoke_with_ids(method, None, message, None, send)
+            .await?;
+        Ok(Streaming {
+            stream,
+            method,
+            ids,
+            connection_hint: self.args.tls.connection_hint(),
+        })
+    }
+
     async fn invoke<T, R>(
         &self,
         method: &'static str,
@@ -404,11 +434,24 @@ impl Client {
         deadline: Option<Duration>,
         send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
     ) -> anyhow::Result<R> {
+        self.invoke_with_ids(method, request_id, message, deadline, send)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    async fn invoke_with_ids<T, R>(
+        &self,
+        method: &'static str,
+        request_id: Option<&str>,
+        message: T,
+        deadline: Option<Duration>,
+        send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
+    ) -> anyhow::Result<(R, CallIds)> {
         let ids = CallIds {
             request_id: request_id
                 .map(str::to_owned)
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-            trace_id: hex::encode(rand::random::<[u8; 16]>()),
+            trace_id: self.trace_id.clone(),
         };
         if self.args.verbose {
             eprintln!(
@@ -431,7 +474,7 @@ impl Client {
             "x-request-id",
             ids.request_id.parse().context("invalid request id")?,
         );
-        let span_id = hex::encode(rand::random::<[u8; 8]>());
+        let span_id = format!("{:016x}", rand::random::<u64>() | 1);
         metadata.insert(
             "traceparent",
             format!("00-{}-{span_id}-01", ids.trace_id)
@@ -454,7 +497,7 @@ impl Client {
             None => send(request).await,
         };
         match answer {
-            Ok(response) => Ok(response.into_inner()),
+            Ok(response) => Ok((response.into_inner(), ids)),
             Err(status) => Err(RpcFailure {
                 method,
                 // A status the server sent has no source; one made from a transport error has.
@@ -473,9 +516,41 @@ impl Client {
     }
 }
 
+/// A new W3C trace id: 32 lower-case hex digits, not all zero.
+fn new_trace_id() -> String {
+    format!("{:032x}", rand::random::<u128>() | 1)
+}
+
+#[derive(Clone)]
 struct CallIds {
     request_id: String,
     trace_id: String,
+}
+
+/// A server stream whose failures name its method and ids, like those of [`Client::call`].
+pub struct Streaming<M> {
+    stream: tonic::Streaming<M>,
+    method: &'static str,
+    ids: CallIds,
+    connection_hint: &'static str,
+}
+
+impl<M> Streaming<M> {
+    /// The next message, or `None` at the end of the stream.
+    pub async fn message(&mut self) -> anyhow::Result<Option<M>> {
+        self.stream.message().await.map_err(|status| {
+            RpcFailure {
+                method: self.method,
+                connection_hint: status.source().is_some().then_some(self.connection_hint),
+                status,
+                request_id: self.ids.request_id.clone(),
+                trace_id: self.ids.trace_id.clone(),
+                mutating: false,
+                deadline_passed: false,
+            }
+            .into()
+        })
+    }
 }
 
 /// A call that the server (or the transport) refused.
@@ -651,62 +726,54 @@ fn summary(error: &anyhow::Error) -> String {
     )
 }
 
+/// A failure as one JSON document: `message` (the whole error, as the text form's first line
+/// says it) always; for a gRPC failure also `code`, the server's `status_message`, the
+/// `ErrorInfo` `reason`, `details` (every `google.rpc` detail the status carries, as grpcurl
+/// prints them, `@type` first), `hints`, and the call's `method`, `request_id` and `trace_id`.
 fn error_json(
     error: &anyhow::Error,
     failure: Option<&RpcFailure>,
     status: Option<&Status>,
 ) -> Value {
-    let mut body = json!({ "message": chain_text(error.chain().map(ToString::to_string)) });
+    let mut body = Map::new();
+    body.insert(
+        "message".into(),
+        chain_text(error.chain().map(ToString::to_string)).into(),
+    );
     if let Some(status) = status {
-        let details = status.get_error_details();
-        let info = details.error_info();
-        body["code"] = json!(code_name(status.code()));
-        body["status_message"] = json!(status.message());
-        body["reason"] = json!(info.map(|info| info.reason.clone()));
-        body["domain"] = json!(info.map(|info| info.domain.clone()));
-        body["metadata"] = json!(info.map(|info| info.metadata.clone()).unwrap_or_default());
-        body["field_violations"] = details
-            .bad_request()
-            .map(|bad_request| {
-                bad_request
-                    .field_violations
-                    .iter()
-                    .map(|violation| {
-                        json!({ "field": violation.field, "description": violation.description })
-                    })
-                    .collect()
-            })
-            .unwrap_or_else(|| json!([]));
-        body["precondition_violations"] = details
-            .precondition_failure()
-            .map(|precondition| {
-                precondition
-                    .violations
-                    .iter()
-                    .map(|violation| {
-                        json!({
-                            "type": violation.r#type,
-                            "subject": violation.subject,
-                            "description": violation.description,
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_else(|| json!([]));
-        body["retry_delay_seconds"] = json!(
-            details
-                .retry_info()
-                .and_then(|info| info.retry_delay)
-                .map(|delay| delay.as_secs_f64())
+        let error_details = status.get_error_details();
+        body.insert("code".into(), code_name(status.code()).into());
+        body.insert("status_message".into(), status.message().into());
+        body.insert(
+            "reason".into(),
+            error_details
+                .error_info()
+                .map(|info| info.reason.clone())
+                .into(),
         );
-        body["hints"] = json!(hints(failure, status));
+        body.insert("details".into(), details_json(status));
+        body.insert("hints".into(), hints(failure, status).into());
     }
     if let Some(failure) = failure {
-        body["method"] = json!(failure.method);
-        body["request_id"] = json!(failure.request_id);
-        body["trace_id"] = json!(failure.trace_id);
+        body.insert("method".into(), failure.method.into());
+        body.insert("request_id".into(), failure.request_id.clone().into());
+        body.insert("trace_id".into(), failure.trace_id.clone().into());
     }
-    json!({ "error": body })
+    let mut document = Map::new();
+    document.insert("error".into(), Value::Object(body));
+    Value::Object(document)
+}
+
+/// The status's details (`google.rpc.Status.details`), each `Any` unpacked by its type.
+fn details_json(status: &Status) -> Value {
+    if status.details().is_empty() {
+        return Value::Array(Vec::new());
+    }
+    match crate::output::encoded_json("google.rpc.Status", status.details()) {
+        Ok(mut decoded) => decoded["details"].take(),
+        // Details this build cannot read are shown as they came (hex), rather than not at all.
+        Err(_) => Value::Array(vec![Value::String(hex::encode(status.details()))]),
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,15 @@
 //!
 //! Every call goes through [`crate::client::Client`]: the reads and the cancel carry the
 //! `--timeout` deadline; the upload and the watch carry none, since they last as long as their
-//! data (the server bounds an upload by its size limit and idle timeout).
+//! data (the server bounds an upload by its size limit and idle timeout). Failures, streams'
+//! included, name the method and the request and trace ids like every other command's.
+//!
+//! Under `--json` each prints one response message: `list` a `ListImportsResponse`, `cancel` a
+//! `CancelImportResponse`, `upload` and `submit` the import as it stands when they end
+//! (`{"import": …}`: after validation, after the apply with `--watch`, otherwise as GetImport
+//! reads it just after the submit), `template` and `report` without `-o` the file as one
+//! `DownloadTemplateResponse`/`DownloadReportResponse` (`{"chunk": "<base64>"}`, as grpcurl
+//! prints bytes); with `-o` the file is the output and stdout stays empty.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,7 +29,6 @@ use clap::{Subcommand, ValueEnum};
 use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_client::ImportServiceClient;
 use roster_runtime::Service;
-use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 use crate::client::RequestIdArg;
@@ -167,36 +174,34 @@ impl Client<'_> {
         let mut imports = self.imports.clone();
         let mut stream = self
             .connection
-            .call_unbounded(
+            .stream(
                 "roster.imports.v1.ImportService/DownloadTemplate",
-                None,
                 pb::DownloadTemplateRequest { account_id },
                 async |request| imports.download_template(request).await,
             )
             .await?;
-        let mut sink = Sink::open(output.as_deref())?;
+        let mut sink = Sink::open(output.as_deref(), self.connection.json())?;
         while let Some(piece) = stream.message().await? {
             sink.write(&piece.chunk)?;
         }
-        sink.done("template")
+        sink.done("template", |chunk| pb::DownloadTemplateResponse { chunk })
     }
 
     async fn report(self, import_id: String, output: Option<PathBuf>) -> anyhow::Result<()> {
         let mut imports = self.imports.clone();
         let mut stream = self
             .connection
-            .call_unbounded(
+            .stream(
                 "roster.imports.v1.ImportService/DownloadReport",
-                None,
                 pb::DownloadReportRequest { import_id },
                 async |request| imports.download_report(request).await,
             )
             .await?;
-        let mut sink = Sink::open(output.as_deref())?;
+        let mut sink = Sink::open(output.as_deref(), self.connection.json())?;
         while let Some(piece) = stream.message().await? {
             sink.write(&piece.chunk)?;
         }
-        sink.done("report")
+        sink.done("report", |chunk| pb::DownloadReportResponse { chunk })
     }
 
     async fn list(
@@ -224,42 +229,42 @@ impl Client<'_> {
             Ok((response.imports, response.next_page_token))
         })
         .await?;
-        if self.connection.json() {
-            return output::print_json(&json!({
-                "imports": items.iter().map(import_json).collect::<Vec<_>>(),
-                "next_page_token": next,
-            }));
-        }
-        if items.is_empty() {
-            output::outln!("No imports.")?;
-        } else {
-            output::outln!(
-                "{}",
-                output::table(
-                    &[
-                        "id", "file", "state", "rows", "errors", "created", "message"
-                    ],
-                    items.iter().map(|import| {
-                        [
-                            import.id.clone(),
-                            import.file_name.clone(),
-                            short_state(import.state),
-                            import.total_row_count.to_string(),
-                            import.error_count.to_string(),
-                            output::time(import.create_time.as_ref()),
-                            import.error_message.clone(),
-                        ]
-                    }),
-                )
-            )?;
-        }
-        output::more_hint(&next);
-        Ok(())
+        let response = pb::ListImportsResponse {
+            imports: items,
+            next_page_token: next,
+        };
+        output::show(self.connection.json(), &response, |response| {
+            if response.imports.is_empty() {
+                output::outln!("No imports.")?;
+            } else {
+                output::outln!(
+                    "{}",
+                    output::table(
+                        &[
+                            "id", "file", "state", "rows", "errors", "created", "message"
+                        ],
+                        response.imports.iter().map(|import| {
+                            [
+                                import.id.clone(),
+                                import.file_name.clone(),
+                                short_state(import.state),
+                                import.total_row_count.to_string(),
+                                import.error_count.to_string(),
+                                output::time(import.create_time.as_ref()),
+                                import.error_message.clone(),
+                            ]
+                        }),
+                    )
+                )?;
+            }
+            output::more_hint(&response.next_page_token);
+            Ok(())
+        })
     }
 
     async fn cancel(self, import_id: String, request_id: String) -> anyhow::Result<()> {
         let mut imports = self.imports.clone();
-        let import = self
+        let response = self
             .connection
             .call(
                 "roster.imports.v1.ImportService/CancelImport",
@@ -270,24 +275,24 @@ impl Client<'_> {
                 },
                 async |request| imports.cancel_import(request).await,
             )
-            .await?
-            .import
-            .context("the server returned no import")?;
-        if self.connection.json() {
-            return output::print_json(&json!({ "import": import_json(&import) }));
-        }
-        output::outln!(
-            "{}",
-            output::details(&[
-                ("id", import.id.clone()),
-                ("file", import.file_name.clone()),
-                ("state", short_state(import.state)),
-                ("rows", import.total_row_count.to_string()),
-                ("applied", import.applied_count.to_string()),
-                ("updated", output::time(import.update_time.as_ref())),
-            ])
-        )?;
-        Ok(())
+            .await?;
+        output::show(self.connection.json(), &response, |response| {
+            let import = response
+                .import
+                .as_ref()
+                .context("the server returned no import")?;
+            output::outln!(
+                "{}",
+                output::details(&[
+                    ("id", import.id.clone()),
+                    ("file", import.file_name.clone()),
+                    ("state", short_state(import.state)),
+                    ("rows", import.total_row_count.to_string()),
+                    ("applied", import.applied_count.to_string()),
+                    ("updated", output::time(import.update_time.as_ref())),
+                ])
+            )
+        })
     }
 
     async fn upload(
@@ -343,8 +348,15 @@ impl Client<'_> {
             .await;
         reading.await?.context("reading the file")?;
         let import = uploaded?.import.context("no import returned")?;
-        eprintln!("uploaded as import {}; validating…", import.id);
+        if !self.connection.json() {
+            eprintln!("uploaded as import {}; validating…", import.id);
+        }
         let import = self.follow(&import.id, false).await?;
+        if self.connection.json() {
+            return output::print_message(&pb::UploadImportResponse {
+                import: Some(import),
+            });
+        }
         print_preview(&import)?;
         if import.state == pb::ImportState::Validated as i32 && import.error_count > 0 {
             let mut imports = self.imports.clone();
@@ -394,8 +406,7 @@ impl Client<'_> {
     ) -> anyhow::Result<()> {
         let request_id = format!("roster-cli-submit-{import_id}");
         let mut imports = self.imports.clone();
-        let import = self
-            .connection
+        self.connection
             .call(
                 "roster.imports.v1.ImportService/SubmitImport",
                 Some(&request_id),
@@ -406,21 +417,40 @@ impl Client<'_> {
                 },
                 async |request| imports.submit_import(request).await,
             )
-            .await?
-            .import
-            .context("no import returned")?;
+            .await?;
         if !watch {
-            output::outln!("import {} is {}", import.id, state_name(import.state))?;
-            return Ok(());
+            // A repeated submit (the request id is fixed per import) answers as the first one
+            // did (AIP-155), which may be long past: what to report is the import as it is now.
+            let response = self
+                .connection
+                .call(
+                    "roster.imports.v1.ImportService/GetImport",
+                    None,
+                    pb::GetImportRequest {
+                        import_id: import_id.clone(),
+                    },
+                    async |request| imports.get_import(request).await,
+                )
+                .await?;
+            return output::show(self.connection.json(), &response, |response| {
+                let import = response.import.as_ref().context("no import returned")?;
+                output::outln!("import {} is {}", import.id, state_name(import.state))
+            });
         }
         let import = self.follow(&import_id, true).await?;
-        print_preview(&import)?;
-        output::outln!(
-            "applied {}, failed {}; the report: roster import report {}",
-            import.applied_count,
-            import.failed_count,
-            import.id
-        )?;
+        if self.connection.json() {
+            output::print_message(&pb::GetImportResponse {
+                import: Some(import.clone()),
+            })?;
+        } else {
+            print_preview(&import)?;
+            output::outln!(
+                "applied {}, failed {}; the report: roster import report {}",
+                import.applied_count,
+                import.failed_count,
+                import.id
+            )?;
+        }
         if import.state == pb::ImportState::Failed as i32 {
             anyhow::bail!("the apply failed: {}", import.error_message);
         }
@@ -432,16 +462,15 @@ impl Client<'_> {
         let mut imports = self.imports.clone();
         let mut stream = self
             .connection
-            .call_unbounded(
+            .stream(
                 "roster.imports.v1.ImportService/WatchImport",
-                None,
                 pb::WatchImportRequest {
                     import_id: import_id.to_owned(),
                 },
                 async |request| imports.watch_import(request).await,
             )
             .await?;
-        let progress = bar.then(|| {
+        let progress = (bar && !self.connection.json()).then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
                 indicatif::ProgressStyle::with_template(
@@ -476,29 +505,6 @@ fn short_state(state: i32) -> String {
     })
 }
 
-/// An import as JSON: the `.proto` field names, the state by its full name, RFC 3339 times.
-fn import_json(import: &pb::Import) -> Value {
-    json!({
-        "id": import.id,
-        "account_id": import.account_id,
-        "file_name": import.file_name,
-        "state": output::enum_name(import.state, |state: pb::ImportState| state.as_str_name()),
-        "total_row_count": import.total_row_count,
-        "create_count": import.create_count,
-        "update_count": import.update_count,
-        "unchanged_count": import.unchanged_count,
-        "error_count": import.error_count,
-        "applied_count": import.applied_count,
-        "failed_count": import.failed_count,
-        "error_message": import.error_message,
-        "create_time": output::json_time(import.create_time.as_ref()),
-        "update_time": output::json_time(import.update_time.as_ref()),
-        "expire_time": output::json_time(import.expire_time.as_ref()),
-        "etag": import.etag,
-        "send_welcome_emails": import.send_welcome_emails,
-    })
-}
-
 fn state_name(state: i32) -> String {
     pb::ImportState::try_from(state)
         .map(|state| {
@@ -525,15 +531,17 @@ fn print_preview(import: &pb::Import) -> anyhow::Result<()> {
     )
 }
 
-/// Standard output or a file.
+/// Standard output, a file, or (under `--json` without a file) the bytes held for one message.
 enum Sink {
     Stdout(std::io::Stdout),
     File(PathBuf, std::fs::File),
+    Message(Vec<u8>),
 }
 
 impl Sink {
-    fn open(path: Option<&Path>) -> anyhow::Result<Sink> {
+    fn open(path: Option<&Path>, json: bool) -> anyhow::Result<Sink> {
         Ok(match path {
+            None if json => Sink::Message(Vec::new()),
             None => Sink::Stdout(std::io::stdout()),
             Some(path) => Sink::File(
                 path.to_owned(),
@@ -547,17 +555,24 @@ impl Sink {
         match self {
             Sink::Stdout(out) => out.write_all(bytes).map_err(output::stdout_error)?,
             Sink::File(_, file) => file.write_all(bytes)?,
+            Sink::Message(held) => held.extend_from_slice(bytes),
         }
         Ok(())
     }
 
-    fn done(self, what: &str) -> anyhow::Result<()> {
+    /// Ends the download of `what`; held bytes are printed as the message `message` makes.
+    fn done<M: prost::Message + prost::Name>(
+        self,
+        what: &str,
+        message: impl FnOnce(Vec<u8>) -> M,
+    ) -> anyhow::Result<()> {
         match self {
             Sink::Stdout(mut out) => out.flush().map_err(output::stdout_error)?,
             Sink::File(path, file) => {
                 file.sync_all()?;
                 eprintln!("{what} written to {}", path.display());
             }
+            Sink::Message(held) => output::print_message(&message(held))?,
         }
         Ok(())
     }

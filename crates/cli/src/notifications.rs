@@ -11,7 +11,6 @@ use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::notification::v1 as pb;
 use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Service;
-use serde_json::{Value, json};
 use tonic::transport::Channel;
 
 use crate::client::{Client, RequestIdArg, parse_duration};
@@ -141,11 +140,15 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| notifications.send_email(request).await,
                 )
                 .await?;
-            show(client, &notification_of(response.notification)?)
+            output::show(client.json(), &response, |response| {
+                show(notification_of(response.notification.as_ref())?)
+            })
         }
         Command::Get { id } => {
-            let notification = get(client, &mut notifications, &id).await?;
-            show(client, &notification)
+            let response = get(client, &mut notifications, &id).await?;
+            output::show(client.json(), &response, |response| {
+                show(notification_of(response.notification.as_ref())?)
+            })
         }
         Command::List {
             account,
@@ -169,52 +172,53 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 Ok((response.notifications, response.next_page_token))
             })
             .await?;
-            if client.json() {
-                return output::print_json(&json!({
-                    "notifications": items.iter().map(notification_json).collect::<Vec<_>>(),
-                    "next_page_token": next,
-                }));
-            }
-            if items.is_empty() {
-                output::outln!("No notifications.")?;
-            } else {
-                output::outln!(
-                    "{}",
-                    output::table(
-                        &[
-                            "id",
-                            "recipient",
-                            "template",
-                            "state",
-                            "attempts",
-                            "created"
-                        ],
-                        items.iter().map(|notification| {
-                            [
-                                notification.id.clone(),
-                                notification.recipient.clone(),
-                                notification.template.clone(),
-                                state_name(notification.state),
-                                notification.attempts.to_string(),
-                                output::time(notification.create_time.as_ref()),
-                            ]
-                        }),
-                    )
-                )?;
-            }
-            output::more_hint(&next);
-            Ok(())
+            let response = pb::ListNotificationsResponse {
+                notifications: items,
+                next_page_token: next,
+            };
+            output::show(client.json(), &response, |response| {
+                if response.notifications.is_empty() {
+                    output::outln!("No notifications.")?;
+                } else {
+                    output::outln!(
+                        "{}",
+                        output::table(
+                            &[
+                                "id",
+                                "recipient",
+                                "template",
+                                "state",
+                                "attempts",
+                                "created"
+                            ],
+                            response.notifications.iter().map(|notification| {
+                                [
+                                    notification.id.clone(),
+                                    notification.recipient.clone(),
+                                    notification.template.clone(),
+                                    state_name(notification.state),
+                                    notification.attempts.to_string(),
+                                    output::time(notification.create_time.as_ref()),
+                                ]
+                            }),
+                        )
+                    )?;
+                }
+                output::more_hint(&response.next_page_token);
+                Ok(())
+            })
         }
         Command::Watch { id, interval } => {
             let progress = output::spinner(format!("notification {id}"));
-            let notification = loop {
-                let notification = get(client, &mut notifications, &id).await?;
+            let response = loop {
+                let response = get(client, &mut notifications, &id).await?;
+                let notification = notification_of(response.notification.as_ref())?;
                 let state = pb::NotificationState::try_from(notification.state).ok();
                 if matches!(
                     state,
                     Some(pb::NotificationState::Sent | pb::NotificationState::Failed)
                 ) {
-                    break notification;
+                    break response;
                 }
                 let mut message = format!(
                     "{}: {}, {} attempt(s)",
@@ -229,7 +233,10 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 tokio::time::sleep(interval).await;
             };
             progress.finish_and_clear();
-            show(client, &notification)?;
+            output::show(client.json(), &response, |response| {
+                show(notification_of(response.notification.as_ref())?)
+            })?;
+            let notification = notification_of(response.notification.as_ref())?;
             if notification.state == pb::NotificationState::Failed as i32 {
                 anyhow::bail!(
                     "notification {} failed after {} attempt(s): {}",
@@ -267,8 +274,8 @@ async fn get(
     client: &Client,
     notifications: &mut NotificationServiceClient<Channel>,
     id: &str,
-) -> anyhow::Result<pb::Notification> {
-    let response = client
+) -> anyhow::Result<pb::GetNotificationResponse> {
+    client
         .call(
             "roster.notification.v1.NotificationService/GetNotification",
             None,
@@ -277,11 +284,10 @@ async fn get(
             },
             async |request| notifications.get_notification(request).await,
         )
-        .await?;
-    notification_of(response.notification)
+        .await
 }
 
-fn notification_of(notification: Option<pb::Notification>) -> anyhow::Result<pb::Notification> {
+fn notification_of(notification: Option<&pb::Notification>) -> anyhow::Result<&pb::Notification> {
     notification.context("the server returned no notification")
 }
 
@@ -293,28 +299,7 @@ fn state_name(state: i32) -> String {
     )
 }
 
-fn notification_json(notification: &pb::Notification) -> Value {
-    json!({
-        "id": notification.id,
-        "account_id": notification.account_id,
-        "recipient": notification.recipient,
-        "template": notification.template,
-        "locale": notification.locale,
-        "state": output::enum_name(notification.state, |state: pb::NotificationState| state.as_str_name()),
-        "attempts": notification.attempts,
-        "last_error": notification.last_error,
-        "message_id": notification.message_id,
-        "create_time": output::json_time(notification.create_time.as_ref()),
-        "update_time": output::json_time(notification.update_time.as_ref()),
-        "next_attempt_time": output::json_time(notification.next_attempt_time.as_ref()),
-        "sent_time": output::json_time(notification.sent_time.as_ref()),
-    })
-}
-
-fn show(client: &Client, notification: &pb::Notification) -> anyhow::Result<()> {
-    if client.json() {
-        return output::print_json(&json!({ "notification": notification_json(notification) }));
-    }
+fn show(notification: &pb::Notification) -> anyhow::Result<()> {
     output::outln!(
         "{}",
         output::details(&[
@@ -328,6 +313,7 @@ fn show(client: &Client, notification: &pb::Notification) -> anyhow::Result<()> 
             ("last error", notification.last_error.clone()),
             ("message id", notification.message_id.clone()),
             ("created", output::time(notification.create_time.as_ref())),
+            ("updated", output::time(notification.update_time.as_ref())),
             (
                 "next attempt",
                 output::time(notification.next_attempt_time.as_ref())

@@ -2,9 +2,15 @@
 //! scripts, progress on stderr (only when stderr is a terminal) while long listings page through,
 //! and secrets read from stdin or a prompt that does not echo, never from the command line.
 //!
-//! JSON mirrors the gRPC response message with the `.proto` field names, enums by their full
-//! names (`PROFILE_STATUS_ACTIVE`) and timestamps in RFC 3339, so a script written against the
-//! CLI reads like one written against `grpcurl`.
+//! JSON is the gRPC response message, generated from the contract's descriptors (prost-reflect),
+//! never written by hand, so every field of the response is there, in the form
+//! `grpcurl -keep-proto-names -emit-defaults` prints: the `.proto` field names, every field
+//! without presence even when it holds its default (`0`, `""`, `false`, `[]`, the enum's
+//! `…_UNSPECIFIED`), enums by their full names (`PROFILE_STATUS_ACTIVE`), timestamps in RFC 3339.
+//! Message fields that are unset (a profile's `delete_time` before deletion) are left out. Unlike
+//! grpcurl, 64-bit integers are JSON numbers, not strings: they are counts far below 2^53, and
+//! `jq '.import.error_count > 0'` should work (the proto3 JSON mapping reads both forms). What a
+//! command prints parses back into its response message.
 //!
 //! Everything for stdout goes through [`outln!`] (or [`stdout_error`]): when the reader of a
 //! pipe has gone (`roster accounts list | head -1`), the command stops quietly with the exit
@@ -12,11 +18,14 @@
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use comfy_table::{Table, presets};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use prost_types::Timestamp;
 use serde_json::Value;
 
@@ -71,6 +80,61 @@ pub fn print_json(value: &Value) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?)
 }
 
+/// How a message becomes JSON (see the module's documentation).
+const JSON_OPTIONS: SerializeOptions = SerializeOptions::new()
+    .use_proto_field_name(true)
+    .skip_default_fields(false)
+    .stringify_64_bit_integers(false);
+
+/// The descriptors of every message the CLI prints: Roster's contract (with the well-known
+/// types) and the `google.rpc` error details.
+fn descriptors() -> anyhow::Result<&'static DescriptorPool> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let mut pool = DescriptorPool::decode(roster_proto::FILE_DESCRIPTOR_SET)
+            .map_err(|error| error.to_string())?;
+        pool.decode_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .map_err(|error| error.to_string())?;
+        Ok(pool)
+    })
+    .as_ref()
+    .map_err(|error| anyhow::anyhow!("the built-in descriptors do not load: {error}"))
+}
+
+/// The message `bytes` encode, of the type named `full_name`, as JSON.
+pub fn encoded_json(full_name: &str, bytes: &[u8]) -> anyhow::Result<Value> {
+    let descriptor = descriptors()?
+        .get_message_by_name(full_name)
+        .with_context(|| format!("no descriptor for {full_name}"))?;
+    let message = DynamicMessage::decode(descriptor, bytes)
+        .with_context(|| format!("cannot decode {full_name}"))?;
+    Ok(message.serialize_with_options(serde_json::value::Serializer, &JSON_OPTIONS)?)
+}
+
+/// `message` as JSON.
+pub fn message_json<M: prost::Message + prost::Name>(message: &M) -> anyhow::Result<Value> {
+    encoded_json(&M::full_name(), &message.encode_to_vec())
+}
+
+/// Prints `message` as one JSON document on stdout.
+pub fn print_message<M: prost::Message + prost::Name>(message: &M) -> anyhow::Result<()> {
+    print_json(&message_json(message)?)
+}
+
+/// Prints a response: under `--json` (`json`) the message as one JSON document, otherwise what
+/// `text` prints for people.
+pub fn show<M: prost::Message + prost::Name>(
+    json: bool,
+    response: &M,
+    text: impl FnOnce(&M) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    if json {
+        print_message(response)
+    } else {
+        text(response)
+    }
+}
+
 /// A table with a header row and no borders, like `kubectl get`.
 pub fn table<R: IntoIterator<Item = String>>(
     header: &[&str],
@@ -113,14 +177,6 @@ pub fn time(timestamp: Option<&Timestamp>) -> String {
         .and_then(datetime)
         .map(|time| time.to_rfc3339_opts(SecondsFormat::Secs, true))
         .unwrap_or_default()
-}
-
-/// A timestamp for JSON: RFC 3339 with its full precision, `null` when unset.
-pub fn json_time(timestamp: Option<&Timestamp>) -> Value {
-    timestamp
-        .and_then(datetime)
-        .map(|time| Value::String(time.to_rfc3339_opts(SecondsFormat::AutoSi, true)))
-        .unwrap_or(Value::Null)
 }
 
 /// An enum value's full name (`PROFILE_STATUS_ACTIVE`), or its number when this build does not
@@ -256,6 +312,30 @@ mod tests {
         };
         assert_eq!(time(Some(&timestamp)), "2023-11-14T22:13:20Z");
         assert_eq!(time(None), "");
-        assert_eq!(json_time(None), Value::Null);
+    }
+
+    #[test]
+    fn json_has_every_field_by_its_proto_name_and_numbers_for_counts() {
+        use roster_proto::imports::v1 as pb;
+        let json = message_json(&pb::GetImportResponse {
+            import: Some(pb::Import {
+                id: "i".into(),
+                state: pb::ImportState::Validated as i32,
+                total_row_count: 3,
+                create_time: Some(Timestamp {
+                    seconds: 1_700_000_000,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+        })
+        .unwrap();
+        let import = &json["import"];
+        assert_eq!(import["state"], "IMPORT_STATE_VALIDATED");
+        assert_eq!(import["total_row_count"], 3);
+        assert_eq!(import["error_count"], 0);
+        assert_eq!(import["error_message"], "");
+        assert_eq!(import["create_time"], "2023-11-14T22:13:20Z");
+        assert!(import.get("expire_time").is_none(), "{import}");
     }
 }

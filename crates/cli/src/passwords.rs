@@ -10,7 +10,6 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
-use serde_json::json;
 
 use crate::client::{Client, RequestIdArg};
 use crate::output;
@@ -68,11 +67,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| credentials.get_password_requirements(request).await,
                 )
                 .await?;
-            if client.json() {
-                return output::print_json(&json!({ "rules": rules_json(&response.rules) }));
-            }
-            output::outln!("{}", rules_table(&response.rules))?;
-            Ok(())
+            output::show(client.json(), &response, |response| {
+                output::outln!("{}", rules_table(&response.rules))
+            })
         }
         Command::Check { account, profile } => {
             let password = output::read_secret("password")?;
@@ -88,19 +85,14 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| credentials.check_password(request).await,
                 )
                 .await?;
-            if client.json() {
-                return output::print_json(&json!({
-                    "acceptable": response.acceptable,
-                    "violations": rules_json(&response.violations),
-                }));
-            }
-            if response.acceptable {
-                output::outln!("Acceptable: the password satisfies every rule.")?;
-            } else {
-                output::outln!("Not acceptable; it fails these rules:")?;
-                output::outln!("{}", rules_table(&response.violations))?;
-            }
-            Ok(())
+            output::show(client.json(), &response, |response| {
+                if response.acceptable {
+                    output::outln!("Acceptable: the password satisfies every rule.")
+                } else {
+                    output::outln!("Not acceptable; it fails these rules:")?;
+                    output::outln!("{}", rules_table(&response.violations))
+                }
+            })
         }
         Command::Reset {
             profile,
@@ -126,22 +118,16 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| credentials.send_password_reset(request).await,
                 )
                 .await?;
-            if client.json() {
-                return output::print_json(&json!({
-                    "profile_id": response.profile_id,
-                    "email": response.email,
-                    "expire_time": output::json_time(response.expire_time.as_ref()),
-                }));
-            }
-            output::outln!(
-                "Password reset email queued; the link in it is for the recipient only.\n{}",
-                output::details(&[
-                    ("profile", response.profile_id),
-                    ("email", response.email),
-                    ("expires", output::time(response.expire_time.as_ref())),
-                ])
-            )?;
-            Ok(())
+            output::show(client.json(), &response, |response| {
+                output::outln!(
+                    "Password reset email queued; the link in it is for the recipient only.\n{}",
+                    output::details(&[
+                        ("profile", response.profile_id.clone()),
+                        ("email", response.email.clone()),
+                        ("expires", output::time(response.expire_time.as_ref())),
+                    ])
+                )
+            })
         }
         Command::Verify { username } => {
             let password = output::read_secret("password")?;
@@ -156,28 +142,22 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| credentials.verify_password(request).await,
                 )
                 .await?;
-            if client.json() {
-                return output::print_json(&json!({
-                    "verified": response.verified,
-                    "profile_id": response.profile_id,
-                    "account_id": response.account_id,
-                }));
-            }
-            if response.verified {
-                output::outln!(
-                    "{}",
-                    output::details(&[
-                        ("verified", output::yes_no(true)),
-                        ("profile", response.profile_id),
-                        ("account", response.account_id),
-                    ])
-                )?;
-            } else {
-                output::outln!(
-                    "Not verified: unknown username, wrong password or inactive profile."
-                )?;
-            }
-            Ok(())
+            output::show(client.json(), &response, |response| {
+                if response.verified {
+                    output::outln!(
+                        "{}",
+                        output::details(&[
+                            ("verified", output::yes_no(true)),
+                            ("profile", response.profile_id.clone()),
+                            ("account", response.account_id.clone()),
+                        ])
+                    )
+                } else {
+                    output::outln!(
+                        "Not verified: unknown username, wrong password or inactive profile."
+                    )
+                }
+            })
         }
     }
 }
@@ -226,13 +206,6 @@ async fn confirm_reset(
         anyhow::bail!("not confirmed; nothing was sent");
     }
     Ok((profile.email, profile.etag))
-}
-
-fn rules_json(rules: &[pb::PasswordRule]) -> Vec<serde_json::Value> {
-    rules
-        .iter()
-        .map(|rule| json!({ "code": rule.code, "description": rule.description }))
-        .collect()
 }
 
 fn rules_table(rules: &[pb::PasswordRule]) -> String {

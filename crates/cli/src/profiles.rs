@@ -8,7 +8,6 @@ use prost_types::FieldMask;
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
-use serde_json::{Value, json};
 
 use crate::client::{Client, RequestIdArg};
 use crate::output::{self, Paging};
@@ -229,11 +228,15 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| profiles.create_profile(request).await,
                 )
                 .await?;
-            show_profile(client, &profile_of(response.profile)?, &[])
+            output::show(client.json(), &response, |response| {
+                show_profile(profile_of(response.profile.as_ref())?, &[])
+            })
         }
         Command::Get { id } => {
-            let profile = get(client, &mut profiles, id).await?;
-            show_profile(client, &profile, &[])
+            let response = get_response(client, &mut profiles, id).await?;
+            output::show(client.json(), &response, |response| {
+                show_profile(profile_of(response.profile.as_ref())?, &[])
+            })
         }
         Command::List {
             account,
@@ -264,34 +267,43 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 Ok((response.profiles, response.next_page_token))
             })
             .await?;
-            if client.json() {
-                return output::print_json(&json!({
-                    "profiles": items.iter().map(profile_json).collect::<Vec<_>>(),
-                    "next_page_token": next,
-                }));
-            }
-            if items.is_empty() {
-                output::outln!("No profiles.")?;
-            } else {
-                output::outln!(
-                    "{}",
-                    output::table(
-                        &["id", "username", "name", "email", "status", "roles"],
-                        items.iter().map(|profile| {
-                            [
-                                profile.id.clone(),
-                                profile.username.clone(),
-                                format!("{} {}", profile.first_name, profile.last_name),
-                                profile.email.clone(),
-                                status_name(profile.status),
-                                roles(profile),
-                            ]
-                        }),
-                    )
-                )?;
-            }
-            output::more_hint(&next);
-            Ok(())
+            let response = pb::ListProfilesResponse {
+                profiles: items,
+                next_page_token: next,
+            };
+            output::show(client.json(), &response, |response| {
+                if response.profiles.is_empty() {
+                    output::outln!("No profiles.")?;
+                } else {
+                    output::outln!(
+                        "{}",
+                        output::table(
+                            &[
+                                "id",
+                                "username",
+                                "name",
+                                "email",
+                                "status",
+                                "roles",
+                                "extensions"
+                            ],
+                            response.profiles.iter().map(|profile| {
+                                [
+                                    profile.id.clone(),
+                                    profile.username.clone(),
+                                    format!("{} {}", profile.first_name, profile.last_name),
+                                    profile.email.clone(),
+                                    status_name(profile.status),
+                                    roles(profile),
+                                    extensions(profile),
+                                ]
+                            }),
+                        )
+                    )?;
+                }
+                output::more_hint(&response.next_page_token);
+                Ok(())
+            })
         }
         Command::Update {
             id,
@@ -318,18 +330,20 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| profiles.update_profile(request).await,
                 )
                 .await?;
-            let after = profile_of(response.profile)?;
-            let changed = paths
-                .iter()
-                .map(|path| {
-                    (
-                        path.clone(),
-                        field_value(&before, path),
-                        field_value(&after, path),
-                    )
-                })
-                .collect::<Vec<_>>();
-            show_profile(client, &after, &changed)
+            output::show(client.json(), &response, |response| {
+                let after = profile_of(response.profile.as_ref())?;
+                let changed = paths
+                    .iter()
+                    .map(|path| {
+                        (
+                            path.clone(),
+                            field_value(&before, path),
+                            field_value(after, path),
+                        )
+                    })
+                    .collect::<Vec<_>>();
+                show_profile(after, &changed)
+            })
         }
         Command::Delete {
             id,
@@ -349,17 +363,17 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     async |request| profiles.delete_profile(request).await,
                 )
                 .await?;
-            let profile = profile_of(response.profile)?;
-            if client.json() {
-                return output::print_json(&json!({ "profile": profile_json(&profile) }));
-            }
-            output::outln!(
-                "Deleted profile {} ({}); the username {:?} stays retired and is never given again.",
-                profile.id,
-                profile.email,
-                profile.username
-            )?;
-            Ok(())
+            output::show(client.json(), &response, |response| {
+                let profile = profile_of(response.profile.as_ref())?;
+                output::outln!(
+                    "Deleted profile {} ({}); the username {:?} stays retired and is never given \
+                     again.",
+                    profile.id,
+                    profile.email,
+                    profile.username
+                )?;
+                Ok(())
+            })
         }
     }
 }
@@ -370,18 +384,28 @@ pub async fn get(
     profiles: &mut ProfileServiceClient<tonic::transport::Channel>,
     id: String,
 ) -> anyhow::Result<pb::Profile> {
-    let response = client
+    get_response(client, profiles, id)
+        .await?
+        .profile
+        .context("the server returned no profile")
+}
+
+async fn get_response(
+    client: &Client,
+    profiles: &mut ProfileServiceClient<tonic::transport::Channel>,
+    id: String,
+) -> anyhow::Result<pb::GetProfileResponse> {
+    client
         .call(
             "roster.identity.v1.ProfileService/GetProfile",
             None,
             pb::GetProfileRequest { id },
             async |request| profiles.get_profile(request).await,
         )
-        .await?;
-    profile_of(response.profile)
+        .await
 }
 
-fn profile_of(profile: Option<pb::Profile>) -> anyhow::Result<pb::Profile> {
+fn profile_of(profile: Option<&pb::Profile>) -> anyhow::Result<&pb::Profile> {
     profile.context("the server returned no profile")
 }
 
@@ -432,48 +456,7 @@ fn field_value(profile: &pb::Profile, path: &str) -> String {
     }
 }
 
-pub fn profile_json(profile: &pb::Profile) -> Value {
-    json!({
-        "id": profile.id,
-        "account_id": profile.account_id,
-        "first_name": profile.first_name,
-        "last_name": profile.last_name,
-        "email": profile.email,
-        "username": profile.username,
-        "canonical_username": profile.canonical_username,
-        "job_title": profile.job_title,
-        "department": profile.department,
-        "locale": profile.locale,
-        "time_zone": profile.time_zone,
-        "status": output::enum_name(profile.status, |status: pb::ProfileStatus| status.as_str_name()),
-        "roles": profile
-            .roles
-            .iter()
-            .map(|role| output::enum_name(*role, |role: pb::Role| role.as_str_name()))
-            .collect::<Vec<_>>(),
-        "extensions": profile
-            .extensions
-            .iter()
-            .map(|extension| json!({
-                "number": extension.number,
-                "kind": output::enum_name(extension.kind, |kind: pb::ExtensionKind| kind.as_str_name()),
-            }))
-            .collect::<Vec<_>>(),
-        "create_time": output::json_time(profile.create_time.as_ref()),
-        "update_time": output::json_time(profile.update_time.as_ref()),
-        "delete_time": output::json_time(profile.delete_time.as_ref()),
-        "etag": profile.etag,
-    })
-}
-
-fn show_profile(
-    client: &Client,
-    profile: &pb::Profile,
-    changed: &[(String, String, String)],
-) -> anyhow::Result<()> {
-    if client.json() {
-        return output::print_json(&json!({ "profile": profile_json(profile) }));
-    }
+fn show_profile(profile: &pb::Profile, changed: &[(String, String, String)]) -> anyhow::Result<()> {
     if !changed.is_empty() {
         output::outln!("Changed:")?;
         for (field, old, new) in changed {

@@ -6,7 +6,6 @@ use clap::Subcommand;
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
-use serde_json::json;
 
 use crate::client::Client;
 use crate::output;
@@ -50,16 +49,12 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             async |request| profiles.check_username(request).await,
         )
         .await?;
-    if client.json() {
-        return output::print_json(&json!({
-            "username": username,
-            "available": response.available,
-            "canonical": response.canonical,
-            "reason": output::enum_name(response.reason, |reason: pb::UsernameRefusal| reason.as_str_name()),
-            "message": response.message,
-            "suggestions": response.suggestions,
-        }));
-    }
+    output::show(client.json(), &response, |response| {
+        show(&username, response)
+    })
+}
+
+fn show(username: &str, response: &pb::CheckUsernameResponse) -> anyhow::Result<()> {
     let reason = if response.available {
         String::new()
     } else {
@@ -73,8 +68,8 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
     output::outln!(
         "{}",
         output::details(&[
-            ("username", username),
-            ("canonical", response.canonical),
+            ("username", username.to_owned()),
+            ("canonical", response.canonical.clone()),
             ("available", output::yes_no(response.available)),
             ("reason", reason),
             ("suggestions", response.suggestions.join(", ")),

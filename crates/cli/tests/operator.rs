@@ -188,11 +188,18 @@ async fn accounts_are_created_and_listed_as_tables_and_as_json() {
         .run(&["accounts", "create", "--name", "Acme Table Ltd"])
         .await
         .ok();
-    assert!(
-        table.stdout.contains("display name: Acme Table Ltd"),
-        "{}",
-        table.stdout
-    );
+    let rows: Vec<String> = table
+        .stdout
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for row in ["display name: Acme Table Ltd", "extension digits: 2–8"] {
+        assert!(
+            rows.iter().any(|line| line == row),
+            "{row}: {}",
+            table.stdout
+        );
+    }
     let created = operator
         .run(&[
             "--json",
@@ -713,7 +720,13 @@ async fn a_bad_request_exits_non_zero_naming_every_invalid_field() {
     let error = &json["error"];
     assert_eq!(error["code"], "INVALID_ARGUMENT");
     assert_eq!(error["reason"], "INVALID_ARGUMENT");
-    let mut fields: Vec<&str> = error["field_violations"]
+    let bad_request = error["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .find(|detail| detail["@type"] == "type.googleapis.com/google.rpc.BadRequest")
+        .unwrap_or_else(|| panic!("a BadRequest among the details: {error}"));
+    let mut fields: Vec<&str> = bad_request["field_violations"]
         .as_array()
         .expect("field violations")
         .iter()

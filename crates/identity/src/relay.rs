@@ -278,7 +278,11 @@ impl Relay {
 
     async fn relay(&mut self, row: outbox::Model) -> Handed {
         let email = serde_json::from_str::<OutboxEmail>(&row.payload);
-        let span = tracing::info_span!("outbox relay", outbox_id = %row.id);
+        let span = tracing::info_span!(
+            "outbox relay",
+            outbox_id = %row.id,
+            trace_id = tracing::field::Empty
+        );
         if let Ok(email) = &email {
             email.trace_context.set_parent_of(&span);
         }

@@ -319,10 +319,14 @@ where
         match admitted {
             Ok(caller) => {
                 tracing::Span::current().record("caller", caller.name.as_str());
+                tracing::debug!(caller = %caller.name, scope, "caller admitted");
                 request.extensions_mut().insert(caller);
                 Either::Right(self.inner.call(request))
             }
-            Err(error) => Either::Left(ready(Ok(Status::from(error).into_http()))),
+            Err(error) => {
+                tracing::debug!(%error, scope, "caller refused");
+                Either::Left(ready(Ok(Status::from(error).into_http())))
+            }
         }
     }
 }

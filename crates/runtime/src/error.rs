@@ -3,8 +3,9 @@
 //! Services convert their domain errors into [`ApiError`]; only this module builds a `Status`.
 //! Every status carries rich details (tonic-types): `BadRequest` with every field violation,
 //! `ErrorInfo` with a stable reason, `PreconditionFailure` for state errors, `RetryInfo` when a
-//! retry makes sense. Internal errors are logged with the trace id and reach the caller as a
-//! generic INTERNAL, never with database text.
+//! retry makes sense. Internal errors are logged with the call's trace id and reach the caller as
+//! a generic INTERNAL quoting that id (the caller's own, when it sent a `traceparent`), never
+//! with database text.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -203,7 +204,7 @@ impl From<ApiError> for Status {
                 message
             }
             ApiError::Internal(source) => {
-                let trace_id = current_trace_id();
+                let trace_id = crate::telemetry::current_trace_id();
                 tracing::error!(error = %source, trace_id = %trace_id, "internal error");
                 return Status::with_error_details(
                     Code::Internal,
@@ -303,22 +304,6 @@ pub fn chain_text(messages: impl IntoIterator<Item = String>) -> String {
 /// [`chain_text`] of `error` and its sources.
 pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
     chain_text(std::iter::successors(Some(error), |error| error.source()).map(ToString::to_string))
-}
-
-/// The current OpenTelemetry trace id, or the tracing span id when no trace is exported.
-pub fn current_trace_id() -> String {
-    use opentelemetry::trace::TraceContextExt;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let span = tracing::Span::current();
-    let context = span.context();
-    let span_context = context.span().span_context().clone();
-    if span_context.is_valid() {
-        span_context.trace_id().to_string()
-    } else {
-        span.id()
-            .map(|id| format!("{:x}", id.into_u64()))
-            .unwrap_or_else(|| "none".to_owned())
-    }
 }
 
 #[cfg(test)]

@@ -542,9 +542,12 @@ impl DatabaseWatch {
 }
 
 /// The span of one call, named `package.Service/Method` as OpenTelemetry's RPC conventions
-/// have it: the request id (the caller's `x-request-id` or a new one), the caller's name once
-/// authenticated, the status code once answered, and the caller's W3C trace context as parent.
+/// have it: the request id (the caller's `x-request-id` or a new one), the trace id (the
+/// caller's W3C `traceparent`'s when valid, else a new one; with or without trace export), the
+/// caller's name once authenticated, the status code once answered, and the caller's trace
+/// context as parent.
 fn call_span(request: &http::Request<()>) -> tracing::Span {
+    use opentelemetry::propagation::TextMapPropagator as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     let request_id = request
         .headers()
@@ -564,13 +567,16 @@ fn call_span(request: &http::Request<()>) -> tracing::Span {
         rpc.service = %service,
         rpc.method = %method,
         request_id = %request_id,
+        trace_id = tracing::field::Empty,
         caller = tracing::field::Empty,
         rpc.grpc.status_code = tracing::field::Empty,
     );
-    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.extract(&crate::telemetry::HeaderExtractor(request.headers()))
-    });
-    let _ = span.set_parent(parent);
+    // Extracted with the W3C propagator itself, not the global one, so the caller's trace id
+    // is adopted even where telemetry was never installed.
+    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&crate::telemetry::HeaderExtractor(request.headers()));
+    let _ = span.set_parent(parent.clone());
+    crate::telemetry::adopt_trace_id(&span, &parent);
     span
 }
 

@@ -360,6 +360,7 @@ async fn work(job: &Job) -> Result<(), JobError> {
         otel.name = name,
         import_id = %job.import_id,
         owner = %job.context.owner,
+        trace_id = tracing::field::Empty,
     );
     if !import.trace_context.is_empty() {
         TraceContext::from_traceparent(import.trace_context.clone()).set_parent_of(&span);
