@@ -60,402 +60,598 @@ async fn spawn(backend: Backend) -> Option<(TestServer, ProfileServiceClient<Cha
     Some((server, profiles))
 }
 
-both_backends! {
-    async fn username_defaults_to_the_email(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let account = create_account(&server.channel().await, "Acme").await;
-        let profile = create(&mut profiles, person(&account, " Alice@Example.COM ", "")).await.unwrap();
-        assert_eq!(profile.email, "Alice@example.com");
-        assert_eq!(profile.username, "Alice@example.com");
-        assert_eq!(profile.canonical_username, "alice@example.com");
-        assert_eq!(profile.status, pb::ProfileStatus::Active as i32);
-        let fetched = profiles
-            .get_profile(authed(ADMIN_KEY, pb::GetProfileRequest { id: profile.id.clone() }))
-            .await
-            .unwrap()
-            .into_inner()
-            .profile
-            .unwrap();
-        assert_eq!(fetched, profile);
-    }
+async fn username_defaults_to_the_email(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let account = create_account(&server.channel().await, "Acme").await;
+    let profile = create(&mut profiles, person(&account, " Alice@Example.COM ", ""))
+        .await
+        .unwrap();
+    assert_eq!(profile.email, "Alice@example.com");
+    assert_eq!(profile.username, "Alice@example.com");
+    assert_eq!(profile.canonical_username, "alice@example.com");
+    assert_eq!(profile.status, pb::ProfileStatus::Active as i32);
+    let fetched = profiles
+        .get_profile(authed(
+            ADMIN_KEY,
+            pb::GetProfileRequest {
+                id: profile.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(fetched, profile);
+}
 
-    async fn usernames_are_unique_across_accounts_in_canonical_form(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let channel = server.channel().await;
-        let first = create_account(&channel, "First").await;
-        let second = create_account(&channel, "Second").await;
-        create(&mut profiles, person(&first, "alice@example.com", "Alice@Example.com")).await.unwrap();
-        for variant in ["alice@example.com", "ALICE@EXAMPLE.COM", "ａｌｉｃｅ@example.com", " alice@example.com "] {
-            assert_refused(
-                create(&mut profiles, person(&second, "other@example.com", variant)).await,
-                Code::AlreadyExists,
-                "USERNAME_TAKEN",
-            );
-        }
-        create(&mut profiles, person(&second, "x@example.com", "straße")).await.unwrap();
+async fn usernames_are_unique_across_accounts_in_canonical_form(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let channel = server.channel().await;
+    let first = create_account(&channel, "First").await;
+    let second = create_account(&channel, "Second").await;
+    create(
+        &mut profiles,
+        person(&first, "alice@example.com", "Alice@Example.com"),
+    )
+    .await
+    .unwrap();
+    for variant in [
+        "alice@example.com",
+        "ALICE@EXAMPLE.COM",
+        "ａｌｉｃｅ@example.com",
+        " alice@example.com ",
+    ] {
         assert_refused(
-            create(&mut profiles, person(&first, "y@example.com", "STRASSE")).await,
+            create(&mut profiles, person(&second, "other@example.com", variant)).await,
             Code::AlreadyExists,
             "USERNAME_TAKEN",
         );
     }
+    create(&mut profiles, person(&second, "x@example.com", "straße"))
+        .await
+        .unwrap();
+    assert_refused(
+        create(&mut profiles, person(&first, "y@example.com", "STRASSE")).await,
+        Code::AlreadyExists,
+        "USERNAME_TAKEN",
+    );
+}
 
-    async fn confusable_usernames_are_refused(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let account = create_account(&server.channel().await, "Acme").await;
-        create(&mut profiles, person(&account, "p@example.com", "paypal")).await.unwrap();
-        assert_refused(
-            create(&mut profiles, person(&account, "q@example.com", "paypaI")).await,
-            Code::AlreadyExists,
-            "USERNAME_CONFUSABLE",
+async fn confusable_usernames_are_refused(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let account = create_account(&server.channel().await, "Acme").await;
+    create(&mut profiles, person(&account, "p@example.com", "paypal"))
+        .await
+        .unwrap();
+    assert_refused(
+        create(&mut profiles, person(&account, "q@example.com", "paypaI")).await,
+        Code::AlreadyExists,
+        "USERNAME_CONFUSABLE",
+    );
+}
+
+async fn invalid_input_reports_every_violation(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let account = create_account(&server.channel().await, "Acme").await;
+    let status = create(
+        &mut profiles,
+        pb::CreateProfileRequest {
+            account_id: account.clone(),
+            first_name: " ".into(),
+            last_name: "".into(),
+            email: "not an email".into(),
+            username: "bad\u{200D}name".into(),
+            locale: "english".into(),
+            time_zone: "Mars/Olympus".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect_err("invalid");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(reason(&status).as_deref(), Some("USERNAME_INVALID"));
+    use tonic_types::StatusExt;
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .expect("BadRequest")
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect();
+    for field in [
+        "first_name",
+        "last_name",
+        "email",
+        "username",
+        "locale",
+        "time_zone",
+    ] {
+        assert!(
+            fields.iter().any(|f| f == field),
+            "{field} missing in {fields:?}"
         );
     }
-
-    async fn invalid_input_reports_every_violation(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let account = create_account(&server.channel().await, "Acme").await;
-        let status = create(
-            &mut profiles,
-            pb::CreateProfileRequest {
-                account_id: account.clone(),
-                first_name: " ".into(),
-                last_name: "".into(),
-                email: "not an email".into(),
-                username: "bad\u{200D}name".into(),
-                locale: "english".into(),
-                time_zone: "Mars/Olympus".into(),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect_err("invalid");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        assert_eq!(reason(&status).as_deref(), Some("USERNAME_INVALID"));
-        use tonic_types::StatusExt;
-        let fields: Vec<String> = status
-            .get_details_bad_request()
-            .expect("BadRequest")
-            .field_violations
-            .into_iter()
-            .map(|violation| violation.field)
-            .collect();
-        for field in ["first_name", "last_name", "email", "username", "locale", "time_zone"] {
-            assert!(fields.iter().any(|f| f == field), "{field} missing in {fields:?}");
-        }
-        for username in ["\u{202E}evil", "ad\u{0430}min", "two words", &"a".repeat(255)] {
-            assert_refused(
-                create(&mut profiles, person(&account, "z@example.com", username)).await,
-                Code::InvalidArgument,
-                "USERNAME_INVALID",
-            );
-        }
+    for username in [
+        "\u{202E}evil",
+        "ad\u{0430}min",
+        "two words",
+        &"a".repeat(255),
+    ] {
+        assert_refused(
+            create(&mut profiles, person(&account, "z@example.com", username)).await,
+            Code::InvalidArgument,
+            "USERNAME_INVALID",
+        );
     }
+}
 
-    async fn username_is_never_reused_after_delete_or_rename(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let channel = server.channel().await;
-        let first = create_account(&channel, "First").await;
-        let second = create_account(&channel, "Second").await;
-        let deleted = create(&mut profiles, person(&first, "d@example.com", "dora")).await.unwrap();
-        profiles
-            .delete_profile(authed(ADMIN_KEY, pb::DeleteProfileRequest {
+async fn username_is_never_reused_after_delete_or_rename(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let channel = server.channel().await;
+    let first = create_account(&channel, "First").await;
+    let second = create_account(&channel, "Second").await;
+    let deleted = create(&mut profiles, person(&first, "d@example.com", "dora"))
+        .await
+        .unwrap();
+    profiles
+        .delete_profile(authed(
+            ADMIN_KEY,
+            pb::DeleteProfileRequest {
                 id: deleted.id.clone(),
                 etag: deleted.etag.clone(),
                 request_id: String::new(),
-            }))
-            .await
-            .unwrap();
-        let renamed = create(&mut profiles, person(&first, "r@example.com", "rita")).await.unwrap();
-        let updated = profiles
-            .update_profile(authed(ADMIN_KEY, pb::UpdateProfileRequest {
+            },
+        ))
+        .await
+        .unwrap();
+    let renamed = create(&mut profiles, person(&first, "r@example.com", "rita"))
+        .await
+        .unwrap();
+    let updated = profiles
+        .update_profile(authed(
+            ADMIN_KEY,
+            pb::UpdateProfileRequest {
                 profile: Some(pb::Profile {
                     id: renamed.id.clone(),
                     username: "rita2".into(),
                     etag: renamed.etag.clone(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["username".into()] }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["username".into()],
+                }),
                 request_id: String::new(),
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .profile
-            .unwrap();
-        assert_eq!(updated.username, "rita2");
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    assert_eq!(updated.username, "rita2");
 
-        let server = server.restart().await;
-        let mut profiles = ProfileServiceClient::new(server.channel().await);
-        for (account, username) in [(&second, "dora"), (&first, "DORA"), (&second, "rita"), (&first, "Rita")] {
-            assert_refused(
-                create(&mut profiles, person(account, "n@example.com", username)).await,
-                Code::AlreadyExists,
-                "USERNAME_RETIRED",
-            );
-        }
-        let check = profiles
-            .check_username(authed(ADMIN_KEY, pb::CheckUsernameRequest {
+    let server = server.restart().await;
+    let mut profiles = ProfileServiceClient::new(server.channel().await);
+    for (account, username) in [
+        (&second, "dora"),
+        (&first, "DORA"),
+        (&second, "rita"),
+        (&first, "Rita"),
+    ] {
+        assert_refused(
+            create(&mut profiles, person(account, "n@example.com", username)).await,
+            Code::AlreadyExists,
+            "USERNAME_RETIRED",
+        );
+    }
+    let check = profiles
+        .check_username(authed(
+            ADMIN_KEY,
+            pb::CheckUsernameRequest {
                 username: "dora".into(),
                 ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(!check.available);
-        assert_eq!(check.reason, pb::UsernameRefusal::Retired as i32);
-    }
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!check.available);
+    assert_eq!(check.reason, pb::UsernameRefusal::Retired as i32);
+}
 
-    async fn check_username_explains_and_suggests_free_names(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let account = create_account(&server.channel().await, "Acme").await;
-        create(&mut profiles, person(&account, "ada@example.com", "")).await.unwrap();
-        create(&mut profiles, person(&account, "ada.lovelace@example.com", "ada.lovelace@example.com")).await.unwrap();
-        let free = profiles
-            .check_username(authed(ADMIN_KEY, pb::CheckUsernameRequest {
+async fn check_username_explains_and_suggests_free_names(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let account = create_account(&server.channel().await, "Acme").await;
+    create(&mut profiles, person(&account, "ada@example.com", ""))
+        .await
+        .unwrap();
+    create(
+        &mut profiles,
+        person(
+            &account,
+            "ada.lovelace@example.com",
+            "ada.lovelace@example.com",
+        ),
+    )
+    .await
+    .unwrap();
+    let free = profiles
+        .check_username(authed(
+            ADMIN_KEY,
+            pb::CheckUsernameRequest {
                 username: "Grace@Example.com".into(),
                 ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(free.available);
-        assert_eq!(free.canonical, "grace@example.com");
-        assert!(free.suggestions.is_empty());
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(free.available);
+    assert_eq!(free.canonical, "grace@example.com");
+    assert!(free.suggestions.is_empty());
 
-        let taken = profiles
-            .check_username(authed(ADMIN_KEY, pb::CheckUsernameRequest {
+    let taken = profiles
+        .check_username(authed(
+            ADMIN_KEY,
+            pb::CheckUsernameRequest {
                 username: "ADA@example.com".into(),
                 email: "ada@example.com".into(),
                 first_name: "Ada".into(),
                 last_name: "Lovelace".into(),
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert!(!taken.available);
-        assert_eq!(taken.reason, pb::UsernameRefusal::Taken as i32);
-        assert!(!taken.suggestions.is_empty() && taken.suggestions.len() <= 5);
-        assert!(!taken.suggestions.iter().any(|s| s == "ada.lovelace@example.com"));
-        for suggestion in &taken.suggestions {
-            let check = profiles
-                .check_username(authed(ADMIN_KEY, pb::CheckUsernameRequest {
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!taken.available);
+    assert_eq!(taken.reason, pb::UsernameRefusal::Taken as i32);
+    assert!(!taken.suggestions.is_empty() && taken.suggestions.len() <= 5);
+    assert!(
+        !taken
+            .suggestions
+            .iter()
+            .any(|s| s == "ada.lovelace@example.com")
+    );
+    for suggestion in &taken.suggestions {
+        let check = profiles
+            .check_username(authed(
+                ADMIN_KEY,
+                pb::CheckUsernameRequest {
                     username: suggestion.clone(),
                     ..Default::default()
-                }))
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(check.available, "suggestion {suggestion} is not free");
-        }
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(check.available, "suggestion {suggestion} is not free");
+    }
 
-        let invalid = profiles
-            .check_username(authed(ADMIN_KEY, pb::CheckUsernameRequest {
+    let invalid = profiles
+        .check_username(authed(
+            ADMIN_KEY,
+            pb::CheckUsernameRequest {
                 username: "a\u{200B}b".into(),
                 ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(invalid.reason, pb::UsernameRefusal::Invalid as i32);
-        assert!(invalid.message.contains("U+200B"), "{}", invalid.message);
-    }
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(invalid.reason, pb::UsernameRefusal::Invalid as i32);
+    assert!(invalid.message.contains("U+200B"), "{}", invalid.message);
+}
 
-    async fn request_id_replays_return_the_first_result(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let account = create_account(&server.channel().await, "Acme").await;
-        let mut request = person(&account, "idem@example.com", "");
-        request.request_id = "create-1".into();
-        let first = create(&mut profiles, request.clone()).await.unwrap();
-        let again = create(&mut profiles, request).await.unwrap();
-        assert_eq!(first, again);
+async fn request_id_replays_return_the_first_result(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let account = create_account(&server.channel().await, "Acme").await;
+    let mut request = person(&account, "idem@example.com", "");
+    request.request_id = "create-1".into();
+    let first = create(&mut profiles, request.clone()).await.unwrap();
+    let again = create(&mut profiles, request).await.unwrap();
+    assert_eq!(first, again);
 
-        let update = |etag: String| pb::UpdateProfileRequest {
-            profile: Some(pb::Profile {
-                id: first.id.clone(),
-                job_title: "Engineer".into(),
-                etag,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask { paths: vec!["job_title".into()] }),
-            request_id: "update-1".into(),
-        };
-        let updated = profiles.update_profile(authed(ADMIN_KEY, update(first.etag.clone()))).await.unwrap().into_inner();
-        // The replay carries a now-stale etag and still returns the first result.
-        let replayed = profiles.update_profile(authed(ADMIN_KEY, update(first.etag.clone()))).await.unwrap().into_inner();
-        assert_eq!(updated, replayed);
-        let stale = profiles
-            .update_profile(authed(ADMIN_KEY, pb::UpdateProfileRequest {
+    let update = |etag: String| pb::UpdateProfileRequest {
+        profile: Some(pb::Profile {
+            id: first.id.clone(),
+            job_title: "Engineer".into(),
+            etag,
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["job_title".into()],
+        }),
+        request_id: "update-1".into(),
+    };
+    let updated = profiles
+        .update_profile(authed(ADMIN_KEY, update(first.etag.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    // The replay carries a now-stale etag and still returns the first result.
+    let replayed = profiles
+        .update_profile(authed(ADMIN_KEY, update(first.etag.clone())))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated, replayed);
+    let stale = profiles
+        .update_profile(authed(
+            ADMIN_KEY,
+            pb::UpdateProfileRequest {
                 request_id: "update-2".into(),
                 ..update(first.etag.clone())
-            }))
-            .await
-            .expect_err("stale etag");
-        assert_eq!(stale.code(), Code::Aborted);
+            },
+        ))
+        .await
+        .expect_err("stale etag");
+    assert_eq!(stale.code(), Code::Aborted);
 
-        let listed = profiles
-            .list_profiles(authed(ADMIN_KEY, pb::ListProfilesRequest {
+    let listed = profiles
+        .list_profiles(authed(
+            ADMIN_KEY,
+            pb::ListProfilesRequest {
                 account_id: account.clone(),
                 ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(listed.profiles.len(), 1);
-    }
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.profiles.len(), 1);
+}
 
-    async fn list_pages_and_filters(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let channel = server.channel().await;
-        let account = create_account(&channel, "Acme").await;
-        let other = create_account(&channel, "Other").await;
-        create(&mut profiles, person(&other, "zed@example.com", "")).await.unwrap();
-        let mut ids = Vec::new();
-        for n in 0..7 {
-            let profile = create(&mut profiles, person(&account, &format!("user{n}@Example.com"), "")).await.unwrap();
-            ids.push(profile.id);
-        }
-        let bob = create(&mut profiles, person(&account, "bob@corp.example", "Bob_1")).await.unwrap();
-        ids.push(bob.id.clone());
-        profiles
-            .update_profile(authed(ADMIN_KEY, pb::UpdateProfileRequest {
+async fn list_pages_and_filters(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let channel = server.channel().await;
+    let account = create_account(&channel, "Acme").await;
+    let other = create_account(&channel, "Other").await;
+    create(&mut profiles, person(&other, "zed@example.com", ""))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let profile = create(
+            &mut profiles,
+            person(&account, &format!("user{n}@Example.com"), ""),
+        )
+        .await
+        .unwrap();
+        ids.push(profile.id);
+    }
+    let bob = create(&mut profiles, person(&account, "bob@corp.example", "Bob_1"))
+        .await
+        .unwrap();
+    ids.push(bob.id.clone());
+    profiles
+        .update_profile(authed(
+            ADMIN_KEY,
+            pb::UpdateProfileRequest {
                 profile: Some(pb::Profile {
                     id: bob.id.clone(),
                     status: pb::ProfileStatus::Suspended as i32,
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["status".into()] }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["status".into()],
+                }),
                 request_id: String::new(),
-            }))
-            .await
-            .unwrap();
+            },
+        ))
+        .await
+        .unwrap();
 
-        let mut seen = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = profiles
-                .list_profiles(authed(ADMIN_KEY, pb::ListProfilesRequest {
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = profiles
+            .list_profiles(authed(
+                ADMIN_KEY,
+                pb::ListProfilesRequest {
                     account_id: account.clone(),
                     page_size: 3,
                     page_token: token.clone(),
                     ..Default::default()
-                }))
-                .await
-                .unwrap()
-                .into_inner();
-            assert!(page.profiles.len() <= 3);
-            seen.extend(page.profiles.into_iter().map(|p| p.id));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
-        assert_eq!(seen, ids, "every profile once, in creation order");
-
-        let list = |filter: pb::ListProfilesRequest| {
-            let mut profiles = profiles.clone();
-            async move {
-                profiles
-                    .list_profiles(authed(ADMIN_KEY, filter))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .profiles
-            }
-        };
-        let base = pb::ListProfilesRequest { account_id: account.clone(), ..Default::default() };
-        let suspended = list(pb::ListProfilesRequest { status: pb::ProfileStatus::Suspended as i32, ..base.clone() }).await;
-        assert_eq!(suspended.iter().map(|p| &p.id).collect::<Vec<_>>(), vec![&bob.id]);
-        let by_username = list(pb::ListProfilesRequest { username_prefix: "USER".into(), ..base.clone() }).await;
-        assert_eq!(by_username.len(), 7);
-        let underscore = list(pb::ListProfilesRequest { username_prefix: "bob_".into(), ..base.clone() }).await;
-        assert_eq!(underscore.len(), 1);
-        let wildcard = list(pb::ListProfilesRequest { username_prefix: "b%".into(), ..base.clone() }).await;
-        assert!(wildcard.is_empty(), "% is no wildcard");
-        let by_email = list(pb::ListProfilesRequest { email_prefix: "BOB@".into(), ..base.clone() }).await;
-        assert_eq!(by_email.len(), 1);
-    }
-
-    async fn batch_upsert_creates_updates_and_fails_items_alone(backend) {
-        let Some((server, mut profiles)) = spawn(backend).await else { return };
-        let channel = server.channel().await;
-        let account = create_account(&channel, "Acme").await;
-        let other = create_account(&channel, "Other").await;
-        let existing = create(&mut profiles, person(&account, "keep@example.com", "")).await.unwrap();
-        let foreign = create(&mut profiles, person(&other, "foreign@example.com", "")).await.unwrap();
-        create(&mut profiles, person(&other, "held@example.com", "")).await.unwrap();
-
-        let item = |key: &str, id: &str, email: &str, username: &str| pb::ProfileUpsert {
-            idempotency_key: key.into(),
-            id: id.into(),
-            first_name: "Alice".into(),
-            last_name: "Liddell".into(),
-            email: email.into(),
-            username: username.into(),
-            ..Default::default()
-        };
-        let items = vec![
-            item("k1", "", "new1@example.com", ""),
-            item("k2", "", "new2@example.com", ""),
-            item("k3", &existing.id, "keep@example.com", ""),
-            pb::ProfileUpsert { job_title: "Boss".into(), ..item("k4", &existing.id, "keep@example.com", "") },
-            item("k5", "", "held@example.com", ""),
-            item("k6", "", "bad", ""),
-            item("k7", &foreign.id, "foreign@example.com", ""),
-            item("k8", "", "dup@example.com", "new1@example.com"),
-        ];
-        let request = pb::BatchUpsertProfilesRequest { account_id: account.clone(), items, send_welcome_emails: false };
-        let results = profiles
-            .batch_upsert_profiles(authed(ADMIN_KEY, request.clone()))
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        let outcome = |n: usize| pb::UpsertOutcome::try_from(results[n].outcome).unwrap();
-        assert_eq!(results.len(), 8);
-        assert_eq!(outcome(0), pb::UpsertOutcome::Created);
-        assert_eq!(outcome(1), pb::UpsertOutcome::Created);
-        assert_eq!(outcome(2), pb::UpsertOutcome::Unchanged);
-        assert_eq!(outcome(3), pb::UpsertOutcome::Updated);
-        assert_eq!(results[3].profile.as_ref().unwrap().job_title, "Boss");
-        assert_eq!(outcome(4), pb::UpsertOutcome::Failed);
-        assert_eq!(results[4].error_reason, "USERNAME_TAKEN");
-        assert_eq!(results[4].error_code, Code::AlreadyExists as i32);
-        assert_eq!(outcome(5), pb::UpsertOutcome::Failed);
-        assert_eq!(results[5].field_errors[0].field, "email");
-        assert_eq!(outcome(6), pb::UpsertOutcome::Failed);
-        assert_eq!(results[6].error_code, Code::NotFound as i32);
-        assert_eq!(outcome(7), pb::UpsertOutcome::Failed);
-        assert_eq!(results[7].error_reason, "USERNAME_TAKEN");
-
-        let replay = profiles
-            .batch_upsert_profiles(authed(ADMIN_KEY, request))
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        for n in [0, 1, 2, 3] {
-            assert_eq!(replay[n], results[n], "item {n} replays its first result");
-        }
-        let listed = profiles
-            .list_profiles(authed(ADMIN_KEY, pb::ListProfilesRequest { account_id: account.clone(), ..Default::default() }))
-            .await
-            .unwrap()
-            .into_inner()
-            .profiles;
-        assert_eq!(listed.len(), 3, "two created once, one existing");
-
-        let got = profiles
-            .batch_get_profiles(authed(ADMIN_KEY, pb::BatchGetProfilesRequest {
-                account_id: account.clone(),
-                ids: vec![existing.id.clone(), foreign.id.clone(), "nonsense".into()],
-            }))
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
-        assert_eq!(got.profiles.len(), 1);
-        assert_eq!(got.missing_ids, vec![foreign.id.clone(), "nonsense".to_owned()]);
+        assert!(page.profiles.len() <= 3);
+        seen.extend(page.profiles.into_iter().map(|p| p.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
     }
+    assert_eq!(seen, ids, "every profile once, in creation order");
+
+    let list = |filter: pb::ListProfilesRequest| {
+        let mut profiles = profiles.clone();
+        async move {
+            profiles
+                .list_profiles(authed(ADMIN_KEY, filter))
+                .await
+                .unwrap()
+                .into_inner()
+                .profiles
+        }
+    };
+    let base = pb::ListProfilesRequest {
+        account_id: account.clone(),
+        ..Default::default()
+    };
+    let suspended = list(pb::ListProfilesRequest {
+        status: pb::ProfileStatus::Suspended as i32,
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(
+        suspended.iter().map(|p| &p.id).collect::<Vec<_>>(),
+        vec![&bob.id]
+    );
+    let by_username = list(pb::ListProfilesRequest {
+        username_prefix: "USER".into(),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(by_username.len(), 7);
+    let underscore = list(pb::ListProfilesRequest {
+        username_prefix: "bob_".into(),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(underscore.len(), 1);
+    let wildcard = list(pb::ListProfilesRequest {
+        username_prefix: "b%".into(),
+        ..base.clone()
+    })
+    .await;
+    assert!(wildcard.is_empty(), "% is no wildcard");
+    let by_email = list(pb::ListProfilesRequest {
+        email_prefix: "BOB@".into(),
+        ..base.clone()
+    })
+    .await;
+    assert_eq!(by_email.len(), 1);
 }
+
+async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
+    let Some((server, mut profiles)) = spawn(backend).await else {
+        return;
+    };
+    let channel = server.channel().await;
+    let account = create_account(&channel, "Acme").await;
+    let other = create_account(&channel, "Other").await;
+    let existing = create(&mut profiles, person(&account, "keep@example.com", ""))
+        .await
+        .unwrap();
+    let foreign = create(&mut profiles, person(&other, "foreign@example.com", ""))
+        .await
+        .unwrap();
+    create(&mut profiles, person(&other, "held@example.com", ""))
+        .await
+        .unwrap();
+
+    let item = |key: &str, id: &str, email: &str, username: &str| pb::ProfileUpsert {
+        idempotency_key: key.into(),
+        id: id.into(),
+        first_name: "Alice".into(),
+        last_name: "Liddell".into(),
+        email: email.into(),
+        username: username.into(),
+        ..Default::default()
+    };
+    let items = vec![
+        item("k1", "", "new1@example.com", ""),
+        item("k2", "", "new2@example.com", ""),
+        item("k3", &existing.id, "keep@example.com", ""),
+        pb::ProfileUpsert {
+            job_title: "Boss".into(),
+            ..item("k4", &existing.id, "keep@example.com", "")
+        },
+        item("k5", "", "held@example.com", ""),
+        item("k6", "", "bad", ""),
+        item("k7", &foreign.id, "foreign@example.com", ""),
+        item("k8", "", "dup@example.com", "new1@example.com"),
+    ];
+    let request = pb::BatchUpsertProfilesRequest {
+        account_id: account.clone(),
+        items,
+        send_welcome_emails: false,
+    };
+    let results = profiles
+        .batch_upsert_profiles(authed(ADMIN_KEY, request.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let outcome = |n: usize| pb::UpsertOutcome::try_from(results[n].outcome).unwrap();
+    assert_eq!(results.len(), 8);
+    assert_eq!(outcome(0), pb::UpsertOutcome::Created);
+    assert_eq!(outcome(1), pb::UpsertOutcome::Created);
+    assert_eq!(outcome(2), pb::UpsertOutcome::Unchanged);
+    assert_eq!(outcome(3), pb::UpsertOutcome::Updated);
+    assert_eq!(results[3].profile.as_ref().unwrap().job_title, "Boss");
+    assert_eq!(outcome(4), pb::UpsertOutcome::Failed);
+    assert_eq!(results[4].error_reason, "USERNAME_TAKEN");
+    assert_eq!(results[4].error_code, Code::AlreadyExists as i32);
+    assert_eq!(outcome(5), pb::UpsertOutcome::Failed);
+    assert_eq!(results[5].field_errors[0].field, "email");
+    assert_eq!(outcome(6), pb::UpsertOutcome::Failed);
+    assert_eq!(results[6].error_code, Code::NotFound as i32);
+    assert_eq!(outcome(7), pb::UpsertOutcome::Failed);
+    assert_eq!(results[7].error_reason, "USERNAME_TAKEN");
+
+    let replay = profiles
+        .batch_upsert_profiles(authed(ADMIN_KEY, request))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    for n in [0, 1, 2, 3] {
+        assert_eq!(replay[n], results[n], "item {n} replays its first result");
+    }
+    let listed = profiles
+        .list_profiles(authed(
+            ADMIN_KEY,
+            pb::ListProfilesRequest {
+                account_id: account.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .profiles;
+    assert_eq!(listed.len(), 3, "two created once, one existing");
+
+    let got = profiles
+        .batch_get_profiles(authed(
+            ADMIN_KEY,
+            pb::BatchGetProfilesRequest {
+                account_id: account.clone(),
+                ids: vec![existing.id.clone(), foreign.id.clone(), "nonsense".into()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.profiles.len(), 1);
+    assert_eq!(
+        got.missing_ids,
+        vec![foreign.id.clone(), "nonsense".to_owned()]
+    );
+}
+
+both_backends!(
+    username_defaults_to_the_email,
+    usernames_are_unique_across_accounts_in_canonical_form,
+    confusable_usernames_are_refused,
+    invalid_input_reports_every_violation,
+    username_is_never_reused_after_delete_or_rename,
+    check_username_explains_and_suggests_free_names,
+    request_id_replays_return_the_first_result,
+    list_pages_and_filters,
+    batch_upsert_creates_updates_and_fails_items_alone
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_of_one_username_admit_exactly_one() {

@@ -10,7 +10,7 @@ use roster_tests::imports::{
     all_profiles, all_rows, create_import, download_report, download_template, parse_csv,
     wait_for_state,
 };
-use roster_tests::{ADMIN_KEY, ImportSuite, authed, both_backends};
+use roster_tests::{ADMIN_KEY, Backend, ImportSuite, authed, both_backends};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -73,112 +73,236 @@ fn extensions(profile: &id::Profile) -> Vec<(String, i32)> {
         .collect()
 }
 
-both_backends! {
-    async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_alone(backend) {
-        let Some(suite) = ImportSuite::start(backend).await else { return };
-        let account = suite.account("Acme").await;
-        let ada = create_profile(&suite, &account, "Ada").await;
-        let bob = create_profile(&suite, &account, "Bob").await;
-        assign_extension(&suite, &ada.id, "200", id::ExtensionKind::Virtual).await;
-        assign_extension(&suite, &bob.id, "300", id::ExtensionKind::Physical).await;
-        let mut imports = suite.import_client().await;
+async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_alone(
+    backend: Backend,
+) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let ada = create_profile(&suite, &account, "Ada").await;
+    let bob = create_profile(&suite, &account, "Bob").await;
+    assign_extension(&suite, &ada.id, "200", id::ExtensionKind::Virtual).await;
+    assign_extension(&suite, &bob.id, "300", id::ExtensionKind::Physical).await;
+    let mut imports = suite.import_client().await;
 
-        let template = download_template(&mut imports, &account).await;
-        let rows = parse_csv(&template);
-        assert_eq!(rows[0][9..], ["Extensions".to_owned(), "Roles".to_owned()]);
-        let ada_row = rows.iter().find(|row| row[0] == ada.id).expect("Ada in the template");
-        assert_eq!((ada_row[9].as_str(), ada_row[10].as_str()), ("200:virtual", ""));
+    let template = download_template(&mut imports, &account).await;
+    let rows = parse_csv(&template);
+    assert_eq!(rows[0][9..], ["Extensions".to_owned(), "Roles".to_owned()]);
+    let ada_row = rows
+        .iter()
+        .find(|row| row[0] == ada.id)
+        .expect("Ada in the template");
+    assert_eq!(
+        (ada_row[9].as_str(), ada_row[10].as_str()),
+        ("200:virtual", "")
+    );
 
-        // Ada keeps 200 (its kind unwritten, so still virtual), gains 201 and two roles; Cleo
-        // is new; Dan asks for Bob's 300; Eve names a role that does not exist.
-        let file = format!(
-            "Internal ID,First Name,Last Name,Email Address,Extensions,Roles\r\n\
+    // Ada keeps 200 (its kind unwritten, so still virtual), gains 201 and two roles; Cleo
+    // is new; Dan asks for Bob's 300; Eve names a role that does not exist.
+    let file = format!(
+        "Internal ID,First Name,Last Name,Email Address,Extensions,Roles\r\n\
              {ada},Ada,Original,ada@example.com,201; 200,Contact Center Agent;standard-user\r\n\
              ,Cleo,New,cleo@example.com,0042:virtual,account_administrator\r\n\
              ,Dan,New,dan@example.com,300,standard_user\r\n\
              ,Eve,New,eve@example.com,,root\r\n\
              {bob},Bob,Original,bob@example.com,300:physical,\r\n",
-            ada = ada.id,
-            bob = bob.id,
-        );
-        let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes()).await.unwrap();
-        let validated = wait_for_state(&mut imports, &created.id, &[pb::ImportState::Validated], WAIT).await;
-        assert_eq!(
-            (validated.create_count, validated.update_count, validated.unchanged_count, validated.error_count),
-            (2, 1, 1, 1),
-            "{validated:?}"
-        );
-        let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
-        let update = by_row(&rows, 2);
-        assert_eq!(update.action, pb::ImportRowAction::Update as i32);
-        let changes: Vec<_> = update
-            .changes
-            .iter()
-            .map(|change| (change.column.as_str(), change.old_value.as_str(), change.new_value.as_str()))
-            .collect();
-        assert_eq!(
-            changes,
-            vec![
-                ("Extensions", "200:virtual", "200:virtual;201:physical"),
-                ("Roles", "", "contact_center_agent;standard_user"),
-            ]
-        );
-        let eve = by_row(&rows, 5);
-        assert_eq!(eve.action, pb::ImportRowAction::Error as i32);
-        assert_eq!((eve.errors[0].column.as_str(), eve.errors[0].reason.as_str()), ("Roles", "ROLE_INVALID"));
-        assert_eq!(by_row(&rows, 6).action, pb::ImportRowAction::Unchanged as i32, "sets compare equal");
+        ada = ada.id,
+        bob = bob.id,
+    );
+    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+        .await
+        .unwrap();
+    let validated = wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        (
+            validated.create_count,
+            validated.update_count,
+            validated.unchanged_count,
+            validated.error_count
+        ),
+        (2, 1, 1, 1),
+        "{validated:?}"
+    );
+    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let update = by_row(&rows, 2);
+    assert_eq!(update.action, pb::ImportRowAction::Update as i32);
+    let changes: Vec<_> = update
+        .changes
+        .iter()
+        .map(|change| {
+            (
+                change.column.as_str(),
+                change.old_value.as_str(),
+                change.new_value.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        vec![
+            ("Extensions", "200:virtual", "200:virtual;201:physical"),
+            ("Roles", "", "contact_center_agent;standard_user"),
+        ]
+    );
+    let eve = by_row(&rows, 5);
+    assert_eq!(eve.action, pb::ImportRowAction::Error as i32);
+    assert_eq!(
+        (eve.errors[0].column.as_str(), eve.errors[0].reason.as_str()),
+        ("Roles", "ROLE_INVALID")
+    );
+    assert_eq!(
+        by_row(&rows, 6).action,
+        pb::ImportRowAction::Unchanged as i32,
+        "sets compare equal"
+    );
 
-        imports
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
-            .await
-            .unwrap();
-        let done = wait_for_state(&mut imports, &created.id, &[pb::ImportState::CompletedWithErrors], WAIT).await;
-        assert_eq!((done.applied_count, done.failed_count), (2, 1), "{done:?}");
-        let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
-        let dan = by_row(&rows, 4);
-        assert_eq!(dan.outcome, pb::ImportRowOutcome::Failed as i32);
-        assert!(dan.outcome_message.starts_with("Extensions: ALREADY_EXISTS (EXTENSION_TAKEN)"), "{dan:?}");
-        let report = parse_csv(&download_report(&mut imports, &created.id).await.unwrap());
-        assert_eq!(report[3][6], "Failed", "{:?}", report[3]);
-        assert!(report[3][7].contains("Extensions: ALREADY_EXISTS"), "{:?}", report[3]);
+    imports
+        .submit_import(authed(
+            ADMIN_KEY,
+            pb::SubmitImportRequest {
+                import_id: created.id.clone(),
+                request_id: String::new(),
+                send_welcome_emails: false,
+            },
+        ))
+        .await
+        .unwrap();
+    let done = wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::CompletedWithErrors],
+        WAIT,
+    )
+    .await;
+    assert_eq!((done.applied_count, done.failed_count), (2, 1), "{done:?}");
+    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let dan = by_row(&rows, 4);
+    assert_eq!(dan.outcome, pb::ImportRowOutcome::Failed as i32);
+    assert!(
+        dan.outcome_message
+            .starts_with("Extensions: ALREADY_EXISTS (EXTENSION_TAKEN)"),
+        "{dan:?}"
+    );
+    let report = parse_csv(&download_report(&mut imports, &created.id).await.unwrap());
+    assert_eq!(report[3][6], "Failed", "{:?}", report[3]);
+    assert!(
+        report[3][7].contains("Extensions: ALREADY_EXISTS"),
+        "{:?}",
+        report[3]
+    );
 
-        let after = all_profiles(&suite.identity.channel().await, &account).await;
-        assert_eq!(after.len(), 3, "Dan was not created");
-        let find = |first: &str| after.iter().find(|p| p.first_name == first).unwrap();
-        let (physical, virtual_) = (id::ExtensionKind::Physical as i32, id::ExtensionKind::Virtual as i32);
-        assert_eq!(extensions(find("Ada")), vec![("200".to_owned(), virtual_), ("201".to_owned(), physical)]);
-        assert_eq!(find("Ada").roles, vec![id::Role::ContactCenterAgent as i32, id::Role::StandardUser as i32]);
-        assert_eq!(extensions(find("Cleo")), vec![("0042".to_owned(), virtual_)]);
-        assert_eq!(find("Cleo").roles, vec![id::Role::AccountAdministrator as i32]);
-        assert_eq!(extensions(find("Bob")), vec![("300".to_owned(), physical)]);
+    let after = all_profiles(&suite.identity.channel().await, &account).await;
+    assert_eq!(after.len(), 3, "Dan was not created");
+    let find = |first: &str| after.iter().find(|p| p.first_name == first).unwrap();
+    let (physical, virtual_) = (
+        id::ExtensionKind::Physical as i32,
+        id::ExtensionKind::Virtual as i32,
+    );
+    assert_eq!(
+        extensions(find("Ada")),
+        vec![("200".to_owned(), virtual_), ("201".to_owned(), physical)]
+    );
+    assert_eq!(
+        find("Ada").roles,
+        vec![
+            id::Role::ContactCenterAgent as i32,
+            id::Role::StandardUser as i32
+        ]
+    );
+    assert_eq!(
+        extensions(find("Cleo")),
+        vec![("0042".to_owned(), virtual_)]
+    );
+    assert_eq!(
+        find("Cleo").roles,
+        vec![id::Role::AccountAdministrator as i32]
+    );
+    assert_eq!(extensions(find("Bob")), vec![("300".to_owned(), physical)]);
 
-        // An upload without the columns leaves assignments alone; an empty cell clears them.
-        let file = format!(
-            "Internal ID,First Name,Last Name,Email Address,Job Title\r\n{ada},Ada,Original,ada@example.com,Analyst\r\n",
-            ada = ada.id,
-        );
-        let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes()).await.unwrap();
-        wait_for_state(&mut imports, &created.id, &[pb::ImportState::Validated], WAIT).await;
-        imports
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
-            .await
-            .unwrap();
-        wait_for_state(&mut imports, &created.id, &[pb::ImportState::Completed], WAIT).await;
-        let file = format!(
-            "Internal ID,First Name,Last Name,Email Address,Roles\r\n{ada},Ada,Original,ada@example.com,\r\n",
-            ada = ada.id,
-        );
-        let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes()).await.unwrap();
-        wait_for_state(&mut imports, &created.id, &[pb::ImportState::Validated], WAIT).await;
-        imports
-            .submit_import(authed(ADMIN_KEY, pb::SubmitImportRequest { import_id: created.id.clone(), request_id: String::new(), send_welcome_emails: false }))
-            .await
-            .unwrap();
-        wait_for_state(&mut imports, &created.id, &[pb::ImportState::Completed], WAIT).await;
-        let after = all_profiles(&suite.identity.channel().await, &account).await;
-        let ada_now = after.iter().find(|p| p.id == ada.id).unwrap();
-        assert_eq!(ada_now.job_title, "Analyst");
-        assert!(ada_now.roles.is_empty(), "an empty Roles cell takes every role");
-        assert_eq!(extensions(ada_now).len(), 2, "no Extensions column keeps the extensions");
-    }
+    // An upload without the columns leaves assignments alone; an empty cell clears them.
+    let file = format!(
+        "Internal ID,First Name,Last Name,Email Address,Job Title\r\n{ada},Ada,Original,ada@example.com,Analyst\r\n",
+        ada = ada.id,
+    );
+    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    imports
+        .submit_import(authed(
+            ADMIN_KEY,
+            pb::SubmitImportRequest {
+                import_id: created.id.clone(),
+                request_id: String::new(),
+                send_welcome_emails: false,
+            },
+        ))
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::Completed],
+        WAIT,
+    )
+    .await;
+    let file = format!(
+        "Internal ID,First Name,Last Name,Email Address,Roles\r\n{ada},Ada,Original,ada@example.com,\r\n",
+        ada = ada.id,
+    );
+    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    imports
+        .submit_import(authed(
+            ADMIN_KEY,
+            pb::SubmitImportRequest {
+                import_id: created.id.clone(),
+                request_id: String::new(),
+                send_welcome_emails: false,
+            },
+        ))
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::Completed],
+        WAIT,
+    )
+    .await;
+    let after = all_profiles(&suite.identity.channel().await, &account).await;
+    let ada_now = after.iter().find(|p| p.id == ada.id).unwrap();
+    assert_eq!(ada_now.job_title, "Analyst");
+    assert!(
+        ada_now.roles.is_empty(),
+        "an empty Roles cell takes every role"
+    );
+    assert_eq!(
+        extensions(ada_now).len(),
+        2,
+        "no Extensions column keeps the extensions"
+    );
 }
+
+both_backends!(an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_alone);

@@ -163,291 +163,443 @@ fn message_id(notification: &Notification) -> String {
     format!("<{}@roster.test>", notification.id)
 }
 
-both_backends! {
-    async fn send_email_reports_every_invalid_field(backend) {
-        let Some(server) = TestServer::spawn(Service::Notification, backend).await else { return };
-        let mut client = client(&server).await;
-        let status = client
-            .send_email(authed(
-                ADMIN_KEY,
-                SendEmailRequest {
-                    request_id: String::new(),
-                    account_id: "acme".to_owned(),
-                    recipient: "Ada <ada@example.com>".to_owned(),
-                    template: "password_reset".to_owned(),
-                    locale: "not a locale".to_owned(),
-                    variables: HashMap::from([
-                        ("reset_url".to_owned(), "javascript:alert(1)".to_owned()),
-                        ("expire_time".to_owned(), "tomorrow".to_owned()),
-                    ]),
-                    account_display_name: String::new(),
-                },
-            ))
-            .await
-            .expect_err("invalid request");
-        assert_eq!(status.code(), Code::InvalidArgument);
-        use tonic_types::StatusExt;
-        let fields: HashSet<String> = status
-            .get_details_bad_request()
-            .expect("BadRequest details")
-            .field_violations
-            .into_iter()
-            .map(|violation| violation.field)
-            .collect();
-        for field in [
-            "request_id",
-            "account_id",
-            "recipient",
-            "locale",
-            "variables[first_name]",
-            "variables[reset_url]",
-            "variables[expire_time]",
-            "account_display_name",
-        ] {
-            assert!(fields.contains(field), "{field} missing from {fields:?}");
-        }
-
-        let unknown = client
-            .send_email(authed(
-                ADMIN_KEY,
-                SendEmailRequest {
-                    template: "newsletter".to_owned(),
-                    ..welcome_request("r-1", Uuid::new_v4(), "ada@example.com")
-                },
-            ))
-            .await
-            .expect_err("unknown template");
-        assert_eq!(unknown.code(), Code::InvalidArgument);
-        assert!(unknown.message().contains("password_reset"), "{}", unknown.message());
+async fn send_email_reports_every_invalid_field(backend: Backend) {
+    let Some(server) = TestServer::spawn(Service::Notification, backend).await else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let status = client
+        .send_email(authed(
+            ADMIN_KEY,
+            SendEmailRequest {
+                request_id: String::new(),
+                account_id: "acme".to_owned(),
+                recipient: "Ada <ada@example.com>".to_owned(),
+                template: "password_reset".to_owned(),
+                locale: "not a locale".to_owned(),
+                variables: HashMap::from([
+                    ("reset_url".to_owned(), "javascript:alert(1)".to_owned()),
+                    ("expire_time".to_owned(), "tomorrow".to_owned()),
+                ]),
+                account_display_name: String::new(),
+            },
+        ))
+        .await
+        .expect_err("invalid request");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    use tonic_types::StatusExt;
+    let fields: HashSet<String> = status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect();
+    for field in [
+        "request_id",
+        "account_id",
+        "recipient",
+        "locale",
+        "variables[first_name]",
+        "variables[reset_url]",
+        "variables[expire_time]",
+        "account_display_name",
+    ] {
+        assert!(fields.contains(field), "{field} missing from {fields:?}");
     }
 
-    async fn a_key_limited_to_one_account_cannot_reach_another(backend) {
-        let account_a = Uuid::new_v4();
-        let account_b = Uuid::new_v4();
-        let limited = TestKey::limited("key-a", &["notifications"], &[account_a]);
-        let mail = tempfile::tempdir().unwrap();
-        let settings = notification_settings(&format!("file://{}", mail.path().display()));
-        let Some(server) = notification_server(backend, settings, vec![limited]).await else { return };
-        let mut client = client(&server).await;
-        let of_b = send(&mut client, welcome_request("b-1", account_b, "b@example.com")).await;
-
-        let denied = client
-            .send_email(authed("key-a", welcome_request("a-1", account_b, "b@example.com")))
-            .await
-            .expect_err("another account");
-        assert_eq!(denied.code(), Code::PermissionDenied);
-        assert_eq!(reason(&denied).as_deref(), Some("ACCOUNT_NOT_PERMITTED"));
-        let denied = client
-            .list_notifications(authed(
-                "key-a",
-                ListNotificationsRequest { account_id: account_b.to_string(), ..Default::default() },
-            ))
-            .await
-            .expect_err("another account's list");
-        assert_eq!(denied.code(), Code::PermissionDenied);
-
-        // B's notification by id is indistinguishable from one that does not exist.
-        let get_as_a = |id: String| {
-            let mut client = client.clone();
-            async move {
-                client
-                    .get_notification(authed("key-a", GetNotificationRequest { notification_id: id }))
-                    .await
-                    .expect_err("not visible")
-            }
-        };
-        let hidden = get_as_a(of_b.id.clone()).await;
-        let missing = get_as_a(Uuid::now_v7().to_string()).await;
-        assert_eq!(hidden.code(), Code::NotFound);
-        assert_eq!(hidden.code(), missing.code());
-        assert_eq!(hidden.message(), missing.message());
-        assert_eq!(hidden.details(), missing.details());
-
-        let own = client
-            .send_email(authed("key-a", welcome_request("a-1", account_a, "a@example.com")))
-            .await
-            .expect("own account")
-            .into_inner()
-            .notification
-            .unwrap();
-        let read = client
-            .get_notification(authed("key-a", GetNotificationRequest { notification_id: own.id.clone() }))
-            .await
-            .expect("own notification")
-            .into_inner()
-            .notification
-            .unwrap();
-        assert_eq!(read.id, own.id);
-    }
-
-    async fn lists_page_newest_first_and_filter_by_state(backend) {
-        let mail = tempfile::tempdir().unwrap();
-        // No workers: everything stays QUEUED while the pages are read.
-        let settings = roster_notification::Settings {
-            workers: 0,
-            ..notification_settings(&format!("file://{}", mail.path().display()))
-        };
-        let Some(server) = notification_server(backend, settings, Vec::new()).await else { return };
-        let mut client = client(&server).await;
-        let account = Uuid::new_v4();
-        let mut sent = Vec::new();
-        for index in 0..5 {
-            let request = welcome_request(&format!("r-{index}"), account, "grace@example.com");
-            sent.push(send(&mut client, request).await.id);
-        }
-        send(&mut client, welcome_request("other", Uuid::new_v4(), "x@example.com")).await;
-        sent.reverse();
-
-        let list = |page_token: String, state: NotificationState| {
-            let mut client = client.clone();
-            async move {
-                client
-                    .list_notifications(authed(
-                        ADMIN_KEY,
-                        ListNotificationsRequest {
-                            account_id: account.to_string(),
-                            page_size: 2,
-                            page_token,
-                            state: state as i32,
-                        },
-                    ))
-                    .await
-            }
-        };
-        let mut seen = Vec::new();
-        let mut token = String::new();
-        let mut pages = 0;
-        loop {
-            let page = list(token, NotificationState::Unspecified).await.expect("page").into_inner();
-            pages += 1;
-            seen.extend(page.notifications.into_iter().map(|notification| notification.id));
-            if page.next_page_token.is_empty() {
-                break;
-            }
-            token = page.next_page_token;
-        }
-        assert_eq!(pages, 3);
-        assert_eq!(seen, sent, "newest first, each once");
-
-        let queued = list(String::new(), NotificationState::Queued).await.unwrap().into_inner();
-        assert_eq!(queued.notifications.len(), 2);
-        assert!(queued.notifications.iter().all(|notification| state(notification) == NotificationState::Queued));
-        assert!(queued.notifications.iter().all(|notification| notification.message_id.is_empty()));
-        let sent_only = list(String::new(), NotificationState::Sent).await.unwrap().into_inner();
-        assert!(sent_only.notifications.is_empty());
-
-        // A token belongs to its filter.
-        let wrong = list(queued.next_page_token, NotificationState::Unspecified)
-            .await
-            .expect_err("token of another filter");
-        assert_eq!(wrong.code(), Code::InvalidArgument);
-        let garbage = list("not-a-token".to_owned(), NotificationState::Unspecified)
-            .await
-            .expect_err("garbage token");
-        assert_eq!(garbage.code(), Code::InvalidArgument);
-    }
-
-    async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend) {
-        let Some(smtp) = SmtpServer::start(&[]).await else { return };
-        let Some(server) = notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await else { return };
-        let mut client = client(&server).await;
-        let account = Uuid::new_v4();
-        let request = reset_request("outbox-42", account, "ada@example.com", "en");
-        // Concurrent twins as well as a later repeat.
-        let twins = futures::future::join_all((0..8).map(|_| {
-            let mut client = client.clone();
-            let request = request.clone();
-            async move { send(&mut client, request).await.id }
-        }))
-        .await;
-        let first = twins[0].clone();
-        assert!(twins.iter().all(|id| *id == first), "{twins:?}");
-
-        let sent = wait_for(&mut client, &first, Duration::from_secs(20), is(NotificationState::Sent)).await;
-        let again = send(&mut client, request).await;
-        assert_eq!(again.id, first);
-        assert_eq!(state(&again), NotificationState::Sent, "a repeat returns the current state");
-        assert_eq!(sent.attempts, 1);
-        assert_eq!(sent.message_id, message_id(&sent));
-        assert!(sent.sent_time.is_some());
-
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(by_id(&mut client, account).await.len(), 1);
-        let deliveries = smtp.deliveries();
-        assert_eq!(deliveries.get(&sent.message_id), Some(&1), "{deliveries:?}");
-        assert_eq!(deliveries.len(), 1);
-    }
-
-    async fn a_permanent_rejection_fails_at_once_and_the_next_message_goes_out(backend) {
-        let Some(smtp) = SmtpServer::start(&["--reject", "gone@example.com"]).await else { return };
-        let Some(server) = notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await else { return };
-        let mut client = client(&server).await;
-        let account = Uuid::new_v4();
-        let rejected = send(&mut client, welcome_request("r-1", account, "gone@example.com")).await;
-        let accepted = send(&mut client, welcome_request("r-2", account, "grace@example.com")).await;
-
-        let failed = wait_for(&mut client, &rejected.id, Duration::from_secs(20), is(NotificationState::Failed)).await;
-        assert_eq!(failed.attempts, 1, "5xx is not retried");
-        assert!(failed.last_error.starts_with("550"), "{}", failed.last_error);
-        assert!(failed.last_error.contains("mailbox unavailable"), "{}", failed.last_error);
-        assert!(failed.next_attempt_time.is_none());
-
-        let sent = wait_for(&mut client, &accepted.id, Duration::from_secs(20), is(NotificationState::Sent)).await;
-        assert!(sent.last_error.is_empty());
-        let deliveries = smtp.deliveries();
-        assert_eq!(deliveries.get(&message_id(&sent)), Some(&1));
-        assert!(!deliveries.contains_key(&message_id(&failed)));
-    }
-
-    async fn an_smtp_outage_is_retried_until_the_server_returns(backend) {
-        let Some(mut smtp) = SmtpServer::start(&[]).await else { return };
-        smtp.stop();
-        let settings = roster_notification::Settings {
-            max_attempts: 1000,
-            retry_base_millis: 100,
-            retry_max_millis: 400,
-            ..notification_settings(&smtp.url())
-        };
-        let Some(server) = notification_server(backend, settings, Vec::new()).await else { return };
-        let mut client = client(&server).await;
-        let account = Uuid::new_v4();
-        let mut ids = Vec::new();
-        for index in 0..20 {
-            ids.push(send(&mut client, welcome_request(&format!("r-{index}"), account, "grace@example.com")).await.id);
-        }
-
-        // While the server is down every message fails, again and again, and waits its turn.
-        let start = Instant::now();
-        loop {
-            let all = by_id(&mut client, account).await;
-            let retried = all
-                .values()
-                .filter(|notification| notification.attempts >= 2 && !notification.last_error.is_empty())
-                .count();
-            assert!(
-                all.values().all(|notification| state(notification) != NotificationState::Sent),
-                "nothing is sent while the server is down"
-            );
-            if retried == ids.len() {
-                break;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "not all retried: {all:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let retrying = wait_for(&mut client, &ids[0], Duration::from_secs(10), is(NotificationState::Retrying)).await;
-        assert!(retrying.next_attempt_time.is_some());
-
-        smtp.restart().await;
-        for id in &ids {
-            let sent = wait_for(&mut client, id, Duration::from_secs(20), is(NotificationState::Sent)).await;
-            assert!(sent.attempts >= 2);
-            assert!(!sent.last_error.is_empty(), "the outage's error stays readable");
-        }
-        let deliveries = smtp.deliveries();
-        assert_eq!(deliveries.len(), ids.len());
-        assert!(deliveries.values().all(|count| *count == 1), "{deliveries:?}");
-    }
+    let unknown = client
+        .send_email(authed(
+            ADMIN_KEY,
+            SendEmailRequest {
+                template: "newsletter".to_owned(),
+                ..welcome_request("r-1", Uuid::new_v4(), "ada@example.com")
+            },
+        ))
+        .await
+        .expect_err("unknown template");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert!(
+        unknown.message().contains("password_reset"),
+        "{}",
+        unknown.message()
+    );
 }
+
+async fn a_key_limited_to_one_account_cannot_reach_another(backend: Backend) {
+    let account_a = Uuid::new_v4();
+    let account_b = Uuid::new_v4();
+    let limited = TestKey::limited("key-a", &["notifications"], &[account_a]);
+    let mail = tempfile::tempdir().unwrap();
+    let settings = notification_settings(&format!("file://{}", mail.path().display()));
+    let Some(server) = notification_server(backend, settings, vec![limited]).await else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let of_b = send(
+        &mut client,
+        welcome_request("b-1", account_b, "b@example.com"),
+    )
+    .await;
+
+    let denied = client
+        .send_email(authed(
+            "key-a",
+            welcome_request("a-1", account_b, "b@example.com"),
+        ))
+        .await
+        .expect_err("another account");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(reason(&denied).as_deref(), Some("ACCOUNT_NOT_PERMITTED"));
+    let denied = client
+        .list_notifications(authed(
+            "key-a",
+            ListNotificationsRequest {
+                account_id: account_b.to_string(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("another account's list");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // B's notification by id is indistinguishable from one that does not exist.
+    let get_as_a = |id: String| {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_notification(authed(
+                    "key-a",
+                    GetNotificationRequest {
+                        notification_id: id,
+                    },
+                ))
+                .await
+                .expect_err("not visible")
+        }
+    };
+    let hidden = get_as_a(of_b.id.clone()).await;
+    let missing = get_as_a(Uuid::now_v7().to_string()).await;
+    assert_eq!(hidden.code(), Code::NotFound);
+    assert_eq!(hidden.code(), missing.code());
+    assert_eq!(hidden.message(), missing.message());
+    assert_eq!(hidden.details(), missing.details());
+
+    let own = client
+        .send_email(authed(
+            "key-a",
+            welcome_request("a-1", account_a, "a@example.com"),
+        ))
+        .await
+        .expect("own account")
+        .into_inner()
+        .notification
+        .unwrap();
+    let read = client
+        .get_notification(authed(
+            "key-a",
+            GetNotificationRequest {
+                notification_id: own.id.clone(),
+            },
+        ))
+        .await
+        .expect("own notification")
+        .into_inner()
+        .notification
+        .unwrap();
+    assert_eq!(read.id, own.id);
+}
+
+async fn lists_page_newest_first_and_filter_by_state(backend: Backend) {
+    let mail = tempfile::tempdir().unwrap();
+    // No workers: everything stays QUEUED while the pages are read.
+    let settings = roster_notification::Settings {
+        workers: 0,
+        ..notification_settings(&format!("file://{}", mail.path().display()))
+    };
+    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let account = Uuid::new_v4();
+    let mut sent = Vec::new();
+    for index in 0..5 {
+        let request = welcome_request(&format!("r-{index}"), account, "grace@example.com");
+        sent.push(send(&mut client, request).await.id);
+    }
+    send(
+        &mut client,
+        welcome_request("other", Uuid::new_v4(), "x@example.com"),
+    )
+    .await;
+    sent.reverse();
+
+    let list = |page_token: String, state: NotificationState| {
+        let mut client = client.clone();
+        async move {
+            client
+                .list_notifications(authed(
+                    ADMIN_KEY,
+                    ListNotificationsRequest {
+                        account_id: account.to_string(),
+                        page_size: 2,
+                        page_token,
+                        state: state as i32,
+                    },
+                ))
+                .await
+        }
+    };
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = list(token, NotificationState::Unspecified)
+            .await
+            .expect("page")
+            .into_inner();
+        pages += 1;
+        seen.extend(
+            page.notifications
+                .into_iter()
+                .map(|notification| notification.id),
+        );
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, sent, "newest first, each once");
+
+    let queued = list(String::new(), NotificationState::Queued)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(queued.notifications.len(), 2);
+    assert!(
+        queued
+            .notifications
+            .iter()
+            .all(|notification| state(notification) == NotificationState::Queued)
+    );
+    assert!(
+        queued
+            .notifications
+            .iter()
+            .all(|notification| notification.message_id.is_empty())
+    );
+    let sent_only = list(String::new(), NotificationState::Sent)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(sent_only.notifications.is_empty());
+
+    // A token belongs to its filter.
+    let wrong = list(queued.next_page_token, NotificationState::Unspecified)
+        .await
+        .expect_err("token of another filter");
+    assert_eq!(wrong.code(), Code::InvalidArgument);
+    let garbage = list("not-a-token".to_owned(), NotificationState::Unspecified)
+        .await
+        .expect_err("garbage token");
+    assert_eq!(garbage.code(), Code::InvalidArgument);
+}
+
+async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend: Backend) {
+    let Some(smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    let Some(server) =
+        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await
+    else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let account = Uuid::new_v4();
+    let request = reset_request("outbox-42", account, "ada@example.com", "en");
+    // Concurrent twins as well as a later repeat.
+    let twins = futures::future::join_all((0..8).map(|_| {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { send(&mut client, request).await.id }
+    }))
+    .await;
+    let first = twins[0].clone();
+    assert!(twins.iter().all(|id| *id == first), "{twins:?}");
+
+    let sent = wait_for(
+        &mut client,
+        &first,
+        Duration::from_secs(20),
+        is(NotificationState::Sent),
+    )
+    .await;
+    let again = send(&mut client, request).await;
+    assert_eq!(again.id, first);
+    assert_eq!(
+        state(&again),
+        NotificationState::Sent,
+        "a repeat returns the current state"
+    );
+    assert_eq!(sent.attempts, 1);
+    assert_eq!(sent.message_id, message_id(&sent));
+    assert!(sent.sent_time.is_some());
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(by_id(&mut client, account).await.len(), 1);
+    let deliveries = smtp.deliveries();
+    assert_eq!(deliveries.get(&sent.message_id), Some(&1), "{deliveries:?}");
+    assert_eq!(deliveries.len(), 1);
+}
+
+async fn a_permanent_rejection_fails_at_once_and_the_next_message_goes_out(backend: Backend) {
+    let Some(smtp) = SmtpServer::start(&["--reject", "gone@example.com"]).await else {
+        return;
+    };
+    let Some(server) =
+        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await
+    else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let account = Uuid::new_v4();
+    let rejected = send(
+        &mut client,
+        welcome_request("r-1", account, "gone@example.com"),
+    )
+    .await;
+    let accepted = send(
+        &mut client,
+        welcome_request("r-2", account, "grace@example.com"),
+    )
+    .await;
+
+    let failed = wait_for(
+        &mut client,
+        &rejected.id,
+        Duration::from_secs(20),
+        is(NotificationState::Failed),
+    )
+    .await;
+    assert_eq!(failed.attempts, 1, "5xx is not retried");
+    assert!(
+        failed.last_error.starts_with("550"),
+        "{}",
+        failed.last_error
+    );
+    assert!(
+        failed.last_error.contains("mailbox unavailable"),
+        "{}",
+        failed.last_error
+    );
+    assert!(failed.next_attempt_time.is_none());
+
+    let sent = wait_for(
+        &mut client,
+        &accepted.id,
+        Duration::from_secs(20),
+        is(NotificationState::Sent),
+    )
+    .await;
+    assert!(sent.last_error.is_empty());
+    let deliveries = smtp.deliveries();
+    assert_eq!(deliveries.get(&message_id(&sent)), Some(&1));
+    assert!(!deliveries.contains_key(&message_id(&failed)));
+}
+
+async fn an_smtp_outage_is_retried_until_the_server_returns(backend: Backend) {
+    let Some(mut smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    smtp.stop();
+    let settings = roster_notification::Settings {
+        max_attempts: 1000,
+        retry_base_millis: 100,
+        retry_max_millis: 400,
+        ..notification_settings(&smtp.url())
+    };
+    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
+        return;
+    };
+    let mut client = client(&server).await;
+    let account = Uuid::new_v4();
+    let mut ids = Vec::new();
+    for index in 0..20 {
+        ids.push(
+            send(
+                &mut client,
+                welcome_request(&format!("r-{index}"), account, "grace@example.com"),
+            )
+            .await
+            .id,
+        );
+    }
+
+    // While the server is down every message fails, again and again, and waits its turn.
+    let start = Instant::now();
+    loop {
+        let all = by_id(&mut client, account).await;
+        let retried = all
+            .values()
+            .filter(|notification| {
+                notification.attempts >= 2 && !notification.last_error.is_empty()
+            })
+            .count();
+        assert!(
+            all.values()
+                .all(|notification| state(notification) != NotificationState::Sent),
+            "nothing is sent while the server is down"
+        );
+        if retried == ids.len() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not all retried: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let retrying = wait_for(
+        &mut client,
+        &ids[0],
+        Duration::from_secs(10),
+        is(NotificationState::Retrying),
+    )
+    .await;
+    assert!(retrying.next_attempt_time.is_some());
+
+    smtp.restart().await;
+    for id in &ids {
+        let sent = wait_for(
+            &mut client,
+            id,
+            Duration::from_secs(20),
+            is(NotificationState::Sent),
+        )
+        .await;
+        assert!(sent.attempts >= 2);
+        assert!(
+            !sent.last_error.is_empty(),
+            "the outage's error stays readable"
+        );
+    }
+    let deliveries = smtp.deliveries();
+    assert_eq!(deliveries.len(), ids.len());
+    assert!(
+        deliveries.values().all(|count| *count == 1),
+        "{deliveries:?}"
+    );
+}
+
+both_backends!(
+    send_email_reports_every_invalid_field,
+    a_key_limited_to_one_account_cannot_reach_another,
+    lists_page_newest_first_and_filter_by_state,
+    a_replayed_request_id_is_one_notification_and_one_delivery,
+    a_permanent_rejection_fails_at_once_and_the_next_message_goes_out,
+    an_smtp_outage_is_retried_until_the_server_returns
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn temporary_rejections_are_retried_up_to_the_limit_then_fail() {

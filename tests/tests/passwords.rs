@@ -117,223 +117,457 @@ impl Fixture {
     }
 }
 
-both_backends! {
-    async fn policies_read_update_and_refuse_impossible_values(backend) {
-        let Some(mut f) = fixture(backend).await else { return };
-        let policy = f.accounts
-            .get_password_policy(authed(ADMIN_KEY, pb::GetPasswordPolicyRequest { account_id: f.account.id.clone() }))
-            .await.unwrap().into_inner().policy.unwrap();
-        assert_eq!(policy.preset, pb::PasswordPolicyPreset::Default as i32);
-        assert_eq!((policy.min_length, policy.min_digits, policy.history_count), (12, 1, 5));
+async fn policies_read_update_and_refuse_impossible_values(backend: Backend) {
+    let Some(mut f) = fixture(backend).await else {
+        return;
+    };
+    let policy = f
+        .accounts
+        .get_password_policy(authed(
+            ADMIN_KEY,
+            pb::GetPasswordPolicyRequest {
+                account_id: f.account.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .policy
+        .unwrap();
+    assert_eq!(policy.preset, pb::PasswordPolicyPreset::Default as i32);
+    assert_eq!(
+        (policy.min_length, policy.min_digits, policy.history_count),
+        (12, 1, 5)
+    );
 
-        let nist = f.accounts
-            .update_password_policy(authed(ADMIN_KEY, pb::UpdatePasswordPolicyRequest {
+    let nist = f
+        .accounts
+        .update_password_policy(authed(
+            ADMIN_KEY,
+            pb::UpdatePasswordPolicyRequest {
                 policy: Some(pb::PasswordPolicy {
                     account_id: f.account.id.clone(),
                     preset: pb::PasswordPolicyPreset::Nist as i32,
                     etag: policy.etag.clone(),
                     ..Default::default()
                 }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["preset".into()] }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["preset".into()],
+                }),
                 request_id: String::new(),
-            }))
-            .await.unwrap().into_inner().policy.unwrap();
-        assert_eq!((nist.preset, nist.min_length, nist.min_uppercase), (pb::PasswordPolicyPreset::Nist as i32, 15, 0));
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .policy
+        .unwrap();
+    assert_eq!(
+        (nist.preset, nist.min_length, nist.min_uppercase),
+        (pb::PasswordPolicyPreset::Nist as i32, 15, 0)
+    );
 
-        let stale = f.accounts
-            .update_password_policy(authed(ADMIN_KEY, pb::UpdatePasswordPolicyRequest {
-                policy: Some(pb::PasswordPolicy { account_id: f.account.id.clone(), min_length: 20, etag: policy.etag.clone(), ..Default::default() }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["min_length".into()] }),
+    let stale = f
+        .accounts
+        .update_password_policy(authed(
+            ADMIN_KEY,
+            pb::UpdatePasswordPolicyRequest {
+                policy: Some(pb::PasswordPolicy {
+                    account_id: f.account.id.clone(),
+                    min_length: 20,
+                    etag: policy.etag.clone(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["min_length".into()],
+                }),
                 request_id: String::new(),
-            }))
-            .await.unwrap_err();
-        assert_eq!(stale.code(), Code::Aborted);
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
 
-        let invalid = f.accounts
-            .update_password_policy(authed(ADMIN_KEY, pb::UpdatePasswordPolicyRequest {
-                policy: Some(pb::PasswordPolicy { account_id: f.account.id.clone(), min_length: 4, max_length: 10, ..Default::default() }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["min_length".into(), "max_length".into()] }),
+    let invalid = f
+        .accounts
+        .update_password_policy(authed(
+            ADMIN_KEY,
+            pb::UpdatePasswordPolicyRequest {
+                policy: Some(pb::PasswordPolicy {
+                    account_id: f.account.id.clone(),
+                    min_length: 4,
+                    max_length: 10,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["min_length".into(), "max_length".into()],
+                }),
                 request_id: String::new(),
-            }))
-            .await.unwrap_err();
-        assert_eq!(invalid.code(), Code::InvalidArgument);
-        let fields: Vec<String> = invalid.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.field).collect();
-        assert!(fields.contains(&"policy.min_length".to_owned()) && fields.contains(&"policy.max_length".to_owned()), "{fields:?}");
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let fields: Vec<String> = invalid
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert!(
+        fields.contains(&"policy.min_length".to_owned())
+            && fields.contains(&"policy.max_length".to_owned()),
+        "{fields:?}"
+    );
 
-        let custom = f.accounts
-            .update_password_policy(authed(ADMIN_KEY, pb::UpdatePasswordPolicyRequest {
-                policy: Some(pb::PasswordPolicy { account_id: f.account.id.clone(), min_length: 20, ..Default::default() }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["min_length".into()] }),
+    let custom = f
+        .accounts
+        .update_password_policy(authed(
+            ADMIN_KEY,
+            pb::UpdatePasswordPolicyRequest {
+                policy: Some(pb::PasswordPolicy {
+                    account_id: f.account.id.clone(),
+                    min_length: 20,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["min_length".into()],
+                }),
                 request_id: String::new(),
-            }))
-            .await.unwrap().into_inner().policy.unwrap();
-        assert_eq!((custom.preset, custom.min_length), (pb::PasswordPolicyPreset::Custom as i32, 20));
-    }
-
-    async fn requirements_are_sentences_and_checks_name_every_failed_rule(backend) {
-        let Some(mut f) = fixture(backend).await else { return };
-        let rules = f.credentials
-            .get_password_requirements(authed(ADMIN_KEY, pb::GetPasswordRequirementsRequest { account_id: f.account.id.clone() }))
-            .await.unwrap().into_inner().rules;
-        let sentences: Vec<&str> = rules.iter().map(|r| r.description.as_str()).collect();
-        assert!(sentences.contains(&"At least 12 characters"), "{sentences:?}");
-        assert!(sentences.contains(&"At least 1 symbol (a character that is not a letter, digit or space)"));
-
-        let (credentials, account_id, profile_id) = (f.credentials.clone(), f.account.id.clone(), f.profile.id.clone());
-        let check = |password: &str| {
-            let mut credentials = credentials.clone();
-            let request = pb::CheckPasswordRequest {
-                account_id: account_id.clone(),
-                profile_id: profile_id.clone(),
-                password: password.into(),
-            };
-            async move {
-                let response = credentials.check_password(authed(ADMIN_KEY, request)).await.unwrap().into_inner();
-                (response.acceptable, response.violations.into_iter().map(|v| v.code).collect::<Vec<_>>())
-            }
-        };
-        assert_eq!(check("abc").await.1, vec!["MIN_LENGTH", "MIN_UPPERCASE", "MIN_DIGITS", "MIN_SYMBOLS"]);
-        assert!(check("Lovelace-2024-xyz").await.1.contains(&"CONTAINS_PERSONAL_INFO".to_owned()));
-        assert!(check("P@ssw0rd").await.1.contains(&"COMMON".to_owned()));
-        assert_eq!(check(STRONG).await, (true, vec![]));
-        f.set_password(STRONG).await;
-        assert_eq!(check(STRONG).await.1, vec!["REUSED"]);
-    }
-
-    async fn reset_sets_a_password_once_and_every_bad_token_looks_the_same(backend) {
-        let Some(mut f) = fixture(backend).await else { return };
-        let sent = f.send_reset("reset-1").await;
-        assert_eq!(sent.profile_id, f.profile.id);
-        assert_eq!(sent.email, "ada@example.com");
-        let expires = sent.expire_time.unwrap().seconds;
-        let in_an_hour = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + 3600;
-        assert!((expires - in_an_hour).abs() < 60);
-        let token = newest_reset_token(&f.server).await;
-        assert_eq!(token.len(), 43, "256 bits, base64url");
-
-        // The replayed request returns the same answer and issues no second token.
-        assert_eq!(f.send_reset("reset-1").await, sent);
-        assert_eq!(newest_reset_token(&f.server).await, token);
-
-        // Only the hash is stored.
-        let db = Database::connect(&f.server.database.url).await.unwrap();
-        let stored: Vec<String> = db
-            .query_all_raw(Statement::from_string(db.get_database_backend(), "SELECT token_hash FROM reset_tokens"))
-            .await.unwrap().into_iter().map(|row| row.try_get("", "token_hash").unwrap()).collect();
-        assert!(!stored.contains(&token));
-        assert!(stored.contains(&roster_identity::passwords::token_hash(&token)));
-
-        let weak = f.complete(&token, "short").await.unwrap_err();
-        assert_eq!(weak.code(), Code::InvalidArgument);
-        assert_eq!(reason(&weak).as_deref(), Some("PASSWORD_POLICY"));
-        let violations: Vec<String> = weak.get_details_bad_request().unwrap().field_violations.into_iter().map(|v| v.description).collect();
-        assert!(violations.iter().any(|v| v.starts_with("MIN_LENGTH")), "{violations:?}");
-        assert!(violations.iter().any(|v| v.starts_with("MIN_DIGITS")), "{violations:?}");
-
-        f.complete(&token, STRONG).await.unwrap();
-        assert!(f.verify("ADA@example.com", STRONG).await.unwrap().verified);
-
-        let used = f.complete(&token, "Another-Strong-77-pass").await.unwrap_err();
-        let unknown = f.complete("not-a-token", "Another-Strong-77-pass").await.unwrap_err();
-        f.send_reset("").await;
-        let first = newest_reset_token(&f.server).await;
-        f.send_reset("").await;
-        let superseded = f.complete(&first, "Another-Strong-77-pass").await.unwrap_err();
-        for status in [&used, &unknown, &superseded] {
-            assert_eq!(status.code(), Code::FailedPrecondition);
-            assert_eq!(reason(status).as_deref(), Some("RESET_TOKEN_INVALID"));
-        }
-        assert_eq!(used.message(), unknown.message());
-        assert_eq!(used.details(), unknown.details());
-        assert_eq!(superseded.message(), unknown.message());
-    }
-
-    async fn reset_links_expire(backend) {
-        let Some(database) = roster_tests::TestDatabase::create(backend).await else { return };
-        let database = std::sync::Arc::new(database);
-        let settings = roster_tests::test_settings(Service::Identity, &database.url);
-        let identity = roster_identity::Settings {
-            reset_token_ttl_seconds: 1,
-            ..roster_tests::identity_settings()
-        };
-        let server = TestServer::start_with(Service::Identity, settings, identity, database, Vec::new()).await;
-        let mut f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
-        f.send_reset("").await;
-        let token = newest_reset_token(&f.server).await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        let expired = f.complete(&token, STRONG).await.unwrap_err();
-        assert_eq!(expired.code(), Code::FailedPrecondition);
-        assert_eq!(reason(&expired).as_deref(), Some("RESET_TOKEN_INVALID"));
-    }
-
-    async fn verification_refuses_alike_and_throttles(backend) {
-        let Some(mut f) = fixture(backend).await else { return };
-        f.set_password(STRONG).await;
-        let ok = f.verify("ada@example.com", STRONG).await.unwrap();
-        assert!(ok.verified);
-        assert_eq!((ok.profile_id.as_str(), ok.account_id.as_str()), (f.profile.id.as_str(), f.account.id.as_str()));
-
-        let wrong = f.verify("ada@example.com", "Wrong-Password-1").await.unwrap();
-        let unknown = f.verify("nobody@example.com", "Wrong-Password-1").await.unwrap();
-        assert!(!wrong.verified);
-        assert_eq!(wrong, unknown, "a wrong password and an unknown user look the same");
-
-        for _ in 0..4 {
-            assert!(!f.verify("ada@example.com", "Wrong-Password-1").await.unwrap().verified);
-        }
-        let throttled = f.verify("ada@example.com", STRONG).await.unwrap_err();
-        assert_eq!(throttled.code(), Code::ResourceExhausted);
-        let retry = throttled.get_details_retry_info().expect("RetryInfo").retry_delay.expect("a delay");
-        assert!(retry > Duration::ZERO && retry <= Duration::from_secs(30), "{retry:?}");
-    }
-
-    async fn suspended_and_deleted_profiles_never_verify(backend) {
-        let Some(mut f) = fixture(backend).await else { return };
-        f.set_password(STRONG).await;
-        f.profiles
-            .update_profile(authed(ADMIN_KEY, pb::UpdateProfileRequest {
-                profile: Some(pb::Profile { id: f.profile.id.clone(), status: pb::ProfileStatus::Suspended as i32, ..Default::default() }),
-                update_mask: Some(prost_types::FieldMask { paths: vec!["status".into()] }),
-                request_id: String::new(),
-            }))
-            .await.unwrap();
-        assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
-        f.profiles
-            .delete_profile(authed(ADMIN_KEY, pb::DeleteProfileRequest { id: f.profile.id.clone(), ..Default::default() }))
-            .await.unwrap();
-        assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
-    }
-
-    async fn older_hashes_are_upgraded_on_the_next_verify(backend) {
-        let Some(database) = roster_tests::TestDatabase::create(backend).await else { return };
-        let database = std::sync::Arc::new(database);
-        let settings = roster_tests::test_settings(Service::Identity, &database.url);
-        let weak = roster_identity::Settings {
-            hashing: roster_identity::hashing::HashingSettings { memory_kib: 8 * 1024, iterations: 1, ..Default::default() },
-            ..roster_tests::identity_settings()
-        };
-        let server = TestServer::start_with(Service::Identity, settings, weak, database, Vec::new()).await;
-        let mut f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
-        f.set_password(STRONG).await;
-        let read_hash = |url: String| async move {
-            let db = Database::connect(&url).await.unwrap();
-            let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), "SELECT hash FROM credentials")).await.unwrap().unwrap();
-            row.try_get::<String>("", "hash").unwrap()
-        };
-        assert!(read_hash(f.server.database.url.clone()).await.contains("m=8192,t=1,p=1"));
-
-        let mut server = f.server;
-        server.identity = roster_tests::identity_settings();
-        let server = server.restart().await;
-        let mut credentials = CredentialServiceClient::new(server.channel().await);
-        let verified = credentials
-            .verify_password(authed(ADMIN_KEY, pb::VerifyPasswordRequest { username: "ada@example.com".into(), password: STRONG.into() }))
-            .await.unwrap().into_inner();
-        assert!(verified.verified);
-        let upgraded = read_hash(server.database.url.clone()).await;
-        assert!(upgraded.contains("m=19456,t=2,p=1"), "{upgraded}");
-    }
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .policy
+        .unwrap();
+    assert_eq!(
+        (custom.preset, custom.min_length),
+        (pb::PasswordPolicyPreset::Custom as i32, 20)
+    );
 }
+
+async fn requirements_are_sentences_and_checks_name_every_failed_rule(backend: Backend) {
+    let Some(mut f) = fixture(backend).await else {
+        return;
+    };
+    let rules = f
+        .credentials
+        .get_password_requirements(authed(
+            ADMIN_KEY,
+            pb::GetPasswordRequirementsRequest {
+                account_id: f.account.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .rules;
+    let sentences: Vec<&str> = rules.iter().map(|r| r.description.as_str()).collect();
+    assert!(
+        sentences.contains(&"At least 12 characters"),
+        "{sentences:?}"
+    );
+    assert!(
+        sentences.contains(&"At least 1 symbol (a character that is not a letter, digit or space)")
+    );
+
+    let (credentials, account_id, profile_id) = (
+        f.credentials.clone(),
+        f.account.id.clone(),
+        f.profile.id.clone(),
+    );
+    let check = |password: &str| {
+        let mut credentials = credentials.clone();
+        let request = pb::CheckPasswordRequest {
+            account_id: account_id.clone(),
+            profile_id: profile_id.clone(),
+            password: password.into(),
+        };
+        async move {
+            let response = credentials
+                .check_password(authed(ADMIN_KEY, request))
+                .await
+                .unwrap()
+                .into_inner();
+            (
+                response.acceptable,
+                response
+                    .violations
+                    .into_iter()
+                    .map(|v| v.code)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(
+        check("abc").await.1,
+        vec!["MIN_LENGTH", "MIN_UPPERCASE", "MIN_DIGITS", "MIN_SYMBOLS"]
+    );
+    assert!(
+        check("Lovelace-2024-xyz")
+            .await
+            .1
+            .contains(&"CONTAINS_PERSONAL_INFO".to_owned())
+    );
+    assert!(check("P@ssw0rd").await.1.contains(&"COMMON".to_owned()));
+    assert_eq!(check(STRONG).await, (true, vec![]));
+    f.set_password(STRONG).await;
+    assert_eq!(check(STRONG).await.1, vec!["REUSED"]);
+}
+
+async fn reset_sets_a_password_once_and_every_bad_token_looks_the_same(backend: Backend) {
+    let Some(mut f) = fixture(backend).await else {
+        return;
+    };
+    let sent = f.send_reset("reset-1").await;
+    assert_eq!(sent.profile_id, f.profile.id);
+    assert_eq!(sent.email, "ada@example.com");
+    let expires = sent.expire_time.unwrap().seconds;
+    let in_an_hour = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3600;
+    assert!((expires - in_an_hour).abs() < 60);
+    let token = newest_reset_token(&f.server).await;
+    assert_eq!(token.len(), 43, "256 bits, base64url");
+
+    // The replayed request returns the same answer and issues no second token.
+    assert_eq!(f.send_reset("reset-1").await, sent);
+    assert_eq!(newest_reset_token(&f.server).await, token);
+
+    // Only the hash is stored.
+    let db = Database::connect(&f.server.database.url).await.unwrap();
+    let stored: Vec<String> = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT token_hash FROM reset_tokens",
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.try_get("", "token_hash").unwrap())
+        .collect();
+    assert!(!stored.contains(&token));
+    assert!(stored.contains(&roster_identity::passwords::token_hash(&token)));
+
+    let weak = f.complete(&token, "short").await.unwrap_err();
+    assert_eq!(weak.code(), Code::InvalidArgument);
+    assert_eq!(reason(&weak).as_deref(), Some("PASSWORD_POLICY"));
+    let violations: Vec<String> = weak
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.description)
+        .collect();
+    assert!(
+        violations.iter().any(|v| v.starts_with("MIN_LENGTH")),
+        "{violations:?}"
+    );
+    assert!(
+        violations.iter().any(|v| v.starts_with("MIN_DIGITS")),
+        "{violations:?}"
+    );
+
+    f.complete(&token, STRONG).await.unwrap();
+    assert!(f.verify("ADA@example.com", STRONG).await.unwrap().verified);
+
+    let used = f
+        .complete(&token, "Another-Strong-77-pass")
+        .await
+        .unwrap_err();
+    let unknown = f
+        .complete("not-a-token", "Another-Strong-77-pass")
+        .await
+        .unwrap_err();
+    f.send_reset("").await;
+    let first = newest_reset_token(&f.server).await;
+    f.send_reset("").await;
+    let superseded = f
+        .complete(&first, "Another-Strong-77-pass")
+        .await
+        .unwrap_err();
+    for status in [&used, &unknown, &superseded] {
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(reason(status).as_deref(), Some("RESET_TOKEN_INVALID"));
+    }
+    assert_eq!(used.message(), unknown.message());
+    assert_eq!(used.details(), unknown.details());
+    assert_eq!(superseded.message(), unknown.message());
+}
+
+async fn reset_links_expire(backend: Backend) {
+    let Some(database) = roster_tests::TestDatabase::create(backend).await else {
+        return;
+    };
+    let database = std::sync::Arc::new(database);
+    let settings = roster_tests::test_settings(Service::Identity, &database.url);
+    let identity = roster_identity::Settings {
+        reset_token_ttl_seconds: 1,
+        ..roster_tests::identity_settings()
+    };
+    let server =
+        TestServer::start_with(Service::Identity, settings, identity, database, Vec::new()).await;
+    let mut f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
+    f.send_reset("").await;
+    let token = newest_reset_token(&f.server).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let expired = f.complete(&token, STRONG).await.unwrap_err();
+    assert_eq!(expired.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&expired).as_deref(), Some("RESET_TOKEN_INVALID"));
+}
+
+async fn verification_refuses_alike_and_throttles(backend: Backend) {
+    let Some(mut f) = fixture(backend).await else {
+        return;
+    };
+    f.set_password(STRONG).await;
+    let ok = f.verify("ada@example.com", STRONG).await.unwrap();
+    assert!(ok.verified);
+    assert_eq!(
+        (ok.profile_id.as_str(), ok.account_id.as_str()),
+        (f.profile.id.as_str(), f.account.id.as_str())
+    );
+
+    let wrong = f
+        .verify("ada@example.com", "Wrong-Password-1")
+        .await
+        .unwrap();
+    let unknown = f
+        .verify("nobody@example.com", "Wrong-Password-1")
+        .await
+        .unwrap();
+    assert!(!wrong.verified);
+    assert_eq!(
+        wrong, unknown,
+        "a wrong password and an unknown user look the same"
+    );
+
+    for _ in 0..4 {
+        assert!(
+            !f.verify("ada@example.com", "Wrong-Password-1")
+                .await
+                .unwrap()
+                .verified
+        );
+    }
+    let throttled = f.verify("ada@example.com", STRONG).await.unwrap_err();
+    assert_eq!(throttled.code(), Code::ResourceExhausted);
+    let retry = throttled
+        .get_details_retry_info()
+        .expect("RetryInfo")
+        .retry_delay
+        .expect("a delay");
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_secs(30),
+        "{retry:?}"
+    );
+}
+
+async fn suspended_and_deleted_profiles_never_verify(backend: Backend) {
+    let Some(mut f) = fixture(backend).await else {
+        return;
+    };
+    f.set_password(STRONG).await;
+    f.profiles
+        .update_profile(authed(
+            ADMIN_KEY,
+            pb::UpdateProfileRequest {
+                profile: Some(pb::Profile {
+                    id: f.profile.id.clone(),
+                    status: pb::ProfileStatus::Suspended as i32,
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["status".into()],
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
+    f.profiles
+        .delete_profile(authed(
+            ADMIN_KEY,
+            pb::DeleteProfileRequest {
+                id: f.profile.id.clone(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
+}
+
+async fn older_hashes_are_upgraded_on_the_next_verify(backend: Backend) {
+    let Some(database) = roster_tests::TestDatabase::create(backend).await else {
+        return;
+    };
+    let database = std::sync::Arc::new(database);
+    let settings = roster_tests::test_settings(Service::Identity, &database.url);
+    let weak = roster_identity::Settings {
+        hashing: roster_identity::hashing::HashingSettings {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            ..Default::default()
+        },
+        ..roster_tests::identity_settings()
+    };
+    let server =
+        TestServer::start_with(Service::Identity, settings, weak, database, Vec::new()).await;
+    let mut f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
+    f.set_password(STRONG).await;
+    let read_hash = |url: String| async move {
+        let db = Database::connect(&url).await.unwrap();
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT hash FROM credentials",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<String>("", "hash").unwrap()
+    };
+    assert!(
+        read_hash(f.server.database.url.clone())
+            .await
+            .contains("m=8192,t=1,p=1")
+    );
+
+    let mut server = f.server;
+    server.identity = roster_tests::identity_settings();
+    let server = server.restart().await;
+    let mut credentials = CredentialServiceClient::new(server.channel().await);
+    let verified = credentials
+        .verify_password(authed(
+            ADMIN_KEY,
+            pb::VerifyPasswordRequest {
+                username: "ada@example.com".into(),
+                password: STRONG.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verified.verified);
+    let upgraded = read_hash(server.database.url.clone()).await;
+    assert!(upgraded.contains("m=19456,t=2,p=1"), "{upgraded}");
+}
+
+both_backends!(
+    policies_read_update_and_refuse_impossible_values,
+    requirements_are_sentences_and_checks_name_every_failed_rule,
+    reset_sets_a_password_once_and_every_bad_token_looks_the_same,
+    reset_links_expire,
+    verification_refuses_alike_and_throttles,
+    suspended_and_deleted_profiles_never_verify,
+    older_hashes_are_upgraded_on_the_next_verify
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn check_username_answers_promptly_while_verification_is_saturated() {

@@ -105,68 +105,86 @@ async fn a_notification_url_without_a_key_stops_identity_at_start() {
     );
 }
 
-both_backends! {
-    async fn the_relay_reads_its_key_from_notification_key_file(backend) {
-        let Some(mail) = MailDrop::start(backend).await else { return };
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("notification.key");
-        // As a Secret mounted as a file holds it: with a line break.
-        std::fs::write(&file, format!("{ADMIN_KEY}\n")).unwrap();
-        let settings = roster_identity::Settings {
-            notification_key: None,
-            notification_key_file: Some(file),
-            ..mail.identity_settings()
-        };
-        let Some(identity) = identity(backend, settings).await else { return };
-        welcome(&identity, "grace@example.com").await;
-        let messages = mail.wait_for(1, WAIT).await;
-        assert_eq!(messages.len(), 1, "{messages:#?}");
-        assert!(messages[0].contains("To: grace@example.com"), "{}", messages[0]);
-    }
-
-    async fn a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept(backend) {
-        let Some(mail) = MailDrop::start(backend).await else { return };
-        let settings = roster_identity::Settings {
-            notification_key: Some("a-key-notification-does-not-know".to_owned()),
-            ..mail.identity_settings()
-        };
-        let Some(identity) = identity(backend, settings).await else { return };
-        welcome(&identity, "grace@example.com").await;
-
-        let started = std::time::Instant::now();
-        let refused = loop {
-            let (_, text) = scrape_metrics(identity.metrics_addr()).await;
-            let refused = text
-                .lines()
-                .find_map(|line| line.strip_prefix("roster_outbox_relay_refused_total "))
-                .map(|value| value.trim().parse::<f64>().expect("a number"));
-            match refused {
-                Some(count) if count >= 1.0 => break count,
-                _ if started.elapsed() > WAIT => panic!("no refusal counted:\n{text}"),
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        };
-        // One refusal pauses the relay: the email is not sent again and again meanwhile.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let (_, text) = scrape_metrics(identity.metrics_addr()).await;
-        assert!(
-            text.contains(&format!("roster_outbox_relay_refused_total {refused}")),
-            "the relay kept calling:\n{text}"
-        );
-
-        assert!(mail.messages().is_empty());
-        let db = Database::connect(&identity.database.url).await.unwrap();
-        let row = db
-            .query_one_raw(Statement::from_string(
-                db.get_database_backend(),
-                "SELECT attempts, last_error, delivered_at IS NULL AS waiting FROM outbox",
-            ))
-            .await
-            .unwrap()
-            .expect("the email is in the outbox");
-        assert_eq!(row.try_get::<i32>("", "attempts").unwrap(), 0);
-        assert!(row.try_get::<bool>("", "waiting").unwrap());
-        let error = row.try_get::<Option<String>>("", "last_error").unwrap().unwrap_or_default();
-        assert!(error.contains("Unauthenticated"), "{error}");
-    }
+async fn the_relay_reads_its_key_from_notification_key_file(backend: Backend) {
+    let Some(mail) = MailDrop::start(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("notification.key");
+    // As a Secret mounted as a file holds it: with a line break.
+    std::fs::write(&file, format!("{ADMIN_KEY}\n")).unwrap();
+    let settings = roster_identity::Settings {
+        notification_key: None,
+        notification_key_file: Some(file),
+        ..mail.identity_settings()
+    };
+    let Some(identity) = identity(backend, settings).await else {
+        return;
+    };
+    welcome(&identity, "grace@example.com").await;
+    let messages = mail.wait_for(1, WAIT).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert!(
+        messages[0].contains("To: grace@example.com"),
+        "{}",
+        messages[0]
+    );
 }
+
+async fn a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept(backend: Backend) {
+    let Some(mail) = MailDrop::start(backend).await else {
+        return;
+    };
+    let settings = roster_identity::Settings {
+        notification_key: Some("a-key-notification-does-not-know".to_owned()),
+        ..mail.identity_settings()
+    };
+    let Some(identity) = identity(backend, settings).await else {
+        return;
+    };
+    welcome(&identity, "grace@example.com").await;
+
+    let started = std::time::Instant::now();
+    let refused = loop {
+        let (_, text) = scrape_metrics(identity.metrics_addr()).await;
+        let refused = text
+            .lines()
+            .find_map(|line| line.strip_prefix("roster_outbox_relay_refused_total "))
+            .map(|value| value.trim().parse::<f64>().expect("a number"));
+        match refused {
+            Some(count) if count >= 1.0 => break count,
+            _ if started.elapsed() > WAIT => panic!("no refusal counted:\n{text}"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    // One refusal pauses the relay: the email is not sent again and again meanwhile.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, text) = scrape_metrics(identity.metrics_addr()).await;
+    assert!(
+        text.contains(&format!("roster_outbox_relay_refused_total {refused}")),
+        "the relay kept calling:\n{text}"
+    );
+
+    assert!(mail.messages().is_empty());
+    let db = Database::connect(&identity.database.url).await.unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT attempts, last_error, delivered_at IS NULL AS waiting FROM outbox",
+        ))
+        .await
+        .unwrap()
+        .expect("the email is in the outbox");
+    assert_eq!(row.try_get::<i32>("", "attempts").unwrap(), 0);
+    assert!(row.try_get::<bool>("", "waiting").unwrap());
+    let error = row
+        .try_get::<Option<String>>("", "last_error")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(error.contains("Unauthenticated"), "{error}");
+}
+
+both_backends!(
+    the_relay_reads_its_key_from_notification_key_file,
+    a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept
+);

@@ -86,87 +86,115 @@ async fn listed_services_v1alpha(server: &TestServer) -> Vec<String> {
     }
 }
 
-both_backends! {
-    async fn every_service_is_healthy_and_reflects_its_services(backend) {
-        let expectations = [
-            (Service::Identity, vec![
+async fn every_service_is_healthy_and_reflects_its_services(backend: Backend) {
+    let expectations = [
+        (
+            Service::Identity,
+            vec![
                 "roster.identity.v1.AccountService",
                 "roster.identity.v1.ProfileService",
                 "roster.identity.v1.CredentialService",
-            ]),
-            (Service::BulkImport, vec!["roster.imports.v1.ImportService"]),
-            (Service::Notification, vec!["roster.notification.v1.NotificationService"]),
-        ];
-        for (service, names) in expectations {
-            let Some(server) = TestServer::spawn(service, backend).await else { return };
-            assert_eq!(health_status(&server, "").await, ServingStatus::Serving);
-            for name in &names {
-                assert_eq!(health_status(&server, name).await, ServingStatus::Serving, "{name}");
-            }
-            for listed in [listed_services_v1(&server).await, listed_services_v1alpha(&server).await] {
-                for name in names.iter().chain(&["grpc.health.v1.Health"]) {
-                    assert!(listed.iter().any(|listed| listed == name), "{name} not in {listed:?}");
-                }
+            ],
+        ),
+        (Service::BulkImport, vec!["roster.imports.v1.ImportService"]),
+        (
+            Service::Notification,
+            vec!["roster.notification.v1.NotificationService"],
+        ),
+    ];
+    for (service, names) in expectations {
+        let Some(server) = TestServer::spawn(service, backend).await else {
+            return;
+        };
+        assert_eq!(health_status(&server, "").await, ServingStatus::Serving);
+        for name in &names {
+            assert_eq!(
+                health_status(&server, name).await,
+                ServingStatus::Serving,
+                "{name}"
+            );
+        }
+        for listed in [
+            listed_services_v1(&server).await,
+            listed_services_v1alpha(&server).await,
+        ] {
+            for name in names.iter().chain(&["grpc.health.v1.Health"]) {
                 assert!(
-                    !listed.iter().any(|listed| listed.starts_with("roster.") && !names.contains(&listed.as_str())),
-                    "{service:?} lists services it does not host: {listed:?}"
+                    listed.iter().any(|listed| listed == name),
+                    "{name} not in {listed:?}"
                 );
             }
+            assert!(
+                !listed.iter().any(
+                    |listed| listed.starts_with("roster.") && !names.contains(&listed.as_str())
+                ),
+                "{service:?} lists services it does not host: {listed:?}"
+            );
         }
     }
-
-    async fn calls_need_a_known_key(backend) {
-        let Some(server) = TestServer::spawn(Service::Identity, backend).await else { return };
-        let mut accounts = AccountServiceClient::new(server.channel().await);
-
-        let missing = accounts
-            .list_accounts(ListAccountsRequest::default())
-            .await
-            .expect_err("no key is refused");
-        assert_eq!(missing.code(), Code::Unauthenticated);
-
-        let unknown = accounts
-            .list_accounts(authed("not-a-key", ListAccountsRequest::default()))
-            .await
-            .expect_err("an unknown key is refused");
-        assert_eq!(unknown.code(), Code::Unauthenticated);
-        assert_eq!(reason(&unknown).as_deref(), Some("UNAUTHENTICATED"));
-
-        accounts
-            .list_accounts(authed(ADMIN_KEY, ListAccountsRequest::default()))
-            .await
-            .expect("the admin key is accepted");
-    }
-
-    async fn a_message_over_the_limit_is_resource_exhausted(backend) {
-        let Some(database) = roster_tests::TestDatabase::create(backend).await else { return };
-        let database = std::sync::Arc::new(database);
-        let mut settings = roster_tests::test_settings(Service::Identity, &database.url);
-        settings.max_message_bytes = 64 * 1024;
-        let server = TestServer::start(Service::Identity, settings, database, Vec::new()).await;
-        let oversized = CreateAccountRequest {
-            display_name: "x".repeat(100 * 1024),
-            ..Default::default()
-        };
-
-        let mut plain = AccountServiceClient::new(server.channel().await);
-        let status = plain
-            .create_account(authed(ADMIN_KEY, oversized.clone()))
-            .await
-            .expect_err("an oversized message is refused");
-        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-
-        // 100 KiB of one letter compresses to a few hundred bytes: the limit holds after
-        // decompression, so a small compressed message cannot inflate past it.
-        let mut gzip = AccountServiceClient::new(server.channel().await)
-            .send_compressed(tonic::codec::CompressionEncoding::Gzip);
-        let status = gzip
-            .create_account(authed(ADMIN_KEY, oversized))
-            .await
-            .expect_err("an oversized message is refused after decompression");
-        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    }
 }
+
+async fn calls_need_a_known_key(backend: Backend) {
+    let Some(server) = TestServer::spawn(Service::Identity, backend).await else {
+        return;
+    };
+    let mut accounts = AccountServiceClient::new(server.channel().await);
+
+    let missing = accounts
+        .list_accounts(ListAccountsRequest::default())
+        .await
+        .expect_err("no key is refused");
+    assert_eq!(missing.code(), Code::Unauthenticated);
+
+    let unknown = accounts
+        .list_accounts(authed("not-a-key", ListAccountsRequest::default()))
+        .await
+        .expect_err("an unknown key is refused");
+    assert_eq!(unknown.code(), Code::Unauthenticated);
+    assert_eq!(reason(&unknown).as_deref(), Some("UNAUTHENTICATED"));
+
+    accounts
+        .list_accounts(authed(ADMIN_KEY, ListAccountsRequest::default()))
+        .await
+        .expect("the admin key is accepted");
+}
+
+async fn a_message_over_the_limit_is_resource_exhausted(backend: Backend) {
+    let Some(database) = roster_tests::TestDatabase::create(backend).await else {
+        return;
+    };
+    let database = std::sync::Arc::new(database);
+    let mut settings = roster_tests::test_settings(Service::Identity, &database.url);
+    settings.max_message_bytes = 64 * 1024;
+    let server = TestServer::start(Service::Identity, settings, database, Vec::new()).await;
+    let oversized = CreateAccountRequest {
+        display_name: "x".repeat(100 * 1024),
+        ..Default::default()
+    };
+
+    let mut plain = AccountServiceClient::new(server.channel().await);
+    let status = plain
+        .create_account(authed(ADMIN_KEY, oversized.clone()))
+        .await
+        .expect_err("an oversized message is refused");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+
+    // 100 KiB of one letter compresses to a few hundred bytes: the limit holds after
+    // decompression, so a small compressed message cannot inflate past it.
+    let mut gzip = AccountServiceClient::new(server.channel().await)
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let status = gzip
+        .create_account(authed(ADMIN_KEY, oversized))
+        .await
+        .expect_err("an oversized message is refused after decompression");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+}
+
+both_backends!(
+    every_service_is_healthy_and_reflects_its_services,
+    calls_need_a_known_key,
+    a_message_over_the_limit_is_resource_exhausted
+);
 
 #[tokio::test]
 async fn health_turns_not_serving_on_shutdown() {

@@ -12,7 +12,7 @@ use roster_proto::imports::v1 as pb;
 use roster_tests::imports::{
     OpenUpload, Relay, new_upload, people_csv, stored_chunks, uploading_import, wait_for_state,
 };
-use roster_tests::{ADMIN_KEY, ImportSuite, authed, both_backends, reason};
+use roster_tests::{ADMIN_KEY, Backend, ImportSuite, authed, both_backends, reason};
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -42,250 +42,343 @@ async fn replica_store(suite: &ImportSuite) -> Store {
     Store::new(database)
 }
 
-both_backends! {
-    async fn an_upload_outlasts_the_request_timeout_while_it_keeps_sending(backend) {
-        let Some(suite) = ImportSuite::start_configured(
-            backend,
-            roster_tests::identity_settings(),
-            |server| server.request_timeout_seconds = 1,
-            |_| {},
-            Vec::new(),
-        )
-        .await else { return };
-        let account = suite.account("Slow Link").await;
-        let file = people_csv("slow", 2000);
-        let upload = OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
-        let started = Instant::now();
-        for piece in file.chunks(file.len() / 6 + 1) {
-            assert!(upload.send(piece).await, "the server stopped reading");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        let import = upload.finish().await.expect("the upload completes");
-        assert!(
-            started.elapsed() > Duration::from_secs(2),
-            "the upload lasted longer than the 1 s request timeout"
-        );
-        let validated =
-            wait_for_state(&mut suite.import_client().await, &import.id, &[pb::ImportState::Validated], WAIT).await;
-        assert_eq!(validated.create_count, 2000, "{validated:?}");
+async fn an_upload_outlasts_the_request_timeout_while_it_keeps_sending(backend: Backend) {
+    let Some(suite) = ImportSuite::start_configured(
+        backend,
+        roster_tests::identity_settings(),
+        |server| server.request_timeout_seconds = 1,
+        |_| {},
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Slow Link").await;
+    let file = people_csv("slow", 2000);
+    let upload = OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
+    let started = Instant::now();
+    for piece in file.chunks(file.len() / 6 + 1) {
+        assert!(upload.send(piece).await, "the server stopped reading");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    let import = upload.finish().await.expect("the upload completes");
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the upload lasted longer than the 1 s request timeout"
+    );
+    let validated = wait_for_state(
+        &mut suite.import_client().await,
+        &import.id,
+        &[pb::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    assert_eq!(validated.create_count, 2000, "{validated:?}");
+}
 
-    async fn an_upload_that_stops_sending_fails_after_the_idle_timeout(backend) {
-        let Some(suite) = ImportSuite::start_with(
-            backend,
-            |settings| {
-                settings.upload_idle_timeout_seconds = 2;
-                // The upload's own timer ends it, not the sweep.
-                settings.upload_sweep_interval_seconds = 3600;
-            },
-            Vec::new(),
-        )
-        .await else { return };
-        let account = suite.account("Gone Quiet").await;
-        let file = people_csv("quiet", 30_000);
-        let mut upload =
-            OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
-        for piece in file.chunks(512 * 1024).take(3) {
-            assert!(upload.send(piece).await);
+async fn an_upload_that_stops_sending_fails_after_the_idle_timeout(backend: Backend) {
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| {
+            settings.upload_idle_timeout_seconds = 2;
+            // The upload's own timer ends it, not the sweep.
+            settings.upload_sweep_interval_seconds = 3600;
+        },
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Gone Quiet").await;
+    let file = people_csv("quiet", 30_000);
+    let mut upload =
+        OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
+    for piece in file.chunks(512 * 1024).take(3) {
+        assert!(upload.send(piece).await);
+    }
+    let mut client = suite.import_client().await;
+    let import_id = uploading_import(&mut client, &suite.imports.database, &account, 3, WAIT).await;
+    let quiet_since = Instant::now();
+
+    // The stream stays open; the client just sends nothing more.
+    let status = upload
+        .answer_while_open(Duration::from_secs(30))
+        .await
+        .expect_err("an idle upload is aborted");
+    let waited = quiet_since.elapsed();
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_eq!(reason(&status).as_deref(), Some("UPLOAD_IDLE_TIMEOUT"));
+    assert!(
+        status.message().contains("no chunk arrived for 2 s"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        waited >= Duration::from_millis(1500),
+        "aborted after {waited:?}"
+    );
+
+    let import = get_import(&suite, &import_id).await;
+    assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
+    assert!(
+        import.error_message.contains("no chunk arrived for 2 s"),
+        "{}",
+        import.error_message
+    );
+    assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 0);
+    drop(upload);
+}
+
+async fn an_upload_whose_client_goes_away_fails_at_once(backend: Backend) {
+    // The idle timeout and the sweep are far away: only the dropped call can end it.
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| settings.upload_sweep_interval_seconds = 3600,
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Gone Away").await;
+    let file = people_csv("away", 30_000);
+    let relay = Relay::start(suite.imports.addr).await;
+    let upload = OpenUpload::start(
+        roster_tests::connect(relay.addr).await,
+        ADMIN_KEY,
+        &account,
+        None,
+    )
+    .await;
+    for piece in file.chunks(512 * 1024).take(3) {
+        assert!(upload.send(piece).await);
+    }
+    let mut client = suite.import_client().await;
+    let import_id = uploading_import(&mut client, &suite.imports.database, &account, 3, WAIT).await;
+
+    // The client's connection breaks mid-upload, its stream still open.
+    relay.cut().await;
+    let import = wait_for_state(
+        &mut client,
+        &import_id,
+        &[pb::ImportState::Failed],
+        Duration::from_secs(10),
+    )
+    .await;
+    // Whether the stream's read failed first or the call was dropped first, the reason
+    // says the upload was broken off.
+    assert!(
+        import.error_message.contains("the upload broke off")
+            || import.error_message.contains("the client went away"),
+        "{}",
+        import.error_message
+    );
+    assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 0);
+    drop(upload);
+}
+
+async fn a_deadline_the_client_sets_still_ends_its_upload(backend: Backend) {
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| settings.upload_sweep_interval_seconds = 3600,
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("In A Hurry").await;
+    let file = people_csv("hurry", 30_000);
+    let mut upload = OpenUpload::start(
+        suite.imports.channel().await,
+        ADMIN_KEY,
+        &account,
+        Some(Duration::from_secs(2)),
+    )
+    .await;
+    for piece in file.chunks(512 * 1024).take(2) {
+        assert!(upload.send(piece).await);
+    }
+    let mut client = suite.import_client().await;
+    let import_id = uploading_import(&mut client, &suite.imports.database, &account, 2, WAIT).await;
+
+    let status = upload
+        .answer_while_open(Duration::from_secs(30))
+        .await
+        .expect_err("the client's deadline ends the upload");
+    assert!(
+        matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
+        "{status:?}"
+    );
+    let import = wait_for_state(
+        &mut client,
+        &import_id,
+        &[pb::ImportState::Failed],
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        import.error_message.contains("cut off"),
+        "{}",
+        import.error_message
+    );
+    assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 0);
+    drop(upload);
+}
+
+async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| {
+            settings.upload_idle_timeout_seconds = 1;
+            settings.upload_sweep_interval_seconds = 3600;
+        },
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Abandoned").await;
+    let account_id = uuid::Uuid::parse_str(&account).unwrap();
+    // What replicas that died mid-upload leave behind: UPLOADING imports with pieces.
+    let writer = replica_store(&suite).await;
+    let mut abandoned = HashSet::new();
+    for _ in 0..20 {
+        let (model, created) = writer.create_import(new_upload(account_id)).await.unwrap();
+        assert!(created);
+        for seq in 0..3 {
+            assert!(
+                writer
+                    .append_chunk(model.id, seq, vec![b'x'; 4096])
+                    .await
+                    .unwrap()
+            );
         }
-        let mut client = suite.import_client().await;
-        let import_id =
-            uploading_import(&mut client, &suite.imports.database, &account, 3, WAIT).await;
-        let quiet_since = Instant::now();
-
-        // The stream stays open; the client just sends nothing more.
-        let status = upload
-            .answer_while_open(Duration::from_secs(30))
+        abandoned.insert(model.id);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // An upload still receiving is not abandoned.
+    let (alive, _) = writer.create_import(new_upload(account_id)).await.unwrap();
+    assert!(
+        writer
+            .append_chunk(alive.id, 0, vec![b'y'; 4096])
             .await
-            .expect_err("an idle upload is aborted");
-        let waited = quiet_since.elapsed();
-        assert_eq!(status.code(), Code::Aborted, "{status:?}");
-        assert_eq!(reason(&status).as_deref(), Some("UPLOAD_IDLE_TIMEOUT"));
-        assert!(status.message().contains("no chunk arrived for 2 s"), "{}", status.message());
-        assert!(waited >= Duration::from_millis(1500), "aborted after {waited:?}");
+            .unwrap()
+    );
 
-        let import = get_import(&suite, &import_id).await;
+    let sweepers = [
+        replica_store(&suite).await,
+        replica_store(&suite).await,
+        replica_store(&suite).await,
+    ];
+    let idle = Duration::from_secs(1);
+    let (first, second, third) = tokio::join!(
+        roster_bulk_import::jobs::sweep_uploads(&sweepers[0], idle),
+        roster_bulk_import::jobs::sweep_uploads(&sweepers[1], idle),
+        roster_bulk_import::jobs::sweep_uploads(&sweepers[2], idle),
+    );
+    let swept: Vec<uuid::Uuid> = [first.unwrap(), second.unwrap(), third.unwrap()].concat();
+    let once: HashSet<uuid::Uuid> = swept.iter().copied().collect();
+    assert_eq!(
+        swept.len(),
+        once.len(),
+        "an upload was failed twice: {swept:?}"
+    );
+    assert_eq!(
+        once, abandoned,
+        "every abandoned upload is failed, and only those"
+    );
+
+    for import_id in &abandoned {
+        let import = get_import(&suite, &import_id.to_string()).await;
         assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
         assert!(
-            import.error_message.contains("no chunk arrived for 2 s"),
+            import.error_message.contains("abandoned"),
             "{}",
             import.error_message
         );
-        assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 0);
-        drop(upload);
-    }
-
-    async fn an_upload_whose_client_goes_away_fails_at_once(backend) {
-        // The idle timeout and the sweep are far away: only the dropped call can end it.
-        let Some(suite) = ImportSuite::start_with(
-            backend,
-            |settings| settings.upload_sweep_interval_seconds = 3600,
-            Vec::new(),
-        )
-        .await else { return };
-        let account = suite.account("Gone Away").await;
-        let file = people_csv("away", 30_000);
-        let relay = Relay::start(suite.imports.addr).await;
-        let upload =
-            OpenUpload::start(roster_tests::connect(relay.addr).await, ADMIN_KEY, &account, None).await;
-        for piece in file.chunks(512 * 1024).take(3) {
-            assert!(upload.send(piece).await);
-        }
-        let mut client = suite.import_client().await;
-        let import_id =
-            uploading_import(&mut client, &suite.imports.database, &account, 3, WAIT).await;
-
-        // The client's connection breaks mid-upload, its stream still open.
-        relay.cut().await;
-        let import = wait_for_state(
-            &mut client,
-            &import_id,
-            &[pb::ImportState::Failed],
-            Duration::from_secs(10),
-        )
-        .await;
-        // Whether the stream's read failed first or the call was dropped first, the reason
-        // says the upload was broken off.
-        assert!(
-            import.error_message.contains("the upload broke off")
-                || import.error_message.contains("the client went away"),
-            "{}",
-            import.error_message
-        );
-        assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 0);
-        drop(upload);
-    }
-
-    async fn a_deadline_the_client_sets_still_ends_its_upload(backend) {
-        let Some(suite) = ImportSuite::start_with(
-            backend,
-            |settings| settings.upload_sweep_interval_seconds = 3600,
-            Vec::new(),
-        )
-        .await else { return };
-        let account = suite.account("In A Hurry").await;
-        let file = people_csv("hurry", 30_000);
-        let mut upload = OpenUpload::start(
-            suite.imports.channel().await,
-            ADMIN_KEY,
-            &account,
-            Some(Duration::from_secs(2)),
-        )
-        .await;
-        for piece in file.chunks(512 * 1024).take(2) {
-            assert!(upload.send(piece).await);
-        }
-        let mut client = suite.import_client().await;
-        let import_id =
-            uploading_import(&mut client, &suite.imports.database, &account, 2, WAIT).await;
-
-        let status = upload
-            .answer_while_open(Duration::from_secs(30))
+        let stored = writer
+            .import(*import_id)
             .await
-            .expect_err("the client's deadline ends the upload");
-        assert!(
-            matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
-            "{status:?}"
+            .unwrap()
+            .expect("kept as FAILED");
+        assert_eq!(stored.version, 2, "changed once, by one sweeper");
+        assert_eq!(
+            stored_chunks(&suite.imports.database, &import_id.to_string()).await,
+            0
         );
-        let import = wait_for_state(
-            &mut client,
-            &import_id,
-            &[pb::ImportState::Failed],
-            Duration::from_secs(10),
-        )
-        .await;
-        assert!(import.error_message.contains("cut off"), "{}", import.error_message);
-        assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 0);
-        drop(upload);
     }
-
-    async fn racing_sweeps_fail_each_abandoned_upload_once(backend) {
-        let Some(suite) = ImportSuite::start_with(
-            backend,
-            |settings| {
-                settings.upload_idle_timeout_seconds = 1;
-                settings.upload_sweep_interval_seconds = 3600;
-            },
-            Vec::new(),
-        )
-        .await else { return };
-        let account = suite.account("Abandoned").await;
-        let account_id = uuid::Uuid::parse_str(&account).unwrap();
-        // What replicas that died mid-upload leave behind: UPLOADING imports with pieces.
-        let writer = replica_store(&suite).await;
-        let mut abandoned = HashSet::new();
-        for _ in 0..20 {
-            let (model, created) = writer.create_import(new_upload(account_id)).await.unwrap();
-            assert!(created);
-            for seq in 0..3 {
-                assert!(writer.append_chunk(model.id, seq, vec![b'x'; 4096]).await.unwrap());
-            }
-            abandoned.insert(model.id);
-        }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        // An upload still receiving is not abandoned.
-        let (alive, _) = writer.create_import(new_upload(account_id)).await.unwrap();
-        assert!(writer.append_chunk(alive.id, 0, vec![b'y'; 4096]).await.unwrap());
-
-        let sweepers = [replica_store(&suite).await, replica_store(&suite).await, replica_store(&suite).await];
-        let idle = Duration::from_secs(1);
-        let (first, second, third) = tokio::join!(
-            roster_bulk_import::jobs::sweep_uploads(&sweepers[0], idle),
-            roster_bulk_import::jobs::sweep_uploads(&sweepers[1], idle),
-            roster_bulk_import::jobs::sweep_uploads(&sweepers[2], idle),
-        );
-        let swept: Vec<uuid::Uuid> = [first.unwrap(), second.unwrap(), third.unwrap()].concat();
-        let once: HashSet<uuid::Uuid> = swept.iter().copied().collect();
-        assert_eq!(swept.len(), once.len(), "an upload was failed twice: {swept:?}");
-        assert_eq!(once, abandoned, "every abandoned upload is failed, and only those");
-
-        for import_id in &abandoned {
-            let import = get_import(&suite, &import_id.to_string()).await;
-            assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
-            assert!(import.error_message.contains("abandoned"), "{}", import.error_message);
-            let stored = writer.import(*import_id).await.unwrap().expect("kept as FAILED");
-            assert_eq!(stored.version, 2, "changed once, by one sweeper");
-            assert_eq!(stored_chunks(&suite.imports.database, &import_id.to_string()).await, 0);
-        }
-        let alive = get_import(&suite, &alive.id.to_string()).await;
-        assert_eq!(alive.state, pb::ImportState::Uploading as i32, "{alive:?}");
-        assert_eq!(stored_chunks(&suite.imports.database, &alive.id).await, 1);
-    }
-
-    async fn an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts(backend) {
-        let Some(mut suite) = ImportSuite::start_with(
-            backend,
-            |settings| {
-                settings.upload_idle_timeout_seconds = 1;
-                settings.upload_sweep_interval_seconds = 2;
-            },
-            Vec::new(),
-        )
-        .await else { return };
-        let account = suite.account("Crashed").await;
-        let account_id = uuid::Uuid::parse_str(&account).unwrap();
-        suite.imports.stop().await;
-        // The state a replica killed mid-upload leaves: UPLOADING, pieces stored, nobody there.
-        let writer = replica_store(&suite).await;
-        let (left, _) = writer.create_import(new_upload(account_id)).await.unwrap();
-        for seq in 0..4 {
-            assert!(writer.append_chunk(left.id, seq, vec![b'z'; 64 * 1024]).await.unwrap());
-        }
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert_eq!(stored_chunks(&suite.imports.database, &left.id.to_string()).await, 4);
-
-        let started = Instant::now();
-        let replica = suite.replica().await;
-        let mut client = pb::import_service_client::ImportServiceClient::new(replica.channel().await);
-        let import = wait_for_state(
-            &mut client,
-            &left.id.to_string(),
-            &[pb::ImportState::Failed],
-            Duration::from_secs(2) + Duration::from_secs(3),
-        )
-        .await;
-        assert!(started.elapsed() < Duration::from_secs(5), "swept within one interval");
-        assert!(import.error_message.contains("abandoned"), "{}", import.error_message);
-        assert_eq!(stored_chunks(&suite.imports.database, &left.id.to_string()).await, 0);
-    }
+    let alive = get_import(&suite, &alive.id.to_string()).await;
+    assert_eq!(alive.state, pb::ImportState::Uploading as i32, "{alive:?}");
+    assert_eq!(stored_chunks(&suite.imports.database, &alive.id).await, 1);
 }
+
+async fn an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts(backend: Backend) {
+    let Some(mut suite) = ImportSuite::start_with(
+        backend,
+        |settings| {
+            settings.upload_idle_timeout_seconds = 1;
+            settings.upload_sweep_interval_seconds = 2;
+        },
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Crashed").await;
+    let account_id = uuid::Uuid::parse_str(&account).unwrap();
+    suite.imports.stop().await;
+    // The state a replica killed mid-upload leaves: UPLOADING, pieces stored, nobody there.
+    let writer = replica_store(&suite).await;
+    let (left, _) = writer.create_import(new_upload(account_id)).await.unwrap();
+    for seq in 0..4 {
+        assert!(
+            writer
+                .append_chunk(left.id, seq, vec![b'z'; 64 * 1024])
+                .await
+                .unwrap()
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        stored_chunks(&suite.imports.database, &left.id.to_string()).await,
+        4
+    );
+
+    let started = Instant::now();
+    let replica = suite.replica().await;
+    let mut client = pb::import_service_client::ImportServiceClient::new(replica.channel().await);
+    let import = wait_for_state(
+        &mut client,
+        &left.id.to_string(),
+        &[pb::ImportState::Failed],
+        Duration::from_secs(2) + Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "swept within one interval"
+    );
+    assert!(
+        import.error_message.contains("abandoned"),
+        "{}",
+        import.error_message
+    );
+    assert_eq!(
+        stored_chunks(&suite.imports.database, &left.id.to_string()).await,
+        0
+    );
+}
+
+both_backends!(
+    an_upload_outlasts_the_request_timeout_while_it_keeps_sending,
+    an_upload_that_stops_sending_fails_after_the_idle_timeout,
+    an_upload_whose_client_goes_away_fails_at_once,
+    a_deadline_the_client_sets_still_ends_its_upload,
+    racing_sweeps_fail_each_abandoned_upload_once,
+    an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts
+);

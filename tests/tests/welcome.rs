@@ -106,129 +106,212 @@ async fn exactly(mail: &MailDrop, count: usize) -> Vec<String> {
     messages
 }
 
-both_backends! {
-    async fn create_profile_sends_one_welcome_email_when_asked(backend) {
-        let Some(mail) = MailDrop::start(backend).await else { return };
-        let Some(identity) = identity(backend, &mail).await else { return };
-        let channel: Channel = identity.channel().await;
-        let account = create_account(&channel, "Welcome Ltd").await;
-        let mut profiles = ProfileServiceClient::new(channel);
-        let request = person(&account, "welcome-1", "grace@example.com", true);
-        let first = profiles.create_profile(authed(ADMIN_KEY, request.clone())).await.unwrap().into_inner();
-        // The same request again answers the first result and writes no second email.
-        let again = profiles.create_profile(authed(ADMIN_KEY, request)).await.unwrap().into_inner();
-        assert_eq!(first, again);
-        // Without the flag, no email.
-        profiles
-            .create_profile(authed(ADMIN_KEY, person(&account, "quiet-1", "quiet@example.com", false)))
-            .await
-            .unwrap();
+async fn create_profile_sends_one_welcome_email_when_asked(backend: Backend) {
+    let Some(mail) = MailDrop::start(backend).await else {
+        return;
+    };
+    let Some(identity) = identity(backend, &mail).await else {
+        return;
+    };
+    let channel: Channel = identity.channel().await;
+    let account = create_account(&channel, "Welcome Ltd").await;
+    let mut profiles = ProfileServiceClient::new(channel);
+    let request = person(&account, "welcome-1", "grace@example.com", true);
+    let first = profiles
+        .create_profile(authed(ADMIN_KEY, request.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    // The same request again answers the first result and writes no second email.
+    let again = profiles
+        .create_profile(authed(ADMIN_KEY, request))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    // Without the flag, no email.
+    profiles
+        .create_profile(authed(
+            ADMIN_KEY,
+            person(&account, "quiet-1", "quiet@example.com", false),
+        ))
+        .await
+        .unwrap();
 
-        assert_eq!(outbox_rows(&identity).await, 1);
-        let messages = exactly(&mail, 1).await;
-        assert_eq!(recipients(&messages), ["grace@example.com"]);
-        assert!(messages[0].contains("Subject: Welcome to Welcome Ltd"), "{}", messages[0]);
-    }
+    assert_eq!(outbox_rows(&identity).await, 1);
+    let messages = exactly(&mail, 1).await;
+    assert_eq!(recipients(&messages), ["grace@example.com"]);
+    assert!(
+        messages[0].contains("Subject: Welcome to Welcome Ltd"),
+        "{}",
+        messages[0]
+    );
+}
 
-    async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(backend) {
-        let Some(mail) = MailDrop::start(backend).await else { return };
-        let Some(identity) = identity(backend, &mail).await else { return };
-        let channel = identity.channel().await;
-        let account = create_account(&channel, "Batch Ltd").await;
-        let mut profiles = ProfileServiceClient::new(channel);
-        let existing = profiles
-            .create_profile(authed(ADMIN_KEY, person(&account, "", "existing@example.com", false)))
-            .await
-            .unwrap()
-            .into_inner()
-            .profile
-            .unwrap();
-        let request = pb::BatchUpsertProfilesRequest {
-            account_id: account.clone(),
-            items: vec![
-                upsert("new-1", "", "new1@example.com"),
-                upsert("new-2", "", "new2@example.com"),
-                upsert("update", &existing.id, "existing@example.com"),
-                // Fails alone (invalid email): no profile, no email.
-                upsert("bad", "", "not an email"),
-            ],
-            send_welcome_emails: true,
-        };
-        let results = profiles
-            .batch_upsert_profiles(authed(ADMIN_KEY, request.clone()))
-            .await
-            .unwrap()
-            .into_inner()
-            .results;
-        let outcomes: Vec<i32> = results.iter().map(|result| result.outcome).collect();
-        assert_eq!(
-            outcomes,
-            [
-                pb::UpsertOutcome::Created as i32,
-                pb::UpsertOutcome::Created as i32,
-                pb::UpsertOutcome::Updated as i32,
-                pb::UpsertOutcome::Failed as i32,
-            ]
-        );
-        // Replayed from the idempotency keys: nothing is written or sent again.
-        let replayed = profiles.batch_upsert_profiles(authed(ADMIN_KEY, request)).await.unwrap().into_inner().results;
-        assert_eq!(replayed[..3], results[..3]);
+async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(backend: Backend) {
+    let Some(mail) = MailDrop::start(backend).await else {
+        return;
+    };
+    let Some(identity) = identity(backend, &mail).await else {
+        return;
+    };
+    let channel = identity.channel().await;
+    let account = create_account(&channel, "Batch Ltd").await;
+    let mut profiles = ProfileServiceClient::new(channel);
+    let existing = profiles
+        .create_profile(authed(
+            ADMIN_KEY,
+            person(&account, "", "existing@example.com", false),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    let request = pb::BatchUpsertProfilesRequest {
+        account_id: account.clone(),
+        items: vec![
+            upsert("new-1", "", "new1@example.com"),
+            upsert("new-2", "", "new2@example.com"),
+            upsert("update", &existing.id, "existing@example.com"),
+            // Fails alone (invalid email): no profile, no email.
+            upsert("bad", "", "not an email"),
+        ],
+        send_welcome_emails: true,
+    };
+    let results = profiles
+        .batch_upsert_profiles(authed(ADMIN_KEY, request.clone()))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    let outcomes: Vec<i32> = results.iter().map(|result| result.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            pb::UpsertOutcome::Created as i32,
+            pb::UpsertOutcome::Created as i32,
+            pb::UpsertOutcome::Updated as i32,
+            pb::UpsertOutcome::Failed as i32,
+        ]
+    );
+    // Replayed from the idempotency keys: nothing is written or sent again.
+    let replayed = profiles
+        .batch_upsert_profiles(authed(ADMIN_KEY, request))
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert_eq!(replayed[..3], results[..3]);
 
-        assert_eq!(outbox_rows(&identity).await, 2);
-        let messages = exactly(&mail, 2).await;
-        assert_eq!(recipients(&messages), ["new1@example.com", "new2@example.com"]);
-    }
+    assert_eq!(outbox_rows(&identity).await, 2);
+    let messages = exactly(&mail, 2).await;
+    assert_eq!(
+        recipients(&messages),
+        ["new1@example.com", "new2@example.com"]
+    );
+}
 
-    async fn an_import_submitted_with_welcome_emails_welcomes_each_user_it_creates(backend) {
-        let Some(mail) = MailDrop::start(backend).await else { return };
-        let Some(suite) = ImportSuite::start_with_identity(backend, mail.identity_settings(), |_| {}, Vec::new()).await else {
-            return;
-        };
-        let account = suite.account("Imported Ltd").await;
-        let existing = suite
-            .profile_client()
+async fn an_import_submitted_with_welcome_emails_welcomes_each_user_it_creates(backend: Backend) {
+    let Some(mail) = MailDrop::start(backend).await else {
+        return;
+    };
+    let Some(suite) =
+        ImportSuite::start_with_identity(backend, mail.identity_settings(), |_| {}, Vec::new())
             .await
-            .create_profile(authed(ADMIN_KEY, person(&account, "", "kept@example.com", false)))
-            .await
-            .unwrap()
-            .into_inner()
-            .profile
-            .unwrap();
-        let file = format!(
-            "Internal ID,First Name,Last Name,Email Address\r\n\
+    else {
+        return;
+    };
+    let account = suite.account("Imported Ltd").await;
+    let existing = suite
+        .profile_client()
+        .await
+        .create_profile(authed(
+            ADMIN_KEY,
+            person(&account, "", "kept@example.com", false),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .profile
+        .unwrap();
+    let file = format!(
+        "Internal ID,First Name,Last Name,Email Address\r\n\
              ,Ada,Lovelace,ada@example.com\r\n\
              ,Alan,Turing,alan@example.com\r\n\
              {},Kept,Renamed,kept@example.com\r\n",
-            existing.id
-        );
-        let mut imports = suite.import_client().await;
-        let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes()).await.unwrap();
-        wait_for_state(&mut imports, &created.id, &[im::ImportState::Validated], WAIT).await;
-        let submitted = submit_import(&mut imports, &created.id, true).await;
-        assert!(submitted.send_welcome_emails);
-        let done = wait_for_state(&mut imports, &created.id, &[im::ImportState::Completed], WAIT).await;
-        assert_eq!((done.applied_count, done.failed_count), (3, 0), "{done:?}");
+        existing.id
+    );
+    let mut imports = suite.import_client().await;
+    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut imports,
+        &created.id,
+        &[im::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    let submitted = submit_import(&mut imports, &created.id, true).await;
+    assert!(submitted.send_welcome_emails);
+    let done = wait_for_state(
+        &mut imports,
+        &created.id,
+        &[im::ImportState::Completed],
+        WAIT,
+    )
+    .await;
+    assert_eq!((done.applied_count, done.failed_count), (3, 0), "{done:?}");
 
-        assert_eq!(outbox_rows(&suite.identity).await, 2);
-        let messages = exactly(&mail, 2).await;
-        assert_eq!(recipients(&messages), ["ada@example.com", "alan@example.com"]);
-    }
-
-    async fn an_import_submitted_without_welcome_emails_sends_none(backend) {
-        let Some(mail) = MailDrop::start(backend).await else { return };
-        let Some(suite) = ImportSuite::start_with_identity(backend, mail.identity_settings(), |_| {}, Vec::new()).await else {
-            return;
-        };
-        let account = suite.account("Quiet Ltd").await;
-        let mut imports = suite.import_client().await;
-        let file = b"First Name,Last Name,Email Address\r\nAda,Lovelace,ada@example.com\r\n".to_vec();
-        let created = create_import(&mut imports, ADMIN_KEY, &account, file).await.unwrap();
-        wait_for_state(&mut imports, &created.id, &[im::ImportState::Validated], WAIT).await;
-        submit_import(&mut imports, &created.id, false).await;
-        let done = wait_for_state(&mut imports, &created.id, &[im::ImportState::Completed], WAIT).await;
-        assert!(!done.send_welcome_emails);
-        assert_eq!(done.applied_count, 1);
-        assert_eq!(outbox_rows(&suite.identity).await, 0);
-        exactly(&mail, 0).await;
-    }
+    assert_eq!(outbox_rows(&suite.identity).await, 2);
+    let messages = exactly(&mail, 2).await;
+    assert_eq!(
+        recipients(&messages),
+        ["ada@example.com", "alan@example.com"]
+    );
 }
+
+async fn an_import_submitted_without_welcome_emails_sends_none(backend: Backend) {
+    let Some(mail) = MailDrop::start(backend).await else {
+        return;
+    };
+    let Some(suite) =
+        ImportSuite::start_with_identity(backend, mail.identity_settings(), |_| {}, Vec::new())
+            .await
+    else {
+        return;
+    };
+    let account = suite.account("Quiet Ltd").await;
+    let mut imports = suite.import_client().await;
+    let file = b"First Name,Last Name,Email Address\r\nAda,Lovelace,ada@example.com\r\n".to_vec();
+    let created = create_import(&mut imports, ADMIN_KEY, &account, file)
+        .await
+        .unwrap();
+    wait_for_state(
+        &mut imports,
+        &created.id,
+        &[im::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    submit_import(&mut imports, &created.id, false).await;
+    let done = wait_for_state(
+        &mut imports,
+        &created.id,
+        &[im::ImportState::Completed],
+        WAIT,
+    )
+    .await;
+    assert!(!done.send_welcome_emails);
+    assert_eq!(done.applied_count, 1);
+    assert_eq!(outbox_rows(&suite.identity).await, 0);
+    exactly(&mail, 0).await;
+}
+
+both_backends!(
+    create_profile_sends_one_welcome_email_when_asked,
+    batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates,
+    an_import_submitted_with_welcome_emails_welcomes_each_user_it_creates,
+    an_import_submitted_without_welcome_emails_sends_none
+);
