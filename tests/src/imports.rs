@@ -272,12 +272,23 @@ pub async fn all_profiles(identity: &Channel, account_id: &str) -> Vec<id::Profi
     }
 }
 
-/// Uploads `content` inline (CreateImport).
+/// Uploads `content` inline (CreateImport), its encoding detected.
 pub async fn create_import(
     client: &mut ImportServiceClient<Channel>,
     key: &str,
     account_id: &str,
     content: Vec<u8>,
+) -> Result<pb::Import, tonic::Status> {
+    create_import_in(client, key, account_id, content, "").await
+}
+
+/// Uploads `content` inline (CreateImport), naming its `encoding` (empty: detect it).
+pub async fn create_import_in(
+    client: &mut ImportServiceClient<Channel>,
+    key: &str,
+    account_id: &str,
+    content: Vec<u8>,
+    encoding: &str,
 ) -> Result<pb::Import, tonic::Status> {
     client
         .create_import(authed(
@@ -287,6 +298,7 @@ pub async fn create_import(
                 account_id: account_id.to_owned(),
                 file_name: "people.csv".to_owned(),
                 content,
+                encoding: encoding.to_owned(),
             },
         ))
         .await
@@ -315,7 +327,8 @@ pub async fn submit_import(
         .expect("import")
 }
 
-/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport).
+/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport), its encoding
+/// detected.
 pub async fn upload_import(
     client: &mut ImportServiceClient<Channel>,
     key: &str,
@@ -323,12 +336,26 @@ pub async fn upload_import(
     content: &[u8],
     chunk_bytes: usize,
 ) -> Result<pb::Import, tonic::Status> {
+    upload_import_in(client, key, account_id, content, chunk_bytes, "").await
+}
+
+/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport), naming its
+/// `encoding` (empty: detect it).
+pub async fn upload_import_in(
+    client: &mut ImportServiceClient<Channel>,
+    key: &str,
+    account_id: &str,
+    content: &[u8],
+    chunk_bytes: usize,
+    encoding: &str,
+) -> Result<pb::Import, tonic::Status> {
     use pb::upload_import_request::Content;
     let mut messages = vec![pb::UploadImportRequest {
         content: Some(Content::Header(pb::UploadImportHeader {
             account_id: account_id.to_owned(),
             request_id: String::new(),
             file_name: "people.csv".to_owned(),
+            encoding: encoding.to_owned(),
         })),
     }];
     messages.extend(
@@ -523,6 +550,7 @@ impl OpenUpload {
                     account_id: account_id.to_owned(),
                     request_id: String::new(),
                     file_name: "people.csv".to_owned(),
+                    encoding: String::new(),
                 })),
             })
             .await
@@ -697,5 +725,8 @@ pub fn new_upload(account_id: uuid::Uuid) -> roster_bulk_import::store::entities
         version: 1,
         trace_context: String::new(),
         welcome_emails: false,
+        encoding_given: false,
+        delimiter: None,
+        line_ending: None,
     }
 }
