@@ -510,6 +510,27 @@ pub fn parse_csv(bytes: &[u8]) -> Vec<Vec<String>> {
     rows
 }
 
+/// `text` saved in a legacy code page, as a spreadsheet on a Windows of that locale saves CSV:
+/// converted by `iconv` (`to` is an iconv name such as `WINDOWS-1250`).
+pub fn iconv(text: &str, to: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("iconv")
+        .args(["-f", "UTF-8", "-t", to])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("iconv runs");
+    child
+        .stdin
+        .take()
+        .expect("iconv's stdin")
+        .write_all(text.as_bytes())
+        .expect("the text goes to iconv");
+    let output = child.wait_with_output().expect("iconv ends");
+    assert!(output.status.success(), "iconv -t {to} failed");
+    output.stdout
+}
+
 /// A CSV file (template header, CRLF) of `count` new people whose emails and usernames start
 /// with `prefix`: `First{n},Last{n},{prefix}{n}@example.com`.
 pub fn people_csv(prefix: &str, count: usize) -> Vec<u8> {
