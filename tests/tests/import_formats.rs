@@ -10,12 +10,12 @@ use std::time::Duration;
 use roster_proto::identity::v1 as id;
 use roster_proto::imports::v1 as pb;
 use roster_tests::imports::{
-    all_profiles, all_rows, create_import, create_import_in, download_report,
-    download_template, iconv, upload_import, upload_import_in, wait_for_state,
+    all_profiles, all_rows, create_import, create_import_in, download_report, download_template,
+    iconv, upload_import, upload_import_in, wait_for_state,
 };
 use roster_tests::{ADMIN_KEY, Backend, ImportSuite, authed, both_backends};
-use tonic_types::StatusExt;
 use tonic::Code;
+use tonic_types::StatusExt;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -285,14 +285,22 @@ const HEADER: &str = "Internal ID,First Name,Last Name,Email Address,Username,Jo
                       Locale,Time Zone,Extensions,Roles";
 
 /// Every row's number, action, errors and notes as (reason, message), for assertions.
-fn verdicts(rows: &[pb::ImportRow]) -> Vec<(i64, i32, Vec<(String, String)>, Vec<(String, String)>)> {
+fn verdicts(
+    rows: &[pb::ImportRow],
+) -> Vec<(i64, i32, Vec<(String, String)>, Vec<(String, String)>)> {
     rows.iter()
         .map(|row| {
             (
                 row.row_number,
                 row.action,
-                row.errors.iter().map(|e| (e.reason.clone(), e.message.clone())).collect(),
-                row.notes.iter().map(|n| (n.reason.clone(), n.message.clone())).collect(),
+                row.errors
+                    .iter()
+                    .map(|e| (e.reason.clone(), e.message.clone()))
+                    .collect(),
+                row.notes
+                    .iter()
+                    .map(|n| (n.reason.clone(), n.message.clone()))
+                    .collect(),
             )
         })
         .collect()
@@ -327,8 +335,19 @@ async fn an_unclosed_quote_is_reported_where_it_opens_and_the_rows_it_took_are_r
          ,Cat,Ng,cat@example.com,,,,,,,\r\n"
     );
     let (import, rows) = validated(&suite, &account, file.into_bytes()).await;
-    assert_eq!(import.state, pb::ImportState::Validated as i32, "{import:?}");
-    assert_eq!((import.total_row_count, import.create_count, import.error_count), (4, 3, 1));
+    assert_eq!(
+        import.state,
+        pb::ImportState::Validated as i32,
+        "{import:?}"
+    );
+    assert_eq!(
+        (
+            import.total_row_count,
+            import.create_count,
+            import.error_count
+        ),
+        (4, 3, 1)
+    );
     assert_eq!(
         verdicts(&rows),
         vec![
@@ -349,7 +368,10 @@ async fn an_unclosed_quote_is_reported_where_it_opens_and_the_rows_it_took_are_r
         ]
     );
     assert_eq!(rows[1].errors[0].column, "First Name");
-    assert_eq!(rows[1].values["First Name"], "Unclosed,Quote,uq@example.com,,,,");
+    assert_eq!(
+        rows[1].values["First Name"],
+        "Unclosed,Quote,uq@example.com,,,,"
+    );
     assert_eq!(rows[2].values["Email Address"], "ben@example.com");
 
     // In the last cell: it takes in the rest of the file.
@@ -360,7 +382,11 @@ async fn an_unclosed_quote_is_reported_where_it_opens_and_the_rows_it_took_are_r
          ,Cat,Ng,cat@example.com,,,,,,,\r\n"
     );
     let (import, rows) = validated(&suite, &account, file.into_bytes()).await;
-    assert_eq!((import.total_row_count, import.error_count), (3, 1), "{import:?}");
+    assert_eq!(
+        (import.total_row_count, import.error_count),
+        (3, 1),
+        "{import:?}"
+    );
     assert_eq!(
         verdicts(&rows),
         vec![
@@ -388,9 +414,17 @@ async fn an_unclosed_quote_is_reported_where_it_opens_and_the_rows_it_took_are_r
          ,Cat,Ng,cat@example.com,,\"Head of"
     );
     let (import, rows) = validated(&suite, &account, file.into_bytes()).await;
-    assert_eq!((import.total_row_count, import.error_count), (2, 1), "{import:?}");
     assert_eq!(
-        (rows[1].row_number, rows[1].errors[0].column.as_str(), rows[1].errors[0].message.as_str()),
+        (import.total_row_count, import.error_count),
+        (2, 1),
+        "{import:?}"
+    );
+    assert_eq!(
+        (
+            rows[1].row_number,
+            rows[1].errors[0].column.as_str(),
+            rows[1].errors[0].message.as_str()
+        ),
         (
             3,
             "Job Title",
@@ -407,7 +441,11 @@ async fn an_unclosed_quote_is_reported_where_it_opens_and_the_rows_it_took_are_r
                 ,Ben,Kay,ben@example.com,,Analyst,\"Sales\",en-GB,Europe/London\r\n\
                 ,Cat,Ng,cat@example.com,,,,,\r\n";
     let (import, rows) = validated(&suite, &account, file.as_bytes().to_vec()).await;
-    assert_eq!((import.total_row_count, import.create_count), (3, 2), "{import:?}");
+    assert_eq!(
+        (import.total_row_count, import.create_count),
+        (3, 2),
+        "{import:?}"
+    );
     assert_eq!(
         verdicts(&rows),
         vec![
@@ -464,14 +502,32 @@ async fn short_and_long_rows_are_row_errors_and_never_clear_fields(backend: Back
         ada.id
     );
     let (import, rows) = validated(&suite, &account, file.into_bytes()).await;
-    assert_eq!((import.total_row_count, import.create_count, import.error_count), (4, 1, 3), "{import:?}");
+    assert_eq!(
+        (
+            import.total_row_count,
+            import.create_count,
+            import.error_count
+        ),
+        (4, 1, 3),
+        "{import:?}"
+    );
     let short = "this row has 4 cells; the header has 11 columns (no cell for Username, Job Title, \
                  Department, Locale, Time Zone, Extensions, Roles); a missing cell is never read as empty";
     assert_eq!(
         verdicts(&rows),
         vec![
-            (2, ERROR, vec![("ROW_TOO_SHORT".into(), short.into())], vec![]),
-            (3, ERROR, vec![("ROW_TOO_SHORT".into(), short.into())], vec![]),
+            (
+                2,
+                ERROR,
+                vec![("ROW_TOO_SHORT".into(), short.into())],
+                vec![]
+            ),
+            (
+                3,
+                ERROR,
+                vec![("ROW_TOO_SHORT".into(), short.into())],
+                vec![]
+            ),
             (
                 4,
                 ERROR,
@@ -486,12 +542,19 @@ async fn short_and_long_rows_are_row_errors_and_never_clear_fields(backend: Back
             (5, CREATE, vec![], vec![]),
         ]
     );
-    assert!(rows[0].changes.is_empty() && rows[0].profile_id.is_empty(), "{:?}", rows[0]);
+    assert!(
+        rows[0].changes.is_empty() && rows[0].profile_id.is_empty(),
+        "{:?}",
+        rows[0]
+    );
     let done = submit_and_wait(&suite, &import.id).await;
     assert_eq!((done.applied_count, done.failed_count), (1, 0), "{done:?}");
     let after = all_profiles(&channel, &account).await;
     let ada_now = after.iter().find(|p| p.id == ada.id).unwrap();
-    assert_eq!((ada_now.last_name.as_str(), ada_now.job_title.as_str()), ("Lovelace", "Countess"));
+    assert_eq!(
+        (ada_now.last_name.as_str(), ada_now.job_title.as_str()),
+        ("Lovelace", "Countess")
+    );
     assert_eq!(after.len(), 2, "only Di was created: {after:?}");
 }
 
@@ -509,8 +572,14 @@ async fn a_header_without_data_rows_is_a_file_error(backend: Backend) {
     );
     assert!(rows.is_empty());
     let (import, _) = validated(&suite, &account, format!("{HEADER}\r\n").into_bytes()).await;
-    assert_eq!(invalid_message(&import), "the file has a header row and no data rows");
-    assert_eq!((import.delimiter.as_str(), import.line_ending.as_str()), (",", "CRLF"));
+    assert_eq!(
+        invalid_message(&import),
+        "the file has a header row and no data rows"
+    );
+    assert_eq!(
+        (import.delimiter.as_str(), import.line_ending.as_str()),
+        (",", "CRLF")
+    );
 }
 
 async fn central_european_and_cyrillic_code_pages_are_detected_and_reported(backend: Backend) {
@@ -524,26 +593,53 @@ async fn central_european_and_cyrillic_code_pages_are_detected_and_reported(back
                   Agnieszka;Dąbrowska;agnieszka@example.com;Główna księgowa;Finanse\r\n\
                   Paweł;Wiśniewski;pawel@example.com;Specjalista ds. kadr;Kadry i płace\r\n";
     let mut imports = suite.import_client().await;
-    let created = upload_import(&mut imports, ADMIN_KEY, &account, &iconv(polish, "WINDOWS-1250"), 5)
-        .await
-        .unwrap();
-    assert_eq!((created.encoding.as_str(), created.encoding_given), ("windows-1250", false), "{created:?}");
-    let import = wait_for_state(&mut imports, &created.id, &[pb::ImportState::Validated], WAIT).await;
+    let created = upload_import(
+        &mut imports,
+        ADMIN_KEY,
+        &account,
+        &iconv(polish, "WINDOWS-1250"),
+        5,
+    )
+    .await
+    .unwrap();
     assert_eq!(
-        (import.encoding.as_str(), import.delimiter.as_str(), import.line_ending.as_str()),
+        (created.encoding.as_str(), created.encoding_given),
+        ("windows-1250", false),
+        "{created:?}"
+    );
+    let import = wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        (
+            import.encoding.as_str(),
+            import.delimiter.as_str(),
+            import.line_ending.as_str()
+        ),
         ("windows-1250", ";", "CRLF")
     );
     let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
     let names: Vec<[&str; 4]> = rows
         .iter()
-        .map(|row| ["First Name", "Last Name", "Job Title", "Department"].map(|c| row.values[c].as_str()))
+        .map(|row| {
+            ["First Name", "Last Name", "Job Title", "Department"].map(|c| row.values[c].as_str())
+        })
         .collect();
     assert_eq!(
         names,
         vec![
             ["Łukasz", "Wróbel", "Kierownik działu", "Sprzedaż"],
             ["Agnieszka", "Dąbrowska", "Główna księgowa", "Finanse"],
-            ["Paweł", "Wiśniewski", "Specjalista ds. kadr", "Kadry i płace"],
+            [
+                "Paweł",
+                "Wiśniewski",
+                "Specjalista ds. kadr",
+                "Kadry i płace"
+            ],
         ]
     );
 
@@ -554,7 +650,12 @@ async fn central_european_and_cyrillic_code_pages_are_detected_and_reported(back
                    Сергей,Кузнецов,sergey@example.com,Инженер,Разработка\n";
     let (import, rows) = validated(&suite, &account, iconv(russian, "WINDOWS-1251")).await;
     assert_eq!(
-        (import.state, import.encoding.as_str(), import.delimiter.as_str(), import.line_ending.as_str()),
+        (
+            import.state,
+            import.encoding.as_str(),
+            import.delimiter.as_str(),
+            import.line_ending.as_str()
+        ),
         (pb::ImportState::Validated as i32, "windows-1251", ",", "LF"),
         "{import:?}"
     );
@@ -563,8 +664,14 @@ async fn central_european_and_cyrillic_code_pages_are_detected_and_reported(back
     let done = submit_and_wait(&suite, &import.id).await;
     assert_eq!(done.state, pb::ImportState::Completed as i32, "{done:?}");
     let written = all_profiles(&suite.identity.channel().await, &account).await;
-    let ivan = written.iter().find(|p| p.email == "ivan@example.com").unwrap();
-    assert_eq!((ivan.first_name.as_str(), ivan.last_name.as_str()), ("Иван", "Петров"));
+    let ivan = written
+        .iter()
+        .find(|p| p.email == "ivan@example.com")
+        .unwrap();
+    assert_eq!(
+        (ivan.first_name.as_str(), ivan.last_name.as_str()),
+        ("Иван", "Петров")
+    );
 }
 
 async fn an_unsure_guess_is_refused_naming_candidates_and_a_named_encoding_wins(backend: Backend) {
@@ -574,7 +681,10 @@ async fn an_unsure_guess_is_refused_naming_candidates_and_a_named_encoding_wins(
     let account = suite.account("Acme").await;
     // One short row: chardetng's best guess is ISO-8859-2, which reads it otherwise than
     // windows-1250 does.
-    let file = iconv("First Name,Last Name,Email Address\r\nJan,Dąbrowski,jan@example.com\r\n", "WINDOWS-1250");
+    let file = iconv(
+        "First Name,Last Name,Email Address\r\nJan,Dąbrowski,jan@example.com\r\n",
+        "WINDOWS-1250",
+    );
     let (import, _) = validated(&suite, &account, file.clone()).await;
     assert_eq!(
         invalid_message(&import),
@@ -585,44 +695,96 @@ async fn an_unsure_guess_is_refused_naming_candidates_and_a_named_encoding_wins(
     );
     assert_eq!(import.encoding, "");
     let mut imports = suite.import_client().await;
-    let created = upload_import_in(&mut imports, ADMIN_KEY, &account, &file, 7, "Windows-1250").await.unwrap();
-    let import = wait_for_state(&mut imports, &created.id, &[pb::ImportState::Validated], WAIT).await;
-    assert_eq!((import.encoding.as_str(), import.encoding_given), ("windows-1250", true));
+    let created = upload_import_in(&mut imports, ADMIN_KEY, &account, &file, 7, "Windows-1250")
+        .await
+        .unwrap();
+    let import = wait_for_state(
+        &mut imports,
+        &created.id,
+        &[pb::ImportState::Validated],
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        (import.encoding.as_str(), import.encoding_given),
+        ("windows-1250", true)
+    );
     let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
     assert_eq!(rows[0].values["Last Name"], "Dąbrowski");
 
     // A named encoding is used even where detection would be sure of another.
-    let polish = iconv("First Name,Last Name,Email Address\r\nŁukasz,Wróbel,l@example.com\r\n", "WINDOWS-1250");
+    let polish = iconv(
+        "First Name,Last Name,Email Address\r\nŁukasz,Wróbel,l@example.com\r\n",
+        "WINDOWS-1250",
+    );
     let (import, rows) = validated_in(&suite, &account, polish.clone(), "cp1252").await;
-    assert_eq!((import.encoding.as_str(), import.encoding_given), ("windows-1252", true), "{import:?}");
+    assert_eq!(
+        (import.encoding.as_str(), import.encoding_given),
+        ("windows-1252", true),
+        "{import:?}"
+    );
     assert_eq!(rows[0].values["First Name"], "£ukasz");
     let (import, rows) = validated(&suite, &account, polish).await;
-    assert_eq!((import.encoding.as_str(), import.encoding_given), ("windows-1250", false), "{import:?}");
+    assert_eq!(
+        (import.encoding.as_str(), import.encoding_given),
+        ("windows-1250", false),
+        "{import:?}"
+    );
     assert_eq!(rows[0].values["First Name"], "Łukasz");
 
     // A file the named encoding does not read, and labels that are no encoding.
-    let (import, _) = validated_in(&suite, &account, b"First Name,Last Name,Email Address\r\nA\x81,B,c@example.com\r\n".to_vec(), "windows-1250").await;
+    let (import, _) = validated_in(
+        &suite,
+        &account,
+        b"First Name,Last Name,Email Address\r\nA\x81,B,c@example.com\r\n".to_vec(),
+        "windows-1250",
+    )
+    .await;
     assert_eq!(
         invalid_message(&import),
         "the file is not windows-1250, the encoding the request names: byte 0x81 on line 2 \
          (offset 37) is not a character of windows-1250; upload it again naming its encoding, or \
          without one to have it detected"
     );
-    let refused = create_import_in(&mut imports, ADMIN_KEY, &account, b"a\n".to_vec(), "klingon").await.unwrap_err();
+    let refused = create_import_in(
+        &mut imports,
+        ADMIN_KEY,
+        &account,
+        b"a\n".to_vec(),
+        "klingon",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
-    let violations = refused.get_details_bad_request().expect("BadRequest").field_violations;
+    let violations = refused
+        .get_details_bad_request()
+        .expect("BadRequest")
+        .field_violations;
     assert_eq!(
-        violations.iter().map(|v| (v.field.as_str(), v.description.as_str())).collect::<Vec<_>>(),
+        violations
+            .iter()
+            .map(|v| (v.field.as_str(), v.description.as_str()))
+            .collect::<Vec<_>>(),
         vec![(
             "encoding",
             "'klingon' is not an encoding label; give a WHATWG label such as utf-8, windows-1250, \
              windows-1251 or shift_jis, or leave it empty to detect the encoding"
         )]
     );
-    let refused = upload_import_in(&mut imports, ADMIN_KEY, &account, b"a\n", 7, "utf-16le").await.unwrap_err();
-    let violations = refused.get_details_bad_request().expect("BadRequest").field_violations;
+    let refused = upload_import_in(&mut imports, ADMIN_KEY, &account, b"a\n", 7, "utf-16le")
+        .await
+        .unwrap_err();
+    let violations = refused
+        .get_details_bad_request()
+        .expect("BadRequest")
+        .field_violations;
     assert_eq!(violations[0].field, "header.encoding");
-    assert!(violations[0].description.contains("not a superset of ASCII"), "{violations:?}");
+    assert!(
+        violations[0]
+            .description
+            .contains("not a superset of ASCII"),
+        "{violations:?}"
+    );
 }
 
 both_backends!(

@@ -325,7 +325,15 @@ async fn the_upload_command_says_how_the_file_was_read(backend: Backend) {
         "{}",
         run.stdout
     );
-    let named = ["import", "upload", file, "--account", &account, "--encoding", "koi8-r"];
+    let named = [
+        "import",
+        "upload",
+        file,
+        "--account",
+        &account,
+        "--encoding",
+        "koi8-r",
+    ];
     let run = roster(&suite, &named).await.ok();
     assert!(
         run.stdout
@@ -333,7 +341,15 @@ async fn the_upload_command_says_how_the_file_was_read(backend: Backend) {
         "{}",
         run.stdout
     );
-    let unknown = ["import", "upload", file, "--account", &account, "--encoding", "klingon"];
+    let unknown = [
+        "import",
+        "upload",
+        file,
+        "--account",
+        &account,
+        "--encoding",
+        "klingon",
+    ];
     let run = roster(&suite, &unknown).await;
     assert!(!run.success);
     assert!(run.stderr.contains("header.encoding"), "{}", run.stderr);

@@ -141,7 +141,12 @@ impl ImportApi {
         let finished = match sniffer.finish() {
             Ok(detected) => {
                 self.store
-                    .finish_upload(import_id, bytes, Ok(detected.encoding.name()), detected.given)
+                    .finish_upload(
+                        import_id,
+                        bytes,
+                        Ok(detected.encoding.name()),
+                        detected.given,
+                    )
                     .await
             }
             Err(message) => {

@@ -406,8 +406,7 @@ impl Sniffer {
             detector.feed(chunk, false);
             return;
         }
-        if self.given.is_some() || self.first_invalid_utf8.is_none() || self.utf8_sequences > 0
-        {
+        if self.given.is_some() || self.first_invalid_utf8.is_none() || self.utf8_sequences > 0 {
             return;
         }
         let mut detector = Box::new(EncodingDetector::new(Iso2022JpDetection::Deny));
@@ -590,12 +589,15 @@ impl Sniffer {
             candidates.push(guess);
         }
         for region in REGIONS {
-            let rival =
-                self.windows_alike(TextEncoding(detector.guess(Some(region), Utf8Detection::Deny)));
+            let rival = self.windows_alike(TextEncoding(
+                detector.guess(Some(region), Utf8Detection::Deny),
+            ));
             if rival.is_windows()
                 && self.reads(rival)
                 && self.plausible(rival)
-                && !candidates.iter().any(|known| self.read_alike(*known, rival))
+                && !candidates
+                    .iter()
+                    .any(|known| self.read_alike(*known, rival))
             {
                 candidates.push(rival);
             }
@@ -717,7 +719,9 @@ fn kind(c: char) -> Kind {
         0xE00..=0xE7F => 5,
         0x2E80..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF | 0xFF00..=0xFFEF => 6,
         _ if c.is_alphabetic() => 0,
-        _ if c.is_whitespace() || "’‘´`‚„“”«»‹›–—‐·•…".contains(c) => return Kind::Neutral,
+        _ if c.is_whitespace() || "’‘´`‚„“”«»‹›–—‐·•…".contains(c) => {
+            return Kind::Neutral;
+        }
         _ => return Kind::Symbol,
     };
     Kind::Letter(script)
@@ -820,7 +824,10 @@ mod tests {
 
     #[test]
     fn an_unsure_guess_names_the_candidates_and_how_each_reads_a_word() {
-        let file = encode("First Name,Last Name\nJan,Dąbrowski\n", encoding_rs::WINDOWS_1250);
+        let file = encode(
+            "First Name,Last Name\nJan,Dąbrowski\n",
+            encoding_rs::WINDOWS_1250,
+        );
         let error = sniff(&[&file]).unwrap_err();
         assert_eq!(
             error,
@@ -864,7 +871,9 @@ mod tests {
     fn labels_are_whatwg_labels() {
         assert_eq!(TextEncoding::from_label(" "), Ok(None));
         assert_eq!(
-            TextEncoding::from_label("CP1251").unwrap().map(TextEncoding::name),
+            TextEncoding::from_label("CP1251")
+                .unwrap()
+                .map(TextEncoding::name),
             Some("windows-1251")
         );
         assert!(
@@ -877,7 +886,10 @@ mod tests {
                 .unwrap_err()
                 .contains("not a superset of ASCII")
         );
-        assert_eq!(TextEncoding::parse("Windows-1252"), Some(TextEncoding::WINDOWS_1252));
+        assert_eq!(
+            TextEncoding::parse("Windows-1252"),
+            Some(TextEncoding::WINDOWS_1252)
+        );
     }
 
     #[test]

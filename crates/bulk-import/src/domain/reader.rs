@@ -575,7 +575,11 @@ fn open_quote(text: &[u8], delimiter: u8) -> Option<(usize, usize)> {
     let rest = &text[last.0 + 1..];
     // Open when the quotes after the opening one do not close it: an even number of them
     // (pairs are quotes inside the cell) with no lone closing one.
-    let mut quotes = rest.iter().enumerate().filter(|&(_, &b)| b == b'"').peekable();
+    let mut quotes = rest
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'"')
+        .peekable();
     while let Some((index, _)) = quotes.next() {
         match quotes.peek() {
             Some(&(next, _)) if next == index + 1 => {
@@ -690,7 +694,10 @@ mod tests {
     #[test]
     fn line_endings_and_delimiter_are_reported() {
         let (reader, _) = reader_of(TextEncoding::UTF_8, 1024, &[b"a;b\r\n\"1\n2\";3\r\n"]);
-        assert_eq!((reader.line_ending(), reader.delimiter()), (Some("CRLF"), Some(b';')));
+        assert_eq!(
+            (reader.line_ending(), reader.delimiter()),
+            (Some("CRLF"), Some(b';'))
+        );
         let (reader, _) = reader_of(TextEncoding::UTF_8, 1024, &[b"a,b\nc,d"]);
         assert_eq!(reader.line_ending(), Some("LF"));
         let (reader, _) = reader_of(TextEncoding::UTF_8, 1024, &[b"a,b"]);
@@ -711,8 +718,7 @@ mod tests {
 
     #[test]
     fn windows_1252_is_decoded_and_bom_dropped() {
-        let records =
-            read_all(TextEncoding::WINDOWS_1252, &[b"n\nZo\xEB M\xFCller\n"]).unwrap();
+        let records = read_all(TextEncoding::WINDOWS_1252, &[b"n\nZo\xEB M\xFCller\n"]).unwrap();
         assert_eq!(records[1].cells, vec!["Zoë Müller"]);
         let records = read_all(TextEncoding::UTF_8, &[b"\xEF\xBB\xBFn\n", b"x\n"]).unwrap();
         assert_eq!(records[0].cells, vec!["n"]);
@@ -739,8 +745,7 @@ mod tests {
     fn a_quote_open_at_the_end_of_the_file_ends_with_its_line_and_the_rest_is_read_again() {
         let file = b"a,b,c\r\n1,2,3\r\n4,\"open,x\r\n5,6,7\r\n8,9,10\r\n";
         for split in 0..file.len() {
-            let records =
-                read_all(TextEncoding::UTF_8, &[&file[..split], &file[split..]]).unwrap();
+            let records = read_all(TextEncoding::UTF_8, &[&file[..split], &file[split..]]).unwrap();
             assert_eq!(
                 summary(&records[1..]),
                 vec![
@@ -809,11 +814,20 @@ mod tests {
         let file = b"a,b,c\n1,\"2,3\n4,5,6\n7,\"8\",9\n";
         let records = read_all(TextEncoding::UTF_8, &[file]).unwrap();
         let quote = records[1].open_quote.clone().unwrap();
-        assert_eq!((quote.end, quote.took), (QuoteEnd::ClosedLate(4), Some((3, 4))));
-        assert_eq!(rows(&records[2..]), vec![(3, vec!["4", "5", "6"]), (4, vec!["7", "8", "9"])]);
+        assert_eq!(
+            (quote.end, quote.took),
+            (QuoteEnd::ClosedLate(4), Some((3, 4)))
+        );
+        assert_eq!(
+            rows(&records[2..]),
+            vec![(3, vec!["4", "5", "6"]), (4, vec!["7", "8", "9"])]
+        );
         // A cell with a line break in a row of the right length is a cell with a line break.
         let records = read_all(TextEncoding::UTF_8, &[b"a,b\n\"x,\ny\",z\nq,r\n"]).unwrap();
-        assert_eq!(rows(&records[1..]), vec![(2, vec!["x,\ny", "z"]), (3, vec!["q", "r"])]);
+        assert_eq!(
+            rows(&records[1..]),
+            vec![(2, vec!["x,\ny", "z"]), (3, vec!["q", "r"])]
+        );
         assert_eq!(records[2].line, 4);
     }
 
@@ -828,11 +842,19 @@ mod tests {
         let records = records.unwrap();
         let quote = records[1].open_quote.clone().unwrap();
         assert_eq!((quote.line, quote.end), (2, QuoteEnd::TooLong(4096)));
-        assert_eq!(records.len(), 2 + 2000, "every line after it is a row again");
+        assert_eq!(
+            records.len(),
+            2 + 2000,
+            "every line after it is a row again"
+        );
         assert_eq!(records[2].cells, vec!["x0", "y"]);
         assert_eq!(records[2].row_number, 3);
         assert_eq!(records.last().unwrap().row_number, 2002);
-        assert!(reader.text.capacity() < 64 * 1024, "{}", reader.text.capacity());
+        assert!(
+            reader.text.capacity() < 64 * 1024,
+            "{}",
+            reader.text.capacity()
+        );
     }
 
     #[test]

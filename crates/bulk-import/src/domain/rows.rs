@@ -315,7 +315,10 @@ fn line_break(record: &Record, index: usize, column: Column, delimiter: char) ->
     let taken = if closed == opened + 1 {
         format!("line {closed} belongs to a row of its own")
     } else {
-        format!("lines {} to {closed} belong to rows of their own", opened + 1)
+        format!(
+            "lines {} to {closed} belong to rows of their own",
+            opened + 1
+        )
     };
     let mut message = format!(
         "{column} holds a line break: its quoted cell runs from line {opened} to line \
@@ -535,8 +538,11 @@ pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft
         Ok(fields) => Some(fields),
         Err(IdentityError::Invalid(violations)) => {
             // A cell already in error (too long, a line break) is not reported twice.
-            let in_error: BTreeSet<String> =
-                row.errors.iter().map(|error| error.column.clone()).collect();
+            let in_error: BTreeSet<String> = row
+                .errors
+                .iter()
+                .map(|error| error.column.clone())
+                .collect();
             for violation in violations {
                 let column = column_of_field(&violation.field);
                 if column.is_some_and(|column| in_error.contains(column.header())) {
@@ -1105,8 +1111,16 @@ mod tests {
     #[test]
     fn blank_rows_are_skipped_and_nameless_cells_reported() {
         assert!(clean_row(&layout(), &record(&["", " ", ""]), 10, b',').is_none());
-        let nameless = parse_header(&["First Name", "", "Last Name", "Email Address"].map(String::from)).unwrap();
-        let row = clean_row(&nameless, &record(&["A", "stray", "B", "a@example.com"]), 100, b',').unwrap();
+        let nameless =
+            parse_header(&["First Name", "", "Last Name", "Email Address"].map(String::from))
+                .unwrap();
+        let row = clean_row(
+            &nameless,
+            &record(&["A", "stray", "B", "a@example.com"]),
+            100,
+            b',',
+        )
+        .unwrap();
         assert_eq!(row.errors[0].reason, "EXTRA_CELL");
         assert_eq!(
             row.errors[0].message,
@@ -1116,8 +1130,13 @@ mod tests {
 
     #[test]
     fn short_and_long_rows_are_errors_that_say_how_many_cells() {
-        let short = clean_row(&layout(), &record(&["", "Ada", "Lovelace", "ada@example.com"]), 100, b',')
-            .unwrap();
+        let short = clean_row(
+            &layout(),
+            &record(&["", "Ada", "Lovelace", "ada@example.com"]),
+            100,
+            b',',
+        )
+        .unwrap();
         assert!(short.misshapen);
         assert_eq!(
             short.errors,
@@ -1145,7 +1164,11 @@ mod tests {
         // Empty cells after the last column are what some programs write: no error.
         cells.truncate(11);
         cells.push("");
-        assert!(!clean_row(&layout(), &record(&cells), 100, b',').unwrap().misshapen);
+        assert!(
+            !clean_row(&layout(), &record(&cells), 100, b',')
+                .unwrap()
+                .misshapen
+        );
     }
 
     #[test]
@@ -1181,7 +1204,10 @@ mod tests {
 
     #[test]
     fn a_line_break_in_a_cell_names_the_lines_it_runs_over() {
-        let row = plan(&["", "Ann", "Lee", "ann@example.com", "", "Head of\r\nSales"], None);
+        let row = plan(
+            &["", "Ann", "Lee", "ann@example.com", "", "Head of\r\nSales"],
+            None,
+        );
         assert_eq!(row.action, RowAction::Error);
         assert_eq!(
             row.errors,
@@ -1198,7 +1224,17 @@ mod tests {
     #[test]
     fn identity_messages_read_in_the_rows_voice() {
         let row = plan(
-            &["", &"A".repeat(101), "Lee", "ann@@example.com", "", "", "", "xx-invalid", "Mars/Base"],
+            &[
+                "",
+                &"A".repeat(101),
+                "Lee",
+                "ann@@example.com",
+                "",
+                "",
+                "",
+                "xx-invalid",
+                "Mars/Base",
+            ],
             None,
         );
         let messages: Vec<(&str, &str)> = row
@@ -1209,18 +1245,36 @@ mod tests {
         assert_eq!(
             messages,
             vec![
-                ("First Name", "First Name is 101 characters long; at most 100 are allowed"),
-                ("Locale", "Locale 'xx-invalid' is not a BCP 47 language tag such as en, en-GB or pt-BR: the primary language is not in the IANA Language Subtag Registry"),
-                ("Time Zone", "Time Zone 'Mars/Base' is not an IANA time zone name such as Europe/Paris, America/New_York or UTC"),
-                ("Email Address", "Email Address has more than one @; it must have exactly one"),
+                (
+                    "First Name",
+                    "First Name is 101 characters long; at most 100 are allowed"
+                ),
+                (
+                    "Locale",
+                    "Locale 'xx-invalid' is not a BCP 47 language tag such as en, en-GB or pt-BR: the primary language is not in the IANA Language Subtag Registry"
+                ),
+                (
+                    "Time Zone",
+                    "Time Zone 'Mars/Base' is not an IANA time zone name such as Europe/Paris, America/New_York or UTC"
+                ),
+                (
+                    "Email Address",
+                    "Email Address has more than one @; it must have exactly one"
+                ),
             ],
             "{:#?}",
             row.errors
         );
-        assert_eq!(in_row_voice("The part of the email address before the @ starts or ends with a dot."),
-            "the part of the email address before the @ starts or ends with a dot");
-        assert_eq!(in_row_voice("job_title contains the invisible or control character U+000D, which is not allowed."),
-            "Job Title contains the invisible or control character U+000D, which is not allowed");
+        assert_eq!(
+            in_row_voice("The part of the email address before the @ starts or ends with a dot."),
+            "the part of the email address before the @ starts or ends with a dot"
+        );
+        assert_eq!(
+            in_row_voice(
+                "job_title contains the invisible or control character U+000D, which is not allowed."
+            ),
+            "Job Title contains the invisible or control character U+000D, which is not allowed"
+        );
     }
 
     #[test]

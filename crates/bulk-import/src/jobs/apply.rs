@@ -187,9 +187,8 @@ fn failure_message(result: &pb::ProfileUpsertResult) -> String {
     message.push_str(result.error_message.trim());
     for field in &result.field_errors {
         // Columns by their template header, as the preview names them.
-        let name = column_of_field(&field.field).map_or(field.field.clone(), |column| {
-            column.header().to_owned()
-        });
+        let name = column_of_field(&field.field)
+            .map_or(field.field.clone(), |column| column.header().to_owned());
         message.push_str(&format!("; {name}: {}", in_row_voice(&field.description)));
     }
     message.chars().take(1024).collect()
