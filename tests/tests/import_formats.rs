@@ -284,10 +284,11 @@ both_backends! {
 const HEADER: &str = "Internal ID,First Name,Last Name,Email Address,Username,Job Title,Department,\
                       Locale,Time Zone,Extensions,Roles";
 
-/// Every row's number, action, errors and notes as (reason, message), for assertions.
-fn verdicts(
-    rows: &[pb::ImportRow],
-) -> Vec<(i64, i32, Vec<(String, String)>, Vec<(String, String)>)> {
+/// (reason, message) of each error or note.
+type Said = Vec<(String, String)>;
+
+/// Every row's number, action, errors and notes, for assertions.
+fn verdicts(rows: &[pb::ImportRow]) -> Vec<(i64, i32, Said, Said)> {
     rows.iter()
         .map(|row| {
             (
@@ -309,7 +310,7 @@ fn verdicts(
 const CREATE: i32 = pb::ImportRowAction::Create as i32;
 const ERROR: i32 = pb::ImportRowAction::Error as i32;
 
-fn read_after(line: u64) -> Vec<(String, String)> {
+fn read_after(line: u64) -> Said {
     vec![(
         "READ_AFTER_OPEN_QUOTE".into(),
         format!(

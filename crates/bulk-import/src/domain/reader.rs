@@ -381,6 +381,9 @@ impl RecordReader {
         line: u64,
     ) -> Option<(usize, usize, QuoteEnd)> {
         let columns = self.columns?;
+        if !cells.iter().any(|cell| cell.contains('\n')) {
+            return None;
+        }
         let fits = fits_header(cells, columns);
         let delimiter = char::from(self.separator());
         let cell = cells.iter().position(|cell| {
@@ -724,9 +727,11 @@ mod tests {
         assert_eq!(records[0].cells, vec!["n"]);
     }
 
-    /// Every record's row, first line, cells, open quote and the line of the open quote it
-    /// was read after.
-    fn summary(records: &[Record]) -> Vec<(i64, u64, Vec<&str>, Option<OpenQuote>, Option<u64>)> {
+    /// A record's row, first line, cells, open quote and the line of the open quote it was
+    /// read after.
+    type Summary<'a> = (i64, u64, Vec<&'a str>, Option<OpenQuote>, Option<u64>);
+
+    fn summary(records: &[Record]) -> Vec<Summary<'_>> {
         records
             .iter()
             .map(|r| {
