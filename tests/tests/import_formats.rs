@@ -572,6 +572,11 @@ async fn a_header_without_data_rows_is_a_file_error(backend: Backend) {
         "the file has a header row and no data rows; the 1000000 rows after it are blank"
     );
     assert!(rows.is_empty());
+    let (import, _) = validated(&suite, &account, format!("{HEADER}\n\n,,\n\n").into_bytes()).await;
+    assert_eq!(
+        invalid_message(&import),
+        "the file has a header row and no data rows; the 3 rows after it are blank"
+    );
     let (import, _) = validated(&suite, &account, format!("{HEADER}\r\n").into_bytes()).await;
     assert_eq!(
         invalid_message(&import),

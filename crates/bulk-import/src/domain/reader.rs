@@ -151,6 +151,11 @@ impl RecordReader {
         self.delimiter
     }
 
+    /// The rows read so far, the header and blank rows included.
+    pub fn rows_read(&self) -> i64 {
+        self.row - 1
+    }
+
     /// How the lines read so far end: `CRLF`, `LF`, `CR` or `MIXED`; `None` before the first
     /// line break.
     pub fn line_ending(&self) -> Option<&'static str> {
@@ -279,6 +284,10 @@ impl RecordReader {
                     return self.record(!at_end).map(Next::Record);
                 }
                 csv_core::ReadRecordResult::End => {
+                    // Blank lines at the end of the file are rows too.
+                    let skipped = self.skipped_lines();
+                    self.row += skipped as i64;
+                    self.line_ends.lf += skipped as u64;
                     self.ended = true;
                     return Ok(Next::End);
                 }
@@ -691,6 +700,11 @@ mod tests {
             let lines: Vec<u64> = records.iter().map(|record| record.line).collect();
             assert_eq!(lines, vec![1, 2, 4, 5, 7], "split at {split}");
             assert_eq!(reader.line_ending(), Some("MIXED"));
+            assert_eq!(reader.rows_read(), 6);
+        }
+        for file in [&b"a\n\n\n"[..], b"a\r\n\r\n\r\n"] {
+            let (reader, _) = reader_of(TextEncoding::UTF_8, 1024, &[file]);
+            assert_eq!(reader.rows_read(), 3, "{file:?}");
         }
     }
 

@@ -46,7 +46,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
     let mut layout: Option<Layout> = None;
     let mut columns_json = String::new();
     let mut batch: Vec<CleanRow> = Vec::with_capacity(config.validate_batch);
-    let (mut data_rows, mut blank_rows) = (0u64, 0u64);
+    let mut data_rows = 0u64;
     loop {
         job.check()?;
         let next = match reader.next_record() {
@@ -78,12 +78,10 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
                 },
                 Some(layout) => {
                     let delimiter = reader.delimiter().unwrap_or(b',');
-                    match clean_row(layout, &record, config.max_field_chars, delimiter) {
-                        Some(row) => {
-                            data_rows += 1;
-                            batch.push(row);
-                        }
-                        None => blank_rows += 1,
+                    if let Some(row) = clean_row(layout, &record, config.max_field_chars, delimiter)
+                    {
+                        data_rows += 1;
+                        batch.push(row);
                     }
                     if batch.len() >= config.validate_batch {
                         let rows = std::mem::take(&mut batch);
@@ -99,7 +97,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
         return invalid(job, "the file has no header row".into(), format).await;
     }
     if data_rows == 0 {
-        let blank = match blank_rows {
+        let blank = match reader.rows_read() - 1 {
             0 => String::new(),
             1 => "; the one row after it is blank".into(),
             n => format!("; the {n} rows after it are blank"),
