@@ -114,6 +114,9 @@ pub struct RecordReader {
     /// Rows starting on lines up to `.1` were taken in by the quote opened on line `.0`.
     reread: Option<(u64, u64)>,
     line_ends: LineEnds,
+    /// The rest of the current line is dropped: a quote opened on it ran past the longest
+    /// row allowed before the line ended.
+    skip_line: bool,
     ended: bool,
 }
 
@@ -142,6 +145,7 @@ impl RecordReader {
             columns: None,
             reread: None,
             line_ends: LineEnds::default(),
+            skip_line: false,
             ended: false,
         }
     }
@@ -241,6 +245,24 @@ impl RecordReader {
             };
             self.delimiter = Some(delimiter);
             self.parser = Some(parser(delimiter));
+        }
+        if self.skip_line {
+            match self.text[self.pos..].iter().position(|&b| b == b'\n') {
+                Some(at) => {
+                    self.pos += at + 1;
+                    self.start = self.pos;
+                    self.count_line_end(self.pos - 1);
+                    self.skip_line = false;
+                }
+                None => {
+                    self.pos = self.text.len();
+                    self.start = self.pos;
+                    if !self.input_finished {
+                        return Ok(Next::NeedInput);
+                    }
+                    self.skip_line = false;
+                }
+            }
         }
         loop {
             let parser = self.parser.as_mut().expect("parser is built above");
@@ -472,6 +494,7 @@ impl RecordReader {
         let row_number = self.row + skipped as i64;
         self.row = row_number + 1;
         let resume = line_end.map_or(self.pos, |line_end| line_end + 1);
+        self.skip_line = line_end.is_none() && !self.input_finished;
         self.line = opened_line + 1;
         self.start = resume;
         self.pos = resume;
@@ -874,6 +897,20 @@ mod tests {
             "{}",
             reader.text.capacity()
         );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_longest_row_inside_a_quote_is_dropped_to_its_end() {
+        let mut file = b"a,b\n1,\"".to_vec();
+        file.extend(std::iter::repeat_n(b'x', 10_000));
+        file.extend_from_slice(b"\n2,3\n");
+        let chunks: Vec<&[u8]> = file.chunks(700).collect();
+        let records = reader_of(TextEncoding::UTF_8, 4096, &chunks).1.unwrap();
+        assert_eq!(records.len(), 3);
+        let quote = records[1].open_quote.clone().unwrap();
+        assert_eq!((quote.end, quote.took), (QuoteEnd::TooLong(4096), None));
+        assert_eq!((records[2].row_number, records[2].line), (3, 3));
+        assert_eq!(records[2].cells, vec!["2", "3"]);
     }
 
     #[test]
