@@ -8,9 +8,9 @@ use roster_bulk_import::domain::reader::{Next, RecordReader};
 fuzz_target!(|input: (&[u8], u8, bool)| {
     let (bytes, piece, windows) = input;
     let encoding = if windows {
-        TextEncoding::Windows1252
+        TextEncoding::WINDOWS_1252
     } else {
-        TextEncoding::Utf8
+        TextEncoding::UTF_8
     };
     let mut reader = RecordReader::new(encoding, 4096);
     let mut chunks = bytes.chunks(usize::from(piece.max(1)));

@@ -272,12 +272,23 @@ pub async fn all_profiles(identity: &Channel, account_id: &str) -> Vec<id::Profi
     }
 }
 
-/// Uploads `content` inline (CreateImport).
+/// Uploads `content` inline (CreateImport), its encoding detected.
 pub async fn create_import(
     client: &mut ImportServiceClient<Channel>,
     key: &str,
     account_id: &str,
     content: Vec<u8>,
+) -> Result<pb::Import, tonic::Status> {
+    create_import_in(client, key, account_id, content, "").await
+}
+
+/// Uploads `content` inline (CreateImport), naming its `encoding` (empty: detect it).
+pub async fn create_import_in(
+    client: &mut ImportServiceClient<Channel>,
+    key: &str,
+    account_id: &str,
+    content: Vec<u8>,
+    encoding: &str,
 ) -> Result<pb::Import, tonic::Status> {
     client
         .create_import(authed(
@@ -287,6 +298,7 @@ pub async fn create_import(
                 account_id: account_id.to_owned(),
                 file_name: "people.csv".to_owned(),
                 content,
+                encoding: encoding.to_owned(),
             },
         ))
         .await
@@ -315,7 +327,8 @@ pub async fn submit_import(
         .expect("import")
 }
 
-/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport).
+/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport), its encoding
+/// detected.
 pub async fn upload_import(
     client: &mut ImportServiceClient<Channel>,
     key: &str,
@@ -323,12 +336,26 @@ pub async fn upload_import(
     content: &[u8],
     chunk_bytes: usize,
 ) -> Result<pb::Import, tonic::Status> {
+    upload_import_in(client, key, account_id, content, chunk_bytes, "").await
+}
+
+/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport), naming its
+/// `encoding` (empty: detect it).
+pub async fn upload_import_in(
+    client: &mut ImportServiceClient<Channel>,
+    key: &str,
+    account_id: &str,
+    content: &[u8],
+    chunk_bytes: usize,
+    encoding: &str,
+) -> Result<pb::Import, tonic::Status> {
     use pb::upload_import_request::Content;
     let mut messages = vec![pb::UploadImportRequest {
         content: Some(Content::Header(pb::UploadImportHeader {
             account_id: account_id.to_owned(),
             request_id: String::new(),
             file_name: "people.csv".to_owned(),
+            encoding: encoding.to_owned(),
         })),
     }];
     messages.extend(
@@ -483,6 +510,27 @@ pub fn parse_csv(bytes: &[u8]) -> Vec<Vec<String>> {
     rows
 }
 
+/// `text` saved in a legacy code page, as a spreadsheet on a Windows of that locale saves CSV:
+/// converted by `iconv` (`to` is an iconv name such as `WINDOWS-1250`).
+pub fn iconv(text: &str, to: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("iconv")
+        .args(["-f", "UTF-8", "-t", to])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("iconv runs");
+    child
+        .stdin
+        .take()
+        .expect("iconv's stdin")
+        .write_all(text.as_bytes())
+        .expect("the text goes to iconv");
+    let output = child.wait_with_output().expect("iconv ends");
+    assert!(output.status.success(), "iconv -t {to} failed");
+    output.stdout
+}
+
 /// A CSV file (template header, CRLF) of `count` new people whose emails and usernames start
 /// with `prefix`: `First{n},Last{n},{prefix}{n}@example.com`.
 pub fn people_csv(prefix: &str, count: usize) -> Vec<u8> {
@@ -523,6 +571,7 @@ impl OpenUpload {
                     account_id: account_id.to_owned(),
                     request_id: String::new(),
                     file_name: "people.csv".to_owned(),
+                    encoding: String::new(),
                 })),
             })
             .await
@@ -697,5 +746,8 @@ pub fn new_upload(account_id: uuid::Uuid) -> roster_bulk_import::store::entities
         version: 1,
         trace_context: String::new(),
         welcome_emails: false,
+        encoding_given: false,
+        delimiter: None,
+        line_ending: None,
     }
 }

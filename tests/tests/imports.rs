@@ -677,7 +677,7 @@ async fn a_refused_username_in_a_row_offers_free_ones(backend: Backend) {
         ("Username", "USERNAME_TAKEN")
     );
     assert!(
-        defaulted.message.contains("the Username cell is empty"),
+        defaulted.message.starts_with("Username is empty, so the email address is the username, and it is in use on the platform"),
         "{defaulted:?}"
     );
     let chosen = &by_row(&rows, 3).errors[0];

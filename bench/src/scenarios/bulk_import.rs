@@ -374,6 +374,7 @@ async fn import(
                     account_id: account.clone(),
                     request_id: uuid::Uuid::new_v4().to_string(),
                     file_name: format!("bench-{rows}.csv"),
+                    encoding: String::new(),
                 },
             )),
         };

@@ -1,8 +1,9 @@
 //! `roster import`: the bulk-import flow from a terminal, as an operator runs it.
 //!
 //! - `roster import template --account ID -o people.csv` downloads the account's template.
-//! - `roster import upload people.csv --account ID` streams the file, waits for validation and
-//!   prints the preview: the counts and the first row errors.
+//! - `roster import upload people.csv --account ID [--encoding windows-1250]` streams the file,
+//!   waits for validation and prints the preview: the counts, how the file was read (encoding,
+//!   delimiter, line ending) and the first row errors.
 //! - `roster import submit IMPORT_ID --watch` starts the apply and follows it with a progress bar.
 //! - `roster import report IMPORT_ID -o report.csv` downloads the per-row report.
 //! - `roster import list --account ID [--state S]` lists the account's imports, newest first.
@@ -60,6 +61,10 @@ pub enum Command {
         /// Makes a repeated upload return the first import (AIP-155).
         #[arg(long, default_value = "")]
         request_id: String,
+        /// The file's encoding, a WHATWG label such as windows-1250 or windows-1251; detected
+        /// from the content when absent.
+        #[arg(long, default_value = "")]
+        encoding: String,
     },
     /// Apply a validated import.
     Submit {
@@ -145,7 +150,8 @@ pub async fn run(command: Command, connection: &crate::client::Client) -> anyhow
             file,
             account,
             request_id,
-        } => client.upload(&file, account, request_id).await,
+            encoding,
+        } => client.upload(&file, account, request_id, encoding).await,
         Command::Submit {
             import_id,
             watch,
@@ -300,6 +306,7 @@ impl Client<'_> {
         file: &Path,
         account_id: String,
         request_id: String,
+        encoding: String,
     ) -> anyhow::Result<()> {
         use pb::upload_import_request::Content;
         let file_name = file
@@ -316,6 +323,7 @@ impl Client<'_> {
                     account_id,
                     request_id: request_id.clone(),
                     file_name,
+                    encoding,
                 })),
             })
             .await?;
@@ -358,6 +366,9 @@ impl Client<'_> {
             });
         }
         print_preview(&import)?;
+        if let Some(read) = how_read(&import) {
+            output::outln!("  {read}")?;
+        }
         if import.state == pb::ImportState::Validated as i32 && import.error_count > 0 {
             let mut imports = self.imports.clone();
             let rows = self
@@ -529,6 +540,27 @@ fn print_preview(import: &pb::Import) -> anyhow::Result<()> {
         import.unchanged_count,
         import.error_count
     )
+}
+
+/// How the server read the file: `read as windows-1251 (detected), delimiter ';', line
+/// ending CRLF`; `None` before it knew the encoding.
+fn how_read(import: &pb::Import) -> Option<String> {
+    if import.encoding.is_empty() {
+        return None;
+    }
+    let source = if import.encoding_given {
+        "as given"
+    } else {
+        "detected"
+    };
+    let mut read = format!("read as {} ({source})", import.encoding);
+    if !import.delimiter.is_empty() {
+        read.push_str(&format!(", delimiter '{}'", import.delimiter));
+    }
+    if !import.line_ending.is_empty() {
+        read.push_str(&format!(", line ending {}", import.line_ending));
+    }
+    Some(read)
 }
 
 /// Standard output, a file, or (under `--json` without a file) the bytes held for one message.

@@ -469,6 +469,7 @@ async fn the_suite_keeps_its_invariants_under_faults() {
                             account_id: account,
                             file_name: "people.csv".into(),
                             content: roster_tests::imports::people_csv("imported", import_rows),
+                            encoding: String::new(),
                         },
                     ))
                     .await

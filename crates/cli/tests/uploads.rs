@@ -1,6 +1,8 @@
 //! Uploads from a terminal and after a crash, on SQLite and PostgreSQL: a 150 MB file goes
 //! through `roster import upload` although the upload takes far longer than the server's
-//! deadline for one call, and the command then follows validation past that deadline too;
+//! deadline for one call, and the command then follows validation past that deadline too; the
+//! command says which encoding, delimiter and line ending the file was read with, detected or
+//! named with `--encoding`;
 //! `roster import list` and `roster import cancel` show and end imports, as tables and as
 //! JSON; an upload left UPLOADING by a bulk-import process killed with SIGKILL is failed by the
 //! restarted process's sweep, its stored pieces gone.
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_client::ImportServiceClient;
-use roster_tests::imports::{OpenUpload, people_csv, stored_chunks, uploading_import};
-use roster_tests::{ADMIN_KEY, ImportSuite, TestDatabase, both_backends, connect};
+use roster_tests::imports::{OpenUpload, iconv, people_csv, stored_chunks, uploading_import};
+use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestDatabase, both_backends, connect};
 use serde_json::Value;
 
 /// What one `roster` run printed, and how it ended.
@@ -300,6 +302,60 @@ both_backends! {
         assert_eq!(empty.stdout.trim(), "No imports.");
     }
 }
+
+async fn the_upload_command_says_how_the_file_was_read(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Moscow").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("team.csv");
+    let russian = "First Name;Last Name;Email Address\r\n\
+                   Иван;Петров;ivan@example.com\r\n\
+                   Ольга;Смирнова;olga@example.com\r\n\
+                   Сергей;Кузнецов;sergey@example.com\r\n";
+    std::fs::write(&path, iconv(russian, "WINDOWS-1251")).unwrap();
+    let file = path.to_str().unwrap();
+    let run = roster(&suite, &["import", "upload", file, "--account", &account])
+        .await
+        .ok();
+    assert!(
+        run.stdout
+            .contains("\n  read as windows-1251 (detected), delimiter ';', line ending CRLF\n"),
+        "{}",
+        run.stdout
+    );
+    let named = [
+        "import",
+        "upload",
+        file,
+        "--account",
+        &account,
+        "--encoding",
+        "koi8-r",
+    ];
+    let run = roster(&suite, &named).await.ok();
+    assert!(
+        run.stdout
+            .contains("\n  read as KOI8-R (as given), delimiter ';', line ending CRLF\n"),
+        "{}",
+        run.stdout
+    );
+    let unknown = [
+        "import",
+        "upload",
+        file,
+        "--account",
+        &account,
+        "--encoding",
+        "klingon",
+    ];
+    let run = roster(&suite, &unknown).await;
+    assert!(!run.success);
+    assert!(run.stderr.contains("header.encoding"), "{}", run.stderr);
+}
+
+both_backends!(the_upload_command_says_how_the_file_was_read);
 
 /// `roster serve bulk-import` on `database_url`, its log in `log`.
 fn serve_bulk_import(port: u16, database_url: &str, keys: &Path, log: &Path) -> Child {

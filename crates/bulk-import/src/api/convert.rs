@@ -7,6 +7,7 @@ use roster_proto::imports::v1 as pb;
 use roster_runtime::ApiError;
 use uuid::Uuid;
 
+use crate::domain::encoding::TextEncoding;
 use crate::domain::rows::{FieldChange, RowError};
 use crate::domain::state::ImportState;
 use crate::store::entities::{import, row};
@@ -37,6 +38,15 @@ pub fn import(model: &import::Model) -> pb::Import {
         expire_time: model.expire_at.map(timestamp),
         etag: format!("v{}", model.version),
         send_welcome_emails: model.welcome_emails,
+        encoding: model
+            .encoding
+            .as_deref()
+            .and_then(TextEncoding::parse)
+            .map(|encoding| encoding.name().to_owned())
+            .unwrap_or_default(),
+        delimiter: model.delimiter.clone().unwrap_or_default(),
+        line_ending: model.line_ending.clone().unwrap_or_default(),
+        encoding_given: model.encoding_given,
     }
 }
 
@@ -115,6 +125,11 @@ pub fn check_request_id(field: &str, request_id: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// The encoding a request names (`None`: detect it).
+pub fn parse_encoding(field: &str, label: &str) -> Result<Option<TextEncoding>, ApiError> {
+    TextEncoding::from_label(label).map_err(|message| ApiError::invalid(field, message))
 }
 
 pub fn check_file_name(field: &str, name: &str) -> Result<(), ApiError> {

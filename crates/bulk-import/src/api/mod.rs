@@ -115,6 +115,9 @@ impl ImportApi {
             version: 1,
             trace_context: current_traceparent(),
             welcome_emails: false,
+            encoding_given: false,
+            delimiter: None,
+            line_ending: None,
         }
     }
 
@@ -134,15 +137,21 @@ impl ImportApi {
         sniffer: Sniffer,
     ) -> Result<import::Model, ApiError> {
         let bytes = sniffer.len() as i64;
+        let given = sniffer.given();
         let finished = match sniffer.finish() {
-            Ok(encoding) => {
+            Ok(detected) => {
                 self.store
-                    .finish_upload(import_id, bytes, Ok(encoding.name()))
+                    .finish_upload(
+                        import_id,
+                        bytes,
+                        Ok(detected.encoding.name()),
+                        detected.given,
+                    )
                     .await
             }
             Err(message) => {
                 self.store
-                    .finish_upload(import_id, bytes, Err(&message))
+                    .finish_upload(import_id, bytes, Err(&message), given)
                     .await
             }
         };
@@ -202,6 +211,14 @@ impl ImportService for ImportApi {
                 violations.extend(v);
             }
         }
+        let encoding = match convert::parse_encoding("encoding", &request.encoding) {
+            Ok(encoding) => encoding,
+            Err(ApiError::InvalidArgument { violations: v, .. }) => {
+                violations.extend(v);
+                None
+            }
+            Err(other) => return Err(other.into()),
+        };
         if request.content.is_empty() {
             violations.push(roster_runtime::error::FieldViolation::new(
                 "content",
@@ -225,7 +242,8 @@ impl ImportService for ImportApi {
                 import: Some(convert::import(&model)),
             }));
         }
-        let mut upload = upload::Upload::start(self.store.clone(), model.id, self.upload_limits());
+        let mut upload =
+            upload::Upload::start(self.store.clone(), model.id, self.upload_limits(), encoding);
         let sniffer = upload.store_all(&request.content).await?;
         let model = self.finish_upload(upload, model.id, sniffer).await?;
         Ok(Response::new(pb::CreateImportResponse {
@@ -244,6 +262,7 @@ impl ImportService for ImportApi {
         caller.require_account(account_id)?;
         convert::check_request_id("header.request_id", &header.request_id)?;
         convert::check_file_name("header.file_name", &header.file_name)?;
+        let encoding = convert::parse_encoding("header.encoding", &header.encoding)?;
         let model = self.new_import(&caller, account_id, &header.file_name, &header.request_id);
         let (model, created) = self
             .store
@@ -255,7 +274,8 @@ impl ImportService for ImportApi {
                 import: Some(convert::import(&model)),
             }));
         }
-        let mut upload = upload::Upload::start(self.store.clone(), model.id, self.upload_limits());
+        let mut upload =
+            upload::Upload::start(self.store.clone(), model.id, self.upload_limits(), encoding);
         let sniffer = upload.receive(&mut stream, &self.shutdown).await?;
         let model = self.finish_upload(upload, model.id, sniffer).await?;
         Ok(Response::new(pb::UploadImportResponse {

@@ -16,7 +16,7 @@ use roster_runtime::{ApiError, Shutdown};
 use tonic::Streaming;
 use uuid::Uuid;
 
-use crate::domain::encoding::Sniffer;
+use crate::domain::encoding::{Sniffer, TextEncoding};
 use crate::store::Store;
 
 /// The largest piece of a file kept as one database row.
@@ -151,15 +151,26 @@ pub(super) struct Upload {
 }
 
 impl Upload {
-    pub fn start(store: Store, import_id: Uuid, limits: Limits) -> Self {
+    /// Starts receiving a file in `encoding` (or of an encoding to detect).
+    pub fn start(
+        store: Store,
+        import_id: Uuid,
+        limits: Limits,
+        encoding: Option<TextEncoding>,
+    ) -> Self {
         Self {
             store,
             import_id,
             limits,
-            sniffer: Sniffer::new(),
+            sniffer: Sniffer::new(encoding),
             next_seq: 0,
             pending: true,
         }
+    }
+
+    /// What the file's bytes looked like, once it is complete.
+    fn take_sniffer(&mut self) -> Sniffer {
+        std::mem::replace(&mut self.sniffer, Sniffer::new(None))
     }
 
     /// Receives the rest of an UploadImport stream (the header already read) and returns what
@@ -174,7 +185,7 @@ impl Upload {
         loop {
             let message = match next_message(stream, self.limits.idle_timeout, shutdown).await {
                 Ok(Some(message)) => message,
-                Ok(None) => return Ok(std::mem::replace(&mut self.sniffer, Sniffer::new())),
+                Ok(None) => return Ok(self.take_sniffer()),
                 Err(interrupted) => {
                     let ended = Ended::broken(interrupted.error("chunk"), interrupted.reason());
                     return Err(self.end(ended).await);
@@ -205,7 +216,7 @@ impl Upload {
         if let Err(ended) = self.store_piece(content).await {
             return Err(self.end(ended).await);
         }
-        Ok(std::mem::replace(&mut self.sniffer, Sniffer::new()))
+        Ok(self.take_sniffer())
     }
 
     /// Checks the size limit and stores `bytes`, split into database-sized pieces.

@@ -20,7 +20,7 @@ use super::assignments::{
 };
 use super::cells::{clean_cell, lost_leading_zeros};
 use super::columns::{Column, Layout, Slot};
-use super::reader::Record;
+use super::reader::{OpenQuote, QuoteEnd, Record, fits_header};
 use super::state::RowAction;
 
 /// A profile as identity returned it.
@@ -127,11 +127,20 @@ pub struct CleanRow {
     pub values: BTreeMap<Column, String>,
     pub notes: Vec<RowNote>,
     pub errors: Vec<RowError>,
+    /// The row's cells do not line up with the header (too few or too many, or a quote that
+    /// never closes): its values are not checked, and it is never written.
+    pub misshapen: bool,
 }
 
-/// Cleans a record's cells; `None` for a blank row.
-pub fn clean_row(layout: &Layout, record: &Record, max_field_chars: usize) -> Option<CleanRow> {
-    if record.cells.iter().all(|cell| cell.trim().is_empty()) {
+/// Cleans a record's cells and checks its shape against the header; `None` for a blank row.
+/// `delimiter` is the file's.
+pub fn clean_row(
+    layout: &Layout,
+    record: &Record,
+    max_field_chars: usize,
+    delimiter: u8,
+) -> Option<CleanRow> {
+    if record.open_quote.is_none() && record.cells.iter().all(|cell| cell.trim().is_empty()) {
         return None;
     }
     let mut row = CleanRow {
@@ -139,13 +148,27 @@ pub fn clean_row(layout: &Layout, record: &Record, max_field_chars: usize) -> Op
         values: BTreeMap::new(),
         notes: Vec::new(),
         errors: Vec::new(),
+        misshapen: false,
     };
+    if let Some(opened) = record.after_open_quote {
+        row.notes.push(RowNote::new(
+            None,
+            "READ_AFTER_OPEN_QUOTE",
+            format!(
+                "the quoted cell opened on line {opened} took in this row's line; a closing \
+                 quote is probably missing there, and this line is read as a row of its own"
+            ),
+        ));
+    }
+    let shape = shape_error(layout, record, delimiter);
+    row.misshapen = shape.is_some();
+    row.errors.extend(shape);
     for (index, raw) in record.cells.iter().enumerate() {
         let slot = layout.slots.get(index).copied();
         let column = match slot {
             Some(Slot::Known(column)) => column,
-            Some(Slot::Ignored { named: true }) => continue,
-            Some(Slot::Ignored { named: false }) | None => {
+            Some(Slot::Ignored { named: true }) | None => continue,
+            Some(Slot::Ignored { named: false }) => {
                 if !raw.trim().is_empty() {
                     row.errors.push(RowError::new(
                         None,
@@ -167,14 +190,17 @@ pub fn clean_row(layout: &Layout, record: &Record, max_field_chars: usize) -> Op
                 Some(column),
                 "TOO_LONG",
                 format!(
-                    "{column} is {length} characters long; at most {max_field_chars} are allowed \
-                     (a quoted cell may be missing its closing quote)"
+                    "{column} is {length} characters long; at most {max_field_chars} are allowed"
                 ),
             ));
             cell.value.chars().take(max_field_chars).collect()
         } else {
             cell.value
         };
+        if record.open_quote.is_none() && raw.contains('\n') {
+            row.errors
+                .push(line_break(record, index, column, char::from(delimiter)));
+        }
         if cell.trimmed {
             row.notes.push(RowNote::new(
                 Some(column),
@@ -188,6 +214,157 @@ pub fn clean_row(layout: &Layout, record: &Record, max_field_chars: usize) -> Op
         row.values.insert(column, value);
     }
     Some(row)
+}
+
+/// What is wrong with the shape of a record, if anything: a quote that never closes, too few
+/// cells, or values beyond the header's columns.
+fn shape_error(layout: &Layout, record: &Record, delimiter: u8) -> Option<RowError> {
+    let columns = layout.slots.len();
+    let found = record.cells.len();
+    if let Some(quote) = &record.open_quote {
+        let column = match layout.slots.get(quote.cell) {
+            Some(Slot::Known(column)) => Some(*column),
+            _ => None,
+        };
+        return Some(RowError::new(column, "QUOTE_NOT_CLOSED", open_quote(quote)));
+    }
+    let cells = |n: usize| format!("{n} cell{}", if n == 1 { "" } else { "s" });
+    if found < columns {
+        let missing: Vec<&str> = layout.slots[found..]
+            .iter()
+            .filter_map(|slot| match slot {
+                Slot::Known(column) => Some(column.header()),
+                Slot::Ignored { .. } => None,
+            })
+            .collect();
+        let without = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" (no cell for {})", missing.join(", "))
+        };
+        return Some(RowError::new(
+            None,
+            "ROW_TOO_SHORT",
+            format!(
+                "this row has {}; the header has {columns} columns{without}; a missing cell is \
+                 never read as empty",
+                cells(found)
+            ),
+        ));
+    }
+    if !fits_header(&record.cells, columns) {
+        let (index, extra) = record
+            .cells
+            .iter()
+            .enumerate()
+            .skip(columns)
+            .find(|(_, cell)| !cell.trim().is_empty())?;
+        return Some(RowError::new(
+            None,
+            "ROW_TOO_LONG",
+            format!(
+                "this row has {}; the header has {columns} columns (cell {} holds '{}'); a \
+                 value holding '{}' must be in quotes",
+                cells(found),
+                index + 1,
+                shorten(extra.trim()),
+                char::from(delimiter)
+            ),
+        ));
+    }
+    None
+}
+
+/// The message of a quote that never closes.
+fn open_quote(quote: &OpenQuote) -> String {
+    let line = quote.line;
+    let mut message = match quote.end {
+        QuoteEnd::EndOfFile => format!(
+            "line {line}: the quoted cell opened here is never closed; a closing quote is \
+             probably missing"
+        ),
+        QuoteEnd::TooLong(bytes) => format!(
+            "line {line}: the quoted cell opened here is still open after {} KiB; a closing \
+             quote is probably missing",
+            bytes / 1024
+        ),
+        QuoteEnd::ClosedLate(closed) => format!(
+            "line {line}: the quoted cell opened here closes only on line {closed}; a closing \
+             quote is probably missing"
+        ),
+    };
+    match quote.took {
+        Some((first, last)) if first == last => message.push_str(&format!(
+            "; it took in line {first}, which is read as a row of its own"
+        )),
+        Some((first, last)) => message.push_str(&format!(
+            "; it took in lines {first} to {last}, which are read as rows of their own"
+        )),
+        None => {}
+    }
+    message
+}
+
+/// The error of a cell with a line break: where its quoted cell runs and, when its later
+/// lines look like cells of rows, that they may be rows it took in.
+fn line_break(record: &Record, index: usize, column: Column, delimiter: char) -> RowError {
+    let lines = |text: &str| text.matches('\n').count() as u64;
+    let cell = &record.cells[index];
+    let opened = record.line + record.cells[..index].iter().map(|c| lines(c)).sum::<u64>();
+    let closed = opened + lines(cell);
+    let taken = if closed == opened + 1 {
+        format!("line {closed} belongs to a row of its own")
+    } else {
+        format!(
+            "lines {} to {closed} belong to rows of their own",
+            opened + 1
+        )
+    };
+    let mut message = format!(
+        "{column} holds a line break: its quoted cell runs from line {opened} to line \
+         {closed}, and a profile field is one line"
+    );
+    if cell
+        .split_once('\n')
+        .is_some_and(|(_, rest)| rest.contains(delimiter))
+    {
+        message.push_str(&format!(
+            "; if a closing quote is missing on line {opened}, {taken}"
+        ));
+    }
+    RowError::new(Some(column), "LINE_BREAK_IN_CELL", message)
+}
+
+/// An identity message about a field in the voice of import rows: the column named by its
+/// header ("First Name is 101 characters long; …"), lower case otherwise, no final period.
+pub fn in_row_voice(text: &str) -> String {
+    let text = text.trim().trim_end_matches('.');
+    let labels = [
+        ("first_name", Column::FirstName),
+        ("last_name", Column::LastName),
+        ("email", Column::EmailAddress),
+        ("username", Column::Username),
+        ("job_title", Column::JobTitle),
+        ("department", Column::Department),
+        ("locale", Column::Locale),
+        ("time_zone", Column::TimeZone),
+        ("The email address", Column::EmailAddress),
+        ("The username", Column::Username),
+        ("The locale", Column::Locale),
+        ("The time zone", Column::TimeZone),
+    ];
+    for (label, column) in labels {
+        if let Some(rest) = text.strip_prefix(label)
+            && rest.starts_with([' ', ',', ':'])
+        {
+            return format!("{}{rest}", column.header());
+        }
+    }
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 fn shorten(text: &str) -> String {
@@ -282,6 +459,17 @@ impl Draft {
 /// Prepares a row: matches its Internal ID among `profiles` (by id) and checks its fields.
 pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft {
     let mut row = row;
+    if row.misshapen {
+        return Draft {
+            row,
+            target: Target::Refused,
+            fields: None,
+            username: None,
+            username_from_email: false,
+            roles: None,
+            extensions: None,
+        };
+    }
     let target = match internal_id(&row) {
         None => Target::Create,
         Some(Err(cell)) => {
@@ -349,8 +537,17 @@ pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft
     let fields = match parsed {
         Ok(fields) => Some(fields),
         Err(IdentityError::Invalid(violations)) => {
+            // A cell already in error (too long, a line break) is not reported twice.
+            let in_error: BTreeSet<String> = row
+                .errors
+                .iter()
+                .map(|error| error.column.clone())
+                .collect();
             for violation in violations {
                 let column = column_of_field(&violation.field);
+                if column.is_some_and(|column| in_error.contains(column.header())) {
+                    continue;
+                }
                 // An empty Username cell means "the email address", never "missing".
                 let empty = column
                     .is_some_and(|column| column != Column::Username && value(column).is_empty());
@@ -362,13 +559,15 @@ pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft
                     Some(Column::TimeZone) => "INVALID_TIME_ZONE",
                     _ => "INVALID_VALUE",
                 };
-                let message = if empty {
-                    format!(
+                let message = match column {
+                    _ if empty => format!(
                         "{} is required",
                         column.map(Column::header).unwrap_or("a value")
-                    )
-                } else {
-                    violation.description
+                    ),
+                    Some(Column::Username) if username_cell.is_empty() => {
+                        email_as_username(&email).unwrap_or(in_row_voice(&violation.description))
+                    }
+                    _ => in_row_voice(&violation.description),
                 };
                 row.errors.push(RowError::new(column, reason, message));
             }
@@ -450,7 +649,22 @@ pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft
     }
 }
 
-fn column_of_field(field: &str) -> Option<Column> {
+/// Why the email address cannot serve as the username of a row whose Username cell is empty.
+fn email_as_username(email: &str) -> Option<String> {
+    let email = EmailAddress::parse(email).ok()?;
+    let refusal = Username::parse(email.as_str()).err()?.description();
+    let refusal = in_row_voice(&refusal);
+    let refusal = refusal
+        .strip_prefix("Username ")
+        .map_or(refusal.clone(), |rest| format!("it {rest}"));
+    Some(format!(
+        "Username is empty, and the email address cannot be the username: {refusal}; fill in \
+         a Username"
+    ))
+}
+
+/// The template column of an identity field (`first_name` → First Name).
+pub fn column_of_field(field: &str) -> Option<Column> {
     Some(match field {
         "first_name" => Column::FirstName,
         "last_name" => Column::LastName,
@@ -510,13 +724,27 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
             } else {
                 verdict.reason.as_str()
             };
+            // Worded here from the stable reason, in the rows' voice; identity's own sentence
+            // only for a reason this version does not know.
+            let refusal = match reason {
+                "USERNAME_TAKEN" => {
+                    "is in use on the platform (usernames are unique across all accounts)".into()
+                }
+                "USERNAME_RETIRED" => {
+                    "was used before on the platform and can never be used again".into()
+                }
+                "USERNAME_CONFUSABLE" => {
+                    "looks like one that is or was in use on the platform".into()
+                }
+                _ => format!("is refused: {}", in_row_voice(&verdict.message)),
+            };
             let mut message = if username_from_email {
                 format!(
-                    "the Username cell is empty, so the email address is the username, and {}; fill in a Username",
-                    verdict.message
+                    "Username is empty, so the email address is the username, and it {refusal}; \
+                     fill in a Username"
                 )
             } else {
-                verdict.message.clone()
+                format!("Username {refusal}")
             };
             if !verdict.suggestions.is_empty() {
                 message.push_str("; free: ");
@@ -709,8 +937,18 @@ mod tests {
     fn record(cells: &[&str]) -> Record {
         Record {
             row_number: 2,
+            line: 2,
             cells: cells.iter().map(|c| (*c).to_owned()).collect(),
+            open_quote: None,
+            after_open_quote: None,
         }
+    }
+
+    /// A record of the template's 11 columns: `cells`, then empty ones.
+    fn full(cells: &[&str]) -> Record {
+        let mut padded = cells.to_vec();
+        padded.resize(Column::ALL.len(), "");
+        record(&padded)
     }
 
     fn ada() -> CurrentProfile {
@@ -727,7 +965,7 @@ mod tests {
     }
 
     fn plan(cells: &[&str], verdict: Option<UsernameVerdict>) -> PlannedRow {
-        let row = clean_row(&layout(), &record(cells), 1000).unwrap();
+        let row = clean_row(&layout(), &full(cells), 1000, b',').unwrap();
         let profiles = HashMap::from([(ada().id, ada())]);
         let draft = draft(row, &profiles);
         finish(draft, verdict.as_ref())
@@ -872,11 +1110,171 @@ mod tests {
 
     #[test]
     fn blank_rows_are_skipped_and_nameless_cells_reported() {
-        assert!(clean_row(&layout(), &record(&["", " ", ""]), 10).is_none());
-        let mut cells: Vec<&str> = vec!["", "A", "B", "a@example.com", "", "", "", "", "", "", ""];
-        cells.push("stray");
-        let row = clean_row(&layout(), &record(&cells), 100).unwrap();
+        assert!(clean_row(&layout(), &record(&["", " ", ""]), 10, b',').is_none());
+        let nameless =
+            parse_header(&["First Name", "", "Last Name", "Email Address"].map(String::from))
+                .unwrap();
+        let row = clean_row(
+            &nameless,
+            &record(&["A", "stray", "B", "a@example.com"]),
+            100,
+            b',',
+        )
+        .unwrap();
         assert_eq!(row.errors[0].reason, "EXTRA_CELL");
+        assert_eq!(
+            row.errors[0].message,
+            "cell 2 holds 'stray' but its column has no name in the header row"
+        );
+    }
+
+    #[test]
+    fn short_and_long_rows_are_errors_that_say_how_many_cells() {
+        let short = clean_row(
+            &layout(),
+            &record(&["", "Ada", "Lovelace", "ada@example.com"]),
+            100,
+            b',',
+        )
+        .unwrap();
+        assert!(short.misshapen);
+        assert_eq!(
+            short.errors,
+            vec![RowError {
+                column: String::new(),
+                reason: "ROW_TOO_SHORT".into(),
+                message: "this row has 4 cells; the header has 11 columns (no cell for Username, \
+                          Job Title, Department, Locale, Time Zone, Extensions, Roles); a missing \
+                          cell is never read as empty"
+                    .into(),
+            }]
+        );
+        let planned = finish(draft(short, &HashMap::new()), None);
+        assert_eq!((planned.action, planned.claim), (RowAction::Error, None));
+        let mut cells = vec![""; 11];
+        cells[1] = "Ada";
+        cells.extend(["", " Jr.", ""]);
+        let long = clean_row(&layout(), &record(&cells), 100, b';').unwrap();
+        assert_eq!(long.errors[0].reason, "ROW_TOO_LONG");
+        assert_eq!(
+            long.errors[0].message,
+            "this row has 14 cells; the header has 11 columns (cell 13 holds 'Jr.'); a value \
+             holding ';' must be in quotes"
+        );
+        // Empty cells after the last column are what some programs write: no error.
+        cells.truncate(11);
+        cells.push("");
+        assert!(
+            !clean_row(&layout(), &record(&cells), 100, b',')
+                .unwrap()
+                .misshapen
+        );
+    }
+
+    #[test]
+    fn an_open_quote_is_reported_at_its_line_naming_the_lines_it_took() {
+        let mut open = full(&["", "Unclosed,Quote,uq@example.com,,,,"]);
+        open.line = 3;
+        open.cells.truncate(2);
+        open.open_quote = Some(OpenQuote {
+            line: 3,
+            cell: 1,
+            end: QuoteEnd::EndOfFile,
+            took: Some((4, 5)),
+        });
+        let row = clean_row(&layout(), &open, 1000, b',').unwrap();
+        assert!(row.misshapen);
+        assert_eq!(
+            row.errors,
+            vec![RowError {
+                column: "First Name".into(),
+                reason: "QUOTE_NOT_CLOSED".into(),
+                message: "line 3: the quoted cell opened here is never closed; a closing quote \
+                          is probably missing; it took in lines 4 to 5, which are read as rows \
+                          of their own"
+                    .into(),
+            }]
+        );
+        let mut after = full(&["", "Ann", "Lee", "ann@example.com"]);
+        after.after_open_quote = Some(3);
+        let row = clean_row(&layout(), &after, 1000, b',').unwrap();
+        assert_eq!(row.notes[0].reason, "READ_AFTER_OPEN_QUOTE");
+        assert!(!row.misshapen);
+    }
+
+    #[test]
+    fn a_line_break_in_a_cell_names_the_lines_it_runs_over() {
+        let row = plan(
+            &["", "Ann", "Lee", "ann@example.com", "", "Head of\r\nSales"],
+            None,
+        );
+        assert_eq!(row.action, RowAction::Error);
+        assert_eq!(
+            row.errors,
+            vec![RowError {
+                column: "Job Title".into(),
+                reason: "LINE_BREAK_IN_CELL".into(),
+                message: "Job Title holds a line break: its quoted cell runs from line 2 to line \
+                          3, and a profile field is one line"
+                    .into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn identity_messages_read_in_the_rows_voice() {
+        let row = plan(
+            &[
+                "",
+                &"A".repeat(101),
+                "Lee",
+                "ann@@example.com",
+                "",
+                "",
+                "",
+                "xx-invalid",
+                "Mars/Base",
+            ],
+            None,
+        );
+        let messages: Vec<(&str, &str)> = row
+            .errors
+            .iter()
+            .map(|error| (error.column.as_str(), error.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            vec![
+                (
+                    "First Name",
+                    "First Name is 101 characters long; at most 100 are allowed"
+                ),
+                (
+                    "Locale",
+                    "Locale 'xx-invalid' is not a BCP 47 language tag such as en, en-GB or pt-BR: the primary language is not in the IANA Language Subtag Registry"
+                ),
+                (
+                    "Time Zone",
+                    "Time Zone 'Mars/Base' is not an IANA time zone name such as Europe/Paris, America/New_York or UTC"
+                ),
+                (
+                    "Email Address",
+                    "Email Address has more than one @; it must have exactly one"
+                ),
+            ],
+            "{:#?}",
+            row.errors
+        );
+        assert_eq!(
+            in_row_voice("The part of the email address before the @ starts or ends with a dot."),
+            "the part of the email address before the @ starts or ends with a dot"
+        );
+        assert_eq!(
+            in_row_voice(
+                "job_title contains the invisible or control character U+000D, which is not allowed."
+            ),
+            "Job Title contains the invisible or control character U+000D, which is not allowed"
+        );
     }
 
     #[test]
@@ -904,7 +1302,7 @@ mod tests {
                 extensions,
                 roles,
             ];
-            let row = clean_row(&layout(), &record(&cells), 1000).unwrap();
+            let row = clean_row(&layout(), &record(&cells), 1000, b',').unwrap();
             finish(draft(row, &profiles), None)
         };
         let same = plan("0101", "Standard User; contact-center-agent");

@@ -12,7 +12,7 @@ use roster_proto::identity::v1 as pb;
 
 use super::{Job, JobError};
 use crate::domain::columns::Column;
-use crate::domain::rows::{upsert_fields, values_by_column};
+use crate::domain::rows::{column_of_field, in_row_voice, upsert_fields, values_by_column};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 use crate::identity::code_name;
 use crate::store::entities::{import, row};
@@ -186,7 +186,10 @@ fn failure_message(result: &pb::ProfileUpsertResult) -> String {
     }
     message.push_str(result.error_message.trim());
     for field in &result.field_errors {
-        message.push_str(&format!("; {}: {}", field.field, field.description));
+        // Columns by their template header, as the preview names them.
+        let name = column_of_field(&field.field)
+            .map_or(field.field.clone(), |column| column.header().to_owned());
+        message.push_str(&format!("; {name}: {}", in_row_voice(&field.description)));
     }
     message.chars().take(1024).collect()
 }

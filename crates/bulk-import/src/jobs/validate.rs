@@ -18,25 +18,40 @@ use crate::domain::rows::SuggestionSeeds;
 use crate::domain::rows::{
     CleanRow, PlannedRow, RowError, clean_row, draft, finish, internal_id, values_by_header,
 };
+use crate::store::ReadFormat;
 use crate::store::entities::{import, row};
+
+/// How the reader found the file's rows and lines, as GetImport reports them.
+fn format_of(reader: &RecordReader) -> ReadFormat {
+    ReadFormat {
+        delimiter: reader.delimiter().map(char::from),
+        line_ending: reader.line_ending(),
+    }
+}
 
 pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError> {
     let store = &job.context.store;
     let config = &job.context.config;
     store.restart_validation(job.import_id).await?;
     let Some(encoding) = import.encoding.as_deref().and_then(TextEncoding::parse) else {
-        return invalid(job, "the upload did not complete".into()).await;
+        return invalid(
+            job,
+            "the upload did not complete".into(),
+            ReadFormat::default(),
+        )
+        .await;
     };
     let mut reader = RecordReader::new(encoding, config.max_row_bytes);
     let mut next_chunk = 0;
     let mut layout: Option<Layout> = None;
     let mut columns_json = String::new();
     let mut batch: Vec<CleanRow> = Vec::with_capacity(config.validate_batch);
+    let mut data_rows = 0u64;
     loop {
         job.check()?;
         let next = match reader.next_record() {
             Ok(next) => next,
-            Err(message) => return invalid(job, message).await,
+            Err(message) => return invalid(job, message, format_of(&reader)).await,
         };
         match next {
             Next::NeedInput => match store.chunk(job.import_id, next_chunk).await? {
@@ -59,10 +74,13 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
                         .unwrap_or_default();
                         layout = Some(found);
                     }
-                    Err(message) => return invalid(job, message).await,
+                    Err(message) => return invalid(job, message, format_of(&reader)).await,
                 },
                 Some(layout) => {
-                    if let Some(row) = clean_row(layout, &record, config.max_field_chars) {
+                    let delimiter = reader.delimiter().unwrap_or(b',');
+                    if let Some(row) = clean_row(layout, &record, config.max_field_chars, delimiter)
+                    {
+                        data_rows += 1;
                         batch.push(row);
                     }
                     if batch.len() >= config.validate_batch {
@@ -74,8 +92,18 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
             Next::End => break,
         }
     }
+    let format = format_of(&reader);
     if layout.is_none() {
-        return invalid(job, "the file has no header row".into()).await;
+        return invalid(job, "the file has no header row".into(), format).await;
+    }
+    if data_rows == 0 {
+        let blank = match reader.rows_read() - 1 {
+            0 => String::new(),
+            1 => "; the one row after it is blank".into(),
+            n => format!("; the {n} rows after it are blank"),
+        };
+        let message = format!("the file has a header row and no data rows{blank}");
+        return invalid(job, message, format).await;
     }
     stage(job, &import, batch, &columns_json).await?;
     mark_repeats(job, row::Column::Claim).await?;
@@ -87,6 +115,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
             &job.context.owner,
             job.lease_ms(),
             Ok(counts),
+            format,
         )
         .await?
     {
@@ -100,7 +129,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
     Ok(())
 }
 
-async fn invalid(job: &Job, message: String) -> Result<(), JobError> {
+async fn invalid(job: &Job, message: String, format: ReadFormat) -> Result<(), JobError> {
     let message: String = message.chars().take(1024).collect();
     tracing::info!(%message, "import is invalid");
     if job
@@ -111,6 +140,7 @@ async fn invalid(job: &Job, message: String) -> Result<(), JobError> {
             &job.context.owner,
             job.lease_ms(),
             Err(message),
+            format,
         )
         .await?
     {
@@ -131,6 +161,7 @@ async fn stage(
     let identity = &job.context.identity;
     let ids: Vec<String> = rows
         .iter()
+        .filter(|row| !row.misshapen)
         .filter_map(|row| internal_id(row)?.ok())
         .collect::<HashSet<_>>()
         .into_iter()
@@ -203,8 +234,10 @@ async fn stage(
 
 /// Identity refused the calls themselves (not a row): the import cannot be validated.
 async fn refused_by_identity(job: &Job, status: tonic::Status) -> Result<(), JobError> {
+    // Not about the file: its delimiter and line ends are left unreported.
+    let format = ReadFormat::default();
     if status.code() == Code::NotFound {
-        invalid(job, "the account does not exist".into()).await?;
+        invalid(job, "the account does not exist".into(), format).await?;
     } else {
         invalid(
             job,
@@ -213,6 +246,7 @@ async fn refused_by_identity(job: &Job, status: tonic::Status) -> Result<(), Job
                  bulk-import's identity key",
                 crate::identity::code_name(status.code() as i32)
             ),
+            format,
         )
         .await?;
     }

@@ -13,7 +13,8 @@ pub mod import {
         pub file_name: String,
         /// `ImportState` code.
         pub state: i32,
-        /// `UTF-8` or `Windows-1252`, once the upload is complete.
+        /// The WHATWG name of the encoding the file is read in (`UTF-8`, `windows-1251`), once
+        /// the upload is complete. Imports of older versions hold `Windows-1252`.
         pub encoding: Option<String>,
         /// The template headers the file has, in file order (JSON array), once validated.
         pub columns: Option<String>,
@@ -41,6 +42,12 @@ pub mod import {
         pub trace_context: String,
         /// Whether the profiles the apply creates get a welcome email (set by SubmitImport).
         pub welcome_emails: bool,
+        /// The request named `encoding` (rather than it being detected).
+        pub encoding_given: bool,
+        /// The column delimiter (`,` or `;`), once validation read the header row.
+        pub delimiter: Option<String>,
+        /// `CRLF`, `LF`, `CR` or `MIXED`, once validation read the file's lines.
+        pub line_ending: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

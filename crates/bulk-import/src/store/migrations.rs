@@ -11,6 +11,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateImportTables),
             Box::new(AddTraceAndWelcome),
             Box::new(IndexUploadsByActivity),
+            Box::new(AddFileFormat),
         ]
     }
 }
@@ -43,6 +44,9 @@ enum Imports {
     Version,
     TraceContext,
     WelcomeEmails,
+    EncodingGiven,
+    Delimiter,
+    LineEnding,
 }
 
 #[derive(DeriveIden)]
@@ -347,5 +351,46 @@ impl MigrationTrait for IndexUploadsByActivity {
                     .to_owned(),
             )
             .await
+    }
+}
+
+/// How the file was read, as GetImport reports it: whether the request named the encoding,
+/// and the delimiter and line ends validation found.
+struct AddFileFormat;
+
+impl MigrationName for AddFileFormat {
+    fn name(&self) -> &str {
+        "m20261202_000004_import_file_format"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddFileFormat {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite alters one thing at a time.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Imports::Table)
+                    .add_column(
+                        ColumnDef::new(Imports::EncodingGiven)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        for column in [Imports::Delimiter, Imports::LineEnding] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Imports::Table)
+                        .add_column(ColumnDef::new(column).string().null())
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

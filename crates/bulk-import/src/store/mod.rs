@@ -55,6 +55,13 @@ pub struct RowResult {
     pub message: String,
 }
 
+/// How validation found the file's rows and lines; `None` for what it did not get to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadFormat {
+    pub delimiter: Option<char>,
+    pub line_ending: Option<&'static str>,
+}
+
 /// Why a state change was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -235,13 +242,14 @@ impl Store {
     }
 
     /// Ends the upload: VALIDATING with the encoding found (and a lease for the workers to
-    /// claim), or INVALID with what was wrong. False, changing nothing, when the import is no
-    /// longer UPLOADING (cancelled meanwhile).
+    /// claim), or INVALID with what was wrong. `given` says the request named the encoding.
+    /// False, changing nothing, when the import is no longer UPLOADING (cancelled meanwhile).
     pub async fn finish_upload(
         &self,
         import_id: Uuid,
         file_bytes: i64,
         result: Result<&str, &str>,
+        given: bool,
     ) -> Result<bool, DbErr> {
         let txn = self.db.begin().await?;
         let now = now_millis();
@@ -252,6 +260,7 @@ impl Store {
         let updated = import::Entity::update_many()
             .col_expr(import::Column::State, Expr::value(state.code()))
             .col_expr(import::Column::Encoding, Expr::value(encoding))
+            .col_expr(import::Column::EncodingGiven, Expr::value(given))
             .col_expr(import::Column::FileBytes, Expr::value(file_bytes))
             .col_expr(import::Column::ErrorMessage, Expr::value(message))
             .col_expr(import::Column::UpdatedAt, Expr::value(now))
@@ -685,15 +694,16 @@ impl Store {
             .collect())
     }
 
-    /// Ends validation: VALIDATED with the counts and an expiry, or INVALID with a message.
-    /// The file's pieces and the lease go. False when `owner` lost the lease or the import was
-    /// cancelled meanwhile.
+    /// Ends validation: VALIDATED with the counts and an expiry, or INVALID with a message;
+    /// either way with the `format` the file was found in. The file's pieces and the lease go.
+    /// False when `owner` lost the lease or the import was cancelled meanwhile.
     pub async fn finish_validation(
         &self,
         import_id: Uuid,
         owner: &str,
         ttl_ms: i64,
         result: Result<ActionCounts, String>,
+        format: ReadFormat,
     ) -> Result<bool, DbErr> {
         let txn = self.db.begin().await?;
         if !self.renew(&txn, import_id, owner, ttl_ms).await? {
@@ -702,6 +712,14 @@ impl Store {
         let now = now_millis();
         let mut update = import::Entity::update_many()
             .col_expr(import::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                import::Column::Delimiter,
+                Expr::value(format.delimiter.map(String::from)),
+            )
+            .col_expr(
+                import::Column::LineEnding,
+                Expr::value(format.line_ending.map(str::to_owned)),
+            )
             .col_expr(
                 import::Column::Version,
                 Expr::col(import::Column::Version).add(1),
