@@ -6,6 +6,8 @@
 //!   delimiter, line ending) and the first row errors.
 //! - `roster import submit IMPORT_ID --watch` starts the apply and follows it with a progress bar.
 //! - `roster import report IMPORT_ID -o report.csv` downloads the per-row report.
+//! - `roster import show IMPORT_ID` shows the import as it is now; `roster import rows IMPORT_ID
+//!   [--filter errors]` lists its rows with their changes, errors and notes.
 //! - `roster import list --account ID [--state S]` lists the account's imports, newest first.
 //! - `roster import cancel IMPORT_ID` cancels an import that has not finished (an upload left
 //!   UPLOADING included, whose stored data goes at once).
@@ -15,9 +17,9 @@
 //! data (the server bounds an upload by its size limit and idle timeout). Failures, streams'
 //! included, name the method and the request and trace ids like every other command's.
 //!
-//! Under `--json` each prints one response message: `list` a `ListImportsResponse`, `cancel` a
-//! `CancelImportResponse`, `upload` and `submit` the import as it stands when they end
-//! (`{"import": …}`: after validation, after the apply with `--watch`, otherwise as GetImport
+//! Under `--json` each prints one response message: `list` a `ListImportsResponse`, `show` a
+//! `GetImportResponse`, `rows` a `ListImportRowsResponse`, `cancel` a `CancelImportResponse`,
+//! `upload` and `submit` the import as it stands when they end (`{"import": …}`: after validation, after the apply with `--watch`, otherwise as GetImport
 //! reads it just after the submit), `template` and `report` without `-o` the file as one
 //! `DownloadTemplateResponse`/`DownloadReportResponse` (`{"chunk": "<base64>"}`, as grpcurl
 //! prints bytes); with `-o` the file is the output and stdout stays empty.
@@ -85,6 +87,21 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Show an import as it is now: its state, counts and how its file was read.
+    Show {
+        /// The import (UUID).
+        import_id: String,
+    },
+    /// List an import's rows as the preview (and, after submit, the apply) decided them.
+    Rows {
+        /// The import (UUID).
+        import_id: String,
+        /// Which rows.
+        #[arg(long, value_enum, default_value = "all")]
+        filter: RowFilter,
+        #[command(flatten)]
+        paging: Paging,
+    },
     /// List an account's imports, newest first.
     List {
         /// The account (UUID).
@@ -104,6 +121,28 @@ pub enum Command {
         #[command(flatten)]
         request_id: RequestIdArg,
     },
+}
+
+/// Which rows `roster import rows --filter` lists.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum RowFilter {
+    All,
+    Errors,
+    Creates,
+    Updates,
+    Unchanged,
+}
+
+impl RowFilter {
+    fn proto(self) -> pb::ImportRowFilter {
+        match self {
+            RowFilter::All => pb::ImportRowFilter::All,
+            RowFilter::Errors => pb::ImportRowFilter::Errors,
+            RowFilter::Creates => pb::ImportRowFilter::Creates,
+            RowFilter::Updates => pb::ImportRowFilter::Updates,
+            RowFilter::Unchanged => pb::ImportRowFilter::Unchanged,
+        }
+    }
 }
 
 /// An import's state, as `roster import list --state` takes it.
@@ -158,6 +197,12 @@ pub async fn run(command: Command, connection: &crate::client::Client) -> anyhow
             welcome_emails,
         } => client.submit(import_id, watch, welcome_emails).await,
         Command::Report { import_id, output } => client.report(import_id, output).await,
+        Command::Show { import_id } => client.show(import_id).await,
+        Command::Rows {
+            import_id,
+            filter,
+            paging,
+        } => client.rows(import_id, filter, paging).await,
         Command::List {
             account,
             state,
@@ -262,6 +307,114 @@ impl Client<'_> {
                         }),
                     )
                 )?;
+            }
+            output::more_hint(&response.next_page_token);
+            Ok(())
+        })
+    }
+
+    async fn show(self, import_id: String) -> anyhow::Result<()> {
+        let mut imports = self.imports.clone();
+        let response = self
+            .connection
+            .call(
+                "roster.imports.v1.ImportService/GetImport",
+                None,
+                pb::GetImportRequest { import_id },
+                async |request| imports.get_import(request).await,
+            )
+            .await?;
+        output::show(self.connection.json(), &response, |response| {
+            let import = response
+                .import
+                .as_ref()
+                .context("the server returned no import")?;
+            print_preview(import)?;
+            if let Some(read) = how_read(import) {
+                output::outln!("  {read}")?;
+            }
+            if import.applied_count > 0 || import.failed_count > 0 {
+                output::outln!(
+                    "  applied {}, failed {}",
+                    import.applied_count,
+                    import.failed_count
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn rows(
+        self,
+        import_id: String,
+        filter: RowFilter,
+        paging: Paging,
+    ) -> anyhow::Result<()> {
+        let (items, next) = output::pages(&paging, "rows", async |page_token| {
+            let mut imports = self.imports.clone();
+            let response = self
+                .connection
+                .call(
+                    "roster.imports.v1.ImportService/ListImportRows",
+                    None,
+                    pb::ListImportRowsRequest {
+                        import_id: import_id.clone(),
+                        page_size: paging.page_size,
+                        page_token,
+                        filter: filter.proto() as i32,
+                    },
+                    async |request| imports.list_import_rows(request).await,
+                )
+                .await?;
+            Ok((response.rows, response.next_page_token))
+        })
+        .await?;
+        let response = pb::ListImportRowsResponse {
+            rows: items,
+            next_page_token: next,
+        };
+        output::show(self.connection.json(), &response, |response| {
+            if response.rows.is_empty() {
+                output::outln!("No rows.")?;
+            }
+            for row in &response.rows {
+                let action = output::short_enum(row.action, "IMPORT_ROW_ACTION_", |action| {
+                    pb::ImportRowAction::as_str_name(&action)
+                });
+                let outcome = output::short_enum(row.outcome, "IMPORT_ROW_OUTCOME_", |outcome| {
+                    pb::ImportRowOutcome::as_str_name(&outcome)
+                });
+                let mut line = format!("row {} {action}", row.row_number);
+                if !row.profile_id.is_empty() {
+                    line.push_str(&format!(" {}", row.profile_id));
+                }
+                if row.outcome != pb::ImportRowOutcome::Unspecified as i32 {
+                    line.push_str(&format!(" ({outcome})"));
+                }
+                output::outln!("{line}")?;
+                for change in &row.changes {
+                    output::outln!(
+                        "  {}: '{}' -> '{}'",
+                        change.column,
+                        change.old_value,
+                        change.new_value
+                    )?;
+                }
+                for error in &row.errors {
+                    output::outln!(
+                        "  {}",
+                        described(&error.column, &error.reason, &error.message)
+                    )?;
+                }
+                for note in &row.notes {
+                    output::outln!(
+                        "  note {}",
+                        described(&note.column, &note.reason, &note.message)
+                    )?;
+                }
+                if !row.outcome_message.is_empty() {
+                    output::outln!("  {}", row.outcome_message)?;
+                }
             }
             output::more_hint(&response.next_page_token);
             Ok(())
@@ -514,6 +667,15 @@ fn short_state(state: i32) -> String {
     output::short_enum(state, "IMPORT_STATE_", |state: pb::ImportState| {
         state.as_str_name()
     })
+}
+
+/// `[First Name] REQUIRED: …`, or without the brackets for a whole-row problem.
+fn described(column: &str, reason: &str, message: &str) -> String {
+    if column.is_empty() {
+        format!("{reason}: {message}")
+    } else {
+        format!("[{column}] {reason}: {message}")
+    }
 }
 
 fn state_name(state: i32) -> String {

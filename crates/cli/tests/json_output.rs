@@ -541,6 +541,46 @@ async fn every_command_prints_its_response_message_as_json() {
         submitted.import.as_ref().map(|i| i.state),
         Some(imports::ImportState::Completed as i32)
     );
+    let shown: imports::GetImportResponse =
+        decode(&coverage.run(&suite, "import show", &[&import.id]).await);
+    assert_eq!(shown.import.as_ref().map(|i| i.applied_count), Some(3));
+    assert_eq!(
+        shown.import.as_ref().map(|i| i.encoding.as_str()),
+        Some("UTF-8")
+    );
+    let rows: imports::ListImportRowsResponse = decode(
+        &coverage
+            .run(&suite, "import rows", &[&import.id, "--all"])
+            .await,
+    );
+    assert_eq!(
+        rows.rows
+            .iter()
+            .map(|row| row.row_number)
+            .collect::<Vec<_>>(),
+        vec![2, 3, 4]
+    );
+    assert!(rows.rows.iter().all(|row| {
+        row.action == imports::ImportRowAction::Create as i32
+            && row.outcome == imports::ImportRowOutcome::Applied as i32
+            && !row.profile_id.is_empty()
+    }));
+    // The same two in text, as an operator reads them.
+    let shown = suite.run(&["import", "show", &import.id]).await.ok().stdout;
+    assert!(
+        shown.contains("is COMPLETED") && shown.contains("read as UTF-8 (detected), delimiter ','"),
+        "{shown}"
+    );
+    let listed = suite.run(&["import", "rows", &import.id]).await.ok().stdout;
+    assert_eq!(listed.matches(" create ").count(), 3, "{listed}");
+    assert!(listed.starts_with("row 2 create "), "{listed}");
+    assert!(listed.contains("(applied)"), "{listed}");
+    let errors = suite
+        .run(&["import", "rows", &import.id, "--filter", "errors"])
+        .await
+        .ok()
+        .stdout;
+    assert_eq!(errors.trim(), "No rows.");
     let report: imports::DownloadReportResponse =
         decode(&coverage.run(&suite, "import report", &[&import.id]).await);
     assert!(!report.chunk.is_empty());
