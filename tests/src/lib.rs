@@ -588,13 +588,11 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// Runs a test once per backend: `both_backends!(name, other)` over ordinary
-/// `async fn name(backend: Backend)` functions (or, in older tests, over bodies written inside
-/// the macro: `both_backends!(async fn name(backend) { … })`) expands to the tests
+/// `async fn name(backend: Backend)` functions, which rustfmt formats, expands to the tests
 /// `name::sqlite` and `name::postgres`.
 #[macro_export]
 macro_rules! both_backends {
-    // Ordinary `async fn name(backend: Backend)` functions, which rustfmt formats: one test
-    // module per function, named like it, with a test per backend.
+    // One test module per function, named like it, with a test per backend.
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -608,24 +606,6 @@ macro_rules! both_backends {
             }
         }
     )+};
-    ($(async fn $name:ident($backend:ident) $body:block)*) => {$(
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            async fn run($backend: $crate::Backend) $body
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn sqlite() {
-                run($crate::Backend::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn postgres() {
-                run($crate::Backend::Postgres).await
-            }
-        }
-    )*};
 }
 
 /// An in-process OpenTelemetry collector for trace tests: the OTLP/gRPC trace service, keeping

@@ -85,105 +85,135 @@ fn hosted(service: Service) -> &'static [&'static str] {
     }
 }
 
-both_backends! {
-    async fn a_server_on_an_unmigrated_database_is_not_serving_until_roster_migrate(backend) {
-        for service in Service::ALL {
-            let Some(database) = TestDatabase::create(backend).await else { return };
-            let database = Arc::new(database);
-            let mut settings = test_settings(service, &database.url);
-            settings.migrate_on_start = false;
-            let server = TestServer::start(service, settings, database.clone(), Vec::new()).await;
-            assert_eq!(health(&server, "").await, ServingStatus::NotServing, "{service:?}");
-            for name in hosted(service) {
-                assert_eq!(health(&server, name).await, ServingStatus::NotServing, "{name}");
-            }
+async fn a_server_on_an_unmigrated_database_is_not_serving_until_roster_migrate(backend: Backend) {
+    for service in Service::ALL {
+        let Some(database) = TestDatabase::create(backend).await else {
+            return;
+        };
+        let database = Arc::new(database);
+        let mut settings = test_settings(service, &database.url);
+        settings.migrate_on_start = false;
+        let server = TestServer::start(service, settings, database.clone(), Vec::new()).await;
+        assert_eq!(
+            health(&server, "").await,
+            ServingStatus::NotServing,
+            "{service:?}"
+        );
+        for name in hosted(service) {
+            assert_eq!(
+                health(&server, name).await,
+                ServingStatus::NotServing,
+                "{name}"
+            );
+        }
 
-            let env = database_env(service, &database.url);
-            let migrate = roster(&["migrate", service.name()], &env).await;
-            let log = text(&migrate.stdout) + &text(&migrate.stderr);
-            assert!(migrate.status.success(), "{log}");
-            assert!(log.contains("migrations applied"), "{log}");
-            wait_for_health(&server, ServingStatus::Serving).await;
-            for name in hosted(service) {
-                assert_eq!(health(&server, name).await, ServingStatus::Serving, "{name}");
-            }
+        let env = database_env(service, &database.url);
+        let migrate = roster(&["migrate", service.name()], &env).await;
+        let log = text(&migrate.stdout) + &text(&migrate.stderr);
+        assert!(migrate.status.success(), "{log}");
+        assert!(log.contains("migrations applied"), "{log}");
+        wait_for_health(&server, ServingStatus::Serving).await;
+        for name in hosted(service) {
+            assert_eq!(
+                health(&server, name).await,
+                ServingStatus::Serving,
+                "{name}"
+            );
+        }
 
-            // Again: nothing to apply, and none of PostgreSQL's notices about what exists.
-            let again = roster(&["migrate", service.name()], &env).await;
-            let log = text(&again.stdout) + &text(&again.stderr);
-            assert!(again.status.success(), "{log}");
-            assert!(log.contains("schema is current"), "{log}");
-            assert!(!log.contains("already exists"), "{log}");
+        // Again: nothing to apply, and none of PostgreSQL's notices about what exists.
+        let again = roster(&["migrate", service.name()], &env).await;
+        let log = text(&again.stdout) + &text(&again.stderr);
+        assert!(again.status.success(), "{log}");
+        assert!(log.contains("schema is current"), "{log}");
+        assert!(!log.contains("already exists"), "{log}");
 
-            // A newer version migrated the database during a rolling upgrade: this one keeps
-            // serving, and its `roster migrate` leaves the schema alone.
-            let db = Database::connect(&database.url).await.unwrap();
-            db.execute_unprepared(
-                "INSERT INTO seaql_migrations (version, applied_at) \
+        // A newer version migrated the database during a rolling upgrade: this one keeps
+        // serving, and its `roster migrate` leaves the schema alone.
+        let db = Database::connect(&database.url).await.unwrap();
+        db.execute_unprepared(
+            "INSERT INTO seaql_migrations (version, applied_at) \
                  VALUES ('m29990101_000000_from_a_newer_version', 0)",
-            )
-            .await
-            .unwrap();
-            tokio::time::sleep(Duration::from_millis(2500)).await;
-            assert_eq!(health(&server, "").await, ServingStatus::Serving, "{service:?}");
-            let ahead = roster(&["migrate", service.name()], &env).await;
-            let log = text(&ahead.stdout) + &text(&ahead.stderr);
-            assert!(ahead.status.success(), "{log}");
-            assert!(log.contains("schema is ahead of this binary"), "{log}");
-        }
-    }
-
-    async fn roster_accounts_list_piped_into_head_ends_quietly(backend) {
-        let Some(identity) = TestServer::spawn(Service::Identity, backend).await else { return };
-        let channel = identity.channel().await;
-        // More than a pipe holds (64 KiB), so the writer is still writing when `head` leaves.
-        let name = "A company whose name fills the column ".repeat(4);
-        for batch in 0..20 {
-            let mut creates = tokio::task::JoinSet::new();
-            for n in 0..20 {
-                let (channel, name) = (channel.clone(), format!("{name}{batch}-{n}"));
-                creates.spawn(async move { create_account(&channel, &name).await });
-            }
-            creates.join_all().await;
-        }
-        let env = [
-            ("ROSTER_KEY".to_owned(), ADMIN_KEY.to_owned()),
-            ("ROSTER_IDENTITY_ADDR".to_owned(), identity.addr.to_string()),
-        ];
-
-        for list in ["accounts list", "accounts list --all --page-size 1000"] {
-            let script = format!("\"$0\" {list} | head -1; echo \"roster exited ${{PIPESTATUS[0]}}\" >&2");
-            let run = roster_in_shell(&script, &env).await;
-            let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
-            assert_eq!(stdout.lines().count(), 1, "{stdout}");
-            assert!(stdout.starts_with("ID ") && stdout.contains("DISPLAY NAME"), "{stdout}");
-            assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{stderr}");
-            let status = stderr
-                .lines()
-                .find_map(|line| line.strip_prefix("roster exited "))
-                .expect("the exit status");
-            assert!(["0", "141"].contains(&status), "{list}: {stderr}");
-        }
-
-        // The reader gone before the first line: the exit status of a process killed by SIGPIPE,
-        // and not a word.
-        let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
-        command
-            .args(["accounts", "list"])
-            .envs(env.iter().cloned())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let run = tokio::task::spawn_blocking(move || {
-            let mut child = command.spawn().expect("roster starts");
-            drop(child.stdout.take());
-            child.wait_with_output().expect("roster runs")
-        })
+        )
         .await
         .unwrap();
-        assert_eq!(run.status.code(), Some(141), "{}", text(&run.stderr));
-        assert_eq!(text(&run.stderr), "");
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(
+            health(&server, "").await,
+            ServingStatus::Serving,
+            "{service:?}"
+        );
+        let ahead = roster(&["migrate", service.name()], &env).await;
+        let log = text(&ahead.stdout) + &text(&ahead.stderr);
+        assert!(ahead.status.success(), "{log}");
+        assert!(log.contains("schema is ahead of this binary"), "{log}");
     }
 }
+
+async fn roster_accounts_list_piped_into_head_ends_quietly(backend: Backend) {
+    let Some(identity) = TestServer::spawn(Service::Identity, backend).await else {
+        return;
+    };
+    let channel = identity.channel().await;
+    // More than a pipe holds (64 KiB), so the writer is still writing when `head` leaves.
+    let name = "A company whose name fills the column ".repeat(4);
+    for batch in 0..20 {
+        let mut creates = tokio::task::JoinSet::new();
+        for n in 0..20 {
+            let (channel, name) = (channel.clone(), format!("{name}{batch}-{n}"));
+            creates.spawn(async move { create_account(&channel, &name).await });
+        }
+        creates.join_all().await;
+    }
+    let env = [
+        ("ROSTER_KEY".to_owned(), ADMIN_KEY.to_owned()),
+        ("ROSTER_IDENTITY_ADDR".to_owned(), identity.addr.to_string()),
+    ];
+
+    for list in ["accounts list", "accounts list --all --page-size 1000"] {
+        let script =
+            format!("\"$0\" {list} | head -1; echo \"roster exited ${{PIPESTATUS[0]}}\" >&2");
+        let run = roster_in_shell(&script, &env).await;
+        let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+        assert_eq!(stdout.lines().count(), 1, "{stdout}");
+        assert!(
+            stdout.starts_with("ID ") && stdout.contains("DISPLAY NAME"),
+            "{stdout}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{stderr}"
+        );
+        let status = stderr
+            .lines()
+            .find_map(|line| line.strip_prefix("roster exited "))
+            .expect("the exit status");
+        assert!(["0", "141"].contains(&status), "{list}: {stderr}");
+    }
+
+    // The reader gone before the first line: the exit status of a process killed by SIGPIPE,
+    // and not a word.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));
+    command
+        .args(["accounts", "list"])
+        .envs(env.iter().cloned())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let run = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().expect("roster starts");
+        drop(child.stdout.take());
+        child.wait_with_output().expect("roster runs")
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.status.code(), Some(141), "{}", text(&run.stderr));
+    assert_eq!(text(&run.stderr), "");
+}
+
+both_backends!(
+    a_server_on_an_unmigrated_database_is_not_serving_until_roster_migrate,
+    roster_accounts_list_piped_into_head_ends_quietly
+);
 
 /// Runs `script` in bash, with the `roster` binary as `$0` and `env`.
 async fn roster_in_shell(script: &str, env: &[(String, String)]) -> Output {

@@ -169,139 +169,273 @@ fn write_big_csv(path: &Path, bytes: u64) -> u64 {
     rows
 }
 
-both_backends! {
-    async fn a_150_mb_upload_through_the_cli_outlasts_the_request_timeout(backend) {
-        // Bulk-import's defaults, but for a 2 s deadline per call: the upload takes far longer.
-        let Some(suite) = ImportSuite::start_configured(
-            backend,
-            roster_tests::identity_settings(),
-            |server| server.request_timeout_seconds = 2,
-            |_| {},
-            Vec::new(),
-        )
-        .await else { return };
-        let account = suite.account("Big Upload").await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("people.csv");
-        let bytes = 150 * 1000 * 1000;
-        write_big_csv(&path, bytes);
+async fn a_150_mb_upload_through_the_cli_outlasts_the_request_timeout(backend: Backend) {
+    // Bulk-import's defaults, but for a 2 s deadline per call: the upload takes far longer.
+    let Some(suite) = ImportSuite::start_configured(
+        backend,
+        roster_tests::identity_settings(),
+        |server| server.request_timeout_seconds = 2,
+        |_| {},
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Big Upload").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("people.csv");
+    let bytes = 150 * 1000 * 1000;
+    write_big_csv(&path, bytes);
 
-        let mut upload = Running::start(&suite, &["import", "upload", path.to_str().unwrap(), "--account", &account]);
-        let (after, line) = upload.line("uploaded as import", Duration::from_secs(600)).await;
-        assert!(after > Duration::from_secs(2), "the upload ({after:?}) outlasted the 2 s request timeout");
-        let import_id = line
-            .trim_start_matches("uploaded as import ")
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let mut client = suite.import_client().await;
-        let import = client
-            .get_import(roster_tests::authed(ADMIN_KEY, pb::GetImportRequest { import_id: import_id.clone() }))
-            .await
-            .expect("GetImport")
-            .into_inner()
-            .import
-            .expect("import");
-        assert!(
-            [pb::ImportState::Validating as i32, pb::ImportState::Validated as i32].contains(&import.state),
-            "the whole file arrived and is validated: {import:?}"
-        );
-        // Validating 200,000 rows would take minutes more: the operator cancels it, and the
-        // upload command, still following the import, reports that.
-        let cancelled = roster(&suite, &["import", "cancel", &import_id]).await.ok();
-        assert!(cancelled.stdout.contains("cancelled"), "{}", cancelled.stdout);
-        let run = upload.finish().await.ok();
-        assert!(run.stdout.contains(&format!("import {import_id} is CANCELLED")), "{}", run.stdout);
-        assert!(!run.stderr.contains("--timeout"), "{}", run.stderr);
-    }
-
-    async fn the_upload_command_follows_validation_past_the_request_timeout(backend) {
-        let Some(suite) = ImportSuite::start_configured(
-            backend,
-            roster_tests::identity_settings(),
-            |server| server.request_timeout_seconds = 1,
-            |_| {},
-            Vec::new(),
-        )
-        .await else { return };
-        let account = suite.account("Long Watch").await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("people.csv");
-        let rows = write_big_csv(&path, 2 * 1000 * 1000);
-
-        let run = roster(&suite, &["import", "upload", path.to_str().unwrap(), "--account", &account]).await.ok();
-        let uploaded_after = run.uploaded_after.expect("the upload was reported");
-        assert!(
-            run.took - uploaded_after > Duration::from_secs(1),
-            "WatchImport followed validation for longer than the 1 s request timeout ({:?})",
-            run.took - uploaded_after
-        );
-        assert!(run.stdout.contains("is VALIDATED"), "{}", run.stdout);
-        let counts = format!("rows {rows}: create {rows}, update 0, unchanged 0, errors 0");
-        assert!(run.stdout.contains(&counts), "{counts} in\n{}", run.stdout);
-    }
-
-    async fn imports_are_listed_and_cancelled_from_the_cli(backend) {
-        let Some(suite) = ImportSuite::start(backend).await else { return };
-        let account = suite.account("Listed").await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("team.csv");
-        std::fs::write(&path, people_csv("listed", 3)).unwrap();
-        let run = roster(&suite, &["import", "upload", path.to_str().unwrap(), "--account", &account]).await.ok();
-        assert!(run.stdout.contains("is VALIDATED"), "{}", run.stdout);
-        // A second import, left UPLOADING by a client that is still connected.
-        let upload = OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
-        assert!(upload.send(&people_csv("open", 10)).await);
-        let open = uploading_import(
-            &mut suite.import_client().await,
-            &suite.imports.database,
+    let mut upload = Running::start(
+        &suite,
+        &[
+            "import",
+            "upload",
+            path.to_str().unwrap(),
+            "--account",
             &account,
-            1,
-            Duration::from_secs(30),
-        )
+        ],
+    );
+    let (after, line) = upload
+        .line("uploaded as import", Duration::from_secs(600))
         .await;
-
-        let table = roster(&suite, &["import", "list", "--account", &account]).await.ok().stdout;
-        let lines: Vec<&str> = table.lines().collect();
-        assert!(lines[0].starts_with("ID") && lines[0].contains("STATE"), "{table}");
-        assert_eq!(lines.len(), 3, "a header and two imports:\n{table}");
-        assert!(lines[1].starts_with(&open) && lines[1].contains("uploading"), "newest first:\n{table}");
-        assert!(lines[2].contains("team.csv") && lines[2].contains("validated"), "{table}");
-
-        let listed = roster(&suite, &["--json", "import", "list", "--account", &account, "--state", "uploading"]).await.ok().json();
-        let imports = listed["imports"].as_array().expect("imports");
-        assert_eq!(imports.len(), 1, "{listed}");
-        assert_eq!(imports[0]["id"], open.as_str());
-        assert_eq!(imports[0]["state"], "IMPORT_STATE_UPLOADING");
-        assert_eq!(listed["next_page_token"], "");
-
-        let cancelled = roster(&suite, &["--json", "import", "cancel", &open]).await.ok().json();
-        assert_eq!(cancelled["import"]["id"], open.as_str());
-        assert_eq!(cancelled["import"]["state"], "IMPORT_STATE_CANCELLED");
-        assert_eq!(stored_chunks(&suite.imports.database, &open).await, 0, "a cancelled upload keeps nothing");
-        // The client still sending learns that its import is over.
-        assert!(upload.send(&people_csv("late", 10)).await);
-        let status = upload.finish().await.expect_err("the upload ended with the cancel");
-        assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
-        assert_eq!(roster_tests::reason(&status).as_deref(), Some("UPLOAD_ENDED"));
-
-        let validated = lines[2].split_whitespace().next().unwrap().to_owned();
-        let text = roster(&suite, &["import", "cancel", &validated]).await.ok().stdout;
-        assert!(text.contains("state:") && text.contains("cancelled"), "{text}");
-        let again = roster(&suite, &["import", "cancel", "not-an-id"]).await;
-        assert!(!again.success);
-        assert!(again.stderr.contains("import_id"), "{}", again.stderr);
-        let failed = roster(&suite, &["--json", "import", "cancel", "not-an-id"]).await;
-        let error: Value = serde_json::from_str(&failed.stderr).expect("the error is JSON");
-        assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
-
-        let listed = roster(&suite, &["--json", "import", "list", "--account", &account, "--state", "cancelled"]).await.ok().json();
-        assert_eq!(listed["imports"].as_array().map(Vec::len), Some(2), "{listed}");
-        let empty = roster(&suite, &["import", "list", "--account", &account, "--state", "failed"]).await.ok();
-        assert_eq!(empty.stdout.trim(), "No imports.");
-    }
+    assert!(
+        after > Duration::from_secs(2),
+        "the upload ({after:?}) outlasted the 2 s request timeout"
+    );
+    let import_id = line
+        .trim_start_matches("uploaded as import ")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut client = suite.import_client().await;
+    let import = client
+        .get_import(roster_tests::authed(
+            ADMIN_KEY,
+            pb::GetImportRequest {
+                import_id: import_id.clone(),
+            },
+        ))
+        .await
+        .expect("GetImport")
+        .into_inner()
+        .import
+        .expect("import");
+    assert!(
+        [
+            pb::ImportState::Validating as i32,
+            pb::ImportState::Validated as i32
+        ]
+        .contains(&import.state),
+        "the whole file arrived and is validated: {import:?}"
+    );
+    // Validating 200,000 rows would take minutes more: the operator cancels it, and the
+    // upload command, still following the import, reports that.
+    let cancelled = roster(&suite, &["import", "cancel", &import_id]).await.ok();
+    assert!(
+        cancelled.stdout.contains("cancelled"),
+        "{}",
+        cancelled.stdout
+    );
+    let run = upload.finish().await.ok();
+    assert!(
+        run.stdout
+            .contains(&format!("import {import_id} is CANCELLED")),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stderr.contains("--timeout"), "{}", run.stderr);
 }
+
+async fn the_upload_command_follows_validation_past_the_request_timeout(backend: Backend) {
+    let Some(suite) = ImportSuite::start_configured(
+        backend,
+        roster_tests::identity_settings(),
+        |server| server.request_timeout_seconds = 1,
+        |_| {},
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Long Watch").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("people.csv");
+    let rows = write_big_csv(&path, 2 * 1000 * 1000);
+
+    let run = roster(
+        &suite,
+        &[
+            "import",
+            "upload",
+            path.to_str().unwrap(),
+            "--account",
+            &account,
+        ],
+    )
+    .await
+    .ok();
+    let uploaded_after = run.uploaded_after.expect("the upload was reported");
+    assert!(
+        run.took - uploaded_after > Duration::from_secs(1),
+        "WatchImport followed validation for longer than the 1 s request timeout ({:?})",
+        run.took - uploaded_after
+    );
+    assert!(run.stdout.contains("is VALIDATED"), "{}", run.stdout);
+    let counts = format!("rows {rows}: create {rows}, update 0, unchanged 0, errors 0");
+    assert!(run.stdout.contains(&counts), "{counts} in\n{}", run.stdout);
+}
+
+async fn imports_are_listed_and_cancelled_from_the_cli(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Listed").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("team.csv");
+    std::fs::write(&path, people_csv("listed", 3)).unwrap();
+    let run = roster(
+        &suite,
+        &[
+            "import",
+            "upload",
+            path.to_str().unwrap(),
+            "--account",
+            &account,
+        ],
+    )
+    .await
+    .ok();
+    assert!(run.stdout.contains("is VALIDATED"), "{}", run.stdout);
+    // A second import, left UPLOADING by a client that is still connected.
+    let upload = OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
+    assert!(upload.send(&people_csv("open", 10)).await);
+    let open = uploading_import(
+        &mut suite.import_client().await,
+        &suite.imports.database,
+        &account,
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let table = roster(&suite, &["import", "list", "--account", &account])
+        .await
+        .ok()
+        .stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("STATE"),
+        "{table}"
+    );
+    assert_eq!(lines.len(), 3, "a header and two imports:\n{table}");
+    assert!(
+        lines[1].starts_with(&open) && lines[1].contains("uploading"),
+        "newest first:\n{table}"
+    );
+    assert!(
+        lines[2].contains("team.csv") && lines[2].contains("validated"),
+        "{table}"
+    );
+
+    let listed = roster(
+        &suite,
+        &[
+            "--json",
+            "import",
+            "list",
+            "--account",
+            &account,
+            "--state",
+            "uploading",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    let imports = listed["imports"].as_array().expect("imports");
+    assert_eq!(imports.len(), 1, "{listed}");
+    assert_eq!(imports[0]["id"], open.as_str());
+    assert_eq!(imports[0]["state"], "IMPORT_STATE_UPLOADING");
+    assert_eq!(listed["next_page_token"], "");
+
+    let cancelled = roster(&suite, &["--json", "import", "cancel", &open])
+        .await
+        .ok()
+        .json();
+    assert_eq!(cancelled["import"]["id"], open.as_str());
+    assert_eq!(cancelled["import"]["state"], "IMPORT_STATE_CANCELLED");
+    assert_eq!(
+        stored_chunks(&suite.imports.database, &open).await,
+        0,
+        "a cancelled upload keeps nothing"
+    );
+    // The client still sending learns that its import is over.
+    assert!(upload.send(&people_csv("late", 10)).await);
+    let status = upload
+        .finish()
+        .await
+        .expect_err("the upload ended with the cancel");
+    assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+    assert_eq!(
+        roster_tests::reason(&status).as_deref(),
+        Some("UPLOAD_ENDED")
+    );
+
+    let validated = lines[2].split_whitespace().next().unwrap().to_owned();
+    let text = roster(&suite, &["import", "cancel", &validated])
+        .await
+        .ok()
+        .stdout;
+    assert!(
+        text.contains("state:") && text.contains("cancelled"),
+        "{text}"
+    );
+    let again = roster(&suite, &["import", "cancel", "not-an-id"]).await;
+    assert!(!again.success);
+    assert!(again.stderr.contains("import_id"), "{}", again.stderr);
+    let failed = roster(&suite, &["--json", "import", "cancel", "not-an-id"]).await;
+    let error: Value = serde_json::from_str(&failed.stderr).expect("the error is JSON");
+    assert_eq!(error["error"]["code"], "INVALID_ARGUMENT");
+
+    let listed = roster(
+        &suite,
+        &[
+            "--json",
+            "import",
+            "list",
+            "--account",
+            &account,
+            "--state",
+            "cancelled",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(
+        listed["imports"].as_array().map(Vec::len),
+        Some(2),
+        "{listed}"
+    );
+    let empty = roster(
+        &suite,
+        &["import", "list", "--account", &account, "--state", "failed"],
+    )
+    .await
+    .ok();
+    assert_eq!(empty.stdout.trim(), "No imports.");
+}
+
+both_backends!(
+    a_150_mb_upload_through_the_cli_outlasts_the_request_timeout,
+    the_upload_command_follows_validation_past_the_request_timeout,
+    imports_are_listed_and_cancelled_from_the_cli
+);
 
 async fn the_upload_command_says_how_the_file_was_read(backend: Backend) {
     let Some(suite) = ImportSuite::start(backend).await else {
@@ -393,55 +527,88 @@ impl Drop for Killed {
     }
 }
 
-both_backends! {
-    async fn an_upload_left_by_a_killed_process_is_swept_after_the_restart(backend) {
-        let Some(database) = TestDatabase::create(backend).await else { return };
-        let dir = tempfile::tempdir().unwrap();
-        let keys = dir.path().join("keys.toml");
-        common::write_admin_keys_file(&keys, ADMIN_KEY);
-        let account = uuid::Uuid::new_v4().to_string();
+async fn an_upload_left_by_a_killed_process_is_swept_after_the_restart(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    common::write_admin_keys_file(&keys, ADMIN_KEY);
+    let account = uuid::Uuid::new_v4().to_string();
 
-        let port = common::free_port();
-        let mut first = Killed(serve_bulk_import(port, &database.url, &keys, &dir.path().join("first.log")));
-        let channel = connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
-        let upload = OpenUpload::start(channel.clone(), ADMIN_KEY, &account, None).await;
-        let file = people_csv("killed", 20_000);
-        for piece in file.chunks(256 * 1024).take(3) {
-            assert!(upload.send(piece).await);
-        }
-        let mut imports = ImportServiceClient::new(channel);
-        let import_id = uploading_import(&mut imports, &database, &account, 3, Duration::from_secs(30)).await;
-
-        // The process dies mid-upload: nothing of it runs any more, its client still connected.
-        common::signal(&first.0, "KILL");
-        let _ = first.0.wait();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert_eq!(stored_chunks(&database, &import_id).await, 3, "the crash leaves the pieces");
-
-        let port = common::free_port();
-        let _second = Killed(serve_bulk_import(port, &database.url, &keys, &dir.path().join("second.log")));
-        let mut imports = ImportServiceClient::new(connect(format!("127.0.0.1:{port}").parse().unwrap()).await);
-        let serving = Instant::now();
-        let import = loop {
-            let import = imports
-                .get_import(roster_tests::authed(ADMIN_KEY, pb::GetImportRequest { import_id: import_id.clone() }))
-                .await
-                .expect("GetImport")
-                .into_inner()
-                .import
-                .expect("import");
-            if import.state != pb::ImportState::Uploading as i32 {
-                break import;
-            }
-            assert!(
-                serving.elapsed() < Duration::from_secs(3 + 2),
-                "not swept within one sweep interval of the restart: {import:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
-        assert!(import.error_message.contains("abandoned"), "{}", import.error_message);
-        assert_eq!(stored_chunks(&database, &import_id).await, 0);
-        drop(upload);
+    let port = common::free_port();
+    let mut first = Killed(serve_bulk_import(
+        port,
+        &database.url,
+        &keys,
+        &dir.path().join("first.log"),
+    ));
+    let channel = connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let upload = OpenUpload::start(channel.clone(), ADMIN_KEY, &account, None).await;
+    let file = people_csv("killed", 20_000);
+    for piece in file.chunks(256 * 1024).take(3) {
+        assert!(upload.send(piece).await);
     }
+    let mut imports = ImportServiceClient::new(channel);
+    let import_id = uploading_import(
+        &mut imports,
+        &database,
+        &account,
+        3,
+        Duration::from_secs(30),
+    )
+    .await;
+
+    // The process dies mid-upload: nothing of it runs any more, its client still connected.
+    common::signal(&first.0, "KILL");
+    let _ = first.0.wait();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        stored_chunks(&database, &import_id).await,
+        3,
+        "the crash leaves the pieces"
+    );
+
+    let port = common::free_port();
+    let _second = Killed(serve_bulk_import(
+        port,
+        &database.url,
+        &keys,
+        &dir.path().join("second.log"),
+    ));
+    let mut imports =
+        ImportServiceClient::new(connect(format!("127.0.0.1:{port}").parse().unwrap()).await);
+    let serving = Instant::now();
+    let import = loop {
+        let import = imports
+            .get_import(roster_tests::authed(
+                ADMIN_KEY,
+                pb::GetImportRequest {
+                    import_id: import_id.clone(),
+                },
+            ))
+            .await
+            .expect("GetImport")
+            .into_inner()
+            .import
+            .expect("import");
+        if import.state != pb::ImportState::Uploading as i32 {
+            break import;
+        }
+        assert!(
+            serving.elapsed() < Duration::from_secs(3 + 2),
+            "not swept within one sweep interval of the restart: {import:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
+    assert!(
+        import.error_message.contains("abandoned"),
+        "{}",
+        import.error_message
+    );
+    assert_eq!(stored_chunks(&database, &import_id).await, 0);
+    drop(upload);
 }
+
+both_backends!(an_upload_left_by_a_killed_process_is_swept_after_the_restart);
