@@ -2,30 +2,10 @@
 //! PostgreSQL.
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
-use roster_tests::{ADMIN_KEY, Backend, TestServer, authed, both_backends, reason};
+use roster_tests::clients::Identity;
+use roster_tests::{Backend, TestServer, both_backends, reason};
 use tonic::Code;
-use tonic::transport::Channel;
-
-async fn create_account(channel: &Channel, name: &str) -> String {
-    AccountServiceClient::new(channel.clone())
-        .create_account(authed(
-            ADMIN_KEY,
-            pb::CreateAccountRequest {
-                request_id: String::new(),
-                display_name: name.into(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("account created")
-        .into_inner()
-        .account
-        .expect("account")
-        .id
-}
 
 fn person(account_id: &str, email: &str, username: &str) -> pb::CreateProfileRequest {
     pb::CreateProfileRequest {
@@ -39,13 +19,11 @@ fn person(account_id: &str, email: &str, username: &str) -> pb::CreateProfileReq
 }
 
 async fn create(
-    profiles: &mut ProfileServiceClient<Channel>,
+    identity: &Identity,
     request: pb::CreateProfileRequest,
 ) -> Result<pb::Profile, tonic::Status> {
-    profiles
-        .create_profile(authed(ADMIN_KEY, request))
-        .await
-        .map(|response| response.into_inner().profile.expect("profile"))
+    let response = identity.create_profile(request).await;
+    response.map(|response| response.profile.expect("profile"))
 }
 
 fn assert_refused(result: Result<pb::Profile, tonic::Status>, code: Code, expected: &str) {
@@ -54,48 +32,43 @@ fn assert_refused(result: Result<pb::Profile, tonic::Status>, code: Code, expect
     assert_eq!(reason(&status).as_deref(), Some(expected), "{status:?}");
 }
 
-async fn spawn(backend: Backend) -> Option<(TestServer, ProfileServiceClient<Channel>)> {
+async fn spawn(backend: Backend) -> Option<(TestServer, Identity)> {
     let server = TestServer::spawn(Service::Identity, backend).await?;
-    let profiles = ProfileServiceClient::new(server.channel().await);
-    Some((server, profiles))
+    let identity = Identity::connect(&server).await;
+    Some((server, identity))
 }
 
 async fn username_defaults_to_the_email(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let account = create_account(&server.channel().await, "Acme").await;
-    let profile = create(&mut profiles, person(&account, " Alice@Example.COM ", ""))
+    let account = identity.account("Acme").await.id;
+    let profile = create(&identity, person(&account, " Alice@Example.COM ", ""))
         .await
         .unwrap();
     assert_eq!(profile.email, "Alice@example.com");
     assert_eq!(profile.username, "Alice@example.com");
     assert_eq!(profile.canonical_username, "alice@example.com");
     assert_eq!(profile.status, pb::ProfileStatus::Active as i32);
-    let fetched = profiles
-        .get_profile(authed(
-            ADMIN_KEY,
-            pb::GetProfileRequest {
-                id: profile.id.clone(),
-            },
-        ))
+    let fetched = identity
+        .get_profile(pb::GetProfileRequest {
+            id: profile.id.clone(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .profile
         .unwrap();
     assert_eq!(fetched, profile);
 }
 
 async fn usernames_are_unique_across_accounts_in_canonical_form(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let channel = server.channel().await;
-    let first = create_account(&channel, "First").await;
-    let second = create_account(&channel, "Second").await;
+    let first = identity.account("First").await.id;
+    let second = identity.account("Second").await.id;
     create(
-        &mut profiles,
+        &identity,
         person(&first, "alice@example.com", "Alice@Example.com"),
     )
     .await
@@ -107,43 +80,43 @@ async fn usernames_are_unique_across_accounts_in_canonical_form(backend: Backend
         " alice@example.com ",
     ] {
         assert_refused(
-            create(&mut profiles, person(&second, "other@example.com", variant)).await,
+            create(&identity, person(&second, "other@example.com", variant)).await,
             Code::AlreadyExists,
             "USERNAME_TAKEN",
         );
     }
-    create(&mut profiles, person(&second, "x@example.com", "straße"))
+    create(&identity, person(&second, "x@example.com", "straße"))
         .await
         .unwrap();
     assert_refused(
-        create(&mut profiles, person(&first, "y@example.com", "STRASSE")).await,
+        create(&identity, person(&first, "y@example.com", "STRASSE")).await,
         Code::AlreadyExists,
         "USERNAME_TAKEN",
     );
 }
 
 async fn confusable_usernames_are_refused(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let account = create_account(&server.channel().await, "Acme").await;
-    create(&mut profiles, person(&account, "p@example.com", "paypal"))
+    let account = identity.account("Acme").await.id;
+    create(&identity, person(&account, "p@example.com", "paypal"))
         .await
         .unwrap();
     assert_refused(
-        create(&mut profiles, person(&account, "q@example.com", "paypaI")).await,
+        create(&identity, person(&account, "q@example.com", "paypaI")).await,
         Code::AlreadyExists,
         "USERNAME_CONFUSABLE",
     );
 }
 
 async fn invalid_input_reports_every_violation(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let account = create_account(&server.channel().await, "Acme").await;
+    let account = identity.account("Acme").await.id;
     let status = create(
-        &mut profiles,
+        &identity,
         pb::CreateProfileRequest {
             account_id: account.clone(),
             first_name: " ".into(),
@@ -187,7 +160,7 @@ async fn invalid_input_reports_every_violation(backend: Backend) {
         &"a".repeat(255),
     ] {
         assert_refused(
-            create(&mut profiles, person(&account, "z@example.com", username)).await,
+            create(&identity, person(&account, "z@example.com", username)).await,
             Code::InvalidArgument,
             "USERNAME_INVALID",
         );
@@ -195,54 +168,46 @@ async fn invalid_input_reports_every_violation(backend: Backend) {
 }
 
 async fn username_is_never_reused_after_delete_or_rename(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((server, identity)) = spawn(backend).await else {
         return;
     };
-    let channel = server.channel().await;
-    let first = create_account(&channel, "First").await;
-    let second = create_account(&channel, "Second").await;
-    let deleted = create(&mut profiles, person(&first, "d@example.com", "dora"))
+    let first = identity.account("First").await.id;
+    let second = identity.account("Second").await.id;
+    let deleted = create(&identity, person(&first, "d@example.com", "dora"))
         .await
         .unwrap();
-    profiles
-        .delete_profile(authed(
-            ADMIN_KEY,
-            pb::DeleteProfileRequest {
-                id: deleted.id.clone(),
-                etag: deleted.etag.clone(),
-                request_id: String::new(),
-            },
-        ))
+    identity
+        .delete_profile(pb::DeleteProfileRequest {
+            id: deleted.id.clone(),
+            etag: deleted.etag.clone(),
+            request_id: String::new(),
+        })
         .await
         .unwrap();
-    let renamed = create(&mut profiles, person(&first, "r@example.com", "rita"))
+    let renamed = create(&identity, person(&first, "r@example.com", "rita"))
         .await
         .unwrap();
-    let updated = profiles
-        .update_profile(authed(
-            ADMIN_KEY,
-            pb::UpdateProfileRequest {
-                profile: Some(pb::Profile {
-                    id: renamed.id.clone(),
-                    username: "rita2".into(),
-                    etag: renamed.etag.clone(),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["username".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+    let updated = identity
+        .update_profile(pb::UpdateProfileRequest {
+            profile: Some(pb::Profile {
+                id: renamed.id.clone(),
+                username: "rita2".into(),
+                etag: renamed.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["username".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .profile
         .unwrap();
     assert_eq!(updated.username, "rita2");
 
     let server = server.restart().await;
-    let mut profiles = ProfileServiceClient::new(server.channel().await);
+    let identity = Identity::connect(&server).await;
     for (account, username) in [
         (&second, "dora"),
         (&first, "DORA"),
@@ -250,36 +215,32 @@ async fn username_is_never_reused_after_delete_or_rename(backend: Backend) {
         (&first, "Rita"),
     ] {
         assert_refused(
-            create(&mut profiles, person(account, "n@example.com", username)).await,
+            create(&identity, person(account, "n@example.com", username)).await,
             Code::AlreadyExists,
             "USERNAME_RETIRED",
         );
     }
-    let check = profiles
-        .check_username(authed(
-            ADMIN_KEY,
-            pb::CheckUsernameRequest {
-                username: "dora".into(),
-                ..Default::default()
-            },
-        ))
+    let check = identity
+        .check_username(pb::CheckUsernameRequest {
+            username: "dora".into(),
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(!check.available);
     assert_eq!(check.reason, pb::UsernameRefusal::Retired as i32);
 }
 
 async fn check_username_explains_and_suggests_free_names(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let account = create_account(&server.channel().await, "Acme").await;
-    create(&mut profiles, person(&account, "ada@example.com", ""))
+    let account = identity.account("Acme").await.id;
+    create(&identity, person(&account, "ada@example.com", ""))
         .await
         .unwrap();
     create(
-        &mut profiles,
+        &identity,
         person(
             &account,
             "ada.lovelace@example.com",
@@ -288,34 +249,26 @@ async fn check_username_explains_and_suggests_free_names(backend: Backend) {
     )
     .await
     .unwrap();
-    let free = profiles
-        .check_username(authed(
-            ADMIN_KEY,
-            pb::CheckUsernameRequest {
-                username: "Grace@Example.com".into(),
-                ..Default::default()
-            },
-        ))
+    let free = identity
+        .check_username(pb::CheckUsernameRequest {
+            username: "Grace@Example.com".into(),
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(free.available);
     assert_eq!(free.canonical, "grace@example.com");
     assert!(free.suggestions.is_empty());
 
-    let taken = profiles
-        .check_username(authed(
-            ADMIN_KEY,
-            pb::CheckUsernameRequest {
-                username: "ADA@example.com".into(),
-                email: "ada@example.com".into(),
-                first_name: "Ada".into(),
-                last_name: "Lovelace".into(),
-            },
-        ))
+    let taken = identity
+        .check_username(pb::CheckUsernameRequest {
+            username: "ADA@example.com".into(),
+            email: "ada@example.com".into(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(!taken.available);
     assert_eq!(taken.reason, pb::UsernameRefusal::Taken as i32);
     assert!(!taken.suggestions.is_empty() && taken.suggestions.len() <= 5);
@@ -326,44 +279,36 @@ async fn check_username_explains_and_suggests_free_names(backend: Backend) {
             .any(|s| s == "ada.lovelace@example.com")
     );
     for suggestion in &taken.suggestions {
-        let check = profiles
-            .check_username(authed(
-                ADMIN_KEY,
-                pb::CheckUsernameRequest {
-                    username: suggestion.clone(),
-                    ..Default::default()
-                },
-            ))
+        let check = identity
+            .check_username(pb::CheckUsernameRequest {
+                username: suggestion.clone(),
+                ..Default::default()
+            })
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
         assert!(check.available, "suggestion {suggestion} is not free");
     }
 
-    let invalid = profiles
-        .check_username(authed(
-            ADMIN_KEY,
-            pb::CheckUsernameRequest {
-                username: "a\u{200B}b".into(),
-                ..Default::default()
-            },
-        ))
+    let invalid = identity
+        .check_username(pb::CheckUsernameRequest {
+            username: "a\u{200B}b".into(),
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(invalid.reason, pb::UsernameRefusal::Invalid as i32);
     assert!(invalid.message.contains("U+200B"), "{}", invalid.message);
 }
 
 async fn request_id_replays_return_the_first_result(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let account = create_account(&server.channel().await, "Acme").await;
+    let account = identity.account("Acme").await.id;
     let mut request = person(&account, "idem@example.com", "");
     request.request_id = "create-1".into();
-    let first = create(&mut profiles, request.clone()).await.unwrap();
-    let again = create(&mut profiles, request).await.unwrap();
+    let first = create(&identity, request.clone()).await.unwrap();
+    let again = create(&identity, request).await.unwrap();
     assert_eq!(first, again);
 
     let update = |etag: String| pb::UpdateProfileRequest {
@@ -378,102 +323,85 @@ async fn request_id_replays_return_the_first_result(backend: Backend) {
         }),
         request_id: "update-1".into(),
     };
-    let updated = profiles
-        .update_profile(authed(ADMIN_KEY, update(first.etag.clone())))
+    let updated = identity
+        .update_profile(update(first.etag.clone()))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     // The replay carries a now-stale etag and still returns the first result.
-    let replayed = profiles
-        .update_profile(authed(ADMIN_KEY, update(first.etag.clone())))
+    let replayed = identity
+        .update_profile(update(first.etag.clone()))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(updated, replayed);
-    let stale = profiles
-        .update_profile(authed(
-            ADMIN_KEY,
-            pb::UpdateProfileRequest {
-                request_id: "update-2".into(),
-                ..update(first.etag.clone())
-            },
-        ))
+    let stale = identity
+        .update_profile(pb::UpdateProfileRequest {
+            request_id: "update-2".into(),
+            ..update(first.etag.clone())
+        })
         .await
         .expect_err("stale etag");
     assert_eq!(stale.code(), Code::Aborted);
 
-    let listed = profiles
-        .list_profiles(authed(
-            ADMIN_KEY,
-            pb::ListProfilesRequest {
-                account_id: account.clone(),
-                ..Default::default()
-            },
-        ))
+    let listed = identity
+        .list_profiles(pb::ListProfilesRequest {
+            account_id: account.clone(),
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(listed.profiles.len(), 1);
 }
 
 async fn list_pages_and_filters(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let channel = server.channel().await;
-    let account = create_account(&channel, "Acme").await;
-    let other = create_account(&channel, "Other").await;
-    create(&mut profiles, person(&other, "zed@example.com", ""))
+    let account = identity.account("Acme").await.id;
+    let other = identity.account("Other").await.id;
+    create(&identity, person(&other, "zed@example.com", ""))
         .await
         .unwrap();
     let mut ids = Vec::new();
     for n in 0..7 {
         let profile = create(
-            &mut profiles,
+            &identity,
             person(&account, &format!("user{n}@Example.com"), ""),
         )
         .await
         .unwrap();
         ids.push(profile.id);
     }
-    let bob = create(&mut profiles, person(&account, "bob@corp.example", "Bob_1"))
+    let bob = create(&identity, person(&account, "bob@corp.example", "Bob_1"))
         .await
         .unwrap();
     ids.push(bob.id.clone());
-    profiles
-        .update_profile(authed(
-            ADMIN_KEY,
-            pb::UpdateProfileRequest {
-                profile: Some(pb::Profile {
-                    id: bob.id.clone(),
-                    status: pb::ProfileStatus::Suspended as i32,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["status".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+    identity
+        .update_profile(pb::UpdateProfileRequest {
+            profile: Some(pb::Profile {
+                id: bob.id.clone(),
+                status: pb::ProfileStatus::Suspended as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap();
 
     let mut seen = Vec::new();
     let mut token = String::new();
     loop {
-        let page = profiles
-            .list_profiles(authed(
-                ADMIN_KEY,
-                pb::ListProfilesRequest {
-                    account_id: account.clone(),
-                    page_size: 3,
-                    page_token: token.clone(),
-                    ..Default::default()
-                },
-            ))
+        let page = identity
+            .list_profiles(pb::ListProfilesRequest {
+                account_id: account.clone(),
+                page_size: 3,
+                page_token: token.clone(),
+                ..Default::default()
+            })
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
         assert!(page.profiles.len() <= 3);
         seen.extend(page.profiles.into_iter().map(|p| p.id));
         if page.next_page_token.is_empty() {
@@ -484,15 +412,8 @@ async fn list_pages_and_filters(backend: Backend) {
     assert_eq!(seen, ids, "every profile once, in creation order");
 
     let list = |filter: pb::ListProfilesRequest| {
-        let mut profiles = profiles.clone();
-        async move {
-            profiles
-                .list_profiles(authed(ADMIN_KEY, filter))
-                .await
-                .unwrap()
-                .into_inner()
-                .profiles
-        }
+        let identity = identity.clone();
+        async move { identity.list_profiles(filter).await.unwrap().profiles }
     };
     let base = pb::ListProfilesRequest {
         account_id: account.clone(),
@@ -534,19 +455,18 @@ async fn list_pages_and_filters(backend: Backend) {
 }
 
 async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let channel = server.channel().await;
-    let account = create_account(&channel, "Acme").await;
-    let other = create_account(&channel, "Other").await;
-    let existing = create(&mut profiles, person(&account, "keep@example.com", ""))
+    let account = identity.account("Acme").await.id;
+    let other = identity.account("Other").await.id;
+    let existing = create(&identity, person(&account, "keep@example.com", ""))
         .await
         .unwrap();
-    let foreign = create(&mut profiles, person(&other, "foreign@example.com", ""))
+    let foreign = create(&identity, person(&other, "foreign@example.com", ""))
         .await
         .unwrap();
-    create(&mut profiles, person(&other, "held@example.com", ""))
+    create(&identity, person(&other, "held@example.com", ""))
         .await
         .unwrap();
 
@@ -577,11 +497,10 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
         items,
         send_welcome_emails: false,
     };
-    let results = profiles
-        .batch_upsert_profiles(authed(ADMIN_KEY, request.clone()))
+    let results = identity
+        .batch_upsert_profiles(request.clone())
         .await
         .unwrap()
-        .into_inner()
         .results;
     let outcome = |n: usize| pb::UpsertOutcome::try_from(results[n].outcome).unwrap();
     assert_eq!(results.len(), 8);
@@ -600,40 +519,31 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
     assert_eq!(outcome(7), pb::UpsertOutcome::Failed);
     assert_eq!(results[7].error_reason, "USERNAME_TAKEN");
 
-    let replay = profiles
-        .batch_upsert_profiles(authed(ADMIN_KEY, request))
+    let replay = identity
+        .batch_upsert_profiles(request)
         .await
         .unwrap()
-        .into_inner()
         .results;
     for n in [0, 1, 2, 3] {
         assert_eq!(replay[n], results[n], "item {n} replays its first result");
     }
-    let listed = profiles
-        .list_profiles(authed(
-            ADMIN_KEY,
-            pb::ListProfilesRequest {
-                account_id: account.clone(),
-                ..Default::default()
-            },
-        ))
+    let listed = identity
+        .list_profiles(pb::ListProfilesRequest {
+            account_id: account.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
-        .into_inner()
         .profiles;
     assert_eq!(listed.len(), 3, "two created once, one existing");
 
-    let got = profiles
-        .batch_get_profiles(authed(
-            ADMIN_KEY,
-            pb::BatchGetProfilesRequest {
-                account_id: account.clone(),
-                ids: vec![existing.id.clone(), foreign.id.clone(), "nonsense".into()],
-            },
-        ))
+    let got = identity
+        .batch_get_profiles(pb::BatchGetProfilesRequest {
+            account_id: account.clone(),
+            ids: vec![existing.id.clone(), foreign.id.clone(), "nonsense".into()],
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(got.profiles.len(), 1);
     assert_eq!(
         got.missing_ids,
@@ -655,16 +565,15 @@ both_backends!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_of_one_username_admit_exactly_one() {
-    let Some((server, profiles)) = spawn(Backend::Postgres).await else {
+    let Some((server, identity)) = spawn(Backend::Postgres).await else {
         return;
     };
-    let channel = server.channel().await;
     let accounts = [
-        create_account(&channel, "A").await,
-        create_account(&channel, "B").await,
+        identity.account("A").await.id,
+        identity.account("B").await.id,
     ];
     let calls = (0..50).map(|n| {
-        let mut profiles = profiles.clone();
+        let identity = identity.clone();
         let account = accounts[n % 2].clone();
         let username = if n % 3 == 0 {
             "Racer@Example.com"
@@ -673,7 +582,7 @@ async fn concurrent_creates_of_one_username_admit_exactly_one() {
         };
         tokio::spawn(async move {
             create(
-                &mut profiles,
+                &identity,
                 person(&account, &format!("r{n}@example.com"), username),
             )
             .await
@@ -706,7 +615,7 @@ async fn concurrent_creates_of_one_username_admit_exactly_one() {
 /// Asserts that every suggestion is free now (CheckUsername says available) and none looks
 /// like an address other than `own_email`.
 async fn assert_free_and_not_anyones_address(
-    profiles: &mut ProfileServiceClient<Channel>,
+    identity: &Identity,
     suggestions: &[String],
     own_email: &str,
 ) {
@@ -717,17 +626,13 @@ async fn assert_free_and_not_anyones_address(
             !suggestion.contains('@') || suggestion.eq_ignore_ascii_case(own_email),
             "{suggestion} reads as somebody's address"
         );
-        let check = profiles
-            .check_username(authed(
-                ADMIN_KEY,
-                pb::CheckUsernameRequest {
-                    username: suggestion.clone(),
-                    ..Default::default()
-                },
-            ))
+        let check = identity
+            .check_username(pb::CheckUsernameRequest {
+                username: suggestion.clone(),
+                ..Default::default()
+            })
             .await
-            .unwrap()
-            .into_inner();
+            .unwrap();
         assert!(check.available, "suggestion {suggestion} is not free");
     }
 }
@@ -741,18 +646,17 @@ fn metadata(status: &tonic::Status) -> std::collections::HashMap<String, String>
 async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_ones(
     backend: Backend,
 ) {
-    let Some((server, mut profiles)) = spawn(backend).await else {
+    let Some((_server, identity)) = spawn(backend).await else {
         return;
     };
-    let channel = server.channel().await;
-    let elsewhere = create_account(&channel, "Elsewhere").await;
-    let account = create_account(&channel, "Acme").await;
+    let elsewhere = identity.account("Elsewhere").await.id;
+    let account = identity.account("Acme").await.id;
     // Another account holds ada@example.com and ada.lovelace.
-    create(&mut profiles, person(&elsewhere, "ada@example.com", ""))
+    create(&identity, person(&elsewhere, "ada@example.com", ""))
         .await
         .unwrap();
     create(
-        &mut profiles,
+        &identity,
         person(&elsewhere, "al@example.com", "ada.lovelace"),
     )
     .await
@@ -764,7 +668,7 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
     };
 
     // CreateProfile, username defaulted from the email.
-    let status = create(&mut profiles, ada("")).await.unwrap_err();
+    let status = create(&identity, ada("")).await.unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     assert_eq!(reason(&status).as_deref(), Some("USERNAME_TAKEN"));
     assert!(
@@ -785,14 +689,14 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
         "{}",
         status.message()
     );
-    assert_free_and_not_anyones_address(&mut profiles, &suggestions, "ada@example.com").await;
+    assert_free_and_not_anyones_address(&identity, &suggestions, "ada@example.com").await;
 
     // CreateProfile, username chosen: the user's own address comes first when it is free.
     let own = pb::CreateProfileRequest {
         email: "ada.l@acme.example".into(),
         ..ada("ada.lovelace")
     };
-    let status = create(&mut profiles, own).await.unwrap_err();
+    let status = create(&identity, own).await.unwrap_err();
     let info = metadata(&status);
     assert_eq!(info["username_defaulted"], "false");
     assert!(
@@ -802,25 +706,22 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
     );
     let suggestions: Vec<String> = info["suggestions"].split(',').map(str::to_owned).collect();
     assert_eq!(suggestions[0], "ada.l@acme.example");
-    assert_free_and_not_anyones_address(&mut profiles, &suggestions, "ada.l@acme.example").await;
+    assert_free_and_not_anyones_address(&identity, &suggestions, "ada.l@acme.example").await;
 
     // UpdateProfile to a taken username.
-    let mine = create(&mut profiles, ada("ada.l")).await.unwrap();
-    let status = profiles
-        .update_profile(authed(
-            ADMIN_KEY,
-            pb::UpdateProfileRequest {
-                profile: Some(pb::Profile {
-                    id: mine.id.clone(),
-                    username: "ADA.LOVELACE".into(),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["username".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+    let mine = create(&identity, ada("ada.l")).await.unwrap();
+    let status = identity
+        .update_profile(pb::UpdateProfileRequest {
+            profile: Some(pb::Profile {
+                id: mine.id.clone(),
+                username: "ADA.LOVELACE".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["username".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(reason(&status).as_deref(), Some("USERNAME_TAKEN"));
@@ -828,37 +729,33 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
         .split(',')
         .map(str::to_owned)
         .collect();
-    assert_free_and_not_anyones_address(&mut profiles, &suggestions, "ada@example.com").await;
+    assert_free_and_not_anyones_address(&identity, &suggestions, "ada@example.com").await;
 
     // BatchUpsertProfiles items, defaulted and chosen.
-    let results = profiles
-        .batch_upsert_profiles(authed(
-            ADMIN_KEY,
-            pb::BatchUpsertProfilesRequest {
-                account_id: account.clone(),
-                items: vec![
-                    pb::ProfileUpsert {
-                        idempotency_key: "defaulted".into(),
-                        first_name: "Ada".into(),
-                        last_name: "Lovelace".into(),
-                        email: "ada@example.com".into(),
-                        ..Default::default()
-                    },
-                    pb::ProfileUpsert {
-                        idempotency_key: "chosen".into(),
-                        first_name: "Ada".into(),
-                        last_name: "Lovelace".into(),
-                        email: "ada.b@acme.example".into(),
-                        username: "ada.lovelace".into(),
-                        ..Default::default()
-                    },
-                ],
-                send_welcome_emails: false,
-            },
-        ))
+    let results = identity
+        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            account_id: account.clone(),
+            items: vec![
+                pb::ProfileUpsert {
+                    idempotency_key: "defaulted".into(),
+                    first_name: "Ada".into(),
+                    last_name: "Lovelace".into(),
+                    email: "ada@example.com".into(),
+                    ..Default::default()
+                },
+                pb::ProfileUpsert {
+                    idempotency_key: "chosen".into(),
+                    first_name: "Ada".into(),
+                    last_name: "Lovelace".into(),
+                    email: "ada.b@acme.example".into(),
+                    username: "ada.lovelace".into(),
+                    ..Default::default()
+                },
+            ],
+            send_welcome_emails: false,
+        })
         .await
         .unwrap()
-        .into_inner()
         .results;
     let (defaulted, chosen) = (&results[0], &results[1]);
     assert_eq!(defaulted.error_reason, "USERNAME_TAKEN");
@@ -869,7 +766,7 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
         defaulted.error_message
     );
     assert_free_and_not_anyones_address(
-        &mut profiles,
+        &identity,
         &defaulted.username_suggestions,
         "ada@example.com",
     )
@@ -878,31 +775,26 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
     assert!(!chosen.username_defaulted);
     assert_eq!(chosen.username_suggestions[0], "ada.b@acme.example");
     assert_free_and_not_anyones_address(
-        &mut profiles,
+        &identity,
         &chosen.username_suggestions,
         "ada.b@acme.example",
     )
     .await;
 
     // BatchCheckUsernames with seeds.
-    let checks = profiles
-        .batch_check_usernames(authed(
-            ADMIN_KEY,
-            pb::BatchCheckUsernamesRequest {
-                usernames: vec!["ada@example.com".into(), "free.name".into()],
-                seeds: vec![pb::SuggestionSeeds {
-                    first_name: "Ada".into(),
-                    last_name: "Lovelace".into(),
-                    email: "ada@example.com".into(),
-                }],
-            },
-        ))
+    let checks = identity
+        .batch_check_usernames(pb::BatchCheckUsernamesRequest {
+            usernames: vec!["ada@example.com".into(), "free.name".into()],
+            seeds: vec![pb::SuggestionSeeds {
+                first_name: "Ada".into(),
+                last_name: "Lovelace".into(),
+                email: "ada@example.com".into(),
+            }],
+        })
         .await
         .unwrap()
-        .into_inner()
         .checks;
-    assert_free_and_not_anyones_address(&mut profiles, &checks[0].suggestions, "ada@example.com")
-        .await;
+    assert_free_and_not_anyones_address(&identity, &checks[0].suggestions, "ada@example.com").await;
     assert!(checks[1].available && checks[1].suggestions.is_empty());
 }
 
