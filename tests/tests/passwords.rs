@@ -4,55 +4,40 @@
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
+use roster_tests::clients::Identity;
 use roster_tests::imports::create_profile;
-use roster_tests::{
-    ADMIN_KEY, Backend, TestServer, authed, both_backends, newest_reset_token, reason,
-};
+use roster_tests::{ADMIN_KEY, Backend, TestServer, both_backends, newest_reset_token, reason};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
 
 const STRONG: &str = "Violet-Tundra-84-Lantern";
 
 struct Fixture {
     server: TestServer,
-    accounts: AccountServiceClient<Channel>,
-    profiles: ProfileServiceClient<Channel>,
-    credentials: CredentialServiceClient<Channel>,
+    identity: Identity,
     account: pb::Account,
     profile: pb::Profile,
 }
 
 async fn fixture_with(server: TestServer, preset: pb::PasswordPolicyPreset) -> Fixture {
     let channel = server.channel().await;
-    let mut accounts = AccountServiceClient::new(channel.clone());
-    let profiles = ProfileServiceClient::new(channel.clone());
-    let credentials = CredentialServiceClient::new(channel.clone());
-    let account = accounts
-        .create_account(authed(
-            ADMIN_KEY,
-            pb::CreateAccountRequest {
-                display_name: "Acme".into(),
-                password_policy_preset: preset as i32,
-                ..Default::default()
-            },
-        ))
+    let identity = Identity::new(channel.clone(), ADMIN_KEY);
+    let account = identity
+        .create_account(pb::CreateAccountRequest {
+            display_name: "Acme".into(),
+            password_policy_preset: preset as i32,
+            ..Default::default()
+        })
         .await
         .unwrap()
-        .into_inner()
         .account
         .unwrap();
     let profile = create_profile(&channel, &account.id, "Ada", "Lovelace", "ada@example.com").await;
     Fixture {
         server,
-        accounts,
-        profiles,
-        credentials,
+        identity,
         account,
         profile,
     }
@@ -64,74 +49,60 @@ async fn fixture(backend: Backend) -> Option<Fixture> {
 }
 
 impl Fixture {
-    async fn send_reset(&mut self, request_id: &str) -> pb::SendPasswordResetResponse {
-        self.credentials
-            .send_password_reset(authed(
-                ADMIN_KEY,
-                pb::SendPasswordResetRequest {
-                    request_id: request_id.into(),
-                    profile_id: self.profile.id.clone(),
-                    email: self.profile.email.clone(),
-                    etag: String::new(),
-                },
-            ))
+    async fn send_reset(&self, request_id: &str) -> pb::SendPasswordResetResponse {
+        self.identity
+            .send_password_reset(pb::SendPasswordResetRequest {
+                request_id: request_id.into(),
+                profile_id: self.profile.id.clone(),
+                email: self.profile.email.clone(),
+                etag: String::new(),
+            })
             .await
             .unwrap()
-            .into_inner()
     }
 
-    async fn complete(&mut self, token: &str, password: &str) -> Result<(), tonic::Status> {
-        self.credentials
-            .complete_password_reset(authed(
-                ADMIN_KEY,
-                pb::CompletePasswordResetRequest {
-                    token: token.into(),
-                    new_password: password.into(),
-                },
-            ))
+    async fn complete(&self, token: &str, password: &str) -> Result<(), tonic::Status> {
+        self.identity
+            .complete_password_reset(pb::CompletePasswordResetRequest {
+                token: token.into(),
+                new_password: password.into(),
+            })
             .await
             .map(|_| ())
     }
 
-    async fn set_password(&mut self, password: &str) {
+    async fn set_password(&self, password: &str) {
         self.send_reset("").await;
         let token = newest_reset_token(&self.server).await;
         self.complete(&token, password).await.expect("password set");
     }
 
     async fn verify(
-        &mut self,
+        &self,
         username: &str,
         password: &str,
     ) -> Result<pb::VerifyPasswordResponse, tonic::Status> {
-        self.credentials
-            .verify_password(authed(
-                ADMIN_KEY,
-                pb::VerifyPasswordRequest {
-                    username: username.into(),
-                    password: password.into(),
-                },
-            ))
+        self.identity
+            .verify_password(pb::VerifyPasswordRequest {
+                username: username.into(),
+                password: password.into(),
+            })
             .await
-            .map(|response| response.into_inner())
+            .map(|response| response)
     }
 }
 
 async fn policies_read_update_and_refuse_impossible_values(backend: Backend) {
-    let Some(mut f) = fixture(backend).await else {
+    let Some(f) = fixture(backend).await else {
         return;
     };
     let policy = f
-        .accounts
-        .get_password_policy(authed(
-            ADMIN_KEY,
-            pb::GetPasswordPolicyRequest {
-                account_id: f.account.id.clone(),
-            },
-        ))
+        .identity
+        .get_password_policy(pb::GetPasswordPolicyRequest {
+            account_id: f.account.id.clone(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .policy
         .unwrap();
     assert_eq!(policy.preset, pb::PasswordPolicyPreset::Default as i32);
@@ -141,25 +112,21 @@ async fn policies_read_update_and_refuse_impossible_values(backend: Backend) {
     );
 
     let nist = f
-        .accounts
-        .update_password_policy(authed(
-            ADMIN_KEY,
-            pb::UpdatePasswordPolicyRequest {
-                policy: Some(pb::PasswordPolicy {
-                    account_id: f.account.id.clone(),
-                    preset: pb::PasswordPolicyPreset::Nist as i32,
-                    etag: policy.etag.clone(),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["preset".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+        .identity
+        .update_password_policy(pb::UpdatePasswordPolicyRequest {
+            policy: Some(pb::PasswordPolicy {
+                account_id: f.account.id.clone(),
+                preset: pb::PasswordPolicyPreset::Nist as i32,
+                etag: policy.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["preset".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .policy
         .unwrap();
     assert_eq!(
@@ -168,43 +135,37 @@ async fn policies_read_update_and_refuse_impossible_values(backend: Backend) {
     );
 
     let stale = f
-        .accounts
-        .update_password_policy(authed(
-            ADMIN_KEY,
-            pb::UpdatePasswordPolicyRequest {
-                policy: Some(pb::PasswordPolicy {
-                    account_id: f.account.id.clone(),
-                    min_length: 20,
-                    etag: policy.etag.clone(),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["min_length".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+        .identity
+        .update_password_policy(pb::UpdatePasswordPolicyRequest {
+            policy: Some(pb::PasswordPolicy {
+                account_id: f.account.id.clone(),
+                min_length: 20,
+                etag: policy.etag.clone(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["min_length".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(stale.code(), Code::Aborted);
 
     let invalid = f
-        .accounts
-        .update_password_policy(authed(
-            ADMIN_KEY,
-            pb::UpdatePasswordPolicyRequest {
-                policy: Some(pb::PasswordPolicy {
-                    account_id: f.account.id.clone(),
-                    min_length: 4,
-                    max_length: 10,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["min_length".into(), "max_length".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+        .identity
+        .update_password_policy(pb::UpdatePasswordPolicyRequest {
+            policy: Some(pb::PasswordPolicy {
+                account_id: f.account.id.clone(),
+                min_length: 4,
+                max_length: 10,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["min_length".into(), "max_length".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(invalid.code(), Code::InvalidArgument);
@@ -222,24 +183,20 @@ async fn policies_read_update_and_refuse_impossible_values(backend: Backend) {
     );
 
     let custom = f
-        .accounts
-        .update_password_policy(authed(
-            ADMIN_KEY,
-            pb::UpdatePasswordPolicyRequest {
-                policy: Some(pb::PasswordPolicy {
-                    account_id: f.account.id.clone(),
-                    min_length: 20,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["min_length".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+        .identity
+        .update_password_policy(pb::UpdatePasswordPolicyRequest {
+            policy: Some(pb::PasswordPolicy {
+                account_id: f.account.id.clone(),
+                min_length: 20,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["min_length".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .policy
         .unwrap();
     assert_eq!(
@@ -249,20 +206,16 @@ async fn policies_read_update_and_refuse_impossible_values(backend: Backend) {
 }
 
 async fn requirements_are_sentences_and_checks_name_every_failed_rule(backend: Backend) {
-    let Some(mut f) = fixture(backend).await else {
+    let Some(f) = fixture(backend).await else {
         return;
     };
     let rules = f
-        .credentials
-        .get_password_requirements(authed(
-            ADMIN_KEY,
-            pb::GetPasswordRequirementsRequest {
-                account_id: f.account.id.clone(),
-            },
-        ))
+        .identity
+        .get_password_requirements(pb::GetPasswordRequirementsRequest {
+            account_id: f.account.id.clone(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .rules;
     let sentences: Vec<&str> = rules.iter().map(|r| r.description.as_str()).collect();
     assert!(
@@ -274,23 +227,19 @@ async fn requirements_are_sentences_and_checks_name_every_failed_rule(backend: B
     );
 
     let (credentials, account_id, profile_id) = (
-        f.credentials.clone(),
+        f.identity.clone(),
         f.account.id.clone(),
         f.profile.id.clone(),
     );
     let check = |password: &str| {
-        let mut credentials = credentials.clone();
+        let credentials = credentials.clone();
         let request = pb::CheckPasswordRequest {
             account_id: account_id.clone(),
             profile_id: profile_id.clone(),
             password: password.into(),
         };
         async move {
-            let response = credentials
-                .check_password(authed(ADMIN_KEY, request))
-                .await
-                .unwrap()
-                .into_inner();
+            let response = credentials.check_password(request).await.unwrap();
             (
                 response.acceptable,
                 response
@@ -318,7 +267,7 @@ async fn requirements_are_sentences_and_checks_name_every_failed_rule(backend: B
 }
 
 async fn reset_sets_a_password_once_and_every_bad_token_looks_the_same(backend: Backend) {
-    let Some(mut f) = fixture(backend).await else {
+    let Some(f) = fixture(backend).await else {
         return;
     };
     let sent = f.send_reset("reset-1").await;
@@ -411,7 +360,7 @@ async fn reset_links_expire(backend: Backend) {
     };
     let server =
         TestServer::start_with(Service::Identity, settings, identity, database, Vec::new()).await;
-    let mut f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
+    let f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
     f.send_reset("").await;
     let token = newest_reset_token(&f.server).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -421,7 +370,7 @@ async fn reset_links_expire(backend: Backend) {
 }
 
 async fn verification_refuses_alike_and_throttles(backend: Backend) {
-    let Some(mut f) = fixture(backend).await else {
+    let Some(f) = fixture(backend).await else {
         return;
     };
     f.set_password(STRONG).await;
@@ -468,36 +417,30 @@ async fn verification_refuses_alike_and_throttles(backend: Backend) {
 }
 
 async fn suspended_and_deleted_profiles_never_verify(backend: Backend) {
-    let Some(mut f) = fixture(backend).await else {
+    let Some(f) = fixture(backend).await else {
         return;
     };
     f.set_password(STRONG).await;
-    f.profiles
-        .update_profile(authed(
-            ADMIN_KEY,
-            pb::UpdateProfileRequest {
-                profile: Some(pb::Profile {
-                    id: f.profile.id.clone(),
-                    status: pb::ProfileStatus::Suspended as i32,
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["status".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+    f.identity
+        .update_profile(pb::UpdateProfileRequest {
+            profile: Some(pb::Profile {
+                id: f.profile.id.clone(),
+                status: pb::ProfileStatus::Suspended as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap();
     assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
-    f.profiles
-        .delete_profile(authed(
-            ADMIN_KEY,
-            pb::DeleteProfileRequest {
-                id: f.profile.id.clone(),
-                ..Default::default()
-            },
-        ))
+    f.identity
+        .delete_profile(pb::DeleteProfileRequest {
+            id: f.profile.id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
@@ -519,7 +462,7 @@ async fn older_hashes_are_upgraded_on_the_next_verify(backend: Backend) {
     };
     let server =
         TestServer::start_with(Service::Identity, settings, weak, database, Vec::new()).await;
-    let mut f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
+    let f = fixture_with(server, pb::PasswordPolicyPreset::Default).await;
     f.set_password(STRONG).await;
     let read_hash = |url: String| async move {
         let db = Database::connect(&url).await.unwrap();
@@ -542,18 +485,14 @@ async fn older_hashes_are_upgraded_on_the_next_verify(backend: Backend) {
     let mut server = f.server;
     server.identity = roster_tests::identity_settings();
     let server = server.restart().await;
-    let mut credentials = CredentialServiceClient::new(server.channel().await);
+    let credentials = Identity::new(server.channel().await, ADMIN_KEY);
     let verified = credentials
-        .verify_password(authed(
-            ADMIN_KEY,
-            pb::VerifyPasswordRequest {
-                username: "ada@example.com".into(),
-                password: STRONG.into(),
-            },
-        ))
+        .verify_password(pb::VerifyPasswordRequest {
+            username: "ada@example.com".into(),
+            password: STRONG.into(),
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(verified.verified);
     let upgraded = read_hash(server.database.url.clone()).await;
     assert!(upgraded.contains("m=19456,t=2,p=1"), "{upgraded}");
@@ -571,7 +510,7 @@ both_backends!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn check_username_answers_promptly_while_verification_is_saturated() {
-    let Some(mut f) = fixture(Backend::Sqlite).await else {
+    let Some(f) = fixture(Backend::Sqlite).await else {
         return;
     };
     f.set_password(STRONG).await;
@@ -580,34 +519,25 @@ async fn check_username_answers_promptly_while_verification_is_saturated() {
         username: "someone@example.com".into(),
         ..Default::default()
     };
-    f.profiles
-        .check_username(authed(ADMIN_KEY, check.clone()))
-        .await
-        .unwrap();
+    f.identity.check_username(check.clone()).await.unwrap();
     let idle = idle_started.elapsed();
 
     let load: Vec<_> = (0..64)
         .map(|n| {
-            let mut credentials = f.credentials.clone();
+            let credentials = f.identity.clone();
             tokio::spawn(async move {
                 let _ = credentials
-                    .verify_password(authed(
-                        ADMIN_KEY,
-                        pb::VerifyPasswordRequest {
-                            username: format!("user{n}@example.com"),
-                            password: "Wrong-Password-1".into(),
-                        },
-                    ))
+                    .verify_password(pb::VerifyPasswordRequest {
+                        username: format!("user{n}@example.com"),
+                        password: "Wrong-Password-1".into(),
+                    })
                     .await;
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let busy_started = Instant::now();
-    f.profiles
-        .check_username(authed(ADMIN_KEY, check))
-        .await
-        .unwrap();
+    f.identity.check_username(check).await.unwrap();
     let busy = busy_started.elapsed();
     futures::future::join_all(load).await;
     // A generous bound: argon2 runs on its own threads, so the executor stays free.
@@ -686,22 +616,19 @@ async fn concurrent_guesses_never_outrun_the_throttle(backend: Backend) {
     let Some((first, second)) = two_replicas(backend).await else {
         return;
     };
-    let mut f = fixture_with(first, pb::PasswordPolicyPreset::Default).await;
+    let f = fixture_with(first, pb::PasswordPolicyPreset::Default).await;
     f.set_password(STRONG).await;
     let channels = [f.server.channel().await, second.channel().await];
 
     // 64 wrong guesses at once, half through each replica.
     let guesses = (0..64).map(|n| {
-        let mut credentials = CredentialServiceClient::new(channels[n % 2].clone());
+        let credentials = Identity::new(channels[n % 2].clone(), ADMIN_KEY);
         async move {
             credentials
-                .verify_password(authed(
-                    ADMIN_KEY,
-                    pb::VerifyPasswordRequest {
-                        username: "ada@example.com".into(),
-                        password: format!("Wrong-Guess-{n}"),
-                    },
-                ))
+                .verify_password(pb::VerifyPasswordRequest {
+                    username: "ada@example.com".into(),
+                    password: format!("Wrong-Guess-{n}"),
+                })
                 .await
         }
     });
@@ -709,7 +636,7 @@ async fn concurrent_guesses_never_outrun_the_throttle(backend: Backend) {
     let evaluated = results.iter().filter(|result| result.is_ok()).count();
     for result in &results {
         match result {
-            Ok(response) => assert!(!response.get_ref().verified),
+            Ok(response) => assert!(!response.verified),
             Err(status) => {
                 assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
                 assert!(
@@ -729,14 +656,11 @@ async fn concurrent_guesses_never_outrun_the_throttle(backend: Backend) {
 
     // The right password after them is throttled on both replicas.
     for channel in &channels {
-        let throttled = CredentialServiceClient::new(channel.clone())
-            .verify_password(authed(
-                ADMIN_KEY,
-                pb::VerifyPasswordRequest {
-                    username: "ada@example.com".into(),
-                    password: STRONG.into(),
-                },
-            ))
+        let throttled = Identity::new(channel.clone(), ADMIN_KEY)
+            .verify_password(pb::VerifyPasswordRequest {
+                username: "ada@example.com".into(),
+                password: STRONG.into(),
+            })
             .await
             .expect_err("throttled");
         assert_eq!(reason(&throttled).as_deref(), Some("SIGNIN_THROTTLED"));
@@ -753,7 +677,7 @@ async fn reset_emails(server: &TestServer) -> usize {
 }
 
 async fn a_reset_goes_only_to_the_address_the_admin_confirmed(backend: Backend) {
-    let Some(mut f) = fixture(backend).await else {
+    let Some(f) = fixture(backend).await else {
         return;
     };
     let confirmed = f.profile.clone();
@@ -766,8 +690,8 @@ async fn a_reset_goes_only_to_the_address_the_admin_confirmed(backend: Backend) 
 
     // Without the confirmed address: refused, naming the field.
     let missing = f
-        .credentials
-        .send_password_reset(authed(ADMIN_KEY, send("", "")))
+        .identity
+        .send_password_reset(send("", ""))
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::InvalidArgument);
@@ -775,26 +699,23 @@ async fn a_reset_goes_only_to_the_address_the_admin_confirmed(backend: Backend) 
     assert_eq!(violations[0].field, "email");
 
     // Another admin changes the address after the first one confirmed it.
-    f.profiles
-        .update_profile(authed(
-            ADMIN_KEY,
-            pb::UpdateProfileRequest {
-                profile: Some(pb::Profile {
-                    id: confirmed.id.clone(),
-                    email: "mallory@evil.example".into(),
-                    ..Default::default()
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec!["email".into()],
-                }),
-                request_id: String::new(),
-            },
-        ))
+    f.identity
+        .update_profile(pb::UpdateProfileRequest {
+            profile: Some(pb::Profile {
+                id: confirmed.id.clone(),
+                email: "mallory@evil.example".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["email".into()],
+            }),
+            request_id: String::new(),
+        })
         .await
         .unwrap();
     let changed = f
-        .credentials
-        .send_password_reset(authed(ADMIN_KEY, send(&confirmed.email, "")))
+        .identity
+        .send_password_reset(send(&confirmed.email, ""))
         .await
         .unwrap_err();
     assert_eq!(changed.code(), Code::FailedPrecondition);
@@ -805,11 +726,8 @@ async fn a_reset_goes_only_to_the_address_the_admin_confirmed(backend: Backend) 
 
     // The confirmed etag is stale too, even with the new address.
     let stale = f
-        .credentials
-        .send_password_reset(authed(
-            ADMIN_KEY,
-            send("mallory@evil.example", &confirmed.etag),
-        ))
+        .identity
+        .send_password_reset(send("mallory@evil.example", &confirmed.etag))
         .await
         .unwrap_err();
     assert_eq!(reason(&stale).as_deref(), Some("PROFILE_CHANGED"));
@@ -819,11 +737,10 @@ async fn a_reset_goes_only_to_the_address_the_admin_confirmed(backend: Backend) 
 
     // Confirmed anew (in another case): sent, to that address.
     let sent = f
-        .credentials
-        .send_password_reset(authed(ADMIN_KEY, send("MALLORY@evil.example", "")))
+        .identity
+        .send_password_reset(send("MALLORY@evil.example", ""))
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(sent.email, "mallory@evil.example");
     assert_eq!(reset_emails(&f.server).await, 1);
 }
