@@ -11,19 +11,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_proto::notification::v1::{
     GetNotificationRequest, ListNotificationsRequest, Notification, NotificationState,
     SendEmailRequest,
 };
 use roster_runtime::Service;
+use roster_tests::clients::Notifications;
 use roster_tests::smtp::SmtpServer;
 use roster_tests::{
-    ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, authed, both_backends,
-    notification_settings, reason, test_settings,
+    ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, both_backends, notification_settings,
+    reason, test_settings,
 };
 use tonic::Code;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 const RESET_URL: &str = "https://id.example.com/reset#token=Zm9v&account=acme";
@@ -39,8 +38,8 @@ async fn notification_server(
     Some(TestServer::start_notification(common, settings, database, keys).await)
 }
 
-async fn client(server: &TestServer) -> NotificationServiceClient<Channel> {
-    NotificationServiceClient::new(server.channel().await)
+async fn client(server: &TestServer) -> Notifications {
+    Notifications::new(server.channel().await, ADMIN_KEY)
 }
 
 fn reset_request(
@@ -79,51 +78,36 @@ fn welcome_request(request_id: &str, account: Uuid, recipient: &str) -> SendEmai
     }
 }
 
-async fn send(
-    client: &mut NotificationServiceClient<Channel>,
-    request: SendEmailRequest,
-) -> Notification {
+async fn send(client: &Notifications, request: SendEmailRequest) -> Notification {
     client
-        .send_email(authed(ADMIN_KEY, request))
+        .send_email(request)
         .await
         .expect("SendEmail")
-        .into_inner()
         .notification
         .expect("a notification")
 }
 
-async fn get(client: &mut NotificationServiceClient<Channel>, id: &str) -> Notification {
+async fn get(client: &Notifications, id: &str) -> Notification {
     client
-        .get_notification(authed(
-            ADMIN_KEY,
-            GetNotificationRequest {
-                notification_id: id.to_owned(),
-            },
-        ))
+        .get_notification(GetNotificationRequest {
+            notification_id: id.to_owned(),
+        })
         .await
         .expect("GetNotification")
-        .into_inner()
         .notification
         .expect("a notification")
 }
 
 /// An account's notifications by id (at most 1,000).
-async fn by_id(
-    client: &mut NotificationServiceClient<Channel>,
-    account: Uuid,
-) -> HashMap<String, Notification> {
+async fn by_id(client: &Notifications, account: Uuid) -> HashMap<String, Notification> {
     client
-        .list_notifications(authed(
-            ADMIN_KEY,
-            ListNotificationsRequest {
-                account_id: account.to_string(),
-                page_size: 1000,
-                ..Default::default()
-            },
-        ))
+        .list_notifications(ListNotificationsRequest {
+            account_id: account.to_string(),
+            page_size: 1000,
+            ..Default::default()
+        })
         .await
         .expect("ListNotifications")
-        .into_inner()
         .notifications
         .into_iter()
         .map(|notification| (notification.id.clone(), notification))
@@ -132,7 +116,7 @@ async fn by_id(
 
 /// Polls `GetNotification` until `done` holds, failing after `limit`.
 async fn wait_for(
-    client: &mut NotificationServiceClient<Channel>,
+    client: &Notifications,
     id: &str,
     limit: Duration,
     done: impl Fn(&Notification) -> bool,
@@ -167,23 +151,20 @@ async fn send_email_reports_every_invalid_field(backend: Backend) {
     let Some(server) = TestServer::spawn(Service::Notification, backend).await else {
         return;
     };
-    let mut client = client(&server).await;
+    let client = client(&server).await;
     let status = client
-        .send_email(authed(
-            ADMIN_KEY,
-            SendEmailRequest {
-                request_id: String::new(),
-                account_id: "acme".to_owned(),
-                recipient: "Ada <ada@example.com>".to_owned(),
-                template: "password_reset".to_owned(),
-                locale: "not a locale".to_owned(),
-                variables: HashMap::from([
-                    ("reset_url".to_owned(), "javascript:alert(1)".to_owned()),
-                    ("expire_time".to_owned(), "tomorrow".to_owned()),
-                ]),
-                account_display_name: String::new(),
-            },
-        ))
+        .send_email(SendEmailRequest {
+            request_id: String::new(),
+            account_id: "acme".to_owned(),
+            recipient: "Ada <ada@example.com>".to_owned(),
+            template: "password_reset".to_owned(),
+            locale: "not a locale".to_owned(),
+            variables: HashMap::from([
+                ("reset_url".to_owned(), "javascript:alert(1)".to_owned()),
+                ("expire_time".to_owned(), "tomorrow".to_owned()),
+            ]),
+            account_display_name: String::new(),
+        })
         .await
         .expect_err("invalid request");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -209,13 +190,10 @@ async fn send_email_reports_every_invalid_field(backend: Backend) {
     }
 
     let unknown = client
-        .send_email(authed(
-            ADMIN_KEY,
-            SendEmailRequest {
-                template: "newsletter".to_owned(),
-                ..welcome_request("r-1", Uuid::new_v4(), "ada@example.com")
-            },
-        ))
+        .send_email(SendEmailRequest {
+            template: "newsletter".to_owned(),
+            ..welcome_request("r-1", Uuid::new_v4(), "ada@example.com")
+        })
         .await
         .expect_err("unknown template");
     assert_eq!(unknown.code(), Code::InvalidArgument);
@@ -235,45 +213,35 @@ async fn a_key_limited_to_one_account_cannot_reach_another(backend: Backend) {
     let Some(server) = notification_server(backend, settings, vec![limited]).await else {
         return;
     };
-    let mut client = client(&server).await;
-    let of_b = send(
-        &mut client,
-        welcome_request("b-1", account_b, "b@example.com"),
-    )
-    .await;
+    let client = client(&server).await;
+    let of_b = send(&client, welcome_request("b-1", account_b, "b@example.com")).await;
 
     let denied = client
-        .send_email(authed(
-            "key-a",
-            welcome_request("a-1", account_b, "b@example.com"),
-        ))
+        .with_key("key-a")
+        .send_email(welcome_request("a-1", account_b, "b@example.com"))
         .await
         .expect_err("another account");
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert_eq!(reason(&denied).as_deref(), Some("ACCOUNT_NOT_PERMITTED"));
     let denied = client
-        .list_notifications(authed(
-            "key-a",
-            ListNotificationsRequest {
-                account_id: account_b.to_string(),
-                ..Default::default()
-            },
-        ))
+        .with_key("key-a")
+        .list_notifications(ListNotificationsRequest {
+            account_id: account_b.to_string(),
+            ..Default::default()
+        })
         .await
         .expect_err("another account's list");
     assert_eq!(denied.code(), Code::PermissionDenied);
 
     // B's notification by id is indistinguishable from one that does not exist.
     let get_as_a = |id: String| {
-        let mut client = client.clone();
+        let client = client.clone();
         async move {
             client
-                .get_notification(authed(
-                    "key-a",
-                    GetNotificationRequest {
-                        notification_id: id,
-                    },
-                ))
+                .with_key("key-a")
+                .get_notification(GetNotificationRequest {
+                    notification_id: id,
+                })
                 .await
                 .expect_err("not visible")
         }
@@ -286,25 +254,19 @@ async fn a_key_limited_to_one_account_cannot_reach_another(backend: Backend) {
     assert_eq!(hidden.details(), missing.details());
 
     let own = client
-        .send_email(authed(
-            "key-a",
-            welcome_request("a-1", account_a, "a@example.com"),
-        ))
+        .with_key("key-a")
+        .send_email(welcome_request("a-1", account_a, "a@example.com"))
         .await
         .expect("own account")
-        .into_inner()
         .notification
         .unwrap();
     let read = client
-        .get_notification(authed(
-            "key-a",
-            GetNotificationRequest {
-                notification_id: own.id.clone(),
-            },
-        ))
+        .with_key("key-a")
+        .get_notification(GetNotificationRequest {
+            notification_id: own.id.clone(),
+        })
         .await
         .expect("own notification")
-        .into_inner()
         .notification
         .unwrap();
     assert_eq!(read.id, own.id);
@@ -320,33 +282,30 @@ async fn lists_page_newest_first_and_filter_by_state(backend: Backend) {
     let Some(server) = notification_server(backend, settings, Vec::new()).await else {
         return;
     };
-    let mut client = client(&server).await;
+    let client = client(&server).await;
     let account = Uuid::new_v4();
     let mut sent = Vec::new();
     for index in 0..5 {
         let request = welcome_request(&format!("r-{index}"), account, "grace@example.com");
-        sent.push(send(&mut client, request).await.id);
+        sent.push(send(&client, request).await.id);
     }
     send(
-        &mut client,
+        &client,
         welcome_request("other", Uuid::new_v4(), "x@example.com"),
     )
     .await;
     sent.reverse();
 
     let list = |page_token: String, state: NotificationState| {
-        let mut client = client.clone();
+        let client = client.clone();
         async move {
             client
-                .list_notifications(authed(
-                    ADMIN_KEY,
-                    ListNotificationsRequest {
-                        account_id: account.to_string(),
-                        page_size: 2,
-                        page_token,
-                        state: state as i32,
-                    },
-                ))
+                .list_notifications(ListNotificationsRequest {
+                    account_id: account.to_string(),
+                    page_size: 2,
+                    page_token,
+                    state: state as i32,
+                })
                 .await
         }
     };
@@ -356,8 +315,7 @@ async fn lists_page_newest_first_and_filter_by_state(backend: Backend) {
     loop {
         let page = list(token, NotificationState::Unspecified)
             .await
-            .expect("page")
-            .into_inner();
+            .expect("page");
         pages += 1;
         seen.extend(
             page.notifications
@@ -374,8 +332,7 @@ async fn lists_page_newest_first_and_filter_by_state(backend: Backend) {
 
     let queued = list(String::new(), NotificationState::Queued)
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(queued.notifications.len(), 2);
     assert!(
         queued
@@ -389,10 +346,7 @@ async fn lists_page_newest_first_and_filter_by_state(backend: Backend) {
             .iter()
             .all(|notification| notification.message_id.is_empty())
     );
-    let sent_only = list(String::new(), NotificationState::Sent)
-        .await
-        .unwrap()
-        .into_inner();
+    let sent_only = list(String::new(), NotificationState::Sent).await.unwrap();
     assert!(sent_only.notifications.is_empty());
 
     // A token belongs to its filter.
@@ -415,27 +369,27 @@ async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend: Bac
     else {
         return;
     };
-    let mut client = client(&server).await;
+    let client = client(&server).await;
     let account = Uuid::new_v4();
     let request = reset_request("outbox-42", account, "ada@example.com", "en");
     // Concurrent twins as well as a later repeat.
     let twins = futures::future::join_all((0..8).map(|_| {
-        let mut client = client.clone();
+        let client = client.clone();
         let request = request.clone();
-        async move { send(&mut client, request).await.id }
+        async move { send(&client, request).await.id }
     }))
     .await;
     let first = twins[0].clone();
     assert!(twins.iter().all(|id| *id == first), "{twins:?}");
 
     let sent = wait_for(
-        &mut client,
+        &client,
         &first,
         Duration::from_secs(20),
         is(NotificationState::Sent),
     )
     .await;
-    let again = send(&mut client, request).await;
+    let again = send(&client, request).await;
     assert_eq!(again.id, first);
     assert_eq!(
         state(&again),
@@ -447,7 +401,7 @@ async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend: Bac
     assert!(sent.sent_time.is_some());
 
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(by_id(&mut client, account).await.len(), 1);
+    assert_eq!(by_id(&client, account).await.len(), 1);
     let deliveries = smtp.deliveries();
     assert_eq!(deliveries.get(&sent.message_id), Some(&1), "{deliveries:?}");
     assert_eq!(deliveries.len(), 1);
@@ -462,21 +416,17 @@ async fn a_permanent_rejection_fails_at_once_and_the_next_message_goes_out(backe
     else {
         return;
     };
-    let mut client = client(&server).await;
+    let client = client(&server).await;
     let account = Uuid::new_v4();
-    let rejected = send(
-        &mut client,
-        welcome_request("r-1", account, "gone@example.com"),
-    )
-    .await;
+    let rejected = send(&client, welcome_request("r-1", account, "gone@example.com")).await;
     let accepted = send(
-        &mut client,
+        &client,
         welcome_request("r-2", account, "grace@example.com"),
     )
     .await;
 
     let failed = wait_for(
-        &mut client,
+        &client,
         &rejected.id,
         Duration::from_secs(20),
         is(NotificationState::Failed),
@@ -496,7 +446,7 @@ async fn a_permanent_rejection_fails_at_once_and_the_next_message_goes_out(backe
     assert!(failed.next_attempt_time.is_none());
 
     let sent = wait_for(
-        &mut client,
+        &client,
         &accepted.id,
         Duration::from_secs(20),
         is(NotificationState::Sent),
@@ -522,13 +472,13 @@ async fn an_smtp_outage_is_retried_until_the_server_returns(backend: Backend) {
     let Some(server) = notification_server(backend, settings, Vec::new()).await else {
         return;
     };
-    let mut client = client(&server).await;
+    let client = client(&server).await;
     let account = Uuid::new_v4();
     let mut ids = Vec::new();
     for index in 0..20 {
         ids.push(
             send(
-                &mut client,
+                &client,
                 welcome_request(&format!("r-{index}"), account, "grace@example.com"),
             )
             .await
@@ -539,7 +489,7 @@ async fn an_smtp_outage_is_retried_until_the_server_returns(backend: Backend) {
     // While the server is down every message fails, again and again, and waits its turn.
     let start = Instant::now();
     loop {
-        let all = by_id(&mut client, account).await;
+        let all = by_id(&client, account).await;
         let retried = all
             .values()
             .filter(|notification| {
@@ -561,7 +511,7 @@ async fn an_smtp_outage_is_retried_until_the_server_returns(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let retrying = wait_for(
-        &mut client,
+        &client,
         &ids[0],
         Duration::from_secs(10),
         is(NotificationState::Retrying),
@@ -572,7 +522,7 @@ async fn an_smtp_outage_is_retried_until_the_server_returns(backend: Backend) {
     smtp.restart().await;
     for id in &ids {
         let sent = wait_for(
-            &mut client,
+            &client,
             id,
             Duration::from_secs(20),
             is(NotificationState::Sent),
@@ -613,29 +563,22 @@ async fn temporary_rejections_are_retried_up_to_the_limit_then_fail() {
     let Some(server) = notification_server(Backend::Sqlite, settings, Vec::new()).await else {
         return;
     };
-    let mut client = client(&server).await;
+    let client = client(&server).await;
     let account = Uuid::new_v4();
-    let busy = send(
-        &mut client,
-        welcome_request("r-1", account, "busy@example.com"),
-    )
-    .await;
+    let busy = send(&client, welcome_request("r-1", account, "busy@example.com")).await;
     let fine = send(
-        &mut client,
+        &client,
         welcome_request("r-2", account, "grace@example.com"),
     )
     .await;
 
-    let retrying = wait_for(
-        &mut client,
-        &busy.id,
-        Duration::from_secs(20),
-        |notification| state(notification) == NotificationState::Retrying,
-    )
+    let retrying = wait_for(&client, &busy.id, Duration::from_secs(20), |notification| {
+        state(notification) == NotificationState::Retrying
+    })
     .await;
     assert!(retrying.last_error.starts_with("451"), "{retrying:?}");
     let failed = wait_for(
-        &mut client,
+        &client,
         &busy.id,
         Duration::from_secs(20),
         is(NotificationState::Failed),
@@ -648,7 +591,7 @@ async fn temporary_rejections_are_retried_up_to_the_limit_then_fail() {
         failed.last_error
     );
     wait_for(
-        &mut client,
+        &client,
         &fine.id,
         Duration::from_secs(20),
         is(NotificationState::Sent),
@@ -670,7 +613,7 @@ async fn the_password_reset_email_renders_in_each_locale_with_both_parts_and_the
     else {
         return;
     };
-    let mut client = client(&server).await;
+    let client = client(&server).await;
     let account = Uuid::new_v4();
     // requested locale → rendered locale, a word of its subject, a phrase of its body
     let cases = [
@@ -690,12 +633,12 @@ async fn the_password_reset_email_renders_in_each_locale_with_both_parts_and_the
             &format!("user{index}@example.com"),
             requested,
         );
-        queued.push(send(&mut client, request).await);
+        queued.push(send(&client, request).await);
     }
     let records: HashMap<String, serde_json::Value> = {
         for notification in &queued {
             wait_for(
-                &mut client,
+                &client,
                 &notification.id,
                 Duration::from_secs(20),
                 is(NotificationState::Sent),
@@ -749,15 +692,15 @@ async fn the_file_transport_writes_one_eml_per_notification() {
     let Some(server) = notification_server(Backend::Sqlite, settings, Vec::new()).await else {
         return;
     };
-    let mut client = client(&server).await;
+    let client = client(&server).await;
     let queued = send(
-        &mut client,
+        &client,
         welcome_request("r-1", Uuid::new_v4(), "grace@example.com"),
     )
     .await;
     assert_eq!(state(&queued), NotificationState::Queued);
     let sent = wait_for(
-        &mut client,
+        &client,
         &queued.id,
         Duration::from_secs(20),
         is(NotificationState::Sent),
@@ -807,13 +750,13 @@ async fn a_thousand_emails_over_three_instances_are_each_delivered_exactly_once(
     let started = Instant::now();
     let ids: Vec<String> = futures::stream::iter(0..EMAILS)
         .map(|index| {
-            let mut client = clients[index % clients.len()].clone();
+            let client = clients[index % clients.len()].clone();
             let request = welcome_request(
                 &format!("bulk-{index}"),
                 account,
                 &format!("user{index}@example.com"),
             );
-            async move { send(&mut client, request).await.id }
+            async move { send(&client, request).await.id }
         })
         .buffer_unordered(32)
         .collect()
@@ -821,9 +764,9 @@ async fn a_thousand_emails_over_three_instances_are_each_delivered_exactly_once(
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), EMAILS);
     eprintln!("{EMAILS} SendEmail calls took {:?}", started.elapsed());
 
-    let mut client = clients[0].clone();
+    let client = clients[0].clone();
     loop {
-        let all = by_id(&mut client, account).await;
+        let all = by_id(&client, account).await;
         let sent = all
             .values()
             .filter(|notification| state(notification) == NotificationState::Sent)
