@@ -88,7 +88,6 @@ impl Fixture {
                 password: password.into(),
             })
             .await
-            .map(|response| response)
     }
 }
 
