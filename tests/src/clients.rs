@@ -217,10 +217,7 @@ pub struct Refusal {
 pub fn refusal(status: &Status) -> Refusal {
     Refusal {
         code: status.code(),
-        reason: status
-            .get_details_error_info()
-            .map(|info| info.reason)
-            .unwrap_or_default(),
+        reason: crate::reason(status).unwrap_or_default(),
         violations: status
             .get_details_bad_request()
             .map(|bad| {

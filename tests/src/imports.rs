@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1 as id;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_client::ImportServiceClient;
@@ -201,20 +200,9 @@ impl ImportSuite {
 
 /// Creates an account through AccountService and returns its id.
 pub async fn create_account(identity: &Channel, name: &str) -> String {
-    AccountServiceClient::new(identity.clone())
-        .create_account(authed(
-            ADMIN_KEY,
-            id::CreateAccountRequest {
-                request_id: String::new(),
-                display_name: name.to_owned(),
-                ..Default::default()
-            },
-        ))
+    crate::clients::Identity::new(identity.clone(), ADMIN_KEY)
+        .account(name)
         .await
-        .expect("account created")
-        .into_inner()
-        .account
-        .expect("account")
         .id
 }
 
@@ -227,20 +215,16 @@ pub async fn create_profile(
     last_name: &str,
     email: &str,
 ) -> id::Profile {
-    ProfileServiceClient::new(identity.clone())
-        .create_profile(authed(
-            ADMIN_KEY,
-            id::CreateProfileRequest {
-                account_id: account_id.to_owned(),
-                first_name: first_name.to_owned(),
-                last_name: last_name.to_owned(),
-                email: email.to_owned(),
-                ..Default::default()
-            },
-        ))
+    crate::clients::Identity::new(identity.clone(), ADMIN_KEY)
+        .create_profile(id::CreateProfileRequest {
+            account_id: account_id.to_owned(),
+            first_name: first_name.to_owned(),
+            last_name: last_name.to_owned(),
+            email: email.to_owned(),
+            ..Default::default()
+        })
         .await
         .expect("profile created")
-        .into_inner()
         .profile
         .expect("profile")
 }

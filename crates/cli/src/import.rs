@@ -542,16 +542,10 @@ impl Client<'_> {
             output::outln!("first errors:")?;
             for row in rows {
                 for error in row.errors {
-                    let column = if error.column.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" [{}]", error.column)
-                    };
                     output::outln!(
-                        "  row {}{column} {}: {}",
+                        "  row {} {}",
                         row.row_number,
-                        error.reason,
-                        error.message
+                        described(&error.column, &error.reason, &error.message)
                     )?;
                 }
             }
