@@ -9,6 +9,8 @@
 //! - [`client`]: calls to another Roster service: balanced, with deadlines, retries of
 //!   idempotent calls, the caller key, trace context and optional TLS.
 //! - [`auth`]: bearer-key authentication of callers, with scopes and account limits.
+//! - [`request`]: request plumbing read the same way everywhere: ids, request ids, page sizes
+//!   and tokens, etags, update masks, batch sizes and byte bounds.
 //! - [`error`]: the one mapping from domain failures to `tonic::Status` with rich details.
 //! - [`db`]: database connections (SQLite or PostgreSQL through sea-orm) and migrations.
 //! - [`work`]: CPU-bound work of a call, kept off the async executor.
@@ -20,6 +22,7 @@ pub mod deadline;
 pub mod error;
 pub mod metrics;
 pub mod ratelimit;
+pub mod request;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

@@ -9,7 +9,6 @@ use roster_proto::identity::v1::{
 };
 use roster_runtime::ApiError;
 use roster_runtime::auth::caller;
-use roster_runtime::error::FieldViolation;
 use tonic::{Request, Response, Status};
 
 use super::convert;
@@ -17,6 +16,9 @@ use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::{IdentityError, Violation};
 use crate::domain::policy::{PasswordPolicy, Preset};
 use crate::store::Store;
+use roster_runtime::request::{
+    UpdateMask, check_request_id, id_token, page_size, parse_etag, parse_id, parse_id_token,
+};
 
 /// AccountService over the identity store.
 pub struct AccountApi {
@@ -44,7 +46,7 @@ impl AccountService for AccountApi {
             }
             .into());
         }
-        convert::check_request_id(&request.request_id)?;
+        check_request_id("request_id", &request.request_id)?;
         let display_name = display_name("display_name", &request.display_name)?;
         let policy = PasswordPolicy::from_preset(convert::preset_from_proto(
             request.password_policy_preset,
@@ -82,7 +84,7 @@ impl AccountService for AccountApi {
         request: Request<GetAccountRequest>,
     ) -> Result<Response<GetAccountResponse>, Status> {
         let caller = caller(&request)?;
-        let id = convert::parse_id("id", &request.get_ref().id)?;
+        let id = parse_id("id", &request.get_ref().id)?;
         let not_found = || ApiError::NotFound {
             resource: "account",
         };
@@ -106,43 +108,20 @@ impl AccountService for AccountApi {
     ) -> Result<Response<UpdateAccountResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
+        check_request_id("request_id", &request.request_id)?;
         let changes = request
             .account
             .ok_or_else(|| ApiError::invalid("account", "is required"))?;
-        let id = convert::parse_id("account.id", &changes.id)?;
-        let expected = convert::parse_etag("account.etag", &changes.etag)?;
-        let paths = request
-            .update_mask
-            .map(|mask| mask.paths)
-            .unwrap_or_default();
-        if paths.is_empty() {
-            return Err(ApiError::invalid(
-                "update_mask",
-                format!(
-                    "must name the fields to change: {}",
-                    ACCOUNT_FIELDS.join(", ")
-                ),
-            )
-            .into());
-        }
-        let unknown: Vec<_> = paths
-            .iter()
-            .filter(|path| !ACCOUNT_FIELDS.contains(&path.as_str()))
-            .map(|path| {
-                FieldViolation::new(
-                    "update_mask",
-                    format!(
-                        "{path:?} cannot be updated; updatable: {}",
-                        ACCOUNT_FIELDS.join(", ")
-                    ),
-                )
-            })
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ApiError::invalid_fields(unknown).into());
-        }
-        let masked = |path: &str| paths.iter().any(|candidate| candidate == path);
+        let id = parse_id("account.id", &changes.id)?;
+        let expected = parse_etag("account.etag", &changes.etag)?;
+        let mask = UpdateMask::parse(
+            request
+                .update_mask
+                .map(|mask| mask.paths)
+                .unwrap_or_default(),
+            &ACCOUNT_FIELDS,
+        )?;
+        let masked = |path: &str| mask.contains(path);
         let new_name = if masked("display_name") {
             Some(display_name("account.display_name", &changes.display_name)?.to_owned())
         } else {
@@ -195,8 +174,8 @@ impl AccountService for AccountApi {
     ) -> Result<Response<ListAccountsResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let limit = convert::page_size(request.page_size)?;
-        let after = convert::parse_page_token(&request.page_token)?;
+        let limit = page_size(request.page_size)?;
+        let after = parse_id_token('p', &request.page_token)?;
         let only = caller
             .account_limit()
             .map(|accounts| accounts.iter().copied().collect());
@@ -214,7 +193,7 @@ impl AccountService for AccountApi {
         let next_page_token = if more {
             records
                 .get(limit as usize - 1)
-                .map(|record| convert::page_token(record.id))
+                .map(|record| id_token('p', record.id))
                 .unwrap_or_default()
         } else {
             String::new()
@@ -230,7 +209,7 @@ impl AccountService for AccountApi {
         request: Request<GetPasswordPolicyRequest>,
     ) -> Result<Response<GetPasswordPolicyResponse>, Status> {
         let caller = caller(&request)?;
-        let id = convert::parse_id("account_id", &request.get_ref().account_id)?;
+        let id = parse_id("account_id", &request.get_ref().account_id)?;
         caller.require_account(id)?;
         let record = self
             .store
@@ -251,41 +230,21 @@ impl AccountService for AccountApi {
     ) -> Result<Response<UpdatePasswordPolicyResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
+        check_request_id("request_id", &request.request_id)?;
         let changes = request
             .policy
             .ok_or_else(|| ApiError::invalid("policy", "is required"))?;
-        let id = convert::parse_id("policy.account_id", &changes.account_id)?;
+        let id = parse_id("policy.account_id", &changes.account_id)?;
         caller.require_account(id)?;
-        let expected = convert::parse_etag("policy.etag", &changes.etag)?;
-        let paths = request
-            .update_mask
-            .map(|mask| mask.paths)
-            .unwrap_or_default();
-        if paths.is_empty() {
-            return Err(ApiError::invalid(
-                "update_mask",
-                format!(
-                    "must name the fields to change: {}",
-                    POLICY_FIELDS.join(", ")
-                ),
-            )
-            .into());
-        }
-        if let Some(unknown) = paths
-            .iter()
-            .find(|path| !POLICY_FIELDS.contains(&path.as_str()))
-        {
-            return Err(ApiError::invalid(
-                "update_mask",
-                format!(
-                    "{unknown:?} is not a policy field; fields: {}",
-                    POLICY_FIELDS.join(", ")
-                ),
-            )
-            .into());
-        }
-        let preset = if paths.iter().any(|path| path == "preset") {
+        let expected = parse_etag("policy.etag", &changes.etag)?;
+        let mask = UpdateMask::parse(
+            request
+                .update_mask
+                .map(|mask| mask.paths)
+                .unwrap_or_default(),
+            &POLICY_FIELDS,
+        )?;
+        let preset = if mask.contains("preset") {
             Some(convert::preset_from_proto(changes.preset).map_err(|_| {
                 ApiError::invalid(
                     "policy.preset",
@@ -306,7 +265,7 @@ impl AccountService for AccountApi {
                 if expected.is_some_and(|version| version != account.version) {
                     return Err(IdentityError::StaleEtag);
                 }
-                let policy = apply_policy_mask(&account.policy, preset, &paths, &changes);
+                let policy = apply_policy_mask(&account.policy, preset, mask.paths(), &changes);
                 policy.validate().map_err(IdentityError::Invalid)?;
                 let updated = store.update_policy(txn, &account, &policy).await?;
                 Ok(UpdatePasswordPolicyResponse {

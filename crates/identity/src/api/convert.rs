@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use roster_proto::identity::v1 as pb;
 use roster_runtime::ApiError;
 use roster_runtime::error::FieldViolation;
-use uuid::Uuid;
+use roster_runtime::request::etag;
 
 use crate::domain::assignment::{Extension, ExtensionBounds, ExtensionKind, ExtensionNumber, Role};
 use crate::domain::error::{IdentityError, Violation};
@@ -18,88 +18,6 @@ pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp 
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
     }
-}
-
-/// Etags are the row version, opaque to callers.
-pub fn etag(version: i64) -> String {
-    format!("v{version}")
-}
-
-/// The version an etag names; `None` for an empty etag (no check), an error for a malformed one.
-pub fn parse_etag(field: &str, etag: &str) -> Result<Option<i64>, ApiError> {
-    if etag.is_empty() {
-        return Ok(None);
-    }
-    etag.strip_prefix('v')
-        .and_then(|version| version.parse().ok())
-        .map(Some)
-        .ok_or_else(|| ApiError::invalid(field, "is not an etag returned by Roster"))
-}
-
-/// Parses a UUID field, naming the field when it is not one.
-pub fn parse_id(field: &str, value: &str) -> Result<Uuid, ApiError> {
-    if value.is_empty() {
-        return Err(ApiError::invalid(field, "is required"));
-    }
-    Uuid::parse_str(value).map_err(|_| ApiError::invalid(field, "is not a UUID"))
-}
-
-/// Refuses every field of `fields` (name, value, most bytes) whose value is longer than its
-/// bound, all of them in one error. For fields that are only compared or searched, never
-/// stored: bounded before any normalisation or folding runs over them.
-pub fn check_lengths(fields: &[(&str, &str, usize)]) -> Result<(), ApiError> {
-    let violations: Vec<FieldViolation> = fields
-        .iter()
-        .filter(|(_, value, max)| value.len() > *max)
-        .map(|(field, value, max)| {
-            FieldViolation::new(
-                *field,
-                format!("is {} bytes long; at most {max} are allowed", value.len()),
-            )
-        })
-        .collect();
-    if violations.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid_fields(violations))
-    }
-}
-
-/// Checks a request id (AIP-155): up to 128 printable ASCII characters; empty means none.
-pub fn check_request_id(request_id: &str) -> Result<(), ApiError> {
-    if request_id.len() > 128 || !request_id.chars().all(|c| c.is_ascii_graphic()) {
-        return Err(ApiError::invalid(
-            "request_id",
-            "must be at most 128 printable ASCII characters",
-        ));
-    }
-    Ok(())
-}
-
-pub fn page_size(requested: i32) -> Result<u64, ApiError> {
-    match requested {
-        0 => Ok(100),
-        1..=1000 => Ok(requested as u64),
-        _ => Err(ApiError::invalid("page_size", "must be between 0 and 1000")),
-    }
-}
-
-/// Page tokens are the last id of the previous page, opaque to callers.
-pub fn parse_page_token(token: &str) -> Result<Option<Uuid>, ApiError> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    hex_uuid(token)
-        .map(Some)
-        .ok_or_else(|| ApiError::invalid("page_token", "is not a token returned by Roster"))
-}
-
-pub fn page_token(last: Uuid) -> String {
-    format!("p{}", last.simple())
-}
-
-fn hex_uuid(token: &str) -> Option<Uuid> {
-    Uuid::try_parse(token.strip_prefix('p')?).ok()
 }
 
 pub fn account(record: &AccountRecord) -> pb::Account {

@@ -15,6 +15,7 @@ use crate::domain::policy::Rule;
 use crate::hashing::HashError;
 use crate::passwords::{INVALID_TOKEN, PasswordError, Passwords};
 use crate::store::{AccountRecord, ProfileRecord};
+use roster_runtime::request::{check_request_id, parse_etag, parse_id};
 
 /// CredentialService over the password operations.
 pub struct CredentialApi {
@@ -136,7 +137,7 @@ impl CredentialService for CredentialApi {
         request: Request<pb::GetPasswordRequirementsRequest>,
     ) -> Result<Response<pb::GetPasswordRequirementsResponse>, Status> {
         let caller = caller(&request)?;
-        let id = convert::parse_id("account_id", &request.get_ref().account_id)?;
+        let id = parse_id("account_id", &request.get_ref().account_id)?;
         caller.require_account(id)?;
         let account = self.account(id).await?;
         Ok(Response::new(pb::GetPasswordRequirementsResponse {
@@ -150,14 +151,14 @@ impl CredentialService for CredentialApi {
     ) -> Result<Response<pb::CheckPasswordResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        let account_id = parse_id("account_id", &request.account_id)?;
         caller.require_account(account_id)?;
         let password = secret("password", request.password)?;
         let account = self.account(account_id).await?;
         let profile = if request.profile_id.is_empty() {
             None
         } else {
-            let id = convert::parse_id("profile_id", &request.profile_id)?;
+            let id = parse_id("profile_id", &request.profile_id)?;
             Some(
                 self.passwords
                     .store()
@@ -188,10 +189,10 @@ impl CredentialService for CredentialApi {
     ) -> Result<Response<pb::SendPasswordResetResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
-        let id = convert::parse_id("profile_id", &request.profile_id)?;
+        check_request_id("request_id", &request.request_id)?;
+        let id = parse_id("profile_id", &request.profile_id)?;
         let confirmed = confirmed_email(&request.email)?;
-        let expected = convert::parse_etag("etag", &request.etag)?;
+        let expected = parse_etag("etag", &request.etag)?;
         let store = self.passwords.store();
         let scope = format!("{}:SendPasswordReset", caller.name);
         let response = store

@@ -17,6 +17,10 @@ use crate::domain::suggestions::Seeds;
 use crate::domain::username::{Username, canonical_prefix};
 use crate::store::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Store};
 use crate::{emails, suggest};
+use roster_runtime::request::{
+    UpdateMask, check_lengths, check_request_id, id_token, page_size, parse_etag, parse_id,
+    parse_id_token,
+};
 
 /// Most items in one batch call.
 pub const MAX_BATCH: usize = 1000;
@@ -89,7 +93,7 @@ fn requested_roles(values: &[i32]) -> Result<Vec<Role>, ApiError> {
 }
 
 fn check_etag(record: &ProfileRecord, etag: &str) -> Result<(), ApiError> {
-    match convert::parse_etag("etag", etag)? {
+    match parse_etag("etag", etag)? {
         Some(version) if version != record.profile.version => Err(ApiError::stale_etag()),
         _ => Ok(()),
     }
@@ -125,9 +129,9 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::CreateProfileResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        let account_id = parse_id("account_id", &request.account_id)?;
         caller.require_account(account_id)?;
-        convert::check_request_id(&request.request_id)?;
+        check_request_id("request_id", &request.request_id)?;
         let fields = ProfileFields::parse(RawProfile {
             first_name: &request.first_name,
             last_name: &request.last_name,
@@ -181,7 +185,7 @@ impl ProfileService for ProfileApi {
         request: Request<pb::GetProfileRequest>,
     ) -> Result<Response<pb::GetProfileResponse>, Status> {
         let caller = caller(&request)?;
-        let id = convert::parse_id("id", &request.get_ref().id)?;
+        let id = parse_id("id", &request.get_ref().id)?;
         let record = visible_profile(&self.store, self.store.connection(), &caller, id)
             .await
             .map_err(ApiError::from)?;
@@ -196,10 +200,10 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::ListProfilesResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        let account_id = parse_id("account_id", &request.account_id)?;
         caller.require_account(account_id)?;
-        let limit = convert::page_size(request.page_size)?;
-        let after = convert::parse_page_token(&request.page_token)?;
+        let limit = page_size(request.page_size)?;
+        let after = parse_id_token('p', &request.page_token)?;
         let status = match pb::ProfileStatus::try_from(request.status) {
             Ok(pb::ProfileStatus::Unspecified) => None,
             Ok(pb::ProfileStatus::Active) => Some(ACTIVE),
@@ -211,7 +215,7 @@ impl ProfileService for ProfileApi {
             Ok(role) => convert::role(role).map(|role| role.as_str().to_owned()),
             Err(_) => return Err(ApiError::invalid("role", "is not a Role").into()),
         };
-        convert::check_lengths(&[("email_prefix", &request.email_prefix, 4 * email::MAX_LENGTH)])?;
+        check_lengths(&[("email_prefix", &request.email_prefix, 4 * email::MAX_LENGTH)])?;
         let username_prefix = canonical_prefix(&request.username_prefix)
             .map_err(|error| ApiError::invalid("username_prefix", error.description()))?;
         let filter = ProfileFilter {
@@ -231,7 +235,7 @@ impl ProfileService for ProfileApi {
         Ok(Response::new(pb::ListProfilesResponse {
             profiles: page.iter().map(convert::profile).collect(),
             next_page_token: match page.last() {
-                Some(last) if more => convert::page_token(last.profile.id),
+                Some(last) if more => id_token('p', last.profile.id),
                 _ => String::new(),
             },
         }))
@@ -243,39 +247,19 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::UpdateProfileResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
+        check_request_id("request_id", &request.request_id)?;
         let changes = request
             .profile
             .ok_or_else(|| ApiError::invalid("profile", "is required"))?;
-        let id = convert::parse_id("profile.id", &changes.id)?;
-        let paths = request
-            .update_mask
-            .map(|mask| mask.paths)
-            .unwrap_or_default();
-        if paths.is_empty() {
-            return Err(ApiError::invalid(
-                "update_mask",
-                format!("must name the fields to change: {}", UPDATABLE.join(", ")),
-            )
-            .into());
-        }
-        let unknown: Vec<_> = paths
-            .iter()
-            .filter(|path| !UPDATABLE.contains(&path.as_str()))
-            .map(|path| {
-                roster_runtime::error::FieldViolation::new(
-                    "update_mask",
-                    format!(
-                        "{path:?} cannot be updated; updatable: {}",
-                        UPDATABLE.join(", ")
-                    ),
-                )
-            })
-            .collect();
-        if !unknown.is_empty() {
-            return Err(ApiError::invalid_fields(unknown).into());
-        }
-        let new_status = if paths.iter().any(|path| path == "status") {
+        let id = parse_id("profile.id", &changes.id)?;
+        let mask = UpdateMask::parse(
+            request
+                .update_mask
+                .map(|mask| mask.paths)
+                .unwrap_or_default(),
+            &UPDATABLE,
+        )?;
+        let new_status = if mask.contains("status") {
             match pb::ProfileStatus::try_from(changes.status) {
                 Ok(pb::ProfileStatus::Active) => Some(ACTIVE),
                 Ok(pb::ProfileStatus::Suspended) => Some(SUSPENDED),
@@ -290,7 +274,7 @@ impl ProfileService for ProfileApi {
         } else {
             None
         };
-        let masked = |path: &str| paths.iter().any(|candidate| candidate == path);
+        let masked = |path: &str| mask.contains(path);
         // The value a field takes: the request's when the mask names it, else the current one.
         let pick = |path: &str, new: &'_ str, old: &'_ str| -> String {
             if masked(path) { new } else { old }.to_owned()
@@ -305,11 +289,9 @@ impl ProfileService for ProfileApi {
                         "the profile is deleted and cannot change".into(),
                     ));
                 }
-                if let Some(version) =
-                    convert::parse_etag("profile.etag", &changes.etag).map_err(|_| {
-                        IdentityError::invalid("profile.etag", "is not an etag returned by Roster")
-                    })?
-                    && version != current.profile.version
+                if let Some(version) = parse_etag("profile.etag", &changes.etag).map_err(|_| {
+                    IdentityError::invalid("profile.etag", "is not an etag returned by Roster")
+                })? && version != current.profile.version
                 {
                     return Err(IdentityError::StaleEtag);
                 }
@@ -397,9 +379,9 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::DeleteProfileResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        convert::check_request_id(&request.request_id)?;
-        let id = convert::parse_id("id", &request.id)?;
-        convert::parse_etag("etag", &request.etag)?;
+        check_request_id("request_id", &request.request_id)?;
+        let id = parse_id("id", &request.id)?;
+        parse_etag("etag", &request.etag)?;
         let scope = format!("{}:DeleteProfile", caller.name);
         let store = &self.store;
         let response = store
@@ -426,7 +408,7 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::CheckUsernameResponse>, Status> {
         let request = request.into_inner();
         // The names and email only seed suggestions; bounded like the fields they stand for.
-        convert::check_lengths(&[
+        check_lengths(&[
             ("email", &request.email, 4 * email::MAX_LENGTH),
             (
                 "first_name",
@@ -531,7 +513,7 @@ impl ProfileService for ProfileApi {
             .iter()
             .map(|(field, value, max)| (field.as_str(), *value, *max))
             .collect();
-        convert::check_lengths(&bounds)?;
+        check_lengths(&bounds)?;
         let parsed: Vec<_> = roster_runtime::work::cpu_bound(|| {
             usernames.iter().map(|raw| Username::parse(raw)).collect()
         });
@@ -622,7 +604,7 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::BatchGetProfilesResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        let account_id = parse_id("account_id", &request.account_id)?;
         caller.require_account(account_id)?;
         if request.ids.is_empty() || request.ids.len() > MAX_BATCH {
             return Err(ApiError::invalid("ids", format!("must hold 1 to {MAX_BATCH} ids")).into());
@@ -661,7 +643,7 @@ impl ProfileService for ProfileApi {
     ) -> Result<Response<pb::BatchUpsertProfilesResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let account_id = convert::parse_id("account_id", &request.account_id)?;
+        let account_id = parse_id("account_id", &request.account_id)?;
         caller.require_account(account_id)?;
         if request.items.is_empty() || request.items.len() > MAX_BATCH {
             return Err(
@@ -818,13 +800,13 @@ impl<'a> ProfileChange<'a> {
         profile_id: &str,
         etag: &str,
     ) -> Result<Self, ApiError> {
-        convert::check_request_id(request_id)?;
+        check_request_id("request_id", request_id)?;
         Ok(Self {
             caller,
             method,
             request_id,
-            id: convert::parse_id("profile_id", profile_id)?,
-            expected: convert::parse_etag("etag", etag)?,
+            id: parse_id("profile_id", profile_id)?,
+            expected: parse_etag("etag", etag)?,
         })
     }
 }
