@@ -1,17 +1,23 @@
 //! The identity service: accounts, user profiles, the global username registry and credentials.
 //!
-//! `api` decodes gRPC requests and maps results; `domain` holds the pure types and rules
-//! (usernames, emails, names); `store` is the only place that knows SQL.
+//! Four rooms, data flowing one way:
+//! - `api`: the gRPC handlers, transport only (decode, call one use case, encode);
+//! - `app`: the use cases, one function per operation, each owning its transaction and
+//!   idempotency; gRPC, the reset page and the bulk import's batch calls all go through it;
+//! - `domain`: pure types and rules (ids, profiles and their patches, accounts and policies,
+//!   usernames and the registry's decision, the batch planner, errors);
+//! - `store`: sea-orm, the only place that knows SQL; it takes and returns domain types.
+//!
+//! Beside them: `hashing` (the argon2id pool), `relay` (the outbox worker) and `reset_page`
+//! (the password-reset page over HTTP, which calls `app` like the handlers do).
 
 pub mod api;
+pub mod app;
 pub mod domain;
-pub mod emails;
 pub mod hashing;
-pub mod passwords;
 pub mod relay;
 pub mod reset_page;
 pub mod store;
-pub mod suggest;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -157,7 +163,8 @@ pub async fn start_all(
     let database = open_database::<store::Migrator>(common).await?;
     let store = store::Store::new(database.connection().clone());
     let hasher = hashing::Hasher::start(&settings.hashing)?;
-    let passwords = passwords::Passwords::new(store.clone(), hasher, settings.clone());
+    let passwords = app::credentials::Passwords::new(store.clone(), hasher, settings.clone());
+    let identity = app::Identity::new(store.clone());
     let mut services = ServiceSet::new();
     relay::watch_outbox(services.metrics(), store.clone());
     if let Some(relay) = relay {
@@ -172,12 +179,12 @@ pub async fn start_all(
     services
         .add(roster_runtime::grpc_service!(
             AccountServiceServer<api::AccountApi>,
-            api::AccountApi::new(store.clone()),
+            api::AccountApi::new(identity.clone()),
             common
         ))
         .add(roster_runtime::grpc_service!(
             ProfileServiceServer<api::ProfileApi>,
-            api::ProfileApi::new(store.clone()),
+            api::ProfileApi::new(identity),
             common
         ))
         .add(roster_runtime::grpc_service!(

@@ -8,10 +8,11 @@ use roster_runtime::ApiError;
 use roster_runtime::error::FieldViolation;
 use roster_runtime::request::etag;
 
-use crate::domain::assignment::{Extension, ExtensionBounds, ExtensionKind, ExtensionNumber, Role};
-use crate::domain::error::{IdentityError, Violation};
-use crate::domain::policy::Preset;
-use crate::store::AccountRecord;
+use crate::domain::account::Account;
+use crate::domain::assignment::{ExtensionKind, Role};
+use crate::domain::error::{IdentityError, Refusal, Violation};
+use crate::domain::policy::{PasswordPolicy, Preset};
+use crate::domain::profile::{Profile, ProfileStatus};
 
 pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -20,7 +21,7 @@ pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp 
     }
 }
 
-pub fn account(record: &AccountRecord) -> pb::Account {
+pub fn account(record: &Account) -> pb::Account {
     pb::Account {
         id: record.id.to_string(),
         display_name: record.display_name.clone(),
@@ -45,7 +46,7 @@ pub fn preset_from_proto(value: i32) -> Result<Preset, ApiError> {
     }
 }
 
-pub fn policy(account: &AccountRecord) -> pb::PasswordPolicy {
+pub fn policy(account: &Account) -> pb::PasswordPolicy {
     let policy = &account.policy;
     pb::PasswordPolicy {
         account_id: account.id.to_string(),
@@ -129,6 +130,10 @@ impl From<IdentityError> for ApiError {
                 message,
             },
             IdentityError::NotFound(resource) => ApiError::NotFound { resource },
+            IdentityError::NotPermitted(message) => ApiError::PermissionDenied {
+                reason: "ACCOUNT_NOT_PERMITTED",
+                message,
+            },
             IdentityError::StaleEtag => ApiError::stale_etag(),
             IdentityError::Precondition(message) => ApiError::FailedPrecondition {
                 reason: "FAILED_PRECONDITION",
@@ -140,7 +145,7 @@ impl From<IdentityError> for ApiError {
                 message,
                 subject: field.to_owned(),
             },
-            IdentityError::Database(error) => ApiError::internal(error),
+            IdentityError::Storage(error) => ApiError::Internal(error),
             IdentityError::Corrupt(message) => ApiError::internal(message),
         }
     }
@@ -153,12 +158,32 @@ fn field_violations(violations: Vec<Violation>) -> Vec<FieldViolation> {
         .collect()
 }
 
-pub fn profile_status(status: &str) -> pb::ProfileStatus {
+fn profile_status(status: ProfileStatus) -> pb::ProfileStatus {
     match status {
-        crate::store::ACTIVE => pb::ProfileStatus::Active,
-        crate::store::SUSPENDED => pb::ProfileStatus::Suspended,
-        crate::store::DELETED => pb::ProfileStatus::Deleted,
-        _ => pb::ProfileStatus::Unspecified,
+        ProfileStatus::Active => pb::ProfileStatus::Active,
+        ProfileStatus::Suspended => pb::ProfileStatus::Suspended,
+        ProfileStatus::Deleted => pb::ProfileStatus::Deleted,
+    }
+}
+
+/// The domain status of a protobuf status; `None` for UNSPECIFIED.
+pub fn profile_status_from_proto(status: pb::ProfileStatus) -> Option<ProfileStatus> {
+    match status {
+        pb::ProfileStatus::Unspecified => None,
+        pb::ProfileStatus::Active => Some(ProfileStatus::Active),
+        pb::ProfileStatus::Suspended => Some(ProfileStatus::Suspended),
+        pb::ProfileStatus::Deleted => Some(ProfileStatus::Deleted),
+    }
+}
+
+/// The protobuf refusal of a username; UNSPECIFIED when it is free.
+pub fn refusal(refusal: Option<Refusal>) -> pb::UsernameRefusal {
+    match refusal {
+        None => pb::UsernameRefusal::Unspecified,
+        Some(Refusal::Taken) => pb::UsernameRefusal::Taken,
+        Some(Refusal::Retired) => pb::UsernameRefusal::Retired,
+        Some(Refusal::Confusable) => pb::UsernameRefusal::Confusable,
+        Some(Refusal::Invalid) => pb::UsernameRefusal::Invalid,
     }
 }
 
@@ -173,77 +198,20 @@ pub fn role(role: pb::Role) -> Option<Role> {
     }
 }
 
-/// The roles a request names, each once. Every value that is not a role is a violation of
-/// `field[i]`.
-pub fn parse_roles(field: &str, values: &[i32]) -> Result<Vec<Role>, IdentityError> {
-    let mut roles = Vec::new();
-    let mut violations = Vec::new();
-    for (index, value) in values.iter().enumerate() {
-        match pb::Role::try_from(*value).ok().and_then(role) {
-            Some(role) if !roles.contains(&role) => roles.push(role),
-            Some(_) => {}
-            None => violations.push(Violation::new(
-                format!("{field}[{index}]"),
-                format!(
-                    "{value} is not a role; roles are ROLE_ACCOUNT_ADMINISTRATOR, \
-                     ROLE_CONTACT_CENTER_AGENT, ROLE_CONTACT_CENTER_SUPERVISOR and ROLE_STANDARD_USER"
-                ),
-            )),
-        }
-    }
-    if violations.is_empty() {
-        Ok(roles)
-    } else {
-        Err(IdentityError::RoleInvalid(violations))
-    }
+/// Each role value of a request: the role, or the value when it names none.
+pub fn role_values(values: &[i32]) -> Vec<Result<Role, i32>> {
+    values
+        .iter()
+        .map(|value| pb::Role::try_from(*value).ok().and_then(role).ok_or(*value))
+        .collect()
 }
 
-/// An extension a request gives, its number checked against the account's `bounds` unless
-/// `held` says the profile holds it already (held numbers are kept whatever the bounds).
-/// Violations name `field.number` and `field.kind`; a number's always names the bounds.
-pub fn parse_extension(
-    field: &str,
-    extension: &pb::Extension,
-    bounds: ExtensionBounds,
-    held: impl Fn(&ExtensionNumber) -> bool,
-) -> Result<Extension, Vec<Violation>> {
-    let mut violations = Vec::new();
-    let number = ExtensionNumber::parse(&extension.number)
-        .map_err(|error| {
-            format!(
-                "{error}; this account's extensions have {}",
-                bounds.describe()
-            )
-        })
-        .and_then(|number| {
-            if held(&number) {
-                Ok(number)
-            } else {
-                bounds.admit(&number).map(|()| number)
-            }
-        })
-        .map_err(|error| violations.push(Violation::new(format!("{field}.number"), error)))
-        .ok();
-    let kind = extension_kind(extension.kind);
-    if kind.is_none() {
-        violations.push(Violation::new(
-            format!("{field}.kind"),
-            "must be EXTENSION_KIND_PHYSICAL or EXTENSION_KIND_VIRTUAL",
-        ));
-    }
-    match (number, kind) {
-        (Some(number), Some(kind)) => Ok(Extension { number, kind }),
-        _ => Err(violations),
-    }
-}
-
-fn role_to_proto(name: &str) -> pb::Role {
-    match Role::from_name(name) {
-        Some(Role::AccountAdministrator) => pb::Role::AccountAdministrator,
-        Some(Role::ContactCenterAgent) => pb::Role::ContactCenterAgent,
-        Some(Role::ContactCenterSupervisor) => pb::Role::ContactCenterSupervisor,
-        Some(Role::StandardUser) => pb::Role::StandardUser,
-        None => pb::Role::Unspecified,
+fn role_to_proto(role: Role) -> pb::Role {
+    match role {
+        Role::AccountAdministrator => pb::Role::AccountAdministrator,
+        Role::ContactCenterAgent => pb::Role::ContactCenterAgent,
+        Role::ContactCenterSupervisor => pb::Role::ContactCenterSupervisor,
+        Role::StandardUser => pb::Role::StandardUser,
     }
 }
 
@@ -256,47 +224,62 @@ pub fn extension_kind(kind: i32) -> Option<ExtensionKind> {
     }
 }
 
-fn extension_kind_to_proto(name: &str) -> pb::ExtensionKind {
-    match ExtensionKind::from_name(name) {
-        Some(ExtensionKind::Physical) => pb::ExtensionKind::Physical,
-        Some(ExtensionKind::Virtual) => pb::ExtensionKind::Virtual,
-        None => pb::ExtensionKind::Unspecified,
+fn extension_kind_to_proto(kind: ExtensionKind) -> pb::ExtensionKind {
+    match kind {
+        ExtensionKind::Physical => pb::ExtensionKind::Physical,
+        ExtensionKind::Virtual => pb::ExtensionKind::Virtual,
     }
 }
 
-pub fn profile(record: &crate::store::ProfileRecord) -> pb::Profile {
-    let model = &record.profile;
-    let mut roles: Vec<i32> = record
+/// A password policy message's values as a domain policy (its preset as given).
+pub fn policy_values(message: &pb::PasswordPolicy, preset: Preset) -> PasswordPolicy {
+    PasswordPolicy {
+        preset,
+        min_length: message.min_length,
+        max_length: message.max_length,
+        min_uppercase: message.min_uppercase,
+        min_lowercase: message.min_lowercase,
+        min_digits: message.min_digits,
+        min_symbols: message.min_symbols,
+        forbid_personal_info: message.forbid_personal_info,
+        history_count: message.history_count,
+        forbid_common: message.forbid_common,
+        min_strength_score: message.min_strength_score,
+    }
+}
+
+pub fn profile(profile: &Profile) -> pb::Profile {
+    let mut roles: Vec<i32> = profile
         .roles
         .iter()
-        .map(|role| role_to_proto(role) as i32)
+        .map(|role| role_to_proto(*role) as i32)
         .collect();
     roles.sort_unstable();
     pb::Profile {
-        id: model.id.to_string(),
-        account_id: model.account_id.to_string(),
-        first_name: model.first_name.clone(),
-        last_name: model.last_name.clone(),
-        email: model.email.clone(),
-        username: model.username.clone(),
-        canonical_username: model.canonical_username.clone(),
-        job_title: model.job_title.clone().unwrap_or_default(),
-        department: model.department.clone().unwrap_or_default(),
-        locale: model.locale.clone().unwrap_or_default(),
-        time_zone: model.time_zone.clone().unwrap_or_default(),
-        status: profile_status(&model.status) as i32,
+        id: profile.id.to_string(),
+        account_id: profile.account_id.to_string(),
+        first_name: profile.first_name.clone(),
+        last_name: profile.last_name.clone(),
+        email: profile.email.clone(),
+        username: profile.username.clone(),
+        canonical_username: profile.canonical_username.clone(),
+        job_title: profile.job_title.clone().unwrap_or_default(),
+        department: profile.department.clone().unwrap_or_default(),
+        locale: profile.locale.clone().unwrap_or_default(),
+        time_zone: profile.time_zone.clone().unwrap_or_default(),
+        status: profile_status(profile.status) as i32,
         roles,
-        extensions: record
+        extensions: profile
             .extensions
             .iter()
-            .map(|(number, kind)| pb::Extension {
-                number: number.clone(),
-                kind: extension_kind_to_proto(kind) as i32,
+            .map(|extension| pb::Extension {
+                number: extension.number.as_str().to_owned(),
+                kind: extension_kind_to_proto(extension.kind) as i32,
             })
             .collect(),
-        create_time: Some(timestamp(model.created_at)),
-        update_time: Some(timestamp(model.updated_at)),
-        delete_time: model.deleted_at.map(timestamp),
-        etag: etag(model.version),
+        create_time: Some(timestamp(profile.created_at)),
+        update_time: Some(timestamp(profile.updated_at)),
+        delete_time: profile.deleted_at.map(timestamp),
+        etag: etag(profile.version),
     }
 }

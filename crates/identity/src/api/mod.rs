@@ -1,12 +1,12 @@
-//! gRPC handlers of identity: decode the request, check the caller, call the store, map the
-//! result. Thin by design.
+//! gRPC handlers of identity: transport only. Each decodes its request, calls one use case of
+//! [`crate::app`] and encodes the answer; [`convert`] holds the protobuf conversions and the
+//! one map from [`crate::domain::error::IdentityError`] to a gRPC status.
 
-mod account;
-mod batch;
+mod accounts;
 mod convert;
-mod credential;
-mod profile;
+mod credentials;
+mod profiles;
 
-pub use account::AccountApi;
-pub use credential::CredentialApi;
-pub use profile::ProfileApi;
+pub use accounts::AccountApi;
+pub use credentials::CredentialApi;
+pub use profiles::ProfileApi;

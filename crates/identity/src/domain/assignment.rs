@@ -8,10 +8,13 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use super::error::Violation;
 
 /// A privilege a profile can hold. The set is fixed; the protobuf `Role` enum mirrors it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Manages the account's profiles and settings.
     AccountAdministrator,
@@ -49,7 +52,8 @@ impl Role {
 }
 
 /// How an extension rings.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ExtensionKind {
     /// Rings a desk phone.
     Physical,
@@ -75,7 +79,8 @@ impl ExtensionKind {
 }
 
 /// An extension number: 1 to [`ExtensionBounds::LIMIT`] ASCII digits, leading zeros kept.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct ExtensionNumber(String);
 
 impl ExtensionNumber {
@@ -112,14 +117,14 @@ impl fmt::Display for ExtensionNumber {
 }
 
 /// An extension to give a profile.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Extension {
     pub number: ExtensionNumber,
     pub kind: ExtensionKind,
 }
 
 /// How many digits an account's new extension numbers may have, inclusive.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtensionBounds {
     min: u32,
     max: u32,
@@ -200,6 +205,82 @@ impl ExtensionBounds {
         } else {
             format!("{} to {} digits", self.min, self.max)
         }
+    }
+}
+
+/// An extension a request gives, as far as the transport could read it: its number as typed and
+/// its kind, `None` when the request named no kind.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestedExtension<'a> {
+    pub number: &'a str,
+    pub kind: Option<ExtensionKind>,
+}
+
+impl RequestedExtension<'_> {
+    /// The extension, its number checked against the account's `bounds` unless `held` says the
+    /// profile holds it already (held numbers are kept whatever the bounds). Violations name
+    /// `field.number` and `field.kind`; a number's always names the bounds.
+    pub fn check(
+        self,
+        field: &str,
+        bounds: ExtensionBounds,
+        held: impl Fn(&ExtensionNumber) -> bool,
+    ) -> Result<Extension, Vec<Violation>> {
+        let mut violations = Vec::new();
+        let number = ExtensionNumber::parse(self.number)
+            .map_err(|error| {
+                format!(
+                    "{error}; this account's extensions have {}",
+                    bounds.describe()
+                )
+            })
+            .and_then(|number| {
+                if held(&number) {
+                    Ok(number)
+                } else {
+                    bounds.admit(&number).map(|()| number)
+                }
+            })
+            .map_err(|error| violations.push(Violation::new(format!("{field}.number"), error)))
+            .ok();
+        if self.kind.is_none() {
+            violations.push(Violation::new(
+                format!("{field}.kind"),
+                "must be EXTENSION_KIND_PHYSICAL or EXTENSION_KIND_VIRTUAL",
+            ));
+        }
+        match (number, self.kind) {
+            (Some(number), Some(kind)) => Ok(Extension { number, kind }),
+            _ => Err(violations),
+        }
+    }
+}
+
+/// The roles a request names, each once, from what the transport read of each value (`Err`
+/// holds a value that is not a role). Every such value is a violation of `field[i]`.
+pub fn requested_roles(
+    field: &str,
+    values: &[Result<Role, i32>],
+) -> Result<Vec<Role>, Vec<Violation>> {
+    let mut roles = Vec::new();
+    let mut violations = Vec::new();
+    for (index, value) in values.iter().enumerate() {
+        match value {
+            Ok(role) if !roles.contains(role) => roles.push(*role),
+            Ok(_) => {}
+            Err(value) => violations.push(Violation::new(
+                format!("{field}[{index}]"),
+                format!(
+                    "{value} is not a role; roles are ROLE_ACCOUNT_ADMINISTRATOR, \
+                     ROLE_CONTACT_CENTER_AGENT, ROLE_CONTACT_CENTER_SUPERVISOR and ROLE_STANDARD_USER"
+                ),
+            )),
+        }
+    }
+    if violations.is_empty() {
+        Ok(roles)
+    } else {
+        Err(violations)
     }
 }
 

@@ -95,6 +95,9 @@ pub enum IdentityError {
     ExtensionTaken { number: String },
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The caller's key may not do this (reason ACCOUNT_NOT_PERMITTED).
+    #[error("{0}")]
+    NotPermitted(String),
     #[error("stale etag")]
     StaleEtag,
     #[error("{0}")]
@@ -109,18 +112,11 @@ pub enum IdentityError {
     /// Concurrent changes kept winning; the caller may retry.
     #[error("{0}")]
     Contention(String),
-    #[error("database: {0}")]
-    Database(sea_orm::DbErr),
+    /// The database failed (or is unreachable); the cause is logged, never returned.
+    #[error("storage: {0}")]
+    Storage(Box<dyn std::error::Error + Send + Sync>),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-}
-
-// Not `#[from]`: the message holds the database's, so it is no `source` too (a report of the
-// chain would print it twice).
-impl From<sea_orm::DbErr> for IdentityError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        IdentityError::Database(error)
-    }
 }
 
 impl IdentityError {

@@ -1,9 +1,15 @@
-//! A profile's fields as a caller gives them, checked all at once: every invalid field is
-//! reported, not only the first.
+//! Profiles: the aggregate with the rule of what may change it, its status, its fields as a
+//! caller gives them (checked all at once: every invalid field is reported, not only the first),
+//! and the patch an update mask makes of a request.
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::assignment::{Extension, Role};
 use super::email::EmailAddress;
 use super::error::{IdentityError, Violation};
 use super::fields::{FieldError, Locale, OptionalText, PersonName, TimeZone};
+use super::ids::{AccountId, ProfileId};
 use super::username::Username;
 
 /// Longest job title or department, in characters.
@@ -108,6 +114,256 @@ impl ProfileFields {
             }),
             _ => Err(IdentityError::Invalid(violations)),
         }
+    }
+}
+
+/// Where a profile stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileStatus {
+    Active,
+    /// Kept, but may not sign in.
+    Suspended,
+    /// Soft-deleted: kept for the record, its username retired; it never changes again.
+    Deleted,
+}
+
+impl ProfileStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileStatus::Active => "active",
+            ProfileStatus::Suspended => "suspended",
+            ProfileStatus::Deleted => "deleted",
+        }
+    }
+
+    /// The status stored under `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            ProfileStatus::Active,
+            ProfileStatus::Suspended,
+            ProfileStatus::Deleted,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == name)
+    }
+}
+
+/// A user profile with its assignments, as it is now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: ProfileId,
+    pub account_id: AccountId,
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub username: String,
+    pub canonical_username: String,
+    pub job_title: Option<String>,
+    pub department: Option<String>,
+    pub locale: Option<String>,
+    pub time_zone: Option<String>,
+    pub status: ProfileStatus,
+    /// Sorted, each once.
+    pub roles: Vec<Role>,
+    /// Sorted by number.
+    pub extensions: Vec<Extension>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// Grows with every change; the etag is made of it.
+    pub version: i64,
+}
+
+impl Profile {
+    /// A new active profile of `fields`, at version 1.
+    pub fn new(
+        id: ProfileId,
+        account_id: AccountId,
+        fields: &ProfileFields,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            account_id,
+            first_name: String::new(),
+            last_name: String::new(),
+            email: String::new(),
+            username: String::new(),
+            canonical_username: String::new(),
+            job_title: None,
+            department: None,
+            locale: None,
+            time_zone: None,
+            status: ProfileStatus::Active,
+            roles: Vec::new(),
+            extensions: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            deleted_at: None,
+            version: 1,
+        }
+        .with_fields(fields)
+    }
+
+    /// This profile with `fields` in place of its own (nothing else changes).
+    pub fn with_fields(mut self, fields: &ProfileFields) -> Self {
+        self.first_name = fields.first_name.clone();
+        self.last_name = fields.last_name.clone();
+        self.email = fields.email.as_str().to_owned();
+        self.username = fields.username.as_str().to_owned();
+        self.canonical_username = fields.username.canonical().to_owned();
+        self.job_title = fields.job_title.clone();
+        self.department = fields.department.clone();
+        self.locale = fields.locale.clone();
+        self.time_zone = fields.time_zone.clone();
+        self
+    }
+
+    /// The one rule of what may change a profile: nothing changes a deleted one, and a caller
+    /// that names a version (`expected`, from an etag) changes only that version.
+    pub fn ensure_changeable(&self, expected: Option<i64>) -> Result<(), IdentityError> {
+        if self.status == ProfileStatus::Deleted {
+            return Err(IdentityError::Precondition(
+                "the profile is deleted and cannot change".into(),
+            ));
+        }
+        if expected.is_some_and(|version| version != self.version) {
+            return Err(IdentityError::StaleEtag);
+        }
+        Ok(())
+    }
+
+    /// True when `fields` are what the profile holds.
+    pub fn has_fields(&self, fields: &ProfileFields) -> bool {
+        self.first_name == fields.first_name
+            && self.last_name == fields.last_name
+            && self.email == fields.email.as_str()
+            && self.username == fields.username.as_str()
+            && self.job_title == fields.job_title
+            && self.department == fields.department
+            && self.locale == fields.locale
+            && self.time_zone == fields.time_zone
+    }
+
+    /// The profile's fields as a caller would give them.
+    pub fn raw(&self) -> OwnedProfile {
+        OwnedProfile {
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            email: self.email.clone(),
+            username: self.username.clone(),
+            job_title: self.job_title.clone().unwrap_or_default(),
+            department: self.department.clone().unwrap_or_default(),
+            locale: self.locale.clone().unwrap_or_default(),
+            time_zone: self.time_zone.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A profile's fields as received, owned (see [`RawProfile`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OwnedProfile {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    /// Empty means "the email address".
+    pub username: String,
+    pub job_title: String,
+    pub department: String,
+    pub locale: String,
+    pub time_zone: String,
+}
+
+impl OwnedProfile {
+    /// The fields, borrowed for [`ProfileFields::parse`].
+    pub fn as_raw(&self) -> RawProfile<'_> {
+        RawProfile {
+            first_name: &self.first_name,
+            last_name: &self.last_name,
+            email: &self.email,
+            username: &self.username,
+            job_title: &self.job_title,
+            department: &self.department,
+            locale: &self.locale,
+            time_zone: &self.time_zone,
+        }
+    }
+}
+
+/// The fields an update mask of UpdateProfile may name.
+pub const UPDATABLE: [&str; 9] = [
+    "first_name",
+    "last_name",
+    "email",
+    "username",
+    "job_title",
+    "department",
+    "locale",
+    "time_zone",
+    "status",
+];
+
+/// An update of a profile: the values of the fields its mask names (the rest keep theirs).
+#[derive(Clone, Debug, Default)]
+pub struct ProfilePatch {
+    /// `(path, value)` for each masked field but `status`.
+    pub fields: Vec<(String, String)>,
+    /// The new status, when the mask names it: `None` inside for a value that is no status.
+    pub status: Option<Option<ProfileStatus>>,
+}
+
+impl ProfilePatch {
+    /// The fields `current` has after the patch, with their status, every field checked.
+    pub fn apply(
+        &self,
+        current: &Profile,
+    ) -> Result<(ProfileFields, ProfileStatus), IdentityError> {
+        let status = match self.status {
+            None => current.status,
+            Some(Some(status @ (ProfileStatus::Active | ProfileStatus::Suspended))) => status,
+            Some(_) => {
+                return Err(IdentityError::invalid(
+                    "profile.status",
+                    "must be PROFILE_STATUS_ACTIVE or PROFILE_STATUS_SUSPENDED (DeleteProfile deletes)",
+                ));
+            }
+        };
+        let raw = self.raw_after(current);
+        if self.names("username") && raw.username.trim().is_empty() {
+            return Err(IdentityError::invalid("profile.username", "is required"));
+        }
+        Ok((ProfileFields::parse(raw.as_raw())?, status))
+    }
+
+    /// The fields the profile would have after the patch, unchecked (they seed suggestions).
+    pub fn raw_after(&self, current: &Profile) -> OwnedProfile {
+        let mut raw = current.raw();
+        self.write(&mut raw);
+        raw
+    }
+
+    /// Writes the patched values over `raw`.
+    fn write(&self, raw: &mut OwnedProfile) {
+        for (path, value) in &self.fields {
+            let slot = match path.as_str() {
+                "first_name" => &mut raw.first_name,
+                "last_name" => &mut raw.last_name,
+                "email" => &mut raw.email,
+                "username" => &mut raw.username,
+                "job_title" => &mut raw.job_title,
+                "department" => &mut raw.department,
+                "locale" => &mut raw.locale,
+                "time_zone" => &mut raw.time_zone,
+                _ => continue,
+            };
+            slot.clone_from(value);
+        }
+    }
+
+    fn names(&self, path: &str) -> bool {
+        self.fields.iter().any(|(named, _)| named == path)
     }
 }
 

@@ -35,6 +35,9 @@
 use std::fmt;
 
 use caseless::default_case_fold_str;
+
+use super::error::Refusal;
+use super::ids::{AccountId, ProfileId};
 use thiserror::Error;
 use unicode_normalization::UnicodeNormalization;
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
@@ -281,6 +284,48 @@ impl UsernameError {
     /// The sentence shown to the caller (the same as `Display`).
     pub fn description(&self) -> String {
         self.to_string()
+    }
+}
+
+/// A username's standing in the registry: why it cannot be taken, and by whom when it is held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub refusal: Refusal,
+    /// The profile holding a taken username, with its account.
+    pub holder: Option<(ProfileId, AccountId)>,
+}
+
+/// What the registry holds of one canonical form: the profile that registered it, and whether
+/// that profile still holds it (it is not deleted and has not been renamed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub profile: (ProfileId, AccountId),
+    pub still_held: bool,
+}
+
+impl Standing {
+    /// The registry's decision for one username. Registered and still held: taken. Registered
+    /// and no longer held: retired, for good (usernames are never reused). Not registered, but
+    /// its skeleton is: confusable. Otherwise free (`None`).
+    pub fn decide(registration: Option<Registration>, skeleton_registered: bool) -> Option<Self> {
+        match registration {
+            Some(Registration {
+                profile,
+                still_held: true,
+            }) => Some(Standing {
+                refusal: Refusal::Taken,
+                holder: Some(profile),
+            }),
+            Some(_) => Some(Standing {
+                refusal: Refusal::Retired,
+                holder: None,
+            }),
+            None if skeleton_registered => Some(Standing {
+                refusal: Refusal::Confusable,
+                holder: None,
+            }),
+            None => None,
+        }
     }
 }
 

@@ -17,8 +17,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::app::credentials::{INVALID_TOKEN, PasswordError, Passwords};
 use crate::domain::policy::{Personal, Rule};
-use crate::passwords::{INVALID_TOKEN, PasswordError, Passwords};
 
 const PAGE: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("app.js");
@@ -184,10 +184,10 @@ async fn check(State(passwords): State<Passwords>, Json(body): Json<PasswordBody
     match passwords.token_owner(&holder(), &body.token).await {
         Ok((account, profile)) => {
             let personal = Personal {
-                username: &profile.profile.username,
-                first_name: &profile.profile.first_name,
-                last_name: &profile.profile.last_name,
-                email: &profile.profile.email,
+                username: &profile.username,
+                first_name: &profile.first_name,
+                last_name: &profile.last_name,
+                email: &profile.email,
             };
             answer(
                 StatusCode::OK,

@@ -1,59 +1,43 @@
 //! Accounts, their password policies and their extension bounds.
 
-use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
-use uuid::Uuid;
 
 use super::Store;
 use super::entities::account;
+use crate::domain::account::Account;
 use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
+use crate::domain::ids::AccountId;
 use crate::domain::policy::PasswordPolicy;
 
-/// An account as stored.
-#[derive(Clone, Debug)]
-pub struct AccountRecord {
-    pub id: Uuid,
-    pub display_name: String,
-    pub policy: PasswordPolicy,
-    /// How many digits new extension numbers may have.
-    pub extension_bounds: ExtensionBounds,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i64,
-}
-
-impl TryFrom<account::Model> for AccountRecord {
-    type Error = IdentityError;
-
-    fn try_from(model: account::Model) -> Result<Self, IdentityError> {
-        let policy = serde_json::from_str(&model.password_policy).map_err(|error| {
-            IdentityError::Corrupt(format!("password policy of {}: {error}", model.id))
+/// The account a stored row makes.
+fn account_of(model: account::Model) -> Result<Account, IdentityError> {
+    let policy = serde_json::from_str(&model.password_policy).map_err(|error| {
+        IdentityError::Corrupt(format!("password policy of {}: {error}", model.id))
+    })?;
+    let extension_bounds = u32::try_from(model.extension_min_length)
+        .ok()
+        .zip(u32::try_from(model.extension_max_length).ok())
+        .and_then(|(min, max)| ExtensionBounds::new(min, max).ok())
+        .ok_or_else(|| {
+            IdentityError::Corrupt(format!(
+                "extension bounds of {}: {} to {}",
+                model.id, model.extension_min_length, model.extension_max_length
+            ))
         })?;
-        let extension_bounds = u32::try_from(model.extension_min_length)
-            .ok()
-            .zip(u32::try_from(model.extension_max_length).ok())
-            .and_then(|(min, max)| ExtensionBounds::new(min, max).ok())
-            .ok_or_else(|| {
-                IdentityError::Corrupt(format!(
-                    "extension bounds of {}: {} to {}",
-                    model.id, model.extension_min_length, model.extension_max_length
-                ))
-            })?;
-        Ok(Self {
-            id: model.id,
-            display_name: model.display_name,
-            policy,
-            extension_bounds,
-            created_at: model.created_at,
-            updated_at: model.updated_at,
-            version: model.version,
-        })
-    }
+    Ok(Account {
+        id: AccountId(model.id),
+        display_name: model.display_name,
+        policy,
+        extension_bounds,
+        created_at: model.created_at,
+        updated_at: model.updated_at,
+        version: model.version,
+    })
 }
 
 impl Store {
@@ -64,10 +48,10 @@ impl Store {
         display_name: &str,
         policy: &PasswordPolicy,
         extension_bounds: ExtensionBounds,
-    ) -> Result<AccountRecord, IdentityError> {
+    ) -> Result<Account, IdentityError> {
         let now = crate::store::now();
         let model = account::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(AccountId::generate().0),
             display_name: Set(display_name.to_owned()),
             password_policy: Set(serde_json::to_string(policy)
                 .map_err(|error| IdentityError::Corrupt(error.to_string()))?),
@@ -79,11 +63,11 @@ impl Store {
         }
         .insert(conn)
         .await?;
-        model.try_into()
+        account_of(model)
     }
 
     /// One account, if it exists.
-    pub async fn account(&self, id: Uuid) -> Result<Option<AccountRecord>, IdentityError> {
+    pub async fn account(&self, id: AccountId) -> Result<Option<Account>, IdentityError> {
         self.account_in(&self.db, id).await
     }
 
@@ -91,35 +75,35 @@ impl Store {
     pub async fn account_in(
         &self,
         conn: &impl ConnectionTrait,
-        id: Uuid,
-    ) -> Result<Option<AccountRecord>, IdentityError> {
-        account::Entity::find_by_id(id)
+        id: AccountId,
+    ) -> Result<Option<Account>, IdentityError> {
+        account::Entity::find_by_id(id.0)
             .one(conn)
             .await?
-            .map(TryInto::try_into)
+            .map(account_of)
             .transpose()
     }
 
     /// Accounts in creation order after `after`, limited to `only` when given.
     pub async fn list_accounts(
         &self,
-        after: Option<Uuid>,
-        only: Option<Vec<Uuid>>,
+        after: Option<AccountId>,
+        only: Option<Vec<AccountId>>,
         limit: u64,
-    ) -> Result<Vec<AccountRecord>, IdentityError> {
+    ) -> Result<Vec<Account>, IdentityError> {
         let mut query = account::Entity::find().order_by_asc(account::Column::Id);
         if let Some(after) = after {
-            query = query.filter(account::Column::Id.gt(after));
+            query = query.filter(account::Column::Id.gt(after.0));
         }
         if let Some(only) = only {
-            query = query.filter(account::Column::Id.is_in(only));
+            query = query.filter(account::Column::Id.is_in(only.into_iter().map(|id| id.0)));
         }
         query
             .limit(limit)
             .all(&self.db)
             .await?
             .into_iter()
-            .map(TryInto::try_into)
+            .map(account_of)
             .collect()
     }
 }
@@ -129,9 +113,9 @@ impl Store {
     pub async fn update_policy(
         &self,
         conn: &impl ConnectionTrait,
-        account: &AccountRecord,
+        account: &Account,
         policy: &PasswordPolicy,
-    ) -> Result<AccountRecord, IdentityError> {
+    ) -> Result<Account, IdentityError> {
         use sea_orm::sea_query::Expr;
         let updated_at = super::now();
         let result = account::Entity::update_many()
@@ -144,14 +128,14 @@ impl Store {
             )
             .col_expr(account::Column::UpdatedAt, Expr::val(updated_at))
             .col_expr(account::Column::Version, Expr::val(account.version + 1))
-            .filter(account::Column::Id.eq(account.id))
+            .filter(account::Column::Id.eq(account.id.0))
             .filter(account::Column::Version.eq(account.version))
             .exec(conn)
             .await?;
         if result.rows_affected == 0 {
             return Err(IdentityError::StaleEtag);
         }
-        Ok(AccountRecord {
+        Ok(Account {
             policy: policy.clone(),
             updated_at,
             version: account.version + 1,
@@ -166,10 +150,10 @@ impl Store {
     pub async fn update_account(
         &self,
         conn: &impl ConnectionTrait,
-        account: &AccountRecord,
+        account: &Account,
         display_name: &str,
         extension_bounds: ExtensionBounds,
-    ) -> Result<AccountRecord, IdentityError> {
+    ) -> Result<Account, IdentityError> {
         use sea_orm::sea_query::Expr;
         if account.display_name == display_name && account.extension_bounds == extension_bounds {
             return Ok(account.clone());
@@ -187,14 +171,14 @@ impl Store {
             )
             .col_expr(account::Column::UpdatedAt, Expr::val(updated_at))
             .col_expr(account::Column::Version, Expr::val(account.version + 1))
-            .filter(account::Column::Id.eq(account.id))
+            .filter(account::Column::Id.eq(account.id.0))
             .filter(account::Column::Version.eq(account.version))
             .exec(conn)
             .await?;
         if result.rows_affected == 0 {
             return Err(IdentityError::StaleEtag);
         }
-        Ok(AccountRecord {
+        Ok(Account {
             display_name: display_name.to_owned(),
             extension_bounds,
             updated_at,

@@ -19,41 +19,15 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{extension, profile, profile_role};
-use super::{ProfileRecord, Store};
+use super::Store;
+use super::entities::{extension, profile_role};
 use crate::domain::assignment::{Extension, ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
+use crate::domain::ids::{AccountId, ProfileId};
+use crate::domain::profile::Profile;
 
 /// Rows per multi-row statement, far below both databases' bind-parameter caps.
 const CHUNK: usize = 200;
-
-/// A profile's extensions in [`ProfileRecord`] form: `(number, kind)` sorted by number.
-pub fn extension_rows<'a>(
-    extensions: impl IntoIterator<Item = &'a Extension>,
-) -> Vec<(String, String)> {
-    let mut rows: Vec<(String, String)> = extensions
-        .into_iter()
-        .map(|extension| {
-            (
-                extension.number.as_str().to_owned(),
-                extension.kind.as_str().to_owned(),
-            )
-        })
-        .collect();
-    rows.sort();
-    rows
-}
-
-/// A profile's roles in [`ProfileRecord`] form: names, sorted.
-pub fn role_names<'a>(roles: impl IntoIterator<Item = &'a Role>) -> Vec<String> {
-    let mut names: Vec<String> = roles
-        .into_iter()
-        .map(|role| role.as_str().to_owned())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
 
 impl Store {
     /// One profile, if it belongs to `accounts` (`None`: to any account), locked for change
@@ -62,9 +36,9 @@ impl Store {
     pub async fn lock_profile(
         &self,
         txn: &DatabaseTransaction,
-        id: Uuid,
-        accounts: Option<&HashSet<Uuid>>,
-    ) -> Result<Option<ProfileRecord>, IdentityError> {
+        id: ProfileId,
+        accounts: Option<&HashSet<AccountId>>,
+    ) -> Result<Option<Profile>, IdentityError> {
         Ok(self.lock_profiles(txn, &[id], accounts).await?.pop())
     }
 
@@ -73,18 +47,18 @@ impl Store {
     pub async fn add_roles(
         &self,
         txn: &DatabaseTransaction,
-        current: &ProfileRecord,
+        current: &Profile,
         roles: &[Role],
-    ) -> Result<ProfileRecord, IdentityError> {
+    ) -> Result<Profile, IdentityError> {
         let missing: Vec<Role> = roles
             .iter()
             .copied()
-            .filter(|role| !current.roles.iter().any(|held| held == role.as_str()))
+            .filter(|role| !current.roles.contains(role))
             .collect();
         if missing.is_empty() {
             return Ok(current.clone());
         }
-        let id = current.profile.id;
+        let id = current.id.0;
         profile_role::Entity::insert_many(missing.iter().map(|role| profile_role::ActiveModel {
             profile_id: Set(id),
             role: Set(role.as_str().to_owned()),
@@ -92,14 +66,10 @@ impl Store {
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .exec_without_returning(txn)
         .await?;
-        let mut names = current.roles.clone();
-        names.extend(missing.iter().map(|role| role.as_str().to_owned()));
-        names.sort();
-        Ok(ProfileRecord {
-            profile: self.new_version(txn, &current.profile).await?,
-            roles: names,
-            ..current.clone()
-        })
+        let mut next = current.clone();
+        next.roles.extend(missing);
+        next.roles.sort();
+        self.new_version(txn, next, current.version).await
     }
 
     /// Takes the roles of `roles` from `current`. Unchanged (same version) when it holds none
@@ -107,32 +77,25 @@ impl Store {
     pub async fn remove_roles(
         &self,
         txn: &DatabaseTransaction,
-        current: &ProfileRecord,
+        current: &Profile,
         roles: &[Role],
-    ) -> Result<ProfileRecord, IdentityError> {
+    ) -> Result<Profile, IdentityError> {
         let removed: Vec<&str> = roles
             .iter()
+            .filter(|role| current.roles.contains(role))
             .map(|role| role.as_str())
-            .filter(|name| current.roles.iter().any(|held| held == name))
             .collect();
         if removed.is_empty() {
             return Ok(current.clone());
         }
         profile_role::Entity::delete_many()
-            .filter(profile_role::Column::ProfileId.eq(current.profile.id))
+            .filter(profile_role::Column::ProfileId.eq(current.id.0))
             .filter(profile_role::Column::Role.is_in(removed.iter().copied()))
             .exec(txn)
             .await?;
-        Ok(ProfileRecord {
-            profile: self.new_version(txn, &current.profile).await?,
-            roles: current
-                .roles
-                .iter()
-                .filter(|name| !removed.contains(&name.as_str()))
-                .cloned()
-                .collect(),
-            ..current.clone()
-        })
+        let mut next = current.clone();
+        next.roles.retain(|role| !removed.contains(&role.as_str()));
+        self.new_version(txn, next, current.version).await
     }
 
     /// Gives `current` an extension. Holding the number already with the same kind changes
@@ -141,25 +104,28 @@ impl Store {
     pub async fn assign_extension(
         &self,
         txn: &DatabaseTransaction,
-        current: &ProfileRecord,
+        current: &Profile,
         wanted: &Extension,
-    ) -> Result<ProfileRecord, IdentityError> {
-        let old = &current.profile;
+    ) -> Result<Profile, IdentityError> {
         let number = wanted.number.as_str();
         let kind = wanted.kind.as_str();
-        match current.extensions.iter().find(|(held, _)| held == number) {
-            Some((_, held_kind)) if held_kind == kind => return Ok(current.clone()),
+        match current
+            .extensions
+            .iter()
+            .find(|held| held.number == wanted.number)
+        {
+            Some(held) if held.kind == wanted.kind => return Ok(current.clone()),
             Some(_) => {
                 extension::Entity::update_many()
                     .col_expr(extension::Column::Kind, Expr::val(kind))
-                    .filter(extension::Column::AccountId.eq(old.account_id))
+                    .filter(extension::Column::AccountId.eq(current.account_id.0))
                     .filter(extension::Column::Number.eq(number))
-                    .filter(extension::Column::ProfileId.eq(old.id))
+                    .filter(extension::Column::ProfileId.eq(current.id.0))
                     .exec(txn)
                     .await?;
             }
             None => {
-                let inserted = extension::Entity::insert(extension_row(old, wanted))
+                let inserted = extension::Entity::insert(extension_row(current, wanted))
                     .on_conflict(
                         OnConflict::columns([
                             extension::Column::AccountId,
@@ -177,73 +143,53 @@ impl Store {
                 }
             }
         }
-        let mut extensions: Vec<(String, String)> = current
-            .extensions
-            .iter()
-            .filter(|(held, _)| held != number)
-            .cloned()
-            .collect();
-        extensions.push((number.to_owned(), kind.to_owned()));
-        extensions.sort();
-        Ok(ProfileRecord {
-            profile: self.new_version(txn, old).await?,
-            extensions,
-            ..current.clone()
-        })
+        let mut next = current.clone();
+        next.extensions.retain(|held| held.number != wanted.number);
+        next.extensions.push(wanted.clone());
+        next.extensions.sort();
+        self.new_version(txn, next, current.version).await
     }
 
     /// Frees an extension number of `current`; NOT_FOUND when the profile does not hold it.
     pub async fn unassign_extension(
         &self,
         txn: &DatabaseTransaction,
-        current: &ProfileRecord,
+        current: &Profile,
         number: &ExtensionNumber,
-    ) -> Result<ProfileRecord, IdentityError> {
-        let old = &current.profile;
-        if !current
-            .extensions
-            .iter()
-            .any(|(held, _)| held == number.as_str())
-        {
+    ) -> Result<Profile, IdentityError> {
+        if !current.extensions.iter().any(|held| held.number == *number) {
             return Err(IdentityError::NotFound("extension"));
         }
         extension::Entity::delete_many()
-            .filter(extension::Column::AccountId.eq(old.account_id))
+            .filter(extension::Column::AccountId.eq(current.account_id.0))
             .filter(extension::Column::Number.eq(number.as_str()))
-            .filter(extension::Column::ProfileId.eq(old.id))
+            .filter(extension::Column::ProfileId.eq(current.id.0))
             .exec(txn)
             .await?;
-        Ok(ProfileRecord {
-            profile: self.new_version(txn, old).await?,
-            extensions: current
-                .extensions
-                .iter()
-                .filter(|(held, _)| held != number.as_str())
-                .cloned()
-                .collect(),
-            ..current.clone()
-        })
+        let mut next = current.clone();
+        next.extensions.retain(|held| held.number != *number);
+        self.new_version(txn, next, current.version).await
     }
 
     /// Who holds each of `numbers` in the account now (as this transaction sees it).
     pub async fn extension_holders(
         &self,
         txn: &DatabaseTransaction,
-        account_id: Uuid,
+        account_id: AccountId,
         numbers: &[String],
-    ) -> Result<HashMap<String, Uuid>, IdentityError> {
+    ) -> Result<HashMap<String, ProfileId>, IdentityError> {
         let mut holders = HashMap::new();
         for chunk in numbers.chunks(CHUNK) {
             let rows: Vec<(String, Uuid)> = extension::Entity::find()
                 .select_only()
                 .column(extension::Column::Number)
                 .column(extension::Column::ProfileId)
-                .filter(extension::Column::AccountId.eq(account_id))
+                .filter(extension::Column::AccountId.eq(account_id.0))
                 .filter(extension::Column::Number.is_in(chunk.iter().cloned()))
                 .into_tuple()
                 .all(txn)
                 .await?;
-            holders.extend(rows);
+            holders.extend(rows.into_iter().map(|(number, id)| (number, ProfileId(id))));
         }
         Ok(holders)
     }
@@ -252,13 +198,13 @@ impl Store {
     pub async fn release_extensions(
         &self,
         txn: &DatabaseTransaction,
-        account_id: Uuid,
-        released: &[(Uuid, String)],
+        account_id: AccountId,
+        released: &[(ProfileId, String)],
     ) -> Result<(), IdentityError> {
         for chunk in released.chunks(CHUNK) {
-            let profiles: HashSet<Uuid> = chunk.iter().map(|(profile, _)| *profile).collect();
+            let profiles: HashSet<Uuid> = chunk.iter().map(|(profile, _)| profile.0).collect();
             extension::Entity::delete_many()
-                .filter(extension::Column::AccountId.eq(account_id))
+                .filter(extension::Column::AccountId.eq(account_id.0))
                 .filter(extension::Column::ProfileId.is_in(profiles))
                 .filter(extension::Column::Number.is_in(chunk.iter().map(|(_, n)| n.clone())))
                 .exec(txn)
@@ -272,8 +218,8 @@ impl Store {
     pub async fn claim_extensions(
         &self,
         txn: &DatabaseTransaction,
-        account_id: Uuid,
-        claims: &[(Uuid, &Extension)],
+        account_id: AccountId,
+        claims: &[(ProfileId, &Extension)],
     ) -> Result<HashSet<String>, IdentityError> {
         let mut claimed = HashSet::new();
         let now = crate::store::now();
@@ -281,9 +227,9 @@ impl Store {
             let rows = chunk
                 .iter()
                 .map(|(profile_id, wanted)| extension::ActiveModel {
-                    account_id: Set(account_id),
+                    account_id: Set(account_id.0),
                     number: Set(wanted.number.as_str().to_owned()),
-                    profile_id: Set(*profile_id),
+                    profile_id: Set(profile_id.0),
                     kind: Set(wanted.kind.as_str().to_owned()),
                     created_at: Set(now),
                 });
@@ -307,11 +253,11 @@ impl Store {
     pub async fn replace_roles(
         &self,
         txn: &DatabaseTransaction,
-        roles: &[(Uuid, Vec<Role>)],
+        roles: &[(ProfileId, Vec<Role>)],
     ) -> Result<(), IdentityError> {
         for chunk in roles.chunks(CHUNK) {
             profile_role::Entity::delete_many()
-                .filter(profile_role::Column::ProfileId.is_in(chunk.iter().map(|(id, _)| *id)))
+                .filter(profile_role::Column::ProfileId.is_in(chunk.iter().map(|(id, _)| id.0)))
                 .exec(txn)
                 .await?;
         }
@@ -319,7 +265,7 @@ impl Store {
             .iter()
             .flat_map(|(id, roles)| {
                 roles.iter().map(|role| profile_role::ActiveModel {
-                    profile_id: Set(*id),
+                    profile_id: Set(id.0),
                     role: Set(role.as_str().to_owned()),
                 })
             })
@@ -333,26 +279,26 @@ impl Store {
         Ok(())
     }
 
-    /// Writes the next version of a profile whose assignments changed: a new etag and update
-    /// time.
+    /// Writes `next`, a profile whose assignments changed, as the version after `old_version`:
+    /// a new etag and update time.
     async fn new_version(
         &self,
         txn: &DatabaseTransaction,
-        old: &profile::Model,
-    ) -> Result<profile::Model, IdentityError> {
-        let mut model = old.clone();
-        model.updated_at = crate::store::now();
-        model.version = old.version + 1;
-        self.write_version(txn, old, &model).await?;
-        Ok(model)
+        mut next: Profile,
+        old_version: i64,
+    ) -> Result<Profile, IdentityError> {
+        next.updated_at = crate::store::now();
+        next.version = old_version + 1;
+        self.write_version(txn, old_version, &next).await?;
+        Ok(next)
     }
 }
 
-fn extension_row(profile: &profile::Model, wanted: &Extension) -> extension::ActiveModel {
+fn extension_row(profile: &Profile, wanted: &Extension) -> extension::ActiveModel {
     extension::ActiveModel {
-        account_id: Set(profile.account_id),
+        account_id: Set(profile.account_id.0),
         number: Set(wanted.number.as_str().to_owned()),
-        profile_id: Set(profile.id),
+        profile_id: Set(profile.id.0),
         kind: Set(wanted.kind.as_str().to_owned()),
         created_at: Set(crate::store::now()),
     }

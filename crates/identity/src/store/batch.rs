@@ -10,10 +10,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::Store;
 use super::entities::{idempotency_key, profile, username_registry};
-use super::profiles::registry_row;
-use super::{ProfileRecord, Store};
+use super::profiles::{model_of, registry_row};
 use crate::domain::error::IdentityError;
+use crate::domain::ids::{AccountId, ProfileId};
+use crate::domain::profile::Profile;
 use crate::domain::username::Username;
 
 /// Rows per multi-row statement: stays far below SQLite's and PostgreSQL's bind-parameter caps.
@@ -108,15 +110,16 @@ impl Store {
     pub async fn lock_profiles(
         &self,
         txn: &DatabaseTransaction,
-        ids: &[Uuid],
-        accounts: Option<&HashSet<Uuid>>,
-    ) -> Result<Vec<ProfileRecord>, IdentityError> {
+        ids: &[ProfileId],
+        accounts: Option<&HashSet<AccountId>>,
+    ) -> Result<Vec<Profile>, IdentityError> {
         let mut records = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
-            let mut query =
-                profile::Entity::find().filter(profile::Column::Id.is_in(chunk.iter().copied()));
+            let mut query = profile::Entity::find()
+                .filter(profile::Column::Id.is_in(chunk.iter().map(|id| id.0)));
             if let Some(accounts) = accounts {
-                query = query.filter(profile::Column::AccountId.is_in(accounts.iter().copied()));
+                query =
+                    query.filter(profile::Column::AccountId.is_in(accounts.iter().map(|id| id.0)));
             }
             if crate::store::is_postgres(txn) {
                 query = query.lock_exclusive();
@@ -132,8 +135,8 @@ impl Store {
     pub async fn reserve_usernames(
         &self,
         txn: &DatabaseTransaction,
-        account_id: Uuid,
-        usernames: &[(&Username, Uuid)],
+        account_id: AccountId,
+        usernames: &[(&Username, ProfileId)],
     ) -> Result<HashSet<String>, IdentityError> {
         let mut registered = HashSet::new();
         for chunk in usernames.chunks(CHUNK) {
@@ -156,12 +159,16 @@ impl Store {
     pub async fn insert_profiles(
         &self,
         txn: &DatabaseTransaction,
-        models: &[profile::Model],
+        profiles: &[Profile],
     ) -> Result<(), IdentityError> {
-        for chunk in models.chunks(CHUNK) {
-            profile::Entity::insert_many(chunk.iter().cloned().map(profile::ActiveModel::from))
-                .exec_without_returning(txn)
-                .await?;
+        for chunk in profiles.chunks(CHUNK) {
+            profile::Entity::insert_many(
+                chunk
+                    .iter()
+                    .map(|p| profile::ActiveModel::from(model_of(p))),
+            )
+            .exec_without_returning(txn)
+            .await?;
         }
         Ok(())
     }
@@ -170,8 +177,9 @@ impl Store {
     pub async fn update_profiles(
         &self,
         txn: &DatabaseTransaction,
-        models: &[profile::Model],
+        profiles: &[Profile],
     ) -> Result<(), IdentityError> {
+        let models: Vec<profile::Model> = profiles.iter().map(model_of).collect();
         for chunk in models.chunks(CHUNK / 2) {
             let ids: Vec<Uuid> = chunk.iter().map(|model| model.id).collect();
             let column = |col: profile::Column, value: &dyn Fn(&profile::Model) -> SimpleExpr| {

@@ -1,21 +1,18 @@
 //! Identity's persistence: sea-orm entities, queries and migrations. The only module that knows
-//! SQL.
+//! SQL; it takes and returns domain types, and entity models never leave it.
 
 mod accounts;
 mod assignments;
 mod batch;
 mod credentials;
-pub mod entities;
+pub(crate) mod entities;
 mod migrations;
 mod profiles;
 
-pub use accounts::AccountRecord;
-pub use assignments::{extension_rows, role_names};
 pub use credentials::LockSchedule;
 pub use migrations::Migrator;
-pub use profiles::{ACTIVE, DELETED, ProfileFilter, ProfileRecord, SUSPENDED, Standing};
+pub use profiles::ProfileFilter;
 
-use prost::Message;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, DatabaseConnection, DatabaseTransaction, EntityTrait, SqliteTransactionMode,
@@ -42,71 +39,6 @@ impl Store {
         &self.db
     }
 
-    /// Runs `work` in a transaction, once per `(scope, request_id)` (AIP-155): a repeated
-    /// request returns the first response, encoded when it was produced, and writes nothing.
-    /// An empty `request_id` runs `work` without that guarantee. Two concurrent twins both
-    /// run `work`; the one whose key lands first commits and the other is rolled back and
-    /// answers with the winner's response, also when the winner's change made its own `work`
-    /// fail.
-    pub async fn idempotent<R, F>(
-        &self,
-        scope: &str,
-        request_id: &str,
-        work: F,
-    ) -> Result<R, IdentityError>
-    where
-        R: Message + Default,
-        F: AsyncFnOnce(&DatabaseTransaction) -> Result<R, IdentityError>,
-    {
-        if !request_id.is_empty()
-            && let Some(stored) = self.stored_response::<R>(scope, request_id).await?
-        {
-            return Ok(stored);
-        }
-        let txn = self.begin().await?;
-        let response = match work(&txn).await {
-            Ok(response) => response,
-            Err(error) => {
-                txn.rollback().await?;
-                // A concurrent twin may have committed first, changing what `work` saw (a
-                // stale etag now, a number held already): the twin's response is the answer.
-                if !request_id.is_empty()
-                    && let Some(stored) = self.stored_response::<R>(scope, request_id).await?
-                {
-                    return Ok(stored);
-                }
-                return Err(error);
-            }
-        };
-        if !request_id.is_empty() {
-            let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
-                scope: Set(scope.to_owned()),
-                request_id: Set(request_id.to_owned()),
-                response: Set(response.encode_to_vec()),
-                created_at: Set(now()),
-            })
-            .on_conflict(
-                OnConflict::columns([
-                    idempotency_key::Column::Scope,
-                    idempotency_key::Column::RequestId,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(&txn)
-            .await?;
-            if inserted == 0 {
-                txn.rollback().await?;
-                return self
-                    .stored_response::<R>(scope, request_id)
-                    .await?
-                    .ok_or_else(|| IdentityError::Corrupt("idempotency key vanished".into()));
-            }
-        }
-        txn.commit().await?;
-        Ok(response)
-    }
-
     /// Starts a write transaction. On SQLite it takes the write lock at once (`BEGIN
     /// IMMEDIATE`), waiting out the busy timeout behind other writers: a deferred transaction
     /// that read first would instead fail with SQLITE_BUSY when it tries to write after another
@@ -121,21 +53,55 @@ impl Store {
             .await?)
     }
 
-    async fn stored_response<R: Message + Default>(
+    /// The response stored for `(scope, request_id)`, if that request was answered before.
+    pub async fn stored_response(
         &self,
         scope: &str,
         request_id: &str,
-    ) -> Result<Option<R>, IdentityError> {
-        let Some(row) =
+    ) -> Result<Option<Vec<u8>>, IdentityError> {
+        Ok(
             idempotency_key::Entity::find_by_id((scope.to_owned(), request_id.to_owned()))
                 .one(&self.db)
                 .await?
-        else {
-            return Ok(None);
-        };
-        R::decode(row.response.as_slice())
-            .map(Some)
-            .map_err(|error| IdentityError::Corrupt(format!("stored response: {error}")))
+                .map(|row| row.response),
+        )
+    }
+
+    /// Keeps `response` as the answer to `(scope, request_id)` in `txn`; false when a
+    /// concurrent twin's answer was kept first (the caller rolls back and answers with it).
+    pub async fn keep_response(
+        &self,
+        txn: &DatabaseTransaction,
+        scope: &str,
+        request_id: &str,
+        response: Vec<u8>,
+    ) -> Result<bool, IdentityError> {
+        let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
+            scope: Set(scope.to_owned()),
+            request_id: Set(request_id.to_owned()),
+            response: Set(response),
+            created_at: Set(now()),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                idempotency_key::Column::Scope,
+                idempotency_key::Column::RequestId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+        Ok(inserted == 1)
+    }
+}
+
+/// What the database said when it failed: kept for the log, never shown to callers.
+// Not `#[from]` on the domain error: the domain knows no SQL, and the message holds the
+// database's, so it is no `source` too (a report of the chain would print it twice).
+impl From<sea_orm::DbErr> for IdentityError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        IdentityError::Storage(Box::new(error))
     }
 }
 

@@ -18,43 +18,97 @@ use uuid::Uuid;
 
 use super::Store;
 use super::entities::{account, extension, profile, profile_role, username_registry};
+use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
 use crate::domain::error::{IdentityError, Refusal};
-use crate::domain::profile::ProfileFields;
-use crate::domain::username::Username;
+use crate::domain::ids::{AccountId, ProfileId};
+use crate::domain::profile::{Profile, ProfileFields, ProfileStatus};
+use crate::domain::username::{Registration, Standing, Username};
 
-/// Profile states as stored.
-pub const ACTIVE: &str = "active";
-pub const SUSPENDED: &str = "suspended";
-pub const DELETED: &str = "deleted";
-
-/// A profile with its assignments.
-#[derive(Clone, Debug)]
-pub struct ProfileRecord {
-    pub profile: profile::Model,
-    /// Role names, sorted.
-    pub roles: Vec<String>,
-    /// `(number, kind)`, sorted by number.
-    pub extensions: Vec<(String, String)>,
-}
+/// How a deleted profile's status is stored.
+const DELETED: &str = "deleted";
 
 /// Filters of a profile listing.
 #[derive(Clone, Debug, Default)]
 pub struct ProfileFilter {
     /// `None`: every profile that is not deleted.
-    pub status: Option<&'static str>,
+    pub status: Option<ProfileStatus>,
     /// Canonical-username prefix (already canonicalised).
     pub username_prefix: Option<String>,
     /// Lower-cased email prefix.
     pub email_prefix: Option<String>,
-    pub role: Option<String>,
+    pub role: Option<Role>,
 }
 
-/// A username's standing in the registry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Standing {
-    pub refusal: Refusal,
-    /// The profile holding a taken username.
-    pub holder: Option<(Uuid, Uuid)>,
+/// The profile a stored row and its assignment rows make.
+pub(super) fn profile_of(
+    model: profile::Model,
+    role_names: Vec<String>,
+    extension_rows: Vec<(String, String)>,
+) -> Result<Profile, IdentityError> {
+    let corrupt = |what: String| IdentityError::Corrupt(format!("profile {}: {what}", model.id));
+    let mut roles = role_names
+        .iter()
+        .map(|name| Role::from_name(name).ok_or_else(|| corrupt(format!("role {name:?}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    roles.sort();
+    roles.dedup();
+    let mut extensions = extension_rows
+        .iter()
+        .map(|(number, kind)| {
+            Ok(Extension {
+                number: ExtensionNumber::parse(number)
+                    .map_err(|_| corrupt(format!("extension {number:?}")))?,
+                kind: ExtensionKind::from_name(kind)
+                    .ok_or_else(|| corrupt(format!("extension kind {kind:?}")))?,
+            })
+        })
+        .collect::<Result<Vec<_>, IdentityError>>()?;
+    extensions.sort();
+    let status = ProfileStatus::from_name(&model.status)
+        .ok_or_else(|| corrupt(format!("status {:?}", model.status)))?;
+    Ok(Profile {
+        id: ProfileId(model.id),
+        account_id: AccountId(model.account_id),
+        first_name: model.first_name,
+        last_name: model.last_name,
+        email: model.email,
+        username: model.username,
+        canonical_username: model.canonical_username,
+        job_title: model.job_title,
+        department: model.department,
+        locale: model.locale,
+        time_zone: model.time_zone,
+        status,
+        roles,
+        extensions,
+        created_at: model.created_at,
+        updated_at: model.updated_at,
+        deleted_at: model.deleted_at,
+        version: model.version,
+    })
+}
+
+/// The row of a profile.
+pub(super) fn model_of(profile: &Profile) -> profile::Model {
+    profile::Model {
+        id: profile.id.0,
+        account_id: profile.account_id.0,
+        first_name: profile.first_name.clone(),
+        last_name: profile.last_name.clone(),
+        email: profile.email.clone(),
+        email_search: profile.email.to_lowercase(),
+        username: profile.username.clone(),
+        canonical_username: profile.canonical_username.clone(),
+        job_title: profile.job_title.clone(),
+        department: profile.department.clone(),
+        locale: profile.locale.clone(),
+        time_zone: profile.time_zone.clone(),
+        status: profile.status.as_str().to_owned(),
+        created_at: profile.created_at,
+        updated_at: profile.updated_at,
+        deleted_at: profile.deleted_at,
+        version: profile.version,
+    }
 }
 
 impl Store {
@@ -62,9 +116,9 @@ impl Store {
     pub async fn account_exists(
         &self,
         conn: &impl ConnectionTrait,
-        id: Uuid,
+        id: AccountId,
     ) -> Result<bool, IdentityError> {
-        Ok(account::Entity::find_by_id(id)
+        Ok(account::Entity::find_by_id(id.0)
             .select_only()
             .column(account::Column::Id)
             .into_tuple::<Uuid>()
@@ -77,8 +131,8 @@ impl Store {
     pub async fn profile(
         &self,
         conn: &impl ConnectionTrait,
-        id: Uuid,
-    ) -> Result<Option<ProfileRecord>, IdentityError> {
+        id: ProfileId,
+    ) -> Result<Option<Profile>, IdentityError> {
         Ok(self.profiles_by_ids(conn, &[id]).await?.pop())
     }
 
@@ -86,13 +140,13 @@ impl Store {
     pub async fn profiles_by_ids(
         &self,
         conn: &impl ConnectionTrait,
-        ids: &[Uuid],
-    ) -> Result<Vec<ProfileRecord>, IdentityError> {
+        ids: &[ProfileId],
+    ) -> Result<Vec<Profile>, IdentityError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let models = profile::Entity::find()
-            .filter(profile::Column::Id.is_in(ids.iter().copied()))
+            .filter(profile::Column::Id.is_in(ids.iter().map(|id| id.0)))
             .all(conn)
             .await?;
         self.with_assignments(conn, models).await
@@ -101,21 +155,21 @@ impl Store {
     /// A page of an account's profiles in creation order, after the profile `after`.
     pub async fn list_profiles(
         &self,
-        account_id: Uuid,
+        account_id: AccountId,
         filter: &ProfileFilter,
-        after: Option<Uuid>,
+        after: Option<ProfileId>,
         limit: u64,
-    ) -> Result<Vec<ProfileRecord>, IdentityError> {
+    ) -> Result<Vec<Profile>, IdentityError> {
         let mut query = profile::Entity::find()
-            .filter(profile::Column::AccountId.eq(account_id))
+            .filter(profile::Column::AccountId.eq(account_id.0))
             .order_by_asc(profile::Column::Id)
             .limit(limit);
         query = match filter.status {
-            Some(status) => query.filter(profile::Column::Status.eq(status)),
+            Some(status) => query.filter(profile::Column::Status.eq(status.as_str())),
             None => query.filter(profile::Column::Status.ne(DELETED)),
         };
         if let Some(after) = after {
-            query = query.filter(profile::Column::Id.gt(after));
+            query = query.filter(profile::Column::Id.gt(after.0));
         }
         if let Some(prefix) = &filter.username_prefix {
             query = query
@@ -144,7 +198,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         models: Vec<profile::Model>,
-    ) -> Result<Vec<ProfileRecord>, IdentityError> {
+    ) -> Result<Vec<Profile>, IdentityError> {
         if models.is_empty() {
             return Ok(Vec::new());
         }
@@ -168,20 +222,14 @@ impl Store {
                 .or_default()
                 .push((row.number, row.kind));
         }
-        Ok(models
+        models
             .into_iter()
             .map(|model| {
-                let mut roles = roles.remove(&model.id).unwrap_or_default();
-                roles.sort();
-                let mut extensions = extensions.remove(&model.id).unwrap_or_default();
-                extensions.sort();
-                ProfileRecord {
-                    profile: model,
-                    roles,
-                    extensions,
-                }
+                let roles = roles.remove(&model.id).unwrap_or_default();
+                let extensions = extensions.remove(&model.id).unwrap_or_default();
+                profile_of(model, roles, extensions)
             })
-            .collect())
+            .collect()
     }
 
     /// The standing of each username: `None` when it is free.
@@ -231,24 +279,13 @@ impl Store {
         Ok(usernames
             .iter()
             .map(|username| {
-                if let Some(row) = by_canonical.get(username.canonical()) {
-                    let held = holding.contains(&(row.profile_id, row.canonical.clone()));
-                    Some(Standing {
-                        refusal: if held {
-                            Refusal::Taken
-                        } else {
-                            Refusal::Retired
-                        },
-                        holder: held.then_some((row.profile_id, row.account_id)),
-                    })
-                } else if confusable.contains(username.skeleton()) {
-                    Some(Standing {
-                        refusal: Refusal::Confusable,
-                        holder: None,
-                    })
-                } else {
-                    None
-                }
+                let registration = by_canonical
+                    .get(username.canonical())
+                    .map(|row| Registration {
+                        profile: (ProfileId(row.profile_id), AccountId(row.account_id)),
+                        still_held: holding.contains(&(row.profile_id, row.canonical.clone())),
+                    });
+                Standing::decide(registration, confusable.contains(username.skeleton()))
             })
             .collect())
     }
@@ -259,8 +296,8 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         username: &Username,
-        profile_id: Uuid,
-        account_id: Uuid,
+        profile_id: ProfileId,
+        account_id: AccountId,
     ) -> Result<(), IdentityError> {
         let inserted =
             username_registry::Entity::insert(registry_row(username, profile_id, account_id))
@@ -283,43 +320,24 @@ impl Store {
     pub async fn create_profile(
         &self,
         txn: &DatabaseTransaction,
-        account_id: Uuid,
+        account_id: AccountId,
         fields: &ProfileFields,
-    ) -> Result<ProfileRecord, IdentityError> {
+    ) -> Result<Profile, IdentityError> {
         if !self.account_exists(txn, account_id).await? {
             return Err(IdentityError::NotFound("account"));
         }
-        let id = Uuid::now_v7();
-        self.reserve_username(txn, &fields.username, id, account_id)
-            .await?;
-        let now = crate::store::now();
-        let model = profile::Model {
-            id,
+        let profile = Profile::new(
+            ProfileId::generate(),
             account_id,
-            first_name: fields.first_name.clone(),
-            last_name: fields.last_name.clone(),
-            email: fields.email.as_str().to_owned(),
-            email_search: fields.email.as_str().to_lowercase(),
-            username: fields.username.as_str().to_owned(),
-            canonical_username: fields.username.canonical().to_owned(),
-            job_title: fields.job_title.clone(),
-            department: fields.department.clone(),
-            locale: fields.locale.clone(),
-            time_zone: fields.time_zone.clone(),
-            status: ACTIVE.to_owned(),
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-            version: 1,
-        };
-        profile::Entity::insert(profile::ActiveModel::from(model.clone()))
+            fields,
+            crate::store::now(),
+        );
+        self.reserve_username(txn, &fields.username, profile.id, account_id)
+            .await?;
+        profile::Entity::insert(profile::ActiveModel::from(model_of(&profile)))
             .exec_without_returning(txn)
             .await?;
-        Ok(ProfileRecord {
-            profile: model,
-            roles: Vec::new(),
-            extensions: Vec::new(),
-        })
+        Ok(profile)
     }
 
     /// Replaces a profile's fields and status. A new canonical username is registered first;
@@ -328,37 +346,23 @@ impl Store {
     pub async fn update_profile(
         &self,
         txn: &DatabaseTransaction,
-        current: &ProfileRecord,
+        current: &Profile,
         fields: &ProfileFields,
-        status: &str,
-    ) -> Result<ProfileRecord, IdentityError> {
-        let old = &current.profile;
-        if fields.username.canonical() != old.canonical_username {
-            self.reserve_username(txn, &fields.username, old.id, old.account_id)
+        status: ProfileStatus,
+    ) -> Result<Profile, IdentityError> {
+        if fields.username.canonical() != current.canonical_username {
+            self.reserve_username(txn, &fields.username, current.id, current.account_id)
                 .await?;
         }
-        let mut model = old.clone();
-        model.first_name = fields.first_name.clone();
-        model.last_name = fields.last_name.clone();
-        model.email = fields.email.as_str().to_owned();
-        model.email_search = fields.email.as_str().to_lowercase();
-        model.username = fields.username.as_str().to_owned();
-        model.canonical_username = fields.username.canonical().to_owned();
-        model.job_title = fields.job_title.clone();
-        model.department = fields.department.clone();
-        model.locale = fields.locale.clone();
-        model.time_zone = fields.time_zone.clone();
-        model.status = status.to_owned();
-        if model == *old {
-            return Ok(current.clone());
+        let mut next = current.clone().with_fields(fields);
+        next.status = status;
+        if next == *current {
+            return Ok(next);
         }
-        model.updated_at = crate::store::now();
-        model.version = old.version + 1;
-        self.write_version(txn, old, &model).await?;
-        Ok(ProfileRecord {
-            profile: model,
-            ..current.clone()
-        })
+        next.updated_at = crate::store::now();
+        next.version = current.version + 1;
+        self.write_version(txn, current.version, &next).await?;
+        Ok(next)
     }
 
     /// Soft-deletes a profile: its username stays registered (retired) and its extensions are
@@ -366,38 +370,34 @@ impl Store {
     pub async fn delete_profile(
         &self,
         txn: &DatabaseTransaction,
-        current: &ProfileRecord,
-    ) -> Result<ProfileRecord, IdentityError> {
-        let old = &current.profile;
+        current: &Profile,
+    ) -> Result<Profile, IdentityError> {
         let now = crate::store::now();
-        let mut model = old.clone();
-        model.status = DELETED.to_owned();
-        model.deleted_at = Some(now);
-        model.updated_at = now;
-        model.version = old.version + 1;
-        self.write_version(txn, old, &model).await?;
+        let mut next = current.clone();
+        next.status = ProfileStatus::Deleted;
+        next.deleted_at = Some(now);
+        next.updated_at = now;
+        next.version = current.version + 1;
+        next.extensions = Vec::new();
+        self.write_version(txn, current.version, &next).await?;
         extension::Entity::delete_many()
-            .filter(extension::Column::ProfileId.eq(old.id))
+            .filter(extension::Column::ProfileId.eq(current.id.0))
             .exec(txn)
             .await?;
-        Ok(ProfileRecord {
-            profile: model,
-            roles: current.roles.clone(),
-            extensions: Vec::new(),
-        })
+        Ok(next)
     }
 
     /// Writes `new` over `old` if nobody changed it in between (optimistic concurrency).
     pub(super) async fn write_version(
         &self,
         txn: &DatabaseTransaction,
-        old: &profile::Model,
-        new: &profile::Model,
+        old_version: i64,
+        new: &Profile,
     ) -> Result<(), IdentityError> {
         let result = profile::Entity::update_many()
-            .set(profile::ActiveModel::from(new.clone()).reset_all())
-            .filter(profile::Column::Id.eq(old.id))
-            .filter(profile::Column::Version.eq(old.version))
+            .set(profile::ActiveModel::from(model_of(new)).reset_all())
+            .filter(profile::Column::Id.eq(new.id.0))
+            .filter(profile::Column::Version.eq(old_version))
             .exec(txn)
             .await?;
         if result.rows_affected == 0 {
@@ -409,15 +409,15 @@ impl Store {
 
 pub(super) fn registry_row(
     username: &Username,
-    profile_id: Uuid,
-    account_id: Uuid,
+    profile_id: ProfileId,
+    account_id: AccountId,
 ) -> username_registry::ActiveModel {
     username_registry::ActiveModel {
         canonical: Set(username.canonical().to_owned()),
         skeleton: Set(username.skeleton().to_owned()),
         username: Set(username.as_str().to_owned()),
-        profile_id: Set(profile_id),
-        account_id: Set(account_id),
+        profile_id: Set(profile_id.0),
+        account_id: Set(account_id.0),
         created_at: Set(crate::store::now()),
     }
 }
@@ -437,10 +437,7 @@ fn prefix_pattern(prefix: &str) -> LikeExpr {
 
 impl Store {
     /// The profile holding `canonical` now, if any (deleted profiles hold nothing).
-    pub async fn active_holder(
-        &self,
-        canonical: &str,
-    ) -> Result<Option<ProfileRecord>, IdentityError> {
+    pub async fn active_holder(&self, canonical: &str) -> Result<Option<Profile>, IdentityError> {
         let model = profile::Entity::find()
             .filter(profile::Column::CanonicalUsername.eq(canonical))
             .filter(profile::Column::Status.ne(DELETED))

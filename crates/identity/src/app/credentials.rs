@@ -10,13 +10,17 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::emails;
 use crate::Settings;
+use crate::domain::account::Account;
+use crate::domain::email::EmailAddress;
 use crate::domain::error::IdentityError;
+use crate::domain::ids::ProfileId;
 use crate::domain::policy::{Personal, Rule};
+use crate::domain::profile::{Profile, ProfileStatus};
 use crate::domain::username::{Username, UsernameError};
-use crate::emails;
 use crate::hashing::{HashError, Hasher};
-use crate::store::{ACTIVE, AccountRecord, DELETED, LockSchedule, ProfileRecord, Store, now};
+use crate::store::{LockSchedule, Store, now};
 use roster_runtime::Caller;
 
 /// The one message every unusable reset token gets: unknown, expired, used or superseded.
@@ -39,10 +43,37 @@ pub enum PasswordError {
 }
 
 /// A reset link was issued.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct IssuedReset {
     pub profile_id: Uuid,
     pub email: String,
     pub expires_at: chrono::DateTime<Utc>,
+}
+
+/// Refuses a reset for a profile that changed since the admin confirmed it: a link must never
+/// go to an address nobody confirmed.
+fn still_as_confirmed(
+    profile: &Profile,
+    confirmed: &EmailAddress,
+    expected: Option<i64>,
+) -> Result<(), IdentityError> {
+    if expected.is_some_and(|version| version != profile.version) {
+        return Err(IdentityError::Changed {
+            field: "etag",
+            message: "the profile changed since it was confirmed; look it up again and confirm \
+                      its email address before sending a reset"
+                .into(),
+        });
+    }
+    if profile.email.to_lowercase() != confirmed.as_str().to_lowercase() {
+        return Err(IdentityError::Changed {
+            field: "email",
+            message: "the profile's email address is no longer the one confirmed; look the \
+                      profile up again and confirm its address before sending a reset"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 /// Password operations over the store and the hashing pool.
@@ -69,15 +100,15 @@ impl Passwords {
     /// Every rule `password` fails for `profile` (or for a future profile of `account`).
     pub async fn check(
         &self,
-        account: &AccountRecord,
-        profile: Option<&ProfileRecord>,
+        account: &Account,
+        profile: Option<&Profile>,
         password: &SecretString,
     ) -> Result<Vec<Rule>, PasswordError> {
         let personal = profile.map_or_else(Personal::default, |record| Personal {
-            username: &record.profile.username,
-            first_name: &record.profile.first_name,
-            last_name: &record.profile.last_name,
-            email: &record.profile.email,
+            username: &record.username,
+            first_name: &record.first_name,
+            last_name: &record.last_name,
+            email: &record.email,
         });
         // The strength estimator can take tens of milliseconds on a long password.
         let mut violations = roster_runtime::work::cpu_bound(|| {
@@ -88,7 +119,7 @@ impl Passwords {
                 .store
                 .password_history(
                     self.store.connection(),
-                    record.profile.id,
+                    record.id.0,
                     account.policy.history_count,
                 )
                 .await?;
@@ -102,18 +133,47 @@ impl Passwords {
         Ok(violations)
     }
 
+    /// SendPasswordReset: issues a reset link for a profile the caller may act on, when the
+    /// profile still has the email address (and the version) the admin confirmed.
+    pub async fn send_reset(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        id: ProfileId,
+        confirmed: &EmailAddress,
+        expected: Option<i64>,
+    ) -> Result<IssuedReset, IdentityError> {
+        let store = &self.store;
+        super::once(
+            store,
+            &super::request_scope(caller, "SendPasswordReset"),
+            request_id,
+            async |txn| {
+                // Locked, so that no change of the address can commit between this check and
+                // the token's email.
+                let profile = store
+                    .lock_profile(txn, id, super::account_scope(caller).as_ref())
+                    .await?
+                    .ok_or(IdentityError::NotFound("profile"))?;
+                still_as_confirmed(&profile, confirmed, expected)?;
+                let account = store
+                    .account_in(txn, profile.account_id)
+                    .await?
+                    .ok_or(IdentityError::NotFound("profile"))?;
+                self.issue_reset(txn, &account, &profile).await
+            },
+        )
+        .await
+    }
+
     /// Issues a reset token for `profile` and writes the email to the outbox, both in `txn`.
     pub async fn issue_reset(
         &self,
         txn: &sea_orm::DatabaseTransaction,
-        account: &AccountRecord,
-        profile: &ProfileRecord,
+        account: &Account,
+        profile: &Profile,
     ) -> Result<IssuedReset, IdentityError> {
-        if profile.profile.status == DELETED {
-            return Err(IdentityError::Precondition(
-                "the profile is deleted; its password cannot be reset".into(),
-            ));
-        }
+        profile.ensure_changeable(None)?;
         let token =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let expires_at = now()
@@ -121,13 +181,13 @@ impl Passwords {
                 self.settings.reset_token_ttl_seconds.min(30 * 86400) as i64
             );
         self.store
-            .issue_reset_token(txn, profile.profile.id, &token_hash(&token), expires_at)
+            .issue_reset_token(txn, profile.id.0, &token_hash(&token), expires_at)
             .await?;
         // The token travels in the fragment: browsers send neither it nor its page's fragment
         // to servers, so it stays out of access logs and Referer headers.
         let link = format!("{}#token={token}", self.settings.reset_base_url);
         let variables = BTreeMap::from([
-            ("first_name".to_owned(), profile.profile.first_name.clone()),
+            ("first_name".to_owned(), profile.first_name.clone()),
             ("reset_url".to_owned(), link),
             ("expire_time".to_owned(), expires_at.to_rfc3339()),
         ]);
@@ -138,8 +198,8 @@ impl Passwords {
             )
             .await?;
         Ok(IssuedReset {
-            profile_id: profile.profile.id,
-            email: profile.profile.email.clone(),
+            profile_id: profile.id.0,
+            email: profile.email.clone(),
             expires_at,
         })
     }
@@ -152,7 +212,7 @@ impl Passwords {
         &self,
         caller: &Caller,
         token: &str,
-    ) -> Result<(AccountRecord, ProfileRecord), PasswordError> {
+    ) -> Result<(Account, Profile), PasswordError> {
         let conn = self.store.connection();
         let profile_id = self
             .store
@@ -161,14 +221,14 @@ impl Passwords {
             .ok_or(PasswordError::InvalidToken)?;
         let profile = self
             .store
-            .profile(conn, profile_id)
+            .profile(conn, crate::domain::ids::ProfileId(profile_id))
             .await?
-            .filter(|record| record.profile.status != DELETED)
-            .filter(|record| caller.may_access(record.profile.account_id))
+            .filter(|record| record.status != ProfileStatus::Deleted)
+            .filter(|record| caller.may_access(record.account_id.0))
             .ok_or(PasswordError::InvalidToken)?;
         let account = self
             .store
-            .account(profile.profile.account_id)
+            .account(profile.account_id)
             .await?
             .ok_or(PasswordError::InvalidToken)?;
         Ok((account, profile))
@@ -193,11 +253,9 @@ impl Passwords {
         if !self.store.use_reset_token(&txn, &token_hash(token)).await? {
             return Err(PasswordError::InvalidToken);
         }
-        self.store
-            .set_password(&txn, profile.profile.id, &hash)
-            .await?;
+        self.store.set_password(&txn, profile.id.0, &hash).await?;
         let variables = BTreeMap::from([
-            ("first_name".to_owned(), profile.profile.first_name.clone()),
+            ("first_name".to_owned(), profile.first_name.clone()),
             ("change_time".to_owned(), now().to_rfc3339()),
         ]);
         self.store
@@ -225,7 +283,7 @@ impl Passwords {
         caller: &Caller,
         username: &str,
         password: SecretString,
-    ) -> Result<Option<ProfileRecord>, PasswordError> {
+    ) -> Result<Option<Profile>, PasswordError> {
         let username = match Username::parse(username) {
             Ok(username) => username,
             // Over-long input is refused before any work: the limit is no secret.
@@ -245,7 +303,7 @@ impl Passwords {
             .store
             .active_holder(canonical)
             .await?
-            .filter(|record| caller.may_access(record.profile.account_id));
+            .filter(|record| caller.may_access(record.account_id.0));
         let key = throttle_key(caller, canonical, holder.is_some());
         let schedule = LockSchedule::starting_now(
             self.settings.signin_max_failures,
@@ -269,9 +327,9 @@ impl Passwords {
             return Err(PasswordError::Throttled(wait.max(Duration::from_secs(1))));
         }
         let stored = match &holder {
-            Some(record) if record.profile.status == ACTIVE => {
+            Some(record) if record.status == ProfileStatus::Active => {
                 self.store
-                    .credential(self.store.connection(), record.profile.id)
+                    .credential(self.store.connection(), record.id.0)
                     .await?
             }
             _ => None,
@@ -289,7 +347,7 @@ impl Passwords {
             match self.hasher.hash(password).await {
                 Ok(upgraded) => {
                     self.store
-                        .upgrade_hash(record.profile.id, &stored, &upgraded)
+                        .upgrade_hash(record.id.0, &stored, &upgraded)
                         .await?
                 }
                 Err(error) => tracing::warn!(%error, "password hash upgrade postponed"),

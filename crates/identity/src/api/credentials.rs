@@ -9,12 +9,12 @@ use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
 use super::convert;
+use crate::app::credentials::{INVALID_TOKEN, PasswordError, Passwords};
+use crate::domain::account::Account;
 use crate::domain::email::EmailAddress;
-use crate::domain::error::IdentityError;
+use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::Rule;
 use crate::hashing::HashError;
-use crate::passwords::{INVALID_TOKEN, PasswordError, Passwords};
-use crate::store::{AccountRecord, ProfileRecord};
 use roster_runtime::request::{check_request_id, parse_etag, parse_id};
 
 /// CredentialService over the password operations.
@@ -27,10 +27,10 @@ impl CredentialApi {
         Self { passwords }
     }
 
-    async fn account(&self, id: uuid::Uuid) -> Result<AccountRecord, ApiError> {
+    async fn account(&self, id: uuid::Uuid) -> Result<Account, ApiError> {
         self.passwords
             .store()
-            .account(id)
+            .account(AccountId(id))
             .await?
             .ok_or(ApiError::NotFound {
                 resource: "account",
@@ -104,32 +104,6 @@ fn confirmed_email(value: &str) -> Result<EmailAddress, ApiError> {
     EmailAddress::parse(value).map_err(|error| ApiError::invalid("email", error.to_string()))
 }
 
-/// Refuses a reset for a profile that changed since the admin confirmed it: a link must never
-/// go to an address nobody confirmed.
-fn still_as_confirmed(
-    profile: &ProfileRecord,
-    confirmed: &EmailAddress,
-    expected: Option<i64>,
-) -> Result<(), IdentityError> {
-    if expected.is_some_and(|version| version != profile.profile.version) {
-        return Err(IdentityError::Changed {
-            field: "etag",
-            message: "the profile changed since it was confirmed; look it up again and confirm \
-                      its email address before sending a reset"
-                .into(),
-        });
-    }
-    if profile.profile.email.to_lowercase() != confirmed.as_str().to_lowercase() {
-        return Err(IdentityError::Changed {
-            field: "email",
-            message: "the profile's email address is no longer the one confirmed; look the \
-                      profile up again and confirm its address before sending a reset"
-                .into(),
-        });
-    }
-    Ok(())
-}
-
 #[tonic::async_trait]
 impl CredentialService for CredentialApi {
     async fn get_password_requirements(
@@ -162,10 +136,10 @@ impl CredentialService for CredentialApi {
             Some(
                 self.passwords
                     .store()
-                    .profile(self.passwords.store().connection(), id)
+                    .profile(self.passwords.store().connection(), ProfileId(id))
                     .await
                     .map_err(ApiError::from)?
-                    .filter(|record| record.profile.account_id == account_id)
+                    .filter(|record| record.account_id.0 == account_id)
                     .ok_or(ApiError::NotFound {
                         resource: "profile",
                     })?,
@@ -193,31 +167,22 @@ impl CredentialService for CredentialApi {
         let id = parse_id("profile_id", &request.profile_id)?;
         let confirmed = confirmed_email(&request.email)?;
         let expected = parse_etag("etag", &request.etag)?;
-        let store = self.passwords.store();
-        let scope = format!("{}:SendPasswordReset", caller.name);
-        let response = store
-            .idempotent(&scope, &request.request_id, async |txn| {
-                // Locked, so that no change of the address can commit between this check and
-                // the token's email.
-                let profile = store
-                    .lock_profile(txn, id, caller.account_limit())
-                    .await?
-                    .ok_or(IdentityError::NotFound("profile"))?;
-                still_as_confirmed(&profile, &confirmed, expected)?;
-                let account = store
-                    .account_in(txn, profile.profile.account_id)
-                    .await?
-                    .ok_or(IdentityError::NotFound("profile"))?;
-                let issued = self.passwords.issue_reset(txn, &account, &profile).await?;
-                Ok(pb::SendPasswordResetResponse {
-                    profile_id: issued.profile_id.to_string(),
-                    email: issued.email,
-                    expire_time: Some(convert::timestamp(issued.expires_at)),
-                })
-            })
+        let issued = self
+            .passwords
+            .send_reset(
+                &caller,
+                &request.request_id,
+                ProfileId(id),
+                &confirmed,
+                expected,
+            )
             .await
             .map_err(ApiError::from)?;
-        Ok(Response::new(response))
+        Ok(Response::new(pb::SendPasswordResetResponse {
+            profile_id: issued.profile_id.to_string(),
+            email: issued.email,
+            expire_time: Some(convert::timestamp(issued.expires_at)),
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -251,8 +216,8 @@ impl CredentialService for CredentialApi {
         Ok(Response::new(match verified {
             Some(record) => pb::VerifyPasswordResponse {
                 verified: true,
-                profile_id: record.profile.id.to_string(),
-                account_id: record.profile.account_id.to_string(),
+                profile_id: record.id.to_string(),
+                account_id: record.account_id.to_string(),
             },
             None => pb::VerifyPasswordResponse::default(),
         }))

@@ -1,0 +1,219 @@
+//! AccountService: decode, call one use case of [`crate::app`], encode.
+
+use roster_proto::identity::v1::account_service_server::AccountService;
+use roster_proto::identity::v1::{
+    CreateAccountRequest, CreateAccountResponse, GetAccountRequest, GetAccountResponse,
+    GetPasswordPolicyRequest, GetPasswordPolicyResponse, ListAccountsRequest, ListAccountsResponse,
+    UpdateAccountRequest, UpdateAccountResponse, UpdatePasswordPolicyRequest,
+    UpdatePasswordPolicyResponse,
+};
+use roster_runtime::ApiError;
+use roster_runtime::auth::caller;
+use roster_runtime::request::{
+    UpdateMask, check_request_id, id_token, page_size, parse_etag, parse_id, parse_id_token,
+};
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use crate::app::Identity;
+use crate::app::accounts::NewAccount;
+use crate::domain::account::{ACCOUNT_FIELDS, AccountPatch, POLICY_FIELDS, PolicyPatch};
+use crate::domain::error::IdentityError;
+use crate::domain::ids::AccountId;
+
+/// AccountService over identity's use cases.
+pub struct AccountApi {
+    app: Identity,
+}
+
+impl AccountApi {
+    pub fn new(app: Identity) -> Self {
+        Self { app }
+    }
+}
+
+#[tonic::async_trait]
+impl AccountService for AccountApi {
+    async fn create_account(
+        &self,
+        request: Request<CreateAccountRequest>,
+    ) -> Result<Response<CreateAccountResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        if caller.account_limit().is_some() {
+            // Before any field is read: such a key learns nothing from its request's faults.
+            return Err(ApiError::from(IdentityError::NotPermitted(
+                "a key limited to some accounts cannot create accounts".into(),
+            ))
+            .into());
+        }
+        check_request_id("request_id", &request.request_id)?;
+        let new = NewAccount {
+            display_name: request.display_name,
+            preset: convert::preset_from_proto(request.password_policy_preset)?,
+            extension_min_length: request.extension_min_length,
+            extension_max_length: request.extension_max_length,
+        };
+        let account = self
+            .app
+            .create_account(&caller, &request.request_id, new)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(CreateAccountResponse {
+            account: Some(convert::account(&account)),
+        }))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<GetAccountRequest>,
+    ) -> Result<Response<GetAccountResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = parse_id("id", &request.get_ref().id)?;
+        let account = self
+            .app
+            .account(&caller, AccountId(id))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(GetAccountResponse {
+            account: Some(convert::account(&account)),
+        }))
+    }
+
+    async fn update_account(
+        &self,
+        request: Request<UpdateAccountRequest>,
+    ) -> Result<Response<UpdateAccountResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        check_request_id("request_id", &request.request_id)?;
+        let changes = request
+            .account
+            .ok_or_else(|| ApiError::invalid("account", "is required"))?;
+        let id = parse_id("account.id", &changes.id)?;
+        let expected = parse_etag("account.etag", &changes.etag)?;
+        let mask = UpdateMask::parse(
+            request
+                .update_mask
+                .map(|mask| mask.paths)
+                .unwrap_or_default(),
+            &ACCOUNT_FIELDS,
+        )?;
+        let patch = AccountPatch {
+            display_name: if mask.contains("display_name") {
+                Some(
+                    crate::domain::account::display_name(
+                        "account.display_name",
+                        &changes.display_name,
+                    )
+                    .map_err(ApiError::from)?,
+                )
+            } else {
+                None
+            },
+            extension_min_length: mask
+                .contains("extension_min_length")
+                .then_some(changes.extension_min_length),
+            extension_max_length: mask
+                .contains("extension_max_length")
+                .then_some(changes.extension_max_length),
+        };
+        let account = self
+            .app
+            .update_account(&caller, &request.request_id, AccountId(id), expected, patch)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(UpdateAccountResponse {
+            account: Some(convert::account(&account)),
+        }))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<ListAccountsRequest>,
+    ) -> Result<Response<ListAccountsResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let limit = page_size(request.page_size)?;
+        let after = parse_id_token('p', &request.page_token)?.map(AccountId);
+        let found = self
+            .app
+            .list_accounts(&caller, after, limit + 1)
+            .await
+            .map_err(ApiError::from)?;
+        let more = found.len() as u64 > limit;
+        let page = &found[..found.len().min(limit as usize)];
+        Ok(Response::new(ListAccountsResponse {
+            accounts: page.iter().map(convert::account).collect(),
+            next_page_token: match page.last() {
+                Some(last) if more => id_token('p', last.id.0),
+                _ => String::new(),
+            },
+        }))
+    }
+
+    async fn get_password_policy(
+        &self,
+        request: Request<GetPasswordPolicyRequest>,
+    ) -> Result<Response<GetPasswordPolicyResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = parse_id("account_id", &request.get_ref().account_id)?;
+        caller.require_account(id)?;
+        let account = self
+            .app
+            .account(&caller, AccountId(id))
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(GetPasswordPolicyResponse {
+            policy: Some(convert::policy(&account)),
+        }))
+    }
+
+    async fn update_password_policy(
+        &self,
+        request: Request<UpdatePasswordPolicyRequest>,
+    ) -> Result<Response<UpdatePasswordPolicyResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        check_request_id("request_id", &request.request_id)?;
+        let changes = request
+            .policy
+            .ok_or_else(|| ApiError::invalid("policy", "is required"))?;
+        let id = parse_id("policy.account_id", &changes.account_id)?;
+        caller.require_account(id)?;
+        let expected = parse_etag("policy.etag", &changes.etag)?;
+        let mask = UpdateMask::parse(
+            request
+                .update_mask
+                .map(|mask| mask.paths)
+                .unwrap_or_default(),
+            &POLICY_FIELDS,
+        )?;
+        let preset = if mask.contains("preset") {
+            Some(convert::preset_from_proto(changes.preset).map_err(|_| {
+                ApiError::invalid(
+                    "policy.preset",
+                    "must be PASSWORD_POLICY_PRESET_DEFAULT or PASSWORD_POLICY_PRESET_NIST",
+                )
+            })?)
+        } else {
+            None
+        };
+        let patch = PolicyPatch {
+            preset,
+            values: convert::policy_values(
+                &changes,
+                preset.unwrap_or(crate::domain::policy::Preset::Custom),
+            ),
+            paths: mask.paths().to_vec(),
+        };
+        let account = self
+            .app
+            .update_password_policy(&caller, &request.request_id, AccountId(id), expected, patch)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(UpdatePasswordPolicyResponse {
+            policy: Some(convert::policy(&account)),
+        }))
+    }
+}

@@ -1,0 +1,154 @@
+//! BatchGetProfiles and BatchUpsertProfiles. An item's failure is encoded by the same map as a
+//! call's, so one failure has one code and one reason whichever RPC reports it.
+
+use roster_proto::identity::v1 as pb;
+use roster_runtime::ApiError;
+use roster_runtime::request::{check_batch, parse_id};
+use tonic::{Request, Response};
+use uuid::Uuid;
+
+use super::Answer;
+use crate::api::convert;
+use crate::app::Identity;
+use crate::app::batch::UpsertResult;
+use crate::domain::batch::{MAX_BATCH, UpsertItem, UpsertOutcome};
+use crate::domain::ids::{AccountId, ProfileId};
+use crate::domain::profile::OwnedProfile;
+
+pub(super) async fn get(
+    app: &Identity,
+    request: Request<pb::BatchGetProfilesRequest>,
+) -> Answer<pb::BatchGetProfilesResponse> {
+    let caller = roster_runtime::auth::caller(&request)?;
+    let request = request.into_inner();
+    let account_id = parse_id("account_id", &request.account_id)?;
+    caller.require_account(account_id)?;
+    check_batch("ids", "ids", request.ids.len(), MAX_BATCH)?;
+    let ids: Vec<ProfileId> = request
+        .ids
+        .iter()
+        .filter_map(|id| Uuid::parse_str(id).ok().map(ProfileId))
+        .collect();
+    let found = app
+        .profiles_of(AccountId(account_id), &ids)
+        .await
+        .map_err(ApiError::from)?;
+    let mut profiles = Vec::new();
+    let mut missing_ids = Vec::new();
+    for raw in request.ids {
+        match Uuid::parse_str(&raw)
+            .ok()
+            .and_then(|id| found.get(&ProfileId(id)))
+        {
+            Some(profile) => profiles.push(convert::profile(profile)),
+            None => missing_ids.push(raw),
+        }
+    }
+    Ok(Response::new(pb::BatchGetProfilesResponse {
+        profiles,
+        missing_ids,
+    }))
+}
+
+pub(super) async fn upsert(
+    app: &Identity,
+    request: Request<pb::BatchUpsertProfilesRequest>,
+) -> Answer<pb::BatchUpsertProfilesResponse> {
+    let caller = roster_runtime::auth::caller(&request)?;
+    let request = request.into_inner();
+    let account_id = parse_id("account_id", &request.account_id)?;
+    caller.require_account(account_id)?;
+    check_batch("items", "items", request.items.len(), MAX_BATCH)?;
+    let items = request.items.into_iter().map(item).collect();
+    let results = app
+        .upsert_profiles(
+            &caller,
+            AccountId(account_id),
+            items,
+            request.send_welcome_emails,
+        )
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Response::new(pb::BatchUpsertProfilesResponse {
+        results: results.into_iter().map(result).collect(),
+    }))
+}
+
+fn item(item: pb::ProfileUpsert) -> UpsertItem {
+    UpsertItem {
+        idempotency_key: item.idempotency_key,
+        id: item.id,
+        fields: OwnedProfile {
+            first_name: item.first_name,
+            last_name: item.last_name,
+            email: item.email,
+            username: item.username,
+            job_title: item.job_title,
+            department: item.department,
+            locale: item.locale,
+            time_zone: item.time_zone,
+        },
+        set_assignments: item.set_assignments,
+        roles: convert::role_values(&item.roles),
+        extensions: item
+            .extensions
+            .into_iter()
+            .map(|extension| (extension.number, convert::extension_kind(extension.kind)))
+            .collect(),
+    }
+}
+
+fn result(result: UpsertResult) -> pb::ProfileUpsertResult {
+    let key = result.idempotency_key;
+    match result.outcome {
+        Ok(kept) => pb::ProfileUpsertResult {
+            idempotency_key: key,
+            outcome: match kept.outcome {
+                UpsertOutcome::Created => pb::UpsertOutcome::Created,
+                UpsertOutcome::Updated => pb::UpsertOutcome::Updated,
+                UpsertOutcome::Unchanged => pb::UpsertOutcome::Unchanged,
+            } as i32,
+            profile: Some(convert::profile(&kept.profile)),
+            ..Default::default()
+        },
+        Err(error) => {
+            let (defaulted, suggestions) = match &error {
+                crate::domain::error::IdentityError::UsernameRefused {
+                    defaulted,
+                    suggestions,
+                    ..
+                } => (*defaulted, suggestions.clone()),
+                _ => (false, Vec::new()),
+            };
+            let error = ApiError::from(error);
+            let field_errors = match &error {
+                ApiError::InvalidArgument { violations, .. } => violations
+                    .iter()
+                    .map(|violation| pb::FieldError {
+                        field: violation.field.clone(),
+                        description: violation.description.clone(),
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let message = match &error {
+                ApiError::Internal(_) => {
+                    tracing::error!(%error, "batch item failed");
+                    "internal error".to_owned()
+                }
+                other => other.to_string(),
+            };
+            pb::ProfileUpsertResult {
+                idempotency_key: key,
+                outcome: pb::UpsertOutcome::Failed as i32,
+                profile: None,
+                error_code: error.code() as i32,
+                error_reason: error.reason().to_owned(),
+                error_message: message,
+                field_errors,
+                username_defaulted: defaulted,
+                username_suggestions: suggestions,
+            }
+        }
+    }
+}

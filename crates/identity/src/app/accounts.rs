@@ -1,0 +1,148 @@
+//! Accounts and their password policies: create, read, list, update.
+
+use roster_runtime::Caller;
+
+use super::{Identity, once, request_scope};
+use crate::domain::account::{Account, AccountPatch, PolicyPatch, display_name, extension_bounds};
+use crate::domain::assignment::ExtensionBounds;
+use crate::domain::error::IdentityError;
+use crate::domain::ids::AccountId;
+use crate::domain::policy::{PasswordPolicy, Preset};
+
+/// What CreateAccount asks for.
+#[derive(Clone, Debug)]
+pub struct NewAccount {
+    pub display_name: String,
+    pub preset: Preset,
+    /// 0: the default.
+    pub extension_min_length: u32,
+    /// 0: the default.
+    pub extension_max_length: u32,
+}
+
+impl Identity {
+    /// Creates an account. Only a key that may act on every account may create one.
+    pub async fn create_account(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        new: NewAccount,
+    ) -> Result<Account, IdentityError> {
+        if caller.account_limit().is_some() {
+            return Err(IdentityError::NotPermitted(
+                "a key limited to some accounts cannot create accounts".into(),
+            ));
+        }
+        let name = display_name("display_name", &new.display_name)?;
+        let policy = PasswordPolicy::from_preset(new.preset);
+        let bounds = extension_bounds(
+            "",
+            match new.extension_min_length {
+                0 => ExtensionBounds::DEFAULT_MIN,
+                given => given,
+            },
+            match new.extension_max_length {
+                0 => ExtensionBounds::DEFAULT_MAX,
+                given => given,
+            },
+        )?;
+        let store = &self.store;
+        once(
+            store,
+            &request_scope(caller, "CreateAccount"),
+            request_id,
+            async |txn| store.create_account(txn, &name, &policy, bounds).await,
+        )
+        .await
+    }
+
+    /// One account the caller may see; another account is NOT_FOUND, like one that does not
+    /// exist.
+    pub async fn account(&self, caller: &Caller, id: AccountId) -> Result<Account, IdentityError> {
+        if !caller.may_access(id.0) {
+            return Err(IdentityError::NotFound("account"));
+        }
+        self.store
+            .account(id)
+            .await?
+            .ok_or(IdentityError::NotFound("account"))
+    }
+
+    /// A page of the accounts the caller may see, in creation order after `after`; one more
+    /// than `limit` tells that another page follows.
+    pub async fn list_accounts(
+        &self,
+        caller: &Caller,
+        after: Option<AccountId>,
+        limit: u64,
+    ) -> Result<Vec<Account>, IdentityError> {
+        let only = caller
+            .account_limit()
+            .map(|accounts| accounts.iter().copied().map(AccountId).collect());
+        self.store.list_accounts(after, only, limit).await
+    }
+
+    /// Changes an account's display name and extension bounds, at the version `expected`
+    /// names (when it names one).
+    pub async fn update_account(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        id: AccountId,
+        expected: Option<i64>,
+        patch: AccountPatch,
+    ) -> Result<Account, IdentityError> {
+        if !caller.may_access(id.0) {
+            return Err(IdentityError::NotFound("account"));
+        }
+        let store = &self.store;
+        once(
+            store,
+            &request_scope(caller, "UpdateAccount"),
+            request_id,
+            async |txn| {
+                let account = store
+                    .account_in(txn, id)
+                    .await?
+                    .ok_or(IdentityError::NotFound("account"))?;
+                if expected.is_some_and(|version| version != account.version) {
+                    return Err(IdentityError::StaleEtag);
+                }
+                let (name, bounds) = patch.apply(&account)?;
+                store.update_account(txn, &account, &name, bounds).await
+            },
+        )
+        .await
+    }
+
+    /// Changes an account's password policy, at the version `expected` names (when it names
+    /// one).
+    pub async fn update_password_policy(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        id: AccountId,
+        expected: Option<i64>,
+        patch: PolicyPatch,
+    ) -> Result<Account, IdentityError> {
+        let store = &self.store;
+        once(
+            store,
+            &request_scope(caller, "UpdatePasswordPolicy"),
+            request_id,
+            async |txn| {
+                let account = store
+                    .account_in(txn, id)
+                    .await?
+                    .ok_or(IdentityError::NotFound("account"))?;
+                if expected.is_some_and(|version| version != account.version) {
+                    return Err(IdentityError::StaleEtag);
+                }
+                let policy = patch.apply(&account.policy);
+                policy.validate().map_err(IdentityError::Invalid)?;
+                store.update_policy(txn, &account, &policy).await
+            },
+        )
+        .await
+    }
+}

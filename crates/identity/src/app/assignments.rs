@@ -1,0 +1,125 @@
+//! Roles and extensions of a profile: assign and unassign. Each call locks the profile, which
+//! must be one the caller may act on, not deleted, and at the version the caller's etag names.
+
+use roster_runtime::Caller;
+use sea_orm::DatabaseTransaction;
+
+use super::{Identity, once, request_scope};
+use crate::domain::assignment::{ExtensionKind, ExtensionNumber, RequestedExtension, Role};
+use crate::domain::error::{IdentityError, Violation};
+use crate::domain::ids::ProfileId;
+use crate::domain::profile::Profile;
+
+/// One call that changes a profile's roles or extensions: who, under which request id, which
+/// profile at which version.
+#[derive(Clone, Copy, Debug)]
+pub struct ProfileChange<'a> {
+    pub caller: &'a Caller,
+    pub request_id: &'a str,
+    pub id: ProfileId,
+    /// The etag's version, when the caller sent one.
+    pub expected: Option<i64>,
+}
+
+/// The roles an AssignRoles or UnassignRoles call names: at least one, each a role.
+pub fn roles_named(values: &[Result<Role, i32>]) -> Result<Vec<Role>, IdentityError> {
+    if values.is_empty() {
+        return Err(IdentityError::RoleInvalid(vec![Violation::new(
+            "roles",
+            "must name at least one role",
+        )]));
+    }
+    crate::domain::assignment::requested_roles("roles", values).map_err(IdentityError::RoleInvalid)
+}
+
+impl Identity {
+    /// Gives the profile every role of `roles` it lacks.
+    pub async fn assign_roles(
+        &self,
+        change: ProfileChange<'_>,
+        roles: &[Role],
+    ) -> Result<Profile, IdentityError> {
+        let store = &self.store;
+        self.change_profile(change, "AssignRoles", async |txn, current| {
+            store.add_roles(txn, current, roles).await
+        })
+        .await
+    }
+
+    /// Takes the roles of `roles` from the profile.
+    pub async fn unassign_roles(
+        &self,
+        change: ProfileChange<'_>,
+        roles: &[Role],
+    ) -> Result<Profile, IdentityError> {
+        let store = &self.store;
+        self.change_profile(change, "UnassignRoles", async |txn, current| {
+            store.remove_roles(txn, current, roles).await
+        })
+        .await
+    }
+
+    /// Gives the profile an extension: a new number must be within the account's bounds; a
+    /// number it holds already may change kind.
+    pub async fn assign_extension(
+        &self,
+        change: ProfileChange<'_>,
+        number: &str,
+        kind: Option<ExtensionKind>,
+    ) -> Result<Profile, IdentityError> {
+        let store = &self.store;
+        self.change_profile(change, "AssignExtension", async |txn, current| {
+            let account = store
+                .account_in(txn, current.account_id)
+                .await?
+                .ok_or(IdentityError::NotFound("account"))?;
+            let held = |number: &ExtensionNumber| {
+                current.extensions.iter().any(|held| held.number == *number)
+            };
+            let wanted = RequestedExtension { number, kind }
+                .check("extension", account.extension_bounds, held)
+                .map_err(IdentityError::ExtensionInvalid)?;
+            store.assign_extension(txn, current, &wanted).await
+        })
+        .await
+    }
+
+    /// Frees an extension number the profile holds.
+    pub async fn unassign_extension(
+        &self,
+        change: ProfileChange<'_>,
+        number: &str,
+    ) -> Result<Profile, IdentityError> {
+        let number = ExtensionNumber::parse(number).map_err(|error| {
+            IdentityError::ExtensionInvalid(vec![Violation::new("number", error)])
+        })?;
+        let store = &self.store;
+        self.change_profile(change, "UnassignExtension", async |txn, current| {
+            store.unassign_extension(txn, current, &number).await
+        })
+        .await
+    }
+
+    /// Runs a [`ProfileChange`]: a repeated request id answers the first answer; otherwise
+    /// the profile is locked and checked, and `change` makes its new version in the same
+    /// transaction.
+    async fn change_profile(
+        &self,
+        call: ProfileChange<'_>,
+        operation: &str,
+        change: impl AsyncFnOnce(&DatabaseTransaction, &Profile) -> Result<Profile, IdentityError>,
+    ) -> Result<Profile, IdentityError> {
+        once(
+            &self.store,
+            &request_scope(call.caller, operation),
+            call.request_id,
+            async |txn| {
+                let current = self
+                    .changeable_profile(txn, call.caller, call.id, call.expected)
+                    .await?;
+                change(txn, &current).await
+            },
+        )
+        .await
+    }
+}

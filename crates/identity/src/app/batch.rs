@@ -1,0 +1,346 @@
+//! BatchUpsertProfiles: up to 1,000 creates and updates of one account in one transaction,
+//! each item on its own idempotency key and with its own result. Items fail alone: a refused
+//! username, an invalid field or an extension number held by another profile fails that item,
+//! and the others go through.
+//!
+//! What becomes of each item is decided by the pure planner in [`crate::domain::batch`]; this
+//! module reads what it needs, carries the plan out and keeps each answer. The database has the
+//! last word (the unique indexes of the username registry and of `extensions`): when a
+//! concurrent transaction takes a username or number between the reads and the writes of this
+//! batch, the whole batch is rolled back and decided again on fresh reads, so every item is
+//! still answered on its own.
+
+use std::collections::{HashMap, HashSet};
+
+use roster_runtime::Caller;
+
+use super::{Identity, decode_kept, emails, request_scope, usernames};
+use crate::domain::assignment::{Extension, Role};
+use crate::domain::batch::{
+    KeptUpsert, Plan, UpsertItem, UpsertOutcome, decide_extensions, first_claims_win, new_username,
+    plan, wanted_numbers,
+};
+use crate::domain::error::{IdentityError, Refusal};
+use crate::domain::ids::{AccountId, ProfileId};
+use crate::domain::profile::Profile;
+use crate::domain::suggestions::Seeds;
+use crate::domain::username::Username;
+
+/// How often a batch is decided again after losing a race to a concurrent transaction.
+const ATTEMPTS: usize = 3;
+
+/// One item's answer.
+#[derive(Debug)]
+pub struct UpsertResult {
+    pub idempotency_key: String,
+    pub outcome: Result<KeptUpsert, IdentityError>,
+}
+
+/// One try at a batch.
+enum Attempt {
+    Done(Vec<UpsertResult>),
+    /// A concurrent transaction took a username or extension number after this one read it.
+    LostRace,
+}
+
+impl Identity {
+    /// Creates and updates the profiles of `items` in `account_id`, each item answered on its
+    /// own (see the module doc).
+    pub async fn upsert_profiles(
+        &self,
+        caller: &Caller,
+        account_id: AccountId,
+        items: Vec<UpsertItem>,
+        send_welcome_emails: bool,
+    ) -> Result<Vec<UpsertResult>, IdentityError> {
+        let scope = request_scope(caller, &format!("BatchUpsertProfiles:{account_id}"));
+        for _ in 0..ATTEMPTS {
+            if let Attempt::Done(mut results) = self
+                .attempt(&scope, account_id, &items, send_welcome_emails)
+                .await?
+            {
+                self.suggest_for_refused(&items, &mut results).await;
+                return Ok(results);
+            }
+        }
+        Err(IdentityError::Contention(
+            "concurrent calls kept taking the usernames or extensions of this batch; retry it"
+                .into(),
+        ))
+    }
+
+    async fn attempt(
+        &self,
+        scope: &str,
+        account_id: AccountId,
+        items: &[UpsertItem],
+        send_welcome_emails: bool,
+    ) -> Result<Attempt, IdentityError> {
+        let store = &self.store;
+        let txn = store.begin().await?;
+        let account = store
+            .account_in(&txn, account_id)
+            .await?
+            .ok_or(IdentityError::NotFound("account"))?;
+        let keys: Vec<String> = items
+            .iter()
+            .map(|item| item.idempotency_key.clone())
+            .collect();
+        let stored = store.stored_responses(&txn, scope, &keys).await?;
+        let targets: Vec<ProfileId> = items
+            .iter()
+            .filter(|item| !stored.contains_key(&item.idempotency_key))
+            .filter_map(UpsertItem::profile_id)
+            .collect();
+        // Only the batch's own account: an id of another account's profile is neither locked
+        // nor found, exactly like an id nothing holds.
+        let current: HashMap<ProfileId, Profile> = store
+            .lock_profiles(&txn, &targets, Some(&HashSet::from([account_id])))
+            .await?
+            .into_iter()
+            .map(|profile| (profile.id, profile))
+            .collect();
+
+        // Profiles that more than one item names: none of those items may set assignments,
+        // which are decided against the profile as it was before the batch.
+        let mut named = HashSet::new();
+        let shared_ids: HashSet<ProfileId> = items
+            .iter()
+            .filter_map(UpsertItem::profile_id)
+            .filter(|id| !named.insert(*id))
+            .collect();
+        let mut seen_keys = HashSet::new();
+        // Parsing a thousand items is CPU work: off the executor.
+        let mut plans: Vec<Plan> = roster_runtime::work::cpu_bound(|| {
+            items
+                .iter()
+                .map(|item| {
+                    if let Some(kept) = stored.get(&item.idempotency_key) {
+                        return decode_kept::<KeptUpsert>(kept).map_or_else(Plan::Failed, |kept| {
+                            Plan::Replay(kept.outcome, kept.profile)
+                        });
+                    }
+                    plan(
+                        item,
+                        &current,
+                        account.extension_bounds,
+                        &mut seen_keys,
+                        &shared_ids,
+                    )
+                    .unwrap_or_else(Plan::Failed)
+                })
+                .collect()
+        });
+
+        // Usernames to register: every create, and updates whose canonical form changes.
+        first_claims_win(&mut plans);
+        let wanted: Vec<Username> = plans.iter().filter_map(new_username).cloned().collect();
+        let refs: Vec<&Username> = wanted.iter().collect();
+        let standings: HashMap<String, Refusal> = refs
+            .iter()
+            .zip(store.standings(&txn, &refs).await?)
+            .filter_map(|(username, standing)| {
+                standing.map(|standing| (username.canonical().to_owned(), standing.refusal))
+            })
+            .collect();
+        for plan in plans.iter_mut() {
+            if let Some(refusal) = new_username(plan).and_then(|u| standings.get(u.canonical())) {
+                *plan = Plan::Failed(IdentityError::username_refused(*refusal));
+            }
+        }
+
+        let ids: Vec<Option<ProfileId>> = plans
+            .iter()
+            .map(|plan| match plan {
+                Plan::Create(..) => Some(ProfileId::generate()),
+                Plan::Update(current, ..) => Some(current.id),
+                _ => None,
+            })
+            .collect();
+        let numbers = wanted_numbers(&plans);
+        if !numbers.is_empty() {
+            let holders = store.extension_holders(&txn, account_id, &numbers).await?;
+            decide_extensions(&mut plans, &ids, holders);
+        }
+
+        // Register the usernames. One that a concurrent transaction registered first
+        // invalidates the decisions above: decide again.
+        let claims: Vec<(&Username, ProfileId)> = plans
+            .iter()
+            .zip(&ids)
+            .filter_map(|(plan, id)| Some((new_username(plan)?, (*id)?)))
+            .collect();
+        let registered = store.reserve_usernames(&txn, account_id, &claims).await?;
+        if claims.len() != registered.len() {
+            return Ok(Attempt::LostRace);
+        }
+
+        // Assignments: numbers are freed before they are claimed, so one can change hands.
+        let mut released = Vec::new();
+        let mut claimed: Vec<(ProfileId, &Extension)> = Vec::new();
+        let mut role_sets: Vec<(ProfileId, Vec<Role>)> = Vec::new();
+        for (plan, id) in plans.iter().zip(&ids) {
+            let (Some((assignments, held)), Some(id)) = (plan.assignments(), *id) else {
+                continue;
+            };
+            released.extend(
+                held.iter()
+                    .filter(|held| !assignments.extensions.contains(held))
+                    .map(|held| (id, held.number.as_str().to_owned())),
+            );
+            claimed.extend(
+                assignments
+                    .extensions
+                    .iter()
+                    .filter(|wanted| !held.contains(wanted))
+                    .map(|wanted| (id, wanted)),
+            );
+            let held_roles: &[Role] = match plan {
+                Plan::Update(current, ..) => &current.roles,
+                _ => &[],
+            };
+            if assignments.roles != held_roles {
+                role_sets.push((id, assignments.roles.clone()));
+            }
+        }
+        store
+            .release_extensions(&txn, account_id, &released)
+            .await?;
+        let taken = store.claim_extensions(&txn, account_id, &claimed).await?;
+        if taken.len() != claimed.len() {
+            return Ok(Attempt::LostRace);
+        }
+        store.replace_roles(&txn, &role_sets).await?;
+
+        let now = crate::store::now();
+        let mut inserts = Vec::new();
+        let mut updates = Vec::new();
+        let mut done: Vec<Option<KeptUpsert>> = Vec::with_capacity(plans.len());
+        for (plan, id) in plans.iter().zip(&ids) {
+            let kept = match (plan, id) {
+                (Plan::Create(fields, assignments), Some(id)) => {
+                    let mut profile = Profile::new(*id, account_id, fields, now);
+                    if let Some(assignments) = assignments {
+                        profile.roles.clone_from(&assignments.roles);
+                        profile.extensions.clone_from(&assignments.extensions);
+                    }
+                    inserts.push(profile.clone());
+                    Some(KeptUpsert {
+                        outcome: UpsertOutcome::Created,
+                        profile,
+                    })
+                }
+                (Plan::Update(current, fields, assignments), _) => {
+                    let mut profile = current.clone().with_fields(fields);
+                    profile.updated_at = now;
+                    profile.version = current.version + 1;
+                    if let Some(assignments) = assignments {
+                        profile.roles.clone_from(&assignments.roles);
+                        profile.extensions.clone_from(&assignments.extensions);
+                    }
+                    updates.push(profile.clone());
+                    Some(KeptUpsert {
+                        outcome: UpsertOutcome::Updated,
+                        profile,
+                    })
+                }
+                (Plan::Unchanged(current), _) => Some(KeptUpsert {
+                    outcome: UpsertOutcome::Unchanged,
+                    profile: current.clone(),
+                }),
+                _ => None,
+            };
+            done.push(kept);
+        }
+        store.insert_profiles(&txn, &inserts).await?;
+        store.update_profiles(&txn, &updates).await?;
+        if send_welcome_emails {
+            let welcomes: Vec<_> = inserts
+                .iter()
+                .map(|profile| emails::welcome(&account, profile))
+                .collect();
+            store.enqueue_emails(&txn, &welcomes).await?;
+        }
+
+        let mut results = Vec::with_capacity(plans.len());
+        let mut to_keep = Vec::new();
+        for ((item, plan), kept) in items.iter().zip(plans).zip(done) {
+            let outcome = match (plan, kept) {
+                (Plan::Replay(outcome, profile), _) => Ok(KeptUpsert { outcome, profile }),
+                (Plan::Failed(error), _) => Err(error),
+                (_, Some(kept)) => {
+                    let encoded = serde_json::to_vec(&kept).map_err(|error| {
+                        IdentityError::Corrupt(format!("answer to keep: {error}"))
+                    })?;
+                    to_keep.push((item.idempotency_key.clone(), encoded));
+                    Ok(kept)
+                }
+                (_, None) => Err(IdentityError::Corrupt("batch item without a plan".into())),
+            };
+            results.push(UpsertResult {
+                idempotency_key: item.idempotency_key.clone(),
+                outcome,
+            });
+        }
+        store.store_responses(&txn, scope, to_keep).await?;
+        txn.commit().await?;
+        Ok(Attempt::Done(results))
+    }
+
+    /// Fills the suggestions of every item whose username was refused as taken, retired or
+    /// confusable, with one registry lookup for the whole batch. Without them (the lookup
+    /// failed) the refusals stand as they are.
+    async fn suggest_for_refused(&self, items: &[UpsertItem], results: &mut [UpsertResult]) {
+        let refused: Vec<(usize, Option<Username>)> = results
+            .iter()
+            .enumerate()
+            .filter_map(|(index, result)| match &result.outcome {
+                Err(IdentityError::UsernameRefused {
+                    refusal,
+                    suggestions,
+                    ..
+                }) if *refusal != Refusal::Invalid && suggestions.is_empty() => {
+                    let fields = &items[index].fields;
+                    let typed = if fields.username.trim().is_empty() {
+                        &fields.email
+                    } else {
+                        &fields.username
+                    };
+                    Some((index, Username::parse(typed).ok()))
+                }
+                _ => None,
+            })
+            .collect();
+        if refused.is_empty() {
+            return;
+        }
+        let seeds: Vec<Seeds> = refused
+            .iter()
+            .map(|(index, username)| Seeds {
+                first_name: &items[*index].fields.first_name,
+                last_name: &items[*index].fields.last_name,
+                email: &items[*index].fields.email,
+                refused: username.as_ref(),
+            })
+            .collect();
+        let lists = match usernames::free_usernames(&self.store, &seeds).await {
+            Ok(lists) => lists,
+            Err(error) => {
+                tracing::warn!(%error, "username suggestions unavailable");
+                return;
+            }
+        };
+        for ((index, _), found) in refused.iter().zip(lists) {
+            let defaulted = items[*index].fields.username.trim().is_empty();
+            if let Err(IdentityError::UsernameRefused {
+                defaulted: item_defaulted,
+                suggestions,
+                ..
+            }) = &mut results[*index].outcome
+            {
+                *item_defaulted = defaulted;
+                *suggestions = found;
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Identity's use cases: one public function per operation, shared by every interface — the
+//! gRPC handlers, the bulk import's batch calls, the reset page, and SCIM and the audit log
+//! after them. Each function checks what the caller may see, runs the domain's rules, owns its
+//! transaction and, for calls that carry a request id, its idempotency (AIP-155).
+//!
+//! Nothing here knows gRPC: inputs and outputs are domain types, failures are
+//! [`IdentityError`]s, and `api` maps both.
+
+pub mod accounts;
+pub mod assignments;
+pub mod batch;
+pub mod credentials;
+pub mod emails;
+pub mod profiles;
+pub mod usernames;
+
+use std::collections::HashSet;
+
+use roster_runtime::Caller;
+use sea_orm::DatabaseTransaction;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::domain::error::IdentityError;
+use crate::domain::ids::AccountId;
+use crate::store::Store;
+
+/// The use cases of accounts, profiles, usernames and assignments over one store. Cheap to
+/// clone.
+#[derive(Clone)]
+pub struct Identity {
+    store: Store,
+}
+
+impl Identity {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The store, for the workers beside the use cases (the outbox relay).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// The accounts a caller may act on (`None`: any), as the store takes them.
+pub(crate) fn account_scope(caller: &Caller) -> Option<HashSet<AccountId>> {
+    caller
+        .account_limit()
+        .map(|accounts| accounts.iter().copied().map(AccountId).collect())
+}
+
+/// Where a caller's request ids live: one caller's `CreateProfile` ids never meet another's,
+/// nor its ids of another operation.
+pub(crate) fn request_scope(caller: &Caller, operation: &str) -> String {
+    format!("{}:{operation}", caller.name)
+}
+
+/// Runs `work` in a transaction, once per `(scope, request_id)` (AIP-155): a repeated request
+/// answers the first answer, kept when it was produced, and writes nothing. An empty
+/// `request_id` runs `work` without that guarantee. Two concurrent twins both run `work`; the
+/// one whose key lands first commits, and the other is rolled back and answers with the
+/// winner's answer, also when the winner's change made its own `work` fail.
+pub(crate) async fn once<R, F>(
+    store: &Store,
+    scope: &str,
+    request_id: &str,
+    work: F,
+) -> Result<R, IdentityError>
+where
+    R: Serialize + DeserializeOwned,
+    F: AsyncFnOnce(&DatabaseTransaction) -> Result<R, IdentityError>,
+{
+    if let Some(kept) = kept_answer(store, scope, request_id).await? {
+        return Ok(kept);
+    }
+    let txn = store.begin().await?;
+    let answer = match work(&txn).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            txn.rollback().await?;
+            // A concurrent twin may have committed first, changing what `work` saw (a stale
+            // etag now, a number held already): the twin's answer is the answer.
+            if let Some(kept) = kept_answer(store, scope, request_id).await? {
+                return Ok(kept);
+            }
+            return Err(error);
+        }
+    };
+    if !request_id.is_empty() {
+        let encoded = serde_json::to_vec(&answer)
+            .map_err(|error| IdentityError::Corrupt(format!("answer to keep: {error}")))?;
+        if !store
+            .keep_response(&txn, scope, request_id, encoded)
+            .await?
+        {
+            txn.rollback().await?;
+            return kept_answer(store, scope, request_id)
+                .await?
+                .ok_or_else(|| IdentityError::Corrupt("idempotency key vanished".into()));
+        }
+    }
+    txn.commit().await?;
+    Ok(answer)
+}
+
+/// The answer kept for `(scope, request_id)`, if the request was answered before.
+async fn kept_answer<R: DeserializeOwned>(
+    store: &Store,
+    scope: &str,
+    request_id: &str,
+) -> Result<Option<R>, IdentityError> {
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    match store.stored_response(scope, request_id).await? {
+        None => Ok(None),
+        Some(bytes) => decode_kept(&bytes).map(Some),
+    }
+}
+
+/// A kept answer. Answers kept before the use-case layer were protobuf messages, which this
+/// layer cannot read back: such a request id is refused, and nothing is done a second time.
+pub(crate) fn decode_kept<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, IdentityError> {
+    if bytes.first() != Some(&b'{') {
+        return Err(IdentityError::Precondition(
+            "this request_id was answered by an earlier version of Roster, whose answer cannot \
+             be replayed; nothing was done again: read the resource to see its state, or send \
+             a new request_id"
+                .into(),
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|error| IdentityError::Corrupt(format!("kept answer: {error}")))
+}

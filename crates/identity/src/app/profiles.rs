@@ -1,0 +1,218 @@
+//! Profiles: create, read, list, update, delete. A profile of an account the caller may not
+//! act on is NOT_FOUND, exactly like one that does not exist.
+
+use std::collections::HashMap;
+
+use roster_runtime::Caller;
+use sea_orm::ConnectionTrait;
+
+use super::{Identity, account_scope, emails, once, request_scope};
+use crate::domain::error::IdentityError;
+use crate::domain::ids::{AccountId, ProfileId};
+use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch};
+use crate::domain::suggestions::Seeds;
+use crate::domain::username::Username;
+use crate::store::ProfileFilter;
+
+/// What CreateProfile asks for.
+#[derive(Clone, Debug)]
+pub struct NewProfile {
+    pub account_id: AccountId,
+    pub fields: OwnedProfile,
+    pub send_welcome_email: bool,
+}
+
+/// NOT_FOUND for a profile that does not exist or that the caller may not see: the two are
+/// indistinguishable by design.
+pub(crate) fn profile_not_found() -> IdentityError {
+    IdentityError::NotFound("profile")
+}
+
+impl Identity {
+    /// The profile if it exists and the caller may see it.
+    pub(crate) async fn visible_profile(
+        &self,
+        conn: &impl ConnectionTrait,
+        caller: &Caller,
+        id: ProfileId,
+    ) -> Result<Profile, IdentityError> {
+        self.store
+            .profile(conn, id)
+            .await?
+            .filter(|profile| caller.may_access(profile.account_id.0))
+            .ok_or_else(profile_not_found)
+    }
+
+    /// Creates a profile (and queues its welcome email when asked). A refused username comes
+    /// back with free suggestions in the account's convention.
+    pub async fn create_profile(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        new: NewProfile,
+    ) -> Result<Profile, IdentityError> {
+        let fields = ProfileFields::parse(new.fields.as_raw())?;
+        let store = &self.store;
+        let created = once(
+            store,
+            &request_scope(caller, "CreateProfile"),
+            request_id,
+            async |txn| {
+                let profile = store.create_profile(txn, new.account_id, &fields).await?;
+                if new.send_welcome_email {
+                    let account = store
+                        .account_in(txn, new.account_id)
+                        .await?
+                        .ok_or(IdentityError::NotFound("account"))?;
+                    store
+                        .enqueue_email(txn, &emails::welcome(&account, &profile))
+                        .await?;
+                }
+                Ok(profile)
+            },
+        )
+        .await;
+        match created {
+            Ok(profile) => Ok(profile),
+            Err(error) => {
+                let raw = &new.fields;
+                let seeds = Seeds {
+                    first_name: &raw.first_name,
+                    last_name: &raw.last_name,
+                    email: &raw.email,
+                    refused: Some(&fields.username),
+                };
+                let error = error.defaulted(raw.username.trim().is_empty());
+                Err(self.with_suggestions(error, seeds).await)
+            }
+        }
+    }
+
+    /// One profile the caller may see.
+    pub async fn profile(&self, caller: &Caller, id: ProfileId) -> Result<Profile, IdentityError> {
+        self.visible_profile(self.store.connection(), caller, id)
+            .await
+    }
+
+    /// A page of an account's profiles in creation order after `after`; one more than `limit`
+    /// tells that another page follows.
+    pub async fn list_profiles(
+        &self,
+        account_id: AccountId,
+        filter: &ProfileFilter,
+        after: Option<ProfileId>,
+        limit: u64,
+    ) -> Result<Vec<Profile>, IdentityError> {
+        self.store
+            .list_profiles(account_id, filter, after, limit)
+            .await
+    }
+
+    /// The profiles of `account_id` among `ids`, by id; the others are missing, whether they
+    /// do not exist or belong to another account.
+    pub async fn profiles_of(
+        &self,
+        account_id: AccountId,
+        ids: &[ProfileId],
+    ) -> Result<HashMap<ProfileId, Profile>, IdentityError> {
+        Ok(self
+            .store
+            .profiles_by_ids(self.store.connection(), ids)
+            .await?
+            .into_iter()
+            .filter(|profile| profile.account_id == account_id)
+            .map(|profile| (profile.id, profile))
+            .collect())
+    }
+
+    /// Changes the fields an update mask names, at the version `expected` names (when it
+    /// names one). A refused username comes back with free suggestions made of the names and
+    /// email the profile would have had.
+    pub async fn update_profile(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        id: ProfileId,
+        expected: Option<i64>,
+        patch: ProfilePatch,
+    ) -> Result<Profile, IdentityError> {
+        let store = &self.store;
+        let updated = once(
+            store,
+            &request_scope(caller, "UpdateProfile"),
+            request_id,
+            async |txn| {
+                let current = self.visible_profile(txn, caller, id).await?;
+                current.ensure_changeable(expected)?;
+                let (fields, status) = patch.apply(&current)?;
+                store.update_profile(txn, &current, &fields, status).await
+            },
+        )
+        .await;
+        match updated {
+            Err(error @ IdentityError::UsernameRefused { .. }) => {
+                let current = self.visible_profile(store.connection(), caller, id).await?;
+                let after = patch.raw_after(&current);
+                let refused = patch
+                    .fields
+                    .iter()
+                    .find(|(path, _)| path == "username")
+                    .and_then(|(_, username)| Username::parse(username).ok());
+                let seeds = Seeds {
+                    first_name: &after.first_name,
+                    last_name: &after.last_name,
+                    email: &after.email,
+                    refused: refused.as_ref(),
+                };
+                Err(self.with_suggestions(error, seeds).await)
+            }
+            other => other,
+        }
+    }
+
+    /// Soft-deletes a profile: it is kept, its username retired for good, its extensions
+    /// freed. Deleting a deleted profile answers it as it is.
+    pub async fn delete_profile(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        id: ProfileId,
+        expected: Option<i64>,
+    ) -> Result<Profile, IdentityError> {
+        let store = &self.store;
+        once(
+            store,
+            &request_scope(caller, "DeleteProfile"),
+            request_id,
+            async |txn| {
+                let current = self.visible_profile(txn, caller, id).await?;
+                if expected.is_some_and(|version| version != current.version) {
+                    return Err(IdentityError::StaleEtag);
+                }
+                if current.status == crate::domain::profile::ProfileStatus::Deleted {
+                    return Ok(current);
+                }
+                store.delete_profile(txn, &current).await
+            },
+        )
+        .await
+    }
+
+    /// The profile a change of roles or extensions changes: locked until the transaction
+    /// ends, one the caller may act on, and changeable at the version `expected` names.
+    pub(crate) async fn changeable_profile(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        caller: &Caller,
+        id: ProfileId,
+        expected: Option<i64>,
+    ) -> Result<Profile, IdentityError> {
+        let current = self
+            .store
+            .lock_profile(txn, id, account_scope(caller).as_ref())
+            .await?
+            .ok_or_else(profile_not_found)?;
+        current.ensure_changeable(expected)?;
+        Ok(current)
+    }
+}
