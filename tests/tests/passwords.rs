@@ -299,7 +299,7 @@ async fn reset_sets_a_password_once_and_every_bad_token_looks_the_same(backend: 
         .map(|row| row.try_get("", "token_hash").unwrap())
         .collect();
     assert!(!stored.contains(&token));
-    assert!(stored.contains(&roster_identity::passwords::token_hash(&token)));
+    assert!(stored.contains(&roster_identity::app::credentials::token_hash(&token)));
 
     let weak = f.complete(&token, "short").await.unwrap_err();
     assert_eq!(weak.code(), Code::InvalidArgument);
