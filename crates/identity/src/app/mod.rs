@@ -133,3 +133,26 @@ pub(crate) fn decode_kept<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, Identi
     serde_json::from_slice(bytes)
         .map_err(|error| IdentityError::Corrupt(format!("kept answer: {error}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_kept_as_json_is_replayed() {
+        let kept: Vec<u32> = decode_kept(b"[1,2]").unwrap_or_default();
+        assert!(kept.is_empty(), "a JSON answer starts with an object");
+        let kept: serde_json::Value = decode_kept(br#"{"a":1}"#).unwrap();
+        assert_eq!(kept["a"], 1);
+    }
+
+    #[test]
+    fn an_answer_kept_as_protobuf_is_refused_and_not_done_again() {
+        // A CreateProfileResponse: field 1, length-delimited.
+        let error = decode_kept::<serde_json::Value>(&[0x0a, 0x02, 0x08, 0x01]).unwrap_err();
+        assert!(
+            matches!(&error, IdentityError::Precondition(message) if message.contains("new request_id")),
+            "{error:?}"
+        );
+    }
+}

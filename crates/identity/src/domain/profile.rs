@@ -411,4 +411,68 @@ mod tests {
         assert_eq!(fields.username.as_str(), "Ada@example.com");
         assert_eq!(fields.username.canonical(), "ada@example.com");
     }
+
+    fn profile() -> Profile {
+        let fields = ProfileFields::parse(RawProfile {
+            first_name: "Ada",
+            last_name: "Lovelace",
+            email: "ada@example.com",
+            ..RawProfile::default()
+        })
+        .unwrap();
+        Profile::new(
+            ProfileId::generate(),
+            AccountId::generate(),
+            &fields,
+            chrono::Utc::now(),
+        )
+    }
+
+    #[test]
+    fn nothing_changes_a_deleted_profile_and_an_etag_names_one_version() {
+        let mut current = profile();
+        assert!(current.ensure_changeable(Some(1)).is_ok());
+        assert!(matches!(
+            current.ensure_changeable(Some(2)),
+            Err(IdentityError::StaleEtag)
+        ));
+        current.status = ProfileStatus::Deleted;
+        assert!(matches!(
+            current.ensure_changeable(None),
+            Err(IdentityError::Precondition(_))
+        ));
+    }
+
+    #[test]
+    fn a_patch_changes_only_the_fields_its_mask_names() {
+        let current = profile();
+        let patch = ProfilePatch {
+            fields: vec![("last_name".into(), "Byron".into())],
+            status: Some(Some(ProfileStatus::Suspended)),
+        };
+        let (fields, status) = patch.apply(&current).unwrap();
+        assert_eq!(fields.last_name, "Byron");
+        assert_eq!(fields.first_name, "Ada");
+        assert_eq!(fields.username.as_str(), "ada@example.com");
+        assert_eq!(status, ProfileStatus::Suspended);
+    }
+
+    #[test]
+    fn a_patch_refuses_deletion_and_an_emptied_username() {
+        let current = profile();
+        let deleting = ProfilePatch {
+            fields: Vec::new(),
+            status: Some(Some(ProfileStatus::Deleted)),
+        };
+        assert!(
+            matches!(deleting.apply(&current), Err(IdentityError::Invalid(v)) if v[0].field == "profile.status")
+        );
+        let emptied = ProfilePatch {
+            fields: vec![("username".into(), " ".into())],
+            status: None,
+        };
+        assert!(
+            matches!(emptied.apply(&current), Err(IdentityError::Invalid(v)) if v[0].field == "profile.username")
+        );
+    }
 }

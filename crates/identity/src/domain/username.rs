@@ -575,4 +575,32 @@ mod tests {
             let _ = canonical_prefix(&input);
         }
     }
+
+    #[test]
+    fn the_registry_decides_taken_retired_confusable_or_free() {
+        let holder = (ProfileId::generate(), AccountId::generate());
+        let held = Registration {
+            profile: holder,
+            still_held: true,
+        };
+        let taken = Standing::decide(Some(held), true).unwrap();
+        assert_eq!(
+            (taken.refusal, taken.holder),
+            (Refusal::Taken, Some(holder))
+        );
+        let retired = Standing::decide(
+            Some(Registration {
+                still_held: false,
+                ..held
+            }),
+            false,
+        )
+        .unwrap();
+        assert_eq!((retired.refusal, retired.holder), (Refusal::Retired, None));
+        assert_eq!(
+            Standing::decide(None, true).map(|s| s.refusal),
+            Some(Refusal::Confusable)
+        );
+        assert_eq!(Standing::decide(None, false), None);
+    }
 }
