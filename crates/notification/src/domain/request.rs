@@ -106,8 +106,10 @@ fn check_request_id(value: &str, errors: &mut Vec<FieldError>) -> String {
     value.to_owned()
 }
 
-/// Parses a UUID field, naming the field when it is missing or malformed.
-pub fn parse_uuid(field: &str, value: &str, errors: &mut Vec<FieldError>) -> Option<Uuid> {
+/// Parses a UUID field, naming the field when it is missing or malformed. (The same rule as
+/// `roster_runtime::request::parse_id`, written here so that a `SendEmail` reports all its
+/// violations at once and the domain stays free of the transport's error type.)
+fn parse_uuid(field: &str, value: &str, errors: &mut Vec<FieldError>) -> Option<Uuid> {
     if value.is_empty() {
         errors.push(FieldError::new(field, "is required"));
         return None;
