@@ -3,11 +3,13 @@
 //! (HTML and plain text, per locale) and send them over SMTP or into a mail directory, retrying
 //! temporary failures with backoff. Any number of replicas may share one database.
 //!
-//! `api` decodes gRPC requests and maps results; `domain` holds the pure rules (request checks,
-//! delivery states, retry policy, templates); `store` is the only place that knows SQL;
+//! `api` decodes gRPC requests and encodes results; `app` holds the use cases (one function per
+//! operation, owning its transaction and idempotency); `domain` holds the pure rules (request
+//! checks, delivery states, retry policy, templates); `store` is the only place that knows SQL;
 //! `delivery` runs the workers and the mail transports.
 
 pub mod api;
+pub mod app;
 pub mod delivery;
 pub mod domain;
 pub mod settings;
@@ -76,7 +78,12 @@ pub async fn start(
     watch_queue(services.metrics(), store.clone());
     services.add(roster_runtime::grpc_service!(
         NotificationServiceServer<api::NotificationApi>,
-        api::NotificationApi::new(store, templates, wake, settings.message_id_domain.clone()),
+        api::NotificationApi::new(app::Notifications::new(
+            store,
+            templates,
+            wake,
+            settings.message_id_domain.clone()
+        )),
         common
     ));
     let server = serve(

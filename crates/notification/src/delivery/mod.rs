@@ -24,9 +24,11 @@ use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::domain::attempt::{Finished, Outcome};
+use crate::domain::notification::Notification;
 use crate::domain::retry::{AfterFailure, Failure, RetryPolicy};
 use crate::domain::templates::{RenderInput, Template, Templates};
-use crate::store::{self, Finished, Outcome, Store, notification};
+use crate::store::{self, Store, StoreError};
 use transport::{Mailer, SendFailure};
 
 /// What one pass of a worker found.
@@ -129,7 +131,7 @@ impl Delivery {
     }
 
     /// Claims one batch of due messages as `owner` and delivers them.
-    pub async fn run_once(&self, owner: &str) -> Result<ExecutionOutcome, sea_orm::DbErr> {
+    pub async fn run_once(&self, owner: &str) -> Result<ExecutionOutcome, StoreError> {
         let now = store::now();
         let lease_until =
             now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
@@ -150,7 +152,7 @@ impl Delivery {
     }
 
     /// One attempt at one claimed message, recorded whatever happens.
-    async fn deliver(&self, owner: &str, message: notification::Model) {
+    async fn deliver(&self, owner: &str, message: Notification) {
         let started_at = store::now();
         let attempt = u32::try_from(message.attempts).unwrap_or(u32::MAX);
         let outcome = if attempt > self.retry.max_attempts {
@@ -215,7 +217,7 @@ impl Delivery {
     }
 
     /// Renders and sends. Anything wrong with the stored message itself is permanent.
-    async fn attempt(&self, message: &notification::Model) -> Result<(), SendFailure> {
+    async fn attempt(&self, message: &Notification) -> Result<(), SendFailure> {
         let permanent = |text: String| SendFailure {
             failure: Failure::Permanent(text),
             smtp_code: None,

@@ -1,9 +1,15 @@
 //! The queue's invariants on SQLite: one claim per message, leases that expire, results
-//! recorded only by the lease holder, idempotent enqueue.
+//! recorded only by the lease holder, a request key held once per caller.
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use super::*;
+use crate::domain::attempt::{Finished, Outcome};
+use crate::domain::notification::{NewNotification, Notification};
+use crate::domain::state::DeliveryState;
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -13,9 +19,9 @@ async fn store() -> (Store, tempfile::TempDir) {
     (Store::new(db), dir)
 }
 
-fn new_notification() -> NewNotification {
+fn queued() -> Notification {
     let id = Uuid::now_v7();
-    NewNotification {
+    let new = NewNotification {
         id,
         account_id: Uuid::new_v4(),
         recipient: "ada@example.com".into(),
@@ -25,39 +31,55 @@ fn new_notification() -> NewNotification {
         variables: r#"{"first_name":"Ada","username":"ada"}"#.into(),
         account_display_name: "Acme".into(),
         message_id: format!("<{id}@roster>"),
-    }
+    };
+    Notification::queued(new, now())
 }
 
 fn later(seconds: i64) -> DateTime<Utc> {
     now() + chrono::Duration::seconds(seconds)
 }
 
-async fn enqueue(store: &Store, request_id: &str) -> notification::Model {
-    match store
-        .enqueue("caller", request_id, new_notification())
-        .await
-        .unwrap()
-    {
-        Enqueued::Created(model) => model,
-        Enqueued::Replayed(model) => panic!("unexpected replay of {}", model.id),
-    }
+/// Queues a notification as `SendEmail` does: the notification and its request key together.
+async fn enqueue_new(store: &Store, request_id: &str, notification: Notification) -> Notification {
+    let txn = store.begin().await.unwrap();
+    txn.insert(notification.clone()).await.unwrap();
+    assert!(
+        txn.add_request_key("caller", request_id, notification.id, now())
+            .await
+            .unwrap()
+    );
+    txn.commit().await.unwrap();
+    notification
+}
+
+async fn enqueue(store: &Store, request_id: &str) -> Notification {
+    enqueue_new(store, request_id, queued()).await
 }
 
 #[tokio::test]
-async fn a_repeated_request_id_returns_the_first_notification() {
+async fn a_request_key_is_held_once_per_caller() {
     let (store, _dir) = store().await;
     let first = enqueue(&store, "r-1").await;
-    let again = store
-        .enqueue("caller", "r-1", new_notification())
-        .await
-        .unwrap();
-    assert!(matches!(again, Enqueued::Replayed(model) if model.id == first.id));
+    let txn = store.begin().await.unwrap();
+    let twin = queued();
+    txn.insert(twin.clone()).await.unwrap();
+    assert!(
+        !txn.add_request_key("caller", "r-1", twin.id, now())
+            .await
+            .unwrap()
+    );
+    txn.rollback().await.unwrap();
+    assert_eq!(store.find(twin.id).await.unwrap(), None);
+    let held = store.by_request("caller", "r-1").await.unwrap().unwrap();
+    assert_eq!(held.id, first.id);
     // Another caller's identical request id is its own.
-    let other = store
-        .enqueue("other-caller", "r-1", new_notification())
-        .await
-        .unwrap();
-    assert!(matches!(other, Enqueued::Created(model) if model.id != first.id));
+    let txn = store.begin().await.unwrap();
+    assert!(
+        txn.add_request_key("other-caller", "r-1", first.id, now())
+            .await
+            .unwrap()
+    );
+    txn.rollback().await.unwrap();
 }
 
 #[tokio::test]
@@ -67,7 +89,7 @@ async fn a_message_is_claimed_once_until_its_lease_runs_out() {
     let claimed = store.claim("a", now(), later(60), 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].id, queued.id);
-    assert_eq!(claimed[0].state, "SENDING");
+    assert_eq!(claimed[0].state, DeliveryState::Sending);
     assert_eq!(claimed[0].attempts, 1);
     assert!(
         store
@@ -95,7 +117,7 @@ async fn a_message_is_claimed_once_until_its_lease_runs_out() {
     assert!(!store.finish(finished("a")).await.unwrap());
     assert!(store.finish(finished("b")).await.unwrap());
     let sent = store.find(queued.id).await.unwrap().unwrap();
-    assert_eq!(sent.state, "SENT");
+    assert_eq!(sent.state, DeliveryState::Sent);
     assert_eq!(sent.variables, "{}", "secrets are dropped once sent");
     assert!(sent.lease_owner.is_none());
     let history = store.attempts(queued.id).await.unwrap();
@@ -125,7 +147,7 @@ async fn a_retrying_message_waits_for_its_time() {
         .unwrap();
     assert!(recorded);
     let retrying = store.find(queued.id).await.unwrap().unwrap();
-    assert_eq!(retrying.state, "RETRYING");
+    assert_eq!(retrying.state, DeliveryState::Retrying);
     assert_eq!(retrying.last_error.as_deref(), Some("421 4.3.0 try later"));
     assert!(
         store
@@ -166,7 +188,7 @@ async fn concurrent_workers_never_share_a_message() {
                 if batch.is_empty() {
                     return mine;
                 }
-                mine.extend(batch.into_iter().map(|model| model.id));
+                mine.extend(batch.into_iter().map(|notification| notification.id));
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         })
@@ -186,16 +208,10 @@ async fn lists_are_newest_first_and_page_without_gaps() {
     let account = Uuid::new_v4();
     let mut ids = Vec::new();
     for index in 0..5 {
-        let mut new = new_notification();
+        let mut new = queued();
         new.account_id = account;
-        let Enqueued::Created(model) = store
-            .enqueue("caller", &format!("r-{index}"), new)
-            .await
-            .unwrap()
-        else {
-            panic!("created");
-        };
-        ids.push(model.id);
+        let queued = enqueue_new(&store, &format!("r-{index}"), new).await;
+        ids.push(queued.id);
     }
     ids.reverse();
     let mut seen = Vec::new();
@@ -205,11 +221,8 @@ async fn lists_are_newest_first_and_page_without_gaps() {
         if page.is_empty() {
             break;
         }
-        cursor = page.last().map(|last| Cursor {
-            created_at: last.created_at,
-            id: last.id,
-        });
-        seen.extend(page.into_iter().map(|model| model.id));
+        cursor = page.last().map(Notification::cursor);
+        seen.extend(page.into_iter().map(|notification| notification.id));
     }
     assert_eq!(seen, ids);
     assert!(

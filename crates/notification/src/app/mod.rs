@@ -1,0 +1,195 @@
+//! The notification service's use cases, one public function per operation: what gRPC calls,
+//! and what any other interface would call. Each owns its transaction and, for `SendEmail`, its
+//! idempotency; the checks are the domain's, the SQL the store's.
+
+mod error;
+
+pub use error::NotificationError;
+
+use std::sync::Arc;
+
+use roster_runtime::auth::Caller;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::domain::notification::{Cursor, NewNotification, Notification};
+use crate::domain::request::{EmailRequest, RawEmailRequest};
+use crate::domain::state::DeliveryState;
+use crate::domain::templates::Templates;
+use crate::store::{self, Store};
+
+/// The use cases over one store.
+pub struct Notifications {
+    store: Store,
+    templates: Arc<Templates>,
+    /// Signalled when an email is queued, so an idle delivery worker starts at once.
+    wake: Arc<Notify>,
+    /// The right-hand side of every `Message-ID`.
+    message_id_domain: String,
+}
+
+/// Which of an account's notifications to list, and how many.
+#[derive(Clone, Copy, Debug)]
+pub struct ListQuery {
+    pub account_id: Uuid,
+    /// Only those in this state; all when `None`.
+    pub state: Option<DeliveryState>,
+    /// Where the previous page ended.
+    pub cursor: Option<Cursor>,
+    pub page_size: u64,
+}
+
+/// One page of a list.
+#[derive(Clone, Debug)]
+pub struct Page {
+    pub notifications: Vec<Notification>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<Cursor>,
+}
+
+/// What queueing did.
+enum Enqueued {
+    /// A new notification was queued.
+    Created(Notification),
+    /// The request id was used before: this is the first request's notification, as it is now.
+    Replayed(Notification),
+}
+
+impl Notifications {
+    pub fn new(
+        store: Store,
+        templates: Arc<Templates>,
+        wake: Arc<Notify>,
+        message_id_domain: String,
+    ) -> Self {
+        Self {
+            store,
+            templates,
+            wake,
+            message_id_domain,
+        }
+    }
+
+    /// `SendEmail`: checks the request and queues the email once per caller and request id
+    /// (AIP-155); the delivery workers send it.
+    pub async fn send_email(
+        &self,
+        caller: &Caller,
+        request: RawEmailRequest<'_>,
+    ) -> Result<Notification, NotificationError> {
+        let email = EmailRequest::parse(request).map_err(NotificationError::Invalid)?;
+        caller
+            .require_account(email.account_id)
+            .map_err(NotificationError::AccountNotPermitted)?;
+
+        let id = Uuid::now_v7();
+        let new = NewNotification {
+            id,
+            account_id: email.account_id,
+            recipient: email.recipient.to_string(),
+            template: email.template.name().to_owned(),
+            locale: self.templates.resolve_locale(email.template, &email.locale),
+            requested_locale: email.locale,
+            variables: serde_json::to_string(&email.variables)?,
+            account_display_name: email.account_display_name,
+            message_id: format!("<{id}@{}>", self.message_id_domain),
+        };
+        match self.enqueue(&caller.name, &email.request_id, new).await? {
+            Enqueued::Created(notification) => {
+                tracing::info!(notification = %notification.id, template = %notification.template, "queued");
+                self.wake.notify_one();
+                Ok(notification)
+            }
+            Enqueued::Replayed(notification) => {
+                // Request ids are scoped to the caller; a key that lost access to the account
+                // since then must not learn about the notification.
+                if !caller.may_access(notification.account_id) {
+                    return Err(NotificationError::NotFound);
+                }
+                tracing::info!(notification = %notification.id, "repeated request_id; nothing queued");
+                Ok(notification)
+            }
+        }
+    }
+
+    /// `GetNotification`: another account's notification is answered exactly like one that
+    /// does not exist.
+    pub async fn get_notification(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+    ) -> Result<Notification, NotificationError> {
+        self.store
+            .find(id)
+            .await?
+            .filter(|notification| caller.may_access(notification.account_id))
+            .ok_or(NotificationError::NotFound)
+    }
+
+    /// `ListNotifications`: a page of an account's notifications, newest first.
+    pub async fn list_notifications(
+        &self,
+        caller: &Caller,
+        query: ListQuery,
+    ) -> Result<Page, NotificationError> {
+        caller
+            .require_account(query.account_id)
+            .map_err(NotificationError::AccountNotPermitted)?;
+        // One more than a page tells whether another page follows.
+        let mut notifications = self
+            .store
+            .list(
+                query.account_id,
+                query.state,
+                query.cursor,
+                query.page_size + 1,
+            )
+            .await?;
+        let next = if notifications.len() as u64 > query.page_size {
+            notifications.truncate(query.page_size as usize);
+            notifications.last().map(Notification::cursor)
+        } else {
+            None
+        };
+        Ok(Page {
+            notifications,
+            next,
+        })
+    }
+
+    /// Queues `new` once per `(scope, request_id)`. A repeat, or the loser of two concurrent
+    /// twins, gets the first notification back and queues nothing: the idempotency key is
+    /// written in one `INSERT … ON CONFLICT DO NOTHING` in the notification's own transaction,
+    /// which is rolled back when the key was held already.
+    async fn enqueue(
+        &self,
+        scope: &str,
+        request_id: &str,
+        new: NewNotification,
+    ) -> Result<Enqueued, NotificationError> {
+        if let Some(existing) = self.store.by_request(scope, request_id).await? {
+            return Ok(Enqueued::Replayed(existing));
+        }
+        let now = store::now();
+        let notification = Notification::queued(new, now);
+        let txn = self.store.begin().await?;
+        txn.insert(notification.clone()).await?;
+        if !txn
+            .add_request_key(scope, request_id, notification.id, now)
+            .await?
+        {
+            txn.rollback().await?;
+            return self
+                .store
+                .by_request(scope, request_id)
+                .await?
+                .map(Enqueued::Replayed)
+                .ok_or(NotificationError::RequestKeyVanished);
+        }
+        txn.commit().await?;
+        Ok(Enqueued::Created(notification))
+    }
+}
+
+#[cfg(test)]
+mod tests;
