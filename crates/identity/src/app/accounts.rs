@@ -1,6 +1,7 @@
 //! Accounts and their password policies: create, read, list, update.
 
 use roster_runtime::Caller;
+use sea_orm::DatabaseTransaction;
 
 use super::{Identity, once, request_scope};
 use crate::domain::account::{Account, AccountPatch, PolicyPatch, display_name, extension_bounds};
@@ -8,6 +9,24 @@ use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
 use crate::domain::ids::AccountId;
 use crate::domain::policy::{PasswordPolicy, Preset};
+use crate::store::Store;
+
+/// The account, read in `txn`, at the version `expected` names (when it names one).
+async fn account_at(
+    store: &Store,
+    txn: &DatabaseTransaction,
+    id: AccountId,
+    expected: Option<i64>,
+) -> Result<Account, IdentityError> {
+    let account = store
+        .account_in(txn, id)
+        .await?
+        .ok_or(IdentityError::NotFound("account"))?;
+    if expected.is_some_and(|version| version != account.version) {
+        return Err(IdentityError::StaleEtag);
+    }
+    Ok(account)
+}
 
 /// What CreateAccount asks for.
 #[derive(Clone, Debug)]
@@ -101,13 +120,7 @@ impl Identity {
             &request_scope(caller, "UpdateAccount"),
             request_id,
             async |txn| {
-                let account = store
-                    .account_in(txn, id)
-                    .await?
-                    .ok_or(IdentityError::NotFound("account"))?;
-                if expected.is_some_and(|version| version != account.version) {
-                    return Err(IdentityError::StaleEtag);
-                }
+                let account = account_at(store, txn, id, expected).await?;
                 let (name, bounds) = patch.apply(&account)?;
                 store.update_account(txn, &account, &name, bounds).await
             },
@@ -131,13 +144,7 @@ impl Identity {
             &request_scope(caller, "UpdatePasswordPolicy"),
             request_id,
             async |txn| {
-                let account = store
-                    .account_in(txn, id)
-                    .await?
-                    .ok_or(IdentityError::NotFound("account"))?;
-                if expected.is_some_and(|version| version != account.version) {
-                    return Err(IdentityError::StaleEtag);
-                }
+                let account = account_at(store, txn, id, expected).await?;
                 let policy = patch.apply(&account.policy);
                 policy.validate().map_err(IdentityError::Invalid)?;
                 store.update_policy(txn, &account, &policy).await
