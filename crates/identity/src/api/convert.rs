@@ -125,6 +125,34 @@ impl From<IdentityError> for ApiError {
                 ),
                 metadata: HashMap::from([("number".to_owned(), number)]),
             },
+            IdentityError::InvalidResetToken => ApiError::FailedPrecondition {
+                reason: "RESET_TOKEN_INVALID",
+                message: crate::domain::policy::INVALID_TOKEN.to_owned(),
+                subject: "token".to_owned(),
+            },
+            IdentityError::PasswordPolicy(rules) => ApiError::InvalidArgument {
+                reason: "PASSWORD_POLICY",
+                violations: rules
+                    .into_iter()
+                    .map(|rule| {
+                        FieldViolation::new(
+                            "new_password",
+                            format!("{}: {}", rule.code, rule.description),
+                        )
+                    })
+                    .collect(),
+            },
+            IdentityError::Throttled(wait) => ApiError::ResourceExhausted {
+                reason: "SIGNIN_THROTTLED",
+                message: "too many failed sign-ins for this username; retry later".into(),
+                retry_after: Some(wait),
+            },
+            IdentityError::HashingBusy => ApiError::ResourceExhausted {
+                reason: "PASSWORD_WORKERS_BUSY",
+                message: "every password worker is busy; retry shortly".into(),
+                retry_after: Some(std::time::Duration::from_millis(200)),
+            },
+            IdentityError::Internal(message) => ApiError::internal(message),
             IdentityError::Contention(message) => ApiError::Aborted {
                 reason: "CONCURRENT_CHANGE",
                 message,

@@ -4,17 +4,15 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::credential_service_server::CredentialService;
 use roster_runtime::ApiError;
 use roster_runtime::auth::caller;
-use roster_runtime::error::FieldViolation;
 use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use crate::app::credentials::{INVALID_TOKEN, PasswordError, Passwords};
+use crate::app::credentials::Passwords;
 use crate::domain::account::Account;
 use crate::domain::email::EmailAddress;
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::Rule;
-use crate::hashing::HashError;
 use roster_runtime::request::{check_request_id, parse_etag, parse_id};
 
 /// CredentialService over the password operations.
@@ -42,42 +40,6 @@ fn rule(rule: Rule) -> pb::PasswordRule {
     pb::PasswordRule {
         code: rule.code.to_owned(),
         description: rule.description,
-    }
-}
-
-impl From<PasswordError> for ApiError {
-    fn from(error: PasswordError) -> Self {
-        match error {
-            PasswordError::InvalidToken => ApiError::FailedPrecondition {
-                reason: "RESET_TOKEN_INVALID",
-                message: INVALID_TOKEN.to_owned(),
-                subject: "token".to_owned(),
-            },
-            PasswordError::Policy(rules) => ApiError::InvalidArgument {
-                reason: "PASSWORD_POLICY",
-                violations: rules
-                    .into_iter()
-                    .map(|rule| {
-                        FieldViolation::new(
-                            "new_password",
-                            format!("{}: {}", rule.code, rule.description),
-                        )
-                    })
-                    .collect(),
-            },
-            PasswordError::Throttled(wait) => ApiError::ResourceExhausted {
-                reason: "SIGNIN_THROTTLED",
-                message: "too many failed sign-ins for this username; retry later".into(),
-                retry_after: Some(wait),
-            },
-            PasswordError::Hashing(HashError::Busy) => ApiError::ResourceExhausted {
-                reason: "PASSWORD_WORKERS_BUSY",
-                message: "every password worker is busy; retry shortly".into(),
-                retry_after: Some(std::time::Duration::from_millis(200)),
-            },
-            PasswordError::Hashing(error) => ApiError::internal(error),
-            PasswordError::Identity(error) => error.into(),
-        }
     }
 }
 

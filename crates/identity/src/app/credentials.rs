@@ -23,23 +23,15 @@ use crate::hashing::{HashError, Hasher};
 use crate::store::{LockSchedule, Store, now};
 use roster_runtime::Caller;
 
-/// The one message every unusable reset token gets: unknown, expired, used or superseded.
-pub const INVALID_TOKEN: &str =
-    "this password reset link is no longer valid; ask your administrator for a new one";
+pub use crate::domain::policy::INVALID_TOKEN;
 
-/// Why a password operation did not go through.
-#[derive(Debug, thiserror::Error)]
-pub enum PasswordError {
-    #[error("{INVALID_TOKEN}")]
-    InvalidToken,
-    #[error("the password does not satisfy the account's policy")]
-    Policy(Vec<Rule>),
-    #[error("too many failed sign-ins; retry later")]
-    Throttled(Duration),
-    #[error(transparent)]
-    Hashing(#[from] HashError),
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
+impl From<HashError> for IdentityError {
+    fn from(error: HashError) -> Self {
+        match error {
+            HashError::Busy => IdentityError::HashingBusy,
+            failed @ HashError::Failed(_) => IdentityError::Internal(failed.to_string()),
+        }
+    }
 }
 
 /// A reset link was issued.
@@ -103,7 +95,7 @@ impl Passwords {
         account: &Account,
         profile: Option<&Profile>,
         password: &SecretString,
-    ) -> Result<Vec<Rule>, PasswordError> {
+    ) -> Result<Vec<Rule>, IdentityError> {
         let personal = profile.map_or_else(Personal::default, |record| Personal {
             username: &record.username,
             first_name: &record.first_name,
@@ -212,25 +204,25 @@ impl Passwords {
         &self,
         caller: &Caller,
         token: &str,
-    ) -> Result<(Account, Profile), PasswordError> {
+    ) -> Result<(Account, Profile), IdentityError> {
         let conn = self.store.connection();
         let profile_id = self
             .store
             .usable_reset_token(conn, &token_hash(token))
             .await?
-            .ok_or(PasswordError::InvalidToken)?;
+            .ok_or(IdentityError::InvalidResetToken)?;
         let profile = self
             .store
             .profile(conn, crate::domain::ids::ProfileId(profile_id))
             .await?
             .filter(|record| record.status != ProfileStatus::Deleted)
             .filter(|record| caller.may_access(record.account_id.0))
-            .ok_or(PasswordError::InvalidToken)?;
+            .ok_or(IdentityError::InvalidResetToken)?;
         let account = self
             .store
             .account(profile.account_id)
             .await?
-            .ok_or(PasswordError::InvalidToken)?;
+            .ok_or(IdentityError::InvalidResetToken)?;
         Ok((account, profile))
     }
 
@@ -242,16 +234,16 @@ impl Passwords {
         caller: &Caller,
         token: &str,
         password: SecretString,
-    ) -> Result<(), PasswordError> {
+    ) -> Result<(), IdentityError> {
         let (account, profile) = self.token_owner(caller, token).await?;
         let violations = self.check(&account, Some(&profile), &password).await?;
         if !violations.is_empty() {
-            return Err(PasswordError::Policy(violations));
+            return Err(IdentityError::PasswordPolicy(violations));
         }
         let hash = self.hasher.hash(password).await?;
         let txn = self.store.begin().await?;
         if !self.store.use_reset_token(&txn, &token_hash(token)).await? {
-            return Err(PasswordError::InvalidToken);
+            return Err(IdentityError::InvalidResetToken);
         }
         self.store.set_password(&txn, profile.id.0, &hash).await?;
         let variables = BTreeMap::from([
@@ -264,7 +256,7 @@ impl Passwords {
                 &emails::to_profile(&account, &profile, "password_changed", variables),
             )
             .await?;
-        txn.commit().await.map_err(IdentityError::from)?;
+        txn.commit().await?;
         Ok(())
     }
 
@@ -283,15 +275,12 @@ impl Passwords {
         caller: &Caller,
         username: &str,
         password: SecretString,
-    ) -> Result<Option<Profile>, PasswordError> {
+    ) -> Result<Option<Profile>, IdentityError> {
         let username = match Username::parse(username) {
             Ok(username) => username,
             // Over-long input is refused before any work: the limit is no secret.
             Err(error) if error.code() == UsernameError::TOO_LONG => {
-                return Err(PasswordError::Identity(IdentityError::invalid(
-                    "username",
-                    error.description(),
-                )));
+                return Err(IdentityError::invalid("username", error.description()));
             }
             Err(_) => {
                 self.hasher.verify_dummy(password).await?;
@@ -324,7 +313,7 @@ impl Passwords {
                 .await?
                 .and_then(|until| (until - now()).to_std().ok())
                 .unwrap_or_default();
-            return Err(PasswordError::Throttled(wait.max(Duration::from_secs(1))));
+            return Err(IdentityError::Throttled(wait.max(Duration::from_secs(1))));
         }
         let stored = match &holder {
             Some(record) if record.status == ProfileStatus::Active => {

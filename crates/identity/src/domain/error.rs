@@ -109,6 +109,21 @@ pub enum IdentityError {
         field: &'static str,
         message: String,
     },
+    /// A password reset token that is unknown, expired, used, superseded or another account's
+    /// (reason RESET_TOKEN_INVALID); every such token gets the same answer.
+    #[error("{}", super::policy::INVALID_TOKEN)]
+    InvalidResetToken,
+    /// A password the account's policy refuses, with every rule it fails (reason
+    /// PASSWORD_POLICY).
+    #[error("the password does not satisfy the account's policy")]
+    PasswordPolicy(Vec<super::policy::Rule>),
+    /// Too many failed sign-ins of one username; retry after the delay (reason
+    /// SIGNIN_THROTTLED).
+    #[error("too many failed sign-ins; retry later")]
+    Throttled(std::time::Duration),
+    /// Every password worker is busy and its queue is full (reason PASSWORD_WORKERS_BUSY).
+    #[error("every password worker is busy and the queue is full")]
+    HashingBusy,
     /// Concurrent changes kept winning; the caller may retry.
     #[error("{0}")]
     Contention(String),
@@ -117,6 +132,10 @@ pub enum IdentityError {
     Storage(Box<dyn std::error::Error + Send + Sync>),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// Anything else that is no fault of the caller's (a hashing failure, say); logged, never
+    /// returned.
+    #[error("internal: {0}")]
+    Internal(String),
 }
 
 impl IdentityError {

@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::error::Violation;
 
+/// The one message every unusable reset token gets: unknown, expired, used or superseded.
+pub const INVALID_TOKEN: &str =
+    "this password reset link is no longer valid; ask your administrator for a new one";
+
 /// The preset a policy was built from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -17,7 +17,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
-use crate::app::credentials::{INVALID_TOKEN, PasswordError, Passwords};
+use crate::app::credentials::{INVALID_TOKEN, Passwords};
+use crate::domain::error::IdentityError;
 use crate::domain::policy::{Personal, Rule};
 
 const PAGE: &str = include_str!("index.html");
@@ -129,10 +130,10 @@ fn answer(status: StatusCode, answer: Answer) -> Response {
     (status, Json(answer)).into_response()
 }
 
-fn error(failure: PasswordError) -> Response {
+fn error(failure: IdentityError) -> Response {
     let (status, message) = match failure {
-        PasswordError::InvalidToken => (StatusCode::GONE, INVALID_TOKEN.to_owned()),
-        PasswordError::Policy(rules) => {
+        IdentityError::InvalidResetToken => (StatusCode::GONE, INVALID_TOKEN.to_owned()),
+        IdentityError::PasswordPolicy(rules) => {
             return answer(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Answer {
@@ -142,7 +143,7 @@ fn error(failure: PasswordError) -> Response {
                 },
             );
         }
-        PasswordError::Hashing(crate::hashing::HashError::Busy) => (
+        IdentityError::HashingBusy => (
             StatusCode::SERVICE_UNAVAILABLE,
             "The service is busy. Please try again in a moment.".to_owned(),
         ),
