@@ -1,0 +1,307 @@
+//! Tests of the streaming CSV reader: row numbering, delimiters, line ends, open quotes.
+
+use super::*;
+
+fn reader_of(
+    encoding: TextEncoding,
+    max: usize,
+    chunks: &[&[u8]],
+) -> (RecordReader, Result<Vec<Record>, String>) {
+    let mut reader = RecordReader::new(encoding, max);
+    let mut records = Vec::new();
+    let mut chunks = chunks.iter();
+    loop {
+        match reader.next_record() {
+            Err(error) => return (reader, Err(error)),
+            Ok(Next::Record(record)) => records.push(record),
+            Ok(Next::NeedInput) => match chunks.next() {
+                Some(chunk) => reader.push(chunk),
+                None => reader.finish(),
+            },
+            Ok(Next::End) => return (reader, Ok(records)),
+        }
+    }
+}
+
+fn read_all(encoding: TextEncoding, chunks: &[&[u8]]) -> Result<Vec<Record>, String> {
+    reader_of(encoding, 1024, chunks).1
+}
+
+fn rows(records: &[Record]) -> Vec<(i64, Vec<&str>)> {
+    records
+        .iter()
+        .map(|r| (r.row_number, r.cells.iter().map(String::as_str).collect()))
+        .collect()
+}
+
+#[test]
+fn rows_are_numbered_like_a_spreadsheet() {
+    let file = b"a,b\r\n\"x\r\ny\",1\r\n\r\nz,\"2,3\"\r\n\nlast,4";
+    for split in 0..file.len() {
+        let (reader, records) =
+            reader_of(TextEncoding::UTF_8, 1024, &[&file[..split], &file[split..]]);
+        let records = records.unwrap();
+        assert_eq!(
+            rows(&records),
+            vec![
+                (1, vec!["a", "b"]),
+                (2, vec!["x\r\ny", "1"]),
+                (3, vec![""]),
+                (4, vec!["z", "2,3"]),
+                (6, vec!["last", "4"]),
+            ],
+            "split at {split}"
+        );
+        let lines: Vec<u64> = records.iter().map(|record| record.line).collect();
+        assert_eq!(lines, vec![1, 2, 4, 5, 7], "split at {split}");
+        assert_eq!(reader.line_ending(), Some("MIXED"));
+        assert_eq!(reader.rows_read(), 6);
+    }
+    for file in [&b"a\n\n\n"[..], b"a\r\n\r\n\r\n"] {
+        let (reader, _) = reader_of(TextEncoding::UTF_8, 1024, &[file]);
+        assert_eq!(reader.rows_read(), 3, "{file:?}");
+    }
+}
+
+#[test]
+fn line_endings_and_delimiter_are_reported() {
+    let (reader, _) = reader_of(TextEncoding::UTF_8, 1024, &[b"a;b\r\n\"1\n2\";3\r\n"]);
+    assert_eq!(
+        (reader.line_ending(), reader.delimiter()),
+        (Some("CRLF"), Some(b';'))
+    );
+    let (reader, _) = reader_of(TextEncoding::UTF_8, 1024, &[b"a,b\nc,d"]);
+    assert_eq!(reader.line_ending(), Some("LF"));
+    let (reader, _) = reader_of(TextEncoding::UTF_8, 1024, &[b"a,b"]);
+    assert_eq!(reader.line_ending(), None);
+    let (reader, error) = reader_of(TextEncoding::UTF_8, 1024, &[b"a,b\rc,d\r"]);
+    assert!(error.unwrap_err().contains("lone carriage return"));
+    assert_eq!(reader.line_ending(), Some("CR"));
+}
+
+#[test]
+fn semicolons_are_detected() {
+    let records = read_all(TextEncoding::UTF_8, &[b"a;b;c,d\n1;\"2;3\";x\n"]).unwrap();
+    assert_eq!(
+        rows(&records),
+        vec![(1, vec!["a", "b", "c,d"]), (2, vec!["1", "2;3", "x"])]
+    );
+}
+
+#[test]
+fn windows_1252_is_decoded_and_bom_dropped() {
+    let records = read_all(TextEncoding::WINDOWS_1252, &[b"n\nZo\xEB M\xFCller\n"]).unwrap();
+    assert_eq!(records[1].cells, vec!["Zoë Müller"]);
+    let records = read_all(TextEncoding::UTF_8, &[b"\xEF\xBB\xBFn\n", b"x\n"]).unwrap();
+    assert_eq!(records[0].cells, vec!["n"]);
+}
+
+/// A record's row, first line, cells, open quote and the line of the open quote it was
+/// read after.
+type Summary<'a> = (i64, u64, Vec<&'a str>, Option<OpenQuote>, Option<u64>);
+
+fn summary(records: &[Record]) -> Vec<Summary<'_>> {
+    records
+        .iter()
+        .map(|r| {
+            (
+                r.row_number,
+                r.line,
+                r.cells.iter().map(String::as_str).collect(),
+                r.open_quote.clone(),
+                r.after_open_quote,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_quote_open_at_the_end_of_the_file_ends_with_its_line_and_the_rest_is_read_again() {
+    let file = b"a,b,c\r\n1,2,3\r\n4,\"open,x\r\n5,6,7\r\n8,9,10\r\n";
+    for split in 0..file.len() {
+        let records = read_all(TextEncoding::UTF_8, &[&file[..split], &file[split..]]).unwrap();
+        assert_eq!(
+            summary(&records[1..]),
+            vec![
+                (2, 2, vec!["1", "2", "3"], None, None),
+                (
+                    3,
+                    3,
+                    vec!["4", "open,x"],
+                    Some(OpenQuote {
+                        line: 3,
+                        cell: 1,
+                        end: QuoteEnd::EndOfFile,
+                        took: Some((4, 5)),
+                    }),
+                    None
+                ),
+                (4, 4, vec!["5", "6", "7"], None, Some(3)),
+                (5, 5, vec!["8", "9", "10"], None, Some(3)),
+            ],
+            "split at {split}"
+        );
+    }
+}
+
+#[test]
+fn a_quote_open_on_the_last_line_or_in_the_last_cell_is_found() {
+    let records = read_all(TextEncoding::UTF_8, &[b"a,b\n1,\"2"]).unwrap();
+    let quote = records[1].open_quote.clone().unwrap();
+    assert_eq!((quote.line, quote.cell, quote.took), (2, 1, None));
+    assert_eq!(records[1].cells, vec!["1", "2"]);
+    let records = read_all(TextEncoding::UTF_8, &[b"a,b\n1,\"2\n"]).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[1].open_quote.clone().unwrap().took, None);
+    // A closed quote with quotes inside is not open.
+    let records = read_all(TextEncoding::UTF_8, &[b"a,b\n1,\"say \"\"hi\"\"\"\n"]).unwrap();
+    assert_eq!(records[1].cells, vec!["1", "say \"hi\""]);
+    assert_eq!(records[1].open_quote, None);
+}
+
+#[test]
+fn a_quote_that_closes_late_after_taking_in_rows_is_cut_at_its_line() {
+    // The quote opened in row 2 closes at the opening quote of row 4's last cell.
+    let file = b"a,b,c\n1,\"2,3\n4,5,6\n7,8,\"9\"\n10,11,12\n";
+    let records = read_all(TextEncoding::UTF_8, &[file]).unwrap();
+    assert_eq!(
+        summary(&records[1..]),
+        vec![
+            (
+                2,
+                2,
+                vec!["1", "2,3"],
+                Some(OpenQuote {
+                    line: 2,
+                    cell: 1,
+                    end: QuoteEnd::ClosedLate(4),
+                    took: Some((3, 4)),
+                }),
+                None
+            ),
+            (3, 3, vec!["4", "5", "6"], None, Some(2)),
+            (4, 4, vec!["7", "8", "9"], None, Some(2)),
+            (5, 5, vec!["10", "11", "12"], None, None),
+        ]
+    );
+    // Closing in the same column keeps the count, but the whole line taken in tells.
+    let file = b"a,b,c\n1,\"2,3\n4,5,6\n7,\"8\",9\n";
+    let records = read_all(TextEncoding::UTF_8, &[file]).unwrap();
+    let quote = records[1].open_quote.clone().unwrap();
+    assert_eq!(
+        (quote.end, quote.took),
+        (QuoteEnd::ClosedLate(4), Some((3, 4)))
+    );
+    assert_eq!(
+        rows(&records[2..]),
+        vec![(3, vec!["4", "5", "6"]), (4, vec!["7", "8", "9"])]
+    );
+    // A cell with a line break in a row of the right length is a cell with a line break.
+    let records = read_all(TextEncoding::UTF_8, &[b"a,b\n\"x,\ny\",z\nq,r\n"]).unwrap();
+    assert_eq!(
+        rows(&records[1..]),
+        vec![(2, vec!["x,\ny", "z"]), (3, vec!["q", "r"])]
+    );
+    assert_eq!(records[2].line, 4);
+}
+
+#[test]
+fn a_quote_open_past_the_longest_row_ends_there_and_memory_stays_bounded() {
+    let mut file = b"a,b\n1,\"open\n".to_vec();
+    for n in 0..2000 {
+        file.extend_from_slice(format!("x{n},y\n").as_bytes());
+    }
+    let chunks: Vec<&[u8]> = file.chunks(100).collect();
+    let (reader, records) = reader_of(TextEncoding::UTF_8, 4096, &chunks);
+    let records = records.unwrap();
+    let quote = records[1].open_quote.clone().unwrap();
+    assert_eq!((quote.line, quote.end), (2, QuoteEnd::TooLong(4096)));
+    assert_eq!(
+        records.len(),
+        2 + 2000,
+        "every line after it is a row again"
+    );
+    assert_eq!(records[2].cells, vec!["x0", "y"]);
+    assert_eq!(records[2].row_number, 3);
+    assert_eq!(records.last().unwrap().row_number, 2002);
+    assert!(
+        reader.text.capacity() < 64 * 1024,
+        "{}",
+        reader.text.capacity()
+    );
+}
+
+#[test]
+fn a_line_longer_than_the_longest_row_inside_a_quote_is_dropped_to_its_end() {
+    let mut file = b"a,b\n1,\"".to_vec();
+    file.extend(std::iter::repeat_n(b'x', 10_000));
+    file.extend_from_slice(b"\n2,3\n");
+    let chunks: Vec<&[u8]> = file.chunks(700).collect();
+    let records = reader_of(TextEncoding::UTF_8, 4096, &chunks).1.unwrap();
+    assert_eq!(records.len(), 3);
+    let quote = records[1].open_quote.clone().unwrap();
+    assert_eq!((quote.end, quote.took), (QuoteEnd::TooLong(4096), None));
+    assert_eq!((records[2].row_number, records[2].line), (3, 3));
+    assert_eq!(records[2].cells, vec!["2", "3"]);
+}
+
+#[test]
+fn an_open_quote_in_the_header_is_a_file_error() {
+    let error = read_all(TextEncoding::UTF_8, &[b"a,\"b\n1,2\n"]).unwrap_err();
+    assert_eq!(
+        error,
+        "line 1: the quoted cell opened here is never closed; a closing quote is probably \
+         missing"
+    );
+}
+
+#[test]
+fn a_long_row_without_quotes_is_a_file_error() {
+    let mut file = b"a,b\n1,".to_vec();
+    file.extend(std::iter::repeat_n(b'x', 4000));
+    let error = read_all(TextEncoding::UTF_8, &[&file]).unwrap_err();
+    assert_eq!(error, "line 2: the row starting here is longer than 1 KiB");
+}
+
+#[test]
+fn tabs_are_refused_with_what_was_found() {
+    let error = read_all(TextEncoding::UTF_8, &[b"a\tb\tc\n"]).unwrap_err();
+    assert!(error.contains("separated by tabs"), "{error}");
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+    /// Whatever the cells hold (delimiters, quotes, line breaks, formula starts) and however
+    /// the file is cut into pieces, what the template writer writes reads back unchanged.
+    #[test]
+    fn written_files_read_back_cell_for_cell(
+        rows in proptest::collection::vec(
+            proptest::collection::vec("[ -~\\n\\r\\t,;\"éß€]{0,12}", 3),
+            1..8,
+        ),
+        piece in 1usize..9,
+    ) {
+        let mut out = crate::domain::csv_out::CsvOut::new();
+        out.row(["a", "b", "c"]);
+        for row in &rows {
+            out.row(row.iter().map(String::as_str));
+        }
+        let file = out.take(0).unwrap_or_default();
+        let chunks: Vec<&[u8]> = file.chunks(piece).collect();
+        let records = read_all(TextEncoding::UTF_8, &chunks).expect("readable");
+        let read: Vec<Vec<String>> = records[1..]
+            .iter()
+            .map(|record| record.cells.iter().map(|cell| crate::domain::cells::unescape_formula(cell).to_owned()).collect())
+            .collect();
+        proptest::prop_assert_eq!(read, rows);
+    }
+
+    /// Arbitrary bytes never panic the reader: they read or give a file error.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400), piece in 1usize..17) {
+        let chunks: Vec<&[u8]> = bytes.chunks(piece).collect();
+        let _ = reader_of(TextEncoding::UTF_8, 64, &chunks);
+        let _ = read_all(TextEncoding::WINDOWS_1252, &chunks);
+    }
+}
