@@ -4,6 +4,14 @@
 //! before its file is complete; `VALIDATED → APPLYING → COMPLETED | COMPLETED_WITH_ERRORS |
 //! FAILED`; `CANCELLED` from any state before the end of APPLYING.
 //! The stored codes are the protobuf enum numbers, so the two can never drift apart silently.
+//!
+//! Which steps each state allows, and what a refused step says, is decided here; the store
+//! carries a step out with one conditional UPDATE (`WHERE state = …`) and reports the state it
+//! found when the row had moved on meanwhile.
+
+use std::fmt;
+
+use super::import::Import;
 
 /// Where an import is in its life cycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -82,6 +90,125 @@ impl ImportState {
             ImportState::Cancelled => "CANCELLED",
         }
     }
+}
+
+/// Why the life cycle refuses a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The import is in `state`; `hint` says what the step needs.
+    WrongState {
+        state: ImportState,
+        hint: &'static str,
+    },
+    /// A VALIDATED import whose expiry passed before it was submitted.
+    Expired,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::WrongState { state, hint } => {
+                write!(f, "the import is {}; {hint}", state.name())
+            }
+            Refusal::Expired => {
+                f.write_str("the import expired before it was submitted; upload the file again")
+            }
+        }
+    }
+}
+
+/// What a step asked of an import comes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Carry it out, from the state the import is in now.
+    Go(ImportState),
+    /// It was taken already (the same request again, or the state it leads to): answer the
+    /// import as it is.
+    Done,
+    Refused(Refusal),
+}
+
+impl ImportState {
+    /// The refusal of a submit from this state.
+    pub fn not_submittable(self) -> Refusal {
+        Refusal::WrongState {
+            state: self,
+            hint: "only a VALIDATED import can be submitted",
+        }
+    }
+
+    /// The refusal of a cancel from this state.
+    pub fn not_cancellable(self) -> Refusal {
+        Refusal::WrongState {
+            state: self,
+            hint: "a finished import cannot be cancelled",
+        }
+    }
+
+    /// Whether the import's rows may be listed (validation staged them all).
+    pub fn check_rows_listable(self) -> Result<(), Refusal> {
+        if matches!(self, ImportState::Uploading | ImportState::Validating) {
+            return Err(Refusal::WrongState {
+                state: self,
+                hint: "its rows can be listed once it is VALIDATED (follow it with WatchImport)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the report may be downloaded; `has_columns` says validation read the header.
+    pub fn check_report_ready(self, has_columns: bool) -> Result<(), Refusal> {
+        if matches!(
+            self,
+            ImportState::Uploading | ImportState::Validating | ImportState::Invalid
+        ) || !has_columns
+        {
+            return Err(Refusal::WrongState {
+                state: self,
+                hint: "the report is available once the import is VALIDATED",
+            });
+        }
+        Ok(())
+    }
+
+    /// Where an apply ends: FAILED when it broke off, COMPLETED when no row was an error or
+    /// failed, COMPLETED_WITH_ERRORS otherwise.
+    pub fn after_apply(broke_off: bool, error_rows: i64, failed_rows: i64) -> ImportState {
+        match broke_off {
+            true => ImportState::Failed,
+            false if error_rows == 0 && failed_rows == 0 => ImportState::Completed,
+            false => ImportState::CompletedWithErrors,
+        }
+    }
+}
+
+/// SubmitImport on `import` with `request_id` at `now`: the same request again answers the
+/// import as it is; only a VALIDATED import that has not expired moves to APPLYING.
+pub fn submit(import: &Import, request_id: &str, now: i64) -> Step {
+    if !request_id.is_empty() && import.submit_request_id.as_deref() == Some(request_id) {
+        return Step::Done;
+    }
+    if import.state != ImportState::Validated {
+        return Step::Refused(import.state.not_submittable());
+    }
+    if import.expire_at.is_some_and(|expire| expire <= now) {
+        return Step::Refused(Refusal::Expired);
+    }
+    Step::Go(import.state)
+}
+
+/// CancelImport on `import` with `request_id`: a cancelled import (or the same request again)
+/// answers the import as it is; any import that has not finished moves to CANCELLED.
+pub fn cancel(import: &Import, request_id: &str) -> Step {
+    if import.state == ImportState::Cancelled
+        || (!request_id.is_empty() && import.cancel_request_id.as_deref() == Some(request_id))
+    {
+        return Step::Done;
+    }
+    if !import.state.cancellable() {
+        return Step::Refused(import.state.not_cancellable());
+    }
+    Step::Go(import.state)
 }
 
 /// What validation decided for a row.
