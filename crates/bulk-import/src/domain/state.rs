@@ -174,10 +174,12 @@ impl ImportState {
     /// Where an apply ends: FAILED when it broke off, COMPLETED when no row was an error or
     /// failed, COMPLETED_WITH_ERRORS otherwise.
     pub fn after_apply(broke_off: bool, error_rows: i64, failed_rows: i64) -> ImportState {
-        match broke_off {
-            true => ImportState::Failed,
-            false if error_rows == 0 && failed_rows == 0 => ImportState::Completed,
-            false => ImportState::CompletedWithErrors,
+        if broke_off {
+            ImportState::Failed
+        } else if error_rows == 0 && failed_rows == 0 {
+            ImportState::Completed
+        } else {
+            ImportState::CompletedWithErrors
         }
     }
 }
@@ -298,6 +300,78 @@ mod tests {
         }
         assert_eq!(ImportState::from_code(0), None);
         assert_eq!(RowAction::from_code(4), Some(RowAction::Error));
+    }
+
+    fn import_in(state: ImportState) -> Import {
+        let mut import = Import::new_upload(crate::domain::import::NewImport {
+            account_id: crate::domain::import::AccountId(uuid::Uuid::nil()),
+            file_name: "people.csv".into(),
+            created_by: "test".into(),
+            request_id: String::new(),
+            trace_context: String::new(),
+            now: 1_000,
+            ttl_ms: 1_000,
+        });
+        import.state = state;
+        import
+    }
+
+    #[test]
+    fn only_a_validated_import_that_has_not_expired_is_submitted() {
+        let validated = import_in(ImportState::Validated);
+        assert_eq!(
+            submit(&validated, "", 1_500),
+            Step::Go(ImportState::Validated)
+        );
+        assert_eq!(
+            submit(&validated, "", 2_000),
+            Step::Refused(Refusal::Expired)
+        );
+        let refused = submit(&import_in(ImportState::Validating), "", 1_500);
+        let Step::Refused(refusal) = refused else {
+            panic!("{refused:?}");
+        };
+        assert_eq!(
+            refusal.to_string(),
+            "the import is VALIDATING; only a VALIDATED import can be submitted"
+        );
+    }
+
+    #[test]
+    fn the_same_request_again_is_answered_as_done() {
+        let mut applying = import_in(ImportState::Applying);
+        applying.submit_request_id = Some("r1".into());
+        assert_eq!(submit(&applying, "r1", 5_000), Step::Done);
+        assert!(matches!(submit(&applying, "r2", 5_000), Step::Refused(_)));
+        let mut completed = import_in(ImportState::Completed);
+        completed.cancel_request_id = Some("c1".into());
+        assert_eq!(cancel(&completed, "c1"), Step::Done);
+        assert_eq!(cancel(&import_in(ImportState::Cancelled), ""), Step::Done);
+    }
+
+    #[test]
+    fn a_finished_import_is_not_cancelled() {
+        assert_eq!(
+            cancel(&import_in(ImportState::Applying), ""),
+            Step::Go(ImportState::Applying)
+        );
+        assert_eq!(
+            cancel(&import_in(ImportState::Invalid), ""),
+            Step::Refused(ImportState::Invalid.not_cancellable())
+        );
+    }
+
+    #[test]
+    fn an_apply_ends_by_what_it_met() {
+        assert_eq!(ImportState::after_apply(true, 0, 0), ImportState::Failed);
+        assert_eq!(
+            ImportState::after_apply(false, 0, 0),
+            ImportState::Completed
+        );
+        assert_eq!(
+            ImportState::after_apply(false, 1, 0),
+            ImportState::CompletedWithErrors
+        );
     }
 
     #[test]
