@@ -702,36 +702,15 @@ pub async fn stored_chunks(database: &TestDatabase, import_id: &str) -> u64 {
 
 /// A new import of `account_id` as UploadImport creates it (state UPLOADING, nothing stored),
 /// for tests that write the state a crashed replica leaves behind through the store.
-pub fn new_upload(account_id: uuid::Uuid) -> roster_bulk_import::store::entities::import::Model {
-    let now = roster_bulk_import::store::now_millis();
-    roster_bulk_import::store::entities::import::Model {
-        id: uuid::Uuid::now_v7(),
-        account_id,
+pub fn new_upload(account_id: uuid::Uuid) -> roster_bulk_import::domain::import::Import {
+    use roster_bulk_import::domain::import::{AccountId, Import, NewImport};
+    Import::new_upload(NewImport {
+        account_id: AccountId(account_id),
         file_name: "people.csv".to_owned(),
-        state: pb::ImportState::Uploading as i32,
-        encoding: None,
-        columns: None,
-        file_bytes: 0,
-        total_row_count: 0,
-        create_count: 0,
-        update_count: 0,
-        unchanged_count: 0,
-        error_count: 0,
-        applied_count: 0,
-        failed_count: 0,
-        error_message: String::new(),
-        request_key: None,
-        submit_request_id: None,
-        cancel_request_id: None,
         created_by: "test".to_owned(),
-        created_at: now,
-        updated_at: now,
-        expire_at: Some(now + 7 * 24 * 3600 * 1000),
-        version: 1,
+        request_id: String::new(),
         trace_context: String::new(),
-        welcome_emails: false,
-        encoding_given: false,
-        delimiter: None,
-        line_ending: None,
-    }
+        now: roster_bulk_import::store::now_millis(),
+        ttl_ms: 7 * 24 * 3600 * 1000,
+    })
 }

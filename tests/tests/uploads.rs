@@ -7,6 +7,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use roster_bulk_import::domain::import::ImportId;
 use roster_bulk_import::store::Store;
 use roster_proto::imports::v1 as pb;
 use roster_tests::imports::{
@@ -247,7 +248,7 @@ async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
     let writer = replica_store(&suite).await;
     let mut abandoned = HashSet::new();
     for _ in 0..20 {
-        let (model, created) = writer.create_import(new_upload(account_id)).await.unwrap();
+        let (model, created) = writer.create_import(&new_upload(account_id)).await.unwrap();
         assert!(created);
         for seq in 0..3 {
             assert!(
@@ -261,7 +262,7 @@ async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // An upload still receiving is not abandoned.
-    let (alive, _) = writer.create_import(new_upload(account_id)).await.unwrap();
+    let (alive, _) = writer.create_import(&new_upload(account_id)).await.unwrap();
     assert!(
         writer
             .append_chunk(alive.id, 0, vec![b'y'; 4096])
@@ -280,8 +281,8 @@ async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
         roster_bulk_import::jobs::sweep_uploads(&sweepers[1], idle),
         roster_bulk_import::jobs::sweep_uploads(&sweepers[2], idle),
     );
-    let swept: Vec<uuid::Uuid> = [first.unwrap(), second.unwrap(), third.unwrap()].concat();
-    let once: HashSet<uuid::Uuid> = swept.iter().copied().collect();
+    let swept: Vec<ImportId> = [first.unwrap(), second.unwrap(), third.unwrap()].concat();
+    let once: HashSet<ImportId> = swept.iter().copied().collect();
     assert_eq!(
         swept.len(),
         once.len(),
@@ -334,7 +335,7 @@ async fn an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts(backend
     suite.imports.stop().await;
     // The state a replica killed mid-upload leaves: UPLOADING, pieces stored, nobody there.
     let writer = replica_store(&suite).await;
-    let (left, _) = writer.create_import(new_upload(account_id)).await.unwrap();
+    let (left, _) = writer.create_import(&new_upload(account_id)).await.unwrap();
     for seq in 0..4 {
         assert!(
             writer

@@ -1,12 +1,14 @@
 //! The bulk-import service: the spreadsheet workflow of DESIGN.md §5.
 //!
-//! `api` decodes gRPC requests and maps results; `domain` holds the pure rules (encodings, CSV
-//! reading and writing, columns, what becomes of each row); `store` is the only place that knows
-//! SQL; `jobs` runs validation and the apply in the background, one replica per import at a
-//! time through a lease in the database; `identity` is the client of identity's batch calls,
-//! the only way bulk-import reads or writes profiles.
+//! `api` decodes gRPC requests, calls one use case and encodes the result; `app` holds the use
+//! cases (one function per operation, owning its transaction); `domain` holds the pure rules
+//! (the import life cycle, encodings, CSV reading and writing, columns, what becomes of each
+//! row); `store` is the only place that knows SQL; `jobs` runs validation and the apply in the
+//! background, one replica per import at a time through a lease in the database; `identity` is
+//! the client of identity's batch calls, the only way bulk-import reads or writes profiles.
 
 pub mod api;
+pub mod app;
 pub mod domain;
 pub mod identity;
 pub mod jobs;
@@ -232,16 +234,21 @@ pub async fn start(
         shutdown.clone(),
     )
     .spawn();
-    let api = api::ImportApi::new(
+    let app = app::ImportApp::new(
         store,
-        identity,
-        api::ApiConfig {
+        app::AppConfig {
             max_file_bytes: settings.max_file_bytes,
             import_ttl: Duration::from_secs(settings.import_ttl_seconds),
+        },
+        wake,
+    );
+    let api = api::ImportApi::new(
+        app,
+        identity,
+        api::ApiConfig {
             upload_idle_timeout: Duration::from_secs(settings.upload_idle_timeout_seconds),
             watch_interval: Duration::from_millis(250),
         },
-        wake,
         shutdown.clone(),
     );
     services.add(roster_runtime::grpc_service!(

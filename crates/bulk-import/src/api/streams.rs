@@ -4,7 +4,6 @@
 //! Each stream is a task writing into a small channel: when the caller reads slowly, the task
 //! waits; when the caller goes away, the task stops.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use roster_proto::imports::v1 as pb;
@@ -12,15 +11,14 @@ use roster_runtime::{ApiError, Shutdown};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
-use uuid::Uuid;
 
 use super::convert;
-use crate::domain::columns::{Column, ERROR_HEADER, STATUS_HEADER};
+use crate::app::ImportApp;
 use crate::domain::csv_out::{CsvOut, template_header, template_row};
-use crate::domain::state::{ImportState, RowAction, RowOutcome, report_status};
+use crate::domain::import::{AccountId, Import};
+use crate::domain::report;
+use crate::domain::state::ImportState;
 use crate::identity::{Identity, code_name};
-use crate::store::entities::{import, row};
-use crate::store::{Store, state_of};
 
 /// Bytes gathered before a piece is sent.
 const PIECE_BYTES: usize = 256 * 1024;
@@ -28,7 +26,7 @@ const PIECE_BYTES: usize = 256 * 1024;
 /// Streams the account's template: its current profiles, a page at a time from identity.
 pub fn template(
     identity: Identity,
-    account_id: Uuid,
+    account_id: AccountId,
 ) -> ReceiverStream<Result<pb::DownloadTemplateResponse, Status>> {
     let (sender, receiver) = mpsc::channel(4);
     tokio::spawn(async move {
@@ -74,34 +72,18 @@ pub fn template(
 
 /// Streams the per-row report: the upload's columns (with Internal ID), Status and Error.
 pub fn report(
-    store: Store,
-    import: import::Model,
+    app: ImportApp,
+    import: Import,
 ) -> ReceiverStream<Result<pb::DownloadReportResponse, Status>> {
     let (sender, receiver) = mpsc::channel(4);
     tokio::spawn(async move {
         let piece = |chunk| pb::DownloadReportResponse { chunk };
-        let headers: Vec<String> = import
-            .columns
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok())
-            .unwrap_or_default();
-        let mut columns: Vec<Column> = headers
-            .iter()
-            .filter_map(|header| Column::from_header(header))
-            .collect();
-        if !columns.contains(&Column::InternalId) {
-            columns.insert(0, Column::InternalId);
-        }
+        let columns = report::columns(import.columns.as_deref().unwrap_or_default());
         let mut out = CsvOut::new();
-        out.row(
-            columns
-                .iter()
-                .map(|column| column.header())
-                .chain([STATUS_HEADER, ERROR_HEADER]),
-        );
+        out.row(report::header(&columns));
         let mut after = 0;
         loop {
-            let rows = match store.rows(import.id, None, after, 1000).await {
+            let rows = match app.report_rows(import.id, after, 1000).await {
                 Ok(rows) => rows,
                 Err(error) => {
                     let _ = sender.send(Err(ApiError::from(error).into())).await;
@@ -112,7 +94,8 @@ pub fn report(
                 break;
             };
             for row in &rows {
-                write_report_row(&mut out, &columns, row);
+                let line = report::line(&columns, row);
+                out.row(line.iter().map(String::as_str));
             }
             if let Some(bytes) = out.take(PIECE_BYTES)
                 && sender.send(Ok(piece(bytes))).await.is_err()
@@ -128,30 +111,10 @@ pub fn report(
     ReceiverStream::new(receiver)
 }
 
-fn write_report_row(out: &mut CsvOut, columns: &[Column], row: &row::Model) {
-    let values: BTreeMap<String, String> = serde_json::from_str(&row.cells).unwrap_or_default();
-    let action = RowAction::from_code(row.action).unwrap_or(RowAction::Error);
-    let outcome = RowOutcome::from_code(row.outcome);
-    let created = action == RowAction::Create && outcome == RowOutcome::Applied;
-    let error = convert::error_cell(row);
-    let cells: Vec<&str> = columns
-        .iter()
-        .map(|column| match column {
-            Column::InternalId if created => row.profile_id.as_deref().unwrap_or_default(),
-            column => values
-                .get(column.header())
-                .map(String::as_str)
-                .unwrap_or_default(),
-        })
-        .chain([report_status(action, outcome), error.as_str()])
-        .collect();
-    out.row(cells);
-}
-
 /// Streams an import's progress until it waits for the caller or is final.
 pub fn watch(
-    store: Store,
-    first: import::Model,
+    app: ImportApp,
+    first: Import,
     interval: Duration,
     shutdown: Shutdown,
 ) -> ReceiverStream<Result<pb::WatchImportResponse, Status>> {
@@ -161,8 +124,8 @@ pub fn watch(
         let mut last_sent: Option<(i64, i64)> = None;
         let mut sent_at = Instant::now() - Duration::from_secs(1);
         loop {
-            let state = state_of(&current);
-            let (processed, total) = progress(&current);
+            let state = current.state;
+            let (processed, total) = current.progress();
             let changed = last_sent.is_none_or(|(version, done)| {
                 version != current.version
                     || (done != processed && sent_at.elapsed() >= Duration::from_secs(1))
@@ -195,14 +158,8 @@ pub fn watch(
                 }
                 () = tokio::time::sleep(interval) => {}
             }
-            current = match store.import(current.id).await {
-                Ok(Some(model)) => model,
-                Ok(None) => {
-                    let _ = sender
-                        .send(Err(ApiError::NotFound { resource: "import" }.into()))
-                        .await;
-                    return;
-                }
+            current = match app.reload(current.id).await {
+                Ok(import) => import,
                 Err(error) => {
                     let _ = sender.send(Err(ApiError::from(error).into())).await;
                     return;
@@ -211,19 +168,4 @@ pub fn watch(
         }
     });
     ReceiverStream::new(receiver)
-}
-
-/// Rows handled and to handle in the import's current phase.
-fn progress(import: &import::Model) -> (i64, i64) {
-    match state_of(import) {
-        ImportState::Uploading => (0, 0),
-        ImportState::Validating => (import.total_row_count, 0),
-        ImportState::Validated | ImportState::Invalid => {
-            (import.total_row_count, import.total_row_count)
-        }
-        _ => (
-            import.applied_count + import.failed_count,
-            import.create_count + import.update_count,
-        ),
-    }
 }

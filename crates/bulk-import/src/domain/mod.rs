@@ -7,13 +7,17 @@
 //! - [`cells`]: trimming and formula (un)escaping of one cell.
 //! - [`rows`]: what becomes of each row (create / update / unchanged / error) and its diff.
 //! - [`csv_out`]: writing the template and the report.
-//! - [`state`]: the life cycle of imports and rows.
+//! - [`state`]: the life cycle of imports and rows: which steps each state allows.
+//! - [`import`]: an import and its staged rows, with typed ids.
+//! - [`report`]: the per-row report's columns and cells.
 
 pub mod assignments;
 pub mod cells;
 pub mod columns;
 pub mod csv_out;
 pub mod encoding;
+pub mod import;
 pub mod reader;
+pub mod report;
 pub mod rows;
 pub mod state;

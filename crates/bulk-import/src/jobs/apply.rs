@@ -12,13 +12,12 @@ use roster_proto::identity::v1 as pb;
 
 use super::{Job, JobError};
 use crate::domain::columns::Column;
+use crate::domain::import::{Import, RowResult, StagedRow};
 use crate::domain::rows::{column_of_field, in_row_voice, upsert_fields, values_by_column};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 use crate::identity::code_name;
-use crate::store::entities::{import, row};
-use crate::store::{RowResult, state_of};
 
-pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError> {
+pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     let store = &job.context.store;
     // Rows are read in windows of row numbers, each bounded whatever plan the database picks:
     // a plain "after row N, first 500" was planned (without statistics) as a scan of every
@@ -31,7 +30,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
         let state = store
             .import(job.import_id)
             .await?
-            .map(|model| state_of(&model));
+            .map(|import| import.state);
         if state != Some(ImportState::Applying) {
             // Cancelled meanwhile: finish_apply drops the lease and changes nothing else.
             store
@@ -98,15 +97,15 @@ fn count_outcomes(job: &Job, results: &[RowResult]) {
 /// Writes one batch and says what became of each row.
 async fn write_batch(
     job: &Job,
-    import: &import::Model,
-    rows: &[row::Model],
+    import: &Import,
+    rows: &[StagedRow],
 ) -> Result<Vec<RowResult>, JobError> {
     let identity = &job.context.identity;
     let account_id = &import.account_id.to_string();
     // An update takes the profile's value as it is now for each column the file lacks.
     let update_ids: Vec<String> = rows
         .iter()
-        .filter(|row| row.action == RowAction::Update.code())
+        .filter(|row| row.action == RowAction::Update)
         .filter_map(|row| row.profile_id.clone())
         .collect();
     let current = job
@@ -117,8 +116,8 @@ async fn write_batch(
     let items: Vec<_> = rows
         .iter()
         .map(|row| {
-            let values = values_by_column(&serde_json::from_str(&row.cells).unwrap_or_default());
-            let is_update = row.action == RowAction::Update.code();
+            let values = values_by_column(&row.values);
+            let is_update = row.action == RowAction::Update;
             let profile = row
                 .profile_id
                 .as_ref()

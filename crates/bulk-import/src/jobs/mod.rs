@@ -25,15 +25,15 @@ use std::time::Duration;
 use roster_runtime::Shutdown;
 use roster_runtime::metrics::ImportProgress;
 use roster_runtime::telemetry::TraceContext;
-use sea_orm::DbErr;
 use tokio::sync::{Notify, Semaphore};
 use tonic::Status;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::domain::import::ImportId;
 use crate::domain::state::ImportState;
 use crate::identity::{Identity, is_transient};
-use crate::store::{Store, now_millis, state_of};
+use crate::store::{Store, StoreError, now_millis};
 
 /// Timings and sizes of the background work.
 #[derive(Clone, Debug)]
@@ -72,7 +72,7 @@ impl JobConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
     #[error("database: {0}")]
-    Database(DbErr),
+    Database(StoreError),
     /// Another replica holds the lease now (or the import was cancelled).
     #[error("the lease was lost")]
     LeaseLost,
@@ -89,8 +89,8 @@ pub enum JobError {
 
 // Not `#[from]`: the message holds the database's, so it is no `source` too (a report of the
 // chain would print it twice).
-impl From<DbErr> for JobError {
-    fn from(error: DbErr) -> Self {
+impl From<StoreError> for JobError {
+    fn from(error: StoreError) -> Self {
         JobError::Database(error)
     }
 }
@@ -110,7 +110,7 @@ pub(crate) struct Context {
 /// One claimed import.
 pub(crate) struct Job {
     pub context: Arc<Context>,
-    pub import_id: Uuid,
+    pub import_id: ImportId,
     lost: Arc<AtomicBool>,
 }
 
@@ -241,7 +241,7 @@ impl Worker {
         tracing::info!(owner = %context.owner, "import worker stopped");
     }
 
-    async fn claim_work(&self) -> Result<(), DbErr> {
+    async fn claim_work(&self) -> Result<(), StoreError> {
         let store = &self.context.store;
         let candidates = store
             .claimable(now_millis(), self.context.config.max_jobs as u64 * 4)
@@ -275,7 +275,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn purge(&self) -> Result<(), DbErr> {
+    async fn purge(&self) -> Result<(), StoreError> {
         let store = &self.context.store;
         for import_id in store.expired_imports(now_millis(), 100).await? {
             store.purge(import_id).await?;
@@ -287,7 +287,7 @@ impl Worker {
 
 /// Fails every upload that received nothing for longer than the idle timeout, deleting its
 /// pieces; returns the imports this call failed (another replica may have failed others).
-pub async fn sweep_uploads(store: &Store, idle: Duration) -> Result<Vec<Uuid>, DbErr> {
+pub async fn sweep_uploads(store: &Store, idle: Duration) -> Result<Vec<ImportId>, StoreError> {
     let before = now_millis() - idle.as_millis() as i64;
     let reason = format!(
         "the upload was abandoned: nothing was received for more than {} s (the client or the \
@@ -310,7 +310,7 @@ pub async fn sweep_uploads(store: &Store, idle: Duration) -> Result<Vec<Uuid>, D
     }
 }
 
-async fn run_job(context: Arc<Context>, import_id: Uuid) {
+async fn run_job(context: Arc<Context>, import_id: ImportId) {
     let lost = Arc::new(AtomicBool::new(false));
     let heartbeat = tokio::spawn(heartbeat(context.clone(), import_id, lost.clone()));
     let job = Job {
@@ -344,7 +344,7 @@ async fn work(job: &Job) -> Result<(), JobError> {
         store.drop_lease(job.import_id).await?;
         return Ok(());
     };
-    let state = state_of(&import);
+    let state = import.state;
     let name = match state {
         ImportState::Validating => "import validation",
         ImportState::Applying => "import apply",
@@ -371,18 +371,13 @@ async fn work(job: &Job) -> Result<(), JobError> {
     }
 }
 
-async fn heartbeat(context: Arc<Context>, import_id: Uuid, lost: Arc<AtomicBool>) {
+async fn heartbeat(context: Arc<Context>, import_id: ImportId, lost: Arc<AtomicBool>) {
     let every = context.config.lease / 3;
     loop {
         tokio::time::sleep(every).await;
         match context
             .store
-            .renew(
-                context.store.connection(),
-                import_id,
-                &context.owner,
-                context.config.lease_ms(),
-            )
+            .renew(import_id, &context.owner, context.config.lease_ms())
             .await
         {
             Ok(true) => {}

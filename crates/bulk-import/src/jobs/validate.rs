@@ -12,14 +12,10 @@ use tonic::Code;
 
 use super::{Job, JobError};
 use crate::domain::columns::{Layout, parse_header};
-use crate::domain::encoding::TextEncoding;
+use crate::domain::import::{Import, ReadFormat, RepeatedValue};
 use crate::domain::reader::{Next, RecordReader};
 use crate::domain::rows::SuggestionSeeds;
-use crate::domain::rows::{
-    CleanRow, PlannedRow, RowError, clean_row, draft, finish, internal_id, values_by_header,
-};
-use crate::store::ReadFormat;
-use crate::store::entities::{import, row};
+use crate::domain::rows::{CleanRow, PlannedRow, RowError, clean_row, draft, finish, internal_id};
 
 /// How the reader found the file's rows and lines, as GetImport reports them.
 fn format_of(reader: &RecordReader) -> ReadFormat {
@@ -29,11 +25,11 @@ fn format_of(reader: &RecordReader) -> ReadFormat {
     }
 }
 
-pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError> {
+pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     let store = &job.context.store;
     let config = &job.context.config;
     store.restart_validation(job.import_id).await?;
-    let Some(encoding) = import.encoding.as_deref().and_then(TextEncoding::parse) else {
+    let Some(encoding) = import.encoding else {
         return invalid(
             job,
             "the upload did not complete".into(),
@@ -44,7 +40,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
     let mut reader = RecordReader::new(encoding, config.max_row_bytes);
     let mut next_chunk = 0;
     let mut layout: Option<Layout> = None;
-    let mut columns_json = String::new();
+    let mut columns: Vec<&str> = Vec::new();
     let mut batch: Vec<CleanRow> = Vec::with_capacity(config.validate_batch);
     let mut data_rows = 0u64;
     loop {
@@ -64,14 +60,11 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
             Next::Record(record) => match &layout {
                 None => match parse_header(&record.cells) {
                     Ok(found) => {
-                        columns_json = serde_json::to_string(
-                            &found
-                                .columns()
-                                .iter()
-                                .map(|column| column.header())
-                                .collect::<Vec<_>>(),
-                        )
-                        .unwrap_or_default();
+                        columns = found
+                            .columns()
+                            .iter()
+                            .map(|column| column.header())
+                            .collect();
                         layout = Some(found);
                     }
                     Err(message) => return invalid(job, message, format_of(&reader)).await,
@@ -85,7 +78,7 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
                     }
                     if batch.len() >= config.validate_batch {
                         let rows = std::mem::take(&mut batch);
-                        stage(job, &import, rows, &columns_json).await?;
+                        stage(job, &import, rows, &columns).await?;
                     }
                 }
             },
@@ -105,9 +98,9 @@ pub(super) async fn run(job: &Job, import: import::Model) -> Result<(), JobError
         let message = format!("the file has a header row and no data rows{blank}");
         return invalid(job, message, format).await;
     }
-    stage(job, &import, batch, &columns_json).await?;
-    mark_repeats(job, row::Column::Claim).await?;
-    mark_repeats(job, row::Column::ProfileId).await?;
+    stage(job, &import, batch, &columns).await?;
+    mark_repeats(job, RepeatedValue::Username).await?;
+    mark_repeats(job, RepeatedValue::InternalId).await?;
     let counts = store.action_counts(job.import_id).await?;
     if !store
         .finish_validation(
@@ -153,9 +146,9 @@ async fn invalid(job: &Job, message: String, format: ReadFormat) -> Result<(), J
 /// Plans a batch of rows through identity and stages them.
 async fn stage(
     job: &Job,
-    import: &import::Model,
+    import: &Import,
     rows: Vec<CleanRow>,
-    columns_json: &str,
+    columns: &[&str],
 ) -> Result<(), JobError> {
     let account_id = import.account_id.to_string();
     let identity = &job.context.identity;
@@ -203,14 +196,14 @@ async fn stage(
         .map(|(username, _)| username)
         .zip(verdicts)
         .collect();
-    let models: Vec<row::Model> = drafts
+    let planned: Vec<PlannedRow> = drafts
         .into_iter()
         .map(|draft| {
             let verdict = draft.username.as_ref().and_then(|name| verdicts.get(name));
-            staged(job.import_id, finish(draft, verdict))
+            finish(draft, verdict)
         })
         .collect();
-    let staged_rows = models.len() as u64;
+    let staged_rows = planned.len() as u64;
     if job
         .context
         .store
@@ -218,8 +211,8 @@ async fn stage(
             job.import_id,
             &job.context.owner,
             job.lease_ms(),
-            models,
-            columns_json,
+            planned,
+            columns,
         )
         .await?
     {
@@ -253,34 +246,13 @@ async fn refused_by_identity(job: &Job, status: tonic::Status) -> Result<(), Job
     Err(JobError::Ended)
 }
 
-fn json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
-}
-
-fn staged(import_id: uuid::Uuid, row: PlannedRow) -> row::Model {
-    row::Model {
-        import_id,
-        row_number: row.row_number,
-        action: row.action.code(),
-        profile_id: row.profile_id,
-        claim: row.claim,
-        cells: json(&values_by_header(&row.values)),
-        changes: json(&row.changes),
-        errors: json(&row.errors),
-        notes: json(&row.notes),
-        outcome: 0,
-        outcome_message: String::new(),
-        applied_by: None,
-    }
-}
-
 /// Rows sharing a username (or an Internal ID) become errors that name each other: the
 /// first names the second, every other names the first.
-async fn mark_repeats(job: &Job, column: row::Column) -> Result<(), JobError> {
+async fn mark_repeats(job: &Job, value: RepeatedValue) -> Result<(), JobError> {
     let store = &job.context.store;
-    let (header, what) = match column {
-        row::Column::Claim => ("Username", "the same username"),
-        _ => (
+    let (header, what) = match value {
+        RepeatedValue::Username => ("Username", "the same username"),
+        RepeatedValue::InternalId => (
             "Internal ID",
             "the same Internal ID; a profile may appear once",
         ),
@@ -291,7 +263,7 @@ async fn mark_repeats(job: &Job, column: row::Column) -> Result<(), JobError> {
     loop {
         job.check()?;
         let page = store
-            .repeated_values(job.import_id, column, after.clone(), 1000)
+            .repeated_values(job.import_id, value, after.clone(), 1000)
             .await?;
         let Some(last) = page.last().cloned() else {
             return Ok(());
@@ -325,14 +297,14 @@ async fn add_error(
     let Some(row) = store.row(job.import_id, row_number).await? else {
         return Ok(());
     };
-    let mut errors: Vec<RowError> = serde_json::from_str(&row.errors).unwrap_or_default();
+    let mut errors = row.errors;
     errors.push(RowError {
         column: header.to_owned(),
         reason: "DUPLICATE_IN_FILE".to_owned(),
         message: format!("row {other} has {what}"),
     });
     store
-        .set_row_errors(job.import_id, row_number, &json(&errors))
+        .set_row_errors(job.import_id, row_number, &errors)
         .await?;
     Ok(())
 }

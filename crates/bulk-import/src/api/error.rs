@@ -1,0 +1,32 @@
+//! The one mapping of bulk-import's use-case errors to what a gRPC caller sees.
+
+use roster_runtime::ApiError;
+
+use crate::app::ImportError;
+use crate::domain::state::Refusal;
+
+impl From<ImportError> for ApiError {
+    fn from(error: ImportError) -> Self {
+        match error {
+            ImportError::NotFound => ApiError::NotFound { resource: "import" },
+            ImportError::Refused(refusal) => ApiError::FailedPrecondition {
+                reason: match refusal {
+                    Refusal::WrongState { .. } => "IMPORT_STATE",
+                    Refusal::Expired => "IMPORT_EXPIRED",
+                },
+                message: refusal.to_string(),
+                subject: "import".into(),
+            },
+            ImportError::FileTooLarge { .. } => ApiError::ResourceExhausted {
+                reason: "FILE_TOO_LARGE",
+                message: error.to_string(),
+                retry_after: None,
+            },
+            ImportError::UploadEnded => ApiError::Aborted {
+                reason: "UPLOAD_ENDED",
+                message: error.to_string(),
+            },
+            ImportError::Store(error) => ApiError::internal(error),
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The one error of bulk-import's use cases; [`crate::api`] maps it to a gRPC status in one
+//! place.
+
+use crate::domain::state::Refusal;
+use crate::store::StoreError;
+
+/// Why a use case did not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The import does not exist, or the caller may not see it.
+    #[error("import not found")]
+    NotFound,
+    /// The import's life cycle does not allow the step (see [`crate::domain::state`]).
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("the file is larger than the {max_file_bytes} bytes this server accepts")]
+    FileTooLarge { max_file_bytes: u64 },
+    /// The import stopped being UPLOADING while its file was arriving.
+    #[error(
+        "the import stopped receiving its file during the upload (it was cancelled, or failed \
+         after a pause: GetImport says why)"
+    )]
+    UploadEnded,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Refusal> for ImportError {
+    fn from(refusal: Refusal) -> Self {
+        ImportError::Refused(refusal)
+    }
+}

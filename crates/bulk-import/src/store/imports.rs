@@ -1,0 +1,252 @@
+//! Imports themselves: creating one (idempotent on its request key), reading and listing them,
+//! the submit and cancel steps, and purging expired ones.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use super::convert::{import_model, state_of};
+use super::entities::{import, row};
+use super::{Store, StoreError, Tx, convert, delete_chunks, delete_lease, insert_lease};
+use crate::domain::import::{AccountId, Import, ImportId};
+use crate::domain::state::{ImportState, RowOutcome};
+
+impl Store {
+    /// Inserts a new import. With a request key already used, returns the import that key
+    /// created instead (AIP-155), and `false`.
+    pub async fn create_import(&self, new: &Import) -> Result<(Import, bool), StoreError> {
+        if let Some(key) = &new.request_key
+            && let Some(existing) = self.import_by_request_key(key).await?
+        {
+            return Ok((existing, false));
+        }
+        match import::Entity::insert(import_model(new))
+            .exec_without_returning(&self.db)
+            .await
+        {
+            Ok(_) => Ok((new.clone(), true)),
+            Err(error) => match &new.request_key {
+                // A concurrent twin inserted the same key first.
+                Some(key) => match self.import_by_request_key(key).await? {
+                    Some(existing) => Ok((existing, false)),
+                    None => Err(error.into()),
+                },
+                None => Err(error.into()),
+            },
+        }
+    }
+
+    async fn import_by_request_key(&self, key: &str) -> Result<Option<Import>, StoreError> {
+        Ok(import::Entity::find()
+            .filter(import::Column::RequestKey.eq(key))
+            .one(&self.db)
+            .await?
+            .map(convert::import))
+    }
+
+    pub async fn import(&self, id: ImportId) -> Result<Option<Import>, StoreError> {
+        Ok(import::Entity::find_by_id(id.0)
+            .one(&self.db)
+            .await?
+            .map(convert::import))
+    }
+
+    /// A page of an account's imports, newest first, after the import `after`.
+    pub async fn list_imports(
+        &self,
+        account_id: AccountId,
+        state: Option<ImportState>,
+        after: Option<ImportId>,
+        limit: u64,
+    ) -> Result<Vec<Import>, StoreError> {
+        let mut query = import::Entity::find()
+            .filter(import::Column::AccountId.eq(account_id.0))
+            .order_by_desc(import::Column::Id)
+            .limit(limit);
+        if let Some(state) = state {
+            query = query.filter(import::Column::State.eq(state.code()));
+        }
+        if let Some(after) = after {
+            query = query.filter(import::Column::Id.lt(after.0));
+        }
+        Ok(query
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(convert::import)
+            .collect())
+    }
+
+    /// How many imports are in each state now (states without any are absent).
+    pub async fn imports_by_state(&self) -> Result<HashMap<ImportState, i64>, StoreError> {
+        #[derive(FromQueryResult)]
+        struct Counted {
+            state: i32,
+            imports: i64,
+        }
+        let counted = import::Entity::find()
+            .select_only()
+            .column(import::Column::State)
+            .column_as(import::Column::Id.count(), "imports")
+            .group_by(import::Column::State)
+            .into_model::<Counted>()
+            .all(&self.db)
+            .await?;
+        Ok(counted
+            .into_iter()
+            .filter_map(|Counted { state, imports }| {
+                Some((ImportState::from_code(state)?, imports))
+            })
+            .collect())
+    }
+
+    /// Imports whose expiry has passed and that no worker is busy with.
+    pub async fn expired_imports(&self, now: i64, limit: u64) -> Result<Vec<ImportId>, StoreError> {
+        let ids: Vec<uuid::Uuid> = import::Entity::find()
+            .select_only()
+            .column(import::Column::Id)
+            .filter(import::Column::ExpireAt.lt(now))
+            .filter(
+                import::Column::State
+                    .is_not_in([ImportState::Validating.code(), ImportState::Applying.code()]),
+            )
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        Ok(ids.into_iter().map(ImportId).collect())
+    }
+
+    /// Deletes an import with its file, rows and lease.
+    pub async fn purge(&self, import_id: ImportId) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        row::Entity::delete_many()
+            .filter(row::Column::ImportId.eq(import_id.0))
+            .exec(&txn)
+            .await?;
+        delete_chunks(&txn, import_id.0).await?;
+        delete_lease(&txn, import_id.0).await?;
+        import::Entity::delete_by_id(import_id.0).exec(&txn).await?;
+        Ok(txn.commit().await?)
+    }
+}
+
+impl Tx {
+    /// The import as this transaction sees it.
+    pub async fn import(&self, id: ImportId) -> Result<Option<Import>, StoreError> {
+        Ok(import::Entity::find_by_id(id.0)
+            .one(&self.txn)
+            .await?
+            .map(convert::import))
+    }
+
+    /// The state of the import now, `None` when it is gone: what a step that found the import
+    /// moved on reports.
+    async fn state_now(&self, id: ImportId) -> Result<Option<ImportState>, StoreError> {
+        Ok(import::Entity::find_by_id(id.0)
+            .one(&self.txn)
+            .await?
+            .map(|model| state_of(model.state)))
+    }
+
+    /// Moves an import from `from` to APPLYING and hands it to the workers (a lease to claim):
+    /// one conditional UPDATE. It records the submit's request id, whether the apply sends
+    /// welcome emails, and `trace_context` for the apply when the import has none. Returns
+    /// the import as it is after the step, or the state it was found in when it was no longer
+    /// in `from` (`None`: gone).
+    pub async fn start_apply(
+        &self,
+        current: &Import,
+        from: ImportState,
+        request_id: &str,
+        welcome_emails: bool,
+        trace_context: &str,
+    ) -> Result<Result<Import, Option<ImportState>>, StoreError> {
+        let id = current.id;
+        let updated = import::Entity::update_many()
+            .col_expr(
+                import::Column::State,
+                Expr::value(ImportState::Applying.code()),
+            )
+            .col_expr(
+                import::Column::SubmitRequestId,
+                Expr::value(Some(request_id.to_owned()).filter(|id| !id.is_empty())),
+            )
+            .col_expr(import::Column::ExpireAt, Expr::value(Option::<i64>::None))
+            .col_expr(import::Column::WelcomeEmails, Expr::value(welcome_emails))
+            .col_expr(
+                import::Column::TraceContext,
+                Expr::value(if current.trace_context.is_empty() {
+                    trace_context
+                } else {
+                    current.trace_context.as_str()
+                }),
+            )
+            .col_expr(import::Column::UpdatedAt, Expr::value(super::now_millis()))
+            .col_expr(
+                import::Column::Version,
+                Expr::col(import::Column::Version).add(1),
+            )
+            .filter(import::Column::Id.eq(id.0))
+            .filter(import::Column::State.eq(from.code()))
+            .exec(&self.txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Ok(Err(self.state_now(id).await?));
+        }
+        insert_lease(&self.txn, id.0).await?;
+        self.import(id).await.map(|import| import.ok_or(None))
+    }
+
+    /// Moves an import from `from` to CANCELLED: one conditional UPDATE. Rows not applied yet
+    /// are skipped and the file's pieces deleted. Returns the import as it is after the step,
+    /// or the state it was found in when it was no longer in `from` (`None`: gone).
+    pub async fn cancel(
+        &self,
+        id: ImportId,
+        from: ImportState,
+        request_id: &str,
+    ) -> Result<Result<Import, Option<ImportState>>, StoreError> {
+        let updated = import::Entity::update_many()
+            .col_expr(
+                import::Column::State,
+                Expr::value(ImportState::Cancelled.code()),
+            )
+            .col_expr(
+                import::Column::CancelRequestId,
+                Expr::value(Some(request_id.to_owned()).filter(|id| !id.is_empty())),
+            )
+            .col_expr(import::Column::UpdatedAt, Expr::value(super::now_millis()))
+            .col_expr(
+                import::Column::Version,
+                Expr::col(import::Column::Version).add(1),
+            )
+            .filter(import::Column::Id.eq(id.0))
+            .filter(import::Column::State.eq(from.code()))
+            .exec(&self.txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            return Ok(Err(self.state_now(id).await?));
+        }
+        row::Entity::update_many()
+            .col_expr(
+                row::Column::Outcome,
+                Expr::value(RowOutcome::Skipped.code()),
+            )
+            .filter(row::Column::ImportId.eq(id.0))
+            .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
+            .exec(&self.txn)
+            .await?;
+        // A worker applying a batch right now records that batch's outcomes before it sees the
+        // cancel (and then drops the lease itself), so its rows are reported as applied.
+        if from != ImportState::Applying {
+            delete_lease(&self.txn, id.0).await?;
+        }
+        delete_chunks(&self.txn, id.0).await?;
+        self.import(id).await.map(|import| import.ok_or(None))
+    }
+}

@@ -1,0 +1,199 @@
+//! Validation's writes: staging planned rows, the repeated values that make rows errors, and
+//! the end of validation (VALIDATED with its counts, or INVALID).
+
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{
+    ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use super::convert::{self, json, planned_row, repeated_column};
+use super::entities::{import, row};
+use super::leases::renew;
+use super::{Store, StoreError, delete_chunks, delete_lease, now_millis};
+use crate::domain::import::{ActionCounts, ImportId, ReadFormat, RepeatedValue, StagedRow};
+use crate::domain::rows::{PlannedRow, RowError};
+use crate::domain::state::{ImportState, RowAction};
+
+impl Store {
+    /// Forgets what an earlier, interrupted validation staged.
+    pub async fn restart_validation(&self, import_id: ImportId) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        row::Entity::delete_many()
+            .filter(row::Column::ImportId.eq(import_id.0))
+            .exec(&txn)
+            .await?;
+        import::Entity::update_many()
+            .col_expr(import::Column::TotalRowCount, Expr::value(0i64))
+            .filter(import::Column::Id.eq(import_id.0))
+            .exec(&txn)
+            .await?;
+        Ok(txn.commit().await?)
+    }
+
+    /// Stages validated rows and moves the row count on, if `owner` still holds the lease.
+    pub async fn stage_rows(
+        &self,
+        import_id: ImportId,
+        owner: &str,
+        ttl_ms: i64,
+        rows: Vec<PlannedRow>,
+        columns: &[&str],
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin().await?;
+        if !renew(&txn, import_id, owner, ttl_ms).await? {
+            return Ok(false);
+        }
+        let count = rows.len() as i64;
+        if !rows.is_empty() {
+            row::Entity::insert_many(rows.into_iter().map(|row| planned_row(import_id.0, row)))
+                .exec_without_returning(&txn)
+                .await?;
+        }
+        import::Entity::update_many()
+            .col_expr(
+                import::Column::TotalRowCount,
+                Expr::col(import::Column::TotalRowCount).add(count),
+            )
+            .col_expr(import::Column::Columns, Expr::value(json(columns)))
+            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
+            .filter(import::Column::Id.eq(import_id.0))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(true)
+    }
+
+    /// A page of the rows whose `value` (claimed username or profile id) appears on more than
+    /// one row, ordered by that value and row, after `after`.
+    pub async fn repeated_values(
+        &self,
+        import_id: ImportId,
+        value: RepeatedValue,
+        after: Option<(String, i64)>,
+        limit: u64,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let column = repeated_column(value);
+        let repeated = Query::select()
+            .column(column)
+            .from(row::Entity)
+            .and_where(row::Column::ImportId.eq(import_id.0))
+            .and_where(column.is_not_null())
+            .group_by_col(column)
+            .and_having(Expr::col(column).count().gt(1))
+            .to_owned();
+        let mut query = row::Entity::find()
+            .select_only()
+            .column(column)
+            .column(row::Column::RowNumber)
+            .filter(row::Column::ImportId.eq(import_id.0))
+            .filter(column.in_subquery(repeated))
+            .order_by_asc(column)
+            .order_by_asc(row::Column::RowNumber)
+            .limit(limit);
+        if let Some((value, row_number)) = after {
+            query = query.filter(
+                Condition::any().add(column.gt(value.clone())).add(
+                    Condition::all()
+                        .add(column.eq(value))
+                        .add(row::Column::RowNumber.gt(row_number)),
+                ),
+            );
+        }
+        Ok(query.into_tuple().all(&self.db).await?)
+    }
+
+    pub async fn row(
+        &self,
+        import_id: ImportId,
+        row_number: i64,
+    ) -> Result<Option<StagedRow>, StoreError> {
+        Ok(row::Entity::find_by_id((import_id.0, row_number))
+            .one(&self.db)
+            .await?
+            .map(convert::staged_row))
+    }
+
+    /// Makes a row an error with these errors (after the duplicate checks).
+    pub async fn set_row_errors(
+        &self,
+        import_id: ImportId,
+        row_number: i64,
+        errors: &[RowError],
+    ) -> Result<(), StoreError> {
+        row::Entity::update_many()
+            .col_expr(row::Column::Action, Expr::value(RowAction::Error.code()))
+            .col_expr(row::Column::Errors, Expr::value(json(errors)))
+            .col_expr(row::Column::Changes, Expr::value("[]"))
+            .filter(row::Column::ImportId.eq(import_id.0))
+            .filter(row::Column::RowNumber.eq(row_number))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends validation: VALIDATED with the counts and an expiry, or INVALID with a message;
+    /// either way with the `format` the file was found in. The file's pieces and the lease go.
+    /// False when `owner` lost the lease or the import was cancelled meanwhile.
+    pub async fn finish_validation(
+        &self,
+        import_id: ImportId,
+        owner: &str,
+        ttl_ms: i64,
+        result: Result<ActionCounts, String>,
+        format: ReadFormat,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin().await?;
+        if !renew(&txn, import_id, owner, ttl_ms).await? {
+            return Ok(false);
+        }
+        let now = now_millis();
+        let mut update = import::Entity::update_many()
+            .col_expr(import::Column::UpdatedAt, Expr::value(now))
+            .col_expr(
+                import::Column::Delimiter,
+                Expr::value(format.delimiter.map(String::from)),
+            )
+            .col_expr(
+                import::Column::LineEnding,
+                Expr::value(format.line_ending.map(str::to_owned)),
+            )
+            .col_expr(
+                import::Column::Version,
+                Expr::col(import::Column::Version).add(1),
+            )
+            .filter(import::Column::Id.eq(import_id.0))
+            .filter(import::Column::State.eq(ImportState::Validating.code()));
+        update = match &result {
+            Ok(counts) => update
+                .col_expr(
+                    import::Column::State,
+                    Expr::value(ImportState::Validated.code()),
+                )
+                .col_expr(import::Column::TotalRowCount, Expr::value(counts.total))
+                .col_expr(import::Column::CreateCount, Expr::value(counts.create))
+                .col_expr(import::Column::UpdateCount, Expr::value(counts.update))
+                .col_expr(
+                    import::Column::UnchangedCount,
+                    Expr::value(counts.unchanged),
+                )
+                .col_expr(import::Column::ErrorCount, Expr::value(counts.error)),
+            Err(message) => update
+                .col_expr(
+                    import::Column::State,
+                    Expr::value(ImportState::Invalid.code()),
+                )
+                .col_expr(import::Column::ErrorMessage, Expr::value(message.as_str())),
+        };
+        let updated = update.exec(&txn).await?.rows_affected == 1;
+        if result.is_err() {
+            row::Entity::delete_many()
+                .filter(row::Column::ImportId.eq(import_id.0))
+                .exec(&txn)
+                .await?;
+        }
+        delete_chunks(&txn, import_id.0).await?;
+        delete_lease(&txn, import_id.0).await?;
+        txn.commit().await?;
+        Ok(updated)
+    }
+}
