@@ -15,7 +15,7 @@ use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::client::{Client, ClientConfig, idempotent};
 use tonic::{Code, Request, Status};
 
-use crate::domain::assignments::{Extension, ExtensionKind, Role};
+use crate::domain::assignments::{Extension, ExtensionKind};
 use crate::domain::rows::{CurrentProfile, UpsertFields, UsernameVerdict};
 
 /// The most items identity takes in one batch call.
@@ -171,17 +171,14 @@ impl Identity {
                 roles: fields
                     .roles
                     .into_iter()
-                    .map(|role| role_to_pb(role) as i32)
+                    .map(|role| pb::Role::from(role) as i32)
                     .collect(),
                 extensions: fields
                     .extensions
                     .into_iter()
                     .map(|extension| pb::Extension {
                         number: extension.number,
-                        kind: match extension.kind {
-                            ExtensionKind::Physical => pb::ExtensionKind::Physical,
-                            ExtensionKind::Virtual => pb::ExtensionKind::Virtual,
-                        } as i32,
+                        kind: pb::ExtensionKind::from(extension.kind) as i32,
                     })
                     .collect(),
                 set_assignments: fields.set_assignments,
@@ -201,37 +198,20 @@ impl Identity {
     }
 }
 
-fn role_to_pb(role: Role) -> pb::Role {
-    match role {
-        Role::AccountAdministrator => pb::Role::AccountAdministrator,
-        Role::ContactCenterAgent => pb::Role::ContactCenterAgent,
-        Role::ContactCenterSupervisor => pb::Role::ContactCenterSupervisor,
-        Role::StandardUser => pb::Role::StandardUser,
-    }
-}
-
 fn current(profile: pb::Profile) -> CurrentProfile {
     let roles = profile
         .roles
         .iter()
-        .filter_map(|role| match pb::Role::try_from(*role) {
-            Ok(pb::Role::AccountAdministrator) => Some(Role::AccountAdministrator),
-            Ok(pb::Role::ContactCenterAgent) => Some(Role::ContactCenterAgent),
-            Ok(pb::Role::ContactCenterSupervisor) => Some(Role::ContactCenterSupervisor),
-            Ok(pb::Role::StandardUser) => Some(Role::StandardUser),
-            _ => None,
-        })
+        .filter_map(|role| roster_proto::convert::role_values(&[*role]).pop()?.ok())
         .collect();
     let extensions = profile
         .extensions
         .iter()
         .map(|extension| Extension {
             number: extension.number.clone(),
-            kind: if extension.kind == pb::ExtensionKind::Virtual as i32 {
-                ExtensionKind::Virtual
-            } else {
-                ExtensionKind::Physical
-            },
+            // What identity answers is physical unless it says virtual.
+            kind: roster_proto::convert::extension_kind(extension.kind)
+                .unwrap_or(ExtensionKind::Physical),
         })
         .collect();
     CurrentProfile {

@@ -4,6 +4,7 @@
 #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
 
 pub mod codec;
+pub mod convert;
 
 /// The encoded `FileDescriptorSet` of every Roster `.proto` file (well-known types included).
 pub const FILE_DESCRIPTOR_SET: &[u8] =

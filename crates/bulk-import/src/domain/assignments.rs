@@ -15,62 +15,20 @@
 
 use std::collections::BTreeSet;
 
-/// A role a profile can hold.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
-    AccountAdministrator,
-    ContactCenterAgent,
-    ContactCenterSupervisor,
-    StandardUser,
-}
+pub use roster_identity_domain::assignment::{ExtensionKind, Role};
 
-impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::AccountAdministrator,
-        Role::ContactCenterAgent,
-        Role::ContactCenterSupervisor,
-        Role::StandardUser,
-    ];
-
-    /// The name the template writes.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::AccountAdministrator => "account_administrator",
-            Role::ContactCenterAgent => "contact_center_agent",
-            Role::ContactCenterSupervisor => "contact_center_supervisor",
-            Role::StandardUser => "standard_user",
-        }
-    }
-
-    /// The role a cell value names, ignoring case and taking ` `, `-` and `_` alike.
-    pub fn parse(text: &str) -> Option<Role> {
-        let normal = text
-            .chars()
-            .map(|c| if c == ' ' || c == '-' { '_' } else { c })
-            .collect::<String>()
-            .split('_')
-            .filter(|part| !part.is_empty())
-            .collect::<Vec<_>>()
-            .join("_")
-            .to_lowercase();
-        Role::ALL.into_iter().find(|role| role.name() == normal)
-    }
-}
-
-/// The kind of an extension.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ExtensionKind {
-    Physical,
-    Virtual,
-}
-
-impl ExtensionKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ExtensionKind::Physical => "physical",
-            ExtensionKind::Virtual => "virtual",
-        }
-    }
+/// The role a cell value names, ignoring case and taking ` `, `-` and `_` alike.
+pub fn parse_role(text: &str) -> Option<Role> {
+    let normal = text
+        .chars()
+        .map(|c| if c == ' ' || c == '-' { '_' } else { c })
+        .collect::<String>()
+        .split('_')
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("_")
+        .to_lowercase();
+    Role::from_name(&normal)
 }
 
 /// An extension a profile holds.
@@ -98,13 +56,13 @@ pub fn parse_roles(cell: &str) -> Result<BTreeSet<Role>, Vec<String>> {
     let mut roles = BTreeSet::new();
     let mut problems = Vec::new();
     for item in items(cell) {
-        match Role::parse(item) {
+        match parse_role(item) {
             Some(role) => {
                 roles.insert(role);
             }
             None => problems.push(format!(
                 "unknown role '{item}'; expected {}",
-                Role::ALL.map(Role::name).join(", ")
+                Role::ALL.map(Role::as_str).join(", ")
             )),
         }
     }
@@ -181,7 +139,7 @@ pub fn resolve(entries: &[ExtensionEntry], current: &[Extension]) -> Vec<Extensi
 pub fn roles_cell(roles: &BTreeSet<Role>) -> String {
     roles
         .iter()
-        .map(|role| role.name())
+        .map(|role| role.as_str())
         .collect::<Vec<_>>()
         .join(";")
 }
@@ -192,7 +150,7 @@ pub fn extensions_cell(extensions: &[Extension]) -> String {
     sorted.sort();
     sorted
         .iter()
-        .map(|extension| format!("{}:{}", extension.number, extension.kind.name()))
+        .map(|extension| format!("{}:{}", extension.number, extension.kind.as_str()))
         .collect::<Vec<_>>()
         .join(";")
 }

@@ -14,7 +14,7 @@ use roster_runtime::request::{
 };
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::accounts::NewAccount;
 use crate::domain::account::{ACCOUNT_FIELDS, AccountPatch, POLICY_FIELDS, PolicyPatch};
@@ -42,7 +42,7 @@ impl AccountService for AccountApi {
         let request = request.into_inner();
         if caller.account_limit().is_some() {
             // Before any field is read: such a key learns nothing from its request's faults.
-            return Err(ApiError::from(IdentityError::NotPermitted(
+            return Err(api_error(IdentityError::NotPermitted(
                 "a key limited to some accounts cannot create accounts".into(),
             ))
             .into());
@@ -58,7 +58,7 @@ impl AccountService for AccountApi {
             .app
             .create_account(&caller, &request.request_id, new)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(CreateAccountResponse {
             account: Some(convert::account(&account)),
         }))
@@ -74,7 +74,7 @@ impl AccountService for AccountApi {
             .app
             .account(&caller, AccountId(id))
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(GetAccountResponse {
             account: Some(convert::account(&account)),
         }))
@@ -106,7 +106,7 @@ impl AccountService for AccountApi {
                         "account.display_name",
                         &changes.display_name,
                     )
-                    .map_err(ApiError::from)?,
+                    .map_err(api_error)?,
                 )
             } else {
                 None
@@ -122,7 +122,7 @@ impl AccountService for AccountApi {
             .app
             .update_account(&caller, &request.request_id, AccountId(id), expected, patch)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(UpdateAccountResponse {
             account: Some(convert::account(&account)),
         }))
@@ -140,7 +140,7 @@ impl AccountService for AccountApi {
             .app
             .list_accounts(&caller, after, limit + 1)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         let more = found.len() as u64 > limit;
         let page = &found[..found.len().min(limit as usize)];
         Ok(Response::new(ListAccountsResponse {
@@ -163,7 +163,7 @@ impl AccountService for AccountApi {
             .app
             .account(&caller, AccountId(id))
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(GetPasswordPolicyResponse {
             policy: Some(convert::policy(&account)),
         }))
@@ -211,7 +211,7 @@ impl AccountService for AccountApi {
             .app
             .update_password_policy(&caller, &request.request_id, AccountId(id), expected, patch)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(UpdatePasswordPolicyResponse {
             policy: Some(convert::policy(&account)),
         }))

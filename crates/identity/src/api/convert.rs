@@ -9,10 +9,9 @@ use roster_runtime::error::FieldViolation;
 use roster_runtime::request::etag;
 
 use crate::domain::account::Account;
-use crate::domain::assignment::{ExtensionKind, Role};
-use crate::domain::error::{IdentityError, Refusal, Violation};
+use crate::domain::error::{IdentityError, Violation};
 use crate::domain::policy::{PasswordPolicy, Preset};
-use crate::domain::profile::{Profile, ProfileStatus};
+use crate::domain::profile::Profile;
 
 pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -70,112 +69,111 @@ pub fn policy(account: &Account) -> pb::PasswordPolicy {
     }
 }
 
-impl From<IdentityError> for ApiError {
-    fn from(error: IdentityError) -> Self {
-        match error {
-            IdentityError::Invalid(violations) => ApiError::InvalidArgument {
-                // An invalid username is worth its own reason, so callers can offer another.
-                reason: if violations
-                    .iter()
-                    .any(|violation| violation.field == "username")
-                {
-                    "USERNAME_INVALID"
-                } else {
-                    "INVALID_ARGUMENT"
+/// The one map from identity's failures to what callers see, for calls and batch items alike.
+pub fn api_error(error: IdentityError) -> ApiError {
+    match error {
+        IdentityError::Invalid(violations) => ApiError::InvalidArgument {
+            // An invalid username is worth its own reason, so callers can offer another.
+            reason: if violations
+                .iter()
+                .any(|violation| violation.field == "username")
+            {
+                "USERNAME_INVALID"
+            } else {
+                "INVALID_ARGUMENT"
+            },
+            violations: violations
+                .into_iter()
+                .map(|violation| FieldViolation::new(violation.field, violation.description))
+                .collect(),
+        },
+        IdentityError::UsernameRefused {
+            refusal,
+            defaulted,
+            suggestions,
+        } => {
+            use crate::domain::error::Refusal;
+            let message = refusal.explain(defaulted, &suggestions);
+            match refusal {
+                Refusal::Invalid => ApiError::InvalidArgument {
+                    reason: refusal.reason(),
+                    violations: vec![FieldViolation::new("username", message)],
                 },
-                violations: violations
-                    .into_iter()
-                    .map(|violation| FieldViolation::new(violation.field, violation.description))
-                    .collect(),
-            },
-            IdentityError::UsernameRefused {
-                refusal,
-                defaulted,
-                suggestions,
-            } => {
-                use crate::domain::error::Refusal;
-                let message = refusal.explain(defaulted, &suggestions);
-                match refusal {
-                    Refusal::Invalid => ApiError::InvalidArgument {
-                        reason: refusal.reason(),
-                        violations: vec![FieldViolation::new("username", message)],
-                    },
-                    _ => ApiError::AlreadyExists {
-                        reason: refusal.reason(),
-                        message,
-                        metadata: HashMap::from([
-                            ("username_defaulted".to_owned(), defaulted.to_string()),
-                            ("suggestions".to_owned(), suggestions.join(",")),
-                        ]),
-                    },
-                }
+                _ => ApiError::AlreadyExists {
+                    reason: refusal.reason(),
+                    message,
+                    metadata: HashMap::from([
+                        ("username_defaulted".to_owned(), defaulted.to_string()),
+                        ("suggestions".to_owned(), suggestions.join(",")),
+                    ]),
+                },
             }
-            IdentityError::ExtensionInvalid(violations) => ApiError::InvalidArgument {
-                reason: "EXTENSION_INVALID",
-                violations: field_violations(violations),
-            },
-            IdentityError::RoleInvalid(violations) => ApiError::InvalidArgument {
-                reason: "ROLE_INVALID",
-                violations: field_violations(violations),
-            },
-            IdentityError::ExtensionTaken { number } => ApiError::AlreadyExists {
-                reason: "EXTENSION_TAKEN",
-                message: format!(
-                    "extension {number} is held by another profile of this account; unassign it there first"
-                ),
-                metadata: HashMap::from([("number".to_owned(), number)]),
-            },
-            IdentityError::InvalidResetToken => ApiError::FailedPrecondition {
-                reason: "RESET_TOKEN_INVALID",
-                message: crate::domain::policy::INVALID_TOKEN.to_owned(),
-                subject: "token".to_owned(),
-            },
-            IdentityError::PasswordPolicy(rules) => ApiError::InvalidArgument {
-                reason: "PASSWORD_POLICY",
-                violations: rules
-                    .into_iter()
-                    .map(|rule| {
-                        FieldViolation::new(
-                            "new_password",
-                            format!("{}: {}", rule.code, rule.description),
-                        )
-                    })
-                    .collect(),
-            },
-            IdentityError::Throttled(wait) => ApiError::ResourceExhausted {
-                reason: "SIGNIN_THROTTLED",
-                message: "too many failed sign-ins for this username; retry later".into(),
-                retry_after: Some(wait),
-            },
-            IdentityError::HashingBusy => ApiError::ResourceExhausted {
-                reason: "PASSWORD_WORKERS_BUSY",
-                message: "every password worker is busy; retry shortly".into(),
-                retry_after: Some(std::time::Duration::from_millis(200)),
-            },
-            IdentityError::Internal(message) => ApiError::internal(message),
-            IdentityError::Contention(message) => ApiError::Aborted {
-                reason: "CONCURRENT_CHANGE",
-                message,
-            },
-            IdentityError::NotFound(resource) => ApiError::NotFound { resource },
-            IdentityError::NotPermitted(message) => ApiError::PermissionDenied {
-                reason: "ACCOUNT_NOT_PERMITTED",
-                message,
-            },
-            IdentityError::StaleEtag => ApiError::stale_etag(),
-            IdentityError::Precondition(message) => ApiError::FailedPrecondition {
-                reason: "FAILED_PRECONDITION",
-                message,
-                subject: String::new(),
-            },
-            IdentityError::Changed { field, message } => ApiError::FailedPrecondition {
-                reason: "PROFILE_CHANGED",
-                message,
-                subject: field.to_owned(),
-            },
-            IdentityError::Storage(error) => ApiError::Internal(error),
-            IdentityError::Corrupt(message) => ApiError::internal(message),
         }
+        IdentityError::ExtensionInvalid(violations) => ApiError::InvalidArgument {
+            reason: "EXTENSION_INVALID",
+            violations: field_violations(violations),
+        },
+        IdentityError::RoleInvalid(violations) => ApiError::InvalidArgument {
+            reason: "ROLE_INVALID",
+            violations: field_violations(violations),
+        },
+        IdentityError::ExtensionTaken { number } => ApiError::AlreadyExists {
+            reason: "EXTENSION_TAKEN",
+            message: format!(
+                "extension {number} is held by another profile of this account; unassign it there first"
+            ),
+            metadata: HashMap::from([("number".to_owned(), number)]),
+        },
+        IdentityError::InvalidResetToken => ApiError::FailedPrecondition {
+            reason: "RESET_TOKEN_INVALID",
+            message: crate::domain::policy::INVALID_TOKEN.to_owned(),
+            subject: "token".to_owned(),
+        },
+        IdentityError::PasswordPolicy(rules) => ApiError::InvalidArgument {
+            reason: "PASSWORD_POLICY",
+            violations: rules
+                .into_iter()
+                .map(|rule| {
+                    FieldViolation::new(
+                        "new_password",
+                        format!("{}: {}", rule.code, rule.description),
+                    )
+                })
+                .collect(),
+        },
+        IdentityError::Throttled(wait) => ApiError::ResourceExhausted {
+            reason: "SIGNIN_THROTTLED",
+            message: "too many failed sign-ins for this username; retry later".into(),
+            retry_after: Some(wait),
+        },
+        IdentityError::HashingBusy => ApiError::ResourceExhausted {
+            reason: "PASSWORD_WORKERS_BUSY",
+            message: "every password worker is busy; retry shortly".into(),
+            retry_after: Some(std::time::Duration::from_millis(200)),
+        },
+        IdentityError::Internal(message) => ApiError::internal(message),
+        IdentityError::Contention(message) => ApiError::Aborted {
+            reason: "CONCURRENT_CHANGE",
+            message,
+        },
+        IdentityError::NotFound(resource) => ApiError::NotFound { resource },
+        IdentityError::NotPermitted(message) => ApiError::PermissionDenied {
+            reason: "ACCOUNT_NOT_PERMITTED",
+            message,
+        },
+        IdentityError::StaleEtag => ApiError::stale_etag(),
+        IdentityError::Precondition(message) => ApiError::FailedPrecondition {
+            reason: "FAILED_PRECONDITION",
+            message,
+            subject: String::new(),
+        },
+        IdentityError::Changed { field, message } => ApiError::FailedPrecondition {
+            reason: "PROFILE_CHANGED",
+            message,
+            subject: field.to_owned(),
+        },
+        IdentityError::Storage(error) => ApiError::Internal(error),
+        IdentityError::Corrupt(message) => ApiError::internal(message),
     }
 }
 
@@ -186,78 +184,9 @@ fn field_violations(violations: Vec<Violation>) -> Vec<FieldViolation> {
         .collect()
 }
 
-fn profile_status(status: ProfileStatus) -> pb::ProfileStatus {
-    match status {
-        ProfileStatus::Active => pb::ProfileStatus::Active,
-        ProfileStatus::Suspended => pb::ProfileStatus::Suspended,
-        ProfileStatus::Deleted => pb::ProfileStatus::Deleted,
-    }
-}
-
-/// The domain status of a protobuf status; `None` for UNSPECIFIED.
-pub fn profile_status_from_proto(status: pb::ProfileStatus) -> Option<ProfileStatus> {
-    match status {
-        pb::ProfileStatus::Unspecified => None,
-        pb::ProfileStatus::Active => Some(ProfileStatus::Active),
-        pb::ProfileStatus::Suspended => Some(ProfileStatus::Suspended),
-        pb::ProfileStatus::Deleted => Some(ProfileStatus::Deleted),
-    }
-}
-
-/// The protobuf refusal of a username; UNSPECIFIED when it is free.
-pub fn refusal(refusal: Option<Refusal>) -> pb::UsernameRefusal {
-    match refusal {
-        None => pb::UsernameRefusal::Unspecified,
-        Some(Refusal::Taken) => pb::UsernameRefusal::Taken,
-        Some(Refusal::Retired) => pb::UsernameRefusal::Retired,
-        Some(Refusal::Confusable) => pb::UsernameRefusal::Confusable,
-        Some(Refusal::Invalid) => pb::UsernameRefusal::Invalid,
-    }
-}
-
-/// The domain role of a protobuf role; `None` for UNSPECIFIED.
-pub fn role(role: pb::Role) -> Option<Role> {
-    match role {
-        pb::Role::Unspecified => None,
-        pb::Role::AccountAdministrator => Some(Role::AccountAdministrator),
-        pb::Role::ContactCenterAgent => Some(Role::ContactCenterAgent),
-        pb::Role::ContactCenterSupervisor => Some(Role::ContactCenterSupervisor),
-        pb::Role::StandardUser => Some(Role::StandardUser),
-    }
-}
-
-/// Each role value of a request: the role, or the value when it names none.
-pub fn role_values(values: &[i32]) -> Vec<Result<Role, i32>> {
-    values
-        .iter()
-        .map(|value| pb::Role::try_from(*value).ok().and_then(role).ok_or(*value))
-        .collect()
-}
-
-fn role_to_proto(role: Role) -> pb::Role {
-    match role {
-        Role::AccountAdministrator => pb::Role::AccountAdministrator,
-        Role::ContactCenterAgent => pb::Role::ContactCenterAgent,
-        Role::ContactCenterSupervisor => pb::Role::ContactCenterSupervisor,
-        Role::StandardUser => pb::Role::StandardUser,
-    }
-}
-
-/// The domain kind of a protobuf extension kind; `None` for UNSPECIFIED or an unknown value.
-pub fn extension_kind(kind: i32) -> Option<ExtensionKind> {
-    match pb::ExtensionKind::try_from(kind) {
-        Ok(pb::ExtensionKind::Physical) => Some(ExtensionKind::Physical),
-        Ok(pb::ExtensionKind::Virtual) => Some(ExtensionKind::Virtual),
-        Ok(pb::ExtensionKind::Unspecified) | Err(_) => None,
-    }
-}
-
-fn extension_kind_to_proto(kind: ExtensionKind) -> pb::ExtensionKind {
-    match kind {
-        ExtensionKind::Physical => pb::ExtensionKind::Physical,
-        ExtensionKind::Virtual => pb::ExtensionKind::Virtual,
-    }
-}
+pub use roster_proto::convert::{
+    extension_kind, profile_status as profile_status_from_proto, refusal, role, role_values,
+};
 
 /// A password policy message's values as a domain policy (its preset as given).
 pub fn policy_values(message: &pb::PasswordPolicy, preset: Preset) -> PasswordPolicy {
@@ -280,7 +209,7 @@ pub fn profile(profile: &Profile) -> pb::Profile {
     let mut roles: Vec<i32> = profile
         .roles
         .iter()
-        .map(|role| role_to_proto(*role) as i32)
+        .map(|role| pb::Role::from(*role) as i32)
         .collect();
     roles.sort_unstable();
     pb::Profile {
@@ -295,14 +224,14 @@ pub fn profile(profile: &Profile) -> pb::Profile {
         department: profile.department.clone().unwrap_or_default(),
         locale: profile.locale.clone().unwrap_or_default(),
         time_zone: profile.time_zone.clone().unwrap_or_default(),
-        status: profile_status(profile.status) as i32,
+        status: pb::ProfileStatus::from(profile.status) as i32,
         roles,
         extensions: profile
             .extensions
             .iter()
             .map(|extension| pb::Extension {
                 number: extension.number.as_str().to_owned(),
-                kind: extension_kind_to_proto(extension.kind) as i32,
+                kind: pb::ExtensionKind::from(extension.kind) as i32,
             })
             .collect(),
         create_time: Some(timestamp(profile.created_at)),

@@ -7,9 +7,8 @@ use roster_runtime::auth::caller;
 use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
-use super::convert;
+use super::convert::{self, api_error};
 use crate::app::credentials::Passwords;
-use crate::domain::account::Account;
 use crate::domain::email::EmailAddress;
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::Rule;
@@ -23,16 +22,6 @@ pub struct CredentialApi {
 impl CredentialApi {
     pub fn new(passwords: Passwords) -> Self {
         Self { passwords }
-    }
-
-    async fn account(&self, id: uuid::Uuid) -> Result<Account, ApiError> {
-        self.passwords
-            .store()
-            .account(AccountId(id))
-            .await?
-            .ok_or(ApiError::NotFound {
-                resource: "account",
-            })
     }
 }
 
@@ -75,7 +64,11 @@ impl CredentialService for CredentialApi {
         let caller = caller(&request)?;
         let id = parse_id("account_id", &request.get_ref().account_id)?;
         caller.require_account(id)?;
-        let account = self.account(id).await?;
+        let account = self
+            .passwords
+            .account(AccountId(id))
+            .await
+            .map_err(api_error)?;
         Ok(Response::new(pb::GetPasswordRequirementsResponse {
             rules: account.policy.rules().into_iter().map(rule).collect(),
         }))
@@ -90,28 +83,27 @@ impl CredentialService for CredentialApi {
         let account_id = parse_id("account_id", &request.account_id)?;
         caller.require_account(account_id)?;
         let password = secret("password", request.password)?;
-        let account = self.account(account_id).await?;
+        let account = self
+            .passwords
+            .account(AccountId(account_id))
+            .await
+            .map_err(api_error)?;
         let profile = if request.profile_id.is_empty() {
             None
         } else {
             let id = parse_id("profile_id", &request.profile_id)?;
             Some(
                 self.passwords
-                    .store()
-                    .profile(self.passwords.store().connection(), ProfileId(id))
+                    .profile_in(AccountId(account_id), ProfileId(id))
                     .await
-                    .map_err(ApiError::from)?
-                    .filter(|record| record.account_id.0 == account_id)
-                    .ok_or(ApiError::NotFound {
-                        resource: "profile",
-                    })?,
+                    .map_err(api_error)?,
             )
         };
         let violations = self
             .passwords
             .check(&account, profile.as_ref(), &password)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(pb::CheckPasswordResponse {
             acceptable: violations.is_empty(),
             violations: violations.into_iter().map(rule).collect(),
@@ -139,7 +131,7 @@ impl CredentialService for CredentialApi {
                 expected,
             )
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(pb::SendPasswordResetResponse {
             profile_id: issued.profile_id.to_string(),
             email: issued.email,
@@ -158,7 +150,7 @@ impl CredentialService for CredentialApi {
         self.passwords
             .complete_reset(&caller, &request.token, password)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(pb::CompletePasswordResetResponse {}))
     }
 
@@ -174,7 +166,7 @@ impl CredentialService for CredentialApi {
             .passwords
             .verify(&caller, &request.username, password)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(api_error)?;
         Ok(Response::new(match verified {
             Some(record) => pb::VerifyPasswordResponse {
                 verified: true,

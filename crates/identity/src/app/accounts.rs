@@ -70,7 +70,7 @@ impl Identity {
             store,
             &request_scope(caller, "CreateAccount"),
             request_id,
-            async |txn| store.create_account(txn, &name, &policy, bounds).await,
+            async |txn| Ok(store.create_account(txn, &name, &policy, bounds).await?),
         )
         .await
     }
@@ -98,7 +98,7 @@ impl Identity {
         let only = caller
             .account_limit()
             .map(|accounts| accounts.iter().copied().map(AccountId).collect());
-        self.store.list_accounts(after, only, limit).await
+        Ok(self.store.list_accounts(after, only, limit).await?)
     }
 
     /// Changes an account's display name and extension bounds, at the version `expected`
@@ -122,7 +122,7 @@ impl Identity {
             async |txn| {
                 let account = account_at(store, txn, id, expected).await?;
                 let (name, bounds) = patch.apply(&account)?;
-                store.update_account(txn, &account, &name, bounds).await
+                Ok(store.update_account(txn, &account, &name, bounds).await?)
             },
         )
         .await
@@ -147,7 +147,7 @@ impl Identity {
                 let account = account_at(store, txn, id, expected).await?;
                 let policy = patch.apply(&account.policy);
                 policy.validate().map_err(IdentityError::Invalid)?;
-                store.update_policy(txn, &account, &policy).await
+                Ok(store.update_policy(txn, &account, &policy).await?)
             },
         )
         .await

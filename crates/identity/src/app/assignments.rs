@@ -41,7 +41,7 @@ impl Identity {
     ) -> Result<Profile, IdentityError> {
         let store = &self.store;
         self.change_profile(change, "AssignRoles", async |txn, current| {
-            store.add_roles(txn, current, roles).await
+            Ok(store.add_roles(txn, current, roles).await?)
         })
         .await
     }
@@ -54,7 +54,7 @@ impl Identity {
     ) -> Result<Profile, IdentityError> {
         let store = &self.store;
         self.change_profile(change, "UnassignRoles", async |txn, current| {
-            store.remove_roles(txn, current, roles).await
+            Ok(store.remove_roles(txn, current, roles).await?)
         })
         .await
     }
@@ -79,7 +79,7 @@ impl Identity {
             let wanted = RequestedExtension { number, kind }
                 .check("extension", account.extension_bounds, held)
                 .map_err(IdentityError::ExtensionInvalid)?;
-            store.assign_extension(txn, current, &wanted).await
+            Ok(store.assign_extension(txn, current, &wanted).await?)
         })
         .await
     }
@@ -95,7 +95,7 @@ impl Identity {
         })?;
         let store = &self.store;
         self.change_profile(change, "UnassignExtension", async |txn, current| {
-            store.unassign_extension(txn, current, &number).await
+            Ok(store.unassign_extension(txn, current, &number).await?)
         })
         .await
     }

@@ -25,6 +25,7 @@ use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::Profile;
 use crate::domain::suggestions::Seeds;
 use crate::domain::username::Username;
+use crate::store::StoreError;
 
 /// How often a batch is decided again after losing a race to a concurrent transaction.
 const ATTEMPTS: usize = 3;
@@ -283,7 +284,7 @@ impl Identity {
             });
         }
         store.store_responses(&txn, scope, to_keep).await?;
-        txn.commit().await?;
+        txn.commit().await.map_err(StoreError::from)?;
         Ok(Attempt::Done(results))
     }
 

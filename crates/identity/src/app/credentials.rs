@@ -15,12 +15,12 @@ use crate::Settings;
 use crate::domain::account::Account;
 use crate::domain::email::EmailAddress;
 use crate::domain::error::IdentityError;
-use crate::domain::ids::ProfileId;
+use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::{Personal, Rule};
 use crate::domain::profile::{Profile, ProfileStatus};
 use crate::domain::username::{Username, UsernameError};
 use crate::hashing::{HashError, Hasher};
-use crate::store::{LockSchedule, Store, now};
+use crate::store::{LockSchedule, Store, StoreError, now};
 use roster_runtime::Caller;
 
 pub use crate::domain::policy::INVALID_TOKEN;
@@ -87,6 +87,27 @@ impl Passwords {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The account a password call names.
+    pub async fn account(&self, id: AccountId) -> Result<Account, IdentityError> {
+        self.store
+            .account(id)
+            .await?
+            .ok_or(IdentityError::NotFound("account"))
+    }
+
+    /// A profile of `account_id`, deleted or not; another account's is NOT_FOUND.
+    pub async fn profile_in(
+        &self,
+        account_id: AccountId,
+        id: ProfileId,
+    ) -> Result<Profile, IdentityError> {
+        self.store
+            .profile(self.store.connection(), id)
+            .await?
+            .filter(|profile| profile.account_id == account_id)
+            .ok_or(IdentityError::NotFound("profile"))
     }
 
     /// Every rule `password` fails for `profile` (or for a future profile of `account`).
@@ -256,7 +277,7 @@ impl Passwords {
                 &emails::to_profile(&account, &profile, "password_changed", variables),
             )
             .await?;
-        txn.commit().await?;
+        txn.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
 

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 
 use crate::domain::error::IdentityError;
 use crate::domain::ids::AccountId;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The use cases of accounts, profiles, usernames and assignments over one store. Cheap to
 /// clone.
@@ -78,7 +78,7 @@ where
     let answer = match work(&txn).await {
         Ok(answer) => answer,
         Err(error) => {
-            txn.rollback().await?;
+            txn.rollback().await.map_err(StoreError::from)?;
             // A concurrent twin may have committed first, changing what `work` saw (a stale
             // etag now, a number held already): the twin's answer is the answer.
             if let Some(kept) = kept_answer(store, scope, request_id).await? {
@@ -94,13 +94,13 @@ where
             .keep_response(&txn, scope, request_id, encoded)
             .await?
         {
-            txn.rollback().await?;
+            txn.rollback().await.map_err(StoreError::from)?;
             return kept_answer(store, scope, request_id)
                 .await?
                 .ok_or_else(|| IdentityError::Corrupt("idempotency key vanished".into()));
         }
     }
-    txn.commit().await?;
+    txn.commit().await.map_err(StoreError::from)?;
     Ok(answer)
 }
 

@@ -103,9 +103,10 @@ impl Identity {
         after: Option<ProfileId>,
         limit: u64,
     ) -> Result<Vec<Profile>, IdentityError> {
-        self.store
+        Ok(self
+            .store
             .list_profiles(account_id, filter, after, limit)
-            .await
+            .await?)
     }
 
     /// The profiles of `account_id` among `ids`, by id; the others are missing, whether they
@@ -145,7 +146,7 @@ impl Identity {
                 let current = self.visible_profile(txn, caller, id).await?;
                 current.ensure_changeable(expected)?;
                 let (fields, status) = patch.apply(&current)?;
-                store.update_profile(txn, &current, &fields, status).await
+                Ok(store.update_profile(txn, &current, &fields, status).await?)
             },
         )
         .await;
@@ -192,7 +193,7 @@ impl Identity {
                 if current.status == crate::domain::profile::ProfileStatus::Deleted {
                     return Ok(current);
                 }
-                store.delete_profile(txn, &current).await
+                Ok(store.delete_profile(txn, &current).await?)
             },
         )
         .await

@@ -1,14 +1,6 @@
-//! Pure types and rules of identity: no gRPC, no SQL.
+//! Identity's domain: the pure rules of user profiles, from the `roster-identity-domain` crate
+//! (shared with bulk-import and the CLI), and this service's own outbox email.
 
-pub mod account;
-pub mod assignment;
-pub mod batch;
-pub mod email;
-pub mod error;
-pub mod fields;
-pub mod ids;
+pub use roster_identity_domain::*;
+
 pub mod outbox;
-pub mod policy;
-pub mod profile;
-pub mod suggestions;
-pub mod username;

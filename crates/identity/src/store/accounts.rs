@@ -7,6 +7,7 @@ use sea_orm::{
 };
 
 use super::Store;
+use super::StoreError;
 use super::entities::account;
 use crate::domain::account::Account;
 use crate::domain::assignment::ExtensionBounds;
@@ -15,7 +16,7 @@ use crate::domain::ids::AccountId;
 use crate::domain::policy::PasswordPolicy;
 
 /// The account a stored row makes.
-fn account_of(model: account::Model) -> Result<Account, IdentityError> {
+fn account_of(model: account::Model) -> Result<Account, StoreError> {
     let policy = serde_json::from_str(&model.password_policy).map_err(|error| {
         IdentityError::Corrupt(format!("password policy of {}: {error}", model.id))
     })?;
@@ -48,7 +49,7 @@ impl Store {
         display_name: &str,
         policy: &PasswordPolicy,
         extension_bounds: ExtensionBounds,
-    ) -> Result<Account, IdentityError> {
+    ) -> Result<Account, StoreError> {
         let now = crate::store::now();
         let model = account::ActiveModel {
             id: Set(AccountId::generate().0),
@@ -67,7 +68,7 @@ impl Store {
     }
 
     /// One account, if it exists.
-    pub async fn account(&self, id: AccountId) -> Result<Option<Account>, IdentityError> {
+    pub async fn account(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
         self.account_in(&self.db, id).await
     }
 
@@ -76,7 +77,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         id: AccountId,
-    ) -> Result<Option<Account>, IdentityError> {
+    ) -> Result<Option<Account>, StoreError> {
         account::Entity::find_by_id(id.0)
             .one(conn)
             .await?
@@ -90,7 +91,7 @@ impl Store {
         after: Option<AccountId>,
         only: Option<Vec<AccountId>>,
         limit: u64,
-    ) -> Result<Vec<Account>, IdentityError> {
+    ) -> Result<Vec<Account>, StoreError> {
         let mut query = account::Entity::find().order_by_asc(account::Column::Id);
         if let Some(after) = after {
             query = query.filter(account::Column::Id.gt(after.0));
@@ -115,7 +116,7 @@ impl Store {
         conn: &impl ConnectionTrait,
         account: &Account,
         policy: &PasswordPolicy,
-    ) -> Result<Account, IdentityError> {
+    ) -> Result<Account, StoreError> {
         use sea_orm::sea_query::Expr;
         let updated_at = super::now();
         let result = account::Entity::update_many()
@@ -133,7 +134,7 @@ impl Store {
             .exec(conn)
             .await?;
         if result.rows_affected == 0 {
-            return Err(IdentityError::StaleEtag);
+            return Err(IdentityError::StaleEtag.into());
         }
         Ok(Account {
             policy: policy.clone(),
@@ -153,7 +154,7 @@ impl Store {
         account: &Account,
         display_name: &str,
         extension_bounds: ExtensionBounds,
-    ) -> Result<Account, IdentityError> {
+    ) -> Result<Account, StoreError> {
         use sea_orm::sea_query::Expr;
         if account.display_name == display_name && account.extension_bounds == extension_bounds {
             return Ok(account.clone());
@@ -176,7 +177,7 @@ impl Store {
             .exec(conn)
             .await?;
         if result.rows_affected == 0 {
-            return Err(IdentityError::StaleEtag);
+            return Err(IdentityError::StaleEtag.into());
         }
         Ok(Account {
             display_name: display_name.to_owned(),

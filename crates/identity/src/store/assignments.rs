@@ -20,6 +20,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::Store;
+use super::StoreError;
 use super::entities::{extension, profile_role};
 use crate::domain::assignment::{Extension, ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
@@ -38,7 +39,7 @@ impl Store {
         txn: &DatabaseTransaction,
         id: ProfileId,
         accounts: Option<&HashSet<AccountId>>,
-    ) -> Result<Option<Profile>, IdentityError> {
+    ) -> Result<Option<Profile>, StoreError> {
         Ok(self.lock_profiles(txn, &[id], accounts).await?.pop())
     }
 
@@ -49,7 +50,7 @@ impl Store {
         txn: &DatabaseTransaction,
         current: &Profile,
         roles: &[Role],
-    ) -> Result<Profile, IdentityError> {
+    ) -> Result<Profile, StoreError> {
         let missing: Vec<Role> = roles
             .iter()
             .copied()
@@ -79,7 +80,7 @@ impl Store {
         txn: &DatabaseTransaction,
         current: &Profile,
         roles: &[Role],
-    ) -> Result<Profile, IdentityError> {
+    ) -> Result<Profile, StoreError> {
         let removed: Vec<&str> = roles
             .iter()
             .filter(|role| current.roles.contains(role))
@@ -106,7 +107,7 @@ impl Store {
         txn: &DatabaseTransaction,
         current: &Profile,
         wanted: &Extension,
-    ) -> Result<Profile, IdentityError> {
+    ) -> Result<Profile, StoreError> {
         let number = wanted.number.as_str();
         let kind = wanted.kind.as_str();
         match current
@@ -139,7 +140,8 @@ impl Store {
                 if inserted == 0 {
                     return Err(IdentityError::ExtensionTaken {
                         number: number.to_owned(),
-                    });
+                    }
+                    .into());
                 }
             }
         }
@@ -156,9 +158,9 @@ impl Store {
         txn: &DatabaseTransaction,
         current: &Profile,
         number: &ExtensionNumber,
-    ) -> Result<Profile, IdentityError> {
+    ) -> Result<Profile, StoreError> {
         if !current.extensions.iter().any(|held| held.number == *number) {
-            return Err(IdentityError::NotFound("extension"));
+            return Err(IdentityError::NotFound("extension").into());
         }
         extension::Entity::delete_many()
             .filter(extension::Column::AccountId.eq(current.account_id.0))
@@ -177,7 +179,7 @@ impl Store {
         txn: &DatabaseTransaction,
         account_id: AccountId,
         numbers: &[String],
-    ) -> Result<HashMap<String, ProfileId>, IdentityError> {
+    ) -> Result<HashMap<String, ProfileId>, StoreError> {
         let mut holders = HashMap::new();
         for chunk in numbers.chunks(CHUNK) {
             let rows: Vec<(String, Uuid)> = extension::Entity::find()
@@ -200,7 +202,7 @@ impl Store {
         txn: &DatabaseTransaction,
         account_id: AccountId,
         released: &[(ProfileId, String)],
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         for chunk in released.chunks(CHUNK) {
             let profiles: HashSet<Uuid> = chunk.iter().map(|(profile, _)| profile.0).collect();
             extension::Entity::delete_many()
@@ -220,7 +222,7 @@ impl Store {
         txn: &DatabaseTransaction,
         account_id: AccountId,
         claims: &[(ProfileId, &Extension)],
-    ) -> Result<HashSet<String>, IdentityError> {
+    ) -> Result<HashSet<String>, StoreError> {
         let mut claimed = HashSet::new();
         let now = crate::store::now();
         for chunk in claims.chunks(CHUNK) {
@@ -254,7 +256,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         roles: &[(ProfileId, Vec<Role>)],
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         for chunk in roles.chunks(CHUNK) {
             profile_role::Entity::delete_many()
                 .filter(profile_role::Column::ProfileId.is_in(chunk.iter().map(|(id, _)| id.0)))
@@ -286,7 +288,7 @@ impl Store {
         txn: &DatabaseTransaction,
         mut next: Profile,
         old_version: i64,
-    ) -> Result<Profile, IdentityError> {
+    ) -> Result<Profile, StoreError> {
         next.updated_at = crate::store::now();
         next.version = old_version + 1;
         self.write_version(txn, old_version, &next).await?;

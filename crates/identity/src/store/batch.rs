@@ -11,9 +11,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::Store;
+use super::StoreError;
 use super::entities::{idempotency_key, profile, username_registry};
 use super::profiles::{model_of, registry_row};
-use crate::domain::error::IdentityError;
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::Profile;
 use crate::domain::username::Username;
@@ -35,7 +35,7 @@ impl Store {
         conn: &impl ConnectionTrait,
         scope: &str,
         keys: &[String],
-    ) -> Result<HashMap<String, Vec<u8>>, IdentityError> {
+    ) -> Result<HashMap<String, Vec<u8>>, StoreError> {
         use sea_orm::FromQueryResult;
 
         #[derive(FromQueryResult)]
@@ -83,7 +83,7 @@ impl Store {
         txn: &DatabaseTransaction,
         scope: &str,
         responses: Vec<(String, Vec<u8>)>,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         let now = crate::store::now();
         for chunk in responses.chunks(CHUNK) {
             let rows = chunk
@@ -112,7 +112,7 @@ impl Store {
         txn: &DatabaseTransaction,
         ids: &[ProfileId],
         accounts: Option<&HashSet<AccountId>>,
-    ) -> Result<Vec<Profile>, IdentityError> {
+    ) -> Result<Vec<Profile>, StoreError> {
         let mut records = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(CHUNK) {
             let mut query = profile::Entity::find()
@@ -137,7 +137,7 @@ impl Store {
         txn: &DatabaseTransaction,
         account_id: AccountId,
         usernames: &[(&Username, ProfileId)],
-    ) -> Result<HashSet<String>, IdentityError> {
+    ) -> Result<HashSet<String>, StoreError> {
         let mut registered = HashSet::new();
         for chunk in usernames.chunks(CHUNK) {
             let rows = chunk
@@ -160,7 +160,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         profiles: &[Profile],
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         for chunk in profiles.chunks(CHUNK) {
             profile::Entity::insert_many(
                 chunk
@@ -178,7 +178,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         profiles: &[Profile],
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         let models: Vec<profile::Model> = profiles.iter().map(model_of).collect();
         for chunk in models.chunks(CHUNK / 2) {
             let ids: Vec<Uuid> = chunk.iter().map(|model| model.id).collect();

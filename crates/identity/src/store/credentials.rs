@@ -9,6 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use super::StoreError;
 use super::entities::{credential, outbox, password_history, reset_token, signin_throttle};
 use super::{Store, now};
 use crate::domain::error::IdentityError;
@@ -20,7 +21,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         profile_id: Uuid,
-    ) -> Result<Option<String>, IdentityError> {
+    ) -> Result<Option<String>, StoreError> {
         Ok(credential::Entity::find_by_id(profile_id)
             .one(conn)
             .await?
@@ -33,7 +34,7 @@ impl Store {
         conn: &impl ConnectionTrait,
         profile_id: Uuid,
         count: u32,
-    ) -> Result<Vec<String>, IdentityError> {
+    ) -> Result<Vec<String>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
         }
@@ -54,7 +55,7 @@ impl Store {
         txn: &DatabaseTransaction,
         profile_id: Uuid,
         hash: &str,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         let at = now();
         credential::Entity::insert(credential::ActiveModel {
             profile_id: Set(profile_id),
@@ -85,7 +86,7 @@ impl Store {
         profile_id: Uuid,
         old: &str,
         new: &str,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         credential::Entity::update_many()
             .col_expr(credential::Column::Hash, Expr::val(new.to_owned()))
             .filter(credential::Column::ProfileId.eq(profile_id))
@@ -99,7 +100,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         profile_id: Uuid,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         reset_token::Entity::update_many()
             .col_expr(reset_token::Column::RevokedAt, Expr::val(Some(now())))
             .filter(reset_token::Column::ProfileId.eq(profile_id))
@@ -117,7 +118,7 @@ impl Store {
         profile_id: Uuid,
         token_hash: &str,
         expires_at: DateTime<Utc>,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         self.revoke_reset_tokens(txn, profile_id).await?;
         reset_token::Entity::insert(reset_token::ActiveModel {
             token_hash: Set(token_hash.to_owned()),
@@ -137,7 +138,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         token_hash: &str,
-    ) -> Result<Option<Uuid>, IdentityError> {
+    ) -> Result<Option<Uuid>, StoreError> {
         Ok(reset_token::Entity::find_by_id(token_hash.to_owned())
             .filter(reset_token::Column::UsedAt.is_null())
             .filter(reset_token::Column::RevokedAt.is_null())
@@ -152,7 +153,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         token_hash: &str,
-    ) -> Result<bool, IdentityError> {
+    ) -> Result<bool, StoreError> {
         let result = reset_token::Entity::update_many()
             .col_expr(reset_token::Column::UsedAt, Expr::val(Some(now())))
             .filter(reset_token::Column::TokenHash.eq(token_hash))
@@ -169,7 +170,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         email: &OutboxEmail,
-    ) -> Result<Uuid, IdentityError> {
+    ) -> Result<Uuid, StoreError> {
         let id = Uuid::now_v7();
         outbox::Entity::insert(outbox_row(id, email)?)
             .exec_without_returning(txn)
@@ -182,7 +183,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         emails: &[OutboxEmail],
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         // Nine columns a row: far below SQLite's and PostgreSQL's bind-parameter caps.
         for chunk in emails.chunks(200) {
             let rows = chunk
@@ -204,7 +205,7 @@ impl Store {
         owner: &str,
         lease_until: DateTime<Utc>,
         limit: u64,
-    ) -> Result<Vec<outbox::Model>, IdentityError> {
+    ) -> Result<Vec<outbox::Model>, StoreError> {
         let at = now();
         let due = || {
             Expr::col(outbox::Column::DeliveredAt)
@@ -236,7 +237,7 @@ impl Store {
     }
 
     /// Marks an outbox row delivered and drops its payload (which may hold a reset link).
-    pub async fn outbox_delivered(&self, id: Uuid) -> Result<(), IdentityError> {
+    pub async fn outbox_delivered(&self, id: Uuid) -> Result<(), StoreError> {
         outbox::Entity::update_many()
             .col_expr(outbox::Column::DeliveredAt, Expr::val(Some(now())))
             .col_expr(outbox::Column::Payload, Expr::val("{}"))
@@ -254,7 +255,7 @@ impl Store {
         id: Uuid,
         error: &str,
         retry_at: DateTime<Utc>,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         self.outbox_retry(id, error, retry_at, 1).await
     }
 
@@ -266,7 +267,7 @@ impl Store {
         id: Uuid,
         error: &str,
         retry_at: DateTime<Utc>,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         self.outbox_retry(id, error, retry_at, 0).await
     }
 
@@ -276,7 +277,7 @@ impl Store {
         error: &str,
         retry_at: DateTime<Utc>,
         attempts: i32,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         outbox::Entity::update_many()
             .col_expr(
                 outbox::Column::Attempts,
@@ -294,7 +295,7 @@ impl Store {
 
     /// How many outbox emails were not handed over yet, and when the oldest of them was
     /// written: the outbox's depth and age, for the metrics.
-    pub async fn outbox_stats(&self) -> Result<(u64, Option<DateTime<Utc>>), IdentityError> {
+    pub async fn outbox_stats(&self) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
         use sea_orm::PaginatorTrait;
         let waiting = || outbox::Entity::find().filter(outbox::Column::DeliveredAt.is_null());
         let depth = waiting().count(&self.db).await?;
@@ -312,7 +313,7 @@ impl Store {
     pub async fn signin_locked_until(
         &self,
         key: &str,
-    ) -> Result<Option<DateTime<Utc>>, IdentityError> {
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(signin_throttle::Entity::find_by_id(key.to_owned())
             .one(&self.db)
             .await?
@@ -333,7 +334,7 @@ impl Store {
         &self,
         key: &str,
         schedule: &LockSchedule,
-    ) -> Result<Option<i32>, IdentityError> {
+    ) -> Result<Option<i32>, StoreError> {
         use sea_orm::sea_query::CaseStatement;
         let at = now();
         let stored_failures =
@@ -381,11 +382,11 @@ impl Store {
         let row = self.db.query_one(&statement).await?;
         row.map(|row| row.try_get::<i32>("", "failures"))
             .transpose()
-            .map_err(IdentityError::from)
+            .map_err(StoreError::from)
     }
 
     /// Forgets the failed sign-ins of `key` after a successful one.
-    pub async fn clear_signin_failures(&self, key: &str) -> Result<(), IdentityError> {
+    pub async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError> {
         signin_throttle::Entity::delete_by_id(key.to_owned())
             .exec(&self.db)
             .await?;
@@ -435,7 +436,7 @@ impl LockSchedule {
 }
 
 /// A new outbox row `id` holding `email`, due now.
-fn outbox_row(id: Uuid, email: &OutboxEmail) -> Result<outbox::ActiveModel, IdentityError> {
+fn outbox_row(id: Uuid, email: &OutboxEmail) -> Result<outbox::ActiveModel, StoreError> {
     let at = now();
     Ok(outbox::ActiveModel {
         id: Set(id),

@@ -43,7 +43,7 @@ impl Store {
     /// IMMEDIATE`), waiting out the busy timeout behind other writers: a deferred transaction
     /// that read first would instead fail with SQLITE_BUSY when it tries to write after another
     /// writer committed. PostgreSQL ignores the mode.
-    pub async fn begin(&self) -> Result<DatabaseTransaction, IdentityError> {
+    pub async fn begin(&self) -> Result<DatabaseTransaction, StoreError> {
         Ok(self
             .db
             .begin_with_options(TransactionOptions {
@@ -58,7 +58,7 @@ impl Store {
         &self,
         scope: &str,
         request_id: &str,
-    ) -> Result<Option<Vec<u8>>, IdentityError> {
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(
             idempotency_key::Entity::find_by_id((scope.to_owned(), request_id.to_owned()))
                 .one(&self.db)
@@ -75,7 +75,7 @@ impl Store {
         scope: &str,
         request_id: &str,
         response: Vec<u8>,
-    ) -> Result<bool, IdentityError> {
+    ) -> Result<bool, StoreError> {
         let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
             scope: Set(scope.to_owned()),
             request_id: Set(request_id.to_owned()),
@@ -96,12 +96,23 @@ impl Store {
     }
 }
 
-/// What the database said when it failed: kept for the log, never shown to callers.
-// Not `#[from]` on the domain error: the domain knows no SQL, and the message holds the
-// database's, so it is no `source` too (a report of the chain would print it twice).
-impl From<sea_orm::DbErr> for IdentityError {
-    fn from(error: sea_orm::DbErr) -> Self {
-        IdentityError::Storage(Box::new(error))
+/// A failed store operation: the database failed, or the operation met a domain failure it
+/// decides in SQL (a username registered first, a version that moved on, a number held).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed or is unreachable; the cause is logged, never returned.
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error(transparent)]
+    Domain(#[from] IdentityError),
+}
+
+impl From<StoreError> for IdentityError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Database(error) => IdentityError::Storage(Box::new(error)),
+            StoreError::Domain(error) => error,
+        }
     }
 }
 

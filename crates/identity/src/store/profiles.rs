@@ -17,6 +17,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::Store;
+use super::StoreError;
 use super::entities::{account, extension, profile, profile_role, username_registry};
 use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
 use crate::domain::error::{IdentityError, Refusal};
@@ -44,7 +45,7 @@ pub(super) fn profile_of(
     model: profile::Model,
     role_names: Vec<String>,
     extension_rows: Vec<(String, String)>,
-) -> Result<Profile, IdentityError> {
+) -> Result<Profile, StoreError> {
     let corrupt = |what: String| IdentityError::Corrupt(format!("profile {}: {what}", model.id));
     let mut roles = role_names
         .iter()
@@ -62,7 +63,7 @@ pub(super) fn profile_of(
                     .ok_or_else(|| corrupt(format!("extension kind {kind:?}")))?,
             })
         })
-        .collect::<Result<Vec<_>, IdentityError>>()?;
+        .collect::<Result<Vec<_>, StoreError>>()?;
     extensions.sort();
     let status = ProfileStatus::from_name(&model.status)
         .ok_or_else(|| corrupt(format!("status {:?}", model.status)))?;
@@ -117,7 +118,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         id: AccountId,
-    ) -> Result<bool, IdentityError> {
+    ) -> Result<bool, StoreError> {
         Ok(account::Entity::find_by_id(id.0)
             .select_only()
             .column(account::Column::Id)
@@ -132,7 +133,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         id: ProfileId,
-    ) -> Result<Option<Profile>, IdentityError> {
+    ) -> Result<Option<Profile>, StoreError> {
         Ok(self.profiles_by_ids(conn, &[id]).await?.pop())
     }
 
@@ -141,7 +142,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         ids: &[ProfileId],
-    ) -> Result<Vec<Profile>, IdentityError> {
+    ) -> Result<Vec<Profile>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -159,7 +160,7 @@ impl Store {
         filter: &ProfileFilter,
         after: Option<ProfileId>,
         limit: u64,
-    ) -> Result<Vec<Profile>, IdentityError> {
+    ) -> Result<Vec<Profile>, StoreError> {
         let mut query = profile::Entity::find()
             .filter(profile::Column::AccountId.eq(account_id.0))
             .order_by_asc(profile::Column::Id)
@@ -198,7 +199,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         models: Vec<profile::Model>,
-    ) -> Result<Vec<Profile>, IdentityError> {
+    ) -> Result<Vec<Profile>, StoreError> {
         if models.is_empty() {
             return Ok(Vec::new());
         }
@@ -237,7 +238,7 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         usernames: &[&Username],
-    ) -> Result<Vec<Option<Standing>>, IdentityError> {
+    ) -> Result<Vec<Option<Standing>>, StoreError> {
         if usernames.is_empty() {
             return Ok(Vec::new());
         }
@@ -298,7 +299,7 @@ impl Store {
         username: &Username,
         profile_id: ProfileId,
         account_id: AccountId,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         let inserted =
             username_registry::Entity::insert(registry_row(username, profile_id, account_id))
                 .on_conflict(OnConflict::new().do_nothing().to_owned())
@@ -313,7 +314,7 @@ impl Store {
             .pop()
             .flatten()
             .map_or(Refusal::Taken, |standing| standing.refusal);
-        Err(IdentityError::username_refused(refusal))
+        Err(IdentityError::username_refused(refusal).into())
     }
 
     /// Creates a profile and registers its username.
@@ -322,9 +323,9 @@ impl Store {
         txn: &DatabaseTransaction,
         account_id: AccountId,
         fields: &ProfileFields,
-    ) -> Result<Profile, IdentityError> {
+    ) -> Result<Profile, StoreError> {
         if !self.account_exists(txn, account_id).await? {
-            return Err(IdentityError::NotFound("account"));
+            return Err(IdentityError::NotFound("account").into());
         }
         let profile = Profile::new(
             ProfileId::generate(),
@@ -349,7 +350,7 @@ impl Store {
         current: &Profile,
         fields: &ProfileFields,
         status: ProfileStatus,
-    ) -> Result<Profile, IdentityError> {
+    ) -> Result<Profile, StoreError> {
         if fields.username.canonical() != current.canonical_username {
             self.reserve_username(txn, &fields.username, current.id, current.account_id)
                 .await?;
@@ -371,7 +372,7 @@ impl Store {
         &self,
         txn: &DatabaseTransaction,
         current: &Profile,
-    ) -> Result<Profile, IdentityError> {
+    ) -> Result<Profile, StoreError> {
         let now = crate::store::now();
         let mut next = current.clone();
         next.status = ProfileStatus::Deleted;
@@ -393,7 +394,7 @@ impl Store {
         txn: &DatabaseTransaction,
         old_version: i64,
         new: &Profile,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), StoreError> {
         let result = profile::Entity::update_many()
             .set(profile::ActiveModel::from(model_of(new)).reset_all())
             .filter(profile::Column::Id.eq(new.id.0))
@@ -401,7 +402,7 @@ impl Store {
             .exec(txn)
             .await?;
         if result.rows_affected == 0 {
-            return Err(IdentityError::StaleEtag);
+            return Err(IdentityError::StaleEtag.into());
         }
         Ok(())
     }
@@ -437,7 +438,7 @@ fn prefix_pattern(prefix: &str) -> LikeExpr {
 
 impl Store {
     /// The profile holding `canonical` now, if any (deleted profiles hold nothing).
-    pub async fn active_holder(&self, canonical: &str) -> Result<Option<Profile>, IdentityError> {
+    pub async fn active_holder(&self, canonical: &str) -> Result<Option<Profile>, StoreError> {
         let model = profile::Entity::find()
             .filter(profile::Column::CanonicalUsername.eq(canonical))
             .filter(profile::Column::Status.ne(DELETED))

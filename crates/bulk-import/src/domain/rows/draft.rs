@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use roster_identity::domain::email::EmailAddress;
-use roster_identity::domain::error::IdentityError;
-use roster_identity::domain::profile::{ProfileFields, RawProfile};
-use roster_identity::domain::username::Username;
+use roster_identity_domain::email::EmailAddress;
+use roster_identity_domain::error::IdentityError;
+use roster_identity_domain::profile::{ProfileFields, RawProfile};
+use roster_identity_domain::username::Username;
 
 use super::clean::unknown_internal_id;
 use super::*;

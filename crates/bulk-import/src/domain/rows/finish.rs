@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use roster_identity::domain::profile::ProfileFields;
+use roster_identity_domain::profile::ProfileFields;
 
 use super::draft::Target;
 use super::*;

@@ -6,7 +6,7 @@ use roster_runtime::{ApiError, Caller};
 use tonic::{Request, Response};
 
 use super::Answer;
-use crate::api::convert;
+use crate::api::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::assignments::{ProfileChange, roles_named};
 use crate::domain::ids::ProfileId;
@@ -39,11 +39,8 @@ pub(super) async fn assign_roles(
         &request.profile_id,
         &request.etag,
     )?;
-    let roles = roles_named(&convert::role_values(&request.roles)).map_err(ApiError::from)?;
-    let profile = app
-        .assign_roles(call, &roles)
-        .await
-        .map_err(ApiError::from)?;
+    let roles = roles_named(&convert::role_values(&request.roles)).map_err(api_error)?;
+    let profile = app.assign_roles(call, &roles).await.map_err(api_error)?;
     Ok(Response::new(pb::AssignRolesResponse {
         profile: Some(convert::profile(&profile)),
     }))
@@ -61,11 +58,8 @@ pub(super) async fn unassign_roles(
         &request.profile_id,
         &request.etag,
     )?;
-    let roles = roles_named(&convert::role_values(&request.roles)).map_err(ApiError::from)?;
-    let profile = app
-        .unassign_roles(call, &roles)
-        .await
-        .map_err(ApiError::from)?;
+    let roles = roles_named(&convert::role_values(&request.roles)).map_err(api_error)?;
+    let profile = app.unassign_roles(call, &roles).await.map_err(api_error)?;
     Ok(Response::new(pb::UnassignRolesResponse {
         profile: Some(convert::profile(&profile)),
     }))
@@ -93,7 +87,7 @@ pub(super) async fn assign_extension(
             convert::extension_kind(extension.kind),
         )
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::AssignExtensionResponse {
         profile: Some(convert::profile(&profile)),
     }))
@@ -114,7 +108,7 @@ pub(super) async fn unassign_extension(
     let profile = app
         .unassign_extension(call, &request.number)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::UnassignExtensionResponse {
         profile: Some(convert::profile(&profile)),
     }))

@@ -8,7 +8,7 @@ use tonic::{Request, Response};
 use uuid::Uuid;
 
 use super::Answer;
-use crate::api::convert;
+use crate::api::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::batch::UpsertResult;
 use crate::domain::batch::{MAX_BATCH, UpsertItem, UpsertOutcome};
@@ -32,7 +32,7 @@ pub(super) async fn get(
     let found = app
         .profiles_of(AccountId(account_id), &ids)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     let mut profiles = Vec::new();
     let mut missing_ids = Vec::new();
     for raw in request.ids {
@@ -68,7 +68,7 @@ pub(super) async fn upsert(
             request.send_welcome_emails,
         )
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::BatchUpsertProfilesResponse {
         results: results.into_iter().map(result).collect(),
     }))
@@ -120,7 +120,7 @@ fn result(result: UpsertResult) -> pb::ProfileUpsertResult {
                 } => (*defaulted, suggestions.clone()),
                 _ => (false, Vec::new()),
             };
-            let error = ApiError::from(error);
+            let error = api_error(error);
             let field_errors = match &error {
                 ApiError::InvalidArgument { violations, .. } => violations
                     .iter()

@@ -10,7 +10,7 @@ use roster_runtime::request::{
 use tonic::{Request, Response};
 
 use super::Answer;
-use crate::api::convert;
+use crate::api::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::profiles::NewProfile;
 use crate::domain::email;
@@ -45,7 +45,7 @@ pub(super) async fn create(
     let profile = app
         .create_profile(&caller, &request.request_id, new)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::CreateProfileResponse {
         profile: Some(convert::profile(&profile)),
     }))
@@ -60,7 +60,7 @@ pub(super) async fn get(
     let profile = app
         .profile(&caller, ProfileId(id))
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::GetProfileResponse {
         profile: Some(convert::profile(&profile)),
     }))
@@ -97,7 +97,7 @@ pub(super) async fn list(
     let profiles = app
         .list_profiles(AccountId(account_id), &filter, after, limit + 1)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     let more = profiles.len() as u64 > limit;
     let page = &profiles[..profiles.len().min(limit as usize)];
     Ok(Response::new(pb::ListProfilesResponse {
@@ -158,7 +158,7 @@ pub(super) async fn update(
     let profile = app
         .update_profile(&caller, &request.request_id, ProfileId(id), expected, patch)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::UpdateProfileResponse {
         profile: Some(convert::profile(&profile)),
     }))
@@ -176,7 +176,7 @@ pub(super) async fn delete(
     let profile = app
         .delete_profile(&caller, &request.request_id, ProfileId(id), expected)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::DeleteProfileResponse {
         profile: Some(convert::profile(&profile)),
     }))

@@ -6,7 +6,7 @@ use roster_runtime::request::{check_batch, check_lengths};
 use tonic::{Request, Response};
 
 use super::Answer;
-use crate::api::convert;
+use crate::api::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::usernames::{SeedText, UsernameCheck};
 use crate::domain::batch::MAX_BATCH;
@@ -40,7 +40,7 @@ pub(super) async fn check(
     let check = app
         .check_username(&request.username, &seeds)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::CheckUsernameResponse {
         available: check.refusal.is_none(),
         canonical: check.canonical,
@@ -104,7 +104,7 @@ pub(super) async fn batch_check(
     let checks = app
         .check_usernames(&caller, usernames, &seeds)
         .await
-        .map_err(ApiError::from)?;
+        .map_err(api_error)?;
     Ok(Response::new(pb::BatchCheckUsernamesResponse {
         checks: checks.into_iter().map(username_check).collect(),
     }))
