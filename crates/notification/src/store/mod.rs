@@ -17,7 +17,8 @@ mod migrations;
 pub mod notifications;
 pub mod queue;
 
-pub use entities::{attempt, notification, request_key};
+// The attempt history is read directly by the end-to-end tests.
+pub use entities::attempt;
 pub use migrations::Migrator;
 pub use notifications::Transaction;
 
