@@ -39,8 +39,7 @@ use tonic::{Code, Status};
 use tracing::Instrument;
 
 use crate::Settings;
-use crate::domain::outbox::OutboxEmail;
-use crate::store::entities::outbox;
+use crate::domain::outbox::{LeasedEmail, OutboxEmail};
 use crate::store::{Store, now};
 
 /// How long a claimed row stays with one relay before another may take it.
@@ -276,7 +275,7 @@ impl Relay {
         }
     }
 
-    async fn relay(&mut self, row: outbox::Model) -> Handed {
+    async fn relay(&mut self, row: LeasedEmail) -> Handed {
         let email = serde_json::from_str::<OutboxEmail>(&row.payload);
         let span = tracing::info_span!(
             "outbox relay",
@@ -291,7 +290,7 @@ impl Relay {
 
     async fn relay_in(
         &mut self,
-        row: outbox::Model,
+        row: LeasedEmail,
         email: Result<OutboxEmail, serde_json::Error>,
     ) -> Handed {
         let result = match email {

@@ -8,7 +8,6 @@ use base64::Engine;
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
 
 use super::emails;
 use crate::Settings;
@@ -37,7 +36,7 @@ impl From<HashError> for IdentityError {
 /// A reset link was issued.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct IssuedReset {
-    pub profile_id: Uuid,
+    pub profile_id: ProfileId,
     pub email: String,
     pub expires_at: chrono::DateTime<Utc>,
 }
@@ -132,7 +131,7 @@ impl Passwords {
                 .store
                 .password_history(
                     self.store.connection(),
-                    record.id.0,
+                    record.id,
                     account.policy.history_count,
                 )
                 .await?;
@@ -194,7 +193,7 @@ impl Passwords {
                 self.settings.reset_token_ttl_seconds.min(30 * 86400) as i64
             );
         self.store
-            .issue_reset_token(txn, profile.id.0, &token_hash(&token), expires_at)
+            .issue_reset_token(txn, profile.id, &token_hash(&token), expires_at)
             .await?;
         // The token travels in the fragment: browsers send neither it nor its page's fragment
         // to servers, so it stays out of access logs and Referer headers.
@@ -211,7 +210,7 @@ impl Passwords {
             )
             .await?;
         Ok(IssuedReset {
-            profile_id: profile.id.0,
+            profile_id: profile.id,
             email: profile.email.clone(),
             expires_at,
         })
@@ -234,7 +233,7 @@ impl Passwords {
             .ok_or(IdentityError::InvalidResetToken)?;
         let profile = self
             .store
-            .profile(conn, crate::domain::ids::ProfileId(profile_id))
+            .profile(conn, profile_id)
             .await?
             .filter(|record| record.status != ProfileStatus::Deleted)
             .filter(|record| caller.may_access(record.account_id.0))
@@ -266,7 +265,7 @@ impl Passwords {
         if !self.store.use_reset_token(&txn, &token_hash(token)).await? {
             return Err(IdentityError::InvalidResetToken);
         }
-        self.store.set_password(&txn, profile.id.0, &hash).await?;
+        self.store.set_password(&txn, profile.id, &hash).await?;
         let variables = BTreeMap::from([
             ("first_name".to_owned(), profile.first_name.clone()),
             ("change_time".to_owned(), now().to_rfc3339()),
@@ -339,7 +338,7 @@ impl Passwords {
         let stored = match &holder {
             Some(record) if record.status == ProfileStatus::Active => {
                 self.store
-                    .credential(self.store.connection(), record.id.0)
+                    .credential(self.store.connection(), record.id)
                     .await?
             }
             _ => None,
@@ -357,7 +356,7 @@ impl Passwords {
             match self.hasher.hash(password).await {
                 Ok(upgraded) => {
                     self.store
-                        .upgrade_hash(record.id.0, &stored, &upgraded)
+                        .upgrade_hash(record.id, &stored, &upgraded)
                         .await?
                 }
                 Err(error) => tracing::warn!(%error, "password hash upgrade postponed"),

@@ -20,3 +20,12 @@ pub struct OutboxEmail {
     #[serde(default, skip_serializing_if = "TraceContext::is_empty")]
     pub trace_context: TraceContext,
 }
+
+/// An outbox row a relay has leased: the email as written (JSON of [`OutboxEmail`]) and how
+/// often handing it over failed so far.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedEmail {
+    pub id: Uuid,
+    pub payload: String,
+    pub attempts: i32,
+}

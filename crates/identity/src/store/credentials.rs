@@ -13,16 +13,17 @@ use super::StoreError;
 use super::entities::{credential, outbox, password_history, reset_token, signin_throttle};
 use super::{Store, now};
 use crate::domain::error::IdentityError;
-use crate::domain::outbox::OutboxEmail;
+use crate::domain::ids::ProfileId;
+use crate::domain::outbox::{LeasedEmail, OutboxEmail};
 
 impl Store {
     /// The profile's current password hash.
     pub async fn credential(
         &self,
         conn: &impl ConnectionTrait,
-        profile_id: Uuid,
+        profile_id: ProfileId,
     ) -> Result<Option<String>, StoreError> {
-        Ok(credential::Entity::find_by_id(profile_id)
+        Ok(credential::Entity::find_by_id(profile_id.0)
             .one(conn)
             .await?
             .map(|row| row.hash))
@@ -32,14 +33,14 @@ impl Store {
     pub async fn password_history(
         &self,
         conn: &impl ConnectionTrait,
-        profile_id: Uuid,
+        profile_id: ProfileId,
         count: u32,
     ) -> Result<Vec<String>, StoreError> {
         if count == 0 {
             return Ok(Vec::new());
         }
         Ok(password_history::Entity::find()
-            .filter(password_history::Column::ProfileId.eq(profile_id))
+            .filter(password_history::Column::ProfileId.eq(profile_id.0))
             .order_by_desc(password_history::Column::CreatedAt)
             .limit(u64::from(count))
             .all(conn)
@@ -53,12 +54,12 @@ impl Store {
     pub async fn set_password(
         &self,
         txn: &DatabaseTransaction,
-        profile_id: Uuid,
+        profile_id: ProfileId,
         hash: &str,
     ) -> Result<(), StoreError> {
         let at = now();
         credential::Entity::insert(credential::ActiveModel {
-            profile_id: Set(profile_id),
+            profile_id: Set(profile_id.0),
             hash: Set(hash.to_owned()),
             updated_at: Set(at),
         })
@@ -71,7 +72,7 @@ impl Store {
         .await?;
         password_history::Entity::insert(password_history::ActiveModel {
             id: Set(Uuid::now_v7()),
-            profile_id: Set(profile_id),
+            profile_id: Set(profile_id.0),
             hash: Set(hash.to_owned()),
             created_at: Set(at),
         })
@@ -83,13 +84,13 @@ impl Store {
     /// Replaces a hash made with older parameters, if the password did not change meanwhile.
     pub async fn upgrade_hash(
         &self,
-        profile_id: Uuid,
+        profile_id: ProfileId,
         old: &str,
         new: &str,
     ) -> Result<(), StoreError> {
         credential::Entity::update_many()
             .col_expr(credential::Column::Hash, Expr::val(new.to_owned()))
-            .filter(credential::Column::ProfileId.eq(profile_id))
+            .filter(credential::Column::ProfileId.eq(profile_id.0))
             .filter(credential::Column::Hash.eq(old))
             .exec(&self.db)
             .await?;
@@ -99,11 +100,11 @@ impl Store {
     async fn revoke_reset_tokens(
         &self,
         txn: &DatabaseTransaction,
-        profile_id: Uuid,
+        profile_id: ProfileId,
     ) -> Result<(), StoreError> {
         reset_token::Entity::update_many()
             .col_expr(reset_token::Column::RevokedAt, Expr::val(Some(now())))
-            .filter(reset_token::Column::ProfileId.eq(profile_id))
+            .filter(reset_token::Column::ProfileId.eq(profile_id.0))
             .filter(reset_token::Column::UsedAt.is_null())
             .filter(reset_token::Column::RevokedAt.is_null())
             .exec(txn)
@@ -115,14 +116,14 @@ impl Store {
     pub async fn issue_reset_token(
         &self,
         txn: &DatabaseTransaction,
-        profile_id: Uuid,
+        profile_id: ProfileId,
         token_hash: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.revoke_reset_tokens(txn, profile_id).await?;
         reset_token::Entity::insert(reset_token::ActiveModel {
             token_hash: Set(token_hash.to_owned()),
-            profile_id: Set(profile_id),
+            profile_id: Set(profile_id.0),
             expires_at: Set(expires_at),
             used_at: Set(None),
             revoked_at: Set(None),
@@ -138,14 +139,14 @@ impl Store {
         &self,
         conn: &impl ConnectionTrait,
         token_hash: &str,
-    ) -> Result<Option<Uuid>, StoreError> {
+    ) -> Result<Option<ProfileId>, StoreError> {
         Ok(reset_token::Entity::find_by_id(token_hash.to_owned())
             .filter(reset_token::Column::UsedAt.is_null())
             .filter(reset_token::Column::RevokedAt.is_null())
             .filter(reset_token::Column::ExpiresAt.gt(now()))
             .one(conn)
             .await?
-            .map(|row| row.profile_id))
+            .map(|row| ProfileId(row.profile_id)))
     }
 
     /// Marks a token used; false when it was no longer usable (a concurrent completion won).
@@ -205,7 +206,7 @@ impl Store {
         owner: &str,
         lease_until: DateTime<Utc>,
         limit: u64,
-    ) -> Result<Vec<outbox::Model>, StoreError> {
+    ) -> Result<Vec<LeasedEmail>, StoreError> {
         let at = now();
         let due = || {
             Expr::col(outbox::Column::DeliveredAt)
@@ -233,7 +234,14 @@ impl Store {
             .filter(outbox::Column::Id.in_subquery(candidates))
             .filter(due())
             .exec_with_returning(&self.db)
-            .await?)
+            .await?
+            .into_iter()
+            .map(|row| LeasedEmail {
+                id: row.id,
+                payload: row.payload,
+                attempts: row.attempts,
+            })
+            .collect())
     }
 
     /// Marks an outbox row delivered and drops its payload (which may hold a reset link).

@@ -5,7 +5,7 @@ mod accounts;
 mod assignments;
 mod batch;
 mod credentials;
-pub(crate) mod entities;
+mod entities;
 mod migrations;
 mod profiles;
 
