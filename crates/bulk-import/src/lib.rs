@@ -20,16 +20,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::imports::v1::import_service_server::ImportServiceServer;
-use roster_runtime::client::{ClientConfig, ClientTls};
+use roster_runtime::client::ClientConfig;
+use roster_runtime::peer::{PeerKeys, PeerSettings, PeerTls};
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
 use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
 use serde::{Deserialize, Serialize};
+
+/// Where identity serves unless configured.
+pub const IDENTITY_URL: &str = "http://127.0.0.1:50051";
+
+/// Deadline of one call to identity unless configured.
+pub const IDENTITY_TIMEOUT_SECONDS: u64 = 30;
 
 /// Settings of the bulk-import service (`ROSTER_BULK_IMPORT__<KEY>`). (`Serialize` lists the
 /// keys it reads, to tell unknown ones; the `Debug` form hides the key.)
 #[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
+    /// How bulk-import reaches identity (`[bulk_import.identity]`: `url`, `key`/`key_file`,
+    /// `timeout_seconds`, `tls.*`). The flat `identity_*` keys below are the same settings as
+    /// earlier releases spelt them, still read.
+    pub identity: PeerSettings,
     /// Where identity serves gRPC, e.g. `http://identity:50051`: one URL or several separated
     /// by commas. Calls are balanced over every address the names resolve to (a headless
     /// Service's pods); `https://` speaks TLS.
@@ -83,10 +94,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            identity_url: "http://127.0.0.1:50051".to_owned(),
+            identity: PeerSettings::default(),
+            identity_url: IDENTITY_URL.to_owned(),
             identity_key: String::new(),
             identity_key_file: None,
-            identity_timeout_seconds: 30,
+            identity_timeout_seconds: IDENTITY_TIMEOUT_SECONDS,
             identity_tls_ca_file: None,
             identity_tls_cert_file: None,
             identity_tls_key_file: None,
@@ -111,6 +123,7 @@ impl Default for Settings {
 impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
+            .field("identity", &self.identity)
             .field("identity_url", &self.identity_url)
             .field("identity_key", &"<redacted>")
             .field("identity_key_file", &self.identity_key_file)
@@ -142,28 +155,39 @@ impl Settings {
     /// `identity_key_file`. Without either, identity would refuse every call, and bulk-import
     /// does not start.
     fn identity_client(&self) -> anyhow::Result<ClientConfig> {
-        let key = roster_runtime::settings::secret(
-            Service::BulkImport,
-            "identity_key",
-            Some(&self.identity_key),
-            self.identity_key_file.as_deref(),
-        )?
-        .ok_or_else(|| {
+        // A flat key left at its default is unset, so that the nested key may set it.
+        let legacy = PeerSettings {
+            url: Some(self.identity_url.clone()).filter(|url| url != IDENTITY_URL),
+            key: Some(self.identity_key.clone()),
+            key_file: self.identity_key_file.clone(),
+            timeout_seconds: Some(self.identity_timeout_seconds)
+                .filter(|seconds| *seconds != IDENTITY_TIMEOUT_SECONDS),
+            tls: PeerTls {
+                ca_file: self.identity_tls_ca_file.clone(),
+                cert_file: self.identity_tls_cert_file.clone(),
+                key_file: self.identity_tls_key_file.clone(),
+                domain: self.identity_tls_domain.clone(),
+            },
+        };
+        let mut peer = self.identity.resolve(
+            PeerKeys {
+                service: Service::BulkImport,
+                peer: "identity",
+            },
+            legacy,
+        )?;
+        peer.url.get_or_insert_with(|| IDENTITY_URL.to_owned());
+        let config = peer
+            .client("identity", Duration::from_secs(IDENTITY_TIMEOUT_SECONDS))
+            .ok_or_else(|| anyhow::anyhow!("bulk-import has no identity URL"))?;
+        config.key.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
                 "bulk-import has no key to call identity with: set \
                  ROSTER_BULK_IMPORT__IDENTITY_KEY or ROSTER_BULK_IMPORT__IDENTITY_KEY_FILE to a \
                  key identity accepts (scope `profiles`)"
             )
         })?;
-        Ok(ClientConfig::new("identity", &self.identity_url)
-            .key(Some(key))
-            .timeout(Duration::from_secs(self.identity_timeout_seconds.max(1)))
-            .tls(ClientTls {
-                ca_file: self.identity_tls_ca_file.clone(),
-                cert_file: self.identity_tls_cert_file.clone(),
-                key_file: self.identity_tls_key_file.clone(),
-                domain: self.identity_tls_domain.clone(),
-            }))
+        Ok(config)
     }
 
     fn validate(&self) -> anyhow::Result<()> {

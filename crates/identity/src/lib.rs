@@ -27,10 +27,14 @@ use std::sync::Arc;
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
 use roster_proto::identity::v1::credential_service_server::CredentialServiceServer;
 use roster_proto::identity::v1::profile_service_server::ProfileServiceServer;
+use roster_runtime::peer::{Peer, PeerKeys, PeerSettings, PeerTls};
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
 use roster_runtime::settings::SettingsError;
 use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
 use serde::{Deserialize, Serialize};
+
+/// Deadline of one call to NotificationService unless configured.
+pub const NOTIFICATION_TIMEOUT_SECONDS: u64 = 10;
 
 /// Settings of the identity service (`ROSTER_IDENTITY__<KEY>`). (`Serialize` lists the keys it
 /// reads, to tell unknown ones; the `Debug` form hides the key.)
@@ -46,6 +50,10 @@ pub struct Settings {
     pub reset_base_url: String,
     /// How long a reset link works.
     pub reset_token_ttl_seconds: u64,
+    /// How identity reaches NotificationService (`[identity.notification]`:
+    /// `url`, `key`/`key_file`, `timeout_seconds`, `tls.*`). The flat `notification_*` keys
+    /// below are the same settings as earlier releases spelt them, still read.
+    pub notification: PeerSettings,
     /// NotificationService address: one URL, or several separated by commas, balanced across
     /// (a host name is re-resolved, so a headless Service's name reaches every replica); unset
     /// keeps emails in the outbox until it is set. `https://` URLs use TLS.
@@ -78,13 +86,14 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             hashing: hashing::HashingSettings::default(),
+            notification: PeerSettings::default(),
             reset_http_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
             reset_base_url: "http://localhost:8080/reset".to_owned(),
             reset_token_ttl_seconds: 3600,
             notification_url: None,
             notification_key: None,
             notification_key_file: None,
-            notification_timeout_seconds: 10,
+            notification_timeout_seconds: NOTIFICATION_TIMEOUT_SECONDS,
             notification_tls_ca_file: None,
             notification_tls_cert_file: None,
             notification_tls_key_file: None,
@@ -103,6 +112,7 @@ impl fmt::Debug for Settings {
             .field("reset_http_addr", &self.reset_http_addr)
             .field("reset_base_url", &self.reset_base_url)
             .field("reset_token_ttl_seconds", &self.reset_token_ttl_seconds)
+            .field("notification", &self.notification)
             .field("notification_url", &self.notification_url)
             .field(
                 "notification_key",
@@ -122,14 +132,28 @@ impl fmt::Debug for Settings {
 }
 
 impl Settings {
-    /// The key to call NotificationService with: `notification_key`, or the contents of
-    /// `notification_key_file`.
-    pub fn notification_key(&self) -> Result<Option<String>, SettingsError> {
-        roster_runtime::settings::secret(
-            Service::Identity,
-            "notification_key",
-            self.notification_key.as_deref(),
-            self.notification_key_file.as_deref(),
+    /// NotificationService as configured: the nested `notification.*` keys, each unset one
+    /// taken from its flat `notification_*` twin (a flat timeout left at its default is unset).
+    pub fn notification_peer(&self) -> Result<Peer, SettingsError> {
+        let legacy = PeerSettings {
+            url: self.notification_url.clone(),
+            key: self.notification_key.clone(),
+            key_file: self.notification_key_file.clone(),
+            timeout_seconds: Some(self.notification_timeout_seconds)
+                .filter(|seconds| *seconds != NOTIFICATION_TIMEOUT_SECONDS),
+            tls: PeerTls {
+                ca_file: self.notification_tls_ca_file.clone(),
+                cert_file: self.notification_tls_cert_file.clone(),
+                key_file: self.notification_tls_key_file.clone(),
+                domain: self.notification_tls_domain.clone(),
+            },
+        };
+        self.notification.resolve(
+            PeerKeys {
+                service: Service::Identity,
+                peer: "notification",
+            },
+            legacy,
         )
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 use roster_proto::notification::v1::SendEmailRequest;
 use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Shutdown;
-use roster_runtime::client::{Client, ClientConfig, ClientTls, idempotent};
+use roster_runtime::client::{Client, idempotent};
 use roster_runtime::metrics::Metrics;
 use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
 use roster_runtime::metrics::prometheus_client::metrics::family::Family;
@@ -167,32 +167,22 @@ impl RelayConfig {
     /// The relay `settings` describe; `None` when no `notification_url` is set. A URL without
     /// a key (`notification_key` or `notification_key_file`) is refused: every email would be.
     pub fn from_settings(settings: &Settings) -> anyhow::Result<Option<RelayConfig>> {
-        let Some(url) = settings
-            .notification_url
-            .clone()
-            .filter(|url| !url.trim().is_empty())
-        else {
+        let peer = settings.notification_peer()?;
+        let Some(config) = peer.client(
+            "notification",
+            Duration::from_secs(crate::NOTIFICATION_TIMEOUT_SECONDS),
+        ) else {
             return Ok(None);
         };
-        let Some(key) = settings.notification_key()? else {
+        let url = peer.url.clone().unwrap_or_default();
+        if config.key.is_none() {
             anyhow::bail!(
                 "ROSTER_IDENTITY__NOTIFICATION_URL is set but identity has no key to call \
                  NotificationService with: set ROSTER_IDENTITY__NOTIFICATION_KEY or \
                  ROSTER_IDENTITY__NOTIFICATION_KEY_FILE to a key notification accepts (scope \
                  `notifications`)"
             );
-        };
-        let config = ClientConfig::new("notification", &url)
-            .key(Some(key))
-            .timeout(Duration::from_secs(
-                settings.notification_timeout_seconds.max(1),
-            ))
-            .tls(ClientTls {
-                ca_file: settings.notification_tls_ca_file.clone(),
-                cert_file: settings.notification_tls_cert_file.clone(),
-                key_file: settings.notification_tls_key_file.clone(),
-                domain: settings.notification_tls_domain.clone(),
-            });
+        }
         let client = Client::new(config)
             .map_err(|error| anyhow::anyhow!("notification_url {url:?}: {error}"))?;
         Ok(Some(RelayConfig { client }))
@@ -376,6 +366,48 @@ fn backoff(attempts: i32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_relay_reads_nested_peer_settings_and_flat_ones_alike() {
+        use roster_runtime::peer::PeerSettings;
+        let nested = Settings {
+            notification: PeerSettings {
+                url: Some("http://127.0.0.1:1".into()),
+                key: Some("k".into()),
+                ..PeerSettings::default()
+            },
+            ..Settings::default()
+        };
+        assert!(RelayConfig::from_settings(&nested).unwrap().is_some());
+        let flat = Settings {
+            notification_url: Some("http://127.0.0.1:1".into()),
+            notification_key: Some("k".into()),
+            ..Settings::default()
+        };
+        assert!(RelayConfig::from_settings(&flat).unwrap().is_some());
+        let without_key = Settings {
+            notification: PeerSettings {
+                url: Some("http://127.0.0.1:1".into()),
+                ..PeerSettings::default()
+            },
+            ..Settings::default()
+        };
+        assert!(RelayConfig::from_settings(&without_key).is_err());
+        let both = Settings {
+            notification_url: Some("http://127.0.0.1:2".into()),
+            ..nested.clone()
+        };
+        let error = RelayConfig::from_settings(&both).err().unwrap().to_string();
+        assert!(
+            error.contains("ROSTER_IDENTITY__NOTIFICATION__URL"),
+            "{error}"
+        );
+        assert!(
+            RelayConfig::from_settings(&Settings::default())
+                .unwrap()
+                .is_none()
+        );
+    }
 
     #[test]
     fn status_codes_map_to_the_bounded_failure_reasons() {

@@ -8,6 +8,7 @@
 //! - [`metrics`]: the Prometheus endpoint, gRPC call metrics and the services' own series.
 //! - [`client`]: calls to another Roster service: balanced, with deadlines, retries of
 //!   idempotent calls, the caller key, trace context and optional TLS.
+//! - [`peer`]: how a service reaches another, configured the same way everywhere.
 //! - [`auth`]: bearer-key authentication of callers, with scopes and account limits.
 //! - [`request`]: request plumbing read the same way everywhere: ids, request ids, page sizes
 //!   and tokens, etags, update masks, batch sizes and byte bounds.
@@ -21,6 +22,7 @@ pub mod db;
 pub mod deadline;
 pub mod error;
 pub mod metrics;
+pub mod peer;
 pub mod ratelimit;
 pub mod request;
 pub mod server;

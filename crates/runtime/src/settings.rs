@@ -882,6 +882,40 @@ mod tests {
     }
 
     #[test]
+    fn peer_settings_nest_the_same_way_in_every_service() {
+        #[derive(Debug, Default, Deserialize, Serialize)]
+        #[serde(default)]
+        struct Own {
+            notification: crate::peer::PeerSettings,
+        }
+        let (_, own) = Loader::new(Service::Identity)
+            .environment(&[
+                ("ROSTER_IDENTITY__NOTIFICATION__URL", "https://n:50053"),
+                ("ROSTER_IDENTITY__NOTIFICATION__TIMEOUT_SECONDS", "4"),
+                ("ROSTER_IDENTITY__NOTIFICATION__TLS__CA_FILE", "/ca.pem"),
+            ])
+            .load::<Own>()
+            .unwrap();
+        assert_eq!(own.notification.url.as_deref(), Some("https://n:50053"));
+        assert_eq!(own.notification.timeout_seconds, Some(4));
+        assert_eq!(
+            own.notification.tls.ca_file.as_deref(),
+            Some(Path::new("/ca.pem"))
+        );
+        let error = Loader::new(Service::Identity)
+            .environment(&[("ROSTER_IDENTITY__NOTIFICATION__TLS__CA_FIL", "/ca.pem")])
+            .load::<Own>()
+            .unwrap_err();
+        let SettingsError::Unknown(unknown) = error else {
+            panic!("{error}");
+        };
+        assert_eq!(
+            unknown[0].suggestion.as_deref(),
+            Some("ROSTER_IDENTITY__NOTIFICATION__TLS__CA_FILE")
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_refused_as_written_with_the_nearest_known_one() {
         #[derive(Debug, Default, Deserialize, Serialize)]
         #[serde(default)]
