@@ -110,42 +110,24 @@ impl Store {
 }
 
 impl Store {
-    /// Replaces an account's password policy if the account is still at `version`.
+    /// Replaces an account's password policy if the account is still at `account.version`.
     pub async fn update_policy(
         &self,
         conn: &impl ConnectionTrait,
         account: &Account,
         policy: &PasswordPolicy,
     ) -> Result<Account, StoreError> {
-        use sea_orm::sea_query::Expr;
-        let updated_at = super::now();
-        let result = account::Entity::update_many()
-            .col_expr(
-                account::Column::PasswordPolicy,
-                Expr::val(
-                    serde_json::to_string(policy)
-                        .map_err(|error| IdentityError::Corrupt(error.to_string()))?,
-                ),
-            )
-            .col_expr(account::Column::UpdatedAt, Expr::val(updated_at))
-            .col_expr(account::Column::Version, Expr::val(account.version + 1))
-            .filter(account::Column::Id.eq(account.id.0))
-            .filter(account::Column::Version.eq(account.version))
-            .exec(conn)
-            .await?;
-        if result.rows_affected == 0 {
-            return Err(IdentityError::StaleEtag.into());
-        }
-        Ok(Account {
-            policy: policy.clone(),
-            updated_at,
-            version: account.version + 1,
-            ..account.clone()
-        })
+        self.write_account(
+            conn,
+            account,
+            Account {
+                policy: policy.clone(),
+                ..account.clone()
+            },
+        )
+        .await
     }
-}
 
-impl Store {
     /// Replaces an account's display name and extension bounds if the account is still at
     /// `account.version`. Nothing is written when both are unchanged.
     pub async fn update_account(
@@ -155,36 +137,57 @@ impl Store {
         display_name: &str,
         extension_bounds: ExtensionBounds,
     ) -> Result<Account, StoreError> {
-        use sea_orm::sea_query::Expr;
         if account.display_name == display_name && account.extension_bounds == extension_bounds {
             return Ok(account.clone());
         }
-        let updated_at = super::now();
+        self.write_account(
+            conn,
+            account,
+            Account {
+                display_name: display_name.to_owned(),
+                extension_bounds,
+                ..account.clone()
+            },
+        )
+        .await
+    }
+
+    /// Writes `next` over `current` as its next version, if nobody changed it in between
+    /// (optimistic concurrency: one conditional UPDATE).
+    async fn write_account(
+        &self,
+        conn: &impl ConnectionTrait,
+        current: &Account,
+        next: Account,
+    ) -> Result<Account, StoreError> {
+        use sea_orm::sea_query::Expr;
+        let next = Account {
+            updated_at: super::now(),
+            version: current.version + 1,
+            ..next
+        };
+        let policy = serde_json::to_string(&next.policy)
+            .map_err(|error| IdentityError::Corrupt(error.to_string()))?;
         let result = account::Entity::update_many()
-            .col_expr(account::Column::DisplayName, Expr::val(display_name))
+            .col_expr(account::Column::DisplayName, Expr::val(&next.display_name))
+            .col_expr(account::Column::PasswordPolicy, Expr::val(policy))
             .col_expr(
                 account::Column::ExtensionMinLength,
-                Expr::val(extension_bounds.min() as i32),
+                Expr::val(next.extension_bounds.min() as i32),
             )
             .col_expr(
                 account::Column::ExtensionMaxLength,
-                Expr::val(extension_bounds.max() as i32),
+                Expr::val(next.extension_bounds.max() as i32),
             )
-            .col_expr(account::Column::UpdatedAt, Expr::val(updated_at))
-            .col_expr(account::Column::Version, Expr::val(account.version + 1))
-            .filter(account::Column::Id.eq(account.id.0))
-            .filter(account::Column::Version.eq(account.version))
+            .col_expr(account::Column::UpdatedAt, Expr::val(next.updated_at))
+            .col_expr(account::Column::Version, Expr::val(next.version))
+            .filter(account::Column::Id.eq(current.id.0))
+            .filter(account::Column::Version.eq(current.version))
             .exec(conn)
             .await?;
         if result.rows_affected == 0 {
             return Err(IdentityError::StaleEtag.into());
         }
-        Ok(Account {
-            display_name: display_name.to_owned(),
-            extension_bounds,
-            updated_at,
-            version: account.version + 1,
-            ..account.clone()
-        })
+        Ok(next)
     }
 }

@@ -246,12 +246,9 @@ impl Store {
 
     /// Marks an outbox row delivered and drops its payload (which may hold a reset link).
     pub async fn outbox_delivered(&self, id: Uuid) -> Result<(), StoreError> {
-        outbox::Entity::update_many()
+        release_outbox(id)
             .col_expr(outbox::Column::DeliveredAt, Expr::val(Some(now())))
             .col_expr(outbox::Column::Payload, Expr::val("{}"))
-            .col_expr(outbox::Column::LeaseOwner, Expr::val(None::<String>))
-            .col_expr(outbox::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
-            .filter(outbox::Column::Id.eq(id))
             .exec(&self.db)
             .await?;
         Ok(())
@@ -286,16 +283,13 @@ impl Store {
         retry_at: DateTime<Utc>,
         attempts: i32,
     ) -> Result<(), StoreError> {
-        outbox::Entity::update_many()
+        release_outbox(id)
             .col_expr(
                 outbox::Column::Attempts,
                 Expr::col(outbox::Column::Attempts).add(attempts),
             )
             .col_expr(outbox::Column::LastError, Expr::val(Some(error.to_owned())))
             .col_expr(outbox::Column::NextAttemptAt, Expr::val(retry_at))
-            .col_expr(outbox::Column::LeaseOwner, Expr::val(None::<String>))
-            .col_expr(outbox::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
-            .filter(outbox::Column::Id.eq(id))
             .exec(&self.db)
             .await?;
         Ok(())
@@ -444,6 +438,14 @@ impl LockSchedule {
 }
 
 /// A new outbox row `id` holding `email`, due now.
+/// The update that ends a relay's lease on one outbox row; callers add what became of it.
+fn release_outbox(id: Uuid) -> sea_orm::UpdateMany<outbox::Entity> {
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::LeaseOwner, Expr::val(None::<String>))
+        .col_expr(outbox::Column::LeaseUntil, Expr::val(None::<DateTime<Utc>>))
+        .filter(outbox::Column::Id.eq(id))
+}
+
 fn outbox_row(id: Uuid, email: &OutboxEmail) -> Result<outbox::ActiveModel, StoreError> {
     let at = now();
     Ok(outbox::ActiveModel {

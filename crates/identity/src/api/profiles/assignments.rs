@@ -3,9 +3,9 @@
 use roster_proto::identity::v1 as pb;
 use roster_runtime::request::{check_request_id, parse_etag, parse_id};
 use roster_runtime::{ApiError, Caller};
-use tonic::{Request, Response};
+use tonic::Request;
 
-use super::Answer;
+use super::{Answer, profile_answer};
 use crate::api::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::assignments::{ProfileChange, roles_named};
@@ -40,10 +40,9 @@ pub(super) async fn assign_roles(
         &request.etag,
     )?;
     let roles = roles_named(&convert::role_values(&request.roles)).map_err(api_error)?;
-    let profile = app.assign_roles(call, &roles).await.map_err(api_error)?;
-    Ok(Response::new(pb::AssignRolesResponse {
-        profile: Some(convert::profile(&profile)),
-    }))
+    profile_answer(app.assign_roles(call, &roles).await, |profile| {
+        pb::AssignRolesResponse { profile }
+    })
 }
 
 pub(super) async fn unassign_roles(
@@ -59,10 +58,9 @@ pub(super) async fn unassign_roles(
         &request.etag,
     )?;
     let roles = roles_named(&convert::role_values(&request.roles)).map_err(api_error)?;
-    let profile = app.unassign_roles(call, &roles).await.map_err(api_error)?;
-    Ok(Response::new(pb::UnassignRolesResponse {
-        profile: Some(convert::profile(&profile)),
-    }))
+    profile_answer(app.unassign_roles(call, &roles).await, |profile| {
+        pb::UnassignRolesResponse { profile }
+    })
 }
 
 pub(super) async fn assign_extension(
@@ -80,17 +78,15 @@ pub(super) async fn assign_extension(
     let extension = request
         .extension
         .ok_or_else(|| ApiError::invalid("extension", "is required"))?;
-    let profile = app
-        .assign_extension(
+    profile_answer(
+        app.assign_extension(
             call,
             &extension.number,
             convert::extension_kind(extension.kind),
         )
-        .await
-        .map_err(api_error)?;
-    Ok(Response::new(pb::AssignExtensionResponse {
-        profile: Some(convert::profile(&profile)),
-    }))
+        .await,
+        |profile| pb::AssignExtensionResponse { profile },
+    )
 }
 
 pub(super) async fn unassign_extension(
@@ -105,11 +101,8 @@ pub(super) async fn unassign_extension(
         &request.profile_id,
         &request.etag,
     )?;
-    let profile = app
-        .unassign_extension(call, &request.number)
-        .await
-        .map_err(api_error)?;
-    Ok(Response::new(pb::UnassignExtensionResponse {
-        profile: Some(convert::profile(&profile)),
-    }))
+    profile_answer(
+        app.unassign_extension(call, &request.number).await,
+        |profile| pb::UnassignExtensionResponse { profile },
+    )
 }

@@ -12,7 +12,10 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_server::ProfileService;
 use tonic::{Request, Response, Status};
 
+use crate::api::convert;
 use crate::app::Identity;
+use crate::domain::error::IdentityError;
+use crate::domain::profile::Profile;
 
 /// ProfileService over identity's use cases.
 pub struct ProfileApi {
@@ -26,6 +29,16 @@ impl ProfileApi {
 }
 
 type Answer<T> = Result<Response<T>, Status>;
+
+/// The answer of a call that answers with a profile: `wrap` puts the encoded profile into the
+/// call's response.
+fn profile_answer<R>(
+    profile: Result<Profile, IdentityError>,
+    wrap: impl FnOnce(Option<pb::Profile>) -> R,
+) -> Answer<R> {
+    let profile = profile.map_err(convert::api_error)?;
+    Ok(Response::new(wrap(Some(convert::profile(&profile)))))
+}
 
 #[tonic::async_trait]
 impl ProfileService for ProfileApi {

@@ -9,7 +9,7 @@ use roster_runtime::request::{
 };
 use tonic::{Request, Response};
 
-use super::Answer;
+use super::{Answer, profile_answer};
 use crate::api::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::profiles::NewProfile;
@@ -42,13 +42,10 @@ pub(super) async fn create(
         },
         send_welcome_email: request.send_welcome_email,
     };
-    let profile = app
-        .create_profile(&caller, &request.request_id, new)
-        .await
-        .map_err(api_error)?;
-    Ok(Response::new(pb::CreateProfileResponse {
-        profile: Some(convert::profile(&profile)),
-    }))
+    profile_answer(
+        app.create_profile(&caller, &request.request_id, new).await,
+        |profile| pb::CreateProfileResponse { profile },
+    )
 }
 
 pub(super) async fn get(
@@ -57,13 +54,9 @@ pub(super) async fn get(
 ) -> Answer<pb::GetProfileResponse> {
     let caller = caller(&request)?;
     let id = parse_id("id", &request.get_ref().id)?;
-    let profile = app
-        .profile(&caller, ProfileId(id))
-        .await
-        .map_err(api_error)?;
-    Ok(Response::new(pb::GetProfileResponse {
-        profile: Some(convert::profile(&profile)),
-    }))
+    profile_answer(app.profile(&caller, ProfileId(id)).await, |profile| {
+        pb::GetProfileResponse { profile }
+    })
 }
 
 pub(super) async fn list(
@@ -155,13 +148,11 @@ pub(super) async fn update(
             .collect(),
         status,
     };
-    let profile = app
-        .update_profile(&caller, &request.request_id, ProfileId(id), expected, patch)
-        .await
-        .map_err(api_error)?;
-    Ok(Response::new(pb::UpdateProfileResponse {
-        profile: Some(convert::profile(&profile)),
-    }))
+    profile_answer(
+        app.update_profile(&caller, &request.request_id, ProfileId(id), expected, patch)
+            .await,
+        |profile| pb::UpdateProfileResponse { profile },
+    )
 }
 
 pub(super) async fn delete(
@@ -173,11 +164,9 @@ pub(super) async fn delete(
     check_request_id("request_id", &request.request_id)?;
     let id = parse_id("id", &request.id)?;
     let expected = parse_etag("etag", &request.etag)?;
-    let profile = app
-        .delete_profile(&caller, &request.request_id, ProfileId(id), expected)
-        .await
-        .map_err(api_error)?;
-    Ok(Response::new(pb::DeleteProfileResponse {
-        profile: Some(convert::profile(&profile)),
-    }))
+    profile_answer(
+        app.delete_profile(&caller, &request.request_id, ProfileId(id), expected)
+            .await,
+        |profile| pb::DeleteProfileResponse { profile },
+    )
 }
