@@ -152,3 +152,47 @@ fn result(result: UpsertResult) -> pb::ProfileUpsertResult {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::error::{IdentityError, Refusal, Violation};
+
+    fn failed(error: IdentityError) -> pb::ProfileUpsertResult {
+        result(UpsertResult {
+            idempotency_key: "k".into(),
+            outcome: Err(error),
+        })
+    }
+
+    #[test]
+    fn an_item_fails_with_the_code_and_reason_of_the_same_failure_as_a_call() {
+        let invalid = failed(IdentityError::Invalid(vec![Violation::new(
+            "email",
+            "is required",
+        )]));
+        assert_eq!(invalid.outcome, pb::UpsertOutcome::Failed as i32);
+        assert_eq!(invalid.error_code, tonic::Code::InvalidArgument as i32);
+        assert_eq!(invalid.error_reason, "INVALID_ARGUMENT");
+        assert_eq!(invalid.field_errors[0].field, "email");
+
+        let taken = failed(IdentityError::UsernameRefused {
+            refusal: Refusal::Taken,
+            defaulted: true,
+            suggestions: vec!["ada.lovelace".into()],
+        });
+        assert_eq!(taken.error_code, tonic::Code::AlreadyExists as i32);
+        assert_eq!(taken.error_reason, "USERNAME_TAKEN");
+        assert!(taken.username_defaulted);
+        assert_eq!(taken.username_suggestions, ["ada.lovelace"]);
+        assert!(
+            taken.error_message.contains("ada.lovelace"),
+            "{}",
+            taken.error_message
+        );
+
+        let internal = failed(IdentityError::Corrupt("row 7".into()));
+        assert_eq!(internal.error_code, tonic::Code::Internal as i32);
+        assert_eq!(internal.error_message, "internal error");
+    }
+}
