@@ -1,4 +1,5 @@
-//! Identity's schema, one migration per change, applied in order.
+//! Identity's schema, one migration per change, applied in order. One file on purpose: the
+//! schema's history reads top to bottom, and a migration is never edited once released.
 
 use sea_orm_migration::prelude::*;
 

@@ -7,11 +7,14 @@ mod batch;
 mod credentials;
 mod entities;
 mod migrations;
+mod outbox;
 mod profiles;
+mod registry;
+mod signin;
 
-pub use credentials::LockSchedule;
 pub use migrations::Migrator;
 pub use profiles::ProfileFilter;
+pub use signin::LockSchedule;
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{

@@ -1,15 +1,9 @@
-//! Profiles and the username registry.
-//!
-//! The registry holds one row per canonical username ever taken, with its UTS #39 skeleton;
-//! rows are never updated or deleted. Whether a registered username is *taken* or *retired* is
-//! derived: taken while the registering profile still holds it and is not deleted, retired
-//! otherwise. Both columns have unique indexes, so the database — not a check in the
-//! application — decides the race between two replicas creating the same username.
+//! Profiles with their roles and extensions: read, list, create, update, soft-delete. A
+//! profile's username is registered through [`super::registry`] in the same transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, OnConflict, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -18,12 +12,11 @@ use uuid::Uuid;
 
 use super::Store;
 use super::StoreError;
-use super::entities::{account, extension, profile, profile_role, username_registry};
+use super::entities::{account, extension, profile, profile_role};
 use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
-use crate::domain::error::{IdentityError, Refusal};
+use crate::domain::error::IdentityError;
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::{Profile, ProfileFields, ProfileStatus};
-use crate::domain::username::{Registration, Standing, Username};
 
 /// How a deleted profile's status is stored.
 const DELETED: &str = "deleted";
@@ -233,90 +226,6 @@ impl Store {
             .collect()
     }
 
-    /// The standing of each username: `None` when it is free.
-    pub async fn standings(
-        &self,
-        conn: &impl ConnectionTrait,
-        usernames: &[&Username],
-    ) -> Result<Vec<Option<Standing>>, StoreError> {
-        if usernames.is_empty() {
-            return Ok(Vec::new());
-        }
-        let canonicals: Vec<String> = usernames.iter().map(|u| u.canonical().to_owned()).collect();
-        let skeletons: Vec<String> = usernames.iter().map(|u| u.skeleton().to_owned()).collect();
-        let by_canonical: HashMap<String, username_registry::Model> =
-            username_registry::Entity::find()
-                .filter(username_registry::Column::Canonical.is_in(canonicals))
-                .all(conn)
-                .await?
-                .into_iter()
-                .map(|row| (row.canonical.clone(), row))
-                .collect();
-        let confusable: HashSet<String> = username_registry::Entity::find()
-            .select_only()
-            .column(username_registry::Column::Skeleton)
-            .filter(username_registry::Column::Skeleton.is_in(skeletons))
-            .into_tuple::<String>()
-            .all(conn)
-            .await?
-            .into_iter()
-            .collect();
-        let holders: Vec<Uuid> = by_canonical.values().map(|row| row.profile_id).collect();
-        let holding: HashSet<(Uuid, String)> = if holders.is_empty() {
-            HashSet::new()
-        } else {
-            profile::Entity::find()
-                .select_only()
-                .column(profile::Column::Id)
-                .column(profile::Column::CanonicalUsername)
-                .filter(profile::Column::Id.is_in(holders))
-                .filter(profile::Column::Status.ne(DELETED))
-                .into_tuple::<(Uuid, String)>()
-                .all(conn)
-                .await?
-                .into_iter()
-                .collect()
-        };
-        Ok(usernames
-            .iter()
-            .map(|username| {
-                let registration = by_canonical
-                    .get(username.canonical())
-                    .map(|row| Registration {
-                        profile: (ProfileId(row.profile_id), AccountId(row.account_id)),
-                        still_held: holding.contains(&(row.profile_id, row.canonical.clone())),
-                    });
-                Standing::decide(registration, confusable.contains(username.skeleton()))
-            })
-            .collect())
-    }
-
-    /// Registers `username` for `profile_id`, for good. Refused when the canonical form or the
-    /// skeleton is registered already, by a committed or a concurrent transaction.
-    pub async fn reserve_username(
-        &self,
-        txn: &DatabaseTransaction,
-        username: &Username,
-        profile_id: ProfileId,
-        account_id: AccountId,
-    ) -> Result<(), StoreError> {
-        let inserted =
-            username_registry::Entity::insert(registry_row(username, profile_id, account_id))
-                .on_conflict(OnConflict::new().do_nothing().to_owned())
-                .exec_without_returning(txn)
-                .await?;
-        if inserted == 1 {
-            return Ok(());
-        }
-        let refusal = self
-            .standings(txn, &[username])
-            .await?
-            .pop()
-            .flatten()
-            .map_or(Refusal::Taken, |standing| standing.refusal);
-        Err(IdentityError::username_refused(refusal).into())
-    }
-
     /// Creates a profile and registers its username.
     pub async fn create_profile(
         &self,
@@ -405,21 +314,6 @@ impl Store {
             return Err(IdentityError::StaleEtag.into());
         }
         Ok(())
-    }
-}
-
-pub(super) fn registry_row(
-    username: &Username,
-    profile_id: ProfileId,
-    account_id: AccountId,
-) -> username_registry::ActiveModel {
-    username_registry::ActiveModel {
-        canonical: Set(username.canonical().to_owned()),
-        skeleton: Set(username.skeleton().to_owned()),
-        username: Set(username.as_str().to_owned()),
-        profile_id: Set(profile_id.0),
-        account_id: Set(account_id.0),
-        created_at: Set(crate::store::now()),
     }
 }
 

@@ -1,0 +1,136 @@
+//! The sign-in throttle: failed attempts per username, admitted and counted in one statement.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{ConnectionTrait, EntityTrait};
+
+use super::StoreError;
+use super::entities::signin_throttle;
+use super::{Store, now};
+
+impl Store {
+    /// When the sign-in lock of `key` ends, if it is locked now.
+    pub async fn signin_locked_until(
+        &self,
+        key: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(signin_throttle::Entity::find_by_id(key.to_owned())
+            .one(&self.db)
+            .await?
+            .and_then(|row| row.locked_until)
+            .filter(|until| *until > now()))
+    }
+
+    /// Admits one sign-in attempt on `key` if `key` is not locked, counting it as a failure
+    /// until it proves right (a right password then [`clear_signin_failures`](Self::clear_signin_failures)).
+    /// Returns the attempt's count, or `None` when `key` is locked.
+    ///
+    /// One statement both decides and counts, under the row's lock in the database, so any
+    /// number of concurrent attempts on any number of replicas are each either counted or
+    /// refused: no more than the limit are ever evaluated. The attempt that reaches the limit
+    /// sets the lock at once — before its password is even checked — so that the attempts racing
+    /// it are refused; `schedule` gives the end of the lock for each count from the limit on.
+    pub async fn admit_signin_attempt(
+        &self,
+        key: &str,
+        schedule: &LockSchedule,
+    ) -> Result<Option<i32>, StoreError> {
+        use sea_orm::sea_query::CaseStatement;
+        let at = now();
+        let stored_failures =
+            Expr::col((signin_throttle::Entity, signin_throttle::Column::Failures));
+        let stored_lock = Expr::col((
+            signin_throttle::Entity,
+            signin_throttle::Column::LockedUntil,
+        ));
+        let count = stored_failures.add(1);
+        let mut lock = CaseStatement::new().case(
+            count.clone().lt(schedule.max_failures),
+            Expr::val(None::<DateTime<Utc>>),
+        );
+        for (step, until) in schedule.steps.iter().enumerate() {
+            lock = lock.case(
+                count.clone().eq(schedule.max_failures + step as i32),
+                Expr::val(Some(*until)),
+            );
+        }
+        let lock = lock.finally(Expr::val(Some(schedule.longest)));
+        let statement = Query::insert()
+            .into_table(signin_throttle::Entity)
+            .columns([
+                signin_throttle::Column::Canonical,
+                signin_throttle::Column::Failures,
+                signin_throttle::Column::LastFailureAt,
+                signin_throttle::Column::LockedUntil,
+            ])
+            .values_panic([
+                key.into(),
+                1i32.into(),
+                at.into(),
+                schedule.lock_at(1).into(),
+            ])
+            .on_conflict(
+                OnConflict::column(signin_throttle::Column::Canonical)
+                    .value(signin_throttle::Column::Failures, count)
+                    .value(signin_throttle::Column::LastFailureAt, Expr::val(at))
+                    .value(signin_throttle::Column::LockedUntil, lock)
+                    .action_and_where(stored_lock.clone().is_null().or(stored_lock.lte(at)))
+                    .to_owned(),
+            )
+            .returning_col(signin_throttle::Column::Failures)
+            .to_owned();
+        let row = self.db.query_one(&statement).await?;
+        row.map(|row| row.try_get::<i32>("", "failures"))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+
+    /// Forgets the failed sign-ins of `key` after a successful one.
+    pub async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError> {
+        signin_throttle::Entity::delete_by_id(key.to_owned())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+}
+
+/// When a sign-in lock ends for each count of failed attempts from the limit on: the first lock
+/// lasts `lock`, each further failure doubles it, up to `longest`.
+#[derive(Clone, Debug)]
+pub struct LockSchedule {
+    /// Counted attempts that set the first lock.
+    pub max_failures: i32,
+    /// The lock's end at `max_failures`, `max_failures + 1`, …, until it reaches `longest`.
+    pub steps: Vec<DateTime<Utc>>,
+    /// The lock's end for every count beyond `steps`.
+    pub longest: DateTime<Utc>,
+}
+
+impl LockSchedule {
+    /// The schedule for attempts made now.
+    pub fn starting_now(max_failures: u32, lock: Duration, longest: Duration) -> Self {
+        let at = now();
+        let longest = longest.max(lock);
+        let mut steps = Vec::new();
+        let mut delay = lock;
+        while delay < longest && steps.len() < 32 {
+            steps.push(at + delay);
+            delay = delay.checked_mul(2).unwrap_or(longest);
+        }
+        Self {
+            // A limit of 0 would lock before the first attempt: the least is one attempt.
+            max_failures: max_failures.clamp(1, i32::MAX as u32) as i32,
+            steps,
+            longest: at + longest,
+        }
+    }
+
+    /// The lock the `count`-th counted attempt sets, if any.
+    pub fn lock_at(&self, count: i32) -> Option<DateTime<Utc>> {
+        if count < self.max_failures {
+            return None;
+        }
+        let step = (count - self.max_failures) as usize;
+        Some(self.steps.get(step).copied().unwrap_or(self.longest))
+    }
+}
