@@ -1,7 +1,7 @@
 //! Identity killed between writing a reset email to its outbox and relaying it: after a
 //! restart the email is still delivered, exactly once.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

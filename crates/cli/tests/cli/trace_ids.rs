@@ -4,7 +4,7 @@
 //! quotes it — the id the CLI prints with the failure. A caller that sends no traceparent (as
 //! grpcurl) gets one the server makes, quoted and logged the same way.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

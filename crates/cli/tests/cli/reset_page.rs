@@ -2,7 +2,7 @@
 //! file mail drop, its link, requirements shown unmet for a weak password and met for a strong
 //! one, success, the link refused afterwards, and sign-in with the new password.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

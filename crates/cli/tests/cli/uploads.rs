@@ -7,7 +7,7 @@
 //! JSON; an upload left UPLOADING by a bulk-import process killed with SIGKILL is failed by the
 //! restarted process's sweep, its stored pieces gone.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The `roster` binary under SIGTERM: health turns NOT_SERVING, the call in flight completes,
 //! and the process exits 0 within the grace period.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

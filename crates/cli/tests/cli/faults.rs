@@ -14,7 +14,7 @@
 //!
 //! `ROSTER_FAULT_SECONDS` sets the workload's duration (default 30; longer by hand).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
