@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_runtime::Service;
+use roster_tests::clients::Health;
 use roster_tests::{
     ADMIN_KEY, Backend, TestDatabase, TestServer, both_backends, imports::create_account,
     test_settings,
 };
 use sea_orm::{ConnectionTrait, Database};
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 /// `roster args…` with `env` (and no `RUST_LOG`, so the default filter applies), run to its end.
 async fn roster(args: &[&str], env: &[(String, String)]) -> Output {
@@ -48,15 +47,11 @@ fn database_env(service: Service, url: &str) -> Vec<(String, String)> {
 
 /// The health of `service` ("" for the server as a whole) on `server`.
 async fn health(server: &TestServer, service: &str) -> ServingStatus {
-    let status = HealthClient::new(server.channel().await)
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
+    Health::connect(server)
+        .await
+        .check(service)
         .await
         .expect("health answers")
-        .into_inner()
-        .status;
-    ServingStatus::try_from(status).expect("a known status")
 }
 
 /// Waits until the server as a whole reports `wanted`, failing after 20 s.

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
 use roster_runtime::Service;
+use roster_tests::clients::Identity;
 use roster_tests::imports::{create_account, create_profile};
-use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed};
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer};
 
 const STRONG: &str = "Violet-Tundra-84-Lantern";
 
@@ -123,17 +123,14 @@ async fn a_user_resets_the_password_in_a_real_browser() {
     let channel = identity.channel().await;
     let account = create_account(&channel, "Acme").await;
     let profile = create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
-    let mut credentials = CredentialServiceClient::new(channel);
+    let credentials = Identity::new(channel, ADMIN_KEY);
     credentials
-        .send_password_reset(authed(
-            ADMIN_KEY,
-            pb::SendPasswordResetRequest {
-                request_id: "browser-reset".into(),
-                profile_id: profile.id.clone(),
-                email: profile.email.clone(),
-                etag: String::new(),
-            },
-        ))
+        .send_password_reset(pb::SendPasswordResetRequest {
+            request_id: "browser-reset".into(),
+            profile_id: profile.id.clone(),
+            email: profile.email.clone(),
+            etag: String::new(),
+        })
         .await
         .unwrap();
     let link = reset_link_from_mail_drop(&mail_dir).await;
@@ -260,15 +257,11 @@ async fn a_user_resets_the_password_in_a_real_browser() {
     let _ = driver.wait();
 
     let verified = credentials
-        .verify_password(authed(
-            ADMIN_KEY,
-            pb::VerifyPasswordRequest {
-                username: "ada@example.com".into(),
-                password: STRONG.into(),
-            },
-        ))
+        .verify_password(pb::VerifyPasswordRequest {
+            username: "ada@example.com".into(),
+            password: STRONG.into(),
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(verified.verified);
 }
