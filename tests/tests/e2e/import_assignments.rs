@@ -12,20 +12,12 @@ use roster_tests::{Backend, ImportSuite, both_backends};
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn create_profile(suite: &ImportSuite, account_id: &str, first: &str) -> id::Profile {
+    let email = format!("{}@example.com", first.to_lowercase());
     suite
         .identity_client()
         .await
-        .create_profile(id::CreateProfileRequest {
-            account_id: account_id.to_owned(),
-            first_name: first.to_owned(),
-            last_name: "Original".to_owned(),
-            email: format!("{}@example.com", first.to_lowercase()),
-            ..Default::default()
-        })
+        .person(account_id, first, "Original", &email)
         .await
-        .expect("profile created")
-        .profile
-        .expect("profile")
 }
 
 async fn assign_extension(

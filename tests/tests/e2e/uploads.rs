@@ -16,19 +16,6 @@ use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-async fn get_import(suite: &ImportSuite, import_id: &str) -> pb::Import {
-    suite
-        .import_client()
-        .await
-        .get_import(pb::GetImportRequest {
-            import_id: import_id.to_owned(),
-        })
-        .await
-        .expect("GetImport")
-        .import
-        .expect("import")
-}
-
 /// Opens bulk-import's database through the store, as another replica would.
 async fn replica_store(suite: &ImportSuite) -> Store {
     let database = roster_runtime::db::connect(&suite.imports.database.url, 4)
@@ -118,7 +105,7 @@ async fn an_upload_that_stops_sending_fails_after_the_idle_timeout(backend: Back
         "aborted after {waited:?}"
     );
 
-    let import = get_import(&suite, &import_id).await;
+    let import = suite.import_client().await.import(&import_id).await;
     assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
     assert!(
         import.error_message.contains("no chunk arrived for 2 s"),
@@ -287,7 +274,11 @@ async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
     );
 
     for import_id in &abandoned {
-        let import = get_import(&suite, &import_id.to_string()).await;
+        let import = suite
+            .import_client()
+            .await
+            .import(&import_id.to_string())
+            .await;
         assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
         assert!(
             import.error_message.contains("abandoned"),
@@ -305,7 +296,11 @@ async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
             0
         );
     }
-    let alive = get_import(&suite, &alive.id.to_string()).await;
+    let alive = suite
+        .import_client()
+        .await
+        .import(&alive.id.to_string())
+        .await;
     assert_eq!(alive.state, pb::ImportState::Uploading as i32, "{alive:?}");
     assert_eq!(stored_chunks(&suite.imports.database, &alive.id).await, 1);
 }
