@@ -7,11 +7,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use roster_proto::identity::v1 as id;
 use roster_proto::imports::v1 as pb;
 use roster_runtime::auth::AccountAccess;
 use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
-use tonic::transport::Channel;
 
 use crate::clients::{Identity, Imports};
 use crate::{ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, test_settings};
@@ -195,30 +193,8 @@ impl ImportSuite {
 
     /// Creates an account in identity and returns its id.
     pub async fn account(&self, name: &str) -> String {
-        create_account(&self.identity.channel().await, name).await
+        self.identity_client().await.account(name).await.id
     }
-}
-
-/// Creates an account through AccountService and returns its id.
-pub async fn create_account(identity: &Channel, name: &str) -> String {
-    Identity::new(identity.clone(), ADMIN_KEY)
-        .account(name)
-        .await
-        .id
-}
-
-/// Creates a profile named `first_name last_name` with `email` (the username) in `account_id`
-/// through ProfileService.
-pub async fn create_profile(
-    identity: &Channel,
-    account_id: &str,
-    first_name: &str,
-    last_name: &str,
-    email: &str,
-) -> id::Profile {
-    Identity::new(identity.clone(), ADMIN_KEY)
-        .person(account_id, first_name, last_name, email)
-        .await
 }
 
 /// Parses CSV bytes (BOM and CRLF allowed) into rows of cells, for assertions.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
 use roster_tests::clients::Identity;
-use roster_tests::imports::{create_account, create_profile};
+
 use roster_tests::otlp::{SpanKind, traced};
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, identity_settings};
 
@@ -41,9 +41,13 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         .await;
 
         let channel = identity.channel().await;
-        let account = create_account(&channel, "Traced Ltd").await;
-        let profile =
-            create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
+        let account = Identity::new(channel.clone(), ADMIN_KEY)
+            .account("Traced Ltd")
+            .await
+            .id;
+        let profile = Identity::new(channel.clone(), ADMIN_KEY)
+            .person(&account, "Ada", "Lovelace", "ada@example.com")
+            .await;
         // The caller's W3C trace context, as the `roster` CLI sends it.
         let callers_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
         Identity::new(channel, ADMIN_KEY)

@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
 use roster_tests::clients::{Health, Identity};
-use roster_tests::imports::create_account;
 use roster_tests::{
     ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, both_backends, raw,
     raw_unary,
@@ -155,7 +154,10 @@ async fn a_huge_username_is_refused_at_once_while_health_answers(backend: Backen
         return;
     };
     let channel = server.channel().await;
-    let account = create_account(&channel, "Acme").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
     let username = worst_unicode();
     let profiles = Identity::new(channel.clone(), ADMIN_KEY).unbounded();
     let credentials = Identity::new(channel.clone(), ADMIN_KEY).unbounded();
@@ -360,7 +362,10 @@ async fn the_costliest_batches_and_passwords_are_answered_promptly() {
         return;
     };
     let channel = server.channel().await;
-    let account = create_account(&channel, "Acme").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
     let heavy = "\u{FDFA}".repeat(roster_identity::domain::username::MAX_INPUT_BYTES / 3);
     let profiles = Identity::new(channel.clone(), ADMIN_KEY);
 
@@ -483,7 +488,10 @@ async fn a_request_that_does_not_decode_is_invalid_argument_naming_the_field(bac
         return;
     };
     let channel = server.channel().await;
-    let account = roster_tests::imports::create_account(&channel, "Acme").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
 
     // A CreateProfileRequest whose account_id (field 2) is right and whose first_name
     // (field 3) holds a byte that is never UTF-8.

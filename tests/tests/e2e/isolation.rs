@@ -13,7 +13,7 @@ use roster_proto::imports::v1 as im;
 use roster_proto::notification::v1 as nt;
 use roster_runtime::Service;
 use roster_tests::clients::{Identity, Imports, Notifications};
-use roster_tests::imports::{create_account, create_profile};
+
 use roster_tests::{
     ADMIN_KEY, Backend, ImportSuite, TestKey, TestServer, both_backends, newest_reset_token,
     outbox_emails, raw, reason,
@@ -325,8 +325,14 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Ba
         return;
     };
     let identity = suite.identity.channel().await;
-    let a = roster_tests::imports::create_account(&identity, "A").await;
-    let b = roster_tests::imports::create_account(&identity, "B").await;
+    let a = Identity::new(identity.clone(), ADMIN_KEY)
+        .account("A")
+        .await
+        .id;
+    let b = Identity::new(identity.clone(), ADMIN_KEY)
+        .account("B")
+        .await
+        .id;
     let admin = Imports::new(suite.imports.channel().await, ADMIN_KEY);
     let b_import = admin
         .import_csv(&b, roster_tests::imports::people_csv("bee", 3))
@@ -1497,10 +1503,20 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
         return;
     };
     let identity = suite.identity.channel().await;
-    let a = create_account(&identity, "A").await;
-    let b = create_account(&identity, "B").await;
-    let ann = create_profile(&identity, &a, "Ann", "A", "ann@a.example").await;
-    let bea = create_profile(&identity, &b, "Bea", "B", "bea@b.example").await;
+    let a = Identity::new(identity.clone(), ADMIN_KEY)
+        .account("A")
+        .await
+        .id;
+    let b = Identity::new(identity.clone(), ADMIN_KEY)
+        .account("B")
+        .await
+        .id;
+    let ann = Identity::new(identity.clone(), ADMIN_KEY)
+        .person(&a, "Ann", "A", "ann@a.example")
+        .await;
+    let bea = Identity::new(identity.clone(), ADMIN_KEY)
+        .person(&b, "Bea", "B", "bea@b.example")
+        .await;
     assert_eq!(bea.username.len(), UNKNOWN_USERNAME.len());
 
     // B's user: a password set through the reset flow, a role, an extension, and a reset link

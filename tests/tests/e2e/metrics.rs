@@ -15,7 +15,7 @@ use roster_proto::imports::v1 as im;
 use roster_proto::notification::v1::SendEmailRequest;
 use roster_runtime::Service;
 use roster_tests::clients::{Identity, Imports, Notifications};
-use roster_tests::imports::{ImportSuite, create_account, people_csv};
+use roster_tests::imports::{ImportSuite, people_csv};
 use roster_tests::smtp::SmtpServer;
 use roster_tests::{
     ADMIN_KEY, TestDatabase, TestServer, both_backends, identity_settings, notification_settings,
@@ -773,7 +773,10 @@ async fn notification_counts_messages_sent_retrying_and_failed_on_a_real_smtp_se
 /// Creates a profile with a welcome email, which identity writes to its outbox.
 async fn welcome(identity: &TestServer) {
     let channel = identity.channel().await;
-    let account = create_account(&channel, "Outbox Ltd").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Outbox Ltd")
+        .await
+        .id;
     Identity::new(channel, ADMIN_KEY)
         .create_profile(id::CreateProfileRequest {
             account_id: account,

@@ -9,7 +9,6 @@ use std::time::Duration;
 use roster_proto::identity::v1 as pb;
 use roster_runtime::{KeyRing, Service, Shutdown};
 use roster_tests::clients::Identity;
-use roster_tests::imports::create_account;
 use roster_tests::{
     ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, both_backends, identity_settings,
     scrape_metrics, test_settings,
@@ -36,7 +35,10 @@ async fn identity(backend: Backend, settings: roster_identity::Settings) -> Opti
 /// Creates a profile with a welcome email, which identity writes to its outbox.
 async fn welcome(identity: &TestServer, email: &str) {
     let channel = identity.channel().await;
-    let account = create_account(&channel, "Relay Ltd").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Relay Ltd")
+        .await
+        .id;
     Identity::new(channel, ADMIN_KEY)
         .create_profile(pb::CreateProfileRequest {
             account_id: account,

@@ -10,7 +10,7 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::imports::v1 as im;
 use roster_runtime::Service;
 use roster_tests::clients::Identity;
-use roster_tests::imports::{ImportSuite, create_account};
+use roster_tests::imports::ImportSuite;
 use roster_tests::{
     ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, both_backends, test_settings,
 };
@@ -112,7 +112,10 @@ async fn create_profile_sends_one_welcome_email_when_asked(backend: Backend) {
         return;
     };
     let channel: Channel = identity.channel().await;
-    let account = create_account(&channel, "Welcome Ltd").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Welcome Ltd")
+        .await
+        .id;
     let profiles = Identity::new(channel, ADMIN_KEY);
     let request = person(&account, "welcome-1", "grace@example.com", true);
     let first = profiles.create_profile(request.clone()).await.unwrap();
@@ -143,7 +146,10 @@ async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(
         return;
     };
     let channel = identity.channel().await;
-    let account = create_account(&channel, "Batch Ltd").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Batch Ltd")
+        .await
+        .id;
     let profiles = Identity::new(channel, ADMIN_KEY);
     let existing = profiles
         .create_profile(person(&account, "", "existing@example.com", false))

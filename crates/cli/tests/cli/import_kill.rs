@@ -12,7 +12,7 @@ use roster_bulk_import::store::entities::row;
 use roster_proto::imports::v1 as pb;
 use roster_runtime::auth::hash_key_hex;
 use roster_tests::clients::{Identity, Imports};
-use roster_tests::imports::{create_account, parse_csv, people_csv};
+use roster_tests::imports::{parse_csv, people_csv};
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, connect};
 use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, QuerySelect};
 
@@ -106,7 +106,10 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
         &dir.path().join("identity.log"),
     ));
     let identity_channel = connect(format!("127.0.0.1:{identity_port}").parse().unwrap()).await;
-    let account = create_account(&identity_channel, "Big Company").await;
+    let account = Identity::new(identity_channel.clone(), ADMIN_KEY)
+        .account("Big Company")
+        .await
+        .id;
 
     let first_port = free_port();
     let mut first = Killed(serve(

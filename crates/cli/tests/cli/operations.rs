@@ -8,11 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_runtime::Service;
-use roster_tests::clients::Health;
-use roster_tests::{
-    ADMIN_KEY, Backend, TestDatabase, TestServer, both_backends, imports::create_account,
-    test_settings,
-};
+use roster_tests::clients::{Health, Identity};
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, both_backends, test_settings};
 use sea_orm::{ConnectionTrait, Database};
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -156,7 +153,12 @@ async fn roster_accounts_list_piped_into_head_ends_quietly(backend: Backend) {
         let mut creates = tokio::task::JoinSet::new();
         for n in 0..20 {
             let (channel, name) = (channel.clone(), format!("{name}{batch}-{n}"));
-            creates.spawn(async move { create_account(&channel, &name).await });
+            creates.spawn(async move {
+                Identity::new(channel.clone(), ADMIN_KEY)
+                    .account(&name)
+                    .await
+                    .id
+            });
         }
         creates.join_all().await;
     }

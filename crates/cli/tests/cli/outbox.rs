@@ -10,7 +10,7 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::notification::v1::ListNotificationsRequest;
 use roster_runtime::Service;
 use roster_tests::clients::{Identity, Notifications};
-use roster_tests::imports::{create_account, create_profile};
+
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, connect};
 use sea_orm::{ConnectionTrait, Database, Statement};
 
@@ -66,8 +66,13 @@ async fn a_reset_email_survives_identity_being_killed_before_the_relay() {
     // Identity runs while the notification service is down: the email waits in the outbox.
     let mut identity = common::serve("identity", &identity_env);
     let channel = connect(format!("127.0.0.1:{identity_port}").parse().unwrap()).await;
-    let account = create_account(&channel, "Acme").await;
-    let profile = create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
+    let profile = Identity::new(channel.clone(), ADMIN_KEY)
+        .person(&account, "Ada", "Lovelace", "ada@example.com")
+        .await;
     Identity::new(channel, ADMIN_KEY)
         .send_password_reset(pb::SendPasswordResetRequest {
             request_id: "reset-once".into(),

@@ -12,7 +12,7 @@ use fantoccini::{ClientBuilder, Locator};
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
 use roster_tests::clients::Identity;
-use roster_tests::imports::{create_account, create_profile};
+
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer};
 
 const STRONG: &str = "Violet-Tundra-84-Lantern";
@@ -121,8 +121,13 @@ async fn a_user_resets_the_password_in_a_real_browser() {
     .await;
 
     let channel = identity.channel().await;
-    let account = create_account(&channel, "Acme").await;
-    let profile = create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
+    let profile = Identity::new(channel.clone(), ADMIN_KEY)
+        .person(&account, "Ada", "Lovelace", "ada@example.com")
+        .await;
     let credentials = Identity::new(channel, ADMIN_KEY);
     credentials
         .send_password_reset(pb::SendPasswordResetRequest {
