@@ -37,11 +37,10 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
         return;
     };
     let channel = server.channel().await;
-    let admin_accounts = Identity::new(channel.clone(), ADMIN_KEY);
-    let admin_profiles = Identity::new(channel, ADMIN_KEY);
+    let admin = Identity::new(channel, ADMIN_KEY);
     let mut account_ids = Vec::new();
     for name in ["A", "B"] {
-        let account = admin_accounts
+        let account = admin
             .create_account(pb::CreateAccountRequest {
                 display_name: name.into(),
                 ..Default::default()
@@ -53,7 +52,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
         account_ids.push(account.id);
     }
     let (a, b) = (account_ids[0].clone(), account_ids[1].clone());
-    let b_profile = admin_profiles
+    let b_profile = admin
         .create_profile(pb::CreateProfileRequest {
             account_id: b.clone(),
             first_name: "Bea".into(),
@@ -69,70 +68,57 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     let scoped = TestKey::limited(KEY_A, &["accounts", "profiles"], &[a.parse().unwrap()]);
     let server = server.restart_with_keys(vec![scoped]).await;
     let channel = server.channel().await;
-    let accounts = Identity::new(channel.clone(), ADMIN_KEY);
-    let profiles = Identity::new(channel.clone(), ADMIN_KEY);
+    let as_a = Identity::new(channel.clone(), KEY_A);
     let nobody = uuid::Uuid::now_v7().to_string();
 
     // Requests that name account B.
     let denied = [
-        accounts
-            .with_key(KEY_A)
-            .create_account(pb::CreateAccountRequest {
-                display_name: "C".into(),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ()),
-        accounts
-            .with_key(KEY_A)
-            .get_password_policy(pb::GetPasswordPolicyRequest {
-                account_id: b.clone(),
-            })
-            .await
-            .map(|_| ()),
-        profiles
-            .with_key(KEY_A)
-            .create_profile(pb::CreateProfileRequest {
-                account_id: b.clone(),
+        as_a.create_account(pb::CreateAccountRequest {
+            display_name: "C".into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        as_a.get_password_policy(pb::GetPasswordPolicyRequest {
+            account_id: b.clone(),
+        })
+        .await
+        .map(|_| ()),
+        as_a.create_profile(pb::CreateProfileRequest {
+            account_id: b.clone(),
+            first_name: "Eve".into(),
+            last_name: "E".into(),
+            email: "eve@b.example".into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        as_a.list_profiles(pb::ListProfilesRequest {
+            account_id: b.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        as_a.batch_get_profiles(pb::BatchGetProfilesRequest {
+            account_id: b.clone(),
+            ids: vec![b_profile.id.clone()],
+        })
+        .await
+        .map(|_| ()),
+        as_a.batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            account_id: b.clone(),
+            send_welcome_emails: false,
+            items: vec![pb::ProfileUpsert {
+                idempotency_key: "x".into(),
+                id: b_profile.id.clone(),
                 first_name: "Eve".into(),
                 last_name: "E".into(),
                 email: "eve@b.example".into(),
                 ..Default::default()
-            })
-            .await
-            .map(|_| ()),
-        profiles
-            .with_key(KEY_A)
-            .list_profiles(pb::ListProfilesRequest {
-                account_id: b.clone(),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ()),
-        profiles
-            .with_key(KEY_A)
-            .batch_get_profiles(pb::BatchGetProfilesRequest {
-                account_id: b.clone(),
-                ids: vec![b_profile.id.clone()],
-            })
-            .await
-            .map(|_| ()),
-        profiles
-            .with_key(KEY_A)
-            .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
-                account_id: b.clone(),
-                send_welcome_emails: false,
-                items: vec![pb::ProfileUpsert {
-                    idempotency_key: "x".into(),
-                    id: b_profile.id.clone(),
-                    first_name: "Eve".into(),
-                    last_name: "E".into(),
-                    email: "eve@b.example".into(),
-                    ..Default::default()
-                }],
-            })
-            .await
-            .map(|_| ()),
+            }],
+        })
+        .await
+        .map(|_| ()),
     ];
     for (n, result) in denied.into_iter().enumerate() {
         let status = result.expect_err("refused");
@@ -145,11 +131,9 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
 
     // Objects of account B reached by id: indistinguishable from ids that do not exist.
     let get_account = |id: String| {
-        let accounts = accounts.clone();
+        let as_a = as_a.clone();
         async move {
-            accounts
-                .with_key(KEY_A)
-                .get_account(pb::GetAccountRequest { id })
+            as_a.get_account(pb::GetAccountRequest { id })
                 .await
                 .unwrap_err()
         }
@@ -161,11 +145,9 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     assert_eq!(get_account(b.clone()).await.code(), Code::NotFound);
 
     let get_profile = |id: String| {
-        let profiles = profiles.clone();
+        let as_a = as_a.clone();
         async move {
-            profiles
-                .with_key(KEY_A)
-                .get_profile(pb::GetProfileRequest { id })
+            as_a.get_profile(pb::GetProfileRequest { id })
                 .await
                 .unwrap_err()
         }
@@ -180,23 +162,21 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     );
 
     let update_profile = |id: String| {
-        let profiles = profiles.clone();
+        let as_a = as_a.clone();
         async move {
-            profiles
-                .with_key(KEY_A)
-                .update_profile(pb::UpdateProfileRequest {
-                    profile: Some(pb::Profile {
-                        id,
-                        first_name: "Mallory".into(),
-                        ..Default::default()
-                    }),
-                    update_mask: Some(prost_types::FieldMask {
-                        paths: vec!["first_name".into()],
-                    }),
-                    request_id: String::new(),
-                })
-                .await
-                .unwrap_err()
+            as_a.update_profile(pb::UpdateProfileRequest {
+                profile: Some(pb::Profile {
+                    id,
+                    first_name: "Mallory".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["first_name".into()],
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err()
         }
     };
     assert_eq!(
@@ -205,16 +185,14 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     );
 
     let delete_profile = |id: String| {
-        let profiles = profiles.clone();
+        let as_a = as_a.clone();
         async move {
-            profiles
-                .with_key(KEY_A)
-                .delete_profile(pb::DeleteProfileRequest {
-                    id,
-                    ..Default::default()
-                })
-                .await
-                .unwrap_err()
+            as_a.delete_profile(pb::DeleteProfileRequest {
+                id,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
         }
     };
     assert_eq!(
@@ -222,8 +200,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
         observable(&delete_profile(nobody.clone()).await)
     );
 
-    let batch = profiles
-        .with_key(KEY_A)
+    let batch = as_a
         .batch_get_profiles(pb::BatchGetProfilesRequest {
             account_id: a.clone(),
             ids: vec![b_profile.id.clone()],
@@ -231,8 +208,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
         .await
         .unwrap();
     assert!(batch.profiles.is_empty());
-    let upsert = profiles
-        .with_key(KEY_A)
+    let upsert = as_a
         .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
             account_id: a.clone(),
             send_welcome_emails: false,
@@ -250,8 +226,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     assert_eq!(upsert.results[0].error_code, Code::NotFound as i32);
 
     // Username checks are global but never reveal another account's profile.
-    let checks = profiles
-        .with_key(KEY_A)
+    let checks = as_a
         .batch_check_usernames(pb::BatchCheckUsernamesRequest {
             usernames: vec![b_profile.username.clone()],
             seeds: Vec::new(),
@@ -262,8 +237,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     assert!(!checks[0].available);
     assert!(checks[0].holder_profile_id.is_empty());
 
-    let listed = accounts
-        .with_key(KEY_A)
+    let listed = as_a
         .list_accounts(pb::ListAccountsRequest::default())
         .await
         .unwrap()
@@ -346,30 +320,25 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Ba
             &[a.parse().unwrap()],
         )])
         .await;
-    let client = Imports::new(imports.channel().await, ADMIN_KEY);
+    let as_a = Imports::new(imports.channel().await, KEY_A);
     let nobody = uuid::Uuid::now_v7().to_string();
 
     let denied = [
-        client
-            .with_key(KEY_A)
-            .create_import(im::CreateImportRequest {
-                account_id: b.clone(),
-                file_name: "x.csv".into(),
-                content: roster_tests::imports::people_csv("x", 1),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ()),
-        client
-            .with_key(KEY_A)
-            .list_imports(im::ListImportsRequest {
-                account_id: b.clone(),
-                ..Default::default()
-            })
-            .await
-            .map(|_| ()),
-        match client
-            .with_key(KEY_A)
+        as_a.create_import(im::CreateImportRequest {
+            account_id: b.clone(),
+            file_name: "x.csv".into(),
+            content: roster_tests::imports::people_csv("x", 1),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        as_a.list_imports(im::ListImportsRequest {
+            account_id: b.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        match as_a
             .download_template(im::DownloadTemplateRequest {
                 account_id: b.clone(),
             })
@@ -378,19 +347,17 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Ba
             Ok(mut stream) => stream.message().await.map(|_| ()),
             Err(status) => Err(status),
         },
-        client
-            .with_key(KEY_A)
-            .upload_import(tokio_stream::iter(vec![im::UploadImportRequest {
-                content: Some(im::upload_import_request::Content::Header(
-                    im::UploadImportHeader {
-                        account_id: b.clone(),
-                        file_name: "x.csv".into(),
-                        ..Default::default()
-                    },
-                )),
-            }]))
-            .await
-            .map(|_| ()),
+        as_a.upload_import(tokio_stream::iter(vec![im::UploadImportRequest {
+            content: Some(im::upload_import_request::Content::Header(
+                im::UploadImportHeader {
+                    account_id: b.clone(),
+                    file_name: "x.csv".into(),
+                    ..Default::default()
+                },
+            )),
+        }]))
+        .await
+        .map(|_| ()),
     ];
     for (n, result) in denied.into_iter().enumerate() {
         let status = result.expect_err("refused");
@@ -404,16 +371,12 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Ba
     macro_rules! same_as_nonexistent {
         ($call:ident, $request:expr) => {{
             let request = $request;
-            let theirs = client
-                .clone()
-                .with_key(KEY_A)
+            let theirs = as_a
                 .$call(request(b_import.id.clone()))
                 .await
                 .map(|_| ())
                 .unwrap_err();
-            let missing = client
-                .clone()
-                .with_key(KEY_A)
+            let missing = as_a
                 .$call(request(nobody.clone()))
                 .await
                 .map(|_| ())
@@ -473,7 +436,8 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backe
         vec![TestKey::limited(KEY_A, &["notifications"], &[a])],
     )
     .await;
-    let client = Notifications::new(server.channel().await, ADMIN_KEY);
+    let admin = Notifications::new(server.channel().await, ADMIN_KEY);
+    let as_a = admin.with_key(KEY_A);
     let email = |account: uuid::Uuid| nt::SendEmailRequest {
         request_id: uuid::Uuid::new_v4().to_string(),
         account_id: account.to_string(),
@@ -487,26 +451,19 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backe
         .into(),
         account_display_name: "B".into(),
     };
-    let theirs = client
+    let theirs = admin
         .send_email(email(b))
         .await
         .unwrap()
         .notification
         .unwrap();
-    client
-        .with_key(KEY_A)
-        .send_email(email(a))
+    as_a.send_email(email(a))
         .await
         .expect("its own account is fine");
 
-    let denied = client
-        .with_key(KEY_A)
-        .send_email(email(b))
-        .await
-        .unwrap_err();
+    let denied = as_a.send_email(email(b)).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let denied = client
-        .with_key(KEY_A)
+    let denied = as_a
         .list_notifications(nt::ListNotificationsRequest {
             account_id: b.to_string(),
             ..Default::default()
@@ -515,15 +472,13 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backe
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     let get = |id: String| {
-        let client = client.clone();
+        let as_a = as_a.clone();
         async move {
-            client
-                .with_key(KEY_A)
-                .get_notification(nt::GetNotificationRequest {
-                    notification_id: id,
-                })
-                .await
-                .unwrap_err()
+            as_a.get_notification(nt::GetNotificationRequest {
+                notification_id: id,
+            })
+            .await
+            .unwrap_err()
         }
     };
     let hidden = get(theirs.id.clone()).await;
