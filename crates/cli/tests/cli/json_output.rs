@@ -248,29 +248,6 @@ impl Coverage {
     }
 }
 
-async fn wait_for_state(suite: &Suite, import_id: &str, state: imports::ImportState) {
-    let client = suite.imports.import_client().await;
-    let started = std::time::Instant::now();
-    loop {
-        let import = client
-            .get_import(imports::GetImportRequest {
-                import_id: import_id.to_owned(),
-            })
-            .await
-            .expect("GetImport")
-            .import
-            .expect("an import");
-        if import.state == state as i32 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "import {import_id} never reached {state:?}: {import:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_command_prints_its_response_message_as_json() {
     let suite = Suite::start().await;
@@ -646,7 +623,16 @@ async fn a_repeated_submit_reports_the_import_as_it_is_now() {
     let import_id = uploaded.import.expect("an import").id;
 
     suite.run(&["import", "submit", &import_id]).await.ok();
-    wait_for_state(&suite, &import_id, imports::ImportState::Completed).await;
+    suite
+        .imports
+        .import_client()
+        .await
+        .wait_for_state(
+            &import_id,
+            &[imports::ImportState::Completed],
+            Duration::from_secs(60),
+        )
+        .await;
 
     // The same command again: the same request id, so the server does nothing twice; what is
     // reported is the import now, not the APPLYING of the first answer.
