@@ -297,13 +297,14 @@ struct Acknowledged {
     resets: usize,
 }
 
-/// The suite as processes: two replicas of each service on the private PostgreSQL.
+/// The suite as processes: two replicas of each service on the private PostgreSQL. Fields drop
+/// in order: the replicas stop before their keys file and their database go.
 struct Suite {
-    postgres: PrivatePostgres,
     replicas: Vec<Replica>,
     identity_urls: Vec<String>,
     import_urls: Vec<String>,
     _work: tempfile::TempDir,
+    postgres: PrivatePostgres,
 }
 
 /// What the faults did, and what health said while PostgreSQL was down and after.
