@@ -1,20 +1,18 @@
 //! Bulk import in the harness: identity and bulk-import started together (bulk-import's
-//! settings carry identity's address and the key it calls identity with), client helpers for
-//! the import flow, and generators of test spreadsheets (made in the test, never committed).
+//! settings carry identity's address and the key it calls identity with), typed clients of both
+//! ([`ImportSuite::import_client`], [`ImportSuite::identity_client`]), what a test reads from
+//! bulk-import's database, and generators of test spreadsheets (made in the test, never
+//! committed).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use roster_proto::identity::v1 as id;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::imports::v1 as pb;
-use roster_proto::imports::v1::import_service_client::ImportServiceClient;
 use roster_runtime::auth::AccountAccess;
 use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
-use tonic::transport::Channel;
 
-use crate::{ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, authed, test_settings};
+use crate::clients::{Identity, Imports};
+use crate::{ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, test_settings};
 
 /// The key bulk-import calls identity with in tests (identity accepts it with the `profiles`
 /// scope on every account).
@@ -183,281 +181,20 @@ impl ImportSuite {
         .await
     }
 
-    pub async fn import_client(&self) -> ImportServiceClient<Channel> {
-        ImportServiceClient::new(self.imports.channel().await)
-            .max_decoding_message_size(64 * 1024 * 1024)
+    /// A client of bulk-import, calling with [`ADMIN_KEY`].
+    pub async fn import_client(&self) -> Imports {
+        Imports::new(self.imports.channel().await, ADMIN_KEY)
     }
 
-    pub async fn profile_client(&self) -> ProfileServiceClient<Channel> {
-        ProfileServiceClient::new(self.identity.channel().await)
+    /// A client of identity, calling with [`ADMIN_KEY`].
+    pub async fn identity_client(&self) -> Identity {
+        Identity::new(self.identity.channel().await, ADMIN_KEY)
     }
 
     /// Creates an account in identity and returns its id.
     pub async fn account(&self, name: &str) -> String {
-        create_account(&self.identity.channel().await, name).await
+        self.identity_client().await.account(name).await.id
     }
-}
-
-/// Creates an account through AccountService and returns its id.
-pub async fn create_account(identity: &Channel, name: &str) -> String {
-    crate::clients::Identity::new(identity.clone(), ADMIN_KEY)
-        .account(name)
-        .await
-        .id
-}
-
-/// Creates a profile named `first_name last_name` with `email` (the username) in `account_id`
-/// through ProfileService.
-pub async fn create_profile(
-    identity: &Channel,
-    account_id: &str,
-    first_name: &str,
-    last_name: &str,
-    email: &str,
-) -> id::Profile {
-    crate::clients::Identity::new(identity.clone(), ADMIN_KEY)
-        .create_profile(id::CreateProfileRequest {
-            account_id: account_id.to_owned(),
-            first_name: first_name.to_owned(),
-            last_name: last_name.to_owned(),
-            email: email.to_owned(),
-            ..Default::default()
-        })
-        .await
-        .expect("profile created")
-        .profile
-        .expect("profile")
-}
-
-/// Every current profile of an account, through ListProfiles paging.
-pub async fn all_profiles(identity: &Channel, account_id: &str) -> Vec<id::Profile> {
-    let mut client = ProfileServiceClient::new(identity.clone());
-    let mut profiles = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_profiles(authed(
-                ADMIN_KEY,
-                id::ListProfilesRequest {
-                    account_id: account_id.to_owned(),
-                    page_size: 1000,
-                    page_token,
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("ListProfiles")
-            .into_inner();
-        profiles.extend(page.profiles);
-        if page.next_page_token.is_empty() {
-            return profiles;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
-/// Uploads `content` inline (CreateImport), its encoding detected.
-pub async fn create_import(
-    client: &mut ImportServiceClient<Channel>,
-    key: &str,
-    account_id: &str,
-    content: Vec<u8>,
-) -> Result<pb::Import, tonic::Status> {
-    create_import_in(client, key, account_id, content, "").await
-}
-
-/// Uploads `content` inline (CreateImport), naming its `encoding` (empty: detect it).
-pub async fn create_import_in(
-    client: &mut ImportServiceClient<Channel>,
-    key: &str,
-    account_id: &str,
-    content: Vec<u8>,
-    encoding: &str,
-) -> Result<pb::Import, tonic::Status> {
-    client
-        .create_import(authed(
-            key,
-            pb::CreateImportRequest {
-                request_id: String::new(),
-                account_id: account_id.to_owned(),
-                file_name: "people.csv".to_owned(),
-                content,
-                encoding: encoding.to_owned(),
-            },
-        ))
-        .await
-        .map(|response| response.into_inner().import.expect("import"))
-}
-
-/// Submits a VALIDATED import as [`ADMIN_KEY`], with or without welcome emails.
-pub async fn submit_import(
-    client: &mut ImportServiceClient<Channel>,
-    import_id: &str,
-    send_welcome_emails: bool,
-) -> pb::Import {
-    client
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: import_id.to_owned(),
-                request_id: String::new(),
-                send_welcome_emails,
-            },
-        ))
-        .await
-        .expect("SubmitImport")
-        .into_inner()
-        .import
-        .expect("import")
-}
-
-/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport), its encoding
-/// detected.
-pub async fn upload_import(
-    client: &mut ImportServiceClient<Channel>,
-    key: &str,
-    account_id: &str,
-    content: &[u8],
-    chunk_bytes: usize,
-) -> Result<pb::Import, tonic::Status> {
-    upload_import_in(client, key, account_id, content, chunk_bytes, "").await
-}
-
-/// Uploads `content` as a client stream of `chunk_bytes` pieces (UploadImport), naming its
-/// `encoding` (empty: detect it).
-pub async fn upload_import_in(
-    client: &mut ImportServiceClient<Channel>,
-    key: &str,
-    account_id: &str,
-    content: &[u8],
-    chunk_bytes: usize,
-    encoding: &str,
-) -> Result<pb::Import, tonic::Status> {
-    use pb::upload_import_request::Content;
-    let mut messages = vec![pb::UploadImportRequest {
-        content: Some(Content::Header(pb::UploadImportHeader {
-            account_id: account_id.to_owned(),
-            request_id: String::new(),
-            file_name: "people.csv".to_owned(),
-            encoding: encoding.to_owned(),
-        })),
-    }];
-    messages.extend(
-        content
-            .chunks(chunk_bytes)
-            .map(|chunk| pb::UploadImportRequest {
-                content: Some(Content::Chunk(chunk.to_vec())),
-            }),
-    );
-    client
-        .upload_import(authed(key, tonic::codegen::tokio_stream::iter(messages)))
-        .await
-        .map(|response| response.into_inner().import.expect("import"))
-}
-
-/// Polls GetImport until the import is in one of `states`, failing after `timeout`.
-pub async fn wait_for_state(
-    client: &mut ImportServiceClient<Channel>,
-    import_id: &str,
-    states: &[pb::ImportState],
-    timeout: Duration,
-) -> pb::Import {
-    let started = Instant::now();
-    loop {
-        let import = client
-            .get_import(authed(
-                ADMIN_KEY,
-                pb::GetImportRequest {
-                    import_id: import_id.to_owned(),
-                },
-            ))
-            .await
-            .expect("GetImport")
-            .into_inner()
-            .import
-            .expect("import");
-        if states.iter().any(|state| *state as i32 == import.state) {
-            return import;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "import {import_id} did not reach {states:?} within {timeout:?}: {import:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Every row of an import with `filter`, through ListImportRows paging.
-pub async fn all_rows(
-    client: &mut ImportServiceClient<Channel>,
-    import_id: &str,
-    filter: pb::ImportRowFilter,
-) -> Vec<pb::ImportRow> {
-    let mut rows = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .list_import_rows(authed(
-                ADMIN_KEY,
-                pb::ListImportRowsRequest {
-                    import_id: import_id.to_owned(),
-                    page_size: 1000,
-                    page_token,
-                    filter: filter as i32,
-                },
-            ))
-            .await
-            .expect("ListImportRows")
-            .into_inner();
-        rows.extend(page.rows);
-        if page.next_page_token.is_empty() {
-            return rows;
-        }
-        page_token = page.next_page_token;
-    }
-}
-
-/// The template's bytes.
-pub async fn download_template(
-    client: &mut ImportServiceClient<Channel>,
-    account_id: &str,
-) -> Vec<u8> {
-    let stream = client
-        .download_template(authed(
-            ADMIN_KEY,
-            pb::DownloadTemplateRequest {
-                account_id: account_id.to_owned(),
-            },
-        ))
-        .await
-        .expect("DownloadTemplate")
-        .into_inner();
-    collect(stream, |piece: pb::DownloadTemplateResponse| piece.chunk).await
-}
-
-/// The report's bytes.
-pub async fn download_report(
-    client: &mut ImportServiceClient<Channel>,
-    import_id: &str,
-) -> Result<Vec<u8>, tonic::Status> {
-    let stream = client
-        .download_report(authed(
-            ADMIN_KEY,
-            pb::DownloadReportRequest {
-                import_id: import_id.to_owned(),
-            },
-        ))
-        .await?
-        .into_inner();
-    Ok(collect(stream, |piece: pb::DownloadReportResponse| piece.chunk).await)
-}
-
-async fn collect<T>(mut stream: tonic::Streaming<T>, chunk: impl Fn(T) -> Vec<u8>) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    while let Some(piece) = stream.message().await.expect("stream piece") {
-        bytes.extend(chunk(piece));
-    }
-    bytes
 }
 
 /// Parses CSV bytes (BOM and CRLF allowed) into rows of cells, for assertions.
@@ -530,88 +267,6 @@ pub fn people_csv(prefix: &str, count: usize) -> Vec<u8> {
     file.into_bytes()
 }
 
-/// An UploadImport stream the test writes to piece by piece: the header is sent at once, then
-/// whatever chunks the test sends; the server's answer comes when the test ends the stream, or
-/// earlier when the server ends the upload.
-pub struct OpenUpload {
-    sender: Option<tokio::sync::mpsc::Sender<pb::UploadImportRequest>>,
-    call: tokio::task::JoinHandle<Result<pb::Import, tonic::Status>>,
-}
-
-impl OpenUpload {
-    /// Opens an upload into `account_id` as `key`; with `deadline`, the call carries it as
-    /// `grpc-timeout`.
-    pub async fn start(
-        channel: Channel,
-        key: &str,
-        account_id: &str,
-        deadline: Option<Duration>,
-    ) -> OpenUpload {
-        use pb::upload_import_request::Content;
-        let (sender, receiver) = tokio::sync::mpsc::channel(4);
-        sender
-            .send(pb::UploadImportRequest {
-                content: Some(Content::Header(pb::UploadImportHeader {
-                    account_id: account_id.to_owned(),
-                    request_id: String::new(),
-                    file_name: "people.csv".to_owned(),
-                    encoding: String::new(),
-                })),
-            })
-            .await
-            .expect("the header is queued");
-        let mut request = authed(
-            key,
-            tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(receiver),
-        );
-        if let Some(deadline) = deadline {
-            request.set_timeout(deadline);
-        }
-        let call = tokio::spawn(async move {
-            ImportServiceClient::new(channel)
-                .upload_import(request)
-                .await
-                .map(|response| response.into_inner().import.expect("import"))
-        });
-        OpenUpload {
-            sender: Some(sender),
-            call,
-        }
-    }
-
-    /// Sends the next chunk; false when the call is over (the server ended it).
-    pub async fn send(&self, chunk: &[u8]) -> bool {
-        use pb::upload_import_request::Content;
-        let Some(sender) = &self.sender else {
-            return false;
-        };
-        sender
-            .send(pb::UploadImportRequest {
-                content: Some(Content::Chunk(chunk.to_vec())),
-            })
-            .await
-            .is_ok()
-    }
-
-    /// Ends the stream and returns the server's answer.
-    pub async fn finish(mut self) -> Result<pb::Import, tonic::Status> {
-        self.sender = None;
-        self.call.await.expect("the upload call completes")
-    }
-
-    /// Waits for the server's answer while the stream stays open (the client still there but
-    /// sending nothing), failing after `timeout`.
-    pub async fn answer_while_open(
-        &mut self,
-        timeout: Duration,
-    ) -> Result<pb::Import, tonic::Status> {
-        tokio::time::timeout(timeout, &mut self.call)
-            .await
-            .expect("the server answers while the stream is open")
-            .expect("the upload call completes")
-    }
-}
-
 /// A TCP relay in front of a server, so that a test can cut a client's connection the way a
 /// dying client or a broken network does: both sockets close, mid-call.
 pub struct Relay {
@@ -643,43 +298,6 @@ impl Relay {
     pub async fn cut(self) {
         self.task.abort();
         let _ = self.task.await;
-    }
-}
-
-/// The id of the account's one import in state UPLOADING that has stored at least `chunks`
-/// pieces, waiting up to `timeout` for it.
-pub async fn uploading_import(
-    client: &mut ImportServiceClient<Channel>,
-    database: &TestDatabase,
-    account_id: &str,
-    chunks: u64,
-    timeout: Duration,
-) -> String {
-    let started = Instant::now();
-    loop {
-        let imports = client
-            .list_imports(authed(
-                ADMIN_KEY,
-                pb::ListImportsRequest {
-                    account_id: account_id.to_owned(),
-                    state: pb::ImportState::Uploading as i32,
-                    ..Default::default()
-                },
-            ))
-            .await
-            .expect("ListImports")
-            .into_inner()
-            .imports;
-        if let [import] = imports.as_slice()
-            && stored_chunks(database, &import.id).await >= chunks
-        {
-            return import.id.clone();
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "no UPLOADING import with {chunks} stored pieces within {timeout:?}: {imports:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

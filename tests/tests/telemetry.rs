@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
 use roster_runtime::Service;
-use roster_tests::imports::{create_account, create_profile};
+use roster_tests::clients::Identity;
+
 use roster_tests::otlp::{SpanKind, traced};
-use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, identity_settings};
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, identity_settings};
 
 #[test]
 fn a_password_reset_is_one_trace_through_identity_and_notification() {
@@ -41,28 +41,26 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         .await;
 
         let channel = identity.channel().await;
-        let account = create_account(&channel, "Traced Ltd").await;
-        let profile =
-            create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
+        let account = Identity::new(channel.clone(), ADMIN_KEY)
+            .account("Traced Ltd")
+            .await
+            .id;
+        let profile = Identity::new(channel.clone(), ADMIN_KEY)
+            .person(&account, "Ada", "Lovelace", "ada@example.com")
+            .await;
         // The caller's W3C trace context, as the `roster` CLI sends it.
         let callers_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-        let mut request = authed(
-            ADMIN_KEY,
-            pb::SendPasswordResetRequest {
+        Identity::new(channel, ADMIN_KEY)
+            .with_metadata(
+                "traceparent",
+                &format!("00-{callers_trace}-00f067aa0ba902b7-01"),
+            )
+            .send_password_reset(pb::SendPasswordResetRequest {
                 request_id: "traced-reset".into(),
                 profile_id: profile.id,
                 email: profile.email,
                 etag: String::new(),
-            },
-        );
-        request.metadata_mut().insert(
-            "traceparent",
-            format!("00-{callers_trace}-00f067aa0ba902b7-01")
-                .parse()
-                .expect("ASCII"),
-        );
-        CredentialServiceClient::new(channel)
-            .send_password_reset(request)
+            })
             .await
             .expect("reset sent");
 

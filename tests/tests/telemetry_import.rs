@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use roster_proto::imports::v1 as pb;
-use roster_tests::imports::{ImportSuite, create_import, submit_import, wait_for_state};
+use roster_tests::imports::ImportSuite;
 use roster_tests::otlp::{Collector, ReceivedSpan, SpanKind, traced};
-use roster_tests::{ADMIN_KEY, Backend, MailDrop};
+use roster_tests::{Backend, MailDrop};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -46,29 +46,22 @@ fn a_bulk_import_is_one_trace_through_bulk_import_identity_and_notification() {
         .await
         .expect("SQLite is always there");
         let account = suite.account("Traced Imports Ltd").await;
-        let mut imports = suite.import_client().await;
+        let imports = suite.import_client().await;
         let file = b"First Name,Last Name,Email Address\r\n\
                      Ada,Lovelace,ada@example.com\r\n\
                      Alan,Turing,alan@example.com\r\n"
             .to_vec();
-        let created = create_import(&mut imports, ADMIN_KEY, &account, file)
+        let created = imports
+            .import_csv(&account, file)
             .await
             .expect("import created");
-        wait_for_state(
-            &mut imports,
-            &created.id,
-            &[pb::ImportState::Validated],
-            WAIT,
-        )
-        .await;
-        submit_import(&mut imports, &created.id, true).await;
-        wait_for_state(
-            &mut imports,
-            &created.id,
-            &[pb::ImportState::Completed],
-            WAIT,
-        )
-        .await;
+        imports
+            .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+            .await;
+        imports.submit(&created.id, true).await;
+        imports
+            .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+            .await;
         assert_eq!(mail.wait_for(2, WAIT).await.len(), 2, "both users welcomed");
 
         let create_name = "roster.imports.v1.ImportService/CreateImport";

@@ -7,14 +7,12 @@
 use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::imports::v1 as im;
 use roster_runtime::Service;
-use roster_tests::imports::{
-    ImportSuite, create_account, create_import, submit_import, wait_for_state,
-};
+use roster_tests::clients::Identity;
+use roster_tests::imports::ImportSuite;
 use roster_tests::{
-    ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, authed, both_backends, test_settings,
+    ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, both_backends, test_settings,
 };
 use sea_orm::{ConnectionTrait, Database, Statement};
 use std::sync::Arc;
@@ -114,27 +112,19 @@ async fn create_profile_sends_one_welcome_email_when_asked(backend: Backend) {
         return;
     };
     let channel: Channel = identity.channel().await;
-    let account = create_account(&channel, "Welcome Ltd").await;
-    let mut profiles = ProfileServiceClient::new(channel);
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Welcome Ltd")
+        .await
+        .id;
+    let profiles = Identity::new(channel, ADMIN_KEY);
     let request = person(&account, "welcome-1", "grace@example.com", true);
-    let first = profiles
-        .create_profile(authed(ADMIN_KEY, request.clone()))
-        .await
-        .unwrap()
-        .into_inner();
+    let first = profiles.create_profile(request.clone()).await.unwrap();
     // The same request again answers the first result and writes no second email.
-    let again = profiles
-        .create_profile(authed(ADMIN_KEY, request))
-        .await
-        .unwrap()
-        .into_inner();
+    let again = profiles.create_profile(request).await.unwrap();
     assert_eq!(first, again);
     // Without the flag, no email.
     profiles
-        .create_profile(authed(
-            ADMIN_KEY,
-            person(&account, "quiet-1", "quiet@example.com", false),
-        ))
+        .create_profile(person(&account, "quiet-1", "quiet@example.com", false))
         .await
         .unwrap();
 
@@ -156,16 +146,15 @@ async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(
         return;
     };
     let channel = identity.channel().await;
-    let account = create_account(&channel, "Batch Ltd").await;
-    let mut profiles = ProfileServiceClient::new(channel);
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Batch Ltd")
+        .await
+        .id;
+    let profiles = Identity::new(channel, ADMIN_KEY);
     let existing = profiles
-        .create_profile(authed(
-            ADMIN_KEY,
-            person(&account, "", "existing@example.com", false),
-        ))
+        .create_profile(person(&account, "", "existing@example.com", false))
         .await
         .unwrap()
-        .into_inner()
         .profile
         .unwrap();
     let request = pb::BatchUpsertProfilesRequest {
@@ -180,10 +169,9 @@ async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(
         send_welcome_emails: true,
     };
     let results = profiles
-        .batch_upsert_profiles(authed(ADMIN_KEY, request.clone()))
+        .batch_upsert_profiles(request.clone())
         .await
         .unwrap()
-        .into_inner()
         .results;
     let outcomes: Vec<i32> = results.iter().map(|result| result.outcome).collect();
     assert_eq!(
@@ -197,10 +185,9 @@ async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(
     );
     // Replayed from the idempotency keys: nothing is written or sent again.
     let replayed = profiles
-        .batch_upsert_profiles(authed(ADMIN_KEY, request))
+        .batch_upsert_profiles(request)
         .await
         .unwrap()
-        .into_inner()
         .results;
     assert_eq!(replayed[..3], results[..3]);
 
@@ -224,15 +211,11 @@ async fn an_import_submitted_with_welcome_emails_welcomes_each_user_it_creates(b
     };
     let account = suite.account("Imported Ltd").await;
     let existing = suite
-        .profile_client()
+        .identity_client()
         .await
-        .create_profile(authed(
-            ADMIN_KEY,
-            person(&account, "", "kept@example.com", false),
-        ))
+        .create_profile(person(&account, "", "kept@example.com", false))
         .await
         .unwrap()
-        .into_inner()
         .profile
         .unwrap();
     let file = format!(
@@ -242,26 +225,19 @@ async fn an_import_submitted_with_welcome_emails_welcomes_each_user_it_creates(b
              {},Kept,Renamed,kept@example.com\r\n",
         existing.id
     );
-    let mut imports = suite.import_client().await;
-    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+    let imports = suite.import_client().await;
+    let created = imports
+        .import_csv(&account, file.into_bytes())
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[im::ImportState::Validated],
-        WAIT,
-    )
-    .await;
-    let submitted = submit_import(&mut imports, &created.id, true).await;
+    imports
+        .wait_for_state(&created.id, &[im::ImportState::Validated], WAIT)
+        .await;
+    let submitted = imports.submit(&created.id, true).await;
     assert!(submitted.send_welcome_emails);
-    let done = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[im::ImportState::Completed],
-        WAIT,
-    )
-    .await;
+    let done = imports
+        .wait_for_state(&created.id, &[im::ImportState::Completed], WAIT)
+        .await;
     assert_eq!((done.applied_count, done.failed_count), (3, 0), "{done:?}");
 
     assert_eq!(outbox_rows(&suite.identity).await, 2);
@@ -283,26 +259,16 @@ async fn an_import_submitted_without_welcome_emails_sends_none(backend: Backend)
         return;
     };
     let account = suite.account("Quiet Ltd").await;
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
     let file = b"First Name,Last Name,Email Address\r\nAda,Lovelace,ada@example.com\r\n".to_vec();
-    let created = create_import(&mut imports, ADMIN_KEY, &account, file)
-        .await
-        .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[im::ImportState::Validated],
-        WAIT,
-    )
-    .await;
-    submit_import(&mut imports, &created.id, false).await;
-    let done = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[im::ImportState::Completed],
-        WAIT,
-    )
-    .await;
+    let created = imports.import_csv(&account, file).await.unwrap();
+    imports
+        .wait_for_state(&created.id, &[im::ImportState::Validated], WAIT)
+        .await;
+    imports.submit(&created.id, false).await;
+    let done = imports
+        .wait_for_state(&created.id, &[im::ImportState::Completed], WAIT)
+        .await;
     assert!(!done.send_welcome_emails);
     assert_eq!(done.applied_count, 1);
     assert_eq!(outbox_rows(&suite.identity).await, 0);

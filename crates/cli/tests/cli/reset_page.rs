@@ -2,7 +2,7 @@
 //! file mail drop, its link, requirements shown unmet for a weak password and met for a strong
 //! one, success, the link refused afterwards, and sign-in with the new password.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{ClientBuilder, Locator};
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
 use roster_runtime::Service;
-use roster_tests::imports::{create_account, create_profile};
-use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed};
+use roster_tests::clients::Identity;
+
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer};
 
 const STRONG: &str = "Violet-Tundra-84-Lantern";
 
@@ -121,19 +121,21 @@ async fn a_user_resets_the_password_in_a_real_browser() {
     .await;
 
     let channel = identity.channel().await;
-    let account = create_account(&channel, "Acme").await;
-    let profile = create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
-    let mut credentials = CredentialServiceClient::new(channel);
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
+    let profile = Identity::new(channel.clone(), ADMIN_KEY)
+        .person(&account, "Ada", "Lovelace", "ada@example.com")
+        .await;
+    let credentials = Identity::new(channel, ADMIN_KEY);
     credentials
-        .send_password_reset(authed(
-            ADMIN_KEY,
-            pb::SendPasswordResetRequest {
-                request_id: "browser-reset".into(),
-                profile_id: profile.id.clone(),
-                email: profile.email.clone(),
-                etag: String::new(),
-            },
-        ))
+        .send_password_reset(pb::SendPasswordResetRequest {
+            request_id: "browser-reset".into(),
+            profile_id: profile.id.clone(),
+            email: profile.email.clone(),
+            etag: String::new(),
+        })
         .await
         .unwrap();
     let link = reset_link_from_mail_drop(&mail_dir).await;
@@ -260,15 +262,11 @@ async fn a_user_resets_the_password_in_a_real_browser() {
     let _ = driver.wait();
 
     let verified = credentials
-        .verify_password(authed(
-            ADMIN_KEY,
-            pb::VerifyPasswordRequest {
-                username: "ada@example.com".into(),
-                password: STRONG.into(),
-            },
-        ))
+        .verify_password(pb::VerifyPasswordRequest {
+            username: "ada@example.com".into(),
+            password: STRONG.into(),
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(verified.verified);
 }

@@ -4,21 +4,19 @@
 //! quotes it — the id the CLI prints with the failure. A caller that sends no traceparent (as
 //! grpcurl) gets one the server makes, quoted and logged the same way.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_tests::{authed, connect};
+use roster_tests::clients::{self, Health};
+use roster_tests::connect;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::Value;
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 const KEY: &str = "trace-ids-test-key";
 
@@ -82,14 +80,8 @@ impl Identity {
         let started = Instant::now();
         loop {
             let channel = connect(self.addr().parse().expect("address")).await;
-            let status = HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .ok()
-                .map(|response| response.into_inner().status);
-            if status == Some(ServingStatus::Serving as i32) {
+            let status = Health::new(channel).check("").await.ok();
+            if status == Some(ServingStatus::Serving) {
                 return;
             }
             assert!(
@@ -268,12 +260,9 @@ async fn the_cli_trace_id_is_the_servers(log_format: &str) {
 
     // A caller without a traceparent: the server makes the trace id, quotes and logs it.
     let channel = connect(identity.addr().parse().expect("address")).await;
-    let mut request = authed(KEY, pb::ListAccountsRequest::default());
-    request
-        .metadata_mut()
-        .insert("x-request-id", "no-traceparent".parse().expect("ascii"));
-    let status = AccountServiceClient::new(channel)
-        .list_accounts(request)
+    let status = clients::Identity::new(channel, KEY)
+        .with_metadata("x-request-id", "no-traceparent")
+        .list_accounts(pb::ListAccountsRequest::default())
         .await
         .expect_err("the table is gone");
     assert_eq!(status.code(), Code::Internal);

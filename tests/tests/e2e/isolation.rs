@@ -9,18 +9,14 @@ use std::time::Duration;
 
 use prost::Message;
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::imports::v1 as im;
-use roster_proto::imports::v1::import_service_client::ImportServiceClient;
 use roster_proto::notification::v1 as nt;
-use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Service;
-use roster_tests::imports::{create_account, create_profile};
+use roster_tests::clients::{Identity, Imports, Notifications};
+
 use roster_tests::{
-    ADMIN_KEY, Backend, ImportSuite, TestKey, TestServer, authed, both_backends,
-    newest_reset_token, outbox_emails, raw, reason,
+    ADMIN_KEY, Backend, ImportSuite, TestKey, TestServer, both_backends, newest_reset_token,
+    outbox_emails, raw, reason,
 };
 use tonic::Code;
 use tonic::transport::Channel;
@@ -41,122 +37,88 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
         return;
     };
     let channel = server.channel().await;
-    let mut admin_accounts = AccountServiceClient::new(channel.clone());
-    let mut admin_profiles = ProfileServiceClient::new(channel);
+    let admin = Identity::new(channel, ADMIN_KEY);
     let mut account_ids = Vec::new();
     for name in ["A", "B"] {
-        let account = admin_accounts
-            .create_account(authed(
-                ADMIN_KEY,
-                pb::CreateAccountRequest {
-                    display_name: name.into(),
-                    ..Default::default()
-                },
-            ))
+        let account = admin
+            .create_account(pb::CreateAccountRequest {
+                display_name: name.into(),
+                ..Default::default()
+            })
             .await
             .unwrap()
-            .into_inner()
             .account
             .unwrap();
         account_ids.push(account.id);
     }
     let (a, b) = (account_ids[0].clone(), account_ids[1].clone());
-    let b_profile = admin_profiles
-        .create_profile(authed(
-            ADMIN_KEY,
-            pb::CreateProfileRequest {
-                account_id: b.clone(),
-                first_name: "Bea".into(),
-                last_name: "B".into(),
-                email: "bea@b.example".into(),
-                ..Default::default()
-            },
-        ))
+    let b_profile = admin
+        .create_profile(pb::CreateProfileRequest {
+            account_id: b.clone(),
+            first_name: "Bea".into(),
+            last_name: "B".into(),
+            email: "bea@b.example".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
-        .into_inner()
         .profile
         .unwrap();
 
     let scoped = TestKey::limited(KEY_A, &["accounts", "profiles"], &[a.parse().unwrap()]);
     let server = server.restart_with_keys(vec![scoped]).await;
     let channel = server.channel().await;
-    let mut accounts = AccountServiceClient::new(channel.clone());
-    let mut profiles = ProfileServiceClient::new(channel.clone());
+    let as_a = Identity::new(channel.clone(), KEY_A);
     let nobody = uuid::Uuid::now_v7().to_string();
 
     // Requests that name account B.
     let denied = [
-        accounts
-            .create_account(authed(
-                KEY_A,
-                pb::CreateAccountRequest {
-                    display_name: "C".into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .map(|_| ()),
-        accounts
-            .get_password_policy(authed(
-                KEY_A,
-                pb::GetPasswordPolicyRequest {
-                    account_id: b.clone(),
-                },
-            ))
-            .await
-            .map(|_| ()),
-        profiles
-            .create_profile(authed(
-                KEY_A,
-                pb::CreateProfileRequest {
-                    account_id: b.clone(),
-                    first_name: "Eve".into(),
-                    last_name: "E".into(),
-                    email: "eve@b.example".into(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .map(|_| ()),
-        profiles
-            .list_profiles(authed(
-                KEY_A,
-                pb::ListProfilesRequest {
-                    account_id: b.clone(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .map(|_| ()),
-        profiles
-            .batch_get_profiles(authed(
-                KEY_A,
-                pb::BatchGetProfilesRequest {
-                    account_id: b.clone(),
-                    ids: vec![b_profile.id.clone()],
-                },
-            ))
-            .await
-            .map(|_| ()),
-        profiles
-            .batch_upsert_profiles(authed(
-                KEY_A,
-                pb::BatchUpsertProfilesRequest {
-                    account_id: b.clone(),
-                    send_welcome_emails: false,
-                    items: vec![pb::ProfileUpsert {
-                        idempotency_key: "x".into(),
-                        id: b_profile.id.clone(),
-                        first_name: "Eve".into(),
-                        last_name: "E".into(),
-                        email: "eve@b.example".into(),
-                        ..Default::default()
-                    }],
-                },
-            ))
-            .await
-            .map(|_| ()),
+        as_a.create_account(pb::CreateAccountRequest {
+            display_name: "C".into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        as_a.get_password_policy(pb::GetPasswordPolicyRequest {
+            account_id: b.clone(),
+        })
+        .await
+        .map(|_| ()),
+        as_a.create_profile(pb::CreateProfileRequest {
+            account_id: b.clone(),
+            first_name: "Eve".into(),
+            last_name: "E".into(),
+            email: "eve@b.example".into(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        as_a.list_profiles(pb::ListProfilesRequest {
+            account_id: b.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        as_a.batch_get_profiles(pb::BatchGetProfilesRequest {
+            account_id: b.clone(),
+            ids: vec![b_profile.id.clone()],
+        })
+        .await
+        .map(|_| ()),
+        as_a.batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            account_id: b.clone(),
+            send_welcome_emails: false,
+            items: vec![pb::ProfileUpsert {
+                idempotency_key: "x".into(),
+                id: b_profile.id.clone(),
+                first_name: "Eve".into(),
+                last_name: "E".into(),
+                email: "eve@b.example".into(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .map(|_| ()),
     ];
     for (n, result) in denied.into_iter().enumerate() {
         let status = result.expect_err("refused");
@@ -169,10 +131,9 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
 
     // Objects of account B reached by id: indistinguishable from ids that do not exist.
     let get_account = |id: String| {
-        let mut accounts = accounts.clone();
+        let as_a = as_a.clone();
         async move {
-            accounts
-                .get_account(authed(KEY_A, pb::GetAccountRequest { id }))
+            as_a.get_account(pb::GetAccountRequest { id })
                 .await
                 .unwrap_err()
         }
@@ -184,10 +145,9 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     assert_eq!(get_account(b.clone()).await.code(), Code::NotFound);
 
     let get_profile = |id: String| {
-        let mut profiles = profiles.clone();
+        let as_a = as_a.clone();
         async move {
-            profiles
-                .get_profile(authed(KEY_A, pb::GetProfileRequest { id }))
+            as_a.get_profile(pb::GetProfileRequest { id })
                 .await
                 .unwrap_err()
         }
@@ -202,25 +162,21 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     );
 
     let update_profile = |id: String| {
-        let mut profiles = profiles.clone();
+        let as_a = as_a.clone();
         async move {
-            profiles
-                .update_profile(authed(
-                    KEY_A,
-                    pb::UpdateProfileRequest {
-                        profile: Some(pb::Profile {
-                            id,
-                            first_name: "Mallory".into(),
-                            ..Default::default()
-                        }),
-                        update_mask: Some(prost_types::FieldMask {
-                            paths: vec!["first_name".into()],
-                        }),
-                        request_id: String::new(),
-                    },
-                ))
-                .await
-                .unwrap_err()
+            as_a.update_profile(pb::UpdateProfileRequest {
+                profile: Some(pb::Profile {
+                    id,
+                    first_name: "Mallory".into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["first_name".into()],
+                }),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap_err()
         }
     };
     assert_eq!(
@@ -229,18 +185,14 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     );
 
     let delete_profile = |id: String| {
-        let mut profiles = profiles.clone();
+        let as_a = as_a.clone();
         async move {
-            profiles
-                .delete_profile(authed(
-                    KEY_A,
-                    pb::DeleteProfileRequest {
-                        id,
-                        ..Default::default()
-                    },
-                ))
-                .await
-                .unwrap_err()
+            as_a.delete_profile(pb::DeleteProfileRequest {
+                id,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err()
         }
     };
     assert_eq!(
@@ -248,60 +200,47 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
         observable(&delete_profile(nobody.clone()).await)
     );
 
-    let batch = profiles
-        .batch_get_profiles(authed(
-            KEY_A,
-            pb::BatchGetProfilesRequest {
-                account_id: a.clone(),
-                ids: vec![b_profile.id.clone()],
-            },
-        ))
+    let batch = as_a
+        .batch_get_profiles(pb::BatchGetProfilesRequest {
+            account_id: a.clone(),
+            ids: vec![b_profile.id.clone()],
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert!(batch.profiles.is_empty());
-    let upsert = profiles
-        .batch_upsert_profiles(authed(
-            KEY_A,
-            pb::BatchUpsertProfilesRequest {
-                account_id: a.clone(),
-                send_welcome_emails: false,
-                items: vec![pb::ProfileUpsert {
-                    idempotency_key: "steal".into(),
-                    id: b_profile.id.clone(),
-                    first_name: "Mallory".into(),
-                    last_name: "M".into(),
-                    email: "bea@b.example".into(),
-                    ..Default::default()
-                }],
-            },
-        ))
+    let upsert = as_a
+        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            account_id: a.clone(),
+            send_welcome_emails: false,
+            items: vec![pb::ProfileUpsert {
+                idempotency_key: "steal".into(),
+                id: b_profile.id.clone(),
+                first_name: "Mallory".into(),
+                last_name: "M".into(),
+                email: "bea@b.example".into(),
+                ..Default::default()
+            }],
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(upsert.results[0].error_code, Code::NotFound as i32);
 
     // Username checks are global but never reveal another account's profile.
-    let checks = profiles
-        .batch_check_usernames(authed(
-            KEY_A,
-            pb::BatchCheckUsernamesRequest {
-                usernames: vec![b_profile.username.clone()],
-                seeds: Vec::new(),
-            },
-        ))
+    let checks = as_a
+        .batch_check_usernames(pb::BatchCheckUsernamesRequest {
+            usernames: vec![b_profile.username.clone()],
+            seeds: Vec::new(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .checks;
     assert!(!checks[0].available);
     assert!(checks[0].holder_profile_id.is_empty());
 
-    let listed = accounts
-        .list_accounts(authed(KEY_A, pb::ListAccountsRequest::default()))
+    let listed = as_a
+        .list_accounts(pb::ListAccountsRequest::default())
         .await
         .unwrap()
-        .into_inner()
         .accounts;
     assert_eq!(
         listed.iter().map(|account| &account.id).collect::<Vec<_>>(),
@@ -309,16 +248,12 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
     );
 
     // Nothing of B changed.
-    let after = ProfileServiceClient::new(channel)
-        .get_profile(authed(
-            ADMIN_KEY,
-            pb::GetProfileRequest {
-                id: b_profile.id.clone(),
-            },
-        ))
+    let after = Identity::new(channel, ADMIN_KEY)
+        .get_profile(pb::GetProfileRequest {
+            id: b_profile.id.clone(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .profile
         .unwrap();
     assert_eq!(after, b_profile);
@@ -359,23 +294,24 @@ async fn every_rpc_of_every_service_needs_a_key() {
 
 async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Backend) {
     use roster_proto::imports::v1 as im;
-    use roster_proto::imports::v1::import_service_client::ImportServiceClient;
     let Some(suite) = roster_tests::ImportSuite::start_with(backend, |_| {}, Vec::new()).await
     else {
         return;
     };
     let identity = suite.identity.channel().await;
-    let a = roster_tests::imports::create_account(&identity, "A").await;
-    let b = roster_tests::imports::create_account(&identity, "B").await;
-    let mut admin = ImportServiceClient::new(suite.imports.channel().await);
-    let b_import = roster_tests::imports::create_import(
-        &mut admin,
-        ADMIN_KEY,
-        &b,
-        roster_tests::imports::people_csv("bee", 3),
-    )
-    .await
-    .unwrap();
+    let a = Identity::new(identity.clone(), ADMIN_KEY)
+        .account("A")
+        .await
+        .id;
+    let b = Identity::new(identity.clone(), ADMIN_KEY)
+        .account("B")
+        .await
+        .id;
+    let admin = Imports::new(suite.imports.channel().await, ADMIN_KEY);
+    let b_import = admin
+        .import_csv(&b, roster_tests::imports::people_csv("bee", 3))
+        .await
+        .unwrap();
     let imports = suite
         .imports
         .restart_with_keys(vec![TestKey::limited(
@@ -384,62 +320,44 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Ba
             &[a.parse().unwrap()],
         )])
         .await;
-    let mut client = ImportServiceClient::new(imports.channel().await);
+    let as_a = Imports::new(imports.channel().await, KEY_A);
     let nobody = uuid::Uuid::now_v7().to_string();
 
     let denied = [
-        client
-            .create_import(authed(
-                KEY_A,
-                im::CreateImportRequest {
-                    account_id: b.clone(),
-                    file_name: "x.csv".into(),
-                    content: roster_tests::imports::people_csv("x", 1),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .map(|_| ()),
-        client
-            .list_imports(authed(
-                KEY_A,
-                im::ListImportsRequest {
-                    account_id: b.clone(),
-                    ..Default::default()
-                },
-            ))
-            .await
-            .map(|_| ()),
-        match client
-            .download_template(authed(
-                KEY_A,
-                im::DownloadTemplateRequest {
-                    account_id: b.clone(),
-                },
-            ))
+        as_a.create_import(im::CreateImportRequest {
+            account_id: b.clone(),
+            file_name: "x.csv".into(),
+            content: roster_tests::imports::people_csv("x", 1),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        as_a.list_imports(im::ListImportsRequest {
+            account_id: b.clone(),
+            ..Default::default()
+        })
+        .await
+        .map(|_| ()),
+        match as_a
+            .download_template(im::DownloadTemplateRequest {
+                account_id: b.clone(),
+            })
             .await
         {
-            Ok(response) => {
-                let mut stream = response.into_inner();
-                stream.message().await.map(|_| ())
-            }
+            Ok(mut stream) => stream.message().await.map(|_| ()),
             Err(status) => Err(status),
         },
-        client
-            .upload_import(authed(
-                KEY_A,
-                tokio_stream::iter(vec![im::UploadImportRequest {
-                    content: Some(im::upload_import_request::Content::Header(
-                        im::UploadImportHeader {
-                            account_id: b.clone(),
-                            file_name: "x.csv".into(),
-                            ..Default::default()
-                        },
-                    )),
-                }]),
-            ))
-            .await
-            .map(|_| ()),
+        as_a.upload_import(tokio_stream::iter(vec![im::UploadImportRequest {
+            content: Some(im::upload_import_request::Content::Header(
+                im::UploadImportHeader {
+                    account_id: b.clone(),
+                    file_name: "x.csv".into(),
+                    ..Default::default()
+                },
+            )),
+        }]))
+        .await
+        .map(|_| ()),
     ];
     for (n, result) in denied.into_iter().enumerate() {
         let status = result.expect_err("refused");
@@ -453,15 +371,13 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Ba
     macro_rules! same_as_nonexistent {
         ($call:ident, $request:expr) => {{
             let request = $request;
-            let theirs = client
-                .clone()
-                .$call(authed(KEY_A, request(b_import.id.clone())))
+            let theirs = as_a
+                .$call(request(b_import.id.clone()))
                 .await
                 .map(|_| ())
                 .unwrap_err();
-            let missing = client
-                .clone()
-                .$call(authed(KEY_A, request(nobody.clone())))
+            let missing = as_a
+                .$call(request(nobody.clone()))
                 .await
                 .map(|_| ())
                 .unwrap_err();
@@ -494,16 +410,12 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Ba
     });
 
     // Nothing of B's import changed.
-    let after = ImportServiceClient::new(imports.channel().await)
-        .get_import(authed(
-            ADMIN_KEY,
-            im::GetImportRequest {
-                import_id: b_import.id.clone(),
-            },
-        ))
+    let after = Imports::new(imports.channel().await, ADMIN_KEY)
+        .get_import(im::GetImportRequest {
+            import_id: b_import.id.clone(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .import
         .unwrap();
     assert_ne!(after.state, im::ImportState::Cancelled as i32);
@@ -512,7 +424,6 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_imports(backend: Ba
 
 async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backend: Backend) {
     use roster_proto::notification::v1 as nt;
-    use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
     let Some(database) = roster_tests::TestDatabase::create(backend).await else {
         return;
     };
@@ -525,7 +436,8 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backe
         vec![TestKey::limited(KEY_A, &["notifications"], &[a])],
     )
     .await;
-    let mut client = NotificationServiceClient::new(server.channel().await);
+    let admin = Notifications::new(server.channel().await, ADMIN_KEY);
+    let as_a = admin.with_key(KEY_A);
     let email = |account: uuid::Uuid| nt::SendEmailRequest {
         request_id: uuid::Uuid::new_v4().to_string(),
         account_id: account.to_string(),
@@ -539,46 +451,34 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backe
         .into(),
         account_display_name: "B".into(),
     };
-    let theirs = client
-        .send_email(authed(ADMIN_KEY, email(b)))
+    let theirs = admin
+        .send_email(email(b))
         .await
         .unwrap()
-        .into_inner()
         .notification
         .unwrap();
-    client
-        .send_email(authed(KEY_A, email(a)))
+    as_a.send_email(email(a))
         .await
         .expect("its own account is fine");
 
-    let denied = client
-        .send_email(authed(KEY_A, email(b)))
-        .await
-        .unwrap_err();
+    let denied = as_a.send_email(email(b)).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
-    let denied = client
-        .list_notifications(authed(
-            KEY_A,
-            nt::ListNotificationsRequest {
-                account_id: b.to_string(),
-                ..Default::default()
-            },
-        ))
+    let denied = as_a
+        .list_notifications(nt::ListNotificationsRequest {
+            account_id: b.to_string(),
+            ..Default::default()
+        })
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     let get = |id: String| {
-        let mut client = client.clone();
+        let as_a = as_a.clone();
         async move {
-            client
-                .get_notification(authed(
-                    KEY_A,
-                    nt::GetNotificationRequest {
-                        notification_id: id,
-                    },
-                ))
-                .await
-                .unwrap_err()
+            as_a.get_notification(nt::GetNotificationRequest {
+                notification_id: id,
+            })
+            .await
+            .unwrap_err()
         }
     };
     let hidden = get(theirs.id.clone()).await;
@@ -1438,55 +1338,45 @@ async fn sign_in(
     username: &str,
     password: &str,
 ) -> Result<pb::VerifyPasswordResponse, (Code, Option<String>, String)> {
-    CredentialServiceClient::new(channel.clone())
-        .verify_password(authed(
-            key,
-            pb::VerifyPasswordRequest {
-                username: username.into(),
-                password: password.into(),
-            },
-        ))
+    Identity::new(channel.clone(), ADMIN_KEY)
+        .with_key(key)
+        .verify_password(pb::VerifyPasswordRequest {
+            username: username.into(),
+            password: password.into(),
+        })
         .await
-        .map(|response| response.into_inner())
         .map_err(|status| (status.code(), reason(&status), status.message().to_owned()))
 }
 
 /// Asks for a reset email to `profile`'s address, as the admin key.
 async fn send_reset(identity: &Channel, profile: &pb::Profile) {
-    CredentialServiceClient::new(identity.clone())
-        .send_password_reset(authed(
-            ADMIN_KEY,
-            pb::SendPasswordResetRequest {
-                request_id: String::new(),
-                profile_id: profile.id.clone(),
-                email: profile.email.clone(),
-                etag: String::new(),
-            },
-        ))
+    Identity::new(identity.clone(), ADMIN_KEY)
+        .send_password_reset(pb::SendPasswordResetRequest {
+            request_id: String::new(),
+            profile_id: profile.id.clone(),
+            email: profile.email.clone(),
+            etag: String::new(),
+        })
         .await
         .expect("reset sent");
 }
 
 /// Sets a password with a reset token, as the admin key.
 async fn complete_reset(identity: &Channel, token: String, password: &str) {
-    CredentialServiceClient::new(identity.clone())
-        .complete_password_reset(authed(
-            ADMIN_KEY,
-            pb::CompletePasswordResetRequest {
-                token,
-                new_password: password.into(),
-            },
-        ))
+    Identity::new(identity.clone(), ADMIN_KEY)
+        .complete_password_reset(pb::CompletePasswordResetRequest {
+            token,
+            new_password: password.into(),
+        })
         .await
         .expect("password set");
 }
 
 async fn account(identity: &Channel, id: &str) -> pb::Account {
-    AccountServiceClient::new(identity.clone())
-        .get_account(authed(ADMIN_KEY, pb::GetAccountRequest { id: id.into() }))
+    Identity::new(identity.clone(), ADMIN_KEY)
+        .get_account(pb::GetAccountRequest { id: id.into() })
         .await
         .expect("GetAccount")
-        .into_inner()
         .account
         .expect("account")
 }
@@ -1514,58 +1404,42 @@ async fn state_of_b(
     let b = world.b.id.clone();
     StateOfB {
         account: account(&channel, &b).await,
-        policy: AccountServiceClient::new(channel.clone())
-            .get_password_policy(authed(
-                ADMIN_KEY,
-                pb::GetPasswordPolicyRequest {
-                    account_id: b.clone(),
-                },
-            ))
+        policy: Identity::new(channel.clone(), ADMIN_KEY)
+            .get_password_policy(pb::GetPasswordPolicyRequest {
+                account_id: b.clone(),
+            })
             .await
             .unwrap()
-            .into_inner()
             .policy
             .unwrap(),
-        profile: ProfileServiceClient::new(channel)
-            .get_profile(authed(
-                ADMIN_KEY,
-                pb::GetProfileRequest {
-                    id: world.bea.id.clone(),
-                },
-            ))
+        profile: Identity::new(channel, ADMIN_KEY)
+            .get_profile(pb::GetProfileRequest {
+                id: world.bea.id.clone(),
+            })
             .await
             .unwrap()
-            .into_inner()
             .profile
             .unwrap(),
-        imports: ImportServiceClient::new(imports.clone())
-            .list_imports(authed(
-                ADMIN_KEY,
-                im::ListImportsRequest {
-                    account_id: b.clone(),
-                    ..Default::default()
-                },
-            ))
+        imports: Imports::new(imports.clone(), ADMIN_KEY)
+            .list_imports(im::ListImportsRequest {
+                account_id: b.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap()
-            .into_inner()
             .imports,
         outbox: outbox_emails(identity)
             .await
             .into_iter()
             .filter(|email| email["account_id"] == b.as_str())
             .collect(),
-        notifications: NotificationServiceClient::new(notification.clone())
-            .list_notifications(authed(
-                ADMIN_KEY,
-                nt::ListNotificationsRequest {
-                    account_id: b.clone(),
-                    ..Default::default()
-                },
-            ))
+        notifications: Notifications::new(notification.clone(), ADMIN_KEY)
+            .list_notifications(nt::ListNotificationsRequest {
+                account_id: b.clone(),
+                ..Default::default()
+            })
             .await
             .unwrap()
-            .into_inner()
             .notifications
             .into_iter()
             .map(|notification| notification.id)
@@ -1576,7 +1450,7 @@ async fn state_of_b(
 both_backends!(a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc);
 
 async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc(backend: Backend) {
-    use roster_tests::imports::{all_rows, create_import, people_csv, wait_for_state};
+    use roster_tests::imports::people_csv;
     let Some(suite) = ImportSuite::start(backend).await else {
         return;
     };
@@ -1584,10 +1458,20 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
         return;
     };
     let identity = suite.identity.channel().await;
-    let a = create_account(&identity, "A").await;
-    let b = create_account(&identity, "B").await;
-    let ann = create_profile(&identity, &a, "Ann", "A", "ann@a.example").await;
-    let bea = create_profile(&identity, &b, "Bea", "B", "bea@b.example").await;
+    let a = Identity::new(identity.clone(), ADMIN_KEY)
+        .account("A")
+        .await
+        .id;
+    let b = Identity::new(identity.clone(), ADMIN_KEY)
+        .account("B")
+        .await
+        .id;
+    let ann = Identity::new(identity.clone(), ADMIN_KEY)
+        .person(&a, "Ann", "A", "ann@a.example")
+        .await;
+    let bea = Identity::new(identity.clone(), ADMIN_KEY)
+        .person(&b, "Bea", "B", "bea@b.example")
+        .await;
     assert_eq!(bea.username.len(), UNKNOWN_USERNAME.len());
 
     // B's user: a password set through the reset flow, a role, an extension, and a reset link
@@ -1599,50 +1483,44 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
         B_PASSWORD,
     )
     .await;
-    let mut profiles = ProfileServiceClient::new(identity.clone());
+    let profiles = Identity::new(identity.clone(), ADMIN_KEY);
     profiles
-        .assign_roles(authed(
-            ADMIN_KEY,
-            pb::AssignRolesRequest {
-                profile_id: bea.id.clone(),
-                roles: vec![pb::Role::ContactCenterAgent as i32],
-                ..Default::default()
-            },
-        ))
+        .assign_roles(pb::AssignRolesRequest {
+            profile_id: bea.id.clone(),
+            roles: vec![pb::Role::ContactCenterAgent as i32],
+            ..Default::default()
+        })
         .await
         .unwrap();
     let bea = profiles
-        .assign_extension(authed(
-            ADMIN_KEY,
-            pb::AssignExtensionRequest {
-                profile_id: bea.id.clone(),
-                extension: Some(pb::Extension {
-                    number: "4242".into(),
-                    kind: pb::ExtensionKind::Physical as i32,
-                }),
-                ..Default::default()
-            },
-        ))
+        .assign_extension(pb::AssignExtensionRequest {
+            profile_id: bea.id.clone(),
+            extension: Some(pb::Extension {
+                number: "4242".into(),
+                kind: pb::ExtensionKind::Physical as i32,
+            }),
+            ..Default::default()
+        })
         .await
         .unwrap()
-        .into_inner()
         .profile
         .unwrap();
     send_reset(&identity, &bea).await;
     let token = newest_reset_token(&suite.identity).await;
 
     // B's import, VALIDATED (so that a submit or a cancel would go through), and an email of B.
-    let mut admin_imports = suite.import_client().await;
-    let import = create_import(&mut admin_imports, ADMIN_KEY, &b, people_csv("bee", 3))
+    let admin_imports = suite.import_client().await;
+    let import = admin_imports
+        .import_csv(&b, people_csv("bee", 3))
         .await
         .unwrap();
-    let import = wait_for_state(
-        &mut admin_imports,
-        &import.id,
-        &[im::ImportState::Validated],
-        Duration::from_secs(60),
-    )
-    .await;
+    let import = admin_imports
+        .wait_for_state(
+            &import.id,
+            &[im::ImportState::Validated],
+            Duration::from_secs(60),
+        )
+        .await;
     let key_a = TestKey::limited(KEY_A, &EVERY_SCOPE, &[a.parse().unwrap()]);
     let mail = tempfile::tempdir().unwrap();
     let notification = TestServer::start_notification(
@@ -1653,11 +1531,10 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
     )
     .await;
     let notification_channel = notification.channel().await;
-    let sent = NotificationServiceClient::new(notification_channel.clone())
-        .send_email(authed(ADMIN_KEY, welcome_email(&b)))
+    let sent = Notifications::new(notification_channel.clone(), ADMIN_KEY)
+        .send_email(welcome_email(&b))
         .await
         .unwrap()
-        .into_inner()
         .notification
         .unwrap();
 
@@ -1720,18 +1597,22 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
          ,Mal,Lory,mal4@a.example,{},,,,\r\n",
         world.bea.id, world.bea.username, world.ann.username
     );
-    let mut imports_of_a = ImportServiceClient::new(imports_channel.clone());
-    let file_of_a = create_import(&mut imports_of_a, KEY_A, &world.a.id, file.into_bytes())
+    let imports_of_a = Imports::new(imports_channel.clone(), ADMIN_KEY);
+    let file_of_a = imports_of_a
+        .with_key(KEY_A)
+        .import_csv(&world.a.id, file.into_bytes())
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports_of_a,
-        &file_of_a.id,
-        &[im::ImportState::Validated],
-        Duration::from_secs(60),
-    )
-    .await;
-    let rows = all_rows(&mut imports_of_a, &file_of_a.id, im::ImportRowFilter::All).await;
+    imports_of_a
+        .wait_for_state(
+            &file_of_a.id,
+            &[im::ImportState::Validated],
+            Duration::from_secs(60),
+        )
+        .await;
+    let rows = imports_of_a
+        .all_rows(&file_of_a.id, im::ImportRowFilter::All)
+        .await;
     assert_eq!(rows.len(), 4, "{rows:?}");
     let verdict = |row: &im::ImportRow, from: &str, to: &str| {
         let mut errors = row.errors.clone();
@@ -1808,17 +1689,14 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
     );
 
     // BatchCheckUsernames names the holder A may see, and no other.
-    let checks = ProfileServiceClient::new(identity_channel.clone())
-        .batch_check_usernames(authed(
-            KEY_A,
-            pb::BatchCheckUsernamesRequest {
-                usernames: vec![world.ann.username.clone(), world.bea.username.clone()],
-                seeds: Vec::new(),
-            },
-        ))
+    let checks = Identity::new(identity_channel.clone(), ADMIN_KEY)
+        .with_key(KEY_A)
+        .batch_check_usernames(pb::BatchCheckUsernamesRequest {
+            usernames: vec![world.ann.username.clone(), world.bea.username.clone()],
+            seeds: Vec::new(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .checks;
     assert_eq!(checks[0].holder_profile_id, world.ann.id);
     assert_eq!(
@@ -1843,18 +1721,15 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
         .await
         .unwrap();
         let admin = tokio::spawn({
-            let mut profiles = ProfileServiceClient::new(identity_channel.clone());
+            let profiles = Identity::new(identity_channel.clone(), ADMIN_KEY);
             let id = world.bea.id.clone();
             async move {
                 profiles
-                    .assign_roles(authed(
-                        ADMIN_KEY,
-                        pb::AssignRolesRequest {
-                            profile_id: id,
-                            roles: vec![pb::Role::ContactCenterAgent as i32],
-                            ..Default::default()
-                        },
-                    ))
+                    .assign_roles(pb::AssignRolesRequest {
+                        profile_id: id,
+                        roles: vec![pb::Role::ContactCenterAgent as i32],
+                        ..Default::default()
+                    })
                     .await
             }
         });
@@ -1885,7 +1760,7 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
             .await
             .unwrap()
             .expect("AssignRoles once the row is free");
-        assert_eq!(assigned.into_inner().profile.as_ref(), Some(&world.bea));
+        assert_eq!(assigned.profile.as_ref(), Some(&world.bea));
     }
 
     // Nothing of B changed, B's user still signs in, and the reset link A's key tried is

@@ -9,11 +9,9 @@ use roster_bulk_import::store::entities::row;
 use roster_proto::identity::v1 as id;
 use roster_proto::imports::v1 as pb;
 use roster_runtime::Service;
-use roster_tests::imports::{
-    all_profiles, all_rows, create_import, download_report, download_template, parse_csv,
-    people_csv, upload_import, wait_for_state,
-};
-use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestKey, authed, both_backends, reason};
+use roster_tests::clients::Imports;
+use roster_tests::imports::{parse_csv, people_csv};
+use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestKey, both_backends, reason};
 use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, QuerySelect};
 use tonic::Code;
 
@@ -28,23 +26,19 @@ async fn create_profile(
     job_title: &str,
 ) -> id::Profile {
     suite
-        .profile_client()
+        .identity_client()
         .await
-        .create_profile(authed(
-            ADMIN_KEY,
-            id::CreateProfileRequest {
-                account_id: account_id.to_owned(),
-                first_name: first.to_owned(),
-                last_name: "Original".to_owned(),
-                email: email.to_owned(),
-                username: username.to_owned(),
-                job_title: job_title.to_owned(),
-                ..Default::default()
-            },
-        ))
+        .create_profile(id::CreateProfileRequest {
+            account_id: account_id.to_owned(),
+            first_name: first.to_owned(),
+            last_name: "Original".to_owned(),
+            email: email.to_owned(),
+            username: username.to_owned(),
+            job_title: job_title.to_owned(),
+            ..Default::default()
+        })
         .await
         .expect("profile created")
-        .into_inner()
         .profile
         .expect("profile")
 }
@@ -72,9 +66,9 @@ async fn the_whole_flow_from_template_to_report(backend: Backend) {
     let bob = create_profile(&suite, &account, "Bob", "bob@example.com", "bob", "").await;
     create_profile(&suite, &other, "Taken", "t@example.com", "taken.name", "").await;
     let foreign = create_profile(&suite, &other, "Foreign", "f@example.com", "foreign", "").await;
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
 
-    let template = download_template(&mut imports, &account).await;
+    let template = imports.template(&account).await;
     assert!(template.starts_with(b"\xEF\xBB\xBFInternal ID,First Name,Last Name,Email Address,Username,Job Title,Department,Locale,Time Zone,Extensions,Roles\r\n"));
     let rows = parse_csv(&template);
     assert_eq!(rows.len(), 3, "header and one row per profile: {rows:?}");
@@ -99,7 +93,8 @@ async fn the_whole_flow_from_template_to_report(backend: Backend) {
         bob = bob.id,
         foreign = foreign.id,
     );
-    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+    let created = imports
+        .import_csv(&account, file.into_bytes())
         .await
         .unwrap();
     assert_eq!(
@@ -107,13 +102,9 @@ async fn the_whole_flow_from_template_to_report(backend: Backend) {
         pb::ImportState::Validating as i32,
         "{created:?}"
     );
-    let validated = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    let validated = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     assert_eq!(
         (
             validated.total_row_count,
@@ -127,7 +118,9 @@ async fn the_whole_flow_from_template_to_report(backend: Backend) {
     );
     assert!(validated.expire_time.is_some());
 
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
     let update = by_row(&rows, 2);
     assert_eq!(update.action, pb::ImportRowAction::Update as i32);
     assert_eq!(update.profile_id, ada.id);
@@ -186,57 +179,50 @@ async fn the_whole_flow_from_template_to_report(backend: Backend) {
         "one identical message whether the id is another account's or unknown"
     );
     assert!(foreign_row.profile_id.is_empty());
-    let errors = all_rows(&mut imports, &created.id, pb::ImportRowFilter::Errors).await;
+    let errors = imports
+        .all_rows(&created.id, pb::ImportRowFilter::Errors)
+        .await;
     assert_eq!(errors.len(), 6);
-    let creates = all_rows(&mut imports, &created.id, pb::ImportRowFilter::Creates).await;
+    let creates = imports
+        .all_rows(&created.id, pb::ImportRowFilter::Creates)
+        .await;
     assert_eq!(
         creates.iter().map(|r| r.row_number).collect::<Vec<_>>(),
         vec![4]
     );
 
-    let preview = parse_csv(&download_report(&mut imports, &created.id).await.unwrap());
+    let preview = parse_csv(&imports.report(&created.id).await.unwrap());
     assert_eq!(preview[0].last().map(String::as_str), Some("Error"));
     assert_eq!(preview[3][9], "Create");
 
     let submitted = imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: "submit-1".into(),
-                send_welcome_emails: false,
-            },
-        ))
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: "submit-1".into(),
+            send_welcome_emails: false,
+        })
         .await
         .unwrap()
-        .into_inner()
         .import
         .unwrap();
     assert_eq!(submitted.state, pb::ImportState::Applying as i32);
     assert!(submitted.expire_time.is_none());
     let again = imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: "submit-1".into(),
-                send_welcome_emails: false,
-            },
-        ))
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: "submit-1".into(),
+            send_welcome_emails: false,
+        })
         .await
         .expect("a repeated request id returns the import");
-    assert_eq!(again.into_inner().import.unwrap().id, created.id);
+    assert_eq!(again.import.unwrap().id, created.id);
 
     let mut watch = imports
-        .watch_import(authed(
-            ADMIN_KEY,
-            pb::WatchImportRequest {
-                import_id: created.id.clone(),
-            },
-        ))
+        .watch_import(pb::WatchImportRequest {
+            import_id: created.id.clone(),
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let mut last = None;
     while let Some(progress) = watch.message().await.unwrap() {
         last = Some(progress);
@@ -251,7 +237,7 @@ async fn the_whole_flow_from_template_to_report(backend: Backend) {
     assert_eq!((done.applied_count, done.failed_count), (2, 0));
     assert_eq!((last.rows_processed, last.rows_total), (2, 2));
 
-    let profiles = all_profiles(&suite.identity.channel().await, &account).await;
+    let profiles = suite.identity_client().await.all_profiles(&account).await;
     assert_eq!(profiles.len(), 3);
     let cleo = profiles
         .iter()
@@ -270,7 +256,7 @@ async fn the_whole_flow_from_template_to_report(backend: Backend) {
         "King"
     );
 
-    let report = parse_csv(&download_report(&mut imports, &created.id).await.unwrap());
+    let report = parse_csv(&imports.report(&created.id).await.unwrap());
     assert_eq!(report.len(), 10, "header and every row: {report:?}");
     assert_eq!(
         report[0],
@@ -298,16 +284,12 @@ async fn the_whole_flow_from_template_to_report(backend: Backend) {
     assert!(report[6][10].starts_with("Username: "), "{:?}", report[6]);
 
     let listed = imports
-        .list_imports(authed(
-            ADMIN_KEY,
-            pb::ListImportsRequest {
-                account_id: account.clone(),
-                ..Default::default()
-            },
-        ))
+        .list_imports(pb::ListImportsRequest {
+            account_id: account.clone(),
+            ..Default::default()
+        })
         .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     assert_eq!(listed.imports.len(), 1);
     assert_eq!(listed.imports[0].id, created.id);
 }
@@ -318,39 +300,31 @@ async fn a_username_taken_after_preview_fails_alone(backend: Backend) {
     };
     let account = suite.account("Acme").await;
     let other = suite.account("Other").await;
-    let mut imports = suite.import_client().await;
-    let created = create_import(&mut imports, ADMIN_KEY, &account, people_csv("late", 3))
+    let imports = suite.import_client().await;
+    let created = imports
+        .import_csv(&account, people_csv("late", 3))
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     // Someone elsewhere on the platform takes row 3's username before the submit.
     create_profile(&suite, &other, "Quick", "late1@example.com", "", "").await;
     imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            },
-        ))
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: String::new(),
+            send_welcome_emails: false,
+        })
         .await
         .unwrap();
-    let done = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::CompletedWithErrors],
-        WAIT,
-    )
-    .await;
+    let done = imports
+        .wait_for_state(&created.id, &[pb::ImportState::CompletedWithErrors], WAIT)
+        .await;
     assert_eq!((done.applied_count, done.failed_count), (2, 1), "{done:?}");
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
     let failed = by_row(&rows, 3);
     assert_eq!(failed.outcome, pb::ImportRowOutcome::Failed as i32);
     assert!(
@@ -363,7 +337,7 @@ async fn a_username_taken_after_preview_fails_alone(backend: Backend) {
         by_row(&rows, 2).outcome,
         pb::ImportRowOutcome::Applied as i32
     );
-    let report = parse_csv(&download_report(&mut imports, &created.id).await.unwrap());
+    let report = parse_csv(&imports.report(&created.id).await.unwrap());
     assert_eq!(report[2][9], "Failed");
     assert!(report[2][10].contains("ALREADY_EXISTS"), "{:?}", report[2]);
     assert!(
@@ -371,7 +345,10 @@ async fn a_username_taken_after_preview_fails_alone(backend: Backend) {
         "no Internal ID for a row that created nothing"
     );
     assert_eq!(
-        all_profiles(&suite.identity.channel().await, &account)
+        suite
+            .identity_client()
+            .await
+            .all_profiles(&account)
             .await
             .len(),
         2
@@ -389,70 +366,55 @@ async fn cancel_expiry_and_state_errors(backend: Backend) {
         return;
     };
     let account = suite.account("Acme").await;
-    let mut imports = suite.import_client().await;
-    let created = create_import(&mut imports, ADMIN_KEY, &account, people_csv("c", 2))
+    let imports = suite.import_client().await;
+    let created = imports
+        .import_csv(&account, people_csv("c", 2))
         .await
         .unwrap();
     let status = imports
-        .list_import_rows(authed(
-            ADMIN_KEY,
-            pb::ListImportRowsRequest {
-                import_id: created.id.clone(),
-                ..Default::default()
-            },
-        ))
+        .list_import_rows(pb::ListImportRowsRequest {
+            import_id: created.id.clone(),
+            ..Default::default()
+        })
         .await;
     if let Err(status) = status {
         assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     }
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     let cancelled = imports
-        .cancel_import(authed(
-            ADMIN_KEY,
-            pb::CancelImportRequest {
-                import_id: created.id.clone(),
-                request_id: "c1".into(),
-            },
-        ))
+        .cancel_import(pb::CancelImportRequest {
+            import_id: created.id.clone(),
+            request_id: "c1".into(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .import
         .unwrap();
     assert_eq!(cancelled.state, pb::ImportState::Cancelled as i32);
     let refused = imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            },
-        ))
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: String::new(),
+            send_welcome_emails: false,
+        })
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert!(refused.message().contains("CANCELLED"), "{refused:?}");
 
     // An import never submitted expires and is purged.
-    let waiting = create_import(&mut imports, ADMIN_KEY, &account, people_csv("e", 1))
+    let waiting = imports
+        .import_csv(&account, people_csv("e", 1))
         .await
         .unwrap();
     let started = std::time::Instant::now();
     loop {
         let result = imports
-            .get_import(authed(
-                ADMIN_KEY,
-                pb::GetImportRequest {
-                    import_id: waiting.id.clone(),
-                },
-            ))
+            .get_import(pb::GetImportRequest {
+                import_id: waiting.id.clone(),
+            })
             .await;
         match result {
             Err(status) if status.code() == Code::NotFound => break,
@@ -465,7 +427,10 @@ async fn cancel_expiry_and_state_errors(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        all_profiles(&suite.identity.channel().await, &account)
+        suite
+            .identity_client()
+            .await
+            .all_profiles(&account)
             .await
             .len(),
         0
@@ -488,30 +453,29 @@ async fn another_accounts_imports_are_not_found(backend: Backend) {
         return;
     };
     let account = suite.account("Acme").await;
-    let mut imports = suite.import_client().await;
-    let created = create_import(&mut imports, ADMIN_KEY, &account, people_csv("iso", 1))
+    let imports = suite.import_client().await;
+    let created = imports
+        .import_csv(&account, people_csv("iso", 1))
         .await
         .unwrap();
-    let denied = create_import(&mut imports, "limited", &account, people_csv("x", 1))
+    let denied = imports
+        .with_key("limited")
+        .import_csv(&account, people_csv("x", 1))
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     let hidden = imports
-        .get_import(authed(
-            "limited",
-            pb::GetImportRequest {
-                import_id: created.id.clone(),
-            },
-        ))
+        .with_key("limited")
+        .get_import(pb::GetImportRequest {
+            import_id: created.id.clone(),
+        })
         .await
         .unwrap_err();
     let unknown = imports
-        .get_import(authed(
-            "limited",
-            pb::GetImportRequest {
-                import_id: uuid::Uuid::new_v4().to_string(),
-            },
-        ))
+        .with_key("limited")
+        .get_import(pb::GetImportRequest {
+            import_id: uuid::Uuid::new_v4().to_string(),
+        })
         .await
         .unwrap_err();
     assert_eq!(
@@ -520,12 +484,10 @@ async fn another_accounts_imports_are_not_found(backend: Backend) {
     );
     assert_eq!(hidden.code(), Code::NotFound);
     let template = imports
-        .download_template(authed(
-            "limited",
-            pb::DownloadTemplateRequest {
-                account_id: account.clone(),
-            },
-        ))
+        .with_key("limited")
+        .download_template(pb::DownloadTemplateRequest {
+            account_id: account.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(template.code(), Code::PermissionDenied);
@@ -538,45 +500,26 @@ async fn two_replicas_and_one_job_only_one_applies(backend: Backend) {
     };
     let second = suite.replica().await;
     let account = suite.account("Acme").await;
-    let mut first_client = suite.import_client().await;
-    let mut second_client =
-        roster_proto::imports::v1::import_service_client::ImportServiceClient::new(
-            second.channel().await,
-        );
-    let created = upload_import(
-        &mut first_client,
-        ADMIN_KEY,
-        &account,
-        &people_csv("pair", 1500),
-        64 * 1024,
-    )
-    .await
-    .unwrap();
-    wait_for_state(
-        &mut second_client,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
-    second_client
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            },
-        ))
+    let first_client = suite.import_client().await;
+    let second_client = Imports::new(second.channel().await, ADMIN_KEY);
+    let created = first_client
+        .upload_csv(&account, &people_csv("pair", 1500), 64 * 1024)
         .await
         .unwrap();
-    let done = wait_for_state(
-        &mut first_client,
-        &created.id,
-        &[pb::ImportState::Completed],
-        WAIT,
-    )
-    .await;
+    second_client
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    second_client
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: String::new(),
+            send_welcome_emails: false,
+        })
+        .await
+        .unwrap();
+    let done = first_client
+        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .await;
     assert_eq!(done.applied_count, 1500);
     let database = Database::connect(&suite.imports.database.url)
         .await
@@ -596,7 +539,10 @@ async fn two_replicas_and_one_job_only_one_applies(backend: Backend) {
         "every row was applied by the one replica holding the lease"
     );
     assert_eq!(
-        all_profiles(&suite.identity.channel().await, &account)
+        suite
+            .identity_client()
+            .await
+            .all_profiles(&account)
             .await
             .len(),
         1500
@@ -617,14 +563,11 @@ async fn malformed_ids_are_invalid_arguments() {
     let suite = ImportSuite::start(Backend::Sqlite)
         .await
         .expect("SQLite is always there");
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
     let status = imports
-        .get_import(authed(
-            ADMIN_KEY,
-            pb::GetImportRequest {
-                import_id: "not-a-uuid".into(),
-            },
-        ))
+        .get_import(pb::GetImportRequest {
+            import_id: "not-a-uuid".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -655,21 +598,20 @@ async fn a_refused_username_in_a_row_offers_free_ones(backend: Backend) {
         "",
     )
     .await;
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
     let file = "First Name,Last Name,Email Address,Username\r\n\
                 Grace,Hopper,grace@example.com,\r\n\
                 Grace,Hopper,gh@navy.example,grace.hopper\r\n";
-    let created = create_import(&mut imports, ADMIN_KEY, &account, file.as_bytes().to_vec())
+    let created = imports
+        .import_csv(&account, file.as_bytes().to_vec())
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
 
     let defaulted = &by_row(&rows, 2).errors[0];
     assert_eq!(
@@ -693,18 +635,14 @@ async fn a_refused_username_in_a_row_offers_free_ones(backend: Backend) {
             "{suggestions:?}"
         );
         let checks = suite
-            .profile_client()
+            .identity_client()
             .await
-            .batch_check_usernames(authed(
-                ADMIN_KEY,
-                id::BatchCheckUsernamesRequest {
-                    usernames: suggestions.clone(),
-                    seeds: Vec::new(),
-                },
-            ))
+            .batch_check_usernames(id::BatchCheckUsernamesRequest {
+                usernames: suggestions.clone(),
+                seeds: Vec::new(),
+            })
             .await
             .unwrap()
-            .into_inner()
             .checks;
         for (suggestion, check) in suggestions.iter().zip(checks) {
             assert!(check.available, "{suggestion} is not free");

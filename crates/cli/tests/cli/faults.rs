@@ -14,7 +14,7 @@
 //!
 //! `ROSTER_FAULT_SECONDS` sets the workload's duration (default 30; longer by hand).
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -23,18 +23,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1 as id;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::imports::v1 as imports;
-use roster_proto::imports::v1::import_service_client::ImportServiceClient;
+use roster_tests::ADMIN_KEY;
+use roster_tests::clients::{Health, Identity, Imports};
 use roster_tests::smtp::SmtpServer;
-use roster_tests::{ADMIN_KEY, authed};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
@@ -238,17 +233,11 @@ fn lazy_channel(url: &str) -> Channel {
 }
 
 async fn health(url: &str) -> Option<ServingStatus> {
-    let mut client = HealthClient::new(lazy_channel(url));
-    let response = tokio::time::timeout(
-        Duration::from_secs(2),
-        client.check(HealthCheckRequest {
-            service: String::new(),
-        }),
-    )
-    .await
-    .ok()?
-    .ok()?;
-    ServingStatus::try_from(response.into_inner().status).ok()
+    let health = Health::new(lazy_channel(url));
+    tokio::time::timeout(Duration::from_secs(2), health.check(""))
+        .await
+        .ok()?
+        .ok()
 }
 
 async fn wait_health(url: &str, wanted: ServingStatus, within: Duration) -> bool {
@@ -308,6 +297,25 @@ struct Acknowledged {
     resets: usize,
 }
 
+/// The suite as processes: two replicas of each service on the private PostgreSQL. Fields drop
+/// in order: the replicas stop before their keys file and their database go.
+struct Suite {
+    replicas: Vec<Replica>,
+    identity_urls: Vec<String>,
+    import_urls: Vec<String>,
+    _work: tempfile::TempDir,
+    postgres: PrivatePostgres,
+}
+
+/// What the faults did, and what health said while PostgreSQL was down and after.
+struct Faults {
+    kills: usize,
+    saw_not_serving: bool,
+    saw_serving_again: bool,
+    /// When a fault that can interrupt a delivery began and ended (seconds since the epoch).
+    delivery_faults: Vec<(f64, f64)>,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_suite_keeps_its_invariants_under_faults() {
     let seconds: u64 = std::env::var("ROSTER_FAULT_SECONDS")
@@ -317,6 +325,61 @@ async fn the_suite_keeps_its_invariants_under_faults() {
     let Some(mut smtp) = SmtpServer::start(&[]).await else {
         return;
     };
+    let mut suite = start_the_suite_migrated_and_healthy(&smtp).await;
+    let accounts = create_accounts(&suite).await;
+    let import_rows = 400;
+    let (import_id, importer) =
+        submit_an_import_that_applies_while_processes_die(&suite, &accounts[0], import_rows).await;
+
+    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers = run_the_workload(&suite, &accounts, acknowledged.clone(), deadline);
+    let faults = inject_faults(&mut suite, &mut smtp, seconds, deadline).await;
+    for worker in workers {
+        worker.await.expect("workload task");
+    }
+    health_followed_the_database_without_a_restart(&faults);
+
+    let finished = settle(&suite, &importer, &import_id).await;
+    let identity_db = Database::connect(suite.postgres.url("identity"))
+        .await
+        .unwrap();
+    let notification_db = Database::connect(suite.postgres.url("notification"))
+        .await
+        .unwrap();
+    the_outbox_and_the_email_queue_drain(&identity_db, &notification_db).await;
+    one_profile_holds_each_canonical_username_and_none_is_reused(&identity_db).await;
+    let (created, deleted, resets) = {
+        let acknowledged = acknowledged.lock().unwrap();
+        (
+            acknowledged.created.clone(),
+            acknowledged.deleted.len(),
+            acknowledged.resets,
+        )
+    };
+    every_acknowledged_create_exists(&identity_db, &created).await;
+    every_import_row_is_applied_exactly_once(&identity_db, &finished, import_rows).await;
+    let (sent, again) = every_accepted_email_is_delivered_and_twice_only_beside_a_fault(
+        &smtp,
+        &notification_db,
+        &faults.delivery_faults,
+        resets,
+    )
+    .await;
+    eprintln!(
+        "faults: {seconds} s, {} processes killed, PostgreSQL and SMTP restarted; \
+         {} creates, {} deletes and {} resets acknowledged, {import_rows} rows imported, \
+         {sent} emails delivered, {again} of them twice beside a fault",
+        faults.kills,
+        created.len(),
+        deleted,
+        resets
+    );
+}
+
+/// A private PostgreSQL with a database per service, migrated by `roster migrate`, and two
+/// replicas of each service on it, every one of them SERVING.
+async fn start_the_suite_migrated_and_healthy(smtp: &SmtpServer) -> Suite {
     let postgres = PrivatePostgres::start();
     for name in ["identity", "imports", "notification"] {
         postgres.create_database(name);
@@ -419,129 +482,130 @@ async fn the_suite_keeps_its_invariants_under_faults() {
             std::fs::read_to_string(&replica.log).unwrap_or_default()
         );
     }
-    let identity_urls: Vec<String> = identity_ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-    let import_urls: Vec<String> = import_ports
-        .iter()
-        .map(|p| format!("http://127.0.0.1:{p}"))
-        .collect();
-
-    let accounts: Vec<String> = {
-        let mut ids = Vec::new();
-        for name in ["North", "South"] {
-            let url = identity_urls[0].clone();
-            let account = retry(|| {
-                let url = url.clone();
-                async move {
-                    AccountServiceClient::new(lazy_channel(&url))
-                        .create_account(authed(
-                            ADMIN_KEY,
-                            id::CreateAccountRequest {
-                                request_id: format!("account-{name}"),
-                                display_name: name.into(),
-                                ..Default::default()
-                            },
-                        ))
-                        .await
-                }
-            })
-            .await;
-            ids.push(account.into_inner().account.unwrap().id);
-        }
-        ids
+    let urls = |ports: [u16; 2]| -> Vec<String> {
+        ports
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect()
     };
+    Suite {
+        identity_urls: urls(identity_ports),
+        import_urls: urls(import_ports),
+        postgres,
+        replicas,
+        _work: work,
+    }
+}
 
-    // The bulk import, submitted up front so it applies while processes die.
-    let import_rows = 400;
-    let import = {
-        let url = import_urls[0].clone();
-        let account = accounts[0].clone();
-        retry(|| {
-            let (url, account) = (url.clone(), account.clone());
+/// The two accounts the workload writes to.
+async fn create_accounts(suite: &Suite) -> Vec<String> {
+    let mut ids = Vec::new();
+    for name in ["North", "South"] {
+        let url = suite.identity_urls[0].clone();
+        let account = retry(|| {
+            let url = url.clone();
             async move {
-                ImportServiceClient::new(lazy_channel(&url))
-                    .create_import(authed(
-                        ADMIN_KEY,
-                        imports::CreateImportRequest {
-                            request_id: "fault-import".into(),
-                            account_id: account,
-                            file_name: "people.csv".into(),
-                            content: roster_tests::imports::people_csv("imported", import_rows),
-                            encoding: String::new(),
-                        },
-                    ))
+                Identity::new(lazy_channel(&url), ADMIN_KEY)
+                    .create_account(id::CreateAccountRequest {
+                        request_id: format!("account-{name}"),
+                        display_name: name.into(),
+                        ..Default::default()
+                    })
                     .await
             }
         })
-        .await
-        .into_inner()
-        .import
-        .unwrap()
-    };
-    let mut importer = ImportServiceClient::new(lazy_channel(&import_urls[1]));
-    roster_tests::imports::wait_for_state(
-        &mut importer,
-        &import.id,
-        &[imports::ImportState::Validated],
-        Duration::from_secs(90),
-    )
-    .await;
+        .await;
+        ids.push(account.account.unwrap().id);
+    }
+    ids
+}
+
+/// The bulk import of `rows` people, validated and submitted up front so that it applies while
+/// processes die; answers its id and a client of the other bulk-import replica.
+async fn submit_an_import_that_applies_while_processes_die(
+    suite: &Suite,
+    account: &str,
+    rows: usize,
+) -> (String, Imports) {
+    let url = suite.import_urls[0].clone();
+    let import = retry(|| {
+        let (url, account) = (url.clone(), account.to_owned());
+        async move {
+            Imports::new(lazy_channel(&url), ADMIN_KEY)
+                .create_import(imports::CreateImportRequest {
+                    request_id: "fault-import".into(),
+                    account_id: account,
+                    file_name: "people.csv".into(),
+                    content: roster_tests::imports::people_csv("imported", rows),
+                    encoding: String::new(),
+                })
+                .await
+        }
+    })
+    .await
+    .import
+    .unwrap();
+    let importer = Imports::new(lazy_channel(&suite.import_urls[1]), ADMIN_KEY);
+    importer
+        .wait_for_state(
+            &import.id,
+            &[imports::ImportState::Validated],
+            Duration::from_secs(90),
+        )
+        .await;
     retry(|| {
-        let mut importer = importer.clone();
+        let importer = importer.clone();
         let id = import.id.clone();
         async move {
             importer
-                .submit_import(authed(
-                    ADMIN_KEY,
-                    imports::SubmitImportRequest {
-                        import_id: id,
-                        request_id: "fault-submit".into(),
-                        send_welcome_emails: false,
-                    },
-                ))
+                .submit_import(imports::SubmitImportRequest {
+                    import_id: id,
+                    request_id: "fault-submit".into(),
+                    send_welcome_emails: false,
+                })
                 .await
         }
     })
     .await;
+    (import.id, importer)
+}
 
-    // The workload: creates with colliding usernames, renames, deletes and resets, against
-    // either identity replica, while the chaos below runs.
-    let acknowledged = Arc::new(Mutex::new(Acknowledged::default()));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+/// The workload until `deadline`: creates with colliding usernames, renames, deletes and
+/// resets, against either identity replica, each acknowledged call noted in `acknowledged`.
+fn run_the_workload(
+    suite: &Suite,
+    accounts: &[String],
+    acknowledged: Arc<Mutex<Acknowledged>>,
+    deadline: Instant,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut workers = Vec::new();
     for worker in 0..4u64 {
         let acknowledged = acknowledged.clone();
-        let identity_urls = identity_urls.clone();
-        let accounts = accounts.clone();
+        let identity_urls = suite.identity_urls.clone();
+        let accounts = accounts.to_vec();
         workers.push(tokio::spawn(async move {
             let mut dice = Dice(0x9E37_79B9_7F4A_7C15 ^ (worker + 1));
             let mut n = 0u64;
             while Instant::now() < deadline {
                 n += 1;
-                let channel = lazy_channel(&identity_urls[dice.next(2)]);
-                let mut profiles = ProfileServiceClient::new(channel.clone());
+                let identity = Identity::new(lazy_channel(&identity_urls[dice.next(2)]), ADMIN_KEY);
                 let known: Vec<(String, String)> = acknowledged.lock().unwrap().created.clone();
                 match dice.next(10) {
                     0..=5 => {
                         let username = format!("shared{}@faults.example", dice.next(300));
-                        let result = profiles
-                            .create_profile(authed(
-                                ADMIN_KEY,
-                                id::CreateProfileRequest {
-                                    request_id: format!("w{worker}-c{n}"),
-                                    account_id: accounts[dice.next(2)].clone(),
-                                    first_name: "Fay".into(),
-                                    last_name: "Ult".into(),
-                                    email: format!("w{worker}n{n}@faults.example"),
-                                    username,
-                                    ..Default::default()
-                                },
-                            ))
+                        let result = identity
+                            .create_profile(id::CreateProfileRequest {
+                                request_id: format!("w{worker}-c{n}"),
+                                account_id: accounts[dice.next(2)].clone(),
+                                first_name: "Fay".into(),
+                                last_name: "Ult".into(),
+                                email: format!("w{worker}n{n}@faults.example"),
+                                username,
+                                ..Default::default()
+                            })
                             .await;
                         if let Ok(response) = result {
-                            let profile = response.into_inner().profile.unwrap();
+                            let profile = response.profile.unwrap();
                             acknowledged
                                 .lock()
                                 .unwrap()
@@ -551,37 +615,28 @@ async fn the_suite_keeps_its_invariants_under_faults() {
                     }
                     6 | 7 if !known.is_empty() => {
                         let (profile_id, _) = known[dice.next(known.len())].clone();
-                        let _ = profiles
-                            .update_profile(authed(
-                                ADMIN_KEY,
-                                id::UpdateProfileRequest {
-                                    profile: Some(id::Profile {
-                                        id: profile_id,
-                                        username: format!(
-                                            "renamed{}@faults.example",
-                                            dice.next(60)
-                                        ),
-                                        ..Default::default()
-                                    }),
-                                    update_mask: Some(prost_types::FieldMask {
-                                        paths: vec!["username".into()],
-                                    }),
-                                    request_id: format!("w{worker}-u{n}"),
-                                },
-                            ))
+                        let _ = identity
+                            .update_profile(id::UpdateProfileRequest {
+                                profile: Some(id::Profile {
+                                    id: profile_id,
+                                    username: format!("renamed{}@faults.example", dice.next(60)),
+                                    ..Default::default()
+                                }),
+                                update_mask: Some(prost_types::FieldMask {
+                                    paths: vec!["username".into()],
+                                }),
+                                request_id: format!("w{worker}-u{n}"),
+                            })
                             .await;
                     }
                     8 if !known.is_empty() => {
                         let (profile_id, _) = known[dice.next(known.len())].clone();
-                        if profiles
-                            .delete_profile(authed(
-                                ADMIN_KEY,
-                                id::DeleteProfileRequest {
-                                    id: profile_id.clone(),
-                                    request_id: format!("w{worker}-d{n}"),
-                                    ..Default::default()
-                                },
-                            ))
+                        if identity
+                            .delete_profile(id::DeleteProfileRequest {
+                                id: profile_id.clone(),
+                                request_id: format!("w{worker}-d{n}"),
+                                ..Default::default()
+                            })
                             .await
                             .is_ok()
                         {
@@ -591,27 +646,21 @@ async fn the_suite_keeps_its_invariants_under_faults() {
                     _ if !known.is_empty() => {
                         let (profile_id, _) = known[dice.next(known.len())].clone();
                         // As an admin does: look the profile up, confirm its address, send.
-                        let shown = profiles
-                            .get_profile(authed(
-                                ADMIN_KEY,
-                                id::GetProfileRequest {
-                                    id: profile_id.clone(),
-                                },
-                            ))
+                        let shown = identity
+                            .get_profile(id::GetProfileRequest {
+                                id: profile_id.clone(),
+                            })
                             .await
                             .ok()
-                            .and_then(|response| response.into_inner().profile);
+                            .and_then(|response| response.profile);
                         if let Some(shown) = shown
-                            && CredentialServiceClient::new(channel)
-                                .send_password_reset(authed(
-                                    ADMIN_KEY,
-                                    id::SendPasswordResetRequest {
-                                        request_id: format!("w{worker}-r{n}"),
-                                        profile_id,
-                                        email: shown.email,
-                                        etag: shown.etag,
-                                    },
-                                ))
+                            && identity
+                                .send_password_reset(id::SendPasswordResetRequest {
+                                    request_id: format!("w{worker}-r{n}"),
+                                    profile_id,
+                                    email: shown.email,
+                                    etag: shown.etag,
+                                })
                                 .await
                                 .is_ok()
                         {
@@ -624,17 +673,28 @@ async fn the_suite_keeps_its_invariants_under_faults() {
             }
         }));
     }
+    workers
+}
 
-    // The chaos: SIGKILL and restart random replicas; restart PostgreSQL once, watching health
-    // on processes that are not restarted meanwhile; stop the SMTP server for a while.
+/// The chaos until `deadline`: SIGKILL and restart random replicas; restart PostgreSQL once,
+/// watching health on processes that are not restarted meanwhile; stop the SMTP server for a
+/// while.
+async fn inject_faults(
+    suite: &mut Suite,
+    smtp: &mut SmtpServer,
+    seconds: u64,
+    deadline: Instant,
+) -> Faults {
     let mut dice = Dice(0x2545_F491_4F6C_DD1D);
-    let mut kills = 0;
-    let mut saw_not_serving = false;
-    let mut saw_serving_again = false;
+    let mut faults = Faults {
+        kills: 0,
+        saw_not_serving: false,
+        saw_serving_again: false,
+        delivery_faults: Vec::new(),
+    };
     let mut postgres_restarted = false;
     let mut smtp_stopped = false;
-    // When a fault that can interrupt a delivery began and ended (seconds since the epoch).
-    let mut delivery_faults: Vec<(f64, f64)> = Vec::new();
+    let replicas = &mut suite.replicas;
     let started = Instant::now();
     while Instant::now() < deadline {
         let elapsed = started.elapsed().as_secs();
@@ -642,25 +702,25 @@ async fn the_suite_keeps_its_invariants_under_faults() {
             postgres_restarted = true;
             let watched: Vec<(String, u32)> = replicas.iter().map(|r| (r.url(), r.pid())).collect();
             let down_at = epoch_seconds();
-            postgres.down();
+            suite.postgres.down();
             let mut all_down = true;
             for (url, _) in &watched {
                 all_down &=
                     wait_health(url, ServingStatus::NotServing, Duration::from_secs(15)).await;
             }
-            saw_not_serving = all_down;
+            faults.saw_not_serving = all_down;
             tokio::time::sleep(Duration::from_secs(2)).await;
-            postgres.up();
+            suite.postgres.up();
             let mut all_up = true;
             for (url, _) in &watched {
                 all_up &= wait_health(url, ServingStatus::Serving, Duration::from_secs(30)).await;
             }
             let same_processes = watched
                 .iter()
-                .zip(&replicas)
+                .zip(replicas.iter())
                 .all(|((_, pid), replica)| *pid == replica.pid());
-            saw_serving_again = all_up && same_processes;
-            delivery_faults.push((down_at, epoch_seconds()));
+            faults.saw_serving_again = all_up && same_processes;
+            faults.delivery_faults.push((down_at, epoch_seconds()));
             continue;
         }
         if !smtp_stopped && elapsed >= seconds / 2 {
@@ -669,32 +729,37 @@ async fn the_suite_keeps_its_invariants_under_faults() {
             smtp.stop();
             tokio::time::sleep(Duration::from_secs(3)).await;
             smtp.restart().await;
-            delivery_faults.push((stopped_at, epoch_seconds()));
+            faults.delivery_faults.push((stopped_at, epoch_seconds()));
             continue;
         }
         let victim = dice.next(replicas.len());
         let killed_at = epoch_seconds();
         replicas[victim].kill_and_restart();
         if replicas[victim].service == "notification" {
-            delivery_faults.push((killed_at, epoch_seconds()));
+            faults.delivery_faults.push((killed_at, epoch_seconds()));
         }
-        kills += 1;
+        faults.kills += 1;
         tokio::time::sleep(Duration::from_millis(1500 + dice.next(1500) as u64)).await;
     }
-    for worker in workers {
-        worker.await.expect("workload task");
-    }
+    faults
+}
+
+/// Health went NOT_SERVING on every replica while PostgreSQL was down, and SERVING again after
+/// it came back, in the same processes.
+fn health_followed_the_database_without_a_restart(faults: &Faults) {
     assert!(
-        saw_not_serving,
+        faults.saw_not_serving,
         "health went NOT_SERVING while PostgreSQL was down"
     );
     assert!(
-        saw_serving_again,
+        faults.saw_serving_again,
         "health came back to SERVING without a process restart"
     );
+}
 
-    // Let the suite settle: the import finishes, the outbox and the email queue drain.
-    for replica in &replicas {
+/// Every replica SERVING again and the import finished; answers the import as it ended.
+async fn settle(suite: &Suite, importer: &Imports, import_id: &str) -> imports::Import {
+    for replica in &suite.replicas {
         assert!(
             wait_health(
                 &replica.url(),
@@ -704,29 +769,32 @@ async fn the_suite_keeps_its_invariants_under_faults() {
             .await
         );
     }
-    let finished = roster_tests::imports::wait_for_state(
-        &mut importer,
-        &import.id,
-        &[
-            imports::ImportState::Completed,
-            imports::ImportState::CompletedWithErrors,
-        ],
-        Duration::from_secs(120),
-    )
-    .await;
-    let identity_db = Database::connect(postgres.url("identity")).await.unwrap();
-    let notification_db = Database::connect(postgres.url("notification"))
+    importer
+        .wait_for_state(
+            import_id,
+            &[
+                imports::ImportState::Completed,
+                imports::ImportState::CompletedWithErrors,
+            ],
+            Duration::from_secs(120),
+        )
         .await
-        .unwrap();
+}
+
+/// Identity's outbox and notification's queue empty within two minutes.
+async fn the_outbox_and_the_email_queue_drain(
+    identity_db: &DatabaseConnection,
+    notification_db: &DatabaseConnection,
+) {
     let settled = Instant::now();
     loop {
         let outbox = count(
-            &identity_db,
+            identity_db,
             "SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL",
         )
         .await;
         let queued = count(
-            &notification_db,
+            notification_db,
             "SELECT COUNT(*) AS n FROM notifications WHERE state <> 'SENT'",
         )
         .await;
@@ -739,11 +807,15 @@ async fn the_suite_keeps_its_invariants_under_faults() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
 
-    // Usernames: one holder per canonical username; every holder registered it itself.
+/// One holder per canonical username; every holder registered it itself.
+async fn one_profile_holds_each_canonical_username_and_none_is_reused(
+    identity_db: &DatabaseConnection,
+) {
     assert_eq!(
         count(
-            &identity_db,
+            identity_db,
             "SELECT COUNT(*) AS n FROM (SELECT canonical_username FROM profiles \
             WHERE status <> 'deleted' GROUP BY canonical_username HAVING COUNT(*) > 1) AS d"
         )
@@ -753,7 +825,7 @@ async fn the_suite_keeps_its_invariants_under_faults() {
     );
     assert_eq!(
         count(
-            &identity_db,
+            identity_db,
             "SELECT COUNT(*) AS n FROM profiles p LEFT JOIN username_registry r \
             ON r.canonical = p.canonical_username WHERE r.profile_id IS DISTINCT FROM p.id"
         )
@@ -761,15 +833,13 @@ async fn the_suite_keeps_its_invariants_under_faults() {
         0,
         "a profile holds a username registered to another (a retired name was reused)"
     );
-    // Every acknowledged create exists.
-    let (created, deleted, resets) = {
-        let acknowledged = acknowledged.lock().unwrap();
-        (
-            acknowledged.created.clone(),
-            acknowledged.deleted.len(),
-            acknowledged.resets,
-        )
-    };
+}
+
+/// Every create the workload saw acknowledged is in identity's database.
+async fn every_acknowledged_create_exists(
+    identity_db: &DatabaseConnection,
+    created: &[(String, String)],
+) {
     assert!(!created.is_empty(), "the workload created profiles");
     let existing: HashSet<String> = identity_db
         .query_all_raw(Statement::from_string(
@@ -781,13 +851,20 @@ async fn the_suite_keeps_its_invariants_under_faults() {
         .into_iter()
         .map(|row| row.try_get::<String>("", "id").unwrap())
         .collect();
-    for (profile_id, _) in &created {
+    for (profile_id, _) in created {
         assert!(
             existing.contains(profile_id),
             "acknowledged profile {profile_id} is missing"
         );
     }
-    // Every import row applied exactly once.
+}
+
+/// The import completed, and each of its `rows` made exactly one profile.
+async fn every_import_row_is_applied_exactly_once(
+    identity_db: &DatabaseConnection,
+    finished: &imports::Import,
+    rows: usize,
+) {
     assert_eq!(
         finished.state,
         imports::ImportState::Completed as i32,
@@ -795,24 +872,33 @@ async fn the_suite_keeps_its_invariants_under_faults() {
     );
     assert_eq!(
         count(
-            &identity_db,
+            identity_db,
             "SELECT COUNT(*) AS n FROM profiles WHERE email LIKE 'imported%@example.com'"
         )
         .await,
-        import_rows as i64,
+        rows as i64,
         "every import row applied once"
     );
     assert_eq!(
         count(
-            &identity_db,
+            identity_db,
             "SELECT COUNT(*) AS n FROM (SELECT email FROM profiles WHERE email LIKE 'imported%' \
             GROUP BY email HAVING COUNT(*) > 1) AS d"
         )
         .await,
         0
     );
-    // Every accepted email delivered; a second delivery only after a first one that a fault
-    // could have cut off from its reply or its record.
+}
+
+/// Every accepted email delivered; a second delivery only after a first one that a fault could
+/// have cut off from its reply or its record. Answers how many were sent and how many of them
+/// arrived twice.
+async fn every_accepted_email_is_delivered_and_twice_only_beside_a_fault(
+    smtp: &SmtpServer,
+    notification_db: &DatabaseConnection,
+    delivery_faults: &[(f64, f64)],
+    resets: usize,
+) -> (i64, usize) {
     let deliveries: HashMap<String, usize> = smtp.deliveries();
     let mut first_received: HashMap<String, f64> = HashMap::new();
     for record in smtp.records() {
@@ -836,7 +922,7 @@ async fn the_suite_keeps_its_invariants_under_faults() {
         );
     }
     let sent = count(
-        &notification_db,
+        notification_db,
         "SELECT COUNT(*) AS n FROM notifications WHERE state = 'SENT'",
     )
     .await;
@@ -847,12 +933,5 @@ async fn the_suite_keeps_its_invariants_under_faults() {
         "every sent notification reached the SMTP server"
     );
     let again = deliveries.values().filter(|n| **n > 1).count();
-    eprintln!(
-        "faults: {seconds} s, {kills} processes killed, PostgreSQL and SMTP restarted; \
-         {} creates, {} deletes and {} resets acknowledged, {import_rows} rows imported, \
-         {sent} emails delivered, {again} of them twice beside a fault",
-        created.len(),
-        deleted,
-        resets
-    );
+    (sent, again)
 }

@@ -10,30 +10,12 @@ use std::time::{Duration, Instant};
 use roster_bulk_import::domain::import::ImportId;
 use roster_bulk_import::store::Store;
 use roster_proto::imports::v1 as pb;
-use roster_tests::imports::{
-    OpenUpload, Relay, new_upload, people_csv, stored_chunks, uploading_import, wait_for_state,
-};
-use roster_tests::{ADMIN_KEY, Backend, ImportSuite, authed, both_backends, reason};
+use roster_tests::clients::Imports;
+use roster_tests::imports::{Relay, new_upload, people_csv, stored_chunks};
+use roster_tests::{ADMIN_KEY, Backend, ImportSuite, both_backends, reason};
 use tonic::Code;
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn get_import(suite: &ImportSuite, import_id: &str) -> pb::Import {
-    suite
-        .import_client()
-        .await
-        .get_import(authed(
-            ADMIN_KEY,
-            pb::GetImportRequest {
-                import_id: import_id.to_owned(),
-            },
-        ))
-        .await
-        .expect("GetImport")
-        .into_inner()
-        .import
-        .expect("import")
-}
 
 /// Opens bulk-import's database through the store, as another replica would.
 async fn replica_store(suite: &ImportSuite) -> Store {
@@ -57,7 +39,9 @@ async fn an_upload_outlasts_the_request_timeout_while_it_keeps_sending(backend: 
     };
     let account = suite.account("Slow Link").await;
     let file = people_csv("slow", 2000);
-    let upload = OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
+    let upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
     let started = Instant::now();
     for piece in file.chunks(file.len() / 6 + 1) {
         assert!(upload.send(piece).await, "the server stopped reading");
@@ -68,13 +52,11 @@ async fn an_upload_outlasts_the_request_timeout_while_it_keeps_sending(backend: 
         started.elapsed() > Duration::from_secs(2),
         "the upload lasted longer than the 1 s request timeout"
     );
-    let validated = wait_for_state(
-        &mut suite.import_client().await,
-        &import.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    let validated = suite
+        .import_client()
+        .await
+        .wait_for_state(&import.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     assert_eq!(validated.create_count, 2000, "{validated:?}");
 }
 
@@ -94,13 +76,16 @@ async fn an_upload_that_stops_sending_fails_after_the_idle_timeout(backend: Back
     };
     let account = suite.account("Gone Quiet").await;
     let file = people_csv("quiet", 30_000);
-    let mut upload =
-        OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
+    let mut upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
     for piece in file.chunks(512 * 1024).take(3) {
         assert!(upload.send(piece).await);
     }
-    let mut client = suite.import_client().await;
-    let import_id = uploading_import(&mut client, &suite.imports.database, &account, 3, WAIT).await;
+    let client = suite.import_client().await;
+    let import_id = client
+        .uploading_import(&suite.imports.database, &account, 3, WAIT)
+        .await;
     let quiet_since = Instant::now();
 
     // The stream stays open; the client just sends nothing more.
@@ -121,7 +106,7 @@ async fn an_upload_that_stops_sending_fails_after_the_idle_timeout(backend: Back
         "aborted after {waited:?}"
     );
 
-    let import = get_import(&suite, &import_id).await;
+    let import = suite.import_client().await.import(&import_id).await;
     assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
     assert!(
         import.error_message.contains("no chunk arrived for 2 s"),
@@ -146,28 +131,26 @@ async fn an_upload_whose_client_goes_away_fails_at_once(backend: Backend) {
     let account = suite.account("Gone Away").await;
     let file = people_csv("away", 30_000);
     let relay = Relay::start(suite.imports.addr).await;
-    let upload = OpenUpload::start(
-        roster_tests::connect(relay.addr).await,
-        ADMIN_KEY,
-        &account,
-        None,
-    )
-    .await;
+    let upload = Imports::new(roster_tests::connect(relay.addr).await, ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
     for piece in file.chunks(512 * 1024).take(3) {
         assert!(upload.send(piece).await);
     }
-    let mut client = suite.import_client().await;
-    let import_id = uploading_import(&mut client, &suite.imports.database, &account, 3, WAIT).await;
+    let client = suite.import_client().await;
+    let import_id = client
+        .uploading_import(&suite.imports.database, &account, 3, WAIT)
+        .await;
 
     // The client's connection breaks mid-upload, its stream still open.
     relay.cut().await;
-    let import = wait_for_state(
-        &mut client,
-        &import_id,
-        &[pb::ImportState::Failed],
-        Duration::from_secs(10),
-    )
-    .await;
+    let import = client
+        .wait_for_state(
+            &import_id,
+            &[pb::ImportState::Failed],
+            Duration::from_secs(10),
+        )
+        .await;
     // Whether the stream's read failed first or the call was dropped first, the reason
     // says the upload was broken off.
     assert!(
@@ -192,18 +175,16 @@ async fn a_deadline_the_client_sets_still_ends_its_upload(backend: Backend) {
     };
     let account = suite.account("In A Hurry").await;
     let file = people_csv("hurry", 30_000);
-    let mut upload = OpenUpload::start(
-        suite.imports.channel().await,
-        ADMIN_KEY,
-        &account,
-        Some(Duration::from_secs(2)),
-    )
-    .await;
+    let mut upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(&account, Some(Duration::from_secs(2)))
+        .await;
     for piece in file.chunks(512 * 1024).take(2) {
         assert!(upload.send(piece).await);
     }
-    let mut client = suite.import_client().await;
-    let import_id = uploading_import(&mut client, &suite.imports.database, &account, 2, WAIT).await;
+    let client = suite.import_client().await;
+    let import_id = client
+        .uploading_import(&suite.imports.database, &account, 2, WAIT)
+        .await;
 
     let status = upload
         .answer_while_open(Duration::from_secs(30))
@@ -213,13 +194,13 @@ async fn a_deadline_the_client_sets_still_ends_its_upload(backend: Backend) {
         matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded),
         "{status:?}"
     );
-    let import = wait_for_state(
-        &mut client,
-        &import_id,
-        &[pb::ImportState::Failed],
-        Duration::from_secs(10),
-    )
-    .await;
+    let import = client
+        .wait_for_state(
+            &import_id,
+            &[pb::ImportState::Failed],
+            Duration::from_secs(10),
+        )
+        .await;
     assert!(
         import.error_message.contains("cut off"),
         "{}",
@@ -294,7 +275,11 @@ async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
     );
 
     for import_id in &abandoned {
-        let import = get_import(&suite, &import_id.to_string()).await;
+        let import = suite
+            .import_client()
+            .await
+            .import(&import_id.to_string())
+            .await;
         assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
         assert!(
             import.error_message.contains("abandoned"),
@@ -312,7 +297,11 @@ async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
             0
         );
     }
-    let alive = get_import(&suite, &alive.id.to_string()).await;
+    let alive = suite
+        .import_client()
+        .await
+        .import(&alive.id.to_string())
+        .await;
     assert_eq!(alive.state, pb::ImportState::Uploading as i32, "{alive:?}");
     assert_eq!(stored_chunks(&suite.imports.database, &alive.id).await, 1);
 }
@@ -352,14 +341,14 @@ async fn an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts(backend
 
     let started = Instant::now();
     let replica = suite.replica().await;
-    let mut client = pb::import_service_client::ImportServiceClient::new(replica.channel().await);
-    let import = wait_for_state(
-        &mut client,
-        &left.id.to_string(),
-        &[pb::ImportState::Failed],
-        Duration::from_secs(2) + Duration::from_secs(3),
-    )
-    .await;
+    let client = Imports::new(replica.channel().await, ADMIN_KEY);
+    let import = client
+        .wait_for_state(
+            &left.id.to_string(),
+            &[pb::ImportState::Failed],
+            Duration::from_secs(2) + Duration::from_secs(3),
+        )
+        .await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "swept within one interval"

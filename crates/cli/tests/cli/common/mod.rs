@@ -1,7 +1,5 @@
 //! Helpers for the tests that run the `roster` binary as a real process.
 
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 

@@ -2,7 +2,7 @@
 //! identity (and bulk-import) as `roster serve` processes with certificates from a CA made at run
 //! time, and the `roster` binary connecting with the `--tls-*` options or their variables.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -8,14 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_runtime::Service;
-use roster_tests::{
-    ADMIN_KEY, Backend, TestDatabase, TestServer, both_backends, imports::create_account,
-    test_settings,
-};
+use roster_tests::clients::{Health, Identity};
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, both_backends, test_settings};
 use sea_orm::{ConnectionTrait, Database};
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 /// `roster args…` with `env` (and no `RUST_LOG`, so the default filter applies), run to its end.
 async fn roster(args: &[&str], env: &[(String, String)]) -> Output {
@@ -48,15 +44,11 @@ fn database_env(service: Service, url: &str) -> Vec<(String, String)> {
 
 /// The health of `service` ("" for the server as a whole) on `server`.
 async fn health(server: &TestServer, service: &str) -> ServingStatus {
-    let status = HealthClient::new(server.channel().await)
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
+    Health::connect(server)
+        .await
+        .check(service)
         .await
         .expect("health answers")
-        .into_inner()
-        .status;
-    ServingStatus::try_from(status).expect("a known status")
 }
 
 /// Waits until the server as a whole reports `wanted`, failing after 20 s.
@@ -161,7 +153,12 @@ async fn roster_accounts_list_piped_into_head_ends_quietly(backend: Backend) {
         let mut creates = tokio::task::JoinSet::new();
         for n in 0..20 {
             let (channel, name) = (channel.clone(), format!("{name}{batch}-{n}"));
-            creates.spawn(async move { create_account(&channel, &name).await });
+            creates.spawn(async move {
+                Identity::new(channel.clone(), ADMIN_KEY)
+                    .account(&name)
+                    .await
+                    .id
+            });
         }
         creates.join_all().await;
     }

@@ -9,11 +9,9 @@ use std::time::Duration;
 
 use roster_proto::identity::v1 as id;
 use roster_proto::imports::v1 as pb;
-use roster_tests::imports::{
-    all_profiles, all_rows, create_import, create_import_in, download_report, download_template,
-    iconv, upload_import, upload_import_in, wait_for_state,
-};
-use roster_tests::{ADMIN_KEY, Backend, ImportSuite, authed, both_backends};
+use roster_tests::clients::Identity;
+use roster_tests::imports::iconv;
+use roster_tests::{ADMIN_KEY, Backend, ImportSuite, both_backends};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -34,45 +32,45 @@ async fn validated_in(
     file: Vec<u8>,
     encoding: &str,
 ) -> (pb::Import, Vec<pb::ImportRow>) {
-    let mut imports = suite.import_client().await;
-    let created = create_import_in(&mut imports, ADMIN_KEY, account, file, encoding)
+    let imports = suite.import_client().await;
+    let created = imports
+        .import_csv_in(account, file, encoding)
         .await
         .unwrap();
-    let import = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated, pb::ImportState::Invalid],
-        WAIT,
-    )
-    .await;
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let import = imports
+        .wait_for_state(
+            &created.id,
+            &[pb::ImportState::Validated, pb::ImportState::Invalid],
+            WAIT,
+        )
+        .await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
     (import, rows)
 }
 
 async fn submit_and_wait(suite: &ImportSuite, import_id: &str) -> pb::Import {
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
     imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: import_id.to_owned(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            },
-        ))
+        .submit_import(pb::SubmitImportRequest {
+            import_id: import_id.to_owned(),
+            request_id: String::new(),
+            send_welcome_emails: false,
+        })
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports,
-        import_id,
-        &[
-            pb::ImportState::Completed,
-            pb::ImportState::CompletedWithErrors,
-            pb::ImportState::Failed,
-        ],
-        WAIT,
-    )
-    .await
+    imports
+        .wait_for_state(
+            import_id,
+            &[
+                pb::ImportState::Completed,
+                pb::ImportState::CompletedWithErrors,
+                pb::ImportState::Failed,
+            ],
+            WAIT,
+        )
+        .await
 }
 
 fn invalid_message(import: &pb::Import) -> &str {
@@ -111,7 +109,7 @@ async fn windows_1252_with_semicolons_lf_and_blank_trailing_rows_is_read(backend
     assert_eq!(rows[0].values["Department"], "R&D; Europe");
     let done = submit_and_wait(&suite, &import.id).await;
     assert_eq!(done.state, pb::ImportState::Completed as i32, "{done:?}");
-    let profiles = all_profiles(&suite.identity.channel().await, &account).await;
+    let profiles = suite.identity_client().await.all_profiles(&account).await;
     assert_eq!(profiles[0].first_name, "Zoë Müller");
     assert_eq!(profiles[0].department, "R&D; Europe");
 }
@@ -127,18 +125,15 @@ async fn bom_crlf_quoted_line_breaks_and_any_header_order_stream_in(backend: Bac
                     ,,,\r\n\
                     cat@example.com,Cat,Ünal, Lead \r\n\
                     ,,,\r\n\r\n";
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
     // Small pieces split the multi-byte characters between messages.
-    let created = upload_import(&mut imports, ADMIN_KEY, &account, file.as_bytes(), 7)
+    let created = imports
+        .upload_csv(&account, file.as_bytes(), 7)
         .await
         .unwrap();
-    let import = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    let import = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     assert_eq!(
         (
             import.total_row_count,
@@ -157,7 +152,9 @@ async fn bom_crlf_quoted_line_breaks_and_any_header_order_stream_in(backend: Bac
         ),
         ("UTF-8", false, ",", "CRLF")
     );
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
     let numbers: Vec<i64> = rows.iter().map(|row| row.row_number).collect();
     assert_eq!(
         numbers,
@@ -180,7 +177,7 @@ async fn bom_crlf_quoted_line_breaks_and_any_header_order_stream_in(backend: Bac
     assert_eq!(rows[2].values["Job Title"], "Lead");
     assert_eq!(rows[2].notes[0].reason, "WHITESPACE_TRIMMED");
     assert_eq!(rows[2].notes[0].column, "Job Title");
-    let report = download_report(&mut imports, &created.id).await.unwrap();
+    let report = imports.report(&created.id).await.unwrap();
     assert!(report.starts_with(b"\xEF\xBB\xBFInternal ID,Email Address,First Name,Last Name,Job Title,Status,Error\r\n"),
             "{}", String::from_utf8_lossy(&report));
 }
@@ -210,8 +207,8 @@ async fn unknown_and_missing_columns_are_file_errors(backend: Backend) {
         invalid_message(&import).contains("missing columns 'First Name', 'Last Name'"),
         "{import:?}"
     );
-    let mut imports = suite.import_client().await;
-    let refused = download_report(&mut imports, &import.id).await.unwrap_err();
+    let imports = suite.import_client().await;
+    let refused = imports.report(&import.id).await.unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
     let (import, _) = validated(
         &suite,
@@ -261,10 +258,8 @@ async fn invalid_utf8_and_other_files_are_refused_saying_what_was_found(backend:
     );
     let (import, _) = validated(&suite, &account, b"\xFF\xFEF\x00i\x00".to_vec()).await;
     assert!(invalid_message(&import).contains("UTF-16"), "{import:?}");
-    let mut imports = suite.import_client().await;
-    let empty = create_import(&mut imports, ADMIN_KEY, &account, Vec::new())
-        .await
-        .unwrap_err();
+    let imports = suite.import_client().await;
+    let empty = imports.import_csv(&account, Vec::new()).await.unwrap_err();
     assert_eq!(empty.code(), Code::InvalidArgument);
 }
 
@@ -332,7 +327,7 @@ async fn formula_cells_survive_a_round_trip_unchanged(backend: Backend) {
         return;
     };
     let account = suite.account("Acme").await;
-    let mut profiles = suite.profile_client().await;
+    let profiles = suite.identity_client().await;
     let risky = [
         ("=1+2", "=HYPERLINK(\"http://evil\",\"x\")"),
         ("+33 1 23 45", "-"),
@@ -341,23 +336,20 @@ async fn formula_cells_survive_a_round_trip_unchanged(backend: Backend) {
     ];
     for (index, (job_title, department)) in risky.iter().enumerate() {
         profiles
-            .create_profile(authed(
-                ADMIN_KEY,
-                id::CreateProfileRequest {
-                    account_id: account.clone(),
-                    first_name: format!("Risky{index}"),
-                    last_name: "Cell".into(),
-                    email: format!("risky{index}@example.com"),
-                    job_title: (*job_title).to_owned(),
-                    department: (*department).to_owned(),
-                    ..Default::default()
-                },
-            ))
+            .create_profile(id::CreateProfileRequest {
+                account_id: account.clone(),
+                first_name: format!("Risky{index}"),
+                last_name: "Cell".into(),
+                email: format!("risky{index}@example.com"),
+                job_title: (*job_title).to_owned(),
+                department: (*department).to_owned(),
+                ..Default::default()
+            })
             .await
             .unwrap();
     }
-    let mut imports = suite.import_client().await;
-    let template = download_template(&mut imports, &account).await;
+    let imports = suite.import_client().await;
+    let template = imports.template(&account).await;
     let text = String::from_utf8(template.clone()).unwrap();
     assert!(
         text.contains(",'=1+2,\"'=HYPERLINK(\"\"http://evil\"\",\"\"x\"\")\",,,,\r\n"),
@@ -386,7 +378,7 @@ async fn formula_cells_survive_a_round_trip_unchanged(backend: Backend) {
     );
     let done = submit_and_wait(&suite, &import.id).await;
     assert_eq!(done.state, pb::ImportState::Completed as i32);
-    let after = all_profiles(&suite.identity.channel().await, &account).await;
+    let after = suite.identity_client().await.all_profiles(&account).await;
     for (index, (job_title, department)) in risky.iter().enumerate() {
         let profile = after
             .iter()
@@ -621,22 +613,18 @@ async fn short_and_long_rows_are_row_errors_and_never_clear_fields(backend: Back
     let account = suite.account("Acme").await;
     let channel = suite.identity.channel().await;
     let ada = suite
-        .profile_client()
+        .identity_client()
         .await
-        .create_profile(authed(
-            ADMIN_KEY,
-            id::CreateProfileRequest {
-                account_id: account.clone(),
-                first_name: "Ada".into(),
-                last_name: "Lovelace".into(),
-                email: "ada@example.com".into(),
-                job_title: "Countess".into(),
-                ..Default::default()
-            },
-        ))
+        .create_profile(id::CreateProfileRequest {
+            account_id: account.clone(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            email: "ada@example.com".into(),
+            job_title: "Countess".into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
-        .into_inner()
         .profile
         .unwrap();
     let file = format!(
@@ -695,7 +683,9 @@ async fn short_and_long_rows_are_row_errors_and_never_clear_fields(backend: Back
     );
     let done = submit_and_wait(&suite, &import.id).await;
     assert_eq!((done.applied_count, done.failed_count), (1, 0), "{done:?}");
-    let after = all_profiles(&channel, &account).await;
+    let after = Identity::new(channel.clone(), ADMIN_KEY)
+        .all_profiles(&account)
+        .await;
     let ada_now = after.iter().find(|p| p.id == ada.id).unwrap();
     assert_eq!(
         (ada_now.last_name.as_str(), ada_now.job_title.as_str()),
@@ -743,28 +733,19 @@ async fn central_european_and_cyrillic_code_pages_are_detected_and_reported(back
                   Łukasz;Wróbel;lukasz@example.com;Kierownik działu;Sprzedaż\r\n\
                   Agnieszka;Dąbrowska;agnieszka@example.com;Główna księgowa;Finanse\r\n\
                   Paweł;Wiśniewski;pawel@example.com;Specjalista ds. kadr;Kadry i płace\r\n";
-    let mut imports = suite.import_client().await;
-    let created = upload_import(
-        &mut imports,
-        ADMIN_KEY,
-        &account,
-        &iconv(polish, "WINDOWS-1250"),
-        5,
-    )
-    .await
-    .unwrap();
+    let imports = suite.import_client().await;
+    let created = imports
+        .upload_csv(&account, &iconv(polish, "WINDOWS-1250"), 5)
+        .await
+        .unwrap();
     assert_eq!(
         (created.encoding.as_str(), created.encoding_given),
         ("windows-1250", false),
         "{created:?}"
     );
-    let import = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    let import = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     assert_eq!(
         (
             import.encoding.as_str(),
@@ -773,7 +754,9 @@ async fn central_european_and_cyrillic_code_pages_are_detected_and_reported(back
         ),
         ("windows-1250", ";", "CRLF")
     );
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
     let names: Vec<[&str; 4]> = rows
         .iter()
         .map(|row| {
@@ -814,7 +797,7 @@ async fn central_european_and_cyrillic_code_pages_are_detected_and_reported(back
     assert_eq!(rows[1].values["Department"], "Финансы");
     let done = submit_and_wait(&suite, &import.id).await;
     assert_eq!(done.state, pb::ImportState::Completed as i32, "{done:?}");
-    let written = all_profiles(&suite.identity.channel().await, &account).await;
+    let written = suite.identity_client().await.all_profiles(&account).await;
     let ivan = written
         .iter()
         .find(|p| p.email == "ivan@example.com")
@@ -845,22 +828,21 @@ async fn an_unsure_guess_is_refused_naming_candidates_and_a_named_encoding_wins(
          --encoding in roster import upload), or save it as CSV UTF-8"
     );
     assert_eq!(import.encoding, "");
-    let mut imports = suite.import_client().await;
-    let created = upload_import_in(&mut imports, ADMIN_KEY, &account, &file, 7, "Windows-1250")
+    let imports = suite.import_client().await;
+    let created = imports
+        .upload_csv_in(&account, &file, 7, "Windows-1250")
         .await
         .unwrap();
-    let import = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    let import = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     assert_eq!(
         (import.encoding.as_str(), import.encoding_given),
         ("windows-1250", true)
     );
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
     assert_eq!(rows[0].values["Last Name"], "Dąbrowski");
 
     // A named encoding is used even where detection would be sure of another.
@@ -897,15 +879,10 @@ async fn an_unsure_guess_is_refused_naming_candidates_and_a_named_encoding_wins(
          (offset 37) is not a character of windows-1250; upload it again naming its encoding, or \
          without one to have it detected"
     );
-    let refused = create_import_in(
-        &mut imports,
-        ADMIN_KEY,
-        &account,
-        b"a\n".to_vec(),
-        "klingon",
-    )
-    .await
-    .unwrap_err();
+    let refused = imports
+        .import_csv_in(&account, b"a\n".to_vec(), "klingon")
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
     let violations = refused
         .get_details_bad_request()
@@ -922,7 +899,8 @@ async fn an_unsure_guess_is_refused_naming_candidates_and_a_named_encoding_wins(
              windows-1251 or shift_jis, or leave it empty to detect the encoding"
         )]
     );
-    let refused = upload_import_in(&mut imports, ADMIN_KEY, &account, b"a\n", 7, "utf-16le")
+    let refused = imports
+        .upload_csv_in(&account, b"a\n", 7, "utf-16le")
         .await
         .unwrap_err();
     let violations = refused

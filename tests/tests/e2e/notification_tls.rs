@@ -14,17 +14,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_proto::notification::v1::{
     GetNotificationRequest, Notification, NotificationState, SendEmailRequest,
 };
 use roster_runtime::Service;
+use roster_tests::clients::Notifications;
 use roster_tests::pki::{CertFiles, TestCa};
 use roster_tests::smtp::SmtpServer;
 use roster_tests::{
-    ADMIN_KEY, Backend, TestDatabase, TestServer, authed, notification_settings, test_settings,
+    ADMIN_KEY, Backend, TestDatabase, TestServer, notification_settings, test_settings,
 };
-use tonic::transport::Channel;
 use uuid::Uuid;
 
 /// A throwaway CA and the certificate it issued the SMTP server.
@@ -75,26 +74,21 @@ fn welcome_request(account: Uuid) -> SendEmailRequest {
 
 /// Sends one email and polls it until `done` holds, failing after 20 s.
 async fn send_and_wait(server: &TestServer, done: impl Fn(&Notification) -> bool) -> Notification {
-    let mut client = NotificationServiceClient::<Channel>::new(server.channel().await);
+    let client = Notifications::new(server.channel().await, ADMIN_KEY);
     let accepted = client
-        .send_email(authed(ADMIN_KEY, welcome_request(Uuid::new_v4())))
+        .send_email(welcome_request(Uuid::new_v4()))
         .await
         .expect("SendEmail")
-        .into_inner()
         .notification
         .expect("a notification");
     let start = Instant::now();
     loop {
         let notification = client
-            .get_notification(authed(
-                ADMIN_KEY,
-                GetNotificationRequest {
-                    notification_id: accepted.id.clone(),
-                },
-            ))
+            .get_notification(GetNotificationRequest {
+                notification_id: accepted.id.clone(),
+            })
             .await
             .expect("GetNotification")
-            .into_inner()
             .notification
             .expect("a notification");
         if done(&notification) {

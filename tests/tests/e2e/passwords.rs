@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
 use roster_tests::clients::Identity;
-use roster_tests::imports::create_profile;
 use roster_tests::{ADMIN_KEY, Backend, TestServer, both_backends, newest_reset_token, reason};
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::Code;
@@ -34,7 +33,9 @@ async fn fixture_with(server: TestServer, preset: pb::PasswordPolicyPreset) -> F
         .unwrap()
         .account
         .unwrap();
-    let profile = create_profile(&channel, &account.id, "Ada", "Lovelace", "ada@example.com").await;
+    let profile = Identity::new(channel.clone(), ADMIN_KEY)
+        .person(&account.id, "Ada", "Lovelace", "ada@example.com")
+        .await;
     Fixture {
         server,
         identity,

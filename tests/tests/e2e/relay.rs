@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::{KeyRing, Service, Shutdown};
-use roster_tests::imports::create_account;
+use roster_tests::clients::Identity;
 use roster_tests::{
-    ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, authed, both_backends,
-    identity_settings, scrape_metrics, test_settings,
+    ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, both_backends, identity_settings,
+    scrape_metrics, test_settings,
 };
 use sea_orm::{ConnectionTrait, Database, Statement};
 
@@ -36,19 +35,19 @@ async fn identity(backend: Backend, settings: roster_identity::Settings) -> Opti
 /// Creates a profile with a welcome email, which identity writes to its outbox.
 async fn welcome(identity: &TestServer, email: &str) {
     let channel = identity.channel().await;
-    let account = create_account(&channel, "Relay Ltd").await;
-    ProfileServiceClient::new(channel)
-        .create_profile(authed(
-            ADMIN_KEY,
-            pb::CreateProfileRequest {
-                account_id: account,
-                first_name: "Grace".to_owned(),
-                last_name: "Hopper".to_owned(),
-                email: email.to_owned(),
-                send_welcome_email: true,
-                ..Default::default()
-            },
-        ))
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Relay Ltd")
+        .await
+        .id;
+    Identity::new(channel, ADMIN_KEY)
+        .create_profile(pb::CreateProfileRequest {
+            account_id: account,
+            first_name: "Grace".to_owned(),
+            last_name: "Hopper".to_owned(),
+            email: email.to_owned(),
+            send_welcome_email: true,
+            ..Default::default()
+        })
         .await
         .expect("profile created");
 }

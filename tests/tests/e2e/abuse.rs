@@ -4,18 +4,13 @@
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_runtime::Service;
-use roster_tests::imports::create_account;
+use roster_tests::clients::{Health, Identity};
 use roster_tests::{
-    ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, authed, both_backends, raw,
+    ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, both_backends, raw,
     raw_unary,
 };
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt;
 
 const FLOODER: &str = "flooding-key";
@@ -34,12 +29,13 @@ async fn a_flood_from_one_key_is_refused_while_others_are_served(backend: Backen
         accounts: roster_runtime::auth::AccountAccess::All,
     };
     let server = TestServer::start(Service::Identity, settings, database, vec![flooder]).await;
-    let mut accounts = AccountServiceClient::new(server.channel().await);
+    let accounts = Identity::new(server.channel().await, ADMIN_KEY);
 
     let mut refused = None;
     for _ in 0..40 {
         match accounts
-            .list_accounts(authed(FLOODER, pb::ListAccountsRequest::default()))
+            .with_key(FLOODER)
+            .list_accounts(pb::ListAccountsRequest::default())
             .await
         {
             Ok(_) => {}
@@ -63,7 +59,7 @@ async fn a_flood_from_one_key_is_refused_while_others_are_served(backend: Backen
     );
 
     accounts
-        .list_accounts(authed(ADMIN_KEY, pb::ListAccountsRequest::default()))
+        .list_accounts(pb::ListAccountsRequest::default())
         .await
         .expect("another key is still served");
 }
@@ -76,21 +72,17 @@ async fn a_huge_metadata_header_list_is_refused() {
     else {
         return;
     };
-    let mut accounts = AccountServiceClient::new(server.channel().await);
-    let mut request = authed(ADMIN_KEY, pb::ListAccountsRequest::default());
+    let mut padded = Identity::new(server.channel().await, ADMIN_KEY);
     for n in 0..64 {
-        request.metadata_mut().insert(
-            tonic::metadata::MetadataKey::from_bytes(format!("x-padding-{n}").as_bytes()).unwrap(),
-            "p".repeat(1024).parse().unwrap(),
-        );
+        padded = padded.with_metadata(&format!("x-padding-{n}"), &"p".repeat(1024));
     }
-    accounts
-        .list_accounts(request)
+    padded
+        .list_accounts(pb::ListAccountsRequest::default())
         .await
         .expect_err("64 KiB of metadata exceeds the 16 KiB header-list limit");
-    let mut accounts = AccountServiceClient::new(server.channel().await);
+    let accounts = Identity::new(server.channel().await, ADMIN_KEY);
     accounts
-        .list_accounts(authed(ADMIN_KEY, pb::ListAccountsRequest::default()))
+        .list_accounts(pb::ListAccountsRequest::default())
         .await
         .expect("the server keeps serving");
 }
@@ -133,9 +125,9 @@ async fn timed_beside_health<F, T>(
 where
     F: std::future::Future<Output = T>,
 {
-    let mut health = HealthClient::new(channel.clone());
+    let health = Health::new(channel.clone());
     // Warm: the first check opens the stream.
-    health.check(HealthCheckRequest::default()).await.unwrap();
+    health.check("").await.unwrap();
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let prober = {
         let done = done.clone();
@@ -143,7 +135,7 @@ where
             let mut slowest = Duration::ZERO;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let started = Instant::now();
-                health.check(HealthCheckRequest::default()).await.unwrap();
+                health.check("").await.unwrap();
                 slowest = slowest.max(started.elapsed());
                 tokio::time::sleep(Duration::from_millis(2)).await;
             }
@@ -162,34 +154,29 @@ async fn a_huge_username_is_refused_at_once_while_health_answers(backend: Backen
         return;
     };
     let channel = server.channel().await;
-    let account = create_account(&channel, "Acme").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
     let username = worst_unicode();
-    let mut profiles = ProfileServiceClient::new(channel.clone())
-        .max_encoding_message_size(usize::MAX)
-        .max_decoding_message_size(usize::MAX);
-    let mut credentials = CredentialServiceClient::new(channel.clone())
-        .max_encoding_message_size(usize::MAX)
-        .max_decoding_message_size(usize::MAX);
+    let profiles = Identity::new(channel.clone(), ADMIN_KEY).unbounded();
+    let credentials = Identity::new(channel.clone(), ADMIN_KEY).unbounded();
 
     reset_peak_rss();
     let before = peak_rss();
     let calls: Vec<(&str, Refusal)> = vec![
         ("CheckUsername", {
-            let mut profiles = profiles.clone();
+            let profiles = profiles.clone();
             let username = username.clone();
             Box::pin(async move {
                 match profiles
-                    .check_username(authed(
-                        ADMIN_KEY,
-                        pb::CheckUsernameRequest {
-                            username,
-                            ..Default::default()
-                        },
-                    ))
+                    .check_username(pb::CheckUsernameRequest {
+                        username,
+                        ..Default::default()
+                    })
                     .await
                 {
                     Ok(response) => {
-                        let response = response.into_inner();
                         assert!(!response.available);
                         assert_eq!(response.reason, pb::UsernameRefusal::Invalid as i32);
                         assert!(
@@ -208,17 +195,14 @@ async fn a_huge_username_is_refused_at_once_while_health_answers(backend: Backen
             let account = account.clone();
             Box::pin(async move {
                 profiles
-                    .create_profile(authed(
-                        ADMIN_KEY,
-                        pb::CreateProfileRequest {
-                            account_id: account,
-                            first_name: "Ada".into(),
-                            last_name: "Lovelace".into(),
-                            email: "ada@example.com".into(),
-                            username,
-                            ..Default::default()
-                        },
-                    ))
+                    .create_profile(pb::CreateProfileRequest {
+                        account_id: account,
+                        first_name: "Ada".into(),
+                        last_name: "Lovelace".into(),
+                        email: "ada@example.com".into(),
+                        username,
+                        ..Default::default()
+                    })
                     .await
                     .unwrap_err()
             })
@@ -227,34 +211,25 @@ async fn a_huge_username_is_refused_at_once_while_health_answers(backend: Backen
             let username = username.clone();
             Box::pin(async move {
                 credentials
-                    .verify_password(authed(
-                        ADMIN_KEY,
-                        pb::VerifyPasswordRequest {
-                            username,
-                            password: "Some-Password-1".into(),
-                        },
-                    ))
+                    .verify_password(pb::VerifyPasswordRequest {
+                        username,
+                        password: "Some-Password-1".into(),
+                    })
                     .await
                     .unwrap_err()
             })
         }),
         ("BatchCheckUsernames", {
-            let mut profiles = ProfileServiceClient::new(channel.clone())
-                .max_encoding_message_size(usize::MAX)
-                .max_decoding_message_size(usize::MAX);
+            let profiles = Identity::new(channel.clone(), ADMIN_KEY).unbounded();
             let username = username.clone();
             Box::pin(async move {
                 let checks = profiles
-                    .batch_check_usernames(authed(
-                        ADMIN_KEY,
-                        pb::BatchCheckUsernamesRequest {
-                            usernames: vec![username, "ada@example.com".into()],
-                            seeds: Vec::new(),
-                        },
-                    ))
+                    .batch_check_usernames(pb::BatchCheckUsernamesRequest {
+                        usernames: vec![username, "ada@example.com".into()],
+                        seeds: Vec::new(),
+                    })
                     .await
                     .unwrap()
-                    .into_inner()
                     .checks;
                 assert_eq!(checks[0].reason, pb::UsernameRefusal::Invalid as i32);
                 assert!(checks[1].available);
@@ -387,23 +362,23 @@ async fn the_costliest_batches_and_passwords_are_answered_promptly() {
         return;
     };
     let channel = server.channel().await;
-    let account = create_account(&channel, "Acme").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
     let heavy = "\u{FDFA}".repeat(roster_identity::domain::username::MAX_INPUT_BYTES / 3);
-    let mut profiles = ProfileServiceClient::new(channel.clone());
+    let profiles = Identity::new(channel.clone(), ADMIN_KEY);
 
     let usernames = vec![heavy.clone(); 1000];
     let (result, took, health) = timed_beside_health(
         &channel,
-        profiles.batch_check_usernames(authed(
-            ADMIN_KEY,
-            pb::BatchCheckUsernamesRequest {
-                usernames,
-                seeds: Vec::new(),
-            },
-        )),
+        profiles.batch_check_usernames(pb::BatchCheckUsernamesRequest {
+            usernames,
+            seeds: Vec::new(),
+        }),
     )
     .await;
-    let checks = result.unwrap().into_inner().checks;
+    let checks = result.unwrap().checks;
     assert!(
         checks
             .iter()
@@ -431,17 +406,14 @@ async fn the_costliest_batches_and_passwords_are_answered_promptly() {
         .collect();
     let (result, took, health) = timed_beside_health(
         &channel,
-        profiles.batch_upsert_profiles(authed(
-            ADMIN_KEY,
-            pb::BatchUpsertProfilesRequest {
-                account_id: account.clone(),
-                items,
-                send_welcome_emails: false,
-            },
-        )),
+        profiles.batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            account_id: account.clone(),
+            items,
+            send_welcome_emails: false,
+        }),
     )
     .await;
-    let results = result.unwrap().into_inner().results;
+    let results = result.unwrap().results;
     assert_eq!(results.len(), 1000);
     eprintln!("BatchUpsertProfiles: {took:?}, health {health:?}");
     assert!(
@@ -455,42 +427,35 @@ async fn the_costliest_batches_and_passwords_are_answered_promptly() {
 
     // The longest password a policy may allow, of the shape the strength estimator finds
     // costliest (many overlapping dictionary and sequence matches).
-    let mut accounts = AccountServiceClient::new(channel.clone());
+    let accounts = Identity::new(channel.clone(), ADMIN_KEY);
     let policy = accounts
-        .get_password_policy(authed(
-            ADMIN_KEY,
-            pb::GetPasswordPolicyRequest {
-                account_id: account.clone(),
-            },
-        ))
+        .get_password_policy(pb::GetPasswordPolicyRequest {
+            account_id: account.clone(),
+        })
         .await
         .unwrap()
-        .into_inner()
         .policy
         .unwrap();
     accounts
-        .update_password_policy(authed(
-            ADMIN_KEY,
-            pb::UpdatePasswordPolicyRequest {
-                policy: Some(pb::PasswordPolicy {
-                    max_length: 1024,
-                    min_strength_score: 4,
-                    forbid_common: true,
-                    ..policy
-                }),
-                update_mask: Some(prost_types::FieldMask {
-                    paths: vec![
-                        "max_length".into(),
-                        "min_strength_score".into(),
-                        "forbid_common".into(),
-                    ],
-                }),
-                ..Default::default()
-            },
-        ))
+        .update_password_policy(pb::UpdatePasswordPolicyRequest {
+            policy: Some(pb::PasswordPolicy {
+                max_length: 1024,
+                min_strength_score: 4,
+                forbid_common: true,
+                ..policy
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec![
+                    "max_length".into(),
+                    "min_strength_score".into(),
+                    "forbid_common".into(),
+                ],
+            }),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    let mut credentials = CredentialServiceClient::new(channel.clone());
+    let credentials = Identity::new(channel.clone(), ADMIN_KEY);
     for password in [
         "password1abc".repeat(86)[..1024].to_owned(),
         "aA1!".repeat(256),
@@ -498,14 +463,11 @@ async fn the_costliest_batches_and_passwords_are_answered_promptly() {
     ] {
         let (result, took, health) = timed_beside_health(
             &channel,
-            credentials.check_password(authed(
-                ADMIN_KEY,
-                pb::CheckPasswordRequest {
-                    account_id: account.clone(),
-                    password,
-                    ..Default::default()
-                },
-            )),
+            credentials.check_password(pb::CheckPasswordRequest {
+                account_id: account.clone(),
+                password,
+                ..Default::default()
+            }),
         )
         .await;
         result.unwrap();
@@ -526,7 +488,10 @@ async fn a_request_that_does_not_decode_is_invalid_argument_naming_the_field(bac
         return;
     };
     let channel = server.channel().await;
-    let account = roster_tests::imports::create_account(&channel, "Acme").await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
 
     // A CreateProfileRequest whose account_id (field 2) is right and whose first_name
     // (field 3) holds a byte that is never UTF-8.
@@ -589,7 +554,9 @@ async fn a_request_that_does_not_decode_is_invalid_argument_naming_the_field(bac
     );
 
     // Nothing was created, and well-formed calls are served as before.
-    let profiles = roster_tests::imports::all_profiles(&channel, &account).await;
+    let profiles = Identity::new(channel.clone(), ADMIN_KEY)
+        .all_profiles(&account)
+        .await;
     assert!(profiles.is_empty(), "{profiles:?}");
 }
 

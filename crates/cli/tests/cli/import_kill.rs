@@ -10,13 +10,10 @@ use std::time::{Duration, Instant};
 
 use roster_bulk_import::store::entities::row;
 use roster_proto::imports::v1 as pb;
-use roster_proto::imports::v1::import_service_client::ImportServiceClient;
 use roster_runtime::auth::hash_key_hex;
-use roster_tests::imports::{
-    all_profiles, create_account, download_report, parse_csv, people_csv, upload_import,
-    wait_for_state,
-};
-use roster_tests::{ADMIN_KEY, Backend, TestDatabase, authed, connect};
+use roster_tests::clients::{Identity, Imports};
+use roster_tests::imports::{parse_csv, people_csv};
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, connect};
 use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, QuerySelect};
 
 const ROWS: usize = 50_000;
@@ -109,7 +106,10 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
         &dir.path().join("identity.log"),
     ));
     let identity_channel = connect(format!("127.0.0.1:{identity_port}").parse().unwrap()).await;
-    let account = create_account(&identity_channel, "Big Company").await;
+    let account = Identity::new(identity_channel.clone(), ADMIN_KEY)
+        .account("Big Company")
+        .await
+        .id;
 
     let first_port = free_port();
     let mut first = Killed(serve(
@@ -117,29 +117,29 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
         &bulk_import_env(first_port, &import_db.url, &keys, identity_port),
         &dir.path().join("bulk-import-1.log"),
     ));
-    let mut imports =
-        ImportServiceClient::new(connect(format!("127.0.0.1:{first_port}").parse().unwrap()).await);
+    let imports = Imports::new(
+        connect(format!("127.0.0.1:{first_port}").parse().unwrap()).await,
+        ADMIN_KEY,
+    );
     let file = people_csv("bulk", ROWS);
-    let created = upload_import(&mut imports, ADMIN_KEY, &account, &file, 256 * 1024)
+    let created = imports
+        .upload_csv(&account, &file, 256 * 1024)
         .await
         .expect("upload");
-    let validated = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        Duration::from_secs(120),
-    )
-    .await;
+    let validated = imports
+        .wait_for_state(
+            &created.id,
+            &[pb::ImportState::Validated],
+            Duration::from_secs(120),
+        )
+        .await;
     assert_eq!(validated.create_count, ROWS as i64, "{validated:?}");
     imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: "submit".into(),
-                send_welcome_emails: false,
-            },
-        ))
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: "submit".into(),
+            send_welcome_emails: false,
+        })
         .await
         .expect("submit");
 
@@ -147,15 +147,11 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
     let started = Instant::now();
     loop {
         let import = imports
-            .get_import(authed(
-                ADMIN_KEY,
-                pb::GetImportRequest {
-                    import_id: created.id.clone(),
-                },
-            ))
+            .get_import(pb::GetImportRequest {
+                import_id: created.id.clone(),
+            })
             .await
             .expect("GetImport")
-            .into_inner()
             .import
             .expect("import");
         assert!(
@@ -181,21 +177,21 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
         &bulk_import_env(second_port, &import_db.url, &keys, identity_port),
         &dir.path().join("bulk-import-2.log"),
     ));
-    let mut imports = ImportServiceClient::new(
+    let imports = Imports::new(
         connect(format!("127.0.0.1:{second_port}").parse().unwrap()).await,
-    )
-    .max_decoding_message_size(64 * 1024 * 1024);
-    let done = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[
-            pb::ImportState::Completed,
-            pb::ImportState::CompletedWithErrors,
-            pb::ImportState::Failed,
-        ],
-        Duration::from_secs(150),
-    )
-    .await;
+        ADMIN_KEY,
+    );
+    let done = imports
+        .wait_for_state(
+            &created.id,
+            &[
+                pb::ImportState::Completed,
+                pb::ImportState::CompletedWithErrors,
+                pb::ImportState::Failed,
+            ],
+            Duration::from_secs(150),
+        )
+        .await;
     assert_eq!(done.state, pb::ImportState::Completed as i32, "{done:?}");
     assert_eq!((done.applied_count, done.failed_count), (ROWS as i64, 0));
 
@@ -214,12 +210,14 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
     assert_eq!(owners.len(), 2, "rows applied by {owners:?}");
     assert!(owners.iter().all(Option::is_some));
 
-    let profiles = all_profiles(&identity_channel, &account).await;
+    let profiles = Identity::new(identity_channel.clone(), ADMIN_KEY)
+        .all_profiles(&account)
+        .await;
     assert_eq!(profiles.len(), ROWS, "exactly one profile per row");
     let emails: HashSet<&str> = profiles.iter().map(|p| p.email.as_str()).collect();
     assert_eq!(emails.len(), ROWS, "no duplicate profiles");
 
-    let report = parse_csv(&download_report(&mut imports, &created.id).await.unwrap());
+    let report = parse_csv(&imports.report(&created.id).await.unwrap());
     assert_eq!(report.len(), ROWS + 1, "the header and every row");
     let ids: HashSet<&str> = report[1..]
         .iter()

@@ -10,13 +10,10 @@ use std::time::Duration;
 use roster_proto::identity::v1 as id;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::imports::v1 as pb;
-use roster_proto::imports::v1::import_service_client::ImportServiceClient;
 use roster_runtime::Service;
 use roster_runtime::client::{Client, ClientConfig, ClientTls};
-use roster_tests::imports::{
-    create_import, download_template, identity_key_for_imports, import_settings, parse_csv,
-    people_csv, submit_import, wait_for_state,
-};
+use roster_tests::clients::Imports;
+use roster_tests::imports::{identity_key_for_imports, import_settings, parse_csv, people_csv};
 use roster_tests::pki::TestCa;
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, test_settings};
 
@@ -84,6 +81,8 @@ async fn bulk_import_validates_and_applies_through_identity_over_mutual_tls() {
         ClientConfig::new("identity", &format!("https://{}", identity.addr)).tls(tls.clone()),
     )
     .expect("a TLS client");
+    // Over the runtime's own `Client` (the transport bulk-import calls identity with), which
+    // the typed clients, built on a `Channel`, do not take.
     let account = AccountServiceClient::new(operator)
         .create_account(authed(
             ADMIN_KEY,
@@ -100,30 +99,23 @@ async fn bulk_import_validates_and_applies_through_identity_over_mutual_tls() {
         .id;
 
     let imports_server = bulk_import(&identity, tls).await;
-    let mut imports = ImportServiceClient::new(imports_server.channel().await);
-    let created = create_import(&mut imports, ADMIN_KEY, &account, people_csv("tls", 3))
+    let imports = Imports::new(imports_server.channel().await, ADMIN_KEY);
+    let created = imports
+        .import_csv(&account, people_csv("tls", 3))
         .await
         .expect("import created");
-    let validated = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    let validated = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     assert_eq!(validated.create_count, 3, "{validated:?}");
-    submit_import(&mut imports, &created.id, false).await;
-    let done = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Completed],
-        WAIT,
-    )
-    .await;
+    imports.submit(&created.id, false).await;
+    let done = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .await;
     assert_eq!(done.applied_count, 3, "{done:?}");
 
     // The template is made from identity's listing, read over the same connection.
-    let template = parse_csv(&download_template(&mut imports, &account).await);
+    let template = parse_csv(&imports.template(&account).await);
     let mut emails: Vec<&str> = template[1..].iter().map(|row| row[3].as_str()).collect();
     emails.sort();
     assert_eq!(
@@ -144,28 +136,22 @@ async fn bulk_import_without_its_client_certificate_cannot_reach_identity() {
         },
     )
     .await;
-    let mut imports = ImportServiceClient::new(imports_server.channel().await);
+    let imports = Imports::new(imports_server.channel().await, ADMIN_KEY);
     let account = uuid::Uuid::new_v4().to_string();
     let result = imports
-        .download_template(authed(
-            ADMIN_KEY,
-            pb::DownloadTemplateRequest {
-                account_id: account,
-            },
-        ))
+        .download_template(pb::DownloadTemplateRequest {
+            account_id: account,
+        })
         .await;
     let error = match result {
         Err(status) => status,
-        Ok(response) => {
-            let mut stream = response.into_inner();
-            loop {
-                match stream.message().await {
-                    Ok(Some(_)) => {}
-                    Ok(None) => panic!("the template was made without reaching identity"),
-                    Err(status) => break status,
-                }
+        Ok(mut stream) => loop {
+            match stream.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the template was made without reaching identity"),
+                Err(status) => break status,
             }
-        }
+        },
     };
     assert_eq!(error.code(), tonic::Code::Unavailable, "{error:?}");
 }

@@ -6,33 +6,18 @@ use std::time::Duration;
 
 use roster_proto::identity::v1 as id;
 use roster_proto::imports::v1 as pb;
-use roster_tests::imports::{
-    all_profiles, all_rows, create_import, download_report, download_template, parse_csv,
-    wait_for_state,
-};
-use roster_tests::{ADMIN_KEY, Backend, ImportSuite, authed, both_backends};
+use roster_tests::imports::parse_csv;
+use roster_tests::{Backend, ImportSuite, both_backends};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn create_profile(suite: &ImportSuite, account_id: &str, first: &str) -> id::Profile {
+    let email = format!("{}@example.com", first.to_lowercase());
     suite
-        .profile_client()
+        .identity_client()
         .await
-        .create_profile(authed(
-            ADMIN_KEY,
-            id::CreateProfileRequest {
-                account_id: account_id.to_owned(),
-                first_name: first.to_owned(),
-                last_name: "Original".to_owned(),
-                email: format!("{}@example.com", first.to_lowercase()),
-                ..Default::default()
-            },
-        ))
+        .person(account_id, first, "Original", &email)
         .await
-        .expect("profile created")
-        .into_inner()
-        .profile
-        .expect("profile")
 }
 
 async fn assign_extension(
@@ -42,19 +27,16 @@ async fn assign_extension(
     kind: id::ExtensionKind,
 ) {
     suite
-        .profile_client()
+        .identity_client()
         .await
-        .assign_extension(authed(
-            ADMIN_KEY,
-            id::AssignExtensionRequest {
-                profile_id: profile_id.to_owned(),
-                extension: Some(id::Extension {
-                    number: number.to_owned(),
-                    kind: kind as i32,
-                }),
-                ..Default::default()
-            },
-        ))
+        .assign_extension(id::AssignExtensionRequest {
+            profile_id: profile_id.to_owned(),
+            extension: Some(id::Extension {
+                number: number.to_owned(),
+                kind: kind as i32,
+            }),
+            ..Default::default()
+        })
         .await
         .expect("extension assigned");
 }
@@ -84,9 +66,9 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
     let bob = create_profile(&suite, &account, "Bob").await;
     assign_extension(&suite, &ada.id, "200", id::ExtensionKind::Virtual).await;
     assign_extension(&suite, &bob.id, "300", id::ExtensionKind::Physical).await;
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
 
-    let template = download_template(&mut imports, &account).await;
+    let template = imports.template(&account).await;
     let rows = parse_csv(&template);
     assert_eq!(rows[0][9..], ["Extensions".to_owned(), "Roles".to_owned()]);
     let ada_row = rows
@@ -110,16 +92,13 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         ada = ada.id,
         bob = bob.id,
     );
-    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+    let created = imports
+        .import_csv(&account, file.into_bytes())
         .await
         .unwrap();
-    let validated = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    let validated = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
     assert_eq!(
         (
             validated.create_count,
@@ -130,7 +109,9 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         (2, 1, 1, 1),
         "{validated:?}"
     );
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
     let update = by_row(&rows, 2);
     assert_eq!(update.action, pb::ImportRowAction::Update as i32);
     let changes: Vec<_> = update
@@ -164,25 +145,20 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
     );
 
     imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            },
-        ))
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: String::new(),
+            send_welcome_emails: false,
+        })
         .await
         .unwrap();
-    let done = wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::CompletedWithErrors],
-        WAIT,
-    )
-    .await;
+    let done = imports
+        .wait_for_state(&created.id, &[pb::ImportState::CompletedWithErrors], WAIT)
+        .await;
     assert_eq!((done.applied_count, done.failed_count), (2, 1), "{done:?}");
-    let rows = all_rows(&mut imports, &created.id, pb::ImportRowFilter::All).await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
     let dan = by_row(&rows, 4);
     assert_eq!(dan.outcome, pb::ImportRowOutcome::Failed as i32);
     assert!(
@@ -190,7 +166,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
             .starts_with("Extensions: ALREADY_EXISTS (EXTENSION_TAKEN)"),
         "{dan:?}"
     );
-    let report = parse_csv(&download_report(&mut imports, &created.id).await.unwrap());
+    let report = parse_csv(&imports.report(&created.id).await.unwrap());
     assert_eq!(report[3][6], "Failed", "{:?}", report[3]);
     assert!(
         report[3][7].contains("Extensions: ALREADY_EXISTS"),
@@ -198,7 +174,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         report[3]
     );
 
-    let after = all_profiles(&suite.identity.channel().await, &account).await;
+    let after = suite.identity_client().await.all_profiles(&account).await;
     assert_eq!(after.len(), 3, "Dan was not created");
     let find = |first: &str| after.iter().find(|p| p.first_name == first).unwrap();
     let (physical, virtual_) = (
@@ -231,67 +207,47 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         "Internal ID,First Name,Last Name,Email Address,Job Title\r\n{ada},Ada,Original,ada@example.com,Analyst\r\n",
         ada = ada.id,
     );
-    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+    let created = imports
+        .import_csv(&account, file.into_bytes())
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
     imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            },
-        ))
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    imports
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: String::new(),
+            send_welcome_emails: false,
+        })
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Completed],
-        WAIT,
-    )
-    .await;
+    imports
+        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .await;
     let file = format!(
         "Internal ID,First Name,Last Name,Email Address,Roles\r\n{ada},Ada,Original,ada@example.com,\r\n",
         ada = ada.id,
     );
-    let created = create_import(&mut imports, ADMIN_KEY, &account, file.into_bytes())
+    let created = imports
+        .import_csv(&account, file.into_bytes())
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Validated],
-        WAIT,
-    )
-    .await;
     imports
-        .submit_import(authed(
-            ADMIN_KEY,
-            pb::SubmitImportRequest {
-                import_id: created.id.clone(),
-                request_id: String::new(),
-                send_welcome_emails: false,
-            },
-        ))
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    imports
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: String::new(),
+            send_welcome_emails: false,
+        })
         .await
         .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[pb::ImportState::Completed],
-        WAIT,
-    )
-    .await;
-    let after = all_profiles(&suite.identity.channel().await, &account).await;
+    imports
+        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .await;
+    let after = suite.identity_client().await.all_profiles(&account).await;
     let ada_now = after.iter().find(|p| p.id == ada.id).unwrap();
     assert_eq!(ada_now.job_title, "Analyst");
     assert!(

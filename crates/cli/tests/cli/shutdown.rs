@@ -1,17 +1,15 @@
 //! The `roster` binary under SIGTERM: health turns NOT_SERVING, the call in flight completes,
 //! and the process exits 0 within the grace period.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1::CreateAccountRequest;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_tests::{authed, connect};
+use roster_tests::clients::{Health, Identity};
+use roster_tests::connect;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 const KEY: &str = "shutdown-test-key";
 
@@ -38,21 +36,9 @@ async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
         ],
     );
     let channel = connect(format!("127.0.0.1:{port}").parse().expect("address")).await;
-    let mut health = HealthClient::new(channel.clone());
-    let status = |response: tonic_health::pb::HealthCheckResponse| {
-        ServingStatus::try_from(response.status).expect("known status")
-    };
-    let check = HealthCheckRequest {
-        service: String::new(),
-    };
+    let health = Health::new(channel.clone());
     assert_eq!(
-        status(
-            health
-                .check(check.clone())
-                .await
-                .expect("health")
-                .into_inner()
-        ),
+        health.check("").await.expect("health"),
         ServingStatus::Serving
     );
 
@@ -64,17 +50,14 @@ async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
         .execute_unprepared("BEGIN EXCLUSIVE")
         .await
         .expect("write lock");
-    let mut accounts = AccountServiceClient::new(channel.clone());
+    let accounts = Identity::new(channel.clone(), KEY);
     let slow_call = tokio::spawn(async move {
         accounts
-            .create_account(authed(
-                KEY,
-                CreateAccountRequest {
-                    request_id: "slow".into(),
-                    display_name: "Slow Ltd".into(),
-                    ..Default::default()
-                },
-            ))
+            .create_account(CreateAccountRequest {
+                request_id: "slow".into(),
+                display_name: "Slow Ltd".into(),
+                ..Default::default()
+            })
             .await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -85,8 +68,8 @@ async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
 
     let mut saw_not_serving = false;
     while signalled.elapsed() < Duration::from_secs(1) {
-        if let Ok(response) = health.check(check.clone()).await
-            && status(response.into_inner()) == ServingStatus::NotServing
+        if let Ok(status) = health.check("").await
+            && status == ServingStatus::NotServing
         {
             saw_not_serving = true;
             break;
@@ -104,7 +87,6 @@ async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
         .await
         .expect("task")
         .expect("the call in flight completes")
-        .into_inner()
         .account
         .expect("an account");
     assert_eq!(account.display_name, "Slow Ltd");

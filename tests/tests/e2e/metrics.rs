@@ -11,20 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1 as id;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::imports::v1 as im;
 use roster_proto::notification::v1::SendEmailRequest;
-use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Service;
-use roster_tests::imports::{
-    ImportSuite, OpenUpload, create_account, create_import, people_csv, submit_import,
-    uploading_import, wait_for_state,
-};
+use roster_tests::clients::{Identity, Imports, Notifications};
+use roster_tests::imports::{ImportSuite, people_csv};
 use roster_tests::smtp::SmtpServer;
 use roster_tests::{
-    ADMIN_KEY, TestDatabase, TestServer, authed, both_backends, identity_settings,
-    notification_settings, scrape_metrics, test_settings,
+    ADMIN_KEY, TestDatabase, TestServer, both_backends, identity_settings, notification_settings,
+    scrape_metrics, test_settings,
 };
 use tonic::Code;
 
@@ -327,35 +322,30 @@ async fn unary_calls_carry_the_go_grpc_middleware_labels_and_codes(backend: rost
     let Some(identity) = TestServer::spawn(Service::Identity, backend).await else {
         return;
     };
-    let mut accounts = AccountServiceClient::new(identity.channel().await);
+    let accounts = Identity::new(identity.channel().await, ADMIN_KEY);
     accounts
-        .create_account(authed(
-            ADMIN_KEY,
-            id::CreateAccountRequest {
-                request_id: "metrics".into(),
-                display_name: "Metrics Ltd".into(),
-                ..Default::default()
-            },
-        ))
+        .create_account(id::CreateAccountRequest {
+            request_id: "metrics".into(),
+            display_name: "Metrics Ltd".into(),
+            ..Default::default()
+        })
         .await
         .expect("account created");
     let invalid = accounts
-        .create_account(authed(ADMIN_KEY, id::CreateAccountRequest::default()))
+        .create_account(id::CreateAccountRequest::default())
         .await
         .unwrap_err();
     assert_eq!(invalid.code(), Code::InvalidArgument);
     let missing = accounts
-        .get_account(authed(
-            ADMIN_KEY,
-            id::GetAccountRequest {
-                id: uuid::Uuid::new_v4().to_string(),
-            },
-        ))
+        .get_account(id::GetAccountRequest {
+            id: uuid::Uuid::new_v4().to_string(),
+        })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
     let anonymous = accounts
-        .list_accounts(tonic::Request::new(id::ListAccountsRequest::default()))
+        .without_key()
+        .list_accounts(id::ListAccountsRequest::default())
         .await
         .unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
@@ -469,20 +459,16 @@ async fn streaming_calls_are_typed_from_their_descriptors_and_end_as_canceled_wh
         return;
     };
     let account = suite.account("Metrics Streams Ltd").await;
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
     let addr = suite.imports.metrics_addr();
 
     // Server streaming: the template, in as many messages as the client reads.
     let mut template = imports
-        .download_template(authed(
-            ADMIN_KEY,
-            im::DownloadTemplateRequest {
-                account_id: account.clone(),
-            },
-        ))
+        .download_template(im::DownloadTemplateRequest {
+            account_id: account.clone(),
+        })
         .await
-        .expect("DownloadTemplate")
-        .into_inner();
+        .expect("DownloadTemplate");
     let mut pieces = 0.0;
     while template
         .message()
@@ -520,22 +506,21 @@ async fn streaming_calls_are_typed_from_their_descriptors_and_end_as_canceled_wh
     let file = people_csv("streams", 3);
     let (first, rest) = file.split_at(file.len() / 3);
     let (second, third) = rest.split_at(rest.len() / 2);
-    let upload = OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
+    let upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
     assert!(upload.send(first).await);
-    let import_id =
-        uploading_import(&mut imports, &suite.imports.database, &account, 1, WAIT).await;
+    let import_id = imports
+        .uploading_import(&suite.imports.database, &account, 1, WAIT)
+        .await;
 
     // Server streaming that lasts: the upload's progress, followed while it is UPLOADING.
     let mut watch = imports
-        .watch_import(authed(
-            ADMIN_KEY,
-            im::WatchImportRequest {
-                import_id: import_id.clone(),
-            },
-        ))
+        .watch_import(im::WatchImportRequest {
+            import_id: import_id.clone(),
+        })
         .await
-        .expect("WatchImport")
-        .into_inner();
+        .expect("WatchImport");
     watch
         .message()
         .await
@@ -602,12 +587,9 @@ async fn streaming_calls_are_typed_from_their_descriptors_and_end_as_canceled_wh
     );
     // A streaming error answered at once: a status, no message.
     let refused = imports
-        .watch_import(authed(
-            ADMIN_KEY,
-            im::WatchImportRequest {
-                import_id: "not-an-id".into(),
-            },
-        ))
+        .watch_import(im::WatchImportRequest {
+            import_id: "not-an-id".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
@@ -627,8 +609,8 @@ async fn unhosted_paths_are_counted_under_one_unknown_label_set(backend: roster_
         return;
     };
     let channel = notification.channel().await;
-    let unhosted = ProfileServiceClient::new(channel.clone())
-        .get_profile(authed(ADMIN_KEY, id::GetProfileRequest { id: "x".into() }))
+    let unhosted = Identity::new(channel.clone(), ADMIN_KEY)
+        .get_profile(id::GetProfileRequest { id: "x".into() })
         .await
         .unwrap_err();
     assert_eq!(unhosted.code(), Code::Unimplemented);
@@ -679,11 +661,8 @@ async fn metrics_show_the_notification_queue_depth_and_age(backend: roster_tests
         Vec::new(),
     )
     .await;
-    NotificationServiceClient::new(notification.channel().await)
-        .send_email(authed(
-            ADMIN_KEY,
-            welcome_email("metrics-queue", "ada@example.com"),
-        ))
+    Notifications::new(notification.channel().await, ADMIN_KEY)
+        .send_email(welcome_email("metrics-queue", "ada@example.com"))
         .await
         .expect("queued");
 
@@ -745,7 +724,7 @@ async fn notification_counts_messages_sent_retrying_and_failed_on_a_real_smtp_se
         );
     }
 
-    let mut client = NotificationServiceClient::new(notification.channel().await);
+    let client = Notifications::new(notification.channel().await, ADMIN_KEY);
     for (request_id, recipient) in [
         ("metrics-ok", "ada@example.com"),
         // 550: refused for good at the first attempt.
@@ -754,7 +733,7 @@ async fn notification_counts_messages_sent_retrying_and_failed_on_a_real_smtp_se
         ("metrics-busy", "busy@example.com"),
     ] {
         client
-            .send_email(authed(ADMIN_KEY, welcome_email(request_id, recipient)))
+            .send_email(welcome_email(request_id, recipient))
             .await
             .expect("queued");
     }
@@ -794,19 +773,19 @@ async fn notification_counts_messages_sent_retrying_and_failed_on_a_real_smtp_se
 /// Creates a profile with a welcome email, which identity writes to its outbox.
 async fn welcome(identity: &TestServer) {
     let channel = identity.channel().await;
-    let account = create_account(&channel, "Outbox Ltd").await;
-    ProfileServiceClient::new(channel)
-        .create_profile(authed(
-            ADMIN_KEY,
-            id::CreateProfileRequest {
-                account_id: account,
-                first_name: "Grace".to_owned(),
-                last_name: "Hopper".to_owned(),
-                email: "grace@example.com".to_owned(),
-                send_welcome_email: true,
-                ..Default::default()
-            },
-        ))
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Outbox Ltd")
+        .await
+        .id;
+    Identity::new(channel, ADMIN_KEY)
+        .create_profile(id::CreateProfileRequest {
+            account_id: account,
+            first_name: "Grace".to_owned(),
+            last_name: "Hopper".to_owned(),
+            email: "grace@example.com".to_owned(),
+            send_welcome_email: true,
+            ..Default::default()
+        })
         .await
         .expect("profile created");
 }
@@ -921,20 +900,14 @@ async fn metrics_show_import_rows_processed_and_imports_by_state(backend: roster
         return;
     };
     let account = suite.account("Metrics Imports Ltd").await;
-    let mut imports = suite.import_client().await;
+    let imports = suite.import_client().await;
     // Three new people and one row in error (no email address).
     let mut file = people_csv("metrics", 3);
     file.extend_from_slice(b",Nobody,Nowhere,,,,,,\r\n");
-    let created = create_import(&mut imports, ADMIN_KEY, &account, file)
-        .await
-        .unwrap();
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[im::ImportState::Validated],
-        WAIT,
-    )
-    .await;
+    let created = imports.import_csv(&account, file).await.unwrap();
+    imports
+        .wait_for_state(&created.id, &[im::ImportState::Validated], WAIT)
+        .await;
 
     let scrape = Scrape::of(suite.imports.metrics_addr()).await;
     assert_eq!(
@@ -953,14 +926,10 @@ async fn metrics_show_import_rows_processed_and_imports_by_state(backend: roster
         0.0
     );
 
-    submit_import(&mut imports, &created.id, false).await;
-    wait_for_state(
-        &mut imports,
-        &created.id,
-        &[im::ImportState::CompletedWithErrors],
-        WAIT,
-    )
-    .await;
+    imports.submit(&created.id, false).await;
+    imports
+        .wait_for_state(&created.id, &[im::ImportState::CompletedWithErrors], WAIT)
+        .await;
 
     let scrape = Scrape::of(suite.imports.metrics_addr()).await;
     for (name, labels, value) in [

@@ -1,18 +1,17 @@
 //! Identity killed between writing a reset email to its outbox and relaying it: after a
 //! restart the email is still delivered, exactly once.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roster_proto::identity::v1 as pb;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
 use roster_proto::notification::v1::ListNotificationsRequest;
-use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Service;
-use roster_tests::imports::{create_account, create_profile};
-use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, authed, connect};
+use roster_tests::clients::{Identity, Notifications};
+
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestServer, connect};
 use sea_orm::{ConnectionTrait, Database, Statement};
 
 fn eml_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -67,18 +66,20 @@ async fn a_reset_email_survives_identity_being_killed_before_the_relay() {
     // Identity runs while the notification service is down: the email waits in the outbox.
     let mut identity = common::serve("identity", &identity_env);
     let channel = connect(format!("127.0.0.1:{identity_port}").parse().unwrap()).await;
-    let account = create_account(&channel, "Acme").await;
-    let profile = create_profile(&channel, &account, "Ada", "Lovelace", "ada@example.com").await;
-    CredentialServiceClient::new(channel)
-        .send_password_reset(authed(
-            ADMIN_KEY,
-            pb::SendPasswordResetRequest {
-                request_id: "reset-once".into(),
-                profile_id: profile.id.clone(),
-                email: profile.email.clone(),
-                etag: String::new(),
-            },
-        ))
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Acme")
+        .await
+        .id;
+    let profile = Identity::new(channel.clone(), ADMIN_KEY)
+        .person(&account, "Ada", "Lovelace", "ada@example.com")
+        .await;
+    Identity::new(channel, ADMIN_KEY)
+        .send_password_reset(pb::SendPasswordResetRequest {
+            request_id: "reset-once".into(),
+            profile_id: profile.id.clone(),
+            email: profile.email.clone(),
+            etag: String::new(),
+        })
         .await
         .expect("reset accepted");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -120,17 +121,13 @@ async fn a_reset_email_survives_identity_being_killed_before_the_relay() {
     let message = std::fs::read_to_string(&emails[0]).unwrap();
     assert!(message.contains("ada@example.com"));
     assert_eq!(undelivered(&identity_db).await, 0);
-    let listed = NotificationServiceClient::new(notification.channel().await)
-        .list_notifications(authed(
-            ADMIN_KEY,
-            ListNotificationsRequest {
-                account_id: account.clone(),
-                ..Default::default()
-            },
-        ))
+    let listed = Notifications::new(notification.channel().await, ADMIN_KEY)
+        .list_notifications(ListNotificationsRequest {
+            account_id: account.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
-        .into_inner()
         .notifications;
     assert_eq!(listed.len(), 1);
 

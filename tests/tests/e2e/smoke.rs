@@ -1,25 +1,19 @@
 //! The foundation every service stands on, seen from a client: health, reflection,
 //! authentication and message limits, on SQLite and PostgreSQL.
 
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::{CreateAccountRequest, ListAccountsRequest};
 use roster_runtime::Service;
-use roster_tests::{ADMIN_KEY, Backend, TestServer, authed, both_backends, reason};
+use roster_tests::clients::{Health, Identity};
+use roster_tests::{ADMIN_KEY, Backend, TestServer, both_backends, reason};
 use tonic::Code;
-use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 async fn health_status(server: &TestServer, service: &str) -> ServingStatus {
-    let mut health = HealthClient::new(server.channel().await);
-    let response = health
-        .check(HealthCheckRequest {
-            service: service.to_owned(),
-        })
+    Health::connect(server)
+        .await
+        .check(service)
         .await
         .expect("health answers without a key")
-        .into_inner();
-    ServingStatus::try_from(response.status).expect("known status")
 }
 
 async fn listed_services_v1(server: &TestServer) -> Vec<String> {
@@ -138,23 +132,25 @@ async fn calls_need_a_known_key(backend: Backend) {
     let Some(server) = TestServer::spawn(Service::Identity, backend).await else {
         return;
     };
-    let mut accounts = AccountServiceClient::new(server.channel().await);
+    let accounts = Identity::new(server.channel().await, ADMIN_KEY);
 
     let missing = accounts
+        .without_key()
         .list_accounts(ListAccountsRequest::default())
         .await
         .expect_err("no key is refused");
     assert_eq!(missing.code(), Code::Unauthenticated);
 
     let unknown = accounts
-        .list_accounts(authed("not-a-key", ListAccountsRequest::default()))
+        .with_key("not-a-key")
+        .list_accounts(ListAccountsRequest::default())
         .await
         .expect_err("an unknown key is refused");
     assert_eq!(unknown.code(), Code::Unauthenticated);
     assert_eq!(reason(&unknown).as_deref(), Some("UNAUTHENTICATED"));
 
     accounts
-        .list_accounts(authed(ADMIN_KEY, ListAccountsRequest::default()))
+        .list_accounts(ListAccountsRequest::default())
         .await
         .expect("the admin key is accepted");
 }
@@ -172,19 +168,18 @@ async fn a_message_over_the_limit_is_resource_exhausted(backend: Backend) {
         ..Default::default()
     };
 
-    let mut plain = AccountServiceClient::new(server.channel().await);
+    let plain = Identity::new(server.channel().await, ADMIN_KEY);
     let status = plain
-        .create_account(authed(ADMIN_KEY, oversized.clone()))
+        .create_account(oversized.clone())
         .await
         .expect_err("an oversized message is refused");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 
     // 100 KiB of one letter compresses to a few hundred bytes: the limit holds after
     // decompression, so a small compressed message cannot inflate past it.
-    let mut gzip = AccountServiceClient::new(server.channel().await)
-        .send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    let gzip = Identity::new(server.channel().await, ADMIN_KEY).gzip();
     let status = gzip
-        .create_account(authed(ADMIN_KEY, oversized))
+        .create_account(oversized)
         .await
         .expect_err("an oversized message is refused after decompression");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -201,14 +196,11 @@ async fn health_turns_not_serving_on_shutdown() {
     let Some(mut server) = TestServer::spawn(Service::Notification, Backend::Sqlite).await else {
         return;
     };
-    let mut health = HealthClient::new(server.channel().await);
-    let mut watch = health
-        .watch(HealthCheckRequest {
-            service: String::new(),
-        })
+    let mut watch = Health::connect(&server)
         .await
-        .expect("watch")
-        .into_inner();
+        .watch("")
+        .await
+        .expect("watch");
     let first = watch.message().await.expect("ok").expect("a status");
     assert_eq!(first.status, ServingStatus::Serving as i32);
     let stopping = tokio::spawn(async move { server.stop().await });

@@ -16,15 +16,12 @@ use std::time::Duration;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor};
 use roster_proto::identity::v1 as id;
-use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
-use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_proto::imports::v1 as imports;
 use roster_proto::notification::v1 as notification;
-use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
 use roster_runtime::Service;
+use roster_tests::clients::{Identity, Notifications};
 use roster_tests::imports::people_csv;
-use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestServer, authed};
+use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestServer};
 use serde_json::Value;
 
 /// Commands that print no response message: they run servers, or work offline.
@@ -251,33 +248,6 @@ impl Coverage {
     }
 }
 
-async fn wait_for_state(suite: &Suite, import_id: &str, state: imports::ImportState) {
-    let mut client = suite.imports.import_client().await;
-    let started = std::time::Instant::now();
-    loop {
-        let import = client
-            .get_import(authed(
-                ADMIN_KEY,
-                imports::GetImportRequest {
-                    import_id: import_id.to_owned(),
-                },
-            ))
-            .await
-            .expect("GetImport")
-            .into_inner()
-            .import
-            .expect("an import");
-        if import.state == state as i32 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "import {import_id} never reached {state:?}: {import:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_command_prints_its_response_message_as_json() {
     let suite = Suite::start().await;
@@ -296,16 +266,12 @@ async fn every_command_prints_its_response_message_as_json() {
     let account_id = account.id.clone();
     let got: id::GetAccountResponse =
         decode(&coverage.run(&suite, "accounts get", &[&account_id]).await);
-    let direct = AccountServiceClient::new(identity.clone())
-        .get_account(authed(
-            ADMIN_KEY,
-            id::GetAccountRequest {
-                id: account_id.clone(),
-            },
-        ))
+    let direct = Identity::new(identity.clone(), ADMIN_KEY)
+        .get_account(id::GetAccountRequest {
+            id: account_id.clone(),
+        })
         .await
-        .expect("GetAccount")
-        .into_inner();
+        .expect("GetAccount");
     assert_eq!(got, direct);
     assert_eq!(
         got.account.as_ref().map(|a| a.extension_min_length),
@@ -319,16 +285,12 @@ async fn every_command_prints_its_response_message_as_json() {
             .run(&suite, "accounts policy get", &[&account_id])
             .await,
     );
-    let direct = AccountServiceClient::new(identity.clone())
-        .get_password_policy(authed(
-            ADMIN_KEY,
-            id::GetPasswordPolicyRequest {
-                account_id: account_id.clone(),
-            },
-        ))
+    let direct = Identity::new(identity.clone(), ADMIN_KEY)
+        .get_password_policy(id::GetPasswordPolicyRequest {
+            account_id: account_id.clone(),
+        })
         .await
-        .expect("GetPasswordPolicy")
-        .into_inner();
+        .expect("GetPasswordPolicy");
     assert_eq!(policy, direct);
     let updated: id::UpdatePasswordPolicyResponse = decode(
         &coverage
@@ -363,16 +325,12 @@ async fn every_command_prints_its_response_message_as_json() {
     let profile = created.profile.expect("a profile");
     let got: id::GetProfileResponse =
         decode(&coverage.run(&suite, "profiles get", &[&profile.id]).await);
-    let direct = ProfileServiceClient::new(identity.clone())
-        .get_profile(authed(
-            ADMIN_KEY,
-            id::GetProfileRequest {
-                id: profile.id.clone(),
-            },
-        ))
+    let direct = Identity::new(identity.clone(), ADMIN_KEY)
+        .get_profile(id::GetProfileRequest {
+            id: profile.id.clone(),
+        })
         .await
-        .expect("GetProfile")
-        .into_inner();
+        .expect("GetProfile");
     assert_eq!(got, direct);
     let listed: id::ListProfilesResponse = decode(
         &coverage
@@ -407,16 +365,12 @@ async fn every_command_prints_its_response_message_as_json() {
             .run(&suite, "passwords requirements", &[&account_id])
             .await,
     );
-    let direct = CredentialServiceClient::new(identity.clone())
-        .get_password_requirements(authed(
-            ADMIN_KEY,
-            id::GetPasswordRequirementsRequest {
-                account_id: account_id.clone(),
-            },
-        ))
+    let direct = Identity::new(identity.clone(), ADMIN_KEY)
+        .get_password_requirements(id::GetPasswordRequirementsRequest {
+            account_id: account_id.clone(),
+        })
         .await
-        .expect("GetPasswordRequirements")
-        .into_inner();
+        .expect("GetPasswordRequirements");
     assert_eq!(requirements, direct);
     let checked: id::CheckPasswordResponse = decode(
         &coverage
@@ -491,16 +445,12 @@ async fn every_command_prints_its_response_message_as_json() {
             .run(&suite, "notifications get", &[&notification_id])
             .await,
     );
-    let direct = NotificationServiceClient::new(suite.notification.channel().await)
-        .get_notification(authed(
-            ADMIN_KEY,
-            notification::GetNotificationRequest {
-                notification_id: notification_id.clone(),
-            },
-        ))
+    let direct = Notifications::new(suite.notification.channel().await, ADMIN_KEY)
+        .get_notification(notification::GetNotificationRequest {
+            notification_id: notification_id.clone(),
+        })
         .await
-        .expect("GetNotification")
-        .into_inner();
+        .expect("GetNotification");
     assert_eq!(got, direct);
     let listed: notification::ListNotificationsResponse = decode(
         &coverage
@@ -673,7 +623,16 @@ async fn a_repeated_submit_reports_the_import_as_it_is_now() {
     let import_id = uploaded.import.expect("an import").id;
 
     suite.run(&["import", "submit", &import_id]).await.ok();
-    wait_for_state(&suite, &import_id, imports::ImportState::Completed).await;
+    suite
+        .imports
+        .import_client()
+        .await
+        .wait_for_state(
+            &import_id,
+            &[imports::ImportState::Completed],
+            Duration::from_secs(60),
+        )
+        .await;
 
     // The same command again: the same request id, so the server does nothing twice; what is
     // reported is the import now, not the APPLYING of the first answer.

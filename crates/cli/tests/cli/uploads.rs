@@ -7,7 +7,7 @@
 //! JSON; an upload left UPLOADING by a bulk-import process killed with SIGKILL is failed by the
 //! restarted process's sweep, its stored pieces gone.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -15,8 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use roster_proto::imports::v1 as pb;
-use roster_proto::imports::v1::import_service_client::ImportServiceClient;
-use roster_tests::imports::{OpenUpload, iconv, people_csv, stored_chunks, uploading_import};
+use roster_tests::clients::Imports;
+use roster_tests::imports::{iconv, people_csv, stored_chunks};
 use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestDatabase, both_backends, connect};
 use serde_json::Value;
 
@@ -211,17 +211,13 @@ async fn a_150_mb_upload_through_the_cli_outlasts_the_request_timeout(backend: B
         .next()
         .unwrap()
         .to_owned();
-    let mut client = suite.import_client().await;
+    let client = suite.import_client().await;
     let import = client
-        .get_import(roster_tests::authed(
-            ADMIN_KEY,
-            pb::GetImportRequest {
-                import_id: import_id.clone(),
-            },
-        ))
+        .get_import(pb::GetImportRequest {
+            import_id: import_id.clone(),
+        })
         .await
         .expect("GetImport")
-        .into_inner()
         .import
         .expect("import");
     assert!(
@@ -312,16 +308,20 @@ async fn imports_are_listed_and_cancelled_from_the_cli(backend: Backend) {
     .ok();
     assert!(run.stdout.contains("is VALIDATED"), "{}", run.stdout);
     // A second import, left UPLOADING by a client that is still connected.
-    let upload = OpenUpload::start(suite.imports.channel().await, ADMIN_KEY, &account, None).await;
+    let upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
     assert!(upload.send(&people_csv("open", 10)).await);
-    let open = uploading_import(
-        &mut suite.import_client().await,
-        &suite.imports.database,
-        &account,
-        1,
-        Duration::from_secs(30),
-    )
-    .await;
+    let open = suite
+        .import_client()
+        .await
+        .uploading_import(
+            &suite.imports.database,
+            &account,
+            1,
+            Duration::from_secs(30),
+        )
+        .await;
 
     let table = roster(&suite, &["import", "list", "--account", &account])
         .await
@@ -544,20 +544,17 @@ async fn an_upload_left_by_a_killed_process_is_swept_after_the_restart(backend: 
         &dir.path().join("first.log"),
     ));
     let channel = connect(format!("127.0.0.1:{port}").parse().unwrap()).await;
-    let upload = OpenUpload::start(channel.clone(), ADMIN_KEY, &account, None).await;
+    let upload = Imports::new(channel.clone(), ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
     let file = people_csv("killed", 20_000);
     for piece in file.chunks(256 * 1024).take(3) {
         assert!(upload.send(piece).await);
     }
-    let mut imports = ImportServiceClient::new(channel);
-    let import_id = uploading_import(
-        &mut imports,
-        &database,
-        &account,
-        3,
-        Duration::from_secs(30),
-    )
-    .await;
+    let imports = Imports::new(channel, ADMIN_KEY);
+    let import_id = imports
+        .uploading_import(&database, &account, 3, Duration::from_secs(30))
+        .await;
 
     // The process dies mid-upload: nothing of it runs any more, its client still connected.
     common::signal(&first.0, "KILL");
@@ -576,20 +573,18 @@ async fn an_upload_left_by_a_killed_process_is_swept_after_the_restart(backend: 
         &keys,
         &dir.path().join("second.log"),
     ));
-    let mut imports =
-        ImportServiceClient::new(connect(format!("127.0.0.1:{port}").parse().unwrap()).await);
+    let imports = Imports::new(
+        connect(format!("127.0.0.1:{port}").parse().unwrap()).await,
+        ADMIN_KEY,
+    );
     let serving = Instant::now();
     let import = loop {
         let import = imports
-            .get_import(roster_tests::authed(
-                ADMIN_KEY,
-                pb::GetImportRequest {
-                    import_id: import_id.clone(),
-                },
-            ))
+            .get_import(pb::GetImportRequest {
+                import_id: import_id.clone(),
+            })
             .await
             .expect("GetImport")
-            .into_inner()
             .import
             .expect("import");
         if import.state != pb::ImportState::Uploading as i32 {

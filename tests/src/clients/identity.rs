@@ -1,0 +1,185 @@
+//! Identity's typed client: its three services from one caller.
+
+use roster_proto::identity::v1 as identity;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
+use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
+use tonic::transport::Channel;
+
+use super::{Caller, caller, unary};
+use crate::{ADMIN_KEY, TestServer};
+
+/// Identity's three services from one caller.
+#[derive(Clone)]
+pub struct Identity {
+    caller: Caller,
+    accounts: AccountServiceClient<Channel>,
+    profiles: ProfileServiceClient<Channel>,
+    credentials: CredentialServiceClient<Channel>,
+}
+
+impl Identity {
+    /// A client of identity on `channel`, calling with `key`.
+    pub fn new(channel: Channel, key: &str) -> Identity {
+        Identity {
+            caller: Caller::with_key(key),
+            accounts: AccountServiceClient::new(channel.clone()),
+            profiles: ProfileServiceClient::new(channel.clone()),
+            credentials: CredentialServiceClient::new(channel),
+        }
+    }
+
+    /// A client of the identity `server`, calling with the administrator's key.
+    pub async fn connect(server: &TestServer) -> Identity {
+        Identity::new(server.channel().await, ADMIN_KEY)
+    }
+
+    caller!(Identity);
+
+    /// The same caller, sending and reading messages of any size, so that only the server's
+    /// limits apply.
+    pub fn unbounded(&self) -> Identity {
+        Identity {
+            caller: self.caller.clone(),
+            accounts: self
+                .accounts
+                .clone()
+                .max_encoding_message_size(usize::MAX)
+                .max_decoding_message_size(usize::MAX),
+            profiles: self
+                .profiles
+                .clone()
+                .max_encoding_message_size(usize::MAX)
+                .max_decoding_message_size(usize::MAX),
+            credentials: self
+                .credentials
+                .clone()
+                .max_encoding_message_size(usize::MAX)
+                .max_decoding_message_size(usize::MAX),
+        }
+    }
+
+    /// The same caller, its requests compressed with gzip.
+    pub fn gzip(&self) -> Identity {
+        let gzip = tonic::codec::CompressionEncoding::Gzip;
+        Identity {
+            caller: self.caller.clone(),
+            accounts: self.accounts.clone().send_compressed(gzip),
+            profiles: self.profiles.clone().send_compressed(gzip),
+            credentials: self.credentials.clone().send_compressed(gzip),
+        }
+    }
+
+    unary! { accounts, identity:
+        create_account(CreateAccountRequest) -> CreateAccountResponse;
+        get_account(GetAccountRequest) -> GetAccountResponse;
+        update_account(UpdateAccountRequest) -> UpdateAccountResponse;
+        list_accounts(ListAccountsRequest) -> ListAccountsResponse;
+        get_password_policy(GetPasswordPolicyRequest) -> GetPasswordPolicyResponse;
+        update_password_policy(UpdatePasswordPolicyRequest) -> UpdatePasswordPolicyResponse;
+    }
+
+    unary! { profiles, identity:
+        create_profile(CreateProfileRequest) -> CreateProfileResponse;
+        get_profile(GetProfileRequest) -> GetProfileResponse;
+        list_profiles(ListProfilesRequest) -> ListProfilesResponse;
+        update_profile(UpdateProfileRequest) -> UpdateProfileResponse;
+        delete_profile(DeleteProfileRequest) -> DeleteProfileResponse;
+        check_username(CheckUsernameRequest) -> CheckUsernameResponse;
+        batch_check_usernames(BatchCheckUsernamesRequest) -> BatchCheckUsernamesResponse;
+        batch_get_profiles(BatchGetProfilesRequest) -> BatchGetProfilesResponse;
+        batch_upsert_profiles(BatchUpsertProfilesRequest) -> BatchUpsertProfilesResponse;
+        assign_roles(AssignRolesRequest) -> AssignRolesResponse;
+        unassign_roles(UnassignRolesRequest) -> UnassignRolesResponse;
+        assign_extension(AssignExtensionRequest) -> AssignExtensionResponse;
+        unassign_extension(UnassignExtensionRequest) -> UnassignExtensionResponse;
+    }
+
+    unary! { credentials, identity:
+        get_password_requirements(GetPasswordRequirementsRequest) -> GetPasswordRequirementsResponse;
+        check_password(CheckPasswordRequest) -> CheckPasswordResponse;
+        send_password_reset(SendPasswordResetRequest) -> SendPasswordResetResponse;
+        complete_password_reset(CompletePasswordResetRequest) -> CompletePasswordResetResponse;
+        verify_password(VerifyPasswordRequest) -> VerifyPasswordResponse;
+    }
+
+    /// Creates an account named `name` and answers it.
+    pub async fn account(&self, name: &str) -> identity::Account {
+        self.create_account(identity::CreateAccountRequest {
+            display_name: name.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("account created")
+        .account
+        .expect("account")
+    }
+
+    /// Creates Alice Liddell at `email` in `account_id` and answers her profile.
+    pub async fn alice(&self, account_id: &str, email: &str) -> identity::Profile {
+        self.create_profile(identity::CreateProfileRequest {
+            account_id: account_id.into(),
+            first_name: "Alice".into(),
+            last_name: "Liddell".into(),
+            email: email.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("profile created")
+        .profile
+        .expect("profile")
+    }
+
+    /// The profile `id` as it is now.
+    pub async fn profile(&self, id: &str) -> identity::Profile {
+        self.get_profile(identity::GetProfileRequest { id: id.into() })
+            .await
+            .expect("profile read")
+            .profile
+            .expect("profile")
+    }
+
+    /// Every current profile of `account_id`, through ListProfiles paging.
+    pub async fn all_profiles(&self, account_id: &str) -> Vec<identity::Profile> {
+        let mut profiles = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .list_profiles(identity::ListProfilesRequest {
+                    account_id: account_id.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .expect("ListProfiles");
+            profiles.extend(page.profiles);
+            if page.next_page_token.is_empty() {
+                return profiles;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// Creates a profile named `first_name last_name` with `email` (the username) in
+    /// `account_id`.
+    pub async fn person(
+        &self,
+        account_id: &str,
+        first_name: &str,
+        last_name: &str,
+        email: &str,
+    ) -> identity::Profile {
+        self.create_profile(identity::CreateProfileRequest {
+            account_id: account_id.to_owned(),
+            first_name: first_name.to_owned(),
+            last_name: last_name.to_owned(),
+            email: email.to_owned(),
+            ..Default::default()
+        })
+        .await
+        .expect("profile created")
+        .profile
+        .expect("profile")
+    }
+}

@@ -1,0 +1,32 @@
+//! Notification's typed client.
+
+use roster_proto::notification::v1 as notification;
+use roster_proto::notification::v1::notification_service_client::NotificationServiceClient;
+use tonic::transport::Channel;
+
+use super::{Caller, caller, unary};
+
+/// Notification's RPCs from one caller.
+#[derive(Clone)]
+pub struct Notifications {
+    caller: Caller,
+    notifications: NotificationServiceClient<Channel>,
+}
+
+impl Notifications {
+    /// A client of notification on `channel`, calling with `key`.
+    pub fn new(channel: Channel, key: &str) -> Notifications {
+        Notifications {
+            caller: Caller::with_key(key),
+            notifications: NotificationServiceClient::new(channel),
+        }
+    }
+
+    caller!(Notifications);
+
+    unary! { notifications, notification:
+        send_email(SendEmailRequest) -> SendEmailResponse;
+        get_notification(GetNotificationRequest) -> GetNotificationResponse;
+        list_notifications(ListNotificationsRequest) -> ListNotificationsResponse;
+    }
+}
