@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use roster_proto::imports::v1 as pb;
 use roster_runtime::auth::AccountAccess;
 use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
 
