@@ -10,7 +10,7 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_tests::{ADMIN_KEY, authed};
 
-use crate::load::{self, Load, Outcome, status_text};
+use crate::load::{self, Load, Outcome, RoundRobin};
 use crate::report::{Report, Row, Verdict, percent};
 use crate::suite::{self, Options, observed};
 use crate::tools;
@@ -213,15 +213,11 @@ async fn create_profiles(
     load: Load,
     with_request_id: bool,
 ) -> Outcome {
-    let clients: Vec<_> = channels
-        .iter()
-        .cloned()
-        .map(ProfileServiceClient::new)
-        .collect();
+    let clients = RoundRobin::new(channels, ProfileServiceClient::new);
     let account = account.to_owned();
     let tag = uuid::Uuid::new_v4().simple().to_string();
     load::run(load, move |n| {
-        let mut client = clients[n as usize % clients.len()].clone();
+        let mut client = clients.client(n);
         let request = pb::CreateProfileRequest {
             account_id: account.clone(),
             first_name: "Ada".into(),
@@ -234,13 +230,7 @@ async fn create_profiles(
             },
             ..Default::default()
         };
-        async move {
-            client
-                .create_profile(authed(ADMIN_KEY, request))
-                .await
-                .map(drop)
-                .map_err(|status| status_text(&status))
-        }
+        async move { load::answered(client.create_profile(authed(ADMIN_KEY, request)).await) }
     })
     .await
 }

@@ -16,7 +16,7 @@ use roster_tests::{ADMIN_KEY, TestServer, authed};
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::transport::Channel;
 
-use crate::load::{self, Load, Outcome, status_text};
+use crate::load::{self, Load, Outcome, RoundRobin, status_text};
 use crate::report::{Report, Row, Verdict, percent};
 use crate::scenarios::check_username::check_usernames;
 use crate::suite::{self, Options, observed};
@@ -342,14 +342,10 @@ fn verify(
     usernames: &[String],
     load: Load,
 ) -> impl Future<Output = Outcome> + Send + 'static {
-    let clients: Vec<_> = channels
-        .iter()
-        .cloned()
-        .map(CredentialServiceClient::new)
-        .collect();
+    let clients = RoundRobin::new(channels, CredentialServiceClient::new);
     let usernames = usernames.to_vec();
     load::run(load, move |n| {
-        let mut client = clients[n as usize % clients.len()].clone();
+        let mut client = clients.client(n);
         let request = pb::VerifyPasswordRequest {
             username: usernames[n as usize % usernames.len()].clone(),
             password: PASSWORD.into(),

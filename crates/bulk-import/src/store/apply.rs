@@ -9,7 +9,7 @@ use sea_orm::{
 
 use super::entities::{import, row};
 use super::leases::renew;
-use super::{Store, StoreError, convert, delete_lease, now_millis};
+use super::{Store, StoreError, change_import, convert, delete_lease, now_millis};
 use crate::domain::import::{ImportId, RowResult, StagedRow};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 
@@ -118,18 +118,12 @@ impl Store {
             .await?;
         let state =
             ImportState::after_apply(failure.is_some(), current.error_count, current.failed_count);
-        import::Entity::update_many()
+        change_import(import_id, now_millis())
             .col_expr(import::Column::State, Expr::value(state.code()))
             .col_expr(
                 import::Column::ErrorMessage,
                 Expr::value(failure.unwrap_or("")),
             )
-            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(import_id.0))
             .exec(&txn)
             .await?;
         delete_lease(&txn, import_id.0).await?;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -11,7 +11,9 @@ use sea_orm::{
 
 use super::convert::{import_model, state_of};
 use super::entities::{import, row};
-use super::{Store, StoreError, Tx, convert, delete_chunks, delete_lease, insert_lease};
+use super::{
+    Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease, insert_lease,
+};
 use crate::domain::import::{AccountId, Import, ImportId};
 use crate::domain::state::{ImportState, RowOutcome};
 
@@ -167,7 +169,7 @@ impl Tx {
         trace_context: &str,
     ) -> Result<Result<Import, Option<ImportState>>, StoreError> {
         let id = current.id;
-        let updated = import::Entity::update_many()
+        let updated = change_import(id, super::now_millis())
             .col_expr(
                 import::Column::State,
                 Expr::value(ImportState::Applying.code()),
@@ -186,12 +188,6 @@ impl Tx {
                     current.trace_context.as_str()
                 }),
             )
-            .col_expr(import::Column::UpdatedAt, Expr::value(super::now_millis()))
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(id.0))
             .filter(import::Column::State.eq(from.code()))
             .exec(&self.txn)
             .await?;
@@ -211,7 +207,7 @@ impl Tx {
         from: ImportState,
         request_id: &str,
     ) -> Result<Result<Import, Option<ImportState>>, StoreError> {
-        let updated = import::Entity::update_many()
+        let updated = change_import(id, super::now_millis())
             .col_expr(
                 import::Column::State,
                 Expr::value(ImportState::Cancelled.code()),
@@ -220,12 +216,6 @@ impl Tx {
                 import::Column::CancelRequestId,
                 Expr::value(Some(request_id.to_owned()).filter(|id| !id.is_empty())),
             )
-            .col_expr(import::Column::UpdatedAt, Expr::value(super::now_millis()))
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(id.0))
             .filter(import::Column::State.eq(from.code()))
             .exec(&self.txn)
             .await?;

@@ -25,15 +25,17 @@ mod uploads;
 mod validation;
 
 use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
+    TransactionTrait, UpdateMany,
 };
 use uuid::Uuid;
 
 pub use migrations::Migrator;
 
-use entities::{chunk, lease};
+use crate::domain::import::ImportId;
+use entities::{chunk, import, lease};
 
 /// The longest `error_message` stored, in characters (as the API documents it).
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -78,6 +80,19 @@ impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
         Ok(self.txn.commit().await?)
     }
+}
+
+/// The UPDATE of a change a caller can see on import `id`: `updated_at` becomes `now` and the
+/// version (its etag) goes up by one. Callers add the columns they change and, for a step of the
+/// life cycle, the state the import must still be in, so that the step stays one statement.
+fn change_import(id: ImportId, now: i64) -> UpdateMany<import::Entity> {
+    import::Entity::update_many()
+        .col_expr(import::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            import::Column::Version,
+            Expr::col(import::Column::Version).add(1),
+        )
+        .filter(import::Column::Id.eq(id.0))
 }
 
 async fn insert_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
