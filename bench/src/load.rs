@@ -65,33 +65,14 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    let call = Arc::new(call);
-    let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + load.warmup;
-    let end = start + load.duration;
-    let workers: Vec<_> = (0..load.concurrency.max(1))
-        .map(|_| {
-            let call = call.clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut tally = Tally::new();
-                loop {
-                    let began = Instant::now();
-                    if began >= end {
-                        break;
-                    }
-                    let result = call(counter.fetch_add(1, Ordering::Relaxed)).await;
-                    let finished = Instant::now();
-                    if began < start || finished > end {
-                        continue;
-                    }
-                    tally.record(finished.duration_since(began), result);
-                }
-                tally
-            })
-        })
-        .collect();
-    Tally::sum(workers).await.outcome(load.duration)
+    let until = Until::Window {
+        start,
+        end: start + load.duration,
+    };
+    closed_loop(load.concurrency, until, call)
+        .await
+        .outcome(load.duration)
 }
 
 /// The text of a failed gRPC call.
@@ -127,9 +108,49 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
+    let started = Instant::now();
+    closed_loop(concurrency, Until::Calls(total), call)
+        .await
+        .outcome(started.elapsed())
+}
+
+/// When a closed loop stops, and which of its calls count.
+#[derive(Clone, Copy)]
+enum Until {
+    /// Calls start until `end`; only those that start and end inside `start..end` count (the
+    /// ones before `start` warm up).
+    Window { start: Instant, end: Instant },
+    /// Exactly this many calls, every one counted.
+    Calls(u64),
+}
+
+impl Until {
+    /// Whether call `n`, about to start at `began`, is past the end.
+    fn over(self, n: u64, began: Instant) -> bool {
+        match self {
+            Until::Window { end, .. } => began >= end,
+            Until::Calls(total) => n >= total,
+        }
+    }
+
+    /// Whether a call from `began` to `finished` counts.
+    fn counts(self, began: Instant, finished: Instant) -> bool {
+        match self {
+            Until::Window { start, end } => began >= start && finished <= end,
+            Until::Calls(_) => true,
+        }
+    }
+}
+
+/// `concurrency` tasks, each making a call, waiting for its answer and making the next, until
+/// `until` says stop.
+async fn closed_loop<F, Fut>(concurrency: usize, until: Until, call: F) -> Tally
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let call = Arc::new(call);
     let counter = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let call = call.clone();
@@ -138,18 +159,21 @@ where
                 let mut tally = Tally::new();
                 loop {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
-                    if n >= total {
+                    let began = Instant::now();
+                    if until.over(n, began) {
                         break;
                     }
-                    let began = Instant::now();
                     let result = call(n).await;
-                    tally.record(began.elapsed(), result);
+                    let finished = Instant::now();
+                    if until.counts(began, finished) {
+                        tally.record(finished.duration_since(began), result);
+                    }
                 }
                 tally
             })
         })
         .collect();
-    Tally::sum(workers).await.outcome(started.elapsed())
+    Tally::sum(workers).await
 }
 
 /// What the counted calls of one task (or, summed, of all) came to.

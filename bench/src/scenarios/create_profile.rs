@@ -85,9 +85,8 @@ pub async fn run(
     concurrencies: &[usize],
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let server = suite::identity(options, roster_tests::identity_settings(), Vec::new()).await?;
-    let channels = suite::channels(server.addr, options.connections).await;
-    let account = suite::create_account(channels[0].clone()).await?;
+    let (server, channels, account) =
+        suite::identity_with_account(options, roster_tests::identity_settings()).await?;
     let url = server.database.url.clone();
     let baseline = two_insert_script(&account);
     let mut at_32 = None;

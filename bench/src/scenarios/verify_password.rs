@@ -49,9 +49,7 @@ pub async fn run(
     )
     .await?;
 
-    let server = suite::identity(options, identity, Vec::new()).await?;
-    let channels = suite::channels(server.addr, options.connections).await;
-    let account = suite::create_account(channels[0].clone()).await?;
+    let (server, channels, account) = suite::identity_with_account(options, identity).await?;
     suite::seed_profiles(&server.database.url, &account, 20_000).await?;
     let usernames = set_up_passwords(&server, &channels[0], &account).await?;
 
