@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_server::ImportService;
-use roster_runtime::Caller;
 use roster_runtime::auth::caller;
 use roster_runtime::error::FieldViolation;
-use roster_runtime::{ApiError, Shutdown, request};
+use roster_runtime::{ApiError, Caller, Shutdown, request};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::app::ImportApp;

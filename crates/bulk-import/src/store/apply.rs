@@ -9,7 +9,7 @@ use sea_orm::{
 
 use super::entities::{import, row};
 use super::leases::renew;
-use super::{Store, StoreError, change_import, convert, delete_lease, now_millis};
+use super::{Store, StoreError, change_import, convert, delete_lease, now_millis, touch_import};
 use crate::domain::import::{ImportId, RowResult, StagedRow};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 
@@ -69,7 +69,7 @@ impl Store {
                 }
             }
         }
-        import::Entity::update_many()
+        touch_import(import_id, now_millis())
             .col_expr(
                 import::Column::AppliedCount,
                 Expr::col(import::Column::AppliedCount).add(applied),
@@ -78,8 +78,6 @@ impl Store {
                 import::Column::FailedCount,
                 Expr::col(import::Column::FailedCount).add(failed),
             )
-            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
-            .filter(import::Column::Id.eq(import_id.0))
             .exec(&txn)
             .await?;
         txn.commit().await?;

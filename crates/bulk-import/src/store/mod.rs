@@ -82,17 +82,22 @@ impl Tx {
     }
 }
 
+/// The UPDATE of import `id` that records activity at `now` (its `updated_at`) without a change
+/// of its etag: progress counts, the pieces of an upload.
+fn touch_import(id: ImportId, now: i64) -> UpdateMany<import::Entity> {
+    import::Entity::update_many()
+        .col_expr(import::Column::UpdatedAt, Expr::value(now))
+        .filter(import::Column::Id.eq(id.0))
+}
+
 /// The UPDATE of a change a caller can see on import `id`: `updated_at` becomes `now` and the
 /// version (its etag) goes up by one. Callers add the columns they change and, for a step of the
 /// life cycle, the state the import must still be in, so that the step stays one statement.
 fn change_import(id: ImportId, now: i64) -> UpdateMany<import::Entity> {
-    import::Entity::update_many()
-        .col_expr(import::Column::UpdatedAt, Expr::value(now))
-        .col_expr(
-            import::Column::Version,
-            Expr::col(import::Column::Version).add(1),
-        )
-        .filter(import::Column::Id.eq(id.0))
+    touch_import(id, now).col_expr(
+        import::Column::Version,
+        Expr::col(import::Column::Version).add(1),
+    )
 }
 
 async fn insert_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {

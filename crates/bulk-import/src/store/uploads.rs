@@ -9,6 +9,7 @@ use uuid::Uuid;
 use super::entities::{chunk, import};
 use super::{
     MAX_MESSAGE_CHARS, Store, StoreError, change_import, delete_chunks, insert_lease, now_millis,
+    touch_import,
 };
 use crate::domain::encoding::TextEncoding;
 use crate::domain::import::ImportId;
@@ -27,9 +28,7 @@ impl Store {
         data: Vec<u8>,
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin().await?;
-        let alive = import::Entity::update_many()
-            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
-            .filter(import::Column::Id.eq(import_id.0))
+        let alive = touch_import(import_id, now_millis())
             .filter(import::Column::State.eq(ImportState::Uploading.code()))
             .exec(&txn)
             .await?
