@@ -9,7 +9,10 @@ use sea_orm::{
 
 use super::entities::{import, row};
 use super::leases::renew;
-use super::{Store, StoreError, change_import, convert, delete_lease, now_millis, touch_import};
+use super::{
+    Store, StoreError, change_import, convert, delete_lease, now_millis, skip_pending_rows,
+    touch_import,
+};
 use crate::domain::import::{ImportId, RowResult, StagedRow};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 
@@ -105,15 +108,7 @@ impl Store {
             txn.commit().await?;
             return Ok(false);
         }
-        row::Entity::update_many()
-            .col_expr(
-                row::Column::Outcome,
-                Expr::value(RowOutcome::Skipped.code()),
-            )
-            .filter(row::Column::ImportId.eq(import_id.0))
-            .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
-            .exec(&txn)
-            .await?;
+        skip_pending_rows(&txn, import_id.0).await?;
         let state =
             ImportState::after_apply(failure.is_some(), current.error_count, current.failed_count);
         change_import(import_id, now_millis())

@@ -13,9 +13,10 @@ use super::convert::{import_model, state_of};
 use super::entities::{import, row};
 use super::{
     Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease, insert_lease,
+    skip_pending_rows,
 };
 use crate::domain::import::{AccountId, Import, ImportId};
-use crate::domain::state::{ImportState, RowOutcome};
+use crate::domain::state::ImportState;
 
 impl Store {
     /// Inserts a new import. With a request key already used, returns the import that key
@@ -222,15 +223,7 @@ impl Tx {
         if updated.rows_affected != 1 {
             return Ok(Err(self.state_now(id).await?));
         }
-        row::Entity::update_many()
-            .col_expr(
-                row::Column::Outcome,
-                Expr::value(RowOutcome::Skipped.code()),
-            )
-            .filter(row::Column::ImportId.eq(id.0))
-            .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
-            .exec(&self.txn)
-            .await?;
+        skip_pending_rows(&self.txn, id.0).await?;
         // A worker applying a batch right now records that batch's outcomes before it sees the
         // cancel (and then drops the lease itself), so its rows are reported as applied.
         if from != ImportState::Applying {

@@ -35,7 +35,8 @@ use uuid::Uuid;
 pub use migrations::Migrator;
 
 use crate::domain::import::ImportId;
-use entities::{chunk, import, lease};
+use crate::domain::state::RowOutcome;
+use entities::{chunk, import, lease, row};
 
 /// The longest `error_message` stored, in characters (as the API documents it).
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -116,6 +117,20 @@ async fn insert_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), 
 
 async fn delete_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
     lease::Entity::delete_by_id(import_id)
+        .exec(txn)
+        .await
+        .map(|_| ())
+}
+
+/// Marks the rows of an import that were not applied (yet) SKIPPED: they never will be.
+async fn skip_pending_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
+    row::Entity::update_many()
+        .col_expr(
+            row::Column::Outcome,
+            Expr::value(RowOutcome::Skipped.code()),
+        )
+        .filter(row::Column::ImportId.eq(import_id))
+        .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
         .exec(txn)
         .await
         .map(|_| ())
