@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
 
 /// How hard and how long to push.
 #[derive(Clone, Copy, Debug)]
@@ -63,74 +65,40 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    let call = Arc::new(call);
-    let counter = Arc::new(AtomicU64::new(0));
     let start = Instant::now() + load.warmup;
-    let end = start + load.duration;
-    let workers: Vec<_> = (0..load.concurrency.max(1))
-        .map(|_| {
-            let call = call.clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut latency = histogram();
-                let mut errors = 0;
-                let mut first_error = None;
-                loop {
-                    let began = Instant::now();
-                    if began >= end {
-                        break;
-                    }
-                    let result = call(counter.fetch_add(1, Ordering::Relaxed)).await;
-                    let finished = Instant::now();
-                    if began < start || finished > end {
-                        continue;
-                    }
-                    match result {
-                        Ok(()) => {
-                            let micros = finished.duration_since(began).as_micros();
-                            latency.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
-                        }
-                        Err(error) => {
-                            errors += 1;
-                            first_error.get_or_insert(error);
-                        }
-                    }
-                }
-                (latency, errors, first_error)
-            })
-        })
-        .collect();
-    let mut outcome = Outcome {
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        window: load.duration,
-        latency: histogram(),
+    let until = Until::Window {
+        start,
+        end: start + load.duration,
     };
-    for worker in workers {
-        let Ok((latency, errors, first_error)) = worker.await else {
-            outcome.errors += 1;
-            outcome
-                .first_error
-                .get_or_insert_with(|| "a load task panicked".to_owned());
-            continue;
-        };
-        outcome
-            .latency
-            .add(&latency)
-            .expect("same histogram bounds");
-        outcome.errors += errors;
-        if outcome.first_error.is_none() {
-            outcome.first_error = first_error;
-        }
-    }
-    outcome.ok = outcome.latency.len();
-    outcome
+    closed_loop(load.concurrency, until, call)
+        .await
+        .outcome(load.duration)
 }
 
 /// The text of a failed gRPC call.
 pub fn status_text(status: &tonic::Status) -> String {
     format!("{:?}: {}", status.code(), status.message())
+}
+
+/// A call as the load counts it: answered is a success, a status a failure.
+pub fn answered<T>(result: Result<tonic::Response<T>, tonic::Status>) -> Result<(), String> {
+    result.map(drop).map_err(|status| status_text(&status))
+}
+
+/// One client per replica's channel, call `n` going to replica `n` modulo their number, so the
+/// calls spread evenly over the replicas.
+pub struct RoundRobin<C>(Vec<C>);
+
+impl<C: Clone> RoundRobin<C> {
+    /// `client` over each of `channels`.
+    pub fn new(channels: &[Channel], client: impl Fn(Channel) -> C) -> Self {
+        Self(channels.iter().cloned().map(client).collect())
+    }
+
+    /// The client of call `n`.
+    pub fn client(&self, n: u64) -> C {
+        self.0[n as usize % self.0.len()].clone()
+    }
 }
 
 /// Makes exactly `total` calls, `concurrency` at a time, as fast as they are answered; the
@@ -140,60 +108,135 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
+    let started = Instant::now();
+    closed_loop(concurrency, Until::Calls(total), call)
+        .await
+        .outcome(started.elapsed())
+}
+
+/// When a closed loop stops, and which of its calls count.
+#[derive(Clone, Copy)]
+enum Until {
+    /// Calls start until `end`; only those that start and end inside `start..end` count (the
+    /// ones before `start` warm up).
+    Window { start: Instant, end: Instant },
+    /// Exactly this many calls, every one counted.
+    Calls(u64),
+}
+
+impl Until {
+    /// Whether call `n`, about to start at `began`, is past the end.
+    fn over(self, n: u64, began: Instant) -> bool {
+        match self {
+            Until::Window { end, .. } => began >= end,
+            Until::Calls(total) => n >= total,
+        }
+    }
+
+    /// Whether a call from `began` to `finished` counts.
+    fn counts(self, began: Instant, finished: Instant) -> bool {
+        match self {
+            Until::Window { start, end } => began >= start && finished <= end,
+            Until::Calls(_) => true,
+        }
+    }
+}
+
+/// `concurrency` tasks, each making a call, waiting for its answer and making the next, until
+/// `until` says stop.
+async fn closed_loop<F, Fut>(concurrency: usize, until: Until, call: F) -> Tally
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let call = Arc::new(call);
     let counter = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let call = call.clone();
             let counter = counter.clone();
             tokio::spawn(async move {
-                let mut latency = histogram();
-                let mut errors = 0;
-                let mut first_error = None;
+                let mut tally = Tally::new();
                 loop {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
-                    if n >= total {
+                    let began = Instant::now();
+                    if until.over(n, began) {
                         break;
                     }
-                    let began = Instant::now();
-                    match call(n).await {
-                        Ok(()) => {
-                            let micros = began.elapsed().as_micros();
-                            latency.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
-                        }
-                        Err(error) => {
-                            errors += 1;
-                            first_error.get_or_insert(error);
-                        }
+                    let result = call(n).await;
+                    let finished = Instant::now();
+                    if until.counts(began, finished) {
+                        tally.record(finished.duration_since(began), result);
                     }
                 }
-                (latency, errors, first_error)
+                tally
             })
         })
         .collect();
-    let mut outcome = Outcome {
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        window: Duration::ZERO,
-        latency: histogram(),
-    };
-    for worker in workers {
-        let Ok((latency, errors, first_error)) = worker.await else {
-            outcome.errors += 1;
-            continue;
-        };
-        outcome
-            .latency
-            .add(&latency)
-            .expect("same histogram bounds");
-        outcome.errors += errors;
-        if outcome.first_error.is_none() {
-            outcome.first_error = first_error;
+    Tally::sum(workers).await
+}
+
+/// What the counted calls of one task (or, summed, of all) came to.
+struct Tally {
+    /// Latency of the successful calls, in microseconds.
+    latency: Histogram<u64>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            latency: histogram(),
+            errors: 0,
+            first_error: None,
         }
     }
-    outcome.ok = outcome.latency.len();
-    outcome.window = started.elapsed();
-    outcome
+
+    /// Counts one call that took `elapsed` and came to `result`.
+    fn record(&mut self, elapsed: Duration, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                let micros = elapsed.as_micros();
+                self.latency
+                    .saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
+            }
+            Err(error) => {
+                self.errors += 1;
+                self.first_error.get_or_insert(error);
+            }
+        }
+    }
+
+    /// The tallies of all `workers`; a task that panicked counts as one failed call.
+    async fn sum(workers: Vec<JoinHandle<Tally>>) -> Self {
+        let mut sum = Self::new();
+        for worker in workers {
+            let Ok(tally) = worker.await else {
+                sum.errors += 1;
+                sum.first_error
+                    .get_or_insert_with(|| "a load task panicked".to_owned());
+                continue;
+            };
+            sum.latency
+                .add(&tally.latency)
+                .expect("same histogram bounds");
+            sum.errors += tally.errors;
+            if sum.first_error.is_none() {
+                sum.first_error = tally.first_error;
+            }
+        }
+        sum
+    }
+
+    /// The outcome of a measured window of length `window`.
+    fn outcome(self, window: Duration) -> Outcome {
+        Outcome {
+            ok: self.latency.len(),
+            errors: self.errors,
+            first_error: self.first_error,
+            window,
+            latency: self.latency,
+        }
+    }
 }

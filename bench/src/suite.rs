@@ -60,6 +60,18 @@ pub async fn identity(
     Ok(TestServer::start_with(Service::Identity, settings, identity, database, keys).await)
 }
 
+/// An identity server as [`identity`] starts it (no extra keys), `options.connections` channels
+/// to it, and the id of an account made on it: what the identity scenarios call against.
+pub async fn identity_with_account(
+    options: &Options,
+    identity: roster_identity::Settings,
+) -> anyhow::Result<(TestServer, Vec<Channel>, String)> {
+    let server = self::identity(options, identity, Vec::new()).await?;
+    let channels = channels(server.addr, options.connections).await;
+    let account = create_account(channels[0].clone()).await?;
+    Ok((server, channels, account))
+}
+
 /// `count` channels to `addr`, each its own HTTP/2 connection.
 pub async fn channels(addr: SocketAddr, count: usize) -> Vec<Channel> {
     let mut channels = Vec::with_capacity(count);

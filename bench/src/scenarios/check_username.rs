@@ -12,7 +12,7 @@ use roster_tests::{ADMIN_KEY, authed};
 use tonic::transport::Channel;
 
 use crate::echo::{self, EchoServer};
-use crate::load::{self, Load, Outcome, status_text};
+use crate::load::{self, Load, Outcome, RoundRobin, status_text};
 use crate::report::{Report, Row, Verdict, percent};
 use crate::suite::{self, Options, observed};
 use crate::tools;
@@ -26,9 +26,8 @@ pub async fn run(
     concurrencies: &[usize],
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let server = suite::identity(options, roster_tests::identity_settings(), Vec::new()).await?;
-    let channels = suite::channels(server.addr, options.connections).await;
-    let account = suite::create_account(channels[0].clone()).await?;
+    let (server, channels, account) =
+        suite::identity_with_account(options, roster_tests::identity_settings()).await?;
     suite::seed_profiles(&server.database.url, &account, SEEDED).await?;
     let echo = EchoServer::start().await?;
     let echo_channels = suite::channels(echo.addr, options.connections).await;
@@ -183,13 +182,9 @@ async fn cross_check(
 
 /// CheckUsername in a closed loop, each call a different username nobody holds.
 pub async fn check_usernames(channels: &[Channel], load: Load) -> Outcome {
-    let clients: Vec<_> = channels
-        .iter()
-        .cloned()
-        .map(ProfileServiceClient::new)
-        .collect();
+    let clients = RoundRobin::new(channels, ProfileServiceClient::new);
     load::run(load, move |n| {
-        let mut client = clients[n as usize % clients.len()].clone();
+        let mut client = clients.client(n);
         let request = pb::CheckUsernameRequest {
             username: format!("free-{n}@bench.example"),
             ..Default::default()
@@ -213,23 +208,16 @@ pub async fn check_usernames(channels: &[Channel], load: Load) -> Outcome {
 /// The echo call in the same closed loop, with a username-sized text and the same
 /// `authorization` header (which the echo server ignores), so the client does the same work.
 async fn echoes(channels: &[Channel], load: Load) -> Outcome {
-    let clients: Vec<_> = channels
-        .iter()
-        .cloned()
-        .map(echo::pb::echo_service_client::EchoServiceClient::new)
-        .collect();
+    let clients = RoundRobin::new(
+        channels,
+        echo::pb::echo_service_client::EchoServiceClient::new,
+    );
     load::run(load, move |n| {
-        let mut client = clients[n as usize % clients.len()].clone();
+        let mut client = clients.client(n);
         let request = echo::pb::EchoRequest {
             text: format!("free-{n}@bench.example"),
         };
-        async move {
-            client
-                .echo(authed(ADMIN_KEY, request))
-                .await
-                .map(drop)
-                .map_err(|status| status_text(&status))
-        }
+        async move { load::answered(client.echo(authed(ADMIN_KEY, request)).await) }
     })
     .await
 }

@@ -10,7 +10,7 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use roster_tests::{ADMIN_KEY, authed};
 
-use crate::load::{self, Load, Outcome, status_text};
+use crate::load::{self, Load, Outcome, RoundRobin};
 use crate::report::{Report, Row, Verdict, percent};
 use crate::suite::{self, Options, observed};
 use crate::tools;
@@ -85,9 +85,8 @@ pub async fn run(
     concurrencies: &[usize],
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let server = suite::identity(options, roster_tests::identity_settings(), Vec::new()).await?;
-    let channels = suite::channels(server.addr, options.connections).await;
-    let account = suite::create_account(channels[0].clone()).await?;
+    let (server, channels, account) =
+        suite::identity_with_account(options, roster_tests::identity_settings()).await?;
     let url = server.database.url.clone();
     let baseline = two_insert_script(&account);
     let mut at_32 = None;
@@ -213,15 +212,11 @@ async fn create_profiles(
     load: Load,
     with_request_id: bool,
 ) -> Outcome {
-    let clients: Vec<_> = channels
-        .iter()
-        .cloned()
-        .map(ProfileServiceClient::new)
-        .collect();
+    let clients = RoundRobin::new(channels, ProfileServiceClient::new);
     let account = account.to_owned();
     let tag = uuid::Uuid::new_v4().simple().to_string();
     load::run(load, move |n| {
-        let mut client = clients[n as usize % clients.len()].clone();
+        let mut client = clients.client(n);
         let request = pb::CreateProfileRequest {
             account_id: account.clone(),
             first_name: "Ada".into(),
@@ -234,13 +229,7 @@ async fn create_profiles(
             },
             ..Default::default()
         };
-        async move {
-            client
-                .create_profile(authed(ADMIN_KEY, request))
-                .await
-                .map(drop)
-                .map_err(|status| status_text(&status))
-        }
+        async move { load::answered(client.create_profile(authed(ADMIN_KEY, request)).await) }
     })
     .await
 }

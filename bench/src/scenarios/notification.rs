@@ -19,7 +19,7 @@ use roster_proto::notification::v1::notification_service_client::NotificationSer
 use roster_runtime::Service;
 use roster_tests::{ADMIN_KEY, TestServer, authed};
 
-use crate::load::{self, Outcome, status_text};
+use crate::load::{self, Outcome, RoundRobin};
 use crate::report::{Report, Row, Verdict, percent};
 use crate::smtp_sink::{Acks, SmtpSink};
 use crate::suite::{self, Options, observed};
@@ -146,17 +146,13 @@ async fn send_and_deliver(
     count: u64,
     deadline: Duration,
 ) -> anyhow::Result<(Outcome, u64, Duration)> {
-    let clients: Vec<_> = channels
-        .iter()
-        .cloned()
-        .map(NotificationServiceClient::new)
-        .collect();
+    let clients = RoundRobin::new(channels, NotificationServiceClient::new);
     let before = sink.received();
     let started = Instant::now();
     let account = account.to_owned();
     let tag = format!("{tag}-{}", uuid::Uuid::new_v4().simple());
     let enqueue = load::run_count(ENQUEUE_CONCURRENCY, count, move |n| {
-        let mut client = clients[n as usize % clients.len()].clone();
+        let mut client = clients.client(n);
         let request = SendEmailRequest {
             request_id: format!("{tag}-{n}"),
             account_id: account.clone(),
@@ -170,13 +166,7 @@ async fn send_and_deliver(
             ]),
             account_display_name: "Bench Corp".into(),
         };
-        async move {
-            client
-                .send_email(authed(ADMIN_KEY, request))
-                .await
-                .map(drop)
-                .map_err(|status| status_text(&status))
-        }
+        async move { load::answered(client.send_email(authed(ADMIN_KEY, request)).await) }
     })
     .await;
     if enqueue.ok == 0 {

@@ -16,7 +16,7 @@ use roster_tests::{ADMIN_KEY, TestServer, authed};
 use sea_orm::{ConnectionTrait, Statement};
 use tonic::transport::Channel;
 
-use crate::load::{self, Load, Outcome, status_text};
+use crate::load::{self, Load, Outcome, RoundRobin, status_text};
 use crate::report::{Report, Row, Verdict, percent};
 use crate::scenarios::check_username::check_usernames;
 use crate::suite::{self, Options, observed};
@@ -49,9 +49,7 @@ pub async fn run(
     )
     .await?;
 
-    let server = suite::identity(options, identity, Vec::new()).await?;
-    let channels = suite::channels(server.addr, options.connections).await;
-    let account = suite::create_account(channels[0].clone()).await?;
+    let (server, channels, account) = suite::identity_with_account(options, identity).await?;
     suite::seed_profiles(&server.database.url, &account, 20_000).await?;
     let usernames = set_up_passwords(&server, &channels[0], &account).await?;
 
@@ -342,14 +340,10 @@ fn verify(
     usernames: &[String],
     load: Load,
 ) -> impl Future<Output = Outcome> + Send + 'static {
-    let clients: Vec<_> = channels
-        .iter()
-        .cloned()
-        .map(CredentialServiceClient::new)
-        .collect();
+    let clients = RoundRobin::new(channels, CredentialServiceClient::new);
     let usernames = usernames.to_vec();
     load::run(load, move |n| {
-        let mut client = clients[n as usize % clients.len()].clone();
+        let mut client = clients.client(n);
         let request = pb::VerifyPasswordRequest {
             username: usernames[n as usize % usernames.len()].clone(),
             password: PASSWORD.into(),

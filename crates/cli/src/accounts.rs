@@ -1,7 +1,6 @@
 //! `roster accounts`: create, read and list accounts, and read or change an account's password
 //! policy (AccountService on identity).
 
-use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use prost_types::FieldMask;
 use roster_proto::identity::v1 as pb;
@@ -152,12 +151,7 @@ impl PolicyChanges {
                 &mut policy.min_strength_score,
             ),
         ];
-        for (path, value, field) in numbers {
-            if let Some(value) = value {
-                *field = value;
-                paths.push(path.to_owned());
-            }
-        }
+        set_given(numbers, &mut paths);
         let flags = [
             (
                 "forbid_personal_info",
@@ -170,12 +164,7 @@ impl PolicyChanges {
                 &mut policy.forbid_common,
             ),
         ];
-        for (path, value, field) in flags {
-            if let Some(value) = value {
-                *field = value;
-                paths.push(path.to_owned());
-            }
-        }
+        set_given(flags, &mut paths);
         paths
     }
 }
@@ -243,26 +232,19 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 next_page_token: next,
             };
             output::show(client.json(), &response, |response| {
-                if response.accounts.is_empty() {
-                    output::outln!("No accounts.")?;
-                } else {
-                    output::outln!(
-                        "{}",
-                        output::table(
-                            &["id", "display name", "extension digits", "created"],
-                            response.accounts.iter().map(|account| {
-                                [
-                                    account.id.clone(),
-                                    account.display_name.clone(),
-                                    extension_digits(account),
-                                    output::time(account.create_time.as_ref()),
-                                ]
-                            }),
-                        )
-                    )?;
-                }
-                output::more_hint(&response.next_page_token);
-                Ok(())
+                output::listing(
+                    "No accounts.",
+                    &["id", "display name", "extension digits", "created"],
+                    response.accounts.iter().map(|account| {
+                        [
+                            account.id.clone(),
+                            account.display_name.clone(),
+                            extension_digits(account),
+                            output::time(account.create_time.as_ref()),
+                        ]
+                    }),
+                    &response.next_page_token,
+                )
             })
         }
         Command::Policy(PolicyCommand::Get { account }) => {
@@ -334,8 +316,21 @@ async fn read_policy(
         .await
 }
 
+/// Writes each value given into its field and adds the field's path to `paths`.
+fn set_given<'a, T: 'a>(
+    fields: impl IntoIterator<Item = (&'static str, Option<T>, &'a mut T)>,
+    paths: &mut Vec<String>,
+) {
+    for (path, value, field) in fields {
+        if let Some(value) = value {
+            *field = value;
+            paths.push(path.to_owned());
+        }
+    }
+}
+
 fn policy_of(policy: Option<&pb::PasswordPolicy>) -> anyhow::Result<&pb::PasswordPolicy> {
-    policy.context("the server returned no policy")
+    output::returned(policy, "policy")
 }
 
 /// The digits an extension number given in the account may have, as `2–8`.
@@ -347,7 +342,7 @@ fn extension_digits(account: &pb::Account) -> String {
 }
 
 fn show_account(account: Option<&pb::Account>) -> anyhow::Result<()> {
-    let account = account.context("the server returned no account")?;
+    let account = output::returned(account, "account")?;
     output::outln!(
         "{}",
         output::details(&[

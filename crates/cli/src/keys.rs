@@ -92,11 +92,7 @@ fn stanza(
     if name.trim().is_empty() {
         anyhow::bail!("--name is empty: name the key after its caller");
     }
-    let scopes = scopes
-        .iter()
-        .map(|scope| scope.trim())
-        .filter(|scope| !scope.is_empty())
-        .collect::<Vec<_>>();
+    let scopes = listed(scopes);
     if scopes.is_empty() {
         anyhow::bail!(
             "--scopes is empty: give at least one of {}",
@@ -109,11 +105,7 @@ fn stanza(
             SCOPES.join(", ")
         );
     }
-    let accounts = accounts
-        .iter()
-        .map(|account| account.trim())
-        .filter(|account| !account.is_empty())
-        .collect::<Vec<_>>();
+    let accounts = listed(accounts);
     if accounts.is_empty() {
         anyhow::bail!("--accounts is empty: give account ids, or * for every account");
     }
@@ -133,6 +125,15 @@ fn stanza(
     );
     KeyRing::parse(&stanza).map_err(|error| anyhow::anyhow!("--accounts: {error}"))?;
     Ok(stanza)
+}
+
+/// The items of a list flag, each trimmed, empty ones left out.
+fn listed(items: &[String]) -> Vec<&str> {
+    items
+        .iter()
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
+        .collect()
 }
 
 /// A TOML basic string.

@@ -177,35 +177,28 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 next_page_token: next,
             };
             output::show(client.json(), &response, |response| {
-                if response.notifications.is_empty() {
-                    output::outln!("No notifications.")?;
-                } else {
-                    output::outln!(
-                        "{}",
-                        output::table(
-                            &[
-                                "id",
-                                "recipient",
-                                "template",
-                                "state",
-                                "attempts",
-                                "created"
-                            ],
-                            response.notifications.iter().map(|notification| {
-                                [
-                                    notification.id.clone(),
-                                    notification.recipient.clone(),
-                                    notification.template.clone(),
-                                    state_name(notification.state),
-                                    notification.attempts.to_string(),
-                                    output::time(notification.create_time.as_ref()),
-                                ]
-                            }),
-                        )
-                    )?;
-                }
-                output::more_hint(&response.next_page_token);
-                Ok(())
+                output::listing(
+                    "No notifications.",
+                    &[
+                        "id",
+                        "recipient",
+                        "template",
+                        "state",
+                        "attempts",
+                        "created",
+                    ],
+                    response.notifications.iter().map(|notification| {
+                        [
+                            notification.id.clone(),
+                            notification.recipient.clone(),
+                            notification.template.clone(),
+                            state_name(notification.state),
+                            notification.attempts.to_string(),
+                            output::time(notification.create_time.as_ref()),
+                        ]
+                    }),
+                    &response.next_page_token,
+                )
             })
         }
         Command::Watch { id, interval } => {
@@ -264,10 +257,7 @@ async fn account_display_name(client: &Client, account: &str) -> anyhow::Result<
         )
         .await
         .context("reading the account's display name (or pass --account-name)")?;
-    Ok(response
-        .account
-        .context("the server returned no account")?
-        .display_name)
+    Ok(output::returned(response.account, "account")?.display_name)
 }
 
 async fn get(
@@ -288,7 +278,7 @@ async fn get(
 }
 
 fn notification_of(notification: Option<&pb::Notification>) -> anyhow::Result<&pb::Notification> {
-    notification.context("the server returned no notification")
+    output::returned(notification, "notification")
 }
 
 fn state_name(state: i32) -> String {

@@ -135,6 +135,12 @@ pub fn show<M: prost::Message + prost::Name>(
     }
 }
 
+/// The resource a response must carry, refused as `the server returned no {what}` when it is
+/// missing.
+pub fn returned<T>(value: Option<T>, what: &str) -> anyhow::Result<T> {
+    value.with_context(|| format!("the server returned no {what}"))
+}
+
 /// A table with a header row and no borders, like `kubectl get`.
 pub fn table<R: IntoIterator<Item = String>>(
     header: &[&str],
@@ -152,6 +158,24 @@ pub fn table<R: IntoIterator<Item = String>>(
         column.set_padding((0, 2));
     }
     table.trim_fmt()
+}
+
+/// Prints a page of a listing for people: `rows` as a table under `header`, or `empty` when
+/// there are none; then how to get the rest.
+pub fn listing<R: IntoIterator<Item = String>>(
+    empty: &str,
+    header: &[&str],
+    rows: impl IntoIterator<Item = R>,
+    next_page_token: &str,
+) -> anyhow::Result<()> {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        outln!("{empty}")?;
+    } else {
+        outln!("{}", table(header, rows))?;
+    }
+    more_hint(next_page_token);
+    Ok(())
 }
 
 /// One resource as `field  value` lines.

@@ -20,36 +20,18 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use tonic::Status;
 
+use crate::descriptors::{DeclaredMethod, declared_methods};
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The `/package.Service/Method` paths of every method in `descriptor_sets` whose request is a
 /// stream (client streaming or bidirectional).
 pub fn client_streaming_methods(descriptor_sets: &[&[u8]]) -> HashSet<String> {
-    use prost::Message;
-    let mut methods = HashSet::new();
-    for encoded in descriptor_sets {
-        let Ok(set) = prost_types::FileDescriptorSet::decode(*encoded) else {
-            continue;
-        };
-        for file in set.file {
-            let package = file.package();
-            for service in &file.service {
-                let full = if package.is_empty() {
-                    service.name().to_owned()
-                } else {
-                    format!("{package}.{}", service.name())
-                };
-                for method in service
-                    .method
-                    .iter()
-                    .filter(|method| method.client_streaming())
-                {
-                    methods.insert(format!("/{full}/{}", method.name()));
-                }
-            }
-        }
-    }
-    methods
+    declared_methods(descriptor_sets)
+        .iter()
+        .filter(|method| method.descriptor.client_streaming())
+        .map(DeclaredMethod::path)
+        .collect()
 }
 
 /// Tower layer ending a call that takes longer than `timeout` with DEADLINE_EXCEEDED, except a

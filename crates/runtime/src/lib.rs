@@ -5,6 +5,7 @@
 //! - [`server`]: the tonic server bootstrap with health, reflection, tower layers and graceful
 //!   shutdown.
 //! - [`deadline`]: the server's deadline, kept off calls whose request is a stream (uploads).
+//! - [`descriptors`]: the methods the services' descriptor sets declare.
 //! - [`metrics`]: the Prometheus endpoint, gRPC call metrics and the services' own series.
 //! - [`client`]: calls to another Roster service: balanced, with deadlines, retries of
 //!   idempotent calls, the caller key, trace context and optional TLS.
@@ -20,6 +21,7 @@ pub mod auth;
 pub mod client;
 pub mod db;
 pub mod deadline;
+pub mod descriptors;
 pub mod error;
 pub mod metrics;
 pub mod peer;

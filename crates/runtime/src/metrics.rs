@@ -52,6 +52,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tonic::Code;
 
+use crate::descriptors::declared_methods;
+
 pub use prometheus_client;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -422,37 +424,23 @@ impl HostedMethods {
 /// The methods of `services` found in the encoded file descriptor sets, with the streaming type
 /// their descriptors declare.
 pub fn hosted_methods(descriptor_sets: &[&[u8]], services: &[&str]) -> HostedMethods {
-    use prost::Message;
     let services: HashSet<&str> = services.iter().copied().collect();
-    let mut methods = HashMap::new();
-    for encoded in descriptor_sets {
-        let Ok(set) = prost_types::FileDescriptorSet::decode(*encoded) else {
-            continue;
-        };
-        for file in set.file {
-            let package = file.package();
-            for service in &file.service {
-                let full = if package.is_empty() {
-                    service.name().to_owned()
-                } else {
-                    format!("{package}.{}", service.name())
-                };
-                if !services.contains(full.as_str()) {
-                    continue;
-                }
-                for method in &service.method {
-                    let grpc_type =
-                        GrpcType::of(method.client_streaming(), method.server_streaming());
-                    let labels = MethodLabels {
-                        grpc_type: grpc_type.as_str(),
-                        grpc_service: full.clone(),
-                        grpc_method: method.name().to_owned(),
-                    };
-                    methods.insert(format!("/{full}/{}", method.name()), (grpc_type, labels));
-                }
-            }
-        }
-    }
+    let methods = declared_methods(descriptor_sets)
+        .into_iter()
+        .filter(|method| services.contains(method.service.as_str()))
+        .map(|method| {
+            let grpc_type = GrpcType::of(
+                method.descriptor.client_streaming(),
+                method.descriptor.server_streaming(),
+            );
+            let labels = MethodLabels {
+                grpc_type: grpc_type.as_str(),
+                grpc_service: method.service.clone(),
+                grpc_method: method.descriptor.name().to_owned(),
+            };
+            (method.path(), (grpc_type, labels))
+        })
+        .collect();
     HostedMethods { methods }
 }
 

@@ -676,36 +676,30 @@ mod tests {
 
     #[test]
     fn invalid_value_names_the_key() {
-        let dir = std::env::temp_dir().join(format!("roster-settings-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("bad.toml");
-        std::fs::write(&file, "[notification]\nshutdown_grace_seconds = \"soon\"\n").unwrap();
-        let error = Loader::new(Service::Notification)
-            .file(Some(&file))
-            .load::<Nothing>()
-            .unwrap_err()
-            .to_string();
+        let error = load_file(
+            Service::Notification,
+            "bad",
+            "[notification]\nshutdown_grace_seconds = \"soon\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("shutdown_grace_seconds"), "{error}");
     }
 
     #[test]
     fn file_overrides_defaults() {
-        let dir = std::env::temp_dir().join(format!("roster-settings-ok-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("ok.toml");
-        std::fs::write(&file, "[bulk_import]\nconcurrency_limit = 7\n").unwrap();
-        let (common, _) = Loader::new(Service::BulkImport)
-            .file(Some(&file))
-            .load::<Nothing>()
-            .unwrap();
+        let (common, _) = load_file(
+            Service::BulkImport,
+            "ok",
+            "[bulk_import]\nconcurrency_limit = 7\n",
+        )
+        .unwrap();
         assert_eq!(common.concurrency_limit, 7);
         assert_eq!(common.listen_addr.port(), 50052);
     }
 
     #[test]
     fn metrics_ports_differ_per_service_and_can_be_turned_off() {
-        let dir = std::env::temp_dir().join(format!("roster-settings-m-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let ports: Vec<u16> = Service::ALL
             .into_iter()
             .map(|service| {
@@ -715,12 +709,12 @@ mod tests {
             .collect();
         assert_eq!(ports, [9091, 9092, 9093]);
 
-        let file = dir.join("off.toml");
-        std::fs::write(&file, "[identity]\nmetrics_addr = \"off\"\n").unwrap();
-        let (common, _) = Loader::new(Service::Identity)
-            .file(Some(&file))
-            .load::<Nothing>()
-            .unwrap();
+        let (common, _) = load_file(
+            Service::Identity,
+            "metrics-off",
+            "[identity]\nmetrics_addr = \"off\"\n",
+        )
+        .unwrap();
         assert_eq!(common.metrics_addr, None);
     }
 
@@ -822,15 +816,13 @@ mod tests {
 
     #[test]
     fn tls_key_without_certificate_is_refused() {
-        let dir = std::env::temp_dir().join(format!("roster-settings-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("tls.toml");
-        std::fs::write(&file, "[notification]\ntls_key_file = \"/k.pem\"\n").unwrap();
-        let error = Loader::new(Service::Notification)
-            .file(Some(&file))
-            .load::<Nothing>()
-            .unwrap_err()
-            .to_string();
+        let error = load_file(
+            Service::Notification,
+            "tls",
+            "[notification]\ntls_key_file = \"/k.pem\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("ROSTER_NOTIFICATION__TLS_CERT_FILE"),
             "{error}"
@@ -839,15 +831,13 @@ mod tests {
 
     #[test]
     fn semantic_check_names_the_environment_key() {
-        let dir = std::env::temp_dir().join(format!("roster-settings-db-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("db.toml");
-        std::fs::write(&file, "[identity]\ndatabase_url = \"mysql://x\"\n").unwrap();
-        let error = Loader::new(Service::Identity)
-            .file(Some(&file))
-            .load::<Nothing>()
-            .unwrap_err()
-            .to_string();
+        let error = load_file(
+            Service::Identity,
+            "db",
+            "[identity]\ndatabase_url = \"mysql://x\"\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("ROSTER_IDENTITY__DATABASE_URL"), "{error}");
     }
 

@@ -27,6 +27,15 @@ struct Scripted {
 }
 
 impl Scripted {
+    /// Answers the first `failures` calls with `code`, the others at once.
+    fn failing(failures: usize, code: Code) -> Self {
+        Self {
+            failures,
+            failure: Some(code),
+            ..Self::default()
+        }
+    }
+
     fn calls(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
@@ -95,11 +104,7 @@ fn check() -> Request<HealthCheckRequest> {
 
 #[tokio::test]
 async fn an_idempotent_call_is_retried_while_unavailable() {
-    let server = Scripted {
-        failures: 2,
-        failure: Some(Code::Unavailable),
-        ..Scripted::default()
-    };
+    let server = Scripted::failing(2, Code::Unavailable);
     let addr = serve(server.clone()).await;
     let response = client(&[addr]).check(idempotent(check())).await;
     assert_eq!(
@@ -111,11 +116,7 @@ async fn an_idempotent_call_is_retried_while_unavailable() {
 
 #[tokio::test]
 async fn retries_stop_after_the_configured_attempts() {
-    let server = Scripted {
-        failures: 10,
-        failure: Some(Code::Unavailable),
-        ..Scripted::default()
-    };
+    let server = Scripted::failing(10, Code::Unavailable);
     let addr = serve(server.clone()).await;
     let status = client(&[addr])
         .check(idempotent(check()))
@@ -127,11 +128,7 @@ async fn retries_stop_after_the_configured_attempts() {
 
 #[tokio::test]
 async fn a_call_not_marked_idempotent_is_sent_once() {
-    let server = Scripted {
-        failures: 1,
-        failure: Some(Code::Unavailable),
-        ..Scripted::default()
-    };
+    let server = Scripted::failing(1, Code::Unavailable);
     let addr = serve(server.clone()).await;
     let status = client(&[addr]).check(check()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
@@ -140,11 +137,7 @@ async fn a_call_not_marked_idempotent_is_sent_once() {
 
 #[tokio::test]
 async fn only_unavailable_is_retried() {
-    let server = Scripted {
-        failures: 1,
-        failure: Some(Code::Internal),
-        ..Scripted::default()
-    };
+    let server = Scripted::failing(1, Code::Internal);
     let addr = serve(server.clone()).await;
     let status = client(&[addr])
         .check(idempotent(check()))

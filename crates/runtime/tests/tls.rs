@@ -72,6 +72,17 @@ impl TestCa {
         (cert, key_file)
     }
 
+    /// A client that trusts `trusted` and presents a certificate `name` this CA signs.
+    fn client_tls(&self, name: &str, trusted: &TestCa) -> ClientTls {
+        let (cert_file, key_file) = self.issue(name, &[name], ExtendedKeyUsagePurpose::ClientAuth);
+        ClientTls {
+            ca_file: Some(trusted.ca_file()),
+            cert_file: Some(cert_file),
+            key_file: Some(key_file),
+            domain: None,
+        }
+    }
+
     fn server_tls(&self, client_ca: Option<PathBuf>) -> ServerTls {
         let (cert_file, key_file) = self.issue(
             "server",
@@ -231,34 +242,15 @@ async fn a_mutual_tls_server_refuses_a_client_without_a_certificate() {
     let refused = check(url.clone(), anonymous).await;
     assert!(refused.is_err(), "no client certificate: {refused:?}");
 
-    let (cert_file, key_file) = ca.issue(
-        "identity",
-        &["identity"],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
-    let known = ClientTls {
-        ca_file: Some(ca.ca_file()),
-        cert_file: Some(cert_file),
-        key_file: Some(key_file),
-        domain: None,
-    };
+    let known = ca.client_tls("identity", &ca);
     assert_eq!(
         check(url.clone(), known).await.expect("served"),
         ServingStatus::Serving as i32
     );
 
+    // Kept to the end: its directory holds the certificate files.
     let stranger_ca = TestCa::new("stranger");
-    let (cert_file, key_file) = stranger_ca.issue(
-        "stranger",
-        &["stranger"],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    );
-    let stranger = ClientTls {
-        ca_file: Some(ca.ca_file()),
-        cert_file: Some(cert_file),
-        key_file: Some(key_file),
-        domain: None,
-    };
+    let stranger = stranger_ca.client_tls("stranger", &ca);
     assert!(
         check(url, stranger).await.is_err(),
         "a client certificate from another CA is refused"
@@ -306,14 +298,7 @@ async fn the_health_port_of_a_mutual_tls_server_answers_plaintext_probes_and_not
         .await;
 
     // The main port hosts reflection (for a client with a certificate); the health port does not.
-    let (cert_file, key_file) =
-        ca.issue("caller", &["caller"], ExtendedKeyUsagePurpose::ClientAuth);
-    let tls = ClientTls {
-        ca_file: Some(ca.ca_file()),
-        cert_file: Some(cert_file),
-        key_file: Some(key_file),
-        domain: None,
-    };
+    let tls = ca.client_tls("caller", &ca);
     list_services(format!("https://{}", server.local_addr), tls)
         .await
         .expect("reflection is served on the main port");

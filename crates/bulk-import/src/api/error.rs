@@ -1,6 +1,7 @@
 //! The one mapping of bulk-import's use-case errors to what a gRPC caller sees.
 
 use roster_runtime::ApiError;
+use tonic::Status;
 
 use crate::app::ImportError;
 use crate::domain::state::Refusal;
@@ -28,5 +29,12 @@ impl From<ImportError> for ApiError {
             },
             ImportError::Store(error) => ApiError::internal(error),
         }
+    }
+}
+
+/// Lets a handler answer a use case's error with `?`, through the mapping above.
+impl From<ImportError> for Status {
+    fn from(error: ImportError) -> Self {
+        ApiError::from(error).into()
     }
 }

@@ -15,7 +15,7 @@ use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_server::ImportService;
 use roster_runtime::auth::caller;
 use roster_runtime::error::FieldViolation;
-use roster_runtime::{ApiError, Shutdown, request};
+use roster_runtime::{ApiError, Caller, Shutdown, request};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::app::ImportApp;
@@ -65,8 +65,12 @@ fn import_id(field: &str, value: &str) -> Result<ImportId, ApiError> {
     request::parse_id(field, value).map(ImportId)
 }
 
-fn account_id(field: &str, value: &str) -> Result<AccountId, ApiError> {
-    request::parse_id(field, value).map(AccountId)
+/// The account `field` names, refused (PERMISSION_DENIED) when the caller's key may not touch
+/// it.
+fn permitted_account(caller: &Caller, field: &str, value: &str) -> Result<AccountId, ApiError> {
+    let account_id = request::parse_id(field, value).map(AccountId)?;
+    caller.require_account(account_id.0)?;
+    Ok(account_id)
 }
 
 fn import_response<T>(import: &Import, wrap: impl FnOnce(Option<pb::Import>) -> T) -> Response<T> {
@@ -80,8 +84,7 @@ impl ImportService for ImportApi {
         request: Request<pb::DownloadTemplateRequest>,
     ) -> Result<Response<BoxStream<pb::DownloadTemplateResponse>>, Status> {
         let caller = caller(&request)?;
-        let account_id = account_id("account_id", &request.get_ref().account_id)?;
-        caller.require_account(account_id.0)?;
+        let account_id = permitted_account(&caller, "account_id", &request.get_ref().account_id)?;
         Ok(Response::new(Box::pin(streams::template(
             self.identity.clone(),
             account_id,
@@ -94,8 +97,7 @@ impl ImportService for ImportApi {
     ) -> Result<Response<pb::CreateImportResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let account_id = account_id("account_id", &request.account_id)?;
-        caller.require_account(account_id.0)?;
+        let account_id = permitted_account(&caller, "account_id", &request.account_id)?;
         let mut violations = Vec::new();
         for check in [
             request::check_request_id("request_id", &request.request_id),
@@ -132,8 +134,7 @@ impl ImportService for ImportApi {
                 encoding,
                 &request.content,
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         Ok(import_response(&import, |import| {
             pb::CreateImportResponse { import }
         }))
@@ -147,8 +148,7 @@ impl ImportService for ImportApi {
         let mut stream = request.into_inner();
         let idle = self.config.upload_idle_timeout;
         let header = upload::header(&mut stream, idle, &self.shutdown).await?;
-        let account_id = account_id("header.account_id", &header.account_id)?;
-        caller.require_account(account_id.0)?;
+        let account_id = permitted_account(&caller, "header.account_id", &header.account_id)?;
         request::check_request_id("header.request_id", &header.request_id)?;
         convert::check_file_name("header.file_name", &header.file_name)?;
         let encoding = convert::parse_encoding("header.encoding", &header.encoding)?;
@@ -161,16 +161,12 @@ impl ImportService for ImportApi {
                 &header.request_id,
                 encoding,
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let import = match begun {
             Begun::Existing(import) => import,
             Begun::Receiving(mut receiving) => {
                 upload::receive(&mut receiving, &mut stream, idle, &self.shutdown).await?;
-                self.app
-                    .finish_upload(receiving)
-                    .await
-                    .map_err(ApiError::from)?
+                self.app.finish_upload(receiving).await?
             }
         };
         Ok(import_response(&import, |import| {
@@ -184,7 +180,7 @@ impl ImportService for ImportApi {
     ) -> Result<Response<pb::GetImportResponse>, Status> {
         let caller = caller(&request)?;
         let id = import_id("import_id", &request.get_ref().import_id)?;
-        let import = self.app.get(&caller, id).await.map_err(ApiError::from)?;
+        let import = self.app.get(&caller, id).await?;
         Ok(import_response(&import, |import| pb::GetImportResponse {
             import,
         }))
@@ -196,8 +192,7 @@ impl ImportService for ImportApi {
     ) -> Result<Response<pb::ListImportsResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        let account_id = account_id("account_id", &request.account_id)?;
-        caller.require_account(account_id.0)?;
+        let account_id = permitted_account(&caller, "account_id", &request.account_id)?;
         let limit = request::page_size(request.page_size)?;
         let after = request::parse_id_token(IMPORT_TOKEN, &request.page_token)?.map(ImportId);
         let state = match request.state {
@@ -207,11 +202,7 @@ impl ImportService for ImportApi {
                     .ok_or_else(|| ApiError::invalid("state", "is not an ImportState"))?,
             ),
         };
-        let page = self
-            .app
-            .list(account_id, state, after, limit)
-            .await
-            .map_err(ApiError::from)?;
+        let page = self.app.list(account_id, state, after, limit).await?;
         Ok(Response::new(pb::ListImportsResponse {
             imports: page.imports.iter().map(convert::import).collect(),
             next_page_token: page
@@ -241,8 +232,7 @@ impl ImportService for ImportApi {
         let page = self
             .app
             .list_rows(&caller, id, action, after, limit)
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         Ok(Response::new(pb::ListImportRowsResponse {
             rows: page.rows.iter().map(convert::row).collect(),
             next_page_token: page
@@ -268,8 +258,7 @@ impl ImportService for ImportApi {
                 &request.request_id,
                 request.send_welcome_emails,
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         Ok(import_response(&import, |import| {
             pb::SubmitImportResponse { import }
         }))
@@ -283,11 +272,7 @@ impl ImportService for ImportApi {
         let request = request.into_inner();
         let id = import_id("import_id", &request.import_id)?;
         request::check_request_id("request_id", &request.request_id)?;
-        let import = self
-            .app
-            .cancel(&caller, id, &request.request_id)
-            .await
-            .map_err(ApiError::from)?;
+        let import = self.app.cancel(&caller, id, &request.request_id).await?;
         Ok(import_response(&import, |import| {
             pb::CancelImportResponse { import }
         }))
@@ -299,7 +284,7 @@ impl ImportService for ImportApi {
     ) -> Result<Response<BoxStream<pb::WatchImportResponse>>, Status> {
         let caller = caller(&request)?;
         let id = import_id("import_id", &request.get_ref().import_id)?;
-        let import = self.app.get(&caller, id).await.map_err(ApiError::from)?;
+        let import = self.app.get(&caller, id).await?;
         Ok(Response::new(Box::pin(streams::watch(
             self.app.clone(),
             import,
@@ -314,7 +299,7 @@ impl ImportService for ImportApi {
     ) -> Result<Response<BoxStream<pb::DownloadReportResponse>>, Status> {
         let caller = caller(&request)?;
         let id = import_id("import_id", &request.get_ref().import_id)?;
-        let import = self.app.report(&caller, id).await.map_err(ApiError::from)?;
+        let import = self.app.report(&caller, id).await?;
         Ok(Response::new(Box::pin(streams::report(
             self.app.clone(),
             import,

@@ -30,9 +30,8 @@ pub fn template(
 ) -> ReceiverStream<Result<pb::DownloadTemplateResponse, Status>> {
     let (sender, receiver) = mpsc::channel(4);
     tokio::spawn(async move {
-        let piece = |chunk| pb::DownloadTemplateResponse { chunk };
-        let mut out = CsvOut::new();
-        out.row(template_header());
+        let mut file = Pieces::new(sender, |chunk| pb::DownloadTemplateResponse { chunk });
+        file.out.row(template_header());
         let mut token = String::new();
         loop {
             let (profiles, next) =
@@ -46,16 +45,14 @@ pub fn template(
                                 code_name(status.code() as i32)
                             ),
                         };
-                        let _ = sender.send(Err(error.into())).await;
+                        file.fail(error.into()).await;
                         return;
                     }
                 };
             for profile in &profiles {
-                out.row(template_row(profile));
+                file.out.row(template_row(profile));
             }
-            if let Some(bytes) = out.take(PIECE_BYTES)
-                && sender.send(Ok(piece(bytes))).await.is_err()
-            {
+            if !file.send_full().await {
                 return;
             }
             if next.is_empty() {
@@ -63,9 +60,7 @@ pub fn template(
             }
             token = next;
         }
-        if let Some(bytes) = out.take(1) {
-            let _ = sender.send(Ok(piece(bytes))).await;
-        }
+        file.finish().await;
     });
     ReceiverStream::new(receiver)
 }
@@ -77,16 +72,15 @@ pub fn report(
 ) -> ReceiverStream<Result<pb::DownloadReportResponse, Status>> {
     let (sender, receiver) = mpsc::channel(4);
     tokio::spawn(async move {
-        let piece = |chunk| pb::DownloadReportResponse { chunk };
+        let mut file = Pieces::new(sender, |chunk| pb::DownloadReportResponse { chunk });
         let columns = report::columns(import.columns.as_deref().unwrap_or_default());
-        let mut out = CsvOut::new();
-        out.row(report::header(&columns));
+        file.out.row(report::header(&columns));
         let mut after = 0;
         loop {
             let rows = match app.report_rows(import.id, after, 1000).await {
                 Ok(rows) => rows,
                 Err(error) => {
-                    let _ = sender.send(Err(ApiError::from(error).into())).await;
+                    file.fail(error.into()).await;
                     return;
                 }
             };
@@ -95,20 +89,54 @@ pub fn report(
             };
             for row in &rows {
                 let line = report::line(&columns, row);
-                out.row(line.iter().map(String::as_str));
+                file.out.row(line.iter().map(String::as_str));
             }
-            if let Some(bytes) = out.take(PIECE_BYTES)
-                && sender.send(Ok(piece(bytes))).await.is_err()
-            {
+            if !file.send_full().await {
                 return;
             }
             after = last;
         }
-        if let Some(bytes) = out.take(1) {
-            let _ = sender.send(Ok(piece(bytes))).await;
-        }
+        file.finish().await;
     });
     ReceiverStream::new(receiver)
+}
+
+/// A CSV file on its way to the caller: rows gather in `out` and leave in pieces of
+/// [`PIECE_BYTES`], each wrapped in the stream's message.
+struct Pieces<M> {
+    out: CsvOut,
+    sender: mpsc::Sender<Result<M, Status>>,
+    message: fn(Vec<u8>) -> M,
+}
+
+impl<M> Pieces<M> {
+    fn new(sender: mpsc::Sender<Result<M, Status>>, message: fn(Vec<u8>) -> M) -> Self {
+        Self {
+            out: CsvOut::new(),
+            sender,
+            message,
+        }
+    }
+
+    /// Sends a piece once the rows gathered fill one; false when the caller has gone.
+    async fn send_full(&mut self) -> bool {
+        match self.out.take(PIECE_BYTES) {
+            Some(bytes) => self.sender.send(Ok((self.message)(bytes))).await.is_ok(),
+            None => true,
+        }
+    }
+
+    /// Sends the rest of the file.
+    async fn finish(mut self) {
+        if let Some(bytes) = self.out.take(1) {
+            let _ = self.sender.send(Ok((self.message)(bytes))).await;
+        }
+    }
+
+    /// Ends the stream with `status` instead of the rest of the file.
+    async fn fail(self, status: Status) {
+        let _ = self.sender.send(Err(status)).await;
+    }
 }
 
 /// Streams an import's progress until it waits for the caller or is final.
@@ -161,7 +189,7 @@ pub fn watch(
             current = match app.reload(current.id).await {
                 Ok(import) => import,
                 Err(error) => {
-                    let _ = sender.send(Err(ApiError::from(error).into())).await;
+                    let _ = sender.send(Err(error.into())).await;
                     return;
                 }
             };

@@ -9,7 +9,10 @@ use sea_orm::{
 
 use super::entities::{import, row};
 use super::leases::renew;
-use super::{Store, StoreError, convert, delete_lease, now_millis};
+use super::{
+    Store, StoreError, change_import, convert, delete_lease, now_millis, skip_pending_rows,
+    touch_import,
+};
 use crate::domain::import::{ImportId, RowResult, StagedRow};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 
@@ -69,7 +72,7 @@ impl Store {
                 }
             }
         }
-        import::Entity::update_many()
+        touch_import(import_id, now_millis())
             .col_expr(
                 import::Column::AppliedCount,
                 Expr::col(import::Column::AppliedCount).add(applied),
@@ -78,8 +81,6 @@ impl Store {
                 import::Column::FailedCount,
                 Expr::col(import::Column::FailedCount).add(failed),
             )
-            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
-            .filter(import::Column::Id.eq(import_id.0))
             .exec(&txn)
             .await?;
         txn.commit().await?;
@@ -107,29 +108,15 @@ impl Store {
             txn.commit().await?;
             return Ok(false);
         }
-        row::Entity::update_many()
-            .col_expr(
-                row::Column::Outcome,
-                Expr::value(RowOutcome::Skipped.code()),
-            )
-            .filter(row::Column::ImportId.eq(import_id.0))
-            .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
-            .exec(&txn)
-            .await?;
+        skip_pending_rows(&txn, import_id.0).await?;
         let state =
             ImportState::after_apply(failure.is_some(), current.error_count, current.failed_count);
-        import::Entity::update_many()
+        change_import(import_id, now_millis())
             .col_expr(import::Column::State, Expr::value(state.code()))
             .col_expr(
                 import::Column::ErrorMessage,
                 Expr::value(failure.unwrap_or("")),
             )
-            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(import_id.0))
             .exec(&txn)
             .await?;
         delete_lease(&txn, import_id.0).await?;

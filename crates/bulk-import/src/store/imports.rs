@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -11,9 +11,12 @@ use sea_orm::{
 
 use super::convert::{import_model, state_of};
 use super::entities::{import, row};
-use super::{Store, StoreError, Tx, convert, delete_chunks, delete_lease, insert_lease};
+use super::{
+    Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease, insert_lease,
+    skip_pending_rows,
+};
 use crate::domain::import::{AccountId, Import, ImportId};
-use crate::domain::state::{ImportState, RowOutcome};
+use crate::domain::state::ImportState;
 
 impl Store {
     /// Inserts a new import. With a request key already used, returns the import that key
@@ -167,7 +170,7 @@ impl Tx {
         trace_context: &str,
     ) -> Result<Result<Import, Option<ImportState>>, StoreError> {
         let id = current.id;
-        let updated = import::Entity::update_many()
+        let updated = change_import(id, super::now_millis())
             .col_expr(
                 import::Column::State,
                 Expr::value(ImportState::Applying.code()),
@@ -186,12 +189,6 @@ impl Tx {
                     current.trace_context.as_str()
                 }),
             )
-            .col_expr(import::Column::UpdatedAt, Expr::value(super::now_millis()))
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(id.0))
             .filter(import::Column::State.eq(from.code()))
             .exec(&self.txn)
             .await?;
@@ -211,7 +208,7 @@ impl Tx {
         from: ImportState,
         request_id: &str,
     ) -> Result<Result<Import, Option<ImportState>>, StoreError> {
-        let updated = import::Entity::update_many()
+        let updated = change_import(id, super::now_millis())
             .col_expr(
                 import::Column::State,
                 Expr::value(ImportState::Cancelled.code()),
@@ -220,27 +217,13 @@ impl Tx {
                 import::Column::CancelRequestId,
                 Expr::value(Some(request_id.to_owned()).filter(|id| !id.is_empty())),
             )
-            .col_expr(import::Column::UpdatedAt, Expr::value(super::now_millis()))
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(id.0))
             .filter(import::Column::State.eq(from.code()))
             .exec(&self.txn)
             .await?;
         if updated.rows_affected != 1 {
             return Ok(Err(self.state_now(id).await?));
         }
-        row::Entity::update_many()
-            .col_expr(
-                row::Column::Outcome,
-                Expr::value(RowOutcome::Skipped.code()),
-            )
-            .filter(row::Column::ImportId.eq(id.0))
-            .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
-            .exec(&self.txn)
-            .await?;
+        skip_pending_rows(&self.txn, id.0).await?;
         // A worker applying a batch right now records that batch's outcomes before it sees the
         // cancel (and then drops the lease itself), so its rows are reported as applied.
         if from != ImportState::Applying {

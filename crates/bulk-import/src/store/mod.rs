@@ -25,15 +25,18 @@ mod uploads;
 mod validation;
 
 use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait,
+    TransactionTrait, UpdateMany,
 };
 use uuid::Uuid;
 
 pub use migrations::Migrator;
 
-use entities::{chunk, lease};
+use crate::domain::import::ImportId;
+use crate::domain::state::RowOutcome;
+use entities::{chunk, import, lease, row};
 
 /// The longest `error_message` stored, in characters (as the API documents it).
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -80,6 +83,24 @@ impl Tx {
     }
 }
 
+/// The UPDATE of import `id` that records activity at `now` (its `updated_at`) without a change
+/// of its etag: progress counts, the pieces of an upload.
+fn touch_import(id: ImportId, now: i64) -> UpdateMany<import::Entity> {
+    import::Entity::update_many()
+        .col_expr(import::Column::UpdatedAt, Expr::value(now))
+        .filter(import::Column::Id.eq(id.0))
+}
+
+/// The UPDATE of a change a caller can see on import `id`: `updated_at` becomes `now` and the
+/// version (its etag) goes up by one. Callers add the columns they change and, for a step of the
+/// life cycle, the state the import must still be in, so that the step stays one statement.
+fn change_import(id: ImportId, now: i64) -> UpdateMany<import::Entity> {
+    touch_import(id, now).col_expr(
+        import::Column::Version,
+        Expr::col(import::Column::Version).add(1),
+    )
+}
+
 async fn insert_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
     delete_lease(txn, import_id).await?;
     lease::Entity::insert(lease::ActiveModel {
@@ -96,6 +117,20 @@ async fn insert_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), 
 
 async fn delete_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
     lease::Entity::delete_by_id(import_id)
+        .exec(txn)
+        .await
+        .map(|_| ())
+}
+
+/// Marks the rows of an import that were not applied (yet) SKIPPED: they never will be.
+async fn skip_pending_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
+    row::Entity::update_many()
+        .col_expr(
+            row::Column::Outcome,
+            Expr::value(RowOutcome::Skipped.code()),
+        )
+        .filter(row::Column::ImportId.eq(import_id))
+        .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
         .exec(txn)
         .await
         .map(|_| ())

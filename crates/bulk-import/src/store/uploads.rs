@@ -2,12 +2,15 @@
 //! or INVALID), and uploads that will not complete (aborted, or abandoned and swept).
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 use super::entities::{chunk, import};
-use super::{MAX_MESSAGE_CHARS, Store, StoreError, delete_chunks, insert_lease, now_millis};
+use super::{
+    MAX_MESSAGE_CHARS, Store, StoreError, change_import, delete_chunks, insert_lease, now_millis,
+    touch_import,
+};
 use crate::domain::encoding::TextEncoding;
 use crate::domain::import::ImportId;
 use crate::domain::state::ImportState;
@@ -25,9 +28,7 @@ impl Store {
         data: Vec<u8>,
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin().await?;
-        let alive = import::Entity::update_many()
-            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
-            .filter(import::Column::Id.eq(import_id.0))
+        let alive = touch_import(import_id, now_millis())
             .filter(import::Column::State.eq(ImportState::Uploading.code()))
             .exec(&txn)
             .await?
@@ -61,18 +62,12 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin().await?;
         let reason: String = reason.chars().take(MAX_MESSAGE_CHARS).collect();
-        let mut update = import::Entity::update_many()
+        let mut update = change_import(import_id, now_millis())
             .col_expr(
                 import::Column::State,
                 Expr::value(ImportState::Failed.code()),
             )
             .col_expr(import::Column::ErrorMessage, Expr::value(reason))
-            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(import_id.0))
             .filter(import::Column::State.eq(ImportState::Uploading.code()));
         if let Some(before) = idle_before {
             update = update.filter(import::Column::UpdatedAt.lt(before));
@@ -134,18 +129,12 @@ impl Store {
             Ok(encoding) => (ImportState::Validating, Some(encoding.name()), ""),
             Err(message) => (ImportState::Invalid, None, message),
         };
-        let updated = import::Entity::update_many()
+        let updated = change_import(import_id, now)
             .col_expr(import::Column::State, Expr::value(state.code()))
             .col_expr(import::Column::Encoding, Expr::value(encoding))
             .col_expr(import::Column::EncodingGiven, Expr::value(given))
             .col_expr(import::Column::FileBytes, Expr::value(file_bytes))
             .col_expr(import::Column::ErrorMessage, Expr::value(message))
-            .col_expr(import::Column::UpdatedAt, Expr::value(now))
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(import_id.0))
             .filter(import::Column::State.eq(ImportState::Uploading.code()))
             .exec(&txn)
             .await?;

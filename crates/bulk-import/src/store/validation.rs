@@ -9,7 +9,9 @@ use sea_orm::{
 use super::convert::{self, json, planned_row, repeated_column};
 use super::entities::{import, row};
 use super::leases::renew;
-use super::{Store, StoreError, delete_chunks, delete_lease, now_millis};
+use super::{
+    Store, StoreError, change_import, delete_chunks, delete_lease, now_millis, touch_import,
+};
 use crate::domain::import::{ActionCounts, ImportId, ReadFormat, RepeatedValue, StagedRow};
 use crate::domain::rows::{PlannedRow, RowError};
 use crate::domain::state::{ImportState, RowAction};
@@ -49,14 +51,12 @@ impl Store {
                 .exec_without_returning(&txn)
                 .await?;
         }
-        import::Entity::update_many()
+        touch_import(import_id, now_millis())
             .col_expr(
                 import::Column::TotalRowCount,
                 Expr::col(import::Column::TotalRowCount).add(count),
             )
             .col_expr(import::Column::Columns, Expr::value(json(columns)))
-            .col_expr(import::Column::UpdatedAt, Expr::value(now_millis()))
-            .filter(import::Column::Id.eq(import_id.0))
             .exec(&txn)
             .await?;
         txn.commit().await?;
@@ -147,8 +147,7 @@ impl Store {
             return Ok(false);
         }
         let now = now_millis();
-        let mut update = import::Entity::update_many()
-            .col_expr(import::Column::UpdatedAt, Expr::value(now))
+        let mut update = change_import(import_id, now)
             .col_expr(
                 import::Column::Delimiter,
                 Expr::value(format.delimiter.map(String::from)),
@@ -157,11 +156,6 @@ impl Store {
                 import::Column::LineEnding,
                 Expr::value(format.line_ending.map(str::to_owned)),
             )
-            .col_expr(
-                import::Column::Version,
-                Expr::col(import::Column::Version).add(1),
-            )
-            .filter(import::Column::Id.eq(import_id.0))
             .filter(import::Column::State.eq(ImportState::Validating.code()));
         update = match &result {
             Ok(counts) => update

@@ -5,6 +5,7 @@
 use std::fmt;
 
 use roster_runtime::error::chain_text;
+use roster_runtime::metrics::code_name;
 use serde_json::{Map, Value};
 use tonic::{Code, Status};
 use tonic_types::StatusExt;
@@ -38,29 +39,6 @@ impl fmt::Display for RpcFailure {
 }
 
 impl std::error::Error for RpcFailure {}
-
-/// The canonical name of a gRPC code, as in the gRPC specification.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 /// What to tell the operator beyond the server's message.
 fn hints(failure: Option<&RpcFailure>, status: &Status) -> Vec<String> {

@@ -8,6 +8,7 @@ use anyhow::Context;
 use roster_proto::imports::v1 as pb;
 
 use super::Client;
+use crate::client::Streaming;
 use crate::output;
 
 impl Client<'_> {
@@ -17,7 +18,7 @@ impl Client<'_> {
         output: Option<PathBuf>,
     ) -> anyhow::Result<()> {
         let mut imports = self.imports.clone();
-        let mut stream = self
+        let stream = self
             .connection
             .stream(
                 "roster.imports.v1.ImportService/DownloadTemplate",
@@ -25,11 +26,14 @@ impl Client<'_> {
                 async |request| imports.download_template(request).await,
             )
             .await?;
-        let mut sink = Sink::open(output.as_deref(), self.connection.json())?;
-        while let Some(piece) = stream.message().await? {
-            sink.write(&piece.chunk)?;
-        }
-        sink.done("template", |chunk| pb::DownloadTemplateResponse { chunk })
+        self.save(
+            stream,
+            output,
+            "template",
+            |piece| piece.chunk,
+            |chunk| pb::DownloadTemplateResponse { chunk },
+        )
+        .await
     }
 
     pub(super) async fn report(
@@ -38,7 +42,7 @@ impl Client<'_> {
         output: Option<PathBuf>,
     ) -> anyhow::Result<()> {
         let mut imports = self.imports.clone();
-        let mut stream = self
+        let stream = self
             .connection
             .stream(
                 "roster.imports.v1.ImportService/DownloadReport",
@@ -46,11 +50,31 @@ impl Client<'_> {
                 async |request| imports.download_report(request).await,
             )
             .await?;
+        self.save(
+            stream,
+            output,
+            "report",
+            |piece| piece.chunk,
+            |chunk| pb::DownloadReportResponse { chunk },
+        )
+        .await
+    }
+
+    /// Writes the file of `what` that `stream` brings to `output` (see [`Sink`]): `chunk` takes
+    /// a message's bytes, `message` makes the one message printed under `--json`.
+    async fn save<M: prost::Message + prost::Name>(
+        &self,
+        mut stream: Streaming<M>,
+        output: Option<PathBuf>,
+        what: &str,
+        chunk: impl Fn(M) -> Vec<u8>,
+        message: impl FnOnce(Vec<u8>) -> M,
+    ) -> anyhow::Result<()> {
         let mut sink = Sink::open(output.as_deref(), self.connection.json())?;
         while let Some(piece) = stream.message().await? {
-            sink.write(&piece.chunk)?;
+            sink.write(&chunk(piece))?;
         }
-        sink.done("report", |chunk| pb::DownloadReportResponse { chunk })
+        sink.done(what, message)
     }
 }
 

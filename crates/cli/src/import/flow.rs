@@ -31,10 +31,7 @@ impl Client<'_> {
             )
             .await?;
         output::show(self.connection.json(), &response, |response| {
-            let import = response
-                .import
-                .as_ref()
-                .context("the server returned no import")?;
+            let import = output::returned(response.import.as_ref(), "import")?;
             output::outln!(
                 "{}",
                 output::details(&[

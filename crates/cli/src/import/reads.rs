@@ -1,7 +1,6 @@
 //! `roster import list`, `show` and `rows`: the account's imports, one import as it is now, and
 //! an import's rows with their changes, errors and notes.
 
-use anyhow::Context;
 use roster_proto::imports::v1 as pb;
 
 use super::{Client, RowFilter, State, described, how_read, print_preview, short_state};
@@ -38,31 +37,24 @@ impl Client<'_> {
             next_page_token: next,
         };
         output::show(self.connection.json(), &response, |response| {
-            if response.imports.is_empty() {
-                output::outln!("No imports.")?;
-            } else {
-                output::outln!(
-                    "{}",
-                    output::table(
-                        &[
-                            "id", "file", "state", "rows", "errors", "created", "message"
-                        ],
-                        response.imports.iter().map(|import| {
-                            [
-                                import.id.clone(),
-                                import.file_name.clone(),
-                                short_state(import.state),
-                                import.total_row_count.to_string(),
-                                import.error_count.to_string(),
-                                output::time(import.create_time.as_ref()),
-                                import.error_message.clone(),
-                            ]
-                        }),
-                    )
-                )?;
-            }
-            output::more_hint(&response.next_page_token);
-            Ok(())
+            output::listing(
+                "No imports.",
+                &[
+                    "id", "file", "state", "rows", "errors", "created", "message",
+                ],
+                response.imports.iter().map(|import| {
+                    [
+                        import.id.clone(),
+                        import.file_name.clone(),
+                        short_state(import.state),
+                        import.total_row_count.to_string(),
+                        import.error_count.to_string(),
+                        output::time(import.create_time.as_ref()),
+                        import.error_message.clone(),
+                    ]
+                }),
+                &response.next_page_token,
+            )
         })
     }
 
@@ -78,10 +70,7 @@ impl Client<'_> {
             )
             .await?;
         output::show(self.connection.json(), &response, |response| {
-            let import = response
-                .import
-                .as_ref()
-                .context("the server returned no import")?;
+            let import = output::returned(response.import.as_ref(), "import")?;
             print_preview(import)?;
             if let Some(read) = how_read(import) {
                 output::outln!("  {read}")?;

@@ -2,7 +2,6 @@
 //! identity). Changes name their fields (`--set field=value`), which become the update mask,
 //! and carry the etag of the profile as read, so a concurrent change is refused, not lost.
 
-use anyhow::Context as _;
 use clap::{Subcommand, ValueEnum};
 use prost_types::FieldMask;
 use roster_proto::identity::v1 as pb;
@@ -222,37 +221,30 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 next_page_token: next,
             };
             output::show(client.json(), &response, |response| {
-                if response.profiles.is_empty() {
-                    output::outln!("No profiles.")?;
-                } else {
-                    output::outln!(
-                        "{}",
-                        output::table(
-                            &[
-                                "id",
-                                "username",
-                                "name",
-                                "email",
-                                "status",
-                                "roles",
-                                "extensions"
-                            ],
-                            response.profiles.iter().map(|profile| {
-                                [
-                                    profile.id.clone(),
-                                    profile.username.clone(),
-                                    format!("{} {}", profile.first_name, profile.last_name),
-                                    profile.email.clone(),
-                                    status_name(profile.status),
-                                    roles(profile),
-                                    extensions(profile),
-                                ]
-                            }),
-                        )
-                    )?;
-                }
-                output::more_hint(&response.next_page_token);
-                Ok(())
+                output::listing(
+                    "No profiles.",
+                    &[
+                        "id",
+                        "username",
+                        "name",
+                        "email",
+                        "status",
+                        "roles",
+                        "extensions",
+                    ],
+                    response.profiles.iter().map(|profile| {
+                        [
+                            profile.id.clone(),
+                            profile.username.clone(),
+                            format!("{} {}", profile.first_name, profile.last_name),
+                            profile.email.clone(),
+                            status_name(profile.status),
+                            roles(profile),
+                            extensions(profile),
+                        ]
+                    }),
+                    &response.next_page_token,
+                )
             })
         }
         Command::Update {
@@ -334,10 +326,7 @@ pub async fn get(
     profiles: &mut ProfileServiceClient<tonic::transport::Channel>,
     id: String,
 ) -> anyhow::Result<pb::Profile> {
-    get_response(client, profiles, id)
-        .await?
-        .profile
-        .context("the server returned no profile")
+    output::returned(get_response(client, profiles, id).await?.profile, "profile")
 }
 
 async fn get_response(

@@ -1,12 +1,11 @@
 //! How a profile is shown as text: its details, and the changes an update made.
 
-use anyhow::Context as _;
 use roster_proto::identity::v1 as pb;
 
 use crate::output;
 
 pub(super) fn profile_of(profile: Option<&pb::Profile>) -> anyhow::Result<&pb::Profile> {
-    profile.context("the server returned no profile")
+    output::returned(profile, "profile")
 }
 
 pub(super) fn status_name(status: i32) -> String {

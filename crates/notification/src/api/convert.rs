@@ -3,6 +3,7 @@
 use roster_proto::notification::v1 as pb;
 use roster_runtime::ApiError;
 use roster_runtime::error::FieldViolation;
+use tonic::Status;
 
 use crate::app::NotificationError;
 use crate::domain::notification::Notification;
@@ -26,6 +27,13 @@ impl From<NotificationError> for ApiError {
             | NotificationError::Variables(_)
             | NotificationError::Store(_)) => ApiError::internal(error),
         }
+    }
+}
+
+/// Lets a handler answer a use case's error with `?`, through the mapping above.
+impl From<NotificationError> for Status {
+    fn from(error: NotificationError) -> Self {
+        ApiError::from(error).into()
     }
 }
 

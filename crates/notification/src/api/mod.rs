@@ -54,8 +54,7 @@ impl NotificationService for NotificationApi {
                     account_display_name: &request.account_display_name,
                 },
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         Ok(Response::new(pb::SendEmailResponse {
             notification: Some(to_proto(&notification)),
         }))
@@ -67,11 +66,7 @@ impl NotificationService for NotificationApi {
     ) -> Result<Response<pb::GetNotificationResponse>, Status> {
         let caller = caller(&request)?;
         let id = parse_id("notification_id", &request.get_ref().notification_id)?;
-        let notification = self
-            .notifications
-            .get_notification(&caller, id)
-            .await
-            .map_err(ApiError::from)?;
+        let notification = self.notifications.get_notification(&caller, id).await?;
         Ok(Response::new(pb::GetNotificationResponse {
             notification: Some(to_proto(&notification)),
         }))
@@ -132,8 +127,7 @@ impl NotificationService for NotificationApi {
                     page_size,
                 },
             )
-            .await
-            .map_err(ApiError::from)?;
+            .await?;
         let next_page_token = page
             .next
             .map(|cursor| {

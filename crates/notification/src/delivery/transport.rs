@@ -210,6 +210,21 @@ pub fn build_message(
 mod tests {
     use super::*;
 
+    /// A short email of notification `id`, from the address `settings` give.
+    fn hello(settings: &Settings, id: Uuid) -> Message {
+        build_message(
+            &settings.from_address.parse().unwrap(),
+            "ada@example.com".parse().unwrap(),
+            &format!("<{id}@roster>"),
+            RenderedEmail {
+                subject: "Hi".into(),
+                text: "Hello".into(),
+                html: "<p>Hello</p>".into(),
+            },
+        )
+        .unwrap()
+    }
+
     #[test]
     fn a_ca_file_needs_a_tls_url_and_a_pem_certificate() {
         let missing = std::path::Path::new("/nonexistent/roster-ca.pem");
@@ -260,21 +275,8 @@ mod tests {
         };
         let mailer = Mailer::from_settings(&settings).unwrap();
         let id = Uuid::new_v4();
-        let message = || {
-            build_message(
-                &settings.from_address.parse().unwrap(),
-                "ada@example.com".parse().unwrap(),
-                &format!("<{id}@roster>"),
-                RenderedEmail {
-                    subject: "Hi".into(),
-                    text: "Hello".into(),
-                    html: "<p>Hello</p>".into(),
-                },
-            )
-            .unwrap()
-        };
-        mailer.send(id, message()).await.unwrap();
-        mailer.send(id, message()).await.unwrap();
+        mailer.send(id, hello(&settings, id)).await.unwrap();
+        mailer.send(id, hello(&settings, id)).await.unwrap();
         let files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
@@ -297,18 +299,7 @@ mod tests {
         };
         let mailer = Mailer::from_settings(&settings).unwrap();
         let id = Uuid::new_v4();
-        let message = build_message(
-            &settings.from_address.parse().unwrap(),
-            "ada@example.com".parse().unwrap(),
-            &format!("<{id}@roster>"),
-            RenderedEmail {
-                subject: "Hi".into(),
-                text: "Hello".into(),
-                html: "<p>Hello</p>".into(),
-            },
-        )
-        .unwrap();
-        let failure = mailer.send(id, message).await.unwrap_err();
+        let failure = mailer.send(id, hello(&settings, id)).await.unwrap_err();
         assert!(
             matches!(failure.failure, Failure::Temporary(_)),
             "{failure:?}"

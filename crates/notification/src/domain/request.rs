@@ -86,24 +86,33 @@ impl EmailRequest {
 }
 
 fn check_request_id(value: &str, errors: &mut Vec<FieldError>) -> String {
+    check_text(
+        "request_id",
+        value,
+        "is required: an idempotency key of 1 to 128 characters",
+        MAX_REQUEST_ID_CHARS,
+        errors,
+    );
+    value.to_owned()
+}
+
+/// Checks a required `field` of 1 to `max` characters, none of them a control character;
+/// `required` is what an empty one is told.
+fn check_text(field: &str, value: &str, required: &str, max: usize, errors: &mut Vec<FieldError>) {
     let chars = value.chars().count();
     if chars == 0 {
+        errors.push(FieldError::new(field, required));
+    } else if chars > max {
         errors.push(FieldError::new(
-            "request_id",
-            "is required: an idempotency key of 1 to 128 characters",
-        ));
-    } else if chars > MAX_REQUEST_ID_CHARS {
-        errors.push(FieldError::new(
-            "request_id",
-            format!("is {chars} characters long; at most {MAX_REQUEST_ID_CHARS}"),
+            field,
+            format!("is {chars} characters long; at most {max}"),
         ));
     } else if value.chars().any(char::is_control) {
         errors.push(FieldError::new(
-            "request_id",
+            field,
             "must not contain control characters",
         ));
     }
-    value.to_owned()
 }
 
 /// Parses a UUID field, naming the field when it is missing or malformed. (The same rule as
@@ -259,23 +268,13 @@ fn check_variables(
 
 fn check_display_name(value: &str, errors: &mut Vec<FieldError>) -> String {
     let trimmed = value.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 {
-        errors.push(FieldError::new(
-            "account_display_name",
-            "is required (1 to 200 characters)",
-        ));
-    } else if chars > MAX_DISPLAY_NAME_CHARS {
-        errors.push(FieldError::new(
-            "account_display_name",
-            format!("is {chars} characters long; at most {MAX_DISPLAY_NAME_CHARS}"),
-        ));
-    } else if trimmed.chars().any(char::is_control) {
-        errors.push(FieldError::new(
-            "account_display_name",
-            "must not contain control characters",
-        ));
-    }
+    check_text(
+        "account_display_name",
+        trimmed,
+        "is required (1 to 200 characters)",
+        MAX_DISPLAY_NAME_CHARS,
+        errors,
+    );
     trimmed.to_owned()
 }
 

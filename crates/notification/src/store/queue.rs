@@ -32,13 +32,7 @@ impl Store {
             // Rows another worker has locked are skipped, not waited for: replicas never
             // queue up behind one another and never claim the same message.
             let txn = self.db.begin().await?;
-            let ids: Vec<Uuid> = notification::Entity::find()
-                .select_only()
-                .column(Column::Id)
-                .filter(due(now))
-                .order_by_asc(Column::CreatedAt)
-                .order_by_asc(Column::Id)
-                .limit(limit)
+            let ids: Vec<Uuid> = due_ids(now, limit)
                 .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
                 .into_tuple()
                 .all(&txn)
@@ -56,16 +50,8 @@ impl Store {
         } else {
             // SQLite runs one writer at a time, so a single UPDATE whose subquery picks the
             // due rows is atomic: no other worker can claim the same rows in between.
-            let due_ids = notification::Entity::find()
-                .select_only()
-                .column(Column::Id)
-                .filter(due(now))
-                .order_by_asc(Column::CreatedAt)
-                .order_by_asc(Column::Id)
-                .limit(limit)
-                .into_query();
             let mut update = claim_update(owner, now, lease_until)
-                .filter(Column::Id.in_subquery(due_ids))
+                .filter(Column::Id.in_subquery(due_ids(now, limit).into_query()))
                 .into_query();
             update.returning_all();
             let statement = self.db.get_database_backend().build(&update);
@@ -157,10 +143,10 @@ impl Store {
     }
 }
 
-/// Messages a worker may take now.
-fn due(now: DateTime<Utc>) -> Condition {
+/// The ids of up to `limit` messages a worker may take now, oldest first.
+fn due_ids(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<notification::Entity> {
     use notification::Column;
-    Condition::any()
+    let due = Condition::any()
         .add(
             Condition::all()
                 .add(Column::State.is_in(DeliveryState::WAITING.map(DeliveryState::as_str)))
@@ -170,7 +156,14 @@ fn due(now: DateTime<Utc>) -> Condition {
             Condition::all()
                 .add(Column::State.eq(DeliveryState::Sending.as_str()))
                 .add(Column::LeaseUntil.lte(now)),
-        )
+        );
+    notification::Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(due)
+        .order_by_asc(Column::CreatedAt)
+        .order_by_asc(Column::Id)
+        .limit(limit)
 }
 
 /// The update that hands messages to `owner`.

@@ -93,24 +93,20 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
     };
     // Assignments compare as sets: order and spelling in the cell do not matter.
     if let Some(profile) = current {
-        if let Some(extensions) = &extensions
-            && *extensions != profile.extensions
-        {
-            changes.push(FieldChange {
-                column: Column::Extensions.header().to_owned(),
-                old_value: profile.extensions_cell.clone(),
-                new_value: extensions_cell(extensions),
-            });
-        }
-        if let Some(roles) = &roles
-            && *roles != profile.roles
-        {
-            changes.push(FieldChange {
-                column: Column::Roles.header().to_owned(),
-                old_value: profile.roles_cell.clone(),
-                new_value: roles_cell(roles),
-            });
-        }
+        changes.extend(assignment_change(
+            Column::Extensions,
+            extensions.as_ref(),
+            &profile.extensions,
+            &profile.extensions_cell,
+            |extensions| extensions_cell(extensions),
+        ));
+        changes.extend(assignment_change(
+            Column::Roles,
+            roles.as_ref(),
+            &profile.roles,
+            &profile.roles_cell,
+            roles_cell,
+        ));
     }
     let action = match &target {
         _ if !row.errors.is_empty() => RowAction::Error,
@@ -130,6 +126,24 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
         notes: row.notes,
         claim,
     }
+}
+
+/// The change of an assignment column (roles, extensions) that the row sets to `given`: none
+/// when `given` is the profile's `current` set, whatever order and spelling the cell had.
+fn assignment_change<T: PartialEq>(
+    column: Column,
+    given: Option<&T>,
+    current: &T,
+    current_cell: &str,
+    cell: impl Fn(&T) -> String,
+) -> Option<FieldChange> {
+    given
+        .filter(|given| *given != current)
+        .map(|given| FieldChange {
+            column: column.header().to_owned(),
+            old_value: current_cell.to_owned(),
+            new_value: cell(given),
+        })
 }
 
 /// The columns whose stored value would change, in template order, old → new.
