@@ -24,6 +24,8 @@ use roster_tests::imports::people_csv;
 use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestServer};
 use serde_json::Value;
 
+use crate::common::Run;
+
 /// Commands that print no response message: they run servers, or work offline.
 const NOT_CALLS: [&str; 3] = ["dev", "serve", "migrate"];
 
@@ -31,43 +33,6 @@ const NOT_CALLS: [&str; 3] = ["dev", "serve", "migrate"];
 struct Suite {
     imports: ImportSuite,
     notification: TestServer,
-}
-
-/// What one `roster` run printed.
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn ok(self) -> Run {
-        assert!(
-            self.success,
-            "roster failed\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    fn failed(self) -> Run {
-        assert!(!self.success, "roster succeeded\nstdout:\n{}", self.stdout);
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
-    }
-
-    fn error_json(&self) -> Value {
-        serde_json::from_str(&self.stderr).unwrap_or_else(|error| {
-            panic!(
-                "stderr is not one JSON document ({error}):\n{}",
-                self.stderr
-            )
-        })
-    }
 }
 
 impl Suite {

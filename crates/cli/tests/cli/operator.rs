@@ -10,40 +10,7 @@ use roster_runtime::auth::hash_key_hex;
 use roster_tests::{ADMIN_KEY, Backend, TestServer, newest_reset_token, outbox_emails};
 use serde_json::Value;
 
-/// What one `roster` run printed, and how it ended.
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// Asserts the run succeeded, showing what it printed when it did not.
-    fn ok(self) -> Run {
-        assert!(
-            self.success,
-            "roster failed\nstdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
-        self
-    }
-
-    /// Asserts the run failed.
-    fn failed(self) -> Run {
-        assert!(!self.success, "roster succeeded\nstdout:\n{}", self.stdout);
-        self
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
-    }
-
-    fn error_json(&self) -> Value {
-        serde_json::from_str(&self.stderr)
-            .unwrap_or_else(|error| panic!("stderr is not JSON ({error}):\n{}", self.stderr))
-    }
-}
+use crate::common::Run;
 
 /// Services to run `roster` against.
 struct Operator {

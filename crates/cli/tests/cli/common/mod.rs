@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use roster_runtime::auth::hash_key_hex;
+use serde_json::Value;
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -43,4 +44,45 @@ pub fn signal(child: &Child, signal: &str) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -{signal} failed");
+}
+
+/// What one `roster` run printed, and how it ended.
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the run succeeded, showing what it printed when it did not.
+    pub fn ok(self) -> Run {
+        assert!(
+            self.success,
+            "roster failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts the run failed.
+    pub fn failed(self) -> Run {
+        assert!(!self.success, "roster succeeded\nstdout:\n{}", self.stdout);
+        self
+    }
+
+    /// Stdout as one JSON document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{}", self.stdout))
+    }
+
+    /// Stderr as one JSON document (the CLI's error document).
+    pub fn error_json(&self) -> Value {
+        serde_json::from_str(&self.stderr).unwrap_or_else(|error| {
+            panic!(
+                "stderr is not one JSON document ({error}):\n{}",
+                self.stderr
+            )
+        })
+    }
 }
