@@ -202,7 +202,11 @@ fn current(profile: pb::Profile) -> CurrentProfile {
     let roles = profile
         .roles
         .iter()
-        .filter_map(|role| roster_proto::convert::role_values(&[*role]).pop()?.ok())
+        .filter_map(|role| {
+            pb::Role::try_from(*role)
+                .ok()
+                .and_then(roster_proto::convert::role)
+        })
         .collect();
     let extensions = profile
         .extensions

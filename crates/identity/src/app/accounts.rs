@@ -3,7 +3,7 @@
 use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
-use super::{Identity, once, request_scope};
+use super::{Identity, account_scope, once, request_scope};
 use crate::domain::account::{Account, AccountPatch, PolicyPatch, display_name, extension_bounds};
 use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
@@ -95,9 +95,7 @@ impl Identity {
         after: Option<AccountId>,
         limit: u64,
     ) -> Result<Vec<Account>, IdentityError> {
-        let only = caller
-            .account_limit()
-            .map(|accounts| accounts.iter().copied().map(AccountId).collect());
+        let only = account_scope(caller).map(|accounts| accounts.into_iter().collect());
         Ok(self.store.list_accounts(after, only, limit).await?)
     }
 
