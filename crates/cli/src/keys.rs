@@ -13,12 +13,13 @@ use serde_json::json;
 use crate::output;
 
 /// The scopes a key may hold (`admin` grants every other).
-const SCOPES: [&str; 7] = [
+const SCOPES: [&str; 8] = [
     "admin",
     "accounts",
     "profiles",
     "credentials",
     "signin",
+    "events",
     "imports",
     "notifications",
 ];
@@ -31,7 +32,7 @@ pub enum Command {
         #[arg(long)]
         name: String,
         /// Comma-separated scopes: admin, or any of accounts, profiles, credentials, signin,
-        /// imports, notifications.
+        /// events, imports, notifications.
         #[arg(long, value_delimiter = ',', required = true)]
         scopes: Vec<String>,
         /// Comma-separated account ids the key may touch, or * for every account.

@@ -9,6 +9,7 @@ pub mod assignment;
 pub mod batch;
 pub mod email;
 pub mod error;
+pub mod event;
 pub mod fields;
 pub mod ids;
 pub mod policy;

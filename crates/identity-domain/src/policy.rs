@@ -27,6 +27,17 @@ pub enum Preset {
     Custom,
 }
 
+impl Preset {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Default => "default",
+            Preset::Nist => "nist",
+            Preset::Custom => "custom",
+        }
+    }
+}
+
 /// The rules of one account's passwords.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordPolicy {

@@ -14,6 +14,7 @@
 pub mod api;
 pub mod app;
 pub mod domain;
+pub mod events;
 pub mod hashing;
 pub mod relay;
 pub mod reset_page;
@@ -23,9 +24,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
 use roster_proto::identity::v1::credential_service_server::CredentialServiceServer;
+use roster_proto::identity::v1::event_service_server::EventServiceServer;
 use roster_proto::identity::v1::profile_service_server::ProfileServiceServer;
 use roster_runtime::peer::{Peer, PeerKeys, PeerSettings, PeerTls};
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
@@ -80,6 +83,21 @@ pub struct Settings {
     pub signin_lock_seconds: u64,
     /// Longest throttle delay: a throttle never becomes a permanent lock.
     pub signin_max_lock_seconds: u64,
+    /// NATS server(s) to publish the audit log to (`nats://host:4222`, several separated by
+    /// commas); unset: events are only read over gRPC.
+    pub events_nats_url: Option<String>,
+    /// The JetStream stream that keeps the events (created when missing).
+    pub events_stream: String,
+    /// The stream's retention policy: `limits`, `interest` or `workqueue`.
+    pub events_stream_retention: String,
+    /// How long the stream keeps an event, in hours (0: as long as its other limits allow).
+    pub events_stream_max_age_hours: u64,
+    /// JetStream's duplicate window, in seconds: an event re-sent within it is dropped.
+    pub events_duplicate_window_seconds: u64,
+    /// How long the database keeps an event, in days.
+    pub event_retention_days: u64,
+    /// How long a quiet WatchEvents stream waits before a heartbeat, in seconds.
+    pub events_heartbeat_seconds: u64,
 }
 
 impl Default for Settings {
@@ -101,6 +119,13 @@ impl Default for Settings {
             signin_max_failures: 5,
             signin_lock_seconds: 30,
             signin_max_lock_seconds: 900,
+            events_nats_url: None,
+            events_stream: "ROSTER_EVENTS".to_owned(),
+            events_stream_retention: "limits".to_owned(),
+            events_stream_max_age_hours: 400 * 24,
+            events_duplicate_window_seconds: 600,
+            event_retention_days: 400,
+            events_heartbeat_seconds: 15,
         }
     }
 }
@@ -127,11 +152,58 @@ impl fmt::Debug for Settings {
             .field("notification_tls_key_file", &self.notification_tls_key_file)
             .field("notification_tls_domain", &self.notification_tls_domain)
             .field("signin_max_failures", &self.signin_max_failures)
+            .field("events_nats_url", &self.events_nats_url)
+            .field("events_stream", &self.events_stream)
+            .field("event_retention_days", &self.event_retention_days)
             .finish_non_exhaustive()
     }
 }
 
 impl Settings {
+    /// Publication to NATS JetStream as configured; `None` when `events_nats_url` is unset.
+    pub fn events_nats(&self) -> Result<Option<events::nats::NatsSettings>, SettingsError> {
+        use async_nats::jetstream::stream::RetentionPolicy;
+        let Some(url) = self
+            .events_nats_url
+            .clone()
+            .filter(|url| !url.trim().is_empty())
+        else {
+            return Ok(None);
+        };
+        let retention = match self.events_stream_retention.as_str() {
+            "limits" => RetentionPolicy::Limits,
+            "interest" => RetentionPolicy::Interest,
+            "workqueue" => RetentionPolicy::WorkQueue,
+            other => {
+                return Err(SettingsError::Key {
+                    key: "identity.events_stream_retention".into(),
+                    message: format!("is {other:?}; it must be limits, interest or workqueue"),
+                });
+            }
+        };
+        if self.events_stream.is_empty()
+            || !self
+                .events_stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(SettingsError::Key {
+                key: "identity.events_stream".into(),
+                message: format!(
+                    "is {:?}; a stream name is letters, digits, _ and -",
+                    self.events_stream
+                ),
+            });
+        }
+        Ok(Some(events::nats::NatsSettings {
+            url,
+            stream: self.events_stream.clone(),
+            retention,
+            max_age: Duration::from_secs(self.events_stream_max_age_hours.saturating_mul(3600)),
+            duplicate_window: Duration::from_secs(self.events_duplicate_window_seconds.max(1)),
+        }))
+    }
+
     /// NotificationService as configured: the nested `notification.*` keys, each unset one
     /// taken from its flat `notification_*` twin (a flat timeout left at its default is unset).
     pub fn notification_peer(&self) -> Result<Peer, SettingsError> {
@@ -184,6 +256,7 @@ pub async fn start_all(
     shutdown: Shutdown,
 ) -> anyhow::Result<Started> {
     let relay = relay::RelayConfig::from_settings(&settings)?;
+    let nats = settings.events_nats()?;
     let database = open_database::<store::Migrator>(common).await?;
     let store = store::Store::new(database.connection().clone());
     let hasher = hashing::Hasher::start(&settings.hashing)?;
@@ -191,6 +264,19 @@ pub async fn start_all(
     let identity = app::Identity::new(store.clone());
     let mut services = ServiceSet::new();
     relay::watch_outbox(services.metrics(), store.clone());
+    let feed = events::start(
+        store.clone(),
+        events::EventSettings {
+            retention_days: settings.event_retention_days,
+            published: nats.is_some(),
+            heartbeat: Duration::from_secs(settings.events_heartbeat_seconds.max(1)),
+        },
+        services.metrics(),
+        shutdown.clone(),
+    );
+    if let Some(nats) = nats {
+        events::nats::spawn(store.clone(), nats, feed.subscribe(), shutdown.clone());
+    }
     if let Some(relay) = relay {
         relay.spawn(store.clone(), services.metrics(), shutdown.clone());
     } else {
@@ -208,7 +294,12 @@ pub async fn start_all(
         ))
         .add(roster_runtime::grpc_service!(
             ProfileServiceServer<api::ProfileApi>,
-            api::ProfileApi::new(identity),
+            api::ProfileApi::new(identity.clone()),
+            common
+        ))
+        .add(roster_runtime::grpc_service!(
+            EventServiceServer<api::EventApi>,
+            api::EventApi::new(identity, feed, shutdown.clone()),
             common
         ))
         .add(roster_runtime::grpc_service!(

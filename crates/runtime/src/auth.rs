@@ -8,7 +8,7 @@
 //! [[keys]]
 //! name = "operator"
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-//! scopes = ["admin"]          # or any of: accounts, profiles, credentials, signin, imports, notifications
+//! scopes = ["admin"]          # or any of: accounts, profiles, credentials, signin, events, imports, notifications
 //! accounts = ["*"]            # or account ids
 //! ```
 //!
@@ -30,6 +30,9 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::ratelimit::RateLimiter;
 
+/// The interface of a call over gRPC (see [`Caller::via`]).
+pub const GRPC: &str = "grpc";
+
 /// The scope that grants every other scope.
 pub const ADMIN_SCOPE: &str = "admin";
 
@@ -45,6 +48,7 @@ pub fn required_scope(path: &str) -> Option<&'static str> {
         "roster.identity.v1.ProfileService" => "profiles",
         "roster.identity.v1.CredentialService" if path.ends_with("/VerifyPassword") => "signin",
         "roster.identity.v1.CredentialService" => "credentials",
+        "roster.identity.v1.EventService" => "events",
         "roster.imports.v1.ImportService" => "imports",
         "roster.notification.v1.NotificationService" => "notifications",
         _ => ADMIN_SCOPE,
@@ -65,6 +69,12 @@ pub struct Caller {
     pub name: String,
     scopes: HashSet<String>,
     accounts: AccountAccess,
+    /// The interface the call came through (`grpc` unless a service says otherwise: its
+    /// reset page, its SCIM endpoint), for the audit log.
+    pub via: &'static str,
+    /// Whom the caller acts for, when it says so and the service believes it (the bulk
+    /// import's apply names its import): the audit log's actor instead of the key's name.
+    pub acting_for: Option<String>,
 }
 
 impl Caller {
@@ -74,7 +84,26 @@ impl Caller {
             name: name.into(),
             scopes: HashSet::from([ADMIN_SCOPE.to_owned()]),
             accounts: AccountAccess::All,
+            via: GRPC,
+            acting_for: None,
         }
+    }
+
+    /// This caller, come through `interface`.
+    pub fn via(mut self, interface: &'static str) -> Self {
+        self.via = interface;
+        self
+    }
+
+    /// This caller, acting for `actor`.
+    pub fn acting_for(mut self, actor: impl Into<String>) -> Self {
+        self.acting_for = Some(actor.into());
+        self
+    }
+
+    /// Who a change by this caller is attributed to: whom it acts for, else the key's name.
+    pub fn actor(&self) -> &str {
+        self.acting_for.as_deref().unwrap_or(&self.name)
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
@@ -196,6 +225,8 @@ impl KeyRing {
                 name: entry.name,
                 scopes: entry.scopes.into_iter().collect(),
                 accounts,
+                via: GRPC,
+                acting_for: None,
             };
             if ring.by_hash.insert(digest, caller).is_some() {
                 return Err(format!("{at}: the same key hash appears twice"));
@@ -218,6 +249,8 @@ impl KeyRing {
                 name: name.to_owned(),
                 scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
                 accounts,
+                via: GRPC,
+                acting_for: None,
             },
         );
     }

@@ -3,10 +3,11 @@
 use roster_proto::identity::v1 as identity;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
 use roster_proto::identity::v1::credential_service_client::CredentialServiceClient;
+use roster_proto::identity::v1::event_service_client::EventServiceClient;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
 use tonic::transport::Channel;
 
-use super::{Caller, caller, unary};
+use super::{Caller, caller, server_streaming, unary};
 use crate::{ADMIN_KEY, TestServer};
 
 /// Identity's three services from one caller.
@@ -16,6 +17,7 @@ pub struct Identity {
     accounts: AccountServiceClient<Channel>,
     profiles: ProfileServiceClient<Channel>,
     credentials: CredentialServiceClient<Channel>,
+    events: EventServiceClient<Channel>,
 }
 
 impl Identity {
@@ -25,7 +27,8 @@ impl Identity {
             caller: Caller::with_key(key),
             accounts: AccountServiceClient::new(channel.clone()),
             profiles: ProfileServiceClient::new(channel.clone()),
-            credentials: CredentialServiceClient::new(channel),
+            credentials: CredentialServiceClient::new(channel.clone()),
+            events: EventServiceClient::new(channel),
         }
     }
 
@@ -56,6 +59,7 @@ impl Identity {
                 .clone()
                 .max_encoding_message_size(usize::MAX)
                 .max_decoding_message_size(usize::MAX),
+            events: self.events.clone(),
         }
     }
 
@@ -67,6 +71,7 @@ impl Identity {
             accounts: self.accounts.clone().send_compressed(gzip),
             profiles: self.profiles.clone().send_compressed(gzip),
             credentials: self.credentials.clone().send_compressed(gzip),
+            events: self.events.clone().send_compressed(gzip),
         }
     }
 
@@ -101,6 +106,38 @@ impl Identity {
         send_password_reset(SendPasswordResetRequest) -> SendPasswordResetResponse;
         complete_password_reset(CompletePasswordResetRequest) -> CompletePasswordResetResponse;
         verify_password(VerifyPasswordRequest) -> VerifyPasswordResponse;
+    }
+
+    unary! { events, identity:
+        list_events(ListEventsRequest) -> ListEventsResponse;
+    }
+
+    server_streaming! { events, identity:
+        watch_events(WatchEventsRequest) -> WatchEventsResponse;
+    }
+
+    /// Every event of `account_id` the caller may read, oldest first, through ListEvents
+    /// paging.
+    pub async fn all_events(&self, account_id: &str) -> Vec<identity::Event> {
+        let mut events = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .list_events(identity::ListEventsRequest {
+                    account_id: account_id.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                    ..Default::default()
+                })
+                .await
+                .expect("ListEvents");
+            events.extend(page.events);
+            if page.next_page_token.is_empty() {
+                events.reverse();
+                return events;
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// Creates an account named `name` and answers it.

@@ -5,8 +5,10 @@
 mod accounts;
 mod convert;
 mod credentials;
+pub mod events;
 mod profiles;
 
 pub use accounts::AccountApi;
 pub use credentials::CredentialApi;
+pub use events::EventApi;
 pub use profiles::ProfileApi;

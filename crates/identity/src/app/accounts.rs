@@ -3,10 +3,12 @@
 use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
+use super::events::origin;
 use super::{Identity, account_scope, once, request_scope};
 use crate::domain::account::{Account, AccountPatch, PolicyPatch, display_name, extension_bounds};
 use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
+use crate::domain::event;
 use crate::domain::ids::AccountId;
 use crate::domain::policy::{PasswordPolicy, Preset};
 use crate::store::Store;
@@ -66,11 +68,18 @@ impl Identity {
             },
         )?;
         let store = &self.store;
+        let origin = origin(caller, request_id);
         once(
             store,
             &request_scope(caller, "CreateAccount"),
             request_id,
-            async |txn| Ok(store.create_account(txn, &name, &policy, bounds).await?),
+            async |txn| {
+                let account = store.create_account(txn, &name, &policy, bounds).await?;
+                store
+                    .append_events(txn, &origin, vec![event::account_created(&account)])
+                    .await?;
+                Ok(account)
+            },
         )
         .await
     }
@@ -113,6 +122,7 @@ impl Identity {
             return Err(IdentityError::NotFound("account"));
         }
         let store = &self.store;
+        let origin = origin(caller, request_id);
         once(
             store,
             &request_scope(caller, "UpdateAccount"),
@@ -120,7 +130,12 @@ impl Identity {
             async |txn| {
                 let account = account_at(store, txn, id, expected).await?;
                 let (name, bounds) = patch.apply(&account)?;
-                Ok(store.update_account(txn, &account, &name, bounds).await?)
+                let updated = store.update_account(txn, &account, &name, bounds).await?;
+                let events = event::account_updated(&account, &updated)
+                    .into_iter()
+                    .collect();
+                store.append_events(txn, &origin, events).await?;
+                Ok(updated)
             },
         )
         .await
@@ -136,7 +151,11 @@ impl Identity {
         expected: Option<i64>,
         patch: PolicyPatch,
     ) -> Result<Account, IdentityError> {
+        if !caller.may_access(id.0) {
+            return Err(IdentityError::NotFound("account"));
+        }
         let store = &self.store;
+        let origin = origin(caller, request_id);
         once(
             store,
             &request_scope(caller, "UpdatePasswordPolicy"),
@@ -145,7 +164,12 @@ impl Identity {
                 let account = account_at(store, txn, id, expected).await?;
                 let policy = patch.apply(&account.policy);
                 policy.validate().map_err(IdentityError::Invalid)?;
-                Ok(store.update_policy(txn, &account, &policy).await?)
+                let updated = store.update_policy(txn, &account, &policy).await?;
+                let events = event::policy_changed(&account, &updated)
+                    .into_iter()
+                    .collect();
+                store.append_events(txn, &origin, events).await?;
+                Ok(updated)
             },
         )
         .await

@@ -4,9 +4,11 @@
 use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
+use super::events::origin;
 use super::{Identity, once, request_scope};
 use crate::domain::assignment::{ExtensionKind, ExtensionNumber, RequestedExtension, Role};
 use crate::domain::error::{IdentityError, Violation};
+use crate::domain::event;
 use crate::domain::ids::ProfileId;
 use crate::domain::profile::Profile;
 
@@ -109,6 +111,7 @@ impl Identity {
         operation: &str,
         change: impl AsyncFnOnce(&DatabaseTransaction, &Profile) -> Result<Profile, IdentityError>,
     ) -> Result<Profile, IdentityError> {
+        let origin = origin(call.caller, call.request_id);
         once(
             &self.store,
             &request_scope(call.caller, operation),
@@ -117,7 +120,10 @@ impl Identity {
                 let current = self
                     .changeable_profile(txn, call.caller, call.id, call.expected)
                     .await?;
-                change(txn, &current).await
+                let changed = change(txn, &current).await?;
+                let events = event::assignments_changed(&current, &changed);
+                self.store.append_events(txn, &origin, events).await?;
+                Ok(changed)
             },
         )
         .await

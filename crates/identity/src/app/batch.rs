@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 
 use roster_runtime::Caller;
 
+use super::events::origin;
 use super::{Identity, decode_kept, emails, request_scope, usernames};
 use crate::domain::assignment::{Extension, Role};
 use crate::domain::batch::{
@@ -21,6 +22,7 @@ use crate::domain::batch::{
     plan, wanted_numbers,
 };
 use crate::domain::error::{IdentityError, Refusal};
+use crate::domain::event::{self, NewEvent, Origin};
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::Profile;
 use crate::domain::suggestions::Seeds;
@@ -57,7 +59,7 @@ impl Identity {
         let scope = request_scope(caller, &format!("BatchUpsertProfiles:{account_id}"));
         for _ in 0..ATTEMPTS {
             if let Attempt::Done(mut results) = self
-                .attempt(&scope, account_id, &items, send_welcome_emails)
+                .attempt(caller, &scope, account_id, &items, send_welcome_emails)
                 .await?
             {
                 self.suggest_for_refused(&items, &mut results).await;
@@ -72,6 +74,7 @@ impl Identity {
 
     async fn attempt(
         &self,
+        caller: &Caller,
         scope: &str,
         account_id: AccountId,
         items: &[UpsertItem],
@@ -217,7 +220,8 @@ impl Identity {
         let mut inserts = Vec::new();
         let mut updates = Vec::new();
         let mut done: Vec<Option<KeptUpsert>> = Vec::with_capacity(plans.len());
-        for (plan, id) in plans.iter().zip(&ids) {
+        let mut events: Vec<(Origin, Vec<NewEvent>)> = Vec::new();
+        for ((plan, id), item) in plans.iter().zip(&ids).zip(items) {
             let kept = match (plan, id) {
                 (Plan::Create(fields, assignments), Some(id)) => {
                     let mut profile = Profile::new(*id, account_id, fields, now);
@@ -226,6 +230,8 @@ impl Identity {
                         profile.extensions.clone_from(&assignments.extensions);
                     }
                     inserts.push(profile.clone());
+                    let origin = origin(caller, &item.idempotency_key);
+                    events.push((origin, event::profile_created_with_assignments(&profile)));
                     Some(KeptUpsert {
                         outcome: UpsertOutcome::Created,
                         profile,
@@ -240,6 +246,8 @@ impl Identity {
                         profile.extensions.clone_from(&assignments.extensions);
                     }
                     updates.push(profile.clone());
+                    let origin = origin(caller, &item.idempotency_key);
+                    events.push((origin, event::profile_changed(current, &profile)));
                     Some(KeptUpsert {
                         outcome: UpsertOutcome::Updated,
                         profile,
@@ -255,6 +263,7 @@ impl Identity {
         }
         store.insert_profiles(&txn, &inserts).await?;
         store.update_profiles(&txn, &updates).await?;
+        store.append_event_sets(&txn, &events).await?;
         if send_welcome_emails {
             let welcomes: Vec<_> = inserts
                 .iter()

@@ -10,10 +10,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::emails;
+use super::events::origin;
 use crate::Settings;
 use crate::domain::account::Account;
 use crate::domain::email::EmailAddress;
 use crate::domain::error::IdentityError;
+use crate::domain::event::{self, EventType};
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::{Personal, Rule};
 use crate::domain::profile::{Profile, ProfileStatus};
@@ -172,7 +174,12 @@ impl Passwords {
                     .account_in(txn, profile.account_id)
                     .await?
                     .ok_or(IdentityError::NotFound("profile"))?;
-                self.issue_reset(txn, &account, &profile).await
+                let issued = self.issue_reset(txn, &account, &profile).await?;
+                let requested = event::credential(&profile, EventType::PasswordResetRequested);
+                store
+                    .append_events(txn, &origin(caller, request_id), vec![requested])
+                    .await?;
+                Ok(issued)
             },
         )
         .await
@@ -266,6 +273,12 @@ impl Passwords {
             return Err(IdentityError::InvalidResetToken);
         }
         self.store.set_password(&txn, profile.id, &hash).await?;
+        // The user, holding the link, changed their own password.
+        let by_user = Caller::clone(caller).acting_for(format!("profile {}", profile.id));
+        let changed = event::credential(&profile, EventType::PasswordChanged);
+        self.store
+            .append_events(&txn, &origin(&by_user, ""), vec![changed])
+            .await?;
         let variables = BTreeMap::from([
             ("first_name".to_owned(), profile.first_name.clone()),
             ("change_time".to_owned(), now().to_rfc3339()),
@@ -321,12 +334,7 @@ impl Passwords {
                 self.settings.signin_max_lock_seconds.min(i64::MAX as u64) as i64
             ),
         );
-        if self
-            .store
-            .admit_signin_attempt(&key, &schedule)
-            .await?
-            .is_none()
-        {
+        if !self.admit(caller, holder.as_ref(), &key, &schedule).await? {
             let wait = self
                 .store
                 .signin_locked_until(&key)
@@ -351,7 +359,8 @@ impl Passwords {
         if !verification.matches {
             return Ok(None);
         }
-        self.store.clear_signin_failures(&key).await?;
+        self.clear_failures(caller, &record, &key, &schedule)
+            .await?;
         if verification.needs_rehash {
             match self.hasher.hash(password).await {
                 Ok(upgraded) => {
@@ -363,6 +372,61 @@ impl Passwords {
             }
         }
         Ok(Some(record))
+    }
+}
+
+impl Passwords {
+    /// Counts a sign-in attempt on `key` (see [`Store::admit_signin_attempt`]); false when
+    /// `key` is locked. An attempt that locks a visible holder's sign-in records
+    /// `roster.signin.locked` with the count, in the same transaction.
+    async fn admit(
+        &self,
+        caller: &Caller,
+        holder: Option<&Profile>,
+        key: &str,
+        schedule: &LockSchedule,
+    ) -> Result<bool, IdentityError> {
+        let Some(holder) = holder else {
+            let conn = self.store.connection();
+            return Ok(self
+                .store
+                .admit_signin_attempt(conn, key, schedule)
+                .await?
+                .is_some());
+        };
+        let txn = self.store.begin().await?;
+        let Some(count) = self.store.admit_signin_attempt(&txn, key, schedule).await? else {
+            return Ok(false);
+        };
+        if let Some(until) = schedule.lock_at(count) {
+            let locked = event::signin_locked(holder, count as u32, until);
+            self.store
+                .append_events(&txn, &origin(caller, ""), vec![locked])
+                .await?;
+        }
+        txn.commit().await.map_err(StoreError::from)?;
+        Ok(true)
+    }
+
+    /// Forgets `key`'s failures after a right password; when they had locked the holder's
+    /// sign-in before this attempt, records `roster.signin.unlocked`.
+    async fn clear_failures(
+        &self,
+        caller: &Caller,
+        holder: &Profile,
+        key: &str,
+        schedule: &LockSchedule,
+    ) -> Result<(), IdentityError> {
+        let txn = self.store.begin().await?;
+        let count = self.store.clear_signin_failures(&txn, key).await?;
+        if count.is_some_and(|count| schedule.lock_at(count).is_some()) {
+            let unlocked = event::credential(holder, EventType::SignInUnlocked);
+            self.store
+                .append_events(&txn, &origin(caller, ""), vec![unlocked])
+                .await?;
+        }
+        txn.commit().await.map_err(StoreError::from)?;
+        Ok(())
     }
 }
 

@@ -11,6 +11,7 @@ pub mod assignments;
 pub mod batch;
 pub mod credentials;
 pub mod emails;
+pub mod events;
 pub mod profiles;
 pub mod usernames;
 

@@ -6,8 +6,10 @@ use std::collections::HashMap;
 use roster_runtime::Caller;
 use sea_orm::ConnectionTrait;
 
+use super::events::origin;
 use super::{Identity, account_scope, emails, once, request_scope};
 use crate::domain::error::IdentityError;
+use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch};
 use crate::domain::suggestions::Seeds;
@@ -53,12 +55,16 @@ impl Identity {
     ) -> Result<Profile, IdentityError> {
         let fields = ProfileFields::parse(new.fields.as_raw())?;
         let store = &self.store;
+        let origin = origin(caller, request_id);
         let created = once(
             store,
             &request_scope(caller, "CreateProfile"),
             request_id,
             async |txn| {
                 let profile = store.create_profile(txn, new.account_id, &fields).await?;
+                store
+                    .append_events(txn, &origin, vec![event::profile_created(&profile)])
+                    .await?;
                 if new.send_welcome_email {
                     let account = store
                         .account_in(txn, new.account_id)
@@ -138,6 +144,7 @@ impl Identity {
         patch: ProfilePatch,
     ) -> Result<Profile, IdentityError> {
         let store = &self.store;
+        let origin = origin(caller, request_id);
         let updated = once(
             store,
             &request_scope(caller, "UpdateProfile"),
@@ -146,7 +153,10 @@ impl Identity {
                 let current = self.visible_profile(txn, caller, id).await?;
                 current.ensure_changeable(expected)?;
                 let (fields, status) = patch.apply(&current)?;
-                Ok(store.update_profile(txn, &current, &fields, status).await?)
+                let updated = store.update_profile(txn, &current, &fields, status).await?;
+                let events = event::profile_changed(&current, &updated);
+                store.append_events(txn, &origin, events).await?;
+                Ok(updated)
             },
         )
         .await;
@@ -181,6 +191,7 @@ impl Identity {
         expected: Option<i64>,
     ) -> Result<Profile, IdentityError> {
         let store = &self.store;
+        let origin = origin(caller, request_id);
         once(
             store,
             &request_scope(caller, "DeleteProfile"),
@@ -193,7 +204,10 @@ impl Identity {
                 if current.status == crate::domain::profile::ProfileStatus::Deleted {
                     return Ok(current);
                 }
-                Ok(store.delete_profile(txn, &current).await?)
+                let deleted = store.delete_profile(txn, &current).await?;
+                let events = event::profile_changed(&current, &deleted);
+                store.append_events(txn, &origin, events).await?;
+                Ok(deleted)
             },
         )
         .await

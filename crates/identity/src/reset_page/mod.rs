@@ -30,7 +30,7 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; conn
 
 /// The page acts for whoever holds a link: a token names its one profile, of any account.
 fn holder() -> Caller {
-    Caller::internal("reset-page")
+    Caller::internal("reset-page").via("reset_page")
 }
 
 /// Binds `addr` and serves the page until `shutdown` fires; returns the bound address.

@@ -241,3 +241,38 @@ pub mod signin_throttle {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod event {
+    use sea_orm::entity::prelude::*;
+
+    /// One event of the audit log. On PostgreSQL the table also has `txid` (the writing
+    /// transaction, filled by its default), which only the sequencer's SQL reads.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "events")]
+    pub struct Model {
+        /// Order of writing (not of committing).
+        #[sea_orm(primary_key)]
+        pub insert_id: i64,
+        /// Place in the log, given once the writing transaction has ended; null until then.
+        pub sequence: Option<i64>,
+        pub id: Uuid,
+        pub occurred_at: DateTimeUtc,
+        pub account_id: Uuid,
+        /// `account` or `profile`.
+        pub subject_type: String,
+        pub subject_id: Uuid,
+        pub event_type: String,
+        pub actor: String,
+        pub caller: String,
+        pub source: String,
+        pub request_id: String,
+        pub trace_id: String,
+        /// The changed fields as a JSON array of `{field, old, new}`.
+        pub changes: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

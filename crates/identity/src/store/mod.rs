@@ -6,12 +6,14 @@ mod assignments;
 mod batch;
 mod credentials;
 mod entities;
+mod events;
 mod migrations;
 mod outbox;
 mod profiles;
 mod registry;
 mod signin;
 
+pub use events::{EventFilter, Numbered};
 pub use migrations::Migrator;
 pub use profiles::ProfileFilter;
 pub use signin::LockSchedule;

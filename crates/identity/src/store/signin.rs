@@ -32,6 +32,7 @@ impl Store {
     /// it are refused; `schedule` gives the end of the lock for each count from the limit on.
     pub async fn admit_signin_attempt(
         &self,
+        conn: &impl ConnectionTrait,
         key: &str,
         schedule: &LockSchedule,
     ) -> Result<Option<i32>, StoreError> {
@@ -79,18 +80,28 @@ impl Store {
             )
             .returning_col(signin_throttle::Column::Failures)
             .to_owned();
-        let row = self.db.query_one(&statement).await?;
+        let row = conn.query_one(&statement).await?;
         row.map(|row| row.try_get::<i32>("", "failures"))
             .transpose()
             .map_err(StoreError::from)
     }
 
-    /// Forgets the failed sign-ins of `key` after a successful one.
-    pub async fn clear_signin_failures(&self, key: &str) -> Result<(), StoreError> {
-        signin_throttle::Entity::delete_by_id(key.to_owned())
-            .exec(&self.db)
-            .await?;
-        Ok(())
+    /// Forgets the failed sign-ins of `key` after a successful one; the count it had (this
+    /// attempt included), if any.
+    pub async fn clear_signin_failures(
+        &self,
+        conn: &impl ConnectionTrait,
+        key: &str,
+    ) -> Result<Option<i32>, StoreError> {
+        let statement = Query::delete()
+            .from_table(signin_throttle::Entity)
+            .and_where(Expr::col(signin_throttle::Column::Canonical).eq(key))
+            .returning_col(signin_throttle::Column::Failures)
+            .to_owned();
+        let row = conn.query_one(&statement).await?;
+        row.map(|row| row.try_get::<i32>("", "failures"))
+            .transpose()
+            .map_err(StoreError::from)
     }
 }
 

@@ -1,5 +1,8 @@
-//! Identity's schema, one migration per change, applied in order. One file on purpose: the
-//! schema's history reads top to bottom, and a migration is never edited once released.
+//! Identity's schema, one migration per change, applied in order. The seed's tables in this
+//! file, read top to bottom; each later area in a file of its own. A migration is never edited
+//! once released.
+
+mod events;
 
 use sea_orm_migration::prelude::*;
 
@@ -12,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateCoreTables),
             Box::new(CreateCredentialTables),
             Box::new(AddAccountExtensionBounds),
+            Box::new(events::CreateEventLog),
         ]
     }
 }

@@ -1,0 +1,91 @@
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::*;
+use crate::assignment::Role;
+use crate::profile::{OwnedProfile, ProfileFields};
+
+fn profile(first_name: &str, username: &str) -> Profile {
+    let owned = OwnedProfile {
+        first_name: first_name.into(),
+        last_name: "Lovelace".into(),
+        email: "ada@example.com".into(),
+        username: username.into(),
+        ..OwnedProfile::default()
+    };
+    let fields = ProfileFields::parse(owned.as_raw()).unwrap();
+    Profile::new(
+        ProfileId(Uuid::from_u128(1)),
+        AccountId(Uuid::from_u128(2)),
+        &fields,
+        Utc::now(),
+    )
+}
+
+#[test]
+fn every_type_has_one_wire_name_under_roster() {
+    for kind in EventType::ALL {
+        assert!(kind.as_str().starts_with("roster."), "{kind}");
+        assert_eq!(EventType::from_name(kind.as_str()), Some(kind));
+    }
+    assert_eq!(EventType::from_name("roster.profile.renamed"), None);
+}
+
+#[test]
+fn a_created_profile_lists_what_it_was_created_with() {
+    let event = profile_created(&profile("Ada", "ada"));
+    assert_eq!(event.event_type, EventType::ProfileCreated);
+    let username = event
+        .changes
+        .iter()
+        .find(|c| c.field == "username")
+        .unwrap();
+    assert_eq!(username.old, None);
+    assert_eq!(username.new, Some(Value::from("ada")));
+    // An unset optional field is no change.
+    assert!(event.changes.iter().all(|c| c.field != "job_title"));
+}
+
+#[test]
+fn a_rename_and_a_new_username_are_two_events_with_old_and_new() {
+    let before = profile("Ada", "ada");
+    let mut after = profile("Augusta", "augusta");
+    after.version = 2;
+    let events = profile_changed(&before, &after);
+    let types: Vec<_> = events.iter().map(|event| event.event_type).collect();
+    assert_eq!(
+        types,
+        [EventType::ProfileUpdated, EventType::UsernameChanged]
+    );
+    assert_eq!(
+        events[0].changes,
+        [FieldChange {
+            field: "first_name".into(),
+            old: Some(Value::from("Ada")),
+            new: Some(Value::from("Augusta")),
+        }]
+    );
+    assert_eq!(events[1].changes[0].old, Some(Value::from("ada")));
+}
+
+#[test]
+fn nothing_changed_is_no_event() {
+    let same = profile("Ada", "ada");
+    assert!(profile_changed(&same, &same).is_empty());
+}
+
+#[test]
+fn a_suspension_and_a_role_are_their_own_events() {
+    let before = profile("Ada", "ada");
+    let mut after = before.clone();
+    after.status = ProfileStatus::Suspended;
+    after.roles = vec![Role::StandardUser];
+    let types: Vec<_> = profile_changed(&before, &after)
+        .iter()
+        .map(|event| event.event_type)
+        .collect();
+    assert_eq!(
+        types,
+        [EventType::ProfileSuspended, EventType::RolesAssigned]
+    );
+}

@@ -1,0 +1,409 @@
+//! The audit log's SQL: appending events in a change's transaction, numbering them once their
+//! transactions have ended, reading them by number or by filter, the relay's lease and
+//! progress, and the purge.
+//!
+//! Why numbering is a step of its own: a number taken while writing (a sequence, an
+//! autoincrement) follows the order transactions *started* writing, not the order they
+//! committed, so a reader following "everything after 41" could pass 42 while 41's
+//! transaction was still open and never see it. Instead events are written unnumbered, and the
+//! sequencer — one at a time, under the lock of the `event_sequencer` row — numbers those
+//! whose transactions have ended (PostgreSQL: a `txid` older than the oldest running
+//! transaction; SQLite: every committed one, as it has a single writer), in writing order,
+//! 1, 2, 3, … without gaps. A reader that sees number N has therefore seen every number below.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Order,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+};
+use uuid::Uuid;
+
+use super::entities::event;
+use super::{Store, StoreError, is_postgres, now};
+use crate::domain::error::IdentityError;
+use crate::domain::event::{Event, EventType, FieldChange, NewEvent, Origin, Source, Subject};
+use crate::domain::ids::AccountId;
+
+/// Which events a reader wants. Every field narrows; `accounts` is the caller's scope.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    /// The accounts the caller may see (`None`: all).
+    pub accounts: Option<HashSet<AccountId>>,
+    pub account: Option<AccountId>,
+    pub subject: Option<Uuid>,
+    pub actor: Option<String>,
+    pub event_type: Option<EventType>,
+    /// At or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl EventFilter {
+    fn apply(&self, query: sea_orm::Select<event::Entity>) -> sea_orm::Select<event::Entity> {
+        let mut query = query.filter(event::Column::Sequence.is_not_null());
+        if let Some(accounts) = &self.accounts {
+            query = query.filter(event::Column::AccountId.is_in(accounts.iter().map(|id| id.0)));
+        }
+        if let Some(account) = self.account {
+            query = query.filter(event::Column::AccountId.eq(account.0));
+        }
+        if let Some(subject) = self.subject {
+            query = query.filter(event::Column::SubjectId.eq(subject));
+        }
+        if let Some(actor) = &self.actor {
+            query = query.filter(event::Column::Actor.eq(actor.as_str()));
+        }
+        if let Some(event_type) = self.event_type {
+            query = query.filter(event::Column::EventType.eq(event_type.as_str()));
+        }
+        if let Some(since) = self.since {
+            query = query.filter(event::Column::OccurredAt.gte(since));
+        }
+        if let Some(until) = self.until {
+            query = query.filter(event::Column::OccurredAt.lt(until));
+        }
+        query
+    }
+}
+
+/// The numbering of one sequencer round.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Numbered {
+    /// Another replica is numbering now.
+    Busy,
+    /// This many events were numbered; the log's last number is now `last`.
+    Events { count: u64, last: i64 },
+}
+
+impl Store {
+    /// Appends `events` as made by `origin`, in `txn`: they commit or roll back with the
+    /// change they describe.
+    pub async fn append_events(
+        &self,
+        txn: &DatabaseTransaction,
+        origin: &Origin,
+        events: Vec<NewEvent>,
+    ) -> Result<(), StoreError> {
+        self.append_event_sets(txn, &[(origin.clone(), events)])
+            .await
+    }
+
+    /// Appends each set of events as made by its origin (a batch's items, each with its own
+    /// request id), in `txn`, in order.
+    pub async fn append_event_sets(
+        &self,
+        txn: &DatabaseTransaction,
+        sets: &[(Origin, Vec<NewEvent>)],
+    ) -> Result<(), StoreError> {
+        let occurred_at = now();
+        let mut rows = Vec::new();
+        for (origin, events) in sets {
+            for new in events {
+                rows.push(event_row(origin, new, occurred_at)?);
+            }
+        }
+        // Within both databases' limits on bound values (14 a row).
+        for chunk in rows.chunks(500) {
+            event::Entity::insert_many(chunk.to_vec())
+                .exec_without_returning(txn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// One sequencer round: numbers up to `limit` events whose transactions have ended, in
+    /// writing order, after the log's last number. `Busy` when another replica holds the
+    /// sequencer's lock; it will number them.
+    pub async fn number_events(&self, limit: u64) -> Result<Numbered, StoreError> {
+        let backend = self.db.get_database_backend();
+        let postgres = is_postgres(&self.db);
+        let waiting = self
+            .db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT 1 AS waiting FROM events WHERE sequence IS NULL LIMIT 1",
+            ))
+            .await?;
+        if waiting.is_none() {
+            return Ok(Numbered::Events {
+                count: 0,
+                last: self.last_sequence().await?,
+            });
+        }
+        let txn = self.begin().await?;
+        let lock = if postgres {
+            "SELECT last_sequence FROM event_sequencer WHERE id = 1 FOR UPDATE SKIP LOCKED"
+        } else {
+            "SELECT last_sequence FROM event_sequencer WHERE id = 1"
+        };
+        let Some(row) = txn
+            .query_one_raw(Statement::from_string(backend, lock))
+            .await?
+        else {
+            return Ok(Numbered::Busy);
+        };
+        let last: i64 = row.try_get("", "last_sequence")?;
+        // Only events of ended transactions: one still open may hold an earlier insert_id.
+        let ended = if postgres {
+            "AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+        } else {
+            ""
+        };
+        let number = format!(
+            "WITH picked AS (SELECT insert_id FROM events WHERE sequence IS NULL {ended} \
+             ORDER BY insert_id LIMIT {limit}), \
+             ready AS (SELECT insert_id, ROW_NUMBER() OVER (ORDER BY insert_id) AS n FROM picked) \
+             UPDATE events SET sequence = {last} + ready.n FROM ready \
+             WHERE events.insert_id = ready.insert_id"
+        );
+        let count = txn
+            .execute_raw(Statement::from_string(backend, number))
+            .await?
+            .rows_affected();
+        let last = last + count as i64;
+        if count > 0 {
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                if postgres {
+                    "UPDATE event_sequencer SET last_sequence = $1 WHERE id = 1"
+                } else {
+                    "UPDATE event_sequencer SET last_sequence = ? WHERE id = 1"
+                },
+                [last.into()],
+            ))
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(Numbered::Events { count, last })
+    }
+
+    /// The log's last number: every event up to it is readable.
+    pub async fn last_sequence(&self) -> Result<i64, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT last_sequence FROM event_sequencer WHERE id = 1",
+            ))
+            .await?
+            .ok_or_else(|| IdentityError::Corrupt("event_sequencer has no row".into()))?;
+        Ok(row.try_get("", "last_sequence")?)
+    }
+
+    /// Events numbered after `after` up to `upto`, oldest first, at most `limit`.
+    pub async fn events_after(
+        &self,
+        filter: &EventFilter,
+        after: i64,
+        upto: i64,
+        limit: u64,
+    ) -> Result<Vec<Event>, StoreError> {
+        filter
+            .apply(event::Entity::find())
+            .filter(event::Column::Sequence.gt(after))
+            .filter(event::Column::Sequence.lte(upto))
+            .order_by(event::Column::Sequence, Order::Asc)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(event_of)
+            .collect()
+    }
+
+    /// A page of events, newest first, numbered before `before` (when given).
+    pub async fn list_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<i64>,
+        limit: u64,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut query = filter.apply(event::Entity::find());
+        if let Some(before) = before {
+            query = query.filter(event::Column::Sequence.lt(before));
+        }
+        query
+            .order_by(event::Column::Sequence, Order::Desc)
+            .limit(limit)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(event_of)
+            .collect()
+    }
+
+    /// Events written but not numbered yet (their transactions are open, or the sequencer is
+    /// behind).
+    pub async fn unnumbered_events(&self) -> Result<u64, StoreError> {
+        Ok(event::Entity::find()
+            .filter(event::Column::Sequence.is_null())
+            .count(&self.db)
+            .await?)
+    }
+
+    /// Takes or renews the relay's lease for `owner` until `until`; the number NATS has
+    /// everything up to when this replica holds it, `None` when another replica does.
+    pub async fn claim_relay(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let backend = self.db.get_database_backend();
+        let (claim, read) = if is_postgres(&self.db) {
+            (
+                "UPDATE event_relay SET owner = $1, lease_until = $2 \
+                 WHERE id = 1 AND (owner IS NULL OR owner = $1 OR lease_until < $3)",
+                "SELECT published_sequence FROM event_relay WHERE id = 1 AND owner = $1",
+            )
+        } else {
+            (
+                "UPDATE event_relay SET owner = ?1, lease_until = ?2 \
+                 WHERE id = 1 AND (owner IS NULL OR owner = ?1 OR lease_until < ?3)",
+                "SELECT published_sequence FROM event_relay WHERE id = 1 AND owner = ?1",
+            )
+        };
+        let txn = self.db.begin().await?;
+        let claimed = txn
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                claim,
+                [owner.into(), until.into(), now().into()],
+            ))
+            .await?
+            .rows_affected();
+        if claimed == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                read,
+                [owner.into()],
+            ))
+            .await?;
+        txn.commit().await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("", "published_sequence")?),
+            None => None,
+        })
+    }
+
+    /// Records that NATS has every event up to `sequence`, when `owner` still holds the
+    /// relay's lease; false when it lost it (the new holder goes on from the stored number).
+    pub async fn mark_published(&self, owner: &str, sequence: i64) -> Result<bool, StoreError> {
+        let sql = if is_postgres(&self.db) {
+            "UPDATE event_relay SET published_sequence = $2 \
+             WHERE id = 1 AND owner = $1 AND published_sequence < $2"
+        } else {
+            "UPDATE event_relay SET published_sequence = ?2 \
+             WHERE id = 1 AND owner = ?1 AND published_sequence < ?2"
+        };
+        let updated = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                sql,
+                [owner.into(), sequence.into()],
+            ))
+            .await?
+            .rows_affected();
+        Ok(updated == 1)
+    }
+
+    /// The number NATS has every event up to.
+    pub async fn published_sequence(&self) -> Result<i64, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT published_sequence FROM event_relay WHERE id = 1",
+            ))
+            .await?
+            .ok_or_else(|| IdentityError::Corrupt("event_relay has no row".into()))?;
+        Ok(row.try_get("", "published_sequence")?)
+    }
+
+    /// Deletes up to `limit` numbered events that happened before `cutoff` and are numbered
+    /// at most `published` (NATS has them, when events are published), oldest first.
+    pub async fn purge_events(
+        &self,
+        cutoff: DateTime<Utc>,
+        published: Option<i64>,
+        limit: u64,
+    ) -> Result<u64, StoreError> {
+        let mut oldest = event::Entity::find()
+            .select_only()
+            .column(event::Column::InsertId)
+            .filter(event::Column::Sequence.is_not_null())
+            .filter(event::Column::OccurredAt.lt(cutoff));
+        if let Some(published) = published {
+            oldest = oldest.filter(event::Column::Sequence.lte(published));
+        }
+        let ids: Vec<i64> = oldest
+            .order_by(event::Column::Sequence, Order::Asc)
+            .limit(limit)
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        Ok(event::Entity::delete_many()
+            .filter(event::Column::InsertId.is_in(ids))
+            .exec(&self.db)
+            .await?
+            .rows_affected)
+    }
+}
+
+/// The row of a new event.
+fn event_row(
+    origin: &Origin,
+    new: &NewEvent,
+    occurred_at: DateTime<Utc>,
+) -> Result<event::ActiveModel, StoreError> {
+    let changes = serde_json::to_string(&new.changes)
+        .map_err(|error| IdentityError::Corrupt(format!("event changes to write: {error}")))?;
+    Ok(event::ActiveModel {
+        insert_id: sea_orm::ActiveValue::NotSet,
+        sequence: Set(None),
+        id: Set(Uuid::now_v7()),
+        occurred_at: Set(occurred_at),
+        account_id: Set(new.account_id.0),
+        subject_type: Set(new.subject.kind().to_owned()),
+        subject_id: Set(new.subject.id()),
+        event_type: Set(new.event_type.as_str().to_owned()),
+        actor: Set(origin.actor.clone()),
+        caller: Set(origin.caller.clone()),
+        source: Set(origin.source.as_str().to_owned()),
+        request_id: Set(origin.request_id.clone()),
+        trace_id: Set(origin.trace_id.clone()),
+        changes: Set(changes),
+    })
+}
+
+/// The domain event of a stored row.
+fn event_of(row: event::Model) -> Result<Event, StoreError> {
+    let corrupt = |what: &str| StoreError::from(IdentityError::Corrupt(format!("event: {what}")));
+    let changes: Vec<FieldChange> =
+        serde_json::from_str(&row.changes).map_err(|_| corrupt("changes"))?;
+    Ok(Event {
+        sequence: row.sequence.ok_or_else(|| corrupt("unnumbered"))?,
+        id: row.id,
+        time: row.occurred_at,
+        account_id: AccountId(row.account_id),
+        subject: Subject::from_parts(&row.subject_type, row.subject_id)
+            .ok_or_else(|| corrupt("subject type"))?,
+        event_type: EventType::from_name(&row.event_type).ok_or_else(|| corrupt("type"))?,
+        actor: row.actor,
+        caller: row.caller,
+        source: Source::from_name(&row.source).ok_or_else(|| corrupt("source"))?,
+        request_id: row.request_id,
+        trace_id: row.trace_id,
+        changes,
+    })
+}
