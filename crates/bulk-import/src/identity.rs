@@ -148,10 +148,12 @@ impl Identity {
     }
 
     /// Writes a batch (at most [`MAX_BATCH`]), each item on its idempotency key; with
-    /// `send_welcome_emails`, identity emails each profile it creates.
+    /// `send_welcome_emails`, identity emails each profile it creates. The changes are recorded
+    /// in identity's audit log as the import `import_id`'s.
     pub async fn upsert(
         &self,
         account_id: &str,
+        import_id: &str,
         items: Vec<(String, UpsertFields)>,
         send_welcome_emails: bool,
     ) -> Result<Vec<pb::ProfileUpsertResult>, Status> {
@@ -191,6 +193,7 @@ impl Identity {
                 account_id: account_id.to_owned(),
                 items,
                 send_welcome_emails,
+                import_id: import_id.to_owned(),
             }))
             .await?
             .into_inner()

@@ -410,6 +410,7 @@ async fn the_costliest_batches_and_passwords_are_answered_promptly() {
             account_id: account.clone(),
             items,
             send_welcome_emails: false,
+            ..Default::default()
         }),
     )
     .await;

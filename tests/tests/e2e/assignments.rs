@@ -888,6 +888,7 @@ async fn batch_upsert_sets_assignments_and_fails_colliding_items_alone(backend: 
         account_id: account.clone(),
         items,
         send_welcome_emails: false,
+        ..Default::default()
     };
     let results = identity
         .batch_upsert_profiles(request.clone())
@@ -1011,6 +1012,7 @@ async fn batch_upsert_sets_assignments_and_fails_colliding_items_alone(backend: 
                 item("twice-9", &holder.id, "holder@example.com", &[], &["201"]),
             ],
             send_welcome_emails: false,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -496,6 +496,7 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
         account_id: account.clone(),
         items,
         send_welcome_emails: false,
+        ..Default::default()
     };
     let results = identity
         .batch_upsert_profiles(request.clone())
@@ -753,6 +754,7 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
                 },
             ],
             send_welcome_emails: false,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -116,6 +116,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
                 email: "eve@b.example".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         })
         .await
         .map(|_| ()),
@@ -220,6 +221,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
                 email: "bea@b.example".into(),
                 ..Default::default()
             }],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -844,6 +846,7 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
                             ..Default::default()
                         }],
                         send_welcome_emails: false,
+                        ..Default::default()
                     }
                 }),
                 probe(Of::Profile, AsUnknown, |world, id| {
@@ -861,6 +864,7 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
                             ..Default::default()
                         }],
                         send_welcome_emails: true,
+                        ..Default::default()
                     }
                 }),
                 probe(Of::Username, Global, |world, username| {
@@ -875,6 +879,7 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
                             ..Default::default()
                         }],
                         send_welcome_emails: false,
+                        ..Default::default()
                     }
                 }),
             ],

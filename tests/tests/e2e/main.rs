@@ -9,6 +9,7 @@
 
 mod abuse;
 mod assignments;
+mod events;
 mod identity;
 mod import_assignments;
 mod import_formats;

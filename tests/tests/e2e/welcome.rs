@@ -167,6 +167,7 @@ async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(
             upsert("bad", "", "not an email"),
         ],
         send_welcome_emails: true,
+        ..Default::default()
     };
     let results = profiles
         .batch_upsert_profiles(request.clone())

@@ -132,9 +132,10 @@ async fn write_batch(
             (format!("{}:{}", job.import_id, row.row_number), fields)
         })
         .collect();
+    let import_id = job.import_id.to_string();
     let results = job
         .call("BatchUpsertProfiles", || {
-            identity.upsert(account_id, items.clone(), import.welcome_emails)
+            identity.upsert(account_id, &import_id, items.clone(), import.welcome_emails)
         })
         .await?;
     let by_key: HashMap<String, pb::ProfileUpsertResult> = results

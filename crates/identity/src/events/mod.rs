@@ -72,7 +72,7 @@ pub fn start(
     let (sender, receiver) = watch::channel(0);
     tokio::spawn(sequence(store.clone(), sender, shutdown.clone()));
     let purged = metrics.counter(
-        "roster_identity_events_purged_total",
+        "roster_identity_events_purged",
         "Events deleted by retention (event_retention_days)",
     );
     tokio::spawn(purge(store.clone(), settings.clone(), purged, shutdown));

@@ -59,6 +59,15 @@ pub(super) async fn upsert(
     let account_id = parse_id("account_id", &request.account_id)?;
     caller.require_account(account_id)?;
     check_batch("items", "items", request.items.len(), MAX_BATCH)?;
+    let caller = match request.import_id.as_str() {
+        "" => caller,
+        import_id => {
+            let import_id = parse_id("import_id", import_id)?;
+            caller
+                .via("import")
+                .acting_for(format!("import {import_id}"))
+        }
+    };
     let items = request.items.into_iter().map(item).collect();
     let results = app
         .upsert_profiles(

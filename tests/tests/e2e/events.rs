@@ -1,0 +1,499 @@
+//! The audit log over gRPC, on SQLite and PostgreSQL: every committed change is one event with
+//! its diff and who made it; a refused or replayed call writes none; WatchEvents replays from a
+//! cursor and follows, without gap or duplicate across a reconnect; a key of one account sees
+//! only that account's events; and with `events_nats_url` every event reaches NATS JetStream
+//! once, in order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use roster_proto::identity::v1 as pb;
+use roster_runtime::Service;
+use roster_tests::clients::{Identity, refusal};
+use roster_tests::{
+    Backend, TestDatabase, TestKey, TestServer, both_backends, identity_settings, test_settings,
+};
+use tonic::Code;
+
+async fn start(
+    backend: Backend,
+    settings: roster_identity::Settings,
+    keys: Vec<TestKey>,
+) -> Option<(TestServer, Identity)> {
+    let database = Arc::new(TestDatabase::create(backend).await?);
+    let common = test_settings(Service::Identity, &database.url);
+    let server = TestServer::start_with(Service::Identity, common, settings, database, keys).await;
+    let identity = Identity::connect(&server).await;
+    Some((server, identity))
+}
+
+/// The events of `account` once the log has numbered at least `count` of them.
+async fn events_of(identity: &Identity, account: &str, count: usize) -> Vec<pb::Event> {
+    for _ in 0..200 {
+        let events = identity.all_events(account).await;
+        if events.len() >= count {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {count} events of {account} after 5 s");
+}
+
+fn types(events: &[pb::Event]) -> Vec<&str> {
+    events.iter().map(|event| event.r#type.as_str()).collect()
+}
+
+fn text(value: &Option<prost_types::Value>) -> Option<String> {
+    match value.as_ref()?.kind.as_ref()? {
+        prost_types::value::Kind::StringValue(text) => Some(text.clone()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// The change of `field` in `event` as (old, new).
+fn change(event: &pb::Event, field: &str) -> (Option<String>, Option<String>) {
+    let change = event
+        .changes
+        .iter()
+        .find(|change| change.field == field)
+        .unwrap_or_else(|| panic!("{} changes no {field}: {:?}", event.r#type, event.changes));
+    (text(&change.old_value), text(&change.new_value))
+}
+
+async fn every_change_is_one_event_with_its_diff_and_its_author(backend: Backend) {
+    let Some((_server, identity)) = start(backend, identity_settings(), Vec::new()).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    let profile = identity
+        .create_profile(pb::CreateProfileRequest {
+            account_id: account.clone(),
+            first_name: "Ada".into(),
+            last_name: "Lovelace".into(),
+            email: "ada@acme.example".into(),
+            request_id: "create-ada".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .profile
+        .unwrap();
+    let renamed = identity
+        .update_profile(pb::UpdateProfileRequest {
+            profile: Some(pb::Profile {
+                id: profile.id.clone(),
+                first_name: "Augusta".into(),
+                username: "augusta".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["first_name".into(), "username".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .profile
+        .unwrap();
+    identity
+        .assign_roles(pb::AssignRolesRequest {
+            profile_id: profile.id.clone(),
+            roles: vec![pb::Role::StandardUser as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    identity
+        .send_password_reset(pb::SendPasswordResetRequest {
+            profile_id: profile.id.clone(),
+            email: renamed.email.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    identity
+        .delete_profile(pb::DeleteProfileRequest {
+            id: profile.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let events = events_of(&identity, &account, 7).await;
+    assert_eq!(
+        types(&events),
+        [
+            "roster.account.created",
+            "roster.profile.created",
+            "roster.profile.updated",
+            "roster.profile.username_changed",
+            "roster.profile.roles_assigned",
+            "roster.credential.password_reset_requested",
+            "roster.profile.deleted",
+        ]
+    );
+    for pair in events.windows(2) {
+        assert!(pair[0].sequence < pair[1].sequence, "{pair:?}");
+    }
+    let created = &events[1];
+    assert_eq!(created.subject_type, "profile");
+    assert_eq!(created.subject_id, profile.id);
+    assert_eq!(created.actor, "test-admin");
+    assert_eq!(created.caller, "test-admin");
+    assert_eq!(created.source, "grpc");
+    assert_eq!(created.request_id, "create-ada");
+    assert_eq!(
+        change(created, "email"),
+        (None, Some("ada@acme.example".into()))
+    );
+    assert_eq!(
+        change(&events[2], "first_name"),
+        (Some("Ada".into()), Some("Augusta".into()))
+    );
+    assert_eq!(
+        change(&events[3], "username"),
+        (Some("ada@acme.example".into()), Some("augusta".into()))
+    );
+    assert_eq!(
+        change(&events[6], "status"),
+        (Some("active".into()), Some("deleted".into()))
+    );
+    // The reset event says that a link was sent, never the link.
+    assert!(events[5].changes.is_empty(), "{:?}", events[5].changes);
+
+    // Filters: by subject, by type, by actor.
+    let about_account = identity
+        .list_events(pb::ListEventsRequest {
+            subject_id: account.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(types(&about_account.events), ["roster.account.created"]);
+    let deletions = identity
+        .list_events(pb::ListEventsRequest {
+            account_id: account.clone(),
+            r#type: "roster.profile.deleted".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(deletions.events.len(), 1);
+    let by_nobody = identity
+        .list_events(pb::ListEventsRequest {
+            actor: "someone-else".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(by_nobody.events.is_empty());
+    let unknown_type = identity
+        .list_events(pb::ListEventsRequest {
+            r#type: "roster.profile.renamed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(&unknown_type).code, Code::InvalidArgument);
+    assert!(
+        refusal(&unknown_type).violations[0].starts_with("type: is not an event type"),
+        "{:?}",
+        refusal(&unknown_type)
+    );
+
+    // Paging, newest first, two at a time, covers everything once.
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = identity
+            .list_events(pb::ListEventsRequest {
+                account_id: account.clone(),
+                page_size: 2,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        seen.extend(page.events.iter().map(|event| event.sequence));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let mut expected: Vec<i64> = events.iter().map(|event| event.sequence).collect();
+    expected.reverse();
+    assert_eq!(seen, expected);
+}
+
+async fn a_refused_call_writes_no_event_and_a_replay_none_twice(backend: Backend) {
+    let Some((_server, identity)) = start(backend, identity_settings(), Vec::new()).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    let create = pb::CreateProfileRequest {
+        account_id: account.clone(),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        email: "ada@acme.example".into(),
+        request_id: "once".into(),
+        ..Default::default()
+    };
+    let first = identity.create_profile(create.clone()).await.unwrap();
+    let again = identity.create_profile(create).await.unwrap();
+    assert_eq!(first, again);
+    // A stale etag, a taken username: refused, nothing written.
+    let stale = identity
+        .delete_profile(pb::DeleteProfileRequest {
+            id: first.profile.as_ref().unwrap().id.clone(),
+            etag: "v99".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    let taken = identity
+        .create_profile(pb::CreateProfileRequest {
+            account_id: account.clone(),
+            first_name: "Ada".into(),
+            last_name: "Again".into(),
+            email: "ada@acme.example".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists);
+    // One more change, so that the log has certainly numbered everything before it.
+    identity
+        .update_account(pb::UpdateAccountRequest {
+            account: Some(pb::Account {
+                id: account.clone(),
+                display_name: "Acme Ltd".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events = events_of(&identity, &account, 3).await;
+    assert_eq!(
+        types(&events),
+        [
+            "roster.account.created",
+            "roster.profile.created",
+            "roster.account.updated"
+        ]
+    );
+    assert_eq!(
+        change(&events[2], "display_name"),
+        (Some("Acme".into()), Some("Acme Ltd".into()))
+    );
+}
+
+/// The next event of a watch, skipping heartbeats.
+async fn next_event(stream: &mut tonic::Streaming<pb::WatchEventsResponse>) -> pb::Event {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream goes on")
+            .expect("no error");
+        if let Some(pb::watch_events_response::Kind::Event(event)) = message.kind {
+            return event;
+        }
+    }
+}
+
+async fn a_watch_resumed_from_its_cursor_sees_every_event_once_in_order(backend: Backend) {
+    let settings = roster_identity::Settings {
+        events_heartbeat_seconds: 1,
+        ..identity_settings()
+    };
+    let Some((_server, identity)) = start(backend, settings, Vec::new()).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    let watch = pb::WatchEventsRequest {
+        account_id: account.clone(),
+        cursor: "0".into(),
+        ..Default::default()
+    };
+    let mut stream = identity.watch_events(watch.clone()).await.unwrap();
+    let writer = identity.clone();
+    let account_id = account.clone();
+    let writes = tokio::spawn(async move {
+        for n in 0..20 {
+            writer
+                .person(
+                    &account_id,
+                    "Ada",
+                    &format!("N{n}"),
+                    &format!("ada{n}@acme.example"),
+                )
+                .await;
+        }
+    });
+    let mut seen = Vec::new();
+    for _ in 0..8 {
+        seen.push(next_event(&mut stream).await);
+    }
+    // The client goes away half-way, and comes back from the last sequence it saw.
+    drop(stream);
+    let cursor = seen.last().unwrap().sequence;
+    writes.await.unwrap();
+    let mut stream = identity
+        .watch_events(pb::WatchEventsRequest {
+            cursor: cursor.to_string(),
+            ..watch.clone()
+        })
+        .await
+        .unwrap();
+    while seen.len() < 21 {
+        seen.push(next_event(&mut stream).await);
+    }
+    let sequences: Vec<i64> = seen.iter().map(|event| event.sequence).collect();
+    let expected: Vec<i64> = (1..=21).collect();
+    assert_eq!(sequences, expected, "no gap, no duplicate, in order");
+    assert_eq!(seen[0].r#type, "roster.account.created");
+
+    // Quiet: a heartbeat carries the cursor to resume from.
+    let heartbeat = loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("a heartbeat within 5 s")
+            .unwrap()
+            .unwrap();
+        if let Some(pb::watch_events_response::Kind::Heartbeat(heartbeat)) = message.kind {
+            break heartbeat;
+        }
+    };
+    assert_eq!(heartbeat.cursor, "21");
+
+    // Live: a change after the watch started arrives on it.
+    identity
+        .person(&account, "Live", "One", "live@acme.example")
+        .await;
+    assert_eq!(next_event(&mut stream).await.sequence, 22);
+
+    // "now" starts after the log's end; a cursor ahead of it is refused.
+    let mut from_now = identity
+        .watch_events(pb::WatchEventsRequest {
+            cursor: "now".into(),
+            ..watch.clone()
+        })
+        .await
+        .unwrap();
+    identity
+        .person(&account, "Later", "One", "later@acme.example")
+        .await;
+    assert_eq!(next_event(&mut from_now).await.sequence, 23);
+    let ahead = identity
+        .watch_events(pb::WatchEventsRequest {
+            cursor: "999".into(),
+            ..watch.clone()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(ahead.code(), Code::InvalidArgument);
+    let garbage = identity
+        .watch_events(pb::WatchEventsRequest {
+            cursor: "yesterday".into(),
+            ..watch
+        })
+        .await
+        .unwrap_err();
+    assert!(refusal(&garbage).violations[0].starts_with("cursor:"));
+}
+
+async fn a_key_of_one_account_reads_only_that_accounts_events(backend: Backend) {
+    let Some((server, admin)) = start(backend, identity_settings(), Vec::new()).await else {
+        return;
+    };
+    let a = admin.account("A").await.id;
+    let b = admin.account("B").await.id;
+    let key = TestKey::limited(
+        "events-of-a",
+        &["events", "profiles"],
+        &[a.parse().unwrap()],
+    );
+    let profiles_only = TestKey::limited("profiles-of-a", &["profiles"], &[a.parse().unwrap()]);
+    let mut server = server.restart_with_keys(vec![key, profiles_only]).await;
+    let admin = Identity::connect(&server).await;
+    let as_a = admin.with_key("events-of-a");
+    admin.person(&b, "Bob", "B", "bob@b.example").await;
+    as_a.person(&a, "Ann", "A", "ann@a.example").await;
+
+    let mut watch_all = as_a
+        .watch_events(pb::WatchEventsRequest {
+            cursor: "0".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Everything the key sees, listed or watched, is A's.
+    let listed = events_of(&as_a, "", 2).await;
+    assert!(
+        listed.iter().all(|event| event.account_id == a),
+        "{listed:?}"
+    );
+    assert_eq!(
+        types(&listed),
+        ["roster.account.created", "roster.profile.created"]
+    );
+    assert_eq!(listed[1].actor, "events-of-a");
+    for expected in &listed {
+        assert_eq!(next_event(&mut watch_all).await.sequence, expected.sequence);
+    }
+    admin.person(&b, "Bea", "B", "bea@b.example").await;
+    admin.person(&a, "Amy", "A", "amy@a.example").await;
+    let next = next_event(&mut watch_all).await;
+    assert_eq!(
+        (next.account_id.as_str(), next.r#type.as_str()),
+        (a.as_str(), "roster.profile.created")
+    );
+
+    // Naming B is refused, listed or watched; B's profile id reads as nothing.
+    let list_b = as_a
+        .list_events(pb::ListEventsRequest {
+            account_id: b.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(list_b.code(), Code::PermissionDenied);
+    let watch_b = as_a
+        .watch_events(pb::WatchEventsRequest {
+            account_id: b.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(watch_b.code(), Code::PermissionDenied);
+    let bob = admin.all_profiles(&b).await[0].id.clone();
+    let about_bob = as_a
+        .list_events(pb::ListEventsRequest {
+            subject_id: bob,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(about_bob.events.is_empty());
+    // Without the `events` scope, nothing at all.
+    let no_scope = admin
+        .with_key("profiles-of-a")
+        .list_events(pb::ListEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(no_scope.code(), Code::PermissionDenied);
+    server.stop().await;
+}
+
+both_backends!(
+    every_change_is_one_event_with_its_diff_and_its_author,
+    a_refused_call_writes_no_event_and_a_replay_none_twice,
+    a_watch_resumed_from_its_cursor_sees_every_event_once_in_order,
+    a_key_of_one_account_reads_only_that_accounts_events,
+);
