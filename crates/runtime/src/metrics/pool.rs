@@ -1,0 +1,60 @@
+//! The database pool's series: connections open, idle and at most, read on every scrape.
+
+use sea_orm::{DatabaseConnection, DbBackend};
+
+use super::Metrics;
+
+impl Metrics {
+    /// Reports the pool of `database`: open, idle and maximum connections.
+    pub fn watch_pool(&self, database: &DatabaseConnection) {
+        let open = self.gauge(
+            "roster_db_pool_connections",
+            "Connections open in the database pool (in use and idle)",
+        );
+        let idle = self.gauge(
+            "roster_db_pool_idle_connections",
+            "Idle connections in the database pool",
+        );
+        let max = self.gauge(
+            "roster_db_pool_max_connections",
+            "Largest number of connections the database pool opens",
+        );
+        let database = database.clone();
+        self.on_scrape(move || {
+            if let Some(pool) = pool_use(&database) {
+                open.set(i64::from(pool.open));
+                idle.set(pool.idle as i64);
+                max.set(i64::from(pool.max));
+            }
+            std::future::ready(())
+        });
+    }
+}
+
+struct PoolUse {
+    open: u32,
+    idle: usize,
+    max: u32,
+}
+
+fn pool_use(database: &DatabaseConnection) -> Option<PoolUse> {
+    match database.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = database.get_postgres_connection_pool();
+            Some(PoolUse {
+                open: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            })
+        }
+        DbBackend::Sqlite => {
+            let pool = database.get_sqlite_connection_pool();
+            Some(PoolUse {
+                open: pool.size(),
+                idle: pool.num_idle(),
+                max: pool.options().get_max_connections(),
+            })
+        }
+        _ => None,
+    }
+}
