@@ -237,15 +237,10 @@ impl tower::Service<http::Request<Body>> for Client {
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let name = request.uri().path().trim_start_matches('/').to_owned();
-        let (service, method) = name.split_once('/').unwrap_or((&name, ""));
-        let span = tracing::info_span!(
+        let span = crate::telemetry::rpc_span!(
             "grpc.client",
-            otel.name = %name,
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            "client",
+            request.uri().path(),
             peer.service = %self.peer,
             rpc.grpc.status_code = tracing::field::Empty,
         );

@@ -55,21 +55,52 @@ impl MessageCounter {
     }
 }
 
-/// A request body that counts the messages the server reads from it.
-pub(super) struct CountedRequest {
-    pub(super) inner: tonic::body::Body,
-    pub(super) messages: MessageCounter,
-    pub(super) received: Counter,
+/// A body of a measured call: it counts the messages that pass through it, and a response body
+/// also finishes the call with the status it ends with.
+pub(super) struct ObservedBody {
+    inner: tonic::body::Body,
+    messages: MessageCounter,
+    counted: Counter,
+    /// The call a response body finishes; `None` for a request body.
+    call: Option<Call>,
 }
 
-impl http_body::Body for CountedRequest {
+impl ObservedBody {
+    /// A request body, its messages counted in `received`.
+    pub(super) fn request(inner: tonic::body::Body, received: Counter) -> tonic::body::Body {
+        Self::observe(inner, received, None)
+    }
+
+    /// A response body, its messages counted in `sent`; it finishes `call` when it ends.
+    pub(super) fn response(
+        inner: tonic::body::Body,
+        sent: Counter,
+        call: Call,
+    ) -> tonic::body::Body {
+        Self::observe(inner, sent, Some(call))
+    }
+
+    fn observe(
+        inner: tonic::body::Body,
+        counted: Counter,
+        call: Option<Call>,
+    ) -> tonic::body::Body {
+        tonic::body::Body::new(Self {
+            inner,
+            messages: MessageCounter::default(),
+            counted,
+            call,
+        })
+    }
+}
+
+type Polled = Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>>;
+
+impl http_body::Body for ObservedBody {
     type Data = Bytes;
     type Error = tonic::Status;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled
@@ -77,58 +108,10 @@ impl http_body::Body for CountedRequest {
         {
             let completed = this.messages.feed(data);
             if completed > 0 {
-                this.received.inc_by(completed);
+                this.counted.inc_by(completed);
             }
         }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body that counts the messages sent and reports the status in its trailers when
-/// it ends.
-pub(super) struct ObservedBody {
-    pub(super) inner: tonic::body::Body,
-    pub(super) messages: MessageCounter,
-    pub(super) sent: Counter,
-    pub(super) call: Option<Call>,
-}
-
-impl http_body::Body for ObservedBody {
-    type Data = Bytes;
-    type Error = tonic::Status;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, tonic::Status>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        let code = match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let completed = this.messages.feed(data);
-                    if completed > 0 {
-                        this.sent.inc_by(completed);
-                    }
-                }
-                frame
-                    .trailers_ref()
-                    .map(|trailers| status_in(trailers).unwrap_or(Code::Unknown))
-            }
-            Poll::Ready(Some(Err(status))) => Some(status.code()),
-            // A gRPC response that ends without a status is a broken one.
-            Poll::Ready(None) => Some(Code::Unknown),
-            Poll::Pending => None,
-        };
-        if let Some(code) = code
+        if let Some(code) = end_status(&polled)
             && let Some(mut call) = this.call.take()
         {
             call.finish(code);
@@ -142,5 +125,19 @@ impl http_body::Body for ObservedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The status a response ends with at this poll: the one in its trailers, or its error's;
+/// `None` while it goes on.
+fn end_status(polled: &Polled) -> Option<Code> {
+    match polled {
+        Poll::Ready(Some(Ok(frame))) => frame
+            .trailers_ref()
+            .map(|trailers| status_in(trailers).unwrap_or(Code::Unknown)),
+        Poll::Ready(Some(Err(status))) => Some(status.code()),
+        // A gRPC response that ends without a status is a broken one.
+        Poll::Ready(None) => Some(Code::Unknown),
+        Poll::Pending => None,
     }
 }

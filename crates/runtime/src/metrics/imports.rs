@@ -13,22 +13,13 @@ impl Metrics {
     pub fn import_progress(&self) -> ImportProgress {
         self.inner
             .imports
-            .get_or_init(|| {
-                let progress = ImportProgress {
-                    rows: Family::default(),
-                    jobs: Family::default(),
-                };
-                self.register(
+            .get_or_init(|| ImportProgress {
+                rows: self.registered(
                     "roster_import_rows_processed",
                     "Import rows processed, by the state they reached",
-                    progress.rows.clone(),
-                );
-                self.register(
-                    "roster_imports",
-                    "Import jobs, by state",
-                    progress.jobs.clone(),
-                );
-                progress
+                    Family::default(),
+                ),
+                jobs: self.registered("roster_imports", "Import jobs, by state", Family::default()),
             })
             .clone()
     }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use tonic::Code;
 
-use super::body::{CountedRequest, MessageCounter, ObservedBody};
+use super::body::ObservedBody;
 use super::codes::status_in;
 use super::hosted::{HostedMethods, MethodLabels};
 use super::{GrpcSeries, Metrics};
@@ -67,13 +67,7 @@ where
         series.started.get_or_create(&labels).inc();
         let received = series.received.get_or_create_owned(&labels);
         let sent = series.sent.get_or_create_owned(&labels);
-        let request = request.map(|body| {
-            tonic::body::Body::new(CountedRequest {
-                inner: body,
-                messages: MessageCounter::default(),
-                received,
-            })
-        });
+        let request = request.map(|body| ObservedBody::request(body, received));
         let series = series.clone();
         // The service made ready by `poll_ready` goes into the future; tonic enters the call's
         // span only while polling it, so the inner layers (authentication, which records the
@@ -96,14 +90,7 @@ where
                         call.finish(code);
                         Ok(response)
                     }
-                    None => Ok(response.map(|body| {
-                        tonic::body::Body::new(ObservedBody {
-                            inner: body,
-                            messages: MessageCounter::default(),
-                            sent,
-                            call: Some(call),
-                        })
-                    })),
+                    None => Ok(response.map(|body| ObservedBody::response(body, sent, call))),
                 },
                 Err(error) => {
                     let error = error.into();

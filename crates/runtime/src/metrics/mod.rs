@@ -45,7 +45,7 @@ mod pool;
 
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -99,8 +99,53 @@ struct GrpcSeries {
     handling: Family<MethodLabels, Histogram, fn() -> Histogram>,
 }
 
+/// The names and help texts of the [`GrpcSeries`], in the order of its fields:
+/// go-grpc-middleware's names.
+const GRPC_SERIES: [(&str, &str); 5] = [
+    ("grpc_server_started", "RPCs started on the server"),
+    (
+        "grpc_server_handled",
+        "RPCs completed on the server, whatever their status code",
+    ),
+    (
+        "grpc_server_msg_received",
+        "RPC messages received by the server",
+    ),
+    ("grpc_server_msg_sent", "RPC messages sent by the server"),
+    (
+        "grpc_server_handling_seconds",
+        "Time from an RPC's request to its status (for a stream, to its end), in seconds",
+    ),
+];
+
+impl GrpcSeries {
+    /// The series, registered in `registry`.
+    fn registered_in(registry: &mut Registry) -> Self {
+        let [started, handled, received, sent, handling] = GRPC_SERIES;
+        let histograms = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        Self {
+            started: registered(registry, started, Family::default()),
+            handled: registered(registry, handled, Family::default()),
+            received: registered(registry, received, Family::default()),
+            sent: registered(registry, sent, Family::default()),
+            handling: registered(registry, handling, histograms),
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Adds `metric` to `registry` under `name` with its `help` text, and gives it back: the handle
+/// through which it is updated.
+fn registered<M: Metric + Clone>(
+    registry: &mut Registry,
+    (name, help): (&str, &str),
+    metric: M,
+) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Default for Metrics {
@@ -118,39 +163,8 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// A registry holding the gRPC call series.
     pub fn new() -> Self {
-        let grpc = GrpcSeries {
-            started: Family::default(),
-            handled: Family::default(),
-            received: Family::default(),
-            sent: Family::default(),
-            handling: Family::new_with_constructor(latency_histogram),
-        };
         let mut registry = Registry::default();
-        registry.register(
-            "grpc_server_started",
-            "RPCs started on the server",
-            grpc.started.clone(),
-        );
-        registry.register(
-            "grpc_server_handled",
-            "RPCs completed on the server, whatever their status code",
-            grpc.handled.clone(),
-        );
-        registry.register(
-            "grpc_server_msg_received",
-            "RPC messages received by the server",
-            grpc.received.clone(),
-        );
-        registry.register(
-            "grpc_server_msg_sent",
-            "RPC messages sent by the server",
-            grpc.sent.clone(),
-        );
-        registry.register(
-            "grpc_server_handling_seconds",
-            "Time from an RPC's request to its status (for a stream, to its end), in seconds",
-            grpc.handling.clone(),
-        );
+        let grpc = GrpcSeries::registered_in(&mut registry);
         Self {
             inner: Arc::new(Inner {
                 registry: Mutex::new(registry),
@@ -161,35 +175,36 @@ impl Metrics {
         }
     }
 
+    /// The registry, locked for one read or one addition.
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.inner.registry.lock().expect("metrics registry lock")
+    }
+
     /// Adds a metric (any `prometheus_client` metric or family) under `name`.
     pub fn register(&self, name: &str, help: &str, metric: impl Metric) {
-        self.inner
-            .registry
-            .lock()
-            .expect("metrics registry lock")
-            .register(name, help, metric);
+        self.registry().register(name, help, metric);
+    }
+
+    /// Adds `metric` under `name` and gives it back, to be updated through the handle.
+    fn registered<M: Metric + Clone>(&self, name: &str, help: &str, metric: M) -> M {
+        registered(&mut self.registry(), (name, help), metric)
     }
 
     /// A new counter under `name` (exposed as `name_total`).
     pub fn counter(&self, name: &str, help: &str) -> Counter {
-        let counter = Counter::default();
-        self.register(name, help, counter.clone());
-        counter
+        self.registered(name, help, Counter::default())
     }
 
     /// A new integer gauge under `name`.
     pub fn gauge(&self, name: &str, help: &str) -> Gauge {
-        let gauge = Gauge::default();
-        self.register(name, help, gauge.clone());
-        gauge
+        self.registered(name, help, Gauge::default())
     }
 
     /// A new floating-point gauge under `name` (ages, ratios).
     pub fn gauge_f64(&self, name: &str, help: &str) -> Gauge<f64, AtomicU64> {
-        let gauge = Gauge::<f64, AtomicU64>::default();
-        self.register(name, help, gauge.clone());
-        gauge
+        self.registered(name, help, Gauge::default())
     }
+
     /// Runs `hook` before every scrape, so gauges read from the database (queue depth, jobs per
     /// state) are fresh when Prometheus reads them. A hook slower than a few seconds is left
     /// behind and its gauges keep their last values.
@@ -214,8 +229,7 @@ impl Metrics {
             tracing::warn!("metrics scrape hooks are slow; serving the last values");
         }
         let mut text = String::new();
-        let registry = self.inner.registry.lock().expect("metrics registry lock");
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry())
             .expect("writing to a String cannot fail");
         text
     }

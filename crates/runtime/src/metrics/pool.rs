@@ -1,6 +1,6 @@
 //! The database pool's series: connections open, idle and at most, read on every scrape.
 
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::{DatabaseConnection, DbBackend, sqlx};
 
 use super::Metrics;
 
@@ -31,30 +31,28 @@ impl Metrics {
     }
 }
 
+/// What a pool holds at one moment: connections open (in use and idle), idle, and at most.
 struct PoolUse {
     open: u32,
     idle: usize,
     max: u32,
 }
 
+impl PoolUse {
+    fn of<Db: sqlx::Database>(pool: &sqlx::Pool<Db>) -> Self {
+        Self {
+            open: pool.size(),
+            idle: pool.num_idle(),
+            max: pool.options().get_max_connections(),
+        }
+    }
+}
+
+/// The use of `database`'s pool, for the backends Roster runs on.
 fn pool_use(database: &DatabaseConnection) -> Option<PoolUse> {
     match database.get_database_backend() {
-        DbBackend::Postgres => {
-            let pool = database.get_postgres_connection_pool();
-            Some(PoolUse {
-                open: pool.size(),
-                idle: pool.num_idle(),
-                max: pool.options().get_max_connections(),
-            })
-        }
-        DbBackend::Sqlite => {
-            let pool = database.get_sqlite_connection_pool();
-            Some(PoolUse {
-                open: pool.size(),
-                idle: pool.num_idle(),
-                max: pool.options().get_max_connections(),
-            })
-        }
+        DbBackend::Postgres => Some(PoolUse::of(database.get_postgres_connection_pool())),
+        DbBackend::Sqlite => Some(PoolUse::of(database.get_sqlite_connection_pool())),
         _ => None,
     }
 }

@@ -56,16 +56,10 @@ pub(super) fn call_span(request: &http::Request<()>) -> tracing::Span {
         .filter(|value| !value.is_empty() && value.len() <= 128)
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let path = request.uri().path();
-    let name = path.trim_start_matches('/');
-    let (service, method) = name.split_once('/').unwrap_or((name, ""));
-    let span = tracing::info_span!(
+    let span = crate::telemetry::rpc_span!(
         "grpc",
-        otel.name = %name,
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = %service,
-        rpc.method = %method,
+        "server",
+        request.uri().path(),
         request_id = %request_id,
         trace_id = tracing::field::Empty,
         caller = tracing::field::Empty,

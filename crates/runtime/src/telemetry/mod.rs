@@ -17,9 +17,11 @@
 //! stored [`TraceContext`]) still names that trace, so the next service's lines show it too.
 //!
 //! The parts: `propagation` (trace context into and out of headers, and stored with work for
-//! later) and `trace_id` (the trace id each span and log line carries, with or without export).
+//! later), `trace_id` (the trace id each span and log line carries, with or without export) and
+//! `span` (the span of a gRPC call, client and server alike).
 
 mod propagation;
+mod span;
 mod trace_id;
 
 use opentelemetry::trace::TracerProvider as _;
@@ -37,6 +39,8 @@ pub use propagation::{
     inject_span_context,
 };
 pub use trace_id::{TRACE_ID_FIELD, adopt_trace_id, current_trace_id, trace_id_of};
+
+pub(crate) use span::{rpc_name, rpc_span};
 
 use trace_id::{TraceIdFirst, trace_ids};
 
