@@ -54,7 +54,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tracing::Instrument;
 
-pub use tls::ClientTls;
+pub use tls::{ClientTls, SettingName, TlsError, TlsSettingNames};
 
 use discovery::{Target, discover};
 use retry::{as_status, call_with_retries};
@@ -84,6 +84,8 @@ pub struct ClientConfig {
     pub resolve_interval: Duration,
     /// TLS files for `https://` URLs.
     pub tls: ClientTls,
+    /// How TLS errors name the settings that gave the files.
+    pub tls_names: TlsSettingNames,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -117,6 +119,7 @@ impl ClientConfig {
             max_attempts: 3,
             resolve_interval: Duration::from_secs(30),
             tls: ClientTls::default(),
+            tls_names: TlsSettingNames::default(),
         }
     }
 
@@ -137,6 +140,12 @@ impl ClientConfig {
         self.tls = tls;
         self
     }
+
+    /// How TLS errors name the settings that gave the files.
+    pub fn tls_names(mut self, names: TlsSettingNames) -> Self {
+        self.tls_names = names;
+        self
+    }
 }
 
 /// A client configuration that cannot work.
@@ -148,8 +157,10 @@ pub enum ClientError {
     Url { url: String, reason: String },
     #[error("the caller key must be printable ASCII")]
     Key,
-    #[error("TLS: {0}")]
-    Tls(String),
+    // Not `#[source]`: the message holds the cause already (a report of the chain would print
+    // it twice), and callers print this error alone.
+    #[error("TLS: {}", crate::error::report(.0))]
+    Tls(TlsError),
 }
 
 /// Marks a call as safe to send more than once (it has a request id, or only reads), so the
@@ -191,7 +202,12 @@ impl Client {
         }
         let tls = if config.tls.is_set() || config.urls.iter().any(|url| url.starts_with("https:"))
         {
-            Some(config.tls.load()?)
+            Some(
+                config
+                    .tls
+                    .load(&config.tls_names)
+                    .map_err(ClientError::Tls)?,
+            )
         } else {
             None
         };

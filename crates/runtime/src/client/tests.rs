@@ -35,3 +35,46 @@ fn the_key_is_never_printed() {
     let config = ClientConfig::new("identity", "http://a:1").key(Some("s3cret".into()));
     assert!(!format!("{config:?}").contains("s3cret"));
 }
+
+#[test]
+fn an_unreadable_tls_file_is_named_by_its_setting_and_path() {
+    let tls = ClientTls {
+        ca_file: Some("/nonexistent/ca.pem".into()),
+        ..ClientTls::default()
+    };
+    let names = TlsSettingNames {
+        ca_file: SettingName::new("--tls-ca-file").also("ROSTER_TLS_CA_FILE"),
+        ..TlsSettingNames::default()
+    };
+    let error = tls.load(&names).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "cannot read --tls-ca-file /nonexistent/ca.pem"
+    );
+    let error = Client::new(ClientConfig::new("identity", "https://a:1").tls(tls))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.starts_with("TLS: cannot read ca_file /nonexistent/ca.pem: "),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_half_of_the_certificate_pair_is_named_with_every_way_to_set_it() {
+    let tls = ClientTls {
+        key_file: Some("/nonexistent/key.pem".into()),
+        ..ClientTls::default()
+    };
+    let names = TlsSettingNames {
+        cert_file: SettingName::new("--tls-cert-file").also("ROSTER_TLS_CERT_FILE"),
+        key_file: SettingName::new("--tls-key-file").also("ROSTER_TLS_KEY_FILE"),
+        ..TlsSettingNames::default()
+    };
+    assert_eq!(
+        tls.load(&names).unwrap_err().to_string(),
+        "--tls-cert-file (ROSTER_TLS_CERT_FILE) and --tls-key-file (ROSTER_TLS_KEY_FILE) go \
+         together: set both to present a client certificate, or neither"
+    );
+}
