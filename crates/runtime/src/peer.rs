@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ClientConfig, ClientTls};
+use crate::client::{ClientConfig, ClientTls, SettingName, TlsSettingNames};
 use crate::settings::{Service, SettingsError, secret};
 
 /// The settings of one peer.
@@ -82,6 +82,35 @@ impl PeerKeys<'_> {
             key.replace('.', "_").to_uppercase()
         )
     }
+
+    /// How TLS errors name the TLS files: each by the key that set it, the flat key of an
+    /// earlier release (`legacy`) or the nested one (`nested`, also when neither did).
+    fn tls_names(&self, nested: &PeerTls, legacy: &PeerTls) -> TlsSettingNames {
+        let name = |key: &str, nested: bool, legacy: bool| {
+            SettingName::new(if legacy && !nested {
+                self.flat(key)
+            } else {
+                self.nested(key)
+            })
+        };
+        TlsSettingNames {
+            ca_file: name(
+                "tls.ca_file",
+                nested.ca_file.is_some(),
+                legacy.ca_file.is_some(),
+            ),
+            cert_file: name(
+                "tls.cert_file",
+                nested.cert_file.is_some(),
+                legacy.cert_file.is_some(),
+            ),
+            key_file: name(
+                "tls.key_file",
+                nested.key_file.is_some(),
+                legacy.key_file.is_some(),
+            ),
+        }
+    }
 }
 
 impl PeerSettings {
@@ -146,6 +175,7 @@ impl PeerSettings {
     /// as they were written.
     pub fn resolve(&self, keys: PeerKeys<'_>, legacy: PeerSettings) -> Result<Peer, SettingsError> {
         let flat_key = (legacy.key.clone(), legacy.key_file.clone());
+        let tls_names = keys.tls_names(&self.tls, &legacy.tls);
         let merged = PeerSettings {
             key: None,
             key_file: None,
@@ -198,6 +228,7 @@ impl PeerSettings {
             key,
             timeout_seconds: merged.timeout_seconds,
             tls: merged.tls,
+            tls_names,
         })
     }
 }
@@ -209,6 +240,8 @@ pub struct Peer {
     pub key: Option<String>,
     pub timeout_seconds: Option<u64>,
     pub tls: PeerTls,
+    /// How TLS errors name the keys that set `tls`.
+    pub tls_names: TlsSettingNames,
 }
 
 impl Peer {
@@ -227,7 +260,8 @@ impl Peer {
                     cert_file: self.tls.cert_file.clone(),
                     key_file: self.tls.key_file.clone(),
                     domain: self.tls.domain.clone(),
-                }),
+                })
+                .tls_names(self.tls_names.clone()),
         )
     }
 }
@@ -310,6 +344,48 @@ mod tests {
         assert_eq!(client.urls.len(), 2);
         assert_eq!(client.timeout, Duration::from_secs(3));
         assert_eq!(client.key.as_deref(), Some("k"));
+    }
+
+    #[test]
+    fn tls_errors_name_each_file_by_the_key_that_set_it() {
+        let nested = PeerSettings {
+            url: Some("https://n:1".into()),
+            tls: PeerTls {
+                cert_file: Some("/nonexistent/cert.pem".into()),
+                ..PeerTls::default()
+            },
+            ..PeerSettings::default()
+        };
+        let legacy = PeerSettings {
+            tls: PeerTls {
+                key_file: Some("/nonexistent/key.pem".into()),
+                ..PeerTls::default()
+            },
+            ..PeerSettings::default()
+        };
+        let client = nested
+            .resolve(KEYS, legacy)
+            .unwrap()
+            .client("notification", Duration::from_secs(3))
+            .unwrap();
+        let names = &client.tls_names;
+        assert_eq!(
+            names.ca_file,
+            SettingName::new("ROSTER_IDENTITY__NOTIFICATION__TLS__CA_FILE")
+        );
+        assert_eq!(
+            names.cert_file,
+            SettingName::new("ROSTER_IDENTITY__NOTIFICATION__TLS__CERT_FILE")
+        );
+        assert_eq!(
+            names.key_file,
+            SettingName::new("ROSTER_IDENTITY__NOTIFICATION_TLS_KEY_FILE")
+        );
+        let error = client.tls.load(names).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "cannot read ROSTER_IDENTITY__NOTIFICATION__TLS__CERT_FILE /nonexistent/cert.pem"
+        );
     }
 
     #[test]

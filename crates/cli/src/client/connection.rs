@@ -2,16 +2,15 @@
 //! command: plaintext `http://`, or TLS (mutual TLS with a client certificate) when the address
 //! says `https://` or any TLS option is set.
 //!
-//! The options are the runtime's [`ClientTls`] settings; they are read here rather than by the
-//! runtime's client because every message names the flag (and variable) to fix.
+//! The options are the runtime's [`ClientTls`] settings, whose files the runtime's loader reads;
+//! every message names the flag (and variable) to fix.
 
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use roster_runtime::Service;
-use roster_runtime::client::ClientTls;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use roster_runtime::client::{ClientTls, SettingName, TlsSettingNames};
+use tonic::transport::{Channel, Endpoint};
 
 use super::Client;
 
@@ -62,30 +61,14 @@ fn set_flags(tls: &ClientTls) -> Vec<&'static str> {
     .collect()
 }
 
-/// Reads the files into tonic's TLS configuration.
-fn tls_config(tls: &ClientTls) -> anyhow::Result<ClientTlsConfig> {
-    let mut config = ClientTlsConfig::new();
-    config = match &tls.ca_file {
-        Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca, "--tls-ca-file")?)),
-        None => config.with_native_roots(),
-    };
-    match (&tls.cert_file, &tls.key_file) {
-        (Some(cert), Some(key)) => {
-            config = config.identity(Identity::from_pem(
-                read(cert, "--tls-cert-file")?,
-                read(key, "--tls-key-file")?,
-            ));
-        }
-        (None, None) => {}
-        _ => anyhow::bail!(
-            "--tls-cert-file (ROSTER_TLS_CERT_FILE) and --tls-key-file (ROSTER_TLS_KEY_FILE) \
-             go together: set both to present a client certificate, or neither"
-        ),
+/// The TLS file options as the runtime's TLS errors name them: by flag, and with the variable
+/// too where one is missing.
+fn tls_names() -> TlsSettingNames {
+    TlsSettingNames {
+        ca_file: SettingName::new("--tls-ca-file").also("ROSTER_TLS_CA_FILE"),
+        cert_file: SettingName::new("--tls-cert-file").also("ROSTER_TLS_CERT_FILE"),
+        key_file: SettingName::new("--tls-key-file").also("ROSTER_TLS_KEY_FILE"),
     }
-    if let Some(domain) = &tls.domain {
-        config = config.domain_name(domain);
-    }
-    Ok(config)
 }
 
 /// What to check when a call breaks in the connection rather than being answered: a TLS
@@ -101,10 +84,6 @@ pub(super) fn connection_hint(tls: &ClientTls) -> &'static str {
          address or --tls-ca-file, and one serving mutual TLS (the production overlay) also \
          --tls-cert-file and --tls-key-file"
     }
-}
-
-fn read(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))
 }
 
 /// Whether to speak TLS to `addr`, and the URI to connect to: an `https://` address or any TLS
@@ -137,7 +116,7 @@ fn endpoint(addr: &str, flag: &str, tls: &ClientTls) -> anyhow::Result<Endpoint>
     if !use_tls {
         return Ok(endpoint);
     }
-    endpoint.tls_config(tls_config(tls)?).context(
+    endpoint.tls_config(tls.load(&tls_names())?).context(
         "the TLS options are not usable: --tls-ca-file, --tls-cert-file and --tls-key-file take \
          PEM files, --tls-domain a DNS name or an IP address",
     )

@@ -11,9 +11,16 @@
 //! every migration of this binary. A server started on a database that `roster migrate` has not
 //! migrated yet (`migrate_on_start = false`) is NOT_SERVING, so Kubernetes routes no call to it,
 //! and turns SERVING on its own once the migrations are in.
+//!
+//! The parts: `config` (the server's limits, timings and TLS files), `health` (the health status
+//! following the database) and `calls` (what every call gets: its span, its metrics labels, the
+//! status of an oversized message).
+
+mod calls;
+mod config;
+mod health;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +29,6 @@ use tokio::task::JoinHandle;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::Instrument;
@@ -35,85 +41,10 @@ use crate::ratelimit::RateLimiter;
 use crate::settings::CommonSettings;
 use crate::shutdown::Shutdown;
 
-/// Limits and timings of one gRPC server.
-#[derive(Clone, Debug)]
-pub struct ServerConfig {
-    pub listen_addr: SocketAddr,
-    pub request_timeout: Duration,
-    pub concurrency_limit: usize,
-    pub max_header_list_bytes: u32,
-    /// Time between health turning NOT_SERVING and the listener closing, for load balancers.
-    pub drain_delay: Duration,
-    /// Time in-flight calls get to finish once the listener is closed.
-    pub shutdown_grace: Duration,
-    pub db_health_interval: Duration,
-    /// Calls per second each caller key may make on average (0: no limit).
-    pub rate_limit_per_second: u32,
-    /// Calls a caller key may make at once before the average applies.
-    pub rate_limit_burst: u32,
-    /// Where `GET /metrics` is served; `None` turns the endpoint off.
-    pub metrics_addr: Option<SocketAddr>,
-    /// Where a plaintext listener serves `grpc.health.v1.Health` alone, for kubelet probes when
-    /// the main port speaks TLS; `None` turns it off.
-    pub health_addr: Option<SocketAddr>,
-    /// TLS (and mutual TLS) of the gRPC listener; `None` serves plain HTTP/2.
-    pub tls: Option<ServerTls>,
-}
+pub use config::{ServerConfig, ServerTls};
 
-/// The PEM files of a TLS server.
-#[derive(Clone, Debug)]
-pub struct ServerTls {
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
-    /// When set, clients must present a certificate signed by one of these CAs.
-    pub client_ca_file: Option<PathBuf>,
-}
-
-impl ServerTls {
-    /// Reads the files into tonic's TLS configuration (rustls, ring provider).
-    pub fn load(&self) -> anyhow::Result<ServerTlsConfig> {
-        let read = |path: &PathBuf, what: &str| {
-            std::fs::read(path)
-                .map_err(|error| anyhow::anyhow!("cannot read {what} {}: {error}", path.display()))
-        };
-        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(
-            read(&self.cert_file, "tls_cert_file")?,
-            read(&self.key_file, "tls_key_file")?,
-        ));
-        if let Some(ca) = &self.client_ca_file {
-            config = config
-                .client_ca_root(Certificate::from_pem(read(ca, "tls_client_ca_file")?))
-                .client_auth_optional(false);
-        }
-        Ok(config)
-    }
-}
-
-impl From<&CommonSettings> for ServerConfig {
-    fn from(settings: &CommonSettings) -> Self {
-        Self {
-            listen_addr: settings.listen_addr,
-            request_timeout: settings.request_timeout(),
-            concurrency_limit: settings.concurrency_limit,
-            max_header_list_bytes: settings.max_header_list_bytes,
-            drain_delay: Duration::from_secs(settings.drain_seconds),
-            shutdown_grace: settings.shutdown_grace(),
-            db_health_interval: settings.db_health_interval(),
-            rate_limit_per_second: settings.rate_limit_per_second,
-            rate_limit_burst: settings.rate_limit_burst,
-            metrics_addr: settings.metrics_addr,
-            health_addr: settings.health_addr,
-            tls: match (&settings.tls_cert_file, &settings.tls_key_file) {
-                (Some(cert_file), Some(key_file)) => Some(ServerTls {
-                    cert_file: cert_file.clone(),
-                    key_file: key_file.clone(),
-                    client_ca_file: settings.tls_client_ca_file.clone(),
-                }),
-                _ => None,
-            },
-        }
-    }
-}
+use calls::{DESCRIPTOR_SETS, call_span, hosted_methods, message_limit_is_resource_exhausted};
+use health::{DatabaseWatch, set_status};
 
 /// The gRPC services one server hosts, with their names for per-service health, and the
 /// server's metrics registry.
@@ -386,198 +317,6 @@ async fn until_grace_ends(
                 })
         }
     }
-}
-
-/// The methods a server hosting `names` answers, besides health and reflection, with their
-/// streaming types: what the call metrics label by name.
-fn hosted_methods(names: &[&'static str]) -> crate::metrics::HostedMethods {
-    let mut hosted = names.to_vec();
-    hosted.extend([
-        "grpc.health.v1.Health",
-        "grpc.reflection.v1.ServerReflection",
-        "grpc.reflection.v1alpha.ServerReflection",
-    ]);
-    crate::metrics::hosted_methods(&DESCRIPTOR_SETS, &hosted)
-}
-
-/// The descriptors of every method a server may host: Roster's, health's and reflection's.
-const DESCRIPTOR_SETS: [&[u8]; 4] = [
-    roster_proto::FILE_DESCRIPTOR_SET,
-    tonic_health::pb::FILE_DESCRIPTOR_SET,
-    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-];
-
-/// tonic reports a request message over the size limit as OUT_OF_RANGE; the gRPC status-code
-/// specification (and every other gRPC implementation) says RESOURCE_EXHAUSTED. Roster's own
-/// handlers never answer OUT_OF_RANGE, so the rewrite touches only tonic's decode refusal.
-fn message_limit_is_resource_exhausted(
-    mut response: http::Response<tonic::body::Body>,
-) -> http::Response<tonic::body::Body> {
-    let headers = response.headers_mut();
-    let out_of_range = headers
-        .get("grpc-status")
-        .is_some_and(|status| status == "11");
-    let too_large = headers.get("grpc-message").is_some_and(|message| {
-        let message = String::from_utf8_lossy(message.as_bytes());
-        message.contains("too large") || message.contains("too%20large")
-    });
-    if out_of_range && too_large {
-        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-    }
-    response
-}
-
-async fn set_status(health: &HealthReporter, names: &[&str], status: ServingStatus) {
-    health.set_service_status("", status).await;
-    for name in names {
-        health.set_service_status(*name, status).await;
-    }
-}
-
-/// What the health status follows: whether the database answers, and whether its schema holds
-/// every migration of this binary.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Readiness {
-    Ready,
-    Unreachable,
-    SchemaBehind { pending: Vec<String> },
-}
-
-/// Keeps the health status in step with the database, logging each change once.
-struct DatabaseWatch {
-    database: ServiceDatabase,
-    health: HealthReporter,
-    names: Vec<&'static str>,
-    /// The state last reported; `None` before the first check.
-    reported: Option<Readiness>,
-    /// Whether the schema was found ahead of this binary already (it is logged once).
-    ahead_logged: bool,
-}
-
-impl DatabaseWatch {
-    fn new(database: ServiceDatabase, health: HealthReporter, names: Vec<&'static str>) -> Self {
-        Self {
-            database,
-            health,
-            names,
-            reported: None,
-            ahead_logged: false,
-        }
-    }
-
-    /// Checks every `interval` until shutdown (when health belongs to the drain).
-    async fn run(mut self, interval: Duration, shutdown: Shutdown) {
-        loop {
-            tokio::select! {
-                () = shutdown.wait() => return,
-                () = tokio::time::sleep(interval) => {}
-            }
-            self.check(interval, &shutdown).await;
-        }
-    }
-
-    /// Pings the database, reads its schema state, and reports a change — unless the shutdown
-    /// has begun, whose NOT_SERVING stands.
-    async fn check(&mut self, interval: Duration, shutdown: &Shutdown) {
-        let timeout = interval.max(Duration::from_secs(1));
-        let database = self.database.clone();
-        let probe = async move {
-            database.connection().ping().await?;
-            database.schema().await
-        };
-        let mut failure = None;
-        let readiness = match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok(schema)) => {
-                if !schema.unknown.is_empty() && !self.ahead_logged {
-                    self.ahead_logged = true;
-                    tracing::warn!(
-                        unknown = ?schema.unknown,
-                        "the database schema has migrations this binary does not know (a newer \
-                         version migrated it); serving"
-                    );
-                }
-                if schema.is_behind() {
-                    Readiness::SchemaBehind {
-                        pending: schema.pending,
-                    }
-                } else {
-                    Readiness::Ready
-                }
-            }
-            Ok(Err(error)) => {
-                failure = Some(error.to_string());
-                Readiness::Unreachable
-            }
-            Err(_) => {
-                failure = Some(format!("no answer within {timeout:?}"));
-                Readiness::Unreachable
-            }
-        };
-        if self.reported.as_ref() == Some(&readiness) || shutdown.is_triggered() {
-            return;
-        }
-        let first = self.reported.is_none();
-        match &readiness {
-            Readiness::Ready if first => {}
-            Readiness::Ready => tracing::info!("database ready again; health is SERVING"),
-            Readiness::Unreachable => tracing::error!(
-                error = failure.as_deref().unwrap_or_default(),
-                "database unreachable; health is NOT_SERVING"
-            ),
-            Readiness::SchemaBehind { pending } => tracing::error!(
-                ?pending,
-                "the database schema lacks migrations of this binary; health is NOT_SERVING \
-                 until `roster migrate` has applied them"
-            ),
-        }
-        let status = if readiness == Readiness::Ready {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
-        set_status(&self.health, &self.names, status).await;
-        self.reported = Some(readiness);
-    }
-}
-
-/// The span of one call, named `package.Service/Method` as OpenTelemetry's RPC conventions
-/// have it: the request id (the caller's `x-request-id` or a new one), the trace id (the
-/// caller's W3C `traceparent`'s when valid, else a new one; with or without trace export), the
-/// caller's name once authenticated, the status code once answered, and the caller's trace
-/// context as parent.
-fn call_span(request: &http::Request<()>) -> tracing::Span {
-    use opentelemetry::propagation::TextMapPropagator as _;
-    use tracing_opentelemetry::OpenTelemetrySpanExt;
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| !value.is_empty() && value.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let path = request.uri().path();
-    let name = path.trim_start_matches('/');
-    let (service, method) = name.split_once('/').unwrap_or((name, ""));
-    let span = tracing::info_span!(
-        "grpc",
-        otel.name = %name,
-        otel.kind = "server",
-        rpc.system = "grpc",
-        rpc.service = %service,
-        rpc.method = %method,
-        request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        caller = tracing::field::Empty,
-        rpc.grpc.status_code = tracing::field::Empty,
-    );
-    // Extracted with the W3C propagator itself, not the global one, so the caller's trace id
-    // is adopted even where telemetry was never installed.
-    let parent = opentelemetry_sdk::propagation::TraceContextPropagator::new()
-        .extract(&crate::telemetry::HeaderExtractor(request.headers()));
-    let _ = span.set_parent(parent.clone());
-    crate::telemetry::adopt_trace_id(&span, &parent);
-    span
 }
 
 /// Opens the service's database and, when configured, applies its pending migrations. The

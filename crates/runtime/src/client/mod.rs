@@ -36,31 +36,31 @@
 //!   system's roots) and presenting a client certificate when one is configured (mutual TLS).
 //!
 //! Retrying buffers the request message, so mark only unary (or server-streaming) calls.
+//!
+//! The parts: `tls` (the TLS files of a client), `retry` (the retries of idempotent calls) and
+//! `discovery` (the URLs' addresses, resolved again and again, behind the balanced channel).
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod discovery;
+mod retry;
+mod tls;
+
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::BodyExt;
-use tokio::sync::mpsc::Sender;
 use tonic::body::Body;
-use tonic::transport::channel::Change;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity, Uri};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
-use tower::ServiceExt;
 use tracing::Instrument;
+
+pub use tls::{ClientTls, SettingName, TlsError, TlsSettingNames};
+
+use discovery::{Target, discover};
+use retry::{as_status, call_with_retries};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// First wait before a retry; it doubles with each further attempt.
-const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// Longest wait between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest `grpc-timeout` value: eight digits of milliseconds (about 27 hours).
 const MAX_TIMEOUT_MILLIS: u128 = 99_999_999;
 
@@ -84,6 +84,8 @@ pub struct ClientConfig {
     pub resolve_interval: Duration,
     /// TLS files for `https://` URLs.
     pub tls: ClientTls,
+    /// How TLS errors name the settings that gave the files.
+    pub tls_names: TlsSettingNames,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -96,49 +98,6 @@ impl std::fmt::Debug for ClientConfig {
             .field("max_attempts", &self.max_attempts)
             .field("tls", &self.tls)
             .finish_non_exhaustive()
-    }
-}
-
-/// The PEM files of a TLS client.
-#[derive(Clone, Debug, Default)]
-pub struct ClientTls {
-    /// CA certificates the server's certificate must chain to; the system's roots when unset.
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate chain presented for mutual TLS (with `key_file`).
-    pub cert_file: Option<PathBuf>,
-    /// Private key of `cert_file`.
-    pub key_file: Option<PathBuf>,
-    /// Name the server's certificate must carry, when it differs from the URL's host.
-    pub domain: Option<String>,
-}
-
-impl ClientTls {
-    fn is_set(&self) -> bool {
-        self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
-    }
-
-    fn load(&self) -> Result<ClientTlsConfig, ClientError> {
-        let read = |path: &PathBuf| {
-            std::fs::read(path)
-                .map_err(|error| ClientError::Tls(format!("{}: {error}", path.display())))
-        };
-        let mut config = ClientTlsConfig::new();
-        config = match &self.ca_file {
-            Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca)?)),
-            None => config.with_native_roots(),
-        };
-        match (&self.cert_file, &self.key_file) {
-            (Some(cert), Some(key)) => {
-                config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
-            }
-            (None, None) => {}
-            _ => {
-                return Err(ClientError::Tls(
-                    "a client certificate needs both its certificate and its key file".into(),
-                ));
-            }
-        }
-        Ok(config)
     }
 }
 
@@ -160,6 +119,7 @@ impl ClientConfig {
             max_attempts: 3,
             resolve_interval: Duration::from_secs(30),
             tls: ClientTls::default(),
+            tls_names: TlsSettingNames::default(),
         }
     }
 
@@ -180,6 +140,12 @@ impl ClientConfig {
         self.tls = tls;
         self
     }
+
+    /// How TLS errors name the settings that gave the files.
+    pub fn tls_names(mut self, names: TlsSettingNames) -> Self {
+        self.tls_names = names;
+        self
+    }
 }
 
 /// A client configuration that cannot work.
@@ -191,8 +157,10 @@ pub enum ClientError {
     Url { url: String, reason: String },
     #[error("the caller key must be printable ASCII")]
     Key,
-    #[error("TLS: {0}")]
-    Tls(String),
+    // Not `#[source]`: the message holds the cause already (a report of the chain would print
+    // it twice), and callers print this error alone.
+    #[error("TLS: {}", crate::error::report(.0))]
+    Tls(TlsError),
 }
 
 /// Marks a call as safe to send more than once (it has a request id, or only reads), so the
@@ -234,7 +202,12 @@ impl Client {
         }
         let tls = if config.tls.is_set() || config.urls.iter().any(|url| url.starts_with("https:"))
         {
-            Some(config.tls.load()?)
+            Some(
+                config
+                    .tls
+                    .load(&config.tls_names)
+                    .map_err(ClientError::Tls)?,
+            )
         } else {
             None
         };
@@ -280,15 +253,10 @@ impl tower::Service<http::Request<Body>> for Client {
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        let name = request.uri().path().trim_start_matches('/').to_owned();
-        let (service, method) = name.split_once('/').unwrap_or((&name, ""));
-        let span = tracing::info_span!(
+        let span = crate::telemetry::rpc_span!(
             "grpc.client",
-            otel.name = %name,
-            otel.kind = "client",
-            rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            "client",
+            request.uri().path(),
             peer.service = %self.peer,
             rpc.grpc.status_code = tracing::field::Empty,
         );
@@ -367,99 +335,6 @@ impl tower::Service<http::Request<Body>> for Client {
     }
 }
 
-/// Sends `request` up to `attempts` times while it fails with UNAVAILABLE.
-async fn call_with_retries(
-    channel: Channel,
-    request: http::Request<Body>,
-    attempts: u32,
-) -> Result<http::Response<Body>, BoxError> {
-    let (parts, body) = request.into_parts();
-    let message = body.collect().await.map_err(Box::new)?.to_bytes();
-    let request = http::Request::from_parts(parts, message);
-    let policy = RetryUnavailable {
-        attempts_left: attempts,
-        backoff: FIRST_BACKOFF,
-    };
-    tower::retry::Retry::new(policy, Replayable(channel))
-        .oneshot(request)
-        .await
-}
-
-/// The retry policy: UNAVAILABLE only, a bounded number of attempts, exponential backoff with
-/// jitter.
-#[derive(Clone, Debug)]
-struct RetryUnavailable {
-    attempts_left: u32,
-    backoff: Duration,
-}
-
-impl tower::retry::Policy<http::Request<Bytes>, http::Response<Body>, BoxError>
-    for RetryUnavailable
-{
-    type Future = tokio::time::Sleep;
-
-    fn retry(
-        &mut self,
-        _request: &mut http::Request<Bytes>,
-        result: &mut Result<http::Response<Body>, BoxError>,
-    ) -> Option<Self::Future> {
-        let unavailable = match result {
-            Ok(response) => response
-                .headers()
-                .get("grpc-status")
-                .is_some_and(|code| Code::from_bytes(code.as_bytes()) == Code::Unavailable),
-            Err(error) => error
-                .downcast_ref::<Status>()
-                .is_some_and(|status| status.code() == Code::Unavailable),
-        };
-        if !unavailable || self.attempts_left <= 1 {
-            return None;
-        }
-        self.attempts_left -= 1;
-        let wait = self.backoff.mul_f64(rand::random::<f64>() * 0.5 + 0.75);
-        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-        tracing::debug!(?wait, "UNAVAILABLE; retrying");
-        Some(tokio::time::sleep(wait))
-    }
-
-    fn clone_request(&mut self, request: &http::Request<Bytes>) -> Option<http::Request<Bytes>> {
-        let mut copy = http::Request::new(request.body().clone());
-        *copy.method_mut() = request.method().clone();
-        *copy.uri_mut() = request.uri().clone();
-        *copy.version_mut() = request.version();
-        *copy.headers_mut() = request.headers().clone();
-        *copy.extensions_mut() = request.extensions().clone();
-        Some(copy)
-    }
-}
-
-/// The channel, taking a buffered request message that can be sent again.
-#[derive(Clone)]
-struct Replayable(Channel);
-
-impl tower::Service<http::Request<Bytes>> for Replayable {
-    type Response = http::Response<Body>;
-    type Error = BoxError;
-    type Future = BoxFuture<'static, Result<Self::Response, BoxError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx).map_err(as_status)
-    }
-
-    fn call(&mut self, request: http::Request<Bytes>) -> Self::Future {
-        let response = self
-            .0
-            .call(request.map(|message| Body::new(http_body_util::Full::new(message))));
-        Box::pin(async move { response.await.map_err(as_status) })
-    }
-}
-
-/// A transport failure as the status the caller sees (UNAVAILABLE for a refused or broken
-/// connection), so the retry policy and the generated client read one type.
-fn as_status(error: impl Into<BoxError>) -> BoxError {
-    Box::new(Status::from_error(error.into()))
-}
-
 /// Reads a `grpc-timeout` value: up to eight digits and a unit (H, M, S, m, u, n).
 fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?;
@@ -479,170 +354,5 @@ fn parse_grpc_timeout(value: &http::HeaderValue) -> Option<Duration> {
     })
 }
 
-/// One configured URL.
-struct Target {
-    url: String,
-    origin: Uri,
-    https: bool,
-    host: String,
-    port: u16,
-    tls: Option<ClientTlsConfig>,
-    connect_timeout: Duration,
-}
-
-impl Target {
-    fn parse(
-        url: &str,
-        config: &ClientConfig,
-        tls: Option<&ClientTlsConfig>,
-    ) -> Result<Self, ClientError> {
-        let invalid = |reason: &str| ClientError::Url {
-            url: url.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let origin: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
-        let https = match origin.scheme_str() {
-            Some("https") => true,
-            Some("http") => false,
-            _ => return Err(invalid("the scheme must be http:// or https://")),
-        };
-        if !https && config.tls.is_set() {
-            return Err(invalid("TLS files are configured: use an https:// URL"));
-        }
-        let host = origin
-            .host()
-            .ok_or_else(|| invalid("no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = origin.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let domain = config.tls.domain.clone().unwrap_or_else(|| host.clone());
-        Ok(Self {
-            url: url.to_owned(),
-            origin,
-            https,
-            host,
-            port,
-            tls: if https {
-                tls.cloned().map(|tls| tls.domain_name(domain))
-            } else {
-                None
-            },
-            connect_timeout: config.connect_timeout,
-        })
-    }
-
-    async fn resolve(&self) -> std::io::Result<HashSet<SocketAddr>> {
-        Ok(tokio::net::lookup_host((self.host.as_str(), self.port))
-            .await?
-            .collect())
-    }
-
-    /// The endpoint of one of this URL's addresses: connected by IP, but presenting the URL's
-    /// host as `:authority` and checking the certificate against it.
-    fn endpoint(&self, addr: SocketAddr) -> Result<Endpoint, tonic::transport::Error> {
-        let scheme = if self.https { "https" } else { "http" };
-        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?
-            .origin(self.origin.clone())
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
-        if let Some(tls) = &self.tls {
-            endpoint = endpoint.tls_config(tls.clone())?;
-        }
-        Ok(endpoint)
-    }
-}
-
-/// Keeps the balanced channel's endpoints equal to the targets' addresses, resolving host
-/// names every `interval`, until the channel is dropped. A name that does not resolve keeps
-/// its last addresses.
-async fn discover(
-    peer: String,
-    targets: Vec<Target>,
-    changes: Sender<Change<(usize, SocketAddr), Endpoint>>,
-    interval: Duration,
-) {
-    let mut current: HashSet<(usize, SocketAddr)> = HashSet::new();
-    loop {
-        let mut wanted = HashSet::new();
-        for (index, target) in targets.iter().enumerate() {
-            match target.resolve().await {
-                Ok(addrs) if !addrs.is_empty() => {
-                    wanted.extend(addrs.into_iter().map(|addr| (index, addr)));
-                }
-                result => {
-                    let error = result.err().map(|error| error.to_string());
-                    tracing::warn!(%peer, url = %target.url, ?error, "no address found; keeping the last ones");
-                    wanted.extend(current.iter().filter(|(at, _)| *at == index));
-                }
-            }
-        }
-        for key in current.difference(&wanted) {
-            if changes.send(Change::Remove(*key)).await.is_err() {
-                return;
-            }
-        }
-        for &(index, addr) in wanted.difference(&current) {
-            match targets[index].endpoint(addr) {
-                Ok(endpoint) => {
-                    if changes
-                        .send(Change::Insert((index, addr), endpoint))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                Err(error) => tracing::warn!(%peer, %addr, %error, "address not usable"),
-            }
-        }
-        if wanted != current {
-            tracing::debug!(%peer, addresses = ?wanted.iter().map(|(_, addr)| addr).collect::<Vec<_>>(), "balancing");
-        }
-        current = wanted;
-        tokio::select! {
-            () = changes.closed() => return,
-            () = tokio::time::sleep(interval) => {}
-        }
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_are_read() {
-        let read = |text: &'static str| parse_grpc_timeout(&http::HeaderValue::from_static(text));
-        assert_eq!(read("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(read("3S"), Some(Duration::from_secs(3)));
-        assert_eq!(read("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(read("123456789m"), None);
-        assert_eq!(read("m"), None);
-        assert_eq!(read("10x"), None);
-    }
-
-    #[test]
-    fn several_urls_are_read_from_one_setting() {
-        let config = ClientConfig::new("identity", "http://a:1, http://b:2 http://c:3");
-        assert_eq!(config.urls, ["http://a:1", "http://b:2", "http://c:3"]);
-    }
-
-    #[test]
-    fn tls_files_need_an_https_url() {
-        let config = ClientConfig::new("identity", "http://a:1").tls(ClientTls {
-            ca_file: Some("/nonexistent/ca.pem".into()),
-            ..ClientTls::default()
-        });
-        let error = Target::parse(&config.urls[0], &config, None).err().unwrap();
-        assert!(error.to_string().contains("https://"), "{error}");
-    }
-
-    #[test]
-    fn the_key_is_never_printed() {
-        let config = ClientConfig::new("identity", "http://a:1").key(Some("s3cret".into()));
-        assert!(!format!("{config:?}").contains("s3cret"));
-    }
-}
+mod tests;
