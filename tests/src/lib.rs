@@ -10,6 +10,7 @@
 
 pub mod clients;
 pub mod imports;
+pub mod nats;
 pub mod pki;
 pub mod raw;
 pub mod smtp;

@@ -491,7 +491,198 @@ async fn a_key_of_one_account_reads_only_that_accounts_events(backend: Backend) 
     server.stop().await;
 }
 
+/// A TCP proxy in front of the NATS server that can be taken down (every connection cut, the
+/// port refusing) and brought back on the same port: NATS going away, as identity sees it.
+struct Proxy {
+    addr: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let states = up.subscribe();
+        tokio::spawn(async move {
+            let mut listener = Some(listener);
+            let mut states = states;
+            loop {
+                let Some(open) = &listener else {
+                    states.changed().await.unwrap();
+                    if *states.borrow() {
+                        listener = Some(tokio::net::TcpListener::bind(addr).await.unwrap());
+                    }
+                    continue;
+                };
+                tokio::select! {
+                    accepted = open.accept() => {
+                        let (mut inbound, _) = accepted.unwrap();
+                        let upstream = upstream.clone();
+                        let mut down = states.clone();
+                        tokio::spawn(async move {
+                            let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                _ = down.wait_for(|up| !*up) => {}
+                            }
+                        });
+                    }
+                    _ = states.changed() => {
+                        if !*states.borrow() {
+                            listener = None;
+                        }
+                    }
+                }
+            }
+        });
+        Proxy { addr, up }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}
+
+fn nats_settings(url: String) -> roster_identity::Settings {
+    roster_identity::Settings {
+        events_nats_url: Some(url),
+        ..identity_settings()
+    }
+}
+
+/// Checks what the stream holds for one account against the log: every event once (by
+/// Nats-Msg-Id), in sequence order, on its subject, with its JSON form.
+fn assert_published_as_logged(published: &[roster_tests::nats::Published], logged: &[pb::Event]) {
+    let ids: Vec<&str> = published
+        .iter()
+        .map(|message| message.message_id.as_str())
+        .collect();
+    let expected: Vec<&str> = logged.iter().map(|event| event.id.as_str()).collect();
+    assert_eq!(ids, expected, "each event once, in the log's order");
+    for (message, event) in published.iter().zip(logged) {
+        assert_eq!(&message.event, event);
+        assert_eq!(
+            message.subject,
+            format!("roster.events.{}.{}", event.account_id, event.r#type)
+        );
+        assert_eq!(message.json["sequence"], event.sequence.to_string());
+        assert_eq!(message.json["type"], event.r#type.as_str());
+    }
+}
+
+async fn every_event_reaches_jetstream_once_in_order(backend: Backend) {
+    let Some(nats) = roster_tests::nats::connect().await else {
+        return;
+    };
+    let settings = nats_settings(roster_tests::nats::url());
+    let Some((server, identity)) = start(backend, settings, Vec::new()).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    identity
+        .person(&account, "Zoë", "Ångström", "zoe@acme.example")
+        .await;
+    for n in 0..8 {
+        identity
+            .person(
+                &account,
+                "Ada",
+                &format!("N{n}"),
+                &format!("ada{n}@acme.example"),
+            )
+            .await;
+    }
+    let published =
+        roster_tests::nats::published(&nats, &account, 10, Duration::from_secs(20)).await;
+    let logged = events_of(&identity, &account, 10).await;
+    assert_published_as_logged(&published, &logged);
+    // Names beyond ASCII travel in the JSON header as escapes, and read back the same.
+    let first_name = published[1].json["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|change| change["field"] == "first_name")
+        .unwrap()["newValue"]
+        .clone();
+    assert_eq!(first_name, "Zoë");
+
+    // A restart goes on from the stored progress: nothing again, nothing missed.
+    let server = server.restart().await;
+    let identity = Identity::connect(&server).await;
+    identity
+        .person(&account, "After", "Restart", "after@acme.example")
+        .await;
+    let published =
+        roster_tests::nats::published(&nats, &account, 11, Duration::from_secs(20)).await;
+    let logged = events_of(&identity, &account, 11).await;
+    assert_published_as_logged(&published, &logged);
+    // Nothing more arrives later.
+    let again = roster_tests::nats::published(&nats, &account, 12, Duration::from_secs(1)).await;
+    assert_eq!(again.len(), 11);
+}
+
+async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
+    let Some(nats) = roster_tests::nats::connect().await else {
+        return;
+    };
+    let upstream = roster_tests::nats::url()
+        .trim_start_matches("nats://")
+        .to_owned();
+    let proxy = Proxy::start(upstream).await;
+    let Some((server, identity)) = start(backend, nats_settings(proxy.url()), Vec::new()).await
+    else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    roster_tests::nats::published(&nats, &account, 1, Duration::from_secs(20)).await;
+
+    proxy.set(false);
+    for n in 0..5 {
+        identity
+            .person(
+                &account,
+                "Ada",
+                &format!("N{n}"),
+                &format!("ada{n}@acme.example"),
+            )
+            .await;
+    }
+    // Identity serves on, and its metrics show the events waiting.
+    events_of(&identity, &account, 6).await;
+    let metrics = server.metrics_addr();
+    let mut waiting = 0;
+    for _ in 0..50 {
+        let (_, text) = roster_tests::scrape_metrics(metrics).await;
+        waiting = text
+            .lines()
+            .find_map(|line| line.strip_prefix("roster_identity_events_unpublished "))
+            .map_or(0, |value| value.trim().parse().unwrap());
+        if waiting == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(waiting, 5, "the relay's lag while NATS is away");
+    // Still waiting a while later: nothing reached the stream while NATS was away.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = roster_tests::nats::published(&nats, &account, 2, Duration::from_secs(1)).await;
+    assert_eq!(held.len(), 1, "only what was published before the outage");
+
+    proxy.set(true);
+    let published =
+        roster_tests::nats::published(&nats, &account, 6, Duration::from_secs(60)).await;
+    let logged = events_of(&identity, &account, 6).await;
+    assert_published_as_logged(&published, &logged);
+}
+
 both_backends!(
+    every_event_reaches_jetstream_once_in_order,
+    events_wait_while_nats_is_down_and_all_arrive_after,
     every_change_is_one_event_with_its_diff_and_its_author,
     a_refused_call_writes_no_event_and_a_replay_none_twice,
     a_watch_resumed_from_its_cursor_sees_every_event_once_in_order,

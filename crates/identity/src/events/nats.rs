@@ -69,7 +69,23 @@ pub fn spawn(
         let owner = format!("relay-{}", uuid::Uuid::new_v4());
         let mut backoff = Duration::from_secs(1);
         loop {
-            match run(&store, &settings, &owner, numbered.clone(), &shutdown).await {
+            let mut connected = false;
+            let outcome = run(
+                &store,
+                &settings,
+                &owner,
+                numbered.clone(),
+                &shutdown,
+                &mut connected,
+            )
+            .await;
+            if let Err(error) = store.release_relay(&owner).await {
+                tracing::warn!(%error, "the events relay's lease not released; it runs out");
+            }
+            if connected {
+                backoff = Duration::from_secs(1);
+            }
+            match outcome {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::warn!(
@@ -95,6 +111,7 @@ async fn run(
     owner: &str,
     mut numbered: watch::Receiver<i64>,
     shutdown: &Shutdown,
+    connected: &mut bool,
 ) -> anyhow::Result<()> {
     let client = async_nats::ConnectOptions::new()
         .name("roster-identity")
@@ -103,6 +120,7 @@ async fn run(
         .await?;
     let context = jetstream::new(client);
     ensure_stream(&context, settings).await?;
+    *connected = true;
     tracing::info!(stream = %settings.stream, "publishing events to NATS JetStream");
     let everything = EventFilter::default();
     loop {

@@ -292,6 +292,24 @@ impl Store {
         })
     }
 
+    /// Gives the relay's lease up (at shutdown, or when NATS failed), so that another
+    /// replica need not wait for it to run out.
+    pub async fn release_relay(&self, owner: &str) -> Result<(), StoreError> {
+        let sql = if is_postgres(&self.db) {
+            "UPDATE event_relay SET owner = NULL, lease_until = NULL WHERE id = 1 AND owner = $1"
+        } else {
+            "UPDATE event_relay SET owner = NULL, lease_until = NULL WHERE id = 1 AND owner = ?1"
+        };
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                sql,
+                [owner.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
     /// Records that NATS has every event up to `sequence`, when `owner` still holds the
     /// relay's lease; false when it lost it (the new holder goes on from the stored number).
     pub async fn mark_published(&self, owner: &str, sequence: i64) -> Result<bool, StoreError> {
