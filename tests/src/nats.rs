@@ -107,3 +107,63 @@ pub async fn published(
     }
     published
 }
+
+/// A TCP proxy in front of the NATS server that can be taken down (every connection cut, the
+/// port refusing) and brought back on the same port: NATS going away, as identity sees it.
+pub struct Proxy {
+    addr: std::net::SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Proxy {
+    /// A proxy to `upstream` (`host:port`), up.
+    pub async fn start(upstream: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, _) = tokio::sync::watch::channel(true);
+        let states = up.subscribe();
+        tokio::spawn(async move {
+            let mut listener = Some(listener);
+            let mut states = states;
+            loop {
+                let Some(open) = &listener else {
+                    states.changed().await.unwrap();
+                    if *states.borrow() {
+                        listener = Some(tokio::net::TcpListener::bind(addr).await.unwrap());
+                    }
+                    continue;
+                };
+                tokio::select! {
+                    accepted = open.accept() => {
+                        let (mut inbound, _) = accepted.unwrap();
+                        let upstream = upstream.clone();
+                        let mut down = states.clone();
+                        tokio::spawn(async move {
+                            let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                _ = down.wait_for(|up| !*up) => {}
+                            }
+                        });
+                    }
+                    _ = states.changed() => {
+                        if !*states.borrow() {
+                            listener = None;
+                        }
+                    }
+                }
+            }
+        });
+        Proxy { addr, up }
+    }
+
+    /// The proxy's URL, to give identity instead of the server's.
+    pub fn url(&self) -> String {
+        format!("nats://{}", self.addr)
+    }
+
+    /// Takes the proxy down (every connection cut, the port refusing) or brings it back.
+    pub fn set(&self, up: bool) {
+        self.up.send_replace(up);
+    }
+}

@@ -491,63 +491,6 @@ async fn a_key_of_one_account_reads_only_that_accounts_events(backend: Backend) 
     server.stop().await;
 }
 
-/// A TCP proxy in front of the NATS server that can be taken down (every connection cut, the
-/// port refusing) and brought back on the same port: NATS going away, as identity sees it.
-struct Proxy {
-    addr: std::net::SocketAddr,
-    up: tokio::sync::watch::Sender<bool>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (up, _) = tokio::sync::watch::channel(true);
-        let states = up.subscribe();
-        tokio::spawn(async move {
-            let mut listener = Some(listener);
-            let mut states = states;
-            loop {
-                let Some(open) = &listener else {
-                    states.changed().await.unwrap();
-                    if *states.borrow() {
-                        listener = Some(tokio::net::TcpListener::bind(addr).await.unwrap());
-                    }
-                    continue;
-                };
-                tokio::select! {
-                    accepted = open.accept() => {
-                        let (mut inbound, _) = accepted.unwrap();
-                        let upstream = upstream.clone();
-                        let mut down = states.clone();
-                        tokio::spawn(async move {
-                            let mut outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                            tokio::select! {
-                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                                _ = down.wait_for(|up| !*up) => {}
-                            }
-                        });
-                    }
-                    _ = states.changed() => {
-                        if !*states.borrow() {
-                            listener = None;
-                        }
-                    }
-                }
-            }
-        });
-        Proxy { addr, up }
-    }
-
-    fn url(&self) -> String {
-        format!("nats://{}", self.addr)
-    }
-
-    fn set(&self, up: bool) {
-        self.up.send_replace(up);
-    }
-}
-
 fn nats_settings(url: String) -> roster_identity::Settings {
     roster_identity::Settings {
         events_nats_url: Some(url),
@@ -633,7 +576,7 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
     let upstream = roster_tests::nats::url()
         .trim_start_matches("nats://")
         .to_owned();
-    let proxy = Proxy::start(upstream).await;
+    let proxy = roster_tests::nats::Proxy::start(upstream).await;
     let Some((server, identity)) = start(backend, nats_settings(proxy.url()), Vec::new()).await
     else {
         return;
