@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use sea_orm::sea_query::Query;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    FromQueryResult,
+    FromQueryResult, TransactionTrait,
 };
 use sea_orm_migration::{MigratorTrait, SchemaManager, seaql_migrations};
 
@@ -47,7 +47,27 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// A database that already holds migrations this binary does not know (a newer version ran
 /// `roster migrate` during a rolling upgrade) is left as it is when nothing of this binary's is
 /// missing; when something is, the migrations would interleave, and it is refused.
+///
+/// Replicas starting together on a new database would race to create the same tables: on
+/// PostgreSQL the check and the migrations run under a transaction-level advisory lock (held by
+/// a transaction of its own while the migrations run on the pool), so one replica migrates and
+/// the others, waiting behind it, find the schema current.
 pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return migrate_now::<M>(db).await;
+    }
+    let lock = db.begin().await?;
+    lock.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+        .await?;
+    let applied = migrate_now::<M>(db).await;
+    lock.commit().await?;
+    applied
+}
+
+/// The advisory lock key of migrations ("Roster" in ASCII).
+const MIGRATION_LOCK: i64 = 0x526f_7374_6572;
+
+async fn migrate_now<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     let state = schema_state::<M>(db).await?;
     match (state.pending.is_empty(), state.unknown.is_empty()) {
         (true, true) => {

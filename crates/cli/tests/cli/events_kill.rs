@@ -11,11 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio_stream::StreamExt;
 use roster_proto::identity::v1 as pb;
 use roster_tests::clients::Identity;
 use roster_tests::{ADMIN_KEY, Backend, TestDatabase, connect};
 use tokio::sync::Mutex;
+use tokio_stream::StreamExt;
 
 use crate::common;
 
@@ -229,7 +229,6 @@ async fn every_committed_change_reaches_log_stream_and_watch_once_through_kills_
 
     // The log: every acknowledged change once, no refused call at all.
     let identity = b.client().await;
-    let log = identity.all_events(&account).await;
     let acknowledged: Vec<&str> = outcomes
         .iter()
         .filter(|(_, outcome, expect)| outcome.is_ok() && *expect == Expect::Event)
@@ -240,13 +239,22 @@ async fn every_committed_change_reaches_log_stream_and_watch_once_through_kills_
         "the burst made too few changes: {}",
         acknowledged.len()
     );
-    for request_id in &acknowledged {
-        let count = log
+    // The last changes are numbered a moment after they committed.
+    let mut log = Vec::new();
+    for _ in 0..100 {
+        log = identity.all_events(&account).await;
+        let logged: HashSet<&str> = log.iter().map(|event| event.request_id.as_str()).collect();
+        if acknowledged
             .iter()
-            .filter(|event| event.request_id == *request_id)
-            .count();
+            .all(|request_id| logged.contains(request_id))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for request_id in &acknowledged {
         assert!(
-            count >= 1,
+            log.iter().any(|event| event.request_id == *request_id),
             "{request_id} was acknowledged but left no event"
         );
     }
