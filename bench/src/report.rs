@@ -51,6 +51,21 @@ impl Row {
             ..Self::default()
         }
     }
+
+    /// The measured values as text, in the order of the report's columns: scenario, subject,
+    /// concurrency, throughput with its unit, p50 and p99 in ms, errors, peak RSS in MiB.
+    fn cells(&self) -> [String; 8] {
+        [
+            self.scenario.clone(),
+            self.subject.clone(),
+            self.concurrency.clone(),
+            format!("{} {}", number(self.rate), self.unit),
+            optional(self.p50_ms),
+            optional(self.p99_ms),
+            self.errors.to_string(),
+            optional(self.peak_rss_mib),
+        ]
+    }
 }
 
 /// One target of issue 9, checked.
@@ -117,16 +132,8 @@ impl Report {
             );
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} {} | {} | {} | {} | {} | {} | {} | {} |",
-                row.scenario,
-                row.subject,
-                row.concurrency,
-                number(row.rate),
-                row.unit,
-                optional(row.p50_ms),
-                optional(row.p99_ms),
-                row.errors,
-                optional(row.peak_rss_mib),
+                "| {} | {} | {} | {} |",
+                row.cells().join(" | "),
                 usage.0,
                 usage.1,
                 row.note.replace('|', "/"),
@@ -153,19 +160,27 @@ impl Report {
     }
 }
 
+/// What the progress line writes before and after each of [`Row::cells`].
+const LINE_LABELS: [(&str, &str); 8] = [
+    ("", ""),
+    ("", ""),
+    ("c=", ""),
+    ("", ""),
+    ("p50 ", " ms"),
+    ("p99 ", " ms"),
+    ("errors ", ""),
+    ("peak RSS ", " MiB"),
+];
+
+/// The row as the progress line printed when it is measured.
 fn format_row(row: &Row) -> String {
-    let mut line = format!(
-        "{} | {} | c={} | {} {} | p50 {} ms | p99 {} ms | errors {} | peak RSS {} MiB",
-        row.scenario,
-        row.subject,
-        row.concurrency,
-        number(row.rate),
-        row.unit,
-        optional(row.p50_ms),
-        optional(row.p99_ms),
-        row.errors,
-        optional(row.peak_rss_mib),
-    );
+    let mut line = row
+        .cells()
+        .iter()
+        .zip(LINE_LABELS)
+        .map(|(cell, (before, after))| format!("{before}{cell}{after}"))
+        .collect::<Vec<_>>()
+        .join(" | ");
     if let Some(usage) = row.usage {
         let _ = write!(
             line,

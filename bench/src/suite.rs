@@ -16,6 +16,7 @@ use roster_tests::{ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, authed
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tonic::transport::Channel;
 
+use crate::load::Load;
 use crate::system::{self, Usage, Watch};
 
 /// What every scenario is given.
@@ -27,6 +28,17 @@ pub struct Options {
     pub connections: usize,
     /// Each service's database pool.
     pub db_pool: u32,
+}
+
+impl Options {
+    /// `concurrency` calls in flight, for the run's warm-up and then its measured duration.
+    pub fn load(&self, concurrency: usize) -> Load {
+        Load {
+            concurrency,
+            warmup: self.warmup,
+            duration: self.duration,
+        }
+    }
 }
 
 /// A fresh PostgreSQL database, created through the harness.

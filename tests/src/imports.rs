@@ -8,10 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use roster_runtime::auth::AccountAccess;
-use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
+use roster_runtime::{CommonSettings, Service};
 
 use crate::clients::{Identity, Imports};
-use crate::{ADMIN_KEY, Backend, TestDatabase, TestKey, TestServer, test_settings};
+use crate::{
+    ADMIN_KEY, Backend, OwnSettings, TestDatabase, TestKey, TestServer, identity_settings,
+    test_settings,
+};
 
 /// The key bulk-import calls identity with in tests (identity accepts it with the `profiles`
 /// scope on every account).
@@ -53,26 +56,8 @@ impl TestServer {
         database: Arc<TestDatabase>,
         keys: Vec<TestKey>,
     ) -> TestServer {
-        let mut ring = KeyRing::default();
-        ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
-        for key in &keys {
-            ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
-        }
-        let shutdown = Shutdown::new();
-        let server = roster_bulk_import::start(&settings, import, Arc::new(ring), shutdown.clone())
-            .await
-            .expect("bulk-import test server starts");
-        TestServer {
-            service: Service::BulkImport,
-            addr: server.local_addr,
-            settings,
-            database,
-            reset_addr: None,
-            identity: crate::identity_settings(),
-            keys,
-            shutdown,
-            server: Some(server),
-        }
+        let own = OwnSettings::BulkImport(import);
+        Self::launch(settings, own, identity_settings(), database, keys).await
     }
 }
 

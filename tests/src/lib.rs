@@ -224,6 +224,36 @@ pub fn test_settings(service: Service, database_url: &str) -> CommonSettings {
     }
 }
 
+/// The settings of its own a service starts with besides the common ones; identity's are
+/// [`TestServer::identity`].
+// Made once per start and consumed by it: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
+enum OwnSettings {
+    Identity,
+    BulkImport(roster_bulk_import::Settings),
+    Notification(roster_notification::Settings),
+}
+
+impl OwnSettings {
+    fn service(&self) -> Service {
+        match self {
+            OwnSettings::Identity => Service::Identity,
+            OwnSettings::BulkImport(_) => Service::BulkImport,
+            OwnSettings::Notification(_) => Service::Notification,
+        }
+    }
+}
+
+/// The keys a test server accepts: [`ADMIN_KEY`] and `keys`.
+fn key_ring(keys: &[TestKey]) -> KeyRing {
+    let mut ring = KeyRing::default();
+    ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
+    for key in keys {
+        ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
+    }
+    ring
+}
+
 /// A service running in this process.
 pub struct TestServer {
     pub service: Service,
@@ -265,34 +295,50 @@ impl TestServer {
         database: Arc<TestDatabase>,
         keys: Vec<TestKey>,
     ) -> TestServer {
-        let mut reset_addr = None;
-        let mut ring = KeyRing::default();
-        ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
-        for key in &keys {
-            ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
-        }
-        let ring = Arc::new(ring);
-        let shutdown = Shutdown::new();
-        let server = match service {
-            Service::Identity => {
-                let started =
-                    roster_identity::start_all(&settings, identity.clone(), ring, shutdown.clone())
-                        .await
-                        .expect("identity starts");
-                reset_addr = started.reset_addr;
-                Ok(started.server)
-            }
-            Service::BulkImport => {
-                roster_bulk_import::start(&settings, import_settings(None), ring, shutdown.clone())
-                    .await
-            }
+        let own = match service {
+            Service::Identity => OwnSettings::Identity,
+            Service::BulkImport => OwnSettings::BulkImport(import_settings(None)),
             Service::Notification => {
                 let mail_dir = std::env::temp_dir().join("roster-test-mail");
-                let notification = notification_settings(&format!("file://{}", mail_dir.display()));
-                roster_notification::start(&settings, notification, ring, shutdown.clone()).await
+                let mail_url = format!("file://{}", mail_dir.display());
+                OwnSettings::Notification(notification_settings(&mail_url))
             }
-        }
-        .expect("test server starts");
+        };
+        Self::launch(settings, own, identity, database, keys).await
+    }
+
+    /// Starts the service `own` names with its settings and `settings` on `database`,
+    /// accepting [`ADMIN_KEY`] and `keys`. `identity` is what identity starts with, kept (for
+    /// every service) so that a restart starts the same.
+    async fn launch(
+        settings: CommonSettings,
+        own: OwnSettings,
+        identity: roster_identity::Settings,
+        database: Arc<TestDatabase>,
+        keys: Vec<TestKey>,
+    ) -> TestServer {
+        let service = own.service();
+        let ring = Arc::new(key_ring(&keys));
+        let shutdown = Shutdown::new();
+        let started = match own {
+            OwnSettings::Identity => {
+                roster_identity::start_all(&settings, identity.clone(), ring, shutdown.clone())
+                    .await
+                    .map(|started| (started.server, started.reset_addr))
+            }
+            OwnSettings::BulkImport(import) => {
+                roster_bulk_import::start(&settings, import, ring, shutdown.clone())
+                    .await
+                    .map(|server| (server, None))
+            }
+            OwnSettings::Notification(notification) => {
+                roster_notification::start(&settings, notification, ring, shutdown.clone())
+                    .await
+                    .map(|server| (server, None))
+            }
+        };
+        let (server, reset_addr) = started
+            .unwrap_or_else(|error| panic!("{} test server starts: {error:?}", service.name()));
         TestServer {
             service,
             addr: server.local_addr,
@@ -421,27 +467,8 @@ impl TestServer {
         database: Arc<TestDatabase>,
         keys: Vec<TestKey>,
     ) -> TestServer {
-        let mut ring = KeyRing::default();
-        ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
-        for key in &keys {
-            ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
-        }
-        let shutdown = Shutdown::new();
-        let server =
-            roster_notification::start(&settings, notification, Arc::new(ring), shutdown.clone())
-                .await
-                .expect("notification test server starts");
-        TestServer {
-            service: Service::Notification,
-            addr: server.local_addr,
-            settings,
-            database,
-            reset_addr: None,
-            identity: identity_settings(),
-            keys,
-            shutdown,
-            server: Some(server),
-        }
+        let own = OwnSettings::Notification(notification);
+        Self::launch(settings, own, identity_settings(), database, keys).await
     }
 }
 

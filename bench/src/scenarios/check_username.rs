@@ -34,11 +34,7 @@ pub async fn run(
 
     let (mut best_roster, mut best_bare) = (None, None);
     for &concurrency in concurrencies {
-        let load = Load {
-            concurrency,
-            warmup: options.warmup,
-            duration: options.duration,
-        };
+        let load = options.load(concurrency);
         let (roster, usage, peak) = observed(None, check_usernames(&channels, load)).await;
         report.add(Row {
             usage: Some(usage),

@@ -92,11 +92,7 @@ pub async fn run(
     let mut at_32 = None;
 
     for &concurrency in concurrencies {
-        let load = Load {
-            concurrency,
-            warmup: options.warmup,
-            duration: options.duration,
-        };
+        let load = options.load(concurrency);
         let (outcome, usage, peak) =
             observed(None, create_profiles(&channels, &account, load, true)).await;
         let roster = Row {
@@ -161,11 +157,7 @@ pub async fn run(
         });
 
         // Where the gap comes from: the SQL a call really sends, and idempotency's share.
-        let load = Load {
-            concurrency: 32,
-            warmup: options.warmup,
-            duration: options.duration,
-        };
+        let load = options.load(32);
         let (statements, usage, _) = observed(
             None,
             tools::pgbench(

@@ -55,11 +55,7 @@ pub async fn run(
 
     let mut best: Option<Outcome> = None;
     for &concurrency in concurrencies {
-        let load = Load {
-            concurrency,
-            warmup: options.warmup,
-            duration: options.duration,
-        };
+        let load = options.load(concurrency);
         let (outcome, usage, peak) = observed(None, verify(&channels, &usernames, load)).await;
         report.add(Row {
             usage: Some(usage),
@@ -96,11 +92,7 @@ pub async fn run(
     }
 
     // CheckUsername, one call at a time, idle and then beside saturating verification.
-    let probe = Load {
-        concurrency: 1,
-        warmup: options.warmup,
-        duration: options.duration,
-    };
+    let probe = options.load(1);
     let (idle, usage, peak) = observed(None, check_usernames(&channels, probe)).await;
     report.add(Row {
         usage: Some(usage),

@@ -123,13 +123,12 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 Some(name) => name,
                 None => account_display_name(client, &account).await?,
             };
-            let request_id = request_id.get();
             let response = client
-                .call(
+                .call_idempotent(
                     "roster.notification.v1.NotificationService/SendEmail",
-                    Some(&request_id),
-                    pb::SendEmailRequest {
-                        request_id: request_id.clone(),
+                    request_id.get(),
+                    |request_id| pb::SendEmailRequest {
+                        request_id,
                         account_id: account,
                         recipient: to,
                         template,

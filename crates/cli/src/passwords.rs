@@ -104,13 +104,12 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 (true, Some(email)) => (email, String::new()),
                 (_, email) => confirm_reset(client, profile.clone(), email).await?,
             };
-            let request_id = request_id.get();
             let response = client
-                .call(
+                .call_idempotent(
                     "roster.identity.v1.CredentialService/SendPasswordReset",
-                    Some(&request_id),
-                    pb::SendPasswordResetRequest {
-                        request_id: request_id.clone(),
+                    request_id.get(),
+                    |request_id| pb::SendPasswordResetRequest {
+                        request_id,
                         profile_id: profile,
                         email,
                         etag,

@@ -81,15 +81,16 @@ macro_rules! caller {
     };
 }
 
-/// One method per unary RPC of `$client` (a field holding a tonic client): the request message
-/// in, the response message (or the refusal) out, from the client's caller.
-macro_rules! unary {
-    ($client:ident, $package:ident: $($method:ident($request:ident) -> $response:ident;)+) => {$(
-        #[doc = concat!("Calls `", stringify!($method), "` from the client's caller.")]
+/// One method per RPC of `$client` (a field holding a tonic client): the request message in,
+/// what the RPC answers (`$answer`: a message, or a stream of them) or the refusal out, from
+/// the client's caller. `$doc` ends each method's documentation.
+macro_rules! rpcs {
+    ($client:ident, $package:ident, $doc:literal: $($method:ident($request:ident) -> $answer:ty;)+) => {$(
+        #[doc = concat!("Calls `", stringify!($method), "` from the client's caller", $doc)]
         pub async fn $method(
             &self,
             request: $package::$request,
-        ) -> Result<$package::$response, tonic::Status> {
+        ) -> Result<$answer, tonic::Status> {
             self.$client
                 .clone()
                 .$method(self.caller.request(request))
@@ -99,25 +100,25 @@ macro_rules! unary {
     )+};
 }
 
-/// One method per server-streaming RPC of `$client`: the request message in, the stream of
-/// response messages (or the refusal) out, under the client's key.
+/// [`rpcs`] for unary RPCs: each answers its response message.
+macro_rules! unary {
+    ($client:ident, $package:ident: $($method:ident($request:ident) -> $response:ident;)+) => {
+        $crate::clients::rpcs! { $client, $package, ".": $($method($request) -> $package::$response;)+ }
+    };
+}
+
+/// [`rpcs`] for server-streaming RPCs: each answers the stream of its response messages.
 macro_rules! server_streaming {
-    ($client:ident, $package:ident: $($method:ident($request:ident) -> $response:ident;)+) => {$(
-        #[doc = concat!("Calls `", stringify!($method), "` from the client's caller; answers its stream.")]
-        pub async fn $method(
-            &self,
-            request: $package::$request,
-        ) -> Result<tonic::Streaming<$package::$response>, tonic::Status> {
-            self.$client
-                .clone()
-                .$method(self.caller.request(request))
-                .await
-                .map(tonic::Response::into_inner)
+    ($client:ident, $package:ident: $($method:ident($request:ident) -> $response:ident;)+) => {
+        $crate::clients::rpcs! {
+            $client, $package, "; answers its stream.":
+            $($method($request) -> tonic::Streaming<$package::$response>;)+
         }
-    )+};
+    };
 }
 
 use caller;
+use rpcs;
 use server_streaming;
 use unary;
 

@@ -19,7 +19,7 @@ use roster_runtime::{ApiError, Caller, Shutdown, request};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::app::ImportApp;
-use crate::app::imports::Begun;
+use crate::app::imports::{Begun, ImportFile};
 use crate::domain::import::{AccountId, Import, ImportId};
 use crate::domain::state::{ImportState, RowAction};
 use crate::identity::Identity;
@@ -124,17 +124,13 @@ impl ImportService for ImportApi {
         if !violations.is_empty() {
             return Err(ApiError::invalid_fields(violations).into());
         }
-        let import = self
-            .app
-            .create(
-                &caller,
-                account_id,
-                &request.file_name,
-                &request.request_id,
-                encoding,
-                &request.content,
-            )
-            .await?;
+        let file = ImportFile {
+            account_id,
+            file_name: &request.file_name,
+            request_id: &request.request_id,
+            encoding,
+        };
+        let import = self.app.create(&caller, file, &request.content).await?;
         Ok(import_response(&import, |import| {
             pb::CreateImportResponse { import }
         }))
@@ -152,16 +148,13 @@ impl ImportService for ImportApi {
         request::check_request_id("header.request_id", &header.request_id)?;
         convert::check_file_name("header.file_name", &header.file_name)?;
         let encoding = convert::parse_encoding("header.encoding", &header.encoding)?;
-        let begun = self
-            .app
-            .begin_upload(
-                &caller,
-                account_id,
-                &header.file_name,
-                &header.request_id,
-                encoding,
-            )
-            .await?;
+        let file = ImportFile {
+            account_id,
+            file_name: &header.file_name,
+            request_id: &header.request_id,
+            encoding,
+        };
+        let begun = self.app.begin_upload(&caller, file).await?;
         let import = match begun {
             Begun::Existing(import) => import,
             Begun::Receiving(mut receiving) => {

@@ -21,6 +21,16 @@ pub enum Begun {
     Receiving(Upload),
 }
 
+/// The file an import is created for, as its caller describes it: the account it goes to, its
+/// name and encoding (detected when `None`), and the request id that makes creating it
+/// idempotent.
+pub struct ImportFile<'a> {
+    pub account_id: AccountId,
+    pub file_name: &'a str,
+    pub request_id: &'a str,
+    pub encoding: Option<TextEncoding>,
+}
+
 /// A page of an account's imports.
 pub struct ImportPage {
     pub imports: Vec<Import>,
@@ -29,21 +39,18 @@ pub struct ImportPage {
 }
 
 impl ImportApp {
-    /// Creates an import of `account_id` to receive a file in `encoding` (detected when
-    /// `None`); with a request id used before, answers the import it created.
+    /// Creates an import to receive `file`; with a request id used before, answers the import
+    /// it created.
     pub async fn begin_upload(
         &self,
         caller: &Caller,
-        account_id: AccountId,
-        file_name: &str,
-        request_id: &str,
-        encoding: Option<TextEncoding>,
+        file: ImportFile<'_>,
     ) -> Result<Begun, ImportError> {
         let new = Import::new_upload(NewImport {
-            account_id,
-            file_name: file_name.to_owned(),
+            account_id: file.account_id,
+            file_name: file.file_name.to_owned(),
             created_by: caller.name.clone(),
-            request_id: request_id.to_owned(),
+            request_id: file.request_id.to_owned(),
             trace_context: current_traceparent(),
             now: now_millis(),
             ttl_ms: self.config.import_ttl.as_millis() as i64,
@@ -56,18 +63,15 @@ impl ImportApp {
             self.store.clone(),
             import.id,
             self.config.max_file_bytes,
-            encoding,
+            file.encoding,
         )))
     }
 
-    /// Creates an import with its whole file (`content`) and hands it to validation.
+    /// Creates an import of `file` with its whole content and hands it to validation.
     pub async fn create(
         &self,
         caller: &Caller,
-        account_id: AccountId,
-        file_name: &str,
-        request_id: &str,
-        encoding: Option<TextEncoding>,
+        file: ImportFile<'_>,
         content: &[u8],
     ) -> Result<Import, ImportError> {
         if content.len() as u64 > self.config.max_file_bytes {
@@ -75,10 +79,7 @@ impl ImportApp {
                 max_file_bytes: self.config.max_file_bytes,
             });
         }
-        let mut upload = match self
-            .begin_upload(caller, account_id, file_name, request_id, encoding)
-            .await?
-        {
+        let mut upload = match self.begin_upload(caller, file).await? {
             Begun::Existing(import) => return Ok(import),
             Begun::Receiving(upload) => upload,
         };

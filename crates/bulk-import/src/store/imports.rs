@@ -10,10 +10,10 @@ use sea_orm::{
 };
 
 use super::convert::{import_model, state_of};
-use super::entities::{import, row};
+use super::entities::import;
 use super::{
-    Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease, insert_lease,
-    skip_pending_rows,
+    Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease, delete_rows,
+    insert_lease, one, skip_pending_rows,
 };
 use crate::domain::import::{AccountId, Import, ImportId};
 use crate::domain::state::ImportState;
@@ -44,18 +44,12 @@ impl Store {
     }
 
     async fn import_by_request_key(&self, key: &str) -> Result<Option<Import>, StoreError> {
-        Ok(import::Entity::find()
-            .filter(import::Column::RequestKey.eq(key))
-            .one(&self.db)
-            .await?
-            .map(convert::import))
+        let select = import::Entity::find().filter(import::Column::RequestKey.eq(key));
+        one(select, &self.db, convert::import).await
     }
 
     pub async fn import(&self, id: ImportId) -> Result<Option<Import>, StoreError> {
-        Ok(import::Entity::find_by_id(id.0)
-            .one(&self.db)
-            .await?
-            .map(convert::import))
+        one(import::Entity::find_by_id(id.0), &self.db, convert::import).await
     }
 
     /// A page of an account's imports, newest first, after the import `after`.
@@ -127,10 +121,7 @@ impl Store {
     /// Deletes an import with its file, rows and lease.
     pub async fn purge(&self, import_id: ImportId) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
-        row::Entity::delete_many()
-            .filter(row::Column::ImportId.eq(import_id.0))
-            .exec(&txn)
-            .await?;
+        delete_rows(&txn, import_id.0).await?;
         delete_chunks(&txn, import_id.0).await?;
         delete_lease(&txn, import_id.0).await?;
         import::Entity::delete_by_id(import_id.0).exec(&txn).await?;
@@ -141,19 +132,14 @@ impl Store {
 impl Tx {
     /// The import as this transaction sees it.
     pub async fn import(&self, id: ImportId) -> Result<Option<Import>, StoreError> {
-        Ok(import::Entity::find_by_id(id.0)
-            .one(&self.txn)
-            .await?
-            .map(convert::import))
+        one(import::Entity::find_by_id(id.0), &self.txn, convert::import).await
     }
 
     /// The state of the import now, `None` when it is gone: what a step that found the import
     /// moved on reports.
     async fn state_now(&self, id: ImportId) -> Result<Option<ImportState>, StoreError> {
-        Ok(import::Entity::find_by_id(id.0)
-            .one(&self.txn)
-            .await?
-            .map(|model| state_of(model.state)))
+        let state = |model: import::Model| state_of(model.state);
+        one(import::Entity::find_by_id(id.0), &self.txn, state).await
     }
 
     /// Moves an import from `from` to APPLYING and hands it to the workers (a lease to claim):

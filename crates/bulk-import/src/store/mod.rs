@@ -27,8 +27,8 @@ mod validation;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, QueryFilter,
-    TransactionTrait, UpdateMany,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, Select, TransactionTrait, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -83,6 +83,15 @@ impl Tx {
     }
 }
 
+/// The one model `select` finds on `db`, if any, as `convert` makes it.
+async fn one<E: EntityTrait, T>(
+    select: Select<E>,
+    db: &impl ConnectionTrait,
+    convert: impl FnOnce(E::Model) -> T,
+) -> Result<Option<T>, StoreError> {
+    Ok(select.one(db).await?.map(convert))
+}
+
 /// The UPDATE of import `id` that records activity at `now` (its `updated_at`) without a change
 /// of its etag: progress counts, the pieces of an upload.
 fn touch_import(id: ImportId, now: i64) -> UpdateMany<import::Entity> {
@@ -131,6 +140,15 @@ async fn skip_pending_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result
         )
         .filter(row::Column::ImportId.eq(import_id))
         .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
+        .exec(txn)
+        .await
+        .map(|_| ())
+}
+
+/// Deletes the rows an import staged.
+async fn delete_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
+    row::Entity::delete_many()
+        .filter(row::Column::ImportId.eq(import_id))
         .exec(txn)
         .await
         .map(|_| ())

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::entities::{chunk, import};
 use super::{
     MAX_MESSAGE_CHARS, Store, StoreError, change_import, delete_chunks, insert_lease, now_millis,
-    touch_import,
+    one, touch_import,
 };
 use crate::domain::encoding::TextEncoding;
 use crate::domain::import::ImportId;
@@ -107,10 +107,8 @@ impl Store {
         import_id: ImportId,
         seq: i32,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(chunk::Entity::find_by_id((import_id.0, seq))
-            .one(&self.db)
-            .await?
-            .map(|chunk| chunk.data))
+        let select = chunk::Entity::find_by_id((import_id.0, seq));
+        one(select, &self.db, |chunk| chunk.data).await
     }
 
     /// Ends the upload: VALIDATING with the encoding found (and a lease for the workers to

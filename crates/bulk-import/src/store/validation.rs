@@ -10,7 +10,8 @@ use super::convert::{self, json, planned_row, repeated_column};
 use super::entities::{import, row};
 use super::leases::renew;
 use super::{
-    Store, StoreError, change_import, delete_chunks, delete_lease, now_millis, touch_import,
+    Store, StoreError, change_import, delete_chunks, delete_lease, delete_rows, now_millis, one,
+    touch_import,
 };
 use crate::domain::import::{ActionCounts, ImportId, ReadFormat, RepeatedValue, StagedRow};
 use crate::domain::rows::{PlannedRow, RowError};
@@ -20,10 +21,7 @@ impl Store {
     /// Forgets what an earlier, interrupted validation staged.
     pub async fn restart_validation(&self, import_id: ImportId) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
-        row::Entity::delete_many()
-            .filter(row::Column::ImportId.eq(import_id.0))
-            .exec(&txn)
-            .await?;
+        delete_rows(&txn, import_id.0).await?;
         import::Entity::update_many()
             .col_expr(import::Column::TotalRowCount, Expr::value(0i64))
             .filter(import::Column::Id.eq(import_id.0))
@@ -107,10 +105,8 @@ impl Store {
         import_id: ImportId,
         row_number: i64,
     ) -> Result<Option<StagedRow>, StoreError> {
-        Ok(row::Entity::find_by_id((import_id.0, row_number))
-            .one(&self.db)
-            .await?
-            .map(convert::staged_row))
+        let select = row::Entity::find_by_id((import_id.0, row_number));
+        one(select, &self.db, convert::staged_row).await
     }
 
     /// Makes a row an error with these errors (after the duplicate checks).
@@ -180,10 +176,7 @@ impl Store {
         };
         let updated = update.exec(&txn).await?.rows_affected == 1;
         if result.is_err() {
-            row::Entity::delete_many()
-                .filter(row::Column::ImportId.eq(import_id.0))
-                .exec(&txn)
-                .await?;
+            delete_rows(&txn, import_id.0).await?;
         }
         delete_chunks(&txn, import_id.0).await?;
         delete_lease(&txn, import_id.0).await?;

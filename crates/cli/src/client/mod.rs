@@ -84,22 +84,38 @@ impl Client {
         message: T,
         send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
     ) -> anyhow::Result<R> {
-        self.invoke(method, request_id, message, Some(self.args.timeout), send)
+        self.call_within(Some(self.args.timeout), method, request_id, message, send)
             .await
     }
 
-    /// [`Client::call`] without a deadline, for a call that lasts as long as its data: an
-    /// upload streams a file of any size. Such calls end by their own rules (the server's idle
-    /// timeout and size limit), never at `--timeout`; so do server streams ([`Client::stream`]),
-    /// a watch following an import to its end.
-    pub async fn call_unbounded<T, R>(
+    /// [`Client::call`] for a call with side effects: `request_id` is both the call's
+    /// `x-request-id` and the idempotency key (AIP-155) of the message `message` makes of it.
+    pub async fn call_idempotent<T, R>(
         &self,
+        method: &'static str,
+        request_id: String,
+        message: impl FnOnce(String) -> T,
+        send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
+    ) -> anyhow::Result<R> {
+        self.call(method, Some(&request_id), message(request_id.clone()), send)
+            .await
+    }
+
+    /// [`Client::call`] with the given deadline; `None` for a call that lasts as long as its
+    /// data: an upload streams a file of any size. Such calls end by their own rules (the
+    /// server's idle timeout and size limit), never at `--timeout`; so do server streams
+    /// ([`Client::stream`]), a watch following an import to its end.
+    pub async fn call_within<T, R>(
+        &self,
+        deadline: Option<Duration>,
         method: &'static str,
         request_id: Option<&str>,
         message: T,
         send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
     ) -> anyhow::Result<R> {
-        self.invoke(method, request_id, message, None, send).await
+        self.invoke_with_ids(method, request_id, message, deadline, send)
+            .await
+            .map(|(response, _)| response)
     }
 
     /// Opens a server stream without a deadline (it lasts as long as its data); a failure while
@@ -121,19 +137,6 @@ impl Client {
             ids,
             connection_hint: connection_hint(&self.tls),
         })
-    }
-
-    async fn invoke<T, R>(
-        &self,
-        method: &'static str,
-        request_id: Option<&str>,
-        message: T,
-        deadline: Option<Duration>,
-        send: impl AsyncFnOnce(tonic::Request<T>) -> Result<tonic::Response<R>, Status>,
-    ) -> anyhow::Result<R> {
-        self.invoke_with_ids(method, request_id, message, deadline, send)
-            .await
-            .map(|(response, _)| response)
     }
 
     async fn invoke_with_ids<T, R>(

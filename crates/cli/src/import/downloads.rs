@@ -1,5 +1,6 @@
 //! `roster import template` and `roster import report`: a server stream of file chunks written
 //! to standard output, a file (`-o`), or under `--json` one message holding the whole file.
+//! The two differ only in their request and the message their stream brings ([`Chunk`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,70 +12,85 @@ use super::Client;
 use crate::client::Streaming;
 use crate::output;
 
+/// A file `roster import` downloads.
+pub(super) enum File {
+    /// The account's CSV template (its current profiles).
+    Template { account_id: String },
+    /// An import's per-row report.
+    Report { import_id: String },
+}
+
+impl File {
+    /// The file's name in messages.
+    fn name(&self) -> &'static str {
+        match self {
+            File::Template { .. } => "template",
+            File::Report { .. } => "report",
+        }
+    }
+}
+
+/// A message of a download's stream: a piece of the file. Under `--json` without `-o` one such
+/// message holds the whole file.
+trait Chunk: prost::Message + prost::Name + Sized {
+    fn into_bytes(self) -> Vec<u8>;
+    fn from_bytes(chunk: Vec<u8>) -> Self;
+}
+
+impl Chunk for pb::DownloadTemplateResponse {
+    fn into_bytes(self) -> Vec<u8> {
+        self.chunk
+    }
+    fn from_bytes(chunk: Vec<u8>) -> Self {
+        Self { chunk }
+    }
+}
+
+impl Chunk for pb::DownloadReportResponse {
+    fn into_bytes(self) -> Vec<u8> {
+        self.chunk
+    }
+    fn from_bytes(chunk: Vec<u8>) -> Self {
+        Self { chunk }
+    }
+}
+
+const DOWNLOAD_TEMPLATE: &str = "roster.imports.v1.ImportService/DownloadTemplate";
+const DOWNLOAD_REPORT: &str = "roster.imports.v1.ImportService/DownloadReport";
+
 impl Client<'_> {
-    pub(super) async fn template(
-        self,
-        account_id: String,
-        output: Option<PathBuf>,
-    ) -> anyhow::Result<()> {
+    /// Downloads `file` to `output` (see [`Sink`]), which is opened once the stream is.
+    pub(super) async fn download(self, file: File, output: Option<PathBuf>) -> anyhow::Result<()> {
         let mut imports = self.imports.clone();
-        let stream = self
-            .connection
-            .stream(
-                "roster.imports.v1.ImportService/DownloadTemplate",
-                pb::DownloadTemplateRequest { account_id },
-                async |request| imports.download_template(request).await,
-            )
-            .await?;
-        self.save(
-            stream,
-            output,
-            "template",
-            |piece| piece.chunk,
-            |chunk| pb::DownloadTemplateResponse { chunk },
-        )
-        .await
+        let what = file.name();
+        match file {
+            File::Template { account_id } => {
+                let request = pb::DownloadTemplateRequest { account_id };
+                let send = async |request| imports.download_template(request).await;
+                let stream = self.connection.stream(DOWNLOAD_TEMPLATE, request, send);
+                self.save(what, stream.await?, output).await
+            }
+            File::Report { import_id } => {
+                let request = pb::DownloadReportRequest { import_id };
+                let send = async |request| imports.download_report(request).await;
+                let stream = self.connection.stream(DOWNLOAD_REPORT, request, send);
+                self.save(what, stream.await?, output).await
+            }
+        }
     }
 
-    pub(super) async fn report(
-        self,
-        import_id: String,
-        output: Option<PathBuf>,
-    ) -> anyhow::Result<()> {
-        let mut imports = self.imports.clone();
-        let stream = self
-            .connection
-            .stream(
-                "roster.imports.v1.ImportService/DownloadReport",
-                pb::DownloadReportRequest { import_id },
-                async |request| imports.download_report(request).await,
-            )
-            .await?;
-        self.save(
-            stream,
-            output,
-            "report",
-            |piece| piece.chunk,
-            |chunk| pb::DownloadReportResponse { chunk },
-        )
-        .await
-    }
-
-    /// Writes the file of `what` that `stream` brings to `output` (see [`Sink`]): `chunk` takes
-    /// a message's bytes, `message` makes the one message printed under `--json`.
-    async fn save<M: prost::Message + prost::Name>(
+    /// Writes the file of `what` that `stream` brings to `output` (see [`Sink`]).
+    async fn save<M: Chunk>(
         &self,
+        what: &str,
         mut stream: Streaming<M>,
         output: Option<PathBuf>,
-        what: &str,
-        chunk: impl Fn(M) -> Vec<u8>,
-        message: impl FnOnce(Vec<u8>) -> M,
     ) -> anyhow::Result<()> {
         let mut sink = Sink::open(output.as_deref(), self.connection.json())?;
         while let Some(piece) = stream.message().await? {
-            sink.write(&chunk(piece))?;
+            sink.write(&piece.into_bytes())?;
         }
-        sink.done(what, message)
+        sink.done::<M>(what)
     }
 }
 
@@ -107,19 +123,15 @@ impl Sink {
         Ok(())
     }
 
-    /// Ends the download of `what`; held bytes are printed as the message `message` makes.
-    fn done<M: prost::Message + prost::Name>(
-        self,
-        what: &str,
-        message: impl FnOnce(Vec<u8>) -> M,
-    ) -> anyhow::Result<()> {
+    /// Ends the download of `what`; held bytes are printed as one message `M`.
+    fn done<M: Chunk>(self, what: &str) -> anyhow::Result<()> {
         match self {
             Sink::Stdout(mut out) => out.flush().map_err(output::stdout_error)?,
             Sink::File(path, file) => {
                 file.sync_all()?;
                 eprintln!("{what} written to {}", path.display());
             }
-            Sink::Message(held) => output::print_message(&message(held))?,
+            Sink::Message(held) => output::print_message(&M::from_bytes(held))?,
         }
         Ok(())
     }

@@ -20,12 +20,12 @@ impl Client<'_> {
         let mut imports = self.imports.clone();
         let response = self
             .connection
-            .call(
+            .call_idempotent(
                 "roster.imports.v1.ImportService/CancelImport",
-                Some(&request_id),
-                pb::CancelImportRequest {
+                request_id,
+                |request_id| pb::CancelImportRequest {
                     import_id,
-                    request_id: request_id.clone(),
+                    request_id,
                 },
                 async |request| imports.cancel_import(request).await,
             )
@@ -92,7 +92,8 @@ impl Client<'_> {
         let mut imports = self.imports.clone();
         let uploaded = self
             .connection
-            .call_unbounded(
+            .call_within(
+                None,
                 "roster.imports.v1.ImportService/UploadImport",
                 Some(request_id.as_str()).filter(|id| !id.is_empty()),
                 tokio_stream::wrappers::ReceiverStream::new(receiver),
@@ -157,12 +158,12 @@ impl Client<'_> {
         let request_id = format!("roster-cli-submit-{import_id}");
         let mut imports = self.imports.clone();
         self.connection
-            .call(
+            .call_idempotent(
                 "roster.imports.v1.ImportService/SubmitImport",
-                Some(&request_id),
-                pb::SubmitImportRequest {
+                request_id,
+                |request_id| pb::SubmitImportRequest {
                     import_id: import_id.clone(),
-                    request_id: request_id.clone(),
+                    request_id,
                     send_welcome_emails,
                 },
                 async |request| imports.submit_import(request).await,

@@ -43,6 +43,8 @@ mod downloads;
 mod flow;
 mod reads;
 
+use downloads::File;
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Download the account's CSV template (its current profiles).
@@ -185,7 +187,12 @@ pub async fn run(command: Command, connection: &crate::client::Client) -> anyhow
         connection,
     };
     match command {
-        Command::Template { account, output } => client.template(account, output).await,
+        Command::Template { account, output } => {
+            let file = File::Template {
+                account_id: account,
+            };
+            client.download(file, output).await
+        }
         Command::Upload {
             file,
             account,
@@ -197,7 +204,9 @@ pub async fn run(command: Command, connection: &crate::client::Client) -> anyhow
             watch,
             welcome_emails,
         } => client.submit(import_id, watch, welcome_emails).await,
-        Command::Report { import_id, output } => client.report(import_id, output).await,
+        Command::Report { import_id, output } => {
+            client.download(File::Report { import_id }, output).await
+        }
         Command::Show { import_id } => client.show(import_id).await,
         Command::Rows {
             import_id,

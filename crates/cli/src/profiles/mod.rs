@@ -155,25 +155,23 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             welcome_email,
             request_id,
         } => {
-            let request_id = request_id.get();
-            let message = pb::CreateProfileRequest {
-                request_id: request_id.clone(),
-                account_id: account,
-                first_name,
-                last_name,
-                email,
-                username,
-                job_title,
-                department,
-                locale,
-                time_zone,
-                send_welcome_email: welcome_email,
-            };
             let response = client
-                .call(
+                .call_idempotent(
                     "roster.identity.v1.ProfileService/CreateProfile",
-                    Some(&request_id),
-                    message,
+                    request_id.get(),
+                    |request_id| pb::CreateProfileRequest {
+                        request_id,
+                        account_id: account,
+                        first_name,
+                        last_name,
+                        email,
+                        username,
+                        job_title,
+                        department,
+                        locale,
+                        time_zone,
+                        send_welcome_email: welcome_email,
+                    },
                     async |request| profiles.create_profile(request).await,
                 )
                 .await?;
@@ -257,17 +255,16 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             let mut profile = before.clone();
             let paths = apply_sets(&set, &mut profile)?;
             profile.etag = etag.unwrap_or(before.etag.clone());
-            let request_id = request_id.get();
             let response = client
-                .call(
+                .call_idempotent(
                     "roster.identity.v1.ProfileService/UpdateProfile",
-                    Some(&request_id),
-                    pb::UpdateProfileRequest {
+                    request_id.get(),
+                    |request_id| pb::UpdateProfileRequest {
                         profile: Some(profile),
                         update_mask: Some(FieldMask {
                             paths: paths.clone(),
                         }),
-                        request_id: request_id.clone(),
+                        request_id,
                     },
                     async |request| profiles.update_profile(request).await,
                 )
@@ -292,15 +289,14 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             etag,
             request_id,
         } => {
-            let request_id = request_id.get();
             let response = client
-                .call(
+                .call_idempotent(
                     "roster.identity.v1.ProfileService/DeleteProfile",
-                    Some(&request_id),
-                    pb::DeleteProfileRequest {
+                    request_id.get(),
+                    |request_id| pb::DeleteProfileRequest {
                         id,
                         etag: etag.unwrap_or_default(),
-                        request_id: request_id.clone(),
+                        request_id,
                     },
                     async |request| profiles.delete_profile(request).await,
                 )

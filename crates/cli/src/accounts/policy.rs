@@ -1,43 +1,16 @@
-//! `roster accounts`: create, read and list accounts, and read or change an account's password
-//! policy (AccountService on identity).
+//! `roster accounts policy`: read or change an account's password policy. A change names the
+//! rules it sets by flags, which become the update mask, and carries the etag of the policy as
+//! read, so a concurrent change is refused, not lost.
 
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use prost_types::FieldMask;
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::account_service_client::AccountServiceClient;
-use roster_runtime::Service;
 use tonic::transport::Channel;
 
+use super::Preset;
 use crate::client::{Client, RequestIdArg};
-use crate::output::{self, Paging};
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Create an account.
-    Create {
-        /// Name shown to users, e.g. in emails (1 to 200 characters).
-        #[arg(long)]
-        name: String,
-        /// Password-policy preset; the server's default is `default`.
-        #[arg(long, value_enum)]
-        preset: Option<Preset>,
-        #[command(flatten)]
-        request_id: RequestIdArg,
-    },
-    /// Show one account.
-    Get {
-        /// The account's id.
-        id: String,
-    },
-    /// List the accounts the caller key may see, oldest first.
-    List {
-        #[command(flatten)]
-        paging: Paging,
-    },
-    /// Read or change an account's password policy.
-    #[command(subcommand)]
-    Policy(PolicyCommand),
-}
+use crate::output;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -59,24 +32,6 @@ pub enum PolicyCommand {
         #[command(flatten)]
         request_id: RequestIdArg,
     },
-}
-
-/// A password-policy preset.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Preset {
-    /// Length 12 to 128, upper, lower, digit and symbol, no personal information, history 5.
-    Default,
-    /// NIST SP 800-63B: length 15 to 128, no composition rules.
-    Nist,
-}
-
-impl Preset {
-    fn proto(self) -> pb::PasswordPolicyPreset {
-        match self {
-            Preset::Default => pb::PasswordPolicyPreset::Default,
-            Preset::Nist => pb::PasswordPolicyPreset::Nist,
-        }
-    }
 }
 
 /// One flag per policy field; each one given is put in the update mask.
@@ -169,98 +124,27 @@ impl PolicyChanges {
     }
 }
 
-pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
-    let mut accounts = AccountServiceClient::new(client.channel(Service::Identity).await?);
+/// Runs one `roster accounts policy` command through `accounts`.
+pub(super) async fn run(
+    command: PolicyCommand,
+    client: &Client,
+    accounts: &mut AccountServiceClient<Channel>,
+) -> anyhow::Result<()> {
     match command {
-        Command::Create {
-            name,
-            preset,
-            request_id,
-        } => {
-            let request_id = request_id.get();
-            // Settings this command has no flag for keep the server's defaults.
-            #[allow(clippy::needless_update)]
-            let message = pb::CreateAccountRequest {
-                request_id: request_id.clone(),
-                display_name: name,
-                password_policy_preset: preset.map_or(0, |preset| preset.proto() as i32),
-                ..Default::default()
-            };
-            let response = client
-                .call(
-                    "roster.identity.v1.AccountService/CreateAccount",
-                    Some(&request_id),
-                    message,
-                    async |request| accounts.create_account(request).await,
-                )
-                .await?;
-            output::show(client.json(), &response, |response| {
-                show_account(response.account.as_ref())
-            })
-        }
-        Command::Get { id } => {
-            let response = client
-                .call(
-                    "roster.identity.v1.AccountService/GetAccount",
-                    None,
-                    pb::GetAccountRequest { id },
-                    async |request| accounts.get_account(request).await,
-                )
-                .await?;
-            output::show(client.json(), &response, |response| {
-                show_account(response.account.as_ref())
-            })
-        }
-        Command::List { paging } => {
-            let (items, next) = output::pages(&paging, "accounts", async |page_token| {
-                let response = client
-                    .call(
-                        "roster.identity.v1.AccountService/ListAccounts",
-                        None,
-                        pb::ListAccountsRequest {
-                            page_size: paging.page_size,
-                            page_token,
-                        },
-                        async |request| accounts.clone().list_accounts(request).await,
-                    )
-                    .await?;
-                Ok((response.accounts, response.next_page_token))
-            })
-            .await?;
-            let response = pb::ListAccountsResponse {
-                accounts: items,
-                next_page_token: next,
-            };
-            output::show(client.json(), &response, |response| {
-                output::listing(
-                    "No accounts.",
-                    &["id", "display name", "extension digits", "created"],
-                    response.accounts.iter().map(|account| {
-                        [
-                            account.id.clone(),
-                            account.display_name.clone(),
-                            extension_digits(account),
-                            output::time(account.create_time.as_ref()),
-                        ]
-                    }),
-                    &response.next_page_token,
-                )
-            })
-        }
-        Command::Policy(PolicyCommand::Get { account }) => {
-            let response = read_policy(client, &mut accounts, account).await?;
+        PolicyCommand::Get { account } => {
+            let response = read_policy(client, accounts, account).await?;
             output::show(client.json(), &response, |response| {
                 show_policy(policy_of(response.policy.as_ref())?, &[])
             })
         }
-        Command::Policy(PolicyCommand::Set {
+        PolicyCommand::Set {
             account,
             changes,
             etag,
             request_id,
-        }) => {
+        } => {
             let before = policy_of(
-                read_policy(client, &mut accounts, account)
+                read_policy(client, accounts, account)
                     .await?
                     .policy
                     .as_ref(),
@@ -274,15 +158,14 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 );
             }
             policy.etag = etag.unwrap_or(before.etag.clone());
-            let request_id = request_id.get();
             let response = client
-                .call(
+                .call_idempotent(
                     "roster.identity.v1.AccountService/UpdatePasswordPolicy",
-                    Some(&request_id),
-                    pb::UpdatePasswordPolicyRequest {
+                    request_id.get(),
+                    |request_id| pb::UpdatePasswordPolicyRequest {
                         policy: Some(policy),
                         update_mask: Some(FieldMask { paths }),
-                        request_id: request_id.clone(),
+                        request_id,
                     },
                     async |request| accounts.update_password_policy(request).await,
                 )
@@ -331,30 +214,6 @@ fn set_given<'a, T: 'a>(
 
 fn policy_of(policy: Option<&pb::PasswordPolicy>) -> anyhow::Result<&pb::PasswordPolicy> {
     output::returned(policy, "policy")
-}
-
-/// The digits an extension number given in the account may have, as `2–8`.
-fn extension_digits(account: &pb::Account) -> String {
-    format!(
-        "{}–{}",
-        account.extension_min_length, account.extension_max_length
-    )
-}
-
-fn show_account(account: Option<&pb::Account>) -> anyhow::Result<()> {
-    let account = output::returned(account, "account")?;
-    output::outln!(
-        "{}",
-        output::details(&[
-            ("id", account.id.clone()),
-            ("display name", account.display_name.clone()),
-            ("extension digits", extension_digits(account)),
-            ("created", output::time(account.create_time.as_ref())),
-            ("updated", output::time(account.update_time.as_ref())),
-            ("etag", account.etag.clone()),
-        ])
-    )?;
-    Ok(())
 }
 
 fn preset_name(policy: &pb::PasswordPolicy) -> String {
