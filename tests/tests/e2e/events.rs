@@ -623,7 +623,75 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
     assert_published_as_logged(&published, &logged);
 }
 
+async fn retention_purges_old_events_but_never_unpublished_ones(backend: Backend) {
+    use roster_identity::events::{EventSettings, purge_expired};
+    use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
+    let Some((server, identity)) = start(backend, identity_settings(), Vec::new()).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    for n in 0..4 {
+        identity
+            .person(
+                &account,
+                "Ada",
+                &format!("N{n}"),
+                &format!("ada{n}@acme.example"),
+            )
+            .await;
+    }
+    let logged = events_of(&identity, &account, 5).await;
+    let store = roster_identity::store::Store::new(
+        sea_orm::Database::connect(&server.database.url)
+            .await
+            .unwrap(),
+    );
+    let purged = Counter::default();
+    // Everything is older than a retention of 0 days, but with publication on and nothing
+    // published yet, nothing may go.
+    let published = EventSettings {
+        retention_days: 0,
+        published: true,
+        heartbeat: Duration::from_secs(15),
+    };
+    assert_eq!(purge_expired(&store, &published, &purged).await.unwrap(), 0);
+    // NATS has the first three: those three go, oldest first.
+    let relay = "test-relay";
+    store
+        .claim_relay(relay, chrono::Utc::now() + chrono::Duration::seconds(30))
+        .await
+        .unwrap()
+        .expect("the relay's lease");
+    assert!(
+        store
+            .mark_published(relay, logged[2].sequence)
+            .await
+            .unwrap()
+    );
+    assert_eq!(purge_expired(&store, &published, &purged).await.unwrap(), 3);
+    let kept = identity.all_events(&account).await;
+    assert_eq!(kept, logged[3..]);
+    // Within the retention, nothing goes; without publication, everything expired goes.
+    let within = EventSettings {
+        retention_days: 400,
+        published: false,
+        ..published.clone()
+    };
+    assert_eq!(purge_expired(&store, &within, &purged).await.unwrap(), 0);
+    let unpublished = EventSettings {
+        published: false,
+        ..published
+    };
+    assert_eq!(
+        purge_expired(&store, &unpublished, &purged).await.unwrap(),
+        2
+    );
+    assert_eq!(purged.get(), 5);
+    assert!(identity.all_events(&account).await.is_empty());
+}
+
 both_backends!(
+    retention_purges_old_events_but_never_unpublished_ones,
     every_event_reaches_jetstream_once_in_order,
     events_wait_while_nats_is_down_and_all_arrive_after,
     every_change_is_one_event_with_its_diff_and_its_author,
