@@ -105,7 +105,6 @@ async fn change(
                         paths: vec!["first_name".into()],
                     }),
                     request_id: request_id.clone(),
-                    ..Default::default()
                 })
                 .await
                 .map(|_| ()),
