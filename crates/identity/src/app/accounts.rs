@@ -8,7 +8,7 @@ use super::{Identity, account_scope, once, request_scope};
 use crate::domain::account::{Account, AccountPatch, PolicyPatch, display_name, extension_bounds};
 use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
-use crate::domain::event;
+use crate::domain::event::{self, NewEvent};
 use crate::domain::ids::AccountId;
 use crate::domain::policy::{PasswordPolicy, Preset};
 use crate::store::Store;
@@ -118,26 +118,19 @@ impl Identity {
         expected: Option<i64>,
         patch: AccountPatch,
     ) -> Result<Account, IdentityError> {
-        if !caller.may_access(id.0) {
-            return Err(IdentityError::NotFound("account"));
-        }
-        let store = &self.store;
-        let origin = origin(caller, request_id);
-        once(
-            store,
-            &request_scope(caller, "UpdateAccount"),
+        let call = AccountChange {
+            caller,
             request_id,
-            async |txn| {
-                let account = account_at(store, txn, id, expected).await?;
-                let (name, bounds) = patch.apply(&account)?;
-                let updated = store.update_account(txn, &account, &name, bounds).await?;
-                let events = event::account_updated(&account, &updated)
-                    .into_iter()
-                    .collect();
-                store.append_events(txn, &origin, events).await?;
-                Ok(updated)
-            },
-        )
+            id,
+            expected,
+        };
+        let store = &self.store;
+        self.change_account(call, "UpdateAccount", async |txn, account| {
+            let (name, bounds) = patch.apply(account)?;
+            let updated = store.update_account(txn, account, &name, bounds).await?;
+            let event = event::account_updated(account, &updated);
+            Ok((updated, event))
+        })
         .await
     }
 
@@ -151,27 +144,65 @@ impl Identity {
         expected: Option<i64>,
         patch: PolicyPatch,
     ) -> Result<Account, IdentityError> {
-        if !caller.may_access(id.0) {
+        let call = AccountChange {
+            caller,
+            request_id,
+            id,
+            expected,
+        };
+        let store = &self.store;
+        self.change_account(call, "UpdatePasswordPolicy", async |txn, account| {
+            let policy = patch.apply(&account.policy);
+            policy.validate().map_err(IdentityError::Invalid)?;
+            let updated = store.update_policy(txn, account, &policy).await?;
+            let event = event::policy_changed(account, &updated);
+            Ok((updated, event))
+        })
+        .await
+    }
+
+    /// Runs an [`AccountChange`]: an account the caller may not act on is NOT_FOUND; a
+    /// repeated request id answers the first answer; otherwise `change` makes the account's
+    /// new version from the one at the expected version, and its event (when anything
+    /// changed) is recorded in the same transaction.
+    async fn change_account(
+        &self,
+        call: AccountChange<'_>,
+        operation: &str,
+        change: impl AsyncFnOnce(
+            &DatabaseTransaction,
+            &Account,
+        ) -> Result<(Account, Option<NewEvent>), IdentityError>,
+    ) -> Result<Account, IdentityError> {
+        if !call.caller.may_access(call.id.0) {
             return Err(IdentityError::NotFound("account"));
         }
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(call.caller, call.request_id);
         once(
             store,
-            &request_scope(caller, "UpdatePasswordPolicy"),
-            request_id,
+            &request_scope(call.caller, operation),
+            call.request_id,
             async |txn| {
-                let account = account_at(store, txn, id, expected).await?;
-                let policy = patch.apply(&account.policy);
-                policy.validate().map_err(IdentityError::Invalid)?;
-                let updated = store.update_policy(txn, &account, &policy).await?;
-                let events = event::policy_changed(&account, &updated)
-                    .into_iter()
-                    .collect();
-                store.append_events(txn, &origin, events).await?;
+                let account = account_at(store, txn, call.id, call.expected).await?;
+                let (updated, event) = change(txn, &account).await?;
+                store
+                    .append_events(txn, &origin, event.into_iter().collect())
+                    .await?;
                 Ok(updated)
             },
         )
         .await
     }
+}
+
+/// One call that changes an account: who, under which request id, which account at which
+/// version.
+#[derive(Clone, Copy, Debug)]
+struct AccountChange<'a> {
+    caller: &'a Caller,
+    request_id: &'a str,
+    id: AccountId,
+    /// The etag's version, when the caller sent one.
+    expected: Option<i64>,
 }

@@ -182,15 +182,20 @@ impl Store {
 
     /// The log's last number: every event up to it is readable.
     pub async fn last_sequence(&self) -> Result<i64, StoreError> {
+        self.log_number("event_sequencer", "last_sequence").await
+    }
+
+    /// `column` of the one row of `table`, a worker's number.
+    async fn log_number(&self, table: &str, column: &str) -> Result<i64, StoreError> {
         let row = self
             .db
             .query_one_raw(Statement::from_string(
                 self.db.get_database_backend(),
-                "SELECT last_sequence FROM event_sequencer WHERE id = 1",
+                format!("SELECT {column} FROM {table} WHERE id = 1"),
             ))
             .await?
-            .ok_or_else(|| IdentityError::Corrupt("event_sequencer has no row".into()))?;
-        Ok(row.try_get("", "last_sequence")?)
+            .ok_or_else(|| IdentityError::Corrupt(format!("{table} has no row")))?;
+        Ok(row.try_get("", column)?)
     }
 
     /// Events numbered after `after` up to `upto`, oldest first, at most `limit`.
@@ -334,15 +339,7 @@ impl Store {
 
     /// The number NATS has every event up to.
     pub async fn published_sequence(&self) -> Result<i64, StoreError> {
-        let row = self
-            .db
-            .query_one_raw(Statement::from_string(
-                self.db.get_database_backend(),
-                "SELECT published_sequence FROM event_relay WHERE id = 1",
-            ))
-            .await?
-            .ok_or_else(|| IdentityError::Corrupt("event_relay has no row".into()))?;
-        Ok(row.try_get("", "published_sequence")?)
+        self.log_number("event_relay", "published_sequence").await
     }
 
     /// Deletes up to `limit` numbered events that happened before `cutoff` and are numbered

@@ -80,10 +80,7 @@ impl Store {
             )
             .returning_col(signin_throttle::Column::Failures)
             .to_owned();
-        let row = conn.query_one(&statement).await?;
-        row.map(|row| row.try_get::<i32>("", "failures"))
-            .transpose()
-            .map_err(StoreError::from)
+        failures_of(conn.query_one(&statement).await?)
     }
 
     /// Forgets the failed sign-ins of `key` after a successful one; the count it had (this
@@ -98,11 +95,15 @@ impl Store {
             .and_where(Expr::col(signin_throttle::Column::Canonical).eq(key))
             .returning_col(signin_throttle::Column::Failures)
             .to_owned();
-        let row = conn.query_one(&statement).await?;
-        row.map(|row| row.try_get::<i32>("", "failures"))
-            .transpose()
-            .map_err(StoreError::from)
+        failures_of(conn.query_one(&statement).await?)
     }
+}
+
+/// The `failures` a statement returned, if it returned a row.
+fn failures_of(row: Option<sea_orm::QueryResult>) -> Result<Option<i32>, StoreError> {
+    row.map(|row| row.try_get::<i32>("", "failures"))
+        .transpose()
+        .map_err(StoreError::from)
 }
 
 /// When a sign-in lock ends for each count of failed attempts from the limit on: the first lock

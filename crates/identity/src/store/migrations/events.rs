@@ -16,16 +16,16 @@ impl MigrationName for CreateEventLog {
     }
 }
 
-const POSTGRES: &str = r#"
+/// The log's schema; the braces are what the backends spell differently (see [`schema`]).
+const SCHEMA: &str = r#"
 CREATE TABLE events (
-    insert_id BIGSERIAL PRIMARY KEY,
-    sequence BIGINT NULL,
-    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-    id UUID NOT NULL UNIQUE,
-    occurred_at TIMESTAMPTZ NOT NULL,
-    account_id UUID NOT NULL,
+    insert_id {serial},
+    sequence BIGINT NULL,{txid}
+    id {uuid} NOT NULL UNIQUE,
+    occurred_at {time} NOT NULL,
+    account_id {uuid} NOT NULL,
     subject_type TEXT NOT NULL,
-    subject_id UUID NOT NULL,
+    subject_id {uuid} NOT NULL,
     event_type TEXT NOT NULL,
     actor TEXT NOT NULL,
     caller TEXT NOT NULL,
@@ -45,51 +45,34 @@ CREATE TABLE event_relay (
     id INTEGER PRIMARY KEY,
     published_sequence BIGINT NOT NULL,
     owner TEXT NULL,
-    lease_until TIMESTAMPTZ NULL
+    lease_until {time} NULL
 );
 INSERT INTO event_relay (id, published_sequence) VALUES (1, 0);
 "#;
 
-const SQLITE: &str = r#"
-CREATE TABLE events (
-    insert_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sequence BIGINT NULL,
-    id TEXT NOT NULL UNIQUE,
-    occurred_at TEXT NOT NULL,
-    account_id TEXT NOT NULL,
-    subject_type TEXT NOT NULL,
-    subject_id TEXT NOT NULL,
-    event_type TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    caller TEXT NOT NULL,
-    source TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    trace_id TEXT NOT NULL,
-    changes TEXT NOT NULL
-);
-CREATE UNIQUE INDEX events_sequence ON events (sequence);
-CREATE INDEX events_unsequenced ON events (insert_id) WHERE sequence IS NULL;
-CREATE INDEX events_account ON events (account_id, sequence);
-CREATE INDEX events_subject ON events (subject_id, sequence);
-CREATE INDEX events_time ON events (occurred_at);
-CREATE TABLE event_sequencer (id INTEGER PRIMARY KEY, last_sequence BIGINT NOT NULL);
-INSERT INTO event_sequencer (id, last_sequence) VALUES (1, 0);
-CREATE TABLE event_relay (
-    id INTEGER PRIMARY KEY,
-    published_sequence BIGINT NOT NULL,
-    owner TEXT NULL,
-    lease_until TEXT NULL
-);
-INSERT INTO event_relay (id, published_sequence) VALUES (1, 0);
-"#;
+/// The schema's SQL on `backend`: PostgreSQL's native types and the writer's transaction id;
+/// SQLite's affinities, and an autoincrement that never hands a purged number out again.
+fn schema(backend: DbBackend) -> String {
+    let (serial, txid, uuid, time) = match backend {
+        DbBackend::Postgres => (
+            "BIGSERIAL PRIMARY KEY",
+            "\n    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),",
+            "UUID",
+            "TIMESTAMPTZ",
+        ),
+        _ => ("INTEGER PRIMARY KEY AUTOINCREMENT", "", "TEXT", "TEXT"),
+    };
+    SCHEMA
+        .replace("{serial}", serial)
+        .replace("{txid}", txid)
+        .replace("{uuid}", uuid)
+        .replace("{time}", time)
+}
 
 #[async_trait::async_trait]
 impl MigrationTrait for CreateEventLog {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let sql = match manager.get_database_backend() {
-            DbBackend::Postgres => POSTGRES,
-            _ => SQLITE,
-        };
+        let sql = schema(manager.get_database_backend());
         let connection = manager.get_connection();
         for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
             connection.execute_unprepared(statement).await?;
