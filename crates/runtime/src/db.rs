@@ -11,7 +11,9 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
     FromQueryResult, TransactionTrait,
 };
-use sea_orm_migration::{MigratorTrait, SchemaManager, seaql_migrations};
+use sea_orm_migration::{
+    IntoSchemaManagerConnection, MigratorTrait, SchemaManager, seaql_migrations,
+};
 
 /// Opens a pool on `url` (`sqlite://path?mode=rwc` or `postgres://…`). For a SQLite file its
 /// directory is created, and the pool uses WAL with a busy timeout so concurrent writers wait
@@ -49,26 +51,31 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 /// missing; when something is, the migrations would interleave, and it is refused.
 ///
 /// Replicas starting together on a new database would race to create the same tables: on
-/// PostgreSQL the check and the migrations run under a transaction-level advisory lock (held by
-/// a transaction of its own while the migrations run on the pool), so one replica migrates and
-/// the others, waiting behind it, find the schema current.
+/// PostgreSQL the check and the migrations run in one transaction that first takes an advisory
+/// lock, so one replica migrates and the others, waiting behind it, find the schema current
+/// (and a failed migration leaves nothing half-applied).
 pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     if db.get_database_backend() != DbBackend::Postgres {
-        return migrate_now::<M>(db).await;
+        return migrate_now::<M, _>(db).await;
     }
-    let lock = db.begin().await?;
-    lock.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+    let txn = db.begin().await?;
+    txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
         .await?;
-    let applied = migrate_now::<M>(db).await;
-    lock.commit().await?;
-    applied
+    let applied = migrate_now::<M, _>(&txn).await?;
+    txn.commit().await?;
+    Ok(applied)
 }
 
 /// The advisory lock key of migrations ("Roster" in ASCII).
 const MIGRATION_LOCK: i64 = 0x526f_7374_6572;
 
-async fn migrate_now<M: MigratorTrait>(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
-    let state = schema_state::<M>(db).await?;
+async fn migrate_now<'c, M, C>(db: &'c C) -> Result<Vec<String>, DbErr>
+where
+    M: MigratorTrait,
+    C: ConnectionTrait,
+    &'c C: IntoSchemaManagerConnection<'c>,
+{
+    let state = schema_state_on::<M, C>(db).await?;
     match (state.pending.is_empty(), state.unknown.is_empty()) {
         (true, true) => {
             tracing::info!(migrations = M::migrations().len(), "schema is current");
@@ -117,6 +124,15 @@ impl SchemaState {
 /// Compares the migrations recorded in `db` with `M`'s, reading only: nothing is created, so
 /// it works on an empty database and with a user that may not change the schema.
 pub async fn schema_state<M: MigratorTrait>(db: &DatabaseConnection) -> Result<SchemaState, DbErr> {
+    schema_state_on::<M, _>(db).await
+}
+
+async fn schema_state_on<'c, M, C>(db: &'c C) -> Result<SchemaState, DbErr>
+where
+    M: MigratorTrait,
+    C: ConnectionTrait,
+    &'c C: IntoSchemaManagerConnection<'c>,
+{
     let table = M::migration_table_name();
     let applied: HashSet<String> = if SchemaManager::new(db).has_table(table.to_string()).await? {
         let select = Query::select()
