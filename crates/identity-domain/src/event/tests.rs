@@ -3,7 +3,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::assignment::Role;
-use crate::profile::{OwnedProfile, ProfileFields};
+use crate::profile::{OwnedProfile, Profile, ProfileFields, ProfileStatus};
 
 fn profile(first_name: &str, username: &str) -> Profile {
     let owned = OwnedProfile {

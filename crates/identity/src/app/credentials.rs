@@ -2,7 +2,6 @@
 //! verifying sign-ins. Shared by the gRPC handlers and the reset page.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use base64::Engine;
 use chrono::Utc;
@@ -19,9 +18,8 @@ use crate::domain::event::{self, EventType};
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::{Personal, Rule};
 use crate::domain::profile::{Profile, ProfileStatus};
-use crate::domain::username::{Username, UsernameError};
 use crate::hashing::{HashError, Hasher};
-use crate::store::{LockSchedule, Store, StoreError, now};
+use crate::store::{Store, StoreError, now};
 use roster_runtime::Caller;
 
 pub use crate::domain::policy::INVALID_TOKEN;
@@ -72,9 +70,9 @@ fn still_as_confirmed(
 /// Password operations over the store and the hashing pool.
 #[derive(Clone)]
 pub struct Passwords {
-    store: Store,
-    hasher: Hasher,
-    settings: Settings,
+    pub(super) store: Store,
+    pub(super) hasher: Hasher,
+    pub(super) settings: Settings,
 }
 
 impl Passwords {
@@ -291,153 +289,6 @@ impl Passwords {
             .await?;
         txn.commit().await.map_err(StoreError::from)?;
         Ok(())
-    }
-
-    /// Checks a sign-in by `caller`. `Ok(None)` for every refusal alike — unknown username, wrong
-    /// password, suspended or deleted profile, a profile of an account the caller may not act
-    /// on — each costing one argon2 verification. A username with too many recent failures is
-    /// throttled, also for the right password.
-    ///
-    /// The throttle counts each attempt before its password is checked (see
-    /// [`Store::admit_signin_attempt`]), so concurrent guesses cannot outrun it. Attempts of a key
-    /// limited to some accounts on a username held outside them count against that key alone:
-    /// such a key can neither verify nor lock out another account's user, and sees exactly what
-    /// it sees for a username nobody holds.
-    pub async fn verify(
-        &self,
-        caller: &Caller,
-        username: &str,
-        password: SecretString,
-    ) -> Result<Option<Profile>, IdentityError> {
-        let username = match Username::parse(username) {
-            Ok(username) => username,
-            // Over-long input is refused before any work: the limit is no secret.
-            Err(error) if error.code() == UsernameError::TOO_LONG => {
-                return Err(IdentityError::invalid("username", error.description()));
-            }
-            Err(_) => {
-                self.hasher.verify_dummy(password).await?;
-                return Ok(None);
-            }
-        };
-        let canonical = username.canonical();
-        let holder = self
-            .store
-            .active_holder(canonical)
-            .await?
-            .filter(|record| caller.may_access(record.account_id.0));
-        let key = throttle_key(caller, canonical, holder.is_some());
-        let schedule = LockSchedule::starting_now(
-            self.settings.signin_max_failures,
-            chrono::Duration::seconds(self.settings.signin_lock_seconds.min(i64::MAX as u64) as i64),
-            chrono::Duration::seconds(
-                self.settings.signin_max_lock_seconds.min(i64::MAX as u64) as i64
-            ),
-        );
-        if !self.admit(caller, holder.as_ref(), &key, &schedule).await? {
-            let wait = self
-                .store
-                .signin_locked_until(&key)
-                .await?
-                .and_then(|until| (until - now()).to_std().ok())
-                .unwrap_or_default();
-            return Err(IdentityError::Throttled(wait.max(Duration::from_secs(1))));
-        }
-        let stored = match &holder {
-            Some(record) if record.status == ProfileStatus::Active => {
-                self.store
-                    .credential(self.store.connection(), record.id)
-                    .await?
-            }
-            _ => None,
-        };
-        let (Some(record), Some(stored)) = (holder, stored) else {
-            self.hasher.verify_dummy(password).await?;
-            return Ok(None);
-        };
-        let verification = self.hasher.verify(password.clone(), stored.clone()).await?;
-        if !verification.matches {
-            return Ok(None);
-        }
-        self.clear_failures(caller, &record, &key, &schedule)
-            .await?;
-        if verification.needs_rehash {
-            match self.hasher.hash(password).await {
-                Ok(upgraded) => {
-                    self.store
-                        .upgrade_hash(record.id, &stored, &upgraded)
-                        .await?
-                }
-                Err(error) => tracing::warn!(%error, "password hash upgrade postponed"),
-            }
-        }
-        Ok(Some(record))
-    }
-}
-
-impl Passwords {
-    /// Counts a sign-in attempt on `key` (see [`Store::admit_signin_attempt`]); false when
-    /// `key` is locked. An attempt that locks a visible holder's sign-in records
-    /// `roster.signin.locked` with the count, in the same transaction.
-    async fn admit(
-        &self,
-        caller: &Caller,
-        holder: Option<&Profile>,
-        key: &str,
-        schedule: &LockSchedule,
-    ) -> Result<bool, IdentityError> {
-        let Some(holder) = holder else {
-            let conn = self.store.connection();
-            return Ok(self
-                .store
-                .admit_signin_attempt(conn, key, schedule)
-                .await?
-                .is_some());
-        };
-        let txn = self.store.begin().await?;
-        let Some(count) = self.store.admit_signin_attempt(&txn, key, schedule).await? else {
-            return Ok(false);
-        };
-        if let Some(until) = schedule.lock_at(count) {
-            let locked = event::signin_locked(holder, count as u32, until);
-            self.store
-                .append_events(&txn, &origin(caller, ""), vec![locked])
-                .await?;
-        }
-        txn.commit().await.map_err(StoreError::from)?;
-        Ok(true)
-    }
-
-    /// Forgets `key`'s failures after a right password; when they had locked the holder's
-    /// sign-in before this attempt, records `roster.signin.unlocked`.
-    async fn clear_failures(
-        &self,
-        caller: &Caller,
-        holder: &Profile,
-        key: &str,
-        schedule: &LockSchedule,
-    ) -> Result<(), IdentityError> {
-        let txn = self.store.begin().await?;
-        let count = self.store.clear_signin_failures(&txn, key).await?;
-        if count.is_some_and(|count| schedule.lock_at(count).is_some()) {
-            let unlocked = event::credential(holder, EventType::SignInUnlocked);
-            self.store
-                .append_events(&txn, &origin(caller, ""), vec![unlocked])
-                .await?;
-        }
-        txn.commit().await.map_err(StoreError::from)?;
-        Ok(())
-    }
-}
-
-/// The throttle row an attempt counts against: the canonical username, shared by every caller
-/// that may see its holder; for a key limited to some accounts, a row of that key's own for
-/// every username it may not see (held elsewhere, or by nobody — the two must look the same).
-/// Canonical usernames hold no white space, so the space keeps the two kinds apart.
-fn throttle_key(caller: &Caller, canonical: &str, holder_visible: bool) -> String {
-    match caller.account_limit() {
-        Some(_) if !holder_visible => format!("key:{} {canonical}", caller.name),
-        _ => canonical.to_owned(),
     }
 }
 
