@@ -102,7 +102,10 @@ mod tests {
         let now = Utc::now().timestamp();
         let day_ago = parse_time("24h").unwrap().seconds;
         assert!((now - 86_400 - day_ago).abs() <= 1, "{day_ago}");
-        assert_eq!(parse_time("7d").unwrap().seconds, parse_time("168h").unwrap().seconds);
+        assert_eq!(
+            parse_time("7d").unwrap().seconds,
+            parse_time("168h").unwrap().seconds
+        );
         assert!((now - 1800 - parse_time("30m").unwrap().seconds).abs() <= 1);
         assert_eq!(
             parse_time("2023-11-14T22:13:20Z").unwrap(),

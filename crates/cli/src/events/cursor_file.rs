@@ -63,6 +63,9 @@ mod tests {
 
         std::fs::write(&path, "yesterday\n").unwrap();
         let error = load(&path).await.unwrap_err().to_string();
-        assert!(error.contains("--cursor-file") && error.contains("yesterday"), "{error}");
+        assert!(
+            error.contains("--cursor-file") && error.contains("yesterday"),
+            "{error}"
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `roster events watch`: follows WatchEvents until interrupted. Each event is printed, then
 //! its sequence saved as the position (heartbeats move the position too); a stream that ends as
-//! UNAVAILABLE — the server shutting down, the connection dropped, the server not back yet — is
+//! UNAVAILABLE (the server shutting down, or not back yet) or breaks in the connection is
 //! watched again from the position after a short pause, growing while it keeps failing. Any
 //! other failure ends the command as every command's does.
 //!
@@ -58,14 +58,10 @@ pub async fn run(
         output::outln!("{}", show::watch_header())?;
     }
     loop {
-        let ended = match watch.follow().await {
-            Ok(()) => "the server ended the stream".to_owned(),
-            Err(error) if is_transient(&error) => format!("{error:#}"),
-            Err(error) => return Err(error),
-        };
+        let ended = watch.follow().await?;
         if !client.json() {
             eprintln!(
-                "roster: {ended}; watching again from {} in {:.2}s",
+                "roster: {ended}; watching again from cursor {} in {:.2}s",
                 watch.cursor,
                 watch.pause.as_secs_f64()
             );
@@ -75,13 +71,22 @@ pub async fn run(
     }
 }
 
-/// A failure after which watching again can succeed: the server is stopping or away, or the
-/// connection broke.
-fn is_transient(error: &anyhow::Error) -> bool {
+/// The call's failure, when `error` is one.
+fn rpc_failure(error: &anyhow::Error) -> Option<&RpcFailure> {
     error
         .chain()
         .find_map(|cause| cause.downcast_ref::<RpcFailure>())
-        .is_some_and(|failure| failure.status.code() == Code::Unavailable)
+}
+
+/// A failure after which watching again can succeed: the server is stopping or away.
+fn is_unavailable(error: &anyhow::Error) -> bool {
+    rpc_failure(error).is_some_and(|failure| failure.status.code() == Code::Unavailable)
+}
+
+/// A stream that broke in the connection rather than being ended by the server (tonic says
+/// UNKNOWN or INTERNAL for a connection that closes under a stream).
+fn broke_in_connection(error: &anyhow::Error) -> bool {
+    rpc_failure(error).is_some_and(|failure| failure.connection_hint.is_some())
 }
 
 /// One watch: where it stands, and where it keeps that.
@@ -98,9 +103,10 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    /// Watches from the cursor until the stream ends: `Ok` when the server closed it without
-    /// a status.
-    async fn follow(&mut self) -> anyhow::Result<()> {
+    /// Watches from the cursor until the stream ends. Returns why, when watching again may
+    /// succeed: the server closed the stream, answered UNAVAILABLE, or the connection broke
+    /// under an open stream (when opening, that is a setting to fix, not a pause to wait).
+    async fn follow(&mut self) -> anyhow::Result<String> {
         let request = pb::WatchEventsRequest {
             account_id: self.filters.account.clone(),
             subject_id: self.filters.profile.clone(),
@@ -108,15 +114,28 @@ impl Watch<'_> {
             cursor: self.cursor.to_string(),
         };
         let mut events = self.events.clone();
-        let mut stream = self
+        let opened = self
             .client
             .stream(
                 "roster.identity.v1.EventService/WatchEvents",
                 request,
                 async |request| events.watch_events(request).await,
             )
-            .await?;
-        while let Some(message) = stream.message().await? {
+            .await;
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(error) if is_unavailable(&error) => return Ok(format!("{error:#}")),
+            Err(error) => return Err(error),
+        };
+        loop {
+            let message = match stream.message().await {
+                Ok(Some(message)) => message,
+                Ok(None) => return Ok("the server ended the stream".to_owned()),
+                Err(error) if is_unavailable(&error) || broke_in_connection(&error) => {
+                    return Ok(format!("{error:#}"));
+                }
+                Err(error) => return Err(error),
+            };
             self.pause = FIRST_PAUSE;
             match message.kind {
                 Some(Kind::Event(event)) => {
@@ -132,7 +151,6 @@ impl Watch<'_> {
                 None => {}
             }
         }
-        Ok(())
     }
 
     /// Prints one event: a line under the header, or under `--json` one `Event` per line.
