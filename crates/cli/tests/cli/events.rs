@@ -73,11 +73,7 @@ impl Audited {
         let output = tokio::task::spawn_blocking(move || command.output().expect("roster runs"))
             .await
             .expect("the blocking task completes");
-        Run {
-            success: output.status.success(),
-            stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
-            stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
-        }
+        Run::from(output)
     }
 
     /// The events of `account` (every account when empty) once the log has numbered `count`
@@ -314,14 +310,22 @@ async fn saved_cursor(path: &Path, at_least: i64) -> i64 {
 }
 
 /// The events a `--json` watch printed.
-fn watched(lines: &[String]) -> Vec<Value> {
+fn watched<'a>(lines: impl IntoIterator<Item = &'a str>) -> Vec<Value> {
     lines
-        .iter()
+        .into_iter()
         .map(|line| {
             serde_json::from_str(line)
                 .unwrap_or_else(|error| panic!("a JSON event per line ({error}): {line}"))
         })
         .collect()
+}
+
+/// Waits until a `--json` watch has printed `count` events and saved the last one's sequence
+/// in `cursor`.
+async fn printed_and_saved(watch: &Following, count: usize, cursor: &Path) {
+    let printed = watched(watch.lines(count).await.iter().map(String::as_str));
+    let last = printed[count - 1]["sequence"].as_i64().expect("a sequence");
+    saved_cursor(cursor, last).await;
 }
 
 async fn a_watch_restarted_with_its_cursor_file_prints_every_event_once(backend: Backend) {
@@ -350,11 +354,7 @@ async fn a_watch_restarted_with_its_cursor_file_prints_every_event_once(backend:
     for name in ["Ada", "Bea", "Cy"] {
         made.push(audited.person(&acme, name).await);
     }
-    let printed = first.lines(3).await;
-    let last = watched(&printed)[2]["sequence"]
-        .as_i64()
-        .expect("a sequence");
-    saved_cursor(&cursor, last).await;
+    printed_and_saved(&first, 3, &cursor).await;
     let first = first.kill();
 
     // Changes while no watch runs, then the same command again.
@@ -372,17 +372,10 @@ async fn a_watch_restarted_with_its_cursor_file_prints_every_event_once(backend:
     let second = Following::spawn(audited.command(&watch));
     second.lines(3).await;
     audited.person(&acme, "Fay").await;
-    let printed = second.lines(4).await;
-    let last = watched(&printed)[3]["sequence"]
-        .as_i64()
-        .expect("a sequence");
-    saved_cursor(&cursor, last).await;
+    printed_and_saved(&second, 4, &cursor).await;
     let second = second.kill();
 
-    let mut seen = watched(&first.stdout.lines().map(str::to_owned).collect::<Vec<_>>());
-    seen.extend(watched(
-        &second.stdout.lines().map(str::to_owned).collect::<Vec<_>>(),
-    ));
+    let seen = watched(first.stdout.lines().chain(second.stdout.lines()));
     let log = audited.identity.all_events(&acme).await;
     assert_eq!(
         seen.iter()

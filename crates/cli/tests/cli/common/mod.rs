@@ -56,6 +56,16 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Run {
+    fn from(output: std::process::Output) -> Run {
+        Run {
+            success: output.status.success(),
+            stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+            stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+        }
+    }
+}
+
 impl Run {
     /// Asserts the run succeeded, showing what it printed when it did not.
     pub fn ok(self) -> Run {
