@@ -5,13 +5,14 @@
 //! - `roster serve <service>` runs one service (production, one per container).
 //! - `roster migrate <service>` applies one service's migrations and exits (a Kubernetes Job).
 //! - `roster import template|upload|submit|report|list|cancel` drives a bulk import.
-//! - `roster accounts|profiles|usernames|passwords|notifications …` are the operator commands:
-//!   gRPC calls to running services, printed as tables or, with `--json`, as JSON.
+//! - `roster accounts|profiles|usernames|passwords|notifications|events …` are the operator
+//!   commands: gRPC calls to running services, printed as tables or, with `--json`, as JSON.
 //! - `roster keys new|hash` make caller keys and their keys-file entries, offline.
 
 mod accounts;
 mod client;
 mod dev;
+mod events;
 mod import;
 mod keys;
 mod launch;
@@ -80,6 +81,9 @@ enum Command {
     /// Email notifications and their delivery.
     #[command(subcommand)]
     Notifications(notifications::Command),
+    /// Identity's audit log: list its events, or follow them as they commit.
+    #[command(subcommand)]
+    Events(events::Command),
     /// Caller keys for the keys file (offline).
     #[command(subcommand)]
     Keys(keys::Command),
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
             Command::Usernames(command) => usernames::run(command, &client).await,
             Command::Passwords(command) => passwords::run(command, &client).await,
             Command::Notifications(command) => notifications::run(command, &client).await,
+            Command::Events(command) => events::run(command, &client).await,
             Command::Keys(command) => keys::run(command, client.json()),
         }
     });

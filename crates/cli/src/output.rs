@@ -286,23 +286,49 @@ pub async fn pages<T>(
     noun: &str,
     mut fetch: impl AsyncFnMut(String) -> anyhow::Result<(Vec<T>, String)>,
 ) -> anyhow::Result<(Vec<T>, String)> {
-    let progress = if paging.all {
+    let mut calls = 0;
+    let next_size = |_fetched: usize| {
+        calls += 1;
+        (calls == 1 || paging.all).then_some(paging.page_size)
+    };
+    page_through(
+        noun,
+        paging.all,
+        paging.page_token.clone(),
+        next_size,
+        async |token, _size| fetch(token).await,
+    )
+    .await
+}
+
+/// Fetches pages from `token` on while `next_size`, given how many items came so far, names
+/// the size of the next page, and the pages go on; counts on a spinner when `progress`. `fetch`
+/// takes a page token and a page size and returns the page's items and the next token. Returns
+/// the items and the token of the page after them (empty when there is none).
+pub async fn page_through<T>(
+    noun: &str,
+    progress: bool,
+    mut token: String,
+    mut next_size: impl FnMut(usize) -> Option<i32>,
+    mut fetch: impl AsyncFnMut(String, i32) -> anyhow::Result<(Vec<T>, String)>,
+) -> anyhow::Result<(Vec<T>, String)> {
+    let progress = if progress {
         spinner(format!("fetching {noun}"))
     } else {
         ProgressBar::hidden()
     };
     let mut items = Vec::new();
-    let mut token = paging.page_token.clone();
-    loop {
-        let (page, next) = fetch(token).await?;
+    while let Some(size) = next_size(items.len()) {
+        let (page, next) = fetch(token, size).await?;
         items.extend(page);
         progress.set_message(format!("{} {noun} fetched", items.len()));
-        if !paging.all || next.is_empty() {
-            progress.finish_and_clear();
-            return Ok((items, next));
-        }
         token = next;
+        if token.is_empty() {
+            break;
+        }
     }
+    progress.finish_and_clear();
+    Ok((items, token))
 }
 
 /// Tells, on stderr, how to get the rest of a listing that stopped after one page.

@@ -24,7 +24,7 @@ use roster_tests::imports::people_csv;
 use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestServer};
 use serde_json::Value;
 
-use crate::common::Run;
+use crate::common::{Following, Run};
 
 /// Commands that print no response message: they run servers, or work offline.
 const NOT_CALLS: [&str; 3] = ["dev", "serve", "migrate"];
@@ -87,11 +87,7 @@ impl Suite {
         })
         .await
         .expect("the blocking task completes");
-        Run {
-            success: output.status.success(),
-            stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
-            stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
-        }
+        Run::from(output)
     }
 
     async fn run(&self, args: &[&str]) -> Run {
@@ -211,6 +207,15 @@ impl Coverage {
         all.extend_from_slice(args);
         suite.run_with_stdin(&all, stdin).await.ok()
     }
+
+    /// Starts `roster --json <command> args…`, which runs until it is killed.
+    fn follow(&mut self, suite: &Suite, command: &str, args: &[&str]) -> Following {
+        self.covered.insert(command.to_owned());
+        let mut all = vec!["--json"];
+        all.extend(command.split(' '));
+        all.extend_from_slice(args);
+        Following::spawn(suite.command(&all))
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -316,6 +321,41 @@ async fn every_command_prints_its_response_message_as_json() {
         updated.profile.map(|p| p.job_title).as_deref(),
         Some("Countess")
     );
+
+    // events, once the log has numbered the four changes above
+    let direct = loop {
+        let direct = Identity::new(identity.clone(), ADMIN_KEY)
+            .list_events(id::ListEventsRequest {
+                account_id: account_id.clone(),
+                page_size: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("ListEvents");
+        if direct.events.len() >= 4 {
+            break direct;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let listed: id::ListEventsResponse = decode(
+        &coverage
+            .run(&suite, "events list", &["--account", &account_id])
+            .await,
+    );
+    assert_eq!(listed, direct);
+    let watch = coverage.follow(
+        &suite,
+        "events watch",
+        &["--account", &account_id, "--from", "0"],
+    );
+    let first = watch.lines(1).await.remove(0);
+    watch.kill();
+    let first: id::Event = decode(&Run {
+        success: true,
+        stdout: first,
+        stderr: String::new(),
+    });
+    assert_eq!(Some(&first), direct.events.last());
 
     // usernames and passwords
     let checked: id::CheckUsernameResponse = decode(

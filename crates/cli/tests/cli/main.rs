@@ -4,6 +4,7 @@
 //! so `scripts/test -p roster -E 'binary(cli) and test(/^tls::/)'` picks one subject.
 
 mod common;
+mod events;
 mod events_kill;
 mod faults;
 mod import_kill;

@@ -72,11 +72,7 @@ impl Operator {
         })
         .await
         .expect("the blocking task completes");
-        Run {
-            success: output.status.success(),
-            stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
-            stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
-        }
+        Run::from(output)
     }
 
     async fn run(&self, args: &[&str]) -> Run {
