@@ -83,9 +83,7 @@ pub async fn serve(service: Service, config: Option<&Path>) -> anyhow::Result<()
 pub async fn migrate(service: Service, config: Option<&Path>) -> anyhow::Result<()> {
     let (common, _) = load(service, Loader::new(service).file(config))?;
     let _telemetry = telemetry::init(&format!("roster-{}", service.name()), common.log_format);
-    // Two connections: on PostgreSQL one holds the migration lock's transaction while the
-    // migrations run on the other (`db::migrate`).
-    let database = db::connect(&common.database_url, 2)
+    let database = db::connect(&common.database_url, 1)
         .await
         .context("cannot open the database")?;
     match service {
