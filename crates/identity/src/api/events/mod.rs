@@ -173,7 +173,11 @@ fn watch(
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
         let mut numbered = feed.subscribe();
-        let mut quiet_since = Instant::now();
+        // Due at once: when nothing is there to send, the first heartbeat tells a client
+        // starting from `now` which cursor that is.
+        let mut quiet_since = Instant::now()
+            .checked_sub(feed.heartbeat)
+            .unwrap_or_else(Instant::now);
         loop {
             let caught_up = async {
                 let upto = app.last_event().await?;
