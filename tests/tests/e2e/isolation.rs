@@ -500,11 +500,12 @@ both_backends!(
 // account A holding every scope, against account B.
 
 /// Every scope a key can hold but `admin`.
-const EVERY_SCOPE: [&str; 6] = [
+const EVERY_SCOPE: [&str; 7] = [
     "accounts",
     "profiles",
     "credentials",
     "signin",
+    "events",
     "imports",
     "notifications",
 ];
@@ -981,6 +982,32 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
                 pb::VerifyPasswordRequest {
                     username: username.into(),
                     password: B_PASSWORD.into(),
+                }
+            })],
+        ),
+        // EventService.
+        (
+            "/roster.identity.v1.EventService/ListEvents",
+            vec![
+                probe(Of::Account, Denied, |_, account| pb::ListEventsRequest {
+                    account_id: account.into(),
+                    ..Default::default()
+                }),
+                // B's profile by id in the filter: the same (empty) page as an id nothing
+                // holds.
+                probe(Of::Profile, AsUnknown, |_, id| pb::ListEventsRequest {
+                    subject_id: id.into(),
+                    ..Default::default()
+                }),
+            ],
+        ),
+        (
+            "/roster.identity.v1.EventService/WatchEvents",
+            vec![probe(Of::Account, Denied, |_, account| {
+                pb::WatchEventsRequest {
+                    account_id: account.into(),
+                    cursor: "0".into(),
+                    ..Default::default()
                 }
             })],
         ),

@@ -88,6 +88,7 @@ async fn every_service_is_healthy_and_reflects_its_services(backend: Backend) {
                 "roster.identity.v1.AccountService",
                 "roster.identity.v1.ProfileService",
                 "roster.identity.v1.CredentialService",
+                "roster.identity.v1.EventService",
             ],
         ),
         (Service::BulkImport, vec!["roster.imports.v1.ImportService"]),
