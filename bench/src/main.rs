@@ -12,6 +12,7 @@
 //! cargo build --release -p roster-bench -p roster
 //! target/release/roster-bench                       # every scenario, ~15 minutes on 2 cores
 //! target/release/roster-bench --scenario check-username --duration 5
+//! target/release/roster-bench --scenario create-profile-events   # needs NATS with JetStream
 //! ```
 
 mod echo;
@@ -35,6 +36,7 @@ use suite::Options;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Scenario {
     CreateProfile,
+    CreateProfileEvents,
     CheckUsername,
     VerifyPassword,
     Notification,
@@ -43,8 +45,9 @@ enum Scenario {
 
 /// The default order. VerifyPassword comes after the other in-process scenarios: the memory
 /// glibc keeps for argon2 stays resident in this process and would count in their peaks.
-const ALL: [Scenario; 5] = [
+const ALL: [Scenario; 6] = [
     Scenario::CreateProfile,
+    Scenario::CreateProfileEvents,
     Scenario::CheckUsername,
     Scenario::Notification,
     Scenario::VerifyPassword,
@@ -75,6 +78,14 @@ struct Cli {
     /// Concurrencies of CreateProfile (and of pgbench's clients).
     #[arg(long, value_delimiter = ',', default_values_t = [8, 32, 64])]
     create_concurrency: Vec<usize>,
+    /// Pairs (publication off, publication on) of CreateProfileEvents; every second pair runs
+    /// the other way round, and the verdict takes the mean of each side.
+    #[arg(long, default_value_t = 1)]
+    events_pairs: usize,
+    /// Longest wait, in seconds, for identity's relay to have every event of a published
+    /// CreateProfile run on NATS.
+    #[arg(long, default_value_t = 120)]
+    events_catch_up_timeout: u64,
     /// Concurrencies of CheckUsername and the echo server.
     #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64])]
     check_concurrency: Vec<usize>,
@@ -144,6 +155,13 @@ async fn main() -> anyhow::Result<()> {
         let result = match scenario {
             Scenario::CreateProfile => {
                 scenarios::create_profile::run(&options, &cli.create_concurrency, &mut report).await
+            }
+            Scenario::CreateProfileEvents => {
+                let events = scenarios::create_profile_events::EventsOptions {
+                    pairs: cli.events_pairs,
+                    catch_up_timeout: Duration::from_secs(cli.events_catch_up_timeout),
+                };
+                scenarios::create_profile_events::run(&options, events, &mut report).await
             }
             Scenario::CheckUsername => {
                 scenarios::check_username::run(&options, &cli.check_concurrency, &mut report).await

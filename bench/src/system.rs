@@ -113,6 +113,21 @@ fn process_cpu(pid: &str) -> Option<ProcessCpu> {
     })
 }
 
+/// CPU seconds process `pid` has used so far (itself, not its children).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    process_cpu(&pid.to_string()).map(|cpu| cpu.own)
+}
+
+/// The pid of a process on this machine whose command is `name` (`/proc/<pid>/comm`), if one
+/// runs: a server the benchmark uses but did not start.
+pub fn pid_of(name: &str) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok()?.parse::<u32>().ok())
+        .find(|pid| process_cpu(&pid.to_string()).is_some_and(|cpu| cpu.comm == name))
+}
+
 /// The PostgreSQL databases this run created: only their backends count as the benchmark's
 /// PostgreSQL work, so other users of the same server show up as the machine's other load.
 static WATCHED_DATABASES: Mutex<Vec<String>> = Mutex::new(Vec::new());

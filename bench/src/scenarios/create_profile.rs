@@ -198,7 +198,7 @@ pub async fn run(
 
 /// CreateProfile in a closed loop, each call a new username; with `request_id` as callers are
 /// asked to send one (AIP-155), or without.
-async fn create_profiles(
+pub async fn create_profiles(
     channels: &[tonic::transport::Channel],
     account: &str,
     load: Load,
