@@ -206,17 +206,11 @@ impl Store {
         upto: i64,
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
-        filter
+        let query = filter
             .apply(event::Entity::find())
             .filter(event::Column::Sequence.gt(after))
-            .filter(event::Column::Sequence.lte(upto))
-            .order_by(event::Column::Sequence, Order::Asc)
-            .limit(limit)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(event_of)
-            .collect()
+            .filter(event::Column::Sequence.lte(upto));
+        self.events_in_order(query, Order::Asc, limit).await
     }
 
     /// A page of events, newest first, numbered before `before` (when given).
@@ -230,8 +224,18 @@ impl Store {
         if let Some(before) = before {
             query = query.filter(event::Column::Sequence.lt(before));
         }
+        self.events_in_order(query, Order::Desc, limit).await
+    }
+
+    /// Up to `limit` events `query` selects, in sequence `order`.
+    async fn events_in_order(
+        &self,
+        query: sea_orm::Select<event::Entity>,
+        order: Order,
+        limit: u64,
+    ) -> Result<Vec<Event>, StoreError> {
         query
-            .order_by(event::Column::Sequence, Order::Desc)
+            .order_by(event::Column::Sequence, order)
             .limit(limit)
             .all(&self.db)
             .await?
