@@ -14,5 +14,6 @@ pub mod fields;
 pub mod ids;
 pub mod policy;
 pub mod profile;
+pub mod query;
 pub mod suggestions;
 pub mod username;
