@@ -13,6 +13,7 @@ pub mod imports;
 pub mod nats;
 pub mod pki;
 pub mod raw;
+pub mod scim;
 pub mod smtp;
 
 pub use imports::{ImportSuite, import_settings};
@@ -262,6 +263,8 @@ pub struct TestServer {
     pub database: Arc<TestDatabase>,
     /// Where identity's reset page listens (identity only).
     pub reset_addr: Option<SocketAddr>,
+    /// Where identity's SCIM endpoint listens (identity only).
+    pub scim_addr: Option<SocketAddr>,
     /// The settings identity was started with (identity only).
     pub identity: roster_identity::Settings,
     keys: Vec<TestKey>,
@@ -324,20 +327,20 @@ impl TestServer {
             OwnSettings::Identity => {
                 roster_identity::start_all(&settings, identity.clone(), ring, shutdown.clone())
                     .await
-                    .map(|started| (started.server, started.reset_addr))
+                    .map(|started| (started.server, started.reset_addr, started.scim_addr))
             }
             OwnSettings::BulkImport(import) => {
                 roster_bulk_import::start(&settings, import, ring, shutdown.clone())
                     .await
-                    .map(|server| (server, None))
+                    .map(|server| (server, None, None))
             }
             OwnSettings::Notification(notification) => {
                 roster_notification::start(&settings, notification, ring, shutdown.clone())
                     .await
-                    .map(|server| (server, None))
+                    .map(|server| (server, None, None))
             }
         };
-        let (server, reset_addr) = started
+        let (server, reset_addr, scim_addr) = started
             .unwrap_or_else(|error| panic!("{} test server starts: {error:?}", service.name()));
         TestServer {
             service,
@@ -345,6 +348,7 @@ impl TestServer {
             settings,
             database,
             reset_addr,
+            scim_addr,
             identity,
             keys,
             shutdown,
@@ -535,6 +539,7 @@ impl MailDrop {
 pub fn identity_settings() -> roster_identity::Settings {
     roster_identity::Settings {
         reset_http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        scim_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         ..roster_identity::Settings::default()
     }
 }

@@ -11,7 +11,7 @@ use super::{Identity, account_scope, emails, once, request_scope};
 use crate::domain::error::IdentityError;
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
-use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch};
+use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch, ProfileStatus};
 use crate::domain::suggestions::Seeds;
 use crate::domain::username::Username;
 use crate::store::ProfileFilter;
@@ -22,6 +22,8 @@ pub struct NewProfile {
     pub account_id: AccountId,
     pub fields: OwnedProfile,
     pub send_welcome_email: bool,
+    /// Created suspended rather than active (a SCIM client's `active: false`).
+    pub suspended: bool,
 }
 
 /// NOT_FOUND for a profile that does not exist or that the caller may not see: the two are
@@ -61,10 +63,18 @@ impl Identity {
             &request_scope(caller, "CreateProfile"),
             request_id,
             async |txn| {
-                let profile = store.create_profile(txn, new.account_id, &fields).await?;
-                store
-                    .append_events(txn, &origin, vec![event::profile_created(&profile)])
-                    .await?;
+                let created = store.create_profile(txn, new.account_id, &fields).await?;
+                let mut events = vec![event::profile_created(&created)];
+                let profile = if new.suspended {
+                    let suspended = store
+                        .update_profile(txn, &created, &fields, ProfileStatus::Suspended)
+                        .await?;
+                    events.extend(event::profile_changed(&created, &suspended));
+                    suspended
+                } else {
+                    created
+                };
+                store.append_events(txn, &origin, events).await?;
                 if new.send_welcome_email {
                     let account = store
                         .account_in(txn, new.account_id)
@@ -201,7 +211,7 @@ impl Identity {
                 if expected.is_some_and(|version| version != current.version) {
                     return Err(IdentityError::StaleEtag);
                 }
-                if current.status == crate::domain::profile::ProfileStatus::Deleted {
+                if current.status == ProfileStatus::Deleted {
                     return Ok(current);
                 }
                 let deleted = store.delete_profile(txn, &current).await?;

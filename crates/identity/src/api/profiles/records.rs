@@ -41,6 +41,7 @@ pub(super) async fn create(
             time_zone: request.time_zone,
         },
         send_welcome_email: request.send_welcome_email,
+        suspended: false,
     };
     profile_answer(
         app.create_profile(&caller, &request.request_id, new).await,
