@@ -87,6 +87,9 @@ pub enum IdentityError {
     /// An extension number or kind that cannot be given (reason EXTENSION_INVALID).
     #[error("invalid extension: {0:?}")]
     ExtensionInvalid(Vec<Violation>),
+    /// A query over profiles (a SCIM filter) that cannot be run (reason FILTER_INVALID).
+    #[error("invalid filter: {0}")]
+    InvalidFilter(super::query::QueryError),
     /// A role outside the fixed set (reason ROLE_INVALID).
     #[error("invalid role: {0:?}")]
     RoleInvalid(Vec<Violation>),

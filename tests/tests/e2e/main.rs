@@ -20,6 +20,7 @@ mod metrics;
 mod notification;
 mod notification_tls;
 mod passwords;
+mod profile_query;
 mod relay;
 mod scim;
 mod smoke;

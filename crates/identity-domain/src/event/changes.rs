@@ -45,7 +45,7 @@ fn extension_value(extension: &Extension) -> Value {
 }
 
 /// The profile fields a user sees, by name.
-fn profile_fields(profile: &Profile) -> [(&'static str, Option<&str>); 7] {
+fn profile_fields(profile: &Profile) -> [(&'static str, Option<&str>); 8] {
     [
         ("first_name", Some(profile.first_name.as_str())),
         ("last_name", Some(profile.last_name.as_str())),
@@ -54,6 +54,7 @@ fn profile_fields(profile: &Profile) -> [(&'static str, Option<&str>); 7] {
         ("department", profile.department.as_deref()),
         ("locale", profile.locale.as_deref()),
         ("time_zone", profile.time_zone.as_deref()),
+        ("external_id", profile.external_id.as_deref()),
     ]
 }
 

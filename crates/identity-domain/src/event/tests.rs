@@ -89,3 +89,28 @@ fn a_suspension_and_a_role_are_their_own_events() {
         [EventType::ProfileSuspended, EventType::RolesAssigned]
     );
 }
+
+#[test]
+fn an_external_id_is_recorded_when_set_and_when_changed() {
+    let mut before = profile("Ada", "ada");
+    before.external_id = Some("00u1AbC".into());
+    let created = profile_created(&before);
+    assert!(created.changes.contains(&FieldChange {
+        field: "external_id".into(),
+        old: None,
+        new: Some(Value::from("00u1AbC")),
+    }));
+    let mut after = before.clone();
+    after.external_id = Some("00u1XyZ".into());
+    let events = profile_changed(&before, &after);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, EventType::ProfileUpdated);
+    assert_eq!(
+        events[0].changes,
+        [FieldChange {
+            field: "external_id".into(),
+            old: Some(Value::from("00u1AbC")),
+            new: Some(Value::from("00u1XyZ")),
+        }]
+    );
+}

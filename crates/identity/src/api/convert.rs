@@ -113,6 +113,10 @@ pub fn api_error(error: IdentityError) -> ApiError {
             reason: "EXTENSION_INVALID",
             violations: field_violations(violations),
         },
+        IdentityError::InvalidFilter(error) => ApiError::InvalidArgument {
+            reason: "FILTER_INVALID",
+            violations: vec![FieldViolation::new("filter", error.to_string())],
+        },
         IdentityError::RoleInvalid(violations) => ApiError::InvalidArgument {
             reason: "ROLE_INVALID",
             violations: field_violations(violations),
@@ -224,6 +228,7 @@ pub fn profile(profile: &Profile) -> pb::Profile {
         department: profile.department.clone().unwrap_or_default(),
         locale: profile.locale.clone().unwrap_or_default(),
         time_zone: profile.time_zone.clone().unwrap_or_default(),
+        external_id: profile.external_id.clone().unwrap_or_default(),
         status: pb::ProfileStatus::from(profile.status) as i32,
         roles,
         extensions: profile

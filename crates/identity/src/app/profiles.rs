@@ -12,6 +12,7 @@ use crate::domain::error::IdentityError;
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch, ProfileStatus};
+use crate::domain::query::{MAX_PAGE_SIZE, ProfileQuery};
 use crate::domain::suggestions::Seeds;
 use crate::domain::username::Username;
 use crate::store::ProfileFilter;
@@ -122,6 +123,28 @@ impl Identity {
         Ok(self
             .store
             .list_profiles(account_id, filter, after, limit)
+            .await?)
+    }
+
+    /// The profiles of `account_id` that `query` matches (never a deleted one), in creation
+    /// order, at most `limit` (and never more than [`MAX_PAGE_SIZE`]) after the first
+    /// `offset`; and how many it matches in all. An account the caller may not act on reads
+    /// as an account without profiles: empty, with a total of 0.
+    pub async fn find_profiles(
+        &self,
+        caller: &Caller,
+        account_id: AccountId,
+        query: &ProfileQuery,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Profile>, u64), IdentityError> {
+        query.check().map_err(IdentityError::InvalidFilter)?;
+        if !caller.may_access(account_id.0) {
+            return Ok((Vec::new(), 0));
+        }
+        Ok(self
+            .store
+            .query_profiles(account_id, query, offset, limit.min(MAX_PAGE_SIZE))
             .await?)
     }
 

@@ -46,6 +46,8 @@ pub mod profile {
         pub department: Option<String>,
         pub locale: Option<String>,
         pub time_zone: Option<String>,
+        /// What the customer's directory calls the profile (SCIM `externalId`).
+        pub external_id: Option<String>,
         /// `active`, `suspended` or `deleted`.
         pub status: String,
         pub created_at: DateTimeUtc,

@@ -10,6 +10,7 @@ mod events;
 mod migrations;
 mod outbox;
 mod profiles;
+mod query;
 mod registry;
 mod signin;
 

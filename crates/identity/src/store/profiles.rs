@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::Store;
 use super::StoreError;
 use super::entities::{account, extension, profile, profile_role};
+use super::query::{Anchor, like_pattern};
 use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
 use crate::domain::ids::{AccountId, ProfileId};
@@ -72,6 +73,7 @@ pub(super) fn profile_of(
         department: model.department,
         locale: model.locale,
         time_zone: model.time_zone,
+        external_id: model.external_id,
         status,
         roles,
         extensions,
@@ -97,6 +99,7 @@ pub(super) fn model_of(profile: &Profile) -> profile::Model {
         department: profile.department.clone(),
         locale: profile.locale.clone(),
         time_zone: profile.time_zone.clone(),
+        external_id: profile.external_id.clone(),
         status: profile.status.as_str().to_owned(),
         created_at: profile.created_at,
         updated_at: profile.updated_at,
@@ -166,12 +169,16 @@ impl Store {
             query = query.filter(profile::Column::Id.gt(after.0));
         }
         if let Some(prefix) = &filter.username_prefix {
-            query = query
-                .filter(Expr::col(profile::Column::CanonicalUsername).like(prefix_pattern(prefix)));
+            query = query.filter(
+                Expr::col(profile::Column::CanonicalUsername)
+                    .like(like_pattern(prefix, Anchor::StartsWith)),
+            );
         }
         if let Some(prefix) = &filter.email_prefix {
-            query =
-                query.filter(Expr::col(profile::Column::EmailSearch).like(prefix_pattern(prefix)));
+            query = query.filter(
+                Expr::col(profile::Column::EmailSearch)
+                    .like(like_pattern(prefix, Anchor::StartsWith)),
+            );
         }
         if let Some(role) = &filter.role {
             query = query.filter(
@@ -315,19 +322,6 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// A LIKE pattern matching strings that start with `prefix`, with `\` escaping the wildcards.
-fn prefix_pattern(prefix: &str) -> LikeExpr {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    LikeExpr::new(pattern).escape('\\')
 }
 
 impl Store {
