@@ -3,6 +3,7 @@
 //! once released.
 
 mod events;
+mod scim_tokens;
 
 use sea_orm_migration::prelude::*;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateCredentialTables),
             Box::new(AddAccountExtensionBounds),
             Box::new(events::CreateEventLog),
+            Box::new(scim_tokens::CreateScimTokens),
         ]
     }
 }
