@@ -69,7 +69,9 @@ impl ScimTokenName {
             Ok(Some(name)) => Ok(Self(name.as_str().to_owned())),
             Ok(None) => Err(IdentityError::invalid(
                 field,
-                format!("{field} is empty; it is required (1 to {MAX_DISPLAY_NAME_LENGTH} characters)."),
+                format!(
+                    "{field} is empty; it is required (1 to {MAX_DISPLAY_NAME_LENGTH} characters)."
+                ),
             )),
             Err(error) => Err(IdentityError::invalid(error.field, error.description)),
         }

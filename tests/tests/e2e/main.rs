@@ -21,6 +21,7 @@ mod notification;
 mod notification_tls;
 mod passwords;
 mod relay;
+mod scim_tokens;
 mod smoke;
 mod uploads;
 mod welcome;

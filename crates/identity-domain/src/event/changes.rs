@@ -300,7 +300,10 @@ fn scim_token_fields(token: &ScimToken) -> [(&'static str, Value); 4] {
     [
         ("scim_token_id", Value::Text(token.id.to_string())),
         ("display_name", Value::from(token.display_name.as_str())),
-        ("send_welcome_emails", Value::Bool(token.send_welcome_emails)),
+        (
+            "send_welcome_emails",
+            Value::Bool(token.send_welcome_emails),
+        ),
         ("secret_prefix", Value::from(token.secret_prefix.as_str())),
     ]
 }

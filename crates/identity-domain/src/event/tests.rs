@@ -3,8 +3,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::assignment::Role;
-use crate::profile::{OwnedProfile, Profile, ProfileFields, ProfileStatus};
 use crate::ids::ScimTokenId;
+use crate::profile::{OwnedProfile, Profile, ProfileFields, ProfileStatus};
 use crate::scim_token::{ScimSecret, ScimToken};
 
 fn profile(first_name: &str, username: &str) -> Profile {
