@@ -127,6 +127,12 @@ pub enum IdentityError {
     /// Every password worker is busy and its queue is full (reason PASSWORD_WORKERS_BUSY).
     #[error("every password worker is busy and the queue is full")]
     HashingBusy,
+    /// The account has as many active SCIM tokens as it may have (reason SCIM_TOKEN_LIMIT).
+    #[error(
+        "the account has {} active SCIM tokens, the most it may have",
+        super::scim_token::MAX_ACTIVE_SCIM_TOKENS
+    )]
+    ScimTokenLimit,
     /// Concurrent changes kept winning; the caller may retry.
     #[error("{0}")]
     Contention(String),

@@ -23,6 +23,7 @@ mod passwords;
 mod profile_query;
 mod relay;
 mod scim;
+mod scim_tokens;
 mod smoke;
 mod uploads;
 mod welcome;

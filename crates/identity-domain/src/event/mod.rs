@@ -25,6 +25,8 @@ pub enum EventType {
     AccountCreated,
     AccountUpdated,
     PasswordPolicyChanged,
+    ScimTokenCreated,
+    ScimTokenRevoked,
     ProfileCreated,
     ProfileUpdated,
     ProfileSuspended,
@@ -43,10 +45,12 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the README lists them.
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 19] = [
         EventType::AccountCreated,
         EventType::AccountUpdated,
         EventType::PasswordPolicyChanged,
+        EventType::ScimTokenCreated,
+        EventType::ScimTokenRevoked,
         EventType::ProfileCreated,
         EventType::ProfileUpdated,
         EventType::ProfileSuspended,
@@ -69,6 +73,8 @@ impl EventType {
             EventType::AccountCreated => "roster.account.created",
             EventType::AccountUpdated => "roster.account.updated",
             EventType::PasswordPolicyChanged => "roster.account.password_policy_changed",
+            EventType::ScimTokenCreated => "roster.account.scim_token_created",
+            EventType::ScimTokenRevoked => "roster.account.scim_token_revoked",
             EventType::ProfileCreated => "roster.profile.created",
             EventType::ProfileUpdated => "roster.profile.updated",
             EventType::ProfileSuspended => "roster.profile.suspended",

@@ -278,3 +278,29 @@ pub mod event {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod scim_token {
+    use sea_orm::entity::prelude::*;
+
+    /// A SCIM token. Its secret is kept only as its SHA-256.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scim_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub account_id: Uuid,
+        pub display_name: String,
+        /// SHA-256 of the secret, hex.
+        pub secret_sha256: String,
+        /// The secret's first characters, shown to tell tokens apart.
+        pub secret_prefix: String,
+        pub send_welcome_emails: bool,
+        pub created_at: DateTimeUtc,
+        pub revoked_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

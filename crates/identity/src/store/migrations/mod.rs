@@ -4,6 +4,7 @@
 
 mod events;
 mod external_id;
+mod scim_tokens;
 
 use sea_orm_migration::prelude::*;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddAccountExtensionBounds),
             Box::new(events::CreateEventLog),
             Box::new(external_id::AddProfileExternalId),
+            Box::new(scim_tokens::CreateScimTokens),
         ]
     }
 }
