@@ -145,6 +145,7 @@ impl From<IdentityError> for ScimError {
                 ),
                 Refusal::Invalid => ScimError::invalid_value("userName is not a valid username"),
             },
+            IdentityError::InvalidFilter(error) => ScimError::invalid_filter(error.to_string()),
             IdentityError::ExtensionTaken { number } => ScimError::new(
                 StatusCode::CONFLICT,
                 Some("uniqueness"),

@@ -46,10 +46,6 @@ impl Projection {
             .collect()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.include.is_empty() && self.exclude.is_empty()
-    }
-
     /// True when the response keeps the top-level attribute `name`.
     pub fn keeps(&self, name: &str) -> bool {
         let named = |paths: &[AttrPath]| {

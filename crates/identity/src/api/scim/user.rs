@@ -520,9 +520,10 @@ fn chosen_email(value: &Value) -> Result<String, ScimError> {
     };
     let chosen = items
         .iter()
+        .copied()
         .find(is_primary)
-        .or_else(|| items.iter().find(is_work))
-        .or_else(|| items.first());
+        .or_else(|| items.iter().copied().find(is_work))
+        .or_else(|| items.first().copied());
     match chosen {
         None => Ok(String::new()),
         Some(item) => match item.get("value") {
