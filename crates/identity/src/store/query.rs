@@ -12,10 +12,10 @@
 //!   comparisons with the value mapped the same way (full case folding and NFKC);
 //! - the email in the lower-cased copy the store keeps of it (`email_search`), with the value
 //!   lower-cased the same way, and for `eq` and `ne` first normalised like a stored address;
-//! - the other texts as the database's `LOWER` gives them, with the value lower-cased by
-//!   Unicode's rules. SQLite's `LOWER` folds only ASCII letters, so there a stored `ÉLODIE`
-//!   does not match `élodie` (a stored `Élodie` does not either; `élodie` does);
-//!   PostgreSQL's folds every letter its database's `LC_CTYPE` knows.
+//! - the other texts, and the value, as the database's `LOWER` gives them. PostgreSQL's
+//!   folds every letter its database's `LC_CTYPE` knows; SQLite's folds only ASCII letters,
+//!   so there `ÉLODIE` finds a stored `Élodie` (both are `Élodie` to it) but `élodie` does
+//!   not, and `MÜLLER` does not find `Müller`.
 //!
 //! `co`, `sw` and `ew` are `LIKE` with `%`, `_` and `\` in the value matched literally, or on
 //! SQLite, for the attributes that respect case, `GLOB` (SQLite's `LIKE` ignores ASCII case).
@@ -203,8 +203,23 @@ struct Operand {
     nullable: bool,
     /// True when case counts (the comparison must not fold it).
     exact: bool,
-    /// Brings a value to the form `expr` has, for every comparison but `eq` and `ne`.
+    /// Brings a value to the form `expr` has (for every comparison but `eq` and `ne` of the
+    /// username and the email, which have their own).
     fold: fn(&str) -> String,
+    /// True when `expr` is the column as the database's `LOWER` gives it, so that the value
+    /// is compared as `LOWER` gives it too.
+    lowered: bool,
+}
+
+impl Operand {
+    /// A folded value, or a pattern made of one, as what `expr` is compared with.
+    fn value(&self, folded: String) -> Expr {
+        if self.lowered {
+            Func::lower(Expr::val(folded)).into()
+        } else {
+            Expr::val(folded)
+        }
+    }
 }
 
 /// How a comparison reads the attribute, when it holds text.
@@ -215,13 +230,15 @@ fn operand(attribute: ProfileAttribute, backend: DbBackend) -> Option<Operand> {
         nullable,
         exact,
         fold,
+        lowered: false,
     };
     let lowered = |stored: profile::Column, nullable: bool| Operand {
         expr: Func::lower(column(stored)).into(),
         stored: Some(stored),
         nullable,
         exact: false,
-        fold: str::to_lowercase,
+        fold: str::to_owned,
+        lowered: true,
     };
     use profile::Column as C;
     Some(match attribute {
@@ -231,6 +248,7 @@ fn operand(attribute: ProfileAttribute, backend: DbBackend) -> Option<Operand> {
             nullable: false,
             exact: true,
             fold: str::to_owned,
+            lowered: false,
         },
         ProfileAttribute::ExternalId => kept(C::ExternalId, true, true, str::to_owned),
         ProfileAttribute::Username => kept(C::CanonicalUsername, false, false, username_fragment),
@@ -312,7 +330,7 @@ fn equals(attribute: ProfileAttribute, operand: &Operand, text: &str) -> Conditi
                 .unwrap_or_else(|_| text.to_lowercase());
             holds(profile::Column::EmailSearch.eq(address))
         }
-        _ => holds(operand.expr.clone().eq((operand.fold)(text))),
+        _ => holds(operand.expr.clone().eq(operand.value((operand.fold)(text)))),
     }
 }
 
@@ -342,12 +360,18 @@ pub(super) enum Anchor {
 fn matches(operand: &Operand, text: &str, anchor: Anchor, backend: DbBackend) -> Condition {
     let text = (operand.fold)(text);
     let expr = if operand.exact && backend == DbBackend::Sqlite {
-        operand
-            .expr
-            .clone()
-            .binary(SqliteBinOper::Glob, Expr::val(glob_pattern(&text, anchor)))
+        let pattern = operand.value(glob_pattern(&text, anchor));
+        operand.expr.clone().binary(SqliteBinOper::Glob, pattern)
     } else {
-        operand.expr.clone().like(like_pattern(&text, anchor))
+        let pattern = operand.value(escaped_like(&text, anchor));
+        // `pattern ESCAPE '\'`, as sea-query writes a `LikeExpr`, with the pattern an
+        // expression (the database's `LOWER` of it) rather than a value.
+        let escaped = Expr::Binary(
+            Box::new(pattern),
+            BinOper::Escape,
+            Box::new(Expr::Constant(LIKE_ESCAPE.into())),
+        );
+        operand.expr.clone().binary(BinOper::Like, escaped)
     };
     holds(expr)
 }
@@ -359,23 +383,27 @@ fn ordered(operand: &Operand, operator: BinOper, text: &str, backend: DbBackend)
         // SQLite's default collation (BINARY) compares UTF-8 bytes: code point order.
         _ => operand.expr.clone(),
     };
-    holds(expr.binary(operator, Expr::val((operand.fold)(text))))
+    holds(expr.binary(operator, operand.value((operand.fold)(text))))
 }
 
-/// A LIKE pattern matching texts that hold `text` where `anchor` says, with `\` escaping the
-/// wildcards (and itself) in `text`.
+/// The LIKE pattern of [`escaped_like`], with its escape character, for sea-query's `like`.
 pub(super) fn like_pattern(text: &str, anchor: Anchor) -> LikeExpr {
-    LikeExpr::new(escaped_like(text, anchor)).escape('\\')
+    LikeExpr::new(escaped_like(text, anchor)).escape(LIKE_ESCAPE)
 }
 
+/// The escape character of LIKE patterns.
+const LIKE_ESCAPE: char = '\\';
+
+/// A LIKE pattern matching texts that hold `text` where `anchor` says, with [`LIKE_ESCAPE`]
+/// escaping the wildcards (and itself) in `text`.
 fn escaped_like(text: &str, anchor: Anchor) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
     if anchor != Anchor::StartsWith {
         pattern.push('%');
     }
     for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
+        if matches!(c, '%' | '_' | LIKE_ESCAPE) {
+            pattern.push(LIKE_ESCAPE);
         }
         pattern.push(c);
     }
