@@ -288,7 +288,7 @@ async fn every_command_prints_its_response_message_as_json() {
             .run(&suite, "accounts scim-token list", &[&account_id])
             .await,
     );
-    assert_eq!(listed.tokens, [token.clone()]);
+    assert_eq!(listed.tokens, std::slice::from_ref(&token));
     let revoked: id::RevokeScimTokenResponse = decode(
         &coverage
             .run(
