@@ -49,13 +49,6 @@ pub struct ScimToken {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-impl ScimToken {
-    /// True until the token is revoked.
-    pub fn is_active(&self) -> bool {
-        self.revoked_at.is_none()
-    }
-}
-
 /// A token's display name: 1 to [`MAX_DISPLAY_NAME_LENGTH`] characters of visible text,
 /// trimmed and in NFC.
 #[derive(Clone, Debug, PartialEq, Eq)]
