@@ -73,7 +73,8 @@ impl Scim {
         headers: &[(&str, &str)],
     ) -> Answer {
         let bytes = body.map(|body| body.to_string()).unwrap_or_default();
-        self.send_bytes(method, path, bytes.into_bytes(), headers).await
+        self.send_bytes(method, path, bytes.into_bytes(), headers)
+            .await
     }
 
     /// Sends raw bytes as the body.
@@ -143,8 +144,13 @@ impl Scim {
     }
 
     pub async fn patch(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
-        self.send(Method::PATCH, &format!("/scim/v2{path}"), Some(body), headers)
-            .await
+        self.send(
+            Method::PATCH,
+            &format!("/scim/v2{path}"),
+            Some(body),
+            headers,
+        )
+        .await
     }
 
     pub async fn delete(&self, path: &str, headers: &[(&str, &str)]) -> Answer {

@@ -124,23 +124,28 @@ async fn users_are_created_read_and_listed_the_way_entra_id_does_it(backend: Bac
         .get(&filtered(r#"userName eq "ada@example.com""#))
         .await;
     assert_eq!(before.body["totalResults"], 0, "{:?}", before.body);
-    let answer = scim.post("/Users", &user("ada@example.com", "E-1815")).await;
+    let answer = scim
+        .post("/Users", &user("ada@example.com", "E-1815"))
+        .await;
     assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
-    assert_eq!(
-        answer.header("content-type"),
-        Some("application/scim+json")
-    );
+    assert_eq!(answer.header("content-type"), Some("application/scim+json"));
     let location = answer.header("location").expect("Location").to_owned();
     let etag = answer.header("etag").map(str::to_owned);
     let ada = answer.body;
-    assert!(location.ends_with(&format!("/scim/v2/Users/{}", id(&ada))), "{location}");
+    assert!(
+        location.ends_with(&format!("/scim/v2/Users/{}", id(&ada))),
+        "{location}"
+    );
     assert_eq!(etag.as_deref(), ada["meta"]["version"].as_str());
     assert_eq!(ada["userName"], "ada@example.com");
     assert_eq!(ada["externalId"], "E-1815");
-    assert_eq!(ada["name"], json!({"givenName": "Ada", "familyName": "Lovelace"}));
+    assert_eq!(
+        ada["name"],
+        json!({"givenName": "Ada", "familyName": "Lovelace"})
+    );
     assert_eq!(
         ada["emails"],
-        json!([{"value": "ada@example.com", "type": "work", "primary": true}])
+        json!([{"value": "ada@example.com", "type": "work"}])
     );
     assert_eq!(ada["title"], "Analyst");
     assert_eq!(ada["locale"], "en-GB");
@@ -168,7 +173,10 @@ async fn users_are_created_read_and_listed_the_way_entra_id_does_it(backend: Bac
     assert_eq!(user_names(&wrong_case), Vec::<String>::new());
     // attributes and excludedAttributes.
     let narrow = scim
-        .get(&format!("/Users/{}?attributes=userName,name.givenName", id(&ada)))
+        .get(&format!(
+            "/Users/{}?attributes=userName,name.givenName",
+            id(&ada)
+        ))
         .await;
     assert_eq!(
         narrow.body,
@@ -180,7 +188,10 @@ async fn users_are_created_read_and_listed_the_way_entra_id_does_it(backend: Bac
         })
     );
     let without = scim
-        .get(&format!("/Users/{}?excludedAttributes=emails,{ENTERPRISE}", id(&ada)))
+        .get(&format!(
+            "/Users/{}?excludedAttributes=emails,{ENTERPRISE}",
+            id(&ada)
+        ))
         .await;
     assert!(without.body.get("emails").is_none());
     assert!(without.body.get(ENTERPRISE).is_none());
@@ -231,12 +242,21 @@ async fn filters_and_paging_select_in_the_database(backend: Backend) {
     }
     for (filter, expected) in [
         (r#"name.familyName sw "b""#, vec!["bob@example.com"]),
-        (r#"emails.value ew "@EXAMPLE.ORG""#, vec!["cy_d@example.org", "dee%x@example.org"]),
+        (
+            r#"emails.value ew "@EXAMPLE.ORG""#,
+            vec!["cy_d@example.org", "dee%x@example.org"],
+        ),
         (r#"userName co "_""#, vec!["cy_d@example.org"]),
         (r#"userName co "%""#, vec!["dee%x@example.org"]),
-        (r#"title pr"#, vec!["ann@example.com", "cy_d@example.org", "dee%x@example.org"]),
+        (
+            r#"title pr"#,
+            vec!["ann@example.com", "cy_d@example.org", "dee%x@example.org"],
+        ),
         (r#"not (title pr)"#, vec!["bob@example.com"]),
-        (r#"title ne "Pilot""#, vec!["bob@example.com", "dee%x@example.org"]),
+        (
+            r#"title ne "Pilot""#,
+            vec!["bob@example.com", "dee%x@example.org"],
+        ),
         (
             r#"title eq "pilot" and emails[type eq "work" and value co "example.com"]"#,
             vec!["ann@example.com"],
@@ -246,12 +266,15 @@ async fn filters_and_paging_select_in_the_database(backend: Backend) {
             vec!["bob@example.com", "dee%x@example.org"],
         ),
         (r#"id eq "not-a-uuid""#, vec![]),
-        (r#"meta.lastModified gt "2000-01-01T00:00:00Z" and active eq true"#, vec![
-            "ann@example.com",
-            "bob@example.com",
-            "cy_d@example.org",
-            "dee%x@example.org",
-        ]),
+        (
+            r#"meta.lastModified gt "2000-01-01T00:00:00Z" and active eq true"#,
+            vec![
+                "ann@example.com",
+                "bob@example.com",
+                "cy_d@example.org",
+                "dee%x@example.org",
+            ],
+        ),
     ] {
         let mut names = user_names(&scim.get(&filtered(filter)).await);
         names.sort();
@@ -262,10 +285,7 @@ async fn filters_and_paging_select_in_the_database(backend: Backend) {
     assert_eq!(page.body["totalResults"], 4);
     assert_eq!(page.body["startIndex"], 2);
     assert_eq!(page.body["itemsPerPage"], 2);
-    assert_eq!(
-        user_names(&page),
-        ["bob@example.com", "cy_d@example.org"]
-    );
+    assert_eq!(user_names(&page), ["bob@example.com", "cy_d@example.org"]);
     let count_only = scim.get("/Users?count=0").await;
     assert_eq!(count_only.body["totalResults"], 4);
     assert_eq!(count_only.body["Resources"], json!([]));
@@ -288,9 +308,16 @@ async fn usernames_are_global_and_never_reused_through_scim_and_grpc_alike(backe
     let taken = scim.post("/Users", &user("Carol@Example.com", "E-1")).await;
     assert_eq!(taken.status, StatusCode::CONFLICT, "{:?}", taken.body);
     assert_eq!(taken.scim_type(), Some("uniqueness"));
-    assert!(taken.detail().contains("used by another user"), "{}", taken.detail());
+    assert!(
+        taken.detail().contains("used by another user"),
+        "{}",
+        taken.detail()
+    );
     for secret in [&held.id, &other.id, "Other", "Held"] {
-        assert!(!taken.detail().contains(secret), "the refusal names {secret}");
+        assert!(
+            !taken.detail().contains(secret),
+            "the refusal names {secret}"
+        );
     }
     // Made over SCIM, refused over gRPC.
     let dana = created(scim, &user("dana@example.com", "E-2")).await;
@@ -311,7 +338,11 @@ async fn usernames_are_global_and_never_reused_through_scim_and_grpc_alike(backe
     let retired = scim.post("/Users", &user("dana@example.com", "E-3")).await;
     assert_eq!(retired.status, StatusCode::CONFLICT);
     assert_eq!(retired.scim_type(), Some("uniqueness"));
-    assert!(retired.detail().contains("was used before"), "{}", retired.detail());
+    assert!(
+        retired.detail().contains("was used before"),
+        "{}",
+        retired.detail()
+    );
     // Confusable with a name in use ("ecco" written in Cyrillic letters): refused as an
     // invalid value.
     setup
@@ -329,9 +360,18 @@ async fn usernames_are_global_and_never_reused_through_scim_and_grpc_alike(backe
     let mut cyrillic = user("ecco@example.net", "E-4");
     cyrillic["userName"] = json!("\u{0435}\u{0441}\u{0441}\u{043E}");
     let confusable = scim.post("/Users", &cyrillic).await;
-    assert_eq!(confusable.status, StatusCode::BAD_REQUEST, "{:?}", confusable.body);
+    assert_eq!(
+        confusable.status,
+        StatusCode::BAD_REQUEST,
+        "{:?}",
+        confusable.body
+    );
     assert_eq!(confusable.scim_type(), Some("invalidValue"));
-    assert!(confusable.detail().contains("confused"), "{}", confusable.detail());
+    assert!(
+        confusable.detail().contains("confused"),
+        "{}",
+        confusable.detail()
+    );
     // Renaming onto a held name is refused the same way, and changes nothing.
     let erin = created(scim, &user("erin@example.com", "E-5")).await;
     let rename = scim
@@ -363,12 +403,17 @@ async fn a_token_reaches_only_its_own_account(backend: Backend) {
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let foreign = scim.get(&format!("/Users/{}", theirs.id)).await;
     assert_eq!(foreign.status, missing.status);
-    assert_eq!(foreign.body, missing.body, "another account's user reads as no user");
+    assert_eq!(
+        foreign.body, missing.body,
+        "another account's user reads as no user"
+    );
     for (method, body) in [
         (Method::PUT, Some(user("fay@example.com", "E-9"))),
         (
             Method::PATCH,
-            Some(patch_op(json!([{"op": "replace", "path": "active", "value": false}]))),
+            Some(patch_op(
+                json!([{"op": "replace", "path": "active", "value": false}]),
+            )),
         ),
         (Method::DELETE, None),
     ] {
@@ -390,7 +435,11 @@ async fn a_token_reaches_only_its_own_account(backend: Backend) {
     );
     // Lists and filters see only the token's account.
     assert_eq!(
-        user_names(&scim.get(&filtered(r#"userName eq "fay@example.com""#)).await),
+        user_names(
+            &scim
+                .get(&filtered(r#"userName eq "fay@example.com""#))
+                .await
+        ),
         Vec::<String>::new()
     );
     assert_eq!(scim.get("/Users").await.body["totalResults"], 0);
@@ -412,7 +461,11 @@ async fn a_token_reaches_only_its_own_account(backend: Backend) {
     ] {
         let answer = client.get("/Users").await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
-        assert!(answer.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
+        assert!(
+            answer
+                .header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer"))
+        );
         assert_eq!(
             answer.body["schemas"],
             json!(["urn:ietf:params:scim:api:messages:2.0:Error"])
@@ -511,16 +564,28 @@ async fn patch_applies_the_shapes_entra_id_and_okta_send(backend: Backend) {
     assert_eq!(okta.body["name"]["givenName"], "Augusta");
     // remove clears an optional attribute; a required one cannot go.
     let removed = scim
-        .patch(&path, &patch_op(json!([{"op": "remove", "path": "title"}])), &[])
+        .patch(
+            &path,
+            &patch_op(json!([{"op": "remove", "path": "title"}])),
+            &[],
+        )
         .await;
     assert_eq!(removed.status, StatusCode::OK);
     assert!(removed.body.get("title").is_none());
     let required = scim
-        .patch(&path, &patch_op(json!([{"op": "remove", "path": "name.givenName"}])), &[])
+        .patch(
+            &path,
+            &patch_op(json!([{"op": "remove", "path": "name.givenName"}])),
+            &[],
+        )
         .await;
     assert_eq!(required.status, StatusCode::BAD_REQUEST);
     assert_eq!(required.scim_type(), Some("invalidValue"));
-    assert!(required.detail().contains("name.givenName"), "{}", required.detail());
+    assert!(
+        required.detail().contains("name.givenName"),
+        "{}",
+        required.detail()
+    );
     // One bad operation: none of the request's operations apply.
     let mixed = scim
         .patch(
@@ -536,7 +601,11 @@ async fn patch_applies_the_shapes_entra_id_and_okta_send(backend: Backend) {
     assert_eq!(mixed.scim_type(), Some("invalidPath"));
     assert_eq!(setup.identity.profile(id(&ada)).await.job_title, "");
     let readonly = scim
-        .patch(&path, &patch_op(json!([{"op": "replace", "path": "id", "value": "x"}])), &[])
+        .patch(
+            &path,
+            &patch_op(json!([{"op": "replace", "path": "id", "value": "x"}])),
+            &[],
+        )
         .await;
     assert_eq!(readonly.scim_type(), Some("mutability"));
 }
@@ -567,8 +636,19 @@ async fn put_replaces_and_if_match_refuses_a_stale_version(backend: Backend) {
             &[("if-match", &first)],
         )
         .await;
-    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{:?}", stale.body);
-    let stale_put = scim.put(&path, &user("ada@example.com", "E-1"), &[("if-match", &first)]).await;
+    assert_eq!(
+        stale.status,
+        StatusCode::PRECONDITION_FAILED,
+        "{:?}",
+        stale.body
+    );
+    let stale_put = scim
+        .put(
+            &path,
+            &user("ada@example.com", "E-1"),
+            &[("if-match", &first)],
+        )
+        .await;
     assert_eq!(stale_put.status, StatusCode::PRECONDITION_FAILED);
     let stale_delete = scim.delete(&path, &[("if-match", &first)]).await;
     assert_eq!(stale_delete.status, StatusCode::PRECONDITION_FAILED);
@@ -595,8 +675,12 @@ async fn every_scim_change_writes_its_audit_event_with_source_scim(backend: Back
     let scim = &setup.scim;
     let ada = created(scim, &user("ada@example.com", "E-1")).await;
     let path = format!("/Users/{}", id(&ada));
-    scim.patch(&path, &patch_op(json!([{"op": "replace", "path": "active", "value": false}])), &[])
-        .await;
+    scim.patch(
+        &path,
+        &patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+        &[],
+    )
+    .await;
     scim.patch(
         "/Groups/contact_center_agent",
         &patch_op(json!([{"op": "add", "path": "members", "value": [{"value": id(&ada)}]}])),
@@ -609,7 +693,10 @@ async fn every_scim_change_writes_its_audit_event_with_source_scim(backend: Back
     let mut events = Vec::new();
     for _ in 0..200 {
         events = setup.identity.all_events(&setup.account).await;
-        if events.iter().any(|event| event.r#type == "roster.profile.deleted") {
+        if events
+            .iter()
+            .any(|event| event.r#type == "roster.profile.deleted")
+        {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
@@ -618,7 +705,10 @@ async fn every_scim_change_writes_its_audit_event_with_source_scim(backend: Back
         .iter()
         .filter(|event| event.subject_id == id(&ada))
         .collect();
-    let types: Vec<&str> = profile_events.iter().map(|event| event.r#type.as_str()).collect();
+    let types: Vec<&str> = profile_events
+        .iter()
+        .map(|event| event.r#type.as_str())
+        .collect();
     assert_eq!(
         types,
         [
@@ -633,9 +723,15 @@ async fn every_scim_change_writes_its_audit_event_with_source_scim(backend: Back
         assert_eq!(event.actor, "scim", "{}", event.r#type);
         assert!(event.caller.starts_with("scim-token "), "{}", event.caller);
     }
-    let created = &events.iter().find(|e| e.r#type == "roster.profile.created").unwrap();
+    let created = &events
+        .iter()
+        .find(|e| e.r#type == "roster.profile.created")
+        .unwrap();
     assert!(
-        created.changes.iter().any(|change| change.field == "external_id"),
+        created
+            .changes
+            .iter()
+            .any(|change| change.field == "external_id"),
         "{:?}",
         created.changes
     );
@@ -654,11 +750,20 @@ async fn failures_are_scim_error_responses(backend: Backend) {
     let bad_filter = scim.get(&filtered(r#"userName eq "unclosed"#)).await;
     assert_eq!(bad_filter.status, StatusCode::BAD_REQUEST);
     assert_eq!(bad_filter.scim_type(), Some("invalidFilter"));
-    assert!(bad_filter.detail().contains("unclosed"), "{}", bad_filter.detail());
+    assert!(
+        bad_filter.detail().contains("unclosed"),
+        "{}",
+        bad_filter.detail()
+    );
     let unknown = scim.get(&filtered(r#"shoeSize gt "40""#)).await;
     assert_eq!(unknown.scim_type(), Some("invalidFilter"));
     let not_json = scim
-        .send_bytes(Method::POST, "/scim/v2/Users", b"{\"userName\": ".to_vec(), &[])
+        .send_bytes(
+            Method::POST,
+            "/scim/v2/Users",
+            b"{\"userName\": ".to_vec(),
+            &[],
+        )
         .await;
     assert_eq!(not_json.status, StatusCode::BAD_REQUEST);
     assert_eq!(not_json.scim_type(), Some("invalidSyntax"));
@@ -683,7 +788,10 @@ async fn failures_are_scim_error_responses(backend: Backend) {
     assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
     assert_eq!(nowhere.body["status"], "404");
     let password = scim
-        .post("/Users", &json!({"userName": "p@example.com", "password": "hunter2"}))
+        .post(
+            "/Users",
+            &json!({"userName": "p@example.com", "password": "hunter2"}),
+        )
         .await;
     assert_eq!(password.scim_type(), Some("mutability"));
     // The token's rate: the burst passes, then 429 with Retry-After.
@@ -756,7 +864,9 @@ async fn groups_are_roles_and_their_members_change_together(backend: Backend) {
     let removed = scim
         .patch(
             group,
-            &patch_op(json!([{"op": "Remove", "path": format!("members[value eq \"{}\"]", id(&ada))}])),
+            &patch_op(
+                json!([{"op": "Remove", "path": format!("members[value eq \"{}\"]", id(&ada))}]),
+            ),
             &[],
         )
         .await;
@@ -780,11 +890,18 @@ async fn groups_are_roles_and_their_members_change_together(backend: Backend) {
     assert_eq!(create.status, StatusCode::FORBIDDEN);
     assert!(create.detail().contains("fixed"), "{}", create.detail());
     let rename = scim
-        .patch(group, &patch_op(json!([{"op": "replace", "path": "displayName", "value": "Agents"}])), &[])
+        .patch(
+            group,
+            &patch_op(json!([{"op": "replace", "path": "displayName", "value": "Agents"}])),
+            &[],
+        )
         .await;
     assert_eq!(rename.scim_type(), Some("mutability"));
     assert_eq!(scim.delete(group, &[]).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(scim.get("/Groups/no_such_role").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        scim.get("/Groups/no_such_role").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// The raw answer to a POST /Users whose headers declare `length` bytes, of which only the

@@ -159,7 +159,10 @@ impl Identity {
                 .await?;
             let full = page.len() as u64 == MEMBER_PAGE;
             after = page.last().map(|profile| profile.id);
-            members.extend(page.into_iter().map(|profile| (profile.id, profile.username)));
+            members.extend(
+                page.into_iter()
+                    .map(|profile| (profile.id, profile.username)),
+            );
             if !full {
                 return Ok(members);
             }

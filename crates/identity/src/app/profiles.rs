@@ -8,6 +8,7 @@ use sea_orm::ConnectionTrait;
 
 use super::events::origin;
 use super::{Identity, account_scope, emails, once, request_scope};
+use crate::domain::assignment::Role;
 use crate::domain::error::IdentityError;
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
@@ -25,6 +26,8 @@ pub struct NewProfile {
     pub send_welcome_email: bool,
     /// Created suspended rather than active (a SCIM client's `active: false`).
     pub suspended: bool,
+    /// Roles it holds from the start (a SCIM client's).
+    pub roles: Vec<Role>,
 }
 
 /// NOT_FOUND for a profile that does not exist or that the caller may not see: the two are
@@ -66,7 +69,7 @@ impl Identity {
             async |txn| {
                 let created = store.create_profile(txn, new.account_id, &fields).await?;
                 let mut events = vec![event::profile_created(&created)];
-                let profile = if new.suspended {
+                let mut profile = if new.suspended {
                     let suspended = store
                         .update_profile(txn, &created, &fields, ProfileStatus::Suspended)
                         .await?;
@@ -75,6 +78,11 @@ impl Identity {
                 } else {
                     created
                 };
+                if !new.roles.is_empty() {
+                    let assigned = store.add_roles(txn, &profile, &new.roles).await?;
+                    events.extend(event::assignments_changed(&profile, &assigned));
+                    profile = assigned;
+                }
                 store.append_events(txn, &origin, events).await?;
                 if new.send_welcome_email {
                     let account = store
@@ -212,6 +220,42 @@ impl Identity {
             }
             other => other,
         }
+    }
+
+    /// Changes the fields a patch names and, when `roles` is given, makes the profile's roles
+    /// exactly those — in one transaction, at the version `expected` names (when it names
+    /// one). SCIM's PUT and PATCH write a user's attributes and its roles together.
+    pub async fn update_profile_and_roles(
+        &self,
+        caller: &Caller,
+        id: ProfileId,
+        expected: Option<i64>,
+        patch: ProfilePatch,
+        roles: Option<Vec<Role>>,
+    ) -> Result<Profile, IdentityError> {
+        let store = &self.store;
+        let origin = origin(caller, "");
+        once(store, "", "", async |txn| {
+            let current = self.changeable_profile(txn, caller, id, expected).await?;
+            let (fields, status) = patch.apply(&current)?;
+            let updated = store.update_profile(txn, &current, &fields, status).await?;
+            let mut events = event::profile_changed(&current, &updated);
+            let mut changed = updated.clone();
+            if let Some(roles) = roles {
+                let gone: Vec<Role> = changed
+                    .roles
+                    .iter()
+                    .copied()
+                    .filter(|role| !roles.contains(role))
+                    .collect();
+                changed = store.remove_roles(txn, &changed, &gone).await?;
+                changed = store.add_roles(txn, &changed, &roles).await?;
+                events.extend(event::assignments_changed(&updated, &changed));
+            }
+            store.append_events(txn, &origin, events).await?;
+            Ok(changed)
+        })
+        .await
     }
 
     /// Soft-deletes a profile: it is kept, its username retired for good, its extensions

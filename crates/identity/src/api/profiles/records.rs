@@ -44,6 +44,7 @@ pub(super) async fn create(
         },
         send_welcome_email: request.send_welcome_email,
         suspended: false,
+        roles: Vec::new(),
     };
     profile_answer(
         app.create_profile(&caller, &request.request_id, new).await,

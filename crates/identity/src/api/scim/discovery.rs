@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::group::GROUP_SCHEMA;
 use super::user::{ENTERPRISE_SCHEMA, ROSTER_SCHEMA, USER_SCHEMA};
+use crate::domain::assignment::Role;
 
 /// Most resources one list returns (`filter.maxResults`).
 pub const MAX_RESULTS: u64 = 1000;
@@ -190,8 +191,8 @@ fn user_schema() -> Value {
         attribute(
             "emails",
             "complex",
-            "The user's one email address: of several, the primary (else the first work one, \
-             else the first) is kept",
+            "The user's one email address, of type work: of several sent, the primary (else \
+             the first work one, else the first) is kept",
             true,
             Mutability::ReadWrite,
             vec![
@@ -207,14 +208,6 @@ fn user_schema() -> Value {
                     text("type", "Always work"),
                     "canonicalValues",
                     json!(["work"]),
-                ),
-                attribute(
-                    "primary",
-                    "boolean",
-                    "Always true",
-                    false,
-                    Mutability::ReadWrite,
-                    vec![],
                 ),
             ],
         ),
@@ -232,7 +225,9 @@ fn user_schema() -> Value {
     let locale = with(
         text("locale", "A BCP 47 language tag such as en-GB"),
         "canonicalValues",
-        json!(["en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "pl-PL"]),
+        json!([
+            "en-US", "en-GB", "de-DE", "fr-FR", "es-ES", "it-IT", "pl-PL"
+        ]),
     );
     let timezone = with(
         text("timezone", "An IANA time zone such as Europe/Paris"),
@@ -288,8 +283,8 @@ fn user_schema() -> Value {
             attribute(
                 "active",
                 "boolean",
-                "False while the user is suspended",
-                false,
+                "False while the user is suspended; true when a new user's body leaves it out",
+                true,
                 Mutability::ReadWrite,
                 vec![],
             ),
@@ -321,11 +316,23 @@ fn roster_schema() -> Value {
     json!({
         "id": ROSTER_SCHEMA,
         "name": "RosterUser",
-        "description": "The user's roles and extensions in Roster; roles change through the \
-                        groups' members, extensions through Roster's API",
+        "description": "The user's roles and extensions in Roster: roles are written here or \
+                        through the groups' members, extensions through Roster's API",
         "attributes": [
             with(
-                read_only("roles", "The roles the user holds"),
+                with(
+                    attribute(
+                        "roles",
+                        "string",
+                        "The roles the user holds, by name; a body without this extension leaves \
+                         them as they are",
+                        false,
+                        Mutability::ReadWrite,
+                        vec![],
+                    ),
+                    "canonicalValues",
+                    json!(Role::ALL.map(Role::as_str)),
+                ),
                 "multiValued",
                 json!(true),
             ),
@@ -409,7 +416,12 @@ fn many(attribute: Value) -> Value {
 }
 
 fn supported(name: &str, description: &str, extra: Vec<Value>) -> Value {
-    let mut sub = vec![read("supported", "boolean", "Whether it is supported", vec![])];
+    let mut sub = vec![read(
+        "supported",
+        "boolean",
+        "Whether it is supported",
+        vec![],
+    )];
     sub.extend(extra);
     read(name, "complex", description, sub)
 }

@@ -55,7 +55,11 @@ impl ScimError {
     }
 
     pub fn invalid_syntax(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, Some("invalidSyntax"), detail.into())
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            Some("invalidSyntax"),
+            detail.into(),
+        )
     }
 
     pub fn mutability(detail: impl Into<String>) -> Self {
@@ -122,7 +126,11 @@ impl From<IdentityError> for ScimError {
                 violations
                     .iter()
                     .map(|violation| {
-                        format!("{} {}", attribute_of(&violation.field), violation.description)
+                        format!(
+                            "{} {}",
+                            attribute_of(&violation.field),
+                            violation.description
+                        )
                     })
                     .collect::<Vec<_>>()
                     .join("; "),

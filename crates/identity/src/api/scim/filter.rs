@@ -84,7 +84,10 @@ pub enum Filter {
     Or(Box<Filter>, Box<Filter>),
     /// `attr[filter]`: some value of the multi-valued `attr` matches `filter`, whose paths
     /// name `attr`'s sub-attributes.
-    Values { attr: AttrPath, filter: Box<Filter> },
+    Values {
+        attr: AttrPath,
+        filter: Box<Filter>,
+    },
 }
 
 /// A PATCH operation's path: an attribute, or some values of a multi-valued one
@@ -188,7 +191,9 @@ impl Parser {
     fn expect(&mut self, token: &Token) -> Result<(), ScimError> {
         match self.next()? {
             Some(found) if &found == token => Ok(()),
-            Some(found) => Err(self.fail(format!("expected {}, found {}", show(token), show(&found)))),
+            Some(found) => {
+                Err(self.fail(format!("expected {}, found {}", show(token), show(&found))))
+            }
             None => Err(self.fail(format!("expected {} before the end", show(token)))),
         }
     }
@@ -278,10 +283,7 @@ impl Parser {
                 )));
             }
             None => {
-                return Err(self.fail(format!(
-                    "expected an operator after {}",
-                    path.display()
-                )));
+                return Err(self.fail(format!("expected an operator after {}", path.display())));
             }
         };
         if operator.eq_ignore_ascii_case("pr") {
@@ -342,7 +344,9 @@ fn is_number(word: &str) -> bool {
 
 fn is_name(text: &str) -> bool {
     let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '$')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '$')
 }
 
@@ -368,7 +372,11 @@ fn tokens(text: &str) -> Result<Vec<Token>, String> {
                 let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<String>();
                 let value = match stream.next() {
                     Some(Ok(value)) => value,
-                    _ => return Err(format!("has an unclosed or malformed string at byte {start}")),
+                    _ => {
+                        return Err(format!(
+                            "has an unclosed or malformed string at byte {start}"
+                        ));
+                    }
                 };
                 let end = start + stream.byte_offset();
                 while chars.peek().is_some_and(|&(at, _)| at < end) {
@@ -493,11 +501,23 @@ mod tests {
         let Filter::And(left, null) = *left else {
             panic!()
         };
-        assert!(matches!(*null, Filter::Compare { value: Literal::Null, .. }));
+        assert!(matches!(
+            *null,
+            Filter::Compare {
+                value: Literal::Null,
+                ..
+            }
+        ));
         let Filter::And(given, active) = *left else {
             panic!()
         };
-        assert!(matches!(*active, Filter::Compare { value: Literal::Bool(true), .. }));
+        assert!(matches!(
+            *active,
+            Filter::Compare {
+                value: Literal::Bool(true),
+                ..
+            }
+        ));
         let Filter::Compare { path: given, .. } = *given else {
             panic!()
         };

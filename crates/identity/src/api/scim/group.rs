@@ -101,7 +101,11 @@ pub async fn read(
 ) -> Result<Response, ScimError> {
     let params = Params::parse(query.as_deref())?;
     let role = role_of(&id)?;
-    Ok(respond(StatusCode::OK, &group(&scim, &who, role, &params).await?, &[]))
+    Ok(respond(
+        StatusCode::OK,
+        &group(&scim, &who, role, &params).await?,
+        &[],
+    ))
 }
 
 pub async fn list(
@@ -152,12 +156,12 @@ fn check_group_filter(filter: &Filter) -> Result<(), ScimError> {
         {
             Ok(())
         }
-        Filter::Present(path) | Filter::Compare { path, .. } | Filter::Values { attr: path, .. } => {
-            Err(ScimError::invalid_filter(format!(
-                "{} cannot be filtered on (id and displayName can)",
-                path.display()
-            )))
-        }
+        Filter::Present(path)
+        | Filter::Compare { path, .. }
+        | Filter::Values { attr: path, .. } => Err(ScimError::invalid_filter(format!(
+            "{} cannot be filtered on (id and displayName can)",
+            path.display()
+        ))),
     }
 }
 
@@ -225,9 +229,10 @@ pub async fn patch(
     let body = json_body(&headers, body).await?;
     let mut change = MemberChange::default();
     let mut replace_with: Option<Vec<ProfileId>> = None;
-    for (op, path, value) in patch_operations(&body)? {
-        let op = op.to_ascii_lowercase();
-        let path = path.as_deref().map(parse_path).transpose()?;
+    for operation in patch_operations(&body)? {
+        let op = operation.op.to_ascii_lowercase();
+        let path = operation.path.as_deref().map(parse_path).transpose()?;
+        let value = operation.value;
         match (op.as_str(), path) {
             ("add" | "replace", None) => {
                 let object = value.as_ref().and_then(Value::as_object).ok_or_else(|| {
@@ -243,7 +248,8 @@ pub async fn patch(
                         } else {
                             change.add.extend(ids);
                         }
-                    } else if !key.eq_ignore_ascii_case("id") && !key.eq_ignore_ascii_case("schemas")
+                    } else if !key.eq_ignore_ascii_case("id")
+                        && !key.eq_ignore_ascii_case("schemas")
                     {
                         return Err(ScimError::invalid_path(format!(
                             "{key} is no attribute of a Group"
@@ -271,9 +277,9 @@ pub async fn patch(
                         // Every member goes.
                         None => replace_with = Some(Vec::new()),
                     },
-                    ("add", None) => change.add.extend(member_ids(
-                        value.as_ref().unwrap_or(&Value::Null),
-                    )?),
+                    ("add", None) => change
+                        .add
+                        .extend(member_ids(value.as_ref().unwrap_or(&Value::Null))?),
                     ("replace", None) => {
                         replace_with = Some(member_ids(value.as_ref().unwrap_or(&Value::Null))?);
                     }
@@ -294,7 +300,11 @@ pub async fn patch(
     }
     apply(&scim, &who, role, change, replace_with).await?;
     let params = Params::parse(None)?;
-    Ok(respond(StatusCode::OK, &group(&scim, &who, role, &params).await?, &[]))
+    Ok(respond(
+        StatusCode::OK,
+        &group(&scim, &who, role, &params).await?,
+        &[],
+    ))
 }
 
 /// The ids a `members[value eq "…"]` filter names (`or` of such comparisons too).
@@ -339,7 +349,11 @@ pub async fn replace(
     };
     apply(&scim, &who, role, MemberChange::default(), Some(members)).await?;
     let params = Params::parse(None)?;
-    Ok(respond(StatusCode::OK, &group(&scim, &who, role, &params).await?, &[]))
+    Ok(respond(
+        StatusCode::OK,
+        &group(&scim, &who, role, &params).await?,
+        &[],
+    ))
 }
 
 /// Makes the change: with `replace_with`, the members become exactly those (plus `add`, less

@@ -95,13 +95,19 @@ pub async fn serve(
     shutdown: Shutdown,
 ) -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind(settings.addr).await.map_err(|error| {
-        anyhow::anyhow!("cannot bind the SCIM endpoint to {}: {error}", settings.addr)
+        anyhow::anyhow!(
+            "cannot bind the SCIM endpoint to {}: {error}",
+            settings.addr
+        )
     })?;
     let local = listener.local_addr()?;
     let scim = Scim {
         identity,
         base: settings.base_url.trim_end_matches('/').into(),
-        limiter: Arc::new(RateLimiter::new(settings.requests_per_second, settings.burst)),
+        limiter: Arc::new(RateLimiter::new(
+            settings.requests_per_second,
+            settings.burst,
+        )),
     };
     let app = router(scim);
     tokio::spawn(async move {
@@ -156,8 +162,7 @@ fn router(scim: Scim) -> Router {
 /// Each request within [`REQUEST_TIMEOUT`] and [`MAX_CONCURRENT`], answered with a SCIM
 /// error when it is not.
 async fn bounded(slots: Arc<Semaphore>, request: Request, next: Next) -> Response {
-    let Ok(Ok(_slot)) =
-        tokio::time::timeout(Duration::from_secs(1), slots.acquire_owned()).await
+    let Ok(Ok(_slot)) = tokio::time::timeout(Duration::from_secs(1), slots.acquire_owned()).await
     else {
         return ScimError::unavailable("the SCIM endpoint is busy; retry shortly").into_response();
     };
@@ -251,20 +256,29 @@ pub async fn json_body(headers: &HeaderMap, body: Body) -> Result<Value, ScimErr
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| ScimError::too_large(MAX_BODY_BYTES))?;
-    serde_json::from_slice(&bytes).map_err(|error| {
-        ScimError::invalid_syntax(format!("the body is not valid JSON: {error}"))
-    })
+    serde_json::from_slice(&bytes)
+        .map_err(|error| ScimError::invalid_syntax(format!("the body is not valid JSON: {error}")))
 }
 
-/// The operations of a PatchOp body (RFC 7644 §3.5.2), each `(op, path, value)`.
-pub fn patch_operations(body: &Value) -> Result<Vec<(String, Option<String>, Option<Value>)>, ScimError> {
+/// One operation of a PatchOp body, as sent.
+pub struct PatchOperation {
+    /// `add`, `replace` or `remove`, in any case.
+    pub op: String,
+    pub path: Option<String>,
+    pub value: Option<Value>,
+}
+
+/// The operations of a PatchOp body (RFC 7644 §3.5.2).
+pub fn patch_operations(body: &Value) -> Result<Vec<PatchOperation>, ScimError> {
     let object = body
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("a PATCH body must be a JSON object"))?;
     if let Some(schemas) = field(object, "schemas").and_then(Value::as_array)
-        && !schemas
-            .iter()
-            .any(|schema| schema.as_str().is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA)))
+        && !schemas.iter().any(|schema| {
+            schema
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case(PATCH_SCHEMA))
+        })
     {
         return Err(ScimError::invalid_syntax(format!(
             "a PATCH body's schemas must hold {PATCH_SCHEMA}"
@@ -276,9 +290,9 @@ pub fn patch_operations(body: &Value) -> Result<Vec<(String, Option<String>, Opt
     operations
         .iter()
         .map(|operation| {
-            let operation = operation.as_object().ok_or_else(|| {
-                ScimError::invalid_syntax("each of Operations must be an object")
-            })?;
+            let operation = operation
+                .as_object()
+                .ok_or_else(|| ScimError::invalid_syntax("each of Operations must be an object"))?;
             let op = field(operation, "op")
                 .and_then(Value::as_str)
                 .ok_or_else(|| ScimError::invalid_syntax("each operation needs an op"))?;
@@ -288,7 +302,11 @@ pub fn patch_operations(body: &Value) -> Result<Vec<(String, Option<String>, Opt
                 Some(Value::String(path)) => Some(path.clone()),
                 Some(_) => return Err(ScimError::invalid_path("must be a string".into())),
             };
-            Ok((op.to_owned(), path, field(operation, "value").cloned()))
+            Ok(PatchOperation {
+                op: op.to_owned(),
+                path,
+                value: field(operation, "value").cloned(),
+            })
         })
         .collect()
 }
@@ -304,7 +322,11 @@ pub fn field<'a>(object: &'a serde_json::Map<String, Value>, name: &str) -> Opti
 }
 
 /// A SCIM response: `status`, the body, and any extra headers.
-pub fn respond(status: StatusCode, body: &Value, headers: &[(header::HeaderName, String)]) -> Response {
+pub fn respond(
+    status: StatusCode,
+    body: &Value,
+    headers: &[(header::HeaderName, String)],
+) -> Response {
     let mut response = (status, body.to_string()).into_response();
     let map = response.headers_mut();
     map.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -356,7 +378,11 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ScimError> {
 }
 
 async fn service_provider_config(State(scim): State<Scim>) -> Response {
-    respond(StatusCode::OK, &discovery::service_provider_config(&scim.base), &[])
+    respond(
+        StatusCode::OK,
+        &discovery::service_provider_config(&scim.base),
+        &[],
+    )
 }
 
 async fn resource_types(State(scim): State<Scim>) -> Response {

@@ -120,20 +120,28 @@ fn included(key: &str, value: Value, paths: &[AttrPath]) -> Option<Value> {
         return Some(value);
     }
     let keep_sub = |name: &str| {
-        named
-            .iter()
-            .any(|path| path.sub.as_deref().is_some_and(|sub| sub.eq_ignore_ascii_case(name)))
+        named.iter().any(|path| {
+            path.sub
+                .as_deref()
+                .is_some_and(|sub| sub.eq_ignore_ascii_case(name))
+        })
     };
     Some(match value {
-        Value::Object(inner) => {
-            Value::Object(inner.into_iter().filter(|(name, _)| keep_sub(name)).collect())
-        }
+        Value::Object(inner) => Value::Object(
+            inner
+                .into_iter()
+                .filter(|(name, _)| keep_sub(name))
+                .collect(),
+        ),
         Value::Array(items) => Value::Array(
             items
                 .into_iter()
                 .map(|item| match item {
                     Value::Object(inner) => Value::Object(
-                        inner.into_iter().filter(|(name, _)| keep_sub(name)).collect(),
+                        inner
+                            .into_iter()
+                            .filter(|(name, _)| keep_sub(name))
+                            .collect(),
                     ),
                     other => other,
                 })
@@ -151,7 +159,10 @@ fn core_schema(path: &AttrPath) -> bool {
 }
 
 fn remove(object: &mut Map<String, Value>, path: &AttrPath) {
-    if ALWAYS.iter().any(|always| path.name.eq_ignore_ascii_case(always)) && path.sub.is_none()
+    if ALWAYS
+        .iter()
+        .any(|always| path.name.eq_ignore_ascii_case(always))
+        && path.sub.is_none()
     {
         return;
     }
@@ -246,8 +257,10 @@ mod tests {
                 "emails": [{"value": "ada@example.com"}],
             })
         );
-        let department =
-            projected("urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "");
+        let department = projected(
+            "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+            "",
+        );
         assert_eq!(
             department["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
             "R&D"
@@ -257,7 +270,10 @@ mod tests {
 
     #[test]
     fn excluded_attributes_are_removed_but_never_the_id() {
-        let user = projected("", "name,EMAILS,id,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department");
+        let user = projected(
+            "",
+            "name,EMAILS,id,urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department",
+        );
         assert!(user.get("name").is_none());
         assert!(user.get("emails").is_none());
         assert_eq!(user["id"], "1");

@@ -276,7 +276,11 @@ mod tests {
             query(r#"emails[type eq "work" and value ew "@example.com"]"#).unwrap(),
             ProfileQuery::And(vec![
                 ProfileQuery::All,
-                text(ProfileAttribute::Email, Comparison::EndsWith, "@example.com"),
+                text(
+                    ProfileAttribute::Email,
+                    Comparison::EndsWith,
+                    "@example.com"
+                ),
             ])
         );
         assert_eq!(

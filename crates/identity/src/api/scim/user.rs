@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
 use super::filter::{AttrPath, Filter, Literal, Op, PatchPath};
+use crate::domain::assignment::Role;
 use crate::domain::profile::{OwnedProfile, Profile, ProfilePatch, ProfileStatus};
 
 pub const USER_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -57,6 +58,11 @@ pub struct UserFields {
     pub locale: String,
     pub timezone: String,
     pub active: bool,
+    /// The roles, when known or written: a body that leaves Roster's extension out leaves
+    /// the roles as they are.
+    pub roles: Option<Vec<Role>>,
+    /// Whether the user holds extensions (read-only here).
+    pub extensions_held: bool,
 }
 
 impl UserFields {
@@ -81,6 +87,8 @@ impl UserFields {
             locale: profile.locale.clone().unwrap_or_default(),
             timezone: profile.time_zone.clone().unwrap_or_default(),
             active: profile.status == ProfileStatus::Active,
+            roles: Some(profile.roles.clone()),
+            extensions_held: !profile.extensions.is_empty(),
         }
     }
 
@@ -223,6 +231,7 @@ impl UserFields {
                  Roster emails (changePassword is not supported)",
             )),
             Target::NotKept => Ok(()),
+            Target::Roster => self.write_roster(path, value),
             Target::Name => self.write_name(path, value),
             Target::Emails => self.write_emails(path, value),
             Target::Text(slot) => {
@@ -266,6 +275,66 @@ impl UserFields {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Roster's extension: `roles` are written (all of them at once); `extensions` are
+    /// read-only, and a write that would change nothing is accepted.
+    fn write_roster(&mut self, path: &PatchPath, value: Option<&Value>) -> Result<(), ScimError> {
+        reject_filter(path)?;
+        let whole = path
+            .attr
+            .schema
+            .as_deref()
+            .is_some_and(|schema| !schema.eq_ignore_ascii_case(ROSTER_SCHEMA));
+        if !whole {
+            return self.write_roster_attribute(&path.attr.name, value);
+        }
+        match value {
+            None | Some(Value::Null) => {
+                self.write_roster_attribute("extensions", None)?;
+                self.roles = Some(Vec::new());
+                Ok(())
+            }
+            Some(Value::Object(inner)) => {
+                for (key, value) in inner {
+                    if !key.eq_ignore_ascii_case("schemas") {
+                        self.write_roster_attribute(key, Some(value))?;
+                    }
+                }
+                Ok(())
+            }
+            Some(_) => Err(ScimError::invalid_value(format!(
+                "{ROSTER_SCHEMA} must be an object"
+            ))),
+        }
+    }
+
+    fn write_roster_attribute(
+        &mut self,
+        name: &str,
+        value: Option<&Value>,
+    ) -> Result<(), ScimError> {
+        if name.eq_ignore_ascii_case("roles") {
+            self.roles = Some(roles_of(value)?);
+            return Ok(());
+        }
+        if !name.eq_ignore_ascii_case("extensions") {
+            return Err(ScimError::invalid_path(format!(
+                "{name} is no attribute of {ROSTER_SCHEMA} (roles, extensions)"
+            )));
+        }
+        let empty = match value {
+            None | Some(Value::Null) => true,
+            Some(Value::Array(items)) => items.is_empty(),
+            Some(_) => false,
+        };
+        if empty && !self.extensions_held {
+            Ok(())
+        } else {
+            Err(ScimError::mutability(
+                "extensions are read-only here: assign them through Roster's API",
+            ))
         }
     }
 
@@ -388,6 +457,8 @@ enum Target {
     Emails,
     Active,
     Enterprise,
+    /// Roster's extension: roles and extensions, read here and written elsewhere.
+    Roster,
     Password,
     ReadOnly,
     NotKept,
@@ -407,7 +478,7 @@ impl Target {
                 };
             }
             Some(schema) if schema.eq_ignore_ascii_case(ROSTER_SCHEMA) => {
-                return Target::ReadOnly;
+                return Target::Roster;
             }
             Some(schema) if !schema.eq_ignore_ascii_case(USER_SCHEMA) => {
                 // A path that is itself a schema URN (`urn:…:enterprise:2.0:User`) parses as
@@ -417,7 +488,7 @@ impl Target {
                     return Target::Enterprise;
                 }
                 if whole.eq_ignore_ascii_case(ROSTER_SCHEMA) {
-                    return Target::ReadOnly;
+                    return Target::Roster;
                 }
                 return Target::Unknown;
             }
@@ -472,12 +543,43 @@ fn reject_filter(path: &PatchPath) -> Result<(), ScimError> {
     }
 }
 
+/// The roles a `roles` value names, each once, in order; `null` or nothing: none.
+fn roles_of(value: Option<&Value>) -> Result<Vec<Role>, ScimError> {
+    let items = match value {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items.as_slice(),
+        Some(single @ Value::String(_)) => std::slice::from_ref(single),
+        Some(_) => {
+            return Err(ScimError::invalid_value(
+                "roles must be a list of role names",
+            ));
+        }
+    };
+    let mut roles = items
+        .iter()
+        .map(|item| {
+            let name = item.as_str().unwrap_or_default();
+            Role::from_name(name).ok_or_else(|| {
+                ScimError::invalid_value(format!(
+                    "roles: {item} is no role ({})",
+                    Role::ALL.map(Role::as_str).join(", ")
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
+}
+
 /// A string attribute's value; `null` clears it.
 fn text_of(attribute: &str, value: &Value) -> Result<String, ScimError> {
     match value {
         Value::String(text) => Ok(text.clone()),
         Value::Null => Ok(String::new()),
-        _ => Err(ScimError::invalid_value(format!("{attribute} must be a string"))),
+        _ => Err(ScimError::invalid_value(format!(
+            "{attribute} must be a string"
+        ))),
     }
 }
 
@@ -599,8 +701,8 @@ pub fn compare_text(have: &str, op: Op, want: &str) -> bool {
 
 /// The User a profile reads as; `location` is the resource's URL.
 pub fn user_resource(profile: &Profile, location: &str) -> Value {
+    let mut schemas = vec![USER_SCHEMA];
     let mut user = json!({
-        "schemas": [USER_SCHEMA, ENTERPRISE_SCHEMA, ROSTER_SCHEMA],
         "id": profile.id.0.to_string(),
         "userName": profile.username,
         "name": {
@@ -608,21 +710,13 @@ pub fn user_resource(profile: &Profile, location: &str) -> Value {
             "familyName": profile.last_name,
         },
         "displayName": format!("{} {}", profile.first_name, profile.last_name),
-        "emails": [{"value": profile.email, "type": EMAIL_TYPE, "primary": true}],
+        "emails": [{"value": profile.email, "type": EMAIL_TYPE}],
         "active": profile.status == ProfileStatus::Active,
         "groups": profile.roles.iter().map(|role| json!({
             "value": role.as_str(),
             "display": super::group::display_name(*role),
             "type": "direct",
         })).collect::<Vec<_>>(),
-        ENTERPRISE_SCHEMA: {},
-        ROSTER_SCHEMA: {
-            "roles": profile.roles.iter().map(|role| role.as_str()).collect::<Vec<_>>(),
-            "extensions": profile.extensions.iter().map(|extension| json!({
-                "number": extension.number.as_str(),
-                "kind": extension.kind.as_str(),
-            })).collect::<Vec<_>>(),
-        },
         "meta": {
             "resourceType": "User",
             "created": super::time(profile.created_at),
@@ -641,9 +735,41 @@ pub fn user_resource(profile: &Profile, location: &str) -> Value {
             user[key] = Value::String(value.clone());
         }
     }
+    // An extension is there when it holds something, and `schemas` names what is there.
     if let Some(department) = &profile.department {
-        user[ENTERPRISE_SCHEMA]["department"] = Value::String(department.clone());
+        schemas.push(ENTERPRISE_SCHEMA);
+        user[ENTERPRISE_SCHEMA] = json!({ "department": department });
     }
+    let mut roster = Map::new();
+    if !profile.roles.is_empty() {
+        roster.insert(
+            "roles".into(),
+            json!(
+                profile
+                    .roles
+                    .iter()
+                    .map(|role| role.as_str())
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    if !profile.extensions.is_empty() {
+        roster.insert(
+            "extensions".into(),
+            profile
+                .extensions
+                .iter()
+                .map(|extension| {
+                    json!({"number": extension.number.as_str(), "kind": extension.kind.as_str()})
+                })
+                .collect(),
+        );
+    }
+    if !roster.is_empty() {
+        schemas.push(ROSTER_SCHEMA);
+        user[ROSTER_SCHEMA] = Value::Object(roster);
+    }
+    user["schemas"] = json!(schemas);
     user
 }
 
@@ -753,12 +879,18 @@ mod tests {
         fields.apply("REMOVE", Some(&title), None).unwrap();
         assert_eq!(fields.title, "");
         let id = parse_path("id").unwrap();
-        let error = fields.apply("replace", Some(&id), Some(&json!("x"))).unwrap_err();
+        let error = fields
+            .apply("replace", Some(&id), Some(&json!("x")))
+            .unwrap_err();
         assert_eq!(error.scim_type, Some("mutability"));
         let unknown = parse_path("shoeSize").unwrap();
-        let error = fields.apply("replace", Some(&unknown), Some(&json!("x"))).unwrap_err();
+        let error = fields
+            .apply("replace", Some(&unknown), Some(&json!("x")))
+            .unwrap_err();
         assert_eq!(error.scim_type, Some("invalidPath"));
-        let error = fields.apply("merge", Some(&title), Some(&json!("x"))).unwrap_err();
+        let error = fields
+            .apply("merge", Some(&title), Some(&json!("x")))
+            .unwrap_err();
         assert_eq!(error.scim_type, Some("invalidSyntax"));
         let password = parse_path("password").unwrap();
         let error = fields

@@ -80,7 +80,12 @@ pub fn profile_id(id: &str) -> Result<ProfileId, ScimError> {
         .map_err(|_| ScimError::not_found("User"))
 }
 
-fn user_response(scim: &Scim, status: StatusCode, profile: &Profile, projection: &Projection) -> Response {
+fn user_response(
+    scim: &Scim,
+    status: StatusCode,
+    profile: &Profile,
+    projection: &Projection,
+) -> Response {
     let location = scim.location("Users", &profile.id.0.to_string());
     let mut body = user_resource(profile, &location);
     projection.apply(&mut body);
@@ -121,10 +126,16 @@ pub async fn create(
                 fields: fields.to_owned_profile(),
                 send_welcome_email: who.token.send_welcome_emails,
                 suspended: !fields.active,
+                roles: fields.roles.clone().unwrap_or_default(),
             },
         )
         .await?;
-    Ok(user_response(&scim, StatusCode::CREATED, &profile, &Projection::default()))
+    Ok(user_response(
+        &scim,
+        StatusCode::CREATED,
+        &profile,
+        &Projection::default(),
+    ))
 }
 
 pub async fn read(
@@ -135,7 +146,12 @@ pub async fn read(
 ) -> Result<Response, ScimError> {
     let params = Params::parse(query.as_deref())?;
     let profile = live_profile(&scim, &who, profile_id(&id)?).await?;
-    Ok(user_response(&scim, StatusCode::OK, &profile, &params.projection))
+    Ok(user_response(
+        &scim,
+        StatusCode::OK,
+        &profile,
+        &params.projection,
+    ))
 }
 
 pub async fn list(
@@ -161,7 +177,8 @@ pub async fn list(
     let resources = profiles
         .iter()
         .map(|profile| {
-            let mut user = user_resource(profile, &scim.location("Users", &profile.id.0.to_string()));
+            let mut user =
+                user_resource(profile, &scim.location("Users", &profile.id.0.to_string()));
             params.projection.apply(&mut user);
             user
         })
@@ -185,7 +202,12 @@ pub async fn replace(
     let body = json_body(&headers, body).await?;
     let wanted = UserFields::from_body(&body)?;
     let profile = change(&scim, &who, id, expected, |_| Ok(wanted.clone())).await?;
-    Ok(user_response(&scim, StatusCode::OK, &profile, &Projection::default()))
+    Ok(user_response(
+        &scim,
+        StatusCode::OK,
+        &profile,
+        &Projection::default(),
+    ))
 }
 
 pub async fn patch(
@@ -200,9 +222,9 @@ pub async fn patch(
     let body = json_body(&headers, body).await?;
     let operations = patch_operations(&body)?
         .into_iter()
-        .map(|(op, path, value)| {
-            let path = path.as_deref().map(parse_path).transpose()?;
-            Ok((op, path, value))
+        .map(|operation| {
+            let path = operation.path.as_deref().map(parse_path).transpose()?;
+            Ok((operation.op, path, operation.value))
         })
         .collect::<Result<Vec<_>, ScimError>>()?;
     let profile = change(&scim, &who, id, expected, |current| {
@@ -213,7 +235,12 @@ pub async fn patch(
         Ok(fields)
     })
     .await?;
-    Ok(user_response(&scim, StatusCode::OK, &profile, &Projection::default()))
+    Ok(user_response(
+        &scim,
+        StatusCode::OK,
+        &profile,
+        &Projection::default(),
+    ))
 }
 
 /// Reads the profile, makes the attributes `edit` wants of its current ones, and writes the
@@ -236,12 +263,13 @@ async fn change(
         let before = UserFields::of(&current);
         let after = edit(&before)?;
         let patch = after.patch_from(&before);
-        if patch.fields.is_empty() && patch.status.is_none() {
+        let roles = after.roles.filter(|roles| *roles != current.roles);
+        if patch.fields.is_empty() && patch.status.is_none() && roles.is_none() {
             return Ok(current);
         }
         match scim
             .identity
-            .update_profile(&who.caller, "", id, Some(current.version), patch)
+            .update_profile_and_roles(&who.caller, id, Some(current.version), patch, roles)
             .await
         {
             Err(IdentityError::StaleEtag) if expected.is_none() && attempt < ATTEMPTS => continue,
