@@ -62,6 +62,9 @@ pub struct Settings {
     pub scim_requests_per_second: u32,
     /// SCIM requests per token at once above that average.
     pub scim_request_burst: u32,
+    /// How long after its deletion a profile can still be brought back: a SCIM client that
+    /// creates the same username with the same external id within it gets the same profile.
+    pub profile_restore_days: u64,
     /// How long a reset link works.
     pub reset_token_ttl_seconds: u64,
     /// How identity reaches NotificationService (`[identity.notification]`:
@@ -123,6 +126,7 @@ impl Default for Settings {
             scim_base_url: "http://localhost:8081/scim/v2".to_owned(),
             scim_requests_per_second: 50,
             scim_request_burst: 100,
+            profile_restore_days: 30,
             notification_url: None,
             notification_key: None,
             notification_key_file: None,
@@ -313,6 +317,7 @@ pub async fn start_all(
                     base_url: settings.scim_base_url.clone(),
                     requests_per_second: settings.scim_requests_per_second,
                     burst: settings.scim_request_burst,
+                    restore_days: settings.profile_restore_days,
                 },
                 identity.clone(),
                 shutdown.clone(),

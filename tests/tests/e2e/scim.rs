@@ -29,6 +29,9 @@ both_backends!(
     every_scim_change_writes_its_audit_event_with_source_scim,
     failures_are_scim_error_responses,
     groups_are_roles_and_their_members_change_together,
+    a_returning_employee_is_the_same_person,
+    outside_the_restore_window_a_username_stays_retired,
+    a_token_that_sends_welcome_emails_sends_one_per_new_user,
 );
 
 struct Setup {
@@ -923,4 +926,129 @@ async fn oversized(setup: &Setup, length: usize) -> String {
         .expect("an answer before the body is sent")
         .unwrap();
     String::from_utf8_lossy(&answer[..read]).into_owned()
+}
+
+async fn a_returning_employee_is_the_same_person(backend: Backend) {
+    let Some(setup) = start(backend, identity_settings()).await else {
+        return;
+    };
+    let scim = &setup.scim;
+    let mut body = user("ada@example.com", "E-1815");
+    body["urn:roster:params:scim:schemas:extension:roster:2.0:User"] =
+        json!({"roles": ["standard_user"]});
+    let ada = created(scim, &body).await;
+    scim.delete(&format!("/Users/{}", id(&ada)), &[]).await;
+    // Another external id, or none: the username stays retired.
+    let stranger = scim
+        .post("/Users", &user("ada@example.com", "E-9999"))
+        .await;
+    assert_eq!(stranger.status, StatusCode::CONFLICT, "{:?}", stranger.body);
+    let mut anonymous = user("ada@example.com", "");
+    anonymous.as_object_mut().unwrap().remove("externalId");
+    assert_eq!(
+        scim.post("/Users", &anonymous).await.status,
+        StatusCode::CONFLICT
+    );
+    // Another account with the same external id: refused too.
+    let other = setup.identity.account("Other").await;
+    let other_secret = token(&setup.identity, &other.id).await.1;
+    let other_scim = scim.with_token(Some(&other_secret));
+    assert_eq!(
+        other_scim
+            .post("/Users", &user("ada@example.com", "E-1815"))
+            .await
+            .status,
+        StatusCode::CONFLICT
+    );
+    // The same person comes back: same id, same username, roles as they were, new title.
+    let mut returning = user("Ada@Example.com", "E-1815");
+    returning["title"] = json!("Chief Analyst");
+    let back = scim.post("/Users", &returning).await;
+    assert_eq!(back.status, StatusCode::CREATED, "{:?}", back.body);
+    assert_eq!(back.body["id"], ada["id"]);
+    assert_eq!(back.body["title"], "Chief Analyst");
+    assert_eq!(back.body["active"], true);
+    let profile = setup.identity.profile(id(&ada)).await;
+    assert_eq!(profile.status, pb::ProfileStatus::Active as i32);
+    assert_eq!(profile.roles, [pb::Role::StandardUser as i32]);
+    let restored = |events: &[pb::Event]| {
+        events
+            .iter()
+            .any(|event| event.r#type == "roster.profile.restored" && event.subject_id == id(&ada))
+    };
+    let mut events = Vec::new();
+    for _ in 0..200 {
+        events = setup.identity.all_events(&setup.account).await;
+        if restored(&events) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        restored(&events),
+        "{:?}",
+        events.iter().map(|event| &event.r#type).collect::<Vec<_>>()
+    );
+    // Restored once: a second POST is a plain conflict with the live profile.
+    let twice = scim.post("/Users", &returning).await;
+    assert_eq!(twice.status, StatusCode::CONFLICT);
+    assert!(
+        twice.detail().contains("used by another user"),
+        "{}",
+        twice.detail()
+    );
+}
+
+async fn outside_the_restore_window_a_username_stays_retired(backend: Backend) {
+    let settings = roster_identity::Settings {
+        profile_restore_days: 0,
+        ..identity_settings()
+    };
+    let Some(setup) = start(backend, settings).await else {
+        return;
+    };
+    let scim = &setup.scim;
+    let ada = created(scim, &user("ada@example.com", "E-1815")).await;
+    scim.delete(&format!("/Users/{}", id(&ada)), &[]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let late = scim
+        .post("/Users", &user("ada@example.com", "E-1815"))
+        .await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{:?}", late.body);
+    assert!(
+        late.detail().contains("was used before"),
+        "{}",
+        late.detail()
+    );
+}
+
+async fn a_token_that_sends_welcome_emails_sends_one_per_new_user(backend: Backend) {
+    let Some(setup) = start(backend, identity_settings()).await else {
+        return;
+    };
+    let welcoming = setup
+        .identity
+        .create_scim_token(pb::CreateScimTokenRequest {
+            account_id: setup.account.clone(),
+            display_name: "Okta".into(),
+            send_welcome_emails: true,
+            ..Default::default()
+        })
+        .await
+        .expect("CreateScimToken")
+        .secret;
+    created(&setup.scim, &user("quiet@example.com", "E-1")).await;
+    assert!(
+        roster_tests::outbox_emails(&setup.server).await.is_empty(),
+        "a token without welcome emails sends none"
+    );
+    let welcomed = setup.scim.with_token(Some(&welcoming));
+    created(&welcomed, &user("ada@example.com", "E-2")).await;
+    let emails = roster_tests::outbox_emails(&setup.server).await;
+    assert_eq!(emails.len(), 1, "{emails:?}");
+    assert!(
+        emails[0].to_string().contains("ada@example.com"),
+        "{:?}",
+        emails[0]
+    );
 }

@@ -101,7 +101,8 @@ pub fn profile_created_with_assignments(profile: &Profile) -> Vec<NewEvent> {
 }
 
 /// The events of a profile changed from `before` to `after`: its username
-/// (`username_changed`), its status (`suspended`, `activated` or `deleted`) and its other
+/// (`username_changed`), its status (`suspended`, `activated`, `deleted`, or `restored` when a
+/// deleted one comes back) and its other
 /// fields (`updated`), each an event of its own, none where nothing changed.
 pub fn profile_changed(before: &Profile, after: &Profile) -> Vec<NewEvent> {
     let mut events = Vec::new();
@@ -126,6 +127,7 @@ pub fn profile_changed(before: &Profile, after: &Profile) -> Vec<NewEvent> {
         Some(after.status.as_str()),
     ) {
         let event_type = match after.status {
+            _ if before.status == ProfileStatus::Deleted => EventType::ProfileRestored,
             ProfileStatus::Active => EventType::ProfileActivated,
             ProfileStatus::Suspended => EventType::ProfileSuspended,
             ProfileStatus::Deleted => EventType::ProfileDeleted,

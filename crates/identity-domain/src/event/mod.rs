@@ -32,6 +32,8 @@ pub enum EventType {
     ProfileSuspended,
     ProfileActivated,
     ProfileDeleted,
+    /// A deleted profile brought back (same id, same username).
+    ProfileRestored,
     UsernameChanged,
     RolesAssigned,
     RolesUnassigned,
@@ -45,7 +47,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the README lists them.
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 20] = [
         EventType::AccountCreated,
         EventType::AccountUpdated,
         EventType::PasswordPolicyChanged,
@@ -56,6 +58,7 @@ impl EventType {
         EventType::ProfileSuspended,
         EventType::ProfileActivated,
         EventType::ProfileDeleted,
+        EventType::ProfileRestored,
         EventType::UsernameChanged,
         EventType::RolesAssigned,
         EventType::RolesUnassigned,
@@ -80,6 +83,7 @@ impl EventType {
             EventType::ProfileSuspended => "roster.profile.suspended",
             EventType::ProfileActivated => "roster.profile.activated",
             EventType::ProfileDeleted => "roster.profile.deleted",
+            EventType::ProfileRestored => "roster.profile.restored",
             EventType::UsernameChanged => "roster.profile.username_changed",
             EventType::RolesAssigned => "roster.profile.roles_assigned",
             EventType::RolesUnassigned => "roster.profile.roles_unassigned",

@@ -222,6 +222,58 @@ impl Identity {
         }
     }
 
+    /// A returning user: brings back the deleted profile of `new`'s account that held `new`'s
+    /// username and carries the same external id, when it was deleted at or after `since`,
+    /// with `new`'s fields, status and (when it names any) roles. Same id, same username.
+    /// `None` when there is no such profile: the username stays refused.
+    pub async fn restore_returning_profile(
+        &self,
+        caller: &Caller,
+        new: &NewProfile,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Profile>, IdentityError> {
+        let fields = ProfileFields::parse(new.fields.as_raw())?;
+        let Some(external_id) = fields.external_id.clone() else {
+            return Ok(None);
+        };
+        if !caller.may_access(new.account_id.0) {
+            return Ok(None);
+        }
+        let store = &self.store;
+        let origin = origin(caller, "");
+        once(store, "", "", async |txn| {
+            let Some(current) = store
+                .lock_deleted_profile(
+                    txn,
+                    new.account_id,
+                    fields.username.canonical(),
+                    &external_id,
+                    since,
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let status = if new.suspended {
+                ProfileStatus::Suspended
+            } else {
+                ProfileStatus::Active
+            };
+            let restored = store
+                .restore_profile(txn, &current, &fields, status)
+                .await?;
+            let mut events = event::profile_changed(&current, &restored);
+            let mut profile = restored.clone();
+            if !new.roles.is_empty() {
+                profile = store.add_roles(txn, &profile, &new.roles).await?;
+                events.extend(event::assignments_changed(&restored, &profile));
+            }
+            store.append_events(txn, &origin, events).await?;
+            Ok(Some(profile))
+        })
+        .await
+    }
+
     /// Changes the fields a patch names and, when `roles` is given, makes the profile's roles
     /// exactly those — in one transaction, at the version `expected` names (when it names
     /// one). SCIM's PUT and PATCH write a user's attributes and its roles together.

@@ -304,6 +304,60 @@ impl Store {
         Ok(next)
     }
 
+    /// The deleted profile of `account_id` that held the username `canonical` and carries
+    /// `external_id`, deleted at or after `since`, locked until the transaction ends.
+    pub async fn lock_deleted_profile(
+        &self,
+        txn: &DatabaseTransaction,
+        account_id: AccountId,
+        canonical: &str,
+        external_id: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Profile>, StoreError> {
+        let found = profile::Entity::find()
+            .select_only()
+            .column(profile::Column::Id)
+            .filter(profile::Column::AccountId.eq(account_id.0))
+            .filter(profile::Column::CanonicalUsername.eq(canonical))
+            .filter(profile::Column::Status.eq(DELETED))
+            .filter(profile::Column::ExternalId.eq(external_id))
+            .filter(profile::Column::DeletedAt.gte(since))
+            .into_tuple::<Uuid>()
+            .one(txn)
+            .await?;
+        let Some(id) = found else {
+            return Ok(None);
+        };
+        let accounts = std::collections::HashSet::from([account_id]);
+        Ok(self
+            .lock_profiles(txn, &[ProfileId(id)], Some(&accounts))
+            .await?
+            .pop()
+            .filter(|profile| {
+                profile.status == ProfileStatus::Deleted
+                    && profile.deleted_at.is_some_and(|at| at >= since)
+            }))
+    }
+
+    /// Brings a deleted profile back with `fields` and `status`: same id, same username
+    /// (never released), its roles as they were; its extensions were freed when it was deleted.
+    pub async fn restore_profile(
+        &self,
+        txn: &DatabaseTransaction,
+        current: &Profile,
+        fields: &ProfileFields,
+        status: ProfileStatus,
+    ) -> Result<Profile, StoreError> {
+        let now = crate::store::now();
+        let mut next = current.clone().with_fields(fields);
+        next.status = status;
+        next.deleted_at = None;
+        next.updated_at = now;
+        next.version = current.version + 1;
+        self.write_version(txn, current.version, &next).await?;
+        Ok(next)
+    }
+
     /// Writes `new` over `old` if nobody changed it in between (optimistic concurrency).
     pub(super) async fn write_version(
         &self,

@@ -72,6 +72,8 @@ pub struct ScimSettings {
     pub requests_per_second: u32,
     /// Requests per token at once above the average.
     pub burst: u32,
+    /// How long after its deletion a user comes back as itself (see [`users::create`]).
+    pub restore_days: u64,
 }
 
 /// What every handler shares.
@@ -80,6 +82,7 @@ pub struct Scim {
     identity: Identity,
     base: Arc<str>,
     limiter: Arc<RateLimiter>,
+    restore_window: chrono::Duration,
 }
 
 impl Scim {
@@ -108,6 +111,9 @@ pub async fn serve(
             settings.requests_per_second,
             settings.burst,
         )),
+        restore_window: chrono::Duration::days(
+            i64::try_from(settings.restore_days.min(36_500)).unwrap_or(36_500),
+        ),
     };
     let app = router(scim);
     tokio::spawn(async move {

@@ -15,7 +15,7 @@ use super::{
     Scim, ScimCaller, if_match, json_body, list_response, patch_operations, respond, version,
 };
 use crate::app::profiles::NewProfile;
-use crate::domain::error::IdentityError;
+use crate::domain::error::{IdentityError, Refusal};
 use crate::domain::ids::ProfileId;
 use crate::domain::profile::{Profile, ProfileStatus};
 use crate::domain::query::ProfileQuery;
@@ -116,20 +116,36 @@ pub async fn create(
     if fields.user_name.trim().is_empty() {
         return Err(ScimError::invalid_value("userName is required"));
     }
-    let profile = scim
+    let new = NewProfile {
+        account_id: who.account,
+        fields: fields.to_owned_profile(),
+        send_welcome_email: who.token.send_welcome_emails,
+        suspended: !fields.active,
+        roles: fields.roles.clone().unwrap_or_default(),
+    };
+    let profile = match scim
         .identity
-        .create_profile(
-            &who.caller,
-            "",
-            NewProfile {
-                account_id: who.account,
-                fields: fields.to_owned_profile(),
-                send_welcome_email: who.token.send_welcome_emails,
-                suspended: !fields.active,
-                roles: fields.roles.clone().unwrap_or_default(),
+        .create_profile(&who.caller, "", new.clone())
+        .await
+    {
+        Ok(profile) => profile,
+        // A returning employee: the username was retired by this account's own deleted
+        // profile of the same external id, within the restore window. Anything else that
+        // retired it keeps it refused.
+        Err(
+            refused @ IdentityError::UsernameRefused {
+                refusal: Refusal::Retired,
+                ..
             },
-        )
-        .await?;
+        ) => {
+            let since = chrono::Utc::now() - scim.restore_window;
+            scim.identity
+                .restore_returning_profile(&who.caller, &new, since)
+                .await?
+                .ok_or(refused)?
+        }
+        Err(other) => return Err(other.into()),
+    };
     Ok(user_response(
         &scim,
         StatusCode::CREATED,
