@@ -34,6 +34,10 @@ use tonic::transport::Channel;
 /// The key with every scope on every account that each test server accepts.
 pub const ADMIN_KEY: &str = "test-admin-key";
 
+/// The name [`ADMIN_KEY`] is configured under: what the audit log records as its changes'
+/// actor and caller.
+pub const ADMIN_KEY_NAME: &str = "test-admin";
+
 /// The database a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -248,7 +252,7 @@ impl OwnSettings {
 /// The keys a test server accepts: [`ADMIN_KEY`] and `keys`.
 fn key_ring(keys: &[TestKey]) -> KeyRing {
     let mut ring = KeyRing::default();
-    ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
+    ring.insert_plaintext(ADMIN_KEY, ADMIN_KEY_NAME, &["admin"], AccountAccess::All);
     for key in keys {
         ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
     }

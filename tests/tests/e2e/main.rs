@@ -10,6 +10,7 @@
 mod abuse;
 mod assignments;
 mod events;
+mod events_table;
 mod identity;
 mod import_assignments;
 mod import_formats;
