@@ -13,6 +13,7 @@ pub mod imports;
 pub mod nats;
 pub mod pki;
 pub mod raw;
+pub mod scim;
 pub mod smtp;
 
 pub use imports::{ImportSuite, import_settings};
@@ -32,6 +33,10 @@ use tonic::transport::Channel;
 
 /// The key with every scope on every account that each test server accepts.
 pub const ADMIN_KEY: &str = "test-admin-key";
+
+/// The name [`ADMIN_KEY`] is configured under: what the audit log records as its changes'
+/// actor and caller.
+pub const ADMIN_KEY_NAME: &str = "test-admin";
 
 /// The database a test runs against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,7 +252,7 @@ impl OwnSettings {
 /// The keys a test server accepts: [`ADMIN_KEY`] and `keys`.
 fn key_ring(keys: &[TestKey]) -> KeyRing {
     let mut ring = KeyRing::default();
-    ring.insert_plaintext(ADMIN_KEY, "test-admin", &["admin"], AccountAccess::All);
+    ring.insert_plaintext(ADMIN_KEY, ADMIN_KEY_NAME, &["admin"], AccountAccess::All);
     for key in keys {
         ring.insert_plaintext(&key.key, &key.key, &key.scopes, key.accounts.clone());
     }
@@ -262,6 +267,8 @@ pub struct TestServer {
     pub database: Arc<TestDatabase>,
     /// Where identity's reset page listens (identity only).
     pub reset_addr: Option<SocketAddr>,
+    /// Where identity's SCIM endpoint listens (identity only).
+    pub scim_addr: Option<SocketAddr>,
     /// The settings identity was started with (identity only).
     pub identity: roster_identity::Settings,
     keys: Vec<TestKey>,
@@ -324,20 +331,20 @@ impl TestServer {
             OwnSettings::Identity => {
                 roster_identity::start_all(&settings, identity.clone(), ring, shutdown.clone())
                     .await
-                    .map(|started| (started.server, started.reset_addr))
+                    .map(|started| (started.server, started.reset_addr, started.scim_addr))
             }
             OwnSettings::BulkImport(import) => {
                 roster_bulk_import::start(&settings, import, ring, shutdown.clone())
                     .await
-                    .map(|server| (server, None))
+                    .map(|server| (server, None, None))
             }
             OwnSettings::Notification(notification) => {
                 roster_notification::start(&settings, notification, ring, shutdown.clone())
                     .await
-                    .map(|server| (server, None))
+                    .map(|server| (server, None, None))
             }
         };
-        let (server, reset_addr) = started
+        let (server, reset_addr, scim_addr) = started
             .unwrap_or_else(|error| panic!("{} test server starts: {error:?}", service.name()));
         TestServer {
             service,
@@ -345,6 +352,7 @@ impl TestServer {
             settings,
             database,
             reset_addr,
+            scim_addr,
             identity,
             keys,
             shutdown,
@@ -535,6 +543,7 @@ impl MailDrop {
 pub fn identity_settings() -> roster_identity::Settings {
     roster_identity::Settings {
         reset_http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        scim_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
         ..roster_identity::Settings::default()
     }
 }

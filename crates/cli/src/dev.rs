@@ -28,6 +28,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
     shutdown.trigger_on_signals();
     let mut servers = Vec::new();
     let mut identity_port = None;
+    let mut scim_url = None;
     for service in Service::ALL {
         let mut keys = KeyRing::default();
         keys.insert_plaintext(&key, "operator", &["admin"], AccountAccess::All);
@@ -65,6 +66,11 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
                 .default_value("identity_key", key.clone());
         }
         let (common, settings) = crate::launch::load(service, loader)?;
+        if let crate::launch::Settings::Identity(identity) = &settings
+            && identity.scim_addr.is_some()
+        {
+            scim_url = Some(identity.scim_base_url.clone());
+        }
         let server =
             crate::launch::start(service, &common, settings, keys, shutdown.clone()).await?;
         if service == Service::Identity {
@@ -75,7 +81,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
 
     let identity_addr = servers[0].1.local_addr;
     let account_id = demo_account(identity_addr, &key).await?;
-    print_welcome(&key, &account_id, &dir, &servers)?;
+    print_welcome(&key, &account_id, &dir, &servers, scim_url.as_deref())?;
 
     for (service, server) in servers {
         server.stopped().await?;
@@ -146,6 +152,7 @@ fn print_welcome(
     account_id: &str,
     dir: &Path,
     servers: &[(Service, roster_runtime::server::RunningServer)],
+    scim_url: Option<&str>,
 ) -> anyhow::Result<()> {
     let port = |service: Service| {
         servers
@@ -157,13 +164,19 @@ fn print_welcome(
     let identity = port(Service::Identity);
     let imports = port(Service::BulkImport);
     let notification = port(Service::Notification);
+    let scim = match scim_url {
+        Some(url) => format!(
+            "\n  SCIM 2.0      {url}\n                (a token: roster accounts scim-token create {account_id} --name dev)\n"
+        ),
+        None => String::new(),
+    };
     output::outln!(
         r#"
 Roster is running (embedded default; data in {dir}).
 
   identity      localhost:{identity}
   bulk-import   localhost:{imports}
-  notification  localhost:{notification}
+  notification  localhost:{notification}{scim}
 
 Emails are written to {mail_dir} (one .eml per message).
 

@@ -66,7 +66,7 @@ enum Command {
     /// Bulk import: template, upload (with preview), submit --watch, report, list, cancel.
     #[command(subcommand)]
     Import(import::Command),
-    /// Accounts and their password policies.
+    /// Accounts, their password policies and their SCIM tokens.
     #[command(subcommand)]
     Accounts(accounts::Command),
     /// User profiles.

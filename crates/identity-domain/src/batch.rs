@@ -26,7 +26,9 @@ pub struct UpsertItem {
     pub idempotency_key: String,
     /// The profile to update; empty creates one.
     pub id: String,
-    /// The fields; an empty username keeps an updated profile's, or defaults to the email.
+    /// The fields; an empty username keeps an updated profile's, or defaults to the email, and
+    /// an empty external id keeps an updated profile's (the gRPC and import items carry none,
+    /// so they never wipe what the customer's directory set).
     pub fields: OwnedProfile,
     /// True when the item replaces the profile's roles and extensions with its own.
     pub set_assignments: bool,
@@ -139,8 +141,15 @@ pub fn plan(
         Some(record) if item.fields.username.trim().is_empty() => record.username.as_str(),
         _ => item.fields.username.as_str(),
     };
+    let external_id = match existing {
+        Some(record) if item.fields.external_id.trim().is_empty() => {
+            record.external_id.as_deref().unwrap_or_default()
+        }
+        _ => item.fields.external_id.as_str(),
+    };
     let fields = ProfileFields::parse(RawProfile {
         username,
+        external_id,
         ..item.fields.as_raw()
     });
     let assignments = requested_assignments(item, existing, bounds);
@@ -315,4 +324,60 @@ pub fn wanted_numbers(plans: &[Plan]) -> Vec<String> {
         })
         .collect();
     wanted.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::AccountId;
+
+    fn linked_profile() -> Profile {
+        let fields = ProfileFields::parse(RawProfile {
+            first_name: "Ada",
+            last_name: "Lovelace",
+            email: "ada@example.com",
+            external_id: "00u1AbC",
+            ..RawProfile::default()
+        })
+        .unwrap();
+        Profile::new(
+            ProfileId::generate(),
+            AccountId::generate(),
+            &fields,
+            chrono::Utc::now(),
+        )
+    }
+
+    fn plan_of(item: &UpsertItem, record: &Profile) -> Plan {
+        let current = HashMap::from([(record.id, record.clone())]);
+        plan(
+            item,
+            &current,
+            ExtensionBounds::default(),
+            &mut HashSet::new(),
+            &HashSet::new(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn an_item_without_an_external_id_keeps_the_profiles() {
+        let record = linked_profile();
+        let mut item = UpsertItem {
+            idempotency_key: "row-1".into(),
+            id: record.id.to_string(),
+            fields: OwnedProfile {
+                external_id: String::new(),
+                ..record.raw()
+            },
+            ..UpsertItem::default()
+        };
+        assert!(matches!(plan_of(&item, &record), Plan::Unchanged(_)));
+        item.fields.last_name = "Byron".into();
+        let Plan::Update(_, fields, _) = plan_of(&item, &record) else {
+            panic!("expected an update");
+        };
+        assert_eq!(fields.last_name, "Byron");
+        assert_eq!(fields.external_id.as_deref(), Some("00u1AbC"));
+    }
 }

@@ -87,6 +87,9 @@ pub enum IdentityError {
     /// An extension number or kind that cannot be given (reason EXTENSION_INVALID).
     #[error("invalid extension: {0:?}")]
     ExtensionInvalid(Vec<Violation>),
+    /// A query over profiles (a SCIM filter) that cannot be run (reason FILTER_INVALID).
+    #[error("invalid filter: {0}")]
+    InvalidFilter(super::query::QueryError),
     /// A role outside the fixed set (reason ROLE_INVALID).
     #[error("invalid role: {0:?}")]
     RoleInvalid(Vec<Violation>),
@@ -124,6 +127,12 @@ pub enum IdentityError {
     /// Every password worker is busy and its queue is full (reason PASSWORD_WORKERS_BUSY).
     #[error("every password worker is busy and the queue is full")]
     HashingBusy,
+    /// The account has as many active SCIM tokens as it may have (reason SCIM_TOKEN_LIMIT).
+    #[error(
+        "the account has {} active SCIM tokens, the most it may have",
+        super::scim_token::MAX_ACTIVE_SCIM_TOKENS
+    )]
+    ScimTokenLimit,
     /// Concurrent changes kept winning; the caller may retry.
     #[error("{0}")]
     Contention(String),

@@ -1,5 +1,6 @@
 //! The other fields of a profile: first and last name, job title and department, locale and time
-//! zone, each a type that only its `parse` builds.
+//! zone, and the external id its customer's directory knows it by, each a type that only its
+//! `parse` builds.
 //!
 //! Every parser trims surrounding white space first (spreadsheets are full of invisible trailing
 //! spaces) and refuses with a [`FieldError`] naming the field and what is wrong. Texts are stored
@@ -24,6 +25,9 @@ pub const MAX_NAME_LENGTH: usize = 100;
 pub const MAX_LOCALE_LENGTH: usize = 64;
 /// The most characters a time zone name may have; the longest IANA name has 32.
 pub const MAX_TIME_ZONE_LENGTH: usize = 64;
+/// The most characters an external id may have: room for any directory's identifiers (Entra ID
+/// and Okta send GUIDs, object ids or user principal names).
+pub const MAX_EXTERNAL_ID_LENGTH: usize = 256;
 
 /// A field that failed to parse, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,6 +142,12 @@ fn bounded<'a>(
 fn clean_text(field_label: &str, input: &str, max_length: usize) -> Result<String, FieldError> {
     let input = bounded(field_label, input, max_input_bytes(max_length), max_length)?;
     let text: String = input.trim().nfc().collect();
+    check_text(field_label, &text, max_length)?;
+    Ok(text)
+}
+
+/// Checks the length and characters of a trimmed text.
+fn check_text(field_label: &str, text: &str, max_length: usize) -> Result<(), FieldError> {
     let length = text.chars().count();
     if length > max_length {
         return Err(FieldError::new(
@@ -154,7 +164,7 @@ fn clean_text(field_label: &str, input: &str, max_length: usize) -> Result<Strin
             ),
         ));
     }
-    Ok(text)
+    Ok(())
 }
 
 fn is_forbidden_in_text(c: char) -> bool {
@@ -164,6 +174,45 @@ fn is_forbidden_in_text(c: char) -> bool {
         | GeneralCategory::ParagraphSeparator => true,
         GeneralCategory::Format => !matches!(c, '\u{200C}' | '\u{200D}'),
         _ => false,
+    }
+}
+
+/// The identifier a customer's directory gives a user (SCIM `externalId`): up to
+/// [`MAX_EXTERNAL_ID_LENGTH`] characters of visible text, trimmed. It is kept exactly as the
+/// directory sent it, not even put in NFC, because the directory finds its users again by
+/// comparing it character for character (SCIM's `caseExact`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ExternalId(String);
+
+impl ExternalId {
+    /// The field name in messages and `BadRequest` violations.
+    pub const FIELD: &'static str = "external_id";
+
+    /// Parses an external id: `None` when empty or blank.
+    pub fn parse(input: &str) -> Result<Option<Self>, FieldError> {
+        let input = bounded(
+            Self::FIELD,
+            input,
+            4 * MAX_EXTERNAL_ID_LENGTH,
+            MAX_EXTERNAL_ID_LENGTH,
+        )?;
+        let trimmed = input.trim();
+        if trimmed.is_empty() {
+            return Ok(None);
+        }
+        check_text(Self::FIELD, trimmed, MAX_EXTERNAL_ID_LENGTH)?;
+        Ok(Some(Self(trimmed.to_owned())))
+    }
+
+    /// The id, trimmed.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ExternalId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -339,6 +388,45 @@ mod tests {
             "Department is 11 characters long; at most 10 are allowed."
         );
         assert!(OptionalText::parse("Department", "R&D\u{7}", 10).is_err());
+    }
+
+    fn external_id(input: &str) -> Result<Option<String>, FieldError> {
+        ExternalId::parse(input).map(|id| id.map(|id| id.as_str().to_owned()))
+    }
+
+    #[test]
+    fn external_id_is_trimmed_and_kept_as_given() {
+        assert_eq!(external_id(" 00aBc-42 "), Ok(Some("00aBc-42".to_owned())));
+        // Not put in NFC: the directory compares it character for character.
+        assert_eq!(external_id("Zoe\u{308}"), Ok(Some("Zoe\u{308}".to_owned())));
+        assert_eq!(external_id(""), Ok(None));
+        assert_eq!(external_id(" \t "), Ok(None));
+    }
+
+    #[test]
+    fn external_id_is_limited_to_256_characters_and_bytes_are_checked_first() {
+        assert!(external_id(&"é".repeat(256)).is_ok_and(|id| id.is_some()));
+        let error = external_id(&"é".repeat(257)).expect_err("257 characters");
+        assert_eq!(error.field, "external_id");
+        assert_eq!(
+            error.to_string(),
+            "external_id is 257 characters long; at most 256 are allowed."
+        );
+        // Refused on its bytes, before it is trimmed or its characters are counted.
+        let error = external_id(&" ".repeat(4 * 256 + 1)).expect_err("too many bytes");
+        assert_eq!(
+            error.to_string(),
+            "external_id is 1025 bytes long; at most 256 characters are allowed."
+        );
+    }
+
+    #[test]
+    fn external_id_refuses_control_characters() {
+        for input in ["a\u{0}b", "a\nb", "a\u{7f}", "a\u{202E}b"] {
+            let error = external_id(input).expect_err(input);
+            assert_eq!(error.field, "external_id");
+            assert!(error.description.contains("U+"), "{error}");
+        }
     }
 
     fn locale(input: &str) -> Option<String> {

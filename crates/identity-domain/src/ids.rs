@@ -47,3 +47,7 @@ id_type!(
     /// A user profile.
     ProfileId
 );
+id_type!(
+    /// A SCIM token of an account.
+    ScimTokenId
+);

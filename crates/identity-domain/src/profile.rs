@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::assignment::{Extension, Role};
 use super::email::EmailAddress;
 use super::error::{IdentityError, Violation};
-use super::fields::{FieldError, Locale, OptionalText, PersonName, TimeZone};
+use super::fields::{ExternalId, FieldError, Locale, OptionalText, PersonName, TimeZone};
 use super::ids::{AccountId, ProfileId};
 use super::username::Username;
 
@@ -27,6 +27,8 @@ pub struct RawProfile<'a> {
     pub department: &'a str,
     pub locale: &'a str,
     pub time_zone: &'a str,
+    /// Empty means none.
+    pub external_id: &'a str,
 }
 
 /// A profile's fields after every check.
@@ -40,6 +42,7 @@ pub struct ProfileFields {
     pub department: Option<String>,
     pub locale: Option<String>,
     pub time_zone: Option<String>,
+    pub external_id: Option<String>,
 }
 
 impl ProfileFields {
@@ -59,6 +62,7 @@ impl ProfileFields {
         );
         let locale = keep(v, Locale::parse(raw.locale));
         let time_zone = keep(v, TimeZone::parse(raw.time_zone));
+        let external_id = keep(v, ExternalId::parse(raw.external_id));
         let email = if raw.email.trim().is_empty() {
             violations.push(Violation::new("email", "is required"));
             None
@@ -91,7 +95,15 @@ impl ProfileFields {
                 .ok()
         };
         match (
-            first_name, last_name, email, username, job_title, department, locale, time_zone,
+            first_name,
+            last_name,
+            email,
+            username,
+            job_title,
+            department,
+            locale,
+            time_zone,
+            external_id,
         ) {
             (
                 Some(first_name),
@@ -102,6 +114,7 @@ impl ProfileFields {
                 Some(department),
                 Some(locale),
                 Some(time_zone),
+                Some(external_id),
             ) if violations.is_empty() => Ok(ProfileFields {
                 first_name: first_name.as_str().to_owned(),
                 last_name: last_name.as_str().to_owned(),
@@ -111,6 +124,7 @@ impl ProfileFields {
                 department: department.map(|text| text.as_str().to_owned()),
                 locale: locale.map(|locale| locale.as_str().to_owned()),
                 time_zone: time_zone.map(|zone| zone.as_str().to_owned()),
+                external_id: external_id.map(|id| id.as_str().to_owned()),
             }),
             _ => Err(IdentityError::Invalid(violations)),
         }
@@ -164,6 +178,10 @@ pub struct Profile {
     pub department: Option<String>,
     pub locale: Option<String>,
     pub time_zone: Option<String>,
+    /// What the customer's directory calls the profile (SCIM `externalId`). Answers kept
+    /// before it existed have none.
+    #[serde(default)]
+    pub external_id: Option<String>,
     pub status: ProfileStatus,
     /// Sorted, each once.
     pub roles: Vec<Role>,
@@ -196,6 +214,7 @@ impl Profile {
             department: None,
             locale: None,
             time_zone: None,
+            external_id: None,
             status: ProfileStatus::Active,
             roles: Vec::new(),
             extensions: Vec::new(),
@@ -218,6 +237,7 @@ impl Profile {
         self.department = fields.department.clone();
         self.locale = fields.locale.clone();
         self.time_zone = fields.time_zone.clone();
+        self.external_id = fields.external_id.clone();
         self
     }
 
@@ -245,6 +265,7 @@ impl Profile {
             && self.department == fields.department
             && self.locale == fields.locale
             && self.time_zone == fields.time_zone
+            && self.external_id == fields.external_id
     }
 
     /// The profile's fields as a caller would give them.
@@ -258,6 +279,7 @@ impl Profile {
             department: self.department.clone().unwrap_or_default(),
             locale: self.locale.clone().unwrap_or_default(),
             time_zone: self.time_zone.clone().unwrap_or_default(),
+            external_id: self.external_id.clone().unwrap_or_default(),
         }
     }
 }
@@ -274,6 +296,8 @@ pub struct OwnedProfile {
     pub department: String,
     pub locale: String,
     pub time_zone: String,
+    /// Empty means none.
+    pub external_id: String,
 }
 
 impl OwnedProfile {
@@ -288,11 +312,13 @@ impl OwnedProfile {
             department: &self.department,
             locale: &self.locale,
             time_zone: &self.time_zone,
+            external_id: &self.external_id,
         }
     }
 }
 
-/// The fields an update mask of UpdateProfile may name.
+/// The fields an update mask of UpdateProfile may name. The external id is not one of them: it
+/// is the customer's directory's to set (through SCIM), and read-only over gRPC.
 pub const UPDATABLE: [&str; 9] = [
     "first_name",
     "last_name",
@@ -308,7 +334,8 @@ pub const UPDATABLE: [&str; 9] = [
 /// An update of a profile: the values of the fields its mask names (the rest keep theirs).
 #[derive(Clone, Debug, Default)]
 pub struct ProfilePatch {
-    /// `(path, value)` for each masked field but `status`.
+    /// `(path, value)` for each masked field but `status`: the paths of [`UPDATABLE`], and
+    /// `external_id`.
     pub fields: Vec<(String, String)>,
     /// The new status, when the mask names it: `None` inside for a value that is no status.
     pub status: Option<Option<ProfileStatus>>,
@@ -356,6 +383,7 @@ impl ProfilePatch {
                 "department" => &mut raw.department,
                 "locale" => &mut raw.locale,
                 "time_zone" => &mut raw.time_zone,
+                "external_id" => &mut raw.external_id,
                 _ => continue,
             };
             slot.clone_from(value);
@@ -455,6 +483,55 @@ mod tests {
         assert_eq!(fields.first_name, "Ada");
         assert_eq!(fields.username.as_str(), "ada@example.com");
         assert_eq!(status, ProfileStatus::Suspended);
+    }
+
+    #[test]
+    fn a_patch_sets_the_external_id_and_keeps_it_when_it_names_other_fields() {
+        let current = profile();
+        let setting = ProfilePatch {
+            fields: vec![("external_id".into(), " 00u1AbC ".into())],
+            status: None,
+        };
+        let (fields, _) = setting.apply(&current).unwrap();
+        assert_eq!(fields.external_id.as_deref(), Some("00u1AbC"));
+        let linked = current.with_fields(&fields);
+        assert!(linked.has_fields(&fields));
+        let renaming = ProfilePatch {
+            fields: vec![("first_name".into(), "Augusta".into())],
+            status: None,
+        };
+        let (fields, _) = renaming.apply(&linked).unwrap();
+        assert_eq!(fields.external_id.as_deref(), Some("00u1AbC"));
+        let clearing = ProfilePatch {
+            fields: vec![("external_id".into(), String::new())],
+            status: None,
+        };
+        assert_eq!(clearing.apply(&linked).unwrap().0.external_id, None);
+    }
+
+    #[test]
+    fn an_invalid_external_id_is_a_violation_of_its_own() {
+        let error = ProfileFields::parse(RawProfile {
+            first_name: "Ada",
+            last_name: "Lovelace",
+            email: "ada@example.com",
+            external_id: "line\nbreak",
+            ..RawProfile::default()
+        })
+        .unwrap_err();
+        let IdentityError::Invalid(violations) = error else {
+            panic!("expected field violations, got {error:?}");
+        };
+        let fields: Vec<_> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["external_id"]);
+    }
+
+    #[test]
+    fn a_profile_kept_before_external_ids_reads_back_without_one() {
+        let mut kept = serde_json::to_value(profile()).unwrap();
+        kept.as_object_mut().unwrap().remove("external_id");
+        let read: Profile = serde_json::from_value(kept).unwrap();
+        assert_eq!(read.external_id, None);
     }
 
     #[test]

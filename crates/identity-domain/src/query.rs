@@ -15,6 +15,9 @@ pub const MAX_CONDITIONS: usize = 50;
 /// Deepest nesting of and, or and not.
 pub const MAX_DEPTH: usize = 10;
 
+/// Most profiles one page of a query's answer holds.
+pub const MAX_PAGE_SIZE: u64 = 1000;
+
 /// The attributes a query may compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ProfileAttribute {

@@ -9,7 +9,8 @@
 //! - `store`: sea-orm, the only place that knows SQL; it takes and returns domain types.
 //!
 //! Beside them: `hashing` (the argon2id pool), `relay` (the outbox worker) and `reset_page`
-//! (the password-reset page over HTTP, which calls `app` like the handlers do).
+//! (the password-reset page over HTTP, which calls `app` like the handlers do); the SCIM
+//! endpoint is a transport in `api`.
 
 pub mod api;
 pub mod app;
@@ -51,6 +52,19 @@ pub struct Settings {
     pub reset_http_addr: Option<SocketAddr>,
     /// Public URL of the reset page: links are built from it, never from request headers.
     pub reset_base_url: String,
+    /// Where the SCIM 2.0 endpoint listens; `off` turns it off.
+    #[serde(deserialize_with = "roster_runtime::settings::optional_address")]
+    pub scim_addr: Option<SocketAddr>,
+    /// Public URL of the SCIM endpoint's `/scim/v2`, as identity providers reach it: resource
+    /// locations are built from it, never from request headers.
+    pub scim_base_url: String,
+    /// SCIM requests per second per token, on average (0: no limit); more are answered 429.
+    pub scim_requests_per_second: u32,
+    /// SCIM requests per token at once above that average.
+    pub scim_request_burst: u32,
+    /// How long after its deletion a profile can still be brought back: a SCIM client that
+    /// creates the same username with the same external id within it gets the same profile.
+    pub profile_restore_days: u64,
     /// How long a reset link works.
     pub reset_token_ttl_seconds: u64,
     /// How identity reaches NotificationService (`[identity.notification]`:
@@ -108,6 +122,11 @@ impl Default for Settings {
             reset_http_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
             reset_base_url: "http://localhost:8080/reset".to_owned(),
             reset_token_ttl_seconds: 3600,
+            scim_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8081))),
+            scim_base_url: "http://localhost:8081/scim/v2".to_owned(),
+            scim_requests_per_second: 50,
+            scim_request_burst: 100,
+            profile_restore_days: 30,
             notification_url: None,
             notification_key: None,
             notification_key_file: None,
@@ -137,6 +156,8 @@ impl fmt::Debug for Settings {
             .field("reset_http_addr", &self.reset_http_addr)
             .field("reset_base_url", &self.reset_base_url)
             .field("reset_token_ttl_seconds", &self.reset_token_ttl_seconds)
+            .field("scim_addr", &self.scim_addr)
+            .field("scim_base_url", &self.scim_base_url)
             .field("notification", &self.notification)
             .field("notification_url", &self.notification_url)
             .field(
@@ -235,6 +256,8 @@ pub struct Started {
     pub server: RunningServer,
     /// Where the reset page listens, when it is on.
     pub reset_addr: Option<SocketAddr>,
+    /// Where the SCIM endpoint listens, when it is on.
+    pub scim_addr: Option<SocketAddr>,
 }
 
 /// Opens the database and serves AccountService, ProfileService and CredentialService until
@@ -286,6 +309,23 @@ pub async fn start_all(
         Some(addr) => Some(reset_page::serve(addr, passwords.clone(), shutdown.clone()).await?),
         None => None,
     };
+    let scim_addr = match settings.scim_addr {
+        Some(addr) => Some(
+            api::scim::serve(
+                api::scim::ScimSettings {
+                    addr,
+                    base_url: settings.scim_base_url.clone(),
+                    requests_per_second: settings.scim_requests_per_second,
+                    burst: settings.scim_request_burst,
+                    restore_days: settings.profile_restore_days,
+                },
+                identity.clone(),
+                shutdown.clone(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     services
         .add(roster_runtime::grpc_service!(
             AccountServiceServer<api::AccountApi>,
@@ -315,5 +355,9 @@ pub async fn start_all(
         shutdown,
     )
     .await?;
-    Ok(Started { server, reset_addr })
+    Ok(Started {
+        server,
+        reset_addr,
+        scim_addr,
+    })
 }

@@ -89,6 +89,18 @@ impl Caller {
         }
     }
 
+    /// A caller limited to one account with `scopes`: a credential the service manages at
+    /// run time (a SCIM token) rather than a configured key.
+    pub fn limited(name: impl Into<String>, scopes: &[&str], account: Uuid) -> Self {
+        Self {
+            name: name.into(),
+            scopes: scopes.iter().map(|scope| (*scope).to_owned()).collect(),
+            accounts: AccountAccess::Only(HashSet::from([account])),
+            via: GRPC,
+            acting_for: None,
+        }
+    }
+
     /// This caller, come through `interface`.
     pub fn via(mut self, interface: &'static str) -> Self {
         self.via = interface;

@@ -82,6 +82,9 @@ impl Identity {
         list_accounts(ListAccountsRequest) -> ListAccountsResponse;
         get_password_policy(GetPasswordPolicyRequest) -> GetPasswordPolicyResponse;
         update_password_policy(UpdatePasswordPolicyRequest) -> UpdatePasswordPolicyResponse;
+        create_scim_token(CreateScimTokenRequest) -> CreateScimTokenResponse;
+        list_scim_tokens(ListScimTokensRequest) -> ListScimTokensResponse;
+        revoke_scim_token(RevokeScimTokenRequest) -> RevokeScimTokenResponse;
     }
 
     unary! { profiles, identity:
@@ -140,6 +143,19 @@ impl Identity {
         }
     }
 
+    /// Every event of `account_id`, oldest first, once the log has numbered at least `count`
+    /// of them (events are numbered shortly after their transactions end); fails after 5 s.
+    pub async fn numbered_events(&self, account_id: &str, count: usize) -> Vec<identity::Event> {
+        for _ in 0..200 {
+            let events = self.all_events(account_id).await;
+            if events.len() >= count {
+                return events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("fewer than {count} events of {account_id} after 5 s");
+    }
+
     /// Creates an account named `name` and answers it.
     pub async fn account(&self, name: &str) -> identity::Account {
         self.create_account(identity::CreateAccountRequest {
@@ -150,6 +166,41 @@ impl Identity {
         .expect("account created")
         .account
         .expect("account")
+    }
+
+    /// Creates a SCIM token named `name` in `account_id` that sends no welcome emails; answers
+    /// the token and its secret.
+    pub async fn scim_token(&self, account_id: &str, name: &str) -> (identity::ScimToken, String) {
+        let created = self
+            .create_scim_token(identity::CreateScimTokenRequest {
+                account_id: account_id.into(),
+                display_name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("SCIM token created");
+        (created.token.expect("token"), created.secret)
+    }
+
+    /// Every SCIM token of `account_id`, newest first, through ListScimTokens paging.
+    pub async fn all_scim_tokens(&self, account_id: &str) -> Vec<identity::ScimToken> {
+        let mut tokens = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .list_scim_tokens(identity::ListScimTokensRequest {
+                    account_id: account_id.to_owned(),
+                    page_size: 1000,
+                    page_token,
+                })
+                .await
+                .expect("ListScimTokens");
+            tokens.extend(page.tokens);
+            if page.next_page_token.is_empty() {
+                return tokens;
+            }
+            page_token = page.next_page_token;
+        }
     }
 
     /// Creates Alice Liddell at `email` in `account_id` and answers her profile.

@@ -528,6 +528,8 @@ struct World {
     bea: pb::Profile,
     /// A reset token of B's user that is still usable.
     token: String,
+    /// A SCIM token of B, active.
+    scim_token: pb::ScimToken,
     /// A VALIDATED import of B.
     import: im::Import,
     /// A notification of B.
@@ -541,6 +543,7 @@ enum Of {
     Profile,
     Username,
     Token,
+    ScimToken,
     Import,
     Notification,
 }
@@ -552,6 +555,7 @@ impl World {
             Of::Profile => self.bea.id.clone(),
             Of::Username => self.bea.username.clone(),
             Of::Token => self.token.clone(),
+            Of::ScimToken => self.scim_token.id.clone(),
             Of::Import => self.import.id.clone(),
             Of::Notification => self.notification.clone(),
         }
@@ -710,6 +714,46 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
                     request_id: String::new(),
                 }
             })],
+        ),
+        (
+            "/roster.identity.v1.AccountService/CreateScimToken",
+            vec![probe(Of::Account, Denied, |_, account| {
+                pb::CreateScimTokenRequest {
+                    account_id: account.into(),
+                    display_name: "Mallory's directory".into(),
+                    send_welcome_emails: true,
+                    request_id: String::new(),
+                }
+            })],
+        ),
+        (
+            "/roster.identity.v1.AccountService/ListScimTokens",
+            vec![probe(Of::Account, Denied, |_, account| {
+                pb::ListScimTokensRequest {
+                    account_id: account.into(),
+                    ..Default::default()
+                }
+            })],
+        ),
+        (
+            "/roster.identity.v1.AccountService/RevokeScimToken",
+            vec![
+                probe(Of::Account, Denied, |world, account| {
+                    pb::RevokeScimTokenRequest {
+                        account_id: account.into(),
+                        token_id: world.scim_token.id.clone(),
+                        request_id: String::new(),
+                    }
+                }),
+                // B's token under A's own account: as a token id that nothing holds.
+                probe(Of::ScimToken, NotFound, |world, id| {
+                    pb::RevokeScimTokenRequest {
+                        account_id: world.a.id.clone(),
+                        token_id: id.into(),
+                        request_id: String::new(),
+                    }
+                }),
+            ],
         ),
         // ProfileService.
         (
@@ -1419,6 +1463,8 @@ struct StateOfB {
     account: pb::Account,
     policy: pb::PasswordPolicy,
     profile: pb::Profile,
+    /// B's SCIM tokens, revoked or not.
+    scim_tokens: Vec<pb::ScimToken>,
     imports: Vec<im::Import>,
     /// The emails identity queued for B.
     outbox: Vec<serde_json::Value>,
@@ -1444,7 +1490,7 @@ async fn state_of_b(
             .unwrap()
             .policy
             .unwrap(),
-        profile: Identity::new(channel, ADMIN_KEY)
+        profile: Identity::new(channel.clone(), ADMIN_KEY)
             .get_profile(pb::GetProfileRequest {
                 id: world.bea.id.clone(),
             })
@@ -1452,6 +1498,7 @@ async fn state_of_b(
             .unwrap()
             .profile
             .unwrap(),
+        scim_tokens: Identity::new(channel, ADMIN_KEY).all_scim_tokens(&b).await,
         imports: Imports::new(imports.clone(), ADMIN_KEY)
             .list_imports(im::ListImportsRequest {
                 account_id: b.clone(),
@@ -1539,6 +1586,7 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
         .unwrap();
     send_reset(&identity, &bea).await;
     let token = newest_reset_token(&suite.identity).await;
+    let (scim_token, _) = profiles.scim_token(&b, "B's directory").await;
 
     // B's import, VALIDATED (so that a submit or a cancel would go through), and an email of B.
     let admin_imports = suite.import_client().await;
@@ -1576,6 +1624,7 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
         b: account(&identity, &b).await,
         bea,
         token,
+        scim_token,
         import,
         notification: sent.id,
     };

@@ -10,6 +10,7 @@
 mod abuse;
 mod assignments;
 mod events;
+mod events_table;
 mod identity;
 mod import_assignments;
 mod import_formats;
@@ -20,7 +21,10 @@ mod metrics;
 mod notification;
 mod notification_tls;
 mod passwords;
+mod profile_query;
 mod relay;
+mod scim;
+mod scim_tokens;
 mod smoke;
 mod uploads;
 mod welcome;

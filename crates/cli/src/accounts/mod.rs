@@ -1,7 +1,8 @@
-//! `roster accounts`: create, read and list accounts, and read or change an account's password
-//! policy (AccountService on identity).
+//! `roster accounts`: create, read and list accounts, read or change an account's password
+//! policy, and manage its SCIM tokens (AccountService on identity).
 //!
 //! - [`policy`]: `roster accounts policy get|set`.
+//! - [`scim_tokens`]: `roster accounts scim-token create|list|revoke`.
 
 use clap::{Subcommand, ValueEnum};
 use roster_proto::identity::v1 as pb;
@@ -12,8 +13,10 @@ use crate::client::{Client, RequestIdArg};
 use crate::output::{self, Paging};
 
 mod policy;
+mod scim_tokens;
 
 use policy::PolicyCommand;
+use scim_tokens::ScimTokenCommand;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -41,6 +44,9 @@ pub enum Command {
     /// Read or change an account's password policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Create, list or revoke the SCIM tokens identity providers provision the account with.
+    #[command(subcommand)]
+    ScimToken(ScimTokenCommand),
 }
 
 /// A password-policy preset.
@@ -139,6 +145,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             })
         }
         Command::Policy(command) => policy::run(command, client, &mut accounts).await,
+        Command::ScimToken(command) => scim_tokens::run(command, client, &mut accounts).await,
     }
 }
 

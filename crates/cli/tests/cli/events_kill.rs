@@ -175,6 +175,7 @@ async fn every_committed_change_reaches_log_stream_and_watch_once_through_kills_
             ("DATABASE_URL", database.url.clone()),
             ("KEYS_FILE", keys_file.display().to_string()),
             ("RESET_HTTP_ADDR", "off".to_owned()),
+            ("SCIM_ADDR", "off".to_owned()),
             ("EVENTS_NATS_URL", proxy.url()),
         ]
     };

@@ -445,6 +445,7 @@ async fn start_the_suite_migrated_and_healthy(smtp: &SmtpServer) -> Suite {
                 "RESET_HTTP_ADDR",
                 format!("127.0.0.1:{}", common::free_port()),
             ),
+            ("SCIM_ADDR", "off".to_owned()),
             (
                 "NOTIFICATION_URL",
                 format!("http://127.0.0.1:{}", notification_ports[n]),

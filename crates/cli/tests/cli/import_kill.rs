@@ -96,6 +96,7 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
         ("DATABASE_URL", identity_db.url.clone()),
         ("KEYS_FILE", keys.display().to_string()),
         ("RESET_HTTP_ADDR", format!("127.0.0.1:{}", free_port())),
+        ("SCIM_ADDR", "off".to_owned()),
     ]
     .into_iter()
     .map(|(key, value)| (format!("ROSTER_IDENTITY__{key}"), value))

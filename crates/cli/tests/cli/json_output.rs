@@ -272,6 +272,33 @@ async fn every_command_prints_its_response_message_as_json() {
             .await,
     );
     assert_eq!(updated.policy.map(|p| p.min_length), Some(14));
+    let created: id::CreateScimTokenResponse = decode(
+        &coverage
+            .run(
+                &suite,
+                "accounts scim-token create",
+                &[&account_id, "--name", "Json IdP"],
+            )
+            .await,
+    );
+    assert!(created.secret.starts_with("rscim_"));
+    let token = created.token.expect("a token");
+    let listed: id::ListScimTokensResponse = decode(
+        &coverage
+            .run(&suite, "accounts scim-token list", &[&account_id])
+            .await,
+    );
+    assert_eq!(listed.tokens, std::slice::from_ref(&token));
+    let revoked: id::RevokeScimTokenResponse = decode(
+        &coverage
+            .run(
+                &suite,
+                "accounts scim-token revoke",
+                &[&account_id, &token.id],
+            )
+            .await,
+    );
+    assert!(revoked.token.is_some_and(|t| t.revoke_time.is_some()));
 
     // profiles
     let created: id::CreateProfileResponse = decode(
@@ -322,7 +349,7 @@ async fn every_command_prints_its_response_message_as_json() {
         Some("Countess")
     );
 
-    // events, once the log has numbered the four changes above
+    // events, once the log has numbered the six changes above
     let direct = loop {
         let direct = Identity::new(identity.clone(), ADMIN_KEY)
             .list_events(id::ListEventsRequest {
@@ -332,7 +359,7 @@ async fn every_command_prints_its_response_message_as_json() {
             })
             .await
             .expect("ListEvents");
-        if direct.events.len() >= 4 {
+        if direct.events.len() >= 6 {
             break direct;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

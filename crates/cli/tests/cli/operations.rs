@@ -249,6 +249,7 @@ async fn a_misspelt_configuration_key_stops_the_service_at_start() {
         ("LISTEN_ADDR", "127.0.0.1:0"),
         ("METRICS_ADDR", "off"),
         ("RESET_HTTP_ADDR", "off"),
+        ("SCIM_ADDR", "off"),
     ];
     let serve = |extra: &[(&str, &str)], args: &[&str]| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_roster"));

@@ -249,6 +249,132 @@ async fn a_repeated_request_id_creates_nothing_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scim_token_is_created_with_its_secret_shown_once_listed_and_revoked() {
+    let operator = Operator::identity().await;
+    let account = operator.account("Scim Ltd").await;
+    let create = [
+        "accounts",
+        "scim-token",
+        "create",
+        &account,
+        "--name",
+        "Entra ID",
+        "--send-welcome-emails",
+        "--request-id",
+        "op-scim-1",
+    ];
+    let table = operator.run(&create).await.ok();
+    let secret = table
+        .stdout
+        .lines()
+        .map(str::trim)
+        .find(|line| line.starts_with("rscim_"))
+        .expect("the secret is printed")
+        .to_owned();
+    assert_eq!(secret.len(), 49, "{secret}");
+    assert_eq!(
+        table.stdout.matches(&secret).count(),
+        1,
+        "the secret is printed once"
+    );
+    assert!(
+        table.stdout.contains("will not be shown again"),
+        "{}",
+        table.stdout
+    );
+    let rows: Vec<String> = table
+        .stdout
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for row in [
+        "display name: Entra ID".to_owned(),
+        format!("secret prefix: {}", &secret[..10]),
+        "welcome emails: yes".to_owned(),
+    ] {
+        assert!(rows.contains(&row), "{row}: {}", table.stdout);
+    }
+    let id = rows
+        .iter()
+        .find_map(|row| row.strip_prefix("id: "))
+        .expect("the token's id")
+        .to_owned();
+
+    // The same request id again: the same token, and no secret.
+    let again = operator.run(&create).await.ok();
+    assert!(!again.stdout.contains(&secret), "{}", again.stdout);
+    assert!(again.stdout.contains(&id), "{}", again.stdout);
+    assert!(
+        again.stderr.contains("will not be shown again"),
+        "{}",
+        again.stderr
+    );
+
+    let json = operator
+        .run(&[
+            "--json",
+            "accounts",
+            "scim-token",
+            "create",
+            &account,
+            "--name",
+            "Okta",
+        ])
+        .await
+        .ok()
+        .json();
+    let okta_secret = json["secret"].as_str().expect("the secret");
+    assert!(okta_secret.starts_with("rscim_"), "{json}");
+    assert_eq!(json["token"]["send_welcome_emails"], false);
+    let okta = json["token"]["id"].as_str().expect("token id").to_owned();
+
+    let listed = operator
+        .run(&["accounts", "scim-token", "list", &account])
+        .await
+        .ok();
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("SECRET PREFIX"),
+        "{}",
+        listed.stdout
+    );
+    assert_eq!(lines.len(), 3, "{}", listed.stdout);
+    assert!(lines[1].starts_with(&okta) && lines[2].starts_with(&id));
+    assert!(!listed.stdout.contains(&secret) && !listed.stdout.contains(okta_secret));
+
+    let revoked = operator
+        .run(&["--json", "accounts", "scim-token", "revoke", &account, &id])
+        .await
+        .ok()
+        .json();
+    assert_eq!(revoked["token"]["id"], id.as_str());
+    assert!(revoked["token"]["revoke_time"].is_string(), "{revoked}");
+    let listed = operator
+        .run(&["--json", "accounts", "scim-token", "list", &account])
+        .await
+        .ok()
+        .json();
+    let tokens = listed["tokens"].as_array().expect("tokens");
+    assert_eq!(tokens.len(), 2, "{listed}");
+    assert!(tokens[0].get("revoke_time").is_none(), "{listed}");
+    assert_eq!(tokens[1]["revoke_time"], revoked["token"]["revoke_time"]);
+
+    // Another account's token by id is not found.
+    let other = operator.account("Other Ltd").await;
+    let refused = operator
+        .run(&["accounts", "scim-token", "revoke", &other, &okta])
+        .await
+        .failed();
+    assert!(
+        refused
+            .stderr
+            .contains("RevokeScimToken: NOT_FOUND: scim token not found"),
+        "{}",
+        refused.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profiles_are_created_read_updated_and_deleted() {
     let operator = Operator::identity().await;
     let account = operator.account("Profiles Inc").await;

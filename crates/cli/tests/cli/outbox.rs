@@ -56,6 +56,7 @@ async fn a_reset_email_survives_identity_being_killed_before_the_relay() {
             "RESET_HTTP_ADDR",
             format!("127.0.0.1:{}", common::free_port()),
         ),
+        ("SCIM_ADDR", "off".to_owned()),
         (
             "NOTIFICATION_URL",
             format!("http://127.0.0.1:{notification_port}"),

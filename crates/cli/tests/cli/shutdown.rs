@@ -33,6 +33,7 @@ async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
                 "RESET_HTTP_ADDR",
                 format!("127.0.0.1:{}", common::free_port()),
             ),
+            ("SCIM_ADDR", "off".to_owned()),
         ],
     );
     let channel = connect(format!("127.0.0.1:{port}").parse().expect("address")).await;

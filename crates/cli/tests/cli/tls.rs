@@ -51,6 +51,7 @@ impl Mtls {
                     "RESET_HTTP_ADDR",
                     format!("127.0.0.1:{}", common::free_port()),
                 ),
+                ("SCIM_ADDR", "off".to_owned()),
                 ("METRICS_ADDR", "off".to_owned()),
                 ("TLS_CERT_FILE", server.cert.display().to_string()),
                 ("TLS_KEY_FILE", server.key.display().to_string()),

@@ -57,6 +57,7 @@ impl Identity {
                 "ROSTER_IDENTITY__RESET_HTTP_ADDR",
                 format!("127.0.0.1:{}", common::free_port()),
             )
+            .env("ROSTER_IDENTITY__SCIM_ADDR", "off")
             .stdout(std::fs::File::create(&log).expect("log file"))
             .stderr(Stdio::inherit())
             .spawn()

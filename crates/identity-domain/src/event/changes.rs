@@ -8,6 +8,7 @@ use crate::account::Account;
 use crate::assignment::{Extension, Role};
 use crate::policy::PasswordPolicy;
 use crate::profile::{Profile, ProfileStatus};
+use crate::scim_token::ScimToken;
 
 /// A change of `field` when `old` and `new` differ.
 fn change<T: PartialEq>(
@@ -45,7 +46,7 @@ fn extension_value(extension: &Extension) -> Value {
 }
 
 /// The profile fields a user sees, by name.
-fn profile_fields(profile: &Profile) -> [(&'static str, Option<&str>); 7] {
+fn profile_fields(profile: &Profile) -> [(&'static str, Option<&str>); 8] {
     [
         ("first_name", Some(profile.first_name.as_str())),
         ("last_name", Some(profile.last_name.as_str())),
@@ -54,6 +55,7 @@ fn profile_fields(profile: &Profile) -> [(&'static str, Option<&str>); 7] {
         ("department", profile.department.as_deref()),
         ("locale", profile.locale.as_deref()),
         ("time_zone", profile.time_zone.as_deref()),
+        ("external_id", profile.external_id.as_deref()),
     ]
 }
 
@@ -99,7 +101,8 @@ pub fn profile_created_with_assignments(profile: &Profile) -> Vec<NewEvent> {
 }
 
 /// The events of a profile changed from `before` to `after`: its username
-/// (`username_changed`), its status (`suspended`, `activated` or `deleted`) and its other
+/// (`username_changed`), its status (`suspended`, `activated`, `deleted`, or `restored` when a
+/// deleted one comes back) and its other
 /// fields (`updated`), each an event of its own, none where nothing changed.
 pub fn profile_changed(before: &Profile, after: &Profile) -> Vec<NewEvent> {
     let mut events = Vec::new();
@@ -124,6 +127,7 @@ pub fn profile_changed(before: &Profile, after: &Profile) -> Vec<NewEvent> {
         Some(after.status.as_str()),
     ) {
         let event_type = match after.status {
+            _ if before.status == ProfileStatus::Deleted => EventType::ProfileRestored,
             ProfileStatus::Active => EventType::ProfileActivated,
             ProfileStatus::Suspended => EventType::ProfileSuspended,
             ProfileStatus::Deleted => EventType::ProfileDeleted,
@@ -291,4 +295,58 @@ pub fn account_updated(before: &Account, after: &Account) -> Option<NewEvent> {
 pub fn policy_changed(before: &Account, after: &Account) -> Option<NewEvent> {
     let changes = diff(policy_fields(&before.policy), policy_fields(&after.policy));
     (!changes.is_empty()).then(|| account_event(after, EventType::PasswordPolicyChanged, changes))
+}
+
+/// What tells a SCIM token apart in its events: its id, display name, welcome-email setting
+/// and the shown prefix of its secret. Never the secret, nor its hash.
+fn scim_token_fields(token: &ScimToken) -> [(&'static str, Value); 4] {
+    [
+        ("scim_token_id", Value::Text(token.id.to_string())),
+        ("display_name", Value::from(token.display_name.as_str())),
+        (
+            "send_welcome_emails",
+            Value::Bool(token.send_welcome_emails),
+        ),
+        ("secret_prefix", Value::from(token.secret_prefix.as_str())),
+    ]
+}
+
+/// An event of the account that `token` provisions: the account is its subject, as the token
+/// is part of the account's set-up.
+fn scim_token_event(
+    token: &ScimToken,
+    event_type: EventType,
+    change: impl Fn(Value) -> (Option<Value>, Option<Value>),
+) -> NewEvent {
+    NewEvent {
+        account_id: token.account_id,
+        subject: Subject::Account(token.account_id),
+        event_type,
+        changes: scim_token_fields(token)
+            .into_iter()
+            .map(|(field, value)| {
+                let (old, new) = change(value);
+                FieldChange {
+                    field: field.to_owned(),
+                    old,
+                    new,
+                }
+            })
+            .collect(),
+    }
+}
+
+/// `roster.account.scim_token_created`: the new token's fields, from nothing.
+pub fn scim_token_created(token: &ScimToken) -> NewEvent {
+    scim_token_event(token, EventType::ScimTokenCreated, |value| {
+        (None, Some(value))
+    })
+}
+
+/// `roster.account.scim_token_revoked`: the revoked token's fields, to nothing, as an
+/// unassigned extension's are.
+pub fn scim_token_revoked(token: &ScimToken) -> NewEvent {
+    scim_token_event(token, EventType::ScimTokenRevoked, |value| {
+        (Some(value), None)
+    })
 }

@@ -3,7 +3,9 @@ use uuid::Uuid;
 
 use super::*;
 use crate::assignment::Role;
+use crate::ids::ScimTokenId;
 use crate::profile::{OwnedProfile, Profile, ProfileFields, ProfileStatus};
+use crate::scim_token::{ScimSecret, ScimToken};
 
 fn profile(first_name: &str, username: &str) -> Profile {
     let owned = OwnedProfile {
@@ -88,4 +90,68 @@ fn a_suspension_and_a_role_are_their_own_events() {
         types,
         [EventType::ProfileSuspended, EventType::RolesAssigned]
     );
+}
+
+#[test]
+fn an_external_id_is_recorded_when_set_and_when_changed() {
+    let mut before = profile("Ada", "ada");
+    before.external_id = Some("00u1AbC".into());
+    let created = profile_created(&before);
+    assert!(created.changes.contains(&FieldChange {
+        field: "external_id".into(),
+        old: None,
+        new: Some(Value::from("00u1AbC")),
+    }));
+    let mut after = before.clone();
+    after.external_id = Some("00u1XyZ".into());
+    let events = profile_changed(&before, &after);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event_type, EventType::ProfileUpdated);
+    assert_eq!(
+        events[0].changes,
+        [FieldChange {
+            field: "external_id".into(),
+            old: Some(Value::from("00u1AbC")),
+            new: Some(Value::from("00u1XyZ")),
+        }]
+    );
+}
+
+#[test]
+fn a_scim_token_event_tells_the_token_apart_but_holds_no_secret() {
+    let secret = ScimSecret::from_random([42; 32]);
+    let token = ScimToken {
+        id: ScimTokenId(Uuid::from_u128(3)),
+        account_id: AccountId(Uuid::from_u128(2)),
+        display_name: "Entra ID".into(),
+        send_welcome_emails: true,
+        secret_prefix: secret.shown_prefix().to_owned(),
+        created_at: Utc::now(),
+        revoked_at: None,
+    };
+    let created = scim_token_created(&token);
+    assert_eq!(created.event_type, EventType::ScimTokenCreated);
+    assert_eq!(created.subject, Subject::Account(token.account_id));
+    let fields: Vec<_> = created.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "scim_token_id",
+            "display_name",
+            "send_welcome_emails",
+            "secret_prefix"
+        ]
+    );
+    assert!(created.changes.iter().all(|c| c.old.is_none()));
+    assert_eq!(created.changes[2].new, Some(Value::Bool(true)));
+    let revoked = scim_token_revoked(&token);
+    assert_eq!(revoked.event_type, EventType::ScimTokenRevoked);
+    assert_eq!(
+        revoked.changes[0].old,
+        Some(Value::Text(token.id.to_string()))
+    );
+    assert!(revoked.changes.iter().all(|c| c.new.is_none()));
+    let written = format!("{created:?}{revoked:?}");
+    assert!(!written.contains(secret.expose_secret()));
+    assert!(written.contains(secret.shown_prefix()));
 }

@@ -1,11 +1,13 @@
-//! AccountService: decode, call one use case of [`crate::app`], encode.
+//! AccountService (accounts, their password policies and their SCIM tokens): decode, call one
+//! use case of [`crate::app`], encode.
 
 use roster_proto::identity::v1::account_service_server::AccountService;
 use roster_proto::identity::v1::{
-    CreateAccountRequest, CreateAccountResponse, GetAccountRequest, GetAccountResponse,
-    GetPasswordPolicyRequest, GetPasswordPolicyResponse, ListAccountsRequest, ListAccountsResponse,
-    UpdateAccountRequest, UpdateAccountResponse, UpdatePasswordPolicyRequest,
-    UpdatePasswordPolicyResponse,
+    CreateAccountRequest, CreateAccountResponse, CreateScimTokenRequest, CreateScimTokenResponse,
+    GetAccountRequest, GetAccountResponse, GetPasswordPolicyRequest, GetPasswordPolicyResponse,
+    ListAccountsRequest, ListAccountsResponse, ListScimTokensRequest, ListScimTokensResponse,
+    RevokeScimTokenRequest, RevokeScimTokenResponse, UpdateAccountRequest, UpdateAccountResponse,
+    UpdatePasswordPolicyRequest, UpdatePasswordPolicyResponse,
 };
 use roster_runtime::ApiError;
 use roster_runtime::auth::caller;
@@ -17,9 +19,10 @@ use tonic::{Request, Response, Status};
 use super::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::accounts::NewAccount;
+use crate::app::scim_tokens::NewScimToken;
 use crate::domain::account::{ACCOUNT_FIELDS, AccountPatch, POLICY_FIELDS, PolicyPatch};
 use crate::domain::error::IdentityError;
-use crate::domain::ids::AccountId;
+use crate::domain::ids::{AccountId, ScimTokenId};
 
 /// AccountService over identity's use cases.
 pub struct AccountApi {
@@ -214,6 +217,85 @@ impl AccountService for AccountApi {
             .map_err(api_error)?;
         Ok(Response::new(UpdatePasswordPolicyResponse {
             policy: Some(convert::policy(&account)),
+        }))
+    }
+
+    async fn create_scim_token(
+        &self,
+        request: Request<CreateScimTokenRequest>,
+    ) -> Result<Response<CreateScimTokenResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let account_id = parse_id("account_id", &request.account_id)?;
+        caller.require_account(account_id)?;
+        check_request_id("request_id", &request.request_id)?;
+        let new = NewScimToken {
+            account_id: AccountId(account_id),
+            display_name: request.display_name,
+            send_welcome_emails: request.send_welcome_emails,
+        };
+        let created = self
+            .app
+            .create_scim_token(&caller, &request.request_id, new)
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(CreateScimTokenResponse {
+            token: Some(convert::scim_token(&created.token)),
+            secret: created
+                .secret
+                .map(|secret| secret.expose_secret().to_owned())
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn list_scim_tokens(
+        &self,
+        request: Request<ListScimTokensRequest>,
+    ) -> Result<Response<ListScimTokensResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let account_id = parse_id("account_id", &request.account_id)?;
+        caller.require_account(account_id)?;
+        let limit = page_size(request.page_size)?;
+        let before = parse_id_token('s', &request.page_token)?.map(ScimTokenId);
+        let found = self
+            .app
+            .scim_tokens(&caller, AccountId(account_id), before, limit + 1)
+            .await
+            .map_err(api_error)?;
+        let more = found.len() as u64 > limit;
+        let page = &found[..found.len().min(limit as usize)];
+        Ok(Response::new(ListScimTokensResponse {
+            tokens: page.iter().map(convert::scim_token).collect(),
+            next_page_token: match page.last() {
+                Some(last) if more => id_token('s', last.id.0),
+                _ => String::new(),
+            },
+        }))
+    }
+
+    async fn revoke_scim_token(
+        &self,
+        request: Request<RevokeScimTokenRequest>,
+    ) -> Result<Response<RevokeScimTokenResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let account_id = parse_id("account_id", &request.account_id)?;
+        caller.require_account(account_id)?;
+        let token_id = parse_id("token_id", &request.token_id)?;
+        check_request_id("request_id", &request.request_id)?;
+        let token = self
+            .app
+            .revoke_scim_token(
+                &caller,
+                &request.request_id,
+                AccountId(account_id),
+                ScimTokenId(token_id),
+            )
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(RevokeScimTokenResponse {
+            token: Some(convert::scim_token(&token)),
         }))
     }
 }

@@ -12,6 +12,7 @@ use crate::domain::account::Account;
 use crate::domain::error::{IdentityError, Violation};
 use crate::domain::policy::{PasswordPolicy, Preset};
 use crate::domain::profile::Profile;
+use crate::domain::scim_token::{MAX_ACTIVE_SCIM_TOKENS, ScimToken};
 
 pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -29,6 +30,18 @@ pub fn account(record: &Account) -> pb::Account {
         etag: etag(record.version),
         extension_min_length: record.extension_bounds.min(),
         extension_max_length: record.extension_bounds.max(),
+    }
+}
+
+pub fn scim_token(token: &ScimToken) -> pb::ScimToken {
+    pb::ScimToken {
+        id: token.id.to_string(),
+        account_id: token.account_id.to_string(),
+        display_name: token.display_name.clone(),
+        send_welcome_emails: token.send_welcome_emails,
+        secret_prefix: token.secret_prefix.clone(),
+        create_time: Some(timestamp(token.created_at)),
+        revoke_time: token.revoked_at.map(timestamp),
     }
 }
 
@@ -113,6 +126,10 @@ pub fn api_error(error: IdentityError) -> ApiError {
             reason: "EXTENSION_INVALID",
             violations: field_violations(violations),
         },
+        IdentityError::InvalidFilter(error) => ApiError::InvalidArgument {
+            reason: "FILTER_INVALID",
+            violations: vec![FieldViolation::new("filter", error.to_string())],
+        },
         IdentityError::RoleInvalid(violations) => ApiError::InvalidArgument {
             reason: "ROLE_INVALID",
             violations: field_violations(violations),
@@ -152,6 +169,14 @@ pub fn api_error(error: IdentityError) -> ApiError {
             retry_after: Some(std::time::Duration::from_millis(200)),
         },
         IdentityError::Internal(message) => ApiError::internal(message),
+        IdentityError::ScimTokenLimit => ApiError::FailedPrecondition {
+            reason: "SCIM_TOKEN_LIMIT",
+            message: format!(
+                "the account has {MAX_ACTIVE_SCIM_TOKENS} active SCIM tokens, the most it may \
+                 have; revoke one it no longer needs first"
+            ),
+            subject: "account_id".to_owned(),
+        },
         IdentityError::Contention(message) => ApiError::Aborted {
             reason: "CONCURRENT_CHANGE",
             message,
@@ -224,6 +249,7 @@ pub fn profile(profile: &Profile) -> pb::Profile {
         department: profile.department.clone().unwrap_or_default(),
         locale: profile.locale.clone().unwrap_or_default(),
         time_zone: profile.time_zone.clone().unwrap_or_default(),
+        external_id: profile.external_id.clone().unwrap_or_default(),
         status: pb::ProfileStatus::from(profile.status) as i32,
         roles,
         extensions: profile

@@ -5,12 +5,13 @@ use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
 use super::events::origin;
-use super::{Identity, once, request_scope};
+use super::{Identity, account_scope, once, request_scope};
 use crate::domain::assignment::{ExtensionKind, ExtensionNumber, RequestedExtension, Role};
 use crate::domain::error::{IdentityError, Violation};
 use crate::domain::event;
-use crate::domain::ids::ProfileId;
+use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::Profile;
+use crate::store::ProfileFilter;
 
 /// One call that changes a profile's roles or extensions: who, under which request id, which
 /// profile at which version.
@@ -126,6 +127,83 @@ impl Identity {
                 Ok(changed)
             },
         )
+        .await
+    }
+}
+
+/// Most members [`Identity::role_members`] reads in one page.
+const MEMBER_PAGE: u64 = 1000;
+
+impl Identity {
+    /// The profiles of `account_id` (not deleted) holding `role`, as id and username, in
+    /// creation order. Empty for an account the caller may not act on.
+    pub async fn role_members(
+        &self,
+        caller: &Caller,
+        account_id: AccountId,
+        role: Role,
+    ) -> Result<Vec<(ProfileId, String)>, IdentityError> {
+        if !caller.may_access(account_id.0) {
+            return Ok(Vec::new());
+        }
+        let filter = ProfileFilter {
+            role: Some(role),
+            ..ProfileFilter::default()
+        };
+        let mut members = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_profiles(account_id, &filter, after, MEMBER_PAGE)
+                .await?;
+            let full = page.len() as u64 == MEMBER_PAGE;
+            after = page.last().map(|profile| profile.id);
+            members.extend(
+                page.into_iter()
+                    .map(|profile| (profile.id, profile.username)),
+            );
+            if !full {
+                return Ok(members);
+            }
+        }
+    }
+
+    /// Gives `role` to the profiles of `add` and takes it from those of `remove`, in one
+    /// transaction: each must be a profile the caller may act on and not deleted, or nothing
+    /// changes. Each profile that changes writes its event.
+    pub async fn change_role_members(
+        &self,
+        caller: &Caller,
+        role: Role,
+        add: &[ProfileId],
+        remove: &[ProfileId],
+    ) -> Result<(), IdentityError> {
+        let store = &self.store;
+        let origin = origin(caller, "");
+        let mut ids: Vec<ProfileId> = add.iter().chain(remove).copied().collect();
+        // One lock order for every caller, so two changes never wait on each other.
+        ids.sort_by_key(|id| id.0);
+        ids.dedup();
+        once(store, "", "", async |txn| {
+            let locked = store
+                .lock_profiles(txn, &ids, account_scope(caller).as_ref())
+                .await?;
+            if locked.len() != ids.len() {
+                return Err(super::profiles::profile_not_found());
+            }
+            for current in locked {
+                current.ensure_changeable(None)?;
+                let changed = if remove.contains(&current.id) {
+                    store.remove_roles(txn, &current, &[role]).await?
+                } else {
+                    store.add_roles(txn, &current, &[role]).await?
+                };
+                let events = event::assignments_changed(&current, &changed);
+                store.append_events(txn, &origin, events).await?;
+            }
+            Ok(())
+        })
         .await
     }
 }

@@ -13,6 +13,7 @@ pub mod credentials;
 pub mod emails;
 pub mod events;
 pub mod profiles;
+pub mod scim_tokens;
 pub mod signin;
 pub mod usernames;
 

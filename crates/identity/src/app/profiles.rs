@@ -8,10 +8,12 @@ use sea_orm::ConnectionTrait;
 
 use super::events::origin;
 use super::{Identity, account_scope, emails, once, request_scope};
+use crate::domain::assignment::Role;
 use crate::domain::error::IdentityError;
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
-use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch};
+use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch, ProfileStatus};
+use crate::domain::query::{MAX_PAGE_SIZE, ProfileQuery};
 use crate::domain::suggestions::Seeds;
 use crate::domain::username::Username;
 use crate::store::ProfileFilter;
@@ -22,6 +24,10 @@ pub struct NewProfile {
     pub account_id: AccountId,
     pub fields: OwnedProfile,
     pub send_welcome_email: bool,
+    /// Created suspended rather than active (a SCIM client's `active: false`).
+    pub suspended: bool,
+    /// Roles it holds from the start (a SCIM client's).
+    pub roles: Vec<Role>,
 }
 
 /// NOT_FOUND for a profile that does not exist or that the caller may not see: the two are
@@ -61,10 +67,23 @@ impl Identity {
             &request_scope(caller, "CreateProfile"),
             request_id,
             async |txn| {
-                let profile = store.create_profile(txn, new.account_id, &fields).await?;
-                store
-                    .append_events(txn, &origin, vec![event::profile_created(&profile)])
-                    .await?;
+                let created = store.create_profile(txn, new.account_id, &fields).await?;
+                let mut events = vec![event::profile_created(&created)];
+                let mut profile = if new.suspended {
+                    let suspended = store
+                        .update_profile(txn, &created, &fields, ProfileStatus::Suspended)
+                        .await?;
+                    events.extend(event::profile_changed(&created, &suspended));
+                    suspended
+                } else {
+                    created
+                };
+                if !new.roles.is_empty() {
+                    let assigned = store.add_roles(txn, &profile, &new.roles).await?;
+                    events.extend(event::assignments_changed(&profile, &assigned));
+                    profile = assigned;
+                }
+                store.append_events(txn, &origin, events).await?;
                 if new.send_welcome_email {
                     let account = store
                         .account_in(txn, new.account_id)
@@ -112,6 +131,28 @@ impl Identity {
         Ok(self
             .store
             .list_profiles(account_id, filter, after, limit)
+            .await?)
+    }
+
+    /// The profiles of `account_id` that `query` matches (never a deleted one), in creation
+    /// order, at most `limit` (and never more than [`MAX_PAGE_SIZE`]) after the first
+    /// `offset`; and how many it matches in all. An account the caller may not act on reads
+    /// as an account without profiles: empty, with a total of 0.
+    pub async fn find_profiles(
+        &self,
+        caller: &Caller,
+        account_id: AccountId,
+        query: &ProfileQuery,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Profile>, u64), IdentityError> {
+        query.check().map_err(IdentityError::InvalidFilter)?;
+        if !caller.may_access(account_id.0) {
+            return Ok((Vec::new(), 0));
+        }
+        Ok(self
+            .store
+            .query_profiles(account_id, query, offset, limit.min(MAX_PAGE_SIZE))
             .await?)
     }
 
@@ -181,6 +222,94 @@ impl Identity {
         }
     }
 
+    /// A returning user: brings back the deleted profile of `new`'s account that held `new`'s
+    /// username and carries the same external id, when it was deleted at or after `since`,
+    /// with `new`'s fields, status and (when it names any) roles. Same id, same username.
+    /// `None` when there is no such profile: the username stays refused.
+    pub async fn restore_returning_profile(
+        &self,
+        caller: &Caller,
+        new: &NewProfile,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Profile>, IdentityError> {
+        let fields = ProfileFields::parse(new.fields.as_raw())?;
+        let Some(external_id) = fields.external_id.clone() else {
+            return Ok(None);
+        };
+        if !caller.may_access(new.account_id.0) {
+            return Ok(None);
+        }
+        let store = &self.store;
+        let origin = origin(caller, "");
+        once(store, "", "", async |txn| {
+            let Some(current) = store
+                .lock_deleted_profile(
+                    txn,
+                    new.account_id,
+                    fields.username.canonical(),
+                    &external_id,
+                    since,
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let status = if new.suspended {
+                ProfileStatus::Suspended
+            } else {
+                ProfileStatus::Active
+            };
+            let restored = store
+                .restore_profile(txn, &current, &fields, status)
+                .await?;
+            let mut events = event::profile_changed(&current, &restored);
+            let mut profile = restored.clone();
+            if !new.roles.is_empty() {
+                profile = store.add_roles(txn, &profile, &new.roles).await?;
+                events.extend(event::assignments_changed(&restored, &profile));
+            }
+            store.append_events(txn, &origin, events).await?;
+            Ok(Some(profile))
+        })
+        .await
+    }
+
+    /// Changes the fields a patch names and, when `roles` is given, makes the profile's roles
+    /// exactly those — in one transaction, at the version `expected` names (when it names
+    /// one). SCIM's PUT and PATCH write a user's attributes and its roles together.
+    pub async fn update_profile_and_roles(
+        &self,
+        caller: &Caller,
+        id: ProfileId,
+        expected: Option<i64>,
+        patch: ProfilePatch,
+        roles: Option<Vec<Role>>,
+    ) -> Result<Profile, IdentityError> {
+        let store = &self.store;
+        let origin = origin(caller, "");
+        once(store, "", "", async |txn| {
+            let current = self.changeable_profile(txn, caller, id, expected).await?;
+            let (fields, status) = patch.apply(&current)?;
+            let updated = store.update_profile(txn, &current, &fields, status).await?;
+            let mut events = event::profile_changed(&current, &updated);
+            let mut changed = updated.clone();
+            if let Some(roles) = roles {
+                let gone: Vec<Role> = changed
+                    .roles
+                    .iter()
+                    .copied()
+                    .filter(|role| !roles.contains(role))
+                    .collect();
+                changed = store.remove_roles(txn, &changed, &gone).await?;
+                changed = store.add_roles(txn, &changed, &roles).await?;
+                events.extend(event::assignments_changed(&updated, &changed));
+            }
+            store.append_events(txn, &origin, events).await?;
+            Ok(changed)
+        })
+        .await
+    }
+
     /// Soft-deletes a profile: it is kept, its username retired for good, its extensions
     /// freed. Deleting a deleted profile answers it as it is.
     pub async fn delete_profile(
@@ -201,7 +330,7 @@ impl Identity {
                 if expected.is_some_and(|version| version != current.version) {
                     return Err(IdentityError::StaleEtag);
                 }
-                if current.status == crate::domain::profile::ProfileStatus::Deleted {
+                if current.status == ProfileStatus::Deleted {
                     return Ok(current);
                 }
                 let deleted = store.delete_profile(txn, &current).await?;

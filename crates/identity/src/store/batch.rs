@@ -208,6 +208,7 @@ impl Store {
                     column(profile::Column::Department, &|m| optional(&m.department)),
                     column(profile::Column::Locale, &|m| optional(&m.locale)),
                     column(profile::Column::TimeZone, &|m| optional(&m.time_zone)),
+                    column(profile::Column::ExternalId, &|m| optional(&m.external_id)),
                     column(profile::Column::UpdatedAt, &|m| Expr::val(m.updated_at)),
                     column(profile::Column::Version, &|m| Expr::val(m.version)),
                 ])

@@ -46,6 +46,8 @@ pub mod profile {
         pub department: Option<String>,
         pub locale: Option<String>,
         pub time_zone: Option<String>,
+        /// What the customer's directory calls the profile (SCIM `externalId`).
+        pub external_id: Option<String>,
         /// `active`, `suspended` or `deleted`.
         pub status: String,
         pub created_at: DateTimeUtc,
@@ -269,6 +271,32 @@ pub mod event {
         pub trace_id: String,
         /// The changed fields as a JSON array of `{field, old, new}`.
         pub changes: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod scim_token {
+    use sea_orm::entity::prelude::*;
+
+    /// A SCIM token. Its secret is kept only as its SHA-256.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "scim_tokens")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub account_id: Uuid,
+        pub display_name: String,
+        /// SHA-256 of the secret, hex.
+        pub secret_sha256: String,
+        /// The secret's first characters, shown to tell tokens apart.
+        pub secret_prefix: String,
+        pub send_welcome_emails: bool,
+        pub created_at: DateTimeUtc,
+        pub revoked_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

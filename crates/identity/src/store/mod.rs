@@ -10,12 +10,15 @@ mod events;
 mod migrations;
 mod outbox;
 mod profiles;
+mod query;
 mod registry;
+mod scim_tokens;
 mod signin;
 
 pub use events::{EventFilter, Numbered};
 pub use migrations::Migrator;
 pub use profiles::ProfileFilter;
+pub use scim_tokens::NewScimTokenRow;
 pub use signin::LockSchedule;
 
 use sea_orm::sea_query::OnConflict;

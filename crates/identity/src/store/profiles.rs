@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait, LikeExpr, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::Store;
 use super::StoreError;
 use super::entities::{account, extension, profile, profile_role};
+use super::query::{Anchor, like_pattern};
 use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
 use crate::domain::ids::{AccountId, ProfileId};
@@ -72,6 +73,7 @@ pub(super) fn profile_of(
         department: model.department,
         locale: model.locale,
         time_zone: model.time_zone,
+        external_id: model.external_id,
         status,
         roles,
         extensions,
@@ -97,6 +99,7 @@ pub(super) fn model_of(profile: &Profile) -> profile::Model {
         department: profile.department.clone(),
         locale: profile.locale.clone(),
         time_zone: profile.time_zone.clone(),
+        external_id: profile.external_id.clone(),
         status: profile.status.as_str().to_owned(),
         created_at: profile.created_at,
         updated_at: profile.updated_at,
@@ -166,12 +169,16 @@ impl Store {
             query = query.filter(profile::Column::Id.gt(after.0));
         }
         if let Some(prefix) = &filter.username_prefix {
-            query = query
-                .filter(Expr::col(profile::Column::CanonicalUsername).like(prefix_pattern(prefix)));
+            query = query.filter(
+                Expr::col(profile::Column::CanonicalUsername)
+                    .like(like_pattern(prefix, Anchor::StartsWith)),
+            );
         }
         if let Some(prefix) = &filter.email_prefix {
-            query =
-                query.filter(Expr::col(profile::Column::EmailSearch).like(prefix_pattern(prefix)));
+            query = query.filter(
+                Expr::col(profile::Column::EmailSearch)
+                    .like(like_pattern(prefix, Anchor::StartsWith)),
+            );
         }
         if let Some(role) = &filter.role {
             query = query.filter(
@@ -297,6 +304,60 @@ impl Store {
         Ok(next)
     }
 
+    /// The deleted profile of `account_id` that held the username `canonical` and carries
+    /// `external_id`, deleted at or after `since`, locked until the transaction ends.
+    pub async fn lock_deleted_profile(
+        &self,
+        txn: &DatabaseTransaction,
+        account_id: AccountId,
+        canonical: &str,
+        external_id: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<Profile>, StoreError> {
+        let found = profile::Entity::find()
+            .select_only()
+            .column(profile::Column::Id)
+            .filter(profile::Column::AccountId.eq(account_id.0))
+            .filter(profile::Column::CanonicalUsername.eq(canonical))
+            .filter(profile::Column::Status.eq(DELETED))
+            .filter(profile::Column::ExternalId.eq(external_id))
+            .filter(profile::Column::DeletedAt.gte(since))
+            .into_tuple::<Uuid>()
+            .one(txn)
+            .await?;
+        let Some(id) = found else {
+            return Ok(None);
+        };
+        let accounts = std::collections::HashSet::from([account_id]);
+        Ok(self
+            .lock_profiles(txn, &[ProfileId(id)], Some(&accounts))
+            .await?
+            .pop()
+            .filter(|profile| {
+                profile.status == ProfileStatus::Deleted
+                    && profile.deleted_at.is_some_and(|at| at >= since)
+            }))
+    }
+
+    /// Brings a deleted profile back with `fields` and `status`: same id, same username
+    /// (never released), its roles as they were; its extensions were freed when it was deleted.
+    pub async fn restore_profile(
+        &self,
+        txn: &DatabaseTransaction,
+        current: &Profile,
+        fields: &ProfileFields,
+        status: ProfileStatus,
+    ) -> Result<Profile, StoreError> {
+        let now = crate::store::now();
+        let mut next = current.clone().with_fields(fields);
+        next.status = status;
+        next.deleted_at = None;
+        next.updated_at = now;
+        next.version = current.version + 1;
+        self.write_version(txn, current.version, &next).await?;
+        Ok(next)
+    }
+
     /// Writes `new` over `old` if nobody changed it in between (optimistic concurrency).
     pub(super) async fn write_version(
         &self,
@@ -315,19 +376,6 @@ impl Store {
         }
         Ok(())
     }
-}
-
-/// A LIKE pattern matching strings that start with `prefix`, with `\` escaping the wildcards.
-fn prefix_pattern(prefix: &str) -> LikeExpr {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    LikeExpr::new(pattern).escape('\\')
 }
 
 impl Store {

@@ -144,6 +144,8 @@ pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft
         department: &department,
         locale: &locale,
         time_zone: &time_zone,
+        // The template has no external id column: identity keeps a profile's.
+        external_id: "",
     });
     let fields = match parsed {
         Ok(fields) => Some(fields),

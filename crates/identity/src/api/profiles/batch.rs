@@ -96,6 +96,8 @@ fn item(item: pb::ProfileUpsert) -> UpsertItem {
             department: item.department,
             locale: item.locale,
             time_zone: item.time_zone,
+            // Not carried by the batch: an updated profile keeps its own.
+            external_id: String::new(),
         },
         set_assignments: item.set_assignments,
         roles: convert::role_values(&item.roles),

@@ -39,8 +39,12 @@ pub(super) async fn create(
             department: request.department,
             locale: request.locale,
             time_zone: request.time_zone,
+            // Set through SCIM only.
+            external_id: String::new(),
         },
         send_welcome_email: request.send_welcome_email,
+        suspended: false,
+        roles: Vec::new(),
     };
     profile_answer(
         app.create_profile(&caller, &request.request_id, new).await,

@@ -3,6 +3,8 @@
 //! once released.
 
 mod events;
+mod external_id;
+mod scim_tokens;
 
 use sea_orm_migration::prelude::*;
 
@@ -16,6 +18,8 @@ impl MigratorTrait for Migrator {
             Box::new(CreateCredentialTables),
             Box::new(AddAccountExtensionBounds),
             Box::new(events::CreateEventLog),
+            Box::new(external_id::AddProfileExternalId),
+            Box::new(scim_tokens::CreateScimTokens),
         ]
     }
 }
