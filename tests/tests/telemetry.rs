@@ -3,6 +3,8 @@
 //! real in-process trace collector, and all of them carry the same trace id: the caller's,
 //! from its `traceparent`, which the call's span also records as its `trace_id` field.
 //!
+//! The audit log records the same trace id on the reset's event.
+//!
 //! Telemetry installs a process-global subscriber once, so this file holds a single test and
 //! runs as its own test binary: the process is this test's alone.
 
@@ -50,7 +52,7 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
             .await;
         // The caller's W3C trace context, as the `roster` CLI sends it.
         let callers_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-        Identity::new(channel, ADMIN_KEY)
+        Identity::new(channel.clone(), ADMIN_KEY)
             .with_metadata(
                 "traceparent",
                 &format!("00-{callers_trace}-00f067aa0ba902b7-01"),
@@ -88,6 +90,24 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
         let hex: String = trace.iter().map(|byte| format!("{byte:02x}")).collect();
         assert_eq!(hex, callers_trace);
         assert_eq!(reset.attribute("trace_id"), Some(callers_trace));
+
+        // The audit event of the reset carries the same trace id.
+        let reader = Identity::new(channel, ADMIN_KEY);
+        let mut requested = None;
+        for _ in 0..200 {
+            requested = reader
+                .all_events(&account)
+                .await
+                .into_iter()
+                .find(|event| event.r#type == "roster.credential.password_reset_requested");
+            if requested.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let requested = requested.expect("the reset's event is numbered");
+        assert_eq!(requested.trace_id, callers_trace);
+        assert_eq!(requested.request_id, "traced-reset");
 
         // The relay ran later, in its own task, yet continues the reset's trace.
         let relays = collector.named("outbox relay", SpanKind::Internal);
