@@ -136,15 +136,17 @@ const MEMBER_PAGE: u64 = 1000;
 
 impl Identity {
     /// The profiles of `account_id` (not deleted) holding `role`, as id and username, in
-    /// creation order. Empty for an account the caller may not act on.
+    /// creation order; `None` when there are more than `max`, read no further. Empty for an
+    /// account the caller may not act on.
     pub async fn role_members(
         &self,
         caller: &Caller,
         account_id: AccountId,
         role: Role,
-    ) -> Result<Vec<(ProfileId, String)>, IdentityError> {
+        max: usize,
+    ) -> Result<Option<Vec<(ProfileId, String)>>, IdentityError> {
         if !caller.may_access(account_id.0) {
-            return Ok(Vec::new());
+            return Ok(Some(Vec::new()));
         }
         let filter = ProfileFilter {
             role: Some(role),
@@ -163,8 +165,11 @@ impl Identity {
                 page.into_iter()
                     .map(|profile| (profile.id, profile.username)),
             );
+            if members.len() > max {
+                return Ok(None);
+            }
             if !full {
-                return Ok(members);
+                return Ok(Some(members));
             }
         }
     }

@@ -22,6 +22,33 @@ pub const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 /// Most members one PATCH or PUT may add and remove together.
 pub const MAX_MEMBERS_PER_PATCH: usize = 1000;
 
+/// Most members a group is read or replaced with: beyond, its members are changed with PATCH
+/// add and remove, and a user's groups read from the user.
+pub const MAX_LISTED_MEMBERS: usize = 10_000;
+
+/// The members of `role`'s group, or 400 `tooMany` when there are more than
+/// [`MAX_LISTED_MEMBERS`] (they are not all read).
+async fn members(
+    scim: &Scim,
+    who: &ScimCaller,
+    role: Role,
+) -> Result<Vec<(ProfileId, String)>, ScimError> {
+    scim.identity
+        .role_members(&who.caller, who.account, role, MAX_LISTED_MEMBERS)
+        .await?
+        .ok_or_else(|| {
+            ScimError::new(
+                StatusCode::BAD_REQUEST,
+                Some("tooMany"),
+                format!(
+                    "the group has more than {MAX_LISTED_MEMBERS} members: read it with \
+                     excludedAttributes=members (a user's groups are on the user), and change its \
+                     members with PATCH add and remove"
+                ),
+            )
+        })
+}
+
 /// The name a role's group shows.
 pub fn display_name(role: Role) -> &'static str {
     match role {
@@ -74,10 +101,7 @@ async fn group(
         },
     });
     if params.projection.keeps("members") {
-        let members = scim
-            .identity
-            .role_members(&who.caller, who.account, role)
-            .await?;
+        let members = members(scim, who, role).await?;
         group["members"] = members
             .into_iter()
             .map(|(id, username)| {
@@ -366,10 +390,7 @@ async fn apply(
     replace_with: Option<Vec<ProfileId>>,
 ) -> Result<(), ScimError> {
     if let Some(wanted) = replace_with {
-        let current = scim
-            .identity
-            .role_members(&who.caller, who.account, role)
-            .await?;
+        let current = members(scim, who, role).await?;
         change.remove.extend(
             current
                 .iter()
