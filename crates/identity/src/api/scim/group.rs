@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::error::ScimError;
 use super::filter::{Filter, parse_filter, parse_path};
-use super::user::value_matches;
 use super::users::{Params, profile_id};
+use super::values::value_matches;
 use super::{Scim, ScimCaller, field, json_body, list_response, patch_operations, respond};
 use crate::domain::assignment::Role;
 use crate::domain::ids::ProfileId;

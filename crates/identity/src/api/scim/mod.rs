@@ -14,8 +14,11 @@ mod filter;
 mod group;
 mod project;
 mod query;
+mod schemas;
+mod target;
 mod user;
 mod users;
+mod values;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +26,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -131,11 +134,14 @@ pub async fn serve(
 fn router(scim: Scim) -> Router {
     let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
     let v2 = Router::new()
-        .route("/ServiceProviderConfig", get(service_provider_config))
-        .route("/ResourceTypes", get(resource_types))
-        .route("/ResourceTypes/{id}", get(resource_type))
-        .route("/Schemas", get(schemas))
-        .route("/Schemas/{id}", get(schema))
+        .route(
+            "/ServiceProviderConfig",
+            get(discovery::service_provider_config),
+        )
+        .route("/ResourceTypes", get(discovery::resource_types))
+        .route("/ResourceTypes/{id}", get(discovery::resource_type))
+        .route("/Schemas", get(discovery::schemas))
+        .route("/Schemas/{id}", get(discovery::schema))
         .route("/Users", get(users::list).post(users::create))
         .route(
             "/Users/{id}",
@@ -381,46 +387,4 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ScimError> {
         .flatten()
         .map(Some)
         .ok_or_else(ScimError::stale)
-}
-
-async fn service_provider_config(State(scim): State<Scim>) -> Response {
-    respond(
-        StatusCode::OK,
-        &discovery::service_provider_config(&scim.base),
-        &[],
-    )
-}
-
-async fn resource_types(State(scim): State<Scim>) -> Response {
-    let types = discovery::resource_types(&scim.base);
-    let total = types.len() as u64;
-    respond(StatusCode::OK, &list_response(types, total, 1), &[])
-}
-
-async fn resource_type(
-    State(scim): State<Scim>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Response, ScimError> {
-    discovery::resource_types(&scim.base)
-        .into_iter()
-        .find(|kind| kind["id"] == id.as_str())
-        .map(|kind| respond(StatusCode::OK, &kind, &[]))
-        .ok_or_else(|| ScimError::not_found("resource type"))
-}
-
-async fn schemas(State(scim): State<Scim>) -> Response {
-    let schemas = discovery::schemas(&scim.base);
-    let total = schemas.len() as u64;
-    respond(StatusCode::OK, &list_response(schemas, total, 1), &[])
-}
-
-async fn schema(
-    State(scim): State<Scim>,
-    axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Response, ScimError> {
-    discovery::schemas(&scim.base)
-        .into_iter()
-        .find(|schema| schema["id"] == id.as_str())
-        .map(|schema| respond(StatusCode::OK, &schema, &[]))
-        .ok_or_else(|| ScimError::not_found("schema"))
 }

@@ -155,7 +155,7 @@ fn constant_matches(
         op,
         value: value.clone(),
     };
-    super::user::value_matches(&filter, &item).map_err(|_| {
+    super::values::value_matches(&filter, &item).map_err(|_| {
         ScimError::invalid_filter(format!("{} cannot be compared that way", path.display()))
     })
 }

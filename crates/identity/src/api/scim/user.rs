@@ -1,6 +1,6 @@
 //! The SCIM User resource (RFC 7643 §4.1 with the enterprise extension) as a view of a
-//! profile: how a profile reads as a User, how a POST or PUT body and each PATCH operation
-//! write the User's attributes, and the profile patch the difference makes. No rule about
+//! profile: how a POST or PUT body and each PATCH operation write the User's attributes, and
+//! the profile patch the difference makes (`users` reads a profile as a User). No rule about
 //! profiles lives here: the use cases check what is written.
 //!
 //! Attribute names ignore case, as SCIM's do. Of a User's core attributes Roster keeps
@@ -13,7 +13,9 @@
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use super::filter::{AttrPath, Filter, Literal, Op, PatchPath};
+use super::filter::{Filter, PatchPath};
+use super::target::{Target, TextSlot, is_schema_urn};
+use super::values::{bool_of, chosen_email, optional_text, roles_of, text_of, value_matches};
 use crate::domain::assignment::Role;
 use crate::domain::profile::{OwnedProfile, Profile, ProfilePatch, ProfileStatus};
 
@@ -22,28 +24,7 @@ pub const ENTERPRISE_SCHEMA: &str = "urn:ietf:params:scim:schemas:extension:ente
 pub const ROSTER_SCHEMA: &str = "urn:roster:params:scim:schemas:extension:roster:2.0:User";
 
 /// The type of the one email a user has.
-const EMAIL_TYPE: &str = "work";
-
-/// Core attributes accepted in a body and not kept.
-const NOT_KEPT: [&str; 14] = [
-    "displayName",
-    "nickName",
-    "profileUrl",
-    "userType",
-    "preferredLanguage",
-    "phoneNumbers",
-    "ims",
-    "photos",
-    "addresses",
-    "entitlements",
-    "x509Certificates",
-    "roles",
-    "formatted",
-    "middleName",
-];
-
-/// Attributes the server sets, ignored in a body and refused as a PATCH target.
-const READ_ONLY: [&str; 4] = ["id", "meta", "groups", "schemas"];
+pub(super) const EMAIL_TYPE: &str = "work";
 
 /// The User attributes a client writes, as they stand.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -440,94 +421,6 @@ enum Write {
     Patch,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum TextSlot {
-    UserName,
-    ExternalId,
-    Title,
-    Department,
-    Locale,
-    Timezone,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Target {
-    Text(TextSlot),
-    Name,
-    Emails,
-    Active,
-    Enterprise,
-    /// Roster's extension: roles and extensions, read here and written elsewhere.
-    Roster,
-    Password,
-    ReadOnly,
-    NotKept,
-    Unknown,
-}
-
-impl Target {
-    fn of(attr: &AttrPath) -> Target {
-        let name = attr.name.as_str();
-        let is = |wanted: &str| name.eq_ignore_ascii_case(wanted);
-        match attr.schema.as_deref() {
-            Some(schema) if schema.eq_ignore_ascii_case(ENTERPRISE_SCHEMA) => {
-                return if is("department") {
-                    Target::Text(TextSlot::Department)
-                } else {
-                    Target::NotKept
-                };
-            }
-            Some(schema) if schema.eq_ignore_ascii_case(ROSTER_SCHEMA) => {
-                return Target::Roster;
-            }
-            Some(schema) if !schema.eq_ignore_ascii_case(USER_SCHEMA) => {
-                // A path that is itself a schema URN (`urn:…:enterprise:2.0:User`) parses as
-                // schema `urn:…:enterprise:2.0` and name `User`.
-                let whole = format!("{schema}:{name}");
-                if whole.eq_ignore_ascii_case(ENTERPRISE_SCHEMA) && attr.sub.is_none() {
-                    return Target::Enterprise;
-                }
-                if whole.eq_ignore_ascii_case(ROSTER_SCHEMA) {
-                    return Target::Roster;
-                }
-                return Target::Unknown;
-            }
-            _ => {}
-        }
-        if is("userName") {
-            Target::Text(TextSlot::UserName)
-        } else if is("externalId") {
-            Target::Text(TextSlot::ExternalId)
-        } else if is("title") {
-            Target::Text(TextSlot::Title)
-        } else if is("locale") {
-            Target::Text(TextSlot::Locale)
-        } else if is("timezone") {
-            Target::Text(TextSlot::Timezone)
-        } else if is("name") {
-            Target::Name
-        } else if is("emails") {
-            Target::Emails
-        } else if is("active") {
-            Target::Active
-        } else if is("password") {
-            Target::Password
-        } else if READ_ONLY.iter().any(|attr| is(attr)) {
-            Target::ReadOnly
-        } else if NOT_KEPT.iter().any(|attr| is(attr)) {
-            Target::NotKept
-        } else {
-            Target::Unknown
-        }
-    }
-}
-
-fn is_schema_urn(key: &str) -> bool {
-    [USER_SCHEMA, ENTERPRISE_SCHEMA, ROSTER_SCHEMA]
-        .iter()
-        .any(|schema| key.eq_ignore_ascii_case(schema))
-}
-
 fn show(path: &PatchPath) -> String {
     path.attr.display()
 }
@@ -541,236 +434,6 @@ fn reject_filter(path: &PatchPath) -> Result<(), ScimError> {
     } else {
         Ok(())
     }
-}
-
-/// The roles a `roles` value names, each once, in order; `null` or nothing: none.
-fn roles_of(value: Option<&Value>) -> Result<Vec<Role>, ScimError> {
-    let items = match value {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items.as_slice(),
-        Some(single @ Value::String(_)) => std::slice::from_ref(single),
-        Some(_) => {
-            return Err(ScimError::invalid_value(
-                "roles must be a list of role names",
-            ));
-        }
-    };
-    let mut roles = items
-        .iter()
-        .map(|item| {
-            let name = item.as_str().unwrap_or_default();
-            Role::from_name(name).ok_or_else(|| {
-                ScimError::invalid_value(format!(
-                    "roles: {item} is no role ({})",
-                    Role::ALL.map(Role::as_str).join(", ")
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    roles.sort();
-    roles.dedup();
-    Ok(roles)
-}
-
-/// A string attribute's value; `null` clears it.
-fn text_of(attribute: &str, value: &Value) -> Result<String, ScimError> {
-    match value {
-        Value::String(text) => Ok(text.clone()),
-        Value::Null => Ok(String::new()),
-        _ => Err(ScimError::invalid_value(format!(
-            "{attribute} must be a string"
-        ))),
-    }
-}
-
-fn optional_text(attribute: &str, value: Option<&Value>) -> Result<String, ScimError> {
-    value.map_or(Ok(String::new()), |value| text_of(attribute, value))
-}
-
-/// A boolean; the strings "true" and "false" in any case too, as Entra ID has sent them.
-fn bool_of(attribute: &str, value: &Value) -> Result<bool, ScimError> {
-    match value {
-        Value::Bool(flag) => Ok(*flag),
-        Value::String(text) if text.eq_ignore_ascii_case("true") => Ok(true),
-        Value::String(text) if text.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(ScimError::invalid_value(format!(
-            "{attribute} must be true or false"
-        ))),
-    }
-}
-
-/// The one email of an `emails` value: the primary, else the first `work`, else the first.
-fn chosen_email(value: &Value) -> Result<String, ScimError> {
-    let items: Vec<&Value> = match value {
-        Value::Array(items) => items.iter().collect(),
-        Value::Object(_) => vec![value],
-        Value::Null => return Ok(String::new()),
-        _ => {
-            return Err(ScimError::invalid_value(
-                "emails must be a list of objects with a value",
-            ));
-        }
-    };
-    let is_primary = |item: &&Value| {
-        item.get("primary")
-            .is_some_and(|flag| bool_of("emails.primary", flag).unwrap_or(false))
-    };
-    let is_work = |item: &&Value| {
-        item.get("type")
-            .and_then(Value::as_str)
-            .is_some_and(|kind| kind.eq_ignore_ascii_case(EMAIL_TYPE))
-    };
-    let chosen = items
-        .iter()
-        .copied()
-        .find(is_primary)
-        .or_else(|| items.iter().copied().find(is_work))
-        .or_else(|| items.first().copied());
-    match chosen {
-        None => Ok(String::new()),
-        Some(item) => match item.get("value") {
-            Some(value) => text_of("emails.value", value),
-            None => Err(ScimError::invalid_value("an email needs a value")),
-        },
-    }
-}
-
-/// True when the multi-valued attribute's item (`{"value": …, "type": …}`) matches `filter`,
-/// whose paths name the item's sub-attributes. Strings compare ignoring case.
-pub fn value_matches(filter: &Filter, item: &Value) -> Result<bool, ScimError> {
-    Ok(match filter {
-        Filter::And(left, right) => value_matches(left, item)? && value_matches(right, item)?,
-        Filter::Or(left, right) => value_matches(left, item)? || value_matches(right, item)?,
-        Filter::Not(inner) => !value_matches(inner, item)?,
-        Filter::Present(path) => {
-            sub_value(path, item).is_some_and(|value| !value.is_null() && value != "")
-        }
-        Filter::Values { attr, .. } => {
-            return Err(ScimError::invalid_filter(format!(
-                "{} is no sub-attribute",
-                attr.display()
-            )));
-        }
-        Filter::Compare { path, op, value } => {
-            let have = sub_value(path, item);
-            match (have, value) {
-                (Some(Value::String(have)), Literal::Text(want)) => {
-                    compare_text(&have.to_lowercase(), *op, &want.to_lowercase())
-                }
-                (Some(Value::Bool(have)), Literal::Bool(want)) => match op {
-                    Op::Eq => have == want,
-                    Op::Ne => have != want,
-                    _ => {
-                        return Err(ScimError::invalid_filter(format!(
-                            "{} is a boolean: only eq and ne compare it",
-                            path.display()
-                        )));
-                    }
-                },
-                (None | Some(Value::Null), Literal::Null) => *op == Op::Eq,
-                (Some(_), Literal::Null) => *op == Op::Ne,
-                (None, _) => *op == Op::Ne,
-                _ => false,
-            }
-        }
-    })
-}
-
-fn sub_value<'a>(path: &AttrPath, item: &'a Value) -> Option<&'a Value> {
-    let name = path.sub.as_deref().unwrap_or(&path.name);
-    item.as_object()?
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value)
-}
-
-/// A text comparison; both sides already in the case they compare in.
-pub fn compare_text(have: &str, op: Op, want: &str) -> bool {
-    match op {
-        Op::Eq => have == want,
-        Op::Ne => have != want,
-        Op::Co => have.contains(want),
-        Op::Sw => have.starts_with(want),
-        Op::Ew => have.ends_with(want),
-        Op::Gt => have > want,
-        Op::Ge => have >= want,
-        Op::Lt => have < want,
-        Op::Le => have <= want,
-    }
-}
-
-/// The User a profile reads as; `location` is the resource's URL.
-pub fn user_resource(profile: &Profile, location: &str) -> Value {
-    let mut schemas = vec![USER_SCHEMA];
-    let mut user = json!({
-        "id": profile.id.0.to_string(),
-        "userName": profile.username,
-        "name": {
-            "givenName": profile.first_name,
-            "familyName": profile.last_name,
-        },
-        "displayName": format!("{} {}", profile.first_name, profile.last_name),
-        "emails": [{"value": profile.email, "type": EMAIL_TYPE}],
-        "active": profile.status == ProfileStatus::Active,
-        "groups": profile.roles.iter().map(|role| json!({
-            "value": role.as_str(),
-            "display": super::group::display_name(*role),
-            "type": "direct",
-        })).collect::<Vec<_>>(),
-        "meta": {
-            "resourceType": "User",
-            "created": super::time(profile.created_at),
-            "lastModified": super::time(profile.updated_at),
-            "version": super::version(profile.version),
-            "location": location,
-        },
-    });
-    for (key, value) in [
-        ("externalId", &profile.external_id),
-        ("title", &profile.job_title),
-        ("locale", &profile.locale),
-        ("timezone", &profile.time_zone),
-    ] {
-        if let Some(value) = value {
-            user[key] = Value::String(value.clone());
-        }
-    }
-    // An extension is there when it holds something, and `schemas` names what is there.
-    if let Some(department) = &profile.department {
-        schemas.push(ENTERPRISE_SCHEMA);
-        user[ENTERPRISE_SCHEMA] = json!({ "department": department });
-    }
-    let mut roster = Map::new();
-    if !profile.roles.is_empty() {
-        roster.insert(
-            "roles".into(),
-            json!(
-                profile
-                    .roles
-                    .iter()
-                    .map(|role| role.as_str())
-                    .collect::<Vec<_>>()
-            ),
-        );
-    }
-    if !profile.extensions.is_empty() {
-        roster.insert(
-            "extensions".into(),
-            profile
-                .extensions
-                .iter()
-                .map(|extension| {
-                    json!({"number": extension.number.as_str(), "kind": extension.kind.as_str()})
-                })
-                .collect(),
-        );
-    }
-    if !roster.is_empty() {
-        schemas.push(ROSTER_SCHEMA);
-        user[ROSTER_SCHEMA] = Value::Object(roster);
-    }
-    user["schemas"] = json!(schemas);
-    user
 }
 
 #[cfg(test)]

@@ -1,16 +1,17 @@
 //! `/Users`: each handler reads the request, calls one use case with the token's caller and
-//! answers the User the profile now is. A deleted profile, a profile of another account and
+//! answers the User the profile now is ([`user_resource`]). A deleted profile, a profile of another account and
 //! one that never existed are the same 404.
 
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
+use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
 use super::filter::{parse_filter, parse_path};
 use super::project::Projection;
-use super::user::{UserFields, user_resource};
+use super::user::{EMAIL_TYPE, ENTERPRISE_SCHEMA, ROSTER_SCHEMA, USER_SCHEMA, UserFields};
 use super::{
     Scim, ScimCaller, if_match, json_body, list_response, patch_operations, respond, version,
 };
@@ -313,4 +314,78 @@ fn respond_empty() -> Response {
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
+}
+
+/// The User a profile reads as; `location` is the resource's URL.
+pub fn user_resource(profile: &Profile, location: &str) -> Value {
+    let mut schemas = vec![USER_SCHEMA];
+    let mut user = json!({
+        "id": profile.id.0.to_string(),
+        "userName": profile.username,
+        "name": {
+            "givenName": profile.first_name,
+            "familyName": profile.last_name,
+        },
+        "displayName": format!("{} {}", profile.first_name, profile.last_name),
+        "emails": [{"value": profile.email, "type": EMAIL_TYPE}],
+        "active": profile.status == ProfileStatus::Active,
+        "groups": profile.roles.iter().map(|role| json!({
+            "value": role.as_str(),
+            "display": super::group::display_name(*role),
+            "type": "direct",
+        })).collect::<Vec<_>>(),
+        "meta": {
+            "resourceType": "User",
+            "created": super::time(profile.created_at),
+            "lastModified": super::time(profile.updated_at),
+            "version": super::version(profile.version),
+            "location": location,
+        },
+    });
+    for (key, value) in [
+        ("externalId", &profile.external_id),
+        ("title", &profile.job_title),
+        ("locale", &profile.locale),
+        ("timezone", &profile.time_zone),
+    ] {
+        if let Some(value) = value {
+            user[key] = Value::String(value.clone());
+        }
+    }
+    // An extension is there when it holds something, and `schemas` names what is there.
+    if let Some(department) = &profile.department {
+        schemas.push(ENTERPRISE_SCHEMA);
+        user[ENTERPRISE_SCHEMA] = json!({ "department": department });
+    }
+    let mut roster = Map::new();
+    if !profile.roles.is_empty() {
+        roster.insert(
+            "roles".into(),
+            json!(
+                profile
+                    .roles
+                    .iter()
+                    .map(|role| role.as_str())
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
+    if !profile.extensions.is_empty() {
+        roster.insert(
+            "extensions".into(),
+            profile
+                .extensions
+                .iter()
+                .map(|extension| {
+                    json!({"number": extension.number.as_str(), "kind": extension.kind.as_str()})
+                })
+                .collect(),
+        );
+    }
+    if !roster.is_empty() {
+        schemas.push(ROSTER_SCHEMA);
+        user[ROSTER_SCHEMA] = Value::Object(roster);
+    }
+    user["schemas"] = json!(schemas);
+    user
 }
