@@ -1,6 +1,6 @@
 //! `roster passwords`: an account's password requirements, checking a candidate against them,
 //! admin-triggered reset by email, and verifying a username and password (CredentialService on
-//! identity). Passwords are read from stdin or a prompt without echo, never from arguments; a
+//! identity), and a profile's sign-in throttle: reading it and unlocking. Passwords are read from stdin or a prompt without echo, never from arguments; a
 //! reset prints where the email goes and when its link expires, never the token.
 
 use std::io::IsTerminal;
@@ -50,6 +50,18 @@ pub enum Command {
         /// The username, in any form with the same canonical form.
         #[arg(long)]
         username: String,
+    },
+    /// Forget a profile's failed sign-ins and lift its sign-in lock.
+    Unlock {
+        /// The profile's id.
+        profile: String,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+    /// Show a profile's failed sign-ins and until when its sign-in is locked.
+    SigninState {
+        /// The profile's id.
+        profile: String,
     },
 }
 
@@ -156,6 +168,64 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                         "Not verified: unknown username, wrong password or inactive profile."
                     )
                 }
+            })
+        }
+        Command::Unlock {
+            profile,
+            request_id,
+        } => {
+            let response = client
+                .call_idempotent(
+                    "roster.identity.v1.CredentialService/ClearSignInThrottle",
+                    request_id.get(),
+                    |request_id| pb::ClearSignInThrottleRequest {
+                        request_id,
+                        profile_id: profile,
+                    },
+                    async |request| credentials.clear_sign_in_throttle(request).await,
+                )
+                .await?;
+            output::show(client.json(), &response, |response| {
+                let lock = if response.unlocked {
+                    "its sign-in lock is lifted"
+                } else {
+                    "its sign-in was not locked"
+                };
+                output::outln!(
+                    "Forgot {} failed sign-ins; {lock}.",
+                    response.failures_cleared
+                )
+            })
+        }
+        Command::SigninState { profile } => {
+            let response = client
+                .call(
+                    "roster.identity.v1.CredentialService/GetSignInState",
+                    None,
+                    pb::GetSignInStateRequest {
+                        profile_id: profile,
+                    },
+                    async |request| credentials.get_sign_in_state(request).await,
+                )
+                .await?;
+            output::show(client.json(), &response, |response| {
+                output::outln!(
+                    "{}",
+                    output::details(&[
+                        ("failures", response.failures.to_string()),
+                        (
+                            "last failure",
+                            output::time(response.last_failure_time.as_ref())
+                        ),
+                        (
+                            "locked until",
+                            match &response.locked_until {
+                                Some(until) => output::time(Some(until)),
+                                None => "not locked".to_owned(),
+                            }
+                        ),
+                    ])
+                )
             })
         }
     }

@@ -40,6 +40,9 @@ use serde::{Deserialize, Serialize};
 /// Deadline of one call to NotificationService unless configured.
 pub const NOTIFICATION_TIMEOUT_SECONDS: u64 = 10;
 
+/// How long after its deletion a profile can be brought back, unless configured otherwise.
+pub const DEFAULT_PROFILE_RESTORE_DAYS: u64 = 30;
+
 /// Settings of the identity service (`ROSTER_IDENTITY__<KEY>`). (`Serialize` lists the keys it
 /// reads, to tell unknown ones; the `Debug` form hides the key.)
 #[derive(Clone, Deserialize, Serialize)]
@@ -62,8 +65,9 @@ pub struct Settings {
     pub scim_requests_per_second: u32,
     /// SCIM requests per token at once above that average.
     pub scim_request_burst: u32,
-    /// How long after its deletion a profile can still be brought back: a SCIM client that
-    /// creates the same username with the same external id within it gets the same profile.
+    /// How long after its deletion a profile can still be brought back: UndeleteProfile works
+    /// within it, and a SCIM client that creates the same username with the same external id
+    /// within it gets the same profile.
     pub profile_restore_days: u64,
     /// How long a reset link works.
     pub reset_token_ttl_seconds: u64,
@@ -126,7 +130,7 @@ impl Default for Settings {
             scim_base_url: "http://localhost:8081/scim/v2".to_owned(),
             scim_requests_per_second: 50,
             scim_request_burst: 100,
-            profile_restore_days: 30,
+            profile_restore_days: DEFAULT_PROFILE_RESTORE_DAYS,
             notification_url: None,
             notification_key: None,
             notification_key_file: None,
@@ -284,7 +288,8 @@ pub async fn start_all(
     let store = store::Store::new(database.connection().clone());
     let hasher = hashing::Hasher::start(&settings.hashing)?;
     let passwords = app::credentials::Passwords::new(store.clone(), hasher, settings.clone());
-    let identity = app::Identity::new(store.clone());
+    let identity =
+        app::Identity::new(store.clone()).with_restore_days(settings.profile_restore_days);
     let mut services = ServiceSet::new();
     relay::watch_outbox(services.metrics(), store.clone());
     let feed = events::start(

@@ -93,6 +93,7 @@ impl Identity {
         list_profiles(ListProfilesRequest) -> ListProfilesResponse;
         update_profile(UpdateProfileRequest) -> UpdateProfileResponse;
         delete_profile(DeleteProfileRequest) -> DeleteProfileResponse;
+        undelete_profile(UndeleteProfileRequest) -> UndeleteProfileResponse;
         check_username(CheckUsernameRequest) -> CheckUsernameResponse;
         batch_check_usernames(BatchCheckUsernamesRequest) -> BatchCheckUsernamesResponse;
         batch_get_profiles(BatchGetProfilesRequest) -> BatchGetProfilesResponse;
@@ -109,6 +110,8 @@ impl Identity {
         send_password_reset(SendPasswordResetRequest) -> SendPasswordResetResponse;
         complete_password_reset(CompletePasswordResetRequest) -> CompletePasswordResetResponse;
         verify_password(VerifyPasswordRequest) -> VerifyPasswordResponse;
+        clear_sign_in_throttle(ClearSignInThrottleRequest) -> ClearSignInThrottleResponse;
+        get_sign_in_state(GetSignInStateRequest) -> GetSignInStateResponse;
     }
 
     unary! { events, identity:

@@ -81,6 +81,7 @@ enum Call {
     CreateProfile(pb::CreateProfileRequest),
     UpdateProfile(pb::UpdateProfileRequest),
     DeleteProfile(pb::DeleteProfileRequest),
+    UndeleteProfile(pb::UndeleteProfileRequest),
     BatchUpsertProfiles(pb::BatchUpsertProfilesRequest),
     AssignRoles(pb::AssignRolesRequest),
     UnassignRoles(pb::UnassignRolesRequest),
@@ -89,6 +90,7 @@ enum Call {
     SendPasswordReset(pb::SendPasswordResetRequest),
     CompletePasswordReset(pb::CompletePasswordResetRequest),
     VerifyPassword(pb::VerifyPasswordRequest),
+    ClearSignInThrottle(pb::ClearSignInThrottleRequest),
 }
 
 /// What a call was answered.
@@ -125,6 +127,7 @@ impl Call {
             Call::CreateProfile(_) => "/roster.identity.v1.ProfileService/CreateProfile",
             Call::UpdateProfile(_) => "/roster.identity.v1.ProfileService/UpdateProfile",
             Call::DeleteProfile(_) => "/roster.identity.v1.ProfileService/DeleteProfile",
+            Call::UndeleteProfile(_) => "/roster.identity.v1.ProfileService/UndeleteProfile",
             Call::BatchUpsertProfiles(_) => {
                 "/roster.identity.v1.ProfileService/BatchUpsertProfiles"
             }
@@ -137,6 +140,9 @@ impl Call {
                 "/roster.identity.v1.CredentialService/CompletePasswordReset"
             }
             Call::VerifyPassword(_) => "/roster.identity.v1.CredentialService/VerifyPassword",
+            Call::ClearSignInThrottle(_) => {
+                "/roster.identity.v1.CredentialService/ClearSignInThrottle"
+            }
         }
     }
 
@@ -152,6 +158,7 @@ impl Call {
             Call::CreateProfile(request) => answered(identity.create_profile(request).await),
             Call::UpdateProfile(request) => answered(identity.update_profile(request).await),
             Call::DeleteProfile(request) => answered(identity.delete_profile(request).await),
+            Call::UndeleteProfile(request) => answered(identity.undelete_profile(request).await),
             Call::BatchUpsertProfiles(request) => {
                 match identity.batch_upsert_profiles(request).await {
                     Ok(response) => match response
@@ -184,6 +191,9 @@ impl Call {
                 Ok(response) if !response.verified => Outcome::SignInRefused,
                 other => answered(other),
             },
+            Call::ClearSignInThrottle(request) => {
+                answered(identity.clear_sign_in_throttle(request).await)
+            }
         }
     }
 }
@@ -814,6 +824,16 @@ fn table() -> Vec<(&'static str, Entry)> {
             )]),
         ),
         (
+            "/roster.identity.v1.ProfileService/UndeleteProfile",
+            Writes(vec![case(
+                "a deleted profile that held a role and two extensions, one of them taken by \
+                 another profile since: `roster.profile.restored` (status deleted → active), \
+                 then `roster.profile.extension_assigned` for the number given back; its roles \
+                 were kept, so no roles event, and the taken number is not touched",
+                |world| Box::pin(undelete_profile(world)),
+            )]),
+        ),
+        (
             "/roster.identity.v1.ProfileService/CheckUsername",
             ReadsOnly("tells whether a username is free; reserves nothing"),
         ),
@@ -921,6 +941,18 @@ fn table() -> Vec<(&'static str, Entry)> {
                     |world| Box::pin(verify_password_unlocks(world)),
                 ),
             ]),
+        ),
+        (
+            "/roster.identity.v1.CredentialService/ClearSignInThrottle",
+            Writes(vec![case(
+                "a locked sign-in: one `roster.signin.unlocked` with no diff, with the call's \
+                 request id; clearing a sign-in that is not locked writes nothing",
+                |world| Box::pin(clear_sign_in_throttle(world)),
+            )]),
+        ),
+        (
+            "/roster.identity.v1.CredentialService/GetSignInState",
+            ReadsOnly("reads a profile's failed sign-ins and lock"),
         ),
         // EventService.
         (
@@ -1324,6 +1356,58 @@ async fn delete_profile(world: &World) -> Prepared {
     }
 }
 
+async fn undelete_profile(world: &World) -> Prepared {
+    let profile = world.profile("undeleted").await;
+    let profile = world.with_roles(&profile, &[pb::Role::StandardUser]).await;
+    let profile = world.with_extension(&profile, "311").await;
+    let profile = world.with_extension(&profile, "312").await;
+    let deleted = world
+        .identity
+        .delete_profile(pb::DeleteProfileRequest {
+            id: profile.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("deleted")
+        .profile
+        .expect("profile");
+    let other = world.profile("took-312").await;
+    world.with_extension(&other, "312").await;
+    let request = |request_id: &str| pb::UndeleteProfileRequest {
+        id: deleted.id.clone(),
+        etag: deleted.etag.clone(),
+        request_id: request_id.into(),
+    };
+    let event = |event_type, change| {
+        Expected::of_profile(
+            event_type,
+            &world.account,
+            &profile.id,
+            "undelete-profile",
+            vec![change],
+        )
+    };
+    Prepared {
+        call: Call::UndeleteProfile(request("undelete-profile")),
+        answered: Expect::Answered,
+        events: vec![
+            event(
+                "roster.profile.restored",
+                changed("status", "deleted", "active"),
+            ),
+            event(
+                "roster.profile.extension_assigned",
+                set("extensions", "311 (physical)"),
+            ),
+        ],
+        replay: Expect::FirstAnswer,
+        refusal: (
+            Call::UndeleteProfile(request("undelete-profile-stale")),
+            Expect::Refused(Code::Aborted),
+        ),
+    }
+}
+
 async fn batch_upsert_profiles(world: &World) -> Prepared {
     let item = pb::ProfileUpsert {
         idempotency_key: "batch-item".into(),
@@ -1649,6 +1733,34 @@ async fn verify_password_unlocks(world: &World) -> Prepared {
         refusal: (
             Call::VerifyPassword(sign_in(&profile, "Wrong-Guess-0000")),
             Expect::SignInRefused,
+        ),
+    }
+}
+
+async fn clear_sign_in_throttle(world: &World) -> Prepared {
+    let profile = world.profile_with_password("cleared").await;
+    world.wrong_passwords(&profile, MAX_FAILURES).await;
+    let request = |request_id: &str, profile_id: &str| pb::ClearSignInThrottleRequest {
+        request_id: request_id.into(),
+        profile_id: profile_id.into(),
+    };
+    Prepared {
+        call: Call::ClearSignInThrottle(request("clear-throttle", &profile.id)),
+        answered: Expect::Answered,
+        events: vec![Expected::of_profile(
+            "roster.signin.unlocked",
+            &world.account,
+            &profile.id,
+            "clear-throttle",
+            Vec::new(),
+        )],
+        replay: Expect::FirstAnswer,
+        refusal: (
+            Call::ClearSignInThrottle(request(
+                "clear-throttle-unknown",
+                &uuid::Uuid::now_v7().to_string(),
+            )),
+            Expect::Refused(Code::NotFound),
         ),
     }
 }

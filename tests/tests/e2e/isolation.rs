@@ -835,6 +835,15 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
             })],
         ),
         (
+            "/roster.identity.v1.ProfileService/UndeleteProfile",
+            vec![probe(Of::Profile, NotFound, |_, id| {
+                pb::UndeleteProfileRequest {
+                    id: id.into(),
+                    ..Default::default()
+                }
+            })],
+        ),
+        (
             "/roster.identity.v1.ProfileService/CheckUsername",
             vec![probe(Of::Username, Global, |_, username| {
                 pb::CheckUsernameRequest {
@@ -1026,6 +1035,23 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
                 pb::VerifyPasswordRequest {
                     username: username.into(),
                     password: B_PASSWORD.into(),
+                }
+            })],
+        ),
+        (
+            "/roster.identity.v1.CredentialService/ClearSignInThrottle",
+            vec![probe(Of::Profile, NotFound, |_, id| {
+                pb::ClearSignInThrottleRequest {
+                    request_id: String::new(),
+                    profile_id: id.into(),
+                }
+            })],
+        ),
+        (
+            "/roster.identity.v1.CredentialService/GetSignInState",
+            vec![probe(Of::Profile, NotFound, |_, id| {
+                pb::GetSignInStateRequest {
+                    profile_id: id.into(),
                 }
             })],
         ),

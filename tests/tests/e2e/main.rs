@@ -17,6 +17,7 @@ mod import_formats;
 mod import_tls;
 mod imports;
 mod isolation;
+mod lifecycle;
 mod metrics;
 mod notification;
 mod notification_tls;

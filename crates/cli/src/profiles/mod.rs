@@ -99,6 +99,17 @@ pub enum Command {
         #[command(flatten)]
         request_id: RequestIdArg,
     },
+    /// Bring a deleted profile back within the restore window: same id and username, its
+    /// roles, and each extension it held that no other profile took meanwhile.
+    Undelete {
+        /// The profile's id.
+        id: String,
+        /// Undelete only if the profile still has this etag.
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
 }
 
 /// A profile's lifecycle state.
@@ -310,6 +321,40 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     profile.email,
                     profile.username
                 )?;
+                Ok(())
+            })
+        }
+        Command::Undelete {
+            id,
+            etag,
+            request_id,
+        } => {
+            let response = client
+                .call_idempotent(
+                    "roster.identity.v1.ProfileService/UndeleteProfile",
+                    request_id.get(),
+                    |request_id| pb::UndeleteProfileRequest {
+                        id,
+                        etag: etag.unwrap_or_default(),
+                        request_id,
+                    },
+                    async |request| profiles.undelete_profile(request).await,
+                )
+                .await?;
+            output::show(client.json(), &response, |response| {
+                let profile = profile_of(response.profile.as_ref())?;
+                output::outln!(
+                    "Undeleted profile {} ({}), username {:?}.",
+                    profile.id,
+                    profile.email,
+                    profile.username
+                )?;
+                if !response.unrestored_extensions.is_empty() {
+                    output::outln!(
+                        "Not given back, held by another profile now: extensions {}.",
+                        response.unrestored_extensions.join(", ")
+                    )?;
+                }
                 Ok(())
             })
         }

@@ -478,6 +478,49 @@ async fn profiles_are_created_read_updated_and_deleted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_profile_is_undeleted_and_a_sign_in_state_read_and_cleared() {
+    let operator = Operator::identity().await;
+    let account = operator.account("Lifecycle Ltd").await;
+    let profile = operator
+        .profile(&account, "Ada", "Lovelace", "ada@example.com")
+        .await;
+    let id = profile["id"].as_str().expect("profile id");
+
+    let state = operator.run(&["passwords", "signin-state", id]).await.ok();
+    assert!(state.stdout.contains("not locked"), "{}", state.stdout);
+    let unlocked = operator.run(&["passwords", "unlock", id]).await.ok();
+    assert!(
+        unlocked
+            .stdout
+            .contains("Forgot 0 failed sign-ins; its sign-in was not locked."),
+        "{}",
+        unlocked.stdout
+    );
+
+    let not_deleted = operator
+        .run(&["--json", "profiles", "undelete", id])
+        .await
+        .failed()
+        .error_json();
+    assert_eq!(not_deleted["error"]["code"], "FAILED_PRECONDITION");
+    operator.run(&["profiles", "delete", id]).await.ok();
+    let undeleted = operator.run(&["profiles", "undelete", id]).await.ok();
+    assert!(
+        undeleted
+            .stdout
+            .contains(&format!("Undeleted profile {id} (ada@example.com)")),
+        "{}",
+        undeleted.stdout
+    );
+    let shown = operator
+        .run(&["--json", "profiles", "get", id])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["profile"]["status"], "PROFILE_STATUS_ACTIVE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_username_shows_its_reason_and_suggestions() {
     let operator = Operator::identity().await;
     let account = operator.account("Names Ltd").await;

@@ -176,4 +176,42 @@ impl CredentialService for CredentialApi {
             None => pb::VerifyPasswordResponse::default(),
         }))
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn clear_sign_in_throttle(
+        &self,
+        request: Request<pb::ClearSignInThrottleRequest>,
+    ) -> Result<Response<pb::ClearSignInThrottleResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        check_request_id("request_id", &request.request_id)?;
+        let id = parse_id("profile_id", &request.profile_id)?;
+        let cleared = self
+            .passwords
+            .clear_signin_throttle(&caller, &request.request_id, ProfileId(id))
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(pb::ClearSignInThrottleResponse {
+            unlocked: cleared.unlocked,
+            failures_cleared: cleared.failures.min(i32::MAX as u32) as i32,
+        }))
+    }
+
+    async fn get_sign_in_state(
+        &self,
+        request: Request<pb::GetSignInStateRequest>,
+    ) -> Result<Response<pb::GetSignInStateResponse>, Status> {
+        let caller = caller(&request)?;
+        let id = parse_id("profile_id", &request.get_ref().profile_id)?;
+        let state = self
+            .passwords
+            .signin_state(&caller, ProfileId(id))
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(pb::GetSignInStateResponse {
+            failures: state.failures.min(i32::MAX as u32) as i32,
+            last_failure_time: state.last_failure_at.map(convert::timestamp),
+            locked_until: state.locked_until.map(convert::timestamp),
+        }))
+    }
 }

@@ -33,17 +33,37 @@ use crate::store::{Store, StoreError};
 #[derive(Clone)]
 pub struct Identity {
     store: Store,
+    /// How long after its deletion a profile can be undeleted.
+    restore_window: chrono::Duration,
 }
 
 impl Identity {
+    /// The use cases over `store`, with the default restore window
+    /// ([`crate::DEFAULT_PROFILE_RESTORE_DAYS`]).
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            restore_window: restore_window(crate::DEFAULT_PROFILE_RESTORE_DAYS),
+        }
+    }
+
+    /// The same use cases, a deleted profile undeletable for `days` after its deletion.
+    pub fn with_restore_days(self, days: u64) -> Self {
+        Self {
+            restore_window: restore_window(days),
+            ..self
+        }
     }
 
     /// The store, for the workers beside the use cases (the outbox relay).
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// `days` as a duration, at most a century.
+fn restore_window(days: u64) -> chrono::Duration {
+    chrono::Duration::days(i64::try_from(days.min(36_500)).unwrap_or(36_500))
 }
 
 /// The accounts a caller may act on (`None`: any), as the store takes them.

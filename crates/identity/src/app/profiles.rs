@@ -30,6 +30,15 @@ pub struct NewProfile {
     pub roles: Vec<Role>,
 }
 
+/// What UndeleteProfile gives back.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Undeleted {
+    /// The profile, active again.
+    pub profile: Profile,
+    /// The extension numbers it held when deleted that another profile holds now.
+    pub unrestored_extensions: Vec<String>,
+}
+
 /// NOT_FOUND for a profile that does not exist or that the caller may not see: the two are
 /// indistinguishable by design.
 pub(crate) fn profile_not_found() -> IdentityError {
@@ -337,6 +346,59 @@ impl Identity {
                 let events = event::profile_changed(&current, &deleted);
                 store.append_events(txn, &origin, events).await?;
                 Ok(deleted)
+            },
+        )
+        .await
+    }
+
+    /// UndeleteProfile: brings a deleted profile back within the restore window, active, with
+    /// the same id and username, its roles, and each extension it held that is still free
+    /// (see [`crate::store::Store::undelete_profile`]); the numbers another profile took
+    /// meanwhile are listed, not taken back. Idempotent on `request_id`.
+    pub async fn undelete_profile(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        id: ProfileId,
+        expected: Option<i64>,
+    ) -> Result<Undeleted, IdentityError> {
+        let store = &self.store;
+        let origin = origin(caller, request_id);
+        once(
+            store,
+            &request_scope(caller, "UndeleteProfile"),
+            request_id,
+            async |txn| {
+                let current = store
+                    .lock_profile(txn, id, account_scope(caller).as_ref())
+                    .await?
+                    .ok_or_else(profile_not_found)?;
+                if expected.is_some_and(|version| version != current.version) {
+                    return Err(IdentityError::StaleEtag);
+                }
+                if current.status != ProfileStatus::Deleted {
+                    return Err(IdentityError::Precondition(
+                        "the profile is not deleted; only a deleted profile can be undeleted"
+                            .into(),
+                    ));
+                }
+                let deleted_at = current.deleted_at.unwrap_or(current.updated_at);
+                if deleted_at + self.restore_window < crate::store::now() {
+                    return Err(IdentityError::Precondition(format!(
+                        "the restore window has passed: a profile can be undeleted for {} days \
+                         after its deletion, and this one was deleted at {}",
+                        self.restore_window.num_days(),
+                        deleted_at.to_rfc3339(),
+                    )));
+                }
+                let (profile, unrestored_extensions) =
+                    store.undelete_profile(txn, &current).await?;
+                let events = event::profile_changed(&current, &profile);
+                store.append_events(txn, &origin, events).await?;
+                Ok(Undeleted {
+                    profile,
+                    unrestored_extensions,
+                })
             },
         )
         .await

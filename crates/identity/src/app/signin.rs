@@ -1,19 +1,62 @@
 //! Sign-in checks for the platform's sign-in service: a username and password verified at
 //! the cost of one argon2 verification whatever the outcome, behind a throttle decided in the
-//! database; a lock and its clearing are audit events.
+//! database; a lock and its clearing are audit events. An admin reads a profile's throttle and
+//! clears it (ClearSignInThrottle, GetSignInState).
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use roster_runtime::Caller;
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 
 use super::credentials::Passwords;
 use super::events::origin;
+use super::{account_scope, once, request_scope};
 use crate::domain::error::IdentityError;
 use crate::domain::event::{self, EventType};
+use crate::domain::ids::ProfileId;
 use crate::domain::profile::{Profile, ProfileStatus};
 use crate::domain::username::{Username, UsernameError};
-use crate::store::{LockSchedule, StoreError, now};
+use crate::store::{LockSchedule, StoreError, ThrottleState, now};
+
+/// A profile's sign-in throttle as GetSignInState tells it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignInState {
+    /// Counted attempts since the last right password or clearing: wrong passwords, and
+    /// attempts refused while locked are not counted.
+    pub failures: u32,
+    /// The last counted attempt, if any.
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// When the lock ends; `None` when sign-in is not locked now.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl From<Option<ThrottleState>> for SignInState {
+    fn from(state: Option<ThrottleState>) -> Self {
+        match state {
+            None => Self {
+                failures: 0,
+                last_failure_at: None,
+                locked_until: None,
+            },
+            Some(state) => Self {
+                failures: state.failures.max(0) as u32,
+                last_failure_at: Some(state.last_failure_at),
+                locked_until: state.locked_until.filter(|_| state.locked()),
+            },
+        }
+    }
+}
+
+/// What ClearSignInThrottle cleared.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClearedThrottle {
+    /// Counted attempts forgotten.
+    pub failures: u32,
+    /// True when sign-in was locked and the lock was lifted.
+    pub unlocked: bool,
+}
 
 impl Passwords {
     /// Checks a sign-in by `caller`. `Ok(None)` for every refusal alike — unknown username, wrong
@@ -147,6 +190,71 @@ impl Passwords {
         }
         txn.commit().await.map_err(StoreError::from)?;
         Ok(())
+    }
+}
+
+impl Passwords {
+    /// GetSignInState: the sign-in throttle of a profile the caller may see (deleted or not);
+    /// another account's profile is NOT_FOUND, like one that does not exist.
+    pub async fn signin_state(
+        &self,
+        caller: &Caller,
+        id: ProfileId,
+    ) -> Result<SignInState, IdentityError> {
+        let profile = self
+            .store
+            .profile(self.store.connection(), id)
+            .await?
+            .filter(|record| caller.may_access(record.account_id.0))
+            .ok_or(IdentityError::NotFound("profile"))?;
+        Ok(self
+            .store
+            .signin_state(&profile.canonical_username)
+            .await?
+            .into())
+    }
+
+    /// ClearSignInThrottle: forgets the failed sign-ins counted against the profile's username
+    /// and lifts its lock, so the right password signs in at once. Lifting a lock records
+    /// `roster.signin.unlocked`. Idempotent on `request_id`.
+    ///
+    /// Only the username's own row is cleared. The rows a key limited to other accounts counts
+    /// its attempts on this username in (see [`throttle_key`]) are that key's budget for
+    /// guessing at a username it may not see: they never stop this profile's sign-in, and
+    /// clearing them would hand that key fresh guesses.
+    pub async fn clear_signin_throttle(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        id: ProfileId,
+    ) -> Result<ClearedThrottle, IdentityError> {
+        let store = &self.store;
+        once(
+            store,
+            &request_scope(caller, "ClearSignInThrottle"),
+            request_id,
+            async |txn| {
+                let profile = store
+                    .lock_profile(txn, id, account_scope(caller).as_ref())
+                    .await?
+                    .ok_or(IdentityError::NotFound("profile"))?;
+                let cleared = store
+                    .clear_signin_throttle(txn, &profile.canonical_username)
+                    .await?;
+                let unlocked = cleared.as_ref().is_some_and(ThrottleState::locked);
+                if unlocked {
+                    let event = event::credential(&profile, EventType::SignInUnlocked);
+                    store
+                        .append_events(txn, &origin(caller, request_id), vec![event])
+                        .await?;
+                }
+                Ok(ClearedThrottle {
+                    failures: cleared.map_or(0, |state| state.failures.max(0) as u32),
+                    unlocked,
+                })
+            },
+        )
+        .await
     }
 }
 

@@ -143,6 +143,27 @@ pub mod extension {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+/// An extension a deleted profile held, kept for its undeletion.
+pub mod deleted_profile_extension {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "deleted_profile_extensions")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub profile_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub number: String,
+        /// `physical` or `virtual`.
+        pub kind: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod credential {
     use sea_orm::entity::prelude::*;
 

@@ -19,7 +19,7 @@ pub use events::{EventFilter, Numbered};
 pub use migrations::Migrator;
 pub use profiles::ProfileFilter;
 pub use scim_tokens::NewScimTokenRow;
-pub use signin::LockSchedule;
+pub use signin::{LockSchedule, ThrottleState};
 
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{

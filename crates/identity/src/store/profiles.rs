@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
@@ -12,7 +13,7 @@ use uuid::Uuid;
 
 use super::Store;
 use super::StoreError;
-use super::entities::{account, extension, profile, profile_role};
+use super::entities::{account, deleted_profile_extension, extension, profile, profile_role};
 use super::query::{Anchor, like_pattern};
 use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
@@ -283,7 +284,7 @@ impl Store {
     }
 
     /// Soft-deletes a profile: its username stays registered (retired) and its extensions are
-    /// freed.
+    /// freed, remembered in `deleted_profile_extensions` for [`Store::undelete_profile`].
     pub async fn delete_profile(
         &self,
         txn: &DatabaseTransaction,
@@ -297,11 +298,96 @@ impl Store {
         next.version = current.version + 1;
         next.extensions = Vec::new();
         self.write_version(txn, current.version, &next).await?;
+        self.forget_kept_extensions(txn, current.id).await?;
+        if !current.extensions.is_empty() {
+            deleted_profile_extension::Entity::insert_many(current.extensions.iter().map(|held| {
+                deleted_profile_extension::ActiveModel {
+                    profile_id: Set(current.id.0),
+                    number: Set(held.number.as_str().to_owned()),
+                    kind: Set(held.kind.as_str().to_owned()),
+                }
+            }))
+            .exec_without_returning(txn)
+            .await?;
+        }
         extension::Entity::delete_many()
             .filter(extension::Column::ProfileId.eq(current.id.0))
             .exec(txn)
             .await?;
         Ok(next)
+    }
+
+    /// Brings a deleted profile back as it was, active: same id, same username (never
+    /// released), its roles (never taken from it), and each extension it held when it was
+    /// deleted that is still free. Each number is claimed in the database
+    /// ([`Store::claim_extensions`]), so one that another profile took meanwhile stays with
+    /// that profile. Returns the profile and the numbers it did not get back.
+    pub async fn undelete_profile(
+        &self,
+        txn: &DatabaseTransaction,
+        current: &Profile,
+    ) -> Result<(Profile, Vec<String>), StoreError> {
+        let kept = self.kept_extensions(txn, current.id).await?;
+        let claims: Vec<(ProfileId, &Extension)> =
+            kept.iter().map(|held| (current.id, held)).collect();
+        let claimed = self
+            .claim_extensions(txn, current.account_id, &claims)
+            .await?;
+        self.forget_kept_extensions(txn, current.id).await?;
+        let (mut given_back, taken): (Vec<Extension>, Vec<Extension>) = kept
+            .into_iter()
+            .partition(|held| claimed.contains(held.number.as_str()));
+        given_back.sort();
+        let now = crate::store::now();
+        let mut next = current.clone();
+        next.status = ProfileStatus::Active;
+        next.deleted_at = None;
+        next.updated_at = now;
+        next.version = current.version + 1;
+        next.extensions = given_back;
+        self.write_version(txn, current.version, &next).await?;
+        let mut unrestored: Vec<String> = taken
+            .into_iter()
+            .map(|held| held.number.as_str().to_owned())
+            .collect();
+        unrestored.sort();
+        Ok((next, unrestored))
+    }
+
+    /// The extensions `id` held when it was deleted.
+    async fn kept_extensions(
+        &self,
+        txn: &DatabaseTransaction,
+        id: ProfileId,
+    ) -> Result<Vec<Extension>, StoreError> {
+        let rows = deleted_profile_extension::Entity::find()
+            .filter(deleted_profile_extension::Column::ProfileId.eq(id.0))
+            .all(txn)
+            .await?;
+        let corrupt = |what: String| IdentityError::Corrupt(format!("profile {}: kept {what}", id));
+        rows.into_iter()
+            .map(|row| {
+                Ok(Extension {
+                    number: ExtensionNumber::parse(&row.number)
+                        .map_err(|_| corrupt(format!("extension {:?}", row.number)))?,
+                    kind: ExtensionKind::from_name(&row.kind)
+                        .ok_or_else(|| corrupt(format!("extension kind {:?}", row.kind)))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets the extensions `id` held when it was deleted.
+    async fn forget_kept_extensions(
+        &self,
+        txn: &DatabaseTransaction,
+        id: ProfileId,
+    ) -> Result<(), StoreError> {
+        deleted_profile_extension::Entity::delete_many()
+            .filter(deleted_profile_extension::Column::ProfileId.eq(id.0))
+            .exec(txn)
+            .await?;
+        Ok(())
     }
 
     /// The deleted profile of `account_id` that held the username `canonical` and carries
@@ -340,7 +426,8 @@ impl Store {
     }
 
     /// Brings a deleted profile back with `fields` and `status`: same id, same username
-    /// (never released), its roles as they were; its extensions were freed when it was deleted.
+    /// (never released), its roles as they were; its extensions were freed when it was deleted
+    /// and stay freed (the directory that brings it back assigns none).
     pub async fn restore_profile(
         &self,
         txn: &DatabaseTransaction,
@@ -348,6 +435,7 @@ impl Store {
         fields: &ProfileFields,
         status: ProfileStatus,
     ) -> Result<Profile, StoreError> {
+        self.forget_kept_extensions(txn, current.id).await?;
         let now = crate::store::now();
         let mut next = current.clone().with_fields(fields);
         next.status = status;

@@ -99,6 +99,71 @@ impl Store {
     }
 }
 
+/// What the throttle holds for one key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThrottleState {
+    /// Counted attempts since the last right password or clearing.
+    pub failures: i32,
+    /// The last counted attempt.
+    pub last_failure_at: DateTime<Utc>,
+    /// When the lock ends, whether or not it is over.
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+impl ThrottleState {
+    /// True while the lock holds.
+    pub fn locked(&self) -> bool {
+        self.locked_until.is_some_and(|until| until > now())
+    }
+}
+
+impl From<signin_throttle::Model> for ThrottleState {
+    fn from(row: signin_throttle::Model) -> Self {
+        Self {
+            failures: row.failures,
+            last_failure_at: row.last_failure_at,
+            locked_until: row.locked_until,
+        }
+    }
+}
+
+impl Store {
+    /// What the throttle holds for `key`; `None` when it counts no attempt.
+    pub async fn signin_state(&self, key: &str) -> Result<Option<ThrottleState>, StoreError> {
+        Ok(signin_throttle::Entity::find_by_id(key.to_owned())
+            .one(&self.db)
+            .await?
+            .map(ThrottleState::from))
+    }
+
+    /// Forgets every counted attempt of `key` and lifts its lock, in one statement; what it
+    /// held, if anything.
+    pub async fn clear_signin_throttle(
+        &self,
+        conn: &impl ConnectionTrait,
+        key: &str,
+    ) -> Result<Option<ThrottleState>, StoreError> {
+        let statement = Query::delete()
+            .from_table(signin_throttle::Entity)
+            .and_where(Expr::col(signin_throttle::Column::Canonical).eq(key))
+            .returning(Query::returning().columns([
+                signin_throttle::Column::Canonical,
+                signin_throttle::Column::Failures,
+                signin_throttle::Column::LastFailureAt,
+                signin_throttle::Column::LockedUntil,
+            ]))
+            .to_owned();
+        let Some(row) = conn.query_one(&statement).await? else {
+            return Ok(None);
+        };
+        Ok(Some(ThrottleState {
+            failures: row.try_get("", "failures")?,
+            last_failure_at: row.try_get("", "last_failure_at")?,
+            locked_until: row.try_get("", "locked_until")?,
+        }))
+    }
+}
+
 /// The `failures` a statement returned, if it returned a row.
 fn failures_of(row: Option<sea_orm::QueryResult>) -> Result<Option<i32>, StoreError> {
     row.map(|row| row.try_get::<i32>("", "failures"))

@@ -1,5 +1,5 @@
 //! ProfileService: a dispatcher that only delegates, one file per group of RPCs — profiles
-//! (create, read, list, update, delete), usernames (checks), assignments (roles and
+//! (create, read, list, update, delete, undelete), usernames (checks), assignments (roles and
 //! extensions) and batches. Each handler decodes the request, calls one use case of
 //! [`crate::app`] and encodes its answer.
 
@@ -75,6 +75,13 @@ impl ProfileService for ProfileApi {
         request: Request<pb::DeleteProfileRequest>,
     ) -> Answer<pb::DeleteProfileResponse> {
         records::delete(&self.app, request).await
+    }
+
+    async fn undelete_profile(
+        &self,
+        request: Request<pb::UndeleteProfileRequest>,
+    ) -> Answer<pb::UndeleteProfileResponse> {
+        records::undelete(&self.app, request).await
     }
 
     async fn check_username(

@@ -1,4 +1,4 @@
-//! CreateProfile, GetProfile, ListProfiles, UpdateProfile and DeleteProfile.
+//! CreateProfile, GetProfile, ListProfiles, UpdateProfile, DeleteProfile and UndeleteProfile.
 
 use roster_proto::identity::v1 as pb;
 use roster_runtime::ApiError;
@@ -173,4 +173,23 @@ pub(super) async fn delete(
             .await,
         |profile| pb::DeleteProfileResponse { profile },
     )
+}
+
+pub(super) async fn undelete(
+    app: &Identity,
+    request: Request<pb::UndeleteProfileRequest>,
+) -> Answer<pb::UndeleteProfileResponse> {
+    let caller = caller(&request)?;
+    let request = request.into_inner();
+    check_request_id("request_id", &request.request_id)?;
+    let id = parse_id("id", &request.id)?;
+    let expected = parse_etag("etag", &request.etag)?;
+    let undeleted = app
+        .undelete_profile(&caller, &request.request_id, ProfileId(id), expected)
+        .await
+        .map_err(api_error)?;
+    Ok(Response::new(pb::UndeleteProfileResponse {
+        profile: Some(convert::profile(&undeleted.profile)),
+        unrestored_extensions: undeleted.unrestored_extensions,
+    }))
 }

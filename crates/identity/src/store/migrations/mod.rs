@@ -4,6 +4,7 @@
 
 mod events;
 mod external_id;
+mod kept_extensions;
 mod scim_tokens;
 
 use sea_orm_migration::prelude::*;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(events::CreateEventLog),
             Box::new(external_id::AddProfileExternalId),
             Box::new(scim_tokens::CreateScimTokens),
+            Box::new(kept_extensions::CreateKeptExtensions),
         ]
     }
 }
