@@ -606,7 +606,11 @@ async fn a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with
         return;
     };
     let client = client(&server).await;
-    let queued = send(&client, welcome_request("r-1", account, "grace@example.com")).await;
+    let queued = send(
+        &client,
+        welcome_request("r-1", account, "grace@example.com"),
+    )
+    .await;
     let failed = wait_for(
         &client,
         &queued.id,
@@ -617,7 +621,10 @@ async fn a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with
     assert_eq!(failed.attempts, 2);
     assert!(failed.last_error.starts_with("451"), "{failed:?}");
     assert_eq!(failed.message_id, message_id(&failed));
-    assert!(smtp.deliveries().is_empty(), "the server refused every attempt");
+    assert!(
+        smtp.deliveries().is_empty(),
+        "the server refused every attempt"
+    );
 
     // Another account's key is answered as if the notification did not exist.
     let other = client.with_key("key-other");
@@ -694,9 +701,12 @@ async fn a_cancelled_email_is_never_sent_even_after_the_server_returns(backend: 
     let client = client(&server).await;
     let account = Uuid::new_v4();
     let waiting = send(&client, welcome_request("r-1", account, "ada@example.com")).await;
-    wait_for(&client, &waiting.id, Duration::from_secs(20), |notification| {
-        notification.attempts >= 1 && !notification.last_error.is_empty()
-    })
+    wait_for(
+        &client,
+        &waiting.id,
+        Duration::from_secs(20),
+        |notification| notification.attempts >= 1 && !notification.last_error.is_empty(),
+    )
     .await;
 
     // It is waiting for the server, or being sent this instant: not FAILED, so not retried.
@@ -721,7 +731,9 @@ async fn a_cancelled_email_is_never_sent_even_after_the_server_returns(backend: 
     assert_eq!(state(&cancelled), NotificationState::Cancelled);
     assert!(cancelled.next_attempt_time.is_none());
     assert_eq!(
-        cancel(&client, &waiting.id, "cancel-1").await.expect("replay"),
+        cancel(&client, &waiting.id, "cancel-1")
+            .await
+            .expect("replay"),
         cancelled,
         "a repeat is answered the same"
     );

@@ -955,12 +955,11 @@ async fn a_sent_email_is_neither_retried_nor_cancelled_and_the_refusal_names_its
         "{message}"
     );
 
-    let retry = operator
-        .run(&["notifications", "retry", id])
-        .await
-        .failed();
+    let retry = operator.run(&["notifications", "retry", id]).await.failed();
     assert!(
-        retry.stderr.contains("RetryNotification: FAILED_PRECONDITION")
+        retry
+            .stderr
+            .contains("RetryNotification: FAILED_PRECONDITION")
             && retry.stderr.contains("the notification is SENT"),
         "{}",
         retry.stderr

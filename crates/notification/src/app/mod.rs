@@ -274,7 +274,11 @@ impl Notifications {
         request_id: &str,
         action: Action,
     ) -> Result<Option<Notification>, NotificationError> {
-        let Some(acted_on) = self.store.by_action(&caller.name, action, request_id).await? else {
+        let Some(acted_on) = self
+            .store
+            .by_action(&caller.name, action, request_id)
+            .await?
+        else {
             return Ok(None);
         };
         if acted_on != id {

@@ -259,15 +259,24 @@ async fn a_cancelled_message_is_never_claimed_and_one_being_sent_cannot_be_cance
     );
 
     // Long after any lease, no worker takes the cancelled message.
-    let reclaimed = store.claim("b", later(3600), later(3660), 10).await.unwrap();
+    let reclaimed = store
+        .claim("b", later(3600), later(3660), 10)
+        .await
+        .unwrap();
     assert_eq!(
-        reclaimed.iter().map(|message| message.id).collect::<Vec<_>>(),
+        reclaimed
+            .iter()
+            .map(|message| message.id)
+            .collect::<Vec<_>>(),
         [sending.id]
     );
     let cancelled = store.find(cancelled.id).await.unwrap().unwrap();
     assert_eq!(cancelled.state, DeliveryState::Cancelled);
     assert_eq!(cancelled.attempts, 0);
-    assert_eq!(cancelled.variables, "{}", "secrets are dropped once cancelled");
+    assert_eq!(
+        cancelled.variables, "{}",
+        "secrets are dropped once cancelled"
+    );
 }
 
 #[tokio::test]
