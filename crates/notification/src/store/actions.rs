@@ -64,10 +64,7 @@ impl Transaction {
         use notification::Column;
         let updated = notification::Entity::update_many()
             .col_expr(Column::State, Expr::value(DeliveryState::Queued.as_str()))
-            .col_expr(
-                Column::AttemptsBeforeRetry,
-                Expr::col(Column::Attempts).into(),
-            )
+            .col_expr(Column::AttemptsBeforeRetry, Expr::col(Column::Attempts))
             .col_expr(Column::NextAttemptAt, Expr::value(Some(now)))
             .col_expr(Column::UpdatedAt, Expr::value(now))
             .filter(Column::Id.eq(id))
