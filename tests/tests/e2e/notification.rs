@@ -550,7 +550,8 @@ both_backends!(
     a_permanent_rejection_fails_at_once_and_the_next_message_goes_out,
     an_smtp_outage_is_retried_until_the_server_returns,
     a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with_its_message_id,
-    a_cancelled_email_is_never_sent_even_after_the_server_returns
+    a_cancelled_email_is_never_sent_even_after_the_server_returns,
+    cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled
 );
 
 async fn retry(
@@ -1032,4 +1033,68 @@ async fn a_thousand_emails_over_three_instances_are_each_delivered_exactly_once(
     eprintln!("deliveries per instance: {per_instance:?}");
     assert!(per_instance.len() >= 2, "{per_instance:?}");
     let _ = db.close().await;
+}
+
+async fn cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled(backend: Backend) {
+    let Some(smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    let Some(server) =
+        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await
+    else {
+        return;
+    };
+    let client = client(&server).await;
+    let account = Uuid::new_v4();
+    let mut ids = Vec::new();
+    for index in 0..40 {
+        ids.push(
+            send(
+                &client,
+                welcome_request(&format!("r-{index}"), account, "grace@example.com"),
+            )
+            .await
+            .id,
+        );
+    }
+    // Each cancel races the workers that are claiming and sending the same emails.
+    let answers = futures::future::join_all(ids.iter().map(|id| {
+        let client = client.clone();
+        async move {
+            (
+                id.clone(),
+                cancel(&client, id, &format!("cancel-{id}")).await,
+            )
+        }
+    }))
+    .await;
+
+    let mut cancelled = HashSet::new();
+    for (id, answer) in &answers {
+        match answer {
+            Ok(notification) => {
+                assert_eq!(state(notification), NotificationState::Cancelled);
+                cancelled.insert(id.clone());
+            }
+            Err(refusal) => assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}"),
+        }
+    }
+    for id in &ids {
+        let expected = if cancelled.contains(id) {
+            NotificationState::Cancelled
+        } else {
+            NotificationState::Sent
+        };
+        wait_for(&client, id, Duration::from_secs(20), is(expected)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deliveries = smtp.deliveries();
+    for id in &ids {
+        let delivered = deliveries.get(&format!("<{id}@roster.test>")).copied();
+        if cancelled.contains(id) {
+            assert_eq!(delivered, None, "{id} was cancelled and sent");
+        } else {
+            assert_eq!(delivered, Some(1), "{id}");
+        }
+    }
 }
