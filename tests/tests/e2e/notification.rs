@@ -711,10 +711,18 @@ async fn a_cancelled_email_is_never_sent_even_after_the_server_returns(backend: 
     .await;
 
     // It is waiting for the server, or being sent this instant: not FAILED, so not retried.
+    let refusal = retry(&client, &waiting.id, "retry-1").await.unwrap_err();
     assert_refused(
-        &retry(&client, &waiting.id, "retry-1").await.unwrap_err(),
+        &refusal,
         "NOTIFICATION_NOT_FAILED",
-        "is ",
+        "only a FAILED notification",
+    );
+    assert!(
+        ["QUEUED", "RETRYING", "SENDING"]
+            .iter()
+            .any(|state| refusal.message().contains(&format!("is {state}"))),
+        "{}",
+        refusal.message()
     );
 
     // Between two attempts it waits and is cancelled; during one, a worker holds it and the
@@ -1058,7 +1066,7 @@ async fn cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled
         );
     }
     // Each cancel races the workers that are claiming and sending the same emails.
-    let answers = futures::future::join_all(ids.iter().map(|id| {
+    let answers: Vec<_> = futures::stream::iter(ids.iter().map(|id| {
         let client = client.clone();
         async move {
             (
@@ -1067,6 +1075,8 @@ async fn cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled
             )
         }
     }))
+    .buffer_unordered(8)
+    .collect()
     .await;
 
     let mut cancelled = HashSet::new();

@@ -320,3 +320,41 @@ async fn a_failed_message_is_queued_again_with_a_new_budget_and_the_same_message
     assert_eq!(claimed[0].attempts, 2, "the history keeps counting");
     assert_eq!(claimed[0].attempt_in_budget(), 1, "the budget starts again");
 }
+
+#[tokio::test]
+async fn a_failed_message_whose_variables_were_discarded_is_not_queued_again() {
+    let (store, _dir) = store().await;
+    let discarded = enqueue_new(
+        &store,
+        "r-1",
+        Notification {
+            variables: "{}".into(),
+            ..queued()
+        },
+    )
+    .await;
+    store.claim("a", now(), later(60), 10).await.unwrap();
+    assert!(
+        store
+            .finish(Finished {
+                id: discarded.id,
+                owner: "a",
+                number: 1,
+                outcome: Outcome::Failed {
+                    error: "template: missing first_name".into(),
+                    smtp_code: None,
+                },
+                started_at: now(),
+                finished_at: now(),
+            })
+            .await
+            .unwrap()
+    );
+    let txn = store.begin().await.unwrap();
+    assert!(!txn.requeue_failed(discarded.id, now()).await.unwrap());
+    txn.rollback().await.unwrap();
+    assert_eq!(
+        store.find(discarded.id).await.unwrap().unwrap().state,
+        DeliveryState::Failed
+    );
+}
