@@ -24,7 +24,6 @@ pub mod store;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
