@@ -7,8 +7,8 @@
 //! directory, so the path the file resolves to and its inode change even when the size and time
 //! happen to match. Each change is read once: a file that reads and parses is put in force as a
 //! whole, joined by the keys given in code at start (the embedded suite's operator key); a file
-//! that does not keeps the keys in force and logs, once for that change, the file and what is
-//! wrong with it.
+//! that does not, or holds no key, keeps the keys in force and logs, once for that change, the
+//! file and what is wrong with it.
 //!
 //! Series: `roster_keys_reloads_total{outcome="applied|refused"}` and `roster_keys_in_force`.
 
@@ -40,17 +40,39 @@ impl KeysFile {
             in_code,
             seen: Fingerprint::default(),
         };
-        let ring = file.read()?;
+        let keys = file.load()?;
+        let ring = file.with_in_code(keys);
         Ok((file, ring))
     }
 
-    /// The file's keys and the keys given in code. The fingerprint is taken before the file is
-    /// read, so a change made while reading is seen by the next look.
-    fn read(&mut self) -> Result<KeyRing, KeyRingError> {
+    /// The file's own keys. The fingerprint is taken before the file is read, so a change made
+    /// while reading is seen by the next look.
+    fn load(&mut self) -> Result<KeyRing, KeyRingError> {
         self.seen = Fingerprint::of(&self.path);
+        KeyRing::load(&self.path)
+    }
+
+    /// `keys` and the keys given in code; where both hold the same key, the file's entry wins.
+    fn with_in_code(&self, keys: KeyRing) -> KeyRing {
         let mut ring = self.in_code.clone();
-        ring.extend(KeyRing::load(&self.path)?);
-        Ok(ring)
+        ring.extend(keys);
+        ring
+    }
+
+    /// The ring read again after the start. A file without any key is refused: a file rewritten
+    /// in place is empty between its truncation and its writing, and taken at its word it would
+    /// refuse every caller until the next look.
+    fn reread(&mut self) -> Result<KeyRing, KeyRingError> {
+        let keys = self.load()?;
+        if keys.is_empty() {
+            return Err(KeyRingError::Invalid {
+                path: self.path.display().to_string(),
+                message: "holds no key (a file being written?); to refuse every caller, restart \
+                          the service with it"
+                    .into(),
+            });
+        }
+        Ok(self.with_in_code(keys))
     }
 
     /// True when the file looks different from when it was last read.
@@ -207,7 +229,7 @@ impl Reloader {
     /// Reads the file: its ring in force, or the ring in force kept and the reason logged.
     fn reload(&mut self, trigger: Trigger) {
         let file = self.file.path.display().to_string();
-        match self.file.read() {
+        match self.file.reread() {
             Ok(ring) => {
                 let count = ring.len();
                 self.keys.replace(ring);

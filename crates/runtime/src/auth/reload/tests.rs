@@ -124,6 +124,12 @@ async fn a_malformed_keys_file_is_refused_and_the_keys_in_force_stay() {
         "roster_keys_reloads_total{outcome=\"applied\"} 0"
     );
 
+    // What a rewrite in place leaves for a moment.
+    std::fs::write(&watched.path, "").expect("keys file truncated");
+    assert!(watched.reloader.file.changed());
+    watched.reloader.reload(Trigger::Changed);
+    assert!(accepts(&watched.reloader.keys, "old-key"));
+
     std::fs::remove_file(&watched.path).expect("keys file removed");
     assert!(
         watched.reloader.file.changed(),
@@ -158,7 +164,7 @@ async fn a_secret_volume_update_is_seen_through_its_symbolic_links() {
     std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).expect("swap ..data");
 
     assert!(file.changed());
-    let ring = file.read().expect("the new version reads");
+    let ring = file.reread().expect("the new version reads");
     assert!(ring.authenticate("key-two").is_some());
     assert!(ring.authenticate("key-one").is_none());
 }
