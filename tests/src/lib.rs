@@ -27,7 +27,7 @@ use std::time::Duration;
 use roster_runtime::auth::AccountAccess;
 use roster_runtime::server::RunningServer;
 use roster_runtime::settings::LogFormat;
-use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
+use roster_runtime::{CommonSettings, KeyRing, Service, SharedKeyRing, Shutdown};
 use sea_orm::{ConnectionTrait, Database};
 use tonic::transport::Channel;
 
@@ -211,6 +211,7 @@ pub fn test_settings(service: Service, database_url: &str) -> CommonSettings {
         max_message_bytes: 4 * 1024 * 1024,
         max_header_list_bytes: 16 * 1024,
         keys_file: None,
+        keys_reload_seconds: 1,
         db_health_interval_seconds: 1,
         db_max_connections: match service {
             // Many connections let concurrency tests reach PostgreSQL at once.
@@ -325,7 +326,7 @@ impl TestServer {
         keys: Vec<TestKey>,
     ) -> TestServer {
         let service = own.service();
-        let ring = Arc::new(key_ring(&keys));
+        let ring = SharedKeyRing::new(key_ring(&keys));
         let shutdown = Shutdown::new();
         let started = match own {
             OwnSettings::Identity => {

@@ -23,7 +23,7 @@ use roster_proto::imports::v1::import_service_server::ImportServiceServer;
 use roster_runtime::client::ClientConfig;
 use roster_runtime::peer::{PeerKeys, PeerSettings, PeerTls};
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
-use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
+use roster_runtime::{CommonSettings, Service, SharedKeyRing, Shutdown};
 use serde::{Deserialize, Serialize};
 
 /// Where identity serves unless configured.
@@ -226,7 +226,7 @@ impl Settings {
 pub async fn start(
     common: &CommonSettings,
     settings: Settings,
-    keys: Arc<KeyRing>,
+    keys: SharedKeyRing,
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {
     settings.validate()?;

@@ -1,12 +1,12 @@
 //! Starting and migrating one service from its layered configuration.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
+use roster_runtime::auth::reload::{self, KeysFile};
 use roster_runtime::server::RunningServer;
 use roster_runtime::settings::Loader;
-use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown, db, telemetry};
+use roster_runtime::{CommonSettings, KeyRing, Service, SharedKeyRing, Shutdown, db, telemetry};
 
 /// One service's own settings, read with the common ones.
 pub enum Settings {
@@ -34,39 +34,56 @@ pub fn load(service: Service, loader: Loader) -> anyhow::Result<(CommonSettings,
     })
 }
 
-/// Adds the keys file's keys to `keys` and starts the service `settings` describe.
+/// Adds the keys file's keys to `keys` (the keys given in code) and starts the service `settings`
+/// describe; the keys file is then read again whenever it changes and on SIGHUP, each ring read
+/// from it joined by the keys given in code.
 pub async fn start(
     service: Service,
     common: &CommonSettings,
     settings: Settings,
-    mut keys: KeyRing,
+    keys: KeyRing,
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {
-    if let Some(path) = &common.keys_file {
-        keys.extend(KeyRing::load(path)?);
-    }
-    if keys.is_empty() {
+    let (keys_file, ring) = match &common.keys_file {
+        Some(path) => {
+            let (file, ring) = KeysFile::open(path, keys)?;
+            (Some(file), ring)
+        }
+        None => (None, keys),
+    };
+    if ring.is_empty() {
         tracing::warn!(
             service = service.name(),
             "no caller keys are configured: every call but health and reflection is refused"
         );
     }
-    let keys = Arc::new(keys);
-    match settings {
+    let keys = SharedKeyRing::new(ring);
+    let server = match settings {
         Settings::Identity(settings) => {
-            roster_identity::start(common, settings, keys, shutdown).await
+            roster_identity::start(common, settings, keys.clone(), shutdown.clone()).await
         }
         Settings::BulkImport(settings) => {
-            roster_bulk_import::start(common, settings, keys, shutdown).await
+            roster_bulk_import::start(common, settings, keys.clone(), shutdown.clone()).await
         }
         Settings::Notification(settings) => {
-            roster_notification::start(common, settings, keys, shutdown).await
+            roster_notification::start(common, settings, keys.clone(), shutdown.clone()).await
         }
     }
-    .with_context(|| format!("{} did not start", service.name()))
+    .with_context(|| format!("{} did not start", service.name()))?;
+    if let Some(file) = keys_file {
+        reload::watch(
+            file,
+            keys,
+            common.keys_reload_interval(),
+            &server.metrics,
+            shutdown,
+        );
+    }
+    Ok(server)
 }
 
-/// `roster serve <service>`: runs until SIGTERM or SIGINT, then drains and exits.
+/// `roster serve <service>`: runs until SIGTERM or SIGINT, then drains and exits (SIGHUP reads
+/// the keys file again).
 pub async fn serve(service: Service, config: Option<&Path>) -> anyhow::Result<()> {
     let (common, settings) = load(service, Loader::new(service).file(config))?;
     let _telemetry = telemetry::init(&format!("roster-{}", service.name()), common.log_format);

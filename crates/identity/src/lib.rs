@@ -24,7 +24,6 @@ pub mod store;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::identity::v1::account_service_server::AccountServiceServer;
@@ -34,7 +33,7 @@ use roster_proto::identity::v1::profile_service_server::ProfileServiceServer;
 use roster_runtime::peer::{Peer, PeerKeys, PeerSettings, PeerTls};
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
 use roster_runtime::settings::SettingsError;
-use roster_runtime::{CommonSettings, KeyRing, Service, Shutdown};
+use roster_runtime::{CommonSettings, Service, SharedKeyRing, Shutdown};
 use serde::{Deserialize, Serialize};
 
 /// Deadline of one call to NotificationService unless configured.
@@ -269,7 +268,7 @@ pub struct Started {
 pub async fn start(
     common: &CommonSettings,
     settings: Settings,
-    keys: Arc<KeyRing>,
+    keys: SharedKeyRing,
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {
     Ok(start_all(common, settings, keys, shutdown).await?.server)
@@ -279,7 +278,7 @@ pub async fn start(
 pub async fn start_all(
     common: &CommonSettings,
     settings: Settings,
-    keys: Arc<KeyRing>,
+    keys: SharedKeyRing,
     shutdown: Shutdown,
 ) -> anyhow::Result<Started> {
     let relay = relay::RelayConfig::from_settings(&settings)?;

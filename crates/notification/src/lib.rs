@@ -20,7 +20,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use roster_proto::notification::v1::notification_service_server::NotificationServiceServer;
 use roster_runtime::server::{RunningServer, ServerConfig, ServiceSet, open_database, serve};
-use roster_runtime::{CommonSettings, KeyRing, Shutdown};
+use roster_runtime::{CommonSettings, SharedKeyRing, Shutdown};
 use tokio::sync::Notify;
 
 pub use settings::{MailUrl, Settings};
@@ -35,7 +35,7 @@ use domain::templates::Templates;
 pub async fn start(
     common: &CommonSettings,
     settings: Settings,
-    keys: Arc<KeyRing>,
+    keys: SharedKeyRing,
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {
     settings.validate()?;

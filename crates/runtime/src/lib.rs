@@ -33,7 +33,7 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod work;
 
-pub use auth::{Caller, KeyRing};
+pub use auth::{Caller, KeyRing, SharedKeyRing};
 pub use error::ApiError;
 pub use settings::{CommonSettings, Service};
 pub use shutdown::Shutdown;

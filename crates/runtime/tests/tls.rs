@@ -4,7 +4,6 @@
 //! health listener (`health_addr`) answers what kubelet's gRPC probes ask, and nothing else.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{
@@ -12,7 +11,7 @@ use rcgen::{
 };
 use roster_runtime::client::{Client, ClientConfig, ClientTls};
 use roster_runtime::server::{RunningServer, ServerConfig, ServerTls, ServiceSet, serve};
-use roster_runtime::{KeyRing, Shutdown};
+use roster_runtime::{SharedKeyRing, Shutdown};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 use tonic_health::pb::HealthCheckRequest;
@@ -124,7 +123,7 @@ async fn start_with(config: ServerConfig) -> (RunningServer, Shutdown) {
     let server = serve(
         config,
         ServiceSet::new(),
-        Arc::new(KeyRing::default()),
+        SharedKeyRing::default(),
         None,
         shutdown.clone(),
     )
@@ -360,7 +359,7 @@ async fn a_health_addr_already_in_use_stops_the_start() {
             ..config(ca.server_tls(None))
         },
         ServiceSet::new(),
-        Arc::new(KeyRing::default()),
+        SharedKeyRing::default(),
         None,
         Shutdown::new(),
     )

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
-use roster_runtime::{KeyRing, Service, Shutdown};
+use roster_runtime::{Service, SharedKeyRing, Shutdown};
 use roster_tests::clients::Identity;
 use roster_tests::{
     ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, both_backends, identity_settings,
@@ -61,15 +61,10 @@ async fn a_notification_url_without_a_key_stops_identity_at_start() {
     let start = |settings: roster_identity::Settings| {
         let common = common.clone();
         async move {
-            roster_identity::start(
-                &common,
-                settings,
-                Arc::new(KeyRing::default()),
-                Shutdown::new(),
-            )
-            .await
-            .err()
-            .map(|error| format!("{error:#}"))
+            roster_identity::start(&common, settings, SharedKeyRing::default(), Shutdown::new())
+                .await
+                .err()
+                .map(|error| format!("{error:#}"))
         }
     };
     let notification_url = Some("http://127.0.0.1:9".to_owned());

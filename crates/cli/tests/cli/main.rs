@@ -9,6 +9,7 @@ mod events_kill;
 mod faults;
 mod import_kill;
 mod json_output;
+mod keys_reload;
 mod operations;
 mod operator;
 mod outbox;

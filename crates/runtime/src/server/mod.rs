@@ -33,7 +33,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tracing::Instrument;
 
-use crate::auth::{AuthLayer, KeyRing};
+use crate::auth::{AuthLayer, SharedKeyRing};
 use crate::db::ServiceDatabase;
 use crate::deadline::DeadlineLayer;
 use crate::metrics::Metrics;
@@ -130,7 +130,7 @@ impl RunningServer {
 pub async fn serve(
     config: ServerConfig,
     services: ServiceSet,
-    keys: Arc<KeyRing>,
+    keys: SharedKeyRing,
     database: Option<ServiceDatabase>,
     shutdown: Shutdown,
 ) -> anyhow::Result<RunningServer> {

@@ -76,6 +76,7 @@ impl Loader {
             .set_default(key("concurrency_limit"), 256)?
             .set_default(key("max_message_bytes"), 8 * 1024 * 1024)?
             .set_default(key("max_header_list_bytes"), 16 * 1024)?
+            .set_default(key("keys_reload_seconds"), 1)?
             .set_default(key("db_health_interval_seconds"), 2)?
             .set_default(key("db_max_connections"), 16)?
             .set_default(key("rate_limit_per_second"), 1000)?

@@ -122,6 +122,10 @@ pub struct CommonSettings {
     pub max_header_list_bytes: u32,
     /// Path of the TOML file holding the caller keys (as SHA-256 hashes).
     pub keys_file: Option<PathBuf>,
+    /// How often, in seconds, the keys file is looked at for a change, which is then put in
+    /// force without a restart (SIGHUP reloads it at once whatever this says); 0 turns the
+    /// looking off.
+    pub keys_reload_seconds: u64,
     /// How often the database is pinged for the health status.
     pub db_health_interval_seconds: u64,
     /// Largest number of pooled database connections.
@@ -159,6 +163,11 @@ impl CommonSettings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    /// How often the keys file is looked at for a change; `None` when only SIGHUP reloads it.
+    pub fn keys_reload_interval(&self) -> Option<Duration> {
+        (self.keys_reload_seconds > 0).then(|| Duration::from_secs(self.keys_reload_seconds))
     }
 
     pub fn db_health_interval(&self) -> Duration {

@@ -15,10 +15,16 @@
 //! The [`AuthLayer`] resolves the key to a [`Caller`], checks the scope that the called gRPC
 //! service needs, and puts the caller in the request extensions, where handlers read it with
 //! [`caller`]. Which account a call may touch is decided by the handlers, which know the account.
+//!
+//! The layer consults a [`SharedKeyRing`], which [`reload`] replaces as a whole when the keys file
+//! changes or the process receives SIGHUP: a call sees either the old keys or the new ones, never
+//! a mix, and no restart is needed to rotate a key.
+
+pub mod reload;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::task::{Context, Poll};
 
 use futures::future::{Either, Ready, ready};
@@ -280,6 +286,54 @@ impl KeyRing {
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
     }
+
+    /// How many keys the ring holds.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+}
+
+/// The key ring in force, replaced as a whole while the servers run. Cheap to clone; clones
+/// share the ring. Reading it is one uncontended read lock; a replacement holds the write lock
+/// only to swap a pointer.
+#[derive(Clone, Debug, Default)]
+pub struct SharedKeyRing {
+    current: Arc<RwLock<Arc<KeyRing>>>,
+}
+
+impl SharedKeyRing {
+    pub fn new(ring: KeyRing) -> Self {
+        Self {
+            current: Arc::new(RwLock::new(Arc::new(ring))),
+        }
+    }
+
+    /// The ring in force now.
+    pub fn current(&self) -> Arc<KeyRing> {
+        // A panic cannot leave the ring half-replaced (the write is one pointer swap), so a
+        // poisoned lock still holds a whole ring.
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `ring` in force for every call that starts from now on.
+    pub fn replace(&self, ring: KeyRing) {
+        let ring = Arc::new(ring);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = ring;
+    }
+
+    /// Runs `f` on the ring in force, under the read lock.
+    fn with<T>(&self, f: impl FnOnce(&KeyRing) -> T) -> T {
+        f(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl From<KeyRing> for SharedKeyRing {
+    fn from(ring: KeyRing) -> Self {
+        Self::new(ring)
+    }
 }
 
 /// SHA-256 of a key, as stored in the keys file.
@@ -304,12 +358,12 @@ fn toml_from_str(text: &str) -> Result<KeysFile, String> {
 /// caller's rate.
 #[derive(Clone)]
 pub struct AuthLayer {
-    keys: Arc<KeyRing>,
+    keys: SharedKeyRing,
     limiter: Arc<RateLimiter>,
 }
 
 impl AuthLayer {
-    pub fn new(keys: Arc<KeyRing>, limiter: Arc<RateLimiter>) -> Self {
+    pub fn new(keys: SharedKeyRing, limiter: Arc<RateLimiter>) -> Self {
         Self { keys, limiter }
     }
 }
@@ -330,7 +384,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 #[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
-    keys: Arc<KeyRing>,
+    keys: SharedKeyRing,
     limiter: Arc<RateLimiter>,
 }
 
@@ -351,7 +405,10 @@ where
         let Some(scope) = required_scope(request.uri().path()) else {
             return Either::Right(self.inner.call(request));
         };
-        let admitted = authorize(&self.keys, request.headers(), scope).and_then(|caller| {
+        let authorized = self
+            .keys
+            .with(|keys| authorize(keys, request.headers(), scope));
+        let admitted = authorized.and_then(|caller| {
             self.limiter
                 .admit(&caller.name)
                 .map(|()| caller)
@@ -443,5 +500,53 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("sha256"), "{error}");
+    }
+
+    /// The gRPC status an [`Auth`] service answers for a call with `key`: `None` when it
+    /// passes the call on.
+    async fn status_for(auth: &mut Auth<EchoService>, key: &str) -> Option<String> {
+        use tower::Service;
+        let request = http::Request::builder()
+            .uri("/roster.identity.v1.ProfileService/GetProfile")
+            .header(http::header::AUTHORIZATION, format!("Bearer {key}"))
+            .body(())
+            .expect("a request");
+        let response = auth.call(request).await.expect("the service answers");
+        response
+            .headers()
+            .get("grpc-status")
+            .map(|status| status.to_str().expect("an ASCII status").to_owned())
+    }
+
+    type EchoService = tower::util::ServiceFn<
+        fn(http::Request<()>) -> Ready<Result<http::Response<String>, std::convert::Infallible>>,
+    >;
+
+    fn echo(
+        _: http::Request<()>,
+    ) -> Ready<Result<http::Response<String>, std::convert::Infallible>> {
+        ready(Ok(http::Response::new(String::new())))
+    }
+
+    #[tokio::test]
+    async fn a_replaced_key_ring_is_in_force_for_the_next_call_of_a_running_layer() {
+        let mut old = KeyRing::default();
+        old.insert_plaintext("old-key", "old", &["admin"], AccountAccess::All);
+        let keys = SharedKeyRing::new(old);
+        let layer = AuthLayer::new(keys.clone(), Arc::new(RateLimiter::new(0, 0)));
+        let mut auth = tower::Layer::layer(&layer, tower::service_fn(echo as fn(_) -> _));
+        assert_eq!(status_for(&mut auth, "old-key").await, None);
+
+        let mut new = KeyRing::default();
+        new.insert_plaintext("new-key", "new", &["admin"], AccountAccess::All);
+        keys.replace(new);
+
+        assert_eq!(status_for(&mut auth, "new-key").await, None);
+        let unauthenticated = (tonic::Code::Unauthenticated as i32).to_string();
+        assert_eq!(
+            status_for(&mut auth, "old-key").await,
+            Some(unauthenticated)
+        );
+        assert_eq!(keys.current().len(), 1);
     }
 }
