@@ -506,6 +506,19 @@ async fn every_command_prints_its_response_message_as_json() {
             .await,
     );
     assert!(!verified.verified);
+    let state: id::GetSignInStateResponse = decode(
+        &coverage
+            .run(&suite, "passwords signin-state", &[&profile.id])
+            .await,
+    );
+    assert_eq!(state.failures, 1);
+    let unlocked: id::ClearSignInThrottleResponse = decode(
+        &coverage
+            .run(&suite, "passwords unlock", &[&profile.id])
+            .await,
+    );
+    assert!(!unlocked.unlocked);
+    assert_eq!(unlocked.failures_cleared, 1);
 
     // notifications
     let sent: notification::SendEmailResponse = decode(
@@ -721,6 +734,12 @@ async fn every_command_prints_its_response_message_as_json() {
             .await,
     );
     assert!(deleted.profile.is_some_and(|p| p.delete_time.is_some()));
+    let undeleted: id::UndeleteProfileResponse = decode(
+        &coverage
+            .run(&suite, "profiles undelete", &[&profile.id])
+            .await,
+    );
+    assert!(undeleted.profile.is_some_and(|p| p.delete_time.is_none()));
 
     let every: BTreeSet<String> = leaf_commands(&[])
         .into_iter()
