@@ -2,10 +2,10 @@
 //! attempt only while its worker still holds that lease.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, Iterable, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -53,7 +53,9 @@ impl Store {
             let mut update = claim_update(owner, now, lease_until)
                 .filter(Column::Id.in_subquery(due_ids(now, limit).into_query()))
                 .into_query();
-            update.returning_all();
+            // The columns by name, not `*`: a statement prepared before a migration added a
+            // column would otherwise return more columns than its cached description.
+            update.returning(Query::returning().columns(notification::Column::iter()));
             let statement = self.db.get_database_backend().build(&update);
             all(notification::Entity::find()
                 .from_raw_sql(statement)
