@@ -82,8 +82,7 @@ pub async fn start(
             store,
             templates,
             wake,
-            settings.message_id_domain.clone(),
-            app::ActionCounters::register(services.metrics())
+            settings.message_id_domain.clone()
         )),
         common
     ));

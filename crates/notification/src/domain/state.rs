@@ -1,7 +1,5 @@
 //! Where a notification's delivery is: QUEUED → SENDING → SENT | RETRYING | FAILED, and
 //! RETRYING → SENDING. A SENDING message whose lease ran out (its worker died) is due again.
-//! An operator moves a message by hand: FAILED → QUEUED (retry) and QUEUED | RETRYING →
-//! CANCELLED (cancel).
 
 /// The delivery state of a notification, stored as its upper-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -14,20 +12,17 @@ pub enum DeliveryState {
     Sent,
     /// The last attempt failed temporarily; another is due at `next_attempt_at`.
     Retrying,
-    /// Given up. Final for the workers; an operator may queue it again.
+    /// Given up. Final.
     Failed,
-    /// Cancelled before it was sent. Final: never sent.
-    Cancelled,
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 6] = [
+    pub const ALL: [DeliveryState; 5] = [
         DeliveryState::Queued,
         DeliveryState::Sending,
         DeliveryState::Sent,
         DeliveryState::Retrying,
         DeliveryState::Failed,
-        DeliveryState::Cancelled,
     ];
 
     /// The stored name.
@@ -38,7 +33,6 @@ impl DeliveryState {
             DeliveryState::Sent => "SENT",
             DeliveryState::Retrying => "RETRYING",
             DeliveryState::Failed => "FAILED",
-            DeliveryState::Cancelled => "CANCELLED",
         }
     }
 
@@ -47,12 +41,13 @@ impl DeliveryState {
         Self::ALL.into_iter().find(|state| state.as_str() == name)
     }
 
-    /// States a worker may claim once `next_attempt_at` has passed; also the states a message
-    /// can be cancelled in, since no worker is sending it.
-    pub const WAITING: [DeliveryState; 2] = [DeliveryState::Queued, DeliveryState::Retrying];
+    /// SENT and FAILED never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, DeliveryState::Sent | DeliveryState::Failed)
+    }
 
-    /// The only state a message can be retried from.
-    pub const RETRYABLE: [DeliveryState; 1] = [DeliveryState::Failed];
+    /// States a worker may claim once `next_attempt_at` has passed.
+    pub const WAITING: [DeliveryState; 2] = [DeliveryState::Queued, DeliveryState::Retrying];
 }
 
 #[cfg(test)]
