@@ -21,6 +21,31 @@ pub struct Account {
     pub updated_at: DateTime<Utc>,
     /// Grows with every change; the etag is made of it.
     pub version: i64,
+    /// When DeleteAccount deleted it (`None`: open).
+    #[serde(default)]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// When its personal data was purged, `account_retention_days` after its deletion; it
+    /// cannot be undeleted after that.
+    #[serde(default)]
+    pub purged_at: Option<DateTime<Utc>>,
+}
+
+impl Account {
+    /// FAILED_PRECONDITION when the account was deleted: nothing in it changes until
+    /// UndeleteAccount brings it back.
+    pub fn ensure_open(&self) -> Result<(), IdentityError> {
+        match self.deleted_at {
+            None => Ok(()),
+            Some(_) => Err(account_deleted()),
+        }
+    }
+}
+
+/// The refusal of a change in a deleted account.
+pub fn account_deleted() -> IdentityError {
+    IdentityError::Precondition(
+        "the account is deleted: nothing in it changes until UndeleteAccount brings it back".into(),
+    )
 }
 
 /// Longest display name, in characters.

@@ -41,6 +41,8 @@ pub const NOTIFICATION_TIMEOUT_SECONDS: u64 = 10;
 
 /// How long after its deletion a profile can be brought back, unless configured otherwise.
 pub const DEFAULT_PROFILE_RESTORE_DAYS: u64 = 30;
+/// Days after DeleteAccount before the account's personal data is purged, by default.
+pub const DEFAULT_ACCOUNT_RETENTION_DAYS: u64 = 30;
 
 /// Settings of the identity service (`ROSTER_IDENTITY__<KEY>`). (`Serialize` lists the keys it
 /// reads, to tell unknown ones; the `Debug` form hides the key.)
@@ -68,6 +70,9 @@ pub struct Settings {
     /// within it, and a SCIM client that creates the same username with the same external id
     /// within it gets the same profile.
     pub profile_restore_days: u64,
+    /// How long after DeleteAccount an account can be undeleted; then its personal data is
+    /// purged (profiles' names, emails and credentials), keeping the usernames retired.
+    pub account_retention_days: u64,
     /// How long a reset link works.
     pub reset_token_ttl_seconds: u64,
     /// How identity reaches NotificationService (`[identity.notification]`:
@@ -130,6 +135,7 @@ impl Default for Settings {
             scim_requests_per_second: 50,
             scim_request_burst: 100,
             profile_restore_days: DEFAULT_PROFILE_RESTORE_DAYS,
+            account_retention_days: DEFAULT_ACCOUNT_RETENTION_DAYS,
             notification_url: None,
             notification_key: None,
             notification_key_file: None,
@@ -179,6 +185,8 @@ impl fmt::Debug for Settings {
             .field("events_nats_url", &self.events_nats_url)
             .field("events_stream", &self.events_stream)
             .field("event_retention_days", &self.event_retention_days)
+            .field("profile_restore_days", &self.profile_restore_days)
+            .field("account_retention_days", &self.account_retention_days)
             .finish_non_exhaustive()
     }
 }
@@ -287,9 +295,17 @@ pub async fn start_all(
     let store = store::Store::new(database.connection().clone());
     let hasher = hashing::Hasher::start(&settings.hashing)?;
     let passwords = app::credentials::Passwords::new(store.clone(), hasher, settings.clone());
-    let identity =
-        app::Identity::new(store.clone()).with_restore_days(settings.profile_restore_days);
+    let identity = app::Identity::new(store.clone())
+        .with_restore_days(settings.profile_restore_days)
+        .with_account_retention_days(settings.account_retention_days);
     let mut services = ServiceSet::new();
+    app::offboarding::spawn(
+        identity.clone(),
+        keys.clone(),
+        common,
+        services.metrics(),
+        &shutdown,
+    );
     relay::watch_outbox(services.metrics(), store.clone());
     let feed = events::start(
         store.clone(),

@@ -80,6 +80,8 @@ impl Identity {
         get_account(GetAccountRequest) -> GetAccountResponse;
         update_account(UpdateAccountRequest) -> UpdateAccountResponse;
         list_accounts(ListAccountsRequest) -> ListAccountsResponse;
+        delete_account(DeleteAccountRequest) -> DeleteAccountResponse;
+        undelete_account(UndeleteAccountRequest) -> UndeleteAccountResponse;
         get_password_policy(GetPasswordPolicyRequest) -> GetPasswordPolicyResponse;
         update_password_policy(UpdatePasswordPolicyRequest) -> UpdatePasswordPolicyResponse;
         create_scim_token(CreateScimTokenRequest) -> CreateScimTokenResponse;

@@ -75,6 +75,8 @@ struct Prepared {
 enum Call {
     CreateAccount(pb::CreateAccountRequest),
     UpdateAccount(pb::UpdateAccountRequest),
+    DeleteAccount(pb::DeleteAccountRequest),
+    UndeleteAccount(pb::UndeleteAccountRequest),
     UpdatePasswordPolicy(pb::UpdatePasswordPolicyRequest),
     CreateScimToken(pb::CreateScimTokenRequest),
     RevokeScimToken(pb::RevokeScimTokenRequest),
@@ -119,6 +121,8 @@ impl Call {
         match self {
             Call::CreateAccount(_) => "/roster.identity.v1.AccountService/CreateAccount",
             Call::UpdateAccount(_) => "/roster.identity.v1.AccountService/UpdateAccount",
+            Call::DeleteAccount(_) => "/roster.identity.v1.AccountService/DeleteAccount",
+            Call::UndeleteAccount(_) => "/roster.identity.v1.AccountService/UndeleteAccount",
             Call::UpdatePasswordPolicy(_) => {
                 "/roster.identity.v1.AccountService/UpdatePasswordPolicy"
             }
@@ -150,6 +154,8 @@ impl Call {
         match self.clone() {
             Call::CreateAccount(request) => answered(identity.create_account(request).await),
             Call::UpdateAccount(request) => answered(identity.update_account(request).await),
+            Call::DeleteAccount(request) => answered(identity.delete_account(request).await),
+            Call::UndeleteAccount(request) => answered(identity.undelete_account(request).await),
             Call::UpdatePasswordPolicy(request) => {
                 answered(identity.update_password_policy(request).await)
             }
@@ -745,6 +751,22 @@ fn table() -> Vec<(&'static str, Entry)> {
             ReadsOnly("lists accounts"),
         ),
         (
+            "/roster.identity.v1.AccountService/DeleteAccount",
+            Writes(vec![case(
+                "one `roster.account.deleted` about the account: its deletion time and how many \
+                 profiles the deletion took, not one event per profile",
+                |world| Box::pin(delete_account(world)),
+            )]),
+        ),
+        (
+            "/roster.identity.v1.AccountService/UndeleteAccount",
+            Writes(vec![case(
+                "one `roster.account.restored` about the account: its deletion time to nothing \
+                 and how many profiles came back",
+                |world| Box::pin(undelete_account(world)),
+            )]),
+        ),
+        (
             "/roster.identity.v1.AccountService/GetPasswordPolicy",
             ReadsOnly("reads an account's policy"),
         ),
@@ -1059,6 +1081,77 @@ async fn update_account(world: &World) -> Prepared {
         refusal: (
             Call::UpdateAccount(request("update-account-stale", "Stale Co")),
             Expect::Refused(Code::Aborted),
+        ),
+    }
+}
+
+async fn delete_account(world: &World) -> Prepared {
+    let account = world.own_account("Leaving Co").await;
+    world
+        .identity
+        .person(&account.id, "Lea", "Leaving", "lea@leaving.example")
+        .await;
+    let request = |request_id: &str| pb::DeleteAccountRequest {
+        id: account.id.clone(),
+        etag: account.etag.clone(),
+        request_id: request_id.into(),
+    };
+    Prepared {
+        call: Call::DeleteAccount(request("delete-account")),
+        answered: Expect::Answered,
+        events: vec![Expected::of_account(
+            "roster.account.deleted",
+            &account.id,
+            "delete-account",
+            vec![set("delete_time", Want::Time), set("profiles_deleted", "1")],
+        )],
+        replay: Expect::FirstAnswer,
+        // The etag of the account before the call.
+        refusal: (
+            Call::DeleteAccount(request("delete-account-stale")),
+            Expect::Refused(Code::Aborted),
+        ),
+    }
+}
+
+async fn undelete_account(world: &World) -> Prepared {
+    let account = world.own_account("Returning Co").await;
+    let deleted = world
+        .identity
+        .delete_account(pb::DeleteAccountRequest {
+            id: account.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("deleted")
+        .account
+        .expect("account");
+    let request = |request_id: &str| pb::UndeleteAccountRequest {
+        id: account.id.clone(),
+        etag: deleted.etag.clone(),
+        request_id: request_id.into(),
+    };
+    Prepared {
+        call: Call::UndeleteAccount(request("undelete-account")),
+        answered: Expect::Answered,
+        events: vec![Expected::of_account(
+            "roster.account.restored",
+            &account.id,
+            "undelete-account",
+            vec![
+                cleared("delete_time", Want::Time),
+                set("profiles_restored", "0"),
+            ],
+        )],
+        replay: Expect::FirstAnswer,
+        // An open account is not undeleted.
+        refusal: (
+            Call::UndeleteAccount(pb::UndeleteAccountRequest {
+                id: account.id.clone(),
+                etag: String::new(),
+                request_id: "undelete-account-open".into(),
+            }),
+            Expect::Refused(Code::FailedPrecondition),
         ),
     }
 }

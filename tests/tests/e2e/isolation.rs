@@ -694,6 +694,25 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
             )],
         ),
         (
+            "/roster.identity.v1.AccountService/DeleteAccount",
+            // Only a key of every account deletes accounts: refused before the id is read.
+            vec![probe(Of::Account, Denied, |_, id| {
+                pb::DeleteAccountRequest {
+                    id: id.into(),
+                    ..Default::default()
+                }
+            })],
+        ),
+        (
+            "/roster.identity.v1.AccountService/UndeleteAccount",
+            vec![probe(Of::Account, Denied, |_, id| {
+                pb::UndeleteAccountRequest {
+                    id: id.into(),
+                    ..Default::default()
+                }
+            })],
+        ),
+        (
             "/roster.identity.v1.AccountService/GetPasswordPolicy",
             vec![probe(Of::Account, Denied, |_, account| {
                 pb::GetPasswordPolicyRequest {

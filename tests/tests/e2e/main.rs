@@ -21,6 +21,7 @@ mod lifecycle;
 mod metrics;
 mod notification;
 mod notification_tls;
+mod offboarding;
 mod passwords;
 mod profile_query;
 mod relay;

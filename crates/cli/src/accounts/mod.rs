@@ -1,5 +1,5 @@
-//! `roster accounts`: create, read and list accounts, read or change an account's password
-//! policy, and manage its SCIM tokens (AccountService on identity).
+//! `roster accounts`: create, read, list, delete and undelete accounts, read or change an
+//! account's password policy, and manage its SCIM tokens (AccountService on identity).
 //!
 //! - [`policy`]: `roster accounts policy get|set`.
 //! - [`scim_tokens`]: `roster accounts scim-token create|list|revoke`.
@@ -38,8 +38,33 @@ pub enum Command {
     },
     /// List the accounts the caller key may see, oldest first.
     List {
+        /// Also list deleted accounts.
+        #[arg(long)]
+        show_deleted: bool,
         #[command(flatten)]
         paging: Paging,
+    },
+    /// Delete an account (offboarding): its profiles are deleted, its keys and SCIM tokens
+    /// stop working, its imports and queued emails are cancelled; its personal data is
+    /// purged after account_retention_days unless it is undeleted first.
+    Delete {
+        /// The account's id.
+        id: String,
+        /// Delete only if the account still has this etag.
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+    /// Bring a deleted account back before its purge, with the profiles its deletion took.
+    Undelete {
+        /// The account's id.
+        id: String,
+        /// Undelete only if the account still has this etag.
+        #[arg(long)]
+        etag: Option<String>,
+        #[command(flatten)]
+        request_id: RequestIdArg,
     },
     /// Read or change an account's password policy.
     #[command(subcommand)]
@@ -108,7 +133,52 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 show_account(response.account.as_ref())
             })
         }
-        Command::List { paging } => {
+        Command::Delete {
+            id,
+            etag,
+            request_id,
+        } => {
+            let response = client
+                .call_idempotent(
+                    "roster.identity.v1.AccountService/DeleteAccount",
+                    request_id.get(),
+                    |request_id| pb::DeleteAccountRequest {
+                        id,
+                        etag: etag.unwrap_or_default(),
+                        request_id,
+                    },
+                    async |request| accounts.delete_account(request).await,
+                )
+                .await?;
+            output::show(client.json(), &response, |response| {
+                show_account(response.account.as_ref())
+            })
+        }
+        Command::Undelete {
+            id,
+            etag,
+            request_id,
+        } => {
+            let response = client
+                .call_idempotent(
+                    "roster.identity.v1.AccountService/UndeleteAccount",
+                    request_id.get(),
+                    |request_id| pb::UndeleteAccountRequest {
+                        id,
+                        etag: etag.unwrap_or_default(),
+                        request_id,
+                    },
+                    async |request| accounts.undelete_account(request).await,
+                )
+                .await?;
+            output::show(client.json(), &response, |response| {
+                show_account(response.account.as_ref())
+            })
+        }
+        Command::List {
+            show_deleted,
+            paging,
+        } => {
             let (items, next) = output::pages(&paging, "accounts", async |page_token| {
                 let response = client
                     .call(
@@ -117,6 +187,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                         pb::ListAccountsRequest {
                             page_size: paging.page_size,
                             page_token,
+                            show_deleted,
                         },
                         async |request| accounts.clone().list_accounts(request).await,
                     )
@@ -131,13 +202,20 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
             output::show(client.json(), &response, |response| {
                 output::listing(
                     "No accounts.",
-                    &["id", "display name", "extension digits", "created"],
+                    &[
+                        "id",
+                        "display name",
+                        "extension digits",
+                        "created",
+                        "deleted",
+                    ],
                     response.accounts.iter().map(|account| {
                         [
                             account.id.clone(),
                             account.display_name.clone(),
                             extension_digits(account),
                             output::time(account.create_time.as_ref()),
+                            deleted(account),
                         ]
                     }),
                     &response.next_page_token,
@@ -157,18 +235,29 @@ fn extension_digits(account: &pb::Account) -> String {
     )
 }
 
+/// When the account was deleted, empty while it is open.
+fn deleted(account: &pb::Account) -> String {
+    account
+        .delete_time
+        .as_ref()
+        .map(|time| output::time(Some(time)))
+        .unwrap_or_default()
+}
+
 fn show_account(account: Option<&pb::Account>) -> anyhow::Result<()> {
     let account = output::returned(account, "account")?;
-    output::outln!(
-        "{}",
-        output::details(&[
-            ("id", account.id.clone()),
-            ("display name", account.display_name.clone()),
-            ("extension digits", extension_digits(account)),
-            ("created", output::time(account.create_time.as_ref())),
-            ("updated", output::time(account.update_time.as_ref())),
-            ("etag", account.etag.clone()),
-        ])
-    )?;
+    let mut details = vec![
+        ("id", account.id.clone()),
+        ("display name", account.display_name.clone()),
+        ("extension digits", extension_digits(account)),
+        ("created", output::time(account.create_time.as_ref())),
+        ("updated", output::time(account.update_time.as_ref())),
+        ("etag", account.etag.clone()),
+    ];
+    if account.delete_time.is_some() {
+        details.push(("deleted", deleted(account)));
+        details.push(("purged at", output::time(account.purge_time.as_ref())));
+    }
+    output::outln!("{}", output::details(&details))?;
     Ok(())
 }

@@ -639,6 +639,21 @@ async fn every_command_prints_its_response_message_as_json() {
     );
     assert!(undeleted.profile.is_some_and(|p| p.delete_time.is_none()));
 
+    // An account of its own to delete and bring back.
+    let leaving: id::CreateAccountResponse = decode(
+        &coverage
+            .run(&suite, "accounts create", &["--name", "Leaving Ltd"])
+            .await,
+    );
+    let leaving = leaving.account.expect("an account").id;
+    let deleted: id::DeleteAccountResponse =
+        decode(&coverage.run(&suite, "accounts delete", &[&leaving]).await);
+    let deleted = deleted.account.expect("the deleted account");
+    assert!(deleted.delete_time.is_some() && deleted.purge_time.is_some());
+    let undeleted: id::UndeleteAccountResponse =
+        decode(&coverage.run(&suite, "accounts undelete", &[&leaving]).await);
+    assert!(undeleted.account.is_some_and(|a| a.delete_time.is_none()));
+
     let every: BTreeSet<String> = leaf_commands(&[])
         .into_iter()
         .map(|words| words.join(" "))

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use super::{EventType, FieldChange, NewEvent, Subject, Value};
 use crate::account::Account;
 use crate::assignment::{Extension, Role};
+use crate::ids::{AccountId, ProfileId};
 use crate::policy::PasswordPolicy;
 use crate::profile::{Profile, ProfileStatus};
 use crate::scim_token::ScimToken;
@@ -295,6 +296,71 @@ pub fn account_updated(before: &Account, after: &Account) -> Option<NewEvent> {
 pub fn policy_changed(before: &Account, after: &Account) -> Option<NewEvent> {
     let changes = diff(policy_fields(&before.policy), policy_fields(&after.policy));
     (!changes.is_empty()).then(|| account_event(after, EventType::PasswordPolicyChanged, changes))
+}
+
+/// `roster.account.deleted`: when, and how many of the account's profiles the deletion took
+/// with it (they are deleted by this one event; their own last events stay as they were).
+pub fn account_deleted(account: &Account, profiles: u64) -> NewEvent {
+    let deleted_at = account.deleted_at.map(|at| Value::Text(at.to_rfc3339()));
+    account_event(
+        account,
+        EventType::AccountDeleted,
+        vec![
+            FieldChange {
+                field: "delete_time".to_owned(),
+                old: None,
+                new: deleted_at,
+            },
+            FieldChange {
+                field: "profiles_deleted".to_owned(),
+                old: None,
+                new: Some(Value::from(profiles)),
+            },
+        ],
+    )
+}
+
+/// `roster.account.restored`: the deletion undone, and how many profiles came back with it.
+pub fn account_restored(before: &Account, after: &Account, profiles: u64) -> NewEvent {
+    let deleted_at = before.deleted_at.map(|at| Value::Text(at.to_rfc3339()));
+    account_event(
+        after,
+        EventType::AccountRestored,
+        vec![
+            FieldChange {
+                field: "delete_time".to_owned(),
+                old: deleted_at,
+                new: None,
+            },
+            FieldChange {
+                field: "profiles_restored".to_owned(),
+                old: None,
+                new: Some(Value::from(profiles)),
+            },
+        ],
+    )
+}
+
+/// `roster.account.purged`: the deleted account's personal data is being removed; it can no
+/// longer be undeleted.
+pub fn account_purged(account: AccountId) -> NewEvent {
+    NewEvent {
+        account_id: account,
+        subject: Subject::Account(account),
+        event_type: EventType::AccountPurged,
+        changes: Vec::new(),
+    }
+}
+
+/// `roster.profile.purged`: a deleted profile's names, email and credentials removed; its id
+/// and username stay (the username is never used again).
+pub fn profile_purged(account: AccountId, profile: ProfileId) -> NewEvent {
+    NewEvent {
+        account_id: account,
+        subject: Subject::Profile(profile),
+        event_type: EventType::ProfilePurged,
+        changes: Vec::new(),
+    }
 }
 
 /// What tells a SCIM token apart in its events: its id, display name, welcome-email setting

@@ -27,6 +27,12 @@ pub enum EventType {
     PasswordPolicyChanged,
     ScimTokenCreated,
     ScimTokenRevoked,
+    /// DeleteAccount: the account and every profile it had, in one event.
+    AccountDeleted,
+    /// UndeleteAccount: the account and the profiles its deletion took.
+    AccountRestored,
+    /// The account's personal data removed, `account_retention_days` after its deletion.
+    AccountPurged,
     ProfileCreated,
     ProfileUpdated,
     ProfileSuspended,
@@ -34,6 +40,8 @@ pub enum EventType {
     ProfileDeleted,
     /// A deleted profile brought back (same id, same username).
     ProfileRestored,
+    /// A deleted profile's personal data removed after its restore window.
+    ProfilePurged,
     UsernameChanged,
     RolesAssigned,
     RolesUnassigned,
@@ -47,18 +55,22 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order the README lists them.
-    pub const ALL: [EventType; 20] = [
+    pub const ALL: [EventType; 24] = [
         EventType::AccountCreated,
         EventType::AccountUpdated,
         EventType::PasswordPolicyChanged,
         EventType::ScimTokenCreated,
         EventType::ScimTokenRevoked,
+        EventType::AccountDeleted,
+        EventType::AccountRestored,
+        EventType::AccountPurged,
         EventType::ProfileCreated,
         EventType::ProfileUpdated,
         EventType::ProfileSuspended,
         EventType::ProfileActivated,
         EventType::ProfileDeleted,
         EventType::ProfileRestored,
+        EventType::ProfilePurged,
         EventType::UsernameChanged,
         EventType::RolesAssigned,
         EventType::RolesUnassigned,
@@ -78,12 +90,16 @@ impl EventType {
             EventType::PasswordPolicyChanged => "roster.account.password_policy_changed",
             EventType::ScimTokenCreated => "roster.account.scim_token_created",
             EventType::ScimTokenRevoked => "roster.account.scim_token_revoked",
+            EventType::AccountDeleted => "roster.account.deleted",
+            EventType::AccountRestored => "roster.account.restored",
+            EventType::AccountPurged => "roster.account.purged",
             EventType::ProfileCreated => "roster.profile.created",
             EventType::ProfileUpdated => "roster.profile.updated",
             EventType::ProfileSuspended => "roster.profile.suspended",
             EventType::ProfileActivated => "roster.profile.activated",
             EventType::ProfileDeleted => "roster.profile.deleted",
             EventType::ProfileRestored => "roster.profile.restored",
+            EventType::ProfilePurged => "roster.profile.purged",
             EventType::UsernameChanged => "roster.profile.username_changed",
             EventType::RolesAssigned => "roster.profile.roles_assigned",
             EventType::RolesUnassigned => "roster.profile.roles_unassigned",
@@ -154,6 +170,12 @@ pub enum Value {
 impl From<&str> for Value {
     fn from(text: &str) -> Self {
         Value::Text(text.to_owned())
+    }
+}
+
+impl From<u64> for Value {
+    fn from(number: u64) -> Self {
+        Value::Number(i64::try_from(number).unwrap_or(i64::MAX))
     }
 }
 

@@ -1,12 +1,14 @@
 //! AccountService (accounts, their password policies and their SCIM tokens): decode, call one
 //! use case of [`crate::app`], encode.
 
+use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::account_service_server::AccountService;
 use roster_proto::identity::v1::{
     CreateAccountRequest, CreateAccountResponse, CreateScimTokenRequest, CreateScimTokenResponse,
-    GetAccountRequest, GetAccountResponse, GetPasswordPolicyRequest, GetPasswordPolicyResponse,
-    ListAccountsRequest, ListAccountsResponse, ListScimTokensRequest, ListScimTokensResponse,
-    RevokeScimTokenRequest, RevokeScimTokenResponse, UpdateAccountRequest, UpdateAccountResponse,
+    DeleteAccountRequest, DeleteAccountResponse, GetAccountRequest, GetAccountResponse,
+    GetPasswordPolicyRequest, GetPasswordPolicyResponse, ListAccountsRequest, ListAccountsResponse,
+    ListScimTokensRequest, ListScimTokensResponse, RevokeScimTokenRequest, RevokeScimTokenResponse,
+    UndeleteAccountRequest, UndeleteAccountResponse, UpdateAccountRequest, UpdateAccountResponse,
     UpdatePasswordPolicyRequest, UpdatePasswordPolicyResponse,
 };
 use roster_runtime::ApiError;
@@ -20,7 +22,7 @@ use super::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::accounts::NewAccount;
 use crate::app::scim_tokens::NewScimToken;
-use crate::domain::account::{ACCOUNT_FIELDS, AccountPatch, POLICY_FIELDS, PolicyPatch};
+use crate::domain::account::{ACCOUNT_FIELDS, Account, AccountPatch, POLICY_FIELDS, PolicyPatch};
 use crate::domain::error::IdentityError;
 use crate::domain::ids::{AccountId, ScimTokenId};
 
@@ -33,6 +35,11 @@ impl AccountApi {
     pub fn new(app: Identity) -> Self {
         Self { app }
     }
+
+    /// `record` as the API shows it.
+    fn account(&self, record: &Account) -> pb::Account {
+        convert::account(record, self.app.account_purge_time(record))
+    }
 }
 
 #[tonic::async_trait]
@@ -43,13 +50,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<CreateAccountResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
-        if caller.account_limit().is_some() {
-            // Before any field is read: such a key learns nothing from its request's faults.
-            return Err(api_error(IdentityError::NotPermitted(
-                "a key limited to some accounts cannot create accounts".into(),
-            ))
-            .into());
-        }
+        refuse_limited(&caller, "create")?;
         check_request_id("request_id", &request.request_id)?;
         let new = NewAccount {
             display_name: request.display_name,
@@ -63,7 +64,7 @@ impl AccountService for AccountApi {
             .await
             .map_err(api_error)?;
         Ok(Response::new(CreateAccountResponse {
-            account: Some(convert::account(&account)),
+            account: Some(self.account(&account)),
         }))
     }
 
@@ -79,7 +80,7 @@ impl AccountService for AccountApi {
             .await
             .map_err(api_error)?;
         Ok(Response::new(GetAccountResponse {
-            account: Some(convert::account(&account)),
+            account: Some(self.account(&account)),
         }))
     }
 
@@ -127,7 +128,7 @@ impl AccountService for AccountApi {
             .await
             .map_err(api_error)?;
         Ok(Response::new(UpdateAccountResponse {
-            account: Some(convert::account(&account)),
+            account: Some(self.account(&account)),
         }))
     }
 
@@ -141,17 +142,57 @@ impl AccountService for AccountApi {
         let after = parse_id_token('p', &request.page_token)?.map(AccountId);
         let found = self
             .app
-            .list_accounts(&caller, after, limit + 1)
+            .list_accounts(&caller, after, request.show_deleted, limit + 1)
             .await
             .map_err(api_error)?;
         let more = found.len() as u64 > limit;
         let page = &found[..found.len().min(limit as usize)];
         Ok(Response::new(ListAccountsResponse {
-            accounts: page.iter().map(convert::account).collect(),
+            accounts: page.iter().map(|account| self.account(account)).collect(),
             next_page_token: match page.last() {
                 Some(last) if more => id_token('p', last.id.0),
                 _ => String::new(),
             },
+        }))
+    }
+
+    async fn delete_account(
+        &self,
+        request: Request<DeleteAccountRequest>,
+    ) -> Result<Response<DeleteAccountResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        refuse_limited(&caller, "delete")?;
+        check_request_id("request_id", &request.request_id)?;
+        let id = parse_id("id", &request.id)?;
+        let expected = parse_etag("etag", &request.etag)?;
+        let account = self
+            .app
+            .delete_account(&caller, &request.request_id, AccountId(id), expected)
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(DeleteAccountResponse {
+            account: Some(self.account(&account)),
+        }))
+    }
+
+    async fn undelete_account(
+        &self,
+        request: Request<UndeleteAccountRequest>,
+    ) -> Result<Response<UndeleteAccountResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        refuse_limited(&caller, "undelete")?;
+        check_request_id("request_id", &request.request_id)?;
+        let id = parse_id("id", &request.id)?;
+        let expected = parse_etag("etag", &request.etag)?;
+        let account = self
+            .app
+            .undelete_account(&caller, &request.request_id, AccountId(id), expected)
+            .await
+            .map_err(api_error)?;
+        Ok(Response::new(UndeleteAccountResponse {
+            account: Some(self.account(&account)),
         }))
     }
 
@@ -297,5 +338,17 @@ impl AccountService for AccountApi {
         Ok(Response::new(RevokeScimTokenResponse {
             token: Some(convert::scim_token(&token)),
         }))
+    }
+}
+
+/// PERMISSION_DENIED for a key limited to some accounts, before any field of the request is
+/// read: such a key learns nothing from its request's faults.
+fn refuse_limited(caller: &roster_runtime::Caller, what: &str) -> Result<(), Status> {
+    match caller.account_limit() {
+        None => Ok(()),
+        Some(_) => Err(api_error(IdentityError::NotPermitted(format!(
+            "a key limited to some accounts cannot {what} accounts"
+        )))
+        .into()),
     }
 }

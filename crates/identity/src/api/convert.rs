@@ -21,7 +21,8 @@ pub fn timestamp(time: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp 
     }
 }
 
-pub fn account(record: &Account) -> pb::Account {
+/// An account as the API shows it; `purge_time` is when a deleted account is purged.
+pub fn account(record: &Account, purge_time: Option<chrono::DateTime<chrono::Utc>>) -> pb::Account {
     pb::Account {
         id: record.id.to_string(),
         display_name: record.display_name.clone(),
@@ -30,6 +31,8 @@ pub fn account(record: &Account) -> pb::Account {
         etag: etag(record.version),
         extension_min_length: record.extension_bounds.min(),
         extension_max_length: record.extension_bounds.max(),
+        delete_time: record.deleted_at.map(timestamp),
+        purge_time: purge_time.map(timestamp),
     }
 }
 

@@ -102,10 +102,14 @@ impl Identity {
         &self,
         caller: &Caller,
         after: Option<AccountId>,
+        show_deleted: bool,
         limit: u64,
     ) -> Result<Vec<Account>, IdentityError> {
         let only = account_scope(caller).map(|accounts| accounts.into_iter().collect());
-        Ok(self.store.list_accounts(after, only, limit).await?)
+        Ok(self
+            .store
+            .list_accounts(after, only, show_deleted, limit)
+            .await?)
     }
 
     /// Changes an account's display name and extension bounds, at the version `expected`
@@ -185,6 +189,7 @@ impl Identity {
             call.request_id,
             async |txn| {
                 let account = account_at(store, txn, call.id, call.expected).await?;
+                account.ensure_open()?;
                 let (updated, event) = change(txn, &account).await?;
                 store
                     .append_events(txn, &origin, event.into_iter().collect())

@@ -86,6 +86,7 @@ impl Identity {
             .account_in(&txn, account_id)
             .await?
             .ok_or(IdentityError::NotFound("account"))?;
+        account.ensure_open()?;
         let keys: Vec<String> = items
             .iter()
             .map(|item| item.idempotency_key.clone())
@@ -262,6 +263,10 @@ impl Identity {
             done.push(kept);
         }
         store.insert_profiles(&txn, &inserts).await?;
+        if !inserts.is_empty() {
+            // A deletion of the account that committed since it was read above.
+            store.ensure_account_open(&txn, account_id).await?;
+        }
         store.update_profiles(&txn, &updates).await?;
         store.append_event_sets(&txn, &events).await?;
         if send_welcome_emails {

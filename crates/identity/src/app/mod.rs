@@ -12,6 +12,7 @@ pub mod batch;
 pub mod credentials;
 pub mod emails;
 pub mod events;
+pub mod offboarding;
 pub mod profiles;
 pub mod scim_tokens;
 pub mod signin;
@@ -35,6 +36,8 @@ pub struct Identity {
     store: Store,
     /// How long after its deletion a profile can be undeleted.
     restore_window: chrono::Duration,
+    /// How long after its deletion an account can be undeleted.
+    account_retention: chrono::Duration,
 }
 
 impl Identity {
@@ -44,6 +47,7 @@ impl Identity {
         Self {
             store,
             restore_window: restore_window(crate::DEFAULT_PROFILE_RESTORE_DAYS),
+            account_retention: restore_window(crate::DEFAULT_ACCOUNT_RETENTION_DAYS),
         }
     }
 
@@ -51,6 +55,14 @@ impl Identity {
     pub fn with_restore_days(self, days: u64) -> Self {
         Self {
             restore_window: restore_window(days),
+            ..self
+        }
+    }
+
+    /// The same use cases, a deleted account undeletable for `days` after its deletion.
+    pub fn with_account_retention_days(self, days: u64) -> Self {
+        Self {
+            account_retention: restore_window(days),
             ..self
         }
     }

@@ -77,6 +77,7 @@ impl Identity {
             request_id,
             async |txn| {
                 let created = store.create_profile(txn, new.account_id, &fields).await?;
+                store.ensure_account_open(txn, new.account_id).await?;
                 let mut events = vec![event::profile_created(&created)];
                 let mut profile = if new.suspended {
                     let suspended = store
@@ -263,6 +264,7 @@ impl Identity {
             else {
                 return Ok(None);
             };
+            store.ensure_account_open(txn, new.account_id).await?;
             let status = if new.suspended {
                 ProfileStatus::Suspended
             } else {
@@ -382,6 +384,7 @@ impl Identity {
                             .into(),
                     ));
                 }
+                store.ensure_account_open(txn, current.account_id).await?;
                 let deleted_at = current.deleted_at.unwrap_or(current.updated_at);
                 if deleted_at + self.restore_window < crate::store::now() {
                     return Err(IdentityError::Precondition(format!(

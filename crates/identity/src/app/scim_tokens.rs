@@ -88,6 +88,7 @@ impl Identity {
             request_id,
             async |txn| {
                 let token = store.create_scim_token(txn, row).await?;
+                store.ensure_account_open(txn, new.account_id).await?;
                 store
                     .append_events(txn, &origin, vec![event::scim_token_created(&token)])
                     .await?;

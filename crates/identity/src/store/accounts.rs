@@ -16,7 +16,7 @@ use crate::domain::ids::AccountId;
 use crate::domain::policy::PasswordPolicy;
 
 /// The account a stored row makes.
-fn account_of(model: account::Model) -> Result<Account, StoreError> {
+pub(super) fn account_of(model: account::Model) -> Result<Account, StoreError> {
     let policy = serde_json::from_str(&model.password_policy).map_err(|error| {
         IdentityError::Corrupt(format!("password policy of {}: {error}", model.id))
     })?;
@@ -38,6 +38,8 @@ fn account_of(model: account::Model) -> Result<Account, StoreError> {
         created_at: model.created_at,
         updated_at: model.updated_at,
         version: model.version,
+        deleted_at: model.deleted_at,
+        purged_at: model.purged_at,
     })
 }
 
@@ -61,6 +63,8 @@ impl Store {
             version: Set(1),
             extension_min_length: Set(extension_bounds.min() as i32),
             extension_max_length: Set(extension_bounds.max() as i32),
+            deleted_at: Set(None),
+            purged_at: Set(None),
         }
         .insert(conn)
         .await?;
@@ -85,14 +89,19 @@ impl Store {
             .transpose()
     }
 
-    /// Accounts in creation order after `after`, limited to `only` when given.
+    /// Accounts in creation order after `after`, limited to `only` when given, deleted ones
+    /// only with `show_deleted`.
     pub async fn list_accounts(
         &self,
         after: Option<AccountId>,
         only: Option<Vec<AccountId>>,
+        show_deleted: bool,
         limit: u64,
     ) -> Result<Vec<Account>, StoreError> {
         let mut query = account::Entity::find().order_by_asc(account::Column::Id);
+        if !show_deleted {
+            query = query.filter(account::Column::DeletedAt.is_null());
+        }
         if let Some(after) = after {
             query = query.filter(account::Column::Id.gt(after.0));
         }

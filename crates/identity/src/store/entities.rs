@@ -18,6 +18,10 @@ pub mod account {
         pub extension_min_length: i32,
         /// Most digits of a new extension number.
         pub extension_max_length: i32,
+        /// When DeleteAccount deleted it.
+        pub deleted_at: Option<DateTimeUtc>,
+        /// When its personal data was purged.
+        pub purged_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod credentials;
 mod entities;
 mod events;
 mod migrations;
+mod offboarding;
 mod outbox;
 mod profiles;
 mod query;

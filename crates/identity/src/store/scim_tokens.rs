@@ -130,14 +130,22 @@ impl Store {
             .map(|model| (token_of(model), revoked)))
     }
 
-    /// The active token whose secret has this SHA-256 (hex), if any.
+    /// The active token whose secret has this SHA-256 (hex), if any: not revoked, and of an
+    /// account that is not deleted.
     pub async fn active_scim_token(
         &self,
         secret_sha256: &str,
     ) -> Result<Option<ScimToken>, StoreError> {
+        use sea_orm::sea_query::Query;
+        let open_accounts = Query::select()
+            .column(account::Column::Id)
+            .from(account::Entity)
+            .and_where(account::Column::DeletedAt.is_null())
+            .to_owned();
         Ok(scim_token::Entity::find()
             .filter(scim_token::Column::SecretSha256.eq(secret_sha256))
             .filter(scim_token::Column::RevokedAt.is_null())
+            .filter(scim_token::Column::AccountId.in_subquery(open_accounts))
             .one(&self.db)
             .await?
             .map(token_of))

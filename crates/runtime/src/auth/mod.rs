@@ -144,6 +144,24 @@ impl Caller {
         }
     }
 
+    /// This caller without the `closed` (deleted) accounts; PERMISSION_DENIED (reason
+    /// ACCOUNT_DELETED) when it was limited to accounts that are all closed. A caller of every
+    /// account is unchanged: the services refuse changes of a deleted account themselves.
+    pub fn without_accounts(mut self, closed: &HashSet<Uuid>) -> Result<Self, ApiError> {
+        if let AccountAccess::Only(accounts) = &mut self.accounts
+            && accounts.iter().any(|account| closed.contains(account))
+        {
+            accounts.retain(|account| !closed.contains(account));
+            if accounts.is_empty() {
+                return Err(ApiError::PermissionDenied {
+                    reason: "ACCOUNT_DELETED",
+                    message: "the caller key may act only on accounts that were deleted".into(),
+                });
+            }
+        }
+        Ok(self)
+    }
+
     /// PERMISSION_DENIED unless the caller may touch `account`. For requests that name an
     /// account; objects reached by their own id answer NOT_FOUND instead (see DESIGN.md §8).
     pub fn require_account(&self, account: Uuid) -> Result<(), ApiError> {
@@ -293,19 +311,44 @@ impl KeyRing {
     }
 }
 
-/// The key ring in force, replaced as a whole while the servers run. Cheap to clone; clones
-/// share the ring. Reading it is one uncontended read lock; a replacement holds the write lock
-/// only to swap a pointer.
+/// The key ring in force, replaced as a whole while the servers run, and the accounts that
+/// were deleted (closed), whose limited keys no longer act on them. Cheap to clone; clones
+/// share both. Reading is one uncontended read lock; a replacement holds the write lock only
+/// to swap a pointer.
 #[derive(Clone, Debug, Default)]
 pub struct SharedKeyRing {
     current: Arc<RwLock<Arc<KeyRing>>>,
+    closed: Arc<RwLock<Arc<HashSet<Uuid>>>>,
 }
 
 impl SharedKeyRing {
     pub fn new(ring: KeyRing) -> Self {
         Self {
             current: Arc::new(RwLock::new(Arc::new(ring))),
+            closed: Arc::default(),
         }
+    }
+
+    /// Puts `accounts` in force as the deleted accounts: from the next call on, a key limited
+    /// to some accounts acts only on those of them still open, and a key whose accounts are
+    /// all deleted is refused. Keys of every account are not affected.
+    pub fn close_accounts(&self, accounts: HashSet<Uuid>) {
+        let accounts = Arc::new(accounts);
+        *self.closed.write().unwrap_or_else(PoisonError::into_inner) = accounts;
+    }
+
+    /// The deleted accounts in force now.
+    pub fn closed_accounts(&self) -> Arc<HashSet<Uuid>> {
+        self.closed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The caller a call with these headers makes, if it may call a service needing `scope`.
+    pub fn authorize(&self, headers: &http::HeaderMap, scope: &str) -> Result<Caller, ApiError> {
+        let caller = self.with(|keys| authorize(keys, headers, scope))?;
+        caller.without_accounts(&self.closed_accounts())
     }
 
     /// The ring in force now.
@@ -405,9 +448,7 @@ where
         let Some(scope) = required_scope(request.uri().path()) else {
             return Either::Right(self.inner.call(request));
         };
-        let authorized = self
-            .keys
-            .with(|keys| authorize(keys, request.headers(), scope));
+        let authorized = self.keys.authorize(request.headers(), scope);
         let admitted = authorized.and_then(|caller| {
             self.limiter
                 .admit(&caller.name)
@@ -548,5 +589,42 @@ mod tests {
             Some(unauthenticated)
         );
         assert_eq!(keys.current().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_of_deleted_accounts_only_is_refused_and_one_of_several_keeps_the_others() {
+        let (deleted, open) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut ring = KeyRing::default();
+        let only = |ids: &[Uuid]| AccountAccess::Only(ids.iter().copied().collect());
+        ring.insert_plaintext("one", "one", &["profiles"], only(&[deleted]));
+        ring.insert_plaintext("two", "two", &["profiles"], only(&[deleted, open]));
+        ring.insert_plaintext("all", "all", &["profiles"], AccountAccess::All);
+        let keys = SharedKeyRing::new(ring);
+        let layer = AuthLayer::new(keys.clone(), Arc::new(RateLimiter::new(0, 0)));
+        let mut auth = tower::Layer::layer(&layer, tower::service_fn(echo as fn(_) -> _));
+        assert_eq!(status_for(&mut auth, "one").await, None);
+
+        keys.close_accounts(HashSet::from([deleted]));
+
+        let denied = (tonic::Code::PermissionDenied as i32).to_string();
+        assert_eq!(status_for(&mut auth, "one").await, Some(denied));
+        assert_eq!(status_for(&mut auth, "two").await, None);
+        assert_eq!(status_for(&mut auth, "all").await, None);
+        let headers = |key: &str| {
+            let mut headers = http::HeaderMap::new();
+            let value = format!("Bearer {key}").parse().expect("a header value");
+            headers.insert(http::header::AUTHORIZATION, value);
+            headers
+        };
+        let two = keys.authorize(&headers("two"), "profiles").unwrap();
+        assert!(two.may_access(open) && !two.may_access(deleted));
+        assert!(
+            keys.authorize(&headers("all"), "profiles")
+                .unwrap()
+                .may_access(deleted)
+        );
+
+        keys.close_accounts(HashSet::new());
+        assert_eq!(status_for(&mut auth, "one").await, None);
     }
 }

@@ -2,6 +2,7 @@
 //! file, read top to bottom; each later area in a file of its own. A migration is never edited
 //! once released.
 
+mod account_deletion;
 mod events;
 mod external_id;
 mod kept_extensions;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(external_id::AddProfileExternalId),
             Box::new(scim_tokens::CreateScimTokens),
             Box::new(kept_extensions::CreateKeptExtensions),
+            Box::new(account_deletion::AddAccountDeletion),
         ]
     }
 }
