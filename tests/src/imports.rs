@@ -42,7 +42,7 @@ pub fn import_settings(identity: Option<SocketAddr>) -> roster_bulk_import::Sett
 pub fn identity_key_for_imports() -> TestKey {
     TestKey {
         key: IMPORT_IDENTITY_KEY.to_owned(),
-        scopes: vec!["profiles"],
+        scopes: vec!["profiles", "accounts.read"],
         accounts: AccountAccess::All,
     }
 }

@@ -231,6 +231,15 @@ pub async fn start(
 ) -> anyhow::Result<RunningServer> {
     settings.validate()?;
     let identity = identity::Identity::new(settings.identity_client()?)?;
+    let deleted = roster_runtime::auth::deleted::watch(
+        settings.identity_client()?,
+        keys.clone(),
+        common
+            .keys_reload_interval()
+            .unwrap_or(Duration::from_secs(1)),
+        shutdown.clone(),
+    )
+    .map_err(|error| anyhow::anyhow!("identity_url: {error}"))?;
     let database = open_database::<store::Migrator>(common).await?;
     let store = store::Store::new(database.connection().clone());
     let mut services = ServiceSet::new();
@@ -265,7 +274,9 @@ pub async fn start(
             import_ttl: Duration::from_secs(settings.import_ttl_seconds),
         },
         wake,
+        keys.clone(),
     );
+    app::offboarding::spawn(app.clone(), deleted, shutdown.clone());
     let api = api::ImportApi::new(
         app,
         identity,

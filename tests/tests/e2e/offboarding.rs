@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
+use roster_proto::imports::v1 as im;
 use roster_runtime::Service;
-use roster_tests::clients::Identity;
+use roster_tests::clients::{Identity, Imports};
+use roster_tests::imports::people_csv;
 use roster_tests::scim::Scim;
 use roster_tests::{
-    Backend, TestDatabase, TestKey, TestServer, both_backends, identity_settings,
-    newest_reset_token, raw, reason, test_settings,
+    ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, both_backends,
+    identity_settings, newest_reset_token, raw, reason, test_settings,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
 use tonic::Code;
@@ -26,6 +28,7 @@ const KEY_A: &str = "key-for-account-a";
 
 both_backends!(
     a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was,
+    bulk_import_refuses_the_key_and_cancels_then_purges_the_imports,
     the_purge_removes_personal_data_and_keeps_usernames_retired,
     profiles_created_while_the_account_is_deleted_are_never_left_active,
     only_a_key_of_every_account_deletes_or_undeletes_one,
@@ -732,4 +735,116 @@ async fn only_a_key_of_every_account_deletes_or_undeletes_one(backend: Backend) 
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound, "{unknown:?}");
+}
+
+/// Every RPC of `service` called with `key` is PERMISSION_DENIED (ACCOUNT_DELETED).
+async fn every_rpc_refuses(server: &TestServer, service: Service, key: &str) {
+    let channel = server.channel().await;
+    for (of, path) in raw::every_method() {
+        if of != service {
+            continue;
+        }
+        let status = raw::call(&channel, &path, Some(key), Vec::new())
+            .await
+            .expect_err(&path);
+        assert_eq!(status.code(), Code::PermissionDenied, "{path}: {status:?}");
+        assert_eq!(
+            reason(&status).as_deref(),
+            Some("ACCOUNT_DELETED"),
+            "{path}"
+        );
+    }
+}
+
+async fn bulk_import_refuses_the_key_and_cancels_then_purges_the_imports(backend: Backend) {
+    for retention_days in [30, 0] {
+        let settings = roster_identity::Settings {
+            account_retention_days: retention_days,
+            ..identity_settings()
+        };
+        let Some(suite) =
+            ImportSuite::start_with_identity(backend, settings, |_| {}, Vec::new()).await
+        else {
+            return;
+        };
+        let identity = suite.identity_client().await;
+        let a = suite.account("Leaving").await;
+        let key = TestKey::limited(KEY_A, &["imports"], &[a.parse().unwrap()]);
+        let imports = suite.import_replica(vec![key]).await;
+        let admin = Imports::new(imports.channel().await, ADMIN_KEY);
+        let as_a = Imports::new(imports.channel().await, KEY_A);
+        let waiting = as_a
+            .import_csv(&a, people_csv("leaving", 3))
+            .await
+            .expect("an import");
+        let waiting = admin
+            .wait_for_state(
+                &waiting.id,
+                &[im::ImportState::Validated],
+                Duration::from_secs(60),
+            )
+            .await;
+
+        identity
+            .delete_account(pb::DeleteAccountRequest {
+                id: a.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("DeleteAccount");
+        within_5_s("bulk-import refuses the deleted account's key", || async {
+            as_a.get_import(im::GetImportRequest {
+                import_id: waiting.id.clone(),
+            })
+            .await
+            .is_err_and(|status| status.code() == Code::PermissionDenied)
+        })
+        .await;
+        every_rpc_refuses(&imports, Service::BulkImport, KEY_A).await;
+        let refused = admin
+            .import_csv(&a, people_csv("late", 1))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert_eq!(reason(&refused).as_deref(), Some("ACCOUNT_DELETED"));
+        if retention_days > 0 {
+            // Within the retention: cancelled, kept, and the key works again after undelete.
+            let cancelled = admin
+                .wait_for_state(
+                    &waiting.id,
+                    &[im::ImportState::Cancelled],
+                    Duration::from_secs(5),
+                )
+                .await;
+            assert_eq!(cancelled.id, waiting.id);
+            identity
+                .undelete_account(pb::UndeleteAccountRequest {
+                    id: a.clone(),
+                    ..Default::default()
+                })
+                .await
+                .expect("UndeleteAccount");
+            within_5_s("the key works again", || async {
+                as_a.get_import(im::GetImportRequest {
+                    import_id: waiting.id.clone(),
+                })
+                .await
+                .is_ok()
+            })
+            .await;
+        } else {
+            // Purged at once: the import, its rows and report are gone.
+            within_5_s("the import purged", || async {
+                admin
+                    .get_import(im::GetImportRequest {
+                        import_id: waiting.id.clone(),
+                    })
+                    .await
+                    .is_err_and(|status| status.code() == Code::NotFound)
+            })
+            .await;
+            let report = admin.report(&waiting.id).await.unwrap_err();
+            assert_eq!(report.code(), Code::NotFound, "{report:?}");
+        }
+    }
 }

@@ -27,6 +27,11 @@ impl From<ImportError> for ApiError {
                 reason: "UPLOAD_ENDED",
                 message: error.to_string(),
             },
+            ImportError::AccountDeleted => ApiError::FailedPrecondition {
+                reason: "ACCOUNT_DELETED",
+                message: error.to_string(),
+                subject: "account".into(),
+            },
             ImportError::Store(error) => ApiError::internal(error),
         }
     }

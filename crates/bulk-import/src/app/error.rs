@@ -21,6 +21,11 @@ pub enum ImportError {
          after a pause: GetImport says why)"
     )]
     UploadEnded,
+    /// The import's account was deleted: nothing new is imported into it.
+    #[error(
+        "the account is deleted: nothing is imported into it until UndeleteAccount brings it back"
+    )]
+    AccountDeleted,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -46,6 +46,9 @@ impl ImportApp {
         caller: &Caller,
         file: ImportFile<'_>,
     ) -> Result<Begun, ImportError> {
+        if self.is_deleted(file.account_id.0) {
+            return Err(ImportError::AccountDeleted);
+        }
         let new = Import::new_upload(NewImport {
             account_id: file.account_id,
             file_name: file.file_name.to_owned(),

@@ -12,14 +12,15 @@
 
 mod error;
 pub mod imports;
+pub mod offboarding;
 pub mod rows;
 pub mod uploads;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use roster_runtime::Caller;
 use roster_runtime::telemetry::TraceContext;
+use roster_runtime::{Caller, SharedKeyRing};
 use tokio::sync::Notify;
 
 pub use error::ImportError;
@@ -43,14 +44,17 @@ pub struct ImportApp {
     config: AppConfig,
     /// Wakes this replica's worker when there is new work.
     wake: Arc<Notify>,
+    /// The accounts identity deleted, as last read (the key ring holds them).
+    closed: SharedKeyRing,
 }
 
 impl ImportApp {
-    pub fn new(store: Store, config: AppConfig, wake: Arc<Notify>) -> Self {
+    pub fn new(store: Store, config: AppConfig, wake: Arc<Notify>, closed: SharedKeyRing) -> Self {
         Self {
             store,
             config,
             wake,
+            closed,
         }
     }
 

@@ -20,6 +20,7 @@ pub mod entities;
 mod imports;
 mod leases;
 mod migrations;
+mod offboarding;
 mod rows;
 mod uploads;
 mod validation;

@@ -8,7 +8,7 @@
 //! [[keys]]
 //! name = "operator"
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-//! scopes = ["admin"]          # or any of: accounts, profiles, credentials, signin, events, imports, notifications
+//! scopes = ["admin"]          # or any of: accounts, accounts.read, profiles, credentials, signin, events, imports, notifications
 //! accounts = ["*"]            # or account ids
 //! ```
 //!
@@ -20,6 +20,7 @@
 //! changes or the process receives SIGHUP: a call sees either the old keys or the new ones, never
 //! a mix, and no restart is needed to rotate a key.
 
+pub mod deleted;
 pub mod reload;
 
 use std::collections::{HashMap, HashSet};
@@ -42,6 +43,10 @@ pub const GRPC: &str = "grpc";
 /// The scope that grants every other scope.
 pub const ADMIN_SCOPE: &str = "admin";
 
+/// The scope of reading accounts (GetAccount, ListAccounts), which `accounts` includes: what
+/// bulk-import and notification need to learn which accounts were deleted.
+pub const ACCOUNTS_READ_SCOPE: &str = "accounts.read";
+
 /// The scope a call to `path` (`/package.Service/Method`) needs; `None` for calls every caller
 /// may make without a key (health, reflection).
 pub fn required_scope(path: &str) -> Option<&'static str> {
@@ -50,6 +55,11 @@ pub fn required_scope(path: &str) -> Option<&'static str> {
         return None;
     }
     Some(match service {
+        "roster.identity.v1.AccountService"
+            if path.ends_with("/GetAccount") || path.ends_with("/ListAccounts") =>
+        {
+            ACCOUNTS_READ_SCOPE
+        }
         "roster.identity.v1.AccountService" => "accounts",
         "roster.identity.v1.ProfileService" => "profiles",
         "roster.identity.v1.CredentialService" if path.ends_with("/VerifyPassword") => "signin",
@@ -125,7 +135,9 @@ impl Caller {
     }
 
     pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes.contains(ADMIN_SCOPE) || self.scopes.contains(scope)
+        self.scopes.contains(ADMIN_SCOPE)
+            || self.scopes.contains(scope)
+            || (scope == ACCOUNTS_READ_SCOPE && self.scopes.contains("accounts"))
     }
 
     /// True when the caller may touch this account's data.
@@ -519,6 +531,21 @@ mod tests {
             required_scope("/roster.identity.v1.CredentialService/VerifyPassword"),
             Some("signin")
         );
+    }
+
+    #[test]
+    fn reading_accounts_needs_accounts_read_which_accounts_includes() {
+        for method in ["GetAccount", "ListAccounts"] {
+            let path = format!("/roster.identity.v1.AccountService/{method}");
+            assert_eq!(required_scope(&path), Some(ACCOUNTS_READ_SCOPE));
+        }
+        let delete = "/roster.identity.v1.AccountService/DeleteAccount";
+        assert_eq!(required_scope(delete), Some("accounts"));
+        let account = Uuid::new_v4();
+        let reader = Caller::limited("reader", &[ACCOUNTS_READ_SCOPE], account);
+        assert!(reader.has_scope(ACCOUNTS_READ_SCOPE) && !reader.has_scope("accounts"));
+        let writer = Caller::limited("writer", &["accounts"], account);
+        assert!(writer.has_scope(ACCOUNTS_READ_SCOPE) && writer.has_scope("accounts"));
     }
 
     #[test]

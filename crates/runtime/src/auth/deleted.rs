@@ -1,0 +1,132 @@
+//! The accounts identity deleted, as bulk-import and notification learn them: a task reads
+//! identity's ListAccounts (with `show_deleted`, every page) every few seconds, puts the
+//! deleted ones in force in the key ring (a key limited to them acts on nothing, as on
+//! identity itself), and tells the service's own workers, which cancel what the accounts had
+//! in progress and purge their data once identity has.
+//!
+//! The key the service calls identity with needs the `accounts.read` scope (or `accounts`).
+//! While identity cannot be read, the accounts last read stay in force, and the failure is
+//! logged once per outage.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use roster_proto::identity::v1 as pb;
+use roster_proto::identity::v1::account_service_client::AccountServiceClient;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::SharedKeyRing;
+use crate::Shutdown;
+use crate::client::{Client, ClientConfig, idempotent};
+
+/// An account identity deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletedAccount {
+    pub id: Uuid,
+    /// When identity purges (or purged) its personal data; the services purge theirs then.
+    pub purge_time: Option<SystemTime>,
+}
+
+impl DeletedAccount {
+    /// True once its purge time has come.
+    pub fn is_purged(&self, now: SystemTime) -> bool {
+        self.purge_time.is_some_and(|time| time <= now)
+    }
+}
+
+/// Every deleted account, as last read.
+pub type DeletedAccounts = Arc<Vec<DeletedAccount>>;
+
+/// Starts the task; the receiver holds the deleted accounts last read (none until the first
+/// read succeeds) and changes when they do.
+pub fn watch(
+    config: ClientConfig,
+    keys: SharedKeyRing,
+    every: Duration,
+    shutdown: Shutdown,
+) -> Result<watch::Receiver<DeletedAccounts>, crate::client::ClientError> {
+    let client = AccountServiceClient::new(Client::new(config)?);
+    let (sender, receiver) = watch::channel(DeletedAccounts::default());
+    tokio::spawn(follow(client, keys, sender, every, shutdown));
+    Ok(receiver)
+}
+
+async fn follow(
+    client: AccountServiceClient<Client>,
+    keys: SharedKeyRing,
+    sender: watch::Sender<DeletedAccounts>,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let mut failing = false;
+    loop {
+        match read(&client).await {
+            Ok(deleted) => {
+                if failing {
+                    tracing::info!("identity's deleted accounts are read again");
+                }
+                failing = false;
+                let ids: HashSet<Uuid> = deleted.iter().map(|account| account.id).collect();
+                if *keys.closed_accounts() != ids {
+                    tracing::info!(deleted = ids.len(), "deleted accounts put in force");
+                    keys.close_accounts(ids);
+                }
+                sender.send_if_modified(|known| {
+                    let changed = **known != deleted;
+                    if changed {
+                        *known = Arc::new(deleted);
+                    }
+                    changed
+                });
+            }
+            Err(status) => {
+                if !failing {
+                    tracing::warn!(
+                        code = ?status.code(),
+                        message = status.message(),
+                        "identity's deleted accounts not read; the last ones read stay in force"
+                    );
+                }
+                failing = true;
+            }
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// Every deleted account, through every page of ListAccounts.
+async fn read(client: &AccountServiceClient<Client>) -> Result<Vec<DeletedAccount>, tonic::Status> {
+    let mut deleted = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .clone()
+            .list_accounts(idempotent(tonic::Request::new(pb::ListAccountsRequest {
+                page_size: 1000,
+                page_token,
+                show_deleted: true,
+            })))
+            .await?
+            .into_inner();
+        for account in page.accounts {
+            if account.delete_time.is_none() {
+                continue;
+            }
+            let id = Uuid::parse_str(&account.id)
+                .map_err(|_| tonic::Status::internal(format!("account id {:?}", account.id)))?;
+            deleted.push(DeletedAccount {
+                id,
+                purge_time: account.purge_time.and_then(|time| time.try_into().ok()),
+            });
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(deleted);
+        }
+        page_token = page.next_page_token;
+    }
+}
