@@ -55,6 +55,12 @@ pub async fn run(dir: &Path) -> anyhow::Result<()> {
             // No mail server needed: the delivery workers write one .eml per email here.
             loader =
                 loader.default_value("mail_url", format!("file://{}", mail_dir(&dir).display()));
+            // Deleted accounts are read from the identity server started before it.
+            if let Some(port) = identity_port {
+                loader = loader
+                    .default_value("identity.url", format!("http://127.0.0.1:{port}"))
+                    .default_value("identity.key", key.clone());
+            }
         }
         if service == Service::BulkImport
             && let Some(port) = identity_port

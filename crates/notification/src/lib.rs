@@ -47,6 +47,26 @@ pub async fn start(
         .from_address
         .parse()
         .context("from_address is not a mailbox")?;
+    let _deleted = match settings.identity_client()? {
+        Some(identity) => Some(
+            roster_runtime::auth::deleted::watch(
+                identity,
+                keys.clone(),
+                common
+                    .keys_reload_interval()
+                    .unwrap_or(std::time::Duration::from_secs(1)),
+                shutdown.clone(),
+            )
+            .map_err(|error| anyhow::anyhow!("identity.url: {error}"))?,
+        ),
+        None => {
+            tracing::warn!(
+                "no identity.url: keys limited to a deleted account are not refused here, and its \
+                 queued emails are sent"
+            );
+            None
+        }
+    };
     let database = open_database::<store::Migrator>(common).await?;
     let store = store::Store::new(database.connection().clone());
     let wake = Arc::new(Notify::new());

@@ -92,6 +92,11 @@ pub struct Settings {
     pub retry_base_millis: u64,
     /// Longest delay between two attempts.
     pub retry_max_millis: u64,
+    /// How notification reaches identity to learn which accounts were deleted
+    /// (`[notification.identity]`: `url`, `key`/`key_file` with the `accounts.read` scope,
+    /// `timeout_seconds`, `tls.*`). Unset: keys limited to a deleted account are not refused
+    /// here and its queued emails are sent (logged at start).
+    pub identity: roster_runtime::peer::PeerSettings,
 }
 
 impl Default for Settings {
@@ -112,11 +117,26 @@ impl Default for Settings {
             max_attempts: 8,
             retry_base_millis: 30_000,
             retry_max_millis: 3_600_000,
+            identity: roster_runtime::peer::PeerSettings::default(),
         }
     }
 }
 
 impl Settings {
+    /// The client of identity, for the deleted accounts; `None` when no URL is set.
+    pub fn identity_client(
+        &self,
+    ) -> Result<Option<roster_runtime::client::ClientConfig>, SettingsError> {
+        let peer = self.identity.resolve(
+            roster_runtime::peer::PeerKeys {
+                service: Service::Notification,
+                peer: "identity",
+            },
+            roster_runtime::peer::PeerSettings::default(),
+        )?;
+        Ok(peer.client("identity", Duration::from_secs(10)))
+    }
+
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.lease_seconds)
     }

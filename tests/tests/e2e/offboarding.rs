@@ -290,8 +290,8 @@ async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backe
     assert_eq!(f.scim.get("/Users").await.status, 200);
 
     let deleted = f.delete_account("delete-a").await.expect("DeleteAccount");
-    let delete_time = deleted.delete_time.clone().expect("delete_time");
-    let purge_time = deleted.purge_time.clone().expect("purge_time");
+    let delete_time = deleted.delete_time.expect("delete_time");
+    let purge_time = deleted.purge_time.expect("purge_time");
     assert_eq!(purge_time.seconds - delete_time.seconds, 30 * 24 * 3600);
     // A repeat answers the first answer; a second deletion answers the account as it is.
     assert_eq!(f.delete_account("delete-a").await.unwrap(), deleted);
