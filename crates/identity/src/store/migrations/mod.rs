@@ -5,6 +5,7 @@
 mod events;
 mod external_id;
 mod kept_extensions;
+mod retention;
 mod scim_tokens;
 
 use sea_orm_migration::prelude::*;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(external_id::AddProfileExternalId),
             Box::new(scim_tokens::CreateScimTokens),
             Box::new(kept_extensions::CreateKeptExtensions),
+            Box::new(retention::AddRetention),
         ]
     }
 }
