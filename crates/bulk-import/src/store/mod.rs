@@ -7,7 +7,8 @@
 //! Rows are written and read in pages, never all at once: an import of a million rows stays a
 //! database matter, not a memory one.
 //!
-//! - [`imports`]: creating, reading, listing, submitting, cancelling and purging imports.
+//! - [`imports`]: creating, reading, listing, submitting and cancelling imports.
+//! - [`retention`]: deleting expired and old finished imports, their data a batch at a time.
 //! - [`uploads`]: the file's pieces and the end of an upload.
 //! - [`leases`]: which replica works on an import.
 //! - [`validation`]: staging rows and ending validation.
@@ -20,6 +21,7 @@ pub mod entities;
 mod imports;
 mod leases;
 mod migrations;
+pub mod retention;
 mod rows;
 mod uploads;
 mod validation;
@@ -67,6 +69,11 @@ pub struct Tx {
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
+    }
+
+    /// The pool (for the retention job's lease).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     /// Starts a transaction; dropped without [`Tx::commit`], it rolls back.
