@@ -24,6 +24,7 @@ mod notification_tls;
 mod passwords;
 mod profile_query;
 mod relay;
+mod retention;
 mod scim;
 mod scim_tokens;
 mod smoke;

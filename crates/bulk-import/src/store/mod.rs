@@ -30,7 +30,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, Select, TransactionTrait, UpdateMany,
+    QueryFilter, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -76,10 +76,20 @@ impl Store {
         &self.db
     }
 
-    /// Starts a transaction; dropped without [`Tx::commit`], it rolls back.
+    /// Starts a transaction; dropped without [`Tx::commit`], it rolls back. On SQLite it takes
+    /// the write lock at once (`BEGIN IMMEDIATE`), waiting out the busy timeout behind other
+    /// writers: the steps read the import before they change it, and a deferred transaction
+    /// that read first fails with SQLITE_BUSY when another writer (a worker, the retention
+    /// job) committed in between.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(Tx {
-            txn: self.db.begin().await?,
+            txn: self
+                .db
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..TransactionOptions::default()
+                })
+                .await?,
         })
     }
 }

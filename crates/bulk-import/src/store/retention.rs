@@ -62,6 +62,17 @@ impl Store {
     /// PostgreSQL, so two replicas take different ones and a concurrent submit or cancel
     /// either comes first or finds the import gone; SQLite's write lock, taken at `BEGIN`).
     pub async fn retire_imports(&self, expired: Expired, limit: u64) -> Result<u64, StoreError> {
+        // Most runs find nothing: they read, and take no write lock.
+        let any = import::Entity::find()
+            .select_only()
+            .column(import::Column::Id)
+            .filter(expired.condition())
+            .into_tuple::<Uuid>()
+            .one(&self.db)
+            .await?;
+        if any.is_none() {
+            return Ok(0);
+        }
         let txn = self
             .db
             .begin_with_options(TransactionOptions {
