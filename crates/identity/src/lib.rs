@@ -215,8 +215,14 @@ impl Settings {
                 message: format!("is {value}; it must be at least 1"),
             })
         };
-        at_least_one("request_id_retention_hours", self.request_id_retention_hours)?;
-        at_least_one("retention_interval_seconds", self.retention_interval_seconds)
+        at_least_one(
+            "request_id_retention_hours",
+            self.request_id_retention_hours,
+        )?;
+        at_least_one(
+            "retention_interval_seconds",
+            self.retention_interval_seconds,
+        )
     }
 
     /// Publication to NATS JetStream as configured; `None` when `events_nats_url` is unset.

@@ -96,7 +96,10 @@ pub async fn run(
         store.purge_idempotency_keys(keys_cutoff, BATCH)
     })
     .await?;
-    purge_in_batches(purged, "reset_tokens", || store.purge_reset_tokens(at, BATCH)).await?;
+    purge_in_batches(purged, "reset_tokens", || {
+        store.purge_reset_tokens(at, BATCH)
+    })
+    .await?;
     let throttle_cutoff = ago(THROTTLE_KEPT);
     purge_in_batches(purged, "signin_throttle", || {
         store.purge_signin_throttle(throttle_cutoff, at, BATCH)

@@ -83,7 +83,9 @@ pub async fn start(
         retention::RetentionSettings {
             interval: std::time::Duration::from_secs(settings.retention_interval_seconds),
             kept: std::time::Duration::from_secs(
-                settings.notification_retention_days.saturating_mul(24 * 3600),
+                settings
+                    .notification_retention_days
+                    .saturating_mul(24 * 3600),
             ),
         },
         services.metrics(),

@@ -163,7 +163,9 @@ impl Purged {
 
     /// Counts `rows` deleted from `table`.
     pub fn add(&self, table: &'static str, rows: u64) {
-        self.counters.get_or_create(&[("table", table)]).inc_by(rows);
+        self.counters
+            .get_or_create(&[("table", table)])
+            .inc_by(rows);
     }
 }
 

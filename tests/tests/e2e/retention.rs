@@ -74,7 +74,10 @@ where
 {
     let started = Instant::now();
     while !done().await {
-        assert!(started.elapsed() < WAIT, "{what} did not happen in {WAIT:?}");
+        assert!(
+            started.elapsed() < WAIT,
+            "{what} did not happen in {WAIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -172,8 +175,7 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
     let left = |table: &'static str, column: &'static str, age: &'static str| {
         let db = db.clone();
         async move {
-            let sql =
-                format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} LIKE '{age}-%'");
+            let sql = format!("SELECT COUNT(*) AS n FROM {table} WHERE {column} LIKE '{age}-%'");
             count(&db, &sql, Vec::new()).await
         }
     };
@@ -195,11 +197,24 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
     let total = |table: &'static str| {
         let db = db.clone();
         async move {
-            count(&db, &format!("SELECT COUNT(*) AS n FROM {table}"), Vec::new()).await
+            count(
+                &db,
+                &format!("SELECT COUNT(*) AS n FROM {table}"),
+                Vec::new(),
+            )
+            .await
         }
     };
-    assert_eq!(total("idempotency_keys").await, old_rows, "bounded by the young");
-    assert_eq!(total("signin_throttle").await, old_rows, "bounded by the young");
+    assert_eq!(
+        total("idempotency_keys").await,
+        old_rows,
+        "bounded by the young"
+    );
+    assert_eq!(
+        total("signin_throttle").await,
+        old_rows,
+        "bounded by the young"
+    );
     let servers = [&first, &second];
     assert_eq!(
         purged(&servers, "identity", "idempotency_keys").await,
@@ -311,7 +326,12 @@ async fn notification_purges_finished_notifications_with_two_replicas(backend: B
     let total = |table: &'static str| {
         let db = db.clone();
         async move {
-            count(&db, &format!("SELECT COUNT(*) AS n FROM {table}"), Vec::new()).await
+            count(
+                &db,
+                &format!("SELECT COUNT(*) AS n FROM {table}"),
+                Vec::new(),
+            )
+            .await
         }
     };
     wait_until("the purge of old notifications", || async {
@@ -353,14 +373,20 @@ async fn notification_purges_finished_notifications_with_two_replicas(backend: B
         .unwrap()
         .notification
         .unwrap();
-    assert_eq!(young.id, sent["young-0-1"], "a kept request id answers its notification");
+    assert_eq!(
+        young.id, sent["young-0-1"],
+        "a kept request id answers its notification"
+    );
     let again = clients[0]
         .send_email(welcome("old-0-0", account))
         .await
         .unwrap()
         .notification
         .unwrap();
-    assert_ne!(again.id, old_id, "a purged request id queues a new notification");
+    assert_ne!(
+        again.id, old_id,
+        "a purged request id queues a new notification"
+    );
 }
 
 fn welcome(request_id: &str, account: uuid::Uuid) -> nt::SendEmailRequest {
@@ -466,7 +492,12 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
     let total = |table: &'static str| {
         let db = db.clone();
         async move {
-            count(&db, &format!("SELECT COUNT(*) AS n FROM {table}"), Vec::new()).await
+            count(
+                &db,
+                &format!("SELECT COUNT(*) AS n FROM {table}"),
+                Vec::new(),
+            )
+            .await
         }
     };
     let young_rows: i64 = young.iter().map(|(_, rows)| rows).sum();
@@ -478,7 +509,11 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
     })
     .await;
     for (import, rows) in &young {
-        assert_eq!(rows_of(import).await, *rows, "a young import keeps its rows");
+        assert_eq!(
+            rows_of(import).await,
+            *rows,
+            "a young import keeps its rows"
+        );
         assert!(clients[1].report(import).await.is_ok(), "its report too");
     }
     for (import, _) in &old {

@@ -4,16 +4,13 @@
 use std::collections::HashMap;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-
-};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
 
 use super::convert::{import_model, state_of};
 use super::entities::import;
 use super::{
-    Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease,
-    insert_lease, one, skip_pending_rows,
+    Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease, insert_lease, one,
+    skip_pending_rows,
 };
 use crate::domain::import::{AccountId, Import, ImportId};
 use crate::domain::state::ImportState;

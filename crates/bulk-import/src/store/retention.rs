@@ -33,12 +33,10 @@ impl Expired {
     fn condition(self) -> Condition {
         use import::Column;
         match self {
-            Expired::Unsubmitted { now } => Condition::all()
-                .add(Column::ExpireAt.lt(now))
-                .add(
-                    Column::State
-                        .is_not_in([ImportState::Validating.code(), ImportState::Applying.code()]),
-                ),
+            Expired::Unsubmitted { now } => Condition::all().add(Column::ExpireAt.lt(now)).add(
+                Column::State
+                    .is_not_in([ImportState::Validating.code(), ImportState::Applying.code()]),
+            ),
             Expired::Finished { before } => Condition::all()
                 .add(Column::ExpireAt.is_null())
                 .add(

@@ -16,7 +16,11 @@ impl MigrationTrait for AddRetention {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         roster_runtime::retention::create_job_leases(manager).await?;
         for (name, table, column) in [
-            ("idempotency_keys_created_at", "idempotency_keys", "created_at"),
+            (
+                "idempotency_keys_created_at",
+                "idempotency_keys",
+                "created_at",
+            ),
             ("reset_tokens_expires_at", "reset_tokens", "expires_at"),
             (
                 "signin_throttle_last_failure_at",
