@@ -249,3 +249,61 @@ where
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn database() -> (tempfile::TempDir, DatabaseConnection) {
+        let dir = tempfile::tempdir().expect("a directory");
+        let url = format!("sqlite://{}/leases.db?mode=rwc", dir.path().display());
+        let db = crate::db::connect(&url, 2).await.expect("a database");
+        db.execute_unprepared(
+            "CREATE TABLE job_leases (job TEXT PRIMARY KEY, owner TEXT NOT NULL, \
+             lease_until BIGINT NOT NULL)",
+        )
+        .await
+        .expect("the table");
+        (dir, db)
+    }
+
+    #[tokio::test]
+    async fn one_replica_holds_a_job_until_its_lease_runs_out_or_is_given_back() {
+        let (_dir, db) = database().await;
+        let lease = |owner: &str, millis: u64| {
+            JobLease::new(
+                db.clone(),
+                "retention",
+                owner,
+                Duration::from_millis(millis),
+            )
+        };
+        let (first, second) = (lease("first", 60_000), lease("second", 60_000));
+        assert!(first.try_take().await.unwrap(), "a free job is taken");
+        assert!(!second.try_take().await.unwrap(), "a held one is not");
+        assert!(first.try_take().await.unwrap(), "its holder renews it");
+        second.release().await.unwrap();
+        assert!(
+            !second.try_take().await.unwrap(),
+            "giving back a lease one does not hold changes nothing"
+        );
+        first.release().await.unwrap();
+        assert!(second.try_take().await.unwrap(), "a given-back job is free");
+
+        let short = lease("short", 1);
+        let other_job = JobLease::new(db.clone(), "other", "short", Duration::from_millis(1));
+        assert!(
+            other_job.try_take().await.unwrap(),
+            "each job has its own lease"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(!short.try_take().await.unwrap(), "second's lease runs on");
+        let expiring = lease("second", 1);
+        assert!(expiring.try_take().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            short.try_take().await.unwrap(),
+            "a lease that ran out is taken"
+        );
+    }
+}
