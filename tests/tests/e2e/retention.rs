@@ -33,6 +33,18 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Load rounds; each writes rows and makes half of them old.
 const ROUNDS: usize = 4;
 
+/// The database connections of each server: two replicas per test, tests side by side, and
+/// PostgreSQL's connection limit shared by them all.
+const CONNECTIONS: u32 = 10;
+
+/// The common settings of a server of `service` on `database` with a small pool.
+fn server_settings(service: Service, database: &TestDatabase) -> roster_runtime::CommonSettings {
+    roster_runtime::CommonSettings {
+        db_max_connections: CONNECTIONS,
+        ..test_settings(service, &database.url)
+    }
+}
+
 /// A moment long before any retention's limit.
 fn long_ago() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now() - chrono::Duration::days(400)
@@ -108,7 +120,7 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
     let start = || {
         TestServer::start_with(
             Service::Identity,
-            test_settings(Service::Identity, &database.url),
+            server_settings(Service::Identity, &database),
             settings.clone(),
             database.clone(),
             Vec::new(),
@@ -257,7 +269,7 @@ async fn notification_purges_finished_notifications_with_two_replicas(backend: B
     };
     let start = || {
         TestServer::start_notification(
-            test_settings(Service::Notification, &database.url),
+            server_settings(Service::Notification, &database),
             settings.clone(),
             database.clone(),
             Vec::new(),
@@ -405,8 +417,10 @@ fn welcome(request_id: &str, account: uuid::Uuid) -> nt::SendEmailRequest {
 }
 
 async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backend: Backend) {
-    let Some(suite) = ImportSuite::start_with(
+    let Some(suite) = ImportSuite::start_configured(
         backend,
+        identity_settings(),
+        |server| server.db_max_connections = CONNECTIONS,
         |settings| settings.retention_interval_seconds = 1,
         Vec::new(),
     )
