@@ -33,9 +33,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Load rounds; each writes rows and makes half of them old.
 const ROUNDS: usize = 4;
 
-/// The database connections of each server: two replicas per test, tests side by side, and
-/// PostgreSQL's connection limit shared by them all.
-const CONNECTIONS: u32 = 10;
+/// The database connections of each server (and of the test's own reads): two replicas per
+/// test, tests side by side, and PostgreSQL's connection limit shared by them all.
+const CONNECTIONS: u32 = 4;
 
 /// The common settings of a server of `service` on `database` with a small pool.
 fn server_settings(service: Service, database: &TestDatabase) -> roster_runtime::CommonSettings {
@@ -52,6 +52,13 @@ fn long_ago() -> chrono::DateTime<chrono::Utc> {
 
 /// Runs `sql` (parameters `$1`, `$2`, … on both backends) with `values`; answers the rows
 /// it changed.
+/// The test's own connection to `url`, to read and age rows.
+async fn open(url: &str) -> DatabaseConnection {
+    let mut options = sea_orm::ConnectOptions::new(url.to_owned());
+    options.max_connections(2).sqlx_logging(false);
+    Database::connect(options).await.expect("database")
+}
+
 async fn execute(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> u64 {
     db.execute_raw(statement(db, sql, values))
         .await
@@ -131,7 +138,8 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
         Identity::connect(&first).await,
         Identity::connect(&second).await,
     ];
-    let db = Database::connect(&database.url).await.expect("database");
+    let db = open(&database.url).await;
+    let people = clients[0].account("People").await.id;
 
     let per_round = 10;
     let mut young_accounts = HashMap::new();
@@ -168,7 +176,42 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
                 young_accounts.insert(key, account);
             }
         }
+        // A reset link for an old and a young profile: a token, and an email in the outbox.
+        for (n, age) in ["old", "young"].into_iter().enumerate() {
+            let client = &clients[n];
+            let email = format!("{age}-{round}@example.com");
+            let profile = client.person(&people, "Reset", age, &email).await;
+            client
+                .send_password_reset(id::SendPasswordResetRequest {
+                    request_id: format!("{age}-reset-{round}"),
+                    profile_id: profile.id,
+                    email,
+                    ..Default::default()
+                })
+                .await
+                .expect("SendPasswordReset");
+        }
         let old = vec![long_ago().into()];
+        execute(
+            &db,
+            "UPDATE reset_tokens SET expires_at = $1 WHERE profile_id IN \
+             (SELECT id FROM profiles WHERE email LIKE 'old-%')",
+            old.clone(),
+        )
+        .await;
+        // No notification service here: the emails are marked delivered, the old ones long ago.
+        execute(
+            &db,
+            "UPDATE outbox SET delivered_at = $1 WHERE payload LIKE '%old-%'",
+            old.clone(),
+        )
+        .await;
+        execute(
+            &db,
+            "UPDATE outbox SET delivered_at = $1 WHERE payload LIKE '%young-%'",
+            vec![chrono::Utc::now().into()],
+        )
+        .await;
         execute(
             &db,
             "UPDATE idempotency_keys SET created_at = $1 WHERE request_id LIKE 'old-%'",
@@ -184,6 +227,29 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
     }
 
     let old_rows = (ROUNDS * per_round) as i64;
+    // Each round's reset request left a key too.
+    let old_keys = old_rows + ROUNDS as i64;
+    let resets = |age: &'static str| {
+        let db = db.clone();
+        async move {
+            let tokens = count(
+                &db,
+                &format!(
+                    "SELECT COUNT(*) AS n FROM reset_tokens WHERE profile_id IN \
+                     (SELECT id FROM profiles WHERE email LIKE '{age}-%')"
+                ),
+                Vec::new(),
+            )
+            .await;
+            let emails = count(
+                &db,
+                &format!("SELECT COUNT(*) AS n FROM outbox WHERE payload LIKE '%{age}-%'"),
+                Vec::new(),
+            )
+            .await;
+            (tokens, emails)
+        }
+    };
     let left = |table: &'static str, column: &'static str, age: &'static str| {
         let db = db.clone();
         async move {
@@ -194,12 +260,18 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
     wait_until("the purge of old keys and throttles", || async {
         left("idempotency_keys", "request_id", "old").await == 0
             && left("signin_throttle", "canonical", "old").await == 0
+            && resets("old").await == (0, 0)
     })
     .await;
     assert_eq!(
         left("idempotency_keys", "request_id", "young").await,
-        old_rows,
+        old_keys,
         "every young key is kept"
+    );
+    assert_eq!(
+        resets("young").await,
+        (ROUNDS as i64, ROUNDS as i64),
+        "every live reset token and young delivered email is kept"
     );
     assert_eq!(
         left("signin_throttle", "canonical", "young").await,
@@ -219,9 +291,15 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
     };
     assert_eq!(
         total("idempotency_keys").await,
-        old_rows,
+        old_keys,
         "bounded by the young"
     );
+    assert_eq!(
+        total("reset_tokens").await,
+        ROUNDS as i64,
+        "bounded by the live"
+    );
+    assert_eq!(total("outbox").await, ROUNDS as i64, "bounded by the young");
     assert_eq!(
         total("signin_throttle").await,
         old_rows,
@@ -230,9 +308,16 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
     let servers = [&first, &second];
     assert_eq!(
         purged(&servers, "identity", "idempotency_keys").await,
-        old_rows as u64,
+        old_keys as u64,
         "each purged key counted once"
     );
+    for table in ["reset_tokens", "outbox"] {
+        assert_eq!(
+            purged(&servers, "identity", table).await,
+            ROUNDS as u64,
+            "{table}: each purged row counted once"
+        );
+    }
     assert_eq!(
         purged(&servers, "identity", "signin_throttle").await,
         old_rows as u64,
@@ -280,7 +365,7 @@ async fn notification_purges_finished_notifications_with_two_replicas(backend: B
         Notifications::new(first.channel().await, ADMIN_KEY),
         Notifications::new(second.channel().await, ADMIN_KEY),
     ];
-    let db = Database::connect(&database.url).await.expect("database");
+    let db = open(&database.url).await;
     let account = uuid::Uuid::new_v4();
 
     let per_round = 6;
@@ -434,9 +519,7 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
         Imports::new(replica.channel().await, ADMIN_KEY),
     ];
     let account = suite.account("Acme").await;
-    let db = Database::connect(&suite.imports.database.url)
-        .await
-        .expect("database");
+    let db = open(&suite.imports.database.url).await;
     let rows_of = |import: &str| {
         let db = db.clone();
         let import: uuid::Uuid = import.parse().expect("an import id");
