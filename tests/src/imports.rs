@@ -31,7 +31,7 @@ pub fn import_settings(identity: Option<SocketAddr>) -> roster_bulk_import::Sett
         identity_key: IMPORT_IDENTITY_KEY.to_owned(),
         lease_seconds: 3,
         poll_interval_millis: 100,
-        purge_interval_seconds: 1,
+        retention_interval_seconds: 1,
         apply_batch_size: 200,
         identity_attempts: 3,
         ..roster_bulk_import::Settings::default()

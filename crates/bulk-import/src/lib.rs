@@ -32,6 +32,9 @@ pub const IDENTITY_URL: &str = "http://127.0.0.1:50051";
 /// Deadline of one call to identity unless configured.
 pub const IDENTITY_TIMEOUT_SECONDS: u64 = 30;
 
+/// How often the retention job runs unless configured.
+pub const RETENTION_INTERVAL_SECONDS: u64 = 60;
+
 /// Settings of the bulk-import service (`ROSTER_BULK_IMPORT__<KEY>`). (`Serialize` lists the
 /// keys it reads, to tell unknown ones; the `Debug` form hides the key.)
 #[derive(Clone, Deserialize, Serialize)]
@@ -73,8 +76,14 @@ pub struct Settings {
     pub lease_seconds: u64,
     /// How often a worker looks for work.
     pub poll_interval_millis: u64,
-    /// How often expired imports are purged.
-    pub purge_interval_seconds: u64,
+    /// How long a submitted import is kept once it ended (COMPLETED, COMPLETED_WITH_ERRORS,
+    /// FAILED, CANCELLED), in days: then it is deleted with its rows and report.
+    pub import_retention_days: u64,
+    /// How often the retention job runs (on one replica at a time), in seconds.
+    pub retention_interval_seconds: u64,
+    /// The earlier name of `retention_interval_seconds`, still read: it applies when
+    /// `retention_interval_seconds` is left at its default.
+    pub purge_interval_seconds: Option<u64>,
     /// An upload that receives no chunk for this long is aborted: FAILED, its data removed.
     /// The sweep applies the same bound to uploads whose replica died.
     pub upload_idle_timeout_seconds: u64,
@@ -109,7 +118,9 @@ impl Default for Settings {
             import_ttl_seconds: 7 * 24 * 3600,
             lease_seconds: 30,
             poll_interval_millis: 1000,
-            purge_interval_seconds: 300,
+            import_retention_days: 30,
+            retention_interval_seconds: RETENTION_INTERVAL_SECONDS,
+            purge_interval_seconds: None,
             upload_idle_timeout_seconds: 60,
             upload_sweep_interval_seconds: 60,
             max_jobs: 2,
@@ -134,6 +145,8 @@ impl fmt::Debug for Settings {
             .field("identity_tls_domain", &self.identity_tls_domain)
             .field("max_file_bytes", &self.max_file_bytes)
             .field("import_ttl_seconds", &self.import_ttl_seconds)
+            .field("import_retention_days", &self.import_retention_days)
+            .field("retention_interval", &self.retention_interval())
             .field("lease_seconds", &self.lease_seconds)
             .field(
                 "upload_idle_timeout_seconds",
@@ -190,6 +203,18 @@ impl Settings {
         Ok(config)
     }
 
+    /// The pause between retention runs: `retention_interval_seconds`, or the earlier
+    /// `purge_interval_seconds` when only that one is set.
+    pub fn retention_interval(&self) -> Duration {
+        let seconds = match self.purge_interval_seconds {
+            Some(seconds) if self.retention_interval_seconds == RETENTION_INTERVAL_SECONDS => {
+                seconds
+            }
+            _ => self.retention_interval_seconds,
+        };
+        Duration::from_secs(seconds)
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         let batch = 1..=identity::MAX_BATCH;
         anyhow::ensure!(
@@ -211,6 +236,14 @@ impl Settings {
         anyhow::ensure!(
             self.upload_sweep_interval_seconds >= 1,
             "ROSTER_BULK_IMPORT__UPLOAD_SWEEP_INTERVAL_SECONDS must be at least 1"
+        );
+        anyhow::ensure!(
+            self.retention_interval() >= Duration::from_secs(1),
+            "ROSTER_BULK_IMPORT__RETENTION_INTERVAL_SECONDS must be at least 1"
+        );
+        anyhow::ensure!(
+            self.import_retention_days >= 1,
+            "ROSTER_BULK_IMPORT__IMPORT_RETENTION_DAYS must be at least 1"
         );
         anyhow::ensure!(
             self.max_field_chars >= 1 && self.max_row_bytes >= 4096,
@@ -245,6 +278,17 @@ pub async fn start(
     let mut services = ServiceSet::new();
     let progress = services.metrics().import_progress();
     watch_imports(services.metrics(), &progress, store.clone());
+    jobs::retention::start(
+        store.clone(),
+        jobs::retention::RetentionSettings {
+            interval: settings.retention_interval(),
+            finished_kept: Duration::from_secs(
+                settings.import_retention_days.saturating_mul(24 * 3600),
+            ),
+        },
+        services.metrics(),
+        shutdown.clone(),
+    );
     let wake = Arc::new(tokio::sync::Notify::new());
     jobs::Worker::new(
         store.clone(),
@@ -252,7 +296,6 @@ pub async fn start(
         jobs::JobConfig {
             lease: Duration::from_secs(settings.lease_seconds),
             poll_interval: Duration::from_millis(settings.poll_interval_millis.max(10)),
-            purge_interval: Duration::from_secs(settings.purge_interval_seconds.max(1)),
             upload_idle_timeout: Duration::from_secs(settings.upload_idle_timeout_seconds),
             upload_sweep_interval: Duration::from_secs(settings.upload_sweep_interval_seconds),
             max_jobs: settings.max_jobs.max(1),

@@ -38,6 +38,10 @@ impl Preset {
     }
 }
 
+/// The most earlier passwords a policy may refuse (`history_count`): the password history
+/// keeps no more than this many per profile.
+pub const MAX_HISTORY_COUNT: u32 = 24;
+
 /// The rules of one account's passwords.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordPolicy {
@@ -136,7 +140,7 @@ impl PasswordPolicy {
         bound("min_lowercase", self.min_lowercase, 0, 16);
         bound("min_digits", self.min_digits, 0, 16);
         bound("min_symbols", self.min_symbols, 0, 16);
-        bound("history_count", self.history_count, 0, 24);
+        bound("history_count", self.history_count, 0, MAX_HISTORY_COUNT);
         bound("min_strength_score", self.min_strength_score, 0, 4);
         if self.max_length < self.min_length {
             violations.push(Violation::new(

@@ -8,7 +8,8 @@
 //!   usernames and the registry's decision, the batch planner, errors);
 //! - `store`: sea-orm, the only place that knows SQL; it takes and returns domain types.
 //!
-//! Beside them: `hashing` (the argon2id pool), `relay` (the outbox worker) and `reset_page`
+//! Beside them: `hashing` (the argon2id pool), `relay` (the outbox worker), `retention` (the
+//! purge of what has outlived its use), `events` (the audit log's workers) and `reset_page`
 //! (the password-reset page over HTTP, which calls `app` like the handlers do); the SCIM
 //! endpoint is a transport in `api`.
 
@@ -19,6 +20,7 @@ pub mod events;
 pub mod hashing;
 pub mod relay;
 pub mod reset_page;
+pub mod retention;
 pub mod store;
 
 use std::fmt;
@@ -120,7 +122,15 @@ pub struct Settings {
     pub event_retention_days: u64,
     /// How long a quiet WatchEvents stream waits before a heartbeat, in seconds.
     pub events_heartbeat_seconds: u64,
+    /// How long a `request_id` (and a batch item's idempotency key) is remembered, in hours:
+    /// a request repeated within it answers the first answer; after it, it runs as a new one.
+    pub request_id_retention_hours: u64,
+    /// How often the retention job runs (on one replica at a time), in seconds.
+    pub retention_interval_seconds: u64,
 }
+
+/// How long a `request_id` is remembered unless configured: longer than any client's retries.
+pub const DEFAULT_REQUEST_ID_RETENTION_HOURS: u64 = 48;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -154,6 +164,8 @@ impl Default for Settings {
             events_duplicate_window_seconds: 600,
             event_retention_days: 400,
             events_heartbeat_seconds: 15,
+            request_id_retention_hours: DEFAULT_REQUEST_ID_RETENTION_HOURS,
+            retention_interval_seconds: 60,
         }
     }
 }
@@ -187,11 +199,40 @@ impl fmt::Debug for Settings {
             .field("event_retention_days", &self.event_retention_days)
             .field("profile_restore_days", &self.profile_restore_days)
             .field("account_retention_days", &self.account_retention_days)
+            .field(
+                "request_id_retention_hours",
+                &self.request_id_retention_hours,
+            )
+            .field(
+                "retention_interval_seconds",
+                &self.retention_interval_seconds,
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl Settings {
+    /// Refuses retention settings that would purge at once or never run.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let at_least_one = |name: &str, value: u64| {
+            if value >= 1 {
+                return Ok(());
+            }
+            Err(SettingsError::Key {
+                key: format!("{}{}", Service::Identity.env_prefix(), name.to_uppercase()),
+                message: format!("is {value}; it must be at least 1"),
+            })
+        };
+        at_least_one(
+            "request_id_retention_hours",
+            self.request_id_retention_hours,
+        )?;
+        at_least_one(
+            "retention_interval_seconds",
+            self.retention_interval_seconds,
+        )
+    }
+
     /// Publication to NATS JetStream as configured; `None` when `events_nats_url` is unset.
     pub fn events_nats(&self) -> Result<Option<events::nats::NatsSettings>, SettingsError> {
         use async_nats::jetstream::stream::RetentionPolicy;
@@ -289,6 +330,7 @@ pub async fn start_all(
     keys: SharedKeyRing,
     shutdown: Shutdown,
 ) -> anyhow::Result<Started> {
+    settings.validate()?;
     let relay = relay::RelayConfig::from_settings(&settings)?;
     let nats = settings.events_nats()?;
     let database = open_database::<store::Migrator>(common).await?;
@@ -303,16 +345,30 @@ pub async fn start_all(
         identity.clone(),
         keys.clone(),
         common,
+        Duration::from_secs(settings.retention_interval_seconds),
         services.metrics(),
         &shutdown,
     );
     relay::watch_outbox(services.metrics(), store.clone());
+    let event_settings = events::EventSettings {
+        retention_days: settings.event_retention_days,
+        published: nats.is_some(),
+        heartbeat: Duration::from_secs(settings.events_heartbeat_seconds.max(1)),
+    };
     let feed = events::start(
         store.clone(),
-        events::EventSettings {
-            retention_days: settings.event_retention_days,
-            published: nats.is_some(),
-            heartbeat: Duration::from_secs(settings.events_heartbeat_seconds.max(1)),
+        event_settings.clone(),
+        services.metrics(),
+        shutdown.clone(),
+    );
+    retention::start(
+        store.clone(),
+        retention::RetentionSettings {
+            interval: Duration::from_secs(settings.retention_interval_seconds),
+            request_ids: Duration::from_secs(
+                settings.request_id_retention_hours.saturating_mul(3600),
+            ),
+            events: event_settings,
         },
         services.metrics(),
         shutdown.clone(),

@@ -6,12 +6,14 @@
 //! `api` decodes gRPC requests and encodes results; `app` holds the use cases (one function per
 //! operation, owning its transaction and idempotency); `domain` holds the pure rules (request
 //! checks, delivery states, retry policy, templates); `store` is the only place that knows SQL;
-//! `delivery` runs the workers and the mail transports.
+//! `delivery` runs the workers and the mail transports; `retention` deletes finished
+//! notifications once they are old.
 
 pub mod api;
 pub mod app;
 pub mod delivery;
 pub mod domain;
+pub mod retention;
 pub mod settings;
 pub mod store;
 
@@ -96,6 +98,19 @@ pub async fn start(
     );
 
     watch_queue(services.metrics(), store.clone());
+    retention::start(
+        store.clone(),
+        retention::RetentionSettings {
+            interval: std::time::Duration::from_secs(settings.retention_interval_seconds),
+            kept: std::time::Duration::from_secs(
+                settings
+                    .notification_retention_days
+                    .saturating_mul(24 * 3600),
+            ),
+        },
+        services.metrics(),
+        shutdown.clone(),
+    );
     services.add(roster_runtime::grpc_service!(
         NotificationServiceServer<api::NotificationApi>,
         api::NotificationApi::new(app::Notifications::new(

@@ -97,6 +97,11 @@ pub struct Settings {
     /// `timeout_seconds`, `tls.*`). Unset: keys limited to a deleted account are not refused
     /// here and its queued emails are sent (logged at start).
     pub identity: roster_runtime::peer::PeerSettings,
+    /// How long a SENT or FAILED notification is kept after it finished, in days; then it is
+    /// deleted with its attempts and request keys (GetNotification answers NOT_FOUND).
+    pub notification_retention_days: u64,
+    /// How often the retention job runs (on one replica at a time), in seconds.
+    pub retention_interval_seconds: u64,
 }
 
 impl Default for Settings {
@@ -118,6 +123,8 @@ impl Default for Settings {
             retry_base_millis: 30_000,
             retry_max_millis: 3_600_000,
             identity: roster_runtime::peer::PeerSettings::default(),
+            notification_retention_days: 30,
+            retention_interval_seconds: 60,
         }
     }
 }
@@ -214,6 +221,18 @@ impl Settings {
         }
         if self.retry_base_millis == 0 {
             return Err(invalid("retry_base_millis", "must be at least 1".into()));
+        }
+        if self.notification_retention_days == 0 {
+            return Err(invalid(
+                "notification_retention_days",
+                "must be at least 1".into(),
+            ));
+        }
+        if self.retention_interval_seconds == 0 {
+            return Err(invalid(
+                "retention_interval_seconds",
+                "must be at least 1".into(),
+            ));
         }
         if self.retry_max_millis < self.retry_base_millis {
             return Err(invalid(

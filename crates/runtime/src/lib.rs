@@ -16,6 +16,7 @@
 //! - [`error`]: the one mapping from domain failures to `tonic::Status` with rich details.
 //! - [`db`]: database connections (SQLite or PostgreSQL through sea-orm) and migrations.
 //! - [`work`]: CPU-bound work of a call, kept off the async executor.
+//! - [`retention`]: leased periodic jobs, and the purges' bounds and counters.
 
 pub mod auth;
 pub mod client;
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod peer;
 pub mod ratelimit;
 pub mod request;
+pub mod retention;
 pub mod server;
 pub mod settings;
 pub mod shutdown;

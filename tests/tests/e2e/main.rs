@@ -25,6 +25,7 @@ mod offboarding;
 mod passwords;
 mod profile_query;
 mod relay;
+mod retention;
 mod scim;
 mod scim_tokens;
 mod smoke;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{ImportApp, ImportError};
+use crate::store::retention::Expired;
 
 /// Accounts named in one query, at most.
 const ACCOUNTS_PER_QUERY: usize = 500;
@@ -31,9 +32,10 @@ pub struct Offboarded {
 }
 
 impl ImportApp {
-    /// Cancels every unfinished import of `accounts` and, of those purged by `now`, deletes
+    /// Cancels every unfinished import of `accounts` and, of those purged by `now`, retires
     /// every import no worker is busy with (a worker finishing a cancelled import lets it go
-    /// within a batch, and the next pass deletes it).
+    /// within a batch, and the next pass retires it): gone for every call at once, its rows
+    /// and file pieces deleted by the retention job a batch at a time.
     pub async fn offboard(
         &self,
         accounts: &[DeletedAccount],
@@ -71,14 +73,14 @@ impl ImportApp {
             .filter(|account| account.is_purged(now))
             .map(|account| account.id)
             .collect();
-        for chunk in purged.chunks(ACCOUNTS_PER_QUERY) {
+        for account in purged {
             loop {
-                let idle = self.store.idle_imports_of(chunk, IMPORTS_PER_QUERY).await?;
-                for id in &idle {
-                    self.store.purge(*id).await?;
-                    done.purged += 1;
-                }
-                if (idle.len() as u64) < IMPORTS_PER_QUERY {
+                let retired = self
+                    .store
+                    .retire_imports(Expired::OfPurgedAccount { account }, IMPORTS_PER_QUERY)
+                    .await?;
+                done.purged += retired as usize;
+                if retired < IMPORTS_PER_QUERY {
                     break;
                 }
             }

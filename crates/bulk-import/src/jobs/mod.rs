@@ -1,5 +1,6 @@
 //! The background work on imports: validation after an upload, the apply after a submit, the
-//! sweep of abandoned uploads and the purge of expired imports.
+//! sweep of abandoned uploads, and ([`retention`]) the purge of expired and old finished
+//! imports.
 //!
 //! Every replica runs one [`Worker`]. It finds imports whose lease is free or expired and
 //! claims one with a conditional UPDATE, so exactly one replica works on an import at a time.
@@ -16,6 +17,7 @@
 //! decides each one, so replicas sweeping at the same moment fail it once.
 
 mod apply;
+pub mod retention;
 mod validate;
 
 use std::sync::Arc;
@@ -42,8 +44,6 @@ pub struct JobConfig {
     pub lease: Duration,
     /// How often a worker looks for work when nobody wakes it.
     pub poll_interval: Duration,
-    /// How often expired imports are looked for.
-    pub purge_interval: Duration,
     /// How long an upload may receive nothing before it counts as abandoned.
     pub upload_idle_timeout: Duration,
     /// How often abandoned uploads are looked for.
@@ -205,7 +205,6 @@ impl Worker {
 
     async fn run(self) {
         let context = &self.context;
-        let mut last_purge = 0i64;
         let mut last_sweep = 0i64;
         tracing::info!(owner = %context.owner, "import worker started");
         loop {
@@ -219,12 +218,6 @@ impl Worker {
                     sweep_uploads(&context.store, context.config.upload_idle_timeout).await
                 {
                     tracing::error!(%error, "sweeping abandoned uploads failed");
-                }
-            }
-            if now - last_purge >= context.config.purge_interval.as_millis() as i64 {
-                last_purge = now;
-                if let Err(error) = self.purge().await {
-                    tracing::error!(%error, "purging expired imports failed");
                 }
             }
             tokio::select! {
@@ -271,15 +264,6 @@ impl Worker {
                 // The slot is free again: look for more work at once.
                 wake.notify_one();
             });
-        }
-        Ok(())
-    }
-
-    async fn purge(&self) -> Result<(), StoreError> {
-        let store = &self.context.store;
-        for import_id in store.expired_imports(now_millis(), 100).await? {
-            store.purge(import_id).await?;
-            tracing::info!(%import_id, "expired import purged");
         }
         Ok(())
     }

@@ -133,3 +133,23 @@ pub mod lease {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+pub mod purged {
+    use sea_orm::entity::prelude::*;
+
+    /// An import retention deleted, whose staged rows and file pieces are still being deleted
+    /// a batch at a time.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_purges")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub import_id: Uuid,
+        /// When it was deleted (milliseconds since the epoch).
+        pub purged_at: i64,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -1,19 +1,16 @@
 //! Imports themselves: creating one (idempotent on its request key), reading and listing them,
-//! the submit and cancel steps, and purging expired ones.
+//! the submit and cancel steps.
 
 use std::collections::HashMap;
 
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
 
 use super::convert::{import_model, state_of};
 use super::entities::import;
 use super::{
-    Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease, delete_rows,
-    insert_lease, one, skip_pending_rows,
+    Store, StoreError, Tx, change_import, convert, delete_chunks, delete_lease, insert_lease, one,
+    skip_pending_rows,
 };
 use crate::domain::import::{AccountId, Import, ImportId};
 use crate::domain::state::ImportState;
@@ -99,33 +96,6 @@ impl Store {
                 Some((ImportState::from_code(state)?, imports))
             })
             .collect())
-    }
-
-    /// Imports whose expiry has passed and that no worker is busy with.
-    pub async fn expired_imports(&self, now: i64, limit: u64) -> Result<Vec<ImportId>, StoreError> {
-        let ids: Vec<uuid::Uuid> = import::Entity::find()
-            .select_only()
-            .column(import::Column::Id)
-            .filter(import::Column::ExpireAt.lt(now))
-            .filter(
-                import::Column::State
-                    .is_not_in([ImportState::Validating.code(), ImportState::Applying.code()]),
-            )
-            .limit(limit)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        Ok(ids.into_iter().map(ImportId).collect())
-    }
-
-    /// Deletes an import with its file, rows and lease.
-    pub async fn purge(&self, import_id: ImportId) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
-        delete_rows(&txn, import_id.0).await?;
-        delete_chunks(&txn, import_id.0).await?;
-        delete_lease(&txn, import_id.0).await?;
-        import::Entity::delete_by_id(import_id.0).exec(&txn).await?;
-        Ok(txn.commit().await?)
     }
 }
 

@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddTraceAndWelcome),
             Box::new(IndexUploadsByActivity),
             Box::new(AddFileFormat),
+            Box::new(AddRetention),
         ]
     }
 }
@@ -392,5 +393,47 @@ impl MigrationTrait for AddFileFormat {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Retention: `job_leases` (which replica runs the retention job) and `import_purges`, the
+/// imports deleted whose rows and file pieces are still being deleted a batch at a time.
+struct AddRetention;
+
+impl MigrationName for AddRetention {
+    fn name(&self) -> &str {
+        "m20261206_000005_retention"
+    }
+}
+
+#[derive(DeriveIden)]
+enum ImportPurges {
+    Table,
+    ImportId,
+    PurgedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddRetention {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        roster_runtime::retention::create_job_leases(manager).await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportPurges::Table)
+                    .col(
+                        ColumnDef::new(ImportPurges::ImportId)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ImportPurges::PurgedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await
     }
 }

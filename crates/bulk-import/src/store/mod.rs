@@ -7,7 +7,8 @@
 //! Rows are written and read in pages, never all at once: an import of a million rows stays a
 //! database matter, not a memory one.
 //!
-//! - [`imports`]: creating, reading, listing, submitting, cancelling and purging imports.
+//! - [`imports`]: creating, reading, listing, submitting and cancelling imports.
+//! - [`retention`]: deleting expired and old finished imports, their data a batch at a time.
 //! - [`uploads`]: the file's pieces and the end of an upload.
 //! - [`leases`]: which replica works on an import.
 //! - [`validation`]: staging rows and ending validation.
@@ -21,6 +22,7 @@ mod imports;
 mod leases;
 mod migrations;
 mod offboarding;
+pub mod retention;
 mod rows;
 mod uploads;
 mod validation;
@@ -29,7 +31,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, Select, TransactionTrait, UpdateMany,
+    QueryFilter, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -70,10 +72,25 @@ impl Store {
         Self { db }
     }
 
-    /// Starts a transaction; dropped without [`Tx::commit`], it rolls back.
+    /// The pool (for the retention job's lease).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Starts a transaction; dropped without [`Tx::commit`], it rolls back. On SQLite it takes
+    /// the write lock at once (`BEGIN IMMEDIATE`), waiting out the busy timeout behind other
+    /// writers: the steps read the import before they change it, and a deferred transaction
+    /// that read first fails with SQLITE_BUSY when another writer (a worker, the retention
+    /// job) committed in between.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         Ok(Tx {
-            txn: self.db.begin().await?,
+            txn: self
+                .db
+                .begin_with_options(TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..TransactionOptions::default()
+                })
+                .await?,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! The imports of deleted accounts: those still in progress, to cancel, and all of them, to
-//! purge once identity purged the account.
+//! The imports of deleted accounts still in progress, to cancel (their purge, once identity
+//! purged the account, is retention's: [`super::retention::Expired::OfPurgedAccount`]).
 
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
@@ -29,28 +29,6 @@ impl Store {
             .column(import::Column::Id)
             .filter(import::Column::AccountId.is_in(accounts.iter().copied()))
             .filter(import::Column::State.is_not_in(FINISHED.map(ImportState::code)))
-            .order_by_asc(import::Column::Id)
-            .limit(limit)
-            .into_tuple()
-            .all(&self.db)
-            .await?;
-        Ok(ids.into_iter().map(ImportId).collect())
-    }
-
-    /// Up to `limit` imports of `accounts` that no worker is busy with.
-    pub async fn idle_imports_of(
-        &self,
-        accounts: &[Uuid],
-        limit: u64,
-    ) -> Result<Vec<ImportId>, StoreError> {
-        let ids: Vec<Uuid> = import::Entity::find()
-            .select_only()
-            .column(import::Column::Id)
-            .filter(import::Column::AccountId.is_in(accounts.iter().copied()))
-            .filter(
-                import::Column::State
-                    .is_not_in([ImportState::Validating.code(), ImportState::Applying.code()]),
-            )
             .order_by_asc(import::Column::Id)
             .limit(limit)
             .into_tuple()

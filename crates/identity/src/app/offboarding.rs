@@ -28,8 +28,6 @@ use crate::store::StoreError;
 pub const PURGE_BATCH: u64 = 500;
 /// Steps of one purge run, at most: a run does bounded work, the next run goes on.
 const PURGE_STEPS: usize = 20;
-/// How often the purge runs.
-const PURGE_PAUSE: Duration = Duration::from_secs(60);
 
 /// What a purge removed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -149,7 +147,7 @@ impl Identity {
         Ok(account)
     }
 
-    /// One purge run, as of `now`: begins the purge of accounts deleted more than
+    /// One purge run (the `purge` job, every `retention_interval_seconds`), as of `now`: begins the purge of accounts deleted more than
     /// `account_retention_days` ago and purges profiles deleted on their own more than
     /// `profile_restore_days` ago and those of purged accounts, a batch per transaction, at
     /// most [`PURGE_STEPS`] batches. Each batch records its events (`roster.account.purged`,
@@ -200,13 +198,14 @@ fn unlimited(caller: &Caller, what: &str) -> Result<(), IdentityError> {
     }
 }
 
-/// Starts offboarding's workers: every `keys_reload_seconds` (at least every second when
-/// that is off) the deleted accounts are put in force in `keys`, so a key limited to them
-/// acts on nothing; every minute the purge runs.
+/// Starts offboarding's workers: every `keys_reload_seconds` (every second when that is off)
+/// the deleted accounts are put in force in `keys`, so a key limited to them acts on nothing;
+/// every `purge_interval`, on one replica at a time (the `purge` job's lease), the purge runs.
 pub fn spawn(
     identity: Identity,
     keys: SharedKeyRing,
     common: &CommonSettings,
+    purge_interval: Duration,
     metrics: &Metrics,
     shutdown: &Shutdown,
 ) {
@@ -227,7 +226,21 @@ pub fn spawn(
         "roster_identity_profiles_purged",
         "Deleted profiles whose personal data was purged",
     );
-    tokio::spawn(purge_loop(identity, accounts, profiles, shutdown.clone()));
+    let db = identity.store.connection().clone();
+    roster_runtime::retention::spawn(
+        db,
+        roster_runtime::retention::Schedule {
+            interval: purge_interval,
+            job: "purge",
+        },
+        roster_runtime::retention::JobLease::owner_name("identity"),
+        shutdown.clone(),
+        move || {
+            let (identity, accounts, profiles) =
+                (identity.clone(), accounts.clone(), profiles.clone());
+            async move { purge_run(&identity, &accounts, &profiles).await }
+        },
+    );
 }
 
 /// Puts the deleted accounts in force in `keys` now and every `every`.
@@ -262,26 +275,21 @@ async fn watch_deleted(
     }
 }
 
-/// The purge's loop: every [`PURGE_PAUSE`], one bounded run.
-async fn purge_loop(identity: Identity, accounts: Counter, profiles: Counter, shutdown: Shutdown) {
-    loop {
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(PURGE_PAUSE) => {}
-        }
-        match identity.purge(crate::store::now()).await {
-            Ok(purged) => {
-                accounts.inc_by(purged.accounts.len() as u64);
-                profiles.inc_by(purged.profiles.len() as u64);
-                if !purged.accounts.is_empty() || !purged.profiles.is_empty() {
-                    tracing::info!(
-                        accounts = purged.accounts.len(),
-                        profiles = purged.profiles.len(),
-                        "personal data purged"
-                    );
-                }
-            }
-            Err(error) => tracing::warn!(%error, "purge failed; next run in a minute"),
-        }
+/// One purge run, counted and logged.
+async fn purge_run(
+    identity: &Identity,
+    accounts: &Counter,
+    profiles: &Counter,
+) -> Result<(), IdentityError> {
+    let purged = identity.purge(crate::store::now()).await?;
+    accounts.inc_by(purged.accounts.len() as u64);
+    profiles.inc_by(purged.profiles.len() as u64);
+    if !purged.accounts.is_empty() || !purged.profiles.is_empty() {
+        tracing::info!(
+            accounts = purged.accounts.len(),
+            profiles = purged.profiles.len(),
+            "personal data purged"
+        );
     }
+    Ok(())
 }

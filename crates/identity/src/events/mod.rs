@@ -4,7 +4,7 @@
 //!   `store/events.rs` for why numbering is a step of its own), a few times a second on every
 //!   replica; one replica numbers at a time, the others skip their turn;
 //! - the **purge** deletes events older than `event_retention_days`, a batch at a time, never
-//!   one that NATS has not received yet when publication is on;
+//!   one that NATS has not received yet when publication is on (run by [`crate::retention`]);
 //! - the [`nats`] **relay** publishes every event to NATS JetStream, when configured;
 //! - the [`EventFeed`] tells this replica's watchers (WatchEvents) that the log grew.
 //!
@@ -27,10 +27,8 @@ use crate::store::{Numbered, Store, now};
 const SEQUENCER_PAUSE: Duration = Duration::from_millis(25);
 /// Events numbered per sequencer round.
 const SEQUENCER_BATCH: u64 = 2000;
-/// How often the purge runs.
-const PURGE_PAUSE: Duration = Duration::from_secs(60);
 /// Events deleted per purge statement.
-const PURGE_BATCH: u64 = 1000;
+const PURGE_BATCH: u64 = roster_runtime::retention::BATCH;
 
 /// What the log's workers need to know.
 #[derive(Clone, Debug)]
@@ -62,7 +60,7 @@ impl EventFeed {
     }
 }
 
-/// Starts the sequencer, the purge and the log's metrics; returns the feed for watchers.
+/// Starts the sequencer and the log's metrics; returns the feed for watchers.
 pub fn start(
     store: Store,
     settings: EventSettings,
@@ -70,12 +68,7 @@ pub fn start(
     shutdown: Shutdown,
 ) -> EventFeed {
     let (sender, receiver) = watch::channel(0);
-    tokio::spawn(sequence(store.clone(), sender, shutdown.clone()));
-    let purged = metrics.counter(
-        "roster_identity_events_purged",
-        "Events deleted by retention (event_retention_days)",
-    );
-    tokio::spawn(purge(store.clone(), settings.clone(), purged, shutdown));
+    tokio::spawn(sequence(store.clone(), sender, shutdown));
     watch_log(metrics, store, settings.published);
     EventFeed {
         numbered: receiver,
@@ -118,25 +111,8 @@ async fn sequence(store: Store, numbered: watch::Sender<i64>, shutdown: Shutdown
     }
 }
 
-/// The purge's loop: every [`PURGE_PAUSE`], deletes expired events a batch at a time.
-async fn purge(
-    store: Store,
-    settings: EventSettings,
-    purged: roster_runtime::metrics::prometheus_client::metrics::counter::Counter,
-    shutdown: Shutdown,
-) {
-    loop {
-        tokio::select! {
-            () = shutdown.wait() => return,
-            () = tokio::time::sleep(PURGE_PAUSE) => {}
-        }
-        if let Err(error) = purge_expired(&store, &settings, &purged).await {
-            tracing::warn!(%error, "expired events not purged; next run in a minute");
-        }
-    }
-}
-
-/// Deletes every event older than the retention (and, with publication on, on NATS already).
+/// Deletes the events older than the retention (and, with publication on, on NATS already), a
+/// batch at a time, at most [`roster_runtime::retention::STATEMENTS_PER_RUN`] batches.
 pub async fn purge_expired(
     store: &Store,
     settings: &EventSettings,
@@ -145,7 +121,7 @@ pub async fn purge_expired(
     let days = i64::try_from(settings.retention_days.min(100 * 366)).unwrap_or(i64::MAX);
     let cutoff = now() - chrono::Duration::days(days);
     let mut total = 0;
-    loop {
+    for _ in 0..roster_runtime::retention::STATEMENTS_PER_RUN {
         let published = if settings.published {
             Some(store.published_sequence().await?)
         } else {
@@ -155,10 +131,11 @@ pub async fn purge_expired(
         purged.inc_by(deleted);
         total += deleted;
         if deleted < PURGE_BATCH {
-            return Ok(total);
+            break;
         }
         tokio::task::yield_now().await;
     }
+    Ok(total)
 }
 
 /// The log's gauges, read when Prometheus scrapes.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -13,6 +13,7 @@ use super::StoreError;
 use super::entities::{credential, password_history, reset_token};
 use super::{Store, now};
 use crate::domain::ids::ProfileId;
+use crate::domain::policy::MAX_HISTORY_COUNT;
 
 impl Store {
     /// The profile's current password hash.
@@ -76,6 +77,21 @@ impl Store {
         })
         .exec_without_returning(txn)
         .await?;
+        // The history keeps what the strictest policy can ask about, and no more: it would
+        // otherwise grow with every password change.
+        let kept = Query::select()
+            .column(password_history::Column::Id)
+            .from(password_history::Entity)
+            .and_where(Expr::col(password_history::Column::ProfileId).eq(profile_id.0))
+            .order_by(password_history::Column::CreatedAt, sea_orm::Order::Desc)
+            .order_by(password_history::Column::Id, sea_orm::Order::Desc)
+            .limit(u64::from(MAX_HISTORY_COUNT))
+            .to_owned();
+        password_history::Entity::delete_many()
+            .filter(password_history::Column::ProfileId.eq(profile_id.0))
+            .filter(password_history::Column::Id.not_in_subquery(kept))
+            .exec(txn)
+            .await?;
         self.revoke_reset_tokens(txn, profile_id).await
     }
 

@@ -13,6 +13,7 @@ mod outbox;
 mod profiles;
 mod query;
 mod registry;
+mod retention;
 mod scim_tokens;
 mod signin;
 

@@ -7,7 +7,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateNotifications)]
+        vec![Box::new(CreateNotifications), Box::new(AddRetention)]
     }
 }
 
@@ -222,6 +222,42 @@ impl MigrationTrait for CreateNotifications {
                             )
                             .to(Notifications::Table, Notifications::Id),
                     )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// Retention: `job_leases` (which replica runs the retention job); finished notifications
+/// found by state and age, and a notification's request keys by the notification.
+struct AddRetention;
+
+impl MigrationName for AddRetention {
+    fn name(&self) -> &str {
+        "m20261206_000002_retention"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddRetention {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        roster_runtime::retention::create_job_leases(manager).await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("notifications_finished")
+                    .table(Notifications::Table)
+                    .col(Notifications::State)
+                    .col(Notifications::UpdatedAt)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("notification_request_keys_notification")
+                    .table(NotificationRequestKeys::Table)
+                    .col(NotificationRequestKeys::NotificationId)
                     .to_owned(),
             )
             .await

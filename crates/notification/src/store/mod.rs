@@ -10,12 +10,14 @@
 //! - [`notifications`]: queueing (inside a [`Transaction`] the use case owns), reading, listing
 //!   and the queue's depth.
 //! - [`queue`]: the workers' claim and the recording of each attempt.
+//! - [`retention`]: deleting finished notifications with their attempts and keys.
 
 mod convert;
 pub mod entities;
 mod migrations;
 pub mod notifications;
 pub mod queue;
+pub mod retention;
 
 // The attempt history is read directly by the end-to-end tests.
 pub use entities::attempt;
@@ -50,6 +52,11 @@ pub struct Store {
 impl Store {
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
+    }
+
+    /// The pool (for the retention job's lease).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
     }
 }
 

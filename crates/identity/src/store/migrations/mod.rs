@@ -6,6 +6,7 @@ mod account_deletion;
 mod events;
 mod external_id;
 mod kept_extensions;
+mod retention;
 mod scim_tokens;
 
 use sea_orm_migration::prelude::*;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(scim_tokens::CreateScimTokens),
             Box::new(kept_extensions::CreateKeptExtensions),
             Box::new(account_deletion::AddAccountDeletion),
+            Box::new(retention::AddRetention),
         ]
     }
 }
