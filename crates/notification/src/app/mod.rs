@@ -9,13 +9,16 @@ pub use error::NotificationError;
 use std::sync::Arc;
 
 use roster_runtime::auth::Caller;
+use roster_runtime::metrics::Metrics;
+use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain::notification::{Cursor, NewNotification, Notification};
-use crate::domain::request::{EmailRequest, RawEmailRequest};
+use crate::domain::request::{EmailRequest, RawEmailRequest, parse_request_id};
 use crate::domain::state::DeliveryState;
 use crate::domain::templates::Templates;
+use crate::store::actions::Action;
 use crate::store::{self, Store};
 
 /// The use cases over one store.
@@ -26,6 +29,32 @@ pub struct Notifications {
     wake: Arc<Notify>,
     /// The right-hand side of every `Message-ID`.
     message_id_domain: String,
+    /// What operators did to the queue, for the metrics endpoint.
+    counters: ActionCounters,
+}
+
+/// Retries and cancels, counted as they are applied (replays are not counted again):
+/// `roster_notification_retries_total` and `roster_notification_cancellations_total`.
+#[derive(Clone, Debug, Default)]
+pub struct ActionCounters {
+    pub retried: Counter,
+    pub cancelled: Counter,
+}
+
+impl ActionCounters {
+    /// The counters, registered on `metrics`.
+    pub fn register(metrics: &Metrics) -> Self {
+        Self {
+            retried: metrics.counter(
+                "roster_notification_retries",
+                "FAILED emails queued again by RetryNotification",
+            ),
+            cancelled: metrics.counter(
+                "roster_notification_cancellations",
+                "Waiting emails cancelled by CancelNotification",
+            ),
+        }
+    }
 }
 
 /// Which of an account's notifications to list, and how many.
@@ -61,12 +90,14 @@ impl Notifications {
         templates: Arc<Templates>,
         wake: Arc<Notify>,
         message_id_domain: String,
+        counters: ActionCounters,
     ) -> Self {
         Self {
             store,
             templates,
             wake,
             message_id_domain,
+            counters,
         }
     }
 
@@ -155,6 +186,105 @@ impl Notifications {
             notifications,
             next,
         })
+    }
+
+    /// `RetryNotification`: queues a FAILED notification again with a new attempt budget and
+    /// its Message-ID unchanged, once per caller and request id.
+    pub async fn retry_notification(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        request_id: &str,
+    ) -> Result<Notification, NotificationError> {
+        let notification = self.act(caller, id, request_id, Action::Retry).await?;
+        self.counters.retried.inc();
+        tracing::info!(notification = %notification.id, "queued again");
+        self.wake.notify_one();
+        Ok(notification)
+    }
+
+    /// `CancelNotification`: cancels a notification that waits for delivery, once per caller
+    /// and request id. One that a worker is sending is not cancelled.
+    pub async fn cancel_notification(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        request_id: &str,
+    ) -> Result<Notification, NotificationError> {
+        let notification = self.act(caller, id, request_id, Action::Cancel).await?;
+        self.counters.cancelled.inc();
+        tracing::info!(notification = %notification.id, "cancelled");
+        Ok(notification)
+    }
+
+    /// Applies `action` to notification `id` in one conditional `UPDATE` (see
+    /// [`crate::store::actions`]) with its idempotency key in the same transaction. A repeated
+    /// request id answers the notification as it is now and changes nothing; a refused action
+    /// stores no key, so it is decided again on a repeat. The notification's account never
+    /// changes, so checking the caller's access before the update is not a race.
+    async fn act(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        request_id: &str,
+        action: Action,
+    ) -> Result<Notification, NotificationError> {
+        let request_id = parse_request_id(request_id).map_err(NotificationError::Invalid)?;
+        if let Some(replayed) = self.replayed(caller, id, &request_id, action).await? {
+            return Ok(replayed);
+        }
+        self.get_notification(caller, id).await?;
+
+        let now = store::now();
+        let txn = self.store.begin().await?;
+        let applied = match action {
+            Action::Retry => txn.requeue_failed(id, now).await?,
+            Action::Cancel => txn.cancel_waiting(id, now).await?,
+        };
+        if !applied {
+            txn.rollback().await?;
+            let current = self.get_notification(caller, id).await?;
+            return Err(match (action, current.state) {
+                (Action::Retry, DeliveryState::Failed) => NotificationError::VariablesDiscarded,
+                (Action::Retry, state) => NotificationError::NotFailed(state),
+                (Action::Cancel, state) => NotificationError::NotWaiting(state),
+            });
+        }
+        if !txn
+            .add_action_key(&caller.name, action, &request_id, id, now)
+            .await?
+        {
+            // A concurrent twin with the same request id won; its result is the answer.
+            txn.rollback().await?;
+            return self
+                .replayed(caller, id, &request_id, action)
+                .await?
+                .ok_or(NotificationError::RequestKeyVanished);
+        }
+        txn.commit().await?;
+        self.get_notification(caller, id).await
+    }
+
+    /// The notification an earlier request with this id acted on, as it is now; `None` when
+    /// the request id is new. A request id already used on another notification is refused.
+    async fn replayed(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        request_id: &str,
+        action: Action,
+    ) -> Result<Option<Notification>, NotificationError> {
+        let Some(acted_on) = self
+            .store
+            .by_action(&caller.name, action, request_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if acted_on != id {
+            return Err(NotificationError::RequestIdReused);
+        }
+        self.get_notification(caller, id).await.map(Some)
     }
 
     /// Queues `new` once per `(scope, request_id)`. A repeat, or the loser of two concurrent

@@ -154,7 +154,8 @@ impl Delivery {
     /// One attempt at one claimed message, recorded whatever happens.
     async fn deliver(&self, owner: &str, message: Notification) {
         let started_at = store::now();
-        let attempt = u32::try_from(message.attempts).unwrap_or(u32::MAX);
+        // A retry an operator asked for starts a new budget of attempts.
+        let attempt = u32::try_from(message.attempt_in_budget()).unwrap_or(u32::MAX);
         let outcome = if attempt > self.retry.max_attempts {
             // The previous attempt's worker stopped before recording it (its lease ran out):
             // that attempt counted, and it was the last one allowed.

@@ -7,7 +7,7 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateNotifications)]
+        vec![Box::new(CreateNotifications), Box::new(RetryAndCancel)]
     }
 }
 
@@ -32,6 +32,7 @@ enum Notifications {
     CreatedAt,
     UpdatedAt,
     SentAt,
+    AttemptsBeforeRetry,
 }
 
 #[derive(DeriveIden)]
@@ -219,6 +220,87 @@ impl MigrationTrait for CreateNotifications {
                             .from(
                                 NotificationRequestKeys::Table,
                                 NotificationRequestKeys::NotificationId,
+                            )
+                            .to(Notifications::Table, Notifications::Id),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum NotificationActionKeys {
+    Table,
+    Scope,
+    Operation,
+    RequestId,
+    NotificationId,
+    CreatedAt,
+}
+
+/// RetryNotification and CancelNotification: the attempt budget that a retry restarts, and the
+/// idempotency keys of both.
+struct RetryAndCancel;
+
+impl MigrationName for RetryAndCancel {
+    fn name(&self) -> &str {
+        "m20261205_000001_retry_and_cancel"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RetryAndCancel {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Notifications::Table)
+                    .add_column(
+                        ColumnDef::new(Notifications::AttemptsBeforeRetry)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(NotificationActionKeys::Table)
+                    .col(
+                        ColumnDef::new(NotificationActionKeys::Scope)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(NotificationActionKeys::Operation)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(NotificationActionKeys::RequestId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(NotificationActionKeys::NotificationId)
+                            .uuid()
+                            .not_null(),
+                    )
+                    .col(timestamp(NotificationActionKeys::CreatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(NotificationActionKeys::Scope)
+                            .col(NotificationActionKeys::Operation)
+                            .col(NotificationActionKeys::RequestId),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(
+                                NotificationActionKeys::Table,
+                                NotificationActionKeys::NotificationId,
                             )
                             .to(Notifications::Table, Notifications::Id),
                     )

@@ -109,8 +109,8 @@ impl Store {
                         Column::NextAttemptAt,
                         Expr::value(Option::<DateTime<Utc>>::None),
                     )
-                    .col_expr(Column::LastError, Expr::value(Some(error.clone())))
-                    .col_expr(Column::Variables, Expr::value("{}"));
+                    // The variables stay: RetryNotification renders the message again.
+                    .col_expr(Column::LastError, Expr::value(Some(error.clone())));
                 (*smtp_code, Some(error.clone()))
             }
         };

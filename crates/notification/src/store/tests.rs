@@ -233,3 +233,128 @@ async fn lists_are_newest_first_and_page_without_gaps() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_cancelled_message_is_never_claimed_and_one_being_sent_cannot_be_cancelled() {
+    let (store, _dir) = store().await;
+    let cancelled = enqueue(&store, "r-1").await;
+    let sending = enqueue(&store, "r-2").await;
+
+    let txn = store.begin().await.unwrap();
+    assert!(txn.cancel_waiting(cancelled.id, now()).await.unwrap());
+    txn.commit().await.unwrap();
+    let claimed = store.claim("a", now(), later(60), 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|message| message.id).collect::<Vec<_>>(),
+        [sending.id]
+    );
+
+    let txn = store.begin().await.unwrap();
+    assert!(!txn.cancel_waiting(sending.id, now()).await.unwrap());
+    assert!(!txn.cancel_waiting(cancelled.id, now()).await.unwrap());
+    txn.rollback().await.unwrap();
+    assert_eq!(
+        store.find(sending.id).await.unwrap().unwrap().state,
+        DeliveryState::Sending
+    );
+
+    // Long after any lease, no worker takes the cancelled message.
+    let reclaimed = store
+        .claim("b", later(3600), later(3660), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        reclaimed
+            .iter()
+            .map(|message| message.id)
+            .collect::<Vec<_>>(),
+        [sending.id]
+    );
+    let cancelled = store.find(cancelled.id).await.unwrap().unwrap();
+    assert_eq!(cancelled.state, DeliveryState::Cancelled);
+    assert_eq!(cancelled.attempts, 0);
+    assert_eq!(
+        cancelled.variables, "{}",
+        "secrets are dropped once cancelled"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_message_is_queued_again_with_a_new_budget_and_the_same_message_id() {
+    let (store, _dir) = store().await;
+    let queued = enqueue(&store, "r-1").await;
+    store.claim("a", now(), later(60), 10).await.unwrap();
+    assert!(
+        store
+            .finish(Finished {
+                id: queued.id,
+                owner: "a",
+                number: 1,
+                outcome: Outcome::Failed {
+                    error: "550 5.1.1 mailbox unavailable".into(),
+                    smtp_code: Some(550),
+                },
+                started_at: now(),
+                finished_at: now(),
+            })
+            .await
+            .unwrap()
+    );
+    let failed = store.find(queued.id).await.unwrap().unwrap();
+    assert_eq!(failed.variables, queued.variables, "kept for a retry");
+
+    let txn = store.begin().await.unwrap();
+    assert!(txn.requeue_failed(queued.id, now()).await.unwrap());
+    assert!(
+        !txn.requeue_failed(queued.id, now()).await.unwrap(),
+        "only a FAILED message is queued again"
+    );
+    txn.commit().await.unwrap();
+    let requeued = store.find(queued.id).await.unwrap().unwrap();
+    assert_eq!(requeued.state, DeliveryState::Queued);
+    assert_eq!(requeued.message_id, queued.message_id);
+    assert_eq!(requeued.attempts_before_retry, 1);
+
+    let claimed = store.claim("b", now(), later(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempts, 2, "the history keeps counting");
+    assert_eq!(claimed[0].attempt_in_budget(), 1, "the budget starts again");
+}
+
+#[tokio::test]
+async fn a_failed_message_whose_variables_were_discarded_is_not_queued_again() {
+    let (store, _dir) = store().await;
+    let discarded = enqueue_new(
+        &store,
+        "r-1",
+        Notification {
+            variables: "{}".into(),
+            ..queued()
+        },
+    )
+    .await;
+    store.claim("a", now(), later(60), 10).await.unwrap();
+    assert!(
+        store
+            .finish(Finished {
+                id: discarded.id,
+                owner: "a",
+                number: 1,
+                outcome: Outcome::Failed {
+                    error: "template: missing first_name".into(),
+                    smtp_code: None,
+                },
+                started_at: now(),
+                finished_at: now(),
+            })
+            .await
+            .unwrap()
+    );
+    let txn = store.begin().await.unwrap();
+    assert!(!txn.requeue_failed(discarded.id, now()).await.unwrap());
+    txn.rollback().await.unwrap();
+    assert_eq!(
+        store.find(discarded.id).await.unwrap().unwrap().state,
+        DeliveryState::Failed
+    );
+}
