@@ -76,6 +76,14 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// What a retry or a cancel did.
+enum Acted {
+    /// It was applied now.
+    Applied(Notification),
+    /// The request id was used before: the notification as it is now; nothing changed.
+    Replayed(Notification),
+}
+
 /// What queueing did.
 enum Enqueued {
     /// A new notification was queued.
@@ -196,11 +204,18 @@ impl Notifications {
         id: Uuid,
         request_id: &str,
     ) -> Result<Notification, NotificationError> {
-        let notification = self.act(caller, id, request_id, Action::Retry).await?;
-        self.counters.retried.inc();
-        tracing::info!(notification = %notification.id, "queued again");
-        self.wake.notify_one();
-        Ok(notification)
+        match self.act(caller, id, request_id, Action::Retry).await? {
+            Acted::Applied(notification) => {
+                self.counters.retried.inc();
+                tracing::info!(notification = %notification.id, "queued again");
+                self.wake.notify_one();
+                Ok(notification)
+            }
+            Acted::Replayed(notification) => {
+                tracing::info!(notification = %notification.id, "repeated request_id; nothing queued");
+                Ok(notification)
+            }
+        }
     }
 
     /// `CancelNotification`: cancels a notification that waits for delivery, once per caller
@@ -211,10 +226,17 @@ impl Notifications {
         id: Uuid,
         request_id: &str,
     ) -> Result<Notification, NotificationError> {
-        let notification = self.act(caller, id, request_id, Action::Cancel).await?;
-        self.counters.cancelled.inc();
-        tracing::info!(notification = %notification.id, "cancelled");
-        Ok(notification)
+        match self.act(caller, id, request_id, Action::Cancel).await? {
+            Acted::Applied(notification) => {
+                self.counters.cancelled.inc();
+                tracing::info!(notification = %notification.id, "cancelled");
+                Ok(notification)
+            }
+            Acted::Replayed(notification) => {
+                tracing::info!(notification = %notification.id, "repeated request_id; nothing cancelled");
+                Ok(notification)
+            }
+        }
     }
 
     /// Applies `action` to notification `id` in one conditional `UPDATE` (see
@@ -228,10 +250,10 @@ impl Notifications {
         id: Uuid,
         request_id: &str,
         action: Action,
-    ) -> Result<Notification, NotificationError> {
+    ) -> Result<Acted, NotificationError> {
         let request_id = parse_request_id(request_id).map_err(NotificationError::Invalid)?;
         if let Some(replayed) = self.replayed(caller, id, &request_id, action).await? {
-            return Ok(replayed);
+            return Ok(Acted::Replayed(replayed));
         }
         self.get_notification(caller, id).await?;
 
@@ -259,10 +281,11 @@ impl Notifications {
             return self
                 .replayed(caller, id, &request_id, action)
                 .await?
+                .map(Acted::Replayed)
                 .ok_or(NotificationError::RequestKeyVanished);
         }
         txn.commit().await?;
-        self.get_notification(caller, id).await
+        self.get_notification(caller, id).await.map(Acted::Applied)
     }
 
     /// The notification an earlier request with this id acted on, as it is now; `None` when

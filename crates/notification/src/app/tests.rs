@@ -148,6 +148,11 @@ async fn a_cancel_is_answered_the_same_on_a_repeat_and_refused_with_the_state_ot
         .await
         .unwrap();
     assert_eq!(again, cancelled);
+    assert_eq!(
+        notifications.counters.cancelled.get(),
+        1,
+        "a repeat is not counted again"
+    );
     let other_request = notifications
         .cancel_notification(&caller, first.id, "cancel-2")
         .await;

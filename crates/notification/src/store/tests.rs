@@ -114,8 +114,14 @@ async fn a_message_is_claimed_once_until_its_lease_runs_out() {
         started_at: now(),
         finished_at: now(),
     };
-    assert!(!store.finish(finished("a")).await.unwrap());
-    assert!(store.finish(finished("b")).await.unwrap());
+    assert!(matches!(
+        store.finish(finished("a")).await.unwrap(),
+        queue::Recording::NotHeld(Some(ref held)) if held.lease_owner.as_deref() == Some("b")
+    ));
+    assert_eq!(
+        store.finish(finished("b")).await.unwrap(),
+        queue::Recording::Recorded
+    );
     let sent = store.find(queued.id).await.unwrap().unwrap();
     assert_eq!(sent.state, DeliveryState::Sent);
     assert_eq!(sent.variables, "{}", "secrets are dropped once sent");
@@ -145,7 +151,7 @@ async fn a_retrying_message_waits_for_its_time() {
         })
         .await
         .unwrap();
-    assert!(recorded);
+    assert_eq!(recorded, queue::Recording::Recorded);
     let retrying = store.find(queued.id).await.unwrap().unwrap();
     assert_eq!(retrying.state, DeliveryState::Retrying);
     assert_eq!(retrying.last_error.as_deref(), Some("421 4.3.0 try later"));
@@ -299,6 +305,7 @@ async fn a_failed_message_is_queued_again_with_a_new_budget_and_the_same_message
             })
             .await
             .unwrap()
+            == queue::Recording::Recorded
     );
     let failed = store.find(queued.id).await.unwrap().unwrap();
     assert_eq!(failed.variables, queued.variables, "kept for a retry");
@@ -349,6 +356,7 @@ async fn a_failed_message_whose_variables_were_discarded_is_not_queued_again() {
             })
             .await
             .unwrap()
+            == queue::Recording::Recorded
     );
     let txn = store.begin().await.unwrap();
     assert!(!txn.requeue_failed(discarded.id, now()).await.unwrap());
@@ -357,4 +365,61 @@ async fn a_failed_message_whose_variables_were_discarded_is_not_queued_again() {
         store.find(discarded.id).await.unwrap().unwrap().state,
         DeliveryState::Failed
     );
+}
+
+/// A SQLite connection that read the schema before a migration added a column describes the
+/// claim's statement with the old schema (SQLite names the new column by its quoted text). The
+/// claim must still hand every message over: what a worker claims is never left SENDING unsent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_on_connections_that_read_the_schema_before_a_migration_hand_over_every_message() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm_migration::MigratorTrait;
+    const CONNECTIONS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/notification.db?mode=rwc", dir.path().display());
+    let db = roster_runtime::db::connect(&url, CONNECTIONS as u32)
+        .await
+        .unwrap();
+    Migrator::up(&db, Some(1)).await.unwrap();
+    // Every connection of the pool reads the table as the first migration left it.
+    let txns = futures::future::join_all((0..CONNECTIONS).map(|_| db.begin())).await;
+    for txn in &txns {
+        let txn = txn.as_ref().unwrap();
+        txn.execute_unprepared("SELECT count(*) FROM notifications")
+            .await
+            .unwrap();
+    }
+    for txn in txns {
+        txn.unwrap().commit().await.unwrap();
+    }
+    // The later migrations and the messages come through another pool, so that the first
+    // pool's connections keep the schema they read.
+    let other = roster_runtime::db::connect(&url, 1).await.unwrap();
+    Migrator::up(&other, None).await.unwrap();
+    let other = Store::new(other);
+    let mut queued = Vec::new();
+    for index in 0..CONNECTIONS * 2 {
+        queued.push(enqueue(&other, &format!("r-{index}")).await.id);
+    }
+
+    let store = Store::new(db);
+    let claims = futures::future::join_all((0..CONNECTIONS * 2).map(|index| {
+        let store = store.clone();
+        async move {
+            store
+                .claim(&format!("w-{index}"), now(), later(60), 1)
+                .await
+        }
+    }))
+    .await;
+    let mut claimed = Vec::new();
+    for claim in claims {
+        let claim = claim.expect("a claim on any connection succeeds");
+        assert_eq!(claim.len(), 1);
+        assert_eq!(claim[0].attempts_before_retry, 0);
+        claimed.push(claim[0].id);
+    }
+    claimed.sort();
+    queued.sort();
+    assert_eq!(claimed, queued, "each message claimed once");
 }
