@@ -244,6 +244,11 @@ impl Notifications {
     /// request id answers the notification as it is now and changes nothing; a refused action
     /// stores no key, so it is decided again on a repeat. The notification's account never
     /// changes, so checking the caller's access before the update is not a race.
+    ///
+    /// The update decides; the notification read after a refusal only names its state. A
+    /// worker can move it in between (SENDING → RETRYING as an attempt ends, → FAILED as the
+    /// last one does): when the state read is one the action accepts, the update is tried
+    /// again, so a refusal names a state that refuses.
     async fn act(
         &self,
         caller: &Caller,
@@ -251,27 +256,31 @@ impl Notifications {
         request_id: &str,
         action: Action,
     ) -> Result<Acted, NotificationError> {
+        const TRIES: u32 = 3;
         let request_id = parse_request_id(request_id).map_err(NotificationError::Invalid)?;
         if let Some(replayed) = self.replayed(caller, id, &request_id, action).await? {
             return Ok(Acted::Replayed(replayed));
         }
         self.get_notification(caller, id).await?;
 
-        let now = store::now();
-        let txn = self.store.begin().await?;
-        let applied = match action {
-            Action::Retry => txn.requeue_failed(id, now).await?,
-            Action::Cancel => txn.cancel_waiting(id, now).await?,
-        };
-        if !applied {
+        let mut tries = 0;
+        let (txn, now) = loop {
+            tries += 1;
+            let now = store::now();
+            let txn = self.store.begin().await?;
+            let applied = match action {
+                Action::Retry => txn.requeue_failed(id, now).await?,
+                Action::Cancel => txn.cancel_waiting(id, now).await?,
+            };
+            if applied {
+                break (txn, now);
+            }
             txn.rollback().await?;
             let current = self.get_notification(caller, id).await?;
-            return Err(match (action, current.state) {
-                (Action::Retry, DeliveryState::Failed) => NotificationError::VariablesDiscarded,
-                (Action::Retry, state) => NotificationError::NotFailed(state),
-                (Action::Cancel, state) => NotificationError::NotWaiting(state),
-            });
-        }
+            if !accepts(action, &current) || tries == TRIES {
+                return Err(refused(action, &current));
+            }
+        };
         if !txn
             .add_action_key(&caller.name, action, &request_id, id, now)
             .await?
@@ -341,6 +350,26 @@ impl Notifications {
         }
         txn.commit().await?;
         Ok(Enqueued::Created(notification))
+    }
+}
+
+/// Whether `action` would be applied to `notification` as it is.
+fn accepts(action: Action, notification: &Notification) -> bool {
+    match action {
+        Action::Retry => {
+            DeliveryState::RETRYABLE.contains(&notification.state)
+                && !notification.variables_discarded()
+        }
+        Action::Cancel => DeliveryState::WAITING.contains(&notification.state),
+    }
+}
+
+/// Why `action` is refused for `notification` as it is.
+fn refused(action: Action, notification: &Notification) -> NotificationError {
+    match (action, notification.state) {
+        (Action::Retry, DeliveryState::Failed) => NotificationError::VariablesDiscarded,
+        (Action::Retry, state) => NotificationError::NotFailed(state),
+        (Action::Cancel, state) => NotificationError::NotWaiting(state),
     }
 }
 

@@ -178,3 +178,42 @@ async fn a_cancel_is_answered_the_same_on_a_repeat_and_refused_with_the_state_ot
         "{empty:?}"
     );
 }
+
+#[tokio::test]
+async fn an_action_is_tried_again_only_when_the_state_read_after_a_refusal_accepts_it() {
+    let (notifications, _dir) = notifications().await;
+    let variables = welcome_variables();
+    let caller = Caller::internal("caller");
+    let queued = notifications
+        .send_email(&caller, welcome("r-1", &variables))
+        .await
+        .unwrap();
+    let in_state = |state, variables: &str| Notification {
+        state,
+        variables: variables.to_owned(),
+        ..queued.clone()
+    };
+    for state in DeliveryState::ALL {
+        let notification = in_state(state, &queued.variables);
+        assert_eq!(
+            accepts(Action::Cancel, &notification),
+            matches!(state, DeliveryState::Queued | DeliveryState::Retrying),
+            "{state:?}"
+        );
+        assert_eq!(
+            accepts(Action::Retry, &notification),
+            state == DeliveryState::Failed,
+            "{state:?}"
+        );
+    }
+    let discarded = in_state(DeliveryState::Failed, "{}");
+    assert!(!accepts(Action::Retry, &discarded));
+    assert!(matches!(
+        refused(Action::Retry, &discarded),
+        NotificationError::VariablesDiscarded
+    ));
+    assert!(matches!(
+        refused(Action::Cancel, &in_state(DeliveryState::Sending, "{}")),
+        NotificationError::NotWaiting(DeliveryState::Sending)
+    ));
+}

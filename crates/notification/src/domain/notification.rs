@@ -6,6 +6,10 @@ use uuid::Uuid;
 
 use super::state::DeliveryState;
 
+/// The variables of a notification that no longer keeps them: a reset link must not outlive
+/// its email.
+pub const NO_VARIABLES: &str = "{}";
+
 /// One queued email and where its delivery is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {
@@ -93,6 +97,12 @@ impl Notification {
     /// since the message was queued or retried.
     pub fn attempt_in_budget(&self) -> i32 {
         self.attempts - self.attempts_before_retry
+    }
+
+    /// Whether its template variables were dropped (once it was sent or cancelled, or when it
+    /// failed before failed messages kept them): it cannot be rendered again.
+    pub fn variables_discarded(&self) -> bool {
+        self.variables == NO_VARIABLES
     }
 
     /// When the next attempt is due, while one is waiting.

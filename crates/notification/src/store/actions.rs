@@ -15,10 +15,8 @@ use uuid::Uuid;
 use super::entities::{action_key, notification};
 use super::notifications::Transaction;
 use super::{Store, StoreError};
+use crate::domain::notification::NO_VARIABLES;
 use crate::domain::state::DeliveryState;
-
-/// The variables of a message that no longer needs them: a reset link must not outlive it.
-const NO_VARIABLES: &str = "{}";
 
 /// What an operator did to a message, as its idempotency key records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use super::convert::all;
 use super::entities::{attempt, notification};
 use super::{Store, StoreError};
 use crate::domain::attempt::{Attempt, Finished, Outcome};
-use crate::domain::notification::Notification;
+use crate::domain::notification::{NO_VARIABLES, Notification};
 use crate::domain::state::DeliveryState;
 
 /// What recording an attempt came to.
@@ -130,7 +130,7 @@ impl Store {
                         Expr::value(Option::<DateTime<Utc>>::None),
                     )
                     // The variables may hold secrets (a reset link) and are no longer needed.
-                    .col_expr(Column::Variables, Expr::value("{}"));
+                    .col_expr(Column::Variables, Expr::value(NO_VARIABLES));
                 (None, None)
             }
             Outcome::Retry {
