@@ -88,6 +88,14 @@ impl SmtpServer {
         assert!(self.launch().await, "the SMTP server restarts");
     }
 
+    /// Starts the server again on the same port with other options: a mail server that was
+    /// refusing is fixed, or the other way round.
+    pub async fn restart_with(&mut self, options: &[&str]) {
+        self.stop();
+        self.options = options.iter().map(|option| (*option).to_owned()).collect();
+        self.restart().await;
+    }
+
     /// The transport URL, with authentication.
     pub fn url(&self) -> String {
         format!("smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{}", self.port)

@@ -1,5 +1,6 @@
-//! `roster notifications`: queue an email, read one's delivery state, list an account's, and
-//! watch one until it is sent or has failed (NotificationService on notification).
+//! `roster notifications`: queue an email, read one's delivery state, list an account's, watch
+//! one until it is sent or has failed, retry a failed one and cancel one that waits for delivery
+//! (NotificationService on notification).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -57,7 +58,24 @@ pub enum Command {
         #[command(flatten)]
         paging: Paging,
     },
-    /// Poll a notification until it is SENT (exit 0) or FAILED (exit 1), with a spinner.
+    /// Deliver a FAILED notification again, with a new budget of attempts and the same
+    /// Message-ID (a mail server that got an earlier attempt can drop the duplicate).
+    Retry {
+        /// The notification's id.
+        id: String,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+    /// Cancel a notification that waits for delivery (QUEUED or RETRYING); it is never sent.
+    /// One being sent (SENDING) can no longer be cancelled.
+    Cancel {
+        /// The notification's id.
+        id: String,
+        #[command(flatten)]
+        request_id: RequestIdArg,
+    },
+    /// Poll a notification until it is SENT (exit 0) or FAILED or CANCELLED (exit 1), with a
+    /// spinner.
     Watch {
         /// The notification's id.
         id: String,
@@ -75,6 +93,7 @@ pub enum State {
     Sent,
     Retrying,
     Failed,
+    Cancelled,
 }
 
 impl State {
@@ -85,6 +104,7 @@ impl State {
             State::Sent => pb::NotificationState::Sent,
             State::Retrying => pb::NotificationState::Retrying,
             State::Failed => pb::NotificationState::Failed,
+            State::Cancelled => pb::NotificationState::Cancelled,
         }
     }
 }
@@ -137,6 +157,38 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                         account_display_name,
                     },
                     async |request| notifications.send_email(request).await,
+                )
+                .await?;
+            output::show(client.json(), &response, |response| {
+                show(notification_of(response.notification.as_ref())?)
+            })
+        }
+        Command::Retry { id, request_id } => {
+            let response = client
+                .call_idempotent(
+                    "roster.notification.v1.NotificationService/RetryNotification",
+                    request_id.get(),
+                    |request_id| pb::RetryNotificationRequest {
+                        notification_id: id,
+                        request_id,
+                    },
+                    async |request| notifications.retry_notification(request).await,
+                )
+                .await?;
+            output::show(client.json(), &response, |response| {
+                show(notification_of(response.notification.as_ref())?)
+            })
+        }
+        Command::Cancel { id, request_id } => {
+            let response = client
+                .call_idempotent(
+                    "roster.notification.v1.NotificationService/CancelNotification",
+                    request_id.get(),
+                    |request_id| pb::CancelNotificationRequest {
+                        notification_id: id,
+                        request_id,
+                    },
+                    async |request| notifications.cancel_notification(request).await,
                 )
                 .await?;
             output::show(client.json(), &response, |response| {
@@ -208,7 +260,11 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                 let state = pb::NotificationState::try_from(notification.state).ok();
                 if matches!(
                     state,
-                    Some(pb::NotificationState::Sent | pb::NotificationState::Failed)
+                    Some(
+                        pb::NotificationState::Sent
+                            | pb::NotificationState::Failed
+                            | pb::NotificationState::Cancelled
+                    )
                 ) {
                     break response;
                 }
@@ -236,6 +292,9 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                     notification.attempts,
                     notification.last_error
                 );
+            }
+            if notification.state == pb::NotificationState::Cancelled as i32 {
+                anyhow::bail!("notification {} was cancelled", notification.id);
             }
             Ok(())
         }

@@ -117,7 +117,8 @@ pub async fn start(
             store,
             templates,
             wake,
-            settings.message_id_domain.clone()
+            settings.message_id_domain.clone(),
+            app::ActionCounters::register(services.metrics())
         )),
         common
     ));

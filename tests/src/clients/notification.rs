@@ -28,5 +28,7 @@ impl Notifications {
         send_email(SendEmailRequest) -> SendEmailResponse;
         get_notification(GetNotificationRequest) -> GetNotificationResponse;
         list_notifications(ListNotificationsRequest) -> ListNotificationsResponse;
+        retry_notification(RetryNotificationRequest) -> RetryNotificationResponse;
+        cancel_notification(CancelNotificationRequest) -> CancelNotificationResponse;
     }
 }

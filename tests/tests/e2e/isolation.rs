@@ -1209,6 +1209,24 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
             })],
         ),
         (
+            "/roster.notification.v1.NotificationService/RetryNotification",
+            vec![probe(Of::Notification, NotFound, |_, id| {
+                nt::RetryNotificationRequest {
+                    notification_id: id.into(),
+                    request_id: "isolation-retry".into(),
+                }
+            })],
+        ),
+        (
+            "/roster.notification.v1.NotificationService/CancelNotification",
+            vec![probe(Of::Notification, NotFound, |_, id| {
+                nt::CancelNotificationRequest {
+                    notification_id: id.into(),
+                    request_id: "isolation-cancel".into(),
+                }
+            })],
+        ),
+        (
             "/roster.notification.v1.NotificationService/ListNotifications",
             vec![probe(Of::Account, Denied, |_, account| {
                 nt::ListNotificationsRequest {

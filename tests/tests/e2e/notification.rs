@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use roster_proto::notification::v1::{
-    GetNotificationRequest, ListNotificationsRequest, Notification, NotificationState,
-    SendEmailRequest,
+    CancelNotificationRequest, GetNotificationRequest, ListNotificationsRequest, Notification,
+    NotificationState, RetryNotificationRequest, SendEmailRequest,
 };
 use roster_runtime::Service;
 use roster_tests::clients::Notifications;
@@ -548,8 +548,239 @@ both_backends!(
     lists_page_newest_first_and_filter_by_state,
     a_replayed_request_id_is_one_notification_and_one_delivery,
     a_permanent_rejection_fails_at_once_and_the_next_message_goes_out,
-    an_smtp_outage_is_retried_until_the_server_returns
+    an_smtp_outage_is_retried_until_the_server_returns,
+    a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with_its_message_id,
+    a_cancelled_email_is_never_sent_even_after_the_server_returns,
+    cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled
 );
+
+async fn retry(
+    client: &Notifications,
+    id: &str,
+    request_id: &str,
+) -> Result<Notification, tonic::Status> {
+    client
+        .retry_notification(RetryNotificationRequest {
+            notification_id: id.to_owned(),
+            request_id: request_id.to_owned(),
+        })
+        .await
+        .map(|response| response.notification.expect("a notification"))
+}
+
+async fn cancel(
+    client: &Notifications,
+    id: &str,
+    request_id: &str,
+) -> Result<Notification, tonic::Status> {
+    client
+        .cancel_notification(CancelNotificationRequest {
+            notification_id: id.to_owned(),
+            request_id: request_id.to_owned(),
+        })
+        .await
+        .map(|response| response.notification.expect("a notification"))
+}
+
+/// A FAILED_PRECONDITION with `expected_reason` whose message names `state`.
+fn assert_refused(refusal: &tonic::Status, expected_reason: &str, state: &str) {
+    assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}");
+    assert_eq!(reason(refusal).as_deref(), Some(expected_reason));
+    assert!(refusal.message().contains(state), "{}", refusal.message());
+}
+
+async fn a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with_its_message_id(
+    backend: Backend,
+) {
+    let Some(mut smtp) = SmtpServer::start(&["--tempfail", "grace@example.com"]).await else {
+        return;
+    };
+    let account = Uuid::new_v4();
+    let settings = roster_notification::Settings {
+        max_attempts: 2,
+        retry_base_millis: 100,
+        retry_max_millis: 200,
+        ..notification_settings(&smtp.url())
+    };
+    let other_account = TestKey::limited("key-other", &["notifications"], &[Uuid::new_v4()]);
+    let Some(server) = notification_server(backend, settings, vec![other_account]).await else {
+        return;
+    };
+    let client = client(&server).await;
+    let queued = send(
+        &client,
+        welcome_request("r-1", account, "grace@example.com"),
+    )
+    .await;
+    let failed = wait_for(
+        &client,
+        &queued.id,
+        Duration::from_secs(20),
+        is(NotificationState::Failed),
+    )
+    .await;
+    assert_eq!(failed.attempts, 2);
+    assert!(failed.last_error.starts_with("451"), "{failed:?}");
+    assert_eq!(failed.message_id, message_id(&failed));
+    assert!(
+        smtp.deliveries().is_empty(),
+        "the server refused every attempt"
+    );
+
+    // Another account's key is answered as if the notification did not exist.
+    let other = client.with_key("key-other");
+    for hidden_id in [failed.id.clone(), Uuid::now_v7().to_string()] {
+        let retried = retry(&other, &hidden_id, "other-1").await.unwrap_err();
+        let cancelled = cancel(&other, &hidden_id, "other-1").await.unwrap_err();
+        for refusal in [retried, cancelled] {
+            assert_eq!(refusal.code(), Code::NotFound);
+            assert_eq!(refusal.message(), "notification not found");
+        }
+    }
+    let hidden = retry(&other, &failed.id, "other-2").await.unwrap_err();
+    let missing = retry(&other, &Uuid::now_v7().to_string(), "other-2")
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.message(), missing.message());
+    assert_eq!(hidden.details(), missing.details());
+    assert_eq!(
+        get(&client, &failed.id).await,
+        failed,
+        "untouched by the other account's key"
+    );
+
+    smtp.restart_with(&[]).await;
+    let retried = retry(&client, &failed.id, "retry-1").await.expect("retry");
+    assert_eq!(retried.id, failed.id);
+    assert_ne!(state(&retried), NotificationState::Failed);
+    assert_eq!(retried.message_id, failed.message_id);
+    let sent = wait_for(
+        &client,
+        &failed.id,
+        Duration::from_secs(20),
+        is(NotificationState::Sent),
+    )
+    .await;
+    assert_eq!(sent.attempts, 3, "one attempt after the retry");
+    assert_eq!(sent.message_id, failed.message_id);
+
+    // The same request id is answered with the notification, as it is now; nothing more is
+    // queued. A new request finds it SENT.
+    let replayed = retry(&client, &failed.id, "retry-1").await.expect("replay");
+    assert_eq!(replayed, get(&client, &failed.id).await);
+    assert_refused(
+        &retry(&client, &failed.id, "retry-2").await.unwrap_err(),
+        "NOTIFICATION_NOT_FAILED",
+        "SENT",
+    );
+    assert_refused(
+        &cancel(&client, &failed.id, "cancel-1").await.unwrap_err(),
+        "NOTIFICATION_NOT_WAITING",
+        "SENT",
+    );
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let records = smtp.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["message_id"], failed.message_id.as_str());
+}
+
+async fn a_cancelled_email_is_never_sent_even_after_the_server_returns(backend: Backend) {
+    let Some(mut smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    smtp.stop();
+    let settings = roster_notification::Settings {
+        max_attempts: 1000,
+        retry_base_millis: 100,
+        retry_max_millis: 200,
+        ..notification_settings(&smtp.url())
+    };
+    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
+        return;
+    };
+    let client = client(&server).await;
+    let account = Uuid::new_v4();
+    let waiting = send(&client, welcome_request("r-1", account, "ada@example.com")).await;
+    wait_for(
+        &client,
+        &waiting.id,
+        Duration::from_secs(20),
+        |notification| notification.attempts >= 1 && !notification.last_error.is_empty(),
+    )
+    .await;
+
+    // It is waiting for the server, or being sent this instant: not FAILED, so not retried.
+    let refusal = retry(&client, &waiting.id, "retry-1").await.unwrap_err();
+    assert_refused(
+        &refusal,
+        "NOTIFICATION_NOT_FAILED",
+        "only a FAILED notification",
+    );
+    assert!(
+        ["QUEUED", "RETRYING", "SENDING"]
+            .iter()
+            .any(|state| refusal.message().contains(&format!("is {state}"))),
+        "{}",
+        refusal.message()
+    );
+
+    // Between two attempts it waits and is cancelled; during one, a worker holds it and the
+    // cancel is refused naming SENDING. A refused cancel keeps no request id, so the same one
+    // is tried again.
+    let start = Instant::now();
+    let cancelled = loop {
+        match cancel(&client, &waiting.id, "cancel-1").await {
+            Ok(cancelled) => break cancelled,
+            Err(refusal) => assert_refused(&refusal, "NOTIFICATION_NOT_WAITING", "SENDING"),
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "never cancelled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(state(&cancelled), NotificationState::Cancelled);
+    assert!(cancelled.next_attempt_time.is_none());
+    assert_eq!(
+        cancel(&client, &waiting.id, "cancel-1")
+            .await
+            .expect("replay"),
+        cancelled,
+        "a repeat is answered the same"
+    );
+    assert_refused(
+        &cancel(&client, &waiting.id, "cancel-2").await.unwrap_err(),
+        "NOTIFICATION_NOT_WAITING",
+        "CANCELLED",
+    );
+
+    // The server returns: a later email goes out, the cancelled one never does.
+    smtp.restart().await;
+    let later = send(&client, welcome_request("r-2", account, "ada@example.com")).await;
+    let sent = wait_for(
+        &client,
+        &later.id,
+        Duration::from_secs(20),
+        is(NotificationState::Sent),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(get(&client, &waiting.id).await, cancelled);
+    let deliveries = smtp.deliveries();
+    assert_eq!(deliveries.get(&sent.message_id), Some(&1), "{deliveries:?}");
+    assert!(
+        !deliveries.contains_key(&message_id(&cancelled)),
+        "{deliveries:?}"
+    );
+    let listed = client
+        .list_notifications(ListNotificationsRequest {
+            account_id: account.to_string(),
+            state: NotificationState::Cancelled as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("ListNotifications")
+        .notifications;
+    assert_eq!(listed, [cancelled]);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn temporary_rejections_are_retried_up_to_the_limit_then_fail() {
@@ -810,4 +1041,70 @@ async fn a_thousand_emails_over_three_instances_are_each_delivered_exactly_once(
     eprintln!("deliveries per instance: {per_instance:?}");
     assert!(per_instance.len() >= 2, "{per_instance:?}");
     let _ = db.close().await;
+}
+
+async fn cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled(backend: Backend) {
+    let Some(smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    let Some(server) =
+        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await
+    else {
+        return;
+    };
+    let client = client(&server).await;
+    let account = Uuid::new_v4();
+    let mut ids = Vec::new();
+    for index in 0..40 {
+        ids.push(
+            send(
+                &client,
+                welcome_request(&format!("r-{index}"), account, "grace@example.com"),
+            )
+            .await
+            .id,
+        );
+    }
+    // Each cancel races the workers that are claiming and sending the same emails.
+    let answers: Vec<_> = futures::stream::iter(ids.iter().map(|id| {
+        let client = client.clone();
+        async move {
+            (
+                id.clone(),
+                cancel(&client, id, &format!("cancel-{id}")).await,
+            )
+        }
+    }))
+    .buffer_unordered(8)
+    .collect()
+    .await;
+
+    let mut cancelled = HashSet::new();
+    for (id, answer) in &answers {
+        match answer {
+            Ok(notification) => {
+                assert_eq!(state(notification), NotificationState::Cancelled);
+                cancelled.insert(id.clone());
+            }
+            Err(refusal) => assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}"),
+        }
+    }
+    for id in &ids {
+        let expected = if cancelled.contains(id) {
+            NotificationState::Cancelled
+        } else {
+            NotificationState::Sent
+        };
+        wait_for(&client, id, Duration::from_secs(20), is(expected)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let deliveries = smtp.deliveries();
+    for id in &ids {
+        let delivered = deliveries.get(&format!("<{id}@roster.test>")).copied();
+        if cancelled.contains(id) {
+            assert_eq!(delivered, None, "{id} was cancelled and sent");
+        } else {
+            assert_eq!(delivered, Some(1), "{id}");
+        }
+    }
 }

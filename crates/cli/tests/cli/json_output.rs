@@ -12,6 +12,7 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor};
@@ -21,13 +22,82 @@ use roster_proto::notification::v1 as notification;
 use roster_runtime::Service;
 use roster_tests::clients::{Identity, Notifications};
 use roster_tests::imports::people_csv;
-use roster_tests::{ADMIN_KEY, Backend, ImportSuite, TestServer};
+use roster_tests::{
+    ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestServer, notification_settings, test_settings,
+};
 use serde_json::Value;
 
 use crate::common::{Following, Run};
 
 /// Commands that print no response message: they run servers, or work offline.
 const NOT_CALLS: [&str; 3] = ["dev", "serve", "migrate"];
+
+/// A notification service on a fresh SQLite database whose mail server refuses connections
+/// (every attempt fails temporarily, the next one comes a minute later, `max_attempts` of them
+/// fail the email), and the id of an email of `account` queued there once it is in `state`.
+async fn undeliverable(
+    account: &str,
+    max_attempts: u32,
+    state: notification::NotificationState,
+) -> (TestServer, String) {
+    let database = Arc::new(
+        TestDatabase::create(Backend::Sqlite)
+            .await
+            .expect("SQLite is always available"),
+    );
+    let settings = roster_notification::Settings {
+        max_attempts,
+        retry_base_millis: 60_000,
+        retry_max_millis: 60_000,
+        ..notification_settings("smtp://127.0.0.1:1")
+    };
+    let server = TestServer::start_notification(
+        test_settings(Service::Notification, &database.url),
+        settings,
+        database,
+        Vec::new(),
+    )
+    .await;
+    let client = Notifications::new(server.channel().await, ADMIN_KEY);
+    let id = client
+        .send_email(notification::SendEmailRequest {
+            request_id: "undeliverable-1".to_owned(),
+            account_id: account.to_owned(),
+            recipient: "ada@json.example".to_owned(),
+            template: "welcome".to_owned(),
+            locale: "en".to_owned(),
+            variables: [
+                ("first_name".to_owned(), "Ada".to_owned()),
+                ("username".to_owned(), "ada@json.example".to_owned()),
+            ]
+            .into(),
+            account_display_name: "Json Ltd".to_owned(),
+        })
+        .await
+        .expect("SendEmail")
+        .notification
+        .expect("a notification")
+        .id;
+    let start = std::time::Instant::now();
+    loop {
+        let current = client
+            .get_notification(notification::GetNotificationRequest {
+                notification_id: id.clone(),
+            })
+            .await
+            .expect("GetNotification")
+            .notification
+            .expect("a notification");
+        if current.state == state as i32 {
+            return (server, id);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not {state:?}: {current:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 /// The services a run talks to.
 struct Suite {
@@ -505,6 +575,38 @@ async fn every_command_prints_its_response_message_as_json() {
     assert_eq!(
         listed.notifications,
         vec![direct.notification.expect("one")]
+    );
+
+    // Emails whose mail server is unreachable: with one attempt allowed an email fails at once
+    // and can be retried; with two it waits a minute for its second and can be cancelled.
+    let (failing, failed) =
+        undeliverable(&account_id, 1, notification::NotificationState::Failed).await;
+    let failing_addr = failing.addr.to_string();
+    let retried: notification::RetryNotificationResponse = decode(
+        &coverage
+            .run(
+                &suite,
+                "notifications retry",
+                &[&failed, "--notification-addr", &failing_addr],
+            )
+            .await,
+    );
+    assert_eq!(retried.notification.map(|n| n.id), Some(failed));
+    let (stalled, waiting) =
+        undeliverable(&account_id, 2, notification::NotificationState::Retrying).await;
+    let stalled_addr = stalled.addr.to_string();
+    let cancelled: notification::CancelNotificationResponse = decode(
+        &coverage
+            .run(
+                &suite,
+                "notifications cancel",
+                &[&waiting, "--notification-addr", &stalled_addr],
+            )
+            .await,
+    );
+    assert_eq!(
+        cancelled.notification.map(|n| n.state),
+        Some(notification::NotificationState::Cancelled as i32)
     );
 
     // imports

@@ -951,3 +951,60 @@ async fn an_email_is_sent_and_watched_until_delivered() {
         listed.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_email_is_neither_retried_nor_cancelled_and_the_refusal_names_its_state() {
+    let operator = Operator::with_notification().await;
+    let account = uuid::Uuid::new_v4().to_string();
+    let sent = operator
+        .run(&[
+            "--json",
+            "notifications",
+            "send",
+            "--account",
+            &account,
+            "--to",
+            "ada@example.com",
+            "--template",
+            "welcome",
+            "--var",
+            "first_name=Ada",
+            "--var",
+            "username=ada@example.com",
+            "--account-name",
+            "Retry Ltd",
+        ])
+        .await
+        .ok()
+        .json();
+    let id = sent["notification"]["id"]
+        .as_str()
+        .expect("notification id");
+    operator
+        .run(&["notifications", "watch", id, "--interval", "100ms"])
+        .await
+        .ok();
+
+    let cancel = operator
+        .run(&["--json", "notifications", "cancel", id])
+        .await
+        .failed()
+        .error_json();
+    assert_eq!(cancel["error"]["code"], "FAILED_PRECONDITION");
+    assert_eq!(cancel["error"]["reason"], "NOTIFICATION_NOT_WAITING");
+    let message = cancel["error"]["message"].as_str().expect("a message");
+    assert!(
+        message.contains("CancelNotification") && message.contains("SENT"),
+        "{message}"
+    );
+
+    let retry = operator.run(&["notifications", "retry", id]).await.failed();
+    assert!(
+        retry
+            .stderr
+            .contains("RetryNotification: FAILED_PRECONDITION")
+            && retry.stderr.contains("the notification is SENT"),
+        "{}",
+        retry.stderr
+    );
+}

@@ -23,6 +23,21 @@ impl From<NotificationError> for ApiError {
                 resource: "notification",
             },
             NotificationError::AccountNotPermitted(refusal) => refusal,
+            NotificationError::NotFailed(_)
+            | NotificationError::NotWaiting(_)
+            | NotificationError::VariablesDiscarded => ApiError::FailedPrecondition {
+                reason: match error {
+                    NotificationError::NotFailed(_) => "NOTIFICATION_NOT_FAILED",
+                    NotificationError::NotWaiting(_) => "NOTIFICATION_NOT_WAITING",
+                    _ => "NOTIFICATION_VARIABLES_DISCARDED",
+                },
+                message: error.to_string(),
+                subject: "notification".to_owned(),
+            },
+            NotificationError::RequestIdReused => ApiError::invalid(
+                "request_id",
+                "was used for this operation on another notification; use a new request_id",
+            ),
             error @ (NotificationError::RequestKeyVanished
             | NotificationError::Variables(_)
             | NotificationError::Store(_)) => ApiError::internal(error),
@@ -46,6 +61,7 @@ pub(super) fn state_from_proto(state: pb::NotificationState) -> Option<DeliveryS
         pb::NotificationState::Sent => Some(DeliveryState::Sent),
         pb::NotificationState::Retrying => Some(DeliveryState::Retrying),
         pb::NotificationState::Failed => Some(DeliveryState::Failed),
+        pb::NotificationState::Cancelled => Some(DeliveryState::Cancelled),
     }
 }
 
@@ -56,6 +72,7 @@ fn state_to_proto(state: DeliveryState) -> pb::NotificationState {
         DeliveryState::Sent => pb::NotificationState::Sent,
         DeliveryState::Retrying => pb::NotificationState::Retrying,
         DeliveryState::Failed => pb::NotificationState::Failed,
+        DeliveryState::Cancelled => pb::NotificationState::Cancelled,
     }
 }
 

@@ -72,6 +72,38 @@ impl NotificationService for NotificationApi {
         }))
     }
 
+    async fn retry_notification(
+        &self,
+        request: Request<pb::RetryNotificationRequest>,
+    ) -> Result<Response<pb::RetryNotificationResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let id = parse_id("notification_id", &request.notification_id)?;
+        let notification = self
+            .notifications
+            .retry_notification(&caller, id, &request.request_id)
+            .await?;
+        Ok(Response::new(pb::RetryNotificationResponse {
+            notification: Some(to_proto(&notification)),
+        }))
+    }
+
+    async fn cancel_notification(
+        &self,
+        request: Request<pb::CancelNotificationRequest>,
+    ) -> Result<Response<pb::CancelNotificationResponse>, Status> {
+        let caller = caller(&request)?;
+        let request = request.into_inner();
+        let id = parse_id("notification_id", &request.notification_id)?;
+        let notification = self
+            .notifications
+            .cancel_notification(&caller, id, &request.request_id)
+            .await?;
+        Ok(Response::new(pb::CancelNotificationResponse {
+            notification: Some(to_proto(&notification)),
+        }))
+    }
+
     async fn list_notifications(
         &self,
         request: Request<pb::ListNotificationsRequest>,

@@ -3,6 +3,7 @@
 use roster_runtime::ApiError;
 
 use crate::domain::FieldError;
+use crate::domain::state::DeliveryState;
 use crate::store::StoreError;
 
 /// Why a use case did not do what it was asked.
@@ -14,10 +15,27 @@ pub enum NotificationError {
     /// No such notification, or one the caller may not know exists.
     #[error("notification not found")]
     NotFound,
+    /// Only a FAILED notification can be retried.
+    #[error("the notification is {}; only a FAILED notification can be retried", .0.as_str())]
+    NotFailed(DeliveryState),
+    /// Only a notification that waits for delivery can be cancelled.
+    #[error("{}", not_waiting(*.0))]
+    NotWaiting(DeliveryState),
+    /// A FAILED notification whose template variables were discarded when it failed (before
+    /// failed messages kept them) cannot be rendered again.
+    #[error(
+        "the notification is FAILED but its template variables were discarded; send the email \
+         again with SendEmail"
+    )]
+    VariablesDiscarded,
     /// The caller key may not act on the account: the runtime's refusal, worded as in every
     /// service.
     #[error(transparent)]
     AccountNotPermitted(ApiError),
+    /// The request id was used before by the same caller for the same operation on another
+    /// notification.
+    #[error("request_id was used for another notification")]
+    RequestIdReused,
     /// An idempotency key was held when it was written, yet gone when read back.
     #[error("idempotency key vanished")]
     RequestKeyVanished,
@@ -26,4 +44,18 @@ pub enum NotificationError {
     Variables(#[from] serde_json::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+fn not_waiting(state: DeliveryState) -> String {
+    match state {
+        DeliveryState::Sending => {
+            "the notification is SENDING: a worker is sending it now, so it can no longer be \
+             cancelled"
+                .to_owned()
+        }
+        state => format!(
+            "the notification is {}; only a QUEUED or RETRYING notification can be cancelled",
+            state.as_str()
+        ),
+    }
 }

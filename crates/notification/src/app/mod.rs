@@ -9,13 +9,16 @@ pub use error::NotificationError;
 use std::sync::Arc;
 
 use roster_runtime::auth::Caller;
+use roster_runtime::metrics::Metrics;
+use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::domain::notification::{Cursor, NewNotification, Notification};
-use crate::domain::request::{EmailRequest, RawEmailRequest};
+use crate::domain::request::{EmailRequest, RawEmailRequest, parse_request_id};
 use crate::domain::state::DeliveryState;
 use crate::domain::templates::Templates;
+use crate::store::actions::Action;
 use crate::store::{self, Store};
 
 /// The use cases over one store.
@@ -26,6 +29,32 @@ pub struct Notifications {
     wake: Arc<Notify>,
     /// The right-hand side of every `Message-ID`.
     message_id_domain: String,
+    /// What operators did to the queue, for the metrics endpoint.
+    counters: ActionCounters,
+}
+
+/// Retries and cancels, counted as they are applied (replays are not counted again):
+/// `roster_notification_retries_total` and `roster_notification_cancellations_total`.
+#[derive(Clone, Debug, Default)]
+pub struct ActionCounters {
+    pub retried: Counter,
+    pub cancelled: Counter,
+}
+
+impl ActionCounters {
+    /// The counters, registered on `metrics`.
+    pub fn register(metrics: &Metrics) -> Self {
+        Self {
+            retried: metrics.counter(
+                "roster_notification_retries",
+                "FAILED emails queued again by RetryNotification",
+            ),
+            cancelled: metrics.counter(
+                "roster_notification_cancellations",
+                "Waiting emails cancelled by CancelNotification",
+            ),
+        }
+    }
 }
 
 /// Which of an account's notifications to list, and how many.
@@ -47,6 +76,14 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// What a retry or a cancel did.
+enum Acted {
+    /// It was applied now.
+    Applied(Notification),
+    /// The request id was used before: the notification as it is now; nothing changed.
+    Replayed(Notification),
+}
+
 /// What queueing did.
 enum Enqueued {
     /// A new notification was queued.
@@ -61,12 +98,14 @@ impl Notifications {
         templates: Arc<Templates>,
         wake: Arc<Notify>,
         message_id_domain: String,
+        counters: ActionCounters,
     ) -> Self {
         Self {
             store,
             templates,
             wake,
             message_id_domain,
+            counters,
         }
     }
 
@@ -157,6 +196,129 @@ impl Notifications {
         })
     }
 
+    /// `RetryNotification`: queues a FAILED notification again with a new attempt budget and
+    /// its Message-ID unchanged, once per caller and request id.
+    pub async fn retry_notification(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        request_id: &str,
+    ) -> Result<Notification, NotificationError> {
+        match self.act(caller, id, request_id, Action::Retry).await? {
+            Acted::Applied(notification) => {
+                self.counters.retried.inc();
+                tracing::info!(notification = %notification.id, "queued again");
+                self.wake.notify_one();
+                Ok(notification)
+            }
+            Acted::Replayed(notification) => {
+                tracing::info!(notification = %notification.id, "repeated request_id; nothing queued");
+                Ok(notification)
+            }
+        }
+    }
+
+    /// `CancelNotification`: cancels a notification that waits for delivery, once per caller
+    /// and request id. One that a worker is sending is not cancelled.
+    pub async fn cancel_notification(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        request_id: &str,
+    ) -> Result<Notification, NotificationError> {
+        match self.act(caller, id, request_id, Action::Cancel).await? {
+            Acted::Applied(notification) => {
+                self.counters.cancelled.inc();
+                tracing::info!(notification = %notification.id, "cancelled");
+                Ok(notification)
+            }
+            Acted::Replayed(notification) => {
+                tracing::info!(notification = %notification.id, "repeated request_id; nothing cancelled");
+                Ok(notification)
+            }
+        }
+    }
+
+    /// Applies `action` to notification `id` in one conditional `UPDATE` (see
+    /// [`crate::store::actions`]) with its idempotency key in the same transaction. A repeated
+    /// request id answers the notification as it is now and changes nothing; a refused action
+    /// stores no key, so it is decided again on a repeat. The notification's account never
+    /// changes, so checking the caller's access before the update is not a race.
+    ///
+    /// The update decides; the notification read after a refusal only names its state. A
+    /// worker can move it in between (SENDING → RETRYING as an attempt ends, → FAILED as the
+    /// last one does): when the state read is one the action accepts, the update is tried
+    /// again, so a refusal names a state that refuses.
+    async fn act(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        request_id: &str,
+        action: Action,
+    ) -> Result<Acted, NotificationError> {
+        const TRIES: u32 = 3;
+        let request_id = parse_request_id(request_id).map_err(NotificationError::Invalid)?;
+        if let Some(replayed) = self.replayed(caller, id, &request_id, action).await? {
+            return Ok(Acted::Replayed(replayed));
+        }
+        self.get_notification(caller, id).await?;
+
+        let mut tries = 0;
+        let (txn, now) = loop {
+            tries += 1;
+            let now = store::now();
+            let txn = self.store.begin().await?;
+            let applied = match action {
+                Action::Retry => txn.requeue_failed(id, now).await?,
+                Action::Cancel => txn.cancel_waiting(id, now).await?,
+            };
+            if applied {
+                break (txn, now);
+            }
+            txn.rollback().await?;
+            let current = self.get_notification(caller, id).await?;
+            if !accepts(action, &current) || tries == TRIES {
+                return Err(refused(action, &current));
+            }
+        };
+        if !txn
+            .add_action_key(&caller.name, action, &request_id, id, now)
+            .await?
+        {
+            // A concurrent twin with the same request id won; its result is the answer.
+            txn.rollback().await?;
+            return self
+                .replayed(caller, id, &request_id, action)
+                .await?
+                .map(Acted::Replayed)
+                .ok_or(NotificationError::RequestKeyVanished);
+        }
+        txn.commit().await?;
+        self.get_notification(caller, id).await.map(Acted::Applied)
+    }
+
+    /// The notification an earlier request with this id acted on, as it is now; `None` when
+    /// the request id is new. A request id already used on another notification is refused.
+    async fn replayed(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        request_id: &str,
+        action: Action,
+    ) -> Result<Option<Notification>, NotificationError> {
+        let Some(acted_on) = self
+            .store
+            .by_action(&caller.name, action, request_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if acted_on != id {
+            return Err(NotificationError::RequestIdReused);
+        }
+        self.get_notification(caller, id).await.map(Some)
+    }
+
     /// Queues `new` once per `(scope, request_id)`. A repeat, or the loser of two concurrent
     /// twins, gets the first notification back and queues nothing: the idempotency key is
     /// written in one `INSERT … ON CONFLICT DO NOTHING` in the notification's own transaction,
@@ -188,6 +350,26 @@ impl Notifications {
         }
         txn.commit().await?;
         Ok(Enqueued::Created(notification))
+    }
+}
+
+/// Whether `action` would be applied to `notification` as it is.
+fn accepts(action: Action, notification: &Notification) -> bool {
+    match action {
+        Action::Retry => {
+            DeliveryState::RETRYABLE.contains(&notification.state)
+                && !notification.variables_discarded()
+        }
+        Action::Cancel => DeliveryState::WAITING.contains(&notification.state),
+    }
+}
+
+/// Why `action` is refused for `notification` as it is.
+fn refused(action: Action, notification: &Notification) -> NotificationError {
+    match (action, notification.state) {
+        (Action::Retry, DeliveryState::Failed) => NotificationError::VariablesDiscarded,
+        (Action::Retry, state) => NotificationError::NotFailed(state),
+        (Action::Cancel, state) => NotificationError::NotWaiting(state),
     }
 }
 

@@ -15,6 +15,7 @@ async fn notifications() -> (Notifications, tempfile::TempDir) {
         Arc::new(Templates::builtin().unwrap()),
         Arc::new(Notify::new()),
         "roster".into(),
+        ActionCounters::default(),
     );
     (notifications, dir)
 }
@@ -111,4 +112,108 @@ async fn lists_page_through_an_account_newest_first() {
         .map(|notification| notification.id)
         .collect();
     assert_eq!(seen, ids);
+}
+
+#[tokio::test]
+async fn a_cancel_is_answered_the_same_on_a_repeat_and_refused_with_the_state_otherwise() {
+    let (notifications, _dir) = notifications().await;
+    let variables = welcome_variables();
+    let caller = Caller::internal("caller");
+    let first = notifications
+        .send_email(&caller, welcome("r-1", &variables))
+        .await
+        .unwrap();
+    let second = notifications
+        .send_email(&caller, welcome("r-2", &variables))
+        .await
+        .unwrap();
+
+    let retried = notifications
+        .retry_notification(&caller, first.id, "retry-1")
+        .await;
+    assert!(
+        matches!(
+            retried,
+            Err(NotificationError::NotFailed(DeliveryState::Queued))
+        ),
+        "{retried:?}"
+    );
+    let cancelled = notifications
+        .cancel_notification(&caller, first.id, "cancel-1")
+        .await
+        .unwrap();
+    assert_eq!(cancelled.state, DeliveryState::Cancelled);
+    let again = notifications
+        .cancel_notification(&caller, first.id, "cancel-1")
+        .await
+        .unwrap();
+    assert_eq!(again, cancelled);
+    assert_eq!(
+        notifications.counters.cancelled.get(),
+        1,
+        "a repeat is not counted again"
+    );
+    let other_request = notifications
+        .cancel_notification(&caller, first.id, "cancel-2")
+        .await;
+    assert!(
+        matches!(
+            other_request,
+            Err(NotificationError::NotWaiting(DeliveryState::Cancelled))
+        ),
+        "{other_request:?}"
+    );
+    let reused = notifications
+        .cancel_notification(&caller, second.id, "cancel-1")
+        .await;
+    assert!(
+        matches!(reused, Err(NotificationError::RequestIdReused)),
+        "{reused:?}"
+    );
+    let empty = notifications
+        .cancel_notification(&caller, second.id, "")
+        .await;
+    assert!(
+        matches!(empty, Err(NotificationError::Invalid(_))),
+        "{empty:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_action_is_tried_again_only_when_the_state_read_after_a_refusal_accepts_it() {
+    let (notifications, _dir) = notifications().await;
+    let variables = welcome_variables();
+    let caller = Caller::internal("caller");
+    let queued = notifications
+        .send_email(&caller, welcome("r-1", &variables))
+        .await
+        .unwrap();
+    let in_state = |state, variables: &str| Notification {
+        state,
+        variables: variables.to_owned(),
+        ..queued.clone()
+    };
+    for state in DeliveryState::ALL {
+        let notification = in_state(state, &queued.variables);
+        assert_eq!(
+            accepts(Action::Cancel, &notification),
+            matches!(state, DeliveryState::Queued | DeliveryState::Retrying),
+            "{state:?}"
+        );
+        assert_eq!(
+            accepts(Action::Retry, &notification),
+            state == DeliveryState::Failed,
+            "{state:?}"
+        );
+    }
+    let discarded = in_state(DeliveryState::Failed, "{}");
+    assert!(!accepts(Action::Retry, &discarded));
+    assert!(matches!(
+        refused(Action::Retry, &discarded),
+        NotificationError::VariablesDiscarded
+    ));
+    assert!(matches!(
+        refused(Action::Cancel, &in_state(DeliveryState::Sending, "{}")),
+        NotificationError::NotWaiting(DeliveryState::Sending)
+    ));
 }

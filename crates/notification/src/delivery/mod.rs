@@ -9,7 +9,9 @@
 //!
 //! Each attempt's outcome is counted on the metrics endpoint ([`DeliveryCounters`]):
 //! `roster_notification_messages_sent_total`, `roster_notification_messages_retrying_total` and
-//! `roster_notification_messages_failed_total`.
+//! `roster_notification_messages_failed_total`; an attempt whose outcome could not be recorded
+//! (its worker's lease had run out) is logged and counted in
+//! `roster_notification_attempts_unrecorded_total`.
 
 pub mod transport;
 
@@ -27,7 +29,9 @@ use tracing::Instrument;
 use crate::domain::attempt::{Finished, Outcome};
 use crate::domain::notification::Notification;
 use crate::domain::retry::{AfterFailure, Failure, RetryPolicy};
+use crate::domain::state::DeliveryState;
 use crate::domain::templates::{RenderInput, Template, Templates};
+use crate::store::queue::Recording;
 use crate::store::{self, Store, StoreError};
 use transport::{Mailer, SendFailure};
 
@@ -50,6 +54,9 @@ pub struct DeliveryCounters {
     pub retrying: Counter,
     /// Messages that failed for good (FAILED): a permanent refusal, or the last attempt.
     pub failed: Counter,
+    /// Attempts whose outcome could not be recorded because the worker no longer held the
+    /// message (its lease ran out): each is logged with the message's state.
+    pub unrecorded: Counter,
 }
 
 impl DeliveryCounters {
@@ -67,6 +74,10 @@ impl DeliveryCounters {
             failed: metrics.counter(
                 "roster_notification_messages_failed",
                 "Emails that failed for good: refused permanently, or out of attempts",
+            ),
+            unrecorded: metrics.counter(
+                "roster_notification_attempts_unrecorded",
+                "Delivery attempts whose outcome was not recorded: the worker's lease had run out",
             ),
         }
     }
@@ -154,7 +165,8 @@ impl Delivery {
     /// One attempt at one claimed message, recorded whatever happens.
     async fn deliver(&self, owner: &str, message: Notification) {
         let started_at = store::now();
-        let attempt = u32::try_from(message.attempts).unwrap_or(u32::MAX);
+        // A retry an operator asked for starts a new budget of attempts.
+        let attempt = u32::try_from(message.attempt_in_budget()).unwrap_or(u32::MAX);
         let outcome = if attempt > self.retry.max_attempts {
             // The previous attempt's worker stopped before recording it (its lease ran out):
             // that attempt counted, and it was the last one allowed.
@@ -251,12 +263,10 @@ impl Delivery {
         const TRIES: u32 = 5;
         for try_number in 1..=TRIES {
             match self.store.finish(finished.clone()).await {
-                Ok(true) => return,
-                Ok(false) => {
-                    tracing::warn!(
-                        notification = %finished.id,
-                        "lease lost before the attempt was recorded; another worker owns it now"
-                    );
+                Ok(Recording::Recorded) => return,
+                Ok(Recording::NotHeld(found)) => {
+                    self.counters.unrecorded.inc();
+                    not_recorded(&finished, found.as_deref());
                     return;
                 }
                 Err(error) if try_number < TRIES => {
@@ -271,5 +281,37 @@ impl Delivery {
                 }
             }
         }
+    }
+}
+
+/// Says why an attempt's outcome could not be recorded, with the message as it is now: the
+/// attempt happened (the mail server may have taken the email), so it is never dropped quietly.
+fn not_recorded(finished: &Finished<'_>, found: Option<&Notification>) {
+    let outcome = finished.outcome.kind().as_str();
+    match found {
+        Some(current) if current.state == DeliveryState::Sending => tracing::warn!(
+            notification = %finished.id,
+            attempt = finished.number,
+            outcome,
+            holder = current.lease_owner.as_deref().unwrap_or_default(),
+            attempts = current.attempts,
+            "attempt not recorded: its lease ran out and another worker took the message over; \
+             that worker makes attempt {} (a sent email may arrive twice, with the same Message-ID)",
+            current.attempts
+        ),
+        Some(current) => tracing::error!(
+            notification = %finished.id,
+            attempt = finished.number,
+            outcome,
+            state = current.state.as_str(),
+            attempts = current.attempts,
+            "attempt not recorded: the message is no longer SENDING"
+        ),
+        None => tracing::error!(
+            notification = %finished.id,
+            attempt = finished.number,
+            outcome,
+            "attempt not recorded: the message no longer exists"
+        ),
     }
 }

@@ -6,6 +6,10 @@ use uuid::Uuid;
 
 use super::state::DeliveryState;
 
+/// The variables of a notification that no longer keeps them: a reset link must not outlive
+/// its email.
+pub const NO_VARIABLES: &str = "{}";
+
 /// One queued email and where its delivery is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Notification {
@@ -26,6 +30,9 @@ pub struct Notification {
     pub state: DeliveryState,
     /// Attempts made so far, counting the one under way (a claim raises it).
     pub attempts: i32,
+    /// How many of `attempts` were made before the latest retry an operator asked for: the
+    /// attempt budget counts only the ones after it.
+    pub attempts_before_retry: i32,
     pub last_error: Option<String>,
     /// `<id@domain>`, fixed at enqueue so every attempt carries the same one.
     pub message_id: String,
@@ -68,6 +75,7 @@ impl Notification {
             account_display_name: new.account_display_name,
             state: DeliveryState::Queued,
             attempts: 0,
+            attempts_before_retry: 0,
             last_error: None,
             message_id: new.message_id,
             next_attempt_at: Some(now),
@@ -83,6 +91,18 @@ impl Notification {
     /// only once the email was first rendered.
     pub fn shown_message_id(&self) -> Option<&str> {
         (self.attempts > 0).then_some(self.message_id.as_str())
+    }
+
+    /// The number of the attempt under way within the current budget: 1 for the first attempt
+    /// since the message was queued or retried.
+    pub fn attempt_in_budget(&self) -> i32 {
+        self.attempts - self.attempts_before_retry
+    }
+
+    /// Whether its template variables were dropped (once it was sent or cancelled, or when it
+    /// failed before failed messages kept them): it cannot be rendered again.
+    pub fn variables_discarded(&self) -> bool {
+        self.variables == NO_VARIABLES
     }
 
     /// When the next attempt is due, while one is waiting.

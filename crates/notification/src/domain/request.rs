@@ -85,6 +85,18 @@ impl EmailRequest {
     }
 }
 
+/// The `request_id` of a request that changes a notification (retry, cancel): the same rule as
+/// `SendEmail`'s.
+pub fn parse_request_id(value: &str) -> Result<String, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let request_id = check_request_id(value, &mut errors);
+    if errors.is_empty() {
+        Ok(request_id)
+    } else {
+        Err(errors)
+    }
+}
+
 fn check_request_id(value: &str, errors: &mut Vec<FieldError>) -> String {
     check_text(
         "request_id",

@@ -1,5 +1,7 @@
 //! Where a notification's delivery is: QUEUED → SENDING → SENT | RETRYING | FAILED, and
 //! RETRYING → SENDING. A SENDING message whose lease ran out (its worker died) is due again.
+//! An operator moves a message by hand: FAILED → QUEUED (retry) and QUEUED | RETRYING →
+//! CANCELLED (cancel).
 
 /// The delivery state of a notification, stored as its upper-case name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -12,17 +14,20 @@ pub enum DeliveryState {
     Sent,
     /// The last attempt failed temporarily; another is due at `next_attempt_at`.
     Retrying,
-    /// Given up. Final.
+    /// Given up. Final for the workers; an operator may queue it again.
     Failed,
+    /// Cancelled before it was sent. Final: never sent.
+    Cancelled,
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 5] = [
+    pub const ALL: [DeliveryState; 6] = [
         DeliveryState::Queued,
         DeliveryState::Sending,
         DeliveryState::Sent,
         DeliveryState::Retrying,
         DeliveryState::Failed,
+        DeliveryState::Cancelled,
     ];
 
     /// The stored name.
@@ -33,6 +38,7 @@ impl DeliveryState {
             DeliveryState::Sent => "SENT",
             DeliveryState::Retrying => "RETRYING",
             DeliveryState::Failed => "FAILED",
+            DeliveryState::Cancelled => "CANCELLED",
         }
     }
 
@@ -41,13 +47,20 @@ impl DeliveryState {
         Self::ALL.into_iter().find(|state| state.as_str() == name)
     }
 
-    /// SENT and FAILED never change again.
-    pub fn is_final(self) -> bool {
-        matches!(self, DeliveryState::Sent | DeliveryState::Failed)
-    }
-
-    /// States a worker may claim once `next_attempt_at` has passed.
+    /// States a worker may claim once `next_attempt_at` has passed; also the states a message
+    /// can be cancelled in, since no worker is sending it.
     pub const WAITING: [DeliveryState; 2] = [DeliveryState::Queued, DeliveryState::Retrying];
+
+    /// The only state a message can be retried from.
+    pub const RETRYABLE: [DeliveryState; 1] = [DeliveryState::Failed];
+
+    /// True for the states no worker leaves: SENT, FAILED (until a retry) and CANCELLED.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DeliveryState::Sent | DeliveryState::Failed | DeliveryState::Cancelled
+        )
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,8 @@ pub mod notification {
         /// A [`crate::domain::state::DeliveryState`] name.
         pub state: String,
         pub attempts: i32,
+        /// Attempts made before the latest retry an operator asked for.
+        pub attempts_before_retry: i32,
         pub last_error: Option<String>,
         /// `<id@domain>`, fixed at enqueue so every attempt carries the same one.
         pub message_id: String,
@@ -80,6 +82,31 @@ pub mod request_key {
         /// The caller key's name: request ids are scoped to their caller.
         #[sea_orm(primary_key, auto_increment = false)]
         pub scope: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub request_id: String,
+        pub notification_id: Uuid,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod action_key {
+    use sea_orm::entity::prelude::*;
+
+    /// An idempotency key (AIP-155) of a retry or a cancel: the notification it acted on.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notification_action_keys")]
+    pub struct Model {
+        /// The caller key's name: request ids are scoped to their caller.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub scope: String,
+        /// `retry` or `cancel`.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub operation: String,
         #[sea_orm(primary_key, auto_increment = false)]
         pub request_id: String,
         pub notification_id: Uuid,

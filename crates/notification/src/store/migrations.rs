@@ -7,7 +7,11 @@ pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateNotifications), Box::new(AddRetention)]
+        vec![
+            Box::new(CreateNotifications),
+            Box::new(RetryAndCancel),
+            Box::new(AddRetention),
+        ]
     }
 }
 
@@ -32,6 +36,7 @@ enum Notifications {
     CreatedAt,
     UpdatedAt,
     SentAt,
+    AttemptsBeforeRetry,
 }
 
 #[derive(DeriveIden)]
@@ -228,8 +233,89 @@ impl MigrationTrait for CreateNotifications {
     }
 }
 
+#[derive(DeriveIden)]
+enum NotificationActionKeys {
+    Table,
+    Scope,
+    Operation,
+    RequestId,
+    NotificationId,
+    CreatedAt,
+}
+
+/// RetryNotification and CancelNotification: the attempt budget that a retry restarts, and the
+/// idempotency keys of both.
+struct RetryAndCancel;
+
+impl MigrationName for RetryAndCancel {
+    fn name(&self) -> &str {
+        "m20261205_000001_retry_and_cancel"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RetryAndCancel {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Notifications::Table)
+                    .add_column(
+                        ColumnDef::new(Notifications::AttemptsBeforeRetry)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(NotificationActionKeys::Table)
+                    .col(
+                        ColumnDef::new(NotificationActionKeys::Scope)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(NotificationActionKeys::Operation)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(NotificationActionKeys::RequestId)
+                            .string()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(NotificationActionKeys::NotificationId)
+                            .uuid()
+                            .not_null(),
+                    )
+                    .col(timestamp(NotificationActionKeys::CreatedAt))
+                    .primary_key(
+                        Index::create()
+                            .col(NotificationActionKeys::Scope)
+                            .col(NotificationActionKeys::Operation)
+                            .col(NotificationActionKeys::RequestId),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(
+                                NotificationActionKeys::Table,
+                                NotificationActionKeys::NotificationId,
+                            )
+                            .to(Notifications::Table, Notifications::Id),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
 /// Retention: `job_leases` (which replica runs the retention job); finished notifications
-/// found by state and age, and a notification's request keys by the notification.
+/// found by state and age, and a notification's request and action keys by the notification.
 struct AddRetention;
 
 impl MigrationName for AddRetention {
@@ -258,6 +344,15 @@ impl MigrationTrait for AddRetention {
                     .name("notification_request_keys_notification")
                     .table(NotificationRequestKeys::Table)
                     .col(NotificationRequestKeys::NotificationId)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("notification_action_keys_notification")
+                    .table(NotificationActionKeys::Table)
+                    .col(NotificationActionKeys::NotificationId)
                     .to_owned(),
             )
             .await

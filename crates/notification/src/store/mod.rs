@@ -10,8 +10,11 @@
 //! - [`notifications`]: queueing (inside a [`Transaction`] the use case owns), reading, listing
 //!   and the queue's depth.
 //! - [`queue`]: the workers' claim and the recording of each attempt.
+//! - [`actions`]: an operator's retry of a failed message and cancel of a waiting one, each
+//!   one conditional `UPDATE`, and their idempotency keys.
 //! - [`retention`]: deleting finished notifications with their attempts and keys.
 
+pub mod actions;
 mod convert;
 pub mod entities;
 mod migrations;

@@ -21,6 +21,11 @@ use crate::domain::state::DeliveryState;
 pub struct Transaction(DatabaseTransaction);
 
 impl Transaction {
+    /// The connection the transaction's statements run on.
+    pub(super) fn connection(&self) -> &DatabaseTransaction {
+        &self.0
+    }
+
     /// Stores a new notification.
     pub async fn insert(&self, notification: Notification) -> Result<(), StoreError> {
         notification::Entity::insert(notification::ActiveModel::from(notification::Model::from(

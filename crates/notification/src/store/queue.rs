@@ -2,10 +2,10 @@
 //! attempt only while its worker still holds that lease.
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, Iterable, QueryFilter, QueryOrder,
-    QuerySelect, QueryTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -13,13 +13,28 @@ use super::convert::all;
 use super::entities::{attempt, notification};
 use super::{Store, StoreError};
 use crate::domain::attempt::{Attempt, Finished, Outcome};
-use crate::domain::notification::Notification;
+use crate::domain::notification::{NO_VARIABLES, Notification};
 use crate::domain::state::DeliveryState;
+
+/// What recording an attempt came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recording {
+    /// The attempt is in the history and the message moved on.
+    Recorded,
+    /// Nothing was recorded: the worker no longer holds the message (its lease ran out and
+    /// another worker claimed it, or it is no longer SENDING). The message as it is now;
+    /// `None` when it does not exist.
+    NotHeld(Option<Box<Notification>>),
+}
 
 impl Store {
     /// Claims up to `limit` due messages for `owner` until `lease_until`: each becomes SENDING
     /// with its attempt count raised by one. Due are QUEUED and RETRYING messages whose time
     /// has come, and SENDING ones whose lease ran out (their worker died).
+    ///
+    /// The claim and the reading of the claimed messages are one transaction: when they cannot
+    /// be read, the claim is rolled back, so no message is left SENDING with an attempt counted
+    /// that no worker makes.
     pub async fn claim(
         &self,
         owner: &str,
@@ -28,45 +43,72 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<Notification>, StoreError> {
         use notification::Column;
-        if roster_runtime::db::is_postgres(&self.db) {
+        let txn = self.db.begin().await?;
+        let ids: Vec<Uuid> = if roster_runtime::db::is_postgres(&self.db) {
             // Rows another worker has locked are skipped, not waited for: replicas never
             // queue up behind one another and never claim the same message.
-            let txn = self.db.begin().await?;
             let ids: Vec<Uuid> = due_ids(now, limit)
                 .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
                 .into_tuple()
                 .all(&txn)
                 .await?;
-            if ids.is_empty() {
-                txn.commit().await?;
-                return Ok(Vec::new());
+            if !ids.is_empty() {
+                claim_update(owner, now, lease_until)
+                    .filter(Column::Id.is_in(ids.clone()))
+                    .exec(&txn)
+                    .await?;
             }
-            let claimed = claim_update(owner, now, lease_until)
-                .filter(Column::Id.is_in(ids))
-                .exec_with_returning(&txn)
-                .await?;
-            txn.commit().await?;
-            all(claimed)
+            ids
         } else {
             // SQLite runs one writer at a time, so a single UPDATE whose subquery picks the
-            // due rows is atomic: no other worker can claim the same rows in between.
+            // due rows is atomic: no other worker can claim the same rows in between. Being
+            // the transaction's first statement, it takes the write lock at once (waiting for
+            // it under the busy timeout) and keeps it until the commit.
+            //
+            // It returns only the ids, read by position: a connection that read the schema
+            // before a migration added a column prepares `RETURNING <that column>` with the
+            // quoted text as the column's name (and `RETURNING *` with fewer columns than it
+            // returns), so the rows are read with a SELECT instead, which SQLite prepares
+            // against the current schema.
             let mut update = claim_update(owner, now, lease_until)
                 .filter(Column::Id.in_subquery(due_ids(now, limit).into_query()))
                 .into_query();
-            // The columns by name, not `*`: a statement prepared before a migration added a
-            // column would otherwise return more columns than its cached description.
-            update.returning(Query::returning().columns(notification::Column::iter()));
-            let statement = self.db.get_database_backend().build(&update);
-            all(notification::Entity::find()
-                .from_raw_sql(statement)
-                .all(&self.db)
-                .await?)
+            update.returning_col(Column::Id);
+            let statement = txn.get_database_backend().build(&update);
+            let mut ids = Vec::new();
+            for row in txn.query_all_raw(statement).await? {
+                ids.push(row.try_get_by_index::<Uuid>(0)?);
+            }
+            ids
+        };
+        if ids.is_empty() {
+            txn.commit().await?;
+            return Ok(Vec::new());
+        }
+        let claimed = notification::Entity::find()
+            .filter(Column::Id.is_in(ids))
+            .order_by_asc(Column::CreatedAt)
+            .order_by_asc(Column::Id)
+            .all(&txn)
+            .await
+            .map_err(StoreError::from)
+            .and_then(all);
+        match claimed {
+            Ok(claimed) => {
+                txn.commit().await?;
+                Ok(claimed)
+            }
+            Err(error) => {
+                txn.rollback().await?;
+                Err(error)
+            }
         }
     }
 
     /// Records a finished attempt and moves the message on, if `owner` still holds its lease.
-    /// Returns false (and records nothing) when the lease was lost.
-    pub async fn finish(&self, finished: Finished<'_>) -> Result<bool, StoreError> {
+    /// When it does not, nothing is recorded and the answer is the message as it is now, so
+    /// the caller can say what happened instead of dropping the attempt silently.
+    pub async fn finish(&self, finished: Finished<'_>) -> Result<Recording, StoreError> {
         use notification::Column;
         let mut update = notification::Entity::update_many()
             .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
@@ -88,7 +130,7 @@ impl Store {
                         Expr::value(Option::<DateTime<Utc>>::None),
                     )
                     // The variables may hold secrets (a reset link) and are no longer needed.
-                    .col_expr(Column::Variables, Expr::value("{}"));
+                    .col_expr(Column::Variables, Expr::value(NO_VARIABLES));
                 (None, None)
             }
             Outcome::Retry {
@@ -109,15 +151,20 @@ impl Store {
                         Column::NextAttemptAt,
                         Expr::value(Option::<DateTime<Utc>>::None),
                     )
-                    .col_expr(Column::LastError, Expr::value(Some(error.clone())))
-                    .col_expr(Column::Variables, Expr::value("{}"));
+                    // The variables stay: RetryNotification renders the message again.
+                    .col_expr(Column::LastError, Expr::value(Some(error.clone())));
                 (*smtp_code, Some(error.clone()))
             }
         };
         let txn = self.db.begin().await?;
         if update.exec(&txn).await?.rows_affected == 0 {
+            let found = notification::Entity::find_by_id(finished.id)
+                .one(&txn)
+                .await?
+                .map(|model| Notification::try_from(model).map(Box::new))
+                .transpose();
             txn.rollback().await?;
-            return Ok(false);
+            return Ok(Recording::NotHeld(found?));
         }
         attempt::Entity::insert(attempt::ActiveModel {
             notification_id: Set(finished.id),
@@ -132,7 +179,7 @@ impl Store {
         .exec_without_returning(&txn)
         .await?;
         txn.commit().await?;
-        Ok(true)
+        Ok(Recording::Recorded)
     }
 
     /// The attempt history of one notification, first attempt first.

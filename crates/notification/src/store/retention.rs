@@ -16,7 +16,11 @@ use crate::domain::state::DeliveryState;
 
 /// The tables whose rows belong to one notification, by a `notification_id` column: deleted
 /// with it, before it. A new such table is one more line here.
-pub const NOTIFICATION_CHILDREN: &[&str] = &["notification_attempts", "notification_request_keys"];
+pub const NOTIFICATION_CHILDREN: &[&str] = &[
+    "notification_attempts",
+    "notification_request_keys",
+    "notification_action_keys",
+];
 
 impl Store {
     /// Deletes up to `limit` notifications that reached a final state (SENT, FAILED) before

@@ -114,8 +114,14 @@ async fn a_message_is_claimed_once_until_its_lease_runs_out() {
         started_at: now(),
         finished_at: now(),
     };
-    assert!(!store.finish(finished("a")).await.unwrap());
-    assert!(store.finish(finished("b")).await.unwrap());
+    assert!(matches!(
+        store.finish(finished("a")).await.unwrap(),
+        queue::Recording::NotHeld(Some(ref held)) if held.lease_owner.as_deref() == Some("b")
+    ));
+    assert_eq!(
+        store.finish(finished("b")).await.unwrap(),
+        queue::Recording::Recorded
+    );
     let sent = store.find(queued.id).await.unwrap().unwrap();
     assert_eq!(sent.state, DeliveryState::Sent);
     assert_eq!(sent.variables, "{}", "secrets are dropped once sent");
@@ -145,7 +151,7 @@ async fn a_retrying_message_waits_for_its_time() {
         })
         .await
         .unwrap();
-    assert!(recorded);
+    assert_eq!(recorded, queue::Recording::Recorded);
     let retrying = store.find(queued.id).await.unwrap().unwrap();
     assert_eq!(retrying.state, DeliveryState::Retrying);
     assert_eq!(retrying.last_error.as_deref(), Some("421 4.3.0 try later"));
@@ -232,4 +238,188 @@ async fn lists_are_newest_first_and_page_without_gaps() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_cancelled_message_is_never_claimed_and_one_being_sent_cannot_be_cancelled() {
+    let (store, _dir) = store().await;
+    let cancelled = enqueue(&store, "r-1").await;
+    let sending = enqueue(&store, "r-2").await;
+
+    let txn = store.begin().await.unwrap();
+    assert!(txn.cancel_waiting(cancelled.id, now()).await.unwrap());
+    txn.commit().await.unwrap();
+    let claimed = store.claim("a", now(), later(60), 10).await.unwrap();
+    assert_eq!(
+        claimed.iter().map(|message| message.id).collect::<Vec<_>>(),
+        [sending.id]
+    );
+
+    let txn = store.begin().await.unwrap();
+    assert!(!txn.cancel_waiting(sending.id, now()).await.unwrap());
+    assert!(!txn.cancel_waiting(cancelled.id, now()).await.unwrap());
+    txn.rollback().await.unwrap();
+    assert_eq!(
+        store.find(sending.id).await.unwrap().unwrap().state,
+        DeliveryState::Sending
+    );
+
+    // Long after any lease, no worker takes the cancelled message.
+    let reclaimed = store
+        .claim("b", later(3600), later(3660), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        reclaimed
+            .iter()
+            .map(|message| message.id)
+            .collect::<Vec<_>>(),
+        [sending.id]
+    );
+    let cancelled = store.find(cancelled.id).await.unwrap().unwrap();
+    assert_eq!(cancelled.state, DeliveryState::Cancelled);
+    assert_eq!(cancelled.attempts, 0);
+    assert_eq!(
+        cancelled.variables, "{}",
+        "secrets are dropped once cancelled"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_message_is_queued_again_with_a_new_budget_and_the_same_message_id() {
+    let (store, _dir) = store().await;
+    let queued = enqueue(&store, "r-1").await;
+    store.claim("a", now(), later(60), 10).await.unwrap();
+    assert!(
+        store
+            .finish(Finished {
+                id: queued.id,
+                owner: "a",
+                number: 1,
+                outcome: Outcome::Failed {
+                    error: "550 5.1.1 mailbox unavailable".into(),
+                    smtp_code: Some(550),
+                },
+                started_at: now(),
+                finished_at: now(),
+            })
+            .await
+            .unwrap()
+            == queue::Recording::Recorded
+    );
+    let failed = store.find(queued.id).await.unwrap().unwrap();
+    assert_eq!(failed.variables, queued.variables, "kept for a retry");
+
+    let txn = store.begin().await.unwrap();
+    assert!(txn.requeue_failed(queued.id, now()).await.unwrap());
+    assert!(
+        !txn.requeue_failed(queued.id, now()).await.unwrap(),
+        "only a FAILED message is queued again"
+    );
+    txn.commit().await.unwrap();
+    let requeued = store.find(queued.id).await.unwrap().unwrap();
+    assert_eq!(requeued.state, DeliveryState::Queued);
+    assert_eq!(requeued.message_id, queued.message_id);
+    assert_eq!(requeued.attempts_before_retry, 1);
+
+    let claimed = store.claim("b", now(), later(60), 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].attempts, 2, "the history keeps counting");
+    assert_eq!(claimed[0].attempt_in_budget(), 1, "the budget starts again");
+}
+
+#[tokio::test]
+async fn a_failed_message_whose_variables_were_discarded_is_not_queued_again() {
+    let (store, _dir) = store().await;
+    let discarded = enqueue_new(
+        &store,
+        "r-1",
+        Notification {
+            variables: "{}".into(),
+            ..queued()
+        },
+    )
+    .await;
+    store.claim("a", now(), later(60), 10).await.unwrap();
+    assert!(
+        store
+            .finish(Finished {
+                id: discarded.id,
+                owner: "a",
+                number: 1,
+                outcome: Outcome::Failed {
+                    error: "template: missing first_name".into(),
+                    smtp_code: None,
+                },
+                started_at: now(),
+                finished_at: now(),
+            })
+            .await
+            .unwrap()
+            == queue::Recording::Recorded
+    );
+    let txn = store.begin().await.unwrap();
+    assert!(!txn.requeue_failed(discarded.id, now()).await.unwrap());
+    txn.rollback().await.unwrap();
+    assert_eq!(
+        store.find(discarded.id).await.unwrap().unwrap().state,
+        DeliveryState::Failed
+    );
+}
+
+/// A SQLite connection that read the schema before a migration added a column describes the
+/// claim's statement with the old schema (SQLite names the new column by its quoted text). The
+/// claim must still hand every message over: what a worker claims is never left SENDING unsent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_on_connections_that_read_the_schema_before_a_migration_hand_over_every_message() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm_migration::MigratorTrait;
+    const CONNECTIONS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/notification.db?mode=rwc", dir.path().display());
+    let db = roster_runtime::db::connect(&url, CONNECTIONS as u32)
+        .await
+        .unwrap();
+    Migrator::up(&db, Some(1)).await.unwrap();
+    // Every connection of the pool reads the table as the first migration left it.
+    let txns = futures::future::join_all((0..CONNECTIONS).map(|_| db.begin())).await;
+    for txn in &txns {
+        let txn = txn.as_ref().unwrap();
+        txn.execute_unprepared("SELECT count(*) FROM notifications")
+            .await
+            .unwrap();
+    }
+    for txn in txns {
+        txn.unwrap().commit().await.unwrap();
+    }
+    // The later migrations and the messages come through another pool, so that the first
+    // pool's connections keep the schema they read.
+    let other = roster_runtime::db::connect(&url, 1).await.unwrap();
+    Migrator::up(&other, None).await.unwrap();
+    let other = Store::new(other);
+    let mut queued = Vec::new();
+    for index in 0..CONNECTIONS * 2 {
+        queued.push(enqueue(&other, &format!("r-{index}")).await.id);
+    }
+
+    let store = Store::new(db);
+    let claims = futures::future::join_all((0..CONNECTIONS * 2).map(|index| {
+        let store = store.clone();
+        async move {
+            store
+                .claim(&format!("w-{index}"), now(), later(60), 1)
+                .await
+        }
+    }))
+    .await;
+    let mut claimed = Vec::new();
+    for claim in claims {
+        let claim = claim.expect("a claim on any connection succeeds");
+        assert_eq!(claim.len(), 1);
+        assert_eq!(claim[0].attempts_before_retry, 0);
+        claimed.push(claim[0].id);
+    }
+    claimed.sort();
+    queued.sort();
+    assert_eq!(claimed, queued, "each message claimed once");
 }

@@ -321,17 +321,31 @@ async fn until_grace_ends(
 
 /// Opens the service's database and, when configured, applies its pending migrations. The
 /// result, given to [`serve`], makes health follow the schema against `M`.
+///
+/// Migrations run on a connection of their own, closed before the service's pool opens: a
+/// SQLite connection that read the schema before a migration changed it goes on describing the
+/// statements it prepares by the old schema (a `RETURNING` names a column the migration added
+/// by its quoted text, so the row cannot be read by column name), so no connection the service
+/// uses may predate its migrations.
 pub async fn open_database<M: sea_orm_migration::MigratorTrait + 'static>(
     settings: &CommonSettings,
 ) -> anyhow::Result<ServiceDatabase> {
-    let database = crate::db::connect(&settings.database_url, settings.db_max_connections)
-        .await
-        .map_err(|error| anyhow::anyhow!("cannot open the database: {error}"))?;
+    let open = |max_connections| async move {
+        crate::db::connect(&settings.database_url, max_connections)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot open the database: {error}"))
+    };
     if settings.migrate_on_start {
-        crate::db::migrate::<M>(&database)
+        let migrations = open(1).await?;
+        crate::db::migrate::<M>(&migrations)
             .await
             .map_err(|error| anyhow::anyhow!("migrations failed: {error}"))?;
+        migrations
+            .close()
+            .await
+            .map_err(|error| anyhow::anyhow!("closing the migrations' connection: {error}"))?;
     }
+    let database = open(settings.db_max_connections).await?;
     Ok(ServiceDatabase::new::<M>(database))
 }
 
