@@ -49,7 +49,7 @@ pub async fn start(
         .from_address
         .parse()
         .context("from_address is not a mailbox")?;
-    let _deleted = match settings.identity_client()? {
+    let deleted = match settings.identity_client()? {
         Some(identity) => Some(
             roster_runtime::auth::deleted::watch(
                 identity,
@@ -111,15 +111,20 @@ pub async fn start(
         services.metrics(),
         shutdown.clone(),
     );
+    let mut notifications = app::Notifications::new(
+        store,
+        templates,
+        wake,
+        settings.message_id_domain.clone(),
+        app::ActionCounters::register(services.metrics()),
+    );
+    if let Some(deleted) = deleted {
+        notifications = notifications.with_deleted_accounts(keys.clone());
+        app::offboarding::spawn(notifications.clone(), deleted, shutdown.clone());
+    }
     services.add(roster_runtime::grpc_service!(
         NotificationServiceServer<api::NotificationApi>,
-        api::NotificationApi::new(app::Notifications::new(
-            store,
-            templates,
-            wake,
-            settings.message_id_domain.clone(),
-            app::ActionCounters::register(services.metrics())
-        )),
+        api::NotificationApi::new(notifications),
         common
     ));
     let server = serve(

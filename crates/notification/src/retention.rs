@@ -10,7 +10,7 @@ use roster_runtime::Shutdown;
 use roster_runtime::metrics::Metrics;
 use roster_runtime::retention::{self, BATCH, JobLease, Purged, STATEMENTS_PER_RUN, Schedule};
 
-use crate::store::retention::NOTIFICATION_CHILDREN;
+use crate::store::retention::{NOTIFICATION_CHILDREN, Purge};
 use crate::store::{Store, StoreError, now};
 
 /// Notifications per purge transaction: a tenth of a batch, so that each child table's
@@ -56,7 +56,7 @@ pub async fn run(store: &Store, kept: Duration, purged: &Purged) -> Result<(), S
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     for _ in 0..STATEMENTS_PER_RUN {
         let deleted = store
-            .purge_notifications(cutoff, NOTIFICATIONS_PER_BATCH)
+            .purge_notifications(Purge::FinishedBefore(cutoff), NOTIFICATIONS_PER_BATCH)
             .await?;
         for (table, rows) in &deleted {
             purged.add(table, *rows);

@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
 use roster_proto::imports::v1 as im;
+use roster_proto::notification::v1 as nt;
 use roster_runtime::Service;
-use roster_tests::clients::{Identity, Imports};
+use roster_tests::clients::{Identity, Imports, Notifications};
 use roster_tests::imports::people_csv;
 use roster_tests::scim::Scim;
 use roster_tests::{
     ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, both_backends,
-    identity_settings, newest_reset_token, raw, reason, test_settings,
+    identity_settings, newest_reset_token, notification_settings, raw, reason, test_settings,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
 use tonic::Code;
@@ -29,6 +30,7 @@ const KEY_A: &str = "key-for-account-a";
 both_backends!(
     a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was,
     bulk_import_refuses_the_key_and_cancels_then_purges_the_imports,
+    notification_refuses_the_key_and_cancels_then_purges_the_emails,
     the_purge_removes_personal_data_and_keeps_usernames_retired,
     profiles_created_while_the_account_is_deleted_are_never_left_active,
     only_a_key_of_every_account_deletes_or_undeletes_one,
@@ -846,5 +848,139 @@ async fn bulk_import_refuses_the_key_and_cancels_then_purges_the_imports(backend
             let report = admin.report(&waiting.id).await.unwrap_err();
             assert_eq!(report.code(), Code::NotFound, "{report:?}");
         }
+    }
+}
+
+/// The key notification reads identity's deleted accounts with.
+const NOTIFICATION_IDENTITY_KEY: &str = "notification-reads-accounts";
+
+fn email(account: &str, request_id: &str) -> nt::SendEmailRequest {
+    nt::SendEmailRequest {
+        request_id: request_id.into(),
+        account_id: account.into(),
+        recipient: "ada@acme.example".into(),
+        template: "welcome".into(),
+        locale: "en".into(),
+        variables: [
+            ("first_name".to_owned(), "Ada".to_owned()),
+            ("username".to_owned(), "ada".to_owned()),
+        ]
+        .into(),
+        account_display_name: "Acme".into(),
+    }
+}
+
+async fn notification_refuses_the_key_and_cancels_then_purges_the_emails(backend: Backend) {
+    for retention_days in [30, 0] {
+        let Some(identity_db) = TestDatabase::create(backend).await else {
+            return;
+        };
+        let reader = TestKey {
+            key: NOTIFICATION_IDENTITY_KEY.to_owned(),
+            scopes: vec!["accounts.read"],
+            accounts: roster_runtime::auth::AccountAccess::All,
+        };
+        let identity = TestServer::start_with(
+            Service::Identity,
+            test_settings(Service::Identity, &identity_db.url),
+            roster_identity::Settings {
+                account_retention_days: retention_days,
+                ..identity_settings()
+            },
+            Arc::new(identity_db),
+            vec![reader],
+        )
+        .await;
+        let admin = Identity::connect(&identity).await;
+        let a = admin.account("Leaving").await.id;
+        let b = admin.account("Staying").await.id;
+        let Some(database) = TestDatabase::create(backend).await else {
+            return;
+        };
+        let mail = tempfile::tempdir().expect("mail directory");
+        let settings = roster_notification::Settings {
+            // No delivery workers: the emails stay queued until something else moves them.
+            workers: 0,
+            identity: roster_runtime::peer::PeerSettings {
+                url: Some(format!("http://{}", identity.addr)),
+                key: Some(NOTIFICATION_IDENTITY_KEY.to_owned()),
+                ..Default::default()
+            },
+            ..notification_settings(&format!("file://{}", mail.path().display()))
+        };
+        let key = TestKey::limited(KEY_A, &["notifications"], &[a.parse().unwrap()]);
+        let notification = TestServer::start_notification(
+            test_settings(Service::Notification, &database.url),
+            settings,
+            Arc::new(database),
+            vec![key],
+        )
+        .await;
+        let as_a = Notifications::new(notification.channel().await, KEY_A);
+        let operator = Notifications::new(notification.channel().await, ADMIN_KEY);
+        let queued = as_a
+            .send_email(email(&a, "welcome-a"))
+            .await
+            .expect("queued")
+            .notification
+            .expect("notification");
+        let other = operator
+            .send_email(email(&b, "welcome-b"))
+            .await
+            .expect("queued")
+            .notification
+            .expect("notification");
+        let state = |id: String| {
+            let operator = &operator;
+            async move {
+                operator
+                    .get_notification(nt::GetNotificationRequest {
+                        notification_id: id,
+                    })
+                    .await
+                    .map(|response| response.notification.expect("notification").state)
+            }
+        };
+
+        admin
+            .delete_account(pb::DeleteAccountRequest {
+                id: a.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("DeleteAccount");
+        within_5_s("notification refuses the deleted account's key", || async {
+            as_a.get_notification(nt::GetNotificationRequest {
+                notification_id: queued.id.clone(),
+            })
+            .await
+            .is_err_and(|status| status.code() == Code::PermissionDenied)
+        })
+        .await;
+        every_rpc_refuses(&notification, Service::Notification, KEY_A).await;
+        let refused = operator
+            .send_email(email(&a, "welcome-a-late"))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+        assert_eq!(reason(&refused).as_deref(), Some("ACCOUNT_DELETED"));
+        if retention_days > 0 {
+            within_5_s("the queued email cancelled", || async {
+                state(queued.id.clone()).await.ok() == Some(nt::NotificationState::Cancelled as i32)
+            })
+            .await;
+        } else {
+            within_5_s("the email purged with its account", || async {
+                state(queued.id.clone())
+                    .await
+                    .is_err_and(|status| status.code() == Code::NotFound)
+            })
+            .await;
+        }
+        // Another account's email is untouched.
+        assert_eq!(
+            state(other.id.clone()).await.unwrap(),
+            nt::NotificationState::Queued as i32
+        );
     }
 }

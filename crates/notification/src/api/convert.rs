@@ -23,6 +23,11 @@ impl From<NotificationError> for ApiError {
                 resource: "notification",
             },
             NotificationError::AccountNotPermitted(refusal) => refusal,
+            NotificationError::AccountDeleted => ApiError::FailedPrecondition {
+                reason: "ACCOUNT_DELETED",
+                message: error.to_string(),
+                subject: "account".into(),
+            },
             NotificationError::NotFailed(_)
             | NotificationError::NotWaiting(_)
             | NotificationError::VariablesDiscarded => ApiError::FailedPrecondition {

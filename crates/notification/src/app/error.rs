@@ -36,6 +36,9 @@ pub enum NotificationError {
     /// notification.
     #[error("request_id was used for another notification")]
     RequestIdReused,
+    /// The email's account was deleted: nothing is sent for it.
+    #[error("the account is deleted: no email is sent for it until UndeleteAccount brings it back")]
+    AccountDeleted,
     /// An idempotency key was held when it was written, yet gone when read back.
     #[error("idempotency key vanished")]
     RequestKeyVanished,

@@ -3,6 +3,7 @@
 //! idempotency; the checks are the domain's, the SQL the store's.
 
 mod error;
+pub mod offboarding;
 
 pub use error::NotificationError;
 
@@ -22,6 +23,7 @@ use crate::store::actions::Action;
 use crate::store::{self, Store};
 
 /// The use cases over one store.
+#[derive(Clone)]
 pub struct Notifications {
     store: Store,
     templates: Arc<Templates>,
@@ -31,6 +33,9 @@ pub struct Notifications {
     message_id_domain: String,
     /// What operators did to the queue, for the metrics endpoint.
     counters: ActionCounters,
+    /// The accounts identity deleted, as last read (the key ring holds them); `None` when
+    /// notification does not read them.
+    closed: Option<roster_runtime::SharedKeyRing>,
 }
 
 /// Retries and cancels, counted as they are applied (replays are not counted again):
@@ -106,6 +111,15 @@ impl Notifications {
             wake,
             message_id_domain,
             counters,
+            closed: None,
+        }
+    }
+
+    /// These use cases, refusing emails of the deleted accounts `closed` holds.
+    pub fn with_deleted_accounts(self, closed: roster_runtime::SharedKeyRing) -> Self {
+        Self {
+            closed: Some(closed),
+            ..self
         }
     }
 
@@ -120,6 +134,13 @@ impl Notifications {
         caller
             .require_account(email.account_id)
             .map_err(NotificationError::AccountNotPermitted)?;
+        if self
+            .closed
+            .as_ref()
+            .is_some_and(|closed| closed.closed_accounts().contains(&email.account_id))
+        {
+            return Err(NotificationError::AccountDeleted);
+        }
 
         let id = Uuid::now_v7();
         let new = NewNotification {

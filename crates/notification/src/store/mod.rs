@@ -19,6 +19,7 @@ mod convert;
 pub mod entities;
 mod migrations;
 pub mod notifications;
+mod offboarding;
 pub mod queue;
 pub mod retention;
 

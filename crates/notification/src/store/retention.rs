@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use uuid::Uuid;
@@ -22,30 +22,49 @@ pub const NOTIFICATION_CHILDREN: &[&str] = &[
     "notification_action_keys",
 ];
 
+/// Which finished notifications (SENT, FAILED, CANCELLED) a purge deletes.
+#[derive(Clone, Copy, Debug)]
+pub enum Purge {
+    /// Those finished before `cutoff` (`notification_retention_days`).
+    FinishedBefore(DateTime<Utc>),
+    /// Every finished one of an account identity purged.
+    OfPurgedAccount(Uuid),
+}
+
+impl Purge {
+    fn condition(self) -> Condition {
+        use notification::Column;
+        let finished = DeliveryState::ALL
+            .into_iter()
+            .filter(|state| state.is_final())
+            .map(DeliveryState::as_str);
+        let condition = Condition::all().add(Column::State.is_in(finished));
+        match self {
+            Purge::FinishedBefore(cutoff) => condition.add(Column::UpdatedAt.lt(cutoff)),
+            Purge::OfPurgedAccount(account) => condition.add(Column::AccountId.eq(account)),
+        }
+    }
+}
+
 impl Store {
-    /// Deletes up to `limit` notifications that reached a final state (SENT, FAILED) before
-    /// `cutoff`, each with its rows in [`NOTIFICATION_CHILDREN`], in one transaction. Returns
-    /// the rows deleted per table (`notifications` and each child table).
+    /// Deletes up to `limit` notifications that `which` names, each with its rows in
+    /// [`NOTIFICATION_CHILDREN`], in one transaction. Returns the rows deleted per table
+    /// (`notifications` and each child table).
     ///
     /// The notifications are picked and locked in the transaction (`FOR UPDATE SKIP LOCKED` on
     /// PostgreSQL, so two replicas purging at once take different ones; SQLite's write lock,
     /// taken at `BEGIN`, on SQLite), so none changes state between the pick and the deletes.
     pub async fn purge_notifications(
         &self,
-        cutoff: DateTime<Utc>,
+        which: Purge,
         limit: u64,
     ) -> Result<BTreeMap<&'static str, u64>, StoreError> {
         use notification::Column;
-        let finished = DeliveryState::ALL
-            .into_iter()
-            .filter(|state| state.is_final())
-            .map(DeliveryState::as_str);
         // Most runs find nothing: they read, and take no write lock.
         let any = notification::Entity::find()
             .select_only()
             .column(Column::Id)
-            .filter(Column::State.is_in(finished.clone()))
-            .filter(Column::UpdatedAt.lt(cutoff))
+            .filter(which.condition())
             .into_tuple::<Uuid>()
             .one(&self.db)
             .await?;
@@ -62,8 +81,7 @@ impl Store {
         let mut pick = notification::Entity::find()
             .select_only()
             .column(Column::Id)
-            .filter(Column::State.is_in(finished.clone()))
-            .filter(Column::UpdatedAt.lt(cutoff))
+            .filter(which.condition())
             .order_by_asc(Column::UpdatedAt)
             .limit(limit);
         if roster_runtime::db::is_postgres(&self.db) {
@@ -85,8 +103,7 @@ impl Store {
         }
         let notifications = notification::Entity::delete_many()
             .filter(Column::Id.is_in(ids))
-            .filter(Column::State.is_in(finished))
-            .filter(Column::UpdatedAt.lt(cutoff))
+            .filter(which.condition())
             .exec(&txn)
             .await?
             .rows_affected;
