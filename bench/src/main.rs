@@ -17,6 +17,7 @@
 
 mod echo;
 mod load;
+mod preflight;
 mod report;
 mod scenarios;
 mod smtp_sink;
@@ -145,6 +146,23 @@ async fn main() -> anyhow::Result<()> {
         Some(path) => path.clone(),
         None => std::env::current_exe()?.with_file_name("roster"),
     };
+
+    let needs = preflight::Needs {
+        pgbench_clients: if scenarios.contains(&Scenario::CreateProfile) {
+            cli.create_concurrency.iter().copied().max().unwrap_or(0)
+        } else {
+            0
+        },
+        db_pool: options.db_pool,
+        pools: if scenarios.contains(&Scenario::BulkImport) {
+            2
+        } else {
+            1
+        },
+    };
+    let url = std::env::var("ROSTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    preflight::check(needs, preflight::budget(&url).await?)?;
 
     let header = header(&options).await;
     eprintln!("{header}");
