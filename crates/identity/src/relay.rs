@@ -69,6 +69,9 @@ enum Failure {
     UnreadablePayload,
     /// The outbox could not be read, or a row's outcome not recorded: `database`.
     Database,
+    /// The email's account was deleted (FAILED_PRECONDITION, ACCOUNT_DELETED): not a
+    /// failure — the email is dropped, not counted.
+    AccountDeleted,
 }
 
 impl Failure {
@@ -81,9 +84,15 @@ impl Failure {
         Failure::Database,
     ];
 
-    /// The failure of a SendEmail that ended with `code`.
-    fn of(code: Code) -> Self {
-        match code {
+    /// The failure of a SendEmail that ended with `status`.
+    fn of(status: &Status) -> Self {
+        match status.code() {
+            Code::FailedPrecondition
+                if roster_runtime::error::status_reason(status).as_deref()
+                    == Some("ACCOUNT_DELETED") =>
+            {
+                Failure::AccountDeleted
+            }
             Code::Unavailable | Code::Cancelled => Failure::Unavailable,
             Code::DeadlineExceeded => Failure::DeadlineExceeded,
             Code::Unauthenticated | Code::PermissionDenied => Failure::Refused,
@@ -99,6 +108,7 @@ impl Failure {
             Failure::Rejected => "rejected",
             Failure::UnreadablePayload => "unreadable_payload",
             Failure::Database => "database",
+            Failure::AccountDeleted => "account_deleted",
         }
     }
 }
@@ -286,14 +296,16 @@ impl Relay {
         let result = match email {
             Ok(email) => self.send(row.id, email).await.map_err(|status| {
                 let error = format!("{:?}: {}", status.code(), status.message());
-                (error, Failure::of(status.code()))
+                (error, Failure::of(&status))
             }),
             Err(error) => Err((
                 format!("unreadable outbox payload: {error}"),
                 Failure::UnreadablePayload,
             )),
         };
-        if let Err((_, failure)) = &result {
+        if let Err((_, failure)) = &result
+            && *failure != Failure::AccountDeleted
+        {
             self.failures.count(*failure);
         }
         let (handed, outcome) = match result {
@@ -303,6 +315,15 @@ impl Relay {
                     tracing::info!("NotificationService accepts identity's key again");
                 }
                 (Handed::Over, self.store.outbox_delivered(row.id).await)
+            }
+            Err((error, Failure::AccountDeleted)) => {
+                // The account was deleted after the email was queued: it is not sent, as the
+                // account's emails queued in notification are cancelled.
+                tracing::info!(%error, "email of a deleted account dropped");
+                (
+                    Handed::Over,
+                    self.store.outbox_dropped(row.id, &error).await,
+                )
             }
             Err((error, Failure::Refused)) => {
                 self.refused.inc();
@@ -411,14 +432,19 @@ mod tests {
 
     #[test]
     fn status_codes_map_to_the_bounded_failure_reasons() {
-        assert_eq!(Failure::of(Code::Unavailable).reason(), "unavailable");
-        assert_eq!(
-            Failure::of(Code::DeadlineExceeded).reason(),
-            "deadline_exceeded"
-        );
-        assert_eq!(Failure::of(Code::PermissionDenied).reason(), "refused");
-        assert_eq!(Failure::of(Code::InvalidArgument).reason(), "rejected");
-        assert_eq!(Failure::of(Code::Internal).reason(), "rejected");
+        let of = |code: Code| Failure::of(&Status::new(code, "")).reason();
+        assert_eq!(of(Code::Unavailable), "unavailable");
+        assert_eq!(of(Code::DeadlineExceeded), "deadline_exceeded");
+        assert_eq!(of(Code::PermissionDenied), "refused");
+        assert_eq!(of(Code::InvalidArgument), "rejected");
+        assert_eq!(of(Code::Internal), "rejected");
+        assert_eq!(of(Code::FailedPrecondition), "rejected");
+        let deleted = Status::from(roster_runtime::ApiError::FailedPrecondition {
+            reason: "ACCOUNT_DELETED",
+            message: "the account is deleted".into(),
+            subject: "account".into(),
+        });
+        assert_eq!(Failure::of(&deleted), Failure::AccountDeleted);
         let reasons: std::collections::HashSet<&str> = Failure::ALL
             .iter()
             .map(|failure| failure.reason())

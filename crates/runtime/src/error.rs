@@ -306,6 +306,11 @@ pub fn report(error: &(dyn std::error::Error + 'static)) -> String {
     chain_text(std::iter::successors(Some(error), |error| error.source()).map(ToString::to_string))
 }
 
+/// The `reason` of the `ErrorInfo` a status carries (`ACCOUNT_DELETED`, …), if any.
+pub fn status_reason(status: &Status) -> Option<String> {
+    status.get_details_error_info().map(|info| info.reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! The outbox relay's key, on SQLite and PostgreSQL: read from a file as well as from a value,
 //! required when a notification address is set, and — when NotificationService refuses it —
 //! treated as the configuration error it is: counted, logged, and the email kept without
-//! spending its attempts.
+//! spending its attempts. An email of an account deleted before it was handed over is
+//! dropped, not retried for ever.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use roster_runtime::{Service, SharedKeyRing, Shutdown};
 use roster_tests::clients::Identity;
 use roster_tests::{
     ADMIN_KEY, Backend, MailDrop, TestDatabase, TestServer, both_backends, identity_settings,
-    scrape_metrics, test_settings,
+    notification_settings, scrape_metrics, test_settings,
 };
 use sea_orm::{ConnectionTrait, Database, Statement};
 
@@ -178,7 +179,101 @@ async fn a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept(ba
     assert!(error.contains("Unauthenticated"), "{error}");
 }
 
+async fn an_email_of_an_account_deleted_before_its_hand_over_is_dropped(backend: Backend) {
+    // Notification's address is known, but nothing listens there yet: the welcome email waits
+    // in the outbox while the account is deleted.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let settings = roster_identity::Settings {
+        notification_url: Some(format!("http://{port}")),
+        notification_key: Some(ADMIN_KEY.to_owned()),
+        ..identity_settings()
+    };
+    let Some(identity) = identity(backend, settings).await else {
+        return;
+    };
+    welcome(&identity, "grace@example.com").await;
+    let admin = Identity::new(identity.channel().await, ADMIN_KEY);
+    let account = admin
+        .list_accounts(pb::ListAccountsRequest::default())
+        .await
+        .unwrap()
+        .accounts[0]
+        .id
+        .clone();
+    admin
+        .delete_account(pb::DeleteAccountRequest {
+            id: account.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("DeleteAccount");
+
+    // Now notification starts there, reading the deleted accounts from identity.
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let mail = tempfile::tempdir().expect("mail directory");
+    let mut common = test_settings(Service::Notification, &database.url);
+    common.listen_addr = port;
+    let notification = TestServer::start_notification(
+        common,
+        roster_notification::Settings {
+            identity: roster_runtime::peer::PeerSettings {
+                url: Some(format!("http://{}", identity.addr)),
+                key: Some(ADMIN_KEY.to_owned()),
+                ..Default::default()
+            },
+            ..notification_settings(&format!("file://{}", mail.path().display()))
+        },
+        Arc::new(database),
+        Vec::new(),
+    )
+    .await;
+
+    let db = Database::connect(&identity.database.url).await.unwrap();
+    let started = std::time::Instant::now();
+    let error = loop {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT last_error, payload, delivered_at IS NULL AS waiting FROM outbox",
+            ))
+            .await
+            .unwrap()
+            .expect("the email's outbox row");
+        let error: Option<String> = row.try_get("", "last_error").unwrap();
+        if !row.try_get::<bool>("", "waiting").unwrap() {
+            assert_eq!(row.try_get::<String>("", "payload").unwrap(), "{}");
+            break error.unwrap_or_default();
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the email is still in the outbox: {error:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(error.contains("deleted"), "{error}");
+    // Nothing reached notification for the account, and the drop is no relay failure.
+    let listed = roster_tests::clients::Notifications::new(notification.channel().await, ADMIN_KEY)
+        .list_notifications(roster_proto::notification::v1::ListNotificationsRequest {
+            account_id: account,
+            ..Default::default()
+        })
+        .await
+        .expect("ListNotifications");
+    assert!(listed.notifications.is_empty(), "{listed:?}");
+    assert!(std::fs::read_dir(mail.path()).unwrap().next().is_none());
+    let (_, text) = scrape_metrics(identity.metrics_addr()).await;
+    assert!(
+        text.contains("roster_identity_outbox_relay_failures_total{reason=\"rejected\"} 0"),
+        "{text}"
+    );
+}
+
 both_backends!(
     the_relay_reads_its_key_from_notification_key_file,
-    a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept
+    a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept,
+    an_email_of_an_account_deleted_before_its_hand_over_is_dropped
 );

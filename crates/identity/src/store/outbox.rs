@@ -104,6 +104,18 @@ impl Store {
         Ok(())
     }
 
+    /// Records that an email is not sent because its account was deleted: the row is done
+    /// (and its payload, with the address, dropped), as a delivered one is, with `error`.
+    pub async fn outbox_dropped(&self, id: Uuid, error: &str) -> Result<(), StoreError> {
+        release_outbox(id)
+            .col_expr(outbox::Column::DeliveredAt, Expr::val(Some(now())))
+            .col_expr(outbox::Column::Payload, Expr::val("{}"))
+            .col_expr(outbox::Column::LastError, Expr::val(Some(error.to_owned())))
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
     /// Records a failed hand-over; the row is due again at `retry_at`.
     pub async fn outbox_failed(
         &self,
