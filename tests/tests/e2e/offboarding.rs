@@ -401,14 +401,17 @@ async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backe
     // Its SCIM token too.
     assert_eq!(f.scim.get("/Users").await.status, 401);
 
-    // Listed only when asked for.
+    // Listed only when asked for; `delete_time:*` lists the deleted ones only.
     let admin = &f.admin;
-    let listed = |show_deleted| async move {
-        admin
-            .list_accounts(pb::ListAccountsRequest {
-                show_deleted,
-                ..Default::default()
-            })
+    let list = |show_deleted, filter: &str| {
+        admin.list_accounts(pb::ListAccountsRequest {
+            show_deleted,
+            filter: filter.to_owned(),
+            ..Default::default()
+        })
+    };
+    let listed = |show_deleted, filter: &'static str| async move {
+        list(show_deleted, filter)
             .await
             .unwrap()
             .accounts
@@ -416,9 +419,15 @@ async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backe
             .map(|account| account.id)
             .collect::<Vec<_>>()
     };
-    assert!(!listed(false).await.contains(&f.a));
-    assert!(listed(true).await.contains(&f.a));
-    assert!(listed(false).await.contains(&f.b));
+    assert!(!listed(false, "").await.contains(&f.a));
+    assert!(listed(true, "").await.contains(&f.a));
+    assert!(listed(false, "").await.contains(&f.b));
+    assert_eq!(listed(true, "delete_time:*").await, vec![f.a.clone()]);
+    for (show_deleted, filter) in [(false, "delete_time:*"), (true, "display_name = \"x\"")] {
+        let refused = list(show_deleted, filter).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains("filter"), "{refused:?}");
+    }
 
     // UndeleteAccount: exactly what the deletion took comes back, as it was.
     let restored = f.undelete_account("undelete-a").await.expect("Undelete");

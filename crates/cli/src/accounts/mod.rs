@@ -188,6 +188,7 @@ pub async fn run(command: Command, client: &Client) -> anyhow::Result<()> {
                             page_size: paging.page_size,
                             page_token,
                             show_deleted,
+                            filter: String::new(),
                         },
                         async |request| accounts.clone().list_accounts(request).await,
                     )

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, api_error};
 use crate::app::Identity;
-use crate::app::accounts::NewAccount;
+use crate::app::accounts::{Listed, NewAccount};
 use crate::app::scim_tokens::NewScimToken;
 use crate::domain::account::{ACCOUNT_FIELDS, Account, AccountPatch, POLICY_FIELDS, PolicyPatch};
 use crate::domain::error::IdentityError;
@@ -140,9 +140,28 @@ impl AccountService for AccountApi {
         let request = request.into_inner();
         let limit = page_size(request.page_size)?;
         let after = parse_id_token('p', &request.page_token)?.map(AccountId);
+        let which = match request.filter.trim() {
+            "" if request.show_deleted => Listed::All,
+            "" => Listed::Open,
+            "delete_time:*" if request.show_deleted => Listed::Deleted,
+            "delete_time:*" => {
+                return Err(ApiError::invalid(
+                    "filter",
+                    "`delete_time:*` lists deleted accounts: set show_deleted too",
+                )
+                .into());
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "filter",
+                    "the only filter supported is `delete_time:*` (deleted accounts)",
+                )
+                .into());
+            }
+        };
         let found = self
             .app
-            .list_accounts(&caller, after, request.show_deleted, limit + 1)
+            .list_accounts(&caller, after, which, limit + 1)
             .await
             .map_err(api_error)?;
         let more = found.len() as u64 > limit;

@@ -30,6 +30,8 @@ async fn account_at(
     Ok(account)
 }
 
+pub use crate::store::Listed;
+
 /// What CreateAccount asks for.
 #[derive(Clone, Debug)]
 pub struct NewAccount {
@@ -102,14 +104,11 @@ impl Identity {
         &self,
         caller: &Caller,
         after: Option<AccountId>,
-        show_deleted: bool,
+        which: Listed,
         limit: u64,
     ) -> Result<Vec<Account>, IdentityError> {
         let only = account_scope(caller).map(|accounts| accounts.into_iter().collect());
-        Ok(self
-            .store
-            .list_accounts(after, only, show_deleted, limit)
-            .await?)
+        Ok(self.store.list_accounts(after, only, which, limit).await?)
     }
 
     /// Changes an account's display name and extension bounds, at the version `expected`

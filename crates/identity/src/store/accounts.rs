@@ -15,6 +15,17 @@ use crate::domain::error::IdentityError;
 use crate::domain::ids::AccountId;
 use crate::domain::policy::PasswordPolicy;
 
+/// Which accounts a listing holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// Those not deleted (ListAccounts' default).
+    Open,
+    /// Every one, deleted ones included (`show_deleted`).
+    All,
+    /// Only deleted ones (`show_deleted` with the filter `delete_time:*`).
+    Deleted,
+}
+
 /// The account a stored row makes.
 pub(super) fn account_of(model: account::Model) -> Result<Account, StoreError> {
     let policy = serde_json::from_str(&model.password_policy).map_err(|error| {
@@ -89,18 +100,20 @@ impl Store {
             .transpose()
     }
 
-    /// Accounts in creation order after `after`, limited to `only` when given, deleted ones
-    /// only with `show_deleted`.
+    /// Accounts in creation order after `after`, limited to `only` when given, as `which`
+    /// says.
     pub async fn list_accounts(
         &self,
         after: Option<AccountId>,
         only: Option<Vec<AccountId>>,
-        show_deleted: bool,
+        which: Listed,
         limit: u64,
     ) -> Result<Vec<Account>, StoreError> {
         let mut query = account::Entity::find().order_by_asc(account::Column::Id);
-        if !show_deleted {
-            query = query.filter(account::Column::DeletedAt.is_null());
+        match which {
+            Listed::Open => query = query.filter(account::Column::DeletedAt.is_null()),
+            Listed::Deleted => query = query.filter(account::Column::DeletedAt.is_not_null()),
+            Listed::All => {}
         }
         if let Some(after) = after {
             query = query.filter(account::Column::Id.gt(after.0));

@@ -17,6 +17,7 @@ mod retention;
 mod scim_tokens;
 mod signin;
 
+pub use accounts::Listed;
 pub use events::{EventFilter, Numbered};
 pub use migrations::Migrator;
 pub use profiles::ProfileFilter;

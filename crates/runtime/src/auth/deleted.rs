@@ -1,5 +1,6 @@
 //! The accounts identity deleted, as bulk-import and notification learn them: a task reads
-//! identity's ListAccounts (with `show_deleted`, every page) every few seconds, puts the
+//! identity's ListAccounts (`show_deleted` with the filter `delete_time:*`: the deleted ones
+//! only, every page) every few seconds, puts the
 //! deleted ones in force in the key ring (a key limited to them acts on nothing, as on
 //! identity itself), and tells the service's own workers, which cancel what the accounts had
 //! in progress and purge their data once identity has.
@@ -110,6 +111,7 @@ async fn read(client: &AccountServiceClient<Client>) -> Result<Vec<DeletedAccoun
                 page_size: 1000,
                 page_token,
                 show_deleted: true,
+                filter: "delete_time:*".to_owned(),
             })))
             .await?
             .into_inner();
