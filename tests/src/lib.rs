@@ -549,6 +549,21 @@ pub fn identity_settings() -> roster_identity::Settings {
     }
 }
 
+/// The number `sql` (written with `$1` placeholders; one row, column `n`) counts in `db`.
+pub async fn count(
+    db: &sea_orm::DatabaseConnection,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> i64 {
+    use sea_orm::ConnectionTrait;
+    db.query_one_raw(roster_runtime::db::statement(db, sql, values))
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"))
+        .expect("a row")
+        .try_get("", "n")
+        .expect("a count")
+}
+
 /// Connects to a server, retrying briefly while it starts.
 pub async fn connect(addr: SocketAddr) -> Channel {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

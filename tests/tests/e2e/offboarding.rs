@@ -17,10 +17,10 @@ use roster_tests::clients::{Identity, Imports, Notifications};
 use roster_tests::imports::people_csv;
 use roster_tests::scim::Scim;
 use roster_tests::{
-    ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, both_backends,
+    ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, both_backends, count,
     identity_settings, newest_reset_token, notification_settings, raw, reason, test_settings,
 };
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
+use sea_orm::{Database, DatabaseConnection, Value};
 use tonic::Code;
 
 const STRONG: &str = "Violet-Tundra-84-Lantern";
@@ -168,26 +168,6 @@ impl Fixture {
             self.database().await,
         ))
     }
-}
-
-/// `sql` with `$1`-style placeholders, for `db`'s database.
-fn statement(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => sql.to_owned(),
-        _ => sql.replace('$', "?"),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
-/// A number `sql` (one row, column `n`) counts.
-async fn count(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> i64 {
-    db.query_one_raw(statement(db, sql, values))
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-        .expect("a row")
-        .try_get("", "n")
-        .expect("n")
 }
 
 /// GetAccount as `client`.

@@ -15,10 +15,10 @@ use roster_runtime::Service;
 use roster_tests::clients::{Identity, Imports, Notifications};
 use roster_tests::imports::people_csv;
 use roster_tests::{
-    ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestServer, both_backends, identity_settings,
-    notification_settings, scrape_metrics, test_settings,
+    ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestServer, both_backends, count,
+    identity_settings, notification_settings, scrape_metrics, test_settings,
 };
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Value};
 use tonic::Code;
 
 both_backends!(
@@ -60,31 +60,13 @@ async fn open(url: &str) -> DatabaseConnection {
 }
 
 async fn execute(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> u64 {
-    db.execute_raw(statement(db, sql, values))
+    db.execute_raw(roster_runtime::db::statement(db, sql, values))
         .await
         .unwrap_or_else(|error| panic!("{sql}: {error}"))
         .rows_affected()
 }
 
 /// The number `sql` (a `SELECT COUNT(*) AS n …`) answers.
-async fn count(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> i64 {
-    db.query_one_raw(statement(db, sql, values))
-        .await
-        .unwrap_or_else(|error| panic!("{sql}: {error}"))
-        .expect("a row")
-        .try_get("", "n")
-        .expect("a count")
-}
-
-fn statement(db: &DatabaseConnection, sql: &str, values: Vec<Value>) -> Statement {
-    let backend = db.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => sql.to_owned(),
-        _ => sql.replace('$', "?"),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
-
 /// Waits until `done` holds, failing with `what` after [`WAIT`].
 async fn wait_until<F, Fut>(what: &str, mut done: F)
 where

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
-use roster_runtime::auth::deleted::{DeletedAccount, DeletedAccounts};
+use roster_runtime::auth::deleted::{DeletedAccount, DeletedAccounts, follow_changes};
 use roster_runtime::{Caller, Shutdown};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -96,29 +96,22 @@ impl ImportApp {
 
 /// Runs [`ImportApp::offboard`] whenever the deleted accounts change, and every minute for
 /// the purges that come due.
-pub fn spawn(app: ImportApp, mut deleted: watch::Receiver<DeletedAccounts>, shutdown: Shutdown) {
-    tokio::spawn(async move {
-        loop {
-            let accounts = deleted.borrow_and_update().clone();
-            if !accounts.is_empty() {
-                match app.offboard(&accounts, SystemTime::now()).await {
-                    Ok(done) if done != Offboarded::default() => {
-                        tracing::info!(
-                            cancelled = done.cancelled,
-                            purged = done.purged,
-                            "imports of deleted accounts cancelled or purged"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "imports of deleted accounts not handled; retrying");
-                    }
+pub fn spawn(app: ImportApp, deleted: watch::Receiver<DeletedAccounts>, shutdown: Shutdown) {
+    follow_changes(deleted, PURGE_PAUSE, shutdown, move |accounts| {
+        let app = app.clone();
+        async move {
+            match app.offboard(&accounts, SystemTime::now()).await {
+                Ok(done) if done != Offboarded::default() => {
+                    tracing::info!(
+                        cancelled = done.cancelled,
+                        purged = done.purged,
+                        "imports of deleted accounts cancelled or purged"
+                    );
                 }
-            }
-            tokio::select! {
-                () = shutdown.wait() => return,
-                changed = deleted.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(PURGE_PAUSE) => {}
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "imports of deleted accounts not handled; retrying");
+                }
             }
         }
     });

@@ -23,7 +23,6 @@ use crate::app::Identity;
 use crate::app::accounts::{Listed, NewAccount};
 use crate::app::scim_tokens::NewScimToken;
 use crate::domain::account::{ACCOUNT_FIELDS, Account, AccountPatch, POLICY_FIELDS, PolicyPatch};
-use crate::domain::error::IdentityError;
 use crate::domain::ids::{AccountId, ScimTokenId};
 
 /// AccountService over identity's use cases.
@@ -363,11 +362,5 @@ impl AccountService for AccountApi {
 /// PERMISSION_DENIED for a key limited to some accounts, before any field of the request is
 /// read: such a key learns nothing from its request's faults.
 fn refuse_limited(caller: &roster_runtime::Caller, what: &str) -> Result<(), Status> {
-    match caller.account_limit() {
-        None => Ok(()),
-        Some(_) => Err(api_error(IdentityError::NotPermitted(format!(
-            "a key limited to some accounts cannot {what} accounts"
-        )))
-        .into()),
-    }
+    crate::app::every_account(caller, what).map_err(|error| api_error(error).into())
 }

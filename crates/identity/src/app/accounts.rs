@@ -4,7 +4,7 @@ use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
 use super::events::origin;
-use super::{Identity, account_scope, once, request_scope};
+use super::{Identity, account_scope, every_account, once, request_scope};
 use crate::domain::account::{Account, AccountPatch, PolicyPatch, display_name, extension_bounds};
 use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
@@ -51,11 +51,7 @@ impl Identity {
         request_id: &str,
         new: NewAccount,
     ) -> Result<Account, IdentityError> {
-        if caller.account_limit().is_some() {
-            return Err(IdentityError::NotPermitted(
-                "a key limited to some accounts cannot create accounts".into(),
-            ));
-        }
+        every_account(caller, "create")?;
         let name = display_name("display_name", &new.display_name)?;
         let policy = PasswordPolicy::from_preset(new.preset);
         let bounds = extension_bounds(

@@ -85,6 +85,17 @@ pub(crate) fn account_scope(caller: &Caller) -> Option<HashSet<AccountId>> {
         .map(|accounts| accounts.iter().copied().map(AccountId).collect())
 }
 
+/// NOT_PERMITTED for a key limited to some accounts: only a key of every account may `what`
+/// accounts (create, delete, undelete).
+pub fn every_account(caller: &Caller, what: &str) -> Result<(), IdentityError> {
+    match caller.account_limit() {
+        None => Ok(()),
+        Some(_) => Err(IdentityError::NotPermitted(format!(
+            "a key limited to some accounts cannot {what} accounts"
+        ))),
+    }
+}
+
 /// Where a caller's request ids live: one caller's `CreateProfile` ids never meet another's,
 /// nor its ids of another operation.
 pub(crate) fn request_scope(caller: &Caller, operation: &str) -> String {

@@ -17,7 +17,7 @@ use roster_runtime::settings::CommonSettings;
 use roster_runtime::{Caller, SharedKeyRing, Shutdown};
 
 use super::events::origin;
-use super::{Identity, once, request_scope};
+use super::{Identity, every_account, once, request_scope};
 use crate::domain::account::Account;
 use crate::domain::error::IdentityError;
 use crate::domain::event::{self, NewEvent, Origin, Source};
@@ -60,7 +60,7 @@ impl Identity {
         id: AccountId,
         expected: Option<i64>,
     ) -> Result<Account, IdentityError> {
-        unlimited(caller, "delete")?;
+        every_account(caller, "delete")?;
         let store = &self.store;
         let origin = origin(caller, request_id);
         once(
@@ -90,7 +90,7 @@ impl Identity {
         id: AccountId,
         expected: Option<i64>,
     ) -> Result<Account, IdentityError> {
-        unlimited(caller, "undelete")?;
+        every_account(caller, "undelete")?;
         let store = &self.store;
         let origin = origin(caller, request_id);
         once(
@@ -188,16 +188,6 @@ impl Identity {
     }
 }
 
-/// PERMISSION_DENIED for a key limited to some accounts.
-fn unlimited(caller: &Caller, what: &str) -> Result<(), IdentityError> {
-    match caller.account_limit() {
-        None => Ok(()),
-        Some(_) => Err(IdentityError::NotPermitted(format!(
-            "a key limited to some accounts cannot {what} accounts"
-        ))),
-    }
-}
-
 /// Starts offboarding's workers: every `keys_reload_seconds` (every second when that is off)
 /// the deleted accounts are put in force in `keys`, so a key limited to them acts on nothing;
 /// every `purge_interval`, on one replica at a time (the `purge` job's lease), the purge runs.
@@ -255,9 +245,9 @@ async fn watch_deleted(
         match identity.store.deleted_accounts().await {
             Ok(ids) => {
                 let closed: HashSet<uuid::Uuid> = ids.into_iter().collect();
-                if *keys.closed_accounts() != closed {
-                    tracing::info!(deleted = closed.len(), "deleted accounts put in force");
-                    keys.close_accounts(closed);
+                let count = closed.len();
+                if keys.close_accounts(closed) {
+                    tracing::info!(deleted = count, "deleted accounts put in force");
                 }
                 failing = false;
             }

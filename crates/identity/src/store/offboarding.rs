@@ -7,10 +7,10 @@
 //! row's lock (see [`Store::lock_account`] and [`Store::ensure_account_open`]).
 
 use chrono::{DateTime, Utc};
+use roster_runtime::db::statement;
 use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
-    QuerySelect, Statement, Value,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -22,17 +22,6 @@ use super::{Store, StoreError, is_postgres};
 use crate::domain::account::{Account, account_deleted};
 use crate::domain::error::IdentityError;
 use crate::domain::ids::{AccountId, ProfileId};
-
-/// `sql`, written with PostgreSQL's `$1` placeholders, for the connection's database (SQLite
-/// numbers them `?1`).
-fn statement(conn: &impl ConnectionTrait, sql: &str, values: Vec<Value>) -> Statement {
-    let backend = conn.get_database_backend();
-    let sql = match backend {
-        DbBackend::Postgres => sql.to_owned(),
-        _ => sql.replace('$', "?"),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
 
 impl Store {
     /// The account, locked until the transaction ends. On PostgreSQL the lock (`FOR UPDATE`)

@@ -5,9 +5,9 @@
 //! that stopped matching, and the count each gets back is what it deleted.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, Statement, Value};
+use sea_orm::{ConnectionTrait, Value};
 
-use super::{Store, StoreError, is_postgres};
+use super::{Store, StoreError};
 
 impl Store {
     /// Deletes up to `limit` idempotency keys (the kept answers of single calls and of each
@@ -89,20 +89,13 @@ impl Store {
         values: Vec<Value>,
         limit: u64,
     ) -> Result<u64, StoreError> {
-        let mut sql = format!(
+        let sql = format!(
             "DELETE FROM {table} WHERE ({key}) IN \
              (SELECT {key} FROM {table} WHERE {condition} LIMIT {limit}) AND {condition}"
         );
-        if !is_postgres(&self.db) {
-            sql = sql.replace('$', "?");
-        }
         Ok(self
             .db
-            .execute_raw(Statement::from_sql_and_values(
-                self.db.get_database_backend(),
-                sql,
-                values,
-            ))
+            .execute_raw(roster_runtime::db::statement(&self.db, &sql, values))
             .await?
             .rows_affected())
     }

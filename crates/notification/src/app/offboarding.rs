@@ -6,7 +6,7 @@
 use std::time::{Duration, SystemTime};
 
 use roster_runtime::Shutdown;
-use roster_runtime::auth::deleted::{DeletedAccount, DeletedAccounts};
+use roster_runtime::auth::deleted::{DeletedAccount, DeletedAccounts, follow_changes};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -66,31 +66,24 @@ impl Notifications {
 /// Runs [`Notifications::offboard`] whenever the deleted accounts change, and every minute.
 pub fn spawn(
     notifications: Notifications,
-    mut deleted: watch::Receiver<DeletedAccounts>,
+    deleted: watch::Receiver<DeletedAccounts>,
     shutdown: Shutdown,
 ) {
-    tokio::spawn(async move {
-        loop {
-            let accounts = deleted.borrow_and_update().clone();
-            if !accounts.is_empty() {
-                match notifications.offboard(&accounts, SystemTime::now()).await {
-                    Ok(done) if done != Offboarded::default() => {
-                        tracing::info!(
-                            cancelled = done.cancelled,
-                            purged = done.purged,
-                            "emails of deleted accounts cancelled or purged"
-                        );
-                    }
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::warn!(%error, "emails of deleted accounts not handled; retrying");
-                    }
+    follow_changes(deleted, PAUSE, shutdown, move |accounts| {
+        let notifications = notifications.clone();
+        async move {
+            match notifications.offboard(&accounts, SystemTime::now()).await {
+                Ok(done) if done != Offboarded::default() => {
+                    tracing::info!(
+                        cancelled = done.cancelled,
+                        purged = done.purged,
+                        "emails of deleted accounts cancelled or purged"
+                    );
                 }
-            }
-            tokio::select! {
-                () = shutdown.wait() => return,
-                changed = deleted.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep(PAUSE) => {}
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "emails of deleted accounts not handled; retrying");
+                }
             }
         }
     });

@@ -70,9 +70,9 @@ async fn follow(
                 }
                 failing = false;
                 let ids: HashSet<Uuid> = deleted.iter().map(|account| account.id).collect();
-                if *keys.closed_accounts() != ids {
-                    tracing::info!(deleted = ids.len(), "deleted accounts put in force");
-                    keys.close_accounts(ids);
+                let count = ids.len();
+                if keys.close_accounts(ids) {
+                    tracing::info!(deleted = count, "deleted accounts put in force");
                 }
                 sender.send_if_modified(|known| {
                     let changed = **known != deleted;
@@ -131,4 +131,31 @@ async fn read(client: &AccountServiceClient<Client>) -> Result<Vec<DeletedAccoun
         }
         page_token = page.next_page_token;
     }
+}
+
+/// Runs `pass` over the deleted accounts whenever they change, and every `pause` besides
+/// (purge times come due, and work a pass could not finish is retried), until `shutdown`:
+/// what bulk-import and notification do with a deleted account's imports and emails.
+pub fn follow_changes<F, Fut>(
+    mut deleted: watch::Receiver<DeletedAccounts>,
+    pause: Duration,
+    shutdown: Shutdown,
+    mut pass: F,
+) where
+    F: FnMut(DeletedAccounts) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        loop {
+            let accounts = deleted.borrow_and_update().clone();
+            if !accounts.is_empty() {
+                pass(accounts).await;
+            }
+            tokio::select! {
+                () = shutdown.wait() => return,
+                changed = deleted.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    });
 }

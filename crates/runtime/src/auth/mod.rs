@@ -343,10 +343,15 @@ impl SharedKeyRing {
 
     /// Puts `accounts` in force as the deleted accounts: from the next call on, a key limited
     /// to some accounts acts only on those of them still open, and a key whose accounts are
-    /// all deleted is refused. Keys of every account are not affected.
-    pub fn close_accounts(&self, accounts: HashSet<Uuid>) {
-        let accounts = Arc::new(accounts);
-        *self.closed.write().unwrap_or_else(PoisonError::into_inner) = accounts;
+    /// all deleted is refused. Keys of every account are not affected. True when they differ
+    /// from those in force before (and were put in force), for the caller to log.
+    pub fn close_accounts(&self, accounts: HashSet<Uuid>) -> bool {
+        let mut closed = self.closed.write().unwrap_or_else(PoisonError::into_inner);
+        if **closed == accounts {
+            return false;
+        }
+        *closed = Arc::new(accounts);
+        true
     }
 
     /// The deleted accounts in force now.
@@ -631,7 +636,11 @@ mod tests {
         let mut auth = tower::Layer::layer(&layer, tower::service_fn(echo as fn(_) -> _));
         assert_eq!(status_for(&mut auth, "one").await, None);
 
-        keys.close_accounts(HashSet::from([deleted]));
+        assert!(keys.close_accounts(HashSet::from([deleted])));
+        assert!(
+            !keys.close_accounts(HashSet::from([deleted])),
+            "the same set again"
+        );
 
         let denied = (tonic::Code::PermissionDenied as i32).to_string();
         assert_eq!(status_for(&mut auth, "one").await, Some(denied));
@@ -651,7 +660,7 @@ mod tests {
                 .may_access(deleted)
         );
 
-        keys.close_accounts(HashSet::new());
+        assert!(keys.close_accounts(HashSet::new()));
         assert_eq!(status_for(&mut auth, "one").await, None);
     }
 }
