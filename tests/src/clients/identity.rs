@@ -254,6 +254,30 @@ impl Identity {
         }
     }
 
+    /// Sets `profile`'s password to `password` the way a user does: a reset link sent, its
+    /// token read from `server`'s outbox, the reset completed.
+    pub async fn set_password(
+        &self,
+        server: &TestServer,
+        profile: &identity::Profile,
+        password: &str,
+    ) {
+        self.send_password_reset(identity::SendPasswordResetRequest {
+            profile_id: profile.id.clone(),
+            email: profile.email.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("reset sent");
+        let token = crate::newest_reset_token(server).await;
+        self.complete_password_reset(identity::CompletePasswordResetRequest {
+            token,
+            new_password: password.into(),
+        })
+        .await
+        .expect("password set");
+    }
+
     /// Creates a profile named `first_name last_name` with `email` (the username) in
     /// `account_id`.
     pub async fn person(

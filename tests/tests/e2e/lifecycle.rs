@@ -9,8 +9,7 @@ use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
 use roster_tests::clients::Identity;
 use roster_tests::{
-    Backend, TestDatabase, TestKey, TestServer, both_backends, identity_settings,
-    newest_reset_token, test_settings,
+    Backend, TestDatabase, TestKey, TestServer, both_backends, identity_settings, test_settings,
 };
 use tonic::Code;
 
@@ -73,21 +72,8 @@ impl Fixture {
             .person(&self.account, "Ada", "Lovelace", email)
             .await;
         self.admin
-            .send_password_reset(pb::SendPasswordResetRequest {
-                profile_id: profile.id.clone(),
-                email: profile.email.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("reset sent");
-        let token = newest_reset_token(&self.server).await;
-        self.admin
-            .complete_password_reset(pb::CompletePasswordResetRequest {
-                token,
-                new_password: STRONG.into(),
-            })
-            .await
-            .expect("password set");
+            .set_password(&self.server, &profile, STRONG)
+            .await;
         profile
     }
 

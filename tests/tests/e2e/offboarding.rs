@@ -18,7 +18,7 @@ use roster_tests::imports::people_csv;
 use roster_tests::scim::Scim;
 use roster_tests::{
     ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestKey, TestServer, both_backends, count,
-    identity_settings, newest_reset_token, notification_settings, raw, reason, test_settings,
+    identity_settings, notification_settings, raw, reason, test_settings,
 };
 use sea_orm::{Database, DatabaseConnection, Value};
 use tonic::Code;
@@ -85,21 +85,8 @@ impl Fixture {
     async fn person_with_password(&self, account: &str, email: &str) -> pb::Profile {
         let profile = self.admin.person(account, "Ada", "Lovelace", email).await;
         self.admin
-            .send_password_reset(pb::SendPasswordResetRequest {
-                profile_id: profile.id.clone(),
-                email: profile.email.clone(),
-                ..Default::default()
-            })
-            .await
-            .expect("reset sent");
-        let token = newest_reset_token(&self.server).await;
-        self.admin
-            .complete_password_reset(pb::CompletePasswordResetRequest {
-                token,
-                new_password: STRONG.into(),
-            })
-            .await
-            .expect("password set");
+            .set_password(&self.server, &profile, STRONG)
+            .await;
         profile
     }
 
