@@ -96,6 +96,9 @@ pub struct Settings {
     pub validate_batch_size: usize,
     /// Rows per BatchUpsertProfiles call (1 to 1000).
     pub apply_batch_size: usize,
+    /// BatchUpsertProfiles calls one import has in flight at once (1 to 8): batches whose rows
+    /// free no extension number go to identity together, each in its own transaction.
+    pub apply_batches_in_flight: usize,
     /// Attempts of an identity call that fails transiently before the job gives up.
     pub identity_attempts: u32,
 }
@@ -126,6 +129,7 @@ impl Default for Settings {
             max_jobs: 2,
             validate_batch_size: 1000,
             apply_batch_size: 500,
+            apply_batches_in_flight: 2,
             identity_attempts: 8,
         }
     }
@@ -159,6 +163,7 @@ impl fmt::Debug for Settings {
             .field("max_jobs", &self.max_jobs)
             .field("validate_batch_size", &self.validate_batch_size)
             .field("apply_batch_size", &self.apply_batch_size)
+            .field("apply_batches_in_flight", &self.apply_batches_in_flight)
             .finish_non_exhaustive()
     }
 }
@@ -224,6 +229,10 @@ impl Settings {
         anyhow::ensure!(
             batch.contains(&self.apply_batch_size),
             "ROSTER_BULK_IMPORT__APPLY_BATCH_SIZE must be 1 to 1000"
+        );
+        anyhow::ensure!(
+            (1..=8).contains(&self.apply_batches_in_flight),
+            "ROSTER_BULK_IMPORT__APPLY_BATCHES_IN_FLIGHT must be 1 to 8"
         );
         anyhow::ensure!(
             self.lease_seconds >= 1,
@@ -301,6 +310,7 @@ pub async fn start(
             max_jobs: settings.max_jobs.max(1),
             validate_batch: settings.validate_batch_size,
             apply_batch: settings.apply_batch_size,
+            apply_batches_in_flight: settings.apply_batches_in_flight,
             max_field_chars: settings.max_field_chars,
             max_row_bytes: settings.max_row_bytes,
             identity_attempts: settings.identity_attempts.max(1),

@@ -13,7 +13,9 @@ use roster_proto::identity::v1 as pb;
 use super::{Job, JobError};
 use crate::domain::columns::Column;
 use crate::domain::import::{Import, RowResult, StagedRow};
-use crate::domain::rows::{column_of_field, in_row_voice, upsert_fields, values_by_column};
+use crate::domain::rows::{
+    UpsertFields, column_of_field, in_row_voice, upsert_fields, values_by_column,
+};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 use crate::identity::code_name;
 
@@ -22,31 +24,34 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     // Rows are read in windows of row numbers, each bounded whatever plan the database picks:
     // a plain "after row N, first 500" was planned (without statistics) as a scan of every
     // row left, once per batch.
-    let last_row = store.last_row_number(job.import_id).await?.unwrap_or(0);
-    let window = job.context.config.apply_batch as i64;
-    let mut after = 0i64;
-    while after < last_row {
+    let mut windows = Windows {
+        after: 0,
+        applying: true,
+        last: store.last_row_number(job.import_id).await?.unwrap_or(0),
+        size: job.context.config.apply_batch as i64,
+        per_group: job.context.config.apply_batches_in_flight.max(1),
+    };
+    // While identity writes one group of batches, the outcomes of the group before are
+    // recorded and the rows of the group after are read: bulk-import's own database work is
+    // off the critical path.
+    let mut next = windows.next_group(job).await?;
+    let mut unrecorded: Vec<RowResult> = Vec::new();
+    while !next.is_empty() {
         job.check()?;
-        let state = store
-            .import(job.import_id)
-            .await?
-            .map(|import| import.state);
-        if state != Some(ImportState::Applying) {
-            // Cancelled meanwhile: finish_apply drops the lease and changes nothing else.
-            store
-                .finish_apply(job.import_id, &job.context.owner, job.lease_ms(), None)
-                .await?;
-            return Ok(());
-        }
-        let upto = after + window;
-        let rows = store.pending_rows(job.import_id, after, upto).await?;
-        after = upto;
-        if rows.is_empty() {
-            continue;
-        }
-        let results = match write_batch(job, &import, &rows).await {
-            Ok(results) => results,
-            Err(JobError::Identity(status)) => {
+        let group = std::mem::take(&mut next);
+        let (written, after) = tokio::join!(write_group(job, &import, group), async {
+            if !unrecorded.is_empty() {
+                record(job, &std::mem::take(&mut unrecorded)).await?;
+            }
+            windows.next_group(job).await
+        });
+        let (results, failure) = written;
+        unrecorded = results;
+        match failure {
+            None => {}
+            Some(JobError::Identity(status)) => {
+                // The batches identity did write keep their outcomes; the rest are skipped.
+                record(job, &unrecorded).await?;
                 let message = format!(
                     "identity refused the writes ({}: {}); rows not yet written were skipped",
                     code_name(status.code() as i32),
@@ -63,46 +68,143 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
                     .await?;
                 return Ok(());
             }
-            Err(other) => return Err(other),
-        };
-        if !store
-            .record_outcomes(job.import_id, &job.context.owner, job.lease_ms(), &results)
-            .await?
-        {
-            return Err(JobError::LeaseLost);
+            // Rows written but not recorded are sent again by whoever resumes, and identity
+            // answers them from their idempotency keys.
+            Some(other) => return Err(other),
         }
-        count_outcomes(job, &results);
+        next = after?;
     }
-    if !store
+    // The last group written; or the import was cancelled meanwhile, and the rows identity
+    // wrote still get their outcomes (a cancel skips only rows never written).
+    if !unrecorded.is_empty() {
+        record(job, &unrecorded).await?;
+    }
+    // Cancelled: finish_apply drops the lease and changes nothing else.
+    let finished = store
         .finish_apply(job.import_id, &job.context.owner, job.lease_ms(), None)
-        .await?
-    {
+        .await?;
+    if !windows.applying {
+        return Ok(());
+    }
+    if !finished {
         return Err(JobError::LeaseLost);
     }
     tracing::info!("import applied");
     Ok(())
 }
 
-/// Counts a recorded batch's rows as `applied` or `failed` for the metrics endpoint.
-fn count_outcomes(job: &Job, results: &[RowResult]) {
-    let failed = results
-        .iter()
-        .filter(|result| result.outcome == RowOutcome::Failed)
-        .count() as u64;
-    let progress = &job.context.progress;
-    progress.rows_processed("applied", results.len() as u64 - failed);
-    progress.rows_processed("failed", failed);
+/// The windows of row numbers the apply goes through.
+struct Windows {
+    /// The last row number read.
+    after: i64,
+    /// The import's last row number.
+    last: i64,
+    /// Row numbers per window: one batch.
+    size: i64,
+    /// Batches read at once, a group identity may receive together.
+    per_group: usize,
+    /// False once the import was found no longer APPLYING (cancelled).
+    applying: bool,
 }
 
-/// Writes one batch and says what became of each row.
-async fn write_batch(
+impl Windows {
+    /// The rows still to write of the next windows that have any, one batch per window, up to
+    /// `per_group` batches; none at the end, or once the import is no longer APPLYING.
+    async fn next_group(&mut self, job: &Job) -> Result<Vec<Vec<StagedRow>>, JobError> {
+        let store = &job.context.store;
+        let mut group = Vec::new();
+        if self.applying && self.after < self.last {
+            let state = store
+                .import(job.import_id)
+                .await?
+                .map(|import| import.state);
+            if state != Some(ImportState::Applying) {
+                self.applying = false;
+                return Ok(group);
+            }
+        }
+        while group.len() < self.per_group && self.after < self.last {
+            let upto = self.after + self.size;
+            let rows = store.pending_rows(job.import_id, self.after, upto).await?;
+            self.after = upto;
+            if !rows.is_empty() {
+                group.push(rows);
+            }
+        }
+        Ok(group)
+    }
+}
+
+/// Records a written batch's outcomes, as long as this replica holds the lease.
+async fn record(job: &Job, results: &[RowResult]) -> Result<(), JobError> {
+    if !job
+        .context
+        .store
+        .record_outcomes(job.import_id, &job.context.owner, job.lease_ms(), results)
+        .await?
+    {
+        return Err(JobError::LeaseLost);
+    }
+    count_outcomes(job, results);
+    Ok(())
+}
+
+/// Writes a group of batches; returns what became of the rows of every batch identity wrote,
+/// and the failure that stopped the rest, if any.
+///
+/// The batches go to identity at once, each in its own transaction, unless a row of the group
+/// frees an extension number: a row below it may claim that number, so then they go one after
+/// another, in file order. Nothing else in a file can make one row depend on another — a
+/// username or an Internal ID on two rows is a preview error, never written.
+async fn write_group(
     job: &Job,
     import: &Import,
-    rows: &[StagedRow],
-) -> Result<Vec<RowResult>, JobError> {
+    group: Vec<Vec<StagedRow>>,
+) -> (Vec<RowResult>, Option<JobError>) {
+    let mut prepared = Vec::with_capacity(group.len());
+    for rows in group {
+        match prepare(job, import, rows).await {
+            Ok(batch) => prepared.push(batch),
+            Err(error) => return (Vec::new(), Some(error)),
+        }
+    }
+    let mut results = Vec::new();
+    if prepared.iter().any(|batch| batch.frees_extensions) {
+        for batch in &prepared {
+            match send(job, import, batch).await {
+                Ok(written) => results.extend(written),
+                Err(error) => return (results, Some(error)),
+            }
+        }
+        return (results, None);
+    }
+    let mut failure = None;
+    let sends = prepared.iter().map(|batch| send(job, import, batch));
+    for written in futures::future::join_all(sends).await {
+        match written {
+            Ok(written) => results.extend(written),
+            // The first failure in file order is the one reported.
+            Err(error) => {
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    (results, failure)
+}
+
+/// A batch ready for identity: each row's write on its idempotency key.
+struct Prepared {
+    rows: Vec<StagedRow>,
+    items: Vec<(String, UpsertFields)>,
+    /// Some row takes an extension number away from its profile.
+    frees_extensions: bool,
+}
+
+/// Builds a batch's writes; an update takes the profile's value as it is now for each column
+/// the file lacks.
+async fn prepare(job: &Job, import: &Import, rows: Vec<StagedRow>) -> Result<Prepared, JobError> {
     let identity = &job.context.identity;
     let account_id = &import.account_id.to_string();
-    // An update takes the profile's value as it is now for each column the file lacks.
     let update_ids: Vec<String> = rows
         .iter()
         .filter(|row| row.action == RowAction::Update)
@@ -113,7 +215,8 @@ async fn write_batch(
             identity.profiles(account_id, update_ids.clone())
         })
         .await?;
-    let items: Vec<_> = rows
+    let mut frees_extensions = false;
+    let items = rows
         .iter()
         .map(|row| {
             let values = values_by_column(&row.values);
@@ -129,23 +232,47 @@ async fn write_batch(
                 // the row instead of creating a new profile.
                 fields.id = row.profile_id.clone().unwrap_or_default();
             }
+            frees_extensions |= fields.set_assignments
+                && profile.is_some_and(|profile| {
+                    profile
+                        .extensions
+                        .iter()
+                        .any(|held| !fields.extensions.iter().any(|wanted| wanted.number == held.number))
+                });
             (format!("{}:{}", job.import_id, row.row_number), fields)
         })
         .collect();
+    Ok(Prepared {
+        rows,
+        items,
+        frees_extensions,
+    })
+}
+
+/// Writes one prepared batch and says what became of each row.
+async fn send(job: &Job, import: &Import, batch: &Prepared) -> Result<Vec<RowResult>, JobError> {
+    let identity = &job.context.identity;
+    let account_id = &import.account_id.to_string();
     let import_id = job.import_id.to_string();
     let results = job
         .call("BatchUpsertProfiles", || {
-            identity.upsert(account_id, &import_id, items.clone(), import.welcome_emails)
+            identity.upsert(
+                account_id,
+                &import_id,
+                batch.items.clone(),
+                import.welcome_emails,
+            )
         })
         .await?;
     let by_key: HashMap<String, pb::ProfileUpsertResult> = results
         .into_iter()
         .map(|result| (result.idempotency_key.clone(), result))
         .collect();
-    Ok(rows
+    Ok(batch
+        .rows
         .iter()
-        .zip(items)
-        .map(|(row, (key, _))| match by_key.get(&key) {
+        .zip(&batch.items)
+        .map(|(row, (key, _))| match by_key.get(key) {
             Some(result) if result.outcome == pb::UpsertOutcome::Failed as i32 => RowResult {
                 row_number: row.row_number,
                 outcome: RowOutcome::Failed,
@@ -166,6 +293,17 @@ async fn write_batch(
             },
         })
         .collect())
+}
+
+/// Counts a recorded batch's rows as `applied` or `failed` for the metrics endpoint.
+fn count_outcomes(job: &Job, results: &[RowResult]) {
+    let failed = results
+        .iter()
+        .filter(|result| result.outcome == RowOutcome::Failed)
+        .count() as u64;
+    let progress = &job.context.progress;
+    progress.rows_processed("applied", results.len() as u64 - failed);
+    progress.rows_processed("failed", failed);
 }
 
 /// `ALREADY_EXISTS (USERNAME_TAKEN): this username is in use on the platform …`, with every

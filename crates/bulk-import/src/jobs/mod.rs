@@ -54,6 +54,8 @@ pub struct JobConfig {
     pub validate_batch: usize,
     /// Rows per BatchUpsertProfiles call.
     pub apply_batch: usize,
+    /// BatchUpsertProfiles calls in flight at once for one import.
+    pub apply_batches_in_flight: usize,
     /// Longest cell, in characters.
     pub max_field_chars: usize,
     /// Longest row, in bytes.

@@ -139,22 +139,7 @@ impl Identity {
 
         // Usernames to register: every create, and updates whose canonical form changes.
         first_claims_win(&mut plans);
-        let wanted: Vec<Username> = plans.iter().filter_map(new_username).cloned().collect();
-        let refs: Vec<&Username> = wanted.iter().collect();
-        let standings: HashMap<String, Refusal> = refs
-            .iter()
-            .zip(store.standings(&txn, &refs).await?)
-            .filter_map(|(username, standing)| {
-                standing.map(|standing| (username.canonical().to_owned(), standing.refusal))
-            })
-            .collect();
-        for plan in plans.iter_mut() {
-            if let Some(refusal) = new_username(plan).and_then(|u| standings.get(u.canonical())) {
-                *plan = Plan::Failed(IdentityError::username_refused(*refusal));
-            }
-        }
-
-        let ids: Vec<Option<ProfileId>> = plans
+        let mut ids: Vec<Option<ProfileId>> = plans
             .iter()
             .map(|plan| match plan {
                 Plan::Create(..) => Some(ProfileId::generate()),
@@ -162,22 +147,44 @@ impl Identity {
                 _ => None,
             })
             .collect();
-        let numbers = wanted_numbers(&plans);
-        if !numbers.is_empty() {
-            let holders = store.extension_holders(&txn, account_id, &numbers).await?;
-            decide_extensions(&mut plans, &ids, holders);
-        }
+        // The common batch, where every username is free and no extension changes hands, is
+        // decided by registering them all at once: when every one registers, no standing
+        // could have refused any, and the registry's reads are saved. Otherwise nothing of
+        // that try is kept and each username's standing decides, as below.
+        let all_registered = wanted_numbers(&plans).is_empty()
+            && store
+                .reserve_all_usernames(&txn, account_id, &claims(&plans, &ids))
+                .await?;
+        if !all_registered {
+            let wanted: Vec<Username> = plans.iter().filter_map(new_username).cloned().collect();
+            let refs: Vec<&Username> = wanted.iter().collect();
+            let standings: HashMap<String, Refusal> = refs
+                .iter()
+                .zip(store.standings(&txn, &refs).await?)
+                .filter_map(|(username, standing)| {
+                    standing.map(|standing| (username.canonical().to_owned(), standing.refusal))
+                })
+                .collect();
+            for (plan, id) in plans.iter_mut().zip(ids.iter_mut()) {
+                if let Some(refusal) = new_username(plan).and_then(|u| standings.get(u.canonical()))
+                {
+                    *plan = Plan::Failed(IdentityError::username_refused(*refusal));
+                    *id = None;
+                }
+            }
+            let numbers = wanted_numbers(&plans);
+            if !numbers.is_empty() {
+                let holders = store.extension_holders(&txn, account_id, &numbers).await?;
+                decide_extensions(&mut plans, &ids, holders);
+            }
 
-        // Register the usernames. One that a concurrent transaction registered first
-        // invalidates the decisions above: decide again.
-        let claims: Vec<(&Username, ProfileId)> = plans
-            .iter()
-            .zip(&ids)
-            .filter_map(|(plan, id)| Some((new_username(plan)?, (*id)?)))
-            .collect();
-        let registered = store.reserve_usernames(&txn, account_id, &claims).await?;
-        if claims.len() != registered.len() {
-            return Ok(Attempt::LostRace);
+            // Register the usernames. One that a concurrent transaction registered first
+            // invalidates the decisions above: decide again.
+            let claims = claims(&plans, &ids);
+            let registered = store.reserve_usernames(&txn, account_id, &claims).await?;
+            if claims.len() != registered.len() {
+                return Ok(Attempt::LostRace);
+            }
         }
 
         // Assignments: numbers are freed before they are claimed, so one can change hands.
@@ -358,4 +365,13 @@ impl Identity {
             }
         }
     }
+}
+
+/// The usernames that `plans` register, each with the profile that will hold it.
+fn claims<'a>(plans: &'a [Plan], ids: &[Option<ProfileId>]) -> Vec<(&'a Username, ProfileId)> {
+    plans
+        .iter()
+        .zip(ids)
+        .filter_map(|(plan, id)| Some((new_username(plan)?, (*id)?)))
+        .collect()
 }

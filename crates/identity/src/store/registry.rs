@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect,
 };
 use uuid::Uuid;
 
@@ -35,22 +36,22 @@ impl Store {
         }
         let canonicals: Vec<String> = usernames.iter().map(|u| u.canonical().to_owned()).collect();
         let skeletons: Vec<String> = usernames.iter().map(|u| u.skeleton().to_owned()).collect();
-        let by_canonical: HashMap<String, username_registry::Model> =
-            username_registry::Entity::find()
-                .filter(username_registry::Column::Canonical.is_in(canonicals))
-                .all(conn)
-                .await?
-                .into_iter()
-                .map(|row| (row.canonical.clone(), row))
-                .collect();
-        let confusable: HashSet<String> = username_registry::Entity::find()
-            .select_only()
-            .column(username_registry::Column::Skeleton)
-            .filter(username_registry::Column::Skeleton.is_in(skeletons))
-            .into_tuple::<String>()
+        let wanted: HashSet<&str> = canonicals.iter().map(String::as_str).collect();
+        // One statement for both questions (each column has its unique index): the rows
+        // registered under any of the canonical forms, and those sharing any of the skeletons.
+        let rows = username_registry::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(username_registry::Column::Canonical.is_in(canonicals.iter().cloned()))
+                    .add(username_registry::Column::Skeleton.is_in(skeletons)),
+            )
             .all(conn)
-            .await?
+            .await?;
+        let confusable: HashSet<String> = rows.iter().map(|row| row.skeleton.clone()).collect();
+        let by_canonical: HashMap<String, username_registry::Model> = rows
             .into_iter()
+            .filter(|row| wanted.contains(row.canonical.as_str()))
+            .map(|row| (row.canonical.clone(), row))
             .collect();
         let holders: Vec<Uuid> = by_canonical.values().map(|row| row.profile_id).collect();
         let holding: HashSet<(Uuid, String)> = if holders.is_empty() {
