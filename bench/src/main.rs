@@ -13,8 +13,10 @@
 //! target/release/roster-bench                       # every scenario, ~15 minutes on 2 cores
 //! target/release/roster-bench --scenario check-username --duration 5
 //! target/release/roster-bench --scenario create-profile-events   # needs NATS with JetStream
+//! target/release/roster-bench --markdown /tmp/bench.md   # also /tmp/bench-*.svg, the charts
 //! ```
 
+mod chart;
 mod echo;
 mod load;
 mod preflight;
@@ -112,7 +114,9 @@ struct Cli {
     /// The `roster` binary bulk-import runs from (default: next to this one).
     #[arg(long)]
     roster_bin: Option<PathBuf>,
-    /// Also write the Markdown report to this file.
+    /// Also write the Markdown report to this file, and its charts beside it as SVG files
+    /// named from its stem (`bench.md`: `bench-create-profile.svg`, `bench-import-100000.svg`…),
+    /// listed at the end of the report.
     #[arg(long)]
     markdown: Option<PathBuf>,
     /// Internal: measure the argon2 limit in this process and print it (VerifyPassword runs
@@ -216,7 +220,10 @@ async fn main() -> anyhow::Result<()> {
         ));
     }
 
-    let markdown = format!("{header}\n{}", report.markdown());
+    let mut markdown = format!("{header}\n{}", report.markdown());
+    if let Some(path) = &cli.markdown {
+        markdown.push_str(&chart::write_beside(path, &chart::figures(&report)));
+    }
     println!("{markdown}");
     if let Some(path) = &cli.markdown {
         std::fs::write(path, &markdown)?;

@@ -1,9 +1,11 @@
 //! The results of a run: one row per measured step, one verdict per target of issue 9, printed
 //! as Markdown tables (ready for `docs/BENCHMARKS.md`) once the run ends. Each row is also
-//! printed as soon as it is measured, so a long run shows progress.
+//! printed as soon as it is measured, so a long run shows progress. Scenarios can add charts of
+//! what the rows do not hold (rows applied over time); main writes them beside the Markdown.
 
 use std::fmt::Write as _;
 
+use crate::chart::Figure;
 use crate::load::Outcome;
 use crate::system::Usage;
 
@@ -84,6 +86,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub verdicts: Vec<Verdict>,
     pub notes: Vec<String>,
+    /// Charts of measurements the rows only sum up, beside those drawn from the rows.
+    pub figures: Vec<Figure>,
 }
 
 impl Report {
@@ -107,6 +111,10 @@ impl Report {
         let note = note.into();
         eprintln!("  note: {note}");
         self.notes.push(note);
+    }
+
+    pub fn figure(&mut self, figure: Figure) {
+        self.figures.push(figure);
     }
 
     /// The whole report as Markdown.

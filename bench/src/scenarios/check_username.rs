@@ -17,7 +17,10 @@ use crate::report::{Report, Row, Verdict, percent};
 use crate::suite::{self, Options, observed};
 use crate::tools;
 
-const SCENARIO: &str = "CheckUsername";
+pub const SCENARIO: &str = "CheckUsername";
+/// The subject of Roster's rows at each concurrency, and of the baseline's (charted together).
+pub const ROSTER: &str = "Roster CheckUsername";
+pub const BASELINE: &str = "bare tonic echo";
 /// Profiles in the registry before the calls.
 const SEEDED: u64 = 20_000;
 
@@ -39,19 +42,13 @@ pub async fn run(
         report.add(Row {
             usage: Some(usage),
             peak_rss_mib: peak,
-            ..Row::from_outcome(
-                SCENARIO,
-                "Roster CheckUsername",
-                concurrency,
-                "calls/s",
-                &roster,
-            )
+            ..Row::from_outcome(SCENARIO, ROSTER, concurrency, "calls/s", &roster)
         });
         let (bare, usage, peak) = observed(None, echoes(&echo_channels, load)).await;
         report.add(Row {
             usage: Some(usage),
             peak_rss_mib: peak,
-            ..Row::from_outcome(SCENARIO, "bare tonic echo", concurrency, "calls/s", &bare)
+            ..Row::from_outcome(SCENARIO, BASELINE, concurrency, "calls/s", &bare)
         });
         let ratio = roster.rate() / bare.rate();
         report.note(format!(

@@ -15,7 +15,10 @@ use crate::report::{Report, Row, Verdict, percent};
 use crate::suite::{self, Options, observed};
 use crate::tools;
 
-const SCENARIO: &str = "CreateProfile";
+pub const SCENARIO: &str = "CreateProfile";
+/// The subject of Roster's rows at each concurrency, and of the baseline's (charted together).
+pub const ROSTER: &str = "Roster CreateProfile";
+pub const BASELINE: &str = "pgbench 2-insert transaction";
 
 /// The `(canonical, profile id)` expressions of a pgbench transaction: a unique username from
 /// the client id and two random numbers, and a profile id derived from it.
@@ -98,13 +101,7 @@ pub async fn run(
         let roster = Row {
             usage: Some(usage),
             peak_rss_mib: peak,
-            ..Row::from_outcome(
-                SCENARIO,
-                "Roster CreateProfile",
-                concurrency,
-                "profiles/s",
-                &outcome,
-            )
+            ..Row::from_outcome(SCENARIO, ROSTER, concurrency, "profiles/s", &outcome)
         };
         report.add(roster);
 
@@ -122,13 +119,7 @@ pub async fn run(
         let pgbench = pgbench?;
         report.add(Row {
             usage: Some(usage),
-            ..Row::from_outcome(
-                SCENARIO,
-                "pgbench 2-insert transaction",
-                concurrency,
-                "txn/s",
-                &pgbench,
-            )
+            ..Row::from_outcome(SCENARIO, BASELINE, concurrency, "txn/s", &pgbench)
         });
         let ratio = outcome.rate() / pgbench.rate();
         report.note(format!(

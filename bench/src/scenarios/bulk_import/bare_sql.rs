@@ -11,8 +11,12 @@ use crate::system::Usage;
 
 /// The same rows as the spreadsheet inserted straight into a fresh identity database with
 /// multi-row INSERTs, [`SQL_BATCH`] rows per statement and transaction, on one connection. The
-/// canonical forms and skeletons are computed before the clock starts.
-pub(super) async fn bare_sql(options: &Options, rows: u64) -> anyhow::Result<(Duration, Usage)> {
+/// canonical forms and skeletons are computed before the clock starts. Returns the time taken,
+/// and the rows inserted over time: `(seconds, rows)` from `(0, 0)` and after each commit.
+pub(super) async fn bare_sql(
+    options: &Options,
+    rows: u64,
+) -> anyhow::Result<(Duration, Usage, Vec<(f64, f64)>)> {
     let identity = suite::identity(options, roster_tests::identity_settings(), Vec::new()).await?;
     let account = uuid::Uuid::parse_str(&suite::create_account(identity.channel().await).await?)?;
     let db = suite::connect_database(&identity.database.url).await?;
@@ -29,8 +33,11 @@ pub(super) async fn bare_sql(options: &Options, rows: u64) -> anyhow::Result<(Du
         })
         .collect::<anyhow::Result<_>>()?;
     let backend = db.get_database_backend();
-    let (elapsed, usage, _) = observed(None, async {
+    let (inserted, usage, _) = observed(None, async {
         let started = Instant::now();
+        let mut progress = Vec::with_capacity(prepared.len().div_ceil(SQL_BATCH) + 1);
+        progress.push((0.0, 0.0));
+        let mut done = 0;
         for batch in prepared.chunks(SQL_BATCH) {
             let txn = db.begin().await?;
             let now = chrono_now();
@@ -110,12 +117,15 @@ pub(super) async fn bare_sql(options: &Options, rows: u64) -> anyhow::Result<(Du
             ))
             .await?;
             txn.commit().await?;
+            done += batch.len();
+            progress.push((started.elapsed().as_secs_f64(), done as f64));
         }
-        anyhow::Ok(started.elapsed())
+        anyhow::Ok((started.elapsed(), progress))
     })
     .await;
     let _ = db.close().await;
-    Ok((elapsed?, usage))
+    let (elapsed, progress) = inserted?;
+    Ok((elapsed, usage, progress))
 }
 
 fn chrono_now() -> sea_orm::prelude::DateTimeUtc {

@@ -25,6 +25,9 @@ pub(super) struct Measured {
     pub(super) upload: Duration,
     pub(super) validate: Duration,
     pub(super) apply: Option<Duration>,
+    /// Rows applied over time: `(seconds since the apply started, applied_count)`, from
+    /// `(0, 0)` and at each poll of the import during the apply.
+    pub(super) applied: Vec<(f64, f64)>,
     pub(super) import: pb::Import,
     pub(super) peak_rss_mib: Option<f64>,
     pub(super) usage_validate: Usage,
@@ -107,6 +110,7 @@ pub(super) async fn import(
         timeout,
         pid,
         &mut peak,
+        None,
     )
     .await?;
     let validate = validating_since.elapsed();
@@ -116,6 +120,7 @@ pub(super) async fn import(
             upload,
             validate,
             apply: None,
+            applied: Vec::new(),
             import,
             peak_rss_mib: peak,
             usage_validate,
@@ -141,6 +146,7 @@ pub(super) async fn import(
     });
     let watch = Watch::start(Some(pid));
     let applying_since = Instant::now();
+    let mut applied = vec![(0.0, 0.0)];
     client
         .submit_import(authed(
             BULK_KEY,
@@ -159,6 +165,7 @@ pub(super) async fn import(
         timeout,
         pid,
         &mut peak,
+        Some((applying_since, &mut applied)),
     )
     .await?;
     let apply = applying_since.elapsed();
@@ -172,6 +179,7 @@ pub(super) async fn import(
         upload,
         validate,
         apply: Some(apply),
+        applied,
         import,
         peak_rss_mib: peak,
         usage_validate,
@@ -181,7 +189,8 @@ pub(super) async fn import(
 }
 
 /// Polls the import while its state is one of `while_in`, up to `timeout`, following the
-/// process's peak memory; returns the last import seen and whether the time ran out.
+/// process's peak memory; returns the last import seen and whether the time ran out. With
+/// `applied`, each poll adds `(seconds since the instant given, applied_count)` to it.
 async fn wait_for(
     client: &mut ImportServiceClient<Channel>,
     id: &str,
@@ -189,6 +198,7 @@ async fn wait_for(
     timeout: Duration,
     pid: u32,
     peak: &mut Option<f64>,
+    mut applied: Option<(Instant, &mut Vec<(f64, f64)>)>,
 ) -> anyhow::Result<(pb::Import, bool)> {
     let started = Instant::now();
     loop {
@@ -205,6 +215,9 @@ async fn wait_for(
             .import
             .context("GetImport returned no import")?;
         *peak = system::peak_rss_mib(pid).or(*peak);
+        if let Some((since, samples)) = &mut applied {
+            samples.push((since.elapsed().as_secs_f64(), import.applied_count as f64));
+        }
         let waiting = while_in.iter().any(|state| *state as i32 == import.state);
         if !waiting {
             return Ok((import, false));

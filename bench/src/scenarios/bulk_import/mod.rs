@@ -1,7 +1,8 @@
 //! Bulk import: rows/s of validation and of the apply for spreadsheets of each size, next to
 //! the same rows inserted by bare batched SQL, and the peak resident memory (`VmHWM`) of the
 //! bulk-import server — which therefore runs as its own process, `roster serve bulk-import`
-//! from the release build, calling the in-process identity server.
+//! from the release build, calling the in-process identity server. For each size, a chart
+//! draws the rows applied over time next to the rows bare SQL inserted over time.
 //!
 //! - [`import`]: one spreadsheet uploaded, validated and applied through Roster, measured.
 //! - [`process`]: the `roster serve bulk-import` process it goes through.
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use roster_proto::imports::v1 as pb;
 
+use crate::chart::{Figure, LineChart, Series};
 use crate::report::{Report, Row, Verdict, percent};
 use crate::suite::Options;
 
@@ -72,7 +74,7 @@ pub async fn run(
     let mut peaks = Vec::new();
     for &rows in sizes {
         // The baseline first: it is worth having even when the import cannot run yet.
-        let (sql, sql_usage) = bare_sql(options, rows).await?;
+        let (sql, sql_usage, sql_progress) = bare_sql(options, rows).await?;
         report.add(Row {
             scenario: SCENARIO.into(),
             subject: format!(
@@ -100,6 +102,9 @@ pub async fn run(
         };
         record(report, rows, &measured, sql);
         peaks.push((rows, measured.peak_rss_mib));
+        if measured.apply.is_some() {
+            report.figure(progress_chart(rows, measured.applied, sql_progress));
+        }
     }
     memory_verdicts(report, &peaks);
     Ok(())
@@ -176,6 +181,29 @@ fn record(report: &mut Report, rows: u64, measured: &Measured, sql: Duration) {
                 met: Some(measured.timed_out.is_none() && total <= Duration::from_secs(120)),
             });
         }
+    }
+}
+
+/// Rows written over time for one size: Roster's apply (rows applied, counted from
+/// SubmitImport) next to bare batched SQL (rows committed), so a rate that decays shows as a
+/// bending line.
+fn progress_chart(rows: u64, applied: Vec<(f64, f64)>, sql: Vec<(f64, f64)>) -> Figure {
+    let title = format!("Bulk import of {rows} rows: rows written over time");
+    Figure {
+        name: format!("import-{rows}"),
+        title: title.clone(),
+        panels: vec![LineChart {
+            title,
+            x_label: "seconds since the start (Roster: since SubmitImport)".into(),
+            y_label: "rows written".into(),
+            series: vec![
+                Series::new("Roster apply (applied_count from GetImport)", applied),
+                Series::new(
+                    format!("bare batched SQL ({SQL_BATCH} rows per transaction)"),
+                    sql,
+                ),
+            ],
+        }],
     }
 }
 
