@@ -120,6 +120,39 @@ where
     if let Some(kept) = kept_answer(store, scope, request_id).await? {
         return Ok(kept);
     }
+    run_once(store, scope, request_id, work).await
+}
+
+/// [`once`] for work whose repetition always fails or is rolled back, which a request is
+/// expected to be seen for the first time: the kept answer is looked for only when the work
+/// fails or its key is taken, saving a round trip on every first request. A repeated
+/// CreateProfile, say, finds its username registered — by its own first run — or its key
+/// kept, and answers the first answer; nothing of the repetition is committed. Only for work
+/// without effects outside its transaction.
+pub(crate) async fn once_new<R, F>(
+    store: &Store,
+    scope: &str,
+    request_id: &str,
+    work: F,
+) -> Result<R, IdentityError>
+where
+    R: Serialize + DeserializeOwned,
+    F: AsyncFnOnce(&DatabaseTransaction) -> Result<R, IdentityError>,
+{
+    run_once(store, scope, request_id, work).await
+}
+
+/// The transaction of [`once`] and [`once_new`].
+async fn run_once<R, F>(
+    store: &Store,
+    scope: &str,
+    request_id: &str,
+    work: F,
+) -> Result<R, IdentityError>
+where
+    R: Serialize + DeserializeOwned,
+    F: AsyncFnOnce(&DatabaseTransaction) -> Result<R, IdentityError>,
+{
     let txn = store.begin().await?;
     let answer = match work(&txn).await {
         Ok(answer) => answer,

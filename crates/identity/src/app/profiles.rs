@@ -7,7 +7,7 @@ use roster_runtime::Caller;
 use sea_orm::ConnectionTrait;
 
 use super::events::origin;
-use super::{Identity, account_scope, emails, once, request_scope};
+use super::{Identity, account_scope, emails, once, once_new, request_scope};
 use crate::domain::assignment::Role;
 use crate::domain::error::IdentityError;
 use crate::domain::event;
@@ -71,13 +71,13 @@ impl Identity {
         let fields = ProfileFields::parse(new.fields.as_raw())?;
         let store = &self.store;
         let origin = origin(caller, request_id);
-        let created = once(
+        let created = once_new(
             store,
             &request_scope(caller, "CreateProfile"),
             request_id,
             async |txn| {
+                // Also makes sure that the account exists and stays open until the end.
                 let created = store.create_profile(txn, new.account_id, &fields).await?;
-                store.ensure_account_open(txn, new.account_id).await?;
                 let mut events = vec![event::profile_created(&created)];
                 let mut profile = if new.suspended {
                     let suspended = store

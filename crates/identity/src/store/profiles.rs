@@ -241,7 +241,14 @@ impl Store {
         account_id: AccountId,
         fields: &ProfileFields,
     ) -> Result<Profile, StoreError> {
-        if !self.account_exists(txn, account_id).await? {
+        // The account must exist and stay open until the transaction ends. PostgreSQL: its row
+        // locked FOR KEY SHARE first, which a deletion (FOR UPDATE) waits for or makes this wait
+        // and then see. SQLite: read again after the first write, which takes the one writer's
+        // lock (a read before it could be overtaken by a deletion).
+        let postgres = crate::store::is_postgres(txn);
+        if postgres {
+            self.ensure_account_open(txn, account_id).await?;
+        } else if !self.account_exists(txn, account_id).await? {
             return Err(IdentityError::NotFound("account").into());
         }
         let profile = Profile::new(
@@ -255,6 +262,9 @@ impl Store {
         profile::Entity::insert(profile::ActiveModel::from(model_of(&profile)))
             .exec_without_returning(txn)
             .await?;
+        if !postgres {
+            self.ensure_account_open(txn, account_id).await?;
+        }
         Ok(profile)
     }
 

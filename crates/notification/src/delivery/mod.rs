@@ -13,6 +13,7 @@
 //! (its worker's lease had run out) is logged and counted in
 //! `roster_notification_attempts_unrecorded_total`.
 
+mod pool;
 pub mod transport;
 
 use std::collections::BTreeMap;

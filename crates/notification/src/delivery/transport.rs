@@ -5,7 +5,8 @@
 //! - `smtps://[user:pass@]host[:port]` — SMTP over implicit TLS (port 465 by default).
 //! - `file://DIR` — one `<notification id>.eml` per message in `DIR`, the embedded default.
 //!
-//! These are lettre's URL conventions. SMTP connections are pooled; TLS is rustls with the
+//! These are lettre's URL conventions. SMTP connections are pooled — for `smtp://` by Roster,
+//! with `TCP_NODELAY` on each socket ([`super::pool`]), for `smtps://` by lettre; TLS is rustls with the
 //! system's trust store, plus the CA certificate(s) of `mail_ca_file` when set (a private relay). A whole delivery is bounded by the SMTP timeout, which the settings keep
 //! below the lease, so a stuck send is never handed to a second worker while it might still
 //! complete.
@@ -19,9 +20,11 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use uuid::Uuid;
 
+use super::pool::{PoolError, SmtpPool, StartTls, Target};
 use crate::domain::retry::Failure;
 use crate::domain::templates::RenderedEmail;
 use crate::settings::Settings;
@@ -36,6 +39,12 @@ pub struct SendFailure {
 /// Where messages go.
 #[derive(Clone)]
 pub enum Mailer {
+    /// `smtp://`: Roster's pool of connections with `TCP_NODELAY`.
+    Pooled {
+        pool: std::sync::Arc<SmtpPool>,
+        timeout: Duration,
+    },
+    /// `smtps://`: lettre's pooled transport.
     Smtp {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         timeout: Duration,
@@ -46,7 +55,7 @@ pub enum Mailer {
 impl std::fmt::Debug for Mailer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Mailer::Smtp { timeout, .. } => f
+            Mailer::Pooled { timeout, .. } | Mailer::Smtp { timeout, .. } => f
                 .debug_struct("Smtp")
                 .field("timeout", timeout)
                 .finish_non_exhaustive(),
@@ -66,24 +75,44 @@ impl Mailer {
                 .with_context(|| format!("creating the mail directory {}", dir.display()))?;
             return Ok(Mailer::Files(dir));
         }
+        let credentials = match &settings.mail_password_file {
+            Some(path) => {
+                let password = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading mail_password_file {}", path.display()))?;
+                let user = url::Url::parse(url)
+                    .map(|url| url.username().to_owned())
+                    .unwrap_or_default();
+                anyhow::ensure!(
+                    !user.is_empty(),
+                    "mail_password_file is set but mail_url names no user"
+                );
+                Some(Credentials::new(user, password.trim_end().to_owned()))
+            }
+            None => None,
+        };
+        let tls = match &settings.mail_ca_file {
+            Some(path) => Some(tls_trusting(url, path)?),
+            None => None,
+        };
+        if url.starts_with("smtp://") {
+            return Ok(Mailer::Pooled {
+                pool: std::sync::Arc::new(SmtpPool::new(
+                    smtp_target(url, tls, credentials, settings.smtp_timeout())
+                        .with_context(|| format!("mail_url {}", settings.mail_url.redacted()))?,
+                    settings.smtp_pool_size,
+                )),
+                timeout: settings.smtp_timeout(),
+            });
+        }
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .with_context(|| format!("mail_url {}", settings.mail_url.redacted()))?
             .timeout(Some(settings.smtp_timeout()))
             .pool_config(PoolConfig::new().max_size(settings.smtp_pool_size));
-        if let Some(path) = &settings.mail_ca_file {
-            builder = builder.tls(tls_trusting(url, path)?);
+        if let Some(tls) = tls {
+            builder = builder.tls(tls);
         }
-        if let Some(path) = &settings.mail_password_file {
-            let password = std::fs::read_to_string(path)
-                .with_context(|| format!("reading mail_password_file {}", path.display()))?;
-            let user = url::Url::parse(url)
-                .map(|url| url.username().to_owned())
-                .unwrap_or_default();
-            anyhow::ensure!(
-                !user.is_empty(),
-                "mail_password_file is set but mail_url names no user"
-            );
-            builder = builder.credentials(Credentials::new(user, password.trim_end().to_owned()));
+        if let Some(credentials) = credentials {
+            builder = builder.credentials(credentials);
         }
         Ok(Mailer::Smtp {
             transport: builder.build(),
@@ -94,17 +123,22 @@ impl Mailer {
     /// Delivers `message`, the email of notification `id`.
     pub async fn send(&self, id: Uuid, message: Message) -> Result<(), SendFailure> {
         match self {
+            Mailer::Pooled { pool, timeout } => {
+                match tokio::time::timeout(*timeout, pool.send(&message)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(PoolError::Smtp(error))) => Err(classify(&error)),
+                    Ok(Err(PoolError::Connect(text))) => Err(SendFailure {
+                        failure: Failure::Temporary(text),
+                        smtp_code: None,
+                    }),
+                    Err(_) => Err(no_answer(*timeout)),
+                }
+            }
             Mailer::Smtp { transport, timeout } => {
                 match tokio::time::timeout(*timeout, transport.send(message)).await {
                     Ok(Ok(_)) => Ok(()),
                     Ok(Err(error)) => Err(classify(&error)),
-                    Err(_) => Err(SendFailure {
-                        failure: Failure::Temporary(format!(
-                            "no answer from the mail server within {}s",
-                            timeout.as_secs()
-                        )),
-                        smtp_code: None,
-                    }),
+                    Err(_) => Err(no_answer(*timeout)),
                 }
             }
             Mailer::Files(dir) => write_eml(dir, id, &message.formatted())
@@ -115,6 +149,72 @@ impl Mailer {
                 }),
         }
     }
+}
+
+fn no_answer(timeout: Duration) -> SendFailure {
+    SendFailure {
+        failure: Failure::Temporary(format!(
+            "no answer from the mail server within {}s",
+            timeout.as_secs()
+        )),
+        smtp_code: None,
+    }
+}
+
+/// Where an `smtp://` URL points, read as lettre's `from_url` reads it: port 25, or 587 with
+/// `tls=required|opportunistic`; the URL's path as the EHLO name; `user:password` as the
+/// credentials unless `mail_password_file` gave them. `tls` replaces the URL's TLS mode's
+/// parameters when `mail_ca_file` is set.
+fn smtp_target(
+    url: &str,
+    tls: Option<Tls>,
+    credentials: Option<Credentials>,
+    timeout: Duration,
+) -> anyhow::Result<Target> {
+    let parsed = url::Url::parse(url).context("not a URL")?;
+    let host = parsed.host_str().context("no host")?.to_owned();
+    let mode = parsed
+        .query_pairs()
+        .find(|(key, _)| key == "tls")
+        .map(|(_, value)| value.into_owned());
+    let parameters = |tls: Option<Tls>| -> anyhow::Result<TlsParameters> {
+        match tls {
+            Some(Tls::Required(parameters) | Tls::Opportunistic(parameters)) => Ok(parameters),
+            _ => TlsParameters::new(host.clone()).context("building the TLS parameters"),
+        }
+    };
+    let (tls, default_port) = match mode.as_deref() {
+        None => (StartTls::No, 25),
+        Some("required") => (StartTls::Required(parameters(tls)?), 587),
+        Some("opportunistic") => (StartTls::Opportunistic(parameters(tls)?), 587),
+        Some(other) => anyhow::bail!("tls={other} is not one of required, opportunistic"),
+    };
+    let hello = match parsed.path().trim_matches('/') {
+        "" => ClientId::default(),
+        name => ClientId::Domain(name.to_owned()),
+    };
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+            .context("the user or password is not UTF-8")
+    };
+    let credentials = match (credentials, parsed.password()) {
+        (Some(credentials), _) => Some(credentials),
+        (None, Some(password)) => Some(Credentials::new(
+            decode(parsed.username())?,
+            decode(password)?,
+        )),
+        (None, None) => None,
+    };
+    Ok(Target {
+        host,
+        port: parsed.port().unwrap_or(default_port),
+        hello,
+        tls,
+        credentials,
+        timeout,
+    })
 }
 
 /// The TLS mode `url` asks for (as lettre's `from_url` reads it), trusting the PEM CA
