@@ -136,8 +136,8 @@ pub async fn run(
         report.verdict(Verdict {
             what: "CreateProfile vs pgbench, c=32".into(),
             measured: percent(ratio),
-            target: "≥ 60 %".into(),
-            met: Some(ratio >= 0.60),
+            target: "≥ 70 %".into(),
+            met: Some(ratio >= 0.70),
         });
         let p99 = roster.quantile_ms(0.99);
         report.verdict(Verdict {

@@ -29,20 +29,47 @@ const RESET_URL: &str = "https://roster.example/reset#token=abcdefghijklmnopqrst
 /// SendEmail calls in flight while the queue is filled.
 const ENQUEUE_CONCURRENCY: usize = 16;
 
+/// Issue 20's targets: end to end ≥ 25 % of bare lettre against the sink that ACKs at once,
+/// and against the sink that delays ACKs (Linux's default) ≥ 90 % of Roster's own figure
+/// against the first — a mail server's delayed ACKs must not cap delivery.
 pub async fn run(options: &Options, emails: u64, report: &mut Report) -> anyhow::Result<()> {
-    for acks in [Acks::Immediate, Acks::Delayed] {
-        compare(options, emails, acks, report).await?;
-    }
+    let quick = compare(options, emails, Acks::Immediate, report).await?;
+    let delayed = compare(options, emails, Acks::Delayed, report).await?;
+    let ratio = quick.0 / quick.1;
+    report.verdict(Verdict {
+        what: "Notification end to end vs bare lettre (sink ACKs at once)".into(),
+        measured: format!(
+            "{} ({:.0} vs {:.0} emails/s)",
+            percent(ratio),
+            quick.0,
+            quick.1
+        ),
+        target: "≥ 25 %".into(),
+        met: Some(ratio >= 0.25),
+    });
+    let ratio = delayed.0 / quick.0;
+    report.verdict(Verdict {
+        what: "Notification end to end, sink delaying ACKs vs sink ACKing at once".into(),
+        measured: format!(
+            "{} ({:.0} vs {:.0} emails/s; bare lettre against the delaying sink: {:.0})",
+            percent(ratio),
+            delayed.0,
+            quick.0,
+            delayed.1
+        ),
+        target: "≥ 90 %".into(),
+        met: Some(ratio >= 0.90),
+    });
     Ok(())
 }
 
-/// Roster and bare lettre against one sink acknowledging as `acks` says.
+/// Roster and bare lettre against one sink acknowledging as `acks` says: their emails/s.
 async fn compare(
     options: &Options,
     emails: u64,
     acks: Acks,
     report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<(f64, f64)> {
     let sink = SmtpSink::start(acks).await?;
     let sink_kind = match acks {
         Acks::Immediate => "sink ACKs at once",
@@ -121,18 +148,7 @@ async fn compare(
             &bare,
         )
     });
-    let ratio = roster_rate / bare.rate();
-    report.verdict(Verdict {
-        what: format!("Notification vs bare lettre ({sink_kind})"),
-        measured: format!(
-            "{} ({roster_rate:.0} vs {:.0} emails/s)",
-            percent(ratio),
-            bare.rate()
-        ),
-        target: "≥ 50 %".into(),
-        met: Some(ratio >= 0.50),
-    });
-    Ok(())
+    Ok((roster_rate, bare.rate()))
 }
 
 /// Sends `count` emails through SendEmail and waits until the sink has them all (or the

@@ -262,3 +262,106 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
 }
 
 both_backends!(an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_alone);
+
+/// Batches go to identity several at once, but not when a row frees an extension number that a
+/// row further down claims: with one row per batch and eight batches in flight, each number
+/// freed in rows 1-4 is claimed in rows 5-8, and every claim succeeds, as in file order.
+async fn extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in_flight(
+    backend: Backend,
+) {
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| {
+            settings.apply_batch_size = 1;
+            settings.apply_batches_in_flight = 8;
+        },
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let mut holders = Vec::new();
+    let mut takers = Vec::new();
+    for n in 1..=4 {
+        let holder = create_profile(&suite, &account, &format!("Holder{n}")).await;
+        assign_extension(
+            &suite,
+            &holder.id,
+            &format!("70{n}"),
+            id::ExtensionKind::Physical,
+        )
+        .await;
+        holders.push(holder);
+        takers.push(create_profile(&suite, &account, &format!("Taker{n}")).await);
+    }
+    let mut file = String::from("Internal ID,First Name,Last Name,Email Address,Extensions\r\n");
+    for holder in &holders {
+        file.push_str(&format!(
+            "{},{},Original,{},\r\n",
+            holder.id, holder.first_name, holder.email
+        ));
+    }
+    for (n, taker) in takers.iter().enumerate() {
+        file.push_str(&format!(
+            "{},{},Original,{},70{}\r\n",
+            taker.id,
+            taker.first_name,
+            taker.email,
+            n + 1
+        ));
+    }
+    let imports = suite.import_client().await;
+    let created = imports
+        .import_csv(&account, file.into_bytes())
+        .await
+        .unwrap();
+    let validated = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    assert_eq!(validated.update_count, 8, "{validated:?}");
+    imports
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: String::new(),
+            send_welcome_emails: false,
+        })
+        .await
+        .unwrap();
+    let done = imports
+        .wait_for_state(
+            &created.id,
+            &[
+                pb::ImportState::Completed,
+                pb::ImportState::CompletedWithErrors,
+            ],
+            WAIT,
+        )
+        .await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
+    assert_eq!(
+        (done.applied_count, done.failed_count),
+        (8, 0),
+        "{:#?}",
+        rows.iter()
+            .map(|row| (row.row_number, row.outcome, row.outcome_message.clone()))
+            .collect::<Vec<_>>()
+    );
+    let after = suite.identity_client().await.all_profiles(&account).await;
+    for (n, taker) in takers.iter().enumerate() {
+        let now = after.iter().find(|p| p.id == taker.id).unwrap();
+        assert_eq!(
+            extensions(now),
+            vec![(format!("70{}", n + 1), id::ExtensionKind::Physical as i32)]
+        );
+    }
+    for holder in &holders {
+        let now = after.iter().find(|p| p.id == holder.id).unwrap();
+        assert!(extensions(now).is_empty(), "{now:?}");
+    }
+}
+
+both_backends!(extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in_flight);

@@ -30,6 +30,9 @@ pub(super) struct Measured {
     pub(super) applied: Vec<(f64, f64)>,
     pub(super) import: pb::Import,
     pub(super) peak_rss_mib: Option<f64>,
+    /// The benchmark process's own peak during the import: identity (in-process) and the
+    /// harness, an upper bound of identity's.
+    pub(super) identity_peak_rss_mib: Option<f64>,
     pub(super) usage_validate: Usage,
     pub(super) usage_apply: Option<Usage>,
     pub(super) timed_out: Option<&'static str>,
@@ -66,6 +69,7 @@ pub(super) async fn import(
         csv.len() / (1024 * 1024)
     );
 
+    system::reset_own_peak();
     let watch = Watch::start(Some(pid));
     let started = Instant::now();
     let chunks = {
@@ -123,6 +127,7 @@ pub(super) async fn import(
             applied: Vec::new(),
             import,
             peak_rss_mib: peak,
+            identity_peak_rss_mib: system::peak_rss_mib(std::process::id()),
             usage_validate,
             usage_apply: None,
             timed_out: timed_out.then_some("validation"),
@@ -182,6 +187,7 @@ pub(super) async fn import(
         applied,
         import,
         peak_rss_mib: peak,
+        identity_peak_rss_mib: system::peak_rss_mib(std::process::id()),
         usage_validate,
         usage_apply: Some(usage_apply),
         timed_out: timed_out.then_some("apply"),

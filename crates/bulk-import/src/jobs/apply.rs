@@ -234,10 +234,12 @@ async fn prepare(job: &Job, import: &Import, rows: Vec<StagedRow>) -> Result<Pre
             }
             frees_extensions |= fields.set_assignments
                 && profile.is_some_and(|profile| {
-                    profile
-                        .extensions
-                        .iter()
-                        .any(|held| !fields.extensions.iter().any(|wanted| wanted.number == held.number))
+                    profile.extensions.iter().any(|held| {
+                        !fields
+                            .extensions
+                            .iter()
+                            .any(|wanted| wanted.number == held.number)
+                    })
                 });
             (format!("{}:{}", job.import_id, row.row_number), fields)
         })

@@ -154,17 +154,20 @@ impl Delivery {
         if claimed.is_empty() {
             return Ok(ExecutionOutcome::QueueEmpty);
         }
-        futures::future::join_all(
+        let finished = futures::future::join_all(
             claimed
                 .into_iter()
                 .map(|message| self.deliver(owner, message)),
         )
         .await;
+        // The batch's attempts in one transaction: one commit per batch, not per message.
+        self.record(&finished).await;
         Ok(ExecutionOutcome::Worked)
     }
 
     /// One attempt at one claimed message, recorded whatever happens.
-    async fn deliver(&self, owner: &str, message: Notification) {
+    /// Makes one attempt at `message` and says how it finished (recorded by the caller).
+    async fn deliver<'a>(&self, owner: &'a str, message: Notification) -> Finished<'a> {
         let started_at = store::now();
         // A retry an operator asked for starts a new budget of attempts.
         let attempt = u32::try_from(message.attempt_in_budget()).unwrap_or(u32::MAX);
@@ -199,15 +202,14 @@ impl Delivery {
             }
         }
         self.counters.count(&outcome);
-        self.record(Finished {
+        Finished {
             id: message.id,
             owner,
             number: message.attempts,
             outcome,
             started_at,
             finished_at: store::now(),
-        })
-        .await;
+        }
     }
 
     fn after_failure(&self, attempt: u32, failure: SendFailure) -> Outcome {
@@ -260,24 +262,28 @@ impl Delivery {
 
     /// Records an attempt, retrying briefly while the database is unreachable: an unrecorded
     /// success would be sent again once the lease runs out.
-    async fn record(&self, finished: Finished<'_>) {
+    /// Records the attempts of a batch, trying again a few times when the database fails.
+    async fn record(&self, finished: &[Finished<'_>]) {
         const TRIES: u32 = 5;
         for try_number in 1..=TRIES {
-            match self.store.finish(finished.clone()).await {
-                Ok(Recording::Recorded) => return,
-                Ok(Recording::NotHeld(found)) => {
-                    self.counters.unrecorded.inc();
-                    not_recorded(&finished, found.as_deref());
+            match self.store.finish_all(finished).await {
+                Ok(recordings) => {
+                    for (finished, recording) in finished.iter().zip(recordings) {
+                        if let Recording::NotHeld(found) = recording {
+                            self.counters.unrecorded.inc();
+                            not_recorded(finished, found.as_deref());
+                        }
+                    }
                     return;
                 }
                 Err(error) if try_number < TRIES => {
-                    tracing::warn!(notification = %finished.id, %error, "recording the attempt failed; retrying");
+                    tracing::warn!(messages = finished.len(), %error, "recording the attempts failed; retrying");
                     tokio::time::sleep(Duration::from_millis(200 * u64::from(try_number))).await;
                 }
                 Err(error) => {
                     tracing::error!(
-                        notification = %finished.id, %error,
-                        "recording the attempt failed; the message is retried when its lease ends"
+                        messages = finished.len(), %error,
+                        "recording the attempts failed; the messages are retried when their lease ends"
                     );
                 }
             }

@@ -133,7 +133,10 @@ impl SmtpPool {
             ))
         })?
         .map_err(|error| {
-            PoolError::Connect(format!("connecting to {}:{}: {error}", target.host, target.port))
+            PoolError::Connect(format!(
+                "connecting to {}:{}: {error}",
+                target.host, target.port
+            ))
         })?;
         stream
             .set_nodelay(true)

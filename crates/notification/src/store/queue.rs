@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -109,77 +109,26 @@ impl Store {
     /// When it does not, nothing is recorded and the answer is the message as it is now, so
     /// the caller can say what happened instead of dropping the attempt silently.
     pub async fn finish(&self, finished: Finished<'_>) -> Result<Recording, StoreError> {
-        use notification::Column;
-        let mut update = notification::Entity::update_many()
-            .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
-            .col_expr(
-                Column::LeaseUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(Column::UpdatedAt, Expr::value(finished.finished_at))
-            .filter(Column::Id.eq(finished.id))
-            .filter(Column::State.eq(DeliveryState::Sending.as_str()))
-            .filter(Column::LeaseOwner.eq(finished.owner));
-        let (smtp_code, error) = match &finished.outcome {
-            Outcome::Sent => {
-                update = update
-                    .col_expr(Column::State, Expr::value(DeliveryState::Sent.as_str()))
-                    .col_expr(Column::SentAt, Expr::value(Some(finished.finished_at)))
-                    .col_expr(
-                        Column::NextAttemptAt,
-                        Expr::value(Option::<DateTime<Utc>>::None),
-                    )
-                    // The variables may hold secrets (a reset link) and are no longer needed.
-                    .col_expr(Column::Variables, Expr::value(NO_VARIABLES));
-                (None, None)
-            }
-            Outcome::Retry {
-                next_attempt_at,
-                error,
-                smtp_code,
-            } => {
-                update = update
-                    .col_expr(Column::State, Expr::value(DeliveryState::Retrying.as_str()))
-                    .col_expr(Column::NextAttemptAt, Expr::value(Some(*next_attempt_at)))
-                    .col_expr(Column::LastError, Expr::value(Some(error.clone())));
-                (*smtp_code, Some(error.clone()))
-            }
-            Outcome::Failed { error, smtp_code } => {
-                update = update
-                    .col_expr(Column::State, Expr::value(DeliveryState::Failed.as_str()))
-                    .col_expr(
-                        Column::NextAttemptAt,
-                        Expr::value(Option::<DateTime<Utc>>::None),
-                    )
-                    // The variables stay: RetryNotification renders the message again.
-                    .col_expr(Column::LastError, Expr::value(Some(error.clone())));
-                (*smtp_code, Some(error.clone()))
-            }
-        };
+        Ok(self
+            .finish_all(std::slice::from_ref(&finished))
+            .await?
+            .pop()
+            .unwrap_or(Recording::Recorded))
+    }
+
+    /// [`Store::finish`] for the attempts of a claimed batch, in one transaction: one commit
+    /// for the batch instead of one per message. The answers are in the order of `finished`.
+    pub async fn finish_all(
+        &self,
+        finished: &[Finished<'_>],
+    ) -> Result<Vec<Recording>, StoreError> {
         let txn = self.db.begin().await?;
-        if update.exec(&txn).await?.rows_affected == 0 {
-            let found = notification::Entity::find_by_id(finished.id)
-                .one(&txn)
-                .await?
-                .map(|model| Notification::try_from(model).map(Box::new))
-                .transpose();
-            txn.rollback().await?;
-            return Ok(Recording::NotHeld(found?));
+        let mut recordings = Vec::with_capacity(finished.len());
+        for finished in finished {
+            recordings.push(record_attempt(&txn, finished).await?);
         }
-        attempt::Entity::insert(attempt::ActiveModel {
-            notification_id: Set(finished.id),
-            number: Set(finished.number),
-            worker: Set(finished.owner.to_owned()),
-            outcome: Set(finished.outcome.kind().as_str().to_owned()),
-            smtp_code: Set(smtp_code.map(i32::from)),
-            error: Set(error),
-            started_at: Set(finished.started_at),
-            finished_at: Set(finished.finished_at),
-        })
-        .exec_without_returning(&txn)
-        .await?;
         txn.commit().await?;
-        Ok(Recording::Recorded)
+        Ok(recordings)
     }
 
     /// The attempt history of one notification, first attempt first.
@@ -232,4 +181,80 @@ fn claim_update(
             Expr::value(Option::<DateTime<Utc>>::None),
         )
         .col_expr(Column::UpdatedAt, Expr::value(now))
+}
+
+/// Records one finished attempt in `txn` (see [`Store::finish`]).
+async fn record_attempt(
+    txn: &DatabaseTransaction,
+    finished: &Finished<'_>,
+) -> Result<Recording, StoreError> {
+    use notification::Column;
+    let mut update = notification::Entity::update_many()
+        .col_expr(Column::LeaseOwner, Expr::value(Option::<String>::None))
+        .col_expr(
+            Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::UpdatedAt, Expr::value(finished.finished_at))
+        .filter(Column::Id.eq(finished.id))
+        .filter(Column::State.eq(DeliveryState::Sending.as_str()))
+        .filter(Column::LeaseOwner.eq(finished.owner));
+    let (smtp_code, error) = match &finished.outcome {
+        Outcome::Sent => {
+            update = update
+                .col_expr(Column::State, Expr::value(DeliveryState::Sent.as_str()))
+                .col_expr(Column::SentAt, Expr::value(Some(finished.finished_at)))
+                .col_expr(
+                    Column::NextAttemptAt,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                // The variables may hold secrets (a reset link) and are no longer needed.
+                .col_expr(Column::Variables, Expr::value(NO_VARIABLES));
+            (None, None)
+        }
+        Outcome::Retry {
+            next_attempt_at,
+            error,
+            smtp_code,
+        } => {
+            update = update
+                .col_expr(Column::State, Expr::value(DeliveryState::Retrying.as_str()))
+                .col_expr(Column::NextAttemptAt, Expr::value(Some(*next_attempt_at)))
+                .col_expr(Column::LastError, Expr::value(Some(error.clone())));
+            (*smtp_code, Some(error.clone()))
+        }
+        Outcome::Failed { error, smtp_code } => {
+            update = update
+                .col_expr(Column::State, Expr::value(DeliveryState::Failed.as_str()))
+                .col_expr(
+                    Column::NextAttemptAt,
+                    Expr::value(Option::<DateTime<Utc>>::None),
+                )
+                // The variables stay: RetryNotification renders the message again.
+                .col_expr(Column::LastError, Expr::value(Some(error.clone())));
+            (*smtp_code, Some(error.clone()))
+        }
+    };
+    if update.exec(txn).await?.rows_affected == 0 {
+        let found = notification::Entity::find_by_id(finished.id)
+            .one(txn)
+            .await?
+            .map(|model| Notification::try_from(model).map(Box::new))
+            .transpose();
+        // Nothing was written for this one: the batch's other records stand.
+        return Ok(Recording::NotHeld(found?));
+    }
+    attempt::Entity::insert(attempt::ActiveModel {
+        notification_id: Set(finished.id),
+        number: Set(finished.number),
+        worker: Set(finished.owner.to_owned()),
+        outcome: Set(finished.outcome.kind().as_str().to_owned()),
+        smtp_code: Set(smtp_code.map(i32::from)),
+        error: Set(error),
+        started_at: Set(finished.started_at),
+        finished_at: Set(finished.finished_at),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    Ok(Recording::Recorded)
 }

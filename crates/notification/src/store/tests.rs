@@ -423,3 +423,70 @@ async fn claims_on_connections_that_read_the_schema_before_a_migration_hand_over
     queued.sort();
     assert_eq!(claimed, queued, "each message claimed once");
 }
+
+#[tokio::test]
+async fn a_batch_of_attempts_is_recorded_in_one_transaction_each_on_its_own_lease() {
+    let (store, _dir) = store().await;
+    let sent = enqueue(&store, "batch-1").await;
+    let retried = enqueue(&store, "batch-2").await;
+    let taken_over = enqueue(&store, "batch-3").await;
+    assert_eq!(
+        store.claim("a", now(), later(60), 10).await.unwrap().len(),
+        3
+    );
+    // The third message's lease ran out and worker "b" took it over.
+    {
+        use sea_orm::sea_query::Expr;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let updated = entities::notification::Entity::update_many()
+            .col_expr(
+                entities::notification::Column::LeaseOwner,
+                Expr::value(Some("b".to_owned())),
+            )
+            .filter(entities::notification::Column::Id.eq(taken_over.id))
+            .exec(&store.db)
+            .await
+            .unwrap();
+        assert_eq!(updated.rows_affected, 1);
+    }
+
+    let finished = |id, outcome| Finished {
+        id,
+        owner: "a",
+        number: 1,
+        outcome,
+        started_at: now(),
+        finished_at: now(),
+    };
+    let recordings = store
+        .finish_all(&[
+            finished(sent.id, Outcome::Sent),
+            finished(
+                retried.id,
+                Outcome::Retry {
+                    next_attempt_at: later(30),
+                    error: "421 4.3.0 try later".into(),
+                    smtp_code: Some(421),
+                },
+            ),
+            finished(taken_over.id, Outcome::Sent),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(recordings[0], queue::Recording::Recorded);
+    assert_eq!(recordings[1], queue::Recording::Recorded);
+    assert!(matches!(
+        &recordings[2],
+        queue::Recording::NotHeld(Some(held)) if held.lease_owner.as_deref() == Some("b")
+    ));
+    let state = |id| {
+        let store = store.clone();
+        async move { store.find(id).await.unwrap().unwrap().state }
+    };
+    assert_eq!(state(sent.id).await, DeliveryState::Sent);
+    assert_eq!(state(retried.id).await, DeliveryState::Retrying);
+    assert_eq!(state(taken_over.id).await, DeliveryState::Sending);
+    assert_eq!(store.attempts(sent.id).await.unwrap().len(), 1);
+    assert_eq!(store.attempts(retried.id).await.unwrap().len(), 1);
+    assert!(store.attempts(taken_over.id).await.unwrap().is_empty());
+}
