@@ -384,6 +384,55 @@ mod tests {
         assert_eq!(files, vec![format!("{id}.eml")]);
     }
 
+    #[test]
+    fn smtp_urls_are_read_as_lettre_reads_them() {
+        let timeout = Duration::from_secs(5);
+        let plain = smtp_target("smtp://relay.example", None, None, timeout).unwrap();
+        assert_eq!((plain.host.as_str(), plain.port), ("relay.example", 25));
+        assert!(matches!(plain.tls, StartTls::No));
+        assert!(plain.credentials.is_none());
+
+        let required = smtp_target(
+            "smtp://ada:p%40ss%20w@relay.example/mail.acme.test?tls=required",
+            None,
+            None,
+            timeout,
+        )
+        .unwrap();
+        assert_eq!(required.port, 587);
+        assert!(matches!(required.tls, StartTls::Required(_)));
+        assert_eq!(
+            required.credentials,
+            Some(Credentials::new("ada".into(), "p@ss w".into())),
+            "user and password are percent-decoded"
+        );
+        assert_eq!(
+            required.hello,
+            ClientId::Domain("mail.acme.test".into()),
+            "the path names the EHLO domain"
+        );
+
+        let opportunistic = smtp_target(
+            "smtp://relay.example:2525?tls=opportunistic",
+            None,
+            Some(Credentials::new("bob".into(), "from-file".into())),
+            timeout,
+        )
+        .unwrap();
+        assert_eq!(opportunistic.port, 2525);
+        assert!(matches!(opportunistic.tls, StartTls::Opportunistic(_)));
+        assert_eq!(
+            opportunistic.credentials,
+            Some(Credentials::new("bob".into(), "from-file".into())),
+            "mail_password_file's credentials win over the URL's"
+        );
+
+        let error = smtp_target("smtp://relay.example?tls=always", None, None, timeout)
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("tls=always"), "{error:#}");
+    }
+
     #[tokio::test]
     async fn an_unreachable_server_is_a_temporary_failure() {
         // Nothing listens on a port that was just released.
