@@ -120,7 +120,7 @@ where
     if let Some(kept) = kept_answer(store, scope, request_id).await? {
         return Ok(kept);
     }
-    run_once(store, scope, request_id, work).await
+    once_new(store, scope, request_id, work).await
 }
 
 /// [`once`] for work whose repetition always fails or is rolled back, which a request is
@@ -130,20 +130,6 @@ where
 /// kept, and answers the first answer; nothing of the repetition is committed. Only for work
 /// without effects outside its transaction.
 pub(crate) async fn once_new<R, F>(
-    store: &Store,
-    scope: &str,
-    request_id: &str,
-    work: F,
-) -> Result<R, IdentityError>
-where
-    R: Serialize + DeserializeOwned,
-    F: AsyncFnOnce(&DatabaseTransaction) -> Result<R, IdentityError>,
-{
-    run_once(store, scope, request_id, work).await
-}
-
-/// The transaction of [`once`] and [`once_new`].
-async fn run_once<R, F>(
     store: &Store,
     scope: &str,
     request_id: &str,

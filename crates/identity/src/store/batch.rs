@@ -167,30 +167,25 @@ impl Store {
             return Ok(true);
         }
         let savepoint = txn.begin().await?;
-        let mut inserted = Ok(());
-        for chunk in usernames.chunks(CHUNK) {
-            let rows = chunk
-                .iter()
-                .map(|(username, profile_id)| registry_row(username, *profile_id, account_id));
-            inserted = username_registry::Entity::insert_many(rows)
-                .exec_without_returning(&savepoint)
-                .await
-                .map(drop);
-            if inserted.is_err() {
-                break;
+        let inserted: Result<(), sea_orm::DbErr> = async {
+            for chunk in usernames.chunks(CHUNK) {
+                let rows = chunk
+                    .iter()
+                    .map(|(username, profile_id)| registry_row(username, *profile_id, account_id));
+                username_registry::Entity::insert_many(rows)
+                    .exec_without_returning(&savepoint)
+                    .await?;
             }
+            Ok(())
         }
-        match inserted {
-            Ok(()) => {
-                savepoint.commit().await?;
-                Ok(true)
-            }
-            // Whatever the failure, the rollback tells: a lost connection fails it too.
-            Err(_) => {
-                savepoint.rollback().await?;
-                Ok(false)
-            }
+        .await;
+        // Whatever the failure, the rollback tells: a lost connection fails it too.
+        if inserted.is_err() {
+            savepoint.rollback().await?;
+            return Ok(false);
         }
+        savepoint.commit().await?;
+        Ok(true)
     }
 
     /// Inserts new profiles.
