@@ -165,8 +165,8 @@ impl Delivery {
         Ok(ExecutionOutcome::Worked)
     }
 
-    /// One attempt at one claimed message, recorded whatever happens.
-    /// Makes one attempt at `message` and says how it finished (recorded by the caller).
+    /// One attempt at one claimed message; how it finished, for the caller to record with the
+    /// rest of the batch whatever happened.
     async fn deliver<'a>(&self, owner: &'a str, message: Notification) -> Finished<'a> {
         let started_at = store::now();
         // A retry an operator asked for starts a new budget of attempts.
@@ -260,9 +260,8 @@ impl Delivery {
         self.mailer.send(message.id, email).await
     }
 
-    /// Records an attempt, retrying briefly while the database is unreachable: an unrecorded
-    /// success would be sent again once the lease runs out.
-    /// Records the attempts of a batch, trying again a few times when the database fails.
+    /// Records the attempts of a batch in one transaction, retrying briefly while the database
+    /// is unreachable: an unrecorded success would be sent again once the lease runs out.
     async fn record(&self, finished: &[Finished<'_>]) {
         const TRIES: u32 = 5;
         for try_number in 1..=TRIES {

@@ -50,6 +50,18 @@ pub struct Target {
     pub timeout: Duration,
 }
 
+impl Target {
+    /// `what` did not happen within the timeout: "no greeting from host:port within 5s".
+    fn timed_out(&self, what: &str) -> PoolError {
+        PoolError::Connect(format!(
+            "{what} {}:{} within {}s",
+            self.host,
+            self.port,
+            self.timeout.as_secs()
+        ))
+    }
+}
+
 /// Up to `max_size` connections to one server; each message takes one for its whole exchange.
 pub struct SmtpPool {
     target: Target,
@@ -124,14 +136,7 @@ impl SmtpPool {
             tokio::net::TcpStream::connect((target.host.as_str(), target.port)),
         )
         .await
-        .map_err(|_| {
-            PoolError::Connect(format!(
-                "no connection to {}:{} within {}s",
-                target.host,
-                target.port,
-                target.timeout.as_secs()
-            ))
-        })?
+        .map_err(|_| target.timed_out("no connection to"))?
         .map_err(|error| {
             PoolError::Connect(format!(
                 "connecting to {}:{}: {error}",
@@ -146,14 +151,7 @@ impl SmtpPool {
             AsyncSmtpConnection::connect_with_transport(Box::new(stream), &target.hello),
         )
         .await
-        .map_err(|_| {
-            PoolError::Connect(format!(
-                "no greeting from {}:{} within {}s",
-                target.host,
-                target.port,
-                target.timeout.as_secs()
-            ))
-        })??;
+        .map_err(|_| target.timed_out("no greeting from"))??;
         match &target.tls {
             StartTls::No => {}
             StartTls::Opportunistic(parameters) => {

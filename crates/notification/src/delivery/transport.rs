@@ -173,10 +173,7 @@ fn smtp_target(
 ) -> anyhow::Result<Target> {
     let parsed = url::Url::parse(url).context("not a URL")?;
     let host = parsed.host_str().context("no host")?.to_owned();
-    let mode = parsed
-        .query_pairs()
-        .find(|(key, _)| key == "tls")
-        .map(|(_, value)| value.into_owned());
+    let mode = tls_mode(&parsed);
     let parameters = |tls: Option<Tls>| -> anyhow::Result<TlsParameters> {
         match tls {
             Some(Tls::Required(parameters) | Tls::Opportunistic(parameters)) => Ok(parameters),
@@ -217,6 +214,13 @@ fn smtp_target(
     })
 }
 
+/// The URL's `tls=` parameter (`required`, `opportunistic`), as lettre's `from_url` reads it.
+fn tls_mode(url: &url::Url) -> Option<String> {
+    url.query_pairs()
+        .find(|(key, _)| key == "tls")
+        .map(|(_, value)| value.into_owned())
+}
+
 /// The TLS mode `url` asks for (as lettre's `from_url` reads it), trusting the PEM CA
 /// certificate(s) in `ca_file` besides the system roots. A URL without TLS is refused: the CA
 /// file would silently go unused.
@@ -226,10 +230,7 @@ fn tls_trusting(url: &str, ca_file: &std::path::Path) -> anyhow::Result<Tls> {
         .host_str()
         .context("mail_url names no host")?
         .to_owned();
-    let tls = parsed
-        .query_pairs()
-        .find(|(key, _)| key == "tls")
-        .map(|(_, value)| value.into_owned());
+    let tls = tls_mode(&parsed);
     let mode: fn(TlsParameters) -> Tls = match (parsed.scheme(), tls.as_deref()) {
         ("smtps", _) => Tls::Wrapper,
         ("smtp", Some("required")) => Tls::Required,

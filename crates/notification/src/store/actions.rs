@@ -76,20 +76,8 @@ impl Transaction {
     /// Cancels a message no worker holds (QUEUED or RETRYING) and drops its variables. False,
     /// and nothing written, in any other state, including SENDING.
     pub async fn cancel_waiting(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        use notification::Column;
-        let updated = notification::Entity::update_many()
-            .col_expr(
-                Column::State,
-                Expr::value(DeliveryState::Cancelled.as_str()),
-            )
-            .col_expr(
-                Column::NextAttemptAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(Column::Variables, Expr::value(NO_VARIABLES))
-            .col_expr(Column::UpdatedAt, Expr::value(now))
-            .filter(Column::Id.eq(id))
-            .filter(Column::State.is_in(DeliveryState::WAITING.map(DeliveryState::as_str)))
+        let updated = cancel_waiting_update(now)
+            .filter(notification::Column::Id.eq(id))
             .exec(self.connection())
             .await?;
         Ok(updated.rows_affected > 0)
@@ -126,4 +114,24 @@ impl Transaction {
         .await?;
         Ok(inserted > 0)
     }
+}
+
+/// The update that cancels waiting (QUEUED or RETRYING) messages and drops their variables, for
+/// the messages the caller's filter adds; a message a worker holds (SENDING) is never matched.
+pub(super) fn cancel_waiting_update(
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<notification::Entity> {
+    use notification::Column;
+    notification::Entity::update_many()
+        .col_expr(
+            Column::State,
+            Expr::value(DeliveryState::Cancelled.as_str()),
+        )
+        .col_expr(
+            Column::NextAttemptAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(Column::Variables, Expr::value(NO_VARIABLES))
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::State.is_in(DeliveryState::WAITING.map(DeliveryState::as_str)))
 }

@@ -2,14 +2,12 @@
 //! identity purged the account, is retention's: [`super::retention::Purge::OfPurgedAccount`]).
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, QueryFilter};
 use uuid::Uuid;
 
+use super::actions::cancel_waiting_update;
 use super::entities::notification;
 use super::{Store, StoreError};
-use crate::domain::notification::NO_VARIABLES;
-use crate::domain::state::DeliveryState;
 
 impl Store {
     /// Cancels every waiting (QUEUED or RETRYING) email of `accounts` and drops its variables,
@@ -20,20 +18,8 @@ impl Store {
         accounts: &[Uuid],
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        use notification::Column;
-        let updated = notification::Entity::update_many()
-            .col_expr(
-                Column::State,
-                Expr::value(DeliveryState::Cancelled.as_str()),
-            )
-            .col_expr(
-                Column::NextAttemptAt,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(Column::Variables, Expr::value(NO_VARIABLES))
-            .col_expr(Column::UpdatedAt, Expr::value(now))
-            .filter(Column::AccountId.is_in(accounts.iter().copied()))
-            .filter(Column::State.is_in(DeliveryState::WAITING.map(DeliveryState::as_str)))
+        let updated = cancel_waiting_update(now)
+            .filter(notification::Column::AccountId.is_in(accounts.iter().copied()))
             .exec(self.connection())
             .await?;
         Ok(updated.rows_affected)
