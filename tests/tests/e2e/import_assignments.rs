@@ -144,14 +144,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         "sets compare equal"
     );
 
-    imports
-        .submit_import(pb::SubmitImportRequest {
-            import_id: created.id.clone(),
-            request_id: String::new(),
-            send_welcome_emails: false,
-        })
-        .await
-        .unwrap();
+    imports.submit(&created.id, false).await;
     let done = imports
         .wait_for_state(&created.id, &[pb::ImportState::CompletedWithErrors], WAIT)
         .await;
@@ -214,14 +207,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
     imports
         .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
         .await;
-    imports
-        .submit_import(pb::SubmitImportRequest {
-            import_id: created.id.clone(),
-            request_id: String::new(),
-            send_welcome_emails: false,
-        })
-        .await
-        .unwrap();
+    imports.submit(&created.id, false).await;
     imports
         .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
         .await;
@@ -236,14 +222,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
     imports
         .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
         .await;
-    imports
-        .submit_import(pb::SubmitImportRequest {
-            import_id: created.id.clone(),
-            request_id: String::new(),
-            send_welcome_emails: false,
-        })
-        .await
-        .unwrap();
+    imports.submit(&created.id, false).await;
     imports
         .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
         .await;
@@ -321,14 +300,7 @@ async fn extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in
         .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
         .await;
     assert_eq!(validated.update_count, 8, "{validated:?}");
-    imports
-        .submit_import(pb::SubmitImportRequest {
-            import_id: created.id.clone(),
-            request_id: String::new(),
-            send_welcome_emails: false,
-        })
-        .await
-        .unwrap();
+    imports.submit(&created.id, false).await;
     let done = imports
         .wait_for_state(
             &created.id,

@@ -52,14 +52,7 @@ async fn validated_in(
 
 async fn submit_and_wait(suite: &ImportSuite, import_id: &str) -> pb::Import {
     let imports = suite.import_client().await;
-    imports
-        .submit_import(pb::SubmitImportRequest {
-            import_id: import_id.to_owned(),
-            request_id: String::new(),
-            send_welcome_emails: false,
-        })
-        .await
-        .unwrap();
+    imports.submit(import_id, false).await;
     imports
         .wait_for_state(
             import_id,

@@ -310,14 +310,7 @@ async fn a_username_taken_after_preview_fails_alone(backend: Backend) {
         .await;
     // Someone elsewhere on the platform takes row 3's username before the submit.
     create_profile(&suite, &other, "Quick", "late1@example.com", "", "").await;
-    imports
-        .submit_import(pb::SubmitImportRequest {
-            import_id: created.id.clone(),
-            request_id: String::new(),
-            send_welcome_emails: false,
-        })
-        .await
-        .unwrap();
+    imports.submit(&created.id, false).await;
     let done = imports
         .wait_for_state(&created.id, &[pb::ImportState::CompletedWithErrors], WAIT)
         .await;
@@ -509,14 +502,7 @@ async fn two_replicas_and_one_job_only_one_applies(backend: Backend) {
     second_client
         .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
         .await;
-    second_client
-        .submit_import(pb::SubmitImportRequest {
-            import_id: created.id.clone(),
-            request_id: String::new(),
-            send_welcome_emails: false,
-        })
-        .await
-        .unwrap();
+    second_client.submit(&created.id, false).await;
     let done = first_client
         .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
         .await;

@@ -38,6 +38,25 @@ async fn notification_server(
     Some(TestServer::start_notification(common, settings, database, keys).await)
 }
 
+/// A notification service whose mail server is down (stopped, to be restarted by the test),
+/// retrying each email without end, from 100 ms apart up to `retry_max_millis`.
+async fn while_smtp_is_down(
+    backend: Backend,
+    retry_max_millis: u64,
+) -> Option<(SmtpServer, TestServer, Notifications)> {
+    let mut smtp = SmtpServer::start(&[]).await?;
+    smtp.stop();
+    let settings = roster_notification::Settings {
+        max_attempts: 1000,
+        retry_base_millis: 100,
+        retry_max_millis,
+        ..notification_settings(&smtp.url())
+    };
+    let server = notification_server(backend, settings, Vec::new()).await?;
+    let client = client(&server).await;
+    Some((smtp, server, client))
+}
+
 async fn client(server: &TestServer) -> Notifications {
     Notifications::new(server.channel().await, ADMIN_KEY)
 }
@@ -459,20 +478,9 @@ async fn a_permanent_rejection_fails_at_once_and_the_next_message_goes_out(backe
 }
 
 async fn an_smtp_outage_is_retried_until_the_server_returns(backend: Backend) {
-    let Some(mut smtp) = SmtpServer::start(&[]).await else {
+    let Some((mut smtp, _server, client)) = while_smtp_is_down(backend, 400).await else {
         return;
     };
-    smtp.stop();
-    let settings = roster_notification::Settings {
-        max_attempts: 1000,
-        retry_base_millis: 100,
-        retry_max_millis: 400,
-        ..notification_settings(&smtp.url())
-    };
-    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
-        return;
-    };
-    let client = client(&server).await;
     let account = Uuid::new_v4();
     let mut ids = Vec::new();
     for index in 0..20 {
@@ -686,20 +694,9 @@ async fn a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with
 }
 
 async fn a_cancelled_email_is_never_sent_even_after_the_server_returns(backend: Backend) {
-    let Some(mut smtp) = SmtpServer::start(&[]).await else {
+    let Some((mut smtp, _server, client)) = while_smtp_is_down(backend, 200).await else {
         return;
     };
-    smtp.stop();
-    let settings = roster_notification::Settings {
-        max_attempts: 1000,
-        retry_base_millis: 100,
-        retry_max_millis: 200,
-        ..notification_settings(&smtp.url())
-    };
-    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
-        return;
-    };
-    let client = client(&server).await;
     let account = Uuid::new_v4();
     let waiting = send(&client, welcome_request("r-1", account, "ada@example.com")).await;
     wait_for(

@@ -34,6 +34,36 @@ impl Operator {
         operator
     }
 
+    /// Sends Ada a welcome email of `account` (named `account_name`) with `roster
+    /// notifications send`; the notification's id.
+    async fn send_welcome(&self, account: &str, account_name: &str) -> String {
+        let sent = self
+            .run(&[
+                "--json",
+                "notifications",
+                "send",
+                "--account",
+                account,
+                "--to",
+                "ada@example.com",
+                "--template",
+                "welcome",
+                "--var",
+                "first_name=Ada",
+                "--var",
+                "username=ada@example.com",
+                "--account-name",
+                account_name,
+            ])
+            .await
+            .ok()
+            .json();
+        sent["notification"]["id"]
+            .as_str()
+            .expect("notification id")
+            .to_owned()
+    }
+
     /// Runs `roster args…` with the admin key, feeding `stdin`.
     async fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
         self.run_program(env!("CARGO_BIN_EXE_roster"), args, stdin)
@@ -899,30 +929,7 @@ async fn an_unreachable_service_or_an_unknown_key_is_named() {
 async fn an_email_is_sent_and_watched_until_delivered() {
     let operator = Operator::with_notification().await;
     let account = uuid::Uuid::new_v4().to_string();
-    let sent = operator
-        .run(&[
-            "--json",
-            "notifications",
-            "send",
-            "--account",
-            &account,
-            "--to",
-            "ada@example.com",
-            "--template",
-            "welcome",
-            "--var",
-            "first_name=Ada",
-            "--var",
-            "username=ada@example.com",
-            "--account-name",
-            "Watch Ltd",
-        ])
-        .await
-        .ok()
-        .json();
-    let id = sent["notification"]["id"]
-        .as_str()
-        .expect("notification id");
+    let id = &operator.send_welcome(&account, "Watch Ltd").await;
 
     let watched = operator
         .run(&[
@@ -956,30 +963,7 @@ async fn an_email_is_sent_and_watched_until_delivered() {
 async fn a_sent_email_is_neither_retried_nor_cancelled_and_the_refusal_names_its_state() {
     let operator = Operator::with_notification().await;
     let account = uuid::Uuid::new_v4().to_string();
-    let sent = operator
-        .run(&[
-            "--json",
-            "notifications",
-            "send",
-            "--account",
-            &account,
-            "--to",
-            "ada@example.com",
-            "--template",
-            "welcome",
-            "--var",
-            "first_name=Ada",
-            "--var",
-            "username=ada@example.com",
-            "--account-name",
-            "Retry Ltd",
-        ])
-        .await
-        .ok()
-        .json();
-    let id = sent["notification"]["id"]
-        .as_str()
-        .expect("notification id");
+    let id = &operator.send_welcome(&account, "Retry Ltd").await;
     operator
         .run(&["notifications", "watch", id, "--interval", "100ms"])
         .await
