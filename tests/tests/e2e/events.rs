@@ -690,7 +690,103 @@ async fn retention_purges_old_events_but_never_unpublished_ones(backend: Backend
     assert!(identity.all_events(&account).await.is_empty());
 }
 
+/// A log written before events were numbered in a table of their own keeps its numbers through
+/// the upgrade, and the events still waiting for one are numbered after them.
+async fn an_upgraded_log_keeps_its_numbers_and_numbers_the_waiting_events(backend: Backend) {
+    use roster_identity::store::{EventFilter, Migrator, Numbered, Store};
+    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm_migration::MigratorTrait;
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    let before = Migrator::migrations()
+        .iter()
+        .position(|migration| migration.name() == "m20261206_000009_event_numbers")
+        .expect("the event_numbers migration");
+    Migrator::up(&db, Some(before as u32)).await.unwrap();
+    let (account, other) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let subjects: Vec<uuid::Uuid> = (0..3).map(|_| uuid::Uuid::new_v4()).collect();
+    // Two numbered events and one whose transaction had ended but was not numbered yet, in
+    // the old schema; on SQLite the unnumbered ones always came after the numbered.
+    let insert = match backend {
+        Backend::Postgres => {
+            "INSERT INTO events (sequence, id, occurred_at, account_id, subject_type, subject_id, \
+             event_type, actor, caller, source, request_id, trace_id, changes) \
+             VALUES ($1, $2, $3, $4, 'profile', $5, 'roster.profile.created', 'ops', 'ops', \
+             'grpc', '', '', '[]')"
+        }
+        Backend::Sqlite => {
+            "INSERT INTO events (sequence, id, occurred_at, account_id, subject_type, subject_id, \
+             event_type, actor, caller, source, request_id, trace_id, changes) \
+             VALUES (?, ?, ?, ?, 'profile', ?, 'roster.profile.created', 'ops', 'ops', \
+             'grpc', '', '', '[]')"
+        }
+    };
+    let owners = [account, other, account];
+    for (n, (subject, owner)) in subjects.iter().zip(owners).enumerate() {
+        let sequence = (n < 2).then_some(n as i64 + 1);
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            insert,
+            [
+                sequence.into(),
+                uuid::Uuid::now_v7().into(),
+                chrono::Utc::now().into(),
+                owner.into(),
+                (*subject).into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    }
+    db.execute_unprepared("UPDATE event_sequencer SET last_sequence = 2")
+        .await
+        .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+
+    let store = Store::new(db);
+    let all = EventFilter::default();
+    let listed = store.list_events(&all, None, 10).await.unwrap();
+    let numbered: Vec<(i64, uuid::Uuid)> = listed
+        .iter()
+        .map(|event| (event.sequence, event.subject.id()))
+        .collect();
+    assert_eq!(numbered, [(2, subjects[1]), (1, subjects[0])]);
+    assert_eq!(store.unnumbered_events().await.unwrap(), 1);
+    assert_eq!(
+        store.number_events(100).await.unwrap(),
+        Numbered::Events { count: 1, last: 3 }
+    );
+    assert_eq!(store.unnumbered_events().await.unwrap(), 0);
+    // The readers' selections still hold: by account, by subject, after a number.
+    let of_account = EventFilter {
+        account: Some(roster_identity::domain::ids::AccountId(account)),
+        ..EventFilter::default()
+    };
+    let sequences = |events: Vec<roster_identity::domain::event::Event>| -> Vec<i64> {
+        events.iter().map(|event| event.sequence).collect()
+    };
+    assert_eq!(
+        sequences(store.list_events(&of_account, None, 10).await.unwrap()),
+        [3, 1]
+    );
+    let of_subject = EventFilter {
+        subject: Some(subjects[2]),
+        ..EventFilter::default()
+    };
+    assert_eq!(
+        sequences(store.events_after(&of_subject, 0, 3, 10).await.unwrap()),
+        [3]
+    );
+    assert_eq!(
+        sequences(store.events_after(&all, 1, 3, 10).await.unwrap()),
+        [2, 3]
+    );
+}
+
 both_backends!(
+    an_upgraded_log_keeps_its_numbers_and_numbers_the_waiting_events,
     retention_purges_old_events_but_never_unpublished_ones,
     every_event_reaches_jetstream_once_in_order,
     events_wait_while_nats_is_down_and_all_arrive_after,

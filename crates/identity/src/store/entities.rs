@@ -272,16 +272,14 @@ pub mod signin_throttle {
 pub mod event {
     use sea_orm::entity::prelude::*;
 
-    /// One event of the audit log. On PostgreSQL the table also has `txid` (the writing
-    /// transaction, filled by its default), which only the sequencer's SQL reads.
+    /// One event of the audit log, as written; its place in the log is an
+    /// [`event_number`](super::event_number) row, given once its transaction has ended.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "events")]
     pub struct Model {
         /// Order of writing (not of committing).
         #[sea_orm(primary_key)]
         pub insert_id: i64,
-        /// Place in the log, given once the writing transaction has ended; null until then.
-        pub sequence: Option<i64>,
         pub id: Uuid,
         pub occurred_at: DateTimeUtc,
         pub account_id: Uuid,
@@ -300,6 +298,34 @@ pub mod event {
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
     pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod event_number {
+    use sea_orm::entity::prelude::*;
+
+    /// An event's place in the audit log, with the two columns its readers select by (so
+    /// that their indexes are on this narrow row, not on the event).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "event_numbers")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub sequence: i64,
+        pub insert_id: i64,
+        pub account_id: Uuid,
+        pub subject_id: Uuid,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::event::Entity",
+            from = "Column::InsertId",
+            to = "super::event::Column::InsertId"
+        )]
+        Event,
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

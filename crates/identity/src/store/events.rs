@@ -7,20 +7,26 @@
 //! committed, so a reader following "everything after 41" could pass 42 while 41's
 //! transaction was still open and never see it. Instead events are written unnumbered, and the
 //! sequencer — one at a time, under the lock of the `event_sequencer` row — numbers those
-//! whose transactions have ended (PostgreSQL: a `txid` older than the oldest running
-//! transaction; SQLite: every committed one, as it has a single writer), in writing order,
-//! 1, 2, 3, … without gaps. A reader that sees number N has therefore seen every number below.
+//! whose transactions have ended (PostgreSQL: the `event_pending` rows whose `txid` is older
+//! than the oldest running transaction; SQLite: every committed one after the last numbered,
+//! as it has a single writer), in writing order, 1, 2, 3, … without gaps. A reader that sees
+//! number N has therefore seen every number below.
+//!
+//! A number is a narrow `event_numbers` row, inserted once, never an update of the event: the
+//! event is written once (see the `event_numbers` migration for what that saves), and readers
+//! select and order by the number row's indexes, then read the events by primary key.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, Order,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, JoinType,
+    Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Statement,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
-use super::entities::event;
+use super::entities::{event, event_number};
 use super::{Store, StoreError, is_postgres, now};
 use crate::domain::error::IdentityError;
 use crate::domain::event::{Event, EventType, FieldChange, NewEvent, Origin, Source, Subject};
@@ -42,16 +48,22 @@ pub struct EventFilter {
 }
 
 impl EventFilter {
-    fn apply(&self, query: sea_orm::Select<event::Entity>) -> sea_orm::Select<event::Entity> {
-        let mut query = query.filter(event::Column::Sequence.is_not_null());
+    /// The numbered events this filter selects: account and subject on the number rows
+    /// (whose indexes are in sequence order), the rest on the events.
+    fn select(&self) -> sea_orm::Select<event::Entity> {
+        let mut query = event::Entity::find().join(
+            JoinType::InnerJoin,
+            event_number::Relation::Event.def().rev(),
+        );
         if let Some(accounts) = &self.accounts {
-            query = query.filter(event::Column::AccountId.is_in(accounts.iter().map(|id| id.0)));
+            query =
+                query.filter(event_number::Column::AccountId.is_in(accounts.iter().map(|id| id.0)));
         }
         if let Some(account) = self.account {
-            query = query.filter(event::Column::AccountId.eq(account.0));
+            query = query.filter(event_number::Column::AccountId.eq(account.0));
         }
         if let Some(subject) = self.subject {
-            query = query.filter(event::Column::SubjectId.eq(subject));
+            query = query.filter(event_number::Column::SubjectId.eq(subject));
         }
         if let Some(actor) = &self.actor {
             query = query.filter(event::Column::Actor.eq(actor.as_str()));
@@ -105,11 +117,23 @@ impl Store {
                 rows.push(event_row(origin, new, occurred_at)?);
             }
         }
-        // Within both databases' limits on bound values (14 a row).
+        let backend = self.db.get_database_backend();
+        // Within both databases' limits on bound values (13 a row).
         for chunk in rows.chunks(500) {
-            event::Entity::insert_many(chunk.to_vec())
-                .exec_without_returning(txn)
-                .await?;
+            let insert = event::Entity::insert_many(chunk.to_vec());
+            if is_postgres(&self.db) {
+                // The events wait in event_pending, with this transaction's id, until the
+                // sequencer numbers them: one statement.
+                let mut statement = insert.build(backend);
+                statement.sql = format!(
+                    "WITH written AS ({} RETURNING insert_id) \
+                     INSERT INTO event_pending (insert_id) SELECT insert_id FROM written",
+                    statement.sql
+                );
+                txn.execute_raw(statement).await?;
+            } else {
+                insert.exec_without_returning(txn).await?;
+            }
         }
         Ok(())
     }
@@ -124,7 +148,10 @@ impl Store {
             .db
             .query_one_raw(Statement::from_string(
                 backend,
-                "SELECT 1 AS waiting FROM events WHERE sequence IS NULL LIMIT 1",
+                format!(
+                    "SELECT 1 AS waiting FROM {} LIMIT 1",
+                    waiting_events(postgres)
+                ),
             ))
             .await?;
         if waiting.is_none() {
@@ -146,19 +173,27 @@ impl Store {
             return Ok(Numbered::Busy);
         };
         let last: i64 = row.try_get("", "last_sequence")?;
-        // Only events of ended transactions: one still open may hold an earlier insert_id.
-        let ended = if postgres {
-            "AND txid < pg_snapshot_xmin(pg_current_snapshot())"
+        let number = if postgres {
+            // Only events of ended transactions: one still open may hold an earlier
+            // insert_id. Taking them off event_pending and numbering them is one statement.
+            format!(
+                "WITH picked AS (DELETE FROM event_pending WHERE insert_id IN \
+                 (SELECT insert_id FROM event_pending \
+                 WHERE txid < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY insert_id LIMIT {limit}) RETURNING insert_id) \
+                 INSERT INTO event_numbers (sequence, insert_id, account_id, subject_id) \
+                 SELECT {last} + ROW_NUMBER() OVER (ORDER BY e.insert_id), e.insert_id, \
+                 e.account_id, e.subject_id FROM picked JOIN events e USING (insert_id)"
+            )
         } else {
-            ""
+            // The write lock is held (an immediate transaction): every event is committed.
+            format!(
+                "INSERT INTO event_numbers (sequence, insert_id, account_id, subject_id) \
+                 SELECT {last} + ROW_NUMBER() OVER (ORDER BY insert_id), insert_id, \
+                 account_id, subject_id FROM {} ORDER BY insert_id LIMIT {limit}",
+                waiting_events(false)
+            )
         };
-        let number = format!(
-            "WITH picked AS (SELECT insert_id FROM events WHERE sequence IS NULL {ended} \
-             ORDER BY insert_id LIMIT {limit}), \
-             ready AS (SELECT insert_id, ROW_NUMBER() OVER (ORDER BY insert_id) AS n FROM picked) \
-             UPDATE events SET sequence = {last} + ready.n FROM ready \
-             WHERE events.insert_id = ready.insert_id"
-        );
         let count = txn
             .execute_raw(Statement::from_string(backend, number))
             .await?
@@ -207,9 +242,9 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
         let query = filter
-            .apply(event::Entity::find())
-            .filter(event::Column::Sequence.gt(after))
-            .filter(event::Column::Sequence.lte(upto));
+            .select()
+            .filter(event_number::Column::Sequence.gt(after))
+            .filter(event_number::Column::Sequence.lte(upto));
         self.events_in_order(query, Order::Asc, limit).await
     }
 
@@ -220,9 +255,9 @@ impl Store {
         before: Option<i64>,
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
-        let mut query = filter.apply(event::Entity::find());
+        let mut query = filter.select();
         if let Some(before) = before {
-            query = query.filter(event::Column::Sequence.lt(before));
+            query = query.filter(event_number::Column::Sequence.lt(before));
         }
         self.events_in_order(query, Order::Desc, limit).await
     }
@@ -235,22 +270,32 @@ impl Store {
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
         query
-            .order_by(event::Column::Sequence, order)
+            .order_by(event_number::Column::Sequence, order)
             .limit(limit)
+            .select_also(event_number::Entity)
             .all(&self.db)
             .await?
             .into_iter()
-            .map(event_of)
+            .map(|(event, number)| event_of(event, number))
             .collect()
     }
 
     /// Events written but not numbered yet (their transactions are open, or the sequencer is
     /// behind).
     pub async fn unnumbered_events(&self) -> Result<u64, StoreError> {
-        Ok(event::Entity::find()
-            .filter(event::Column::Sequence.is_null())
-            .count(&self.db)
-            .await?)
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                format!(
+                    "SELECT COUNT(*) AS waiting FROM {}",
+                    waiting_events(is_postgres(&self.db))
+                ),
+            ))
+            .await?
+            .ok_or_else(|| IdentityError::Corrupt("no count of unnumbered events".into()))?;
+        let waiting: i64 = row.try_get("", "waiting")?;
+        Ok(u64::try_from(waiting).unwrap_or(0))
     }
 
     /// Takes or renews the relay's lease for `owner` until `until`; the number NATS has
@@ -355,27 +400,39 @@ impl Store {
         limit: u64,
     ) -> Result<u64, StoreError> {
         let mut oldest = event::Entity::find()
+            .join(
+                JoinType::InnerJoin,
+                event_number::Relation::Event.def().rev(),
+            )
             .select_only()
+            .column(event_number::Column::Sequence)
             .column(event::Column::InsertId)
-            .filter(event::Column::Sequence.is_not_null())
             .filter(event::Column::OccurredAt.lt(cutoff));
         if let Some(published) = published {
-            oldest = oldest.filter(event::Column::Sequence.lte(published));
+            oldest = oldest.filter(event_number::Column::Sequence.lte(published));
         }
-        let ids: Vec<i64> = oldest
-            .order_by(event::Column::Sequence, Order::Asc)
+        let picked: Vec<(i64, i64)> = oldest
+            .order_by(event_number::Column::Sequence, Order::Asc)
             .limit(limit)
             .into_tuple()
             .all(&self.db)
             .await?;
-        if ids.is_empty() {
+        if picked.is_empty() {
             return Ok(0);
         }
-        Ok(event::Entity::delete_many()
+        let (sequences, ids): (Vec<i64>, Vec<i64>) = picked.into_iter().unzip();
+        let txn = self.db.begin().await?;
+        event_number::Entity::delete_many()
+            .filter(event_number::Column::Sequence.is_in(sequences))
+            .exec(&txn)
+            .await?;
+        let deleted = event::Entity::delete_many()
             .filter(event::Column::InsertId.is_in(ids))
-            .exec(&self.db)
+            .exec(&txn)
             .await?
-            .rows_affected)
+            .rows_affected;
+        txn.commit().await?;
+        Ok(deleted)
     }
 }
 
@@ -389,7 +446,6 @@ fn event_row(
         .map_err(|error| IdentityError::Corrupt(format!("event changes to write: {error}")))?;
     Ok(event::ActiveModel {
         insert_id: sea_orm::ActiveValue::NotSet,
-        sequence: Set(None),
         id: Set(Uuid::now_v7()),
         occurred_at: Set(occurred_at),
         account_id: Set(new.account_id.0),
@@ -405,13 +461,25 @@ fn event_row(
     })
 }
 
-/// The domain event of a stored row.
-fn event_of(row: event::Model) -> Result<Event, StoreError> {
+/// The events waiting for a number, as a `FROM` clause: PostgreSQL's `event_pending`; on
+/// SQLite (one writer at a time, so events commit in writing order) the events after the last
+/// numbered one — or all of them when every numbered one has been purged.
+fn waiting_events(postgres: bool) -> &'static str {
+    if postgres {
+        "event_pending"
+    } else {
+        "events WHERE insert_id > COALESCE((SELECT insert_id FROM event_numbers \
+         ORDER BY sequence DESC LIMIT 1), 0)"
+    }
+}
+
+/// The domain event of a stored row and its number.
+fn event_of(row: event::Model, number: Option<event_number::Model>) -> Result<Event, StoreError> {
     let corrupt = |what: &str| StoreError::from(IdentityError::Corrupt(format!("event: {what}")));
     let changes: Vec<FieldChange> =
         serde_json::from_str(&row.changes).map_err(|_| corrupt("changes"))?;
     Ok(Event {
-        sequence: row.sequence.ok_or_else(|| corrupt("unnumbered"))?,
+        sequence: number.ok_or_else(|| corrupt("unnumbered"))?.sequence,
         id: row.id,
         time: row.occurred_at,
         account_id: AccountId(row.account_id),

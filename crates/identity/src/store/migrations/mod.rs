@@ -3,6 +3,7 @@
 //! once released.
 
 mod account_deletion;
+mod event_numbers;
 mod events;
 mod external_id;
 mod kept_extensions;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(kept_extensions::CreateKeptExtensions),
             Box::new(account_deletion::AddAccountDeletion),
             Box::new(retention::AddRetention),
+            Box::new(event_numbers::NumberEventsApart),
         ]
     }
 }
