@@ -152,7 +152,7 @@ pub async fn observed<T>(
     work: impl Future<Output = T>,
 ) -> (T, Usage, Option<f64>) {
     system::reset_own_peak();
-    let watch = Watch::start(extra);
+    let watch = Watch::start(extra.as_slice());
     let value = work.await;
     let usage = watch.stop();
     (value, usage, system::peak_rss_mib(std::process::id()))

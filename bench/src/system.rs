@@ -188,21 +188,24 @@ struct Snapshot {
     at: Instant,
     load: f64,
     own_cpu: f64,
+    /// Of the other processes of the benchmark.
     extra_cpu: f64,
     machine_busy: f64,
     machine_total: f64,
 }
 
 impl Snapshot {
-    fn take(extra: Option<u32>) -> Self {
+    fn take(extra: &[u32]) -> Self {
         let (machine_busy, machine_total) = machine_cpu_seconds();
         Self {
             at: Instant::now(),
             load: load_average(),
             own_cpu: process_cpu("self").map_or(0.0, |cpu| cpu.own + cpu.children),
             extra_cpu: extra
-                .and_then(|pid| process_cpu(&pid.to_string()))
-                .map_or(0.0, |cpu| cpu.own),
+                .iter()
+                .filter_map(|pid| process_cpu(&pid.to_string()))
+                .map(|cpu| cpu.own)
+                .sum(),
             machine_busy,
             machine_total,
         }
@@ -214,15 +217,15 @@ impl Snapshot {
 /// own; a backend first seen during the step counts from zero.
 pub struct Watch {
     before: Snapshot,
-    extra: Option<u32>,
+    extra: Vec<u32>,
     stop: Arc<AtomicBool>,
     sampler: std::thread::JoinHandle<f64>,
 }
 
 impl Watch {
-    /// Starts watching; `extra` is another process of the benchmark (the bulk-import server)
-    /// whose CPU counts as the benchmark's own.
-    pub fn start(extra: Option<u32>) -> Self {
+    /// Starts watching; `extra` are other processes of the benchmark (the servers of the
+    /// bulk import) whose CPU counts as the benchmark's own.
+    pub fn start(extra: &[u32]) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let baseline = postgres_cpu_seconds();
         let sampler = {
@@ -243,7 +246,7 @@ impl Watch {
         };
         Self {
             before: Snapshot::take(extra),
-            extra,
+            extra: extra.to_vec(),
             stop,
             sampler,
         }
@@ -251,7 +254,7 @@ impl Watch {
 
     /// What the machine did since [`Watch::start`].
     pub fn stop(self) -> Usage {
-        let after = Snapshot::take(self.extra);
+        let after = Snapshot::take(&self.extra);
         self.stop.store(true, Ordering::Relaxed);
         let postgres = self.sampler.join().unwrap_or(0.0);
         let before = self.before;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use roster_bulk_import::store::entities::row;
+use roster_bulk_import::store::entities::outcome;
 use roster_proto::identity::v1 as id;
 use roster_proto::imports::v1 as pb;
 use roster_runtime::Service;
@@ -510,11 +510,11 @@ async fn two_replicas_and_one_job_only_one_applies(backend: Backend) {
     let database = Database::connect(&suite.imports.database.url)
         .await
         .unwrap();
-    let owners: Vec<Option<String>> = row::Entity::find()
+    let owners: Vec<Option<String>> = outcome::Entity::find()
         .select_only()
-        .column(row::Column::AppliedBy)
+        .column(outcome::Column::AppliedBy)
         .distinct()
-        .filter(row::Column::ImportId.eq(uuid::Uuid::parse_str(&created.id).unwrap()))
+        .filter(outcome::Column::ImportId.eq(uuid::Uuid::parse_str(&created.id).unwrap()))
         .into_tuple()
         .all(&database)
         .await
@@ -641,4 +641,113 @@ async fn a_refused_username_in_a_row_offers_free_ones(backend: Backend) {
     assert_eq!(offered(&chosen.message)[0], "gh@navy.example");
 }
 
-both_backends!(a_refused_username_in_a_row_offers_free_ones);
+/// An import staged before outcomes had a table of their own keeps them through the upgrade:
+/// the applied and failed rows report theirs, the pending one is still the one to write.
+async fn an_upgraded_import_keeps_its_outcomes(backend: Backend) {
+    use roster_bulk_import::domain::import::ImportId;
+    use roster_bulk_import::domain::state::RowOutcome;
+    use roster_bulk_import::store::{Migrator, Store};
+    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm_migration::MigratorTrait;
+    let Some(database) = roster_tests::TestDatabase::create(backend).await else {
+        return;
+    };
+    let db = Database::connect(&database.url).await.unwrap();
+    let before = Migrator::migrations()
+        .iter()
+        .position(|migration| migration.name() == "m20261206_000006_import_outcomes")
+        .expect("the import_outcomes migration");
+    Migrator::up(&db, Some(before as u32)).await.unwrap();
+    let import = uuid::Uuid::new_v4();
+    let insert = match backend {
+        Backend::Postgres => {
+            "INSERT INTO import_rows (import_id, row_number, action, profile_id, claim, cells, \
+             changes, errors, notes, outcome, outcome_message, applied_by) \
+             VALUES ($1, $2, 1, $3, NULL, '{}', '[]', '[]', '[]', $4, $5, $6)"
+        }
+        Backend::Sqlite => {
+            "INSERT INTO import_rows (import_id, row_number, action, profile_id, claim, cells, \
+             changes, errors, notes, outcome, outcome_message, applied_by) \
+             VALUES (?, ?, 1, ?, NULL, '{}', '[]', '[]', '[]', ?, ?, ?)"
+        }
+    };
+    let rows = [
+        (
+            1i64,
+            Some("created-1"),
+            RowOutcome::Applied,
+            "",
+            Some("replica-a"),
+        ),
+        (2, None, RowOutcome::Pending, "", None),
+        (3, None, RowOutcome::Failed, "refused", Some("replica-a")),
+    ];
+    for (number, profile, outcome, message, owner) in rows {
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            insert,
+            [
+                import.into(),
+                number.into(),
+                profile.map(str::to_owned).into(),
+                outcome.code().into(),
+                message.into(),
+                owner.map(str::to_owned).into(),
+            ],
+        ))
+        .await
+        .unwrap();
+    }
+    Migrator::up(&db, None).await.unwrap();
+
+    let store = Store::new(db);
+    let staged = store.rows(ImportId(import), None, 0, 10).await.unwrap();
+    let read: Vec<(i64, Option<String>, RowOutcome, String)> = staged
+        .into_iter()
+        .map(|row| {
+            (
+                row.row_number,
+                row.profile_id,
+                row.outcome,
+                row.outcome_message,
+            )
+        })
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (
+                1,
+                Some("created-1".to_owned()),
+                RowOutcome::Applied,
+                String::new()
+            ),
+            (2, None, RowOutcome::Pending, String::new()),
+            (3, None, RowOutcome::Failed, "refused".to_owned()),
+        ]
+    );
+    let pending: Vec<i64> = store
+        .pending_rows(ImportId(import), 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.row_number)
+        .collect();
+    assert_eq!(pending, [2]);
+    let counts = store.outcome_counts(ImportId(import)).await.unwrap();
+    assert_eq!(
+        counts,
+        [
+            (RowOutcome::Pending.code(), 1),
+            (RowOutcome::Applied.code(), 1),
+            (RowOutcome::Failed.code(), 1)
+        ]
+        .into_iter()
+        .collect()
+    );
+}
+
+both_backends!(
+    a_refused_username_in_a_row_offers_free_ones,
+    an_upgraded_import_keeps_its_outcomes
+);

@@ -584,6 +584,8 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
     wait_until("the purge of old imports and their rows", || async {
         total("imports").await == young.len() as i64
             && total("import_rows").await == young_rows
+            // Every row of a completed import has its outcome; the big one was never applied.
+            && total("import_outcomes").await == young_rows
             && total("import_purges").await == 0
     })
     .await;
@@ -627,5 +629,10 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
         purged(&servers, "bulk_import", "import_rows").await,
         old_rows as u64,
         "each purged row counted once"
+    );
+    assert_eq!(
+        purged(&servers, "bulk_import", "import_outcomes").await,
+        (old_rows - 2500) as u64,
+        "each purged outcome counted once"
     );
 }

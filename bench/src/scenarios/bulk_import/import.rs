@@ -1,5 +1,6 @@
 //! One spreadsheet through Roster: uploaded, validated and applied by a fresh bulk-import
-//! process against a fresh identity, timed phase by phase with the process's peak memory.
+//! process against a fresh identity process, timed phase by phase with each process's peak
+//! memory.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,13 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use roster_proto::imports::v1 as pb;
 use roster_proto::imports::v1::import_service_client::ImportServiceClient;
-use roster_runtime::auth::AccountAccess;
-use roster_tests::{TestKey, authed};
+use roster_tests::authed;
 use sea_orm::ConnectionTrait;
 use tonic::transport::Channel;
 
-use super::process::BulkImportProcess;
-use super::{BULK_KEY, IDENTITY_KEY, ImportOptions};
+use super::process::ServiceProcess;
+use super::{BULK_KEY, ImportOptions};
 use crate::suite::{self, Options};
 use crate::system::{self, Usage, Watch};
 
@@ -30,8 +30,7 @@ pub(super) struct Measured {
     pub(super) applied: Vec<(f64, f64)>,
     pub(super) import: pb::Import,
     pub(super) peak_rss_mib: Option<f64>,
-    /// The benchmark process's own peak during the import: identity (in-process) and the
-    /// harness, an upper bound of identity's.
+    /// The identity process's peak.
     pub(super) identity_peak_rss_mib: Option<f64>,
     pub(super) usage_validate: Usage,
     pub(super) usage_apply: Option<Usage>,
@@ -47,15 +46,13 @@ pub(super) async fn import(
     rows: u64,
 ) -> anyhow::Result<Measured> {
     let (roster_bin, timeout) = (import_options.roster_bin.as_path(), import_options.timeout);
-    let key = TestKey {
-        key: IDENTITY_KEY.to_owned(),
-        scopes: vec!["profiles"],
-        accounts: AccountAccess::All,
-    };
-    let identity = suite::identity(options, roster_tests::identity_settings(), vec![key]).await?;
-    let account = suite::create_account(identity.channel().await).await?;
+    let identity_database = suite::database().await?;
+    let mut identity =
+        ServiceProcess::identity(roster_bin, &identity_database.url, options.db_pool).await?;
+    let account = suite::create_account(identity.channel().await?).await?;
+    let identity_pid = identity.pid().context("identity exited")?;
     let database = suite::database().await?;
-    let mut process = BulkImportProcess::start(
+    let mut process = ServiceProcess::bulk_import(
         roster_bin,
         &database.url,
         &format!("http://{}", identity.addr),
@@ -65,12 +62,11 @@ pub(super) async fn import(
         .max_decoding_message_size(64 * 1024 * 1024);
     let pid = process.pid().context("bulk-import exited")?;
     eprintln!(
-        "  bulk-import pid {pid}, {rows} rows ({} MiB)",
+        "  bulk-import pid {pid}, identity pid {identity_pid}, {rows} rows ({} MiB)",
         csv.len() / (1024 * 1024)
     );
 
-    system::reset_own_peak();
-    let watch = Watch::start(Some(pid));
+    let watch = Watch::start(&[pid, identity_pid]);
     let started = Instant::now();
     let chunks = {
         let csv = csv.clone();
@@ -127,7 +123,7 @@ pub(super) async fn import(
             applied: Vec::new(),
             import,
             peak_rss_mib: peak,
-            identity_peak_rss_mib: system::peak_rss_mib(std::process::id()),
+            identity_peak_rss_mib: system::peak_rss_mib(identity_pid),
             usage_validate,
             usage_apply: None,
             timed_out: timed_out.then_some("validation"),
@@ -135,7 +131,7 @@ pub(super) async fn import(
     }
 
     let analyze = import_options.analyze_every.map(|every| {
-        let urls = [identity.database.url.clone(), database.url.clone()];
+        let urls = [identity_database.url.clone(), database.url.clone()];
         tokio::spawn(async move {
             let mut databases = Vec::new();
             for url in &urls {
@@ -149,7 +145,7 @@ pub(super) async fn import(
             }
         })
     });
-    let watch = Watch::start(Some(pid));
+    let watch = Watch::start(&[pid, identity_pid]);
     let applying_since = Instant::now();
     let mut applied = vec![(0.0, 0.0)];
     client
@@ -179,7 +175,9 @@ pub(super) async fn import(
         analyze.abort();
     }
     peak = system::peak_rss_mib(pid).or(peak);
+    let identity_peak = system::peak_rss_mib(identity_pid);
     drop(process);
+    drop(identity);
     Ok(Measured {
         upload,
         validate,
@@ -187,7 +185,7 @@ pub(super) async fn import(
         applied,
         import,
         peak_rss_mib: peak,
-        identity_peak_rss_mib: system::peak_rss_mib(std::process::id()),
+        identity_peak_rss_mib: identity_peak,
         usage_validate,
         usage_apply: Some(usage_apply),
         timed_out: timed_out.then_some("apply"),

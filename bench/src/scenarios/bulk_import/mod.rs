@@ -1,11 +1,11 @@
 //! Bulk import: rows/s of validation and of the apply for spreadsheets of each size, next to
 //! the same rows inserted by bare batched SQL, and the peak resident memory (`VmHWM`) of the
-//! bulk-import server — which therefore runs as its own process, `roster serve bulk-import`
-//! from the release build, calling the in-process identity server. For each size, a chart
-//! draws the rows applied over time next to the rows bare SQL inserted over time.
+//! bulk-import and the identity server — which therefore run as processes of their own,
+//! `roster serve bulk-import` and `roster serve identity` from the release build. For each
+//! size, a chart draws the rows applied over time next to the rows bare SQL inserted over time.
 //!
 //! - [`import`]: one spreadsheet uploaded, validated and applied through Roster, measured.
-//! - [`process`]: the `roster serve bulk-import` process it goes through.
+//! - [`process`]: the `roster serve` processes it goes through.
 //! - [`bare_sql`]: the baseline, the same rows inserted by batched SQL.
 
 use std::path::PathBuf;
@@ -236,9 +236,7 @@ fn memory_verdicts(report: &mut Report, peaks: &[(u64, Option<f64>, Option<f64>)
         .reduce(f64::max)
     {
         report.verdict(Verdict {
-            what: "identity peak RSS during the imports (the benchmark process: identity \
-                   in-process and the harness, an upper bound)"
-                .into(),
+            what: "identity peak RSS, largest import (the `roster serve identity` process)".into(),
             measured: format!("{identity:.0} MiB"),
             target: "< 150 MB".into(),
             met: Some(identity * 1.048_576 < 150.0),

@@ -36,7 +36,7 @@ pub fn start(store: Store, settings: RetentionSettings, metrics: &Metrics, shutd
     let purged = Purged::register(
         metrics,
         "bulk_import",
-        &["imports", "import_rows", "import_chunks"],
+        &["imports", "import_rows", "import_outcomes", "import_chunks"],
     );
     retention::spawn(
         store.connection().clone(),
@@ -82,10 +82,11 @@ pub async fn run(
                 return Ok(());
             }
             statements += 1;
-            let (chunks, rows) = store.purge_import_data(import_id, BATCH).await?;
+            let (chunks, rows, outcomes) = store.purge_import_data(import_id, BATCH).await?;
             purged.add("import_chunks", chunks);
             purged.add("import_rows", rows);
-            if chunks < BATCH && rows < BATCH {
+            purged.add("import_outcomes", outcomes);
+            if chunks < BATCH && rows < BATCH && outcomes < BATCH {
                 store.forget_purged(import_id).await?;
                 break;
             }

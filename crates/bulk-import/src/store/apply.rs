@@ -7,11 +7,11 @@ use sea_orm::{
     QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 
-use super::entities::{import, row};
+use super::entities::{import, outcome, row};
 use super::leases::renew;
 use super::{
-    Store, StoreError, change_import, convert, delete_lease, now_millis, skip_pending_rows,
-    touch_import,
+    Store, StoreError, change_import, convert, delete_lease, now_millis, rows_with_outcomes,
+    skip_pending_rows, touch_import,
 };
 use crate::domain::import::{ImportId, RowResult, StagedRow};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
@@ -25,16 +25,19 @@ impl Store {
         after: i64,
         upto: i64,
     ) -> Result<Vec<StagedRow>, StoreError> {
-        let rows = row::Entity::find()
+        let rows = rows_with_outcomes()
             .filter(row::Column::ImportId.eq(import_id.0))
             .filter(row::Column::RowNumber.gt(after))
             .filter(row::Column::RowNumber.lte(upto))
             .filter(row::Column::Action.is_in([RowAction::Create.code(), RowAction::Update.code()]))
-            .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
+            .filter(outcome::Column::RowNumber.is_null())
             .order_by_asc(row::Column::RowNumber)
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(convert::staged_row).collect())
+        Ok(rows
+            .into_iter()
+            .map(|row| convert::staged_row(row, None))
+            .collect())
     }
 
     /// The highest row number staged for an import; none when it has no rows.
@@ -128,8 +131,9 @@ impl Store {
 /// Row outcomes recorded per statement (four bound values each): a 500-row batch in one.
 const OUTCOME_CHUNK: usize = 500;
 
-/// Records `results` with one `UPDATE … FROM (VALUES …)`, for rows still pending (or skipped
-/// by a cancel); returns the outcome codes of the rows it changed.
+/// Records `results` with one multi-row `INSERT … ON CONFLICT`: rows without an outcome get
+/// theirs, rows skipped by a cancel (whose write identity had made) get theirs instead, rows
+/// recorded already are left alone; returns the outcome codes of the rows it recorded.
 async fn record_outcome_chunk(
     txn: &DatabaseTransaction,
     import_id: ImportId,
@@ -141,12 +145,13 @@ async fn record_outcome_chunk(
         outcome: i32,
     }
     let backend = txn.get_database_backend();
+    // Numbered placeholders, which both databases accept more than once: the import and the
+    // owner are bound once for all rows.
     let placeholder = |index: usize| match backend {
         DbBackend::Postgres => format!("${index}"),
-        _ => "?".to_owned(),
+        _ => format!("?{index}"),
     };
-    // Bound in the order the placeholders appear: the owner, the rows, the import, the range.
-    let mut values: Vec<sea_orm::Value> = vec![owner.into()];
+    let mut values: Vec<sea_orm::Value> = vec![import_id.0.into(), owner.into()];
     let mut rows = Vec::with_capacity(results.len());
     for result in results {
         let first = values.len() + 1;
@@ -155,34 +160,23 @@ async fn record_outcome_chunk(
         values.push(result.message.as_str().into());
         values.push(result.profile_id.clone().into());
         rows.push(format!(
-            "({}, {}, {}, {})",
+            "({import}, {}, {}, {}, {}, {owner})",
             placeholder(first),
             placeholder(first + 1),
             placeholder(first + 2),
-            placeholder(first + 3)
+            placeholder(first + 3),
+            import = placeholder(1),
+            owner = placeholder(2),
         ));
     }
-    // The rows' range bounds the statement's reads whatever plan the database picks: joined
-    // on the import alone, it was planned (without statistics) as a scan of all its rows.
-    let first = results.iter().map(|result| result.row_number).min();
-    let last = results.iter().map(|result| result.row_number).max();
-    values.push(import_id.0.into());
-    values.push(first.unwrap_or(0).into());
-    values.push(last.unwrap_or(0).into());
     let sql = format!(
-        "UPDATE import_rows SET outcome = given.column2, outcome_message = given.column3, \
-         applied_by = {owner}, profile_id = COALESCE(given.column4, import_rows.profile_id) \
-         FROM (VALUES {rows}) AS given \
-         WHERE import_rows.import_id = {import} AND import_rows.row_number = given.column1 \
-         AND import_rows.row_number BETWEEN {first} AND {last} \
-         AND import_rows.outcome IN ({pending}, {skipped}) \
-         RETURNING import_rows.outcome",
-        owner = placeholder(1),
+        "INSERT INTO import_outcomes \
+         (import_id, row_number, outcome, message, profile_id, applied_by) VALUES {rows} \
+         ON CONFLICT (import_id, row_number) DO UPDATE SET outcome = excluded.outcome, \
+         message = excluded.message, profile_id = excluded.profile_id, \
+         applied_by = excluded.applied_by WHERE import_outcomes.outcome = {skipped} \
+         RETURNING outcome",
         rows = rows.join(", "),
-        import = placeholder(values.len() - 2),
-        first = placeholder(values.len() - 1),
-        last = placeholder(values.len()),
-        pending = RowOutcome::Pending.code(),
         skipped = RowOutcome::Skipped.code(),
     );
     let statement = sea_orm::Statement::from_sql_and_values(backend, sql, values);

@@ -3,7 +3,7 @@
 
 use sea_orm::ActiveValue::Set;
 
-use super::entities::{import, row};
+use super::entities::{import, outcome, row};
 use crate::domain::encoding::TextEncoding;
 use crate::domain::import::{AccountId, ActionCounts, Import, ImportId, RepeatedValue, StagedRow};
 use crate::domain::rows::{PlannedRow, values_by_header};
@@ -84,17 +84,22 @@ pub(super) fn import_model(import: &Import) -> import::ActiveModel {
     }
 }
 
-pub(super) fn staged_row(model: row::Model) -> StagedRow {
+/// A staged row and what the apply did with it (nothing yet without an outcome).
+pub(super) fn staged_row(model: row::Model, outcome: Option<outcome::Model>) -> StagedRow {
+    let (code, message, created) = match outcome {
+        Some(outcome) => (outcome.outcome, outcome.message, outcome.profile_id),
+        None => (RowOutcome::Pending.code(), String::new(), None),
+    };
     StagedRow {
         row_number: model.row_number,
         action: RowAction::from_code(model.action).unwrap_or(RowAction::Error),
-        profile_id: model.profile_id,
+        profile_id: created.or(model.profile_id),
         values: serde_json::from_str(&model.cells).unwrap_or_default(),
         changes: serde_json::from_str(&model.changes).unwrap_or_default(),
         errors: serde_json::from_str(&model.errors).unwrap_or_default(),
         notes: serde_json::from_str(&model.notes).unwrap_or_default(),
-        outcome: RowOutcome::from_code(model.outcome),
-        outcome_message: model.outcome_message,
+        outcome: RowOutcome::from_code(code),
+        outcome_message: message,
     }
 }
 
@@ -110,9 +115,6 @@ pub(super) fn planned_row(import_id: uuid::Uuid, row: PlannedRow) -> row::Active
         changes: Set(json(&row.changes)),
         errors: Set(json(&row.errors)),
         notes: Set(json(&row.notes)),
-        outcome: Set(RowOutcome::Pending.code()),
-        outcome_message: Set(String::new()),
-        applied_by: Set(None),
     }
 }
 

@@ -79,7 +79,8 @@ pub mod chunk {
 pub mod row {
     use sea_orm::entity::prelude::*;
 
-    /// One staged data row: the plan made by validation and the outcome of the apply.
+    /// One staged data row: the plan made by validation. What the apply did with it is an
+    /// [`outcome`](super::outcome) row.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "import_rows")]
     pub struct Model {
@@ -98,15 +99,45 @@ pub mod row {
         pub changes: String,
         pub errors: String,
         pub notes: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod outcome {
+    use sea_orm::entity::prelude::*;
+
+    /// What the apply did with one staged row: a narrow row inserted once (updated only when
+    /// a row skipped by a cancel turns out to have been written). A staged row without one is
+    /// still pending.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_outcomes")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub import_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub row_number: i64,
         /// `RowOutcome` code.
         pub outcome: i32,
-        pub outcome_message: String,
+        pub message: String,
+        /// The profile the row created.
+        pub profile_id: Option<String>,
         /// The lease owner that recorded the outcome.
         pub applied_by: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::row::Entity",
+            from = "(Column::ImportId, Column::RowNumber)",
+            to = "(super::row::Column::ImportId, super::row::Column::RowNumber)"
+        )]
+        Row,
+    }
 
     impl ActiveModelBehavior for ActiveModel {}
 }

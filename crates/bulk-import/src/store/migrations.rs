@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(IndexUploadsByActivity),
             Box::new(AddFileFormat),
             Box::new(AddRetention),
+            Box::new(SeparateOutcomes),
         ]
     }
 }
@@ -435,5 +436,81 @@ impl MigrationTrait for AddRetention {
                     .to_owned(),
             )
             .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum ImportOutcomes {
+    Table,
+    ImportId,
+    RowNumber,
+    Outcome,
+    Message,
+    ProfileId,
+    AppliedBy,
+}
+
+/// Each row's outcome in a narrow table of its own, `import_outcomes`, inserted once, instead
+/// of columns of the staged row: recording an outcome used to write a new version of the whole
+/// staged row (its cells, changes and notes) and an entry in each of its four indexes. Outcomes
+/// recorded before move over; the columns go.
+struct SeparateOutcomes;
+
+impl MigrationName for SeparateOutcomes {
+    fn name(&self) -> &str {
+        "m20261206_000006_import_outcomes"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for SeparateOutcomes {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportOutcomes::Table)
+                    .col(ColumnDef::new(ImportOutcomes::ImportId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(ImportOutcomes::RowNumber)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ImportOutcomes::Outcome).integer().not_null())
+                    .col(ColumnDef::new(ImportOutcomes::Message).text().not_null())
+                    .col(ColumnDef::new(ImportOutcomes::ProfileId).string().null())
+                    .col(ColumnDef::new(ImportOutcomes::AppliedBy).string().null())
+                    .primary_key(
+                        Index::create()
+                            .col(ImportOutcomes::ImportId)
+                            .col(ImportOutcomes::RowNumber),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "INSERT INTO import_outcomes \
+                 (import_id, row_number, outcome, message, profile_id, applied_by) \
+                 SELECT import_id, row_number, outcome, outcome_message, profile_id, applied_by \
+                 FROM import_rows WHERE outcome <> 0",
+            )
+            .await?;
+        // One column per statement: SQLite alters one thing at a time.
+        for column in [
+            ImportRows::Outcome,
+            ImportRows::OutcomeMessage,
+            ImportRows::AppliedBy,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(ImportRows::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
     }
 }

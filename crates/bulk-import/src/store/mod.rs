@@ -12,7 +12,9 @@
 //! - [`uploads`]: the file's pieces and the end of an upload.
 //! - [`leases`]: which replica works on an import.
 //! - [`validation`]: staging rows and ending validation.
-//! - [`apply`]: the rows to write, their outcomes and the end of the apply.
+//! - [`apply`]: the rows to write, their outcomes and the end of the apply. An outcome is a
+//!   narrow `import_outcomes` row inserted once, not an update of the staged row (whose cells
+//!   and plan make it many times wider, with four indexes).
 //! - [`rows`]: reading staged rows and counting them.
 
 mod apply;
@@ -30,8 +32,9 @@ mod validation;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, Select, SqliteTransactionMode, TransactionOptions, TransactionTrait, UpdateMany,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
+    EntityTrait, JoinType, QueryFilter, QuerySelect, RelationTrait, Select, SqliteTransactionMode,
+    Statement, TransactionOptions, TransactionTrait, UpdateMany,
 };
 use uuid::Uuid;
 
@@ -39,7 +42,7 @@ pub use migrations::Migrator;
 
 use crate::domain::import::ImportId;
 use crate::domain::state::RowOutcome;
-use entities::{chunk, import, lease, row};
+use entities::{chunk, import, lease, outcome, row};
 
 /// The longest `error_message` stored, in characters (as the API documents it).
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -151,20 +154,37 @@ async fn delete_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), 
 
 /// Marks the rows of an import that were not applied (yet) SKIPPED: they never will be.
 async fn skip_pending_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
-    row::Entity::update_many()
-        .col_expr(
-            row::Column::Outcome,
-            Expr::value(RowOutcome::Skipped.code()),
-        )
-        .filter(row::Column::ImportId.eq(import_id))
-        .filter(row::Column::Outcome.eq(RowOutcome::Pending.code()))
-        .exec(txn)
-        .await
-        .map(|_| ())
+    let import = match txn.get_database_backend() {
+        DbBackend::Postgres => "$1",
+        _ => "?",
+    };
+    let sql = format!(
+        "INSERT INTO import_outcomes (import_id, row_number, outcome, message) \
+         SELECT staged.import_id, staged.row_number, {skipped}, '' FROM import_rows staged \
+         WHERE staged.import_id = {import} AND NOT EXISTS (SELECT 1 FROM import_outcomes done \
+         WHERE done.import_id = staged.import_id AND done.row_number = staged.row_number)",
+        skipped = RowOutcome::Skipped.code(),
+    );
+    txn.execute_raw(Statement::from_sql_and_values(
+        txn.get_database_backend(),
+        sql,
+        [import_id.into()],
+    ))
+    .await
+    .map(|_| ())
 }
 
-/// Deletes the rows an import staged.
+/// Staged rows, each with its outcome when it has one (`select_also(outcome::Entity)`).
+fn rows_with_outcomes() -> Select<row::Entity> {
+    row::Entity::find().join(JoinType::LeftJoin, outcome::Relation::Row.def().rev())
+}
+
+/// Deletes the rows an import staged and their outcomes.
 async fn delete_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
+    outcome::Entity::delete_many()
+        .filter(outcome::Column::ImportId.eq(import_id))
+        .exec(txn)
+        .await?;
     row::Entity::delete_many()
         .filter(row::Column::ImportId.eq(import_id))
         .exec(txn)

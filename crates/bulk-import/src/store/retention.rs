@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{chunk, import, lease, purged, row};
+use super::entities::{chunk, import, lease, outcome, purged, row};
 use super::{Store, StoreError, now_millis};
 use crate::domain::import::ImportId;
 use crate::domain::state::ImportState;
@@ -139,13 +139,14 @@ impl Store {
         Ok(ids.into_iter().map(ImportId).collect())
     }
 
-    /// Deletes up to `limit` file pieces and up to `limit` staged rows of the retired import
-    /// `import_id` (two statements); returns how many of each it deleted.
+    /// Deletes up to `limit` file pieces, up to `limit` staged rows and up to `limit` row
+    /// outcomes of the retired import `import_id` (three statements); returns how many of each
+    /// it deleted.
     pub async fn purge_import_data(
         &self,
         import_id: ImportId,
         limit: u64,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<(u64, u64, u64), StoreError> {
         let id = import_id.0;
         let chunks = Query::delete()
             .from_table(chunk::Entity)
@@ -178,7 +179,23 @@ impl Store {
             )
             .to_owned();
         let rows = self.db.execute(&rows).await?.rows_affected();
-        Ok((chunks, rows))
+        let outcomes = Query::delete()
+            .from_table(outcome::Entity)
+            .and_where(Expr::col(outcome::Column::ImportId).eq(id))
+            .and_where(
+                Expr::col(outcome::Column::RowNumber).in_subquery(
+                    Query::select()
+                        .column(outcome::Column::RowNumber)
+                        .from(outcome::Entity)
+                        .and_where(Expr::col(outcome::Column::ImportId).eq(id))
+                        .order_by(outcome::Column::RowNumber, sea_orm::Order::Asc)
+                        .limit(limit)
+                        .to_owned(),
+                ),
+            )
+            .to_owned();
+        let outcomes = self.db.execute(&outcomes).await?.rows_affected();
+        Ok((chunks, rows, outcomes))
     }
 
     /// Drops the record of a retired import once none of its rows and pieces is left.
@@ -189,6 +206,11 @@ impl Store {
             .from(row::Entity)
             .and_where(Expr::col((row::Entity, row::Column::ImportId)).eq(id))
             .to_owned();
+        let outcomes_left = Query::select()
+            .expr(Expr::val(1))
+            .from(outcome::Entity)
+            .and_where(Expr::col((outcome::Entity, outcome::Column::ImportId)).eq(id))
+            .to_owned();
         let chunks_left = Query::select()
             .expr(Expr::val(1))
             .from(chunk::Entity)
@@ -198,6 +220,7 @@ impl Store {
             .from_table(purged::Entity)
             .and_where(Expr::col(purged::Column::ImportId).eq(id))
             .and_where(Expr::exists(rows_left).not())
+            .and_where(Expr::exists(outcomes_left).not())
             .and_where(Expr::exists(chunks_left).not())
             .to_owned();
         self.db.execute(&forget).await?;

@@ -2,12 +2,15 @@
 
 use std::collections::HashMap;
 
-use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    Statement,
+};
 
-use super::entities::row;
-use super::{Store, StoreError, convert};
+use super::entities::{outcome, row};
+use super::{Store, StoreError, convert, rows_with_outcomes};
 use crate::domain::import::{ActionCounts, ImportId, StagedRow};
-use crate::domain::state::RowAction;
+use crate::domain::state::{RowAction, RowOutcome};
 
 impl Store {
     /// A page of rows in file order after `after`, only those with `action` when given.
@@ -18,7 +21,7 @@ impl Store {
         after: i64,
         limit: u64,
     ) -> Result<Vec<StagedRow>, StoreError> {
-        let mut query = row::Entity::find()
+        let mut query = rows_with_outcomes()
             .filter(row::Column::ImportId.eq(import_id.0))
             .filter(row::Column::RowNumber.gt(after))
             .order_by_asc(row::Column::RowNumber)
@@ -27,10 +30,11 @@ impl Store {
             query = query.filter(row::Column::Action.eq(action.code()));
         }
         Ok(query
+            .select_also(outcome::Entity)
             .all(&self.db)
             .await?
             .into_iter()
-            .map(convert::staged_row)
+            .map(|(row, outcome)| convert::staged_row(row, outcome))
             .collect())
     }
 
@@ -39,17 +43,31 @@ impl Store {
         &self,
         import_id: ImportId,
     ) -> Result<HashMap<i32, i64>, StoreError> {
-        row::Entity::find()
-            .select_only()
-            .column(row::Column::Outcome)
-            .column_as(row::Column::RowNumber.count(), "rows")
-            .filter(row::Column::ImportId.eq(import_id.0))
-            .group_by(row::Column::Outcome)
-            .into_tuple::<(i32, i64)>()
+        #[derive(FromQueryResult)]
+        struct Counted {
+            outcome: i32,
+            rows: i64,
+        }
+        let backend = self.db.get_database_backend();
+        let sql = format!(
+            "SELECT COALESCE(done.outcome, {pending}) AS outcome, COUNT(*) AS rows \
+             FROM import_rows staged LEFT JOIN import_outcomes done \
+             ON done.import_id = staged.import_id AND done.row_number = staged.row_number \
+             WHERE staged.import_id = {import} GROUP BY COALESCE(done.outcome, {pending})",
+            pending = RowOutcome::Pending.code(),
+            import = if backend == DbBackend::Postgres {
+                "$1"
+            } else {
+                "?"
+            },
+        );
+        let statement = Statement::from_sql_and_values(backend, sql, [import_id.0.into()]);
+        Ok(Counted::find_by_statement(statement)
             .all(&self.db)
-            .await
-            .map(|pairs| pairs.into_iter().collect())
-            .map_err(StoreError::from)
+            .await?
+            .into_iter()
+            .map(|counted| (counted.outcome, counted.rows))
+            .collect())
     }
 
     /// How many rows have each action.

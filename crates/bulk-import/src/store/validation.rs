@@ -7,11 +7,11 @@ use sea_orm::{
 };
 
 use super::convert::{self, json, planned_row, repeated_column};
-use super::entities::{import, row};
+use super::entities::{import, outcome, row};
 use super::leases::renew;
 use super::{
-    Store, StoreError, change_import, delete_chunks, delete_lease, delete_rows, now_millis, one,
-    touch_import,
+    Store, StoreError, change_import, delete_chunks, delete_lease, delete_rows, now_millis,
+    rows_with_outcomes, touch_import,
 };
 use crate::domain::import::{ActionCounts, ImportId, ReadFormat, RepeatedValue, StagedRow};
 use crate::domain::rows::{PlannedRow, RowError};
@@ -105,8 +105,14 @@ impl Store {
         import_id: ImportId,
         row_number: i64,
     ) -> Result<Option<StagedRow>, StoreError> {
-        let select = row::Entity::find_by_id((import_id.0, row_number));
-        one(select, &self.db, convert::staged_row).await
+        let select = rows_with_outcomes()
+            .filter(row::Column::ImportId.eq(import_id.0))
+            .filter(row::Column::RowNumber.eq(row_number))
+            .select_also(outcome::Entity);
+        Ok(select
+            .one(&self.db)
+            .await?
+            .map(|(row, outcome)| convert::staged_row(row, outcome)))
     }
 
     /// Makes a row an error with these errors (after the duplicate checks).

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use roster_bulk_import::store::entities::row;
+use roster_bulk_import::store::entities::outcome;
 use roster_proto::imports::v1 as pb;
 use roster_runtime::auth::hash_key_hex;
 use roster_tests::clients::{Identity, Imports};
@@ -199,11 +199,11 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
     // Both processes applied rows: the second carried on where the first stopped.
     let database = Database::connect(&import_db.url).await.unwrap();
     let import_id = uuid::Uuid::parse_str(&created.id).unwrap();
-    let owners: Vec<Option<String>> = row::Entity::find()
+    let owners: Vec<Option<String>> = outcome::Entity::find()
         .select_only()
-        .column(row::Column::AppliedBy)
+        .column(outcome::Column::AppliedBy)
         .distinct()
-        .filter(row::Column::ImportId.eq(import_id))
+        .filter(outcome::Column::ImportId.eq(import_id))
         .into_tuple()
         .all(&database)
         .await
