@@ -759,6 +759,7 @@ async fn an_upgraded_log_keeps_its_numbers_and_numbers_the_waiting_events(backen
         Numbered::Events { count: 1, last: 3 }
     );
     assert_eq!(store.unnumbered_events().await.unwrap(), 0);
+    store.tidy_waiting_events().await.unwrap();
     // The readers' selections still hold: by account, by subject, after a number.
     let of_account = EventFilter {
         account: Some(roster_identity::domain::ids::AccountId(account)),

@@ -27,6 +27,8 @@ use crate::store::{Numbered, Store, now};
 const SEQUENCER_PAUSE: Duration = Duration::from_millis(25);
 /// Events numbered per sequencer round.
 const SEQUENCER_BATCH: u64 = 2000;
+/// Events numbered between two cleanups of the waiting list (see [`Store::tidy_waiting_events`]).
+const TIDY_EVERY: u64 = 20_000;
 /// Events deleted per purge statement.
 const PURGE_BATCH: u64 = roster_runtime::retention::BATCH;
 
@@ -80,6 +82,7 @@ pub fn start(
 /// The sequencer's loop: numbers what it can, then tells the watchers.
 async fn sequence(store: Store, numbered: watch::Sender<i64>, shutdown: Shutdown) {
     let mut failing = false;
+    let mut since_tidied = 0;
     loop {
         let mut pause = SEQUENCER_PAUSE;
         match store.number_events(SEQUENCER_BATCH).await {
@@ -91,6 +94,13 @@ async fn sequence(store: Store, numbered: watch::Sender<i64>, shutdown: Shutdown
                 });
                 if count == SEQUENCER_BATCH {
                     pause = Duration::ZERO;
+                }
+                since_tidied += count;
+                if since_tidied >= TIDY_EVERY {
+                    since_tidied = 0;
+                    if let Err(error) = store.tidy_waiting_events().await {
+                        tracing::warn!(%error, "the list of events waiting for a number not tidied");
+                    }
                 }
                 failing = false;
             }

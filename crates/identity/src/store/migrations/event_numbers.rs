@@ -9,8 +9,9 @@
 //! the unique event id and the time index.
 //!
 //! Which events wait for a number: on PostgreSQL, the rows of `event_pending` (written in the
-//! event's transaction, with that transaction's id, and deleted as the sequencer numbers
-//! them), since an open transaction may hold an event written before a committed one. SQLite
+//! event's statement, with its transaction's id and the columns of its number row, and deleted
+//! as the sequencer numbers them: the sequencer never reads `events`), since an open
+//! transaction may hold an event written before a committed one. SQLite
 //! has one writer at a time, so its events commit in writing order and those after the last
 //! numbered one are the ones waiting.
 //!
@@ -50,10 +51,12 @@ DROP INDEX events_subject
 const POSTGRES: &str = r#"
 CREATE TABLE event_pending (
     insert_id BIGINT PRIMARY KEY,
-    txid xid8 NOT NULL DEFAULT pg_current_xact_id()
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    account_id UUID NOT NULL,
+    subject_id UUID NOT NULL
 );
-INSERT INTO event_pending (insert_id, txid)
-    SELECT insert_id, txid FROM events WHERE sequence IS NULL;
+INSERT INTO event_pending (insert_id, txid, account_id, subject_id)
+    SELECT insert_id, txid, account_id, subject_id FROM events WHERE sequence IS NULL;
 ALTER TABLE events DROP COLUMN sequence;
 ALTER TABLE events DROP COLUMN txid
 "#;
