@@ -60,10 +60,7 @@ impl EmailAddress {
             if c.is_whitespace() {
                 return Err(EmailError::WhiteSpace(c));
             }
-            if matches!(
-                c.general_category(),
-                GeneralCategory::Control | GeneralCategory::Format
-            ) {
+            if is_invisible(c) {
                 return Err(EmailError::InvisibleCharacter(c));
             }
         }
@@ -314,11 +311,35 @@ impl LabelProblem {
     }
 }
 
+/// A control or format character: nothing an address may hold.
+fn is_invisible(c: char) -> bool {
+    // ASCII has no format characters, and its controls are known without the table.
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
+    matches!(
+        c.general_category(),
+        GeneralCategory::Control | GeneralCategory::Format
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The shortcut for ASCII finds exactly what the category table does.
+    #[test]
+    fn ascii_is_judged_as_by_its_categories() {
+        for c in (0u8..=0x7F).map(char::from) {
+            let by_category = matches!(
+                c.general_category(),
+                GeneralCategory::Control | GeneralCategory::Format
+            );
+            assert_eq!(is_invisible(c), by_category, "U+{:04X}", u32::from(c));
+        }
+    }
 
     fn parsed(input: &str) -> String {
         match EmailAddress::parse(input) {

@@ -168,6 +168,10 @@ fn check_text(field_label: &str, text: &str, max_length: usize) -> Result<(), Fi
 }
 
 fn is_forbidden_in_text(c: char) -> bool {
+    // ASCII's only such characters are its controls; the category table is for the rest.
+    if c.is_ascii() {
+        return c.is_ascii_control();
+    }
     match c.general_category() {
         GeneralCategory::Control
         | GeneralCategory::LineSeparator
@@ -321,6 +325,26 @@ impl fmt::Display for TimeZone {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcut for ASCII forbids exactly what the category table does.
+    #[test]
+    fn ascii_text_is_judged_as_by_its_categories() {
+        for c in (0u8..=0x7F).map(char::from) {
+            let by_category = matches!(
+                c.general_category(),
+                GeneralCategory::Control
+                    | GeneralCategory::LineSeparator
+                    | GeneralCategory::ParagraphSeparator
+                    | GeneralCategory::Format
+            );
+            assert_eq!(
+                is_forbidden_in_text(c),
+                by_category,
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+    }
 
     fn name(input: &str) -> Result<String, FieldError> {
         PersonName::parse("First name", input).map(|name| name.as_str().to_owned())

@@ -76,6 +76,14 @@ impl Username {
         if display.is_empty() {
             return Err(UsernameError::Empty);
         }
+        if display.bytes().all(|byte| VISIBLE_ASCII.contains(&byte)) {
+            return Self::parse_visible_ascii(display);
+        }
+        Self::parse_any(display)
+    }
+
+    /// [`Username::parse`] of a trimmed, non-empty username of any characters.
+    fn parse_any(display: &str) -> Result<Self, UsernameError> {
         check_characters(display)?;
         // NFKC expands some characters 18× (U+FDFA): stop normalising once the result is longer
         // than any username's could be. Case folding and the second NFKC shrink a string to no
@@ -101,6 +109,27 @@ impl Username {
         Ok(Self {
             display: display.to_owned(),
             canonical,
+            skeleton,
+        })
+    }
+
+    /// [`Username::parse`] of a username of visible ASCII characters only, most usernames:
+    /// what the general steps come to for them, without their tables. Such a character is no
+    /// white space, control, format, private-use or unassigned character; NFKC leaves it as it
+    /// is; full case folding lowers A–Z and leaves the rest; and a string of Latin letters and
+    /// Common digits and punctuation is single-script; so only the length can refuse it. The
+    /// skeleton goes the general way (the confusables map ASCII too: `rn` is confusable with
+    /// `m`). The test `visible_ascii_takes_the_general_steps` compares the two ways.
+    fn parse_visible_ascii(display: &str) -> Result<Self, UsernameError> {
+        if display.len() > MAX_LENGTH {
+            return Err(UsernameError::TooLong {
+                length: display.len(),
+            });
+        }
+        let skeleton = fold_and_normalize(&unicode_security::skeleton(display).collect::<String>());
+        Ok(Self {
+            display: display.to_owned(),
+            canonical: display.to_ascii_lowercase(),
             skeleton,
         })
     }
@@ -138,6 +167,9 @@ pub fn canonical_prefix(input: &str) -> Result<String, UsernameError> {
     }
     Ok(fold_and_normalize(&input.trim().nfkc().collect::<String>()))
 }
+
+/// The bytes of visible ASCII characters: `!` to `~`.
+const VISIBLE_ASCII: std::ops::RangeInclusive<u8> = 0x21..=0x7E;
 
 /// Full case folding, NFKC, then trimming: the steps that the canonical form and the skeleton
 /// share after their first NFKC.
@@ -334,6 +366,36 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The shortcut for visible ASCII decides exactly as the general steps: every character,
+    /// every pair (`rn`, `0O`, `1l` among them), and lengths around the limit.
+    #[test]
+    fn visible_ascii_takes_the_general_steps() {
+        let visible: Vec<char> = VISIBLE_ASCII.map(char::from).collect();
+        let mut inputs: Vec<String> = visible.iter().map(char::to_string).collect();
+        for a in &visible {
+            for b in &visible {
+                inputs.push(format!("{a}{b}"));
+            }
+        }
+        for length in [MAX_LENGTH - 1, MAX_LENGTH, MAX_LENGTH + 1, MAX_INPUT_BYTES] {
+            inputs.push("Ab".repeat(length).chars().take(length).collect());
+        }
+        for input in inputs {
+            assert_eq!(
+                Username::parse(&input),
+                Username::parse_any(&input),
+                "{input:?}"
+            );
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn visible_ascii_strings_take_the_general_steps(input in "[!-~]{1,300}") {
+            prop_assert_eq!(Username::parse(&input), Username::parse_any(&input));
+        }
+    }
 
     /// What the golden table expects of one input.
     enum Expected<'a> {
