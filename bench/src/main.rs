@@ -1,7 +1,8 @@
 //! `roster-bench`: Roster's load generator (issue 9).
 //!
-//! It starts the suite in-process against PostgreSQL through the test harness (bulk-import as
-//! its own `roster serve bulk-import` process, so its memory can be read), runs each scenario
+//! It starts the suite in-process against PostgreSQL through the test harness (the bulk import
+//! through `roster serve bulk-import` and `roster serve identity` processes, so that their
+//! memory can be read), runs each scenario
 //! at several concurrencies, and prints throughput, p50/p99 latency and peak memory next to a
 //! baseline measured in the same run — pgbench, a bare tonic server and h2load, the argon2
 //! limit, a bare lettre client, bare batched SQL — with the machine's load around every step.
@@ -247,7 +248,8 @@ async fn header(options: &Options) -> String {
          - tools: {}; {}\n\
          - steps: {} s warm-up + {} s measured; {} gRPC connections; database pool {}\n\
          - services: in-process through the test harness (no log subscriber, no per-caller \
-         rate limit); bulk-import as `roster serve bulk-import`\n\
+         rate limit); the bulk import through `roster serve bulk-import` and `roster serve \
+         identity` processes\n\
          - load average at start: {:.2}\n",
         machine.cores,
         machine.cpu_model,
