@@ -7,7 +7,7 @@
 //!    batch at a time, over as many runs as they take (a million-row import is a thousand
 //!    statements, not one), and [`Store::forget_purged`] drops its record once nothing is left.
 
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{DeleteStatement, Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, SqliteTransactionMode, TransactionOptions, TransactionTrait,
@@ -148,53 +148,33 @@ impl Store {
         limit: u64,
     ) -> Result<(u64, u64, u64), StoreError> {
         let id = import_id.0;
-        let chunks = Query::delete()
-            .from_table(chunk::Entity)
-            .and_where(Expr::col(chunk::Column::ImportId).eq(id))
-            .and_where(
-                Expr::col(chunk::Column::Seq).in_subquery(
-                    Query::select()
-                        .column(chunk::Column::Seq)
-                        .from(chunk::Entity)
-                        .and_where(Expr::col(chunk::Column::ImportId).eq(id))
-                        .limit(limit)
-                        .to_owned(),
-                ),
-            )
-            .to_owned();
-        let chunks = self.db.execute(&chunks).await?.rows_affected();
-        let rows = Query::delete()
-            .from_table(row::Entity)
-            .and_where(Expr::col(row::Column::ImportId).eq(id))
-            .and_where(
-                Expr::col(row::Column::RowNumber).in_subquery(
-                    Query::select()
-                        .column(row::Column::RowNumber)
-                        .from(row::Entity)
-                        .and_where(Expr::col(row::Column::ImportId).eq(id))
-                        .order_by(row::Column::RowNumber, sea_orm::Order::Asc)
-                        .limit(limit)
-                        .to_owned(),
-                ),
-            )
-            .to_owned();
-        let rows = self.db.execute(&rows).await?.rows_affected();
-        let outcomes = Query::delete()
-            .from_table(outcome::Entity)
-            .and_where(Expr::col(outcome::Column::ImportId).eq(id))
-            .and_where(
-                Expr::col(outcome::Column::RowNumber).in_subquery(
-                    Query::select()
-                        .column(outcome::Column::RowNumber)
-                        .from(outcome::Entity)
-                        .and_where(Expr::col(outcome::Column::ImportId).eq(id))
-                        .order_by(outcome::Column::RowNumber, sea_orm::Order::Asc)
-                        .limit(limit)
-                        .to_owned(),
-                ),
-            )
-            .to_owned();
-        let outcomes = self.db.execute(&outcomes).await?.rows_affected();
+        let mut deleted = [0; 3];
+        for (count, statement) in deleted.iter_mut().zip([
+            first_of_import(
+                chunk::Entity,
+                chunk::Column::ImportId,
+                chunk::Column::Seq,
+                id,
+                limit,
+            ),
+            first_of_import(
+                row::Entity,
+                row::Column::ImportId,
+                row::Column::RowNumber,
+                id,
+                limit,
+            ),
+            first_of_import(
+                outcome::Entity,
+                outcome::Column::ImportId,
+                outcome::Column::RowNumber,
+                id,
+                limit,
+            ),
+        ]) {
+            *count = self.db.execute(&statement).await?.rows_affected();
+        }
+        let [chunks, rows, outcomes] = deleted;
         Ok((chunks, rows, outcomes))
     }
 
@@ -226,4 +206,30 @@ impl Store {
         self.db.execute(&forget).await?;
         Ok(())
     }
+}
+
+/// The DELETE of the first `limit` rows of `table` (by `key`, the second column of its primary
+/// key) that belong to import `id`.
+fn first_of_import<E: EntityTrait>(
+    table: E,
+    import: E::Column,
+    key: E::Column,
+    id: Uuid,
+    limit: u64,
+) -> DeleteStatement {
+    Query::delete()
+        .from_table(table)
+        .and_where(Expr::col(import).eq(id))
+        .and_where(
+            Expr::col(key).in_subquery(
+                Query::select()
+                    .column(key)
+                    .from(table)
+                    .and_where(Expr::col(import).eq(id))
+                    .order_by(key, sea_orm::Order::Asc)
+                    .limit(limit)
+                    .to_owned(),
+            ),
+        )
+        .to_owned()
 }
