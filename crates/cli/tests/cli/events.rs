@@ -4,6 +4,7 @@
 //! event exactly once across both runs, in order; and a watch that outlives a restart of the
 //! server.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
@@ -28,7 +29,10 @@ struct Audited {
 impl Audited {
     async fn start(backend: Backend) -> Option<Audited> {
         let database = Arc::new(TestDatabase::create(backend).await?);
-        let settings = test_settings(Service::Identity, &database.url);
+        let mut settings = test_settings(Service::Identity, &database.url);
+        // An address of its own, so that its port is still free when the server comes back on
+        // it (see `restart`).
+        settings.listen_addr = SocketAddr::from(([127, 0, 0, 2], 0));
         let server = TestServer::start_with(
             Service::Identity,
             settings,
@@ -41,7 +45,9 @@ impl Audited {
         Some(Audited { server, identity })
     }
 
-    /// Stops the server and starts it again on the same address and database.
+    /// Stops the server and starts it again on the same address and database. The address is
+    /// 127.0.0.2: on 127.0.0.1 the freed port could be taken meanwhile by any of the suite's
+    /// outgoing connections (to PostgreSQL, say), whose source ports come from the same range.
     async fn restart(&mut self) {
         self.server.stop().await;
         let mut settings = self.server.settings.clone();
