@@ -3,15 +3,15 @@
 
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
 };
 
 use super::entities::{import, outcome, row};
 use super::leases::renew;
 use super::{
-    Store, StoreError, change_import, convert, delete_lease, now_millis, rows_with_outcomes,
-    skip_pending_rows, touch_import,
+    Store, StoreError, change_import, convert, delete_lease, now_millis, placeholder,
+    rows_with_outcomes, skip_pending_rows, touch_import,
 };
 use crate::domain::import::{ImportId, RowResult, StagedRow};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
@@ -145,12 +145,8 @@ async fn record_outcome_chunk(
         outcome: i32,
     }
     let backend = txn.get_database_backend();
-    // Numbered placeholders, which both databases accept more than once: the import and the
-    // owner are bound once for all rows.
-    let placeholder = |index: usize| match backend {
-        DbBackend::Postgres => format!("${index}"),
-        _ => format!("?{index}"),
-    };
+    // The import and the owner are bound once for all rows.
+    let placeholder = |index: usize| placeholder(backend, index);
     let mut values: Vec<sea_orm::Value> = vec![import_id.0.into(), owner.into()];
     let mut rows = Vec::with_capacity(results.len());
     for result in results {

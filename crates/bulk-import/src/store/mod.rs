@@ -154,10 +154,7 @@ async fn delete_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), 
 
 /// Marks the rows of an import that were not applied (yet) SKIPPED: they never will be.
 async fn skip_pending_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
-    let import = match txn.get_database_backend() {
-        DbBackend::Postgres => "$1",
-        _ => "?",
-    };
+    let import = placeholder(txn.get_database_backend(), 1);
     let sql = format!(
         "INSERT INTO import_outcomes (import_id, row_number, outcome, message) \
          SELECT staged.import_id, staged.row_number, {skipped}, '' FROM import_rows staged \
@@ -172,6 +169,15 @@ async fn skip_pending_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result
     ))
     .await
     .map(|_| ())
+}
+
+/// The `index`th (from 1) bound value of a raw statement on `backend`: `$1` or `?1`, numbered on
+/// both, so that a value may be used more than once.
+fn placeholder(backend: DbBackend, index: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${index}"),
+        _ => format!("?{index}"),
+    }
 }
 
 /// Staged rows, each with its outcome when it has one (`select_also(outcome::Entity)`).

@@ -3,12 +3,11 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ColumnTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
-    Statement,
+    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Statement,
 };
 
 use super::entities::{outcome, row};
-use super::{Store, StoreError, convert, rows_with_outcomes};
+use super::{Store, StoreError, convert, placeholder, rows_with_outcomes};
 use crate::domain::import::{ActionCounts, ImportId, StagedRow};
 use crate::domain::state::{RowAction, RowOutcome};
 
@@ -55,11 +54,7 @@ impl Store {
              ON done.import_id = staged.import_id AND done.row_number = staged.row_number \
              WHERE staged.import_id = {import} GROUP BY COALESCE(done.outcome, {pending})",
             pending = RowOutcome::Pending.code(),
-            import = if backend == DbBackend::Postgres {
-                "$1"
-            } else {
-                "?"
-            },
+            import = placeholder(backend, 1),
         );
         let statement = Statement::from_sql_and_values(backend, sql, [import_id.0.into()]);
         Ok(Counted::find_by_statement(statement)
