@@ -51,16 +51,10 @@ fn a_bulk_import_is_one_trace_through_bulk_import_identity_and_notification() {
                      Ada,Lovelace,ada@example.com\r\n\
                      Alan,Turing,alan@example.com\r\n"
             .to_vec();
-        let created = imports
-            .import_csv(&account, file)
-            .await
-            .expect("import created");
+        let validated = imports.validated_csv(&account, file, WAIT).await;
+        imports.submit(&validated.id, true).await;
         imports
-            .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
-            .await;
-        imports.submit(&created.id, true).await;
-        imports
-            .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+            .wait_for_state(&validated.id, &[pb::ImportState::Completed], WAIT)
             .await;
         assert_eq!(mail.wait_for(2, WAIT).await.len(), 2, "both users welcomed");
 

@@ -86,6 +86,22 @@ impl Imports {
         self.import_csv_in(account_id, content, "").await
     }
 
+    /// Uploads `content` inline (CreateImport) into `account_id` and waits up to `timeout` for
+    /// its validation to end VALIDATED.
+    pub async fn validated_csv(
+        &self,
+        account_id: &str,
+        content: Vec<u8>,
+        timeout: Duration,
+    ) -> imports::Import {
+        let created = self
+            .import_csv(account_id, content)
+            .await
+            .expect("CreateImport");
+        self.wait_for_state(&created.id, &[imports::ImportState::Validated], timeout)
+            .await
+    }
+
     /// Uploads `content` inline (CreateImport), naming its `encoding` (empty: detect it).
     pub async fn import_csv_in(
         &self,

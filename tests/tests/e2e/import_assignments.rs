@@ -92,12 +92,8 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         ada = ada.id,
         bob = bob.id,
     );
-    let created = imports
-        .import_csv(&account, file.into_bytes())
-        .await
-        .unwrap();
     let validated = imports
-        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .validated_csv(&account, file.into_bytes(), WAIT)
         .await;
     assert_eq!(
         (
@@ -110,7 +106,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         "{validated:?}"
     );
     let rows = imports
-        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .all_rows(&validated.id, pb::ImportRowFilter::All)
         .await;
     let update = by_row(&rows, 2);
     assert_eq!(update.action, pb::ImportRowAction::Update as i32);
@@ -144,13 +140,13 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         "sets compare equal"
     );
 
-    imports.submit(&created.id, false).await;
+    imports.submit(&validated.id, false).await;
     let done = imports
-        .wait_for_state(&created.id, &[pb::ImportState::CompletedWithErrors], WAIT)
+        .wait_for_state(&validated.id, &[pb::ImportState::CompletedWithErrors], WAIT)
         .await;
     assert_eq!((done.applied_count, done.failed_count), (2, 1), "{done:?}");
     let rows = imports
-        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .all_rows(&validated.id, pb::ImportRowFilter::All)
         .await;
     let dan = by_row(&rows, 4);
     assert_eq!(dan.outcome, pb::ImportRowOutcome::Failed as i32);
@@ -159,7 +155,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
             .starts_with("Extensions: ALREADY_EXISTS (EXTENSION_TAKEN)"),
         "{dan:?}"
     );
-    let report = parse_csv(&imports.report(&created.id).await.unwrap());
+    let report = parse_csv(&imports.report(&validated.id).await.unwrap());
     assert_eq!(report[3][6], "Failed", "{:?}", report[3]);
     assert!(
         report[3][7].contains("Extensions: ALREADY_EXISTS"),
@@ -200,31 +196,23 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         "Internal ID,First Name,Last Name,Email Address,Job Title\r\n{ada},Ada,Original,ada@example.com,Analyst\r\n",
         ada = ada.id,
     );
-    let created = imports
-        .import_csv(&account, file.into_bytes())
-        .await
-        .unwrap();
-    imports
-        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+    let validated = imports
+        .validated_csv(&account, file.into_bytes(), WAIT)
         .await;
-    imports.submit(&created.id, false).await;
+    imports.submit(&validated.id, false).await;
     imports
-        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .wait_for_state(&validated.id, &[pb::ImportState::Completed], WAIT)
         .await;
     let file = format!(
         "Internal ID,First Name,Last Name,Email Address,Roles\r\n{ada},Ada,Original,ada@example.com,\r\n",
         ada = ada.id,
     );
-    let created = imports
-        .import_csv(&account, file.into_bytes())
-        .await
-        .unwrap();
-    imports
-        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+    let validated = imports
+        .validated_csv(&account, file.into_bytes(), WAIT)
         .await;
-    imports.submit(&created.id, false).await;
+    imports.submit(&validated.id, false).await;
     imports
-        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .wait_for_state(&validated.id, &[pb::ImportState::Completed], WAIT)
         .await;
     let after = suite.identity_client().await.all_profiles(&account).await;
     let ada_now = after.iter().find(|p| p.id == ada.id).unwrap();
@@ -292,18 +280,14 @@ async fn extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in
         ));
     }
     let imports = suite.import_client().await;
-    let created = imports
-        .import_csv(&account, file.into_bytes())
-        .await
-        .unwrap();
     let validated = imports
-        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .validated_csv(&account, file.into_bytes(), WAIT)
         .await;
     assert_eq!(validated.update_count, 8, "{validated:?}");
-    imports.submit(&created.id, false).await;
+    imports.submit(&validated.id, false).await;
     let done = imports
         .wait_for_state(
-            &created.id,
+            &validated.id,
             &[
                 pb::ImportState::Completed,
                 pb::ImportState::CompletedWithErrors,
@@ -312,7 +296,7 @@ async fn extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in
         )
         .await;
     let rows = imports
-        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .all_rows(&validated.id, pb::ImportRowFilter::All)
         .await;
     assert_eq!(
         (done.applied_count, done.failed_count),

@@ -100,17 +100,13 @@ async fn bulk_import_validates_and_applies_through_identity_over_mutual_tls() {
 
     let imports_server = bulk_import(&identity, tls).await;
     let imports = Imports::new(imports_server.channel().await, ADMIN_KEY);
-    let created = imports
-        .import_csv(&account, people_csv("tls", 3))
-        .await
-        .expect("import created");
     let validated = imports
-        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .validated_csv(&account, people_csv("tls", 3), WAIT)
         .await;
     assert_eq!(validated.create_count, 3, "{validated:?}");
-    imports.submit(&created.id, false).await;
+    imports.submit(&validated.id, false).await;
     let done = imports
-        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .wait_for_state(&validated.id, &[pb::ImportState::Completed], WAIT)
         .await;
     assert_eq!(done.applied_count, 3, "{done:?}");
 

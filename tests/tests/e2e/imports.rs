@@ -302,11 +302,7 @@ async fn a_username_taken_after_preview_fails_alone(backend: Backend) {
     let other = suite.account("Other").await;
     let imports = suite.import_client().await;
     let created = imports
-        .import_csv(&account, people_csv("late", 3))
-        .await
-        .unwrap();
-    imports
-        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .validated_csv(&account, people_csv("late", 3), WAIT)
         .await;
     // Someone elsewhere on the platform takes row 3's username before the submit.
     create_profile(&suite, &other, "Quick", "late1@example.com", "", "").await;
@@ -589,11 +585,7 @@ async fn a_refused_username_in_a_row_offers_free_ones(backend: Backend) {
                 Grace,Hopper,grace@example.com,\r\n\
                 Grace,Hopper,gh@navy.example,grace.hopper\r\n";
     let created = imports
-        .import_csv(&account, file.as_bytes().to_vec())
-        .await
-        .unwrap();
-    imports
-        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .validated_csv(&account, file.as_bytes().to_vec(), WAIT)
         .await;
     let rows = imports
         .all_rows(&created.id, pb::ImportRowFilter::All)

@@ -904,10 +904,7 @@ async fn metrics_show_import_rows_processed_and_imports_by_state(backend: roster
     // Three new people and one row in error (no email address).
     let mut file = people_csv("metrics", 3);
     file.extend_from_slice(b",Nobody,Nowhere,,,,,,\r\n");
-    let created = imports.import_csv(&account, file).await.unwrap();
-    imports
-        .wait_for_state(&created.id, &[im::ImportState::Validated], WAIT)
-        .await;
+    let validated = imports.validated_csv(&account, file, WAIT).await;
 
     let scrape = Scrape::of(suite.imports.metrics_addr()).await;
     assert_eq!(
@@ -926,9 +923,9 @@ async fn metrics_show_import_rows_processed_and_imports_by_state(backend: roster
         0.0
     );
 
-    imports.submit(&created.id, false).await;
+    imports.submit(&validated.id, false).await;
     imports
-        .wait_for_state(&created.id, &[im::ImportState::CompletedWithErrors], WAIT)
+        .wait_for_state(&validated.id, &[im::ImportState::CompletedWithErrors], WAIT)
         .await;
 
     let scrape = Scrape::of(suite.imports.metrics_addr()).await;

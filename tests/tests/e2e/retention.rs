@@ -518,11 +518,7 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
     // One import never submitted, larger than a purge batch: its rows go over several
     // statements once its expiry passed.
     let big = clients[0]
-        .import_csv(&account, people_csv("big", 2500))
-        .await
-        .expect("CreateImport");
-    clients[0]
-        .wait_for_state(&big.id, &[pb::ImportState::Validated], WAIT)
+        .validated_csv(&account, people_csv("big", 2500), WAIT)
         .await;
     let mut old = vec![(big.id.clone(), rows_of(&big.id).await)];
     assert_eq!(old[0].1, 2500);
@@ -539,18 +535,14 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
             let client = clients[n].clone();
             let account = account.clone();
             async move {
-                let created = client
-                    .import_csv(&account, people_csv(&format!("r{round}n{n}-"), 3))
-                    .await
-                    .expect("CreateImport");
-                client
-                    .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+                let validated = client
+                    .validated_csv(&account, people_csv(&format!("r{round}n{n}-"), 3), WAIT)
                     .await;
-                client.submit(&created.id, false).await;
+                client.submit(&validated.id, false).await;
                 client
-                    .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+                    .wait_for_state(&validated.id, &[pb::ImportState::Completed], WAIT)
                     .await;
-                created.id
+                validated.id
             }
         });
         let [made_old, stays_young]: [String; 2] = futures::future::join_all(work)

@@ -227,17 +227,13 @@ async fn an_import_submitted_with_welcome_emails_welcomes_each_user_it_creates(b
         existing.id
     );
     let imports = suite.import_client().await;
-    let created = imports
-        .import_csv(&account, file.into_bytes())
-        .await
-        .unwrap();
-    imports
-        .wait_for_state(&created.id, &[im::ImportState::Validated], WAIT)
+    let validated = imports
+        .validated_csv(&account, file.into_bytes(), WAIT)
         .await;
-    let submitted = imports.submit(&created.id, true).await;
+    let submitted = imports.submit(&validated.id, true).await;
     assert!(submitted.send_welcome_emails);
     let done = imports
-        .wait_for_state(&created.id, &[im::ImportState::Completed], WAIT)
+        .wait_for_state(&validated.id, &[im::ImportState::Completed], WAIT)
         .await;
     assert_eq!((done.applied_count, done.failed_count), (3, 0), "{done:?}");
 
@@ -262,13 +258,10 @@ async fn an_import_submitted_without_welcome_emails_sends_none(backend: Backend)
     let account = suite.account("Quiet Ltd").await;
     let imports = suite.import_client().await;
     let file = b"First Name,Last Name,Email Address\r\nAda,Lovelace,ada@example.com\r\n".to_vec();
-    let created = imports.import_csv(&account, file).await.unwrap();
-    imports
-        .wait_for_state(&created.id, &[im::ImportState::Validated], WAIT)
-        .await;
-    imports.submit(&created.id, false).await;
+    let validated = imports.validated_csv(&account, file, WAIT).await;
+    imports.submit(&validated.id, false).await;
     let done = imports
-        .wait_for_state(&created.id, &[im::ImportState::Completed], WAIT)
+        .wait_for_state(&validated.id, &[im::ImportState::Completed], WAIT)
         .await;
     assert!(!done.send_welcome_emails);
     assert_eq!(done.applied_count, 1);
