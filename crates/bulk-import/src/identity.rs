@@ -147,13 +147,15 @@ impl Identity {
             .collect())
     }
 
-    /// Writes a batch (at most [`MAX_BATCH`]), each item on its idempotency key; with
-    /// `send_welcome_emails`, identity emails each profile it creates. The changes are recorded
-    /// in identity's audit log as the import `import_id`'s.
+    /// Writes a batch (at most [`MAX_BATCH`]), each item on its idempotency key, and the whole
+    /// on `request_id` unless it is empty (identity then keeps the items' answers in one
+    /// record); with `send_welcome_emails`, identity emails each profile it creates. The
+    /// changes are recorded in identity's audit log as the import `import_id`'s.
     pub async fn upsert(
         &self,
         account_id: &str,
         import_id: &str,
+        request_id: &str,
         items: Vec<(String, UpsertFields)>,
         send_welcome_emails: bool,
     ) -> Result<Vec<pb::ProfileUpsertResult>, Status> {
@@ -194,6 +196,7 @@ impl Identity {
                 items,
                 send_welcome_emails,
                 import_id: import_id.to_owned(),
+                request_id: request_id.to_owned(),
             }))
             .await?
             .into_inner()

@@ -325,6 +325,7 @@ pub async fn start(
         app::AppConfig {
             max_file_bytes: settings.max_file_bytes,
             import_ttl: Duration::from_secs(settings.import_ttl_seconds),
+            apply_batch_size: settings.apply_batch_size,
         },
         wake,
         keys.clone(),

@@ -552,6 +552,177 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
     );
 }
 
+/// A batch on a request_id keeps its items' answers in one record: a repeat replays the items
+/// answered then, decides the others anew and adds their answers to the record, and fifty
+/// concurrent copies of a new batch write its profiles once and all answer alike.
+async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+
+    let Some((server, identity)) = spawn(backend).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    let existing = create(&identity, person(&account, "keep@example.com", ""))
+        .await
+        .unwrap();
+    create(&identity, person(&account, "held@example.com", ""))
+        .await
+        .unwrap();
+    let item = |key: &str, id: &str, email: &str| pb::ProfileUpsert {
+        idempotency_key: key.into(),
+        id: id.into(),
+        first_name: "Alice".into(),
+        last_name: "Liddell".into(),
+        email: email.into(),
+        ..Default::default()
+    };
+    let mut request = pb::BatchUpsertProfilesRequest {
+        account_id: account.clone(),
+        items: vec![
+            item("k1", "", "new1@example.com"),
+            item("k2", "", "held@example.com"),
+            pb::ProfileUpsert {
+                job_title: "Boss".into(),
+                ..item("k3", &existing.id, "keep@example.com")
+            },
+        ],
+        request_id: "window-1".into(),
+        ..Default::default()
+    };
+    let first = identity
+        .batch_upsert_profiles(request.clone())
+        .await
+        .unwrap()
+        .results;
+    let outcome = |results: &[pb::ProfileUpsertResult], n: usize| {
+        pb::UpsertOutcome::try_from(results[n].outcome).unwrap()
+    };
+    assert_eq!(outcome(&first, 0), pb::UpsertOutcome::Created);
+    assert_eq!(first[1].error_reason, "USERNAME_TAKEN");
+    assert_eq!(outcome(&first, 2), pb::UpsertOutcome::Updated);
+
+    let db = Database::connect(&server.database.url).await.unwrap();
+    let kept = |db: sea_orm::DatabaseConnection| async move {
+        let rows = db
+            .query_all_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT request_id FROM idempotency_keys WHERE scope LIKE '%BatchUpsertProfiles%' \
+                 ORDER BY request_id",
+            ))
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| row.try_get::<String>("", "request_id").unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kept(db.clone()).await,
+        ["window-1"],
+        "one record, none per item"
+    );
+
+    // The repeat with one more item: the answered items replay (the update is not made twice),
+    // the refused one is refused again, and the new one is created and added to the record.
+    request.items.push(item("k4", "", "new4@example.com"));
+    let second = identity
+        .batch_upsert_profiles(request.clone())
+        .await
+        .unwrap()
+        .results;
+    assert_eq!(second[0], first[0]);
+    assert_eq!(second[2], first[2]);
+    assert_eq!(second[1].error_reason, "USERNAME_TAKEN");
+    assert_eq!(outcome(&second, 3), pb::UpsertOutcome::Created);
+    let third = identity
+        .batch_upsert_profiles(request.clone())
+        .await
+        .unwrap()
+        .results;
+    assert_eq!(third[3], second[3], "the added answer was kept");
+    assert_eq!(
+        third[2].profile.as_ref().unwrap().etag,
+        first[2].profile.as_ref().unwrap().etag
+    );
+    assert_eq!(kept(db.clone()).await, ["window-1"]);
+
+    // Item keys answered inside a batch's record are not looked up on their own: the same
+    // item without the request_id is decided anew, and finds its username taken by itself.
+    let alone = identity
+        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            request_id: String::new(),
+            items: vec![item("k1", "", "new1@example.com")],
+            ..request.clone()
+        })
+        .await
+        .unwrap()
+        .results;
+    assert_eq!(alone[0].error_reason, "USERNAME_TAKEN");
+
+    // Fifty copies of a new batch at once: its profiles are written once, every copy answers
+    // the same profiles.
+    let concurrent = pb::BatchUpsertProfilesRequest {
+        items: (0..20)
+            .map(|n| item(&format!("c{n}"), "", &format!("twin{n}@example.com")))
+            .collect(),
+        request_id: "window-2".into(),
+        ..request.clone()
+    };
+    let answers = futures::future::join_all((0..50).map(|_| {
+        let identity = identity.clone();
+        let request = concurrent.clone();
+        async move { identity.batch_upsert_profiles(request).await }
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    let mut answered = 0;
+    for answer in answers {
+        // A copy that lost the race three times is told to retry, never answered wrongly.
+        let results = match answer {
+            Ok(response) => response.results,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Aborted, "{status:?}");
+                continue;
+            }
+        };
+        answered += 1;
+        for result in &results {
+            assert_eq!(
+                pb::UpsertOutcome::try_from(result.outcome).unwrap(),
+                pb::UpsertOutcome::Created,
+                "{result:?}"
+            );
+            ids.insert(result.profile.as_ref().unwrap().id.clone());
+        }
+    }
+    assert!(answered > 0);
+    assert_eq!(
+        ids.len(),
+        20,
+        "each item created once, every copy answering it"
+    );
+    let listed = identity
+        .list_profiles(pb::ListProfilesRequest {
+            account_id: account.clone(),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .profiles;
+    assert_eq!(listed.len(), 2 + 2 + 20);
+    assert_eq!(kept(db).await, ["window-1", "window-2"]);
+
+    // A request_id is checked like any other.
+    let status = identity
+        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            request_id: "x".repeat(129),
+            ..request
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+}
+
 both_backends!(
     username_defaults_to_the_email,
     usernames_are_unique_across_accounts_in_canonical_form,
@@ -561,7 +732,8 @@ both_backends!(
     check_username_explains_and_suggests_free_names,
     request_id_replays_return_the_first_result,
     list_pages_and_filters,
-    batch_upsert_creates_updates_and_fails_items_alone
+    batch_upsert_creates_updates_and_fails_items_alone,
+    batch_on_a_request_id_keeps_one_record_and_replays_it
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

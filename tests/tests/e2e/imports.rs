@@ -739,7 +739,140 @@ async fn an_upgraded_import_keeps_its_outcomes(backend: Backend) {
     );
 }
 
+/// What a replica that died after identity wrote a window of rows, and before it recorded
+/// their outcomes, leaves behind is answered from what identity kept: for an import submitted
+/// now, the window's one record under `<import id>:rows:<first>-<last>` (the batch size pinned
+/// at submit); for an import submitted by a version that pinned none, each row's own key. Either
+/// way the rows are created once and report the profiles the dead replica created.
+async fn a_window_written_before_a_crash_is_answered_from_what_identity_kept(backend: Backend) {
+    use roster_bulk_import::domain::import::ImportId;
+    use roster_bulk_import::store::Store;
+    use roster_tests::clients::Identity;
+    use roster_tests::imports::IMPORT_IDENTITY_KEY;
+
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| settings.apply_batch_size = 3,
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let imports = suite.import_client().await;
+    let store = Store::new(
+        Database::connect(&suite.imports.database.url)
+            .await
+            .unwrap(),
+    );
+    // Identity as bulk-import calls it: the same key, so the same idempotency scope.
+    let as_bulk_import = Identity::new(suite.identity.channel().await, IMPORT_IDENTITY_KEY);
+
+    for pinned in [true, false] {
+        let prefix = if pinned { "pinned" } else { "legacy" };
+        let validated = imports
+            .validated_csv(&account, people_csv(prefix, 5), WAIT)
+            .await;
+        let id = ImportId(uuid::Uuid::parse_str(&validated.id).unwrap());
+        let numbers: Vec<i64> = store
+            .rows(id, None, 0, 100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.row_number)
+            .collect();
+        assert_eq!(numbers.len(), 5);
+        // The dead replica's window: row numbers 1 to 3, which holds the first data rows.
+        let written: Vec<(i64, usize)> = numbers
+            .iter()
+            .enumerate()
+            .filter(|(_, number)| **number <= 3)
+            .map(|(n, number)| (*number, n))
+            .collect();
+        assert!(!written.is_empty());
+        let items = written
+            .iter()
+            .map(|(number, n)| id::ProfileUpsert {
+                idempotency_key: format!("{}:{number}", validated.id),
+                first_name: format!("First{n}"),
+                last_name: format!("Last{n}"),
+                email: format!("{prefix}{n}@example.com"),
+                ..Default::default()
+            })
+            .collect();
+        let answered = as_bulk_import
+            .batch_upsert_profiles(id::BatchUpsertProfilesRequest {
+                account_id: account.clone(),
+                items,
+                import_id: validated.id.clone(),
+                request_id: if pinned {
+                    format!("{}:rows:1-3", validated.id)
+                } else {
+                    String::new()
+                },
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .results;
+        let created: Vec<String> = answered
+            .iter()
+            .map(|result| {
+                assert_eq!(
+                    result.outcome,
+                    id::UpsertOutcome::Created as i32,
+                    "{result:?}"
+                );
+                result.profile.as_ref().unwrap().id.clone()
+            })
+            .collect();
+
+        if pinned {
+            imports.submit(&validated.id, false).await;
+            let submitted = store.import(id).await.unwrap().unwrap();
+            assert_eq!(submitted.apply_batch_size, Some(3), "pinned at submit");
+        } else {
+            // Submitted as a version without a pinned batch size did it.
+            let current = store.import(id).await.unwrap().unwrap();
+            let tx = store.begin().await.unwrap();
+            tx.start_apply(
+                &current,
+                roster_bulk_import::domain::state::ImportState::Validated,
+                "",
+                false,
+                "",
+                None,
+            )
+            .await
+            .unwrap()
+            .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let done = imports
+            .wait_for_state(&validated.id, &[pb::ImportState::Completed], WAIT)
+            .await;
+        assert_eq!((done.applied_count, done.failed_count), (5, 0), "{done:?}");
+        let rows = store.rows(id, None, 0, 100).await.unwrap();
+        for ((number, _), profile) in written.iter().zip(&created) {
+            let row = rows.iter().find(|row| row.row_number == *number).unwrap();
+            assert_eq!(
+                row.profile_id.as_ref(),
+                Some(profile),
+                "row {number} ({prefix})"
+            );
+        }
+        let profiles = suite.identity_client().await.all_profiles(&account).await;
+        let mine = profiles
+            .iter()
+            .filter(|profile| profile.email.starts_with(prefix))
+            .count();
+        assert_eq!(mine, 5, "each row created once ({prefix})");
+    }
+}
+
 both_backends!(
     a_refused_username_in_a_row_offers_free_ones,
-    an_upgraded_import_keeps_its_outcomes
+    an_upgraded_import_keeps_its_outcomes,
+    a_window_written_before_a_crash_is_answered_from_what_identity_kept
 );

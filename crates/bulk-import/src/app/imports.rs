@@ -132,7 +132,14 @@ impl ImportApp {
         };
         let trace_context = current_traceparent();
         let import = match tx
-            .start_apply(&current, from, request_id, welcome_emails, &trace_context)
+            .start_apply(
+                &current,
+                from,
+                request_id,
+                welcome_emails,
+                &trace_context,
+                Some(self.config.apply_batch_size as i32),
+            )
             .await?
         {
             Ok(import) => import,

@@ -35,6 +35,8 @@ pub struct AppConfig {
     pub max_file_bytes: u64,
     /// How long an unsubmitted import lives.
     pub import_ttl: Duration,
+    /// Rows per batch of an apply, pinned on each import when it is submitted.
+    pub apply_batch_size: usize,
 }
 
 /// The use cases over bulk-import's store.

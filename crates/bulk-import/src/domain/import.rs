@@ -93,6 +93,11 @@ pub struct Import {
     pub delimiter: Option<String>,
     /// `CRLF`, `LF`, `CR` or `MIXED`, once validation read the file's lines.
     pub line_ending: Option<String>,
+    /// Rows per batch of the apply, pinned by SubmitImport so that every replica that works on
+    /// the import sends the same windows of rows, each repeatable whole on one idempotency key.
+    /// `None` for imports submitted by versions that did not pin it, whose rows go on one
+    /// idempotency key each.
+    pub apply_batch_size: Option<i32>,
 }
 
 /// What a new import is made of; the rest starts empty.
@@ -150,6 +155,7 @@ impl Import {
             encoding_given: false,
             delimiter: None,
             line_ending: None,
+            apply_batch_size: None,
         }
     }
 

@@ -1,10 +1,15 @@
 //! The apply: CREATE and UPDATE rows are written through identity's BatchUpsertProfiles in
 //! file order, a batch at a time, each row on the idempotency key `<import id>:<row number>`.
+//! A batch is a window of row numbers whose size was pinned on the import when it was
+//! submitted, so every replica cuts the file into the same windows, and each window goes on
+//! the request_id `<import id>:rows:<first>-<last>`: identity keeps the answers of a window's
+//! rows in one record (imports submitted before the size was pinned send no request_id, and
+//! identity keeps one record per row, as it did when their rows were written).
 //!
 //! Progress is each row's recorded outcome. A replica that takes over after a crash starts at
 //! the first row without one; rows of a batch that identity wrote but whose outcome was never
-//! recorded are sent again, and identity answers them from their idempotency keys without
-//! writing anything twice.
+//! recorded are sent again, in their window, and identity answers them from what it kept
+//! without writing anything twice.
 
 use std::collections::HashMap;
 
@@ -24,12 +29,16 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     // Rows are read in windows of row numbers, each bounded whatever plan the database picks:
     // a plain "after row N, first 500" was planned (without statistics) as a scan of every
     // row left, once per batch.
+    let pinned = import
+        .apply_batch_size
+        .map(|size| i64::from(size).clamp(1, crate::identity::MAX_BATCH as i64));
     let mut windows = Windows {
         after: 0,
         applying: true,
         last: store.last_row_number(job.import_id).await?.unwrap_or(0),
-        size: job.context.config.apply_batch as i64,
+        size: pinned.unwrap_or(job.context.config.apply_batch as i64),
         per_group: job.context.config.apply_batches_in_flight.max(1),
+        keyed: pinned.is_some(),
     };
     // While identity writes one group of batches, the outcomes of the group before are
     // recorded and the rows of the group after are read: bulk-import's own database work is
@@ -105,12 +114,21 @@ struct Windows {
     per_group: usize,
     /// False once the import was found no longer APPLYING (cancelled).
     applying: bool,
+    /// Each window goes on a request_id of its own (the import pinned its batch size).
+    keyed: bool,
+}
+
+/// The rows still to write of one window of row numbers.
+struct Window {
+    /// The window's request_id; empty for imports that did not pin their batch size.
+    request_id: String,
+    rows: Vec<StagedRow>,
 }
 
 impl Windows {
     /// The rows still to write of the next windows that have any, one batch per window, up to
     /// `per_group` batches; none at the end, or once the import is no longer APPLYING.
-    async fn next_group(&mut self, job: &Job) -> Result<Vec<Vec<StagedRow>>, JobError> {
+    async fn next_group(&mut self, job: &Job) -> Result<Vec<Window>, JobError> {
         let store = &job.context.store;
         let mut group = Vec::new();
         if self.applying && self.after < self.last {
@@ -126,9 +144,14 @@ impl Windows {
         while group.len() < self.per_group && self.after < self.last {
             let upto = self.after + self.size;
             let rows = store.pending_rows(job.import_id, self.after, upto).await?;
+            let request_id = if self.keyed {
+                format!("{}:rows:{}-{upto}", job.import_id, self.after + 1)
+            } else {
+                String::new()
+            };
             self.after = upto;
             if !rows.is_empty() {
-                group.push(rows);
+                group.push(Window { request_id, rows });
             }
         }
         Ok(group)
@@ -159,11 +182,11 @@ async fn record(job: &Job, results: &[RowResult]) -> Result<(), JobError> {
 async fn write_group(
     job: &Job,
     import: &Import,
-    group: Vec<Vec<StagedRow>>,
+    group: Vec<Window>,
 ) -> (Vec<RowResult>, Option<JobError>) {
     let mut prepared = Vec::with_capacity(group.len());
-    for rows in group {
-        match prepare(job, import, rows).await {
+    for window in group {
+        match prepare(job, import, window).await {
             Ok(batch) => prepared.push(batch),
             Err(error) => return (Vec::new(), Some(error)),
         }
@@ -194,6 +217,8 @@ async fn write_group(
 
 /// A batch ready for identity: each row's write on its idempotency key.
 struct Prepared {
+    /// The window's request_id (empty: none).
+    request_id: String,
     rows: Vec<StagedRow>,
     items: Vec<(String, UpsertFields)>,
     /// Some row takes an extension number away from its profile.
@@ -202,7 +227,8 @@ struct Prepared {
 
 /// Builds a batch's writes; an update takes the profile's value as it is now for each column
 /// the file lacks.
-async fn prepare(job: &Job, import: &Import, rows: Vec<StagedRow>) -> Result<Prepared, JobError> {
+async fn prepare(job: &Job, import: &Import, window: Window) -> Result<Prepared, JobError> {
+    let Window { request_id, rows } = window;
     let identity = &job.context.identity;
     let account_id = &import.account_id.to_string();
     let update_ids: Vec<String> = rows
@@ -245,6 +271,7 @@ async fn prepare(job: &Job, import: &Import, rows: Vec<StagedRow>) -> Result<Pre
         })
         .collect();
     Ok(Prepared {
+        request_id,
         rows,
         items,
         frees_extensions,
@@ -261,6 +288,7 @@ async fn send(job: &Job, import: &Import, batch: &Prepared) -> Result<Vec<RowRes
             identity.upsert(
                 account_id,
                 &import_id,
+                &batch.request_id,
                 batch.items.clone(),
                 import.welcome_emails,
             )

@@ -48,6 +48,7 @@ pub(super) fn import(model: import::Model) -> Import {
         encoding_given: model.encoding_given,
         delimiter: model.delimiter,
         line_ending: model.line_ending,
+        apply_batch_size: model.apply_batch_size,
     }
 }
 
@@ -81,6 +82,7 @@ pub(super) fn import_model(import: &Import) -> import::ActiveModel {
         encoding_given: Set(import.encoding_given),
         delimiter: Set(import.delimiter.clone()),
         line_ending: Set(import.line_ending.clone()),
+        apply_batch_size: Set(import.apply_batch_size),
     }
 }
 

@@ -48,6 +48,9 @@ pub mod import {
         pub delimiter: Option<String>,
         /// `CRLF`, `LF`, `CR` or `MIXED`, once validation read the file's lines.
         pub line_ending: Option<String>,
+        /// Rows per batch of the apply, set by SubmitImport; NULL for imports submitted by
+        /// versions that did not pin it.
+        pub apply_batch_size: Option<i32>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -114,7 +114,9 @@ impl Tx {
 
     /// Moves an import from `from` to APPLYING and hands it to the workers (a lease to claim):
     /// one conditional UPDATE. It records the submit's request id, whether the apply sends
-    /// welcome emails, and `trace_context` for the apply when the import has none. Returns
+    /// welcome emails, the rows per batch of its apply (`apply_batch_size`, kept whatever the
+    /// replica that resumes it is configured with), and `trace_context` for the apply when
+    /// the import has none. Returns
     /// the import as it is after the step, or the state it was found in when it was no longer
     /// in `from` (`None`: gone).
     pub async fn start_apply(
@@ -124,6 +126,7 @@ impl Tx {
         request_id: &str,
         welcome_emails: bool,
         trace_context: &str,
+        apply_batch_size: Option<i32>,
     ) -> Result<Result<Import, Option<ImportState>>, StoreError> {
         let id = current.id;
         let updated = change_import(id, super::now_millis())
@@ -137,6 +140,10 @@ impl Tx {
             )
             .col_expr(import::Column::ExpireAt, Expr::value(Option::<i64>::None))
             .col_expr(import::Column::WelcomeEmails, Expr::value(welcome_emails))
+            .col_expr(
+                import::Column::ApplyBatchSize,
+                Expr::value(apply_batch_size),
+            )
             .col_expr(
                 import::Column::TraceContext,
                 Expr::value(if current.trace_context.is_empty() {

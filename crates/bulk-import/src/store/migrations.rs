@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddFileFormat),
             Box::new(AddRetention),
             Box::new(SeparateOutcomes),
+            Box::new(PinApplyBatchSize),
         ]
     }
 }
@@ -49,6 +50,7 @@ enum Imports {
     EncodingGiven,
     Delimiter,
     LineEnding,
+    ApplyBatchSize,
 }
 
 #[derive(DeriveIden)]
@@ -512,5 +514,31 @@ impl MigrationTrait for SeparateOutcomes {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// `imports.apply_batch_size`: the rows per batch of an import's apply, pinned when it is
+/// submitted, so that every replica sends the same windows of rows and identity can keep one
+/// answer per window instead of one per row. Imports submitted before keep NULL and their rows
+/// their own idempotency keys, which is what identity kept their written rows under.
+struct PinApplyBatchSize;
+
+impl MigrationName for PinApplyBatchSize {
+    fn name(&self) -> &str {
+        "m20261206_000007_import_apply_batch_size"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PinApplyBatchSize {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Imports::Table)
+                    .add_column(ColumnDef::new(Imports::ApplyBatchSize).integer().null())
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -1,7 +1,8 @@
 //! A bulk-import process killed with SIGKILL in the middle of applying a 50,000-row import, on
 //! PostgreSQL, with identity and bulk-import as real `roster serve` processes: the restarted
 //! process claims the import once the dead one's lease expires and completes it. Every row is
-//! applied exactly once, identity holds no duplicate profile, and the report is complete.
+//! applied exactly once, identity holds no duplicate profile, and the report is complete —
+//! also when the restarted process is configured with another batch size.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -54,6 +55,7 @@ fn bulk_import_env(
     database_url: &str,
     keys: &Path,
     identity_port: u16,
+    apply_batch_size: usize,
 ) -> Vec<(String, String)> {
     [
         ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
@@ -63,7 +65,7 @@ fn bulk_import_env(
         ("IDENTITY_KEY", ADMIN_KEY.to_owned()),
         ("LEASE_SECONDS", "3".to_owned()),
         ("POLL_INTERVAL_MILLIS", "200".to_owned()),
-        ("APPLY_BATCH_SIZE", "1000".to_owned()),
+        ("APPLY_BATCH_SIZE", apply_batch_size.to_string()),
         ("MAX_MESSAGE_BYTES", (16 * 1024 * 1024).to_string()),
     ]
     .into_iter()
@@ -115,7 +117,7 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
     let first_port = free_port();
     let mut first = Killed(serve(
         "bulk-import",
-        &bulk_import_env(first_port, &import_db.url, &keys, identity_port),
+        &bulk_import_env(first_port, &import_db.url, &keys, identity_port, 1000),
         &dir.path().join("bulk-import-1.log"),
     ));
     let imports = Imports::new(
@@ -175,7 +177,9 @@ async fn sigkill_while_applying_then_restart_applies_every_row_exactly_once() {
     let second_port = free_port();
     let _second = Killed(serve(
         "bulk-import",
-        &bulk_import_env(second_port, &import_db.url, &keys, identity_port),
+        // Configured with another batch size: the import keeps the one pinned when it was
+        // submitted, so the window the dead process may have written is sent again whole.
+        &bulk_import_env(second_port, &import_db.url, &keys, identity_port, 300),
         &dir.path().join("bulk-import-2.log"),
     ));
     let imports = Imports::new(

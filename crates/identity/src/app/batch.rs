@@ -3,6 +3,10 @@
 //! username, an invalid field or an extension number held by another profile fails that item,
 //! and the others go through.
 //!
+//! The items' answers are kept for replay either one record per item key, or — when the call
+//! has a request_id — together in one record of the batch, which saves a write and a lookup
+//! per item for callers that repeat a batch whole (bulk-import's windows of rows).
+//!
 //! What becomes of each item is decided by the pure planner in [`crate::domain::batch`]; this
 //! module reads what it needs, carries the plan out and keeps each answer. The database has the
 //! last word (the unique indexes of the username registry and of `extensions`): when a
@@ -13,6 +17,7 @@
 use std::collections::{HashMap, HashSet};
 
 use roster_runtime::Caller;
+use serde::{Deserialize, Serialize};
 
 use super::events::origin;
 use super::{Identity, decode_kept, emails, request_scope, usernames};
@@ -39,6 +44,39 @@ pub struct UpsertResult {
     pub outcome: Result<KeptUpsert, IdentityError>,
 }
 
+/// The answers of a batch's items kept by an earlier call.
+enum Kept {
+    /// One record per item key (a call without request_id), encoded.
+    PerItem(HashMap<String, Vec<u8>>),
+    /// The batch's one record (a call with a request_id); `None` when it was never answered.
+    Batch(Option<KeptBatch>),
+}
+
+/// What a batch called with a request_id keeps: each answered item's answer, by item key.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct KeptBatch {
+    items: HashMap<String, KeptUpsert>,
+}
+
+impl Kept {
+    fn contains(&self, key: &str) -> bool {
+        match self {
+            Kept::PerItem(stored) => stored.contains_key(key),
+            Kept::Batch(record) => record
+                .as_ref()
+                .is_some_and(|record| record.items.contains_key(key)),
+        }
+    }
+
+    /// The first answer to the item `key`, if it was answered.
+    fn answer(&self, key: &str) -> Option<Result<KeptUpsert, IdentityError>> {
+        match self {
+            Kept::PerItem(stored) => stored.get(key).map(|bytes| decode_kept(bytes)),
+            Kept::Batch(record) => record.as_ref()?.items.get(key).cloned().map(Ok),
+        }
+    }
+}
+
 /// One try at a batch.
 enum Attempt {
     Done(Vec<UpsertResult>),
@@ -49,17 +87,25 @@ enum Attempt {
 impl Identity {
     /// Creates and updates the profiles of `items` in `account_id`, each item answered on its
     /// own (see the module doc).
+    /// With a `request_id` the items' answers are kept in one record of the batch (empty:
+    /// one record per item key).
     pub async fn upsert_profiles(
         &self,
         caller: &Caller,
         account_id: AccountId,
+        request_id: &str,
         items: Vec<UpsertItem>,
         send_welcome_emails: bool,
     ) -> Result<Vec<UpsertResult>, IdentityError> {
-        let scope = request_scope(caller, &format!("BatchUpsertProfiles:{account_id}"));
+        // A batch's record has a scope of its own: a request_id never meets an item key.
+        let scope = match request_id {
+            "" => request_scope(caller, &format!("BatchUpsertProfiles:{account_id}")),
+            _ => request_scope(caller, &format!("BatchUpsertProfiles.batch:{account_id}")),
+        };
+        let key = Some(request_id).filter(|id| !id.is_empty());
         for _ in 0..ATTEMPTS {
             if let Attempt::Done(mut results) = self
-                .attempt(caller, &scope, account_id, &items, send_welcome_emails)
+                .attempt(caller, &scope, key, account_id, &items, send_welcome_emails)
                 .await?
             {
                 self.suggest_for_refused(&items, &mut results).await;
@@ -76,6 +122,7 @@ impl Identity {
         &self,
         caller: &Caller,
         scope: &str,
+        request_id: Option<&str>,
         account_id: AccountId,
         items: &[UpsertItem],
         send_welcome_emails: bool,
@@ -87,14 +134,24 @@ impl Identity {
             .await?
             .ok_or(IdentityError::NotFound("account"))?;
         account.ensure_open()?;
-        let keys: Vec<String> = items
-            .iter()
-            .map(|item| item.idempotency_key.clone())
-            .collect();
-        let stored = store.stored_responses(&txn, scope, &keys).await?;
+        let stored = match request_id {
+            None => {
+                let keys: Vec<String> = items
+                    .iter()
+                    .map(|item| item.idempotency_key.clone())
+                    .collect();
+                Kept::PerItem(store.stored_responses(&txn, scope, &keys).await?)
+            }
+            Some(request_id) => {
+                Kept::Batch(match store.batch_answers(&txn, scope, request_id).await? {
+                    None => None,
+                    Some(bytes) => Some(decode_kept::<KeptBatch>(&bytes)?),
+                })
+            }
+        };
         let targets: Vec<ProfileId> = items
             .iter()
-            .filter(|item| !stored.contains_key(&item.idempotency_key))
+            .filter(|item| !stored.contains(&item.idempotency_key))
             .filter_map(UpsertItem::profile_id)
             .collect();
         // Only the batch's own account: an id of another account's profile is neither locked
@@ -120,8 +177,8 @@ impl Identity {
             items
                 .iter()
                 .map(|item| {
-                    if let Some(kept) = stored.get(&item.idempotency_key) {
-                        return decode_kept::<KeptUpsert>(kept).map_or_else(Plan::Failed, |kept| {
+                    if let Some(kept) = stored.answer(&item.idempotency_key) {
+                        return kept.map_or_else(Plan::Failed, |kept| {
                             Plan::Replay(kept.outcome, kept.profile)
                         });
                     }
@@ -291,10 +348,7 @@ impl Identity {
                 (Plan::Replay(outcome, profile), _) => Ok(KeptUpsert { outcome, profile }),
                 (Plan::Failed(error), _) => Err(error),
                 (_, Some(kept)) => {
-                    let encoded = serde_json::to_vec(&kept).map_err(|error| {
-                        IdentityError::Corrupt(format!("answer to keep: {error}"))
-                    })?;
-                    to_keep.push((item.idempotency_key.clone(), encoded));
+                    to_keep.push((item.idempotency_key.clone(), kept.clone()));
                     Ok(kept)
                 }
                 (_, None) => Err(IdentityError::Corrupt("batch item without a plan".into())),
@@ -304,7 +358,9 @@ impl Identity {
                 outcome,
             });
         }
-        store.store_responses(&txn, scope, to_keep).await?;
+        if !keep_answers(store, &txn, scope, request_id, stored, to_keep).await? {
+            return Ok(Attempt::LostRace);
+        }
         txn.commit().await.map_err(StoreError::from)?;
         Ok(Attempt::Done(results))
     }
@@ -365,6 +421,44 @@ impl Identity {
             }
         }
     }
+}
+
+/// Keeps the answers of the items this try wrote: one record per item key, or, for a call with
+/// a request_id, the batch's record with them added. False when a concurrent twin of the call
+/// kept the batch's record first: this try is rolled back, and the next one replays the twin's
+/// answers.
+async fn keep_answers(
+    store: &crate::store::Store,
+    txn: &sea_orm::DatabaseTransaction,
+    scope: &str,
+    request_id: Option<&str>,
+    stored: Kept,
+    answers: Vec<(String, KeptUpsert)>,
+) -> Result<bool, IdentityError> {
+    let (Some(request_id), Kept::Batch(record)) = (request_id, stored) else {
+        let encoded = answers
+            .into_iter()
+            .map(|(key, answer)| Ok((key, encode_kept(&answer)?)))
+            .collect::<Result<Vec<_>, IdentityError>>()?;
+        store.store_responses(txn, scope, encoded).await?;
+        return Ok(true);
+    };
+    let existed = record.is_some();
+    // A first call keeps its record even without an answer in it: a concurrent twin that
+    // kept one first is found this way, and this try is decided again as a replay of it.
+    if answers.is_empty() && existed {
+        return Ok(true);
+    }
+    let mut record = record.unwrap_or_default();
+    record.items.extend(answers);
+    Ok(store
+        .keep_batch_answers(txn, scope, request_id, encode_kept(&record)?, existed)
+        .await?)
+}
+
+fn encode_kept(answer: &impl Serialize) -> Result<Vec<u8>, IdentityError> {
+    serde_json::to_vec(answer)
+        .map_err(|error| IdentityError::Corrupt(format!("answer to keep: {error}")))
 }
 
 /// The usernames that `plans` register, each with the profile that will hold it.

@@ -99,6 +99,46 @@ impl Store {
         Ok(())
     }
 
+    /// The answers kept for a whole batch under `(scope, request_id)`, if it was answered
+    /// before. On PostgreSQL the record stays locked until the transaction ends, so that two
+    /// concurrent repeats of a batch add their answers to it one after the other.
+    pub async fn batch_answers(
+        &self,
+        txn: &DatabaseTransaction,
+        scope: &str,
+        request_id: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut query =
+            idempotency_key::Entity::find_by_id((scope.to_owned(), request_id.to_owned()));
+        if crate::store::is_postgres(txn) {
+            query = query.lock_exclusive();
+        }
+        Ok(query.one(txn).await?.map(|row| row.response))
+    }
+
+    /// Keeps a batch's answers under `(scope, request_id)`: replaces the record that
+    /// [`Store::batch_answers`] found (and locked) when `existed`, or inserts it. False when
+    /// the insert found a record kept meanwhile by a concurrent twin of the call.
+    pub async fn keep_batch_answers(
+        &self,
+        txn: &DatabaseTransaction,
+        scope: &str,
+        request_id: &str,
+        response: Vec<u8>,
+        existed: bool,
+    ) -> Result<bool, StoreError> {
+        if !existed {
+            return self.keep_response(txn, scope, request_id, response).await;
+        }
+        let updated = idempotency_key::Entity::update_many()
+            .col_expr(idempotency_key::Column::Response, Expr::value(response))
+            .filter(idempotency_key::Column::Scope.eq(scope))
+            .filter(idempotency_key::Column::RequestId.eq(request_id))
+            .exec(txn)
+            .await?;
+        Ok(updated.rows_affected == 1)
+    }
+
     /// The profiles among `ids` that belong to `accounts` (`None`: to any account), locked
     /// for update until the transaction ends (PostgreSQL; SQLite serialises writers anyway).
     ///

@@ -3,7 +3,7 @@
 
 use roster_proto::identity::v1 as pb;
 use roster_runtime::ApiError;
-use roster_runtime::request::{check_batch, parse_id};
+use roster_runtime::request::{check_batch, check_request_id, parse_id};
 use tonic::{Request, Response};
 use uuid::Uuid;
 
@@ -59,6 +59,7 @@ pub(super) async fn upsert(
     let account_id = parse_id("account_id", &request.account_id)?;
     caller.require_account(account_id)?;
     check_batch("items", "items", request.items.len(), MAX_BATCH)?;
+    check_request_id("request_id", &request.request_id)?;
     let caller = match request.import_id.as_str() {
         "" => caller,
         import_id => {
@@ -73,6 +74,7 @@ pub(super) async fn upsert(
         .upsert_profiles(
             &caller,
             AccountId(account_id),
+            &request.request_id,
             items,
             request.send_welcome_emails,
         )
