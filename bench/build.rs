@@ -4,7 +4,9 @@
 use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    // Read when the script runs, not when it was compiled: a build script compiled for a
+    // checkout elsewhere may be reused for this one.
+    let root = Path::new(&std::env::var("CARGO_MANIFEST_DIR")?).join("proto");
     let file = root.join("echo.proto");
     println!("cargo:rerun-if-changed={}", file.display());
     let descriptors = protox::compile([&file], [&root])?;
