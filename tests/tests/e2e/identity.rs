@@ -710,7 +710,38 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
         .unwrap()
         .profiles;
     assert_eq!(listed.len(), 2 + 2 + 20);
-    assert_eq!(kept(db).await, ["window-1", "window-2"]);
+    assert_eq!(kept(db.clone()).await, ["window-1", "window-2"]);
+
+    // A record answers one batch at most: a full batch's request_id sent again with an item of
+    // another key is refused before anything is written, and the batch itself still replays.
+    let full = pb::BatchUpsertProfilesRequest {
+        items: (0..1000)
+            .map(|n| item(&format!("f{n}"), "", &format!("full{n}@example.com")))
+            .collect(),
+        request_id: "window-full".into(),
+        ..request.clone()
+    };
+    let answered = identity
+        .batch_upsert_profiles(full.clone())
+        .await
+        .unwrap()
+        .results;
+    assert!(answered.iter().all(|result| result.profile.is_some()));
+    let mut grown = full.clone();
+    grown.items = vec![item("f-extra", "", "extra@example.com")];
+    let status = identity.batch_upsert_profiles(grown).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("new request_id"), "{status:?}");
+    let check = identity
+        .check_username(pb::CheckUsernameRequest {
+            username: "extra@example.com".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(check.available, "the refused call wrote nothing");
+    let replayed = identity.batch_upsert_profiles(full).await.unwrap().results;
+    assert_eq!(replayed, answered);
 
     // A request_id is checked like any other.
     let status = identity

@@ -23,8 +23,8 @@ use super::events::origin;
 use super::{Identity, decode_kept, emails, request_scope, usernames};
 use crate::domain::assignment::{Extension, Role};
 use crate::domain::batch::{
-    KeptUpsert, Plan, UpsertItem, UpsertOutcome, decide_extensions, first_claims_win, new_username,
-    plan, wanted_numbers,
+    KeptUpsert, MAX_BATCH, Plan, UpsertItem, UpsertOutcome, decide_extensions, first_claims_win,
+    new_username, plan, wanted_numbers,
 };
 use crate::domain::error::{IdentityError, Refusal};
 use crate::domain::event::{self, NewEvent, Origin};
@@ -143,10 +143,14 @@ impl Identity {
                 Kept::PerItem(store.stored_responses(&txn, scope, &keys).await?)
             }
             Some(request_id) => {
-                Kept::Batch(match store.batch_answers(&txn, scope, request_id).await? {
+                let record = match store.batch_answers(&txn, scope, request_id).await? {
                     None => None,
                     Some(bytes) => Some(decode_kept::<KeptBatch>(&bytes)?),
-                })
+                };
+                if let Some(record) = &record {
+                    within_one_batch(record, items)?;
+                }
+                Kept::Batch(record)
             }
         };
         let targets: Vec<ProfileId> = items
@@ -421,6 +425,26 @@ impl Identity {
             }
         }
     }
+}
+
+/// A batch's record holds the answers of one batch at most: a request_id sent again with items
+/// of other keys, so that the record would answer more than [`MAX_BATCH`] item keys, is refused
+/// before anything is written. Without the bound, one key's record could be grown call after
+/// call, and every repeat would read and rewrite all of it.
+fn within_one_batch(record: &KeptBatch, items: &[UpsertItem]) -> Result<(), IdentityError> {
+    let added: HashSet<&str> = items
+        .iter()
+        .map(|item| item.idempotency_key.as_str())
+        .filter(|key| !record.items.contains_key(*key))
+        .collect();
+    if record.items.len() + added.len() > MAX_BATCH {
+        return Err(IdentityError::Precondition(format!(
+            "this request_id already answers {} items, and a batch's request_id answers at most \
+             {MAX_BATCH}: it is for repeating that batch; send other items under a new request_id",
+            record.items.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Keeps the answers of the items this try wrote: one record per item key, or, for a call with
