@@ -18,6 +18,19 @@ fn person(account_id: &str, email: &str, username: &str) -> pb::CreateProfileReq
     }
 }
 
+/// A BatchUpsertProfiles item for Alice Liddell.
+fn upsert(key: &str, id: &str, email: &str, username: &str) -> pb::ProfileUpsert {
+    pb::ProfileUpsert {
+        idempotency_key: key.into(),
+        id: id.into(),
+        first_name: "Alice".into(),
+        last_name: "Liddell".into(),
+        email: email.into(),
+        username: username.into(),
+        ..Default::default()
+    }
+}
+
 async fn create(
     identity: &Identity,
     request: pb::CreateProfileRequest,
@@ -470,15 +483,7 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
         .await
         .unwrap();
 
-    let item = |key: &str, id: &str, email: &str, username: &str| pb::ProfileUpsert {
-        idempotency_key: key.into(),
-        id: id.into(),
-        first_name: "Alice".into(),
-        last_name: "Liddell".into(),
-        email: email.into(),
-        username: username.into(),
-        ..Default::default()
-    };
+    let item = upsert;
     let items = vec![
         item("k1", "", "new1@example.com", ""),
         item("k2", "", "new2@example.com", ""),
@@ -568,14 +573,7 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
     create(&identity, person(&account, "held@example.com", ""))
         .await
         .unwrap();
-    let item = |key: &str, id: &str, email: &str| pb::ProfileUpsert {
-        idempotency_key: key.into(),
-        id: id.into(),
-        first_name: "Alice".into(),
-        last_name: "Liddell".into(),
-        email: email.into(),
-        ..Default::default()
-    };
+    let item = |key: &str, id: &str, email: &str| upsert(key, id, email, "");
     let mut request = pb::BatchUpsertProfilesRequest {
         account_id: account.clone(),
         items: vec![
