@@ -232,6 +232,17 @@ impl Identity {
             .expect("profile")
     }
 
+    /// The results of a BatchUpsertProfiles call that must be answered.
+    pub async fn upserted(
+        &self,
+        request: identity::BatchUpsertProfilesRequest,
+    ) -> Vec<identity::ProfileUpsertResult> {
+        self.batch_upsert_profiles(request)
+            .await
+            .expect("BatchUpsertProfiles")
+            .results
+    }
+
     /// Every current profile of `account_id`, through ListProfiles paging.
     pub async fn all_profiles(&self, account_id: &str) -> Vec<identity::Profile> {
         let mut profiles = Vec::new();

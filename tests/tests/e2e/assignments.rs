@@ -890,11 +890,7 @@ async fn batch_upsert_sets_assignments_and_fails_colliding_items_alone(backend: 
         send_welcome_emails: false,
         ..Default::default()
     };
-    let results = identity
-        .batch_upsert_profiles(request.clone())
-        .await
-        .unwrap()
-        .results;
+    let results = identity.upserted(request.clone()).await;
     let outcome = |n: usize| pb::UpsertOutcome::try_from(results[n].outcome).unwrap();
     let held = |n: usize| {
         numbers(results[n].profile.as_ref().unwrap())
@@ -975,16 +971,12 @@ async fn batch_upsert_sets_assignments_and_fails_colliding_items_alone(backend: 
     assert_eq!(identity.profile(&mover.id).await, *moved);
 
     // Replays answer as the first time; equal fields and assignments are UNCHANGED.
-    let replay = identity
-        .batch_upsert_profiles(request)
-        .await
-        .unwrap()
-        .results;
+    let replay = identity.upserted(request).await;
     for n in [0, 3, 4, 9] {
         assert_eq!(replay[n], results[n], "item {n}");
     }
     let same = identity
-        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+        .upserted(pb::BatchUpsertProfilesRequest {
             account_id: account.clone(),
             items: vec![
                 item(
@@ -1014,9 +1006,7 @@ async fn batch_upsert_sets_assignments_and_fails_colliding_items_alone(backend: 
             send_welcome_emails: false,
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .results;
+        .await;
     assert_eq!(
         pb::UpsertOutcome::try_from(same[0].outcome).unwrap(),
         pb::UpsertOutcome::Unchanged

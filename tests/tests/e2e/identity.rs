@@ -503,11 +503,7 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
         send_welcome_emails: false,
         ..Default::default()
     };
-    let results = identity
-        .batch_upsert_profiles(request.clone())
-        .await
-        .unwrap()
-        .results;
+    let results = identity.upserted(request.clone()).await;
     let outcome = |n: usize| pb::UpsertOutcome::try_from(results[n].outcome).unwrap();
     assert_eq!(results.len(), 8);
     assert_eq!(outcome(0), pb::UpsertOutcome::Created);
@@ -525,11 +521,7 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
     assert_eq!(outcome(7), pb::UpsertOutcome::Failed);
     assert_eq!(results[7].error_reason, "USERNAME_TAKEN");
 
-    let replay = identity
-        .batch_upsert_profiles(request)
-        .await
-        .unwrap()
-        .results;
+    let replay = identity.upserted(request).await;
     for n in [0, 1, 2, 3] {
         assert_eq!(replay[n], results[n], "item {n} replays its first result");
     }
@@ -587,11 +579,7 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
         request_id: "window-1".into(),
         ..Default::default()
     };
-    let first = identity
-        .batch_upsert_profiles(request.clone())
-        .await
-        .unwrap()
-        .results;
+    let first = identity.upserted(request.clone()).await;
     let outcome = |results: &[pb::ProfileUpsertResult], n: usize| {
         pb::UpsertOutcome::try_from(results[n].outcome).unwrap()
     };
@@ -622,20 +610,12 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
     // The repeat with one more item: the answered items replay (the update is not made twice),
     // the refused one is refused again, and the new one is created and added to the record.
     request.items.push(item("k4", "", "new4@example.com"));
-    let second = identity
-        .batch_upsert_profiles(request.clone())
-        .await
-        .unwrap()
-        .results;
+    let second = identity.upserted(request.clone()).await;
     assert_eq!(second[0], first[0]);
     assert_eq!(second[2], first[2]);
     assert_eq!(second[1].error_reason, "USERNAME_TAKEN");
     assert_eq!(outcome(&second, 3), pb::UpsertOutcome::Created);
-    let third = identity
-        .batch_upsert_profiles(request.clone())
-        .await
-        .unwrap()
-        .results;
+    let third = identity.upserted(request.clone()).await;
     assert_eq!(third[3], second[3], "the added answer was kept");
     assert_eq!(
         third[2].profile.as_ref().unwrap().etag,
@@ -646,14 +626,12 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
     // Item keys answered inside a batch's record are not looked up on their own: the same
     // item without the request_id is decided anew, and finds its username taken by itself.
     let alone = identity
-        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+        .upserted(pb::BatchUpsertProfilesRequest {
             request_id: String::new(),
             items: vec![item("k1", "", "new1@example.com")],
             ..request.clone()
         })
-        .await
-        .unwrap()
-        .results;
+        .await;
     assert_eq!(alone[0].error_reason, "USERNAME_TAKEN");
 
     // Fifty copies of a new batch at once: its profiles are written once, every copy answers
@@ -719,11 +697,7 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
         request_id: "window-full".into(),
         ..request.clone()
     };
-    let answered = identity
-        .batch_upsert_profiles(full.clone())
-        .await
-        .unwrap()
-        .results;
+    let answered = identity.upserted(full.clone()).await;
     assert!(answered.iter().all(|result| result.profile.is_some()));
     let mut grown = full.clone();
     grown.items = vec![item("f-extra", "", "extra@example.com")];
@@ -935,7 +909,7 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
 
     // BatchUpsertProfiles items, defaulted and chosen.
     let results = identity
-        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+        .upserted(pb::BatchUpsertProfilesRequest {
             account_id: account.clone(),
             items: vec![
                 pb::ProfileUpsert {
@@ -957,9 +931,7 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
             send_welcome_emails: false,
             ..Default::default()
         })
-        .await
-        .unwrap()
-        .results;
+        .await;
     let (defaulted, chosen) = (&results[0], &results[1]);
     assert_eq!(defaulted.error_reason, "USERNAME_TAKEN");
     assert!(defaulted.username_defaulted);

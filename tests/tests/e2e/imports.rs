@@ -802,7 +802,7 @@ async fn a_window_written_before_a_crash_is_answered_from_what_identity_kept(bac
             })
             .collect();
         let answered = as_bulk_import
-            .batch_upsert_profiles(id::BatchUpsertProfilesRequest {
+            .upserted(id::BatchUpsertProfilesRequest {
                 account_id: account.clone(),
                 items,
                 import_id: validated.id.clone(),
@@ -813,9 +813,7 @@ async fn a_window_written_before_a_crash_is_answered_from_what_identity_kept(bac
                 },
                 ..Default::default()
             })
-            .await
-            .unwrap()
-            .results;
+            .await;
         let created: Vec<String> = answered
             .iter()
             .map(|result| {

@@ -169,11 +169,7 @@ async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(
         send_welcome_emails: true,
         ..Default::default()
     };
-    let results = profiles
-        .batch_upsert_profiles(request.clone())
-        .await
-        .unwrap()
-        .results;
+    let results = profiles.upserted(request.clone()).await;
     let outcomes: Vec<i32> = results.iter().map(|result| result.outcome).collect();
     assert_eq!(
         outcomes,
@@ -185,11 +181,7 @@ async fn batch_upsert_welcomes_the_profiles_it_creates_and_not_those_it_updates(
         ]
     );
     // Replayed from the idempotency keys: nothing is written or sent again.
-    let replayed = profiles
-        .batch_upsert_profiles(request)
-        .await
-        .unwrap()
-        .results;
+    let replayed = profiles.upserted(request).await;
     assert_eq!(replayed[..3], results[..3]);
 
     assert_eq!(outbox_rows(&identity).await, 2);
