@@ -311,3 +311,16 @@ impl Identity {
         .expect("profile")
     }
 }
+
+/// A BatchUpsertProfiles item for Alice Liddell: `id` empty creates, `username` empty defaults.
+pub fn upsert_item(key: &str, id: &str, email: &str, username: &str) -> identity::ProfileUpsert {
+    identity::ProfileUpsert {
+        idempotency_key: key.into(),
+        id: id.into(),
+        first_name: "Alice".into(),
+        last_name: "Liddell".into(),
+        email: email.into(),
+        username: username.into(),
+        ..Default::default()
+    }
+}

@@ -5,7 +5,7 @@
 
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
-use roster_tests::clients::{Identity, Refusal, refusal};
+use roster_tests::clients::{Identity, Refusal, refusal, upsert_item};
 use roster_tests::{Backend, TestKey, TestServer, both_backends, reason};
 use tonic::Code;
 
@@ -831,18 +831,13 @@ async fn batch_upsert_sets_assignments_and_fails_colliding_items_alone(backend: 
 
     let item = |key: &str, id: &str, email: &str, role_list: &[pb::Role], numbers: &[&str]| {
         pb::ProfileUpsert {
-            idempotency_key: key.into(),
-            id: id.into(),
-            first_name: "Alice".into(),
-            last_name: "Liddell".into(),
-            email: email.into(),
             roles: roles(role_list),
             extensions: numbers
                 .iter()
                 .map(|n| extension(n, pb::ExtensionKind::Physical))
                 .collect(),
             set_assignments: true,
-            ..Default::default()
+            ..upsert_item(key, id, email, "")
         }
     };
     let items = vec![

@@ -3,26 +3,13 @@
 
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
-use roster_tests::clients::Identity;
+use roster_tests::clients::{Identity, upsert_item};
 use roster_tests::{Backend, TestServer, both_backends, reason};
 use tonic::Code;
 
 fn person(account_id: &str, email: &str, username: &str) -> pb::CreateProfileRequest {
     pb::CreateProfileRequest {
         account_id: account_id.into(),
-        first_name: "Alice".into(),
-        last_name: "Liddell".into(),
-        email: email.into(),
-        username: username.into(),
-        ..Default::default()
-    }
-}
-
-/// A BatchUpsertProfiles item for Alice Liddell.
-fn upsert(key: &str, id: &str, email: &str, username: &str) -> pb::ProfileUpsert {
-    pb::ProfileUpsert {
-        idempotency_key: key.into(),
-        id: id.into(),
         first_name: "Alice".into(),
         last_name: "Liddell".into(),
         email: email.into(),
@@ -483,7 +470,7 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
         .await
         .unwrap();
 
-    let item = upsert;
+    let item = upsert_item;
     let items = vec![
         item("k1", "", "new1@example.com", ""),
         item("k2", "", "new2@example.com", ""),
@@ -565,7 +552,7 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
     create(&identity, person(&account, "held@example.com", ""))
         .await
         .unwrap();
-    let item = |key: &str, id: &str, email: &str| upsert(key, id, email, "");
+    let item = |key: &str, id: &str, email: &str| upsert_item(key, id, email, "");
     let mut request = pb::BatchUpsertProfilesRequest {
         account_id: account.clone(),
         items: vec![
