@@ -20,7 +20,7 @@ use roster_runtime::Caller;
 use serde::{Deserialize, Serialize};
 
 use super::events::origin;
-use super::{Identity, decode_kept, emails, request_scope, usernames};
+use super::{Identity, decode_kept, emails, encode_kept, request_scope, usernames};
 use crate::domain::assignment::{Extension, Role};
 use crate::domain::batch::{
     KeptUpsert, MAX_BATCH, Plan, UpsertItem, UpsertOutcome, decide_extensions, first_claims_win,
@@ -45,11 +45,14 @@ pub struct UpsertResult {
 }
 
 /// The answers of a batch's items kept by an earlier call.
-enum Kept {
+enum Kept<'a> {
     /// One record per item key (a call without request_id), encoded.
     PerItem(HashMap<String, Vec<u8>>),
-    /// The batch's one record (a call with a request_id); `None` when it was never answered.
-    Batch(Option<KeptBatch>),
+    /// The one record of the call's request_id; `None` when it was never answered.
+    Batch {
+        request_id: &'a str,
+        record: Option<KeptBatch>,
+    },
 }
 
 /// What a batch called with a request_id keeps: each answered item's answer, by item key.
@@ -58,11 +61,11 @@ struct KeptBatch {
     items: HashMap<String, KeptUpsert>,
 }
 
-impl Kept {
+impl Kept<'_> {
     fn contains(&self, key: &str) -> bool {
         match self {
             Kept::PerItem(stored) => stored.contains_key(key),
-            Kept::Batch(record) => record
+            Kept::Batch { record, .. } => record
                 .as_ref()
                 .is_some_and(|record| record.items.contains_key(key)),
         }
@@ -72,7 +75,7 @@ impl Kept {
     fn answer(&self, key: &str) -> Option<Result<KeptUpsert, IdentityError>> {
         match self {
             Kept::PerItem(stored) => stored.get(key).map(|bytes| decode_kept(bytes)),
-            Kept::Batch(record) => record.as_ref()?.items.get(key).cloned().map(Ok),
+            Kept::Batch { record, .. } => record.as_ref()?.items.get(key).cloned().map(Ok),
         }
     }
 }
@@ -87,6 +90,7 @@ enum Attempt {
 impl Identity {
     /// Creates and updates the profiles of `items` in `account_id`, each item answered on its
     /// own (see the module doc).
+    ///
     /// With a `request_id` the items' answers are kept in one record of the batch (empty:
     /// one record per item key).
     pub async fn upsert_profiles(
@@ -150,7 +154,7 @@ impl Identity {
                 if let Some(record) = &record {
                     within_one_batch(record, items)?;
                 }
-                Kept::Batch(record)
+                Kept::Batch { request_id, record }
             }
         };
         let targets: Vec<ProfileId> = items
@@ -362,7 +366,7 @@ impl Identity {
                 outcome,
             });
         }
-        if !keep_answers(store, &txn, scope, request_id, stored, to_keep).await? {
+        if !keep_answers(store, &txn, scope, stored, to_keep).await? {
             return Ok(Attempt::LostRace);
         }
         txn.commit().await.map_err(StoreError::from)?;
@@ -455,11 +459,10 @@ async fn keep_answers(
     store: &crate::store::Store,
     txn: &sea_orm::DatabaseTransaction,
     scope: &str,
-    request_id: Option<&str>,
-    stored: Kept,
+    stored: Kept<'_>,
     answers: Vec<(String, KeptUpsert)>,
 ) -> Result<bool, IdentityError> {
-    let (Some(request_id), Kept::Batch(record)) = (request_id, stored) else {
+    let Kept::Batch { request_id, record } = stored else {
         let encoded = answers
             .into_iter()
             .map(|(key, answer)| Ok((key, encode_kept(&answer)?)))
@@ -478,11 +481,6 @@ async fn keep_answers(
     Ok(store
         .keep_batch_answers(txn, scope, request_id, encode_kept(&record)?, existed)
         .await?)
-}
-
-fn encode_kept(answer: &impl Serialize) -> Result<Vec<u8>, IdentityError> {
-    serde_json::to_vec(answer)
-        .map_err(|error| IdentityError::Corrupt(format!("answer to keep: {error}")))
 }
 
 /// The usernames that `plans` register, each with the profile that will hold it.

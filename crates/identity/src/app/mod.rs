@@ -153,8 +153,7 @@ where
         }
     };
     if !request_id.is_empty() {
-        let encoded = serde_json::to_vec(&answer)
-            .map_err(|error| IdentityError::Corrupt(format!("answer to keep: {error}")))?;
+        let encoded = encode_kept(&answer)?;
         if !store
             .keep_response(&txn, scope, request_id, encoded)
             .await?
@@ -182,6 +181,12 @@ async fn kept_answer<R: DeserializeOwned>(
         None => Ok(None),
         Some(bytes) => decode_kept(&bytes).map(Some),
     }
+}
+
+/// An answer to keep, as [`decode_kept`] reads it back.
+pub(crate) fn encode_kept(answer: &impl Serialize) -> Result<Vec<u8>, IdentityError> {
+    serde_json::to_vec(answer)
+        .map_err(|error| IdentityError::Corrupt(format!("answer to keep: {error}")))
 }
 
 /// A kept answer. Answers kept before the use-case layer were protobuf messages, which this
