@@ -701,6 +701,30 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
     assert!(check.available, "the refused call wrote nothing");
     let replayed = identity.batch_upsert_profiles(full).await.unwrap().results;
     assert_eq!(replayed, answered);
+    if backend == Backend::Postgres {
+        // A full batch's record is large enough to be compressed, and is compressed with LZ4
+        // where the server has it (pglz, PostgreSQL's default, is several times slower).
+        let compression = |sql: &'static str| {
+            let db = db.clone();
+            async move {
+                db.query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+                    .await
+                    .unwrap()
+                    .and_then(|row| row.try_get_by_index::<Option<String>>(0).unwrap())
+            }
+        };
+        let lz4 = compression(
+            "SELECT 'lz4' FROM pg_settings \
+             WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals)",
+        )
+        .await;
+        let stored = compression(
+            "SELECT pg_column_compression(response) FROM idempotency_keys \
+             WHERE request_id = 'window-full'",
+        )
+        .await;
+        assert_eq!(stored.as_deref(), Some(lz4.as_deref().unwrap_or("pglz")));
+    }
 
     // A request_id is checked like any other.
     let status = identity

@@ -6,6 +6,7 @@ mod account_deletion;
 mod event_numbers;
 mod events;
 mod external_id;
+mod kept_answers_lz4;
 mod kept_extensions;
 mod retention;
 mod scim_tokens;
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(account_deletion::AddAccountDeletion),
             Box::new(retention::AddRetention),
             Box::new(event_numbers::NumberEventsApart),
+            Box::new(kept_answers_lz4::CompressKeptAnswersWithLz4),
         ]
     }
 }
