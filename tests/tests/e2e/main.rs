@@ -20,6 +20,7 @@ mod isolation;
 mod lifecycle;
 mod metrics;
 mod notification;
+mod notification_store;
 mod notification_tls;
 mod offboarding;
 mod passwords;

@@ -391,8 +391,8 @@ async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend: Bac
     let client = client(&server).await;
     let account = Uuid::new_v4();
     let request = reset_request("outbox-42", account, "ada@example.com", "en");
-    // Concurrent twins as well as a later repeat.
-    let twins = futures::future::join_all((0..8).map(|_| {
+    // Fifty concurrent twins as well as a later repeat.
+    let twins = futures::future::join_all((0..50).map(|_| {
         let client = client.clone();
         let request = request.clone();
         async move { send(&client, request).await.id }

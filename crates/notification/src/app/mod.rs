@@ -341,36 +341,24 @@ impl Notifications {
     }
 
     /// Queues `new` once per `(scope, request_id)`. A repeat, or the loser of two concurrent
-    /// twins, gets the first notification back and queues nothing: the idempotency key is
-    /// written in one `INSERT … ON CONFLICT DO NOTHING` in the notification's own transaction,
-    /// which is rolled back when the key was held already.
+    /// twins, gets the first notification back and queues nothing: the key's insert decides
+    /// (see [`Store::enqueue`]), so a new request costs no lookup and a repeat one after its
+    /// insert found the key held.
     async fn enqueue(
         &self,
         scope: &str,
         request_id: &str,
         new: NewNotification,
     ) -> Result<Enqueued, NotificationError> {
-        if let Some(existing) = self.store.by_request(scope, request_id).await? {
-            return Ok(Enqueued::Replayed(existing));
+        let notification = Notification::queued(new, store::now());
+        if self.store.enqueue(&notification, scope, request_id).await? {
+            return Ok(Enqueued::Created(notification));
         }
-        let now = store::now();
-        let notification = Notification::queued(new, now);
-        let txn = self.store.begin().await?;
-        txn.insert(notification.clone()).await?;
-        if !txn
-            .add_request_key(scope, request_id, notification.id, now)
+        self.store
+            .by_request(scope, request_id)
             .await?
-        {
-            txn.rollback().await?;
-            return self
-                .store
-                .by_request(scope, request_id)
-                .await?
-                .map(Enqueued::Replayed)
-                .ok_or(NotificationError::RequestKeyVanished);
-        }
-        txn.commit().await?;
-        Ok(Enqueued::Created(notification))
+            .map(Enqueued::Replayed)
+            .ok_or(NotificationError::RequestKeyVanished)
     }
 }
 

@@ -7,8 +7,8 @@
 //! worker's result is recorded only while it still holds the lease, and a lease that runs out
 //! makes the message claimable again.
 //!
-//! - [`notifications`]: queueing (inside a [`Transaction`] the use case owns), reading, listing
-//!   and the queue's depth.
+//! - [`notifications`]: queueing (the notification and its idempotency key, atomically),
+//!   reading, listing and the queue's depth.
 //! - [`queue`]: the workers' claim and the recording of each attempt.
 //! - [`actions`]: an operator's retry of a failed message and cancel of a waiting one, each
 //!   one conditional `UPDATE`, and their idempotency keys.

@@ -1,12 +1,13 @@
-//! Queued notifications: the writes of a `SendEmail` (a notification and its idempotency key, in
-//! one [`Transaction`] the use case owns), reading one back, listing an account's, and the
-//! queue's depth for the metrics.
+//! Queued notifications: the write of a `SendEmail` (a notification and its idempotency key,
+//! atomically), reading one back, listing an account's, the queue's depth for the metrics, and
+//! the [`Transaction`] an operator's retry or cancel runs in.
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseTransaction, DbBackend, EntityTrait, IdenStatic, Iterable, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -26,42 +27,6 @@ impl Transaction {
         &self.0
     }
 
-    /// Stores a new notification.
-    pub async fn insert(&self, notification: Notification) -> Result<(), StoreError> {
-        notification::Entity::insert(notification::ActiveModel::from(notification::Model::from(
-            notification,
-        )))
-        .exec_without_returning(&self.0)
-        .await?;
-        Ok(())
-    }
-
-    /// Records that `(scope, request_id)` created `notification_id`, in one
-    /// `INSERT … ON CONFLICT DO NOTHING`: false (and nothing written) when the key is held
-    /// already, by an earlier request or a concurrent twin.
-    pub async fn add_request_key(
-        &self,
-        scope: &str,
-        request_id: &str,
-        notification_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let inserted = request_key::Entity::insert(request_key::ActiveModel {
-            scope: Set(scope.to_owned()),
-            request_id: Set(request_id.to_owned()),
-            notification_id: Set(notification_id),
-            created_at: Set(now),
-        })
-        .on_conflict(
-            OnConflict::columns([request_key::Column::Scope, request_key::Column::RequestId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .exec_without_returning(&self.0)
-        .await?;
-        Ok(inserted > 0)
-    }
-
     pub async fn commit(self) -> Result<(), StoreError> {
         Ok(self.0.commit().await?)
     }
@@ -75,6 +40,73 @@ impl Store {
     /// Starts a transaction.
     pub async fn begin(&self) -> Result<Transaction, StoreError> {
         Ok(Transaction(self.db.begin().await?))
+    }
+
+    /// Queues `notification` as the one `(scope, request_id)` created, unless that key is held
+    /// already (by an earlier request, or by a concurrent twin, whose end the key's insert
+    /// waits for): true when it was queued, false when nothing was written.
+    ///
+    /// On PostgreSQL this is one statement and one round trip: the key's
+    /// `INSERT … ON CONFLICT DO NOTHING` in a data-modifying `WITH`, and the notification's
+    /// insert only when the key's inserted a row (the key's foreign key is checked at the end
+    /// of the statement, when both rows exist). SQLite, which has no data-modifying `WITH`,
+    /// writes both in one transaction and rolls it back when the key was held.
+    pub async fn enqueue(
+        &self,
+        notification: &Notification,
+        scope: &str,
+        request_id: &str,
+    ) -> Result<bool, StoreError> {
+        let row = notification::ActiveModel::from(notification::Model::from(notification.clone()));
+        if !roster_runtime::db::is_postgres(&self.db) {
+            let txn = self.db.begin().await?;
+            notification::Entity::insert(row)
+                .exec_without_returning(&txn)
+                .await?;
+            let key = request_key::ActiveModel {
+                scope: Set(scope.to_owned()),
+                request_id: Set(request_id.to_owned()),
+                notification_id: Set(notification.id),
+                created_at: Set(notification.created_at),
+            };
+            if insert_key(key, &txn).await? {
+                txn.commit().await?;
+                return Ok(true);
+            }
+            txn.rollback().await?;
+            return Ok(false);
+        }
+        let mut values: Vec<Value> = vec![
+            scope.into(),
+            request_id.into(),
+            notification.id.into(),
+            notification.created_at.into(),
+        ];
+        let mut columns = Vec::new();
+        let mut placeholders = Vec::new();
+        for column in notification::Column::iter() {
+            columns.push(format!("\"{}\"", column.as_str()));
+            values.push(row.get(column).into_value().expect("every column is set"));
+            placeholders.push(format!("${}", values.len()));
+        }
+        let sql = format!(
+            "WITH key AS (INSERT INTO notification_request_keys \
+                 (scope, request_id, notification_id, created_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (scope, request_id) DO NOTHING RETURNING 1) \
+             INSERT INTO notifications ({}) SELECT {} WHERE EXISTS (SELECT 1 FROM key)",
+            columns.join(", "),
+            placeholders.join(", ")
+        );
+        let inserted = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+            .rows_affected();
+        Ok(inserted > 0)
     }
 
     /// The notification that `(scope, request_id)` created, as it is now.
@@ -159,4 +191,21 @@ impl Store {
             .await?;
         Ok((depth, oldest))
     }
+}
+
+/// Records that `key` created its notification, in one `INSERT … ON CONFLICT DO NOTHING`:
+/// false (and nothing written) when the key is held already.
+async fn insert_key(
+    key: request_key::ActiveModel,
+    txn: &DatabaseTransaction,
+) -> Result<bool, StoreError> {
+    let inserted = request_key::Entity::insert(key)
+        .on_conflict(
+            OnConflict::columns([request_key::Column::Scope, request_key::Column::RequestId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(inserted > 0)
 }

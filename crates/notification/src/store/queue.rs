@@ -1,11 +1,14 @@
 //! The workers' side of the queue: claiming due messages under a lease, and recording each
 //! attempt only while its worker still holds that lease.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
+    Value,
 };
 use uuid::Uuid;
 
@@ -44,21 +47,27 @@ impl Store {
     ) -> Result<Vec<Notification>, StoreError> {
         use notification::Column;
         let txn = self.db.begin().await?;
-        let ids: Vec<Uuid> = if roster_runtime::db::is_postgres(&self.db) {
-            // Rows another worker has locked are skipped, not waited for: replicas never
-            // queue up behind one another and never claim the same message.
-            let ids: Vec<Uuid> = due_ids(now, limit)
-                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-                .into_tuple()
-                .all(&txn)
-                .await?;
-            if !ids.is_empty() {
-                claim_update(owner, now, lease_until)
-                    .filter(Column::Id.is_in(ids.clone()))
-                    .exec(&txn)
-                    .await?;
+        let claimed = if roster_runtime::db::is_postgres(&self.db) {
+            // One statement: the due rows are picked and locked by the subquery, where rows
+            // another worker has locked are skipped, not waited for (replicas never queue up
+            // behind one another and never claim the same message), and the update returns
+            // them as claimed.
+            let mut claimed = claim_update(owner, now, lease_until)
+                .filter(
+                    Column::Id.in_subquery(
+                        due_ids(now, limit)
+                            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+                            .into_query(),
+                    ),
+                )
+                .exec_with_returning(&txn)
+                .await
+                .map_err(StoreError::from)
+                .and_then(all);
+            if let Ok(claimed) = &mut claimed {
+                claimed.sort_by_key(|message: &Notification| (message.created_at, message.id));
             }
-            ids
+            claimed
         } else {
             // SQLite runs one writer at a time, so a single UPDATE whose subquery picks the
             // due rows is atomic: no other worker can claim the same rows in between. Being
@@ -79,20 +88,19 @@ impl Store {
             for row in txn.query_all_raw(statement).await? {
                 ids.push(row.try_get_by_index::<Uuid>(0)?);
             }
-            ids
+            if ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                notification::Entity::find()
+                    .filter(Column::Id.is_in(ids))
+                    .order_by_asc(Column::CreatedAt)
+                    .order_by_asc(Column::Id)
+                    .all(&txn)
+                    .await
+                    .map_err(StoreError::from)
+                    .and_then(all)
+            }
         };
-        if ids.is_empty() {
-            txn.commit().await?;
-            return Ok(Vec::new());
-        }
-        let claimed = notification::Entity::find()
-            .filter(Column::Id.is_in(ids))
-            .order_by_asc(Column::CreatedAt)
-            .order_by_asc(Column::Id)
-            .all(&txn)
-            .await
-            .map_err(StoreError::from)
-            .and_then(all);
         match claimed {
             Ok(claimed) => {
                 txn.commit().await?;
@@ -118,16 +126,125 @@ impl Store {
 
     /// [`Store::finish`] for the attempts of a claimed batch, in one transaction: one commit
     /// for the batch instead of one per message. The answers are in the order of `finished`.
+    ///
+    /// On PostgreSQL the batch is one statement and one round trip (see [`record_on_postgres`]);
+    /// SQLite records the attempts one after another in one transaction.
     pub async fn finish_all(
         &self,
         finished: &[Finished<'_>],
     ) -> Result<Vec<Recording>, StoreError> {
+        if finished.is_empty() {
+            return Ok(Vec::new());
+        }
+        if roster_runtime::db::is_postgres(&self.db) {
+            return self.record_on_postgres(finished).await;
+        }
         let txn = self.db.begin().await?;
         let mut recordings = Vec::with_capacity(finished.len());
         for finished in finished {
             recordings.push(record_attempt(&txn, finished).await?);
         }
         txn.commit().await?;
+        Ok(recordings)
+    }
+
+    /// [`Store::finish_all`] on PostgreSQL, in one statement: the attempts as a `VALUES` list,
+    /// an `UPDATE … FROM` that moves on each message its worker still holds (returning those),
+    /// and the history's insert for exactly the returned ones. A message whose lease was lost
+    /// is then read as it is now, to answer [`Recording::NotHeld`].
+    async fn record_on_postgres(
+        &self,
+        finished: &[Finished<'_>],
+    ) -> Result<Vec<Recording>, StoreError> {
+        const COLUMNS: usize = 10;
+        let mut values: Vec<Value> = Vec::with_capacity(finished.len() * COLUMNS + 3);
+        values.push(DeliveryState::Sending.as_str().into());
+        values.push(DeliveryState::Sent.as_str().into());
+        values.push(NO_VARIABLES.into());
+        let mut rows = Vec::with_capacity(finished.len());
+        for finished in finished {
+            let (state, next_attempt_at, smtp_code, error) = match &finished.outcome {
+                Outcome::Sent => (DeliveryState::Sent, None, None, None),
+                Outcome::Retry {
+                    next_attempt_at,
+                    error,
+                    smtp_code,
+                } => (
+                    DeliveryState::Retrying,
+                    Some(*next_attempt_at),
+                    *smtp_code,
+                    Some(error.clone()),
+                ),
+                Outcome::Failed { error, smtp_code } => {
+                    (DeliveryState::Failed, None, *smtp_code, Some(error.clone()))
+                }
+            };
+            let first = values.len() + 1;
+            values.extend([
+                finished.id.into(),
+                finished.owner.into(),
+                finished.number.into(),
+                state.as_str().into(),
+                finished.outcome.kind().as_str().into(),
+                next_attempt_at.into(),
+                smtp_code.map(i32::from).into(),
+                error.into(),
+                finished.started_at.into(),
+                finished.finished_at.into(),
+            ]);
+            let placeholders: Vec<String> =
+                (first..first + COLUMNS).map(|n| format!("${n}")).collect();
+            rows.push(format!("({})", placeholders.join(", ")));
+        }
+        // $1 SENDING, $2 SENT, $3 the emptied variables. A sent message drops its variables
+        // (they may hold secrets) and keeps its last error; a failed or retrying one keeps its
+        // variables (a retry renders it again) and takes the attempt's error.
+        let sql = format!(
+            "WITH done (id, owner, number, state, outcome, next_attempt_at, smtp_code, error, \
+                 started_at, finished_at) AS (VALUES {}), \
+             moved AS (\
+                 UPDATE notifications SET \
+                     state = done.state, \
+                     lease_owner = NULL, \
+                     lease_until = NULL, \
+                     next_attempt_at = done.next_attempt_at, \
+                     updated_at = done.finished_at, \
+                     sent_at = CASE WHEN done.state = $2 THEN done.finished_at \
+                         ELSE notifications.sent_at END, \
+                     variables = CASE WHEN done.state = $2 THEN $3 \
+                         ELSE notifications.variables END, \
+                     last_error = COALESCE(done.error, notifications.last_error) \
+                 FROM done \
+                 WHERE notifications.id = done.id AND notifications.state = $1 \
+                     AND notifications.lease_owner = done.owner \
+                 RETURNING notifications.id) \
+             INSERT INTO notification_attempts (notification_id, number, worker, outcome, \
+                 smtp_code, error, started_at, finished_at) \
+             SELECT done.id, done.number, done.owner, done.outcome, done.smtp_code, done.error, \
+                 done.started_at, done.finished_at \
+             FROM done JOIN moved ON moved.id = done.id \
+             RETURNING notification_id",
+            rows.join(", ")
+        );
+        let recorded: HashSet<Uuid> = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get_by_index::<Uuid>(0))
+            .collect::<Result<_, _>>()?;
+        let mut recordings = Vec::with_capacity(finished.len());
+        for finished in finished {
+            recordings.push(if recorded.contains(&finished.id) {
+                Recording::Recorded
+            } else {
+                Recording::NotHeld(self.find(finished.id).await?.map(Box::new))
+            });
+        }
         Ok(recordings)
     }
 
