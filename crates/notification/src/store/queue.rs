@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbBackend,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
@@ -48,19 +48,44 @@ impl Store {
         use notification::Column;
         let txn = self.db.begin().await?;
         let claimed = if roster_runtime::db::is_postgres(&self.db) {
-            // One statement: the due rows are picked and locked by the subquery, where rows
-            // another worker has locked are skipped, not waited for (replicas never queue up
-            // behind one another and never claim the same message), and the update returns
-            // them as claimed.
-            let mut claimed = claim_update(owner, now, lease_until)
-                .filter(
-                    Column::Id.in_subquery(
-                        due_ids(now, limit)
-                            .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
-                            .into_query(),
-                    ),
-                )
-                .exec_with_returning(&txn)
+            // One statement. Each kind of due message is picked by its own index in due order
+            // and locked, skipping rows another worker has locked (replicas never queue up
+            // behind one another and never claim the same message); the earliest due of them
+            // are updated and returned. Picking each kind by its index keeps a claim's cost
+            // the same whatever the queue's depth: one condition over all three kinds, ordered
+            // by another column, sorted every due message on each claim (11 ms at 10,000
+            // waiting, growing with the backlog).
+            let sql = "WITH queued AS (SELECT id, next_attempt_at AS due FROM notifications \
+                     WHERE state = $1 AND next_attempt_at <= $4 ORDER BY next_attempt_at \
+                     LIMIT $5 FOR UPDATE SKIP LOCKED), \
+                 retrying AS (SELECT id, next_attempt_at AS due FROM notifications \
+                     WHERE state = $2 AND next_attempt_at <= $4 ORDER BY next_attempt_at \
+                     LIMIT $5 FOR UPDATE SKIP LOCKED), \
+                 abandoned AS (SELECT id, lease_until AS due FROM notifications \
+                     WHERE state = $3 AND lease_until <= $4 ORDER BY lease_until \
+                     LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 UPDATE notifications SET state = $3, attempts = attempts + 1, \
+                     lease_owner = $6, lease_until = $7, next_attempt_at = NULL, updated_at = $4 \
+                 WHERE id IN (SELECT id FROM (SELECT * FROM queued UNION ALL \
+                     SELECT * FROM retrying UNION ALL SELECT * FROM abandoned) AS due \
+                     ORDER BY due LIMIT $5) \
+                 RETURNING *";
+            let values: Vec<Value> = vec![
+                DeliveryState::Queued.as_str().into(),
+                DeliveryState::Retrying.as_str().into(),
+                DeliveryState::Sending.as_str().into(),
+                now.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                owner.into(),
+                lease_until.into(),
+            ];
+            let mut claimed = notification::Entity::find()
+                .from_raw_sql(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    sql,
+                    values,
+                ))
+                .all(&txn)
                 .await
                 .map_err(StoreError::from)
                 .and_then(all);
