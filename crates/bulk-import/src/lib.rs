@@ -129,7 +129,7 @@ impl Default for Settings {
             max_jobs: 2,
             validate_batch_size: 1000,
             apply_batch_size: 500,
-            apply_batches_in_flight: 2,
+            apply_batches_in_flight: 4,
             identity_attempts: 8,
         }
     }
