@@ -57,7 +57,23 @@ fn reasons(row: &pb::ImportRow) -> Vec<(&str, &str)> {
 }
 
 async fn the_whole_flow_from_template_to_report(backend: Backend) {
-    let Some(suite) = ImportSuite::start(backend).await else {
+    whole_flow(backend, 1000).await
+}
+
+/// The whole flow with the file validated two rows at a time: five batches staged at once and
+/// in any order, the repeated usernames of rows 5 and 6 in different batches.
+async fn the_whole_flow_in_batches_of_two_rows(backend: Backend) {
+    whole_flow(backend, 2).await
+}
+
+async fn whole_flow(backend: Backend, validate_batch_size: usize) {
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| settings.validate_batch_size = validate_batch_size,
+        Vec::new(),
+    )
+    .await
+    else {
         return;
     };
     let account = suite.account("Acme").await;
@@ -534,6 +550,7 @@ async fn two_replicas_and_one_job_only_one_applies(backend: Backend) {
 
 both_backends!(
     the_whole_flow_from_template_to_report,
+    the_whole_flow_in_batches_of_two_rows,
     a_username_taken_after_preview_fails_alone,
     cancel_expiry_and_state_errors,
     another_accounts_imports_are_not_found,

@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use tonic::Code;
 
 use super::{Job, JobError};
@@ -25,9 +27,30 @@ fn format_of(reader: &RecordReader) -> ReadFormat {
     }
 }
 
+/// Batches staged at once: while identity plans one batch and the database stores another,
+/// the next is read and cleaned. Rows are staged under their row numbers, so batches may end
+/// in any order; the checks across batches (repeated usernames and Internal IDs) run after
+/// the last.
+const BATCHES_IN_FLIGHT: usize = 3;
+
+/// What reading the file came to.
+enum Read {
+    /// Every row was read and handed to staging.
+    Complete {
+        format: ReadFormat,
+        header: bool,
+        data_rows: u64,
+        rows_read: i64,
+    },
+    /// The file as a whole cannot be read: the import is INVALID with this message.
+    Invalid { message: String, format: ReadFormat },
+}
+
+/// One batch of clean rows, with the file's columns in file order.
+type Batch = (Vec<CleanRow>, Vec<&'static str>);
+
 pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     let store = &job.context.store;
-    let config = &job.context.config;
     store.restart_validation(job.import_id).await?;
     let Some(encoding) = import.encoding else {
         return invalid(
@@ -37,60 +60,46 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
         )
         .await;
     };
-    let mut reader = RecordReader::new(encoding, config.max_row_bytes);
-    let mut next_chunk = 0;
-    let mut layout: Option<Layout> = None;
-    let mut columns: Vec<&str> = Vec::new();
-    let mut batch: Vec<CleanRow> = Vec::with_capacity(config.validate_batch);
-    let mut data_rows = 0u64;
-    loop {
-        job.check()?;
-        let next = match reader.next_record() {
-            Ok(next) => next,
-            Err(message) => return invalid(job, message, format_of(&reader)).await,
-        };
-        match next {
-            Next::NeedInput => match store.chunk(job.import_id, next_chunk).await? {
-                Some(data) => {
-                    reader.push(&data);
-                    next_chunk += 1;
-                }
-                None => reader.finish(),
-            },
-            Next::Record(record) => match &layout {
-                None => match parse_header(&record.cells) {
-                    Ok(found) => {
-                        columns = found
-                            .columns()
-                            .iter()
-                            .map(|column| column.header())
-                            .collect();
-                        layout = Some(found);
-                    }
-                    Err(message) => return invalid(job, message, format_of(&reader)).await,
-                },
-                Some(layout) => {
-                    let delimiter = reader.delimiter().unwrap_or(b',');
-                    if let Some(row) = clean_row(layout, &record, config.max_field_chars, delimiter)
-                    {
-                        data_rows += 1;
-                        batch.push(row);
-                    }
-                    if batch.len() >= config.validate_batch {
-                        let rows = std::mem::take(&mut batch);
-                        stage(job, &import, rows, &columns).await?;
+    // The reader hands batches over a channel of one; staging takes them up to
+    // BATCHES_IN_FLIGHT at a time. Either failing stops both.
+    let (batches, staged) = tokio::sync::mpsc::channel::<Batch>(1);
+    let staging = async {
+        let mut staged = staged;
+        let mut running = FuturesUnordered::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                batch = staged.recv(), if open && running.len() < BATCHES_IN_FLIGHT => {
+                    match batch {
+                        Some((rows, columns)) => running.push(stage(job, &import, rows, columns)),
+                        None => open = false,
                     }
                 }
-            },
-            Next::End => break,
+                Some(done) = running.next(), if !running.is_empty() => done?,
+                else => break,
+            }
         }
-    }
-    let format = format_of(&reader);
-    if layout.is_none() {
-        return invalid(job, "the file has no header row".into(), format).await;
-    }
+        Ok::<(), JobError>(())
+    };
+    let (read, ()) = tokio::try_join!(read(job, encoding, batches), staging)?;
+    let (format, data_rows, rows_read) = match read {
+        Read::Invalid { message, format } => return invalid(job, message, format).await,
+        Read::Complete {
+            header: false,
+            format,
+            ..
+        } => {
+            return invalid(job, "the file has no header row".into(), format).await;
+        }
+        Read::Complete {
+            format,
+            data_rows,
+            rows_read,
+            header: true,
+        } => (format, data_rows, rows_read),
+    };
     if data_rows == 0 {
-        let blank = match reader.rows_read() - 1 {
+        let blank = match rows_read - 1 {
             0 => String::new(),
             1 => "; the one row after it is blank".into(),
             n => format!("; the {n} rows after it are blank"),
@@ -98,7 +107,6 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
         let message = format!("the file has a header row and no data rows{blank}");
         return invalid(job, message, format).await;
     }
-    stage(job, &import, batch, &columns).await?;
     mark_repeats(job, RepeatedValue::Username).await?;
     mark_repeats(job, RepeatedValue::InternalId).await?;
     let counts = store.action_counts(job.import_id).await?;
@@ -120,6 +128,91 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
         "import validated"
     );
     Ok(())
+}
+
+/// Reads the uploaded file piece by piece and sends its clean rows to `batches`, a batch at a
+/// time (the last one possibly short, or empty).
+async fn read(
+    job: &Job,
+    encoding: crate::domain::encoding::TextEncoding,
+    batches: tokio::sync::mpsc::Sender<Batch>,
+) -> Result<Read, JobError> {
+    let store = &job.context.store;
+    let config = &job.context.config;
+    let mut reader = RecordReader::new(encoding, config.max_row_bytes);
+    let mut next_chunk = 0;
+    let mut layout: Option<Layout> = None;
+    let mut columns: Vec<&'static str> = Vec::new();
+    let mut batch: Vec<CleanRow> = Vec::with_capacity(config.validate_batch);
+    let mut data_rows = 0u64;
+    // The staging side ended (it failed): its error is the answer.
+    let stopped = || JobError::Stopping;
+    loop {
+        job.check()?;
+        let next = match reader.next_record() {
+            Ok(next) => next,
+            Err(message) => {
+                let format = format_of(&reader);
+                return Ok(Read::Invalid { message, format });
+            }
+        };
+        match next {
+            Next::NeedInput => match store.chunk(job.import_id, next_chunk).await? {
+                Some(data) => {
+                    reader.push(&data);
+                    next_chunk += 1;
+                }
+                None => reader.finish(),
+            },
+            Next::Record(record) => match &layout {
+                None => match parse_header(&record.cells) {
+                    Ok(found) => {
+                        columns = found
+                            .columns()
+                            .iter()
+                            .map(|column| column.header())
+                            .collect();
+                        layout = Some(found);
+                    }
+                    Err(message) => {
+                        let format = format_of(&reader);
+                        return Ok(Read::Invalid { message, format });
+                    }
+                },
+                Some(layout) => {
+                    let delimiter = reader.delimiter().unwrap_or(b',');
+                    if let Some(row) = clean_row(layout, &record, config.max_field_chars, delimiter)
+                    {
+                        data_rows += 1;
+                        batch.push(row);
+                    }
+                    if batch.len() >= config.validate_batch {
+                        let rows = std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(config.validate_batch),
+                        );
+                        batches
+                            .send((rows, columns.clone()))
+                            .await
+                            .map_err(|_| stopped())?;
+                    }
+                }
+            },
+            Next::End => break,
+        }
+    }
+    if layout.is_some() && !batch.is_empty() {
+        batches
+            .send((batch, columns))
+            .await
+            .map_err(|_| stopped())?;
+    }
+    Ok(Read::Complete {
+        format: format_of(&reader),
+        header: layout.is_some(),
+        data_rows,
+        rows_read: reader.rows_read(),
+    })
 }
 
 async fn invalid(job: &Job, message: String, format: ReadFormat) -> Result<(), JobError> {
@@ -148,7 +241,7 @@ async fn stage(
     job: &Job,
     import: &Import,
     rows: Vec<CleanRow>,
-    columns: &[&str],
+    columns: Vec<&'static str>,
 ) -> Result<(), JobError> {
     let account_id = import.account_id.to_string();
     let identity = &job.context.identity;
@@ -212,7 +305,7 @@ async fn stage(
             &job.context.owner,
             job.lease_ms(),
             planned,
-            columns,
+            &columns,
         )
         .await?
     {
