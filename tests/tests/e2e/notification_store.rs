@@ -12,18 +12,15 @@ use roster_notification::domain::notification::{NewNotification, Notification};
 use roster_notification::domain::state::DeliveryState;
 use roster_notification::store::{Migrator, Store, entities, now, queue};
 use roster_tests::{Backend, TestDatabase, both_backends};
-use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-/// A store on a fresh, migrated database of `backend`, a connection of its own to that
-/// database for what the store does not offer, and the database (dropped with the test);
-/// `None` when PostgreSQL is wanted but absent outside CI.
-async fn store(backend: Backend) -> Option<(Store, DatabaseConnection, TestDatabase)> {
+/// A store on a fresh, migrated database of `backend`, and the database (dropped with the
+/// test); `None` when PostgreSQL is wanted but absent outside CI.
+async fn store(backend: Backend) -> Option<(Store, TestDatabase)> {
     let database = TestDatabase::create(backend).await?;
     let db = roster_runtime::db::connect(&database.url, 4).await.unwrap();
     roster_runtime::db::migrate::<Migrator>(&db).await.unwrap();
-    let own = roster_runtime::db::connect(&database.url, 1).await.unwrap();
-    Some((Store::new(db), own, database))
+    Some((Store::new(db), database))
 }
 
 fn queued() -> Notification {
@@ -62,7 +59,7 @@ async fn enqueue(store: &Store, request_id: &str) -> Notification {
 }
 
 async fn a_request_key_is_held_once_per_caller(backend: Backend) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, _database)) = store(backend).await else {
         return;
     };
     let first = enqueue(&store, "r-1").await;
@@ -86,7 +83,7 @@ async fn a_request_key_is_held_once_per_caller(backend: Backend) {
 }
 
 async fn a_message_is_claimed_once_until_its_lease_runs_out(backend: Backend) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, _database)) = store(backend).await else {
         return;
     };
     let queued = enqueue(&store, "r-1").await;
@@ -136,7 +133,7 @@ async fn a_message_is_claimed_once_until_its_lease_runs_out(backend: Backend) {
 }
 
 async fn a_retrying_message_waits_for_its_time(backend: Backend) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, _database)) = store(backend).await else {
         return;
     };
     let queued = enqueue(&store, "r-1").await;
@@ -182,7 +179,7 @@ async fn a_retrying_message_waits_for_its_time(backend: Backend) {
 }
 
 async fn concurrent_workers_never_share_a_message(backend: Backend) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, _database)) = store(backend).await else {
         return;
     };
     for index in 0..60 {
@@ -215,7 +212,7 @@ async fn concurrent_workers_never_share_a_message(backend: Backend) {
 }
 
 async fn lists_are_newest_first_and_page_without_gaps(backend: Backend) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, _database)) = store(backend).await else {
         return;
     };
     let account = Uuid::new_v4();
@@ -250,7 +247,7 @@ async fn lists_are_newest_first_and_page_without_gaps(backend: Backend) {
 async fn a_cancelled_message_is_never_claimed_and_one_being_sent_cannot_be_cancelled(
     backend: Backend,
 ) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, _database)) = store(backend).await else {
         return;
     };
     let cancelled = enqueue(&store, "r-1").await;
@@ -298,7 +295,7 @@ async fn a_cancelled_message_is_never_claimed_and_one_being_sent_cannot_be_cance
 async fn a_failed_message_is_queued_again_with_a_new_budget_and_the_same_message_id(
     backend: Backend,
 ) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, _database)) = store(backend).await else {
         return;
     };
     let queued = enqueue(&store, "r-1").await;
@@ -342,7 +339,7 @@ async fn a_failed_message_is_queued_again_with_a_new_budget_and_the_same_message
 }
 
 async fn a_failed_message_whose_variables_were_discarded_is_not_queued_again(backend: Backend) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, _database)) = store(backend).await else {
         return;
     };
     let discarded = enqueue_new(
@@ -384,7 +381,7 @@ async fn a_failed_message_whose_variables_were_discarded_is_not_queued_again(bac
 async fn a_batch_of_attempts_is_recorded_in_one_transaction_each_on_its_own_lease(
     backend: Backend,
 ) {
-    let Some((store, database, _database)) = store(backend).await else {
+    let Some((store, database)) = store(backend).await else {
         return;
     };
     let sent = enqueue(&store, "batch-1").await;
@@ -404,7 +401,7 @@ async fn a_batch_of_attempts_is_recorded_in_one_transaction_each_on_its_own_leas
                 Expr::value(Some("b".to_owned())),
             )
             .filter(entities::notification::Column::Id.eq(taken_over.id))
-            .exec(&database)
+            .exec(&roster_runtime::db::connect(&database.url, 1).await.unwrap())
             .await
             .unwrap();
         assert_eq!(updated.rows_affected, 1);
