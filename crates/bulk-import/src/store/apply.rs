@@ -62,9 +62,6 @@ impl Store {
         results: &[RowResult],
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin().await?;
-        if !renew(&txn, import_id, owner, ttl_ms).await? {
-            return Ok(false);
-        }
         let (mut applied, mut failed) = (0i64, 0i64);
         for chunk in results.chunks(OUTCOME_CHUNK) {
             for outcome in record_outcome_chunk(&txn, import_id, owner, chunk).await? {
@@ -74,6 +71,11 @@ impl Store {
                     _ => {}
                 }
             }
+        }
+        // The lease after the outcomes, so that its row (which the heartbeat renews too) is
+        // locked for the commit only. A lost lease rolls the outcomes back.
+        if !renew(&txn, import_id, owner, ttl_ms).await? {
+            return Ok(false);
         }
         touch_import(import_id, now_millis())
             .col_expr(

@@ -40,14 +40,17 @@ impl Store {
         columns: &[&str],
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin().await?;
-        if !renew(&txn, import_id, owner, ttl_ms).await? {
-            return Ok(false);
-        }
         let count = rows.len() as i64;
         if !rows.is_empty() {
             row::Entity::insert_many(rows.into_iter().map(|row| planned_row(import_id.0, row)))
                 .exec_without_returning(&txn)
                 .await?;
+        }
+        // The lease (and then the import's row) only after the rows: the renewal locks the
+        // lease's row until the commit, and batches staged at once would otherwise take turns
+        // for their whole inserts. A lost lease rolls the rows back.
+        if !renew(&txn, import_id, owner, ttl_ms).await? {
+            return Ok(false);
         }
         touch_import(import_id, now_millis())
             .col_expr(
