@@ -63,6 +63,3 @@ impl Store {
         &self.db
     }
 }
-
-#[cfg(test)]
-mod tests;
