@@ -1,6 +1,7 @@
 //! The notification service's use cases, one public function per operation: what gRPC calls,
-//! and what any other interface would call. Each owns its transaction and, for `SendEmail`, its
-//! idempotency; the checks are the domain's, the SQL the store's.
+//! and what any other interface would call. A retry or a cancel owns its transaction; a
+//! `SendEmail` queues its message and idempotency key in one atomic store call (one statement on
+//! PostgreSQL) and decides from its answer. The checks are the domain's, the SQL the store's.
 
 mod error;
 pub mod offboarding;
