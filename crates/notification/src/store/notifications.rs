@@ -2,6 +2,8 @@
 //! atomically), reading one back, listing an account's, the queue's depth for the metrics, and
 //! the [`Transaction`] an operator's retry or cancel runs in.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -82,21 +84,11 @@ impl Store {
             notification.id.into(),
             notification.created_at.into(),
         ];
-        let mut columns = Vec::new();
-        let mut placeholders = Vec::new();
-        for column in notification::Column::iter() {
-            columns.push(format!("\"{}\"", column.as_str()));
-            values.push(row.get(column).into_value().expect("every column is set"));
-            placeholders.push(format!("${}", values.len()));
-        }
-        let sql = format!(
-            "WITH key AS (INSERT INTO notification_request_keys \
-                 (scope, request_id, notification_id, created_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (scope, request_id) DO NOTHING RETURNING 1) \
-             INSERT INTO notifications ({}) SELECT {} WHERE EXISTS (SELECT 1 FROM key)",
-            columns.join(", "),
-            placeholders.join(", ")
+        values.extend(
+            notification::Column::iter()
+                .map(|column| row.get(column).into_value().expect("every column is set")),
         );
+        let sql = ENQUEUE_ON_POSTGRES.as_str();
         let inserted = self
             .db
             .execute_raw(Statement::from_sql_and_values(
@@ -192,6 +184,23 @@ impl Store {
         Ok((depth, oldest))
     }
 }
+
+/// [`Store::enqueue`]'s statement on PostgreSQL, written once: $1–$4 the request key's scope,
+/// request id, notification id and time, then the notification's columns in the entity's order.
+static ENQUEUE_ON_POSTGRES: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<String> = notification::Column::iter()
+        .map(|column| format!("\"{}\"", column.as_str()))
+        .collect();
+    let placeholders: Vec<String> = (5..5 + columns.len()).map(|n| format!("${n}")).collect();
+    format!(
+        "WITH key AS (INSERT INTO notification_request_keys \
+             (scope, request_id, notification_id, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (scope, request_id) DO NOTHING RETURNING 1) \
+         INSERT INTO notifications ({}) SELECT {} WHERE EXISTS (SELECT 1 FROM key)",
+        columns.join(", "),
+        placeholders.join(", ")
+    )
+});
 
 /// Records that `key` created its notification, in one `INSERT … ON CONFLICT DO NOTHING`:
 /// false (and nothing written) when the key is held already.

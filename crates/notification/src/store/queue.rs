@@ -188,22 +188,12 @@ impl Store {
         values.push(NO_VARIABLES.into());
         let mut rows = Vec::with_capacity(finished.len());
         for finished in finished {
-            let (state, next_attempt_at, smtp_code, error) = match &finished.outcome {
-                Outcome::Sent => (DeliveryState::Sent, None, None, None),
-                Outcome::Retry {
-                    next_attempt_at,
-                    error,
-                    smtp_code,
-                } => (
-                    DeliveryState::Retrying,
-                    Some(*next_attempt_at),
-                    *smtp_code,
-                    Some(error.clone()),
-                ),
-                Outcome::Failed { error, smtp_code } => {
-                    (DeliveryState::Failed, None, *smtp_code, Some(error.clone()))
-                }
-            };
+            let Written {
+                state,
+                next_attempt_at,
+                smtp_code,
+                error,
+            } = Written::of(&finished.outcome);
             let first = values.len() + 1;
             values.extend([
                 finished.id.into(),
@@ -212,7 +202,7 @@ impl Store {
                 state.as_str().into(),
                 finished.outcome.kind().as_str().into(),
                 next_attempt_at.into(),
-                smtp_code.map(i32::from).into(),
+                smtp_code.into(),
                 error.into(),
                 finished.started_at.into(),
                 finished.finished_at.into(),
@@ -325,6 +315,43 @@ fn claim_update(
         .col_expr(Column::UpdatedAt, Expr::value(now))
 }
 
+/// What an attempt's outcome writes: the message's next state and due time, and the SMTP code
+/// and error that the history keeps (the error also becomes the message's last error). Both
+/// ways of recording attempts take it from here.
+struct Written {
+    state: DeliveryState,
+    next_attempt_at: Option<DateTime<Utc>>,
+    smtp_code: Option<i32>,
+    error: Option<String>,
+}
+
+impl Written {
+    fn of(outcome: &Outcome) -> Self {
+        let (state, next_attempt_at, smtp_code, error) = match outcome {
+            Outcome::Sent => (DeliveryState::Sent, None, None, None),
+            Outcome::Retry {
+                next_attempt_at,
+                error,
+                smtp_code,
+            } => (
+                DeliveryState::Retrying,
+                Some(*next_attempt_at),
+                *smtp_code,
+                Some(error.clone()),
+            ),
+            Outcome::Failed { error, smtp_code } => {
+                (DeliveryState::Failed, None, *smtp_code, Some(error.clone()))
+            }
+        };
+        Self {
+            state,
+            next_attempt_at,
+            smtp_code: smtp_code.map(i32::from),
+            error,
+        }
+    }
+}
+
 /// Records one finished attempt in `txn` (see [`Store::finish`]).
 async fn record_attempt(
     txn: &DatabaseTransaction,
@@ -341,42 +368,20 @@ async fn record_attempt(
         .filter(Column::Id.eq(finished.id))
         .filter(Column::State.eq(DeliveryState::Sending.as_str()))
         .filter(Column::LeaseOwner.eq(finished.owner));
-    let (smtp_code, error) = match &finished.outcome {
-        Outcome::Sent => {
-            update = update
-                .col_expr(Column::State, Expr::value(DeliveryState::Sent.as_str()))
-                .col_expr(Column::SentAt, Expr::value(Some(finished.finished_at)))
-                .col_expr(
-                    Column::NextAttemptAt,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                // The variables may hold secrets (a reset link) and are no longer needed.
-                .col_expr(Column::Variables, Expr::value(NO_VARIABLES));
-            (None, None)
-        }
-        Outcome::Retry {
-            next_attempt_at,
-            error,
-            smtp_code,
-        } => {
-            update = update
-                .col_expr(Column::State, Expr::value(DeliveryState::Retrying.as_str()))
-                .col_expr(Column::NextAttemptAt, Expr::value(Some(*next_attempt_at)))
-                .col_expr(Column::LastError, Expr::value(Some(error.clone())));
-            (*smtp_code, Some(error.clone()))
-        }
-        Outcome::Failed { error, smtp_code } => {
-            update = update
-                .col_expr(Column::State, Expr::value(DeliveryState::Failed.as_str()))
-                .col_expr(
-                    Column::NextAttemptAt,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-                // The variables stay: RetryNotification renders the message again.
-                .col_expr(Column::LastError, Expr::value(Some(error.clone())));
-            (*smtp_code, Some(error.clone()))
-        }
-    };
+    let written = Written::of(&finished.outcome);
+    update = update
+        .col_expr(Column::State, Expr::value(written.state.as_str()))
+        .col_expr(Column::NextAttemptAt, Expr::value(written.next_attempt_at));
+    if written.state == DeliveryState::Sent {
+        update = update
+            .col_expr(Column::SentAt, Expr::value(Some(finished.finished_at)))
+            // The variables may hold secrets (a reset link) and are no longer needed.
+            .col_expr(Column::Variables, Expr::value(NO_VARIABLES));
+    }
+    // A failed message keeps its variables: RetryNotification renders it again.
+    if let Some(error) = &written.error {
+        update = update.col_expr(Column::LastError, Expr::value(Some(error.clone())));
+    }
     if update.exec(txn).await?.rows_affected == 0 {
         let found = notification::Entity::find_by_id(finished.id)
             .one(txn)
@@ -391,8 +396,8 @@ async fn record_attempt(
         number: Set(finished.number),
         worker: Set(finished.owner.to_owned()),
         outcome: Set(finished.outcome.kind().as_str().to_owned()),
-        smtp_code: Set(smtp_code.map(i32::from)),
-        error: Set(error),
+        smtp_code: Set(written.smtp_code),
+        error: Set(written.error),
         started_at: Set(finished.started_at),
         finished_at: Set(finished.finished_at),
     })
