@@ -11,8 +11,10 @@ pub const SMTP_USER: &str = "roster";
 /// The password tests authenticate to the SMTP server with.
 pub const SMTP_PASSWORD: &str = "s3cret";
 
-/// The aiosmtpd server process, on a fixed port across restarts, recording into a directory.
+/// The aiosmtpd server process, on a fixed address across restarts, recording into a directory.
 pub struct SmtpServer {
+    /// The loopback address it listens on (see [`SmtpServer::start`]).
+    pub host: &'static str,
     pub port: u16,
     records: tempfile::TempDir,
     options: Vec<String>,
@@ -23,12 +25,23 @@ impl SmtpServer {
     /// Starts a server with extra options (`--reject ADDR`, `--tempfail ADDR`, and for TLS
     /// `--tls-cert FILE --tls-key FILE` with `--starttls` or `--implicit-tls`); `None` when
     /// aiosmtpd is unavailable outside CI (see [`crate::not_run`]).
+    ///
+    /// A plain server listens on 127.0.0.2, so that its port is still free when it restarts: on
+    /// 127.0.0.1 the freed port could be taken meanwhile by any of the suite's outgoing
+    /// connections (to PostgreSQL, say), whose source ports come from the same range and whose
+    /// source address is 127.0.0.1. A TLS server listens on 127.0.0.1, where `localhost` (the
+    /// name its certificate carries) resolves.
     pub async fn start(options: &[&str]) -> Option<SmtpServer> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let tls = options
+            .iter()
+            .any(|option| matches!(*option, "--starttls" | "--implicit-tls"));
+        let host = if tls { "127.0.0.1" } else { "127.0.0.2" };
+        let port = std::net::TcpListener::bind((host, 0))
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
         let mut server = SmtpServer {
+            host,
             port,
             records: tempfile::tempdir().expect("records directory"),
             options: options.iter().map(|option| (*option).to_owned()).collect(),
@@ -41,6 +54,8 @@ impl SmtpServer {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("support/smtp_server.py");
         let mut child = std::process::Command::new("python3")
             .arg(&script)
+            .arg("--host")
+            .arg(self.host)
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--dir")
@@ -98,7 +113,10 @@ impl SmtpServer {
 
     /// The transport URL, with authentication.
     pub fn url(&self) -> String {
-        format!("smtp://{SMTP_USER}:{SMTP_PASSWORD}@127.0.0.1:{}", self.port)
+        format!(
+            "smtp://{SMTP_USER}:{SMTP_PASSWORD}@{}:{}",
+            self.host, self.port
+        )
     }
 
     /// The STARTTLS-required transport URL (for a `--starttls` server), with authentication,

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A real SMTP server for Roster's notification tests, built on aiosmtpd.
 
-It listens on 127.0.0.1:PORT and records every message it accepts as one JSON file in --dir
-(written whole, then renamed into place), so a test counts deliveries by reading records, never
-logs. Each record holds the envelope, the Message-ID and the parsed MIME parts (the HTML part's
+It listens on --host (127.0.0.1 unless given) and --port, and records every message it accepts
+as one JSON file in --dir (written whole, then renamed into place), so a test counts deliveries
+by reading records, never logs. Each record holds the envelope, the Message-ID and the parsed MIME parts (the HTML part's
 link targets too). Chosen recipients are refused: --reject ADDR answers RCPT with a permanent
 550, --tempfail ADDR with a temporary 451. --auth USER:PASS requires SMTP AUTH (PLAIN or LOGIN;
 by default without TLS, this is loopback only).
@@ -105,6 +105,7 @@ class Recorder:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", required=True, help="where the JSON records go")
     parser.add_argument("--reject", action="append", default=[], help="answer 550 for ADDR")
@@ -152,7 +153,7 @@ def main():
 
     controller = Controller(
         Recorder(args.dir, args.reject, args.tempfail),
-        hostname="127.0.0.1",
+        hostname=args.host,
         port=args.port,
         ready_timeout=30,
         **controller_options,

@@ -293,6 +293,82 @@ async fn a_refused_call_writes_no_event_and_a_replay_none_twice(backend: Backend
     );
 }
 
+/// Fifty copies of one CreateProfile at once (one request id): every copy answers the same
+/// profile, and the account has that one profile and its one event, with the request's id on
+/// it. (On PostgreSQL a first creation is one statement; the copies that find its username or
+/// its key held answer its kept answer.)
+async fn fifty_copies_of_a_create_write_one_profile_and_one_event(backend: Backend) {
+    let Some((_server, identity)) = start(backend, identity_settings(), Vec::new()).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    let create = pb::CreateProfileRequest {
+        account_id: account.clone(),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        email: "ada@acme.example".into(),
+        request_id: "fifty".into(),
+        ..Default::default()
+    };
+    let answers = futures::future::join_all((0..50).map(|_| {
+        let identity = identity.clone();
+        let create = create.clone();
+        async move {
+            identity
+                .create_profile(create)
+                .await
+                .map(|answer| answer.profile)
+        }
+    }))
+    .await;
+    let first = answers[0].clone().expect("CreateProfile").expect("profile");
+    for answer in &answers {
+        assert_eq!(
+            answer.as_ref().ok(),
+            Some(&Some(first.clone())),
+            "{answer:?}"
+        );
+    }
+    let listed = identity
+        .list_profiles(pb::ListProfilesRequest {
+            account_id: account.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.profiles, vec![first.clone()]);
+    // One more change, so that the log has certainly numbered everything before it.
+    identity
+        .update_account(pb::UpdateAccountRequest {
+            account: Some(pb::Account {
+                id: account.clone(),
+                display_name: "Acme Ltd".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events = events_of(&identity, &account, 3).await;
+    assert_eq!(
+        types(&events),
+        [
+            "roster.account.created",
+            "roster.profile.created",
+            "roster.account.updated"
+        ]
+    );
+    assert_eq!(events[1].subject_id, first.id);
+    assert_eq!(events[1].request_id, "fifty");
+    assert_eq!(
+        change(&events[1], "username"),
+        (None, Some("ada@acme.example".into()))
+    );
+}
+
 /// The next event of a watch, skipping heartbeats.
 async fn next_event(stream: &mut tonic::Streaming<pb::WatchEventsResponse>) -> pb::Event {
     loop {
@@ -801,6 +877,7 @@ both_backends!(
     events_wait_while_nats_is_down_and_all_arrive_after,
     every_change_is_one_event_with_its_diff_and_its_author,
     a_refused_call_writes_no_event_and_a_replay_none_twice,
+    fifty_copies_of_a_create_write_one_profile_and_one_event,
     a_watch_resumed_from_its_cursor_sees_every_event_once_in_order,
     a_key_of_one_account_reads_only_that_accounts_events,
 );

@@ -7,7 +7,7 @@ use roster_runtime::Caller;
 use sea_orm::ConnectionTrait;
 
 use super::events::origin;
-use super::{Identity, account_scope, emails, once, once_new, request_scope};
+use super::{Identity, account_scope, emails, encode_kept, once, once_new, request_scope};
 use crate::domain::assignment::Role;
 use crate::domain::error::IdentityError;
 use crate::domain::event;
@@ -71,41 +71,64 @@ impl Identity {
         let fields = ProfileFields::parse(new.fields.as_raw())?;
         let store = &self.store;
         let origin = origin(caller, request_id);
-        let created = once_new(
-            store,
-            &request_scope(caller, "CreateProfile"),
-            request_id,
-            async |txn| {
-                // Also makes sure that the account exists and stays open until the end.
-                let created = store.create_profile(txn, new.account_id, &fields).await?;
-                let mut events = vec![event::profile_created(&created)];
-                let mut profile = if new.suspended {
-                    let suspended = store
-                        .update_profile(txn, &created, &fields, ProfileStatus::Suspended)
-                        .await?;
-                    events.extend(event::profile_changed(&created, &suspended));
-                    suspended
-                } else {
-                    created
-                };
-                if !new.roles.is_empty() {
-                    let assigned = store.add_roles(txn, &profile, &new.roles).await?;
-                    events.extend(event::assignments_changed(&profile, &assigned));
-                    profile = assigned;
-                }
-                store.append_events(txn, &origin, events).await?;
-                if new.send_welcome_email {
-                    let account = store
-                        .account_in(txn, new.account_id)
-                        .await?
-                        .ok_or(IdentityError::NotFound("account"))?;
-                    store
-                        .enqueue_email(txn, &emails::welcome(&account, &profile))
-                        .await?;
-                }
-                Ok(profile)
-            },
-        )
+        let scope = request_scope(caller, "CreateProfile");
+        // The usual creation — not suspended, no roles, no welcome email — is one statement on
+        // PostgreSQL. What it finds in the way (an account missing or deleted, the username or
+        // the request id held) it leaves to the transaction below, which says why or answers
+        // the kept answer; so does SQLite.
+        if crate::store::is_postgres(store.connection())
+            && !new.suspended
+            && new.roles.is_empty()
+            && !new.send_welcome_email
+        {
+            let profile = Profile::new(
+                ProfileId::generate(),
+                new.account_id,
+                &fields,
+                crate::store::now(),
+            );
+            let events = [event::profile_created(&profile)];
+            let kept = match request_id {
+                "" => None,
+                id => Some((scope.as_str(), id, encode_kept(&profile)?)),
+            };
+            if store
+                .create_profile_at_once(&profile, &fields.username, &origin, &events, kept)
+                .await?
+            {
+                return Ok(profile);
+            }
+        }
+        let created = once_new(store, &scope, request_id, async |txn| {
+            // Also makes sure that the account exists and stays open until the end.
+            let created = store.create_profile(txn, new.account_id, &fields).await?;
+            let mut events = vec![event::profile_created(&created)];
+            let mut profile = if new.suspended {
+                let suspended = store
+                    .update_profile(txn, &created, &fields, ProfileStatus::Suspended)
+                    .await?;
+                events.extend(event::profile_changed(&created, &suspended));
+                suspended
+            } else {
+                created
+            };
+            if !new.roles.is_empty() {
+                let assigned = store.add_roles(txn, &profile, &new.roles).await?;
+                events.extend(event::assignments_changed(&profile, &assigned));
+                profile = assigned;
+            }
+            store.append_events(txn, &origin, events).await?;
+            if new.send_welcome_email {
+                let account = store
+                    .account_in(txn, new.account_id)
+                    .await?
+                    .ok_or(IdentityError::NotFound("account"))?;
+                store
+                    .enqueue_email(txn, &emails::welcome(&account, &profile))
+                    .await?;
+            }
+            Ok(profile)
+        })
         .await;
         match created {
             Ok(profile) => Ok(profile),

@@ -455,7 +455,7 @@ impl Store {
 }
 
 /// The row of a new event.
-fn event_row(
+pub(super) fn event_row(
     origin: &Origin,
     new: &NewEvent,
     occurred_at: DateTime<Utc>,

@@ -1,24 +1,30 @@
 //! Profiles with their roles and extensions: read, list, create, update, soft-delete. A
-//! profile's username is registered through [`super::registry`] in the same transaction.
+//! profile's username is registered through [`super::registry`] in the same transaction (or,
+//! for the usual creation on PostgreSQL, the same statement).
 
 use std::collections::HashMap;
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement,
 };
 use uuid::Uuid;
 
-use super::Store;
-use super::StoreError;
-use super::entities::{account, deleted_profile_extension, extension, profile, profile_role};
+use super::entities::{
+    account, deleted_profile_extension, extension, idempotency_key, profile, profile_role,
+};
+use super::events::event_row;
 use super::query::{Anchor, like_pattern};
+use super::registry::registry_row;
+use super::{Store, StoreError, insert_from, is_postgres, now};
 use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
+use crate::domain::event::{NewEvent, Origin};
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::{Profile, ProfileFields, ProfileStatus};
+use crate::domain::username::Username;
 
 /// How a deleted profile's status is stored.
 const DELETED: &str = "deleted";
@@ -266,6 +272,98 @@ impl Store {
             self.ensure_account_open(txn, account_id).await?;
         }
         Ok(profile)
+    }
+
+    /// CreateProfile's writes on PostgreSQL as one statement — one round trip, committed whole
+    /// or not at all: the account's row locked `FOR KEY SHARE` where it is open (as
+    /// [`Store::ensure_account_open`] locks it), and from that row only the username's
+    /// registration, `profile`, its `events` with their places in the numbering queue, and with
+    /// `kept` the request's kept answer (scope, request id, answer). False when nothing was
+    /// written: the account is missing or deleted, or a row was held already (the username by
+    /// another profile, the request's key by a twin) and the statement failed whole. The caller
+    /// then takes the general way, whose transaction says why. Always false on SQLite.
+    pub async fn create_profile_at_once(
+        &self,
+        profile: &Profile,
+        username: &Username,
+        origin: &Origin,
+        events: &[NewEvent],
+        kept: Option<(&str, &str, Vec<u8>)>,
+    ) -> Result<bool, StoreError> {
+        if !is_postgres(&self.db) || events.is_empty() {
+            return Ok(false);
+        }
+        let mut values = vec![sea_orm::Value::from(profile.account_id.0)];
+        let mut parts = vec![
+            "account AS (SELECT id FROM accounts WHERE id = $1 AND deleted_at IS NULL \
+             FOR KEY SHARE)"
+                .to_owned(),
+            format!(
+                "registered AS ({})",
+                insert_from(
+                    &[registry_row(username, profile.id, profile.account_id)],
+                    "account",
+                    &mut values
+                )
+            ),
+            format!(
+                "created AS ({})",
+                insert_from(
+                    &[profile::ActiveModel::from(model_of(profile))],
+                    "account",
+                    &mut values
+                )
+            ),
+        ];
+        if let Some((scope, request_id, answer)) = kept {
+            let key = idempotency_key::ActiveModel {
+                scope: Set(scope.to_owned()),
+                request_id: Set(request_id.to_owned()),
+                response: Set(answer),
+                created_at: Set(now()),
+            };
+            parts.push(format!(
+                "kept AS ({})",
+                insert_from(&[key], "account", &mut values)
+            ));
+        }
+        let occurred_at = now();
+        let rows = events
+            .iter()
+            .map(|new| event_row(origin, new, occurred_at))
+            .collect::<Result<Vec<_>, _>>()?;
+        parts.push(format!(
+            "written AS ({} RETURNING insert_id, account_id, subject_id)",
+            insert_from(&rows, "account", &mut values)
+        ));
+        let sql = format!(
+            "WITH {} INSERT INTO event_pending (insert_id, account_id, subject_id) \
+             SELECT insert_id, account_id, subject_id FROM written",
+            parts.join(", ")
+        );
+        let written = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await;
+        match written {
+            Ok(result) => Ok(result.rows_affected() == rows.len() as u64),
+            Err(error)
+                if matches!(
+                    error.sql_err(),
+                    Some(
+                        SqlErr::UniqueConstraintViolation(_)
+                            | SqlErr::ForeignKeyConstraintViolation(_)
+                    )
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Replaces a profile's fields and status. A new canonical username is registered first;
