@@ -237,6 +237,72 @@ async fn unlocking_lets_the_right_password_in_at_once(backend: Backend) {
     assert_eq!(unlocked[0].request_id, "unlock-ada");
 }
 
+/// A right password forgets the failures before it: below the limit without an event, and
+/// after a lock that ran out with `roster.signin.unlocked`; each attempt that reaches a lock
+/// records `roster.signin.locked`.
+async fn a_right_password_clears_failures_and_says_when_it_ends_a_lock(backend: Backend) {
+    let Some(f) = fixture(backend, 30).await else {
+        return;
+    };
+    let profile = f.person_with_password("ada@example.com").await;
+    // Wrong passwords, and a right one that is not the attempt reaching the limit (that one
+    // sets the lock before its password is checked, and the right password then ends it).
+    for _ in 0..MAX_FAILURES - 2 {
+        assert!(!f.sign_in(&profile, WRONG).await.unwrap().verified);
+    }
+    assert_eq!(f.state(&profile).await.failures, MAX_FAILURES as i32 - 2);
+    assert!(f.sign_in(&profile, STRONG).await.unwrap().verified);
+    assert_eq!(
+        f.state(&profile).await,
+        pb::GetSignInStateResponse::default()
+    );
+
+    f.lock(&profile).await;
+    let locked = f.events_of(&profile, "roster.signin.locked").await;
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    // The lock runs out (its end moved into the past), and the right password gets in.
+    use sea_orm::ConnectionTrait;
+    let db = sea_orm::Database::connect(&f.server.database.url)
+        .await
+        .expect("database");
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    db.execute_raw(roster_runtime::db::statement(
+        &db,
+        "UPDATE signin_throttle SET locked_until = $1",
+        vec![past.into()],
+    ))
+    .await
+    .expect("lock ended");
+    assert!(f.sign_in(&profile, STRONG).await.unwrap().verified);
+    assert_eq!(
+        f.state(&profile).await,
+        pb::GetSignInStateResponse::default()
+    );
+    let unlocked = f.events_of(&profile, "roster.signin.unlocked").await;
+    assert_eq!(unlocked.len(), 1, "{unlocked:?}");
+    // That attempt, past the limit, set the next (longer) lock before its password was checked,
+    // so that guesses racing it were refused: a second lock, which its right password ended.
+    // The failures forgotten below the limit at first recorded nothing.
+    let locked = f.events_of(&profile, "roster.signin.locked").await;
+    assert_eq!(locked.len(), 2, "{locked:?}");
+    let counts: Vec<_> = locked
+        .iter()
+        .map(|event| {
+            let failures = event
+                .changes
+                .iter()
+                .find(|change| change.field == "failures");
+            failures.and_then(|change| change.new_value.clone())
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [MAX_FAILURES, MAX_FAILURES + 1].map(|n| Some(prost_types::Value {
+            kind: Some(prost_types::value::Kind::NumberValue(f64::from(n)))
+        }))
+    );
+}
+
 async fn a_key_of_another_account_can_neither_read_nor_clear_a_sign_in(backend: Backend) {
     let Some(f) = fixture(backend, 30).await else {
         return;
@@ -416,6 +482,7 @@ async fn a_profile_deleted_before_the_restore_window_stays_deleted(backend: Back
 
 both_backends!(
     unlocking_lets_the_right_password_in_at_once,
+    a_right_password_clears_failures_and_says_when_it_ends_a_lock,
     a_key_of_another_account_can_neither_read_nor_clear_a_sign_in,
     an_undeleted_profile_comes_back_with_its_username_roles_and_free_extensions,
     a_profile_deleted_before_the_restore_window_stays_deleted,

@@ -157,6 +157,16 @@ impl Passwords {
                 .await?
                 .is_some());
         };
+        // Most attempts neither meet nor set a lock: one statement, no transaction.
+        let conn = self.store.connection();
+        if self
+            .store
+            .admit_signin_attempt_below_lock(conn, key, schedule)
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
         let txn = self.store.begin().await?;
         let Some(count) = self.store.admit_signin_attempt(&txn, key, schedule).await? else {
             return Ok(false);
@@ -180,6 +190,15 @@ impl Passwords {
         key: &str,
         schedule: &LockSchedule,
     ) -> Result<(), IdentityError> {
+        // Failures below the limit locked nothing: one statement, no transaction.
+        let conn = self.store.connection();
+        if self
+            .store
+            .clear_signin_failures_below(conn, key, schedule.max_failures)
+            .await?
+        {
+            return Ok(());
+        }
         let txn = self.store.begin().await?;
         let count = self.store.clear_signin_failures(&txn, key).await?;
         if count.is_some_and(|count| schedule.lock_at(count).is_some()) {

@@ -36,50 +36,25 @@ impl Store {
         key: &str,
         schedule: &LockSchedule,
     ) -> Result<Option<i32>, StoreError> {
-        use sea_orm::sea_query::CaseStatement;
-        let at = now();
-        let stored_failures =
-            Expr::col((signin_throttle::Entity, signin_throttle::Column::Failures));
-        let stored_lock = Expr::col((
-            signin_throttle::Entity,
-            signin_throttle::Column::LockedUntil,
-        ));
-        let count = stored_failures.add(1);
-        let mut lock = CaseStatement::new().case(
-            count.clone().lt(schedule.max_failures),
-            Expr::val(None::<DateTime<Utc>>),
-        );
-        for (step, until) in schedule.steps.iter().enumerate() {
-            lock = lock.case(
-                count.clone().eq(schedule.max_failures + step as i32),
-                Expr::val(Some(*until)),
-            );
+        let statement = admit_statement(key, schedule, false);
+        failures_of(conn.query_one(&statement).await?)
+    }
+
+    /// [`admit_signin_attempt`](Self::admit_signin_attempt) for an attempt that neither meets a
+    /// lock nor sets one: counted only while `key` is not locked and its count stays below the
+    /// limit, and then its count; `None` with nothing counted otherwise, so that the caller
+    /// counts it with `admit_signin_attempt` and records what the lock brings. One statement
+    /// outside any transaction, as no event can come of it.
+    pub async fn admit_signin_attempt_below_lock(
+        &self,
+        conn: &impl ConnectionTrait,
+        key: &str,
+        schedule: &LockSchedule,
+    ) -> Result<Option<i32>, StoreError> {
+        if schedule.lock_at(1).is_some() {
+            return Ok(None);
         }
-        let lock = lock.finally(Expr::val(Some(schedule.longest)));
-        let statement = Query::insert()
-            .into_table(signin_throttle::Entity)
-            .columns([
-                signin_throttle::Column::Canonical,
-                signin_throttle::Column::Failures,
-                signin_throttle::Column::LastFailureAt,
-                signin_throttle::Column::LockedUntil,
-            ])
-            .values_panic([
-                key.into(),
-                1i32.into(),
-                at.into(),
-                schedule.lock_at(1).into(),
-            ])
-            .on_conflict(
-                OnConflict::column(signin_throttle::Column::Canonical)
-                    .value(signin_throttle::Column::Failures, count)
-                    .value(signin_throttle::Column::LastFailureAt, Expr::val(at))
-                    .value(signin_throttle::Column::LockedUntil, lock)
-                    .action_and_where(stored_lock.clone().is_null().or(stored_lock.lte(at)))
-                    .to_owned(),
-            )
-            .returning_col(signin_throttle::Column::Failures)
-            .to_owned();
+        let statement = admit_statement(key, schedule, true);
         failures_of(conn.query_one(&statement).await?)
     }
 
@@ -96,6 +71,24 @@ impl Store {
             .returning_col(signin_throttle::Column::Failures)
             .to_owned();
         failures_of(conn.query_one(&statement).await?)
+    }
+
+    /// [`clear_signin_failures`](Self::clear_signin_failures) where the count is below
+    /// `max_failures`, so that no lock came of it: true when it forgot them. False, with nothing
+    /// changed, when `key` counts none or reached a lock — the caller then clears it with
+    /// `clear_signin_failures` and records the unlocking.
+    pub async fn clear_signin_failures_below(
+        &self,
+        conn: &impl ConnectionTrait,
+        key: &str,
+        max_failures: i32,
+    ) -> Result<bool, StoreError> {
+        let statement = Query::delete()
+            .from_table(signin_throttle::Entity)
+            .and_where(Expr::col(signin_throttle::Column::Canonical).eq(key))
+            .and_where(Expr::col(signin_throttle::Column::Failures).lt(max_failures))
+            .to_owned();
+        Ok(conn.execute(&statement).await?.rows_affected() == 1)
     }
 }
 
@@ -165,6 +158,63 @@ impl Store {
 }
 
 /// The `failures` a statement returned, if it returned a row.
+/// The statement of [`Store::admit_signin_attempt`]; with `below_lock` that of
+/// [`Store::admit_signin_attempt_below_lock`], which counts only an attempt that stays below the
+/// limit (and whose first attempt, when no row exists, must not lock: checked by its caller).
+fn admit_statement(
+    key: &str,
+    schedule: &LockSchedule,
+    below_lock: bool,
+) -> sea_orm::sea_query::InsertStatement {
+    use sea_orm::sea_query::CaseStatement;
+    let at = now();
+    let stored_failures = Expr::col((signin_throttle::Entity, signin_throttle::Column::Failures));
+    let stored_lock = Expr::col((
+        signin_throttle::Entity,
+        signin_throttle::Column::LockedUntil,
+    ));
+    let count = stored_failures.add(1);
+    let mut lock = CaseStatement::new().case(
+        count.clone().lt(schedule.max_failures),
+        Expr::val(None::<DateTime<Utc>>),
+    );
+    for (step, until) in schedule.steps.iter().enumerate() {
+        lock = lock.case(
+            count.clone().eq(schedule.max_failures + step as i32),
+            Expr::val(Some(*until)),
+        );
+    }
+    let lock = lock.finally(Expr::val(Some(schedule.longest)));
+    let mut admitted = stored_lock.clone().is_null().or(stored_lock.lte(at));
+    if below_lock {
+        admitted = admitted.and(count.clone().lt(schedule.max_failures));
+    }
+    Query::insert()
+        .into_table(signin_throttle::Entity)
+        .columns([
+            signin_throttle::Column::Canonical,
+            signin_throttle::Column::Failures,
+            signin_throttle::Column::LastFailureAt,
+            signin_throttle::Column::LockedUntil,
+        ])
+        .values_panic([
+            key.into(),
+            1i32.into(),
+            at.into(),
+            schedule.lock_at(1).into(),
+        ])
+        .on_conflict(
+            OnConflict::column(signin_throttle::Column::Canonical)
+                .value(signin_throttle::Column::Failures, count)
+                .value(signin_throttle::Column::LastFailureAt, Expr::val(at))
+                .value(signin_throttle::Column::LockedUntil, lock)
+                .action_and_where(admitted)
+                .to_owned(),
+        )
+        .returning_col(signin_throttle::Column::Failures)
+        .to_owned()
+}
+
 fn failures_of(row: Option<sea_orm::QueryResult>) -> Result<Option<i32>, StoreError> {
     row.map(|row| row.try_get::<i32>("", "failures"))
         .transpose()
