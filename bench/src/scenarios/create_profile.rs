@@ -1,10 +1,11 @@
 //! CreateProfile: profiles/s and latency at several concurrencies, next to pgbench running the
 //! equivalent two-insert transaction (username row + profile row) on the same database.
 //!
-//! A second pgbench script replays the statements one CreateProfile call actually sends (the
-//! idempotency lookup, the account check, both inserts and the idempotency key), which splits
-//! the gap to the target into "more SQL per call" and "time spent in the service"; one more
-//! Roster run without a `request_id` shows what idempotency costs.
+//! A second pgbench script replays the statement one CreateProfile call actually sends (the
+//! account's row locked, and the registry row, the profile, the kept answer, the event and its
+//! place in the numbering queue inserted from it), which splits the gap to the target into
+//! "more SQL per call" and "time spent in the service"; one more Roster run without a
+//! `request_id` shows what idempotency costs.
 
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::profile_service_client::ProfileServiceClient;
@@ -61,25 +62,35 @@ pub fn two_insert_script(account: &str) -> String {
     )
 }
 
-/// The statements one CreateProfile call with a `request_id` sends, in order.
-fn roster_statements_script(account: &str) -> String {
+/// What one CreateProfile call with a `request_id` sends on PostgreSQL: one statement that
+/// locks the account's row and inserts the registry row, the profile, the kept answer, the
+/// event and its place in the numbering queue.
+fn roster_statement_script(account: &str) -> String {
     let request_id =
         "CAST(:client_id AS text) || '-' || CAST(:a AS text) || '-' || CAST(:b AS text)";
-    // A stored CreateProfileResponse is about 200 bytes.
-    let response = "decode(repeat('ab', 200), 'hex')";
+    // A kept answer (the profile as JSON) is about 400 bytes, an event's changes about 300.
+    let answer = "decode(repeat('ab', 400), 'hex')";
+    let changes = "repeat('x', 300)";
+    let registry = registry_insert(account, false)
+        .replace(" VALUES (", " SELECT ")
+        .replace(");\n", " FROM account");
+    let profile = profile_insert(account)
+        .replace(" VALUES (", " SELECT ")
+        .replace(");\n", " FROM account");
     format!(
-        "{}SELECT scope, request_id, response, created_at FROM idempotency_keys \
-         WHERE scope = 'bench/CreateProfile' AND request_id = {request_id} LIMIT 1;\n\
-         BEGIN;\n\
-         SELECT id FROM accounts WHERE id = '{account}' LIMIT 1;\n\
-         {}{}\
-         INSERT INTO idempotency_keys (scope, request_id, response, created_at) \
-         VALUES ('bench/CreateProfile', {request_id}, {response}, now()) \
-         ON CONFLICT (scope, request_id) DO NOTHING;\n\
-         COMMIT;\n",
+        "{}WITH account AS (SELECT id FROM accounts WHERE id = '{account}' \
+         AND deleted_at IS NULL FOR KEY SHARE), \
+         registered AS ({registry}), created AS ({profile}), \
+         kept AS (INSERT INTO idempotency_keys (scope, request_id, response, created_at) \
+         SELECT 'bench/CreateProfile', {request_id}, {answer}, now() FROM account), \
+         written AS (INSERT INTO events (id, occurred_at, account_id, subject_type, subject_id, \
+         event_type, actor, caller, source, request_id, trace_id, changes) \
+         SELECT gen_random_uuid(), now(), id, 'profile', md5({NAME})::uuid, \
+         'roster.profile.created', 'bench', 'bench', 'grpc', {request_id}, 'none', {changes} \
+         FROM account RETURNING insert_id, account_id, subject_id) \
+         INSERT INTO event_pending (insert_id, account_id, subject_id) \
+         SELECT insert_id, account_id, subject_id FROM written;\n",
         variables(),
-        registry_insert(account, true),
-        profile_insert(account)
     )
 }
 
@@ -153,7 +164,7 @@ pub async fn run(
             None,
             tools::pgbench(
                 &url,
-                &roster_statements_script(&account),
+                &roster_statement_script(&account),
                 32,
                 options.warmup,
                 options.duration,
@@ -164,7 +175,7 @@ pub async fn run(
             usage: Some(usage),
             ..Row::from_outcome(
                 SCENARIO,
-                "pgbench replaying CreateProfile's 7 statements",
+                "pgbench replaying CreateProfile's statement",
                 32,
                 "txn/s",
                 &statements?,
