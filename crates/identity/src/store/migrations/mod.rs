@@ -8,6 +8,7 @@ mod events;
 mod external_id;
 mod kept_answers_lz4;
 mod kept_extensions;
+mod partial_profile_indexes;
 mod retention;
 mod scim_tokens;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(retention::AddRetention),
             Box::new(event_numbers::NumberEventsApart),
             Box::new(kept_answers_lz4::CompressKeptAnswersWithLz4),
+            Box::new(partial_profile_indexes::PartialProfileIndexes),
         ]
     }
 }
