@@ -11,3 +11,17 @@ pub fn cpu_bound<R>(work: impl FnOnce() -> R) -> R {
         _ => work(),
     }
 }
+
+/// Runs `work` on the blocking thread pool and waits for it. Unlike [`cpu_bound`], which holds
+/// the calling task until `work` is done, the futures the calling task polls beside this one
+/// (a file reader joined with it, other batches) go on meanwhile, on another core. A panic in
+/// `work` is resumed here; `None` when the runtime shuts down before `work` ran.
+pub async fn on_blocking_pool<R: Send + 'static>(
+    work: impl FnOnce() -> R + Send + 'static,
+) -> Option<R> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => Some(result),
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => None,
+    }
+}

@@ -262,10 +262,13 @@ async fn stage(
         Err(JobError::Identity(status)) => return refused_by_identity(job, status).await,
         Err(other) => return Err(other),
     };
-    // Checking a batch of rows is CPU work: off the executor, so the server's calls go on.
-    let drafts: Vec<_> = roster_runtime::work::cpu_bound(|| {
+    // Checking a batch of rows is CPU work: on the blocking pool, so that the server's calls,
+    // the file's reader and the other batches in flight go on meanwhile.
+    let drafts: Vec<_> = roster_runtime::work::on_blocking_pool(move || {
         rows.into_iter().map(|row| draft(row, &profiles)).collect()
-    });
+    })
+    .await
+    .ok_or(JobError::Stopping)?;
     // Each username once, with the names and email of the first row that asks for it (from
     // which identity builds suggestions when it refuses the name).
     let mut asked = HashSet::new();
