@@ -40,6 +40,48 @@ async fn events_of(identity: &Identity, account: &str, count: usize) -> Vec<pb::
     panic!("fewer than {count} events of {account} after 5 s");
 }
 
+/// CreateProfile of Ada Lovelace (ada@acme.example) in `account`, on `request_id`.
+fn ada(account: &str, request_id: &str) -> pb::CreateProfileRequest {
+    pb::CreateProfileRequest {
+        account_id: account.to_owned(),
+        first_name: "Ada".into(),
+        last_name: "Lovelace".into(),
+        email: "ada@acme.example".into(),
+        request_id: request_id.into(),
+        ..Default::default()
+    }
+}
+
+/// The events of `account`, which was created, got one profile and is now renamed "Acme Ltd":
+/// the rename is the last change, so the log has certainly numbered everything before it.
+/// Asserts that those are all of its events.
+async fn created_then_renamed(identity: &Identity, account: &str) -> Vec<pb::Event> {
+    identity
+        .update_account(pb::UpdateAccountRequest {
+            account: Some(pb::Account {
+                id: account.to_owned(),
+                display_name: "Acme Ltd".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events = events_of(identity, account, 3).await;
+    assert_eq!(
+        types(&events),
+        [
+            "roster.account.created",
+            "roster.profile.created",
+            "roster.account.updated"
+        ]
+    );
+    events
+}
+
 fn types(events: &[pb::Event]) -> Vec<&str> {
     events.iter().map(|event| event.r#type.as_str()).collect()
 }
@@ -231,14 +273,7 @@ async fn a_refused_call_writes_no_event_and_a_replay_none_twice(backend: Backend
         return;
     };
     let account = identity.account("Acme").await.id;
-    let create = pb::CreateProfileRequest {
-        account_id: account.clone(),
-        first_name: "Ada".into(),
-        last_name: "Lovelace".into(),
-        email: "ada@acme.example".into(),
-        request_id: "once".into(),
-        ..Default::default()
-    };
+    let create = ada(&account, "once");
     let first = identity.create_profile(create.clone()).await.unwrap();
     let again = identity.create_profile(create).await.unwrap();
     assert_eq!(first, again);
@@ -263,30 +298,7 @@ async fn a_refused_call_writes_no_event_and_a_replay_none_twice(backend: Backend
         .await
         .unwrap_err();
     assert_eq!(taken.code(), Code::AlreadyExists);
-    // One more change, so that the log has certainly numbered everything before it.
-    identity
-        .update_account(pb::UpdateAccountRequest {
-            account: Some(pb::Account {
-                id: account.clone(),
-                display_name: "Acme Ltd".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let events = events_of(&identity, &account, 3).await;
-    assert_eq!(
-        types(&events),
-        [
-            "roster.account.created",
-            "roster.profile.created",
-            "roster.account.updated"
-        ]
-    );
+    let events = created_then_renamed(&identity, &account).await;
     assert_eq!(
         change(&events[2], "display_name"),
         (Some("Acme".into()), Some("Acme Ltd".into()))
@@ -302,14 +314,7 @@ async fn fifty_copies_of_a_create_write_one_profile_and_one_event(backend: Backe
         return;
     };
     let account = identity.account("Acme").await.id;
-    let create = pb::CreateProfileRequest {
-        account_id: account.clone(),
-        first_name: "Ada".into(),
-        last_name: "Lovelace".into(),
-        email: "ada@acme.example".into(),
-        request_id: "fifty".into(),
-        ..Default::default()
-    };
+    let create = ada(&account, "fifty");
     let answers = futures::future::join_all((0..50).map(|_| {
         let identity = identity.clone();
         let create = create.clone();
@@ -337,30 +342,7 @@ async fn fifty_copies_of_a_create_write_one_profile_and_one_event(backend: Backe
         .await
         .unwrap();
     assert_eq!(listed.profiles, vec![first.clone()]);
-    // One more change, so that the log has certainly numbered everything before it.
-    identity
-        .update_account(pb::UpdateAccountRequest {
-            account: Some(pb::Account {
-                id: account.clone(),
-                display_name: "Acme Ltd".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let events = events_of(&identity, &account, 3).await;
-    assert_eq!(
-        types(&events),
-        [
-            "roster.account.created",
-            "roster.profile.created",
-            "roster.account.updated"
-        ]
-    );
+    let events = created_then_renamed(&identity, &account).await;
     assert_eq!(events[1].subject_id, first.id);
     assert_eq!(events[1].request_id, "fifty");
     assert_eq!(
