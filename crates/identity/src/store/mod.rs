@@ -87,23 +87,32 @@ impl Store {
         request_id: &str,
         response: Vec<u8>,
     ) -> Result<bool, StoreError> {
-        let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
-            scope: Set(scope.to_owned()),
-            request_id: Set(request_id.to_owned()),
-            response: Set(response),
-            created_at: Set(now()),
-        })
-        .on_conflict(
-            OnConflict::columns([
-                idempotency_key::Column::Scope,
-                idempotency_key::Column::RequestId,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
+        let inserted = idempotency_key::Entity::insert(kept_row(scope, request_id, response))
+            .on_conflict(
+                OnConflict::columns([
+                    idempotency_key::Column::Scope,
+                    idempotency_key::Column::RequestId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
         Ok(inserted == 1)
+    }
+}
+
+/// The row that keeps `response` as the answer to `(scope, request_id)`.
+pub(super) fn kept_row(
+    scope: &str,
+    request_id: &str,
+    response: Vec<u8>,
+) -> idempotency_key::ActiveModel {
+    idempotency_key::ActiveModel {
+        scope: Set(scope.to_owned()),
+        request_id: Set(request_id.to_owned()),
+        response: Set(response),
+        created_at: Set(now()),
     }
 }
 

@@ -12,13 +12,11 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{
-    account, deleted_profile_extension, extension, idempotency_key, profile, profile_role,
-};
+use super::entities::{account, deleted_profile_extension, extension, profile, profile_role};
 use super::events::event_row;
 use super::query::{Anchor, like_pattern};
 use super::registry::registry_row;
-use super::{Store, StoreError, insert_from, is_postgres, now};
+use super::{Store, StoreError, insert_from, is_postgres, kept_row, now};
 use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
 use crate::domain::event::{NewEvent, Origin};
@@ -316,15 +314,13 @@ impl Store {
             ),
         ];
         if let Some((scope, request_id, answer)) = kept {
-            let key = idempotency_key::ActiveModel {
-                scope: Set(scope.to_owned()),
-                request_id: Set(request_id.to_owned()),
-                response: Set(answer),
-                created_at: Set(now()),
-            };
             parts.push(format!(
                 "kept AS ({})",
-                insert_from(&[key], "account", &mut values)
+                insert_from(
+                    &[kept_row(scope, request_id, answer)],
+                    "account",
+                    &mut values
+                )
             ));
         }
         let occurred_at = now();
