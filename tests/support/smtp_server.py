@@ -3,10 +3,10 @@
 
 It listens on --host (127.0.0.1 unless given) and --port, and records every message it accepts
 as one JSON file in --dir (written whole, then renamed into place), so a test counts deliveries
-by reading records, never logs. Each record holds the envelope, the Message-ID and the parsed MIME parts (the HTML part's
-link targets too). Chosen recipients are refused: --reject ADDR answers RCPT with a permanent
-550, --tempfail ADDR with a temporary 451. --auth USER:PASS requires SMTP AUTH (PLAIN or LOGIN;
-by default without TLS, this is loopback only).
+by reading records, never logs. Each record holds the envelope, the Message-ID and the parsed
+MIME parts (the HTML part's link targets too). Chosen recipients are refused: --reject ADDR
+answers RCPT with a permanent 550, --tempfail ADDR with a temporary 451. --auth USER:PASS
+requires SMTP AUTH (PLAIN or LOGIN; by default without TLS, this is loopback only).
 
 TLS, with --tls-cert FILE --tls-key FILE (PEM): --starttls offers STARTTLS and refuses every
 command but EHLO/NOOP/QUIT/STARTTLS before it; --implicit-tls wraps the listener itself in TLS

@@ -312,6 +312,21 @@ impl Identity {
     }
 }
 
+/// An UpdateAccount that renames `account_id` to `display_name` and changes nothing else.
+pub fn rename_account(account_id: &str, display_name: &str) -> identity::UpdateAccountRequest {
+    identity::UpdateAccountRequest {
+        account: Some(identity::Account {
+            id: account_id.into(),
+            display_name: display_name.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["display_name".into()],
+        }),
+        ..Default::default()
+    }
+}
+
 /// A BatchUpsertProfiles item for Alice Liddell: `id` empty creates, `username` empty defaults.
 pub fn upsert_item(key: &str, id: &str, email: &str, username: &str) -> identity::ProfileUpsert {
     identity::ProfileUpsert {

@@ -11,7 +11,7 @@ mod imports;
 mod notification;
 
 pub use health::Health;
-pub use identity::{Identity, upsert_item};
+pub use identity::{Identity, rename_account, upsert_item};
 pub use imports::{Imports, OpenUpload};
 pub use notification::Notifications;
 

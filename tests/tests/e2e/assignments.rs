@@ -5,7 +5,7 @@
 
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
-use roster_tests::clients::{Identity, Refusal, refusal, upsert_item};
+use roster_tests::clients::{Identity, Refusal, refusal, rename_account, upsert_item};
 use roster_tests::{Backend, TestKey, TestServer, both_backends, reason};
 use tonic::Code;
 
@@ -442,17 +442,7 @@ async fn extension_numbers_respect_the_account_bounds(backend: Backend) {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     let renamed = identity
-        .update_account(pb::UpdateAccountRequest {
-            account: Some(pb::Account {
-                id: narrow.id.clone(),
-                display_name: "  Narrow Ltd ".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-            request_id: String::new(),
-        })
+        .update_account(rename_account(&narrow.id, "  Narrow Ltd "))
         .await
         .unwrap()
         .account
@@ -787,17 +777,7 @@ async fn another_accounts_profile_is_not_found_like_a_missing_one(backend: Backe
             .all(|(code, _, _)| *code == Code::NotFound)
     );
     let status = limited
-        .update_account(pb::UpdateAccountRequest {
-            account: Some(pb::Account {
-                id: theirs.clone(),
-                display_name: "Mallory".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-            request_id: String::new(),
-        })
+        .update_account(rename_account(&theirs, "Mallory"))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);

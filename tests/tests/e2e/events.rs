@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
-use roster_tests::clients::{Identity, refusal};
+use roster_tests::clients::{Identity, refusal, rename_account};
 use roster_tests::{
     Backend, TestDatabase, TestKey, TestServer, both_backends, identity_settings, test_settings,
 };
@@ -57,17 +57,7 @@ fn ada(account: &str, request_id: &str) -> pb::CreateProfileRequest {
 /// Asserts that those are all of its events.
 async fn created_then_renamed(identity: &Identity, account: &str) -> Vec<pb::Event> {
     identity
-        .update_account(pb::UpdateAccountRequest {
-            account: Some(pb::Account {
-                id: account.to_owned(),
-                display_name: "Acme Ltd".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-            ..Default::default()
-        })
+        .update_account(rename_account(account, "Acme Ltd"))
         .await
         .unwrap();
     let events = events_of(identity, account, 3).await;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures::future::LocalBoxFuture;
 use roster_proto::identity::v1 as pb;
 use roster_runtime::Service;
-use roster_tests::clients::Identity;
+use roster_tests::clients::{Identity, rename_account};
 use roster_tests::{
     ADMIN_KEY_NAME, Backend, TestDatabase, TestServer, both_backends, identity_settings,
     newest_reset_token, raw, test_settings,
@@ -691,15 +691,7 @@ impl Log {
         self.looks += 1;
         let mark = format!("Marker {}", self.looks);
         self.identity
-            .update_account(pb::UpdateAccountRequest {
-                account: Some(pb::Account {
-                    id: self.marker.clone(),
-                    display_name: mark.clone(),
-                    ..Default::default()
-                }),
-                update_mask: mask(&["display_name"]),
-                ..Default::default()
-            })
+            .update_account(rename_account(&self.marker, &mark))
             .await
             .expect("marker change");
         for _ in 0..400 {

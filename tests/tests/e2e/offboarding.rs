@@ -13,7 +13,7 @@ use roster_proto::identity::v1 as pb;
 use roster_proto::imports::v1 as im;
 use roster_proto::notification::v1 as nt;
 use roster_runtime::Service;
-use roster_tests::clients::{Identity, Imports, Notifications};
+use roster_tests::clients::{Identity, Imports, Notifications, rename_account};
 use roster_tests::imports::people_csv;
 use roster_tests::scim::Scim;
 use roster_tests::{
@@ -295,17 +295,7 @@ async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backe
     assert!(refused.message().contains("deleted"), "{refused:?}");
     let refused = f
         .admin
-        .update_account(pb::UpdateAccountRequest {
-            account: Some(pb::Account {
-                id: f.a.clone(),
-                display_name: "Renamed".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["display_name".into()],
-            }),
-            ..Default::default()
-        })
+        .update_account(rename_account(&f.a, "Renamed"))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");

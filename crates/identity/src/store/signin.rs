@@ -157,7 +157,6 @@ impl Store {
     }
 }
 
-/// The `failures` a statement returned, if it returned a row.
 /// The statement of [`Store::admit_signin_attempt`]; with `below_lock` that of
 /// [`Store::admit_signin_attempt_below_lock`], which counts only an attempt that stays below the
 /// limit (and whose first attempt, when no row exists, must not lock: checked by its caller).
@@ -215,6 +214,7 @@ fn admit_statement(
         .to_owned()
 }
 
+/// The `failures` a statement returned, if it returned a row.
 fn failures_of(row: Option<sea_orm::QueryResult>) -> Result<Option<i32>, StoreError> {
     row.map(|row| row.try_get::<i32>("", "failures"))
         .transpose()
