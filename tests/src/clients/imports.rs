@@ -140,7 +140,7 @@ impl Imports {
         chunk_bytes: usize,
         encoding: &str,
     ) -> Result<imports::Import, Status> {
-        let mut messages = vec![header(account_id, encoding)];
+        let mut messages = vec![upload_header(account_id, encoding)];
         messages.extend(
             content
                 .chunks(chunk_bytes)
@@ -148,6 +148,7 @@ impl Imports {
                     content: Some(Content::Chunk(chunk.to_vec())),
                 }),
         );
+        messages.push(upload_end(content.len() as u64));
         self.upload_import(futures::stream::iter(messages))
             .await
             .map(|response| response.import.expect("import"))
@@ -158,7 +159,7 @@ impl Imports {
     pub async fn open_upload(&self, account_id: &str, deadline: Option<Duration>) -> OpenUpload {
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         sender
-            .send(header(account_id, ""))
+            .send(upload_header(account_id, ""))
             .await
             .expect("the header is queued");
         let client = self.clone();
@@ -174,6 +175,7 @@ impl Imports {
         OpenUpload {
             sender: Some(sender),
             call,
+            sent: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -303,8 +305,15 @@ impl Imports {
     }
 }
 
-/// The first message of an upload into `account_id`.
-fn header(account_id: &str, encoding: &str) -> imports::UploadImportRequest {
+/// The last message of an upload of `size_bytes` bytes.
+pub fn upload_end(size_bytes: u64) -> imports::UploadImportRequest {
+    imports::UploadImportRequest {
+        content: Some(Content::End(imports::UploadImportEnd { size_bytes })),
+    }
+}
+
+/// The first message of an upload into `account_id`, of a file in `encoding` (empty: detect it).
+pub fn upload_header(account_id: &str, encoding: &str) -> imports::UploadImportRequest {
     imports::UploadImportRequest {
         content: Some(Content::Header(imports::UploadImportHeader {
             account_id: account_id.to_owned(),
@@ -329,6 +338,8 @@ async fn collect<T>(mut stream: tonic::Streaming<T>, chunk: impl Fn(T) -> Vec<u8
 pub struct OpenUpload {
     sender: Option<tokio::sync::mpsc::Sender<imports::UploadImportRequest>>,
     call: tokio::task::JoinHandle<Result<imports::Import, Status>>,
+    /// The bytes of the chunks sent so far.
+    sent: std::sync::atomic::AtomicU64,
 }
 
 impl OpenUpload {
@@ -337,16 +348,36 @@ impl OpenUpload {
         let Some(sender) = &self.sender else {
             return false;
         };
-        sender
+        let sent = sender
             .send(imports::UploadImportRequest {
                 content: Some(Content::Chunk(chunk.to_vec())),
             })
             .await
-            .is_ok()
+            .is_ok();
+        self.sent
+            .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        sent
     }
 
-    /// Ends the stream and returns the server's answer.
-    pub async fn finish(mut self) -> Result<imports::Import, Status> {
+    /// Sends the end message with the size of the chunks sent, ends the stream and returns the
+    /// server's answer.
+    pub async fn finish(self) -> Result<imports::Import, Status> {
+        let size_bytes = self.sent.load(std::sync::atomic::Ordering::Relaxed);
+        self.finish_saying(size_bytes).await
+    }
+
+    /// Sends the end message saying the file has `size_bytes` bytes, ends the stream and
+    /// returns the server's answer.
+    pub async fn finish_saying(mut self, size_bytes: u64) -> Result<imports::Import, Status> {
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.send(upload_end(size_bytes)).await;
+        }
+        self.call.await.expect("the upload call completes")
+    }
+
+    /// Ends the stream cleanly without the end message (as a client that stops half-way
+    /// does) and returns the server's answer.
+    pub async fn close_without_end(mut self) -> Result<imports::Import, Status> {
         self.sender = None;
         self.call.await.expect("the upload call completes")
     }

@@ -12,7 +12,7 @@ mod notification;
 
 pub use health::Health;
 pub use identity::{Identity, rename_account, upsert_item};
-pub use imports::{Imports, OpenUpload};
+pub use imports::{Imports, OpenUpload, upload_end, upload_header};
 pub use notification::Notifications;
 
 use tonic::metadata::{MetadataKey, MetadataValue};

@@ -567,10 +567,10 @@ async fn streaming_calls_are_typed_from_their_descriptors_and_end_as_canceled_wh
         ),
         1.0
     );
-    // The header and three chunks in; one answer out.
+    // The header, three chunks and the end in; one answer out.
     assert_eq!(
         scrape.expect("grpc_server_msg_received_total", &uploading),
-        4.0
+        5.0
     );
     assert_eq!(scrape.expect("grpc_server_msg_sent_total", &uploading), 1.0);
     assert_eq!(

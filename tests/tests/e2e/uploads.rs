@@ -1,7 +1,7 @@
 //! Uploads that are neither cut off nor kept, on SQLite and PostgreSQL: an UploadImport outlasts
 //! the server's deadline for one call while it keeps sending; one that stops sending, whose
-//! client goes away, or whose own deadline passes, ends FAILED with the reason and leaves no
-//! stored piece; the sweep fails uploads their replica abandoned, once each, however many
+//! client goes away, whose own deadline passes, or that ends without its end message (or with
+//! one that does not add up) ends FAILED with the reason and leaves no stored piece; the sweep fails uploads their replica abandoned, once each, however many
 //! replicas sweep at the same moment.
 
 use std::collections::HashSet;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use roster_bulk_import::domain::import::ImportId;
 use roster_bulk_import::store::Store;
 use roster_proto::imports::v1 as pb;
-use roster_tests::clients::Imports;
+use roster_tests::clients::{Imports, OpenUpload, refusal, upload_end, upload_header};
 use roster_tests::imports::{Relay, new_upload, people_csv, stored_chunks};
 use roster_tests::{ADMIN_KEY, Backend, ImportSuite, both_backends, reason};
 use tonic::Code;
@@ -210,6 +210,121 @@ async fn a_deadline_the_client_sets_still_ends_its_upload(backend: Backend) {
     drop(upload);
 }
 
+/// A half of `file` sent, then the stream ended by `ending`: whatever it is, the import must
+/// end FAILED with no piece kept, and the call refused naming `field`; returns the refusal's
+/// violation and the import's error message.
+async fn an_upload_ended_by(
+    suite: &ImportSuite,
+    account: &str,
+    file: &[u8],
+    ending: impl AsyncFnOnce(OpenUpload) -> Result<pb::Import, tonic::Status>,
+) -> (String, String) {
+    let upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(account, None)
+        .await;
+    for piece in file.chunks(512 * 1024).take(2) {
+        assert!(upload.send(piece).await);
+    }
+    let client = suite.import_client().await;
+    let import_id = client
+        .uploading_import(&suite.imports.database, account, 2, WAIT)
+        .await;
+    let status = ending(upload).await.expect_err("the file is not taken");
+    let refused = refusal(&status);
+    assert_eq!(refused.code, Code::InvalidArgument, "{status:?}");
+    let [violation] = &refused.violations[..] else {
+        panic!("one field named: {status:?}");
+    };
+    let import = client
+        .wait_for_state(&import_id, &[pb::ImportState::Failed], WAIT)
+        .await;
+    assert_eq!(import.total_row_count, 0, "{import:?}");
+    assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 0);
+    (violation.clone(), import.error_message)
+}
+
+async fn a_stream_that_ends_without_its_end_message_is_not_taken_as_the_file(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Half Sent").await;
+    let file = people_csv("half", 30_000);
+
+    // A client stopped half-way that closes its side cleanly: what arrived is a valid CSV of
+    // fewer rows, and must not be validated as the file.
+    let (violation, reason) =
+        an_upload_ended_by(&suite, &account, &file, OpenUpload::close_without_end).await;
+    assert!(violation.starts_with("end: "), "{violation}");
+    assert!(
+        reason.contains("cut off") && reason.contains("without its end message"),
+        "{reason}"
+    );
+
+    // An end message that does not add up (a chunk lost or sent twice) is refused naming both
+    // sizes.
+    let declared = file.len() as u64;
+    let (violation, reason) = an_upload_ended_by(&suite, &account, &file, async |upload| {
+        upload.finish_saying(declared).await
+    })
+    .await;
+    let both = format!("{declared} bytes but {} arrived", 1024 * 1024);
+    assert!(violation.starts_with("end.size_bytes: "), "{violation}");
+    assert!(violation.contains(&both), "{violation}");
+    assert!(reason.contains(&both), "{reason}");
+
+    // Nothing may follow the end message.
+    let messages = vec![
+        upload_header(&account, ""),
+        chunk(&file[..1000]),
+        upload_end(1000),
+        chunk(&file[1000..2000]),
+    ];
+    let status = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .upload_import(tokio_stream::iter(messages))
+        .await
+        .expect_err("a message after the end is refused");
+    let refused = refusal(&status);
+    assert_eq!(refused.code, Code::InvalidArgument, "{status:?}");
+    assert!(refused.violations[0].starts_with("end: "), "{refused:?}");
+    let client = suite.import_client().await;
+    let imports = client
+        .list_imports(pb::ListImportsRequest {
+            account_id: account.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("ListImports")
+        .imports;
+    assert_eq!(imports.len(), 3, "{imports:?}");
+    for import in &imports {
+        assert_eq!(import.state, pb::ImportState::Failed as i32, "{import:?}");
+        assert_eq!(stored_chunks(&suite.imports.database, &import.id).await, 0);
+    }
+    assert!(
+        imports[0]
+            .error_message
+            .contains("a message followed the end message"),
+        "{}",
+        imports[0].error_message
+    );
+
+    // The whole file with its end is taken, as every other upload test shows; here too.
+    let import = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .upload_csv(&account, &file, 512 * 1024)
+        .await
+        .expect("the whole file is taken");
+    let validated = client
+        .wait_for_state(&import.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    assert_eq!(validated.create_count, 30_000, "{validated:?}");
+}
+
+fn chunk(bytes: &[u8]) -> pb::UploadImportRequest {
+    pb::UploadImportRequest {
+        content: Some(pb::upload_import_request::Content::Chunk(bytes.to_vec())),
+    }
+}
+
 async fn racing_sweeps_fail_each_abandoned_upload_once(backend: Backend) {
     let Some(suite) = ImportSuite::start_with(
         backend,
@@ -369,6 +484,7 @@ both_backends!(
     an_upload_that_stops_sending_fails_after_the_idle_timeout,
     an_upload_whose_client_goes_away_fails_at_once,
     a_deadline_the_client_sets_still_ends_its_upload,
+    a_stream_that_ends_without_its_end_message_is_not_taken_as_the_file,
     racing_sweeps_fail_each_abandoned_upload_once,
     an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts
 );

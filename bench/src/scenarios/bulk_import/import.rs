@@ -81,14 +81,23 @@ pub(super) async fn import(
             )),
         };
         let count = csv.len().div_ceil(CHUNK);
-        std::iter::once(header).chain((0..count).map(move |index| {
-            let end = ((index + 1) * CHUNK).min(csv.len());
-            pb::UploadImportRequest {
-                content: Some(pb::upload_import_request::Content::Chunk(
-                    csv[index * CHUNK..end].to_vec(),
-                )),
-            }
-        }))
+        let end = pb::UploadImportRequest {
+            content: Some(pb::upload_import_request::Content::End(
+                pb::UploadImportEnd {
+                    size_bytes: csv.len() as u64,
+                },
+            )),
+        };
+        std::iter::once(header)
+            .chain((0..count).map(move |index| {
+                let end = ((index + 1) * CHUNK).min(csv.len());
+                pb::UploadImportRequest {
+                    content: Some(pb::upload_import_request::Content::Chunk(
+                        csv[index * CHUNK..end].to_vec(),
+                    )),
+                }
+            }))
+            .chain(std::iter::once(end))
     };
     let uploaded = client
         .upload_import(authed(BULK_KEY, tokio_stream::iter(chunks)))

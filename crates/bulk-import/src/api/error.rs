@@ -27,6 +27,9 @@ impl From<ImportError> for ApiError {
                 reason: "UPLOAD_ENDED",
                 message: error.to_string(),
             },
+            ImportError::SizeMismatch { .. } => {
+                ApiError::invalid("end.size_bytes", error.to_string())
+            }
             ImportError::AccountDeleted => ApiError::FailedPrecondition {
                 reason: "ACCOUNT_DELETED",
                 message: error.to_string(),

@@ -1,5 +1,6 @@
 //! Reading an UploadImport stream: its header, then its chunks handed to the
-//! [`Upload`](crate::app::uploads::Upload) one by one.
+//! [`Upload`](crate::app::uploads::Upload) one by one, then the end message that says the file
+//! is complete.
 //!
 //! An upload is bounded by its size limit and an idle timeout (no chunk for that long and it
 //! is aborted), not by the server's deadline for one call: a large file over a slow link takes
@@ -93,8 +94,16 @@ pub(super) async fn header(
     }
 }
 
-/// Receives the rest of an UploadImport stream (the header already read) into `upload`. On an
-/// early end the import is failed (when it still was UPLOADING) and the caller's error returned.
+/// What GetImport reports for a stream that ended without its end message.
+const NO_END: &str = "the upload was cut off: the stream ended without its end message, so the \
+                      file may be incomplete (a client that failed or was stopped half-way); \
+                      upload the file again";
+
+/// Receives the rest of an UploadImport stream (the header already read) into `upload`: the
+/// chunks, then the end message with the file's size, then the stream's end. Only that is a
+/// complete file: a stream that ends without the end message is a client that stopped
+/// half-way (its side closed cleanly all the same), and its file is not taken. On an early
+/// end the import is failed (when it still was UPLOADING) and the caller's error returned.
 pub(super) async fn receive(
     upload: &mut Upload,
     stream: &mut Streaming<pb::UploadImportRequest>,
@@ -105,21 +114,69 @@ pub(super) async fn receive(
     loop {
         let message = match next_message(stream, idle_timeout, shutdown).await {
             Ok(Some(message)) => message,
-            Ok(None) => return Ok(()),
+            Ok(None) => {
+                upload.fail(NO_END).await;
+                return Err(ApiError::invalid(
+                    "end",
+                    "the stream ended without the end message that says the file is complete \
+                     (UploadImportRequest.end with the file's size), so the file was not taken; \
+                     upload it again",
+                ));
+            }
             Err(interrupted) => {
                 upload.fail(&interrupted.reason()).await;
                 return Err(interrupted.error("chunk"));
             }
         };
-        let Some(Content::Chunk(chunk)) = message.content else {
+        match message.content {
+            Some(Content::Chunk(chunk)) => upload.store(&chunk).await?,
+            Some(Content::End(end)) => {
+                upload.check_size(end.size_bytes).await?;
+                return closed(upload, stream, idle_timeout, shutdown).await;
+            }
+            Some(Content::Header(_)) => {
+                upload
+                    .fail("the upload was refused: a message after the first carried a header")
+                    .await;
+                return Err(ApiError::invalid(
+                    "header",
+                    "only the first message may carry the header; later ones carry chunks",
+                ));
+            }
+            None => {
+                upload
+                    .fail("the upload was refused: a message carried neither a chunk nor the end")
+                    .await;
+                return Err(ApiError::invalid(
+                    "content",
+                    "every message after the header carries a chunk or, last, the end",
+                ));
+            }
+        }
+    }
+}
+
+/// After the end message: the stream must end, with nothing more in it.
+async fn closed(
+    upload: &mut Upload,
+    stream: &mut Streaming<pb::UploadImportRequest>,
+    idle_timeout: Duration,
+    shutdown: &Shutdown,
+) -> Result<(), ApiError> {
+    match next_message(stream, idle_timeout, shutdown).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => {
             upload
-                .fail("the upload was refused: a message after the first carried a header")
+                .fail("the upload was refused: a message followed the end message")
                 .await;
-            return Err(ApiError::invalid(
-                "header",
-                "only the first message may carry the header; later ones carry chunks",
-            ));
-        };
-        upload.store(&chunk).await?;
+            Err(ApiError::invalid(
+                "end",
+                "the end message must be the last one; close the stream after it",
+            ))
+        }
+        Err(interrupted) => {
+            upload.fail(&interrupted.reason()).await;
+            Err(interrupted.error("end"))
+        }
     }
 }

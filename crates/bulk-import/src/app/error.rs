@@ -21,6 +21,12 @@ pub enum ImportError {
          after a pause: GetImport says why)"
     )]
     UploadEnded,
+    /// The upload's end message gave another size than the chunks that arrived add up to.
+    #[error(
+        "the end message says the file has {declared} bytes but {received} arrived; upload the \
+         file again"
+    )]
+    SizeMismatch { declared: u64, received: u64 },
     /// The import's account was deleted: nothing new is imported into it.
     #[error(
         "the account is deleted: nothing is imported into it until UndeleteAccount brings it back"

@@ -106,6 +106,19 @@ impl Upload {
         Ok(())
     }
 
+    /// Checks the client's word that the file is complete: `declared` bytes must be what
+    /// arrived. Otherwise the import is failed, its pieces deleted, and the caller told both
+    /// sizes.
+    pub async fn check_size(&mut self, declared: u64) -> Result<(), ImportError> {
+        let received = self.sniffer.len();
+        if declared == received {
+            return Ok(());
+        }
+        let error = ImportError::SizeMismatch { declared, received };
+        let reason = format!("the upload was refused: {error}");
+        Err(self.end(Ended::broken(error, reason)).await)
+    }
+
     /// Fails the import for `ended` (unless it ended elsewhere) and returns the caller's error.
     async fn end(&mut self, ended: Ended) -> ImportError {
         match ended {

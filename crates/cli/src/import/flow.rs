@@ -72,20 +72,26 @@ impl Client<'_> {
                 })),
             })
             .await?;
-        // The file is read while it is sent, a piece at a time.
+        // The file is read while it is sent, a piece at a time. Only a file read to its end is
+        // followed by the end message: a read that fails closes the stream without it, and the
+        // server does not take the part that was sent as the file.
         let reading = tokio::spawn(async move {
             use tokio::io::AsyncReadExt;
             let mut buffer = vec![0; UPLOAD_CHUNK_BYTES];
+            let mut size_bytes = 0u64;
             loop {
                 let read = reader.read(&mut buffer).await?;
-                if read == 0 {
-                    return Ok::<(), std::io::Error>(());
-                }
-                let message = pb::UploadImportRequest {
-                    content: Some(Content::Chunk(buffer[..read].to_vec())),
+                let content = if read == 0 {
+                    Content::End(pb::UploadImportEnd { size_bytes })
+                } else {
+                    size_bytes += read as u64;
+                    Content::Chunk(buffer[..read].to_vec())
                 };
-                if sender.send(message).await.is_err() {
-                    return Ok(());
+                let message = pb::UploadImportRequest {
+                    content: Some(content),
+                };
+                if sender.send(message).await.is_err() || read == 0 {
+                    return Ok::<(), std::io::Error>(());
                 }
             }
         });
