@@ -737,8 +737,66 @@ async fn batch_on_a_request_id_keeps_one_record_and_replays_it(backend: Backend)
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 }
 
+/// Three hundred CheckUsername calls at once — more than are looked up one by one, so most of
+/// them share registry statements — each answered for its own username: free, taken, retired,
+/// a look-alike of a taken one, invalid, and the same names asked many times over.
+async fn concurrent_username_checks_each_get_their_own_answer(backend: Backend) {
+    let Some((_server, identity)) = spawn(backend).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    create(&identity, person(&account, "p@example.com", "paypal"))
+        .await
+        .unwrap();
+    let gone = create(&identity, person(&account, "d@example.com", "dora"))
+        .await
+        .unwrap();
+    identity
+        .delete_profile(pb::DeleteProfileRequest {
+            id: gone.id.clone(),
+            etag: gone.etag.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+
+    use pb::UsernameRefusal as R;
+    let asked: Vec<(String, R)> = (0..300)
+        .map(|n| match n % 6 {
+            0 => (format!("free{n}@example.com"), R::Unspecified),
+            1 => ("PayPal".to_owned(), R::Taken),
+            2 => ("Dora".to_owned(), R::Retired),
+            3 => ("paypaI".to_owned(), R::Confusable),
+            4 => (format!("bad\u{200B}{n}"), R::Invalid),
+            _ => ("free@example.com".to_owned(), R::Unspecified),
+        })
+        .collect();
+    let calls = asked.iter().map(|(username, _)| {
+        let identity = identity.clone();
+        let username = username.clone();
+        tokio::spawn(async move {
+            identity
+                .check_username(pb::CheckUsernameRequest {
+                    username,
+                    ..Default::default()
+                })
+                .await
+        })
+    });
+    let answers = futures::future::join_all(calls).await;
+    for ((username, refusal), answer) in asked.iter().zip(answers) {
+        let answer = answer.unwrap().expect("CheckUsername");
+        assert_eq!(answer.reason, *refusal as i32, "{username}: {answer:?}");
+        assert_eq!(answer.available, *refusal == R::Unspecified, "{username}");
+        if *refusal != R::Invalid {
+            assert_eq!(answer.canonical, username.to_lowercase(), "{username}");
+        }
+    }
+}
+
 both_backends!(
     username_defaults_to_the_email,
+    concurrent_username_checks_each_get_their_own_answer,
     usernames_are_unique_across_accounts_in_canonical_form,
     confusable_usernames_are_refused,
     invalid_input_reports_every_violation,

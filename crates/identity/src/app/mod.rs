@@ -12,6 +12,7 @@ pub mod batch;
 pub mod credentials;
 pub mod emails;
 pub mod events;
+mod lookups;
 pub mod offboarding;
 pub mod profiles;
 pub mod scim_tokens;
@@ -34,6 +35,8 @@ use crate::store::{Store, StoreError};
 #[derive(Clone)]
 pub struct Identity {
     store: Store,
+    /// CheckUsername's registry lookups, answered together under load.
+    lookups: lookups::Lookups,
     /// How long after its deletion a profile can be undeleted.
     restore_window: chrono::Duration,
     /// How long after its deletion an account can be undeleted.
@@ -45,6 +48,7 @@ impl Identity {
     /// ([`crate::DEFAULT_PROFILE_RESTORE_DAYS`]).
     pub fn new(store: Store) -> Self {
         Self {
+            lookups: lookups::Lookups::new(store.clone()),
             store,
             restore_window: restore_window(crate::DEFAULT_PROFILE_RESTORE_DAYS),
             account_retention: restore_window(crate::DEFAULT_ACCOUNT_RETENTION_DAYS),

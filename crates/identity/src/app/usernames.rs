@@ -48,11 +48,10 @@ impl Identity {
         let parsed = Username::parse(raw);
         let standing = match &parsed {
             Ok(username) => self
-                .store
-                .standings(self.store.connection(), &[username])
-                .await?
-                .pop()
-                .flatten(),
+                .lookups
+                .standing(username)
+                .await
+                .map_err(|error| IdentityError::Storage(error.into()))?,
             Err(_) => None,
         };
         let refused = parsed.as_ref().ok().filter(|_| standing.is_some());
