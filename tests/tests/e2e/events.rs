@@ -341,6 +341,137 @@ async fn fifty_copies_of_a_create_write_one_profile_and_one_event(backend: Backe
     );
 }
 
+/// Sixty-four creations at once — more than run a statement each, so most share statements —
+/// in two accounts and a deleted one, four of them claiming one username and two on one
+/// request id: each is answered as it would be alone, every profile has exactly one
+/// `roster.profile.created` event, and nothing is written for the deleted account.
+async fn concurrent_creations_each_get_their_own_answer(backend: Backend) {
+    let Some((_server, identity)) = start(backend, identity_settings(), Vec::new()).await else {
+        return;
+    };
+    let accounts = [
+        identity.account("A").await.id,
+        identity.account("B").await.id,
+    ];
+    let gone = identity.account("Gone").await.id;
+    identity
+        .delete_account(pb::DeleteAccountRequest {
+            id: gone.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("deleted");
+
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    enum Kind {
+        Gone,
+        Claim,
+        Twin,
+        Own,
+    }
+    let asked: Vec<(Kind, pb::CreateProfileRequest)> = (0..64)
+        .map(|n| {
+            let kind = match n % 16 {
+                0 => Kind::Gone,
+                1 => Kind::Claim,
+                2 if n < 32 => Kind::Twin,
+                _ => Kind::Own,
+            };
+            let account = match kind {
+                Kind::Gone => gone.clone(),
+                Kind::Claim | Kind::Twin => accounts[0].clone(),
+                Kind::Own => accounts[n % 2].clone(),
+            };
+            let (username, request_id) = match kind {
+                Kind::Claim => ("claimed".to_owned(), String::new()),
+                Kind::Twin => ("twin".to_owned(), "twin".to_owned()),
+                _ if n % 3 == 0 => (String::new(), format!("own-{n}")),
+                _ => (String::new(), String::new()),
+            };
+            let request = pb::CreateProfileRequest {
+                account_id: account,
+                first_name: "Ada".into(),
+                last_name: format!("Number {n}"),
+                email: format!("ada{n}@acme.example"),
+                username,
+                request_id,
+                ..Default::default()
+            };
+            (kind, request)
+        })
+        .collect();
+    let answers = futures::future::join_all(asked.iter().map(|(_, request)| {
+        let identity = identity.clone();
+        let request = request.clone();
+        async move {
+            identity
+                .create_profile(request)
+                .await
+                .map(|answer| answer.profile.expect("profile"))
+        }
+    }))
+    .await;
+
+    let mut created = std::collections::HashMap::new();
+    let (mut claimed, mut twins) = (Vec::new(), Vec::new());
+    for ((kind, request), answer) in asked.iter().zip(&answers) {
+        match (kind, answer) {
+            (Kind::Gone, Err(status)) => {
+                assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+                continue;
+            }
+            (Kind::Claim, Err(status)) => {
+                assert_eq!(refusal(status).reason, "USERNAME_TAKEN", "{status:?}");
+                continue;
+            }
+            (Kind::Claim, Ok(profile)) => claimed.push(profile.clone()),
+            (Kind::Twin, Ok(profile)) => twins.push(profile.clone()),
+            (Kind::Own, Ok(profile)) => {
+                assert_eq!(profile.email, request.email);
+                assert_eq!(profile.username, request.email);
+            }
+            (kind, answer) => panic!("{kind:?}: {answer:?}"),
+        }
+        let profile = answer.as_ref().unwrap();
+        assert_eq!(profile.account_id, request.account_id);
+        created.insert(profile.id.clone(), profile.account_id.clone());
+    }
+    assert_eq!(claimed.len(), 1, "one of the four claims wins: {claimed:?}");
+    assert_eq!(twins.len(), 2);
+    assert_eq!(twins[0], twins[1], "twins answer the same profile");
+    // 64 asked: 4 into the deleted account, 3 claims refused, 2 twins as one.
+    assert_eq!(created.len(), 64 - 4 - 3 - 1);
+
+    for account in &accounts {
+        let mine: Vec<&String> = created
+            .iter()
+            .filter(|(_, of)| *of == account)
+            .map(|(id, _)| id)
+            .collect();
+        // One event for the account, one per profile: wait for them all to be numbered.
+        let events = events_of(&identity, account, 1 + mine.len()).await;
+        let mut subjects: Vec<&String> = events
+            .iter()
+            .filter(|event| event.r#type == "roster.profile.created")
+            .map(|event| &event.subject_id)
+            .collect();
+        subjects.sort();
+        let mut expected = mine.clone();
+        expected.sort();
+        assert_eq!(
+            subjects, expected,
+            "one created event per profile of {account}"
+        );
+        assert_eq!(events.len(), 1 + mine.len(), "{:?}", types(&events));
+    }
+    let gone_events = identity.all_events(&gone).await;
+    assert!(
+        !types(&gone_events).contains(&"roster.profile.created"),
+        "{:?}",
+        types(&gone_events)
+    );
+}
+
 /// The next event of a watch, skipping heartbeats.
 async fn next_event(stream: &mut tonic::Streaming<pb::WatchEventsResponse>) -> pb::Event {
     loop {
@@ -850,6 +981,7 @@ both_backends!(
     every_change_is_one_event_with_its_diff_and_its_author,
     a_refused_call_writes_no_event_and_a_replay_none_twice,
     fifty_copies_of_a_create_write_one_profile_and_one_event,
+    concurrent_creations_each_get_their_own_answer,
     a_watch_resumed_from_its_cursor_sees_every_event_once_in_order,
     a_key_of_one_account_reads_only_that_accounts_events,
 );

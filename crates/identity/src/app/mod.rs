@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod assignments;
 pub mod batch;
+mod creations;
 pub mod credentials;
 pub mod emails;
 pub mod events;
@@ -16,6 +17,7 @@ mod lookups;
 pub mod offboarding;
 pub mod profiles;
 pub mod scim_tokens;
+mod shared;
 pub mod signin;
 pub mod usernames;
 
@@ -37,6 +39,8 @@ pub struct Identity {
     store: Store,
     /// CheckUsername's registry lookups, answered together under load.
     lookups: lookups::Lookups,
+    /// The usual CreateProfile's statements, shared by concurrent creations under load.
+    creations: creations::Creations,
     /// How long after its deletion a profile can be undeleted.
     restore_window: chrono::Duration,
     /// How long after its deletion an account can be undeleted.
@@ -48,7 +52,8 @@ impl Identity {
     /// ([`crate::DEFAULT_PROFILE_RESTORE_DAYS`]).
     pub fn new(store: Store) -> Self {
         Self {
-            lookups: lookups::Lookups::new(store.clone()),
+            lookups: lookups::lookups(store.clone()),
+            creations: creations::creations(store.clone()),
             store,
             restore_window: restore_window(crate::DEFAULT_PROFILE_RESTORE_DAYS),
             account_retention: restore_window(crate::DEFAULT_ACCOUNT_RETENTION_DAYS),

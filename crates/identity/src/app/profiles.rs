@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use roster_runtime::Caller;
 use sea_orm::ConnectionTrait;
 
+use super::creations::Written;
 use super::events::origin;
 use super::{Identity, account_scope, emails, encode_kept, once, once_new, request_scope};
 use crate::domain::assignment::Role;
@@ -16,6 +17,7 @@ use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch,
 use crate::domain::query::{MAX_PAGE_SIZE, ProfileQuery};
 use crate::domain::suggestions::Seeds;
 use crate::domain::username::Username;
+use crate::store::AtOnce;
 use crate::store::ProfileFilter;
 
 /// What CreateProfile asks for.
@@ -73,9 +75,10 @@ impl Identity {
         let origin = origin(caller, request_id);
         let scope = request_scope(caller, "CreateProfile");
         // The usual creation — not suspended, no roles, no welcome email — is one statement on
-        // PostgreSQL. What it finds in the way (an account missing or deleted, the username or
-        // the request id held) it leaves to the transaction below, which says why or answers
-        // the kept answer; so does SQLite.
+        // PostgreSQL, shared with concurrent creations of the account (see `creations`). What
+        // it finds in the way (an account missing or deleted, the username or the request id
+        // held) it leaves to the transaction below, which says why or answers the kept answer;
+        // so does SQLite.
         if crate::store::is_postgres(store.connection())
             && !new.suspended
             && new.roles.is_empty()
@@ -87,16 +90,21 @@ impl Identity {
                 &fields,
                 crate::store::now(),
             );
-            let events = [event::profile_created(&profile)];
-            let kept = match request_id {
-                "" => None,
-                id => Some((scope.as_str(), id, encode_kept(&profile)?)),
+            let creation = AtOnce {
+                events: vec![event::profile_created(&profile)],
+                kept: match request_id {
+                    "" => None,
+                    id => Some((scope.clone(), id.to_owned(), encode_kept(&profile)?)),
+                },
+                profile,
+                username: fields.username.clone(),
+                origin: origin.clone(),
             };
-            if store
-                .create_profile_at_once(&profile, &fields.username, &origin, &events, kept)
-                .await?
-            {
-                return Ok(profile);
+            let profile = creation.profile.clone();
+            match self.creations.write(creation).await {
+                Written::Yes => return Ok(profile),
+                Written::Failed(error) => return Err(IdentityError::Storage(error.into())),
+                Written::No | Written::NotWithOthers => {}
             }
         }
         let created = once_new(store, &scope, request_id, async |txn| {

@@ -49,7 +49,7 @@ impl Identity {
         let standing = match &parsed {
             Ok(username) => self
                 .lookups
-                .standing(username)
+                .call(username.clone())
                 .await
                 .map_err(|error| IdentityError::Storage(error.into()))?,
             Err(_) => None,

@@ -20,7 +20,7 @@ mod signin;
 pub use accounts::Listed;
 pub use events::{EventFilter, Numbered};
 pub use migrations::Migrator;
-pub use profiles::ProfileFilter;
+pub use profiles::{AtOnce, ProfileFilter};
 pub use scim_tokens::NewScimTokenRow;
 pub use signin::{LockSchedule, ThrottleState};
 

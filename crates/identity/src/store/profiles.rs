@@ -24,6 +24,17 @@ use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::{Profile, ProfileFields, ProfileStatus};
 use crate::domain::username::Username;
 
+/// One creation written by [`Store::create_profiles_at_once`].
+#[derive(Clone, Debug)]
+pub struct AtOnce {
+    pub profile: Profile,
+    pub username: Username,
+    pub origin: Origin,
+    pub events: Vec<NewEvent>,
+    /// The request's kept answer (scope, request id, answer), when it has a request id.
+    pub kept: Option<(String, String, Vec<u8>)>,
+}
+
 /// How a deleted profile's status is stored.
 const DELETED: &str = "deleted";
 
@@ -273,60 +284,67 @@ impl Store {
     }
 
     /// CreateProfile's writes on PostgreSQL as one statement — one round trip, committed whole
-    /// or not at all: the account's row locked `FOR KEY SHARE` where it is open (as
-    /// [`Store::ensure_account_open`] locks it), and from that row only the username's
-    /// registration, `profile`, its `events` with their places in the numbering queue, and with
-    /// `kept` the request's kept answer (scope, request id, answer). False when nothing was
-    /// written: the account is missing or deleted, or a row was held already (the username by
-    /// another profile, the request's key by a twin) and the statement failed whole. The caller
-    /// then takes the general way, whose transaction says why. Always false on SQLite.
-    pub async fn create_profile_at_once(
+    /// or not at all — for one creation or several of one account: the account's row locked
+    /// `FOR KEY SHARE` where it is open (as [`Store::ensure_account_open`] locks it), and from
+    /// that row only each creation's username registration, profile, events with their places
+    /// in the numbering queue, and kept answer. False when nothing was written: the account is
+    /// missing or deleted, or a row was held already (a username by another profile, a
+    /// request's key by a twin, two of the creations claiming one) and the statement failed
+    /// whole. The caller then takes another way that says why. Always false on SQLite.
+    pub async fn create_profiles_at_once(
         &self,
-        profile: &Profile,
-        username: &Username,
-        origin: &Origin,
-        events: &[NewEvent],
-        kept: Option<(&str, &str, Vec<u8>)>,
+        account_id: AccountId,
+        creations: &[AtOnce],
     ) -> Result<bool, StoreError> {
-        if !is_postgres(&self.db) || events.is_empty() {
+        if !is_postgres(&self.db) || creations.iter().all(|new| new.events.is_empty()) {
             return Ok(false);
         }
-        let mut values = vec![sea_orm::Value::from(profile.account_id.0)];
+        debug_assert!(
+            creations
+                .iter()
+                .all(|new| new.profile.account_id == account_id)
+        );
+        let mut values = vec![sea_orm::Value::from(account_id.0)];
+        let registered: Vec<_> = creations
+            .iter()
+            .map(|new| registry_row(&new.username, new.profile.id, account_id))
+            .collect();
+        let profiles: Vec<_> = creations
+            .iter()
+            .map(|new| profile::ActiveModel::from(model_of(&new.profile)))
+            .collect();
         let mut parts = vec![
             "account AS (SELECT id FROM accounts WHERE id = $1 AND deleted_at IS NULL \
              FOR KEY SHARE)"
                 .to_owned(),
             format!(
                 "registered AS ({})",
-                insert_from(
-                    &[registry_row(username, profile.id, profile.account_id)],
-                    "account",
-                    &mut values
-                )
+                insert_from(&registered, "account", &mut values)
             ),
             format!(
                 "created AS ({})",
-                insert_from(
-                    &[profile::ActiveModel::from(model_of(profile))],
-                    "account",
-                    &mut values
-                )
+                insert_from(&profiles, "account", &mut values)
             ),
         ];
-        if let Some((scope, request_id, answer)) = kept {
+        let kept: Vec<_> = creations
+            .iter()
+            .filter_map(|new| new.kept.as_ref())
+            .map(|(scope, request_id, answer)| kept_row(scope, request_id, answer.clone()))
+            .collect();
+        if !kept.is_empty() {
             parts.push(format!(
                 "kept AS ({})",
-                insert_from(
-                    &[kept_row(scope, request_id, answer)],
-                    "account",
-                    &mut values
-                )
+                insert_from(&kept, "account", &mut values)
             ));
         }
         let occurred_at = now();
-        let rows = events
+        let rows = creations
             .iter()
-            .map(|new| event_row(origin, new, occurred_at))
+            .flat_map(|new| {
+                new.events
+                    .iter()
+                    .map(|event| event_row(&new.origin, event, occurred_at))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         parts.push(format!(
             "written AS ({} RETURNING insert_id, account_id, subject_id)",
