@@ -26,6 +26,21 @@ async fn create(
     response.map(|response| response.profile.expect("profile"))
 }
 
+/// Creates a profile with `username` in `account` and deletes it, which retires the username.
+async fn retire(identity: &Identity, account: &str, email: &str, username: &str) {
+    let profile = create(identity, person(account, email, username))
+        .await
+        .unwrap();
+    identity
+        .delete_profile(pb::DeleteProfileRequest {
+            id: profile.id.clone(),
+            etag: profile.etag.clone(),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+}
+
 fn assert_refused(result: Result<pb::Profile, tonic::Status>, code: Code, expected: &str) {
     let status = result.expect_err("refused");
     assert_eq!(status.code(), code, "{status:?}");
@@ -173,17 +188,7 @@ async fn username_is_never_reused_after_delete_or_rename(backend: Backend) {
     };
     let first = identity.account("First").await.id;
     let second = identity.account("Second").await.id;
-    let deleted = create(&identity, person(&first, "d@example.com", "dora"))
-        .await
-        .unwrap();
-    identity
-        .delete_profile(pb::DeleteProfileRequest {
-            id: deleted.id.clone(),
-            etag: deleted.etag.clone(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    retire(&identity, &first, "d@example.com", "dora").await;
     let renamed = create(&identity, person(&first, "r@example.com", "rita"))
         .await
         .unwrap();
@@ -748,17 +753,7 @@ async fn concurrent_username_checks_each_get_their_own_answer(backend: Backend) 
     create(&identity, person(&account, "p@example.com", "paypal"))
         .await
         .unwrap();
-    let gone = create(&identity, person(&account, "d@example.com", "dora"))
-        .await
-        .unwrap();
-    identity
-        .delete_profile(pb::DeleteProfileRequest {
-            id: gone.id.clone(),
-            etag: gone.etag.clone(),
-            request_id: String::new(),
-        })
-        .await
-        .unwrap();
+    retire(&identity, &account, "d@example.com", "dora").await;
 
     use pb::UsernameRefusal as R;
     let asked: Vec<(String, R)> = (0..300)

@@ -155,3 +155,41 @@ fn a_scim_token_event_tells_the_token_apart_but_holds_no_secret() {
     assert!(!written.contains(secret.expose_secret()));
     assert!(written.contains(secret.shown_prefix()));
 }
+
+#[test]
+fn values_read_back_as_they_were_written_and_others_are_refused() {
+    let values = [
+        Value::Bool(true),
+        Value::Number(-7),
+        Value::Number(i64::MAX),
+        Value::Text("ada@example.com".into()),
+        Value::Text(String::new()),
+        Value::List(vec!["admin".into(), "support".into()]),
+        Value::List(Vec::new()),
+    ];
+    for value in values {
+        let json = serde_json::to_string(&value).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&json).unwrap(),
+            value,
+            "{json}"
+        );
+    }
+    for refused in [
+        "1.5",
+        "18446744073709551615",
+        "null",
+        "{}",
+        "[1]",
+        "[\"a\", true]",
+    ] {
+        let error = serde_json::from_str::<Value>(refused).expect_err(refused);
+        assert!(
+            error
+                .to_string()
+                .contains("a boolean, an integer, a string or a list of strings")
+                || error.to_string().contains("invalid type"),
+            "{refused}: {error}"
+        );
+    }
+}

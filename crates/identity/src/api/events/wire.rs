@@ -89,8 +89,12 @@ pub fn json(event: &Event) -> serde_json::Value {
 /// `json` as one line of ASCII, for a message header: every character beyond ASCII (they
 /// stand only inside strings) written as a JSON `\u` escape.
 pub fn ascii_json(json: &serde_json::Value) -> String {
-    let mut ascii = String::new();
-    for character in json.to_string().chars() {
+    let text = json.to_string();
+    if text.is_ascii() {
+        return text;
+    }
+    let mut ascii = String::with_capacity(text.len() + text.len() / 2);
+    for character in text.chars() {
         if character.is_ascii() {
             ascii.push(character);
         } else {
