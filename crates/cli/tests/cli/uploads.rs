@@ -261,7 +261,9 @@ async fn the_upload_command_follows_validation_past_the_request_timeout(backend:
     let account = suite.account("Long Watch").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("people.csv");
-    let rows = write_big_csv(&path, 2 * 1000 * 1000);
+    // About 10,000 rows of long cells: their validation lasts well past the 1 s request
+    // timeout on a fast machine too (2 MB took 0.8 s on one).
+    let rows = write_big_csv(&path, 6 * 1000 * 1000);
 
     let run = roster(
         &suite,
