@@ -140,7 +140,8 @@ pub(super) async fn receive(
                     .await;
                 return Err(ApiError::invalid(
                     "header",
-                    "only the first message may carry the header; later ones carry chunks",
+                    "only the first message may carry the header; later ones carry chunks \
+                     and, last, the end",
                 ));
             }
             None => {

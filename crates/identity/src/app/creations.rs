@@ -10,7 +10,6 @@
 //! which says why — so one caller's refusal is never another's, and every caller gets the
 //! answer a statement of its own would have given.
 
-use crate::domain::ids::AccountId;
 use crate::store::AtOnce;
 use crate::store::Store;
 
@@ -20,15 +19,16 @@ use super::shared::{Shared, Work};
 const MAX_BATCH: usize = 32;
 
 /// How a creation came out of its statement.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Written {
-    /// The profile and everything with it are written.
-    Yes,
+    /// The profile and everything with it are written; the creation handed back.
+    Yes(AtOnce),
     /// Nothing was written for this creation, alone in its statement: the transaction will say
     /// why.
     No,
-    /// Nothing was written by a statement shared with other creations: try alone.
-    NotWithOthers,
+    /// Nothing was written by a statement shared with other creations: the creation handed
+    /// back, to try alone.
+    NotWithOthers(AtOnce),
     /// The database failed (alone in its statement).
     Failed(String),
 }
@@ -44,26 +44,6 @@ pub(crate) fn creations(store: Store) -> Creations {
     Shared::new(Creation { store })
 }
 
-impl Creation {
-    /// Writes `creations` of `account_id` in one statement.
-    async fn write(&self, account_id: AccountId, creations: &[AtOnce]) -> Written {
-        match self
-            .store
-            .create_profiles_at_once(account_id, creations)
-            .await
-        {
-            Ok(true) => Written::Yes,
-            Ok(false) if creations.len() == 1 => Written::No,
-            Ok(false) => Written::NotWithOthers,
-            Err(error) if creations.len() == 1 => Written::Failed(error.to_string()),
-            Err(error) => {
-                tracing::warn!(%error, creations = creations.len(), "a shared creation statement failed; each creation tries alone");
-                Written::NotWithOthers
-            }
-        }
-    }
-}
-
 impl Work for Creation {
     type Item = AtOnce;
     type Answer = Written;
@@ -72,27 +52,38 @@ impl Work for Creation {
     /// The oldest creation, and those waiting for the same account with a kept answer as it has
     /// one or not. Their count is cut to a power of two: the statement's shape depends on it,
     /// and so each connection prepares a dozen shapes at most.
-    fn pick(&self, waiting: &[AtOnce]) -> Vec<usize> {
-        let first = &waiting[0];
-        let mut picked: Vec<usize> = waiting
-            .iter()
-            .enumerate()
-            .filter(|(_, new)| {
-                new.profile.account_id == first.profile.account_id
-                    && new.kept.is_some() == first.kept.is_some()
-            })
-            .map(|(index, _)| index)
+    fn pick<'a>(&self, mut waiting: impl Iterator<Item = &'a AtOnce>) -> Vec<usize> {
+        let Some(first) = waiting.next() else {
+            return Vec::new();
+        };
+        let mut picked: Vec<usize> = std::iter::once(0)
+            .chain(waiting.enumerate().filter_map(|(index, new)| {
+                (new.profile.account_id == first.profile.account_id
+                    && new.kept.is_some() == first.kept.is_some())
+                .then_some(index + 1)
+            }))
             .take(MAX_BATCH)
             .collect();
-        let shapes = 1 << picked.len().ilog2();
-        picked.truncate(shapes);
+        picked.truncate(1 << picked.len().ilog2());
         picked
     }
 
     async fn run(&self, creations: Vec<AtOnce>) -> Vec<Written> {
-        let account_id = creations[0].profile.account_id;
-        let written = self.write(account_id, &creations).await;
-        vec![written; creations.len()]
+        let alone = creations.len() == 1;
+        match self.store.create_profiles_at_once(&creations).await {
+            Ok(true) => creations.into_iter().map(Written::Yes).collect(),
+            Ok(false) if alone => vec![Written::No],
+            Err(error) if alone => vec![Written::Failed(error.to_string())],
+            Ok(false) => creations.into_iter().map(Written::NotWithOthers).collect(),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    creations = creations.len(),
+                    "a shared creation statement failed; each creation tries alone"
+                );
+                creations.into_iter().map(Written::NotWithOthers).collect()
+            }
+        }
     }
 
     fn lost() -> Written {
@@ -104,11 +95,8 @@ impl Creations {
     /// Writes `creation` with others when they can go together; otherwise alone. Never
     /// [`Written::NotWithOthers`].
     pub(crate) async fn write(&self, creation: AtOnce) -> Written {
-        match self.call(creation.clone()).await {
-            Written::NotWithOthers => {
-                let account_id = creation.profile.account_id;
-                self.work().write(account_id, &[creation]).await
-            }
+        match self.call(creation).await {
+            Written::NotWithOthers(creation) => self.work().run(vec![creation]).await.remove(0),
             written => written,
         }
     }

@@ -33,8 +33,8 @@ impl Work for Lookup {
     type Answer = Answer;
     const IN_FLIGHT: usize = 4;
 
-    fn pick(&self, waiting: &[Username]) -> Vec<usize> {
-        (0..waiting.len().min(MAX_BATCH)).collect()
+    fn pick<'a>(&self, waiting: impl Iterator<Item = &'a Username>) -> Vec<usize> {
+        (0..waiting.count().min(MAX_BATCH)).collect()
     }
 
     async fn run(&self, usernames: Vec<Username>) -> Vec<Answer> {

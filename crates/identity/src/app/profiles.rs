@@ -100,11 +100,10 @@ impl Identity {
                 username: fields.username.clone(),
                 origin: origin.clone(),
             };
-            let profile = creation.profile.clone();
             match self.creations.write(creation).await {
-                Written::Yes => return Ok(profile),
+                Written::Yes(created) => return Ok(created.profile),
                 Written::Failed(error) => return Err(IdentityError::Storage(error.into())),
-                Written::No | Written::NotWithOthers => {}
+                Written::No | Written::NotWithOthers(_) => {}
             }
         }
         let created = once_new(store, &scope, request_id, async |txn| {

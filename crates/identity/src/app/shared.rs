@@ -8,8 +8,9 @@
 //!
 //! Every statement runs as a task of its own, so a caller that goes away (its call dropped)
 //! leaves the others' answers intact. Its own work is left out when its statement has not
-//! started yet, and done when it has, as a statement of its own already sent would be. Should a statement's task panic, its callers are answered [`Work::lost`] and
-//! its place is given back.
+//! started yet, and done when it has, as a statement of its own already sent would be. Should
+//! a statement's task panic, its callers are answered [`Work::lost`] and its place is given
+//! back.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -25,9 +26,11 @@ pub(crate) trait Work: Send + Sync + 'static {
     /// How many statements run at once.
     const IN_FLIGHT: usize;
 
-    /// Which of the waiting items (oldest first, never empty) the next statement takes: their
+    /// Which of the waiting items (oldest first, never none) the next statement takes: their
     /// indexes, ascending, the first one always among them.
-    fn pick(&self, waiting: &[Self::Item]) -> Vec<usize>;
+    fn pick<'a>(&self, waiting: impl Iterator<Item = &'a Self::Item>) -> Vec<usize>
+    where
+        Self::Item: 'a;
 
     /// Does `items` in one statement: one answer per item, in their order.
     fn run(&self, items: Vec<Self::Item>) -> impl Future<Output = Vec<Self::Answer>> + Send;
@@ -52,8 +55,8 @@ impl<W: Work> Clone for Shared<W> {
 }
 
 struct Queue<W: Work> {
-    items: Vec<W::Item>,
-    answers: Vec<oneshot::Sender<W::Answer>>,
+    /// The waiting calls, oldest first: each one's work and where its answer goes.
+    waiting: Vec<(W::Item, oneshot::Sender<W::Answer>)>,
     running: usize,
 }
 
@@ -62,8 +65,7 @@ impl<W: Work> Shared<W> {
         Self {
             work: Arc::new(work),
             queue: Arc::new(Mutex::new(Queue {
-                items: Vec::new(),
-                answers: Vec::new(),
+                waiting: Vec::new(),
                 running: 0,
             })),
         }
@@ -85,8 +87,7 @@ impl<W: Work> Shared<W> {
         let (sender, answer) = oneshot::channel();
         let start = {
             let mut queue = self.lock();
-            queue.items.push(item);
-            queue.answers.push(sender);
+            queue.waiting.push((item, sender));
             let start = queue.running < W::IN_FLIGHT;
             if start {
                 queue.running += 1;
@@ -111,30 +112,21 @@ impl<W: Work> Shared<W> {
                 let mut queue = self.lock();
                 // A call whose caller went away before its statement started is dropped, as a
                 // call dropped before it sent its own statement always was.
-                let mut index = 0;
-                while index < queue.items.len() {
-                    if queue.answers[index].is_closed() {
-                        queue.items.remove(index);
-                        queue.answers.remove(index);
-                    } else {
-                        index += 1;
-                    }
-                }
-                if queue.items.is_empty() {
+                queue.waiting.retain(|(_, answer)| !answer.is_closed());
+                if queue.waiting.is_empty() {
                     queue.running -= 1;
                     running.ended = true;
                     return;
                 }
-                let picked = self.work.pick(&queue.items);
-                let (mut items, mut answers) = (Vec::new(), Vec::new());
+                let picked = self.work.pick(queue.waiting.iter().map(|(item, _)| item));
                 // Highest index first, so that the lower ones stay where they are.
-                for &index in picked.iter().rev() {
-                    items.push(queue.items.remove(index));
-                    answers.push(queue.answers.remove(index));
-                }
-                items.reverse();
-                answers.reverse();
-                (items, answers)
+                let mut taken: Vec<_> = picked
+                    .iter()
+                    .rev()
+                    .map(|&index| queue.waiting.remove(index))
+                    .collect();
+                taken.reverse();
+                taken.into_iter().unzip::<_, _, Vec<_>, Vec<_>>()
             };
             let results = self.work.run(items).await;
             for (sender, answer) in answers.into_iter().zip(results) {
@@ -158,7 +150,7 @@ impl<W: Work> Drop for Running<'_, W> {
             return;
         }
         let mut queue = self.shared.lock();
-        if queue.items.is_empty() {
+        if queue.waiting.is_empty() {
             queue.running -= 1;
         } else if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let shared = self.shared.clone();

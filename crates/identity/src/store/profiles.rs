@@ -284,21 +284,22 @@ impl Store {
     }
 
     /// CreateProfile's writes on PostgreSQL as one statement — one round trip, committed whole
-    /// or not at all — for one creation or several of one account: the account's row locked
-    /// `FOR KEY SHARE` where it is open (as [`Store::ensure_account_open`] locks it), and from
-    /// that row only each creation's username registration, profile, events with their places
-    /// in the numbering queue, and kept answer. False when nothing was written: the account is
-    /// missing or deleted, or a row was held already (a username by another profile, a
-    /// request's key by a twin, two of the creations claiming one) and the statement failed
-    /// whole. The caller then takes another way that says why. Always false on SQLite.
-    pub async fn create_profiles_at_once(
-        &self,
-        account_id: AccountId,
-        creations: &[AtOnce],
-    ) -> Result<bool, StoreError> {
+    /// or not at all — for one creation or several of one account (the first one's): the
+    /// account's row locked `FOR KEY SHARE` where it is open (as [`Store::ensure_account_open`]
+    /// locks it), and from that row only each creation's username registration, profile, events
+    /// with their places in the numbering queue, and kept answer. False when nothing was
+    /// written: the account is missing or deleted, or a row was held already (a username by
+    /// another profile, a request's key by a twin, two of the creations claiming one) and the
+    /// statement failed whole. The caller then takes another way that says why. Always false
+    /// on SQLite.
+    pub async fn create_profiles_at_once(&self, creations: &[AtOnce]) -> Result<bool, StoreError> {
+        let Some(first) = creations.first() else {
+            return Ok(false);
+        };
         if !is_postgres(&self.db) || creations.iter().all(|new| new.events.is_empty()) {
             return Ok(false);
         }
+        let account_id = first.profile.account_id;
         debug_assert!(
             creations
                 .iter()
