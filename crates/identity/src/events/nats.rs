@@ -219,7 +219,7 @@ async fn publish(context: &jetstream::Context, events: &[Event]) -> anyhow::Resu
         headers.insert("Content-Type", "application/protobuf");
         headers.insert(
             "Roster-Event-Json",
-            wire::ascii_json(&wire::json(event)).as_str(),
+            wire::json_header(event).as_str(),
         );
         let payload = wire::event(event).encode_to_vec();
         acks.push(
