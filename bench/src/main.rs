@@ -34,6 +34,11 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use sea_orm::{ConnectionTrait, Database};
 
+/// The allocator the `roster` binary serves with, so that the services run in-process here
+/// allocate as they do in production.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use report::Report;
 use suite::Options;
 
