@@ -19,7 +19,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use async_nats::jetstream::{self, stream};
 use prost::Message as _;
 use roster_runtime::Shutdown;
@@ -208,19 +208,23 @@ async fn ensure_stream(
     Ok(())
 }
 
+/// The headers every event carries (names parsed once, not per message).
+const MESSAGE_ID: HeaderName = HeaderName::from_static("Nats-Msg-Id");
+const SEQUENCE: HeaderName = HeaderName::from_static("Roster-Event-Sequence");
+const TYPE: HeaderName = HeaderName::from_static("Roster-Event-Type");
+const CONTENT_TYPE: HeaderName = HeaderName::from_static("Content-Type");
+const JSON: HeaderName = HeaderName::from_static("Roster-Event-Json");
+
 /// Publishes `events` in order and waits for JetStream to acknowledge every one.
 async fn publish(context: &jetstream::Context, events: &[Event]) -> anyhow::Result<()> {
     let mut acks = Vec::with_capacity(events.len());
     for event in events {
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
-        headers.insert("Roster-Event-Sequence", event.sequence.to_string().as_str());
-        headers.insert("Roster-Event-Type", event.event_type.as_str());
-        headers.insert("Content-Type", "application/protobuf");
-        headers.insert(
-            "Roster-Event-Json",
-            wire::json_header(event).as_str(),
-        );
+        headers.insert(MESSAGE_ID, event.id.to_string());
+        headers.insert(SEQUENCE, HeaderValue::from(event.sequence));
+        headers.insert(TYPE, event.event_type.as_str());
+        headers.insert(CONTENT_TYPE, "application/protobuf");
+        headers.insert(JSON, wire::json_header(event));
         let payload = wire::event(event).encode_to_vec();
         acks.push(
             context

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, JoinType,
-    Order, QueryFilter, QueryOrder, QuerySelect, QueryTrait, RelationTrait, Statement,
+    Order, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationTrait, Statement,
     TransactionTrait,
 };
 use uuid::Uuid;
@@ -281,20 +281,42 @@ impl Store {
     }
 
     /// Up to `limit` events `query` selects, in sequence `order`.
+    ///
+    /// The columns are named once in the statement and read by position: the relay reads up to
+    /// 500 events a round, and reading them as two models by prefixed names (formatted and
+    /// looked up for every column of every row) was a third of its work.
     async fn events_in_order(
         &self,
         query: sea_orm::Select<event::Entity>,
         order: Order,
         limit: u64,
     ) -> Result<Vec<Event>, StoreError> {
-        query
+        use event::Column;
+        let statement = query
+            .select_only()
+            .columns([
+                Column::Id,
+                Column::OccurredAt,
+                Column::AccountId,
+                Column::SubjectType,
+                Column::SubjectId,
+                Column::EventType,
+                Column::Actor,
+                Column::Caller,
+                Column::Source,
+                Column::RequestId,
+                Column::TraceId,
+                Column::Changes,
+            ])
+            .column(event_number::Column::Sequence)
             .order_by(event_number::Column::Sequence, order)
             .limit(limit)
-            .select_also(event_number::Entity)
-            .all(&self.db)
+            .build(self.db.get_database_backend());
+        self.db
+            .query_all_raw(statement)
             .await?
-            .into_iter()
-            .map(|(event, number)| event_of(event, number))
+            .iter()
+            .map(event_of)
             .collect()
     }
 
@@ -492,23 +514,25 @@ fn waiting_events(postgres: bool) -> &'static str {
 }
 
 /// The domain event of a stored row and its number.
-fn event_of(row: event::Model, number: Option<event_number::Model>) -> Result<Event, StoreError> {
+/// The event of a row of [`Store::events_in_order`]'s statement, read by position.
+fn event_of(row: &QueryResult) -> Result<Event, StoreError> {
     let corrupt = |what: &str| StoreError::from(IdentityError::Corrupt(format!("event: {what}")));
+    let text = |index: usize| row.try_get_by_index::<String>(index);
     let changes: Vec<FieldChange> =
-        serde_json::from_str(&row.changes).map_err(|_| corrupt("changes"))?;
+        serde_json::from_str(&text(11)?).map_err(|_| corrupt("changes"))?;
     Ok(Event {
-        sequence: number.ok_or_else(|| corrupt("unnumbered"))?.sequence,
-        id: row.id,
-        time: row.occurred_at,
-        account_id: AccountId(row.account_id),
-        subject: Subject::from_parts(&row.subject_type, row.subject_id)
+        sequence: row.try_get_by_index(12)?,
+        id: row.try_get_by_index(0)?,
+        time: row.try_get_by_index(1)?,
+        account_id: AccountId(row.try_get_by_index(2)?),
+        subject: Subject::from_parts(&text(3)?, row.try_get_by_index(4)?)
             .ok_or_else(|| corrupt("subject type"))?,
-        event_type: EventType::from_name(&row.event_type).ok_or_else(|| corrupt("type"))?,
-        actor: row.actor,
-        caller: row.caller,
-        source: Source::from_name(&row.source).ok_or_else(|| corrupt("source"))?,
-        request_id: row.request_id,
-        trace_id: row.trace_id,
+        event_type: EventType::from_name(&text(5)?).ok_or_else(|| corrupt("type"))?,
+        actor: text(6)?,
+        caller: text(7)?,
+        source: Source::from_name(&text(8)?).ok_or_else(|| corrupt("source"))?,
+        request_id: text(9)?,
+        trace_id: text(10)?,
         changes,
     })
 }
