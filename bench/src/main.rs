@@ -34,10 +34,9 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 use sea_orm::{ConnectionTrait, Database};
 
-/// The allocator the `roster` binary serves with, so that the services run in-process here
-/// allocate as they do in production.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The allocator the `roster` binary serves with, so that the services run in-process here
+// allocate as they do in production.
+roster_runtime::global_allocator!();
 
 use report::Report;
 use suite::Options;

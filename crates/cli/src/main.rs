@@ -28,11 +28,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use roster_runtime::Service;
 
-/// mimalloc rather than the C library's allocator: the services allocate small, short-lived
-/// buffers on every request from many threads, where glibc's malloc and free were a fifth of
-/// the process's time under load (docs/BENCHMARKS.md, "The allocator").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The services' allocator (see roster_runtime::allocator).
+roster_runtime::global_allocator!();
 
 #[derive(Parser)]
 #[command(name = "roster", version, about = "Roster: user profiles behind gRPC")]

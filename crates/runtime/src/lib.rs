@@ -18,6 +18,7 @@
 //! - [`work`]: CPU-bound work of a call, kept off the async executor.
 //! - [`retention`]: leased periodic jobs, and the purges' bounds and counters.
 
+pub mod allocator;
 pub mod auth;
 pub mod client;
 pub mod db;
