@@ -19,8 +19,8 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use async_nats::jetstream::{self, stream};
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use prost::Message as _;
 use roster_runtime::Shutdown;
 use tokio::sync::watch;
