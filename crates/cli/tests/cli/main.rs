@@ -3,6 +3,7 @@
 //! children, never to this process). Tests keep their module path (`uploads::…`, `faults::…`),
 //! so `scripts/test -p roster -E 'binary(cli) and test(/^tls::/)'` picks one subject.
 
+mod allocator;
 mod common;
 mod events;
 mod events_kill;
