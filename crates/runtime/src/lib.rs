@@ -32,6 +32,7 @@ pub mod request;
 pub mod retention;
 pub mod server;
 pub mod settings;
+pub mod shared;
 pub mod shutdown;
 pub mod telemetry;
 pub mod work;

@@ -426,6 +426,89 @@ async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend: Bac
     assert_eq!(deliveries.len(), 1);
 }
 
+/// Eighty SendEmail calls at once — 48 with request ids of their own, 8 request ids sent four
+/// times each — on PostgreSQL go in shared statements: each call gets the answer a statement of
+/// its own would have given, and each email is queued and delivered once.
+async fn concurrent_emails_each_get_their_own_answer(backend: Backend) {
+    let Some(smtp) = SmtpServer::start(&[]).await else {
+        return;
+    };
+    let Some(server) =
+        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await
+    else {
+        return;
+    };
+    let client = client(&server).await;
+    let account = Uuid::new_v4();
+    let mut requests: Vec<(String, SendEmailRequest)> = (0..48)
+        .map(|n| {
+            let request_id = format!("alone-{n}");
+            let request = reset_request(&request_id, account, &format!("p{n}@example.com"), "en");
+            (request_id, request)
+        })
+        .collect();
+    for n in 0..8 {
+        let request_id = format!("twin-{n}");
+        let request = reset_request(&request_id, account, &format!("t{n}@example.com"), "en");
+        for _ in 0..4 {
+            requests.push((request_id.clone(), request.clone()));
+        }
+    }
+    let answers = futures::future::join_all(requests.into_iter().map(|(request_id, request)| {
+        let client = client.clone();
+        async move { (request_id, send(&client, request).await) }
+    }))
+    .await;
+
+    let mut by_request: HashMap<String, HashSet<String>> = HashMap::new();
+    for (request_id, notification) in &answers {
+        assert_eq!(notification.account_id, account.to_string());
+        by_request
+            .entry(request_id.clone())
+            .or_default()
+            .insert(notification.id.clone());
+    }
+    assert_eq!(by_request.len(), 56);
+    assert!(
+        by_request.values().all(|ids| ids.len() == 1),
+        "every call of a request id gets its one notification: {by_request:?}"
+    );
+    let ids: HashSet<&String> = by_request.values().flatten().collect();
+    assert_eq!(ids.len(), 56, "no two request ids share a notification");
+    let listed = by_id(&client, account).await;
+    assert_eq!(listed.len(), 56, "one notification per request id");
+    for (request_id, notification) in &answers {
+        let recipient = &listed[&notification.id].recipient;
+        let expected = match request_id.strip_prefix("alone-") {
+            Some(n) => format!("p{n}@example.com"),
+            None => format!("t{}@example.com", &request_id["twin-".len()..]),
+        };
+        assert_eq!(recipient, &expected, "{request_id}'s own email");
+    }
+
+    let mut message_ids = HashSet::new();
+    for id in &ids {
+        let sent = wait_for(
+            &client,
+            id,
+            Duration::from_secs(30),
+            is(NotificationState::Sent),
+        )
+        .await;
+        assert_eq!(sent.attempts, 1);
+        message_ids.insert(message_id(&sent));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deliveries = smtp.deliveries();
+    assert_eq!(deliveries.len(), 56, "{deliveries:?}");
+    assert!(
+        message_ids
+            .iter()
+            .all(|message_id| deliveries.get(message_id) == Some(&1)),
+        "each email delivered once: {deliveries:?}"
+    );
+}
+
 async fn a_permanent_rejection_fails_at_once_and_the_next_message_goes_out(backend: Backend) {
     let Some(smtp) = SmtpServer::start(&["--reject", "gone@example.com"]).await else {
         return;
@@ -555,6 +638,7 @@ both_backends!(
     a_key_limited_to_one_account_cannot_reach_another,
     lists_page_newest_first_and_filter_by_state,
     a_replayed_request_id_is_one_notification_and_one_delivery,
+    concurrent_emails_each_get_their_own_answer,
     a_permanent_rejection_fails_at_once_and_the_next_message_goes_out,
     an_smtp_outage_is_retried_until_the_server_returns,
     a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with_its_message_id,

@@ -13,7 +13,7 @@
 use crate::store::AtOnce;
 use crate::store::Store;
 
-use super::shared::{Shared, Work};
+use roster_runtime::shared::{Shared, Work};
 
 /// The most creations one statement carries.
 const MAX_BATCH: usize = 32;
@@ -91,13 +91,11 @@ impl Work for Creation {
     }
 }
 
-impl Creations {
-    /// Writes `creation` with others when they can go together; otherwise alone. Never
-    /// [`Written::NotWithOthers`].
-    pub(crate) async fn write(&self, creation: AtOnce) -> Written {
-        match self.call(creation).await {
-            Written::NotWithOthers(creation) => self.work().run(vec![creation]).await.remove(0),
-            written => written,
-        }
+/// Writes `creation` with others when they can go together; otherwise alone. Never
+/// [`Written::NotWithOthers`].
+pub(crate) async fn write(creations: &Creations, creation: AtOnce) -> Written {
+    match creations.call(creation).await {
+        Written::NotWithOthers(creation) => creations.work().run(vec![creation]).await.remove(0),
+        written => written,
     }
 }

@@ -8,7 +8,7 @@
 use crate::domain::username::{Standing, Username};
 use crate::store::Store;
 
-use super::shared::{Shared, Work};
+use roster_runtime::shared::{Shared, Work};
 
 /// The most usernames one lookup carries.
 const MAX_BATCH: usize = 64;

@@ -17,7 +17,6 @@ mod lookups;
 pub mod offboarding;
 pub mod profiles;
 pub mod scim_tokens;
-mod shared;
 pub mod signin;
 pub mod usernames;
 

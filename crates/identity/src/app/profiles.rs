@@ -100,7 +100,7 @@ impl Identity {
                 username: fields.username.clone(),
                 origin: origin.clone(),
             };
-            match self.creations.write(creation).await {
+            match super::creations::write(&self.creations, creation).await {
                 Written::Yes(created) => return Ok(created.profile),
                 Written::Failed(error) => return Err(IdentityError::Storage(error.into())),
                 Written::No | Written::NotWithOthers(_) => {}

@@ -44,6 +44,7 @@ impl From<NotificationError> for ApiError {
                 "was used for this operation on another notification; use a new request_id",
             ),
             error @ (NotificationError::RequestKeyVanished
+            | NotificationError::EnqueueLost
             | NotificationError::Variables(_)
             | NotificationError::Store(_)) => ApiError::internal(error),
         }

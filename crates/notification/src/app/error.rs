@@ -42,6 +42,9 @@ pub enum NotificationError {
     /// An idempotency key was held when it was written, yet gone when read back.
     #[error("idempotency key vanished")]
     RequestKeyVanished,
+    /// The statement carrying this call's write ended without answering it (its task panicked).
+    #[error("the email's write ended without an answer")]
+    EnqueueLost,
     /// The variables could not be stored as JSON.
     #[error("encoding the variables: {0}")]
     Variables(#[from] serde_json::Error),

@@ -3,6 +3,7 @@
 //! `SendEmail` queues its message and idempotency key in one atomic store call (one statement on
 //! PostgreSQL) and decides from its answer. The checks are the domain's, the SQL the store's.
 
+mod enqueues;
 mod error;
 pub mod offboarding;
 
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use roster_runtime::auth::Caller;
 use roster_runtime::metrics::Metrics;
 use roster_runtime::metrics::prometheus_client::metrics::counter::Counter;
+use roster_runtime::shared::Shared;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -37,6 +39,8 @@ pub struct Notifications {
     /// The accounts identity deleted, as last read (the key ring holds them); `None` when
     /// notification does not read them.
     closed: Option<roster_runtime::SharedKeyRing>,
+    /// SendEmail's writes, shared by concurrent calls on PostgreSQL (see `enqueues`).
+    enqueues: Shared<enqueues::Enqueues>,
 }
 
 /// Retries and cancels, counted as they are applied (replays are not counted again):
@@ -107,6 +111,9 @@ impl Notifications {
         counters: ActionCounters,
     ) -> Self {
         Self {
+            enqueues: Shared::new(enqueues::Enqueues {
+                store: store.clone(),
+            }),
             store,
             templates,
             wake,
@@ -352,7 +359,29 @@ impl Notifications {
         new: NewNotification,
     ) -> Result<Enqueued, NotificationError> {
         let notification = Notification::queued(new, store::now());
-        if self.store.enqueue(&notification, scope, request_id).await? {
+        let (notification, queued) = if self.store.is_postgres() {
+            let call = enqueues::Enqueue {
+                notification,
+                scope: scope.to_owned(),
+                request_id: request_id.to_owned(),
+            };
+            match self.enqueues.call(call).await {
+                enqueues::Enqueued::Decided(call, queued) => (call.notification, queued),
+                enqueues::Enqueued::Alone(call) => {
+                    let queued = self
+                        .store
+                        .enqueue(&call.notification, scope, request_id)
+                        .await?;
+                    (call.notification, queued)
+                }
+                enqueues::Enqueued::Failed(error) => return Err(error.into()),
+                enqueues::Enqueued::Lost => return Err(NotificationError::EnqueueLost),
+            }
+        } else {
+            let queued = self.store.enqueue(&notification, scope, request_id).await?;
+            (notification, queued)
+        };
+        if queued {
             return Ok(Enqueued::Created(notification));
         }
         self.store

@@ -54,6 +54,12 @@ pub struct Store {
 }
 
 impl Store {
+    /// Whether the database is PostgreSQL (statements shared by concurrent calls) rather than
+    /// SQLite.
+    pub fn is_postgres(&self) -> bool {
+        roster_runtime::db::is_postgres(&self.db)
+    }
+
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
     }

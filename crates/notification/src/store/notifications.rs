@@ -101,6 +101,86 @@ impl Store {
         Ok(inserted > 0)
     }
 
+    /// [`Store::enqueue`] of several SendEmail calls in one statement (PostgreSQL only; false
+    /// on SQLite, which has no data-modifying `WITH`, for every one without writing): for each
+    /// `(notification, scope, request_id)`, whether it was queued. The keys go in as one
+    /// `INSERT … ON CONFLICT DO NOTHING`, in key order (concurrent statements lock keys in the
+    /// same order), and exactly the notifications whose keys went in follow; a key held already,
+    /// by an earlier request or by a twin earlier in the same statement, writes nothing for its
+    /// call. All or nothing: an error writes nothing for any.
+    pub async fn enqueue_together(
+        &self,
+        calls: &[(&Notification, &str, &str)],
+    ) -> Result<Vec<bool>, StoreError> {
+        if !roster_runtime::db::is_postgres(&self.db) || calls.is_empty() {
+            return Ok(vec![false; calls.len()]);
+        }
+        let mut order: Vec<usize> = (0..calls.len()).collect();
+        order.sort_by_key(|&index| (calls[index].1, calls[index].2));
+        let columns: Vec<String> = notification::Column::iter()
+            .map(|column| format!("\"{}\"", column.as_str()))
+            .collect();
+        let mut values: Vec<Value> = Vec::with_capacity(calls.len() * (4 + columns.len()));
+        let mut keys = Vec::with_capacity(calls.len());
+        let mut rows = Vec::with_capacity(calls.len());
+        for &index in &order {
+            let (notification, scope, request_id) = calls[index];
+            let first = values.len() + 1;
+            keys.push(format!(
+                "(${first}, ${}, ${}, ${})",
+                first + 1,
+                first + 2,
+                first + 3
+            ));
+            values.extend([
+                scope.into(),
+                request_id.into(),
+                notification.id.into(),
+                notification.created_at.into(),
+            ]);
+            let row =
+                notification::ActiveModel::from(notification::Model::from(notification.clone()));
+            let first = values.len() + 1;
+            rows.push(format!(
+                "({})",
+                (first..first + columns.len())
+                    .map(|n| format!("${n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            values.extend(
+                notification::Column::iter()
+                    .map(|column| row.get(column).into_value().expect("every column is set")),
+            );
+        }
+        let sql = format!(
+            "WITH key AS (INSERT INTO notification_request_keys \
+                 (scope, request_id, notification_id, created_at) VALUES {} \
+                 ON CONFLICT (scope, request_id) DO NOTHING RETURNING notification_id) \
+             INSERT INTO notifications ({columns}) SELECT * FROM (VALUES {}) AS new ({columns}) \
+             WHERE new.id IN (SELECT notification_id FROM key) RETURNING id",
+            keys.join(", "),
+            rows.join(", "),
+            columns = columns.join(", "),
+        );
+        let mut queued = std::collections::HashSet::new();
+        for row in self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+        {
+            queued.insert(row.try_get_by_index::<Uuid>(0)?);
+        }
+        Ok(calls
+            .iter()
+            .map(|(notification, _, _)| queued.contains(&notification.id))
+            .collect())
+    }
+
     /// The notification that `(scope, request_id)` created, as it is now.
     pub async fn by_request(
         &self,

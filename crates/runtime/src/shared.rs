@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
 
 /// What calls share: how their work is grouped and done.
-pub(crate) trait Work: Send + Sync + 'static {
+pub trait Work: Send + Sync + 'static {
     /// One call's work.
     type Item: Send + 'static;
     /// One call's answer.
@@ -40,7 +40,7 @@ pub(crate) trait Work: Send + Sync + 'static {
 }
 
 /// The calls waiting for a statement of `W`, shared by the callers and the running statements.
-pub(crate) struct Shared<W: Work> {
+pub struct Shared<W: Work> {
     work: Arc<W>,
     queue: Arc<Mutex<Queue<W>>>,
 }
@@ -61,7 +61,7 @@ struct Queue<W: Work> {
 }
 
 impl<W: Work> Shared<W> {
-    pub(crate) fn new(work: W) -> Self {
+    pub fn new(work: W) -> Self {
         Self {
             work: Arc::new(work),
             queue: Arc::new(Mutex::new(Queue {
@@ -72,7 +72,7 @@ impl<W: Work> Shared<W> {
     }
 
     /// The work the calls share, to do one alone.
-    pub(crate) fn work(&self) -> &W {
+    pub fn work(&self) -> &W {
         &self.work
     }
 
@@ -83,7 +83,7 @@ impl<W: Work> Shared<W> {
     }
 
     /// Does `item`, alone or with others, and answers it.
-    pub(crate) async fn call(&self, item: W::Item) -> W::Answer {
+    pub async fn call(&self, item: W::Item) -> W::Answer {
         let (sender, answer) = oneshot::channel();
         let start = {
             let mut queue = self.lock();
