@@ -513,7 +513,6 @@ fn waiting_events(postgres: bool) -> &'static str {
     }
 }
 
-/// The domain event of a stored row and its number.
 /// The event of a row of [`Store::events_in_order`]'s statement, read by position.
 fn event_of(row: &QueryResult) -> Result<Event, StoreError> {
     let corrupt = |what: &str| StoreError::from(IdentityError::Corrupt(format!("event: {what}")));

@@ -9,8 +9,9 @@
 //! notification), and should it fail, it writes nothing for any, and each call runs alone, so
 //! an error is the call's own.
 
-use roster_runtime::shared::Work;
+use roster_runtime::shared::{Shared, Work};
 
+use super::NotificationError;
 use crate::domain::notification::Notification;
 use crate::store::{Store, StoreError};
 
@@ -46,15 +47,10 @@ impl Work for Enqueues {
     const IN_FLIGHT: usize = 4;
 
     fn pick<'a>(&self, waiting: impl Iterator<Item = &'a Enqueue>) -> Vec<usize> {
-        // A power of two: the statement's shape depends on its count, and so do the prepared
-        // statements each connection keeps (six shapes at most).
+        // A power of two (there is always one waiting): the statement's shape depends on its
+        // count, and so do the prepared statements each connection keeps (six shapes at most).
         let count = waiting.count().min(MAX_TOGETHER);
-        let count = if count.is_power_of_two() {
-            count
-        } else {
-            count.next_power_of_two() / 2
-        };
-        (0..count).collect()
+        (0..1 << count.ilog2()).collect()
     }
 
     async fn run(&self, mut calls: Vec<Enqueue>) -> Vec<Enqueued> {
@@ -94,5 +90,36 @@ impl Work for Enqueues {
 
     fn lost() -> Enqueued {
         Enqueued::Lost
+    }
+}
+
+/// Queues `notification` as the one `(scope, request_id)` created, unless that key is held:
+/// the notification handed back, and whether it was queued ([`Store::enqueue`]'s answer). On
+/// PostgreSQL with concurrent calls where they can share a statement; otherwise, and when a
+/// shared statement failed, in a statement of its own.
+pub(crate) async fn enqueue(
+    enqueues: &Shared<Enqueues>,
+    notification: Notification,
+    scope: &str,
+    request_id: &str,
+) -> Result<(Notification, bool), NotificationError> {
+    let store = &enqueues.work().store;
+    if !store.is_postgres() {
+        let queued = store.enqueue(&notification, scope, request_id).await?;
+        return Ok((notification, queued));
+    }
+    let call = Enqueue {
+        notification,
+        scope: scope.to_owned(),
+        request_id: request_id.to_owned(),
+    };
+    match enqueues.call(call).await {
+        Enqueued::Decided(call, queued) => Ok((call.notification, queued)),
+        Enqueued::Alone(call) => {
+            let queued = store.enqueue(&call.notification, scope, request_id).await?;
+            Ok((call.notification, queued))
+        }
+        Enqueued::Failed(error) => Err(error.into()),
+        Enqueued::Lost => Err(NotificationError::EnqueueLost),
     }
 }

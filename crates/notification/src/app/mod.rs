@@ -359,28 +359,8 @@ impl Notifications {
         new: NewNotification,
     ) -> Result<Enqueued, NotificationError> {
         let notification = Notification::queued(new, store::now());
-        let (notification, queued) = if self.store.is_postgres() {
-            let call = enqueues::Enqueue {
-                notification,
-                scope: scope.to_owned(),
-                request_id: request_id.to_owned(),
-            };
-            match self.enqueues.call(call).await {
-                enqueues::Enqueued::Decided(call, queued) => (call.notification, queued),
-                enqueues::Enqueued::Alone(call) => {
-                    let queued = self
-                        .store
-                        .enqueue(&call.notification, scope, request_id)
-                        .await?;
-                    (call.notification, queued)
-                }
-                enqueues::Enqueued::Failed(error) => return Err(error.into()),
-                enqueues::Enqueued::Lost => return Err(NotificationError::EnqueueLost),
-            }
-        } else {
-            let queued = self.store.enqueue(&notification, scope, request_id).await?;
-            (notification, queued)
-        };
+        let (notification, queued) =
+            enqueues::enqueue(&self.enqueues, notification, scope, request_id).await?;
         if queued {
             return Ok(Enqueued::Created(notification));
         }

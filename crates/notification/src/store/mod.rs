@@ -28,8 +28,11 @@ pub use entities::attempt;
 pub use migrations::Migrator;
 pub use notifications::Transaction;
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::{DatabaseConnection, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use uuid::Uuid;
 
 /// Timestamps are kept to the microsecond, what PostgreSQL stores, so a value reads back
 /// exactly as it was written on both backends (page tokens compare them).
@@ -62,6 +65,25 @@ impl Store {
 
     pub fn new(db: DatabaseConnection) -> Self {
         Self { db }
+    }
+
+    /// Runs a PostgreSQL statement whose `RETURNING` gives one id per row: the ids.
+    async fn ids_returned(
+        &self,
+        sql: String,
+        values: Vec<sea_orm::Value>,
+    ) -> Result<HashSet<Uuid>, StoreError> {
+        Ok(self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await?
+            .iter()
+            .map(|row| row.try_get_by_index::<Uuid>(0))
+            .collect::<Result<_, _>>()?)
     }
 
     /// The pool (for the retention job's lease).

@@ -59,8 +59,9 @@ impl Store {
         scope: &str,
         request_id: &str,
     ) -> Result<bool, StoreError> {
-        let row = notification::ActiveModel::from(notification::Model::from(notification.clone()));
         if !roster_runtime::db::is_postgres(&self.db) {
+            let row =
+                notification::ActiveModel::from(notification::Model::from(notification.clone()));
             let txn = self.db.begin().await?;
             notification::Entity::insert(row)
                 .exec_without_returning(&txn)
@@ -84,10 +85,7 @@ impl Store {
             notification.id.into(),
             notification.created_at.into(),
         ];
-        values.extend(
-            notification::Column::iter()
-                .map(|column| row.get(column).into_value().expect("every column is set")),
-        );
+        values.extend(column_values(notification));
         let sql = ENQUEUE_ON_POSTGRES.as_str();
         let inserted = self
             .db
@@ -101,57 +99,44 @@ impl Store {
         Ok(inserted > 0)
     }
 
-    /// [`Store::enqueue`] of several SendEmail calls in one statement (PostgreSQL only; false
-    /// on SQLite, which has no data-modifying `WITH`, for every one without writing): for each
-    /// `(notification, scope, request_id)`, whether it was queued. The keys go in as one
-    /// `INSERT … ON CONFLICT DO NOTHING`, in key order (concurrent statements lock keys in the
-    /// same order), and exactly the notifications whose keys went in follow; a key held already,
-    /// by an earlier request or by a twin earlier in the same statement, writes nothing for its
-    /// call. All or nothing: an error writes nothing for any.
+    /// [`Store::enqueue`] of several SendEmail calls: for each `(notification, scope,
+    /// request_id)`, whether it was queued. On PostgreSQL in one statement: the keys go in as
+    /// one `INSERT … ON CONFLICT DO NOTHING`, in key order (concurrent statements lock keys in
+    /// the same order), and exactly the notifications whose keys went in follow; a key held
+    /// already, by an earlier request or by a twin earlier in the same statement, writes nothing
+    /// for its call. All or nothing: an error writes nothing for any. SQLite, which has no
+    /// data-modifying `WITH`, takes each call's transaction in turn.
     pub async fn enqueue_together(
         &self,
         calls: &[(&Notification, &str, &str)],
     ) -> Result<Vec<bool>, StoreError> {
-        if !roster_runtime::db::is_postgres(&self.db) || calls.is_empty() {
-            return Ok(vec![false; calls.len()]);
+        if !roster_runtime::db::is_postgres(&self.db) {
+            let mut queued = Vec::with_capacity(calls.len());
+            for (notification, scope, request_id) in calls {
+                queued.push(self.enqueue(notification, scope, request_id).await?);
+            }
+            return Ok(queued);
+        }
+        if calls.is_empty() {
+            return Ok(Vec::new());
         }
         let mut order: Vec<usize> = (0..calls.len()).collect();
         order.sort_by_key(|&index| (calls[index].1, calls[index].2));
-        let columns: Vec<String> = notification::Column::iter()
-            .map(|column| format!("\"{}\"", column.as_str()))
-            .collect();
-        let mut values: Vec<Value> = Vec::with_capacity(calls.len() * (4 + columns.len()));
+        let width = notification::Column::iter().count();
+        let mut values: Vec<Value> = Vec::with_capacity(calls.len() * (4 + width));
         let mut keys = Vec::with_capacity(calls.len());
         let mut rows = Vec::with_capacity(calls.len());
         for &index in &order {
             let (notification, scope, request_id) = calls[index];
-            let first = values.len() + 1;
-            keys.push(format!(
-                "(${first}, ${}, ${}, ${})",
-                first + 1,
-                first + 2,
-                first + 3
-            ));
+            keys.push(format!("({})", placeholders(values.len() + 1, 4)));
             values.extend([
                 scope.into(),
                 request_id.into(),
                 notification.id.into(),
                 notification.created_at.into(),
             ]);
-            let row =
-                notification::ActiveModel::from(notification::Model::from(notification.clone()));
-            let first = values.len() + 1;
-            rows.push(format!(
-                "({})",
-                (first..first + columns.len())
-                    .map(|n| format!("${n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-            values.extend(
-                notification::Column::iter()
-                    .map(|column| row.get(column).into_value().expect("every column is set")),
-            );
+            rows.push(format!("({})", placeholders(values.len() + 1, width)));
+            values.extend(column_values(notification));
         }
         let sql = format!(
             "WITH key AS (INSERT INTO notification_request_keys \
@@ -161,20 +146,9 @@ impl Store {
              WHERE new.id IN (SELECT notification_id FROM key) RETURNING id",
             keys.join(", "),
             rows.join(", "),
-            columns = columns.join(", "),
+            columns = COLUMNS.as_str(),
         );
-        let mut queued = std::collections::HashSet::new();
-        for row in self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values,
-            ))
-            .await?
-        {
-            queued.insert(row.try_get_by_index::<Uuid>(0)?);
-        }
+        let queued = self.ids_returned(sql, values).await?;
         Ok(calls
             .iter()
             .map(|(notification, _, _)| queued.contains(&notification.id))
@@ -268,19 +242,36 @@ impl Store {
 /// [`Store::enqueue`]'s statement on PostgreSQL, written once: $1–$4 the request key's scope,
 /// request id, notification id and time, then the notification's columns in the entity's order.
 static ENQUEUE_ON_POSTGRES: LazyLock<String> = LazyLock::new(|| {
-    let columns: Vec<String> = notification::Column::iter()
-        .map(|column| format!("\"{}\"", column.as_str()))
-        .collect();
-    let placeholders: Vec<String> = (5..5 + columns.len()).map(|n| format!("${n}")).collect();
     format!(
         "WITH key AS (INSERT INTO notification_request_keys \
              (scope, request_id, notification_id, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (scope, request_id) DO NOTHING RETURNING 1) \
          INSERT INTO notifications ({}) SELECT {} WHERE EXISTS (SELECT 1 FROM key)",
-        columns.join(", "),
-        placeholders.join(", ")
+        COLUMNS.as_str(),
+        placeholders(5, notification::Column::iter().count()),
     )
 });
+
+/// The notifications table's columns, quoted, in the entity's order ([`column_values`]'s).
+static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    notification::Column::iter()
+        .map(|column| format!("\"{}\"", column.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// `notification`'s values, one per column in [`COLUMNS`]' order.
+fn column_values(notification: &Notification) -> impl Iterator<Item = Value> {
+    let row = notification::ActiveModel::from(notification::Model::from(notification.clone()));
+    notification::Column::iter()
+        .map(move |column| row.get(column).into_value().expect("every column is set"))
+}
+
+/// `$first, …`: `count` numbered placeholders.
+fn placeholders(first: usize, count: usize) -> String {
+    let numbers: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    numbers.join(", ")
+}
 
 /// Records that `key` created its notification, in one `INSERT … ON CONFLICT DO NOTHING`:
 /// false (and nothing written) when the key is held already.

@@ -1,8 +1,6 @@
 //! The workers' side of the queue: claiming due messages under a lease, and recording each
 //! attempt only while its worker still holds that lease.
 
-use std::collections::HashSet;
-
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -241,17 +239,7 @@ impl Store {
              RETURNING notification_id",
             rows.join(", ")
         );
-        let recorded: HashSet<Uuid> = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                values,
-            ))
-            .await?
-            .iter()
-            .map(|row| row.try_get_by_index::<Uuid>(0))
-            .collect::<Result<_, _>>()?;
+        let recorded = self.ids_returned(sql, values).await?;
         let mut recordings = Vec::with_capacity(finished.len());
         for finished in finished {
             recordings.push(if recorded.contains(&finished.id) {
