@@ -455,8 +455,6 @@ pub fn notification_settings(mail_url: &str) -> roster_notification::Settings {
         mail_url: roster_notification::MailUrl::new(mail_url),
         from_address: "Roster Tests <no-reply@roster.test>".to_owned(),
         message_id_domain: "roster.test".to_owned(),
-        workers: 2,
-        batch_size: 8,
         poll_interval_millis: 50,
         lease_seconds: 10,
         smtp_timeout_seconds: 5,

@@ -113,7 +113,7 @@ impl Default for Settings {
             from_address: "Roster <no-reply@roster.localhost>".to_owned(),
             message_id_domain: "roster".to_owned(),
             template_dir: None,
-            workers: 2,
+            workers: 4,
             batch_size: 8,
             poll_interval_millis: 1000,
             lease_seconds: 120,

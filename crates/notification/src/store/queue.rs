@@ -207,14 +207,22 @@ impl Store {
             ]);
             let placeholders: Vec<String> =
                 (first..first + COLUMNS).map(|n| format!("${n}")).collect();
-            rows.push(format!("({})", placeholders.join(", ")));
+            // Each attempt also names the state its message must still be in ($1, SENDING).
+            rows.push(format!("({}, $1)", placeholders.join(", ")));
         }
         // $1 SENDING, $2 SENT, $3 the emptied variables. A sent message drops its variables
         // (they may hold secrets) and keeps its last error; a failed or retrying one keeps its
         // variables (a retry renders it again) and takes the attempt's error.
+        //
+        // The messages are reached by their primary key only: the state they must be in is a
+        // column of each attempt (`held`), compared in the join, not a condition of its own.
+        // As `notifications.state = $1` it was planned — on an estimate of a few SENDING rows —
+        // as a bitmap scan of an index led by the state, which also reads every earlier version
+        // of every row once SENDING that no vacuum has removed yet: after 20,000 emails 13,837
+        // index entries and 947 heap pages for a batch of 8, 2.2 ms, growing with each email.
         let sql = format!(
             "WITH done (id, owner, number, state, outcome, next_attempt_at, smtp_code, error, \
-                 started_at, finished_at) AS (VALUES {}), \
+                 started_at, finished_at, held) AS (VALUES {}), \
              moved AS (\
                  UPDATE notifications SET \
                      state = done.state, \
@@ -228,7 +236,7 @@ impl Store {
                          ELSE notifications.variables END, \
                      last_error = COALESCE(done.error, notifications.last_error) \
                  FROM done \
-                 WHERE notifications.id = done.id AND notifications.state = $1 \
+                 WHERE notifications.id = done.id AND notifications.state = done.held \
                      AND notifications.lease_owner = done.owner \
                  RETURNING notifications.id) \
              INSERT INTO notification_attempts (notification_id, number, worker, outcome, \
