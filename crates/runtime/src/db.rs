@@ -8,8 +8,8 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sea_orm::sea_query::Query;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    FromQueryResult, TransactionTrait,
+    ActiveModelTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend,
+    DbErr, EntityName, EntityTrait, FromQueryResult, IdenStatic, Iterable, TransactionTrait, Value,
 };
 use sea_orm_migration::{
     IntoSchemaManagerConnection, MigratorTrait, SchemaManager, seaql_migrations,
@@ -231,9 +231,149 @@ fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
 
+/// `INSERT INTO <table> (<columns>) VALUES (…), (…), …` for `rows`: the statement's text, with
+/// `$n` placeholders (see [`statement`] for SQLite's), and its values. The columns are those
+/// the first row sets; every row must set the same (an error names the table otherwise).
+///
+/// It writes what `Entity::insert_many(rows)` builds, taken straight from the models: sea-query
+/// wraps each value in an expression and writes the text through its generic builder, which
+/// for batches of 500 profiles (11,000 values) and their events was a sixth of identity's CPU
+/// during an import (call-graph profile of the apply).
+pub fn insert_rows<A>(rows: impl IntoIterator<Item = A>) -> Result<(String, Vec<Value>), DbErr>
+where
+    A: ActiveModelTrait,
+{
+    use std::fmt::Write as _;
+
+    let mut rows = rows.into_iter().peekable();
+    let table = <A::Entity as Default>::default();
+    let columns: Vec<_> = match rows.peek() {
+        Some(first) => <A::Entity as EntityTrait>::Column::iter()
+            .filter(|column| !first.get(*column).is_not_set())
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut sql = format!("INSERT INTO \"{}\" (", table.table_name());
+    for (index, column) in columns.iter().enumerate() {
+        let separator = if index == 0 { "" } else { ", " };
+        let _ = write!(sql, "{separator}\"{}\"", column.as_str());
+    }
+    sql.push_str(") VALUES ");
+    let mut values = Vec::new();
+    for (row_index, mut row) in rows.enumerate() {
+        sql.push_str(if row_index == 0 { "(" } else { ", (" });
+        for (index, column) in columns.iter().enumerate() {
+            let Some(value) = row.take(*column).into_value() else {
+                return Err(DbErr::Custom(format!(
+                    "inserting into {}: row {row_index} does not set {}",
+                    table.table_name(),
+                    column.as_str()
+                )));
+            };
+            values.push(value);
+            let separator = if index == 0 { "" } else { ", " };
+            let _ = write!(sql, "{separator}${}", values.len());
+        }
+        sql.push(')');
+    }
+    if values.is_empty() {
+        return Err(DbErr::Custom(format!(
+            "inserting into {}: no rows",
+            table.table_name()
+        )));
+    }
+    Ok((sql, values))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::sqlite_path;
+    use sea_orm::ActiveValue::{NotSet, Set};
+    use sea_orm::entity::prelude::*;
+    use sea_orm::{ConnectionTrait, Database};
+
+    use super::{insert_rows, sqlite_path, statement};
+
+    mod item {
+        use sea_orm::entity::prelude::*;
+
+        #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+        #[sea_orm(table_name = "items")]
+        pub struct Model {
+            #[sea_orm(primary_key)]
+            pub id: i64,
+            pub name: String,
+            pub note: Option<String>,
+        }
+
+        #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+        pub enum Relation {}
+
+        impl ActiveModelBehavior for ActiveModel {}
+    }
+
+    fn row(name: &str, note: Option<&str>) -> item::ActiveModel {
+        item::ActiveModel {
+            id: NotSet,
+            name: Set(name.to_owned()),
+            note: Set(note.map(str::to_owned)),
+        }
+    }
+
+    /// The rows go in as `insert_many` would write them: the columns the rows set, a value
+    /// each, in order; a column left unset (the generated key) is left to the database.
+    #[tokio::test]
+    async fn insert_rows_writes_every_row_and_value() {
+        let (sql, values) =
+            insert_rows([row("a", None), row("b", Some("ß")), row("c", Some("x"))]).unwrap();
+        assert_eq!(
+            sql,
+            r#"INSERT INTO "items" ("name", "note") VALUES ($1, $2), ($3, $4), ($5, $6)"#
+        );
+        assert_eq!(values.len(), 6);
+
+        let db = Database::connect("sqlite::memory:").await.unwrap();
+        db.execute_unprepared(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, note TEXT)",
+        )
+        .await
+        .unwrap();
+        db.execute_raw(statement(&db, &sql, values)).await.unwrap();
+        let stored = item::Entity::find().all(&db).await.unwrap();
+        let got: Vec<(i64, &str, Option<&str>)> = stored
+            .iter()
+            .map(|item| (item.id, item.name.as_str(), item.note.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [(1, "a", None), (2, "b", Some("ß")), (3, "c", Some("x"))]
+        );
+        // Unchanged values (a model turned into an active model) are written too.
+        let model = item::Model {
+            id: 10,
+            name: "d".into(),
+            note: None,
+        };
+        let (sql, _) = insert_rows([item::ActiveModel::from(model)]).unwrap();
+        assert_eq!(
+            sql,
+            r#"INSERT INTO "items" ("id", "name", "note") VALUES ($1, $2, $3)"#
+        );
+    }
+
+    /// Rows that set different columns, or no rows, are an error naming the table.
+    #[test]
+    fn rows_that_differ_or_no_rows_are_refused() {
+        let mut short = row("b", None);
+        short.note = NotSet;
+        let error = insert_rows([row("a", None), short])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("items") && error.contains("note"), "{error}");
+        let error = insert_rows(Vec::<item::ActiveModel>::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("items: no rows"), "{error}");
+    }
 
     #[test]
     fn sqlite_paths_are_found() {

@@ -209,11 +209,12 @@ impl Store {
         let savepoint = txn.begin().await?;
         let inserted: Result<(), sea_orm::DbErr> = async {
             for chunk in usernames.chunks(CHUNK) {
-                let rows = chunk
-                    .iter()
-                    .map(|(username, profile_id)| registry_row(username, *profile_id, account_id));
-                username_registry::Entity::insert_many(rows)
-                    .exec_without_returning(&savepoint)
+                let (sql, values) =
+                    roster_runtime::db::insert_rows(chunk.iter().map(|(username, profile_id)| {
+                        registry_row(username, *profile_id, account_id)
+                    }))?;
+                savepoint
+                    .execute_raw(roster_runtime::db::statement(&savepoint, &sql, values))
                     .await?;
             }
             Ok(())
@@ -235,13 +236,13 @@ impl Store {
         profiles: &[Profile],
     ) -> Result<(), StoreError> {
         for chunk in profiles.chunks(CHUNK) {
-            profile::Entity::insert_many(
+            let (sql, values) = roster_runtime::db::insert_rows(
                 chunk
                     .iter()
                     .map(|p| profile::ActiveModel::from(model_of(p))),
-            )
-            .exec_without_returning(txn)
-            .await?;
+            )?;
+            txn.execute_raw(roster_runtime::db::statement(txn, &sql, values))
+                .await?;
         }
         Ok(())
     }

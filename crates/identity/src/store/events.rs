@@ -117,24 +117,21 @@ impl Store {
                 rows.push(event_row(origin, new, occurred_at)?);
             }
         }
-        let backend = self.db.get_database_backend();
         // Within both databases' limits on bound values (13 a row).
-        for chunk in rows.chunks(500) {
-            let insert = event::Entity::insert_many(chunk.to_vec());
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let (mut sql, values) = roster_runtime::db::insert_rows(rows.by_ref().take(500))?;
             if is_postgres(&self.db) {
                 // The events wait in event_pending, with this transaction's id and what their
                 // number rows need, until the sequencer numbers them: one statement.
-                let mut statement = insert.build(backend);
-                statement.sql = format!(
-                    "WITH written AS ({} RETURNING insert_id, account_id, subject_id) \
+                sql = format!(
+                    "WITH written AS ({sql} RETURNING insert_id, account_id, subject_id) \
                      INSERT INTO event_pending (insert_id, account_id, subject_id) \
-                     SELECT insert_id, account_id, subject_id FROM written",
-                    statement.sql
+                     SELECT insert_id, account_id, subject_id FROM written"
                 );
-                txn.execute_raw(statement).await?;
-            } else {
-                insert.exec_without_returning(txn).await?;
             }
+            txn.execute_raw(roster_runtime::db::statement(txn, &sql, values))
+                .await?;
         }
         Ok(())
     }
