@@ -233,7 +233,8 @@ fn sqlite_path(url: &str) -> Option<&str> {
 
 /// `INSERT INTO <table> (<columns>) VALUES (…), (…), …` for `rows`: the statement's text, with
 /// `$n` placeholders (see [`statement`] for SQLite's), and its values. The columns are those
-/// the first row sets; every row must set the same (an error names the table otherwise).
+/// the first row sets; every row must set exactly those (an error names the table, the row and
+/// the column otherwise, so no value is dropped).
 ///
 /// It writes what `Entity::insert_many(rows)` builds, taken straight from the models: sea-query
 /// wraps each value in an expression and writes the text through its generic builder, which
@@ -247,11 +248,10 @@ where
 
     let mut rows = rows.into_iter().peekable();
     let table = <A::Entity as Default>::default();
-    let columns: Vec<_> = match rows.peek() {
+    let (columns, unset): (Vec<_>, Vec<_>) = match rows.peek() {
         Some(first) => <A::Entity as EntityTrait>::Column::iter()
-            .filter(|column| !first.get(*column).is_not_set())
-            .collect(),
-        None => Vec::new(),
+            .partition(|column| !first.get(*column).is_not_set()),
+        None => (Vec::new(), Vec::new()),
     };
     let mut sql = format!("INSERT INTO \"{}\" (", table.table_name());
     for (index, column) in columns.iter().enumerate() {
@@ -273,6 +273,13 @@ where
             values.push(value);
             let separator = if index == 0 { "" } else { ", " };
             let _ = write!(sql, "{separator}${}", values.len());
+        }
+        if let Some(column) = unset.iter().find(|column| !row.get(**column).is_not_set()) {
+            return Err(DbErr::Custom(format!(
+                "inserting into {}: row {row_index} sets {}, which the first row leaves unset",
+                table.table_name(),
+                column.as_str()
+            )));
         }
         sql.push(')');
     }
@@ -369,6 +376,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("items") && error.contains("note"), "{error}");
+        // A later row setting a column the first leaves unset is refused too, not dropped.
+        let mut first = row("a", None);
+        first.note = NotSet;
+        let error = insert_rows([first, row("b", Some("kept"))])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("items") && error.contains("row 1 sets note"),
+            "{error}"
+        );
         let error = insert_rows(Vec::<item::ActiveModel>::new())
             .unwrap_err()
             .to_string();
