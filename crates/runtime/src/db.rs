@@ -232,9 +232,7 @@ fn sqlite_path(url: &str) -> Option<&str> {
 }
 
 /// `INSERT INTO <table> (<columns>) VALUES (…), (…), …` for `rows`: the statement's text, with
-/// `$n` placeholders (see [`statement`] for SQLite's), and its values. The columns are those
-/// the first row sets; every row must set exactly those (an error names the table, the row and
-/// the column otherwise, so no value is dropped).
+/// `$n` placeholders (see [`statement`] for SQLite's), and its values; see [`insert_parts`].
 ///
 /// It writes what `Entity::insert_many(rows)` builds, taken straight from the models: sea-query
 /// wraps each value in an expression and writes the text through its generic builder, which
@@ -244,24 +242,44 @@ pub fn insert_rows<A>(rows: impl IntoIterator<Item = A>) -> Result<(String, Vec<
 where
     A: ActiveModelTrait,
 {
+    let mut values = Vec::new();
+    let (head, rows) = insert_parts(rows, &mut values)?;
+    Ok((format!("{head} VALUES ({})", rows.join("), (")), values))
+}
+
+/// The parts of a multi-row insert of `rows`, for statements to put together as they need:
+/// `INSERT INTO "<table>" ("<column>", …)`, and each row's placeholders (`$n, …`), numbered
+/// after the values already in `values`, onto which the rows' values go. The columns are those
+/// the first row sets; every row must set exactly those (an error names the table, the row and
+/// the column otherwise, so no value is dropped), and there must be a row.
+pub fn insert_parts<A>(
+    rows: impl IntoIterator<Item = A>,
+    values: &mut Vec<Value>,
+) -> Result<(String, Vec<String>), DbErr>
+where
+    A: ActiveModelTrait,
+{
     use std::fmt::Write as _;
 
     let mut rows = rows.into_iter().peekable();
     let table = <A::Entity as Default>::default();
-    let (columns, unset): (Vec<_>, Vec<_>) = match rows.peek() {
-        Some(first) => <A::Entity as EntityTrait>::Column::iter()
-            .partition(|column| !first.get(*column).is_not_set()),
-        None => (Vec::new(), Vec::new()),
+    let Some(first) = rows.peek() else {
+        return Err(DbErr::Custom(format!(
+            "inserting into {}: no rows",
+            table.table_name()
+        )));
     };
-    let mut sql = format!("INSERT INTO \"{}\" (", table.table_name());
+    let (columns, unset): (Vec<_>, Vec<_>) = <A::Entity as EntityTrait>::Column::iter()
+        .partition(|column| !first.get(*column).is_not_set());
+    let mut head = format!("INSERT INTO \"{}\" (", table.table_name());
     for (index, column) in columns.iter().enumerate() {
         let separator = if index == 0 { "" } else { ", " };
-        let _ = write!(sql, "{separator}\"{}\"", column.as_str());
+        let _ = write!(head, "{separator}\"{}\"", column.as_str());
     }
-    sql.push_str(") VALUES ");
-    let mut values = Vec::new();
+    head.push(')');
+    let mut placeholders = Vec::new();
     for (row_index, mut row) in rows.enumerate() {
-        sql.push_str(if row_index == 0 { "(" } else { ", (" });
+        let mut numbers = String::new();
         for (index, column) in columns.iter().enumerate() {
             let Some(value) = row.take(*column).into_value() else {
                 return Err(DbErr::Custom(format!(
@@ -272,7 +290,7 @@ where
             };
             values.push(value);
             let separator = if index == 0 { "" } else { ", " };
-            let _ = write!(sql, "{separator}${}", values.len());
+            let _ = write!(numbers, "{separator}${}", values.len());
         }
         if let Some(column) = unset.iter().find(|column| !row.get(**column).is_not_set()) {
             return Err(DbErr::Custom(format!(
@@ -281,15 +299,9 @@ where
                 column.as_str()
             )));
         }
-        sql.push(')');
+        placeholders.push(numbers);
     }
-    if values.is_empty() {
-        return Err(DbErr::Custom(format!(
-            "inserting into {}: no rows",
-            table.table_name()
-        )));
-    }
-    Ok((sql, values))
+    Ok((head, placeholders))
 }
 
 #[cfg(test)]
@@ -298,7 +310,7 @@ mod tests {
     use sea_orm::entity::prelude::*;
     use sea_orm::{ConnectionTrait, Database};
 
-    use super::{insert_rows, sqlite_path, statement};
+    use super::{insert_parts, insert_rows, sqlite_path, statement};
 
     mod item {
         use sea_orm::entity::prelude::*;
@@ -365,6 +377,16 @@ mod tests {
             sql,
             r#"INSERT INTO "items" ("id", "name", "note") VALUES ($1, $2, $3)"#
         );
+    }
+
+    /// The parts number their placeholders after the values already in the statement.
+    #[test]
+    fn insert_parts_number_after_the_values_already_there() {
+        let mut values = vec![Value::from(1_i64), Value::from(2_i64)];
+        let (head, rows) = insert_parts([row("a", None), row("b", None)], &mut values).unwrap();
+        assert_eq!(head, r#"INSERT INTO "items" ("name", "note")"#);
+        assert_eq!(rows, ["$3, $4", "$5, $6"]);
+        assert_eq!(values.len(), 6);
     }
 
     /// Rows that set different columns, or no rows, are an error naming the table.

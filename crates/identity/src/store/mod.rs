@@ -139,43 +139,19 @@ impl From<StoreError> for IdentityError {
 /// One data-modifying part of a PostgreSQL `WITH` statement: `INSERT INTO <table> (<columns>)
 /// SELECT <values> FROM <source>`, once per row (`UNION ALL`), so that nothing is inserted when
 /// `source` has no row. `rows` are models of one entity with the same columns set; their values
-/// are pushed onto `values` and bound as parameters numbered after those already there.
+/// are pushed onto `values` and bound as parameters numbered after those already there
+/// ([`roster_runtime::db::insert_parts`]).
 pub(crate) fn insert_from<A: ActiveModelTrait>(
-    rows: &[A],
+    rows: impl IntoIterator<Item = A>,
     source: &str,
     values: &mut Vec<sea_orm::Value>,
-) -> String {
-    use sea_orm::{EntityName, IdenStatic, Iterable};
-    let columns: Vec<_> = <A::Entity as EntityTrait>::Column::iter()
-        .filter(|column| rows.first().is_some_and(|row| !row.is_not_set(*column)))
-        .collect();
+) -> Result<String, StoreError> {
+    let (head, rows) = roster_runtime::db::insert_parts(rows, values)?;
     let selects: Vec<String> = rows
         .iter()
-        .map(|row| {
-            let placeholders: Vec<String> = columns
-                .iter()
-                .map(|column| {
-                    values.push(
-                        row.get(*column)
-                            .into_value()
-                            .expect("every row sets the columns the first row sets"),
-                    );
-                    format!("${}", values.len())
-                })
-                .collect();
-            format!("SELECT {} FROM {source}", placeholders.join(", "))
-        })
+        .map(|row| format!("SELECT {row} FROM {source}"))
         .collect();
-    let names: Vec<String> = columns
-        .iter()
-        .map(|column| format!("\"{}\"", column.as_str()))
-        .collect();
-    format!(
-        "INSERT INTO \"{}\" ({}) {}",
-        A::Entity::default().table_name(),
-        names.join(", "),
-        selects.join(" UNION ALL ")
-    )
+    Ok(format!("{head} {}", selects.join(" UNION ALL ")))
 }
 
 /// True when the connection is PostgreSQL (row locks and SKIP LOCKED exist there).

@@ -320,11 +320,11 @@ impl Store {
                 .to_owned(),
             format!(
                 "registered AS ({})",
-                insert_from(&registered, "account", &mut values)
+                insert_from(registered, "account", &mut values)?
             ),
             format!(
                 "created AS ({})",
-                insert_from(&profiles, "account", &mut values)
+                insert_from(profiles, "account", &mut values)?
             ),
         ];
         let kept: Vec<_> = creations
@@ -335,7 +335,7 @@ impl Store {
         if !kept.is_empty() {
             parts.push(format!(
                 "kept AS ({})",
-                insert_from(&kept, "account", &mut values)
+                insert_from(kept, "account", &mut values)?
             ));
         }
         let occurred_at = now();
@@ -347,9 +347,10 @@ impl Store {
                     .map(|event| event_row(&new.origin, event, occurred_at))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let events = rows.len() as u64;
         parts.push(format!(
             "written AS ({} RETURNING insert_id, account_id, subject_id)",
-            insert_from(&rows, "account", &mut values)
+            insert_from(rows, "account", &mut values)?
         ));
         let sql = format!(
             "WITH {} INSERT INTO event_pending (insert_id, account_id, subject_id) \
@@ -365,7 +366,7 @@ impl Store {
             ))
             .await;
         match written {
-            Ok(result) => Ok(result.rows_affected() == rows.len() as u64),
+            Ok(result) => Ok(result.rows_affected() == events),
             Err(error)
                 if matches!(
                     error.sql_err(),
