@@ -91,3 +91,9 @@ impl Store {
         &self.db
     }
 }
+
+/// `$first, …`: `count` numbered placeholders.
+fn placeholders(first: usize, count: usize) -> String {
+    let numbers: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    numbers.join(", ")
+}

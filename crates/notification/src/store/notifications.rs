@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::convert::all;
 use super::entities::{notification, request_key};
-use super::{Store, StoreError};
+use super::{Store, StoreError, placeholders};
 use crate::domain::notification::{Cursor, Notification};
 use crate::domain::state::DeliveryState;
 
@@ -265,12 +265,6 @@ fn column_values(notification: &Notification) -> impl Iterator<Item = Value> {
     let row = notification::ActiveModel::from(notification::Model::from(notification.clone()));
     notification::Column::iter()
         .map(move |column| row.get(column).into_value().expect("every column is set"))
-}
-
-/// `$first, …`: `count` numbered placeholders.
-fn placeholders(first: usize, count: usize) -> String {
-    let numbers: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
-    numbers.join(", ")
 }
 
 /// Records that `key` created its notification, in one `INSERT … ON CONFLICT DO NOTHING`:

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::convert::all;
 use super::entities::{attempt, notification};
-use super::{Store, StoreError};
+use super::{Store, StoreError, placeholders};
 use crate::domain::attempt::{Attempt, Finished, Outcome};
 use crate::domain::notification::{NO_VARIABLES, Notification};
 use crate::domain::state::DeliveryState;
@@ -205,10 +205,8 @@ impl Store {
                 finished.started_at.into(),
                 finished.finished_at.into(),
             ]);
-            let placeholders: Vec<String> =
-                (first..first + COLUMNS).map(|n| format!("${n}")).collect();
             // Each attempt also names the state its message must still be in ($1, SENDING).
-            rows.push(format!("({}, $1)", placeholders.join(", ")));
+            rows.push(format!("({}, $1)", placeholders(first, COLUMNS)));
         }
         // $1 SENDING, $2 SENT, $3 the emptied variables. A sent message drops its variables
         // (they may hold secrets) and keeps its last error; a failed or retrying one keeps its
