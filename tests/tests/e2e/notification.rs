@@ -38,6 +38,16 @@ async fn notification_server(
     Some(TestServer::start_notification(common, settings, database, keys).await)
 }
 
+/// A notification service on a fresh database of `backend`, delivering to a mail server that
+/// accepts everything, and a client of it.
+async fn delivering(backend: Backend) -> Option<(SmtpServer, TestServer, Notifications)> {
+    let smtp = SmtpServer::start(&[]).await?;
+    let server =
+        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await?;
+    let client = client(&server).await;
+    Some((smtp, server, client))
+}
+
 /// A notification service whose mail server is down (stopped, to be restarted by the test),
 /// retrying each email without end, from 100 ms apart up to `retry_max_millis`.
 async fn while_smtp_is_down(
@@ -380,15 +390,9 @@ async fn lists_page_newest_first_and_filter_by_state(backend: Backend) {
 }
 
 async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend: Backend) {
-    let Some(smtp) = SmtpServer::start(&[]).await else {
+    let Some((smtp, _server, client)) = delivering(backend).await else {
         return;
     };
-    let Some(server) =
-        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await
-    else {
-        return;
-    };
-    let client = client(&server).await;
     let account = Uuid::new_v4();
     let request = reset_request("outbox-42", account, "ada@example.com", "en");
     // Fifty concurrent twins as well as a later repeat.
@@ -430,15 +434,9 @@ async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend: Bac
 /// times each — on PostgreSQL go in shared statements: each call gets the answer a statement of
 /// its own would have given, and each email is queued and delivered once.
 async fn concurrent_emails_each_get_their_own_answer(backend: Backend) {
-    let Some(smtp) = SmtpServer::start(&[]).await else {
+    let Some((smtp, _server, client)) = delivering(backend).await else {
         return;
     };
-    let Some(server) =
-        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await
-    else {
-        return;
-    };
-    let client = client(&server).await;
     let account = Uuid::new_v4();
     let mut requests: Vec<(String, SendEmailRequest)> = (0..48)
         .map(|n| {
@@ -913,19 +911,9 @@ async fn temporary_rejections_are_retried_up_to_the_limit_then_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_password_reset_email_renders_in_each_locale_with_both_parts_and_the_link() {
-    let Some(smtp) = SmtpServer::start(&[]).await else {
+    let Some((smtp, _server, client)) = delivering(Backend::Sqlite).await else {
         return;
     };
-    let Some(server) = notification_server(
-        Backend::Sqlite,
-        notification_settings(&smtp.url()),
-        Vec::new(),
-    )
-    .await
-    else {
-        return;
-    };
-    let client = client(&server).await;
     let account = Uuid::new_v4();
     // requested locale → rendered locale, a word of its subject, a phrase of its body
     let cases = [
@@ -1125,15 +1113,9 @@ async fn a_thousand_emails_over_three_instances_are_each_delivered_exactly_once(
 }
 
 async fn cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled(backend: Backend) {
-    let Some(smtp) = SmtpServer::start(&[]).await else {
+    let Some((smtp, _server, client)) = delivering(backend).await else {
         return;
     };
-    let Some(server) =
-        notification_server(backend, notification_settings(&smtp.url()), Vec::new()).await
-    else {
-        return;
-    };
-    let client = client(&server).await;
     let account = Uuid::new_v4();
     let mut ids = Vec::new();
     for index in 0..40 {

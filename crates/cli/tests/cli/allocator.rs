@@ -24,35 +24,35 @@ fn options_at_start(env: &[(&str, &str)]) -> Vec<String> {
         .collect()
 }
 
-fn reports(options: &[String], line: &str) -> bool {
-    options.iter().any(|option| option == line)
+/// Asserts that mimalloc, started with `env` added, reports each of `lines`.
+fn assert_started_with(env: &[(&str, &str)], lines: &[&str]) {
+    let options = options_at_start(env);
+    for line in lines {
+        assert!(
+            options.iter().any(|option| option == line),
+            "{line}: {options:#?}"
+        );
+    }
 }
 
 #[test]
 fn arenas_are_committed_on_demand_and_memory_returned_after_10_ms() {
-    let options = options_at_start(&[]);
-    assert!(
-        reports(&options, "option 'arena_eager_commit': 0"),
-        "{options:#?}"
-    );
-    assert!(
-        reports(&options, "option 'purge_delay': 10"),
-        "{options:#?}"
+    assert_started_with(
+        &[],
+        &["option 'arena_eager_commit': 0", "option 'purge_delay': 10"],
     );
 }
 
 #[test]
 fn the_environment_still_decides_the_options() {
-    let options = options_at_start(&[
-        ("MIMALLOC_ARENA_EAGER_COMMIT", "1"),
-        ("MIMALLOC_PURGE_DELAY", "1000"),
-    ]);
-    assert!(
-        reports(&options, "option 'arena_eager_commit': 1"),
-        "{options:#?}"
-    );
-    assert!(
-        reports(&options, "option 'purge_delay': 1000"),
-        "{options:#?}"
+    assert_started_with(
+        &[
+            ("MIMALLOC_ARENA_EAGER_COMMIT", "1"),
+            ("MIMALLOC_PURGE_DELAY", "1000"),
+        ],
+        &[
+            "option 'arena_eager_commit': 1",
+            "option 'purge_delay': 1000",
+        ],
     );
 }
