@@ -171,9 +171,9 @@ impl Store {
         Ok(recordings)
     }
 
-    /// [`Store::finish_all`] on PostgreSQL, in one statement: the attempts as a `VALUES` list,
-    /// an `UPDATE … FROM` that moves on each message its worker still holds (returning those),
-    /// and the history's insert for exactly the returned ones. A message whose lease was lost
+    /// [`Store::finish_all`] on PostgreSQL, in one statement: an `UPDATE` per attempt that moves
+    /// its message on while its worker still holds it (returning those), the attempts as a
+    /// `VALUES` list, and the history's insert for exactly the returned ones. A message whose lease was lost
     /// is then read as it is now, to answer [`Recording::NotHeld`].
     async fn record_on_postgres(
         &self,
@@ -185,6 +185,7 @@ impl Store {
         values.push(DeliveryState::Sent.as_str().into());
         values.push(NO_VARIABLES.into());
         let mut rows = Vec::with_capacity(finished.len());
+        let mut moves = Vec::with_capacity(finished.len());
         for finished in finished {
             let Written {
                 state,
@@ -205,45 +206,55 @@ impl Store {
                 finished.started_at.into(),
                 finished.finished_at.into(),
             ]);
-            // Each attempt also names the state its message must still be in ($1, SENDING).
-            rows.push(format!("({}, $1)", placeholders(first, COLUMNS)));
+            rows.push(format!("({})", placeholders(first, COLUMNS)));
+            // The message moves on only while its worker holds it: SENDING ($1) under this
+            // owner's lease.
+            let [id, owner, state, next_attempt_at, error, finished_at] =
+                [0, 1, 3, 5, 7, 9].map(|column| format!("${}", first + column));
+            moves.push(format!(
+                "m{index} AS (UPDATE notifications SET \
+                     state = {state}, \
+                     lease_owner = NULL, \
+                     lease_until = NULL, \
+                     next_attempt_at = {next_attempt_at}, \
+                     updated_at = {finished_at}, \
+                     sent_at = CASE WHEN {state} = $2 THEN {finished_at} ELSE sent_at END, \
+                     variables = CASE WHEN {state} = $2 THEN $3 ELSE variables END, \
+                     last_error = COALESCE({error}, last_error) \
+                 WHERE id = {id} AND state = $1 AND lease_owner = {owner} \
+                 RETURNING id)",
+                index = moves.len()
+            ));
         }
         // $1 SENDING, $2 SENT, $3 the emptied variables. A sent message drops its variables
         // (they may hold secrets) and keeps its last error; a failed or retrying one keeps its
         // variables (a retry renders it again) and takes the attempt's error.
         //
-        // The messages are reached by their primary key only: the state they must be in is a
-        // column of each attempt (`held`), compared in the join, not a condition of its own.
-        // As `notifications.state = $1` it was planned — on an estimate of a few SENDING rows —
-        // as a bitmap scan of an index led by the state, which also reads every earlier version
-        // of every row once SENDING that no vacuum has removed yet: after 20,000 emails 13,837
-        // index entries and 947 heap pages for a batch of 8, 2.2 ms, growing with each email.
+        // Each message is moved by an UPDATE of its own, `WHERE id = $n`: a primary-key probe
+        // whatever the table's size. One UPDATE joined to the attempts' VALUES list was planned
+        // by the table's size when the connection prepared it, and a connection that prepared it
+        // while the queue was small (a few hundred rows; a new install, or the first minutes of
+        // a benchmark) kept a sequential scan of the whole table with a hash join: 2.2–2.7 ms a
+        // batch of 8 after 30,000 emails, growing with the table, where the probes take 0.3 ms.
+        // Before that, `notifications.state = $1` as a condition of its own was planned as a
+        // bitmap scan of an index led by the state, which reads every earlier version of every
+        // SENDING row no vacuum has removed yet.
         let sql = format!(
-            "WITH done (id, owner, number, state, outcome, next_attempt_at, smtp_code, error, \
-                 started_at, finished_at, held) AS (VALUES {}), \
-             moved AS (\
-                 UPDATE notifications SET \
-                     state = done.state, \
-                     lease_owner = NULL, \
-                     lease_until = NULL, \
-                     next_attempt_at = done.next_attempt_at, \
-                     updated_at = done.finished_at, \
-                     sent_at = CASE WHEN done.state = $2 THEN done.finished_at \
-                         ELSE notifications.sent_at END, \
-                     variables = CASE WHEN done.state = $2 THEN $3 \
-                         ELSE notifications.variables END, \
-                     last_error = COALESCE(done.error, notifications.last_error) \
-                 FROM done \
-                 WHERE notifications.id = done.id AND notifications.state = done.held \
-                     AND notifications.lease_owner = done.owner \
-                 RETURNING notifications.id) \
+            "WITH {}, \
+             done (id, owner, number, state, outcome, next_attempt_at, smtp_code, error, \
+                 started_at, finished_at) AS (VALUES {}) \
              INSERT INTO notification_attempts (notification_id, number, worker, outcome, \
                  smtp_code, error, started_at, finished_at) \
              SELECT done.id, done.number, done.owner, done.outcome, done.smtp_code, done.error, \
                  done.started_at, done.finished_at \
-             FROM done JOIN moved ON moved.id = done.id \
+             FROM done WHERE done.id IN ({}) \
              RETURNING notification_id",
-            rows.join(", ")
+            moves.join(", "),
+            rows.join(", "),
+            (0..moves.len())
+                .map(|index| format!("SELECT id FROM m{index}"))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
         );
         let recorded = self.ids_returned(sql, values).await?;
         let mut recordings = Vec::with_capacity(finished.len());
