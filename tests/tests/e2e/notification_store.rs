@@ -507,6 +507,118 @@ async fn claims_on_sqlite_connections_that_read_the_schema_before_a_migration_ha
     assert_eq!(claimed, queued, "each message claimed once");
 }
 
+/// On PostgreSQL the record of a batch's attempts reaches each message by its primary key at any
+/// size of the table, also in the generic plan a connection keeps for a prepared statement after
+/// its fifth run. The store's one connection here takes the generic plan from the first run
+/// (`plan_cache_mode = force_generic_plan`) on a table of eight rows, where one sequential scan
+/// costs less than eight index probes: recording the batch must start no sequential scan of
+/// `notifications` (`pg_stat_user_tables`). One UPDATE joined to the attempts' `VALUES` list
+/// was planned there as a hash join over a scan of the whole table, and a connection that
+/// prepared it while the queue was small kept that plan while the queue grew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_attempts_scans_no_table_whatever_its_size_on_postgres() {
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let mut url = url::Url::parse(&database.url).unwrap();
+    url.query_pairs_mut()
+        .append_pair("options", "-c plan_cache_mode=force_generic_plan");
+    let db = roster_runtime::db::connect(url.as_str(), 1).await.unwrap();
+    roster_runtime::db::migrate::<Migrator>(&db).await.unwrap();
+    {
+        use sea_orm::ConnectionTrait;
+        let mode = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SHOW plan_cache_mode",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let mode: String = mode.try_get_by_index(0).unwrap();
+        assert_eq!(mode, "force_generic_plan");
+    }
+    let store = Store::new(db.clone());
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        ids.push(enqueue(&store, &format!("plan-{n}")).await.id);
+    }
+    assert_eq!(
+        store.claim("a", now(), later(60), 8).await.unwrap().len(),
+        8
+    );
+    // The claim's eight updates are counted once its backend has reported them.
+    let before = table_counts(&db, &database.url, 8).await;
+
+    let finished: Vec<Finished<'_>> = ids
+        .iter()
+        .map(|&id| Finished {
+            id,
+            owner: "a",
+            number: 1,
+            outcome: Outcome::Sent,
+            started_at: now(),
+            finished_at: now(),
+        })
+        .collect();
+    let recordings = store.finish_all(&finished).await.unwrap();
+    assert!(
+        recordings
+            .iter()
+            .all(|recording| *recording == queue::Recording::Recorded)
+    );
+    let after = table_counts(&db, &database.url, 16).await;
+    assert_eq!(
+        after.seq_scans, before.seq_scans,
+        "recording the attempts scanned the queue table"
+    );
+    assert!(after.index_scans >= before.index_scans + 8);
+}
+
+/// What PostgreSQL counted on `notifications` in one test's database.
+struct TableCounts {
+    seq_scans: i64,
+    index_scans: i64,
+}
+
+/// `notifications`' scans, once the statistics show at least `updates` row updates. A backend
+/// reports its counts when it goes idle, at most once a second unless told to at once: `store`
+/// (the store's one connection) is told so first.
+async fn table_counts(store: &sea_orm::DatabaseConnection, url: &str, updates: i64) -> TableCounts {
+    use sea_orm::ConnectionTrait;
+    store
+        .execute_unprepared("SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let db = roster_runtime::db::connect(url, 1).await.unwrap();
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT seq_scan, COALESCE(idx_scan, 0), n_tup_upd FROM pg_stat_user_tables \
+                 WHERE relname = 'notifications'",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let _ = db.close().await;
+        let counts = TableCounts {
+            seq_scans: row.try_get_by_index(0).unwrap(),
+            index_scans: row.try_get_by_index(1).unwrap(),
+        };
+        let updated: i64 = row.try_get_by_index(2).unwrap();
+        if updated >= updates {
+            return counts;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "PostgreSQL reported {updated} updates of notifications, not {updates}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 both_backends!(
     a_request_key_is_held_once_per_caller,
     a_message_is_claimed_once_until_its_lease_runs_out,
