@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::convert::all;
 use super::entities::{attempt, notification};
-use super::{Store, StoreError, placeholders};
+use super::{Store, StoreError};
 use crate::domain::attempt::{Attempt, Finished, Outcome};
 use crate::domain::notification::{NO_VARIABLES, Notification};
 use crate::domain::state::DeliveryState;
@@ -193,24 +193,27 @@ impl Store {
                 smtp_code,
                 error,
             } = Written::of(&finished.outcome);
-            let first = values.len() + 1;
-            values.extend([
-                finished.id.into(),
-                finished.owner.into(),
-                finished.number.into(),
-                state.as_str().into(),
-                finished.outcome.kind().as_str().into(),
-                next_attempt_at.into(),
-                smtp_code.into(),
-                error.into(),
-                finished.started_at.into(),
-                finished.finished_at.into(),
-            ]);
-            rows.push(format!("({})", placeholders(first, COLUMNS)));
+            // Each value bound as the next parameter; its placeholder, for the text.
+            let mut bind = |value: Value| {
+                values.push(value);
+                format!("${}", values.len())
+            };
+            let id = bind(finished.id.into());
+            let owner = bind(finished.owner.into());
+            let number = bind(finished.number.into());
+            let state = bind(state.as_str().into());
+            let outcome = bind(finished.outcome.kind().as_str().into());
+            let next_attempt_at = bind(next_attempt_at.into());
+            let smtp_code = bind(smtp_code.into());
+            let error = bind(error.into());
+            let started_at = bind(finished.started_at.into());
+            let finished_at = bind(finished.finished_at.into());
+            rows.push(format!(
+                "({id}, {owner}, {number}, {state}, {outcome}, {next_attempt_at}, {smtp_code}, \
+                 {error}, {started_at}, {finished_at})"
+            ));
             // The message moves on only while its worker holds it: SENDING ($1) under this
-            // owner's lease. The placeholders of this attempt's values, by their place above.
-            let [id, owner, state, next_attempt_at, error, finished_at] =
-                [0, 1, 3, 5, 7, 9].map(|column| format!("${}", first + column));
+            // owner's lease.
             moves.push(format!(
                 "m{index} AS (UPDATE notifications SET \
                      state = {state}, \
