@@ -127,7 +127,10 @@ impl Proxy {
             let mut states = states;
             loop {
                 let Some(open) = &listener else {
-                    states.changed().await.unwrap();
+                    // The proxy dropped: the test is over.
+                    if states.changed().await.is_err() {
+                        return;
+                    }
                     if *states.borrow() {
                         listener = Some(tokio::net::TcpListener::bind(addr).await.unwrap());
                     }
@@ -146,7 +149,10 @@ impl Proxy {
                             }
                         });
                     }
-                    _ = states.changed() => {
+                    changed = states.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
                         if !*states.borrow() {
                             listener = None;
                         }

@@ -762,6 +762,14 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
     };
     let account = identity.account("Acme").await.id;
     roster_tests::nats::published(&nats, &account, 1, Duration::from_secs(20)).await;
+    // The stream holding the event is not yet the relay knowing it: its ACK may still be on the
+    // way back. The outage starts once the relay has recorded the publication.
+    let metrics = server.metrics_addr();
+    assert_eq!(
+        unpublished(metrics, 0).await,
+        0,
+        "the relay's lag before the outage"
+    );
 
     proxy.set(false);
     for n in 0..5 {
@@ -776,20 +784,11 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
     }
     // Identity serves on, and its metrics show the events waiting.
     events_of(&identity, &account, 6).await;
-    let metrics = server.metrics_addr();
-    let mut waiting = 0;
-    for _ in 0..50 {
-        let (_, text) = roster_tests::scrape_metrics(metrics).await;
-        waiting = text
-            .lines()
-            .find_map(|line| line.strip_prefix("roster_identity_events_unpublished "))
-            .map_or(0, |value| value.trim().parse().unwrap());
-        if waiting == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(waiting, 5, "the relay's lag while NATS is away");
+    assert_eq!(
+        unpublished(metrics, 5).await,
+        5,
+        "the relay's lag while NATS is away"
+    );
     // Still waiting a while later: nothing reached the stream while NATS was away.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let held = roster_tests::nats::published(&nats, &account, 2, Duration::from_secs(1)).await;
@@ -800,6 +799,24 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
         roster_tests::nats::published(&nats, &account, 6, Duration::from_secs(60)).await;
     let logged = events_of(&identity, &account, 6).await;
     assert_published_as_logged(&published, &logged);
+}
+
+/// The relay's lag as identity's metrics show it, read until it is `expected` or five seconds
+/// have passed; the last value read.
+async fn unpublished(metrics: std::net::SocketAddr, expected: i64) -> i64 {
+    let mut waiting = -1;
+    for _ in 0..50 {
+        let (_, text) = roster_tests::scrape_metrics(metrics).await;
+        waiting = text
+            .lines()
+            .find_map(|line| line.strip_prefix("roster_identity_events_unpublished "))
+            .map_or(-1, |value| value.trim().parse().unwrap());
+        if waiting == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    waiting
 }
 
 async fn retention_purges_old_events_but_never_unpublished_ones(backend: Backend) {
