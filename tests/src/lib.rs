@@ -456,8 +456,11 @@ pub fn notification_settings(mail_url: &str) -> roster_notification::Settings {
         from_address: "Roster Tests <no-reply@roster.test>".to_owned(),
         message_id_domain: "roster.test".to_owned(),
         poll_interval_millis: 50,
-        lease_seconds: 10,
-        smtp_timeout_seconds: 5,
+        // Timeouts are not what these tests are about: the SMTP timeout includes the wait for
+        // one of the pool's connections, and on a loaded machine a timed-out dialogue the
+        // server had taken would be retried (at least once, as designed) and counted twice.
+        lease_seconds: 120,
+        smtp_timeout_seconds: 60,
         max_attempts: 5,
         retry_base_millis: 100,
         retry_max_millis: 500,

@@ -149,16 +149,18 @@ impl Identity {
     }
 
     /// Every event of `account_id`, oldest first, once the log has numbered at least `count`
-    /// of them (events are numbered shortly after their transactions end); fails after 5 s.
+    /// of them (events are numbered shortly after their transactions end; on PostgreSQL once
+    /// every older write transaction of the cluster has, other tests' included); fails after
+    /// 30 s.
     pub async fn numbered_events(&self, account_id: &str, count: usize) -> Vec<identity::Event> {
-        for _ in 0..200 {
+        for _ in 0..1200 {
             let events = self.all_events(account_id).await;
             if events.len() >= count {
                 return events;
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("fewer than {count} events of {account_id} after 5 s");
+        panic!("fewer than {count} events of {account_id} after 30 s");
     }
 
     /// Creates an account named `name` and answers it.

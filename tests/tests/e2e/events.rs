@@ -28,16 +28,18 @@ async fn start(
     Some((server, identity))
 }
 
-/// The events of `account` once the log has numbered at least `count` of them.
+/// The events of `account` once the log has numbered at least `count` of them; fails after
+/// 30 s (on PostgreSQL an event is numbered once every older write transaction of the cluster
+/// has ended, other tests' included).
 async fn events_of(identity: &Identity, account: &str, count: usize) -> Vec<pb::Event> {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         let events = identity.all_events(account).await;
         if events.len() >= count {
             return events;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("fewer than {count} events of {account} after 5 s");
+    panic!("fewer than {count} events of {account} after 30 s");
 }
 
 /// CreateProfile of Ada Lovelace (ada@acme.example) in `account`, on `request_id`.

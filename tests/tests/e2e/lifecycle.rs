@@ -112,8 +112,10 @@ impl Fixture {
     /// The events of `event_type` about `profile`, once the log has numbered at least one
     /// (events are numbered shortly after their transactions end; the log numbers them in
     /// order, so every event written before the first one found is numbered too).
+    /// Fails after 30 s: on PostgreSQL an event is numbered once every older write transaction
+    /// of the cluster has ended, other tests' included.
     async fn events_of(&self, profile: &pb::Profile, event_type: &str) -> Vec<pb::Event> {
-        for _ in 0..200 {
+        for _ in 0..1200 {
             let events: Vec<pb::Event> = self
                 .admin
                 .all_events(&self.account)
@@ -126,7 +128,7 @@ impl Fixture {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("no {event_type} event of {} after 5 s", profile.id);
+        panic!("no {event_type} event of {} after 30 s", profile.id);
     }
 
     async fn extension(&self, profile: &pb::Profile, number: &str) -> pb::Profile {

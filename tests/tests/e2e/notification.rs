@@ -866,8 +866,12 @@ async fn temporary_rejections_are_retried_up_to_the_limit_then_fail() {
     let Some(smtp) = SmtpServer::start(&["--tempfail", "busy@example.com"]).await else {
         return;
     };
+    // Each wait between attempts lasts half to all of its delay: at least 0.5 s, so that the
+    // poll below sees the message RETRYING however late a loaded machine wakes it.
     let settings = roster_notification::Settings {
         max_attempts: 3,
+        retry_base_millis: 1_000,
+        retry_max_millis: 2_000,
         ..notification_settings(&smtp.url())
     };
     let Some(server) = notification_server(Backend::Sqlite, settings, Vec::new()).await else {
@@ -1028,14 +1032,7 @@ async fn a_thousand_emails_over_three_instances_are_each_delivered_exactly_once(
         instances.push(
             TestServer::start_notification(
                 common,
-                // Timeouts are not what this test is about: on a loaded machine a 5 s SMTP
-                // dialogue can time out after the server took the message, and the retry
-                // (at-least-once, as designed) would look like a duplicate.
-                roster_notification::Settings {
-                    lease_seconds: 120,
-                    smtp_timeout_seconds: 60,
-                    ..notification_settings(&smtp.url())
-                },
+                notification_settings(&smtp.url()),
                 database.clone(),
                 Vec::new(),
             )

@@ -183,13 +183,34 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..100 {
+    within(Duration::from_secs(5), what, check).await;
+}
+
+/// Polls `check` every 50 ms until the audit log has numbered what it looks for. On
+/// PostgreSQL an event is numbered once every write transaction of the cluster older than its
+/// own has ended, and other tests' transactions (a migration, a held row lock) count too: 30 s.
+async fn numbered<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    within(Duration::from_secs(30), what, check).await;
+}
+
+/// Polls `check` every 50 ms for `limit`; panics with `what` when it never holds.
+async fn within<F, Fut>(limit: Duration, what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what}: not within 5 s");
+    panic!("{what}: not within {limit:?}");
 }
 
 async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backend: Backend) {
@@ -425,7 +446,7 @@ async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backe
     assert_eq!(f.scim.get("/Users").await.status, 200);
 
     // The log: one event each way, with how many profiles went and came back.
-    within_5_s("the restore's event numbered", || async {
+    numbered("the restore's event numbered", || async {
         f.admin
             .all_events(&f.a)
             .await
@@ -584,7 +605,7 @@ async fn the_purge_removes_personal_data_and_keeps_usernames_retired(backend: Ba
             .filter(|event| event.r#type.ends_with(".purged"))
             .collect::<Vec<_>>()
     };
-    within_5_s("the purge's events", || async {
+    numbered("the purge's events", || async {
         purge_events().await.len() >= 3
     })
     .await;

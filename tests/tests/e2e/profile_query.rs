@@ -109,7 +109,9 @@ impl Suite {
     /// The first change of `profile`'s external id in the audit log, once the log has
     /// numbered it.
     async fn external_id_change(&self, account: &str, profile: &str) -> pb::FieldChange {
-        for _ in 0..200 {
+        // 30 s: on PostgreSQL an event is numbered once every older write transaction of the
+        // cluster has ended, other tests' included.
+        for _ in 0..1200 {
             let change = self
                 .grpc
                 .all_events(account)
@@ -123,7 +125,7 @@ impl Suite {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("no change of {profile}'s external id in the audit log after 5 s");
+        panic!("no change of {profile}'s external id in the audit log after 30 s");
     }
 
     async fn suspend(&self, profile: &pb::Profile) -> pb::Profile {

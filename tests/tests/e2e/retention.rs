@@ -239,10 +239,17 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
             count(&db, &sql, Vec::new()).await
         }
     };
+    let servers = [&first, &second];
+    // Gone from the tables and counted: a purge counts what it deleted once the database has
+    // answered, a moment after the rows are gone.
     wait_until("the purge of old keys and throttles", || async {
         left("idempotency_keys", "request_id", "old").await == 0
             && left("signin_throttle", "canonical", "old").await == 0
             && resets("old").await == (0, 0)
+            && purged(&servers, "identity", "idempotency_keys").await >= old_keys as u64
+            && purged(&servers, "identity", "reset_tokens").await >= ROUNDS as u64
+            && purged(&servers, "identity", "outbox").await >= ROUNDS as u64
+            && purged(&servers, "identity", "signin_throttle").await >= old_rows as u64
     })
     .await;
     assert_eq!(
@@ -287,7 +294,6 @@ async fn identity_purges_expired_keys_and_throttles_with_two_replicas(backend: B
         old_rows,
         "bounded by the young"
     );
-    let servers = [&first, &second];
     assert_eq!(
         purged(&servers, "identity", "idempotency_keys").await,
         old_keys as u64,
@@ -413,8 +419,24 @@ async fn notification_purges_finished_notifications_with_two_replicas(backend: B
             .await
         }
     };
+    let servers = [&first, &second];
+    let tables = [
+        "notifications",
+        "notification_attempts",
+        "notification_request_keys",
+    ];
+    // Gone from the table and counted: a purge counts what it deleted once its transaction
+    // has committed, a moment after the rows are gone.
     wait_until("the purge of old notifications", || async {
-        total("notifications").await == old
+        if total("notifications").await != old {
+            return false;
+        }
+        for table in tables {
+            if purged(&servers, "notification", table).await < old as u64 {
+                return false;
+            }
+        }
+        true
     })
     .await;
     assert_eq!(keys_left("old").await, 0, "old request keys go with them");
@@ -425,12 +447,7 @@ async fn notification_purges_finished_notifications_with_two_replicas(backend: B
         old,
         "the attempts of young notifications are kept, the old ones' deleted"
     );
-    let servers = [&first, &second];
-    for table in [
-        "notifications",
-        "notification_attempts",
-        "notification_request_keys",
-    ] {
+    for table in tables {
         assert_eq!(
             purged(&servers, "notification", table).await,
             old as u64,

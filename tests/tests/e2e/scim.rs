@@ -694,7 +694,9 @@ async fn every_scim_change_writes_its_audit_event_with_source_scim(backend: Back
     // A refused change writes nothing.
     scim.post("/Users", &user("ada@example.com", "E-2")).await;
     let mut events = Vec::new();
-    for _ in 0..200 {
+    // Up to 30 s: on PostgreSQL an event is numbered once every older write transaction of
+    // the cluster has ended, other tests' included.
+    for _ in 0..1200 {
         events = setup.identity.all_events(&setup.account).await;
         if events
             .iter()
@@ -977,7 +979,9 @@ async fn a_returning_employee_is_the_same_person(backend: Backend) {
             .any(|event| event.r#type == "roster.profile.restored" && event.subject_id == id(&ada))
     };
     let mut events = Vec::new();
-    for _ in 0..200 {
+    // Up to 30 s: on PostgreSQL an event is numbered once every older write transaction of
+    // the cluster has ended, other tests' included.
+    for _ in 0..1200 {
         events = setup.identity.all_events(&setup.account).await;
         if restored(&events) {
             break;
