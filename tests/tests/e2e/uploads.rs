@@ -427,7 +427,8 @@ async fn an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts(backend
         backend,
         |settings| {
             settings.upload_idle_timeout_seconds = 1;
-            settings.upload_sweep_interval_seconds = 2;
+            // Only the sweep a replica makes as it starts can find the upload in time.
+            settings.upload_sweep_interval_seconds = 3600;
         },
         Vec::new(),
     )
@@ -455,20 +456,16 @@ async fn an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts(backend
         4
     );
 
-    let started = Instant::now();
     let replica = suite.replica().await;
     let client = Imports::new(replica.channel().await, ADMIN_KEY);
+    // Far less than the hour to the next sweep, however slowly a loaded machine starts it.
     let import = client
         .wait_for_state(
             &left.id.to_string(),
             &[pb::ImportState::Failed],
-            Duration::from_secs(2) + Duration::from_secs(3),
+            Duration::from_secs(30),
         )
         .await;
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "swept within one interval"
-    );
     assert!(
         import.error_message.contains("abandoned"),
         "{}",
