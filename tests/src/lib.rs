@@ -442,6 +442,18 @@ pub async fn scrape_metrics(addr: SocketAddr) -> (String, String) {
     (content_type, body.to_owned())
 }
 
+/// The value of `series` (a metric's name with its labels, as the text writes them) in what
+/// `GET /metrics` on `addr` answers now; `None` when the text has no such line.
+pub async fn metric<T: std::str::FromStr>(addr: SocketAddr, series: &str) -> Option<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    let (_, text) = scrape_metrics(addr).await;
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().expect("a metric's value"))
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         self.shutdown.trigger();

@@ -10,6 +10,11 @@ use tonic::transport::Channel;
 use super::{Caller, caller, server_streaming, unary};
 use crate::{ADMIN_KEY, TestServer};
 
+/// How long the audit log may take to number an event: events are numbered shortly after their
+/// transactions end, on PostgreSQL once every write transaction of the cluster older than
+/// theirs has ended — other tests' included (a migration in one transaction, a held row lock).
+pub const NUMBERING_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Identity's three services from one caller.
 #[derive(Clone)]
 pub struct Identity {
@@ -149,18 +154,36 @@ impl Identity {
     }
 
     /// Every event of `account_id`, oldest first, once the log has numbered at least `count`
-    /// of them (events are numbered shortly after their transactions end; on PostgreSQL once
-    /// every older write transaction of the cluster has, other tests' included); fails after
-    /// 30 s.
+    /// of them; fails after [`NUMBERING_WAIT`].
     pub async fn numbered_events(&self, account_id: &str, count: usize) -> Vec<identity::Event> {
-        for _ in 0..1200 {
+        self.events_once(account_id, &format!("{count} events"), |events| {
+            events.len() >= count
+        })
+        .await
+    }
+
+    /// Every event of `account_id`, oldest first, once `numbered` holds of them (read every
+    /// 25 ms); fails after [`NUMBERING_WAIT`], naming `what` and the types of the events read.
+    pub async fn events_once(
+        &self,
+        account_id: &str,
+        what: &str,
+        numbered: impl Fn(&[identity::Event]) -> bool,
+    ) -> Vec<identity::Event> {
+        let deadline = tokio::time::Instant::now() + NUMBERING_WAIT;
+        loop {
             let events = self.all_events(account_id).await;
-            if events.len() >= count {
+            if numbered(&events) {
                 return events;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let types: Vec<&str> = events.iter().map(|event| event.r#type.as_str()).collect();
+                panic!(
+                    "{what} not in the log of {account_id:?} after {NUMBERING_WAIT:?}: {types:?}"
+                );
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("fewer than {count} events of {account_id} after 30 s");
     }
 
     /// Creates an account named `name` and answers it.

@@ -28,20 +28,6 @@ async fn start(
     Some((server, identity))
 }
 
-/// The events of `account` once the log has numbered at least `count` of them; fails after
-/// 30 s (on PostgreSQL an event is numbered once every older write transaction of the cluster
-/// has ended, other tests' included).
-async fn events_of(identity: &Identity, account: &str, count: usize) -> Vec<pb::Event> {
-    for _ in 0..1200 {
-        let events = identity.all_events(account).await;
-        if events.len() >= count {
-            return events;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("fewer than {count} events of {account} after 30 s");
-}
-
 /// CreateProfile of Ada Lovelace (ada@acme.example) in `account`, on `request_id`.
 fn ada(account: &str, request_id: &str) -> pb::CreateProfileRequest {
     pb::CreateProfileRequest {
@@ -62,7 +48,7 @@ async fn created_then_renamed(identity: &Identity, account: &str) -> Vec<pb::Eve
         .update_account(rename_account(account, "Acme Ltd"))
         .await
         .unwrap();
-    let events = events_of(identity, account, 3).await;
+    let events = identity.numbered_events(account, 3).await;
     assert_eq!(
         types(&events),
         [
@@ -154,7 +140,7 @@ async fn every_change_is_one_event_with_its_diff_and_its_author(backend: Backend
         .await
         .unwrap();
 
-    let events = events_of(&identity, &account, 7).await;
+    let events = identity.numbered_events(&account, 7).await;
     assert_eq!(
         types(&events),
         [
@@ -451,7 +437,7 @@ async fn concurrent_creations_each_get_their_own_answer(backend: Backend) {
             .map(|(id, _)| id)
             .collect();
         // One event for the account, one per profile: wait for them all to be numbered.
-        let events = events_of(&identity, account, 1 + mine.len()).await;
+        let events = identity.numbered_events(account, 1 + mine.len()).await;
         let mut subjects: Vec<&String> = events
             .iter()
             .filter(|event| event.r#type == "roster.profile.created")
@@ -615,7 +601,7 @@ async fn a_key_of_one_account_reads_only_that_accounts_events(backend: Backend) 
         .await
         .unwrap();
     // Everything the key sees, listed or watched, is A's.
-    let listed = events_of(&as_a, "", 2).await;
+    let listed = as_a.numbered_events("", 2).await;
     assert!(
         listed.iter().all(|event| event.account_id == a),
         "{listed:?}"
@@ -723,7 +709,7 @@ async fn every_event_reaches_jetstream_once_in_order(backend: Backend) {
     }
     let published =
         roster_tests::nats::published(&nats, &account, 10, Duration::from_secs(20)).await;
-    let logged = events_of(&identity, &account, 10).await;
+    let logged = identity.numbered_events(&account, 10).await;
     assert_published_as_logged(&published, &logged);
     // Names beyond ASCII travel in the JSON header as escapes, and read back the same.
     let first_name = published[1].json["changes"]
@@ -743,7 +729,7 @@ async fn every_event_reaches_jetstream_once_in_order(backend: Backend) {
         .await;
     let published =
         roster_tests::nats::published(&nats, &account, 11, Duration::from_secs(20)).await;
-    let logged = events_of(&identity, &account, 11).await;
+    let logged = identity.numbered_events(&account, 11).await;
     assert_published_as_logged(&published, &logged);
     // Nothing more arrives later.
     let again = roster_tests::nats::published(&nats, &account, 12, Duration::from_secs(1)).await;
@@ -785,7 +771,7 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
             .await;
     }
     // Identity serves on, and its metrics show the events waiting.
-    events_of(&identity, &account, 6).await;
+    identity.numbered_events(&account, 6).await;
     assert_eq!(
         unpublished(metrics, 5).await,
         5,
@@ -799,7 +785,7 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
     proxy.set(true);
     let published =
         roster_tests::nats::published(&nats, &account, 6, Duration::from_secs(60)).await;
-    let logged = events_of(&identity, &account, 6).await;
+    let logged = identity.numbered_events(&account, 6).await;
     assert_published_as_logged(&published, &logged);
 }
 
@@ -808,11 +794,9 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
 async fn unpublished(metrics: std::net::SocketAddr, expected: i64) -> i64 {
     let mut waiting = -1;
     for _ in 0..50 {
-        let (_, text) = roster_tests::scrape_metrics(metrics).await;
-        waiting = text
-            .lines()
-            .find_map(|line| line.strip_prefix("roster_identity_events_unpublished "))
-            .map_or(-1, |value| value.trim().parse().unwrap());
+        waiting = roster_tests::metric(metrics, "roster_identity_events_unpublished")
+            .await
+            .unwrap_or(-1);
         if waiting == expected {
             break;
         }
@@ -838,7 +822,7 @@ async fn retention_purges_old_events_but_never_unpublished_ones(backend: Backend
             )
             .await;
     }
-    let logged = events_of(&identity, &account, 5).await;
+    let logged = identity.numbered_events(&account, 5).await;
     let store = roster_identity::store::Store::new(
         sea_orm::Database::connect(&server.database.url)
             .await

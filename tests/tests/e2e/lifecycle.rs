@@ -110,25 +110,21 @@ impl Fixture {
     }
 
     /// The events of `event_type` about `profile`, once the log has numbered at least one
-    /// (events are numbered shortly after their transactions end; the log numbers them in
-    /// order, so every event written before the first one found is numbered too).
-    /// Fails after 30 s: on PostgreSQL an event is numbered once every older write transaction
-    /// of the cluster has ended, other tests' included.
+    /// (the log numbers them in order, so every event written before the first one found is
+    /// numbered too).
     async fn events_of(&self, profile: &pb::Profile, event_type: &str) -> Vec<pb::Event> {
-        for _ in 0..1200 {
-            let events: Vec<pb::Event> = self
-                .admin
-                .all_events(&self.account)
-                .await
-                .into_iter()
-                .filter(|event| event.subject_id == profile.id && event.r#type == event_type)
-                .collect();
-            if !events.is_empty() {
-                return events;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("no {event_type} event of {} after 30 s", profile.id);
+        let about =
+            |event: &pb::Event| event.subject_id == profile.id && event.r#type == event_type;
+        self.admin
+            .events_once(
+                &self.account,
+                &format!("a {event_type} event of {}", profile.id),
+                |events| events.iter().any(about),
+            )
+            .await
+            .into_iter()
+            .filter(about)
+            .collect()
     }
 
     async fn extension(&self, profile: &pb::Profile, number: &str) -> pb::Profile {

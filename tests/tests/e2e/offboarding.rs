@@ -183,34 +183,13 @@ where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    within(Duration::from_secs(5), what, check).await;
-}
-
-/// Polls `check` every 50 ms until the audit log has numbered what it looks for. On
-/// PostgreSQL an event is numbered once every write transaction of the cluster older than its
-/// own has ended, and other tests' transactions (a migration, a held row lock) count too: 30 s.
-async fn numbered<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    within(Duration::from_secs(30), what, check).await;
-}
-
-/// Polls `check` every 50 ms for `limit`; panics with `what` when it never holds.
-async fn within<F, Fut>(limit: Duration, what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
+    for _ in 0..100 {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{what}: not within {limit:?}");
+    panic!("{what}: not within 5 s");
 }
 
 async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backend: Backend) {
@@ -446,15 +425,14 @@ async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backe
     assert_eq!(f.scim.get("/Users").await.status, 200);
 
     // The log: one event each way, with how many profiles went and came back.
-    numbered("the restore's event numbered", || async {
-        f.admin
-            .all_events(&f.a)
-            .await
-            .iter()
-            .any(|event| event.r#type == "roster.account.restored")
-    })
-    .await;
-    let events = f.admin.all_events(&f.a).await;
+    let events = f
+        .admin
+        .events_once(&f.a, "roster.account.restored", |events| {
+            events
+                .iter()
+                .any(|event| event.r#type == "roster.account.restored")
+        })
+        .await;
     let change = |event_type: &str, field: &str| {
         let event = events
             .iter()
@@ -597,19 +575,16 @@ async fn the_purge_removes_personal_data_and_keeps_usernames_retired(backend: Ba
     assert_eq!(taken.code(), Code::AlreadyExists, "{taken:?}");
 
     // The log says what the purge did, as `system` (once the log has numbered it).
-    let purge_events = || async {
-        f.admin
-            .all_events(&f.a)
-            .await
-            .into_iter()
-            .filter(|event| event.r#type.ends_with(".purged"))
-            .collect::<Vec<_>>()
-    };
-    numbered("the purge's events", || async {
-        purge_events().await.len() >= 3
-    })
-    .await;
-    let purged = purge_events().await;
+    let is_purge = |event: &pb::Event| event.r#type.ends_with(".purged");
+    let purged: Vec<pb::Event> = f
+        .admin
+        .events_once(&f.a, "the purge's three events", |events| {
+            events.iter().filter(|event| is_purge(event)).count() >= 3
+        })
+        .await
+        .into_iter()
+        .filter(is_purge)
+        .collect();
     assert_eq!(purged.len(), 3, "{purged:?}");
     assert!(purged.iter().all(|event| event.actor == "system"));
     assert_eq!(

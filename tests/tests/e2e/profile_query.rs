@@ -109,23 +109,23 @@ impl Suite {
     /// The first change of `profile`'s external id in the audit log, once the log has
     /// numbered it.
     async fn external_id_change(&self, account: &str, profile: &str) -> pb::FieldChange {
-        // 30 s: on PostgreSQL an event is numbered once every older write transaction of the
-        // cluster has ended, other tests' included.
-        for _ in 0..1200 {
-            let change = self
-                .grpc
-                .all_events(account)
-                .await
-                .into_iter()
+        let change = |events: &[pb::Event]| {
+            events
+                .iter()
                 .filter(|event| event.subject_id == profile)
-                .flat_map(|event| event.changes)
-                .find(|change| change.field == "external_id");
-            if let Some(change) = change {
-                return change;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-        }
-        panic!("no change of {profile}'s external id in the audit log after 30 s");
+                .flat_map(|event| &event.changes)
+                .find(|change| change.field == "external_id")
+                .cloned()
+        };
+        let events = self
+            .grpc
+            .events_once(
+                account,
+                &format!("a change of {profile}'s external id"),
+                |events| change(events).is_some(),
+            )
+            .await;
+        change(&events).expect("the change found")
     }
 
     async fn suspend(&self, profile: &pb::Profile) -> pb::Profile {

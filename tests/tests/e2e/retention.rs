@@ -16,7 +16,7 @@ use roster_tests::clients::{Identity, Imports, Notifications};
 use roster_tests::imports::people_csv;
 use roster_tests::{
     ADMIN_KEY, Backend, ImportSuite, TestDatabase, TestServer, both_backends, count,
-    identity_settings, notification_settings, scrape_metrics, test_settings,
+    identity_settings, metric, notification_settings, test_settings,
 };
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Value};
 use tonic::Code;
@@ -85,15 +85,12 @@ where
 
 /// `roster_<service>_retention_purged_total{table}` of each server, summed.
 async fn purged(servers: &[&TestServer], service: &str, table: &str) -> u64 {
-    let series = format!("roster_{service}_retention_purged_total{{table=\"{table}\"}} ");
+    let series = format!("roster_{service}_retention_purged_total{{table=\"{table}\"}}");
     let mut total = 0;
     for server in servers {
-        let (_, text) = scrape_metrics(server.metrics_addr()).await;
-        let value = text
-            .lines()
-            .find_map(|line| line.strip_prefix(&series))
-            .unwrap_or_else(|| panic!("no {series} in {text}"));
-        total += value.trim().parse::<u64>().expect("a count");
+        total += metric::<u64>(server.metrics_addr(), &series)
+            .await
+            .unwrap_or_else(|| panic!("no {series}"));
     }
     total
 }

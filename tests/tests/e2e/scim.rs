@@ -693,19 +693,14 @@ async fn every_scim_change_writes_its_audit_event_with_source_scim(backend: Back
     scim.delete(&path, &[]).await;
     // A refused change writes nothing.
     scim.post("/Users", &user("ada@example.com", "E-2")).await;
-    let mut events = Vec::new();
-    // Up to 30 s: on PostgreSQL an event is numbered once every older write transaction of
-    // the cluster has ended, other tests' included.
-    for _ in 0..1200 {
-        events = setup.identity.all_events(&setup.account).await;
-        if events
-            .iter()
-            .any(|event| event.r#type == "roster.profile.deleted")
-        {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let events = setup
+        .identity
+        .events_once(&setup.account, "roster.profile.deleted", |events| {
+            events
+                .iter()
+                .any(|event| event.r#type == "roster.profile.deleted")
+        })
+        .await;
     let profile_events: Vec<_> = events
         .iter()
         .filter(|event| event.subject_id == id(&ada))
@@ -978,16 +973,10 @@ async fn a_returning_employee_is_the_same_person(backend: Backend) {
             .iter()
             .any(|event| event.r#type == "roster.profile.restored" && event.subject_id == id(&ada))
     };
-    let mut events = Vec::new();
-    // Up to 30 s: on PostgreSQL an event is numbered once every older write transaction of
-    // the cluster has ended, other tests' included.
-    for _ in 0..1200 {
-        events = setup.identity.all_events(&setup.account).await;
-        if restored(&events) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    let events = setup
+        .identity
+        .events_once(&setup.account, "the returning employee's restore", restored)
+        .await;
     assert!(
         restored(&events),
         "{:?}",
