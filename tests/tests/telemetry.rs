@@ -97,19 +97,12 @@ fn a_password_reset_is_one_trace_through_identity_and_notification() {
 
         // The audit event of the reset carries the same trace id.
         let reader = Identity::new(channel, ADMIN_KEY);
-        let mut requested = None;
-        for _ in 0..200 {
-            requested = reader
-                .all_events(&account)
-                .await
-                .into_iter()
-                .find(|event| event.r#type == "roster.credential.password_reset_requested");
-            if requested.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        let requested = requested.expect("the reset's event is numbered");
+        let requested = reader
+            .events_through(&account, "roster.credential.password_reset_requested")
+            .await
+            .into_iter()
+            .find(|event| event.r#type == "roster.credential.password_reset_requested")
+            .expect("the reset's event is numbered");
         assert_eq!(requested.trace_id, callers_trace);
         assert_eq!(requested.request_id, "traced-reset");
 

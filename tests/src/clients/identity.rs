@@ -162,6 +162,15 @@ impl Identity {
         .await
     }
 
+    /// Every event of `account_id`, oldest first, once the log has numbered one of
+    /// `event_type`; fails after [`NUMBERING_WAIT`].
+    pub async fn events_through(&self, account_id: &str, event_type: &str) -> Vec<identity::Event> {
+        self.events_once(account_id, event_type, |events| {
+            events.iter().any(|event| event.r#type == event_type)
+        })
+        .await
+    }
+
     /// Every event of `account_id`, oldest first, once `numbered` holds of them (read every
     /// 25 ms); fails after [`NUMBERING_WAIT`], naming `what` and the types of the events read.
     pub async fn events_once(

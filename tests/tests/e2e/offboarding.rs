@@ -427,11 +427,7 @@ async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backe
     // The log: one event each way, with how many profiles went and came back.
     let events = f
         .admin
-        .events_once(&f.a, "roster.account.restored", |events| {
-            events
-                .iter()
-                .any(|event| event.r#type == "roster.account.restored")
-        })
+        .events_through(&f.a, "roster.account.restored")
         .await;
     let change = |event_type: &str, field: &str| {
         let event = events

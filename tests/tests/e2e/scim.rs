@@ -695,11 +695,7 @@ async fn every_scim_change_writes_its_audit_event_with_source_scim(backend: Back
     scim.post("/Users", &user("ada@example.com", "E-2")).await;
     let events = setup
         .identity
-        .events_once(&setup.account, "roster.profile.deleted", |events| {
-            events
-                .iter()
-                .any(|event| event.r#type == "roster.profile.deleted")
-        })
+        .events_through(&setup.account, "roster.profile.deleted")
         .await;
     let profile_events: Vec<_> = events
         .iter()
