@@ -591,8 +591,9 @@ async fn table_counts(store: &sea_orm::DatabaseConnection, url: &str, updates: i
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    // A connection of its own: each statement outside a transaction reads fresh statistics.
+    let db = roster_runtime::db::connect(url, 1).await.unwrap();
     loop {
-        let db = roster_runtime::db::connect(url, 1).await.unwrap();
         let row = db
             .query_one_raw(sea_orm::Statement::from_string(
                 sea_orm::DbBackend::Postgres,
@@ -602,13 +603,13 @@ async fn table_counts(store: &sea_orm::DatabaseConnection, url: &str, updates: i
             .await
             .unwrap()
             .unwrap();
-        let _ = db.close().await;
         let counts = TableCounts {
             seq_scans: row.try_get_by_index(0).unwrap(),
             index_scans: row.try_get_by_index(1).unwrap(),
         };
         let updated: i64 = row.try_get_by_index(2).unwrap();
         if updated >= updates {
+            let _ = db.close().await;
             return counts;
         }
         assert!(
