@@ -6,7 +6,7 @@
 //!
 //! ```toml
 //! [[keys]]
-//! name = "operator"
+//! name = "operator"          # unique: it scopes request ids and rate limits
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 //! scopes = ["admin"]          # or any of: accounts, accounts.read, profiles, credentials, signin, events, imports, notifications
 //! accounts = ["*"]            # or account ids
@@ -248,8 +248,19 @@ impl KeyRing {
     pub fn parse(text: &str) -> Result<Self, String> {
         let file: KeysFile = toml_from_str(text)?;
         let mut ring = KeyRing::default();
+        let mut names = HashSet::new();
         for (index, entry) in file.keys.into_iter().enumerate() {
             let at = format!("keys[{index}] ({})", entry.name);
+            // A key's name scopes what the services keep per caller — the request ids they
+            // replay answers for, the rate limit's bucket — so two keys of one name, say of two
+            // accounts, would replay each other's answers and share one budget.
+            if !names.insert(entry.name.clone()) {
+                return Err(format!(
+                    "{at}: another key has the name {:?}; each key needs a name of its own \
+                     (it scopes request ids and rate limits; a rotated key takes a new one)",
+                    entry.name
+                ));
+            }
             let digest: [u8; 32] = hex::decode(entry.sha256.trim())
                 .ok()
                 .and_then(|bytes| bytes.try_into().ok())
@@ -573,6 +584,28 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("sha256"), "{error}");
+    }
+
+    #[test]
+    fn two_keys_of_one_name_are_refused() {
+        let entry = |key: &str, account: &str| {
+            format!(
+                "[[keys]]\nname = \"crm-connector\"\nsha256 = \"{}\"\nscopes = [\"profiles\"]\naccounts = [\"{account}\"]\n",
+                hash_key_hex(key)
+            )
+        };
+        let (a, b) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+        let error =
+            KeyRing::parse(&format!("{}{}", entry("key-a", &a), entry("key-b", &b))).unwrap_err();
+        assert!(
+            error
+                .starts_with("keys[1] (crm-connector): another key has the name \"crm-connector\""),
+            "{error}"
+        );
+        // Names differing in case are two names.
+        let renamed = entry("key-b", &b).replace("crm-connector", "CRM-connector");
+        let ring = KeyRing::parse(&format!("{}{renamed}", entry("key-a", &a))).unwrap();
+        assert_eq!(ring.len(), 2);
     }
 
     /// The gRPC status an [`Auth`] service answers for a call with `key`: `None` when it
