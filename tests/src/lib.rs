@@ -12,6 +12,7 @@ pub mod clients;
 pub mod imports;
 pub mod nats;
 pub mod pki;
+pub mod proxy;
 pub mod raw;
 pub mod scim;
 pub mod smtp;

@@ -7,6 +7,9 @@ by reading records, never logs. Each record holds the envelope, the Message-ID a
 MIME parts (the HTML part's link targets too). Chosen recipients are refused: --reject ADDR
 answers RCPT with a permanent 550, --tempfail ADDR with a temporary 451. --auth USER:PASS
 requires SMTP AUTH (PLAIN or LOGIN; by default without TLS, this is loopback only).
+--hold-while PATH answers each message's DATA only once PATH no longer exists (writing
+PATH.held when the first one waits), so a test can act between a message's sending and the
+server's reply.
 
 TLS, with --tls-cert FILE --tls-key FILE (PEM): --starttls offers STARTTLS and refuses every
 command but EHLO/NOOP/QUIT/STARTTLS before it; --implicit-tls wraps the listener itself in TLS
@@ -17,6 +20,7 @@ kills it and starts it again on the same port to play a mail server outage.
 """
 
 import argparse
+import asyncio
 import email
 import email.policy
 import json
@@ -48,10 +52,11 @@ class LinkCollector(HTMLParser):
 
 
 class Recorder:
-    def __init__(self, directory, reject, tempfail):
+    def __init__(self, directory, reject, tempfail, hold_while=None):
         self.directory = directory
         self.reject = set(reject)
         self.tempfail = set(tempfail)
+        self.hold_while = hold_while
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:
@@ -62,6 +67,11 @@ class Recorder:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.hold_while is not None and os.path.exists(self.hold_while):
+            with open(self.hold_while + ".held", "w", encoding="utf-8"):
+                pass
+            while os.path.exists(self.hold_while):
+                await asyncio.sleep(0.05)
         # After STARTTLS or on an implicit-TLS listener the transport is a TLS one.
         ssl_object = server.transport.get_extra_info("ssl_object") if server.transport else None
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
@@ -111,6 +121,7 @@ def main():
     parser.add_argument("--reject", action="append", default=[], help="answer 550 for ADDR")
     parser.add_argument("--tempfail", action="append", default=[], help="answer 451 for ADDR")
     parser.add_argument("--auth", help="USER:PASS that clients must authenticate with")
+    parser.add_argument("--hold-while", help="answer DATA only once this path is gone")
     parser.add_argument("--tls-cert", help="PEM certificate chain of the server")
     parser.add_argument("--tls-key", help="PEM private key of the server")
     mode = parser.add_mutually_exclusive_group()
@@ -152,7 +163,7 @@ def main():
             controller_options["ssl_context"] = context
 
     controller = Controller(
-        Recorder(args.dir, args.reject, args.tempfail),
+        Recorder(args.dir, args.reject, args.tempfail, args.hold_while),
         hostname=args.host,
         port=args.port,
         ready_timeout=30,

@@ -743,8 +743,13 @@ async fn events_wait_while_nats_is_down_and_all_arrive_after(backend: Backend) {
     let upstream = roster_tests::nats::url()
         .trim_start_matches("nats://")
         .to_owned();
-    let proxy = roster_tests::nats::Proxy::start(upstream).await;
-    let Some((server, identity)) = start(backend, nats_settings(proxy.url()), Vec::new()).await
+    let proxy = roster_tests::proxy::Proxy::start(upstream).await;
+    let Some((server, identity)) = start(
+        backend,
+        nats_settings(format!("nats://{}", proxy.addr)),
+        Vec::new(),
+    )
+    .await
     else {
         return;
     };

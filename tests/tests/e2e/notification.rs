@@ -641,7 +641,8 @@ both_backends!(
     an_smtp_outage_is_retried_until_the_server_returns,
     a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with_its_message_id,
     a_cancelled_email_is_never_sent_even_after_the_server_returns,
-    cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled
+    cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled,
+    concurrent_twins_of_a_cancel_or_a_retry_all_get_its_answer
 );
 
 async fn retry(
@@ -1167,4 +1168,178 @@ async fn cancels_racing_the_workers_never_leave_an_email_both_sent_and_cancelled
             assert_eq!(delivered, Some(1), "{id}");
         }
     }
+}
+
+/// Fifty concurrent calls with one request id: each is answered as the one that applied the
+/// action, none is refused, and the action is applied once.
+async fn concurrent_twins_of_a_cancel_or_a_retry_all_get_its_answer(backend: Backend) {
+    const TWINS: usize = 50;
+    let account = Uuid::new_v4();
+
+    // Cancel: no workers, so the email waits.
+    let mail = tempfile::tempdir().unwrap();
+    let settings = roster_notification::Settings {
+        workers: 0,
+        ..notification_settings(&format!("file://{}", mail.path().display()))
+    };
+    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
+        return;
+    };
+    let cancels = client(&server).await;
+    let waiting = send(&cancels, welcome_request("r-1", account, "ada@example.com")).await;
+    let answers = futures::future::join_all(
+        (0..TWINS).map(|_| cancel(&cancels, &waiting.id, "cancel-twins")),
+    )
+    .await;
+    let cancelled = get(&cancels, &waiting.id).await;
+    assert_eq!(state(&cancelled), NotificationState::Cancelled);
+    for answer in answers {
+        assert_eq!(answer.expect("every twin is answered"), cancelled);
+    }
+    let metrics = server.metrics_addr();
+    assert_eq!(
+        roster_tests::metric::<u64>(metrics, "roster_notification_cancellations_total").await,
+        Some(1)
+    );
+    drop(server);
+
+    // Retry: a FAILED email, queued again once whatever the number of twins.
+    let Some(smtp) = SmtpServer::start(&["--tempfail", "grace@example.com"]).await else {
+        return;
+    };
+    let settings = roster_notification::Settings {
+        max_attempts: 1,
+        ..notification_settings(&smtp.url())
+    };
+    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
+        return;
+    };
+    let retries = client(&server).await;
+    let queued = send(
+        &retries,
+        welcome_request("r-2", account, "grace@example.com"),
+    )
+    .await;
+    let failed = wait_for(
+        &retries,
+        &queued.id,
+        Duration::from_secs(20),
+        is(NotificationState::Failed),
+    )
+    .await;
+    assert_eq!(failed.attempts, 1);
+    let answers =
+        futures::future::join_all((0..TWINS).map(|_| retry(&retries, &failed.id, "retry-twins")))
+            .await;
+    for answer in answers {
+        assert_eq!(answer.expect("every twin is answered").id, failed.id);
+    }
+    // The one retry's budget is one attempt, refused again: FAILED after exactly two.
+    let failed_again = wait_for(
+        &retries,
+        &failed.id,
+        Duration::from_secs(20),
+        |notification| {
+            state(notification) == NotificationState::Failed && notification.attempts > 1
+        },
+    )
+    .await;
+    assert_eq!(failed_again.attempts, 2);
+    let metrics = server.metrics_addr();
+    assert_eq!(
+        roster_tests::metric::<u64>(metrics, "roster_notification_retries_total").await,
+        Some(1)
+    );
+}
+
+/// PostgreSQL's address in `url` (`host:port`), for a proxy in front of it.
+fn database_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    }
+}
+
+/// The database goes away between an email's sending and the record of its attempt, for
+/// longer than a few tries: the worker keeps trying while its lease lasts, so the email ends
+/// SENT after its one attempt and goes out once — not again after the lease ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attempt_sent_during_a_database_outage_is_recorded_once_it_ends() {
+    let hold = tempfile::tempdir().unwrap();
+    let hold_file = hold.path().join("hold");
+    std::fs::write(&hold_file, b"").unwrap();
+    let held = hold.path().join("hold.held");
+    let Some(smtp) = SmtpServer::start(&["--hold-while", hold_file.to_str().unwrap()]).await else {
+        return;
+    };
+    let Some(database) = TestDatabase::create(Backend::Postgres).await else {
+        return;
+    };
+    let upstream = database_address(&database.url);
+    let proxy = roster_tests::proxy::Proxy::start(upstream.clone()).await;
+    let proxied = database.url.replacen(&upstream, &proxy.addr.to_string(), 1);
+    let server = TestServer::start_notification(
+        test_settings(Service::Notification, &proxied),
+        notification_settings(&smtp.url()),
+        Arc::new(database),
+        Vec::new(),
+    )
+    .await;
+    let notifications = client(&server).await;
+    let queued = send(
+        &notifications,
+        welcome_request("r-1", Uuid::new_v4(), "ada@example.com"),
+    )
+    .await;
+
+    // The email is claimed and sent; the mail server holds its reply to the data.
+    let start = Instant::now();
+    while !held.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set(false);
+    std::fs::remove_file(&hold_file).unwrap();
+    let start = Instant::now();
+    while smtp.records().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20), "never accepted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Longer than the tries of before (about 2 s), far shorter than the lease (120 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.set(true);
+
+    let start = Instant::now();
+    let sent = loop {
+        // The first calls after the outage may meet a connection it broke.
+        if let Ok(response) = notifications
+            .get_notification(GetNotificationRequest {
+                notification_id: queued.id.clone(),
+            })
+            .await
+        {
+            let notification = response.notification.expect("a notification");
+            if state(&notification) == NotificationState::Sent {
+                break notification;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not recorded after the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(sent.attempts, 1);
+    assert_eq!(smtp.records().len(), 1);
+    let metrics = server.metrics_addr();
+    assert_eq!(
+        roster_tests::metric::<u64>(metrics, "roster_notification_attempts_unrecorded_total").await,
+        Some(0)
+    );
 }

@@ -867,6 +867,9 @@ async fn notification_refuses_the_key_and_cancels_then_purges_the_emails(backend
             ..notification_settings(&format!("file://{}", mail.path().display()))
         };
         let key = TestKey::limited(KEY_A, &["notifications"], &[a.parse().unwrap()]);
+        let notification_db = Database::connect(&database.url)
+            .await
+            .expect("notification's database");
         let notification = TestServer::start_notification(
             test_settings(Service::Notification, &database.url),
             settings,
@@ -888,6 +891,43 @@ async fn notification_refuses_the_key_and_cancels_then_purges_the_emails(backend
             .expect("queued")
             .notification
             .expect("notification");
+        // One email of each account failed (as one the mail server refused does), keeping its
+        // variables for a retry.
+        let failed = operator
+            .send_email(email(&a, "failed-a"))
+            .await
+            .expect("queued")
+            .notification
+            .expect("notification");
+        let other_failed = operator
+            .send_email(email(&b, "failed-b"))
+            .await
+            .expect("queued")
+            .notification
+            .expect("notification");
+        for id in [&failed.id, &other_failed.id] {
+            use roster_notification::store::entities::notification::{Column, Entity};
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+            Entity::update_many()
+                .col_expr(Column::State, Expr::value("FAILED"))
+                .col_expr(Column::Attempts, Expr::value(1))
+                .filter(Column::Id.eq(id.parse::<uuid::Uuid>().unwrap()))
+                .exec(&notification_db)
+                .await
+                .expect("the email marked FAILED");
+        }
+        let variables = |id: String| {
+            let connection = &notification_db;
+            async move {
+                use roster_notification::store::entities::notification::Entity;
+                use sea_orm::EntityTrait;
+                Entity::find_by_id(id.parse::<uuid::Uuid>().unwrap())
+                    .one(connection)
+                    .await
+                    .expect("read")
+                    .map(|row| row.variables)
+            }
+        };
         let state = |id: String| {
             let operator = &operator;
             async move {
@@ -923,6 +963,20 @@ async fn notification_refuses_the_key_and_cancels_then_purges_the_emails(backend
         assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
         assert_eq!(reason(&refused).as_deref(), Some("ACCOUNT_DELETED"));
         if retention_days > 0 {
+            // Its failed email is not queued again, even by a key of every account.
+            let refused = operator
+                .retry_notification(nt::RetryNotificationRequest {
+                    notification_id: failed.id.clone(),
+                    request_id: "retry-a".into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+            assert_eq!(reason(&refused).as_deref(), Some("ACCOUNT_DELETED"));
+            within_5_s("the failed email's variables dropped", || async {
+                variables(failed.id.clone()).await.as_deref() == Some("{}")
+            })
+            .await;
             within_5_s("the queued email cancelled", || async {
                 state(queued.id.clone()).await.ok() == Some(nt::NotificationState::Cancelled as i32)
             })
@@ -935,10 +989,18 @@ async fn notification_refuses_the_key_and_cancels_then_purges_the_emails(backend
             })
             .await;
         }
-        // Another account's email is untouched.
+        // Another account's emails are untouched.
         assert_eq!(
             state(other.id.clone()).await.unwrap(),
             nt::NotificationState::Queued as i32
+        );
+        assert_eq!(
+            state(other_failed.id.clone()).await.unwrap(),
+            nt::NotificationState::Failed as i32
+        );
+        assert_ne!(
+            variables(other_failed.id.clone()).await.as_deref(),
+            Some("{}")
         );
     }
 }

@@ -168,7 +168,7 @@ async fn every_committed_change_reaches_log_stream_and_watch_once_through_kills_
     let upstream = roster_tests::nats::url()
         .trim_start_matches("nats://")
         .to_owned();
-    let proxy = roster_tests::nats::Proxy::start(upstream).await;
+    let proxy = roster_tests::proxy::Proxy::start(upstream).await;
     let env = |port: u16| {
         vec![
             ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
@@ -176,7 +176,7 @@ async fn every_committed_change_reaches_log_stream_and_watch_once_through_kills_
             ("KEYS_FILE", keys_file.display().to_string()),
             ("RESET_HTTP_ADDR", "off".to_owned()),
             ("SCIM_ADDR", "off".to_owned()),
-            ("EVENTS_NATS_URL", proxy.url()),
+            ("EVENTS_NATS_URL", format!("nats://{}", proxy.addr)),
         ]
     };
     let (port_a, port_b) = (common::free_port(), common::free_port());

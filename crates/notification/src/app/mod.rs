@@ -142,11 +142,7 @@ impl Notifications {
         caller
             .require_account(email.account_id)
             .map_err(NotificationError::AccountNotPermitted)?;
-        if self
-            .closed
-            .as_ref()
-            .is_some_and(|closed| closed.closed_accounts().contains(&email.account_id))
-        {
+        if self.is_deleted(email.account_id) {
             return Err(NotificationError::AccountDeleted);
         }
 
@@ -178,6 +174,13 @@ impl Notifications {
                 Ok(notification)
             }
         }
+    }
+
+    /// Whether identity deleted `account` (as last read; never, when not reading them).
+    fn is_deleted(&self, account: Uuid) -> bool {
+        self.closed
+            .as_ref()
+            .is_some_and(|closed| closed.closed_accounts().contains(&account))
     }
 
     /// `GetNotification`: another account's notification is answered exactly like one that
@@ -277,7 +280,9 @@ impl Notifications {
     /// The update decides; the notification read after a refusal only names its state. A
     /// worker can move it in between (SENDING → RETRYING as an attempt ends, → FAILED as the
     /// last one does): when the state read is one the action accepts, the update is tried
-    /// again, so a refusal names a state that refuses.
+    /// again, so a refusal names a state that refuses. Concurrent calls with one request id
+    /// all answer as the one that applied it: each other's update waits for that one's commit,
+    /// then finds its key.
     async fn act(
         &self,
         caller: &Caller,
@@ -290,7 +295,12 @@ impl Notifications {
         if let Some(replayed) = self.replayed(caller, id, &request_id, action).await? {
             return Ok(Acted::Replayed(replayed));
         }
-        self.get_notification(caller, id).await?;
+        let notification = self.get_notification(caller, id).await?;
+        // A deleted account's emails are sent no more: its waiting ones are cancelled, and a
+        // failed one is not queued again (an all-accounts key still reaches it).
+        if action == Action::Retry && self.is_deleted(notification.account_id) {
+            return Err(NotificationError::AccountDeleted);
+        }
 
         let mut tries = 0;
         let (txn, now) = loop {
@@ -305,6 +315,11 @@ impl Notifications {
                 break (txn, now);
             }
             txn.rollback().await?;
+            // A concurrent twin with the same request id may be what moved it: its update held
+            // the row until it committed, with its key.
+            if let Some(replayed) = self.replayed(caller, id, &request_id, action).await? {
+                return Ok(Acted::Replayed(replayed));
+            }
             let current = self.get_notification(caller, id).await?;
             if !accepts(action, &current) || tries == TRIES {
                 return Err(refused(action, &current));

@@ -1,5 +1,6 @@
 //! What notification does when identity deletes an account: its waiting emails are cancelled
-//! (and their variables dropped), SendEmail for it is refused, and once identity has purged
+//! (and their variables dropped), its failed ones' variables dropped, SendEmail and
+//! RetryNotification for it are refused, and once identity has purged
 //! the account its emails are deleted with their attempts and keys. Keys limited to a deleted
 //! account are refused by the key ring meanwhile (see `roster_runtime::auth::deleted`).
 
@@ -26,13 +27,15 @@ const PAUSE: Duration = Duration::from_secs(60);
 pub struct Offboarded {
     /// Waiting emails cancelled.
     pub cancelled: u64,
+    /// Failed emails whose variables were dropped.
+    pub forgotten: u64,
     /// Emails deleted with their account's purge.
     pub purged: u64,
 }
 
 impl Notifications {
-    /// Cancels the waiting emails of `accounts` and deletes the finished ones of those purged
-    /// by `now`.
+    /// Cancels the waiting emails of `accounts`, drops the variables of their failed ones, and
+    /// deletes the finished ones of those purged by `now`.
     pub async fn offboard(
         &self,
         accounts: &[DeletedAccount],
@@ -45,6 +48,7 @@ impl Notifications {
                 .store
                 .cancel_waiting_of(chunk, crate::store::now())
                 .await?;
+            done.forgotten += self.store.forget_failed_of(chunk).await?;
         }
         for account in accounts.iter().filter(|account| account.is_purged(now)) {
             loop {
@@ -76,8 +80,9 @@ pub fn spawn(
                 Ok(done) if done != Offboarded::default() => {
                     tracing::info!(
                         cancelled = done.cancelled,
+                        forgotten = done.forgotten,
                         purged = done.purged,
-                        "emails of deleted accounts cancelled or purged"
+                        "emails of deleted accounts cancelled, forgotten or purged"
                     );
                 }
                 Ok(_) => {}

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use roster_runtime::Shutdown;
 use roster_runtime::metrics::Metrics;
@@ -35,6 +36,11 @@ use crate::domain::templates::{RenderInput, Template, Templates};
 use crate::store::queue::Recording;
 use crate::store::{self, Store, StoreError};
 use transport::{Mailer, SendFailure};
+
+/// How long before a batch's lease runs out its worker stops trying to record its attempts.
+const RECORD_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+/// The longest pause between two tries at recording a batch's attempts.
+const RECORD_PAUSE_MAX: Duration = Duration::from_secs(2);
 
 /// What one pass of a worker found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +160,11 @@ impl Delivery {
         if claimed.is_empty() {
             return Ok(ExecutionOutcome::QueueEmpty);
         }
+        let lease_until = claimed
+            .iter()
+            .filter_map(|message| message.lease_until)
+            .min()
+            .unwrap_or(lease_until);
         let finished = futures::future::join_all(
             claimed
                 .into_iter()
@@ -161,7 +172,7 @@ impl Delivery {
         )
         .await;
         // The batch's attempts in one transaction: one commit per batch, not per message.
-        self.record(&finished).await;
+        self.record(&finished, lease_until).await;
         Ok(ExecutionOutcome::Worked)
     }
 
@@ -260,11 +271,14 @@ impl Delivery {
         self.mailer.send(message.id, email).await
     }
 
-    /// Records the attempts of a batch in one transaction, retrying briefly while the database
-    /// is unreachable: an unrecorded success would be sent again once the lease runs out.
-    async fn record(&self, finished: &[Finished<'_>]) {
-        const TRIES: u32 = 5;
-        for try_number in 1..=TRIES {
+    /// Records the attempts of a batch in one transaction. While the database cannot take them
+    /// it tries again, up to [`RECORD_MARGIN`] before the batch's lease runs out: an attempt
+    /// still unrecorded then is made again by whichever worker claims the message next (an
+    /// email the server took would go out twice), so no earlier moment is a better one to stop.
+    async fn record(&self, finished: &[Finished<'_>], lease_until: DateTime<Utc>) {
+        let give_up_at = lease_until - RECORD_MARGIN;
+        let mut pause = Duration::from_millis(200);
+        loop {
             match self.store.finish_all(finished).await {
                 Ok(recordings) => {
                     for (finished, recording) in finished.iter().zip(recordings) {
@@ -275,15 +289,24 @@ impl Delivery {
                     }
                     return;
                 }
-                Err(error) if try_number < TRIES => {
-                    tracing::warn!(messages = finished.len(), %error, "recording the attempts failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(try_number))).await;
+                Err(error)
+                    if store::now() + chrono::Duration::from_std(pause).unwrap_or_default()
+                        < give_up_at =>
+                {
+                    tracing::warn!(
+                        messages = finished.len(), %error, retry_in = ?pause,
+                        "recording the attempts failed; retrying while the lease lasts"
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RECORD_PAUSE_MAX);
                 }
                 Err(error) => {
                     tracing::error!(
                         messages = finished.len(), %error,
-                        "recording the attempts failed; the messages are retried when their lease ends"
+                        "recording the attempts failed until their lease nearly ran out; the \
+                         messages are attempted again once it has"
                     );
+                    return;
                 }
             }
         }
