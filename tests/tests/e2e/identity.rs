@@ -801,7 +801,8 @@ both_backends!(
     request_id_replays_return_the_first_result,
     list_pages_and_filters,
     batch_upsert_creates_updates_and_fails_items_alone,
-    batch_on_a_request_id_keeps_one_record_and_replays_it
+    batch_on_a_request_id_keeps_one_record_and_replays_it,
+    concurrent_changes_without_an_etag_all_apply
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1039,3 +1040,62 @@ async fn every_username_refusal_says_where_the_name_came_from_and_offers_free_on
 }
 
 both_backends!(every_username_refusal_says_where_the_name_came_from_and_offers_free_ones);
+
+/// Fifty concurrent updates of one profile, and then fifty deletes, none naming an etag: each
+/// applies to the version the one before left (none is refused as stale), and the deletes
+/// delete it once and all answer it deleted.
+async fn concurrent_changes_without_an_etag_all_apply(backend: Backend) {
+    const CALLS: usize = 50;
+    let Some((_server, identity)) = spawn(backend).await else {
+        return;
+    };
+    let account = identity.account("Acme").await.id;
+    let created = create(&identity, person(&account, "busy@example.com", ""))
+        .await
+        .unwrap();
+    let updates = futures::future::join_all((0..CALLS).map(|n| {
+        identity.update_profile(pb::UpdateProfileRequest {
+            profile: Some(pb::Profile {
+                id: created.id.clone(),
+                job_title: format!("Title {n}"),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["job_title".into()],
+            }),
+            request_id: String::new(),
+        })
+    }))
+    .await;
+    let mut titles = std::collections::HashSet::new();
+    for update in updates {
+        let profile = update.expect("applied").profile.expect("profile");
+        titles.insert(profile.job_title);
+    }
+    assert_eq!(
+        titles.len(),
+        CALLS,
+        "each update answered with its own change"
+    );
+    let updated = identity.profile(&created.id).await;
+    assert!(titles.contains(&updated.job_title));
+
+    let deletes = futures::future::join_all((0..CALLS).map(|_| {
+        identity.delete_profile(pb::DeleteProfileRequest {
+            id: created.id.clone(),
+            etag: String::new(),
+            request_id: String::new(),
+        })
+    }))
+    .await;
+    let deleted = identity.profile(&created.id).await;
+    assert_eq!(deleted.status, pb::ProfileStatus::Deleted as i32);
+    for answer in deletes {
+        assert_eq!(answer.expect("answered").profile.expect("profile"), deleted);
+    }
+    let events = identity
+        .events_through(&account, "roster.profile.deleted")
+        .await;
+    let counted = |kind: &str| events.iter().filter(|event| event.r#type == kind).count();
+    assert_eq!(counted("roster.profile.deleted"), 1);
+}

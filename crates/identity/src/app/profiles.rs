@@ -231,7 +231,13 @@ impl Identity {
             &request_scope(caller, "UpdateProfile"),
             request_id,
             async |txn| {
-                let current = self.visible_profile(txn, caller, id).await?;
+                // Locked: concurrent changes of one profile apply one after another, each to
+                // the version the one before left; only an etag that names an older version
+                // is refused.
+                let current = store
+                    .lock_profile(txn, id, account_scope(caller).as_ref())
+                    .await?
+                    .ok_or_else(profile_not_found)?;
                 current.ensure_changeable(expected)?;
                 let (fields, status) = patch.apply(&current)?;
                 let updated = store.update_profile(txn, &current, &fields, status).await?;
@@ -367,7 +373,11 @@ impl Identity {
             &request_scope(caller, "DeleteProfile"),
             request_id,
             async |txn| {
-                let current = self.visible_profile(txn, caller, id).await?;
+                // Locked, as for an update: concurrent deletes apply once and answer alike.
+                let current = store
+                    .lock_profile(txn, id, account_scope(caller).as_ref())
+                    .await?
+                    .ok_or_else(profile_not_found)?;
                 if expected.is_some_and(|version| version != current.version) {
                     return Err(IdentityError::StaleEtag);
                 }
