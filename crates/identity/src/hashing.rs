@@ -3,10 +3,14 @@
 //! argon2id is deliberately slow and memory-hard; running it on tokio's workers would stall
 //! every other call. The pool has a fixed number of threads and a bounded queue: when both are
 //! full, a call fails at once with [`HashError::Busy`] (RESOURCE_EXHAUSTED) instead of queueing
-//! without bound. The caller's tracing span is carried to the worker.
+//! without bound. No one caller (a key) may hold more than its share of the pool
+//! ([`HashingSettings::per_caller`]): a key flooding VerifyPassword — with usernames it cannot
+//! see, each costing a full verification — is refused beyond its share while every other
+//! key's calls still find room. The caller's tracing span is carried to the worker.
 
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -28,6 +32,9 @@ pub struct HashingSettings {
     pub workers: usize,
     /// Hashes waiting for a worker before calls are refused.
     pub queue: usize,
+    /// Hashes one caller (one key) may have waiting or running at once; beyond that its calls
+    /// are refused while others' still go in. 0: half the queue.
+    pub per_caller: usize,
     /// Niceness of the worker threads (0 to 19; Linux). Above 0, the executor's threads and the
     /// database preempt hashing, so other calls stay prompt while verification saturates the
     /// cores, and hashing still takes every idle cycle.
@@ -42,6 +49,7 @@ impl Default for HashingSettings {
             parallelism: 1,
             workers: 0,
             queue: 64,
+            per_caller: 0,
             nice: 10,
         }
     }
@@ -73,13 +81,62 @@ enum Job {
     ),
 }
 
+/// A job in the pool with what it was sent with: the caller's span and its place in the
+/// caller's share, given back when the job is done.
+type Sent = (Job, tracing::Span, Share);
+
 /// Handle on the hashing pool; cheap to clone.
 #[derive(Clone)]
 pub struct Hasher {
-    jobs: SyncSender<(Job, tracing::Span)>,
+    jobs: SyncSender<Sent>,
     params: Params,
     /// Verified against when a username is unknown, so both refusals cost the same.
     dummy: Arc<String>,
+    shares: Arc<Shares>,
+}
+
+/// How many jobs each caller has in the pool, and how many one may have.
+struct Shares {
+    held: Mutex<HashMap<String, usize>>,
+    limit: usize,
+}
+
+/// One job's place in its caller's share, given back when dropped.
+struct Share {
+    shares: Arc<Shares>,
+    caller: String,
+}
+
+impl Shares {
+    /// A place for `caller`, unless it holds its whole share already.
+    fn take(self: &Arc<Self>, caller: &str) -> Option<Share> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = held.entry(caller.to_owned()).or_default();
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(Share {
+            shares: self.clone(),
+            caller: caller.to_owned(),
+        })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut held = self
+            .shares
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.caller) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.caller);
+            }
+        }
+    }
 }
 
 impl Hasher {
@@ -116,38 +173,52 @@ impl Hasher {
             &params,
             &SecretString::from("a password nobody has".to_owned()),
         )?;
+        let per_caller = match settings.per_caller {
+            0 => settings.queue / 2,
+            limit => limit,
+        };
         Ok(Self {
             jobs,
             params,
             dummy: Arc::new(dummy),
+            shares: Arc::new(Shares {
+                held: Mutex::new(HashMap::new()),
+                limit: per_caller.max(1),
+            }),
         })
     }
 
-    /// A PHC string of `password` with the configured parameters.
-    pub async fn hash(&self, password: SecretString) -> Result<String, HashError> {
+    /// A PHC string of `password` with the configured parameters, for `caller` (a key's name,
+    /// whose share of the pool it takes).
+    pub async fn hash(&self, caller: &str, password: SecretString) -> Result<String, HashError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Hash(password, reply))?;
+        self.submit(caller, Job::Hash(password, reply))?;
         answer
             .await
             .map_err(|_| HashError::Failed("worker stopped".into()))?
     }
 
-    /// Checks `password` against the stored PHC string.
+    /// Checks `password` against the stored PHC string, for `caller`.
     pub async fn verify(
         &self,
+        caller: &str,
         password: SecretString,
         phc: String,
     ) -> Result<Verification, HashError> {
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Verify(password, phc, reply))?;
+        self.submit(caller, Job::Verify(password, phc, reply))?;
         answer
             .await
             .map_err(|_| HashError::Failed("worker stopped".into()))?
     }
 
-    /// Spends one verification's worth of work and answers "no match".
-    pub async fn verify_dummy(&self, password: SecretString) -> Result<(), HashError> {
-        self.verify(password, self.dummy.as_ref().clone())
+    /// Spends one verification's worth of work for `caller` and answers "no match".
+    pub async fn verify_dummy(
+        &self,
+        caller: &str,
+        password: SecretString,
+    ) -> Result<(), HashError> {
+        self.verify(caller, password, self.dummy.as_ref().clone())
             .await
             .map(|_| ())
     }
@@ -157,8 +228,9 @@ impl Hasher {
         &self.params
     }
 
-    fn submit(&self, job: Job) -> Result<(), HashError> {
-        match self.jobs.try_send((job, tracing::Span::current())) {
+    fn submit(&self, caller: &str, job: Job) -> Result<(), HashError> {
+        let share = self.shares.take(caller).ok_or(HashError::Busy)?;
+        match self.jobs.try_send((job, tracing::Span::current(), share)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(HashError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(HashError::Failed("pool stopped".into())),
@@ -292,21 +364,26 @@ fn lower_priority(nice: i32) {
     }
 }
 
-fn work(receiver: &Mutex<Receiver<(Job, tracing::Span)>>, params: &Params) {
+fn work(receiver: &Mutex<Receiver<Sent>>, params: &Params) {
     let mut scratch = Scratch::default();
     loop {
-        // The lock is held only while taking the next job.
+        // The lock is held only while taking the next job. The job's share is given back once
+        // it is done, before its answer: a caller answered may send its next job at once.
         let next = receiver.lock().map(|receiver| receiver.recv());
-        let Ok(Ok((job, span))) = next else {
+        let Ok(Ok((job, span, share))) = next else {
             return;
         };
         let _entered = span.enter();
         match job {
             Job::Hash(password, reply) => {
-                let _ = reply.send(hash_now(&mut scratch, params, &password));
+                let hashed = hash_now(&mut scratch, params, &password);
+                drop(share);
+                let _ = reply.send(hashed);
             }
             Job::Verify(password, phc, reply) => {
-                let _ = reply.send(verify_now(&mut scratch, params, &password, &phc));
+                let verified = verify_now(&mut scratch, params, &password, &phc);
+                drop(share);
+                let _ = reply.send(verified);
             }
         }
     }
@@ -330,7 +407,7 @@ mod tests {
     async fn hashes_verify_and_weaker_ones_ask_for_rehash() {
         let weak = Hasher::start(&small()).unwrap();
         let phc = weak
-            .hash(SecretString::from("s3cret!".to_owned()))
+            .hash("caller", SecretString::from("s3cret!".to_owned()))
             .await
             .unwrap();
         assert!(phc.starts_with("$argon2id$"));
@@ -340,7 +417,11 @@ mod tests {
         })
         .unwrap();
         let check = strong
-            .verify(SecretString::from("s3cret!".to_owned()), phc.clone())
+            .verify(
+                "caller",
+                SecretString::from("s3cret!".to_owned()),
+                phc.clone(),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -351,7 +432,7 @@ mod tests {
             }
         );
         let wrong = weak
-            .verify(SecretString::from("nope".to_owned()), phc)
+            .verify("caller", SecretString::from("nope".to_owned()), phc)
             .await
             .unwrap();
         assert!(!wrong.matches && !wrong.needs_rehash);
@@ -414,7 +495,7 @@ mod tests {
         })
         .unwrap();
         hasher
-            .hash(SecretString::from("x".to_owned()))
+            .hash("caller", SecretString::from("x".to_owned()))
             .await
             .unwrap();
         // /proc/self/task/<tid>/stat: "<tid> (<name>) <state> …", niceness the 19th field.
@@ -446,6 +527,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_caller_beyond_its_share_is_refused_while_another_goes_in() {
+        use futures::FutureExt;
+        let hasher = Hasher::start(&HashingSettings {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            queue: 8,
+            per_caller: 2,
+            ..small()
+        })
+        .unwrap();
+        let password = || SecretString::from("x".to_owned());
+        // Two hashes of "flood" go in (one running, one waiting); their answers are not
+        // awaited, which leaves them in the pool just the same.
+        for _ in 0..2 {
+            assert!(hasher.hash("flood", password()).now_or_never().is_none());
+        }
+        assert!(matches!(
+            hasher.hash("flood", password()).await,
+            Err(HashError::Busy)
+        ));
+        hasher
+            .hash("other", password())
+            .await
+            .expect("another caller still goes in");
+        // Its share comes back as its hashes end.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match hasher.hash("flood", password()).await {
+                Ok(_) => break,
+                Err(HashError::Busy) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(error) => panic!("flood's share never came back: {error}"),
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn a_full_pool_refuses_at_once() {
         let hasher = Hasher::start(&HashingSettings {
             memory_kib: 64 * 1024,
@@ -456,7 +575,11 @@ mod tests {
         let calls: Vec<_> = (0..8)
             .map(|_| {
                 let hasher = hasher.clone();
-                tokio::spawn(async move { hasher.hash(SecretString::from("x".to_owned())).await })
+                tokio::spawn(async move {
+                    hasher
+                        .hash("caller", SecretString::from("x".to_owned()))
+                        .await
+                })
             })
             .collect();
         let results = futures::future::join_all(calls).await;

@@ -66,6 +66,76 @@ async fn a_flood_from_one_key_is_refused_while_others_are_served(backend: Backen
 
 both_backends!(a_flood_from_one_key_is_refused_while_others_are_served);
 
+/// A key limited to one account floods VerifyPassword with usernames it cannot see, each
+/// costing a full argon2 verification: beyond its share of the hashing pool its calls are
+/// refused, and another key's sign-ins still find room instead of RESOURCE_EXHAUSTED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_flooding_verifications_leaves_the_hashing_pool_to_others() {
+    const FLOOD: usize = 12;
+    let Some(database) = TestDatabase::create(Backend::Sqlite).await else {
+        return;
+    };
+    let database = std::sync::Arc::new(database);
+    let settings = roster_tests::test_settings(Service::Identity, &database.url);
+    // One slow worker and a queue of four: the flood alone could fill it.
+    let identity = roster_identity::Settings {
+        hashing: roster_identity::hashing::HashingSettings {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            workers: 1,
+            queue: 4,
+            ..Default::default()
+        },
+        ..roster_tests::identity_settings()
+    };
+    let flooder = TestKey::limited(FLOODER, &["signin"], &[uuid::Uuid::new_v4()]);
+    let server = TestServer::start_with(
+        Service::Identity,
+        settings,
+        identity,
+        database,
+        vec![flooder],
+    )
+    .await;
+    let client = Identity::new(server.channel().await, ADMIN_KEY);
+    let verify = |client: Identity, username: String| async move {
+        client
+            .verify_password(pb::VerifyPasswordRequest {
+                username,
+                password: "guess".into(),
+            })
+            .await
+    };
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|n| {
+            tokio::spawn(verify(
+                client.with_key(FLOODER),
+                format!("nobody-{n}-{}@example.com", uuid::Uuid::new_v4().simple()),
+            ))
+        })
+        .collect();
+    // The flood is in the pool (its share taken, the rest refused) before the other key calls.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = verify(client.clone(), "someone@example.com".into())
+        .await
+        .expect("another key's sign-in finds room in the pool");
+    assert!(!served.verified);
+    let mut refused = 0;
+    for call in flood {
+        match call.await.expect("the call ran") {
+            Ok(answer) => assert!(!answer.verified),
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused >= FLOOD - 2,
+        "the flooding key holds two places at most; {refused} of {FLOOD} refused"
+    );
+}
+
 #[tokio::test]
 async fn a_huge_metadata_header_list_is_refused() {
     let Some(server) = TestServer::spawn(Service::Identity, roster_tests::Backend::Sqlite).await

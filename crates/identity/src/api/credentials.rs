@@ -101,7 +101,7 @@ impl CredentialService for CredentialApi {
         };
         let violations = self
             .passwords
-            .check(&account, profile.as_ref(), &password)
+            .check(&caller, &account, profile.as_ref(), &password)
             .await
             .map_err(api_error)?;
         Ok(Response::new(pb::CheckPasswordResponse {

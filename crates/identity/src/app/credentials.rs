@@ -109,9 +109,11 @@ impl Passwords {
             .ok_or(IdentityError::NotFound("profile"))
     }
 
-    /// Every rule `password` fails for `profile` (or for a future profile of `account`).
+    /// Every rule `password` fails for `profile` (or for a future profile of `account`), checked
+    /// for `caller` (whose share of the hashing pool comparing with old passwords takes).
     pub async fn check(
         &self,
+        caller: &Caller,
         account: &Account,
         profile: Option<&Profile>,
         password: &SecretString,
@@ -136,7 +138,12 @@ impl Passwords {
                 )
                 .await?;
             for hash in history {
-                if self.hasher.verify(password.clone(), hash).await?.matches {
+                if self
+                    .hasher
+                    .verify(&caller.name, password.clone(), hash)
+                    .await?
+                    .matches
+                {
                     violations.push(rule);
                     break;
                 }
@@ -261,11 +268,13 @@ impl Passwords {
         password: SecretString,
     ) -> Result<(), IdentityError> {
         let (account, profile) = self.token_owner(caller, token).await?;
-        let violations = self.check(&account, Some(&profile), &password).await?;
+        let violations = self
+            .check(caller, &account, Some(&profile), &password)
+            .await?;
         if !violations.is_empty() {
             return Err(IdentityError::PasswordPolicy(violations));
         }
-        let hash = self.hasher.hash(password).await?;
+        let hash = self.hasher.hash(&caller.name, password).await?;
         let txn = self.store.begin().await?;
         if !self.store.use_reset_token(&txn, &token_hash(token)).await? {
             return Err(IdentityError::InvalidResetToken);

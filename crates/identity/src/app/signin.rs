@@ -82,7 +82,7 @@ impl Passwords {
                 return Err(IdentityError::invalid("username", error.description()));
             }
             Err(_) => {
-                self.hasher.verify_dummy(password).await?;
+                self.hasher.verify_dummy(&caller.name, password).await?;
                 return Ok(None);
             }
         };
@@ -118,17 +118,20 @@ impl Passwords {
             _ => None,
         };
         let (Some(record), Some(stored)) = (holder, stored) else {
-            self.hasher.verify_dummy(password).await?;
+            self.hasher.verify_dummy(&caller.name, password).await?;
             return Ok(None);
         };
-        let verification = self.hasher.verify(password.clone(), stored.clone()).await?;
+        let verification = self
+            .hasher
+            .verify(&caller.name, password.clone(), stored.clone())
+            .await?;
         if !verification.matches {
             return Ok(None);
         }
         self.clear_failures(caller, &record, &key, &schedule)
             .await?;
         if verification.needs_rehash {
-            match self.hasher.hash(password).await {
+            match self.hasher.hash(&caller.name, password).await {
                 Ok(upgraded) => {
                     self.store
                         .upgrade_hash(record.id, &stored, &upgraded)
