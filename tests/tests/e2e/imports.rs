@@ -360,6 +360,72 @@ async fn a_username_taken_after_preview_fails_alone(backend: Backend) {
     );
 }
 
+/// The file changes one field of a profile; between the preview and the submit, someone
+/// changes two others elsewhere. The apply writes what the preview showed — the first name —
+/// and leaves the other fields as they are now instead of putting the file's old values back.
+async fn changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let imports = suite.import_client().await;
+    let ada = create_profile(&suite, &account, "Ada", "ada@example.com", "", "Engineer").await;
+    // The profile as the template gave it, with the first name edited.
+    let file = format!(
+        "Internal ID,First Name,Last Name,Email Address,Job Title\r\n\
+         {},Adele,Original,ada@example.com,Engineer\r\n",
+        ada.id
+    );
+    let created = imports
+        .validated_csv(&account, file.into_bytes(), WAIT)
+        .await;
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
+    let previewed = by_row(&rows, 2);
+    assert_eq!(previewed.action, pb::ImportRowAction::Update as i32);
+    let changed: Vec<&str> = previewed
+        .changes
+        .iter()
+        .map(|change| change.column.as_str())
+        .collect();
+    assert_eq!(changed, ["First Name"]);
+
+    let identity = suite.identity_client().await;
+    identity
+        .update_profile(id::UpdateProfileRequest {
+            profile: Some(id::Profile {
+                id: ada.id.clone(),
+                job_title: "Principal".into(),
+                last_name: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["job_title".into(), "last_name".into()],
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("changed elsewhere");
+
+    imports.submit(&created.id, false).await;
+    let done = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .await;
+    assert_eq!(done.applied_count, 1, "{done:?}");
+    let after = identity.profile(&ada.id).await;
+    assert_eq!(after.first_name, "Adele", "the file's change");
+    assert_eq!(
+        after.job_title, "Principal",
+        "kept: the file did not change it"
+    );
+    assert_eq!(
+        after.last_name, "Renamed",
+        "kept: the file did not change it"
+    );
+    assert_eq!(after.email, "ada@example.com");
+}
+
 async fn cancel_expiry_and_state_errors(backend: Backend) {
     let Some(suite) = ImportSuite::start_with(
         backend,
@@ -556,6 +622,7 @@ both_backends!(
     the_whole_flow_from_template_to_report,
     the_whole_flow_in_batches_of_two_rows,
     a_username_taken_after_preview_fails_alone,
+    changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand,
     cancel_expiry_and_state_errors,
     another_accounts_imports_are_not_found,
     two_replicas_and_one_job_only_one_applies

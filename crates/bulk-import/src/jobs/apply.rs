@@ -245,8 +245,18 @@ async fn prepare(job: &Job, import: &Import, window: Window) -> Result<Prepared,
     let items = rows
         .iter()
         .map(|row| {
-            let values = values_by_column(&row.values);
+            let mut values = values_by_column(&row.values);
             let is_update = row.action == RowAction::Update;
+            if is_update {
+                // Only what the preview showed changing is written: every other column takes
+                // the profile's value as it is now, so a change made to it since the preview
+                // (in the console, by SCIM, by another import) stands.
+                values.retain(|column, _| {
+                    row.changes
+                        .iter()
+                        .any(|change| change.column == column.header())
+                });
+            }
             let profile = row
                 .profile_id
                 .as_ref()

@@ -7,7 +7,8 @@ use crate::domain::assignments::{Extension, Role, parse_extensions, parse_roles,
 use crate::domain::columns::Column;
 
 /// The fields to send identity for a row at apply time. An update takes the profile's current
-/// value for each column the file lacks; an empty username keeps the profile's.
+/// value for each column missing from `values` (the apply gives an update only the columns its
+/// preview showed changing); an empty username keeps the profile's.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UpsertFields {
     pub id: String,
