@@ -666,7 +666,18 @@ async fn short_and_long_rows_are_row_errors_and_never_clear_fields(backend: Back
                 )],
                 vec![]
             ),
-            (5, CREATE, vec![], vec![]),
+            (
+                5,
+                CREATE,
+                vec![],
+                vec![(
+                    "EXTRA_EMPTY_CELLS".into(),
+                    "this row has 12 cells and the header 11 columns; the cells past them are \
+                     empty and ignored — if a value held ',' outside quotes, the values after \
+                     it moved one column to the right"
+                        .into()
+                )]
+            ),
         ]
     );
     assert!(

@@ -51,6 +51,27 @@ pub fn clean_row(
     let shape = shape_error(layout, record, delimiter);
     row.misshapen = shape.is_some();
     row.errors.extend(shape);
+    // Empty cells past the header's columns: a trailing delimiter — or an unquoted delimiter
+    // in a value of a row whose last cells were empty, which moved the values after it one
+    // column right. The preview says so, unless the header is padded alike (a program that
+    // ends every line with delimiters).
+    let columns = layout.slots.len();
+    if !row.misshapen
+        && record.cells.len() > columns
+        && !matches!(layout.slots.last(), Some(Slot::Ignored { named: false }))
+    {
+        row.notes.push(RowNote::new(
+            None,
+            "EXTRA_EMPTY_CELLS",
+            format!(
+                "this row has {} cells and the header {columns} columns; the cells past them \
+                 are empty and ignored — if a value held '{}' outside quotes, the values after \
+                 it moved one column to the right",
+                record.cells.len(),
+                char::from(delimiter)
+            ),
+        ));
+    }
     for (index, raw) in record.cells.iter().enumerate() {
         let slot = layout.slots.get(index).copied();
         let column = match slot {

@@ -244,14 +244,31 @@ fn short_and_long_rows_are_errors_that_say_how_many_cells() {
         "this row has 14 cells; the header has 11 columns (cell 13 holds 'Jr.'); a value \
          holding ';' must be in quotes"
     );
-    // Empty cells after the last column are what some programs write: no error.
+    // One empty cell too many is a trailing delimiter — or what an unquoted delimiter leaves
+    // when the row's last cells were empty ("Sales, EMEA" in Job Title), its values moved one
+    // column right: no error, and the preview says so.
     cells.truncate(11);
     cells.push("");
-    assert!(
-        !clean_row(&layout(), &record(&cells), 100, b',')
-            .unwrap()
-            .misshapen
+    let trailing = clean_row(&layout(), &record(&cells), 100, b',').unwrap();
+    assert!(!trailing.misshapen && trailing.errors.is_empty());
+    assert_eq!(
+        trailing.notes,
+        vec![RowNote {
+            column: String::new(),
+            reason: "EXTRA_EMPTY_CELLS".into(),
+            message: "this row has 12 cells and the header 11 columns; the cells past them are \
+                      empty and ignored — if a value held ',' outside quotes, the values after \
+                      it moved one column to the right"
+                .into(),
+        }]
     );
+    // A program that pads every line with delimiters pads its header too: nothing to say.
+    let mut headers: Vec<String> = Column::ALL.iter().map(|c| c.header().to_owned()).collect();
+    headers.push(String::new());
+    let padded = parse_header(&headers).unwrap();
+    cells.push("");
+    let padded_row = clean_row(&padded, &record(&cells), 100, b',').unwrap();
+    assert!(!padded_row.misshapen && padded_row.notes.is_empty());
 }
 
 #[test]
