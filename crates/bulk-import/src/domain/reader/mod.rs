@@ -231,6 +231,15 @@ impl RecordReader {
             let line_end = unread.iter().position(|&b| b == b'\n');
             if line_end.is_none() && !self.input_finished {
                 if unread.len() > MAX_HEADER_BYTES {
+                    // A header line of lone carriage returns runs on to the end of the file:
+                    // the line ends are what is wrong, not the line.
+                    if let Some(end) = unread.iter().position(|&b| b == b'\r')
+                        && let Err(Refusal::LoneCarriageReturns(message)) =
+                            detect_delimiter(&unread[..(end + 2).min(unread.len())])
+                    {
+                        self.line_ends.cr = true;
+                        return Err(message);
+                    }
                     return Err(format!(
                         "line 1 is longer than {} KiB without a line break; this is not a CSV \
                          header row",

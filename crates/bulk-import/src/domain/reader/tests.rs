@@ -77,6 +77,14 @@ fn line_endings_and_delimiter_are_reported() {
     let (reader, error) = reader_of(TextEncoding::UTF_8, 1024, &[b"a,b\rc,d\r"]);
     assert!(error.unwrap_err().contains("lone carriage return"));
     assert_eq!(reader.line_ending(), Some("CR"));
+    // A larger file of lone carriage returns has no line break in its first 64 KiB: it is
+    // still its line ends that are named, not a header line too long.
+    let rows = b"Ann,Lee\r".repeat(10_000);
+    let file = [&b"First Name,Last Name\r"[..], &rows[..]].concat();
+    let (reader, error) = reader_of(TextEncoding::UTF_8, 1024, &[&file]);
+    let error = error.unwrap_err();
+    assert!(error.contains("lone carriage return"), "{error}");
+    assert_eq!(reader.line_ending(), Some("CR"));
 }
 
 #[test]
