@@ -67,6 +67,21 @@ async fn while_smtp_is_down(
     Some((smtp, server, client))
 }
 
+/// A notification service on a fresh database of `backend` with no delivery workers (its emails
+/// stay QUEUED), mailing to files in the directory handed back, and a client of it.
+async fn without_workers(
+    backend: Backend,
+) -> Option<(tempfile::TempDir, TestServer, Notifications)> {
+    let mail = tempfile::tempdir().unwrap();
+    let settings = roster_notification::Settings {
+        workers: 0,
+        ..notification_settings(&format!("file://{}", mail.path().display()))
+    };
+    let server = notification_server(backend, settings, Vec::new()).await?;
+    let client = client(&server).await;
+    Some((mail, server, client))
+}
+
 async fn client(server: &TestServer) -> Notifications {
     Notifications::new(server.channel().await, ADMIN_KEY)
 }
@@ -162,6 +177,23 @@ async fn wait_for(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Sends `account` a welcome email to grace@example.com, whom the test's mail server refuses
+/// for now (`--tempfail`, 451), and waits until it is FAILED (its attempts spent).
+async fn failed_welcome(client: &Notifications, request_id: &str, account: Uuid) -> Notification {
+    let queued = send(
+        client,
+        welcome_request(request_id, account, "grace@example.com"),
+    )
+    .await;
+    wait_for(
+        client,
+        &queued.id,
+        Duration::from_secs(20),
+        is(NotificationState::Failed),
+    )
+    .await
 }
 
 fn state(notification: &Notification) -> NotificationState {
@@ -302,16 +334,10 @@ async fn a_key_limited_to_one_account_cannot_reach_another(backend: Backend) {
 }
 
 async fn lists_page_newest_first_and_filter_by_state(backend: Backend) {
-    let mail = tempfile::tempdir().unwrap();
     // No workers: everything stays QUEUED while the pages are read.
-    let settings = roster_notification::Settings {
-        workers: 0,
-        ..notification_settings(&format!("file://{}", mail.path().display()))
-    };
-    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
+    let Some((_mail, _server, client)) = without_workers(backend).await else {
         return;
     };
-    let client = client(&server).await;
     let account = Uuid::new_v4();
     let mut sent = Vec::new();
     for index in 0..5 {
@@ -698,18 +724,7 @@ async fn a_failed_email_retried_after_the_server_is_fixed_is_delivered_once_with
         return;
     };
     let client = client(&server).await;
-    let queued = send(
-        &client,
-        welcome_request("r-1", account, "grace@example.com"),
-    )
-    .await;
-    let failed = wait_for(
-        &client,
-        &queued.id,
-        Duration::from_secs(20),
-        is(NotificationState::Failed),
-    )
-    .await;
+    let failed = failed_welcome(&client, "r-1", account).await;
     assert_eq!(failed.attempts, 2);
     assert!(failed.last_error.starts_with("451"), "{failed:?}");
     assert_eq!(failed.message_id, message_id(&failed));
@@ -1177,15 +1192,9 @@ async fn concurrent_twins_of_a_cancel_or_a_retry_all_get_its_answer(backend: Bac
     let account = Uuid::new_v4();
 
     // Cancel: no workers, so the email waits.
-    let mail = tempfile::tempdir().unwrap();
-    let settings = roster_notification::Settings {
-        workers: 0,
-        ..notification_settings(&format!("file://{}", mail.path().display()))
-    };
-    let Some(server) = notification_server(backend, settings, Vec::new()).await else {
+    let Some((_mail, server, cancels)) = without_workers(backend).await else {
         return;
     };
-    let cancels = client(&server).await;
     let waiting = send(&cancels, welcome_request("r-1", account, "ada@example.com")).await;
     let answers = futures::future::join_all(
         (0..TWINS).map(|_| cancel(&cancels, &waiting.id, "cancel-twins")),
@@ -1215,18 +1224,7 @@ async fn concurrent_twins_of_a_cancel_or_a_retry_all_get_its_answer(backend: Bac
         return;
     };
     let retries = client(&server).await;
-    let queued = send(
-        &retries,
-        welcome_request("r-2", account, "grace@example.com"),
-    )
-    .await;
-    let failed = wait_for(
-        &retries,
-        &queued.id,
-        Duration::from_secs(20),
-        is(NotificationState::Failed),
-    )
-    .await;
+    let failed = failed_welcome(&retries, "r-2", account).await;
     assert_eq!(failed.attempts, 1);
     let answers =
         futures::future::join_all((0..TWINS).map(|_| retry(&retries, &failed.id, "retry-twins")))

@@ -828,6 +828,16 @@ fn email(account: &str, request_id: &str) -> nt::SendEmailRequest {
     }
 }
 
+/// Queues `request` with `client`: the notification.
+async fn send(client: &Notifications, request: nt::SendEmailRequest) -> nt::Notification {
+    client
+        .send_email(request)
+        .await
+        .expect("queued")
+        .notification
+        .expect("notification")
+}
+
 async fn notification_refuses_the_key_and_cancels_then_purges_the_emails(backend: Backend) {
     for retention_days in [30, 0] {
         let Some(identity_db) = TestDatabase::create(backend).await else {
@@ -879,32 +889,12 @@ async fn notification_refuses_the_key_and_cancels_then_purges_the_emails(backend
         .await;
         let as_a = Notifications::new(notification.channel().await, KEY_A);
         let operator = Notifications::new(notification.channel().await, ADMIN_KEY);
-        let queued = as_a
-            .send_email(email(&a, "welcome-a"))
-            .await
-            .expect("queued")
-            .notification
-            .expect("notification");
-        let other = operator
-            .send_email(email(&b, "welcome-b"))
-            .await
-            .expect("queued")
-            .notification
-            .expect("notification");
+        let queued = send(&as_a, email(&a, "welcome-a")).await;
+        let other = send(&operator, email(&b, "welcome-b")).await;
         // One email of each account failed (as one the mail server refused does), keeping its
         // variables for a retry.
-        let failed = operator
-            .send_email(email(&a, "failed-a"))
-            .await
-            .expect("queued")
-            .notification
-            .expect("notification");
-        let other_failed = operator
-            .send_email(email(&b, "failed-b"))
-            .await
-            .expect("queued")
-            .notification
-            .expect("notification");
+        let failed = send(&operator, email(&a, "failed-a")).await;
+        let other_failed = send(&operator, email(&b, "failed-b")).await;
         for id in [&failed.id, &other_failed.id] {
             use roster_notification::store::entities::notification::{Column, Entity};
             use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
