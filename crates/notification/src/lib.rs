@@ -127,7 +127,7 @@ pub async fn start(
         api::NotificationApi::new(notifications),
         common
     ));
-    let server = serve(
+    let mut server = serve(
         ServerConfig::from(common),
         services,
         keys,
@@ -135,7 +135,9 @@ pub async fn start(
         shutdown.clone(),
     )
     .await?;
-    delivery.spawn_workers(settings.workers, &shutdown);
+    // A worker stopping mid-batch would leave attempts the mail server may have taken
+    // unrecorded, to be made again when their lease ends: the process waits for them.
+    server.finish_on_stop(delivery.spawn_workers(settings.workers, &shutdown));
     Ok(server)
 }
 

@@ -103,3 +103,105 @@ async fn sigterm_drains_the_call_in_flight_and_exits_zero() {
         signalled.elapsed()
     );
 }
+
+/// SIGTERM while a delivery worker's email waits for the mail server's reply: the process
+/// waits for the worker to finish its batch and record it before it exits, so the email is
+/// SENT after one attempt and delivered once — not left SENDING, to go out again when its
+/// lease runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_delivery_worker_finish_and_record_its_batch() {
+    use roster_proto::notification::v1::{GetNotificationRequest, NotificationState};
+    use roster_tests::clients::Notifications;
+    use roster_tests::smtp::SmtpServer;
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let hold = dir.path().join("hold");
+    std::fs::write(&hold, b"").expect("hold file");
+    let held = dir.path().join("hold.held");
+    let Some(smtp) = SmtpServer::start(&["--hold-while", hold.to_str().expect("UTF-8 path")]).await
+    else {
+        return;
+    };
+    let database_url = format!("sqlite://{}/notification.db?mode=rwc", dir.path().display());
+    let keys_file = dir.path().join("keys.toml");
+    common::write_admin_keys_file(&keys_file, KEY);
+    let port = common::free_port();
+    let mut child = common::serve(
+        "notification",
+        &[
+            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ("DATABASE_URL", database_url.clone()),
+            ("KEYS_FILE", keys_file.display().to_string()),
+            ("MAIL_URL", smtp.url()),
+            ("SHUTDOWN_GRACE_SECONDS", "1".to_owned()),
+            ("POLL_INTERVAL_MILLIS", "100".to_owned()),
+        ],
+    );
+    let channel = connect(format!("127.0.0.1:{port}").parse().expect("address")).await;
+    let notifications = Notifications::new(channel, KEY);
+    let queued = notifications
+        .send_email(roster_proto::notification::v1::SendEmailRequest {
+            request_id: "r-1".into(),
+            account_id: uuid::Uuid::new_v4().to_string(),
+            recipient: "ada@example.com".into(),
+            template: "welcome".into(),
+            locale: "en".into(),
+            variables: [
+                ("first_name".to_owned(), "Ada".to_owned()),
+                ("username".to_owned(), "ada".to_owned()),
+            ]
+            .into(),
+            account_display_name: "Acme".into(),
+        })
+        .await
+        .expect("SendEmail")
+        .notification
+        .expect("notification");
+
+    // The worker has sent the message; the mail server holds its reply.
+    let started = Instant::now();
+    while !held.exists() {
+        assert!(started.elapsed() < Duration::from_secs(20), "never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    common::signal(&child, "TERM");
+    // Past the server's own drain: only the worker keeps the process.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::remove_file(&hold).expect("release the reply");
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("task")
+        .expect("exit status");
+    assert!(exit.success(), "roster exits 0, got {exit:?}");
+
+    // Read back by a process of its own, on the same database.
+    let port = common::free_port();
+    let mut reader = common::serve(
+        "notification",
+        &[
+            ("LISTEN_ADDR", format!("127.0.0.1:{port}")),
+            ("DATABASE_URL", database_url),
+            ("KEYS_FILE", keys_file.display().to_string()),
+            ("MAIL_URL", smtp.url()),
+            ("WORKERS", "0".to_owned()),
+        ],
+    );
+    let channel = connect(format!("127.0.0.1:{port}").parse().expect("address")).await;
+    let sent = Notifications::new(channel, KEY)
+        .get_notification(GetNotificationRequest {
+            notification_id: queued.id.clone(),
+        })
+        .await
+        .expect("GetNotification")
+        .notification
+        .expect("notification");
+    let _ = reader.kill();
+    let _ = reader.wait();
+    assert_eq!(
+        NotificationState::try_from(sent.state),
+        Ok(NotificationState::Sent),
+        "{sent:?}"
+    );
+    assert_eq!(sent.attempts, 1);
+    assert_eq!(smtp.records().len(), 1);
+}

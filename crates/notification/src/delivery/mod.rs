@@ -115,18 +115,26 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Starts `count` workers that run until `shutdown` fires.
-    pub fn spawn_workers(self: &Arc<Self>, count: usize, shutdown: &Shutdown) {
+    /// Starts `count` workers that run until `shutdown` fires, each finishing the batch it is
+    /// sending first (its attempts recorded, so none is made again once its lease ends): the
+    /// caller awaits the handles before the process exits.
+    pub fn spawn_workers(
+        self: &Arc<Self>,
+        count: usize,
+        shutdown: &Shutdown,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let instance = uuid::Uuid::new_v4().simple().to_string();
-        for index in 0..count {
-            let owner = format!("{}/{index}", &instance[..12]);
-            let delivery = self.clone();
-            let shutdown = shutdown.clone();
-            tokio::spawn(
-                async move { delivery.run(owner, shutdown).await }
-                    .instrument(tracing::info_span!("delivery_worker", worker = index)),
-            );
-        }
+        (0..count)
+            .map(|index| {
+                let owner = format!("{}/{index}", &instance[..12]);
+                let delivery = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(
+                    async move { delivery.run(owner, shutdown).await }
+                        .instrument(tracing::info_span!("delivery_worker", worker = index)),
+                )
+            })
+            .collect()
     }
 
     async fn run(&self, owner: String, shutdown: Shutdown) {

@@ -106,10 +106,14 @@ pub struct RunningServer {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     metrics_task: Option<JoinHandle<()>>,
     health_task: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
+    /// The service's own tasks that end on the shutdown signal and must finish what they
+    /// started first (a delivery worker's batch): awaited after the server has stopped.
+    finishing: Vec<JoinHandle<()>>,
 }
 
 impl RunningServer {
-    /// Waits until the server has stopped (after the shutdown signal and the drain).
+    /// Waits until the server has stopped (after the shutdown signal and the drain), and the
+    /// tasks handed to [`RunningServer::finish_on_stop`] have ended.
     pub async fn stopped(self) -> anyhow::Result<()> {
         self.task.await??;
         if let Some(task) = self.health_task {
@@ -118,7 +122,16 @@ impl RunningServer {
         if let Some(task) = self.metrics_task {
             let _ = task.await;
         }
+        for task in self.finishing {
+            let _ = task.await;
+        }
         Ok(())
+    }
+
+    /// Tasks that end on the shutdown signal, after finishing the work they started: the
+    /// process waits for them before it exits, instead of cutting them off mid-way.
+    pub fn finish_on_stop(&mut self, tasks: impl IntoIterator<Item = JoinHandle<()>>) {
+        self.finishing.extend(tasks);
     }
 }
 
@@ -287,6 +300,7 @@ pub async fn serve(
         task,
         metrics_task,
         health_task,
+        finishing: Vec::new(),
     })
 }
 
