@@ -236,16 +236,27 @@ pub fn draft(row: CleanRow, profiles: &HashMap<String, CurrentProfile>) -> Draft
     };
     if let Some(profile) = current {
         for column in Column::ALL {
-            if let Some(new) = given(column)
-                && lost_leading_zeros(profile.value(column), new)
-            {
+            let Some(new) = given(column) else {
+                continue;
+            };
+            // The Extensions cell lists numbers with their kinds ("0042:physical"): a number
+            // typed alone, which a spreadsheet reads as a number, compares with each held one.
+            let lost = if column == Column::Extensions {
+                profile
+                    .extensions
+                    .iter()
+                    .map(|held| held.number.as_str())
+                    .find(|held| lost_leading_zeros(held, new))
+            } else {
+                Some(profile.value(column)).filter(|old| lost_leading_zeros(old, new))
+            };
+            if let Some(old) = lost {
                 row.notes.push(RowNote::new(
                     Some(column),
                     "LEADING_ZEROS_LOST",
                     format!(
-                        "the profile has '{}' and the file '{new}': a spreadsheet may have \
-                         dropped the leading zeros; the value is kept as in the file",
-                        profile.value(column)
+                        "the profile has '{old}' and the file '{new}': a spreadsheet may have \
+                         dropped the leading zeros; the value is kept as in the file"
                     ),
                 ));
             }

@@ -92,6 +92,44 @@ fn an_update_lists_each_change_old_to_new() {
 }
 
 #[test]
+fn an_extension_number_that_lost_its_leading_zeros_is_noted() {
+    use crate::domain::assignments::{Extension, ExtensionKind};
+    let held = CurrentProfile {
+        job_title: String::new(),
+        extensions: vec![Extension {
+            number: "0042".into(),
+            kind: ExtensionKind::Physical,
+        }],
+        extensions_cell: "0042:physical".into(),
+        ..ada()
+    };
+    let mut cells = vec![""; 11];
+    cells[0] = &held.id;
+    cells[1] = "Ada";
+    cells[2] = "Lovelace";
+    cells[3] = "ada@example.com";
+    // Typed as 0042 and saved by a spreadsheet as a number.
+    cells[9] = "42";
+    let row = clean_row(&layout(), &record(&cells), 1000, b',').unwrap();
+    let profiles = HashMap::from([(held.id.clone(), held.clone())]);
+    let planned = finish(draft(row, &profiles), None);
+    let notes: Vec<_> = planned
+        .notes
+        .iter()
+        .filter(|note| note.reason == "LEADING_ZEROS_LOST")
+        .map(|note| (note.column.as_str(), note.message.as_str()))
+        .collect();
+    assert_eq!(
+        notes,
+        vec![(
+            "Extensions",
+            "the profile has '0042' and the file '42': a spreadsheet may have dropped the \
+             leading zeros; the value is kept as in the file"
+        )]
+    );
+}
+
+#[test]
 fn equal_values_are_unchanged() {
     let row = plan(
         &[
