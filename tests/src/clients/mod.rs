@@ -13,7 +13,7 @@ mod notification;
 pub use health::Health;
 pub use identity::{Identity, rename_account, upsert_item};
 pub use imports::{Imports, OpenUpload, upload_end, upload_header};
-pub use notification::Notifications;
+pub use notification::{Notifications, welcome_email};
 
 use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::{Code, Status};

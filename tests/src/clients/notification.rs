@@ -32,3 +32,24 @@ impl Notifications {
         cancel_notification(CancelNotificationRequest) -> CancelNotificationResponse;
     }
 }
+
+/// A welcome email for Ada of Acme to `recipient`, for `account_id`, under `request_id`.
+pub fn welcome_email(
+    request_id: &str,
+    account_id: &str,
+    recipient: &str,
+) -> notification::SendEmailRequest {
+    notification::SendEmailRequest {
+        request_id: request_id.into(),
+        account_id: account_id.into(),
+        recipient: recipient.into(),
+        template: "welcome".into(),
+        locale: "en".into(),
+        variables: [
+            ("first_name".to_owned(), "Ada".to_owned()),
+            ("username".to_owned(), "ada".to_owned()),
+        ]
+        .into(),
+        account_display_name: "Acme".into(),
+    }
+}

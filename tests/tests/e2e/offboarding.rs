@@ -813,19 +813,7 @@ async fn bulk_import_refuses_the_key_and_cancels_then_purges_the_imports(backend
 const NOTIFICATION_IDENTITY_KEY: &str = "notification-reads-accounts";
 
 fn email(account: &str, request_id: &str) -> nt::SendEmailRequest {
-    nt::SendEmailRequest {
-        request_id: request_id.into(),
-        account_id: account.into(),
-        recipient: "ada@acme.example".into(),
-        template: "welcome".into(),
-        locale: "en".into(),
-        variables: [
-            ("first_name".to_owned(), "Ada".to_owned()),
-            ("username".to_owned(), "ada".to_owned()),
-        ]
-        .into(),
-        account_display_name: "Acme".into(),
-    }
+    roster_tests::clients::welcome_email(request_id, account, "ada@acme.example")
 }
 
 /// Queues `request` with `client`: the notification.

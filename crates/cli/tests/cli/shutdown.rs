@@ -140,19 +140,11 @@ async fn sigterm_lets_a_delivery_worker_finish_and_record_its_batch() {
     let channel = connect(format!("127.0.0.1:{port}").parse().expect("address")).await;
     let notifications = Notifications::new(channel, KEY);
     let queued = notifications
-        .send_email(roster_proto::notification::v1::SendEmailRequest {
-            request_id: "r-1".into(),
-            account_id: uuid::Uuid::new_v4().to_string(),
-            recipient: "ada@example.com".into(),
-            template: "welcome".into(),
-            locale: "en".into(),
-            variables: [
-                ("first_name".to_owned(), "Ada".to_owned()),
-                ("username".to_owned(), "ada".to_owned()),
-            ]
-            .into(),
-            account_display_name: "Acme".into(),
-        })
+        .send_email(roster_tests::clients::welcome_email(
+            "r-1",
+            &uuid::Uuid::new_v4().to_string(),
+            "ada@example.com",
+        ))
         .await
         .expect("SendEmail")
         .notification
