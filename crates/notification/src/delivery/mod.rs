@@ -168,18 +168,14 @@ impl Delivery {
         if claimed.is_empty() {
             return Ok(ExecutionOutcome::QueueEmpty);
         }
-        let lease_until = claimed
-            .iter()
-            .filter_map(|message| message.lease_until)
-            .min()
-            .unwrap_or(lease_until);
         let finished = futures::future::join_all(
             claimed
                 .into_iter()
                 .map(|message| self.deliver(owner, message)),
         )
         .await;
-        // The batch's attempts in one transaction: one commit per batch, not per message.
+        // The batch's attempts in one transaction: one commit per batch, not per message; the
+        // claim leased every message of it until `lease_until`.
         self.record(&finished, lease_until).await;
         Ok(ExecutionOutcome::Worked)
     }
