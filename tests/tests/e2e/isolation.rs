@@ -440,19 +440,7 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backe
     .await;
     let admin = Notifications::new(server.channel().await, ADMIN_KEY);
     let as_a = admin.with_key(KEY_A);
-    let email = |account: uuid::Uuid| nt::SendEmailRequest {
-        request_id: uuid::Uuid::new_v4().to_string(),
-        account_id: account.to_string(),
-        recipient: "someone@example.com".into(),
-        template: "welcome".into(),
-        locale: "en".into(),
-        variables: [
-            ("first_name".to_owned(), "Sam".to_owned()),
-            ("username".to_owned(), "sam".to_owned()),
-        ]
-        .into(),
-        account_display_name: "B".into(),
-    };
+    let email = |account: uuid::Uuid| welcome_email(&account.to_string());
     let theirs = admin
         .send_email(email(b))
         .await
