@@ -479,9 +479,183 @@ async fn a_key_for_one_account_cannot_reach_another_accounts_notifications(backe
     );
 }
 
+/// The calls that name a profile by its id and keep their answer for a repeated request id,
+/// in an order that each can follow the one before on one profile.
+const BY_PROFILE: [&str; 6] = [
+    "UpdateProfile",
+    "AssignExtension",
+    "SendPasswordReset",
+    "ClearSignInThrottle",
+    "DeleteProfile",
+    "UndeleteProfile",
+];
+
+/// `call` (one of [`BY_PROFILE`]) on `profile` with `request_id`, its response encoded.
+async fn call_by_profile(
+    client: &Identity,
+    call: &str,
+    profile: &pb::Profile,
+    number: &str,
+    request_id: &str,
+) -> Result<Vec<u8>, tonic::Status> {
+    let (id, request_id) = (profile.id.clone(), request_id.to_owned());
+    Ok(match call {
+        "UpdateProfile" => client
+            .update_profile(pb::UpdateProfileRequest {
+                profile: Some(pb::Profile {
+                    id,
+                    first_name: format!("{} Renamed", profile.first_name),
+                    ..Default::default()
+                }),
+                update_mask: mask("first_name"),
+                request_id,
+            })
+            .await?
+            .encode_to_vec(),
+        "AssignExtension" => client
+            .assign_extension(pb::AssignExtensionRequest {
+                profile_id: id,
+                extension: Some(pb::Extension {
+                    number: number.to_owned(),
+                    kind: pb::ExtensionKind::Physical as i32,
+                }),
+                etag: String::new(),
+                request_id,
+            })
+            .await?
+            .encode_to_vec(),
+        "SendPasswordReset" => client
+            .send_password_reset(pb::SendPasswordResetRequest {
+                request_id,
+                profile_id: id,
+                email: profile.email.clone(),
+                etag: String::new(),
+            })
+            .await?
+            .encode_to_vec(),
+        "ClearSignInThrottle" => client
+            .clear_sign_in_throttle(pb::ClearSignInThrottleRequest {
+                request_id,
+                profile_id: id,
+            })
+            .await?
+            .encode_to_vec(),
+        "DeleteProfile" => client
+            .delete_profile(pb::DeleteProfileRequest {
+                id,
+                etag: String::new(),
+                request_id,
+            })
+            .await?
+            .encode_to_vec(),
+        "UndeleteProfile" => client
+            .undelete_profile(pb::UndeleteProfileRequest {
+                id,
+                etag: String::new(),
+                request_id,
+            })
+            .await?
+            .encode_to_vec(),
+        other => panic!("no call {other}"),
+    })
+}
+
+/// A key's accounts narrowed in the keys file, its name (and so its request ids' scope) kept:
+/// the answers it kept while it could act on B are not replayed to it. Each repeated request
+/// naming B's profile is answered NOT_FOUND, byte-identical to a new request naming a profile
+/// that does not exist; its repeated requests inside A still get their first answers, and do
+/// nothing again.
+async fn a_narrowed_key_is_not_replayed_what_it_may_no_longer_see(backend: Backend) {
+    let Some(server) = TestServer::spawn(Service::Identity, backend).await else {
+        return;
+    };
+    let admin = Identity::new(server.channel().await, ADMIN_KEY);
+    let mut users = Vec::new();
+    for (name, email) in [("A", "ann@a.example"), ("B", "bea@b.example")] {
+        let account = admin
+            .create_account(pb::CreateAccountRequest {
+                display_name: name.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .account
+            .unwrap();
+        let profile = admin
+            .create_profile(pb::CreateProfileRequest {
+                account_id: account.id.clone(),
+                first_name: name.into(),
+                last_name: "User".into(),
+                email: email.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .profile
+            .unwrap();
+        users.push((account.id.parse::<uuid::Uuid>().unwrap(), profile));
+    }
+    let (a, ann) = users[0].clone();
+    let (b, bea) = users[1].clone();
+    let scopes = ["profiles", "credentials"];
+    let server = server
+        .restart_with_keys(vec![TestKey::limited(KEY_A, &scopes, &[a, b])])
+        .await;
+    let as_key = Identity::new(server.channel().await, KEY_A);
+    let admin = as_key.with_key(ADMIN_KEY);
+    let request_id = |call: &str, profile: &pb::Profile| format!("{call}-{}", profile.id);
+    let mut first = BTreeMap::new();
+    for (profile, number) in [(&ann, "2001"), (&bea, "2002")] {
+        for call in BY_PROFILE {
+            let answer =
+                call_by_profile(&as_key, call, profile, number, &request_id(call, profile))
+                    .await
+                    .unwrap_or_else(|status| {
+                        panic!("{call} while the key has both accounts: {status:?}")
+                    });
+            first.insert((call, profile.id.clone()), answer);
+        }
+    }
+    let ann_before = admin.profile(&ann.id).await;
+
+    let server = server
+        .restart_with_keys(vec![TestKey::limited(KEY_A, &scopes, &[a])])
+        .await;
+    let as_key = Identity::new(server.channel().await, KEY_A);
+    let admin = as_key.with_key(ADMIN_KEY);
+    let nobody = pb::Profile {
+        id: uuid::Uuid::now_v7().to_string(),
+        ..bea.clone()
+    };
+    for call in BY_PROFILE {
+        let repeated = call_by_profile(&as_key, call, &bea, "2002", &request_id(call, &bea))
+            .await
+            .map(|_| ())
+            .expect_err(&format!(
+                "{call}: B's answer replayed to a key narrowed to A"
+            ));
+        assert_eq!(repeated.code(), Code::NotFound, "{call}: {repeated:?}");
+        let new = call_by_profile(&as_key, call, &nobody, "2099", &request_id(call, &nobody))
+            .await
+            .unwrap_err();
+        assert_eq!(observable(&repeated), observable(&new), "{call}");
+
+        let replayed = call_by_profile(&as_key, call, &ann, "2001", &request_id(call, &ann))
+            .await
+            .unwrap_or_else(|status| panic!("{call} repeated inside A: {status:?}"));
+        assert_eq!(replayed, first[&(call, ann.id.clone())], "{call} inside A");
+    }
+    assert_eq!(
+        admin.profile(&ann.id).await,
+        ann_before,
+        "the repeats inside A did nothing again"
+    );
+}
+
 both_backends!(
     a_key_for_one_account_cannot_reach_another_accounts_imports,
-    a_key_for_one_account_cannot_reach_another_accounts_notifications
+    a_key_for_one_account_cannot_reach_another_accounts_notifications,
+    a_narrowed_key_is_not_replayed_what_it_may_no_longer_see
 );
 
 // The account-scope audit: every RPC of the descriptor set, attacked with a key limited to

@@ -4,7 +4,7 @@ use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
 use super::events::origin;
-use super::{Identity, account_scope, every_account, once, request_scope};
+use super::{Identity, Seen, account_scope, every_account, once, request_scope};
 use crate::domain::account::{Account, AccountPatch, PolicyPatch, display_name, extension_bounds};
 use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
@@ -71,6 +71,7 @@ impl Identity {
             store,
             &request_scope(caller, "CreateAccount"),
             request_id,
+            Seen::Checked,
             async |txn| {
                 let account = store.create_account(txn, &name, &policy, bounds).await?;
                 store
@@ -182,6 +183,7 @@ impl Identity {
             store,
             &request_scope(call.caller, operation),
             call.request_id,
+            Seen::Checked,
             async |txn| {
                 let account = account_at(store, txn, call.id, call.expected).await?;
                 account.ensure_open()?;

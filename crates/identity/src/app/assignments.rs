@@ -5,7 +5,7 @@ use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
 use super::events::origin;
-use super::{Identity, account_scope, once, request_scope};
+use super::{Identity, Seen, account_scope, once, request_scope};
 use crate::domain::assignment::{ExtensionKind, ExtensionNumber, RequestedExtension, Role};
 use crate::domain::error::{IdentityError, Violation};
 use crate::domain::event;
@@ -117,6 +117,7 @@ impl Identity {
             &self.store,
             &request_scope(call.caller, operation),
             call.request_id,
+            Seen::Profile(call.caller, call.id),
             async |txn| {
                 let current = self
                     .changeable_profile(txn, call.caller, call.id, call.expected)
@@ -190,7 +191,7 @@ impl Identity {
         // One lock order for every caller, so two changes never wait on each other.
         ids.sort_by_key(|id| id.0);
         ids.dedup();
-        once(store, "", "", async |txn| {
+        once(store, "", "", Seen::Checked, async |txn| {
             let locked = store
                 .lock_profiles(txn, &ids, account_scope(caller).as_ref())
                 .await?;

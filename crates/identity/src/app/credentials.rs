@@ -167,6 +167,7 @@ impl Passwords {
             store,
             &super::request_scope(caller, "SendPasswordReset"),
             request_id,
+            super::Seen::Profile(caller, id),
             async |txn| {
                 // Locked, so that no change of the address can commit between this check and
                 // the token's email.

@@ -28,7 +28,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::domain::error::IdentityError;
-use crate::domain::ids::AccountId;
+use crate::domain::ids::{AccountId, ProfileId};
 use crate::store::{Store, StoreError};
 
 /// The use cases of accounts, profiles, usernames and assignments over one store. Cheap to
@@ -110,8 +110,43 @@ pub(crate) fn request_scope(caller: &Caller, operation: &str) -> String {
     format!("{}:{operation}", caller.name)
 }
 
+/// What a repeated request must still be allowed to see to be answered its first answer. A
+/// key's accounts can be narrowed in the keys file while its name, and so its request ids'
+/// scope, stays: the first answers it kept must not show it what it may no longer see.
+#[derive(Clone, Copy)]
+pub(crate) enum Seen<'a> {
+    /// The caller's access to what the request names was checked before the call (the
+    /// account it names, or every account), or the call keeps no answer.
+    Checked,
+    /// The profile the request names, which the caller must still see: otherwise the repeat
+    /// is answered as a new request would be, NOT_FOUND.
+    Profile(&'a Caller, ProfileId),
+}
+
+impl Seen<'_> {
+    /// `kept` when the caller may still see what it tells of.
+    async fn replay<R>(self, store: &Store, kept: R) -> Result<R, IdentityError> {
+        let Seen::Profile(caller, id) = self else {
+            return Ok(kept);
+        };
+        if caller.account_limit().is_none() {
+            return Ok(kept);
+        }
+        let visible = store
+            .profile(store.connection(), id)
+            .await?
+            .is_some_and(|profile| caller.may_access(profile.account_id.0));
+        if visible {
+            Ok(kept)
+        } else {
+            Err(profiles::profile_not_found())
+        }
+    }
+}
+
 /// Runs `work` in a transaction, once per `(scope, request_id)` (AIP-155): a repeated request
-/// answers the first answer, kept when it was produced, and writes nothing. An empty
+/// answers the first answer, kept when it was produced, and writes nothing — to a caller that
+/// may still see what it tells of (`seen`). An empty
 /// `request_id` runs `work` without that guarantee. Two concurrent twins both run `work`; the
 /// one whose key lands first commits, and the other is rolled back and answers with the
 /// winner's answer, also when the winner's change made its own `work` fail.
@@ -119,16 +154,17 @@ pub(crate) async fn once<R, F>(
     store: &Store,
     scope: &str,
     request_id: &str,
+    seen: Seen<'_>,
     work: F,
 ) -> Result<R, IdentityError>
 where
     R: Serialize + DeserializeOwned,
     F: AsyncFnOnce(&DatabaseTransaction) -> Result<R, IdentityError>,
 {
-    if let Some(kept) = kept_answer(store, scope, request_id).await? {
+    if let Some(kept) = kept_answer(store, scope, request_id, seen).await? {
         return Ok(kept);
     }
-    once_new(store, scope, request_id, work).await
+    once_new(store, scope, request_id, seen, work).await
 }
 
 /// [`once`] for work whose repetition always fails or is rolled back, which a request is
@@ -141,6 +177,7 @@ pub(crate) async fn once_new<R, F>(
     store: &Store,
     scope: &str,
     request_id: &str,
+    seen: Seen<'_>,
     work: F,
 ) -> Result<R, IdentityError>
 where
@@ -154,7 +191,7 @@ where
             txn.rollback().await.map_err(StoreError::from)?;
             // A concurrent twin may have committed first, changing what `work` saw (a stale
             // etag now, a number held already): the twin's answer is the answer.
-            if let Some(kept) = kept_answer(store, scope, request_id).await? {
+            if let Some(kept) = kept_answer(store, scope, request_id, seen).await? {
                 return Ok(kept);
             }
             return Err(error);
@@ -167,7 +204,7 @@ where
             .await?
         {
             txn.rollback().await.map_err(StoreError::from)?;
-            return kept_answer(store, scope, request_id)
+            return kept_answer(store, scope, request_id, seen)
                 .await?
                 .ok_or_else(|| IdentityError::Corrupt("idempotency key vanished".into()));
         }
@@ -176,18 +213,20 @@ where
     Ok(answer)
 }
 
-/// The answer kept for `(scope, request_id)`, if the request was answered before.
+/// The answer kept for `(scope, request_id)`, if the request was answered before, when the
+/// caller may still see what it tells of (see [`Seen`]).
 async fn kept_answer<R: DeserializeOwned>(
     store: &Store,
     scope: &str,
     request_id: &str,
+    seen: Seen<'_>,
 ) -> Result<Option<R>, IdentityError> {
     if request_id.is_empty() {
         return Ok(None);
     }
     match store.stored_response(scope, request_id).await? {
         None => Ok(None),
-        Some(bytes) => decode_kept(&bytes).map(Some),
+        Some(bytes) => seen.replay(store, decode_kept(&bytes)?).await.map(Some),
     }
 }
 

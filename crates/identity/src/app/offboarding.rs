@@ -17,7 +17,7 @@ use roster_runtime::settings::CommonSettings;
 use roster_runtime::{Caller, SharedKeyRing, Shutdown};
 
 use super::events::origin;
-use super::{Identity, every_account, once, request_scope};
+use super::{Identity, Seen, every_account, once, request_scope};
 use crate::domain::account::Account;
 use crate::domain::error::IdentityError;
 use crate::domain::event::{self, NewEvent, Origin, Source};
@@ -67,6 +67,7 @@ impl Identity {
             store,
             &request_scope(caller, "DeleteAccount"),
             request_id,
+            Seen::Checked,
             async |txn| {
                 let current = self.locked_account(txn, id, expected).await?;
                 if current.deleted_at.is_some() {
@@ -97,6 +98,7 @@ impl Identity {
             store,
             &request_scope(caller, "UndeleteAccount"),
             request_id,
+            Seen::Checked,
             async |txn| {
                 let current = self.locked_account(txn, id, expected).await?;
                 let Some(deleted_at) = current.deleted_at else {

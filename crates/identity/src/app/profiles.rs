@@ -8,7 +8,7 @@ use sea_orm::ConnectionTrait;
 
 use super::creations::Written;
 use super::events::origin;
-use super::{Identity, account_scope, emails, encode_kept, once, once_new, request_scope};
+use super::{Identity, Seen, account_scope, emails, encode_kept, once, once_new, request_scope};
 use crate::domain::assignment::Role;
 use crate::domain::error::IdentityError;
 use crate::domain::event;
@@ -106,7 +106,7 @@ impl Identity {
                 Written::No | Written::NotWithOthers(_) => {}
             }
         }
-        let created = once_new(store, &scope, request_id, async |txn| {
+        let created = once_new(store, &scope, request_id, Seen::Checked, async |txn| {
             // Also makes sure that the account exists and stays open until the end.
             let created = store.create_profile(txn, new.account_id, &fields).await?;
             let mut events = vec![event::profile_created(&created)];
@@ -230,6 +230,7 @@ impl Identity {
             store,
             &request_scope(caller, "UpdateProfile"),
             request_id,
+            Seen::Profile(caller, id),
             async |txn| {
                 // Locked: concurrent changes of one profile apply one after another, each to
                 // the version the one before left; only an etag that names an older version
@@ -287,7 +288,7 @@ impl Identity {
         }
         let store = &self.store;
         let origin = origin(caller, "");
-        once(store, "", "", async |txn| {
+        once(store, "", "", Seen::Checked, async |txn| {
             let Some(current) = store
                 .lock_deleted_profile(
                     txn,
@@ -334,7 +335,7 @@ impl Identity {
     ) -> Result<Profile, IdentityError> {
         let store = &self.store;
         let origin = origin(caller, "");
-        once(store, "", "", async |txn| {
+        once(store, "", "", Seen::Checked, async |txn| {
             let current = self.changeable_profile(txn, caller, id, expected).await?;
             let (fields, status) = patch.apply(&current)?;
             let updated = store.update_profile(txn, &current, &fields, status).await?;
@@ -372,6 +373,7 @@ impl Identity {
             store,
             &request_scope(caller, "DeleteProfile"),
             request_id,
+            Seen::Profile(caller, id),
             async |txn| {
                 // Locked, as for an update: concurrent deletes apply once and answer alike.
                 let current = store
@@ -410,6 +412,7 @@ impl Identity {
             store,
             &request_scope(caller, "UndeleteProfile"),
             request_id,
+            Seen::Profile(caller, id),
             async |txn| {
                 let current = store
                     .lock_profile(txn, id, account_scope(caller).as_ref())

@@ -16,7 +16,7 @@ use roster_runtime::Caller;
 use sha2::{Digest, Sha256};
 
 use super::events::origin;
-use super::{Identity, once, request_scope};
+use super::{Identity, Seen, once, request_scope};
 use crate::domain::error::IdentityError;
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ScimTokenId};
@@ -86,6 +86,7 @@ impl Identity {
             store,
             &request_scope(caller, "CreateScimToken"),
             request_id,
+            Seen::Checked,
             async |txn| {
                 let token = store.create_scim_token(txn, row).await?;
                 store.ensure_account_open(txn, new.account_id).await?;
@@ -138,6 +139,7 @@ impl Identity {
             store,
             &request_scope(caller, "RevokeScimToken"),
             request_id,
+            Seen::Checked,
             async |txn| {
                 let (token, revoked) = store
                     .revoke_scim_token(txn, account_id, id)

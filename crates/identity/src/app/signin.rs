@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::credentials::Passwords;
 use super::events::origin;
-use super::{account_scope, once, request_scope};
+use super::{Seen, account_scope, once, request_scope};
 use crate::domain::error::IdentityError;
 use crate::domain::event::{self, EventType};
 use crate::domain::ids::ProfileId;
@@ -255,6 +255,7 @@ impl Passwords {
             store,
             &request_scope(caller, "ClearSignInThrottle"),
             request_id,
+            Seen::Profile(caller, id),
             async |txn| {
                 let profile = store
                     .lock_profile(txn, id, account_scope(caller).as_ref())
