@@ -66,6 +66,9 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
     let bob = create_profile(&suite, &account, "Bob").await;
     assign_extension(&suite, &ada.id, "200", id::ExtensionKind::Virtual).await;
     assign_extension(&suite, &bob.id, "300", id::ExtensionKind::Physical).await;
+    // Fay holds 400 and is not in the file: only the apply finds that number taken.
+    let fay = create_profile(&suite, &account, "Fay").await;
+    assign_extension(&suite, &fay.id, "400", id::ExtensionKind::Physical).await;
     let imports = suite.import_client().await;
 
     let template = imports.template(&account).await;
@@ -81,12 +84,12 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
     );
 
     // Ada keeps 200 (its kind unwritten, so still virtual), gains 201 and two roles; Cleo
-    // is new; Dan asks for Bob's 300; Eve names a role that does not exist.
+    // is new; Dan asks for Fay's 400; Eve names a role that does not exist.
     let file = format!(
         "Internal ID,First Name,Last Name,Email Address,Extensions,Roles\r\n\
              {ada},Ada,Original,ada@example.com,201; 200,Contact Center Agent;standard-user\r\n\
              ,Cleo,New,cleo@example.com,0042:virtual,account_administrator\r\n\
-             ,Dan,New,dan@example.com,300,standard_user\r\n\
+             ,Dan,New,dan@example.com,400,standard_user\r\n\
              ,Eve,New,eve@example.com,,root\r\n\
              {bob},Bob,Original,bob@example.com,300:physical,\r\n",
         ada = ada.id,
@@ -164,7 +167,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
     );
 
     let after = suite.identity_client().await.all_profiles(&account).await;
-    assert_eq!(after.len(), 3, "Dan was not created");
+    assert_eq!(after.len(), 4, "Dan was not created");
     let find = |first: &str| after.iter().find(|p| p.first_name == first).unwrap();
     let (physical, virtual_) = (
         id::ExtensionKind::Physical as i32,
@@ -321,3 +324,151 @@ async fn extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in
 }
 
 both_backends!(extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in_flight);
+
+/// Rows that identity would refuse at apply because another row of the file takes the same
+/// are errors in the preview, naming each other: an extension number on two rows (only the
+/// other rows when one row's profile holds the number and keeps it), and usernames that differ
+/// but look alike. Nothing of the file then fails at apply.
+async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let bob = create_profile(&suite, &account, "Bob").await;
+    assign_extension(&suite, &bob.id, "300", id::ExtensionKind::Physical).await;
+    let imports = suite.import_client().await;
+    let file = format!(
+        "Internal ID,First Name,Last Name,Email Address,Username,Extensions\r\n\
+         {bob},Bob,Original,bob@example.com,,300:physical\r\n\
+         ,Gus,New,gus@example.com,,300\r\n\
+         ,Hal,New,hal@example.com,,500\r\n\
+         ,Ivy,New,ivy@example.com,,500;501\r\n\
+         ,Jo,New,jo@example.com,paypal,\r\n\
+         ,Kim,New,kim@example.com,paypaI,\r\n\
+         ,Lu,New,lu@example.com,,0500\r\n\
+         ,Mo,New,mo@example.com,PayPal,\r\n",
+        bob = bob.id,
+    );
+    let validated = imports
+        .validated_csv(&account, file.into_bytes(), WAIT)
+        .await;
+    let rows = imports
+        .all_rows(&validated.id, pb::ImportRowFilter::All)
+        .await;
+    let errors = |row_number: i64| -> Vec<(String, String, String)> {
+        by_row(&rows, row_number)
+            .errors
+            .iter()
+            .map(|error| {
+                (
+                    error.column.clone(),
+                    error.reason.clone(),
+                    error.message.clone(),
+                )
+            })
+            .collect()
+    };
+    let error = |column: &str, reason: &str, message: &str| {
+        (column.to_owned(), reason.to_owned(), message.to_owned())
+    };
+    let only_once = "a number can be one profile's only";
+    let alike = "a username that looks like this one; two usernames that look alike cannot both \
+                 be used";
+    assert_eq!(
+        by_row(&rows, 2).action,
+        pb::ImportRowAction::Unchanged as i32,
+        "Bob keeps his number: {:?}",
+        errors(2)
+    );
+    assert_eq!(
+        errors(3),
+        [error(
+            "Extensions",
+            "DUPLICATE_IN_FILE",
+            &format!("row 2 has extension 300 and keeps it; {only_once}")
+        )]
+    );
+    assert_eq!(
+        errors(4),
+        [error(
+            "Extensions",
+            "DUPLICATE_IN_FILE",
+            &format!("row 5 has extension 500 too; {only_once}")
+        )]
+    );
+    assert_eq!(
+        errors(5),
+        [error(
+            "Extensions",
+            "DUPLICATE_IN_FILE",
+            &format!("row 4 has extension 500 too; {only_once}")
+        )]
+    );
+    assert_eq!(
+        errors(6),
+        [
+            error(
+                "Username",
+                "DUPLICATE_IN_FILE",
+                "row 9 has the same username"
+            ),
+            error(
+                "Username",
+                "USERNAME_CONFUSABLE",
+                &format!("row 7 has {alike}")
+            ),
+        ]
+    );
+    assert_eq!(
+        errors(7),
+        [error(
+            "Username",
+            "USERNAME_CONFUSABLE",
+            &format!("row 6 has {alike}")
+        )]
+    );
+    assert_eq!(by_row(&rows, 8).action, pb::ImportRowAction::Create as i32);
+    assert_eq!(
+        errors(9),
+        [error(
+            "Username",
+            "DUPLICATE_IN_FILE",
+            "row 6 has the same username"
+        )]
+    );
+    assert_eq!(
+        (
+            validated.create_count,
+            validated.update_count,
+            validated.unchanged_count,
+            validated.error_count
+        ),
+        (1, 0, 1, 6),
+        "{validated:?}"
+    );
+
+    imports.submit(&validated.id, false).await;
+    let done = imports
+        .wait_for_state(
+            &validated.id,
+            &[
+                pb::ImportState::Completed,
+                pb::ImportState::CompletedWithErrors,
+            ],
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        (done.applied_count, done.failed_count),
+        (1, 0),
+        "what the preview let through applies: {done:?}"
+    );
+    let after = suite.identity_client().await.all_profiles(&account).await;
+    let lu = after.iter().find(|p| p.first_name == "Lu").expect("Lu");
+    assert_eq!(
+        extensions(lu),
+        vec![("0500".to_owned(), id::ExtensionKind::Physical as i32)]
+    );
+}
+
+both_backends!(rows_that_collide_in_the_file_are_errors_in_the_preview);

@@ -206,4 +206,26 @@ pub enum RepeatedValue {
     Username,
     /// The profile a row updates.
     InternalId,
+    /// An extension number a row's profile would hold.
+    Extension,
+}
+
+/// What a staged row takes that no other row may take too, beside its canonical username and
+/// its profile: kept in `import_claims` while the import validates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claimed {
+    /// The UTS #39 skeleton of the username it takes: rows whose usernames differ but look
+    /// alike.
+    Skeleton,
+    /// An extension number its profile would hold.
+    Extension,
+}
+
+impl Claimed {
+    pub fn code(self) -> i32 {
+        match self {
+            Claimed::Skeleton => 1,
+            Claimed::Extension => 2,
+        }
+    }
 }

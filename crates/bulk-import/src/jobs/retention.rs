@@ -36,7 +36,13 @@ pub fn start(store: Store, settings: RetentionSettings, metrics: &Metrics, shutd
     let purged = Purged::register(
         metrics,
         "bulk_import",
-        &["imports", "import_rows", "import_outcomes", "import_chunks"],
+        &[
+            "imports",
+            "import_rows",
+            "import_outcomes",
+            "import_chunks",
+            "import_claims",
+        ],
     );
     retention::spawn(
         store.connection().clone(),
@@ -82,11 +88,20 @@ pub async fn run(
                 return Ok(());
             }
             statements += 1;
-            let (chunks, rows, outcomes) = store.purge_import_data(import_id, BATCH).await?;
-            purged.add("import_chunks", chunks);
-            purged.add("import_rows", rows);
-            purged.add("import_outcomes", outcomes);
-            if chunks < BATCH && rows < BATCH && outcomes < BATCH {
+            let deleted = store.purge_import_data(import_id, BATCH).await?;
+            purged.add("import_chunks", deleted.chunks);
+            purged.add("import_rows", deleted.rows);
+            purged.add("import_outcomes", deleted.outcomes);
+            purged.add("import_claims", deleted.claims);
+            if [
+                deleted.chunks,
+                deleted.rows,
+                deleted.outcomes,
+                deleted.claims,
+            ]
+            .iter()
+            .all(|&count| count < BATCH)
+            {
                 store.forget_purged(import_id).await?;
                 break;
             }

@@ -1,7 +1,9 @@
 //! Validation: the uploaded file, read piece by piece from the database, becomes staged rows,
 //! each planned in batches through identity's batch calls. Then rows that claim the same
-//! username, or name the same profile, are made errors that name each other, and the import
-//! is VALIDATED with its counts — or INVALID when the file as a whole cannot be read.
+//! username or usernames that look alike, name the same profile, or give the same extension
+//! number are made errors that name each other (found by queries over the staged rows and
+//! their claims, as identity would refuse all but one at apply), and the import is VALIDATED
+//! with its counts — or INVALID when the file as a whole cannot be read.
 //!
 //! Memory holds one piece of the file and one batch of rows, whatever the file's size. An
 //! interrupted validation starts again from the first row.
@@ -108,7 +110,9 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
         return invalid(job, message, format).await;
     }
     mark_repeats(job, RepeatedValue::Username).await?;
+    mark_confusables(job).await?;
     mark_repeats(job, RepeatedValue::InternalId).await?;
+    mark_repeats(job, RepeatedValue::Extension).await?;
     let counts = store.action_counts(job.import_id).await?;
     if !store
         .finish_validation(
@@ -342,20 +346,31 @@ async fn refused_by_identity(job: &Job, status: tonic::Status) -> Result<(), Job
     Err(JobError::Ended)
 }
 
-/// Rows sharing a username (or an Internal ID) become errors that name each other: the
-/// first names the second, every other names the first.
+/// Rows sharing a username, an Internal ID or an extension number become errors that name
+/// each other: the first names the second, every other names the first. An extension number
+/// that a row's profile holds already and keeps stays that row's: only the others that give it
+/// are errors, naming that row.
 async fn mark_repeats(job: &Job, value: RepeatedValue) -> Result<(), JobError> {
     let store = &job.context.store;
-    let (header, what) = match value {
-        RepeatedValue::Username => ("Username", "the same username"),
-        RepeatedValue::InternalId => (
-            "Internal ID",
-            "the same Internal ID; a profile may appear once",
-        ),
+    let header = match value {
+        RepeatedValue::Username => "Username",
+        RepeatedValue::InternalId => "Internal ID",
+        RepeatedValue::Extension => "Extensions",
+    };
+    // What a row is told of the row it names, after "row N has"; `kept` when that row's
+    // profile holds the number already.
+    let what = |repeated: &str, kept: bool| match value {
+        RepeatedValue::Username => "the same username".to_owned(),
+        RepeatedValue::InternalId => "the same Internal ID; a profile may appear once".to_owned(),
+        RepeatedValue::Extension if kept => {
+            format!("extension {repeated} and keeps it; a number can be one profile's only")
+        }
+        RepeatedValue::Extension => {
+            format!("extension {repeated} too; a number can be one profile's only")
+        }
     };
     let mut after: Option<(String, i64)> = None;
-    // The value, its first row, and whether a second was seen.
-    let mut group: Option<(String, i64, bool)> = None;
+    let mut group: Option<Group> = None;
     loop {
         job.check()?;
         let page = store
@@ -364,28 +379,102 @@ async fn mark_repeats(job: &Job, value: RepeatedValue) -> Result<(), JobError> {
         let Some(last) = page.last().cloned() else {
             return Ok(());
         };
-        for (value, row_number) in page {
-            match &mut group {
-                Some((current, first, second_seen)) if *current == value => {
-                    if !*second_seen {
-                        *second_seen = true;
-                        let first = *first;
-                        add_error(job, first, header, what, row_number).await?;
-                    }
-                    let first = group.as_ref().map(|g| g.1).unwrap_or_default();
-                    add_error(job, row_number, header, what, first).await?;
+        for (repeated, row_number) in page {
+            let current = match &mut group {
+                Some(current) if current.value == repeated => current,
+                _ => {
+                    let keeper = match value {
+                        RepeatedValue::Extension => {
+                            store.extension_keeper(job.import_id, &repeated).await?
+                        }
+                        _ => None,
+                    };
+                    group.insert(Group {
+                        value: repeated.clone(),
+                        first: keeper.unwrap_or(row_number),
+                        kept: keeper.is_some(),
+                        told: keeper.is_some(),
+                    })
                 }
-                _ => group = Some((value, row_number, false)),
+            };
+            if row_number == current.first {
+                continue;
             }
+            let first = current.first;
+            if !current.told {
+                current.told = true;
+                let message = what(&repeated, false);
+                add_error(job, first, header, DUPLICATE, &message, row_number).await?;
+            }
+            let message = what(&repeated, current.kept);
+            add_error(job, row_number, header, DUPLICATE, &message, first).await?;
         }
         after = Some(last);
     }
 }
 
+/// Rows that repeat one value, as [`mark_repeats`] reads them.
+struct Group {
+    value: String,
+    /// The row the others name: the first, or the row whose profile keeps the number.
+    first: i64,
+    /// `first`'s profile holds the number already and keeps it: `first` is no error.
+    kept: bool,
+    /// `first` was made an error naming the second row (or is no error).
+    told: bool,
+}
+
+/// Rows whose usernames differ but look alike (the same UTS #39 skeleton: `paypal` and
+/// `paypaI`) become errors, as identity would refuse the second at apply: each row whose
+/// username is not the first such row's names the first, and the first names the first that
+/// differs. Rows with the very same username are repeats (see [`mark_repeats`]), not this.
+async fn mark_confusables(job: &Job) -> Result<(), JobError> {
+    let store = &job.context.store;
+    let mut after: Option<(String, i64)> = None;
+    // The skeleton, its first row and that row's username, and whether another was seen.
+    let mut group: Option<(String, i64, String, bool)> = None;
+    loop {
+        job.check()?;
+        let page = store
+            .confusable_claims(job.import_id, after.clone(), 1000)
+            .await?;
+        let Some((skeleton, row_number, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some((skeleton.clone(), *row_number));
+        for (skeleton, row_number, username) in page {
+            match &mut group {
+                Some((current, first, first_username, other_seen)) if *current == skeleton => {
+                    if username == *first_username {
+                        continue;
+                    }
+                    let first = *first;
+                    if !*other_seen {
+                        *other_seen = true;
+                        add_error(job, first, "Username", CONFUSABLE, LOOKS_ALIKE, row_number)
+                            .await?;
+                    }
+                    add_error(job, row_number, "Username", CONFUSABLE, LOOKS_ALIKE, first).await?;
+                }
+                _ => group = Some((skeleton, row_number, username, false)),
+            }
+        }
+    }
+}
+
+/// The reason of a row that repeats another's value.
+const DUPLICATE: &str = "DUPLICATE_IN_FILE";
+/// The reason of a row whose username looks like another row's (identity's own reason).
+const CONFUSABLE: &str = "USERNAME_CONFUSABLE";
+/// What a row whose username looks like another's is told, after "row N has".
+const LOOKS_ALIKE: &str =
+    "a username that looks like this one; two usernames that look alike cannot both be used";
+
 async fn add_error(
     job: &Job,
     row_number: i64,
     header: &str,
+    reason: &str,
     what: &str,
     other: i64,
 ) -> Result<(), JobError> {
@@ -396,7 +485,7 @@ async fn add_error(
     let mut errors = row.errors;
     errors.push(RowError {
         column: header.to_owned(),
-        reason: "DUPLICATE_IN_FILE".to_owned(),
+        reason: reason.to_owned(),
         message: format!("row {other} has {what}"),
     });
     store

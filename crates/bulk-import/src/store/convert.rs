@@ -1,11 +1,15 @@
 //! Stored rows to domain types and back. JSON columns are read leniently (a value that does not
 //! parse reads as empty), as the API always read them.
 
+use std::collections::BTreeMap;
+
 use sea_orm::ActiveValue::Set;
 
-use super::entities::{import, outcome, row};
+use super::entities::{claim, import, outcome, row};
 use crate::domain::encoding::TextEncoding;
-use crate::domain::import::{AccountId, ActionCounts, Import, ImportId, RepeatedValue, StagedRow};
+use crate::domain::import::{
+    AccountId, ActionCounts, Claimed, Import, ImportId, RepeatedValue, StagedRow,
+};
 use crate::domain::rows::{PlannedRow, values_by_header};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 
@@ -120,12 +124,45 @@ pub(super) fn planned_row(import_id: uuid::Uuid, row: PlannedRow) -> row::Active
     }
 }
 
-/// The column a repeated value is stored in.
-pub(super) fn repeated_column(value: RepeatedValue) -> row::Column {
+/// The column of the staged rows a repeated value is stored in; `None` for a value kept in
+/// `import_claims`.
+pub(super) fn repeated_column(value: RepeatedValue) -> Option<row::Column> {
     match value {
-        RepeatedValue::Username => row::Column::Claim,
-        RepeatedValue::InternalId => row::Column::ProfileId,
+        RepeatedValue::Username => Some(row::Column::Claim),
+        RepeatedValue::InternalId => Some(row::Column::ProfileId),
+        RepeatedValue::Extension => None,
     }
+}
+
+/// What `rows` claim beside their usernames: each claimed username's skeleton and each
+/// extension number, once per row.
+pub(super) fn row_claims(import_id: uuid::Uuid, rows: &[PlannedRow]) -> Vec<claim::ActiveModel> {
+    let mut claims = Vec::new();
+    for row in rows {
+        let claimed = |kind: Claimed, value: &String, held: bool| claim::ActiveModel {
+            import_id: Set(import_id),
+            kind: Set(kind.code()),
+            value: Set(value.clone()),
+            row_number: Set(row.row_number),
+            held: Set(held),
+        };
+        claims.extend(
+            row.skeleton
+                .iter()
+                .map(|skeleton| claimed(Claimed::Skeleton, skeleton, false)),
+        );
+        let numbers: BTreeMap<&String, bool> = row
+            .extension_numbers
+            .iter()
+            .map(|(number, held)| (number, *held))
+            .collect();
+        claims.extend(
+            numbers
+                .into_iter()
+                .map(|(number, held)| claimed(Claimed::Extension, number, held)),
+        );
+    }
+    claims
 }
 
 pub(super) fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {

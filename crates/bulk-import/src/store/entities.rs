@@ -145,6 +145,41 @@ pub mod outcome {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod claim {
+    use sea_orm::entity::prelude::*;
+
+    /// Something a staged row would take that no other row of the file may take too: a
+    /// username's skeleton, an extension number. Kept only while the import validates, to find
+    /// such repeats with one query over the file.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "import_claims")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub import_id: Uuid,
+        /// [`crate::domain::import::Claimed`] code.
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: i32,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub value: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub row_number: i64,
+        /// The row's profile holds it already (an extension number it keeps).
+        pub held: bool,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {
+        #[sea_orm(
+            belongs_to = "super::row::Entity",
+            from = "(Column::ImportId, Column::RowNumber)",
+            to = "(super::row::Column::ImportId, super::row::Column::RowNumber)"
+        )]
+        Row,
+    }
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
 pub mod lease {
     use sea_orm::entity::prelude::*;
 

@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(AddRetention),
             Box::new(SeparateOutcomes),
             Box::new(PinApplyBatchSize),
+            Box::new(AddClaims),
         ]
     }
 }
@@ -537,6 +538,56 @@ impl MigrationTrait for PinApplyBatchSize {
                 Table::alter()
                     .table(Imports::Table)
                     .add_column(ColumnDef::new(Imports::ApplyBatchSize).integer().null())
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum ImportClaims {
+    Table,
+    ImportId,
+    Kind,
+    Value,
+    RowNumber,
+    Held,
+}
+
+/// `import_claims`: the usernames' skeletons and the extension numbers that staged rows would
+/// take (and whether the row's profile holds the number already), one narrow row each, for finding two rows of a file that take the same while the
+/// import validates. Its primary key is the index the repeats are found by.
+struct AddClaims;
+
+impl MigrationName for AddClaims {
+    fn name(&self) -> &str {
+        "m20261207_000008_import_claims"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AddClaims {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(ImportClaims::Table)
+                    .col(ColumnDef::new(ImportClaims::ImportId).uuid().not_null())
+                    .col(ColumnDef::new(ImportClaims::Kind).integer().not_null())
+                    .col(ColumnDef::new(ImportClaims::Value).text().not_null())
+                    .col(
+                        ColumnDef::new(ImportClaims::RowNumber)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(ImportClaims::Held).boolean().not_null())
+                    .primary_key(
+                        Index::create()
+                            .col(ImportClaims::ImportId)
+                            .col(ImportClaims::Kind)
+                            .col(ImportClaims::Value)
+                            .col(ImportClaims::RowNumber),
+                    )
                     .to_owned(),
             )
             .await

@@ -42,7 +42,7 @@ pub use migrations::Migrator;
 
 use crate::domain::import::ImportId;
 use crate::domain::state::RowOutcome;
-use entities::{chunk, import, lease, outcome, row};
+use entities::{chunk, claim, import, lease, outcome, row};
 
 /// The longest `error_message` stored, in characters (as the API documents it).
 const MAX_MESSAGE_CHARS: usize = 1024;
@@ -187,12 +187,21 @@ fn rows_with_outcomes() -> Select<row::Entity> {
 
 /// Deletes the rows an import staged and their outcomes.
 async fn delete_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
+    delete_claims(txn, import_id).await?;
     outcome::Entity::delete_many()
         .filter(outcome::Column::ImportId.eq(import_id))
         .exec(txn)
         .await?;
     row::Entity::delete_many()
         .filter(row::Column::ImportId.eq(import_id))
+        .exec(txn)
+        .await
+        .map(|_| ())
+}
+
+async fn delete_claims(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
+    claim::Entity::delete_many()
+        .filter(claim::Column::ImportId.eq(import_id))
         .exec(txn)
         .await
         .map(|_| ())

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::entities::{chunk, import, lease, outcome, purged, row};
+use super::entities::{chunk, claim, import, lease, outcome, purged, row};
 use super::{Store, StoreError, now_millis};
 use crate::domain::import::ImportId;
 use crate::domain::state::ImportState;
@@ -58,6 +58,15 @@ impl Expired {
             }
         }
     }
+}
+
+/// What one [`Store::purge_import_data`] deleted of a retired import.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub chunks: u64,
+    pub rows: u64,
+    pub outcomes: u64,
+    pub claims: u64,
 }
 
 impl Store {
@@ -139,16 +148,17 @@ impl Store {
         Ok(ids.into_iter().map(ImportId).collect())
     }
 
-    /// Deletes up to `limit` file pieces, up to `limit` staged rows and up to `limit` row
-    /// outcomes of the retired import `import_id` (three statements); returns how many of each
-    /// it deleted.
+    /// Deletes up to `limit` file pieces, up to `limit` staged rows, up to `limit` row
+    /// outcomes and the claims of up to `limit` rows (a validation cut off by a cancel leaves
+    /// them) of the retired import `import_id` (four statements); returns how many of each it
+    /// deleted.
     pub async fn purge_import_data(
         &self,
         import_id: ImportId,
         limit: u64,
-    ) -> Result<(u64, u64, u64), StoreError> {
+    ) -> Result<Purged, StoreError> {
         let id = import_id.0;
-        let mut deleted = [0; 3];
+        let mut deleted = [0; 4];
         for (count, statement) in deleted.iter_mut().zip([
             first_of_import(
                 chunk::Entity,
@@ -171,11 +181,23 @@ impl Store {
                 id,
                 limit,
             ),
+            first_of_import(
+                claim::Entity,
+                claim::Column::ImportId,
+                claim::Column::RowNumber,
+                id,
+                limit,
+            ),
         ]) {
             *count = self.db.execute(&statement).await?.rows_affected();
         }
-        let [chunks, rows, outcomes] = deleted;
-        Ok((chunks, rows, outcomes))
+        let [chunks, rows, outcomes, claims] = deleted;
+        Ok(Purged {
+            chunks,
+            rows,
+            outcomes,
+            claims,
+        })
     }
 
     /// Drops the record of a retired import once none of its rows and pieces is left.
@@ -191,6 +213,11 @@ impl Store {
             .from(outcome::Entity)
             .and_where(Expr::col((outcome::Entity, outcome::Column::ImportId)).eq(id))
             .to_owned();
+        let claims_left = Query::select()
+            .expr(Expr::val(1))
+            .from(claim::Entity)
+            .and_where(Expr::col((claim::Entity, claim::Column::ImportId)).eq(id))
+            .to_owned();
         let chunks_left = Query::select()
             .expr(Expr::val(1))
             .from(chunk::Entity)
@@ -202,6 +229,7 @@ impl Store {
             .and_where(Expr::exists(rows_left).not())
             .and_where(Expr::exists(outcomes_left).not())
             .and_where(Expr::exists(chunks_left).not())
+            .and_where(Expr::exists(claims_left).not())
             .to_owned();
         self.db.execute(&forget).await?;
         Ok(())

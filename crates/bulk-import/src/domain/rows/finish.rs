@@ -25,6 +25,13 @@ pub struct PlannedRow {
     /// The canonical username the row would take, for finding the same username twice in the
     /// file. `None` when the row keeps its profile's username.
     pub claim: Option<String>,
+    /// The UTS #39 skeleton of that username, for finding usernames in the file that look
+    /// alike (`paypal`, `paypaI`); `None` without a claim.
+    pub skeleton: Option<String>,
+    /// The extension numbers the row's profile would hold, each with whether the profile holds
+    /// it already, for finding a number that two rows give; empty when the row leaves its
+    /// profile's extensions as they are.
+    pub extension_numbers: Vec<(String, bool)>,
 }
 
 /// Settles a row with identity's verdict on its username (when it asked about one).
@@ -116,6 +123,23 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
         Target::Update(_) if changes.is_empty() => RowAction::Unchanged,
         Target::Update(_) => RowAction::Update,
     };
+    let skeleton = claim
+        .as_ref()
+        .and(fields.as_ref())
+        .map(|fields| fields.username.skeleton().to_owned());
+    let extension_numbers = extensions
+        .iter()
+        .flatten()
+        .map(|extension| {
+            let held = current.is_some_and(|profile| {
+                profile
+                    .extensions
+                    .iter()
+                    .any(|own| own.number == extension.number)
+            });
+            (extension.number.clone(), held)
+        })
+        .collect();
     PlannedRow {
         row_number: row.row_number,
         action,
@@ -125,6 +149,8 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
         errors: row.errors,
         notes: row.notes,
         claim,
+        skeleton,
+        extension_numbers,
     }
 }
 
