@@ -16,7 +16,7 @@ use roster_runtime::client::{Client, ClientConfig, idempotent};
 use tonic::{Code, Request, Status};
 
 use crate::domain::assignments::{Extension, ExtensionKind};
-use crate::domain::rows::{CurrentProfile, UpsertFields, UsernameVerdict};
+use crate::domain::rows::{CurrentProfile, Holder, UpsertFields, UsernameVerdict};
 
 /// The most items identity takes in one batch call.
 pub const MAX_BATCH: usize = 1000;
@@ -87,6 +87,7 @@ impl Identity {
             .batch_get_profiles(self.request(pb::BatchGetProfilesRequest {
                 account_id: account_id.to_owned(),
                 ids,
+                extension_numbers: Vec::new(),
             }))
             .await?
             .into_inner();
@@ -95,6 +96,56 @@ impl Identity {
             .into_iter()
             .map(|profile| (profile.id.clone(), current(profile)))
             .collect())
+    }
+
+    /// Which profile of `account_id` holds each of `numbers` (extension numbers of at most
+    /// [`ExtensionBounds::LIMIT`] digits; at most [`MAX_BATCH`]), by number; numbers nobody
+    /// holds are absent. `None` when identity is of a version that cannot tell (before
+    /// `extension_numbers`): then nothing is known of the numbers' holders.
+    ///
+    /// [`ExtensionBounds::LIMIT`]: roster_identity_domain::assignment::ExtensionBounds::LIMIT
+    pub async fn extension_holders(
+        &self,
+        account_id: &str,
+        numbers: Vec<String>,
+    ) -> Result<Option<HashMap<String, Holder>>, Status> {
+        if numbers.is_empty() {
+            return Ok(Some(HashMap::new()));
+        }
+        let answer = self
+            .client
+            .clone()
+            .batch_get_profiles(self.request(pb::BatchGetProfilesRequest {
+                account_id: account_id.to_owned(),
+                ids: Vec::new(),
+                extension_numbers: numbers,
+            }))
+            .await;
+        let response = match answer {
+            Ok(response) => response.into_inner(),
+            // An identity that does not read `extension_numbers` finds no ids.
+            Err(status)
+                if status.code() == Code::InvalidArgument && status.message().contains("ids") =>
+            {
+                return Ok(None);
+            }
+            Err(status) => return Err(status),
+        };
+        Ok(Some(
+            response
+                .extension_holders
+                .into_iter()
+                .map(|holder| {
+                    (
+                        holder.number,
+                        Holder {
+                            profile_id: holder.profile_id,
+                            username: holder.username,
+                        },
+                    )
+                })
+                .collect(),
+        ))
     }
 
     /// Identity's verdict on each username (at most [`MAX_BATCH`]), in order.

@@ -531,6 +531,7 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
         .batch_get_profiles(pb::BatchGetProfilesRequest {
             account_id: account.clone(),
             ids: vec![existing.id.clone(), foreign.id.clone(), "nonsense".into()],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -538,6 +539,56 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
     assert_eq!(
         got.missing_ids,
         vec![foreign.id.clone(), "nonsense".to_owned()]
+    );
+
+    // Extension holders: the account's only, in request order, nobody's left out.
+    for (profile, number) in [(&existing, "0042"), (&foreign, "77")] {
+        identity
+            .assign_extension(pb::AssignExtensionRequest {
+                profile_id: profile.id.clone(),
+                extension: Some(pb::Extension {
+                    number: number.into(),
+                    kind: pb::ExtensionKind::Physical as i32,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let holders = |numbers: &[&str]| {
+        let identity = identity.clone();
+        let request = pb::BatchGetProfilesRequest {
+            account_id: account.clone(),
+            extension_numbers: numbers.iter().map(|n| n.to_string()).collect(),
+            ..Default::default()
+        };
+        async move { identity.batch_get_profiles(request).await }
+    };
+    let got = holders(&["77", "42", "0042"]).await.unwrap();
+    assert_eq!(
+        got.extension_holders,
+        vec![pb::ExtensionHolder {
+            number: "0042".into(),
+            profile_id: existing.id.clone(),
+            username: existing.username.clone(),
+        }],
+        "77 is held in another account, 42 by nobody"
+    );
+    assert!(got.profiles.is_empty() && got.missing_ids.is_empty());
+    let refused = holders(&["12", "12a"]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().contains("extension_numbers[1]"),
+        "{refused:?}"
+    );
+    let refused = holders(&[]).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let too_many: Vec<String> = (0..1001).map(|n| n.to_string()).collect();
+    let too_many: Vec<&str> = too_many.iter().map(String::as_str).collect();
+    let refused = holders(&too_many).await.unwrap_err();
+    assert!(
+        refused.message().contains("extension_numbers"),
+        "{refused:?}"
     );
 }
 

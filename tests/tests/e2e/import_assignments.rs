@@ -66,9 +66,8 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
     let bob = create_profile(&suite, &account, "Bob").await;
     assign_extension(&suite, &ada.id, "200", id::ExtensionKind::Virtual).await;
     assign_extension(&suite, &bob.id, "300", id::ExtensionKind::Physical).await;
-    // Fay holds 400 and is not in the file: only the apply finds that number taken.
+    // Fay, who is not in the file, takes 400 after the preview: only the apply finds it taken.
     let fay = create_profile(&suite, &account, "Fay").await;
-    assign_extension(&suite, &fay.id, "400", id::ExtensionKind::Physical).await;
     let imports = suite.import_client().await;
 
     let template = imports.template(&account).await;
@@ -108,6 +107,7 @@ async fn an_import_assigns_extensions_and_roles_and_a_colliding_extension_fails_
         (2, 1, 1, 1),
         "{validated:?}"
     );
+    assign_extension(&suite, &fay.id, "400", id::ExtensionKind::Physical).await;
     let rows = imports
         .all_rows(&validated.id, pb::ImportRowFilter::All)
         .await;
@@ -325,10 +325,10 @@ async fn extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in
 
 both_backends!(extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in_flight);
 
-/// Rows that identity would refuse at apply because another row of the file takes the same
-/// are errors in the preview, naming each other: an extension number on two rows (only the
-/// other rows when one row's profile holds the number and keeps it), and usernames that differ
-/// but look alike. Nothing of the file then fails at apply.
+/// Rows that identity would refuse at apply are errors in the preview: an extension number on
+/// two rows (only the other rows when one row's profile holds the number and keeps it),
+/// usernames that differ but look alike (naming each other), and a number another profile
+/// holds — unless that profile's row frees it above. Nothing of the file then fails at apply.
 async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backend) {
     let Some(suite) = ImportSuite::start(backend).await else {
         return;
@@ -336,6 +336,13 @@ async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backen
     let account = suite.account("Acme").await;
     let bob = create_profile(&suite, &account, "Bob").await;
     assign_extension(&suite, &bob.id, "300", id::ExtensionKind::Physical).await;
+    let mut holders = Vec::new();
+    for (first, number) in [("Fay", "400"), ("Oz", "700"), ("Ned", "600")] {
+        let profile = create_profile(&suite, &account, first).await;
+        assign_extension(&suite, &profile.id, number, id::ExtensionKind::Physical).await;
+        holders.push(profile);
+    }
+    let (oz, ned) = (&holders[1], &holders[2]);
     let imports = suite.import_client().await;
     let file = format!(
         "Internal ID,First Name,Last Name,Email Address,Username,Extensions\r\n\
@@ -346,8 +353,15 @@ async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backen
          ,Jo,New,jo@example.com,paypal,\r\n\
          ,Kim,New,kim@example.com,paypaI,\r\n\
          ,Lu,New,lu@example.com,,0500\r\n\
-         ,Mo,New,mo@example.com,PayPal,\r\n",
+         ,Mo,New,mo@example.com,PayPal,\r\n\
+         ,Pat,New,pat@example.com,,400\r\n\
+         {oz},Oz,Original,oz@example.com,,\r\n\
+         ,Quin,New,quin@example.com,,700\r\n\
+         ,Rae,New,rae@example.com,,600\r\n\
+         {ned},Ned,Original,ned@example.com,,\r\n",
         bob = bob.id,
+        oz = oz.id,
+        ned = ned.id,
     );
     let validated = imports
         .validated_csv(&account, file.into_bytes(), WAIT)
@@ -437,13 +451,39 @@ async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backen
         )]
     );
     assert_eq!(
+        errors(10),
+        [error(
+            "Extensions",
+            "EXTENSION_TAKEN",
+            "extension 400 is held by another profile (fay@example.com), which this file does \
+             not change; free it there first or give this row another number"
+        )]
+    );
+    assert_eq!(by_row(&rows, 11).action, pb::ImportRowAction::Update as i32);
+    assert_eq!(
+        by_row(&rows, 12).action,
+        pb::ImportRowAction::Create as i32,
+        "Oz's row frees 700 above: {:?}",
+        errors(12)
+    );
+    assert_eq!(
+        errors(13),
+        [error(
+            "Extensions",
+            "EXTENSION_TAKEN",
+            "extension 600 is held by another profile (ned@example.com), whose row 14 frees it \
+             only below this row; rows apply in file order, so move this row below row 14"
+        )]
+    );
+    assert_eq!(by_row(&rows, 14).action, pb::ImportRowAction::Update as i32);
+    assert_eq!(
         (
             validated.create_count,
             validated.update_count,
             validated.unchanged_count,
             validated.error_count
         ),
-        (1, 0, 1, 6),
+        (2, 2, 1, 8),
         "{validated:?}"
     );
 
@@ -460,7 +500,7 @@ async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backen
         .await;
     assert_eq!(
         (done.applied_count, done.failed_count),
-        (1, 0),
+        (4, 0),
         "what the preview let through applies: {done:?}"
     );
     let after = suite.identity_client().await.all_profiles(&account).await;
@@ -468,6 +508,11 @@ async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backen
     assert_eq!(
         extensions(lu),
         vec![("0500".to_owned(), id::ExtensionKind::Physical as i32)]
+    );
+    let quin = after.iter().find(|p| p.first_name == "Quin").expect("Quin");
+    assert_eq!(
+        extensions(quin),
+        vec![("700".to_owned(), id::ExtensionKind::Physical as i32)]
     );
 }
 

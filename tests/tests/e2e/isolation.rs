@@ -102,6 +102,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
         as_a.batch_get_profiles(pb::BatchGetProfilesRequest {
             account_id: b.clone(),
             ids: vec![b_profile.id.clone()],
+            ..Default::default()
         })
         .await
         .map(|_| ()),
@@ -205,6 +206,7 @@ async fn a_key_for_one_account_cannot_reach_another(backend: Backend) {
         .batch_get_profiles(pb::BatchGetProfilesRequest {
             account_id: a.clone(),
             ids: vec![b_profile.id.clone()],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -708,6 +710,8 @@ enum Of {
     ScimToken,
     Import,
     Notification,
+    /// B's user's extension number.
+    Extension,
 }
 
 impl World {
@@ -720,6 +724,7 @@ impl World {
             Of::ScimToken => self.scim_token.id.clone(),
             Of::Import => self.import.id.clone(),
             Of::Notification => self.notification.clone(),
+            Of::Extension => self.bea.extensions[0].number.clone(),
         }
     }
 
@@ -727,6 +732,7 @@ impl World {
     fn stand_in(&self, of: Of) -> String {
         match of {
             Of::Username => UNKNOWN_USERNAME.to_owned(),
+            Of::Extension => "9191".to_owned(),
             // Hexadecimal digits are base64url too.
             Of::Token => format!(
                 "{}{}",
@@ -1056,12 +1062,22 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
                     pb::BatchGetProfilesRequest {
                         account_id: account.into(),
                         ids: vec![world.bea.id.clone()],
+                        ..Default::default()
                     }
                 }),
                 probe(Of::Profile, AsUnknown, |world, id| {
                     pb::BatchGetProfilesRequest {
                         account_id: world.a.id.clone(),
                         ids: vec![id.into()],
+                        ..Default::default()
+                    }
+                }),
+                // B's extension number, asked for in A: held by nobody there.
+                probe(Of::Extension, AsUnknown, |world, number| {
+                    pb::BatchGetProfilesRequest {
+                        account_id: world.a.id.clone(),
+                        extension_numbers: vec![number.into()],
+                        ..Default::default()
                     }
                 }),
             ],

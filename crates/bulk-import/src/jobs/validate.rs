@@ -8,10 +8,11 @@
 //! Memory holds one piece of the file and one batch of rows, whatever the file's size. An
 //! interrupted validation starts again from the first row.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use roster_identity_domain::assignment::ExtensionBounds;
 use tonic::Code;
 
 use super::{Job, JobError};
@@ -20,6 +21,8 @@ use crate::domain::import::{Import, ReadFormat, RepeatedValue};
 use crate::domain::reader::{Next, RecordReader};
 use crate::domain::rows::SuggestionSeeds;
 use crate::domain::rows::{CleanRow, PlannedRow, RowError, clean_row, draft, finish, internal_id};
+use crate::domain::state::RowAction;
+use crate::identity::MAX_BATCH;
 
 /// How the reader found the file's rows and lines, as GetImport reports them.
 fn format_of(reader: &RecordReader) -> ReadFormat {
@@ -113,6 +116,7 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     mark_confusables(job).await?;
     mark_repeats(job, RepeatedValue::InternalId).await?;
     mark_repeats(job, RepeatedValue::Extension).await?;
+    mark_taken(job).await?;
     let counts = store.action_counts(job.import_id).await?;
     if !store
         .finish_validation(
@@ -296,13 +300,18 @@ async fn stage(
         .map(|(username, _)| username)
         .zip(verdicts)
         .collect();
-    let planned: Vec<PlannedRow> = drafts
+    let mut planned: Vec<PlannedRow> = drafts
         .into_iter()
         .map(|draft| {
             let verdict = draft.username.as_ref().and_then(|name| verdicts.get(name));
             finish(draft, verdict)
         })
         .collect();
+    match find_holders(job, &account_id, &mut planned).await {
+        Ok(()) => {}
+        Err(JobError::Identity(status)) => return refused_by_identity(job, status).await,
+        Err(other) => return Err(other),
+    }
     let staged_rows = planned.len() as u64;
     if job
         .context
@@ -323,6 +332,54 @@ async fn stage(
     } else {
         Err(JobError::LeaseLost)
     }
+}
+
+/// Asks identity which other profiles hold the extension numbers that `rows` give and their own
+/// profiles do not hold, and notes each holder on its claim (see [`mark_taken`]).
+async fn find_holders(
+    job: &Job,
+    account_id: &str,
+    rows: &mut [PlannedRow],
+) -> Result<(), JobError> {
+    let wanted: Vec<String> = rows
+        .iter()
+        .flat_map(|row| &row.extension_numbers)
+        .filter(|claim| !claim.held)
+        // A number identity could not hold is left to the apply to refuse.
+        .filter(|claim| claim.number.len() <= ExtensionBounds::LIMIT as usize)
+        .map(|claim| claim.number.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let identity = &job.context.identity;
+    let mut holders = HashMap::new();
+    for numbers in wanted.chunks(MAX_BATCH) {
+        let found = job
+            .call("BatchGetProfiles", || {
+                identity.extension_holders(account_id, numbers.to_vec())
+            })
+            .await?;
+        match found {
+            Some(found) => holders.extend(found),
+            None => {
+                tracing::warn!(
+                    "identity does not tell extension holders (an older version): the preview \
+                     cannot find numbers other profiles hold; the apply still refuses them"
+                );
+                return Ok(());
+            }
+        }
+    }
+    for row in rows.iter_mut() {
+        let own = row.profile_id.clone();
+        for claim in row.extension_numbers.iter_mut().filter(|claim| !claim.held) {
+            claim.holder = holders
+                .get(&claim.number)
+                .filter(|holder| Some(&holder.profile_id) != own.as_ref())
+                .cloned();
+        }
+    }
+    Ok(())
 }
 
 /// Identity refused the calls themselves (not a row): the import cannot be validated.
@@ -462,6 +519,56 @@ async fn mark_confusables(job: &Job) -> Result<(), JobError> {
     }
 }
 
+/// Rows that give an extension number another profile holds become errors (EXTENSION_TAKEN),
+/// as identity would refuse them at apply — unless that profile's row in the file frees the
+/// number above them (rows apply in file order) and is no error itself. A holder's row that
+/// keeps the number was dealt with as a repeat (see [`mark_repeats`]).
+async fn mark_taken(job: &Job) -> Result<(), JobError> {
+    let store = &job.context.store;
+    let mut after: Option<(String, i64)> = None;
+    loop {
+        job.check()?;
+        let page = store
+            .taken_numbers(job.import_id, after.clone(), 1000)
+            .await?;
+        let Some((number, row_number, ..)) = page.last() else {
+            return Ok(());
+        };
+        after = Some((number.clone(), *row_number));
+        for (number, row_number, holder, username) in page {
+            let named = match username.as_str() {
+                "" => "another profile".to_owned(),
+                username => format!("another profile ({username})"),
+            };
+            let message = match store
+                .row_of_profile(job.import_id, &holder, &number)
+                .await?
+            {
+                None => format!(
+                    "extension {number} is held by {named}, which this file does not change; \
+                     free it there first or give this row another number"
+                ),
+                Some((_, _, true)) => continue,
+                Some((freeing, action, false))
+                    if freeing < row_number && action != RowAction::Error =>
+                {
+                    continue;
+                }
+                Some((freeing, RowAction::Error, false)) => format!(
+                    "extension {number} is held by {named}, whose row {freeing} would free it \
+                     but has errors"
+                ),
+                Some((freeing, _, false)) => format!(
+                    "extension {number} is held by {named}, whose row {freeing} frees it only \
+                     below this row; rows apply in file order, so move this row below row \
+                     {freeing}"
+                ),
+            };
+            add_row_error(job, row_number, "Extensions", "EXTENSION_TAKEN", message).await?;
+        }
+    }
+}
+
 /// The reason of a row that repeats another's value.
 const DUPLICATE: &str = "DUPLICATE_IN_FILE";
 /// The reason of a row whose username looks like another row's (identity's own reason).
@@ -470,6 +577,7 @@ const CONFUSABLE: &str = "USERNAME_CONFUSABLE";
 const LOOKS_ALIKE: &str =
     "a username that looks like this one; two usernames that look alike cannot both be used";
 
+/// Makes a row an error naming row `other`: "row `other` has `what`".
 async fn add_error(
     job: &Job,
     row_number: i64,
@@ -477,6 +585,18 @@ async fn add_error(
     reason: &str,
     what: &str,
     other: i64,
+) -> Result<(), JobError> {
+    let message = format!("row {other} has {what}");
+    add_row_error(job, row_number, header, reason, message).await
+}
+
+/// Makes a row an error, adding this one to those it has.
+async fn add_row_error(
+    job: &Job,
+    row_number: i64,
+    header: &str,
+    reason: &str,
+    message: String,
 ) -> Result<(), JobError> {
     let store = &job.context.store;
     let Some(row) = store.row(job.import_id, row_number).await? else {
@@ -486,7 +606,7 @@ async fn add_error(
     errors.push(RowError {
         column: header.to_owned(),
         reason: reason.to_owned(),
-        message: format!("row {other} has {what}"),
+        message,
     });
     store
         .set_row_errors(job.import_id, row_number, &errors)

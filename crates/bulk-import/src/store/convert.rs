@@ -10,7 +10,7 @@ use crate::domain::encoding::TextEncoding;
 use crate::domain::import::{
     AccountId, ActionCounts, Claimed, Import, ImportId, RepeatedValue, StagedRow,
 };
-use crate::domain::rows::{PlannedRow, values_by_header};
+use crate::domain::rows::{NumberClaim, PlannedRow, values_by_header};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 
 /// The state of a stored import (an unknown code reads as FAILED, never as a live state).
@@ -139,28 +139,32 @@ pub(super) fn repeated_column(value: RepeatedValue) -> Option<row::Column> {
 pub(super) fn row_claims(import_id: uuid::Uuid, rows: &[PlannedRow]) -> Vec<claim::ActiveModel> {
     let mut claims = Vec::new();
     for row in rows {
-        let claimed = |kind: Claimed, value: &String, held: bool| claim::ActiveModel {
-            import_id: Set(import_id),
-            kind: Set(kind.code()),
-            value: Set(value.clone()),
-            row_number: Set(row.row_number),
-            held: Set(held),
-        };
-        claims.extend(
-            row.skeleton
-                .iter()
-                .map(|skeleton| claimed(Claimed::Skeleton, skeleton, false)),
-        );
-        let numbers: BTreeMap<&String, bool> = row
+        if let Some(skeleton) = &row.skeleton {
+            claims.push(claim::ActiveModel {
+                import_id: Set(import_id),
+                kind: Set(Claimed::Skeleton.code()),
+                value: Set(skeleton.clone()),
+                row_number: Set(row.row_number),
+                held: Set(false),
+                holder_id: Set(None),
+                holder_username: Set(None),
+            });
+        }
+        // A number written twice in one cell is claimed once.
+        let numbers: BTreeMap<&String, &NumberClaim> = row
             .extension_numbers
             .iter()
-            .map(|(number, held)| (number, *held))
+            .map(|claim| (&claim.number, claim))
             .collect();
-        claims.extend(
-            numbers
-                .into_iter()
-                .map(|(number, held)| claimed(Claimed::Extension, number, held)),
-        );
+        claims.extend(numbers.into_values().map(|number| claim::ActiveModel {
+            import_id: Set(import_id),
+            kind: Set(Claimed::Extension.code()),
+            value: Set(number.number.clone()),
+            row_number: Set(row.row_number),
+            held: Set(number.held),
+            holder_id: Set(number.holder.as_ref().map(|h| h.profile_id.clone())),
+            holder_username: Set(number.holder.as_ref().map(|h| h.username.clone())),
+        }));
     }
     claims
 }

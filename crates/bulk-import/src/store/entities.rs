@@ -165,6 +165,9 @@ pub mod claim {
         pub row_number: i64,
         /// The row's profile holds it already (an extension number it keeps).
         pub held: bool,
+        /// Another profile that holds the extension number now, and its username.
+        pub holder_id: Option<String>,
+        pub holder_username: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

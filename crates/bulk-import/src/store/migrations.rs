@@ -552,10 +552,13 @@ enum ImportClaims {
     Value,
     RowNumber,
     Held,
+    HolderId,
+    HolderUsername,
 }
 
 /// `import_claims`: the usernames' skeletons and the extension numbers that staged rows would
-/// take (and whether the row's profile holds the number already), one narrow row each, for finding two rows of a file that take the same while the
+/// take (whether the row's profile holds the number already, or which other profile does),
+/// one narrow row each, for finding two rows of a file that take the same while the
 /// import validates. Its primary key is the index the repeats are found by.
 struct AddClaims;
 
@@ -581,6 +584,8 @@ impl MigrationTrait for AddClaims {
                             .not_null(),
                     )
                     .col(ColumnDef::new(ImportClaims::Held).boolean().not_null())
+                    .col(ColumnDef::new(ImportClaims::HolderId).text().null())
+                    .col(ColumnDef::new(ImportClaims::HolderUsername).text().null())
                     .primary_key(
                         Index::create()
                             .col(ImportClaims::ImportId)

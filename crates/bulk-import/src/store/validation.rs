@@ -140,6 +140,87 @@ impl Store {
             .await?)
     }
 
+    /// A page of the extension numbers that rows give while another profile holds them, in
+    /// order of number and row, after `after`: the number, the row, and the holder's id and
+    /// username.
+    pub async fn taken_numbers(
+        &self,
+        import_id: ImportId,
+        after: Option<(String, i64)>,
+        limit: u64,
+    ) -> Result<Vec<(String, i64, String, String)>, StoreError> {
+        let mut query = claim::Entity::find()
+            .select_only()
+            .column(claim::Column::Value)
+            .column(claim::Column::RowNumber)
+            .column(claim::Column::HolderId)
+            .column(claim::Column::HolderUsername)
+            .filter(claim::Column::ImportId.eq(import_id.0))
+            .filter(claim::Column::Kind.eq(Claimed::Extension.code()))
+            .filter(claim::Column::HolderId.is_not_null())
+            .order_by_asc(claim::Column::Value)
+            .order_by_asc(claim::Column::RowNumber)
+            .limit(limit);
+        if let Some((value, row_number)) = after {
+            query = query.filter(
+                Condition::any()
+                    .add(claim::Column::Value.gt(value.clone()))
+                    .add(
+                        Condition::all()
+                            .add(claim::Column::Value.eq(value))
+                            .add(claim::Column::RowNumber.gt(row_number)),
+                    ),
+            );
+        }
+        let page: Vec<(String, i64, Option<String>, Option<String>)> =
+            query.into_tuple().all(&self.db).await?;
+        Ok(page
+            .into_iter()
+            .map(|(number, row, holder, username)| {
+                (
+                    number,
+                    row,
+                    holder.unwrap_or_default(),
+                    username.unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    /// The first row of the import that names profile `profile_id`, with its action, and
+    /// whether that row gives extension `number` (its profile keeps it).
+    pub async fn row_of_profile(
+        &self,
+        import_id: ImportId,
+        profile_id: &str,
+        number: &str,
+    ) -> Result<Option<(i64, RowAction, bool)>, StoreError> {
+        let Some((row_number, action)) = row::Entity::find()
+            .select_only()
+            .column(row::Column::RowNumber)
+            .column(row::Column::Action)
+            .filter(row::Column::ImportId.eq(import_id.0))
+            .filter(row::Column::ProfileId.eq(profile_id))
+            .order_by_asc(row::Column::RowNumber)
+            .into_tuple::<(i64, i32)>()
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let keeps = claim::Entity::find_by_id((
+            import_id.0,
+            Claimed::Extension.code(),
+            number.to_owned(),
+            row_number,
+        ))
+        .one(&self.db)
+        .await?
+        .is_some();
+        let action = RowAction::from_code(action).unwrap_or(RowAction::Error);
+        Ok(Some((row_number, action, keeps)))
+    }
+
     /// A page of the rows whose username shares its skeleton with another row's (they are
     /// the same or look alike), ordered by skeleton and row, after `after`: the skeleton, the
     /// row and the canonical username it claims.

@@ -9,7 +9,7 @@ use sea_orm::ConnectionTrait;
 use super::creations::Written;
 use super::events::origin;
 use super::{Identity, Seen, account_scope, emails, encode_kept, once, once_new, request_scope};
-use crate::domain::assignment::Role;
+use crate::domain::assignment::{ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
@@ -210,6 +210,38 @@ impl Identity {
             .into_iter()
             .filter(|profile| profile.account_id == account_id)
             .map(|profile| (profile.id, profile))
+            .collect())
+    }
+
+    /// Which profile of `account_id` holds each of `numbers` now, with its username, in the
+    /// order of `numbers`; a number nobody holds is left out. For a caller that may act on the
+    /// account (the API checks it).
+    pub async fn extension_holders(
+        &self,
+        account_id: AccountId,
+        numbers: &[ExtensionNumber],
+    ) -> Result<Vec<(ExtensionNumber, ProfileId, String)>, IdentityError> {
+        let store = &self.store;
+        let wanted: Vec<String> = numbers.iter().map(|n| n.as_str().to_owned()).collect();
+        let holders = store
+            .extension_holders(store.connection(), account_id, &wanted)
+            .await?;
+        let mut ids: Vec<ProfileId> = holders.values().copied().collect();
+        ids.sort_by_key(|id| id.0);
+        ids.dedup();
+        let usernames: HashMap<ProfileId, String> = store
+            .profiles_by_ids(store.connection(), &ids)
+            .await?
+            .into_iter()
+            .map(|profile| (profile.id, profile.username))
+            .collect();
+        Ok(numbers
+            .iter()
+            .filter_map(|number| {
+                let holder = *holders.get(number.as_str())?;
+                let username = usernames.get(&holder).cloned().unwrap_or_default();
+                Some((number.clone(), holder, username))
+            })
             .collect())
     }
 

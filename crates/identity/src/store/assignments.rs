@@ -15,7 +15,8 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, TryInsertResult,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
+    TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -176,7 +177,7 @@ impl Store {
     /// Who holds each of `numbers` in the account now (as this transaction sees it).
     pub async fn extension_holders(
         &self,
-        txn: &DatabaseTransaction,
+        txn: &impl ConnectionTrait,
         account_id: AccountId,
         numbers: &[String],
     ) -> Result<HashMap<String, ProfileId>, StoreError> {

@@ -28,10 +28,28 @@ pub struct PlannedRow {
     /// The UTS #39 skeleton of that username, for finding usernames in the file that look
     /// alike (`paypal`, `paypaI`); `None` without a claim.
     pub skeleton: Option<String>,
-    /// The extension numbers the row's profile would hold, each with whether the profile holds
-    /// it already, for finding a number that two rows give; empty when the row leaves its
-    /// profile's extensions as they are.
-    pub extension_numbers: Vec<(String, bool)>,
+    /// The extension numbers the row's profile would hold, for finding a number that two rows
+    /// give or that another profile holds; empty when the row leaves its profile's extensions
+    /// as they are.
+    pub extension_numbers: Vec<NumberClaim>,
+}
+
+/// An extension number a row's profile would hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NumberClaim {
+    pub number: String,
+    /// The row's own profile holds it already.
+    pub held: bool,
+    /// Another profile of the account that holds it now, as identity told (set after
+    /// [`finish`], which does not ask).
+    pub holder: Option<Holder>,
+}
+
+/// A profile that holds an extension number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub profile_id: String,
+    pub username: String,
 }
 
 /// Settles a row with identity's verdict on its username (when it asked about one).
@@ -137,7 +155,11 @@ pub fn finish(draft: Draft, verdict: Option<&UsernameVerdict>) -> PlannedRow {
                     .iter()
                     .any(|own| own.number == extension.number)
             });
-            (extension.number.clone(), held)
+            NumberClaim {
+                number: extension.number.clone(),
+                held,
+                holder: None,
+            }
         })
         .collect();
     PlannedRow {

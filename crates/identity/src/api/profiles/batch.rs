@@ -11,6 +11,7 @@ use super::Answer;
 use crate::api::convert::{self, api_error};
 use crate::app::Identity;
 use crate::app::batch::UpsertResult;
+use crate::domain::assignment::ExtensionNumber;
 use crate::domain::batch::{MAX_BATCH, UpsertItem, UpsertOutcome};
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::OwnedProfile;
@@ -23,7 +24,34 @@ pub(super) async fn get(
     let request = request.into_inner();
     let account_id = parse_id("account_id", &request.account_id)?;
     caller.require_account(account_id)?;
-    check_batch("ids", "ids", request.ids.len(), MAX_BATCH)?;
+    if request.ids.is_empty() && request.extension_numbers.is_empty() {
+        return Err(ApiError::invalid(
+            "ids",
+            "must hold 1 to 1000 ids, unless extension_numbers holds numbers",
+        )
+        .into());
+    }
+    if !request.ids.is_empty() {
+        check_batch("ids", "ids", request.ids.len(), MAX_BATCH)?;
+    }
+    if !request.extension_numbers.is_empty() {
+        check_batch(
+            "extension_numbers",
+            "numbers",
+            request.extension_numbers.len(),
+            MAX_BATCH,
+        )?;
+    }
+    let numbers = request
+        .extension_numbers
+        .iter()
+        .enumerate()
+        .map(|(index, number)| {
+            ExtensionNumber::parse(number).map_err(|message| {
+                ApiError::invalid(format!("extension_numbers[{index}]"), message)
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let ids: Vec<ProfileId> = request
         .ids
         .iter()
@@ -44,9 +72,24 @@ pub(super) async fn get(
             None => missing_ids.push(raw),
         }
     }
+    let extension_holders = match numbers.is_empty() {
+        true => Vec::new(),
+        false => app
+            .extension_holders(AccountId(account_id), &numbers)
+            .await
+            .map_err(api_error)?
+            .into_iter()
+            .map(|(number, holder, username)| pb::ExtensionHolder {
+                number: number.as_str().to_owned(),
+                profile_id: holder.0.to_string(),
+                username,
+            })
+            .collect(),
+    };
     Ok(Response::new(pb::BatchGetProfilesResponse {
         profiles,
         missing_ids,
+        extension_holders,
     }))
 }
 
