@@ -203,37 +203,33 @@ impl Store {
     /// Drops the record of a retired import once none of its rows and pieces is left.
     pub async fn forget_purged(&self, import_id: ImportId) -> Result<(), StoreError> {
         let id = import_id.0;
-        let rows_left = Query::select()
-            .expr(Expr::val(1))
-            .from(row::Entity)
-            .and_where(Expr::col((row::Entity, row::Column::ImportId)).eq(id))
-            .to_owned();
-        let outcomes_left = Query::select()
-            .expr(Expr::val(1))
-            .from(outcome::Entity)
-            .and_where(Expr::col((outcome::Entity, outcome::Column::ImportId)).eq(id))
-            .to_owned();
-        let claims_left = Query::select()
-            .expr(Expr::val(1))
-            .from(claim::Entity)
-            .and_where(Expr::col((claim::Entity, claim::Column::ImportId)).eq(id))
-            .to_owned();
-        let chunks_left = Query::select()
-            .expr(Expr::val(1))
-            .from(chunk::Entity)
-            .and_where(Expr::col((chunk::Entity, chunk::Column::ImportId)).eq(id))
-            .to_owned();
         let forget = Query::delete()
             .from_table(purged::Entity)
             .and_where(Expr::col(purged::Column::ImportId).eq(id))
-            .and_where(Expr::exists(rows_left).not())
-            .and_where(Expr::exists(outcomes_left).not())
-            .and_where(Expr::exists(chunks_left).not())
-            .and_where(Expr::exists(claims_left).not())
+            .and_where(none_of_import(row::Entity, row::Column::ImportId, id))
+            .and_where(none_of_import(
+                outcome::Entity,
+                outcome::Column::ImportId,
+                id,
+            ))
+            .and_where(none_of_import(chunk::Entity, chunk::Column::ImportId, id))
+            .and_where(none_of_import(claim::Entity, claim::Column::ImportId, id))
             .to_owned();
         self.db.execute(&forget).await?;
         Ok(())
     }
+}
+
+/// True when `table` holds no row of import `id` (its `import` column).
+fn none_of_import<E: EntityTrait>(table: E, import: E::Column, id: Uuid) -> Expr {
+    Expr::exists(
+        Query::select()
+            .expr(Expr::val(1))
+            .from(table)
+            .and_where(Expr::col((table, import)).eq(id))
+            .to_owned(),
+    )
+    .not()
 }
 
 /// The DELETE of the first `limit` rows of `table` (by `key`, the second column of its primary
