@@ -231,6 +231,76 @@ fn a_refused_username_is_a_row_error_and_a_free_one_is_claimed() {
 }
 
 #[test]
+fn a_row_claims_its_usernames_skeleton_and_its_extension_numbers() {
+    use crate::domain::assignments::{Extension, ExtensionKind};
+    let free = |canonical: &str| UsernameVerdict {
+        available: true,
+        canonical: canonical.into(),
+        ..UsernameVerdict::default()
+    };
+    let created = plan(
+        &[
+            "",
+            "A",
+            "B",
+            "a@example.com",
+            "paypaI",
+            "",
+            "",
+            "",
+            "",
+            "7;0007",
+        ],
+        Some(free("paypai")),
+    );
+    assert_eq!(created.claim.as_deref(), Some("paypai"));
+    assert_eq!(
+        created.skeleton.as_deref(),
+        Some("paypal"),
+        "looks like paypal"
+    );
+    let numbers: Vec<_> = created
+        .extension_numbers
+        .iter()
+        .map(|claim| (claim.number.as_str(), claim.held, claim.holder.is_some()))
+        .collect();
+    assert_eq!(numbers, vec![("0007", false, false), ("7", false, false)]);
+
+    // An update that keeps its username claims no skeleton; a number its profile holds is
+    // held, a new one not.
+    let holding = CurrentProfile {
+        job_title: String::new(),
+        extensions: vec![Extension {
+            number: "0042".into(),
+            kind: ExtensionKind::Physical,
+        }],
+        extensions_cell: "0042:physical".into(),
+        ..ada()
+    };
+    let mut cells = vec![""; 11];
+    cells[0] = &holding.id;
+    cells[1] = "Ada";
+    cells[2] = "Lovelace";
+    cells[3] = "ada@example.com";
+    cells[4] = "ada";
+    cells[9] = "0042;55";
+    let row = clean_row(&layout(), &record(&cells), 1000, b',').unwrap();
+    let profiles = HashMap::from([(holding.id.clone(), holding.clone())]);
+    let kept = finish(draft(row, &profiles), None);
+    assert_eq!((kept.claim, kept.skeleton), (None, None));
+    let numbers: Vec<_> = kept
+        .extension_numbers
+        .iter()
+        .map(|claim| (claim.number.as_str(), claim.held))
+        .collect();
+    assert_eq!(numbers, vec![("0042", true), ("55", false)]);
+
+    // Without an Extensions cell the row leaves them alone and claims none.
+    let untouched = plan(&[&ada().id, "Ada", "Lovelace", "ada@example.com"], None);
+    assert!(untouched.extension_numbers.is_empty());
+}
+
+#[test]
 fn blank_rows_are_skipped_and_nameless_cells_reported() {
     assert!(clean_row(&layout(), &record(&["", " ", ""]), 10, b',').is_none());
     let nameless =
