@@ -271,6 +271,35 @@ fn a_long_row_without_quotes_is_a_file_error() {
     assert_eq!(error, "line 2: the row starting here is longer than 1 KiB");
 }
 
+/// A cell that, after a line break, holds a whole line with `columns` cells' worth of commas
+/// (not counting its last line, which the closing quote ends).
+fn holds_a_whole_row(cell: &str, columns: usize) -> bool {
+    let later: Vec<&str> = cell.split('\n').skip(1).collect();
+    later.split_last().is_some_and(|(_, whole)| {
+        whole
+            .iter()
+            .any(|line| line.matches(',').count() + 1 >= columns)
+    })
+}
+
+#[test]
+fn a_written_cell_holding_a_whole_row_is_read_as_a_quote_that_took_it_in() {
+    let mut out = crate::domain::csv_out::CsvOut::new();
+    out.row(["a", "b", "c"]);
+    out.row(["", "\n,,\n", ""]);
+    let file = out.take(0).unwrap_or_default();
+    let records = read_all(TextEncoding::UTF_8, &[&file]).unwrap();
+    let quote = records[1].open_quote.clone().expect("said, not silent");
+    assert_eq!((quote.line, quote.cell), (2, 1));
+    assert!(matches!(quote.end, QuoteEnd::ClosedLate(_)), "{quote:?}");
+    assert!(
+        records[2..]
+            .iter()
+            .all(|record| record.after_open_quote == Some(2)),
+        "{records:?}"
+    );
+}
+
 #[test]
 fn tabs_are_refused_with_what_was_found() {
     let error = read_all(TextEncoding::UTF_8, &[b"a\tb\tc\n"]).unwrap_err();
@@ -281,7 +310,11 @@ proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
 
     /// Whatever the cells hold (delimiters, quotes, line breaks, formula starts) and however
-    /// the file is cut into pieces, what the template writer writes reads back unchanged.
+    /// the file is cut into pieces, what the template writer writes reads back unchanged —
+    /// but for a quoted cell holding, after a line break, a whole line with a row's worth of
+    /// cells: that is read, by design, as a quote that took in rows of the file, and said
+    /// (`a_written_cell_holding_a_whole_row_is_read_as_a_quote_that_took_it_in`). The template
+    /// never writes one: identity refuses line breaks in every field.
     #[test]
     fn written_files_read_back_cell_for_cell(
         rows in proptest::collection::vec(
@@ -290,6 +323,7 @@ proptest::proptest! {
         ),
         piece in 1usize..9,
     ) {
+        proptest::prop_assume!(rows.iter().flatten().all(|cell| !holds_a_whole_row(cell, 3)));
         let mut out = crate::domain::csv_out::CsvOut::new();
         out.row(["a", "b", "c"]);
         for row in &rows {

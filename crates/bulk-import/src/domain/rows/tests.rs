@@ -91,8 +91,8 @@ fn an_update_lists_each_change_old_to_new() {
     assert_eq!(notes, vec!["WHITESPACE_TRIMMED", "LEADING_ZEROS_LOST"]);
 }
 
-#[test]
-fn an_extension_number_that_lost_its_leading_zeros_is_noted() {
+/// Ada holding extension 0042, and her row of the template with `username` and `extensions`.
+fn plan_holding_0042(username: &str, extensions: &str) -> PlannedRow {
     use crate::domain::assignments::{Extension, ExtensionKind};
     let held = CurrentProfile {
         job_title: String::new(),
@@ -108,11 +108,17 @@ fn an_extension_number_that_lost_its_leading_zeros_is_noted() {
     cells[1] = "Ada";
     cells[2] = "Lovelace";
     cells[3] = "ada@example.com";
-    // Typed as 0042 and saved by a spreadsheet as a number.
-    cells[9] = "42";
+    cells[4] = username;
+    cells[9] = extensions;
     let row = clean_row(&layout(), &record(&cells), 1000, b',').unwrap();
     let profiles = HashMap::from([(held.id.clone(), held.clone())]);
-    let planned = finish(draft(row, &profiles), None);
+    finish(draft(row, &profiles), None)
+}
+
+#[test]
+fn an_extension_number_that_lost_its_leading_zeros_is_noted() {
+    // Typed as 0042 and saved by a spreadsheet as a number.
+    let planned = plan_holding_0042("", "42");
     let notes: Vec<_> = planned
         .notes
         .iter()
@@ -232,7 +238,6 @@ fn a_refused_username_is_a_row_error_and_a_free_one_is_claimed() {
 
 #[test]
 fn a_row_claims_its_usernames_skeleton_and_its_extension_numbers() {
-    use crate::domain::assignments::{Extension, ExtensionKind};
     let free = |canonical: &str| UsernameVerdict {
         available: true,
         canonical: canonical.into(),
@@ -268,25 +273,7 @@ fn a_row_claims_its_usernames_skeleton_and_its_extension_numbers() {
 
     // An update that keeps its username claims no skeleton; a number its profile holds is
     // held, a new one not.
-    let holding = CurrentProfile {
-        job_title: String::new(),
-        extensions: vec![Extension {
-            number: "0042".into(),
-            kind: ExtensionKind::Physical,
-        }],
-        extensions_cell: "0042:physical".into(),
-        ..ada()
-    };
-    let mut cells = vec![""; 11];
-    cells[0] = &holding.id;
-    cells[1] = "Ada";
-    cells[2] = "Lovelace";
-    cells[3] = "ada@example.com";
-    cells[4] = "ada";
-    cells[9] = "0042;55";
-    let row = clean_row(&layout(), &record(&cells), 1000, b',').unwrap();
-    let profiles = HashMap::from([(holding.id.clone(), holding.clone())]);
-    let kept = finish(draft(row, &profiles), None);
+    let kept = plan_holding_0042("ada", "0042;55");
     assert_eq!((kept.claim, kept.skeleton), (None, None));
     let numbers: Vec<_> = kept
         .extension_numbers
