@@ -252,7 +252,7 @@ impl Store {
     /// One ordered pass over the primary key, whatever the table's statistics: a claim is
     /// repeated when the claim before or after it in that order has its value. (A grouping
     /// subquery was planned, on a table without statistics, as a loop that aggregated the
-    /// whole import once per claim: minutes for 30,000 rows.)
+    /// whole import once per claim: over a minute for 30,000 rows.)
     async fn repeated_claims(
         &self,
         import_id: ImportId,
