@@ -123,12 +123,7 @@ impl Identity {
             .await;
         let response = match answer {
             Ok(response) => response.into_inner(),
-            // An identity that does not read `extension_numbers` finds no ids.
-            Err(status)
-                if status.code() == Code::InvalidArgument && status.message().contains("ids") =>
-            {
-                return Ok(None);
-            }
+            Err(status) if predates_extension_numbers(&status) => return Ok(None),
             Err(status) => return Err(status),
         };
         Ok(Some(
@@ -312,4 +307,29 @@ pub fn is_transient(status: &Status) -> bool {
 /// The canonical name of a gRPC code number, as written in reports: `ALREADY_EXISTS`.
 pub fn code_name(code: i32) -> &'static str {
     roster_runtime::metrics::code_name(Code::from_i32(code))
+}
+
+/// Identity's refusal of a BatchGetProfiles without ids, as a version that does not read
+/// `extension_numbers` answers it (it requires 1 to 1,000 ids).
+fn predates_extension_numbers(status: &Status) -> bool {
+    status.code() == Code::InvalidArgument && status.message().starts_with("invalid request: ids:")
+}
+
+#[cfg(test)]
+mod tests {
+    use roster_runtime::ApiError;
+
+    use super::*;
+
+    #[test]
+    fn an_identity_without_extension_numbers_is_told_by_its_refusal() {
+        // What identity answered before the field, for a request without ids.
+        let old: Status = ApiError::invalid("ids", "must hold 1 to 1000 ids").into();
+        assert!(predates_extension_numbers(&old), "{old:?}");
+        // What it answers now for a bad number, or any other failure: not that.
+        let bad: Status = ApiError::invalid("extension_numbers[3]", "must hold digits").into();
+        assert!(!predates_extension_numbers(&bad));
+        let unavailable = Status::unavailable("invalid request: ids: down");
+        assert!(!predates_extension_numbers(&unavailable));
+    }
 }
