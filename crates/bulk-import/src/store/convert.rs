@@ -1,8 +1,6 @@
 //! Stored rows to domain types and back. JSON columns are read leniently (a value that does not
 //! parse reads as empty), as the API always read them.
 
-use std::collections::BTreeMap;
-
 use sea_orm::ActiveValue::Set;
 
 use super::entities::{claim, import, outcome, row};
@@ -10,7 +8,7 @@ use crate::domain::encoding::TextEncoding;
 use crate::domain::import::{
     AccountId, ActionCounts, Claimed, Import, ImportId, RepeatedValue, StagedRow,
 };
-use crate::domain::rows::{NumberClaim, PlannedRow, values_by_header};
+use crate::domain::rows::{PlannedRow, values_by_header};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 
 /// The state of a stored import (an unknown code reads as FAILED, never as a live state).
@@ -150,21 +148,20 @@ pub(super) fn row_claims(import_id: uuid::Uuid, rows: &[PlannedRow]) -> Vec<clai
                 holder_username: Set(None),
             });
         }
-        // A number written twice in one cell is claimed once.
-        let numbers: BTreeMap<&String, &NumberClaim> = row
-            .extension_numbers
-            .iter()
-            .map(|claim| (&claim.number, claim))
-            .collect();
-        claims.extend(numbers.into_values().map(|number| claim::ActiveModel {
-            import_id: Set(import_id),
-            kind: Set(Claimed::Extension.code()),
-            value: Set(number.number.clone()),
-            row_number: Set(row.row_number),
-            held: Set(number.held),
-            holder_id: Set(number.holder.as_ref().map(|h| h.profile_id.clone())),
-            holder_username: Set(number.holder.as_ref().map(|h| h.username.clone())),
-        }));
+        // Each number once: a cell that gives one twice is a row error and claims none.
+        claims.extend(
+            row.extension_numbers
+                .iter()
+                .map(|number| claim::ActiveModel {
+                    import_id: Set(import_id),
+                    kind: Set(Claimed::Extension.code()),
+                    value: Set(number.number.clone()),
+                    row_number: Set(row.row_number),
+                    held: Set(number.held),
+                    holder_id: Set(number.holder.as_ref().map(|h| h.profile_id.clone())),
+                    holder_username: Set(number.holder.as_ref().map(|h| h.username.clone())),
+                }),
+        );
     }
     claims
 }

@@ -171,14 +171,7 @@ pub mod claim {
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {
-        #[sea_orm(
-            belongs_to = "super::row::Entity",
-            from = "(Column::ImportId, Column::RowNumber)",
-            to = "(super::row::Column::ImportId, super::row::Column::RowNumber)"
-        )]
-        Row,
-    }
+    pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
 }
