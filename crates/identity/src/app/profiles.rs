@@ -229,12 +229,7 @@ impl Identity {
         let mut ids: Vec<ProfileId> = holders.values().copied().collect();
         ids.sort_by_key(|id| id.0);
         ids.dedup();
-        let usernames: HashMap<ProfileId, String> = store
-            .profiles_by_ids(store.connection(), &ids)
-            .await?
-            .into_iter()
-            .map(|profile| (profile.id, profile.username))
-            .collect();
+        let usernames = store.usernames_of(store.connection(), &ids).await?;
         Ok(numbers
             .iter()
             .filter_map(|number| {

@@ -165,6 +165,30 @@ impl Store {
         self.with_assignments(conn, models).await
     }
 
+    /// The usernames of the profiles among `ids` that exist, by id: one statement, without
+    /// the fields and assignments [`Store::profiles_by_ids`] reads.
+    pub async fn usernames_of(
+        &self,
+        conn: &impl ConnectionTrait,
+        ids: &[ProfileId],
+    ) -> Result<HashMap<ProfileId, String>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<(Uuid, String)> = profile::Entity::find()
+            .select_only()
+            .column(profile::Column::Id)
+            .column(profile::Column::Username)
+            .filter(profile::Column::Id.is_in(ids.iter().map(|id| id.0)))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, username)| (ProfileId(id), username))
+            .collect())
+    }
+
     /// A page of an account's profiles in creation order, after the profile `after`.
     pub async fn list_profiles(
         &self,
