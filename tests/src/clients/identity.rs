@@ -323,6 +323,27 @@ impl Identity {
         .expect("password set");
     }
 
+    /// Gives the profile `profile_id` the extension `number` of `kind`; the profile after it.
+    pub async fn give_extension(
+        &self,
+        profile_id: &str,
+        number: &str,
+        kind: identity::ExtensionKind,
+    ) -> identity::Profile {
+        self.assign_extension(identity::AssignExtensionRequest {
+            profile_id: profile_id.to_owned(),
+            extension: Some(identity::Extension {
+                number: number.to_owned(),
+                kind: kind as i32,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("extension given")
+        .profile
+        .expect("profile")
+    }
+
     /// Creates a profile named `first_name last_name` with `email` (the username) in
     /// `account_id`.
     pub async fn person(

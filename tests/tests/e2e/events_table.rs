@@ -550,15 +550,8 @@ impl World {
     /// `profile` after being given the physical extension `number`.
     async fn with_extension(&self, profile: &pb::Profile, number: &str) -> pb::Profile {
         self.identity
-            .assign_extension(pb::AssignExtensionRequest {
-                profile_id: profile.id.clone(),
-                extension: Some(physical(number)),
-                ..Default::default()
-            })
+            .give_extension(&profile.id, number, pb::ExtensionKind::Physical)
             .await
-            .expect("extension given")
-            .profile
-            .expect("profile")
     }
 
     /// `tries` sign-ins of `profile` with a wrong password.

@@ -544,16 +544,8 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
     // Extension holders: the account's only, in request order, nobody's left out.
     for (profile, number) in [(&existing, "0042"), (&foreign, "77")] {
         identity
-            .assign_extension(pb::AssignExtensionRequest {
-                profile_id: profile.id.clone(),
-                extension: Some(pb::Extension {
-                    number: number.into(),
-                    kind: pb::ExtensionKind::Physical as i32,
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+            .give_extension(&profile.id, number, pb::ExtensionKind::Physical)
+            .await;
     }
     let holders = |numbers: &[&str]| {
         let identity = identity.clone();

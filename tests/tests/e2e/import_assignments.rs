@@ -29,16 +29,8 @@ async fn assign_extension(
     suite
         .identity_client()
         .await
-        .assign_extension(id::AssignExtensionRequest {
-            profile_id: profile_id.to_owned(),
-            extension: Some(id::Extension {
-                number: number.to_owned(),
-                kind: kind as i32,
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("extension assigned");
+        .give_extension(profile_id, number, kind)
+        .await;
 }
 
 fn by_row(rows: &[pb::ImportRow], row_number: i64) -> &pb::ImportRow {

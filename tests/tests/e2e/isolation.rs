@@ -1813,18 +1813,8 @@ async fn a_key_limited_to_one_account_reaches_nothing_of_another_through_any_rpc
         .await
         .unwrap();
     let bea = profiles
-        .assign_extension(pb::AssignExtensionRequest {
-            profile_id: bea.id.clone(),
-            extension: Some(pb::Extension {
-                number: "4242".into(),
-                kind: pb::ExtensionKind::Physical as i32,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .profile
-        .unwrap();
+        .give_extension(&bea.id, "4242", pb::ExtensionKind::Physical)
+        .await;
     send_reset(&identity, &bea).await;
     let token = newest_reset_token(&suite.identity).await;
     let (scim_token, _) = profiles.scim_token(&b, "B's directory").await;

@@ -129,18 +129,8 @@ impl Fixture {
 
     async fn extension(&self, profile: &pb::Profile, number: &str) -> pb::Profile {
         self.admin
-            .assign_extension(pb::AssignExtensionRequest {
-                profile_id: profile.id.clone(),
-                extension: Some(pb::Extension {
-                    number: number.into(),
-                    kind: pb::ExtensionKind::Physical as i32,
-                }),
-                ..Default::default()
-            })
+            .give_extension(&profile.id, number, pb::ExtensionKind::Physical)
             .await
-            .expect("extension given")
-            .profile
-            .expect("profile")
     }
 
     async fn get(&self, id: &str) -> pb::Profile {

@@ -207,18 +207,8 @@ async fn a_deleted_account_is_closed_and_undelete_brings_it_back_as_it_was(backe
         .expect("role given");
     let ada = f
         .admin
-        .assign_extension(pb::AssignExtensionRequest {
-            profile_id: ada.id.clone(),
-            extension: Some(pb::Extension {
-                number: "201".into(),
-                kind: pb::ExtensionKind::Physical as i32,
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("extension given")
-        .profile
-        .unwrap();
+        .give_extension(&ada.id, "201", pb::ExtensionKind::Physical)
+        .await;
     let ben = f
         .admin
         .person(&f.a, "Ben", "Suspended", "ben@acme.example")
