@@ -457,14 +457,10 @@ async fn mark_repeats(job: &Job, value: RepeatedValue) -> Result<(), JobError> {
             if row_number == current.first {
                 continue;
             }
-            let first = current.first;
-            if !current.told {
-                current.told = true;
-                let message = what(&repeated, false);
-                add_error(job, first, header, DUPLICATE, &message, row_number).await?;
-            }
-            let message = what(&repeated, current.kept);
-            add_error(job, row_number, header, DUPLICATE, &message, first).await?;
+            let (to_first, to_row) = (what(&repeated, false), what(&repeated, current.kept));
+            current
+                .name_each_other(job, row_number, header, DUPLICATE, &to_first, &to_row)
+                .await?;
         }
         after = Some(last);
     }
@@ -481,6 +477,26 @@ struct Group {
     told: bool,
 }
 
+impl Group {
+    /// Makes `row_number` an error naming the group's first row (`to_row`, after "row N
+    /// has"), and the first row, once, an error naming it (`to_first`).
+    async fn name_each_other(
+        &mut self,
+        job: &Job,
+        row_number: i64,
+        header: &str,
+        reason: &str,
+        to_first: &str,
+        to_row: &str,
+    ) -> Result<(), JobError> {
+        if !self.told {
+            self.told = true;
+            add_error(job, self.first, header, reason, to_first, row_number).await?;
+        }
+        add_error(job, row_number, header, reason, to_row, self.first).await
+    }
+}
+
 /// Rows whose usernames differ but look alike (the same UTS #39 skeleton: `paypal` and
 /// `paypaI`) become errors, as identity would refuse the second at apply: each row whose
 /// username is not the first such row's names the first, and the first names the first that
@@ -488,8 +504,8 @@ struct Group {
 async fn mark_confusables(job: &Job) -> Result<(), JobError> {
     let store = &job.context.store;
     let mut after: Option<(String, i64)> = None;
-    // The skeleton, its first row and that row's username, and whether another was seen.
-    let mut group: Option<(String, i64, String, bool)> = None;
+    // The rows of one skeleton, and the username of its first row.
+    let mut group: Option<(Group, String)> = None;
     loop {
         job.check()?;
         let page = store
@@ -501,19 +517,29 @@ async fn mark_confusables(job: &Job) -> Result<(), JobError> {
         after = Some((skeleton.clone(), *row_number));
         for (skeleton, row_number, username) in page {
             match &mut group {
-                Some((current, first, first_username, other_seen)) if *current == skeleton => {
-                    if username == *first_username {
-                        continue;
-                    }
-                    let first = *first;
-                    if !*other_seen {
-                        *other_seen = true;
-                        add_error(job, first, "Username", CONFUSABLE, LOOKS_ALIKE, row_number)
+                Some((current, first_username)) if current.value == skeleton => {
+                    if username != *first_username {
+                        current
+                            .name_each_other(
+                                job,
+                                row_number,
+                                "Username",
+                                CONFUSABLE,
+                                LOOKS_ALIKE,
+                                LOOKS_ALIKE,
+                            )
                             .await?;
                     }
-                    add_error(job, row_number, "Username", CONFUSABLE, LOOKS_ALIKE, first).await?;
                 }
-                _ => group = Some((skeleton, row_number, username, false)),
+                _ => {
+                    let first = Group {
+                        value: skeleton,
+                        first: row_number,
+                        kept: false,
+                        told: false,
+                    };
+                    group = Some((first, username));
+                }
             }
         }
     }
