@@ -536,10 +536,28 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
         .await;
     let mut old = vec![(big.id.clone(), rows_of(&big.id).await)];
     assert_eq!(old[0].1, 2500);
+    let big_id: uuid::Uuid = big.id.parse().unwrap();
+    let claims_of_big = "SELECT COUNT(*) AS n FROM import_claims WHERE import_id = $1";
+    assert_eq!(
+        count(&db, claims_of_big, vec![big_id.into()]).await,
+        0,
+        "a validation that ended leaves no claims"
+    );
+    // A validation cut off by a cancel leaves its claims (a username's skeleton a row): the
+    // purge takes them with the import, over several statements.
+    execute(
+        &db,
+        "WITH RECURSIVE n(i) AS (SELECT 2 UNION ALL SELECT i + 1 FROM n WHERE i < 2501) \
+         INSERT INTO import_claims (import_id, kind, value, row_number, held) \
+         SELECT $1, 1, 'left-' || i, i, FALSE FROM n",
+        vec![big_id.into()],
+    )
+    .await;
+    assert_eq!(count(&db, claims_of_big, vec![big_id.into()]).await, 2500);
     execute(
         &db,
         "UPDATE imports SET expire_at = 1 WHERE id = $1",
-        vec![big.id.parse::<uuid::Uuid>().unwrap().into()],
+        vec![big_id.into()],
     )
     .await;
 
@@ -593,6 +611,7 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
             // Every row of a completed import has its outcome; the big one was never applied.
             && total("import_outcomes").await == young_rows
             && total("import_purges").await == 0
+            && total("import_claims").await == 0
     })
     .await;
     for (import, rows) in &young {
@@ -640,5 +659,10 @@ async fn bulk_import_purges_finished_and_expired_imports_with_two_replicas(backe
         purged(&servers, "bulk_import", "import_outcomes").await,
         (old_rows - 2500) as u64,
         "each purged outcome counted once"
+    );
+    assert_eq!(
+        purged(&servers, "bulk_import", "import_claims").await,
+        2500,
+        "each purged claim counted once"
     );
 }
