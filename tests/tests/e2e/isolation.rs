@@ -646,6 +646,16 @@ async fn a_narrowed_key_is_not_replayed_what_it_may_no_longer_see(backend: Backe
             .await
             .unwrap_or_else(|status| panic!("{call} repeated inside A: {status:?}"));
         assert_eq!(replayed, first[&(call, ann.id.clone())], "{call} inside A");
+
+        // The id it used on B's profile, now naming A's: another request, refused, nothing
+        // done — not B's answer.
+        let reused = call_by_profile(&as_key, call, &ann, "2001", &request_id(call, &bea))
+            .await
+            .map(|_| ())
+            .expect_err(&format!(
+                "{call}: B's answer replayed to a request naming A's profile"
+            ));
+        assert_request_id_refused(&reused, call);
     }
     assert_eq!(
         admin.profile(&ann.id).await,
@@ -654,10 +664,127 @@ async fn a_narrowed_key_is_not_replayed_what_it_may_no_longer_see(backend: Backe
     );
 }
 
+/// INVALID_ARGUMENT naming `request_id`: the id was sent before with another request.
+fn assert_request_id_refused(status: &tonic::Status, call: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{call}: {status:?}");
+    assert!(
+        status.message().contains("request_id") && status.message().contains("different request"),
+        "{call}: {status:?}"
+    );
+}
+
+/// A request id answers only the request it was first sent with (AIP-155): sent again with
+/// another request — another account, another profile, other fields — it is refused naming
+/// `request_id`, and nothing is done. Checked for a key of both accounts and after the key is
+/// narrowed to B, where the first answers (A's profile, A's account) must not be replayed to
+/// a request naming B's. The same request repeated is still answered its first answer.
+async fn a_request_id_answers_only_the_request_it_was_sent_with(backend: Backend) {
+    let Some(server) = TestServer::spawn(Service::Identity, backend).await else {
+        return;
+    };
+    let admin = Identity::new(server.channel().await, ADMIN_KEY);
+    let accounts = [admin.account("A").await, admin.account("B").await];
+    let ids: Vec<uuid::Uuid> = accounts.iter().map(|a| a.id.parse().unwrap()).collect();
+    let scopes = ["profiles", "accounts"];
+    let server = server
+        .restart_with_keys(vec![TestKey::limited(KEY_A, &scopes, &ids)])
+        .await;
+    let as_key = Identity::new(server.channel().await, KEY_A);
+    let create = |account: &pb::Account, email: &str| pb::CreateProfileRequest {
+        account_id: account.id.clone(),
+        first_name: "First".into(),
+        last_name: "User".into(),
+        email: email.into(),
+        request_id: "create-1".into(),
+        ..Default::default()
+    };
+    let rename = |account: &pb::Account, name: &str| pb::UpdateAccountRequest {
+        account: Some(pb::Account {
+            id: account.id.clone(),
+            display_name: name.into(),
+            ..Default::default()
+        }),
+        update_mask: mask("display_name"),
+        request_id: "rename-1".into(),
+    };
+    let (a, b) = (&accounts[0], &accounts[1]);
+    let created = as_key
+        .create_profile(create(a, "ann@a.example"))
+        .await
+        .unwrap();
+    let renamed = as_key.update_account(rename(a, "A renamed")).await.unwrap();
+    let ann = created.profile.clone().unwrap();
+    let update = |first_name: &str| pb::UpdateProfileRequest {
+        profile: Some(pb::Profile {
+            id: ann.id.clone(),
+            first_name: first_name.into(),
+            ..Default::default()
+        }),
+        update_mask: mask("first_name"),
+        request_id: "update-1".into(),
+    };
+    let updated = as_key.update_profile(update("Ann")).await.unwrap();
+
+    // The same requests again: their first answers, nothing done twice.
+    assert_eq!(
+        as_key
+            .create_profile(create(a, "ann@a.example"))
+            .await
+            .unwrap(),
+        created
+    );
+    assert_eq!(
+        as_key.update_account(rename(a, "A renamed")).await.unwrap(),
+        renamed
+    );
+    assert_eq!(as_key.update_profile(update("Ann")).await.unwrap(), updated);
+
+    // The same ids with other requests, by the key of both accounts.
+    let other_account = as_key
+        .create_profile(create(b, "bob@b.example"))
+        .await
+        .unwrap_err();
+    assert_request_id_refused(&other_account, "CreateProfile in another account");
+    let other_fields = as_key.update_profile(update("Anna")).await.unwrap_err();
+    assert_request_id_refused(&other_fields, "UpdateProfile with other fields");
+    let other_account = as_key
+        .update_account(rename(b, "B renamed"))
+        .await
+        .unwrap_err();
+    assert_request_id_refused(&other_account, "UpdateAccount of another account");
+
+    // Narrowed to B: A's answers are not replayed to requests naming B.
+    let server = server
+        .restart_with_keys(vec![TestKey::limited(KEY_A, &scopes, &ids[1..])])
+        .await;
+    let as_key = Identity::new(server.channel().await, KEY_A);
+    let admin = as_key.with_key(ADMIN_KEY);
+    let status = as_key
+        .create_profile(create(b, "bob@b.example"))
+        .await
+        .unwrap_err();
+    assert_request_id_refused(&status, "CreateProfile in B, narrowed");
+    let status = as_key
+        .update_account(rename(b, "B renamed"))
+        .await
+        .unwrap_err();
+    assert_request_id_refused(&status, "UpdateAccount of B, narrowed");
+
+    assert!(
+        admin.all_profiles(&b.id).await.is_empty(),
+        "no profile was created in B"
+    );
+    let channel = server.channel().await;
+    assert_eq!(account(&channel, &b.id).await.display_name, "B");
+    assert_eq!(account(&channel, &a.id).await.display_name, "A renamed");
+    assert_eq!(admin.profile(&ann.id).await.first_name, "Ann");
+}
+
 both_backends!(
     a_key_for_one_account_cannot_reach_another_accounts_imports,
     a_key_for_one_account_cannot_reach_another_accounts_notifications,
-    a_narrowed_key_is_not_replayed_what_it_may_no_longer_see
+    a_narrowed_key_is_not_replayed_what_it_may_no_longer_see,
+    a_request_id_answers_only_the_request_it_was_sent_with
 );
 
 // The account-scope audit: every RPC of the descriptor set, attacked with a key limited to

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use roster_identity::app::Identity as UseCases;
+use roster_identity::app::{Identity as UseCases, RequestId};
 use roster_identity::domain::error::IdentityError;
 use roster_identity::domain::ids::{AccountId, ProfileId};
 use roster_identity::domain::profile::ProfilePatch;
@@ -100,7 +100,7 @@ impl Suite {
         };
         let id = ProfileId(Uuid::parse_str(&profile.id).expect("a UUID"));
         self.app
-            .update_profile(&self.admin, "", id, None, patch)
+            .update_profile(&self.admin, RequestId::NONE, id, None, patch)
             .await
             .expect("external id set");
         self.grpc.profile(&profile.id).await

@@ -51,6 +51,7 @@ impl AccountService for AccountApi {
         let request = request.into_inner();
         refuse_limited(&caller, "create")?;
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let new = NewAccount {
             display_name: request.display_name,
             preset: convert::preset_from_proto(request.password_policy_preset)?,
@@ -59,7 +60,7 @@ impl AccountService for AccountApi {
         };
         let account = self
             .app
-            .create_account(&caller, &request.request_id, new)
+            .create_account(&caller, request_id, new)
             .await
             .map_err(api_error)?;
         Ok(Response::new(CreateAccountResponse {
@@ -90,6 +91,7 @@ impl AccountService for AccountApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let changes = request
             .account
             .ok_or_else(|| ApiError::invalid("account", "is required"))?;
@@ -123,7 +125,7 @@ impl AccountService for AccountApi {
         };
         let account = self
             .app
-            .update_account(&caller, &request.request_id, AccountId(id), expected, patch)
+            .update_account(&caller, request_id, AccountId(id), expected, patch)
             .await
             .map_err(api_error)?;
         Ok(Response::new(UpdateAccountResponse {
@@ -182,11 +184,12 @@ impl AccountService for AccountApi {
         let request = request.into_inner();
         refuse_limited(&caller, "delete")?;
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let id = parse_id("id", &request.id)?;
         let expected = parse_etag("etag", &request.etag)?;
         let account = self
             .app
-            .delete_account(&caller, &request.request_id, AccountId(id), expected)
+            .delete_account(&caller, request_id, AccountId(id), expected)
             .await
             .map_err(api_error)?;
         Ok(Response::new(DeleteAccountResponse {
@@ -202,11 +205,12 @@ impl AccountService for AccountApi {
         let request = request.into_inner();
         refuse_limited(&caller, "undelete")?;
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let id = parse_id("id", &request.id)?;
         let expected = parse_etag("etag", &request.etag)?;
         let account = self
             .app
-            .undelete_account(&caller, &request.request_id, AccountId(id), expected)
+            .undelete_account(&caller, request_id, AccountId(id), expected)
             .await
             .map_err(api_error)?;
         Ok(Response::new(UndeleteAccountResponse {
@@ -238,6 +242,7 @@ impl AccountService for AccountApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let changes = request
             .policy
             .ok_or_else(|| ApiError::invalid("policy", "is required"))?;
@@ -271,7 +276,7 @@ impl AccountService for AccountApi {
         };
         let account = self
             .app
-            .update_password_policy(&caller, &request.request_id, AccountId(id), expected, patch)
+            .update_password_policy(&caller, request_id, AccountId(id), expected, patch)
             .await
             .map_err(api_error)?;
         Ok(Response::new(UpdatePasswordPolicyResponse {
@@ -288,6 +293,7 @@ impl AccountService for AccountApi {
         let account_id = parse_id("account_id", &request.account_id)?;
         caller.require_account(account_id)?;
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let new = NewScimToken {
             account_id: AccountId(account_id),
             display_name: request.display_name,
@@ -295,7 +301,7 @@ impl AccountService for AccountApi {
         };
         let created = self
             .app
-            .create_scim_token(&caller, &request.request_id, new)
+            .create_scim_token(&caller, request_id, new)
             .await
             .map_err(api_error)?;
         Ok(Response::new(CreateScimTokenResponse {
@@ -343,11 +349,12 @@ impl AccountService for AccountApi {
         caller.require_account(account_id)?;
         let token_id = parse_id("token_id", &request.token_id)?;
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let token = self
             .app
             .revoke_scim_token(
                 &caller,
-                &request.request_id,
+                request_id,
                 AccountId(account_id),
                 ScimTokenId(token_id),
             )

@@ -118,18 +118,13 @@ impl CredentialService for CredentialApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let id = parse_id("profile_id", &request.profile_id)?;
         let confirmed = confirmed_email(&request.email)?;
         let expected = parse_etag("etag", &request.etag)?;
         let issued = self
             .passwords
-            .send_reset(
-                &caller,
-                &request.request_id,
-                ProfileId(id),
-                &confirmed,
-                expected,
-            )
+            .send_reset(&caller, request_id, ProfileId(id), &confirmed, expected)
             .await
             .map_err(api_error)?;
         Ok(Response::new(pb::SendPasswordResetResponse {
@@ -185,10 +180,11 @@ impl CredentialService for CredentialApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let id = parse_id("profile_id", &request.profile_id)?;
         let cleared = self
             .passwords
-            .clear_signin_throttle(&caller, &request.request_id, ProfileId(id))
+            .clear_signin_throttle(&caller, request_id, ProfileId(id))
             .await
             .map_err(api_error)?;
         Ok(Response::new(pb::ClearSignInThrottleResponse {

@@ -14,3 +14,15 @@ pub use accounts::AccountApi;
 pub use credentials::CredentialApi;
 pub use events::EventApi;
 pub use profiles::ProfileApi;
+
+/// The request id `id` of `request`, with the digest of the whole request (its fields in their
+/// wire encoding), so that a repeat is answered only when it is the same request.
+pub(crate) fn request_key<'a>(
+    request: &impl prost::Message,
+    id: &'a str,
+) -> crate::app::RequestId<'a> {
+    if id.is_empty() {
+        return crate::app::RequestId::NONE;
+    }
+    crate::app::RequestId::new(id, &request.encode_to_vec())
+}

@@ -4,7 +4,7 @@ use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
 use super::events::origin;
-use super::{Identity, Seen, account_scope, every_account, once, request_scope};
+use super::{Identity, RequestId, Seen, account_scope, every_account, once, request_scope};
 use crate::domain::account::{Account, AccountPatch, PolicyPatch, display_name, extension_bounds};
 use crate::domain::assignment::ExtensionBounds;
 use crate::domain::error::IdentityError;
@@ -48,7 +48,7 @@ impl Identity {
     pub async fn create_account(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         new: NewAccount,
     ) -> Result<Account, IdentityError> {
         every_account(caller, "create")?;
@@ -66,7 +66,7 @@ impl Identity {
             },
         )?;
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         once(
             store,
             &request_scope(caller, "CreateAccount"),
@@ -113,7 +113,7 @@ impl Identity {
     pub async fn update_account(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: AccountId,
         expected: Option<i64>,
         patch: AccountPatch,
@@ -139,7 +139,7 @@ impl Identity {
     pub async fn update_password_policy(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: AccountId,
         expected: Option<i64>,
         patch: PolicyPatch,
@@ -178,7 +178,7 @@ impl Identity {
             return Err(IdentityError::NotFound("account"));
         }
         let store = &self.store;
-        let origin = origin(call.caller, call.request_id);
+        let origin = origin(call.caller, call.request_id.id());
         once(
             store,
             &request_scope(call.caller, operation),
@@ -203,7 +203,7 @@ impl Identity {
 #[derive(Clone, Copy, Debug)]
 struct AccountChange<'a> {
     caller: &'a Caller,
-    request_id: &'a str,
+    request_id: RequestId<'a>,
     id: AccountId,
     /// The etag's version, when the caller sent one.
     expected: Option<i64>,

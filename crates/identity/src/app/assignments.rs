@@ -5,7 +5,7 @@ use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
 use super::events::origin;
-use super::{Identity, Seen, account_scope, once, request_scope};
+use super::{Identity, RequestId, Seen, account_scope, once, request_scope};
 use crate::domain::assignment::{ExtensionKind, ExtensionNumber, RequestedExtension, Role};
 use crate::domain::error::{IdentityError, Violation};
 use crate::domain::event;
@@ -18,7 +18,7 @@ use crate::store::ProfileFilter;
 #[derive(Clone, Copy, Debug)]
 pub struct ProfileChange<'a> {
     pub caller: &'a Caller,
-    pub request_id: &'a str,
+    pub request_id: RequestId<'a>,
     pub id: ProfileId,
     /// The etag's version, when the caller sent one.
     pub expected: Option<i64>,
@@ -112,7 +112,7 @@ impl Identity {
         operation: &str,
         change: impl AsyncFnOnce(&DatabaseTransaction, &Profile) -> Result<Profile, IdentityError>,
     ) -> Result<Profile, IdentityError> {
-        let origin = origin(call.caller, call.request_id);
+        let origin = origin(call.caller, call.request_id.id());
         once(
             &self.store,
             &request_scope(call.caller, operation),
@@ -191,7 +191,7 @@ impl Identity {
         // One lock order for every caller, so two changes never wait on each other.
         ids.sort_by_key(|id| id.0);
         ids.dedup();
-        once(store, "", "", Seen::Checked, async |txn| {
+        once(store, "", RequestId::NONE, Seen::Checked, async |txn| {
             let locked = store
                 .lock_profiles(txn, &ids, account_scope(caller).as_ref())
                 .await?;

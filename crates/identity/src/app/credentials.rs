@@ -8,6 +8,7 @@ use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
+use super::RequestId;
 use super::emails;
 use super::events::origin;
 use crate::Settings;
@@ -157,7 +158,7 @@ impl Passwords {
     pub async fn send_reset(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: ProfileId,
         confirmed: &EmailAddress,
         expected: Option<i64>,
@@ -183,7 +184,7 @@ impl Passwords {
                 let issued = self.issue_reset(txn, &account, &profile).await?;
                 let requested = event::credential(&profile, EventType::PasswordResetRequested);
                 store
-                    .append_events(txn, &origin(caller, request_id), vec![requested])
+                    .append_events(txn, &origin(caller, request_id.id()), vec![requested])
                     .await?;
                 Ok(issued)
             },

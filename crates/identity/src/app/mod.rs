@@ -104,6 +104,60 @@ pub fn every_account(caller: &Caller, what: &str) -> Result<(), IdentityError> {
     }
 }
 
+/// A request's id (AIP-155) and a digest of the whole request it came with. A repeat is
+/// answered the first answer only when it is the same request: the same id sent with another
+/// request — another profile, another account, other fields — is refused, naming `request_id`,
+/// and does nothing. Without that, a key whose accounts were narrowed since could name one of
+/// its remaining profiles with an id it had used on another account's, and be answered the
+/// other account's answer.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestId<'a> {
+    id: &'a str,
+    digest: [u8; 16],
+}
+
+impl<'a> RequestId<'a> {
+    /// No request id: the call is done every time and nothing is kept.
+    pub const NONE: RequestId<'static> = RequestId {
+        id: "",
+        digest: [0; 16],
+    };
+
+    /// `id`, sent with the request whose canonical bytes (its wire encoding) are `request`.
+    pub fn new(id: &'a str, request: &[u8]) -> Self {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(request);
+        let mut digest = [0; 16];
+        digest.copy_from_slice(&hash[..16]);
+        Self { id, digest }
+    }
+
+    /// The id as the caller sent it (empty: none).
+    pub fn id(&self) -> &'a str {
+        self.id
+    }
+
+    /// The request's digest, kept with its answer.
+    pub(crate) fn digest(&self) -> &[u8] {
+        &self.digest
+    }
+
+    /// Whether a kept answer's request is this one. Answers kept before requests had digests
+    /// are taken as answering it.
+    fn answers(&self, kept: Option<&[u8]>) -> bool {
+        kept.is_none_or(|kept| kept == self.digest)
+    }
+}
+
+/// The refusal of a request id sent before with another request.
+pub(crate) fn request_id_reused() -> IdentityError {
+    IdentityError::Invalid(vec![crate::domain::error::Violation::new(
+        "request_id",
+        "was sent before with a different request; a repeat must be the same request (send a \
+         new request_id for a new request)",
+    )])
+}
+
 /// Where a caller's request ids live: one caller's `CreateProfile` ids never meet another's,
 /// nor its ids of another operation.
 pub(crate) fn request_scope(caller: &Caller, operation: &str) -> String {
@@ -153,7 +207,7 @@ impl Seen<'_> {
 pub(crate) async fn once<R, F>(
     store: &Store,
     scope: &str,
-    request_id: &str,
+    request_id: RequestId<'_>,
     seen: Seen<'_>,
     work: F,
 ) -> Result<R, IdentityError>
@@ -176,7 +230,7 @@ where
 pub(crate) async fn once_new<R, F>(
     store: &Store,
     scope: &str,
-    request_id: &str,
+    request_id: RequestId<'_>,
     seen: Seen<'_>,
     work: F,
 ) -> Result<R, IdentityError>
@@ -197,10 +251,16 @@ where
             return Err(error);
         }
     };
-    if !request_id.is_empty() {
+    if !request_id.id().is_empty() {
         let encoded = encode_kept(&answer)?;
         if !store
-            .keep_response(&txn, scope, request_id, encoded)
+            .keep_response(
+                &txn,
+                scope,
+                request_id.id(),
+                Some(request_id.digest()),
+                encoded,
+            )
             .await?
         {
             txn.rollback().await.map_err(StoreError::from)?;
@@ -213,20 +273,25 @@ where
     Ok(answer)
 }
 
-/// The answer kept for `(scope, request_id)`, if the request was answered before, when the
-/// caller may still see what it tells of (see [`Seen`]).
+/// The answer kept for `(scope, request_id)`, if the request was answered before: when it
+/// answered this very request (else the id is refused, see [`RequestId`]) and the caller may
+/// still see what it tells of (see [`Seen`]).
 async fn kept_answer<R: DeserializeOwned>(
     store: &Store,
     scope: &str,
-    request_id: &str,
+    request_id: RequestId<'_>,
     seen: Seen<'_>,
 ) -> Result<Option<R>, IdentityError> {
-    if request_id.is_empty() {
+    if request_id.id().is_empty() {
         return Ok(None);
     }
-    match store.stored_response(scope, request_id).await? {
+    match store.stored_response(scope, request_id.id()).await? {
         None => Ok(None),
-        Some(bytes) => seen.replay(store, decode_kept(&bytes)?).await.map(Some),
+        Some(kept) if !request_id.answers(kept.digest.as_deref()) => Err(request_id_reused()),
+        Some(kept) => seen
+            .replay(store, decode_kept(&kept.response)?)
+            .await
+            .map(Some),
     }
 }
 

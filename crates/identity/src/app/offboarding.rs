@@ -17,7 +17,7 @@ use roster_runtime::settings::CommonSettings;
 use roster_runtime::{Caller, SharedKeyRing, Shutdown};
 
 use super::events::origin;
-use super::{Identity, Seen, every_account, once, request_scope};
+use super::{Identity, RequestId, Seen, every_account, once, request_scope};
 use crate::domain::account::Account;
 use crate::domain::error::IdentityError;
 use crate::domain::event::{self, NewEvent, Origin, Source};
@@ -56,13 +56,13 @@ impl Identity {
     pub async fn delete_account(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: AccountId,
         expected: Option<i64>,
     ) -> Result<Account, IdentityError> {
         every_account(caller, "delete")?;
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         once(
             store,
             &request_scope(caller, "DeleteAccount"),
@@ -87,13 +87,13 @@ impl Identity {
     pub async fn undelete_account(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: AccountId,
         expected: Option<i64>,
     ) -> Result<Account, IdentityError> {
         every_account(caller, "undelete")?;
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         once(
             store,
             &request_scope(caller, "UndeleteAccount"),

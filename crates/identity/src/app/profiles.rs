@@ -8,7 +8,9 @@ use sea_orm::ConnectionTrait;
 
 use super::creations::Written;
 use super::events::origin;
-use super::{Identity, Seen, account_scope, emails, encode_kept, once, once_new, request_scope};
+use super::{
+    Identity, RequestId, Seen, account_scope, emails, encode_kept, once, once_new, request_scope,
+};
 use crate::domain::assignment::{ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
 use crate::domain::event;
@@ -17,8 +19,8 @@ use crate::domain::profile::{OwnedProfile, Profile, ProfileFields, ProfilePatch,
 use crate::domain::query::{MAX_PAGE_SIZE, ProfileQuery};
 use crate::domain::suggestions::Seeds;
 use crate::domain::username::Username;
-use crate::store::AtOnce;
 use crate::store::ProfileFilter;
+use crate::store::{AtOnce, Keep};
 
 /// What CreateProfile asks for.
 #[derive(Clone, Debug)]
@@ -67,12 +69,12 @@ impl Identity {
     pub async fn create_profile(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         new: NewProfile,
     ) -> Result<Profile, IdentityError> {
         let fields = ProfileFields::parse(new.fields.as_raw())?;
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         let scope = request_scope(caller, "CreateProfile");
         // The usual creation — not suspended, no roles, no welcome email — is one statement on
         // PostgreSQL, shared with concurrent creations of the account (see `creations`). What
@@ -92,9 +94,14 @@ impl Identity {
             );
             let creation = AtOnce {
                 events: vec![event::profile_created(&profile)],
-                kept: match request_id {
+                kept: match request_id.id() {
                     "" => None,
-                    id => Some((scope.clone(), id.to_owned(), encode_kept(&profile)?)),
+                    id => Some(Keep {
+                        scope: scope.clone(),
+                        request_id: id.to_owned(),
+                        digest: request_id.digest().to_vec(),
+                        answer: encode_kept(&profile)?,
+                    }),
                 },
                 profile,
                 username: fields.username.clone(),
@@ -246,13 +253,13 @@ impl Identity {
     pub async fn update_profile(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: ProfileId,
         expected: Option<i64>,
         patch: ProfilePatch,
     ) -> Result<Profile, IdentityError> {
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         let updated = once(
             store,
             &request_scope(caller, "UpdateProfile"),
@@ -315,7 +322,7 @@ impl Identity {
         }
         let store = &self.store;
         let origin = origin(caller, "");
-        once(store, "", "", Seen::Checked, async |txn| {
+        once(store, "", RequestId::NONE, Seen::Checked, async |txn| {
             let Some(current) = store
                 .lock_deleted_profile(
                     txn,
@@ -362,7 +369,7 @@ impl Identity {
     ) -> Result<Profile, IdentityError> {
         let store = &self.store;
         let origin = origin(caller, "");
-        once(store, "", "", Seen::Checked, async |txn| {
+        once(store, "", RequestId::NONE, Seen::Checked, async |txn| {
             let current = self.changeable_profile(txn, caller, id, expected).await?;
             let (fields, status) = patch.apply(&current)?;
             let updated = store.update_profile(txn, &current, &fields, status).await?;
@@ -390,12 +397,12 @@ impl Identity {
     pub async fn delete_profile(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: ProfileId,
         expected: Option<i64>,
     ) -> Result<Profile, IdentityError> {
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         once(
             store,
             &request_scope(caller, "DeleteProfile"),
@@ -429,12 +436,12 @@ impl Identity {
     pub async fn undelete_profile(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: ProfileId,
         expected: Option<i64>,
     ) -> Result<Undeleted, IdentityError> {
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         once(
             store,
             &request_scope(caller, "UndeleteProfile"),

@@ -16,7 +16,7 @@ use roster_runtime::Caller;
 use sha2::{Digest, Sha256};
 
 use super::events::origin;
-use super::{Identity, Seen, once, request_scope};
+use super::{Identity, RequestId, Seen, once, request_scope};
 use crate::domain::error::IdentityError;
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ScimTokenId};
@@ -63,7 +63,7 @@ impl Identity {
     pub async fn create_scim_token(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         new: NewScimToken,
     ) -> Result<CreatedScimToken, IdentityError> {
         if !caller.may_access(new.account_id.0) {
@@ -80,7 +80,7 @@ impl Identity {
             secret_prefix: secret.shown_prefix(),
         };
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         let mut created = None;
         let token = once(
             store,
@@ -126,7 +126,7 @@ impl Identity {
     pub async fn revoke_scim_token(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         account_id: AccountId,
         id: ScimTokenId,
     ) -> Result<ScimToken, IdentityError> {
@@ -134,7 +134,7 @@ impl Identity {
             return Err(IdentityError::NotFound("account"));
         }
         let store = &self.store;
-        let origin = origin(caller, request_id);
+        let origin = origin(caller, request_id.id());
         once(
             store,
             &request_scope(caller, "RevokeScimToken"),

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::credentials::Passwords;
 use super::events::origin;
-use super::{Seen, account_scope, once, request_scope};
+use super::{RequestId, Seen, account_scope, once, request_scope};
 use crate::domain::error::IdentityError;
 use crate::domain::event::{self, EventType};
 use crate::domain::ids::ProfileId;
@@ -247,7 +247,7 @@ impl Passwords {
     pub async fn clear_signin_throttle(
         &self,
         caller: &Caller,
-        request_id: &str,
+        request_id: RequestId<'_>,
         id: ProfileId,
     ) -> Result<ClearedThrottle, IdentityError> {
         let store = &self.store;
@@ -268,7 +268,7 @@ impl Passwords {
                 if unlocked {
                     let event = event::credential(&profile, EventType::SignInUnlocked);
                     store
-                        .append_events(txn, &origin(caller, request_id), vec![event])
+                        .append_events(txn, &origin(caller, request_id.id()), vec![event])
                         .await?;
                 }
                 Ok(ClearedThrottle {

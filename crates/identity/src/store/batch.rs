@@ -90,6 +90,9 @@ impl Store {
                     request_id: sea_orm::ActiveValue::Set(key.clone()),
                     response: sea_orm::ActiveValue::Set(response.clone()),
                     created_at: sea_orm::ActiveValue::Set(now),
+                    // A batch's records are keyed per row and batch by the caller, within
+                    // the account the call names; they keep no digest.
+                    request_digest: sea_orm::ActiveValue::NotSet,
                 });
             idempotency_key::Entity::insert_many(rows)
                 .on_conflict(OnConflict::new().do_nothing().to_owned())
@@ -128,7 +131,10 @@ impl Store {
         existed: bool,
     ) -> Result<bool, StoreError> {
         if !existed {
-            return self.keep_response(txn, scope, request_id, response).await;
+            // A batch's record keeps no digest: its items are keyed one by one.
+            return self
+                .keep_response(txn, scope, request_id, None, response)
+                .await;
         }
         let updated = idempotency_key::Entity::update_many()
             .col_expr(idempotency_key::Column::Response, Expr::value(response))

@@ -99,6 +99,9 @@ pub mod idempotency_key {
         pub request_id: String,
         pub response: Vec<u8>,
         pub created_at: DateTimeUtc,
+        /// A digest of the request answered (`None` for a batch's records and for rows kept
+        /// before digests were).
+        pub request_digest: Option<Vec<u8>>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

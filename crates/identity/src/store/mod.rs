@@ -20,7 +20,7 @@ mod signin;
 pub use accounts::Listed;
 pub use events::{EventFilter, Numbered};
 pub use migrations::Migrator;
-pub use profiles::{AtOnce, ProfileFilter};
+pub use profiles::{AtOnce, Keep, ProfileFilter};
 pub use scim_tokens::NewScimTokenRow;
 pub use signin::{LockSchedule, ThrottleState};
 
@@ -64,48 +64,64 @@ impl Store {
             .await?)
     }
 
-    /// The response stored for `(scope, request_id)`, if that request was answered before.
+    /// The answer kept for `(scope, request_id)`, if that request was answered before.
     pub async fn stored_response(
         &self,
         scope: &str,
         request_id: &str,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
+    ) -> Result<Option<KeptAnswer>, StoreError> {
         Ok(
             idempotency_key::Entity::find_by_id((scope.to_owned(), request_id.to_owned()))
                 .one(&self.db)
                 .await?
-                .map(|row| row.response),
+                .map(|row| KeptAnswer {
+                    response: row.response,
+                    digest: row.request_digest,
+                }),
         )
     }
 
-    /// Keeps `response` as the answer to `(scope, request_id)` in `txn`; false when a
-    /// concurrent twin's answer was kept first (the caller rolls back and answers with it).
+    /// Keeps `response` as the answer to `(scope, request_id)`, the request whose digest is
+    /// `digest` (none for a batch's record), in `txn`; false when a concurrent twin's answer
+    /// was kept first (the caller rolls back and answers with it).
     pub async fn keep_response(
         &self,
         txn: &DatabaseTransaction,
         scope: &str,
         request_id: &str,
+        digest: Option<&[u8]>,
         response: Vec<u8>,
     ) -> Result<bool, StoreError> {
-        let inserted = idempotency_key::Entity::insert(kept_row(scope, request_id, response))
-            .on_conflict(
-                OnConflict::columns([
-                    idempotency_key::Column::Scope,
-                    idempotency_key::Column::RequestId,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .exec_without_returning(txn)
-            .await?;
+        let inserted =
+            idempotency_key::Entity::insert(kept_row(scope, request_id, digest, response))
+                .on_conflict(
+                    OnConflict::columns([
+                        idempotency_key::Column::Scope,
+                        idempotency_key::Column::RequestId,
+                    ])
+                    .do_nothing()
+                    .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
         Ok(inserted == 1)
     }
 }
 
-/// The row that keeps `response` as the answer to `(scope, request_id)`.
+/// An answer kept for a request id, and the digest of the request it answered (`None` when it
+/// was kept before digests were).
+#[derive(Clone, Debug)]
+pub struct KeptAnswer {
+    pub response: Vec<u8>,
+    pub digest: Option<Vec<u8>>,
+}
+
+/// The row that keeps `response` as the answer to `(scope, request_id)`, the request whose
+/// digest is `digest`.
 pub(super) fn kept_row(
     scope: &str,
     request_id: &str,
+    digest: Option<&[u8]>,
     response: Vec<u8>,
 ) -> idempotency_key::ActiveModel {
     idempotency_key::ActiveModel {
@@ -113,6 +129,7 @@ pub(super) fn kept_row(
         request_id: Set(request_id.to_owned()),
         response: Set(response),
         created_at: Set(now()),
+        request_digest: Set(digest.map(<[u8]>::to_vec)),
     }
 }
 

@@ -31,8 +31,18 @@ pub struct AtOnce {
     pub username: Username,
     pub origin: Origin,
     pub events: Vec<NewEvent>,
-    /// The request's kept answer (scope, request id, answer), when it has a request id.
-    pub kept: Option<(String, String, Vec<u8>)>,
+    /// The request's kept answer, when it has a request id.
+    pub kept: Option<Keep>,
+}
+
+/// An answer to keep for a request id, with the scope it is kept in and the digest of the
+/// request it answers.
+#[derive(Clone, Debug)]
+pub struct Keep {
+    pub scope: String,
+    pub request_id: String,
+    pub digest: Vec<u8>,
+    pub answer: Vec<u8>,
 }
 
 /// How a deleted profile's status is stored.
@@ -354,7 +364,14 @@ impl Store {
         let kept: Vec<_> = creations
             .iter()
             .filter_map(|new| new.kept.as_ref())
-            .map(|(scope, request_id, answer)| kept_row(scope, request_id, answer.clone()))
+            .map(|keep| {
+                kept_row(
+                    &keep.scope,
+                    &keep.request_id,
+                    Some(&keep.digest),
+                    keep.answer.clone(),
+                )
+            })
             .collect();
         if !kept.is_empty() {
             parts.push(format!(

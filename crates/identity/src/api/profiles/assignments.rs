@@ -13,7 +13,7 @@ use crate::domain::ids::ProfileId;
 
 /// A request of a call that changes a profile's roles or extensions: each carries a request
 /// id, the profile's id and an optional etag.
-trait ChangeRequest {
+trait ChangeRequest: prost::Message {
     fn request_id(&self) -> &str;
     fn profile_id(&self) -> &str;
     fn etag(&self) -> &str;
@@ -63,7 +63,7 @@ fn call<'a, T: ChangeRequest>(
 ) -> ProfileChange<'a> {
     ProfileChange {
         caller,
-        request_id: request.request_id(),
+        request_id: crate::api::request_key(request, request.request_id()),
         id,
         expected,
     }

@@ -28,6 +28,7 @@ pub(super) async fn create(
     let account_id = parse_id("account_id", &request.account_id)?;
     caller.require_account(account_id)?;
     check_request_id("request_id", &request.request_id)?;
+    let request_id = crate::api::request_key(&request, &request.request_id);
     let new = NewProfile {
         account_id: AccountId(account_id),
         fields: OwnedProfile {
@@ -47,7 +48,7 @@ pub(super) async fn create(
         roles: Vec::new(),
     };
     profile_answer(
-        app.create_profile(&caller, &request.request_id, new).await,
+        app.create_profile(&caller, request_id, new).await,
         |profile| pb::CreateProfileResponse { profile },
     )
 }
@@ -113,6 +114,7 @@ pub(super) async fn update(
     let caller = caller(&request)?;
     let request = request.into_inner();
     check_request_id("request_id", &request.request_id)?;
+    let request_id = crate::api::request_key(&request, &request.request_id);
     let changes = request
         .profile
         .ok_or_else(|| ApiError::invalid("profile", "is required"))?;
@@ -153,7 +155,7 @@ pub(super) async fn update(
         status,
     };
     profile_answer(
-        app.update_profile(&caller, &request.request_id, ProfileId(id), expected, patch)
+        app.update_profile(&caller, request_id, ProfileId(id), expected, patch)
             .await,
         |profile| pb::UpdateProfileResponse { profile },
     )
@@ -166,10 +168,11 @@ pub(super) async fn delete(
     let caller = caller(&request)?;
     let request = request.into_inner();
     check_request_id("request_id", &request.request_id)?;
+    let request_id = crate::api::request_key(&request, &request.request_id);
     let id = parse_id("id", &request.id)?;
     let expected = parse_etag("etag", &request.etag)?;
     profile_answer(
-        app.delete_profile(&caller, &request.request_id, ProfileId(id), expected)
+        app.delete_profile(&caller, request_id, ProfileId(id), expected)
             .await,
         |profile| pb::DeleteProfileResponse { profile },
     )
@@ -182,10 +185,11 @@ pub(super) async fn undelete(
     let caller = caller(&request)?;
     let request = request.into_inner();
     check_request_id("request_id", &request.request_id)?;
+    let request_id = crate::api::request_key(&request, &request.request_id);
     let id = parse_id("id", &request.id)?;
     let expected = parse_etag("etag", &request.etag)?;
     let undeleted = app
-        .undelete_profile(&caller, &request.request_id, ProfileId(id), expected)
+        .undelete_profile(&caller, request_id, ProfileId(id), expected)
         .await
         .map_err(api_error)?;
     Ok(Response::new(pb::UndeleteProfileResponse {

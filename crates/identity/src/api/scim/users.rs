@@ -15,6 +15,7 @@ use super::user::{EMAIL_TYPE, ENTERPRISE_SCHEMA, ROSTER_SCHEMA, USER_SCHEMA, Use
 use super::{
     Scim, ScimCaller, if_match, json_body, list_response, patch_operations, respond, version,
 };
+use crate::app::RequestId;
 use crate::app::profiles::NewProfile;
 use crate::domain::error::{IdentityError, Refusal};
 use crate::domain::ids::ProfileId;
@@ -126,7 +127,7 @@ pub async fn create(
     };
     let profile = match scim
         .identity
-        .create_profile(&who.caller, "", new.clone())
+        .create_profile(&who.caller, RequestId::NONE, new.clone())
         .await
     {
         Ok(profile) => profile,
@@ -305,7 +306,7 @@ pub async fn delete(
     let expected = if_match(&headers)?;
     live_profile(&scim, &who, id).await?;
     scim.identity
-        .delete_profile(&who.caller, "", id, expected)
+        .delete_profile(&who.caller, RequestId::NONE, id, expected)
         .await?;
     Ok(respond_empty())
 }

@@ -9,6 +9,7 @@ mod external_id;
 mod kept_answers_lz4;
 mod kept_extensions;
 mod partial_profile_indexes;
+mod request_digest;
 mod retention;
 mod scim_tokens;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(event_numbers::NumberEventsApart),
             Box::new(kept_answers_lz4::CompressKeptAnswersWithLz4),
             Box::new(partial_profile_indexes::PartialProfileIndexes),
+            Box::new(request_digest::AddRequestDigest),
         ]
     }
 }
