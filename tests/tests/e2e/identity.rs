@@ -567,11 +567,18 @@ async fn batch_upsert_creates_updates_and_fails_items_alone(backend: Backend) {
         "77 is held in another account, 42 by nobody"
     );
     assert!(got.profiles.is_empty() && got.missing_ids.is_empty());
-    let refused = holders(&["12", "12a"]).await.unwrap_err();
+    let spaced = holders(&[" 0042 "]).await.unwrap();
+    assert_eq!(
+        spaced.extension_holders[0].number, "0042",
+        "the number as identity reads it"
+    );
+    let refused = holders(&["12", "12a", "13", "x"]).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
     assert!(
-        refused.message().contains("extension_numbers[1]"),
-        "{refused:?}"
+        refused.message().contains("extension_numbers[1]")
+            && refused.message().contains("extension_numbers[3]")
+            && !refused.message().contains("extension_numbers[2]"),
+        "every bad number is named: {refused:?}"
     );
     let refused = holders(&[]).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");

@@ -3,6 +3,7 @@
 
 use roster_proto::identity::v1 as pb;
 use roster_runtime::ApiError;
+use roster_runtime::error::FieldViolation;
 use roster_runtime::request::{check_batch, check_request_id, parse_id};
 use tonic::{Request, Response};
 use uuid::Uuid;
@@ -42,16 +43,21 @@ pub(super) async fn get(
             MAX_BATCH,
         )?;
     }
-    let numbers = request
-        .extension_numbers
-        .iter()
-        .enumerate()
-        .map(|(index, number)| {
-            ExtensionNumber::parse(number).map_err(|message| {
-                ApiError::invalid(format!("extension_numbers[{index}]"), message)
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    // Every bad number is named, not only the first.
+    let mut numbers = Vec::with_capacity(request.extension_numbers.len());
+    let mut violations = Vec::new();
+    for (index, number) in request.extension_numbers.iter().enumerate() {
+        match ExtensionNumber::parse(number) {
+            Ok(number) => numbers.push(number),
+            Err(message) => violations.push(FieldViolation::new(
+                format!("extension_numbers[{index}]"),
+                message,
+            )),
+        }
+    }
+    if !violations.is_empty() {
+        return Err(ApiError::invalid_fields(violations).into());
+    }
     let ids: Vec<ProfileId> = request
         .ids
         .iter()
