@@ -508,4 +508,120 @@ async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backen
     );
 }
 
-both_backends!(rows_that_collide_in_the_file_are_errors_in_the_preview);
+/// Whether a row may take a number its holder's row frees above depends on whether that row
+/// applies, which the same check may deny it for a number of its own: the preview decides from
+/// the top of the file down, whatever order the numbers sort in, so that what it lets through
+/// applies. A chain (Pia takes Rex's number, which this file does not free; a new row takes
+/// Pia's) and a swap (Quy and Sam take each other's numbers) are errors all along.
+async fn a_row_that_waits_for_a_freed_number_fails_in_the_preview_when_the_freeing_row_does(
+    backend: Backend,
+) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let mut holders = Vec::new();
+    for (first, number) in [
+        ("Pia", "100"),
+        ("Rex", "300"),
+        ("Quy", "200"),
+        ("Sam", "210"),
+    ] {
+        let profile = create_profile(&suite, &account, first).await;
+        assign_extension(&suite, &profile.id, number, id::ExtensionKind::Physical).await;
+        holders.push(profile);
+    }
+    let (pia, quy, sam) = (&holders[0], &holders[2], &holders[3]);
+    let imports = suite.import_client().await;
+    let file = format!(
+        "Internal ID,First Name,Last Name,Email Address,Username,Extensions\r\n\
+         {pia},Pia,Original,pia@example.com,,300\r\n\
+         ,Una,New,una@example.com,,100\r\n\
+         {quy},Quy,Original,quy@example.com,,210\r\n\
+         {sam},Sam,Original,sam@example.com,,200\r\n\
+         ,Val,New,val@example.com,,999\r\n",
+        pia = pia.id,
+        quy = quy.id,
+        sam = sam.id,
+    );
+    let validated = imports
+        .validated_csv(&account, file.into_bytes(), WAIT)
+        .await;
+    let rows = imports
+        .all_rows(&validated.id, pb::ImportRowFilter::All)
+        .await;
+    let messages = |row_number: i64| -> Vec<String> {
+        by_row(&rows, row_number)
+            .errors
+            .iter()
+            .map(|error| format!("{} {} {}", error.column, error.reason, error.message))
+            .collect()
+    };
+    assert_eq!(
+        messages(2),
+        [
+            "Extensions EXTENSION_TAKEN extension 300 is held by another profile \
+          (rex@example.com), which this file does not change; free it there first or give this \
+          row another number"
+        ]
+    );
+    assert_eq!(
+        messages(3),
+        [
+            "Extensions EXTENSION_TAKEN extension 100 is held by another profile \
+          (pia@example.com), whose row 2 would free it but has errors"
+        ],
+        "row 3 waits for row 2, which does not apply"
+    );
+    assert_eq!(
+        messages(4),
+        [
+            "Extensions EXTENSION_TAKEN extension 210 is held by another profile \
+          (sam@example.com), whose row 5 frees it only below this row; rows apply in file \
+          order, so move this row below row 5"
+        ]
+    );
+    assert_eq!(
+        messages(5),
+        [
+            "Extensions EXTENSION_TAKEN extension 200 is held by another profile \
+          (quy@example.com), whose row 4 would free it but has errors"
+        ],
+        "row 5 waits for row 4, which does not apply"
+    );
+    assert_eq!(by_row(&rows, 6).action, pb::ImportRowAction::Create as i32);
+    assert_eq!(
+        (validated.create_count, validated.error_count),
+        (1, 4),
+        "{validated:?}"
+    );
+
+    imports.submit(&validated.id, false).await;
+    let done = imports
+        .wait_for_state(
+            &validated.id,
+            &[
+                pb::ImportState::Completed,
+                pb::ImportState::CompletedWithErrors,
+            ],
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        (done.applied_count, done.failed_count),
+        (1, 0),
+        "what the preview let through applies, and nothing else was tried: {done:?}"
+    );
+    let after = suite.identity_client().await.all_profiles(&account).await;
+    let held = |first: &str| extensions(after.iter().find(|p| p.first_name == first).expect(first));
+    let physical = |number: &str| vec![(number.to_owned(), id::ExtensionKind::Physical as i32)];
+    assert_eq!(held("Pia"), physical("100"));
+    assert_eq!(held("Quy"), physical("200"));
+    assert_eq!(held("Sam"), physical("210"));
+    assert_eq!(held("Val"), physical("999"));
+}
+
+both_backends!(
+    rows_that_collide_in_the_file_are_errors_in_the_preview,
+    a_row_that_waits_for_a_freed_number_fails_in_the_preview_when_the_freeing_row_does
+);

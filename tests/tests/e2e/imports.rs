@@ -957,8 +957,74 @@ async fn a_window_written_before_a_crash_is_answered_from_what_identity_kept(bac
     }
 }
 
+/// The checks after staging (repeats, look-alikes, numbers held) add a row's errors only while
+/// their replica holds the import's lease, in the transaction that renews it: a replica whose
+/// lease was taken over adds nothing to what the new holder staged.
+async fn a_row_error_is_added_only_under_the_lease(backend: Backend) {
+    use roster_bulk_import::domain::import::ImportId;
+    use roster_bulk_import::domain::rows::RowError;
+    use roster_bulk_import::domain::state::RowAction;
+    use roster_bulk_import::store::Store;
+    use roster_bulk_import::store::entities::lease;
+    use sea_orm::ActiveValue::Set;
+
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let imports = suite.import_client().await;
+    let validated = imports
+        .validated_csv(&account, people_csv("lease", 2), WAIT)
+        .await;
+    let id = ImportId(uuid::Uuid::parse_str(&validated.id).unwrap());
+    let db = Database::connect(&suite.imports.database.url)
+        .await
+        .unwrap();
+    // A validated import has no lease left: give it one, held by replica B.
+    lease::Entity::insert(lease::ActiveModel {
+        import_id: Set(id.0),
+        owner: Set(None),
+        expires_at: Set(0),
+        heartbeat_at: Set(0),
+        claims: Set(0),
+    })
+    .exec(&db)
+    .await
+    .unwrap();
+    let store = Store::new(db);
+    assert!(store.try_claim(id, "replica-b", 60_000).await.unwrap());
+    let first = store.rows(id, None, 0, 10).await.unwrap()[0].clone();
+    assert_eq!(first.action, RowAction::Create);
+    let error = |message: &str| RowError {
+        column: "Extensions".into(),
+        reason: "EXTENSION_TAKEN".into(),
+        message: message.into(),
+    };
+
+    let added = store
+        .add_row_error(id, "replica-a", 60_000, first.row_number, error("from A"))
+        .await
+        .unwrap();
+    assert!(!added, "replica A's lease was taken over");
+    let row = store.rows(id, None, 0, 10).await.unwrap()[0].clone();
+    assert_eq!((row.action, row.errors.len()), (RowAction::Create, 0));
+
+    for message in ["from B", "again from B"] {
+        let added = store
+            .add_row_error(id, "replica-b", 60_000, first.row_number, error(message))
+            .await
+            .unwrap();
+        assert!(added);
+    }
+    let row = store.rows(id, None, 0, 10).await.unwrap()[0].clone();
+    assert_eq!(row.action, RowAction::Error);
+    assert_eq!(row.errors, [error("from B"), error("again from B")]);
+    assert!(row.changes.is_empty());
+}
+
 both_backends!(
     a_refused_username_in_a_row_offers_free_ones,
     an_upgraded_import_keeps_its_outcomes,
-    a_window_written_before_a_crash_is_answered_from_what_identity_kept
+    a_window_written_before_a_crash_is_answered_from_what_identity_kept,
+    a_row_error_is_added_only_under_the_lease
 );

@@ -549,9 +549,13 @@ async fn mark_confusables(job: &Job) -> Result<(), JobError> {
 /// as identity would refuse them at apply — unless that profile's row in the file frees the
 /// number above them (rows apply in file order) and is no error itself. A holder's row that
 /// keeps the number was dealt with as a repeat (see [`mark_repeats`]).
+///
+/// Decided from the top of the file down: whether a row frees its number depends on whether
+/// it is an error, which this check may make it for a number of its own — always above the
+/// rows that wait for it, so each is decided before they are.
 async fn mark_taken(job: &Job) -> Result<(), JobError> {
     let store = &job.context.store;
-    let mut after: Option<(String, i64)> = None;
+    let mut after: Option<(i64, String)> = None;
     loop {
         job.check()?;
         let page = store
@@ -560,7 +564,7 @@ async fn mark_taken(job: &Job) -> Result<(), JobError> {
         let Some((number, row_number, ..)) = page.last() else {
             return Ok(());
         };
-        after = Some((number.clone(), *row_number));
+        after = Some((*row_number, number.clone()));
         for (number, row_number, holder, username) in page {
             let named = match username.as_str() {
                 "" => "another profile".to_owned(),
@@ -616,7 +620,7 @@ async fn add_error(
     add_row_error(job, row_number, header, reason, message).await
 }
 
-/// Makes a row an error, adding this one to those it has.
+/// Makes a row an error, adding this one to those it has, while this replica holds the lease.
 async fn add_row_error(
     job: &Job,
     row_number: i64,
@@ -624,18 +628,25 @@ async fn add_row_error(
     reason: &str,
     message: String,
 ) -> Result<(), JobError> {
-    let store = &job.context.store;
-    let Some(row) = store.row(job.import_id, row_number).await? else {
-        return Ok(());
-    };
-    let mut errors = row.errors;
-    errors.push(RowError {
+    let error = RowError {
         column: header.to_owned(),
         reason: reason.to_owned(),
         message,
-    });
-    store
-        .set_row_errors(job.import_id, row_number, &errors)
+    };
+    let context = &job.context;
+    let held = context
+        .store
+        .add_row_error(
+            job.import_id,
+            &context.owner,
+            context.config.lease_ms(),
+            row_number,
+            error,
+        )
         .await?;
-    Ok(())
+    if held {
+        Ok(())
+    } else {
+        Err(JobError::LeaseLost)
+    }
 }

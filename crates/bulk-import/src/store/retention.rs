@@ -149,9 +149,8 @@ impl Store {
     }
 
     /// Deletes up to `limit` file pieces, up to `limit` staged rows, up to `limit` row
-    /// outcomes and the claims of up to `limit` rows (a validation cut off by a cancel leaves
-    /// them) of the retired import `import_id` (four statements); returns how many of each it
-    /// deleted.
+    /// outcomes and up to `limit` claims (a validation cut off by a cancel leaves them) of the
+    /// retired import `import_id` (four statements); returns how many of each it deleted.
     pub async fn purge_import_data(
         &self,
         import_id: ImportId,
@@ -181,13 +180,7 @@ impl Store {
                 id,
                 limit,
             ),
-            first_of_import(
-                claim::Entity,
-                claim::Column::ImportId,
-                claim::Column::RowNumber,
-                id,
-                limit,
-            ),
+            first_claims_of_import(id, limit),
         ]) {
             *count = self.db.execute(&statement).await?.rows_affected();
         }
@@ -251,6 +244,31 @@ fn first_of_import<E: EntityTrait>(
                     .from(table)
                     .and_where(Expr::col(import).eq(id))
                     .order_by(key, sea_orm::Order::Asc)
+                    .limit(limit)
+                    .to_owned(),
+            ),
+        )
+        .to_owned()
+}
+
+/// The DELETE of the first `limit` claims of import `id` in the order of their primary key, so
+/// that each statement reads only what it deletes (their row numbers come last in the key).
+fn first_claims_of_import(id: Uuid, limit: u64) -> DeleteStatement {
+    let key = [
+        claim::Column::Kind,
+        claim::Column::Value,
+        claim::Column::RowNumber,
+    ];
+    Query::delete()
+        .from_table(claim::Entity)
+        .and_where(Expr::col(claim::Column::ImportId).eq(id))
+        .and_where(
+            Expr::tuple(key.map(Expr::col)).in_subquery(
+                Query::select()
+                    .columns(key)
+                    .from(claim::Entity)
+                    .and_where(Expr::col(claim::Column::ImportId).eq(id))
+                    .order_by_columns(key.map(|column| (column, sea_orm::Order::Asc)))
                     .limit(limit)
                     .to_owned(),
             ),

@@ -7,16 +7,14 @@ use sea_orm::{
     Statement, TransactionTrait,
 };
 
-use super::convert::{self, json, planned_row, repeated_column, row_claims};
-use super::entities::{claim, import, outcome, row};
+use super::convert::{json, planned_row, repeated_column, row_claims};
+use super::entities::{claim, import, row};
 use super::leases::renew;
 use super::{
     Store, StoreError, change_import, delete_chunks, delete_claims, delete_lease, delete_rows,
-    now_millis, placeholder, rows_with_outcomes, touch_import,
+    now_millis, placeholder, touch_import,
 };
-use crate::domain::import::{
-    ActionCounts, Claimed, ImportId, ReadFormat, RepeatedValue, StagedRow,
-};
+use crate::domain::import::{ActionCounts, Claimed, ImportId, ReadFormat, RepeatedValue};
 use crate::domain::rows::{PlannedRow, RowError};
 use crate::domain::state::{ImportState, RowAction};
 
@@ -141,12 +139,13 @@ impl Store {
     }
 
     /// A page of the extension numbers that rows give while another profile holds them, in
-    /// order of number and row, after `after`: the number, the row, and the holder's id and
-    /// username.
+    /// order of row and number, after `after` (a row and a number): the number, the row, and
+    /// the holder's id and username. Read through the partial index `import_claims_taken`,
+    /// each page from where the last one ended.
     pub async fn taken_numbers(
         &self,
         import_id: ImportId,
-        after: Option<(String, i64)>,
+        after: Option<(i64, String)>,
         limit: u64,
     ) -> Result<Vec<(String, i64, String, String)>, StoreError> {
         let mut query = claim::Entity::find()
@@ -158,19 +157,22 @@ impl Store {
             .filter(claim::Column::ImportId.eq(import_id.0))
             .filter(claim::Column::Kind.eq(Claimed::Extension.code()))
             .filter(claim::Column::HolderId.is_not_null())
-            .order_by_asc(claim::Column::Value)
             .order_by_asc(claim::Column::RowNumber)
+            .order_by_asc(claim::Column::Value)
             .limit(limit);
-        if let Some((value, row_number)) = after {
-            query = query.filter(
-                Condition::any()
-                    .add(claim::Column::Value.gt(value.clone()))
-                    .add(
-                        Condition::all()
-                            .add(claim::Column::Value.eq(value))
-                            .add(claim::Column::RowNumber.gt(row_number)),
-                    ),
-            );
+        if let Some((row_number, value)) = after {
+            query = query
+                // The range the index is read from; the condition below is the exact one.
+                .filter(claim::Column::RowNumber.gte(row_number))
+                .filter(
+                    Condition::any()
+                        .add(claim::Column::RowNumber.gt(row_number))
+                        .add(
+                            Condition::all()
+                                .add(claim::Column::RowNumber.eq(row_number))
+                                .add(claim::Column::Value.gt(value)),
+                        ),
+                );
         }
         let page: Vec<(String, i64, Option<String>, Option<String>)> =
             query.into_tuple().all(&self.db).await?;
@@ -294,37 +296,44 @@ impl Store {
             .await?)
     }
 
-    pub async fn row(
+    /// Makes a row an error, adding `error` to those it has (the checks after staging), while
+    /// `owner` holds the import's lease: one transaction, so that a replica whose lease was
+    /// taken over cannot add errors to what the new holder staged, nor lose one it added. False
+    /// when the lease was lost; a row that is not there is left so.
+    pub async fn add_row_error(
         &self,
         import_id: ImportId,
+        owner: &str,
+        ttl_ms: i64,
         row_number: i64,
-    ) -> Result<Option<StagedRow>, StoreError> {
-        let select = rows_with_outcomes()
+        error: RowError,
+    ) -> Result<bool, StoreError> {
+        let txn = self.db.begin().await?;
+        if !renew(&txn, import_id, owner, ttl_ms).await? {
+            return Ok(false);
+        }
+        let errors: Option<String> = row::Entity::find()
+            .select_only()
+            .column(row::Column::Errors)
             .filter(row::Column::ImportId.eq(import_id.0))
             .filter(row::Column::RowNumber.eq(row_number))
-            .select_also(outcome::Entity);
-        Ok(select
-            .one(&self.db)
-            .await?
-            .map(|(row, outcome)| convert::staged_row(row, outcome)))
-    }
-
-    /// Makes a row an error with these errors (after the duplicate checks).
-    pub async fn set_row_errors(
-        &self,
-        import_id: ImportId,
-        row_number: i64,
-        errors: &[RowError],
-    ) -> Result<(), StoreError> {
-        row::Entity::update_many()
-            .col_expr(row::Column::Action, Expr::value(RowAction::Error.code()))
-            .col_expr(row::Column::Errors, Expr::value(json(errors)))
-            .col_expr(row::Column::Changes, Expr::value("[]"))
-            .filter(row::Column::ImportId.eq(import_id.0))
-            .filter(row::Column::RowNumber.eq(row_number))
-            .exec(&self.db)
+            .into_tuple()
+            .one(&txn)
             .await?;
-        Ok(())
+        if let Some(errors) = errors {
+            let mut errors: Vec<RowError> = serde_json::from_str(&errors).unwrap_or_default();
+            errors.push(error);
+            row::Entity::update_many()
+                .col_expr(row::Column::Action, Expr::value(RowAction::Error.code()))
+                .col_expr(row::Column::Errors, Expr::value(json(&errors)))
+                .col_expr(row::Column::Changes, Expr::value("[]"))
+                .filter(row::Column::ImportId.eq(import_id.0))
+                .filter(row::Column::RowNumber.eq(row_number))
+                .exec(&txn)
+                .await?;
+        }
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Ends validation: VALIDATED with the counts and an expiry, or INVALID with a message;
