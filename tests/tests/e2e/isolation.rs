@@ -780,7 +780,62 @@ async fn a_request_id_answers_only_the_request_it_was_sent_with(backend: Backend
     assert_eq!(admin.profile(&ann.id).await.first_name, "Ann");
 }
 
+/// CreateImport's request ids are kept as `<key name>:<account>:<request id>`, and a key's
+/// name and a request id may both hold ':'. Key `imp:<A>` of account B and key `imp` of account
+/// A can so make up the same string: the import it finds is answered only to the key that
+/// created it, in the account it names — never B's import to A's key.
+async fn a_request_id_cannot_reach_an_import_another_key_created(backend: Backend) {
+    use roster_proto::imports::v1 as im;
+    let Some(suite) = roster_tests::ImportSuite::start_with(backend, |_| {}, Vec::new()).await
+    else {
+        return;
+    };
+    let identity = Identity::new(suite.identity.channel().await, ADMIN_KEY);
+    let a = identity.account("A").await.id;
+    let b = identity.account("B").await.id;
+    let plain = "imp".to_owned();
+    let joined = format!("imp:{a}");
+    let imports = suite
+        .imports
+        .restart_with_keys(vec![
+            TestKey::limited(&plain, &["imports"], &[a.parse().unwrap()]),
+            TestKey::limited(&joined, &["imports"], &[b.parse().unwrap()]),
+        ])
+        .await;
+    let create = |account: &str, request_id: String| im::CreateImportRequest {
+        request_id,
+        account_id: account.to_owned(),
+        file_name: "people.csv".into(),
+        content: roster_tests::imports::people_csv("colon", 2),
+        encoding: String::new(),
+    };
+    let as_joined = Imports::new(imports.channel().await, &joined);
+    let b_import = as_joined
+        .create_import(create(&b, "R".into()))
+        .await
+        .unwrap()
+        .import
+        .unwrap();
+    let as_plain = Imports::new(imports.channel().await, &plain);
+    let refused = as_plain
+        .create_import(create(&a, format!("{b}:R")))
+        .await
+        .map(|created| created.import)
+        .expect_err("B's import answered to A's key");
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("request_id"), "{refused:?}");
+    // The creator's repeat still finds its import.
+    let again = as_joined
+        .create_import(create(&b, "R".into()))
+        .await
+        .unwrap()
+        .import
+        .unwrap();
+    assert_eq!(again.id, b_import.id);
+}
+
 both_backends!(
+    a_request_id_cannot_reach_an_import_another_key_created,
     a_key_for_one_account_cannot_reach_another_accounts_imports,
     a_key_for_one_account_cannot_reach_another_accounts_notifications,
     a_narrowed_key_is_not_replayed_what_it_may_no_longer_see,

@@ -35,6 +35,7 @@ impl From<ImportError> for ApiError {
                 message: error.to_string(),
                 subject: "account".into(),
             },
+            ImportError::RequestIdReused => ApiError::invalid("request_id", error.to_string()),
             ImportError::Store(error) => ApiError::internal(error),
         }
     }

@@ -32,6 +32,11 @@ pub enum ImportError {
         "the account is deleted: nothing is imported into it until UndeleteAccount brings it back"
     )]
     AccountDeleted,
+    /// The request id named an import that another caller or another account's request
+    /// created (a caller key's name and a request id may hold the separator of the key they
+    /// make up): it answers that import to nobody else.
+    #[error("was sent before with a different request; send a new request_id")]
+    RequestIdReused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }

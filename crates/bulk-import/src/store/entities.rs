@@ -27,7 +27,7 @@ pub mod import {
         pub applied_count: i64,
         pub failed_count: i64,
         pub error_message: String,
-        /// `<caller>:<request_id>` of the creating request, unique.
+        /// `<caller>:<account id>:<request_id>` of the creating request, unique.
         pub request_key: Option<String>,
         pub submit_request_id: Option<String>,
         pub cancel_request_id: Option<String>,
