@@ -690,6 +690,7 @@ async fn a_request_id_answers_only_the_request_it_was_sent_with(backend: Backend
         .restart_with_keys(vec![TestKey::limited(KEY_A, &scopes, &ids)])
         .await;
     let as_key = Identity::new(server.channel().await, KEY_A);
+    let admin = as_key.with_key(ADMIN_KEY);
     let create = |account: &pb::Account, email: &str| pb::CreateProfileRequest {
         account_id: account.id.clone(),
         first_name: "First".into(),
@@ -738,6 +739,16 @@ async fn a_request_id_answers_only_the_request_it_was_sent_with(backend: Backend
         renamed
     );
     assert_eq!(as_key.update_profile(update("Ann")).await.unwrap(), updated);
+    // A client retrying a read-modify-write sends what it reads anew: the new etag, times, the
+    // fields outside the mask as they are now. Still the same request.
+    let reread = pb::UpdateProfileRequest {
+        profile: Some(pb::Profile {
+            first_name: "Ann".into(),
+            ..admin.profile(&ann.id).await
+        }),
+        ..update("Ann")
+    };
+    assert_eq!(as_key.update_profile(reread).await.unwrap(), updated);
 
     // The same ids with other requests, by the key of both accounts.
     let other_account = as_key

@@ -278,6 +278,78 @@ async fn a_repeated_request_id_creates_nothing_twice() {
     assert_eq!(ids(&all, "accounts").len(), 1);
 }
 
+/// `profiles update` and `policy set` read the resource, then send it with the etag they read:
+/// repeated with its request id after the first run went through (what the CLI advises when an
+/// answer was lost), the repeat reads the changed resource and a new etag, and is still the
+/// same request — answered the first answer, nothing done twice. The same id with another
+/// change is refused, naming request_id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_modify_write_repeated_with_its_request_id_is_answered_its_first_answer() {
+    let operator = Operator::identity().await;
+    let account = operator.account("Retry Ltd").await;
+    let profile = operator
+        .profile(&account, "Ada", "Lovelace", "ada@retry.example")
+        .await;
+    let id = profile["id"].as_str().expect("id").to_owned();
+    let update = |job: &str| {
+        [
+            "--json",
+            "profiles",
+            "update",
+            &id,
+            "--set",
+            &format!("job_title={job}"),
+            "--request-id",
+            "op-update-1",
+        ]
+        .map(str::to_owned)
+    };
+    let run = |args: [String; 8]| {
+        let operator = &operator;
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            operator.run(&args).await
+        }
+    };
+    let updated = run(update("Countess")).await.ok().json();
+    let again = run(update("Countess")).await.ok().json();
+    assert_eq!(
+        updated, again,
+        "the first answer, the etag it gave included"
+    );
+    let other = run(update("Analyst")).await.failed();
+    assert!(
+        other.stderr.contains("INVALID_ARGUMENT") && other.stderr.contains("request_id"),
+        "{}",
+        other.stderr
+    );
+
+    let policy = [
+        "--json",
+        "accounts",
+        "policy",
+        "set",
+        &account,
+        "--min-length",
+        "14",
+        "--request-id",
+        "op-policy-1",
+    ];
+    let first = operator.run(&policy).await.ok().json();
+    let again = operator.run(&policy).await.ok().json();
+    assert_eq!(first, again);
+    let shown = operator
+        .run(&["--json", "profiles", "get", &id])
+        .await
+        .ok()
+        .json();
+    assert_eq!(shown["profile"]["job_title"], "Countess");
+    assert_eq!(
+        shown["profile"]["etag"], updated["profile"]["etag"],
+        "nothing changed the profile after the first update"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scim_token_is_created_with_its_secret_shown_once_listed_and_revoked() {
     let operator = Operator::identity().await;

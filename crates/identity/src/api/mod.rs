@@ -6,6 +6,7 @@
 mod accounts;
 mod convert;
 mod credentials;
+mod digest;
 pub mod events;
 mod profiles;
 pub mod scim;
@@ -15,14 +16,15 @@ pub use credentials::CredentialApi;
 pub use events::EventApi;
 pub use profiles::ProfileApi;
 
-/// The request id `id` of `request`, with the digest of the whole request (its fields in their
-/// wire encoding), so that a repeat is answered only when it is the same request.
+/// The request id `id` of `request`, with the digest of what the server acts on in it (its
+/// [`digest::Canonical`] form, in its wire encoding), so that a repeat is answered only when it
+/// is the same request.
 pub(crate) fn request_key<'a>(
-    request: &impl prost::Message,
+    request: &impl digest::Canonical,
     id: &'a str,
 ) -> crate::app::RequestId<'a> {
     if id.is_empty() {
         return crate::app::RequestId::NONE;
     }
-    crate::app::RequestId::new(id, &request.encode_to_vec())
+    crate::app::RequestId::new(id, &prost::Message::encode_to_vec(&request.canonical()))
 }

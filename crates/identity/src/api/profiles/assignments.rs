@@ -13,7 +13,7 @@ use crate::domain::ids::ProfileId;
 
 /// A request of a call that changes a profile's roles or extensions: each carries a request
 /// id, the profile's id and an optional etag.
-trait ChangeRequest: prost::Message {
+trait ChangeRequest: crate::api::digest::Canonical {
     fn request_id(&self) -> &str;
     fn profile_id(&self) -> &str;
     fn etag(&self) -> &str;
