@@ -254,6 +254,15 @@ impl KeyRing {
             // A key's name scopes what the services keep per caller — the request ids they
             // replay answers for, the rate limit's bucket — so two keys of one name, say of two
             // accounts, would replay each other's answers and share one budget.
+            // The services join the name with what a caller sends (request ids, accounts) by
+            // ':' in the keys they keep per caller: a name holding one could make up another
+            // caller's key.
+            if entry.name.is_empty() || entry.name.contains(':') {
+                return Err(format!(
+                    "{at}: a key's name must be non-empty and hold no ':' (the services join it \
+                     with request ids by ':')"
+                ));
+            }
             if !names.insert(entry.name.clone()) {
                 return Err(format!(
                     "{at}: another key has the name {:?}; each key needs a name of its own \
@@ -584,6 +593,21 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.contains("sha256"), "{error}");
+    }
+
+    #[test]
+    fn a_name_holding_a_colon_or_nothing_is_refused() {
+        for name in ["crm:connector", ""] {
+            let entry = format!(
+                "[[keys]]\nname = \"{name}\"\nsha256 = \"{}\"\nscopes = [\"profiles\"]\naccounts = [\"*\"]\n",
+                hash_key_hex("key-a")
+            );
+            let error = KeyRing::parse(&entry).unwrap_err();
+            assert!(
+                error.contains("must be non-empty and hold no ':'"),
+                "{name:?}: {error}"
+            );
+        }
     }
 
     #[test]
