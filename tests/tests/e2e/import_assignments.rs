@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use roster_proto::identity::v1 as id;
 use roster_proto::imports::v1 as pb;
+use roster_tests::clients::Imports;
 use roster_tests::imports::parse_csv;
 use roster_tests::{Backend, ImportSuite, both_backends};
 
@@ -31,6 +32,21 @@ async fn assign_extension(
         .await
         .give_extension(profile_id, number, kind)
         .await;
+}
+
+/// Submits a validated import and waits until its apply ended, with or without failed rows.
+async fn applied(imports: &Imports, import_id: &str) -> pb::Import {
+    imports.submit(import_id, false).await;
+    imports
+        .wait_for_state(
+            import_id,
+            &[
+                pb::ImportState::Completed,
+                pb::ImportState::CompletedWithErrors,
+            ],
+            WAIT,
+        )
+        .await
 }
 
 fn by_row(rows: &[pb::ImportRow], row_number: i64) -> &pb::ImportRow {
@@ -279,17 +295,7 @@ async fn extension_numbers_freed_above_are_claimed_below_whatever_the_batches_in
         .validated_csv(&account, file.into_bytes(), WAIT)
         .await;
     assert_eq!(validated.update_count, 8, "{validated:?}");
-    imports.submit(&validated.id, false).await;
-    let done = imports
-        .wait_for_state(
-            &validated.id,
-            &[
-                pb::ImportState::Completed,
-                pb::ImportState::CompletedWithErrors,
-            ],
-            WAIT,
-        )
-        .await;
+    let done = applied(&imports, &validated.id).await;
     let rows = imports
         .all_rows(&validated.id, pb::ImportRowFilter::All)
         .await;
@@ -479,17 +485,7 @@ async fn rows_that_collide_in_the_file_are_errors_in_the_preview(backend: Backen
         "{validated:?}"
     );
 
-    imports.submit(&validated.id, false).await;
-    let done = imports
-        .wait_for_state(
-            &validated.id,
-            &[
-                pb::ImportState::Completed,
-                pb::ImportState::CompletedWithErrors,
-            ],
-            WAIT,
-        )
-        .await;
+    let done = applied(&imports, &validated.id).await;
     assert_eq!(
         (done.applied_count, done.failed_count),
         (4, 0),
@@ -596,17 +592,7 @@ async fn a_row_that_waits_for_a_freed_number_fails_in_the_preview_when_the_freei
         "{validated:?}"
     );
 
-    imports.submit(&validated.id, false).await;
-    let done = imports
-        .wait_for_state(
-            &validated.id,
-            &[
-                pb::ImportState::Completed,
-                pb::ImportState::CompletedWithErrors,
-            ],
-            WAIT,
-        )
-        .await;
+    let done = applied(&imports, &validated.id).await;
     assert_eq!(
         (done.applied_count, done.failed_count),
         (1, 0),
