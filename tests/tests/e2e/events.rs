@@ -330,8 +330,8 @@ async fn fifty_copies_of_a_create_write_one_profile_and_one_event(backend: Backe
 }
 
 /// Sixty-four creations at once — more than run a statement each, so most share statements —
-/// in two accounts and a deleted one, four of them claiming one username and two on one
-/// request id: each is answered as it would be alone, every profile has exactly one
+/// in two accounts and a deleted one, four of them claiming one username and one request sent
+/// twice on its request id: each is answered as it would be alone, every profile has exactly one
 /// `roster.profile.created` event, and nothing is written for the deleted account.
 async fn concurrent_creations_each_get_their_own_answer(backend: Backend) {
     let Some((_server, identity)) = start(backend, identity_settings(), Vec::new()).await else {
@@ -376,11 +376,16 @@ async fn concurrent_creations_each_get_their_own_answer(backend: Backend) {
                 _ if n % 3 == 0 => (String::new(), format!("own-{n}")),
                 _ => (String::new(), String::new()),
             };
+            // Twins are one request sent twice.
+            let (last_name, email) = match kind {
+                Kind::Twin => ("Twin".to_owned(), "twin@acme.example".to_owned()),
+                _ => (format!("Number {n}"), format!("ada{n}@acme.example")),
+            };
             let request = pb::CreateProfileRequest {
                 account_id: account,
                 first_name: "Ada".into(),
-                last_name: format!("Number {n}"),
-                email: format!("ada{n}@acme.example"),
+                last_name,
+                email,
                 username,
                 request_id,
                 ..Default::default()
