@@ -7,6 +7,7 @@
 //! fills from what it read; and output-only fields (times, canonical forms). What stays names
 //! the object, and the change asked of it.
 
+use prost::Message as _;
 use roster_proto::identity::v1 as pb;
 
 /// A request as its digest sees it.
@@ -14,6 +15,11 @@ pub(crate) trait Canonical: prost::Message + Sized {
     /// The request with what a retry may send differently, and the server does not act on,
     /// cleared.
     fn canonical(&self) -> Self;
+
+    /// The bytes the digest is taken of: the canonical form's wire encoding.
+    fn canonical_bytes(&self) -> Vec<u8> {
+        self.canonical().encode_to_vec()
+    }
 }
 
 /// Requests the server acts on whole but for their etag.
@@ -36,6 +42,11 @@ macro_rules! whole {
         $(impl Canonical for $request {
             fn canonical(&self) -> Self {
                 self.clone()
+            }
+
+            // The request itself, without a copy (CreateProfile's path).
+            fn canonical_bytes(&self) -> Vec<u8> {
+                self.encode_to_vec()
             }
         })*
     };

@@ -26,5 +26,5 @@ pub(crate) fn request_key<'a>(
     if id.is_empty() {
         return crate::app::RequestId::NONE;
     }
-    crate::app::RequestId::new(id, &prost::Message::encode_to_vec(&request.canonical()))
+    crate::app::RequestId::new(id, &request.canonical_bytes())
 }
