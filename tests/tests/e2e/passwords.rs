@@ -263,7 +263,151 @@ async fn requirements_are_sentences_and_checks_name_every_failed_rule(backend: B
     assert!(check("P@ssw0rd").await.1.contains(&"COMMON".to_owned()));
     assert_eq!(check(STRONG).await, (true, vec![]));
     f.set_password(STRONG).await;
-    assert_eq!(check(STRONG).await.1, vec!["REUSED"]);
+    // CheckPassword never compares with the history: REUSED would tell a caller, with no
+    // throttle and no record, whether a guess is the profile's current password. Setting it
+    // again (the reset) is what refuses a reused one.
+    assert_eq!(check(STRONG).await, (true, vec![]));
+    f.send_reset("again").await;
+    let token = newest_reset_token(&f.server).await;
+    let reused = f.complete(&token, STRONG).await.unwrap_err();
+    assert_eq!(reason(&reused).as_deref(), Some("PASSWORD_POLICY"));
+    assert_eq!(violated(&reused), vec!["REUSED"]);
+}
+
+/// The rule codes a PASSWORD_POLICY refusal names.
+fn violated(status: &tonic::Status) -> Vec<String> {
+    status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| {
+            v.description
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// A reset compares the new password with the history (an argon2 verification per stored
+/// password) only once every other rule passes: a candidate the cheap rules refuse is refused
+/// for them alone, however often it is sent, at no hashing cost.
+async fn a_reset_compares_with_the_history_only_what_every_other_rule_lets_through(
+    backend: Backend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    // STRONG (24 characters) is set, then the policy asks for 30: STRONG is now refused by a
+    // cheap rule (MIN_LENGTH) and is in the history.
+    f.set_password(STRONG).await;
+    f.identity
+        .update_password_policy(pb::UpdatePasswordPolicyRequest {
+            policy: Some(pb::PasswordPolicy {
+                account_id: f.account.id.clone(),
+                min_length: 30,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["min_length".into()],
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap();
+    f.send_reset("next").await;
+    let token = newest_reset_token(&f.server).await;
+    let refused = f.complete(&token, STRONG).await.unwrap_err();
+    assert_eq!(violated(&refused), vec!["MIN_LENGTH"]);
+    // Long enough, the same password with a suffix is compared, and is new.
+    let longer = format!("{STRONG}-Harbour");
+    f.complete(&token, &longer).await.unwrap();
+    // The history still refuses it the next time.
+    f.send_reset("after").await;
+    let token = newest_reset_token(&f.server).await;
+    let reused = f.complete(&token, &longer).await.unwrap_err();
+    assert_eq!(violated(&reused), vec!["REUSED"]);
+}
+
+/// A reset link works only while the profile is active and keeps the address it was mailed
+/// to: suspending the profile, or changing its email, revokes the links already sent (an admin
+/// does either when the mailbox may be someone else's).
+async fn suspending_or_readdressing_a_profile_revokes_its_reset_links(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let update = |profile: pb::Profile, path: &str| pb::UpdateProfileRequest {
+        profile: Some(pb::Profile {
+            id: f.profile.id.clone(),
+            ..profile
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec![path.into()],
+        }),
+        request_id: String::new(),
+    };
+    f.send_reset("before-suspension").await;
+    let token = newest_reset_token(&f.server).await;
+    f.identity
+        .update_profile(update(
+            pb::Profile {
+                status: pb::ProfileStatus::Suspended as i32,
+                ..Default::default()
+            },
+            "status",
+        ))
+        .await
+        .unwrap();
+    let refused = f.complete(&token, STRONG).await.unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert_eq!(reason(&refused).as_deref(), Some("RESET_TOKEN_INVALID"));
+    f.identity
+        .update_profile(update(
+            pb::Profile {
+                status: pb::ProfileStatus::Active as i32,
+                ..Default::default()
+            },
+            "status",
+        ))
+        .await
+        .unwrap();
+    // Reactivated, the old link stays revoked.
+    let still = f.complete(&token, STRONG).await.unwrap_err();
+    assert_eq!(reason(&still).as_deref(), Some("RESET_TOKEN_INVALID"));
+
+    // A change that leaves the address and the status as they were keeps the link.
+    f.send_reset("kept").await;
+    let token = newest_reset_token(&f.server).await;
+    f.identity
+        .update_profile(update(
+            pb::Profile {
+                job_title: "Analyst".into(),
+                ..Default::default()
+            },
+            "job_title",
+        ))
+        .await
+        .unwrap();
+    f.complete(&token, STRONG).await.unwrap();
+    let later = "Amber-Glacier-51-Compass";
+
+    f.send_reset("before-new-address").await;
+    let token = newest_reset_token(&f.server).await;
+    f.identity
+        .update_profile(update(
+            pb::Profile {
+                email: "ada.lovelace@example.org".into(),
+                ..Default::default()
+            },
+            "email",
+        ))
+        .await
+        .unwrap();
+    let refused = f.complete(&token, later).await.unwrap_err();
+    assert_eq!(reason(&refused).as_deref(), Some("RESET_TOKEN_INVALID"));
+    assert!(!f.verify("ada@example.com", later).await.unwrap().verified);
 }
 
 async fn reset_sets_a_password_once_and_every_bad_token_looks_the_same(backend: Backend) {
@@ -505,7 +649,10 @@ both_backends!(
     reset_links_expire,
     verification_refuses_alike_and_throttles,
     suspended_and_deleted_profiles_never_verify,
-    older_hashes_are_upgraded_on_the_next_verify
+    older_hashes_are_upgraded_on_the_next_verify,
+    a_reset_compares_with_the_history_only_what_every_other_rule_lets_through,
+    suspending_or_readdressing_a_profile_revokes_its_reset_links,
+    the_reset_page_bounds_what_it_takes
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -580,6 +727,88 @@ async fn the_reset_page_is_served_under_a_strict_content_security_policy() {
             "{path} loads from elsewhere"
         );
     }
+}
+
+/// POSTs `body` (JSON) to the reset page's `path`; the status code and the body answered.
+async fn post_to_page(addr: std::net::SocketAddr, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    // The server may answer before it read a refused body whole, and close.
+    let _ = stream.read_to_end(&mut response).await;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .get(9..12)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The page is anonymous: what it takes is bounded before any lookup, estimate or hash. A
+/// password longer than any policy allows is refused by length, a token far longer than a
+/// link's is answered as an unknown one, and a body past the page's limit is refused whole;
+/// a real link still works afterwards.
+async fn the_reset_page_bounds_what_it_takes(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let addr = f.server.reset_addr.expect("the reset page is on");
+    f.send_reset("page").await;
+    let token = newest_reset_token(&f.server).await;
+
+    let huge = "Aa1-".repeat(1100);
+    for path in ["/reset/api/check", "/reset/api/complete"] {
+        let (status, body) = post_to_page(
+            addr,
+            path,
+            &serde_json::json!({"token": token, "password": huge}).to_string(),
+        )
+        .await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body.contains("longer than 4096 characters"),
+            "{path}: {body}"
+        );
+    }
+    let long_token = "t".repeat(5_000);
+    let (status, body) = post_to_page(
+        addr,
+        "/reset/api/requirements",
+        &serde_json::json!({ "token": long_token }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 410, "{body}");
+    let (status, _) = post_to_page(
+        addr,
+        "/reset/api/complete",
+        &serde_json::json!({"token": token, "password": "x".repeat(40_000)}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 413);
+
+    let (status, body) = post_to_page(
+        addr,
+        "/reset/api/complete",
+        &serde_json::json!({"token": token, "password": STRONG}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(f.verify("ada@example.com", STRONG).await.unwrap().verified);
 }
 
 /// A limit that one test can count up to: with the defaults a lock would be 5 failures.

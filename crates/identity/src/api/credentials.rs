@@ -99,11 +99,7 @@ impl CredentialService for CredentialApi {
                     .map_err(api_error)?,
             )
         };
-        let violations = self
-            .passwords
-            .check(&caller, &account, profile.as_ref(), &password)
-            .await
-            .map_err(api_error)?;
+        let violations = Passwords::check(&account, profile.as_ref(), &password);
         Ok(Response::new(pb::CheckPasswordResponse {
             acceptable: violations.is_empty(),
             violations: violations.into_iter().map(rule).collect(),

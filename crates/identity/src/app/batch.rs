@@ -292,6 +292,7 @@ impl Identity {
         let now = crate::store::now();
         let mut inserts = Vec::new();
         let mut updates = Vec::new();
+        let mut readdressed = Vec::new();
         let mut done: Vec<Option<KeptUpsert>> = Vec::with_capacity(plans.len());
         let mut events: Vec<(Origin, Vec<NewEvent>)> = Vec::new();
         for ((plan, id), item) in plans.iter().zip(&ids).zip(items) {
@@ -318,6 +319,9 @@ impl Identity {
                         profile.roles.clone_from(&assignments.roles);
                         profile.extensions.clone_from(&assignments.extensions);
                     }
+                    if profile.email != current.email {
+                        readdressed.push(profile.id);
+                    }
                     updates.push(profile.clone());
                     let origin = origin(caller, &item.idempotency_key);
                     events.push((origin, event::profile_changed(current, &profile)));
@@ -340,6 +344,8 @@ impl Identity {
             store.ensure_account_open(&txn, account_id).await?;
         }
         store.update_profiles(&txn, &updates).await?;
+        // A link mailed to an address the import replaced sets no password.
+        store.revoke_reset_tokens_of(&txn, &readdressed).await?;
         store.append_event_sets(&txn, &events).await?;
         if send_welcome_emails {
             let welcomes: Vec<_> = inserts

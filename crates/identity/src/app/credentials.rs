@@ -110,15 +110,16 @@ impl Passwords {
             .ok_or(IdentityError::NotFound("profile"))
     }
 
-    /// Every rule `password` fails for `profile` (or for a future profile of `account`), checked
-    /// for `caller` (whose share of the hashing pool comparing with old passwords takes).
-    pub async fn check(
-        &self,
-        caller: &Caller,
+    /// Every rule `password` fails for `profile` (or for a future profile of `account`) but the
+    /// history: CheckPassword's answer, for a caller that holds no proof of being the profile's
+    /// owner. Answering REUSED here would tell it, unthrottled and unrecorded, whether a guess is
+    /// the profile's current password (the history holds it); the history is checked when a
+    /// password is set ([`Passwords::complete_reset`]).
+    pub fn check(
         account: &Account,
         profile: Option<&Profile>,
         password: &SecretString,
-    ) -> Result<Vec<Rule>, IdentityError> {
+    ) -> Vec<Rule> {
         let personal = profile.map_or_else(Personal::default, |record| Personal {
             username: &record.username,
             first_name: &record.first_name,
@@ -126,15 +127,30 @@ impl Passwords {
             email: &record.email,
         });
         // The strength estimator can take tens of milliseconds on a long password.
-        let mut violations = roster_runtime::work::cpu_bound(|| {
-            account.policy.check(password.expose_secret(), personal)
-        });
-        if let (Some(record), Some(rule)) = (profile, account.policy.reused_rule()) {
+        roster_runtime::work::cpu_bound(|| account.policy.check(password.expose_secret(), personal))
+    }
+
+    /// Every rule `password` fails as `profile`'s new password, checked for `caller` (whose share
+    /// of the hashing pool comparing with old passwords takes). The history costs an argon2
+    /// verification per stored password, so it is compared only when every other rule passes:
+    /// a candidate refused by the cheap rules costs no hashing, however often it is sent.
+    async fn check_new(
+        &self,
+        caller: &Caller,
+        account: &Account,
+        profile: &Profile,
+        password: &SecretString,
+    ) -> Result<Vec<Rule>, IdentityError> {
+        let mut violations = Self::check(account, Some(profile), password);
+        if !violations.is_empty() {
+            return Ok(violations);
+        }
+        if let Some(rule) = account.policy.reused_rule() {
             let history = self
                 .store
                 .password_history(
                     self.store.connection(),
-                    record.id,
+                    profile.id,
                     account.policy.history_count,
                 )
                 .await?;
@@ -249,7 +265,10 @@ impl Passwords {
             .store
             .profile(conn, profile_id)
             .await?
-            .filter(|record| record.status != ProfileStatus::Deleted)
+            // A suspended profile may not sign in, so its links set no password either (an
+            // admin suspends an account whose mailbox may be another's); a deleted one never
+            // changes again. Both answer as an unknown token.
+            .filter(|record| record.status == ProfileStatus::Active)
             .filter(|record| caller.may_access(record.account_id.0))
             .ok_or(IdentityError::InvalidResetToken)?;
         let account = self
@@ -271,7 +290,7 @@ impl Passwords {
     ) -> Result<(), IdentityError> {
         let (account, profile) = self.token_owner(caller, token).await?;
         let violations = self
-            .check(caller, &account, Some(&profile), &password)
+            .check_new(caller, &account, &profile, &password)
             .await?;
         if !violations.is_empty() {
             return Err(IdentityError::PasswordPolicy(violations));

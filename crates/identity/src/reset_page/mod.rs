@@ -6,9 +6,12 @@
 //! so it appears in no URL, access log or Referer. Nothing here logs a token or a password.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -16,10 +19,11 @@ use roster_runtime::{Caller, Shutdown};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::app::credentials::{INVALID_TOKEN, Passwords};
 use crate::domain::error::IdentityError;
-use crate::domain::policy::{Personal, Rule};
+use crate::domain::policy::Rule;
 
 const PAGE: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("app.js");
@@ -27,6 +31,25 @@ const STYLE: &str = include_str!("app.css");
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                    img-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Largest request body: a token and a password of [`MAX_PASSWORD_CHARS`] fit with room.
+const MAX_BODY_BYTES: usize = 32 * 1024;
+
+/// Longest token looked up: the links carry 43 characters; anything much longer is not one,
+/// and is answered as an unknown token without reaching the database.
+const MAX_TOKEN_BYTES: usize = 256;
+
+/// Longest password taken, as over gRPC: far above any policy's maximum, so that no strength
+/// estimate or hash runs over a huge value.
+const MAX_PASSWORD_CHARS: usize = 4096;
+
+/// Requests served at once; more wait for a free slot only briefly, then are answered 503.
+/// The page is anonymous, so its load must not take every database connection and core the
+/// gRPC callers share.
+const MAX_CONCURRENT: usize = 32;
+
+/// Longest time one request may take before it is answered 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The page acts for whoever holds a link: a token names its one profile, of any account.
 fn holder() -> Caller {
@@ -56,6 +79,11 @@ pub async fn serve(
         .route("/reset/api/requirements", post(requirements))
         .route("/reset/api/check", post(check))
         .route("/reset/api/complete", post(complete))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn({
+            let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
+            move |request, next| bounded(slots.clone(), request, next)
+        }))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(passwords);
     tokio::spawn(async move {
@@ -69,6 +97,29 @@ pub async fn serve(
     tracing::info!(addr = %local, "reset page serving");
     Ok(local)
 }
+
+/// Each request within [`REQUEST_TIMEOUT`] and [`MAX_CONCURRENT`].
+async fn bounded(slots: Arc<Semaphore>, request: Request, next: Next) -> Response {
+    let busy = || {
+        answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Answer {
+                rules: None,
+                violations: None,
+                error: Some(BUSY.to_owned()),
+            },
+        )
+    };
+    let Ok(Ok(_slot)) = tokio::time::timeout(Duration::from_secs(1), slots.acquire_owned()).await
+    else {
+        return busy();
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, next.run(request))
+        .await
+        .unwrap_or_else(|_| busy())
+}
+
+const BUSY: &str = "The service is busy. Please try again in a moment.";
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type)], body).into_response()
@@ -143,10 +194,7 @@ fn error(failure: IdentityError) -> Response {
                 },
             );
         }
-        IdentityError::HashingBusy => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The service is busy. Please try again in a moment.".to_owned(),
-        ),
+        IdentityError::HashingBusy => (StatusCode::SERVICE_UNAVAILABLE, BUSY.to_owned()),
         other => {
             tracing::error!(error = %other, "reset page failure");
             (
@@ -165,7 +213,33 @@ fn error(failure: IdentityError) -> Response {
     )
 }
 
+/// A token too long to be one: answered as an unknown token, before any lookup.
+fn implausible(token: &str) -> bool {
+    token.len() > MAX_TOKEN_BYTES
+}
+
+/// The password, unless it is longer than any policy allows (bytes first, so that not even
+/// the count of characters runs over a huge value).
+fn bounded_password(password: String) -> Result<SecretString, Response> {
+    if password.len() > 4 * MAX_PASSWORD_CHARS || password.chars().count() > MAX_PASSWORD_CHARS {
+        return Err(answer(
+            StatusCode::BAD_REQUEST,
+            Answer {
+                rules: None,
+                violations: None,
+                error: Some(format!(
+                    "The password is longer than {MAX_PASSWORD_CHARS} characters."
+                )),
+            },
+        ));
+    }
+    Ok(SecretString::from(password))
+}
+
 async fn requirements(State(passwords): State<Passwords>, Json(body): Json<TokenBody>) -> Response {
+    if implausible(&body.token) {
+        return error(IdentityError::InvalidResetToken);
+    }
     match passwords.token_owner(&holder(), &body.token).await {
         Ok((account, _)) => answer(
             StatusCode::OK,
@@ -182,30 +256,36 @@ async fn requirements(State(passwords): State<Passwords>, Json(body): Json<Token
 /// The rules a candidate fails as it is typed: every rule but the history, which costs an
 /// argon2 verification per stored password and is checked on submit.
 async fn check(State(passwords): State<Passwords>, Json(body): Json<PasswordBody>) -> Response {
+    if implausible(&body.token) {
+        return error(IdentityError::InvalidResetToken);
+    }
+    let password = match bounded_password(body.password) {
+        Ok(password) => password,
+        Err(refused) => return refused,
+    };
     match passwords.token_owner(&holder(), &body.token).await {
-        Ok((account, profile)) => {
-            let personal = Personal {
-                username: &profile.username,
-                first_name: &profile.first_name,
-                last_name: &profile.last_name,
-                email: &profile.email,
-            };
-            answer(
-                StatusCode::OK,
-                Answer {
-                    rules: None,
-                    violations: Some(views(account.policy.check(&body.password, personal))),
-                    error: None,
-                },
-            )
-        }
+        Ok((account, profile)) => answer(
+            StatusCode::OK,
+            Answer {
+                rules: None,
+                violations: Some(views(Passwords::check(&account, Some(&profile), &password))),
+                error: None,
+            },
+        ),
         Err(failure) => error(failure),
     }
 }
 
 async fn complete(State(passwords): State<Passwords>, Json(body): Json<PasswordBody>) -> Response {
+    if implausible(&body.token) {
+        return error(IdentityError::InvalidResetToken);
+    }
+    let password = match bounded_password(body.password) {
+        Ok(password) => password,
+        Err(refused) => return refused,
+    };
     match passwords
-        .complete_reset(&holder(), &body.token, SecretString::from(body.password))
+        .complete_reset(&holder(), &body.token, password)
         .await
     {
         Ok(()) => answer(

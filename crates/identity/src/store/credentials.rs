@@ -111,7 +111,26 @@ impl Store {
         Ok(())
     }
 
-    async fn revoke_reset_tokens(
+    /// Revokes the unused reset tokens of `profiles` (none: no statement).
+    pub async fn revoke_reset_tokens_of(
+        &self,
+        txn: &DatabaseTransaction,
+        profiles: &[ProfileId],
+    ) -> Result<(), StoreError> {
+        if profiles.is_empty() {
+            return Ok(());
+        }
+        reset_token::Entity::update_many()
+            .col_expr(reset_token::Column::RevokedAt, Expr::val(Some(now())))
+            .filter(reset_token::Column::ProfileId.is_in(profiles.iter().map(|id| id.0)))
+            .filter(reset_token::Column::UsedAt.is_null())
+            .filter(reset_token::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn revoke_reset_tokens(
         &self,
         txn: &DatabaseTransaction,
         profile_id: ProfileId,

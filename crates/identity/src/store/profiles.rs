@@ -445,6 +445,12 @@ impl Store {
         next.updated_at = crate::store::now();
         next.version = current.version + 1;
         self.write_version(txn, current.version, &next).await?;
+        if next.email != current.email || next.status != ProfileStatus::Active {
+            // A link mailed to the old address, or to a profile now suspended, sets no
+            // password: an admin changes the address or suspends the profile when the mailbox
+            // may be someone else's.
+            self.revoke_reset_tokens(txn, current.id).await?;
+        }
         Ok(next)
     }
 
