@@ -273,7 +273,52 @@ async fn an_email_of_an_account_deleted_before_its_hand_over_is_dropped(backend:
 }
 
 both_backends!(
+    an_email_in_the_longest_locale_a_profile_may_have_is_delivered,
     the_relay_reads_its_key_from_notification_key_file,
     a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept,
     an_email_of_an_account_deleted_before_its_hand_over_is_dropped
 );
+
+/// A profile's locale may be as long as identity allows (64 characters, such as a tag with
+/// Unicode extensions); notification takes every locale identity sends. With a shorter limit
+/// there, the email was refused at each hand-over and retried for ever, a reset link with it.
+async fn an_email_in_the_longest_locale_a_profile_may_have_is_delivered(backend: Backend) {
+    let Some(mail) = MailDrop::start(backend).await else {
+        return;
+    };
+    let Some(identity) = identity(backend, mail.identity_settings()).await else {
+        return;
+    };
+    let locale = "de-DE-u-co-phonebk-ca-gregory-nu-latn-hc-h23-fw-mon-tz-deber-x-a";
+    assert_eq!(
+        locale.len(),
+        roster_identity::domain::fields::MAX_LOCALE_LENGTH
+    );
+    let channel = identity.channel().await;
+    let account = Identity::new(channel.clone(), ADMIN_KEY)
+        .account("Locale Ltd")
+        .await
+        .id;
+    let profile = Identity::new(channel, ADMIN_KEY)
+        .create_profile(pb::CreateProfileRequest {
+            account_id: account,
+            first_name: "Grete".to_owned(),
+            last_name: "Hermann".to_owned(),
+            email: "grete@example.com".to_owned(),
+            locale: locale.to_owned(),
+            send_welcome_email: true,
+            ..Default::default()
+        })
+        .await
+        .expect("profile created")
+        .profile
+        .unwrap();
+    assert_eq!(profile.locale, locale);
+    let messages = mail.wait_for(1, WAIT).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert!(
+        messages[0].contains("To: grete@example.com"),
+        "{}",
+        messages[0]
+    );
+}

@@ -11,7 +11,9 @@ use super::templates::{Template, VariableKind, template_names};
 
 /// Limits from the API contract (notification.proto).
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
-pub const MAX_LOCALE_CHARS: usize = 35;
+/// As a profile's locale in identity (whose emails carry it): a longer limit there than here
+/// would make identity queue emails this service refuses.
+pub const MAX_LOCALE_CHARS: usize = 64;
 pub const MAX_VARIABLES: usize = 32;
 pub const MAX_VARIABLE_NAME_CHARS: usize = 64;
 pub const MAX_VARIABLE_VALUE_CHARS: usize = 2048;
