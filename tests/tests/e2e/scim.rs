@@ -32,6 +32,9 @@ both_backends!(
     a_returning_employee_is_the_same_person,
     outside_the_restore_window_a_username_stays_retired,
     a_token_that_sends_welcome_emails_sends_one_per_new_user,
+    one_accounts_slow_requests_leave_room_for_every_other_account,
+    a_put_that_leaves_active_out_keeps_the_users_status,
+    a_group_patch_applies_its_operations_in_order,
 );
 
 struct Setup {
@@ -1039,5 +1042,214 @@ async fn a_token_that_sends_welcome_emails_sends_one_per_new_user(backend: Backe
         emails[0].to_string().contains("ada@example.com"),
         "{:?}",
         emails[0]
+    );
+}
+
+/// The rate limit bounds how many requests a token starts, not how long each lasts: requests
+/// that trickle their bodies hold their places until the body is whole. One account may hold
+/// a quarter of the endpoint's places at once; its next request is answered 429 at once, and
+/// every other account's requests still find room.
+async fn one_accounts_slow_requests_leave_room_for_every_other_account(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(setup) = start(backend, identity_settings()).await else {
+        return;
+    };
+    let addr = setup.server.scim_addr.unwrap();
+    // Sixty-four uploads of A, each declaring 200,000 bytes and sending a kilobyte.
+    let mut slow = Vec::new();
+    let mut refused = 0;
+    for _ in 0..64 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /scim/v2/Users HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: 200000\r\n\r\n",
+            setup.scim_token
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b' '; 1024]).await.unwrap();
+        // Answered at once (refused), or still waiting for its body.
+        let mut answer = vec![0; 4096];
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            stream.read(&mut answer),
+        )
+        .await
+        {
+            Ok(read) => {
+                let answer = String::from_utf8_lossy(&answer[..read.unwrap()]).into_owned();
+                assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+                assert!(answer.contains("at once"), "{answer}");
+                refused += 1;
+            }
+            Err(_) => slow.push(stream),
+        }
+    }
+    assert_eq!(slow.len(), 16, "a quarter of the 64 places");
+    assert_eq!(refused, 48);
+
+    // Account B is served while A's uploads wait.
+    let other = setup.identity.account("Globex").await.id;
+    let b = Scim::new(addr, &token(&setup.identity, &other).await.1);
+    let started = std::time::Instant::now();
+    let list = b.get("/Users").await;
+    assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // A's own quick requests wait for its places, as its uploads hold them all.
+    let own = setup.scim.get("/Users").await;
+    assert_eq!(own.status, StatusCode::TOO_MANY_REQUESTS);
+
+    // Once A's uploads end (here: dropped), its places are free again.
+    drop(slow);
+    let mut served = false;
+    for _ in 0..50 {
+        if setup.scim.get("/Users").await.status == StatusCode::OK {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(served, "A's places came back");
+}
+
+/// A PUT replaces what it names; one that leaves `active` out keeps the user's status, as one
+/// that leaves Roster's extension out keeps the roles. A suspended user stays suspended.
+async fn a_put_that_leaves_active_out_keeps_the_users_status(backend: Backend) {
+    let Some(setup) = start(backend, identity_settings()).await else {
+        return;
+    };
+    let scim = &setup.scim;
+    let ada = created(scim, &user("ada@example.com", "E-1")).await;
+    let path = format!("/Users/{}", id(&ada));
+    let suspended = scim
+        .patch(
+            &path,
+            &patch_op(json!([{"op": "replace", "path": "active", "value": false}])),
+            &[],
+        )
+        .await;
+    assert_eq!(suspended.body["active"], false, "{:?}", suspended.body);
+    let mut body = user("ada@example.com", "E-1");
+    body.as_object_mut().unwrap().remove("active");
+    body["title"] = json!("Engineer");
+    let replaced = scim.put(&path, &body, &[]).await;
+    assert_eq!(replaced.status, StatusCode::OK, "{:?}", replaced.body);
+    assert_eq!(replaced.body["title"], "Engineer");
+    assert_eq!(replaced.body["active"], false, "{:?}", replaced.body);
+    assert_eq!(
+        setup.identity.profile(id(&ada)).await.status,
+        pb::ProfileStatus::Suspended as i32
+    );
+    // Named, it is written.
+    body["active"] = json!(true);
+    let reactivated = scim.put(&path, &body, &[]).await;
+    assert_eq!(reactivated.body["active"], true, "{:?}", reactivated.body);
+}
+
+/// RFC 7644 §3.5.2: a PATCH's operations apply in order, each to what the one before left.
+/// And removing a user who is no member — deleted since, or never one — changes nothing and
+/// refuses nothing: a deleted user is never listed among the members, so a client cannot
+/// know to leave it out.
+async fn a_group_patch_applies_its_operations_in_order(backend: Backend) {
+    let Some(setup) = start(backend, identity_settings()).await else {
+        return;
+    };
+    let scim = &setup.scim;
+    let group = "/Groups/contact_center_agent";
+    let ada = created(scim, &user("ada@example.com", "E-1")).await;
+    let bob = created(scim, &user("bob@example.com", "E-2")).await;
+    let cyd = created(scim, &user("cyd@example.com", "E-3")).await;
+    let members = |answer: &Answer| -> Vec<String> {
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        let mut ids: Vec<String> = answer.body["members"]
+            .as_array()
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|member| member["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    let sorted = |ids: &[&Value]| -> Vec<String> {
+        let mut ids: Vec<String> = ids.iter().map(|user| id(user).to_owned()).collect();
+        ids.sort();
+        ids
+    };
+    // Removed, then added back: a member.
+    let answer = scim
+        .patch(
+            group,
+            &patch_op(json!([
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", id(&ada))},
+                {"op": "add", "path": "members", "value": [{"value": id(&ada)}]},
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(members(&answer), sorted(&[&ada]));
+    // Added, then every member replaced: only the replacement.
+    let answer = scim
+        .patch(
+            group,
+            &patch_op(json!([
+                {"op": "add", "path": "members", "value": [{"value": id(&bob)}]},
+                {"op": "replace", "path": "members", "value": [{"value": id(&cyd)}]},
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(members(&answer), sorted(&[&cyd]));
+    // Replaced, then one added and one removed on top of the replacement.
+    let answer = scim
+        .patch(
+            group,
+            &patch_op(json!([
+                {"op": "replace", "path": "members", "value": [{"value": id(&ada)}, {"value": id(&bob)}]},
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", id(&ada))},
+                {"op": "add", "path": "members", "value": [{"value": id(&cyd)}]},
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(members(&answer), sorted(&[&bob, &cyd]));
+    assert!(setup.identity.profile(id(&ada)).await.roles.is_empty());
+
+    // Bob is deleted; the next sync removes him and adds Ada.
+    assert_eq!(
+        scim.delete(&format!("/Users/{}", id(&bob)), &[])
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let nobody = uuid::Uuid::now_v7().to_string();
+    let answer = scim
+        .patch(
+            group,
+            &patch_op(json!([
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", id(&bob))},
+                {"op": "remove", "path": format!("members[value eq \"{nobody}\"]")},
+                {"op": "add", "path": "members", "value": [{"value": id(&ada)}]},
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(members(&answer), sorted(&[&ada, &cyd]));
+    // Adding a deleted user is still refused, and changes nothing.
+    let answer = scim
+        .patch(
+            group,
+            &patch_op(json!([
+                {"op": "remove", "path": format!("members[value eq \"{}\"]", id(&cyd))},
+                {"op": "add", "path": "members", "value": [{"value": id(&bob)}]},
+            ])),
+            &[],
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{:?}", answer.body);
+    assert_eq!(
+        setup.identity.profile(id(&cyd)).await.roles,
+        [pb::Role::ContactCenterAgent as i32]
     );
 }

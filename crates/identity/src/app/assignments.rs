@@ -10,7 +10,7 @@ use crate::domain::assignment::{ExtensionKind, ExtensionNumber, RequestedExtensi
 use crate::domain::error::{IdentityError, Violation};
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
-use crate::domain::profile::Profile;
+use crate::domain::profile::{Profile, ProfileStatus};
 use crate::store::ProfileFilter;
 
 /// One call that changes a profile's roles or extensions: who, under which request id, which
@@ -176,8 +176,11 @@ impl Identity {
     }
 
     /// Gives `role` to the profiles of `add` and takes it from those of `remove`, in one
-    /// transaction: each must be a profile the caller may act on and not deleted, or nothing
-    /// changes. Each profile that changes writes its event.
+    /// transaction: each of `add` must be a profile the caller may act on and not deleted, or
+    /// nothing changes. A profile of `remove` that is deleted, unknown or out of the caller's
+    /// reach holds no role anyone can take: it is left as it is, alike in all three cases (a
+    /// group's members never list it, so a client cannot know to leave it out). Each profile
+    /// that changes writes its event.
     pub async fn change_role_members(
         &self,
         caller: &Caller,
@@ -195,12 +198,19 @@ impl Identity {
             let locked = store
                 .lock_profiles(txn, &ids, account_scope(caller).as_ref())
                 .await?;
-            if locked.len() != ids.len() {
+            if add
+                .iter()
+                .any(|id| !locked.iter().any(|profile| profile.id == *id))
+            {
                 return Err(super::profiles::profile_not_found());
             }
             for current in locked {
+                let removing = remove.contains(&current.id);
+                if removing && current.status == ProfileStatus::Deleted {
+                    continue;
+                }
                 current.ensure_changeable(None)?;
-                let changed = if remove.contains(&current.id) {
+                let changed = if removing {
                     store.remove_roles(txn, &current, &[role]).await?
                 } else {
                     store.add_roles(txn, &current, &[role]).await?

@@ -109,6 +109,19 @@ impl ScimError {
         }
     }
 
+    /// The account has as many requests being served as it may.
+    pub fn too_many_at_once() -> Self {
+        Self {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                "too many requests of this account at once; retry when one has been answered"
+                    .into(),
+            )
+        }
+    }
+
     pub fn unavailable(detail: &str) -> Self {
         Self {
             retry_after: Some(Duration::from_secs(1)),

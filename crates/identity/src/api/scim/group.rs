@@ -202,6 +202,62 @@ impl MemberChange {
     }
 }
 
+/// The members a PATCH's operations make, applied one after another (RFC 7644 §3.5.2: in
+/// order, each on what the one before left): a change to the members as they are, or, once an
+/// operation has named the whole list (a replace, or a remove without a value), that list.
+enum Members {
+    Change(MemberChange),
+    Exactly(Vec<ProfileId>),
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members::Change(MemberChange::default())
+    }
+}
+
+impl Members {
+    fn add(&mut self, ids: Vec<ProfileId>) {
+        match self {
+            Members::Change(change) => {
+                change.remove.retain(|id| !ids.contains(id));
+                for id in ids {
+                    if !change.add.contains(&id) {
+                        change.add.push(id);
+                    }
+                }
+            }
+            Members::Exactly(members) => {
+                for id in ids {
+                    if !members.contains(&id) {
+                        members.push(id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn remove(&mut self, ids: Vec<ProfileId>) {
+        match self {
+            Members::Change(change) => {
+                change.add.retain(|id| !ids.contains(id));
+                for id in ids {
+                    if !change.remove.contains(&id) {
+                        change.remove.push(id);
+                    }
+                }
+            }
+            Members::Exactly(members) => members.retain(|id| !ids.contains(id)),
+        }
+    }
+
+    fn replace(&mut self, mut ids: Vec<ProfileId>) {
+        let mut seen = std::collections::HashSet::new();
+        ids.retain(|id| seen.insert(*id));
+        *self = Members::Exactly(ids);
+    }
+}
+
 /// The user ids of a `members` value: `[{"value": id}, …]`.
 fn member_ids(value: &Value) -> Result<Vec<ProfileId>, ScimError> {
     let items = match value {
@@ -251,8 +307,7 @@ pub async fn patch(
 ) -> Result<Response, ScimError> {
     let role = role_of(&id)?;
     let body = json_body(&headers, body).await?;
-    let mut change = MemberChange::default();
-    let mut replace_with: Option<Vec<ProfileId>> = None;
+    let mut members = Members::default();
     for operation in patch_operations(&body)? {
         let op = operation.op.to_ascii_lowercase();
         let path = operation.path.as_deref().map(parse_path).transpose()?;
@@ -268,9 +323,9 @@ pub async fn patch(
                     } else if key.eq_ignore_ascii_case("members") {
                         let ids = member_ids(value)?;
                         if op == "replace" {
-                            replace_with = Some(ids);
+                            members.replace(ids);
                         } else {
-                            change.add.extend(ids);
+                            members.add(ids);
                         }
                     } else if !key.eq_ignore_ascii_case("id")
                         && !key.eq_ignore_ascii_case("schemas")
@@ -293,19 +348,17 @@ pub async fn patch(
                     )));
                 }
                 match (op, path.filter) {
-                    ("remove", Some(filter)) => {
-                        change.remove.extend(filtered_member_ids(&filter)?);
-                    }
+                    ("remove", Some(filter)) => members.remove(filtered_member_ids(&filter)?),
                     ("remove", None) => match value {
-                        Some(value) => change.remove.extend(member_ids(&value)?),
+                        Some(value) => members.remove(member_ids(&value)?),
                         // Every member goes.
-                        None => replace_with = Some(Vec::new()),
+                        None => members.replace(Vec::new()),
                     },
-                    ("add", None) => change
-                        .add
-                        .extend(member_ids(value.as_ref().unwrap_or(&Value::Null))?),
+                    ("add", None) => {
+                        members.add(member_ids(value.as_ref().unwrap_or(&Value::Null))?);
+                    }
                     ("replace", None) => {
-                        replace_with = Some(member_ids(value.as_ref().unwrap_or(&Value::Null))?);
+                        members.replace(member_ids(value.as_ref().unwrap_or(&Value::Null))?);
                     }
                     _ => {
                         return Err(ScimError::invalid_path(
@@ -322,7 +375,7 @@ pub async fn patch(
             }
         }
     }
-    apply(&scim, &who, role, change, replace_with).await?;
+    apply(&scim, &who, role, members).await?;
     let params = Params::parse(None)?;
     Ok(respond(
         StatusCode::OK,
@@ -371,7 +424,7 @@ pub async fn replace(
         Some(value) => member_ids(value)?,
         None => Vec::new(),
     };
-    apply(&scim, &who, role, MemberChange::default(), Some(members)).await?;
+    apply(&scim, &who, role, Members::Exactly(members)).await?;
     let params = Params::parse(None)?;
     Ok(respond(
         StatusCode::OK,
@@ -380,29 +433,31 @@ pub async fn replace(
     ))
 }
 
-/// Makes the change: with `replace_with`, the members become exactly those (plus `add`, less
-/// `remove`).
+/// Makes the change: to exactly a list, by what the group's members lack and hold beyond it.
+/// Removing a user who is not a member (deleted since, or never one) changes nothing.
 async fn apply(
     scim: &Scim,
     who: &ScimCaller,
     role: Role,
-    mut change: MemberChange,
-    replace_with: Option<Vec<ProfileId>>,
+    members: Members,
 ) -> Result<(), ScimError> {
-    if let Some(wanted) = replace_with {
-        let current = members(scim, who, role).await?;
-        change.remove.extend(
-            current
-                .iter()
-                .map(|(id, _)| *id)
-                .filter(|id| !wanted.contains(id)),
-        );
-        change.add.extend(
-            wanted
-                .into_iter()
-                .filter(|id| !current.iter().any(|(held, _)| held == id)),
-        );
-    }
+    let change = match members {
+        Members::Change(change) => change,
+        Members::Exactly(wanted) => {
+            let current = self::members(scim, who, role).await?;
+            MemberChange {
+                remove: current
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .filter(|id| !wanted.contains(id))
+                    .collect(),
+                add: wanted
+                    .into_iter()
+                    .filter(|id| !current.iter().any(|(held, _)| held == id))
+                    .collect(),
+            }
+        }
+    };
     if change.len() > MAX_MEMBERS_PER_PATCH {
         return Err(ScimError::invalid_value(format!(
             "at most {MAX_MEMBERS_PER_PATCH} members may be added and removed in one request"

@@ -20,8 +20,9 @@ mod user;
 mod users;
 mod values;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -58,6 +59,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Requests served at once; more wait for a free slot only briefly, then are answered 503.
 const MAX_CONCURRENT: usize = 64;
 
+/// Requests of one account served at once (a quarter of [`MAX_CONCURRENT`]); more are answered
+/// 429 at once. The rate limit bounds how many requests a token starts, not how long each one
+/// lasts: without this, one account's slow uploads could hold every slot and turn every other
+/// account's requests away.
+const MAX_CONCURRENT_PER_ACCOUNT: usize = MAX_CONCURRENT / 4;
+
 /// The interface SCIM changes are recorded under (the audit log's source and actor).
 pub const SCIM: &str = "scim";
 
@@ -85,7 +92,53 @@ pub struct Scim {
     identity: Identity,
     base: Arc<str>,
     limiter: Arc<RateLimiter>,
+    in_flight: Arc<InFlight>,
     restore_window: chrono::Duration,
+}
+
+/// How many requests each account has being served.
+#[derive(Default)]
+struct InFlight {
+    held: Mutex<HashMap<AccountId, usize>>,
+}
+
+/// One request's place among its account's [`MAX_CONCURRENT_PER_ACCOUNT`], given back when
+/// the request ends (dropped with its [`ScimCaller`]).
+pub struct Place {
+    in_flight: Arc<InFlight>,
+    account: AccountId,
+}
+
+impl InFlight {
+    /// A place for `account`, unless it has all of its places already.
+    fn take(self: &Arc<Self>, account: AccountId) -> Option<Place> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = held.entry(account).or_default();
+        if *count >= MAX_CONCURRENT_PER_ACCOUNT {
+            return None;
+        }
+        *count += 1;
+        Some(Place {
+            in_flight: self.clone(),
+            account,
+        })
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut held = self
+            .in_flight
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = held.get_mut(&self.account) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.account);
+            }
+        }
+    }
 }
 
 impl Scim {
@@ -114,6 +167,7 @@ pub async fn serve(
             settings.requests_per_second,
             settings.burst,
         )),
+        in_flight: Arc::default(),
         restore_window: chrono::Duration::days(
             i64::try_from(settings.restore_days.min(36_500)).unwrap_or(36_500),
         ),
@@ -215,6 +269,8 @@ pub struct ScimCaller {
     pub caller: Caller,
     pub account: AccountId,
     pub token: ScimToken,
+    /// Held while the request is served (its body read, its change made).
+    _place: Place,
 }
 
 impl FromRequestParts<Scim> for ScimCaller {
@@ -231,6 +287,10 @@ impl FromRequestParts<Scim> for ScimCaller {
         scim.limiter
             .admit(&token.id.0.to_string())
             .map_err(ScimError::too_many)?;
+        let place = scim
+            .in_flight
+            .take(token.account_id)
+            .ok_or_else(ScimError::too_many_at_once)?;
         let caller = Caller::limited(
             format!("scim-token {}", token.id.0),
             &["profiles"],
@@ -242,6 +302,7 @@ impl FromRequestParts<Scim> for ScimCaller {
             caller,
             account: token.account_id,
             token,
+            _place: place,
         })
     }
 }

@@ -21,11 +21,27 @@ pub fn profile_query(filter: &Filter) -> Result<ProfileQuery, ScimError> {
 /// `within`: the multi-valued attribute a value filter's paths are sub-attributes of.
 fn translate(filter: &Filter, within: Option<&AttrPath>) -> Result<ProfileQuery, ScimError> {
     Ok(match filter {
+        // A chain of one operator (`a or b or c`, which the parser reads as `(a or b) or c`)
+        // is one condition of many terms, not a nesting as deep as the chain is long.
         Filter::And(left, right) => {
-            ProfileQuery::And(vec![translate(left, within)?, translate(right, within)?])
+            let mut terms = Vec::new();
+            for side in [left, right] {
+                match translate(side, within)? {
+                    ProfileQuery::And(inner) => terms.extend(inner),
+                    other => terms.push(other),
+                }
+            }
+            ProfileQuery::And(terms)
         }
         Filter::Or(left, right) => {
-            ProfileQuery::Or(vec![translate(left, within)?, translate(right, within)?])
+            let mut terms = Vec::new();
+            for side in [left, right] {
+                match translate(side, within)? {
+                    ProfileQuery::Or(inner) => terms.extend(inner),
+                    other => terms.push(other),
+                }
+            }
+            ProfileQuery::Or(terms)
         }
         Filter::Not(inner) => ProfileQuery::Not(Box::new(translate(inner, within)?)),
         Filter::Values { attr, filter } => {
@@ -303,5 +319,42 @@ mod tests {
             assert_eq!(error.scim_type, Some("invalidFilter"), "{filter}");
             assert!(error.detail.contains(says), "{filter}: {}", error.detail);
         }
+    }
+
+    #[test]
+    fn a_chain_of_one_operator_is_one_condition_of_many_terms() {
+        // Eleven terms: read as nested pairs, the last one sat eleven levels down, past the
+        // depth limit, and the filter was refused as nesting too deep.
+        let names: Vec<String> = (1..=11).map(|n| format!("userName eq \"u{n}\"")).collect();
+        let or = query(&names.join(" or ")).unwrap();
+        let ProfileQuery::Or(terms) = &or else {
+            panic!("one Or, got {or:?}");
+        };
+        assert_eq!(terms.len(), 11);
+        assert_eq!(
+            terms[10],
+            text(ProfileAttribute::Username, Comparison::Eq, "u11")
+        );
+        let and = query(&names.join(" and ")).unwrap();
+        assert!(matches!(&and, ProfileQuery::And(terms) if terms.len() == 11));
+        // Mixed operators keep their precedence: `a or b and c or d` is a or (b and c) or d.
+        assert_eq!(
+            query(r#"userName eq "a" or userName eq "b" and userName eq "c" or userName eq "d""#)
+                .unwrap(),
+            ProfileQuery::Or(vec![
+                text(ProfileAttribute::Username, Comparison::Eq, "a"),
+                ProfileQuery::And(vec![
+                    text(ProfileAttribute::Username, Comparison::Eq, "b"),
+                    text(ProfileAttribute::Username, Comparison::Eq, "c"),
+                ]),
+                text(ProfileAttribute::Username, Comparison::Eq, "d"),
+            ])
+        );
+        // Fifty terms are the most conditions a filter may hold; fifty-one are refused as such.
+        let fifty: Vec<String> = (1..=50).map(|n| format!("userName eq \"u{n}\"")).collect();
+        assert!(query(&fifty.join(" or ")).is_ok());
+        let error = query(&format!("{} or userName eq \"x\"", fifty.join(" or "))).unwrap_err();
+        assert_eq!(error.scim_type, Some("invalidFilter"));
+        assert!(!error.detail.contains("deeper"), "{}", error.detail);
     }
 }

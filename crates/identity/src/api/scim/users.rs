@@ -219,7 +219,20 @@ pub async fn replace(
     let expected = if_match(&headers)?;
     let body = json_body(&headers, body).await?;
     let wanted = UserFields::from_body(&body)?;
-    let profile = change(&scim, &who, id, expected, |_| Ok(wanted.clone())).await?;
+    // A PUT that leaves `active` out keeps the user's status, as one that leaves Roster's
+    // extension out keeps its roles: reading "unset" as active would let a client that never
+    // sends the attribute lift a suspension it did not mean to.
+    let names_active = body
+        .as_object()
+        .is_some_and(|object| object.keys().any(|key| key.eq_ignore_ascii_case("active")));
+    let profile = change(&scim, &who, id, expected, |current| {
+        let mut wanted = wanted.clone();
+        if !names_active {
+            wanted.active = current.active;
+        }
+        Ok(wanted)
+    })
+    .await?;
     Ok(user_response(
         &scim,
         StatusCode::OK,
