@@ -218,22 +218,23 @@ fn implausible(token: &str) -> bool {
     token.len() > MAX_TOKEN_BYTES
 }
 
-/// The password, unless it is longer than any policy allows (bytes first, so that not even
-/// the count of characters runs over a huge value).
-fn bounded_password(password: String) -> Result<SecretString, Response> {
-    if password.len() > 4 * MAX_PASSWORD_CHARS || password.chars().count() > MAX_PASSWORD_CHARS {
-        return Err(answer(
-            StatusCode::BAD_REQUEST,
-            Answer {
-                rules: None,
-                violations: None,
-                error: Some(format!(
-                    "The password is longer than {MAX_PASSWORD_CHARS} characters."
-                )),
-            },
-        ));
-    }
-    Ok(SecretString::from(password))
+/// Whether `password` is longer than any policy allows (bytes first, so that not even the
+/// count of characters runs over a huge value).
+fn too_long(password: &str) -> bool {
+    password.len() > 4 * MAX_PASSWORD_CHARS || password.chars().count() > MAX_PASSWORD_CHARS
+}
+
+fn too_long_answer() -> Response {
+    answer(
+        StatusCode::BAD_REQUEST,
+        Answer {
+            rules: None,
+            violations: None,
+            error: Some(format!(
+                "The password is longer than {MAX_PASSWORD_CHARS} characters."
+            )),
+        },
+    )
 }
 
 async fn requirements(State(passwords): State<Passwords>, Json(body): Json<TokenBody>) -> Response {
@@ -259,10 +260,10 @@ async fn check(State(passwords): State<Passwords>, Json(body): Json<PasswordBody
     if implausible(&body.token) {
         return error(IdentityError::InvalidResetToken);
     }
-    let password = match bounded_password(body.password) {
-        Ok(password) => password,
-        Err(refused) => return refused,
-    };
+    if too_long(&body.password) {
+        return too_long_answer();
+    }
+    let password = SecretString::from(body.password);
     match passwords.token_owner(&holder(), &body.token).await {
         Ok((account, profile)) => answer(
             StatusCode::OK,
@@ -280,10 +281,10 @@ async fn complete(State(passwords): State<Passwords>, Json(body): Json<PasswordB
     if implausible(&body.token) {
         return error(IdentityError::InvalidResetToken);
     }
-    let password = match bounded_password(body.password) {
-        Ok(password) => password,
-        Err(refused) => return refused,
-    };
+    if too_long(&body.password) {
+        return too_long_answer();
+    }
+    let password = SecretString::from(body.password);
     match passwords
         .complete_reset(&holder(), &body.token, password)
         .await
