@@ -90,6 +90,16 @@ impl ScimError {
         )
     }
 
+    /// A change without If-Match lost to other changes of the same resource every time it
+    /// was tried: 409, to be sent again (RFC 7644 §3.12 has no If-Match failure without one).
+    pub fn busy_resource() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            None,
+            "the resource kept changing while this request was applied; send it again".into(),
+        )
+    }
+
     pub fn too_large(limit: usize) -> Self {
         Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -23,8 +23,10 @@ use crate::domain::profile::{Profile, ProfileStatus};
 use crate::domain::query::ProfileQuery;
 
 /// Attempts of a PUT or PATCH without If-Match when another change lands between its read and
-/// its write (with If-Match, the first such change is a 412).
-const ATTEMPTS: usize = 3;
+/// its write (with If-Match, the first such change is a 412). Each attempt that loses means
+/// another change was written, so up to this many changes of one user at once all go through;
+/// past it the client is told to retry, never that its If-Match failed.
+const ATTEMPTS: usize = 64;
 
 /// The query parameters of a read: `filter`, `startIndex`, `count`, `attributes`,
 /// `excludedAttributes` (names ignore case).
@@ -303,7 +305,12 @@ async fn change(
             .update_profile_and_roles(&who.caller, id, Some(current.version), patch, roles)
             .await
         {
-            Err(IdentityError::StaleEtag) if expected.is_none() && attempt < ATTEMPTS => continue,
+            Err(IdentityError::StaleEtag) if expected.is_none() => {
+                if attempt < ATTEMPTS {
+                    continue;
+                }
+                return Err(ScimError::busy_resource());
+            }
             result => return Ok(result?),
         }
     }
