@@ -101,6 +101,9 @@ pub struct RecordReader {
     text: Vec<u8>,
     start: usize,
     pos: usize,
+    /// Blank lines before the record being read that were dropped from `text` (`line` counts
+    /// them already; the row numbers and the line ends count them when the record comes).
+    blank_lines_dropped: usize,
     input_finished: bool,
     /// Lines decoded so far, for saying where a byte the encoding does not define is.
     decoded_lines: u64,
@@ -137,6 +140,7 @@ impl RecordReader {
             text: Vec::new(),
             start: 0,
             pos: 0,
+            blank_lines_dropped: 0,
             input_finished: false,
             decoded_lines: 0,
             undecodable: None,
@@ -192,6 +196,12 @@ impl RecordReader {
     }
 
     fn decode(&mut self, bytes: &[u8], last: bool) {
+        // The parser consumes blank lines without a record coming out: they are dropped here
+        // too, or a file of blank lines would be held whole.
+        let skipped = self.skipped_lines();
+        self.start += skipped;
+        self.line += skipped as u64;
+        self.blank_lines_dropped += skipped;
         if self.start > 0 {
             self.text.drain(..self.start);
             self.pos -= self.start;
@@ -321,9 +331,7 @@ impl RecordReader {
                 }
                 csv_core::ReadRecordResult::End => {
                     // Blank lines at the end of the file are rows too.
-                    let skipped = self.skipped_lines();
-                    self.row += skipped as i64;
-                    self.line_ends.lf += skipped as u64;
+                    self.count_blank_lines(self.skipped_lines());
                     self.ended = true;
                     return Ok(Next::End);
                 }

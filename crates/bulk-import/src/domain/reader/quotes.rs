@@ -7,12 +7,20 @@ use super::text::{open_quote, parse_alone, quote_openings};
 use super::*;
 
 impl RecordReader {
-    /// Blank lines the parser skipped before the record being read.
+    /// Blank lines the parser skipped before the record being read that are still in `text`.
     pub(super) fn skipped_lines(&self) -> usize {
         self.text[self.start..self.pos]
             .iter()
             .take_while(|&&b| b == b'\n')
             .count()
+    }
+
+    /// Counts the blank lines before the record being read (`skipped` of them still in
+    /// `text`, the others dropped) as rows, each with its line end.
+    pub(super) fn count_blank_lines(&mut self, skipped: usize) {
+        let blank = skipped + std::mem::take(&mut self.blank_lines_dropped);
+        self.row += blank as i64;
+        self.line_ends.lf += blank as u64;
     }
 
     /// The line the record being read starts on.
@@ -43,15 +51,15 @@ impl RecordReader {
             }
             return Ok(self.cut(skipped, at, cell, end));
         }
-        self.line_ends.lf += skipped as u64;
+        self.count_blank_lines(skipped);
         if terminated {
             self.count_line_end(self.pos - 1);
         }
         if header {
             self.columns = Some(cells.len());
         }
-        let row_number = self.row + skipped as i64;
-        self.row = row_number + 1;
+        let row_number = self.row;
+        self.row += 1;
         self.line += newlines(&self.text[self.start..self.pos]);
         self.start = self.pos;
         Ok(Record {
@@ -177,12 +185,12 @@ impl RecordReader {
             let last = opened_line + complete + u64::from(!after.ends_with(b"\n"));
             Some((opened_line + 1, last))
         });
-        self.line_ends.lf += skipped as u64;
+        self.count_blank_lines(skipped);
         if let Some(line_end) = line_end {
             self.count_line_end(line_end);
         }
-        let row_number = self.row + skipped as i64;
-        self.row = row_number + 1;
+        let row_number = self.row;
+        self.row += 1;
         let resume = line_end.map_or(self.pos, |line_end| line_end + 1);
         self.skip_line = line_end.is_none() && !self.input_finished;
         self.line = opened_line + 1;

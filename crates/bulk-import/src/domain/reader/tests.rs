@@ -240,6 +240,27 @@ fn a_quote_open_past_the_longest_row_ends_there_and_memory_stays_bounded() {
 }
 
 #[test]
+fn blank_lines_are_counted_and_dropped_so_memory_stays_bounded() {
+    let blank = vec![b'\n'; 4 * 1024 * 1024];
+    let file = [&b"a,b\n"[..], &blank, b"1,2\n"].concat();
+    let chunks: Vec<&[u8]> = file.chunks(4096).collect();
+    let (reader, records) = reader_of(TextEncoding::UTF_8, 4096, &chunks);
+    let records = records.unwrap();
+    let row = 2 + blank.len() as i64;
+    assert_eq!(
+        summary(&records[1..]),
+        vec![(row, row as u64, vec!["1", "2"], None, None)]
+    );
+    assert_eq!(reader.rows_read(), row);
+    assert_eq!(reader.line_ending(), Some("LF"));
+    assert!(
+        reader.text.capacity() < 64 * 1024,
+        "{}",
+        reader.text.capacity()
+    );
+}
+
+#[test]
 fn a_line_longer_than_the_longest_row_inside_a_quote_is_dropped_to_its_end() {
     let mut file = b"a,b\n1,\"".to_vec();
     file.extend(std::iter::repeat_n(b'x', 10_000));
