@@ -101,6 +101,10 @@ pub struct Settings {
     pub apply_batches_in_flight: usize,
     /// Attempts of an identity call that fails transiently before the job gives up.
     pub identity_attempts: u32,
+    /// Tests only, never read from configuration: a pause of the apply before each group of
+    /// batches (off by default).
+    #[serde(skip)]
+    pub apply_pause: jobs::ApplyPause,
 }
 
 impl Default for Settings {
@@ -131,6 +135,7 @@ impl Default for Settings {
             apply_batch_size: 500,
             apply_batches_in_flight: 4,
             identity_attempts: 8,
+            apply_pause: jobs::ApplyPause::default(),
         }
     }
 }
@@ -314,6 +319,7 @@ pub async fn start(
             max_field_chars: settings.max_field_chars,
             max_row_bytes: settings.max_row_bytes,
             identity_attempts: settings.identity_attempts.max(1),
+            apply_pause: settings.apply_pause.clone(),
         },
         progress,
         wake.clone(),

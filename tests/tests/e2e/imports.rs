@@ -508,6 +508,102 @@ async fn cancel_expiry_and_state_errors(backend: Backend) {
     );
 }
 
+/// A cancel while the apply is under way stops it before its next batch: the rows it had read
+/// but not sent are never created and stay Skipped, and the row identity wrote before the cancel
+/// is reported as identity has it.
+async fn a_cancel_during_the_apply_stops_the_rows_read_but_not_sent(backend: Backend) {
+    use roster_bulk_import::jobs::ApplyPause;
+    use roster_bulk_import::store::entities::lease;
+
+    let pause = ApplyPause::on();
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| {
+            settings.apply_batch_size = 1;
+            settings.apply_batches_in_flight = 1;
+            settings.apply_pause = pause.clone();
+        },
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let imports = suite.import_client().await;
+    let validated = imports
+        .validated_csv(&account, people_csv("stop", 5), WAIT)
+        .await;
+    imports.submit(&validated.id, false).await;
+    // Row 2 goes to identity; before the next group the apply has read row 3, and the cancel
+    // comes while row 2's outcome is not recorded yet.
+    pause.arrived().await;
+    pause.go_on();
+    pause.arrived().await;
+    let cancelled = imports
+        .cancel_import(pb::CancelImportRequest {
+            import_id: validated.id.clone(),
+            request_id: "stop".into(),
+        })
+        .await
+        .unwrap()
+        .import
+        .unwrap();
+    assert_eq!(cancelled.state, pb::ImportState::Cancelled as i32);
+    pause.go_on();
+    // The apply ends by dropping the import's lease.
+    let database = Database::connect(&suite.imports.database.url)
+        .await
+        .unwrap();
+    let import_id = uuid::Uuid::parse_str(&validated.id).unwrap();
+    let started = std::time::Instant::now();
+    while lease::Entity::find_by_id(import_id)
+        .one(&database)
+        .await
+        .unwrap()
+        .is_some()
+    {
+        assert!(started.elapsed() < WAIT, "the apply did not end");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let profiles = suite.identity_client().await.all_profiles(&account).await;
+    let emails: Vec<&str> = profiles.iter().map(|p| p.email.as_str()).collect();
+    assert_eq!(emails, ["stop0@example.com"], "only row 2 was sent");
+    let rows = imports
+        .all_rows(&validated.id, pb::ImportRowFilter::All)
+        .await;
+    let outcomes: Vec<(i64, i32, &str)> = rows
+        .iter()
+        .map(|row| (row.row_number, row.outcome, row.profile_id.as_str()))
+        .collect();
+    let (applied, skipped) = (
+        pb::ImportRowOutcome::Applied as i32,
+        pb::ImportRowOutcome::Skipped as i32,
+    );
+    assert_eq!(
+        outcomes,
+        [
+            (2, applied, profiles[0].id.as_str()),
+            (3, skipped, ""),
+            (4, skipped, ""),
+            (5, skipped, ""),
+            (6, skipped, ""),
+        ]
+    );
+    let report = parse_csv(&imports.report(&validated.id).await.unwrap());
+    let statuses: Vec<&str> = report[1..].iter().map(|row| row[9].as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["Created", "Skipped", "Skipped", "Skipped", "Skipped"]
+    );
+    let ended = imports.import(&validated.id).await;
+    assert_eq!(
+        (ended.state, ended.applied_count),
+        (pb::ImportState::Cancelled as i32, 1)
+    );
+}
+
 async fn another_accounts_imports_are_not_found(backend: Backend) {
     let limited_account = uuid::Uuid::new_v4();
     let Some(suite) = ImportSuite::start_with(
@@ -624,6 +720,7 @@ both_backends!(
     a_username_taken_after_preview_fails_alone,
     changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand,
     cancel_expiry_and_state_errors,
+    a_cancel_during_the_apply_stops_the_rows_read_but_not_sent,
     another_accounts_imports_are_not_found,
     two_replicas_and_one_job_only_one_applies
 );

@@ -10,6 +10,11 @@
 //! the first row without one; rows of a batch that identity wrote but whose outcome was never
 //! recorded are sent again, in their window, and identity answers them from what it kept
 //! without writing anything twice.
+//!
+//! A cancel skips every row without an outcome. Each request goes to identity only after the
+//! import was found still APPLYING, one read right before it, so rows read before the cancel
+//! are not written after it; the rows of a request already on its way when the cancel came
+//! are written by identity, and their outcomes replace the cancel's SKIPPED.
 
 use std::collections::HashMap;
 
@@ -47,6 +52,7 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     let mut unrecorded: Vec<RowResult> = Vec::new();
     while !next.is_empty() {
         job.check()?;
+        job.context.config.apply_pause.wait().await;
         let group = std::mem::take(&mut next);
         let (written, after) = tokio::join!(write_group(job, &import, group), async {
             if !unrecorded.is_empty() {
@@ -58,6 +64,12 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
         unrecorded = results;
         match failure {
             None => {}
+            // Cancelled before a batch of the group went out: the batches sent before keep
+            // their outcomes, the others' rows stay skipped.
+            Some(JobError::Ended) => {
+                windows.applying = false;
+                break;
+            }
             Some(JobError::Identity(status)) => {
                 // The batches identity did write keep their outcomes; the rest are skipped.
                 record(job, &unrecorded).await?;
@@ -83,8 +95,8 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
         }
         next = after?;
     }
-    // The last group written; or the import was cancelled meanwhile, and the rows identity
-    // wrote still get their outcomes (a cancel skips only rows never written).
+    // The last group written; or the import was cancelled meanwhile, and the rows of the
+    // requests sent before get their outcomes over the cancel's SKIPPED (identity wrote them).
     if !unrecorded.is_empty() {
         record(job, &unrecorded).await?;
     }
@@ -131,15 +143,12 @@ impl Windows {
     async fn next_group(&mut self, job: &Job) -> Result<Vec<Window>, JobError> {
         let store = &job.context.store;
         let mut group = Vec::new();
-        if self.applying && self.after < self.last {
-            let state = store
-                .import(job.import_id)
-                .await?
-                .map(|import| import.state);
-            if state != Some(ImportState::Applying) {
-                self.applying = false;
-                return Ok(group);
-            }
+        if self.applying
+            && self.after < self.last
+            && store.import_state(job.import_id).await? != Some(ImportState::Applying)
+        {
+            self.applying = false;
+            return Ok(group);
         }
         while group.len() < self.per_group && self.after < self.last {
             let upto = self.after + self.size;
@@ -173,7 +182,8 @@ async fn record(job: &Job, results: &[RowResult]) -> Result<(), JobError> {
 }
 
 /// Writes a group of batches; returns what became of the rows of every batch identity wrote,
-/// and the failure that stopped the rest, if any.
+/// and the failure that stopped the rest, if any: [`JobError::Ended`] when the import was
+/// cancelled before they were sent.
 ///
 /// The batches go to identity at once, each in its own transaction, unless a row of the group
 /// frees an extension number: a row below it may claim that number, so then they go one after
@@ -194,12 +204,19 @@ async fn write_group(
     let mut results = Vec::new();
     if prepared.iter().any(|batch| batch.frees_extensions) {
         for batch in &prepared {
-            match send(job, import, batch).await {
+            let written = async {
+                still_applying(job).await?;
+                send(job, import, batch).await
+            };
+            match written.await {
                 Ok(written) => results.extend(written),
                 Err(error) => return (results, Some(error)),
             }
         }
         return (results, None);
+    }
+    if let Err(error) = still_applying(job).await {
+        return (results, Some(error));
     }
     let mut failure = None;
     let sends = prepared.iter().map(|batch| send(job, import, batch));
@@ -213,6 +230,16 @@ async fn write_group(
         }
     }
     (results, failure)
+}
+
+/// Ok while the import is APPLYING; [`JobError::Ended`] once it is not (cancelled, or gone).
+/// Asked right before a write goes to identity: the cancel skipped every row not written yet,
+/// and a row read before it must not be written after it.
+async fn still_applying(job: &Job) -> Result<(), JobError> {
+    match job.context.store.import_state(job.import_id).await? {
+        Some(ImportState::Applying) => Ok(()),
+        _ => Err(JobError::Ended),
+    }
 }
 
 /// A batch ready for identity: each row's write on its idempotency key.

@@ -62,11 +62,47 @@ pub struct JobConfig {
     pub max_row_bytes: usize,
     /// Attempts of an identity call that fails transiently before the job gives up.
     pub identity_attempts: u32,
+    /// Where the apply waits before each group of batches (tests only; off by default).
+    pub apply_pause: ApplyPause,
 }
 
 impl JobConfig {
     fn lease_ms(&self) -> i64 {
         self.lease.as_millis() as i64
+    }
+}
+
+/// A pause of the apply before each group of batches it sends, for tests that act at a known
+/// point of an apply (a cancel between two groups). Off unless made with [`ApplyPause::on`]:
+/// then the apply, before each group, says it arrived and waits to be let go on.
+#[derive(Clone, Debug, Default)]
+pub struct ApplyPause(Option<Arc<(Semaphore, Semaphore)>>);
+
+impl ApplyPause {
+    /// A pause that is on.
+    pub fn on() -> Self {
+        Self(Some(Arc::new((Semaphore::new(0), Semaphore::new(0)))))
+    }
+
+    /// Completes when the apply arrived at the pause before its next group.
+    pub async fn arrived(&self) {
+        if let Some(pause) = &self.0 {
+            pause.0.acquire().await.expect("never closed").forget();
+        }
+    }
+
+    /// Lets the apply go on with one group.
+    pub fn go_on(&self) {
+        if let Some(pause) = &self.0 {
+            pause.1.add_permits(1);
+        }
+    }
+
+    async fn wait(&self) {
+        if let Some(pause) = &self.0 {
+            pause.0.add_permits(1);
+            pause.1.acquire().await.expect("never closed").forget();
+        }
     }
 }
 
@@ -84,7 +120,8 @@ pub enum JobError {
     /// Identity refused a call, or kept failing.
     #[error("identity: {0}")]
     Identity(Status),
-    /// The import reached a final state early (e.g. INVALID); nothing is left to do.
+    /// The import reached a final state early (e.g. INVALID, or CANCELLED during the apply);
+    /// nothing is left to do.
     #[error("the job ended early")]
     Ended,
 }

@@ -134,8 +134,11 @@ impl Store {
 const OUTCOME_CHUNK: usize = 500;
 
 /// Records `results` with one multi-row `INSERT … ON CONFLICT`: rows without an outcome get
-/// theirs, rows skipped by a cancel (whose write identity had made) get theirs instead, rows
-/// recorded already are left alone; returns the outcome codes of the rows it recorded.
+/// theirs, rows skipped by a cancel get theirs instead, rows recorded already are left alone;
+/// returns the outcome codes of the rows it recorded. Results only come from identity's
+/// answers to requests sent while the import was APPLYING (the apply reads the state right
+/// before each one), so a skipped row turns applied only when identity wrote it in a request
+/// on its way when the cancel came.
 async fn record_outcome_chunk(
     txn: &DatabaseTransaction,
     import_id: ImportId,

@@ -49,6 +49,18 @@ impl Store {
         one(import::Entity::find_by_id(id.0), &self.db, convert::import).await
     }
 
+    /// The state of an import now, `None` when it is gone: one column of one row, read before
+    /// every write the apply sends.
+    pub async fn import_state(&self, id: ImportId) -> Result<Option<ImportState>, StoreError> {
+        let state: Option<i32> = import::Entity::find_by_id(id.0)
+            .select_only()
+            .column(import::Column::State)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        Ok(state.map(state_of))
+    }
+
     /// A page of an account's imports, newest first, after the import `after`.
     pub async fn list_imports(
         &self,
@@ -187,8 +199,9 @@ impl Tx {
             return Ok(Err(self.state_now(id).await?));
         }
         skip_pending_rows(&self.txn, id.0).await?;
-        // A worker applying a batch right now records that batch's outcomes before it sees the
-        // cancel (and then drops the lease itself), so its rows are reported as applied.
+        // A worker applying right now sends nothing more once it sees the cancel, and then
+        // drops the lease itself; the outcomes of the batches it had already sent (identity
+        // writes them) replace their rows' SKIPPED, so those rows are reported as applied.
         if from != ImportState::Applying {
             delete_lease(&self.txn, id.0).await?;
         }
