@@ -8,15 +8,16 @@
 //! see, each costing a full verification — is refused beyond its share while every other
 //! key's calls still find room. The caller's tracing span is carried to the worker.
 
-use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+
+use crate::places::{Place, Places};
 
 /// argon2id cost and pool size.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -83,7 +84,7 @@ enum Job {
 
 /// A job in the pool with what it was sent with: the caller's span and its place in the
 /// caller's share, given back when the job is done.
-type Sent = (Job, tracing::Span, Share);
+type Sent = (Job, tracing::Span, Place<String>);
 
 /// Handle on the hashing pool; cheap to clone.
 #[derive(Clone)]
@@ -92,51 +93,8 @@ pub struct Hasher {
     params: Params,
     /// Verified against when a username is unknown, so both refusals cost the same.
     dummy: Arc<String>,
-    shares: Arc<Shares>,
-}
-
-/// How many jobs each caller has in the pool, and how many one may have.
-struct Shares {
-    held: Mutex<HashMap<String, usize>>,
-    limit: usize,
-}
-
-/// One job's place in its caller's share, given back when dropped.
-struct Share {
-    shares: Arc<Shares>,
-    caller: String,
-}
-
-impl Shares {
-    /// A place for `caller`, unless it holds its whole share already.
-    fn take(self: &Arc<Self>, caller: &str) -> Option<Share> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = held.entry(caller.to_owned()).or_default();
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
-        Some(Share {
-            shares: self.clone(),
-            caller: caller.to_owned(),
-        })
-    }
-}
-
-impl Drop for Share {
-    fn drop(&mut self) {
-        let mut held = self
-            .shares
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.caller) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.caller);
-            }
-        }
-    }
+    /// Each caller's places in the pool: jobs waiting or running.
+    shares: Arc<Places<String>>,
 }
 
 impl Hasher {
@@ -181,10 +139,7 @@ impl Hasher {
             jobs,
             params,
             dummy: Arc::new(dummy),
-            shares: Arc::new(Shares {
-                held: Mutex::new(HashMap::new()),
-                limit: per_caller.max(1),
-            }),
+            shares: Places::new(per_caller),
         })
     }
 
@@ -229,7 +184,10 @@ impl Hasher {
     }
 
     fn submit(&self, caller: &str, job: Job) -> Result<(), HashError> {
-        let share = self.shares.take(caller).ok_or(HashError::Busy)?;
+        let share = self
+            .shares
+            .take(&caller.to_owned())
+            .ok_or(HashError::Busy)?;
         match self.jobs.try_send((job, tracing::Span::current(), share)) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(HashError::Busy),

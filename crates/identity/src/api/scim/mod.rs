@@ -20,9 +20,8 @@ mod user;
 mod users;
 mod values;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -45,6 +44,7 @@ pub use error::ScimError;
 use crate::app::Identity;
 use crate::domain::ids::AccountId;
 use crate::domain::scim_token::ScimToken;
+use crate::places::{Place, Places};
 
 /// The media type of every SCIM body (RFC 7644 §8.1).
 pub const CONTENT_TYPE: &str = "application/scim+json";
@@ -92,53 +92,9 @@ pub struct Scim {
     identity: Identity,
     base: Arc<str>,
     limiter: Arc<RateLimiter>,
-    in_flight: Arc<InFlight>,
+    /// Each account's requests being served.
+    in_flight: Arc<Places<AccountId>>,
     restore_window: chrono::Duration,
-}
-
-/// How many requests each account has being served.
-#[derive(Default)]
-struct InFlight {
-    held: Mutex<HashMap<AccountId, usize>>,
-}
-
-/// One request's place among its account's [`MAX_CONCURRENT_PER_ACCOUNT`], given back when
-/// the request ends (dropped with its [`ScimCaller`]).
-pub struct Place {
-    in_flight: Arc<InFlight>,
-    account: AccountId,
-}
-
-impl InFlight {
-    /// A place for `account`, unless it has all of its places already.
-    fn take(self: &Arc<Self>, account: AccountId) -> Option<Place> {
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = held.entry(account).or_default();
-        if *count >= MAX_CONCURRENT_PER_ACCOUNT {
-            return None;
-        }
-        *count += 1;
-        Some(Place {
-            in_flight: self.clone(),
-            account,
-        })
-    }
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        let mut held = self
-            .in_flight
-            .held
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = held.get_mut(&self.account) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.account);
-            }
-        }
-    }
 }
 
 impl Scim {
@@ -167,7 +123,7 @@ pub async fn serve(
             settings.requests_per_second,
             settings.burst,
         )),
-        in_flight: Arc::default(),
+        in_flight: Places::new(MAX_CONCURRENT_PER_ACCOUNT),
         restore_window: chrono::Duration::days(
             i64::try_from(settings.restore_days.min(36_500)).unwrap_or(36_500),
         ),
@@ -270,7 +226,7 @@ pub struct ScimCaller {
     pub account: AccountId,
     pub token: ScimToken,
     /// Held while the request is served (its body read, its change made).
-    _place: Place,
+    _place: Place<AccountId>,
 }
 
 impl FromRequestParts<Scim> for ScimCaller {
@@ -289,7 +245,7 @@ impl FromRequestParts<Scim> for ScimCaller {
             .map_err(ScimError::too_many)?;
         let place = scim
             .in_flight
-            .take(token.account_id)
+            .take(&token.account_id)
             .ok_or_else(ScimError::too_many_at_once)?;
         let caller = Caller::limited(
             format!("scim-token {}", token.id.0),
