@@ -84,9 +84,13 @@ pub const ERROR_HEADER: &str = "Error";
 pub enum Slot {
     /// A template column.
     Known(Column),
-    /// A report column (`Status`, `Error`) or a column without a name: its cells are ignored,
-    /// though a value under a nameless column is reported on its row.
-    Ignored { named: bool },
+    /// A report column, named as the report writes it (`Status`, `Error`): its values are
+    /// ignored, though a line break in one is reported on its row, as it may have taken in the
+    /// rows after it.
+    Report(&'static str),
+    /// A column without a name: its cells are ignored, though a value under it is reported on
+    /// its row.
+    Unnamed,
 }
 
 /// The columns of an uploaded file, in file order.
@@ -102,7 +106,7 @@ impl Layout {
             .iter()
             .filter_map(|slot| match slot {
                 Slot::Known(column) => Some(*column),
-                Slot::Ignored { .. } => None,
+                Slot::Report(_) | Slot::Unnamed => None,
             })
             .collect()
     }
@@ -141,11 +145,14 @@ pub fn parse_header(cells: &[String]) -> Result<Layout, String> {
     for (index, cell) in cells.iter().enumerate() {
         let name = normalise(cell);
         if name.is_empty() {
-            slots.push(Slot::Ignored { named: false });
+            slots.push(Slot::Unnamed);
             continue;
         }
-        if name == STATUS_HEADER.to_lowercase() || name == ERROR_HEADER.to_lowercase() {
-            slots.push(Slot::Ignored { named: true });
+        if let Some(report) = [STATUS_HEADER, ERROR_HEADER]
+            .into_iter()
+            .find(|report| report.to_lowercase() == name)
+        {
+            slots.push(Slot::Report(report));
             continue;
         }
         match Column::ALL
@@ -223,7 +230,7 @@ mod tests {
                 Column::InternalId
             ]
         );
-        assert_eq!(layout.slots[4], Slot::Ignored { named: true });
+        assert_eq!(layout.slots[4], Slot::Report("Status"));
     }
 
     #[test]

@@ -56,9 +56,7 @@ pub fn clean_row(
     // column right. The preview says so, unless the header is padded alike (a program that
     // ends every line with delimiters).
     let columns = layout.slots.len();
-    if !row.misshapen
-        && record.cells.len() > columns
-        && !matches!(layout.slots.last(), Some(Slot::Ignored { named: false }))
+    if !row.misshapen && record.cells.len() > columns && layout.slots.last() != Some(&Slot::Unnamed)
     {
         row.notes.push(RowNote::new(
             None,
@@ -76,8 +74,22 @@ pub fn clean_row(
         let slot = layout.slots.get(index).copied();
         let column = match slot {
             Some(Slot::Known(column)) => column,
-            Some(Slot::Ignored { named: true }) | None => continue,
-            Some(Slot::Ignored { named: false }) => {
+            // The value is ignored, but not a line break: the cell's quote may have taken in
+            // the rows after it while the row kept its number of cells.
+            Some(Slot::Report(header)) => {
+                if record.open_quote.is_none() && raw.contains('\n') {
+                    row.errors.push(line_break(
+                        record,
+                        index,
+                        header,
+                        true,
+                        char::from(delimiter),
+                    ));
+                }
+                continue;
+            }
+            None => continue,
+            Some(Slot::Unnamed) => {
                 if !raw.trim().is_empty() {
                     row.errors.push(RowError::new(
                         None,
@@ -107,8 +119,13 @@ pub fn clean_row(
             cell.value
         };
         if record.open_quote.is_none() && raw.contains('\n') {
-            row.errors
-                .push(line_break(record, index, column, char::from(delimiter)));
+            row.errors.push(line_break(
+                record,
+                index,
+                column.header(),
+                false,
+                char::from(delimiter),
+            ));
         }
         if cell.trimmed {
             row.notes.push(RowNote::new(
@@ -143,7 +160,7 @@ fn shape_error(layout: &Layout, record: &Record, delimiter: u8) -> Option<RowErr
             .iter()
             .filter_map(|slot| match slot {
                 Slot::Known(column) => Some(column.header()),
-                Slot::Ignored { .. } => None,
+                Slot::Report(_) | Slot::Unnamed => None,
             })
             .collect();
         let without = if missing.is_empty() {
@@ -214,34 +231,58 @@ fn open_quote(quote: &OpenQuote) -> String {
     message
 }
 
-/// The error of a cell with a line break: where its quoted cell runs and, when its later
-/// lines look like cells of rows, that they may be rows it took in.
-fn line_break(record: &Record, index: usize, column: Column, delimiter: char) -> RowError {
+/// The error of a cell with a line break, under the column `header`: where its quoted cell
+/// runs and, when its later lines look like cells of rows, that they may be rows it took in.
+/// When the column is `ignored`, the line break matters only for the rows it may have taken
+/// in, so the error always names them.
+fn line_break(
+    record: &Record,
+    index: usize,
+    header: &str,
+    ignored: bool,
+    delimiter: char,
+) -> RowError {
     let lines = |text: &str| text.matches('\n').count() as u64;
     let cell = &record.cells[index];
     let opened = record.line + record.cells[..index].iter().map(|c| lines(c)).sum::<u64>();
     let closed = opened + lines(cell);
-    let taken = if closed == opened + 1 {
-        format!("line {closed} belongs to a row of its own")
+    let (next, taken) = if closed == opened + 1 {
+        ("row", format!("line {closed} belongs to a row of its own"))
     } else {
-        format!(
-            "lines {} to {closed} belong to rows of their own",
-            opened + 1
+        (
+            "rows",
+            format!(
+                "lines {} to {closed} belong to rows of their own",
+                opened + 1
+            ),
         )
     };
-    let mut message = format!(
-        "{column} holds a line break: its quoted cell runs from line {opened} to line \
-         {closed}, and a profile field is one line"
-    );
-    if cell
+    let missing = format!("if a closing quote is missing on line {opened}, {taken}");
+    let message = if ignored {
+        format!(
+            "{header} holds a line break: its quoted cell runs from line {opened} to line \
+             {closed} and may have taken in the next {next}; {missing} (the column itself is \
+             ignored)"
+        )
+    } else if cell
         .split_once('\n')
         .is_some_and(|(_, rest)| rest.contains(delimiter))
     {
-        message.push_str(&format!(
-            "; if a closing quote is missing on line {opened}, {taken}"
-        ));
+        format!(
+            "{header} holds a line break: its quoted cell runs from line {opened} to line \
+             {closed}, and a profile field is one line; {missing}"
+        )
+    } else {
+        format!(
+            "{header} holds a line break: its quoted cell runs from line {opened} to line \
+             {closed}, and a profile field is one line"
+        )
+    };
+    RowError {
+        column: header.to_owned(),
+        reason: "LINE_BREAK_IN_CELL".to_owned(),
+        message,
     }
-    RowError::new(Some(column), "LINE_BREAK_IN_CELL", message)
 }
 
 /// An identity message about a field in the voice of import rows: the column named by its

@@ -416,6 +416,69 @@ fn a_line_break_in_a_cell_names_the_lines_it_runs_over() {
     );
 }
 
+/// Every row of `file` as the validation reads and cleans it.
+fn clean_file(file: &[u8]) -> Vec<CleanRow> {
+    use crate::domain::encoding::TextEncoding;
+    use crate::domain::reader::{Next, RecordReader};
+
+    let mut reader = RecordReader::new(TextEncoding::UTF_8, 1024);
+    reader.push(file);
+    reader.finish();
+    let mut layout = None;
+    let mut rows = Vec::new();
+    while let Next::Record(record) = reader.next_record().unwrap() {
+        match &layout {
+            None => layout = Some(parse_header(&record.cells).unwrap()),
+            Some(layout) => rows.extend(clean_row(layout, &record, 1000, b',')),
+        }
+    }
+    rows
+}
+
+#[test]
+fn a_line_break_in_an_ignored_column_is_an_error_naming_the_rows_it_may_have_taken() {
+    let rows = clean_file(
+        b"First Name,Last Name,Email Address,Error\n\
+          Ann,Smith,ann@x.com,\"oops\nBob,Jones,bob@x.com,fixed\"\n",
+    );
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(
+        rows[0].errors,
+        vec![RowError {
+            column: "Error".into(),
+            reason: "LINE_BREAK_IN_CELL".into(),
+            message: "Error holds a line break: its quoted cell runs from line 2 to line 3 and \
+                      may have taken in the next row; if a closing quote is missing on line 2, \
+                      line 3 belongs to a row of its own (the column itself is ignored)"
+                .into(),
+        }]
+    );
+    let planned = finish(draft(rows[0].clone(), &HashMap::new()), None);
+    assert_eq!(planned.action, RowAction::Error);
+
+    // Over several lines, in a Status column; the value itself stays ignored.
+    let rows = clean_file(
+        b"Status,First Name,Last Name,Email Address\n\
+          \"Created\nCreated\nCreated\",Ann,Smith,ann@x.com\n\
+          Anything,Cleo,New,cleo@x.com\n",
+    );
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let error = &rows[0].errors[0];
+    assert_eq!(
+        (error.column.as_str(), error.reason.as_str()),
+        ("Status", "LINE_BREAK_IN_CELL")
+    );
+    assert!(
+        error.message.contains(
+            "may have taken in the next rows; if a closing quote is missing on line 2, lines 3 \
+             to 4 belong to rows of their own"
+        ),
+        "{error:?}"
+    );
+    assert!(rows[1].errors.is_empty() && rows[1].notes.is_empty());
+    assert!(!rows[1].values.values().any(|value| value == "Anything"));
+}
+
 #[test]
 fn identity_messages_read_in_the_rows_voice() {
     let row = plan(
