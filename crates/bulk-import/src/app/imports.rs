@@ -128,32 +128,34 @@ impl ImportApp {
         welcome_emails: bool,
     ) -> Result<Import, ImportError> {
         self.get(caller, id).await?;
-        let tx = self.store.begin().await?;
-        let current = tx.import(id).await?.ok_or(ImportError::NotFound)?;
-        let from = match state::submit(&current, request_id, now_millis()) {
-            Step::Done => return Ok(current),
-            Step::Refused(refusal) => return Err(refusal.into()),
-            Step::Go(from) => from,
-        };
         let trace_context = current_traceparent();
-        let import = match tx
-            .start_apply(
-                &current,
-                from,
-                request_id,
-                welcome_emails,
-                &trace_context,
-                Some(self.config.apply_batch_size as i32),
-            )
-            .await?
-        {
-            Ok(import) => import,
-            Err(Some(found)) => return Err(found.not_submittable().into()),
-            Err(None) => return Err(ImportError::NotFound),
-        };
-        tx.commit().await?;
-        self.wake.notify_one();
-        Ok(import)
+        loop {
+            let tx = self.store.begin().await?;
+            let current = tx.import(id).await?.ok_or(ImportError::NotFound)?;
+            let from = match state::submit(&current, request_id, now_millis()) {
+                Step::Done => return Ok(current),
+                Step::Refused(refusal) => return Err(refusal.into()),
+                Step::Go(from) => from,
+            };
+            if let Ok(import) = tx
+                .start_apply(
+                    &current,
+                    from,
+                    request_id,
+                    welcome_emails,
+                    &trace_context,
+                    Some(self.config.apply_batch_size as i32),
+                )
+                .await?
+            {
+                tx.commit().await?;
+                self.wake.notify_one();
+                return Ok(import);
+            }
+            // The import moved on between the read and the update (the same request, sent
+            // again, started the apply first; or a cancel): decide again from the state it is
+            // in now, so that the same request gets the same answer.
+        }
     }
 
     /// Cancels an import that has not finished. Rows not applied yet are skipped; an import
