@@ -1057,39 +1057,53 @@ async fn a_window_written_before_a_crash_is_answered_from_what_identity_kept(bac
 /// The checks after staging (repeats, look-alikes, numbers held) add a row's errors only while
 /// their replica holds the import's lease, in the transaction that renews it: a replica whose
 /// lease was taken over adds nothing to what the new holder staged.
-async fn a_row_error_is_added_only_under_the_lease(backend: Backend) {
-    use roster_bulk_import::domain::import::ImportId;
-    use roster_bulk_import::domain::rows::RowError;
-    use roster_bulk_import::domain::state::RowAction;
-    use roster_bulk_import::store::Store;
+/// A validated import of two rows whose lease replica B holds from the start (a validated
+/// import has none left; B's from its insert, so this suite's own worker never finds it
+/// free): the import as the service answers it, and the bulk-import store beside the service.
+async fn validated_under_b(
+    suite: &ImportSuite,
+    slug: &str,
+) -> (
+    pb::Import,
+    roster_bulk_import::domain::import::ImportId,
+    roster_bulk_import::store::Store,
+) {
     use roster_bulk_import::store::entities::lease;
+    use roster_bulk_import::store::{Store, now_millis};
     use sea_orm::ActiveValue::Set;
 
-    let Some(suite) = ImportSuite::start(backend).await else {
-        return;
-    };
     let account = suite.account("Acme").await;
     let imports = suite.import_client().await;
     let validated = imports
-        .validated_csv(&account, people_csv("lease", 2), WAIT)
+        .validated_csv(&account, people_csv(slug, 2), WAIT)
         .await;
-    let id = ImportId(uuid::Uuid::parse_str(&validated.id).unwrap());
+    let id =
+        roster_bulk_import::domain::import::ImportId(uuid::Uuid::parse_str(&validated.id).unwrap());
     let db = Database::connect(&suite.imports.database.url)
         .await
         .unwrap();
-    // A validated import has no lease left: give it one, held by replica B.
+    let now = now_millis();
     lease::Entity::insert(lease::ActiveModel {
         import_id: Set(id.0),
-        owner: Set(None),
-        expires_at: Set(0),
-        heartbeat_at: Set(0),
-        claims: Set(0),
+        owner: Set(Some("replica-b".into())),
+        expires_at: Set(now + 60_000),
+        heartbeat_at: Set(now),
+        claims: Set(1),
     })
     .exec(&db)
     .await
     .unwrap();
-    let store = Store::new(db);
-    assert!(store.try_claim(id, "replica-b", 60_000).await.unwrap());
+    (validated, id, Store::new(db))
+}
+
+async fn a_row_error_is_added_only_under_the_lease(backend: Backend) {
+    use roster_bulk_import::domain::rows::RowError;
+    use roster_bulk_import::domain::state::RowAction;
+
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let (_, id, store) = validated_under_b(&suite, "lease").await;
     let first = store.rows(id, None, 0, 10).await.unwrap()[0].clone();
     assert_eq!(first.action, RowAction::Create);
     let error = |message: &str| RowError {
@@ -1124,4 +1138,136 @@ both_backends!(
     an_upgraded_import_keeps_its_outcomes,
     a_window_written_before_a_crash_is_answered_from_what_identity_kept,
     a_row_error_is_added_only_under_the_lease
+);
+
+/// A report fixed and uploaded again keeps its Error column, which the import ignores; a quote
+/// left open there can take in the next row while the row keeps its number of cells. The row is
+/// an error naming the column and the line it may have taken in: no row is dropped without the
+/// preview saying so.
+async fn a_line_break_in_an_ignored_column_is_an_error_in_the_preview(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let imports = suite.import_client().await;
+    let file = b"First Name,Last Name,Email Address,Error\n\
+                 Ann,Smith,ann@x.com,\"oops\nBob,Jones,bob@x.com,fixed\"\n";
+    let created = imports.upload_csv(&account, file, 16).await.unwrap();
+    let validated = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    assert_eq!(
+        (
+            validated.total_row_count,
+            validated.create_count,
+            validated.error_count
+        ),
+        (1, 0, 1),
+        "{validated:?}"
+    );
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::Errors)
+        .await;
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    let ann = by_row(&rows, 2);
+    assert_eq!(ann.action, pb::ImportRowAction::Error as i32);
+    assert_eq!(ann.values["First Name"], "Ann");
+    assert_eq!(reasons(ann), vec![("Error", "LINE_BREAK_IN_CELL")]);
+    assert_eq!(
+        ann.errors[0].message,
+        "Error holds a line break: its quoted cell runs from line 2 to line 3 and may have \
+         taken in the next row; if a closing quote is missing on line 2, line 3 belongs to a \
+         row of its own (the column itself is ignored)"
+    );
+}
+
+/// SubmitImport sent many times at once with one request_id (a client retrying over a slow
+/// network) gets one answer every time, and the rows are applied once (AIP-155).
+async fn one_submit_sent_many_times_at_once_gets_one_answer(backend: Backend) {
+    use roster_bulk_import::jobs::ApplyPause;
+
+    // The apply waits before its first group, so the import stays as the submit left it
+    // while the answers are compared.
+    let pause = ApplyPause::on();
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| settings.apply_pause = pause.clone(),
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let imports = suite.import_client().await;
+    let validated = imports
+        .validated_csv(&account, people_csv("once", 5), WAIT)
+        .await;
+    let submits = (0..32).map(|_| {
+        let imports = imports.clone();
+        let import_id = validated.id.clone();
+        tokio::spawn(async move {
+            imports
+                .submit_import(pb::SubmitImportRequest {
+                    import_id,
+                    request_id: "submit-once".into(),
+                    send_welcome_emails: false,
+                })
+                .await
+        })
+    });
+    let mut answers = Vec::new();
+    for submit in submits.collect::<Vec<_>>() {
+        let answer = submit.await.unwrap().expect("every SubmitImport succeeds");
+        answers.push(answer.import.expect("import"));
+    }
+    assert_eq!(answers[0].state, pb::ImportState::Applying as i32);
+    assert!(
+        answers.iter().all(|answer| *answer == answers[0]),
+        "{answers:#?}"
+    );
+
+    pause.arrived().await;
+    for _ in 0..5 {
+        pause.go_on();
+    }
+    let done = imports
+        .wait_for_state(&validated.id, &[pb::ImportState::Completed], WAIT)
+        .await;
+    assert_eq!((done.applied_count, done.failed_count), (5, 0), "{done:?}");
+    let profiles = suite.identity_client().await.all_profiles(&account).await;
+    assert_eq!(profiles.len(), 5, "each row applied once");
+}
+
+/// Restarting a validation deletes what was staged only while its replica holds the import's
+/// lease, in the transaction that renews it: a replica whose lease was taken over deletes
+/// nothing of what the new holder staged.
+async fn a_validation_restarts_only_under_the_lease(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let imports = suite.import_client().await;
+    let (validated, id, store) = validated_under_b(&suite, "restart").await;
+
+    let restarted = store
+        .restart_validation(id, "replica-a", 60_000)
+        .await
+        .unwrap();
+    assert!(!restarted, "replica A's lease was taken over");
+    assert_eq!(store.rows(id, None, 0, 10).await.unwrap().len(), 2);
+    assert_eq!(imports.import(&validated.id).await.total_row_count, 2);
+
+    let restarted = store
+        .restart_validation(id, "replica-b", 60_000)
+        .await
+        .unwrap();
+    assert!(restarted);
+    assert!(store.rows(id, None, 0, 10).await.unwrap().is_empty());
+    assert_eq!(imports.import(&validated.id).await.total_row_count, 0);
+}
+
+both_backends!(
+    a_line_break_in_an_ignored_column_is_an_error_in_the_preview,
+    one_submit_sent_many_times_at_once_gets_one_answer,
+    a_validation_restarts_only_under_the_lease
 );

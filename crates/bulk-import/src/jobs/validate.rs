@@ -56,7 +56,12 @@ type Batch = (Vec<CleanRow>, Vec<&'static str>);
 
 pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     let store = &job.context.store;
-    store.restart_validation(job.import_id).await?;
+    if !store
+        .restart_validation(job.import_id, &job.context.owner, job.lease_ms())
+        .await?
+    {
+        return Err(JobError::LeaseLost);
+    }
     let Some(encoding) = import.encoding else {
         return invalid(
             job,

@@ -19,16 +19,27 @@ use crate::domain::rows::{PlannedRow, RowError};
 use crate::domain::state::{ImportState, RowAction};
 
 impl Store {
-    /// Forgets what an earlier, interrupted validation staged.
-    pub async fn restart_validation(&self, import_id: ImportId) -> Result<(), StoreError> {
+    /// Forgets what an earlier, interrupted validation staged, if `owner` still holds the
+    /// lease: in the transaction that renews it, so that a replica whose lease was taken over
+    /// cannot delete what the new holder staged. False when the lease was lost.
+    pub async fn restart_validation(
+        &self,
+        import_id: ImportId,
+        owner: &str,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
         let txn = self.db.begin().await?;
+        if !renew(&txn, import_id, owner, ttl_ms).await? {
+            return Ok(false);
+        }
         delete_rows(&txn, import_id.0).await?;
         import::Entity::update_many()
             .col_expr(import::Column::TotalRowCount, Expr::value(0i64))
             .filter(import::Column::Id.eq(import_id.0))
             .exec(&txn)
             .await?;
-        Ok(txn.commit().await?)
+        txn.commit().await?;
+        Ok(true)
     }
 
     /// Stages validated rows and moves the row count on, if `owner` still holds the lease.
