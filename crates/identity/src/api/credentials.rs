@@ -8,7 +8,7 @@ use secrecy::SecretString;
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, api_error};
-use crate::app::credentials::Passwords;
+use crate::app::credentials::{MAX_PASSWORD_CHARS, Passwords, password_too_long};
 use crate::domain::email::EmailAddress;
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::Rule;
@@ -36,10 +36,11 @@ fn secret(field: &str, value: String) -> Result<SecretString, ApiError> {
     if value.is_empty() {
         return Err(ApiError::invalid(field, "is required"));
     }
-    // Far above any policy's maximum; stops megabyte passwords before they reach argon2. Bytes
-    // first, so that not even the count of characters runs over a huge value.
-    if value.len() > 4 * 4096 || value.chars().count() > 4096 {
-        return Err(ApiError::invalid(field, "is longer than 4096 characters"));
+    if password_too_long(&value) {
+        return Err(ApiError::invalid(
+            field,
+            format!("is longer than {MAX_PASSWORD_CHARS} characters"),
+        ));
     }
     Ok(SecretString::from(value))
 }

@@ -322,6 +322,16 @@ impl Passwords {
     }
 }
 
+/// The longest password taken, whatever the transport: far above any policy's maximum, so
+/// that no strength estimate or hash ever runs over a huge value.
+pub const MAX_PASSWORD_CHARS: usize = 4096;
+
+/// Whether `password` is longer than [`MAX_PASSWORD_CHARS`]: bytes first, so that not even the
+/// count of characters runs over a huge value.
+pub fn password_too_long(password: &str) -> bool {
+    password.len() > 4 * MAX_PASSWORD_CHARS || password.chars().count() > MAX_PASSWORD_CHARS
+}
+
 /// SHA-256 of a reset token, as stored.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))

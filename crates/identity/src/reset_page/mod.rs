@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::app::credentials::{INVALID_TOKEN, Passwords};
+use crate::app::credentials::{INVALID_TOKEN, MAX_PASSWORD_CHARS, Passwords, password_too_long};
 use crate::domain::error::IdentityError;
 use crate::domain::policy::Rule;
 
@@ -38,10 +38,6 @@ const MAX_BODY_BYTES: usize = 32 * 1024;
 /// Longest token looked up: the links carry 43 characters; anything much longer is not one,
 /// and is answered as an unknown token without reaching the database.
 const MAX_TOKEN_BYTES: usize = 256;
-
-/// Longest password taken, as over gRPC: far above any policy's maximum, so that no strength
-/// estimate or hash runs over a huge value.
-const MAX_PASSWORD_CHARS: usize = 4096;
 
 /// Requests served at once; more wait for a free slot only briefly, then are answered 503.
 /// The page is anonymous, so its load must not take every database connection and core the
@@ -218,12 +214,6 @@ fn implausible(token: &str) -> bool {
     token.len() > MAX_TOKEN_BYTES
 }
 
-/// Whether `password` is longer than any policy allows (bytes first, so that not even the
-/// count of characters runs over a huge value).
-fn too_long(password: &str) -> bool {
-    password.len() > 4 * MAX_PASSWORD_CHARS || password.chars().count() > MAX_PASSWORD_CHARS
-}
-
 fn too_long_answer() -> Response {
     answer(
         StatusCode::BAD_REQUEST,
@@ -260,7 +250,7 @@ async fn check(State(passwords): State<Passwords>, Json(body): Json<PasswordBody
     if implausible(&body.token) {
         return error(IdentityError::InvalidResetToken);
     }
-    if too_long(&body.password) {
+    if password_too_long(&body.password) {
         return too_long_answer();
     }
     let password = SecretString::from(body.password);
@@ -281,7 +271,7 @@ async fn complete(State(passwords): State<Passwords>, Json(body): Json<PasswordB
     if implausible(&body.token) {
         return error(IdentityError::InvalidResetToken);
     }
-    if too_long(&body.password) {
+    if password_too_long(&body.password) {
         return too_long_answer();
     }
     let password = SecretString::from(body.password);

@@ -135,14 +135,7 @@ impl Store {
         txn: &DatabaseTransaction,
         profile_id: ProfileId,
     ) -> Result<(), StoreError> {
-        reset_token::Entity::update_many()
-            .col_expr(reset_token::Column::RevokedAt, Expr::val(Some(now())))
-            .filter(reset_token::Column::ProfileId.eq(profile_id.0))
-            .filter(reset_token::Column::UsedAt.is_null())
-            .filter(reset_token::Column::RevokedAt.is_null())
-            .exec(txn)
-            .await?;
-        Ok(())
+        self.revoke_reset_tokens_of(txn, &[profile_id]).await
     }
 
     /// Stores a new reset token (by hash), revoking the profile's earlier ones.

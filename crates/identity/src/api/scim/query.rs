@@ -18,30 +18,40 @@ pub fn profile_query(filter: &Filter) -> Result<ProfileQuery, ScimError> {
     Ok(query)
 }
 
+/// The terms of `left` and `right` joined by one operator: a side that is itself a join by the
+/// same operator (`terms` gives its terms) adds its terms, not itself.
+fn chained(
+    left: &Filter,
+    right: &Filter,
+    within: Option<&AttrPath>,
+    terms: fn(ProfileQuery) -> Result<Vec<ProfileQuery>, ProfileQuery>,
+) -> Result<Vec<ProfileQuery>, ScimError> {
+    let mut joined = Vec::new();
+    for side in [left, right] {
+        match terms(translate(side, within)?) {
+            Ok(inner) => joined.extend(inner),
+            Err(single) => joined.push(single),
+        }
+    }
+    Ok(joined)
+}
+
 /// `within`: the multi-valued attribute a value filter's paths are sub-attributes of.
 fn translate(filter: &Filter, within: Option<&AttrPath>) -> Result<ProfileQuery, ScimError> {
     Ok(match filter {
         // A chain of one operator (`a or b or c`, which the parser reads as `(a or b) or c`)
         // is one condition of many terms, not a nesting as deep as the chain is long.
         Filter::And(left, right) => {
-            let mut terms = Vec::new();
-            for side in [left, right] {
-                match translate(side, within)? {
-                    ProfileQuery::And(inner) => terms.extend(inner),
-                    other => terms.push(other),
-                }
-            }
-            ProfileQuery::And(terms)
+            ProfileQuery::And(chained(left, right, within, |query| match query {
+                ProfileQuery::And(terms) => Ok(terms),
+                other => Err(other),
+            })?)
         }
         Filter::Or(left, right) => {
-            let mut terms = Vec::new();
-            for side in [left, right] {
-                match translate(side, within)? {
-                    ProfileQuery::Or(inner) => terms.extend(inner),
-                    other => terms.push(other),
-                }
-            }
-            ProfileQuery::Or(terms)
+            ProfileQuery::Or(chained(left, right, within, |query| match query {
+                ProfileQuery::Or(terms) => Ok(terms),
+                other => Err(other),
+            })?)
         }
         Filter::Not(inner) => ProfileQuery::Not(Box::new(translate(inner, within)?)),
         Filter::Values { attr, filter } => {
