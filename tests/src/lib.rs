@@ -32,6 +32,48 @@ use roster_runtime::{CommonSettings, KeyRing, Service, SharedKeyRing, Shutdown};
 use sea_orm::{ConnectionTrait, Database};
 use tonic::transport::Channel;
 
+/// A port for a server that a test starts later — a separate process, or one that must not
+/// listen yet: free now, never answered twice in one process, and taken below the kernel's
+/// ephemeral range (`ip_local_port_range`, 32768–60999 by default). Inside that range any
+/// outgoing connection or `bind(…:0)` of a test running beside this one can take the port
+/// before the server binds it; the server then fails to start while the test talks to
+/// whatever holds the port (a server of another service answers UNIMPLEMENTED).
+pub fn free_port() -> u16 {
+    use std::hash::BuildHasher;
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    const FIRST: u32 = 10_000;
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if ephemeral_from > FIRST + 1_000 {
+        let span = ephemeral_from - FIRST;
+        // A start of this process's own, so that tests running beside it look elsewhere.
+        let start = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+        for step in 0..span {
+            let port = (FIRST + ((start % u64::from(span)) as u32 + step) % span) as u16;
+            if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.insert(port);
+                return port;
+            }
+        }
+    }
+    // No room below the ephemeral range: the kernel's choice is all there is.
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
+}
+
 /// The key with every scope on every account that each test server accepts.
 pub const ADMIN_KEY: &str = "test-admin-key";
 

@@ -796,9 +796,7 @@ async fn the_outbox_series_show_a_relay_that_cannot_deliver_and_its_recovery(
     backend: roster_tests::Backend,
 ) {
     // Notification's address, where nothing listens until the test starts it.
-    let notification_addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
+    let notification_addr = std::net::SocketAddr::from(([127, 0, 0, 1], roster_tests::free_port()));
     let Some(identity_db) = TestDatabase::create(backend).await else {
         return;
     };

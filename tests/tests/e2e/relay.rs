@@ -182,9 +182,7 @@ async fn a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept(ba
 async fn an_email_of_an_account_deleted_before_its_hand_over_is_dropped(backend: Backend) {
     // Notification's address is known, but nothing listens there yet: the welcome email waits
     // in the outbox while the account is deleted.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
+    let port = std::net::SocketAddr::from(([127, 0, 0, 1], roster_tests::free_port()));
     let settings = roster_identity::Settings {
         notification_url: Some(format!("http://{port}")),
         notification_key: Some(ADMIN_KEY.to_owned()),

@@ -196,6 +196,43 @@ impl Replica {
     fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
+
+    /// The name this replica's health is asked under: its own gRPC service's, so that another
+    /// server holding the port cannot answer for it.
+    fn health_name(&self) -> &'static str {
+        match self.service {
+            "identity" => "roster.identity.v1.ProfileService",
+            "bulk-import" => "roster.imports.v1.ImportService",
+            "notification" => "roster.notification.v1.NotificationService",
+            other => panic!("no health name for {other}"),
+        }
+    }
+
+    /// Waits until the replica is SERVING; a process that exits meanwhile (its port taken, say)
+    /// fails the test at once, with its log.
+    async fn wait_serving(&mut self, within: Duration) {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} on {} exited ({status}) before serving; log: {}",
+                    self.service,
+                    self.port,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if health(&self.url(), self.health_name()).await == Some(ServingStatus::Serving) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!(
+            "{} on {} did not become healthy within {within:?}; log: {}",
+            self.service,
+            self.port,
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
 }
 
 impl Drop for Replica {
@@ -232,18 +269,18 @@ fn lazy_channel(url: &str) -> Channel {
         .connect_lazy()
 }
 
-async fn health(url: &str) -> Option<ServingStatus> {
+async fn health(url: &str, name: &str) -> Option<ServingStatus> {
     let health = Health::new(lazy_channel(url));
-    tokio::time::timeout(Duration::from_secs(2), health.check(""))
+    tokio::time::timeout(Duration::from_secs(2), health.check(name))
         .await
         .ok()?
         .ok()
 }
 
-async fn wait_health(url: &str, wanted: ServingStatus, within: Duration) -> bool {
+async fn wait_health(url: &str, name: &str, wanted: ServingStatus, within: Duration) -> bool {
     let started = Instant::now();
     while started.elapsed() < within {
-        if health(url).await == Some(wanted) {
+        if health(url, name).await == Some(wanted) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -469,19 +506,8 @@ async fn start_the_suite_migrated_and_healthy(smtp: &SmtpServer) -> Suite {
         ]);
         replicas.push(Replica::start("bulk-import", *port, env, work.path()));
     }
-    for replica in &replicas {
-        assert!(
-            wait_health(
-                &replica.url(),
-                ServingStatus::Serving,
-                Duration::from_secs(60)
-            )
-            .await,
-            "{} on {} did not become healthy; log: {}",
-            replica.service,
-            replica.port,
-            std::fs::read_to_string(&replica.log).unwrap_or_default()
-        );
+    for replica in &mut replicas {
+        replica.wait_serving(Duration::from_secs(60)).await;
     }
     let urls = |ports: [u16; 2]| -> Vec<String> {
         ports
@@ -701,25 +727,34 @@ async fn inject_faults(
         let elapsed = started.elapsed().as_secs();
         if !postgres_restarted && elapsed >= seconds / 3 {
             postgres_restarted = true;
-            let watched: Vec<(String, u32)> = replicas.iter().map(|r| (r.url(), r.pid())).collect();
+            let watched: Vec<(String, &str, u32)> = replicas
+                .iter()
+                .map(|r| (r.url(), r.health_name(), r.pid()))
+                .collect();
             let down_at = epoch_seconds();
             suite.postgres.down();
             let mut all_down = true;
-            for (url, _) in &watched {
-                all_down &=
-                    wait_health(url, ServingStatus::NotServing, Duration::from_secs(15)).await;
+            for (url, name, _) in &watched {
+                all_down &= wait_health(
+                    url,
+                    name,
+                    ServingStatus::NotServing,
+                    Duration::from_secs(15),
+                )
+                .await;
             }
             faults.saw_not_serving = all_down;
             tokio::time::sleep(Duration::from_secs(2)).await;
             suite.postgres.up();
             let mut all_up = true;
-            for (url, _) in &watched {
-                all_up &= wait_health(url, ServingStatus::Serving, Duration::from_secs(30)).await;
+            for (url, name, _) in &watched {
+                all_up &=
+                    wait_health(url, name, ServingStatus::Serving, Duration::from_secs(30)).await;
             }
             let same_processes = watched
                 .iter()
                 .zip(replicas.iter())
-                .all(|((_, pid), replica)| *pid == replica.pid());
+                .all(|((_, _, pid), replica)| *pid == replica.pid());
             faults.saw_serving_again = all_up && same_processes;
             faults.delivery_faults.push((down_at, epoch_seconds()));
             continue;
@@ -764,6 +799,7 @@ async fn settle(suite: &Suite, importer: &Imports, import_id: &str) -> imports::
         assert!(
             wait_health(
                 &replica.url(),
+                replica.health_name(),
                 ServingStatus::Serving,
                 Duration::from_secs(60)
             )

@@ -14,17 +14,10 @@ use roster_proto::imports::v1 as pb;
 use roster_runtime::auth::hash_key_hex;
 use roster_tests::clients::{Identity, Imports};
 use roster_tests::imports::{parse_csv, people_csv};
-use roster_tests::{ADMIN_KEY, Backend, TestDatabase, connect};
+use roster_tests::{ADMIN_KEY, Backend, TestDatabase, connect, free_port};
 use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, QuerySelect};
 
 const ROWS: usize = 50_000;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
 
 fn serve(service: &str, env: &[(String, String)], log: &Path) -> Child {
     let log = std::fs::File::create(log).expect("log file");

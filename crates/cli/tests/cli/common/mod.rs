@@ -9,13 +9,7 @@ use std::time::Duration;
 use roster_runtime::auth::hash_key_hex;
 use serde_json::Value;
 
-/// A port that was free a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free port")
-}
+pub use roster_tests::free_port;
 
 /// Writes a keys file accepting `key` with every scope on every account.
 pub fn write_admin_keys_file(path: &Path, key: &str) {
