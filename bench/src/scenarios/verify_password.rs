@@ -294,6 +294,7 @@ async fn set_up_passwords(
                 pb::CompletePasswordResetRequest {
                     token,
                     new_password: PASSWORD.into(),
+                    request_id: String::new(),
                 },
             ))
             .await

@@ -318,6 +318,7 @@ impl Identity {
         self.complete_password_reset(identity::CompletePasswordResetRequest {
             token,
             new_password: password.into(),
+            request_id: String::new(),
         })
         .await
         .expect("password set");

@@ -527,6 +527,7 @@ impl World {
             .complete_password_reset(pb::CompletePasswordResetRequest {
                 token,
                 new_password: STRONG.into(),
+                request_id: String::new(),
             })
             .await
             .expect("password set");
@@ -1736,6 +1737,7 @@ async fn complete_password_reset(world: &World) -> Prepared {
     let call = Call::CompletePasswordReset(pb::CompletePasswordResetRequest {
         token,
         new_password: STRONG.into(),
+        request_id: "complete-reset".into(),
     });
     Prepared {
         call,
@@ -1745,17 +1747,19 @@ async fn complete_password_reset(world: &World) -> Prepared {
                 "roster.credential.password_changed",
                 &world.account,
                 &profile.id,
-                "",
+                "complete-reset",
                 Vec::new(),
             )
             .by(format!("profile {}", profile.id)),
         ],
-        replay: Expect::Refused(Code::FailedPrecondition),
+        // The token is used, but the request id was answered: its answer again.
+        replay: Expect::FirstAnswer,
         // A password the policy refuses.
         refusal: (
             Call::CompletePasswordReset(pb::CompletePasswordResetRequest {
                 token: other_token,
                 new_password: "password".into(),
+                request_id: String::new(),
             }),
             Expect::Refused(Code::InvalidArgument),
         ),

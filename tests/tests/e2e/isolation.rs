@@ -1416,6 +1416,7 @@ fn audit() -> Vec<(&'static str, Vec<Probe>)> {
                 pb::CompletePasswordResetRequest {
                     token: token.into(),
                     new_password: "Amber-Glacier-93-Compass".into(),
+                    request_id: String::new(),
                 }
             })],
         ),
@@ -1877,6 +1878,7 @@ async fn complete_reset(identity: &Channel, token: String, password: &str) {
         .complete_password_reset(pb::CompletePasswordResetRequest {
             token,
             new_password: password.into(),
+            request_id: String::new(),
         })
         .await
         .expect("password set");

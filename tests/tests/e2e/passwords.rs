@@ -67,6 +67,7 @@ impl Fixture {
             .complete_password_reset(pb::CompletePasswordResetRequest {
                 token: token.into(),
                 new_password: password.into(),
+                request_id: String::new(),
             })
             .await
             .map(|_| ())
@@ -642,7 +643,105 @@ async fn older_hashes_are_upgraded_on_the_next_verify(backend: Backend) {
     assert!(upgraded.contains("m=19456,t=2,p=1"), "{upgraded}");
 }
 
+/// A reset sent with a request id is answered its first answer when it comes again — after an
+/// answer that was lost, or many copies at once — rather than as a used link; the password is
+/// set once. The same id with another password is refused naming `request_id`; without an id
+/// a repeat finds the link used. The page takes an id the same way. A completed reset lifts
+/// the lock its username's failed sign-ins put on it, and records that, so the new password
+/// signs in at once.
+async fn a_reset_sent_again_with_its_request_id_is_answered_as_the_first_and_lifts_the_lock(
+    backend: Backend,
+) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    f.set_password(STRONG).await;
+    for _ in 0..MAX_FAILURES {
+        f.verify("ada@example.com", "Wrong-Guess-0000")
+            .await
+            .unwrap();
+    }
+    let locked = f.verify("ada@example.com", STRONG).await.unwrap_err();
+    assert_eq!(locked.code(), Code::ResourceExhausted);
+
+    f.send_reset("").await;
+    let token = newest_reset_token(&f.server).await;
+    let fresh = "Cobalt-Meadow-52-Harbor";
+    let complete = |request_id: &'static str, password: &'static str| {
+        let identity = f.identity.clone();
+        let token = token.clone();
+        async move {
+            identity
+                .complete_password_reset(pb::CompletePasswordResetRequest {
+                    token,
+                    new_password: password.into(),
+                    request_id: request_id.into(),
+                })
+                .await
+        }
+    };
+    let copies: Vec<_> = (0..8).map(|_| complete("reset-once", fresh)).collect();
+    for answer in futures::future::join_all(copies).await {
+        answer.expect("every copy answered as the first");
+    }
+    complete("reset-once", fresh)
+        .await
+        .expect("a retry after a lost answer is answered as the first");
+    let reused = complete("reset-once", "Another-Strong-77-pass")
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::InvalidArgument);
+    let fields: Vec<String> = reused
+        .get_details_bad_request()
+        .expect("BadRequest")
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect();
+    assert_eq!(fields, ["request_id"]);
+    let without_id = complete("", fresh).await.unwrap_err();
+    assert_eq!(reason(&without_id).as_deref(), Some("RESET_TOKEN_INVALID"));
+
+    // The lock is lifted: the new password signs in at once; the old one no longer does.
+    assert!(f.verify("ada@example.com", fresh).await.unwrap().verified);
+    assert!(!f.verify("ada@example.com", STRONG).await.unwrap().verified);
+    let events = f
+        .identity
+        .events_through(&f.account.id, "roster.signin.unlocked")
+        .await;
+    let of_type = |kind: &str| {
+        events
+            .iter()
+            .filter(|event| event.subject_id == f.profile.id && event.r#type == kind)
+            .count()
+    };
+    // One change for the first password, one for the reset: the copies changed nothing.
+    assert_eq!(of_type("roster.credential.password_changed"), 2);
+    assert_eq!(of_type("roster.signin.unlocked"), 1);
+    assert_eq!(changed_emails(&f.server).await, 2);
+
+    // The page: its submission sent again with the page's id is answered 200 again.
+    let addr = f.server.reset_addr.expect("the reset page is on");
+    f.send_reset("").await;
+    let token = newest_reset_token(&f.server).await;
+    let submit = |password: &str| {
+        serde_json::json!({"token": token, "password": password, "request_id": "page-1"})
+            .to_string()
+    };
+    let page = "Amber-Glacier-93-Compass";
+    for attempt in 0..2 {
+        let (status, body) = post_to_page(addr, "/reset/api/complete", &submit(page)).await;
+        assert_eq!(status, 200, "submission {attempt}: {body}");
+    }
+    let (status, body) = post_to_page(addr, "/reset/api/complete", &submit(fresh)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("already set from this page"), "{body}");
+    assert!(f.verify("ada@example.com", page).await.unwrap().verified);
+    assert_eq!(changed_emails(&f.server).await, 3);
+}
+
 both_backends!(
+    a_reset_sent_again_with_its_request_id_is_answered_as_the_first_and_lifts_the_lock,
     policies_read_update_and_refuse_impossible_values,
     requirements_are_sentences_and_checks_name_every_failed_rule,
     reset_sets_a_password_once_and_every_bad_token_looks_the_same,
@@ -896,13 +995,23 @@ async fn concurrent_guesses_never_outrun_the_throttle(backend: Backend) {
     }
 }
 
-/// How many reset emails identity's outbox holds.
-async fn reset_emails(server: &TestServer) -> usize {
+/// How many emails of `template` identity's outbox holds.
+async fn outbox_count(server: &TestServer, template: &str) -> usize {
     roster_tests::outbox_emails(server)
         .await
         .iter()
-        .filter(|email| email["template"] == "password_reset")
+        .filter(|email| email["template"] == template)
         .count()
+}
+
+/// How many reset emails identity's outbox holds.
+async fn reset_emails(server: &TestServer) -> usize {
+    outbox_count(server, "password_reset").await
+}
+
+/// How many "password changed" emails identity's outbox holds.
+async fn changed_emails(server: &TestServer) -> usize {
+    outbox_count(server, "password_changed").await
 }
 
 async fn a_reset_goes_only_to_the_address_the_admin_confirmed(backend: Backend) {

@@ -138,9 +138,11 @@ impl CredentialService for CredentialApi {
     ) -> Result<Response<pb::CompletePasswordResetResponse>, Status> {
         let caller = caller(&request)?;
         let request = request.into_inner();
+        check_request_id("request_id", &request.request_id)?;
+        let request_id = crate::api::request_key(&request, &request.request_id);
         let password = secret("new_password", request.new_password)?;
         self.passwords
-            .complete_reset(&caller, &request.token, password)
+            .complete_reset(&caller, request_id, &request.token, password)
             .await
             .map_err(api_error)?;
         Ok(Response::new(pb::CompletePasswordResetResponse {}))

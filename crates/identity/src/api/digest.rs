@@ -69,7 +69,9 @@ whole!(
     pb::CreateScimTokenRequest,
     pb::RevokeScimTokenRequest,
     pb::CreateProfileRequest,
-    pb::ClearSignInThrottleRequest
+    pb::ClearSignInThrottleRequest,
+    // The token is a secret of 256 bits: the digest tells nothing of the password beside it.
+    pb::CompletePasswordResetRequest
 );
 
 /// The mask's paths, or none.

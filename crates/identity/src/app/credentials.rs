@@ -20,7 +20,7 @@ use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::{Personal, Rule};
 use crate::domain::profile::{Profile, ProfileStatus};
 use crate::hashing::{HashError, Hasher};
-use crate::store::{Store, StoreError, now};
+use crate::store::{Store, ThrottleState, now};
 use roster_runtime::Caller;
 
 pub use crate::domain::policy::INVALID_TOKEN;
@@ -280,14 +280,76 @@ impl Passwords {
     }
 
     /// Sets a new password with a reset token, for `caller` (see [`Passwords::token_owner`]):
-    /// the token is used up, every other token of the profile revoked, the history extended and
-    /// a "password changed" email queued.
+    /// the token is used up, every other token of the profile revoked, the history extended, the
+    /// failed sign-ins counted against the profile's username forgotten and its lock lifted
+    /// (the link's holder proved the mailbox; the guesses counted were at the old password),
+    /// and a "password changed" email queued. Idempotent on `request_id` when one is sent: a
+    /// retry after a lost answer finds the token used, and is answered the first answer.
     pub async fn complete_reset(
+        &self,
+        caller: &Caller,
+        request_id: RequestId<'_>,
+        token: &str,
+        password: SecretString,
+    ) -> Result<ResetCompleted, IdentityError> {
+        let scope = super::request_scope(caller, "CompletePasswordReset");
+        let seen = super::Seen::Checked;
+        if let Some(kept) = super::kept_answer(&self.store, &scope, request_id, seen).await? {
+            return Ok(kept);
+        }
+        // The token, the policy and the hash before the transaction: a connection is not held
+        // while the hashing pool is waited for.
+        let (account, profile, hash) = match self.new_password(caller, token, password).await {
+            Ok(prepared) => prepared,
+            // A twin sent at the same time may have used the token meanwhile.
+            Err(error) => {
+                return match super::kept_answer(&self.store, &scope, request_id, seen).await? {
+                    Some(kept) => Ok(kept),
+                    None => Err(error),
+                };
+            }
+        };
+        let store = &self.store;
+        super::once_new(store, &scope, request_id, seen, async |txn| {
+            if !store.use_reset_token(txn, &token_hash(token)).await? {
+                return Err(IdentityError::InvalidResetToken);
+            }
+            store.set_password(txn, profile.id, &hash).await?;
+            // The user, holding the link, changed their own password.
+            let by_user = Caller::clone(caller).acting_for(format!("profile {}", profile.id));
+            let mut events = vec![event::credential(&profile, EventType::PasswordChanged)];
+            let cleared = store
+                .clear_signin_throttle(txn, &profile.canonical_username)
+                .await?;
+            if cleared.as_ref().is_some_and(ThrottleState::locked) {
+                events.push(event::credential(&profile, EventType::SignInUnlocked));
+            }
+            store
+                .append_events(txn, &origin(&by_user, request_id.id()), events)
+                .await?;
+            let variables = BTreeMap::from([
+                ("first_name".to_owned(), profile.first_name.clone()),
+                ("change_time".to_owned(), now().to_rfc3339()),
+            ]);
+            store
+                .enqueue_email(
+                    txn,
+                    &emails::to_profile(&account, &profile, "password_changed", variables),
+                )
+                .await?;
+            Ok(ResetCompleted {})
+        })
+        .await
+    }
+
+    /// The profile a reset token names, its account, and the hash of `password` once it passes
+    /// every rule of the account's policy.
+    async fn new_password(
         &self,
         caller: &Caller,
         token: &str,
         password: SecretString,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(Account, Profile, String), IdentityError> {
         let (account, profile) = self.token_owner(caller, token).await?;
         let violations = self
             .check_new(caller, &account, &profile, &password)
@@ -296,31 +358,13 @@ impl Passwords {
             return Err(IdentityError::PasswordPolicy(violations));
         }
         let hash = self.hasher.hash(&caller.name, password).await?;
-        let txn = self.store.begin().await?;
-        if !self.store.use_reset_token(&txn, &token_hash(token)).await? {
-            return Err(IdentityError::InvalidResetToken);
-        }
-        self.store.set_password(&txn, profile.id, &hash).await?;
-        // The user, holding the link, changed their own password.
-        let by_user = Caller::clone(caller).acting_for(format!("profile {}", profile.id));
-        let changed = event::credential(&profile, EventType::PasswordChanged);
-        self.store
-            .append_events(&txn, &origin(&by_user, ""), vec![changed])
-            .await?;
-        let variables = BTreeMap::from([
-            ("first_name".to_owned(), profile.first_name.clone()),
-            ("change_time".to_owned(), now().to_rfc3339()),
-        ]);
-        self.store
-            .enqueue_email(
-                &txn,
-                &emails::to_profile(&account, &profile, "password_changed", variables),
-            )
-            .await?;
-        txn.commit().await.map_err(StoreError::from)?;
-        Ok(())
+        Ok((account, profile, hash))
     }
 }
+
+/// A reset completed: the answer kept for a request id, which says nothing else.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ResetCompleted {}
 
 /// The longest password taken, whatever the transport: far above any policy's maximum, so
 /// that no strength estimate or hash ever runs over a huge value.

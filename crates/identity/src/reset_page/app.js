@@ -16,6 +16,10 @@
   const mismatch = document.getElementById("mismatch");
   const submit = document.getElementById("submit");
   const done = document.getElementById("done");
+  // One id for every submission from this page: a submission sent again after its answer was
+  // lost (the connection dropped) is answered as the first was, not as a used link.
+  const requestId = Array.from(crypto.getRandomValues(new Uint8Array(16)),
+    (byte) => byte.toString(16).padStart(2, "0")).join("");
   let rules = [];
   let unmet = new Set();
   let checking = 0;
@@ -57,8 +61,17 @@
   async function check() {
     checking += 1;
     render();
-    const { status: code, answer } = await call("check", { token, password: password.value });
+    let reply;
+    try {
+      reply = await call("check", { token, password: password.value });
+    } catch (_) {
+      // No answer: the rules stay as they were, and submitting checks them anyway.
+      checking -= 1;
+      render();
+      return;
+    }
     checking -= 1;
+    const { status: code, answer } = reply;
     if (code === 410) { showError(answer.error); return; }
     unmet = new Set((answer.violations || []).map((rule) => rule.code));
     render();
@@ -85,7 +98,18 @@
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     submit.disabled = true;
-    const { status: code, answer } = await call("complete", { token, password: password.value });
+    let reply;
+    try {
+      reply = await call("complete", { token, password: password.value, request_id: requestId });
+    } catch (_) {
+      status.hidden = false;
+      status.className = "error";
+      status.textContent = "No answer came back. Submit again: a password already set is not set twice.";
+      render();
+      return;
+    }
+    const { status: code, answer } = reply;
+    status.hidden = true;
     if (code === 200) {
       form.hidden = true;
       done.hidden = false;

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use roster_runtime::request::check_request_id;
 use roster_runtime::{Caller, Shutdown};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,10 @@ struct TokenBody {
 struct PasswordBody {
     token: String,
     password: String,
+    /// The page's one id for its submissions (see CompletePasswordReset's `request_id`): a
+    /// submission sent again after its answer was lost is answered as the first was.
+    #[serde(default)]
+    request_id: String,
 }
 
 #[derive(Serialize)]
@@ -191,6 +196,13 @@ fn error(failure: IdentityError) -> Response {
             );
         }
         IdentityError::HashingBusy => (StatusCode::SERVICE_UNAVAILABLE, BUSY.to_owned()),
+        // The page's request id sent again with another password, after the first was set.
+        IdentityError::Invalid(_) => (
+            StatusCode::BAD_REQUEST,
+            "The password was already set from this page. Open the link from your email \
+             again to set another."
+                .to_owned(),
+        ),
         other => {
             tracing::error!(error = %other, "reset page failure");
             (
@@ -215,14 +227,18 @@ fn implausible(token: &str) -> bool {
 }
 
 fn too_long_answer() -> Response {
+    bad_request(&format!(
+        "The password is longer than {MAX_PASSWORD_CHARS} characters."
+    ))
+}
+
+fn bad_request(message: &str) -> Response {
     answer(
         StatusCode::BAD_REQUEST,
         Answer {
             rules: None,
             violations: None,
-            error: Some(format!(
-                "The password is longer than {MAX_PASSWORD_CHARS} characters."
-            )),
+            error: Some(message.to_owned()),
         },
     )
 }
@@ -274,12 +290,23 @@ async fn complete(State(passwords): State<Passwords>, Json(body): Json<PasswordB
     if password_too_long(&body.password) {
         return too_long_answer();
     }
+    if check_request_id("request_id", &body.request_id).is_err() {
+        return bad_request("The request id must be at most 128 printable ASCII characters.");
+    }
+    let request_id = crate::api::request_key(
+        &roster_proto::identity::v1::CompletePasswordResetRequest {
+            token: body.token.clone(),
+            new_password: body.password.clone(),
+            request_id: body.request_id.clone(),
+        },
+        &body.request_id,
+    );
     let password = SecretString::from(body.password);
     match passwords
-        .complete_reset(&holder(), &body.token, password)
+        .complete_reset(&holder(), request_id, &body.token, password)
         .await
     {
-        Ok(()) => answer(
+        Ok(_) => answer(
             StatusCode::OK,
             Answer {
                 rules: None,
