@@ -36,6 +36,7 @@ both_backends!(
     a_put_that_leaves_active_out_keeps_the_users_status,
     a_group_patch_applies_its_operations_in_order,
     concurrent_changes_without_if_match_all_go_through,
+    replacements_of_a_group_at_once_end_as_one_of_them,
 );
 
 struct Setup {
@@ -1283,4 +1284,73 @@ async fn concurrent_changes_without_if_match_all_go_through(backend: Backend) {
         "{:?}",
         now.body
     );
+}
+
+/// PUTs of one group's members sent at once, with two different lists, leave the group with
+/// one of the lists, never their union (each replacement reads the members it replaces in its
+/// own transaction, under the group's lock); every PUT is answered 200.
+async fn replacements_of_a_group_at_once_end_as_one_of_them(backend: Backend) {
+    let Some(setup) = start(backend, identity_settings()).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let user = created(
+            &setup.scim,
+            &user(&format!("u{n}@example.com"), &format!("E-{n}")),
+        )
+        .await;
+        ids.push(id(&user).to_owned());
+    }
+    let (north, south) = ids.split_at(4);
+    let group = "/Groups/contact_center_agent";
+    let body = |members: &[String]| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "members": members.iter().map(|id| json!({"value": id})).collect::<Vec<_>>(),
+        })
+    };
+    let listed = |answer: &Value| -> Vec<String> {
+        let mut members: Vec<String> = answer["members"]
+            .as_array()
+            .map(|members| {
+                members
+                    .iter()
+                    .map(|member| member["value"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        members.sort();
+        members
+    };
+    let (mut north_sorted, mut south_sorted) = (north.to_vec(), south.to_vec());
+    north_sorted.sort();
+    south_sorted.sort();
+    for round in 0..6 {
+        // Each round starts from nobody, so that both lists add what they name.
+        let emptied = setup.scim.put(group, &body(&[]), &[]).await;
+        assert_eq!(emptied.status, StatusCode::OK, "{:?}", emptied.body);
+        let answers = futures::future::join_all((0..8).map(|n| {
+            let scim = setup.scim.clone();
+            let body = body(if n % 2 == 0 { north } else { south });
+            async move { scim.put(group, &body, &[]).await }
+        }))
+        .await;
+        for answer in &answers {
+            assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        }
+        let now = listed(&setup.scim.get(group).await.body);
+        assert!(
+            now == north_sorted || now == south_sorted,
+            "round {round}: the group holds {} members, not one of the two lists of 4",
+            now.len()
+        );
+        // What the users show agrees with the group.
+        let holders = futures::future::join_all(ids.iter().map(|id| setup.identity.profile(id)))
+            .await
+            .into_iter()
+            .filter(|profile| profile.roles == [pb::Role::ContactCenterAgent as i32])
+            .count();
+        assert_eq!(holders, 4, "round {round}");
+    }
 }

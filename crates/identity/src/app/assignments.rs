@@ -1,6 +1,8 @@
 //! Roles and extensions of a profile: assign and unassign. Each call locks the profile, which
 //! must be one the caller may act on, not deleted, and at the version the caller's etag names.
 
+use std::collections::HashSet;
+
 use roster_runtime::Caller;
 use sea_orm::DatabaseTransaction;
 
@@ -11,7 +13,7 @@ use crate::domain::error::{IdentityError, Violation};
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::{Profile, ProfileStatus};
-use crate::store::ProfileFilter;
+use crate::store::{ProfileFilter, StoreError};
 
 /// One call that changes a profile's roles or extensions: who, under which request id, which
 /// profile at which version.
@@ -188,38 +190,146 @@ impl Identity {
         add: &[ProfileId],
         remove: &[ProfileId],
     ) -> Result<(), IdentityError> {
+        once(
+            &self.store,
+            "",
+            RequestId::NONE,
+            Seen::Checked,
+            async |txn| self.change_members_in(txn, caller, role, add, remove).await,
+        )
+        .await
+    }
+
+    /// Makes `wanted` exactly the profiles of `account_id` holding `role`, as
+    /// [`Identity::change_role_members`] changes them, reading the members in the same
+    /// transaction and under a lock of the (account, role) pair: two replacements at once end
+    /// as one of them, never their union. Changes nothing and answers what was too large when
+    /// the role has more than `max_members` members, or when more than `max_change` would be
+    /// added and removed.
+    pub async fn replace_role_members(
+        &self,
+        caller: &Caller,
+        account_id: AccountId,
+        role: Role,
+        wanted: &[ProfileId],
+        max_members: usize,
+        max_change: usize,
+    ) -> Result<Replaced, IdentityError> {
+        if !caller.may_access(account_id.0) {
+            return Err(super::profiles::profile_not_found());
+        }
+        let txn = self.store.begin().await?;
+        let outcome = self
+            .replace_members_in(
+                &txn,
+                caller,
+                account_id,
+                role,
+                wanted,
+                max_members,
+                max_change,
+            )
+            .await;
+        match outcome {
+            Ok(Replaced::Done) => txn.commit().await.map_err(StoreError::from)?,
+            _ => txn.rollback().await.map_err(StoreError::from)?,
+        }
+        outcome
+    }
+
+    /// [`Identity::replace_role_members`]'s work, in `txn`: what it answers but `Done` is
+    /// rolled back.
+    #[allow(clippy::too_many_arguments)]
+    async fn replace_members_in(
+        &self,
+        txn: &DatabaseTransaction,
+        caller: &Caller,
+        account_id: AccountId,
+        role: Role,
+        wanted: &[ProfileId],
+        max_members: usize,
+        max_change: usize,
+    ) -> Result<Replaced, IdentityError> {
+        let store = &self.store;
+        store.lock_role_members(txn, account_id, role).await?;
+        let Some(current) = store
+            .role_member_ids(txn, account_id, role, max_members)
+            .await?
+        else {
+            return Ok(Replaced::TooManyMembers);
+        };
+        let wanted_set: HashSet<ProfileId> = wanted.iter().copied().collect();
+        let mut held: HashSet<ProfileId> = current.iter().copied().collect();
+        let remove: Vec<ProfileId> = current
+            .into_iter()
+            .filter(|id| !wanted_set.contains(id))
+            .collect();
+        // In the order wanted, each once.
+        let add: Vec<ProfileId> = wanted
+            .iter()
+            .copied()
+            .filter(|id| held.insert(*id))
+            .collect();
+        if add.len() + remove.len() > max_change {
+            return Ok(Replaced::TooLargeChange);
+        }
+        if add.is_empty() && remove.is_empty() {
+            return Ok(Replaced::Done);
+        }
+        self.change_members_in(txn, caller, role, &add, &remove)
+            .await?;
+        Ok(Replaced::Done)
+    }
+
+    /// [`Identity::change_role_members`]'s change, in `txn`.
+    async fn change_members_in(
+        &self,
+        txn: &DatabaseTransaction,
+        caller: &Caller,
+        role: Role,
+        add: &[ProfileId],
+        remove: &[ProfileId],
+    ) -> Result<(), IdentityError> {
         let store = &self.store;
         let origin = origin(caller, "");
         let mut ids: Vec<ProfileId> = add.iter().chain(remove).copied().collect();
         // One lock order for every caller, so two changes never wait on each other.
         ids.sort_by_key(|id| id.0);
         ids.dedup();
-        once(store, "", RequestId::NONE, Seen::Checked, async |txn| {
-            let locked = store
-                .lock_profiles(txn, &ids, account_scope(caller).as_ref())
-                .await?;
-            if add
-                .iter()
-                .any(|id| !locked.iter().any(|profile| profile.id == *id))
-            {
-                return Err(super::profiles::profile_not_found());
+        let locked = store
+            .lock_profiles(txn, &ids, account_scope(caller).as_ref())
+            .await?;
+        if add
+            .iter()
+            .any(|id| !locked.iter().any(|profile| profile.id == *id))
+        {
+            return Err(super::profiles::profile_not_found());
+        }
+        for current in locked {
+            let removing = remove.contains(&current.id);
+            if removing && current.status == ProfileStatus::Deleted {
+                continue;
             }
-            for current in locked {
-                let removing = remove.contains(&current.id);
-                if removing && current.status == ProfileStatus::Deleted {
-                    continue;
-                }
-                current.ensure_changeable(None)?;
-                let changed = if removing {
-                    store.remove_roles(txn, &current, &[role]).await?
-                } else {
-                    store.add_roles(txn, &current, &[role]).await?
-                };
-                let events = event::assignments_changed(&current, &changed);
-                store.append_events(txn, &origin, events).await?;
-            }
-            Ok(())
-        })
-        .await
+            current.ensure_changeable(None)?;
+            let changed = if removing {
+                store.remove_roles(txn, &current, &[role]).await?
+            } else {
+                store.add_roles(txn, &current, &[role]).await?
+            };
+            let events = event::assignments_changed(&current, &changed);
+            store.append_events(txn, &origin, events).await?;
+        }
+        Ok(())
     }
+}
+
+/// How a replacement of a role's members ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replaced {
+    /// The role's members are the ones wanted.
+    Done,
+    /// The role has more members than the replacement reads; nothing changed.
+    TooManyMembers,
+    /// More members would be added and removed than one request may; nothing changed.
+    TooLargeChange,
 }

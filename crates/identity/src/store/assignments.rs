@@ -13,16 +13,16 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect,
-    TryInsertResult,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
+    QuerySelect, Statement, TryInsertResult,
 };
 use uuid::Uuid;
 
 use super::Store;
 use super::StoreError;
-use super::entities::{extension, profile_role};
+use super::entities::{extension, profile, profile_role};
 use crate::domain::assignment::{Extension, ExtensionNumber, Role};
 use crate::domain::error::IdentityError;
 use crate::domain::ids::{AccountId, ProfileId};
@@ -42,6 +42,63 @@ impl Store {
         accounts: Option<&HashSet<AccountId>>,
     ) -> Result<Option<Profile>, StoreError> {
         Ok(self.lock_profiles(txn, &[id], accounts).await?.pop())
+    }
+
+    /// Makes the transaction the only one replacing `role`'s members in `account_id` until it
+    /// ends, so that two replacements at once end as one of them, never as their union.
+    /// PostgreSQL: a transaction-scoped advisory lock keyed by the pair (a key shared by
+    /// another pair only makes the two wait on each other); a SQLite write transaction holds
+    /// the whole database already.
+    pub async fn lock_role_members(
+        &self,
+        txn: &DatabaseTransaction,
+        account_id: AccountId,
+        role: Role,
+    ) -> Result<(), StoreError> {
+        use sha2::Digest as _;
+        if !super::is_postgres(txn) {
+            return Ok(());
+        }
+        let pair = sha2::Sha256::digest(format!("role members {} {}", account_id.0, role.as_str()));
+        let mut key = [0; 8];
+        key.copy_from_slice(&pair[..8]);
+        txn.query_one_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_advisory_xact_lock($1)",
+            [i64::from_be_bytes(key).into()],
+        ))
+        .await?;
+        Ok(())
+    }
+
+    /// The profiles of `account_id` (not deleted) holding `role`, in one statement; `None`
+    /// when there are more than `max`.
+    pub async fn role_member_ids(
+        &self,
+        conn: &impl ConnectionTrait,
+        account_id: AccountId,
+        role: Role,
+        max: usize,
+    ) -> Result<Option<Vec<ProfileId>>, StoreError> {
+        let ids: Vec<Uuid> = profile::Entity::find()
+            .select_only()
+            .column(profile::Column::Id)
+            .filter(profile::Column::AccountId.eq(account_id.0))
+            .filter(profile::Column::Status.ne(super::profiles::DELETED))
+            .filter(
+                profile::Column::Id.in_subquery(
+                    Query::select()
+                        .column(profile_role::Column::ProfileId)
+                        .from(profile_role::Entity)
+                        .and_where(profile_role::Column::Role.eq(role.as_str()))
+                        .to_owned(),
+                ),
+            )
+            .limit(max as u64 + 1)
+            .into_tuple()
+            .all(conn)
+            .await?;
+        Ok((ids.len() <= max).then(|| ids.into_iter().map(ProfileId).collect()))
     }
 
     /// Gives `current` every role of `roles` it lacks. Unchanged (same version) when it holds

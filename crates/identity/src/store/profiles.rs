@@ -46,7 +46,7 @@ pub struct Keep {
 }
 
 /// How a deleted profile's status is stored.
-const DELETED: &str = "deleted";
+pub(super) const DELETED: &str = "deleted";
 
 /// Filters of a profile listing.
 #[derive(Clone, Debug, Default)]

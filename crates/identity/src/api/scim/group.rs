@@ -14,6 +14,7 @@ use super::filter::{Filter, parse_filter, parse_path};
 use super::users::{Params, profile_id};
 use super::values::value_matches;
 use super::{Scim, ScimCaller, field, json_body, list_response, patch_operations, respond};
+use crate::app::assignments::Replaced;
 use crate::domain::assignment::Role;
 use crate::domain::ids::ProfileId;
 
@@ -36,17 +37,19 @@ async fn members(
     scim.identity
         .role_members(&who.caller, who.account, role, MAX_LISTED_MEMBERS)
         .await?
-        .ok_or_else(|| {
-            ScimError::new(
-                StatusCode::BAD_REQUEST,
-                Some("tooMany"),
-                format!(
-                    "the group has more than {MAX_LISTED_MEMBERS} members: read it with \
-                     excludedAttributes=members (a user's groups are on the user), and change its \
-                     members with PATCH add and remove"
-                ),
-            )
-        })
+        .ok_or_else(too_many_members)
+}
+
+fn too_many_members() -> ScimError {
+    ScimError::new(
+        StatusCode::BAD_REQUEST,
+        Some("tooMany"),
+        format!(
+            "the group has more than {MAX_LISTED_MEMBERS} members: read it with \
+             excludedAttributes=members (a user's groups are on the user), and change its \
+             members with PATCH add and remove"
+        ),
+    )
 }
 
 /// The name a role's group shows.
@@ -433,8 +436,10 @@ pub async fn replace(
     ))
 }
 
-/// Makes the change: to exactly a list, by what the group's members lack and hold beyond it.
-/// Removing a user who is not a member (deleted since, or never one) changes nothing.
+/// Makes the change. To exactly a list: what the group's members lack and hold beyond it,
+/// read and changed in one transaction under the group's lock, so that two replacements at
+/// once end as one of them. Removing a user who is not a member (deleted since, or never one)
+/// changes nothing.
 async fn apply(
     scim: &Scim,
     who: &ScimCaller,
@@ -444,24 +449,27 @@ async fn apply(
     let change = match members {
         Members::Change(change) => change,
         Members::Exactly(wanted) => {
-            let current = self::members(scim, who, role).await?;
-            MemberChange {
-                remove: current
-                    .iter()
-                    .map(|(id, _)| *id)
-                    .filter(|id| !wanted.contains(id))
-                    .collect(),
-                add: wanted
-                    .into_iter()
-                    .filter(|id| !current.iter().any(|(held, _)| held == id))
-                    .collect(),
-            }
+            let replaced = scim
+                .identity
+                .replace_role_members(
+                    &who.caller,
+                    who.account,
+                    role,
+                    &wanted,
+                    MAX_LISTED_MEMBERS,
+                    MAX_MEMBERS_PER_PATCH,
+                )
+                .await
+                .map_err(member_error)?;
+            return match replaced {
+                Replaced::Done => Ok(()),
+                Replaced::TooManyMembers => Err(too_many_members()),
+                Replaced::TooLargeChange => Err(too_large_change()),
+            };
         }
     };
     if change.len() > MAX_MEMBERS_PER_PATCH {
-        return Err(ScimError::invalid_value(format!(
-            "at most {MAX_MEMBERS_PER_PATCH} members may be added and removed in one request"
-        )));
+        return Err(too_large_change());
     }
     if change.len() == 0 {
         return Ok(());
@@ -469,10 +477,21 @@ async fn apply(
     scim.identity
         .change_role_members(&who.caller, role, &change.add, &change.remove)
         .await
-        .map_err(|error| match error {
-            crate::domain::error::IdentityError::NotFound(_) => {
-                ScimError::invalid_value("a member is no user of the account")
-            }
-            other => other.into(),
-        })
+        .map_err(member_error)
+}
+
+/// A member to add that is no user of the account is the request's error.
+fn member_error(error: crate::domain::error::IdentityError) -> ScimError {
+    match error {
+        crate::domain::error::IdentityError::NotFound(_) => {
+            ScimError::invalid_value("a member is no user of the account")
+        }
+        other => other.into(),
+    }
+}
+
+fn too_large_change() -> ScimError {
+    ScimError::invalid_value(format!(
+        "at most {MAX_MEMBERS_PER_PATCH} members may be added and removed in one request"
+    ))
 }
