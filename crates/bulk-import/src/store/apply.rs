@@ -15,6 +15,7 @@ use super::{
 };
 use crate::domain::import::{ImportId, RowResult, StagedRow};
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
+use uuid::Uuid;
 
 impl Store {
     /// The rows still to write whose numbers are above `after` and at most `upto`, in file
@@ -62,6 +63,19 @@ impl Store {
         results: &[RowResult],
     ) -> Result<bool, StoreError> {
         let txn = self.db.begin().await?;
+        // The import's row before the outcomes, in the order a cancel takes them (its update
+        // of the row, then SKIPPED for every row without an outcome): the other order had each
+        // wait for the other — the cancel for an outcome not committed yet, this for the row —
+        // until PostgreSQL broke the deadlock with an error.
+        if roster_runtime::db::is_postgres(&self.db) {
+            import::Entity::find_by_id(import_id.0)
+                .select_only()
+                .column(import::Column::Id)
+                .lock_exclusive()
+                .into_tuple::<Uuid>()
+                .one(&txn)
+                .await?;
+        }
         let (mut applied, mut failed) = (0i64, 0i64);
         for chunk in results.chunks(OUTCOME_CHUNK) {
             for outcome in record_outcome_chunk(&txn, import_id, owner, chunk).await? {

@@ -152,14 +152,16 @@ async fn delete_lease(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), 
         .map(|_| ())
 }
 
-/// Marks the rows of an import that were not applied (yet) SKIPPED: they never will be.
+/// Marks the rows of an import that were not applied (yet) SKIPPED: they never will be. A row
+/// whose outcome a worker records meanwhile keeps that outcome.
 async fn skip_pending_rows(txn: &DatabaseTransaction, import_id: Uuid) -> Result<(), DbErr> {
     let import = placeholder(txn.get_database_backend(), 1);
     let sql = format!(
         "INSERT INTO import_outcomes (import_id, row_number, outcome, message) \
          SELECT staged.import_id, staged.row_number, {skipped}, '' FROM import_rows staged \
          WHERE staged.import_id = {import} AND NOT EXISTS (SELECT 1 FROM import_outcomes done \
-         WHERE done.import_id = staged.import_id AND done.row_number = staged.row_number)",
+         WHERE done.import_id = staged.import_id AND done.row_number = staged.row_number) \
+         ON CONFLICT (import_id, row_number) DO NOTHING",
         skipped = RowOutcome::Skipped.code(),
     );
     txn.execute_raw(Statement::from_sql_and_values(
