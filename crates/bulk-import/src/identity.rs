@@ -232,6 +232,9 @@ impl Identity {
                     })
                     .collect(),
                 set_assignments: fields.set_assignments,
+                update_mask: fields.mask.map(|paths| prost_types::FieldMask {
+                    paths: paths.into_iter().map(str::to_owned).collect(),
+                }),
             })
             .collect();
         Ok(self

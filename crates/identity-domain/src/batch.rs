@@ -13,7 +13,9 @@ use super::assignment::{
 };
 use super::error::{IdentityError, Refusal, Violation};
 use super::ids::ProfileId;
-use super::profile::{OwnedProfile, Profile, ProfileFields, RawProfile};
+use super::profile::{
+    BATCH_UPDATABLE, OwnedProfile, Profile, ProfileFields, ProfilePatch, RawProfile,
+};
 use super::username::Username;
 
 /// Most items in one batch call.
@@ -36,6 +38,9 @@ pub struct UpsertItem {
     pub roles: Vec<Result<Role, i32>>,
     /// Each extension's number and kind (`None`: no kind named).
     pub extensions: Vec<(String, Option<ExtensionKind>)>,
+    /// For an update: the fields the item writes (see [`BATCH_UPDATABLE`]), every other one
+    /// keeping the profile's value as the batch's transaction reads it. `None`: every field.
+    pub mask: Option<Vec<String>>,
 }
 
 impl UpsertItem {
@@ -137,20 +142,28 @@ pub fn plan(
         }
         Some(record)
     };
+    let masked;
+    let given = match (existing, &item.mask) {
+        (Some(record), Some(paths)) => {
+            masked = masked_fields(record, &item.fields, paths)?;
+            &masked
+        }
+        _ => &item.fields,
+    };
     let username = match existing {
-        Some(record) if item.fields.username.trim().is_empty() => record.username.as_str(),
-        _ => item.fields.username.as_str(),
+        Some(record) if given.username.trim().is_empty() => record.username.as_str(),
+        _ => given.username.as_str(),
     };
     let external_id = match existing {
-        Some(record) if item.fields.external_id.trim().is_empty() => {
+        Some(record) if given.external_id.trim().is_empty() => {
             record.external_id.as_deref().unwrap_or_default()
         }
-        _ => item.fields.external_id.as_str(),
+        _ => given.external_id.as_str(),
     };
     let fields = ProfileFields::parse(RawProfile {
         username,
         external_id,
-        ..item.fields.as_raw()
+        ..given.as_raw()
     });
     let assignments = requested_assignments(item, existing, bounds);
     let (fields, assignments) = match (fields, assignments) {
@@ -179,6 +192,39 @@ pub fn plan(
         }
         Some(record) => Plan::Update(record.clone(), fields, assignments),
     })
+}
+
+/// The profile's fields with those `paths` names taken from `given`; a name outside
+/// [`BATCH_UPDATABLE`] fails the item, naming every such name.
+fn masked_fields(
+    record: &Profile,
+    given: &OwnedProfile,
+    paths: &[String],
+) -> Result<OwnedProfile, IdentityError> {
+    let unknown: Vec<Violation> = paths
+        .iter()
+        .filter(|path| !BATCH_UPDATABLE.contains(&path.as_str()))
+        .map(|path| {
+            Violation::new(
+                "update_mask",
+                format!(
+                    "{path:?} cannot be written by a batch item; it may name: {}",
+                    BATCH_UPDATABLE.join(", ")
+                ),
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(IdentityError::Invalid(unknown));
+    }
+    let patch = ProfilePatch {
+        fields: paths
+            .iter()
+            .filter_map(|path| Some((path.clone(), given.field(path)?.to_owned())))
+            .collect(),
+        status: None,
+    };
+    Ok(patch.raw_after(record))
 }
 
 /// The roles and extensions an item sets, if it sets them. New numbers must be within the
@@ -379,5 +425,50 @@ mod tests {
         };
         assert_eq!(fields.last_name, "Byron");
         assert_eq!(fields.external_id.as_deref(), Some("00u1AbC"));
+    }
+
+    #[test]
+    fn a_masked_item_writes_the_fields_its_mask_names_and_no_other() {
+        let record = linked_profile();
+        let mut item = UpsertItem {
+            idempotency_key: "row-1".into(),
+            id: record.id.to_string(),
+            fields: OwnedProfile {
+                first_name: "Augusta".into(),
+                last_name: "Byron".into(),
+                job_title: "Analyst".into(),
+                ..record.raw()
+            },
+            mask: Some(vec!["job_title".into()]),
+            ..UpsertItem::default()
+        };
+        let Plan::Update(_, fields, _) = plan_of(&item, &record) else {
+            panic!("expected an update");
+        };
+        assert_eq!(fields.job_title.as_deref(), Some("Analyst"));
+        assert_eq!(
+            (fields.first_name.as_str(), fields.last_name.as_str()),
+            ("Ada", "Lovelace"),
+            "kept: the mask does not name them"
+        );
+        // An empty mask writes nothing: the item changes nothing.
+        item.mask = Some(Vec::new());
+        assert!(matches!(plan_of(&item, &record), Plan::Unchanged(_)));
+        // A name that is no field a batch writes fails the item, naming each.
+        item.mask = Some(vec!["status".into(), "nickname".into(), "email".into()]);
+        let current = HashMap::from([(record.id, record.clone())]);
+        let refused = plan(
+            &item,
+            &current,
+            ExtensionBounds::default(),
+            &mut HashSet::new(),
+            &HashSet::new(),
+        );
+        let Err(IdentityError::Invalid(violations)) = refused else {
+            panic!("expected the item refused");
+        };
+        assert_eq!(violations.len(), 2);
+        assert!(violations.iter().all(|v| v.field == "update_mask"));
+        assert!(violations[0].description.contains("\"status\""));
     }
 }

@@ -331,6 +331,37 @@ pub const UPDATABLE: [&str; 9] = [
     "status",
 ];
 
+/// The fields the update mask of a BatchUpsertProfiles item may name: UpdateProfile's but the
+/// status.
+pub const BATCH_UPDATABLE: [&str; 8] = [
+    "first_name",
+    "last_name",
+    "email",
+    "username",
+    "job_title",
+    "department",
+    "locale",
+    "time_zone",
+];
+
+impl OwnedProfile {
+    /// The value of the field `path` names (one of [`BATCH_UPDATABLE`], or `external_id`).
+    pub fn field(&self, path: &str) -> Option<&str> {
+        Some(match path {
+            "first_name" => &self.first_name,
+            "last_name" => &self.last_name,
+            "email" => &self.email,
+            "username" => &self.username,
+            "job_title" => &self.job_title,
+            "department" => &self.department,
+            "locale" => &self.locale,
+            "time_zone" => &self.time_zone,
+            "external_id" => &self.external_id,
+            _ => return None,
+        })
+    }
+}
+
 /// An update of a profile: the values of the fields its mask names (the rest keep theirs).
 #[derive(Clone, Debug, Default)]
 pub struct ProfilePatch {

@@ -426,6 +426,69 @@ async fn changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand(ba
     assert_eq!(after.email, "ada@example.com");
 }
 
+/// The same, in the seconds between the apply's read of the profiles and identity's write:
+/// a field changed there stands too (identity writes the previewed columns alone), and a
+/// column the file changes gets the file's value, as the preview said.
+async fn changes_made_while_the_apply_writes_to_fields_the_file_leaves_alone_stand(
+    backend: Backend,
+) {
+    use roster_bulk_import::jobs::ApplyPause;
+
+    let pause = ApplyPause::on();
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| settings.apply_pause = pause.clone(),
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let imports = suite.import_client().await;
+    let ada = create_profile(&suite, &account, "Ada", "ada@example.com", "", "Engineer").await;
+    let file = format!(
+        "Internal ID,First Name,Last Name,Email Address,Job Title\r\n\
+         {},Adele,Original,ada@example.com,Engineer\r\n",
+        ada.id
+    );
+    let created = imports
+        .validated_csv(&account, file.into_bytes(), WAIT)
+        .await;
+    imports.submit(&created.id, false).await;
+    // The apply has read the profile, and waits before it sends the row.
+    pause.arrived().await;
+    let identity = suite.identity_client().await;
+    identity
+        .update_profile(id::UpdateProfileRequest {
+            profile: Some(id::Profile {
+                id: ada.id.clone(),
+                first_name: "Adelaide".into(),
+                job_title: "Principal".into(),
+                last_name: "Renamed".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["first_name".into(), "job_title".into(), "last_name".into()],
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .expect("changed elsewhere");
+    pause.go_on();
+    let done = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .await;
+    assert_eq!(done.applied_count, 1, "{done:?}");
+    let after = identity.profile(&ada.id).await;
+    assert_eq!(after.first_name, "Adele", "the file's change, as previewed");
+    assert_eq!(
+        (after.job_title.as_str(), after.last_name.as_str()),
+        ("Principal", "Renamed"),
+        "kept: the file did not change them"
+    );
+}
+
 async fn cancel_expiry_and_state_errors(backend: Backend) {
     let Some(suite) = ImportSuite::start_with(
         backend,
@@ -719,6 +782,7 @@ both_backends!(
     the_whole_flow_in_batches_of_two_rows,
     a_username_taken_after_preview_fails_alone,
     changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand,
+    changes_made_while_the_apply_writes_to_fields_the_file_leaves_alone_stand,
     cancel_expiry_and_state_errors,
     a_cancel_during_the_apply_stops_the_rows_read_but_not_sent,
     another_accounts_imports_are_not_found,

@@ -24,7 +24,7 @@ use super::{Job, JobError};
 use crate::domain::columns::Column;
 use crate::domain::import::{Import, RowResult, StagedRow};
 use crate::domain::rows::{
-    UpsertFields, column_of_field, in_row_voice, upsert_fields, values_by_column,
+    UpsertFields, column_of_field, field_of_column, in_row_voice, upsert_fields, values_by_column,
 };
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
 use crate::identity::code_name;
@@ -52,7 +52,6 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     let mut unrecorded: Vec<RowResult> = Vec::new();
     while !next.is_empty() {
         job.check()?;
-        job.context.config.apply_pause.wait().await;
         let group = std::mem::take(&mut next);
         let (written, after) = tokio::join!(write_group(job, &import, group), async {
             if !unrecorded.is_empty() {
@@ -201,6 +200,7 @@ async fn write_group(
             Err(error) => return (Vec::new(), Some(error)),
         }
     }
+    job.context.config.apply_pause.wait().await;
     let mut results = Vec::new();
     if prepared.iter().any(|batch| batch.frees_extensions) {
         for batch in &prepared {
@@ -252,8 +252,9 @@ struct Prepared {
     frees_extensions: bool,
 }
 
-/// Builds a batch's writes; an update takes the profile's value as it is now for each column
-/// the file lacks.
+/// Builds a batch's writes. An update writes the columns the preview showed changing, and
+/// only those (its `mask`); the others take the profile's values as read here, which identity
+/// does not write.
 async fn prepare(job: &Job, import: &Import, window: Window) -> Result<Prepared, JobError> {
     let Window { request_id, rows } = window;
     let identity = &job.context.identity;
@@ -294,6 +295,9 @@ async fn prepare(job: &Job, import: &Import, window: Window) -> Result<Prepared,
                 // A profile deleted since validation still gets its id, so identity refuses
                 // the row instead of creating a new profile.
                 fields.id = row.profile_id.clone().unwrap_or_default();
+                // And identity writes those columns alone: a change made to another field
+                // between the read above and identity's transaction stands as well.
+                fields.mask = Some(values.keys().copied().filter_map(field_of_column).collect());
             }
             frees_extensions |= fields.set_assignments
                 && profile.is_some_and(|profile| {

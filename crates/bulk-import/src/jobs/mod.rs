@@ -62,7 +62,8 @@ pub struct JobConfig {
     pub max_row_bytes: usize,
     /// Attempts of an identity call that fails transiently before the job gives up.
     pub identity_attempts: u32,
-    /// Where the apply waits before each group of batches (tests only; off by default).
+    /// Where the apply waits before it sends each group of batches, their rows and profiles
+    /// read (tests only; off by default).
     pub apply_pause: ApplyPause,
 }
 
@@ -72,9 +73,10 @@ impl JobConfig {
     }
 }
 
-/// A pause of the apply before each group of batches it sends, for tests that act at a known
-/// point of an apply (a cancel between two groups). Off unless made with [`ApplyPause::on`]:
-/// then the apply, before each group, says it arrived and waits to be let go on.
+/// A pause of the apply before each group of batches it sends (their rows and profiles read),
+/// for tests that act at a known point of an apply (a cancel, or a change of a profile, between
+/// the read and the write). Off unless made with [`ApplyPause::on`]: then the apply, before
+/// each group, says it arrived and waits to be let go on.
 #[derive(Clone, Debug, Default)]
 pub struct ApplyPause(Option<Arc<(Semaphore, Semaphore)>>);
 

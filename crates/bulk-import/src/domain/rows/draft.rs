@@ -287,17 +287,31 @@ fn email_as_username(email: &str) -> Option<String> {
     ))
 }
 
+/// Identity's profile fields and their template columns.
+const FIELDS: [(&str, Column); 8] = [
+    ("first_name", Column::FirstName),
+    ("last_name", Column::LastName),
+    ("email", Column::EmailAddress),
+    ("username", Column::Username),
+    ("job_title", Column::JobTitle),
+    ("department", Column::Department),
+    ("locale", Column::Locale),
+    ("time_zone", Column::TimeZone),
+];
+
 /// The template column of an identity field (`first_name` → First Name).
 pub fn column_of_field(field: &str) -> Option<Column> {
-    Some(match field {
-        "first_name" => Column::FirstName,
-        "last_name" => Column::LastName,
-        "email" => Column::EmailAddress,
-        "username" => Column::Username,
-        "job_title" => Column::JobTitle,
-        "department" => Column::Department,
-        "locale" => Column::Locale,
-        "time_zone" => Column::TimeZone,
-        _ => return None,
-    })
+    FIELDS
+        .iter()
+        .find(|(name, _)| *name == field)
+        .map(|(_, column)| *column)
+}
+
+/// The identity field a template column holds (First Name → `first_name`); `None` for the
+/// Internal ID and the assignments.
+pub fn field_of_column(column: Column) -> Option<&'static str> {
+    FIELDS
+        .iter()
+        .find(|(_, of)| *of == column)
+        .map(|(name, _)| *name)
 }

@@ -20,7 +20,7 @@ mod finish;
 mod upsert;
 
 pub use clean::{CleanRow, clean_row, in_row_voice, internal_id};
-pub use draft::{Draft, SuggestionSeeds, column_of_field, draft};
+pub use draft::{Draft, SuggestionSeeds, column_of_field, draft, field_of_column};
 pub use finish::{Holder, NumberClaim, PlannedRow, finish};
 pub use upsert::{UpsertFields, upsert_fields, values_by_column, values_by_header};
 

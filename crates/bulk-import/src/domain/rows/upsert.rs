@@ -25,6 +25,9 @@ pub struct UpsertFields {
     pub set_assignments: bool,
     pub roles: Vec<Role>,
     pub extensions: Vec<Extension>,
+    /// For an update: the identity fields written (BatchUpsertProfiles' `update_mask`); identity
+    /// keeps every other one as its transaction reads it. `None`: every field.
+    pub mask: Option<Vec<&'static str>>,
 }
 
 /// Builds a row's write from its stored values and, for an update, the profile as it is now.
@@ -76,6 +79,7 @@ pub fn upsert_fields(
         set_assignments,
         roles: roles.into_iter().collect(),
         extensions,
+        mask: None,
     }
 }
 

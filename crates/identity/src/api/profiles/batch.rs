@@ -157,6 +157,7 @@ fn item(item: pb::ProfileUpsert) -> UpsertItem {
             .into_iter()
             .map(|extension| (extension.number, convert::extension_kind(extension.kind)))
             .collect(),
+        mask: item.update_mask.map(|mask| mask.paths),
     }
 }
 
