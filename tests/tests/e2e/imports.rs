@@ -489,6 +489,131 @@ async fn changes_made_while_the_apply_writes_to_fields_the_file_leaves_alone_sta
     );
 }
 
+/// A bulk-import of the test's own (with `pause`, windows of two row numbers, one batch at a
+/// time) that calls the suite's identity through a proxy the test can take down.
+async fn behind_a_proxy(
+    suite: &ImportSuite,
+    backend: Backend,
+    pause: roster_bulk_import::jobs::ApplyPause,
+) -> Option<(roster_tests::proxy::Proxy, roster_tests::TestServer)> {
+    let proxy = roster_tests::proxy::Proxy::start(suite.identity.addr.to_string()).await;
+    let database = std::sync::Arc::new(roster_tests::TestDatabase::create(backend).await?);
+    let settings = roster_bulk_import::Settings {
+        identity_url: format!("http://{}", proxy.addr),
+        apply_batch_size: 2,
+        apply_batches_in_flight: 1,
+        apply_pause: pause,
+        ..suite.import_settings.clone()
+    };
+    let server = roster_tests::TestServer::start_bulk_import(
+        roster_tests::test_settings(Service::BulkImport, &database.url),
+        settings,
+        database,
+        Vec::new(),
+    )
+    .await;
+    Some((proxy, server))
+}
+
+/// Identity unreachable while a file is validated: the import stays VALIDATING (an outage is
+/// no verdict on the file) and is validated once identity is back.
+async fn a_validation_waits_out_an_identity_outage(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let pause = roster_bulk_import::jobs::ApplyPause::default();
+    let Some((proxy, server)) = behind_a_proxy(&suite, backend, pause).await else {
+        return;
+    };
+    let imports = Imports::new(server.channel().await, ADMIN_KEY);
+    let account = suite.account("Acme").await;
+    proxy.set(false);
+    let created = imports
+        .import_csv(&account, people_csv("outage", 3))
+        .await
+        .unwrap();
+    // Past the attempts (3, about 0.6 s) and into the lease's 3 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = imports.import(&created.id).await;
+    assert_eq!(
+        (waiting.state, waiting.error_message.as_str()),
+        (pb::ImportState::Validating as i32, ""),
+        "{waiting:?}"
+    );
+    proxy.set(true);
+    let validated = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    assert_eq!(
+        (validated.create_count, validated.error_count),
+        (3, 0),
+        "{validated:?}"
+    );
+}
+
+/// Identity unreachable for longer than the apply's attempts: the import waits, APPLYING, with
+/// what identity answered recorded and nothing skipped, and completes once identity is back —
+/// every row written once.
+async fn an_apply_waits_out_an_identity_outage_and_completes(backend: Backend) {
+    use roster_bulk_import::jobs::ApplyPause;
+
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let pause = ApplyPause::on();
+    let Some((proxy, server)) = behind_a_proxy(&suite, backend, pause.clone()).await else {
+        return;
+    };
+    let imports = Imports::new(server.channel().await, ADMIN_KEY);
+    let account = suite.account("Acme").await;
+    let validated = imports
+        .validated_csv(&account, people_csv("outage", 6), WAIT)
+        .await;
+    imports.submit(&validated.id, false).await;
+    // Windows of two row numbers (the header is row 1): row 2 is written, rows 3 and 4 are
+    // read when identity goes away.
+    pause.arrived().await;
+    pause.go_on();
+    pause.arrived().await;
+    proxy.set(false);
+    pause.go_on();
+    // Past the attempts (3, about 0.6 s) and well into the lease's 3 s: still applying.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let waiting = imports.import(&validated.id).await;
+    assert_eq!(
+        (
+            waiting.state,
+            waiting.applied_count,
+            waiting.error_message.as_str()
+        ),
+        (pb::ImportState::Applying as i32, 1, ""),
+        "{waiting:?}"
+    );
+    let rows = imports
+        .all_rows(&validated.id, pb::ImportRowFilter::All)
+        .await;
+    assert!(
+        rows.iter()
+            .all(|row| row.outcome != pb::ImportRowOutcome::Skipped as i32),
+        "nothing is skipped while identity is away"
+    );
+    proxy.set(true);
+    // The job's next try, once the lease runs out, goes through every group.
+    let goes_on = tokio::spawn(async move {
+        loop {
+            pause.arrived().await;
+            pause.go_on();
+        }
+    });
+    let done = imports
+        .wait_for_state(&validated.id, &[pb::ImportState::Completed], WAIT)
+        .await;
+    goes_on.abort();
+    assert_eq!((done.applied_count, done.failed_count), (6, 0), "{done:?}");
+    let profiles = suite.identity_client().await.all_profiles(&account).await;
+    assert_eq!(profiles.len(), 6, "every row written once");
+}
+
 async fn cancel_expiry_and_state_errors(backend: Backend) {
     let Some(suite) = ImportSuite::start_with(
         backend,
@@ -783,6 +908,8 @@ both_backends!(
     a_username_taken_after_preview_fails_alone,
     changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand,
     changes_made_while_the_apply_writes_to_fields_the_file_leaves_alone_stand,
+    an_apply_waits_out_an_identity_outage_and_completes,
+    a_validation_waits_out_an_identity_outage,
     cancel_expiry_and_state_errors,
     a_cancel_during_the_apply_stops_the_rows_read_but_not_sent,
     another_accounts_imports_are_not_found,

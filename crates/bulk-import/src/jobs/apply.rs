@@ -27,7 +27,7 @@ use crate::domain::rows::{
     UpsertFields, column_of_field, field_of_column, in_row_voice, upsert_fields, values_by_column,
 };
 use crate::domain::state::{ImportState, RowAction, RowOutcome};
-use crate::identity::code_name;
+use crate::identity::{code_name, is_transient};
 
 pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
     let store = &job.context.store;
@@ -69,8 +69,18 @@ pub(super) async fn run(job: &Job, import: Import) -> Result<(), JobError> {
                 windows.applying = false;
                 break;
             }
+            Some(JobError::Identity(status)) if is_transient(&status) => {
+                // Identity stayed unreachable (or busy) past the attempts: a request that got
+                // no answer may have been written. What was answered is recorded, and the rest
+                // is left to the job's next try, once the lease runs out: it sends the same
+                // windows under the same request ids, and identity answers what it wrote then
+                // from them. The import stays APPLYING; nothing is skipped.
+                record(job, &unrecorded).await?;
+                return Err(JobError::Identity(status));
+            }
             Some(JobError::Identity(status)) => {
-                // The batches identity did write keep their outcomes; the rest are skipped.
+                // Identity refused the writes: nothing of a refused request was written. The
+                // batches identity did write keep their outcomes; the rest are skipped.
                 record(job, &unrecorded).await?;
                 let message = format!(
                     "identity refused the writes ({}: {}); rows not yet written were skipped",

@@ -356,6 +356,14 @@ async fn run_job(context: Arc<Context>, import_id: ImportId) {
                 tracing::error!(%import_id, %error, "giving the lease back failed");
             }
         }
+        Err(JobError::Identity(status)) => {
+            tracing::error!(
+                %import_id,
+                %status,
+                "identity unreachable past the attempts; the import waits in its state and is \
+                 tried again once its lease runs out"
+            );
+        }
         Err(error) => {
             tracing::error!(%import_id, %error, "import job interrupted; it will be retried");
             // Leave the lease to expire: the retry comes after a pause, not in a tight loop.

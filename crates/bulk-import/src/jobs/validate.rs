@@ -389,6 +389,11 @@ async fn find_holders(
 
 /// Identity refused the calls themselves (not a row): the import cannot be validated.
 async fn refused_by_identity(job: &Job, status: tonic::Status) -> Result<(), JobError> {
+    // Unreachable (or busy) past the attempts is no verdict on the file: the validation is
+    // tried again once the lease runs out.
+    if crate::identity::is_transient(&status) {
+        return Err(JobError::Identity(status));
+    }
     // Not about the file: its delimiter and line ends are left unreported.
     let format = ReadFormat::default();
     if status.code() == Code::NotFound {
