@@ -686,6 +686,18 @@ pub fn reason(status: &tonic::Status) -> Option<String> {
     status.get_details_error_info().map(|info| info.reason)
 }
 
+/// The fields a status's `BadRequest` names, in its order; fails when it has none.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect()
+}
+
 /// The directory holding the workspace's built binaries (for tests that run processes).
 pub fn binary(name: &str) -> PathBuf {
     let mut dir = std::env::current_exe().expect("test executable path");

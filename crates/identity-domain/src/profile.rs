@@ -319,20 +319,19 @@ impl OwnedProfile {
 
 /// The fields an update mask of UpdateProfile may name. The external id is not one of them: it
 /// is the customer's directory's to set (through SCIM), and read-only over gRPC.
-pub const UPDATABLE: [&str; 9] = [
-    "first_name",
-    "last_name",
-    "email",
-    "username",
-    "job_title",
-    "department",
-    "locale",
-    "time_zone",
-    "status",
-];
+pub const UPDATABLE: [&str; 9] = {
+    let mut all = [""; 9];
+    let mut field = 0;
+    while field < BATCH_UPDATABLE.len() {
+        all[field] = BATCH_UPDATABLE[field];
+        field += 1;
+    }
+    all[8] = "status";
+    all
+};
 
-/// The fields the update mask of a BatchUpsertProfiles item may name: UpdateProfile's but the
-/// status.
+/// The fields the update mask of a BatchUpsertProfiles item may name: the profile's own
+/// (UpdateProfile's mask may name its status too, [`UPDATABLE`]).
 pub const BATCH_UPDATABLE: [&str; 8] = [
     "first_name",
     "last_name",

@@ -147,14 +147,7 @@ async fn invalid_input_reports_every_violation(backend: Backend) {
     .expect_err("invalid");
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status).as_deref(), Some("USERNAME_INVALID"));
-    use tonic_types::StatusExt;
-    let fields: Vec<String> = status
-        .get_details_bad_request()
-        .expect("BadRequest")
-        .field_violations
-        .into_iter()
-        .map(|violation| violation.field)
-        .collect();
+    let fields = roster_tests::violated_fields(&status);
     for field in [
         "first_name",
         "last_name",

@@ -360,16 +360,14 @@ async fn a_username_taken_after_preview_fails_alone(backend: Backend) {
     );
 }
 
-/// The file changes one field of a profile; between the preview and the submit, someone
-/// changes two others elsewhere. The apply writes what the preview showed — the first name —
-/// and leaves the other fields as they are now instead of putting the file's old values back.
-async fn changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand(backend: Backend) {
-    let Some(suite) = ImportSuite::start(backend).await else {
-        return;
-    };
+/// Ada (an engineer) in a new account, and a validated file of some of the template's columns
+/// that changes her first name alone; the preview shows that one change.
+async fn a_file_changing_adas_first_name(
+    suite: &ImportSuite,
+) -> (Imports, id::Profile, pb::Import) {
     let account = suite.account("Acme").await;
     let imports = suite.import_client().await;
-    let ada = create_profile(&suite, &account, "Ada", "ada@example.com", "", "Engineer").await;
+    let ada = create_profile(suite, &account, "Ada", "ada@example.com", "", "Engineer").await;
     // The profile as the template gave it, with the first name edited.
     let file = format!(
         "Internal ID,First Name,Last Name,Email Address,Job Title\r\n\
@@ -390,40 +388,72 @@ async fn changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand(ba
         .map(|change| change.column.as_str())
         .collect();
     assert_eq!(changed, ["First Name"]);
+    (imports, ada, created)
+}
 
-    let identity = suite.identity_client().await;
-    identity
+/// Changes the named fields of profile `id` over gRPC, as the console or another caller would.
+async fn change_elsewhere(suite: &ImportSuite, id: &str, fields: &[(&str, &str)]) {
+    let mut profile = id::Profile {
+        id: id.to_owned(),
+        ..Default::default()
+    };
+    for (path, value) in fields {
+        let slot = match *path {
+            "first_name" => &mut profile.first_name,
+            "last_name" => &mut profile.last_name,
+            "job_title" => &mut profile.job_title,
+            other => panic!("no field {other} here"),
+        };
+        *slot = (*value).to_owned();
+    }
+    suite
+        .identity_client()
+        .await
         .update_profile(id::UpdateProfileRequest {
-            profile: Some(id::Profile {
-                id: ada.id.clone(),
-                job_title: "Principal".into(),
-                last_name: "Renamed".into(),
-                ..Default::default()
-            }),
+            profile: Some(profile),
             update_mask: Some(prost_types::FieldMask {
-                paths: vec!["job_title".into(), "last_name".into()],
+                paths: fields.iter().map(|(path, _)| (*path).to_owned()).collect(),
             }),
             request_id: String::new(),
         })
         .await
         .expect("changed elsewhere");
+}
 
-    imports.submit(&created.id, false).await;
+/// The import ended COMPLETED with Ada's first name from the file, and the job title and last
+/// name as they were changed elsewhere.
+async fn only_the_first_name_came_from_the_file(
+    suite: &ImportSuite,
+    imports: &Imports,
+    ada: &id::Profile,
+    import: &pb::Import,
+) {
     let done = imports
-        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .wait_for_state(&import.id, &[pb::ImportState::Completed], WAIT)
         .await;
     assert_eq!(done.applied_count, 1, "{done:?}");
-    let after = identity.profile(&ada.id).await;
-    assert_eq!(after.first_name, "Adele", "the file's change");
+    let after = suite.identity_client().await.profile(&ada.id).await;
+    assert_eq!(after.first_name, "Adele", "the file's change, as previewed");
     assert_eq!(
-        after.job_title, "Principal",
-        "kept: the file did not change it"
-    );
-    assert_eq!(
-        after.last_name, "Renamed",
-        "kept: the file did not change it"
+        (after.job_title.as_str(), after.last_name.as_str()),
+        ("Principal", "Renamed"),
+        "kept: the file did not change them"
     );
     assert_eq!(after.email, "ada@example.com");
+}
+
+/// The file changes one field of a profile; between the preview and the submit, someone
+/// changes two others elsewhere. The apply writes what the preview showed — the first name —
+/// and leaves the other fields as they are now instead of putting the file's old values back.
+async fn changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let (imports, ada, created) = a_file_changing_adas_first_name(&suite).await;
+    let elsewhere = [("job_title", "Principal"), ("last_name", "Renamed")];
+    change_elsewhere(&suite, &ada.id, &elsewhere).await;
+    imports.submit(&created.id, false).await;
+    only_the_first_name_came_from_the_file(&suite, &imports, &ada, &created).await;
 }
 
 /// The same, in the seconds between the apply's read of the profiles and identity's write:
@@ -432,9 +462,7 @@ async fn changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand(ba
 async fn changes_made_while_the_apply_writes_to_fields_the_file_leaves_alone_stand(
     backend: Backend,
 ) {
-    use roster_bulk_import::jobs::ApplyPause;
-
-    let pause = ApplyPause::on();
+    let pause = roster_bulk_import::jobs::ApplyPause::on();
     let Some(suite) = ImportSuite::start_with(
         backend,
         |settings| settings.apply_pause = pause.clone(),
@@ -444,49 +472,18 @@ async fn changes_made_while_the_apply_writes_to_fields_the_file_leaves_alone_sta
     else {
         return;
     };
-    let account = suite.account("Acme").await;
-    let imports = suite.import_client().await;
-    let ada = create_profile(&suite, &account, "Ada", "ada@example.com", "", "Engineer").await;
-    let file = format!(
-        "Internal ID,First Name,Last Name,Email Address,Job Title\r\n\
-         {},Adele,Original,ada@example.com,Engineer\r\n",
-        ada.id
-    );
-    let created = imports
-        .validated_csv(&account, file.into_bytes(), WAIT)
-        .await;
+    let (imports, ada, created) = a_file_changing_adas_first_name(&suite).await;
     imports.submit(&created.id, false).await;
     // The apply has read the profile, and waits before it sends the row.
     pause.arrived().await;
-    let identity = suite.identity_client().await;
-    identity
-        .update_profile(id::UpdateProfileRequest {
-            profile: Some(id::Profile {
-                id: ada.id.clone(),
-                first_name: "Adelaide".into(),
-                job_title: "Principal".into(),
-                last_name: "Renamed".into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["first_name".into(), "job_title".into(), "last_name".into()],
-            }),
-            request_id: String::new(),
-        })
-        .await
-        .expect("changed elsewhere");
+    let elsewhere = [
+        ("first_name", "Adelaide"),
+        ("job_title", "Principal"),
+        ("last_name", "Renamed"),
+    ];
+    change_elsewhere(&suite, &ada.id, &elsewhere).await;
     pause.go_on();
-    let done = imports
-        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
-        .await;
-    assert_eq!(done.applied_count, 1, "{done:?}");
-    let after = identity.profile(&ada.id).await;
-    assert_eq!(after.first_name, "Adele", "the file's change, as previewed");
-    assert_eq!(
-        (after.job_title.as_str(), after.last_name.as_str()),
-        ("Principal", "Renamed"),
-        "kept: the file did not change them"
-    );
+    only_the_first_name_came_from_the_file(&suite, &imports, &ada, &created).await;
 }
 
 /// A bulk-import of the test's own (with `pause`, windows of two row numbers, one batch at a

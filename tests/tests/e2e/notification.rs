@@ -229,14 +229,7 @@ async fn send_email_reports_every_invalid_field(backend: Backend) {
         .await
         .expect_err("invalid request");
     assert_eq!(status.code(), Code::InvalidArgument);
-    use tonic_types::StatusExt;
-    let fields: HashSet<String> = status
-        .get_details_bad_request()
-        .expect("BadRequest details")
-        .field_violations
-        .into_iter()
-        .map(|violation| violation.field)
-        .collect();
+    let fields: HashSet<String> = roster_tests::violated_fields(&status).into_iter().collect();
     for field in [
         "request_id",
         "account_id",

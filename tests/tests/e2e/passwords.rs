@@ -691,14 +691,7 @@ async fn a_reset_sent_again_with_its_request_id_is_answered_as_the_first_and_lif
         .await
         .unwrap_err();
     assert_eq!(reused.code(), Code::InvalidArgument);
-    let fields: Vec<String> = reused
-        .get_details_bad_request()
-        .expect("BadRequest")
-        .field_violations
-        .into_iter()
-        .map(|violation| violation.field)
-        .collect();
-    assert_eq!(fields, ["request_id"]);
+    assert_eq!(roster_tests::violated_fields(&reused), ["request_id"]);
     let without_id = complete("", fresh).await.unwrap_err();
     assert_eq!(reason(&without_id).as_deref(), Some("RESET_TOKEN_INVALID"));
 

@@ -218,67 +218,44 @@ impl Identity {
         if !caller.may_access(account_id.0) {
             return Err(super::profiles::profile_not_found());
         }
-        let txn = self.store.begin().await?;
-        let outcome = self
-            .replace_members_in(
-                &txn,
-                caller,
-                account_id,
-                role,
-                wanted,
-                max_members,
-                max_change,
-            )
-            .await;
+        let store = &self.store;
+        let txn = store.begin().await?;
+        let outcome = async {
+            store.lock_role_members(&txn, account_id, role).await?;
+            let Some(current) = store
+                .role_member_ids(&txn, account_id, role, max_members)
+                .await?
+            else {
+                return Ok(Replaced::TooManyMembers);
+            };
+            let wanted_set: HashSet<ProfileId> = wanted.iter().copied().collect();
+            let mut held: HashSet<ProfileId> = current.iter().copied().collect();
+            let remove: Vec<ProfileId> = current
+                .into_iter()
+                .filter(|id| !wanted_set.contains(id))
+                .collect();
+            // In the order wanted, each once.
+            let add: Vec<ProfileId> = wanted
+                .iter()
+                .copied()
+                .filter(|id| held.insert(*id))
+                .collect();
+            if add.len() + remove.len() > max_change {
+                return Ok(Replaced::TooLargeChange);
+            }
+            if !add.is_empty() || !remove.is_empty() {
+                self.change_members_in(&txn, caller, role, &add, &remove)
+                    .await?;
+            }
+            Ok(Replaced::Done)
+        }
+        .await;
+        // What answers anything but Done changed nothing.
         match outcome {
             Ok(Replaced::Done) => txn.commit().await.map_err(StoreError::from)?,
             _ => txn.rollback().await.map_err(StoreError::from)?,
         }
         outcome
-    }
-
-    /// [`Identity::replace_role_members`]'s work, in `txn`: what it answers but `Done` is
-    /// rolled back.
-    #[allow(clippy::too_many_arguments)]
-    async fn replace_members_in(
-        &self,
-        txn: &DatabaseTransaction,
-        caller: &Caller,
-        account_id: AccountId,
-        role: Role,
-        wanted: &[ProfileId],
-        max_members: usize,
-        max_change: usize,
-    ) -> Result<Replaced, IdentityError> {
-        let store = &self.store;
-        store.lock_role_members(txn, account_id, role).await?;
-        let Some(current) = store
-            .role_member_ids(txn, account_id, role, max_members)
-            .await?
-        else {
-            return Ok(Replaced::TooManyMembers);
-        };
-        let wanted_set: HashSet<ProfileId> = wanted.iter().copied().collect();
-        let mut held: HashSet<ProfileId> = current.iter().copied().collect();
-        let remove: Vec<ProfileId> = current
-            .into_iter()
-            .filter(|id| !wanted_set.contains(id))
-            .collect();
-        // In the order wanted, each once.
-        let add: Vec<ProfileId> = wanted
-            .iter()
-            .copied()
-            .filter(|id| held.insert(*id))
-            .collect();
-        if add.len() + remove.len() > max_change {
-            return Ok(Replaced::TooLargeChange);
-        }
-        if add.is_empty() && remove.is_empty() {
-            return Ok(Replaced::Done);
-        }
-        self.change_members_in(txn, caller, role, &add, &remove)
-            .await?;
-        Ok(Replaced::Done)
     }
 
     /// [`Identity::change_role_members`]'s change, in `txn`.

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait, QueryFilter,
     QuerySelect, Statement, TryInsertResult,
@@ -85,15 +85,7 @@ impl Store {
             .column(profile::Column::Id)
             .filter(profile::Column::AccountId.eq(account_id.0))
             .filter(profile::Column::Status.ne(super::profiles::DELETED))
-            .filter(
-                profile::Column::Id.in_subquery(
-                    Query::select()
-                        .column(profile_role::Column::ProfileId)
-                        .from(profile_role::Entity)
-                        .and_where(profile_role::Column::Role.eq(role.as_str()))
-                        .to_owned(),
-                ),
-            )
+            .filter(super::profiles::holding(role))
             .limit(max as u64 + 1)
             .into_tuple()
             .all(conn)

@@ -45,6 +45,17 @@ pub struct Keep {
     pub answer: Vec<u8>,
 }
 
+/// The profiles that hold `role`, as a condition on `profiles.id`.
+pub(super) fn holding(role: Role) -> sea_orm::sea_query::SimpleExpr {
+    profile::Column::Id.in_subquery(
+        Query::select()
+            .column(profile_role::Column::ProfileId)
+            .from(profile_role::Entity)
+            .and_where(profile_role::Column::Role.eq(role.as_str()))
+            .to_owned(),
+    )
+}
+
 /// How a deleted profile's status is stored.
 pub(super) const DELETED: &str = "deleted";
 
@@ -230,16 +241,8 @@ impl Store {
                     .like(like_pattern(prefix, Anchor::StartsWith)),
             );
         }
-        if let Some(role) = &filter.role {
-            query = query.filter(
-                profile::Column::Id.in_subquery(
-                    Query::select()
-                        .column(profile_role::Column::ProfileId)
-                        .from(profile_role::Entity)
-                        .and_where(profile_role::Column::Role.eq(role.as_str()))
-                        .to_owned(),
-                ),
-            );
+        if let Some(role) = filter.role {
+            query = query.filter(holding(role));
         }
         let models = query.all(&self.db).await?;
         self.with_assignments(&self.db, models).await

@@ -289,21 +289,14 @@ fn line_break(
 /// header ("First Name is 101 characters long; …"), lower case otherwise, no final period.
 pub fn in_row_voice(text: &str) -> String {
     let text = text.trim().trim_end_matches('.');
-    let labels = [
-        ("first_name", Column::FirstName),
-        ("last_name", Column::LastName),
-        ("email", Column::EmailAddress),
-        ("username", Column::Username),
-        ("job_title", Column::JobTitle),
-        ("department", Column::Department),
-        ("locale", Column::Locale),
-        ("time_zone", Column::TimeZone),
+    // The fields' names, then the sentences identity starts with them.
+    let sentences = [
         ("The email address", Column::EmailAddress),
         ("The username", Column::Username),
         ("The locale", Column::Locale),
         ("The time zone", Column::TimeZone),
     ];
-    for (label, column) in labels {
+    for (label, column) in super::draft::FIELDS.into_iter().chain(sentences) {
         if let Some(rest) = text.strip_prefix(label)
             && rest.starts_with([' ', ',', ':'])
         {

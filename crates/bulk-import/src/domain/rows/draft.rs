@@ -288,7 +288,7 @@ fn email_as_username(email: &str) -> Option<String> {
 }
 
 /// Identity's profile fields and their template columns.
-const FIELDS: [(&str, Column); 8] = [
+pub(super) const FIELDS: [(&str, Column); 8] = [
     ("first_name", Column::FirstName),
     ("last_name", Column::LastName),
     ("email", Column::EmailAddress),
