@@ -356,7 +356,7 @@ async fn run_job(context: Arc<Context>, import_id: ImportId) {
                 tracing::error!(%import_id, %error, "giving the lease back failed");
             }
         }
-        Err(JobError::Identity(status)) => {
+        Err(JobError::Identity(status)) if is_transient(&status) => {
             tracing::error!(
                 %import_id,
                 %status,

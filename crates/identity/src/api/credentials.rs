@@ -33,16 +33,22 @@ fn rule(rule: Rule) -> pb::PasswordRule {
 }
 
 fn secret(field: &str, value: String) -> Result<SecretString, ApiError> {
+    check_secret(field, &value)?;
+    Ok(SecretString::from(value))
+}
+
+/// A password field is given, and within [`MAX_PASSWORD_CHARS`].
+fn check_secret(field: &str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() {
         return Err(ApiError::invalid(field, "is required"));
     }
-    if password_too_long(&value) {
+    if password_too_long(value) {
         return Err(ApiError::invalid(
             field,
             format!("is longer than {MAX_PASSWORD_CHARS} characters"),
         ));
     }
-    Ok(SecretString::from(value))
+    Ok(())
 }
 
 /// The address an admin confirmed before asking for a reset, in stored form.
@@ -139,8 +145,10 @@ impl CredentialService for CredentialApi {
         let caller = caller(&request)?;
         let request = request.into_inner();
         check_request_id("request_id", &request.request_id)?;
+        // Bounded before the request's digest is taken over it.
+        check_secret("new_password", &request.new_password)?;
         let request_id = crate::api::request_key(&request, &request.request_id);
-        let password = secret("new_password", request.new_password)?;
+        let password = SecretString::from(request.new_password);
         self.passwords
             .complete_reset(&caller, request_id, &request.token, password)
             .await
