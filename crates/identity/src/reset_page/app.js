@@ -45,6 +45,15 @@
     status.textContent = message;
   }
 
+  // A failure the same submission may get past later: the message, and the form kept (the
+  // token left the address bar, so a reload would lose it).
+  function showRetry(message) {
+    status.hidden = false;
+    status.className = "error";
+    status.textContent = message;
+    render();
+  }
+
   function render() {
     rulesList.replaceChildren(...rules.map((rule) => {
       const item = document.createElement("li");
@@ -102,10 +111,7 @@
     try {
       reply = await call("complete", { token, password: password.value, request_id: requestId });
     } catch (_) {
-      status.hidden = false;
-      status.className = "error";
-      status.textContent = "No answer came back. Submit again: a password already set is not set twice.";
-      render();
+      showRetry("No answer came back. Submit again: a password already set is not set twice.");
       return;
     }
     const { status: code, answer } = reply;
@@ -116,6 +122,8 @@
     } else if (code === 422) {
       unmet = new Set((answer.violations || []).map((rule) => rule.code));
       render();
+    } else if (code === 503) {
+      showRetry(answer.error || "The service is busy. Submit again in a moment.");
     } else {
       showError(answer.error || "The password could not be set.");
     }
