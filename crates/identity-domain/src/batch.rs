@@ -13,9 +13,7 @@ use super::assignment::{
 };
 use super::error::{IdentityError, Refusal, Violation};
 use super::ids::ProfileId;
-use super::profile::{
-    BATCH_UPDATABLE, OwnedProfile, Profile, ProfileFields, ProfilePatch, RawProfile,
-};
+use super::profile::{BATCH_UPDATABLE, OwnedProfile, Profile, ProfileFields, RawProfile};
 use super::username::Username;
 
 /// Most items in one batch call.
@@ -217,14 +215,14 @@ fn masked_fields(
     if !unknown.is_empty() {
         return Err(IdentityError::Invalid(unknown));
     }
-    let patch = ProfilePatch {
-        fields: paths
-            .iter()
-            .filter_map(|path| Some((path.clone(), given.field(path)?.to_owned())))
-            .collect(),
-        status: None,
-    };
-    Ok(patch.raw_after(record))
+    let mut raw = record.raw();
+    let mut given = given.clone();
+    for path in paths {
+        if let (Some(slot), Some(value)) = (raw.field_mut(path), given.field_mut(path)) {
+            std::mem::swap(slot, value);
+        }
+    }
+    Ok(raw)
 }
 
 /// The roles and extensions an item sets, if it sets them. New numbers must be within the

@@ -344,18 +344,18 @@ pub const BATCH_UPDATABLE: [&str; 8] = [
 ];
 
 impl OwnedProfile {
-    /// The value of the field `path` names (one of [`BATCH_UPDATABLE`], or `external_id`).
-    pub fn field(&self, path: &str) -> Option<&str> {
+    /// The field `path` names (one of [`BATCH_UPDATABLE`], or `external_id`).
+    pub fn field_mut(&mut self, path: &str) -> Option<&mut String> {
         Some(match path {
-            "first_name" => &self.first_name,
-            "last_name" => &self.last_name,
-            "email" => &self.email,
-            "username" => &self.username,
-            "job_title" => &self.job_title,
-            "department" => &self.department,
-            "locale" => &self.locale,
-            "time_zone" => &self.time_zone,
-            "external_id" => &self.external_id,
+            "first_name" => &mut self.first_name,
+            "last_name" => &mut self.last_name,
+            "email" => &mut self.email,
+            "username" => &mut self.username,
+            "job_title" => &mut self.job_title,
+            "department" => &mut self.department,
+            "locale" => &mut self.locale,
+            "time_zone" => &mut self.time_zone,
+            "external_id" => &mut self.external_id,
             _ => return None,
         })
     }
@@ -404,19 +404,9 @@ impl ProfilePatch {
     /// Writes the patched values over `raw`.
     fn write(&self, raw: &mut OwnedProfile) {
         for (path, value) in &self.fields {
-            let slot = match path.as_str() {
-                "first_name" => &mut raw.first_name,
-                "last_name" => &mut raw.last_name,
-                "email" => &mut raw.email,
-                "username" => &mut raw.username,
-                "job_title" => &mut raw.job_title,
-                "department" => &mut raw.department,
-                "locale" => &mut raw.locale,
-                "time_zone" => &mut raw.time_zone,
-                "external_id" => &mut raw.external_id,
-                _ => continue,
-            };
-            slot.clone_from(value);
+            if let Some(slot) = raw.field_mut(path) {
+                slot.clone_from(value);
+            }
         }
     }
 

@@ -201,9 +201,11 @@ impl Replica {
     /// server holding the port cannot answer for it.
     fn health_name(&self) -> &'static str {
         match self.service {
-            "identity" => "roster.identity.v1.ProfileService",
-            "bulk-import" => "roster.imports.v1.ImportService",
-            "notification" => "roster.notification.v1.NotificationService",
+            "identity" => id::profile_service_server::SERVICE_NAME,
+            "bulk-import" => imports::import_service_server::SERVICE_NAME,
+            "notification" => {
+                roster_proto::notification::v1::notification_service_server::SERVICE_NAME
+            }
             other => panic!("no health name for {other}"),
         }
     }
