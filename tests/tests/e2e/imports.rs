@@ -456,6 +456,40 @@ async fn changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand(ba
     only_the_first_name_came_from_the_file(&suite, &imports, &ada, &created).await;
 }
 
+/// The file's change made elsewhere between the preview and the submit: identity has nothing
+/// to write, and the row says so — outcome UNCHANGED, report Status "Unchanged" — instead of
+/// claiming an update; the import still completes with the row counted as applied.
+async fn a_change_made_elsewhere_since_the_preview_is_reported_unchanged(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let (imports, ada, created) = a_file_changing_adas_first_name(&suite).await;
+    change_elsewhere(&suite, &ada.id, &[("first_name", "Adele")]).await;
+    let before = suite.identity_client().await.profile(&ada.id).await;
+    imports.submit(&created.id, false).await;
+    let done = imports
+        .wait_for_state(&created.id, &[pb::ImportState::Completed], WAIT)
+        .await;
+    assert_eq!((done.applied_count, done.failed_count), (1, 0), "{done:?}");
+    let rows = imports
+        .all_rows(&created.id, pb::ImportRowFilter::All)
+        .await;
+    let row = by_row(&rows, 2);
+    assert_eq!(
+        (row.outcome, row.outcome_message.as_str()),
+        (pb::ImportRowOutcome::Unchanged as i32, ""),
+        "{row:?}"
+    );
+    let report = String::from_utf8(imports.report(&created.id).await.unwrap()).unwrap();
+    let line = report
+        .lines()
+        .find(|line| line.contains(&ada.id))
+        .expect("Ada's row in the report");
+    assert!(line.ends_with(",Unchanged,"), "{report}");
+    let after = suite.identity_client().await.profile(&ada.id).await;
+    assert_eq!(after.etag, before.etag, "nothing was written");
+}
+
 /// The same, in the seconds between the apply's read of the profiles and identity's write:
 /// a field changed there stands too (identity writes the previewed columns alone), and a
 /// column the file changes gets the file's value, as the preview said.
@@ -904,6 +938,7 @@ both_backends!(
     the_whole_flow_in_batches_of_two_rows,
     a_username_taken_after_preview_fails_alone,
     changes_made_after_the_preview_to_fields_the_file_leaves_alone_stand,
+    a_change_made_elsewhere_since_the_preview_is_reported_unchanged,
     changes_made_while_the_apply_writes_to_fields_the_file_leaves_alone_stand,
     an_apply_waits_out_an_identity_outage_and_completes,
     a_validation_waits_out_an_identity_outage,

@@ -261,6 +261,8 @@ pub enum RowOutcome {
     Applied = 1,
     Failed = 2,
     Skipped = 3,
+    /// An update identity found already made: the profile held the row's values.
+    Unchanged = 4,
 }
 
 impl RowOutcome {
@@ -273,6 +275,7 @@ impl RowOutcome {
             1 => RowOutcome::Applied,
             2 => RowOutcome::Failed,
             3 => RowOutcome::Skipped,
+            4 => RowOutcome::Unchanged,
             _ => RowOutcome::Pending,
         }
     }
@@ -283,6 +286,7 @@ pub fn report_status(action: RowAction, outcome: RowOutcome) -> &'static str {
     match (action, outcome) {
         (RowAction::Create, RowOutcome::Applied) => "Created",
         (RowAction::Update, RowOutcome::Applied) => "Updated",
+        (_, RowOutcome::Unchanged) => "Unchanged",
         (_, RowOutcome::Failed) => "Failed",
         (RowAction::Create | RowAction::Update, RowOutcome::Skipped) => "Skipped",
         (action, _) => action.planned_status(),
@@ -392,5 +396,10 @@ mod tests {
             report_status(RowAction::Error, RowOutcome::Skipped),
             "Error"
         );
+        assert_eq!(
+            report_status(RowAction::Update, RowOutcome::Unchanged),
+            "Unchanged"
+        );
+        assert_eq!(RowOutcome::from_code(4), RowOutcome::Unchanged);
     }
 }

@@ -362,7 +362,11 @@ async fn send(job: &Job, import: &Import, batch: &Prepared) -> Result<Vec<RowRes
             },
             Some(result) => RowResult {
                 row_number: row.row_number,
-                outcome: RowOutcome::Applied,
+                outcome: if result.outcome == pb::UpsertOutcome::Unchanged as i32 {
+                    RowOutcome::Unchanged
+                } else {
+                    RowOutcome::Applied
+                },
                 profile_id: result.profile.as_ref().map(|profile| profile.id.clone()),
                 message: String::new(),
             },

@@ -80,7 +80,9 @@ impl Store {
         for chunk in results.chunks(OUTCOME_CHUNK) {
             for outcome in record_outcome_chunk(&txn, import_id, owner, chunk).await? {
                 match RowOutcome::from_code(outcome) {
-                    RowOutcome::Applied => applied += 1,
+                    // An update found already made counts as applied: the profile holds
+                    // what the row asks.
+                    RowOutcome::Applied | RowOutcome::Unchanged => applied += 1,
                     RowOutcome::Failed => failed += 1,
                     _ => {}
                 }
