@@ -93,6 +93,11 @@ pub struct Settings {
     pub notification_key_file: Option<PathBuf>,
     /// Deadline of one call to NotificationService.
     pub notification_timeout_seconds: u64,
+    /// How long, from when it was written, an email stays in the outbox while NotificationService
+    /// refuses it as invalid (INVALID_ARGUMENT) or its outbox row cannot be read; the next
+    /// such failure after it gives the email up. Long enough for a rolling upgrade to finish
+    /// (an older notification may refuse what a newer identity writes).
+    pub outbox_give_up_seconds: u64,
     /// CA certificates (PEM) NotificationService's certificate must chain to; system roots
     /// when unset.
     pub notification_tls_ca_file: Option<PathBuf>,
@@ -151,6 +156,7 @@ impl Default for Settings {
             notification_key: None,
             notification_key_file: None,
             notification_timeout_seconds: NOTIFICATION_TIMEOUT_SECONDS,
+            outbox_give_up_seconds: 24 * 3600,
             notification_tls_ca_file: None,
             notification_tls_cert_file: None,
             notification_tls_key_file: None,
@@ -194,6 +200,7 @@ impl fmt::Debug for Settings {
             )
             .field("notification_tls_key_file", &self.notification_tls_key_file)
             .field("notification_tls_domain", &self.notification_tls_domain)
+            .field("outbox_give_up_seconds", &self.outbox_give_up_seconds)
             .field("signin_max_failures", &self.signin_max_failures)
             .field("events_nats_url", &self.events_nats_url)
             .field("events_stream", &self.events_stream)
@@ -231,7 +238,8 @@ impl Settings {
         at_least_one(
             "retention_interval_seconds",
             self.retention_interval_seconds,
-        )
+        )?;
+        at_least_one("outbox_give_up_seconds", self.outbox_give_up_seconds)
     }
 
     /// Publication to NATS JetStream as configured; `None` when `events_nats_url` is unset.

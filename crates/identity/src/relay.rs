@@ -18,6 +18,15 @@
 //! `refused` failure, and the relay pauses without counting the attempt, so the emails go out
 //! within a pause once the key is fixed.
 //!
+//! An email NotificationService refuses as invalid (INVALID_ARGUMENT), or whose outbox row
+//! cannot be read, is tried again with the backoff — an older notification may refuse what a
+//! newer identity writes until a rolling upgrade ends — but not for ever: the first such
+//! failure `outbox_give_up_seconds` (a day) after the email was written gives it up. Its row is
+//! done, with the reason as its `last_error` and its payload (address, link) dropped; the
+//! relay logs it as an error with the row's id, account and template and counts it in
+//! `roster_identity_outbox_given_up_total`, and it leaves the outbox's depth and age, so the
+//! stuck-outbox alert clears while the given-up alert fires.
+//!
 //! The outbox is watched on identity's metrics endpoint whether a relay runs or not:
 //! `roster_identity_outbox_depth` and `roster_identity_outbox_oldest_age_seconds` are read from
 //! the database when Prometheus scrapes, so an age that keeps growing shows a relay that is stuck,
@@ -171,6 +180,8 @@ pub fn watch_outbox(metrics: &Metrics, store: Store) {
 /// A relay ready to start: its client is built and its key is there.
 pub struct RelayConfig {
     client: Client,
+    /// How long an email that cannot be handed over as it is may wait.
+    give_up_after: chrono::Duration,
 }
 
 impl RelayConfig {
@@ -195,7 +206,12 @@ impl RelayConfig {
         }
         let client = Client::new(config)
             .map_err(|error| anyhow::anyhow!("notification_url {url:?}: {error}"))?;
-        Ok(Some(RelayConfig { client }))
+        Ok(Some(RelayConfig {
+            client,
+            give_up_after: chrono::Duration::seconds(
+                i64::try_from(settings.outbox_give_up_seconds).unwrap_or(i64::MAX / 1000),
+            ),
+        }))
     }
 
     /// Starts relaying; `metrics` gets the counts of failed and refused hand-overs.
@@ -208,11 +224,20 @@ impl RelayConfig {
              PERMISSION_DENIED): a configuration error, retried after a pause",
             refused.clone(),
         );
+        let given_up = Counter::default();
+        metrics.register(
+            "roster_identity_outbox_given_up",
+            "Outbox emails given up: NotificationService still refused them as invalid, or their \
+             outbox row could not be read, outbox_give_up_seconds after they were written",
+            given_up.clone(),
+        );
         let relay = Relay {
             store,
             client: NotificationServiceClient::new(self.client),
             owner: format!("identity-{}", uuid::Uuid::new_v4()),
             refused,
+            given_up,
+            give_up_after: self.give_up_after,
             failures,
             refusing: false,
         };
@@ -226,6 +251,10 @@ struct Relay {
     owner: String,
     /// Hand-overs refused for the key.
     refused: Counter,
+    /// Emails given up.
+    given_up: Counter,
+    /// How long an email that cannot be handed over as it is may wait.
+    give_up_after: chrono::Duration,
     /// Failures, by reason.
     failures: Failures,
     /// Whether the last hand-over was refused for the key (logged once per spell).
@@ -293,21 +322,34 @@ impl Relay {
         row: LeasedEmail,
         email: Result<OutboxEmail, serde_json::Error>,
     ) -> Handed {
+        // What the email is, for a give-up's log: never the address or the variables.
+        let about = email
+            .as_ref()
+            .map(|email| (email.account_id.to_string(), email.template.clone()))
+            .unwrap_or_default();
+        // Whether the failure says the email as written will not be taken: it is given up
+        // once it has waited its time.
+        let mut lasting = false;
         let result = match email {
             Ok(email) => self.send(row.id, email).await.map_err(|status| {
                 let error = format!("{:?}: {}", status.code(), status.message());
+                lasting = status.code() == Code::InvalidArgument;
                 (error, Failure::of(&status))
             }),
-            Err(error) => Err((
-                format!("unreadable outbox payload: {error}"),
-                Failure::UnreadablePayload,
-            )),
+            Err(error) => {
+                lasting = true;
+                Err((
+                    format!("unreadable outbox payload: {error}"),
+                    Failure::UnreadablePayload,
+                ))
+            }
         };
         if let Err((_, failure)) = &result
             && *failure != Failure::AccountDeleted
         {
             self.failures.count(*failure);
         }
+        let waited = now() - row.written_at;
         let (handed, outcome) = match result {
             Ok(()) => {
                 if self.refusing {
@@ -342,6 +384,28 @@ impl Relay {
                 (
                     Handed::Refused,
                     self.store.outbox_refused(row.id, &error, retry_at).await,
+                )
+            }
+            Err((error, _)) if lasting && waited >= self.give_up_after => {
+                let (account_id, template) = about;
+                tracing::error!(
+                    outbox_id = %row.id,
+                    %account_id,
+                    %template,
+                    %error,
+                    attempts = row.attempts + 1,
+                    "email given up: NotificationService still does not take it {} s after it \
+                     was written; it is not sent",
+                    self.give_up_after.num_seconds()
+                );
+                self.given_up.inc();
+                let reason = format!(
+                    "given up {} s after it was written: {error}",
+                    self.give_up_after.num_seconds()
+                );
+                (
+                    Handed::Failed,
+                    self.store.outbox_dropped(row.id, &reason).await,
                 )
             }
             Err((error, _)) => {

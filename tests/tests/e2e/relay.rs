@@ -2,7 +2,8 @@
 //! required when a notification address is set, and — when NotificationService refuses it —
 //! treated as the configuration error it is: counted, logged, and the email kept without
 //! spending its attempts. An email of an account deleted before it was handed over is
-//! dropped, not retried for ever.
+//! dropped, not retried for ever; one notification refuses as invalid, or an unreadable row,
+//! is given up a day after it was written.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -270,7 +271,129 @@ async fn an_email_of_an_account_deleted_before_its_hand_over_is_dropped(backend:
     );
 }
 
+/// Writes an outbox row as an identity of another release might have: `payload` as it is,
+/// written `age` ago, due now.
+async fn an_outbox_row(db: &sea_orm::DatabaseConnection, payload: &str, age: chrono::Duration) {
+    let written = chrono::Utc::now() - age;
+    let due = chrono::Utc::now();
+    let sql = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            "INSERT INTO outbox (id, payload, attempts, next_attempt_at, created_at) \
+             VALUES ($1, $2, 0, $3, $4)"
+        }
+        _ => {
+            "INSERT INTO outbox (id, payload, attempts, next_attempt_at, created_at) \
+             VALUES (?, ?, 0, ?, ?)"
+        }
+    };
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        sql,
+        [
+            uuid::Uuid::now_v7().into(),
+            payload.into(),
+            due.into(),
+            written.into(),
+        ],
+    ))
+    .await
+    .expect("outbox row written");
+}
+
+/// Notification refuses an email as invalid (a template it does not know, as an older release
+/// would refuse a newer identity's), and another row cannot be read: each is retried while it
+/// is younger than `outbox_give_up_seconds`, and given up at its first failure after — logged,
+/// counted, its payload dropped, out of the outbox's depth — while good emails go out.
+async fn an_email_refused_as_invalid_for_a_day_is_given_up(backend: Backend) {
+    let Some(mail) = MailDrop::start(backend).await else {
+        return;
+    };
+    let Some(identity) = identity(backend, mail.identity_settings()).await else {
+        return;
+    };
+    let db = Database::connect(&identity.database.url).await.unwrap();
+    let email = |template: &str| {
+        serde_json::json!({
+            "account_id": uuid::Uuid::new_v4(),
+            "account_display_name": "Relay Ltd",
+            "recipient": "grace@example.com",
+            "template": template,
+            "locale": "en",
+            "variables": {},
+        })
+        .to_string()
+    };
+    let two_days = chrono::Duration::days(2);
+    an_outbox_row(&db, &email("account_closed"), two_days).await;
+    an_outbox_row(&db, "{\"written by\": \"another release\"", two_days).await;
+    an_outbox_row(&db, &email("account_closed"), chrono::Duration::minutes(1)).await;
+    welcome(&identity, "ada@example.com").await;
+
+    let rows = || async {
+        db.query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT payload, attempts, last_error, delivered_at IS NULL AS waiting \
+             FROM outbox ORDER BY created_at",
+        ))
+        .await
+        .unwrap()
+    };
+    let started = std::time::Instant::now();
+    loop {
+        let rows = rows().await;
+        let done = rows
+            .iter()
+            .filter(|row| !row.try_get::<bool>("", "waiting").unwrap())
+            .count();
+        // The two old rows and the welcome email done, the young row tried at least twice.
+        let young_retried = rows[2].try_get::<i32>("", "attempts").unwrap() >= 2;
+        if done == 3 && young_retried {
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows = rows().await;
+    for (row, said) in rows[..2]
+        .iter()
+        .zip(["InvalidArgument", "unreadable outbox payload"])
+    {
+        let error: String = row.try_get("", "last_error").unwrap();
+        assert!(
+            error.starts_with("given up 86400 s after it was written: ") && error.contains(said),
+            "{error}"
+        );
+        assert_eq!(row.try_get::<String>("", "payload").unwrap(), "{}");
+    }
+    // The young one waits on, with the refusal as its last error and its payload whole.
+    assert!(rows[2].try_get::<bool>("", "waiting").unwrap());
+    let error: String = rows[2].try_get("", "last_error").unwrap();
+    assert!(error.starts_with("InvalidArgument"), "{error}");
+    assert!(
+        rows[2]
+            .try_get::<String>("", "payload")
+            .unwrap()
+            .contains("account_closed")
+    );
+    let messages = mail.wait_for(1, WAIT).await;
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert!(
+        messages[0].contains("To: ada@example.com"),
+        "{}",
+        messages[0]
+    );
+    let (_, text) = scrape_metrics(identity.metrics_addr()).await;
+    for expected in [
+        "roster_identity_outbox_given_up_total 2",
+        "roster_identity_outbox_depth 1",
+        "roster_identity_outbox_relay_failures_total{reason=\"unreadable_payload\"} 1",
+    ] {
+        assert!(text.contains(expected), "{expected}:\n{text}");
+    }
+}
+
 both_backends!(
+    an_email_refused_as_invalid_for_a_day_is_given_up,
     an_email_in_the_longest_locale_a_profile_may_have_is_delivered,
     the_relay_reads_its_key_from_notification_key_file,
     a_refused_key_is_counted_as_a_configuration_error_and_the_email_kept,

@@ -21,11 +21,13 @@ pub struct OutboxEmail {
     pub trace_context: TraceContext,
 }
 
-/// An outbox row a relay has leased: the email as written (JSON of [`OutboxEmail`]) and how
-/// often handing it over failed so far.
+/// An outbox row a relay has leased: the email as written (JSON of [`OutboxEmail`]), how
+/// often handing it over failed so far, and when it was written.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeasedEmail {
     pub id: Uuid,
     pub payload: String,
     pub attempts: i32,
+    /// When the change that caused it wrote it.
+    pub written_at: chrono::DateTime<chrono::Utc>,
 }

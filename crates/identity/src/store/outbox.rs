@@ -90,6 +90,7 @@ impl Store {
                 id: row.id,
                 payload: row.payload,
                 attempts: row.attempts,
+                written_at: row.created_at,
             })
             .collect())
     }
@@ -104,8 +105,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records that an email is not sent because its account was deleted: the row is done
-    /// (and its payload, with the address, dropped), as a delivered one is, with `error`.
+    /// Records that an email is not sent — its account was deleted, or it was given up: the
+    /// row is done (and its payload, with the address and any link, dropped), as a delivered
+    /// one is, with `error`.
     pub async fn outbox_dropped(&self, id: Uuid, error: &str) -> Result<(), StoreError> {
         release_outbox(id)
             .col_expr(outbox::Column::DeliveredAt, Expr::val(Some(now())))
