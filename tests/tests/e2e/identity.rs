@@ -125,6 +125,89 @@ async fn confusable_usernames_are_refused(backend: Backend) {
     );
 }
 
+/// A username written another way (case, width) keeps its canonical form but can look like
+/// another: `paypai` rewritten `paypaI` looks like another account's `paypal` and is refused
+/// as a new `paypaI` would be — by UpdateProfile and by BatchUpsertProfiles — and `ivan`
+/// rewritten `Ivan` (which looks like `lvan`) keeps a later `lvan` out.
+async fn rewriting_a_username_in_another_case_cannot_make_it_a_look_alike(backend: Backend) {
+    let Some((_server, identity)) = spawn(backend).await else {
+        return;
+    };
+    let first = identity.account("Acme").await.id;
+    let second = identity.account("Globex").await.id;
+    create(&identity, person(&second, "p@example.com", "paypal"))
+        .await
+        .unwrap();
+    let own = create(&identity, person(&first, "q@example.com", "paypai"))
+        .await
+        .unwrap();
+    let rename = |profile: &pb::Profile, username: &str| pb::UpdateProfileRequest {
+        profile: Some(pb::Profile {
+            id: profile.id.clone(),
+            username: username.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["username".into()],
+        }),
+        request_id: String::new(),
+    };
+    let refused = identity
+        .update_profile(rename(&own, "paypaI"))
+        .await
+        .map(|response| response.profile.expect("profile"));
+    assert_refused(refused, Code::AlreadyExists, "USERNAME_CONFUSABLE");
+    let batch = identity
+        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            account_id: first.clone(),
+            items: vec![pb::ProfileUpsert {
+                idempotency_key: "rewrite".into(),
+                id: own.id.clone(),
+                first_name: own.first_name.clone(),
+                last_name: own.last_name.clone(),
+                email: own.email.clone(),
+                username: "paypaI".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .results;
+    assert_eq!(
+        (batch[0].outcome, batch[0].error_reason.as_str()),
+        (pb::UpsertOutcome::Failed as i32, "USERNAME_CONFUSABLE"),
+        "{batch:?}"
+    );
+    let unchanged = identity.profile(&own.id).await;
+    assert_eq!(unchanged.username, "paypai");
+
+    // A rewrite that looks like nobody's goes through, and its look is then registered.
+    let ivan = create(&identity, person(&first, "ivan@example.com", "ivan"))
+        .await
+        .unwrap();
+    let rewritten = identity
+        .update_profile(rename(&ivan, "Ivan"))
+        .await
+        .unwrap()
+        .profile
+        .expect("profile");
+    assert_eq!(rewritten.username, "Ivan");
+    assert_refused(
+        create(&identity, person(&second, "l@example.com", "lvan")).await,
+        Code::AlreadyExists,
+        "USERNAME_CONFUSABLE",
+    );
+    // Written as before again, it is the holder's own look: no refusal.
+    let back = identity
+        .update_profile(rename(&ivan, "ivan"))
+        .await
+        .unwrap()
+        .profile
+        .expect("profile");
+    assert_eq!(back.username, "ivan");
+}
+
 async fn invalid_input_reports_every_violation(backend: Backend) {
     let Some((_server, identity)) = spawn(backend).await else {
         return;
@@ -834,6 +917,7 @@ async fn concurrent_username_checks_each_get_their_own_answer(backend: Backend) 
 }
 
 both_backends!(
+    rewriting_a_username_in_another_case_cannot_make_it_a_look_alike,
     username_defaults_to_the_email,
     concurrent_username_checks_each_get_their_own_answer,
     usernames_are_unique_across_accounts_in_canonical_form,

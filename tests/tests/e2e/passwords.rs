@@ -411,6 +411,57 @@ async fn suspending_or_readdressing_a_profile_revokes_its_reset_links(backend: B
     assert!(!f.verify("ada@example.com", later).await.unwrap().verified);
 }
 
+/// A link sent before the profile, or its account, was deleted sets no password once it comes
+/// back: an undelete (or a SCIM restore, which may bring another address) starts without the
+/// links of before.
+async fn deleting_a_profile_or_its_account_revokes_its_reset_links(backend: Backend) {
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let id = f.profile.id.clone();
+    f.send_reset("before-deletion").await;
+    let token = newest_reset_token(&f.server).await;
+    f.identity
+        .delete_profile(pb::DeleteProfileRequest {
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    f.identity
+        .undelete_profile(pb::UndeleteProfileRequest {
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let refused = f.complete(&token, STRONG).await.unwrap_err();
+    assert_eq!(reason(&refused).as_deref(), Some("RESET_TOKEN_INVALID"));
+
+    f.send_reset("before-account-deletion").await;
+    let token = newest_reset_token(&f.server).await;
+    f.identity
+        .delete_account(pb::DeleteAccountRequest {
+            id: f.account.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    f.identity
+        .undelete_account(pb::UndeleteAccountRequest {
+            id: f.account.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let refused = f.complete(&token, STRONG).await.unwrap_err();
+    assert_eq!(reason(&refused).as_deref(), Some("RESET_TOKEN_INVALID"));
+    // A link sent after the undelete works.
+    f.send_reset("after-undelete").await;
+    let token = newest_reset_token(&f.server).await;
+    f.complete(&token, STRONG).await.unwrap();
+}
+
 async fn reset_sets_a_password_once_and_every_bad_token_looks_the_same(backend: Backend) {
     let Some(f) = fixture(backend).await else {
         return;
@@ -744,6 +795,7 @@ both_backends!(
     older_hashes_are_upgraded_on_the_next_verify,
     a_reset_compares_with_the_history_only_what_every_other_rule_lets_through,
     suspending_or_readdressing_a_profile_revokes_its_reset_links,
+    deleting_a_profile_or_its_account_revokes_its_reset_links,
     the_reset_page_bounds_what_it_takes
 );
 

@@ -252,6 +252,24 @@ impl Identity {
             }
         }
 
+        // A username written another way (case, width) that looks different: its registered
+        // skeleton follows, or the item is refused as confusable, as a new username would be.
+        for (plan, id) in plans.iter_mut().zip(ids.iter_mut()) {
+            let Plan::Update(current, fields, _) = &*plan else {
+                continue;
+            };
+            if fields.username.canonical() != current.canonical_username
+                || fields.username.as_str() == current.username
+                || store
+                    .follow_written_form(&txn, &fields.username, current.id)
+                    .await?
+            {
+                continue;
+            }
+            *plan = Plan::Failed(IdentityError::username_refused(Refusal::Confusable));
+            *id = None;
+        }
+
         // Assignments: numbers are freed before they are claimed, so one can change hands.
         let mut released = Vec::new();
         let mut claimed: Vec<(ProfileId, &Extension)> = Vec::new();

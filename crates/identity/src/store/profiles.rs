@@ -18,7 +18,7 @@ use super::query::{Anchor, like_pattern};
 use super::registry::registry_row;
 use super::{Store, StoreError, insert_from, is_postgres, kept_row, now};
 use crate::domain::assignment::{Extension, ExtensionKind, ExtensionNumber, Role};
-use crate::domain::error::IdentityError;
+use crate::domain::error::{IdentityError, Refusal};
 use crate::domain::event::{NewEvent, Origin};
 use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::profile::{Profile, ProfileFields, ProfileStatus};
@@ -439,6 +439,9 @@ impl Store {
         if fields.username.canonical() != current.canonical_username {
             self.reserve_username(txn, &fields.username, current.id, current.account_id)
                 .await?;
+        } else {
+            self.keep_look_registered(txn, current, &fields.username)
+                .await?;
         }
         let mut next = current.clone().with_fields(fields);
         next.status = status;
@@ -472,6 +475,9 @@ impl Store {
         next.version = current.version + 1;
         next.extensions = Vec::new();
         self.write_version(txn, current.version, &next).await?;
+        // A link sent before the deletion sets no password, not even after an undelete or a
+        // SCIM restore (which may come back with another address).
+        self.revoke_reset_tokens(txn, current.id).await?;
         self.forget_kept_extensions(txn, current.id).await?;
         if !current.extensions.is_empty() {
             deleted_profile_extension::Entity::insert_many(current.extensions.iter().map(|held| {
@@ -609,6 +615,8 @@ impl Store {
         fields: &ProfileFields,
         status: ProfileStatus,
     ) -> Result<Profile, StoreError> {
+        self.keep_look_registered(txn, current, &fields.username)
+            .await?;
         self.forget_kept_extensions(txn, current.id).await?;
         let now = crate::store::now();
         let mut next = current.clone().with_fields(fields);
@@ -618,6 +626,23 @@ impl Store {
         next.version = current.version + 1;
         self.write_version(txn, current.version, &next).await?;
         Ok(next)
+    }
+
+    /// `current`'s username written as `username` (the same canonical form): when it is
+    /// written another way, the registry's skeleton follows, or the change is refused as
+    /// confusable ([`Store::follow_written_form`]).
+    async fn keep_look_registered(
+        &self,
+        txn: &DatabaseTransaction,
+        current: &Profile,
+        username: &Username,
+    ) -> Result<(), StoreError> {
+        if username.as_str() == current.username
+            || self.follow_written_form(txn, username, current.id).await?
+        {
+            return Ok(());
+        }
+        Err(IdentityError::username_refused(Refusal::Confusable).into())
     }
 
     /// Writes `new` over `old` if nobody changed it in between (optimistic concurrency).

@@ -1,5 +1,7 @@
 //! The username registry: one row per canonical username ever taken, with its UTS #39
-//! skeleton; rows are never updated or deleted. Whether a registered username is *taken* or
+//! skeleton; rows are never deleted, and a row changes only when its holder writes the same
+//! username another way (case, width) that looks different: the skeleton follows the written
+//! form ([`Store::follow_written_form`]). Whether a registered username is *taken* or
 //! *retired* is derived (the domain's [`Standing::decide`]): taken while the registering
 //! profile still holds it and is not deleted, retired otherwise. Both columns have unique
 //! indexes, so the database — not a check in the application — decides the race between two
@@ -107,6 +109,67 @@ impl Store {
             .flatten()
             .map_or(Refusal::Taken, |standing| standing.refusal);
         Err(IdentityError::username_refused(refusal).into())
+    }
+}
+
+impl Store {
+    /// Makes the skeleton registered for `username`'s canonical form — which `holder`
+    /// registered — that of `username` as now written. A change of case or width keeps the
+    /// canonical form but can change what a username looks like: `paypai` written `paypaI`
+    /// looks like `paypal`, and must be refused as confusable as a new `paypaI` would be, and
+    /// once written so must keep a later `paypal` out. False (nothing changed) when another
+    /// registered username, committed or being registered concurrently, has that skeleton;
+    /// true when the skeleton is now registered (or already was).
+    pub async fn follow_written_form(
+        &self,
+        txn: &DatabaseTransaction,
+        username: &Username,
+        holder: ProfileId,
+    ) -> Result<bool, StoreError> {
+        use sea_orm::TransactionTrait;
+        use sea_orm::sea_query::Expr;
+        let others = username_registry::Entity::find()
+            .select_only()
+            .column(username_registry::Column::Canonical)
+            .filter(username_registry::Column::Skeleton.eq(username.skeleton()))
+            .filter(username_registry::Column::Canonical.ne(username.canonical()))
+            .into_tuple::<String>()
+            .one(txn)
+            .await?;
+        if others.is_some() {
+            return Ok(false);
+        }
+        // In a savepoint: a concurrent registration of the same skeleton that commits first
+        // fails this update on the skeleton's unique index, which must not end the
+        // transaction.
+        let savepoint = txn.begin().await?;
+        let moved = username_registry::Entity::update_many()
+            .col_expr(
+                username_registry::Column::Skeleton,
+                Expr::val(username.skeleton()),
+            )
+            .col_expr(
+                username_registry::Column::Username,
+                Expr::val(username.as_str()),
+            )
+            .filter(username_registry::Column::Canonical.eq(username.canonical()))
+            .filter(username_registry::Column::ProfileId.eq(holder.0))
+            .filter(username_registry::Column::Skeleton.ne(username.skeleton()))
+            .exec(&savepoint)
+            .await;
+        match moved {
+            Ok(_) => {
+                savepoint.commit().await?;
+                Ok(true)
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                match error.sql_err() {
+                    Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Ok(false),
+                    _ => Err(error.into()),
+                }
+            }
+        }
     }
 }
 
