@@ -477,7 +477,46 @@ async fn an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts(backend
     );
 }
 
+/// A client sending its file a few bytes a message costs a stored piece per 64 KiB, not a row
+/// and a transaction per message: 2,000 messages of 10 bytes and then the rest in one are one
+/// piece, and the file is read whole and in order.
+async fn tiny_messages_are_gathered_into_pieces(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Drip Feed").await;
+    let file = people_csv("drip", 3000);
+    assert!(file.len() > 20_000 + 64 * 1024 && file.len() < 1024 * 1024);
+    let (tiny, rest) = file.split_at(20_000);
+    let upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
+    for piece in tiny.chunks(10) {
+        assert!(upload.send(piece).await, "the server stopped reading");
+    }
+    assert!(upload.send(rest).await);
+    // Once the last message is stored, every one before it was taken.
+    let import_id = suite
+        .import_client()
+        .await
+        .uploading_import(&suite.imports.database, &account, 1, WAIT)
+        .await;
+    assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 1);
+    let import = upload.finish().await.expect("the upload completes");
+    let validated = suite
+        .import_client()
+        .await
+        .wait_for_state(&import.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    assert_eq!(
+        (validated.create_count, validated.error_count),
+        (3000, 0),
+        "{validated:?}"
+    );
+}
+
 both_backends!(
+    tiny_messages_are_gathered_into_pieces,
     an_upload_outlasts_the_request_timeout_while_it_keeps_sending,
     an_upload_that_stops_sending_fails_after_the_idle_timeout,
     an_upload_whose_client_goes_away_fails_at_once,

@@ -16,6 +16,11 @@ use crate::store::Store;
 /// The largest piece of a file kept as one database row.
 const STORED_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// The least a piece holds, but the file's last: smaller messages are gathered until they
+/// come to this much, so that a client sending a byte a message costs a row and a
+/// transaction per 64 KiB, not per byte (and validation a read per 64 KiB).
+const MIN_STORED_PIECE_BYTES: usize = 64 * 1024;
+
 /// What GetImport reports for an upload whose call was dropped before the file was complete.
 const CUT_OFF: &str = "the upload was cut off: the client went away (or a deadline it set \
                        passed) before the file was complete; upload the file again";
@@ -46,6 +51,8 @@ pub struct Upload {
     import_id: ImportId,
     max_file_bytes: u64,
     sniffer: Sniffer,
+    /// Bytes received but not stored yet: fewer than [`MIN_STORED_PIECE_BYTES`].
+    gathered: Vec<u8>,
     next_seq: i32,
     pending: bool,
 }
@@ -63,13 +70,15 @@ impl Upload {
             import_id,
             max_file_bytes,
             sniffer: Sniffer::new(encoding),
+            gathered: Vec::new(),
             next_seq: 0,
             pending: true,
         }
     }
 
-    /// Checks the size limit and stores `bytes`, split into database-sized pieces. On an early
-    /// end the import is failed (when it still was UPLOADING) and the caller's error returned.
+    /// Checks the size limit and stores `bytes`, split into database-sized pieces (or gathered
+    /// until they make a piece of [`MIN_STORED_PIECE_BYTES`]). On an early end the import is
+    /// failed (when it still was UPLOADING) and the caller's error returned.
     pub async fn store(&mut self, bytes: &[u8]) -> Result<(), ImportError> {
         match self.store_pieces(bytes).await {
             Ok(()) => Ok(()),
@@ -85,8 +94,25 @@ impl Upload {
             let reason = format!("the upload was refused: {error}");
             return Err(Ended::broken(error, reason));
         }
+        self.sniffer.feed(bytes);
+        if self.gathered.is_empty() && bytes.len() >= MIN_STORED_PIECE_BYTES {
+            return self.append_pieces(bytes).await;
+        }
+        self.gathered.extend_from_slice(bytes);
+        if self.gathered.len() >= MIN_STORED_PIECE_BYTES {
+            return self.flush().await;
+        }
+        Ok(())
+    }
+
+    /// Stores what was gathered and not stored yet.
+    async fn flush(&mut self) -> Result<(), Ended> {
+        let gathered = std::mem::take(&mut self.gathered);
+        self.append_pieces(&gathered).await
+    }
+
+    async fn append_pieces(&mut self, bytes: &[u8]) -> Result<(), Ended> {
         for piece in bytes.chunks(STORED_CHUNK_BYTES) {
-            self.sniffer.feed(piece);
             let stored = self
                 .store
                 .append_chunk(self.import_id, self.next_seq, piece.to_vec())
@@ -174,6 +200,10 @@ impl ImportApp {
     /// are no text the import can read. A failure to record that fails the import.
     pub async fn finish_upload(&self, mut upload: Upload) -> Result<Import, ImportError> {
         let import_id = upload.import_id;
+        // The file's last piece, however small.
+        if let Err(ended) = upload.flush().await {
+            return Err(upload.end(ended).await);
+        }
         let sniffer = std::mem::replace(&mut upload.sniffer, Sniffer::new(None));
         let bytes = sniffer.len() as i64;
         let given = sniffer.given();
