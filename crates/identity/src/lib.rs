@@ -128,6 +128,10 @@ pub struct Settings {
     pub event_retention_days: u64,
     /// How long a quiet WatchEvents stream waits before a heartbeat, in seconds.
     pub events_heartbeat_seconds: u64,
+    /// WatchEvents streams one key may have open at once on a replica; more are refused
+    /// RESOURCE_EXHAUSTED. Each open stream looks at the log a few times a second, so without
+    /// a bound one key could make every other account's changes cost thousands of queries.
+    pub events_watches_per_key: u32,
     /// How long a `request_id` (and a batch item's idempotency key) is remembered, in hours:
     /// a request repeated within it answers the first answer; after it, it runs as a new one.
     pub request_id_retention_hours: u64,
@@ -171,6 +175,7 @@ impl Default for Settings {
             events_duplicate_window_seconds: 600,
             event_retention_days: 400,
             events_heartbeat_seconds: 15,
+            events_watches_per_key: 16,
             request_id_retention_hours: DEFAULT_REQUEST_ID_RETENTION_HOURS,
             retention_interval_seconds: 60,
         }
@@ -239,7 +244,11 @@ impl Settings {
             "retention_interval_seconds",
             self.retention_interval_seconds,
         )?;
-        at_least_one("outbox_give_up_seconds", self.outbox_give_up_seconds)
+        at_least_one("outbox_give_up_seconds", self.outbox_give_up_seconds)?;
+        at_least_one(
+            "events_watches_per_key",
+            u64::from(self.events_watches_per_key),
+        )
     }
 
     /// Publication to NATS JetStream as configured; `None` when `events_nats_url` is unset.
@@ -424,7 +433,12 @@ pub async fn start_all(
         ))
         .add(roster_runtime::grpc_service!(
             EventServiceServer<api::EventApi>,
-            api::EventApi::new(identity, feed, shutdown.clone()),
+            api::EventApi::new(
+                identity,
+                feed,
+                settings.events_watches_per_key as usize,
+                shutdown.clone()
+            ),
             common
         ))
         .add(roster_runtime::grpc_service!(

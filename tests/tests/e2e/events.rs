@@ -580,6 +580,54 @@ async fn a_watch_resumed_from_its_cursor_sees_every_event_once_in_order(backend:
     assert!(refusal(&garbage).violations[0].starts_with("cursor:"));
 }
 
+/// A key may hold `events_watches_per_key` watches at once: the next is refused
+/// RESOURCE_EXHAUSTED (TOO_MANY_WATCHES) while other keys still watch, and a watch that ends
+/// gives its place back.
+async fn a_key_holds_a_bounded_number_of_watches(backend: Backend) {
+    let settings = roster_identity::Settings {
+        events_watches_per_key: 2,
+        ..identity_settings()
+    };
+    let Some((server, admin)) = start(backend, settings, Vec::new()).await else {
+        return;
+    };
+    let a = admin.account("A").await.id;
+    let key = TestKey::limited("events-of-a", &["events"], &[a.parse().unwrap()]);
+    let server = server.restart_with_keys(vec![key]).await;
+    let admin = Identity::connect(&server).await;
+    let as_a = admin.with_key("events-of-a");
+    let now = pb::WatchEventsRequest {
+        cursor: "now".into(),
+        ..Default::default()
+    };
+    let first = as_a.watch_events(now.clone()).await.unwrap();
+    let _second = as_a.watch_events(now.clone()).await.unwrap();
+    let refused = as_a.watch_events(now.clone()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(refusal(&refused).reason, "TOO_MANY_WATCHES");
+    assert!(
+        refused.message().contains("2 WatchEvents streams"),
+        "{refused:?}"
+    );
+    // Another key's watches are its own.
+    let _admins = admin.watch_events(now.clone()).await.unwrap();
+    drop(first);
+    let started = std::time::Instant::now();
+    loop {
+        match as_a.watch_events(now.clone()).await {
+            Ok(_third) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "the ended watch kept its place"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+}
+
 async fn a_key_of_one_account_reads_only_that_accounts_events(backend: Backend) {
     let Some((server, admin)) = start(backend, identity_settings(), Vec::new()).await else {
         return;
@@ -997,4 +1045,5 @@ both_backends!(
     concurrent_creations_each_get_their_own_answer,
     a_watch_resumed_from_its_cursor_sees_every_event_once_in_order,
     a_key_of_one_account_reads_only_that_accounts_events,
+    a_key_holds_a_bounded_number_of_watches,
 );

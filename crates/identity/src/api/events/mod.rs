@@ -1,10 +1,13 @@
 //! EventService: decode, call the audit log's use cases of [`crate::app`], encode. WatchEvents
 //! runs one task per watcher: it sends what the log holds after the cursor, then waits for the
 //! log to grow (this replica's sequencer, or a look at the database for other replicas'),
-//! sending a heartbeat with its cursor while nothing matches.
+//! sending a heartbeat with its cursor while nothing matches. A key may hold
+//! `events_watches_per_key` watches at once on a replica; more are refused.
 
 pub mod wire;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
@@ -35,15 +38,70 @@ const WATCH_BATCH: u64 = 256;
 pub struct EventApi {
     app: Identity,
     feed: EventFeed,
+    watches: Watches,
     shutdown: Shutdown,
 }
 
 impl EventApi {
-    pub fn new(app: Identity, feed: EventFeed, shutdown: Shutdown) -> Self {
+    /// `watches_per_key`: the WatchEvents streams one key may have open at once.
+    pub fn new(app: Identity, feed: EventFeed, watches_per_key: usize, shutdown: Shutdown) -> Self {
         Self {
             app,
             feed,
+            watches: Watches {
+                open: Arc::default(),
+                per_key: watches_per_key,
+            },
             shutdown,
+        }
+    }
+}
+
+/// The watches open on this replica, by key name.
+#[derive(Clone)]
+struct Watches {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    per_key: usize,
+}
+
+impl Watches {
+    /// A place for one more watch of `key`, held until it is dropped; `None` when the key
+    /// holds all of its places.
+    fn take(&self, key: &str) -> Option<WatchPlace> {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(key.to_owned()).or_default();
+        if *count >= self.per_key {
+            return None;
+        }
+        *count += 1;
+        Some(WatchPlace {
+            watches: self.clone(),
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// One open watch's place; given back when the watch ends.
+struct WatchPlace {
+    watches: Watches,
+    key: String,
+}
+
+impl Drop for WatchPlace {
+    fn drop(&mut self) {
+        let mut open = self
+            .watches
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
         }
     }
 }
@@ -152,7 +210,21 @@ impl EventService for EventApi {
             )
             .into());
         }
+        let place = self
+            .watches
+            .take(&caller.name)
+            .ok_or_else(|| ApiError::ResourceExhausted {
+                reason: "TOO_MANY_WATCHES",
+                message: format!(
+                    "this key has {} WatchEvents streams open on this server already, the \
+                     most one key may have; close one, or narrow one watch instead of opening \
+                     several",
+                    self.watches.per_key
+                ),
+                retry_after: None,
+            })?;
         Ok(Response::new(Box::pin(watch(
+            place,
             self.app.clone(),
             filter,
             cursor,
@@ -164,6 +236,7 @@ impl EventService for EventApi {
 
 /// Streams the events `filter` selects after `cursor`, then follows the log.
 fn watch(
+    place: WatchPlace,
     app: Identity,
     filter: EventFilter,
     mut cursor: i64,
@@ -172,6 +245,8 @@ fn watch(
 ) -> ReceiverStream<Result<pb::WatchEventsResponse, Status>> {
     let (sender, receiver) = mpsc::channel(16);
     tokio::spawn(async move {
+        // The key's place is given back when the watch ends, however it ends.
+        let _place = place;
         let mut numbered = feed.subscribe();
         // Due at once: when nothing is there to send, the first heartbeat tells a client
         // starting from `now` which cursor that is.
