@@ -208,6 +208,65 @@ async fn rewriting_a_username_in_another_case_cannot_make_it_a_look_alike(backen
     assert_eq!(back.username, "ivan");
 }
 
+/// Fifty copies at once of a batch without request_id (each item on its own key): every item
+/// is created once, and every copy answers each item with that profile — a copy that waited
+/// on another's usernames is answered the kept answers of its keys, not USERNAME_TAKEN — or
+/// is told to retry.
+async fn fifty_copies_of_a_batch_of_item_keys_answer_the_same_profiles(backend: Backend) {
+    let Some((_server, identity)) = spawn(backend).await else {
+        return;
+    };
+    let account = identity.account("Twins").await.id;
+    let request = pb::BatchUpsertProfilesRequest {
+        account_id: account.clone(),
+        items: (0..20)
+            .map(|n| pb::ProfileUpsert {
+                idempotency_key: format!("d{n}"),
+                first_name: "Twin".into(),
+                last_name: format!("Number {n}"),
+                email: format!("twin{n}@example.com"),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let answers = futures::future::join_all((0..50).map(|_| {
+        let identity = identity.clone();
+        let request = request.clone();
+        async move { identity.batch_upsert_profiles(request).await }
+    }))
+    .await;
+    let mut ids = std::collections::HashSet::new();
+    let mut answered = 0;
+    for answer in answers {
+        let results = match answer {
+            Ok(response) => response.results,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Aborted, "{status:?}");
+                continue;
+            }
+        };
+        answered += 1;
+        for result in &results {
+            assert_eq!(
+                (
+                    pb::UpsertOutcome::try_from(result.outcome).unwrap(),
+                    result.error_reason.as_str()
+                ),
+                (pb::UpsertOutcome::Created, ""),
+                "{result:?}"
+            );
+            ids.insert(result.profile.as_ref().unwrap().id.clone());
+        }
+    }
+    assert!(answered > 0);
+    assert_eq!(
+        ids.len(),
+        20,
+        "each item created once, every copy answering it"
+    );
+}
+
 async fn invalid_input_reports_every_violation(backend: Backend) {
     let Some((_server, identity)) = spawn(backend).await else {
         return;
@@ -917,6 +976,7 @@ async fn concurrent_username_checks_each_get_their_own_answer(backend: Backend) 
 }
 
 both_backends!(
+    fifty_copies_of_a_batch_of_item_keys_answer_the_same_profiles,
     rewriting_a_username_in_another_case_cannot_make_it_a_look_alike,
     username_defaults_to_the_email,
     concurrent_username_checks_each_get_their_own_answer,

@@ -112,6 +112,9 @@ impl Identity {
                 .attempt(caller, &scope, key, account_id, &items, send_welcome_emails)
                 .await?
             {
+                if key.is_none() {
+                    self.twins_answers(&scope, &mut results).await?;
+                }
                 self.suggest_for_refused(&items, &mut results).await;
                 return Ok(results);
             }
@@ -395,6 +398,36 @@ impl Identity {
         }
         txn.commit().await.map_err(StoreError::from)?;
         Ok(Attempt::Done(results))
+    }
+
+    /// A call without request_id and a twin of it (the same item keys) at once: the twin that
+    /// commits first registers the usernames, and the other, having waited on them, finds them
+    /// taken and fails those items — though they were done, under its own keys. As a single
+    /// request answers its twin's kept answer, a failed item whose key a twin answered is
+    /// answered that answer (read after this call's own transaction ended).
+    async fn twins_answers(
+        &self,
+        scope: &str,
+        results: &mut [UpsertResult],
+    ) -> Result<(), IdentityError> {
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|result| result.outcome.is_err())
+            .map(|result| result.idempotency_key.clone())
+            .collect();
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let kept = self
+            .store
+            .stored_responses(self.store.connection(), scope, &failed)
+            .await?;
+        for result in results.iter_mut() {
+            if let (Err(_), Some(bytes)) = (&result.outcome, kept.get(&result.idempotency_key)) {
+                result.outcome = decode_kept(bytes);
+            }
+        }
+        Ok(())
     }
 
     /// Fills the suggestions of every item whose username was refused as taken, retired or
