@@ -89,9 +89,8 @@ impl Passwords {
         let canonical = username.canonical();
         let holder = self
             .store
-            .active_holder(canonical)
-            .await?
-            .filter(|record| caller.may_access(record.account_id.0));
+            .active_holder(canonical, |account| caller.may_access(account))
+            .await?;
         let key = throttle_key(caller, canonical, holder.is_some());
         let schedule = LockSchedule::starting_now(
             self.settings.signin_max_failures,

@@ -666,13 +666,21 @@ impl Store {
 }
 
 impl Store {
-    /// The profile holding `canonical` now, if any (deleted profiles hold nothing).
-    pub async fn active_holder(&self, canonical: &str) -> Result<Option<Profile>, StoreError> {
+    /// The profile holding `canonical` now, if any (deleted profiles hold nothing) and if its
+    /// account is `visible`. A holder the caller may not see is left before its roles and
+    /// extensions are read, so that it costs what no holder costs: the answer's time tells
+    /// nothing of other accounts' usernames.
+    pub async fn active_holder(
+        &self,
+        canonical: &str,
+        visible: impl Fn(Uuid) -> bool,
+    ) -> Result<Option<Profile>, StoreError> {
         let model = profile::Entity::find()
             .filter(profile::Column::CanonicalUsername.eq(canonical))
             .filter(profile::Column::Status.ne(DELETED))
             .one(&self.db)
-            .await?;
+            .await?
+            .filter(|model| visible(model.account_id));
         Ok(self
             .with_assignments(&self.db, model.into_iter().collect())
             .await?
