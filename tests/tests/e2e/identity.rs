@@ -1230,7 +1230,7 @@ both_backends!(every_username_refusal_says_where_the_name_came_from_and_offers_f
 
 /// Fifty concurrent updates of one profile, and then fifty deletes, none naming an etag: each
 /// applies to the version the one before left (none is refused as stale), and the deletes
-/// delete it once and all answer it deleted.
+/// delete it once and all answer it deleted. Fifty renames of its account likewise.
 async fn concurrent_changes_without_an_etag_all_apply(backend: Backend) {
     const CALLS: usize = 50;
     let Some((_server, identity)) = spawn(backend).await else {
@@ -1285,4 +1285,34 @@ async fn concurrent_changes_without_an_etag_all_apply(backend: Backend) {
         .await;
     let counted = |kind: &str| events.iter().filter(|event| event.r#type == kind).count();
     assert_eq!(counted("roster.profile.deleted"), 1);
+
+    let renames = futures::future::join_all((0..CALLS).map(|n| {
+        identity.update_account(pb::UpdateAccountRequest {
+            account: Some(pb::Account {
+                id: account.clone(),
+                display_name: format!("Acme {n}"),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["display_name".into()],
+            }),
+            request_id: String::new(),
+        })
+    }))
+    .await;
+    let mut names = std::collections::HashSet::new();
+    for rename in renames {
+        names.insert(
+            rename
+                .expect("applied")
+                .account
+                .expect("account")
+                .display_name,
+        );
+    }
+    assert_eq!(
+        names.len(),
+        CALLS,
+        "each rename answered with its own change"
+    );
 }

@@ -20,8 +20,10 @@ async fn account_at(
     id: AccountId,
     expected: Option<i64>,
 ) -> Result<Account, IdentityError> {
+    // Locked: a change without an etag applies to the version the one before it left,
+    // instead of failing as stale when another commits between this read and the write.
     let account = store
-        .account_in(txn, id)
+        .lock_account(txn, id)
         .await?
         .ok_or(IdentityError::NotFound("account"))?;
     if expected.is_some_and(|version| version != account.version) {
