@@ -78,6 +78,11 @@ impl ExtensionKind {
     }
 }
 
+/// The most extensions one profile may hold. Checked before a list is read further, so that
+/// no call or file makes the per-number checks (each against every other number) run over a
+/// huge list.
+pub const MAX_EXTENSIONS: usize = 32;
+
 /// An extension number: 1 to [`ExtensionBounds::LIMIT`] ASCII digits, leading zeros kept.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -244,6 +244,16 @@ fn requested_assignments(
     let held = |number: &ExtensionNumber| {
         existing.is_some_and(|profile| profile.extensions.iter().any(|held| held.number == *number))
     };
+    if item.extensions.len() > crate::assignment::MAX_EXTENSIONS {
+        return Err(IdentityError::ExtensionInvalid(vec![Violation::new(
+            "extensions",
+            format!(
+                "lists {} extensions; a profile holds at most {}",
+                item.extensions.len(),
+                crate::assignment::MAX_EXTENSIONS
+            ),
+        )]));
+    }
     let mut violations = Vec::new();
     let mut extensions: Vec<Extension> = Vec::new();
     for (index, (number, kind)) in item.extensions.iter().enumerate() {

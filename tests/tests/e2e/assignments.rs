@@ -1013,7 +1013,84 @@ async fn batch_upsert_sets_assignments_and_fails_colliding_items_alone(backend: 
     assert_eq!(numbers(&identity.profile(&holder.id).await), vec!["200"]);
 }
 
+/// A profile holds at most 32 extensions: the 33rd AssignExtension is refused (one it holds
+/// may still change kind), and a batch item listing more is refused before its numbers are
+/// read — even a list of 250,000, answered at once, not after comparing each number with
+/// every other.
+async fn a_profile_holds_a_bounded_number_of_extensions(backend: Backend) {
+    let Some((_server, identity)) = spawn(backend).await else {
+        return;
+    };
+    let account = account(&identity, "Exchange").await;
+    let profile = identity
+        .person(&account, "Grace", "Hopper", "grace@example.com")
+        .await;
+    for n in 0..32 {
+        assign(&identity, give(&profile.id, &format!("{}", 100 + n)))
+            .await
+            .unwrap();
+    }
+    let refused = assign(&identity, give(&profile.id, "200"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    assert_eq!(reason(&refused).as_deref(), Some("EXTENSION_INVALID"));
+    assert!(refused.message().contains("32 extensions"), "{refused:?}");
+    let mut virtual_one = give(&profile.id, "100");
+    virtual_one.extension = Some(extension("100", pb::ExtensionKind::Virtual));
+    assign(&identity, virtual_one).await.unwrap();
+
+    let item = |key: &str, count: usize| pb::ProfileUpsert {
+        idempotency_key: key.into(),
+        first_name: "Many".into(),
+        last_name: "Numbers".into(),
+        email: format!("{key}@example.com"),
+        set_assignments: true,
+        extensions: (0..count)
+            .map(|n| extension(&format!("{}", 10_000_000 + n), pb::ExtensionKind::Physical))
+            .collect(),
+        ..Default::default()
+    };
+    let started = std::time::Instant::now();
+    let results = identity
+        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            account_id: account.clone(),
+            items: vec![
+                item("thirty-three", 33),
+                item("huge", 250_000),
+                item("fine", 32),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .results;
+    let took = started.elapsed();
+    for result in &results[..2] {
+        assert_eq!(
+            (result.outcome, result.error_reason.as_str()),
+            (pb::UpsertOutcome::Failed as i32, "EXTENSION_INVALID"),
+            "{result:?}"
+        );
+        assert!(
+            result.error_message.contains("a profile holds at most 32"),
+            "{result:?}"
+        );
+    }
+    assert_eq!(
+        results[2].outcome,
+        pb::UpsertOutcome::Created as i32,
+        "{:?}",
+        results[2]
+    );
+    assert!(
+        took < std::time::Duration::from_secs(10),
+        "answered in {took:?}"
+    );
+}
+
 both_backends!(
+    a_profile_holds_a_bounded_number_of_extensions,
     concurrent_assignments_of_one_number_admit_exactly_one,
     the_same_number_is_fine_in_two_accounts,
     an_unassigned_number_can_be_given_again,

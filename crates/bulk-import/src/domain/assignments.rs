@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-pub use roster_identity_domain::assignment::{ExtensionKind, Role};
+pub use roster_identity_domain::assignment::{ExtensionKind, MAX_EXTENSIONS, Role};
 
 /// The role a cell value names, ignoring case and taking ` `, `-` and `_` alike.
 pub fn parse_role(text: &str) -> Option<Role> {
@@ -75,6 +75,12 @@ pub fn parse_roles(cell: &str) -> Result<BTreeSet<Role>, Vec<String>> {
 
 /// Reads an Extensions cell; `Err` with one message per problem.
 pub fn parse_extensions(cell: &str) -> Result<Vec<ExtensionEntry>, Vec<String>> {
+    let listed = items(cell).count();
+    if listed > MAX_EXTENSIONS {
+        return Err(vec![format!(
+            "lists {listed} extensions; a profile holds at most {MAX_EXTENSIONS}"
+        )]);
+    }
     let mut entries: Vec<ExtensionEntry> = Vec::new();
     let mut problems = Vec::new();
     for item in items(cell) {
@@ -158,6 +164,22 @@ pub fn extensions_cell(extensions: &[Extension]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cell_lists_at_most_as_many_extensions_as_a_profile_holds() {
+        let cell = |count: usize| {
+            (0..count)
+                .map(|n| format!("{}", 100 + n))
+                .collect::<Vec<_>>()
+                .join(";")
+        };
+        assert_eq!(parse_extensions(&cell(MAX_EXTENSIONS)).unwrap().len(), 32);
+        let refused = parse_extensions(&cell(MAX_EXTENSIONS + 1)).unwrap_err();
+        assert_eq!(
+            refused,
+            ["lists 33 extensions; a profile holds at most 32".to_owned()]
+        );
+    }
 
     #[test]
     fn roles_are_read_loosely_and_written_canonically() {

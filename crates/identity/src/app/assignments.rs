@@ -8,7 +8,9 @@ use sea_orm::DatabaseTransaction;
 
 use super::events::origin;
 use super::{Identity, RequestId, Seen, account_scope, once, request_scope};
-use crate::domain::assignment::{ExtensionKind, ExtensionNumber, RequestedExtension, Role};
+use crate::domain::assignment::{
+    ExtensionKind, ExtensionNumber, MAX_EXTENSIONS, RequestedExtension, Role,
+};
 use crate::domain::error::{IdentityError, Violation};
 use crate::domain::event;
 use crate::domain::ids::{AccountId, ProfileId};
@@ -84,6 +86,16 @@ impl Identity {
             let wanted = RequestedExtension { number, kind }
                 .check("extension", account.extension_bounds, held)
                 .map_err(IdentityError::ExtensionInvalid)?;
+            if !held(&wanted.number) && current.extensions.len() >= MAX_EXTENSIONS {
+                return Err(IdentityError::ExtensionInvalid(vec![Violation::new(
+                    "extension",
+                    format!(
+                        "the profile holds {} extensions, the most a profile may hold; \
+                         unassign one first",
+                        current.extensions.len()
+                    ),
+                )]));
+            }
             Ok(store.assign_extension(txn, current, &wanted).await?)
         })
         .await
