@@ -313,6 +313,40 @@ async fn over_long_cells_and_an_open_quote_are_reported(backend: Backend) {
     let noted = rows.iter().filter(|row| !row.notes.is_empty()).count();
     assert!((2000..3000).contains(&noted), "{noted} rows noted");
     assert!(rows.last().unwrap().notes.is_empty());
+
+    // A file that quotes every cell (as PowerShell's Export-Csv writes), four lines of which
+    // lack their last closing quote: each is its own row, an error naming its line, and no
+    // row runs into the next.
+    let file = "\"First Name\",\"Last Name\",\"Email Address\"\r\n\
+                \"Ann\",\"Lee\",\"ann@example.com\r\n\
+                \"Bob\",\"Ray\",\"bob@example.com\r\n\
+                \"Cy\",\"Doe\",\"cy@example.com\r\n\
+                \"Dee\",\"Fox\",\"dee@example.com\r\n\
+                \"Eve\",\"Gil\",\"eve@example.com\"\r\n\
+                \"Fay\",\"Hu\",\"fay@example.com\"\r\n";
+    let (import, rows) = validated(&suite, &account, file.as_bytes().to_vec()).await;
+    assert_eq!(
+        (
+            import.total_row_count,
+            import.error_count,
+            import.create_count
+        ),
+        (6, 4, 2),
+        "{import:?}"
+    );
+    for (row, line) in rows[..4].iter().zip(2..) {
+        assert_eq!(row.row_number, line);
+        assert_eq!(row.errors[0].reason, "QUOTE_NOT_CLOSED", "{row:?}");
+        assert!(
+            row.errors[0]
+                .message
+                .starts_with(&format!("line {line}: the quoted cell opened here")),
+            "{row:?}"
+        );
+    }
+    assert_eq!(rows[1].values["First Name"], "Bob");
+    assert_eq!(rows[4].values["First Name"], "Eve");
+    assert_eq!(rows[5].values["Email Address"], "fay@example.com");
 }
 
 async fn formula_cells_survive_a_round_trip_unchanged(backend: Backend) {

@@ -37,9 +37,8 @@ impl RecordReader {
         let cells = self.cells();
         let header = self.columns.is_none();
         let broken = (!terminated)
-            .then(|| open_quote(&self.text[content..self.pos], self.separator()))
+            .then(|| self.open_at_the_end(&cells, content, line))
             .flatten()
-            .map(|(at, cell)| (at, cell, QuoteEnd::EndOfFile))
             .or_else(|| self.swallowed(&cells, content, line));
         if let Some((at, cell, end)) = broken {
             if header {
@@ -99,11 +98,13 @@ impl RecordReader {
     }
 
     /// The quoted cell with line breaks that took in lines of rows and closed late, if any:
-    /// in a record of the wrong number of cells, one whose later lines hold the delimiter; in
-    /// a record of the right number, one that holds a whole line with a row's worth of cells
-    /// (a quote that closes in the same column of a later row keeps the count). Where it
-    /// opens in `text[content..]`, its cell and how it ended.
-    fn swallowed(
+    /// in a record of the wrong number of cells, one whose later lines hold the delimiter, or
+    /// whose quote is closed by the first character of a line (the opening quote of the next
+    /// row's first cell, in a file that quotes every cell); in a record of the right number,
+    /// one that holds a whole line with a row's worth of cells (a quote that closes in the
+    /// same column of a later row keeps the count). Where it opens in `text[content..]`, its
+    /// cell and how it ended.
+    pub(super) fn swallowed(
         &self,
         cells: &[String],
         content: usize,
@@ -115,22 +116,47 @@ impl RecordReader {
         }
         let fits = fits_header(cells, columns);
         let delimiter = char::from(self.separator());
-        let cell = cells.iter().position(|cell| {
+        let raw = &self.text[content..self.pos];
+        let mut openings = quote_openings(raw, self.separator()).peekable();
+        let (at, cell) = cells.iter().enumerate().find_map(|(index, cell)| {
+            // The opening of this cell's quote, if it is quoted.
+            while openings.next_if(|&(_, opened)| opened < index).is_some() {}
+            let at = openings.peek().filter(|&&(_, opened)| opened == index)?.0;
             let later: Vec<&str> = cell.split('\n').skip(1).collect();
-            match later.split_last() {
+            let took_lines = match later.split_last() {
                 None => false,
                 Some((_, whole)) if fits => whole
                     .iter()
                     .any(|line| line.matches(delimiter).count() + 1 >= columns),
-                Some(_) => later.iter().any(|line| line.contains(delimiter)),
-            }
+                Some(_) => {
+                    later.iter().any(|line| line.contains(delimiter))
+                        || closing(raw, at).is_some_and(|close| raw[close - 1] == b'\n')
+                }
+            };
+            took_lines.then_some((at, index))
         })?;
-        let raw = &self.text[content..self.pos];
-        let at = quote_openings(raw, self.separator())
-            .find(|&(_, index)| index == cell)?
-            .0;
-        let closed = line + newlines(raw.strip_suffix(b"\n").unwrap_or(raw));
+        let closed = match closing(raw, at) {
+            Some(close) => line + newlines(&raw[..close]),
+            None => line + newlines(raw.strip_suffix(b"\n").unwrap_or(raw)),
+        };
         Some((at, cell, QuoteEnd::ClosedLate(closed)))
+    }
+
+    /// The record ended inside a quote at the end of the file: the quote that took in lines
+    /// first — one closed by the start of a line before the last open one (every cell quoted,
+    /// several closing quotes missing) — or else the one still open. Where it opens in
+    /// `text[content..]`, its cell and how it ended.
+    pub(super) fn open_at_the_end(
+        &self,
+        cells: &[String],
+        content: usize,
+        line: u64,
+    ) -> Option<(usize, usize, QuoteEnd)> {
+        let (at, cell) = open_quote(&self.text[content..self.pos], self.separator())?;
+        match self.swallowed(cells, content, line) {
+            Some(earlier) if earlier.0 < at => Some(earlier),
+            _ => Some((at, cell, QuoteEnd::EndOfFile)),
+        }
     }
 
     /// The record ran past the longest row allowed: inside an open quote, that quote's row
@@ -233,4 +259,22 @@ impl RecordReader {
             self.line_ends.lf += 1;
         }
     }
+}
+
+/// Where the quote opening at `raw[at]` closes (`""` inside is a quote), if it does. A quote
+/// closed by the first character of a line is most likely the next row's opening quote, and
+/// the closing quote of the cell is what is missing.
+fn closing(raw: &[u8], at: usize) -> Option<usize> {
+    let mut index = at + 1;
+    while index < raw.len() {
+        if raw[index] == b'"' {
+            if raw.get(index + 1) == Some(&b'"') {
+                index += 2;
+                continue;
+            }
+            return Some(index);
+        }
+        index += 1;
+    }
+    None
 }

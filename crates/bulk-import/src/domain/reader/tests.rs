@@ -368,3 +368,74 @@ proptest::proptest! {
         let _ = read_all(TextEncoding::WINDOWS_1252, &chunks);
     }
 }
+
+#[test]
+fn quotes_left_open_in_a_file_that_quotes_every_cell_are_each_cut_at_their_line() {
+    // Every line but the last two lacks its last closing quote: the next line's opening quote
+    // closes it, and the rows would run together into one.
+    let file = b"\"First\",\"Last\",\"Email\"\r\n\"Ann\",\"Lee\",\"ann@x.com\r\n\"Bob\",\"Ray\",\"bob@x.com\r\n\"Cy\",\"Doe\",\"cy@x.com\r\n\"Dee\",\"Fox\",\"dee@x.com\r\n\"Eve\",\"Gil\",\"eve@x.com\"\r\n\"Fay\",\"Hu\",\"fay@x.com\"\r\n";
+    for split in [0, 17, 40, 77, file.len() / 2, file.len()] {
+        let records = read_all(TextEncoding::UTF_8, &[&file[..split], &file[split..]]).unwrap();
+        let opened: Vec<(i64, Vec<&str>, Option<u64>)> = records[1..]
+            .iter()
+            .map(|record| {
+                (
+                    record.row_number,
+                    record.cells.iter().map(String::as_str).collect(),
+                    record.open_quote.as_ref().map(|quote| quote.line),
+                )
+            })
+            .collect();
+        assert_eq!(
+            opened,
+            vec![
+                (2, vec!["Ann", "Lee", "ann@x.com"], Some(2)),
+                (3, vec!["Bob", "Ray", "bob@x.com"], Some(3)),
+                (4, vec!["Cy", "Doe", "cy@x.com"], Some(4)),
+                (5, vec!["Dee", "Fox", "dee@x.com"], Some(5)),
+                (6, vec!["Eve", "Gil", "eve@x.com"], None),
+                (7, vec!["Fay", "Hu", "fay@x.com"], None),
+            ],
+            "split at {split}"
+        );
+    }
+    // The shortest case, and the same at the end of the file.
+    let records = read_all(
+        TextEncoding::UTF_8,
+        &[b"a,b,c\n1,2,\"3\n\"4\",\"5\",\"6\"\n"],
+    )
+    .unwrap();
+    assert_eq!(
+        summary(&records[1..]),
+        vec![
+            (
+                2,
+                2,
+                vec!["1", "2", "3"],
+                Some(OpenQuote {
+                    line: 2,
+                    cell: 2,
+                    end: QuoteEnd::ClosedLate(3),
+                    took: Some((3, 3)),
+                }),
+                None
+            ),
+            (3, 3, vec!["4", "5", "6"], None, Some(2)),
+        ]
+    );
+    let records = read_all(
+        TextEncoding::UTF_8,
+        &[b"a,b,c\n\"1\",\"2\",\"3\n\"4\",\"5\",\"6\n"],
+    )
+    .unwrap();
+    let cut: Vec<(i64, Option<u64>)> = records[1..]
+        .iter()
+        .map(|record| {
+            (
+                record.row_number,
+                record.open_quote.as_ref().map(|q| q.line),
+            )
+        })
+        .collect();
+    assert_eq!(cut, vec![(2, Some(2)), (3, Some(3))]);
+}
