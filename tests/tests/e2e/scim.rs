@@ -758,6 +758,33 @@ async fn failures_are_scim_error_responses(backend: Backend) {
     );
     let unknown = scim.get(&filtered(r#"shoeSize gt "40""#)).await;
     assert_eq!(unknown.scim_type(), Some("invalidFilter"));
+    // Names of other characters than ASCII are refused (or, in a body, ignored), never cut
+    // inside a character: these ended the connection without an answer.
+    for name in ["名前", "abcé", "a😀"] {
+        let refused = scim.get(&filtered(&format!("{name} pr"))).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{name}");
+        assert_eq!(refused.scim_type(), Some("invalidFilter"), "{name}");
+        let projected = scim
+            .get(&format!(
+                "/Users?attributes={}",
+                url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+            ))
+            .await;
+        assert_ne!(
+            projected.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{name}"
+        );
+    }
+    let mut body = user("unicode.keys@example.com", "unicode-keys");
+    body["名前"] = json!(1);
+    let with_odd_key = scim.post("/Users", &body).await;
+    assert_eq!(
+        with_odd_key.status,
+        StatusCode::CREATED,
+        "{:?}",
+        with_odd_key.body
+    );
     let not_json = scim
         .send_bytes(
             Method::POST,

@@ -403,7 +403,9 @@ fn tokens(text: &str) -> Result<Vec<Token>, String> {
 /// An attribute path: `name`, `name.sub`, or either after a schema URN
 /// (`urn:ietf:params:scim:schemas:core:2.0:User:name.givenName`).
 fn attr_path(word: &str) -> Result<AttrPath, String> {
-    let (schema, rest) = if word.len() > 4 && word[..4].eq_ignore_ascii_case("urn:") {
+    // By bytes: a name of any characters (`名前`, `abcé`) is refused below, never sliced
+    // inside a character.
+    let (schema, rest) = if word.len() > 4 && word.as_bytes()[..4].eq_ignore_ascii_case(b"urn:") {
         match word.rfind(':') {
             Some(colon) => (Some(word[..colon].to_owned()), &word[colon + 1..]),
             None => (None, word),
