@@ -256,6 +256,31 @@ async fn send_email_reports_every_invalid_field(backend: Backend) {
         "{}",
         unknown.message()
     );
+
+    // A carriage return in a variable would reach the mail server as it is.
+    let mut smuggling = welcome_request("r-2", Uuid::new_v4(), "ada@example.com");
+    smuggling.variables.insert(
+        "first_name".to_owned(),
+        "Ada\r.\rMAIL FROM:<ceo@example.com>".to_owned(),
+    );
+    let refused = client.send_email(smuggling).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert_eq!(
+        roster_tests::violated_fields(&refused),
+        ["variables[first_name]"]
+    );
+    // A map of 100,000 entries is one violation, not 100,000.
+    let mut flood = welcome_request("r-3", Uuid::new_v4(), "ada@example.com");
+    flood.variables = (0..100_000)
+        .map(|index| (format!("A{index}"), String::new()))
+        .collect();
+    let refused = client.send_email(flood).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    assert!(
+        refused.message().len() < 4096,
+        "{} bytes",
+        refused.message().len()
+    );
 }
 
 async fn a_key_limited_to_one_account_cannot_reach_another(backend: Backend) {

@@ -111,9 +111,49 @@ fn limits_are_enforced() {
     .unwrap_err();
     assert!(errors.iter().any(|error| error.field == "variables"));
     assert!(errors.iter().any(|error| error.field == "request_id"));
+    // Too many entries is one violation: none of them is read.
+    assert!(
+        !errors
+            .iter()
+            .any(|error| error.field.starts_with("variables["))
+    );
+    let flood: HashMap<String, String> = (0..100_000)
+        .map(|index| (format!("A{index}"), String::new()))
+        .collect();
+    let errors = EmailRequest::parse(raw(&flood)).unwrap_err();
+    assert_eq!(errors.len(), 1, "{:?}", &errors[..errors.len().min(3)]);
+    let too_long = variables(&[("first_name", &"x".repeat(2049))]);
+    let errors = EmailRequest::parse(raw(&too_long)).unwrap_err();
     assert!(
         errors
             .iter()
-            .any(|error| error.field == "variables[extra_0]")
+            .any(|error| error.field == "variables[first_name]")
     );
+}
+
+#[test]
+fn variable_values_with_control_characters_are_refused() {
+    for value in [
+        "Ada\r.\rMAIL FROM:<ceo@corp>",
+        "Ada\nBcc: x@y",
+        "A\u{0}",
+        "A\u{1b}[31m",
+        "A\tB",
+    ] {
+        let mut given = valid_variables();
+        given.insert("first_name".to_owned(), value.to_owned());
+        let errors = EmailRequest::parse(raw(&given)).unwrap_err();
+        assert_eq!(
+            errors
+                .iter()
+                .map(|error| error.field.as_str())
+                .collect::<Vec<_>>(),
+            ["variables[first_name]"],
+            "{value:?}"
+        );
+        assert!(
+            errors[0].description.contains("control characters"),
+            "{errors:?}"
+        );
+    }
 }
