@@ -37,6 +37,7 @@ both_backends!(
     a_group_patch_applies_its_operations_in_order,
     concurrent_changes_without_if_match_all_go_through,
     replacements_of_a_group_at_once_end_as_one_of_them,
+    replacements_of_one_group_wait_without_holding_connections,
 );
 
 struct Setup {
@@ -1380,4 +1381,103 @@ async fn replacements_of_a_group_at_once_end_as_one_of_them(backend: Backend) {
             .count();
         assert_eq!(holders, 4, "round {round}");
     }
+}
+
+/// Sixteen replacements of one account's group at once (as many as one account may have in
+/// flight, and as many connections as the pool has by default) take turns without holding a
+/// database connection while they wait: none waits on the database's lock, and another
+/// account's request is answered meanwhile.
+async fn replacements_of_one_group_wait_without_holding_connections(backend: Backend) {
+    let Some(database) = TestDatabase::create(backend).await else {
+        return;
+    };
+    let database = Arc::new(database);
+    let mut common = test_settings(Service::Identity, &database.url);
+    common.db_max_connections = 16;
+    let server = TestServer::start_with(
+        Service::Identity,
+        common,
+        identity_settings(),
+        database.clone(),
+        Vec::new(),
+    )
+    .await;
+    let identity = Identity::connect(&server).await;
+    let a = identity.account("Acme").await.id;
+    let b = identity.account("Globex").await.id;
+    let scim_addr = server.scim_addr.expect("SCIM is on");
+    let scim_a = Scim::new(scim_addr, &token(&identity, &a).await.1);
+    let scim_b = Scim::new(scim_addr, &token(&identity, &b).await.1);
+    let ids: Vec<String> = identity
+        .batch_upsert_profiles(pb::BatchUpsertProfilesRequest {
+            account_id: a.clone(),
+            items: (0..600)
+                .map(|n| pb::ProfileUpsert {
+                    idempotency_key: format!("m{n}"),
+                    first_name: "Member".into(),
+                    last_name: format!("Number {n}"),
+                    email: format!("member{n}@example.com"),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .results
+        .into_iter()
+        .map(|result| result.profile.expect("created").id)
+        .collect();
+    let (north, south) = ids.split_at(300);
+    let body = |members: &[String]| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "members": members.iter().map(|id| json!({"value": id})).collect::<Vec<_>>(),
+        })
+    };
+    let puts: Vec<_> = (0..16)
+        .map(|n| {
+            let scim = scim_a.clone();
+            let body = body(if n % 2 == 0 { north } else { south });
+            tokio::spawn(async move { scim.put("/Groups/contact_center_agent", &body, &[]).await })
+        })
+        .collect();
+    // While they run: who waits on the database's lock (PostgreSQL), and B is served.
+    let mut most_waiting = 0;
+    let admin = match backend {
+        Backend::Postgres => Some(
+            sea_orm::Database::connect(&database.url)
+                .await
+                .expect("the database opens"),
+        ),
+        Backend::Sqlite => None,
+    };
+    let started = std::time::Instant::now();
+    while puts.iter().any(|put| !put.is_finished()) {
+        if let Some(admin) = &admin {
+            use sea_orm::ConnectionTrait;
+            let row = admin
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT count(*) AS waiting FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event = 'advisory'",
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            most_waiting = most_waiting.max(row.try_get::<i64>("", "waiting").unwrap());
+        }
+        let listed = scim_b.get("/Users").await;
+        assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+        assert!(started.elapsed() < std::time::Duration::from_secs(120));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for put in puts {
+        let answer = put.await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    }
+    assert_eq!(
+        most_waiting, 0,
+        "replacements waited on the database's lock, each holding a connection"
+    );
 }

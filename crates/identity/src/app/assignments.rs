@@ -230,6 +230,11 @@ impl Identity {
         if !caller.may_access(account_id.0) {
             return Err(super::profiles::profile_not_found());
         }
+        // Replacements of the same group on this replica wait here, without a connection:
+        // sixteen of them at once waiting inside their transactions on the database's lock
+        // would hold every connection of the pool, and every other account's calls would wait
+        // for one. The database's lock still orders them across replicas.
+        let _turn = self.role_turn(account_id, role).lock().await;
         let store = &self.store;
         let txn = store.begin().await?;
         let outcome = async {
@@ -321,4 +326,13 @@ pub enum Replaced {
     TooManyMembers,
     /// More members would be added and removed than one request may; nothing changed.
     TooLargeChange,
+}
+
+impl Identity {
+    /// The turn of the (account, role) pair's group replacements on this replica.
+    fn role_turn(&self, account_id: AccountId, role: Role) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let stripe = BuildHasherDefault::<DefaultHasher>::default().hash_one((account_id.0, role));
+        &self.role_turns[stripe as usize % self.role_turns.len()]
+    }
 }

@@ -44,7 +44,15 @@ pub struct Identity {
     restore_window: chrono::Duration,
     /// How long after its deletion an account can be undeleted.
     account_retention: chrono::Duration,
+    /// Group replacements of one (account, role) take turns here before they open their
+    /// transaction, so that the ones waiting hold no database connection (see
+    /// [`Identity::replace_role_members`]).
+    role_turns: std::sync::Arc<[tokio::sync::Mutex<()>]>,
 }
+
+/// How many (account, role) pairs' group replacements can wait apart: pairs that share a
+/// stripe only wait for each other a little longer.
+const ROLE_TURN_STRIPES: usize = 64;
 
 impl Identity {
     /// The use cases over `store`, with the default restore window
@@ -56,6 +64,9 @@ impl Identity {
             store,
             restore_window: restore_window(crate::DEFAULT_PROFILE_RESTORE_DAYS),
             account_retention: restore_window(crate::DEFAULT_ACCOUNT_RETENTION_DAYS),
+            role_turns: (0..ROLE_TURN_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
