@@ -796,6 +796,7 @@ both_backends!(
     a_reset_compares_with_the_history_only_what_every_other_rule_lets_through,
     suspending_or_readdressing_a_profile_revokes_its_reset_links,
     deleting_a_profile_or_its_account_revokes_its_reset_links,
+    slow_senders_do_not_shut_the_reset_page,
     the_reset_page_bounds_what_it_takes
 );
 
@@ -953,6 +954,69 @@ async fn the_reset_page_bounds_what_it_takes(backend: Backend) {
     .await;
     assert_eq!(status, 200, "{body}");
     assert!(f.verify("ada@example.com", STRONG).await.unwrap().verified);
+}
+
+/// Forty anonymous clients that send a body a byte at a time hold their own connections, not
+/// the page's 32 slots: the page and its calls are answered meanwhile, and a body that does
+/// not arrive within its time is answered 408.
+async fn slow_senders_do_not_shut_the_reset_page(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(f) = fixture(backend).await else {
+        return;
+    };
+    let addr = f.server.reset_addr.expect("the reset page is on");
+    let mut slow = Vec::new();
+    for _ in 0..40 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                format!(
+                    "POST /reset/api/check HTTP/1.1\r\nHost: {addr}\r\n\
+                     Content-Type: application/json\r\nContent-Length: 30000\r\n\r\n{{"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for stream in &mut slow {
+        stream.write_all(b" ").await.unwrap();
+    }
+    let page = get_from_page(addr, "/reset").await;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let started = Instant::now();
+    let (status, body) = post_to_page(
+        addr,
+        "/reset/api/requirements",
+        &serde_json::json!({ "token": "no-such-token" }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 410, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The slow ones are ended once their time is up.
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), slow[0].read_to_end(&mut response))
+        .await
+        .expect("answered within the body's time");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+}
+
+/// GET `path` of the page over a plain connection: the response as text.
+async fn get_from_page(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    String::from_utf8_lossy(&response).into_owned()
 }
 
 /// A limit that one test can count up to: with the defaults a lock would be 5 failures.

@@ -48,6 +48,14 @@ const MAX_CONCURRENT: usize = 32;
 /// Longest time one request may take before it is answered 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Longest time a request's body may take to arrive, before it takes one of the
+/// [`MAX_CONCURRENT`] slots: a client sending slowly holds its own connection, not a slot.
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bodies being received at once; a request past them is answered 503 at once. Far more than
+/// the slots, so that slow senders cannot shut the page for everyone as cheaply as before.
+const MAX_RECEIVING: usize = 512;
+
 /// The page acts for whoever holds a link: a token names its one profile, of any account.
 fn holder() -> Caller {
     Caller::internal("reset-page").via("reset_page")
@@ -79,7 +87,8 @@ pub async fn serve(
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn({
             let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
-            move |request, next| bounded(slots.clone(), request, next)
+            let receiving = Arc::new(Semaphore::new(MAX_RECEIVING));
+            move |request, next| bounded(slots.clone(), receiving.clone(), request, next)
         }))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(passwords);
@@ -95,18 +104,47 @@ pub async fn serve(
     Ok(local)
 }
 
-/// Each request within [`REQUEST_TIMEOUT`] and [`MAX_CONCURRENT`].
-async fn bounded(slots: Arc<Semaphore>, request: Request, next: Next) -> Response {
-    let busy = || {
+/// Each request's body whole within [`BODY_TIMEOUT`] first, then the request within
+/// [`REQUEST_TIMEOUT`] and [`MAX_CONCURRENT`]. The page's own files take no slot.
+async fn bounded(
+    slots: Arc<Semaphore>,
+    receiving: Arc<Semaphore>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let refused = |status: StatusCode, error: &str| {
         answer(
-            StatusCode::SERVICE_UNAVAILABLE,
+            status,
             Answer {
                 rules: None,
                 violations: None,
-                error: Some(BUSY.to_owned()),
+                error: Some(error.to_owned()),
             },
         )
     };
+    let busy = || refused(StatusCode::SERVICE_UNAVAILABLE, BUSY);
+    if request.method() == axum::http::Method::GET {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = {
+        let Ok(_receiving) = receiving.try_acquire() else {
+            return busy();
+        };
+        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(_)) => {
+                return refused(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.");
+            }
+            Err(_) => {
+                return refused(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "The request took too long to arrive. Please try again.",
+                );
+            }
+        }
+    };
+    let request = Request::from_parts(parts, axum::body::Body::from(bytes));
     let Ok(Ok(_slot)) = tokio::time::timeout(Duration::from_secs(1), slots.acquire_owned()).await
     else {
         return busy();
