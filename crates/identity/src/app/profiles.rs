@@ -58,9 +58,8 @@ impl Identity {
         id: ProfileId,
     ) -> Result<Profile, IdentityError> {
         self.store
-            .profile(conn, id)
+            .visible_profile(conn, id, |account| caller.may_access(account))
             .await?
-            .filter(|profile| caller.may_access(profile.account_id.0))
             .ok_or_else(profile_not_found)
     }
 

@@ -170,6 +170,25 @@ impl Store {
         Ok(self.profiles_by_ids(conn, &[id]).await?.pop())
     }
 
+    /// Profile `id` if it exists and its account is `visible`. A profile of an account the
+    /// caller may not see is left before its roles and extensions are read, so that it costs
+    /// what an id nobody holds costs.
+    pub async fn visible_profile(
+        &self,
+        conn: &impl ConnectionTrait,
+        id: ProfileId,
+        visible: impl Fn(Uuid) -> bool,
+    ) -> Result<Option<Profile>, StoreError> {
+        let model = profile::Entity::find_by_id(id.0)
+            .one(conn)
+            .await?
+            .filter(|model| visible(model.account_id));
+        Ok(self
+            .with_assignments(conn, model.into_iter().collect())
+            .await?
+            .pop())
+    }
+
     /// The profiles among `ids` that exist, in no particular order.
     pub async fn profiles_by_ids(
         &self,
