@@ -456,13 +456,48 @@ async fn a_replayed_request_id_is_one_notification_and_one_delivery(backend: Bac
         is(NotificationState::Sent),
     )
     .await;
-    let again = send(&client, request).await;
+    let again = send(&client, request.clone()).await;
     assert_eq!(again.id, first);
     assert_eq!(
         state(&again),
         NotificationState::Sent,
         "a repeat returns the current state"
     );
+    // The id answers only its request: another account's, recipient's or variables' email
+    // under it is refused, and nothing is queued for it.
+    let other_account = Uuid::new_v4();
+    let mut variables = request.variables.clone();
+    variables.insert("first_name".to_owned(), "Bob".to_owned());
+    for other in [
+        SendEmailRequest {
+            account_id: other_account.to_string(),
+            recipient: "bob@example.com".to_owned(),
+            ..request.clone()
+        },
+        SendEmailRequest {
+            recipient: "bob@example.com".to_owned(),
+            ..request.clone()
+        },
+        SendEmailRequest {
+            locale: "fr".to_owned(),
+            ..request.clone()
+        },
+    ] {
+        let refused = client.send_email(other).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(roster_tests::violated_fields(&refused), ["request_id"]);
+    }
+    assert!(by_id(&client, other_account).await.is_empty());
+    // Sent, its variables are discarded: the rest of the request still has to match.
+    let replay_after = send(
+        &client,
+        SendEmailRequest {
+            variables,
+            ..request.clone()
+        },
+    )
+    .await;
+    assert_eq!(replay_after.id, first);
     assert_eq!(sent.attempts, 1);
     assert_eq!(sent.message_id, message_id(&sent));
     assert!(sent.sent_time.is_some());

@@ -43,6 +43,12 @@ impl From<NotificationError> for ApiError {
                 "request_id",
                 "was used for this operation on another notification; use a new request_id",
             ),
+            NotificationError::RequestIdOfAnotherEmail => ApiError::invalid(
+                "request_id",
+                "was sent before with another email (account, recipient, template, locale, \
+                 display name or variables); nothing was queued: send this email under a new \
+                 request_id",
+            ),
             error @ (NotificationError::RequestKeyVanished
             | NotificationError::EnqueueLost
             | NotificationError::Variables(_)

@@ -36,6 +36,9 @@ pub enum NotificationError {
     /// notification.
     #[error("request_id was used for another notification")]
     RequestIdReused,
+    /// SendEmail's request id was sent before with another email.
+    #[error("request_id was sent before with another email")]
+    RequestIdOfAnotherEmail,
     /// The email's account was deleted: nothing is sent for it.
     #[error("the account is deleted: no email is sent for it until UndeleteAccount brings it back")]
     AccountDeleted,

@@ -158,6 +158,7 @@ impl Notifications {
             account_display_name: email.account_display_name,
             message_id: format!("<{id}@{}>", self.message_id_domain),
         };
+        let asked = new.clone();
         match self.enqueue(&caller.name, &email.request_id, new).await? {
             Enqueued::Created(notification) => {
                 tracing::info!(notification = %notification.id, template = %notification.template, "queued");
@@ -165,6 +166,12 @@ impl Notifications {
                 Ok(notification)
             }
             Enqueued::Replayed(notification) => {
+                // The id answers only the request it was sent with: another email under it
+                // (another account's, another recipient) is refused, never answered the
+                // first one.
+                if !notification.answers(&asked) {
+                    return Err(NotificationError::RequestIdOfAnotherEmail);
+                }
                 // Request ids are scoped to the caller; a key that lost access to the account
                 // since then must not learn about the notification.
                 if !caller.may_access(notification.account_id) {

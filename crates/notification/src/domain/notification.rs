@@ -105,6 +105,19 @@ impl Notification {
         self.variables == NO_VARIABLES
     }
 
+    /// Whether this notification is what `new` asks for: the same account, recipient,
+    /// template, locale asked and display name, and the same variables while they are kept
+    /// (they are discarded once it is final, and cannot be compared then). A request id
+    /// answers only the request it was sent with.
+    pub fn answers(&self, new: &NewNotification) -> bool {
+        self.account_id == new.account_id
+            && self.recipient == new.recipient
+            && self.template == new.template
+            && self.requested_locale == new.requested_locale
+            && self.account_display_name == new.account_display_name
+            && (self.variables_discarded() || self.variables == new.variables)
+    }
+
     /// When the next attempt is due, while one is waiting.
     pub fn due_at(&self) -> Option<DateTime<Utc>> {
         match self.state {
