@@ -89,6 +89,7 @@ pub async fn start(
         poll_interval: settings.poll_interval(),
         wake: wake.clone(),
         counters: delivery::DeliveryCounters::register(services.metrics()),
+        deleted: deleted.is_some().then(|| keys.clone()),
     });
     tracing::info!(
         mail_url = %settings.mail_url.redacted(),

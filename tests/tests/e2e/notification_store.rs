@@ -133,6 +133,73 @@ async fn a_message_is_claimed_once_until_its_lease_runs_out(backend: Backend) {
     assert_eq!(history[0].worker, "b");
 }
 
+/// A deleted account's messages are never claimed, whatever their state: one queued just
+/// before the deletion was known, one that went back to RETRYING from an attempt under way
+/// while the account's waiting messages were cancelled, and one whose worker died. They wait
+/// for the pass that cancels them; other accounts' messages go on.
+async fn a_deleted_accounts_messages_are_not_claimed(backend: Backend) {
+    let Some((store, _database)) = store(backend).await else {
+        return;
+    };
+    let gone = enqueue(&store, "r-1").await;
+    let retrying = enqueue_new(
+        &store,
+        "r-2",
+        Notification {
+            account_id: gone.account_id,
+            ..queued()
+        },
+    )
+    .await;
+    let kept = enqueue(&store, "r-3").await;
+    let deleted = std::collections::HashSet::from([gone.account_id]);
+    let claimed = store
+        .claim_except("a", now(), later(60), 10, &deleted)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|message| message.id).collect::<Vec<_>>(),
+        [kept.id]
+    );
+    // Before the deletion was known, one of its messages was claimed; its attempt ends in a
+    // retry, due at once, and another whose worker died is due again.
+    let before = store.claim("b", now(), later(1), 10).await.unwrap();
+    assert_eq!(before.len(), 2);
+    store
+        .finish(Finished {
+            id: retrying.id,
+            owner: "b",
+            number: 1,
+            outcome: Outcome::Retry {
+                next_attempt_at: now(),
+                error: "421 4.3.0 try later".into(),
+                smtp_code: Some(421),
+            },
+            started_at: now(),
+            finished_at: now(),
+        })
+        .await
+        .unwrap();
+    // Later, every message is due: the other account's (its worker died) alone is claimed.
+    let due = store
+        .claim_except("a", later(120), later(180), 10, &deleted)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|message| message.id).collect::<Vec<_>>(),
+        [kept.id],
+        "a deleted account's message was claimed"
+    );
+    assert_eq!(
+        store
+            .claim_except("a", later(120), later(180), 10, &Default::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
 async fn a_retrying_message_waits_for_its_time(backend: Backend) {
     let Some((store, _database)) = store(backend).await else {
         return;
@@ -621,6 +688,7 @@ async fn table_counts(store: &sea_orm::DatabaseConnection, url: &str, updates: i
 }
 
 both_backends!(
+    a_deleted_accounts_messages_are_not_claimed,
     a_request_key_is_held_once_per_caller,
     a_message_is_claimed_once_until_its_lease_runs_out,
     a_retrying_message_waits_for_its_time,

@@ -112,6 +112,9 @@ pub struct Delivery {
     pub wake: Arc<Notify>,
     /// What the attempts came to, for the metrics endpoint.
     pub counters: DeliveryCounters,
+    /// The deleted accounts as last read from identity, whose messages are never claimed
+    /// (`None` when they are not read).
+    pub deleted: Option<roster_runtime::SharedKeyRing>,
 }
 
 impl Delivery {
@@ -161,9 +164,14 @@ impl Delivery {
         let now = store::now();
         let lease_until =
             now + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        let deleted = self
+            .deleted
+            .as_ref()
+            .map(|keys| keys.closed_accounts())
+            .unwrap_or_default();
         let claimed = self
             .store
-            .claim(owner, now, lease_until, self.batch_size)
+            .claim_except(owner, now, lease_until, self.batch_size, &deleted)
             .await?;
         if claimed.is_empty() {
             return Ok(ExecutionOutcome::QueueEmpty);

@@ -1,6 +1,8 @@
 //! The workers' side of the queue: claiming due messages under a lease, and recording each
 //! attempt only while its worker still holds that lease.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -43,6 +45,22 @@ impl Store {
         lease_until: DateTime<Utc>,
         limit: u64,
     ) -> Result<Vec<Notification>, StoreError> {
+        self.claim_except(owner, now, lease_until, limit, &HashSet::new())
+            .await
+    }
+
+    /// [`Store::claim`], leaving the messages of the `deleted` accounts where they are: a
+    /// message of an account deleted since the last pass that cancels such messages (one
+    /// retrying, or queued just before the deletion was known) waits for that pass, and is
+    /// never sent.
+    pub async fn claim_except(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u64,
+        deleted: &HashSet<Uuid>,
+    ) -> Result<Vec<Notification>, StoreError> {
         use notification::Column;
         let txn = self.db.begin().await?;
         let claimed = if roster_runtime::db::is_postgres(&self.db) {
@@ -53,14 +71,18 @@ impl Store {
             // the same whatever the queue's depth: one condition over all three kinds, ordered
             // by another column, sorted every due message on each claim (11 ms at 10,000
             // waiting, growing with the backlog).
+            // $8: the deleted accounts, as one array (the same statement whatever their number).
             let sql = "WITH queued AS (SELECT id, next_attempt_at AS due FROM notifications \
-                     WHERE state = $1 AND next_attempt_at <= $4 ORDER BY next_attempt_at \
+                     WHERE state = $1 AND next_attempt_at <= $4 \
+                     AND account_id <> ALL($8::text::uuid[]) ORDER BY next_attempt_at \
                      LIMIT $5 FOR UPDATE SKIP LOCKED), \
                  retrying AS (SELECT id, next_attempt_at AS due FROM notifications \
-                     WHERE state = $2 AND next_attempt_at <= $4 ORDER BY next_attempt_at \
+                     WHERE state = $2 AND next_attempt_at <= $4 \
+                     AND account_id <> ALL($8::text::uuid[]) ORDER BY next_attempt_at \
                      LIMIT $5 FOR UPDATE SKIP LOCKED), \
                  abandoned AS (SELECT id, lease_until AS due FROM notifications \
-                     WHERE state = $3 AND lease_until <= $4 ORDER BY lease_until \
+                     WHERE state = $3 AND lease_until <= $4 \
+                     AND account_id <> ALL($8::text::uuid[]) ORDER BY lease_until \
                      LIMIT $5 FOR UPDATE SKIP LOCKED) \
                  UPDATE notifications SET state = $3, attempts = attempts + 1, \
                      lease_owner = $6, lease_until = $7, next_attempt_at = NULL, updated_at = $4 \
@@ -76,6 +98,15 @@ impl Store {
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
                 owner.into(),
                 lease_until.into(),
+                format!(
+                    "{{{}}}",
+                    deleted
+                        .iter()
+                        .map(Uuid::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                )
+                .into(),
             ];
             let mut claimed = notification::Entity::find()
                 .from_raw_sql(Statement::from_sql_and_values(
@@ -103,7 +134,7 @@ impl Store {
             // returns), so the rows are read with a SELECT instead, which SQLite prepares
             // against the current schema.
             let mut update = claim_update(owner, now, lease_until)
-                .filter(Column::Id.in_subquery(due_ids(now, limit).into_query()))
+                .filter(Column::Id.in_subquery(due_ids(now, limit, deleted).into_query()))
                 .into_query();
             update.returning_col(Column::Id);
             let statement = txn.get_database_backend().build(&update);
@@ -282,7 +313,11 @@ impl Store {
 }
 
 /// The ids of up to `limit` messages a worker may take now, oldest first.
-fn due_ids(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<notification::Entity> {
+fn due_ids(
+    now: DateTime<Utc>,
+    limit: u64,
+    deleted: &HashSet<Uuid>,
+) -> sea_orm::Select<notification::Entity> {
     use notification::Column;
     let due = Condition::any()
         .add(
@@ -295,10 +330,14 @@ fn due_ids(now: DateTime<Utc>, limit: u64) -> sea_orm::Select<notification::Enti
                 .add(Column::State.eq(DeliveryState::Sending.as_str()))
                 .add(Column::LeaseUntil.lte(now)),
         );
-    notification::Entity::find()
+    let mut due_ids = notification::Entity::find()
         .select_only()
         .column(Column::Id)
-        .filter(due)
+        .filter(due);
+    if !deleted.is_empty() {
+        due_ids = due_ids.filter(Column::AccountId.is_not_in(deleted.iter().copied()));
+    }
+    due_ids
         .order_by_asc(Column::CreatedAt)
         .order_by_asc(Column::Id)
         .limit(limit)
