@@ -477,9 +477,9 @@ async fn an_upload_left_by_a_dead_replica_is_swept_when_a_replica_starts(backend
     );
 }
 
-/// A client sending its file a few bytes a message costs a stored piece per 64 KiB, not a row
-/// and a transaction per message: 2,000 messages of 10 bytes and then the rest in one are one
-/// piece, and the file is read whole and in order.
+/// A client sending its file a few bytes a message costs a stored piece per 64 KiB (or per
+/// half second), not a row and a transaction per message: 2,000 messages of 10 bytes and then
+/// the rest in one are a piece or a few, and the file is read whole and in order.
 async fn tiny_messages_are_gathered_into_pieces(backend: Backend) {
     let Some(suite) = ImportSuite::start(backend).await else {
         return;
@@ -491,17 +491,24 @@ async fn tiny_messages_are_gathered_into_pieces(backend: Backend) {
     let upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
         .open_upload(&account, None)
         .await;
+    let started = Instant::now();
     for piece in tiny.chunks(10) {
         assert!(upload.send(piece).await, "the server stopped reading");
     }
     assert!(upload.send(rest).await);
-    // Once the last message is stored, every one before it was taken.
     let import_id = suite
         .import_client()
         .await
         .uploading_import(&suite.imports.database, &account, 1, WAIT)
         .await;
-    assert_eq!(stored_chunks(&suite.imports.database, &import_id).await, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A piece per half second at most while the small messages came, and the last one.
+    let most = 2 + started.elapsed().as_millis() as u64 / 500;
+    let stored = stored_chunks(&suite.imports.database, &import_id).await;
+    assert!(
+        (1..=most).contains(&stored),
+        "{stored} pieces stored for 2,001 messages"
+    );
     let import = upload.finish().await.expect("the upload completes");
     let validated = suite
         .import_client()
@@ -515,7 +522,43 @@ async fn tiny_messages_are_gathered_into_pieces(backend: Backend) {
     );
 }
 
+/// A client that sends a little every half second, slower than a piece fills, is no
+/// abandoned upload: what it sent is stored in time for the sweep to see it alive, and the
+/// file completes.
+async fn a_slow_trickle_of_small_chunks_is_not_taken_for_abandoned(backend: Backend) {
+    let Some(suite) = ImportSuite::start_with(
+        backend,
+        |settings| {
+            settings.upload_idle_timeout_seconds = 2;
+            settings.upload_sweep_interval_seconds = 1;
+        },
+        Vec::new(),
+    )
+    .await
+    else {
+        return;
+    };
+    let account = suite.account("Trickle").await;
+    let file = people_csv("trickle", 12);
+    let upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
+    let piece = file.len() / 12 + 1;
+    for chunk in file.chunks(piece) {
+        assert!(upload.send(chunk).await, "the server stopped reading");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let import = upload.finish().await.expect("the upload completes");
+    let validated = suite
+        .import_client()
+        .await
+        .wait_for_state(&import.id, &[pb::ImportState::Validated], WAIT)
+        .await;
+    assert_eq!(validated.create_count, 12, "{validated:?}");
+}
+
 both_backends!(
+    a_slow_trickle_of_small_chunks_is_not_taken_for_abandoned,
     tiny_messages_are_gathered_into_pieces,
     an_upload_outlasts_the_request_timeout_while_it_keeps_sending,
     an_upload_that_stops_sending_fails_after_the_idle_timeout,

@@ -18,8 +18,13 @@ const STORED_CHUNK_BYTES: usize = 1024 * 1024;
 
 /// The least a piece holds, but the file's last: smaller messages are gathered until they
 /// come to this much, so that a client sending a byte a message costs a row and a
-/// transaction per 64 KiB, not per byte (and validation a read per 64 KiB).
+/// transaction per 64 KiB, not per byte (and validation a read per 64 KiB)...
 const MIN_STORED_PIECE_BYTES: usize = 64 * 1024;
+
+/// ... or until this long has passed since the last piece was stored: a client sending
+/// slowly keeps its upload's last activity (which the sweep of abandoned uploads reads) fresh
+/// well within the shortest idle timeout, at a row and a transaction per half second at most.
+const MAX_GATHER_TIME: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What GetImport reports for an upload whose call was dropped before the file was complete.
 const CUT_OFF: &str = "the upload was cut off: the client went away (or a deadline it set \
@@ -53,6 +58,8 @@ pub struct Upload {
     sniffer: Sniffer,
     /// Bytes received but not stored yet: fewer than [`MIN_STORED_PIECE_BYTES`].
     gathered: Vec<u8>,
+    /// When a piece was last stored (or the upload began).
+    last_stored: tokio::time::Instant,
     next_seq: i32,
     pending: bool,
 }
@@ -71,6 +78,7 @@ impl Upload {
             max_file_bytes,
             sniffer: Sniffer::new(encoding),
             gathered: Vec::new(),
+            last_stored: tokio::time::Instant::now(),
             next_seq: 0,
             pending: true,
         }
@@ -99,7 +107,9 @@ impl Upload {
             return self.append_pieces(bytes).await;
         }
         self.gathered.extend_from_slice(bytes);
-        if self.gathered.len() >= MIN_STORED_PIECE_BYTES {
+        if self.gathered.len() >= MIN_STORED_PIECE_BYTES
+            || self.last_stored.elapsed() >= MAX_GATHER_TIME
+        {
             return self.flush().await;
         }
         Ok(())
@@ -118,7 +128,10 @@ impl Upload {
                 .append_chunk(self.import_id, self.next_seq, piece.to_vec())
                 .await;
             match stored {
-                Ok(true) => self.next_seq += 1,
+                Ok(true) => {
+                    self.next_seq += 1;
+                    self.last_stored = tokio::time::Instant::now();
+                }
                 Ok(false) => return Err(Ended::Elsewhere),
                 Err(error) => {
                     return Err(Ended::broken(
