@@ -92,6 +92,9 @@ pub struct Settings {
     pub upload_sweep_interval_seconds: u64,
     /// Imports one replica works on at once.
     pub max_jobs: usize,
+    /// WatchImport streams one key may have open at once on a replica; more are refused
+    /// RESOURCE_EXHAUSTED (each looks at its import four times a second).
+    pub watches_per_key: usize,
     /// Rows per validation batch (1 to 1000).
     pub validate_batch_size: usize,
     /// Rows per BatchUpsertProfiles call (1 to 1000).
@@ -131,6 +134,7 @@ impl Default for Settings {
             upload_idle_timeout_seconds: 60,
             upload_sweep_interval_seconds: 60,
             max_jobs: 2,
+            watches_per_key: 16,
             validate_batch_size: 1000,
             apply_batch_size: 500,
             apply_batches_in_flight: 4,
@@ -342,6 +346,7 @@ pub async fn start(
         identity,
         api::ApiConfig {
             upload_idle_timeout: Duration::from_secs(settings.upload_idle_timeout_seconds),
+            watches_per_key: settings.watches_per_key.max(1),
             watch_interval: Duration::from_millis(250),
         },
         shutdown.clone(),

@@ -34,6 +34,7 @@ pub mod server;
 pub mod settings;
 pub mod shared;
 pub mod shutdown;
+pub mod streams;
 pub mod telemetry;
 pub mod work;
 

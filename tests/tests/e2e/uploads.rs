@@ -557,7 +557,54 @@ async fn a_slow_trickle_of_small_chunks_is_not_taken_for_abandoned(backend: Back
     assert_eq!(validated.create_count, 12, "{validated:?}");
 }
 
+/// A key may hold `watches_per_key` WatchImport streams at once: the next is refused
+/// RESOURCE_EXHAUSTED (TOO_MANY_WATCHES), and a watch whose client went away gives its place
+/// back at once, though the import it followed (still UPLOADING) did not change.
+async fn a_key_holds_a_bounded_number_of_import_watches(backend: Backend) {
+    let Some(suite) =
+        ImportSuite::start_with(backend, |settings| settings.watches_per_key = 2, Vec::new()).await
+    else {
+        return;
+    };
+    let account = suite.account("Watched").await;
+    let upload = Imports::new(suite.imports.channel().await, ADMIN_KEY)
+        .open_upload(&account, None)
+        .await;
+    assert!(upload.send(&people_csv("watched", 3)).await);
+    let client = suite.import_client().await;
+    let import_id = client
+        .uploading_import(&suite.imports.database, &account, 0, WAIT)
+        .await;
+    let watch = || {
+        client.watch_import(pb::WatchImportRequest {
+            import_id: import_id.clone(),
+        })
+    };
+    let first = watch().await.unwrap();
+    let _second = watch().await.unwrap();
+    let refused = watch().await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert_eq!(reason(&refused).as_deref(), Some("TOO_MANY_WATCHES"));
+    drop(first);
+    let started = Instant::now();
+    loop {
+        match watch().await {
+            Ok(_third) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(5),
+                    "the dropped watch kept its place"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+    drop(upload);
+}
+
 both_backends!(
+    a_key_holds_a_bounded_number_of_import_watches,
     a_slow_trickle_of_small_chunks_is_not_taken_for_abandoned,
     tiny_messages_are_gathered_into_pieces,
     an_upload_outlasts_the_request_timeout_while_it_keeps_sending,

@@ -40,6 +40,8 @@ pub struct ApiConfig {
     pub watch_interval: Duration,
     /// How long an upload may receive nothing before it is aborted.
     pub upload_idle_timeout: Duration,
+    /// WatchImport streams one key may have open at once.
+    pub watches_per_key: usize,
 }
 
 /// ImportService over bulk-import's use cases.
@@ -47,6 +49,7 @@ pub struct ImportApi {
     app: ImportApp,
     identity: Identity,
     config: ApiConfig,
+    watches: roster_runtime::streams::OpenStreams,
     shutdown: Shutdown,
 }
 
@@ -55,6 +58,10 @@ impl ImportApi {
         Self {
             app,
             identity,
+            watches: roster_runtime::streams::OpenStreams::new(
+                config.watches_per_key,
+                "WatchImport streams",
+            ),
             config,
             shutdown,
         }
@@ -278,7 +285,9 @@ impl ImportService for ImportApi {
         let caller = caller(&request)?;
         let id = import_id("import_id", &request.get_ref().import_id)?;
         let import = self.app.get(&caller, id).await?;
+        let place = self.watches.take(&caller.name)?;
         Ok(Response::new(Box::pin(streams::watch(
+            place,
             self.app.clone(),
             import,
             self.config.watch_interval,

@@ -141,6 +141,7 @@ impl<M> Pieces<M> {
 
 /// Streams an import's progress until it waits for the caller or is final.
 pub fn watch(
+    place: roster_runtime::streams::StreamPlace,
     app: ImportApp,
     first: Import,
     interval: Duration,
@@ -148,6 +149,8 @@ pub fn watch(
 ) -> ReceiverStream<Result<pb::WatchImportResponse, Status>> {
     let (sender, receiver) = mpsc::channel(4);
     tokio::spawn(async move {
+        // The key's place is given back when the watch ends, however it ends.
+        let _place = place;
         let mut current = first;
         let mut last_sent: Option<(i64, i64)> = None;
         let mut sent_at = Instant::now() - Duration::from_secs(1);
@@ -184,6 +187,8 @@ pub fn watch(
                         .await;
                     return;
                 }
+                // The client went away: no more looks at the import for it.
+                () = sender.closed() => return,
                 () = tokio::time::sleep(interval) => {}
             }
             current = match app.reload(current.id).await {

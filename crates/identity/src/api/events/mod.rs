@@ -6,14 +6,13 @@
 
 pub mod wire;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use roster_proto::identity::v1 as pb;
 use roster_proto::identity::v1::event_service_server::EventService;
 use roster_runtime::auth::caller;
 use roster_runtime::request::{number_token, page_size, parse_id, parse_number_token};
+use roster_runtime::streams::{OpenStreams, StreamPlace};
 use roster_runtime::{ApiError, Shutdown};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -38,7 +37,7 @@ const WATCH_BATCH: u64 = 256;
 pub struct EventApi {
     app: Identity,
     feed: EventFeed,
-    watches: Watches,
+    watches: OpenStreams,
     shutdown: Shutdown,
 }
 
@@ -48,60 +47,8 @@ impl EventApi {
         Self {
             app,
             feed,
-            watches: Watches {
-                open: Arc::default(),
-                per_key: watches_per_key,
-            },
+            watches: OpenStreams::new(watches_per_key, "WatchEvents streams"),
             shutdown,
-        }
-    }
-}
-
-/// The watches open on this replica, by key name.
-#[derive(Clone)]
-struct Watches {
-    open: Arc<Mutex<HashMap<String, usize>>>,
-    per_key: usize,
-}
-
-impl Watches {
-    /// A place for one more watch of `key`, held until it is dropped; `None` when the key
-    /// holds all of its places.
-    fn take(&self, key: &str) -> Option<WatchPlace> {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let count = open.entry(key.to_owned()).or_default();
-        if *count >= self.per_key {
-            return None;
-        }
-        *count += 1;
-        Some(WatchPlace {
-            watches: self.clone(),
-            key: key.to_owned(),
-        })
-    }
-}
-
-/// One open watch's place; given back when the watch ends.
-struct WatchPlace {
-    watches: Watches,
-    key: String,
-}
-
-impl Drop for WatchPlace {
-    fn drop(&mut self) {
-        let mut open = self
-            .watches
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
-            }
         }
     }
 }
@@ -210,19 +157,7 @@ impl EventService for EventApi {
             )
             .into());
         }
-        let place = self
-            .watches
-            .take(&caller.name)
-            .ok_or_else(|| ApiError::ResourceExhausted {
-                reason: "TOO_MANY_WATCHES",
-                message: format!(
-                    "this key has {} WatchEvents streams open on this server already, the \
-                     most one key may have; close one, or narrow one watch instead of opening \
-                     several",
-                    self.watches.per_key
-                ),
-                retry_after: None,
-            })?;
+        let place = self.watches.take(&caller.name)?;
         Ok(Response::new(Box::pin(watch(
             place,
             self.app.clone(),
@@ -236,7 +171,7 @@ impl EventService for EventApi {
 
 /// Streams the events `filter` selects after `cursor`, then follows the log.
 fn watch(
-    place: WatchPlace,
+    place: StreamPlace,
     app: Identity,
     filter: EventFilter,
     mut cursor: i64,
