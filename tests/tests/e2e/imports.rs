@@ -945,8 +945,32 @@ both_backends!(
     cancel_expiry_and_state_errors,
     a_cancel_during_the_apply_stops_the_rows_read_but_not_sent,
     another_accounts_imports_are_not_found,
+    a_file_name_with_control_characters_is_refused,
     two_replicas_and_one_job_only_one_applies
 );
+
+/// A file name holding a NUL (which PostgreSQL cannot store) or another control character is
+/// refused INVALID_ARGUMENT naming file_name, not an INTERNAL error of the database.
+async fn a_file_name_with_control_characters_is_refused(backend: Backend) {
+    let Some(suite) = ImportSuite::start(backend).await else {
+        return;
+    };
+    let account = suite.account("Acme").await;
+    let imports = suite.import_client().await;
+    for name in ["a\0b.csv", "line\nbreak.csv"] {
+        let status = imports
+            .create_import(pb::CreateImportRequest {
+                account_id: account.clone(),
+                file_name: name.into(),
+                content: people_csv("named", 1),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{name:?}: {status:?}");
+        assert_eq!(roster_tests::violated_fields(&status), ["file_name"]);
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_ids_are_invalid_arguments() {

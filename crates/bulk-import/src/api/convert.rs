@@ -87,9 +87,40 @@ pub fn parse_encoding(field: &str, label: &str) -> Result<Option<TextEncoding>, 
 }
 
 pub fn check_file_name(field: &str, name: &str) -> Result<(), ApiError> {
+    if name.len() > 4 * 255 {
+        return Err(ApiError::invalid(field, "must be 1 to 255 characters"));
+    }
     let length = name.chars().count();
     if length == 0 || length > 255 {
         return Err(ApiError::invalid(field, "must be 1 to 255 characters"));
     }
+    // A NUL cannot be stored (PostgreSQL refuses it in text), and control characters would be
+    // echoed to operators as they are.
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            field,
+            "must not contain control characters (NUL, line breaks, tabs and the like)",
+        ));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod file_name_tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_bounded_and_printable() {
+        assert!(check_file_name("file_name", "people.csv").is_ok());
+        assert!(check_file_name("file_name", "Übersicht 2026.csv").is_ok());
+        for refused in ["", "a\0b.csv", "a\nb.csv", "a\u{1b}[31m.csv"] {
+            let error = check_file_name("file_name", refused).unwrap_err();
+            let ApiError::InvalidArgument { violations, .. } = error else {
+                panic!("{refused:?}: {error:?}");
+            };
+            assert_eq!(violations.len(), 1, "{refused:?}");
+        }
+        assert!(check_file_name("file_name", &"x".repeat(256)).is_err());
+        assert!(check_file_name("file_name", &"\u{FDFA}".repeat(300)).is_err());
+    }
 }
