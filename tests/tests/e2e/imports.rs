@@ -945,18 +945,53 @@ both_backends!(
     cancel_expiry_and_state_errors,
     a_cancel_during_the_apply_stops_the_rows_read_but_not_sent,
     another_accounts_imports_are_not_found,
-    a_file_name_with_control_characters_is_refused,
+    file_names_are_checked_and_belong_to_their_request_id,
     two_replicas_and_one_job_only_one_applies
 );
 
 /// A file name holding a NUL (which PostgreSQL cannot store) or another control character is
-/// refused INVALID_ARGUMENT naming file_name, not an INTERNAL error of the database.
-async fn a_file_name_with_control_characters_is_refused(backend: Backend) {
+/// refused INVALID_ARGUMENT naming file_name, not an INTERNAL error of the database; and a
+/// request id sent again with another file name is refused naming request_id.
+async fn file_names_are_checked_and_belong_to_their_request_id(backend: Backend) {
     let Some(suite) = ImportSuite::start(backend).await else {
         return;
     };
     let account = suite.account("Acme").await;
     let imports = suite.import_client().await;
+    // A request id names one request: the same id with another file name is refused.
+    let first = imports
+        .create_import(pb::CreateImportRequest {
+            request_id: "named-once".into(),
+            account_id: account.clone(),
+            file_name: "first.csv".into(),
+            content: people_csv("named", 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let again = imports
+        .create_import(pb::CreateImportRequest {
+            request_id: "named-once".into(),
+            account_id: account.clone(),
+            file_name: "first.csv".into(),
+            content: people_csv("named", 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.import.unwrap().id, first.import.unwrap().id);
+    let other = imports
+        .create_import(pb::CreateImportRequest {
+            request_id: "named-once".into(),
+            account_id: account.clone(),
+            file_name: "second.csv".into(),
+            content: people_csv("other", 2),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::InvalidArgument, "{other:?}");
+    assert_eq!(roster_tests::violated_fields(&other), ["request_id"]);
     for name in ["a\0b.csv", "line\nbreak.csv"] {
         let status = imports
             .create_import(pb::CreateImportRequest {

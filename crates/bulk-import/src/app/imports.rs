@@ -61,8 +61,12 @@ impl ImportApp {
         let (import, created) = self.store.create_import(&new).await?;
         if !created {
             // The key joins the caller's name, the account and the request id with ':', which
-            // names and ids may hold: the import found must be this caller's, in this account.
-            if import.account_id != file.account_id || import.created_by != caller.name {
+            // names and ids may hold: the import found must be this caller's, in this account,
+            // and of the same file name (another file under the id is another request).
+            if import.account_id != file.account_id
+                || import.created_by != caller.name
+                || import.file_name != file.file_name
+            {
                 return Err(ImportError::RequestIdReused);
             }
             return Ok(Begun::Existing(import));
