@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::places::{Place, Places};
+use roster_runtime::places::{Place, Places};
 
 /// argon2id cost and pool size.
 #[derive(Clone, Debug, Deserialize, Serialize)]

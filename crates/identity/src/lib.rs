@@ -18,7 +18,6 @@ pub mod app;
 pub mod domain;
 pub mod events;
 pub mod hashing;
-pub mod places;
 pub mod relay;
 pub mod reset_page;
 pub mod retention;

@@ -27,6 +27,7 @@ pub mod descriptors;
 pub mod error;
 pub mod metrics;
 pub mod peer;
+pub mod places;
 pub mod ratelimit;
 pub mod request;
 pub mod retention;

@@ -3,15 +3,15 @@
 //! for as long as it is open, so without a bound per key one caller could make everyone's
 //! database work wait on its watches.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use crate::ApiError;
+use crate::places::{Place, Places};
 
 /// The streams open on this replica, by key name, each key holding at most `per_key`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct OpenStreams {
-    open: Arc<Mutex<HashMap<String, usize>>>,
+    places: Arc<Places<String>>,
     per_key: usize,
     /// What the streams are called in a refusal ("WatchEvents streams").
     what: &'static str,
@@ -20,8 +20,8 @@ pub struct OpenStreams {
 impl OpenStreams {
     pub fn new(per_key: usize, what: &'static str) -> Self {
         Self {
-            open: Arc::default(),
-            per_key,
+            places: Places::new(per_key),
+            per_key: per_key.max(1),
             what,
         }
     }
@@ -30,10 +30,10 @@ impl OpenStreams {
     /// ends, however it ends); RESOURCE_EXHAUSTED (`TOO_MANY_WATCHES`) when the key holds all
     /// of its places.
     pub fn take(&self, key: &str) -> Result<StreamPlace, ApiError> {
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(key.to_owned()).or_default();
-        if *count >= self.per_key {
-            return Err(ApiError::ResourceExhausted {
+        self.places
+            .take(&key.to_owned())
+            .map(|place| StreamPlace { _place: place })
+            .ok_or_else(|| ApiError::ResourceExhausted {
                 reason: "TOO_MANY_WATCHES",
                 message: format!(
                     "this key has {} {} open on this server already, the most one key may have; \
@@ -41,37 +41,13 @@ impl OpenStreams {
                     self.per_key, self.what
                 ),
                 retry_after: None,
-            });
-        }
-        *count += 1;
-        Ok(StreamPlace {
-            streams: self.clone(),
-            key: key.to_owned(),
-        })
+            })
     }
 }
 
 /// One open stream's place; given back when it is dropped.
-#[derive(Debug)]
 pub struct StreamPlace {
-    streams: OpenStreams,
-    key: String,
-}
-
-impl Drop for StreamPlace {
-    fn drop(&mut self) {
-        let mut open = self
-            .streams
-            .open
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(count) = open.get_mut(&self.key) {
-            *count -= 1;
-            if *count == 0 {
-                open.remove(&self.key);
-            }
-        }
-    }
+    _place: Place<String>,
 }
 
 #[cfg(test)]
@@ -83,7 +59,9 @@ mod tests {
         let streams = OpenStreams::new(2, "watches");
         let first = streams.take("a").unwrap();
         let _second = streams.take("a").unwrap();
-        let refused = streams.take("a").unwrap_err();
+        let Err(refused) = streams.take("a") else {
+            panic!("a third place for key a");
+        };
         assert!(refused.to_string().contains("2 watches"), "{refused}");
         let _other = streams.take("b").unwrap();
         drop(first);

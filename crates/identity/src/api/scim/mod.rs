@@ -44,7 +44,7 @@ pub use error::ScimError;
 use crate::app::Identity;
 use crate::domain::ids::AccountId;
 use crate::domain::scim_token::ScimToken;
-use crate::places::{Place, Places};
+use roster_runtime::places::{Place, Places};
 
 /// The media type of every SCIM body (RFC 7644 §8.1).
 pub const CONTENT_TYPE: &str = "application/scim+json";
