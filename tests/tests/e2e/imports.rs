@@ -232,6 +232,17 @@ async fn whole_flow(backend: Backend, validate_batch_size: usize) {
         .await
         .expect("a repeated request id returns the import");
     assert_eq!(again.import.unwrap().id, created.id);
+    // The same id asking for welcome emails is another request: refused, nothing changes.
+    let other = imports
+        .submit_import(pb::SubmitImportRequest {
+            import_id: created.id.clone(),
+            request_id: "submit-1".into(),
+            send_welcome_emails: true,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::InvalidArgument, "{other:?}");
+    assert_eq!(roster_tests::violated_fields(&other), ["request_id"]);
 
     let mut watch = imports
         .watch_import(pb::WatchImportRequest {

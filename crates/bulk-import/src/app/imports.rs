@@ -136,6 +136,14 @@ impl ImportApp {
         loop {
             let tx = self.store.begin().await?;
             let current = tx.import(id).await?.ok_or(ImportError::NotFound)?;
+            // The request id answers only the submit it was sent with: the same id asking the
+            // other way about welcome emails is another request.
+            if !request_id.is_empty()
+                && current.submit_request_id.as_deref() == Some(request_id)
+                && current.welcome_emails != welcome_emails
+            {
+                return Err(ImportError::RequestIdReused);
+            }
             let from = match state::submit(&current, request_id, now_millis()) {
                 Step::Done => return Ok(current),
                 Step::Refused(refusal) => return Err(refusal.into()),
