@@ -50,6 +50,9 @@ impl RecordReader {
             }
             return Ok(self.cut(skipped, at, cell, end));
         }
+        if let Some(message) = self.lone_carriage_return(&cells, content, line) {
+            return Err(message);
+        }
         self.count_blank_lines(skipped);
         if terminated {
             self.count_line_end(self.pos - 1);
@@ -68,6 +71,33 @@ impl RecordReader {
             open_quote: None,
             after_open_quote: self.after_open_quote(line),
         })
+    }
+
+    /// A carriage return alone outside quotes, inside a record: a line end of classic Mac OS
+    /// in a file whose other lines end otherwise. Read as a line end it would make rows of a
+    /// different shape than read as a character, so the file is refused, naming the line, as
+    /// a header line ending so is.
+    fn lone_carriage_return(&self, cells: &[String], content: usize, line: u64) -> Option<String> {
+        let raw = &self.text[content..self.pos];
+        let quoted: Vec<usize> = quote_openings(raw, self.separator())
+            .map(|(_, cell)| cell)
+            .collect();
+        cells
+            .iter()
+            .enumerate()
+            .any(|(index, cell)| cell.contains('\r') && !quoted.contains(&index))
+            .then(|| {
+                let at = raw
+                    .windows(2)
+                    .position(|pair| pair[0] == b'\r' && pair[1] != b'\n')
+                    .unwrap_or(0);
+                format!(
+                    "line {}: a line ends with a lone carriage return (classic Mac OS) while \
+                     other lines end otherwise; save the file with Windows (CRLF) or Unix (LF) \
+                     line ends",
+                    line + newlines(&raw[..at])
+                )
+            })
     }
 
     /// The delimiter, which the header line gave before any record is read.

@@ -85,6 +85,19 @@ fn line_endings_and_delimiter_are_reported() {
     let error = error.unwrap_err();
     assert!(error.contains("lone carriage return"), "{error}");
     assert_eq!(reader.line_ending(), Some("CR"));
+    // A lone carriage return further down, outside quotes, is named with its line; inside a
+    // quoted cell it is the cell's.
+    let error = read_all(
+        TextEncoding::UTF_8,
+        &[b"a,b,c\r\n1,2,3\r\n4,5,6\r7,8,9\r\n"],
+    )
+    .unwrap_err();
+    assert!(
+        error.starts_with("line 3: a line ends with a lone carriage return"),
+        "{error}"
+    );
+    let records = read_all(TextEncoding::UTF_8, &[b"a,b\r\n1,\"x\ry\"\r\n"]).unwrap();
+    assert_eq!(records[1].cells, vec!["1", "x\ry"]);
 }
 
 #[test]
