@@ -261,12 +261,7 @@ impl Identity {
             let Plan::Update(current, fields, _) = &*plan else {
                 continue;
             };
-            if fields.username.canonical() != current.canonical_username
-                || fields.username.as_str() == current.username
-                || store
-                    .follow_written_form(&txn, &fields.username, current.id)
-                    .await?
-            {
+            if store.look_kept(&txn, current, &fields.username).await? {
                 continue;
             }
             *plan = Plan::Failed(IdentityError::username_refused(Refusal::Confusable));

@@ -10,9 +10,9 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::StoreError;
-use super::entities::{credential, password_history, reset_token};
+use super::entities::{credential, password_history, profile, reset_token};
 use super::{Store, now};
-use crate::domain::ids::ProfileId;
+use crate::domain::ids::{AccountId, ProfileId};
 use crate::domain::policy::MAX_HISTORY_COUNT;
 
 impl Store {
@@ -120,11 +120,26 @@ impl Store {
         if profiles.is_empty() {
             return Ok(());
         }
-        reset_token::Entity::update_many()
-            .col_expr(reset_token::Column::RevokedAt, Expr::val(Some(now())))
+        revoke_unused()
             .filter(reset_token::Column::ProfileId.is_in(profiles.iter().map(|id| id.0)))
-            .filter(reset_token::Column::UsedAt.is_null())
-            .filter(reset_token::Column::RevokedAt.is_null())
+            .exec(txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Revokes the unused reset tokens of every profile of `account`, in one statement.
+    pub async fn revoke_reset_tokens_of_account(
+        &self,
+        txn: &DatabaseTransaction,
+        account: AccountId,
+    ) -> Result<(), StoreError> {
+        let profiles = Query::select()
+            .column(profile::Column::Id)
+            .from(profile::Entity)
+            .and_where(profile::Column::AccountId.eq(account.0))
+            .to_owned();
+        revoke_unused()
+            .filter(reset_token::Column::ProfileId.in_subquery(profiles))
             .exec(txn)
             .await?;
         Ok(())
@@ -191,4 +206,12 @@ impl Store {
             .await?;
         Ok(result.rows_affected == 1)
     }
+}
+
+/// The update that revokes the reset tokens not used or revoked yet; callers say whose.
+fn revoke_unused() -> sea_orm::UpdateMany<reset_token::Entity> {
+    reset_token::Entity::update_many()
+        .col_expr(reset_token::Column::RevokedAt, Expr::val(Some(now())))
+        .filter(reset_token::Column::UsedAt.is_null())
+        .filter(reset_token::Column::RevokedAt.is_null())
 }

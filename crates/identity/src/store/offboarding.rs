@@ -100,13 +100,7 @@ impl Store {
             .rows_affected();
         // Links sent to the account's users before the deletion set no password, not even
         // after an undelete.
-        txn.execute_raw(statement(
-            txn,
-            "UPDATE reset_tokens SET revoked_at = $2 WHERE used_at IS NULL AND revoked_at IS NULL \
-             AND profile_id IN (SELECT id FROM profiles WHERE account_id = $1)",
-            vec![current.id.0.into(), now.into()],
-        ))
-        .await?;
+        self.revoke_reset_tokens_of_account(txn, current.id).await?;
         Ok((next, profiles))
     }
 

@@ -458,9 +458,8 @@ impl Store {
         if fields.username.canonical() != current.canonical_username {
             self.reserve_username(txn, &fields.username, current.id, current.account_id)
                 .await?;
-        } else {
-            self.keep_look_registered(txn, current, &fields.username)
-                .await?;
+        } else if !self.look_kept(txn, current, &fields.username).await? {
+            return Err(IdentityError::username_refused(Refusal::Confusable).into());
         }
         let mut next = current.clone().with_fields(fields);
         next.status = status;
@@ -634,8 +633,9 @@ impl Store {
         fields: &ProfileFields,
         status: ProfileStatus,
     ) -> Result<Profile, StoreError> {
-        self.keep_look_registered(txn, current, &fields.username)
-            .await?;
+        if !self.look_kept(txn, current, &fields.username).await? {
+            return Err(IdentityError::username_refused(Refusal::Confusable).into());
+        }
         self.forget_kept_extensions(txn, current.id).await?;
         let now = crate::store::now();
         let mut next = current.clone().with_fields(fields);
@@ -645,23 +645,6 @@ impl Store {
         next.version = current.version + 1;
         self.write_version(txn, current.version, &next).await?;
         Ok(next)
-    }
-
-    /// `current`'s username written as `username` (the same canonical form): when it is
-    /// written another way, the registry's skeleton follows, or the change is refused as
-    /// confusable ([`Store::follow_written_form`]).
-    async fn keep_look_registered(
-        &self,
-        txn: &DatabaseTransaction,
-        current: &Profile,
-        username: &Username,
-    ) -> Result<(), StoreError> {
-        if username.as_str() == current.username
-            || self.follow_written_form(txn, username, current.id).await?
-        {
-            return Ok(());
-        }
-        Err(IdentityError::username_refused(Refusal::Confusable).into())
     }
 
     /// Writes `new` over `old` if nobody changed it in between (optimistic concurrency).

@@ -21,6 +21,7 @@ use super::entities::{profile, username_registry};
 use super::{Store, StoreError};
 use crate::domain::error::{IdentityError, Refusal};
 use crate::domain::ids::{AccountId, ProfileId};
+use crate::domain::profile::Profile;
 use crate::domain::username::{Registration, Standing, Username};
 
 /// How a deleted profile's status is stored.
@@ -113,6 +114,25 @@ impl Store {
 }
 
 impl Store {
+    /// Whether `current`'s username, written as `username`, keeps a look of its own: true
+    /// when its canonical form changes (the new one is registered as any new username is),
+    /// when it is written as before, or when the registry's skeleton now follows the new
+    /// writing ([`Store::follow_written_form`]); false when that writing looks like another
+    /// username. UpdateProfile, the SCIM writes and restore, and BatchUpsertProfiles ask it.
+    pub async fn look_kept(
+        &self,
+        txn: &DatabaseTransaction,
+        current: &Profile,
+        username: &Username,
+    ) -> Result<bool, StoreError> {
+        if username.canonical() != current.canonical_username
+            || username.as_str() == current.username
+        {
+            return Ok(true);
+        }
+        self.follow_written_form(txn, username, current.id).await
+    }
+
     /// Makes the skeleton registered for `username`'s canonical form — which `holder`
     /// registered — that of `username` as now written. A change of case or width keeps the
     /// canonical form but can change what a username looks like: `paypai` written `paypaI`
@@ -120,7 +140,7 @@ impl Store {
     /// once written so must keep a later `paypal` out. False (nothing changed) when another
     /// registered username, committed or being registered concurrently, has that skeleton;
     /// true when the skeleton is now registered (or already was).
-    pub async fn follow_written_form(
+    async fn follow_written_form(
         &self,
         txn: &DatabaseTransaction,
         username: &Username,
@@ -128,19 +148,8 @@ impl Store {
     ) -> Result<bool, StoreError> {
         use sea_orm::TransactionTrait;
         use sea_orm::sea_query::Expr;
-        let others = username_registry::Entity::find()
-            .select_only()
-            .column(username_registry::Column::Canonical)
-            .filter(username_registry::Column::Skeleton.eq(username.skeleton()))
-            .filter(username_registry::Column::Canonical.ne(username.canonical()))
-            .into_tuple::<String>()
-            .one(txn)
-            .await?;
-        if others.is_some() {
-            return Ok(false);
-        }
-        // In a savepoint: a concurrent registration of the same skeleton that commits first
-        // fails this update on the skeleton's unique index, which must not end the
+        // The skeleton's unique index decides, in a savepoint: another username registered
+        // with it (committed, or committing first) fails this update, which must not end the
         // transaction.
         let savepoint = txn.begin().await?;
         let moved = username_registry::Entity::update_many()

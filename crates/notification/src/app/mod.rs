@@ -158,7 +158,6 @@ impl Notifications {
             account_display_name: email.account_display_name,
             message_id: format!("<{id}@{}>", self.message_id_domain),
         };
-        let asked = new.clone();
         match self.enqueue(&caller.name, &email.request_id, new).await? {
             Enqueued::Created(notification) => {
                 tracing::info!(notification = %notification.id, template = %notification.template, "queued");
@@ -166,12 +165,6 @@ impl Notifications {
                 Ok(notification)
             }
             Enqueued::Replayed(notification) => {
-                // The id answers only the request it was sent with: another email under it
-                // (another account's, another recipient) is refused, never answered the
-                // first one.
-                if !notification.answers(&asked) {
-                    return Err(NotificationError::RequestIdOfAnotherEmail);
-                }
                 // Request ids are scoped to the caller; a key that lost access to the account
                 // since then must not learn about the notification.
                 if !caller.may_access(notification.account_id) {
@@ -386,11 +379,17 @@ impl Notifications {
         if queued {
             return Ok(Enqueued::Created(notification));
         }
-        self.store
+        let kept = self
+            .store
             .by_request(scope, request_id)
             .await?
-            .map(Enqueued::Replayed)
-            .ok_or(NotificationError::RequestKeyVanished)
+            .ok_or(NotificationError::RequestKeyVanished)?;
+        // The id answers only the request it was sent with: another email under it (another
+        // account's, another recipient) is refused, never answered the first one.
+        if !kept.answers(&notification) {
+            return Err(NotificationError::RequestIdOfAnotherEmail);
+        }
+        Ok(Enqueued::Replayed(kept))
     }
 }
 

@@ -105,11 +105,11 @@ impl Notification {
         self.variables == NO_VARIABLES
     }
 
-    /// Whether this notification is what `new` asks for: the same account, recipient,
-    /// template, locale asked and display name, and the same variables while they are kept
-    /// (they are discarded once it is final, and cannot be compared then). A request id
-    /// answers only the request it was sent with.
-    pub fn answers(&self, new: &NewNotification) -> bool {
+    /// Whether this notification is what `new` (built from a request, not stored) asks for:
+    /// the same account, recipient, template, locale asked and display name, and the same
+    /// variables while they are kept (they are discarded once it is final, and cannot be
+    /// compared then). A request id answers only the request it was sent with.
+    pub fn answers(&self, new: &Notification) -> bool {
         self.account_id == new.account_id
             && self.recipient == new.recipient
             && self.template == new.template
