@@ -970,35 +970,19 @@ async fn file_names_are_checked_and_belong_to_their_request_id(backend: Backend)
     let account = suite.account("Acme").await;
     let imports = suite.import_client().await;
     // A request id names one request: the same id with another file name is refused.
-    let first = imports
-        .create_import(pb::CreateImportRequest {
+    let named = |file_name: &str, content: Vec<u8>| {
+        imports.create_import(pb::CreateImportRequest {
             request_id: "named-once".into(),
             account_id: account.clone(),
-            file_name: "first.csv".into(),
-            content: people_csv("named", 1),
+            file_name: file_name.into(),
+            content,
             ..Default::default()
         })
-        .await
-        .unwrap();
-    let again = imports
-        .create_import(pb::CreateImportRequest {
-            request_id: "named-once".into(),
-            account_id: account.clone(),
-            file_name: "first.csv".into(),
-            content: people_csv("named", 1),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    };
+    let first = named("first.csv", people_csv("named", 1)).await.unwrap();
+    let again = named("first.csv", people_csv("named", 1)).await.unwrap();
     assert_eq!(again.import.unwrap().id, first.import.unwrap().id);
-    let other = imports
-        .create_import(pb::CreateImportRequest {
-            request_id: "named-once".into(),
-            account_id: account.clone(),
-            file_name: "second.csv".into(),
-            content: people_csv("other", 2),
-            ..Default::default()
-        })
+    let other = named("second.csv", people_csv("other", 2))
         .await
         .unwrap_err();
     assert_eq!(other.code(), Code::InvalidArgument, "{other:?}");
